@@ -1,0 +1,345 @@
+//! The device: the one entry point a host (phone app, desktop CLI) talks to.
+//!
+//! It unlocks the store with the host's [`KeyStore`], keeps open plans in memory and turns
+//! every typed edit into one durable transaction before returning. A call that returned `Ok`
+//! is on disk: killing the process at any later instant loses nothing.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use automerge::ReadDoc;
+use serde::Serialize;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::CoreError;
+use crate::identity::DeviceIdentity;
+use crate::ids::{DeviceId, PlanId};
+use crate::keystore::KeyStore;
+use crate::plan::{self, Compartment, Conflict, Plan, PlanError, PlanView};
+use crate::store::{OpenStoreError, PlanHeader, Store, StoreError};
+use crate::transfer::{self, ImportReport};
+
+/// A plan in the device's list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanSummary {
+    pub id: PlanId,
+    pub family: String,
+}
+
+/// One row of the plan list: a plan, or a damaged entry that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum PlanListEntry {
+    Ok(PlanSummary),
+    Damaged { detail: String },
+}
+
+/// A device's core.
+pub struct Device {
+    store: Store,
+    identity: DeviceIdentity,
+    clock: Arc<dyn Clock>,
+    open_plans: HashMap<PlanId, Plan>,
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Device")
+            .field("id", &self.identity.device_id())
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+fn map_open(e: OpenStoreError) -> CoreError {
+    match e {
+        OpenStoreError::KeyStore(k) => CoreError::KeyStore(k),
+        OpenStoreError::Store(s) => CoreError::Store(s),
+        OpenStoreError::Missing(_) => CoreError::NotInitialised,
+        OpenStoreError::Exists(_) => CoreError::AlreadyInitialised,
+    }
+}
+
+fn ensure_dir(dir: &Path) -> Result<(), CoreError> {
+    let io = |source| CoreError::Io { path: dir.to_path_buf(), source };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+    }
+    Ok(())
+}
+
+impl Device {
+    /// Creates a device in `dir`: a new data key wrapped by `keystore`, and new identity keys.
+    pub fn init(dir: &Path, keystore: &dyn KeyStore) -> Result<Device, CoreError> {
+        ensure_dir(dir)?;
+        let (store, identity) = Store::create(dir, keystore).map_err(map_open)?;
+        Ok(Device { store, identity, clock: Arc::new(SystemClock), open_plans: HashMap::new() })
+    }
+
+    /// Opens the device in `dir`.
+    pub fn open(dir: &Path, keystore: &dyn KeyStore) -> Result<Device, CoreError> {
+        let (store, identity) = Store::open(dir, keystore).map_err(map_open)?;
+        Ok(Device { store, identity, clock: Arc::new(SystemClock), open_plans: HashMap::new() })
+    }
+
+    pub fn open_or_init(dir: &Path, keystore: &dyn KeyStore) -> Result<Device, CoreError> {
+        match Device::open(dir, keystore) {
+            Err(CoreError::NotInitialised) => Device::init(dir, keystore),
+            other => other,
+        }
+    }
+
+    /// Replaces the clock (tests, simulations). Plans opened afterwards use it.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self.open_plans.clear();
+        self
+    }
+
+    pub fn device_id(&self) -> DeviceId {
+        self.identity.device_id()
+    }
+
+    pub fn identity(&self) -> &DeviceIdentity {
+        &self.identity
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.store.path().to_path_buf()
+    }
+
+    /// Re-wraps the data key for a new passphrase or keystore key; no plan data is rewritten.
+    pub fn change_keystore(&mut self, current: &dyn KeyStore, new: &dyn KeyStore) -> Result<(), CoreError> {
+        self.store.rewrap(current, new).map_err(map_open)
+    }
+
+    /// Creates a plan with the default (ZRM-2017) life domains.
+    pub fn create_plan(&mut self, family: &str) -> Result<PlanId, CoreError> {
+        self.create_plan_with_domains(family, None)
+    }
+
+    /// Creates a plan; `domains` replaces the default domain set when given.
+    pub fn create_plan_with_domains(
+        &mut self,
+        family: &str,
+        domains: Option<Vec<String>>,
+    ) -> Result<PlanId, CoreError> {
+        let id = PlanId::random();
+        let plan = Plan::create(id, self.device_id(), family, domains, self.clock.clone())?;
+        let changes = plan.changes_since(&Default::default());
+        let header = PlanHeader { plan: id, family: plan.view()?.family };
+        self.store.append_changes(&plan, Some(&header), &changes, true)?;
+        self.open_plans.insert(id, plan);
+        Ok(id)
+    }
+
+    /// Every plan on the device. A damaged entry is listed as such; the others still open.
+    pub fn list_plans(&self) -> Result<Vec<PlanListEntry>, CoreError> {
+        let mut out: Vec<PlanListEntry> = self
+            .store
+            .list_plans()?
+            .into_iter()
+            .map(|entry| match entry {
+                Ok(h) => PlanListEntry::Ok(PlanSummary { id: h.plan, family: h.family }),
+                Err(e) => PlanListEntry::Damaged { detail: e.to_string() },
+            })
+            .collect();
+        out.sort_by(|a, b| match (a, b) {
+            (PlanListEntry::Ok(a), PlanListEntry::Ok(b)) => (&a.family, a.id).cmp(&(&b.family, b.id)),
+            (PlanListEntry::Ok(_), _) => std::cmp::Ordering::Less,
+            (_, PlanListEntry::Ok(_)) => std::cmp::Ordering::Greater,
+            (PlanListEntry::Damaged { detail: a }, PlanListEntry::Damaged { detail: b }) => a.cmp(b),
+        });
+        Ok(out)
+    }
+
+    /// The plan whose id is `text` or starts with it (at least 4 characters), as in git.
+    pub fn find_plan(&self, text: &str) -> Result<PlanId, CoreError> {
+        if let Ok(id) = text.parse::<PlanId>() {
+            return Ok(id);
+        }
+        let text = text.trim().to_ascii_lowercase();
+        let matches: Vec<PlanId> = self
+            .list_plans()?
+            .into_iter()
+            .filter_map(|e| match e {
+                PlanListEntry::Ok(s) if text.len() >= 4 && s.id.to_string().starts_with(&text) => Some(s.id),
+                _ => None,
+            })
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(*one),
+            _ => Err(CoreError::AmbiguousPlan(text.chars().take(40).collect())),
+        }
+    }
+
+    fn plan(&mut self, id: PlanId) -> Result<&mut Plan, CoreError> {
+        if !self.open_plans.contains_key(&id) {
+            if !self.store.has_plan(id)? {
+                return Err(CoreError::UnknownPlan(id));
+            }
+            let stored = self.store.load_plan(id)?;
+            let plan = Plan::from_documents(id, self.device_id(), stored.docs, self.clock.clone())
+                .map_err(|e| StoreError::CorruptPlan { plan: id, what: e.to_string() })?;
+            self.open_plans.insert(id, plan);
+        }
+        self.open_plans.get_mut(&id).ok_or(CoreError::UnknownPlan(id))
+    }
+
+    /// Loads a plan (if needed) so that later reads are instant.
+    pub fn open_plan(&mut self, id: &PlanId) -> Result<(), CoreError> {
+        self.plan(*id).map(|_| ())
+    }
+
+    /// Drops a plan from memory; the next access reads it from disk again.
+    pub fn close_plan(&mut self, id: &PlanId) {
+        self.open_plans.remove(id);
+    }
+
+    /// The plan's read model.
+    pub fn read(&mut self, id: &PlanId) -> Result<PlanView, CoreError> {
+        Ok(self.plan(*id)?.view()?)
+    }
+
+    pub fn conflicts(&mut self, id: &PlanId) -> Result<Vec<Conflict>, CoreError> {
+        Ok(self.plan(*id)?.conflicts()?)
+    }
+
+    /// Runs a typed edit and makes it durable before returning.
+    ///
+    /// The edit's changes are appended (sealed) to the store in one transaction. If anything
+    /// fails, the in-memory plan is discarded so that memory never runs ahead of the disk.
+    pub fn edit<T>(
+        &mut self,
+        id: &PlanId,
+        f: impl FnOnce(&mut Plan) -> Result<T, PlanError>,
+    ) -> Result<T, CoreError> {
+        self.plan(*id)?;
+        let Device { store, open_plans, .. } = self;
+        let plan = open_plans.get_mut(id).ok_or(CoreError::UnknownPlan(*id))?;
+        let before = plan.heads();
+        let family_before = family_of(plan);
+        let result = f(plan);
+        let changes = plan.changes_since(&before);
+        if changes.is_empty() {
+            return Ok(result?);
+        }
+        let persisted = match &result {
+            Ok(_) => {
+                let family = family_of(plan);
+                let header = (family != family_before)
+                    .then(|| family.map(|family| PlanHeader { plan: *id, family }))
+                    .flatten();
+                store.append_changes(plan, header.as_ref(), &changes, true)
+            }
+            // A failed edit that still wrote something (a multi-step closure): drop it all.
+            Err(_) => Ok(()),
+        };
+        if persisted.is_err() || result.is_err() {
+            self.open_plans.remove(id);
+        }
+        persisted?;
+        Ok(result?)
+    }
+
+    /// Number of changes written here that await a push.
+    pub fn pending_changes(&self) -> Result<u64, CoreError> {
+        Ok(self.store.pending_outbox()?)
+    }
+
+    /// Bytes the store occupies on disk (database and WAL).
+    pub fn disk_usage(&self) -> u64 {
+        self.store.disk_usage()
+    }
+
+    /// Folds every document of a plan into a fresh snapshot now.
+    pub fn compact_plan(&mut self, id: &PlanId) -> Result<(), CoreError> {
+        let held = self.plan(*id)?.held_compartments();
+        for compartment in held {
+            let plan = self.open_plans.get(id).ok_or(CoreError::UnknownPlan(*id))?;
+            let doc = plan.doc(compartment)?;
+            self.store.compact(*id, compartment, doc)?;
+        }
+        Ok(())
+    }
+
+    /// The whole plan (every held compartment) as a sealed transfer file.
+    pub fn export_changes(&mut self, id: &PlanId, passphrase: &str) -> Result<Vec<u8>, CoreError> {
+        let plan = self.plan(*id)?;
+        let docs = plan
+            .held_compartments()
+            .into_iter()
+            .map(|c| Ok((c, plan.doc(c)?.save())))
+            .collect::<Result<Vec<_>, PlanError>>()?;
+        Ok(transfer::seal(*id, docs, passphrase)?)
+    }
+
+    /// Merges a transfer file into this device: the plan is created if new, and only changes
+    /// not yet held are stored. The file is verified in full before anything is written.
+    pub fn import_changes(&mut self, file: &[u8], passphrase: &str) -> Result<ImportReport, CoreError> {
+        let contents = transfer::open(file, passphrase)?;
+        let id = contents.plan;
+        let known = self.store.has_plan(id)?;
+        let mut incoming = Vec::new();
+        for (compartment, saved) in contents.docs {
+            let doc = automerge::Automerge::load(&saved)
+                .map_err(|e| transfer::TransferError::Document { compartment, detail: e.to_string() })?;
+            plan::validate_document(&doc, compartment, id)
+                .map_err(|e| transfer::TransferError::Document { compartment, detail: e.to_string() })?;
+            incoming.push((compartment, doc));
+        }
+        if !incoming.iter().any(|(c, _)| *c == Compartment::Basis) && !known {
+            return Err(transfer::TransferError::MissingBasis.into());
+        }
+        let (mut merged, before) = if known {
+            let plan = self.plan(id)?;
+            let before = plan.heads();
+            // Merge into copies first: a document that merges but no longer materialises
+            // must not reach the plan in memory or on disk.
+            let mut docs = Vec::new();
+            for compartment in plan.held_compartments() {
+                docs.push((compartment, plan.doc(compartment)?.fork()));
+            }
+            (Plan::from_documents(id, self.device_id(), docs, self.clock.clone())?, before)
+        } else {
+            (Plan::from_documents(id, self.device_id(), Vec::new(), self.clock.clone())?, Default::default())
+        };
+        for (compartment, mut doc) in incoming {
+            match merged.doc_mut(compartment) {
+                Ok(existing) => {
+                    existing.merge(&mut doc).map_err(PlanError::from)?;
+                    plan::validate_document(existing, compartment, id).map_err(|e| {
+                        transfer::TransferError::Document { compartment, detail: e.to_string() }
+                    })?;
+                }
+                Err(_) => merged.insert_document(compartment, doc)?,
+            }
+        }
+        let view = merged.view()?;
+        let changes = merged.changes_since(&before);
+        let report = ImportReport {
+            plan: id,
+            family: view.family.clone(),
+            new_plan: !known,
+            changes: changes.iter().map(|(_, c)| c.len()).sum(),
+        };
+        if !changes.is_empty() {
+            let header = PlanHeader { plan: id, family: view.family };
+            self.store.append_changes(&merged, Some(&header), &changes, false)?;
+        }
+        self.open_plans.insert(id, merged);
+        Ok(report)
+    }
+}
+
+fn family_of(plan: &Plan) -> Option<String> {
+    let doc = plan.doc(Compartment::Basis).ok()?;
+    match doc.get(automerge::ROOT, "family").ok()?? {
+        (automerge::Value::Scalar(s), _) => s.as_str().map(str::to_owned),
+        _ => None,
+    }
+}

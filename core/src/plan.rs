@@ -1,0 +1,262 @@
+//! The family plan: one automerge document per compartment, behind a typed API.
+//!
+//! A plan is split into compartments because the privacy rules say which kind of information
+//! may go to which partner; each compartment is its own document so that it can later be
+//! encrypted, shared and synchronised on its own.
+//!
+//! Document layout (`basis`; the other compartments hold `schema`, `plan_id`, `notes`, and
+//! `veiligheid` also `safety_items`):
+//!
+//! ```text
+//! { schema: 1, plan_id: "…", family: "Jansen", phase: "plan", regisseur: "<participant>",
+//!   domains: ["financiën", …],
+//!   members:      { <id>: { name, relation, birth_date?, parental_authority, created_at } },
+//!   participants: { <id>: { name, organisation, role, created_at } },
+//!   escalations:  [ { level, regie_holder?, reason, by, at } ],
+//!   goals:        { <id>: { domain, title, status, description: Text, created_at } },
+//!   scores:       { "<member>|<domain>|<date>": 1..5 },
+//!   actions:      { <id>: { goal, title, owner_org, owner_person?, due?, status, created_at } },
+//!   agreements:   { <id>: { text: Text, author, created_at } },
+//!   notes:        { <id>: { kind, text: Text, author, created_at } } }
+//! ```
+//!
+//! People's prose is automerge `Text`, so concurrent typing merges. Everything a person *sets*
+//! (a status, a date, a score, a title) is a plain scalar register: two concurrent sets leave
+//! both values in the document, which [`conflicts`] lists for the regisseur to settle.
+//! Every entity has a random id, so two devices never create the same key.
+
+pub mod conflicts;
+mod edit;
+mod read;
+pub mod view;
+pub mod vocab;
+
+use std::sync::Arc;
+
+use automerge::{Automerge, ChangeHash};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
+use crate::ids::{DeviceId, EntityId, PlanId};
+
+pub use conflicts::{Conflict, ConflictValue, Resolution};
+pub use edit::{ActionUpdate, MemberUpdate, NewAction, NewGoal, NewMember, NewParticipant};
+pub use view::PlanView;
+pub use vocab::{ActionStatus, EscalationLevel, GoalStatus, NoteKind, Phase, Role};
+
+/// The version of the document layout above; written into every compartment.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// One of the four parts of a plan that the privacy rules treat separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compartment {
+    /// Family, participants, goals, actions, agreements, home-visit notes: every participant.
+    Basis,
+    /// Care and health details.
+    Zorg,
+    /// Safety plan, risk assessment, Veilig Thuis reports.
+    Veiligheid,
+    /// Police, OM and probation information.
+    Justitie,
+}
+
+impl Compartment {
+    pub const ALL: [Compartment; 4] =
+        [Compartment::Basis, Compartment::Zorg, Compartment::Veiligheid, Compartment::Justitie];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compartment::Basis => "basis",
+            Compartment::Zorg => "zorg",
+            Compartment::Veiligheid => "veiligheid",
+            Compartment::Justitie => "justitie",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for Compartment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Compartment {
+    type Err = ValidationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Compartment::ALL.into_iter().find(|c| c.as_str() == s).ok_or_else(|| ValidationError::InvalidValue {
+            field: "compartment",
+            value: s.chars().take(64).collect(),
+            allowed: "basis, zorg, veiligheid, justitie".into(),
+        })
+    }
+}
+
+/// Input that the plan's rules refuse. Nothing is changed when one of these is returned.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ValidationError {
+    #[error("a ZRM score is 1 to 5, got {0}")]
+    ScoreOutOfRange(i64),
+    #[error("{0:?} is not a life domain of this plan")]
+    UnknownDomain(String),
+    #[error("no goal {0} in this plan")]
+    UnknownGoal(EntityId),
+    #[error("no action {0} in this plan")]
+    UnknownAction(EntityId),
+    #[error("no family member {0} in this plan")]
+    UnknownMember(EntityId),
+    #[error("no participant {0} in this plan")]
+    UnknownParticipant(EntityId),
+    #[error("no note {0} in compartment {1}")]
+    UnknownNote(EntityId, Compartment),
+    #[error("{field} is {len} characters, more than the {max} allowed")]
+    TooLong { field: &'static str, len: usize, max: usize },
+    #[error("{field} may not be empty")]
+    Empty { field: &'static str },
+    #[error("{0:?} is not a date of the form YYYY-MM-DD")]
+    InvalidDate(String),
+    #[error("{value:?} is not a valid {field} (one of: {allowed})")]
+    InvalidValue { field: &'static str, value: String, allowed: String },
+    #[error("text position {position} is beyond the text's length {len}")]
+    TextPosition { position: usize, len: usize },
+    #[error("the domain list must hold 1 to {max} distinct names")]
+    DomainList { max: usize },
+}
+
+/// Errors of the plan model.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("this device holds no key for the {0} compartment of this plan")]
+    CompartmentNotHeld(Compartment),
+    #[error("the {compartment} document does not have the plan layout: {detail}")]
+    Malformed { compartment: Compartment, detail: String },
+    #[error("the {compartment} document belongs to plan {found}, not {expected}")]
+    WrongPlan { compartment: Compartment, expected: PlanId, found: String },
+    #[error("no conflict {0:?} in this plan")]
+    UnknownConflict(String),
+    #[error("conflict {conflict:?} has {count} values; there is no value {index}")]
+    NoSuchConflictValue { conflict: String, index: usize, count: usize },
+    #[error("automerge refused the change: {0}")]
+    Automerge(#[from] automerge::AutomergeError),
+}
+
+/// A family plan in memory: its compartment documents, of which a device may hold a subset.
+#[derive(Debug)]
+pub struct Plan {
+    id: PlanId,
+    author: DeviceId,
+    docs: [Option<Automerge>; 4],
+    clock: Arc<dyn Clock>,
+}
+
+impl Plan {
+    /// A new plan, with every compartment initialised by this device.
+    pub fn create(
+        id: PlanId,
+        author: DeviceId,
+        family: &str,
+        domains: Option<Vec<String>>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Plan, PlanError> {
+        let family = edit::short_text("family name", family)?;
+        let domains = match domains {
+            Some(list) => edit::domain_list(list)?,
+            None => vocab::ZRM_2017_DOMAINS.iter().map(|d| (*d).to_owned()).collect(),
+        };
+        let mut plan = Plan { id, author, docs: Default::default(), clock };
+        for compartment in Compartment::ALL {
+            let mut doc = Automerge::new().with_actor(author.actor());
+            edit::init_document(&mut doc, compartment, id, &family, &domains, plan.clock.now_ms())?;
+            plan.docs[compartment.index()] = Some(doc);
+        }
+        Ok(plan)
+    }
+
+    /// A plan from documents loaded off disk or received from elsewhere. Compartments
+    /// missing from `docs` are simply not held. Each document must carry this plan's id.
+    pub fn from_documents(
+        id: PlanId,
+        author: DeviceId,
+        docs: Vec<(Compartment, Automerge)>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Plan, PlanError> {
+        let mut plan = Plan { id, author, docs: Default::default(), clock };
+        for (compartment, mut doc) in docs {
+            doc.set_actor(author.actor());
+            read::check_plan_id(&doc, compartment, id)?;
+            plan.docs[compartment.index()] = Some(doc);
+        }
+        Ok(plan)
+    }
+
+    pub fn id(&self) -> PlanId {
+        self.id
+    }
+
+    pub fn author(&self) -> DeviceId {
+        self.author
+    }
+
+    pub fn held_compartments(&self) -> Vec<Compartment> {
+        Compartment::ALL.into_iter().filter(|c| self.docs[c.index()].is_some()).collect()
+    }
+
+    pub fn doc(&self, compartment: Compartment) -> Result<&Automerge, PlanError> {
+        self.docs[compartment.index()].as_ref().ok_or(PlanError::CompartmentNotHeld(compartment))
+    }
+
+    pub(crate) fn doc_mut(&mut self, compartment: Compartment) -> Result<&mut Automerge, PlanError> {
+        self.docs[compartment.index()].as_mut().ok_or(PlanError::CompartmentNotHeld(compartment))
+    }
+
+    /// Adds a compartment document that arrived for a compartment not held before.
+    pub fn insert_document(&mut self, compartment: Compartment, mut doc: Automerge) -> Result<(), PlanError> {
+        doc.set_actor(self.author.actor());
+        read::check_plan_id(&doc, compartment, self.id)?;
+        self.docs[compartment.index()] = Some(doc);
+        Ok(())
+    }
+
+    /// The heads of every held compartment, to compute what a later edit added.
+    pub fn heads(&self) -> [Vec<ChangeHash>; 4] {
+        std::array::from_fn(|i| self.docs[i].as_ref().map(|d| d.get_heads()).unwrap_or_default())
+    }
+
+    /// The raw bytes of every change made since `heads`, per compartment, oldest first.
+    pub fn changes_since(&self, heads: &[Vec<ChangeHash>; 4]) -> Vec<(Compartment, Vec<Vec<u8>>)> {
+        Compartment::ALL
+            .into_iter()
+            .filter_map(|c| {
+                let doc = self.docs[c.index()].as_ref()?;
+                let changes: Vec<Vec<u8>> = doc
+                    .get_changes(&heads[c.index()])
+                    .into_iter()
+                    .map(|ch| ch.raw_bytes().to_vec())
+                    .collect();
+                (!changes.is_empty()).then_some((c, changes))
+            })
+            .collect()
+    }
+
+    /// The materialised read model.
+    pub fn view(&self) -> Result<PlanView, PlanError> {
+        view::materialise(self)
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}
+
+/// Checks a document that arrived from elsewhere before it joins a plan: the right plan id
+/// and a layout that materialises.
+pub fn validate_document(doc: &Automerge, compartment: Compartment, plan: PlanId) -> Result<(), PlanError> {
+    read::check_plan_id(doc, compartment, plan)?;
+    view::check_layout(doc, compartment)
+}

@@ -1,0 +1,551 @@
+//! Typed edits. Each validates its input first and then writes one automerge transaction in
+//! one compartment, stamped with the clock's time; an error leaves the documents unchanged.
+
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{Automerge, ObjId, ObjType, ROOT, ReadDoc, ScalarValue};
+use serde::{Deserialize, Serialize};
+
+use super::read::{self, Reader};
+use super::vocab::{self, ActionStatus, EscalationLevel, GoalStatus, NoteKind, Phase, Role};
+use super::{Compartment, Plan, PlanError, ValidationError};
+use crate::ids::{EntityId, PlanId};
+
+/// A family member to add.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewMember {
+    pub name: String,
+    /// How the person relates to the family, in the worker's words (moeder, zoon, opa, ...).
+    pub relation: String,
+    /// YYYY-MM-DD.
+    pub birth_date: Option<String>,
+    /// Holds parental authority (gezag) over the children in the plan.
+    pub parental_authority: bool,
+}
+
+/// Fields of a member to change; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberUpdate {
+    pub name: Option<String>,
+    pub relation: Option<String>,
+    pub birth_date: Option<Option<String>>,
+    pub parental_authority: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewParticipant {
+    pub name: String,
+    pub organisation: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewGoal {
+    pub domain: String,
+    pub title: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewAction {
+    pub goal: EntityId,
+    pub title: String,
+    pub owner_org: String,
+    pub owner_person: Option<String>,
+    /// YYYY-MM-DD.
+    pub due: Option<String>,
+}
+
+/// Fields of an action to change; `None` leaves a field as it is, `Some(None)` clears it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActionUpdate {
+    pub title: Option<String>,
+    pub status: Option<ActionStatus>,
+    pub due: Option<Option<String>>,
+    pub owner_org: Option<String>,
+    pub owner_person: Option<Option<String>>,
+}
+
+pub(super) fn short_text(field: &'static str, value: &str) -> Result<String, ValidationError> {
+    bounded_text(field, value, vocab::SHORT_TEXT_MAX_CHARS)
+}
+
+pub(super) fn long_text(field: &'static str, value: &str) -> Result<String, ValidationError> {
+    bounded_text(field, value, vocab::LONG_TEXT_MAX_CHARS)
+}
+
+fn bounded_text(field: &'static str, value: &str, max: usize) -> Result<String, ValidationError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(ValidationError::Empty { field });
+    }
+    let len = trimmed.chars().count();
+    if len > max {
+        return Err(ValidationError::TooLong { field, len, max });
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// A calendar date, normalised to YYYY-MM-DD.
+pub(super) fn date(value: &str) -> Result<String, ValidationError> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(value.trim(), &format)
+        .map(|d| d.to_string())
+        .map_err(|_| ValidationError::InvalidDate(value.chars().take(64).collect()))
+}
+
+pub(super) fn score(value: i64) -> Result<i64, ValidationError> {
+    if (vocab::SCORE_MIN..=vocab::SCORE_MAX).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ValidationError::ScoreOutOfRange(value))
+    }
+}
+
+pub(super) fn domain_list(list: Vec<String>) -> Result<Vec<String>, ValidationError> {
+    let mut out: Vec<String> = Vec::with_capacity(list.len());
+    for name in list {
+        let name = short_text("domain", &name)?;
+        if out.contains(&name) {
+            return Err(ValidationError::DomainList { max: vocab::MAX_DOMAINS });
+        }
+        out.push(name);
+    }
+    if out.is_empty() || out.len() > vocab::MAX_DOMAINS {
+        return Err(ValidationError::DomainList { max: vocab::MAX_DOMAINS });
+    }
+    Ok(out)
+}
+
+/// The key of a score register: one value per person, domain and date.
+pub(super) fn score_key(member: EntityId, domain: &str, date: &str) -> String {
+    format!("{member}|{domain}|{date}")
+}
+
+pub(super) fn init_document(
+    doc: &mut Automerge,
+    compartment: Compartment,
+    plan: PlanId,
+    family: &str,
+    domains: &[String],
+    now_ms: i64,
+) -> Result<(), PlanError> {
+    doc.transact_with(
+        |_| CommitOptions::default().with_time(now_ms).with_message("create plan"),
+        |tx| -> Result<(), automerge::AutomergeError> {
+            tx.put(ROOT, read::SCHEMA, super::SCHEMA_VERSION)?;
+            tx.put(ROOT, read::PLAN_ID, plan.to_string())?;
+            tx.put_object(ROOT, read::NOTES, ObjType::Map)?;
+            match compartment {
+                Compartment::Basis => {
+                    tx.put(ROOT, read::FAMILY, family)?;
+                    tx.put(ROOT, read::PHASE, Phase::Aanmelding.as_str())?;
+                    let list = tx.put_object(ROOT, read::DOMAINS, ObjType::List)?;
+                    for (i, d) in domains.iter().enumerate() {
+                        tx.insert(&list, i, d.as_str())?;
+                    }
+                    for key in [
+                        read::MEMBERS,
+                        read::PARTICIPANTS,
+                        read::GOALS,
+                        read::SCORES,
+                        read::ACTIONS,
+                        read::AGREEMENTS,
+                    ] {
+                        tx.put_object(ROOT, key, ObjType::Map)?;
+                    }
+                    tx.put_object(ROOT, read::ESCALATIONS, ObjType::List)?;
+                }
+                Compartment::Veiligheid => {
+                    tx.put_object(ROOT, read::SAFETY_ITEMS, ObjType::Map)?;
+                }
+                Compartment::Zorg | Compartment::Justitie => {}
+            }
+            Ok(())
+        },
+    )
+    .map(|_| ())
+    .map_err(|f| PlanError::Automerge(f.error))
+}
+
+fn put_text(
+    tx: &mut impl Transactable,
+    obj: &ObjId,
+    key: &str,
+    content: &str,
+) -> Result<(), automerge::AutomergeError> {
+    let text = tx.put_object(obj, key, ObjType::Text)?;
+    tx.splice_text(&text, 0, 0, content)?;
+    Ok(())
+}
+
+impl Plan {
+    /// Runs `f` as one transaction on `compartment`. `message` names the edit in the history.
+    fn write<T>(
+        &mut self,
+        compartment: Compartment,
+        message: &str,
+        f: impl FnOnce(&mut automerge::transaction::Transaction<'_>, i64) -> Result<T, automerge::AutomergeError>,
+    ) -> Result<T, PlanError> {
+        let now = self.now_ms();
+        let doc = self.doc_mut(compartment)?;
+        doc.transact_with(|_| CommitOptions::default().with_time(now).with_message(message), |tx| f(tx, now))
+            .map(|ok| ok.result)
+            .map_err(|f| PlanError::Automerge(f.error))
+    }
+
+    fn basis_map(&self, key: &str) -> Result<ObjId, PlanError> {
+        let doc = self.doc(Compartment::Basis)?;
+        Reader::new(doc, Compartment::Basis).required_object(&ROOT, key, ObjType::Map)
+    }
+
+    fn entity(
+        &self,
+        compartment: Compartment,
+        collection: &str,
+        id: EntityId,
+    ) -> Result<Option<ObjId>, PlanError> {
+        let doc = self.doc(compartment)?;
+        let reader = Reader::new(doc, compartment);
+        let map = reader.required_object(&ROOT, collection, ObjType::Map)?;
+        reader.object(&map, &id.to_string(), ObjType::Map)
+    }
+
+    fn require_domain(&self, domain: &str) -> Result<String, PlanError> {
+        let domain = domain.trim();
+        if self.view_domains()?.iter().any(|d| d == domain) {
+            Ok(domain.to_owned())
+        } else {
+            Err(ValidationError::UnknownDomain(domain.chars().take(64).collect()).into())
+        }
+    }
+
+    pub(super) fn view_domains(&self) -> Result<Vec<String>, PlanError> {
+        let doc = self.doc(Compartment::Basis)?;
+        let reader = Reader::new(doc, Compartment::Basis);
+        let list = reader.required_object(&ROOT, read::DOMAINS, ObjType::List)?;
+        doc.list_range(&list, ..)
+            .map(|item| {
+                read::ref_str(&item.value)
+                    .map(str::to_owned)
+                    .ok_or_else(|| reader.malformed("a domain is not a string"))
+            })
+            .collect()
+    }
+
+    fn require_member(&self, id: EntityId) -> Result<ObjId, PlanError> {
+        self.entity(Compartment::Basis, read::MEMBERS, id)?
+            .ok_or_else(|| ValidationError::UnknownMember(id).into())
+    }
+
+    pub(super) fn require_participant(&self, id: EntityId) -> Result<ObjId, PlanError> {
+        self.entity(Compartment::Basis, read::PARTICIPANTS, id)?
+            .ok_or_else(|| ValidationError::UnknownParticipant(id).into())
+    }
+
+    pub(super) fn require_goal(&self, id: EntityId) -> Result<ObjId, PlanError> {
+        self.entity(Compartment::Basis, read::GOALS, id)?
+            .ok_or_else(|| ValidationError::UnknownGoal(id).into())
+    }
+
+    fn require_action(&self, id: EntityId) -> Result<ObjId, PlanError> {
+        self.entity(Compartment::Basis, read::ACTIONS, id)?
+            .ok_or_else(|| ValidationError::UnknownAction(id).into())
+    }
+
+    fn add_entity(
+        &mut self,
+        compartment: Compartment,
+        collection: &'static str,
+        message: &str,
+        fill: impl FnOnce(
+            &mut automerge::transaction::Transaction<'_>,
+            &ObjId,
+            i64,
+        ) -> Result<(), automerge::AutomergeError>,
+    ) -> Result<EntityId, PlanError> {
+        let map = Reader::new(self.doc(compartment)?, compartment).required_object(
+            &ROOT,
+            collection,
+            ObjType::Map,
+        )?;
+        let id = EntityId::random();
+        self.write(compartment, message, |tx, now| {
+            let obj = tx.put_object(&map, id.to_string(), ObjType::Map)?;
+            tx.put(&obj, "created_at", ScalarValue::Timestamp(now))?;
+            fill(tx, &obj, now)?;
+            Ok(())
+        })?;
+        Ok(id)
+    }
+
+    pub fn set_family_name(&mut self, name: &str) -> Result<(), PlanError> {
+        let name = short_text("family name", name)?;
+        self.write(Compartment::Basis, "set family name", |tx, _| tx.put(ROOT, read::FAMILY, name))
+    }
+
+    pub fn set_phase(&mut self, phase: Phase) -> Result<(), PlanError> {
+        self.write(Compartment::Basis, "set phase", |tx, _| tx.put(ROOT, read::PHASE, phase.as_str()))
+    }
+
+    pub fn set_regisseur(&mut self, participant: EntityId) -> Result<(), PlanError> {
+        self.require_participant(participant)?;
+        self.write(Compartment::Basis, "set regisseur", |tx, _| {
+            tx.put(ROOT, read::REGISSEUR, participant.to_string())
+        })
+    }
+
+    /// Records a step up or down in escalation, and who holds regie afterwards.
+    pub fn escalate(
+        &mut self,
+        level: EscalationLevel,
+        regie_holder: Option<EntityId>,
+        reason: &str,
+    ) -> Result<(), PlanError> {
+        let reason = long_text("reason", reason)?;
+        if let Some(holder) = regie_holder {
+            self.require_participant(holder)?;
+        }
+        let list = Reader::new(self.doc(Compartment::Basis)?, Compartment::Basis).required_object(
+            &ROOT,
+            read::ESCALATIONS,
+            ObjType::List,
+        )?;
+        let at = self.doc(Compartment::Basis)?.length(&list);
+        let author = self.author().to_string();
+        self.write(Compartment::Basis, "escalate", |tx, now| {
+            let step = tx.insert_object(&list, at, ObjType::Map)?;
+            tx.put(&step, "level", level.as_str())?;
+            if let Some(holder) = regie_holder {
+                tx.put(&step, "regie_holder", holder.to_string())?;
+            }
+            put_text(tx, &step, "reason", &reason)?;
+            tx.put(&step, "by", author)?;
+            tx.put(&step, "at", ScalarValue::Timestamp(now))?;
+            Ok(())
+        })
+    }
+
+    pub fn add_member(&mut self, member: NewMember) -> Result<EntityId, PlanError> {
+        let name = short_text("name", &member.name)?;
+        let relation = short_text("relation", &member.relation)?;
+        let birth = member.birth_date.as_deref().map(date).transpose()?;
+        self.add_entity(Compartment::Basis, read::MEMBERS, "add member", |tx, obj, _| {
+            tx.put(obj, "name", name)?;
+            tx.put(obj, "relation", relation)?;
+            if let Some(b) = birth {
+                tx.put(obj, "birth_date", b)?;
+            }
+            tx.put(obj, "parental_authority", member.parental_authority)?;
+            Ok(())
+        })
+    }
+
+    pub fn update_member(&mut self, id: EntityId, update: MemberUpdate) -> Result<(), PlanError> {
+        let obj = self.require_member(id)?;
+        let name = update.name.as_deref().map(|n| short_text("name", n)).transpose()?;
+        let relation = update.relation.as_deref().map(|r| short_text("relation", r)).transpose()?;
+        let birth = update.birth_date.map(|b| b.as_deref().map(date).transpose()).transpose()?;
+        self.write(Compartment::Basis, "update member", |tx, _| {
+            if let Some(n) = name {
+                tx.put(&obj, "name", n)?;
+            }
+            if let Some(r) = relation {
+                tx.put(&obj, "relation", r)?;
+            }
+            match birth {
+                Some(Some(b)) => tx.put(&obj, "birth_date", b)?,
+                Some(None) => tx.put(&obj, "birth_date", ScalarValue::Null)?,
+                None => {}
+            }
+            if let Some(g) = update.parental_authority {
+                tx.put(&obj, "parental_authority", g)?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn add_participant(&mut self, participant: NewParticipant) -> Result<EntityId, PlanError> {
+        let name = short_text("name", &participant.name)?;
+        let org = short_text("organisation", &participant.organisation)?;
+        self.add_entity(Compartment::Basis, read::PARTICIPANTS, "add participant", |tx, obj, _| {
+            tx.put(obj, "name", name)?;
+            tx.put(obj, "organisation", org)?;
+            tx.put(obj, "role", participant.role.as_str())?;
+            Ok(())
+        })
+    }
+
+    pub fn add_goal(&mut self, goal: NewGoal) -> Result<EntityId, PlanError> {
+        let domain = self.require_domain(&goal.domain)?;
+        let title = short_text("title", &goal.title)?;
+        self.add_entity(Compartment::Basis, read::GOALS, "add goal", |tx, obj, _| {
+            tx.put(obj, "domain", domain)?;
+            tx.put(obj, "title", title)?;
+            tx.put(obj, "status", GoalStatus::Open.as_str())?;
+            tx.put_object(obj, "description", ObjType::Text)?;
+            Ok(())
+        })
+    }
+
+    pub fn set_goal_status(&mut self, goal: EntityId, status: GoalStatus) -> Result<(), PlanError> {
+        let obj = self.require_goal(goal)?;
+        self.write(Compartment::Basis, "set goal status", |tx, _| tx.put(&obj, "status", status.as_str()))
+    }
+
+    pub fn set_goal_title(&mut self, goal: EntityId, title: &str) -> Result<(), PlanError> {
+        let obj = self.require_goal(goal)?;
+        let title = short_text("title", title)?;
+        self.write(Compartment::Basis, "set goal title", |tx, _| tx.put(&obj, "title", title))
+    }
+
+    /// Sets the ZRM score (1–5) of a family member in a domain on a date.
+    pub fn set_score(
+        &mut self,
+        member: EntityId,
+        domain: &str,
+        on: &str,
+        value: i64,
+    ) -> Result<(), PlanError> {
+        self.require_member(member)?;
+        let domain = self.require_domain(domain)?;
+        let on = date(on)?;
+        let value = score(value)?;
+        let scores = self.basis_map(read::SCORES)?;
+        self.write(Compartment::Basis, "set score", |tx, _| {
+            tx.put(&scores, score_key(member, &domain, &on), value)
+        })
+    }
+
+    pub fn add_action(&mut self, action: NewAction) -> Result<EntityId, PlanError> {
+        self.require_goal(action.goal)?;
+        let title = short_text("title", &action.title)?;
+        let owner_org = short_text("owner organisation", &action.owner_org)?;
+        let owner_person =
+            action.owner_person.as_deref().map(|p| short_text("owner person", p)).transpose()?;
+        let due = action.due.as_deref().map(date).transpose()?;
+        self.add_entity(Compartment::Basis, read::ACTIONS, "add action", |tx, obj, _| {
+            tx.put(obj, "goal", action.goal.to_string())?;
+            tx.put(obj, "title", title)?;
+            tx.put(obj, "owner_org", owner_org)?;
+            if let Some(p) = owner_person {
+                tx.put(obj, "owner_person", p)?;
+            }
+            if let Some(d) = due {
+                tx.put(obj, "due", d)?;
+            }
+            tx.put(obj, "status", ActionStatus::Todo.as_str())?;
+            Ok(())
+        })
+    }
+
+    pub fn update_action(&mut self, id: EntityId, update: ActionUpdate) -> Result<(), PlanError> {
+        let obj = self.require_action(id)?;
+        let title = update.title.as_deref().map(|t| short_text("title", t)).transpose()?;
+        let owner_org =
+            update.owner_org.as_deref().map(|o| short_text("owner organisation", o)).transpose()?;
+        let owner_person = update
+            .owner_person
+            .map(|p| p.as_deref().map(|p| short_text("owner person", p)).transpose())
+            .transpose()?;
+        let due = update.due.map(|d| d.as_deref().map(date).transpose()).transpose()?;
+        self.write(Compartment::Basis, "update action", |tx, _| {
+            if let Some(t) = title {
+                tx.put(&obj, "title", t)?;
+            }
+            if let Some(s) = update.status {
+                tx.put(&obj, "status", s.as_str())?;
+            }
+            match due {
+                Some(Some(d)) => tx.put(&obj, "due", d)?,
+                Some(None) => tx.put(&obj, "due", ScalarValue::Null)?,
+                None => {}
+            }
+            if let Some(o) = owner_org {
+                tx.put(&obj, "owner_org", o)?;
+            }
+            match owner_person {
+                Some(Some(p)) => tx.put(&obj, "owner_person", p)?,
+                Some(None) => tx.put(&obj, "owner_person", ScalarValue::Null)?,
+                None => {}
+            }
+            Ok(())
+        })
+    }
+
+    /// An agreement (afspraak) made with the family.
+    pub fn add_agreement(&mut self, text: &str) -> Result<EntityId, PlanError> {
+        let text = long_text("agreement", text)?;
+        let author = self.author().to_string();
+        self.add_entity(Compartment::Basis, read::AGREEMENTS, "add agreement", |tx, obj, _| {
+            put_text(tx, obj, "text", &text)?;
+            tx.put(obj, "author", author)?;
+            Ok(())
+        })
+    }
+
+    /// A note in a compartment: home-visit notes in `basis`, care notes in `zorg`, safety
+    /// notes in `veiligheid`, justice notes in `justitie`.
+    pub fn add_note(
+        &mut self,
+        compartment: Compartment,
+        kind: NoteKind,
+        text: &str,
+    ) -> Result<EntityId, PlanError> {
+        let text = long_text("note", text)?;
+        let author = self.author().to_string();
+        self.add_entity(compartment, read::NOTES, "add note", |tx, obj, _| {
+            tx.put(obj, "kind", kind.as_str())?;
+            put_text(tx, obj, "text", &text)?;
+            tx.put(obj, "author", author)?;
+            Ok(())
+        })
+    }
+
+    /// Types into a note: deletes `delete` characters at `position` (Unicode code points) and
+    /// inserts `insert` there. Concurrent typing by others merges.
+    pub fn edit_note_text(
+        &mut self,
+        compartment: Compartment,
+        note: EntityId,
+        position: usize,
+        delete: usize,
+        insert: &str,
+    ) -> Result<(), PlanError> {
+        let obj = self
+            .entity(compartment, read::NOTES, note)?
+            .ok_or(ValidationError::UnknownNote(note, compartment))?;
+        let doc = self.doc(compartment)?;
+        let text = Reader::new(doc, compartment).required_object(&obj, "text", ObjType::Text)?;
+        let len = doc.length(&text);
+        if position > len || delete > len - position {
+            return Err(
+                ValidationError::TextPosition { position: position.saturating_add(delete), len }.into()
+            );
+        }
+        let new_len = len - delete + insert.chars().count();
+        if new_len > vocab::LONG_TEXT_MAX_CHARS {
+            return Err(ValidationError::TooLong {
+                field: "note",
+                len: new_len,
+                max: vocab::LONG_TEXT_MAX_CHARS,
+            }
+            .into());
+        }
+        let delete = isize::try_from(delete).map_err(|_| ValidationError::TextPosition { position, len })?;
+        self.write(compartment, "edit note", |tx, _| tx.splice_text(&text, position, delete, insert))
+    }
+
+    /// A line of the safety plan: a danger statement and the safety goal that answers it.
+    pub fn add_safety_item(
+        &mut self,
+        danger_statement: &str,
+        safety_goal: &str,
+    ) -> Result<EntityId, PlanError> {
+        let danger = long_text("danger statement", danger_statement)?;
+        let goal = long_text("safety goal", safety_goal)?;
+        self.add_entity(Compartment::Veiligheid, read::SAFETY_ITEMS, "add safety item", |tx, obj, _| {
+            put_text(tx, obj, "danger_statement", &danger)?;
+            put_text(tx, obj, "safety_goal", &goal)?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,274 @@
+//! The encrypted, crash-safe local store.
+//!
+//! One SQLite file (WAL, `synchronous=FULL`, exclusive lock: one writer, one process). Every
+//! value that carries plan content or key material is sealed with XChaCha20-Poly1305 under a
+//! subkey of the device's data key, with associated data `eenplan/v1|table|row key`, so a
+//! value copied into another row, document or table fails to open. Lookup keys that would
+//! reveal which plans a device holds are HMAC-SHA-256 of the plan id under a second subkey.
+//!
+//! An edit is one SQLite transaction that appends each new automerge change to the
+//! document's change table and, for changes this device wrote, to the outbox. Opening a
+//! document loads the sealed snapshot and applies the changes after it. When a document has
+//! gathered [`COMPACT_AFTER_CHANGES`] changes, the same transaction replaces them by a new
+//! snapshot (`save()`), so a plan with years of history opens with one decryption and one load.
+//!
+//! ```text
+//! meta      (name)            wrapped data key (the KeyStore's blob), schema facts
+//! secrets   (name)            sealed device identity
+//! plans     (plan_key)        sealed header: plan id, family name
+//! documents (doc_key)         plan_key, sealed snapshot, snapshot generation, next change seq
+//! changes   (doc_key, seq)    sealed automerge change
+//! outbox    (doc_key, seq)    sealed automerge change this device wrote, until pushed
+//! ```
+
+mod migrations;
+mod records;
+
+use std::path::{Path, PathBuf};
+
+use automerge::Automerge;
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
+
+use crate::crypto::SecretKey;
+use crate::identity::DeviceIdentity;
+use crate::ids::PlanId;
+use crate::keystore::{KeyStore, KeyStoreError};
+use crate::plan::{Compartment, Plan};
+
+pub use records::{PlanHeader, StoredPlan};
+
+/// File name of the database inside the device's data directory.
+pub const DB_FILE: &str = "eenplan.db";
+/// A document's change rows are folded into its snapshot when they reach this many.
+pub const COMPACT_AFTER_CHANGES: u64 = 64;
+
+/// Errors of the local store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("another eenplan process is using this data directory")]
+    Busy,
+    #[error("the store is damaged: {0}")]
+    Corrupt(String),
+    #[error("plan {plan} is damaged on this device ({what}); other plans are unaffected")]
+    CorruptPlan { plan: PlanId, what: String },
+    #[error("a stored plan entry is damaged ({0}); other plans are unaffected")]
+    CorruptPlanEntry(String),
+    #[error("the store was written by a newer eenplan (schema {found}, this one knows {known})")]
+    NewerSchema { found: i64, known: i64 },
+    #[error("database error: {0}")]
+    Sqlite(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy,
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StoreError::Corrupt(e.to_string()),
+            _ => StoreError::Sqlite(e),
+        }
+    }
+}
+
+/// Failing to open the store: either the keystore refused, or the store itself.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenStoreError {
+    #[error(transparent)]
+    KeyStore(#[from] KeyStoreError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no store at {0}")]
+    Missing(PathBuf),
+    #[error("a store already exists at {0}")]
+    Exists(PathBuf),
+}
+
+/// Subkeys of the data key, one per purpose.
+pub(crate) struct StoreKeys {
+    seal: SecretKey,
+    lookup: SecretKey,
+}
+
+impl StoreKeys {
+    fn from_data_key(data_key: &SecretKey) -> Self {
+        Self {
+            seal: data_key.derive(b"eenplan/store/seal/v1"),
+            lookup: data_key.derive(b"eenplan/store/lookup/v1"),
+        }
+    }
+
+    pub(crate) fn plan_key(&self, plan: PlanId) -> [u8; 32] {
+        self.lookup.keyed_hash(&[b"plan|".as_slice(), plan.as_bytes()].concat())
+    }
+
+    pub(crate) fn doc_key(&self, plan: PlanId, compartment: Compartment) -> [u8; 32] {
+        self.lookup.keyed_hash(
+            &[b"doc|".as_slice(), plan.as_bytes(), b"|", compartment.as_str().as_bytes()].concat(),
+        )
+    }
+}
+
+/// The open store. Owns the only connection; all writes go through it.
+pub struct Store {
+    conn: Connection,
+    keys: StoreKeys,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+fn connect(path: &Path, create: bool) -> Result<Connection, StoreError> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags)?;
+    // Exclusive locking before WAL: one process owns the store (two writers with the same
+    // automerge actor would fork its history), and no shared-memory index is created.
+    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Corrupt(format!("journal mode {mode} instead of WAL")));
+    }
+    // FULL: a commit is on stable storage before the edit is acknowledged.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    conn.pragma_update(None, "cell_size_check", "ON")?;
+    conn.pragma_update(None, "trusted_schema", "OFF")?;
+    // Take the exclusive lock now, so a second process fails at open, not at its first edit.
+    conn.execute_batch("BEGIN IMMEDIATE; COMMIT;")?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Creates a new store with a fresh data key (wrapped by `keystore`) and device identity.
+    pub fn create(dir: &Path, keystore: &dyn KeyStore) -> Result<(Store, DeviceIdentity), OpenStoreError> {
+        let path = dir.join(DB_FILE);
+        if path.exists() {
+            return Err(OpenStoreError::Exists(path));
+        }
+        let mut conn = connect(&path, true)?;
+        let data_key = SecretKey::generate();
+        let wrapped = keystore.wrap(&data_key)?;
+        let keys = StoreKeys::from_data_key(&data_key);
+        let identity = DeviceIdentity::generate();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StoreError::from)?;
+        migrations::migrate(&tx)?;
+        records::put_meta(&tx, records::META_WRAPPED_KEY, &wrapped)?;
+        records::put_secret(&tx, &keys, records::SECRET_IDENTITY, &identity.to_secret_bytes())?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok((Store { conn, keys, path }, identity))
+    }
+
+    /// Opens an existing store, unwrapping its data key with `keystore`.
+    pub fn open(dir: &Path, keystore: &dyn KeyStore) -> Result<(Store, DeviceIdentity), OpenStoreError> {
+        let path = dir.join(DB_FILE);
+        if !path.exists() {
+            return Err(OpenStoreError::Missing(path));
+        }
+        let mut conn = connect(&path, false)?;
+        {
+            let tx =
+                conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StoreError::from)?;
+            migrations::migrate(&tx)?;
+            tx.commit().map_err(StoreError::from)?;
+        }
+        let wrapped = records::get_meta(&conn, records::META_WRAPPED_KEY)?
+            .ok_or_else(|| StoreError::Corrupt("the wrapped data key is missing".into()))?;
+        let data_key = keystore.unwrap(&wrapped)?;
+        let keys = StoreKeys::from_data_key(&data_key);
+        let secret = records::get_secret(&conn, &keys, records::SECRET_IDENTITY)?;
+        let identity = DeviceIdentity::from_secret_bytes(&secret)
+            .map_err(|_| StoreError::Corrupt("the device identity is malformed".into()))?;
+        Ok((Store { conn, keys, path }, identity))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Re-wraps the data key under another keystore (a new passphrase). No data is rewritten.
+    pub fn rewrap(&mut self, current: &dyn KeyStore, new: &dyn KeyStore) -> Result<(), OpenStoreError> {
+        let wrapped = records::get_meta(&self.conn, records::META_WRAPPED_KEY)?
+            .ok_or_else(|| StoreError::Corrupt("the wrapped data key is missing".into()))?;
+        let data_key = current.unwrap(&wrapped)?;
+        let rewrapped = new.wrap(&data_key)?;
+        let tx =
+            self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StoreError::from)?;
+        records::put_meta(&tx, records::META_WRAPPED_KEY, &rewrapped)?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    /// Every plan on the device; a damaged entry is reported in place, never hiding the rest.
+    pub fn list_plans(&self) -> Result<Vec<Result<PlanHeader, StoreError>>, StoreError> {
+        records::list_plan_headers(&self.conn, &self.keys)
+    }
+
+    pub fn has_plan(&self, plan: PlanId) -> Result<bool, StoreError> {
+        records::plan_exists(&self.conn, &self.keys, plan)
+    }
+
+    /// Reads, decrypts and loads every stored compartment document of a plan.
+    pub fn load_plan(&self, plan: PlanId) -> Result<StoredPlan, StoreError> {
+        records::load_plan(&self.conn, &self.keys, plan)
+    }
+
+    /// Durably records new changes of `plan` in one transaction. `header` is written when the
+    /// plan is new or its header changed. A compartment whose change rows reach
+    /// [`COMPACT_AFTER_CHANGES`] is compacted into a snapshot of the plan's current document in
+    /// the same transaction. `to_outbox` is true for changes this device wrote (they await a
+    /// push) and false for changes received from others.
+    pub fn append_changes(
+        &mut self,
+        plan: &Plan,
+        header: Option<&PlanHeader>,
+        changes: &[(Compartment, Vec<Vec<u8>>)],
+        to_outbox: bool,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some(header) = header {
+            records::put_plan_header(&tx, &self.keys, header)?;
+        }
+        for (compartment, changes) in changes {
+            let doc_key = self.keys.doc_key(plan.id(), *compartment);
+            let pending =
+                records::append_doc_changes(&tx, &self.keys, plan.id(), &doc_key, changes, to_outbox)?;
+            if pending >= COMPACT_AFTER_CHANGES
+                && let Ok(doc) = plan.doc(*compartment)
+            {
+                records::compact(&tx, &self.keys, &doc_key, &doc.save())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Folds a document's change rows into one sealed snapshot of `doc`.
+    pub fn compact(
+        &mut self,
+        plan: PlanId,
+        compartment: Compartment,
+        doc: &Automerge,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        records::compact(&tx, &self.keys, &self.keys.doc_key(plan, compartment), &doc.save())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Number of changes this device wrote that no server has acknowledged yet.
+    pub fn pending_outbox(&self) -> Result<u64, StoreError> {
+        records::outbox_len(&self.conn)
+    }
+
+    /// Bytes on disk of the database and its WAL.
+    pub fn disk_usage(&self) -> u64 {
+        let wal = self.path.with_extension("db-wal");
+        [&self.path, &wal].iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum()
+    }
+}

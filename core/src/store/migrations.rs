@@ -1,0 +1,72 @@
+//! Numbered schema migrations. `PRAGMA user_version` holds the number of the last one applied;
+//! each runs once, in order, inside the opening transaction.
+
+use rusqlite::Transaction;
+
+use super::StoreError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema.
+    "CREATE TABLE meta (
+         name  TEXT PRIMARY KEY,
+         value BLOB NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE secrets (
+         name   TEXT PRIMARY KEY,
+         sealed BLOB NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE plans (
+         plan_key BLOB PRIMARY KEY,
+         sealed   BLOB NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE documents (
+         doc_key      BLOB PRIMARY KEY,
+         plan_key     BLOB NOT NULL REFERENCES plans(plan_key),
+         snapshot     BLOB,
+         snapshot_gen INTEGER NOT NULL,
+         next_seq     INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX documents_by_plan ON documents(plan_key);
+     CREATE TABLE changes (
+         doc_key BLOB NOT NULL REFERENCES documents(doc_key),
+         seq     INTEGER NOT NULL,
+         sealed  BLOB NOT NULL,
+         PRIMARY KEY (doc_key, seq)
+     ) WITHOUT ROWID;
+     CREATE TABLE outbox (
+         doc_key BLOB NOT NULL REFERENCES documents(doc_key),
+         seq     INTEGER NOT NULL,
+         sealed  BLOB NOT NULL,
+         PRIMARY KEY (doc_key, seq)
+     ) WITHOUT ROWID;",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub(super) fn migrate(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let current: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema { found: current, known: SCHEMA_VERSION });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(current).unwrap_or(0)) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_refuse_a_newer_schema() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        let tx = conn.transaction().unwrap();
+        migrate(&tx).unwrap();
+        migrate(&tx).unwrap();
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        assert!(matches!(migrate(&tx), Err(StoreError::NewerSchema { .. })));
+    }
+}
