@@ -302,7 +302,7 @@ impl Device {
             // must not reach the plan in memory or on disk.
             let mut docs = Vec::new();
             for compartment in plan.held_compartments() {
-                docs.push((compartment, plan.doc(compartment)?.fork()));
+                docs.push((compartment, plan.doc(compartment)?.clone()));
             }
             (Plan::from_documents(id, self.device_id(), docs, self.clock.clone())?, before)
         } else {

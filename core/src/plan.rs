@@ -244,6 +244,29 @@ impl Plan {
             .collect()
     }
 
+    /// Applies changes that another device wrote (raw automerge change bytes, in any order:
+    /// changes whose dependencies are missing wait inside automerge until those arrive).
+    /// The result is checked before it replaces the document, so changes that would leave a
+    /// compartment without the plan layout are refused and change nothing.
+    pub fn apply_changes(&mut self, compartment: Compartment, raw: &[Vec<u8>]) -> Result<(), PlanError> {
+        let changes = raw
+            .iter()
+            .map(|bytes| {
+                automerge::Change::from_bytes(bytes.clone()).map_err(|e| PlanError::Malformed {
+                    compartment,
+                    detail: format!("not an automerge change: {e}"),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let id = self.id;
+        let current = self.doc_mut(compartment)?;
+        let mut candidate = current.clone();
+        candidate.apply_changes(changes)?;
+        validate_document(&candidate, compartment, id)?;
+        *current = candidate;
+        Ok(())
+    }
+
     /// The materialised read model.
     pub fn view(&self) -> Result<PlanView, PlanError> {
         view::materialise(self)

@@ -43,8 +43,9 @@ pub enum TransferError {
     MissingBasis,
 }
 
+/// The plan inside a transfer file: each held compartment's `save()`.
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Contents {
+pub struct Contents {
     pub plan: PlanId,
     #[serde(with = "docs_serde")]
     pub docs: Vec<(Compartment, Vec<u8>)>,
@@ -106,7 +107,8 @@ pub struct ImportReport {
     pub changes: usize,
 }
 
-pub(crate) fn seal(
+/// Seals a plan's documents into a transfer file under `passphrase`.
+pub fn seal(
     plan: PlanId,
     docs: Vec<(Compartment, Vec<u8>)>,
     passphrase: &str,
@@ -128,7 +130,8 @@ pub(crate) fn seal(
     Ok(out)
 }
 
-pub(crate) fn open(file: &[u8], passphrase: &str) -> Result<Contents, TransferError> {
+/// Opens a transfer file; the contents are authenticated but not yet validated as a plan.
+pub fn open(file: &[u8], passphrase: &str) -> Result<Contents, TransferError> {
     if file.len() > MAX_TRANSFER_BYTES {
         return Err(TransferError::TooLarge { max: MAX_TRANSFER_BYTES });
     }

@@ -1,1 +1,16 @@
+//! Cross-process tests of eenplan: real processes, real kills, real files.
+//!
+//! The binaries in `src/bin` are the child processes these tests start and kill.
 
+use eenplan_core::keystore::{KdfParams, PassphraseKeyStore};
+
+/// The keystore every test process uses. Cheap Argon2 parameters: these tests measure
+/// durability, not the key derivation.
+pub fn test_keystore() -> PassphraseKeyStore {
+    PassphraseKeyStore::with_params("kill-test", KdfParams::INSECURE_FAST_FOR_TESTS)
+}
+
+/// The text of the note that edit `i` writes, so that a reader can check for it.
+pub fn edit_marker(i: u64) -> String {
+    format!("edit-{i:06}")
+}
