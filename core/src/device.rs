@@ -73,6 +73,12 @@ fn ensure_dir(dir: &Path) -> Result<(), CoreError> {
 }
 
 impl Device {
+    /// Whether `dir` holds a device, without unlocking anything (so hosts can offer `init`
+    /// instead of asking for a passphrase).
+    pub fn exists(dir: &Path) -> bool {
+        dir.join(crate::store::DB_FILE).exists()
+    }
+
     /// Creates a device in `dir`: a new data key wrapped by `keystore`, and new identity keys.
     pub fn init(dir: &Path, keystore: &dyn KeyStore) -> Result<Device, CoreError> {
         ensure_dir(dir)?;
@@ -162,18 +168,22 @@ impl Device {
         if let Ok(id) = text.parse::<PlanId>() {
             return Ok(id);
         }
-        let text = text.trim().to_ascii_lowercase();
+        let text: String = text.trim().to_ascii_lowercase().chars().take(40).collect();
+        if text.chars().count() < 4 {
+            return Err(CoreError::PlanPrefixTooShort(text));
+        }
         let matches: Vec<PlanId> = self
             .list_plans()?
             .into_iter()
             .filter_map(|e| match e {
-                PlanListEntry::Ok(s) if text.len() >= 4 && s.id.to_string().starts_with(&text) => Some(s.id),
+                PlanListEntry::Ok(s) if s.id.to_string().starts_with(&text) => Some(s.id),
                 _ => None,
             })
             .collect();
         match matches.as_slice() {
             [one] => Ok(*one),
-            _ => Err(CoreError::AmbiguousPlan(text.chars().take(40).collect())),
+            [] => Err(CoreError::NoMatchingPlan(text)),
+            _ => Err(CoreError::AmbiguousPlan(text)),
         }
     }
 

@@ -16,8 +16,12 @@ pub enum CoreError {
     Plan(#[from] PlanError),
     #[error("no plan {0} on this device")]
     UnknownPlan(PlanId),
-    #[error("no plan id starts with {0:?}, or more than one does")]
+    #[error("no plan on this device has an id starting with {0:?}")]
+    NoMatchingPlan(String),
+    #[error("more than one plan id starts with {0:?}; give more characters")]
     AmbiguousPlan(String),
+    #[error("{0:?} is too short to name a plan: give at least 4 characters of its id")]
+    PlanPrefixTooShort(String),
     #[error("this data directory holds no eenplan device yet; run init first")]
     NotInitialised,
     #[error("this data directory already holds an eenplan device")]

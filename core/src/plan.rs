@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Clock;
 use crate::ids::{DeviceId, EntityId, PlanId};
 
-pub use conflicts::{Conflict, ConflictValue, Resolution};
+pub use conflicts::{Conflict, ConflictValue, FieldValue, Resolution};
 pub use edit::{ActionUpdate, MemberUpdate, NewAction, NewGoal, NewMember, NewParticipant};
 pub use view::PlanView;
 pub use vocab::{ActionStatus, EscalationLevel, GoalStatus, NoteKind, Phase, Role};

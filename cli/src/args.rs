@@ -1,0 +1,451 @@
+//! The command line.
+//!
+//! Vocabulary arguments (phase, role, statuses, ...) are parsed by the core's own `FromStr`, so
+//! the CLI accepts exactly the names the documents store; clap only adds the list of possible
+//! values to the help. Entity ids parse with [`EntityId`]'s `FromStr`. Everything else (dates,
+//! scores, domains, text lengths) is passed through as given and validated by the core, so
+//! that a phone and this CLI refuse the same input with the same message.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use eenplan_core::EntityId;
+use eenplan_core::plan::{
+    ActionStatus, Compartment, EscalationLevel, GoalStatus, NoteKind, Phase, Role, ValidationError,
+};
+
+const ENVIRONMENT_HELP: &str = "\
+Environment:
+  EENPLAN_DATA                 the data directory, when --data is not given
+  EENPLAN_PASSPHRASE           the device passphrase; asked on the terminal when unset
+  EENPLAN_NEW_PASSPHRASE       the new passphrase for `passphrase change`
+  EENPLAN_TRANSFER_PASSPHRASE  the passphrase of a changes file (export, import)
+  EENPLAN_INSECURE_FAST_KDF=1  FOR TESTS ONLY: wrap the data key with the cheapest Argon2
+                               parameters (init, passphrase change). Anyone who copies the
+                               data directory can then guess the passphrase quickly. Never set
+                               it for real family data.";
+
+/// eenplan: the shared family plan, on this computer.
+#[derive(Debug, Parser)]
+#[command(name = "eenplan", version, after_long_help = ENVIRONMENT_HELP, after_help = ENVIRONMENT_HELP)]
+pub struct Cli {
+    /// The device's data directory (required; or set EENPLAN_DATA).
+    // Optional to clap because a global argument cannot be required; checked before any command.
+    #[arg(long, value_name = "DIR", env = "EENPLAN_DATA", global = true)]
+    pub data: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Creates a device in the data directory and prints its id.
+    Init,
+    /// The passphrase that unlocks this device.
+    #[command(subcommand)]
+    Passphrase(PassphraseCommand),
+    /// Family plans: create, list, show, and the plan-wide settings.
+    #[command(subcommand)]
+    Plan(PlanCommand),
+    /// Family members.
+    #[command(subcommand)]
+    Member(MemberCommand),
+    /// Professionals taking part in a plan.
+    #[command(subcommand)]
+    Participant(ParticipantCommand),
+    /// Goals, per life domain.
+    #[command(subcommand)]
+    Goal(GoalCommand),
+    /// ZRM self-sufficiency scores (1 to 5).
+    #[command(subcommand)]
+    Score(ScoreCommand),
+    /// Actions towards a goal.
+    #[command(subcommand)]
+    Action(ActionCommand),
+    /// Agreements (afspraken) made with the family.
+    #[command(subcommand)]
+    Agreement(AgreementCommand),
+    /// Notes, in one of the plan's compartments.
+    #[command(subcommand)]
+    Note(NoteCommand),
+    /// The safety plan.
+    #[command(subcommand)]
+    Safety(SafetyCommand),
+    /// Lists the fields of a plan that hold concurrent values.
+    Conflicts(ConflictsArgs),
+    /// Settles a conflict: keep one of its values, or write a new one.
+    Resolve(ResolveArgs),
+    /// Writes a whole plan to a sealed changes file, for another device to import.
+    Export(ExportArgs),
+    /// Merges a changes file from another device into this one.
+    Import(ImportArgs),
+    /// This device: its id, plans, changes awaiting a push, and disk usage.
+    Status(JsonFlag),
+}
+
+#[derive(Debug, Clone, Copy, Args)]
+pub struct JsonFlag {
+    /// Print machine-readable JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PassphraseCommand {
+    /// Sets a new passphrase (EENPLAN_NEW_PASSPHRASE, or asked twice). No plan data is rewritten.
+    Change,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Creates a plan and prints its id.
+    Create(PlanCreateArgs),
+    /// Lists the plans on this device; damaged entries are listed as such.
+    List(JsonFlag),
+    /// Shows everything in a plan.
+    Show(PlanShowArgs),
+    /// Moves a plan to another phase.
+    Phase(PlanPhaseArgs),
+    /// Records a step in escalation and who holds regie afterwards.
+    Escalate(PlanEscalateArgs),
+    /// Makes a participant the plan's regisseur.
+    Regisseur(PlanRegisseurArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanCreateArgs {
+    /// The family's name.
+    #[arg(long)]
+    pub family: String,
+    /// Life domains, comma-separated, instead of the 13 ZRM-2017 domains.
+    #[arg(long, value_name = "A,B,C", value_delimiter = ',')]
+    pub domains: Option<Vec<String>>,
+    #[command(flatten)]
+    pub output: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanShowArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    #[command(flatten)]
+    pub output: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanPhaseArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    #[arg(value_parser = vocabulary::<Phase>())]
+    pub phase: Phase,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanEscalateArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    #[arg(long, value_parser = vocabulary::<EscalationLevel>())]
+    pub level: EscalationLevel,
+    /// The participant who holds regie after this step.
+    #[arg(long, value_name = "PARTICIPANT")]
+    pub regie: Option<EntityId>,
+    #[arg(long)]
+    pub reason: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanRegisseurArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    /// The participant's id.
+    pub participant: EntityId,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemberCommand {
+    /// Adds a family member and prints the id.
+    Add(MemberAddArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MemberAddArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    #[arg(long)]
+    pub name: String,
+    /// How the person relates to the family (moeder, zoon, opa, ...).
+    #[arg(long)]
+    pub relation: String,
+    /// YYYY-MM-DD.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub birth_date: Option<String>,
+    /// The member holds parental authority (gezag).
+    #[arg(long)]
+    pub gezag: bool,
+    #[command(flatten)]
+    pub output: JsonFlag,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ParticipantCommand {
+    /// Adds a participant and prints the id.
+    Add(ParticipantAddArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ParticipantAddArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    #[arg(long)]
+    pub name: String,
+    /// The participant's organisation.
+    #[arg(long)]
+    pub org: String,
+    #[arg(long, value_parser = vocabulary::<Role>())]
+    pub role: Role,
+    #[command(flatten)]
+    pub output: JsonFlag,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GoalCommand {
+    /// Adds a goal in a life domain and prints the id.
+    Add(GoalAddArgs),
+    /// Changes a goal's status or title.
+    Set(GoalSetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GoalAddArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    /// One of the plan's life domains.
+    #[arg(long)]
+    pub domain: String,
+    #[arg(long)]
+    pub title: String,
+    #[command(flatten)]
+    pub output: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("change").required(true).multiple(true).args(["status", "title"])))]
+pub struct GoalSetArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    /// The goal's id.
+    pub goal: EntityId,
+    #[arg(long, value_parser = vocabulary::<GoalStatus>())]
+    pub status: Option<GoalStatus>,
+    #[arg(long)]
+    pub title: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScoreCommand {
+    /// Sets a member's score in a life domain on a date.
+    Set(ScoreSetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ScoreSetArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    /// The family member's id.
+    #[arg(long)]
+    pub member: EntityId,
+    /// One of the plan's life domains.
+    #[arg(long)]
+    pub domain: String,
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: String,
+    /// 1 (acute problems) to 5 (fully self-sufficient).
+    // Any integer reaches the core, so that an out-of-range score gets the core's message.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub score: i64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ActionCommand {
+    /// Adds an action towards a goal and prints the id.
+    Add(ActionAddArgs),
+    /// Changes an action's status, due date or title.
+    Set(ActionSetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ActionAddArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    /// The goal's id.
+    #[arg(long)]
+    pub goal: EntityId,
+    #[arg(long)]
+    pub title: String,
+    /// The organisation that carries the action out.
+    #[arg(long, value_name = "ORG")]
+    pub owner: String,
+    /// The person at that organisation.
+    #[arg(long, value_name = "PERSON")]
+    pub owner_person: Option<String>,
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub due: Option<String>,
+    #[command(flatten)]
+    pub output: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("change").required(true).multiple(true).args(["status", "due", "no_due", "title"])
+))]
+pub struct ActionSetArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    /// The action's id.
+    pub action: EntityId,
+    #[arg(long, value_parser = vocabulary::<ActionStatus>())]
+    pub status: Option<ActionStatus>,
+    #[arg(long, value_name = "YYYY-MM-DD", conflicts_with = "no_due")]
+    pub due: Option<String>,
+    /// Clears the due date.
+    #[arg(long)]
+    pub no_due: bool,
+    #[arg(long)]
+    pub title: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgreementCommand {
+    /// Adds an agreement and prints the id.
+    Add(AgreementAddArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AgreementAddArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    #[arg(long)]
+    pub text: String,
+    #[command(flatten)]
+    pub output: JsonFlag,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NoteCommand {
+    /// Adds a note and prints the id.
+    Add(NoteAddArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NoteAddArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    #[arg(long)]
+    pub text: String,
+    /// The compartment the note belongs in; the privacy rules share each with different partners.
+    #[arg(long, default_value = "basis", value_parser = vocabulary::<Compartment>())]
+    pub compartment: Compartment,
+    /// home_visit by default in basis, note elsewhere.
+    #[arg(long, value_parser = vocabulary::<NoteKind>())]
+    pub kind: Option<NoteKind>,
+    #[command(flatten)]
+    pub output: JsonFlag,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SafetyCommand {
+    /// Adds a line to the safety plan and prints the id.
+    Add(SafetyAddArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SafetyAddArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    /// The danger statement: what the worry is.
+    #[arg(long, value_name = "TEXT")]
+    pub danger: String,
+    /// The safety goal that answers it.
+    #[arg(long, value_name = "TEXT")]
+    pub goal: String,
+    #[command(flatten)]
+    pub output: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct ConflictsArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    #[command(flatten)]
+    pub output: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("resolution").required(true).args(["pick", "value"])))]
+pub struct ResolveArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    /// The conflict's id, as `conflicts` lists it.
+    pub conflict: String,
+    /// Keep value N (1-based, as `conflicts` numbers them).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub pick: Option<u32>,
+    /// Write this value instead, checked like any edit of the field.
+    #[arg(long, value_name = "V")]
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    /// The file to write.
+    #[arg(long, value_name = "FILE")]
+    pub changes: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The file to read.
+    #[arg(long, value_name = "FILE")]
+    pub changes: PathBuf,
+    #[command(flatten)]
+    pub output: JsonFlag,
+}
+
+/// A core vocabulary, so that one parser can list and parse all of them.
+pub trait Vocabulary: Copy + Send + Sync + FromStr<Err = ValidationError> + 'static {
+    fn all() -> &'static [Self];
+    fn name(self) -> &'static str;
+}
+
+macro_rules! vocabularies {
+    ($($ty:ty => $all:expr),+ $(,)?) => {
+        $(impl Vocabulary for $ty {
+            fn all() -> &'static [Self] {
+                $all
+            }
+            fn name(self) -> &'static str {
+                self.as_str()
+            }
+        })+
+    };
+}
+
+vocabularies!(
+    Phase => Phase::ALL,
+    EscalationLevel => EscalationLevel::ALL,
+    Role => Role::ALL,
+    GoalStatus => GoalStatus::ALL,
+    ActionStatus => ActionStatus::ALL,
+    NoteKind => NoteKind::ALL,
+    Compartment => &Compartment::ALL,
+);
+
+fn vocabulary<T: Vocabulary>() -> impl TypedValueParser<Value = T> {
+    PossibleValuesParser::new(T::all().iter().map(|v| PossibleValue::new(v.name())))
+        .try_map(|text: String| text.parse::<T>())
+}

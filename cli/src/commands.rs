@@ -1,0 +1,56 @@
+//! Runs a parsed command line against the device. Each command opens the device, calls the
+//! core and turns the result into an [`Output`]; the plan rules all live in the core.
+
+mod conflicts;
+mod device;
+mod entities;
+mod plan;
+mod transfer;
+
+use std::path::Path;
+
+use eenplan_core::{CoreError, Device, PlanId};
+
+use crate::args::{Cli, Command, PassphraseCommand};
+use crate::error::CliError;
+use crate::output::Output;
+use crate::passphrase;
+
+pub fn run(cli: Cli) -> Result<Output, CliError> {
+    let data = cli
+        .data
+        .filter(|d| !d.as_os_str().is_empty())
+        .ok_or_else(|| CliError::usage("no data directory: pass --data DIR or set EENPLAN_DATA"))?;
+    match cli.command {
+        Command::Init => device::init(&data),
+        Command::Passphrase(PassphraseCommand::Change) => device::change_passphrase(&data),
+        Command::Status(flag) => device::status(&open(&data)?, flag.json),
+        Command::Plan(command) => plan::run(&data, command),
+        Command::Member(command) => entities::member(&mut open(&data)?, command),
+        Command::Participant(command) => entities::participant(&mut open(&data)?, command),
+        Command::Goal(command) => entities::goal(&mut open(&data)?, command),
+        Command::Score(command) => entities::score(&mut open(&data)?, command),
+        Command::Action(command) => entities::action(&mut open(&data)?, command),
+        Command::Agreement(command) => entities::agreement(&mut open(&data)?, command),
+        Command::Note(command) => entities::note(&mut open(&data)?, command),
+        Command::Safety(command) => entities::safety(&mut open(&data)?, command),
+        Command::Conflicts(args) => conflicts::list(&mut open(&data)?, args),
+        Command::Resolve(args) => conflicts::resolve(&mut open(&data)?, args),
+        Command::Export(args) => transfer::export(&mut open(&data)?, args),
+        Command::Import(args) => transfer::import(&mut open(&data)?, args),
+    }
+}
+
+/// Opens the device, asking for the passphrase only when there is a device to unlock.
+fn open(data: &Path) -> Result<Device, CliError> {
+    if !Device::exists(data) {
+        return Err(CoreError::NotInitialised.into());
+    }
+    let keystore = passphrase::keystore(passphrase::existing(passphrase::DEVICE)?)?;
+    Ok(Device::open(data, &keystore)?)
+}
+
+/// A plan named by its full id or a unique prefix of at least four characters.
+fn find_plan(device: &Device, text: &str) -> Result<PlanId, CliError> {
+    Ok(device.find_plan(text)?)
+}

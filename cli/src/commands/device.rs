@@ -1,0 +1,91 @@
+//! The device itself: init, passphrase, status.
+
+use std::path::Path;
+
+use eenplan_core::{CoreError, Device, DeviceId, PlanListEntry};
+use serde::Serialize;
+
+use crate::error::CliError;
+use crate::output::{Lines, Output};
+use crate::passphrase;
+
+pub fn init(data: &Path) -> Result<Output, CliError> {
+    // Checked before asking twice for a passphrase that would not be used.
+    if Device::exists(data) {
+        return Err(CoreError::AlreadyInitialised.into());
+    }
+    let keystore = passphrase::keystore(passphrase::chosen(passphrase::DEVICE)?)?;
+    let device = Device::init(data, &keystore)?;
+    Ok(Output::Text(device.device_id().to_string()))
+}
+
+pub fn change_passphrase(data: &Path) -> Result<Output, CliError> {
+    if !Device::exists(data) {
+        return Err(CoreError::NotInitialised.into());
+    }
+    let current = passphrase::keystore(passphrase::existing(passphrase::DEVICE)?)?;
+    let mut device = Device::open(data, &current)?;
+    let new = passphrase::keystore(passphrase::chosen(passphrase::NEW)?)?;
+    device.change_keystore(&current, &new)?;
+    Ok(Output::Nothing)
+}
+
+#[derive(Debug, Serialize)]
+struct Status {
+    device: DeviceId,
+    store: String,
+    plans: usize,
+    damaged_plans: usize,
+    pending_changes: u64,
+    disk_usage_bytes: u64,
+}
+
+pub fn status(device: &Device, json: bool) -> Result<Output, CliError> {
+    let entries = device.list_plans()?;
+    let damaged = entries.iter().filter(|e| matches!(e, PlanListEntry::Damaged { .. })).count();
+    let status = Status {
+        device: device.device_id(),
+        store: device.store_path().display().to_string(),
+        plans: entries.len() - damaged,
+        damaged_plans: damaged,
+        pending_changes: device.pending_changes()?,
+        disk_usage_bytes: device.disk_usage(),
+    };
+    Output::choose(json, &status, |s| {
+        let mut out = Lines::default();
+        out.line(0, format!("device   {}", s.device));
+        out.line(0, format!("store    {}", s.store));
+        let damaged =
+            if s.damaged_plans > 0 { format!(" ({} damaged)", s.damaged_plans) } else { String::new() };
+        out.line(0, format!("plans    {}{damaged}", s.plans));
+        out.line(0, format!("pending  {} changes awaiting a push", s.pending_changes));
+        out.line(0, format!("disk     {}", human_bytes(s.disk_usage_bytes)));
+        out.finish()
+    })
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {} ({bytes} bytes)", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_bytes;
+
+    #[test]
+    fn sizes_print_in_binary_units() {
+        assert_eq!(human_bytes(512), "512 bytes");
+        assert_eq!(human_bytes(1536), "1.5 KiB (1536 bytes)");
+        assert_eq!(human_bytes(5 * 1024 * 1024), "5.0 MiB (5242880 bytes)");
+    }
+}

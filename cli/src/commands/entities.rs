@@ -1,0 +1,120 @@
+//! Adding and changing the entities inside a plan. Each command is one `Device::edit`, so it
+//! is durable, or refused whole, before anything is printed.
+
+use eenplan_core::Device;
+use eenplan_core::plan::{
+    ActionUpdate, Compartment, NewAction, NewGoal, NewMember, NewParticipant, NoteKind,
+};
+
+use super::find_plan;
+use crate::args::{
+    ActionCommand, AgreementCommand, GoalCommand, MemberCommand, NoteCommand, ParticipantCommand,
+    SafetyCommand, ScoreCommand,
+};
+use crate::error::CliError;
+use crate::output::Output;
+
+pub fn member(device: &mut Device, command: MemberCommand) -> Result<Output, CliError> {
+    let MemberCommand::Add(args) = command;
+    let plan = find_plan(device, &args.plan)?;
+    let member = NewMember {
+        name: args.name,
+        relation: args.relation,
+        birth_date: args.birth_date,
+        parental_authority: args.gezag,
+    };
+    let id = device.edit(&plan, |p| p.add_member(member))?;
+    Output::id(args.output.json, id)
+}
+
+pub fn participant(device: &mut Device, command: ParticipantCommand) -> Result<Output, CliError> {
+    let ParticipantCommand::Add(args) = command;
+    let plan = find_plan(device, &args.plan)?;
+    let participant = NewParticipant { name: args.name, organisation: args.org, role: args.role };
+    let id = device.edit(&plan, |p| p.add_participant(participant))?;
+    Output::id(args.output.json, id)
+}
+
+pub fn goal(device: &mut Device, command: GoalCommand) -> Result<Output, CliError> {
+    match command {
+        GoalCommand::Add(args) => {
+            let plan = find_plan(device, &args.plan)?;
+            let goal = NewGoal { domain: args.domain, title: args.title };
+            let id = device.edit(&plan, |p| p.add_goal(goal))?;
+            Output::id(args.output.json, id)
+        }
+        GoalCommand::Set(args) => {
+            let plan = find_plan(device, &args.plan)?;
+            // One edit for both fields: if the title is refused, the status is not kept either.
+            device.edit(&plan, |p| {
+                if let Some(status) = args.status {
+                    p.set_goal_status(args.goal, status)?;
+                }
+                if let Some(title) = &args.title {
+                    p.set_goal_title(args.goal, title)?;
+                }
+                Ok(())
+            })?;
+            Ok(Output::Nothing)
+        }
+    }
+}
+
+pub fn score(device: &mut Device, command: ScoreCommand) -> Result<Output, CliError> {
+    let ScoreCommand::Set(args) = command;
+    let plan = find_plan(device, &args.plan)?;
+    device.edit(&plan, |p| p.set_score(args.member, &args.domain, &args.date, args.score))?;
+    Ok(Output::Nothing)
+}
+
+pub fn action(device: &mut Device, command: ActionCommand) -> Result<Output, CliError> {
+    match command {
+        ActionCommand::Add(args) => {
+            let plan = find_plan(device, &args.plan)?;
+            let action = NewAction {
+                goal: args.goal,
+                title: args.title,
+                owner_org: args.owner,
+                owner_person: args.owner_person,
+                due: args.due,
+            };
+            let id = device.edit(&plan, |p| p.add_action(action))?;
+            Output::id(args.output.json, id)
+        }
+        ActionCommand::Set(args) => {
+            let plan = find_plan(device, &args.plan)?;
+            let due = if args.no_due { Some(None) } else { args.due.map(Some) };
+            let update =
+                ActionUpdate { title: args.title, status: args.status, due, ..ActionUpdate::default() };
+            device.edit(&plan, |p| p.update_action(args.action, update))?;
+            Ok(Output::Nothing)
+        }
+    }
+}
+
+pub fn agreement(device: &mut Device, command: AgreementCommand) -> Result<Output, CliError> {
+    let AgreementCommand::Add(args) = command;
+    let plan = find_plan(device, &args.plan)?;
+    let id = device.edit(&plan, |p| p.add_agreement(&args.text))?;
+    Output::id(args.output.json, id)
+}
+
+pub fn note(device: &mut Device, command: NoteCommand) -> Result<Output, CliError> {
+    let NoteCommand::Add(args) = command;
+    let plan = find_plan(device, &args.plan)?;
+    // Basis notes are what workers write after a home visit; the other compartments hold
+    // specialist notes.
+    let kind = args.kind.unwrap_or(match args.compartment {
+        Compartment::Basis => NoteKind::HomeVisit,
+        _ => NoteKind::Note,
+    });
+    let id = device.edit(&plan, |p| p.add_note(args.compartment, kind, &args.text))?;
+    Output::id(args.output.json, id)
+}
+
+pub fn safety(device: &mut Device, command: SafetyCommand) -> Result<Output, CliError> {
+    let SafetyCommand::Add(args) = command;
+    let plan = find_plan(device, &args.plan)?;
+    let id = device.edit(&plan, |p| p.add_safety_item(&args.danger, &args.goal))?;
+    Output::id(args.output.json, id)
+}

@@ -1,0 +1,56 @@
+//! Plans as a whole: create, list, show, phase, escalation, regisseur.
+
+use std::path::Path;
+
+use eenplan_core::PlanListEntry;
+
+use super::{find_plan, open};
+use crate::args::PlanCommand;
+use crate::error::CliError;
+use crate::output::{Lines, Output, plan_view_text};
+
+pub fn run(data: &Path, command: PlanCommand) -> Result<Output, CliError> {
+    let mut device = open(data)?;
+    match command {
+        PlanCommand::Create(args) => {
+            let id = device.create_plan_with_domains(&args.family, args.domains)?;
+            Output::id(args.output.json, id)
+        }
+        PlanCommand::List(flag) => {
+            Output::choose(flag.json, &device.list_plans()?, |entries| list_text(entries))
+        }
+        PlanCommand::Show(args) => {
+            let id = find_plan(&device, &args.plan)?;
+            Output::choose(args.output.json, &device.read(&id)?, plan_view_text)
+        }
+        PlanCommand::Phase(args) => {
+            let id = find_plan(&device, &args.plan)?;
+            device.edit(&id, |p| p.set_phase(args.phase))?;
+            Ok(Output::Nothing)
+        }
+        PlanCommand::Escalate(args) => {
+            let id = find_plan(&device, &args.plan)?;
+            device.edit(&id, |p| p.escalate(args.level, args.regie, &args.reason))?;
+            Ok(Output::Nothing)
+        }
+        PlanCommand::Regisseur(args) => {
+            let id = find_plan(&device, &args.plan)?;
+            device.edit(&id, |p| p.set_regisseur(args.participant))?;
+            Ok(Output::Nothing)
+        }
+    }
+}
+
+fn list_text(entries: &[PlanListEntry]) -> String {
+    if entries.is_empty() {
+        return "no plans".into();
+    }
+    let mut out = Lines::default();
+    for entry in entries {
+        match entry {
+            PlanListEntry::Ok(plan) => out.line(0, format!("{}  {}", plan.id, plan.family)),
+            PlanListEntry::Damaged { detail } => out.line(0, format!("damaged  {detail}")),
+        }
+    }
+    out.finish()
+}

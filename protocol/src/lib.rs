@@ -1,0 +1,8 @@
+//! eenplan's wire formats, shared by the device's sync client and the server.
+//!
+//! Nothing here reads plan content: the server links this crate to check the framing and
+//! signatures of what it relays, never to decrypt it.
+
+pub mod bundle;
+
+pub use bundle::{Bundle, BundleError, BundleHeader, BundleKind, DocumentId};
