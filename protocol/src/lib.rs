@@ -4,5 +4,7 @@
 //! signatures of what it relays, never to decrypt it.
 
 pub mod bundle;
+pub mod certificate;
+pub mod envelope;
 
 pub use bundle::{Bundle, BundleError, BundleHeader, BundleKind, DocumentId};
