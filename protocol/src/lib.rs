@@ -6,5 +6,6 @@
 pub mod bundle;
 pub mod certificate;
 pub mod envelope;
+pub mod sync;
 
 pub use bundle::{Bundle, BundleError, BundleHeader, BundleKind, DocumentId};

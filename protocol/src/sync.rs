@@ -1,0 +1,229 @@
+//! The device ⇄ server sync messages (CBOR; short field names, empty lists omitted, because
+//! one small edit must cost under 600 bytes on the wire in both directions together).
+//!
+//! One round trip carries a device's whole sync: `POST /v1/sync` with a [`SyncRequest`] that
+//! pushes every sealed bundle in the outbox and asks for everything after the device's
+//! cursor; the [`SyncResponse`] acknowledges the pushes, returns the new bundles of every
+//! document the device may read, the key envelopes waiting in its mailbox, and the chores the
+//! server asks of it (sealing keys for devices that lack them, uploading a snapshot).
+//!
+//! ```text
+//! device                                   server
+//!   │ SyncRequest { since: 41,                │
+//!   │   push: [bundle(doc A, id x)] } ──────► │ append x as seq 57 (or find it: idempotent)
+//!   │                                         │ collect bundles after 41 the device may read
+//!   │ ◄────── SyncResponse { accepted: [x],   │
+//!   │   bundles: [seq 44 doc B, seq 50 doc A],│
+//!   │   head: 57, complete: true }            │
+//!   │ apply, then store cursor 57             │
+//! ```
+//!
+//! The cursor is one number: the server's log is a single sequence across all documents.
+//! Documents that became readable after the cursor are sent from their beginning (or their
+//! latest snapshot), so a new participant needs no extra round trip.
+
+use serde::{Deserialize, Serialize};
+
+use crate::certificate::bytes;
+
+/// Largest sync request body the server accepts.
+pub const MAX_SYNC_REQUEST: usize = 32 * 1024 * 1024;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRequest {
+    /// The head returned by the last complete pull.
+    #[serde(rename = "s", default)]
+    pub since: u64,
+    /// Sealed bundles from the outbox.
+    #[serde(rename = "p", default, skip_serializing_if = "Vec::is_empty")]
+    pub push: Vec<Blob>,
+    /// Plans created on this device and not yet known to the server.
+    #[serde(rename = "n", default, skip_serializing_if = "Vec::is_empty")]
+    pub new_plans: Vec<Fixed<16>>,
+    /// Key envelopes this device sealed for others (answering key requests).
+    #[serde(rename = "e", default, skip_serializing_if = "Vec::is_empty")]
+    pub envelopes: Vec<EnvelopeUpload>,
+    /// A snapshot answering a compaction request: the sealed bundle and the head it covers.
+    #[serde(rename = "c", default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<SnapshotUpload>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncResponse {
+    /// Bundle ids of pushes now stored (appended or already present).
+    #[serde(rename = "a", default, skip_serializing_if = "Vec::is_empty")]
+    pub accepted: Vec<Fixed<16>>,
+    /// Pushes refused, with the reason; the device must not retry them unchanged.
+    #[serde(rename = "r", default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<Rejection>,
+    /// New bundles for the device, in log order.
+    #[serde(rename = "b", default, skip_serializing_if = "Vec::is_empty")]
+    pub bundles: Vec<Blob>,
+    /// The cursor to send next time.
+    #[serde(rename = "h")]
+    pub head: u64,
+    /// False when more bundles wait: sync again at once.
+    #[serde(rename = "m", default = "yes", skip_serializing_if = "is_true")]
+    pub complete: bool,
+    #[serde(rename = "e", default, skip_serializing_if = "Vec::is_empty")]
+    pub envelopes: Vec<EnvelopeDelivery>,
+    #[serde(rename = "k", default, skip_serializing_if = "Vec::is_empty")]
+    pub key_requests: Vec<KeyRequest>,
+    /// Documents whose logs are long: upload a snapshot of them.
+    #[serde(rename = "x", default, skip_serializing_if = "Vec::is_empty")]
+    pub compact: Vec<Fixed<17>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+/// A fixed-size id carried as a CBOR byte string (an array of numbers would double its size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fixed<const N: usize>(pub [u8; N]);
+
+impl<const N: usize> Serialize for Fixed<N> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de, const N: usize> Deserialize<'de> for Fixed<N> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes = bytes::deserialize(d)?;
+        let array: [u8; N] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| serde::de::Error::invalid_length(bytes.len(), &"a fixed-size id"))?;
+        Ok(Fixed(array))
+    }
+}
+
+/// Bytes that CBOR carries as a byte string, not as an array of numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Blob(#[serde(with = "bytes")] pub Vec<u8>);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    #[serde(rename = "i")]
+    pub bundle_id: Fixed<16>,
+    #[serde(rename = "w")]
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvelopeUpload {
+    #[serde(rename = "to")]
+    pub recipient: Fixed<16>,
+    #[serde(rename = "d")]
+    pub document: Fixed<17>,
+    #[serde(rename = "ep")]
+    pub epoch: u32,
+    #[serde(rename = "v")]
+    pub envelope: Blob,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvelopeDelivery {
+    #[serde(rename = "d")]
+    pub document: Fixed<17>,
+    #[serde(rename = "ep")]
+    pub epoch: u32,
+    #[serde(rename = "v")]
+    pub envelope: Blob,
+}
+
+/// A device that may read `document` but has no envelope for its current epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRequest {
+    #[serde(rename = "d")]
+    pub document: Fixed<17>,
+    #[serde(rename = "ep")]
+    pub epoch: u32,
+    /// The requesting device's certificate: the sealer verifies it against the pinned root
+    /// before sealing anything to the key inside.
+    #[serde(rename = "c")]
+    pub certificate: Blob,
+    #[serde(rename = "ac")]
+    pub admin_certificate: Blob,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotUpload {
+    #[serde(rename = "h")]
+    pub covers: u64,
+    #[serde(rename = "b")]
+    pub bundle: Blob,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the message is not a valid sync message")]
+pub struct DecodeError;
+
+/// Encodes a sync message.
+pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Encoding these plain structs into a Vec cannot fail.
+    let _ = ciborium::into_writer(message, &mut out);
+    out
+}
+
+/// Decodes a sync message, refusing anything above `max` bytes before parsing.
+pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], max: usize) -> Result<T, DecodeError> {
+    if bytes.len() > max {
+        return Err(DecodeError);
+    }
+    ciborium::from_reader(bytes).map_err(|_| DecodeError)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_pull_is_a_few_bytes_and_round_trips() {
+        let request = SyncRequest { since: 1234, ..Default::default() };
+        let bytes = encode(&request);
+        assert!(bytes.len() <= 8, "{} bytes", bytes.len());
+        assert_eq!(decode::<SyncRequest>(&bytes, 100).unwrap(), request);
+        let response = SyncResponse { head: 99, complete: true, ..Default::default() };
+        let bytes = encode(&response);
+        assert!(bytes.len() <= 8, "{} bytes", bytes.len());
+        assert_eq!(decode::<SyncResponse>(&bytes, 100).unwrap(), response);
+    }
+
+    #[test]
+    fn a_pushed_bundle_costs_only_a_few_bytes_of_framing() {
+        let request = SyncRequest { since: 1_000_000, push: vec![Blob(vec![7; 270])], ..Default::default() };
+        assert!(encode(&request).len() <= 270 + 16);
+    }
+
+    #[test]
+    fn ids_travel_as_byte_strings() {
+        let response =
+            SyncResponse { accepted: vec![Fixed([1; 16])], head: 1, complete: true, ..Default::default() };
+        let bytes = encode(&response);
+        assert!(bytes.len() <= 24, "{} bytes", bytes.len());
+        assert_eq!(decode::<SyncResponse>(&bytes, 100).unwrap(), response);
+        assert!(decode::<Fixed<16>>(&encode(&Blob(vec![1; 15])), 100).is_err());
+    }
+
+    #[test]
+    fn garbage_and_oversized_messages_are_a_typed_error() {
+        assert_eq!(decode::<SyncRequest>(b"\xff\x00garbage", 100), Err(DecodeError));
+        assert_eq!(decode::<SyncRequest>(&[0; 200], 100), Err(DecodeError));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = decode::<SyncRequest>(&bytes, 1024);
+            let _ = decode::<SyncResponse>(&bytes, 1024);
+        }
+    }
+}
