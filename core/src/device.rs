@@ -41,6 +41,9 @@ pub struct Device {
     identity: DeviceIdentity,
     clock: Arc<dyn Clock>,
     open_plans: HashMap<PlanId, Plan>,
+    /// Materialised views of open plans, dropped whenever the plan changes: a screen that
+    /// re-reads an unchanged plan gets it without walking the documents again.
+    views: HashMap<PlanId, PlanView>,
 }
 
 impl std::fmt::Debug for Device {
@@ -83,13 +86,25 @@ impl Device {
     pub fn init(dir: &Path, keystore: &dyn KeyStore) -> Result<Device, CoreError> {
         ensure_dir(dir)?;
         let (store, identity) = Store::create(dir, keystore).map_err(map_open)?;
-        Ok(Device { store, identity, clock: Arc::new(SystemClock), open_plans: HashMap::new() })
+        Ok(Device {
+            store,
+            identity,
+            clock: Arc::new(SystemClock),
+            open_plans: HashMap::new(),
+            views: HashMap::new(),
+        })
     }
 
     /// Opens the device in `dir`.
     pub fn open(dir: &Path, keystore: &dyn KeyStore) -> Result<Device, CoreError> {
         let (store, identity) = Store::open(dir, keystore).map_err(map_open)?;
-        Ok(Device { store, identity, clock: Arc::new(SystemClock), open_plans: HashMap::new() })
+        Ok(Device {
+            store,
+            identity,
+            clock: Arc::new(SystemClock),
+            open_plans: HashMap::new(),
+            views: HashMap::new(),
+        })
     }
 
     pub fn open_or_init(dir: &Path, keystore: &dyn KeyStore) -> Result<Device, CoreError> {
@@ -103,6 +118,7 @@ impl Device {
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self.open_plans.clear();
+        self.views.clear();
         self
     }
 
@@ -208,11 +224,17 @@ impl Device {
     /// Drops a plan from memory; the next access reads it from disk again.
     pub fn close_plan(&mut self, id: &PlanId) {
         self.open_plans.remove(id);
+        self.views.remove(id);
     }
 
     /// The plan's read model.
     pub fn read(&mut self, id: &PlanId) -> Result<PlanView, CoreError> {
-        Ok(self.plan(*id)?.view()?)
+        if let Some(view) = self.views.get(id) {
+            return Ok(view.clone());
+        }
+        let view = self.plan(*id)?.view()?;
+        self.views.insert(*id, view.clone());
+        Ok(view)
     }
 
     pub fn conflicts(&mut self, id: &PlanId) -> Result<Vec<Conflict>, CoreError> {
@@ -229,7 +251,7 @@ impl Device {
         f: impl FnOnce(&mut Plan) -> Result<T, PlanError>,
     ) -> Result<T, CoreError> {
         self.plan(*id)?;
-        let Device { store, open_plans, .. } = self;
+        let Device { store, open_plans, views, .. } = self;
         let plan = open_plans.get_mut(id).ok_or(CoreError::UnknownPlan(*id))?;
         let before = plan.heads();
         let family_before = family_of(plan);
@@ -238,6 +260,7 @@ impl Device {
         if changes.is_empty() {
             return Ok(result?);
         }
+        views.remove(id);
         let persisted = match &result {
             Ok(_) => {
                 let family = family_of(plan);
@@ -266,7 +289,8 @@ impl Device {
         self.store.disk_usage()
     }
 
-    /// Folds every document of a plan into a fresh snapshot now.
+    /// Folds every document of a plan into a fresh snapshot now, and gives the space the
+    /// folded rows took back to the file system.
     pub fn compact_plan(&mut self, id: &PlanId) -> Result<(), CoreError> {
         let held = self.plan(*id)?.held_compartments();
         for compartment in held {
@@ -274,7 +298,7 @@ impl Device {
             let doc = plan.doc(compartment)?;
             self.store.compact(*id, compartment, doc)?;
         }
-        Ok(())
+        Ok(self.store.reclaim_space()?)
     }
 
     /// The whole plan (every held compartment) as a sealed transfer file.
@@ -341,6 +365,7 @@ impl Device {
             let header = PlanHeader { plan: id, family: view.family };
             self.store.append_changes(&merged, Some(&header), &changes, false)?;
         }
+        self.views.remove(&id);
         self.open_plans.insert(id, merged);
         Ok(report)
     }

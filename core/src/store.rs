@@ -7,18 +7,24 @@
 //! reveal which plans a device holds are HMAC-SHA-256 of the plan id under a second subkey.
 //!
 //! An edit is one SQLite transaction that appends each new automerge change to the
-//! document's change table and, for changes this device wrote, to the outbox. Opening a
-//! document loads the sealed snapshot and applies the changes after it. When a document has
-//! gathered [`COMPACT_AFTER_CHANGES`] changes, the same transaction replaces them by a new
-//! snapshot (`save()`), so a plan with years of history opens with one decryption and one load.
+//! document's change table and, for changes this device wrote, counts it in the document's
+//! outbox counter. Opening a document loads the sealed snapshot and applies the changes after
+//! it. When a document has gathered [`COMPACT_AFTER_CHANGES`] changes, the same transaction
+//! replaces them by a new snapshot (`save()`), so a plan with years of history opens with one
+//! decryption and one load.
+//!
+//! The outbox needs no copy of the changes: an automerge document keeps its whole history, so
+//! "this device's changes not covered by the pushed heads" is exactly what awaits a push, and
+//! a snapshot can never drop unsent work.
 //!
 //! ```text
 //! meta      (name)            wrapped data key (the KeyStore's blob), schema facts
 //! secrets   (name)            sealed device identity
 //! plans     (plan_key)        sealed header: plan id, family name
-//! documents (doc_key)         plan_key, sealed snapshot, snapshot generation, next change seq
+//! documents (doc_key)         plan_key, sealed snapshot and its generation, next change seq,
+//!                             change rows since the snapshot, unpushed own changes (outbox),
+//!                             sealed heads up to which own changes were pushed
 //! changes   (doc_key, seq)    sealed automerge change
-//! outbox    (doc_key, seq)    sealed automerge change this device wrote, until pushed
 //! ```
 
 mod migrations;
@@ -126,6 +132,10 @@ fn connect(path: &Path, create: bool) -> Result<Connection, StoreError> {
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
     }
     let conn = Connection::open_with_flags(path, flags)?;
+    if create {
+        // Only takes effect before the first table exists: lets compaction give pages back.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    }
     // Exclusive locking before WAL: one process owns the store (two writers with the same
     // automerge actor would fork its history), and no shared-memory index is created.
     conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
@@ -139,6 +149,8 @@ fn connect(path: &Path, create: bool) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "secure_delete", "ON")?;
     conn.pragma_update(None, "cell_size_check", "ON")?;
     conn.pragma_update(None, "trusted_schema", "OFF")?;
+    // The WAL is reused after each checkpoint; without a limit it keeps its largest size.
+    conn.pragma_update(None, "journal_size_limit", 1024 * 1024)?;
     // Take the exclusive lock now, so a second process fails at open, not at its first edit.
     conn.execute_batch("BEGIN IMMEDIATE; COMMIT;")?;
     Ok(conn)
@@ -261,9 +273,17 @@ impl Store {
         Ok(())
     }
 
+    /// Returns free pages to the file system and truncates the WAL. Freed pages were
+    /// already zeroed (`secure_delete`); this is about size, not secrecy.
+    pub fn reclaim_space(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch("PRAGMA incremental_vacuum;")?;
+        self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
     /// Number of changes this device wrote that no server has acknowledged yet.
     pub fn pending_outbox(&self) -> Result<u64, StoreError> {
-        records::outbox_len(&self.conn)
+        records::unpushed_total(&self.conn)
     }
 
     /// Bytes on disk of the database and its WAL.

@@ -59,33 +59,8 @@ mod docs_serde {
     #[derive(Serialize, Deserialize)]
     struct Doc {
         compartment: Compartment,
-        #[serde(with = "serde_bytes_compat")]
+        #[serde(with = "eenplan_protocol::bytes")]
         saved: Vec<u8>,
-    }
-
-    mod serde_bytes_compat {
-        use serde::{Deserializer, Serializer};
-
-        pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-            s.serialize_bytes(bytes)
-        }
-
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-            struct V;
-            impl serde::de::Visitor<'_> for V {
-                type Value = Vec<u8>;
-                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                    f.write_str("bytes")
-                }
-                fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                    Ok(v.to_vec())
-                }
-                fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                    Ok(v)
-                }
-            }
-            d.deserialize_bytes(V)
-        }
     }
 
     pub fn serialize<S: Serializer>(docs: &[(Compartment, Vec<u8>)], s: S) -> Result<S::Ok, S::Error> {

@@ -80,3 +80,24 @@ fn invalid_input_is_refused_and_changes_nothing() {
     assert_eq!(device.read(&plan).unwrap(), before);
     assert_eq!(device.pending_changes().unwrap(), 4, "only the four creation changes are pending");
 }
+
+#[test]
+fn a_plan_larger_than_the_decoder_buffers_travels_through_a_transfer_file() {
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = Device::init(a_dir.path(), &keystore("a")).unwrap();
+    let mut b = Device::init(b_dir.path(), &keystore("b")).unwrap();
+    let plan = a.create_plan("Groot").unwrap();
+    for i in 0..40 {
+        // Distinct text per note so that automerge's compression cannot shrink it below 4 KiB.
+        let text: String = (0..60).map(|j| format!("{:x} ", (i * 7919 + j * 104_729) % 65_521)).collect();
+        a.edit(&plan, |p| p.add_note(Compartment::Basis, NoteKind::HomeVisit, &text)).unwrap();
+    }
+    let file = a.export_changes(&plan, "overdracht").unwrap();
+    let contents = eenplan_core::transfer::open(&file, "overdracht").unwrap();
+    let basis = contents.docs.iter().find(|(c, _)| *c == Compartment::Basis).unwrap();
+    assert!(basis.1.len() > 4096, "basis is only {} bytes", basis.1.len());
+    let report = b.import_changes(&file, "overdracht").unwrap();
+    assert!(report.new_plan);
+    assert_eq!(b.read(&plan).unwrap(), a.read(&plan).unwrap());
+    assert_eq!(b.pending_changes().unwrap(), 0, "received changes are not this device's to push");
+}

@@ -68,7 +68,8 @@ pub struct Certificate {
     signature: Vec<u8>,
 }
 
-pub(crate) mod bytes {
+/// Serde helpers that carry `Vec<u8>` as a CBOR byte string (any length).
+pub mod bytes {
     use serde::{Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
@@ -89,7 +90,9 @@ pub(crate) mod bytes {
                 Ok(v)
             }
         }
-        d.deserialize_bytes(Visitor)
+        // byte_buf, not bytes: ciborium's reader only borrows strings up to its 4 KiB scratch
+        // buffer, and bundles are larger.
+        d.deserialize_byte_buf(Visitor)
     }
 }
 

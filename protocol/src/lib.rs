@@ -9,3 +9,4 @@ pub mod envelope;
 pub mod sync;
 
 pub use bundle::{Bundle, BundleError, BundleHeader, BundleKind, DocumentId};
+pub use certificate::bytes;

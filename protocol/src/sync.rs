@@ -204,6 +204,17 @@ mod tests {
     }
 
     #[test]
+    fn bundles_larger_than_the_decoder_scratch_buffer_round_trip() {
+        let response = SyncResponse {
+            bundles: vec![Blob(vec![3; 100_000])],
+            head: 1,
+            complete: true,
+            ..Default::default()
+        };
+        assert_eq!(decode::<SyncResponse>(&encode(&response), 200_000).unwrap(), response);
+    }
+
+    #[test]
     fn ids_travel_as_byte_strings() {
         let response =
             SyncResponse { accepted: vec![Fixed([1; 16])], head: 1, complete: true, ..Default::default() };

@@ -24,16 +24,16 @@ const MIGRATIONS: &[&str] = &[
          plan_key     BLOB NOT NULL REFERENCES plans(plan_key),
          snapshot     BLOB,
          snapshot_gen INTEGER NOT NULL,
-         next_seq     INTEGER NOT NULL
+         next_seq     INTEGER NOT NULL,
+         -- change rows since the snapshot: compaction is due when this reaches the threshold
+         change_rows  INTEGER NOT NULL,
+         -- changes this device wrote that no server has acknowledged (the outbox)
+         unpushed     INTEGER NOT NULL,
+         -- sealed automerge heads up to which this device's changes were pushed
+         pushed_heads BLOB
      ) WITHOUT ROWID;
      CREATE INDEX documents_by_plan ON documents(plan_key);
      CREATE TABLE changes (
-         doc_key BLOB NOT NULL REFERENCES documents(doc_key),
-         seq     INTEGER NOT NULL,
-         sealed  BLOB NOT NULL,
-         PRIMARY KEY (doc_key, seq)
-     ) WITHOUT ROWID;
-     CREATE TABLE outbox (
          doc_key BLOB NOT NULL REFERENCES documents(doc_key),
          seq     INTEGER NOT NULL,
          sealed  BLOB NOT NULL,

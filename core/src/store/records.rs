@@ -188,41 +188,43 @@ pub(super) fn load_plan(conn: &Connection, keys: &StoreKeys, plan: PlanId) -> Re
     Ok(StoredPlan { header, docs })
 }
 
-/// Appends changes to a document's log (and outbox); returns how many change rows it now has.
+/// Appends changes to a document's log; `own` changes also count as unpushed (the outbox).
+/// Returns how many change rows the document now has since its snapshot.
 pub(super) fn append_doc_changes(
     tx: &Transaction<'_>,
     keys: &StoreKeys,
     plan: PlanId,
     doc_key: &[u8; 32],
     changes: &[Vec<u8>],
-    to_outbox: bool,
+    own: bool,
 ) -> Result<u64, StoreError> {
     let plan_key = keys.plan_key(plan);
     tx.execute(
-        "INSERT OR IGNORE INTO documents (doc_key, plan_key, snapshot, snapshot_gen, next_seq) VALUES (?1, ?2, NULL, 0, 1)",
+        "INSERT INTO documents (doc_key, plan_key, snapshot, snapshot_gen, next_seq, change_rows, unpushed)
+         VALUES (?1, ?2, NULL, 0, 1, 0, 0) ON CONFLICT (doc_key) DO NOTHING",
         params![&doc_key[..], &plan_key[..]],
     )?;
-    let mut seq: i64 =
-        tx.query_row("SELECT next_seq FROM documents WHERE doc_key = ?1", [&doc_key[..]], |row| row.get(0))?;
+    let (mut seq, rows): (i64, i64) = tx.query_row(
+        "SELECT next_seq, change_rows FROM documents WHERE doc_key = ?1",
+        [&doc_key[..]],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
     {
-        let mut change_stmt =
+        let mut insert =
             tx.prepare_cached("INSERT INTO changes (doc_key, seq, sealed) VALUES (?1, ?2, ?3)")?;
-        let mut outbox_stmt =
-            tx.prepare_cached("INSERT INTO outbox (doc_key, seq, sealed) VALUES (?1, ?2, ?3)")?;
         for change in changes {
             let sealed = keys.seal.seal(&aad("changes", doc_key, Some(seq)), change);
-            change_stmt.execute(params![&doc_key[..], seq, sealed])?;
-            if to_outbox {
-                let sealed = keys.seal.seal(&aad("outbox", doc_key, Some(seq)), change);
-                outbox_stmt.execute(params![&doc_key[..], seq, sealed])?;
-            }
+            insert.execute(params![&doc_key[..], seq, sealed])?;
             seq += 1;
         }
     }
-    tx.execute("UPDATE documents SET next_seq = ?2 WHERE doc_key = ?1", params![&doc_key[..], seq])?;
-    let pending: i64 =
-        tx.query_row("SELECT COUNT(*) FROM changes WHERE doc_key = ?1", [&doc_key[..]], |row| row.get(0))?;
-    Ok(u64::try_from(pending).unwrap_or(0))
+    let added = i64::try_from(changes.len()).unwrap_or(i64::MAX);
+    let rows = rows.saturating_add(added);
+    tx.execute(
+        "UPDATE documents SET next_seq = ?2, change_rows = ?3, unpushed = unpushed + ?4 WHERE doc_key = ?1",
+        params![&doc_key[..], seq, rows, if own { added } else { 0 }],
+    )?;
+    Ok(u64::try_from(rows).unwrap_or(0))
 }
 
 /// Replaces a document's snapshot by `saved` (its `save()`) and drops the change rows it covers.
@@ -239,14 +241,14 @@ pub(super) fn compact(
     let generation = generation + 1;
     let sealed = keys.seal.seal(&aad("documents", doc_key, Some(generation)), saved);
     tx.execute(
-        "UPDATE documents SET snapshot = ?2, snapshot_gen = ?3 WHERE doc_key = ?1",
+        "UPDATE documents SET snapshot = ?2, snapshot_gen = ?3, change_rows = 0 WHERE doc_key = ?1",
         params![&doc_key[..], sealed, generation],
     )?;
     tx.execute("DELETE FROM changes WHERE doc_key = ?1", [&doc_key[..]])?;
     Ok(())
 }
 
-pub(super) fn outbox_len(conn: &Connection) -> Result<u64, StoreError> {
-    let n: i64 = conn.query_row("SELECT COUNT(*) FROM outbox", [], |row| row.get(0))?;
+pub(super) fn unpushed_total(conn: &Connection) -> Result<u64, StoreError> {
+    let n: i64 = conn.query_row("SELECT COALESCE(SUM(unpushed), 0) FROM documents", [], |row| row.get(0))?;
     Ok(u64::try_from(n).unwrap_or(0))
 }
