@@ -3,6 +3,7 @@
 //! Nothing here reads plan content: the server links this crate to check the framing and
 //! signatures of what it relays, never to decrypt it.
 
+pub mod api;
 pub mod bundle;
 pub mod certificate;
 pub mod envelope;
