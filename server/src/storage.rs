@@ -1,0 +1,421 @@
+//! What the server keeps, behind one object-safe trait ([`Storage`]) so that the embedded
+//! SQLite backend and a later PostgreSQL backend answer the same conformance suite
+//! (`server/tests/storage_conformance.rs`).
+//!
+//! Nothing here can open a plan: bundles and key envelopes are stored as the opaque bytes the
+//! devices sealed. A dump of the database shows ids, sizes, times and who may read what.
+//!
+//! The trait is synchronous. The server calls it from `spawn_blocking` or a writer thread, and
+//! batches concurrent pushes into one [`Storage::push_batch`] call (group commit): one durable
+//! transaction, one fsync, for however many devices pushed in the meantime. Times are
+//! milliseconds since the epoch, always passed in by the caller, so storage has no clock.
+//!
+//! # The log and the cursor
+//!
+//! There is one log for the whole network: every pushed bundle gets the next number of one
+//! global, strictly increasing sequence, and each document's log is the subsequence of its
+//! rows. A device keeps one number, its cursor: the `head` of its last pull. So a pull asks
+//! "everything I may read after N", for all documents at once, and costs index seeks per
+//! readable document plus the rows that are actually new, never a walk over history.
+//!
+//! Granting access takes a number of the same sequence (it advances the head without adding a
+//! bundle), stored as the participant's `granted_at_seq`. A pull treats a document whose grant
+//! is newer than the cursor as new to the device and sends its history: the newest snapshot,
+//! if any, and every change after the head that snapshot covers. If the grant merely recorded
+//! the current head, a device that had already pulled up to that head would compare
+//! `granted_at_seq > since`, see "not new", and never receive the history.
+//!
+//! Worked example. Ann's device A1, her laptop A2, Bob's new phone B1; one plan P, its
+//! `basis` document:
+//!
+//! ```text
+//! seq  event
+//!   1  Ann registers P                              (Ann's granted_at_seq 1)
+//!   2  A1 pushes changes  a
+//!   3  A1 pushes changes  b
+//!   4  A1 pushes snapshot s (covers_seq 3: A1 held everything of P/basis up to seq 3)
+//!   5  A1 pushes changes  c
+//!   6  Bob becomes a participant of P               (Bob's granted_at_seq 6; head is now 6)
+//!   7  A1 pushes changes  d
+//!
+//! B1 pulls since 0:  Bob's grant 6 > 0, so P/basis is new to B1: its history is s and the
+//!                    changes after 3 (c), delivered together at position 6; then d.
+//!                    → [s, c, d], head 7, complete
+//! same, but max_bytes fits two bundles:
+//!                    → [s, c], head 6, incomplete   (a history is never split)
+//! B1 pulls since 6:  6 > 6 is false, so only what follows 6: → [d], head 7, complete
+//! A1 pulls since 7:  nothing new, and its own bundles are never sent back → [], head 7
+//! A2 pulls since 3:  Ann's grant 1 ≤ 3, so P/basis is not new to A2: the changes after 3,
+//!                    not the snapshot of what it holds → [c, d], head 7, complete
+//! ```
+//!
+//! Rules of a pull, for each document the user may read:
+//!
+//! - **new** (`granted_at_seq > since`): the newest snapshot and every change after its
+//!   `covers_seq` (without a snapshot: every change). Everything up to the grant is one block
+//!   at the grant's position, which a page never splits, so the block is either wholly before
+//!   a cursor or wholly after it.
+//! - **known** (`granted_at_seq <= since`): the changes after `since`. Snapshots are not sent
+//!   to a device that already follows the document: it holds the changes a snapshot covers,
+//!   and sending every compaction to every device would multiply traffic by document size.
+//!   But when a snapshot covers more than [`SNAPSHOT_SHORTCUT_CHANGES`] of the changes the
+//!   device lacks, it gets that snapshot and the changes after its `covers_seq` instead. The
+//!   snapshot's position is fixed by the snapshot itself (the change that is
+//!   `SNAPSHOT_SHORTCUT_CHANGES + 1` back from `covers_seq`), so every page of one catch-up
+//!   makes the same choice.
+//! - never a bundle the pulling device authored: it holds them.
+//!
+//! Bundles come in order of position: a bundle's seq, except that a history block sits at its
+//! grant's position (its snapshot first) and a shortcut snapshot at its anchor. So within one
+//! document a snapshot comes before the changes that follow it, and changes keep log order.
+//!
+//! A page stops before the block that would take it past `max_bytes` (but holds at least one
+//! block) and is then marked incomplete with `head` = the position of its last block, so the
+//! next pull continues exactly there. (One imprecision is accepted: a page that ends on a
+//! shortcut snapshot leaves the cursor inside what the snapshot covers, so up to
+//! `SNAPSHOT_SHORTCUT_CHANGES` changes it holds follow on the next page; redundant, never
+//! missing.) A complete page's `head` is the log head read in the same read transaction, so a
+//! push that commits meanwhile is in the next pull, never skipped. This relies on positions
+//! becoming visible in commit order: the head is one row that every writer updates (one
+//! writer in SQLite; a row lock in PostgreSQL, where a free-running `SEQUENCE` would let seq 8
+//! commit after a reader saw seq 9).
+
+mod pull;
+pub mod sqlite;
+
+use std::ops::Range;
+
+use eenplan_protocol::{Bundle, BundleKind, DocumentId};
+
+pub use sqlite::SqliteStorage;
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// A plan's id, as in the bundle header.
+pub type PlanId = [u8; 16];
+
+/// A plan role that [`Storage::register_plan`] gives the plan's creator.
+pub const CREATOR_PLAN_ROLE: &str = "regisseur";
+
+/// A device that already follows a document gets its snapshot instead of the changes when the
+/// snapshot replaces more than this many of them. Below it, sending the changes is cheaper
+/// than a whole document, and it keeps pulls independent of snapshot uploads.
+pub const SNAPSHOT_SHORTCUT_CHANGES: u64 = 500;
+
+/// The compartments a participant with `plan_role` may read. Every role reads all four for
+/// now; the signed sharing policy will narrow this per role, and every query that decides
+/// readability goes through here.
+pub fn readable_compartments(_plan_role: &str) -> Range<u8> {
+    0..DocumentId::COMPARTMENTS
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeviceId(pub [u8; 16]);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(pub i64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OrgId(pub i64);
+
+/// The network's trust anchors, set once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkRecord {
+    pub root_public: [u8; 32],
+    pub escrow_public: Vec<u8>,
+    /// The root key's signature over the escrow key, so devices can check what they seal to.
+    pub escrow_signature: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminRecord {
+    pub admin_public: [u8; 32],
+    /// Opaque to storage: the root-signed admin certificate.
+    pub certificate: Vec<u8>,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Org {
+    pub id: OrgId,
+    pub name: String,
+    /// How long a device of this organisation may work offline before it must sync.
+    pub lease_hours: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub org: OrgId,
+    pub name: String,
+    pub role: String,
+}
+
+/// What a device presents when it claims an enrolment code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDevice {
+    pub device_id: DeviceId,
+    pub signing_public: [u8; 32],
+    pub agreement_public: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeviceState {
+    /// Enrolled with a code, waiting for an administrator to sign its certificate.
+    Pending,
+    Active,
+    /// Refused for good; its key envelopes are gone.
+    Revoked,
+}
+
+impl DeviceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceState::Pending => "pending",
+            DeviceState::Active => "active",
+            DeviceState::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<DeviceState> {
+        match text {
+            "pending" => Some(DeviceState::Pending),
+            "active" => Some(DeviceState::Active),
+            "revoked" => Some(DeviceState::Revoked),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    pub device_id: DeviceId,
+    pub user: UserId,
+    pub signing_public: [u8; 32],
+    pub agreement_public: Vec<u8>,
+    /// The admin-signed device certificate, once activated.
+    pub certificate: Option<Vec<u8>>,
+    pub state: DeviceState,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Participant {
+    pub user: UserId,
+    pub plan_role: String,
+    /// The log position of the grant (see the module docs): a cursor below it has not seen
+    /// this plan yet.
+    pub granted_at_seq: u64,
+}
+
+/// A bundle to append. The HTTP layer has checked its framing, signature and the author's
+/// right to write the document; storage checks nothing about the content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewBundle {
+    pub document: DocumentId,
+    pub bundle_id: [u8; 16],
+    pub author: DeviceId,
+    pub epoch: u32,
+    pub kind: BundleKind,
+    /// For snapshots: the log head whose changes of this document the snapshot holds.
+    /// Ignored for changes.
+    pub covers_seq: Option<u64>,
+    pub bytes: Vec<u8>,
+    pub received_at: i64,
+}
+
+impl NewBundle {
+    /// The row for a decoded wire bundle; the header fields come from the bundle itself.
+    pub fn from_wire(bundle: Bundle, covers_seq: Option<u64>, received_at: i64) -> NewBundle {
+        let header = bundle.header;
+        NewBundle {
+            document: header.document,
+            bundle_id: header.bundle_id,
+            author: DeviceId(header.author),
+            epoch: header.epoch,
+            kind: header.kind,
+            covers_seq,
+            bytes: bundle.into_bytes(),
+            received_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushOutcome {
+    Appended {
+        seq: u64,
+    },
+    /// The bundle id was already in the log (a retried push); nothing was stored.
+    Duplicate {
+        seq: u64,
+    },
+}
+
+impl PushOutcome {
+    pub fn seq(self) -> u64 {
+        match self {
+            PushOutcome::Appended { seq } | PushOutcome::Duplicate { seq } => seq,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBundle {
+    pub seq: u64,
+    pub document: DocumentId,
+    pub bundle_id: [u8; 16],
+    pub author: DeviceId,
+    pub epoch: u32,
+    pub kind: BundleKind,
+    /// Set for snapshots only.
+    pub covers_seq: Option<u64>,
+    pub bytes: Vec<u8>,
+    pub received_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullBatch {
+    pub bundles: Vec<StoredBundle>,
+    /// The cursor for the next pull.
+    pub head: u64,
+    /// False when more is due: pull again at once with `head`.
+    pub complete: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocStats {
+    /// All bundles of the document, snapshots included.
+    pub bundles: u64,
+    /// Change bundles after the newest snapshot's `covers_seq` (all of them without one):
+    /// what a new reader would have to apply.
+    pub bundles_since_snapshot: u64,
+    pub latest_snapshot_covers: Option<u64>,
+}
+
+/// A document's epoch key sealed to one device (HPKE); opaque to storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub recipient: DeviceId,
+    pub document: DocumentId,
+    pub epoch: u32,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StorageError {
+    #[error("the network is already initialised")]
+    AlreadyInitialised,
+    #[error("not found")]
+    NotFound,
+    #[error("expired")]
+    Expired,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("not allowed in this state: {0}")]
+    InvalidState(String),
+    #[error("the database is damaged: {0}")]
+    Corrupt(String),
+    #[error("the database is busy")]
+    Busy,
+    /// Any other database error. The message is for the server's log, never for a client.
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+/// The server's storage. Every method is one transaction; writes are durable when they
+/// return.
+pub trait Storage: Send + Sync {
+    // The network.
+
+    fn network(&self) -> Result<Option<NetworkRecord>>;
+    /// Sets the trust anchors and the first administrator; [`StorageError::AlreadyInitialised`]
+    /// if it has been done before.
+    fn init_network(&self, network: &NetworkRecord, first_admin: &AdminRecord) -> Result<()>;
+    /// [`StorageError::InvalidState`] before `init_network`; [`StorageError::Conflict`] for a
+    /// key that is already an administrator.
+    fn add_admin(&self, admin: &AdminRecord) -> Result<()>;
+    fn admin(&self, public: &[u8; 32]) -> Result<Option<AdminRecord>>;
+    /// The key the server signs its stateless session tokens with: random on the first call,
+    /// the same ever after.
+    fn server_secret(&self) -> Result<[u8; 32]>;
+
+    // Organisations and users.
+
+    /// [`StorageError::Conflict`] if the name is taken.
+    fn add_org(&self, name: &str, lease_hours: u32) -> Result<OrgId>;
+    fn orgs(&self) -> Result<Vec<Org>>;
+    fn org_by_name(&self, name: &str) -> Result<Option<Org>>;
+    /// [`StorageError::NotFound`] for an unknown organisation, [`StorageError::Conflict`] if
+    /// the organisation already has a user with this name.
+    fn add_user(&self, org: OrgId, name: &str, role: &str) -> Result<UserId>;
+    fn users(&self) -> Result<Vec<User>>;
+    fn user(&self, id: UserId) -> Result<Option<User>>;
+    /// Users of every organisation with this name.
+    fn user_by_name(&self, name: &str) -> Result<Vec<User>>;
+
+    // Enrolment and devices.
+
+    /// Stores the hash of a one-time enrolment code for `user`. [`StorageError::NotFound`] for
+    /// an unknown user, [`StorageError::Conflict`] for a hash already stored.
+    fn create_enrolment(&self, code_hash: &[u8; 32], user: UserId, expires_at: i64) -> Result<()>;
+    /// Uses the code once: creates the device as pending and marks the code used, together.
+    /// [`StorageError::NotFound`] for an unknown or used code (indistinguishable on purpose),
+    /// [`StorageError::Expired`] at or after its expiry, [`StorageError::Conflict`] for a
+    /// device id that exists.
+    fn claim_enrolment(&self, code_hash: &[u8; 32], device: &NewDevice, now: i64) -> Result<UserId>;
+    fn devices(&self) -> Result<Vec<DeviceRecord>>;
+    fn device(&self, id: DeviceId) -> Result<Option<DeviceRecord>>;
+    fn pending_devices(&self) -> Result<Vec<DeviceRecord>>;
+    fn active_devices_of_user(&self, user: UserId) -> Result<Vec<DeviceRecord>>;
+    /// Pending → active with its certificate; [`StorageError::InvalidState`] from any other
+    /// state.
+    fn activate_device(&self, id: DeviceId, certificate: &[u8]) -> Result<()>;
+    /// → revoked, and its key envelopes deleted in the same transaction. Revoking a revoked
+    /// device changes nothing.
+    fn revoke_device(&self, id: DeviceId, now: i64) -> Result<()>;
+
+    // Plans and access.
+
+    /// Registers a plan created on `created_by` and makes its creator a participant with
+    /// role [`CREATOR_PLAN_ROLE`]. `Ok(true)` when the plan is (now) this creator's: newly
+    /// registered, or registered before by the same user (a retry changes nothing).
+    /// `Ok(false)` when another user registered it; nothing changes.
+    fn register_plan(&self, plan: PlanId, creator: UserId, created_by: DeviceId, now: i64) -> Result<bool>;
+    /// Grants `user` access (a new log position, see the module docs) or, for a participant,
+    /// updates only the role. [`StorageError::NotFound`] for an unknown plan or user.
+    fn add_participant(&self, plan: PlanId, user: UserId, plan_role: &str) -> Result<()>;
+    /// Ends access and deletes the key envelopes of the user's devices for the plan. Removing
+    /// a non-participant changes nothing.
+    fn remove_participant(&self, plan: PlanId, user: UserId) -> Result<()>;
+    fn participants(&self, plan: PlanId) -> Result<Vec<Participant>>;
+    fn is_participant(&self, plan: PlanId, user: UserId) -> Result<bool>;
+    fn plans_of_user(&self, user: UserId) -> Result<Vec<PlanId>>;
+    /// Every document `user` may read, with the log position of the grant.
+    fn readable_documents(&self, user: UserId) -> Result<Vec<(DocumentId, u64)>>;
+
+    // The log.
+
+    /// Appends every new bundle in one durable transaction and reports, in order, where each
+    /// one is. A bundle id already in the log (also earlier in `items`) is a
+    /// [`PushOutcome::Duplicate`] and stores nothing. A snapshot's `covers_seq` is capped at
+    /// the head before it, since nobody can have seen more.
+    fn push_batch(&self, items: &[NewBundle]) -> Result<Vec<PushOutcome>>;
+    /// The newest log position (bundles and grants); 0 for an empty log.
+    fn head(&self) -> Result<u64>;
+    /// What `device` of `user` lacks after cursor `since`; see the module docs.
+    fn pull(&self, user: UserId, device: DeviceId, since: u64, max_bytes: usize) -> Result<PullBatch>;
+    fn document_stats(&self, document: DocumentId) -> Result<DocStats>;
+
+    // Key envelopes.
+
+    /// Stores or replaces each (recipient, document, epoch) envelope, all or none.
+    /// [`StorageError::NotFound`] for an unknown recipient, [`StorageError::InvalidState`]
+    /// for a revoked one.
+    fn put_envelopes(&self, envelopes: &[Envelope]) -> Result<()>;
+    fn envelopes_for(&self, device: DeviceId) -> Result<Vec<Envelope>>;
+    /// Key requests: the active devices of the participants who may read `document` and hold
+    /// no envelope for `epoch` of it. Any device that holds the key can answer them.
+    fn devices_missing_envelope(&self, document: DocumentId, epoch: u32) -> Result<Vec<DeviceId>>;
+}

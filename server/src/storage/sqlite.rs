@@ -1,0 +1,432 @@
+//! The embedded backend: one SQLite file in WAL mode, the server's default, so that it runs
+//! with nothing else installed.
+//!
+//! One connection writes, behind a mutex: SQLite allows one writer anyway, and with group
+//! commit the server hands it whole batches. A few read-only connections serve reads; in WAL
+//! mode a reader sees the last commit and never waits for a write in progress, so a long push
+//! batch does not stall pulls. `synchronous=FULL`: a write has reached stable storage before
+//! its method returns, which is what lets the server acknowledge a push.
+
+mod migrations;
+mod rows;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+use std::time::Duration;
+
+use eenplan_protocol::{BundleKind, DocumentId};
+use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
+
+use super::{
+    AdminRecord, CREATOR_PLAN_ROLE, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope, NetworkRecord,
+    NewBundle, NewDevice, Org, OrgId, Participant, PlanId, PullBatch, PushOutcome, Result, Storage,
+    StorageError, User, UserId, pull, readable_compartments,
+};
+
+/// Read connections. Pulls are short read transactions; a few cover the bursts of a morning
+/// peak without holding a page cache per client.
+const READERS: usize = 4;
+/// How long a statement waits for a lock another process holds (a backup, an operator's
+/// sqlite3 shell) before it reports [`StorageError::Busy`].
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl From<rusqlite::Error> for StorageError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StorageError::Busy,
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+                StorageError::Corrupt(e.to_string())
+            }
+            Some(ErrorCode::ConstraintViolation) => StorageError::Conflict(e.to_string()),
+            // A stored value that does not convert back is not what this server wrote.
+            _ if matches!(
+                e,
+                rusqlite::Error::FromSqlConversionFailure(..)
+                    | rusqlite::Error::InvalidColumnType(..)
+                    | rusqlite::Error::IntegralValueOutOfRange(..)
+            ) =>
+            {
+                StorageError::Corrupt(e.to_string())
+            }
+            _ => StorageError::Backend(e.to_string()),
+        }
+    }
+}
+
+pub struct SqliteStorage {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+impl std::fmt::Debug for SqliteStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStorage").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+fn connect_writer(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StorageError::Backend(format!("journal mode {mode} instead of WAL")));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Deleted envelopes of a revoked device are overwritten, not left in free pages.
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    conn.pragma_update(None, "cell_size_check", "ON")?;
+    conn.pragma_update(None, "trusted_schema", "OFF")?;
+    Ok(conn)
+}
+
+fn connect_reader(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "cell_size_check", "ON")?;
+    conn.pragma_update(None, "trusted_schema", "OFF")?;
+    Ok(conn)
+}
+
+/// A poisoned lock only means another thread panicked while holding it; its transaction was
+/// rolled back when the guard unwound, so the connection is still sound.
+fn relock<'a>(lock: &'a Mutex<Connection>) -> MutexGuard<'a, Connection> {
+    lock.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// `DocumentId`'s fields are public, so one can be built with a compartment that does not
+/// exist; such a row could never be read back as a `DocumentId`.
+fn known_compartments(mut documents: impl Iterator<Item = DocumentId>) -> Result<()> {
+    match documents.find(|d| d.compartment >= DocumentId::COMPARTMENTS) {
+        Some(bad) => Err(StorageError::InvalidState(format!("compartment {} is unknown", bad.compartment))),
+        None => Ok(()),
+    }
+}
+
+impl SqliteStorage {
+    /// Opens or creates the database at `path` and applies any pending migrations.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStorage> {
+        let path = path.as_ref().to_path_buf();
+        let mut writer = connect_writer(&path)?;
+        let tx = writer.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        migrations::migrate(&tx)?;
+        tx.commit()?;
+        let readers = (0..READERS).map(|_| connect_reader(&path).map(Mutex::new)).collect::<Result<_>>()?;
+        Ok(SqliteStorage { path, writer: Mutex::new(writer), readers, next_reader: AtomicUsize::new(0) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in one immediate transaction on the writer and commits it durably; an error
+    /// from `f` rolls everything back.
+    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = relock(&self.writer);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Runs `f` in one read transaction, so all its reads see the same commit.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let mut conn = self.reader();
+        let tx = conn.transaction()?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        for lock in &self.readers {
+            match lock.try_lock() {
+                Ok(guard) => return guard,
+                Err(TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        // All busy: queue on one of them, spreading the waiters.
+        let index = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        relock(&self.readers[index])
+    }
+}
+
+impl Storage for SqliteStorage {
+    fn network(&self) -> Result<Option<NetworkRecord>> {
+        self.read(rows::network)
+    }
+
+    fn init_network(&self, network: &NetworkRecord, first_admin: &AdminRecord) -> Result<()> {
+        self.write(|tx| {
+            if !rows::insert_network(tx, network)? {
+                return Err(StorageError::AlreadyInitialised);
+            }
+            if !rows::insert_admin(tx, first_admin)? {
+                return Err(StorageError::Conflict("that key is already an administrator".into()));
+            }
+            Ok(())
+        })
+    }
+
+    fn add_admin(&self, admin: &AdminRecord) -> Result<()> {
+        self.write(|tx| {
+            if rows::network(tx)?.is_none() {
+                return Err(StorageError::InvalidState("the network is not initialised".into()));
+            }
+            if !rows::insert_admin(tx, admin)? {
+                return Err(StorageError::Conflict("that key is already an administrator".into()));
+            }
+            Ok(())
+        })
+    }
+
+    fn admin(&self, public: &[u8; 32]) -> Result<Option<AdminRecord>> {
+        self.read(|conn| rows::admin(conn, public))
+    }
+
+    fn server_secret(&self) -> Result<[u8; 32]> {
+        if let Some(secret) = self.read(rows::server_secret)? {
+            return Ok(secret);
+        }
+        let mut fresh = [0u8; 32];
+        getrandom::fill(&mut fresh)
+            .map_err(|e| StorageError::Backend(format!("no randomness for the server secret: {e}")))?;
+        // Two first callers may race here; the insert keeps whichever committed first.
+        self.write(|tx| rows::ensure_server_secret(tx, &fresh))
+    }
+
+    fn add_org(&self, name: &str, lease_hours: u32) -> Result<OrgId> {
+        self.write(|tx| {
+            rows::insert_org(tx, name, lease_hours)?
+                .ok_or_else(|| StorageError::Conflict(format!("an organisation named {name:?} exists")))
+        })
+    }
+
+    fn orgs(&self) -> Result<Vec<Org>> {
+        self.read(rows::orgs)
+    }
+
+    fn org_by_name(&self, name: &str) -> Result<Option<Org>> {
+        self.read(|conn| rows::org_by_name(conn, name))
+    }
+
+    fn add_user(&self, org: OrgId, name: &str, role: &str) -> Result<UserId> {
+        self.write(|tx| {
+            if !rows::org_exists(tx, org)? {
+                return Err(StorageError::NotFound);
+            }
+            rows::insert_user(tx, org, name, role)?.ok_or_else(|| {
+                StorageError::Conflict(format!("the organisation already has a user named {name:?}"))
+            })
+        })
+    }
+
+    fn users(&self) -> Result<Vec<User>> {
+        self.read(rows::users)
+    }
+
+    fn user(&self, id: UserId) -> Result<Option<User>> {
+        self.read(|conn| rows::user(conn, id))
+    }
+
+    fn user_by_name(&self, name: &str) -> Result<Vec<User>> {
+        self.read(|conn| rows::users_by_name(conn, name))
+    }
+
+    fn create_enrolment(&self, code_hash: &[u8; 32], user: UserId, expires_at: i64) -> Result<()> {
+        self.write(|tx| {
+            if !rows::user_exists(tx, user)? {
+                return Err(StorageError::NotFound);
+            }
+            if !rows::insert_enrolment(tx, code_hash, user, expires_at)? {
+                return Err(StorageError::Conflict("that enrolment code exists".into()));
+            }
+            Ok(())
+        })
+    }
+
+    fn claim_enrolment(&self, code_hash: &[u8; 32], device: &NewDevice, now: i64) -> Result<UserId> {
+        self.write(|tx| {
+            let (user, expires_at) = rows::unused_enrolment(tx, code_hash)?.ok_or(StorageError::NotFound)?;
+            if now >= expires_at {
+                return Err(StorageError::Expired);
+            }
+            if !rows::insert_device(tx, device, user, now)? {
+                return Err(StorageError::Conflict("that device is enrolled already".into()));
+            }
+            rows::mark_enrolment_used(tx, code_hash, device.device_id, now)?;
+            Ok(user)
+        })
+    }
+
+    fn devices(&self) -> Result<Vec<DeviceRecord>> {
+        self.read(rows::devices)
+    }
+
+    fn device(&self, id: DeviceId) -> Result<Option<DeviceRecord>> {
+        self.read(|conn| rows::device(conn, id))
+    }
+
+    fn pending_devices(&self) -> Result<Vec<DeviceRecord>> {
+        self.read(|conn| rows::devices_in_state(conn, DeviceState::Pending))
+    }
+
+    fn active_devices_of_user(&self, user: UserId) -> Result<Vec<DeviceRecord>> {
+        self.read(|conn| rows::active_devices_of_user(conn, user))
+    }
+
+    fn activate_device(&self, id: DeviceId, certificate: &[u8]) -> Result<()> {
+        self.write(|tx| match rows::device_state(tx, id)? {
+            None => Err(StorageError::NotFound),
+            Some(DeviceState::Pending) => rows::activate_device(tx, id, certificate),
+            Some(state) => Err(StorageError::InvalidState(format!("the device is {}", state.as_str()))),
+        })
+    }
+
+    fn revoke_device(&self, id: DeviceId, now: i64) -> Result<()> {
+        self.write(|tx| match rows::device_state(tx, id)? {
+            None => Err(StorageError::NotFound),
+            // Keeps the first revocation's time.
+            Some(DeviceState::Revoked) => Ok(()),
+            Some(_) => rows::revoke_device(tx, id, now),
+        })
+    }
+
+    fn register_plan(&self, plan: PlanId, creator: UserId, created_by: DeviceId, now: i64) -> Result<bool> {
+        self.write(|tx| {
+            if let Some(existing) = rows::plan_creator(tx, &plan)? {
+                return Ok(existing == creator);
+            }
+            if !rows::user_exists(tx, creator)? || rows::device_state(tx, created_by)?.is_none() {
+                return Err(StorageError::NotFound);
+            }
+            rows::insert_plan(tx, &plan, creator, created_by, now)?;
+            let granted = rows::advance_head(tx, 1)?;
+            rows::insert_participant(tx, &plan, creator, CREATOR_PLAN_ROLE, granted)?;
+            Ok(true)
+        })
+    }
+
+    fn add_participant(&self, plan: PlanId, user: UserId, plan_role: &str) -> Result<()> {
+        self.write(|tx| {
+            if rows::plan_creator(tx, &plan)?.is_none() || !rows::user_exists(tx, user)? {
+                return Err(StorageError::NotFound);
+            }
+            match rows::participant_role(tx, &plan, user)? {
+                // The grant keeps its position: the user's devices already follow the plan.
+                // Once the sharing policy narrows compartments by role, a role that widens
+                // access must record a new position for the compartments it adds.
+                Some(_) => rows::set_participant_role(tx, &plan, user, plan_role),
+                None => {
+                    let granted = rows::advance_head(tx, 1)?;
+                    rows::insert_participant(tx, &plan, user, plan_role, granted)
+                }
+            }
+        })
+    }
+
+    fn remove_participant(&self, plan: PlanId, user: UserId) -> Result<()> {
+        self.write(|tx| rows::delete_participant(tx, &plan, user))
+    }
+
+    fn participants(&self, plan: PlanId) -> Result<Vec<Participant>> {
+        self.read(|conn| rows::participants(conn, &plan))
+    }
+
+    fn is_participant(&self, plan: PlanId, user: UserId) -> Result<bool> {
+        self.read(|conn| Ok(rows::participant_role(conn, &plan, user)?.is_some()))
+    }
+
+    fn plans_of_user(&self, user: UserId) -> Result<Vec<PlanId>> {
+        self.read(|conn| Ok(rows::grants(conn, user)?.into_iter().map(|(plan, _, _)| plan).collect()))
+    }
+
+    fn readable_documents(&self, user: UserId) -> Result<Vec<(DocumentId, u64)>> {
+        let grants = self.read(|conn| rows::grants(conn, user))?;
+        Ok(grants
+            .into_iter()
+            .flat_map(|(plan, role, granted)| {
+                readable_compartments(&role)
+                    .map(move |compartment| (DocumentId { plan, compartment }, granted))
+            })
+            .collect())
+    }
+
+    fn push_batch(&self, items: &[NewBundle]) -> Result<Vec<PushOutcome>> {
+        known_compartments(items.iter().map(|b| b.document))?;
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(|tx| {
+            let start = rows::head(tx)?;
+            let mut head = start;
+            let mut outcomes = Vec::with_capacity(items.len());
+            for item in items {
+                let seq = head + 1;
+                let covers = match item.kind {
+                    BundleKind::Snapshot => Some(item.covers_seq.unwrap_or(0).min(head)),
+                    BundleKind::Changes => None,
+                };
+                if rows::insert_bundle(tx, seq, item, covers)? {
+                    head = seq;
+                    outcomes.push(PushOutcome::Appended { seq });
+                } else {
+                    let seq = rows::seq_of_bundle(tx, &item.bundle_id)?.ok_or_else(|| {
+                        StorageError::Corrupt("a bundle id conflicts but its row is missing".into())
+                    })?;
+                    outcomes.push(PushOutcome::Duplicate { seq });
+                }
+            }
+            if head != start {
+                rows::set_head(tx, head)?;
+            }
+            Ok(outcomes)
+        })
+    }
+
+    fn head(&self) -> Result<u64> {
+        self.read(rows::head)
+    }
+
+    fn pull(&self, user: UserId, device: DeviceId, since: u64, max_bytes: usize) -> Result<PullBatch> {
+        self.read(|conn| pull::pull(&rows::SqliteLog(conn), user, device, since, max_bytes))
+    }
+
+    fn document_stats(&self, document: DocumentId) -> Result<DocStats> {
+        self.read(|conn| rows::document_stats(conn, document))
+    }
+
+    fn put_envelopes(&self, envelopes: &[Envelope]) -> Result<()> {
+        known_compartments(envelopes.iter().map(|e| e.document))?;
+        self.write(|tx| {
+            for envelope in envelopes {
+                match rows::device_state(tx, envelope.recipient)? {
+                    None => return Err(StorageError::NotFound),
+                    Some(DeviceState::Revoked) => {
+                        return Err(StorageError::InvalidState("the recipient is revoked".into()));
+                    }
+                    Some(DeviceState::Pending | DeviceState::Active) => rows::upsert_envelope(tx, envelope)?,
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn envelopes_for(&self, device: DeviceId) -> Result<Vec<Envelope>> {
+        self.read(|conn| rows::envelopes_for(conn, device))
+    }
+
+    fn devices_missing_envelope(&self, document: DocumentId, epoch: u32) -> Result<Vec<DeviceId>> {
+        self.read(|conn| rows::devices_missing_envelope(conn, document, epoch))
+    }
+}

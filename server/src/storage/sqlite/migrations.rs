@@ -1,0 +1,137 @@
+//! Numbered schema migrations. `PRAGMA user_version` holds the number of the last one applied;
+//! each runs once, in order, inside the opening transaction.
+//!
+//! The DDL is SQLite's own (rowid tables, `WITHOUT ROWID`); the statements in `rows.rs` are
+//! kept to what PostgreSQL also accepts, so a PostgreSQL backend needs its own DDL only.
+
+use rusqlite::Transaction;
+
+use crate::storage::{Result, StorageError};
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema.
+    "CREATE TABLE meta (
+         name  TEXT PRIMARY KEY,
+         value BLOB NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE network (
+         id               INTEGER PRIMARY KEY CHECK (id = 1),
+         root_public      BLOB NOT NULL,
+         escrow_public    BLOB NOT NULL,
+         escrow_signature BLOB NOT NULL
+     );
+     CREATE TABLE admins (
+         admin_public BLOB PRIMARY KEY,
+         certificate  BLOB NOT NULL,
+         name         TEXT NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE orgs (
+         org_id      INTEGER PRIMARY KEY,
+         name        TEXT NOT NULL UNIQUE,
+         lease_hours BIGINT NOT NULL
+     );
+     CREATE TABLE users (
+         user_id INTEGER PRIMARY KEY,
+         org_id  BIGINT NOT NULL REFERENCES orgs (org_id),
+         name    TEXT NOT NULL,
+         role    TEXT NOT NULL,
+         UNIQUE (org_id, name)
+     );
+     CREATE INDEX users_by_name ON users (name);
+     CREATE TABLE enrolments (
+         code_hash  BLOB PRIMARY KEY,
+         user_id    BIGINT NOT NULL REFERENCES users (user_id),
+         expires_at BIGINT NOT NULL,
+         used_at    BIGINT,
+         used_by    BLOB
+     ) WITHOUT ROWID;
+     CREATE TABLE devices (
+         device_id        BLOB PRIMARY KEY,
+         user_id          BIGINT NOT NULL REFERENCES users (user_id),
+         signing_public   BLOB NOT NULL,
+         agreement_public BLOB NOT NULL,
+         certificate      BLOB,
+         state            TEXT NOT NULL CHECK (state IN ('pending', 'active', 'revoked')),
+         created_at       BIGINT NOT NULL,
+         revoked_at       BIGINT
+     ) WITHOUT ROWID;
+     CREATE INDEX devices_by_user ON devices (user_id);
+     CREATE TABLE plans (
+         plan_id      BLOB PRIMARY KEY,
+         creator_user BIGINT NOT NULL REFERENCES users (user_id),
+         created_by   BLOB NOT NULL REFERENCES devices (device_id),
+         created_at   BIGINT NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE participants (
+         plan_id        BLOB NOT NULL REFERENCES plans (plan_id),
+         user_id        BIGINT NOT NULL REFERENCES users (user_id),
+         plan_role      TEXT NOT NULL,
+         granted_at_seq BIGINT NOT NULL,
+         PRIMARY KEY (plan_id, user_id)
+     ) WITHOUT ROWID;
+     CREATE INDEX participants_by_user ON participants (user_id, plan_id);
+     -- One row that every append and grant updates: it hands out positions in commit order.
+     CREATE TABLE log_head (
+         id   INTEGER PRIMARY KEY CHECK (id = 1),
+         head BIGINT NOT NULL
+     );
+     INSERT INTO log_head (id, head) VALUES (1, 0);
+     -- seq is the rowid: the log is stored in its own order, and fetching a row by seq is
+     -- one b-tree descent. Documents need not be registered: the HTTP layer owns the ACL.
+     CREATE TABLE bundles (
+         seq         INTEGER PRIMARY KEY,
+         plan_id     BLOB NOT NULL,
+         compartment SMALLINT NOT NULL,
+         bundle_id   BLOB NOT NULL UNIQUE,
+         author      BLOB NOT NULL,
+         epoch       BIGINT NOT NULL,
+         kind        SMALLINT NOT NULL CHECK (kind IN (0, 1)),
+         covers_seq  BIGINT,
+         size        BIGINT NOT NULL,
+         bytes       BLOB NOT NULL,
+         received_at BIGINT NOT NULL
+     );
+     CREATE INDEX bundles_by_document ON bundles (plan_id, compartment, seq);
+     CREATE INDEX snapshots_by_document ON bundles (plan_id, compartment, covers_seq, seq)
+         WHERE kind = 1;
+     CREATE TABLE envelopes (
+         recipient   BLOB NOT NULL REFERENCES devices (device_id),
+         plan_id     BLOB NOT NULL,
+         compartment SMALLINT NOT NULL,
+         epoch       BIGINT NOT NULL,
+         bytes       BLOB NOT NULL,
+         PRIMARY KEY (recipient, plan_id, compartment, epoch)
+     ) WITHOUT ROWID;",
+];
+
+/// The schema version this build writes.
+pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub(super) fn migrate(tx: &Transaction<'_>) -> Result<()> {
+    let current: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if current > SCHEMA_VERSION {
+        return Err(StorageError::Backend(format!(
+            "the database was written by a newer server (schema {current}, this one knows {SCHEMA_VERSION})"
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(current).unwrap_or(0)) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_refuse_a_newer_schema() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        let tx = conn.transaction().unwrap();
+        migrate(&tx).unwrap();
+        migrate(&tx).unwrap();
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        assert!(matches!(migrate(&tx), Err(StorageError::Backend(_))));
+    }
+}

@@ -1,0 +1,651 @@
+//! Row-level reads (`&Connection`) and writes (`&Transaction`). The SQL stays within what
+//! PostgreSQL accepts too (`ON CONFLICT`, `RETURNING`, no `INSERT OR REPLACE`), apart from
+//! the `?N` placeholders.
+
+use eenplan_protocol::{BundleKind, DocumentId};
+use rusqlite::types::{ToSqlOutput, Type};
+use rusqlite::{Connection, OptionalExtension, Row, ToSql, Transaction, params};
+
+use crate::storage::pull::{LogView, RowMeta};
+use crate::storage::{
+    AdminRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope, NetworkRecord, NewBundle,
+    NewDevice, Org, OrgId, Participant, PlanId, Result, StorageError, StoredBundle, User, UserId,
+    readable_compartments,
+};
+
+const SERVER_SECRET: &str = "server_secret";
+
+/// A log position, size or count as a parameter: the API counts in u64, SQL in i64.
+struct Int(u64);
+
+impl ToSql for Int {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        i64::try_from(self.0)
+            .map(ToSqlOutput::from)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+    }
+}
+
+fn uint(row: &Row<'_>, column: usize) -> rusqlite::Result<u64> {
+    let value: i64 = row.get(column)?;
+    u64::try_from(value).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(column, value))
+}
+
+fn opt_uint(row: &Row<'_>, column: usize) -> rusqlite::Result<Option<u64>> {
+    row.get::<_, Option<i64>>(column)?
+        .map(|value| {
+            u64::try_from(value).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(column, value))
+        })
+        .transpose()
+}
+
+fn conversion<E: std::error::Error + Send + Sync + 'static>(
+    column: usize,
+    ty: Type,
+    e: E,
+) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(column, ty, Box::new(e))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BadValue(String);
+
+fn document_at(row: &Row<'_>, plan: usize, compartment: usize) -> rusqlite::Result<DocumentId> {
+    let plan_id: [u8; 16] = row.get(plan)?;
+    DocumentId::new(plan_id, row.get(compartment)?).map_err(|e| conversion(compartment, Type::Integer, e))
+}
+
+fn kind_at(row: &Row<'_>, column: usize) -> rusqlite::Result<BundleKind> {
+    match row.get::<_, i64>(column)? {
+        0 => Ok(BundleKind::Changes),
+        1 => Ok(BundleKind::Snapshot),
+        other => Err(conversion(column, Type::Integer, BadValue(format!("bundle kind {other}")))),
+    }
+}
+
+fn state_at(row: &Row<'_>, column: usize) -> rusqlite::Result<DeviceState> {
+    let text: String = row.get(column)?;
+    DeviceState::parse(&text)
+        .ok_or_else(|| conversion(column, Type::Text, BadValue(format!("device state {text}"))))
+}
+
+fn kind_code(kind: BundleKind) -> i64 {
+    match kind {
+        BundleKind::Changes => 0,
+        BundleKind::Snapshot => 1,
+    }
+}
+
+// The network.
+
+pub(super) fn network(conn: &Connection) -> Result<Option<NetworkRecord>> {
+    Ok(conn
+        .query_row(
+            "SELECT root_public, escrow_public, escrow_signature FROM network WHERE id = 1",
+            [],
+            |row| {
+                Ok(NetworkRecord {
+                    root_public: row.get(0)?,
+                    escrow_public: row.get(1)?,
+                    escrow_signature: row.get(2)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// False if the network was set before.
+pub(super) fn insert_network(tx: &Transaction<'_>, network: &NetworkRecord) -> Result<bool> {
+    let inserted = tx.execute(
+        "INSERT INTO network (id, root_public, escrow_public, escrow_signature) VALUES (1, ?1, ?2, ?3)
+         ON CONFLICT (id) DO NOTHING",
+        params![network.root_public, network.escrow_public, network.escrow_signature],
+    )?;
+    Ok(inserted == 1)
+}
+
+/// False if the key is an administrator already.
+pub(super) fn insert_admin(tx: &Transaction<'_>, admin: &AdminRecord) -> Result<bool> {
+    let inserted = tx.execute(
+        "INSERT INTO admins (admin_public, certificate, name) VALUES (?1, ?2, ?3)
+         ON CONFLICT (admin_public) DO NOTHING",
+        params![admin.admin_public, admin.certificate, admin.name],
+    )?;
+    Ok(inserted == 1)
+}
+
+pub(super) fn admin(conn: &Connection, public: &[u8; 32]) -> Result<Option<AdminRecord>> {
+    Ok(conn
+        .query_row(
+            "SELECT admin_public, certificate, name FROM admins WHERE admin_public = ?1",
+            [public],
+            |row| Ok(AdminRecord { admin_public: row.get(0)?, certificate: row.get(1)?, name: row.get(2)? }),
+        )
+        .optional()?)
+}
+
+pub(super) fn server_secret(conn: &Connection) -> Result<Option<[u8; 32]>> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE name = ?1", [SERVER_SECRET], |row| row.get(0))
+        .optional()?)
+}
+
+/// Stores `fresh` unless a secret exists; returns the one that is stored.
+pub(super) fn ensure_server_secret(tx: &Transaction<'_>, fresh: &[u8; 32]) -> Result<[u8; 32]> {
+    tx.execute(
+        "INSERT INTO meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+        params![SERVER_SECRET, fresh],
+    )?;
+    server_secret(tx)?.ok_or_else(|| StorageError::Corrupt("the server secret vanished".into()))
+}
+
+// Organisations and users.
+
+fn org_from(row: &Row<'_>) -> rusqlite::Result<Org> {
+    Ok(Org { id: OrgId(row.get(0)?), name: row.get(1)?, lease_hours: row.get(2)? })
+}
+
+/// None if the name is taken.
+pub(super) fn insert_org(tx: &Transaction<'_>, name: &str, lease_hours: u32) -> Result<Option<OrgId>> {
+    Ok(tx
+        .query_row(
+            "INSERT INTO orgs (name, lease_hours) VALUES (?1, ?2) ON CONFLICT DO NOTHING RETURNING org_id",
+            params![name, lease_hours],
+            |row| row.get(0).map(OrgId),
+        )
+        .optional()?)
+}
+
+pub(super) fn orgs(conn: &Connection) -> Result<Vec<Org>> {
+    let mut stmt = conn.prepare("SELECT org_id, name, lease_hours FROM orgs ORDER BY org_id")?;
+    let rows = stmt.query_map([], org_from)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(super) fn org_by_name(conn: &Connection, name: &str) -> Result<Option<Org>> {
+    Ok(conn
+        .query_row("SELECT org_id, name, lease_hours FROM orgs WHERE name = ?1", [name], org_from)
+        .optional()?)
+}
+
+pub(super) fn org_exists(conn: &Connection, org: OrgId) -> Result<bool> {
+    Ok(conn.query_row("SELECT 1 FROM orgs WHERE org_id = ?1", [org.0], |_| Ok(())).optional()?.is_some())
+}
+
+const USER_COLUMNS: &str = "SELECT user_id, org_id, name, role FROM users";
+
+fn user_from(row: &Row<'_>) -> rusqlite::Result<User> {
+    Ok(User { id: UserId(row.get(0)?), org: OrgId(row.get(1)?), name: row.get(2)?, role: row.get(3)? })
+}
+
+/// None if the organisation has a user of this name.
+pub(super) fn insert_user(
+    tx: &Transaction<'_>,
+    org: OrgId,
+    name: &str,
+    role: &str,
+) -> Result<Option<UserId>> {
+    Ok(tx
+        .query_row(
+            "INSERT INTO users (org_id, name, role) VALUES (?1, ?2, ?3)
+             ON CONFLICT DO NOTHING RETURNING user_id",
+            params![org.0, name, role],
+            |row| row.get(0).map(UserId),
+        )
+        .optional()?)
+}
+
+pub(super) fn users(conn: &Connection) -> Result<Vec<User>> {
+    let mut stmt = conn.prepare(&format!("{USER_COLUMNS} ORDER BY user_id"))?;
+    let rows = stmt.query_map([], user_from)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(super) fn user(conn: &Connection, id: UserId) -> Result<Option<User>> {
+    Ok(conn.query_row(&format!("{USER_COLUMNS} WHERE user_id = ?1"), [id.0], user_from).optional()?)
+}
+
+pub(super) fn users_by_name(conn: &Connection, name: &str) -> Result<Vec<User>> {
+    let mut stmt = conn.prepare(&format!("{USER_COLUMNS} WHERE name = ?1 ORDER BY user_id"))?;
+    let rows = stmt.query_map([name], user_from)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+// Enrolment and devices.
+
+/// False if the hash is stored already.
+pub(super) fn insert_enrolment(
+    tx: &Transaction<'_>,
+    code_hash: &[u8; 32],
+    user: UserId,
+    expires_at: i64,
+) -> Result<bool> {
+    let inserted = tx.execute(
+        "INSERT INTO enrolments (code_hash, user_id, expires_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (code_hash) DO NOTHING",
+        params![code_hash, user.0, expires_at],
+    )?;
+    Ok(inserted == 1)
+}
+
+/// An unused code's user and expiry.
+pub(super) fn unused_enrolment(conn: &Connection, code_hash: &[u8; 32]) -> Result<Option<(UserId, i64)>> {
+    Ok(conn
+        .query_row(
+            "SELECT user_id, expires_at FROM enrolments WHERE code_hash = ?1 AND used_at IS NULL",
+            [code_hash],
+            |row| Ok((UserId(row.get(0)?), row.get(1)?)),
+        )
+        .optional()?)
+}
+
+pub(super) fn mark_enrolment_used(
+    tx: &Transaction<'_>,
+    code_hash: &[u8; 32],
+    device: DeviceId,
+    now: i64,
+) -> Result<()> {
+    tx.execute(
+        "UPDATE enrolments SET used_at = ?2, used_by = ?3 WHERE code_hash = ?1",
+        params![code_hash, now, device.0],
+    )?;
+    Ok(())
+}
+
+/// False if the device id exists.
+pub(super) fn insert_device(
+    tx: &Transaction<'_>,
+    device: &NewDevice,
+    user: UserId,
+    now: i64,
+) -> Result<bool> {
+    let inserted = tx.execute(
+        "INSERT INTO devices (device_id, user_id, signing_public, agreement_public, state, created_at)
+         VALUES (?1, ?2, ?3, ?4, 'pending', ?5)
+         ON CONFLICT (device_id) DO NOTHING",
+        params![device.device_id.0, user.0, device.signing_public, device.agreement_public, now],
+    )?;
+    Ok(inserted == 1)
+}
+
+const DEVICE_COLUMNS: &str = "SELECT device_id, user_id, signing_public, agreement_public, certificate, \
+                              state, created_at, revoked_at FROM devices";
+
+fn device_from(row: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
+    Ok(DeviceRecord {
+        device_id: DeviceId(row.get(0)?),
+        user: UserId(row.get(1)?),
+        signing_public: row.get(2)?,
+        agreement_public: row.get(3)?,
+        certificate: row.get(4)?,
+        state: state_at(row, 5)?,
+        created_at: row.get(6)?,
+        revoked_at: row.get(7)?,
+    })
+}
+
+pub(super) fn devices(conn: &Connection) -> Result<Vec<DeviceRecord>> {
+    let mut stmt = conn.prepare(&format!("{DEVICE_COLUMNS} ORDER BY created_at, device_id"))?;
+    let rows = stmt.query_map([], device_from)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(super) fn devices_in_state(conn: &Connection, state: DeviceState) -> Result<Vec<DeviceRecord>> {
+    let mut stmt =
+        conn.prepare(&format!("{DEVICE_COLUMNS} WHERE state = ?1 ORDER BY created_at, device_id"))?;
+    let rows = stmt.query_map([state.as_str()], device_from)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(super) fn device(conn: &Connection, id: DeviceId) -> Result<Option<DeviceRecord>> {
+    Ok(conn.query_row(&format!("{DEVICE_COLUMNS} WHERE device_id = ?1"), [id.0], device_from).optional()?)
+}
+
+pub(super) fn active_devices_of_user(conn: &Connection, user: UserId) -> Result<Vec<DeviceRecord>> {
+    let mut stmt = conn.prepare(&format!(
+        "{DEVICE_COLUMNS} WHERE user_id = ?1 AND state = 'active' ORDER BY created_at, device_id"
+    ))?;
+    let rows = stmt.query_map([user.0], device_from)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(super) fn device_state(conn: &Connection, id: DeviceId) -> Result<Option<DeviceState>> {
+    Ok(conn
+        .query_row("SELECT state FROM devices WHERE device_id = ?1", [id.0], |row| state_at(row, 0))
+        .optional()?)
+}
+
+pub(super) fn activate_device(tx: &Transaction<'_>, id: DeviceId, certificate: &[u8]) -> Result<()> {
+    tx.execute(
+        "UPDATE devices SET state = 'active', certificate = ?2 WHERE device_id = ?1",
+        params![id.0, certificate],
+    )?;
+    Ok(())
+}
+
+pub(super) fn revoke_device(tx: &Transaction<'_>, id: DeviceId, now: i64) -> Result<()> {
+    tx.execute(
+        "UPDATE devices SET state = 'revoked', revoked_at = ?2 WHERE device_id = ?1",
+        params![id.0, now],
+    )?;
+    tx.execute("DELETE FROM envelopes WHERE recipient = ?1", [id.0])?;
+    Ok(())
+}
+
+pub(super) fn user_exists(conn: &Connection, user: UserId) -> Result<bool> {
+    Ok(conn.query_row("SELECT 1 FROM users WHERE user_id = ?1", [user.0], |_| Ok(())).optional()?.is_some())
+}
+
+// Plans and access.
+
+pub(super) fn plan_creator(conn: &Connection, plan: &PlanId) -> Result<Option<UserId>> {
+    Ok(conn
+        .query_row("SELECT creator_user FROM plans WHERE plan_id = ?1", [plan], |row| row.get(0).map(UserId))
+        .optional()?)
+}
+
+pub(super) fn insert_plan(
+    tx: &Transaction<'_>,
+    plan: &PlanId,
+    creator: UserId,
+    created_by: DeviceId,
+    now: i64,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO plans (plan_id, creator_user, created_by, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![plan, creator.0, created_by.0, now],
+    )?;
+    Ok(())
+}
+
+/// Takes the next `n` log positions and returns the last of them.
+pub(super) fn advance_head(tx: &Transaction<'_>, n: u64) -> Result<u64> {
+    Ok(tx.query_row("UPDATE log_head SET head = head + ?1 WHERE id = 1 RETURNING head", [Int(n)], |row| {
+        uint(row, 0)
+    })?)
+}
+
+pub(super) fn participant_role(conn: &Connection, plan: &PlanId, user: UserId) -> Result<Option<String>> {
+    Ok(conn
+        .query_row(
+            "SELECT plan_role FROM participants WHERE plan_id = ?1 AND user_id = ?2",
+            params![plan, user.0],
+            |row| row.get(0),
+        )
+        .optional()?)
+}
+
+pub(super) fn insert_participant(
+    tx: &Transaction<'_>,
+    plan: &PlanId,
+    user: UserId,
+    plan_role: &str,
+    granted_at_seq: u64,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO participants (plan_id, user_id, plan_role, granted_at_seq) VALUES (?1, ?2, ?3, ?4)",
+        params![plan, user.0, plan_role, Int(granted_at_seq)],
+    )?;
+    Ok(())
+}
+
+pub(super) fn set_participant_role(
+    tx: &Transaction<'_>,
+    plan: &PlanId,
+    user: UserId,
+    plan_role: &str,
+) -> Result<()> {
+    tx.execute(
+        "UPDATE participants SET plan_role = ?3 WHERE plan_id = ?1 AND user_id = ?2",
+        params![plan, user.0, plan_role],
+    )?;
+    Ok(())
+}
+
+pub(super) fn delete_participant(tx: &Transaction<'_>, plan: &PlanId, user: UserId) -> Result<()> {
+    tx.execute("DELETE FROM participants WHERE plan_id = ?1 AND user_id = ?2", params![plan, user.0])?;
+    tx.execute(
+        "DELETE FROM envelopes WHERE plan_id = ?1
+           AND recipient IN (SELECT device_id FROM devices WHERE user_id = ?2)",
+        params![plan, user.0],
+    )?;
+    Ok(())
+}
+
+pub(super) fn participants(conn: &Connection, plan: &PlanId) -> Result<Vec<Participant>> {
+    let mut stmt = conn.prepare(
+        "SELECT user_id, plan_role, granted_at_seq FROM participants WHERE plan_id = ?1 ORDER BY user_id",
+    )?;
+    let rows = stmt.query_map([plan], |row| {
+        Ok(Participant { user: UserId(row.get(0)?), plan_role: row.get(1)?, granted_at_seq: uint(row, 2)? })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// (plan, plan role, granted_at_seq) of every plan `user` participates in.
+pub(super) fn grants(conn: &Connection, user: UserId) -> Result<Vec<(PlanId, String, u64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT plan_id, plan_role, granted_at_seq FROM participants WHERE user_id = ?1 ORDER BY plan_id",
+    )?;
+    let rows = stmt.query_map([user.0], |row| Ok((row.get(0)?, row.get(1)?, uint(row, 2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+// The log.
+
+pub(super) fn head(conn: &Connection) -> Result<u64> {
+    Ok(conn.query_row("SELECT head FROM log_head WHERE id = 1", [], |row| uint(row, 0))?)
+}
+
+pub(super) fn seq_of_bundle(conn: &Connection, bundle_id: &[u8; 16]) -> Result<Option<u64>> {
+    Ok(conn
+        .prepare_cached("SELECT seq FROM bundles WHERE bundle_id = ?1")?
+        .query_row([bundle_id], |row| uint(row, 0))
+        .optional()?)
+}
+
+/// Appends `bundle` at `seq` unless its id is stored; false if it was.
+pub(super) fn insert_bundle(
+    tx: &Transaction<'_>,
+    seq: u64,
+    bundle: &NewBundle,
+    covers_seq: Option<u64>,
+) -> Result<bool> {
+    let inserted = tx.prepare_cached(
+        "INSERT INTO bundles (seq, plan_id, compartment, bundle_id, author, epoch, kind, covers_seq, size,
+                              bytes, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (bundle_id) DO NOTHING",
+    )?
+    .execute(params![
+        Int(seq),
+        bundle.document.plan,
+        bundle.document.compartment,
+        bundle.bundle_id,
+        bundle.author.0,
+        bundle.epoch,
+        kind_code(bundle.kind),
+        covers_seq.map(Int),
+        i64::try_from(bundle.bytes.len()).map_err(|_| StorageError::InvalidState("bundle too large".into()))?,
+        bundle.bytes,
+        bundle.received_at,
+    ])?;
+    Ok(inserted == 1)
+}
+
+pub(super) fn set_head(tx: &Transaction<'_>, head: u64) -> Result<()> {
+    tx.execute("UPDATE log_head SET head = ?1 WHERE id = 1", [Int(head)])?;
+    Ok(())
+}
+
+pub(super) fn document_stats(conn: &Connection, document: DocumentId) -> Result<DocStats> {
+    let bundles = conn.query_row(
+        "SELECT COUNT(*) FROM bundles WHERE plan_id = ?1 AND compartment = ?2",
+        params![document.plan, document.compartment],
+        |row| uint(row, 0),
+    )?;
+    let latest = SqliteLog(conn).latest_snapshot(document)?;
+    let latest_snapshot_covers = latest.map(|s| s.covers_seq.unwrap_or(0));
+    let bundles_since_snapshot = conn.query_row(
+        "SELECT COUNT(*) FROM bundles WHERE plan_id = ?1 AND compartment = ?2 AND kind = 0 AND seq > ?3",
+        params![document.plan, document.compartment, Int(latest_snapshot_covers.unwrap_or(0))],
+        |row| uint(row, 0),
+    )?;
+    Ok(DocStats { bundles, bundles_since_snapshot, latest_snapshot_covers })
+}
+
+/// The pull's reads; the caller holds one read transaction around all of them.
+pub(super) struct SqliteLog<'c>(pub(super) &'c Connection);
+
+fn meta_from(row: &Row<'_>) -> rusqlite::Result<RowMeta> {
+    Ok(RowMeta {
+        seq: uint(row, 0)?,
+        author: DeviceId(row.get(1)?),
+        covers_seq: opt_uint(row, 2)?,
+        size: uint(row, 3)?,
+    })
+}
+
+impl LogView for SqliteLog<'_> {
+    fn head(&self) -> Result<u64> {
+        head(self.0)
+    }
+
+    fn grants(&self, user: UserId) -> Result<Vec<(PlanId, String, u64)>> {
+        grants(self.0, user)
+    }
+
+    fn latest_snapshot(&self, document: DocumentId) -> Result<Option<RowMeta>> {
+        // `kind = 1` spelled out so the partial index snapshots_by_document applies.
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT seq, author, covers_seq, size FROM bundles
+                 WHERE plan_id = ?1 AND compartment = ?2 AND kind = 1
+                 ORDER BY covers_seq DESC, seq DESC LIMIT 1",
+            )?
+            .query_row(params![document.plan, document.compartment], meta_from)
+            .optional()?)
+    }
+
+    fn nth_change_back(&self, document: DocumentId, through: u64, nth: u64) -> Result<Option<u64>> {
+        // A backward walk of at most `nth` index entries, however long the log.
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT seq FROM bundles
+                 WHERE plan_id = ?1 AND compartment = ?2 AND seq <= ?3 AND kind = 0
+                 ORDER BY seq DESC LIMIT 1 OFFSET ?4",
+            )?
+            .query_row(
+                params![document.plan, document.compartment, Int(through), Int(nth.saturating_sub(1))],
+                |row| uint(row, 0),
+            )
+            .optional()?)
+    }
+
+    fn scan_changes(
+        &self,
+        document: DocumentId,
+        after: u64,
+        visit: &mut dyn FnMut(RowMeta) -> bool,
+    ) -> Result<()> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT seq, author, covers_seq, size FROM bundles
+             WHERE plan_id = ?1 AND compartment = ?2 AND seq > ?3 AND kind = 0
+             ORDER BY seq",
+        )?;
+        let mut rows = stmt.query(params![document.plan, document.compartment, Int(after)])?;
+        while let Some(row) = rows.next()? {
+            if !visit(meta_from(row)?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn fetch(&self, seq: u64) -> Result<StoredBundle> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT seq, plan_id, compartment, bundle_id, author, epoch, kind, covers_seq, bytes,
+                        received_at
+                 FROM bundles WHERE seq = ?1",
+            )?
+            .query_row([Int(seq)], |row| {
+                Ok(StoredBundle {
+                    seq: uint(row, 0)?,
+                    document: document_at(row, 1, 2)?,
+                    bundle_id: row.get(3)?,
+                    author: DeviceId(row.get(4)?),
+                    epoch: row.get(5)?,
+                    kind: kind_at(row, 6)?,
+                    covers_seq: opt_uint(row, 7)?,
+                    bytes: row.get(8)?,
+                    received_at: row.get(9)?,
+                })
+            })?)
+    }
+}
+
+// Key envelopes.
+
+pub(super) fn upsert_envelope(tx: &Transaction<'_>, envelope: &Envelope) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO envelopes (recipient, plan_id, compartment, epoch, bytes) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (recipient, plan_id, compartment, epoch) DO UPDATE SET bytes = excluded.bytes",
+    )?
+    .execute(params![
+        envelope.recipient.0,
+        envelope.document.plan,
+        envelope.document.compartment,
+        envelope.epoch,
+        envelope.bytes,
+    ])?;
+    Ok(())
+}
+
+pub(super) fn envelopes_for(conn: &Connection, device: DeviceId) -> Result<Vec<Envelope>> {
+    let mut stmt = conn.prepare(
+        "SELECT plan_id, compartment, epoch, bytes FROM envelopes WHERE recipient = ?1
+         ORDER BY plan_id, compartment, epoch",
+    )?;
+    let rows = stmt.query_map([device.0], |row| {
+        Ok(Envelope {
+            recipient: device,
+            document: document_at(row, 0, 1)?,
+            epoch: row.get(2)?,
+            bytes: row.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(super) fn devices_missing_envelope(
+    conn: &Connection,
+    document: DocumentId,
+    epoch: u32,
+) -> Result<Vec<DeviceId>> {
+    // One probe of the envelopes primary key per active device of the plan's participants.
+    let mut stmt = conn.prepare(
+        "SELECT p.plan_role, d.device_id
+         FROM participants p JOIN devices d ON d.user_id = p.user_id
+         WHERE p.plan_id = ?1 AND d.state = 'active'
+           AND NOT EXISTS (
+               SELECT 1 FROM envelopes e
+               WHERE e.recipient = d.device_id AND e.plan_id = ?1 AND e.compartment = ?2 AND e.epoch = ?3)
+         ORDER BY d.device_id",
+    )?;
+    let rows = stmt.query_map(params![document.plan, document.compartment, epoch], |row| {
+        Ok((row.get::<_, String>(0)?, DeviceId(row.get(1)?)))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (role, device) = row?;
+        if readable_compartments(&role).contains(&document.compartment) {
+            out.push(device);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,1115 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The storage conformance suite. Every check in `suite` takes a `&dyn Storage` (or a
+//! [`Backend`] when it must reopen the store), so another backend runs the same suite with
+//! one more `conformance_suite!` line.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use eenplan_protocol::{BundleKind, DocumentId};
+use eenplan_server::storage::{
+    AdminRecord, DeviceId, DeviceState, Envelope, NetworkRecord, NewBundle, NewDevice, OrgId, PlanId,
+    PullBatch, PushOutcome, SNAPSHOT_SHORTCUT_CHANGES, SqliteStorage, Storage, StorageError, UserId,
+};
+
+/// A backend under test: a fresh, empty store that can be closed and opened again.
+pub trait Backend {
+    fn storage(&self) -> &dyn Storage;
+    /// Closes the store and opens the same one again, as a restarted server would.
+    fn reopen(&mut self);
+}
+
+/// Builders shared by the checks.
+mod fixtures {
+    use super::*;
+
+    pub const P: PlanId = [0xA1; 16];
+    pub const Q: PlanId = [0xB2; 16];
+    pub const BIG: usize = usize::MAX;
+
+    pub fn doc(plan: PlanId, compartment: u8) -> DocumentId {
+        DocumentId::new(plan, compartment).unwrap()
+    }
+
+    pub fn id16(n: u64) -> [u8; 16] {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&n.to_be_bytes());
+        id[8] = 0xEE;
+        id
+    }
+
+    pub fn org(s: &dyn Storage) -> OrgId {
+        match s.org_by_name("Wijkteam Noord").unwrap() {
+            Some(org) => org.id,
+            None => s.add_org("Wijkteam Noord", 72).unwrap(),
+        }
+    }
+
+    pub fn user(s: &dyn Storage, name: &str) -> UserId {
+        s.add_user(org(s), name, "wijkteam").unwrap()
+    }
+
+    pub fn new_device(tag: u8) -> NewDevice {
+        NewDevice {
+            device_id: DeviceId([tag; 16]),
+            signing_public: [tag; 32],
+            agreement_public: vec![tag; 32],
+        }
+    }
+
+    /// Enrols and activates a device whose ids and keys are all `tag`.
+    pub fn device(s: &dyn Storage, user: UserId, tag: u8) -> DeviceId {
+        let code = [tag; 32];
+        s.create_enrolment(&code, user, i64::MAX).unwrap();
+        assert_eq!(s.claim_enrolment(&code, &new_device(tag), 1_000).unwrap(), user);
+        s.activate_device(DeviceId([tag; 16]), &[tag, 0xCE]).unwrap();
+        DeviceId([tag; 16])
+    }
+
+    pub fn bundle(document: DocumentId, id: u64, author: DeviceId, size: usize) -> NewBundle {
+        NewBundle {
+            document,
+            bundle_id: id16(id),
+            author,
+            epoch: 1,
+            kind: BundleKind::Changes,
+            covers_seq: None,
+            bytes: vec![id as u8; size],
+            received_at: 5_000 + id as i64,
+        }
+    }
+
+    pub fn changes(document: DocumentId, id: u64, author: DeviceId) -> NewBundle {
+        bundle(document, id, author, 100)
+    }
+
+    pub fn snapshot(document: DocumentId, id: u64, author: DeviceId, covers: u64) -> NewBundle {
+        NewBundle {
+            kind: BundleKind::Snapshot,
+            covers_seq: Some(covers),
+            ..bundle(document, id, author, 400)
+        }
+    }
+
+    pub fn push(s: &dyn Storage, items: &[NewBundle]) -> Vec<u64> {
+        s.push_batch(items)
+            .unwrap()
+            .into_iter()
+            .map(|outcome| match outcome {
+                PushOutcome::Appended { seq } => seq,
+                PushOutcome::Duplicate { seq } => panic!("bundle at {seq} was unexpectedly a duplicate"),
+            })
+            .collect()
+    }
+
+    pub fn seqs(batch: &PullBatch) -> Vec<u64> {
+        batch.bundles.iter().map(|b| b.seq).collect()
+    }
+
+    /// Pulls page after page until complete; returns every bundle's seq and the final head.
+    pub fn sync(
+        s: &dyn Storage,
+        user: UserId,
+        device: DeviceId,
+        since: u64,
+        max_bytes: usize,
+    ) -> (Vec<u64>, u64) {
+        let mut cursor = since;
+        let mut got = Vec::new();
+        for _ in 0..100_000 {
+            let batch = s.pull(user, device, cursor, max_bytes).unwrap();
+            got.extend(seqs(&batch));
+            cursor = batch.head;
+            if batch.complete {
+                return (got, cursor);
+            }
+        }
+        panic!("pull never completed")
+    }
+
+    pub fn network() -> NetworkRecord {
+        NetworkRecord { root_public: [1; 32], escrow_public: vec![2; 32], escrow_signature: vec![3; 64] }
+    }
+
+    pub fn admin(tag: u8, name: &str) -> AdminRecord {
+        AdminRecord { admin_public: [tag; 32], certificate: vec![tag; 90], name: name.into() }
+    }
+
+    pub fn envelope(recipient: DeviceId, document: DocumentId, epoch: u32, byte: u8) -> Envelope {
+        Envelope { recipient, document, epoch, bytes: vec![byte; 120] }
+    }
+}
+
+/// The checks, written against the trait only.
+pub mod suite {
+    use super::fixtures::*;
+    use super::*;
+
+    pub fn the_network_can_be_initialised_only_once(s: &dyn Storage) {
+        assert_eq!(s.network().unwrap(), None);
+        s.init_network(&network(), &admin(7, "Beheer")).unwrap();
+        assert_eq!(s.network().unwrap(), Some(network()));
+        let other = NetworkRecord { root_public: [4; 32], ..network() };
+        assert_eq!(s.init_network(&other, &admin(8, "Ander")), Err(StorageError::AlreadyInitialised));
+        assert_eq!(s.network().unwrap(), Some(network()));
+        assert_eq!(s.admin(&[7; 32]).unwrap(), Some(admin(7, "Beheer")));
+        assert_eq!(s.admin(&[8; 32]).unwrap(), None);
+    }
+
+    pub fn administrators_are_added_after_initialisation_and_only_once(s: &dyn Storage) {
+        assert!(matches!(s.add_admin(&admin(9, "te vroeg")), Err(StorageError::InvalidState(_))));
+        s.init_network(&network(), &admin(7, "Beheer")).unwrap();
+        s.add_admin(&admin(9, "Tweede")).unwrap();
+        assert_eq!(s.admin(&[9; 32]).unwrap(), Some(admin(9, "Tweede")));
+        assert!(matches!(s.add_admin(&admin(9, "Nog eens")), Err(StorageError::Conflict(_))));
+        assert_eq!(s.admin(&[9; 32]).unwrap(), Some(admin(9, "Tweede")));
+    }
+
+    pub fn the_server_secret_is_stable_across_reopen(b: &mut dyn Backend) {
+        let first = b.storage().server_secret().unwrap();
+        assert_ne!(first, [0; 32]);
+        assert_eq!(b.storage().server_secret().unwrap(), first);
+        b.reopen();
+        assert_eq!(b.storage().server_secret().unwrap(), first);
+    }
+
+    pub fn organisation_names_and_user_names_within_an_organisation_are_unique(s: &dyn Storage) {
+        let noord = s.add_org("Wijkteam Noord", 72).unwrap();
+        let zuid = s.add_org("Veilig Thuis", 48).unwrap();
+        assert!(matches!(s.add_org("Wijkteam Noord", 24), Err(StorageError::Conflict(_))));
+        let orgs = s.orgs().unwrap();
+        assert_eq!(
+            orgs.iter().map(|o| (o.name.as_str(), o.lease_hours)).collect::<Vec<_>>(),
+            [("Wijkteam Noord", 72), ("Veilig Thuis", 48)]
+        );
+        assert_eq!(s.org_by_name("Veilig Thuis").unwrap().map(|o| o.id), Some(zuid));
+        assert_eq!(s.org_by_name("OM").unwrap(), None);
+
+        let sanne = s.add_user(noord, "Sanne", "wijkteam").unwrap();
+        assert!(matches!(s.add_user(noord, "Sanne", "regisseur"), Err(StorageError::Conflict(_))));
+        let other_sanne = s.add_user(zuid, "Sanne", "veilig-thuis").unwrap();
+        assert_eq!(s.add_user(OrgId(9_999), "Piet", "politie"), Err(StorageError::NotFound));
+
+        let user = s.user(sanne).unwrap().unwrap();
+        assert_eq!((user.org, user.name.as_str(), user.role.as_str()), (noord, "Sanne", "wijkteam"));
+        assert_eq!(s.user(UserId(9_999)).unwrap(), None);
+        let named: Vec<UserId> = s.user_by_name("Sanne").unwrap().into_iter().map(|u| u.id).collect();
+        assert_eq!(named, [sanne, other_sanne]);
+        assert!(s.user_by_name("Piet").unwrap().is_empty());
+        assert_eq!(s.users().unwrap().len(), 2);
+    }
+
+    pub fn enrolment_codes_are_one_time_and_expire(s: &dyn Storage) {
+        let sanne = user(s, "Sanne");
+        s.create_enrolment(&[1; 32], sanne, 10_000).unwrap();
+        s.create_enrolment(&[2; 32], sanne, 10_000).unwrap();
+        assert!(matches!(s.create_enrolment(&[1; 32], sanne, 20_000), Err(StorageError::Conflict(_))));
+        assert_eq!(s.create_enrolment(&[3; 32], UserId(9_999), 10_000), Err(StorageError::NotFound));
+
+        assert_eq!(s.claim_enrolment(&[1; 32], &new_device(1), 9_999).unwrap(), sanne);
+        assert_eq!(s.claim_enrolment(&[1; 32], &new_device(2), 9_999), Err(StorageError::NotFound));
+        assert_eq!(s.claim_enrolment(&[9; 32], &new_device(2), 9_999), Err(StorageError::NotFound));
+        // Expired at the instant of its expiry; an expired claim creates nothing.
+        assert_eq!(s.claim_enrolment(&[2; 32], &new_device(2), 10_000), Err(StorageError::Expired));
+        assert_eq!(s.device(DeviceId([2; 16])).unwrap(), None);
+        assert_eq!(s.devices().unwrap().len(), 1);
+    }
+
+    pub fn a_claim_that_fails_leaves_the_code_unused(s: &dyn Storage) {
+        let sanne = user(s, "Sanne");
+        s.create_enrolment(&[1; 32], sanne, 10_000).unwrap();
+        s.create_enrolment(&[2; 32], sanne, 10_000).unwrap();
+        s.claim_enrolment(&[1; 32], &new_device(1), 5_000).unwrap();
+        // The same device id again: refused, and code 2 is still good for another device.
+        assert!(matches!(s.claim_enrolment(&[2; 32], &new_device(1), 5_000), Err(StorageError::Conflict(_))));
+        assert_eq!(s.claim_enrolment(&[2; 32], &new_device(2), 5_000).unwrap(), sanne);
+    }
+
+    pub fn claiming_creates_a_pending_device_that_activation_makes_active_and_revocation_revoked(
+        s: &dyn Storage,
+    ) {
+        let sanne = user(s, "Sanne");
+        s.create_enrolment(&[1; 32], sanne, 10_000).unwrap();
+        s.claim_enrolment(&[1; 32], &new_device(1), 2_000).unwrap();
+        let id = DeviceId([1; 16]);
+
+        let pending = s.device(id).unwrap().unwrap();
+        assert_eq!(pending.state, DeviceState::Pending);
+        assert_eq!((pending.user, pending.created_at, pending.certificate.as_ref()), (sanne, 2_000, None));
+        assert_eq!((pending.signing_public, pending.agreement_public.as_slice()), ([1; 32], &[1u8; 32][..]));
+        assert_eq!(s.pending_devices().unwrap(), [pending]);
+        assert!(s.active_devices_of_user(sanne).unwrap().is_empty());
+
+        s.activate_device(id, b"device certificate").unwrap();
+        let active = s.device(id).unwrap().unwrap();
+        assert_eq!(active.state, DeviceState::Active);
+        assert_eq!(active.certificate.as_deref(), Some(&b"device certificate"[..]));
+        assert!(s.pending_devices().unwrap().is_empty());
+        assert_eq!(s.active_devices_of_user(sanne).unwrap(), [active]);
+        assert!(matches!(s.activate_device(id, b"again"), Err(StorageError::InvalidState(_))));
+
+        s.revoke_device(id, 3_000).unwrap();
+        let revoked = s.device(id).unwrap().unwrap();
+        assert_eq!((revoked.state, revoked.revoked_at), (DeviceState::Revoked, Some(3_000)));
+        assert!(s.active_devices_of_user(sanne).unwrap().is_empty());
+        assert!(matches!(s.activate_device(id, b"back"), Err(StorageError::InvalidState(_))));
+        s.revoke_device(id, 4_000).unwrap();
+        assert_eq!(s.device(id).unwrap().unwrap().revoked_at, Some(3_000));
+
+        assert_eq!(s.activate_device(DeviceId([9; 16]), b"x"), Err(StorageError::NotFound));
+        assert_eq!(s.revoke_device(DeviceId([9; 16]), 1), Err(StorageError::NotFound));
+    }
+
+    pub fn revocation_deletes_the_devices_envelopes_and_refuses_new_ones(s: &dyn Storage) {
+        let sanne = user(s, "Sanne");
+        let phone = device(s, sanne, 1);
+        let laptop = device(s, sanne, 2);
+        s.put_envelopes(&[envelope(phone, doc(P, 0), 1, 1), envelope(phone, doc(P, 1), 1, 2)]).unwrap();
+        s.put_envelopes(&[envelope(laptop, doc(P, 0), 1, 3)]).unwrap();
+        assert_eq!(s.envelopes_for(phone).unwrap().len(), 2);
+
+        s.revoke_device(phone, 3_000).unwrap();
+        assert!(s.envelopes_for(phone).unwrap().is_empty());
+        assert_eq!(s.envelopes_for(laptop).unwrap(), [envelope(laptop, doc(P, 0), 1, 3)]);
+        assert!(matches!(
+            s.put_envelopes(&[envelope(phone, doc(P, 0), 2, 4)]),
+            Err(StorageError::InvalidState(_))
+        ));
+        assert!(s.envelopes_for(phone).unwrap().is_empty());
+    }
+
+    pub fn registering_a_plan_is_idempotent_for_its_creator_and_refused_for_others(s: &dyn Storage) {
+        let ann = user(s, "Ann");
+        let bob = user(s, "Bob");
+        let a1 = device(s, ann, 1);
+        let b1 = device(s, bob, 2);
+        let before = s.head().unwrap();
+        assert!(s.register_plan(P, ann, a1, 100).unwrap());
+        let participants = s.participants(P).unwrap();
+        assert_eq!(participants.len(), 1);
+        assert_eq!((participants[0].user, participants[0].plan_role.as_str()), (ann, "regisseur"));
+        assert!(participants[0].granted_at_seq > before);
+
+        assert!(s.register_plan(P, ann, a1, 200).unwrap());
+        assert!(!s.register_plan(P, bob, b1, 300).unwrap());
+        assert_eq!(s.participants(P).unwrap(), participants);
+        assert!(!s.is_participant(P, bob).unwrap());
+        assert_eq!(s.register_plan(Q, UserId(9_999), a1, 1), Err(StorageError::NotFound));
+    }
+
+    pub fn participants_can_be_added_updated_and_removed(s: &dyn Storage) {
+        let ann = user(s, "Ann");
+        let bob = user(s, "Bob");
+        let a1 = device(s, ann, 1);
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.register_plan(Q, ann, a1, 1).unwrap();
+
+        let head = s.head().unwrap();
+        s.add_participant(P, bob, "wijkteam").unwrap();
+        let granted = s.participants(P).unwrap().into_iter().find(|p| p.user == bob).unwrap();
+        assert_eq!(granted.plan_role, "wijkteam");
+        assert!(granted.granted_at_seq > head, "a grant takes a log position of its own");
+        assert_eq!(s.head().unwrap(), granted.granted_at_seq);
+
+        s.add_participant(P, bob, "ggz").unwrap();
+        let updated = s.participants(P).unwrap().into_iter().find(|p| p.user == bob).unwrap();
+        assert_eq!((updated.plan_role.as_str(), updated.granted_at_seq), ("ggz", granted.granted_at_seq));
+
+        assert!(s.is_participant(P, bob).unwrap());
+        assert!(!s.is_participant(Q, bob).unwrap());
+        assert_eq!(s.plans_of_user(bob).unwrap(), [P]);
+        assert_eq!(s.plans_of_user(ann).unwrap(), [P, Q]);
+        let readable = s.readable_documents(bob).unwrap();
+        assert_eq!(readable, (0..4).map(|c| (doc(P, c), granted.granted_at_seq)).collect::<Vec<_>>());
+
+        s.remove_participant(P, bob).unwrap();
+        assert!(!s.is_participant(P, bob).unwrap());
+        assert!(s.readable_documents(bob).unwrap().is_empty());
+        s.remove_participant(P, bob).unwrap();
+
+        assert_eq!(s.add_participant([0xCC; 16], bob, "x"), Err(StorageError::NotFound));
+        assert_eq!(s.add_participant(P, UserId(9_999), "x"), Err(StorageError::NotFound));
+    }
+
+    pub fn push_is_idempotent_by_bundle_id_within_and_across_batches(s: &dyn Storage) {
+        let a1 = DeviceId([1; 16]);
+        let d = doc(P, 0);
+        let first = s.push_batch(&[changes(d, 1, a1), changes(d, 2, a1), changes(d, 1, a1)]).unwrap();
+        let (one, two) = (first[0].seq(), first[1].seq());
+        assert_eq!(
+            first,
+            [
+                PushOutcome::Appended { seq: one },
+                PushOutcome::Appended { seq: two },
+                PushOutcome::Duplicate { seq: one }
+            ]
+        );
+        let second = s.push_batch(&[changes(d, 2, a1), changes(d, 3, a1)]).unwrap();
+        assert_eq!(second[0], PushOutcome::Duplicate { seq: two });
+        assert!(matches!(second[1], PushOutcome::Appended { seq } if seq > two));
+        assert_eq!(s.document_stats(d).unwrap().bundles, 3);
+        assert_eq!(s.head().unwrap(), second[1].seq());
+        assert_eq!(s.push_batch(&[]).unwrap(), []);
+    }
+
+    pub fn push_is_idempotent_across_reopen(b: &mut dyn Backend) {
+        let a1 = DeviceId([1; 16]);
+        let pushed = push(b.storage(), &[changes(doc(P, 0), 1, a1), changes(doc(P, 1), 2, a1)]);
+        b.reopen();
+        let again = b.storage().push_batch(&[changes(doc(P, 1), 2, a1), changes(doc(P, 0), 1, a1)]).unwrap();
+        assert_eq!(
+            again,
+            [PushOutcome::Duplicate { seq: pushed[1] }, PushOutcome::Duplicate { seq: pushed[0] }]
+        );
+        assert_eq!(b.storage().head().unwrap(), pushed[1]);
+    }
+
+    pub fn sequence_numbers_strictly_increase(s: &dyn Storage) {
+        let ann = user(s, "Ann");
+        let a1 = device(s, ann, 1);
+        assert_eq!(s.head().unwrap(), 0);
+        let mut all = Vec::new();
+        for round in 0..5u64 {
+            let batch: Vec<NewBundle> =
+                (0..4).map(|i| changes(doc(P, (i % 4) as u8), round * 10 + i, a1)).collect();
+            all.extend(push(s, &batch));
+            if round == 2 {
+                s.register_plan(P, ann, a1, 1).unwrap();
+            }
+        }
+        assert!(all.windows(2).all(|w| w[0] < w[1]), "{all:?}");
+        assert!(all[0] >= 1);
+        assert_eq!(s.head().unwrap(), *all.last().unwrap());
+    }
+
+    pub fn pull_returns_only_readable_documents_never_the_pullers_own_bundles_in_seq_order(s: &dyn Storage) {
+        let ann = user(s, "Ann");
+        let bob = user(s, "Bob");
+        let carol = user(s, "Carol");
+        let (a1, a2, b1, c1) = (device(s, ann, 1), device(s, ann, 2), device(s, bob, 3), device(s, carol, 4));
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.register_plan(Q, carol, c1, 1).unwrap();
+        s.add_participant(P, bob, "wijkteam").unwrap();
+        let x = push(
+            s,
+            &[
+                changes(doc(P, 0), 1, a1),
+                changes(doc(P, 1), 2, b1),
+                changes(doc(Q, 0), 3, c1),
+                changes(doc(P, 3), 4, a2),
+                changes(doc(Q, 2), 5, c1),
+            ],
+        );
+
+        let head = s.head().unwrap();
+        let expect = |user, device, want: Vec<u64>| {
+            let batch = s.pull(user, device, 0, BIG).unwrap();
+            assert_eq!(seqs(&batch), want);
+            assert!(batch.complete);
+            assert_eq!(batch.head, head);
+            for b in &batch.bundles {
+                assert_ne!(b.author, device);
+            }
+        };
+        expect(ann, a1, vec![x[1], x[3]]);
+        expect(ann, a2, vec![x[0], x[1]]);
+        expect(bob, b1, vec![x[0], x[3]]);
+        expect(carol, c1, vec![]);
+
+        let got = s.pull(bob, b1, 0, BIG).unwrap().bundles;
+        assert_eq!(got[0].document, doc(P, 0));
+        assert_eq!(got[0].bundle_id, id16(1));
+        assert_eq!((got[0].author, got[0].epoch, got[0].kind), (a1, 1, BundleKind::Changes));
+        assert_eq!((got[0].bytes.len(), got[0].received_at, got[0].covers_seq), (100, 5_001, None));
+    }
+
+    pub fn a_non_participant_pulls_nothing(s: &dyn Storage) {
+        let ann = user(s, "Ann");
+        let dave = user(s, "Dave");
+        let a1 = device(s, ann, 1);
+        let d1 = device(s, dave, 2);
+        s.register_plan(P, ann, a1, 1).unwrap();
+        push(s, &[changes(doc(P, 0), 1, a1), changes(doc(Q, 0), 2, a1)]);
+        let batch = s.pull(dave, d1, 0, BIG).unwrap();
+        assert!(batch.bundles.is_empty());
+        assert!(batch.complete);
+        assert_eq!(batch.head, s.head().unwrap());
+        assert!(s.readable_documents(dave).unwrap().is_empty());
+    }
+
+    pub fn pages_respect_max_bytes_and_continue_where_they_stopped(s: &dyn Storage) {
+        let ann = user(s, "Ann");
+        let bob = user(s, "Bob");
+        let a1 = device(s, ann, 1);
+        let b1 = device(s, bob, 2);
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.add_participant(P, bob, "wijkteam").unwrap();
+        let cursor = s.head().unwrap();
+        let all = push(s, &(0..10).map(|i| changes(doc(P, (i % 2) as u8), i, a1)).collect::<Vec<_>>());
+
+        let page = s.pull(bob, b1, cursor, 250).unwrap();
+        assert_eq!(seqs(&page), all[..2]);
+        assert!(!page.complete);
+        assert_eq!(page.head, all[1]);
+        let next = s.pull(bob, b1, page.head, 250).unwrap();
+        assert_eq!(seqs(&next), all[2..4]);
+
+        // A page holds at least one bundle, however small the limit.
+        let (one_by_one, head) = sync(s, bob, b1, cursor, 0);
+        assert_eq!(one_by_one, all);
+        assert_eq!(head, s.head().unwrap());
+        let big = push(s, &[bundle(doc(P, 0), 99, a1, 5_000)]);
+        let page = s.pull(bob, b1, head, 1_000).unwrap();
+        assert_eq!((seqs(&page), page.complete, page.head), (big.clone(), true, big[0]));
+    }
+
+    pub fn a_participant_added_later_receives_the_whole_history_on_its_next_pull(s: &dyn Storage) {
+        let ann = user(s, "Ann");
+        let bob = user(s, "Bob");
+        let a1 = device(s, ann, 1);
+        let b1 = device(s, bob, 2);
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.register_plan(Q, bob, b1, 1).unwrap();
+        let history =
+            push(s, &[changes(doc(P, 0), 1, a1), changes(doc(P, 2), 2, a1), changes(doc(P, 0), 3, a1)]);
+        push(s, &[changes(doc(Q, 0), 4, b1)]);
+
+        // Bob's phone is up to date with the log head when he is given access: the grant's
+        // own position is what tells his next pull that the plan is new to it.
+        let (nothing, cursor) = sync(s, bob, b1, 0, BIG);
+        assert!(nothing.is_empty());
+        assert_eq!(cursor, s.head().unwrap());
+        s.add_participant(P, bob, "wijkteam").unwrap();
+        let (got, cursor) = sync(s, bob, b1, cursor, BIG);
+        assert_eq!(got, history);
+
+        let later = push(s, &[changes(doc(P, 1), 5, a1)]);
+        assert_eq!(sync(s, bob, b1, cursor, BIG).0, later);
+    }
+
+    /// The example in the module docs of `eenplan_server::storage`, seq for seq.
+    pub fn the_worked_example_of_the_storage_docs_holds(s: &dyn Storage) {
+        let ann = user(s, "Ann");
+        let bob = user(s, "Bob");
+        let (a1, a2, b1) = (device(s, ann, 1), device(s, ann, 2), device(s, bob, 3));
+        let basis = doc(P, 0);
+        s.register_plan(P, ann, a1, 1).unwrap();
+        assert_eq!(s.head().unwrap(), 1);
+        assert_eq!(push(s, &[changes(basis, 1, a1), changes(basis, 2, a1)]), [2, 3]);
+        assert_eq!(push(s, &[snapshot(basis, 3, a1, 3), changes(basis, 4, a1)]), [4, 5]);
+        s.add_participant(P, bob, "wijkteam").unwrap();
+        assert_eq!(s.head().unwrap(), 6);
+        assert_eq!(push(s, &[changes(basis, 5, a1)]), [7]);
+
+        let page = |user, device, since, max_bytes| {
+            let batch = s.pull(user, device, since, max_bytes).unwrap();
+            (seqs(&batch), batch.head, batch.complete)
+        };
+        assert_eq!(page(bob, b1, 0, BIG), (vec![4, 5, 7], 7, true));
+        assert_eq!(page(bob, b1, 0, 500), (vec![4, 5], 6, false));
+        assert_eq!(page(bob, b1, 6, BIG), (vec![7], 7, true));
+        assert_eq!(page(ann, a1, 7, BIG), (vec![], 7, true));
+        assert_eq!(page(ann, a2, 3, BIG), (vec![5, 7], 7, true));
+    }
+
+    pub fn a_history_is_never_split_across_pages(s: &dyn Storage) {
+        let ann = user(s, "Ann");
+        let bob = user(s, "Bob");
+        let a1 = device(s, ann, 1);
+        let b1 = device(s, bob, 2);
+        s.register_plan(P, ann, a1, 1).unwrap();
+        let history = push(s, &(0..4).map(|i| changes(doc(P, 0), i, a1)).collect::<Vec<_>>());
+        s.add_participant(P, bob, "wijkteam").unwrap();
+        let granted = s.head().unwrap();
+        let after = push(s, &[changes(doc(P, 0), 10, a1)]);
+
+        let page = s.pull(bob, b1, 0, 250).unwrap();
+        assert_eq!(seqs(&page), history, "the whole history block, though it exceeds max_bytes");
+        assert_eq!((page.head, page.complete), (granted, false));
+        let rest = s.pull(bob, b1, page.head, 250).unwrap();
+        assert_eq!((seqs(&rest), rest.complete), (after, true));
+    }
+
+    pub fn a_snapshot_makes_a_from_scratch_pull_return_the_snapshot_and_the_tail_only(s: &dyn Storage) {
+        let ann = user(s, "Ann");
+        let bob = user(s, "Bob");
+        let a1 = device(s, ann, 1);
+        let a2 = device(s, ann, 2);
+        let b1 = device(s, bob, 3);
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.add_participant(P, bob, "wijkteam").unwrap();
+        let c = push(s, &(1..=5).map(|i| changes(doc(P, 0), i, a1)).collect::<Vec<_>>());
+        let (_, follower_cursor) = sync(s, bob, b1, 0, BIG);
+        let snap = push(s, &[snapshot(doc(P, 0), 50, a2, c[2])]);
+        let tail = push(s, &[changes(doc(P, 0), 6, a1), changes(doc(P, 0), 7, a1)]);
+
+        // A new device of Bob's: the snapshot first, then the changes after what it covers.
+        let b2 = device(s, bob, 4);
+        let batch = s.pull(bob, b2, 0, BIG).unwrap();
+        assert_eq!(seqs(&batch), [snap[0], c[3], c[4], tail[0], tail[1]]);
+        assert_eq!(batch.bundles[0].kind, BundleKind::Snapshot);
+        assert_eq!(batch.bundles[0].covers_seq, Some(c[2]));
+
+        // A device that follows the document gets the changes, not the compaction.
+        assert_eq!(sync(s, bob, b1, follower_cursor, BIG).0, tail);
+        // The snapshot's author needs neither its snapshot nor what it replaces.
+        assert_eq!(sync(s, ann, a2, 0, BIG).0, [c[3], c[4], tail[0], tail[1]]);
+    }
+
+    pub fn a_device_far_behind_gets_the_snapshot_instead_of_hundreds_of_changes(s: &dyn Storage) {
+        let n = SNAPSHOT_SHORTCUT_CHANGES;
+        let ann = user(s, "Ann");
+        let bob = user(s, "Bob");
+        let a1 = device(s, ann, 1);
+        let a2 = device(s, ann, 2);
+        let b1 = device(s, bob, 3);
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.register_plan(Q, ann, a1, 1).unwrap();
+        s.add_participant(P, bob, "wijkteam").unwrap();
+        s.add_participant(Q, bob, "wijkteam").unwrap();
+        let (_, cursor) = sync(s, bob, b1, 0, BIG);
+
+        let before = push(s, &[changes(doc(Q, 1), 1, a1), changes(doc(Q, 1), 2, a1)]);
+        // P/basis: n + 1 changes Bob lacks, all covered by a snapshot.
+        let many = push(s, &(0..=n).map(|i| changes(doc(P, 0), 1_000 + i, a1)).collect::<Vec<_>>());
+        let snap = push(s, &[snapshot(doc(P, 0), 50, a2, *many.last().unwrap())]);
+        // Q/basis: exactly n covered changes: cheaper to send them than a snapshot.
+        let few = push(s, &(0..n).map(|i| changes(doc(Q, 0), 5_000 + i, a1)).collect::<Vec<_>>());
+        push(s, &[snapshot(doc(Q, 0), 51, a2, *few.last().unwrap())]);
+        let tail = push(s, &[changes(doc(P, 0), 7, a1)]);
+
+        let (got, _) = sync(s, bob, b1, cursor, BIG);
+        let mut want = before.clone();
+        want.push(snap[0]);
+        want.extend(&few);
+        want.extend(&tail);
+        assert_eq!(got, want);
+
+        // Pages that stop before the snapshot make the next page choose it again. A page that
+        // stops right after it leaves the cursor inside what it covers, so up to n of those
+        // changes follow although the snapshot holds them: redundant, never missing.
+        let (paged, _) = sync(s, bob, b1, cursor, 150);
+        assert_eq!(paged[..3], [before[0], before[1], snap[0]]);
+        assert!(!paged.contains(&many[0]));
+        assert!(paged.iter().filter(|seq| many.contains(seq)).count() <= n as usize);
+        assert_eq!(paged.iter().collect::<BTreeSet<_>>().len(), paged.len(), "nothing twice");
+        assert!(few.iter().chain(&tail).all(|seq| paged.contains(seq)));
+    }
+
+    pub fn document_stats_count_the_bundles_and_the_tail_after_the_latest_snapshot(s: &dyn Storage) {
+        let a1 = DeviceId([1; 16]);
+        let d = doc(P, 1);
+        let empty = s.document_stats(d).unwrap();
+        assert_eq!((empty.bundles, empty.bundles_since_snapshot, empty.latest_snapshot_covers), (0, 0, None));
+        let c = push(s, &(0..6).map(|i| changes(d, i, a1)).collect::<Vec<_>>());
+        push(s, &[changes(doc(P, 2), 100, a1)]);
+        let stats = s.document_stats(d).unwrap();
+        assert_eq!((stats.bundles, stats.bundles_since_snapshot, stats.latest_snapshot_covers), (6, 6, None));
+        push(s, &[snapshot(d, 50, a1, c[3]), changes(d, 7, a1)]);
+        let stats = s.document_stats(d).unwrap();
+        assert_eq!(
+            (stats.bundles, stats.bundles_since_snapshot, stats.latest_snapshot_covers),
+            (8, 3, Some(c[3]))
+        );
+    }
+
+    pub fn a_snapshot_cannot_claim_to_cover_more_than_the_log_held(s: &dyn Storage) {
+        let a1 = DeviceId([1; 16]);
+        let c = push(s, &[changes(doc(P, 0), 1, a1)]);
+        push(s, &[snapshot(doc(P, 0), 2, a1, 1_000_000)]);
+        assert_eq!(s.document_stats(doc(P, 0)).unwrap().latest_snapshot_covers, Some(c[0]));
+    }
+
+    pub fn envelopes_upsert_and_key_requests_list_exactly_the_devices_lacking_an_envelope(s: &dyn Storage) {
+        let ann = user(s, "Ann");
+        let bob = user(s, "Bob");
+        let dave = user(s, "Dave");
+        let a1 = device(s, ann, 1);
+        let a2 = device(s, ann, 2);
+        let b1 = device(s, bob, 3);
+        let d1 = device(s, dave, 4);
+        s.create_enrolment(&[5; 32], bob, i64::MAX).unwrap();
+        s.claim_enrolment(&[5; 32], &new_device(5), 1).unwrap();
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.add_participant(P, bob, "wijkteam").unwrap();
+        let d = doc(P, 1);
+
+        let mut want = vec![a1, a2, b1];
+        want.sort();
+        assert_eq!(s.devices_missing_envelope(d, 1).unwrap(), want, "active participants' devices only");
+
+        s.put_envelopes(&[envelope(a1, d, 1, 1), envelope(b1, d, 1, 2)]).unwrap();
+        assert_eq!(s.devices_missing_envelope(d, 1).unwrap(), [a2]);
+        assert_eq!(s.devices_missing_envelope(d, 2).unwrap(), want, "another epoch is another key");
+        assert_eq!(s.devices_missing_envelope(doc(P, 2), 1).unwrap(), want, "another document too");
+
+        s.put_envelopes(&[envelope(b1, d, 1, 9), envelope(b1, doc(P, 0), 1, 3)]).unwrap();
+        assert_eq!(s.envelopes_for(b1).unwrap(), [envelope(b1, doc(P, 0), 1, 3), envelope(b1, d, 1, 9)]);
+        assert!(s.envelopes_for(d1).unwrap().is_empty());
+        assert_eq!(s.put_envelopes(&[envelope(DeviceId([9; 16]), d, 1, 1)]), Err(StorageError::NotFound));
+
+        // Losing access takes the user's envelopes for the plan with it.
+        s.remove_participant(P, bob).unwrap();
+        assert!(s.envelopes_for(b1).unwrap().is_empty());
+        assert_eq!(s.devices_missing_envelope(d, 1).unwrap(), [a2]);
+    }
+
+    pub fn a_failing_envelope_batch_stores_none_of_it(s: &dyn Storage) {
+        let ann = user(s, "Ann");
+        let a1 = device(s, ann, 1);
+        let a2 = device(s, ann, 2);
+        s.revoke_device(a2, 1).unwrap();
+        let batch = [envelope(a1, doc(P, 0), 1, 1), envelope(a2, doc(P, 0), 1, 2)];
+        assert!(matches!(s.put_envelopes(&batch), Err(StorageError::InvalidState(_))));
+        assert!(s.envelopes_for(a1).unwrap().is_empty());
+    }
+
+    pub fn a_batch_with_an_unknown_compartment_is_refused_whole(s: &dyn Storage) {
+        let ann = user(s, "Ann");
+        let a1 = device(s, ann, 1);
+        let bad = DocumentId { plan: P, compartment: 4 };
+        let head = s.head().unwrap();
+        let refused = s.push_batch(&[changes(doc(P, 0), 1, a1), changes(bad, 2, a1)]);
+        assert!(matches!(refused, Err(StorageError::InvalidState(_))));
+        assert_eq!(s.head().unwrap(), head);
+        assert_eq!(s.document_stats(doc(P, 0)).unwrap().bundles, 0);
+        let refused = s.put_envelopes(&[envelope(a1, doc(P, 0), 1, 1), envelope(a1, bad, 1, 1)]);
+        assert!(matches!(refused, Err(StorageError::InvalidState(_))));
+        assert!(s.envelopes_for(a1).unwrap().is_empty());
+    }
+
+    pub fn a_pushed_batch_is_durable_and_whole_across_reopen(b: &mut dyn Backend) {
+        let (ann, bob) = (user(b.storage(), "Ann"), user(b.storage(), "Bob"));
+        let a1 = device(b.storage(), ann, 1);
+        let b1 = device(b.storage(), bob, 2);
+        b.storage().register_plan(P, ann, a1, 1).unwrap();
+        b.storage().add_participant(P, bob, "wijkteam").unwrap();
+        let batch: Vec<NewBundle> = (0..200).map(|i| changes(doc(P, (i % 4) as u8), i, a1)).collect();
+        let pushed = push(b.storage(), &batch);
+        b.reopen();
+        let s = b.storage();
+        assert_eq!(s.head().unwrap(), *pushed.last().unwrap());
+        let batch_got = s.pull(bob, b1, 0, BIG).unwrap();
+        assert_eq!(seqs(&batch_got), pushed);
+        let bytes: Vec<&[u8]> = batch_got.bundles.iter().map(|b| b.bytes.as_slice()).collect();
+        assert_eq!(bytes, batch.iter().map(|b| b.bytes.as_slice()).collect::<Vec<_>>());
+    }
+
+    pub fn everything_survives_reopen(b: &mut dyn Backend) {
+        let s = b.storage();
+        s.init_network(&network(), &admin(7, "Beheer")).unwrap();
+        let ann = user(s, "Ann");
+        let bob = user(s, "Bob");
+        let a1 = device(s, ann, 1);
+        s.create_enrolment(&[2; 32], bob, i64::MAX).unwrap();
+        s.create_enrolment(&[3; 32], bob, i64::MAX).unwrap();
+        s.claim_enrolment(&[2; 32], &new_device(2), 7).unwrap();
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.add_participant(P, bob, "ggz").unwrap();
+        push(s, &[changes(doc(P, 0), 1, a1), snapshot(doc(P, 0), 2, a1, 1)]);
+        s.put_envelopes(&[envelope(a1, doc(P, 0), 1, 1)]).unwrap();
+        let before = (
+            s.orgs().unwrap(),
+            s.users().unwrap(),
+            s.devices().unwrap(),
+            s.participants(P).unwrap(),
+            s.head().unwrap(),
+            s.pull(bob, DeviceId([2; 16]), 0, BIG).unwrap(),
+            s.envelopes_for(a1).unwrap(),
+            s.document_stats(doc(P, 0)).unwrap(),
+        );
+
+        b.reopen();
+        let s = b.storage();
+        assert_eq!(s.network().unwrap(), Some(network()));
+        assert_eq!(s.admin(&[7; 32]).unwrap(), Some(admin(7, "Beheer")));
+        let after = (
+            s.orgs().unwrap(),
+            s.users().unwrap(),
+            s.devices().unwrap(),
+            s.participants(P).unwrap(),
+            s.head().unwrap(),
+            s.pull(bob, DeviceId([2; 16]), 0, BIG).unwrap(),
+            s.envelopes_for(a1).unwrap(),
+            s.document_stats(doc(P, 0)).unwrap(),
+        );
+        assert_eq!(before, after);
+        assert_eq!(s.pending_devices().unwrap().len(), 1);
+        // The used code stays used, the unused one still works.
+        assert_eq!(s.claim_enrolment(&[2; 32], &new_device(8), 7), Err(StorageError::NotFound));
+        assert_eq!(s.claim_enrolment(&[3; 32], &new_device(3), 7).unwrap(), bob);
+    }
+
+    pub fn a_pull_running_beside_pushes_never_skips_a_committed_bundle(s: &dyn Storage) {
+        let ann = user(s, "Ann");
+        let bob = user(s, "Bob");
+        let a1 = device(s, ann, 1);
+        let a2 = device(s, ann, 2);
+        let b1 = device(s, bob, 3);
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.add_participant(P, bob, "wijkteam").unwrap();
+        let received = std::thread::scope(|scope| {
+            let pushers: Vec<_> = [(a1, 0u64), (a2, 1_000_000)]
+                .into_iter()
+                .map(|(author, base)| {
+                    scope.spawn(move || {
+                        for round in 0..40u64 {
+                            let batch: Vec<NewBundle> = (0..5)
+                                .map(|i| changes(doc(P, (i % 4) as u8), base + round * 5 + i, author))
+                                .collect();
+                            push(s, &batch);
+                        }
+                    })
+                })
+                .collect();
+            let mut cursor = 0;
+            let mut received = Vec::new();
+            while pushers.iter().any(|p| !p.is_finished()) {
+                let batch = s.pull(bob, b1, cursor, 2_000).unwrap();
+                received.extend(seqs(&batch));
+                cursor = batch.head;
+            }
+            for pusher in pushers {
+                pusher.join().unwrap();
+            }
+            received.extend(sync(s, bob, b1, cursor, 2_000).0);
+            received
+        });
+        assert_eq!(received.len(), 400);
+        assert_eq!(received.iter().collect::<BTreeSet<_>>().len(), 400, "nothing twice");
+    }
+
+    // The property: random pushes, grants, new devices and pulls with random page sizes.
+
+    #[derive(Debug, Clone)]
+    pub enum Op {
+        /// `count` change bundles by device `device % devices` to one document of a plan its
+        /// user may write.
+        Push {
+            device: usize,
+            plan: usize,
+            compartment: u8,
+            count: usize,
+            size: usize,
+        },
+        /// A snapshot of one document by a device that holds all of it up to its cursor.
+        Snapshot {
+            device: usize,
+            plan: usize,
+            compartment: u8,
+        },
+        /// One page.
+        Pull {
+            device: usize,
+            max_bytes: usize,
+        },
+        Grant {
+            user: usize,
+            plan: usize,
+        },
+        NewDevice {
+            user: usize,
+        },
+    }
+
+    pub fn op(snapshots: bool) -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        let snapshot_weight = if snapshots { 2 } else { 0 };
+        prop_oneof![
+            5 => (0..16usize, 0..2usize, 0..4u8, 1..4usize, 1..300usize).prop_map(|(device, plan, compartment, count, size)| Op::Push { device, plan, compartment, count, size }),
+            snapshot_weight => (0..16usize, 0..2usize, 0..4u8).prop_map(|(device, plan, compartment)| Op::Snapshot { device, plan, compartment }),
+            4 => (0..16usize, 0..1_200usize).prop_map(|(device, max_bytes)| Op::Pull { device, max_bytes }),
+            1 => (0..3usize, 0..2usize).prop_map(|(user, plan)| Op::Grant { user, plan }),
+            1 => (0..3usize).prop_map(|user| Op::NewDevice { user }),
+        ]
+    }
+
+    struct Dev {
+        id: DeviceId,
+        user: usize,
+        cursor: u64,
+        /// Bundle ids received, to catch anything delivered twice.
+        received: HashSet<[u8; 16]>,
+        /// The seqs of the changes this device holds, per document: received, written, or
+        /// inside a snapshot it received.
+        holds: HashMap<DocumentId, BTreeSet<u64>>,
+    }
+
+    struct Logged {
+        document: DocumentId,
+        author: DeviceId,
+        kind: BundleKind,
+    }
+
+    /// Runs `ops`, then syncs every device to the end, and checks that each device holds every
+    /// change of every document its user may read and was never sent anything twice. Without
+    /// snapshots that means each device received exactly the other devices' bundles.
+    pub fn every_device_ends_up_with_every_change_it_may_read_and_nothing_twice(
+        s: &dyn Storage,
+        ops: &[Op],
+        snapshots: bool,
+    ) {
+        let plans = [P, Q];
+        let users: Vec<UserId> = ["Ann", "Bob", "Carol"].iter().map(|n| user(s, n)).collect();
+        let mut devs: Vec<Dev> = Vec::new();
+        let mut next_tag = 1u8;
+        let mut add_device = |s: &dyn Storage, devs: &mut Vec<Dev>, user: usize| {
+            let id = device(s, users[user], next_tag);
+            next_tag += 1;
+            devs.push(Dev { id, user, cursor: 0, received: HashSet::new(), holds: HashMap::new() });
+        };
+        for u in 0..3 {
+            add_device(s, &mut devs, u);
+        }
+        s.register_plan(P, users[0], devs[0].id, 1).unwrap();
+        s.register_plan(Q, users[1], devs[1].id, 1).unwrap();
+
+        let mut log: BTreeMap<u64, Logged> = BTreeMap::new();
+        let mut snapshot_holds: HashMap<[u8; 16], BTreeSet<u64>> = HashMap::new();
+        let mut next_id = 1u64;
+
+        let page = |s: &dyn Storage,
+                    dev: &mut Dev,
+                    log: &BTreeMap<u64, Logged>,
+                    snapshot_holds: &HashMap<[u8; 16], BTreeSet<u64>>,
+                    max_bytes: usize|
+         -> bool {
+            let user = users[dev.user];
+            let grants: HashMap<PlanId, u64> = plans
+                .iter()
+                .filter_map(|&p| {
+                    s.participants(p)
+                        .unwrap()
+                        .into_iter()
+                        .find(|x| x.user == user)
+                        .map(|x| (p, x.granted_at_seq))
+                })
+                .collect();
+            let batch = s.pull(user, dev.id, dev.cursor, max_bytes).unwrap();
+            let total: usize = batch.bundles.iter().map(|b| b.bytes.len()).sum();
+            if total > max_bytes && batch.bundles.len() > 1 {
+                // Only a history block may exceed the limit, and then it is alone.
+                let g = grants.get(&batch.bundles[0].document.plan).copied().unwrap();
+                assert!(g > dev.cursor, "an oversized page that is not a history block");
+                assert!(batch.bundles.iter().all(|b| b.document.plan == batch.bundles[0].document.plan));
+            }
+            for b in &batch.bundles {
+                assert!(grants.contains_key(&b.document.plan), "a bundle of an unreadable plan");
+                assert_ne!(b.author, dev.id, "a device's own bundle came back");
+                assert!(dev.received.insert(b.bundle_id), "bundle {} delivered twice", b.seq);
+                assert_eq!(log[&b.seq].document, b.document);
+                let holds = dev.holds.entry(b.document).or_default();
+                match b.kind {
+                    BundleKind::Changes => {
+                        holds.insert(b.seq);
+                    }
+                    BundleKind::Snapshot => holds.extend(&snapshot_holds[&b.bundle_id]),
+                }
+            }
+            if batch.complete {
+                assert_eq!(batch.head, s.head().unwrap());
+            } else {
+                assert!(!batch.bundles.is_empty() && batch.head > dev.cursor);
+            }
+            dev.cursor = batch.head;
+            batch.complete
+        };
+
+        for op in ops {
+            match *op {
+                Op::Push { device, plan, compartment, count, size } => {
+                    let index = device % devs.len();
+                    let dev = &mut devs[index];
+                    if !s.is_participant(plans[plan], users[dev.user]).unwrap() {
+                        continue;
+                    }
+                    let document = doc(plans[plan], compartment);
+                    let items: Vec<NewBundle> = (0..count as u64)
+                        .map(|i| bundle(document, next_id + i, dev.id, size + i as usize))
+                        .collect();
+                    next_id += count as u64;
+                    for seq in push(s, &items) {
+                        log.insert(seq, Logged { document, author: dev.id, kind: BundleKind::Changes });
+                        dev.holds.entry(document).or_default().insert(seq);
+                    }
+                }
+                Op::Snapshot { device, plan, compartment } => {
+                    let index = device % devs.len();
+                    let dev = &mut devs[index];
+                    let document = doc(plans[plan], compartment);
+                    let covered: BTreeSet<u64> = log
+                        .range(..=dev.cursor)
+                        .filter(|(_, l)| l.document == document && l.kind == BundleKind::Changes)
+                        .map(|(&seq, _)| seq)
+                        .collect();
+                    let holds = dev.holds.get(&document).cloned().unwrap_or_default();
+                    // Only a device that really holds what it claims may snapshot.
+                    if covered.is_empty() || !covered.is_subset(&holds) {
+                        continue;
+                    }
+                    let item = snapshot(document, next_id, dev.id, dev.cursor);
+                    next_id += 1;
+                    snapshot_holds.insert(item.bundle_id, covered);
+                    let seq = push(s, &[item])[0];
+                    log.insert(seq, Logged { document, author: dev.id, kind: BundleKind::Snapshot });
+                }
+                Op::Pull { device, max_bytes } => {
+                    let index = device % devs.len();
+                    page(s, &mut devs[index], &log, &snapshot_holds, max_bytes);
+                }
+                Op::Grant { user, plan } => s.add_participant(plans[plan], users[user], "wijkteam").unwrap(),
+                Op::NewDevice { user } => {
+                    if devs.len() < 8 {
+                        add_device(s, &mut devs, user);
+                    }
+                }
+            }
+        }
+
+        for dev in &mut devs {
+            let max_bytes = 700;
+            let mut rounds = 0;
+            while !page(s, dev, &log, &snapshot_holds, max_bytes) {
+                rounds += 1;
+                assert!(rounds < 10_000, "sync does not finish");
+            }
+            let user = users[dev.user];
+            for (&seq, logged) in &log {
+                let readable = s.is_participant(logged.document.plan, user).unwrap();
+                if logged.kind == BundleKind::Changes {
+                    let held = dev.holds.get(&logged.document).is_some_and(|h| h.contains(&seq));
+                    assert_eq!(
+                        held,
+                        readable || logged.author == dev.id,
+                        "change {seq} on device {:?}",
+                        dev.id
+                    );
+                }
+            }
+            if !snapshots {
+                // Every received bundle is another device's, of a readable plan, and new.
+                let want = log
+                    .values()
+                    .filter(|l| l.author != dev.id && s.is_participant(l.document.plan, user).unwrap())
+                    .count();
+                assert_eq!(dev.received.len(), want, "exactly the other devices' bundles");
+            }
+        }
+    }
+}
+
+/// Instantiates every check for one backend. `$fresh` makes a new, empty [`Backend`].
+macro_rules! conformance_suite {
+    ($fresh:expr) => {
+        conformance_suite!(@storage $fresh;
+            the_network_can_be_initialised_only_once,
+            administrators_are_added_after_initialisation_and_only_once,
+            organisation_names_and_user_names_within_an_organisation_are_unique,
+            enrolment_codes_are_one_time_and_expire,
+            a_claim_that_fails_leaves_the_code_unused,
+            claiming_creates_a_pending_device_that_activation_makes_active_and_revocation_revoked,
+            revocation_deletes_the_devices_envelopes_and_refuses_new_ones,
+            registering_a_plan_is_idempotent_for_its_creator_and_refused_for_others,
+            participants_can_be_added_updated_and_removed,
+            push_is_idempotent_by_bundle_id_within_and_across_batches,
+            sequence_numbers_strictly_increase,
+            pull_returns_only_readable_documents_never_the_pullers_own_bundles_in_seq_order,
+            a_non_participant_pulls_nothing,
+            pages_respect_max_bytes_and_continue_where_they_stopped,
+            a_participant_added_later_receives_the_whole_history_on_its_next_pull,
+            the_worked_example_of_the_storage_docs_holds,
+            a_history_is_never_split_across_pages,
+            a_snapshot_makes_a_from_scratch_pull_return_the_snapshot_and_the_tail_only,
+            a_device_far_behind_gets_the_snapshot_instead_of_hundreds_of_changes,
+            document_stats_count_the_bundles_and_the_tail_after_the_latest_snapshot,
+            a_snapshot_cannot_claim_to_cover_more_than_the_log_held,
+            envelopes_upsert_and_key_requests_list_exactly_the_devices_lacking_an_envelope,
+            a_failing_envelope_batch_stores_none_of_it,
+            a_batch_with_an_unknown_compartment_is_refused_whole,
+            a_pull_running_beside_pushes_never_skips_a_committed_bundle,
+        );
+        conformance_suite!(@backend $fresh;
+            the_server_secret_is_stable_across_reopen,
+            push_is_idempotent_across_reopen,
+            a_pushed_batch_is_durable_and_whole_across_reopen,
+            everything_survives_reopen,
+        );
+
+        proptest::proptest! {
+            #![proptest_config(proptest::prelude::ProptestConfig::with_cases(40))]
+
+            #[test]
+            fn every_bundle_reaches_every_other_participant_device_exactly_once(
+                ops in proptest::collection::vec(suite::op(false), 1..40)
+            ) {
+                let backend = $fresh;
+                suite::every_device_ends_up_with_every_change_it_may_read_and_nothing_twice(
+                    backend.storage(), &ops, false);
+            }
+
+            #[test]
+            fn with_snapshots_every_device_still_ends_up_with_every_change_and_nothing_twice(
+                ops in proptest::collection::vec(suite::op(true), 1..40)
+            ) {
+                let backend = $fresh;
+                suite::every_device_ends_up_with_every_change_it_may_read_and_nothing_twice(
+                    backend.storage(), &ops, true);
+            }
+        }
+    };
+    (@storage $fresh:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                let backend = $fresh;
+                suite::$name(backend.storage());
+            }
+        )*
+    };
+    (@backend $fresh:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                let mut backend = $fresh;
+                suite::$name(&mut backend);
+            }
+        )*
+    };
+}
+
+mod sqlite {
+    use super::*;
+
+    struct Sqlite {
+        dir: tempfile::TempDir,
+        storage: Option<SqliteStorage>,
+    }
+
+    impl Sqlite {
+        fn fresh() -> Sqlite {
+            let dir = tempfile::tempdir().unwrap();
+            let storage = SqliteStorage::open(dir.path().join("server.db")).unwrap();
+            Sqlite { dir, storage: Some(storage) }
+        }
+    }
+
+    impl Backend for Sqlite {
+        fn storage(&self) -> &dyn Storage {
+            self.storage.as_ref().unwrap()
+        }
+
+        fn reopen(&mut self) {
+            self.storage = None;
+            self.storage = Some(SqliteStorage::open(self.dir.path().join("server.db")).unwrap());
+        }
+    }
+
+    conformance_suite!(Sqlite::fresh());
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_reported_as_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.db");
+        std::fs::write(&path, vec![0x5A; 8192]).unwrap();
+        assert!(matches!(SqliteStorage::open(&path), Err(StorageError::Corrupt(_))));
+    }
+}
