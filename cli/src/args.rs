@@ -82,6 +82,10 @@ pub enum Command {
     Export(ExportArgs),
     /// Merges a changes file from another device into this one.
     Import(ImportArgs),
+    /// Claims an enrolment code from an administrator: registers this device's public keys.
+    Enrol(EnrolArgs),
+    /// Pushes this device's changes and pulls everything it may read, in one round trip.
+    Sync(JsonFlag),
     /// This device: its id, plans, changes awaiting a push, and disk usage.
     Status(JsonFlag),
 }
@@ -113,6 +117,30 @@ pub enum PlanCommand {
     Escalate(PlanEscalateArgs),
     /// Makes a participant the plan's regisseur.
     Regisseur(PlanRegisseurArgs),
+    /// Gives another user access to the plan (the regisseur's device; needs the server).
+    AddParticipant(PlanAddParticipantArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanAddParticipantArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    /// The user's name (or numeric id) as the administrator registered it.
+    #[arg(long)]
+    pub user: String,
+    /// The user's role in this plan.
+    #[arg(long)]
+    pub role: String,
+}
+
+#[derive(Debug, Args)]
+pub struct EnrolArgs {
+    /// The sync server, e.g. https://eenplan.example.nl or http://127.0.0.1:8443.
+    #[arg(long, env = "EENPLAN_SERVER")]
+    pub server: String,
+    /// The one-time code the administrator gave you.
+    #[arg(long)]
+    pub code: String,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@ mod conflicts;
 mod device;
 mod entities;
 mod plan;
+mod sync;
 mod transfer;
 
 use std::path::Path;
@@ -38,6 +39,8 @@ pub fn run(cli: Cli) -> Result<Output, CliError> {
         Command::Resolve(args) => conflicts::resolve(&mut open(&data)?, args),
         Command::Export(args) => transfer::export(&mut open(&data)?, args),
         Command::Import(args) => transfer::import(&mut open(&data)?, args),
+        Command::Enrol(args) => sync::enrol(&mut open(&data)?, args),
+        Command::Sync(flag) => sync::sync(&mut open(&data)?, flag.json),
     }
 }
 

@@ -154,7 +154,17 @@ impl Device {
         let plan = Plan::create(id, self.device_id(), family, domains, self.clock.clone())?;
         let changes = plan.changes_since(&Default::default());
         let header = PlanHeader { plan: id, family: plan.view()?.family };
-        self.store.append_changes(&plan, Some(&header), &changes, true)?;
+        // The creator makes the first key of every compartment; the sync layer hands them to
+        // the other participants' devices, sealed to each.
+        let keys: Vec<(Compartment, crate::crypto::SecretKey)> =
+            Compartment::ALL.into_iter().map(|c| (c, crate::crypto::SecretKey::generate())).collect();
+        self.store.write(|w| {
+            w.append_changes(&plan, Some(&header), &changes, true)?;
+            for (compartment, key) in &keys {
+                w.put_doc_key(id, *compartment, crate::sync::FIRST_EPOCH, key.as_bytes())?;
+            }
+            Ok(())
+        })?;
         self.open_plans.insert(id, plan);
         Ok(id)
     }
@@ -214,6 +224,38 @@ impl Device {
             self.open_plans.insert(id, plan);
         }
         self.open_plans.get_mut(&id).ok_or(CoreError::UnknownPlan(id))
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(crate) fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    pub(crate) fn loaded_plan(&mut self, id: PlanId) -> Result<&Plan, CoreError> {
+        Ok(self.plan(id)?)
+    }
+
+    /// Takes a plan out of memory to change it (an empty one when the device does not hold
+    /// it yet); [`Device::put_back_plan`] returns it once its changes are durable.
+    pub(crate) fn take_plan_or_new(&mut self, id: PlanId) -> Result<Plan, CoreError> {
+        self.views.remove(&id);
+        if self.store.has_plan(id)? {
+            self.plan(id)?;
+            return self.open_plans.remove(&id).ok_or(CoreError::UnknownPlan(id));
+        }
+        Ok(Plan::from_documents(id, self.device_id(), Vec::new(), self.clock.clone())?)
+    }
+
+    pub(crate) fn put_back_plan(&mut self, plan: Plan) {
+        self.views.remove(&plan.id());
+        self.open_plans.insert(plan.id(), plan);
     }
 
     /// Loads a plan (if needed) so that later reads are instant.

@@ -26,6 +26,8 @@ pub enum CoreError {
     NotInitialised,
     #[error("this data directory already holds an eenplan device")]
     AlreadyInitialised,
+    #[error(transparent)]
+    Sync(#[from] crate::sync::SyncError),
     #[error("changes file: {0}")]
     Transfer(#[from] crate::transfer::TransferError),
     #[error("I/O on {path}: {source}")]

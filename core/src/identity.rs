@@ -45,6 +45,10 @@ impl DeviceIdentity {
         x25519_dalek::PublicKey::from(&self.agreement)
     }
 
+    pub(crate) fn signing_key(&self) -> &SigningKey {
+        &self.signing
+    }
+
     pub fn sign(&self, message: &[u8]) -> ed25519_dalek::Signature {
         self.signing.sign(message)
     }

@@ -30,6 +30,7 @@ pub mod ids;
 pub mod keystore;
 pub mod plan;
 pub mod store;
+pub mod sync;
 pub mod transfer;
 
 pub use device::{Device, PlanListEntry, PlanSummary};

@@ -44,6 +44,9 @@ pub use edit::{ActionUpdate, MemberUpdate, NewAction, NewGoal, NewMember, NewPar
 pub use view::PlanView;
 pub use vocab::{ActionStatus, EscalationLevel, GoalStatus, NoteKind, Phase, Role};
 
+/// Raw automerge changes grouped by the compartment they belong to.
+pub type ChangesByCompartment = Vec<(Compartment, Vec<Vec<u8>>)>;
+
 /// The version of the document layout above; written into every compartment.
 pub const SCHEMA_VERSION: i64 = 1;
 
@@ -229,7 +232,7 @@ impl Plan {
     }
 
     /// The raw bytes of every change made since `heads`, per compartment, oldest first.
-    pub fn changes_since(&self, heads: &[Vec<ChangeHash>; 4]) -> Vec<(Compartment, Vec<Vec<u8>>)> {
+    pub fn changes_since(&self, heads: &[Vec<ChangeHash>; 4]) -> ChangesByCompartment {
         Compartment::ALL
             .into_iter()
             .filter_map(|c| {
@@ -245,7 +248,8 @@ impl Plan {
     }
 
     /// Applies changes that another device wrote (raw automerge change bytes, in any order:
-    /// changes whose dependencies are missing wait inside automerge until those arrive).
+    /// changes whose dependencies are missing wait inside automerge until those arrive). A
+    /// compartment this plan did not hold yet is created from them.
     /// The result is checked before it replaces the document, so changes that would leave a
     /// compartment without the plan layout are refused and change nothing.
     pub fn apply_changes(&mut self, compartment: Compartment, raw: &[Vec<u8>]) -> Result<(), PlanError> {
@@ -259,11 +263,16 @@ impl Plan {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let id = self.id;
-        let current = self.doc_mut(compartment)?;
-        let mut candidate = current.clone();
+        let author = self.author.actor();
+        let slot = &mut self.docs[compartment.index()];
+        // A compartment not held yet starts from its creator's first change.
+        let mut candidate = match slot {
+            Some(current) => current.clone(),
+            None => Automerge::new().with_actor(author),
+        };
         candidate.apply_changes(changes)?;
         validate_document(&candidate, compartment, id)?;
-        *current = candidate;
+        *slot = Some(candidate);
         Ok(())
     }
 

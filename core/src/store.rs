@@ -23,12 +23,18 @@
 //! plans     (plan_key)        sealed header: plan id, family name
 //! documents (doc_key)         plan_key, sealed snapshot and its generation, next change seq,
 //!                             change rows since the snapshot, unpushed own changes (outbox),
-//!                             sealed heads up to which own changes were pushed
+//!                             sealed heads up to which own changes are sealed into bundles
 //! changes   (doc_key, seq)    sealed automerge change
+//! sync_state (name)           sealed: server, pinned root, certificates, cursor, lease
+//! doc_keys  (doc_key, epoch)  sealed document epoch keys
+//! pending_bundles (bundle id) sealed bundles pushed but not yet acknowledged
+//! certificates (device_key)   sealed certificates of bundle authors, verified
+//! parked_bundles (id)         sealed received bundles whose key has not arrived yet
 //! ```
 
 mod migrations;
 mod records;
+mod sync_records;
 
 use std::path::{Path, PathBuf};
 
@@ -42,6 +48,11 @@ use crate::keystore::{KeyStore, KeyStoreError};
 use crate::plan::{Compartment, Plan};
 
 pub use records::{PlanHeader, StoredPlan};
+
+/// A document key and its epoch.
+pub type EpochKey = (u32, zeroize::Zeroizing<[u8; 32]>);
+/// A bundle awaiting acknowledgement: its id and its stored payload.
+pub type PendingBundle = ([u8; 16], Vec<u8>);
 
 /// File name of the database inside the device's data directory.
 pub const DB_FILE: &str = "eenplan.db";
@@ -242,22 +253,7 @@ impl Store {
         changes: &[(Compartment, Vec<Vec<u8>>)],
         to_outbox: bool,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if let Some(header) = header {
-            records::put_plan_header(&tx, &self.keys, header)?;
-        }
-        for (compartment, changes) in changes {
-            let doc_key = self.keys.doc_key(plan.id(), *compartment);
-            let pending =
-                records::append_doc_changes(&tx, &self.keys, plan.id(), &doc_key, changes, to_outbox)?;
-            if pending >= COMPACT_AFTER_CHANGES
-                && let Ok(doc) = plan.doc(*compartment)
-            {
-                records::compact(&tx, &self.keys, &doc_key, &doc.save())?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
+        self.write(|w| w.append_changes(plan, header, changes, to_outbox))
     }
 
     /// Folds a document's change rows into one sealed snapshot of `doc`.
@@ -273,10 +269,79 @@ impl Store {
         Ok(())
     }
 
+    /// Runs `f` in one immediate transaction: everything it writes commits together or not
+    /// at all.
+    pub fn write<T>(
+        &mut self,
+        f: impl FnOnce(&mut StoreWriter<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut writer = StoreWriter { tx: &tx, keys: &self.keys };
+        let out = f(&mut writer)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    pub fn sync_state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        sync_records::get_state(&self.conn, &self.keys, name)
+    }
+
+    pub fn latest_doc_key(
+        &self,
+        plan: PlanId,
+        compartment: Compartment,
+    ) -> Result<Option<EpochKey>, StoreError> {
+        sync_records::latest_doc_key(&self.conn, &self.keys, &self.keys.doc_key(plan, compartment))
+    }
+
+    pub fn doc_key_at(
+        &self,
+        plan: PlanId,
+        compartment: Compartment,
+        epoch: u32,
+    ) -> Result<Option<zeroize::Zeroizing<[u8; 32]>>, StoreError> {
+        sync_records::doc_key_at(&self.conn, &self.keys, &self.keys.doc_key(plan, compartment), epoch)
+    }
+
+    /// Bundles sealed for a push and not yet acknowledged, oldest first.
+    pub fn pending_bundles(&self) -> Result<Vec<PendingBundle>, StoreError> {
+        sync_records::pending_bundles(&self.conn, &self.keys)
+    }
+
+    /// The heads up to which this device's changes of a document are sealed into bundles.
+    pub fn sealed_heads(
+        &self,
+        plan: PlanId,
+        compartment: Compartment,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        sync_records::sealed_heads(&self.conn, &self.keys, &self.keys.doc_key(plan, compartment))
+    }
+
+    pub fn unpushed(&self, plan: PlanId, compartment: Compartment) -> Result<u64, StoreError> {
+        sync_records::unpushed(&self.conn, &self.keys.doc_key(plan, compartment))
+    }
+
+    pub fn certificate(&self, device: &[u8; 16]) -> Result<Option<Vec<u8>>, StoreError> {
+        sync_records::certificate(&self.conn, &self.keys, device)
+    }
+
+    pub fn parked_bundles(&self) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        sync_records::parked_bundles(&self.conn, &self.keys)
+    }
+
+    pub fn is_registered(&self, plan: PlanId) -> Result<bool, StoreError> {
+        sync_records::is_registered(&self.conn, &self.keys, plan)
+    }
+
     /// Returns free pages to the file system and truncates the WAL. Freed pages were
     /// already zeroed (`secure_delete`); this is about size, not secrecy.
     pub fn reclaim_space(&mut self) -> Result<(), StoreError> {
-        self.conn.execute_batch("PRAGMA incremental_vacuum;")?;
+        // incremental_vacuum frees one page per step: run it to the end, not one step.
+        let mut vacuum = self.conn.prepare("PRAGMA incremental_vacuum")?;
+        let mut rows = vacuum.query([])?;
+        while rows.next()?.is_some() {}
+        drop(rows);
+        drop(vacuum);
         self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
@@ -290,5 +355,92 @@ impl Store {
     pub fn disk_usage(&self) -> u64 {
         let wal = self.path.with_extension("db-wal");
         [&self.path, &wal].iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum()
+    }
+}
+
+/// Writes inside one [`Store::write`] transaction.
+pub struct StoreWriter<'a> {
+    tx: &'a rusqlite::Transaction<'a>,
+    keys: &'a StoreKeys,
+}
+
+impl std::fmt::Debug for StoreWriter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreWriter")
+    }
+}
+
+impl StoreWriter<'_> {
+    /// Appends received (or own) changes of a plan, as [`Store::append_changes`] does.
+    pub fn append_changes(
+        &mut self,
+        plan: &Plan,
+        header: Option<&PlanHeader>,
+        changes: &[(Compartment, Vec<Vec<u8>>)],
+        own: bool,
+    ) -> Result<(), StoreError> {
+        if let Some(header) = header {
+            records::put_plan_header(self.tx, self.keys, header)?;
+        }
+        for (compartment, changes) in changes {
+            let doc_key = self.keys.doc_key(plan.id(), *compartment);
+            let rows = records::append_doc_changes(self.tx, self.keys, plan.id(), &doc_key, changes, own)?;
+            if rows >= COMPACT_AFTER_CHANGES
+                && let Ok(doc) = plan.doc(*compartment)
+            {
+                records::compact(self.tx, self.keys, &doc_key, &doc.save())?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn put_state(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        sync_records::put_state(self.tx, self.keys, name, value)
+    }
+
+    pub fn put_doc_key(
+        &mut self,
+        plan: PlanId,
+        compartment: Compartment,
+        epoch: u32,
+        key: &[u8; 32],
+    ) -> Result<(), StoreError> {
+        sync_records::put_doc_key(self.tx, self.keys, &self.keys.doc_key(plan, compartment), epoch, key)
+    }
+
+    /// Records a bundle about to be pushed, and the heads its changes reach, so that a retry
+    /// after a lost response pushes the same bundle (the server deduplicates by its id).
+    pub fn put_pending_bundle(
+        &mut self,
+        plan: PlanId,
+        compartment: Compartment,
+        bundle_id: &[u8; 16],
+        changes: u64,
+        bundle: &[u8],
+        heads: &[u8],
+    ) -> Result<(), StoreError> {
+        let doc_key = self.keys.doc_key(plan, compartment);
+        sync_records::put_pending_bundle(self.tx, self.keys, bundle_id, &doc_key, changes, bundle)?;
+        sync_records::put_sealed_heads(self.tx, self.keys, &doc_key, heads)
+    }
+
+    pub fn acknowledge_bundle(&mut self, bundle_id: &[u8; 16]) -> Result<(), StoreError> {
+        sync_records::acknowledge_bundle(self.tx, bundle_id)
+    }
+
+    pub fn put_certificate(&mut self, device: &[u8; 16], chain: &[u8]) -> Result<(), StoreError> {
+        sync_records::put_certificate(self.tx, self.keys, device, chain)
+    }
+
+    pub fn park_bundle(&mut self, bundle: &[u8]) -> Result<(), StoreError> {
+        sync_records::park_bundle(self.tx, self.keys, bundle)
+    }
+
+    pub fn unpark(&mut self, id: i64) -> Result<(), StoreError> {
+        sync_records::unpark(self.tx, id)
+    }
+
+    pub fn mark_registered(&mut self, plan: PlanId) -> Result<(), StoreError> {
+        sync_records::mark_registered(self.tx, self.keys, plan)
     }
 }

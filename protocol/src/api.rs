@@ -9,9 +9,19 @@
 //! Ed25519(admin, "eenplan/admin-request/v1\n" METHOD "\n" PATH "\n" TIME "\n" hex(SHA-256(body)))
 //! ```
 //!
-//! and the server refuses a time more than [`ADMIN_CLOCK_SKEW_MS`] away or a signature it saw
-//! before. **Devices** prove their key once per session: they fetch a challenge, sign it, and
-//! receive a short-lived bearer token (no passwords anywhere).
+//! where PATH is the path with its query string exactly as in the request line
+//! (`/v1/admin/devices?state=pending`), and the server refuses a time more than
+//! [`ADMIN_CLOCK_SKEW_MS`] away or a signature it saw before. **Devices** prove their key once
+//! per session: they fetch a challenge, sign it, and receive a short-lived bearer token (no
+//! passwords anywhere).
+//!
+//! **Live hints.** `GET /v1/live` (the bearer token in `Authorization` or, for WebSocket
+//! clients that cannot set headers, `?token=`) upgrades to a WebSocket on which the server
+//! sends one text frame per document that got new bundles and that the device may read: the
+//! document id in hex (34 characters), e.g. `0f1e…a903`. A frame [`LIVE_RESYNC`] means hints
+//! were dropped (the device fell behind): sync anyway. A hint carries no content; the device
+//! answers any frame with a `POST /v1/sync`. The server closes the socket when the session
+//! expires, when the device is revoked, and when it shuts down.
 //!
 //! **Enrolment codes** are made by the administrator's CLI: ten random bytes and the first five
 //! bytes of SHA-256 of the network root key, in base32. The server stores only a hash of the
@@ -34,6 +44,31 @@ pub const PATH_AUTH_SESSION: &str = "/v1/auth/session";
 pub const PATH_ME: &str = "/v1/me";
 pub const PATH_SYNC: &str = "/v1/sync";
 pub const PATH_LIVE: &str = "/v1/live";
+/// `GET`: the user directory, for a regisseur's device choosing whom to add to a plan.
+pub const PATH_USERS: &str = "/v1/users";
+/// `GET ?device=HEX`: the certificate chain of a bundle author ([`CertificateInfo`]).
+pub const PATH_CERTIFICATES: &str = "/v1/certificates";
+
+/// `POST` ([`Assignment`]) by an administrator.
+pub fn admin_participants_path(plan: &[u8; 16]) -> String {
+    format!("/v1/admin/plans/{}/participants", hex(plan))
+}
+
+/// `POST` ([`Assignment`]) by a device whose user is the plan's regisseur.
+pub fn participants_path(plan: &[u8; 16]) -> String {
+    format!("/v1/plans/{}/participants", hex(plan))
+}
+
+/// `POST` ([`CertificateUpload`]): an administrator approves a pending device.
+pub fn device_certificate_path(device_id: &[u8; 16]) -> String {
+    format!("/v1/admin/devices/{}/certificate", hex(device_id))
+}
+
+/// The recipient id of key envelopes sealed to the network's escrow key (no device has it).
+pub const ESCROW_RECIPIENT: [u8; 16] = [0; 16];
+
+/// The live frame that means "hints were lost: sync now".
+pub const LIVE_RESYNC: &str = "sync";
 
 pub const HEADER_ADMIN: &str = "x-eenplan-admin";
 pub const HEADER_TIME: &str = "x-eenplan-time";
@@ -237,6 +272,7 @@ pub struct Assignment {
 /// `POST /v1/enrol` (JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrolRequest {
+    /// The code as printed ([`EnrolmentCode::parse`]); the signature covers its 15 bytes.
     pub code: String,
     pub signing_public: String,
     pub agreement_public: String,
@@ -280,6 +316,20 @@ pub struct MeResponse {
     pub certificate: String,
     pub admin_certificate: String,
     pub lease_hours: u32,
+}
+
+/// `GET /v1/certificates?device=HEX`: what a receiver needs to verify a bundle's author. A
+/// superset of [`MeResponse`], so a client may read it as one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateInfo {
+    pub certificate: String,
+    /// The certificate of the administrator who signed `certificate`.
+    pub admin_certificate: String,
+    /// The offline lease of the device's organisation.
+    pub lease_hours: u32,
+    /// Set once the device was revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at_ms: Option<i64>,
 }
 
 /// Every error body: a stable machine code and a sentence for people.

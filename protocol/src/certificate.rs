@@ -149,6 +149,13 @@ impl Certificate {
         ciborium::from_reader(self.body.as_slice()).map_err(|_| CertificateError::Malformed)
     }
 
+    /// The device body this certificate *claims*, without checking any signature: only for
+    /// finding which administrator certificate to verify it against (its `issuer`), never
+    /// for trusting what it says. Call [`Certificate::verify_device`] before relying on it.
+    pub fn claimed_device_body(&self) -> Result<DeviceBody, CertificateError> {
+        ciborium::from_reader(self.body.as_slice()).map_err(|_| CertificateError::Malformed)
+    }
+
     /// The device this certificate names, if `admin` (itself certified by the root) signed
     /// it and it is valid at `now_ms`.
     pub fn verify_device(
@@ -211,6 +218,7 @@ mod tests {
         let cert = Certificate::sign_device(&body, &admin);
         let decoded = Certificate::from_bytes(&cert.to_bytes()).unwrap();
         let root_public = root.verifying_key().to_bytes();
+        assert_eq!(decoded.claimed_device_body().unwrap().issuer, admin.verifying_key().to_bytes());
         assert_eq!(decoded.verify_device(&admin_cert, &root_public, 150).unwrap(), body);
         assert_eq!(decoded.verify_device(&admin_cert, &root_public, 201), Err(CertificateError::Expired));
     }

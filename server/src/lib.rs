@@ -2,6 +2,15 @@
 //! and keeps the device registry, the access graph and the key mailboxes; nothing it stores
 //! opens a plan.
 //!
-//! For now this is the storage layer only; the HTTP API and the binary build on it.
+//! [`storage`] is what it keeps; [`routes`] is the HTTP API over it, with [`auth`] (signed
+//! admin requests, device sessions), [`group_commit`] (one writer thread batching pushes into
+//! one durable transaction, and the live hints), [`metrics`] and [`error`]. The binary
+//! (`src/main.rs`) parses arguments, opens the database, serves, and shuts down cleanly.
 
 pub mod storage;
+
+pub mod auth;
+pub mod error;
+pub mod group_commit;
+pub mod metrics;
+pub mod routes;

@@ -414,7 +414,13 @@ pub trait Storage: Send + Sync {
     /// [`StorageError::NotFound`] for an unknown recipient, [`StorageError::InvalidState`]
     /// for a revoked one.
     fn put_envelopes(&self, envelopes: &[Envelope]) -> Result<()>;
-    fn envelopes_for(&self, device: DeviceId) -> Result<Vec<Envelope>>;
+    /// Envelopes for `device` stored after log position `since` (each envelope takes a
+    /// position when stored). Call it after [`Storage::pull`] with the same cursor, so an
+    /// envelope at or below the pull's head is never missed.
+    fn envelopes_for(&self, device: DeviceId, since: u64) -> Result<Vec<Envelope>>;
+    /// Every epoch key of a plan sealed to the network's escrow key (recipient
+    /// `ESCROW_RECIPIENT`), for an administrator who re-keys or recovers the plan.
+    fn escrow_envelopes(&self, plan: PlanId) -> Result<Vec<Envelope>>;
     /// Key requests: the active devices of the participants who may read `document` and hold
     /// no envelope for `epoch` of it. Any device that holds the key can answer them.
     fn devices_missing_envelope(&self, document: DocumentId, epoch: u32) -> Result<Vec<DeviceId>>;

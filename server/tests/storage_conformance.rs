@@ -265,16 +265,16 @@ pub mod suite {
         let laptop = device(s, sanne, 2);
         s.put_envelopes(&[envelope(phone, doc(P, 0), 1, 1), envelope(phone, doc(P, 1), 1, 2)]).unwrap();
         s.put_envelopes(&[envelope(laptop, doc(P, 0), 1, 3)]).unwrap();
-        assert_eq!(s.envelopes_for(phone).unwrap().len(), 2);
+        assert_eq!(s.envelopes_for(phone, 0).unwrap().len(), 2);
 
         s.revoke_device(phone, 3_000).unwrap();
-        assert!(s.envelopes_for(phone).unwrap().is_empty());
-        assert_eq!(s.envelopes_for(laptop).unwrap(), [envelope(laptop, doc(P, 0), 1, 3)]);
+        assert!(s.envelopes_for(phone, 0).unwrap().is_empty());
+        assert_eq!(s.envelopes_for(laptop, 0).unwrap(), [envelope(laptop, doc(P, 0), 1, 3)]);
         assert!(matches!(
             s.put_envelopes(&[envelope(phone, doc(P, 0), 2, 4)]),
             Err(StorageError::InvalidState(_))
         ));
-        assert!(s.envelopes_for(phone).unwrap().is_empty());
+        assert!(s.envelopes_for(phone, 0).unwrap().is_empty());
     }
 
     pub fn registering_a_plan_is_idempotent_for_its_creator_and_refused_for_others(s: &dyn Storage) {
@@ -643,14 +643,36 @@ pub mod suite {
         assert_eq!(s.devices_missing_envelope(doc(P, 2), 1).unwrap(), want, "another document too");
 
         s.put_envelopes(&[envelope(b1, d, 1, 9), envelope(b1, doc(P, 0), 1, 3)]).unwrap();
-        assert_eq!(s.envelopes_for(b1).unwrap(), [envelope(b1, doc(P, 0), 1, 3), envelope(b1, d, 1, 9)]);
-        assert!(s.envelopes_for(d1).unwrap().is_empty());
+        // In the order they were stored: each envelope takes the next log position.
+        assert_eq!(s.envelopes_for(b1, 0).unwrap(), [envelope(b1, d, 1, 9), envelope(b1, doc(P, 0), 1, 3)]);
+        assert!(s.envelopes_for(d1, 0).unwrap().is_empty());
         assert_eq!(s.put_envelopes(&[envelope(DeviceId([9; 16]), d, 1, 1)]), Err(StorageError::NotFound));
 
         // Losing access takes the user's envelopes for the plan with it.
         s.remove_participant(P, bob).unwrap();
-        assert!(s.envelopes_for(b1).unwrap().is_empty());
+        assert!(s.envelopes_for(b1, 0).unwrap().is_empty());
         assert_eq!(s.devices_missing_envelope(d, 1).unwrap(), [a2]);
+    }
+
+    pub fn envelopes_are_delivered_once_after_the_cursor_and_escrow_ones_kept_apart(s: &dyn Storage) {
+        let ann = user(s, "Ann");
+        let a1 = device(s, ann, 1);
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.put_envelopes(&[envelope(a1, doc(P, 0), 1, 1)]).unwrap();
+        let cursor = s.pull(ann, a1, 0, BIG).unwrap().head;
+        assert_eq!(s.envelopes_for(a1, 0).unwrap().len(), 1);
+        assert!(s.envelopes_for(a1, cursor).unwrap().is_empty(), "nothing new after the cursor");
+        s.put_envelopes(&[envelope(a1, doc(P, 1), 1, 2)]).unwrap();
+        assert_eq!(s.envelopes_for(a1, cursor).unwrap(), [envelope(a1, doc(P, 1), 1, 2)]);
+
+        let escrow = DeviceId(eenplan_protocol::api::ESCROW_RECIPIENT);
+        s.put_envelopes(&[envelope(escrow, doc(P, 0), 1, 7), envelope(escrow, doc(P, 3), 1, 8)]).unwrap();
+        assert_eq!(
+            s.escrow_envelopes(P).unwrap(),
+            [envelope(escrow, doc(P, 0), 1, 7), envelope(escrow, doc(P, 3), 1, 8)]
+        );
+        assert!(s.escrow_envelopes([9; 16]).unwrap().is_empty());
+        assert!(s.envelopes_for(escrow, 0).unwrap().is_empty(), "no device receives escrow envelopes");
     }
 
     pub fn a_failing_envelope_batch_stores_none_of_it(s: &dyn Storage) {
@@ -660,7 +682,7 @@ pub mod suite {
         s.revoke_device(a2, 1).unwrap();
         let batch = [envelope(a1, doc(P, 0), 1, 1), envelope(a2, doc(P, 0), 1, 2)];
         assert!(matches!(s.put_envelopes(&batch), Err(StorageError::InvalidState(_))));
-        assert!(s.envelopes_for(a1).unwrap().is_empty());
+        assert!(s.envelopes_for(a1, 0).unwrap().is_empty());
     }
 
     pub fn a_batch_with_an_unknown_compartment_is_refused_whole(s: &dyn Storage) {
@@ -674,7 +696,7 @@ pub mod suite {
         assert_eq!(s.document_stats(doc(P, 0)).unwrap().bundles, 0);
         let refused = s.put_envelopes(&[envelope(a1, doc(P, 0), 1, 1), envelope(a1, bad, 1, 1)]);
         assert!(matches!(refused, Err(StorageError::InvalidState(_))));
-        assert!(s.envelopes_for(a1).unwrap().is_empty());
+        assert!(s.envelopes_for(a1, 0).unwrap().is_empty());
     }
 
     pub fn a_pushed_batch_is_durable_and_whole_across_reopen(b: &mut dyn Backend) {
@@ -714,7 +736,7 @@ pub mod suite {
             s.participants(P).unwrap(),
             s.head().unwrap(),
             s.pull(bob, DeviceId([2; 16]), 0, BIG).unwrap(),
-            s.envelopes_for(a1).unwrap(),
+            s.envelopes_for(a1, 0).unwrap(),
             s.document_stats(doc(P, 0)).unwrap(),
         );
 
@@ -729,7 +751,7 @@ pub mod suite {
             s.participants(P).unwrap(),
             s.head().unwrap(),
             s.pull(bob, DeviceId([2; 16]), 0, BIG).unwrap(),
-            s.envelopes_for(a1).unwrap(),
+            s.envelopes_for(a1, 0).unwrap(),
             s.document_stats(doc(P, 0)).unwrap(),
         );
         assert_eq!(before, after);
@@ -1024,6 +1046,7 @@ macro_rules! conformance_suite {
             a_snapshot_cannot_claim_to_cover_more_than_the_log_held,
             envelopes_upsert_and_key_requests_list_exactly_the_devices_lacking_an_envelope,
             a_failing_envelope_batch_stores_none_of_it,
+            envelopes_are_delivered_once_after_the_cursor_and_escrow_ones_kept_apart,
             a_batch_with_an_unknown_compartment_is_refused_whole,
             a_pull_running_beside_pushes_never_skips_a_committed_bundle,
         );

@@ -14,3 +14,7 @@ pub fn test_keystore() -> PassphraseKeyStore {
 pub fn edit_marker(i: u64) -> String {
     format!("edit-{i:06}")
 }
+
+// Test harness: a failed step must stop the test loudly, so panicking is the point here.
+#[allow(clippy::panic)]
+pub mod network;

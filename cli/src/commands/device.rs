@@ -38,6 +38,7 @@ struct Status {
     damaged_plans: usize,
     pending_changes: u64,
     disk_usage_bytes: u64,
+    sync: eenplan_core::sync::DeviceStatus,
 }
 
 pub fn status(device: &Device, json: bool) -> Result<Output, CliError> {
@@ -50,6 +51,7 @@ pub fn status(device: &Device, json: bool) -> Result<Output, CliError> {
         damaged_plans: damaged,
         pending_changes: device.pending_changes()?,
         disk_usage_bytes: device.disk_usage(),
+        sync: device.status()?,
     };
     Output::choose(json, &status, |s| {
         let mut out = Lines::default();
@@ -60,6 +62,24 @@ pub fn status(device: &Device, json: bool) -> Result<Output, CliError> {
         out.line(0, format!("plans    {}{damaged}", s.plans));
         out.line(0, format!("pending  {} changes awaiting a push", s.pending_changes));
         out.line(0, format!("disk     {}", human_bytes(s.disk_usage_bytes)));
+        let sync = &s.sync;
+        let enrolment = match sync.enrolment {
+            eenplan_core::sync::Enrolment::NotEnrolled => "not enrolled".to_owned(),
+            eenplan_core::sync::Enrolment::PendingApproval => {
+                "waiting for an administrator's approval".to_owned()
+            }
+            eenplan_core::sync::Enrolment::Active => "active".to_owned(),
+        };
+        out.line(0, format!("enrolment {enrolment}"));
+        if let Some(server) = &sync.server {
+            out.line(0, format!("server   {server}"));
+        }
+        if let (Some(user), Some(org), Some(role)) = (&sync.user, &sync.organisation, &sync.role) {
+            out.line(0, format!("user     {user}, {org} ({role})"));
+        }
+        if let Some(hours) = sync.lease_hours {
+            out.line(0, format!("lease    {hours} h offline"));
+        }
         out.finish()
     })
 }

@@ -38,6 +38,11 @@ pub fn run(data: &Path, command: PlanCommand) -> Result<Output, CliError> {
             device.edit(&id, |p| p.set_regisseur(args.participant))?;
             Ok(Output::Nothing)
         }
+        PlanCommand::AddParticipant(args) => {
+            let id = find_plan(&device, &args.plan)?;
+            device.add_participant(&id, &args.user, &args.role)?;
+            Ok(Output::Nothing)
+        }
     }
 }
 

@@ -29,8 +29,8 @@ const MIGRATIONS: &[&str] = &[
          change_rows  INTEGER NOT NULL,
          -- changes this device wrote that no server has acknowledged (the outbox)
          unpushed     INTEGER NOT NULL,
-         -- sealed automerge heads up to which this device's changes were pushed
-         pushed_heads BLOB
+         -- sealed automerge heads up to which this device's changes are sealed into bundles
+         sealed_heads BLOB
      ) WITHOUT ROWID;
      CREATE INDEX documents_by_plan ON documents(plan_key);
      CREATE TABLE changes (
@@ -38,6 +38,35 @@ const MIGRATIONS: &[&str] = &[
          seq     INTEGER NOT NULL,
          sealed  BLOB NOT NULL,
          PRIMARY KEY (doc_key, seq)
+     ) WITHOUT ROWID;",
+    // 2: sync with a server.
+    "CREATE TABLE sync_state (
+         name   TEXT PRIMARY KEY,
+         sealed BLOB NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE doc_keys (
+         doc_key BLOB NOT NULL,
+         epoch   INTEGER NOT NULL,
+         sealed  BLOB NOT NULL,
+         PRIMARY KEY (doc_key, epoch)
+     ) WITHOUT ROWID;
+     -- a rowid table: bundles are pushed in the order they were sealed
+     CREATE TABLE pending_bundles (
+         bundle_id BLOB NOT NULL UNIQUE,
+         doc_key   BLOB NOT NULL REFERENCES documents(doc_key),
+         changes   INTEGER NOT NULL,
+         sealed    BLOB NOT NULL
+     );
+     CREATE TABLE certificates (
+         device_key BLOB PRIMARY KEY,
+         sealed     BLOB NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE parked_bundles (
+         id     INTEGER PRIMARY KEY,
+         sealed BLOB NOT NULL
+     );
+     CREATE TABLE registered_plans (
+         plan_key BLOB PRIMARY KEY
      ) WITHOUT ROWID;",
 ];
 

@@ -31,7 +31,7 @@ pub struct StoredPlan {
 }
 
 /// Associated data: the record layout version, the table, and the row's key columns.
-fn aad(table: &str, key: &[u8], extra: Option<i64>) -> Vec<u8> {
+pub(super) fn aad(table: &str, key: &[u8], extra: Option<i64>) -> Vec<u8> {
     let mut out = Vec::with_capacity(RECORD_VERSION.len() + table.len() + key.len() + 12);
     out.extend_from_slice(RECORD_VERSION);
     out.push(b'|');

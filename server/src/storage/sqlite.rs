@@ -410,6 +410,10 @@ impl Storage for SqliteStorage {
         known_compartments(envelopes.iter().map(|e| e.document))?;
         self.write(|tx| {
             for envelope in envelopes {
+                if envelope.recipient.0 == eenplan_protocol::api::ESCROW_RECIPIENT {
+                    rows::upsert_escrow_envelope(tx, envelope)?;
+                    continue;
+                }
                 match rows::device_state(tx, envelope.recipient)? {
                     None => return Err(StorageError::NotFound),
                     Some(DeviceState::Revoked) => {
@@ -422,8 +426,12 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn envelopes_for(&self, device: DeviceId) -> Result<Vec<Envelope>> {
-        self.read(|conn| rows::envelopes_for(conn, device))
+    fn envelopes_for(&self, device: DeviceId, since: u64) -> Result<Vec<Envelope>> {
+        self.read(|conn| rows::envelopes_for(conn, device, since))
+    }
+
+    fn escrow_envelopes(&self, plan: PlanId) -> Result<Vec<Envelope>> {
+        self.read(|conn| rows::escrow_envelopes(conn, &plan))
     }
 
     fn devices_missing_envelope(&self, document: DocumentId, epoch: u32) -> Result<Vec<DeviceId>> {

@@ -102,6 +102,17 @@ const MIGRATIONS: &[&str] = &[
          bytes       BLOB NOT NULL,
          PRIMARY KEY (recipient, plan_id, compartment, epoch)
      ) WITHOUT ROWID;",
+    // 2: envelopes take a log position, so a sync delivers only the ones after its cursor;
+    //    envelopes sealed to the network's escrow key live apart (no device receives them).
+    "ALTER TABLE envelopes ADD COLUMN position BIGINT NOT NULL DEFAULT 0;
+     CREATE INDEX envelopes_by_recipient ON envelopes (recipient, position);
+     CREATE TABLE escrow_envelopes (
+         plan_id     BLOB NOT NULL,
+         compartment SMALLINT NOT NULL,
+         epoch       BIGINT NOT NULL,
+         bytes       BLOB NOT NULL,
+         PRIMARY KEY (plan_id, compartment, epoch)
+     ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

@@ -591,10 +591,14 @@ impl LogView for SqliteLog<'_> {
 
 // Key envelopes.
 
+/// Stores an envelope at a new log position: the recipient's next sync after its cursor
+/// delivers it, and later syncs do not repeat it.
 pub(super) fn upsert_envelope(tx: &Transaction<'_>, envelope: &Envelope) -> Result<()> {
+    let position = advance_head(tx, 1)?;
     tx.prepare_cached(
-        "INSERT INTO envelopes (recipient, plan_id, compartment, epoch, bytes) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (recipient, plan_id, compartment, epoch) DO UPDATE SET bytes = excluded.bytes",
+        "INSERT INTO envelopes (recipient, plan_id, compartment, epoch, bytes, position) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (recipient, plan_id, compartment, epoch)
+         DO UPDATE SET bytes = excluded.bytes, position = excluded.position",
     )?
     .execute(params![
         envelope.recipient.0,
@@ -602,16 +606,47 @@ pub(super) fn upsert_envelope(tx: &Transaction<'_>, envelope: &Envelope) -> Resu
         envelope.document.compartment,
         envelope.epoch,
         envelope.bytes,
+        Int(position),
     ])?;
     Ok(())
 }
 
-pub(super) fn envelopes_for(conn: &Connection, device: DeviceId) -> Result<Vec<Envelope>> {
+pub(super) fn upsert_escrow_envelope(tx: &Transaction<'_>, envelope: &Envelope) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO escrow_envelopes (plan_id, compartment, epoch, bytes) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (plan_id, compartment, epoch) DO UPDATE SET bytes = excluded.bytes",
+    )?
+    .execute(params![
+        envelope.document.plan,
+        envelope.document.compartment,
+        envelope.epoch,
+        envelope.bytes
+    ])?;
+    Ok(())
+}
+
+pub(super) fn escrow_envelopes(conn: &Connection, plan: &[u8; 16]) -> Result<Vec<Envelope>> {
     let mut stmt = conn.prepare(
-        "SELECT plan_id, compartment, epoch, bytes FROM envelopes WHERE recipient = ?1
-         ORDER BY plan_id, compartment, epoch",
+        "SELECT plan_id, compartment, epoch, bytes FROM escrow_envelopes WHERE plan_id = ?1
+         ORDER BY compartment, epoch",
     )?;
-    let rows = stmt.query_map([device.0], |row| {
+    let rows = stmt.query_map([&plan[..]], |row| {
+        Ok(Envelope {
+            recipient: DeviceId(eenplan_protocol::api::ESCROW_RECIPIENT),
+            document: document_at(row, 0, 1)?,
+            epoch: row.get(2)?,
+            bytes: row.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(super) fn envelopes_for(conn: &Connection, device: DeviceId, since: u64) -> Result<Vec<Envelope>> {
+    let mut stmt = conn.prepare(
+        "SELECT plan_id, compartment, epoch, bytes FROM envelopes WHERE recipient = ?1 AND position > ?2
+         ORDER BY position",
+    )?;
+    let rows = stmt.query_map(params![device.0, Int(since)], |row| {
         Ok(Envelope {
             recipient: device,
             document: document_at(row, 0, 1)?,

@@ -1,0 +1,173 @@
+//! The command line. Roles parse with eenplan-core's `Role`, so a user's certificate and a
+//! plan's participants carry exactly the names the sharing policy knows.
+
+use std::path::PathBuf;
+
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use eenplan_core::PlanId;
+use eenplan_core::plan::Role;
+
+const ENVIRONMENT_HELP: &str = "\
+Environment:
+  EENPLAN_ADMIN_DATA           the keyring directory, when --data is not given
+  EENPLAN_SERVER               the server, when --server is not given (init stores it)
+  EENPLAN_ADMIN_PASSPHRASE     the keyring passphrase; asked on the terminal when unset
+  EENPLAN_INSECURE_FAST_KDF=1  FOR TESTS ONLY: wrap the keyring with the cheapest Argon2
+                               parameters (init). Anyone who copies the keyring can then guess
+                               the passphrase quickly and owns the network. Never set it for a
+                               real network.";
+
+/// eenplan-admin: run an eenplan network — organisations, users, device enrolment.
+#[derive(Debug, Parser)]
+#[command(name = "eenplan-admin", version, after_help = ENVIRONMENT_HELP, after_long_help = ENVIRONMENT_HELP)]
+pub struct Cli {
+    /// The directory holding the keyring (required; or set EENPLAN_ADMIN_DATA).
+    // Optional to clap because a global argument cannot be required; checked before any command.
+    #[arg(long, value_name = "DIR", env = "EENPLAN_ADMIN_DATA", global = true)]
+    pub data: Option<PathBuf>,
+
+    /// The server, as https://host[:port]; overrides the one stored at init.
+    #[arg(long, value_name = "URL", env = "EENPLAN_SERVER", global = true)]
+    pub server: Option<String>,
+
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Creates the network's keys, registers them with a fresh server, and prints the root
+    /// key's fingerprint.
+    Init(InitArgs),
+    /// Organisations, each with its offline lease.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Users: people, each of one organisation, in one role.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Devices: enrolment codes, approval, listing.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Who takes part in which plan.
+    #[command(subcommand)]
+    Plan(PlanCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// This administrator's name, as devices will show it.
+    #[arg(long)]
+    pub name: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Adds an organisation.
+    Add(OrgAddArgs),
+    /// Lists the organisations.
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct OrgAddArgs {
+    pub name: String,
+    /// How long its devices may work without syncing before they lock, in hours.
+    #[arg(long, default_value_t = 72, value_parser = clap::value_parser!(u32).range(1..=24 * 366))]
+    pub lease_hours: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Adds a user to an organisation.
+    Add(UserAddArgs),
+    /// Lists the users.
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct UserAddArgs {
+    /// The organisation's name.
+    #[arg(long)]
+    pub org: String,
+    #[arg(long)]
+    pub name: String,
+    #[arg(long, value_parser = role())]
+    pub role: Role,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Makes an enrolment code for one of a user's devices and prints it.
+    Enrol(EnrolArgs),
+    /// Lists devices.
+    List(DeviceListArgs),
+    /// Certifies devices that claimed an enrolment code.
+    Approve(ApproveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EnrolArgs {
+    /// The user: a name, or the numeric id from `user list`.
+    #[arg(long)]
+    pub user: String,
+    /// How long the code may be claimed, in hours.
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=24 * 30))]
+    pub valid_hours: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct DeviceListArgs {
+    /// Only devices that claimed a code and wait for approval.
+    #[arg(long)]
+    pub pending: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("which").required(true).args(["code", "all_pending"])))]
+pub struct ApproveArgs {
+    /// The enrolment code the device was enrolled with (as `device enrol` printed it).
+    #[arg(long)]
+    pub code: Option<String>,
+    /// Every device waiting for approval.
+    #[arg(long)]
+    pub all_pending: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Makes a user a participant of a plan.
+    Assign(AssignArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AssignArgs {
+    /// The plan's id (32 hexadecimal characters).
+    pub plan: PlanId,
+    /// The user: a name, or the numeric id from `user list`.
+    #[arg(long)]
+    pub user: String,
+    #[arg(long, value_parser = role())]
+    pub role: Role,
+}
+
+fn role() -> impl TypedValueParser<Value = Role> {
+    PossibleValuesParser::new(Role::ALL.iter().map(|r| r.as_str()))
+        .try_map(|text: String| text.parse::<Role>())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

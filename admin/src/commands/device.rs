@@ -1,0 +1,206 @@
+//! `device enrol`, `device list`, `device approve`.
+
+use eenplan_protocol::api::{self, CertificateUpload, DeviceInfo};
+use serde::Serialize;
+use serde_json::json;
+
+use super::Session;
+use crate::args::{ApproveArgs, DeviceCommand, DeviceListArgs, EnrolArgs};
+use crate::client::now_ms;
+use crate::enrolment::{self, PENDING};
+use crate::error::AdminError;
+use crate::output::{self, Output, table};
+
+pub fn run(session: &mut Session, command: DeviceCommand, json: bool) -> Result<Output, AdminError> {
+    match command {
+        DeviceCommand::Enrol(args) => enrol(session, args, json),
+        DeviceCommand::List(args) => list(session, args, json),
+        DeviceCommand::Approve(args) => approve(session, args, json),
+    }
+}
+
+fn enrol(session: &mut Session, args: EnrolArgs, json: bool) -> Result<Output, AdminError> {
+    let user = session.user(&args.user)?;
+    let now = now_ms()?;
+    session.keyring.prune_codes(now);
+    let (code, request) = enrolment::issue(&mut session.keyring, &user, now, args.valid_hours)?;
+    // Remembered before the server learns of it, so that no code can be claimed that this
+    // keyring cannot later approve by.
+    session.save()?;
+    if let Err(e) = session.client().post(api::PATH_ADMIN_ENROLMENTS, &request) {
+        // The code never became claimable. Forgetting it is tidiness only: a stale entry
+        // matches no device, so a failure to save here is not worth reporting over `e`.
+        let hash = code.hash();
+        session.keyring.issued_codes.retain(|c| c.code_hash != hash);
+        let _ = session.save();
+        return Err(e);
+    }
+    if !json {
+        // On stderr, so that stdout is the code alone for scripts to capture.
+        eprintln!(
+            "enrolment code for {} (id {}), valid until {}:",
+            user.name,
+            user.id,
+            output::time(request.expires_at_ms)
+        );
+    }
+    Output::either(
+        json,
+        || {
+            json!({
+                "code": code.to_string(),
+                "user_id": user.id,
+                "user_name": user.name,
+                "expires_at_ms": request.expires_at_ms,
+            })
+        },
+        || code.to_string(),
+    )
+}
+
+fn devices_path(pending: bool) -> String {
+    if pending {
+        format!("{}?state={PENDING}", api::PATH_ADMIN_DEVICES)
+    } else {
+        api::PATH_ADMIN_DEVICES.to_string()
+    }
+}
+
+fn list(session: &Session, args: DeviceListArgs, json: bool) -> Result<Output, AdminError> {
+    let devices: Vec<DeviceInfo> = session.client().get(&devices_path(args.pending))?;
+    Output::either(
+        json,
+        || &devices,
+        || {
+            let rows: Vec<Vec<String>> = devices
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.device_id.clone(),
+                        format!("{} ({})", d.user_name, d.user_id),
+                        d.org.clone(),
+                        d.role.clone(),
+                        d.state.clone(),
+                        output::time(d.created_at_ms),
+                    ]
+                })
+                .collect();
+            table(&["DEVICE", "USER", "ORGANISATION", "ROLE", "STATE", "ENROLLED"], &rows)
+        },
+    )
+}
+
+/// One device this command certified.
+#[derive(Debug, Serialize)]
+struct Approved {
+    device_id: String,
+    user_id: i64,
+    user_name: String,
+    org: String,
+    role: String,
+    valid_until_ms: i64,
+}
+
+fn approve(session: &mut Session, args: ApproveArgs, json: bool) -> Result<Output, AdminError> {
+    // The code is checked before the server is asked anything: a typo costs no request.
+    let code = args.code.as_deref().map(|text| enrolment::find_code(&session.keyring, text)).transpose()?;
+    let pending: Vec<DeviceInfo> = session.client().get(&devices_path(true))?;
+    let (chosen, code_hash) = match code {
+        Some(index) => {
+            let issued = session.keyring.issued_codes.get(index).ok_or(AdminError::UnknownCode)?;
+            let claimed: Vec<DeviceInfo> =
+                enrolment::claimants(issued, &pending).into_iter().cloned().collect();
+            if claimed.is_empty() {
+                return Err(AdminError::CodeNotClaimed { user: issued.user_name.clone() });
+            }
+            (claimed, Some(issued.code_hash))
+        }
+        None => (pending.into_iter().filter(|d| d.state == PENDING).collect(), None),
+    };
+    if chosen.is_empty() && !json {
+        eprintln!("no device is waiting for approval");
+    }
+
+    let now = now_ms()?;
+    let mut approved = Vec::new();
+    let mut refused = 0;
+    let mut stopped = None;
+    for info in &chosen {
+        match approve_one(session, info, now) {
+            Ok(done) => approved.push(done),
+            // One device the server describes badly must not hold up the others.
+            Err(e @ AdminError::BadDevice { .. }) => {
+                eprintln!("warning: {e}; not approved");
+                refused += 1;
+            }
+            // The server or the connection failed: the rest would fail the same way.
+            Err(e) => {
+                stopped = Some(e);
+                break;
+            }
+        }
+    }
+    if let Some(hash) = code_hash
+        && !approved.is_empty()
+        && stopped.is_none()
+    {
+        // A code approves once: a device that claims it later (the server should refuse
+        // that anyway) needs a new code.
+        session.keyring.issued_codes.retain(|c| c.code_hash != hash);
+        if let Err(e) = session.save() {
+            stopped = Some(e);
+        }
+    }
+
+    let done = Output::either(
+        json,
+        || &approved,
+        || {
+            approved
+                .iter()
+                .map(|a| {
+                    format!(
+                        "approved {}: {} ({}, {}), valid until {}\n",
+                        a.device_id,
+                        a.user_name,
+                        a.org,
+                        a.role,
+                        output::time(a.valid_until_ms)
+                    )
+                })
+                .collect()
+        },
+    )?;
+    match (stopped, refused) {
+        (None, 0) => Ok(done),
+        (Some(error), _) => Err(AdminError::Partial { done, error: Box::new(error) }),
+        (None, refused) => {
+            Err(AdminError::Partial { done, error: Box::new(AdminError::NotApproved(refused)) })
+        }
+    }
+}
+
+fn approve_one(session: &Session, info: &DeviceInfo, now: i64) -> Result<Approved, AdminError> {
+    let keyring = &session.keyring;
+    let (body, certificate) = enrolment::certify(info, &keyring.admin, now)?;
+    // Exactly the check every device will make; failing it here means the keyring itself is
+    // inconsistent, and the certificate would be useless.
+    certificate.verify_device(&keyring.admin_certificate, &keyring.root_public(), now).map_err(|_| {
+        AdminError::BadDevice {
+            device: info.device_id.clone(),
+            reason: "the certificate made for it does not verify",
+        }
+    })?;
+    // Built from the checked bytes, so the path segment is plain hex whatever the server sent.
+    let path = api::device_certificate_path(&body.device_id);
+    let upload = CertificateUpload { certificate: api::hex(&certificate.to_bytes()) };
+    session.client().post(&path, &upload)?;
+    Ok(Approved {
+        device_id: api::hex(&body.device_id),
+        user_id: body.user_id,
+        user_name: body.user_name,
+        org: body.organisation,
+        role: body.role,
+        valid_until_ms: body.valid_until_ms,
+    })
+}

@@ -1,0 +1,809 @@
+//! Enrolment and sync with the server, seen from the device.
+//!
+//! A sync is a few round trips of `POST /v1/sync` (usually one). Before each, the device seals
+//! its own unsent changes of every document into a bundle and records it durably, so a retry
+//! after a lost response pushes the very same bundle, which the server stores once. The
+//! response is applied in one store transaction: acknowledged bundles leave the outbox,
+//! received key envelopes become document keys, received bundles are verified against their
+//! author's certificate (itself verified against the network root pinned at enrolment),
+//! decrypted and merged, and the cursor moves. A crash before that commit only means the same
+//! bundles arrive again, and merging them again changes nothing.
+//!
+//! ```text
+//! eenplan enrol --server https://… --code ABCD-…   pins the root key the code names
+//! (administrator approves)                         device certificate signed
+//! eenplan sync                                      session → /v1/me → push + pull
+//! ```
+
+mod transport;
+
+use std::collections::BTreeMap;
+
+use automerge::ChangeHash;
+use eenplan_protocol::api::{
+    self, ChallengeRequest, ChallengeResponse, EnrolRequest, EnrolResponse, EnrolmentCode, MeResponse,
+    SessionRequest, SessionResponse, hex, unhex,
+};
+use eenplan_protocol::certificate::{Certificate, DeviceBody};
+use eenplan_protocol::sync::{
+    Blob, EnvelopeUpload, Fixed, KeyRequest, SnapshotUpload, SyncRequest, SyncResponse, decode, encode,
+};
+use eenplan_protocol::{Bundle, BundleHeader, BundleKind, DocumentId, envelope};
+use serde::{Deserialize, Serialize};
+
+use crate::device::Device;
+use crate::error::CoreError;
+use crate::ids::PlanId;
+use crate::plan::{ChangesByCompartment, Compartment, Plan};
+use crate::store::PlanHeader;
+use transport::Transport;
+
+/// The recipient id under which envelopes sealed to the network's escrow key are stored.
+pub const ESCROW_RECIPIENT: [u8; 16] = [0; 16];
+/// Every document starts at epoch 1; rotation (after a revocation) moves to the next.
+pub const FIRST_EPOCH: u32 = 1;
+const MAX_ROUNDS: usize = 16;
+
+const STATE_SERVER: &str = "server";
+const STATE_CERTIFICATE: &str = "certificate";
+const STATE_CURSOR: &str = "cursor";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("this device is not enrolled with a server; run enrol first")]
+    NotEnrolled,
+    #[error("this device waits for an administrator to approve it")]
+    NotApproved,
+    #[error("this device was revoked by an administrator")]
+    Revoked,
+    #[error("the enrolment code is malformed")]
+    MalformedCode,
+    #[error("the server's network key does not match the enrolment code: refusing to trust it")]
+    WrongRoot,
+    #[error("a certificate from the server does not verify against the pinned network root: {0}")]
+    UntrustedCertificate(String),
+    #[error("the server refused the request ({status} {code}): {message}")]
+    Server { status: u16, code: String, message: String },
+    #[error("the server could not be reached: {0}")]
+    Network(String),
+    #[error("the server sent something that is not valid: {0}")]
+    Protocol(String),
+    #[error("the sync did not settle after {0} rounds")]
+    TooManyRounds(usize),
+}
+
+/// What the device pinned at enrolment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ServerState {
+    url: String,
+    root_public: [u8; 32],
+    escrow_public: Vec<u8>,
+}
+
+/// The device's own certificate chain, once approved.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CertificateState {
+    certificate: Vec<u8>,
+    admin_certificate: Vec<u8>,
+    lease_hours: u32,
+}
+
+/// What a pending bundle records besides the bundle itself.
+#[derive(Debug, Serialize, Deserialize)]
+struct PendingBundle {
+    #[serde(with = "eenplan_protocol::bytes")]
+    bundle: Vec<u8>,
+}
+
+/// Where the device stands with its server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Enrolment {
+    NotEnrolled,
+    PendingApproval,
+    Active,
+}
+
+/// `eenplan status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceStatus {
+    pub device_id: String,
+    pub enrolment: Enrolment,
+    pub server: Option<String>,
+    pub user: Option<String>,
+    pub organisation: Option<String>,
+    pub role: Option<String>,
+    pub lease_hours: Option<u32>,
+    pub pending_changes: u64,
+    pub cursor: u64,
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncReport {
+    pub rounds: usize,
+    pub pushed_bundles: usize,
+    pub received_bundles: usize,
+    pub applied_changes: usize,
+    pub plans_updated: Vec<PlanId>,
+    pub new_plans: Vec<PlanId>,
+    pub envelopes_received: usize,
+    pub envelopes_sent: usize,
+    pub snapshots_sent: usize,
+    /// Bundles refused by the server, or received bundles refused here, with the reason.
+    pub refused: Vec<String>,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+}
+
+fn cbor<T: Serialize>(value: &T) -> Vec<u8> {
+    encode(value)
+}
+
+fn from_cbor<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, CoreError> {
+    ciborium::from_reader(bytes)
+        .map_err(|_| crate::store::StoreError::Corrupt(format!("stored {what} is not decodable")).into())
+}
+
+fn compartment_of(document: DocumentId) -> Option<Compartment> {
+    Compartment::ALL.get(usize::from(document.compartment)).copied()
+}
+
+fn document_id(plan: PlanId, compartment: Compartment) -> DocumentId {
+    DocumentId { plan: *plan.as_bytes(), compartment: compartment as u8 }
+}
+
+fn encode_heads(heads: &[ChangeHash]) -> Vec<u8> {
+    heads.iter().flat_map(|h| h.0).collect()
+}
+
+fn decode_heads(bytes: &[u8]) -> Vec<ChangeHash> {
+    bytes.chunks_exact(32).filter_map(|c| c.try_into().ok().map(ChangeHash)).collect()
+}
+
+fn unhex_array<const N: usize>(text: &str, what: &str) -> Result<[u8; N], SyncError> {
+    unhex(text)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| SyncError::Protocol(format!("{what} is not {N} hex bytes")))
+}
+
+impl Device {
+    fn server_state(&self) -> Result<Option<ServerState>, CoreError> {
+        self.store().sync_state(STATE_SERVER)?.map(|b| from_cbor(&b, "server state")).transpose()
+    }
+
+    fn certificate_state(&self) -> Result<Option<CertificateState>, CoreError> {
+        self.store().sync_state(STATE_CERTIFICATE)?.map(|b| from_cbor(&b, "certificate")).transpose()
+    }
+
+    fn cursor(&self) -> Result<u64, CoreError> {
+        Ok(self
+            .store()
+            .sync_state(STATE_CURSOR)?
+            .and_then(|b| b.as_slice().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0))
+    }
+
+    /// Claims an enrolment code at `server`. The root key the server names must match the
+    /// code, or nothing is stored: the device pins only the root its administrator meant.
+    pub fn enrol(&mut self, server: &str, code: &str) -> Result<Enrolment, CoreError> {
+        let code = EnrolmentCode::parse(code).ok_or(SyncError::MalformedCode)?;
+        let transport = Transport::new(server);
+        let signing_public = self.identity().signing_public().to_bytes();
+        let agreement_public = self.identity().agreement_public().to_bytes();
+        let signature =
+            self.identity().sign(&api::enrol_message(code.as_bytes(), &signing_public, &agreement_public));
+        let response: EnrolResponse = transport.post_json(
+            api::PATH_ENROL,
+            None,
+            &EnrolRequest {
+                code: code.to_string(),
+                signing_public: hex(&signing_public),
+                agreement_public: hex(&agreement_public),
+                signature: hex(&signature.to_bytes()),
+            },
+        )?;
+        let root_public: [u8; 32] = unhex_array(&response.root_public, "root key")?;
+        if !code.matches_root(&root_public) {
+            return Err(SyncError::WrongRoot.into());
+        }
+        let escrow_public =
+            unhex(&response.escrow_public).ok_or_else(|| SyncError::Protocol("escrow key".into()))?;
+        let escrow_signature: [u8; 64] = unhex_array(&response.escrow_signature, "escrow signature")?;
+        let root = ed25519_dalek::VerifyingKey::from_bytes(&root_public)
+            .map_err(|_| SyncError::UntrustedCertificate("the root key is not a valid key".into()))?;
+        root.verify_strict(
+            &api::escrow_message(&escrow_public),
+            &ed25519_dalek::Signature::from_bytes(&escrow_signature),
+        )
+        .map_err(|_| SyncError::UntrustedCertificate("the escrow key is not signed by the root".into()))?;
+        if response.device_id != self.device_id().to_string() {
+            return Err(SyncError::Protocol("the server named another device id".into()).into());
+        }
+        let state = ServerState { url: server.trim_end_matches('/').to_owned(), root_public, escrow_public };
+        self.store_mut().write(|w| w.put_state(STATE_SERVER, &cbor(&state)))?;
+        Ok(Enrolment::PendingApproval)
+    }
+
+    /// Where this device stands: enrolment, who it belongs to, what waits to be pushed.
+    pub fn status(&self) -> Result<DeviceStatus, CoreError> {
+        let server = self.server_state()?;
+        let certificate = self.certificate_state()?;
+        let body = match (&server, &certificate) {
+            (Some(s), Some(c)) => Some(verify_own(c, &s.root_public, self.now_ms())?),
+            _ => None,
+        };
+        Ok(DeviceStatus {
+            device_id: self.device_id().to_string(),
+            enrolment: match (&server, &certificate) {
+                (None, _) => Enrolment::NotEnrolled,
+                (Some(_), None) => Enrolment::PendingApproval,
+                (Some(_), Some(_)) => Enrolment::Active,
+            },
+            server: server.map(|s| s.url),
+            user: body.as_ref().map(|b| b.user_name.clone()),
+            organisation: body.as_ref().map(|b| b.organisation.clone()),
+            role: body.as_ref().map(|b| b.role.clone()),
+            lease_hours: certificate.map(|c| c.lease_hours),
+            pending_changes: self.pending_changes()?,
+            cursor: self.cursor()?,
+        })
+    }
+
+    fn session(&self, transport: &Transport) -> Result<String, CoreError> {
+        let device_id = self.device_id().to_string();
+        let challenge: ChallengeResponse = transport.post_json(
+            api::PATH_AUTH_CHALLENGE,
+            None,
+            &ChallengeRequest { device_id: device_id.clone() },
+        )?;
+        let bytes = unhex(&challenge.challenge).ok_or_else(|| SyncError::Protocol("challenge".into()))?;
+        let signature = self.identity().sign(&api::session_message(&bytes));
+        let session: SessionResponse = transport.post_json(
+            api::PATH_AUTH_SESSION,
+            None,
+            &SessionRequest {
+                device_id,
+                challenge: challenge.challenge,
+                signature: hex(&signature.to_bytes()),
+            },
+        )?;
+        Ok(session.token)
+    }
+
+    /// Gives a plan's participation to another user; their devices get the keys at the next
+    /// sync of any device that holds them.
+    pub fn add_participant(&mut self, plan: &PlanId, user: &str, role: &str) -> Result<(), CoreError> {
+        let server = self.server_state()?.ok_or(SyncError::NotEnrolled)?;
+        let transport = Transport::new(&server.url);
+        let token = self.session(&transport)?;
+        let users: Vec<api::UserInfo> = transport.get_json(api::PATH_USERS, Some(&token))?;
+        let matches: Vec<&api::UserInfo> =
+            users.iter().filter(|u| u.name == user || u.id.to_string() == user).collect();
+        let [found] = matches.as_slice() else {
+            return Err(SyncError::Server {
+                status: 404,
+                code: "unknown_user".into(),
+                message: format!("no single user named {user:?}"),
+            }
+            .into());
+        };
+        let body = serde_json::to_vec(&api::Assignment { user_id: found.id, role: role.to_owned() })
+            .map_err(|e| SyncError::Protocol(e.to_string()))?;
+        transport.post(&api::participants_path(plan.as_bytes()), Some(&token), "application/json", &body)?;
+        Ok(())
+    }
+
+    /// Pushes everything this device wrote and pulls everything it may read.
+    pub fn sync(&mut self) -> Result<SyncReport, CoreError> {
+        let server = self.server_state()?.ok_or(SyncError::NotEnrolled)?;
+        let transport = Transport::new(&server.url);
+        let token = self.session(&transport)?;
+        if self.certificate_state()?.is_none() {
+            let me: MeResponse = transport.get_json(api::PATH_ME, Some(&token))?;
+            let state = CertificateState {
+                certificate: unhex(&me.certificate)
+                    .ok_or_else(|| SyncError::Protocol("certificate".into()))?,
+                admin_certificate: unhex(&me.admin_certificate)
+                    .ok_or_else(|| SyncError::Protocol("admin certificate".into()))?,
+                lease_hours: me.lease_hours,
+            };
+            let body = verify_own(&state, &server.root_public, self.now_ms())?;
+            if body.device_id != *self.device_id().as_bytes() {
+                return Err(
+                    SyncError::UntrustedCertificate("the certificate names another device".into()).into()
+                );
+            }
+            self.store_mut().write(|w| w.put_state(STATE_CERTIFICATE, &cbor(&state)))?;
+        }
+        let mut report = SyncReport::default();
+        let mut uploads = Uploads::default();
+        for round in 1..=MAX_ROUNDS {
+            report.rounds = round;
+            self.seal_outgoing()?;
+            let mut request = SyncRequest { since: self.cursor()?, ..Default::default() };
+            for (_, payload) in self.store().pending_bundles()? {
+                let pending: PendingBundle = from_cbor(&payload, "pending bundle")?;
+                request.push.push(Blob(pending.bundle));
+            }
+            report.pushed_bundles += request.push.len();
+            let new_plans = self.unregistered_plans()?;
+            for plan in &new_plans {
+                request.new_plans.push(Fixed(*plan.as_bytes()));
+                request.envelopes.extend(self.escrow_envelopes(*plan, &server)?);
+            }
+            report.envelopes_sent += uploads.envelopes.len();
+            report.snapshots_sent += uploads.snapshots.len();
+            request.envelopes.append(&mut uploads.envelopes);
+            request.snapshots.append(&mut uploads.snapshots);
+            let body = transport.post(api::PATH_SYNC, Some(&token), "application/cbor", &encode(&request))?;
+            let response: SyncResponse =
+                decode(&body, usize::MAX).map_err(|e| SyncError::Protocol(e.to_string()))?;
+            let more = self.apply_response(
+                &transport,
+                &token,
+                &server,
+                response,
+                &new_plans,
+                &mut uploads,
+                &mut report,
+            )?;
+            if !more {
+                report.bytes_up = transport.sent.get();
+                report.bytes_down = transport.received.get();
+                return Ok(report);
+            }
+        }
+        Err(SyncError::TooManyRounds(MAX_ROUNDS).into())
+    }
+
+    fn unregistered_plans(&self) -> Result<Vec<PlanId>, CoreError> {
+        let mut out = Vec::new();
+        for entry in self.list_plans()? {
+            if let crate::PlanListEntry::Ok(summary) = entry
+                && !self.store().is_registered(summary.id)?
+                && self.store().latest_doc_key(summary.id, Compartment::Basis)?.is_some()
+            {
+                out.push(summary.id);
+            }
+        }
+        Ok(out)
+    }
+
+    fn escrow_envelopes(&self, plan: PlanId, server: &ServerState) -> Result<Vec<EnvelopeUpload>, CoreError> {
+        let mut out = Vec::new();
+        for compartment in Compartment::ALL {
+            if let Some((epoch, key)) = self.store().latest_doc_key(plan, compartment)? {
+                let document = document_id(plan, compartment);
+                let sealed = envelope::seal(&server.escrow_public, ESCROW_RECIPIENT, document, epoch, &key)
+                    .map_err(|e| SyncError::Protocol(e.to_string()))?;
+                out.push(EnvelopeUpload {
+                    recipient: Fixed(ESCROW_RECIPIENT),
+                    document: Fixed(document.to_bytes()),
+                    epoch,
+                    envelope: Blob(sealed),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Seals this device's unsent changes of each document into one bundle, durably.
+    fn seal_outgoing(&mut self) -> Result<(), CoreError> {
+        let mut sealed = Vec::new();
+        let plans: Vec<PlanId> = self
+            .list_plans()?
+            .into_iter()
+            .filter_map(|e| match e {
+                crate::PlanListEntry::Ok(s) => Some(s.id),
+                crate::PlanListEntry::Damaged { .. } => None,
+            })
+            .collect();
+        let me = self.device_id();
+        for plan_id in plans {
+            for compartment in Compartment::ALL {
+                if self.store().unpushed(plan_id, compartment)? == 0 {
+                    continue;
+                }
+                let Some((epoch, key)) = self.store().latest_doc_key(plan_id, compartment)? else { continue };
+                let since = self
+                    .store()
+                    .sealed_heads(plan_id, compartment)?
+                    .map(|b| decode_heads(&b))
+                    .unwrap_or_default();
+                let plan = self.loaded_plan(plan_id)?;
+                let Ok(doc) = plan.doc(compartment) else { continue };
+                let own: Vec<automerge::Change> =
+                    doc.get_changes(&since).into_iter().filter(|c| author_of(c) == Some(me)).collect();
+                if own.is_empty() {
+                    continue;
+                }
+                let heads = encode_heads(&doc.get_heads());
+                let payload: Vec<u8> = own.iter().flat_map(|c| c.raw_bytes().to_vec()).collect();
+                let header = BundleHeader {
+                    kind: BundleKind::Changes,
+                    document: document_id(plan_id, compartment),
+                    epoch,
+                    author: *me.as_bytes(),
+                    bundle_id: crate::crypto::random_array(),
+                };
+                let bundle = Bundle::seal(header, &key, &payload, self.identity().signing_key())
+                    .map_err(|e| SyncError::Protocol(e.to_string()))?;
+                sealed.push((
+                    plan_id,
+                    compartment,
+                    header.bundle_id,
+                    own.len() as u64,
+                    bundle.into_bytes(),
+                    heads,
+                ));
+            }
+        }
+        if sealed.is_empty() {
+            return Ok(());
+        }
+        self.store_mut().write(|w| {
+            for (plan, compartment, id, changes, bundle, heads) in &sealed {
+                let pending = cbor(&PendingBundle { bundle: bundle.clone() });
+                w.put_pending_bundle(*plan, *compartment, id, *changes, &pending, heads)?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn apply_response(
+        &mut self,
+        transport: &Transport,
+        token: &str,
+        server: &ServerState,
+        response: SyncResponse,
+        registered: &[PlanId],
+        uploads: &mut Uploads,
+        report: &mut SyncReport,
+    ) -> Result<bool, CoreError> {
+        let now = self.now_ms();
+        let me = *self.device_id().as_bytes();
+        // Keys first: bundles in this very response may need them.
+        let mut keys: Vec<(PlanId, Compartment, u32, zeroize::Zeroizing<[u8; 32]>)> = Vec::new();
+        for delivery in &response.envelopes {
+            let document = DocumentId::from_bytes(&delivery.document.0)
+                .map_err(|e| SyncError::Protocol(e.to_string()))?;
+            let Some(compartment) = compartment_of(document) else { continue };
+            match envelope::open(
+                &delivery.envelope.0,
+                &self.identity().agreement_secret().to_bytes(),
+                me,
+                document,
+                delivery.epoch,
+            ) {
+                Ok(key) => keys.push((PlanId::from_bytes(document.plan), compartment, delivery.epoch, key)),
+                Err(e) => report.refused.push(format!("envelope for {compartment}: {e}")),
+            }
+        }
+        report.envelopes_received += keys.len();
+        let key_for = |device: &Device,
+                       plan: PlanId,
+                       compartment: Compartment,
+                       epoch: u32|
+         -> Result<Option<[u8; 32]>, CoreError> {
+            if let Some((_, _, _, k)) =
+                keys.iter().find(|(p, c, e, _)| *p == plan && *c == compartment && *e == epoch)
+            {
+                return Ok(Some(**k));
+            }
+            Ok(device.store().doc_key_at(plan, compartment, epoch)?.map(|k| *k))
+        };
+
+        // Verify, open and merge every bundle; parked ones wait for their key.
+        let mut incoming: Vec<Vec<u8>> = response.bundles.into_iter().map(|b| b.0).collect();
+        let parked = self.store().parked_bundles()?;
+        let parked_ids: Vec<i64> = parked.iter().map(|(id, _)| *id).collect();
+        let mut to_park = Vec::new();
+        incoming.splice(0..0, parked.into_iter().map(|(_, b)| b));
+        let mut touched: BTreeMap<PlanId, ChangesByCompartment> = BTreeMap::new();
+        let mut certificates = Vec::new();
+        for bytes in incoming {
+            let bundle = match Bundle::decode(bytes.clone()) {
+                Ok(b) => b,
+                Err(e) => {
+                    report.refused.push(format!("bundle: {e}"));
+                    continue;
+                }
+            };
+            let header = bundle.header;
+            let Some(compartment) = compartment_of(header.document) else { continue };
+            let plan_id = PlanId::from_bytes(header.document.plan);
+            let author = match self.author_certificate(
+                transport,
+                token,
+                server,
+                &header.author,
+                now,
+                &mut certificates,
+            ) {
+                Ok(body) => body,
+                Err(e) => {
+                    report.refused.push(format!("bundle from {}: {e}", hex(&header.author)));
+                    continue;
+                }
+            };
+            let verifying = ed25519_dalek::VerifyingKey::from_bytes(&author.signing_public)
+                .map_err(|_| SyncError::UntrustedCertificate("author key".into()))?;
+            if let Err(e) = bundle.verify(&verifying) {
+                report.refused.push(format!("bundle from {}: {e}", hex(&header.author)));
+                continue;
+            }
+            let Some(key) = key_for(self, plan_id, compartment, header.epoch)? else {
+                to_park.push(bytes);
+                continue;
+            };
+            let payload = match bundle.open(&key) {
+                Ok(p) => p,
+                Err(e) => {
+                    report.refused.push(format!("bundle from {}: {e}", hex(&header.author)));
+                    continue;
+                }
+            };
+            report.received_bundles += 1;
+            let changes = match header.kind {
+                BundleKind::Changes => split_changes(&payload),
+                BundleKind::Snapshot => match automerge::Automerge::load(&payload) {
+                    Ok(doc) => Ok(doc.get_changes(&[]).into_iter().map(|c| c.raw_bytes().to_vec()).collect()),
+                    Err(e) => {
+                        report.refused.push(format!("snapshot from {}: {e}", hex(&header.author)));
+                        continue;
+                    }
+                },
+            };
+            match changes {
+                Ok(changes) => touched.entry(plan_id).or_default().push((compartment, changes)),
+                Err(e) => report.refused.push(format!("bundle from {}: {e}", hex(&header.author))),
+            }
+        }
+
+        // Merge into the plans in memory, then persist everything with the cursor at once.
+        let mut writes: Vec<(Plan, Option<PlanHeader>, ChangesByCompartment)> = Vec::new();
+        for (plan_id, batches) in touched {
+            let mut plan = self.take_plan_or_new(plan_id)?;
+            let before = plan.heads();
+            for (compartment, changes) in batches {
+                if let Err(e) = plan.apply_changes(compartment, &changes) {
+                    report.refused.push(format!("changes for plan {plan_id} {compartment}: {e}"));
+                }
+            }
+            let new_changes = plan.changes_since(&before);
+            if new_changes.is_empty() {
+                self.put_back_plan(plan);
+                continue;
+            }
+            report.applied_changes += new_changes.iter().map(|(_, c)| c.len()).sum::<usize>();
+            let family = plan.view().map(|v| v.family).unwrap_or_default();
+            let is_new = !self.store().has_plan(plan_id)?;
+            if is_new {
+                report.new_plans.push(plan_id);
+            }
+            report.plans_updated.push(plan_id);
+            writes.push((plan, Some(PlanHeader { plan: plan_id, family }), new_changes));
+        }
+        let accepted: Vec<[u8; 16]> = response
+            .accepted
+            .iter()
+            .map(|f| f.0)
+            .chain(response.rejected.iter().map(|r| r.bundle_id.0))
+            .collect();
+        for rejection in &response.rejected {
+            report.refused.push(format!(
+                "pushed bundle {}: {}",
+                hex(&rejection.bundle_id.0),
+                rejection.reason
+            ));
+        }
+        let result = self.store_mut().write(|w| {
+            for id in &accepted {
+                w.acknowledge_bundle(id)?;
+            }
+            for (plan, compartment, epoch, key) in &keys {
+                w.put_doc_key(*plan, *compartment, *epoch, key)?;
+            }
+            for (plan, header, changes) in &writes {
+                w.append_changes(plan, header.as_ref(), changes, false)?;
+            }
+            for id in &parked_ids {
+                w.unpark(*id)?;
+            }
+            for bytes in &to_park {
+                w.park_bundle(bytes)?;
+            }
+            for (device, chain) in &certificates {
+                w.put_certificate(device, chain)?;
+            }
+            for plan in registered {
+                w.mark_registered(*plan)?;
+            }
+            w.put_state(STATE_CURSOR, &response.head.to_be_bytes())
+        });
+        for (plan, _, _) in writes {
+            if result.is_ok() {
+                self.put_back_plan(plan);
+            }
+        }
+        result?;
+
+        // Chores for the next round: keys for devices that lack them, snapshots of long logs.
+        for request in &response.key_requests {
+            match self.answer_key_request(server, request, now) {
+                Ok(Some(upload)) => uploads.envelopes.push(upload),
+                Ok(None) => {}
+                Err(e) => report.refused.push(format!("key request: {e}")),
+            }
+        }
+        if response.complete {
+            for document in &response.compact {
+                if let Some(upload) = self.snapshot_for(document.0, response.head)? {
+                    uploads.snapshots.push(upload);
+                }
+            }
+        }
+        let unsent = self.pending_changes()? > 0 && !self.store().pending_bundles()?.is_empty();
+        Ok(!response.complete || !uploads.is_empty() || (unsent && !accepted.is_empty()))
+    }
+
+    /// The verified certificate of a bundle's author: from the local cache, or fetched and
+    /// checked against the pinned root.
+    fn author_certificate(
+        &self,
+        transport: &Transport,
+        token: &str,
+        server: &ServerState,
+        author: &[u8; 16],
+        now: i64,
+        fetched: &mut Vec<([u8; 16], Vec<u8>)>,
+    ) -> Result<DeviceBody, CoreError> {
+        let chain = match self.store().certificate(author)? {
+            Some(chain) => chain,
+            None => match fetched.iter().find(|(d, _)| d == author) {
+                Some((_, chain)) => chain.clone(),
+                None => {
+                    let me: MeResponse = transport.get_json(
+                        &format!("{}?device={}", api::PATH_CERTIFICATES, hex(author)),
+                        Some(token),
+                    )?;
+                    let state = CertificateState {
+                        certificate: unhex(&me.certificate)
+                            .ok_or_else(|| SyncError::Protocol("certificate".into()))?,
+                        admin_certificate: unhex(&me.admin_certificate)
+                            .ok_or_else(|| SyncError::Protocol("admin certificate".into()))?,
+                        lease_hours: me.lease_hours,
+                    };
+                    let chain = cbor(&state);
+                    fetched.push((*author, chain.clone()));
+                    chain
+                }
+            },
+        };
+        let state: CertificateState = from_cbor(&chain, "author certificate")?;
+        let body = verify_own(&state, &server.root_public, now)?;
+        if body.device_id != *author {
+            return Err(SyncError::UntrustedCertificate("certificate of another device".into()).into());
+        }
+        Ok(body)
+    }
+
+    fn answer_key_request(
+        &self,
+        server: &ServerState,
+        request: &KeyRequest,
+        now: i64,
+    ) -> Result<Option<EnvelopeUpload>, CoreError> {
+        let state = CertificateState {
+            certificate: request.certificate.0.clone(),
+            admin_certificate: request.admin_certificate.0.clone(),
+            lease_hours: 0,
+        };
+        let body = verify_own(&state, &server.root_public, now)?;
+        let document =
+            DocumentId::from_bytes(&request.document.0).map_err(|e| SyncError::Protocol(e.to_string()))?;
+        let Some(compartment) = compartment_of(document) else { return Ok(None) };
+        let plan = PlanId::from_bytes(document.plan);
+        let Some(key) = self.store().doc_key_at(plan, compartment, request.epoch)? else { return Ok(None) };
+        let sealed = envelope::seal(&body.agreement_public, body.device_id, document, request.epoch, &key)
+            .map_err(|e| SyncError::Protocol(e.to_string()))?;
+        Ok(Some(EnvelopeUpload {
+            recipient: Fixed(body.device_id),
+            document: request.document,
+            epoch: request.epoch,
+            envelope: Blob(sealed),
+        }))
+    }
+
+    fn snapshot_for(&mut self, document: [u8; 17], covers: u64) -> Result<Option<SnapshotUpload>, CoreError> {
+        let Ok(document) = DocumentId::from_bytes(&document) else { return Ok(None) };
+        let Some(compartment) = compartment_of(document) else { return Ok(None) };
+        let plan_id = PlanId::from_bytes(document.plan);
+        let Some((epoch, key)) = self.store().latest_doc_key(plan_id, compartment)? else { return Ok(None) };
+        if !self.store().has_plan(plan_id)? {
+            return Ok(None);
+        }
+        let author = *self.device_id().as_bytes();
+        let plan = self.loaded_plan(plan_id)?;
+        let Ok(doc) = plan.doc(compartment) else { return Ok(None) };
+        let saved = doc.save();
+        let header = BundleHeader {
+            kind: BundleKind::Snapshot,
+            document,
+            epoch,
+            author,
+            bundle_id: crate::crypto::random_array(),
+        };
+        let bundle = Bundle::seal(header, &key, &saved, self.identity().signing_key())
+            .map_err(|e| SyncError::Protocol(e.to_string()))?;
+        Ok(Some(SnapshotUpload { covers, bundle: Blob(bundle.into_bytes()) }))
+    }
+}
+
+fn author_of(change: &automerge::Change) -> Option<crate::ids::DeviceId> {
+    crate::ids::DeviceId::from_actor(change.actor_id())
+}
+
+/// Splits a bundle payload (concatenated change chunks) into single changes, checking each.
+fn split_changes(payload: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    parse_chunks(payload)
+}
+
+fn parse_chunks(mut payload: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let mut out = Vec::new();
+    while !payload.is_empty() {
+        let len = chunk_len(payload).ok_or("a change chunk is truncated")?;
+        let (chunk, rest) = payload.split_at(len);
+        automerge::Change::from_bytes(chunk.to_vec()).map_err(|e| format!("not an automerge change: {e}"))?;
+        out.push(chunk.to_vec());
+        payload = rest;
+    }
+    Ok(out)
+}
+
+/// Length of the automerge chunk at the start of `bytes`: magic (4) + checksum (4) + type (1)
+/// + LEB128 length + body.
+fn chunk_len(bytes: &[u8]) -> Option<usize> {
+    let mut len: usize = 0;
+    let mut shift = 0;
+    let mut i = 9;
+    loop {
+        let byte = *bytes.get(i)?;
+        len |= usize::from(byte & 0x7f).checked_shl(shift)?;
+        i += 1;
+        if byte & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+        if shift > 56 {
+            return None;
+        }
+    }
+    let total = i.checked_add(len)?;
+    (total <= bytes.len()).then_some(total)
+}
+
+fn verify_own(state: &CertificateState, root: &[u8; 32], now: i64) -> Result<DeviceBody, CoreError> {
+    let certificate = Certificate::from_bytes(&state.certificate)
+        .map_err(|e| SyncError::UntrustedCertificate(e.to_string()))?;
+    let admin = Certificate::from_bytes(&state.admin_certificate)
+        .map_err(|e| SyncError::UntrustedCertificate(e.to_string()))?;
+    Ok(certificate
+        .verify_device(&admin, root, now)
+        .map_err(|e| SyncError::UntrustedCertificate(e.to_string()))?)
+}
+
+#[derive(Default)]
+struct Uploads {
+    envelopes: Vec<EnvelopeUpload>,
+    snapshots: Vec<SnapshotUpload>,
+}
+
+impl Uploads {
+    fn is_empty(&self) -> bool {
+        self.envelopes.is_empty() && self.snapshots.is_empty()
+    }
+}

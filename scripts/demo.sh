@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The main job: the sync server on its embedded SQLite store, a demo network (an
+# administrator, a regisseur, two wijkteam workers), and a home visit played through the real
+# binaries: two devices edit offline, one edit conflicts, both sync, the plans merge, and the
+# regisseur lists the conflict. The server keeps serving afterwards so you can connect your
+# own `eenplan` device; Ctrl-C stops it.
+#
+# EENPLAN_DEMO_LISTEN (default 127.0.0.1:8443) sets the address; EENPLAN_DEMO_EXIT=1 stops
+# the server after the demo instead of serving on.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "building (release) ..."
+cargo build --release --quiet --workspace --bins
+bin=$PWD/target/release
+work=$(mktemp -d)
+listen=${EENPLAN_DEMO_LISTEN:-127.0.0.1:8443}
+
+export EENPLAN_ADMIN_PASSPHRASE="demo-admin"
+export EENPLAN_PASSPHRASE="demo-device"
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "Starting eenplan-server on $listen (data in $work/server)"
+mkfifo "$work/server.out"
+"$bin/eenplan-server" serve --data "$work/server" --listen "$listen" >"$work/server.out" &
+server_pid=$!
+trap 'kill $server_pid 2>/dev/null || true; wait $server_pid 2>/dev/null || true; rm -rf "$work"' EXIT
+# Wait for the server's own "listening on" line, then keep draining its output.
+read -r line <"$work/server.out"
+echo "$line"
+cat "$work/server.out" >/dev/null &
+url="http://${line#listening on }"
+
+admin=("$bin/eenplan-admin" --data "$work/admin")
+step "The administrator creates the network (root, escrow and admin keys stay on this machine)"
+"${admin[@]}" init --server "$url" --name "Beheerder Regio Midden"
+"${admin[@]}" org add "Wijkteam Noord"
+"${admin[@]}" user add --org "Wijkteam Noord" --name "Rita" --role wijkteam >/dev/null
+"${admin[@]}" user add --org "Wijkteam Noord" --name "Wim" --role wijkteam >/dev/null
+"${admin[@]}" user add --org "Wijkteam Noord" --name "Wendy" --role wijkteam >/dev/null
+"${admin[@]}" user list
+
+enrol() { # name user
+  local dev=("$bin/eenplan" --data "$work/$1")
+  "${dev[@]}" init >/dev/null
+  local code
+  code=$("${admin[@]}" device enrol --user "$2")
+  echo "$2's one-time code: $code"
+  "${dev[@]}" enrol --server "$url" --code "$code"
+  "${admin[@]}" device approve --code "$code" >/dev/null
+  "${dev[@]}" sync >/dev/null
+}
+step "Three phones are enrolled and approved"
+enrol rita Rita
+enrol wim Wim
+enrol wendy Wendy
+rita=("$bin/eenplan" --data "$work/rita")
+wim=("$bin/eenplan" --data "$work/wim")
+wendy=("$bin/eenplan" --data "$work/wendy")
+"${rita[@]}" status
+
+step "Rita (regisseur) creates the Jansen family's plan and shares it with Wim and Wendy"
+plan=$("${rita[@]}" plan create --family "Jansen")
+"${rita[@]}" member add "$plan" --name "Sanne Jansen" --relation moeder --gezag >/dev/null
+goal=$("${rita[@]}" goal add "$plan" --domain "financiën" --title "Schulden in beeld")
+action=$("${rita[@]}" action add "$plan" --goal "$goal" --title "Budgetcoach inschakelen" --owner "Wijkteam Noord" --due 2026-12-15)
+"${rita[@]}" sync
+"${rita[@]}" plan add-participant "$plan" --user Wim --role wijkteam
+"${rita[@]}" plan add-participant "$plan" --user Wendy --role wijkteam
+"${rita[@]}" sync
+"${wim[@]}" sync
+"${wendy[@]}" sync
+
+step "Home visit, offline: Wim and Wendy both change the action's due date"
+"${wim[@]}" note add "$plan" --kind home_visit --text "Huisbezoek: drie aanmaningen, moeder wil hulp." >/dev/null
+"${wim[@]}" action set "$plan" "$action" --due 2026-12-08 --status in_progress
+"${wendy[@]}" action set "$plan" "$action" --due 2027-01-05
+"${wendy[@]}" agreement add "$plan" --text "Sanne belt zelf de woningcorporatie." >/dev/null
+
+step "Back online: both sync, then the regisseur"
+"${wim[@]}" sync
+"${wendy[@]}" sync
+"${rita[@]}" sync
+
+step "The regisseur sees the conflict"
+"${rita[@]}" conflicts "$plan"
+
+step "The merged plan on Rita's device"
+"${rita[@]}" plan show "$plan"
+
+if [ "${EENPLAN_DEMO_EXIT:-0}" = 1 ]; then
+  exit 0
+fi
+step "The server keeps serving at $url"
+cat <<TXT
+Connect a device of your own:
+  code=\$(EENPLAN_ADMIN_PASSPHRASE=$EENPLAN_ADMIN_PASSPHRASE $bin/eenplan-admin --data $work/admin device enrol --user Wim)
+  $bin/eenplan --data /tmp/my-phone init
+  $bin/eenplan --data /tmp/my-phone enrol --server $url --code \$code
+  EENPLAN_ADMIN_PASSPHRASE=$EENPLAN_ADMIN_PASSPHRASE $bin/eenplan-admin --data $work/admin device approve --code \$code
+  $bin/eenplan --data /tmp/my-phone sync && $bin/eenplan --data /tmp/my-phone plan list
+Ctrl-C stops the server.
+TXT
+wait $server_pid

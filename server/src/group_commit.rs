@@ -1,0 +1,295 @@
+//! Group commit: one writer thread turns many concurrent pushes into one durable transaction.
+//!
+//! A push is acknowledged only after its bundles are on stable storage, and with
+//! `synchronous=FULL` each transaction costs an fsync (milliseconds on real disks). Requests
+//! therefore do not write themselves: each sends its bundles to the writer thread with a
+//! reply slot, and the thread takes *everything* queued at that moment, writes it with one
+//! [`Storage::push_batch`], and answers each request with its own outcomes. Under load,
+//! batches grow by themselves; with one device pushing, a batch is that one request and costs
+//! no waiting.
+//!
+//! ```text
+//! request A ─┐                      ┌─► A: [Appended 41]
+//! request B ─┼─► queue ─► writer: push_batch([a1, b1, b2, c1]) ─► fsync ─┼─► B: [Appended 42, Duplicate 17]
+//! request C ─┘                      └─► C: [Appended 43]
+//!                                    then hints: doc(a1), doc(b1), doc(c1) to live connections
+//! ```
+//!
+//! If a whole batch fails, each request is retried alone, so one request's problem (a
+//! bundle storage refuses) cannot fail the others. After the commit the thread publishes one
+//! hint per document that got a new bundle on a broadcast channel; live connections filter
+//! them by what their device may read.
+//!
+//! Shutdown: [`GroupCommit::shutdown`] queues a stop marker behind whatever is waiting, so
+//! every push that was submitted is written and answered before the thread ends.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use eenplan_protocol::DocumentId;
+use tokio::sync::{broadcast, oneshot};
+
+use crate::metrics::Metrics;
+use crate::storage::{NewBundle, PushOutcome, Storage, StorageError};
+
+/// Stop taking more requests into a batch past these, so one transaction stays bounded.
+const MAX_BATCH_REQUESTS: usize = 512;
+const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+/// Hints a slow live connection may fall behind by before it is told to resync.
+pub const HINT_CAPACITY: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("the writer has stopped (the server is shutting down)")]
+    Stopped,
+}
+
+enum Message {
+    Push { items: Vec<NewBundle>, reply: oneshot::Sender<Result<Vec<PushOutcome>, StorageError>> },
+    Stop,
+}
+
+/// The handle requests use. Dropping it does not stop the thread; call
+/// [`GroupCommit::shutdown`].
+#[derive(Debug)]
+pub struct GroupCommit {
+    queue: mpsc::Sender<Message>,
+    hints: broadcast::Sender<DocumentId>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Message::Push { items, .. } => write!(f, "Push({} bundles)", items.len()),
+            Message::Stop => f.write_str("Stop"),
+        }
+    }
+}
+
+impl GroupCommit {
+    /// Starts the writer thread.
+    pub fn start(storage: Arc<dyn Storage>, metrics: Arc<Metrics>) -> std::io::Result<GroupCommit> {
+        let (queue, receiver) = mpsc::channel();
+        let (hints, _) = broadcast::channel(HINT_CAPACITY);
+        let publisher = hints.clone();
+        let thread = std::thread::Builder::new()
+            .name("group-commit".into())
+            .spawn(move || writer(&*storage, &metrics, &receiver, &publisher))?;
+        Ok(GroupCommit { queue, hints, thread: Mutex::new(Some(thread)) })
+    }
+
+    /// Appends `items` durably and reports each one's outcome, in order. Returns once the
+    /// transaction that holds them has committed.
+    pub async fn push(&self, items: Vec<NewBundle>) -> Result<Vec<PushOutcome>, CommitError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.queue.send(Message::Push { items, reply }).map_err(|_| CommitError::Stopped)?;
+        Ok(answer.await.map_err(|_| CommitError::Stopped)??)
+    }
+
+    /// Hints of documents that got new bundles, from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<DocumentId> {
+        self.hints.subscribe()
+    }
+
+    /// Tells live connections that `document` changed outside a push (a new grant makes a
+    /// plan's history new to its new participant).
+    pub fn hint(&self, document: DocumentId) {
+        let _ = self.hints.send(document);
+    }
+
+    /// Writes everything queued so far, then stops the thread and waits for it.
+    pub fn shutdown(&self) {
+        let _ = self.queue.send(Message::Stop);
+        let thread = self.thread.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(thread) = thread
+            && thread.join().is_err()
+        {
+            tracing::error!("the group-commit thread panicked");
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Result<Vec<PushOutcome>, StorageError>>;
+
+fn writer(
+    storage: &dyn Storage,
+    metrics: &Metrics,
+    receiver: &mpsc::Receiver<Message>,
+    hints: &broadcast::Sender<DocumentId>,
+) {
+    let mut stopping = false;
+    while !stopping {
+        // Block for the first request, then take whatever else is already waiting.
+        let Ok(first) = receiver.recv() else { return };
+        let mut jobs: Vec<(Vec<NewBundle>, Reply)> = Vec::new();
+        let mut bytes = 0usize;
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                Message::Push { items, reply } => {
+                    bytes = bytes.saturating_add(items.iter().map(|b| b.bytes.len()).sum());
+                    jobs.push((items, reply));
+                }
+                Message::Stop => {
+                    stopping = true;
+                    break;
+                }
+            }
+            if jobs.len() >= MAX_BATCH_REQUESTS || bytes >= MAX_BATCH_BYTES {
+                break;
+            }
+            next = receiver.try_recv().ok();
+        }
+        if !jobs.is_empty() {
+            commit(storage, metrics, hints, jobs);
+        }
+    }
+    // Stopping: a push queued behind the stop marker (none, when the HTTP server has drained
+    // first) is still written rather than dropped.
+    let rest: Vec<_> = receiver
+        .try_iter()
+        .filter_map(|m| match m {
+            Message::Push { items, reply } => Some((items, reply)),
+            Message::Stop => None,
+        })
+        .collect();
+    if !rest.is_empty() {
+        commit(storage, metrics, hints, rest);
+    }
+}
+
+fn commit(
+    storage: &dyn Storage,
+    metrics: &Metrics,
+    hints: &broadcast::Sender<DocumentId>,
+    jobs: Vec<(Vec<NewBundle>, Reply)>,
+) {
+    let all: Vec<NewBundle> = jobs.iter().flat_map(|(items, _)| items.iter().cloned()).collect();
+    match write(storage, metrics, &all) {
+        Ok(outcomes) => {
+            publish(hints, &all, &outcomes);
+            let mut outcomes = outcomes.into_iter();
+            for (items, reply) in jobs {
+                let mine: Vec<PushOutcome> = outcomes.by_ref().take(items.len()).collect();
+                // A requester that went away (its client hung up) still had its bundles stored.
+                let _ = reply.send(Ok(mine));
+            }
+        }
+        Err(e) if jobs.len() > 1 => {
+            tracing::warn!(error = %e, requests = jobs.len(), "a group commit failed; retrying its requests one by one");
+            for (items, reply) in jobs {
+                let result = write(storage, metrics, &items);
+                if let Ok(outcomes) = &result {
+                    publish(hints, &items, outcomes);
+                }
+                let _ = reply.send(result);
+            }
+        }
+        Err(e) => {
+            for (_, reply) in jobs {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+fn write(
+    storage: &dyn Storage,
+    metrics: &Metrics,
+    items: &[NewBundle],
+) -> Result<Vec<PushOutcome>, StorageError> {
+    let result = storage.push_batch(items);
+    match &result {
+        Ok(outcomes) if outcomes.len() == items.len() => {
+            metrics.group_commit_batches.fetch_add(1, Ordering::Relaxed);
+            Metrics::add(&metrics.group_commit_bundles, items.len());
+        }
+        Ok(outcomes) => {
+            metrics.group_commit_failures.fetch_add(1, Ordering::Relaxed);
+            return Err(StorageError::Backend(format!(
+                "push_batch answered {} outcomes for {} bundles",
+                outcomes.len(),
+                items.len()
+            )));
+        }
+        Err(_) => {
+            metrics.group_commit_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    result
+}
+
+/// One hint per document that got a new bundle; duplicates tell nobody anything new.
+fn publish(hints: &broadcast::Sender<DocumentId>, items: &[NewBundle], outcomes: &[PushOutcome]) {
+    let mut seen = HashSet::new();
+    for (item, outcome) in items.iter().zip(outcomes) {
+        if matches!(outcome, PushOutcome::Appended { .. }) && seen.insert(item.document) {
+            // No receivers (no live connections) is not an error.
+            let _ = hints.send(item.document);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{DeviceId, SqliteStorage};
+    use eenplan_protocol::BundleKind;
+
+    fn bundle(id: u8, compartment: u8) -> NewBundle {
+        NewBundle {
+            document: DocumentId { plan: [1; 16], compartment },
+            bundle_id: [id; 16],
+            author: DeviceId([2; 16]),
+            epoch: 1,
+            kind: BundleKind::Changes,
+            covers_seq: None,
+            bytes: vec![id; 200],
+            received_at: 0,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_pushes_are_committed_answered_in_order_and_hinted_once_per_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(dir.path().join("s.db")).unwrap());
+        let metrics = Arc::new(Metrics::default());
+        let commits = Arc::new(GroupCommit::start(storage.clone(), metrics.clone()).unwrap());
+        let mut hints = commits.subscribe();
+        let tasks: Vec<_> = (0..20u8)
+            .map(|i| {
+                let commits = commits.clone();
+                tokio::spawn(async move { commits.push(vec![bundle(i, i % 2), bundle(i, i % 2)]).await })
+            })
+            .collect();
+        let mut seqs = Vec::new();
+        for task in tasks {
+            let outcomes = task.await.unwrap().unwrap();
+            assert!(matches!(outcomes[0], PushOutcome::Appended { .. }));
+            assert_eq!(outcomes[1], PushOutcome::Duplicate { seq: outcomes[0].seq() });
+            seqs.push(outcomes[0].seq());
+        }
+        seqs.sort_unstable();
+        seqs.dedup();
+        assert_eq!(seqs.len(), 20);
+        assert_eq!(storage.head().unwrap(), 20);
+        let batches = metrics.group_commit_batches.load(Ordering::Relaxed);
+        assert!((1..=20).contains(&batches), "{batches} batches");
+        let mut hinted = HashSet::new();
+        while let Ok(document) = hints.try_recv() {
+            hinted.insert(document.compartment);
+        }
+        assert_eq!(hinted, HashSet::from([0, 1]));
+        commits.shutdown();
+        assert!(matches!(commits.push(vec![bundle(99, 0)]).await, Err(CommitError::Stopped)));
+    }
+}

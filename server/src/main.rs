@@ -1,0 +1,184 @@
+//! `eenplan-server serve --data DIR --listen ADDR [--tls-cert PEM --tls-key PEM]`
+//!
+//! Opens (or creates) `DIR/server.db`, binds `ADDR` (port 0 picks a free one), prints one line
+//! `listening on ADDR` to stdout once the socket accepts connections (scripts and tests wait
+//! for it), and serves until SIGTERM or Ctrl-C. Shutdown is graceful: no new connections,
+//! requests in flight finish, live sockets are closed, and the group-commit writer writes
+//! whatever was queued before the process exits with status 0.
+//!
+//! Logs are `tracing` events on stderr, filtered by `RUST_LOG` (default `info`), as JSON
+//! lines when `EENPLAN_LOG_JSON=1`.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use eenplan_server::routes::{self, AppState};
+use eenplan_server::storage::{SqliteStorage, Storage};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tracing_subscriber::EnvFilter;
+
+/// How long in-flight requests get to finish after a shutdown signal (TLS server; the plain
+/// server waits for them, and they time out after 30 s anyway).
+const GRACE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Parser)]
+#[command(name = "eenplan-server", version, about = "The eenplan sync server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API.
+    Serve(Serve),
+}
+
+#[derive(Debug, Args)]
+struct Serve {
+    /// Directory of the database (`server.db`); created if missing.
+    #[arg(long)]
+    data: PathBuf,
+    /// Address to listen on, e.g. 0.0.0.0:8443 (port 0: any free port).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// PEM certificate chain; serves HTTPS (rustls) with --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("the database: {0}")]
+    Storage(#[from] eenplan_server::storage::StorageError),
+    #[error("{0}")]
+    Start(#[from] routes::StartError),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let Command::Serve(serve_args) = cli.command;
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("eenplan-server: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(serve_args)) {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the server failed");
+            eprintln!("eenplan-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a person at a terminal, never into a log file.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    if std::env::var("EENPLAN_LOG_JSON").is_ok_and(|v| v == "1") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(args: Serve) -> Result<(), Error> {
+    std::fs::create_dir_all(&args.data)?;
+    let path = args.data.join("server.db");
+    let storage: Arc<dyn Storage> = Arc::new(
+        tokio::task::spawn_blocking(move || SqliteStorage::open(path))
+            .await
+            .map_err(std::io::Error::other)??,
+    );
+    let state = AppState::new(storage)?;
+    let app = routes::router(state.clone());
+
+    // Registered before anything is announced: a SIGTERM that arrives right after the
+    // `listening on` line must reach the graceful path, not the default action.
+    let signals = Signals::new()?;
+    let listener = std::net::TcpListener::bind(args.listen)?;
+    listener.set_nonblocking(true)?;
+    let local = listener.local_addr()?;
+
+    match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => {
+            // ring, not aws-lc: no C toolchain beyond what ring needs, and one provider in the
+            // process (a second one installed by a dependency would make the default ambiguous).
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
+            let handle = axum_server::Handle::new();
+            let server = axum_server::from_tcp_rustls(listener, config)?.handle(handle.clone());
+            let watcher = state.clone();
+            tokio::spawn(async move {
+                signals.wait().await;
+                watcher.begin_shutdown();
+                handle.graceful_shutdown(Some(GRACE));
+            });
+            announce(local, "https")?;
+            server.serve(app.into_make_service()).await?;
+        }
+        _ => {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            let watcher = state.clone();
+            announce(local, "http")?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    signals.wait().await;
+                    watcher.begin_shutdown();
+                })
+                .await?;
+        }
+    }
+    tracing::info!("no more requests; writing queued pushes");
+    tokio::task::spawn_blocking(move || state.finish_shutdown()).await.map_err(std::io::Error::other)?;
+    Ok(())
+}
+
+fn announce(local: SocketAddr, scheme: &str) -> std::io::Result<()> {
+    tracing::info!(address = %local, scheme, "listening");
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening on {local}")?;
+    stdout.flush()
+}
+
+struct Signals {
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        Ok(Signals {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn wait(mut self) {
+        let name = tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "shutting down");
+    }
+}

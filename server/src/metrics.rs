@@ -1,0 +1,242 @@
+//! Counters and gauges for `GET /metrics`, in the Prometheus text format.
+//!
+//! Plain atomics, no registry: the set is fixed and small, and a scrape must never take a lock
+//! a request holds. Counters only grow; gauges go up and down. A scrape looks like
+//!
+//! ```text
+//! # HELP eenplan_requests_total HTTP requests by route class.
+//! # TYPE eenplan_requests_total counter
+//! eenplan_requests_total{class="sync"} 1042
+//! # HELP eenplan_live_connections Open live (WebSocket) connections.
+//! # TYPE eenplan_live_connections gauge
+//! eenplan_live_connections 17
+//! ```
+//!
+//! Nothing here carries an id: metrics are scraped by systems outside the care network.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// What a request is, for counting; derived from its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteClass {
+    Health,
+    Metrics,
+    Admin,
+    Enrol,
+    Auth,
+    Device,
+    Sync,
+    Live,
+    Other,
+}
+
+impl RouteClass {
+    const ALL: [RouteClass; 9] = [
+        RouteClass::Health,
+        RouteClass::Metrics,
+        RouteClass::Admin,
+        RouteClass::Enrol,
+        RouteClass::Auth,
+        RouteClass::Device,
+        RouteClass::Sync,
+        RouteClass::Live,
+        RouteClass::Other,
+    ];
+
+    pub fn of_path(path: &str) -> RouteClass {
+        match path {
+            "/healthz" => RouteClass::Health,
+            "/metrics" => RouteClass::Metrics,
+            "/v1/enrol" => RouteClass::Enrol,
+            "/v1/sync" => RouteClass::Sync,
+            "/v1/live" => RouteClass::Live,
+            p if p.starts_with("/v1/admin/") => RouteClass::Admin,
+            p if p.starts_with("/v1/auth/") => RouteClass::Auth,
+            p if p.starts_with("/v1/") => RouteClass::Device,
+            _ => RouteClass::Other,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            RouteClass::Health => "health",
+            RouteClass::Metrics => "metrics",
+            RouteClass::Admin => "admin",
+            RouteClass::Enrol => "enrol",
+            RouteClass::Auth => "auth",
+            RouteClass::Device => "device",
+            RouteClass::Sync => "sync",
+            RouteClass::Live => "live",
+            RouteClass::Other => "other",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: [AtomicU64; RouteClass::ALL.len()],
+    /// Responses by status class: 2xx, 3xx, 4xx, 5xx (index status / 100 - 2).
+    responses: [AtomicU64; 4],
+    pub pushes_appended: AtomicU64,
+    pub pushes_duplicate: AtomicU64,
+    pub pushes_rejected: AtomicU64,
+    pub bundles_pulled: AtomicU64,
+    pub sync_bytes_in: AtomicU64,
+    pub sync_bytes_out: AtomicU64,
+    pub envelopes_stored: AtomicU64,
+    pub envelopes_dropped: AtomicU64,
+    pub group_commit_batches: AtomicU64,
+    pub group_commit_bundles: AtomicU64,
+    pub group_commit_failures: AtomicU64,
+    pub live_connections: AtomicI64,
+    pub live_hints_sent: AtomicU64,
+    pub auth_failures: AtomicU64,
+}
+
+impl Metrics {
+    pub fn request(&self, class: RouteClass) {
+        let index = RouteClass::ALL.iter().position(|c| *c == class).unwrap_or(RouteClass::ALL.len() - 1);
+        if let Some(counter) = self.requests.get(index) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn response(&self, status: u16) {
+        let index = usize::from(status / 100).saturating_sub(2);
+        if let Some(counter) = self.responses.get(index) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(2048);
+        header(&mut out, "eenplan_requests_total", "HTTP requests by route class.", "counter");
+        for (class, counter) in RouteClass::ALL.iter().zip(&self.requests) {
+            let _ = writeln!(
+                out,
+                "eenplan_requests_total{{class=\"{}\"}} {}",
+                class.label(),
+                counter.load(Ordering::Relaxed)
+            );
+        }
+        header(&mut out, "eenplan_responses_total", "HTTP responses by status class.", "counter");
+        for (label, counter) in ["2xx", "3xx", "4xx", "5xx"].iter().zip(&self.responses) {
+            let _ = writeln!(
+                out,
+                "eenplan_responses_total{{status=\"{label}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
+        let counters: [(&str, &str, &AtomicU64); 13] = [
+            ("eenplan_pushes_appended_total", "Pushed bundles appended to the log.", &self.pushes_appended),
+            (
+                "eenplan_pushes_duplicate_total",
+                "Pushed bundles already in the log (retried pushes).",
+                &self.pushes_duplicate,
+            ),
+            (
+                "eenplan_pushes_rejected_total",
+                "Pushed bundles refused (forged, wrong author, no access, malformed).",
+                &self.pushes_rejected,
+            ),
+            ("eenplan_bundles_pulled_total", "Bundles sent to devices by pulls.", &self.bundles_pulled),
+            ("eenplan_sync_bytes_in_total", "Request body bytes of /v1/sync.", &self.sync_bytes_in),
+            ("eenplan_sync_bytes_out_total", "Response body bytes of /v1/sync.", &self.sync_bytes_out),
+            ("eenplan_envelopes_stored_total", "Key envelopes stored.", &self.envelopes_stored),
+            (
+                "eenplan_envelopes_dropped_total",
+                "Key envelopes refused (recipient or sender not allowed).",
+                &self.envelopes_dropped,
+            ),
+            (
+                "eenplan_group_commit_batches_total",
+                "Storage transactions of the group-commit writer.",
+                &self.group_commit_batches,
+            ),
+            (
+                "eenplan_group_commit_bundles_total",
+                "Bundles written by the group-commit writer (sum of batch sizes).",
+                &self.group_commit_bundles,
+            ),
+            (
+                "eenplan_group_commit_failures_total",
+                "Group-commit transactions that failed.",
+                &self.group_commit_failures,
+            ),
+            ("eenplan_live_hints_total", "Hints sent on live connections.", &self.live_hints_sent),
+            (
+                "eenplan_auth_failures_total",
+                "Refused credentials: bad signatures, expired or replayed requests, bad tokens.",
+                &self.auth_failures,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            header(&mut out, name, help, "counter");
+            let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
+        }
+        header(&mut out, "eenplan_live_connections", "Open live (WebSocket) connections.", "gauge");
+        let _ = writeln!(out, "eenplan_live_connections {}", self.live_connections.load(Ordering::Relaxed));
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Keeps the live-connection gauge right however a connection ends (error, close, panic, or
+/// an upgrade that never completes).
+#[derive(Debug)]
+pub struct LiveGuard(Arc<Metrics>);
+
+impl LiveGuard {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        metrics.live_connections.fetch_add(1, Ordering::Relaxed);
+        LiveGuard(metrics)
+    }
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.live_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_fall_into_their_classes() {
+        assert_eq!(RouteClass::of_path("/v1/admin/orgs"), RouteClass::Admin);
+        assert_eq!(RouteClass::of_path("/v1/auth/session"), RouteClass::Auth);
+        assert_eq!(RouteClass::of_path("/v1/me"), RouteClass::Device);
+        assert_eq!(RouteClass::of_path("/v1/sync"), RouteClass::Sync);
+        assert_eq!(RouteClass::of_path("/nope"), RouteClass::Other);
+    }
+
+    #[test]
+    fn a_render_lists_every_counter_with_its_type() {
+        let metrics = Arc::new(Metrics::default());
+        metrics.request(RouteClass::Sync);
+        metrics.response(404);
+        Metrics::add(&metrics.pushes_appended, 3);
+        {
+            let _live = LiveGuard::new(metrics.clone());
+            assert!(metrics.render().contains("eenplan_live_connections 1\n"));
+        }
+        let text = metrics.render();
+        assert!(text.contains("eenplan_requests_total{class=\"sync\"} 1\n"), "{text}");
+        assert!(text.contains("eenplan_responses_total{status=\"4xx\"} 1\n"), "{text}");
+        assert!(text.contains("eenplan_pushes_appended_total 3\n"), "{text}");
+        assert!(text.contains("# TYPE eenplan_live_connections gauge\n"), "{text}");
+        assert!(text.contains("eenplan_live_connections 0\n"), "{text}");
+    }
+}

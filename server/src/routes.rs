@@ -1,0 +1,221 @@
+//! The HTTP API: the router, the state every handler shares, and what all handlers have in
+//! common (bodies with limits, JSON, running storage calls off the async threads).
+//!
+//! | path | who | module |
+//! |---|---|---|
+//! | `GET /healthz`, `GET /metrics` | anyone | here |
+//! | `/v1/admin/…` | administrators (signed requests) | [`admin`] |
+//! | `POST /v1/enrol`, `/v1/auth/…` | a device proving its key | [`device`] |
+//! | `GET /v1/me`, `/v1/users`, `/v1/certificates`, `POST /v1/plans/{plan}/participants` | devices (bearer token) | [`device`] |
+//! | `POST /v1/sync` | devices | [`sync`] |
+//! | `GET /v1/live` | devices (WebSocket) | [`live`] |
+//!
+//! Storage is synchronous (SQLite), so each handler does its checks and storage calls in one
+//! closure on tokio's blocking pool ([`blocking`]); only waiting for the group commit and
+//! the WebSocket stay on the async side. Every body is read with a limit that is checked
+//! against `Content-Length` before anything is read, so an oversized request costs nothing.
+
+pub mod admin;
+pub mod device;
+pub mod live;
+pub mod sync;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use eenplan_protocol::api;
+use eenplan_protocol::sync::MAX_SYNC_REQUEST;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+use crate::auth::Auth;
+use crate::error::ApiError;
+use crate::group_commit::GroupCommit;
+use crate::metrics::{Metrics, RouteClass};
+use crate::storage::{Storage, StorageError};
+
+/// The largest JSON body: every JSON request is a few hundred bytes.
+pub const MAX_JSON_REQUEST: usize = 64 * 1024;
+/// A request that takes longer is answered 408 and dropped.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What every handler shares.
+pub struct AppState {
+    pub storage: Arc<dyn Storage>,
+    pub auth: Auth,
+    pub commits: GroupCommit,
+    pub metrics: Arc<Metrics>,
+    /// Flipped to true when the server begins to shut down; live connections watch it.
+    shutdown: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("commits", &self.commits).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("could not start the group-commit thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+impl AppState {
+    /// Reads the session secret and starts the group-commit writer.
+    pub fn new(storage: Arc<dyn Storage>) -> Result<Arc<AppState>, StartError> {
+        let metrics = Arc::new(Metrics::default());
+        let auth = Auth::new(storage.server_secret()?, metrics.clone());
+        let commits = GroupCommit::start(storage.clone(), metrics.clone())?;
+        let (shutdown, _) = watch::channel(false);
+        Ok(Arc::new(AppState { storage, auth, commits, metrics, shutdown }))
+    }
+
+    /// Tells live connections to close. The HTTP server drains the other requests itself.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    pub fn shutting_down(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Writes every queued push and stops the writer; call after the HTTP server has drained.
+    pub fn finish_shutdown(&self) {
+        self.begin_shutdown();
+        self.commits.shutdown();
+    }
+}
+
+/// The whole API with its limits, timeouts, tracing and metrics.
+pub fn router(state: Arc<AppState>) -> Router {
+    let sync_routes =
+        Router::new().route(api::PATH_SYNC, post(sync::sync)).layer(DefaultBodyLimit::max(MAX_SYNC_REQUEST));
+    Router::new()
+        .route(api::PATH_HEALTH, get(health))
+        .route(api::PATH_METRICS, get(metrics))
+        .route(api::PATH_ADMIN_INIT, post(admin::init))
+        .route(api::PATH_ADMIN_ORGS, post(admin::add_org).get(admin::orgs))
+        .route(api::PATH_ADMIN_USERS, post(admin::add_user).get(admin::users))
+        .route(api::PATH_ADMIN_ENROLMENTS, post(admin::add_enrolment))
+        .route(api::PATH_ADMIN_DEVICES, get(admin::devices))
+        .route("/v1/admin/devices/{id}/certificate", post(admin::approve_device))
+        .route("/v1/admin/plans/{plan}/participants", post(admin::add_participant))
+        .route(api::PATH_ENROL, post(device::enrol))
+        .route(api::PATH_AUTH_CHALLENGE, post(device::challenge))
+        .route(api::PATH_AUTH_SESSION, post(device::session))
+        .route(api::PATH_ME, get(device::me))
+        .route(api::PATH_USERS, get(device::users))
+        .route(api::PATH_CERTIFICATES, get(device::certificates))
+        .route("/v1/plans/{plan}/participants", post(device::add_participant))
+        .route(api::PATH_LIVE, get(live::live))
+        // The JSON limit everywhere; the sync route's own layer, closer to it, overrides it.
+        .layer(DefaultBodyLimit::max(MAX_JSON_REQUEST))
+        .merge(sync_routes)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), count))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(
+            TraceLayer::new_for_http()
+                // The path only: `/v1/live?token=…` must not put a token in the log.
+                .make_span_with(|request: &Request| {
+                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+                })
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .with_state(state)
+}
+
+async fn count(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    state.metrics.request(RouteClass::of_path(request.uri().path()));
+    let response = next.run(request).await;
+    state.metrics.response(response.status().as_u16());
+    response
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no_route", "no such endpoint")
+}
+
+/// `GET /healthz`: 200 `ok` when storage answers.
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    match blocking(&state, |state| Ok(state.storage.head()?)).await {
+        Ok(_) => (StatusCode::OK, "ok").into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable").into_response()
+        }
+    }
+}
+
+/// `GET /metrics`: Prometheus text.
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}
+
+/// Runs `f` (storage calls, signature checks) on the blocking pool.
+pub async fn blocking<T, F>(state: &Arc<AppState>, f: F) -> Result<T, ApiError>
+where
+    F: FnOnce(&AppState) -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || f(&state))
+        .await
+        .map_err(|e| ApiError::Internal(format!("a blocking task failed: {e}")))?
+}
+
+/// A request body of at most `LIMIT` bytes. A declared `Content-Length` above it is refused
+/// before reading; a chunked body is cut off at the limit by the route's `DefaultBodyLimit`.
+#[derive(Debug)]
+pub struct Body<const LIMIT: usize>(pub Bytes);
+
+impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for Body<LIMIT> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > LIMIT as u64) {
+            return Err(ApiError::TooLarge { limit: LIMIT });
+        }
+        match Bytes::from_request(request, state).await {
+            Ok(bytes) if bytes.len() > LIMIT => Err(ApiError::TooLarge { limit: LIMIT }),
+            Ok(bytes) => Ok(Body(bytes)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::TooLarge { limit: LIMIT })
+            }
+            Err(rejection) => {
+                Err(ApiError::malformed(format!("the request body could not be read: {rejection}")))
+            }
+        }
+    }
+}
+
+pub type JsonBody = Body<MAX_JSON_REQUEST>;
+
+/// Parses a JSON body; serde's message says what was wrong and where.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::malformed(format!("the JSON body is not valid: {e}")))
+}
+
+/// A fixed-size id from hex, or a 400 naming what was expected.
+pub fn parse_hex<const N: usize>(text: &str, what: &str) -> Result<[u8; N], ApiError> {
+    api::unhex(text)
+        .and_then(|bytes| <[u8; N]>::try_from(bytes).ok())
+        .ok_or_else(|| ApiError::malformed(format!("{what} must be {N} bytes of hex")))
+}

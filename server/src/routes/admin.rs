@@ -1,0 +1,413 @@
+//! The administrator API: every request is signed by an administrator's key (see
+//! [`crate::auth`]), and the first one, `POST /v1/admin/init`, tells a fresh server which
+//! network root it serves.
+//!
+//! A new device goes through three calls:
+//!
+//! ```text
+//! admin:  POST /v1/admin/enrolments {user_id, code_hash, expires_at_ms}   → 204
+//! device: POST /v1/enrol {code, keys, signature}                          → pending device
+//! admin:  GET  /v1/admin/devices?state=pending                            → [DeviceInfo]
+//! admin:  POST /v1/admin/devices/{id}/certificate {certificate}           → active device
+//! ```
+//!
+//! The server cannot mint a certificate: it checks the one an administrator signed (through
+//! that administrator's root-signed certificate to the pinned root) and that it names exactly
+//! the keys and the user of the pending device, then stores it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequest, OriginalUri, Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use ed25519_dalek::{Signature, VerifyingKey};
+use eenplan_protocol::DocumentId;
+use eenplan_protocol::api::{
+    Assignment, CertificateUpload, DeviceInfo, InitRequest, NewEnrolment, NewOrg, NewUser, OrgInfo, UserInfo,
+    escrow_message, hex, unhex,
+};
+use eenplan_protocol::certificate::Certificate;
+use eenplan_protocol::envelope::MAX_ENVELOPE_LEN;
+use serde::Deserialize;
+
+use super::{AppState, JsonBody, blocking, parse_hex, parse_json};
+use crate::auth::{SignedRequest, now_ms};
+use crate::error::ApiError;
+use crate::storage::{
+    AdminRecord, DeviceId, DeviceRecord, DeviceState, NetworkRecord, Org, OrgId, StorageError, User, UserId,
+    readable_compartments,
+};
+
+/// Longest organisation, user and role name (as the device's one-line fields).
+const MAX_NAME_CHARS: usize = 200;
+/// The longest offline lease an organisation may give its devices: a year.
+const MAX_LEASE_HOURS: u32 = 24 * 366;
+
+/// An admin request as the signature covers it: method, path with query, headers, body.
+#[derive(Debug)]
+pub struct AdminRequest {
+    method: Method,
+    path: String,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+}
+
+impl<S: Send + Sync> FromRequest<S> for AdminRequest {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let method = request.method().clone();
+        let headers = request.headers().clone();
+        // The URI as the client sent it (no router nesting rewrites it).
+        let uri = request
+            .extensions()
+            .get::<OriginalUri>()
+            .map_or_else(|| request.uri().clone(), |original| original.0.clone());
+        let path = uri.path_and_query().map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string());
+        let super::Body(body) = JsonBody::from_request(request, state).await?;
+        Ok(AdminRequest { method, path, headers, body })
+    }
+}
+
+impl AdminRequest {
+    fn signed(&self) -> SignedRequest<'_> {
+        SignedRequest {
+            method: self.method.as_str(),
+            path: &self.path,
+            headers: &self.headers,
+            body: &self.body,
+        }
+    }
+
+    /// Checks the signature, then runs `f` with the administrator and the body.
+    async fn run<T, F>(self, state: &Arc<AppState>, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&AppState, &AdminRecord, &[u8]) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        blocking(state, move |state| {
+            let admin = state.auth.admin(&*state.storage, &self.signed(), now_ms())?;
+            f(state, &admin, &self.body)
+        })
+        .await
+    }
+}
+
+/// `POST /v1/admin/init`: once per server.
+pub async fn init(State(state): State<Arc<AppState>>, request: AdminRequest) -> Result<StatusCode, ApiError> {
+    blocking(&state, move |state| {
+        if state.storage.network()?.is_some() {
+            return Err(already_initialised());
+        }
+        let init: InitRequest = parse_json(&request.body)?;
+        let root_public: [u8; 32] = parse_hex(&init.root_public, "root_public")?;
+        let root = VerifyingKey::from_bytes(&root_public)
+            .map_err(|_| ApiError::malformed("root_public is not an Ed25519 key"))?;
+        let escrow_public = unhex(&init.escrow_public)
+            .filter(|k| !k.is_empty() && k.len() <= MAX_ENVELOPE_LEN)
+            .ok_or_else(|| ApiError::malformed("escrow_public must be a hex public key"))?;
+        let escrow_signature: [u8; 64] = parse_hex(&init.escrow_signature, "escrow_signature")?;
+        root.verify_strict(&escrow_message(&escrow_public), &Signature::from_bytes(&escrow_signature))
+            .map_err(|_| {
+                ApiError::bad_request("bad_escrow_signature", "the root did not sign this escrow key")
+            })?;
+        let certificate = unhex(&init.admin_certificate)
+            .ok_or_else(|| ApiError::malformed("admin_certificate must be hex"))?;
+        let admin = Certificate::from_bytes(&certificate)
+            .and_then(|c| c.verify_admin(&root_public))
+            .map_err(|e| ApiError::bad_request("bad_certificate", format!("the admin certificate: {e}")))?;
+        state.auth.init_request(&request.signed(), &admin.admin_public, now_ms())?;
+        let network =
+            NetworkRecord { root_public, escrow_public, escrow_signature: escrow_signature.to_vec() };
+        let first_admin =
+            AdminRecord { admin_public: admin.admin_public, certificate, name: admin.name.clone() };
+        match state.storage.init_network(&network, &first_admin) {
+            Ok(()) => {
+                tracing::info!(admin = %admin.name, "network initialised");
+                Ok(StatusCode::NO_CONTENT)
+            }
+            Err(StorageError::AlreadyInitialised) => Err(already_initialised()),
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await
+}
+
+fn already_initialised() -> ApiError {
+    ApiError::conflict("already_initialised", "the network is already initialised")
+}
+
+/// `POST /v1/admin/orgs`.
+pub async fn add_org(
+    State(state): State<Arc<AppState>>,
+    request: AdminRequest,
+) -> Result<(StatusCode, Json<OrgInfo>), ApiError> {
+    request
+        .run(&state, |state, _, body| {
+            let new: NewOrg = parse_json(body)?;
+            check_name(&new.name, "name")?;
+            if new.lease_hours == 0 || new.lease_hours > MAX_LEASE_HOURS {
+                return Err(ApiError::malformed(format!("lease_hours must be 1 to {MAX_LEASE_HOURS}")));
+            }
+            let id = state.storage.add_org(&new.name, new.lease_hours).map_err(|e| match e {
+                StorageError::Conflict(_) => {
+                    ApiError::conflict("org_exists", "an organisation with that name exists")
+                }
+                other => other.into(),
+            })?;
+            Ok((
+                StatusCode::CREATED,
+                Json(OrgInfo { id: id.0, name: new.name, lease_hours: new.lease_hours }),
+            ))
+        })
+        .await
+}
+
+/// `GET /v1/admin/orgs`.
+pub async fn orgs(
+    State(state): State<Arc<AppState>>,
+    request: AdminRequest,
+) -> Result<Json<Vec<OrgInfo>>, ApiError> {
+    request
+        .run(&state, |state, _, _| {
+            let orgs = state.storage.orgs()?;
+            Ok(Json(
+                orgs.into_iter()
+                    .map(|o| OrgInfo { id: o.id.0, name: o.name, lease_hours: o.lease_hours })
+                    .collect(),
+            ))
+        })
+        .await
+}
+
+/// `POST /v1/admin/users`.
+pub async fn add_user(
+    State(state): State<Arc<AppState>>,
+    request: AdminRequest,
+) -> Result<(StatusCode, Json<UserInfo>), ApiError> {
+    request
+        .run(&state, |state, _, body| {
+            let new: NewUser = parse_json(body)?;
+            check_name(&new.name, "name")?;
+            check_name(&new.role, "role")?;
+            let org = state
+                .storage
+                .org_by_name(&new.org)?
+                .ok_or_else(|| ApiError::not_found("unknown_org", "no organisation has that name"))?;
+            let id = state.storage.add_user(org.id, &new.name, &new.role).map_err(|e| match e {
+                StorageError::Conflict(_) => {
+                    ApiError::conflict("user_exists", "the organisation already has a user with that name")
+                }
+                StorageError::NotFound => ApiError::not_found("unknown_org", "no organisation has that name"),
+                other => other.into(),
+            })?;
+            Ok((
+                StatusCode::CREATED,
+                Json(UserInfo { id: id.0, org: org.name, name: new.name, role: new.role }),
+            ))
+        })
+        .await
+}
+
+/// `GET /v1/admin/users`.
+pub async fn users(
+    State(state): State<Arc<AppState>>,
+    request: AdminRequest,
+) -> Result<Json<Vec<UserInfo>>, ApiError> {
+    request.run(&state, |state, _, _| Ok(Json(user_directory(state)?))).await
+}
+
+/// Every user with their organisation's name (also what devices see at `GET /v1/users`).
+pub fn user_directory(state: &AppState) -> Result<Vec<UserInfo>, ApiError> {
+    let orgs = org_names(&state.storage.orgs()?);
+    Ok(state.storage.users()?.into_iter().map(|u| user_info(u, &orgs)).collect())
+}
+
+fn org_names(orgs: &[Org]) -> HashMap<OrgId, String> {
+    orgs.iter().map(|o| (o.id, o.name.clone())).collect()
+}
+
+fn user_info(user: User, orgs: &HashMap<OrgId, String>) -> UserInfo {
+    UserInfo {
+        id: user.id.0,
+        org: orgs.get(&user.org).cloned().unwrap_or_default(),
+        name: user.name,
+        role: user.role,
+    }
+}
+
+/// `POST /v1/admin/enrolments`.
+pub async fn add_enrolment(
+    State(state): State<Arc<AppState>>,
+    request: AdminRequest,
+) -> Result<StatusCode, ApiError> {
+    request
+        .run(&state, |state, _, body| {
+            let new: NewEnrolment = parse_json(body)?;
+            let code_hash: [u8; 32] = parse_hex(&new.code_hash, "code_hash")?;
+            if new.expires_at_ms <= now_ms() {
+                return Err(ApiError::malformed("expires_at_ms is in the past"));
+            }
+            state.storage.create_enrolment(&code_hash, UserId(new.user_id), new.expires_at_ms).map_err(
+                |e| match e {
+                    StorageError::NotFound => ApiError::not_found("unknown_user", "no user has that id"),
+                    StorageError::Conflict(_) => {
+                        ApiError::conflict("enrolment_exists", "that enrolment code exists")
+                    }
+                    other => other.into(),
+                },
+            )?;
+            Ok(StatusCode::NO_CONTENT)
+        })
+        .await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DeviceFilter {
+    state: Option<String>,
+}
+
+/// `GET /v1/admin/devices[?state=pending|active|revoked]`.
+pub async fn devices(
+    State(state): State<Arc<AppState>>,
+    filter: Result<Query<DeviceFilter>, QueryRejection>,
+    request: AdminRequest,
+) -> Result<Json<Vec<DeviceInfo>>, ApiError> {
+    let filter = filter.map_err(|e| ApiError::malformed(e.body_text()))?.0;
+    let wanted = match filter.state.as_deref() {
+        None => None,
+        Some(text) => Some(
+            DeviceState::parse(text)
+                .ok_or_else(|| ApiError::malformed("state must be pending, active or revoked"))?,
+        ),
+    };
+    request
+        .run(&state, move |state, _, _| {
+            let devices = match wanted {
+                Some(DeviceState::Pending) => state.storage.pending_devices()?,
+                _ => state.storage.devices()?,
+            };
+            let devices = devices.into_iter().filter(|d| wanted.is_none_or(|w| d.state == w));
+            let orgs = org_names(&state.storage.orgs()?);
+            let users: HashMap<UserId, User> =
+                state.storage.users()?.into_iter().map(|u| (u.id, u)).collect();
+            Ok(Json(devices.map(|d| device_info(&d, &users, &orgs)).collect()))
+        })
+        .await
+}
+
+fn device_info(
+    device: &DeviceRecord,
+    users: &HashMap<UserId, User>,
+    orgs: &HashMap<OrgId, String>,
+) -> DeviceInfo {
+    let user = users.get(&device.user);
+    DeviceInfo {
+        device_id: hex(&device.device_id.0),
+        user_id: device.user.0,
+        user_name: user.map(|u| u.name.clone()).unwrap_or_default(),
+        org: user.and_then(|u| orgs.get(&u.org)).cloned().unwrap_or_default(),
+        role: user.map(|u| u.role.clone()).unwrap_or_default(),
+        state: device.state.as_str().to_string(),
+        signing_public: hex(&device.signing_public),
+        agreement_public: hex(&device.agreement_public),
+        created_at_ms: device.created_at,
+    }
+}
+
+/// `POST /v1/admin/devices/{id}/certificate`: approves a pending device.
+pub async fn approve_device(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    request: AdminRequest,
+) -> Result<Json<DeviceInfo>, ApiError> {
+    let id = DeviceId(parse_hex(&id, "the device id")?);
+    request
+        .run(&state, move |state, admin, body| {
+            let upload: CertificateUpload = parse_json(body)?;
+            let record = state
+                .storage
+                .device(id)?
+                .ok_or_else(|| ApiError::not_found("unknown_device", "no device has that id"))?;
+            if record.state != DeviceState::Pending {
+                return Err(ApiError::conflict(
+                    "device_not_pending",
+                    format!("the device is {}, not pending", record.state.as_str()),
+                ));
+            }
+            let network = state.storage.network()?.ok_or_else(|| ApiError::Internal("no network".into()))?;
+            let bytes =
+                unhex(&upload.certificate).ok_or_else(|| ApiError::malformed("certificate must be hex"))?;
+            let bad = |e: String| ApiError::bad_request("bad_certificate", e);
+            let certificate = Certificate::from_bytes(&bytes).map_err(|e| bad(e.to_string()))?;
+            let admin_certificate = Certificate::from_bytes(&admin.certificate)
+                .map_err(|e| ApiError::Internal(format!("stored admin certificate: {e}")))?;
+            // Signed by the administrator who uploads it, through the root, valid now.
+            let body = certificate
+                .verify_device(&admin_certificate, &network.root_public, now_ms())
+                .map_err(|e| bad(e.to_string()))?;
+            if body.device_id != record.device_id.0
+                || body.signing_public != record.signing_public
+                || body.agreement_public != record.agreement_public
+                || body.user_id != record.user.0
+            {
+                return Err(ApiError::bad_request(
+                    "certificate_mismatch",
+                    "the certificate does not name this device's keys and user",
+                ));
+            }
+            state.storage.activate_device(id, &bytes)?;
+            tracing::info!(device = %hex(&id.0), admin = %admin.name, "device approved");
+            let orgs = org_names(&state.storage.orgs()?);
+            let users: HashMap<UserId, User> =
+                state.storage.user(record.user)?.into_iter().map(|u| (u.id, u)).collect();
+            let record = DeviceRecord { state: DeviceState::Active, certificate: Some(bytes), ..record };
+            Ok(Json(device_info(&record, &users, &orgs)))
+        })
+        .await
+}
+
+/// `POST /v1/admin/plans/{plan}/participants`.
+pub async fn add_participant(
+    State(state): State<Arc<AppState>>,
+    Path(plan): Path<String>,
+    request: AdminRequest,
+) -> Result<StatusCode, ApiError> {
+    let plan: [u8; 16] = parse_hex(&plan, "the plan id")?;
+    request
+        .run(&state, move |state, _, body| {
+            let assignment: Assignment = parse_json(body)?;
+            assign(state, plan, &assignment)?;
+            Ok(StatusCode::NO_CONTENT)
+        })
+        .await
+}
+
+/// Makes a user a participant of a plan (administrators and regisseurs alike).
+pub fn assign(state: &AppState, plan: [u8; 16], assignment: &Assignment) -> Result<(), ApiError> {
+    check_name(&assignment.role, "role")?;
+    let user = UserId(assignment.user_id);
+    if state.storage.user(user)?.is_none() {
+        return Err(ApiError::not_found("unknown_user", "no user has that id"));
+    }
+    state.storage.add_participant(plan, user, &assignment.role).map_err(|e| match e {
+        StorageError::NotFound => ApiError::not_found("unknown_plan", "no plan has that id"),
+        other => other.into(),
+    })?;
+    // The new participant's devices that are online sync at once and get the plan's history.
+    for compartment in readable_compartments(&assignment.role) {
+        state.commits.hint(DocumentId { plan, compartment });
+    }
+    Ok(())
+}
+
+fn check_name(text: &str, what: &str) -> Result<(), ApiError> {
+    if text.trim().is_empty() || text.chars().count() > MAX_NAME_CHARS || text.chars().any(char::is_control) {
+        return Err(ApiError::malformed(format!(
+            "{what} must be 1 to {MAX_NAME_CHARS} characters without control characters"
+        )));
+    }
+    Ok(())
+}

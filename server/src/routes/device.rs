@@ -1,0 +1,259 @@
+//! What devices call besides sync: enrolment, sessions, their own certificate chain, the user
+//! directory, other devices' certificates, and adding participants as a regisseur.
+//!
+//! A device's life, from the device's side:
+//!
+//! ```text
+//! POST /v1/enrol {code, signing_public, agreement_public, signature}
+//!   ← {device_id, root_public, escrow_public, escrow_signature}   (device checks root vs code)
+//! … an administrator approves it …
+//! POST /v1/auth/challenge {device_id}                    ← {challenge}
+//! POST /v1/auth/session {device_id, challenge, signature} ← {token, expires_at_ms}
+//! GET  /v1/me  (Authorization: Bearer token)              ← {certificate, admin_certificate, lease_hours}
+//! POST /v1/sync …
+//! ```
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use ed25519_dalek::{Signature, VerifyingKey};
+use eenplan_protocol::api::{
+    Assignment, CertificateInfo, ChallengeRequest, ChallengeResponse, EnrolRequest, EnrolResponse,
+    EnrolmentCode, MeResponse, SessionRequest, SessionResponse, UserInfo, enrol_message, hex, unhex,
+};
+use eenplan_protocol::certificate::{Certificate, device_id_of};
+use eenplan_protocol::envelope::MAX_ENVELOPE_LEN;
+use serde::Deserialize;
+
+use super::{AppState, JsonBody, admin, blocking, parse_hex, parse_json};
+use crate::auth::{bearer, now_ms};
+use crate::error::ApiError;
+use crate::storage::{CREATOR_PLAN_ROLE, DeviceId, DeviceRecord, DeviceState, NewDevice, StorageError};
+
+/// An authenticated, active device (from `Authorization: Bearer`).
+#[derive(Debug, Clone)]
+pub struct DeviceSession {
+    pub device: DeviceRecord,
+    /// When the token runs out (live connections close then).
+    pub expires_at: i64,
+}
+
+impl FromRequestParts<Arc<AppState>> for DeviceSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        let token = bearer(&parts.headers)
+            .ok_or_else(|| {
+                ApiError::unauthenticated("missing_token", "send Authorization: Bearer <session token>")
+            })?
+            .to_string();
+        session_for_token(state, token).await
+    }
+}
+
+pub async fn session_for_token(state: &Arc<AppState>, token: String) -> Result<DeviceSession, ApiError> {
+    blocking(state, move |state| {
+        let (device, expires_at) = state.auth.device_session(&*state.storage, &token, now_ms())?;
+        Ok(DeviceSession { device, expires_at })
+    })
+    .await
+}
+
+/// `POST /v1/enrol`: claims an enrolment code for a new key pair; the device is pending until
+/// an administrator signs its certificate.
+pub async fn enrol(
+    State(state): State<Arc<AppState>>,
+    body: JsonBody,
+) -> Result<Json<EnrolResponse>, ApiError> {
+    let request: EnrolRequest = parse_json(&body.0)?;
+    let code = EnrolmentCode::parse(&request.code)
+        .ok_or_else(|| ApiError::malformed("code is not an enrolment code"))?;
+    let signing_public: [u8; 32] = parse_hex(&request.signing_public, "signing_public")?;
+    let agreement_public = unhex(&request.agreement_public)
+        .filter(|k| !k.is_empty() && k.len() <= MAX_ENVELOPE_LEN)
+        .ok_or_else(|| ApiError::malformed("agreement_public must be a hex public key"))?;
+    let signature: [u8; 64] = parse_hex(&request.signature, "signature")?;
+    let key = VerifyingKey::from_bytes(&signing_public)
+        .map_err(|_| ApiError::malformed("signing_public is not an Ed25519 key"))?;
+    key.verify_strict(
+        &enrol_message(code.as_bytes(), &signing_public, &agreement_public),
+        &Signature::from_bytes(&signature),
+    )
+    .map_err(|_| {
+        state.metrics.auth_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ApiError::unauthenticated("bad_signature", "the signature does not prove the signing key")
+    })?;
+    blocking(&state, move |state| {
+        let network = state
+            .storage
+            .network()?
+            .ok_or_else(|| ApiError::conflict("not_initialised", "the network is not initialised"))?;
+        let device_id = DeviceId(device_id_of(&signing_public));
+        let device = NewDevice { device_id, signing_public, agreement_public };
+        state.storage.claim_enrolment(&code.hash(), &device, now_ms()).map_err(|e| match e {
+            StorageError::NotFound => ApiError::not_found("unknown_code", "the code is unknown or used"),
+            StorageError::Expired => {
+                ApiError::Gone { code: "expired_code", message: "the code has expired".into() }
+            }
+            StorageError::Conflict(_) => ApiError::conflict("device_exists", "this key is enrolled already"),
+            other => other.into(),
+        })?;
+        tracing::info!(device = %hex(&device_id.0), "device enrolled, pending approval");
+        Ok(Json(EnrolResponse {
+            device_id: hex(&device_id.0),
+            root_public: hex(&network.root_public),
+            escrow_public: hex(&network.escrow_public),
+            escrow_signature: hex(&network.escrow_signature),
+        }))
+    })
+    .await
+}
+
+/// `POST /v1/auth/challenge`. Issued to any well-formed id: it is stateless, and the session
+/// step checks the device.
+pub async fn challenge(
+    State(state): State<Arc<AppState>>,
+    body: JsonBody,
+) -> Result<Json<ChallengeResponse>, ApiError> {
+    let request: ChallengeRequest = parse_json(&body.0)?;
+    let device = DeviceId(parse_hex(&request.device_id, "device_id")?);
+    Ok(Json(ChallengeResponse { challenge: state.auth.challenge(device, now_ms())? }))
+}
+
+/// `POST /v1/auth/session`.
+pub async fn session(
+    State(state): State<Arc<AppState>>,
+    body: JsonBody,
+) -> Result<Json<SessionResponse>, ApiError> {
+    let request: SessionRequest = parse_json(&body.0)?;
+    let device = DeviceId(parse_hex(&request.device_id, "device_id")?);
+    blocking(&state, move |state| {
+        let (token, expires_at_ms) = state.auth.open_session(
+            &*state.storage,
+            device,
+            &request.challenge,
+            &request.signature,
+            now_ms(),
+        )?;
+        Ok(Json(SessionResponse { token, expires_at_ms }))
+    })
+    .await
+}
+
+/// A device's certificate and the certificate of the administrator who signed it.
+pub fn certificate_chain(state: &AppState, device: &DeviceRecord) -> Result<(Vec<u8>, Vec<u8>), ApiError> {
+    let certificate = device
+        .certificate
+        .clone()
+        .ok_or_else(|| ApiError::not_found("no_certificate", "the device has no certificate yet"))?;
+    let issuer = Certificate::from_bytes(&certificate)
+        .and_then(|c| c.claimed_device_body())
+        .map_err(|e| ApiError::Internal(format!("a stored device certificate does not decode: {e}")))?
+        .issuer;
+    let admin = state.storage.admin(&issuer)?.ok_or_else(|| {
+        ApiError::Internal("the administrator who signed a device certificate is unknown".into())
+    })?;
+    Ok((certificate, admin.certificate))
+}
+
+/// The offline lease of the device's organisation.
+fn lease_hours(state: &AppState, device: &DeviceRecord) -> Result<u32, ApiError> {
+    let user = state
+        .storage
+        .user(device.user)?
+        .ok_or_else(|| ApiError::Internal("a device's user is missing".into()))?;
+    state
+        .storage
+        .orgs()?
+        .into_iter()
+        .find(|o| o.id == user.org)
+        .map(|o| o.lease_hours)
+        .ok_or_else(|| ApiError::Internal("a user's organisation is missing".into()))
+}
+
+/// `GET /v1/me`.
+pub async fn me(
+    State(state): State<Arc<AppState>>,
+    session: DeviceSession,
+) -> Result<Json<MeResponse>, ApiError> {
+    blocking(&state, move |state| {
+        let (certificate, admin_certificate) = certificate_chain(state, &session.device)?;
+        let lease_hours = lease_hours(state, &session.device)?;
+        Ok(Json(MeResponse {
+            certificate: hex(&certificate),
+            admin_certificate: hex(&admin_certificate),
+            lease_hours,
+        }))
+    })
+    .await
+}
+
+/// `GET /v1/users`: the directory, so a regisseur's device can find whom to add.
+pub async fn users(
+    State(state): State<Arc<AppState>>,
+    _session: DeviceSession,
+) -> Result<Json<Vec<UserInfo>>, ApiError> {
+    blocking(&state, |state| Ok(Json(admin::user_directory(state)?))).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CertificateQuery {
+    device: String,
+}
+
+/// `GET /v1/certificates?device=HEX`: the chain of an active or revoked device, so receivers
+/// can verify the author of a bundle.
+pub async fn certificates(
+    State(state): State<Arc<AppState>>,
+    _session: DeviceSession,
+    query: Result<Query<CertificateQuery>, QueryRejection>,
+) -> Result<Json<CertificateInfo>, ApiError> {
+    let query = query.map_err(|e| ApiError::malformed(e.body_text()))?.0;
+    let device = DeviceId(parse_hex(&query.device, "device")?);
+    blocking(&state, move |state| {
+        let unknown = || ApiError::not_found("unknown_device", "no approved device has that id");
+        let record = state.storage.device(device)?.ok_or_else(unknown)?;
+        if record.state == DeviceState::Pending {
+            return Err(unknown());
+        }
+        let (certificate, admin_certificate) = certificate_chain(state, &record)?;
+        Ok(Json(CertificateInfo {
+            certificate: hex(&certificate),
+            admin_certificate: hex(&admin_certificate),
+            lease_hours: lease_hours(state, &record)?,
+            revoked_at_ms: record.revoked_at,
+        }))
+    })
+    .await
+}
+
+/// `POST /v1/plans/{plan}/participants`: a plan's regisseur adds a participant.
+pub async fn add_participant(
+    State(state): State<Arc<AppState>>,
+    session: DeviceSession,
+    Path(plan): Path<String>,
+    body: JsonBody,
+) -> Result<StatusCode, ApiError> {
+    let plan: [u8; 16] = parse_hex(&plan, "the plan id")?;
+    let assignment: Assignment = parse_json(&body.0)?;
+    blocking(&state, move |state| {
+        let regisseur = state
+            .storage
+            .participants(plan)?
+            .iter()
+            .any(|p| p.user == session.device.user && p.plan_role == CREATOR_PLAN_ROLE);
+        if !regisseur {
+            return Err(ApiError::forbidden(
+                "not_regisseur",
+                "only the plan's regisseur may add participants",
+            ));
+        }
+        admin::assign(state, plan, &assignment)?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}

@@ -1,0 +1,204 @@
+//! `GET /v1/live`: a WebSocket on which an online device hears, within moments, that a
+//! document it may read has new bundles, so it syncs at once instead of polling.
+//!
+//! ```text
+//! device                                       server
+//!   │ GET /v1/live?token=…  (Upgrade)           │ check the session, subscribe to hints
+//!   │ ◄──────────────────────────── 101         │
+//!   │                                           │ ← group commit: P/basis got a bundle
+//!   │ ◄──────── text "0f1e…a900" (P/basis)      │   (only if this device may read it)
+//!   │ POST /v1/sync …                           │
+//! ```
+//!
+//! The subscription is made before the 101 answer, so a push that commits after the device
+//! sees the socket open is always hinted. Hints carry only a document id; the device pulls
+//! through the ordinary sync. Each hint (and a periodic check) looks the device up again:
+//! a revoked device's socket is closed at the next hint. The socket is also closed when the
+//! session token expires and when the server shuts down. A device that fell so far behind
+//! that hints were dropped gets [`LIVE_RESYNC`] and should sync anyway.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use eenplan_protocol::DocumentId;
+use eenplan_protocol::api::{LIVE_RESYNC, hex};
+use serde::Deserialize;
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+
+use super::device::{DeviceSession, session_for_token};
+use super::{AppState, blocking};
+use crate::auth::{bearer, now_ms};
+use crate::error::ApiError;
+use crate::metrics::LiveGuard;
+use crate::storage::{DeviceState, UserId};
+
+/// How often an idle socket re-checks its device and pings the client (keeping proxies from
+/// closing an idle connection).
+const RECHECK_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The largest frame a client may send (it sends nothing but pongs and close frames).
+const MAX_CLIENT_MESSAGE: usize = 4096;
+
+#[derive(Debug, Deserialize)]
+pub struct LiveQuery {
+    token: Option<String>,
+}
+
+pub async fn live(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: Result<Query<LiveQuery>, QueryRejection>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let from_query = query.ok().and_then(|q| q.0.token);
+    let token = bearer(&headers).map(str::to_string).or(from_query).ok_or_else(|| {
+        ApiError::unauthenticated("missing_token", "send the session token as a bearer token or ?token=")
+    })?;
+    let session = session_for_token(&state, token).await?;
+    let upgrade =
+        upgrade.map_err(|e| ApiError::malformed(format!("not a WebSocket upgrade: {}", e.body_text())))?;
+    // Before the 101: nothing committed after the client sees the socket open is missed.
+    let hints = state.commits.subscribe();
+    let user = session.device.user;
+    let readable = blocking(&state, move |state| readable(state, user)).await?;
+    // The client has nothing to say on this socket; a small limit keeps it from making the
+    // server buffer large frames.
+    let upgrade = upgrade.max_message_size(MAX_CLIENT_MESSAGE).max_frame_size(MAX_CLIENT_MESSAGE);
+    // Counted from before the 101, so the gauge is right as soon as the client sees the socket;
+    // dropped with the closure if the upgrade never completes.
+    let gauge = LiveGuard::new(state.metrics.clone());
+    Ok(upgrade.on_upgrade(move |socket| run(state, session, hints, readable, socket, gauge)))
+}
+
+fn readable(state: &AppState, user: UserId) -> Result<HashSet<DocumentId>, ApiError> {
+    Ok(state.storage.readable_documents(user)?.into_iter().map(|(document, _)| document).collect())
+}
+
+/// Why a socket ends.
+enum End {
+    /// The client closed or the connection broke: nothing more to send.
+    Gone,
+    Close(u16, &'static str),
+}
+
+async fn run(
+    state: Arc<AppState>,
+    session: DeviceSession,
+    mut hints: broadcast::Receiver<DocumentId>,
+    mut readable: HashSet<DocumentId>,
+    mut socket: WebSocket,
+    _gauge: LiveGuard,
+) {
+    let mut shutdown = state.shutting_down();
+    let stopping = async move {
+        let _ = shutdown.wait_for(|stopping| *stopping).await;
+    };
+    tokio::pin!(stopping);
+    let remaining = u64::try_from(session.expires_at.saturating_sub(now_ms())).unwrap_or(0);
+    let expiry = tokio::time::sleep(Duration::from_millis(remaining));
+    tokio::pin!(expiry);
+    let mut recheck =
+        tokio::time::interval_at(tokio::time::Instant::now() + RECHECK_INTERVAL, RECHECK_INTERVAL);
+    let end = loop {
+        tokio::select! {
+            () = &mut expiry => break End::Close(close_code::POLICY, "session expired"),
+            () = &mut stopping => break End::Close(close_code::AWAY, "server shutting down"),
+            message = socket.recv() => match message {
+                // Pings are answered by the WebSocket layer; anything else from the client
+                // means nothing here.
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break End::Gone,
+                Some(Ok(_)) => {}
+            },
+            _ = recheck.tick() => {
+                match check(&state, &session, true).await {
+                    Ok(Check::Active(fresh)) => readable = fresh.unwrap_or(readable),
+                    Ok(Check::Gone) => break End::Close(close_code::POLICY, "device revoked"),
+                    Err(e) => tracing::warn!(error = %e, "live recheck failed"),
+                }
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    break End::Gone;
+                }
+            },
+            first = hints.recv() => {
+                let mut documents = Vec::new();
+                let mut resync = false;
+                match first {
+                    Ok(document) => documents.push(document),
+                    Err(RecvError::Lagged(_)) => resync = true,
+                    Err(RecvError::Closed) => break End::Close(close_code::AWAY, "server shutting down"),
+                }
+                // Take every hint already waiting, so a burst costs one device check.
+                loop {
+                    match hints.try_recv() {
+                        Ok(document) => documents.push(document),
+                        Err(TryRecvError::Lagged(_)) => resync = true,
+                        Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                    }
+                }
+                let unknown = documents.iter().any(|d| !readable.contains(d));
+                match check(&state, &session, unknown).await {
+                    Ok(Check::Active(fresh)) => readable = fresh.unwrap_or(readable),
+                    Ok(Check::Gone) => break End::Close(close_code::POLICY, "device revoked"),
+                    Err(e) => tracing::warn!(error = %e, "live check failed"),
+                }
+                if let Err(end) = send_hints(&state, &mut socket, &documents, &readable, resync).await {
+                    break end;
+                }
+            },
+        }
+    };
+    if let End::Close(code, reason) = end {
+        let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+    }
+}
+
+/// What a fresh look at the device found.
+enum Check {
+    /// Revoked (or otherwise no longer active): tell it nothing more.
+    Gone,
+    /// Active; with the re-read readable set when one was asked for.
+    Active(Option<HashSet<DocumentId>>),
+}
+
+/// Looks the device up again and, when `reload`, re-reads what it may read (a hint for a
+/// document outside the set may follow a new grant).
+async fn check(state: &Arc<AppState>, session: &DeviceSession, reload: bool) -> Result<Check, ApiError> {
+    let id = session.device.device_id;
+    let user = session.device.user;
+    blocking(state, move |state| {
+        if !state.storage.device(id)?.is_some_and(|d| d.state == DeviceState::Active) {
+            return Ok(Check::Gone);
+        }
+        Ok(Check::Active(if reload { Some(readable(state, user)?) } else { None }))
+    })
+    .await
+}
+
+async fn send_hints(
+    state: &AppState,
+    socket: &mut WebSocket,
+    documents: &[DocumentId],
+    readable: &HashSet<DocumentId>,
+    resync: bool,
+) -> Result<(), End> {
+    let mut sent = HashSet::new();
+    if resync && socket.send(Message::Text(LIVE_RESYNC.into())).await.is_err() {
+        return Err(End::Gone);
+    }
+    for document in documents {
+        if readable.contains(document) && sent.insert(*document) {
+            if socket.send(Message::Text(hex(&document.to_bytes()).into())).await.is_err() {
+                return Err(End::Gone);
+            }
+            state.metrics.live_hints_sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    Ok(())
+}

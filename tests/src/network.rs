@@ -1,0 +1,124 @@
+//! A real network for end-to-end tests: an `eenplan-server` process on loopback, an
+//! administrator driving the real `eenplan-admin` binary, and devices with real stores.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use eenplan_core::Device;
+use eenplan_core::keystore::{KdfParams, PassphraseKeyStore};
+
+/// Where cargo put the workspace's binaries (next to the test executable's `deps/`).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is not built; run the tests with `cargo test --workspace`", path.display());
+    path
+}
+
+/// A server process. Killed (SIGKILL) when dropped, unless stopped before.
+#[derive(Debug)]
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub data: PathBuf,
+}
+
+impl Server {
+    /// Starts `eenplan-server serve` on a free loopback port and waits for its
+    /// `listening on` line.
+    pub fn start(data: &Path) -> Server {
+        Self::start_on(data, "127.0.0.1:0")
+    }
+
+    pub fn start_on(data: &Path, listen: &str) -> Server {
+        let mut child = Command::new(binary("eenplan-server"))
+            .args(["serve", "--data"])
+            .arg(data)
+            .args(["--listen", listen])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the server: {e}"));
+        let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(addr) = line.strip_prefix("listening on ") {
+                        break format!("http://{}", addr.trim());
+                    }
+                }
+                other => panic!("the server stopped before listening: {other:?}"),
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, url, data: data.to_path_buf() }
+    }
+
+    pub fn address(&self) -> String {
+        self.url.trim_start_matches("http://").to_owned()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The administrator, through the real `eenplan-admin` binary.
+#[derive(Debug)]
+pub struct Admin {
+    pub data: PathBuf,
+    pub server: String,
+}
+
+impl Admin {
+    pub fn init(data: &Path, server: &str) -> Admin {
+        let admin = Admin { data: data.to_path_buf(), server: server.to_owned() };
+        admin.run(&["init", "--server", server, "--name", "Beheer"]);
+        admin
+    }
+
+    /// Runs a command and returns its stdout; panics with stderr on failure.
+    pub fn run(&self, args: &[&str]) -> String {
+        let output = Command::new(binary("eenplan-admin"))
+            .arg("--data")
+            .arg(&self.data)
+            .args(args)
+            .env("EENPLAN_ADMIN_PASSPHRASE", "admin-test")
+            .env("EENPLAN_INSECURE_FAST_KDF", "1")
+            .env("EENPLAN_SERVER", &self.server)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run eenplan-admin: {e}"));
+        assert!(
+            output.status.success(),
+            "eenplan-admin {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+}
+
+pub fn device_keystore() -> PassphraseKeyStore {
+    PassphraseKeyStore::with_params("device-test", KdfParams::INSECURE_FAST_FOR_TESTS)
+}
+
+/// A new device in `dir`, enrolled for `user` and approved by the administrator.
+pub fn enrolled_device(admin: &Admin, server: &Server, dir: &Path, user: &str) -> Device {
+    let mut device = Device::init(dir, &device_keystore()).unwrap_or_else(|e| panic!("init: {e}"));
+    let code = admin.run(&["device", "enrol", "--user", user]);
+    device.enrol(&server.url, &code).unwrap_or_else(|e| panic!("enrol: {e}"));
+    admin.run(&["device", "approve", "--code", &code]);
+    device.sync().unwrap_or_else(|e| panic!("first sync: {e}"));
+    device
+}

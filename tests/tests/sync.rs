@@ -1,0 +1,265 @@
+//! Sync end to end: a real server process on loopback, the real admin CLI, real device stores.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+
+use eenplan_core::Device;
+use eenplan_core::plan::{ActionUpdate, Compartment, GoalStatus, NewAction, NewGoal, NoteKind};
+use eenplan_tests::network::{Admin, Server, device_keystore, enrolled_device};
+
+struct Network {
+    dir: tempfile::TempDir,
+    server: Server,
+    admin: Admin,
+}
+
+impl Network {
+    fn start() -> Network {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(&dir.path().join("server"));
+        let admin = Admin::init(&dir.path().join("admin"), &server.url);
+        admin.run(&["org", "add", "Wijkteam Noord"]);
+        admin.run(&["org", "add", "Politie Midden"]);
+        for (name, org, role) in [
+            ("Rita", "Wijkteam Noord", "wijkteam"),
+            ("Wim", "Wijkteam Noord", "wijkteam"),
+            ("Wendy", "Wijkteam Noord", "wijkteam"),
+            ("Otto", "Politie Midden", "politie"),
+        ] {
+            admin.run(&["user", "add", "--org", org, "--name", name, "--role", role]);
+        }
+        Network { dir, server, admin }
+    }
+
+    fn device(&self, name: &str, user: &str) -> Device {
+        enrolled_device(&self.admin, &self.server, &self.dir.path().join(name), user)
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+fn reopen(path: &Path) -> Device {
+    Device::open(path, &device_keystore()).unwrap()
+}
+
+#[test]
+fn three_devices_that_edit_offline_converge_whatever_order_they_sync_in() {
+    let net = Network::start();
+    let mut rita = net.device("rita", "Rita");
+    let mut wim = net.device("wim", "Wim");
+    let mut wendy = net.device("wendy", "Wendy");
+
+    let plan = rita.create_plan("Jansen").unwrap();
+    let goal = rita
+        .edit(&plan, |p| p.add_goal(NewGoal { domain: "financiën".into(), title: "Schulden".into() }))
+        .unwrap();
+    let action = rita
+        .edit(&plan, |p| {
+            p.add_action(NewAction {
+                goal,
+                title: "Budgetcoach".into(),
+                owner_org: "Wijkteam Noord".into(),
+                owner_person: None,
+                due: Some("2026-12-01".into()),
+            })
+        })
+        .unwrap();
+    rita.sync().unwrap();
+    rita.add_participant(&plan, "Wim", "wijkteam").unwrap();
+    rita.add_participant(&plan, "Wendy", "wijkteam").unwrap();
+    // Rita's device seals the plan's keys for Wim's and Wendy's devices when the server asks.
+    rita.sync().unwrap();
+    wim.sync().unwrap();
+    wendy.sync().unwrap();
+    assert_eq!(wim.read(&plan).unwrap().goals[0].title, "Schulden");
+    assert_eq!(wendy.read(&plan).unwrap().actions[0].title, "Budgetcoach");
+
+    // Offline, all three edit the same goal title, the same action's status and due date,
+    // and each writes a note.
+    rita.edit(&plan, |p| p.set_goal_title(goal, "Schulden in beeld")).unwrap();
+    wim.edit(&plan, |p| p.set_goal_title(goal, "Schuldhulp starten")).unwrap();
+    wim.edit(&plan, |p| {
+        p.update_action(
+            action,
+            ActionUpdate { status: Some(eenplan_core::plan::ActionStatus::Done), ..Default::default() },
+        )
+    })
+    .unwrap();
+    wendy
+        .edit(&plan, |p| {
+            p.update_action(
+                action,
+                ActionUpdate { due: Some(Some("2027-01-10".into())), ..Default::default() },
+            )
+        })
+        .unwrap();
+    rita.edit(&plan, |p| {
+        p.update_action(action, ActionUpdate { due: Some(Some("2026-12-20".into())), ..Default::default() })
+    })
+    .unwrap();
+    rita.edit(&plan, |p| p.add_note(Compartment::Basis, NoteKind::HomeVisit, "Rita: moeder belt zelf"))
+        .unwrap();
+    wim.edit(&plan, |p| p.add_note(Compartment::Zorg, NoteKind::Note, "Wim: GGZ-intake gepland")).unwrap();
+    wendy
+        .edit(&plan, |p| p.add_note(Compartment::Basis, NoteKind::HomeVisit, "Wendy: school gebeld"))
+        .unwrap();
+    wendy.edit(&plan, |p| p.set_goal_status(goal, GoalStatus::InProgress)).unwrap();
+
+    // Sync in an order where each device sees the others' work only partly at first.
+    wendy.sync().unwrap();
+    rita.sync().unwrap();
+    wim.sync().unwrap();
+    wendy.sync().unwrap();
+    rita.sync().unwrap();
+    for device in [&mut rita, &mut wim, &mut wendy] {
+        assert_eq!(device.pending_changes().unwrap(), 0);
+    }
+    let views: Vec<_> =
+        [&mut rita, &mut wim, &mut wendy].into_iter().map(|d| d.read(&plan).unwrap()).collect();
+    assert_eq!(views[0], views[1]);
+    assert_eq!(views[1], views[2]);
+    let notes: Vec<&str> = views[0].notes.iter().map(|n| n.text.as_str()).collect();
+    for text in ["Rita: moeder belt zelf", "Wim: GGZ-intake gepland", "Wendy: school gebeld"] {
+        assert!(notes.contains(&text), "{text} missing from {notes:?}");
+    }
+    assert_eq!(views[0].goals[0].status, "in_progress");
+    assert_eq!(views[0].actions[0].status, "done");
+    let conflicts = rita.conflicts(&plan).unwrap();
+    let ids: Vec<&str> = conflicts.iter().map(|c| c.id.as_str()).collect();
+    assert!(ids.contains(&format!("basis/goals/{goal}/title").as_str()), "{ids:?}");
+    assert!(ids.contains(&format!("basis/actions/{action}/due").as_str()), "{ids:?}");
+    assert_eq!(wim.conflicts(&plan).unwrap(), conflicts);
+
+    // The edits survive a restart of every device, and a further sync changes nothing.
+    drop((rita, wim, wendy));
+    for name in ["rita", "wim", "wendy"] {
+        let mut device = reopen(&net.path(name));
+        let report = device.sync().unwrap();
+        assert_eq!(report.applied_changes, 0);
+        assert_eq!(device.read(&plan).unwrap(), views[0]);
+    }
+}
+
+#[test]
+fn a_device_that_is_not_a_participant_gets_nothing_of_the_plan_and_no_key() {
+    let net = Network::start();
+    let mut rita = net.device("rita", "Rita");
+    let mut otto = net.device("otto", "Otto");
+    let plan = rita.create_plan("Geheim").unwrap();
+    rita.edit(&plan, |p| p.add_note(Compartment::Veiligheid, NoteKind::Note, "Dreiging bekend")).unwrap();
+    rita.sync().unwrap();
+    rita.sync().unwrap();
+    let report = otto.sync().unwrap();
+    assert_eq!(report.received_bundles, 0);
+    assert_eq!(report.envelopes_received, 0);
+    assert!(otto.list_plans().unwrap().is_empty());
+    assert!(matches!(otto.read(&plan), Err(eenplan_core::CoreError::UnknownPlan(_))));
+}
+
+#[test]
+fn the_servers_database_holds_none_of_the_words_written() {
+    let net = Network::start();
+    let mut rita = net.device("rita", "Rita");
+    let mut wim = net.device("wim", "Wim");
+    let secrets = ["Zwaluwstaart", "Kwartelkoning", "Dreiging-Wervelwind", "Officier-Zebravink"];
+    let plan = rita.create_plan(secrets[0]).unwrap();
+    rita.edit(&plan, |p| p.add_note(Compartment::Basis, NoteKind::HomeVisit, secrets[1])).unwrap();
+    rita.edit(&plan, |p| p.add_safety_item(secrets[2], "Veilig")).unwrap();
+    rita.edit(&plan, |p| p.add_note(Compartment::Justitie, NoteKind::Note, secrets[3])).unwrap();
+    rita.sync().unwrap();
+    rita.add_participant(&plan, "Wim", "wijkteam").unwrap();
+    rita.sync().unwrap();
+    wim.sync().unwrap();
+    assert_eq!(wim.read(&plan).unwrap().family, secrets[0]);
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&net.server.data).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        for secret in secrets {
+            if bytes.windows(secret.len()).any(|w| w == secret.as_bytes()) {
+                found.push(format!("{secret} in {}", path.display()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "{found:?}");
+}
+
+/// Plays a malicious server: rewrites its own log while stopped, then serves it again.
+fn tamper_with_log(net: &mut Network, tamper: impl FnOnce(&rusqlite::Connection)) {
+    net.server.kill();
+    let conn = rusqlite::Connection::open(net.server.data.join("server.db")).unwrap();
+    tamper(&conn);
+    drop(conn);
+    let listen = net.server.address();
+    net.server = Server::start_on(&net.server.data.clone(), &listen);
+}
+
+fn append_forged(conn: &rusqlite::Connection, bytes: &[u8]) {
+    let bundle = eenplan_protocol::Bundle::decode(bytes.to_vec()).unwrap();
+    let header = bundle.header;
+    let head: i64 = conn.query_row("SELECT head FROM log_head", [], |r| r.get(0)).unwrap();
+    conn.execute(
+        "INSERT INTO bundles (seq, plan_id, compartment, bundle_id, author, epoch, kind, covers_seq, size, bytes, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, NULL, ?7, ?8, 0)",
+        rusqlite::params![
+            head + 1,
+            &header.document.plan[..],
+            header.document.compartment,
+            &header.bundle_id[..],
+            &header.author[..],
+            header.epoch,
+            bytes.len() as i64,
+            bytes
+        ],
+    )
+    .unwrap();
+    conn.execute("UPDATE log_head SET head = ?1", [head + 1]).unwrap();
+}
+
+#[test]
+fn forged_and_replayed_bundles_are_refused_by_every_receiver_and_never_applied() {
+    let mut net = Network::start();
+    let mut rita = net.device("rita", "Rita");
+    let mut wim = net.device("wim", "Wim");
+    let plan = rita.create_plan("Jansen").unwrap();
+    rita.sync().unwrap();
+    rita.add_participant(&plan, "Wim", "wijkteam").unwrap();
+    rita.sync().unwrap();
+    wim.sync().unwrap();
+    let before = wim.read(&plan).unwrap();
+
+    // Rita writes one real edit; the malicious server keeps its bytes to forge from.
+    rita.edit(&plan, |p| p.add_note(Compartment::Basis, NoteKind::Note, "echt")).unwrap();
+    rita.sync().unwrap();
+    let real: Vec<u8> = {
+        let conn = rusqlite::Connection::open(net.server.data.join("server.db")).unwrap();
+        conn.query_row("SELECT bytes FROM bundles ORDER BY seq DESC LIMIT 1", [], |r| r.get(0)).unwrap()
+    };
+    let mut bad_signature = real.clone();
+    let last = bad_signature.len() - 1;
+    bad_signature[last] ^= 1;
+    bad_signature[39] ^= 1; // a new bundle id, so it is not a duplicate of the real one
+    let mut other_document = real.clone();
+    other_document[18] = 1; // replayed into the zorg compartment
+    other_document[40] ^= 1;
+    let mut flipped_payload = real.clone();
+    flipped_payload[100] ^= 1;
+    flipped_payload[41] ^= 1;
+    tamper_with_log(&mut net, |conn| {
+        for forged in [&bad_signature, &other_document, &flipped_payload] {
+            append_forged(conn, forged);
+        }
+    });
+
+    let report = wim.sync().unwrap();
+    assert_eq!(report.refused.len(), 3, "{:?}", report.refused);
+    let after = wim.read(&plan).unwrap();
+    assert_eq!(after.notes.len(), before.notes.len() + 1, "only the real note arrived");
+    assert_eq!(after.notes.last().unwrap().text, "echt");
+    // They claim Rita as author, so the server never hands them to her; she is unaffected.
+    let report = rita.sync().unwrap();
+    assert_eq!(report.applied_changes, 0);
+    assert_eq!(rita.read(&plan).unwrap(), after);
+}
