@@ -20,9 +20,9 @@ export EENPLAN_ADMIN_PASSPHRASE="demo-admin"
 export EENPLAN_PASSPHRASE="demo-device"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "Starting eenplan-server on $listen (data in $work/server)"
+step "Starting eenplan-server on $listen (data in $work/server, log in $work/server.log)"
 mkfifo "$work/server.out"
-"$bin/eenplan-server" serve --data "$work/server" --listen "$listen" >"$work/server.out" &
+"$bin/eenplan-server" serve --data "$work/server" --listen "$listen" >"$work/server.out" 2>"$work/server.log" &
 server_pid=$!
 trap 'kill $server_pid 2>/dev/null || true; wait $server_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 # Wait for the server's own "listening on" line, then keep draining its output.

@@ -15,6 +15,7 @@
 //! eenplan sync                                      session → /v1/me → push + pull
 //! ```
 
+mod live;
 mod transport;
 
 use std::collections::BTreeMap;
@@ -37,6 +38,8 @@ use crate::ids::PlanId;
 use crate::plan::{ChangesByCompartment, Compartment, Plan};
 use crate::store::PlanHeader;
 use transport::Transport;
+
+pub use live::WatchEvent;
 
 /// The recipient id under which envelopes sealed to the network's escrow key are stored.
 pub const ESCROW_RECIPIENT: [u8; 16] = [0; 16];
@@ -70,6 +73,8 @@ pub enum SyncError {
     Protocol(String),
     #[error("the sync did not settle after {0} rounds")]
     TooManyRounds(usize),
+    #[error("the server address {0:?} is not an http:// or https:// URL")]
+    ServerUrl(String),
 }
 
 /// What the device pinned at enrolment.
@@ -251,6 +256,11 @@ impl Device {
     }
 
     fn session(&self, transport: &Transport) -> Result<String, CoreError> {
+        Ok(self.open_session(transport)?.token)
+    }
+
+    /// A session token, and when the server says it expires (ms since the epoch).
+    fn open_session(&self, transport: &Transport) -> Result<SessionResponse, CoreError> {
         let device_id = self.device_id().to_string();
         let challenge: ChallengeResponse = transport.post_json(
             api::PATH_AUTH_CHALLENGE,
@@ -268,7 +278,7 @@ impl Device {
                 signature: hex(&signature.to_bytes()),
             },
         )?;
-        Ok(session.token)
+        Ok(session)
     }
 
     /// Gives a plan's participation to another user; their devices get the keys at the next
@@ -299,8 +309,19 @@ impl Device {
         let server = self.server_state()?.ok_or(SyncError::NotEnrolled)?;
         let transport = Transport::new(&server.url);
         let token = self.session(&transport)?;
+        self.sync_with(&server, &transport, &token)
+    }
+
+    /// A sync over an open session; [`Device::watch`] reuses one session (and the transport's
+    /// kept-alive connection) for every hint, so a hint costs one round trip, not three.
+    fn sync_with(
+        &mut self,
+        server: &ServerState,
+        transport: &Transport,
+        token: &str,
+    ) -> Result<SyncReport, CoreError> {
         if self.certificate_state()?.is_none() {
-            let me: MeResponse = transport.get_json(api::PATH_ME, Some(&token))?;
+            let me: MeResponse = transport.get_json(api::PATH_ME, Some(token))?;
             let state = CertificateState {
                 certificate: unhex(&me.certificate)
                     .ok_or_else(|| SyncError::Protocol("certificate".into()))?,
@@ -330,19 +351,19 @@ impl Device {
             let new_plans = self.unregistered_plans()?;
             for plan in &new_plans {
                 request.new_plans.push(Fixed(*plan.as_bytes()));
-                request.envelopes.extend(self.escrow_envelopes(*plan, &server)?);
+                request.envelopes.extend(self.escrow_envelopes(*plan, server)?);
             }
             report.envelopes_sent += uploads.envelopes.len();
             report.snapshots_sent += uploads.snapshots.len();
             request.envelopes.append(&mut uploads.envelopes);
             request.snapshots.append(&mut uploads.snapshots);
-            let body = transport.post(api::PATH_SYNC, Some(&token), "application/cbor", &encode(&request))?;
+            let body = transport.post(api::PATH_SYNC, Some(token), "application/cbor", &encode(&request))?;
             let response: SyncResponse =
                 decode(&body, usize::MAX).map_err(|e| SyncError::Protocol(e.to_string()))?;
             let more = self.apply_response(
-                &transport,
-                &token,
-                &server,
+                transport,
+                token,
+                server,
                 response,
                 &new_plans,
                 &mut uploads,
@@ -606,6 +627,10 @@ impl Device {
             }
             for (plan, compartment, epoch, key) in &keys {
                 w.put_doc_key(*plan, *compartment, *epoch, key)?;
+                // The server delivers keys only of plans it knows: without this, the next
+                // sync would register another user's plan as new and seal its keys to escrow
+                // again (the server refuses the one and logs it as an attack or a bug).
+                w.mark_registered(*plan)?;
             }
             for (plan, header, changes) in &writes {
                 w.append_changes(plan, header.as_ref(), changes, false)?;
@@ -633,6 +658,14 @@ impl Device {
 
         // Chores for the next round: keys for devices that lack them, snapshots of long logs.
         for request in &response.key_requests {
+            let requester = eenplan_protocol::certificate::Certificate::from_bytes(&request.certificate.0)
+                .ok()
+                .and_then(|c| c.claimed_device_body().ok())
+                .map(|b| b.device_id)
+                .unwrap_or_default();
+            if !uploads.answered.insert((request.document.0, request.epoch, requester)) {
+                continue;
+            }
             match self.answer_key_request(server, request, now) {
                 Ok(Some(upload)) => uploads.envelopes.push(upload),
                 Ok(None) => {}
@@ -641,6 +674,9 @@ impl Device {
         }
         if response.complete {
             for document in &response.compact {
+                if !uploads.snapshotted.insert(document.0) {
+                    continue;
+                }
                 if let Some(upload) = self.snapshot_for(document.0, response.head)? {
                     uploads.snapshots.push(upload);
                 }
@@ -800,6 +836,11 @@ fn verify_own(state: &CertificateState, root: &[u8; 32], now: i64) -> Result<Dev
 struct Uploads {
     envelopes: Vec<EnvelopeUpload>,
     snapshots: Vec<SnapshotUpload>,
+    /// Key requests already answered in this sync: a request the server keeps repeating
+    /// (it dropped the envelope) is not answered again, so the sync settles.
+    answered: std::collections::HashSet<([u8; 17], u32, [u8; 16])>,
+    /// Documents already snapshotted in this sync.
+    snapshotted: std::collections::HashSet<[u8; 17]>,
 }
 
 impl Uploads {
