@@ -85,7 +85,7 @@ pub enum Command {
     /// Claims an enrolment code from an administrator: registers this device's public keys.
     Enrol(EnrolArgs),
     /// Pushes this device's changes and pulls everything it may read, in one round trip.
-    Sync(JsonFlag),
+    Sync(SyncArgs),
     /// This device: its id, plans, changes awaiting a push, and disk usage.
     Status(JsonFlag),
 }
@@ -93,6 +93,17 @@ pub enum Command {
 #[derive(Debug, Clone, Copy, Args)]
 pub struct JsonFlag {
     /// Print machine-readable JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, Args)]
+pub struct SyncArgs {
+    /// Stay online: sync whenever the server says another device pushed, printing one line
+    /// per event, until interrupted.
+    #[arg(long)]
+    pub watch: bool,
+    /// Print machine-readable JSON (with --watch: one object per line).
     #[arg(long)]
     pub json: bool,
 }

@@ -40,7 +40,7 @@ pub fn run(cli: Cli) -> Result<Output, CliError> {
         Command::Export(args) => transfer::export(&mut open(&data)?, args),
         Command::Import(args) => transfer::import(&mut open(&data)?, args),
         Command::Enrol(args) => sync::enrol(&mut open(&data)?, args),
-        Command::Sync(flag) => sync::sync(&mut open(&data)?, flag.json),
+        Command::Sync(args) => sync::sync(&mut open(&data)?, args),
     }
 }
 

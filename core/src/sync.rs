@@ -13,6 +13,7 @@
 //! eenplan enrol --server https://… --code ABCD-…   pins the root key the code names
 //! (administrator approves)                         device certificate signed
 //! eenplan sync                                      session → /v1/me → push + pull
+//! eenplan sync --watch                              the live socket; a sync per hint (live.rs)
 //! ```
 
 mod live;

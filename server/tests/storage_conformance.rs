@@ -672,6 +672,12 @@ pub mod suite {
             [envelope(escrow, doc(P, 0), 1, 7), envelope(escrow, doc(P, 3), 1, 8)]
         );
         assert!(s.escrow_envelopes([9; 16]).unwrap().is_empty());
+        s.put_envelopes(&[envelope(escrow, doc(P, 0), 1, 99)]).unwrap();
+        assert_eq!(
+            s.escrow_envelopes(P).unwrap()[0],
+            envelope(escrow, doc(P, 0), 1, 7),
+            "the first one stays"
+        );
         assert!(s.envelopes_for(escrow, 0).unwrap().is_empty(), "no device receives escrow envelopes");
     }
 

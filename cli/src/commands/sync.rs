@@ -1,9 +1,12 @@
 //! Enrolment and sync: thin calls into the core's sync client.
 
-use eenplan_core::Device;
-use eenplan_core::sync::SyncReport;
+use std::io::{ErrorKind, Write};
+use std::ops::ControlFlow;
 
-use crate::args::EnrolArgs;
+use eenplan_core::Device;
+use eenplan_core::sync::{SyncReport, WatchEvent};
+
+use crate::args::{EnrolArgs, SyncArgs};
 use crate::error::CliError;
 use crate::output::{Lines, Output};
 
@@ -16,9 +19,84 @@ pub fn enrol(device: &mut Device, args: EnrolArgs) -> Result<Output, CliError> {
     )))
 }
 
-pub fn sync(device: &mut Device, json: bool) -> Result<Output, CliError> {
+pub fn sync(device: &mut Device, args: SyncArgs) -> Result<Output, CliError> {
+    if args.watch {
+        return watch(device, args.json);
+    }
     let report = device.sync()?;
-    Output::choose(json, &report, report_text)
+    Output::choose(args.json, &report, report_text)
+}
+
+/// `sync --watch`: one line per event, written as it happens (not collected into an
+/// [`Output`], since the command runs until it is interrupted).
+fn watch(device: &mut Device, json: bool) -> Result<Output, CliError> {
+    let mut failed = None;
+    device.watch(|event| {
+        let line =
+            if json { serde_json::to_string(&event).map_err(CliError::from) } else { Ok(event_text(&event)) };
+        let written = line.and_then(|line| {
+            let mut out = std::io::stdout().lock();
+            // Flushed per line: whoever reads the pipe wants each event when it happens.
+            writeln!(out, "{line}")
+                .and_then(|()| out.flush())
+                .map_err(CliError::io("write to", "standard output"))
+        });
+        match written {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                failed = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    })?;
+    match failed {
+        // The reader went away (`eenplan sync --watch | head -3`): it got what it wanted.
+        Some(CliError::Io { source, .. }) if source.kind() == ErrorKind::BrokenPipe => Ok(Output::Nothing),
+        Some(e) => Err(e),
+        None => Ok(Output::Nothing),
+    }
+}
+
+/// One line per event, e.g. `down 1 bundle(s): updated plan 3f2a…`.
+fn event_text(event: &WatchEvent) -> String {
+    match event {
+        WatchEvent::Connected => "connected: waiting for changes from other devices".to_owned(),
+        WatchEvent::Disconnected(reason) => format!("disconnected: {reason}; reconnecting"),
+        WatchEvent::Synced(r) => {
+            let mut parts = Vec::new();
+            if r.pushed_bundles > 0 {
+                parts.push(format!("up {} bundle(s)", r.pushed_bundles));
+            }
+            if r.received_bundles > 0 {
+                let plans: Vec<String> = r
+                    .new_plans
+                    .iter()
+                    .map(|p| format!("new plan {p}"))
+                    .chain(
+                        r.plans_updated
+                            .iter()
+                            .filter(|p| !r.new_plans.contains(p))
+                            .map(|p| format!("updated plan {p}")),
+                    )
+                    .collect();
+                let down = format!("down {} bundle(s)", r.received_bundles);
+                parts.push(if plans.is_empty() { down } else { format!("{down}: {}", plans.join(", ")) });
+            }
+            if r.envelopes_received + r.envelopes_sent > 0 {
+                parts.push(format!(
+                    "keys: {} received, {} sealed for others",
+                    r.envelopes_received, r.envelopes_sent
+                ));
+            }
+            if r.snapshots_sent > 0 {
+                parts.push(format!("{} snapshot(s) sent", r.snapshots_sent));
+            }
+            for refused in &r.refused {
+                parts.push(format!("refused: {refused}"));
+            }
+            if parts.is_empty() { "up to date".to_owned() } else { parts.join("; ") }
+        }
+    }
 }
 
 fn report_text(r: &SyncReport) -> String {
@@ -46,4 +124,21 @@ fn report_text(r: &SyncReport) -> String {
         out.line(0, format!("refused: {refused}"));
     }
     out.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use eenplan_core::PlanId;
+
+    use super::*;
+
+    #[test]
+    fn a_watch_event_prints_as_one_line_that_says_what_came_down() {
+        let plan = PlanId::from_bytes([0xab; 16]);
+        let report = SyncReport { received_bundles: 2, plans_updated: vec![plan], ..Default::default() };
+        assert_eq!(event_text(&WatchEvent::Synced(report)), format!("down 2 bundle(s): updated plan {plan}"));
+        assert_eq!(event_text(&WatchEvent::Synced(SyncReport::default())), "up to date");
+        let lost = event_text(&WatchEvent::Disconnected("the live socket closed".into()));
+        assert_eq!(lost, "disconnected: the live socket closed; reconnecting");
+    }
 }

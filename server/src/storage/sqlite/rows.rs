@@ -611,10 +611,12 @@ pub(super) fn upsert_envelope(tx: &Transaction<'_>, envelope: &Envelope) -> Resu
     Ok(())
 }
 
+/// The first escrow envelope of a (document, epoch) stays: it comes from the key's creator,
+/// and no later participant may replace it with one the escrow key cannot open.
 pub(super) fn upsert_escrow_envelope(tx: &Transaction<'_>, envelope: &Envelope) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO escrow_envelopes (plan_id, compartment, epoch, bytes) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (plan_id, compartment, epoch) DO UPDATE SET bytes = excluded.bytes",
+         ON CONFLICT (plan_id, compartment, epoch) DO NOTHING",
     )?
     .execute(params![
         envelope.document.plan,

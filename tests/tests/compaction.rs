@@ -1,0 +1,123 @@
+//! Compaction end to end: the server keeps every pushed bundle, so a document's log only grows.
+//! Once a document has more than the server's threshold of change bundles after its newest
+//! snapshot, the server asks a device that holds the key for a snapshot; a device that joins
+//! later starts from that snapshot and the tail after it instead of replaying the whole log.
+//! A real server process on loopback, the real admin CLI, real device stores.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Instant;
+
+use eenplan_core::plan::{Compartment, NewGoal, NoteKind};
+use eenplan_core::{Device, PlanId};
+use eenplan_tests::network::{Admin, Server, device_keystore, enrolled_device};
+
+/// `COMPACT_AFTER` in `server/src/routes/sync.rs` (the tests crate does not depend on the
+/// server crate): a document with more change bundles than this after its newest snapshot is
+/// offered for compaction.
+const COMPACT_AFTER: i64 = 1000;
+/// Edits after the snapshot, which a new device must receive as changes.
+const TAIL: i64 = 3;
+
+struct Network {
+    dir: tempfile::TempDir,
+    server: Server,
+    admin: Admin,
+}
+
+impl Network {
+    fn start() -> Network {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(&dir.path().join("server"));
+        let admin = Admin::init(&dir.path().join("admin"), &server.url);
+        admin.run(&["org", "add", "Wijkteam Noord"]);
+        for name in ["Rita", "Wim"] {
+            admin.run(&["user", "add", "--org", "Wijkteam Noord", "--name", name, "--role", "wijkteam"]);
+        }
+        Network { dir, server, admin }
+    }
+
+    /// Reads the server's database while it runs, as an operator (or a thief) could.
+    fn count(&self, plan: &PlanId, filter: &str) -> i64 {
+        let conn = rusqlite::Connection::open(self.server.data.join("server.db")).unwrap();
+        conn.query_row(
+            &format!("SELECT count(*) FROM bundles WHERE plan_id = ?1 AND {filter}"),
+            [&plan.as_bytes()[..]],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+}
+
+#[test]
+fn a_long_log_is_compacted_by_a_client_snapshot_and_a_new_device_starts_from_it() {
+    let net = Network::start();
+    let mut rita = enrolled_device(&net.admin, &net.server, &net.dir.path().join("rita"), "Rita");
+    let plan = rita.create_plan("Jansen").unwrap();
+    let goal = rita
+        .edit(&plan, |p| p.add_goal(NewGoal { domain: "financiën".into(), title: "Schulden".into() }))
+        .unwrap();
+    rita.sync().unwrap();
+    let basis_before = net.count(&plan, "compartment = 0 AND kind = 0");
+
+    // One edit and one sync push one bundle of the basis document, until the server asks for
+    // a snapshot; the device answers within the same sync.
+    let started = Instant::now();
+    let mut pushes = 0;
+    loop {
+        pushes += 1;
+        rita.edit(&plan, |p| p.set_goal_title(goal, &format!("Schulden, stap {pushes}"))).unwrap();
+        let report = rita.sync().unwrap();
+        assert_eq!(report.pushed_bundles, 1, "{report:?}");
+        if report.snapshots_sent > 0 {
+            assert_eq!(report.snapshots_sent, 1, "{report:?}");
+            assert!(report.refused.is_empty(), "{report:?}");
+            break;
+        }
+        assert!(basis_before + pushes <= COMPACT_AFTER, "no snapshot asked for after {pushes} pushes");
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "{pushes} edits and syncs until the snapshot: {elapsed:?} ({:?} each)",
+        elapsed / u32::try_from(pushes).unwrap()
+    );
+    // Asked exactly when the log first held more than the threshold.
+    assert_eq!(net.count(&plan, "compartment = 0 AND kind = 0"), COMPACT_AFTER + 1);
+    assert_eq!(net.count(&plan, "compartment = 0 AND kind = 1"), 1, "one snapshot bundle on the server");
+    assert_eq!(
+        net.count(&plan, "kind = 1 AND covers_seq >= (SELECT max(seq) FROM bundles WHERE kind = 0)"),
+        1
+    );
+    // With the snapshot stored, the server stops asking.
+    assert_eq!(rita.sync().unwrap().snapshots_sent, 0);
+
+    for i in 0..TAIL {
+        rita.edit(&plan, |p| p.add_note(Compartment::Basis, NoteKind::Note, &format!("na de snapshot {i}")))
+            .unwrap();
+        assert_eq!(rita.sync().unwrap().pushed_bundles, 1);
+    }
+
+    // Wim joins the plan with a device that has never synced.
+    rita.add_participant(&plan, "Wim", "wijkteam").unwrap();
+    let mut wim = Device::init(&net.dir.path().join("wim"), &device_keystore()).unwrap();
+    let code = net.admin.run(&["device", "enrol", "--user", "Wim"]);
+    wim.enrol(&net.server.url, &code).unwrap();
+    net.admin.run(&["device", "approve", "--code", &code]);
+    // Rita's device seals the plan's keys for Wim's device when the server asks.
+    assert!(rita.sync().unwrap().envelopes_sent > 0);
+
+    let log = net.count(&plan, "1 = 1");
+    let other_documents = net.count(&plan, "compartment <> 0");
+    let first = wim.sync().unwrap();
+    println!("the log holds {log} bundles of the plan; Wim's first sync received {}", first.received_bundles);
+    assert!(first.refused.is_empty(), "{first:?}");
+    assert_eq!(first.new_plans, vec![plan]);
+    // The basis document came as its snapshot and the tail after it; the other documents were
+    // never compacted and came whole.
+    let expected = 1 + TAIL + other_documents;
+    assert_eq!(i64::try_from(first.received_bundles).unwrap(), expected, "{first:?}");
+    assert!(expected < log, "{expected} bundles received of the {log} in the log");
+    let view = wim.read(&plan).unwrap();
+    assert_eq!(view.goals[0].title, format!("Schulden, stap {pushes}"));
+    assert_eq!(view.notes.len(), usize::try_from(TAIL).unwrap());
+    assert_eq!(view, rita.read(&plan).unwrap());
+}
