@@ -39,8 +39,14 @@ pub enum AdminError {
     UnknownCode,
     #[error("that enrolment code belongs to another network (another root key)")]
     ForeignCode,
-    #[error("no pending device of {user} has claimed that enrolment code yet")]
+    #[error(
+        "no pending device of {user} has claimed that enrolment code yet (with a key MAC that proves it)"
+    )]
     CodeNotClaimed { user: String },
+    /// Several devices prove the same code: a device claims a code once, so the server (or
+    /// someone who learnt the code) made the others. None is approved.
+    #[error("several pending devices prove the enrolment code of {user}; approving none (issue a new code)")]
+    AmbiguousClaim { user: String },
     /// A device the server lists that this CLI refuses to certify.
     #[error("device {device}: {reason}")]
     BadDevice { device: String, reason: &'static str },

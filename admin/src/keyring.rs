@@ -4,8 +4,9 @@
 //! escrow signature, the escrow key), the **escrow** X25519 secret (every epoch key is also
 //! sealed to it, so plans survive the loss of all their devices), the administrator's own
 //! Ed25519 key and its root-signed certificate, the server's URL, and the enrolment codes this
-//! keyring issued (so that `device approve --code` knows whose device a code enrolled). None of
-//! the secrets ever goes to the server: it gets public halves and certificates only.
+//! keyring issued (so that `device approve` can check that a pending device knew a code, and
+//! knows whose device the code enrolled). None of the secrets ever goes to the server: it gets
+//! public halves, certificates and enrolment code ids only.
 //!
 //! File format (`keyring.eenplan`, integers big-endian):
 //!
@@ -77,15 +78,37 @@ impl KeyringError {
     }
 }
 
-/// An enrolment code this keyring issued. Only its hash is kept: the code itself is a secret
-/// of the person enrolling, and the hash is enough to recognise it when they read it back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An enrolment code this keyring issued, and the user it was issued to. The code itself (its
+/// secret `r`) is not kept: its id recognises it when it is read back, and its MAC key checks
+/// the MAC a pending device sent over its keys (see `eenplan_protocol::api`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IssuedCode {
-    pub code_hash: [u8; 32],
+    /// `EnrolmentCode::id`, as registered with the server.
+    pub code_id: [u8; 32],
+    /// `EnrolmentCode::mac_key`: only this keyring and the enrolling device know it.
+    pub mac_key: [u8; 32],
     pub user_id: i64,
     pub user_name: String,
+    /// The user's organisation and role as they were when the code was issued: what the
+    /// certificate says, whatever the server lists later.
+    pub org: String,
+    pub role: String,
     pub issued_at_ms: i64,
     pub expires_at_ms: i64,
+}
+
+impl std::fmt::Debug for IssuedCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedCode")
+            .field("code_id", &eenplan_protocol::api::hex(&self.code_id))
+            .field("user_id", &self.user_id)
+            .field("user_name", &self.user_name)
+            .field("org", &self.org)
+            .field("role", &self.role)
+            .field("issued_at_ms", &self.issued_at_ms)
+            .field("expires_at_ms", &self.expires_at_ms)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The unlocked keyring.
@@ -205,7 +228,7 @@ impl Keyring {
             admin_name: self.admin_name.clone(),
             admin_secret: self.admin.to_bytes().to_vec(),
             admin_certificate: self.admin_certificate.to_bytes(),
-            issued_codes: self.issued_codes.clone(),
+            enrolment_codes: self.issued_codes.clone(),
         }
     }
 
@@ -241,7 +264,7 @@ impl Keyring {
             admin_name: stored.admin_name.clone(),
             admin,
             admin_certificate,
-            issued_codes: stored.issued_codes.clone(),
+            issued_codes: stored.enrolment_codes.clone(),
         };
         keyring.check()?;
         Ok(keyring)
@@ -267,7 +290,10 @@ struct Stored {
     admin_secret: Vec<u8>,
     #[serde(with = "eenplan_protocol::bytes")]
     admin_certificate: Vec<u8>,
-    issued_codes: Vec<IssuedCode>,
+    /// Under a new name since codes carry a MAC key: the `issued_codes` of older keyrings
+    /// (hashes of codes the server no longer accepts) are ignored when read.
+    #[serde(default)]
+    enrolment_codes: Vec<IssuedCode>,
 }
 
 impl Drop for Stored {
@@ -402,9 +428,12 @@ mod tests {
     fn sample() -> Keyring {
         let mut keyring = Keyring::generate("https://eenplan.example".into(), "Beheer".into(), 1_000);
         keyring.issued_codes.push(IssuedCode {
-            code_hash: [7; 32],
+            code_id: [7; 32],
+            mac_key: [8; 32],
             user_id: 3,
             user_name: "Fatima".into(),
+            org: "Wijkteam Noord".into(),
+            role: "wijkteam".into(),
             issued_at_ms: 1_000,
             expires_at_ms: 2_000,
         });
@@ -538,9 +567,12 @@ mod tests {
         let keyring = sample();
         drop(KeyringFile::create(dir.path(), &keyring, &keystore("geheim")).unwrap());
         let bytes = std::fs::read(path_in(dir.path())).unwrap();
-        for secret in
-            [&keyring.root.to_bytes()[..], &keyring.admin.to_bytes()[..], &keyring.escrow_secret[..]]
-        {
+        for secret in [
+            &keyring.root.to_bytes()[..],
+            &keyring.admin.to_bytes()[..],
+            &keyring.escrow_secret[..],
+            &keyring.issued_codes[0].mac_key[..],
+        ] {
             assert!(!bytes.windows(32).any(|w| w == secret));
         }
         assert!(!bytes.windows(6).any(|w| w == b"Fatima"));

@@ -449,8 +449,8 @@ fn user_add_and_plan_assign_send_what_the_api_describes() {
     assert_eq!(server.requests().len(), before + 2);
 }
 
-/// A device as the server would list it after it claimed a code.
-fn pending_device(seed: u8, user_id: i64, created_at_ms: i64) -> Value {
+/// A device as the server would list it after it claimed a code whose MAC key is `mac_key`.
+fn pending_device(seed: u8, user_id: i64, mac_key: &[u8; 32]) -> Value {
     let key = SigningKey::from_bytes(&[seed; 32]);
     let public = key.verifying_key().to_bytes();
     json!({
@@ -462,8 +462,20 @@ fn pending_device(seed: u8, user_id: i64, created_at_ms: i64) -> Value {
         "state": "pending",
         "signing_public": api::hex(&public),
         "agreement_public": api::hex(&[seed; 32]),
-        "created_at_ms": created_at_ms,
+        "key_mac": api::hex(&api::key_mac(mac_key, &public, &[seed; 32])),
+        "created_at_ms": now_ms(),
     })
+}
+
+/// Issues a code for user 7 (Fatima) through the CLI.
+fn enrol_fatima(admin: &Admin, server: &Fake) -> EnrolmentCode {
+    server.answer(200, r#"[{"id":7,"org":"Wijkteam Noord","name":"Fatima","role":"wijkteam"}]"#);
+    server.answer(200, "{}");
+    EnrolmentCode::parse(&admin.ok(&["device", "enrol", "--user", "Fatima"])).unwrap()
+}
+
+fn certificate_uploads(server: &Fake) -> usize {
+    server.requests().iter().filter(|r| r.path.ends_with("/certificate")).count()
 }
 
 #[test]
@@ -486,14 +498,16 @@ fn an_enrolment_code_approves_the_device_that_claimed_it() {
     request.verify_admin_signature();
     let enrolment: NewEnrolment = request.json();
     assert_eq!(enrolment.user_id, 7);
-    assert_eq!(enrolment.code_hash, api::hex(&code.hash()));
+    assert_eq!(enrolment.code_id, api::hex(&code.id()));
     let hours = (enrolment.expires_at_ms - now_ms()) as f64 / 3_600_000.0;
     assert!((23.9..=24.0).contains(&hours), "{hours}");
 
-    // Another user's device and one that enrolled long before the code are not approved by it.
-    let claimed = pending_device(1, 7, now_ms());
+    // Only the device whose key MAC proves the code is approved by it: not one the server made
+    // up (it knows the code's id, not its MAC key), nor one that claimed another code.
+    let claimed = pending_device(1, 7, &code.mac_key());
+    let other_code = EnrolmentCode::generate(&root).unwrap();
     let devices =
-        json!([claimed, pending_device(2, 8, now_ms()), pending_device(3, 7, now_ms() - 86_400_000)]);
+        json!([pending_device(2, 7, &code.id()), claimed, pending_device(3, 7, &other_code.mac_key())]);
     server.answer(200, &devices.to_string());
     server.answer(200, "{}");
     let out = admin.ok(&["device", "approve", "--code", &printed.to_lowercase(), "--json"]);
@@ -527,8 +541,9 @@ fn approving_all_pending_skips_a_device_whose_id_does_not_match_its_key() {
     let server = Fake::start();
     let admin = Admin::new();
     admin.init(&server);
-    let good = pending_device(1, 7, now_ms());
-    let mut forged = pending_device(2, 7, now_ms());
+    let (first, second) = (enrol_fatima(&admin, &server), enrol_fatima(&admin, &server));
+    let good = pending_device(1, 7, &first.mac_key());
+    let mut forged = pending_device(2, 7, &second.mac_key());
     forged["device_id"] = good["device_id"].clone();
     server.answer(200, &json!([forged, good]).to_string());
     server.answer(200, "{}");
@@ -538,7 +553,56 @@ fn approving_all_pending_skips_a_device_whose_id_does_not_match_its_key() {
     assert!(stderr.contains("does not belong to its signing key"), "{stderr}");
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(stdout.starts_with(&format!("approved {}", good["device_id"].as_str().unwrap())), "{stdout}");
-    assert_eq!(server.requests().iter().filter(|r| r.path.ends_with("/certificate")).count(), 1);
+    assert_eq!(certificate_uploads(&server), 1);
+    // The first code is used up; the second, whose claim was refused, is not.
+    server.answer(200, "[]");
+    assert!(admin.fails(&["device", "approve", "--code", &first.to_string()], 1).contains("already used"));
+    assert!(admin.fails(&["device", "approve", "--code", &second.to_string()], 1).contains("has claimed"));
+}
+
+#[test]
+fn a_pending_device_the_server_made_up_is_not_approved() {
+    let server = Fake::start();
+    let admin = Admin::new();
+    admin.init(&server);
+    let code = enrol_fatima(&admin, &server);
+    // The server knows the code's id, the user and any keys it likes, but not the MAC key.
+    let made_up = pending_device(1, 7, &code.id());
+    let mut unproven = pending_device(2, 7, &code.mac_key());
+    unproven["key_mac"] = json!("");
+    let listed = json!([made_up, unproven]).to_string();
+
+    server.answer(200, &listed);
+    assert!(admin.fails(&["device", "approve", "--code", &code.to_string()], 1).contains("has claimed"));
+    server.answer(200, &listed);
+    let out = admin.run(&["device", "approve", "--all-pending"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.matches("proves no enrolment code").count(), 2, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+
+    // A real claim the server lists under another role (or user) than the code was issued
+    // for is refused, not certified with the server's word.
+    let mut relabelled = pending_device(3, 7, &code.mac_key());
+    relabelled["role"] = json!("beheer");
+    server.answer(200, &json!([relabelled]).to_string());
+    let stderr = admin.fails(&["device", "approve", "--code", &code.to_string()], 1);
+    assert!(stderr.contains("another user, organisation or role"), "{stderr}");
+    // Two devices that prove one code: the server copied a claim; neither is approved.
+    server.answer(
+        200,
+        &json!([pending_device(4, 7, &code.mac_key()), pending_device(5, 7, &code.mac_key())]).to_string(),
+    );
+    assert!(admin.fails(&["device", "approve", "--code", &code.to_string()], 1).contains("several"));
+    assert_eq!(certificate_uploads(&server), 0);
+
+    // The code still approves the device that did claim it.
+    let real = pending_device(6, 7, &code.mac_key());
+    server.answer(200, &json!([made_up, real]).to_string());
+    server.answer(200, "{}");
+    let out = admin.ok(&["device", "approve", "--code", &code.to_string()]);
+    assert!(out.starts_with(&format!("approved {}", real["device_id"].as_str().unwrap())), "{out}");
+    assert_eq!(certificate_uploads(&server), 1);
 }
 
 #[test]

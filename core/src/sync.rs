@@ -197,18 +197,11 @@ impl Device {
         let transport = Transport::new(server);
         let signing_public = self.identity().signing_public().to_bytes();
         let agreement_public = self.identity().agreement_public().to_bytes();
-        let signature =
-            self.identity().sign(&api::enrol_message(code.as_bytes(), &signing_public, &agreement_public));
-        let response: EnrolResponse = transport.post_json(
-            api::PATH_ENROL,
-            None,
-            &EnrolRequest {
-                code: code.to_string(),
-                signing_public: hex(&signing_public),
-                agreement_public: hex(&agreement_public),
-                signature: hex(&signature.to_bytes()),
-            },
-        )?;
+        // Sends the code's id and a MAC over the keys, never the code: see `api`'s docs.
+        let request = EnrolRequest::new(&code, &signing_public, &agreement_public, |message| {
+            self.identity().sign(message).to_bytes()
+        });
+        let response: EnrolResponse = transport.post_json(api::PATH_ENROL, None, &request)?;
         let root_public: [u8; 32] = unhex_array(&response.root_public, "root key")?;
         if !code.matches_root(&root_public) {
             return Err(SyncError::WrongRoot.into());
@@ -433,7 +426,8 @@ impl Device {
                     .sealed_heads(plan_id, compartment)?
                     .map(|b| decode_heads(&b))
                     .unwrap_or_default();
-                let plan = self.loaded_plan(plan_id)?;
+                // A damaged plan keeps its edits on disk; it must not stop the others' push.
+                let Ok(plan) = self.loaded_plan(plan_id) else { continue };
                 let Ok(doc) = plan.doc(compartment) else { continue };
                 let own: Vec<automerge::Change> =
                     doc.get_changes(&since).into_iter().filter(|c| author_of(c) == Some(me)).collect();
@@ -546,8 +540,15 @@ impl Device {
                 &mut certificates,
             ) {
                 Ok(body) => body,
-                Err(e) => {
+                // An untrusted chain is a forgery: refuse. Anything else (the certificate
+                // could not be fetched now) is transient: keep the bundle for the next sync,
+                // because the cursor moves past it.
+                Err(CoreError::Sync(e @ SyncError::UntrustedCertificate(_))) => {
                     report.refused.push(format!("bundle from {}: {e}", hex(&header.author)));
+                    continue;
+                }
+                Err(_) => {
+                    to_park.push(bytes);
                     continue;
                 }
             };
@@ -570,7 +571,12 @@ impl Device {
             };
             report.received_bundles += 1;
             let changes = match header.kind {
-                BundleKind::Changes => split_changes(&payload),
+                BundleKind::Changes => split_changes(&payload).and_then(|changes| {
+                    // The signature vouches for the author only: a change inside that claims
+                    // another actor would put words in someone else's mouth (and could block
+                    // that actor's real change with the same sequence number).
+                    own_changes_only(&changes, &header.author).map(|()| changes)
+                }),
                 BundleKind::Snapshot => match automerge::Automerge::load(&payload) {
                     Ok(doc) => Ok(doc.get_changes(&[]).into_iter().map(|c| c.raw_bytes().to_vec()).collect()),
                     Err(e) => {
@@ -588,7 +594,16 @@ impl Device {
         // Merge into the plans in memory, then persist everything with the cursor at once.
         let mut writes: Vec<(Plan, Option<PlanHeader>, ChangesByCompartment)> = Vec::new();
         for (plan_id, batches) in touched {
-            let mut plan = self.take_plan_or_new(plan_id)?;
+            let mut plan = match self.take_plan_or_new(plan_id) {
+                Ok(plan) => plan,
+                Err(CoreError::Store(e)) => {
+                    report
+                        .refused
+                        .push(format!("plan {plan_id} is damaged here, its changes were not applied: {e}"));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let before = plan.heads();
             for (compartment, changes) in batches {
                 if let Err(e) = plan.apply_changes(compartment, &changes) {
@@ -721,7 +736,14 @@ impl Device {
             },
         };
         let state: CertificateState = from_cbor(&chain, "author certificate")?;
-        let body = verify_own(&state, &server.root_public, now)?;
+        // A bundle outlives its author's certificate: history written while the certificate
+        // was valid stays readable after it expires. Check the chain, not today's date; the
+        // server refuses sessions to devices that may no longer write.
+        let window = Certificate::from_bytes(&state.certificate)
+            .and_then(|c| c.claimed_device_body())
+            .map_err(|e| SyncError::UntrustedCertificate(e.to_string()))?;
+        let at = now.min(window.valid_until_ms).max(window.valid_from_ms);
+        let body = verify_own(&state, &server.root_public, at)?;
         if body.device_id != *author {
             return Err(SyncError::UntrustedCertificate("certificate of another device".into()).into());
         }
@@ -764,7 +786,7 @@ impl Device {
             return Ok(None);
         }
         let author = *self.device_id().as_bytes();
-        let plan = self.loaded_plan(plan_id)?;
+        let Ok(plan) = self.loaded_plan(plan_id) else { return Ok(None) };
         let Ok(doc) = plan.doc(compartment) else { return Ok(None) };
         let saved = doc.save();
         let header = BundleHeader {
@@ -782,6 +804,17 @@ impl Device {
 
 fn author_of(change: &automerge::Change) -> Option<crate::ids::DeviceId> {
     crate::ids::DeviceId::from_actor(change.actor_id())
+}
+
+fn own_changes_only(changes: &[Vec<u8>], author: &[u8; 16]) -> Result<(), String> {
+    for raw in changes {
+        let change = automerge::Change::from_bytes(raw.clone())
+            .map_err(|e| format!("not an automerge change: {e}"))?;
+        if change.actor_id().to_bytes() != author {
+            return Err("a change inside is written under another device's name".into());
+        }
+    }
+    Ok(())
 }
 
 /// Splits a bundle payload (concatenated change chunks) into single changes, checking each.
@@ -847,5 +880,36 @@ struct Uploads {
 impl Uploads {
     fn is_empty(&self) -> bool {
         self.envelopes.is_empty() && self.snapshots.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automerge::transaction::Transactable;
+
+    fn change_by(actor: [u8; 16]) -> Vec<u8> {
+        let mut doc = automerge::AutoCommit::new().with_actor(automerge::ActorId::from(&actor[..]));
+        doc.put(automerge::ROOT, "k", "v").unwrap();
+        doc.get_last_local_change().unwrap().raw_bytes().to_vec()
+    }
+
+    #[test]
+    fn a_bundle_may_carry_only_its_authors_own_changes() {
+        let mine = change_by([1; 16]);
+        let theirs = change_by([2; 16]);
+        assert!(own_changes_only(std::slice::from_ref(&mine), &[1; 16]).is_ok());
+        assert!(own_changes_only(&[mine.clone(), theirs], &[1; 16]).is_err());
+        assert!(own_changes_only(&[mine], &[2; 16]).is_err());
+    }
+
+    #[test]
+    fn concatenated_changes_split_back_and_garbage_is_refused() {
+        let (a, b) = (change_by([1; 16]), change_by([1; 16]));
+        let both = [a.clone(), b.clone()].concat();
+        assert_eq!(split_changes(&both).unwrap(), vec![a.clone(), b]);
+        assert!(split_changes(&a[..a.len() - 1]).is_err());
+        assert!(split_changes(b"garbage that is not a chunk").is_err());
+        assert!(split_changes(&[]).unwrap().is_empty());
     }
 }

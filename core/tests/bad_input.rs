@@ -326,3 +326,39 @@ fn a_transfer_file_whose_documents_are_not_plans_is_refused() {
     ));
     assert_eq!(device.read(&plan).unwrap(), before);
 }
+
+#[test]
+fn a_hostile_deep_nesting_in_a_plan_does_not_crash_the_conflict_list() {
+    use automerge::transaction::Transactable;
+    let dir = tempfile::tempdir().unwrap();
+    let mut device = Device::init(dir.path(), &keystore("geheim")).unwrap();
+    let plan = device.create_plan("Diep").unwrap();
+    // Another writer nests maps far deeper than the plan layout ever does.
+    let mut hostile = eenplan_core::plan::Plan::from_documents(
+        plan,
+        eenplan_core::DeviceId::from_bytes([9; 16]),
+        Vec::new(),
+        std::sync::Arc::new(eenplan_core::clock::SystemClock),
+    )
+    .unwrap();
+    let basis = device.edit(&plan, |p| Ok(p.doc(Compartment::Basis)?.save())).unwrap();
+    let mut doc =
+        automerge::AutoCommit::load(&basis).unwrap().with_actor(automerge::ActorId::from(&[9u8; 16][..]));
+    let mut obj = automerge::ROOT;
+    for _ in 0..20_000 {
+        obj = doc.put_object(&obj, "x", automerge::ObjType::Map).unwrap();
+    }
+    let change = doc.get_last_local_change().unwrap().raw_bytes().to_vec();
+    hostile.apply_changes(Compartment::Basis, &[basis_changes(&basis), vec![change]].concat()).unwrap();
+    let conflicts = hostile.conflicts().unwrap();
+    assert!(conflicts.is_empty());
+}
+
+fn basis_changes(saved: &[u8]) -> Vec<Vec<u8>> {
+    automerge::Automerge::load(saved)
+        .unwrap()
+        .get_changes(&[])
+        .into_iter()
+        .map(|c| c.raw_bytes().to_vec())
+        .collect()
+}

@@ -23,11 +23,27 @@
 //! answers any frame with a `POST /v1/sync`. The server closes the socket when the session
 //! expires, when the device is revoked, and when it shuts down.
 //!
-//! **Enrolment codes** are made by the administrator's CLI: ten random bytes and the first five
-//! bytes of SHA-256 of the network root key, in base32. The server stores only a hash of the
-//! code; the device checks the root key the server hands it against the code, so a server
-//! cannot substitute its own root.
-
+//! **Enrolment codes** are made by the administrator's CLI: ten random bytes `r` and a
+//! five-byte tag, in base32 (24 characters). `r` never leaves the administrator's keyring and
+//! the device; everything else is derived from it with HMAC-SHA256:
+//!
+//! ```text
+//! code_id = HMAC(r, "eenplan/enrol-id/v1")                          what the server stores
+//! mac_key = HMAC(r, "eenplan/enrol-mac/v1")                         kept in the admin keyring
+//! tag     = Trunc5(HMAC(r, "eenplan/enrol-root/v1" || root_public)) the code's last 5 bytes
+//! key_mac = HMAC(mac_key, "eenplan/enrol-keys/v1" || signing_public || agreement_public)
+//! ```
+//!
+//! The administrator registers `code_id` with the server ([`NewEnrolment`]). The device sends
+//! `code_id`, its keys, its signature over [`enrol_message`] and `key_mac` ([`EnrolRequest`]),
+//! never `r` or the printed code. The server stores `key_mac` with the pending device and lists
+//! it ([`DeviceInfo`]); the administrator approves a device only if its `key_mac` verifies
+//! under the `mac_key` of a code the keyring issued, and certifies it for the user the keyring
+//! issued that code to. So a server, which knows only `code_id`, can neither register keys of
+//! its own under a code (it cannot compute `key_mac`) nor make a root key that passes the tag
+//! check: without `r` it cannot compute the tag offline, and every wrong guess costs it a
+//! failed enrolment that the device reports.
+use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -86,9 +102,44 @@ pub fn session_message(challenge: &[u8]) -> Vec<u8> {
     [b"eenplan/session/v1\n".as_slice(), challenge].concat()
 }
 
-/// What a device signs when it claims an enrolment code: proof that it holds the key.
-pub fn enrol_message(code: &[u8], signing_public: &[u8; 32], agreement_public: &[u8]) -> Vec<u8> {
-    [b"eenplan/enrol/v1\n".as_slice(), code, signing_public, agreement_public].concat()
+/// What a device signs when it claims an enrolment code: proof that it holds the key. Covers
+/// the code's id ([`EnrolmentCode::id`]), never the code itself.
+pub fn enrol_message(code_id: &[u8; 32], signing_public: &[u8; 32], agreement_public: &[u8]) -> Vec<u8> {
+    [b"eenplan/enrol/v2\n".as_slice(), code_id, signing_public, agreement_public].concat()
+}
+
+const LABEL_ENROL_ID: &[u8] = b"eenplan/enrol-id/v1";
+const LABEL_ENROL_MAC: &[u8] = b"eenplan/enrol-mac/v1";
+const LABEL_ENROL_ROOT: &[u8] = b"eenplan/enrol-root/v1";
+const LABEL_ENROL_KEYS: &[u8] = b"eenplan/enrol-keys/v1";
+
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Hmac<Sha256> {
+    // HMAC takes keys of any length; this never fails.
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    for part in parts {
+        mac.update(part);
+    }
+    mac
+}
+
+fn hmac_bytes(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    hmac_sha256(key, parts).finalize().into_bytes().into()
+}
+
+/// `HMAC(mac_key, "eenplan/enrol-keys/v1" || signing_public || agreement_public)`: the device's
+/// proof that it knows the code it claims, bound to its keys (see the module docs).
+pub fn key_mac(mac_key: &[u8; 32], signing_public: &[u8; 32], agreement_public: &[u8]) -> [u8; 32] {
+    hmac_bytes(mac_key, &[LABEL_ENROL_KEYS, signing_public, agreement_public])
+}
+
+/// Whether `mac` is [`key_mac`] of these keys (in constant time).
+pub fn verify_key_mac(
+    mac_key: &[u8; 32],
+    signing_public: &[u8; 32],
+    agreement_public: &[u8],
+    mac: &[u8],
+) -> bool {
+    hmac_sha256(mac_key, &[LABEL_ENROL_KEYS, signing_public, agreement_public]).verify_slice(mac).is_ok()
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -116,18 +167,39 @@ impl EnrolmentCode {
     pub fn generate(root_public: &[u8; 32]) -> Option<EnrolmentCode> {
         let mut bytes = [0u8; 15];
         getrandom::fill(&mut bytes[..10]).ok()?;
-        bytes[10..].copy_from_slice(&root_fingerprint(root_public));
-        Some(EnrolmentCode { bytes })
+        let mut code = EnrolmentCode { bytes };
+        let tag = code.root_tag(root_public);
+        code.bytes[10..].copy_from_slice(&tag);
+        Some(code)
     }
 
-    /// Whether the code was made for this root key.
+    /// The ten random bytes: the secret the code stands for.
+    fn secret(&self) -> &[u8] {
+        &self.bytes[..10]
+    }
+
+    fn root_tag(&self, root_public: &[u8; 32]) -> [u8; 5] {
+        let full = hmac_bytes(self.secret(), &[LABEL_ENROL_ROOT, root_public]);
+        let mut out = [0u8; 5];
+        out.copy_from_slice(&full[..5]);
+        out
+    }
+
+    /// Whether the code was made for this root key (in constant time).
     pub fn matches_root(&self, root_public: &[u8; 32]) -> bool {
-        self.bytes[10..] == root_fingerprint(root_public)
+        hmac_sha256(self.secret(), &[LABEL_ENROL_ROOT, root_public])
+            .verify_truncated_left(&self.bytes[10..])
+            .is_ok()
     }
 
-    /// What the server stores instead of the code.
-    pub fn hash(&self) -> [u8; 32] {
-        Sha256::digest(self.bytes).into()
+    /// The code's id: what the server stores and the device names when it claims the code.
+    pub fn id(&self) -> [u8; 32] {
+        hmac_bytes(self.secret(), &[LABEL_ENROL_ID])
+    }
+
+    /// The key of the device's [`key_mac`]: kept by the administrator, never sent.
+    pub fn mac_key(&self) -> [u8; 32] {
+        hmac_bytes(self.secret(), &[LABEL_ENROL_MAC])
     }
 
     pub fn as_bytes(&self) -> &[u8; 15] {
@@ -182,13 +254,6 @@ impl std::fmt::Display for EnrolmentCode {
     }
 }
 
-fn root_fingerprint(root_public: &[u8; 32]) -> [u8; 5] {
-    let digest = Sha256::digest(root_public);
-    let mut out = [0u8; 5];
-    out.copy_from_slice(&digest[..5]);
-    out
-}
-
 /// `POST /v1/admin/init`: a fresh server learns its network. Signed by the first
 /// administrator like any admin request; the server checks the admin certificate against the
 /// root given here, and accepts this only once.
@@ -238,8 +303,8 @@ pub struct UserInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewEnrolment {
     pub user_id: i64,
-    /// Hex SHA-256 of the code; the code itself never reaches the server before the device.
-    pub code_hash: String,
+    /// Hex [`EnrolmentCode::id`]; the code itself never reaches the server.
+    pub code_id: String,
     pub expires_at_ms: i64,
 }
 
@@ -253,6 +318,9 @@ pub struct DeviceInfo {
     pub state: String,
     pub signing_public: String,
     pub agreement_public: String,
+    /// Hex [`key_mac`] the device sent when it claimed its code (empty for devices enrolled
+    /// before the server stored it): the administrator checks it before approving.
+    pub key_mac: String,
     pub created_at_ms: i64,
 }
 
@@ -269,14 +337,38 @@ pub struct Assignment {
     pub role: String,
 }
 
-/// `POST /v1/enrol` (JSON).
+/// `POST /v1/enrol` (JSON). Carries neither the code nor its secret (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrolRequest {
-    /// The code as printed ([`EnrolmentCode::parse`]); the signature covers its 15 bytes.
-    pub code: String,
+    /// Hex [`EnrolmentCode::id`].
+    pub code_id: String,
     pub signing_public: String,
     pub agreement_public: String,
+    /// Hex Ed25519 signature over [`enrol_message`].
     pub signature: String,
+    /// Hex [`key_mac`] under the code's [`EnrolmentCode::mac_key`].
+    pub key_mac: String,
+}
+
+impl EnrolRequest {
+    /// The request a device with these keys sends to claim `code`; `sign` signs with its
+    /// signing key.
+    pub fn new(
+        code: &EnrolmentCode,
+        signing_public: &[u8; 32],
+        agreement_public: &[u8],
+        sign: impl FnOnce(&[u8]) -> [u8; 64],
+    ) -> EnrolRequest {
+        let code_id = code.id();
+        let signature = sign(&enrol_message(&code_id, signing_public, agreement_public));
+        EnrolRequest {
+            code_id: hex(&code_id),
+            signing_public: hex(signing_public),
+            agreement_public: hex(agreement_public),
+            signature: hex(&signature),
+            key_mac: hex(&key_mac(&code.mac_key(), signing_public, agreement_public)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -354,6 +446,94 @@ mod tests {
         assert!(!code.matches_root(&[8u8; 32]));
         assert_eq!(EnrolmentCode::parse("not a code!"), None);
         assert_eq!(EnrolmentCode::parse("ABCD"), None);
+    }
+
+    #[test]
+    fn the_root_tag_is_keyed_by_the_codes_secret() {
+        let root = [7u8; 32];
+        let code = EnrolmentCode::generate(&root).unwrap();
+        assert!(code.matches_root(&root));
+        // A different root fails, and so does the same tag with another secret.
+        for other in [[8u8; 32], [0u8; 32], {
+            let mut r = root;
+            r[31] ^= 1;
+            r
+        }] {
+            assert!(!code.matches_root(&other));
+        }
+        let mut bytes = *code.as_bytes();
+        bytes[0] ^= 1;
+        assert!(!EnrolmentCode::from_bytes(&bytes).unwrap().matches_root(&root));
+        // The tag is HMAC(r, label || root), not a hash of the root alone.
+        assert_ne!(code.as_bytes()[10..], Sha256::digest(root)[..5]);
+        let expected = hmac_bytes(&code.as_bytes()[..10], &[b"eenplan/enrol-root/v1", &root]);
+        assert_eq!(code.as_bytes()[10..], expected[..5]);
+    }
+
+    #[test]
+    fn code_id_mac_key_and_key_mac_are_deterministic_and_distinct() {
+        let code = EnrolmentCode::from_bytes(&[3u8; 15]).unwrap();
+        let again = EnrolmentCode::parse(&code.to_string()).unwrap();
+        assert_eq!(code.id(), again.id());
+        assert_eq!(code.mac_key(), again.mac_key());
+        assert_ne!(code.id(), code.mac_key());
+        assert_eq!(code.id(), hmac_bytes(&[3u8; 10], &[b"eenplan/enrol-id/v1"]));
+        assert_eq!(code.mac_key(), hmac_bytes(&[3u8; 10], &[b"eenplan/enrol-mac/v1"]));
+        // Only the ten secret bytes matter, not the tag.
+        let mut retagged = [3u8; 15];
+        retagged[14] = 9;
+        assert_eq!(EnrolmentCode::from_bytes(&retagged).unwrap().id(), code.id());
+        let other = EnrolmentCode::from_bytes(&[4u8; 15]).unwrap();
+        assert_ne!(other.id(), code.id());
+        assert_ne!(other.mac_key(), code.mac_key());
+
+        let mac = key_mac(&code.mac_key(), &[1; 32], &[2; 32]);
+        assert_eq!(mac, key_mac(&again.mac_key(), &[1; 32], &[2; 32]));
+        assert!(verify_key_mac(&code.mac_key(), &[1; 32], &[2; 32], &mac));
+        assert!(!verify_key_mac(&other.mac_key(), &[1; 32], &[2; 32], &mac));
+        assert!(!verify_key_mac(&code.mac_key(), &[9; 32], &[2; 32], &mac));
+        assert!(!verify_key_mac(&code.mac_key(), &[1; 32], &[9; 32], &mac));
+        assert!(!verify_key_mac(&code.mac_key(), &[1; 32], &[2; 32], &mac[..31]));
+        assert!(!verify_key_mac(&code.mac_key(), &[1; 32], &[2; 32], &[]));
+    }
+
+    #[test]
+    fn a_devices_enrol_request_carries_neither_the_secret_nor_the_printed_code() {
+        let root = [7u8; 32];
+        let code = EnrolmentCode::generate(&root).unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        let signing_public = key.verifying_key().to_bytes();
+        let agreement_public = [6u8; 32];
+        let request = EnrolRequest::new(&code, &signing_public, &agreement_public, |m| {
+            ed25519_dalek::Signer::sign(&key, m).to_bytes()
+        });
+        let json = serde_json::to_string(&request).unwrap();
+        let secret = &code.as_bytes()[..10];
+        let printed = code.to_string();
+        for needle in [
+            hex(secret),
+            hex(code.as_bytes()),
+            printed.clone(),
+            printed.replace('-', ""),
+            printed.to_lowercase(),
+            printed.replace('-', "").to_lowercase(),
+            printed[..9].to_string(),
+        ] {
+            assert!(!json.to_lowercase().contains(&needle.to_lowercase()), "{needle} in {json}");
+        }
+        assert!(!json.contains("\"code\""), "{json}");
+        // What it carries: the id, the keys, a signature over id and keys, the keys' MAC.
+        assert_eq!(request.code_id, hex(&code.id()));
+        assert_ne!(request.code_id, hex(&code.mac_key()));
+        let signature: [u8; 64] = unhex(&request.signature).unwrap().try_into().unwrap();
+        key.verifying_key()
+            .verify_strict(
+                &enrol_message(&code.id(), &signing_public, &agreement_public),
+                &ed25519_dalek::Signature::from_bytes(&signature),
+            )
+            .unwrap();
+        let mac = unhex(&request.key_mac).unwrap();
+        assert!(verify_key_mac(&code.mac_key(), &signing_public, &agreement_public, &mac));
     }
 
     #[test]

@@ -157,6 +157,9 @@ pub struct NewDevice {
     pub device_id: DeviceId,
     pub signing_public: [u8; 32],
     pub agreement_public: Vec<u8>,
+    /// The device's MAC over its keys under the code's MAC key (`eenplan_protocol::api::key_mac`).
+    /// Opaque to the server, which cannot check or forge it; the administrator checks it.
+    pub key_mac: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -193,6 +196,9 @@ pub struct DeviceRecord {
     pub user: UserId,
     pub signing_public: [u8; 32],
     pub agreement_public: Vec<u8>,
+    /// What the device sent as [`NewDevice::key_mac`]; empty for devices enrolled before
+    /// schema 3.
+    pub key_mac: Vec<u8>,
     /// The admin-signed device certificate, once activated.
     pub certificate: Option<Vec<u8>>,
     pub state: DeviceState,
@@ -357,14 +363,15 @@ pub trait Storage: Send + Sync {
 
     // Enrolment and devices.
 
-    /// Stores the hash of a one-time enrolment code for `user`. [`StorageError::NotFound`] for
-    /// an unknown user, [`StorageError::Conflict`] for a hash already stored.
-    fn create_enrolment(&self, code_hash: &[u8; 32], user: UserId, expires_at: i64) -> Result<()>;
+    /// Stores the id of a one-time enrolment code for `user` (derived from the code's secret,
+    /// which the server never learns). [`StorageError::NotFound`] for an unknown user,
+    /// [`StorageError::Conflict`] for an id already stored.
+    fn create_enrolment(&self, code_id: &[u8; 32], user: UserId, expires_at: i64) -> Result<()>;
     /// Uses the code once: creates the device as pending and marks the code used, together.
     /// [`StorageError::NotFound`] for an unknown or used code (indistinguishable on purpose),
     /// [`StorageError::Expired`] at or after its expiry, [`StorageError::Conflict`] for a
     /// device id that exists.
-    fn claim_enrolment(&self, code_hash: &[u8; 32], device: &NewDevice, now: i64) -> Result<UserId>;
+    fn claim_enrolment(&self, code_id: &[u8; 32], device: &NewDevice, now: i64) -> Result<UserId>;
     fn devices(&self) -> Result<Vec<DeviceRecord>>;
     fn device(&self, id: DeviceId) -> Result<Option<DeviceRecord>>;
     fn pending_devices(&self) -> Result<Vec<DeviceRecord>>;

@@ -336,11 +336,7 @@ impl Network {
         let reply = self.post(
             server,
             api::PATH_ADMIN_ENROLMENTS,
-            &NewEnrolment {
-                user_id: user.id,
-                code_hash: hex(&code.hash()),
-                expires_at_ms: now_ms() + 3_600_000,
-            },
+            &NewEnrolment { user_id: user.id, code_id: hex(&code.id()), expires_at_ms: now_ms() + 3_600_000 },
         );
         assert_eq!(reply.status, 204, "{}", reply.text());
         code
@@ -419,18 +415,12 @@ impl Device {
     }
 
     fn enrol(&self, server: &Server, code: &EnrolmentCode) -> Reply {
+        server.post_json(api::PATH_ENROL, &self.enrol_request(code))
+    }
+
+    fn enrol_request(&self, code: &EnrolmentCode) -> EnrolRequest {
         let signing_public = self.key.verifying_key().to_bytes();
-        let signature =
-            self.key.sign(&api::enrol_message(code.as_bytes(), &signing_public, &self.agreement_public));
-        server.post_json(
-            api::PATH_ENROL,
-            &EnrolRequest {
-                code: code.to_string(),
-                signing_public: hex(&signing_public),
-                agreement_public: hex(&self.agreement_public),
-                signature: hex(&signature.to_bytes()),
-            },
-        )
+        EnrolRequest::new(code, &signing_public, &self.agreement_public, |m| self.key.sign(m).to_bytes())
     }
 
     fn session(&self, server: &Server) -> Reply {
@@ -614,6 +604,13 @@ fn a_device_enrols_with_a_code_is_approved_and_reads_its_certificate_chain() {
         (hex(&device.id).as_str(), "pending")
     );
     assert_eq!(pending[0].user_name, "Ann");
+    // The device's MAC over its keys, for the administrator to check with the code's MAC key.
+    assert!(api::verify_key_mac(
+        &code.mac_key(),
+        &device.key.verifying_key().to_bytes(),
+        &device.agreement_public,
+        &unhex(&pending[0].key_mac).unwrap()
+    ));
 
     // A certificate for other keys, another user, or signed by a stranger is refused.
     let mut wrong_user = ann.clone();
@@ -674,7 +671,7 @@ fn an_expired_or_unknown_code_is_refused() {
     // Straight into the server's database: the admin API refuses to create an expired code.
     SqliteStorage::open(server.database())
         .unwrap()
-        .create_enrolment(&expired.hash(), UserId(ann.id), 1)
+        .create_enrolment(&expired.id(), UserId(ann.id), 1)
         .unwrap();
     assert_eq!(Device::new().enrol(&server, &expired).error(410), "expired_code");
     let unknown = EnrolmentCode::generate(&network.root_public()).unwrap();
@@ -683,17 +680,20 @@ fn an_expired_or_unknown_code_is_refused() {
     // A signature that does not prove the key.
     let code = network.code_for(&server, &ann);
     let device = Device::new();
-    let signing_public = device.key.verifying_key().to_bytes();
-    let reply = server.post_json(
-        api::PATH_ENROL,
-        &EnrolRequest {
-            code: code.to_string(),
-            signing_public: hex(&signing_public),
-            agreement_public: hex(&device.agreement_public),
-            signature: hex(&key().sign(b"something else").to_bytes()),
-        },
-    );
+    let request = EnrolRequest {
+        signature: hex(&key().sign(b"something else").to_bytes()),
+        ..device.enrol_request(&code)
+    };
+    let reply = server.post_json(api::PATH_ENROL, &request);
     assert_eq!(reply.error(401), "bad_signature");
+    // A missing or malformed key MAC, or a code id that is not one.
+    for request in [
+        EnrolRequest { key_mac: String::new(), ..device.enrol_request(&code) },
+        EnrolRequest { key_mac: "00".repeat(31), ..device.enrol_request(&code) },
+        EnrolRequest { code_id: code.to_string(), ..device.enrol_request(&code) },
+    ] {
+        assert_eq!(server.post_json(api::PATH_ENROL, &request).error(400), "malformed", "{request:?}");
+    }
     assert_eq!(device.enrol(&server, &code).status, 200, "the code was not used up by the failed try");
 }
 

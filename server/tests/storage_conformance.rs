@@ -53,6 +53,7 @@ mod fixtures {
             device_id: DeviceId([tag; 16]),
             signing_public: [tag; 32],
             agreement_public: vec![tag; 32],
+            key_mac: vec![tag ^ 0x5A; 32],
         }
     }
 
@@ -236,6 +237,8 @@ pub mod suite {
         assert_eq!(pending.state, DeviceState::Pending);
         assert_eq!((pending.user, pending.created_at, pending.certificate.as_ref()), (sanne, 2_000, None));
         assert_eq!((pending.signing_public, pending.agreement_public.as_slice()), ([1; 32], &[1u8; 32][..]));
+        // The device's key MAC is kept as sent, for the administrator to check.
+        assert_eq!(pending.key_mac, new_device(1).key_mac);
         assert_eq!(s.pending_devices().unwrap(), [pending]);
         assert!(s.active_devices_of_user(sanne).unwrap().is_empty());
 

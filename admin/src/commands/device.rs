@@ -1,5 +1,7 @@
 //! `device enrol`, `device list`, `device approve`.
 
+use std::collections::HashMap;
+
 use eenplan_protocol::api::{self, CertificateUpload, DeviceInfo};
 use serde::Serialize;
 use serde_json::json;
@@ -9,6 +11,7 @@ use crate::args::{ApproveArgs, DeviceCommand, DeviceListArgs, EnrolArgs};
 use crate::client::now_ms;
 use crate::enrolment::{self, PENDING};
 use crate::error::AdminError;
+use crate::keyring::IssuedCode;
 use crate::output::{self, Output, table};
 
 pub fn run(session: &mut Session, command: DeviceCommand, json: bool) -> Result<Output, AdminError> {
@@ -30,8 +33,8 @@ fn enrol(session: &mut Session, args: EnrolArgs, json: bool) -> Result<Output, A
     if let Err(e) = session.client().post(api::PATH_ADMIN_ENROLMENTS, &request) {
         // The code never became claimable. Forgetting it is tidiness only: a stale entry
         // matches no device, so a failure to save here is not worth reporting over `e`.
-        let hash = code.hash();
-        session.keyring.issued_codes.retain(|c| c.code_hash != hash);
+        let id = code.id();
+        session.keyring.issued_codes.retain(|c| c.code_id != id);
         let _ = session.save();
         return Err(e);
     }
@@ -105,29 +108,80 @@ fn approve(session: &mut Session, args: ApproveArgs, json: bool) -> Result<Outpu
     // The code is checked before the server is asked anything: a typo costs no request.
     let code = args.code.as_deref().map(|text| enrolment::find_code(&session.keyring, text)).transpose()?;
     let pending: Vec<DeviceInfo> = session.client().get(&devices_path(true))?;
-    let (chosen, code_hash) = match code {
+    let pending: Vec<DeviceInfo> = pending.into_iter().filter(|d| d.state == PENDING).collect();
+    // Each device goes with the issued code its key MAC proves; the server's word that a
+    // device is pending for some user proves nothing (it could have made the device up).
+    let mut refused = 0;
+    let chosen: Vec<(DeviceInfo, IssuedCode)> = match code {
         Some(index) => {
             let issued = session.keyring.issued_codes.get(index).ok_or(AdminError::UnknownCode)?;
-            let claimed: Vec<DeviceInfo> =
-                enrolment::claimants(issued, &pending).into_iter().cloned().collect();
-            if claimed.is_empty() {
-                return Err(AdminError::CodeNotClaimed { user: issued.user_name.clone() });
+            match enrolment::claimant(issued, &pending)? {
+                Some(claimed) => vec![(claimed.clone(), issued.clone())],
+                None => return Err(AdminError::CodeNotClaimed { user: issued.user_name.clone() }),
             }
-            (claimed, Some(issued.code_hash))
         }
-        None => (pending.into_iter().filter(|d| d.state == PENDING).collect(), None),
+        None => {
+            let matched: Vec<(DeviceInfo, Option<usize>)> = pending
+                .into_iter()
+                .map(|d| {
+                    let index = enrolment::code_of(&session.keyring, &d);
+                    (d, index)
+                })
+                .collect();
+            let mut claims: HashMap<usize, Vec<&str>> = HashMap::new();
+            for (d, index) in &matched {
+                if let Some(index) = index {
+                    let ids = claims.entry(*index).or_default();
+                    if !ids.contains(&d.device_id.as_str()) {
+                        ids.push(&d.device_id);
+                    }
+                }
+            }
+            let mut chosen = Vec::new();
+            let mut seen = Vec::new();
+            for (d, index) in &matched {
+                match index.and_then(|i| session.keyring.issued_codes.get(i).map(|c| (i, c))) {
+                    None => {
+                        eprintln!(
+                            "warning: device {}: its key MAC proves no enrolment code this keyring issued; \
+                             not approved",
+                            d.device_id
+                        );
+                        refused += 1;
+                    }
+                    Some((i, issued)) if claims.get(&i).is_some_and(|ids| ids.len() > 1) => {
+                        eprintln!(
+                            "warning: device {}: {}; not approved",
+                            d.device_id,
+                            AdminError::AmbiguousClaim { user: issued.user_name.clone() }
+                        );
+                        refused += 1;
+                    }
+                    // The same device listed twice is approved once.
+                    Some((i, _)) if seen.contains(&i) => {}
+                    Some((i, issued)) => {
+                        seen.push(i);
+                        chosen.push((d.clone(), issued.clone()));
+                    }
+                }
+            }
+            chosen
+        }
     };
-    if chosen.is_empty() && !json {
+    if chosen.is_empty() && refused == 0 && !json {
         eprintln!("no device is waiting for approval");
     }
 
     let now = now_ms()?;
     let mut approved = Vec::new();
-    let mut refused = 0;
+    let mut used_codes = Vec::new();
     let mut stopped = None;
-    for info in &chosen {
-        match approve_one(session, info, now) {
-            Ok(done) => approved.push(done),
+    for (info, issued) in &chosen {
+        match approve_one(session, info, issued, now) {
+            Ok(done) => {
+                approved.push(done);
+                used_codes.push(issued.code_id);
+            }
             // One device the server describes badly must not hold up the others.
             Err(e @ AdminError::BadDevice { .. }) => {
                 eprintln!("warning: {e}; not approved");
@@ -140,14 +194,13 @@ fn approve(session: &mut Session, args: ApproveArgs, json: bool) -> Result<Outpu
             }
         }
     }
-    if let Some(hash) = code_hash
-        && !approved.is_empty()
-        && stopped.is_none()
-    {
+    if !used_codes.is_empty() {
         // A code approves once: a device that claims it later (the server should refuse
         // that anyway) needs a new code.
-        session.keyring.issued_codes.retain(|c| c.code_hash != hash);
-        if let Err(e) = session.save() {
+        session.keyring.issued_codes.retain(|c| !used_codes.contains(&c.code_id));
+        if let Err(e) = session.save()
+            && stopped.is_none()
+        {
             stopped = Some(e);
         }
     }
@@ -180,9 +233,14 @@ fn approve(session: &mut Session, args: ApproveArgs, json: bool) -> Result<Outpu
     }
 }
 
-fn approve_one(session: &Session, info: &DeviceInfo, now: i64) -> Result<Approved, AdminError> {
+fn approve_one(
+    session: &Session,
+    info: &DeviceInfo,
+    issued: &IssuedCode,
+    now: i64,
+) -> Result<Approved, AdminError> {
     let keyring = &session.keyring;
-    let (body, certificate) = enrolment::certify(info, &keyring.admin, now)?;
+    let (body, certificate) = enrolment::certify(info, issued, &keyring.admin, now)?;
     // Exactly the check every device will make; failing it here means the keyring itself is
     // inconsistent, and the certificate would be useless.
     certificate.verify_device(&keyring.admin_certificate, &keyring.root_public(), now).map_err(|_| {

@@ -256,6 +256,10 @@ impl Plan {
     }
 }
 
+/// The plan layout nests four levels at most; anything deeper came from a faulty or hostile
+/// writer and is not walked (a deep enough nesting would otherwise exhaust the stack).
+const MAX_DEPTH: usize = 8;
+
 fn walk(
     doc: &Automerge,
     compartment: Compartment,
@@ -264,6 +268,9 @@ fn walk(
     path: &mut Vec<String>,
     out: &mut Vec<Conflict>,
 ) -> Result<(), PlanError> {
+    if path.len() > MAX_DEPTH {
+        return Ok(());
+    }
     let mut visit = |key: String,
                      prop: automerge::Prop,
                      conflict: bool,

@@ -5,15 +5,17 @@
 //! A new device goes through three calls:
 //!
 //! ```text
-//! admin:  POST /v1/admin/enrolments {user_id, code_hash, expires_at_ms}   → 204
-//! device: POST /v1/enrol {code, keys, signature}                          → pending device
+//! admin:  POST /v1/admin/enrolments {user_id, code_id, expires_at_ms}     → 204
+//! device: POST /v1/enrol {code_id, keys, signature, key_mac}              → pending device
 //! admin:  GET  /v1/admin/devices?state=pending                            → [DeviceInfo]
 //! admin:  POST /v1/admin/devices/{id}/certificate {certificate}           → active device
 //! ```
 //!
 //! The server cannot mint a certificate: it checks the one an administrator signed (through
 //! that administrator's root-signed certificate to the pinned root) and that it names exactly
-//! the keys and the user of the pending device, then stores it.
+//! the keys and the user of the pending device, then stores it. Nor can it register keys of
+//! its own under an enrolment code: the administrator approves only a device whose `key_mac`
+//! (which takes the code's secret to compute) verifies; see `eenplan_protocol::api`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -246,11 +248,11 @@ pub async fn add_enrolment(
     request
         .run(&state, |state, _, body| {
             let new: NewEnrolment = parse_json(body)?;
-            let code_hash: [u8; 32] = parse_hex(&new.code_hash, "code_hash")?;
+            let code_id: [u8; 32] = parse_hex(&new.code_id, "code_id")?;
             if new.expires_at_ms <= now_ms() {
                 return Err(ApiError::malformed("expires_at_ms is in the past"));
             }
-            state.storage.create_enrolment(&code_hash, UserId(new.user_id), new.expires_at_ms).map_err(
+            state.storage.create_enrolment(&code_id, UserId(new.user_id), new.expires_at_ms).map_err(
                 |e| match e {
                     StorageError::NotFound => ApiError::not_found("unknown_user", "no user has that id"),
                     StorageError::Conflict(_) => {
@@ -313,6 +315,7 @@ fn device_info(
         state: device.state.as_str().to_string(),
         signing_public: hex(&device.signing_public),
         agreement_public: hex(&device.agreement_public),
+        key_mac: hex(&device.key_mac),
         created_at_ms: device.created_at,
     }
 }

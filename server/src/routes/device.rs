@@ -4,7 +4,7 @@
 //! A device's life, from the device's side:
 //!
 //! ```text
-//! POST /v1/enrol {code, signing_public, agreement_public, signature}
+//! POST /v1/enrol {code_id, signing_public, agreement_public, signature, key_mac}
 //!   ← {device_id, root_public, escrow_public, escrow_signature}   (device checks root vs code)
 //! … an administrator approves it …
 //! POST /v1/auth/challenge {device_id}                    ← {challenge}
@@ -23,7 +23,7 @@ use axum::http::request::Parts;
 use ed25519_dalek::{Signature, VerifyingKey};
 use eenplan_protocol::api::{
     Assignment, CertificateInfo, ChallengeRequest, ChallengeResponse, EnrolRequest, EnrolResponse,
-    EnrolmentCode, MeResponse, SessionRequest, SessionResponse, UserInfo, enrol_message, hex, unhex,
+    MeResponse, SessionRequest, SessionResponse, UserInfo, enrol_message, hex, unhex,
 };
 use eenplan_protocol::certificate::{Certificate, device_id_of};
 use eenplan_protocol::envelope::MAX_ENVELOPE_LEN;
@@ -63,15 +63,16 @@ pub async fn session_for_token(state: &Arc<AppState>, token: String) -> Result<D
     .await
 }
 
-/// `POST /v1/enrol`: claims an enrolment code for a new key pair; the device is pending until
-/// an administrator signs its certificate.
+/// `POST /v1/enrol`: claims an enrolment code (by its id) for a new key pair; the device is
+/// pending until an administrator signs its certificate. The server keeps the device's
+/// `key_mac` for the administrator to check; it can neither verify nor forge it.
 pub async fn enrol(
     State(state): State<Arc<AppState>>,
     body: JsonBody,
 ) -> Result<Json<EnrolResponse>, ApiError> {
     let request: EnrolRequest = parse_json(&body.0)?;
-    let code = EnrolmentCode::parse(&request.code)
-        .ok_or_else(|| ApiError::malformed("code is not an enrolment code"))?;
+    let code_id: [u8; 32] = parse_hex(&request.code_id, "code_id")?;
+    let key_mac: [u8; 32] = parse_hex(&request.key_mac, "key_mac")?;
     let signing_public: [u8; 32] = parse_hex(&request.signing_public, "signing_public")?;
     let agreement_public = unhex(&request.agreement_public)
         .filter(|k| !k.is_empty() && k.len() <= MAX_ENVELOPE_LEN)
@@ -80,7 +81,7 @@ pub async fn enrol(
     let key = VerifyingKey::from_bytes(&signing_public)
         .map_err(|_| ApiError::malformed("signing_public is not an Ed25519 key"))?;
     key.verify_strict(
-        &enrol_message(code.as_bytes(), &signing_public, &agreement_public),
+        &enrol_message(&code_id, &signing_public, &agreement_public),
         &Signature::from_bytes(&signature),
     )
     .map_err(|_| {
@@ -93,8 +94,8 @@ pub async fn enrol(
             .network()?
             .ok_or_else(|| ApiError::conflict("not_initialised", "the network is not initialised"))?;
         let device_id = DeviceId(device_id_of(&signing_public));
-        let device = NewDevice { device_id, signing_public, agreement_public };
-        state.storage.claim_enrolment(&code.hash(), &device, now_ms()).map_err(|e| match e {
+        let device = NewDevice { device_id, signing_public, agreement_public, key_mac: key_mac.to_vec() };
+        state.storage.claim_enrolment(&code_id, &device, now_ms()).map_err(|e| match e {
             StorageError::NotFound => ApiError::not_found("unknown_code", "the code is unknown or used"),
             StorageError::Expired => {
                 ApiError::Gone { code: "expired_code", message: "the code has expired".into() }

@@ -236,6 +236,14 @@ fn store_envelopes(
         }
     }
     let stored = put(state, &keep) + put(state, &escrow);
+    // A recipient that is watching learns at once that a key arrived for it (the key may be
+    // what its parked bundles wait for).
+    let mut hinted = HashSet::new();
+    for envelope in &keep {
+        if hinted.insert(envelope.document) {
+            state.commits.hint(envelope.document);
+        }
+    }
     dropped += keep.len() + escrow.len() - stored;
     Metrics::add(&state.metrics.envelopes_stored, stored);
     Metrics::add(&state.metrics.envelopes_dropped, dropped);

@@ -243,28 +243,28 @@ impl Storage for SqliteStorage {
         self.read(|conn| rows::users_by_name(conn, name))
     }
 
-    fn create_enrolment(&self, code_hash: &[u8; 32], user: UserId, expires_at: i64) -> Result<()> {
+    fn create_enrolment(&self, code_id: &[u8; 32], user: UserId, expires_at: i64) -> Result<()> {
         self.write(|tx| {
             if !rows::user_exists(tx, user)? {
                 return Err(StorageError::NotFound);
             }
-            if !rows::insert_enrolment(tx, code_hash, user, expires_at)? {
+            if !rows::insert_enrolment(tx, code_id, user, expires_at)? {
                 return Err(StorageError::Conflict("that enrolment code exists".into()));
             }
             Ok(())
         })
     }
 
-    fn claim_enrolment(&self, code_hash: &[u8; 32], device: &NewDevice, now: i64) -> Result<UserId> {
+    fn claim_enrolment(&self, code_id: &[u8; 32], device: &NewDevice, now: i64) -> Result<UserId> {
         self.write(|tx| {
-            let (user, expires_at) = rows::unused_enrolment(tx, code_hash)?.ok_or(StorageError::NotFound)?;
+            let (user, expires_at) = rows::unused_enrolment(tx, code_id)?.ok_or(StorageError::NotFound)?;
             if now >= expires_at {
                 return Err(StorageError::Expired);
             }
             if !rows::insert_device(tx, device, user, now)? {
                 return Err(StorageError::Conflict("that device is enrolled already".into()));
             }
-            rows::mark_enrolment_used(tx, code_hash, device.device_id, now)?;
+            rows::mark_enrolment_used(tx, code_id, device.device_id, now)?;
             Ok(user)
         })
     }

@@ -113,6 +113,11 @@ const MIGRATIONS: &[&str] = &[
          bytes       BLOB NOT NULL,
          PRIMARY KEY (plan_id, compartment, epoch)
      ) WITHOUT ROWID;",
+    // 3: enrolment codes are stored by their HMAC-derived id, not a hash of the code (see
+    //    `eenplan_protocol::api`; codes issued before can no longer be claimed), and a device
+    //    keeps the MAC over its keys that the administrator checks before approving it.
+    "ALTER TABLE enrolments RENAME COLUMN code_hash TO code_id;
+     ALTER TABLE devices ADD COLUMN key_mac BLOB NOT NULL DEFAULT X'';",
 ];
 
 /// The schema version this build writes.
@@ -144,5 +149,30 @@ mod tests {
         migrate(&tx).unwrap();
         tx.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
         assert!(matches!(migrate(&tx), Err(StorageError::Backend(_))));
+    }
+
+    #[test]
+    fn schema_3_keeps_devices_and_codes_of_schema_2() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        let tx = conn.transaction().unwrap();
+        for sql in &MIGRATIONS[..2] {
+            tx.execute_batch(sql).unwrap();
+        }
+        tx.pragma_update(None, "user_version", 2).unwrap();
+        tx.execute_batch(
+            "INSERT INTO orgs (org_id, name, lease_hours) VALUES (1, 'o', 1);
+             INSERT INTO users (user_id, org_id, name, role) VALUES (1, 1, 'u', 'r');
+             INSERT INTO enrolments (code_hash, user_id, expires_at) VALUES (X'01', 1, 5);
+             INSERT INTO devices (device_id, user_id, signing_public, agreement_public, state, created_at)
+                 VALUES (X'02', 1, X'03', X'04', 'pending', 6);",
+        )
+        .unwrap();
+        migrate(&tx).unwrap();
+        let (code_id, key_mac): (Vec<u8>, Vec<u8>) = tx
+            .query_row("SELECT e.code_id, d.key_mac FROM enrolments e, devices d", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((code_id, key_mac), (vec![1], vec![]));
     }
 }

@@ -214,27 +214,27 @@ pub(super) fn users_by_name(conn: &Connection, name: &str) -> Result<Vec<User>> 
 
 // Enrolment and devices.
 
-/// False if the hash is stored already.
+/// False if the code id is stored already.
 pub(super) fn insert_enrolment(
     tx: &Transaction<'_>,
-    code_hash: &[u8; 32],
+    code_id: &[u8; 32],
     user: UserId,
     expires_at: i64,
 ) -> Result<bool> {
     let inserted = tx.execute(
-        "INSERT INTO enrolments (code_hash, user_id, expires_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT (code_hash) DO NOTHING",
-        params![code_hash, user.0, expires_at],
+        "INSERT INTO enrolments (code_id, user_id, expires_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (code_id) DO NOTHING",
+        params![code_id, user.0, expires_at],
     )?;
     Ok(inserted == 1)
 }
 
 /// An unused code's user and expiry.
-pub(super) fn unused_enrolment(conn: &Connection, code_hash: &[u8; 32]) -> Result<Option<(UserId, i64)>> {
+pub(super) fn unused_enrolment(conn: &Connection, code_id: &[u8; 32]) -> Result<Option<(UserId, i64)>> {
     Ok(conn
         .query_row(
-            "SELECT user_id, expires_at FROM enrolments WHERE code_hash = ?1 AND used_at IS NULL",
-            [code_hash],
+            "SELECT user_id, expires_at FROM enrolments WHERE code_id = ?1 AND used_at IS NULL",
+            [code_id],
             |row| Ok((UserId(row.get(0)?), row.get(1)?)),
         )
         .optional()?)
@@ -242,13 +242,13 @@ pub(super) fn unused_enrolment(conn: &Connection, code_hash: &[u8; 32]) -> Resul
 
 pub(super) fn mark_enrolment_used(
     tx: &Transaction<'_>,
-    code_hash: &[u8; 32],
+    code_id: &[u8; 32],
     device: DeviceId,
     now: i64,
 ) -> Result<()> {
     tx.execute(
-        "UPDATE enrolments SET used_at = ?2, used_by = ?3 WHERE code_hash = ?1",
-        params![code_hash, now, device.0],
+        "UPDATE enrolments SET used_at = ?2, used_by = ?3 WHERE code_id = ?1",
+        params![code_id, now, device.0],
     )?;
     Ok(())
 }
@@ -261,16 +261,23 @@ pub(super) fn insert_device(
     now: i64,
 ) -> Result<bool> {
     let inserted = tx.execute(
-        "INSERT INTO devices (device_id, user_id, signing_public, agreement_public, state, created_at)
-         VALUES (?1, ?2, ?3, ?4, 'pending', ?5)
+        "INSERT INTO devices (device_id, user_id, signing_public, agreement_public, key_mac, state, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)
          ON CONFLICT (device_id) DO NOTHING",
-        params![device.device_id.0, user.0, device.signing_public, device.agreement_public, now],
+        params![
+            device.device_id.0,
+            user.0,
+            device.signing_public,
+            device.agreement_public,
+            device.key_mac,
+            now
+        ],
     )?;
     Ok(inserted == 1)
 }
 
 const DEVICE_COLUMNS: &str = "SELECT device_id, user_id, signing_public, agreement_public, certificate, \
-                              state, created_at, revoked_at FROM devices";
+                              state, created_at, revoked_at, key_mac FROM devices";
 
 fn device_from(row: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
     Ok(DeviceRecord {
@@ -282,6 +289,7 @@ fn device_from(row: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
         state: state_at(row, 5)?,
         created_at: row.get(6)?,
         revoked_at: row.get(7)?,
+        key_mac: row.get(8)?,
     })
 }
 
