@@ -1,0 +1,1320 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! `sync_bench`: what sync costs, end to end, against a real `eenplan-server` process, with
+//! the real `eenplan-admin` CLI and devices with real stores.
+//!
+//! ```text
+//! cargo build --workspace --release
+//! target/release/sync_bench            # full: P=40, E=10,000, 50 devices; ~12 min on 2 cores
+//! target/release/sync_bench --quick    # small: P=4, E=500, 10 devices; ~10 s
+//! ```
+//!
+//! Options: `--only a,b,c` runs some measures; `--plans N`, `--edits N`, `--devices N`,
+//! `--pushes N`, `--runs N` override the sizes. Progress goes to stderr, the table to stdout.
+//!
+//! a. **Bytes on the wire for one small edit.** Device A sets one action's status, pushes;
+//!    device B pulls. Both were in steady state before (certificates cached, keys held).
+//!    Counted: the request and response bodies of every HTTP call of both syncs
+//!    (`SyncReport::bytes_up/bytes_down`, the session handshake included) and, from the
+//!    server's `/metrics`, the `/v1/sync` bodies alone. Baseline: automerge's own sync
+//!    protocol (`automerge::sync`) on the very same document (the basis compartment, exported
+//!    from device A), in memory, in three situations: (i) one session whose sync state is kept,
+//!    (ii) a reconnect with the state persisted (`State::encode`/`decode`), (iii) a reconnect
+//!    with fresh state.
+//! b. **Cold start.** A newly enrolled device whose user takes part in P plans of E automerge
+//!    changes of history each (spread over the plan's four compartments; one creator device
+//!    typed them and synced every 1,000): time from its first `sync()` until every plan has
+//!    been `read`. The device is approved and the creator's device has sealed the keys for it
+//!    before the clock starts. Baselines: `Automerge::load` of the same documents, and
+//!    automerge's sync protocol from an empty document, both in memory.
+//! c. **Server throughput.** N devices (threads, each its own store) that all take part in a
+//!    few plans push small edits as fast as they can; pushes accepted per second (from the
+//!    server's `/metrics`), the server's CPU time per push and its peak RSS (`VmHWM`).
+//!
+//! Every figure is a median over repeated runs unless the table says otherwise.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use automerge::Automerge;
+use automerge::sync::{Message, State, SyncDoc};
+use eenplan_core::clock::SystemClock;
+use eenplan_core::keystore::{KdfParams, PassphraseKeyStore};
+use eenplan_core::plan::{
+    ActionStatus, ActionUpdate, Compartment, GoalStatus, NewAction, NewGoal, NewMember, NoteKind, Plan,
+    PlanError, PlanView,
+};
+use eenplan_core::sync::{SyncError, SyncReport};
+use eenplan_core::{CoreError, Device, DeviceId, EntityId, PlanId};
+
+const DEVICE_PASSPHRASE: &str = "sync-bench";
+const TRANSFER_PASSPHRASE: &str = "sync-bench transfer";
+const ORG: &str = "Wijkteam Noord";
+const ROLE: &str = "wijkteam";
+
+// --- configuration -----------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct Config {
+    quick: bool,
+    only: Vec<char>,
+    /// (a) repetitions of the one-edit syncs and of each automerge baseline.
+    a_runs: usize,
+    /// (a) edits of history in the plan A and B share.
+    a_history: usize,
+    /// (b) plans the new device is assigned, and edits of history in each.
+    b_plans: usize,
+    b_edits: usize,
+    /// (b) new devices timed, one after the other.
+    b_runs: usize,
+    /// (c) concurrent devices, pushes each, plans they all share.
+    c_devices: usize,
+    c_pushes: usize,
+    c_plans: usize,
+}
+
+impl Config {
+    fn from_args() -> Config {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let has = |flag: &str| args.iter().any(|a| a == flag);
+        let value = |flag: &str| -> Option<String> {
+            args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned()
+        };
+        let number = |flag: &str, default: usize| -> usize {
+            value(flag).map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("{flag} takes a number")))
+        };
+        if has("--help") || has("-h") {
+            println!(
+                "usage: sync_bench [--quick] [--only a,b,c] [--plans N] [--edits N] [--devices N] \
+                 [--pushes N] [--runs N]"
+            );
+            std::process::exit(0);
+        }
+        let quick = has("--quick");
+        let only = value("--only")
+            .map_or_else(|| vec!['a', 'b', 'c'], |v| v.chars().filter(char::is_ascii_alphabetic).collect());
+        let edits = number("--edits", if quick { 500 } else { 10_000 });
+        Config {
+            quick,
+            only,
+            a_runs: number("--runs", if quick { 5 } else { 15 }),
+            a_history: edits,
+            b_plans: number("--plans", if quick { 4 } else { 40 }),
+            b_edits: edits,
+            b_runs: 3,
+            c_devices: number("--devices", if quick { 10 } else { 50 }),
+            c_pushes: number("--pushes", if quick { 5 } else { 40 }),
+            c_plans: if quick { 2 } else { 4 },
+        }
+    }
+
+    fn runs(&self, measure: char) -> bool {
+        self.only.contains(&measure)
+    }
+}
+
+// --- the network: a server process, the admin CLI, devices ------------------------------
+
+/// A workspace binary. In `target/release` (this program) they sit next to the executable;
+/// from a test in `target/*/deps` they are one directory up.
+fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the path of this program");
+    let dir = exe.parent().expect("the directory of this program");
+    let candidates = [Some(dir.join(name)), dir.parent().map(|p| p.join(name))];
+    for candidate in candidates.into_iter().flatten() {
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!("{name} is not next to {}; build with `cargo build --workspace --release`", exe.display())
+}
+
+/// Where the benchmark's files go: `target/tmp` when it exists (a real disk, where fsync
+/// costs what it costs on a device), else the system's temporary directory.
+fn scratch(label: &str) -> tempfile::TempDir {
+    let exe = std::env::current_exe().expect("the path of this program");
+    let base = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|target| target.join("tmp"))
+        .filter(|p| p.is_dir())
+        .unwrap_or_else(std::env::temp_dir);
+    tempfile::Builder::new().prefix(&format!("sync-bench-{label}-")).tempdir_in(base).expect("a scratch dir")
+}
+
+/// A server process on a free loopback port; killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+    address: String,
+}
+
+impl Server {
+    fn start(data: &Path) -> Server {
+        let mut child = Command::new(binary("eenplan-server"))
+            .args(["serve", "--data"])
+            .arg(data)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the server: {e}"));
+        let stdout = child.stdout.take().expect("the server's stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let address = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(addr) = line.strip_prefix("listening on ") {
+                        break addr.trim().to_owned();
+                    }
+                }
+                other => panic!("the server stopped before listening: {other:?}"),
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, url: format!("http://{address}"), address }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server's `/metrics`, by sample name (labels included).
+    fn metrics(&self) -> Metrics {
+        let mut stream = TcpStream::connect(&self.address).expect("connect for /metrics");
+        write!(stream, "GET /metrics HTTP/1.0\r\nHost: {}\r\n\r\n", self.address).expect("send");
+        let mut text = String::new();
+        stream.read_to_string(&mut text).expect("read /metrics");
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+        Metrics(
+            body.lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| l.rsplit_once(' '))
+                .filter_map(|(name, v)| v.parse().ok().map(|v| (name.to_owned(), v)))
+                .collect(),
+        )
+    }
+
+    /// Peak resident set size in KiB (`VmHWM`).
+    fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// User plus system CPU time so far.
+    fn cpu_time(&self) -> Option<Duration> {
+        cpu_time_of(&self.pid().to_string())
+    }
+}
+
+/// User plus system CPU time of a process (`self` for this one), all its threads.
+fn cpu_time_of(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at ")".
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64))
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+fn clock_ticks() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100)
+}
+
+#[derive(Debug, Clone, Default)]
+struct Metrics(HashMap<String, f64>);
+
+impl Metrics {
+    fn get(&self, name: &str) -> f64 {
+        self.0.get(name).copied().unwrap_or(0.0)
+    }
+
+    fn since(&self, before: &Metrics, name: &str) -> u64 {
+        (self.get(name) - before.get(name)).max(0.0) as u64
+    }
+
+    /// Requests a device makes in a sync: the handshake, `/v1/me`, certificates, the syncs.
+    fn device_requests_since(&self, before: &Metrics) -> u64 {
+        ["auth", "device", "sync"]
+            .iter()
+            .map(|class| self.since(before, &format!("eenplan_requests_total{{class=\"{class}\"}}")))
+            .sum()
+    }
+
+    fn sync_bodies_since(&self, before: &Metrics) -> u64 {
+        self.since(before, "eenplan_sync_bytes_in_total") + self.since(before, "eenplan_sync_bytes_out_total")
+    }
+}
+
+/// The administrator, through the real `eenplan-admin` binary.
+struct Admin {
+    data: PathBuf,
+    server: String,
+}
+
+impl Admin {
+    fn run(&self, args: &[&str]) -> String {
+        let output = Command::new(binary("eenplan-admin"))
+            .arg("--data")
+            .arg(&self.data)
+            .args(args)
+            .env("EENPLAN_ADMIN_PASSPHRASE", "sync-bench-admin")
+            .env("EENPLAN_INSECURE_FAST_KDF", "1")
+            .env("EENPLAN_SERVER", &self.server)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run eenplan-admin: {e}"));
+        assert!(
+            output.status.success(),
+            "eenplan-admin {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+}
+
+/// Cheap Argon2 for the device stores: this measures sync, not the passphrase KDF.
+fn keystore() -> PassphraseKeyStore {
+    PassphraseKeyStore::with_params(DEVICE_PASSPHRASE, KdfParams::INSECURE_FAST_FOR_TESTS)
+}
+
+struct Network {
+    dir: tempfile::TempDir,
+    // Dropped before `dir`: the server is killed before its files go.
+    server: Server,
+    admin: Admin,
+}
+
+impl Network {
+    fn start(label: &str, users: &[&str]) -> Network {
+        let dir = scratch(label);
+        let server = Server::start(&dir.path().join("server"));
+        let admin = Admin { data: dir.path().join("admin"), server: server.url.clone() };
+        admin.run(&["init", "--server", &server.url, "--name", "Beheer"]);
+        admin.run(&["org", "add", ORG]);
+        let network = Network { dir, server, admin };
+        for user in users {
+            network.add_user(user);
+        }
+        network
+    }
+
+    fn add_user(&self, name: &str) {
+        self.admin.run(&["user", "add", "--org", ORG, "--name", name, "--role", ROLE]);
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A device enrolled for `user` and approved; `first_sync` also runs its first sync
+    /// (which fetches its own certificate).
+    fn device(&self, name: &str, user: &str, first_sync: bool) -> Device {
+        let mut device = Device::init(&self.path(name), &keystore()).expect("device init");
+        let code = self.admin.run(&["device", "enrol", "--user", user]);
+        device.enrol(&self.server.url, &code).expect("enrol");
+        self.admin.run(&["device", "approve", "--code", &code]);
+        if first_sync {
+            device.sync().expect("first sync");
+        }
+        device
+    }
+
+    fn assign(&self, plan: &PlanId, user: &str) {
+        self.admin.run(&["plan", "assign", &plan.to_string(), "--user", user, "--role", ROLE]);
+    }
+}
+
+/// Syncs until the server has nothing more (a long pull may need more rounds than one
+/// `sync()` allows); the reports of all calls, summed.
+fn sync_fully(device: &mut Device) -> SyncReport {
+    let mut total = SyncReport::default();
+    for _ in 0..64 {
+        match device.sync() {
+            Ok(report) => {
+                add_report(&mut total, &report);
+                return total;
+            }
+            Err(CoreError::Sync(SyncError::TooManyRounds(rounds))) => total.rounds += rounds,
+            Err(e) => panic!("sync: {e}"),
+        }
+    }
+    panic!("the device never caught up")
+}
+
+fn add_report(total: &mut SyncReport, report: &SyncReport) {
+    total.rounds += report.rounds;
+    total.pushed_bundles += report.pushed_bundles;
+    total.received_bundles += report.received_bundles;
+    total.applied_changes += report.applied_changes;
+    total.envelopes_received += report.envelopes_received;
+    total.envelopes_sent += report.envelopes_sent;
+    total.refused.extend(report.refused.iter().cloned());
+    total.bytes_up += report.bytes_up;
+    total.bytes_down += report.bytes_down;
+}
+
+fn wire(report: &SyncReport) -> u64 {
+    report.bytes_up + report.bytes_down
+}
+
+// --- a plan's history: typed edits as workers make them ---------------------------------
+
+/// SplitMix64: the same history shape on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+const WORDS: &[&str] = &[
+    "moeder",
+    "vader",
+    "zoon",
+    "dochter",
+    "gesprek",
+    "gehad",
+    "over",
+    "de",
+    "het",
+    "een",
+    "school",
+    "afspraak",
+    "gemaakt",
+    "met",
+    "schuldhulp",
+    "budget",
+    "huur",
+    "achterstand",
+    "wijkteam",
+    "gezin",
+    "kinderen",
+    "thuis",
+    "rustig",
+    "gespannen",
+    "volgende",
+    "week",
+    "bellen",
+    "mail",
+    "gestuurd",
+    "zorgen",
+    "veiligheid",
+    "goed",
+    "niet",
+    "wel",
+    "nog",
+    "geen",
+    "reactie",
+    "intake",
+    "gepland",
+    "huisarts",
+    "overzicht",
+    "brieven",
+    "samen",
+    "doorgenomen",
+    "betalingsregeling",
+    "netwerk",
+    "oma",
+    "helpt",
+    "sportclub",
+    "evaluatie",
+];
+const DOMAINS: &[&str] =
+    &["financiën", "huisvesting", "huiselijke relaties", "werk & opleiding", "sociaal netwerk"];
+const ACTION_STATUSES: [ActionStatus; 4] =
+    [ActionStatus::InProgress, ActionStatus::Done, ActionStatus::Cancelled, ActionStatus::Todo];
+const GOAL_STATUSES: [GoalStatus; 3] = [GoalStatus::InProgress, GoalStatus::Achieved, GoalStatus::Open];
+/// A note is closed and a new one begun once it is this long (notes hold at most 20,000).
+const NOTE_CHARS: usize = 2_000;
+
+/// A status other than the action's current one: automerge makes no change for a put of the
+/// value a field already has.
+fn other_status(view: &PlanView, action: EntityId, k: usize) -> ActionStatus {
+    let current = view.actions.iter().find(|a| a.id == action).map_or("", |a| a.status.as_str());
+    (0..ACTION_STATUSES.len())
+        .map(|j| ACTION_STATUSES[(k + j) % ACTION_STATUSES.len()])
+        .find(|s| s.as_str() != current)
+        .expect("four statuses")
+}
+
+fn words(rng: &mut Rng, n: usize) -> String {
+    (0..n).map(|_| *rng.pick(WORDS)).collect::<Vec<_>>().join(" ")
+}
+
+fn date(rng: &mut Rng) -> String {
+    format!("2026-{:02}-{:02}", 1 + rng.below(12), 1 + rng.below(28))
+}
+
+/// The entities of a plan that later edits touch, and the notes being typed.
+#[derive(Debug, Clone)]
+struct Fixture {
+    members: Vec<EntityId>,
+    goals: Vec<EntityId>,
+    actions: Vec<EntityId>,
+    /// (compartment, note, length in characters), one open note per compartment.
+    notes: Vec<(Compartment, EntityId, usize)>,
+    /// Automerge changes in the plan's history (set by `build_plan`).
+    edits: usize,
+}
+
+impl Fixture {
+    /// The intake: members, goals, a few actions each, a note in every compartment.
+    fn intake(p: &mut Plan, actions_per_goal: usize) -> Result<Fixture, PlanError> {
+        let mut f = Fixture { members: vec![], goals: vec![], actions: vec![], notes: vec![], edits: 0 };
+        for (name, relation) in [("Sandra", "moeder"), ("Mark", "vader"), ("Daan", "zoon")] {
+            f.members.push(p.add_member(NewMember {
+                name: name.into(),
+                relation: relation.into(),
+                birth_date: None,
+                parental_authority: relation != "zoon",
+            })?);
+        }
+        for (k, domain) in DOMAINS.iter().take(4).enumerate() {
+            let goal =
+                p.add_goal(NewGoal { domain: (*domain).into(), title: format!("Doel {k}: {domain}") })?;
+            f.goals.push(goal);
+            for step in 0..actions_per_goal {
+                f.actions.push(p.add_action(NewAction {
+                    goal,
+                    title: format!("Stap {step} voor doel {k}"),
+                    owner_org: ORG.into(),
+                    owner_person: None,
+                    due: Some("2026-06-01".into()),
+                })?);
+            }
+        }
+        for compartment in Compartment::ALL {
+            let kind = if compartment == Compartment::Basis { NoteKind::HomeVisit } else { NoteKind::Note };
+            let text = format!("Eerste notitie in {compartment}");
+            let id = p.add_note(compartment, kind, &text)?;
+            f.notes.push((compartment, id, text.chars().count()));
+        }
+        Ok(f)
+    }
+
+    /// One typed edit (one automerge change), drawn from a mix in which typing into notes and
+    /// setting registers dominate, as in real use.
+    fn step(&mut self, p: &mut Plan, rng: &mut Rng) -> Result<(), PlanError> {
+        match rng.below(100) {
+            0..45 => {
+                let slot = rng.below(self.notes.len());
+                let (compartment, note, len) = self.notes[slot];
+                let n = 1 + rng.below(2);
+                let burst = format!(" {}", words(rng, n));
+                if len + burst.chars().count() > NOTE_CHARS {
+                    let text = words(rng, 6);
+                    let id = p.add_note(compartment, NoteKind::Note, &text)?;
+                    self.notes[slot] = (compartment, id, text.chars().count());
+                } else {
+                    p.edit_note_text(compartment, note, len, 0, &burst)?;
+                    self.notes[slot].2 += burst.chars().count();
+                }
+            }
+            45..60 => {
+                let action = *rng.pick(&self.actions);
+                let status = *rng.pick(&ACTION_STATUSES);
+                p.update_action(action, ActionUpdate { status: Some(status), ..Default::default() })?;
+            }
+            60..67 => {
+                let action = *rng.pick(&self.actions);
+                let due = date(rng);
+                p.update_action(action, ActionUpdate { due: Some(Some(due)), ..Default::default() })?;
+            }
+            67..77 => {
+                let member = *rng.pick(&self.members);
+                let domain = *rng.pick(DOMAINS);
+                let on = date(rng);
+                p.set_score(member, domain, &on, 1 + rng.below(5) as i64)?;
+            }
+            77..83 => {
+                let goal = *rng.pick(&self.goals);
+                p.set_goal_status(goal, *rng.pick(&GOAL_STATUSES))?;
+            }
+            83..87 => {
+                let goal = *rng.pick(&self.goals);
+                let title = words(rng, 4);
+                p.set_goal_title(goal, &title)?;
+            }
+            87..92 => {
+                let compartment = *rng.pick(&Compartment::ALL);
+                let text = words(rng, 8);
+                p.add_note(compartment, NoteKind::Note, &text)?;
+            }
+            92..94 => {
+                let text = words(rng, 10);
+                p.add_agreement(&text)?;
+            }
+            94..97 => {
+                let goal = *rng.pick(&self.goals);
+                let title = words(rng, 3);
+                let action = p.add_action(NewAction {
+                    goal,
+                    title,
+                    owner_org: ORG.into(),
+                    owner_person: None,
+                    due: None,
+                })?;
+                self.actions.push(action);
+            }
+            _ => {
+                let danger = words(rng, 6);
+                let goal = words(rng, 6);
+                p.add_safety_item(&danger, &goal)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Creates a plan on `device` and types `edits` edits of history into it, `batch` edits per
+/// durable `Device::edit` and a sync every `sync_every` edits (so the server's log holds the
+/// history as a realistic number of bundles).
+fn build_plan(
+    device: &mut Device,
+    family: &str,
+    edits: usize,
+    actions_per_goal: usize,
+    rng: &mut Rng,
+) -> (PlanId, Fixture) {
+    const BATCH: usize = 250;
+    const SYNC_EVERY: usize = 1_000;
+    let plan = device.create_plan(family).expect("create plan");
+    let mut fixture = device.edit(&plan, |p| Fixture::intake(p, actions_per_goal)).expect("intake");
+    // Count automerge changes, not calls: a typed edit that sets the value a field already
+    // has makes no change. The outbox counts what this device wrote and has not pushed.
+    let pending = |device: &Device| device.pending_changes().expect("outbox") as usize;
+    let mut pushed = 0;
+    loop {
+        let unsynced = pending(device);
+        if pushed + unsynced >= edits {
+            break;
+        }
+        if unsynced >= SYNC_EVERY {
+            sync_fully(device);
+            pushed += unsynced;
+            continue;
+        }
+        let n = BATCH.min(edits - pushed - unsynced);
+        device
+            .edit(&plan, |p| {
+                for _ in 0..n {
+                    fixture.step(p, rng)?;
+                }
+                Ok(())
+            })
+            .expect("history edits");
+    }
+    pushed += pending(device);
+    sync_fully(device);
+    fixture.edits = pushed;
+    (plan, fixture)
+}
+
+/// The plan's documents exactly as `device` holds them, through a transfer file.
+fn documents(device: &mut Device, plan: &PlanId) -> Vec<(Compartment, Vec<u8>)> {
+    let file = device.export_changes(plan, TRANSFER_PASSPHRASE).expect("export");
+    eenplan_core::transfer::open(&file, TRANSFER_PASSPHRASE).expect("open transfer").docs
+}
+
+// --- automerge's own sync protocol, the baseline ----------------------------------------
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Exchange {
+    bytes: usize,
+    messages: usize,
+    round_trips: usize,
+}
+
+/// Runs the protocol to quiescence, A speaking first; every message goes through its wire
+/// encoding. A round trip is one A → B message with B's answer.
+fn automerge_sync(a: &mut Automerge, sa: &mut State, b: &mut Automerge, sb: &mut State) -> Exchange {
+    let mut exchange = Exchange::default();
+    for _ in 0..1000 {
+        let to_b = a.generate_sync_message(sa).map(Message::encode);
+        if let Some(bytes) = &to_b {
+            exchange.bytes += bytes.len();
+            exchange.messages += 1;
+            b.receive_sync_message(sb, Message::decode(bytes).expect("decode")).expect("B receives");
+        }
+        let to_a = b.generate_sync_message(sb).map(Message::encode);
+        if let Some(bytes) = &to_a {
+            exchange.bytes += bytes.len();
+            exchange.messages += 1;
+            a.receive_sync_message(sa, Message::decode(bytes).expect("decode")).expect("A receives");
+        }
+        if to_b.is_none() && to_a.is_none() {
+            assert_eq!(a.get_heads(), b.get_heads(), "automerge sync did not converge");
+            return exchange;
+        }
+        exchange.round_trips += 1;
+    }
+    panic!("automerge sync did not settle")
+}
+
+/// `doc` with one typed edit by `actor`, made through the same `Plan` API the devices use.
+fn edited(
+    doc: &Automerge,
+    plan: PlanId,
+    actor: DeviceId,
+    edit: impl FnOnce(&mut Plan) -> Result<(), PlanError>,
+) -> Automerge {
+    let mut p =
+        Plan::from_documents(plan, actor, vec![(Compartment::Basis, doc.clone())], Arc::new(SystemClock))
+            .expect("plan from document");
+    edit(&mut p).expect("edit");
+    p.doc(Compartment::Basis).expect("basis").clone()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum StateMode {
+    KeptInSession,
+    Persisted,
+    Fresh,
+}
+
+/// One automerge baseline run: both peers hold `doc`, A (and, if `both`, B) make one edit,
+/// then they sync in the given situation. Only the exchange after the edits is counted.
+fn automerge_run(
+    doc: &Automerge,
+    plan: PlanId,
+    (actor_a, actor_b): (DeviceId, DeviceId),
+    (action_a, action_b): (EntityId, EntityId),
+    mode: StateMode,
+    both: bool,
+    run: usize,
+) -> Exchange {
+    let mut a = doc.clone();
+    let mut b = doc.clone();
+    let mut sa = State::new();
+    let mut sb = State::new();
+    if mode != StateMode::Fresh {
+        // The session (or the previous one) in which they last agreed.
+        automerge_sync(&mut a, &mut sa, &mut b, &mut sb);
+    }
+    if mode == StateMode::Persisted {
+        sa = State::decode(&sa.encode()).expect("decode state");
+        sb = State::decode(&sb.encode()).expect("decode state");
+    }
+    a = edited(&a, plan, actor_a, |p| {
+        let status = other_status(&p.view()?, action_a, run);
+        p.update_action(action_a, ActionUpdate { status: Some(status), ..Default::default() })
+    });
+    if both {
+        let due = format!("2027-01-{:02}", 1 + run % 28);
+        b = edited(&b, plan, actor_b, |p| {
+            p.update_action(action_b, ActionUpdate { due: Some(Some(due)), ..Default::default() })
+        });
+    }
+    automerge_sync(&mut a, &mut sa, &mut b, &mut sb)
+}
+
+// --- statistics and the table -------------------------------------------------------------
+
+fn median<T: Copy + PartialOrd>(values: &[T]) -> T {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.partial_cmp(b).expect("comparable"));
+    sorted[sorted.len() / 2]
+}
+
+fn percentile(values: &[Duration], p: f64) -> Duration {
+    let mut sorted = values.to_vec();
+    sorted.sort();
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+struct Row {
+    measure: String,
+    value: String,
+    reference: String,
+    ratio: String,
+}
+
+#[derive(Default)]
+struct Table {
+    sections: Vec<(String, Vec<Row>)>,
+}
+
+impl Table {
+    fn section(&mut self, title: &str) {
+        self.sections.push((title.to_owned(), Vec::new()));
+    }
+
+    fn row(
+        &mut self,
+        measure: impl Into<String>,
+        value: impl Into<String>,
+        reference: impl Into<String>,
+        ratio: impl Into<String>,
+    ) {
+        let row = Row {
+            measure: measure.into(),
+            value: value.into(),
+            reference: reference.into(),
+            ratio: ratio.into(),
+        };
+        self.sections.last_mut().expect("a section").1.push(row);
+    }
+
+    fn print(&self) {
+        let rows = self.sections.iter().flat_map(|(_, rows)| rows);
+        let width =
+            |f: fn(&Row) -> usize, header: &str| rows.clone().map(f).max().unwrap_or(0).max(header.len());
+        let w = [
+            width(|r| r.measure.chars().count(), "measure"),
+            width(|r| r.value.chars().count(), "value"),
+            width(|r| r.reference.chars().count(), "target / baseline"),
+            width(|r| r.ratio.chars().count(), "ratio"),
+        ];
+        let line = |a: &str, b: &str, c: &str, d: &str| {
+            println!("{a:<0$} | {b:>1$} | {c:<2$} | {d:>3$}", w[0], w[1], w[2], w[3]);
+        };
+        let rule = format!(
+            "{}-+-{}-+-{}-+-{}",
+            "-".repeat(w[0]),
+            "-".repeat(w[1]),
+            "-".repeat(w[2]),
+            "-".repeat(w[3])
+        );
+        line("measure", "value", "target / baseline", "ratio");
+        for (title, rows) in &self.sections {
+            println!("{rule}");
+            println!("{title}");
+            for r in rows {
+                line(&r.measure, &r.value, &r.reference, &r.ratio);
+            }
+        }
+    }
+}
+
+fn ratio(value: f64, reference: f64) -> String {
+    if reference > 0.0 { format!("{:.2}×", value / reference) } else { "—".into() }
+}
+
+fn bytes(n: f64) -> String {
+    match n {
+        n if n >= 1e6 => format!("{:.1} MB", n / 1e6),
+        n if n >= 1e4 => format!("{:.1} kB", n / 1e3),
+        n => format!("{n:.0} B"),
+    }
+}
+
+fn secs(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{:.1} ms", d.as_secs_f64() * 1e3)
+    } else {
+        format!("{:.2} s", d.as_secs_f64())
+    }
+}
+
+// --- a. one small edit on the wire --------------------------------------------------------
+
+fn measure_a(cfg: &Config, table: &mut Table) {
+    let setup = Instant::now();
+    let net = Network::start("a", &["Anna", "Bram"]);
+    let mut a = net.device("a", "Anna", true);
+    let mut b = net.device("b", "Bram", true);
+    let mut rng = Rng(0xa);
+    let (plan, fixture) = build_plan(&mut a, "Jansen", cfg.a_history, 2, &mut rng);
+    a.add_participant(&plan, "Bram", ROLE).expect("add Bram");
+    sync_fully(&mut a); // seals the keys for Bram's device
+    sync_fully(&mut b);
+    assert!(b.read(&plan).is_ok(), "B did not get the plan");
+    // Steady state: a sync each with nothing to do, so that no certificate, envelope or key
+    // request is left to fetch.
+    for _ in 0..2 {
+        sync_fully(&mut a);
+        sync_fully(&mut b);
+    }
+    let idle_a = sync_fully(&mut a);
+    let idle_b = sync_fully(&mut b);
+    assert_eq!(idle_a.received_bundles + idle_b.received_bundles, 0);
+    eprintln!("a: setup {} (history {} edits)", secs(setup.elapsed()), fixture.edits);
+
+    let (action_a, action_b) = (fixture.actions[0], fixture.actions[1]);
+    let mut one_total = Vec::new();
+    let mut one_bodies = Vec::new();
+    let mut one_requests = Vec::new();
+    let mut one_parts = Vec::new();
+    let mut both_total = Vec::new();
+    let mut both_bodies = Vec::new();
+    let mut both_requests = Vec::new();
+    for run in 0..cfg.a_runs {
+        // One edit, A → B.
+        let status = other_status(&a.read(&plan).expect("read"), action_a, run);
+        a.edit(&plan, |p| {
+            p.update_action(action_a, ActionUpdate { status: Some(status), ..Default::default() })
+        })
+        .expect("edit");
+        let before = net.server.metrics();
+        let push = a.sync().expect("push");
+        let middle = net.server.metrics();
+        let pull = b.sync().expect("pull");
+        let after = net.server.metrics();
+        one_parts.push([
+            middle.since(&before, "eenplan_sync_bytes_in_total"),
+            middle.since(&before, "eenplan_sync_bytes_out_total"),
+            after.since(&middle, "eenplan_sync_bytes_in_total"),
+            after.since(&middle, "eenplan_sync_bytes_out_total"),
+        ]);
+        assert_eq!((push.pushed_bundles, pull.received_bundles, pull.applied_changes), (1, 1, 1));
+        assert!(push.refused.is_empty() && pull.refused.is_empty());
+        one_total.push(wire(&push) + wire(&pull));
+        one_bodies.push(after.sync_bodies_since(&before));
+        one_requests.push(after.device_requests_since(&before));
+
+        // One edit on each side: A pushes, B pushes and pulls, A pulls.
+        let due = format!("2027-02-{:02}", 1 + run % 28);
+        let status = other_status(&a.read(&plan).expect("read"), action_a, run);
+        a.edit(&plan, |p| {
+            p.update_action(action_a, ActionUpdate { status: Some(status), ..Default::default() })
+        })
+        .expect("edit");
+        b.edit(&plan, |p| {
+            p.update_action(action_b, ActionUpdate { due: Some(Some(due)), ..Default::default() })
+        })
+        .expect("edit");
+        let before = net.server.metrics();
+        let r1 = a.sync().expect("A push");
+        let r2 = b.sync().expect("B push and pull");
+        let r3 = a.sync().expect("A pull");
+        let after = net.server.metrics();
+        assert_eq!((r2.applied_changes, r3.applied_changes), (1, 1));
+        both_total.push(wire(&r1) + wire(&r2) + wire(&r3));
+        both_bodies.push(after.sync_bodies_since(&before));
+        both_requests.push(after.device_requests_since(&before));
+    }
+    assert_eq!(a.read(&plan).expect("read A"), b.read(&plan).expect("read B"));
+    let idle = (wire(&idle_a) + wire(&idle_b)) as f64 / 2.0;
+
+    // The baseline: the very same basis document, in memory.
+    let basis = |docs: Vec<(Compartment, Vec<u8>)>| {
+        let saved = docs.into_iter().find(|(c, _)| *c == Compartment::Basis).expect("basis").1;
+        Automerge::load(&saved).expect("load basis")
+    };
+    let doc = basis(documents(&mut a, &plan));
+    assert_eq!(doc.get_heads(), basis(documents(&mut b, &plan)).get_heads(), "A and B differ");
+    let actors = (a.device_id(), b.device_id());
+    let baseline = |mode: StateMode, both: bool| -> (f64, usize, usize) {
+        let runs: Vec<Exchange> = (0..cfg.a_runs)
+            .map(|run| automerge_run(&doc, plan, actors, (action_a, action_b), mode, both, run))
+            .collect();
+        let m = |f: fn(&Exchange) -> usize| median(&runs.iter().map(f).collect::<Vec<_>>());
+        (m(|e| e.bytes) as f64, m(|e| e.messages), m(|e| e.round_trips))
+    };
+    let modes = [
+        (StateMode::KeptInSession, "(i) kept state, same session"),
+        (StateMode::Persisted, "(ii) reconnect, persisted state"),
+        (StateMode::Fresh, "(iii) reconnect, fresh state"),
+    ];
+    let one: Vec<_> = modes.iter().map(|(m, _)| baseline(*m, false)).collect();
+    let both: Vec<_> = modes.iter().map(|(m, _)| baseline(*m, true)).collect();
+
+    let changes = doc.get_changes(&[]).len();
+    table.section(&format!(
+        "a. wire bytes for one small edit (action status; plan of {} edits, basis doc {} changes; median of {})",
+        fixture.edits, changes, cfg.a_runs
+    ));
+    let one_total_m = median(&one_total) as f64;
+    let one_bodies_m = median(&one_bodies) as f64;
+    table.row(
+        "A push + B pull, all HTTP bodies (incl. 2 session handshakes)",
+        bytes(one_total_m),
+        "< 600 B",
+        ratio(one_total_m, 600.0),
+    );
+    table.row(
+        "A push + B pull, /v1/sync bodies only",
+        bytes(one_bodies_m),
+        "< 600 B",
+        ratio(one_bodies_m, 600.0),
+    );
+    table.row("  of which: session handshake per sync (idle sync total)", bytes(idle), "", "");
+    let part = |i: usize| median(&one_parts.iter().map(|p: &[u64; 4]| p[i]).collect::<Vec<_>>());
+    table.row(
+        "  /v1/sync: push request + response, pull request + response",
+        format!("{} + {}, {} + {} B", part(0), part(1), part(2), part(3)),
+        "",
+        "",
+    );
+    table.row("  HTTP requests (= round trips), both syncs", median(&one_requests).to_string(), "", "");
+    for ((_, name), (b_bytes, msgs, trips)) in modes.iter().zip(&one) {
+        table.row(
+            format!("  vs automerge sync {name}, A's edit only"),
+            "",
+            format!("{} ({msgs} msgs, {trips} RT)", bytes(*b_bytes)),
+            format!("{} / {}", ratio(one_total_m, *b_bytes), ratio(one_bodies_m, *b_bytes)),
+        );
+    }
+    let both_total_m = median(&both_total) as f64;
+    let both_bodies_m = median(&both_bodies) as f64;
+    table.row(
+        "one edit each side (A push, B push+pull, A pull), all HTTP bodies",
+        bytes(both_total_m),
+        "",
+        "",
+    );
+    table.row("one edit each side, /v1/sync bodies only", bytes(both_bodies_m), "", "");
+    table.row("  HTTP requests (= round trips), three syncs", median(&both_requests).to_string(), "", "");
+    for ((_, name), (b_bytes, msgs, trips)) in modes.iter().zip(&both) {
+        table.row(
+            format!("  vs automerge sync {name}, one edit each side"),
+            "",
+            format!("{} ({msgs} msgs, {trips} RT)", bytes(*b_bytes)),
+            format!("{} / {}", ratio(both_total_m, *b_bytes), ratio(both_bodies_m, *b_bytes)),
+        );
+    }
+}
+
+// --- b. cold start --------------------------------------------------------------------------
+
+fn measure_b(cfg: &Config, table: &mut Table) {
+    let setup = Instant::now();
+    let net = Network::start("b", &["Regie", "Nieuw"]);
+    let mut creator = net.device("creator", "Regie", true);
+    let mut rng = Rng(0xb);
+    let mut plans = Vec::new();
+    let mut total_edits = 0;
+    for k in 0..cfg.b_plans {
+        let (plan, fixture) = build_plan(&mut creator, &format!("Gezin {k}"), cfg.b_edits, 2, &mut rng);
+        total_edits += fixture.edits;
+        net.assign(&plan, "Nieuw");
+        plans.push(plan);
+        if (k + 1) % 5 == 0 || k + 1 == cfg.b_plans {
+            eprintln!("b: {} of {} plans built ({})", k + 1, cfg.b_plans, secs(setup.elapsed()));
+        }
+    }
+    let setup_time = setup.elapsed();
+    let bundles_in_log = net.server.metrics().get("eenplan_pushes_appended_total");
+
+    let mut times = Vec::new();
+    let mut sync_times = Vec::new();
+    let mut down = Vec::new();
+    let mut rounds = Vec::new();
+    let mut envelopes = Vec::new();
+    for run in 0..cfg.b_runs {
+        let name = format!("new-{run}");
+        let mut device = net.device(&name, "Nieuw", false);
+        // The creator's device seals the documents' keys for the new device.
+        sync_fully(&mut creator);
+        let start = Instant::now();
+        let report = sync_fully(&mut device);
+        let synced = start.elapsed();
+        for plan in &plans {
+            device.read(plan).expect("read a plan");
+        }
+        let elapsed = start.elapsed();
+        assert!(report.refused.is_empty(), "{:?}", report.refused);
+        // A key envelope comes again with every round of a paged pull, so count at least.
+        assert!(report.envelopes_received >= plans.len() * Compartment::ALL.len());
+        envelopes.push(report.envelopes_received);
+        for plan in &plans {
+            assert_eq!(
+                device.read(plan).expect("read"),
+                creator.read(plan).expect("read"),
+                "the plans differ"
+            );
+        }
+        eprintln!(
+            "b: run {}: {} ({} rounds, {} bundles, {} changes, {:.1} MB down)",
+            run + 1,
+            secs(elapsed),
+            report.rounds,
+            report.received_bundles,
+            report.applied_changes,
+            report.bytes_down as f64 / 1e6
+        );
+        times.push(elapsed);
+        sync_times.push(synced);
+        down.push(report.bytes_down);
+        rounds.push(report.rounds);
+        drop(device);
+        let _ = std::fs::remove_dir_all(net.path(&name));
+    }
+
+    // Baselines: the same documents in memory, no network, crypto or disk.
+    let mut saved = Vec::new();
+    for plan in &plans {
+        saved.extend(documents(&mut creator, plan).into_iter().map(|(_, bytes)| bytes));
+    }
+    let saved_bytes: usize = saved.iter().map(Vec::len).sum();
+    let mut loads = Vec::new();
+    let mut syncs = Vec::new();
+    for _ in 0..cfg.b_runs {
+        let start = Instant::now();
+        let docs: Vec<Automerge> = saved.iter().map(|s| Automerge::load(s).expect("load")).collect();
+        loads.push(start.elapsed());
+        let mut full = docs;
+        let start = Instant::now();
+        for doc in &mut full {
+            let mut empty = Automerge::new();
+            automerge_sync(doc, &mut State::new(), &mut empty, &mut State::new());
+        }
+        syncs.push(start.elapsed());
+    }
+
+    let t = median(&times);
+    table.section(&format!(
+        "b. cold start: new device, {} plans × 4 compartments, {} edits per plan ({} in all; median of {})",
+        cfg.b_plans, cfg.b_edits, total_edits, cfg.b_runs
+    ));
+    table.row(
+        "setup: creator types the history and syncs it up (once)",
+        secs(setup_time),
+        format!("{bundles_in_log:.0} bundles in the log"),
+        "",
+    );
+    table.row("first sync() until every plan is read", secs(t), "", "");
+    table.row("  of which sync()", secs(median(&sync_times)), format!("{} sync rounds", median(&rounds)), "");
+    table.row(
+        "  key envelopes received (re-sent with every paged round)",
+        median(&envelopes).to_string(),
+        format!("{} documents", plans.len() * Compartment::ALL.len()),
+        ratio(median(&envelopes) as f64, (plans.len() * Compartment::ALL.len()) as f64),
+    );
+    table.row(
+        "  bytes down",
+        bytes(median(&down) as f64),
+        format!("{} as automerge save()", bytes(saved_bytes as f64)),
+        ratio(median(&down) as f64, saved_bytes as f64),
+    );
+    table.row("  per plan", secs(t / cfg.b_plans.max(1) as u32), "", "");
+    let load = median(&loads);
+    let sync = median(&syncs);
+    table.row(
+        "  vs Automerge::load of the same docs, in memory",
+        "",
+        secs(load),
+        ratio(t.as_secs_f64(), load.as_secs_f64()),
+    );
+    table.row(
+        "  vs automerge sync from empty, in memory",
+        "",
+        secs(sync),
+        ratio(t.as_secs_f64(), sync.as_secs_f64()),
+    );
+}
+
+// --- c. server throughput ---------------------------------------------------------------
+
+fn measure_c(cfg: &Config, table: &mut Table) {
+    let setup = Instant::now();
+    let users: Vec<String> = (0..cfg.c_devices.clamp(1, 10)).map(|k| format!("Werker {k}")).collect();
+    let net = Network::start("c", &["Regie"]);
+    for user in &users {
+        net.add_user(user);
+    }
+    let mut creator = net.device("creator", "Regie", true);
+    let mut rng = Rng(0xc);
+    let actions_per_goal = cfg.c_devices.div_ceil(cfg.c_plans * 4).max(1);
+    let mut plans = Vec::new();
+    for k in 0..cfg.c_plans {
+        let (plan, fixture) =
+            build_plan(&mut creator, &format!("Gedeeld {k}"), 100, actions_per_goal, &mut rng);
+        for user in &users {
+            net.assign(&plan, user);
+        }
+        plans.push((plan, fixture.actions));
+    }
+    let mut dirs = Vec::new();
+    for i in 0..cfg.c_devices {
+        let name = format!("device-{i}");
+        drop(net.device(&name, &users[i % users.len()], true));
+        dirs.push(net.path(&name));
+    }
+    sync_fully(&mut creator); // keys for every device
+    // Warm-up: every device pushes one edit and pulls everyone else's, so that all keys and
+    // all authors' certificates are cached before the clock starts (steady state).
+    for pass in 0..2 {
+        for (i, dir) in dirs.iter().enumerate() {
+            let mut device = Device::open(dir, &keystore()).expect("open device");
+            sync_fully(&mut device);
+            if pass == 0 {
+                let (plan, actions) = &plans[i % plans.len()];
+                let action = actions[(i / plans.len()) % actions.len()];
+                device
+                    .edit(plan, |p| {
+                        p.update_action(
+                            action,
+                            ActionUpdate { due: Some(Some("2026-12-31".into())), ..Default::default() },
+                        )
+                    })
+                    .expect("warm-up edit");
+                sync_fully(&mut device);
+            } else {
+                let idle = sync_fully(&mut device);
+                assert_eq!(idle.received_bundles, 0);
+                for (plan, _) in &plans {
+                    device.read(plan).expect("the device holds every plan");
+                }
+            }
+        }
+    }
+    drop(creator);
+    eprintln!("c: setup {} ({} devices, {} plans)", secs(setup.elapsed()), cfg.c_devices, cfg.c_plans);
+
+    let barrier = Arc::new(Barrier::new(cfg.c_devices + 1));
+    let mut threads = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        let (plan, actions) = plans[i % plans.len()].clone();
+        let action = actions[(i / plans.len()) % actions.len()];
+        let barrier = barrier.clone();
+        let dir = dir.clone();
+        let pushes = cfg.c_pushes;
+        threads.push(std::thread::spawn(move || {
+            let mut device = Device::open(&dir, &keystore()).expect("open device");
+            device.open_plan(&plan).expect("open plan");
+            let mut latencies = Vec::new();
+            let mut errors = 0usize;
+            barrier.wait();
+            for k in 0..pushes {
+                // A due date this action never had: every push is a real change.
+                let due = format!("2027-{:02}-{:02}", 1 + (k / 28) % 12, 1 + k % 28);
+                device
+                    .edit(&plan, |p| {
+                        p.update_action(action, ActionUpdate { due: Some(Some(due)), ..Default::default() })
+                    })
+                    .expect("edit");
+                let start = Instant::now();
+                match device.sync() {
+                    Ok(_) => latencies.push(start.elapsed()),
+                    Err(_) => errors += 1,
+                }
+            }
+            // Whatever a failed sync left in the outbox goes now, outside the clock.
+            let unsent = device.pending_changes().unwrap_or(0);
+            (latencies, errors, unsent)
+        }));
+    }
+    let before = net.server.metrics();
+    let cpu_before = net.server.cpu_time().unwrap_or_default();
+    let client_before = cpu_time_of("self").unwrap_or_default();
+    barrier.wait();
+    let start = Instant::now();
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    let mut unsent = 0;
+    for thread in threads {
+        let (l, e, u) = thread.join().expect("a device thread");
+        latencies.extend(l);
+        errors += e;
+        unsent += u;
+    }
+    let wall = start.elapsed();
+    let cpu = net.server.cpu_time().unwrap_or_default().saturating_sub(cpu_before);
+    let client_cpu = cpu_time_of("self").unwrap_or_default().saturating_sub(client_before);
+    let after = net.server.metrics();
+    let appended = after.since(&before, "eenplan_pushes_appended_total");
+    let batches = after.since(&before, "eenplan_group_commit_batches_total");
+    let requests = after.device_requests_since(&before);
+    let pulled = after.since(&before, "eenplan_bundles_pulled_total");
+    let rss = net.server.peak_rss_kib().unwrap_or(0);
+
+    table.section(&format!(
+        "c. server throughput: {} devices (threads, own stores) × {} pushes, {} shared plans",
+        cfg.c_devices, cfg.c_pushes, cfg.c_plans
+    ));
+    let rate = appended as f64 / wall.as_secs_f64();
+    table.row(
+        "bundles accepted per second (wall clock, /metrics)",
+        format!("{rate:.0} /s"),
+        format!("{appended} bundles in {}", secs(wall)),
+        "",
+    );
+    table.row(
+        "server CPU per accepted bundle",
+        format!("{:.2} ms", cpu.as_secs_f64() * 1e3 / appended.max(1) as f64),
+        format!("{} CPU in all", secs(cpu)),
+        "",
+    );
+    table.row(
+        "  = bundles per server-CPU-second",
+        format!("{:.0} /s", appended as f64 / cpu.as_secs_f64().max(1e-9)),
+        "",
+        "",
+    );
+    table.row(
+        "device-side CPU (all device threads, this process)",
+        secs(client_cpu),
+        format!(
+            "{:.0}% of {} cores × wall",
+            100.0 * client_cpu.as_secs_f64() / (wall.as_secs_f64() * cores() as f64),
+            cores()
+        ),
+        "",
+    );
+    table.row("server peak RSS (VmHWM)", format!("{:.1} MiB", rss as f64 / 1024.0), "", "");
+    table.row(
+        "sync latency p50 / p95 (edit pushed, others' pulled)",
+        format!("{} / {}", secs(percentile(&latencies, 0.5)), secs(percentile(&latencies, 0.95))),
+        "",
+        "",
+    );
+    table.row(
+        "HTTP requests; bundles pulled by devices",
+        format!("{requests}; {pulled}"),
+        format!("{:.1} bundles per commit batch", appended as f64 / batches.max(1) as f64),
+        "",
+    );
+    table.row("failed syncs; changes left unsent", format!("{errors}; {unsent}"), "", "");
+}
+
+fn main() {
+    let cfg = Config::from_args();
+    eprintln!("sync_bench {} ({cfg:?})", if cfg.quick { "--quick" } else { "full" });
+    let started = Instant::now();
+    let mut table = Table::default();
+    if cfg.runs('a') {
+        measure_a(&cfg, &mut table);
+    }
+    if cfg.runs('b') {
+        measure_b(&cfg, &mut table);
+    }
+    if cfg.runs('c') {
+        measure_c(&cfg, &mut table);
+    }
+    println!();
+    println!(
+        "sync_bench {} — {} cores, {} in all",
+        if cfg.quick { "--quick" } else { "(full)" },
+        cores(),
+        secs(started.elapsed())
+    );
+    table.print();
+    println!("ratio: value ÷ target or baseline; for (a) vs automerge: all HTTP bodies / sync bodies only.");
+}
