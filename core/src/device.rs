@@ -44,6 +44,9 @@ pub struct Device {
     /// Materialised views of open plans, dropped whenever the plan changes: a screen that
     /// re-reads an unchanged plan gets it without walking the documents again.
     views: HashMap<PlanId, PlanView>,
+    /// The sync session token and its expiry (ms). In memory only: a token is a bearer
+    /// credential and must not outlive the process on disk.
+    pub(crate) session: Option<(String, i64)>,
 }
 
 impl std::fmt::Debug for Device {
@@ -92,6 +95,7 @@ impl Device {
             clock: Arc::new(SystemClock),
             open_plans: HashMap::new(),
             views: HashMap::new(),
+            session: None,
         })
     }
 
@@ -104,6 +108,7 @@ impl Device {
             clock: Arc::new(SystemClock),
             open_plans: HashMap::new(),
             views: HashMap::new(),
+            session: None,
         })
     }
 

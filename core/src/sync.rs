@@ -249,8 +249,18 @@ impl Device {
         })
     }
 
-    fn session(&self, transport: &Transport) -> Result<String, CoreError> {
-        Ok(self.open_session(transport)?.token)
+    /// A session token: the one this process already holds while it has a minute left, or a
+    /// new one. Reusing it saves the challenge round trips on every sync after the first.
+    fn session(&mut self, transport: &Transport) -> Result<String, CoreError> {
+        let now = self.now_ms();
+        if let Some((token, expires)) = &self.session
+            && *expires - 60_000 > now
+        {
+            return Ok(token.clone());
+        }
+        let session = self.open_session(transport)?;
+        self.session = Some((session.token.clone(), session.expires_at_ms));
+        Ok(session.token)
     }
 
     /// A session token, and when the server says it expires (ms since the epoch).
@@ -303,7 +313,16 @@ impl Device {
         let server = self.server_state()?.ok_or(SyncError::NotEnrolled)?;
         let transport = Transport::new(&server.url);
         let token = self.session(&transport)?;
-        self.sync_with(&server, &transport, &token)
+        match self.sync_with(&server, &transport, &token) {
+            // The server forgot the session (it restarted with a new secret, or the clocks
+            // disagree): open a new one once.
+            Err(CoreError::Sync(SyncError::Server { status: 401, .. })) => {
+                self.session = None;
+                let token = self.session(&transport)?;
+                self.sync_with(&server, &transport, &token)
+            }
+            other => other,
+        }
     }
 
     /// A sync over an open session; [`Device::watch`] reuses one session (and the transport's
@@ -392,6 +411,14 @@ impl Device {
                 let document = document_id(plan, compartment);
                 let sealed = envelope::seal(&server.escrow_public, ESCROW_RECIPIENT, document, epoch, &key)
                     .map_err(|e| SyncError::Protocol(e.to_string()))?;
+                let sealed = envelope::sign(
+                    sealed,
+                    *self.device_id().as_bytes(),
+                    self.identity().signing_key(),
+                    document,
+                    epoch,
+                    ESCROW_RECIPIENT,
+                );
                 out.push(EnvelopeUpload {
                     recipient: Fixed(ESCROW_RECIPIENT),
                     document: Fixed(document.to_bytes()),
@@ -483,12 +510,48 @@ impl Device {
         let me = *self.device_id().as_bytes();
         // Keys first: bundles in this very response may need them.
         let mut keys: Vec<(PlanId, Compartment, u32, zeroize::Zeroizing<[u8; 32]>)> = Vec::new();
+        let mut certificates = Vec::new();
         for delivery in &response.envelopes {
             let document = DocumentId::from_bytes(&delivery.document.0)
                 .map_err(|e| SyncError::Protocol(e.to_string()))?;
             let Some(compartment) = compartment_of(document) else { continue };
+            // Keys rotate only after a revocation, which does not exist yet: an envelope for
+            // any other epoch cannot be genuine, and taking it would make this device encrypt
+            // its next edits under a key someone else chose.
+            if delivery.epoch != FIRST_EPOCH {
+                report
+                    .refused
+                    .push(format!("envelope for {compartment} at unknown epoch {}", delivery.epoch));
+                continue;
+            }
+            let (sealed, sealer, signature) = match envelope::split_signed(&delivery.envelope.0) {
+                Ok(parts) => parts,
+                Err(e) => {
+                    report.refused.push(format!("envelope for {compartment}: {e}"));
+                    continue;
+                }
+            };
+            let sealer_body =
+                match self.author_certificate(transport, token, server, &sealer, now, &mut certificates) {
+                    Ok(body) => body,
+                    Err(e) => {
+                        report.refused.push(format!("envelope for {compartment} from {}: {e}", hex(&sealer)));
+                        continue;
+                    }
+                };
+            if let Err(e) = envelope::verify_signature(
+                sealed,
+                &signature,
+                &sealer_body.signing_public,
+                document,
+                delivery.epoch,
+                me,
+            ) {
+                report.refused.push(format!("envelope for {compartment} from {}: {e}", hex(&sealer)));
+                continue;
+            }
             match envelope::open(
-                &delivery.envelope.0,
+                sealed,
                 &self.identity().agreement_secret().to_bytes(),
                 me,
                 document,
@@ -519,7 +582,6 @@ impl Device {
         let mut to_park = Vec::new();
         incoming.splice(0..0, parked.into_iter().map(|(_, b)| b));
         let mut touched: BTreeMap<PlanId, ChangesByCompartment> = BTreeMap::new();
-        let mut certificates = Vec::new();
         for bytes in incoming {
             let bundle = match Bundle::decode(bytes.clone()) {
                 Ok(b) => b,
@@ -769,6 +831,14 @@ impl Device {
         let Some(key) = self.store().doc_key_at(plan, compartment, request.epoch)? else { return Ok(None) };
         let sealed = envelope::seal(&body.agreement_public, body.device_id, document, request.epoch, &key)
             .map_err(|e| SyncError::Protocol(e.to_string()))?;
+        let sealed = envelope::sign(
+            sealed,
+            *self.device_id().as_bytes(),
+            self.identity().signing_key(),
+            document,
+            request.epoch,
+            body.device_id,
+        );
         Ok(Some(EnvelopeUpload {
             recipient: Fixed(body.device_id),
             document: request.document,

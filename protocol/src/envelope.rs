@@ -37,6 +37,8 @@ pub enum EnvelopeError {
     BadRecipientKey,
     #[error("the envelope does not open with this key, or is bound to another document, epoch or device")]
     Undecryptable,
+    #[error("the envelope's signature is not its sealer's")]
+    BadSignature,
 }
 
 fn aad(document: DocumentId, epoch: u32, recipient: [u8; 16]) -> Vec<u8> {
@@ -152,5 +154,100 @@ mod tests {
             seal(&[1, 2, 3], [1; 16], doc(), 2, &[0; 32]).unwrap_err(),
             EnvelopeError::BadRecipientKey
         );
+    }
+}
+
+/// What travels: an envelope, the id of the device that sealed it, and that device's
+/// signature. HPKE base mode proves nothing about the sender (anyone with the recipient's
+/// public key can seal), so without the signature a server could hand a device a key of its
+/// own choosing and read what the device encrypts with it next.
+///
+/// `signed = envelope || sealer device id (16) || Ed25519(sealer, label || aad || envelope)`
+pub const SIGNED_TRAILER_LEN: usize = 16 + 64;
+const SIGNATURE_LABEL: &[u8] = b"eenplan/envelope-signature/v1\n";
+
+fn signed_message(envelope: &[u8], document: DocumentId, epoch: u32, recipient: [u8; 16]) -> Vec<u8> {
+    [SIGNATURE_LABEL, &aad(document, epoch, recipient), envelope].concat()
+}
+
+/// Appends the sealer's id and signature to a sealed envelope.
+pub fn sign(
+    envelope: Vec<u8>,
+    sealer: [u8; 16],
+    sealer_key: &ed25519_dalek::SigningKey,
+    document: DocumentId,
+    epoch: u32,
+    recipient: [u8; 16],
+) -> Vec<u8> {
+    use ed25519_dalek::Signer;
+    let signature = sealer_key.sign(&signed_message(&envelope, document, epoch, recipient));
+    let mut out = envelope;
+    out.extend_from_slice(&sealer);
+    out.extend_from_slice(&signature.to_bytes());
+    out
+}
+
+/// A signed envelope's parts: the HPKE envelope, the sealer's device id, its signature.
+pub type SignedParts<'a> = (&'a [u8], [u8; 16], [u8; 64]);
+
+/// Splits a signed envelope into its parts.
+pub fn split_signed(signed: &[u8]) -> Result<SignedParts<'_>, EnvelopeError> {
+    if signed.len() > MAX_ENVELOPE_LEN || signed.len() < SIGNED_TRAILER_LEN + 2 {
+        return Err(EnvelopeError::Malformed);
+    }
+    let (envelope, trailer) = signed.split_at(signed.len() - SIGNED_TRAILER_LEN);
+    let (sealer, signature) = trailer.split_at(16);
+    let sealer: [u8; 16] = sealer.try_into().map_err(|_| EnvelopeError::Malformed)?;
+    let signature: [u8; 64] = signature.try_into().map_err(|_| EnvelopeError::Malformed)?;
+    Ok((envelope, sealer, signature))
+}
+
+/// Checks the sealer's signature over a signed envelope's parts.
+pub fn verify_signature(
+    envelope: &[u8],
+    signature: &[u8; 64],
+    sealer_public: &[u8; 32],
+    document: DocumentId,
+    epoch: u32,
+    recipient: [u8; 16],
+) -> Result<(), EnvelopeError> {
+    let key =
+        ed25519_dalek::VerifyingKey::from_bytes(sealer_public).map_err(|_| EnvelopeError::Undecryptable)?;
+    key.verify_strict(
+        &signed_message(envelope, document, epoch, recipient),
+        &ed25519_dalek::Signature::from_bytes(signature),
+    )
+    .map_err(|_| EnvelopeError::BadSignature)
+}
+
+#[cfg(test)]
+mod signature_tests {
+    use super::*;
+
+    #[test]
+    fn a_signed_envelope_verifies_only_for_its_sealer_recipient_document_and_epoch() {
+        let (_, public) = generate_keypair();
+        let document = DocumentId::new([3; 16], 0).unwrap();
+        let sealer = ed25519_dalek::SigningKey::from_bytes(&[4; 32]);
+        let sealed = seal(&public, [1; 16], document, 1, &[42; 32]).unwrap();
+        let signed = sign(sealed, [7; 16], &sealer, document, 1, [1; 16]);
+        let (envelope, sealer_id, signature) = split_signed(&signed).unwrap();
+        assert_eq!(sealer_id, [7; 16]);
+        let sealer_public = sealer.verifying_key().to_bytes();
+        assert!(verify_signature(envelope, &signature, &sealer_public, document, 1, [1; 16]).is_ok());
+        assert_eq!(
+            verify_signature(envelope, &signature, &sealer_public, document, 2, [1; 16]),
+            Err(EnvelopeError::BadSignature)
+        );
+        assert_eq!(
+            verify_signature(envelope, &signature, &sealer_public, document, 1, [2; 16]),
+            Err(EnvelopeError::BadSignature)
+        );
+        let other = ed25519_dalek::SigningKey::from_bytes(&[5; 32]).verifying_key().to_bytes();
+        assert_eq!(
+            verify_signature(envelope, &signature, &other, document, 1, [1; 16]),
+            Err(EnvelopeError::BadSignature)
+        );
+        assert_eq!(split_signed(&signed[..40]), Err(EnvelopeError::Malformed));
     }
 }

@@ -263,3 +263,45 @@ fn forged_and_replayed_bundles_are_refused_by_every_receiver_and_never_applied()
     assert_eq!(report.applied_changes, 0);
     assert_eq!(rita.read(&plan).unwrap(), after);
 }
+
+#[test]
+fn a_key_envelope_the_server_made_up_is_refused_and_never_used() {
+    let mut net = Network::start();
+    let mut rita = net.device("rita", "Rita");
+    let mut wim = net.device("wim", "Wim");
+    let plan = rita.create_plan("Jansen").unwrap();
+    rita.edit(&plan, |p| p.add_note(Compartment::Basis, NoteKind::Note, "geheim")).unwrap();
+    rita.sync().unwrap();
+    rita.add_participant(&plan, "Wim", "wijkteam").unwrap();
+
+    // The server seals a key of its own choosing to Wim's device, for the current epoch and for
+    // a newer one, signed by nobody it can name: if Wim took either, his next edits would be
+    // readable by the server.
+    let document = eenplan_protocol::DocumentId::new(*plan.as_bytes(), 0).unwrap();
+    let wim_id = *wim.device_id().as_bytes();
+    let wim_public = wim.identity().agreement_public().to_bytes();
+    let forged: Vec<(u32, Vec<u8>)> = [1u32, 2]
+        .into_iter()
+        .map(|epoch| {
+            let sealed =
+                eenplan_protocol::envelope::seal(&wim_public, wim_id, document, epoch, &[7; 32]).unwrap();
+            let rogue = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+            (epoch, eenplan_protocol::envelope::sign(sealed, [9; 16], &rogue, document, epoch, wim_id))
+        })
+        .collect();
+    tamper_with_log(&mut net, |conn| {
+        for (epoch, bytes) in &forged {
+            let head: i64 = conn.query_row("SELECT head FROM log_head", [], |r| r.get(0)).unwrap();
+            conn.execute(
+                "INSERT INTO envelopes (recipient, plan_id, compartment, epoch, bytes, position) VALUES (?1, ?2, 0, ?3, ?4, ?5)",
+                rusqlite::params![&wim_id[..], &plan.as_bytes()[..], epoch, bytes, head + 1],
+            )
+            .unwrap();
+            conn.execute("UPDATE log_head SET head = ?1", [head + 1]).unwrap();
+        }
+    });
+    let report = wim.sync().unwrap();
+    assert_eq!(report.envelopes_received, 0, "{:?}", report.refused);
+    assert!(report.refused.iter().filter(|r| r.contains("envelope")).count() >= 2, "{:?}", report.refused);
+    assert!(matches!(wim.read(&plan), Err(eenplan_core::CoreError::UnknownPlan(_))));
+}
