@@ -122,3 +122,38 @@ pub fn enrolled_device(admin: &Admin, server: &Server, dir: &Path, user: &str) -
     device.sync().unwrap_or_else(|e| panic!("first sync: {e}"));
     device
 }
+
+/// A whole test network: a server, an administrator, and users (name, organisation, role),
+/// each organisation created once.
+#[derive(Debug)]
+pub struct Network {
+    pub dir: tempfile::TempDir,
+    pub server: Server,
+    pub admin: Admin,
+}
+
+impl Network {
+    pub fn start(users: &[(&str, &str, &str)]) -> Network {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let server = Server::start(&dir.path().join("server"));
+        let admin = Admin::init(&dir.path().join("admin"), &server.url);
+        let mut orgs: Vec<&str> = Vec::new();
+        for (name, org, role) in users {
+            if !orgs.contains(org) {
+                admin.run(&["org", "add", org]);
+                orgs.push(org);
+            }
+            admin.run(&["user", "add", "--org", org, "--name", name, "--role", role]);
+        }
+        Network { dir, server, admin }
+    }
+
+    /// A device in its own directory `name`, enrolled for `user` and approved.
+    pub fn device(&self, name: &str, user: &str) -> Device {
+        enrolled_device(&self.admin, &self.server, &self.dir.path().join(name), user)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}

@@ -9,7 +9,10 @@ use std::time::Instant;
 
 use eenplan_core::plan::{Compartment, NewGoal, NoteKind};
 use eenplan_core::{Device, PlanId};
-use eenplan_tests::network::{Admin, Server, device_keystore, enrolled_device};
+use eenplan_tests::network::{Network, device_keystore};
+
+const USERS: &[(&str, &str, &str)] =
+    &[("Rita", "Wijkteam Noord", "wijkteam"), ("Wim", "Wijkteam Noord", "wijkteam")];
 
 /// `COMPACT_AFTER` in `server/src/routes/sync.rs` (the tests crate does not depend on the
 /// server crate): a document with more change bundles than this after its newest snapshot is
@@ -18,46 +21,26 @@ const COMPACT_AFTER: i64 = 1000;
 /// Edits after the snapshot, which a new device must receive as changes.
 const TAIL: i64 = 3;
 
-struct Network {
-    dir: tempfile::TempDir,
-    server: Server,
-    admin: Admin,
-}
-
-impl Network {
-    fn start() -> Network {
-        let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(&dir.path().join("server"));
-        let admin = Admin::init(&dir.path().join("admin"), &server.url);
-        admin.run(&["org", "add", "Wijkteam Noord"]);
-        for name in ["Rita", "Wim"] {
-            admin.run(&["user", "add", "--org", "Wijkteam Noord", "--name", name, "--role", "wijkteam"]);
-        }
-        Network { dir, server, admin }
-    }
-
-    /// Reads the server's database while it runs, as an operator (or a thief) could.
-    fn count(&self, plan: &PlanId, filter: &str) -> i64 {
-        let conn = rusqlite::Connection::open(self.server.data.join("server.db")).unwrap();
-        conn.query_row(
-            &format!("SELECT count(*) FROM bundles WHERE plan_id = ?1 AND {filter}"),
-            [&plan.as_bytes()[..]],
-            |r| r.get(0),
-        )
-        .unwrap()
-    }
+fn count(net: &Network, plan: &PlanId, filter: &str) -> i64 {
+    let conn = rusqlite::Connection::open(net.server.data.join("server.db")).unwrap();
+    conn.query_row(
+        &format!("SELECT count(*) FROM bundles WHERE plan_id = ?1 AND {filter}"),
+        [&plan.as_bytes()[..]],
+        |r| r.get(0),
+    )
+    .unwrap()
 }
 
 #[test]
 fn a_long_log_is_compacted_by_a_client_snapshot_and_a_new_device_starts_from_it() {
-    let net = Network::start();
-    let mut rita = enrolled_device(&net.admin, &net.server, &net.dir.path().join("rita"), "Rita");
+    let net = Network::start(USERS);
+    let mut rita = net.device("rita", "Rita");
     let plan = rita.create_plan("Jansen").unwrap();
     let goal = rita
         .edit(&plan, |p| p.add_goal(NewGoal { domain: "financiën".into(), title: "Schulden".into() }))
         .unwrap();
     rita.sync().unwrap();
-    let basis_before = net.count(&plan, "compartment = 0 AND kind = 0");
+    let basis_before = count(&net, &plan, "compartment = 0 AND kind = 0");
 
     // One edit and one sync push one bundle of the basis document, until the server asks for
     // a snapshot; the device answers within the same sync.
@@ -81,10 +64,10 @@ fn a_long_log_is_compacted_by_a_client_snapshot_and_a_new_device_starts_from_it(
         elapsed / u32::try_from(pushes).unwrap()
     );
     // Asked exactly when the log first held more than the threshold.
-    assert_eq!(net.count(&plan, "compartment = 0 AND kind = 0"), COMPACT_AFTER + 1);
-    assert_eq!(net.count(&plan, "compartment = 0 AND kind = 1"), 1, "one snapshot bundle on the server");
+    assert_eq!(count(&net, &plan, "compartment = 0 AND kind = 0"), COMPACT_AFTER + 1);
+    assert_eq!(count(&net, &plan, "compartment = 0 AND kind = 1"), 1, "one snapshot bundle on the server");
     assert_eq!(
-        net.count(&plan, "kind = 1 AND covers_seq >= (SELECT max(seq) FROM bundles WHERE kind = 0)"),
+        count(&net, &plan, "kind = 1 AND covers_seq >= (SELECT max(seq) FROM bundles WHERE kind = 0)"),
         1
     );
     // With the snapshot stored, the server stops asking.
@@ -105,8 +88,8 @@ fn a_long_log_is_compacted_by_a_client_snapshot_and_a_new_device_starts_from_it(
     // Rita's device seals the plan's keys for Wim's device when the server asks.
     assert!(rita.sync().unwrap().envelopes_sent > 0);
 
-    let log = net.count(&plan, "1 = 1");
-    let other_documents = net.count(&plan, "compartment <> 0");
+    let log = count(&net, &plan, "1 = 1");
+    let other_documents = count(&net, &plan, "compartment <> 0");
     let first = wim.sync().unwrap();
     println!("the log holds {log} bundles of the plan; Wim's first sync received {}", first.received_bundles);
     assert!(first.refused.is_empty(), "{first:?}");

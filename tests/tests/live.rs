@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 use eenplan_core::plan::{Compartment, NoteKind};
 use eenplan_core::sync::WatchEvent;
 use eenplan_core::{CoreError, Device, PlanId};
-use eenplan_tests::network::{Admin, Server, binary, enrolled_device};
+use eenplan_tests::network::{Network, Server, binary};
+
+const USERS: &[(&str, &str, &str)] =
+    &[("Rita", "Wijkteam Noord", "wijkteam"), ("Wim", "Wijkteam Noord", "wijkteam")];
 
 /// What the product promises: online devices learn of new bundles within this.
 const PROMISED_LATENCY: Duration = Duration::from_secs(1);
@@ -21,41 +24,18 @@ const PROMISED_LATENCY: Duration = Duration::from_secs(1);
 /// slow machine fails the latency assertion with a number rather than a timeout).
 const PATIENCE: Duration = Duration::from_secs(5);
 
-struct Network {
-    dir: tempfile::TempDir,
-    server: Server,
-    admin: Admin,
-}
-
-impl Network {
-    fn start() -> Network {
-        let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(&dir.path().join("server"));
-        let admin = Admin::init(&dir.path().join("admin"), &server.url);
-        admin.run(&["org", "add", "Wijkteam Noord"]);
-        for name in ["Rita", "Wim"] {
-            admin.run(&["user", "add", "--org", "Wijkteam Noord", "--name", name, "--role", "wijkteam"]);
-        }
-        Network { dir, server, admin }
-    }
-
-    fn device(&self, name: &str, user: &str) -> Device {
-        enrolled_device(&self.admin, &self.server, &self.dir.path().join(name), user)
-    }
-
-    /// Rita's plan, shared with Wim, and both devices holding it.
-    fn shared_plan(&self) -> (Device, Device, PlanId) {
-        let mut rita = self.device("rita", "Rita");
-        let mut wim = self.device("wim", "Wim");
-        let plan = rita.create_plan("Jansen").unwrap();
-        rita.sync().unwrap();
-        rita.add_participant(&plan, "Wim", "wijkteam").unwrap();
-        // Rita's device seals the plan's keys for Wim's device when the server asks.
-        rita.sync().unwrap();
-        wim.sync().unwrap();
-        assert_eq!(wim.read(&plan).unwrap().family, "Jansen");
-        (rita, wim, plan)
-    }
+/// Rita's plan, shared with Wim, and both devices holding it.
+fn shared_plan(net: &Network) -> (Device, Device, PlanId) {
+    let mut rita = net.device("rita", "Rita");
+    let mut wim = net.device("wim", "Wim");
+    let plan = rita.create_plan("Jansen").unwrap();
+    rita.sync().unwrap();
+    rita.add_participant(&plan, "Wim", "wijkteam").unwrap();
+    // Rita's device seals the plan's keys for Wim's device when the server asks.
+    rita.sync().unwrap();
+    wim.sync().unwrap();
+    assert_eq!(wim.read(&plan).unwrap().family, "Jansen");
+    (rita, wim, plan)
 }
 
 type Watcher = JoinHandle<(Device, Result<(), CoreError>)>;
@@ -100,8 +80,8 @@ fn wait_for<T>(
 
 #[test]
 fn a_watching_device_learns_of_another_devices_edit_within_a_second() {
-    let net = Network::start();
-    let (mut rita, wim, plan) = net.shared_plan();
+    let net = Network::start(USERS);
+    let (mut rita, wim, plan) = shared_plan(&net);
 
     let (received, watcher) = watch_in_thread(wim);
     // Connected, then the catch-up sync: from here on every push is hinted.
@@ -139,8 +119,8 @@ fn a_watching_device_learns_of_another_devices_edit_within_a_second() {
 
 #[test]
 fn a_watching_device_reconnects_after_the_server_restarts_and_catches_up_on_what_it_missed() {
-    let mut net = Network::start();
-    let (mut rita, wim, plan) = net.shared_plan();
+    let mut net = Network::start(USERS);
+    let (mut rita, wim, plan) = shared_plan(&net);
     let (received, watcher) = watch_in_thread(wim);
     wait_for(&received, |e| matches!(e, WatchEvent::Synced(_)).then_some(()));
 
@@ -222,8 +202,8 @@ fn wait_for_line(lines: &Receiver<String>, wanted: impl Fn(&str) -> bool) -> Str
 
 #[test]
 fn the_cli_watching_with_json_prints_a_line_when_another_device_pushes() {
-    let net = Network::start();
-    let (mut rita, wim, plan) = net.shared_plan();
+    let net = Network::start(USERS);
+    let (mut rita, wim, plan) = shared_plan(&net);
     // The CLI opens the store itself; one writer at a time.
     drop(wim);
 

@@ -5,40 +5,14 @@ use std::path::Path;
 
 use eenplan_core::Device;
 use eenplan_core::plan::{ActionUpdate, Compartment, GoalStatus, NewAction, NewGoal, NoteKind};
-use eenplan_tests::network::{Admin, Server, device_keystore, enrolled_device};
+use eenplan_tests::network::{Network, Server, device_keystore};
 
-struct Network {
-    dir: tempfile::TempDir,
-    server: Server,
-    admin: Admin,
-}
-
-impl Network {
-    fn start() -> Network {
-        let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(&dir.path().join("server"));
-        let admin = Admin::init(&dir.path().join("admin"), &server.url);
-        admin.run(&["org", "add", "Wijkteam Noord"]);
-        admin.run(&["org", "add", "Politie Midden"]);
-        for (name, org, role) in [
-            ("Rita", "Wijkteam Noord", "wijkteam"),
-            ("Wim", "Wijkteam Noord", "wijkteam"),
-            ("Wendy", "Wijkteam Noord", "wijkteam"),
-            ("Otto", "Politie Midden", "politie"),
-        ] {
-            admin.run(&["user", "add", "--org", org, "--name", name, "--role", role]);
-        }
-        Network { dir, server, admin }
-    }
-
-    fn device(&self, name: &str, user: &str) -> Device {
-        enrolled_device(&self.admin, &self.server, &self.dir.path().join(name), user)
-    }
-
-    fn path(&self, name: &str) -> std::path::PathBuf {
-        self.dir.path().join(name)
-    }
-}
+const USERS: &[(&str, &str, &str)] = &[
+    ("Rita", "Wijkteam Noord", "wijkteam"),
+    ("Wim", "Wijkteam Noord", "wijkteam"),
+    ("Wendy", "Wijkteam Noord", "wijkteam"),
+    ("Otto", "Politie Midden", "politie"),
+];
 
 fn reopen(path: &Path) -> Device {
     Device::open(path, &device_keystore()).unwrap()
@@ -46,7 +20,7 @@ fn reopen(path: &Path) -> Device {
 
 #[test]
 fn three_devices_that_edit_offline_converge_whatever_order_they_sync_in() {
-    let net = Network::start();
+    let net = Network::start(USERS);
     let mut rita = net.device("rita", "Rita");
     let mut wim = net.device("wim", "Wim");
     let mut wendy = net.device("wendy", "Wendy");
@@ -144,7 +118,7 @@ fn three_devices_that_edit_offline_converge_whatever_order_they_sync_in() {
 
 #[test]
 fn a_device_that_is_not_a_participant_gets_nothing_of_the_plan_and_no_key() {
-    let net = Network::start();
+    let net = Network::start(USERS);
     let mut rita = net.device("rita", "Rita");
     let mut otto = net.device("otto", "Otto");
     let plan = rita.create_plan("Geheim").unwrap();
@@ -160,7 +134,7 @@ fn a_device_that_is_not_a_participant_gets_nothing_of_the_plan_and_no_key() {
 
 #[test]
 fn the_servers_database_holds_none_of_the_words_written() {
-    let net = Network::start();
+    let net = Network::start(USERS);
     let mut rita = net.device("rita", "Rita");
     let mut wim = net.device("wim", "Wim");
     let secrets = ["Zwaluwstaart", "Kwartelkoning", "Dreiging-Wervelwind", "Officier-Zebravink"];
@@ -220,7 +194,7 @@ fn append_forged(conn: &rusqlite::Connection, bytes: &[u8]) {
 
 #[test]
 fn forged_and_replayed_bundles_are_refused_by_every_receiver_and_never_applied() {
-    let mut net = Network::start();
+    let mut net = Network::start(USERS);
     let mut rita = net.device("rita", "Rita");
     let mut wim = net.device("wim", "Wim");
     let plan = rita.create_plan("Jansen").unwrap();
@@ -266,7 +240,7 @@ fn forged_and_replayed_bundles_are_refused_by_every_receiver_and_never_applied()
 
 #[test]
 fn a_key_envelope_the_server_made_up_is_refused_and_never_used() {
-    let mut net = Network::start();
+    let mut net = Network::start(USERS);
     let mut rita = net.device("rita", "Rita");
     let mut wim = net.device("wim", "Wim");
     let plan = rita.create_plan("Jansen").unwrap();
