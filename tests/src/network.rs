@@ -8,13 +8,16 @@ use std::process::{Child, Command, Stdio};
 use eenplan_core::Device;
 use eenplan_core::keystore::{KdfParams, PassphraseKeyStore};
 
-/// Where cargo put the workspace's binaries (next to the test executable's `deps/`).
+/// A workspace binary: next to the running executable (a program in `target/release`), or
+/// one directory up (a test in `target/*/deps`).
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
-    let dir = exe.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
-    let path = dir.join(name);
-    assert!(path.exists(), "{} is not built; run the tests with `cargo test --workspace`", path.display());
-    path
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    let candidates = [Some(dir.join(name)), dir.parent().map(|p| p.join(name))];
+    match candidates.into_iter().flatten().find(|p| p.is_file()) {
+        Some(path) => path,
+        None => panic!("{name} is not built next to {}; build with `cargo build --workspace`", exe.display()),
+    }
 }
 
 /// A server process. Killed (SIGKILL) when dropped, unless stopped before.

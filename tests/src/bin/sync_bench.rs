@@ -33,10 +33,10 @@
 //! Every figure is a median over repeated runs unless the table says otherwise.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -50,6 +50,7 @@ use eenplan_core::plan::{
 };
 use eenplan_core::sync::{SyncError, SyncReport};
 use eenplan_core::{CoreError, Device, DeviceId, EntityId, PlanId};
+use eenplan_tests::network::{Admin, Server};
 
 const DEVICE_PASSPHRASE: &str = "sync-bench";
 const TRANSFER_PASSPHRASE: &str = "sync-bench transfer";
@@ -119,20 +120,6 @@ impl Config {
 
 // --- the network: a server process, the admin CLI, devices ------------------------------
 
-/// A workspace binary. In `target/release` (this program) they sit next to the executable;
-/// from a test in `target/*/deps` they are one directory up.
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the path of this program");
-    let dir = exe.parent().expect("the directory of this program");
-    let candidates = [Some(dir.join(name)), dir.parent().map(|p| p.join(name))];
-    for candidate in candidates.into_iter().flatten() {
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!("{name} is not next to {}; build with `cargo build --workspace --release`", exe.display())
-}
-
 /// Where the benchmark's files go: `target/tmp` when it exists (a real disk, where fsync
 /// costs what it costs on a device), else the system's temporary directory.
 fn scratch(label: &str) -> tempfile::TempDir {
@@ -146,48 +133,24 @@ fn scratch(label: &str) -> tempfile::TempDir {
     tempfile::Builder::new().prefix(&format!("sync-bench-{label}-")).tempdir_in(base).expect("a scratch dir")
 }
 
-/// A server process on a free loopback port; killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-    address: String,
+/// What the benchmark reads off the harness's server process.
+trait Probe {
+    fn pid(&self) -> u32;
+    fn metrics(&self) -> Metrics;
+    fn peak_rss_kib(&self) -> Option<u64>;
+    fn cpu_time(&self) -> Option<Duration>;
 }
 
-impl Server {
-    fn start(data: &Path) -> Server {
-        let mut child = Command::new(binary("eenplan-server"))
-            .args(["serve", "--data"])
-            .arg(data)
-            .args(["--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start the server: {e}"));
-        let stdout = child.stdout.take().expect("the server's stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let address = loop {
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Some(addr) = line.strip_prefix("listening on ") {
-                        break addr.trim().to_owned();
-                    }
-                }
-                other => panic!("the server stopped before listening: {other:?}"),
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, url: format!("http://{address}"), address }
-    }
-
+impl Probe for Server {
     fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// The server's `/metrics`, by sample name (labels included).
     fn metrics(&self) -> Metrics {
-        let mut stream = TcpStream::connect(&self.address).expect("connect for /metrics");
-        write!(stream, "GET /metrics HTTP/1.0\r\nHost: {}\r\n\r\n", self.address).expect("send");
+        let address = self.address();
+        let mut stream = TcpStream::connect(&address).expect("connect for /metrics");
+        write!(stream, "GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n").expect("send");
         let mut text = String::new();
         stream.read_to_string(&mut text).expect("read /metrics");
         let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
@@ -221,13 +184,6 @@ fn cpu_time_of(pid: &str) -> Option<Duration> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     Some(Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64))
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn cores() -> usize {
@@ -268,32 +224,6 @@ impl Metrics {
     }
 }
 
-/// The administrator, through the real `eenplan-admin` binary.
-struct Admin {
-    data: PathBuf,
-    server: String,
-}
-
-impl Admin {
-    fn run(&self, args: &[&str]) -> String {
-        let output = Command::new(binary("eenplan-admin"))
-            .arg("--data")
-            .arg(&self.data)
-            .args(args)
-            .env("EENPLAN_ADMIN_PASSPHRASE", "sync-bench-admin")
-            .env("EENPLAN_INSECURE_FAST_KDF", "1")
-            .env("EENPLAN_SERVER", &self.server)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run eenplan-admin: {e}"));
-        assert!(
-            output.status.success(),
-            "eenplan-admin {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
-    }
-}
-
 /// Cheap Argon2 for the device stores: this measures sync, not the passphrase KDF.
 fn keystore() -> PassphraseKeyStore {
     PassphraseKeyStore::with_params(DEVICE_PASSPHRASE, KdfParams::INSECURE_FAST_FOR_TESTS)
@@ -310,8 +240,7 @@ impl Network {
     fn start(label: &str, users: &[&str]) -> Network {
         let dir = scratch(label);
         let server = Server::start(&dir.path().join("server"));
-        let admin = Admin { data: dir.path().join("admin"), server: server.url.clone() };
-        admin.run(&["init", "--server", &server.url, "--name", "Beheer"]);
+        let admin = Admin::init(&dir.path().join("admin"), &server.url);
         admin.run(&["org", "add", ORG]);
         let network = Network { dir, server, admin };
         for user in users {
