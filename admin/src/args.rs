@@ -7,6 +7,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use eenplan_core::PlanId;
 use eenplan_core::plan::Role;
+use eenplan_protocol::wipe::RevocationReason;
 
 const ENVIRONMENT_HELP: &str = "\
 Environment:
@@ -18,7 +19,8 @@ Environment:
                                the passphrase quickly and owns the network. Never set it for a
                                real network.";
 
-/// eenplan-admin: run an eenplan network — organisations, users, device enrolment.
+/// eenplan-admin: run an eenplan network — organisations, users, device enrolment and
+/// revocation, the sharing policy, and the key rotations they cause.
 #[derive(Debug, Parser)]
 #[command(name = "eenplan-admin", version, after_help = ENVIRONMENT_HELP, after_long_help = ENVIRONMENT_HELP)]
 pub struct Cli {
@@ -50,13 +52,33 @@ pub enum Command {
     /// Users: people, each of one organisation, in one role.
     #[command(subcommand)]
     User(UserCommand),
-    /// Devices: enrolment codes, approval, listing.
+    /// Devices: enrolment codes, approval, listing, revocation.
     #[command(subcommand)]
     Device(DeviceCommand),
     /// Who takes part in which plan.
     #[command(subcommand)]
     Plan(PlanCommand),
+    /// The sharing policy: which role may read and write which compartment.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Moves every document that waits for a new key to a new key epoch; continues an
+    /// interrupted run.
+    #[command(long_about = REKEY_HELP)]
+    Rekey,
 }
+
+const REKEY_HELP: &str = "\
+Moves every document that waits for a new key to a new key epoch.
+
+A revocation, an unassignment or a policy change queues the documents that someone may no
+longer read; until they move on, the server refuses writes to them. For each one this makes a
+new key, seals it to every device that may still read the document (after checking its
+certificate against this keyring's root and its role against the policy) and to escrow, and
+seals older keys to devices that lack them, opened from escrow. Nothing is decrypted but keys.
+
+`device revoke`, `plan unassign` and `policy set` run this themselves; run it alone to finish
+what an interrupted run left. Running it again is always safe: work that was done is not
+redone, and the end state is the same.";
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
@@ -108,6 +130,19 @@ pub enum DeviceCommand {
     List(DeviceListArgs),
     /// Certifies devices that claimed an enrolment code.
     Approve(ApproveArgs),
+    /// Revokes a device: the server refuses it at once and deletes its keys, a wipe order
+    /// waits for it, and every document it could read moves to a new key.
+    Revoke(RevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// The device: its id as `device list` shows it, or a unique prefix of at least six
+    /// characters.
+    pub device: String,
+    /// Why it is revoked.
+    #[arg(long, value_parser = reason())]
+    pub reason: RevocationReason,
 }
 
 #[derive(Debug, Args)]
@@ -142,6 +177,35 @@ pub struct ApproveArgs {
 pub enum PlanCommand {
     /// Makes a user a participant of a plan.
     Assign(AssignArgs),
+    /// Removes a user from a plan; the documents they could read move to a new key, so their
+    /// devices read nothing written afterwards.
+    Unassign(UnassignArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UnassignArgs {
+    /// The plan's id (32 hexadecimal characters).
+    pub plan: PlanId,
+    /// The user: a name, or the numeric id from `user list`.
+    #[arg(long)]
+    pub user: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Prints the policy in force, after checking the root's signature on it, as a TOML file
+    /// that `policy set` reads back (JSON with --json).
+    Show,
+    /// Signs a policy file with the root key and makes it the network's policy. Its `version`
+    /// must be higher than the current one. Documents a role may no longer read move to a new
+    /// key.
+    Set(PolicySetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PolicySetArgs {
+    /// The policy file (TOML, like the one `policy show` prints).
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -153,6 +217,11 @@ pub struct AssignArgs {
     pub user: String,
     #[arg(long, value_parser = role())]
     pub role: Role,
+}
+
+fn reason() -> impl TypedValueParser<Value = RevocationReason> {
+    PossibleValuesParser::new(["lost", "stolen", "replaced", "left"])
+        .try_map(|text: String| RevocationReason::parse(&text).ok_or("lost, stolen, replaced or left"))
 }
 
 fn role() -> impl TypedValueParser<Value = Role> {

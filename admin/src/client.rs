@@ -124,6 +124,11 @@ impl<'k> Client<'k> {
         self.send("POST", path, Some(body))
     }
 
+    /// `POST path` with a JSON body serialised by the caller (which counts its bytes).
+    pub fn post_body(&self, path: &str, body: Vec<u8>) -> Result<Vec<u8>, AdminError> {
+        self.send("POST", path, Some(body))
+    }
+
     fn send(&self, method: &str, path_and_query: &str, body: Option<Vec<u8>>) -> Result<Vec<u8>, AdminError> {
         let url = format!("{}{path_and_query}", self.base.as_str());
         let bytes = body.as_deref().unwrap_or_default();

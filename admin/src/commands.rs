@@ -4,11 +4,14 @@ mod device;
 mod init;
 mod org;
 mod plan;
+mod policy;
+mod rekey;
 mod user;
 
 use std::path::{Path, PathBuf};
 
-use eenplan_protocol::api::{self, UserInfo};
+use eenplan_protocol::api::{self, PolicyInfo, UserInfo};
+use eenplan_protocol::policy::{Policy, SignedPolicy};
 
 use crate::args::{Cli, Command};
 use crate::client::{Client, ServerUrl};
@@ -16,6 +19,7 @@ use crate::error::AdminError;
 use crate::keyring::{self, Keyring, KeyringError, KeyringFile};
 use crate::output::Output;
 use crate::passphrase;
+use crate::rekey::{Authority, Outcome, Progress, Summary};
 
 pub fn run(cli: Cli) -> Result<Output, AdminError> {
     let data = cli.data.ok_or_else(|| {
@@ -30,6 +34,8 @@ pub fn run(cli: Cli) -> Result<Output, AdminError> {
         Command::User(command) => user::run(&Session::open(&data, server)?, command, json),
         Command::Device(command) => device::run(&mut Session::open(&data, server)?, command, json),
         Command::Plan(command) => plan::run(&Session::open(&data, server)?, command, json),
+        Command::Policy(command) => policy::run(&Session::open(&data, server)?, command, json),
+        Command::Rekey => rekey::run(&Session::open(&data, server)?, json),
     }
 }
 
@@ -70,6 +76,69 @@ impl Session {
     fn user(&self, text: &str) -> Result<UserInfo, AdminError> {
         let users: Vec<UserInfo> = self.client().get(api::PATH_ADMIN_USERS)?;
         pick_user(users, text)
+    }
+
+    /// The policy in force, as the server holds it, checked against this keyring's root: the
+    /// server cannot make this CLI believe in a table the root did not sign.
+    fn policy(&self) -> Result<Policy, AdminError> {
+        let info: PolicyInfo = self.client().get(api::PATH_ADMIN_POLICY)?;
+        let bytes = api::unhex(&info.policy)
+            .ok_or_else(|| AdminError::BadResponse("the policy is not hexadecimal".into()))?;
+        let signed = SignedPolicy::from_bytes(&bytes).map_err(AdminError::ServerPolicy)?;
+        signed.verify(&self.keyring.root_public()).map_err(AdminError::ServerPolicy)
+    }
+
+    /// Moves every waiting document to a new key epoch (see `crate::rekey`). `pending` is the
+    /// count the server just gave, for the progress line; `policy` the policy in force if
+    /// this command just set it (else it is fetched and verified).
+    fn rotate_pending(&self, pending: Option<u64>, policy: Option<Policy>) -> Outcome {
+        // Recipients are checked against the policy in force; without it nothing is sealed.
+        let policy = match policy.map_or_else(|| self.policy(), Ok) {
+            Ok(policy) => policy,
+            Err(e) => return Outcome { summary: Summary::default(), stopped: Some(e) },
+        };
+        let authority = Authority {
+            root_public: self.keyring.root_public(),
+            admin: &self.keyring.admin,
+            admin_certificate: self.keyring.admin_certificate.to_bytes(),
+            escrow_secret: &self.keyring.escrow_secret,
+            escrow_public: &self.keyring.escrow_public,
+            policy: &policy,
+        };
+        crate::rekey::run(&self.client(), &authority, pending, &mut Progress::on_stderr())
+    }
+}
+
+/// What a command that queued rotations prints: its own result (`text`, or `value` as JSON
+/// with the rotation summary under `"rotation"`), then the summary; a stopped or partly
+/// refused rotation makes the command fail after printing what was done.
+fn with_rotation(
+    json: bool,
+    text: String,
+    value: serde_json::Value,
+    outcome: Outcome,
+) -> Result<Output, AdminError> {
+    let Outcome { summary, stopped } = outcome;
+    let done = Output::either(
+        json,
+        || {
+            let mut value = value;
+            if let Some(object) = value.as_object_mut() {
+                object.insert("rotation".into(), serde_json::json!(summary));
+            }
+            value
+        },
+        || format!("{text}{}", summary.text()),
+    )?;
+    match stopped {
+        Some(error) => {
+            Err(AdminError::Partial { done, error: Box::new(AdminError::RekeyStopped(Box::new(error))) })
+        }
+        None if !summary.refused.is_empty() => Err(AdminError::Partial {
+            done,
+            error: Box::new(AdminError::RekeyRefused(summary.refused.len())),
+        }),
+        None => Ok(done),
     }
 }
 

@@ -105,11 +105,11 @@ pub fn device_body(
         decode(&info.device_id).ok_or_else(|| bad("the device id is not 32 hexadecimal characters"))?;
     let signing_public: [u8; 32] = decode(&info.signing_public)
         .ok_or_else(|| bad("the signing key is not 64 hexadecimal characters"))?;
-    // Devices have X25519 agreement keys (envelope suite 1); a later suite brings its own
-    // length and this check with it.
+    // Only hybrid (X-Wing) agreement keys are certified: a key envelope sealed to an
+    // X25519-only key could be opened by a future quantum computer from a recording.
     let agreement_public = api::unhex(&info.agreement_public)
-        .filter(|k| k.len() == 32)
-        .ok_or_else(|| bad("the agreement key is not 64 hexadecimal characters"))?;
+        .filter(|k| k.len() == eenplan_protocol::envelope::XWING_PUBLIC_LEN)
+        .ok_or_else(|| bad("the agreement key is not an X-Wing public key (1,216 bytes)"))?;
     // The server chose the id; the key decides it. A mismatch means the server (or a bug)
     // tries to bind one device's key to another device's id.
     if device_id_of(&signing_public) != device_id {
@@ -181,8 +181,12 @@ mod tests {
             role: "wijkteam".into(),
             state: PENDING.into(),
             signing_public: api::hex(&public),
-            agreement_public: api::hex(&[seed; 32]),
-            key_mac: api::hex(&api::key_mac(mac_key, &public, &[seed; 32])),
+            agreement_public: api::hex(&[seed; eenplan_protocol::envelope::XWING_PUBLIC_LEN]),
+            key_mac: api::hex(&api::key_mac(
+                mac_key,
+                &public,
+                &[seed; eenplan_protocol::envelope::XWING_PUBLIC_LEN],
+            )),
             created_at_ms: NOW,
         }
     }

@@ -1,7 +1,10 @@
 //! The administrator CLI's errors and their exit codes.
 
+use eenplan_protocol::policy::PolicyError;
+
 use crate::keyring::KeyringError;
 use crate::output::Output;
+use crate::policy_file::PolicyFileError;
 
 /// Exit code for input the administrator can fix by changing the command line.
 pub const EXIT_USAGE: u8 = 2;
@@ -65,6 +68,41 @@ pub enum AdminError {
     Clock,
     #[error("{0} device(s) not approved; see the warnings above")]
     NotApproved(usize),
+    #[error("no device {0:?} (see `eenplan-admin device list`)")]
+    UnknownDevice(String),
+    #[error("{prefix:?} is the start of several device ids ({ids}); give more of it")]
+    AmbiguousDevice { prefix: String, ids: String },
+    #[error("cannot read {path}: {source}")]
+    ReadFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    PolicyFile {
+        path: String,
+        #[source]
+        source: PolicyFileError,
+    },
+    #[error(
+        "the file's policy is version {given}, but version {current} is in force; raise `version` above {current}"
+    )]
+    PolicyNotNewer { current: u32, given: u32 },
+    /// The policy cannot be signed or sent as it is.
+    #[error("{0}")]
+    PolicyUnusable(#[source] PolicyError),
+    /// What the server calls the policy in force is not one this network's root signed.
+    #[error("the server's policy is not valid for this network: {0}")]
+    ServerPolicy(#[source] PolicyError),
+    /// The re-keying loop stopped on a failure; what it did is kept, and running it again
+    /// continues.
+    #[error("{0}; re-keying stopped: run `eenplan-admin rekey` to continue")]
+    RekeyStopped(Box<AdminError>),
+    #[error(
+        "{0} document(s) were not moved to a new key (see the warnings above); writes to them stay \
+         refused until `eenplan-admin rekey` moves them"
+    )]
+    RekeyRefused(usize),
     /// A command that did part of its work: `done` is printed, then `error`.
     #[error("{error}")]
     Partial { done: Output, error: Box<AdminError> },
@@ -77,9 +115,13 @@ impl AdminError {
 
     pub fn exit_code(&self) -> u8 {
         match self {
-            AdminError::Usage(_) | AdminError::UnknownUser(_) | AdminError::AmbiguousUser { .. } => {
-                EXIT_USAGE
-            }
+            AdminError::Usage(_)
+            | AdminError::UnknownUser(_)
+            | AdminError::AmbiguousUser { .. }
+            | AdminError::UnknownDevice(_)
+            | AdminError::AmbiguousDevice { .. }
+            | AdminError::PolicyFile { .. }
+            | AdminError::PolicyNotNewer { .. } => EXIT_USAGE,
             AdminError::Partial { error, .. } => error.exit_code(),
             _ => EXIT_FAILURE,
         }

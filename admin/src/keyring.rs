@@ -31,6 +31,7 @@ use eenplan_core::crypto::{self, SecretKey};
 use eenplan_core::keystore::{KeyStore, KeyStoreError};
 use eenplan_protocol::api::escrow_message;
 use eenplan_protocol::certificate::{AdminBody, Certificate};
+use eenplan_protocol::envelope;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
@@ -213,6 +214,23 @@ impl Keyring {
                 &Signature::from_bytes(&self.escrow_signature),
             )
             .map_err(|_| KeyringError::Damaged("the escrow key is not signed by the root"))?;
+        match self.escrow_public.len() {
+            // The escrow secret is the X-Wing seed: it must give the public key the network
+            // knows, or every key sealed to escrow would be lost to this keyring.
+            envelope::XWING_PUBLIC_LEN => {
+                if envelope::public_key_of(&self.escrow_secret).ok().as_deref()
+                    != Some(self.escrow_public.as_slice())
+                {
+                    return Err(KeyringError::Damaged(
+                        "the escrow secret does not belong to the escrow public key",
+                    ));
+                }
+            }
+            // A keyring made before escrow became hybrid: its X25519 key still opens the
+            // envelopes sealed to it.
+            envelope::X25519_PUBLIC_LEN => {}
+            _ => return Err(KeyringError::Damaged("escrow public key length")),
+        }
         Ok(())
     }
 
@@ -417,7 +435,6 @@ fn keystore_error(e: KeyStoreError) -> KeyringError {
 #[cfg(test)]
 mod tests {
     use eenplan_core::keystore::{KdfParams, PassphraseKeyStore};
-    use eenplan_protocol::envelope;
 
     use super::*;
 
@@ -463,6 +480,30 @@ mod tests {
         drop(file);
         let (_, reopened) = KeyringFile::open(dir.path(), &keystore("geheim")).unwrap();
         assert!(reopened.registered);
+    }
+
+    #[test]
+    fn a_new_keyring_has_a_hybrid_escrow_key_that_survives_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let keyring = sample();
+        assert_eq!(keyring.escrow_secret.len(), 32);
+        assert_eq!(keyring.escrow_public.len(), envelope::XWING_PUBLIC_LEN);
+        assert_eq!(envelope::public_key_of(&keyring.escrow_secret).unwrap(), keyring.escrow_public);
+        drop(KeyringFile::create(dir.path(), &keyring, &keystore("geheim")).unwrap());
+        let (_, opened) = KeyringFile::open(dir.path(), &keystore("geheim")).unwrap();
+        let document = eenplan_protocol::DocumentId::new([1; 16], 2).unwrap();
+        let sealed = envelope::seal(&keyring.escrow_public, [0; 16], document, 3, &[9; 32]).unwrap();
+        assert_eq!(envelope::suite_of(&sealed).unwrap(), envelope::SUITE_XWING_CHACHA);
+        assert_eq!(*envelope::open(&sealed, &opened.escrow_secret, [0; 16], document, 3).unwrap(), [9; 32]);
+    }
+
+    #[test]
+    fn an_escrow_secret_that_does_not_match_its_public_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut keyring = sample();
+        keyring.escrow_secret = envelope::generate_keypair().0;
+        drop(KeyringFile::create(dir.path(), &keyring, &keystore("geheim")).unwrap());
+        assert!(matches!(KeyringFile::open(dir.path(), &keystore("geheim")), Err(KeyringError::Damaged(_))));
     }
 
     #[test]

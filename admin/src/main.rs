@@ -1,7 +1,8 @@
 //! `eenplan-admin`: the administrator's CLI. It holds the keys that make a network (the root,
 //! the escrow key, the administrator's own key) in a passphrase-sealed keyring, and uses them to
 //! run the server's administrator API: organisations, users, enrolment codes, device
-//! certificates, plan participants. The server never sees a private key.
+//! certificates, plan participants, revocation, the sharing policy, and the key rotations
+//! these cause. The server never sees a private key, nor a key that opens a plan.
 
 mod args;
 mod client;
@@ -11,6 +12,8 @@ mod error;
 mod keyring;
 mod output;
 mod passphrase;
+mod policy_file;
+mod rekey;
 
 use std::io::{ErrorKind, Write};
 use std::process::ExitCode;

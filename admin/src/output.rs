@@ -33,7 +33,8 @@ impl Output {
             Output::Text(text) if text.ends_with('\n') => out.write_all(text.as_bytes()),
             Output::Text(text) => writeln!(out, "{text}"),
             Output::Json(value) => {
-                serde_json::to_writer_pretty(&mut *out, value).map_err(std::io::Error::other)?;
+                // `From` keeps the kind of an I/O error (a closed pipe stays `BrokenPipe`).
+                serde_json::to_writer_pretty(&mut *out, value).map_err(std::io::Error::from)?;
                 writeln!(out)
             }
         }

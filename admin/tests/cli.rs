@@ -12,8 +12,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
-use eenplan_protocol::api::{self, CertificateUpload, EnrolmentCode, InitRequest, NewEnrolment};
+use eenplan_protocol::DocumentId;
+use eenplan_protocol::api::{
+    self, CertificateUpload, EnrolmentCode, InitRequest, NewEnrolment, PolicyUpload, RekeyResult,
+    RevokeRequest,
+};
 use eenplan_protocol::certificate::{Certificate, device_id_of};
+use eenplan_protocol::envelope;
+use eenplan_protocol::epoch::SignedCommitment;
+use eenplan_protocol::policy::{DEFAULT_POLICY_TOML, Policy, SignedPolicy};
+use eenplan_protocol::wipe::{RevocationReason, Signed, WipeOrder};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
@@ -205,11 +213,29 @@ fn closed_port() -> String {
 #[test]
 fn help_lists_the_commands_and_the_environment() {
     let out = Admin::new().ok(&["--help"]);
-    for word in ["init", "org", "user", "device", "plan", "EENPLAN_ADMIN_PASSPHRASE", "EENPLAN_ADMIN_DATA"] {
+    for word in [
+        "init",
+        "org",
+        "user",
+        "device",
+        "plan",
+        "policy",
+        "rekey",
+        "EENPLAN_ADMIN_PASSPHRASE",
+        "EENPLAN_ADMIN_DATA",
+    ] {
         assert!(out.contains(word), "{word} missing from:\n{out}");
     }
     let out = Admin::new().ok(&["device", "approve", "--help"]);
     assert!(out.contains("--code") && out.contains("--all-pending"), "{out}");
+    let out = Admin::new().ok(&["device", "--help"]);
+    assert!(out.contains("revoke"), "{out}");
+    let out = Admin::new().ok(&["device", "revoke", "--help"]);
+    assert!(out.contains("--reason") && out.contains("stolen"), "{out}");
+    let out = Admin::new().ok(&["policy", "--help"]);
+    assert!(out.contains("show") && out.contains("set"), "{out}");
+    let out = Admin::new().ok(&["rekey", "--help"]);
+    assert!(out.contains("interrupted"), "{out}");
 }
 
 #[test]
@@ -461,8 +487,8 @@ fn pending_device(seed: u8, user_id: i64, mac_key: &[u8; 32]) -> Value {
         "role": "wijkteam",
         "state": "pending",
         "signing_public": api::hex(&public),
-        "agreement_public": api::hex(&[seed; 32]),
-        "key_mac": api::hex(&api::key_mac(mac_key, &public, &[seed; 32])),
+        "agreement_public": api::hex(&[seed; envelope::XWING_PUBLIC_LEN]),
+        "key_mac": api::hex(&api::key_mac(mac_key, &public, &[seed; envelope::XWING_PUBLIC_LEN])),
         "created_at_ms": now_ms(),
     })
 }
@@ -625,4 +651,322 @@ fn a_code_nobody_claimed_yet_or_from_elsewhere_is_refused() {
     assert!(admin.fails(&["device", "approve", "--code", &unknown], 1).contains("did not issue"));
     admin.fails(&["device", "approve", "--code", "hello"], 2);
     assert_eq!(server.requests().len(), before);
+}
+
+/// A device with real keys (an X-Wing agreement key whose secret the test keeps), approved
+/// through the CLI.
+struct RealDevice {
+    id: [u8; 16],
+    agreement_secret: [u8; 32],
+    /// The certificate the CLI signed for it (hex), as it uploaded it.
+    certificate: String,
+    /// As the server lists it.
+    info: Value,
+}
+
+fn approve_real_device(admin: &Admin, server: &Fake, seed: u8) -> RealDevice {
+    let code = enrol_fatima(admin, server);
+    let public = SigningKey::from_bytes(&[seed; 32]).verifying_key().to_bytes();
+    let (secret, agreement) = envelope::generate_keypair();
+    let info = json!({
+        "device_id": api::hex(&device_id_of(&public)),
+        "user_id": 7,
+        "user_name": "Fatima",
+        "org": "Wijkteam Noord",
+        "role": "wijkteam",
+        "state": "pending",
+        "signing_public": api::hex(&public),
+        "agreement_public": api::hex(&agreement),
+        "key_mac": api::hex(&api::key_mac(&code.mac_key(), &public, &agreement)),
+        "created_at_ms": now_ms(),
+    });
+    server.answer(200, &json!([info]).to_string());
+    server.answer(200, "{}");
+    admin.ok(&["device", "approve", "--code", &code.to_string()]);
+    let upload: CertificateUpload = server.last().json();
+    let mut info = info;
+    info["state"] = json!("active");
+    RealDevice { id: device_id_of(&public), agreement_secret: *secret, certificate: upload.certificate, info }
+}
+
+/// A network with one administrator and two approved devices of Fatima (wijkteam).
+struct Network {
+    server: Fake,
+    admin: Admin,
+    init: InitRequest,
+    phone: RealDevice,
+    laptop: RealDevice,
+}
+
+impl Network {
+    fn new() -> Network {
+        let server = Fake::start();
+        let admin = Admin::new();
+        admin.init(&server);
+        let init: InitRequest = server.last().json();
+        let phone = approve_real_device(&admin, &server, 1);
+        let laptop = approve_real_device(&admin, &server, 2);
+        Network { server, admin, init, phone, laptop }
+    }
+
+    fn admin_public(&self) -> [u8; 32] {
+        let root: [u8; 32] = api::unhex(&self.init.root_public).unwrap().try_into().unwrap();
+        let certificate =
+            Certificate::from_bytes(&api::unhex(&self.init.admin_certificate).unwrap()).unwrap();
+        certificate.verify_admin(&root).unwrap().admin_public
+    }
+
+    /// The server answers the policy in force: the signed default that init sent.
+    fn answer_policy(&self) {
+        self.server.answer(200, &json!({ "policy": self.init.policy }).to_string());
+    }
+
+    /// One rotation task for `document` at `epoch`, whose only recipient is `device` (listed
+    /// under `certificate`).
+    fn task(&self, document: DocumentId, epoch: u32, device: &RealDevice, certificate: &str) -> Value {
+        json!([{
+            "document": api::hex(&document.to_bytes()),
+            "current_epoch": epoch,
+            "recipients": [{
+                "device_id": api::hex(&device.id),
+                "certificate": certificate,
+                "admin_certificate": self.init.admin_certificate,
+                "missing_epochs": [],
+            }],
+            "escrow": [],
+            "commitments": [],
+        }])
+    }
+
+    fn rekey_posts(&self) -> Vec<Request> {
+        self.server
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.path == api::PATH_ADMIN_REKEY)
+            .collect()
+    }
+}
+
+fn zorg() -> DocumentId {
+    DocumentId::new([0x42; 16], 1).unwrap()
+}
+
+#[test]
+fn init_sends_the_default_policy_signed_by_the_root() {
+    let network = Network::new();
+    let root: [u8; 32] = api::unhex(&network.init.root_public).unwrap().try_into().unwrap();
+    let signed = SignedPolicy::from_bytes(&api::unhex(&network.init.policy).unwrap()).unwrap();
+    let policy = signed.verify(&root).unwrap();
+    assert_eq!(policy.version, 1);
+    assert!(policy.may_read("wijkteam", 1) && !policy.may_read("politie", 1) && !policy.may_read("ggz", 3));
+}
+
+#[test]
+fn revoking_a_device_sends_a_signed_wipe_order_then_moves_what_it_could_read_to_a_new_key() {
+    let network = Network::new();
+    let (server, admin) = (&network.server, &network.admin);
+    let phone_id = api::hex(&network.phone.id);
+    server.answer(200, &json!([network.phone.info, network.laptop.info]).to_string());
+    server.answer(200, r#"{"pending":1}"#);
+    network.answer_policy();
+    server.answer(200, &network.task(zorg(), 1, &network.laptop, &network.laptop.certificate).to_string());
+    server.answer(200, "{}");
+    server.answer(200, "[]");
+    let out = admin.run(&["device", "revoke", &phone_id[..8].to_uppercase(), "--reason", "stolen"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.starts_with(&format!("revoked {phone_id}: Fatima (Wijkteam Noord, wijkteam), stolen")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("rotated 1 document to a new key: 2 envelopes"), "{stdout}");
+    assert!(stderr.contains("rotating keys: 1/1 documents"), "{stderr}");
+
+    // The revocation: a wipe order for that device, signed by this administrator, with its
+    // certificate inside.
+    let requests = server.requests();
+    let revoke = requests.iter().find(|r| r.path.ends_with("/revoke")).unwrap();
+    assert_eq!(revoke.path, api::admin_revoke_path(&network.phone.id));
+    assert_eq!(revoke.verify_admin_signature(), network.admin_public());
+    let request: RevokeRequest = revoke.json();
+    assert_eq!(request.reason, "stolen");
+    let signed = Signed::from_bytes(&api::unhex(&request.wipe_order).unwrap()).unwrap();
+    let order = WipeOrder::verify(&signed, &network.admin_public()).unwrap();
+    assert_eq!(order.device.0, network.phone.id);
+    assert_eq!(order.reason, RevocationReason::Stolen);
+    assert_eq!(order.admin_certificate, api::unhex(&network.init.admin_certificate).unwrap());
+
+    // The rotation: the listing is fetched in batches of 50, and the result seals a new key to
+    // the remaining device and to escrow, under this administrator's commitment.
+    assert!(requests.iter().any(|r| r.method == "GET" && r.path == "/v1/admin/rekey?limit=50"));
+    let posts = network.rekey_posts();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].verify_admin_signature(), network.admin_public());
+    let result: RekeyResult = posts[0].json();
+    assert_eq!((result.document.as_str(), result.new_epoch), (api::hex(&zorg().to_bytes()).as_str(), 2));
+    let recipients: Vec<&str> = result.envelopes.iter().map(|e| e.recipient.as_str()).collect();
+    assert_eq!(recipients.len(), 2);
+    assert!(recipients.contains(&api::hex(&api::ESCROW_RECIPIENT).as_str()));
+    assert!(!recipients.contains(&phone_id.as_str()));
+    let mine = result.envelopes.iter().find(|e| e.recipient == api::hex(&network.laptop.id)).unwrap();
+    let signed = api::unhex(&mine.envelope).unwrap();
+    let (sealed, sealer, signature) = envelope::split_signed(&signed).unwrap();
+    assert_eq!(sealer, device_id_of(&network.admin_public()));
+    envelope::verify_signature(sealed, &signature, &network.admin_public(), zorg(), 2, network.laptop.id)
+        .unwrap();
+    let key = envelope::open(sealed, &network.laptop.agreement_secret, network.laptop.id, zorg(), 2).unwrap();
+    let commitment = SignedCommitment::from_bytes(&api::unhex(&result.commitment).unwrap()).unwrap();
+    commitment.verify(&network.admin_public()).unwrap().matches(&key).unwrap();
+}
+
+#[test]
+fn rekey_alone_continues_what_was_left_and_skips_what_another_run_finished() {
+    let network = Network::new();
+    let (server, admin) = (&network.server, &network.admin);
+    let task = network.task(zorg(), 1, &network.laptop, &network.laptop.certificate).to_string();
+
+    // The connection fails mid-run: what was done is printed, and the way on is named.
+    network.answer_policy();
+    server.answer(200, &task);
+    server.answer(502, "<html>bad gateway</html>");
+    let stderr = admin.fails(&["rekey"], 1);
+    assert!(stderr.contains("run `eenplan-admin rekey` to continue"), "{stderr}");
+
+    // The post had in fact landed: the server calls the task stale, and the run ends clean.
+    network.answer_policy();
+    server.answer(200, &task);
+    server.answer(409, r#"{"code":"stale_rekey","message":"the document is at another epoch"}"#);
+    server.answer(200, "[]");
+    let out = admin.ok(&["rekey"]);
+    assert!(out.contains("1 document had been rotated already"), "{out}");
+
+    network.answer_policy();
+    server.answer(200, "[]");
+    assert_eq!(admin.ok(&["rekey"]), "no document waits for a new key");
+    network.answer_policy();
+    server.answer(200, "[]");
+    let json: Value = serde_json::from_str(&admin.ok(&["rekey", "--json"])).unwrap();
+    assert_eq!(json["rotation"]["documents"], 0);
+}
+
+#[test]
+fn a_recipient_the_keyring_cannot_verify_gets_nothing_and_the_command_fails() {
+    let network = Network::new();
+    let (server, admin) = (&network.server, &network.admin);
+    // The server lists the laptop under the phone's certificate.
+    let task = network.task(zorg(), 1, &network.laptop, &network.phone.certificate).to_string();
+    network.answer_policy();
+    server.answer(200, &task);
+    let out = admin.run(&["rekey"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not rotated") && stderr.contains("with the certificate of device"), "{stderr}");
+    assert!(stderr.contains("1 document(s) were not moved to a new key"), "{stderr}");
+    assert!(network.rekey_posts().is_empty());
+
+    // A policy the root did not sign is not believed, and nothing is sealed under it.
+    let forged =
+        Policy { version: 9, roles: Default::default() }.sign(&SigningKey::from_bytes(&[3; 32])).unwrap();
+    server.answer(200, &json!({ "policy": api::hex(&forged.to_bytes()) }).to_string());
+    let stderr = admin.fails(&["rekey"], 1);
+    assert!(stderr.contains("not valid for this network"), "{stderr}");
+    assert!(network.rekey_posts().is_empty());
+}
+
+#[test]
+fn plan_unassign_removes_the_user_then_rotates() {
+    let network = Network::new();
+    let (server, admin) = (&network.server, &network.admin);
+    let plan = "00112233445566778899aabbccddeeff";
+    server.answer(200, r#"[{"id":7,"org":"Wijkteam Noord","name":"Fatima","role":"wijkteam"}]"#);
+    server.answer(200, r#"{"pending":0}"#);
+    network.answer_policy();
+    server.answer(200, "[]");
+    let out = admin.ok(&["plan", "unassign", plan, "--user", "Fatima"]);
+    assert!(out.starts_with(&format!("Fatima (id 7) no longer takes part in plan {plan}")), "{out}");
+    let requests = server.requests();
+    let unassign = requests.iter().find(|r| r.path.ends_with("/remove")).unwrap();
+    assert_eq!(unassign.path, format!("/v1/admin/plans/{plan}/participants/7/remove"));
+    unassign.verify_admin_signature();
+}
+
+#[test]
+fn device_revoke_refuses_unclear_devices_and_reasons_before_revoking_anything() {
+    let network = Network::new();
+    let (server, admin) = (&network.server, &network.admin);
+    let before = server.requests().len();
+    admin.fails(&["device", "revoke", "abc", "--reason", "lost"], 2);
+    admin.fails(&["device", "revoke", &api::hex(&network.phone.id), "--reason", "borrowed"], 2);
+    admin.fails(&["device", "revoke", &api::hex(&network.phone.id)], 2);
+    assert_eq!(server.requests().len(), before);
+    server.answer(200, &json!([network.phone.info, network.laptop.info]).to_string());
+    let stderr = admin.fails(&["device", "revoke", "ffffffff", "--reason", "lost"], 2);
+    assert!(stderr.contains("device list"), "{stderr}");
+    assert!(!server.requests().iter().any(|r| r.path.ends_with("/revoke")));
+}
+
+#[test]
+fn policy_show_prints_the_verified_policy_as_toml_that_policy_set_reads_back() {
+    let network = Network::new();
+    let (server, admin) = (&network.server, &network.admin);
+    network.answer_policy();
+    let shown = admin.ok(&["policy", "show"]);
+    assert!(shown.starts_with("# eenplan sharing policy, version 1."), "{shown}");
+    assert!(shown.contains("\nversion = 1\n") && shown.contains("[roles.politie]"), "{shown}");
+    assert_eq!(server.last().path, api::PATH_ADMIN_POLICY);
+    network.answer_policy();
+    let json: Value = serde_json::from_str(&admin.ok(&["policy", "show", "--json"])).unwrap();
+    assert_eq!(json["version"], 1);
+    assert_eq!(json["roles"]["ggz"]["read"], json!(["basis", "zorg"]));
+
+    // The printed file, with a higher version and ggz no longer reading zorg, is the next
+    // policy: signed by the root, uploaded, then the rotation runs.
+    let next = shown.replace("version = 1", "version = 2").replace(
+        "[roles.ggz]\nread = [\"basis\", \"zorg\"]\nwrite = [\"basis\", \"zorg\"]",
+        "[roles.ggz]\nread = [\"basis\"]\nwrite = [\"basis\"]",
+    );
+    assert_ne!(next, shown.replace("version = 1", "version = 2"), "the ggz table is as expected:\n{shown}");
+    let file = admin.dir.path().join("policy.toml");
+    std::fs::write(&file, &next).unwrap();
+    network.answer_policy();
+    server.answer(200, r#"{"pending":0}"#);
+    server.answer(200, "[]");
+    let out = admin.run(&["policy", "set", file.to_str().unwrap()]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.starts_with("policy version 2 is in force (was 1)"), "{stdout}");
+    assert!(stderr.contains("role \"ggz\" no longer reads zorg"), "{stderr}");
+    let requests = server.requests();
+    let upload = requests.iter().find(|r| r.method == "POST" && r.path == api::PATH_ADMIN_POLICY).unwrap();
+    upload.verify_admin_signature();
+    let upload: PolicyUpload = upload.json();
+    let root: [u8; 32] = api::unhex(&network.init.root_public).unwrap().try_into().unwrap();
+    let policy =
+        SignedPolicy::from_bytes(&api::unhex(&upload.policy).unwrap()).unwrap().verify(&root).unwrap();
+    assert_eq!(policy.version, 2);
+    assert!(!policy.may_read("ggz", 1) && policy.may_read("ggz", 0));
+}
+
+#[test]
+fn policy_set_refuses_an_old_version_and_a_broken_file_without_uploading() {
+    let network = Network::new();
+    let (server, admin) = (&network.server, &network.admin);
+    let file = admin.dir.path().join("policy.toml");
+
+    std::fs::write(&file, DEFAULT_POLICY_TOML).unwrap();
+    network.answer_policy();
+    let stderr = admin.fails(&["policy", "set", file.to_str().unwrap()], 2);
+    assert!(stderr.contains("version 1 is in force; raise `version` above 1"), "{stderr}");
+
+    let before = server.requests().len();
+    std::fs::write(&file, "version = 2\n\n[roles.ggz]\nread = [\"basis\", \"zorgen\"]\n").unwrap();
+    let stderr = admin.fails(&["policy", "set", file.to_str().unwrap()], 2);
+    assert!(stderr.contains("policy.toml: line 4: ") && stderr.contains("zorgen"), "{stderr}");
+    std::fs::write(&file, "version = 2\n[roles.ggz]\nreed = []\n").unwrap();
+    let stderr = admin.fails(&["policy", "set", file.to_str().unwrap()], 2);
+    assert!(stderr.contains("line 3: ") && stderr.contains("reed"), "{stderr}");
+    let stderr = admin.fails(&["policy", "set", "/nonexistent/policy.toml"], 1);
+    assert!(stderr.contains("cannot read /nonexistent/policy.toml"), "{stderr}");
+    assert_eq!(server.requests().len(), before);
+    assert!(!server.requests().iter().any(|r| r.method == "POST" && r.path == api::PATH_ADMIN_POLICY));
 }

@@ -22,6 +22,8 @@ Environment:
   EENPLAN_PASSPHRASE           the device passphrase; asked on the terminal when unset
   EENPLAN_NEW_PASSPHRASE       the new passphrase for `passphrase change`
   EENPLAN_TRANSFER_PASSPHRASE  the passphrase of a changes file (export, import)
+  EENPLAN_MAX_FAILED_UNLOCKS   wrong passphrases in a row after which the device erases
+                               itself for good (default 10)
   EENPLAN_INSECURE_FAST_KDF=1  FOR TESTS ONLY: wrap the data key with the cheapest Argon2
                                parameters (init, passphrase change). Anyone who copies the
                                data directory can then guess the passphrase quickly. Never set

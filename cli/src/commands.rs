@@ -10,6 +10,7 @@ mod transfer;
 
 use std::path::Path;
 
+use eenplan_core::keystore::KeyStore;
 use eenplan_core::{CoreError, Device, PlanId};
 
 use crate::args::{Cli, Command, PassphraseCommand};
@@ -46,11 +47,30 @@ pub fn run(cli: Cli) -> Result<Output, CliError> {
 
 /// Opens the device, asking for the passphrase only when there is a device to unlock.
 fn open(data: &Path) -> Result<Device, CliError> {
+    refuse_missing_or_wiped(data)?;
+    let keystore = passphrase::keystore(passphrase::existing(passphrase::DEVICE)?)?;
+    unlock(data, &keystore)
+}
+
+/// Checked before a passphrase is asked for: there must be a device, and not a wiped one.
+fn refuse_missing_or_wiped(data: &Path) -> Result<(), CliError> {
+    if Device::is_wiped(data) {
+        return Err(CliError::Wiped(data.to_path_buf()));
+    }
     if !Device::exists(data) {
         return Err(CoreError::NotInitialised.into());
     }
-    let keystore = passphrase::keystore(passphrase::existing(passphrase::DEVICE)?)?;
-    Ok(Device::open(data, &keystore)?)
+    Ok(())
+}
+
+/// Unlocks the device; a wrong passphrase is counted (the error says how many attempts are
+/// left), and the one that reaches `EENPLAN_MAX_FAILED_UNLOCKS` wipes the device.
+fn unlock(data: &Path, keystore: &dyn KeyStore) -> Result<Device, CliError> {
+    match Device::open_with(data, keystore, &passphrase::open_options()?) {
+        Ok(device) => Ok(device),
+        Err(CoreError::Wiped) => Err(CliError::Wiped(data.to_path_buf())),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A plan named by its full id or a unique prefix of at least four characters.

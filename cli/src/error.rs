@@ -35,6 +35,13 @@ pub enum CliError {
     },
     #[error("cannot encode JSON output: {0}")]
     Json(#[from] serde_json::Error),
+    #[error(
+        "this device has been wiped: its data is gone for good. {} now holds only the wipe \
+         record ({}); remove that file to set up a new device there with `eenplan init`",
+        .0.display(),
+        eenplan_core::wipe::MARKER_FILE
+    )]
+    Wiped(PathBuf),
 }
 
 impl CliError {

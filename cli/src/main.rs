@@ -24,6 +24,9 @@ fn main() -> ExitCode {
         Ok(output) => output,
         Err(e) => {
             eprintln!("error: {e}");
+            if matches!(e, error::CliError::Core(eenplan_core::CoreError::LeaseExpired { .. })) {
+                eprintln!("hint: `eenplan sync` renews the lease and unlocks the plans");
+            }
             return ExitCode::from(e.exit_code());
         }
     };

@@ -3,6 +3,7 @@
 //!
 //! Passphrases live in [`Zeroizing`] strings so that they are wiped from memory when dropped.
 
+use eenplan_core::OpenOptions;
 use eenplan_core::keystore::{KdfParams, PassphraseKeyStore};
 use zeroize::Zeroizing;
 
@@ -12,6 +13,7 @@ pub const DEVICE_ENV: &str = "EENPLAN_PASSPHRASE";
 pub const NEW_ENV: &str = "EENPLAN_NEW_PASSPHRASE";
 pub const TRANSFER_ENV: &str = "EENPLAN_TRANSFER_PASSPHRASE";
 const FAST_KDF_ENV: &str = "EENPLAN_INSECURE_FAST_KDF";
+const MAX_FAILED_UNLOCKS_ENV: &str = "EENPLAN_MAX_FAILED_UNLOCKS";
 
 pub type Secret = Zeroizing<String>;
 
@@ -63,6 +65,23 @@ pub fn keystore(mut passphrase: Secret) -> Result<PassphraseKeyStore, CliError> 
     } else {
         PassphraseKeyStore::new(passphrase)
     })
+}
+
+/// How the device treats wrong passphrases: `EENPLAN_MAX_FAILED_UNLOCKS` sets after how many
+/// in a row it wipes itself (the core's default when unset).
+pub fn open_options() -> Result<OpenOptions, CliError> {
+    match std::env::var(MAX_FAILED_UNLOCKS_ENV) {
+        Err(std::env::VarError::NotPresent) => Ok(OpenOptions::default()),
+        Ok(text) => match text.trim().parse::<u32>() {
+            Ok(n) if n >= 1 => Ok(OpenOptions { max_failed_unlocks: n }),
+            _ => {
+                Err(CliError::usage(format!("{MAX_FAILED_UNLOCKS_ENV} must be a whole number of at least 1")))
+            }
+        },
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err(CliError::usage(format!("{MAX_FAILED_UNLOCKS_ENV} is not valid UTF-8")))
+        }
+    }
 }
 
 fn insecure_fast_kdf() -> Result<bool, CliError> {

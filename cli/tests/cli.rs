@@ -512,3 +512,40 @@ fn the_help_marks_the_fast_kdf_as_test_only() {
     let help = String::from_utf8(out.stdout).unwrap();
     assert!(help.contains("EENPLAN_INSECURE_FAST_KDF=1  FOR TESTS ONLY"), "{help}");
 }
+
+#[test]
+fn wrong_passphrases_count_down_and_the_last_one_wipes_the_device() {
+    let mut d = Device::init();
+    let plan = d.ok(&["plan", "create", "--family", "Jansen"]);
+    d.passphrase = "wrong horse".into();
+    let attempt = |d: &Device| {
+        let out =
+            d.command(&["plan", "show", &plan]).env("EENPLAN_MAX_FAILED_UNLOCKS", "3").output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, stderr) = attempt(&d);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("2 more wrong attempt"), "{stderr}");
+    let (_, stderr) = attempt(&d);
+    assert!(stderr.contains("1 more wrong attempt"), "{stderr}");
+    let (code, stderr) = attempt(&d);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("has been wiped"), "{stderr}");
+
+    // Even the right passphrase finds nothing now, and init does not paper over the wipe.
+    d.passphrase = PASSPHRASE.into();
+    let (code, stderr) = d.fails(&["plan", "list"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("has been wiped") && stderr.contains("WIPED"), "{stderr}");
+    let (code, stderr) = d.fails(&["init"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("has been wiped"), "{stderr}");
+}
+
+#[test]
+fn a_malformed_failed_unlock_limit_is_a_usage_error() {
+    let d = Device::init();
+    let out = d.command(&["plan", "list"]).env("EENPLAN_MAX_FAILED_UNLOCKS", "0").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("EENPLAN_MAX_FAILED_UNLOCKS"));
+}

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use automerge::ReadDoc;
 use serde::Serialize;
@@ -15,10 +16,12 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::CoreError;
 use crate::identity::DeviceIdentity;
 use crate::ids::{DeviceId, PlanId};
-use crate::keystore::KeyStore;
+use crate::keystore::{KeyStore, KeyStoreError};
+use crate::lease::{self, LeaseRecord};
 use crate::plan::{self, Compartment, Conflict, Plan, PlanError, PlanView};
 use crate::store::{OpenStoreError, PlanHeader, Store, StoreError};
 use crate::transfer::{self, ImportReport};
+use crate::wipe::{self, OpenOptions};
 
 /// A plan in the device's list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -37,6 +40,8 @@ pub enum PlanListEntry {
 
 /// A device's core.
 pub struct Device {
+    /// The data directory: the store and the small plaintext files of `wipe`.
+    dir: PathBuf,
     store: Store,
     identity: DeviceIdentity,
     clock: Arc<dyn Clock>,
@@ -47,6 +52,15 @@ pub struct Device {
     /// The sync session token and its expiry (ms). In memory only: a token is a bearer
     /// credential and must not outlive the process on disk.
     pub(crate) session: Option<(String, i64)>,
+    /// The host's keystore, when the host handed it over ([`Device::with_keystore`]): the
+    /// offline lease re-binds the data key with it, and a wipe destroys its key.
+    keystore: Option<Arc<dyn KeyStore>>,
+    /// The lease as read at open and as renewed since.
+    lease: LeaseRecord,
+    /// The highest clock reading seen (ms), for the lease: a clock set back does not count.
+    clock_high_water: AtomicI64,
+    /// Set once the device is wiped (its id, which the identity no longer gives).
+    wiped: Option<DeviceId>,
 }
 
 impl std::fmt::Debug for Device {
@@ -64,6 +78,7 @@ fn map_open(e: OpenStoreError) -> CoreError {
         OpenStoreError::Store(s) => CoreError::Store(s),
         OpenStoreError::Missing(_) => CoreError::NotInitialised,
         OpenStoreError::Exists(_) => CoreError::AlreadyInitialised,
+        OpenStoreError::Wiped(_) => CoreError::Wiped,
     }
 }
 
@@ -85,31 +100,64 @@ impl Device {
         dir.join(crate::store::DB_FILE).exists()
     }
 
-    /// Creates a device in `dir`: a new data key wrapped by `keystore`, and new identity keys.
-    pub fn init(dir: &Path, keystore: &dyn KeyStore) -> Result<Device, CoreError> {
-        ensure_dir(dir)?;
-        let (store, identity) = Store::create(dir, keystore).map_err(map_open)?;
+    fn assemble(dir: &Path, store: Store, identity: DeviceIdentity) -> Result<Device, CoreError> {
+        let lease = lease::load(&store)?;
         Ok(Device {
+            dir: dir.to_path_buf(),
             store,
             identity,
             clock: Arc::new(SystemClock),
             open_plans: HashMap::new(),
             views: HashMap::new(),
             session: None,
+            keystore: None,
+            lease,
+            clock_high_water: AtomicI64::new(i64::MIN),
+            wiped: None,
         })
     }
 
-    /// Opens the device in `dir`.
+    /// Creates a device in `dir`: a new data key wrapped by `keystore`, and new identity keys.
+    /// A wiped device's directory is refused ([`CoreError::Wiped`]) until
+    /// [`Device::clear_wiped`] clears it: a new device must not silently replace a wiped one.
+    pub fn init(dir: &Path, keystore: &dyn KeyStore) -> Result<Device, CoreError> {
+        wipe::refuse_if_wiped(dir, keystore)?;
+        if Device::exists(dir)
+            && let Ok(Some(record)) = Store::wipe_record_at(dir)
+        {
+            return Err(wipe::complete_interrupted(dir, &record, keystore));
+        }
+        ensure_dir(dir)?;
+        let (store, identity) = Store::create(dir, keystore).map_err(map_open)?;
+        Device::assemble(dir, store, identity)
+    }
+
+    /// Opens the device in `dir`, with the default [`OpenOptions`].
     pub fn open(dir: &Path, keystore: &dyn KeyStore) -> Result<Device, CoreError> {
-        let (store, identity) = Store::open(dir, keystore).map_err(map_open)?;
-        Ok(Device {
-            store,
-            identity,
-            clock: Arc::new(SystemClock),
-            open_plans: HashMap::new(),
-            views: HashMap::new(),
-            session: None,
-        })
+        Device::open_with(dir, keystore, &OpenOptions::default())
+    }
+
+    /// Opens the device in `dir`. A wrong passphrase or keystore key is counted:
+    /// [`CoreError::WrongUnlock`] says how many attempts are left, and the attempt that
+    /// reaches `options.max_failed_unlocks` wipes the device and returns
+    /// [`CoreError::Wiped`]. A successful open resets the count.
+    pub fn open_with(
+        dir: &Path,
+        keystore: &dyn KeyStore,
+        options: &OpenOptions,
+    ) -> Result<Device, CoreError> {
+        wipe::refuse_if_wiped(dir, keystore)?;
+        match Store::open(dir, keystore) {
+            Ok((store, identity)) => {
+                wipe::reset_failed_unlocks(dir)?;
+                Device::assemble(dir, store, identity)
+            }
+            Err(OpenStoreError::KeyStore(KeyStoreError::WrongKey)) => {
+                Err(wipe::record_failed_unlock(dir, keystore, options))
+            }
+            Err(OpenStoreError::Wiped(record)) => Err(wipe::complete_interrupted(dir, &record, keystore)),
+            Err(e) => Err(map_open(e)),
+        }
     }
 
     pub fn open_or_init(dir: &Path, keystore: &dyn KeyStore) -> Result<Device, CoreError> {
@@ -127,8 +175,66 @@ impl Device {
         self
     }
 
+    /// Hands the device the host's keystore, for the calls that need it after opening: the
+    /// offline lease re-binds the data key with [`KeyStore::bind_to_lease`], and a wipe calls
+    /// [`KeyStore::destroy`]. Without it neither happens (the passphrase keystore needs
+    /// neither), and a wipe leaves the platform key to the next `open`/`init`, which destroys it.
+    pub fn with_keystore(mut self, keystore: Arc<dyn KeyStore>) -> Self {
+        self.keystore = Some(keystore);
+        self
+    }
+
     pub fn device_id(&self) -> DeviceId {
-        self.identity.device_id()
+        self.wiped.unwrap_or_else(|| self.identity.device_id())
+    }
+
+    /// `Err(Wiped)` once this device has been wiped. Every public operation starts with it;
+    /// the sync layer's entry points too.
+    pub(crate) fn ensure_not_wiped(&self) -> Result<(), CoreError> {
+        match self.wiped {
+            Some(_) => Err(CoreError::Wiped),
+            None => Ok(()),
+        }
+    }
+
+    /// What a plan-content operation checks first: not wiped, and the offline lease not run
+    /// out. Internal paths the sync layer uses to merge (`loaded_plan`, `take_plan_or_new`,
+    /// [`Device::plan_entries`]) do not check the lease: a sync is what unlocks the device.
+    fn plan_gate(&mut self) -> Result<(), CoreError> {
+        self.ensure_not_wiped()?;
+        self.check_lease_mut()
+    }
+
+    pub(crate) fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn keystore(&self) -> Option<Arc<dyn KeyStore>> {
+        self.keystore.clone()
+    }
+
+    pub(crate) fn lease_record(&self) -> LeaseRecord {
+        self.lease
+    }
+
+    pub(crate) fn set_lease_record(&mut self, record: LeaseRecord) {
+        self.lease = record;
+    }
+
+    /// Records a clock reading; returns the highest seen before it.
+    pub(crate) fn note_clock(&self, now: i64) -> i64 {
+        self.clock_high_water.fetch_max(now, Ordering::SeqCst)
+    }
+
+    /// After the store was shredded: drops every plaintext and private key this process holds
+    /// (plans, views, the session token, the identity) and marks the device wiped.
+    pub(crate) fn forget_everything(&mut self) {
+        self.wiped = Some(self.identity.device_id());
+        self.open_plans.clear();
+        self.views.clear();
+        self.session = None;
+        // The real keys are zeroised as they drop; the stand-in only keeps the type whole.
+        self.identity = DeviceIdentity::generate();
     }
 
     pub fn identity(&self) -> &DeviceIdentity {
@@ -141,6 +247,7 @@ impl Device {
 
     /// Re-wraps the data key for a new passphrase or keystore key; no plan data is rewritten.
     pub fn change_keystore(&mut self, current: &dyn KeyStore, new: &dyn KeyStore) -> Result<(), CoreError> {
+        self.ensure_not_wiped()?;
         self.store.rewrap(current, new).map_err(map_open)
     }
 
@@ -155,14 +262,23 @@ impl Device {
         family: &str,
         domains: Option<Vec<String>>,
     ) -> Result<PlanId, CoreError> {
+        self.plan_gate()?;
         let id = PlanId::random();
-        let plan = Plan::create(id, self.device_id(), family, domains, self.clock.clone())?;
+        let mut plan = Plan::create(id, self.device_id(), family, domains, self.clock.clone())?;
+        // The creator lays out and keys the compartments its role may read (all of them on a
+        // device that has no sharing policy yet); the first device of a role that may read
+        // another compartment does that one (see `sync`).
+        let held = self.compartments_own_role_reads()?.unwrap_or(Compartment::ALL.to_vec());
+        for compartment in Compartment::ALL {
+            if !held.contains(&compartment) {
+                plan.drop_compartment(compartment);
+            }
+        }
         let changes = plan.changes_since(&Default::default());
         let header = PlanHeader { plan: id, family: plan.view()?.family };
-        // The creator makes the first key of every compartment; the sync layer hands them to
-        // the other participants' devices, sealed to each.
+        // The sync layer hands the keys to the other participants' devices, sealed to each.
         let keys: Vec<(Compartment, crate::crypto::SecretKey)> =
-            Compartment::ALL.into_iter().map(|c| (c, crate::crypto::SecretKey::generate())).collect();
+            held.into_iter().map(|c| (c, crate::crypto::SecretKey::generate())).collect();
         self.store.write(|w| {
             w.append_changes(&plan, Some(&header), &changes, true)?;
             for (compartment, key) in &keys {
@@ -175,7 +291,16 @@ impl Device {
     }
 
     /// Every plan on the device. A damaged entry is listed as such; the others still open.
+    /// Families' names are plan content: locked like the plans once the lease ran out.
     pub fn list_plans(&self) -> Result<Vec<PlanListEntry>, CoreError> {
+        self.ensure_not_wiped()?;
+        self.check_lease()?;
+        self.plan_entries()
+    }
+
+    /// [`Device::list_plans`] without the lease check, for the sync layer.
+    pub(crate) fn plan_entries(&self) -> Result<Vec<PlanListEntry>, CoreError> {
+        self.ensure_not_wiped()?;
         let mut out: Vec<PlanListEntry> = self
             .store
             .list_plans()?
@@ -196,6 +321,8 @@ impl Device {
 
     /// The plan whose id is `text` or starts with it (at least 4 characters), as in git.
     pub fn find_plan(&self, text: &str) -> Result<PlanId, CoreError> {
+        self.ensure_not_wiped()?;
+        self.check_lease()?;
         if let Ok(id) = text.parse::<PlanId>() {
             return Ok(id);
         }
@@ -219,6 +346,7 @@ impl Device {
     }
 
     fn plan(&mut self, id: PlanId) -> Result<&mut Plan, CoreError> {
+        self.ensure_not_wiped()?;
         if !self.open_plans.contains_key(&id) {
             if !self.store.has_plan(id)? {
                 return Err(CoreError::UnknownPlan(id));
@@ -250,6 +378,7 @@ impl Device {
     /// Takes a plan out of memory to change it (an empty one when the device does not hold
     /// it yet); [`Device::put_back_plan`] returns it once its changes are durable.
     pub(crate) fn take_plan_or_new(&mut self, id: PlanId) -> Result<Plan, CoreError> {
+        self.ensure_not_wiped()?;
         self.views.remove(&id);
         if self.store.has_plan(id)? {
             self.plan(id)?;
@@ -265,6 +394,7 @@ impl Device {
 
     /// Loads a plan (if needed) so that later reads are instant.
     pub fn open_plan(&mut self, id: &PlanId) -> Result<(), CoreError> {
+        self.plan_gate()?;
         self.plan(*id).map(|_| ())
     }
 
@@ -276,6 +406,7 @@ impl Device {
 
     /// The plan's read model.
     pub fn read(&mut self, id: &PlanId) -> Result<PlanView, CoreError> {
+        self.plan_gate()?;
         if let Some(view) = self.views.get(id) {
             return Ok(view.clone());
         }
@@ -285,6 +416,7 @@ impl Device {
     }
 
     pub fn conflicts(&mut self, id: &PlanId) -> Result<Vec<Conflict>, CoreError> {
+        self.plan_gate()?;
         Ok(self.plan(*id)?.conflicts()?)
     }
 
@@ -297,6 +429,7 @@ impl Device {
         id: &PlanId,
         f: impl FnOnce(&mut Plan) -> Result<T, PlanError>,
     ) -> Result<T, CoreError> {
+        self.plan_gate()?;
         self.plan(*id)?;
         let Device { store, open_plans, views, .. } = self;
         let plan = open_plans.get_mut(id).ok_or(CoreError::UnknownPlan(*id))?;
@@ -328,6 +461,7 @@ impl Device {
 
     /// Number of changes written here that await a push.
     pub fn pending_changes(&self) -> Result<u64, CoreError> {
+        self.ensure_not_wiped()?;
         Ok(self.store.pending_outbox()?)
     }
 
@@ -339,6 +473,7 @@ impl Device {
     /// Folds every document of a plan into a fresh snapshot now, and gives the space the
     /// folded rows took back to the file system.
     pub fn compact_plan(&mut self, id: &PlanId) -> Result<(), CoreError> {
+        self.plan_gate()?;
         let held = self.plan(*id)?.held_compartments();
         for compartment in held {
             let plan = self.open_plans.get(id).ok_or(CoreError::UnknownPlan(*id))?;
@@ -350,6 +485,7 @@ impl Device {
 
     /// The whole plan (every held compartment) as a sealed transfer file.
     pub fn export_changes(&mut self, id: &PlanId, passphrase: &str) -> Result<Vec<u8>, CoreError> {
+        self.plan_gate()?;
         let plan = self.plan(*id)?;
         let docs = plan
             .held_compartments()
@@ -362,6 +498,7 @@ impl Device {
     /// Merges a transfer file into this device: the plan is created if new, and only changes
     /// not yet held are stored. The file is verified in full before anything is written.
     pub fn import_changes(&mut self, file: &[u8], passphrase: &str) -> Result<ImportReport, CoreError> {
+        self.plan_gate()?;
         let contents = transfer::open(file, passphrase)?;
         let id = contents.plan;
         let known = self.store.has_plan(id)?;

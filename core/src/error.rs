@@ -26,6 +26,26 @@ pub enum CoreError {
     NotInitialised,
     #[error("this data directory already holds an eenplan device")]
     AlreadyInitialised,
+    /// The passphrase or keystore key did not unlock the device. Every such failure counts:
+    /// after [`crate::OpenOptions::max_failed_unlocks`] of them in a row the device wipes
+    /// itself.
+    #[error(
+        "the passphrase or keystore key does not unlock this device; {attempts_left} more wrong \
+         attempt(s) and it erases its data for good"
+    )]
+    WrongUnlock { attempts_left: u32 },
+    /// The device was wiped (a wipe order, or too many failed unlocks): its key material was
+    /// destroyed, then its files. Nothing can bring the data back.
+    #[error("this device has been wiped: its data is gone for good")]
+    Wiped,
+    /// The offline lease ran out: plans stay locked until a sync with the server succeeds.
+    #[error(
+        "this device has not synced since its offline lease ran out at {}: plans stay locked \
+         until it syncs with its server again; edits made before then are kept and will be \
+         sent",
+        crate::lease::format_ms(*expired_at_ms)
+    )]
+    LeaseExpired { expired_at_ms: i64 },
     #[error(transparent)]
     Sync(#[from] crate::sync::SyncError),
     #[error("changes file: {0}")]

@@ -1,9 +1,8 @@
-//! The device's identity: an Ed25519 signing key and an X25519 key agreement key, generated
-//! on first start. The private halves are stored only sealed under the store's data key (which
+//! The device's identity: an Ed25519 signing key and an X-Wing (ML-KEM-768 + X25519) key
+//! agreement key for key envelopes, generated on first start. The private halves are stored only sealed under the store's data key (which
 //! the platform keystore wraps), and never leave the device.
 
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
-use x25519_dalek::StaticSecret;
 use zeroize::Zeroizing;
 
 use crate::crypto;
@@ -12,7 +11,10 @@ use crate::ids::DeviceId;
 /// The device's key pairs.
 pub struct DeviceIdentity {
     signing: SigningKey,
-    agreement: StaticSecret,
+    /// The X-Wing secret (its 32-byte seed) that opens key envelopes sealed to this device.
+    agreement: Zeroizing<[u8; 32]>,
+    /// Derived from `agreement` once: deriving an ML-KEM key takes a while.
+    agreement_public: Vec<u8>,
 }
 
 impl std::fmt::Debug for DeviceIdentity {
@@ -29,8 +31,8 @@ pub struct MalformedIdentity;
 impl DeviceIdentity {
     pub fn generate() -> Self {
         let seed = Zeroizing::new(crypto::random_array::<32>());
-        let agreement = Zeroizing::new(crypto::random_array::<32>());
-        Self { signing: SigningKey::from_bytes(&seed), agreement: StaticSecret::from(*agreement) }
+        let (agreement, agreement_public) = eenplan_protocol::envelope::generate_keypair();
+        Self { signing: SigningKey::from_bytes(&seed), agreement, agreement_public }
     }
 
     pub fn device_id(&self) -> DeviceId {
@@ -41,8 +43,9 @@ impl DeviceIdentity {
         self.signing.verifying_key()
     }
 
-    pub fn agreement_public(&self) -> x25519_dalek::PublicKey {
-        x25519_dalek::PublicKey::from(&self.agreement)
+    /// The X-Wing public key (1,216 bytes) that key envelopes are sealed to.
+    pub fn agreement_public(&self) -> &[u8] {
+        &self.agreement_public
     }
 
     pub(crate) fn signing_key(&self) -> &SigningKey {
@@ -54,7 +57,7 @@ impl DeviceIdentity {
     }
 
     /// The agreement secret, for HPKE opening in the sync layer.
-    pub fn agreement_secret(&self) -> &StaticSecret {
+    pub fn agreement_secret(&self) -> &[u8; 32] {
         &self.agreement
     }
 
@@ -62,7 +65,7 @@ impl DeviceIdentity {
     pub(crate) fn to_secret_bytes(&self) -> Zeroizing<Vec<u8>> {
         let mut out = Zeroizing::new(Vec::with_capacity(64));
         out.extend_from_slice(self.signing.as_bytes());
-        out.extend_from_slice(self.agreement.as_bytes());
+        out.extend_from_slice(&self.agreement[..]);
         out
     }
 
@@ -74,7 +77,9 @@ impl DeviceIdentity {
         seed.copy_from_slice(&bytes[..32]);
         let mut agreement = Zeroizing::new([0u8; 32]);
         agreement.copy_from_slice(&bytes[32..]);
-        Ok(Self { signing: SigningKey::from_bytes(&seed), agreement: StaticSecret::from(*agreement) })
+        let agreement_public =
+            eenplan_protocol::envelope::public_key_of(&agreement).map_err(|_| MalformedIdentity)?;
+        Ok(Self { signing: SigningKey::from_bytes(&seed), agreement, agreement_public })
     }
 }
 

@@ -34,11 +34,78 @@ pub enum KeyStoreError {
 }
 
 /// Wraps and unwraps the store's data key. Hosts implement this on the platform keystore.
+///
+/// Only [`KeyStore::wrap`] and [`KeyStore::unwrap`] are required. The other methods let a
+/// platform keystore take part in wiping and in the offline lease; their defaults do nothing,
+/// which is right for keystores whose key is not a separate platform object
+/// ([`PassphraseKeyStore`], [`MemoryKeyStore`]).
+///
+/// # Errors that count as failed unlocks
+///
+/// [`KeyStoreError::WrongKey`] from `unwrap` counts towards the device's failed-unlock limit,
+/// after which the device wipes itself. Return it only when the key the user supplied (a
+/// passphrase, a PIN) is wrong. A platform key that expired (see below), was invalidated or
+/// is unavailable must be [`KeyStoreError::Platform`], which never counts.
+///
+/// # Binding the key to the offline lease
+///
+/// Every successful sync renews the device's offline lease ([`crate::Device::lease`]). The
+/// core refuses plan content once the lease has run out; a keystore can add a hardware
+/// deadline under that, so that even a patched app cannot unwrap the data key later.
+/// [`KeyStore::bind_to_lease`] receives the data key and `valid_until_ms` (the lease's end
+/// plus [`crate::lease::KEYSTORE_GRACE_MS`], so that a device whose lease ran out can still
+/// unlock to sync, and only a device that stays offline far longer becomes unreadable for
+/// good). It returns the data key wrapped by a key that stops working at that moment; the
+/// core stores it in one transaction with the renewed lease, then calls
+/// [`KeyStore::lease_binding_stored`].
+///
+/// - **Android**: generate a new AES-256-GCM key under a fresh alias with
+///   `KeyGenParameterSpec.Builder(alias, PURPOSE_ENCRYPT or PURPOSE_DECRYPT)
+///   .setKeyValidityEnd(Date(validUntilMs))` (add `.setIsStrongBoxBacked(true)` where
+///   available), wrap the data key with it and return a blob that names the alias. Delete
+///   the older aliases only in `lease_binding_stored`: until then the stored blob still names
+///   the old one, and a crash in between must leave a key that opens it. After the validity
+///   end, `Cipher.init` throws `KeyExpiredException`: report it as `Platform`, not `WrongKey`.
+/// - **iOS**: Keychain items have no validity end. Keep the wrapping key in the Keychain
+///   with `kSecAttrAccessibleWhenUnlockedThisDeviceOnly` (optionally a Secure Enclave P-256
+///   key that wraps via ECIES), put `valid_until_ms` inside the authenticated wrapped blob,
+///   and refuse to unwrap (as `Platform`) once the device clock has passed it. This is weaker
+///   than Android's hardware check (it trusts the app and the clock) but keeps both platforms
+///   to one contract.
+///
+/// # Wiping
+///
+/// [`KeyStore::destroy`] deletes the platform key (the Android Keystore alias, the Keychain
+/// item, the Secure Enclave key). The core calls it when it wipes the device, right after it
+/// has destroyed the wrapped data key.
 pub trait KeyStore: Send + Sync {
     /// Encrypt `data_key` for storage. Called at init and when re-wrapping.
     fn wrap(&self, data_key: &SecretKey) -> Result<Vec<u8>, KeyStoreError>;
     /// Recover the data key from what [`KeyStore::wrap`] returned.
     fn unwrap(&self, wrapped: &[u8]) -> Result<SecretKey, KeyStoreError>;
+
+    /// Deletes the platform key for good (the device is being wiped).
+    fn destroy(&self) -> Result<(), KeyStoreError> {
+        Ok(())
+    }
+
+    /// Re-wraps `data_key` under a key that stops working at `valid_until_ms`; `None` when this
+    /// keystore does not bind its key to the lease (see the trait docs).
+    fn bind_to_lease(
+        &self,
+        data_key: &SecretKey,
+        valid_until_ms: i64,
+    ) -> Result<Option<Vec<u8>>, KeyStoreError> {
+        let _ = (data_key, valid_until_ms);
+        Ok(None)
+    }
+
+    /// The blob [`KeyStore::bind_to_lease`] returned is now durably the device's wrapped data
+    /// key: older platform keys may be deleted. A failure to delete them is harmless (they
+    /// stop working at their own, earlier validity end), so this returns nothing.
+    fn lease_binding_stored(&self, wrapped: &[u8]) {
+        let _ = wrapped;
+    }
 }
 
 /// Associated data for a wrapped data key: a wrapped key only opens as a data key.

@@ -28,11 +28,15 @@ pub mod error;
 pub mod identity;
 pub mod ids;
 pub mod keystore;
+pub mod lease;
 pub mod plan;
 pub mod store;
 pub mod sync;
 pub mod transfer;
+pub mod wipe;
 
 pub use device::{Device, PlanListEntry, PlanSummary};
 pub use error::CoreError;
 pub use ids::{DeviceId, EntityId, PlanId};
+pub use lease::LeaseStatus;
+pub use wipe::{OpenOptions, WipeMarker, WipeReason};

@@ -28,6 +28,7 @@
 pub mod conflicts;
 mod edit;
 mod read;
+pub mod utf16;
 pub mod view;
 pub mod vocab;
 
@@ -216,6 +217,27 @@ impl Plan {
 
     pub(crate) fn doc_mut(&mut self, compartment: Compartment) -> Result<&mut Automerge, PlanError> {
         self.docs[compartment.index()].as_mut().ok_or(PlanError::CompartmentNotHeld(compartment))
+    }
+
+    /// Forgets a compartment's document (a new plan's creator may not hold it).
+    pub(crate) fn drop_compartment(&mut self, compartment: Compartment) {
+        if compartment != Compartment::Basis {
+            self.docs[compartment.index()] = None;
+        }
+    }
+
+    /// Lays out the document of a compartment this plan does not hold yet. Only the device
+    /// that made the compartment's first key does this (one layout per document: two
+    /// devices laying out the same document would each create its maps, and one device's
+    /// entries would hide behind the other's).
+    pub(crate) fn start_compartment(&mut self, compartment: Compartment) -> Result<(), PlanError> {
+        if self.docs[compartment.index()].is_some() {
+            return Ok(());
+        }
+        let mut doc = Automerge::new().with_actor(self.author.actor());
+        edit::init_document(&mut doc, compartment, self.id, "", &[], self.clock.now_ms())?;
+        self.docs[compartment.index()] = Some(doc);
+        Ok(())
     }
 
     /// Adds a compartment document that arrived for a compartment not held before.

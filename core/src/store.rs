@@ -34,6 +34,7 @@
 
 mod migrations;
 mod records;
+mod shred;
 mod sync_records;
 
 use std::path::{Path, PathBuf};
@@ -97,6 +98,10 @@ pub enum OpenStoreError {
     Missing(PathBuf),
     #[error("a store already exists at {0}")]
     Exists(PathBuf),
+    /// The store's key material was destroyed by a wipe; the bytes are the record the wipe
+    /// left (see `crate::wipe`), so that an interrupted wipe can be completed.
+    #[error("the store at this path was wiped")]
+    Wiped(Vec<u8>),
 }
 
 /// Subkeys of the data key, one per purpose.
@@ -128,6 +133,10 @@ impl StoreKeys {
 pub struct Store {
     conn: Connection,
     keys: StoreKeys,
+    /// Kept (zeroised on drop) so that the offline lease can re-wrap it under a key that
+    /// expires, without asking the platform keystore to unwrap it again (which may need the
+    /// user's authentication).
+    data_key: SecretKey,
     path: PathBuf,
 }
 
@@ -184,7 +193,7 @@ impl Store {
         records::put_meta(&tx, records::META_WRAPPED_KEY, &wrapped)?;
         records::put_secret(&tx, &keys, records::SECRET_IDENTITY, &identity.to_secret_bytes())?;
         tx.commit().map_err(StoreError::from)?;
-        Ok((Store { conn, keys, path }, identity))
+        Ok((Store { conn, keys, data_key, path }, identity))
     }
 
     /// Opens an existing store, unwrapping its data key with `keystore`.
@@ -200,6 +209,9 @@ impl Store {
             migrations::migrate(&tx)?;
             tx.commit().map_err(StoreError::from)?;
         }
+        if let Some(record) = records::get_meta(&conn, shred::META_WIPED)? {
+            return Err(OpenStoreError::Wiped(record));
+        }
         let wrapped = records::get_meta(&conn, records::META_WRAPPED_KEY)?
             .ok_or_else(|| StoreError::Corrupt("the wrapped data key is missing".into()))?;
         let data_key = keystore.unwrap(&wrapped)?;
@@ -207,11 +219,47 @@ impl Store {
         let secret = records::get_secret(&conn, &keys, records::SECRET_IDENTITY)?;
         let identity = DeviceIdentity::from_secret_bytes(&secret)
             .map_err(|_| StoreError::Corrupt("the device identity is malformed".into()))?;
-        Ok((Store { conn, keys, path }, identity))
+        Ok((Store { conn, keys, data_key, path }, identity))
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub(crate) fn data_key(&self) -> &SecretKey {
+        &self.data_key
+    }
+
+    #[cfg(test)]
+    pub(crate) fn wrapped_key_for_tests(&self) -> Vec<u8> {
+        records::get_meta(&self.conn, records::META_WRAPPED_KEY).ok().flatten().unwrap_or_default()
+    }
+
+    /// Crypto-shredding: destroys the wrapped data key and the sealed identity, leaves
+    /// `record` in their place, and closes the database file (see `shred.rs` for why this
+    /// leaves no copy in the WAL or a free page). Afterwards the store is an empty in-memory
+    /// database: a call that still reaches it fails instead of recreating files in the wiped
+    /// directory, and the keys in memory are replaced (the old ones are zeroised on drop).
+    pub(crate) fn shred(&mut self, record: &[u8]) -> Result<(), StoreError> {
+        let placeholder = Connection::open_in_memory()?;
+        shred::shred(&mut self.conn, record)?;
+        drop(std::mem::replace(&mut self.conn, placeholder));
+        self.data_key = SecretKey::generate();
+        self.keys = StoreKeys::from_data_key(&self.data_key);
+        Ok(())
+    }
+
+    /// [`Store::shred`] for a store that could not be opened (no key at hand).
+    pub(crate) fn shred_at(dir: &Path, record: &[u8]) -> Result<(), StoreError> {
+        let mut conn = connect(&dir.join(DB_FILE), false)?;
+        shred::shred(&mut conn, record)
+    }
+
+    /// The record a wipe left in the store at `dir`, if one did: a wipe interrupted after the
+    /// key was destroyed but before the wipe marker was written.
+    pub(crate) fn wipe_record_at(dir: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+        let conn = connect(&dir.join(DB_FILE), false)?;
+        records::get_meta(&conn, shred::META_WIPED)
     }
 
     /// Re-wraps the data key under another keystore (a new passphrase). No data is rewritten.
@@ -398,6 +446,11 @@ impl StoreWriter<'_> {
         sync_records::put_state(self.tx, self.keys, name, value)
     }
 
+    /// Replaces the wrapped data key (the offline lease re-binds it to an expiring key).
+    pub(crate) fn put_wrapped_key(&mut self, wrapped: &[u8]) -> Result<(), StoreError> {
+        records::put_meta(self.tx, records::META_WRAPPED_KEY, wrapped)
+    }
+
     pub fn put_doc_key(
         &mut self,
         plan: PlanId,
@@ -426,6 +479,26 @@ impl StoreWriter<'_> {
 
     pub fn acknowledge_bundle(&mut self, bundle_id: &[u8; 16]) -> Result<(), StoreError> {
         sync_records::acknowledge_bundle(self.tx, bundle_id)
+    }
+
+    /// Swaps a pending bundle for its re-sealed form (same changes, newer key epoch).
+    pub fn replace_pending_bundle(
+        &mut self,
+        old_id: &[u8; 16],
+        new_id: &[u8; 16],
+        bundle: &[u8],
+    ) -> Result<(), StoreError> {
+        sync_records::replace_pending_bundle(self.tx, self.keys, old_id, new_id, bundle)
+    }
+
+    /// Takes a document's changes off the outbox count: they will never be pushed.
+    pub fn clear_unpushed(&mut self, plan: PlanId, compartment: Compartment) -> Result<(), StoreError> {
+        sync_records::clear_unpushed(self.tx, &self.keys.doc_key(plan, compartment))
+    }
+
+    /// Forgets a document's keys (its compartment is no longer readable for this device).
+    pub fn delete_doc_keys(&mut self, plan: PlanId, compartment: Compartment) -> Result<(), StoreError> {
+        sync_records::delete_doc_keys(self.tx, &self.keys.doc_key(plan, compartment))
     }
 
     pub fn put_certificate(&mut self, device: &[u8; 16], chain: &[u8]) -> Result<(), StoreError> {

@@ -18,6 +18,7 @@
 
 mod live;
 mod transport;
+mod wipe_order;
 
 use std::collections::BTreeMap;
 
@@ -26,9 +27,12 @@ use eenplan_protocol::api::{
     self, ChallengeRequest, ChallengeResponse, EnrolRequest, EnrolResponse, EnrolmentCode, MeResponse,
     SessionRequest, SessionResponse, hex, unhex,
 };
-use eenplan_protocol::certificate::{Certificate, DeviceBody};
+use eenplan_protocol::certificate::{Certificate, DeviceBody, device_id_of};
+use eenplan_protocol::epoch::{Commitment, Minter, SignedCommitment};
+use eenplan_protocol::policy::{Policy, SignedPolicy};
 use eenplan_protocol::sync::{
     Blob, EnvelopeUpload, Fixed, KeyRequest, SnapshotUpload, SyncRequest, SyncResponse, decode, encode,
+    rejection_is_retryable,
 };
 use eenplan_protocol::{Bundle, BundleHeader, BundleKind, DocumentId, envelope};
 use serde::{Deserialize, Serialize};
@@ -51,6 +55,7 @@ const MAX_ROUNDS: usize = 16;
 const STATE_SERVER: &str = "server";
 const STATE_CERTIFICATE: &str = "certificate";
 const STATE_CURSOR: &str = "cursor";
+const STATE_POLICY: &str = "policy";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -76,6 +81,8 @@ pub enum SyncError {
     TooManyRounds(usize),
     #[error("the server address {0:?} is not an http:// or https:// URL")]
     ServerUrl(String),
+    #[error("the sharing policy from the server is not valid for this network: {0}")]
+    BadPolicy(String),
 }
 
 /// What the device pinned at enrolment.
@@ -120,7 +127,14 @@ pub struct DeviceStatus {
     pub organisation: Option<String>,
     pub role: Option<String>,
     pub lease_hours: Option<u32>,
+    /// When the offline lease runs out (ms since the epoch); plans lock then until a sync.
+    pub lease_expires_at_ms: Option<i64>,
+    pub lease_expired: bool,
+    /// The version of the sharing policy this device holds.
+    pub policy_version: Option<u32>,
     pub pending_changes: u64,
+    /// Received bundles waiting for a key (or for their author's certificate).
+    pub parked_bundles: u64,
     pub cursor: u64,
 }
 
@@ -190,13 +204,63 @@ impl Device {
             .unwrap_or(0))
     }
 
+    /// The sharing policy this device holds, verified against the pinned root.
+    pub(crate) fn stored_policy(&self) -> Result<Option<Policy>, CoreError> {
+        let Some(server) = self.server_state()? else { return Ok(None) };
+        let Some(bytes) = self.store().sync_state(STATE_POLICY)? else { return Ok(None) };
+        let corrupt = |e: eenplan_protocol::policy::PolicyError| {
+            crate::store::StoreError::Corrupt(format!("the stored sharing policy: {e}"))
+        };
+        let signed = SignedPolicy::from_bytes(&bytes).map_err(corrupt)?;
+        Ok(Some(signed.verify(&server.root_public).map_err(corrupt)?))
+    }
+
+    /// The compartments this device's certified role may read under the policy it holds;
+    /// `None` before it has both (a device that is not enrolled yet).
+    pub(crate) fn compartments_own_role_reads(&self) -> Result<Option<Vec<Compartment>>, CoreError> {
+        let (Some(policy), Some(server)) = (self.stored_policy()?, self.server_state()?) else {
+            return Ok(None);
+        };
+        let Ok(own) = self.own_certificate(&server) else { return Ok(None) };
+        Ok(Some(Compartment::ALL.into_iter().filter(|c| policy.may_read(&own.role, *c as u8)).collect()))
+    }
+
+    /// The compartments of a plan whose key this device holds: what it can exchange with the
+    /// others (the sharing policy decides which those are).
+    pub fn keyed_compartments(&self, plan: &PlanId) -> Result<Vec<Compartment>, CoreError> {
+        let mut out = Vec::new();
+        for compartment in Compartment::ALL {
+            if self.store().latest_doc_key(*plan, compartment)?.is_some() {
+                out.push(compartment);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Opens a sealed bundle (as the server stores it) with the keys this device holds, as
+    /// anyone holding a copy of this device could. It exists to test the revocation promise
+    /// (a revoked device's keys open nothing written after the revocation) against a copy of
+    /// the server's database; it checks no signature and changes nothing.
+    pub fn open_sealed_bundle(&self, bytes: &[u8]) -> Result<Vec<u8>, CoreError> {
+        let bundle = Bundle::decode(bytes.to_vec()).map_err(|e| SyncError::Protocol(e.to_string()))?;
+        let header = bundle.header;
+        let compartment = compartment_of(header.document)
+            .ok_or_else(|| SyncError::Protocol("unknown compartment".into()))?;
+        let plan = PlanId::from_bytes(header.document.plan);
+        let key = self.store().doc_key_at(plan, compartment, header.epoch)?.ok_or_else(|| {
+            SyncError::Protocol(format!("no key for epoch {} of this document", header.epoch))
+        })?;
+        Ok(bundle.open(&key).map_err(|e| SyncError::Protocol(e.to_string()))?)
+    }
+
     /// Claims an enrolment code at `server`. The root key the server names must match the
     /// code, or nothing is stored: the device pins only the root its administrator meant.
     pub fn enrol(&mut self, server: &str, code: &str) -> Result<Enrolment, CoreError> {
+        self.ensure_not_wiped()?;
         let code = EnrolmentCode::parse(code).ok_or(SyncError::MalformedCode)?;
         let transport = Transport::new(server);
         let signing_public = self.identity().signing_public().to_bytes();
-        let agreement_public = self.identity().agreement_public().to_bytes();
+        let agreement_public = self.identity().agreement_public().to_vec();
         // Sends the code's id and a MAC over the keys, never the code: see `api`'s docs.
         let request = EnrolRequest::new(&code, &signing_public, &agreement_public, |message| {
             self.identity().sign(message).to_bytes()
@@ -226,11 +290,20 @@ impl Device {
 
     /// Where this device stands: enrolment, who it belongs to, what waits to be pushed.
     pub fn status(&self) -> Result<DeviceStatus, CoreError> {
+        self.ensure_not_wiped()?;
         let server = self.server_state()?;
         let certificate = self.certificate_state()?;
         let body = match (&server, &certificate) {
             (Some(s), Some(c)) => Some(verify_own(c, &s.root_public, self.now_ms())?),
             _ => None,
+        };
+        // A damaged lease record locks the plans (see `lease`); status still answers.
+        let lease = match self.lease() {
+            Ok(lease) => lease,
+            Err(CoreError::Store(_)) => {
+                Some(crate::LeaseStatus { renewed_at_ms: 0, expires_at_ms: 0, expired: true })
+            }
+            Err(e) => return Err(e),
         };
         Ok(DeviceStatus {
             device_id: self.device_id().to_string(),
@@ -244,7 +317,11 @@ impl Device {
             organisation: body.as_ref().map(|b| b.organisation.clone()),
             role: body.as_ref().map(|b| b.role.clone()),
             lease_hours: certificate.map(|c| c.lease_hours),
+            lease_expires_at_ms: lease.as_ref().map(|l| l.expires_at_ms),
+            lease_expired: lease.is_some_and(|l| l.expired),
+            policy_version: self.stored_policy()?.map(|p| p.version),
             pending_changes: self.pending_changes()?,
+            parked_bundles: self.store().parked_bundles()?.len() as u64,
             cursor: self.cursor()?,
         })
     }
@@ -288,6 +365,7 @@ impl Device {
     /// Gives a plan's participation to another user; their devices get the keys at the next
     /// sync of any device that holds them.
     pub fn add_participant(&mut self, plan: &PlanId, user: &str, role: &str) -> Result<(), CoreError> {
+        self.ensure_not_wiped()?;
         let server = self.server_state()?.ok_or(SyncError::NotEnrolled)?;
         let transport = Transport::new(&server.url);
         let token = self.session(&transport)?;
@@ -310,19 +388,33 @@ impl Device {
 
     /// Pushes everything this device wrote and pulls everything it may read.
     pub fn sync(&mut self) -> Result<SyncReport, CoreError> {
+        self.ensure_not_wiped()?;
         let server = self.server_state()?.ok_or(SyncError::NotEnrolled)?;
         let transport = Transport::new(&server.url);
-        let token = self.session(&transport)?;
-        match self.sync_with(&server, &transport, &token) {
+        let token = match self.session(&transport) {
+            Err(e) if is_revoked(&e) => return Err(self.obey_wipe_order(&server, &transport)),
+            other => other?,
+        };
+        let result = match self.sync_with(&server, &transport, &token) {
+            Err(e) if is_revoked(&e) => return Err(self.obey_wipe_order(&server, &transport)),
             // The server forgot the session (it restarted with a new secret, or the clocks
             // disagree): open a new one once.
             Err(CoreError::Sync(SyncError::Server { status: 401, .. })) => {
                 self.session = None;
-                let token = self.session(&transport)?;
-                self.sync_with(&server, &transport, &token)
+                match self.session(&transport) {
+                    Err(e) if is_revoked(&e) => return Err(self.obey_wipe_order(&server, &transport)),
+                    token => self.sync_with(&server, &transport, &token?),
+                }
             }
             other => other,
+        };
+        if result.is_ok() {
+            // A completed sync renews the offline lease for the organisation's period.
+            if let Some(certificate) = self.certificate_state()? {
+                self.renew_lease(i64::from(certificate.lease_hours) * 3_600_000)?;
+            }
         }
+        result
     }
 
     /// A sync over an open session; [`Device::watch`] reuses one session (and the transport's
@@ -349,23 +441,47 @@ impl Device {
                 );
             }
             self.store_mut().write(|w| w.put_state(STATE_CERTIFICATE, &cbor(&state)))?;
+            self.prepare_self_wipe_report(server)?;
         }
+        let own = self.own_certificate(server)?;
         let mut report = SyncReport::default();
         let mut uploads = Uploads::default();
         for round in 1..=MAX_ROUNDS {
             report.rounds = round;
             self.seal_outgoing()?;
-            let mut request = SyncRequest { since: self.cursor()?, ..Default::default() };
+            let policy = self.stored_policy()?;
+            let mut request = SyncRequest {
+                since: self.cursor()?,
+                policy_version: policy.as_ref().map_or(0, |p| p.version),
+                ..Default::default()
+            };
+            // A plan is registered (with the commitments to its keys) only once the device
+            // knows the sharing policy, which says which of its keys it may hand on; until
+            // then its bundles wait, since the server would refuse them.
+            let new_plans = if policy.is_some() { self.unregistered_plans()? } else { Vec::new() };
+            for plan in &new_plans {
+                if let Some(policy) = &policy {
+                    let (commitments, envelopes) = self.registration_uploads(*plan, server, policy, &own)?;
+                    request.new_plans.push(Fixed(*plan.as_bytes()));
+                    request.commitments.extend(commitments);
+                    request.envelopes.extend(envelopes);
+                }
+            }
             for (_, payload) in self.store().pending_bundles()? {
                 let pending: PendingBundle = from_cbor(&payload, "pending bundle")?;
-                request.push.push(Blob(pending.bundle));
+                let plan = Bundle::decode(pending.bundle.clone())
+                    .map(|b| PlanId::from_bytes(b.header.document.plan))
+                    .ok();
+                let sendable = match plan {
+                    Some(plan) => new_plans.contains(&plan) || self.store().is_registered(plan)?,
+                    None => true,
+                };
+                if sendable {
+                    request.push.push(Blob(pending.bundle));
+                }
             }
             report.pushed_bundles += request.push.len();
-            let new_plans = self.unregistered_plans()?;
-            for plan in &new_plans {
-                request.new_plans.push(Fixed(*plan.as_bytes()));
-                request.envelopes.extend(self.escrow_envelopes(*plan, server)?);
-            }
+            request.commitments.append(&mut uploads.commitments);
             report.envelopes_sent += uploads.envelopes.len();
             report.snapshots_sent += uploads.snapshots.len();
             request.envelopes.append(&mut uploads.envelopes);
@@ -377,6 +493,7 @@ impl Device {
                 transport,
                 token,
                 server,
+                &own,
                 response,
                 &new_plans,
                 &mut uploads,
@@ -393,7 +510,7 @@ impl Device {
 
     fn unregistered_plans(&self) -> Result<Vec<PlanId>, CoreError> {
         let mut out = Vec::new();
-        for entry in self.list_plans()? {
+        for entry in self.plan_entries()? {
             if let crate::PlanListEntry::Ok(summary) = entry
                 && !self.store().is_registered(summary.id)?
                 && self.store().latest_doc_key(summary.id, Compartment::Basis)?.is_some()
@@ -404,37 +521,130 @@ impl Device {
         Ok(out)
     }
 
-    fn escrow_envelopes(&self, plan: PlanId, server: &ServerState) -> Result<Vec<EnvelopeUpload>, CoreError> {
-        let mut out = Vec::new();
+    /// This device's own verified certificate body.
+    fn own_certificate(&self, server: &ServerState) -> Result<DeviceBody, CoreError> {
+        let state = self.certificate_state()?.ok_or(SyncError::NotApproved)?;
+        verify_own(&state, &server.root_public, self.now_ms())
+    }
+
+    /// What registering a plan made here sends: for each compartment this device's role may
+    /// read, the commitment to the key it made and that key sealed to escrow and to itself.
+    /// Keys of compartments the role may not read are forgotten here and now: another role's
+    /// device makes that compartment's key when it first needs one.
+    fn registration_uploads(
+        &mut self,
+        plan: PlanId,
+        server: &ServerState,
+        policy: &Policy,
+        own: &DeviceBody,
+    ) -> Result<(Vec<Blob>, Vec<EnvelopeUpload>), CoreError> {
+        let mut commitments = Vec::new();
+        let mut envelopes = Vec::new();
+        let mut forget = Vec::new();
         for compartment in Compartment::ALL {
-            if let Some((epoch, key)) = self.store().latest_doc_key(plan, compartment)? {
-                let document = document_id(plan, compartment);
-                let sealed = envelope::seal(&server.escrow_public, ESCROW_RECIPIENT, document, epoch, &key)
-                    .map_err(|e| SyncError::Protocol(e.to_string()))?;
-                let sealed = envelope::sign(
-                    sealed,
-                    *self.device_id().as_bytes(),
-                    self.identity().signing_key(),
-                    document,
-                    epoch,
-                    ESCROW_RECIPIENT,
-                );
-                out.push(EnvelopeUpload {
-                    recipient: Fixed(ESCROW_RECIPIENT),
-                    document: Fixed(document.to_bytes()),
-                    epoch,
-                    envelope: Blob(sealed),
-                });
+            let Some((epoch, key)) = self.store().latest_doc_key(plan, compartment)? else { continue };
+            if !policy.may_read(&own.role, compartment as u8) {
+                forget.push(compartment);
+                continue;
             }
+            let document = document_id(plan, compartment);
+            let (commitment, sealed) = self.mint_uploads(document, epoch, &key, server, own)?;
+            commitments.push(commitment);
+            envelopes.extend(sealed);
         }
-        Ok(out)
+        if !forget.is_empty() {
+            // What was written there before the device knew the policy stays on this device
+            // only: it no longer counts as waiting for a push.
+            self.store_mut().write(|w| {
+                for compartment in &forget {
+                    w.delete_doc_keys(plan, *compartment)?;
+                    w.clear_unpushed(plan, *compartment)?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok((commitments, envelopes))
+    }
+
+    /// The signed commitment to a key this device made, and the key sealed to escrow and to
+    /// this device itself (so the server knows it holds it, and a reinstalled store could
+    /// get it back).
+    fn mint_uploads(
+        &self,
+        document: DocumentId,
+        epoch: u32,
+        key: &[u8; 32],
+        server: &ServerState,
+        own: &DeviceBody,
+    ) -> Result<(Blob, Vec<EnvelopeUpload>), CoreError> {
+        let me = *self.device_id().as_bytes();
+        let commitment = Commitment::new(document, epoch, key, Minter::Device(Fixed(me)), self.now_ms())
+            .sign(self.identity().signing_key());
+        let mut envelopes = Vec::new();
+        for (recipient, public) in
+            [(ESCROW_RECIPIENT, &server.escrow_public[..]), (me, &own.agreement_public[..])]
+        {
+            let sealed = envelope::seal(public, recipient, document, epoch, key)
+                .map_err(|e| SyncError::Protocol(e.to_string()))?;
+            let sealed =
+                envelope::sign(sealed, me, self.identity().signing_key(), document, epoch, recipient);
+            envelopes.push(EnvelopeUpload {
+                recipient: Fixed(recipient),
+                document: Fixed(document.to_bytes()),
+                epoch,
+                envelope: Blob(sealed),
+            });
+        }
+        Ok((Blob(commitment.to_bytes()), envelopes))
+    }
+
+    /// Re-seals pending bundles whose document has a newer key than the one they were sealed
+    /// under (a rotation happened while they waited, perhaps offline), so that their changes
+    /// reach the others under the key the server accepts, and the old key's holders (a
+    /// revoked device among them) never see them.
+    fn reseal_stale_pending(&mut self) -> Result<(), CoreError> {
+        let mut replaced = Vec::new();
+        for (id, payload) in self.store().pending_bundles()? {
+            let pending: PendingBundle = from_cbor(&payload, "pending bundle")?;
+            let Ok(bundle) = Bundle::decode(pending.bundle) else { continue };
+            let header = bundle.header;
+            let Some(compartment) = compartment_of(header.document) else { continue };
+            let plan = PlanId::from_bytes(header.document.plan);
+            let Some((epoch, key)) = self.store().latest_doc_key(plan, compartment)? else { continue };
+            if epoch <= header.epoch {
+                continue;
+            }
+            let Some(old_key) = self.store().doc_key_at(plan, compartment, header.epoch)? else { continue };
+            let Ok(payload) = bundle.open(&old_key) else { continue };
+            let renewed = BundleHeader { epoch, bundle_id: crate::crypto::random_array(), ..header };
+            let sealed = Bundle::seal(renewed, &key, &payload, self.identity().signing_key())
+                .map_err(|e| SyncError::Protocol(e.to_string()))?;
+            replaced.push((id, renewed.bundle_id, cbor(&PendingBundle { bundle: sealed.into_bytes() })));
+        }
+        if replaced.is_empty() {
+            return Ok(());
+        }
+        self.store_mut().write(|w| {
+            for (old, new, bundle) in &replaced {
+                w.replace_pending_bundle(old, new, bundle)?;
+            }
+            Ok(())
+        })?;
+        Ok(())
     }
 
     /// Seals this device's unsent changes of each document into one bundle, durably.
     fn seal_outgoing(&mut self) -> Result<(), CoreError> {
+        self.reseal_stale_pending()?;
+        // Changes to a compartment this device's role may not write stay on the device: every
+        // other party would refuse them.
+        let writable = match (self.stored_policy()?, self.server_state()?) {
+            (Some(policy), Some(server)) => self.own_certificate(&server).ok().map(|own| (policy, own.role)),
+            _ => None,
+        };
         let mut sealed = Vec::new();
         let plans: Vec<PlanId> = self
-            .list_plans()?
+            .plan_entries()?
             .into_iter()
             .filter_map(|e| match e {
                 crate::PlanListEntry::Ok(s) => Some(s.id),
@@ -445,6 +655,11 @@ impl Device {
         for plan_id in plans {
             for compartment in Compartment::ALL {
                 if self.store().unpushed(plan_id, compartment)? == 0 {
+                    continue;
+                }
+                if let Some((policy, role)) = &writable
+                    && !policy.may_write(role, compartment as u8)
+                {
                     continue;
                 }
                 let Some((epoch, key)) = self.store().latest_doc_key(plan_id, compartment)? else { continue };
@@ -501,6 +716,7 @@ impl Device {
         transport: &Transport,
         token: &str,
         server: &ServerState,
+        own: &DeviceBody,
         response: SyncResponse,
         registered: &[PlanId],
         uploads: &mut Uploads,
@@ -508,60 +724,59 @@ impl Device {
     ) -> Result<bool, CoreError> {
         let now = self.now_ms();
         let me = *self.device_id().as_bytes();
-        // Keys first: bundles in this very response may need them.
+        // The policy first: every check below reads it.
+        let policy_arrived = match &response.policy {
+            Some(blob) => self.accept_policy(server, &blob.0, own)?,
+            None => false,
+        };
+        let policy = self.stored_policy()?;
+        let commitments: std::collections::HashMap<([u8; 17], u32), SignedCommitment> = response
+            .commitments
+            .iter()
+            .filter_map(|blob| SignedCommitment::from_bytes(&blob.0).ok())
+            .filter_map(|signed| {
+                let claimed = signed.claimed().ok()?;
+                Some(((claimed.document.0, claimed.epoch), signed))
+            })
+            .collect();
+        // Keys next: bundles in this very response may need them.
         let mut keys: Vec<(PlanId, Compartment, u32, zeroize::Zeroizing<[u8; 32]>)> = Vec::new();
         let mut certificates = Vec::new();
         for delivery in &response.envelopes {
             let document = DocumentId::from_bytes(&delivery.document.0)
                 .map_err(|e| SyncError::Protocol(e.to_string()))?;
             let Some(compartment) = compartment_of(document) else { continue };
-            // Keys rotate only after a revocation, which does not exist yet: an envelope for
-            // any other epoch cannot be genuine, and taking it would make this device encrypt
-            // its next edits under a key someone else chose.
-            if delivery.epoch != FIRST_EPOCH {
-                report
-                    .refused
-                    .push(format!("envelope for {compartment} at unknown epoch {}", delivery.epoch));
-                continue;
-            }
-            let (sealed, sealer, signature) = match envelope::split_signed(&delivery.envelope.0) {
-                Ok(parts) => parts,
-                Err(e) => {
-                    report.refused.push(format!("envelope for {compartment}: {e}"));
-                    continue;
-                }
-            };
-            let sealer_body =
-                match self.author_certificate(transport, token, server, &sealer, now, &mut certificates) {
-                    Ok(body) => body,
-                    Err(e) => {
-                        report.refused.push(format!("envelope for {compartment} from {}: {e}", hex(&sealer)));
-                        continue;
-                    }
-                };
-            if let Err(e) = envelope::verify_signature(
-                sealed,
-                &signature,
-                &sealer_body.signing_public,
+            let fetch = CertificateSource { transport, token, server, now };
+            match self.open_delivery(
+                &fetch,
+                delivery,
                 document,
-                delivery.epoch,
-                me,
-            ) {
-                report.refused.push(format!("envelope for {compartment} from {}: {e}", hex(&sealer)));
-                continue;
-            }
-            match envelope::open(
-                sealed,
-                &self.identity().agreement_secret().to_bytes(),
-                me,
-                document,
-                delivery.epoch,
+                &commitments,
+                policy.as_ref(),
+                &mut certificates,
             ) {
                 Ok(key) => keys.push((PlanId::from_bytes(document.plan), compartment, delivery.epoch, key)),
-                Err(e) => report.refused.push(format!("envelope for {compartment}: {e}")),
+                Err(why) => {
+                    report.refused.push(format!("key for {compartment} epoch {}: {why}", delivery.epoch))
+                }
             }
         }
+
         report.envelopes_received += keys.len();
+        // Keys this device made itself (its commitment won): it lays out their documents.
+        let my_mints: Vec<(PlanId, Compartment)> = keys
+            .iter()
+            .filter(|(plan, compartment, epoch, _)| {
+                *epoch == FIRST_EPOCH
+                    && commitments
+                        .get(&(document_id(*plan, *compartment).to_bytes(), *epoch))
+                        .and_then(|c| c.claimed().ok())
+                        .is_some_and(|c| c.minter == Minter::Device(Fixed(me)))
+            })
+            .map(|(plan, compartment, _, _)| (*plan, *compartment))
+            .collect();
+        // New keys may re-seal bundles the server refused as stale: go round once more.
+        let keys_arrived = !keys.is_empty();
         let key_for = |device: &Device,
                        plan: PlanId,
                        compartment: Compartment,
@@ -619,6 +834,23 @@ impl Device {
             if let Err(e) = bundle.verify(&verifying) {
                 report.refused.push(format!("bundle from {}: {e}", hex(&header.author)));
                 continue;
+            }
+            // The sharing policy, checked here as well as at the server: a server that relays
+            // a write the author's role may not make gains nothing.
+            match &policy {
+                None => {
+                    to_park.push(bytes);
+                    continue;
+                }
+                Some(policy) if !policy.may_write(&author.role, header.document.compartment) => {
+                    report.refused.push(format!(
+                        "bundle from {}: the role {:?} may not write {compartment}",
+                        hex(&header.author),
+                        author.role
+                    ));
+                    continue;
+                }
+                Some(_) => {}
             }
             let Some(key) = key_for(self, plan_id, compartment, header.epoch)? else {
                 to_park.push(bytes);
@@ -686,15 +918,29 @@ impl Device {
             report.plans_updated.push(plan_id);
             writes.push((plan, Some(PlanHeader { plan: plan_id, family }), new_changes));
         }
+        // A bundle refused only for its key epoch stays in the outbox: it is re-sealed under
+        // the document's next key once that arrives (`reseal_stale_pending`), so an edit made
+        // offline across a rotation is never lost.
         let accepted: Vec<[u8; 16]> = response
             .accepted
             .iter()
             .map(|f| f.0)
-            .chain(response.rejected.iter().map(|r| r.bundle_id.0))
+            .chain(
+                response
+                    .rejected
+                    .iter()
+                    .filter(|r| !rejection_is_retryable(&r.reason))
+                    .map(|r| r.bundle_id.0),
+            )
             .collect();
         for rejection in &response.rejected {
+            let kept = if rejection_is_retryable(&rejection.reason) {
+                " (kept; sent again under the new key)"
+            } else {
+                ""
+            };
             report.refused.push(format!(
-                "pushed bundle {}: {}",
+                "pushed bundle {}: {}{kept}",
                 hex(&rejection.bundle_id.0),
                 rejection.reason
             ));
@@ -733,6 +979,9 @@ impl Device {
             }
         }
         result?;
+        for (plan, compartment) in my_mints {
+            self.start_minted_compartment(plan, compartment)?;
+        }
 
         // Chores for the next round: keys for devices that lack them, snapshots of long logs.
         for request in &response.key_requests {
@@ -744,7 +993,7 @@ impl Device {
             if !uploads.answered.insert((request.document.0, request.epoch, requester)) {
                 continue;
             }
-            match self.answer_key_request(server, request, now) {
+            match self.answer_key_request(server, request, now, policy.as_ref()) {
                 Ok(Some(upload)) => uploads.envelopes.push(upload),
                 Ok(None) => {}
                 Err(e) => report.refused.push(format!("key request: {e}")),
@@ -760,8 +1009,185 @@ impl Device {
                 }
             }
         }
+        // Documents nobody has a key for yet, which this device's role may read: make epoch 1.
+        if let Some(policy) = &policy {
+            for document in &response.mint {
+                let Ok(document) = DocumentId::from_bytes(&document.0) else { continue };
+                let Some(compartment) = compartment_of(document) else { continue };
+                if !policy.may_read(&own.role, document.compartment)
+                    || !uploads.minted.insert(document.to_bytes())
+                {
+                    continue;
+                }
+                let plan = PlanId::from_bytes(document.plan);
+                // A key made here before the plan was shared (its creator's) is the one to
+                // commit to; otherwise a new one, which comes back through this device's own
+                // envelope only if this commitment is the first the server received.
+                let key = match self.store().doc_key_at(plan, compartment, FIRST_EPOCH)? {
+                    Some(key) => *key,
+                    None => *crate::crypto::SecretKey::generate().as_bytes(),
+                };
+                let (commitment, envelopes) = self.mint_uploads(document, FIRST_EPOCH, &key, server, own)?;
+                uploads.commitments.push(commitment);
+                uploads.envelopes.extend(envelopes);
+            }
+        }
         let unsent = self.pending_changes()? > 0 && !self.store().pending_bundles()?.is_empty();
-        Ok(!response.complete || !uploads.is_empty() || (unsent && !accepted.is_empty()))
+        let register_now = policy_arrived && !self.unregistered_plans()?.is_empty();
+        Ok(!response.complete
+            || !uploads.is_empty()
+            || register_now
+            || (unsent && (!accepted.is_empty() || keys_arrived)))
+    }
+
+    /// Lays out a compartment's document after this device made its first key, so that its
+    /// role can write there (the plan's creator may not have been allowed to).
+    fn start_minted_compartment(
+        &mut self,
+        plan_id: PlanId,
+        compartment: Compartment,
+    ) -> Result<(), CoreError> {
+        if !self.store().has_plan(plan_id)? {
+            return Ok(());
+        }
+        let mut plan = self.take_plan_or_new(plan_id)?;
+        if plan.doc(compartment).is_ok() {
+            self.put_back_plan(plan);
+            return Ok(());
+        }
+        let before = plan.heads();
+        let started = plan.start_compartment(compartment);
+        let changes = plan.changes_since(&before);
+        let result = started
+            .map_err(CoreError::from)
+            .and_then(|()| Ok(self.store_mut().write(|w| w.append_changes(&plan, None, &changes, true))?));
+        match result {
+            Ok(()) => {
+                self.put_back_plan(plan);
+                Ok(())
+            }
+            // The in-memory plan is dropped so memory never runs ahead of disk.
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes a sharing policy the server sent, if it verifies and is newer than the one held;
+    /// keys of compartments this device's role may no longer read are forgotten. `Ok(true)`
+    /// when it was taken.
+    fn accept_policy(
+        &mut self,
+        server: &ServerState,
+        bytes: &[u8],
+        own: &DeviceBody,
+    ) -> Result<bool, CoreError> {
+        let signed = SignedPolicy::from_bytes(bytes).map_err(|e| SyncError::BadPolicy(e.to_string()))?;
+        let policy = signed.verify(&server.root_public).map_err(|e| SyncError::BadPolicy(e.to_string()))?;
+        // A server cannot roll a device back to an older, wider policy.
+        if let Some(held) = self.stored_policy()?
+            && policy.version <= held.version
+        {
+            return Ok(false);
+        }
+        let lost: Vec<Compartment> =
+            Compartment::ALL.into_iter().filter(|c| !policy.may_read(&own.role, *c as u8)).collect();
+        let plans: Vec<PlanId> = self
+            .store()
+            .list_plans()?
+            .into_iter()
+            .filter_map(|entry| entry.ok().map(|header| header.plan))
+            .collect();
+        self.store_mut().write(|w| {
+            w.put_state(STATE_POLICY, bytes)?;
+            for plan in &plans {
+                for compartment in &lost {
+                    w.delete_doc_keys(*plan, *compartment)?;
+                    w.clear_unpushed(*plan, *compartment)?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(true)
+    }
+
+    /// Checks and opens one delivered key envelope: its sealer's signature, the commitment to
+    /// the key (made by an entitled minter), and that the key inside is the committed one.
+    fn open_delivery(
+        &self,
+        fetch: &CertificateSource<'_>,
+        delivery: &eenplan_protocol::sync::EnvelopeDelivery,
+        document: DocumentId,
+        commitments: &std::collections::HashMap<([u8; 17], u32), SignedCommitment>,
+        policy: Option<&Policy>,
+        certificates: &mut Vec<([u8; 16], Vec<u8>)>,
+    ) -> Result<zeroize::Zeroizing<[u8; 32]>, String> {
+        let me = *self.device_id().as_bytes();
+        let epoch = delivery.epoch;
+        let (sealed, sealer, signature) =
+            envelope::split_signed(&delivery.envelope.0).map_err(|e| e.to_string())?;
+        let signed = commitments
+            .get(&(document.to_bytes(), epoch))
+            .ok_or("the server sent no commitment to this key")?;
+        let claimed = signed.claimed().map_err(|e| e.to_string())?;
+        if claimed.document.0 != document.to_bytes() || claimed.epoch != epoch {
+            return Err("the commitment names another document or epoch".into());
+        }
+        let admin = match &claimed.minter {
+            Minter::Admin { certificate } => Some(
+                Certificate::from_bytes(certificate)
+                    .and_then(|c| c.verify_admin(&fetch.server.root_public))
+                    .map_err(|e| format!("the commitment's administrator: {e}"))?,
+            ),
+            Minter::Device(_) => None,
+        };
+        // The sealer: the administrator who rotated the key, or a device holding it. An
+        // administrator who re-sealed an older epoch from escrow is not a device and has no
+        // certificate to fetch; such a key is taken on its commitment alone, which the
+        // checks below authenticate fully. A sealer that is known must have signed.
+        let sealer_public = match &admin {
+            Some(admin) if device_id_of(&admin.admin_public) == sealer => Some(admin.admin_public),
+            _ => match self.fetched_certificate(fetch, &sealer, certificates) {
+                Ok(body) => Some(body.signing_public),
+                Err(CoreError::Sync(SyncError::Server { status: 404, .. })) => None,
+                Err(e) => return Err(e.to_string()),
+            },
+        };
+        if let Some(sealer_public) = sealer_public {
+            envelope::verify_signature(sealed, &signature, &sealer_public, document, epoch, me)
+                .map_err(|e| e.to_string())?;
+        }
+        let key = envelope::open(sealed, self.identity().agreement_secret(), me, document, epoch)
+            .map_err(|e| e.to_string())?;
+        match (&claimed.minter, admin) {
+            (Minter::Admin { .. }, Some(admin)) => {
+                signed.verify(&admin.admin_public).map_err(|e| e.to_string())?;
+            }
+            (Minter::Device(minter), _) => {
+                // Only the first key of a document is a device's to make; later ones come
+                // from an administrator's rotation.
+                if epoch != FIRST_EPOCH {
+                    return Err("only an administrator makes the key of a later epoch".into());
+                }
+                let body =
+                    self.fetched_certificate(fetch, &minter.0, certificates).map_err(|e| e.to_string())?;
+                let policy = policy.ok_or("no sharing policy is known yet")?;
+                if !policy.may_read(&body.role, document.compartment) {
+                    return Err(format!("its maker's role {:?} may not read this compartment", body.role));
+                }
+                signed.verify(&body.signing_public).map_err(|e| e.to_string())?;
+            }
+            (Minter::Admin { .. }, None) => return Err("the commitment's administrator is unknown".into()),
+        }
+        claimed.matches(&key).map_err(|e| e.to_string())?;
+        Ok(key)
+    }
+
+    fn fetched_certificate(
+        &self,
+        fetch: &CertificateSource<'_>,
+        device: &[u8; 16],
+        certificates: &mut Vec<([u8; 16], Vec<u8>)>,
+    ) -> Result<DeviceBody, CoreError> {
+        self.author_certificate(fetch.transport, fetch.token, fetch.server, device, fetch.now, certificates)
     }
 
     /// The verified certificate of a bundle's author: from the local cache, or fetched and
@@ -817,6 +1243,7 @@ impl Device {
         server: &ServerState,
         request: &KeyRequest,
         now: i64,
+        policy: Option<&Policy>,
     ) -> Result<Option<EnvelopeUpload>, CoreError> {
         let state = CertificateState {
             certificate: request.certificate.0.clone(),
@@ -827,6 +1254,16 @@ impl Device {
         let document =
             DocumentId::from_bytes(&request.document.0).map_err(|e| SyncError::Protocol(e.to_string()))?;
         let Some(compartment) = compartment_of(document) else { return Ok(None) };
+        // The sharing policy is an encryption boundary: a key goes only to a device whose
+        // certified role may read the compartment, whatever the server asks.
+        let Some(policy) = policy else { return Ok(None) };
+        if !policy.may_read(&body.role, document.compartment) {
+            return Err(SyncError::UntrustedCertificate(format!(
+                "a device of role {:?} asked for the {compartment} key, which its role may not read",
+                body.role
+            ))
+            .into());
+        }
         let plan = PlanId::from_bytes(document.plan);
         let Some(key) = self.store().doc_key_at(plan, compartment, request.epoch)? else { return Ok(None) };
         let sealed = envelope::seal(&body.agreement_public, body.device_id, document, request.epoch, &key)
@@ -869,6 +1306,17 @@ impl Device {
         let bundle = Bundle::seal(header, &key, &saved, self.identity().signing_key())
             .map_err(|e| SyncError::Protocol(e.to_string()))?;
         Ok(Some(SnapshotUpload { covers, bundle: Blob(bundle.into_bytes()) }))
+    }
+}
+
+/// The server's answer to a revoked device (a session, or any request with an old token).
+fn is_revoked(error: &CoreError) -> bool {
+    match error {
+        CoreError::Sync(SyncError::Revoked) => true,
+        CoreError::Sync(SyncError::Server { status, code, .. }) => {
+            (*status == 401 || *status == 403) && (code == "revoked" || code == "device_revoked")
+        }
+        _ => false,
     }
 }
 
@@ -936,10 +1384,22 @@ fn verify_own(state: &CertificateState, root: &[u8; 32], now: i64) -> Result<Dev
         .map_err(|e| SyncError::UntrustedCertificate(e.to_string()))?)
 }
 
+/// What fetching a certificate during a sync needs.
+struct CertificateSource<'a> {
+    transport: &'a Transport,
+    token: &'a str,
+    server: &'a ServerState,
+    now: i64,
+}
+
 #[derive(Default)]
 struct Uploads {
     envelopes: Vec<EnvelopeUpload>,
     snapshots: Vec<SnapshotUpload>,
+    /// Commitments to keys this device made in answer to `mint`.
+    commitments: Vec<Blob>,
+    /// Documents minted in this sync.
+    minted: std::collections::HashSet<[u8; 17]>,
     /// Key requests already answered in this sync: a request the server keeps repeating
     /// (it dropped the envelope) is not answered again, so the sync settles.
     answered: std::collections::HashSet<([u8; 17], u32, [u8; 16])>,
@@ -949,7 +1409,7 @@ struct Uploads {
 
 impl Uploads {
     fn is_empty(&self) -> bool {
-        self.envelopes.is_empty() && self.snapshots.is_empty()
+        self.envelopes.is_empty() && self.snapshots.is_empty() && self.commitments.is_empty()
     }
 }
 

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use eenplan_core::keystore::{KdfParams, KeyStoreError, PassphraseKeyStore};
+use eenplan_core::keystore::{KdfParams, PassphraseKeyStore};
 use eenplan_core::plan::{Compartment, NewGoal, NoteKind, PlanError, ValidationError};
 use eenplan_core::store::{DB_FILE, StoreError};
 use eenplan_core::transfer::{self, TransferError};
@@ -102,7 +102,7 @@ fn a_wrong_passphrase_is_a_typed_error_and_the_store_still_opens_with_the_right_
     let plan = device.create_plan("Jansen").unwrap();
     drop(device);
     let err = Device::open(dir.path(), &keystore("fout")).unwrap_err();
-    assert!(matches!(err, CoreError::KeyStore(KeyStoreError::WrongKey)), "{err:?}");
+    assert!(matches!(err, CoreError::WrongUnlock { attempts_left: 9 }), "{err:?}");
     assert_eq!(open(dir.path()).read(&plan).unwrap().family, "Jansen");
 }
 

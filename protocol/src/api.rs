@@ -64,6 +64,21 @@ pub const PATH_LIVE: &str = "/v1/live";
 pub const PATH_USERS: &str = "/v1/users";
 /// `GET ?device=HEX`: the certificate chain of a bundle author ([`CertificateInfo`]).
 pub const PATH_CERTIFICATES: &str = "/v1/certificates";
+pub const PATH_POLICY: &str = "/v1/policy";
+pub const PATH_ADMIN_POLICY: &str = "/v1/admin/policy";
+pub const PATH_ADMIN_REKEY: &str = "/v1/admin/rekey";
+pub const PATH_WIPE_ORDER: &str = "/v1/wipe-order";
+pub const PATH_WIPE_REPORT: &str = "/v1/wipe-report";
+
+/// `POST`: revoke a device ([`RevokeRequest`]).
+pub fn admin_revoke_path(device_id: &[u8; 16]) -> String {
+    format!("{PATH_ADMIN_DEVICES}/{}/revoke", hex(device_id))
+}
+
+/// `POST`: remove a user from a plan; the plan's documents move to a new epoch.
+pub fn admin_unassign_path(plan: &[u8; 16], user_id: i64) -> String {
+    format!("{}/{user_id}/remove", admin_participants_path(plan))
+}
 
 /// `POST` ([`Assignment`]) by an administrator.
 pub fn admin_participants_path(plan: &[u8; 16]) -> String {
@@ -265,6 +280,10 @@ pub struct InitRequest {
     /// sealing keys to escrow.
     pub escrow_signature: String,
     pub admin_certificate: String,
+    /// The network's first sharing policy: hex of [`crate::policy::SignedPolicy`] bytes,
+    /// signed by the root (the administrator's CLI signs the default policy). The server
+    /// stores it with the network, so the network is never without a policy.
+    pub policy: String,
 }
 
 pub fn escrow_message(escrow_public: &[u8]) -> Vec<u8> {
@@ -422,6 +441,107 @@ pub struct CertificateInfo {
     /// Set once the device was revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at_ms: Option<i64>,
+}
+
+/// `POST /v1/admin/policy`: a policy signed by the root ([`crate::policy::SignedPolicy`]).
+/// The server refuses one that is not newer than the current policy; the response lists how
+/// many documents now wait for a new key epoch (a role lost read access to them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyUpload {
+    pub policy: String,
+}
+
+/// `GET /v1/policy` and `GET /v1/admin/policy`: the current signed policy (hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyInfo {
+    pub policy: String,
+}
+
+/// The answer to a change that rotates keys (revocation, unassignment, policy change).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationsQueued {
+    /// Documents waiting for a new epoch (all of them, not only those this change added).
+    pub pending: u64,
+}
+
+/// `POST /v1/admin/devices/{id}/revoke`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeRequest {
+    /// lost | stolen | replaced | left
+    pub reason: String,
+    /// The signed wipe order ([`crate::wipe::WipeOrder`]), hex.
+    pub wipe_order: String,
+}
+
+/// One document that must move to a new key epoch, as `GET /v1/admin/rekey` lists it. The
+/// administrator's CLI makes the new key, seals it to every `recipient` and to escrow, signs
+/// a commitment and posts a [`RekeyResult`]. Older epochs a recipient lacks are opened from
+/// `escrow` with the escrow key and sealed to it as well.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RekeyTask {
+    /// Document id, hex (17 bytes).
+    pub document: String,
+    /// The document's epoch now; the result must make `current_epoch + 1`.
+    pub current_epoch: u32,
+    pub recipients: Vec<RekeyRecipient>,
+    /// Escrow envelopes of the document's epochs (hex), for the epochs some recipient lacks.
+    pub escrow: Vec<EpochBlob>,
+    /// Signed key commitments of those epochs (hex), to check what escrow opens.
+    pub commitments: Vec<EpochBlob>,
+}
+
+/// A device that may read the document after the rotation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RekeyRecipient {
+    pub device_id: String,
+    pub certificate: String,
+    pub admin_certificate: String,
+    /// Epochs before the new one for which the device has no envelope.
+    pub missing_epochs: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochBlob {
+    pub epoch: u32,
+    pub data: String,
+}
+
+/// `POST /v1/admin/rekey`: one document's new epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RekeyResult {
+    pub document: String,
+    pub new_epoch: u32,
+    /// The administrator's signed commitment to the new key (hex).
+    pub commitment: String,
+    /// Signed envelopes: the new epoch for every recipient and for escrow
+    /// ([`ESCROW_RECIPIENT`]), plus older epochs recipients lacked.
+    pub envelopes: Vec<RekeyEnvelope>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RekeyEnvelope {
+    pub recipient: String,
+    pub epoch: u32,
+    pub envelope: String,
+}
+
+/// `POST /v1/wipe-order` (no session: a revoked device has none): the order waiting for a
+/// device, if any.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WipeOrderRequest {
+    pub device_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WipeOrderResponse {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
+}
+
+/// `POST /v1/wipe-report`: a device's signed report that it wiped itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WipeReportUpload {
+    pub report: String,
 }
 
 /// Every error body: a stable machine code and a sentence for people.

@@ -7,25 +7,40 @@
 //! aad  = document id (17) || epoch (u32) || recipient device id (16)
 //! ```
 //!
-//! The suite identifier lets a later version move to another KEM (the post-quantum hybrid
-//! X-Wing) while old envelopes stay readable. The associated data binds an envelope to its
-//! document, epoch and recipient, so the server cannot hand one device's envelope to another
-//! or present an old epoch's key as the current one.
+//! Plans are kept for 15–20 years (Jeugdwet), so an envelope recorded today must stay closed
+//! to a quantum computer of tomorrow ("harvest now, decrypt later"). New envelopes therefore
+//! use suite 2, the hybrid X-Wing KEM (ML-KEM-768 + X25519): it stays safe while either half
+//! does. Suite 1 (X25519 alone) is still opened, so that envelopes sealed before the switch
+//! stay readable. Which suite a recipient gets follows from its public key: 1,216 bytes is an
+//! X-Wing key, 32 bytes an X25519 key. A recipient's secret is 32 bytes in both suites (the
+//! X-Wing secret is its seed), so one secret opens whichever suite its public key was given to.
+//!
+//! Sizes: a suite-1 envelope is 2 + 32 + 48 = 82 bytes, a suite-2 envelope 2 + 1,120 + 48 =
+//! 1,170 bytes (plus the 80-byte signature trailer of [`sign`] in both cases).
+//!
+//! The associated data binds an envelope to its document, epoch and recipient, so the server
+//! cannot hand one device's envelope to another or present an old epoch's key as the current
+//! one.
 
 use hpke::aead::ChaCha20Poly1305;
 use hpke::kdf::HkdfSha256;
-use hpke::kem::X25519HkdfSha256;
+use hpke::kem::{X25519HkdfSha256, XWing};
 use hpke::{Deserializable, Kem as _, OpModeR, OpModeS, Serializable};
 
 use crate::bundle::DocumentId;
 
 const INFO: &[u8] = b"eenplan/envelope/v1";
-/// DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305.
+/// DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305. Opened, no longer sealed to
+/// new keys.
 pub const SUITE_X25519_CHACHA: u16 = 1;
+/// X-Wing (ML-KEM-768 + X25519), HKDF-SHA256, ChaCha20-Poly1305: what new keys get.
+pub const SUITE_XWING_CHACHA: u16 = 2;
+/// Public key lengths that name the suite.
+pub const X25519_PUBLIC_LEN: usize = 32;
+pub const XWING_PUBLIC_LEN: usize = 1216;
 const X25519_ENC_LEN: usize = 32;
+const XWING_ENC_LEN: usize = 1120;
 pub const MAX_ENVELOPE_LEN: usize = 2048;
-
-type Kem = X25519HkdfSha256;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvelopeError {
@@ -49,7 +64,46 @@ fn aad(document: DocumentId, epoch: u32, recipient: [u8; 16]) -> Vec<u8> {
     out
 }
 
-/// Seals `key` to `recipient_public` (an X25519 public key).
+fn seal_with<K: hpke::Kem>(
+    suite: u16,
+    recipient_public: &[u8],
+    aad: &[u8],
+    key: &[u8; 32],
+) -> Result<Vec<u8>, EnvelopeError> {
+    let public = K::PublicKey::from_bytes(recipient_public).map_err(|_| EnvelopeError::BadRecipientKey)?;
+    let (encapped, ciphertext) =
+        hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, K>(&OpModeS::Base, &public, INFO, key, aad)
+            .map_err(|_| EnvelopeError::BadRecipientKey)?;
+    let encapped = encapped.to_bytes();
+    let mut out = Vec::with_capacity(2 + encapped.len() + ciphertext.len());
+    out.extend_from_slice(&suite.to_be_bytes());
+    out.extend_from_slice(&encapped);
+    out.extend_from_slice(&ciphertext);
+    Ok(out)
+}
+
+fn open_with<K: hpke::Kem>(
+    rest: &[u8],
+    enc_len: usize,
+    recipient_secret: &[u8; 32],
+    aad: &[u8],
+) -> Result<Vec<u8>, EnvelopeError> {
+    let encapped = rest.get(..enc_len).ok_or(EnvelopeError::Malformed)?;
+    let encapped = K::EncappedKey::from_bytes(encapped).map_err(|_| EnvelopeError::Malformed)?;
+    let secret = K::PrivateKey::from_bytes(recipient_secret).map_err(|_| EnvelopeError::Undecryptable)?;
+    hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, K>(
+        &OpModeR::Base,
+        &secret,
+        &encapped,
+        INFO,
+        &rest[enc_len..],
+        aad,
+    )
+    .map_err(|_| EnvelopeError::Undecryptable)
+}
+
+/// Seals `key` to `recipient_public`: an X-Wing public key (suite 2), or an X25519 one
+/// (suite 1, for recipients enrolled before the switch).
 pub fn seal(
     recipient_public: &[u8],
     recipient: [u8; 16],
@@ -57,24 +111,23 @@ pub fn seal(
     epoch: u32,
     key: &[u8; 32],
 ) -> Result<Vec<u8>, EnvelopeError> {
-    let public = <Kem as hpke::Kem>::PublicKey::from_bytes(recipient_public)
-        .map_err(|_| EnvelopeError::BadRecipientKey)?;
-    let (encapped, ciphertext) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, Kem>(
-        &OpModeS::Base,
-        &public,
-        INFO,
-        key,
-        &aad(document, epoch, recipient),
-    )
-    .map_err(|_| EnvelopeError::BadRecipientKey)?;
-    let mut out = Vec::with_capacity(2 + X25519_ENC_LEN + ciphertext.len());
-    out.extend_from_slice(&SUITE_X25519_CHACHA.to_be_bytes());
-    out.extend_from_slice(&encapped.to_bytes());
-    out.extend_from_slice(&ciphertext);
-    Ok(out)
+    let aad = aad(document, epoch, recipient);
+    match recipient_public.len() {
+        XWING_PUBLIC_LEN => seal_with::<XWing>(SUITE_XWING_CHACHA, recipient_public, &aad, key),
+        X25519_PUBLIC_LEN => seal_with::<X25519HkdfSha256>(SUITE_X25519_CHACHA, recipient_public, &aad, key),
+        _ => Err(EnvelopeError::BadRecipientKey),
+    }
 }
 
-/// Opens an envelope with the recipient's X25519 secret.
+/// The suite an envelope was sealed with (its first two bytes).
+pub fn suite_of(envelope: &[u8]) -> Result<u16, EnvelopeError> {
+    match envelope {
+        [a, b, ..] => Ok(u16::from_be_bytes([*a, *b])),
+        _ => Err(EnvelopeError::Malformed),
+    }
+}
+
+/// Opens an envelope with the recipient's 32-byte secret.
 pub fn open(
     envelope: &[u8],
     recipient_secret: &[u8; 32],
@@ -82,35 +135,40 @@ pub fn open(
     document: DocumentId,
     epoch: u32,
 ) -> Result<zeroize::Zeroizing<[u8; 32]>, EnvelopeError> {
-    if envelope.len() > MAX_ENVELOPE_LEN || envelope.len() < 2 {
+    if envelope.len() > MAX_ENVELOPE_LEN {
         return Err(EnvelopeError::Malformed);
     }
-    let suite = u16::from_be_bytes([envelope[0], envelope[1]]);
-    if suite != SUITE_X25519_CHACHA {
-        return Err(EnvelopeError::UnsupportedSuite(suite));
-    }
+    let suite = suite_of(envelope)?;
     let rest = &envelope[2..];
-    let encapped = rest.get(..X25519_ENC_LEN).ok_or(EnvelopeError::Malformed)?;
-    let encapped =
-        <Kem as hpke::Kem>::EncappedKey::from_bytes(encapped).map_err(|_| EnvelopeError::Malformed)?;
-    let secret = <Kem as hpke::Kem>::PrivateKey::from_bytes(recipient_secret)
-        .map_err(|_| EnvelopeError::Undecryptable)?;
-    let plain = hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, Kem>(
-        &OpModeR::Base,
-        &secret,
-        &encapped,
-        INFO,
-        &rest[X25519_ENC_LEN..],
-        &aad(document, epoch, recipient),
-    )
-    .map_err(|_| EnvelopeError::Undecryptable)?;
+    let aad = aad(document, epoch, recipient);
+    let plain = match suite {
+        SUITE_XWING_CHACHA => open_with::<XWing>(rest, XWING_ENC_LEN, recipient_secret, &aad)?,
+        SUITE_X25519_CHACHA => open_with::<X25519HkdfSha256>(rest, X25519_ENC_LEN, recipient_secret, &aad)?,
+        other => return Err(EnvelopeError::UnsupportedSuite(other)),
+    };
     let key: [u8; 32] = plain.as_slice().try_into().map_err(|_| EnvelopeError::Malformed)?;
     Ok(zeroize::Zeroizing::new(key))
 }
 
-/// A fresh X25519 key pair in the encoding [`seal`] and [`open`] take (for escrow keys).
+/// The X-Wing public key of a 32-byte X-Wing secret (seed).
+pub fn public_key_of(secret: &[u8; 32]) -> Result<Vec<u8>, EnvelopeError> {
+    let secret =
+        <XWing as hpke::Kem>::PrivateKey::from_bytes(secret).map_err(|_| EnvelopeError::Malformed)?;
+    Ok(XWing::sk_to_pk(&secret).to_bytes().to_vec())
+}
+
+/// A fresh X-Wing key pair in the encoding [`seal`] and [`open`] take (devices, escrow).
 pub fn generate_keypair() -> (zeroize::Zeroizing<[u8; 32]>, Vec<u8>) {
-    let (secret, public) = Kem::gen_keypair();
+    let (secret, public) = XWing::gen_keypair();
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&secret.to_bytes());
+    (zeroize::Zeroizing::new(out), public.to_bytes().to_vec())
+}
+
+/// A fresh X25519 key pair (suite 1): for reading old envelopes in tests and the size
+/// comparison in the benchmark; new keys are X-Wing.
+pub fn generate_x25519_keypair() -> (zeroize::Zeroizing<[u8; 32]>, Vec<u8>) {
+    let (secret, public) = X25519HkdfSha256::gen_keypair();
     let mut out = [0u8; 32];
     out.copy_from_slice(&secret.to_bytes());
     (zeroize::Zeroizing::new(out), public.to_bytes().to_vec())
@@ -135,6 +193,27 @@ mod tests {
         assert_eq!(open(&sealed, &secret, [1; 16], other, 2).unwrap_err(), EnvelopeError::Undecryptable);
         let (wrong, _) = generate_keypair();
         assert_eq!(open(&sealed, &wrong, [1; 16], doc(), 2).unwrap_err(), EnvelopeError::Undecryptable);
+    }
+
+    #[test]
+    fn new_envelopes_use_the_hybrid_suite_and_old_x25519_ones_still_open() {
+        let (secret, public) = generate_keypair();
+        assert_eq!(public.len(), XWING_PUBLIC_LEN);
+        assert_eq!(*public_key_of(&secret).unwrap(), public);
+        let hybrid = seal(&public, [1; 16], doc(), 2, &[42; 32]).unwrap();
+        assert_eq!(suite_of(&hybrid).unwrap(), SUITE_XWING_CHACHA);
+        assert_eq!(hybrid.len(), 1170);
+        let (old_secret, old_public) = generate_x25519_keypair();
+        let classic = seal(&old_public, [1; 16], doc(), 2, &[42; 32]).unwrap();
+        assert_eq!(suite_of(&classic).unwrap(), SUITE_X25519_CHACHA);
+        assert_eq!(classic.len(), 82);
+        assert_eq!(*open(&classic, &old_secret, [1; 16], doc(), 2).unwrap(), [42; 32]);
+        // The suite byte decides the KEM: a hybrid envelope relabelled as suite 1 is malformed
+        // or undecryptable, never opened with the wrong half.
+        let mut relabelled = hybrid.clone();
+        relabelled[1] = 1;
+        assert!(open(&relabelled, &secret, [1; 16], doc(), 2).is_err());
+        assert!(open(&hybrid, &old_secret, [1; 16], doc(), 2).is_err());
     }
 
     #[test]

@@ -7,7 +7,10 @@ pub mod api;
 pub mod bundle;
 pub mod certificate;
 pub mod envelope;
+pub mod epoch;
+pub mod policy;
 pub mod sync;
+pub mod wipe;
 
 pub use bundle::{Bundle, BundleError, BundleHeader, BundleKind, DocumentId};
 pub use certificate::bytes;

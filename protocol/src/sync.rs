@@ -46,6 +46,13 @@ pub struct SyncRequest {
     /// A snapshot answering a compaction request: the sealed bundle and the head it covers.
     #[serde(rename = "c", default, skip_serializing_if = "Vec::is_empty")]
     pub snapshots: Vec<SnapshotUpload>,
+    /// The version of the sharing policy this device holds (0: none yet).
+    #[serde(rename = "pv", default, skip_serializing_if = "is_zero")]
+    pub policy_version: u32,
+    /// Signed key commitments for keys this device made ([`crate::epoch`]): epoch 1 of its
+    /// new plans' documents, and of documents it was asked to [`SyncResponse::mint`].
+    #[serde(rename = "cm", default, skip_serializing_if = "Vec::is_empty")]
+    pub commitments: Vec<Blob>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +79,34 @@ pub struct SyncResponse {
     /// Documents whose logs are long: upload a snapshot of them.
     #[serde(rename = "x", default, skip_serializing_if = "Vec::is_empty")]
     pub compact: Vec<Fixed<17>>,
+    /// The network's signed sharing policy, when it is newer than the one the device holds.
+    #[serde(rename = "pv", default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Blob>,
+    /// The signed key commitment of every (document, epoch) in `envelopes`.
+    #[serde(rename = "cm", default, skip_serializing_if = "Vec::is_empty")]
+    pub commitments: Vec<Blob>,
+    /// Documents this device may read for which nobody has made a key yet: the device makes
+    /// epoch 1 (the first commitment the server receives wins).
+    #[serde(rename = "mt", default, skip_serializing_if = "Vec::is_empty")]
+    pub mint: Vec<Fixed<17>>,
+}
+
+/// Rejection reasons after which the device keeps the bundle and re-seals it under the
+/// document's next key: the changes are good, only the key is not current.
+pub const REJECT_STALE_EPOCH: &str = "stale_epoch";
+/// The document is being moved to a new key epoch (a revocation is in progress): nothing is
+/// accepted under the old key, so a revoked device can read nothing written after it.
+pub const REJECT_ROTATING: &str = "rotating";
+/// The author's role may not write the bundle's compartment.
+pub const REJECT_NO_WRITE: &str = "no_write";
+
+/// Whether a rejected bundle should stay in the outbox to be re-sealed and pushed again.
+pub fn rejection_is_retryable(reason: &str) -> bool {
+    reason == REJECT_STALE_EPOCH || reason == REJECT_ROTATING
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 fn yes() -> bool {

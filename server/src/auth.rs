@@ -26,7 +26,7 @@
 //!   ← token = hex(device_id(16) ‖ expiry(8) ‖ HMAC(secret, "eenplan/token/v1" ‖ device_id ‖ expiry))
 //! any device request: Authorization: Bearer <token>
 //!   server: HMAC ok, not expired, and the device looked up again (pending → 403
-//!   device_not_approved, revoked → 403 device_revoked, unknown → 401)
+//!   device_not_approved, revoked → 403 revoked, unknown → 401)
 //! ```
 //!
 //! Because every request looks the device up, revoking a device refuses its next request at
@@ -354,7 +354,7 @@ pub fn usable(device: &DeviceRecord) -> Result<(), ApiError> {
             "device_not_approved",
             "an administrator has not approved this device yet",
         )),
-        DeviceState::Revoked => Err(ApiError::forbidden("device_revoked", "this device has been revoked")),
+        DeviceState::Revoked => Err(ApiError::forbidden("revoked", "this device has been revoked")),
     }
 }
 

@@ -7,6 +7,9 @@
 //! | `/v1/admin/…` | administrators (signed requests) | [`admin`] |
 //! | `POST /v1/enrol`, `/v1/auth/…` | a device proving its key | [`device`] |
 //! | `GET /v1/me`, `/v1/users`, `/v1/certificates`, `POST /v1/plans/{plan}/participants` | devices (bearer token) | [`device`] |
+//! | `GET /v1/admin/policy`, `POST /v1/admin/policy`, `POST /v1/admin/devices/{id}/revoke`, `POST /v1/admin/plans/{plan}/participants/{user}/remove`, `GET`/`POST /v1/admin/rekey` | administrators | [`rotation`] |
+//! | `GET /v1/policy` | devices (bearer token) | [`rotation`] |
+//! | `POST /v1/wipe-order`, `POST /v1/wipe-report` | a revoked or wiped device, without a session | [`wipe`] |
 //! | `POST /v1/sync` | devices | [`sync`] |
 //! | `GET /v1/live` | devices (WebSocket) | [`live`] |
 //!
@@ -18,7 +21,9 @@
 pub mod admin;
 pub mod device;
 pub mod live;
+pub mod rotation;
 pub mod sync;
+pub mod wipe;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,7 +38,7 @@ use axum::routing::{get, post};
 use eenplan_protocol::api;
 use eenplan_protocol::sync::MAX_SYNC_REQUEST;
 use serde::de::DeserializeOwned;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
@@ -41,12 +46,14 @@ use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::group_commit::GroupCommit;
 use crate::metrics::{Metrics, RouteClass};
-use crate::storage::{Storage, StorageError};
+use crate::storage::{DeviceId, Storage, StorageError};
 
 /// The largest JSON body: every JSON request is a few hundred bytes.
 pub const MAX_JSON_REQUEST: usize = 64 * 1024;
 /// A request that takes longer is answered 408 and dropped.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Revocations a slow live connection may fall behind by; beyond that it looks its device up.
+const REVOCATION_CAPACITY: usize = 256;
 
 /// What every handler shares.
 pub struct AppState {
@@ -56,6 +63,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Flipped to true when the server begins to shut down; live connections watch it.
     shutdown: watch::Sender<bool>,
+    /// Devices revoked from now on; each live connection closes when it hears its own.
+    revocations: broadcast::Sender<DeviceId>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -79,7 +88,19 @@ impl AppState {
         let auth = Auth::new(storage.server_secret()?, metrics.clone());
         let commits = GroupCommit::start(storage.clone(), metrics.clone())?;
         let (shutdown, _) = watch::channel(false);
-        Ok(Arc::new(AppState { storage, auth, commits, metrics, shutdown }))
+        let (revocations, _) = broadcast::channel(REVOCATION_CAPACITY);
+        Ok(Arc::new(AppState { storage, auth, commits, metrics, shutdown, revocations }))
+    }
+
+    /// Tells the live connections of `device` to close at once.
+    pub fn announce_revocation(&self, device: DeviceId) {
+        // No live connections at all is not an error.
+        let _ = self.revocations.send(device);
+    }
+
+    /// Revocations from now on. A receiver that falls behind re-checks its device instead.
+    pub fn revocations(&self) -> broadcast::Receiver<DeviceId> {
+        self.revocations.subscribe()
     }
 
     /// Tells live connections to close. The HTTP server drains the other requests itself.
@@ -112,6 +133,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(api::PATH_ADMIN_DEVICES, get(admin::devices))
         .route("/v1/admin/devices/{id}/certificate", post(admin::approve_device))
         .route("/v1/admin/plans/{plan}/participants", post(admin::add_participant))
+        .route("/v1/admin/plans/{plan}/participants/{user}/remove", post(rotation::unassign))
+        .route("/v1/admin/devices/{id}/revoke", post(rotation::revoke))
+        .route(api::PATH_ADMIN_POLICY, get(rotation::admin_policy).post(rotation::set_policy))
+        .route(api::PATH_ADMIN_REKEY, get(rotation::rekey_tasks).post(rotation::rekey))
+        .route(api::PATH_POLICY, get(rotation::policy))
+        .route(api::PATH_WIPE_ORDER, post(wipe::order))
+        .route(api::PATH_WIPE_REPORT, post(wipe::report))
         .route(api::PATH_ENROL, post(device::enrol))
         .route(api::PATH_AUTH_CHALLENGE, post(device::challenge))
         .route(api::PATH_AUTH_SESSION, post(device::session))

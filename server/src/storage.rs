@@ -80,11 +80,22 @@
 //! writer in SQLite; a row lock in PostgreSQL, where a free-running `SEQUENCE` would let seq 8
 //! commit after a reader saw seq 9).
 
+//!
+//! # Who may read what, and under which key
+//!
+//! Participation (`participants`) decides which plans a user's devices see; the stored,
+//! root-signed sharing policy decides which of a plan's compartments, by the user's role
+//! (the role its devices' certificates name). Every read of "readable documents" joins the
+//! two, so without a policy nothing is readable. Each document's key has epochs; the first
+//! signed commitment stored for a (document, epoch) wins, and the highest committed epoch is
+//! the current one. Taking access away (a revocation, an unassignment, a narrower policy)
+//! deletes the envelopes that carried the key and queues the document for a new epoch, in the
+//! same transaction; an administrator's [`Storage::complete_rotation`] settles it.
+
 mod pull;
 pub mod sqlite;
 
-use std::ops::Range;
-
+use eenplan_protocol::policy::Policy;
 use eenplan_protocol::{Bundle, BundleKind, DocumentId};
 
 pub use sqlite::SqliteStorage;
@@ -101,13 +112,6 @@ pub const CREATOR_PLAN_ROLE: &str = "regisseur";
 /// snapshot replaces more than this many of them. Below it, sending the changes is cheaper
 /// than a whole document, and it keeps pulls independent of snapshot uploads.
 pub const SNAPSHOT_SHORTCUT_CHANGES: u64 = 500;
-
-/// The compartments a participant with `plan_role` may read. Every role reads all four for
-/// now; the signed sharing policy will narrow this per role, and every query that decides
-/// readability goes through here.
-pub fn readable_compartments(_plan_role: &str) -> Range<u8> {
-    0..DocumentId::COMPARTMENTS
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DeviceId(pub [u8; 16]);
@@ -204,6 +208,10 @@ pub struct DeviceRecord {
     pub state: DeviceState,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// Why an administrator revoked it (`lost`, `stolen`, `replaced`, `left`).
+    pub revocation_reason: Option<String>,
+    /// When the device reported, with a signed wipe report, that it erased itself.
+    pub wiped_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -257,12 +265,20 @@ pub enum PushOutcome {
     Duplicate {
         seq: u64,
     },
+    /// Refused inside the writing transaction because the document's key moved on (or is
+    /// moving) since the request was checked: a revocation that commits between the check
+    /// and the write must still keep the old key's holders from reading what is written
+    /// after it. `reason` is a [`eenplan_protocol::sync`] rejection code the device retries.
+    Refused {
+        reason: &'static str,
+    },
 }
 
 impl PushOutcome {
     pub fn seq(self) -> u64 {
         match self {
             PushOutcome::Appended { seq } | PushOutcome::Duplicate { seq } => seq,
+            PushOutcome::Refused { .. } => 0,
         }
     }
 }
@@ -309,6 +325,72 @@ pub struct Envelope {
     pub bytes: Vec<u8>,
 }
 
+/// The network's sharing policy as stored: the root-signed bytes that devices receive and
+/// check themselves, and the table they carry. The HTTP layer verifies the signature before it
+/// stores anything; storage materialises the table as rows so that queries can join a user's
+/// role to the compartments it may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRecord {
+    /// `eenplan_protocol::policy::SignedPolicy` bytes.
+    pub signed: Vec<u8>,
+    /// The verified table inside `signed`.
+    pub policy: Policy,
+}
+
+/// The signed commitment to one document's key for one epoch (`eenplan_protocol::epoch`).
+/// Opaque to storage apart from who made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitmentRecord {
+    pub document: DocumentId,
+    pub epoch: u32,
+    /// The device that made the key (epoch 1); `None` when an administrator made it.
+    pub minter_device: Option<DeviceId>,
+    /// `eenplan_protocol::epoch::SignedCommitment` bytes.
+    pub signed: Vec<u8>,
+    pub stored_at: i64,
+}
+
+/// What an administrator's revocation leaves behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    /// `lost`, `stolen`, `replaced` or `left`.
+    pub reason: String,
+    /// The administrator's signed wipe order (`eenplan_protocol::wipe::Signed` bytes), which
+    /// the revoked device fetches without a session.
+    pub wipe_order: Vec<u8>,
+}
+
+/// A device that may read a document, and the epochs of it for which it holds an envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reader {
+    pub device: DeviceRecord,
+    pub held_epochs: Vec<u32>,
+}
+
+/// A document waiting for a new key epoch, with everything an administrator needs to make it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationTask {
+    pub document: DocumentId,
+    pub current_epoch: u32,
+    /// When the oldest pending reason to rotate it was queued.
+    pub queued_at: i64,
+    /// Every active device whose user takes part in the plan and whose role may read the
+    /// document: those that must receive the new key.
+    pub readers: Vec<Reader>,
+}
+
+/// An administrator's new epoch for a document: its commitment and the envelopes of the new
+/// key (and of older keys readers lacked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedRotation {
+    pub document: DocumentId,
+    pub new_epoch: u32,
+    /// `eenplan_protocol::epoch::SignedCommitment` bytes, by an administrator.
+    pub commitment: Vec<u8>,
+    pub envelopes: Vec<Envelope>,
+    pub now: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StorageError {
     #[error("the network is already initialised")]
@@ -336,9 +418,15 @@ pub trait Storage: Send + Sync {
     // The network.
 
     fn network(&self) -> Result<Option<NetworkRecord>>;
-    /// Sets the trust anchors and the first administrator; [`StorageError::AlreadyInitialised`]
-    /// if it has been done before.
-    fn init_network(&self, network: &NetworkRecord, first_admin: &AdminRecord) -> Result<()>;
+    /// Sets the trust anchors, the first administrator and the first sharing policy, together,
+    /// so the network is never without a policy; [`StorageError::AlreadyInitialised`] if it
+    /// has been done before.
+    fn init_network(
+        &self,
+        network: &NetworkRecord,
+        first_admin: &AdminRecord,
+        policy: &PolicyRecord,
+    ) -> Result<()>;
     /// [`StorageError::InvalidState`] before `init_network`; [`StorageError::Conflict`] for a
     /// key that is already an administrator.
     fn add_admin(&self, admin: &AdminRecord) -> Result<()>;
@@ -379,9 +467,18 @@ pub trait Storage: Send + Sync {
     /// Pending → active with its certificate; [`StorageError::InvalidState`] from any other
     /// state.
     fn activate_device(&self, id: DeviceId, certificate: &[u8]) -> Result<()>;
-    /// → revoked, and its key envelopes deleted in the same transaction. Revoking a revoked
-    /// device changes nothing.
-    fn revoke_device(&self, id: DeviceId, now: i64) -> Result<()>;
+    /// In one transaction: → revoked (with the time and reason), its key envelopes deleted,
+    /// the wipe order stored, and a rotation queued for every document its user may read that
+    /// has a key (epoch ≥ 1), since the device holds that key. Returns the number of documents
+    /// waiting for a new epoch. Revoking a revoked device changes nothing and returns that
+    /// number again. [`StorageError::NotFound`] for an unknown device.
+    fn revoke_device(&self, id: DeviceId, revocation: &Revocation, now: i64) -> Result<u64>;
+    /// The wipe order waiting for a revoked device; `None` for any other device.
+    fn wipe_order(&self, id: DeviceId) -> Result<Option<Vec<u8>>>;
+    /// Records the device's signed wipe report (verified by the caller) and the time it
+    /// arrived; a second report keeps the first. [`StorageError::NotFound`] for an unknown
+    /// device.
+    fn record_wipe(&self, id: DeviceId, report: &[u8], now: i64) -> Result<()>;
 
     // Plans and access.
 
@@ -393,14 +490,63 @@ pub trait Storage: Send + Sync {
     /// Grants `user` access (a new log position, see the module docs) or, for a participant,
     /// updates only the role. [`StorageError::NotFound`] for an unknown plan or user.
     fn add_participant(&self, plan: PlanId, user: UserId, plan_role: &str) -> Result<()>;
-    /// Ends access and deletes the key envelopes of the user's devices for the plan. Removing
-    /// a non-participant changes nothing.
-    fn remove_participant(&self, plan: PlanId, user: UserId) -> Result<()>;
+    /// In one transaction: ends access, deletes the key envelopes of the user's devices for
+    /// the plan, and queues a rotation for each of the plan's documents with a key that the
+    /// user could read. Returns the number of documents waiting for a new epoch. Removing a
+    /// non-participant changes nothing.
+    fn remove_participant(&self, plan: PlanId, user: UserId, now: i64) -> Result<u64>;
     fn participants(&self, plan: PlanId) -> Result<Vec<Participant>>;
     fn is_participant(&self, plan: PlanId, user: UserId) -> Result<bool>;
     fn plans_of_user(&self, user: UserId) -> Result<Vec<PlanId>>;
-    /// Every document `user` may read, with the log position of the grant.
+    /// Every document `user` may read, with the log position of the grant: the compartments
+    /// the user's role may read under the stored policy, of every plan the user takes part
+    /// in. Nothing without a policy.
     fn readable_documents(&self, user: UserId) -> Result<Vec<(DocumentId, u64)>>;
+    /// The active devices (not reported wiped) of the participants whose role may read
+    /// `document`, with the epochs of it each holds an envelope for.
+    fn readers(&self, document: DocumentId) -> Result<Vec<Reader>>;
+
+    // The sharing policy.
+
+    /// The current policy; `None` only before `init_network` (or on a database from before
+    /// policies, until an administrator uploads one).
+    fn policy(&self) -> Result<Option<PolicyRecord>>;
+    /// In one transaction: replaces the policy, gives participants whose role gains read
+    /// access a new grant position (so their devices receive the newly readable documents'
+    /// history), and for every (role, compartment) read it takes away, deletes the envelopes
+    /// of those participants' devices for those documents and queues a rotation of each such
+    /// document with a key. Returns the number of documents waiting for a new epoch.
+    /// [`StorageError::Conflict`] when the version is not greater than the stored one.
+    fn set_policy(&self, policy: &PolicyRecord, now: i64) -> Result<u64>;
+
+    // Key epochs and rotations.
+
+    /// Stores a commitment unless one exists for its (document, epoch): the first writer wins.
+    /// `Ok(true)` when this one was stored, `Ok(false)` when another was there already.
+    fn put_commitment(&self, commitment: &CommitmentRecord) -> Result<bool>;
+    fn commitment(&self, document: DocumentId, epoch: u32) -> Result<Option<CommitmentRecord>>;
+    /// The highest epoch with a commitment; 0 when nobody has made a key yet.
+    fn current_epoch(&self, document: DocumentId) -> Result<u32>;
+    /// The documents `user` may read that have no key yet (current epoch 0).
+    fn unminted_documents(&self, user: UserId) -> Result<Vec<DocumentId>>;
+    /// Every (document, epoch) key `device` holds: those it has an envelope for and those it
+    /// made itself (its commitments), in document and epoch order.
+    fn held_keys(&self, device: DeviceId) -> Result<Vec<(DocumentId, u32)>>;
+    /// Whether a rotation of `document` is waiting.
+    fn rotation_pending(&self, document: DocumentId) -> Result<bool>;
+    /// How many documents wait for a new epoch.
+    fn pending_rotations(&self) -> Result<u64>;
+    /// Up to `limit` documents waiting for a new epoch, the longest waiting first, read in one
+    /// transaction.
+    fn rotation_tasks(&self, limit: usize) -> Result<Vec<RotationTask>>;
+    /// In one transaction: stores the administrator's commitment for `new_epoch` and the
+    /// envelopes (each taking a log position, as [`Storage::put_envelopes`]), and removes the
+    /// rotations queued before the document reached `new_epoch` (a rotation queued at a later
+    /// epoch stays). Returns the number of documents still waiting.
+    /// [`StorageError::InvalidState`] when no rotation of the document waits or `new_epoch`
+    /// is not its current epoch + 1 (nothing is stored then); [`StorageError::NotFound`] or
+    /// [`StorageError::InvalidState`] for an unknown or revoked recipient, as `put_envelopes`.
+    fn complete_rotation(&self, rotation: &CompletedRotation) -> Result<u64>;
 
     // The log.
 
@@ -428,7 +574,8 @@ pub trait Storage: Send + Sync {
     /// Every epoch key of a plan sealed to the network's escrow key (recipient
     /// `ESCROW_RECIPIENT`), for an administrator who re-keys or recovers the plan.
     fn escrow_envelopes(&self, plan: PlanId) -> Result<Vec<Envelope>>;
-    /// Key requests: the active devices of the participants who may read `document` and hold
-    /// no envelope for `epoch` of it. Any device that holds the key can answer them.
+    /// Key requests: the active devices (not reported wiped) of the participants whose role
+    /// may read `document` and that hold no envelope for `epoch` of it. Any device that holds
+    /// the key can answer them.
     fn devices_missing_envelope(&self, document: DocumentId, epoch: u32) -> Result<Vec<DeviceId>>;
 }

@@ -15,12 +15,17 @@ use ed25519_dalek::{Signer, SigningKey};
 use eenplan_protocol::api::{
     self, Assignment, CertificateInfo, CertificateUpload, ChallengeRequest, ChallengeResponse, DeviceInfo,
     EnrolRequest, EnrolResponse, EnrolmentCode, ErrorBody, InitRequest, MeResponse, NewEnrolment, NewOrg,
-    NewUser, OrgInfo, SessionRequest, SessionResponse, UserInfo, hex, unhex,
+    NewUser, OrgInfo, PolicyInfo, PolicyUpload, RekeyEnvelope, RekeyResult, RekeyTask, RevokeRequest,
+    RotationsQueued, SessionRequest, SessionResponse, UserInfo, WipeOrderRequest, WipeOrderResponse,
+    WipeReportUpload, hex, unhex,
 };
 use eenplan_protocol::certificate::{AdminBody, Certificate, DeviceBody, device_id_of};
+use eenplan_protocol::epoch::{Commitment, Minter, SignedCommitment};
+use eenplan_protocol::policy::{Access, Policy, SignedPolicy};
 use eenplan_protocol::sync::{
     self, Blob, EnvelopeUpload, Fixed, MAX_SYNC_REQUEST, SnapshotUpload, SyncRequest, SyncResponse,
 };
+use eenplan_protocol::wipe::{self, RevocationReason, WipeCause, WipeOrder, WipeReport};
 use eenplan_protocol::{Bundle, BundleHeader, BundleKind, DocumentId, envelope};
 use eenplan_server::storage::{DeviceId, SqliteStorage, Storage, UserId};
 use serde::Serialize;
@@ -271,8 +276,77 @@ impl Network {
             escrow_public: hex(&self.escrow_public),
             escrow_signature: hex(&self.root.sign(&api::escrow_message(&self.escrow_public)).to_bytes()),
             admin_certificate: hex(&self.admin_certificate.to_bytes()),
+            policy: hex(&self.sign_policy(&test_policy(1)).to_bytes()),
         })
         .unwrap()
+    }
+
+    fn sign_policy(&self, policy: &Policy) -> SignedPolicy {
+        policy.sign(&self.root).unwrap()
+    }
+
+    fn upload_policy(&self, server: &Server, signed: &SignedPolicy) -> Reply {
+        self.post(server, api::PATH_ADMIN_POLICY, &PolicyUpload { policy: hex(&signed.to_bytes()) })
+    }
+
+    /// A wipe order for `device`, signed by this network's administrator.
+    fn wipe_order(&self, device: &Device, reason: RevocationReason) -> wipe::Signed {
+        WipeOrder {
+            device: Fixed(device.id),
+            reason,
+            issued_at_ms: now_ms(),
+            admin_certificate: self.admin_certificate.to_bytes(),
+        }
+        .sign(&self.admin)
+    }
+
+    fn revoke(&self, server: &Server, device: &Device) -> Reply {
+        let order = self.wipe_order(device, RevocationReason::Stolen);
+        self.post(
+            server,
+            &api::admin_revoke_path(&device.id),
+            &RevokeRequest { reason: "stolen".into(), wipe_order: hex(&order.to_bytes()) },
+        )
+    }
+
+    fn rekey_tasks(&self, server: &Server) -> Vec<RekeyTask> {
+        let reply = self.call(server, "GET", &format!("{}?limit=50", api::PATH_ADMIN_REKEY), b"");
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        reply.json()
+    }
+
+    /// The administrator's commitment to `key` as `document`'s key of `epoch`.
+    fn commit(&self, document: DocumentId, epoch: u32, key: &[u8; 32]) -> SignedCommitment {
+        let minter = Minter::Admin { certificate: self.admin_certificate.to_bytes() };
+        Commitment::new(document, epoch, key, minter, now_ms()).sign(&self.admin)
+    }
+
+    /// The next epoch of a task's document, sealed to every recipient and escrow.
+    fn rekey_result(&self, task: &RekeyTask, key: &[u8; 32]) -> RekeyResult {
+        let document = DocumentId::from_bytes(&unhex(&task.document).unwrap()).unwrap();
+        let epoch = task.current_epoch + 1;
+        let seal = |recipient: [u8; 16], public: &[u8]| RekeyEnvelope {
+            recipient: hex(&recipient),
+            epoch,
+            envelope: hex(&envelope::seal(public, recipient, document, epoch, key).unwrap()),
+        };
+        let mut envelopes: Vec<RekeyEnvelope> = task
+            .recipients
+            .iter()
+            .map(|r| {
+                let certificate = Certificate::from_bytes(&unhex(&r.certificate).unwrap()).unwrap();
+                let admin = Certificate::from_bytes(&unhex(&r.admin_certificate).unwrap()).unwrap();
+                let body = certificate.verify_device(&admin, &self.root_public(), now_ms()).unwrap();
+                seal(body.device_id, &body.agreement_public)
+            })
+            .collect();
+        envelopes.push(seal(api::ESCROW_RECIPIENT, &self.escrow_public));
+        RekeyResult {
+            document: task.document.clone(),
+            new_epoch: epoch,
+            commitment: hex(&self.commit(document, epoch, key).to_bytes()),
+            envelopes,
+        }
     }
 
     fn headers(
@@ -322,10 +396,14 @@ impl Network {
     }
 
     fn add_user(&self, server: &Server, name: &str) -> UserInfo {
+        self.add_user_as(server, name, "wijkteam")
+    }
+
+    fn add_user_as(&self, server: &Server, name: &str, role: &str) -> UserInfo {
         let reply = self.post(
             server,
             api::PATH_ADMIN_USERS,
-            &NewUser { org: "Wijkteam Noord".into(), name: name.into(), role: "wijkteam".into() },
+            &NewUser { org: "Wijkteam Noord".into(), name: name.into(), role: role.into() },
         );
         assert_eq!(reply.status, 201, "{}", reply.text());
         reply.json()
@@ -377,18 +455,29 @@ impl Network {
         assert_eq!(reply.status, 204, "{}", reply.text());
     }
 
-    /// A new user with one approved device holding a session.
+    /// A new wijkteam user with one approved device holding a session.
     fn member(&self, server: &Server, name: &str) -> (UserInfo, Device) {
-        let user = self.add_user(server, name);
+        self.member_as(server, name, "wijkteam")
+    }
+
+    /// A new user with `role` and one approved device holding a session.
+    fn member_as(&self, server: &Server, name: &str, role: &str) -> (UserInfo, Device) {
+        let user = self.add_user_as(server, name, role);
+        let device = self.device_of(server, &user);
+        (user, device)
+    }
+
+    /// Another approved device, holding a session, for `user`.
+    fn device_of(&self, server: &Server, user: &UserInfo) -> Device {
         let mut device = Device::new();
-        let code = self.code_for(server, &user);
+        let code = self.code_for(server, user);
         assert_eq!(device.enrol(server, &code).status, 200);
-        let reply = self.approve(server, &device, &self.certificate_for(&device, &user));
+        let reply = self.approve(server, &device, &self.certificate_for(&device, user));
         assert_eq!(reply.status, 200, "{}", reply.text());
         let session = device.session(server);
         assert_eq!(session.status, 200, "{}", session.text());
         device.token = Some(session.json::<SessionResponse>().token);
-        (user, device)
+        device
     }
 }
 
@@ -426,7 +515,9 @@ impl Device {
     fn session(&self, server: &Server) -> Reply {
         let reply =
             server.post_json(api::PATH_AUTH_CHALLENGE, &ChallengeRequest { device_id: hex(&self.id) });
-        assert_eq!(reply.status, 200, "{}", reply.text());
+        if reply.status != 200 {
+            return reply;
+        }
         let challenge = reply.json::<ChallengeResponse>().challenge;
         let signature = self.key.sign(&api::session_message(&unhex(&challenge).unwrap()));
         server.post_json(
@@ -438,6 +529,28 @@ impl Device {
     /// A sealed change bundle for `document`, signed by this device.
     fn bundle(&self, document: DocumentId, payload: &[u8]) -> Vec<u8> {
         self.bundle_as(document, payload, self.id, &self.key, BundleKind::Changes)
+    }
+
+    /// A change bundle sealed under `epoch`.
+    fn bundle_at(&self, document: DocumentId, epoch: u32, payload: &[u8]) -> Vec<u8> {
+        let header =
+            BundleHeader { kind: BundleKind::Changes, document, epoch, author: self.id, bundle_id: random() };
+        Bundle::seal(header, &EPOCH_KEY, payload, &self.key).unwrap().into_bytes()
+    }
+
+    /// This device's commitment to [`EPOCH_KEY`] as `document`'s key of `epoch`.
+    fn commitment(&self, document: DocumentId, epoch: u32) -> Blob {
+        let minter = Minter::Device(Fixed(self.id));
+        Blob(Commitment::new(document, epoch, &EPOCH_KEY, minter, now_ms()).sign(&self.key).to_bytes())
+    }
+
+    /// Epoch 1 of every compartment of `plans`, made by this device (the server keeps those
+    /// its role may read).
+    fn mint(&self, plans: &[[u8; 16]]) -> Vec<Blob> {
+        plans
+            .iter()
+            .flat_map(|plan| (0..4).map(|c| self.commitment(DocumentId::new(*plan, c).unwrap(), 1)))
+            .collect()
     }
 
     fn bundle_as(
@@ -465,6 +578,34 @@ impl Device {
 
 fn basis(plan: [u8; 16]) -> DocumentId {
     DocumentId::new(plan, 0).unwrap()
+}
+
+fn zorg(plan: [u8; 16]) -> DocumentId {
+    DocumentId::new(plan, 1).unwrap()
+}
+
+fn justitie(plan: [u8; 16]) -> DocumentId {
+    DocumentId::new(plan, 3).unwrap()
+}
+
+/// The roles the tests use, as the default policy has them.
+fn test_policy(version: u32) -> Policy {
+    let access = |list: &[&str]| Access {
+        read: list.iter().map(|c| c.to_string()).collect(),
+        write: list.iter().map(|c| c.to_string()).collect(),
+    };
+    Policy {
+        version,
+        roles: [
+            ("wijkteam", access(&["basis", "zorg", "veiligheid"])),
+            ("regisseur", access(&["basis", "zorg", "veiligheid"])),
+            ("ggz", access(&["basis", "zorg"])),
+            ("politie", access(&["basis", "veiligheid", "justitie"])),
+        ]
+        .into_iter()
+        .map(|(role, access)| (role.to_string(), access))
+        .collect(),
+    }
 }
 
 fn bundle_id(bytes: &[u8]) -> [u8; 16] {
@@ -708,7 +849,12 @@ fn a_bundle_reaches_another_user_only_after_they_are_assigned_to_the_plan() {
     let bundle = a.bundle(basis(plan), b"first edit");
     let pushed = server.sync(
         &a,
-        &SyncRequest { new_plans: vec![Fixed(plan)], push: vec![Blob(bundle.clone())], ..Default::default() },
+        &SyncRequest {
+            new_plans: vec![Fixed(plan)],
+            commitments: a.mint(&[plan]),
+            push: vec![Blob(bundle.clone())],
+            ..Default::default()
+        },
     );
     assert_eq!(pushed.accepted, vec![Fixed(bundle_id(&bundle))]);
     assert!(pushed.rejected.is_empty());
@@ -757,6 +903,7 @@ fn only_the_plans_regisseur_may_add_participants_from_a_device() {
         &a,
         &SyncRequest {
             new_plans: vec![Fixed(plan)],
+            commitments: a.mint(&[plan]),
             push: vec![Blob(a.bundle(basis(plan), b"x"))],
             ..Default::default()
         },
@@ -787,8 +934,12 @@ fn a_push_repeated_after_a_lost_response_is_stored_once() {
     let (bob, b) = network.member(&server, "Bob");
     let plan = random();
     let bundle = a.bundle(basis(plan), b"once");
-    let request =
-        SyncRequest { new_plans: vec![Fixed(plan)], push: vec![Blob(bundle.clone())], ..Default::default() };
+    let request = SyncRequest {
+        new_plans: vec![Fixed(plan)],
+        commitments: a.mint(&[plan]),
+        push: vec![Blob(bundle.clone())],
+        ..Default::default()
+    };
     let first = server.sync(&a, &request);
     // The response was lost; the device sends the same request again.
     let second = server.sync(&a, &request);
@@ -820,8 +971,18 @@ fn forged_bundles_are_rejected_and_never_delivered() {
     let (bob, b) = network.member(&server, "Bob");
     let plan = random();
     let bobs_plan = random();
-    server.sync(&a, &SyncRequest { new_plans: vec![Fixed(plan)], ..Default::default() });
-    server.sync(&b, &SyncRequest { new_plans: vec![Fixed(bobs_plan)], ..Default::default() });
+    server.sync(
+        &a,
+        &SyncRequest { new_plans: vec![Fixed(plan)], commitments: a.mint(&[plan]), ..Default::default() },
+    );
+    server.sync(
+        &b,
+        &SyncRequest {
+            new_plans: vec![Fixed(bobs_plan)],
+            commitments: b.mint(&[bobs_plan]),
+            ..Default::default()
+        },
+    );
 
     let genuine = a.bundle(basis(plan), b"genuine");
     let signed_by_stranger = a.bundle_as(basis(plan), b"forged", a.id, &key(), BundleKind::Changes);
@@ -884,6 +1045,7 @@ fn a_snapshot_upload_is_stored_and_sent_to_a_new_participant() {
         &a,
         &SyncRequest {
             new_plans: vec![Fixed(plan)],
+            commitments: a.mint(&[plan]),
             push: changes.iter().cloned().map(Blob).collect(),
             ..Default::default()
         },
@@ -910,13 +1072,16 @@ fn key_envelopes_reach_their_recipient_and_key_requests_name_devices_without_one
     let (bob, b) = network.member(&server, "Bob");
     let (_, c) = network.member(&server, "Cem");
     let plan = random();
-    server.sync(&a, &SyncRequest { new_plans: vec![Fixed(plan)], ..Default::default() });
+    server.sync(
+        &a,
+        &SyncRequest { new_plans: vec![Fixed(plan)], commitments: a.mint(&[plan]), ..Default::default() },
+    );
     let quiet = server.sync(&a, &SyncRequest::default());
     assert!(quiet.key_requests.is_empty(), "nobody else may read the plan yet");
 
     network.assign(&server, plan, &bob);
     let asked = server.sync(&a, &SyncRequest::default());
-    assert_eq!(asked.key_requests.len(), 4, "Bob's device lacks the keys of all four compartments");
+    assert_eq!(asked.key_requests.len(), 3, "Bob's device lacks the keys of the three a wijkteam reads");
     let request = &asked.key_requests[0];
     assert_eq!(request.document, Fixed(basis(plan).to_bytes()));
     assert_eq!(request.epoch, 1);
@@ -947,10 +1112,16 @@ fn key_envelopes_reach_their_recipient_and_key_requests_name_devices_without_one
             ..Default::default()
         },
     );
-    assert_eq!(answered.key_requests.len(), 3, "the basis key is delivered; three compartments to go");
+    assert_eq!(answered.key_requests.len(), 2, "the basis key is delivered; two compartments to go");
 
     let received = server.sync(&b, &SyncRequest::default());
     assert_eq!(received.envelopes.len(), 1);
+    // The key travels with the commitment of its maker, which the receiver checks it against.
+    assert_eq!(received.commitments.len(), 1);
+    let commitment = SignedCommitment::from_bytes(&received.commitments[0].0).unwrap();
+    let commitment = commitment.verify(a.key.verifying_key().as_bytes()).unwrap();
+    assert_eq!((commitment.document, commitment.epoch), (Fixed(basis(plan).to_bytes()), 1));
+    commitment.matches(&EPOCH_KEY).unwrap();
     let delivered = &received.envelopes[0];
     assert_eq!((delivered.document, delivered.epoch), (Fixed(basis(plan).to_bytes()), 1));
     let key = envelope::open(&delivered.envelope.0, &b.agreement_secret, b.id, basis(plan), 1).unwrap();
@@ -1038,6 +1209,7 @@ fn the_metrics_endpoint_lists_the_counters() {
         &a,
         &SyncRequest {
             new_plans: vec![Fixed(plan)],
+            commitments: a.mint(&[plan]),
             push: vec![Blob(a.bundle(basis(plan), b"x"))],
             ..Default::default()
         },
@@ -1076,7 +1248,14 @@ fn a_live_socket_hears_of_another_devices_push() {
     let (bob, b) = network.member(&server, "Bob");
     let plan = random();
     let elsewhere = random();
-    server.sync(&a, &SyncRequest { new_plans: vec![Fixed(plan), Fixed(elsewhere)], ..Default::default() });
+    server.sync(
+        &a,
+        &SyncRequest {
+            new_plans: vec![Fixed(plan), Fixed(elsewhere)],
+            commitments: a.mint(&[plan, elsewhere]),
+            ..Default::default()
+        },
+    );
     network.assign(&server, plan, &bob);
 
     let mut socket = b.live(&server);
@@ -1121,6 +1300,7 @@ fn a_live_socket_hears_when_its_user_is_added_to_a_plan() {
         &a,
         &SyncRequest {
             new_plans: vec![Fixed(plan)],
+            commitments: a.mint(&[plan]),
             push: vec![Blob(a.bundle(basis(plan), b"x"))],
             ..Default::default()
         },
@@ -1137,26 +1317,421 @@ fn a_live_socket_is_closed_when_its_device_is_revoked() {
     let (_, a) = network.member(&server, "Ann");
     let (bob, b) = network.member(&server, "Bob");
     let plan = random();
-    server.sync(&a, &SyncRequest { new_plans: vec![Fixed(plan)], ..Default::default() });
+    server.sync(
+        &a,
+        &SyncRequest { new_plans: vec![Fixed(plan)], commitments: a.mint(&[plan]), ..Default::default() },
+    );
     network.assign(&server, plan, &bob);
     let mut socket = b.live(&server);
 
-    // There is no revocation endpoint yet; revoke in the database, as it will.
-    SqliteStorage::open(server.database()).unwrap().revoke_device(DeviceId(b.id), now_ms()).unwrap();
-    server.sync(
-        &a,
-        &SyncRequest { push: vec![Blob(a.bundle(basis(plan), b"after revocation"))], ..Default::default() },
-    );
+    // No push, no hint: the revocation alone closes the socket.
+    assert_eq!(network.revoke(&server, &b).status, 200);
     expect_close(&mut socket);
-    assert_eq!(server.get_as(api::PATH_ME, b.token()).error(403), "device_revoked");
-    assert_eq!(
-        server.sync_raw(b.token(), &sync::encode(&SyncRequest::default())).error(403),
-        "device_revoked"
-    );
-    assert_eq!(b.session(&server).error(403), "device_revoked");
+    assert_eq!(server.get_as(api::PATH_ME, b.token()).error(403), "revoked");
+    assert_eq!(server.sync_raw(b.token(), &sync::encode(&SyncRequest::default())).error(403), "revoked");
+    assert_eq!(b.session(&server).error(403), "revoked");
     // Its certificate stays readable, marked revoked, so receivers can judge its old bundles.
     let info = server.get_as(&format!("{}?device={}", api::PATH_CERTIFICATES, hex(&b.id)), a.token());
     assert!(info.json::<CertificateInfo>().revoked_at_ms.is_some());
+}
+
+// Revocation, wipe, policy, epochs.
+
+/// A plan of `a`'s with `b`'s user assigned, and the epoch-1 keys `a` made.
+fn shared_plan(server: &Server, network: &Network, a: &Device, bob: &UserInfo) -> [u8; 16] {
+    let plan = random();
+    let created = server.sync(
+        a,
+        &SyncRequest { new_plans: vec![Fixed(plan)], commitments: a.mint(&[plan]), ..Default::default() },
+    );
+    assert!(created.mint.is_empty(), "the creator made every key its role may read: {:?}", created.mint);
+    network.assign(server, plan, bob);
+    plan
+}
+
+/// `sealer` answers every key request it gets with [`EPOCH_KEY`] (and escrow's copy).
+fn answer_key_requests(server: &Server, network: &Network, sealer: &Device) {
+    let asked = server.sync(sealer, &SyncRequest::default());
+    let mut uploads = Vec::new();
+    for request in &asked.key_requests {
+        let certificate = Certificate::from_bytes(&request.certificate.0).unwrap();
+        let admin = Certificate::from_bytes(&request.admin_certificate.0).unwrap();
+        let body = certificate.verify_device(&admin, &network.root_public(), now_ms()).unwrap();
+        let document = DocumentId::from_bytes(&request.document.0).unwrap();
+        for (recipient, public) in [
+            (body.device_id, body.agreement_public.clone()),
+            (api::ESCROW_RECIPIENT, network.escrow_public.clone()),
+        ] {
+            uploads.push(EnvelopeUpload {
+                recipient: Fixed(recipient),
+                document: request.document,
+                epoch: request.epoch,
+                envelope: Blob(
+                    envelope::seal(&public, recipient, document, request.epoch, &EPOCH_KEY).unwrap(),
+                ),
+            });
+        }
+    }
+    server.sync(sealer, &SyncRequest { since: asked.head, envelopes: uploads, ..Default::default() });
+}
+
+fn reasons(response: &SyncResponse) -> Vec<&str> {
+    response.rejected.iter().map(|r| r.reason.as_str()).collect()
+}
+
+#[test]
+fn a_revoked_device_loses_its_session_token_socket_and_envelopes_and_its_wipe_order_waits() {
+    let (server, network) = Network::start();
+    let (_, a) = network.member(&server, "Ann");
+    let (bob, b) = network.member(&server, "Bob");
+    let plan = shared_plan(&server, &network, &a, &bob);
+    answer_key_requests(&server, &network, &a);
+    let storage = || SqliteStorage::open(server.database()).unwrap();
+    assert_eq!(storage().envelopes_for(DeviceId(b.id), 0).unwrap().len(), 3);
+    let mut socket = b.live(&server);
+
+    // A wipe order the administrator did not sign, or for another device, is refused.
+    let mut forged = network.wipe_order(&b, RevocationReason::Stolen);
+    forged.signature = key().sign(&forged.body).to_bytes().to_vec();
+    let other = network.wipe_order(&a, RevocationReason::Stolen);
+    for order in [forged, other] {
+        let reply = network.post(
+            &server,
+            &api::admin_revoke_path(&b.id),
+            &RevokeRequest { reason: "stolen".into(), wipe_order: hex(&order.to_bytes()) },
+        );
+        assert_eq!(reply.error(400), "bad_wipe_order");
+    }
+    assert_eq!(server.get_as(api::PATH_ME, b.token()).status, 200, "nothing happened yet");
+
+    let revoked = network.revoke(&server, &b);
+    assert_eq!(revoked.status, 200, "{}", revoked.text());
+    assert_eq!(revoked.json::<RotationsQueued>().pending, 3, "every document Bob's device could read");
+    expect_close(&mut socket);
+    assert_eq!(server.get_as(api::PATH_ME, b.token()).error(403), "revoked", "the token is refused");
+    assert_eq!(server.sync_raw(b.token(), &sync::encode(&SyncRequest::default())).error(403), "revoked");
+    assert_eq!(b.session(&server).error(403), "revoked", "no new session");
+    let challenge = server.post_json(api::PATH_AUTH_CHALLENGE, &ChallengeRequest { device_id: hex(&b.id) });
+    assert_eq!(challenge.error(403), "revoked");
+    assert!(storage().envelopes_for(DeviceId(b.id), 0).unwrap().is_empty(), "its envelopes are gone");
+    assert_eq!(
+        network.revoke(&server, &b).json::<RotationsQueued>().pending,
+        3,
+        "revoking again changes nothing"
+    );
+
+    let order = server.post_json(api::PATH_WIPE_ORDER, &WipeOrderRequest { device_id: hex(&b.id) });
+    let order: WipeOrderResponse = order.json();
+    let order = wipe::Signed::from_bytes(&unhex(&order.order.unwrap()).unwrap()).unwrap();
+    let order = WipeOrder::verify(&order, network.admin.verifying_key().as_bytes()).unwrap();
+    assert_eq!((order.device, order.reason), (Fixed(b.id), RevocationReason::Stolen));
+    let none = server.post_json(api::PATH_WIPE_ORDER, &WipeOrderRequest { device_id: hex(&a.id) });
+    assert_eq!(none.json::<WipeOrderResponse>().order, None, "no order for an active device");
+    let _ = plan;
+}
+
+#[test]
+fn a_wipe_report_counts_only_when_the_device_itself_signed_it() {
+    let (server, network) = Network::start();
+    let (_, a) = network.member(&server, "Ann");
+    assert_eq!(network.revoke(&server, &a).status, 200);
+    let report = WipeReport { device: Fixed(a.id), cause: WipeCause::Ordered, signed_at_ms: now_ms() };
+    let forged = report.sign(&key());
+    let reply =
+        server.post_json(api::PATH_WIPE_REPORT, &WipeReportUpload { report: hex(&forged.to_bytes()) });
+    assert_eq!(reply.error(403), "bad_wipe_report");
+    let listed = |server: &Server| {
+        let devices: Vec<DeviceInfo> = network.call(server, "GET", api::PATH_ADMIN_DEVICES, b"").json();
+        devices.into_iter().find(|d| d.device_id == hex(&a.id)).unwrap().state
+    };
+    assert_eq!(listed(&server), "revoked");
+    let genuine = report.sign(&a.key);
+    let reply =
+        server.post_json(api::PATH_WIPE_REPORT, &WipeReportUpload { report: hex(&genuine.to_bytes()) });
+    assert_eq!(reply.status, 204, "{}", reply.text());
+    assert_eq!(listed(&server), "wiped");
+    assert_eq!(
+        server.post_json(api::PATH_WIPE_REPORT, &WipeReportUpload { report: "zz".into() }).error(400),
+        "malformed"
+    );
+}
+
+#[test]
+fn a_policy_upload_must_be_newer_and_signed_by_the_root_and_devices_receive_it() {
+    let (server, network) = Network::start();
+    let (_, a) = network.member(&server, "Ann");
+    for version in [0, 1] {
+        let mut policy = test_policy(version);
+        policy.version = version.max(1);
+        assert_eq!(
+            network.upload_policy(&server, &network.sign_policy(&policy)).error(409),
+            "policy_not_newer"
+        );
+    }
+    let stranger = test_policy(2).sign(&key()).unwrap();
+    assert_eq!(network.upload_policy(&server, &stranger).error(403), "bad_policy_signature");
+
+    let first = server.sync(&a, &SyncRequest::default());
+    let delivered = SignedPolicy::from_bytes(&first.policy.unwrap().0).unwrap();
+    assert_eq!(delivered.verify(&network.root_public()).unwrap(), test_policy(1));
+    assert_eq!(server.sync(&a, &SyncRequest { policy_version: 1, ..Default::default() }).policy, None);
+
+    let newer = network.sign_policy(&test_policy(2));
+    let reply = network.upload_policy(&server, &newer);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json::<RotationsQueued>().pending, 0);
+    let shown: PolicyInfo = network.call(&server, "GET", api::PATH_ADMIN_POLICY, b"").json();
+    assert_eq!(shown.policy, hex(&newer.to_bytes()));
+    let fetched: PolicyInfo = server.get_as(api::PATH_POLICY, a.token()).json();
+    assert_eq!(fetched.policy, hex(&newer.to_bytes()));
+    let synced = server.sync(&a, &SyncRequest { policy_version: 1, ..Default::default() });
+    assert_eq!(synced.policy, Some(Blob(newer.to_bytes())));
+}
+
+#[test]
+fn a_politie_device_never_pulls_zorg_and_its_push_to_zorg_is_rejected_no_write() {
+    let (server, network) = Network::start();
+    let (_, a) = network.member(&server, "Ann");
+    let (piet, p) = network.member_as(&server, "Piet", "politie");
+    let plan = shared_plan(&server, &network, &a, &piet);
+    server.sync(
+        &a,
+        &SyncRequest {
+            push: vec![Blob(a.bundle(basis(plan), b"goals")), Blob(a.bundle(zorg(plan), b"ggz notes"))],
+            ..Default::default()
+        },
+    );
+    let pulled = server.sync(&p, &SyncRequest::default());
+    let documents: Vec<DocumentId> =
+        pulled.bundles.iter().map(|b| Bundle::decode(b.0.clone()).unwrap().header.document).collect();
+    assert_eq!(documents, [basis(plan)], "never a zorg document");
+    assert_eq!(
+        pulled.mint,
+        vec![Fixed(justitie(plan).to_bytes())],
+        "justitie: Piet's role makes its first key"
+    );
+    let asked = server.sync(&a, &SyncRequest::default());
+    assert!(
+        !asked.key_requests.iter().any(|r| r.document == Fixed(zorg(plan).to_bytes())),
+        "nobody is asked to seal zorg to a politie device"
+    );
+
+    let pushed = server
+        .sync(&p, &SyncRequest { push: vec![Blob(p.bundle(zorg(plan), b"forged"))], ..Default::default() });
+    assert_eq!(reasons(&pushed), ["no_write"]);
+    // And a wijkteam device's write to justitie is refused the same way.
+    let pushed = server.sync(
+        &a,
+        &SyncRequest { push: vec![Blob(a.bundle(justitie(plan), b"forged"))], ..Default::default() },
+    );
+    assert_eq!(reasons(&pushed), ["no_write"]);
+}
+
+#[test]
+fn a_ggz_user_gets_nothing_of_justitie() {
+    let (server, network) = Network::start();
+    let (piet, p) = network.member_as(&server, "Piet", "politie");
+    let (gert, g) = network.member_as(&server, "Gert", "ggz");
+    let plan = random();
+    server.sync(
+        &p,
+        &SyncRequest { new_plans: vec![Fixed(plan)], commitments: p.mint(&[plan]), ..Default::default() },
+    );
+    server.sync(&p, &SyncRequest { push: vec![Blob(p.bundle(justitie(plan), b"OM"))], ..Default::default() });
+    network.assign(&server, plan, &gert);
+    let _ = piet;
+    let pulled = server.sync(&g, &SyncRequest::default());
+    assert!(pulled.bundles.is_empty(), "nothing of justitie");
+    assert!(!pulled.mint.contains(&Fixed(justitie(plan).to_bytes())));
+    // Piet holds the justitie key; he is never asked to seal it to Gert's device.
+    let asked = server.sync(&p, &SyncRequest::default());
+    assert!(asked.key_requests.iter().all(|r| r.document != Fixed(justitie(plan).to_bytes())));
+    // An envelope Piet seals to Gert anyway is dropped.
+    let sealed = envelope::seal(&g.agreement_public, g.id, justitie(plan), 1, &EPOCH_KEY).unwrap();
+    server.sync(
+        &p,
+        &SyncRequest {
+            envelopes: vec![EnvelopeUpload {
+                recipient: Fixed(g.id),
+                document: Fixed(justitie(plan).to_bytes()),
+                epoch: 1,
+                envelope: Blob(sealed),
+            }],
+            ..Default::default()
+        },
+    );
+    assert!(server.sync(&g, &SyncRequest::default()).envelopes.is_empty());
+}
+
+#[test]
+fn a_key_commitment_is_first_writer_wins_and_a_device_cannot_mint_for_an_unreadable_compartment_or_epoch_2() {
+    let (server, network) = Network::start();
+    let (_, a) = network.member(&server, "Ann");
+    let (bob, b) = network.member(&server, "Bob");
+    let (piet, p) = network.member_as(&server, "Piet", "politie");
+    let plan = random();
+    server.sync(
+        &a,
+        &SyncRequest {
+            new_plans: vec![Fixed(plan)],
+            commitments: vec![a.commitment(basis(plan), 1)],
+            ..Default::default()
+        },
+    );
+    network.assign(&server, plan, &bob);
+    network.assign(&server, plan, &piet);
+    let storage = || SqliteStorage::open(server.database()).unwrap();
+    let minter = |document| storage().commitment(document, 1).unwrap().map(|c| c.minter_device);
+
+    let told = server
+        .sync(&b, &SyncRequest { commitments: vec![b.commitment(basis(plan), 1)], ..Default::default() });
+    assert_eq!(minter(basis(plan)), Some(Some(DeviceId(a.id))), "the first commitment stays");
+    assert!(
+        told.mint.contains(&Fixed(zorg(plan).to_bytes()))
+            && !told.mint.contains(&Fixed(basis(plan).to_bytes()))
+    );
+
+    // Piet's role cannot read zorg; and epoch 2 is an administrator's.
+    server.sync(
+        &p,
+        &SyncRequest {
+            commitments: vec![p.commitment(zorg(plan), 1), p.commitment(justitie(plan), 2)],
+            ..Default::default()
+        },
+    );
+    assert_eq!(minter(zorg(plan)), None);
+    assert_eq!(storage().current_epoch(justitie(plan)).unwrap(), 0);
+    // Nor can anyone commit in another device's name.
+    let claims_bob = {
+        let minter = Minter::Device(Fixed(b.id));
+        Blob(Commitment::new(zorg(plan), 1, &EPOCH_KEY, minter, now_ms()).sign(&a.key).to_bytes())
+    };
+    server.sync(&a, &SyncRequest { commitments: vec![claims_bob], ..Default::default() });
+    assert_eq!(minter(zorg(plan)), None);
+    server.sync(&b, &SyncRequest { commitments: vec![b.commitment(zorg(plan), 1)], ..Default::default() });
+    assert_eq!(minter(zorg(plan)), Some(Some(DeviceId(b.id))));
+
+    // Without a commitment a bundle has no epoch to be under.
+    let veiligheid = DocumentId::new(plan, 2).unwrap();
+    let pushed =
+        server.sync(&a, &SyncRequest { push: vec![Blob(a.bundle(veiligheid, b"x"))], ..Default::default() });
+    assert_eq!(reasons(&pushed), ["unknown_epoch"]);
+}
+
+#[test]
+fn a_rotation_needs_a_complete_result_for_the_next_epoch_and_then_the_old_epoch_is_stale() {
+    let (server, network) = Network::start();
+    let (ann, a) = network.member(&server, "Ann");
+    let (bob, b) = network.member(&server, "Bob");
+    let (gert, _g) = network.member_as(&server, "Gert", "ggz");
+    let plan = shared_plan(&server, &network, &a, &bob);
+    let a2 = network.device_of(&server, &ann);
+    answer_key_requests(&server, &network, &a);
+    // Gert joins after the keys were handed out: his device lacks epoch 1.
+    network.assign(&server, plan, &gert);
+    let mut socket = b.live(&server);
+
+    assert_eq!(network.revoke(&server, &a2).json::<RotationsQueued>().pending, 3);
+    let pushed = server
+        .sync(&b, &SyncRequest { push: vec![Blob(b.bundle(basis(plan), b"during"))], ..Default::default() });
+    assert_eq!(reasons(&pushed), ["rotating"], "nothing is written under the revoked key");
+
+    let tasks = network.rekey_tasks(&server);
+    assert_eq!(tasks.len(), 3);
+    let veiligheid = DocumentId::new(plan, 2).unwrap();
+    let task = tasks.iter().find(|t| t.document == hex(&veiligheid.to_bytes())).unwrap();
+    assert_eq!(task.current_epoch, 1);
+    let mut recipients: Vec<(String, Vec<u32>)> =
+        task.recipients.iter().map(|r| (r.device_id.clone(), r.missing_epochs.clone())).collect();
+    recipients.sort();
+    let mut want = vec![(hex(&a.id), vec![]), (hex(&b.id), vec![])];
+    want.sort();
+    assert_eq!(recipients, want, "not the revoked device, and not Gert's: ggz does not read veiligheid");
+    let task = tasks.iter().find(|t| t.document == hex(&basis(plan).to_bytes())).unwrap();
+    assert_eq!(task.recipients.len(), 3, "basis: Ann, Bob and Gert's devices");
+    let gerts =
+        task.recipients.iter().find(|r| r.device_id != hex(&a.id) && r.device_id != hex(&b.id)).unwrap();
+    assert_eq!(gerts.missing_epochs, [1], "Gert's device never got epoch 1");
+    assert_eq!(task.escrow.len(), 1, "escrow's epoch 1, to open for Gert");
+    assert_eq!(task.commitments.len(), 1);
+
+    let new_key = [7u8; 32];
+    let result = network.rekey_result(task, &new_key);
+    let incomplete = RekeyResult { envelopes: result.envelopes[1..].to_vec(), ..result.clone() };
+    assert_eq!(network.post(&server, api::PATH_ADMIN_REKEY, &incomplete).error(400), "incomplete_rekey");
+    let no_escrow =
+        RekeyResult { envelopes: result.envelopes[..result.envelopes.len() - 1].to_vec(), ..result.clone() };
+    assert_eq!(network.post(&server, api::PATH_ADMIN_REKEY, &no_escrow).error(400), "incomplete_rekey");
+    let too_far = RekeyResult { new_epoch: 3, ..result.clone() };
+    assert_eq!(network.post(&server, api::PATH_ADMIN_REKEY, &too_far).error(409), "stale_rekey");
+    let stranger = Network::new();
+    let forged = RekeyResult {
+        commitment: hex(&stranger.commit(basis(plan), 2, &new_key).to_bytes()),
+        ..result.clone()
+    };
+    assert_eq!(network.post(&server, api::PATH_ADMIN_REKEY, &forged).error(400), "incomplete_rekey");
+    let by_device =
+        RekeyResult { commitment: hex(&Blob(a.commitment(basis(plan), 2).0).0), ..result.clone() };
+    assert_eq!(network.post(&server, api::PATH_ADMIN_REKEY, &by_device).error(400), "incomplete_rekey");
+
+    let reply = network.post(&server, api::PATH_ADMIN_REKEY, &result);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json::<RotationsQueued>().pending, 2);
+    assert_eq!(next_hint(&mut socket), hex(&basis(plan).to_bytes()), "Bob's device hears of its new key");
+    assert_eq!(network.post(&server, api::PATH_ADMIN_REKEY, &result).error(409), "stale_rekey", "done once");
+
+    let received = server.sync(&b, &SyncRequest { since: pushed.head, ..Default::default() });
+    let delivered = received.envelopes.iter().find(|e| e.epoch == 2).unwrap();
+    assert_eq!(
+        *envelope::open(&delivered.envelope.0, &b.agreement_secret, b.id, basis(plan), 2).unwrap(),
+        new_key
+    );
+    let commitment = SignedCommitment::from_bytes(
+        &received
+            .commitments
+            .iter()
+            .find(|c| SignedCommitment::from_bytes(&c.0).unwrap().claimed().unwrap().epoch == 2)
+            .unwrap()
+            .0,
+    )
+    .unwrap();
+    commitment.verify(network.admin.verifying_key().as_bytes()).unwrap().matches(&new_key).unwrap();
+
+    let old = server
+        .sync(&b, &SyncRequest { push: vec![Blob(b.bundle(basis(plan), b"old key"))], ..Default::default() });
+    assert_eq!(reasons(&old), ["stale_epoch"]);
+    let new = server.sync(
+        &b,
+        &SyncRequest { push: vec![Blob(b.bundle_at(basis(plan), 2, b"new key"))], ..Default::default() },
+    );
+    assert_eq!((new.accepted.len(), new.rejected.len()), (1, 0));
+    let ahead = server.sync(
+        &b,
+        &SyncRequest { push: vec![Blob(b.bundle_at(basis(plan), 3, b"ahead"))], ..Default::default() },
+    );
+    assert_eq!(reasons(&ahead), ["unknown_epoch"]);
+    assert_eq!(network.rekey_tasks(&server).len(), 2);
+}
+
+#[test]
+fn unassigning_a_user_queues_the_plans_documents_and_takes_their_envelopes() {
+    let (server, network) = Network::start();
+    let (_, a) = network.member(&server, "Ann");
+    let (bob, b) = network.member(&server, "Bob");
+    let plan = shared_plan(&server, &network, &a, &bob);
+    answer_key_requests(&server, &network, &a);
+    let reply = network.post(&server, &api::admin_unassign_path(&plan, bob.id), &());
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json::<RotationsQueued>().pending, 3);
+    assert!(
+        SqliteStorage::open(server.database()).unwrap().envelopes_for(DeviceId(b.id), 0).unwrap().is_empty()
+    );
+    let pushed = server
+        .sync(&b, &SyncRequest { push: vec![Blob(b.bundle(basis(plan), b"gone"))], ..Default::default() });
+    assert_eq!(reasons(&pushed), ["no_access"]);
+    let tasks = network.rekey_tasks(&server);
+    assert!(tasks.iter().all(|t| t.recipients.iter().all(|r| r.device_id == hex(&a.id))));
+    assert_eq!(network.post(&server, &api::admin_unassign_path(&plan, 9999), &()).error(404), "unknown_user");
 }
 
 // The process.
@@ -1170,6 +1745,7 @@ fn sigterm_stops_the_server_cleanly_with_status_zero() {
         &a,
         &SyncRequest {
             new_plans: vec![Fixed(plan)],
+            commitments: a.mint(&[plan]),
             push: vec![Blob(a.bundle(basis(plan), b"x"))],
             ..Default::default()
         },

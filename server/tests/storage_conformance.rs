@@ -5,10 +5,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use eenplan_protocol::policy::{Access, Policy};
 use eenplan_protocol::{BundleKind, DocumentId};
 use eenplan_server::storage::{
-    AdminRecord, DeviceId, DeviceState, Envelope, NetworkRecord, NewBundle, NewDevice, OrgId, PlanId,
-    PullBatch, PushOutcome, SNAPSHOT_SHORTCUT_CHANGES, SqliteStorage, Storage, StorageError, UserId,
+    AdminRecord, CommitmentRecord, CompletedRotation, DeviceId, DeviceState, Envelope, NetworkRecord,
+    NewBundle, NewDevice, OrgId, PlanId, PolicyRecord, PullBatch, PushOutcome, Revocation,
+    SNAPSHOT_SHORTCUT_CHANGES, SqliteStorage, Storage, StorageError, UserId,
 };
 
 /// A backend under test: a fresh, empty store that can be closed and opened again.
@@ -46,6 +48,54 @@ mod fixtures {
 
     pub fn user(s: &dyn Storage, name: &str) -> UserId {
         s.add_user(org(s), name, "wijkteam").unwrap()
+    }
+
+    pub fn user_with_role(s: &dyn Storage, name: &str, role: &str) -> UserId {
+        s.add_user(org(s), name, role).unwrap()
+    }
+
+    pub const ALL: &[&str] = &["basis", "zorg", "veiligheid", "justitie"];
+
+    /// A root-signed policy: (role, read, write) per role.
+    pub fn policy(version: u32, roles: &[(&str, &[&str], &[&str])]) -> PolicyRecord {
+        let policy = Policy {
+            version,
+            roles: roles
+                .iter()
+                .map(|(role, read, write)| {
+                    let names = |list: &[&str]| list.iter().map(|c| c.to_string()).collect();
+                    (role.to_string(), Access { read: names(read), write: names(write) })
+                })
+                .collect(),
+        };
+        let root = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+        PolicyRecord { signed: policy.sign(&root).unwrap().to_bytes(), policy }
+    }
+
+    /// The policy every check starts from: a wijkteam user reads and writes every compartment
+    /// (as every role did before policies), so the checks of the log are about the log.
+    pub fn open_policy() -> PolicyRecord {
+        policy(1, &[("wijkteam", ALL, ALL)])
+    }
+
+    pub fn commitment(
+        document: DocumentId,
+        epoch: u32,
+        minter: Option<DeviceId>,
+        byte: u8,
+    ) -> CommitmentRecord {
+        CommitmentRecord { document, epoch, minter_device: minter, signed: vec![byte; 150], stored_at: 10 }
+    }
+
+    /// Makes epoch 1 of each document, by `minter`.
+    pub fn mint(s: &dyn Storage, documents: &[DocumentId], minter: DeviceId) {
+        for d in documents {
+            assert!(s.put_commitment(&commitment(*d, 1, Some(minter), 1)).unwrap());
+        }
+    }
+
+    pub fn revocation(byte: u8) -> Revocation {
+        Revocation { reason: "stolen".into(), wipe_order: vec![byte; 200] }
     }
 
     pub fn new_device(tag: u8) -> NewDevice {
@@ -98,6 +148,7 @@ mod fixtures {
             .map(|outcome| match outcome {
                 PushOutcome::Appended { seq } => seq,
                 PushOutcome::Duplicate { seq } => panic!("bundle at {seq} was unexpectedly a duplicate"),
+                PushOutcome::Refused { reason } => panic!("bundle unexpectedly refused: {reason}"),
             })
             .collect()
     }
@@ -145,20 +196,31 @@ pub mod suite {
     use super::fixtures::*;
     use super::*;
 
+    /// Runs before every check of the suite.
+    pub fn prepare(s: &dyn Storage) {
+        assert_eq!(s.set_policy(&open_policy(), 1).unwrap(), 0);
+    }
+
     pub fn the_network_can_be_initialised_only_once(s: &dyn Storage) {
         assert_eq!(s.network().unwrap(), None);
-        s.init_network(&network(), &admin(7, "Beheer")).unwrap();
+        let first = policy(2, &[("wijkteam", &["basis"], &[])]);
+        s.init_network(&network(), &admin(7, "Beheer"), &first).unwrap();
         assert_eq!(s.network().unwrap(), Some(network()));
+        assert_eq!(s.policy().unwrap(), Some(first.clone()), "the first policy comes with the network");
         let other = NetworkRecord { root_public: [4; 32], ..network() };
-        assert_eq!(s.init_network(&other, &admin(8, "Ander")), Err(StorageError::AlreadyInitialised));
+        assert_eq!(
+            s.init_network(&other, &admin(8, "Ander"), &open_policy()),
+            Err(StorageError::AlreadyInitialised)
+        );
         assert_eq!(s.network().unwrap(), Some(network()));
+        assert_eq!(s.policy().unwrap(), Some(first), "nor does a refused init touch the policy");
         assert_eq!(s.admin(&[7; 32]).unwrap(), Some(admin(7, "Beheer")));
         assert_eq!(s.admin(&[8; 32]).unwrap(), None);
     }
 
     pub fn administrators_are_added_after_initialisation_and_only_once(s: &dyn Storage) {
         assert!(matches!(s.add_admin(&admin(9, "te vroeg")), Err(StorageError::InvalidState(_))));
-        s.init_network(&network(), &admin(7, "Beheer")).unwrap();
+        s.init_network(&network(), &admin(7, "Beheer"), &open_policy()).unwrap();
         s.add_admin(&admin(9, "Tweede")).unwrap();
         assert_eq!(s.admin(&[9; 32]).unwrap(), Some(admin(9, "Tweede")));
         assert!(matches!(s.add_admin(&admin(9, "Nog eens")), Err(StorageError::Conflict(_))));
@@ -250,16 +312,19 @@ pub mod suite {
         assert_eq!(s.active_devices_of_user(sanne).unwrap(), [active]);
         assert!(matches!(s.activate_device(id, b"again"), Err(StorageError::InvalidState(_))));
 
-        s.revoke_device(id, 3_000).unwrap();
+        s.revoke_device(id, &revocation(1), 3_000).unwrap();
         let revoked = s.device(id).unwrap().unwrap();
         assert_eq!((revoked.state, revoked.revoked_at), (DeviceState::Revoked, Some(3_000)));
+        assert_eq!(revoked.revocation_reason.as_deref(), Some("stolen"));
         assert!(s.active_devices_of_user(sanne).unwrap().is_empty());
         assert!(matches!(s.activate_device(id, b"back"), Err(StorageError::InvalidState(_))));
-        s.revoke_device(id, 4_000).unwrap();
-        assert_eq!(s.device(id).unwrap().unwrap().revoked_at, Some(3_000));
+        s.revoke_device(id, &Revocation { reason: "lost".into(), wipe_order: vec![2; 9] }, 4_000).unwrap();
+        let again = s.device(id).unwrap().unwrap();
+        assert_eq!((again.revoked_at, again.revocation_reason.as_deref()), (Some(3_000), Some("stolen")));
+        assert_eq!(s.wipe_order(id).unwrap(), Some(revocation(1).wipe_order), "the first order stays");
 
         assert_eq!(s.activate_device(DeviceId([9; 16]), b"x"), Err(StorageError::NotFound));
-        assert_eq!(s.revoke_device(DeviceId([9; 16]), 1), Err(StorageError::NotFound));
+        assert_eq!(s.revoke_device(DeviceId([9; 16]), &revocation(1), 1), Err(StorageError::NotFound));
     }
 
     pub fn revocation_deletes_the_devices_envelopes_and_refuses_new_ones(s: &dyn Storage) {
@@ -270,7 +335,7 @@ pub mod suite {
         s.put_envelopes(&[envelope(laptop, doc(P, 0), 1, 3)]).unwrap();
         assert_eq!(s.envelopes_for(phone, 0).unwrap().len(), 2);
 
-        s.revoke_device(phone, 3_000).unwrap();
+        s.revoke_device(phone, &revocation(1), 3_000).unwrap();
         assert!(s.envelopes_for(phone, 0).unwrap().is_empty());
         assert_eq!(s.envelopes_for(laptop, 0).unwrap(), [envelope(laptop, doc(P, 0), 1, 3)]);
         assert!(matches!(
@@ -324,10 +389,10 @@ pub mod suite {
         let readable = s.readable_documents(bob).unwrap();
         assert_eq!(readable, (0..4).map(|c| (doc(P, c), granted.granted_at_seq)).collect::<Vec<_>>());
 
-        s.remove_participant(P, bob).unwrap();
+        s.remove_participant(P, bob, 1).unwrap();
         assert!(!s.is_participant(P, bob).unwrap());
         assert!(s.readable_documents(bob).unwrap().is_empty());
-        s.remove_participant(P, bob).unwrap();
+        s.remove_participant(P, bob, 1).unwrap();
 
         assert_eq!(s.add_participant([0xCC; 16], bob, "x"), Err(StorageError::NotFound));
         assert_eq!(s.add_participant(P, UserId(9_999), "x"), Err(StorageError::NotFound));
@@ -652,7 +717,7 @@ pub mod suite {
         assert_eq!(s.put_envelopes(&[envelope(DeviceId([9; 16]), d, 1, 1)]), Err(StorageError::NotFound));
 
         // Losing access takes the user's envelopes for the plan with it.
-        s.remove_participant(P, bob).unwrap();
+        s.remove_participant(P, bob, 1).unwrap();
         assert!(s.envelopes_for(b1, 0).unwrap().is_empty());
         assert_eq!(s.devices_missing_envelope(d, 1).unwrap(), [a2]);
     }
@@ -688,7 +753,7 @@ pub mod suite {
         let ann = user(s, "Ann");
         let a1 = device(s, ann, 1);
         let a2 = device(s, ann, 2);
-        s.revoke_device(a2, 1).unwrap();
+        s.revoke_device(a2, &revocation(1), 1).unwrap();
         let batch = [envelope(a1, doc(P, 0), 1, 1), envelope(a2, doc(P, 0), 1, 2)];
         assert!(matches!(s.put_envelopes(&batch), Err(StorageError::InvalidState(_))));
         assert!(s.envelopes_for(a1, 0).unwrap().is_empty());
@@ -727,7 +792,7 @@ pub mod suite {
 
     pub fn everything_survives_reopen(b: &mut dyn Backend) {
         let s = b.storage();
-        s.init_network(&network(), &admin(7, "Beheer")).unwrap();
+        s.init_network(&network(), &admin(7, "Beheer"), &open_policy()).unwrap();
         let ann = user(s, "Ann");
         let bob = user(s, "Bob");
         let a1 = device(s, ann, 1);
@@ -738,6 +803,22 @@ pub mod suite {
         s.add_participant(P, bob, "ggz").unwrap();
         push(s, &[changes(doc(P, 0), 1, a1), snapshot(doc(P, 0), 2, a1, 1)]);
         s.put_envelopes(&[envelope(a1, doc(P, 0), 1, 1)]).unwrap();
+        mint(s, &[doc(P, 0), doc(P, 1)], a1);
+        let a2 = device(s, ann, 9);
+        s.revoke_device(a2, &revocation(4), 8).unwrap();
+        s.record_wipe(a2, b"report", 9).unwrap();
+        let policy_and_keys = |s: &dyn Storage| {
+            (
+                s.policy().unwrap(),
+                s.commitment(doc(P, 0), 1).unwrap(),
+                s.current_epoch(doc(P, 1)).unwrap(),
+                s.rotation_tasks(10).unwrap(),
+                s.wipe_order(a2).unwrap(),
+                s.held_keys(a1).unwrap(),
+            )
+        };
+        let keys_before = policy_and_keys(s);
+        assert_eq!(keys_before.3.len(), 2, "the revocation queued both documents with a key");
         let before = (
             s.orgs().unwrap(),
             s.users().unwrap(),
@@ -751,6 +832,8 @@ pub mod suite {
 
         b.reopen();
         let s = b.storage();
+        assert_eq!(policy_and_keys(s), keys_before);
+        assert_eq!(s.device(a2).unwrap().unwrap().wiped_at, Some(9));
         assert_eq!(s.network().unwrap(), Some(network()));
         assert_eq!(s.admin(&[7; 32]).unwrap(), Some(admin(7, "Beheer")));
         let after = (
@@ -807,6 +890,330 @@ pub mod suite {
         });
         assert_eq!(received.len(), 400);
         assert_eq!(received.iter().collect::<BTreeSet<_>>().len(), 400, "nothing twice");
+    }
+
+    // The sharing policy, key epochs, rotations, revocation and wipe.
+
+    pub fn the_policy_decides_which_compartments_a_user_reads_and_a_role_without_reads_gets_nothing(
+        s: &dyn Storage,
+    ) {
+        let narrow = policy(
+            2,
+            &[
+                ("wijkteam", &["basis", "zorg", "veiligheid"], &["basis", "zorg"]),
+                ("politie", &["basis", "veiligheid", "justitie"], &["justitie"]),
+            ],
+        );
+        s.set_policy(&narrow, 2).unwrap();
+        assert_eq!(s.policy().unwrap(), Some(narrow));
+        let ann = user(s, "Ann");
+        let piet = user_with_role(s, "Piet", "politie");
+        let gert = user_with_role(s, "Gert", "ggz");
+        let (a1, p1, g1) = (device(s, ann, 1), device(s, piet, 2), device(s, gert, 3));
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.add_participant(P, piet, "politie").unwrap();
+        s.add_participant(P, gert, "ggz").unwrap();
+        let x = push(s, &(0..4).map(|c| changes(doc(P, c), u64::from(c), a1)).collect::<Vec<_>>());
+
+        let readable =
+            |user| s.readable_documents(user).unwrap().into_iter().map(|(d, _)| d).collect::<Vec<_>>();
+        assert_eq!(readable(ann), [doc(P, 0), doc(P, 1), doc(P, 2)]);
+        assert_eq!(readable(piet), [doc(P, 0), doc(P, 2), doc(P, 3)]);
+        assert!(readable(gert).is_empty(), "a role the policy does not name reads nothing");
+        assert_eq!(sync(s, piet, p1, 0, BIG).0, [x[0], x[2], x[3]], "never the zorg document");
+        assert!(sync(s, gert, g1, 0, BIG).0.is_empty());
+
+        let reader_ids =
+            |d| s.readers(d).unwrap().into_iter().map(|r| r.device.device_id).collect::<Vec<_>>();
+        assert_eq!(reader_ids(doc(P, 1)), [a1]);
+        assert_eq!(reader_ids(doc(P, 3)), [p1]);
+        let mut both = vec![a1, p1];
+        both.sort();
+        assert_eq!(reader_ids(doc(P, 2)), both);
+        assert_eq!(s.devices_missing_envelope(doc(P, 3), 1).unwrap(), [p1]);
+        assert_eq!(s.unminted_documents(gert).unwrap(), []);
+    }
+
+    pub fn a_policy_must_be_newer_than_the_stored_one(s: &dyn Storage) {
+        let two = policy(2, &[("wijkteam", &["basis"], &[])]);
+        s.set_policy(&two, 2).unwrap();
+        for version in [1, 2] {
+            let refused = s.set_policy(&policy(version, &[("wijkteam", ALL, ALL)]), 3);
+            assert!(matches!(refused, Err(StorageError::Conflict(_))), "version {version}");
+        }
+        assert_eq!(s.policy().unwrap(), Some(two));
+    }
+
+    pub fn a_policy_that_takes_a_read_away_queues_exactly_the_rotations_of_documents_with_a_key(
+        s: &dyn Storage,
+    ) {
+        s.set_policy(&policy(2, &[("wijkteam", ALL, ALL), ("politie", ALL, ALL)]), 1).unwrap();
+        let ann = user(s, "Ann");
+        let piet = user_with_role(s, "Piet", "politie");
+        let (a1, p1) = (device(s, ann, 1), device(s, piet, 2));
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.register_plan(Q, ann, a1, 1).unwrap();
+        s.add_participant(P, piet, "politie").unwrap();
+        // P/veiligheid has no key yet; nothing to rotate there.
+        mint(s, &[doc(P, 0), doc(P, 1), doc(P, 3), doc(Q, 1)], a1);
+        s.put_envelopes(&[
+            envelope(p1, doc(P, 1), 1, 1),
+            envelope(p1, doc(P, 3), 1, 2),
+            envelope(a1, doc(P, 1), 1, 3),
+        ])
+        .unwrap();
+
+        let taken = policy(3, &[("wijkteam", ALL, ALL), ("politie", &["basis", "justitie"], &["basis"])]);
+        assert_eq!(s.set_policy(&taken, 5).unwrap(), 1, "P/zorg only: Q has no politie participant");
+        let tasks = s.rotation_tasks(10).unwrap();
+        assert_eq!(
+            tasks.iter().map(|t| (t.document, t.current_epoch, t.queued_at)).collect::<Vec<_>>(),
+            [(doc(P, 1), 1, 5)]
+        );
+        assert!(s.rotation_pending(doc(P, 1)).unwrap());
+        assert!(!s.rotation_pending(doc(P, 2)).unwrap() && !s.rotation_pending(doc(Q, 1)).unwrap());
+        assert_eq!(s.envelopes_for(p1, 0).unwrap(), [envelope(p1, doc(P, 3), 1, 2)], "the lost key is gone");
+        assert_eq!(s.envelopes_for(a1, 0).unwrap().len(), 1, "others keep theirs");
+        assert_eq!(s.pending_rotations().unwrap(), 1);
+    }
+
+    pub fn a_policy_that_gives_a_read_sends_the_newly_readable_history(s: &dyn Storage) {
+        s.set_policy(&policy(2, &[("wijkteam", ALL, ALL), ("politie", &["basis"], &["basis"])]), 1).unwrap();
+        let ann = user(s, "Ann");
+        let piet = user_with_role(s, "Piet", "politie");
+        let (a1, p1) = (device(s, ann, 1), device(s, piet, 2));
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.add_participant(P, piet, "politie").unwrap();
+        let x = push(s, &[changes(doc(P, 0), 1, a1), changes(doc(P, 3), 2, a1)]);
+        let (got, cursor) = sync(s, piet, p1, 0, BIG);
+        assert_eq!(got, [x[0]]);
+
+        s.set_policy(
+            &policy(3, &[("wijkteam", ALL, ALL), ("politie", &["basis", "justitie"], &["basis"])]),
+            2,
+        )
+        .unwrap();
+        let (got, _) = sync(s, piet, p1, cursor, BIG);
+        assert!(got.contains(&x[1]), "the justitie history arrives although it is older than the cursor");
+    }
+
+    pub fn the_first_key_commitment_wins_and_the_current_epoch_is_the_highest(s: &dyn Storage) {
+        let ann = user(s, "Ann");
+        let (a1, a2) = (device(s, ann, 1), device(s, ann, 2));
+        s.register_plan(P, ann, a1, 1).unwrap();
+        let d = doc(P, 0);
+        assert_eq!(s.current_epoch(d).unwrap(), 0);
+        assert_eq!(s.unminted_documents(ann).unwrap(), (0..4).map(|c| doc(P, c)).collect::<Vec<_>>());
+
+        assert!(s.put_commitment(&commitment(d, 1, Some(a1), 1)).unwrap());
+        assert!(!s.put_commitment(&commitment(d, 1, Some(a2), 2)).unwrap(), "the second is ignored");
+        assert_eq!(s.commitment(d, 1).unwrap(), Some(commitment(d, 1, Some(a1), 1)));
+        assert_eq!(s.current_epoch(d).unwrap(), 1);
+        assert_eq!(s.unminted_documents(ann).unwrap(), (1..4).map(|c| doc(P, c)).collect::<Vec<_>>());
+        assert_eq!(s.held_keys(a1).unwrap(), [(d, 1)], "the minter holds the key it made");
+        assert!(s.held_keys(a2).unwrap().is_empty());
+        assert!(s.devices_missing_envelope(d, 1).unwrap() == [a2], "the minter is not asked for");
+
+        assert!(s.put_commitment(&commitment(d, 3, None, 3)).unwrap());
+        assert_eq!(s.current_epoch(d).unwrap(), 3);
+        assert_eq!(s.commitment(d, 2).unwrap(), None);
+        s.put_envelopes(&[envelope(a2, d, 3, 4)]).unwrap();
+        assert_eq!(s.held_keys(a2).unwrap(), [(d, 3)]);
+        let bad = DocumentId { plan: P, compartment: 4 };
+        assert!(matches!(s.put_commitment(&commitment(bad, 1, None, 1)), Err(StorageError::InvalidState(_))));
+    }
+
+    pub fn revocation_is_atomic_and_idempotent_deletes_envelopes_and_queues_what_the_device_could_read(
+        s: &dyn Storage,
+    ) {
+        let ann = user(s, "Ann");
+        let bob = user(s, "Bob");
+        let (phone, laptop, b1) = (device(s, ann, 1), device(s, ann, 2), device(s, bob, 3));
+        s.register_plan(P, ann, phone, 1).unwrap();
+        s.register_plan(Q, bob, b1, 1).unwrap();
+        // P/zorg and P/veiligheid have no key: nothing of them to rotate. Q is not Ann's.
+        mint(s, &[doc(P, 0), doc(P, 3), doc(Q, 0)], phone);
+        s.put_envelopes(&[envelope(phone, doc(P, 3), 1, 1), envelope(laptop, doc(P, 3), 1, 2)]).unwrap();
+
+        assert_eq!(s.revoke_device(phone, &revocation(7), 50).unwrap(), 2);
+        // Everything at once, as one commit.
+        let record = s.device(phone).unwrap().unwrap();
+        assert_eq!((record.state, record.revoked_at), (DeviceState::Revoked, Some(50)));
+        assert!(s.envelopes_for(phone, 0).unwrap().is_empty());
+        assert_eq!(s.envelopes_for(laptop, 0).unwrap().len(), 1);
+        assert_eq!(s.wipe_order(phone).unwrap(), Some(revocation(7).wipe_order));
+        let queued: Vec<DocumentId> = s.rotation_tasks(10).unwrap().into_iter().map(|t| t.document).collect();
+        assert_eq!(queued, [doc(P, 0), doc(P, 3)]);
+
+        assert_eq!(s.revoke_device(phone, &revocation(8), 60).unwrap(), 2, "again: the same answer");
+        assert_eq!(s.wipe_order(phone).unwrap(), Some(revocation(7).wipe_order));
+        assert_eq!(s.device(phone).unwrap().unwrap().revoked_at, Some(50));
+        assert!(s.readers(doc(P, 0)).unwrap().iter().all(|r| r.device.device_id != phone));
+
+        // A pending device never held a key: revoking it queues nothing more.
+        s.create_enrolment(&[9; 32], ann, i64::MAX).unwrap();
+        s.claim_enrolment(&[9; 32], &new_device(9), 1).unwrap();
+        assert_eq!(s.revoke_device(DeviceId([9; 16]), &revocation(9), 70).unwrap(), 2);
+    }
+
+    pub fn a_revoked_devices_wipe_order_waits_and_a_wipe_report_is_recorded_once(s: &dyn Storage) {
+        let ann = user(s, "Ann");
+        let (phone, laptop) = (device(s, ann, 1), device(s, ann, 2));
+        assert_eq!(s.wipe_order(laptop).unwrap(), None, "no order for an active device");
+        s.revoke_device(phone, &revocation(3), 10).unwrap();
+        assert_eq!(s.wipe_order(phone).unwrap(), Some(revocation(3).wipe_order));
+        assert_eq!(s.wipe_order(DeviceId([9; 16])).unwrap(), None);
+
+        assert_eq!(s.device(phone).unwrap().unwrap().wiped_at, None);
+        s.record_wipe(phone, b"signed report", 20).unwrap();
+        s.record_wipe(phone, b"another report", 30).unwrap();
+        assert_eq!(s.device(phone).unwrap().unwrap().wiped_at, Some(20));
+        assert_eq!(s.record_wipe(DeviceId([9; 16]), b"r", 1), Err(StorageError::NotFound));
+        // A device that wiped itself (too many wrong passphrases) no longer receives keys.
+        s.register_plan(P, ann, laptop, 1).unwrap();
+        s.record_wipe(laptop, b"report", 40).unwrap();
+        assert!(s.readers(doc(P, 0)).unwrap().is_empty());
+    }
+
+    pub fn removing_a_participant_queues_the_plans_documents_it_could_read(s: &dyn Storage) {
+        s.set_policy(&policy(2, &[("wijkteam", ALL, ALL), ("ggz", &["basis", "zorg"], &["zorg"])]), 1)
+            .unwrap();
+        let ann = user(s, "Ann");
+        let gert = user_with_role(s, "Gert", "ggz");
+        let (a1, g1) = (device(s, ann, 1), device(s, gert, 2));
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.register_plan(Q, ann, a1, 1).unwrap();
+        s.add_participant(P, gert, "ggz").unwrap();
+        s.add_participant(Q, gert, "ggz").unwrap();
+        mint(s, &(0..4).flat_map(|c| [doc(P, c), doc(Q, c)]).collect::<Vec<_>>(), a1);
+        s.put_envelopes(&[envelope(g1, doc(P, 1), 1, 1), envelope(g1, doc(Q, 1), 1, 2)]).unwrap();
+
+        assert_eq!(s.remove_participant(P, gert, 9).unwrap(), 2, "P/basis and P/zorg, what ggz reads");
+        let queued: Vec<DocumentId> = s.rotation_tasks(10).unwrap().into_iter().map(|t| t.document).collect();
+        assert_eq!(queued, [doc(P, 0), doc(P, 1)]);
+        assert_eq!(s.envelopes_for(g1, 0).unwrap(), [envelope(g1, doc(Q, 1), 1, 2)]);
+        assert_eq!(s.remove_participant(P, gert, 10).unwrap(), 2, "a non-participant changes nothing");
+    }
+
+    pub fn a_push_during_a_rotation_or_under_an_old_epoch_is_refused_in_the_writing_transaction(
+        s: &dyn Storage,
+    ) {
+        use eenplan_protocol::sync::{REJECT_ROTATING, REJECT_STALE_EPOCH};
+        let ann = user(s, "Ann");
+        let (phone, laptop) = (device(s, ann, 1), device(s, ann, 2));
+        s.register_plan(P, ann, laptop, 1).unwrap();
+        let d = doc(P, 0);
+        mint(s, &[d], laptop);
+        assert!(matches!(s.push_batch(&[changes(d, 1, laptop)]).unwrap()[0], PushOutcome::Appended { .. }));
+        s.revoke_device(phone, &revocation(1), 10).unwrap();
+        assert_eq!(
+            s.push_batch(&[changes(d, 2, laptop)]).unwrap(),
+            [PushOutcome::Refused { reason: REJECT_ROTATING }]
+        );
+        let escrow = DeviceId(eenplan_protocol::api::ESCROW_RECIPIENT);
+        s.complete_rotation(&CompletedRotation {
+            document: d,
+            new_epoch: 2,
+            commitment: vec![2; 150],
+            envelopes: vec![envelope(laptop, d, 2, 5), envelope(escrow, d, 2, 7)],
+            now: 20,
+        })
+        .unwrap();
+        let head = s.head().unwrap();
+        assert_eq!(
+            s.push_batch(&[changes(d, 3, laptop)]).unwrap(),
+            [PushOutcome::Refused { reason: REJECT_STALE_EPOCH }]
+        );
+        let renewed = NewBundle { epoch: 2, ..changes(d, 4, laptop) };
+        assert!(matches!(s.push_batch(&[renewed]).unwrap()[0], PushOutcome::Appended { .. }));
+        // The refused push took no log position.
+        assert_eq!(s.head().unwrap(), head + 1);
+    }
+
+    pub fn completing_a_rotation_is_refused_for_a_wrong_epoch_and_settles_only_older_tasks(s: &dyn Storage) {
+        let ann = user(s, "Ann");
+        let (phone, laptop, tablet) = (device(s, ann, 1), device(s, ann, 2), device(s, ann, 3));
+        s.register_plan(P, ann, laptop, 1).unwrap();
+        mint(s, &[doc(P, 0), doc(P, 1)], laptop);
+        assert_eq!(s.revoke_device(phone, &revocation(1), 10).unwrap(), 2);
+        let d = doc(P, 0);
+        let done = |epoch: u32, envelopes: Vec<Envelope>| CompletedRotation {
+            document: d,
+            new_epoch: epoch,
+            commitment: vec![epoch as u8; 150],
+            envelopes,
+            now: 20,
+        };
+        let escrow = DeviceId(eenplan_protocol::api::ESCROW_RECIPIENT);
+        let sealed = |epoch| {
+            vec![envelope(laptop, d, epoch, 5), envelope(tablet, d, epoch, 6), envelope(escrow, d, epoch, 7)]
+        };
+        for wrong in [1, 3] {
+            assert!(matches!(
+                s.complete_rotation(&done(wrong, sealed(wrong))),
+                Err(StorageError::InvalidState(_))
+            ));
+        }
+        // A recipient revoked meanwhile: nothing of it is stored.
+        s.revoke_device(tablet, &revocation(2), 15).unwrap();
+        assert!(matches!(s.complete_rotation(&done(2, sealed(2))), Err(StorageError::InvalidState(_))));
+        assert_eq!((s.current_epoch(d).unwrap(), s.envelopes_for(laptop, 0).unwrap().len()), (1, 0));
+        assert!(s.rotation_pending(d).unwrap());
+
+        let head = s.head().unwrap();
+        let laptop_and_escrow = vec![envelope(laptop, d, 2, 5), envelope(escrow, d, 2, 7)];
+        assert_eq!(s.complete_rotation(&done(2, laptop_and_escrow)).unwrap(), 1, "P/zorg still waits");
+        assert_eq!(s.current_epoch(d).unwrap(), 2);
+        assert_eq!(
+            s.commitment(d, 2).unwrap(),
+            Some(commitment(d, 2, None, 2)).map(|c| CommitmentRecord {
+                signed: vec![2; 150],
+                stored_at: 20,
+                ..c
+            })
+        );
+        assert_eq!(
+            s.envelopes_for(laptop, head).unwrap(),
+            [envelope(laptop, d, 2, 5)],
+            "delivered after the cursor"
+        );
+        assert!(s.escrow_envelopes(P).unwrap().contains(&envelope(escrow, d, 2, 7)));
+        assert!(!s.rotation_pending(d).unwrap() && s.rotation_pending(doc(P, 1)).unwrap());
+        assert!(
+            matches!(s.complete_rotation(&done(3, vec![])), Err(StorageError::InvalidState(_))),
+            "no task"
+        );
+
+        // A revocation during a rotation queues the document at its new epoch: it waits for 3.
+        let laptop2 = device(s, ann, 4);
+        s.revoke_device(laptop2, &revocation(3), 30).unwrap();
+        assert!(s.rotation_pending(d).unwrap());
+        assert_eq!(s.rotation_tasks(10).unwrap().iter().find(|t| t.document == d).unwrap().current_epoch, 2);
+        assert_eq!(s.complete_rotation(&done(3, vec![envelope(laptop, d, 3, 8)])).unwrap(), 1);
+        assert!(!s.rotation_pending(d).unwrap());
+    }
+
+    pub fn rotation_tasks_list_every_reader_with_the_epochs_it_holds(s: &dyn Storage) {
+        s.set_policy(&policy(2, &[("wijkteam", ALL, ALL), ("ggz", &["basis"], &["basis"])]), 1).unwrap();
+        let ann = user(s, "Ann");
+        let bob = user(s, "Bob");
+        let gert = user_with_role(s, "Gert", "ggz");
+        let (a1, a2, b1, g1) = (device(s, ann, 1), device(s, ann, 2), device(s, bob, 3), device(s, gert, 4));
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.add_participant(P, bob, "wijkteam").unwrap();
+        s.add_participant(P, gert, "ggz").unwrap();
+        let d = doc(P, 1);
+        mint(s, &[d], a1);
+        s.put_envelopes(&[envelope(b1, d, 1, 1)]).unwrap();
+        s.revoke_device(a2, &revocation(1), 5).unwrap();
+        let tasks = s.rotation_tasks(1).unwrap();
+        assert_eq!(tasks.len(), 1, "the limit holds");
+        let task = s.rotation_tasks(10).unwrap().into_iter().find(|t| t.document == d).unwrap();
+        let readers: Vec<(DeviceId, Vec<u32>)> =
+            task.readers.into_iter().map(|r| (r.device.device_id, r.held_epochs)).collect();
+        // Not the revoked a2, not Gert (ggz does not read zorg).
+        assert_eq!(readers, [(a1, vec![1]), (b1, vec![1])]);
+        assert!(!readers.iter().any(|(id, _)| *id == g1));
     }
 
     // The property: random pushes, grants, new devices and pulls with random page sizes.
@@ -1058,6 +1465,17 @@ macro_rules! conformance_suite {
             envelopes_are_delivered_once_after_the_cursor_and_escrow_ones_kept_apart,
             a_batch_with_an_unknown_compartment_is_refused_whole,
             a_pull_running_beside_pushes_never_skips_a_committed_bundle,
+            the_policy_decides_which_compartments_a_user_reads_and_a_role_without_reads_gets_nothing,
+            a_policy_must_be_newer_than_the_stored_one,
+            a_policy_that_takes_a_read_away_queues_exactly_the_rotations_of_documents_with_a_key,
+            a_policy_that_gives_a_read_sends_the_newly_readable_history,
+            the_first_key_commitment_wins_and_the_current_epoch_is_the_highest,
+            revocation_is_atomic_and_idempotent_deletes_envelopes_and_queues_what_the_device_could_read,
+            a_revoked_devices_wipe_order_waits_and_a_wipe_report_is_recorded_once,
+            removing_a_participant_queues_the_plans_documents_it_could_read,
+            completing_a_rotation_is_refused_for_a_wrong_epoch_and_settles_only_older_tasks,
+            a_push_during_a_rotation_or_under_an_old_epoch_is_refused_in_the_writing_transaction,
+            rotation_tasks_list_every_reader_with_the_epochs_it_holds,
         );
         conformance_suite!(@backend $fresh;
             the_server_secret_is_stable_across_reopen,
@@ -1074,6 +1492,7 @@ macro_rules! conformance_suite {
                 ops in proptest::collection::vec(suite::op(false), 1..40)
             ) {
                 let backend = $fresh;
+                suite::prepare(backend.storage());
                 suite::every_device_ends_up_with_every_change_it_may_read_and_nothing_twice(
                     backend.storage(), &ops, false);
             }
@@ -1083,6 +1502,7 @@ macro_rules! conformance_suite {
                 ops in proptest::collection::vec(suite::op(true), 1..40)
             ) {
                 let backend = $fresh;
+                suite::prepare(backend.storage());
                 suite::every_device_ends_up_with_every_change_it_may_read_and_nothing_twice(
                     backend.storage(), &ops, true);
             }
@@ -1093,6 +1513,7 @@ macro_rules! conformance_suite {
             #[test]
             fn $name() {
                 let backend = $fresh;
+                suite::prepare(backend.storage());
                 suite::$name(backend.storage());
             }
         )*
@@ -1102,6 +1523,7 @@ macro_rules! conformance_suite {
             #[test]
             fn $name() {
                 let mut backend = $fresh;
+                suite::prepare(backend.storage());
                 suite::$name(&mut backend);
             }
         )*

@@ -253,7 +253,7 @@ fn a_key_envelope_the_server_made_up_is_refused_and_never_used() {
     // readable by the server.
     let document = eenplan_protocol::DocumentId::new(*plan.as_bytes(), 0).unwrap();
     let wim_id = *wim.device_id().as_bytes();
-    let wim_public = wim.identity().agreement_public().to_bytes();
+    let wim_public = wim.identity().agreement_public().to_vec();
     let forged: Vec<(u32, Vec<u8>)> = [1u32, 2]
         .into_iter()
         .map(|epoch| {

@@ -1,13 +1,15 @@
-//! `device enrol`, `device list`, `device approve`.
+//! `device enrol`, `device list`, `device approve`, `device revoke`.
 
 use std::collections::HashMap;
 
-use eenplan_protocol::api::{self, CertificateUpload, DeviceInfo};
+use eenplan_protocol::api::{self, CertificateUpload, DeviceInfo, RevokeRequest, RotationsQueued};
+use eenplan_protocol::sync::Fixed;
+use eenplan_protocol::wipe::WipeOrder;
 use serde::Serialize;
 use serde_json::json;
 
-use super::Session;
-use crate::args::{ApproveArgs, DeviceCommand, DeviceListArgs, EnrolArgs};
+use super::{Session, with_rotation};
+use crate::args::{ApproveArgs, DeviceCommand, DeviceListArgs, EnrolArgs, RevokeArgs};
 use crate::client::now_ms;
 use crate::enrolment::{self, PENDING};
 use crate::error::AdminError;
@@ -19,7 +21,86 @@ pub fn run(session: &mut Session, command: DeviceCommand, json: bool) -> Result<
         DeviceCommand::Enrol(args) => enrol(session, args, json),
         DeviceCommand::List(args) => list(session, args, json),
         DeviceCommand::Approve(args) => approve(session, args, json),
+        DeviceCommand::Revoke(args) => revoke(session, &args, json),
     }
+}
+
+/// The shortest prefix `device revoke` takes: revoking wipes a phone, so a short prefix that
+/// happens to be unique today must not pick one by accident.
+const MIN_PREFIX: usize = 6;
+
+/// `text` as a device id prefix (lowercase), if it can be one.
+fn device_prefix(text: &str) -> Result<String, AdminError> {
+    let prefix = text.trim().to_ascii_lowercase();
+    if prefix.len() < MIN_PREFIX || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(AdminError::usage(format!(
+            "{text:?} is not a device id: give the id `device list` shows, or at least its first \
+             {MIN_PREFIX} characters"
+        )));
+    }
+    Ok(prefix)
+}
+
+/// The device `text` names among `devices`: its whole id or a unique prefix of it, in any case.
+fn pick_device(devices: Vec<DeviceInfo>, text: &str) -> Result<DeviceInfo, AdminError> {
+    let prefix = device_prefix(text)?;
+    let mut matches: Vec<DeviceInfo> =
+        devices.into_iter().filter(|d| d.device_id.to_ascii_lowercase().starts_with(&prefix)).collect();
+    matches.dedup_by(|a, b| a.device_id.eq_ignore_ascii_case(&b.device_id));
+    if let Some(exact) = matches.iter().position(|d| d.device_id.eq_ignore_ascii_case(&prefix)) {
+        return Ok(matches.swap_remove(exact));
+    }
+    match matches.len() {
+        0 => Err(AdminError::UnknownDevice(text.to_string())),
+        1 => Ok(matches.remove(0)),
+        _ => Err(AdminError::AmbiguousDevice {
+            prefix: text.to_string(),
+            ids: matches.iter().map(|d| d.device_id.as_str()).collect::<Vec<_>>().join(", "),
+        }),
+    }
+}
+
+fn revoke(session: &Session, args: &RevokeArgs, json: bool) -> Result<Output, AdminError> {
+    // Checked before the server is asked anything: a typo costs no request.
+    device_prefix(&args.device)?;
+    let devices: Vec<DeviceInfo> = session.client().get(api::PATH_ADMIN_DEVICES)?;
+    let device = pick_device(devices, &args.device)?;
+    let id: [u8; 16] = api::unhex(&device.device_id).and_then(|b| b.try_into().ok()).ok_or_else(|| {
+        AdminError::BadDevice {
+            device: device.device_id.clone(),
+            reason: "the device id is not 32 hexadecimal characters",
+        }
+    })?;
+    // Signed by this administrator, with the certificate that shows the root made it one: the
+    // device obeys only an order it can check against the root it pinned.
+    let order = WipeOrder {
+        device: Fixed(id),
+        reason: args.reason,
+        issued_at_ms: now_ms()?,
+        admin_certificate: session.keyring.admin_certificate.to_bytes(),
+    }
+    .sign(&session.keyring.admin);
+    let request =
+        RevokeRequest { reason: args.reason.as_str().to_string(), wipe_order: api::hex(&order.to_bytes()) };
+    let answer = session.client().post(&api::admin_revoke_path(&id), &request)?;
+    let queued = serde_json::from_slice::<RotationsQueued>(&answer).ok();
+    let outcome = session.rotate_pending(queued.as_ref().map(|q| q.pending), None);
+    let device_id = api::hex(&id);
+    let text = format!(
+        "revoked {device_id}: {} ({}, {}), {}; a wipe order waits for it\n",
+        device.user_name,
+        device.org,
+        device.role,
+        args.reason.as_str()
+    );
+    let value = json!({
+        "device_id": device_id,
+        "user_id": device.user_id,
+        "user_name": device.user_name,
+        "reason": args.reason.as_str(),
+        "pending": queued.map(|q| q.pending),
+    });
+    with_rotation(json, text, value, outcome)
 }
 
 fn enrol(session: &mut Session, args: EnrolArgs, json: bool) -> Result<Output, AdminError> {
@@ -261,4 +342,55 @@ fn approve_one(
         role: body.role,
         valid_until_ms: body.valid_until_ms,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(id: &str) -> DeviceInfo {
+        DeviceInfo {
+            device_id: id.into(),
+            user_id: 7,
+            user_name: "Fatima".into(),
+            org: "Wijkteam Noord".into(),
+            role: "wijkteam".into(),
+            state: "active".into(),
+            signing_public: String::new(),
+            agreement_public: String::new(),
+            key_mac: String::new(),
+            created_at_ms: 0,
+        }
+    }
+
+    const A: &str = "34750f98bd59fcfc946da45aaabe933b";
+    const B: &str = "34750f11bd59fcfc946da45aaabe933b";
+    const C: &str = "b62e867fa2f33afe62d5d6b1642e1621";
+
+    fn devices() -> Vec<DeviceInfo> {
+        vec![device(A), device(B), device(C)]
+    }
+
+    #[test]
+    fn a_device_is_found_by_its_id_or_a_unique_prefix_in_any_case() {
+        assert_eq!(pick_device(devices(), A).unwrap().device_id, A);
+        assert_eq!(pick_device(devices(), &A.to_uppercase()).unwrap().device_id, A);
+        assert_eq!(pick_device(devices(), "b62e86").unwrap().device_id, C);
+        assert_eq!(pick_device(devices(), " 34750f9 ").unwrap().device_id, A);
+    }
+
+    #[test]
+    fn a_prefix_of_several_devices_or_none_is_refused() {
+        assert!(
+            matches!(pick_device(devices(), "34750f"), Err(AdminError::AmbiguousDevice { ids, .. }) if ids == format!("{A}, {B}"))
+        );
+        assert!(matches!(pick_device(devices(), "ffffff"), Err(AdminError::UnknownDevice(_))));
+    }
+
+    #[test]
+    fn short_or_non_hex_names_are_usage_errors() {
+        for text in ["", "b62e8", "b62e86x", "Fatima's phone"] {
+            assert!(matches!(pick_device(devices(), text), Err(AdminError::Usage(_))), "{text:?}");
+        }
+    }
 }

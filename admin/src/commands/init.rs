@@ -8,6 +8,7 @@
 use std::path::Path;
 
 use eenplan_protocol::api::{self, InitRequest, OrgInfo};
+use eenplan_protocol::policy::DEFAULT_POLICY_TOML;
 use serde_json::json;
 
 use crate::args::InitArgs;
@@ -16,6 +17,7 @@ use crate::error::AdminError;
 use crate::keyring::{self, Keyring, KeyringFile};
 use crate::output::Output;
 use crate::passphrase;
+use crate::policy_file;
 
 /// Administrator names appear in every device's view of who approved it; keep them one line.
 const MAX_NAME_CHARS: usize = 200;
@@ -79,8 +81,18 @@ pub fn run(
     )
 }
 
+/// The policy a new network starts with: the one that ships with the project, signed by the
+/// root. The server keeps it with the network, so there is never a network without a policy.
+fn default_policy(keyring: &Keyring) -> Result<String, AdminError> {
+    let parsed = policy_file::parse(DEFAULT_POLICY_TOML)
+        .map_err(|source| AdminError::PolicyFile { path: "the default policy".into(), source })?;
+    let signed = parsed.policy.sign(&keyring.root).map_err(AdminError::PolicyUnusable)?;
+    Ok(api::hex(&signed.to_bytes()))
+}
+
 fn register(client: &Client<'_>, keyring: &Keyring) -> Result<(), AdminError> {
     let request = InitRequest {
+        policy: default_policy(keyring)?,
         root_public: api::hex(&keyring.root_public()),
         escrow_public: api::hex(&keyring.escrow_public),
         escrow_signature: api::hex(&keyring.escrow_signature),

@@ -11,6 +11,9 @@ use crate::passphrase;
 
 pub fn init(data: &Path) -> Result<Output, CliError> {
     // Checked before asking twice for a passphrase that would not be used.
+    if Device::is_wiped(data) {
+        return Err(CliError::Wiped(data.to_path_buf()));
+    }
     if Device::exists(data) {
         return Err(CoreError::AlreadyInitialised.into());
     }
@@ -20,11 +23,9 @@ pub fn init(data: &Path) -> Result<Output, CliError> {
 }
 
 pub fn change_passphrase(data: &Path) -> Result<Output, CliError> {
-    if !Device::exists(data) {
-        return Err(CoreError::NotInitialised.into());
-    }
+    super::refuse_missing_or_wiped(data)?;
     let current = passphrase::keystore(passphrase::existing(passphrase::DEVICE)?)?;
-    let mut device = Device::open(data, &current)?;
+    let mut device = super::unlock(data, &current)?;
     let new = passphrase::keystore(passphrase::chosen(passphrase::NEW)?)?;
     device.change_keystore(&current, &new)?;
     Ok(Output::Nothing)
@@ -34,7 +35,8 @@ pub fn change_passphrase(data: &Path) -> Result<Output, CliError> {
 struct Status {
     device: DeviceId,
     store: String,
-    plans: usize,
+    /// None while the offline lease has run out (the plan list is locked too).
+    plans: Option<usize>,
     damaged_plans: usize,
     pending_changes: u64,
     disk_usage_bytes: u64,
@@ -42,12 +44,17 @@ struct Status {
 }
 
 pub fn status(device: &Device, json: bool) -> Result<Output, CliError> {
-    let entries = device.list_plans()?;
-    let damaged = entries.iter().filter(|e| matches!(e, PlanListEntry::Damaged { .. })).count();
+    // Status must work while the lease has run out: it is how the user learns why.
+    let entries = match device.list_plans() {
+        Ok(entries) => Some(entries),
+        Err(eenplan_core::CoreError::LeaseExpired { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let damaged = entries.iter().flatten().filter(|e| matches!(e, PlanListEntry::Damaged { .. })).count();
     let status = Status {
         device: device.device_id(),
         store: device.store_path().display().to_string(),
-        plans: entries.len() - damaged,
+        plans: entries.as_ref().map(|e| e.len() - damaged),
         damaged_plans: damaged,
         pending_changes: device.pending_changes()?,
         disk_usage_bytes: device.disk_usage(),
@@ -59,7 +66,10 @@ pub fn status(device: &Device, json: bool) -> Result<Output, CliError> {
         out.line(0, format!("store    {}", s.store));
         let damaged =
             if s.damaged_plans > 0 { format!(" ({} damaged)", s.damaged_plans) } else { String::new() };
-        out.line(0, format!("plans    {}{damaged}", s.plans));
+        match s.plans {
+            Some(plans) => out.line(0, format!("plans    {plans}{damaged}")),
+            None => out.line(0, "plans    locked: the offline lease has run out; sync to unlock".to_owned()),
+        }
         out.line(0, format!("pending  {} changes awaiting a push", s.pending_changes));
         out.line(0, format!("disk     {}", human_bytes(s.disk_usage_bytes)));
         let sync = &s.sync;
@@ -77,8 +87,19 @@ pub fn status(device: &Device, json: bool) -> Result<Output, CliError> {
         if let (Some(user), Some(org), Some(role)) = (&sync.user, &sync.organisation, &sync.role) {
             out.line(0, format!("user     {user}, {org} ({role})"));
         }
-        if let Some(hours) = sync.lease_hours {
-            out.line(0, format!("lease    {hours} h offline"));
+        match (sync.lease_hours, sync.lease_expires_at_ms) {
+            (Some(hours), Some(expires)) => {
+                let state = if sync.lease_expired { "ran out" } else { "runs out" };
+                let when = eenplan_core::lease::format_ms(expires);
+                out.line(0, format!("lease    {hours} h offline; {state} {when}"));
+            }
+            (Some(hours), None) => {
+                out.line(0, format!("lease    {hours} h offline; starts at the first sync"))
+            }
+            _ => {}
+        }
+        if let Some(version) = sync.policy_version {
+            out.line(0, format!("policy   sharing policy version {version}"));
         }
         out.finish()
     })

@@ -76,6 +76,7 @@ vocabulary!(
 vocabulary!(
     /// A participant's kind of organisation, which the sharing policy maps to compartments.
     Role, "role", {
+        Regisseur = "regisseur",
         Wijkteam = "wijkteam",
         VeiligThuis = "veilig_thuis",
         Politie = "politie",

@@ -272,3 +272,32 @@ pub(super) fn is_registered(conn: &Connection, keys: &StoreKeys, plan: PlanId) -
         .optional()?
         .is_some())
 }
+
+/// Gives a pending bundle a new id and sealed form (re-sealed under a document's newer key
+/// epoch). Its place in the outbox and its change count stay.
+pub(super) fn replace_pending_bundle(
+    tx: &Transaction<'_>,
+    keys: &StoreKeys,
+    old_id: &[u8; 16],
+    new_id: &[u8; 16],
+    payload: &[u8],
+) -> Result<(), StoreError> {
+    let sealed = keys.seal.seal(&aad("pending_bundles", new_id, None), payload);
+    tx.execute(
+        "UPDATE pending_bundles SET bundle_id = ?2, sealed = ?3 WHERE bundle_id = ?1",
+        params![&old_id[..], &new_id[..], sealed],
+    )?;
+    Ok(())
+}
+
+/// Forgets every epoch key of a document (the sharing policy no longer lets this device's
+/// role read it).
+pub(super) fn delete_doc_keys(tx: &Transaction<'_>, doc_key: &[u8; 32]) -> Result<(), StoreError> {
+    tx.execute("DELETE FROM doc_keys WHERE doc_key = ?1", [&doc_key[..]])?;
+    Ok(())
+}
+
+pub(super) fn clear_unpushed(tx: &Transaction<'_>, doc_key: &[u8; 32]) -> Result<(), StoreError> {
+    tx.execute("UPDATE documents SET unpushed = 0 WHERE doc_key = ?1", [&doc_key[..]])?;
+    Ok(())
+}

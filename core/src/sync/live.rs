@@ -95,17 +95,28 @@ impl Device {
     /// Errors that retrying cannot fix end the watch: [`SyncError::Revoked`] when an
     /// administrator revoked this device, [`SyncError::NotEnrolled`],
     /// [`SyncError::NotApproved`], a refused certificate, a store failure.
-    pub fn watch(
-        &mut self,
-        mut on_event: impl FnMut(WatchEvent) -> ControlFlow<()>,
-    ) -> Result<(), CoreError> {
+    pub fn watch(&mut self, on_event: impl FnMut(WatchEvent) -> ControlFlow<()>) -> Result<(), CoreError> {
+        self.ensure_not_wiped()?;
         let server = self.server_state()?.ok_or(SyncError::NotEnrolled)?;
         // One transport for the whole watch, so syncs reuse its kept-alive HTTP connection.
         let transport = Transport::new(&server.url);
+        match self.watch_with(&server, &transport, on_event) {
+            // Revoked while watching: the same wipe-order check as a plain sync.
+            Err(e) if super::is_revoked(&e) => Err(self.obey_wipe_order(&server, &transport)),
+            other => other,
+        }
+    }
+
+    fn watch_with(
+        &mut self,
+        server: &ServerState,
+        transport: &Transport,
+        mut on_event: impl FnMut(WatchEvent) -> ControlFlow<()>,
+    ) -> Result<(), CoreError> {
         let mut backoff = Backoff::default();
         let mut opened = None;
         loop {
-            let ended = self.watch_connection(&server, &transport, &mut on_event, &mut opened);
+            let ended = self.watch_connection(server, transport, &mut on_event, &mut opened);
             if opened.take().is_some_and(|at: Instant| at.elapsed() >= STABLE_AFTER) {
                 backoff.reset();
             }
@@ -402,7 +413,7 @@ fn handshake_error(error: tungstenite::Error) -> SyncError {
     });
     match error.code.as_str() {
         "device_not_approved" => SyncError::NotApproved,
-        "device_revoked" => SyncError::Revoked,
+        "device_revoked" | "revoked" => SyncError::Revoked,
         _ => SyncError::Server { status, code: error.code, message: error.message },
     }
 }

@@ -39,7 +39,6 @@ use crate::auth::{SignedRequest, now_ms};
 use crate::error::ApiError;
 use crate::storage::{
     AdminRecord, DeviceId, DeviceRecord, DeviceState, NetworkRecord, Org, OrgId, StorageError, User, UserId,
-    readable_compartments,
 };
 
 /// Longest organisation, user and role name (as the device's one-line fields).
@@ -84,7 +83,7 @@ impl AdminRequest {
     }
 
     /// Checks the signature, then runs `f` with the administrator and the body.
-    async fn run<T, F>(self, state: &Arc<AppState>, f: F) -> Result<T, ApiError>
+    pub(super) async fn run<T, F>(self, state: &Arc<AppState>, f: F) -> Result<T, ApiError>
     where
         F: FnOnce(&AppState, &AdminRecord, &[u8]) -> Result<T, ApiError> + Send + 'static,
         T: Send + 'static,
@@ -97,7 +96,8 @@ impl AdminRequest {
     }
 }
 
-/// `POST /v1/admin/init`: once per server.
+/// `POST /v1/admin/init`: once per server. The network's first sharing policy comes with it
+/// (signed by the same root), so the server never serves without one.
 pub async fn init(State(state): State<Arc<AppState>>, request: AdminRequest) -> Result<StatusCode, ApiError> {
     blocking(&state, move |state| {
         if state.storage.network()?.is_some() {
@@ -120,12 +120,13 @@ pub async fn init(State(state): State<Arc<AppState>>, request: AdminRequest) -> 
         let admin = Certificate::from_bytes(&certificate)
             .and_then(|c| c.verify_admin(&root_public))
             .map_err(|e| ApiError::bad_request("bad_certificate", format!("the admin certificate: {e}")))?;
+        let policy = super::rotation::verified_policy(&init.policy, &root_public)?;
         state.auth.init_request(&request.signed(), &admin.admin_public, now_ms())?;
         let network =
             NetworkRecord { root_public, escrow_public, escrow_signature: escrow_signature.to_vec() };
         let first_admin =
             AdminRecord { admin_public: admin.admin_public, certificate, name: admin.name.clone() };
-        match state.storage.init_network(&network, &first_admin) {
+        match state.storage.init_network(&network, &first_admin, &policy) {
             Ok(()) => {
                 tracing::info!(admin = %admin.name, "network initialised");
                 Ok(StatusCode::NO_CONTENT)
@@ -312,7 +313,8 @@ fn device_info(
         user_name: user.map(|u| u.name.clone()).unwrap_or_default(),
         org: user.and_then(|u| orgs.get(&u.org)).cloned().unwrap_or_default(),
         role: user.map(|u| u.role.clone()).unwrap_or_default(),
-        state: device.state.as_str().to_string(),
+        // A wiped device is revoked or dead by its own hand; the report is what counts.
+        state: if device.wiped_at.is_some() { "wiped" } else { device.state.as_str() }.to_string(),
         signing_public: hex(&device.signing_public),
         agreement_public: hex(&device.agreement_public),
         key_mac: hex(&device.key_mac),
@@ -399,8 +401,9 @@ pub fn assign(state: &AppState, plan: [u8; 16], assignment: &Assignment) -> Resu
         StorageError::NotFound => ApiError::not_found("unknown_plan", "no plan has that id"),
         other => other.into(),
     })?;
-    // The new participant's devices that are online sync at once and get the plan's history.
-    for compartment in readable_compartments(&assignment.role) {
+    // The new participant's devices that are online sync at once and get the plan's history;
+    // each live connection passes on only the hints of documents its device may read.
+    for compartment in 0..DocumentId::COMPARTMENTS {
         state.commits.hint(DocumentId { plan, compartment });
     }
     Ok(())

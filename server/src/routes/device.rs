@@ -7,7 +7,7 @@
 //! POST /v1/enrol {code_id, signing_public, agreement_public, signature, key_mac}
 //!   ← {device_id, root_public, escrow_public, escrow_signature}   (device checks root vs code)
 //! … an administrator approves it …
-//! POST /v1/auth/challenge {device_id}                    ← {challenge}
+//! POST /v1/auth/challenge {device_id}                    ← {challenge}  (403 revoked: fetch the wipe order)
 //! POST /v1/auth/session {device_id, challenge, signature} ← {token, expires_at_ms}
 //! GET  /v1/me  (Authorization: Bearer token)              ← {certificate, admin_certificate, lease_hours}
 //! POST /v1/sync …
@@ -30,7 +30,7 @@ use eenplan_protocol::envelope::MAX_ENVELOPE_LEN;
 use serde::Deserialize;
 
 use super::{AppState, JsonBody, admin, blocking, parse_hex, parse_json};
-use crate::auth::{bearer, now_ms};
+use crate::auth::{bearer, now_ms, usable};
 use crate::error::ApiError;
 use crate::storage::{CREATOR_PLAN_ROLE, DeviceId, DeviceRecord, DeviceState, NewDevice, StorageError};
 
@@ -114,15 +114,25 @@ pub async fn enrol(
     .await
 }
 
-/// `POST /v1/auth/challenge`. Issued to any well-formed id: it is stateless, and the session
-/// step checks the device.
+/// `POST /v1/auth/challenge`. Issued to any well-formed id that is not revoked: it is
+/// stateless, and the session step checks the device. A revoked device hears `403 revoked`
+/// here already, and fetches its wipe order (that it was revoked is no secret: the wipe order
+/// endpoint tells anyone).
 pub async fn challenge(
     State(state): State<Arc<AppState>>,
     body: JsonBody,
 ) -> Result<Json<ChallengeResponse>, ApiError> {
     let request: ChallengeRequest = parse_json(&body.0)?;
     let device = DeviceId(parse_hex(&request.device_id, "device_id")?);
-    Ok(Json(ChallengeResponse { challenge: state.auth.challenge(device, now_ms())? }))
+    blocking(&state, move |state| {
+        if let Some(record) = state.storage.device(device)?
+            && record.state == DeviceState::Revoked
+        {
+            usable(&record)?;
+        }
+        Ok(Json(ChallengeResponse { challenge: state.auth.challenge(device, now_ms())? }))
+    })
+    .await
 }
 
 /// `POST /v1/auth/session`.

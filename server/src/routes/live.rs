@@ -12,8 +12,10 @@
 //!
 //! The subscription is made before the 101 answer, so a push that commits after the device
 //! sees the socket open is always hinted. Hints carry only a document id; the device pulls
-//! through the ordinary sync. Each hint (and a periodic check) looks the device up again:
-//! a revoked device's socket is closed at the next hint. The socket is also closed when the
+//! through the ordinary sync. Revoking a device closes its sockets at once: the revocation is
+//! announced to every socket, and the one whose device it names closes (the socket listens
+//! from before the session check, so a revocation between the two is not missed). Each hint
+//! (and a periodic check) also looks the device up again. The socket is closed too when the
 //! session token expires and when the server shuts down. A device that fell so far behind
 //! that hints were dropped gets [`LIVE_RESYNC`] and should sync anyway.
 
@@ -37,7 +39,7 @@ use super::{AppState, blocking};
 use crate::auth::{bearer, now_ms};
 use crate::error::ApiError;
 use crate::metrics::LiveGuard;
-use crate::storage::{DeviceState, UserId};
+use crate::storage::{DeviceId, DeviceState, UserId};
 
 /// How often an idle socket re-checks its device and pings the client (keeping proxies from
 /// closing an idle connection).
@@ -61,6 +63,8 @@ pub async fn live(
     let token = bearer(&headers).map(str::to_string).or(from_query).ok_or_else(|| {
         ApiError::unauthenticated("missing_token", "send the session token as a bearer token or ?token=")
     })?;
+    // Before the session check: a revocation that commits after the check is heard.
+    let revocations = state.revocations();
     let session = session_for_token(&state, token).await?;
     let upgrade =
         upgrade.map_err(|e| ApiError::malformed(format!("not a WebSocket upgrade: {}", e.body_text())))?;
@@ -74,11 +78,18 @@ pub async fn live(
     // Counted from before the 101, so the gauge is right as soon as the client sees the socket;
     // dropped with the closure if the upgrade never completes.
     let gauge = LiveGuard::new(state.metrics.clone());
-    Ok(upgrade.on_upgrade(move |socket| run(state, session, hints, readable, socket, gauge)))
+    let channels = Channels { hints, revocations };
+    Ok(upgrade.on_upgrade(move |socket| run(state, session, channels, readable, socket, gauge)))
 }
 
 fn readable(state: &AppState, user: UserId) -> Result<HashSet<DocumentId>, ApiError> {
     Ok(state.storage.readable_documents(user)?.into_iter().map(|(document, _)| document).collect())
+}
+
+/// What a socket listens to besides its client.
+struct Channels {
+    hints: broadcast::Receiver<DocumentId>,
+    revocations: broadcast::Receiver<DeviceId>,
 }
 
 /// Why a socket ends.
@@ -91,11 +102,13 @@ enum End {
 async fn run(
     state: Arc<AppState>,
     session: DeviceSession,
-    mut hints: broadcast::Receiver<DocumentId>,
+    channels: Channels,
     mut readable: HashSet<DocumentId>,
     mut socket: WebSocket,
     _gauge: LiveGuard,
 ) {
+    let Channels { mut hints, mut revocations } = channels;
+    let me = session.device.device_id;
     let mut shutdown = state.shutting_down();
     let stopping = async move {
         let _ = shutdown.wait_for(|stopping| *stopping).await;
@@ -115,6 +128,17 @@ async fn run(
                 // means nothing here.
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break End::Gone,
                 Some(Ok(_)) => {}
+            },
+            revoked = revocations.recv() => match revoked {
+                Ok(device) if device == me => break End::Close(close_code::POLICY, "device revoked"),
+                Ok(_) => {}
+                Err(RecvError::Closed) => break End::Close(close_code::AWAY, "server shutting down"),
+                // Announcements were dropped: one of them may have been this device's.
+                Err(RecvError::Lagged(_)) => match check(&state, &session, false).await {
+                    Ok(Check::Gone) => break End::Close(close_code::POLICY, "device revoked"),
+                    Ok(Check::Active(_)) => {}
+                    Err(e) => tracing::warn!(error = %e, "live check failed"),
+                },
             },
             _ = recheck.tick() => {
                 match check(&state, &session, true).await {

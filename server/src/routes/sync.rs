@@ -1,28 +1,48 @@
 //! `POST /v1/sync`: one round trip carries a device's whole sync (see
 //! [`eenplan_protocol::sync`] for the messages).
 //!
-//! The server checks what it can without any key that opens a plan, in this order:
+//! "May read" and "may write" below are the sharing policy applied to the role of the device's
+//! user (the role its certificate names): participation decides which plans, the role which
+//! of their compartments. The server checks what it can without any key that opens a plan,
+//! in this order:
 //!
 //! 1. `new_plans` are registered with the device's user as creator (and regisseur).
-//! 2. Every pushed bundle (and snapshot) must parse, name this device as its author, belong
-//!    to a document the device's user may read, and carry this device's signature. One that
-//!    fails is *rejected* — listed in the response with a reason code, never stored — while
-//!    the rest of the request goes on; the reason codes are `malformed`, `wrong_kind` (a
-//!    snapshot among the changes or the reverse), `wrong_author`, `no_access` and
-//!    `bad_signature`.
-//! 3. Accepted bundles go to the group-commit writer; the response is built only after their
+//! 2. Key commitments (`cm`) for epoch 1 are stored when this device made them (minter,
+//!    signature), the user may read the document, and nobody made one before: the first
+//!    commitment wins, later ones are ignored.
+//! 3. Key envelopes are stored when a commitment exists for their (document, epoch), the
+//!    sender may read the document, and the recipient is an active device that may read it
+//!    too (or the escrow recipient); others are dropped and counted, since the sender cannot
+//!    do better by retrying them.
+//! 4. Every pushed bundle (and snapshot) must parse, name this device as its author, belong
+//!    to a plan the device's user takes part in, carry this device's signature, be in a
+//!    compartment the role may write, and be sealed under the document's current epoch while
+//!    no rotation of it waits. One that fails is *rejected* — listed in the response with a
+//!    reason code, never stored — while the rest of the request goes on; the reason codes are
+//!    `malformed`, `wrong_kind` (a snapshot among the changes or the reverse), `wrong_author`,
+//!    `no_access`, `bad_signature`, `no_write`, `rotating` (a revocation is moving the
+//!    document to a new key), `stale_epoch` (an older key) and `unknown_epoch` (a key
+//!    nobody committed to). The device keeps `rotating` and `stale_epoch` bundles and seals
+//!    them again under the new key.
+//! 5. Accepted bundles go to the group-commit writer; the response is built only after their
 //!    transaction has committed, so an acknowledged push survives a crash.
-//! 4. Key envelopes are stored when the sender may read the document and the recipient is an
-//!    active device that may read it too (or the escrow recipient); others are dropped and
-//!    counted, since the sender cannot do better by retrying them.
-//! 5. The pull: the bundles after the device's cursor (at most [`PULL_MAX_BYTES`]), its key
-//!    mailbox, key requests it can answer, and documents it should compact.
+//! 6. The pull: the bundles after the device's cursor (at most [`PULL_MAX_BYTES`]), its key
+//!    mailbox with the commitment of each key, key requests it can answer (for every epoch
+//!    it holds), documents it should make the first key of (`mt`) or compact, and the
+//!    signed policy when the device's is older.
 //!
 //! ```text
-//! A1: {s: 12, n: [P], p: [bundle P/basis x]}    → accepted [x] (seq 14), hint P/basis
+//! A1: {s: 12, n: [P], cm: [P/basis epoch 1 by A1, …], p: [bundle P/basis epoch 1 x]}
+//!                                               → accepted [x] (seq 14), hint P/basis
 //!                                               ← {a: [x], h: 14, k: [B1 lacks P/basis epoch 1]}
-//! A1: {s: 14, e: [P/basis epoch 1 → B1]}        ← {h: 14}
-//! B1: {s: 0}                                    ← {b: [x], h: 14, e: [P/basis epoch 1]}
+//! A1: {s: 14, e: [P/basis epoch 1 → B1]}        ← {h: 15}
+//! B1: {s: 0, pv: 1}                             ← {b: [x], h: 15, e: [P/basis epoch 1],
+//!                                                  cm: [P/basis epoch 1 by A1]}
+//! … A2 is revoked; P/basis waits for epoch 2 …
+//! B1: {s: 15, p: [bundle P/basis epoch 1 y]}    ← {r: [y rotating], h: 15}
+//! … the administrator's rekey makes epoch 2 and seals it to B1 …
+//! B1: {s: 15}                                   ← {h: 17, e: [P/basis epoch 2], cm: [epoch 2 by admin]}
+//! B1: {s: 17, p: [bundle P/basis epoch 2 y']}   ← {a: [y'], h: 18}
 //! ```
 
 use std::collections::hash_map::Entry;
@@ -35,9 +55,11 @@ use axum::response::{IntoResponse, Response};
 use ed25519_dalek::VerifyingKey;
 use eenplan_protocol::api::{ESCROW_RECIPIENT, hex};
 use eenplan_protocol::envelope::MAX_ENVELOPE_LEN;
+use eenplan_protocol::epoch::{Minter, SignedCommitment};
+use eenplan_protocol::policy::Policy;
 use eenplan_protocol::sync::{
-    self, Blob, EnvelopeDelivery, EnvelopeUpload, Fixed, KeyRequest, MAX_SYNC_REQUEST, Rejection,
-    SyncRequest, SyncResponse,
+    self, Blob, EnvelopeDelivery, EnvelopeUpload, Fixed, KeyRequest, MAX_SYNC_REQUEST, REJECT_NO_WRITE,
+    REJECT_ROTATING, REJECT_STALE_EPOCH, Rejection, SyncRequest, SyncResponse,
 };
 use eenplan_protocol::{Bundle, BundleKind, DocumentId};
 
@@ -48,8 +70,8 @@ use crate::error::ApiError;
 use crate::group_commit::CommitError;
 use crate::metrics::Metrics;
 use crate::storage::{
-    CREATOR_PLAN_ROLE, DeviceId, DeviceRecord, DeviceState, Envelope, NewBundle, PushOutcome, StorageError,
-    UserId,
+    CommitmentRecord, DeviceId, DeviceRecord, DeviceState, Envelope, NewBundle, PlanId, PushOutcome,
+    StorageError, UserId,
 };
 
 /// The most bundle bytes one pull returns; the device syncs again at once when more wait.
@@ -57,13 +79,41 @@ pub const PULL_MAX_BYTES: usize = 8 * 1024 * 1024;
 /// A document whose log holds more changes than this after its newest snapshot is offered
 /// for compaction.
 pub const COMPACT_AFTER: u64 = 1000;
-/// Key epochs start at 1; until revocation re-keys documents, every document is at epoch 1.
-pub const CURRENT_EPOCH: u32 = 1;
+/// The rejection of a bundle sealed under an epoch nobody committed to (or a later one than
+/// the current).
+pub const REJECT_UNKNOWN_EPOCH: &str = "unknown_epoch";
 
 /// What the checks before the commit produced.
 struct Checked {
     items: Vec<NewBundle>,
     rejected: Vec<Rejection>,
+}
+
+/// What the device's user may do, read once per request after its new plans are registered.
+struct Access {
+    role: String,
+    /// The plans the user takes part in.
+    plans: HashSet<PlanId>,
+    /// `None` only on a database from before policies: then nothing is readable either.
+    policy: Option<Policy>,
+    readable: HashSet<DocumentId>,
+}
+
+impl Access {
+    fn load(state: &AppState, user: UserId) -> Result<Access, ApiError> {
+        let role = state
+            .storage
+            .user(user)?
+            .ok_or_else(|| ApiError::Internal("a device's user is missing".into()))?
+            .role;
+        let policy = state.storage.policy()?.map(|record| record.policy);
+        let plans = state.storage.plans_of_user(user)?.into_iter().collect();
+        Ok(Access { role, plans, policy, readable: readable(state, user)? })
+    }
+
+    fn may_write(&self, document: DocumentId) -> bool {
+        self.policy.as_ref().is_some_and(|p| p.may_write(&self.role, document.compartment))
+    }
 }
 
 pub async fn sync(
@@ -75,15 +125,16 @@ pub async fn sync(
     let request: SyncRequest = sync::decode(&body.0, MAX_SYNC_REQUEST)
         .map_err(|_| ApiError::malformed("the body is not a CBOR sync request"))?;
     drop(body);
-    let SyncRequest { since, push, new_plans, envelopes, snapshots } = request;
+    let SyncRequest { since, push, new_plans, envelopes, snapshots, policy_version, commitments } = request;
     let device = session.device;
 
     let checker = device.clone();
     let Checked { items, rejected } = blocking(&state, move |state| {
         register_plans(state, &checker, &new_plans)?;
-        let checked = check_bundles(state, &checker, push, snapshots)?;
-        store_envelopes(state, &checker, envelopes)?;
-        Ok(checked)
+        let access = Access::load(state, checker.user)?;
+        store_commitments(state, &checker, &access, commitments)?;
+        store_envelopes(state, &checker, &access, envelopes)?;
+        check_bundles(state, &checker, &access, push, snapshots)
     })
     .await?;
     Metrics::add(&state.metrics.pushes_rejected, rejected.len());
@@ -97,11 +148,24 @@ pub async fn sync(
         },
     })?;
     let appended = outcomes.iter().filter(|o| matches!(o, PushOutcome::Appended { .. })).count();
+    let refused = outcomes.iter().filter(|o| matches!(o, PushOutcome::Refused { .. })).count();
     Metrics::add(&state.metrics.pushes_appended, appended);
-    Metrics::add(&state.metrics.pushes_duplicate, outcomes.len() - appended);
-    let accepted = ids.into_iter().map(Fixed).collect();
+    Metrics::add(&state.metrics.pushes_duplicate, outcomes.len() - appended - refused);
+    Metrics::add(&state.metrics.pushes_rejected, refused);
+    let mut rejected = rejected;
+    let mut accepted = Vec::with_capacity(ids.len());
+    for (id, outcome) in ids.into_iter().zip(&outcomes) {
+        match outcome {
+            PushOutcome::Refused { reason } => {
+                rejected.push(Rejection { bundle_id: Fixed(id), reason: (*reason).to_string() })
+            }
+            PushOutcome::Appended { .. } | PushOutcome::Duplicate { .. } => accepted.push(Fixed(id)),
+        }
+    }
 
-    let response = blocking(&state, move |state| respond(state, &device, since, accepted, rejected)).await?;
+    let response =
+        blocking(&state, move |state| respond(state, &device, since, policy_version, accepted, rejected))
+            .await?;
     let bytes = sync::encode(&response);
     Metrics::add(&state.metrics.sync_bytes_out, bytes.len());
     Ok(([(header::CONTENT_TYPE, "application/cbor")], bytes).into_response())
@@ -122,9 +186,73 @@ fn readable(state: &AppState, user: UserId) -> Result<HashSet<DocumentId>, Stora
     Ok(state.storage.readable_documents(user)?.into_iter().map(|(document, _)| document).collect())
 }
 
+fn signing_key(device: &DeviceRecord) -> Result<VerifyingKey, ApiError> {
+    VerifyingKey::from_bytes(&device.signing_public)
+        .map_err(|_| ApiError::Internal("a stored signing key is not an Ed25519 key".into()))
+}
+
+/// Stores the epoch-1 commitments this device made; see the module docs. A commitment that
+/// fails a check is ignored (logged): the device learns through `mint` and the commitments
+/// delivered with its envelopes which key won.
+fn store_commitments(
+    state: &AppState,
+    device: &DeviceRecord,
+    access: &Access,
+    uploads: Vec<Blob>,
+) -> Result<(), ApiError> {
+    if uploads.is_empty() {
+        return Ok(());
+    }
+    let key = signing_key(device)?;
+    for Blob(bytes) in uploads {
+        let document = match device_commitment(&bytes, device.device_id, &key, access) {
+            Ok(document) => document,
+            Err(reason) => {
+                tracing::info!(device = %hex(&device.device_id.0), reason, "key commitment ignored");
+                continue;
+            }
+        };
+        let record = CommitmentRecord {
+            document,
+            epoch: 1,
+            minter_device: Some(device.device_id),
+            signed: bytes,
+            stored_at: now_ms(),
+        };
+        if !state.storage.put_commitment(&record)? {
+            tracing::debug!(document = %hex(&document.to_bytes()), "another device's key commitment came first");
+        }
+    }
+    Ok(())
+}
+
+/// The document of a valid epoch-1 commitment by `device`, or why it is not one.
+fn device_commitment(
+    bytes: &[u8],
+    device: DeviceId,
+    key: &VerifyingKey,
+    access: &Access,
+) -> Result<DocumentId, &'static str> {
+    let signed = SignedCommitment::from_bytes(bytes).map_err(|_| "malformed")?;
+    let commitment = signed.verify(key.as_bytes()).map_err(|_| "bad_signature")?;
+    if commitment.minter != Minter::Device(Fixed(device.0)) {
+        return Err("not_the_minter");
+    }
+    // Later epochs are an administrator's, through a rekey.
+    if commitment.epoch != 1 {
+        return Err("not_epoch_1");
+    }
+    let document = commitment.document().map_err(|_| "malformed")?;
+    if !access.readable.contains(&document) {
+        return Err("no_access");
+    }
+    Ok(document)
+}
+
 fn check_bundles(
     state: &AppState,
     device: &DeviceRecord,
+    access: &Access,
     push: Vec<Blob>,
     snapshots: Vec<sync::SnapshotUpload>,
 ) -> Result<Checked, ApiError> {
@@ -132,14 +260,28 @@ fn check_bundles(
     if push.is_empty() && snapshots.is_empty() {
         return Ok(checked);
     }
-    let readable = readable(state, device.user)?;
-    let key = VerifyingKey::from_bytes(&device.signing_public)
-        .map_err(|_| ApiError::Internal("a stored signing key is not an Ed25519 key".into()))?;
+    let key = signing_key(device)?;
     let now = now_ms();
+    // (current epoch, rotation pending) per document, read once per request.
+    let mut epochs: HashMap<DocumentId, (u32, bool)> = HashMap::new();
     let uploads =
         push.into_iter().map(|b| (b, None)).chain(snapshots.into_iter().map(|s| (s.bundle, Some(s.covers))));
     for (blob, covers) in uploads {
-        match check_bundle(blob.0, covers, device.device_id, &key, &readable) {
+        let outcome = match check_bundle(blob.0, covers, device.device_id, &key, access) {
+            Ok(bundle) => {
+                let document = bundle.header.document;
+                let (current, rotating) = match epochs.entry(document) {
+                    Entry::Occupied(entry) => *entry.get(),
+                    Entry::Vacant(entry) => *entry.insert((
+                        state.storage.current_epoch(document)?,
+                        state.storage.rotation_pending(document)?,
+                    )),
+                };
+                check_epoch(bundle, current, rotating)
+            }
+            Err(rejection) => Err(rejection),
+        };
+        match outcome {
             Ok(bundle) => checked.items.push(NewBundle::from_wire(bundle, covers, now)),
             Err(rejection) => {
                 tracing::info!(
@@ -155,16 +297,20 @@ fn check_bundles(
     Ok(checked)
 }
 
+fn reject(id: [u8; 16], reason: &str) -> Rejection {
+    Rejection { bundle_id: Fixed(id), reason: reason.to_string() }
+}
+
+/// The checks that need neither the log nor the key epochs.
 fn check_bundle(
     bytes: Vec<u8>,
     covers: Option<u64>,
     device: DeviceId,
     key: &VerifyingKey,
-    readable: &HashSet<DocumentId>,
+    access: &Access,
 ) -> Result<Bundle, Rejection> {
     // The id as far as the bytes go, so that even a malformed push is reported by its id.
     let claimed: [u8; 16] = bytes.get(39..55).and_then(|id| id.try_into().ok()).unwrap_or([0; 16]);
-    let reject = |id: [u8; 16], reason: &str| Rejection { bundle_id: Fixed(id), reason: reason.to_string() };
     let bundle = Bundle::decode(bytes).map_err(|_| reject(claimed, "malformed"))?;
     let header = bundle.header;
     let id = header.bundle_id;
@@ -175,24 +321,46 @@ fn check_bundle(
     if header.author != device.0 {
         return Err(reject(id, "wrong_author"));
     }
-    if !readable.contains(&header.document) {
+    // Participation decides the plan, the role the compartment (a role writes only what it
+    // reads, so this also keeps out what it may not read).
+    if !access.plans.contains(&header.document.plan) {
         return Err(reject(id, "no_access"));
     }
     bundle.verify(key).map_err(|_| reject(id, "bad_signature"))?;
+    if !access.may_write(header.document) {
+        return Err(reject(id, REJECT_NO_WRITE));
+    }
+    Ok(bundle)
+}
+
+/// A bundle is accepted only under the document's current key, and not while the document
+/// waits for a new one: a revoked device holds the current key until the rotation.
+fn check_epoch(bundle: Bundle, current: u32, rotating: bool) -> Result<Bundle, Rejection> {
+    let header = &bundle.header;
+    if rotating {
+        return Err(reject(header.bundle_id, REJECT_ROTATING));
+    }
+    if header.epoch < current {
+        return Err(reject(header.bundle_id, REJECT_STALE_EPOCH));
+    }
+    if header.epoch > current {
+        return Err(reject(header.bundle_id, REJECT_UNKNOWN_EPOCH));
+    }
     Ok(bundle)
 }
 
 fn store_envelopes(
     state: &AppState,
     sender: &DeviceRecord,
+    access: &Access,
     uploads: Vec<EnvelopeUpload>,
 ) -> Result<(), ApiError> {
     if uploads.is_empty() {
         return Ok(());
     }
     let mut readers: HashMap<UserId, HashSet<DocumentId>> = HashMap::new();
-    readers.insert(sender.user, readable(state, sender.user)?);
     let mut devices: HashMap<DeviceId, Option<DeviceRecord>> = HashMap::new();
+    let mut committed: HashMap<(DocumentId, u32), bool> = HashMap::new();
     let mut keep = Vec::new();
     let mut escrow = Vec::new();
     let mut dropped = 0usize;
@@ -202,9 +370,19 @@ fn store_envelopes(
             dropped += 1;
             continue;
         };
-        let sender_reads = readers.get(&sender.user).is_some_and(|docs| docs.contains(&document));
         let size_ok = !upload.envelope.0.is_empty() && upload.envelope.0.len() <= MAX_ENVELOPE_LEN;
-        if !sender_reads || !size_ok {
+        if !access.readable.contains(&document) || !size_ok {
+            dropped += 1;
+            continue;
+        }
+        // Only a key someone committed to (so at most the current epoch) can be handed on.
+        let has_commitment = match committed.entry((document, upload.epoch)) {
+            Entry::Occupied(entry) => *entry.get(),
+            Entry::Vacant(entry) => {
+                *entry.insert(state.storage.commitment(document, upload.epoch)?.is_some())
+            }
+        };
+        if !has_commitment {
             dropped += 1;
             continue;
         }
@@ -221,7 +399,7 @@ fn store_envelopes(
                 record
             }
         };
-        let Some(record) = record.filter(|r| r.state == DeviceState::Active) else {
+        let Some(record) = record.filter(|r| r.state == DeviceState::Active && r.wiped_at.is_none()) else {
             dropped += 1;
             continue;
         };
@@ -282,6 +460,7 @@ fn respond(
     state: &AppState,
     device: &DeviceRecord,
     since: u64,
+    policy_version: u32,
     accepted: Vec<Fixed<16>>,
     rejected: Vec<Rejection>,
 ) -> Result<SyncResponse, ApiError> {
@@ -289,16 +468,45 @@ fn respond(
     Metrics::add(&state.metrics.bundles_pulled, batch.bundles.len());
     // After the pull: an envelope stored below the pull's head is then always included.
     let mailbox = state.storage.envelopes_for(device.device_id, since)?;
-    // Which keys the device holds depends on every envelope it ever got, not only new ones.
-    let held = if since == 0 { mailbox.clone() } else { state.storage.envelopes_for(device.device_id, 0)? };
-    let answerable = answerable_documents(state, device, &held)?;
-    let key_requests = key_requests(state, device, &answerable)?;
+    // Each key travels with the commitment the device checks it against.
+    let mut commitments = Vec::new();
+    let mut committed = HashSet::new();
+    for envelope in &mailbox {
+        if committed.insert((envelope.document, envelope.epoch))
+            && let Some(commitment) = state.storage.commitment(envelope.document, envelope.epoch)?
+        {
+            commitments.push(Blob(commitment.signed));
+        }
+    }
+    let policy = state
+        .storage
+        .policy()?
+        .filter(|record| record.policy.version > policy_version)
+        .map(|record| Blob(record.signed));
+    let readable = readable(state, device.user)?;
+    // Which keys the device holds depends on every envelope it ever got, not only new ones,
+    // and on the keys it made.
+    let held: Vec<(DocumentId, u32)> = state
+        .storage
+        .held_keys(device.device_id)?
+        .into_iter()
+        .filter(|(d, _)| readable.contains(d))
+        .collect();
+    let key_requests = key_requests(state, device, &held)?;
     let mut compact = Vec::new();
-    for document in &answerable {
-        if state.storage.document_stats(*document)?.bundles_since_snapshot > COMPACT_AFTER {
+    let mut current: HashMap<DocumentId, u32> = HashMap::new();
+    for (document, epoch) in &held {
+        let now = match current.entry(*document) {
+            Entry::Occupied(entry) => *entry.get(),
+            Entry::Vacant(entry) => *entry.insert(state.storage.current_epoch(*document)?),
+        };
+        // Only a device that holds the current key can seal a snapshot that others accept.
+        if *epoch == now && state.storage.document_stats(*document)?.bundles_since_snapshot > COMPACT_AFTER {
             compact.push(Fixed(document.to_bytes()));
         }
     }
+    let mint =
+        state.storage.unminted_documents(device.user)?.into_iter().map(|d| Fixed(d.to_bytes())).collect();
     Ok(SyncResponse {
         accepted,
         rejected,
@@ -315,53 +523,23 @@ fn respond(
             .collect(),
         key_requests,
         compact,
+        policy,
+        commitments,
+        mint,
     })
 }
 
-/// The readable documents whose current key this device holds: those it has an envelope for,
-/// and those of plans its user directs as regisseur (the creator's device made the key and
-/// holds it without an envelope). Only such a device can answer key requests or upload a
-/// snapshot.
-fn answerable_documents(
-    state: &AppState,
-    device: &DeviceRecord,
-    mailbox: &[Envelope],
-) -> Result<Vec<DocumentId>, ApiError> {
-    let with_envelope: HashSet<DocumentId> =
-        mailbox.iter().filter(|e| e.epoch == CURRENT_EPOCH).map(|e| e.document).collect();
-    let mut directed = HashSet::new();
-    for plan in state.storage.plans_of_user(device.user)? {
-        let plan_has_envelope = with_envelope.iter().any(|d| d.plan == plan);
-        if !plan_has_envelope
-            && state
-                .storage
-                .participants(plan)?
-                .iter()
-                .any(|p| p.user == device.user && p.plan_role == CREATOR_PLAN_ROLE)
-        {
-            directed.insert(plan);
-        }
-    }
-    let mut documents: Vec<DocumentId> = state
-        .storage
-        .readable_documents(device.user)?
-        .into_iter()
-        .map(|(document, _)| document)
-        .filter(|d| with_envelope.contains(d) || directed.contains(&d.plan))
-        .collect();
-    documents.sort_unstable();
-    Ok(documents)
-}
-
+/// For every (document, epoch) key the device holds, the devices that may read the document
+/// and lack that key.
 fn key_requests(
     state: &AppState,
     device: &DeviceRecord,
-    answerable: &[DocumentId],
+    held: &[(DocumentId, u32)],
 ) -> Result<Vec<KeyRequest>, ApiError> {
     let mut chains: HashMap<DeviceId, Option<Chain>> = HashMap::new();
     let mut requests = Vec::new();
-    for document in answerable {
-        for requester in state.storage.devices_missing_envelope(*document, CURRENT_EPOCH)? {
+    for (document, epoch) in held {
+        for requester in state.storage.devices_missing_envelope(*document, *epoch)? {
             if requester == device.device_id {
                 continue;
             }
@@ -372,7 +550,7 @@ fn key_requests(
             if let Some((certificate, admin_certificate)) = chain {
                 requests.push(KeyRequest {
                     document: Fixed(document.to_bytes()),
-                    epoch: CURRENT_EPOCH,
+                    epoch: *epoch,
                     certificate: Blob(certificate.clone()),
                     admin_certificate: Blob(admin_certificate.clone()),
                 });

@@ -9,10 +9,7 @@
 //! participants and bundles would be one statement, but it could not position history
 //! blocks or stop per document, and the planner would be free to walk bundles by seq.
 
-use super::{
-    DeviceId, DocumentId, PlanId, PullBatch, Result, SNAPSHOT_SHORTCUT_CHANGES, StoredBundle, UserId,
-    readable_compartments,
-};
+use super::{DeviceId, DocumentId, PullBatch, Result, SNAPSHOT_SHORTCUT_CHANGES, StoredBundle, UserId};
 
 /// What a pull needs of a row, without its bytes.
 #[derive(Debug, Clone, Copy)]
@@ -26,8 +23,8 @@ pub(crate) struct RowMeta {
 /// Reads of one read transaction; every call sees the same state of the log.
 pub(crate) trait LogView {
     fn head(&self) -> Result<u64>;
-    /// (plan, plan role, granted_at_seq) of every plan `user` participates in.
-    fn grants(&self, user: UserId) -> Result<Vec<(PlanId, String, u64)>>;
+    /// (document, granted_at_seq) of every document `user` may read under the stored policy.
+    fn readable(&self, user: UserId) -> Result<Vec<(DocumentId, u64)>>;
     /// The snapshot with the greatest `covers_seq` (then the greatest seq).
     fn latest_snapshot(&self, document: DocumentId) -> Result<Option<RowMeta>>;
     /// The seq of the `nth` newest change bundle with seq ≤ `through` (1 = the newest).
@@ -68,12 +65,8 @@ pub(crate) fn pull(
     let budget = u64::try_from(max_bytes).unwrap_or(u64::MAX);
     let mut candidates = Vec::new();
     let mut truncated = false;
-    for (plan, role, granted) in view.grants(user)? {
-        for compartment in readable_compartments(&role) {
-            let document = DocumentId { plan, compartment };
-            truncated |=
-                document_candidates(view, document, granted, device, since, budget, &mut candidates)?;
-        }
+    for (document, granted) in view.readable(user)? {
+        truncated |= document_candidates(view, document, granted, device, since, budget, &mut candidates)?;
     }
     candidates.sort_by_key(|c| (c.position, c.rank, c.seq));
 

@@ -19,9 +19,10 @@ use eenplan_protocol::{BundleKind, DocumentId};
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
 
 use super::{
-    AdminRecord, CREATOR_PLAN_ROLE, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope, NetworkRecord,
-    NewBundle, NewDevice, Org, OrgId, Participant, PlanId, PullBatch, PushOutcome, Result, Storage,
-    StorageError, User, UserId, pull, readable_compartments,
+    AdminRecord, CREATOR_PLAN_ROLE, CommitmentRecord, CompletedRotation, DeviceId, DeviceRecord, DeviceState,
+    DocStats, Envelope, NetworkRecord, NewBundle, NewDevice, Org, OrgId, Participant, PlanId, PolicyRecord,
+    PullBatch, PushOutcome, Reader, Result, Revocation, RotationTask, Storage, StorageError, User, UserId,
+    pull,
 };
 
 /// Read connections. Pulls are short read transactions; a few cover the bursts of a morning
@@ -166,7 +167,12 @@ impl Storage for SqliteStorage {
         self.read(rows::network)
     }
 
-    fn init_network(&self, network: &NetworkRecord, first_admin: &AdminRecord) -> Result<()> {
+    fn init_network(
+        &self,
+        network: &NetworkRecord,
+        first_admin: &AdminRecord,
+        policy: &PolicyRecord,
+    ) -> Result<()> {
         self.write(|tx| {
             if !rows::insert_network(tx, network)? {
                 return Err(StorageError::AlreadyInitialised);
@@ -174,7 +180,7 @@ impl Storage for SqliteStorage {
             if !rows::insert_admin(tx, first_admin)? {
                 return Err(StorageError::Conflict("that key is already an administrator".into()));
             }
-            Ok(())
+            rows::replace_policy(tx, policy, 0)
         })
     }
 
@@ -293,12 +299,39 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn revoke_device(&self, id: DeviceId, now: i64) -> Result<()> {
-        self.write(|tx| match rows::device_state(tx, id)? {
-            None => Err(StorageError::NotFound),
-            // Keeps the first revocation's time.
-            Some(DeviceState::Revoked) => Ok(()),
-            Some(_) => rows::revoke_device(tx, id, now),
+    fn revoke_device(&self, id: DeviceId, revocation: &Revocation, now: i64) -> Result<u64> {
+        self.write(|tx| {
+            let record = rows::device(tx, id)?.ok_or(StorageError::NotFound)?;
+            match record.state {
+                // Keeps the first revocation's time, reason and order.
+                DeviceState::Revoked => {}
+                // A pending device never received a key: nothing to rotate.
+                DeviceState::Pending => {
+                    rows::revoke_device(tx, id, &revocation.reason, now)?;
+                    rows::insert_wipe_order(tx, id, &revocation.wipe_order, now)?;
+                }
+                DeviceState::Active => {
+                    rows::revoke_device(tx, id, &revocation.reason, now)?;
+                    rows::insert_wipe_order(tx, id, &revocation.wipe_order, now)?;
+                    for (document, _) in rows::readable(tx, record.user)? {
+                        rows::queue_rotation(tx, document, now)?;
+                    }
+                }
+            }
+            rows::pending_rotations(tx)
+        })
+    }
+
+    fn wipe_order(&self, id: DeviceId) -> Result<Option<Vec<u8>>> {
+        self.read(|conn| rows::wipe_order(conn, id))
+    }
+
+    fn record_wipe(&self, id: DeviceId, report: &[u8], now: i64) -> Result<()> {
+        self.write(|tx| {
+            if rows::device_state(tx, id)?.is_none() {
+                return Err(StorageError::NotFound);
+            }
+            rows::insert_wipe_report(tx, id, report, now)
         })
     }
 
@@ -323,9 +356,8 @@ impl Storage for SqliteStorage {
                 return Err(StorageError::NotFound);
             }
             match rows::participant_role(tx, &plan, user)? {
-                // The grant keeps its position: the user's devices already follow the plan.
-                // Once the sharing policy narrows compartments by role, a role that widens
-                // access must record a new position for the compartments it adds.
+                // The grant keeps its position: the user's devices already follow the plan, and
+                // which compartments they read follows the user's role, not the plan role.
                 Some(_) => rows::set_participant_role(tx, &plan, user, plan_role),
                 None => {
                     let granted = rows::advance_head(tx, 1)?;
@@ -335,8 +367,16 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn remove_participant(&self, plan: PlanId, user: UserId) -> Result<()> {
-        self.write(|tx| rows::delete_participant(tx, &plan, user))
+    fn remove_participant(&self, plan: PlanId, user: UserId, now: i64) -> Result<u64> {
+        self.write(|tx| {
+            // What the user could read, before the participation that grants it goes.
+            let lost = rows::readable_in_plan(tx, &plan, user)?;
+            rows::delete_participant(tx, &plan, user)?;
+            for document in lost {
+                rows::queue_rotation(tx, document, now)?;
+            }
+            rows::pending_rotations(tx)
+        })
     }
 
     fn participants(&self, plan: PlanId) -> Result<Vec<Participant>> {
@@ -348,18 +388,138 @@ impl Storage for SqliteStorage {
     }
 
     fn plans_of_user(&self, user: UserId) -> Result<Vec<PlanId>> {
-        self.read(|conn| Ok(rows::grants(conn, user)?.into_iter().map(|(plan, _, _)| plan).collect()))
+        self.read(|conn| rows::plans_of_user(conn, user))
     }
 
     fn readable_documents(&self, user: UserId) -> Result<Vec<(DocumentId, u64)>> {
-        let grants = self.read(|conn| rows::grants(conn, user))?;
-        Ok(grants
-            .into_iter()
-            .flat_map(|(plan, role, granted)| {
-                readable_compartments(&role)
-                    .map(move |compartment| (DocumentId { plan, compartment }, granted))
-            })
-            .collect())
+        self.read(|conn| rows::readable(conn, user))
+    }
+
+    fn readers(&self, document: DocumentId) -> Result<Vec<Reader>> {
+        self.read(|conn| rows::readers(conn, document))
+    }
+
+    fn policy(&self) -> Result<Option<PolicyRecord>> {
+        self.read(rows::policy)
+    }
+
+    fn set_policy(&self, record: &PolicyRecord, now: i64) -> Result<u64> {
+        self.write(|tx| {
+            let old = rows::policy(tx)?;
+            if let Some(old) = &old
+                && record.policy.version <= old.policy.version
+            {
+                return Err(StorageError::Conflict(format!(
+                    "policy version {} is not newer than {}",
+                    record.policy.version, old.policy.version
+                )));
+            }
+            let old = old.map(|o| o.policy).unwrap_or_default();
+            // Reads taken away: those participants' devices lose the keys, and the documents
+            // move to an epoch they will not get.
+            for (role, compartment) in old.lost_reads(&record.policy) {
+                for (plan, user) in rows::participants_with_role(tx, &role)? {
+                    let document = DocumentId { plan, compartment };
+                    rows::delete_user_envelopes(tx, document, user)?;
+                    rows::queue_rotation(tx, document, now)?;
+                }
+            }
+            // Reads given: a new grant position makes the plan new to those devices' cursors,
+            // so their next pull sends the newly readable documents from their beginning
+            // (the plan's other documents again too: redundant, never missing).
+            let gained = record.policy.lost_reads(&old);
+            let roles: std::collections::BTreeSet<&str> =
+                gained.iter().map(|(role, _)| role.as_str()).collect();
+            let mut regranted = Vec::new();
+            for role in roles {
+                regranted.extend(rows::participants_with_role(tx, role)?);
+            }
+            // Only a grant that someone receives takes a position.
+            if !regranted.is_empty() {
+                let granted = rows::advance_head(tx, 1)?;
+                for (plan, user) in regranted {
+                    rows::set_granted_at(tx, &plan, user, granted)?;
+                }
+            }
+            rows::replace_policy(tx, record, now)?;
+            rows::pending_rotations(tx)
+        })
+    }
+
+    fn put_commitment(&self, commitment: &CommitmentRecord) -> Result<bool> {
+        known_compartments(std::iter::once(commitment.document))?;
+        self.write(|tx| rows::insert_commitment(tx, commitment))
+    }
+
+    fn commitment(&self, document: DocumentId, epoch: u32) -> Result<Option<CommitmentRecord>> {
+        self.read(|conn| rows::commitment(conn, document, epoch))
+    }
+
+    fn current_epoch(&self, document: DocumentId) -> Result<u32> {
+        self.read(|conn| rows::current_epoch(conn, document))
+    }
+
+    fn unminted_documents(&self, user: UserId) -> Result<Vec<DocumentId>> {
+        self.read(|conn| rows::unminted_documents(conn, user))
+    }
+
+    fn held_keys(&self, device: DeviceId) -> Result<Vec<(DocumentId, u32)>> {
+        self.read(|conn| rows::held_keys(conn, device))
+    }
+
+    fn rotation_pending(&self, document: DocumentId) -> Result<bool> {
+        self.read(|conn| rows::rotation_pending_before(conn, document, u32::MAX))
+    }
+
+    fn pending_rotations(&self) -> Result<u64> {
+        self.read(rows::pending_rotations)
+    }
+
+    fn rotation_tasks(&self, limit: usize) -> Result<Vec<RotationTask>> {
+        self.read(|conn| {
+            let limit = u64::try_from(limit).unwrap_or(u64::MAX);
+            rows::oldest_rotations(conn, limit)?
+                .into_iter()
+                .map(|(document, queued_at)| {
+                    Ok(RotationTask {
+                        document,
+                        current_epoch: rows::current_epoch(conn, document)?,
+                        queued_at,
+                        readers: rows::readers(conn, document)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn complete_rotation(&self, rotation: &CompletedRotation) -> Result<u64> {
+        let document = rotation.document;
+        known_compartments(std::iter::once(document).chain(rotation.envelopes.iter().map(|e| e.document)))?;
+        self.write(|tx| {
+            let current = rows::current_epoch(tx, document)?;
+            if current.checked_add(1) != Some(rotation.new_epoch) {
+                return Err(StorageError::InvalidState(format!(
+                    "the document is at epoch {current}; the next epoch is {}",
+                    u64::from(current) + 1
+                )));
+            }
+            if !rows::rotation_pending_before(tx, document, rotation.new_epoch)? {
+                return Err(StorageError::InvalidState("no rotation of the document is waiting".into()));
+            }
+            let commitment = CommitmentRecord {
+                document,
+                epoch: rotation.new_epoch,
+                minter_device: None,
+                signed: rotation.commitment.clone(),
+                stored_at: rotation.now,
+            };
+            if !rows::insert_commitment(tx, &commitment)? {
+                return Err(StorageError::InvalidState("the epoch has a commitment already".into()));
+            }
+            put_envelopes_in(tx, &rotation.envelopes)?;
+            rows::settle_rotations(tx, document, rotation.new_epoch)?;
+            rows::pending_rotations(tx)
+        })
     }
 
     fn push_batch(&self, items: &[NewBundle]) -> Result<Vec<PushOutcome>> {
@@ -372,6 +532,17 @@ impl Storage for SqliteStorage {
             let mut head = start;
             let mut outcomes = Vec::with_capacity(items.len());
             for item in items {
+                // Checked again here, in the transaction that writes: the route checked
+                // before the group commit, and a revocation may have committed since.
+                if rows::rotation_pending_before(tx, item.document, u32::MAX)? {
+                    outcomes.push(PushOutcome::Refused { reason: eenplan_protocol::sync::REJECT_ROTATING });
+                    continue;
+                }
+                if item.epoch < rows::current_epoch(tx, item.document)? {
+                    outcomes
+                        .push(PushOutcome::Refused { reason: eenplan_protocol::sync::REJECT_STALE_EPOCH });
+                    continue;
+                }
                 let seq = head + 1;
                 let covers = match item.kind {
                     BundleKind::Snapshot => Some(item.covers_seq.unwrap_or(0).min(head)),
@@ -408,22 +579,7 @@ impl Storage for SqliteStorage {
 
     fn put_envelopes(&self, envelopes: &[Envelope]) -> Result<()> {
         known_compartments(envelopes.iter().map(|e| e.document))?;
-        self.write(|tx| {
-            for envelope in envelopes {
-                if envelope.recipient.0 == eenplan_protocol::api::ESCROW_RECIPIENT {
-                    rows::upsert_escrow_envelope(tx, envelope)?;
-                    continue;
-                }
-                match rows::device_state(tx, envelope.recipient)? {
-                    None => return Err(StorageError::NotFound),
-                    Some(DeviceState::Revoked) => {
-                        return Err(StorageError::InvalidState("the recipient is revoked".into()));
-                    }
-                    Some(DeviceState::Pending | DeviceState::Active) => rows::upsert_envelope(tx, envelope)?,
-                }
-            }
-            Ok(())
-        })
+        self.write(|tx| put_envelopes_in(tx, envelopes))
     }
 
     fn envelopes_for(&self, device: DeviceId, since: u64) -> Result<Vec<Envelope>> {
@@ -437,4 +593,23 @@ impl Storage for SqliteStorage {
     fn devices_missing_envelope(&self, document: DocumentId, epoch: u32) -> Result<Vec<DeviceId>> {
         self.read(|conn| rows::devices_missing_envelope(conn, document, epoch))
     }
+}
+
+/// Stores each envelope inside the caller's transaction: escrow ones apart (the first per
+/// document and epoch stays), device ones at a new log position.
+fn put_envelopes_in(tx: &Transaction<'_>, envelopes: &[Envelope]) -> Result<()> {
+    for envelope in envelopes {
+        if envelope.recipient.0 == eenplan_protocol::api::ESCROW_RECIPIENT {
+            rows::upsert_escrow_envelope(tx, envelope)?;
+            continue;
+        }
+        match rows::device_state(tx, envelope.recipient)? {
+            None => return Err(StorageError::NotFound),
+            Some(DeviceState::Revoked) => {
+                return Err(StorageError::InvalidState("the recipient is revoked".into()));
+            }
+            Some(DeviceState::Pending | DeviceState::Active) => rows::upsert_envelope(tx, envelope)?,
+        }
+    }
+    Ok(())
 }

@@ -118,6 +118,58 @@ const MIGRATIONS: &[&str] = &[
     //    keeps the MAC over its keys that the administrator checks before approving it.
     "ALTER TABLE enrolments RENAME COLUMN code_hash TO code_id;
      ALTER TABLE devices ADD COLUMN key_mac BLOB NOT NULL DEFAULT X'';",
+    // 4: the sharing policy, key epochs and their rotation, revocation and wipe.
+    //    `policy` keeps the root-signed policy that devices receive; `policy_access` is its
+    //    table as rows, one per (role, compartment) the role may read, so that one join of
+    //    participants, users and policy_access says which documents a user may read. A
+    //    database from before policies has none, and serves nothing until one is uploaded.
+    "CREATE TABLE policy (
+         id           INTEGER PRIMARY KEY CHECK (id = 1),
+         version      BIGINT NOT NULL,
+         signed       BLOB NOT NULL,
+         installed_at BIGINT NOT NULL
+     );
+     CREATE TABLE policy_access (
+         role        TEXT NOT NULL,
+         compartment SMALLINT NOT NULL,
+         may_write   SMALLINT NOT NULL CHECK (may_write IN (0, 1)),
+         PRIMARY KEY (role, compartment)
+     ) WITHOUT ROWID;
+     CREATE INDEX users_by_role ON users (role, user_id);
+     -- One signed commitment per (document, epoch): the first one stored wins. The current
+     -- epoch of a document is its highest epoch here.
+     CREATE TABLE commitments (
+         plan_id       BLOB NOT NULL,
+         compartment   SMALLINT NOT NULL,
+         epoch         BIGINT NOT NULL,
+         minter_device BLOB,
+         signed        BLOB NOT NULL,
+         stored_at     BIGINT NOT NULL,
+         PRIMARY KEY (plan_id, compartment, epoch)
+     ) WITHOUT ROWID;
+     CREATE INDEX commitments_by_minter ON commitments (minter_device) WHERE minter_device IS NOT NULL;
+     -- Documents that must move to a new epoch, with the epoch they had when the reason
+     -- arose: a new epoch above it settles the task.
+     CREATE TABLE rotations (
+         plan_id      BLOB NOT NULL,
+         compartment  SMALLINT NOT NULL,
+         queued_epoch BIGINT NOT NULL,
+         queued_at    BIGINT NOT NULL,
+         PRIMARY KEY (plan_id, compartment, queued_epoch)
+     ) WITHOUT ROWID;
+     CREATE INDEX rotations_by_age ON rotations (queued_at, plan_id, compartment);
+     CREATE TABLE wipe_orders (
+         device_id BLOB PRIMARY KEY REFERENCES devices (device_id),
+         signed    BLOB NOT NULL,
+         stored_at BIGINT NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE wipe_reports (
+         device_id BLOB PRIMARY KEY REFERENCES devices (device_id),
+         signed    BLOB NOT NULL,
+         wiped_at  BIGINT NOT NULL
+     ) WITHOUT ROWID;
+     ALTER TABLE devices ADD COLUMN revocation_reason TEXT;
+     CREATE INDEX envelopes_by_document ON envelopes (plan_id, compartment, epoch);",
 ];
 
 /// The schema version this build writes.

@@ -8,10 +8,11 @@ use rusqlite::{Connection, OptionalExtension, Row, ToSql, Transaction, params};
 
 use crate::storage::pull::{LogView, RowMeta};
 use crate::storage::{
-    AdminRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope, NetworkRecord, NewBundle,
-    NewDevice, Org, OrgId, Participant, PlanId, Result, StorageError, StoredBundle, User, UserId,
-    readable_compartments,
+    AdminRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope, NetworkRecord,
+    NewBundle, NewDevice, Org, OrgId, Participant, PlanId, PolicyRecord, Reader, Result, StorageError,
+    StoredBundle, User, UserId,
 };
+use eenplan_protocol::policy::{MAX_POLICY_LEN, Policy, SignedPolicy};
 
 const SERVER_SECRET: &str = "server_secret";
 
@@ -276,8 +277,11 @@ pub(super) fn insert_device(
     Ok(inserted == 1)
 }
 
-const DEVICE_COLUMNS: &str = "SELECT device_id, user_id, signing_public, agreement_public, certificate, \
-                              state, created_at, revoked_at, key_mac FROM devices";
+/// Device rows with their wipe report's time; conditions name the device columns `d.…`.
+const DEVICE_COLUMNS: &str = "SELECT d.device_id, d.user_id, d.signing_public, d.agreement_public, \
+                              d.certificate, d.state, d.created_at, d.revoked_at, d.key_mac, \
+                              d.revocation_reason, w.wiped_at \
+                              FROM devices d LEFT JOIN wipe_reports w ON w.device_id = d.device_id";
 
 fn device_from(row: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
     Ok(DeviceRecord {
@@ -290,29 +294,31 @@ fn device_from(row: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
         created_at: row.get(6)?,
         revoked_at: row.get(7)?,
         key_mac: row.get(8)?,
+        revocation_reason: row.get(9)?,
+        wiped_at: row.get(10)?,
     })
 }
 
 pub(super) fn devices(conn: &Connection) -> Result<Vec<DeviceRecord>> {
-    let mut stmt = conn.prepare(&format!("{DEVICE_COLUMNS} ORDER BY created_at, device_id"))?;
+    let mut stmt = conn.prepare(&format!("{DEVICE_COLUMNS} ORDER BY d.created_at, d.device_id"))?;
     let rows = stmt.query_map([], device_from)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 pub(super) fn devices_in_state(conn: &Connection, state: DeviceState) -> Result<Vec<DeviceRecord>> {
     let mut stmt =
-        conn.prepare(&format!("{DEVICE_COLUMNS} WHERE state = ?1 ORDER BY created_at, device_id"))?;
+        conn.prepare(&format!("{DEVICE_COLUMNS} WHERE d.state = ?1 ORDER BY d.created_at, d.device_id"))?;
     let rows = stmt.query_map([state.as_str()], device_from)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 pub(super) fn device(conn: &Connection, id: DeviceId) -> Result<Option<DeviceRecord>> {
-    Ok(conn.query_row(&format!("{DEVICE_COLUMNS} WHERE device_id = ?1"), [id.0], device_from).optional()?)
+    Ok(conn.query_row(&format!("{DEVICE_COLUMNS} WHERE d.device_id = ?1"), [id.0], device_from).optional()?)
 }
 
 pub(super) fn active_devices_of_user(conn: &Connection, user: UserId) -> Result<Vec<DeviceRecord>> {
     let mut stmt = conn.prepare(&format!(
-        "{DEVICE_COLUMNS} WHERE user_id = ?1 AND state = 'active' ORDER BY created_at, device_id"
+        "{DEVICE_COLUMNS} WHERE d.user_id = ?1 AND d.state = 'active' ORDER BY d.created_at, d.device_id"
     ))?;
     let rows = stmt.query_map([user.0], device_from)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -332,12 +338,44 @@ pub(super) fn activate_device(tx: &Transaction<'_>, id: DeviceId, certificate: &
     Ok(())
 }
 
-pub(super) fn revoke_device(tx: &Transaction<'_>, id: DeviceId, now: i64) -> Result<()> {
+pub(super) fn revoke_device(tx: &Transaction<'_>, id: DeviceId, reason: &str, now: i64) -> Result<()> {
     tx.execute(
-        "UPDATE devices SET state = 'revoked', revoked_at = ?2 WHERE device_id = ?1",
-        params![id.0, now],
+        "UPDATE devices SET state = 'revoked', revoked_at = ?2, revocation_reason = ?3 WHERE device_id = ?1",
+        params![id.0, now, reason],
     )?;
     tx.execute("DELETE FROM envelopes WHERE recipient = ?1", [id.0])?;
+    Ok(())
+}
+
+/// Keeps the first order stored for a device.
+pub(super) fn insert_wipe_order(tx: &Transaction<'_>, id: DeviceId, signed: &[u8], now: i64) -> Result<()> {
+    tx.execute(
+        "INSERT INTO wipe_orders (device_id, signed, stored_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (device_id) DO NOTHING",
+        params![id.0, signed, now],
+    )?;
+    Ok(())
+}
+
+/// The order waiting for `id`, if it is revoked.
+pub(super) fn wipe_order(conn: &Connection, id: DeviceId) -> Result<Option<Vec<u8>>> {
+    Ok(conn
+        .query_row(
+            "SELECT o.signed FROM wipe_orders o JOIN devices d ON d.device_id = o.device_id
+             WHERE o.device_id = ?1 AND d.state = 'revoked'",
+            [id.0],
+            |row| row.get(0),
+        )
+        .optional()?)
+}
+
+/// Keeps the first report stored for a device.
+pub(super) fn insert_wipe_report(tx: &Transaction<'_>, id: DeviceId, signed: &[u8], now: i64) -> Result<()> {
+    tx.execute(
+        "INSERT INTO wipe_reports (device_id, signed, wiped_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (device_id) DO NOTHING",
+        params![id.0, signed, now],
+    )?;
     Ok(())
 }
 
@@ -431,12 +469,40 @@ pub(super) fn participants(conn: &Connection, plan: &PlanId) -> Result<Vec<Parti
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// (plan, plan role, granted_at_seq) of every plan `user` participates in.
-pub(super) fn grants(conn: &Connection, user: UserId) -> Result<Vec<(PlanId, String, u64)>> {
+/// The plans `user` participates in.
+pub(super) fn plans_of_user(conn: &Connection, user: UserId) -> Result<Vec<PlanId>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT plan_id FROM participants WHERE user_id = ?1 ORDER BY plan_id")?;
+    let rows = stmt.query_map([user.0], |row| row.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// (document, granted_at_seq) of every document `user` may read: the participant's plans
+/// joined with the compartments the user's role reads under the stored policy.
+pub(super) fn readable(conn: &Connection, user: UserId) -> Result<Vec<(DocumentId, u64)>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT plan_id, plan_role, granted_at_seq FROM participants WHERE user_id = ?1 ORDER BY plan_id",
+        "SELECT p.plan_id, a.compartment, p.granted_at_seq
+         FROM participants p
+         JOIN users u ON u.user_id = p.user_id
+         JOIN policy_access a ON a.role = u.role
+         WHERE p.user_id = ?1
+         ORDER BY p.plan_id, a.compartment",
     )?;
-    let rows = stmt.query_map([user.0], |row| Ok((row.get(0)?, row.get(1)?, uint(row, 2)?)))?;
+    let rows = stmt.query_map([user.0], |row| Ok((document_at(row, 0, 1)?, uint(row, 2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The readable documents of one plan for `user`.
+pub(super) fn readable_in_plan(conn: &Connection, plan: &PlanId, user: UserId) -> Result<Vec<DocumentId>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.plan_id, a.compartment
+         FROM participants p
+         JOIN users u ON u.user_id = p.user_id
+         JOIN policy_access a ON a.role = u.role
+         WHERE p.plan_id = ?1 AND p.user_id = ?2
+         ORDER BY a.compartment",
+    )?;
+    let rows = stmt.query_map(params![plan, user.0], |row| document_at(row, 0, 1))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -520,8 +586,8 @@ impl LogView for SqliteLog<'_> {
         head(self.0)
     }
 
-    fn grants(&self, user: UserId) -> Result<Vec<(PlanId, String, u64)>> {
-        grants(self.0, user)
+    fn readable(&self, user: UserId) -> Result<Vec<(DocumentId, u64)>> {
+        readable(self.0, user)
     }
 
     fn latest_snapshot(&self, document: DocumentId) -> Result<Option<RowMeta>> {
@@ -672,25 +738,235 @@ pub(super) fn devices_missing_envelope(
     document: DocumentId,
     epoch: u32,
 ) -> Result<Vec<DeviceId>> {
-    // One probe of the envelopes primary key per active device of the plan's participants.
-    let mut stmt = conn.prepare(
-        "SELECT p.plan_role, d.device_id
-         FROM participants p JOIN devices d ON d.user_id = p.user_id
-         WHERE p.plan_id = ?1 AND d.state = 'active'
-           AND NOT EXISTS (
-               SELECT 1 FROM envelopes e
-               WHERE e.recipient = d.device_id AND e.plan_id = ?1 AND e.compartment = ?2 AND e.epoch = ?3)
-         ORDER BY d.device_id",
+    Ok(readers(conn, document)?
+        .into_iter()
+        .filter(|reader| !reader.held_epochs.contains(&epoch))
+        .map(|reader| reader.device.device_id)
+        .collect())
+}
+
+/// The active, not wiped devices of the participants whose role may read `document`, each
+/// with the epochs it holds: by envelope, or because it made the key.
+pub(super) fn readers(conn: &Connection, document: DocumentId) -> Result<Vec<Reader>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "{DEVICE_COLUMNS}
+         JOIN participants p ON p.user_id = d.user_id
+         JOIN users u ON u.user_id = p.user_id
+         JOIN policy_access a ON a.role = u.role AND a.compartment = ?2
+         WHERE p.plan_id = ?1 AND d.state = 'active' AND w.wiped_at IS NULL
+         ORDER BY d.device_id"
+    ))?;
+    let devices = stmt
+        .query_map(params![document.plan, document.compartment], device_from)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut held = conn.prepare_cached(
+        "SELECT epoch FROM envelopes WHERE recipient = ?1 AND plan_id = ?2 AND compartment = ?3
+         UNION
+         SELECT epoch FROM commitments WHERE minter_device = ?1 AND plan_id = ?2 AND compartment = ?3
+         ORDER BY epoch",
     )?;
-    let rows = stmt.query_map(params![document.plan, document.compartment, epoch], |row| {
-        Ok((row.get::<_, String>(0)?, DeviceId(row.get(1)?)))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (role, device) = row?;
-        if readable_compartments(&role).contains(&document.compartment) {
-            out.push(device);
-        }
+    let mut out = Vec::with_capacity(devices.len());
+    for device in devices {
+        let held_epochs = held
+            .query_map(params![device.device_id.0, document.plan, document.compartment], |row| row.get(0))?
+            .collect::<rusqlite::Result<Vec<u32>>>()?;
+        out.push(Reader { device, held_epochs });
     }
     Ok(out)
+}
+
+// The sharing policy.
+
+pub(super) fn policy(conn: &Connection) -> Result<Option<PolicyRecord>> {
+    let signed: Option<Vec<u8>> =
+        conn.query_row("SELECT signed FROM policy WHERE id = 1", [], |row| row.get(0)).optional()?;
+    let Some(signed) = signed else { return Ok(None) };
+    // Verified when it was stored; read back only to hand out the table.
+    let body = SignedPolicy::from_bytes(&signed)
+        .map_err(|e| StorageError::Corrupt(format!("the stored policy: {e}")))?
+        .body;
+    let policy: Policy = eenplan_protocol::sync::decode(&body, MAX_POLICY_LEN)
+        .map_err(|e| StorageError::Corrupt(format!("the stored policy's table: {e}")))?;
+    Ok(Some(PolicyRecord { signed, policy }))
+}
+
+/// Replaces the policy and its materialised table.
+pub(super) fn replace_policy(tx: &Transaction<'_>, record: &PolicyRecord, now: i64) -> Result<()> {
+    tx.execute(
+        "INSERT INTO policy (id, version, signed, installed_at) VALUES (1, ?1, ?2, ?3)
+         ON CONFLICT (id) DO UPDATE SET version = excluded.version, signed = excluded.signed,
+                                        installed_at = excluded.installed_at",
+        params![record.policy.version, record.signed, now],
+    )?;
+    tx.execute("DELETE FROM policy_access", [])?;
+    let mut insert =
+        tx.prepare_cached("INSERT INTO policy_access (role, compartment, may_write) VALUES (?1, ?2, ?3)")?;
+    for role in record.policy.roles.keys() {
+        for compartment in record.policy.readable(role) {
+            insert.execute(params![
+                role,
+                compartment,
+                i64::from(record.policy.may_write(role, compartment))
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+/// (plan, user) of every participant whose user has `role`.
+pub(super) fn participants_with_role(conn: &Connection, role: &str) -> Result<Vec<(PlanId, UserId)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.plan_id, p.user_id FROM participants p JOIN users u ON u.user_id = p.user_id
+         WHERE u.role = ?1 ORDER BY p.plan_id, p.user_id",
+    )?;
+    let rows = stmt.query_map([role], |row| Ok((row.get(0)?, UserId(row.get(1)?))))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(super) fn set_granted_at(tx: &Transaction<'_>, plan: &PlanId, user: UserId, granted: u64) -> Result<()> {
+    tx.execute(
+        "UPDATE participants SET granted_at_seq = ?3 WHERE plan_id = ?1 AND user_id = ?2",
+        params![plan, user.0, Int(granted)],
+    )?;
+    Ok(())
+}
+
+/// Deletes the envelopes of `user`'s devices for one document.
+pub(super) fn delete_user_envelopes(tx: &Transaction<'_>, document: DocumentId, user: UserId) -> Result<()> {
+    tx.execute(
+        "DELETE FROM envelopes WHERE plan_id = ?1 AND compartment = ?2
+           AND recipient IN (SELECT device_id FROM devices WHERE user_id = ?3)",
+        params![document.plan, document.compartment, user.0],
+    )?;
+    Ok(())
+}
+
+// Key epochs and rotations.
+
+fn commitment_from(row: &Row<'_>) -> rusqlite::Result<CommitmentRecord> {
+    Ok(CommitmentRecord {
+        document: document_at(row, 0, 1)?,
+        epoch: row.get(2)?,
+        minter_device: row.get::<_, Option<[u8; 16]>>(3)?.map(DeviceId),
+        signed: row.get(4)?,
+        stored_at: row.get(5)?,
+    })
+}
+
+/// False if the (document, epoch) has a commitment already.
+pub(super) fn insert_commitment(tx: &Transaction<'_>, commitment: &CommitmentRecord) -> Result<bool> {
+    let inserted = tx.execute(
+        "INSERT INTO commitments (plan_id, compartment, epoch, minter_device, signed, stored_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (plan_id, compartment, epoch) DO NOTHING",
+        params![
+            commitment.document.plan,
+            commitment.document.compartment,
+            commitment.epoch,
+            commitment.minter_device.map(|d| d.0),
+            commitment.signed,
+            commitment.stored_at
+        ],
+    )?;
+    Ok(inserted == 1)
+}
+
+pub(super) fn commitment(
+    conn: &Connection,
+    document: DocumentId,
+    epoch: u32,
+) -> Result<Option<CommitmentRecord>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT plan_id, compartment, epoch, minter_device, signed, stored_at FROM commitments
+             WHERE plan_id = ?1 AND compartment = ?2 AND epoch = ?3",
+        )?
+        .query_row(params![document.plan, document.compartment, epoch], commitment_from)
+        .optional()?)
+}
+
+pub(super) fn current_epoch(conn: &Connection, document: DocumentId) -> Result<u32> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT COALESCE(MAX(epoch), 0) FROM commitments WHERE plan_id = ?1 AND compartment = ?2",
+        )?
+        .query_row(params![document.plan, document.compartment], |row| row.get(0))?)
+}
+
+pub(super) fn unminted_documents(conn: &Connection, user: UserId) -> Result<Vec<DocumentId>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.plan_id, a.compartment
+         FROM participants p
+         JOIN users u ON u.user_id = p.user_id
+         JOIN policy_access a ON a.role = u.role
+         WHERE p.user_id = ?1
+           AND NOT EXISTS (SELECT 1 FROM commitments c
+                           WHERE c.plan_id = p.plan_id AND c.compartment = a.compartment)
+         ORDER BY p.plan_id, a.compartment",
+    )?;
+    let rows = stmt.query_map([user.0], |row| document_at(row, 0, 1))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(super) fn held_keys(conn: &Connection, device: DeviceId) -> Result<Vec<(DocumentId, u32)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT plan_id, compartment, epoch FROM envelopes WHERE recipient = ?1
+         UNION
+         SELECT plan_id, compartment, epoch FROM commitments WHERE minter_device = ?1
+         ORDER BY 1, 2, 3",
+    )?;
+    let rows = stmt.query_map([device.0], |row| Ok((document_at(row, 0, 1)?, row.get(2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Queues a rotation of `document` at its current epoch; a document without a key has
+/// nothing to rotate.
+pub(super) fn queue_rotation(tx: &Transaction<'_>, document: DocumentId, now: i64) -> Result<()> {
+    let epoch = current_epoch(tx, document)?;
+    if epoch >= 1 {
+        tx.prepare_cached(
+            "INSERT INTO rotations (plan_id, compartment, queued_epoch, queued_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (plan_id, compartment, queued_epoch) DO NOTHING",
+        )?
+        .execute(params![document.plan, document.compartment, epoch, now])?;
+    }
+    Ok(())
+}
+
+/// Whether a rotation queued before `epoch` waits (any, for `u32::MAX`).
+pub(super) fn rotation_pending_before(conn: &Connection, document: DocumentId, epoch: u32) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT 1 FROM rotations WHERE plan_id = ?1 AND compartment = ?2 AND queued_epoch < ?3 LIMIT 1",
+        )?
+        .query_row(params![document.plan, document.compartment, i64::from(epoch)], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+pub(super) fn pending_rotations(conn: &Connection) -> Result<u64> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FROM (SELECT DISTINCT plan_id, compartment FROM rotations)",
+        [],
+        |row| uint(row, 0),
+    )?)
+}
+
+/// (document, oldest queued_at) of the longest-waiting rotations.
+pub(super) fn oldest_rotations(conn: &Connection, limit: u64) -> Result<Vec<(DocumentId, i64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT plan_id, compartment, MIN(queued_at) AS oldest FROM rotations
+         GROUP BY plan_id, compartment ORDER BY oldest, plan_id, compartment LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([Int(limit)], |row| Ok((document_at(row, 0, 1)?, row.get(2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Removes the rotations of `document` queued before it reached `epoch`.
+pub(super) fn settle_rotations(tx: &Transaction<'_>, document: DocumentId, epoch: u32) -> Result<()> {
+    tx.execute(
+        "DELETE FROM rotations WHERE plan_id = ?1 AND compartment = ?2 AND queued_epoch < ?3",
+        params![document.plan, document.compartment, i64::from(epoch)],
+    )?;
+    Ok(())
 }

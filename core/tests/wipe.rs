@@ -1,0 +1,259 @@
+//! Wiping: on an order, and after too many wrong passphrases. Afterwards the data directory
+//! holds nothing that can be decrypted, and the device reports itself wiped.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use eenplan_core::crypto::SecretKey;
+use eenplan_core::keystore::{KdfParams, KeyStore, KeyStoreError, MemoryKeyStore, PassphraseKeyStore};
+use eenplan_core::plan::NewGoal;
+use eenplan_core::wipe::MARKER_FILE;
+use eenplan_core::{CoreError, Device, OpenOptions, PlanId, WipeReason};
+
+const FAMILY: &str = "Wipe-Familie Verhoeven";
+const GOAL: &str = "Schulden volledig in beeld";
+
+fn keystore(p: &str) -> PassphraseKeyStore {
+    PassphraseKeyStore::with_params(p, KdfParams::INSECURE_FAST_FOR_TESTS)
+}
+
+fn limit(n: u32) -> OpenOptions {
+    OpenOptions { max_failed_unlocks: n }
+}
+
+/// A device with one plan holding a goal; returns the plan and the wrapped data key's bytes
+/// as the database holds them.
+fn device_with_a_plan(dir: &Path, ks: &dyn KeyStore) -> (PlanId, Vec<u8>) {
+    let plan = {
+        let mut device = Device::init(dir, ks).unwrap();
+        let plan = device.create_plan(FAMILY).unwrap();
+        device
+            .edit(&plan, |p| p.add_goal(NewGoal { domain: "financiën".into(), title: GOAL.into() }))
+            .unwrap();
+        plan
+    };
+    let conn = rusqlite::Connection::open(dir.join(eenplan_core::store::DB_FILE)).unwrap();
+    let wrapped: Vec<u8> = conn
+        .query_row("SELECT value FROM meta WHERE name = 'wrapped_data_key'", [], |row| row.get(0))
+        .unwrap();
+    assert!(wrapped.len() >= 32);
+    (plan, wrapped)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Nothing under `dir` holds the wrapped key or any plan text.
+fn assert_nothing_decryptable(dir: &Path, wrapped: &[u8]) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!contains(&bytes, wrapped), "a file still holds the wrapped data key");
+        // Also any 32-byte window of it, in case a copy were stored split or re-encoded in part.
+        assert!(!contains(&bytes, &wrapped[wrapped.len() - 32..]), "a file holds part of the wrapped key");
+        assert!(!contains(&bytes, FAMILY.as_bytes()) && !contains(&bytes, GOAL.as_bytes()));
+    }
+}
+
+#[test]
+fn after_a_wipe_order_the_directory_holds_only_the_marker_and_nothing_decryptable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (plan, wrapped) = device_with_a_plan(dir.path(), &keystore("geheim"));
+    let mut device = Device::open(dir.path(), &keystore("geheim")).unwrap();
+    assert_eq!(device.read(&plan).unwrap().family, FAMILY);
+    let id = device.device_id();
+
+    device.wipe(WipeReason::Ordered, Some(b"signed by the device".to_vec())).unwrap();
+
+    assert_eq!(file_names(dir.path()), vec![MARKER_FILE.to_owned()]);
+    assert_nothing_decryptable(dir.path(), &wrapped);
+    // The Device in memory refuses everything, and still knows who it was.
+    assert_eq!(device.device_id(), id);
+    assert!(matches!(device.read(&plan), Err(CoreError::Wiped)));
+    assert!(matches!(device.list_plans(), Err(CoreError::Wiped)));
+    assert!(matches!(device.create_plan("Nieuw"), Err(CoreError::Wiped)));
+    assert!(matches!(device.pending_changes(), Err(CoreError::Wiped)));
+    assert!(matches!(device.lease(), Err(CoreError::Wiped)));
+    assert!(matches!(device.wipe(WipeReason::Ordered, None), Err(CoreError::Wiped)));
+    drop(device);
+    // Nothing was recreated by the calls above.
+    assert_eq!(file_names(dir.path()), vec![MARKER_FILE.to_owned()]);
+
+    assert!(matches!(Device::open(dir.path(), &keystore("geheim")), Err(CoreError::Wiped)));
+    assert!(matches!(Device::init(dir.path(), &keystore("geheim")), Err(CoreError::Wiped)));
+    assert!(matches!(Device::open_or_init(dir.path(), &keystore("geheim")), Err(CoreError::Wiped)));
+    assert!(Device::is_wiped(dir.path()));
+    assert!(!Device::exists(dir.path()));
+
+    let marker = Device::wipe_marker(dir.path()).unwrap();
+    assert_eq!(marker.reason, WipeReason::Ordered);
+    assert_eq!(marker.report.as_deref(), Some(&b"signed by the device"[..]));
+    assert!(!marker.reported);
+    Device::mark_wipe_reported(dir.path()).unwrap();
+    assert!(Device::wipe_marker(dir.path()).unwrap().reported);
+}
+
+#[test]
+fn a_wiped_directory_takes_a_new_device_only_after_it_is_cleared() {
+    let dir = tempfile::tempdir().unwrap();
+    device_with_a_plan(dir.path(), &keystore("geheim"));
+    Device::open(dir.path(), &keystore("geheim")).unwrap().wipe(WipeReason::Ordered, None).unwrap();
+    assert!(matches!(Device::init(dir.path(), &keystore("nieuw")), Err(CoreError::Wiped)));
+
+    Device::clear_wiped(dir.path()).unwrap();
+    assert!(file_names(dir.path()).is_empty());
+    assert!(Device::wipe_marker(dir.path()).is_none());
+    let fresh = Device::init(dir.path(), &keystore("nieuw")).unwrap();
+    assert!(fresh.list_plans().unwrap().is_empty());
+    drop(fresh);
+    // Clearing never touches a live device.
+    Device::clear_wiped(dir.path()).unwrap();
+    assert!(Device::open(dir.path(), &keystore("nieuw")).is_ok());
+}
+
+#[test]
+fn after_n_wrong_passphrases_the_device_wipes_itself_and_holds_nothing_decryptable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, wrapped) = device_with_a_plan(dir.path(), &keystore("geheim"));
+    Device::open(dir.path(), &keystore("geheim"))
+        .unwrap()
+        .store_self_wipe_report(b"device X wiped itself".to_vec())
+        .unwrap();
+
+    let options = limit(3);
+    let attempt = || Device::open_with(dir.path(), &keystore("fout"), &options).unwrap_err();
+    assert!(matches!(attempt(), CoreError::WrongUnlock { attempts_left: 2 }));
+    assert!(matches!(attempt(), CoreError::WrongUnlock { attempts_left: 1 }));
+    assert!(matches!(attempt(), CoreError::Wiped));
+
+    assert_eq!(file_names(dir.path()), vec![MARKER_FILE.to_owned()]);
+    assert_nothing_decryptable(dir.path(), &wrapped);
+    assert!(matches!(Device::open_with(dir.path(), &keystore("geheim"), &options), Err(CoreError::Wiped)));
+    let marker = Device::wipe_marker(dir.path()).unwrap();
+    assert_eq!(marker.reason, WipeReason::TooManyFailedUnlocks);
+    assert_eq!(marker.report.as_deref(), Some(&b"device X wiped itself"[..]));
+}
+
+#[test]
+fn a_right_passphrase_before_the_limit_resets_the_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let (plan, _) = device_with_a_plan(dir.path(), &keystore("geheim"));
+    let options = limit(3);
+    for _ in 0..3 {
+        assert!(matches!(
+            Device::open_with(dir.path(), &keystore("fout"), &options),
+            Err(CoreError::WrongUnlock { attempts_left: 2 })
+        ));
+        assert!(matches!(
+            Device::open_with(dir.path(), &keystore("fout"), &options),
+            Err(CoreError::WrongUnlock { attempts_left: 1 })
+        ));
+        let mut device = Device::open_with(dir.path(), &keystore("geheim"), &options).unwrap();
+        assert_eq!(device.read(&plan).unwrap().family, FAMILY);
+    }
+    // A successful open leaves no counter behind.
+    assert!(!file_names(dir.path()).iter().any(|n| n.contains("unlock")));
+    // The wipe without a pre-signed report records none.
+    for _ in 0..3 {
+        let _ = Device::open_with(dir.path(), &keystore("fout"), &options);
+    }
+    assert_eq!(Device::wipe_marker(dir.path()).unwrap().report, None);
+}
+
+#[test]
+fn a_damaged_counter_file_leaves_exactly_one_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    device_with_a_plan(dir.path(), &keystore("geheim"));
+    std::fs::write(dir.path().join("failed-unlocks"), b"\xff garbage").unwrap();
+    // The right passphrase still opens, and resets the count.
+    Device::open(dir.path(), &keystore("geheim")).unwrap();
+    assert!(matches!(
+        Device::open(dir.path(), &keystore("fout")),
+        Err(CoreError::WrongUnlock { attempts_left: 9 })
+    ));
+    std::fs::write(dir.path().join("failed-unlocks"), b"\xff garbage").unwrap();
+    assert!(matches!(Device::open(dir.path(), &keystore("fout")), Err(CoreError::Wiped)));
+}
+
+#[test]
+fn a_malformed_marker_still_counts_as_wiped_and_nothing_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(MARKER_FILE), b"{ not json").unwrap();
+    assert!(Device::is_wiped(dir.path()));
+    assert_eq!(Device::wipe_marker(dir.path()), None);
+    assert!(matches!(Device::open(dir.path(), &keystore("geheim")), Err(CoreError::Wiped)));
+    assert!(matches!(Device::init(dir.path(), &keystore("geheim")), Err(CoreError::Wiped)));
+    assert!(matches!(Device::mark_wipe_reported(dir.path()), Err(CoreError::Io { .. })));
+    Device::clear_wiped(dir.path()).unwrap();
+    Device::init(dir.path(), &keystore("geheim")).unwrap();
+}
+
+/// A platform keystore stand-in that counts how often its key was destroyed.
+#[derive(Debug)]
+struct PlatformKeyStore {
+    inner: MemoryKeyStore,
+    destroyed: AtomicUsize,
+}
+
+impl KeyStore for PlatformKeyStore {
+    fn wrap(&self, data_key: &SecretKey) -> Result<Vec<u8>, KeyStoreError> {
+        self.inner.wrap(data_key)
+    }
+    fn unwrap(&self, wrapped: &[u8]) -> Result<SecretKey, KeyStoreError> {
+        if self.destroyed.load(Ordering::SeqCst) > 0 {
+            return Err(KeyStoreError::Platform("the key was deleted".into()));
+        }
+        self.inner.unwrap(wrapped)
+    }
+    fn destroy(&self) -> Result<(), KeyStoreError> {
+        self.destroyed.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_wipe_destroys_the_platform_key_now_or_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let ks = Arc::new(PlatformKeyStore { inner: MemoryKeyStore::generate(), destroyed: AtomicUsize::new(0) });
+    device_with_a_plan(dir.path(), ks.as_ref());
+    let mut device = Device::open(dir.path(), ks.as_ref()).unwrap().with_keystore(ks.clone());
+    device.wipe(WipeReason::Ordered, None).unwrap();
+    assert_eq!(ks.destroyed.load(Ordering::SeqCst), 1);
+    assert!(Device::wipe_marker(dir.path()).unwrap().keystore_destroyed);
+
+    // Without the keystore at hand, the wipe leaves the platform key to the next open.
+    let other = tempfile::tempdir().unwrap();
+    let ks = PlatformKeyStore { inner: MemoryKeyStore::generate(), destroyed: AtomicUsize::new(0) };
+    device_with_a_plan(other.path(), &ks);
+    Device::open(other.path(), &ks).unwrap().wipe(WipeReason::Ordered, None).unwrap();
+    assert!(!Device::wipe_marker(other.path()).unwrap().keystore_destroyed);
+    assert!(matches!(Device::open(other.path(), &ks), Err(CoreError::Wiped)));
+    assert_eq!(ks.destroyed.load(Ordering::SeqCst), 1);
+    assert!(Device::wipe_marker(other.path()).unwrap().keystore_destroyed);
+    assert!(matches!(Device::open(other.path(), &ks), Err(CoreError::Wiped)));
+    assert_eq!(ks.destroyed.load(Ordering::SeqCst), 1, "destroyed once, not at every open");
+}
+
+#[test]
+fn a_platform_error_at_unlock_is_not_counted_as_a_wrong_passphrase() {
+    let dir = tempfile::tempdir().unwrap();
+    let ks = PlatformKeyStore { inner: MemoryKeyStore::generate(), destroyed: AtomicUsize::new(0) };
+    device_with_a_plan(dir.path(), &ks);
+    ks.destroyed.store(1, Ordering::SeqCst);
+    for _ in 0..3 {
+        let err = Device::open_with(dir.path(), &ks, &limit(2)).unwrap_err();
+        assert!(matches!(err, CoreError::KeyStore(KeyStoreError::Platform(_))), "{err:?}");
+    }
+    assert!(!Device::is_wiped(dir.path()));
+}

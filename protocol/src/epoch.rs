@@ -1,0 +1,175 @@
+//! Key commitments: who made a document's key for an epoch, and which key it is.
+//!
+//! Each compartment document is encrypted under a key per epoch. Whoever makes that key (the
+//! *minter*) signs a commitment to it, and the server keeps the first commitment per
+//! (document, epoch). A device accepts a key from an envelope only when it matches that
+//! commitment and the minter was entitled to make it:
+//!
+//! - epoch 1 is made by a device whose certified role may read the compartment (the plan's
+//!   creator, or the first device of a role that may read a compartment nobody had a key for);
+//! - every later epoch is made by an administrator, when a revocation, an unassignment or a
+//!   policy change rotates the document.
+//!
+//! So a participant cannot hand another device a key of its own choosing (the digest would
+//! not match), and a server cannot invent an epoch (it cannot sign as an administrator).
+//!
+//! ```text
+//! digest = SHA-256("eenplan/epoch-key/v1\n" || document (17) || epoch (u32 BE) || key (32))
+//! signed = CBOR { b: CBOR(Commitment), s: Ed25519(minter, "eenplan/commitment/v1\n" || b) }
+//! ```
+//!
+//! The digest reveals nothing of a 256-bit random key.
+
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::bundle::DocumentId;
+use crate::certificate::bytes;
+use crate::sync::Fixed;
+
+const DIGEST_LABEL: &[u8] = b"eenplan/epoch-key/v1\n";
+const SIGNATURE_LABEL: &[u8] = b"eenplan/commitment/v1\n";
+pub const MAX_COMMITMENT_LEN: usize = 8 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommitmentError {
+    #[error("the key commitment is malformed")]
+    Malformed,
+    #[error("the key commitment's signature is not its minter's")]
+    BadSignature,
+    #[error("the key does not match its commitment")]
+    KeyMismatch,
+}
+
+/// Who made the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Minter {
+    /// A device, by id; its certificate says its role.
+    #[serde(rename = "d")]
+    Device(Fixed<16>),
+    /// An administrator, by signing key, with its certificate (signed by the root) so that a
+    /// device can check it without asking anyone.
+    #[serde(rename = "a")]
+    Admin {
+        #[serde(with = "bytes")]
+        certificate: Vec<u8>,
+    },
+}
+
+/// The signed statement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commitment {
+    #[serde(rename = "d")]
+    pub document: Fixed<17>,
+    #[serde(rename = "e")]
+    pub epoch: u32,
+    #[serde(rename = "h")]
+    pub digest: Fixed<32>,
+    #[serde(rename = "m")]
+    pub minter: Minter,
+    #[serde(rename = "t")]
+    pub made_at_ms: i64,
+}
+
+/// A commitment with its minter's signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedCommitment {
+    #[serde(rename = "b", with = "bytes")]
+    pub body: Vec<u8>,
+    #[serde(rename = "s", with = "bytes")]
+    pub signature: Vec<u8>,
+}
+
+/// The digest a commitment carries for `key`.
+pub fn digest(document: DocumentId, epoch: u32, key: &[u8; 32]) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update(DIGEST_LABEL);
+    hash.update(document.to_bytes());
+    hash.update(epoch.to_be_bytes());
+    hash.update(key);
+    hash.finalize().into()
+}
+
+impl Commitment {
+    pub fn new(document: DocumentId, epoch: u32, key: &[u8; 32], minter: Minter, made_at_ms: i64) -> Self {
+        Commitment {
+            document: Fixed(document.to_bytes()),
+            epoch,
+            digest: Fixed(digest(document, epoch, key)),
+            minter,
+            made_at_ms,
+        }
+    }
+
+    pub fn sign(&self, key: &SigningKey) -> SignedCommitment {
+        let body = crate::sync::encode(self);
+        let signature = key.sign(&[SIGNATURE_LABEL, &body].concat()).to_bytes().to_vec();
+        SignedCommitment { body, signature }
+    }
+
+    pub fn document(&self) -> Result<DocumentId, CommitmentError> {
+        DocumentId::from_bytes(&self.document.0).map_err(|_| CommitmentError::Malformed)
+    }
+
+    /// Whether `key` is the committed key.
+    pub fn matches(&self, key: &[u8; 32]) -> Result<(), CommitmentError> {
+        let document = self.document()?;
+        if digest(document, self.epoch, key) == self.digest.0 {
+            Ok(())
+        } else {
+            Err(CommitmentError::KeyMismatch)
+        }
+    }
+}
+
+impl SignedCommitment {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        crate::sync::encode(self)
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<SignedCommitment, CommitmentError> {
+        crate::sync::decode(bytes, MAX_COMMITMENT_LEN).map_err(|_| CommitmentError::Malformed)
+    }
+
+    /// The statement, unverified: to learn who must have signed it.
+    pub fn claimed(&self) -> Result<Commitment, CommitmentError> {
+        crate::sync::decode(&self.body, MAX_COMMITMENT_LEN).map_err(|_| CommitmentError::Malformed)
+    }
+
+    /// Checks the signature against the minter's key (a device's key from its verified
+    /// certificate, or the administrator key from the verified admin certificate).
+    pub fn verify(&self, minter_public: &[u8; 32]) -> Result<Commitment, CommitmentError> {
+        let key = VerifyingKey::from_bytes(minter_public).map_err(|_| CommitmentError::BadSignature)?;
+        let signature: [u8; 64] =
+            self.signature.as_slice().try_into().map_err(|_| CommitmentError::BadSignature)?;
+        key.verify_strict(
+            &[SIGNATURE_LABEL, &self.body].concat(),
+            &ed25519_dalek::Signature::from_bytes(&signature),
+        )
+        .map_err(|_| CommitmentError::BadSignature)?;
+        self.claimed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_commitment_binds_key_document_and_epoch_and_its_minter() {
+        let document = DocumentId::new([1; 16], 2).unwrap();
+        let minter = SigningKey::from_bytes(&[3; 32]);
+        let signed = Commitment::new(document, 4, &[9; 32], Minter::Device(Fixed([5; 16])), 1).sign(&minter);
+        let back = SignedCommitment::from_bytes(&signed.to_bytes()).unwrap();
+        let commitment = back.verify(&minter.verifying_key().to_bytes()).unwrap();
+        assert!(commitment.matches(&[9; 32]).is_ok());
+        assert_eq!(commitment.matches(&[8; 32]), Err(CommitmentError::KeyMismatch));
+        let mut moved = commitment.clone();
+        moved.epoch = 5;
+        assert_eq!(moved.matches(&[9; 32]), Err(CommitmentError::KeyMismatch));
+        let other = SigningKey::from_bytes(&[4; 32]).verifying_key().to_bytes();
+        assert_eq!(back.verify(&other), Err(CommitmentError::BadSignature));
+        assert_eq!(SignedCommitment::from_bytes(&[1, 2, 3]), Err(CommitmentError::Malformed));
+    }
+}

@@ -1,0 +1,216 @@
+//! Revocation end to end: a real server process, the real admin CLI, real device stores.
+//!
+//! The promise under test: from the moment the administrator revokes a device, it can fetch
+//! nothing, it can read nothing written afterwards even with a full copy of the server's
+//! database, and it erases itself the moment it comes online; the other devices, including
+//! one that was offline throughout, carry on with no edit lost.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use eenplan_core::error::CoreError;
+use eenplan_core::plan::{Compartment, NewGoal, NoteKind};
+use eenplan_core::{Device, PlanId};
+use eenplan_tests::network::{Network, binary, device_keystore};
+
+const USERS: &[(&str, &str, &str)] = &[
+    ("Rita", "Wijkteam Noord", "regisseur"),
+    ("Wim", "Wijkteam Noord", "wijkteam"),
+    ("Wendy", "Wijkteam Noord", "wijkteam"),
+];
+
+/// Every bundle in a copy of the server's database: (epoch, sealed bytes).
+fn server_bundles(db: &Path) -> Vec<(u32, Vec<u8>)> {
+    let copy = db.with_extension("copy.db");
+    // A copy of the live file, WAL included, as an attacker with disk access would take it.
+    let source = rusqlite::Connection::open(db).unwrap();
+    source.execute("VACUUM INTO ?1", [copy.to_str().unwrap()]).unwrap();
+    let conn = rusqlite::Connection::open(&copy).unwrap();
+    let mut stmt = conn.prepare("SELECT epoch, bytes FROM bundles ORDER BY seq").unwrap();
+    let rows = stmt.query_map([], |row| Ok((row.get::<_, u32>(0)?, row.get::<_, Vec<u8>>(1)?))).unwrap();
+    rows.map(|r| r.unwrap()).collect()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+fn note_texts(device: &mut Device, plan: &PlanId) -> Vec<String> {
+    device.read(plan).unwrap().notes.into_iter().map(|n| n.text).collect()
+}
+
+#[test]
+fn a_revoked_device_is_shut_out_reads_nothing_new_and_wipes_itself_while_the_others_lose_nothing() {
+    let net = Network::start(USERS);
+    let mut rita = net.device("rita", "Rita");
+    let mut wim = net.device("wim", "Wim");
+    let mut wendy = net.device("wendy", "Wendy");
+
+    let plan = rita.create_plan("Jansen").unwrap();
+    rita.edit(&plan, |p| p.add_goal(NewGoal { domain: "financiën".into(), title: "Schulden".into() }))
+        .unwrap();
+    rita.sync().unwrap();
+    rita.add_participant(&plan, "Wim", "wijkteam").unwrap();
+    rita.add_participant(&plan, "Wendy", "wijkteam").unwrap();
+    rita.sync().unwrap();
+    wim.sync().unwrap();
+    wendy.sync().unwrap();
+    assert_eq!(wim.read(&plan).unwrap().goals[0].title, "Schulden");
+    assert_eq!(wendy.keyed_compartments(&plan).unwrap().len(), 3, "wijkteam reads basis, zorg, veiligheid");
+
+    // Wim's phone is stolen. The thief keeps a copy of its files and of its unlock secret.
+    let stolen = net.path("stolen-copy");
+    copy_dir(&net.path("wim"), &stolen);
+    let wim_id = wim.device_id().to_string();
+    drop(wim);
+
+    // Wendy is on a home visit without a connection the whole time and keeps writing.
+    wendy
+        .edit(&plan, |p| p.add_note(Compartment::Basis, NoteKind::HomeVisit, "Wendy: offline visit"))
+        .unwrap();
+    wendy.edit(&plan, |p| p.add_note(Compartment::Zorg, NoteKind::Note, "Wendy: zorg offline")).unwrap();
+
+    let revoke = net.admin.run(&["device", "revoke", &wim_id, "--reason", "stolen"]);
+    assert!(!revoke.is_empty());
+
+    // Rita writes after the revocation, in two compartments.
+    rita.edit(&plan, |p| p.add_note(Compartment::Basis, NoteKind::HomeVisit, "Rita: after the revocation"))
+        .unwrap();
+    rita.edit(&plan, |p| p.add_note(Compartment::Zorg, NoteKind::Note, "Rita: zorg after")).unwrap();
+    // Sealed under the old key before the new one arrived, her bundles are refused once as
+    // stale, kept, re-sealed and sent again in the same sync.
+    let report = rita.sync().unwrap();
+    assert!(report.refused.iter().all(|r| r.contains("kept")), "{:?}", report.refused);
+
+    // Wendy comes back: her old-epoch edits are re-sealed under the new key and merged.
+    let report = wendy.sync().unwrap();
+    assert!(report.refused.iter().all(|r| r.contains("kept")), "{:?}", report.refused);
+    rita.sync().unwrap();
+    wendy.sync().unwrap();
+    for device in [&mut rita, &mut wendy] {
+        let notes = note_texts(device, &plan);
+        for text in
+            ["Wendy: offline visit", "Wendy: zorg offline", "Rita: after the revocation", "Rita: zorg after"]
+        {
+            assert!(notes.iter().any(|n| n == text), "{text:?} missing from {notes:?}");
+        }
+        assert_eq!(device.pending_changes().unwrap(), 0);
+    }
+
+    // With a full copy of the server's database, the stolen keys open the history from before
+    // the revocation and nothing written after it.
+    let thief = Device::open(&stolen, &device_keystore()).unwrap();
+    let bundles = server_bundles(&net.server.data.join("server.db"));
+    let (old, new): (Vec<_>, Vec<_>) = bundles.iter().partition(|(epoch, _)| *epoch == 1);
+    assert!(!new.is_empty(), "edits after the revocation must be under a new epoch");
+    assert!(old.iter().any(|(_, b)| thief.open_sealed_bundle(b).is_ok()), "the test must be able to decrypt");
+    for (epoch, bytes) in &new {
+        assert!(
+            thief.open_sealed_bundle(bytes).is_err(),
+            "a bundle of epoch {epoch} opened with revoked keys"
+        );
+    }
+    let plaintext_after = b"Rita: after the revocation";
+    let raw = std::fs::read(net.server.data.join("server.db")).unwrap();
+    assert!(!raw.windows(plaintext_after.len()).any(|w| w == plaintext_after));
+
+    // The stolen device itself comes online: it cannot get a session, obeys the signed wipe
+    // order, and afterwards nothing in its directory opens.
+    let mut wim = Device::open(&net.path("wim"), &device_keystore()).unwrap();
+    match wim.sync() {
+        Err(CoreError::Wiped) => {}
+        other => panic!("expected the device to wipe itself, got {other:?}"),
+    }
+    assert!(matches!(Device::open(&net.path("wim"), &device_keystore()), Err(CoreError::Wiped)));
+    let marker = Device::wipe_marker(&net.path("wim")).unwrap();
+    assert!(marker.reported, "the wipe is reported to the server");
+    let listed = net.admin.run(&["device", "list"]);
+    let line = listed.lines().find(|l| l.contains(&wim_id[..8])).unwrap();
+    assert!(line.contains("wiped"), "{line}");
+}
+
+/// Runs `eenplan-admin device revoke` and kills it once it has rotated `after` documents.
+fn revoke_and_kill_midway(net: &Network, device: &str, after: usize) {
+    let mut child = Command::new(binary("eenplan-admin"))
+        .arg("--data")
+        .arg(&net.admin.data)
+        .args(["device", "revoke", device, "--reason", "lost"])
+        .env("EENPLAN_ADMIN_PASSPHRASE", "admin-test")
+        .env("EENPLAN_INSECURE_FAST_KDF", "1")
+        .env("EENPLAN_SERVER", &net.admin.server)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut killed = false;
+    // Not a terminal, so the CLI prints one progress line per batch it finished.
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        let done = line
+            .split_whitespace()
+            .find_map(|w| w.split_once('/').and_then(|(a, _)| a.parse::<usize>().ok()));
+        if done.is_some_and(|d| d >= after) {
+            child.kill().unwrap();
+            killed = true;
+            break;
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(killed && !status.success(), "the revocation finished before it could be interrupted");
+}
+
+#[test]
+fn an_interrupted_revocation_across_200_plans_resumes_to_the_same_end_state() {
+    let net = Network::start(USERS);
+    let mut rita = net.device("rita", "Rita");
+    let mut wim = net.device("wim", "Wim");
+    let plans: Vec<PlanId> = (0..200).map(|i| rita.create_plan(&format!("Gezin {i}")).unwrap()).collect();
+    rita.sync().unwrap();
+    for plan in &plans {
+        rita.add_participant(plan, "Wim", "wijkteam").unwrap();
+    }
+    rita.sync().unwrap();
+    wim.sync().unwrap();
+    assert_eq!(wim.list_plans().unwrap().len(), 200);
+    let wim_id = wim.device_id().to_string();
+
+    revoke_and_kill_midway(&net, &wim_id, 40);
+    // The administrator runs it again; it carries on where it stopped.
+    net.admin.run(&["device", "revoke", &wim_id, "--reason", "lost"]);
+    net.admin.run(&["rekey"]);
+
+    // End state: every readable document of every plan is at epoch 2 exactly (nothing
+    // rotated twice, nothing skipped), and Rita writes and reads under it.
+    let db = rusqlite::Connection::open(net.server.data.join("server.db")).unwrap();
+    let epochs: Vec<(i64, i64)> = db
+        .prepare("SELECT MAX(epoch), COUNT(*) FROM commitments GROUP BY plan_id, compartment")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(epochs.len(), 600, "200 plans × the 3 compartments a regisseur reads");
+    assert!(epochs.iter().all(|e| *e == (2, 2)), "every document at epoch 2, made once: {epochs:?}");
+    let pending: i64 = db.query_row("SELECT COUNT(*) FROM rotations", [], |r| r.get(0)).unwrap();
+    assert_eq!(pending, 0, "no rotation may stay pending");
+    drop(db);
+    rita.sync().unwrap();
+    for plan in &plans {
+        assert_eq!(rita.keyed_compartments(plan).unwrap().len(), 3);
+        rita.edit(plan, |p| p.add_note(Compartment::Basis, NoteKind::Note, "na intrekking")).unwrap();
+    }
+    let report = rita.sync().unwrap();
+    assert!(report.refused.iter().all(|r| r.contains("kept")), "{:?}", report.refused);
+    let bundles = server_bundles(&net.server.data.join("server.db"));
+    let after: Vec<u32> = bundles.iter().rev().take(200).map(|(epoch, _)| *epoch).collect();
+    assert!(after.iter().all(|e| *e == 2), "every post-revocation edit is under epoch 2: {after:?}");
+}
