@@ -1,0 +1,139 @@
+//! The host's keystore, adapted to the core's [`eenplan_core::keystore::KeyStore`].
+//!
+//! A phone implements [`KeyStore`] on the platform keystore (an Android Keystore AES-GCM key,
+//! an iOS Keychain / Secure Enclave key): `wrap` encrypts the 32-byte data key that seals
+//! everything on the device, `unwrap` decrypts it. Only the wrapped bytes are stored, so
+//! copying the app's files yields nothing without the device's secure hardware.
+
+use std::sync::Arc;
+
+use eenplan_core::crypto::SecretKey;
+use eenplan_core::keystore::{
+    KeyStore as CoreKeyStore, KeyStoreError as CoreKeyStoreError, PassphraseKeyStore,
+};
+use zeroize::Zeroizing;
+
+use crate::error::KeyStoreError;
+
+/// Wraps and unwraps the device's data key. Implemented by the host app.
+#[uniffi::export(with_foreign)]
+pub trait KeyStore: Send + Sync {
+    /// Encrypts the 32-byte `data_key` for storage (at init and when re-wrapping).
+    fn wrap(&self, data_key: Vec<u8>) -> Result<Vec<u8>, KeyStoreError>;
+    /// Returns the 32-byte data key from what [`KeyStore::wrap`] returned.
+    fn unwrap(&self, wrapped: Vec<u8>) -> Result<Vec<u8>, KeyStoreError>;
+    /// Deletes the platform key for good: the device is being wiped (it already destroyed
+    /// the wrapped data key; this makes sure no copy of it can be opened either).
+    fn destroy(&self) -> Result<(), KeyStoreError>;
+    /// Binds the data key to the offline lease: wrap `data_key` under a new platform key that
+    /// stops working at `valid_until_ms` (Android: `KeyGenParameterSpec.Builder
+    /// .setKeyValidityEnd(Date(validUntilMs))`; iOS: keep `validUntilMs` beside the wrapped key
+    /// and refuse to unwrap after it). Return null when this keystore does not bind.
+    fn bind_to_lease(&self, data_key: Vec<u8>, valid_until_ms: i64) -> Result<Option<Vec<u8>>, KeyStoreError>;
+    /// What [`KeyStore::bind_to_lease`] returned is now durably the wrapped data key: older
+    /// platform keys may be deleted.
+    fn lease_binding_stored(&self, wrapped: Vec<u8>);
+}
+
+/// A keystore that derives its key from a passphrase with Argon2id (the core's
+/// `PassphraseKeyStore`): for the desktop, the JVM demo and tests. Phones use the platform
+/// keystore instead.
+#[uniffi::export]
+pub fn passphrase_keystore(passphrase: String) -> Arc<dyn KeyStore> {
+    Arc::new(Passphrase(PassphraseKeyStore::new(passphrase)))
+}
+
+#[derive(Debug)]
+struct Passphrase(PassphraseKeyStore);
+
+impl KeyStore for Passphrase {
+    fn wrap(&self, data_key: Vec<u8>) -> Result<Vec<u8>, KeyStoreError> {
+        Ok(self.0.wrap(&secret_key(data_key)?)?)
+    }
+
+    fn unwrap(&self, wrapped: Vec<u8>) -> Result<Vec<u8>, KeyStoreError> {
+        Ok(self.0.unwrap(&wrapped)?.as_bytes().to_vec())
+    }
+
+    // A passphrase is no platform key: nothing to delete, no validity to bind.
+    fn destroy(&self) -> Result<(), KeyStoreError> {
+        Ok(())
+    }
+
+    fn bind_to_lease(&self, _: Vec<u8>, _: i64) -> Result<Option<Vec<u8>>, KeyStoreError> {
+        Ok(None)
+    }
+
+    fn lease_binding_stored(&self, _: Vec<u8>) {}
+}
+
+/// The host's [`KeyStore`] seen as the core's.
+pub(crate) struct HostKeyStore(pub(crate) Arc<dyn KeyStore>);
+
+impl CoreKeyStore for HostKeyStore {
+    fn wrap(&self, data_key: &SecretKey) -> Result<Vec<u8>, CoreKeyStoreError> {
+        Ok(self.0.wrap(data_key.as_bytes().to_vec())?)
+    }
+
+    fn unwrap(&self, wrapped: &[u8]) -> Result<SecretKey, CoreKeyStoreError> {
+        secret_key(self.0.unwrap(wrapped.to_vec())?)
+    }
+
+    fn destroy(&self) -> Result<(), CoreKeyStoreError> {
+        Ok(self.0.destroy()?)
+    }
+
+    fn bind_to_lease(&self, data_key: &SecretKey, valid_until_ms: i64) -> Result<Option<Vec<u8>>, CoreKeyStoreError> {
+        let key = Zeroizing::new(data_key.as_bytes().to_vec());
+        Ok(self.0.bind_to_lease(key.to_vec(), valid_until_ms)?)
+    }
+
+    fn lease_binding_stored(&self, wrapped: &[u8]) {
+        self.0.lease_binding_stored(wrapped.to_vec());
+    }
+}
+
+/// The data key from the bytes a keystore handed over; the copy is wiped when dropped.
+fn secret_key(bytes: Vec<u8>) -> Result<SecretKey, CoreKeyStoreError> {
+    let bytes = Zeroizing::new(bytes);
+    let array: [u8; 32] =
+        bytes.as_slice().try_into().map_err(|_| CoreKeyStoreError::Malformed("data key length"))?;
+    Ok(SecretKey::from_bytes(array))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_passphrase_keystore_unwraps_what_it_wrapped_through_the_ffi_trait() {
+        let keystore = HostKeyStore(passphrase_keystore("geheim".into()));
+        let key = SecretKey::generate();
+        let wrapped = keystore.wrap(&key).unwrap();
+        assert_eq!(keystore.unwrap(&wrapped).unwrap(), key);
+        let other = HostKeyStore(passphrase_keystore("fout".into()));
+        assert_eq!(other.unwrap(&wrapped), Err(CoreKeyStoreError::WrongKey));
+    }
+
+    #[test]
+    fn a_host_that_returns_a_key_of_the_wrong_length_gets_a_typed_error() {
+        struct Short;
+        impl KeyStore for Short {
+            fn wrap(&self, data_key: Vec<u8>) -> Result<Vec<u8>, KeyStoreError> {
+                Ok(data_key)
+            }
+            fn unwrap(&self, _: Vec<u8>) -> Result<Vec<u8>, KeyStoreError> {
+                Ok(vec![1, 2, 3])
+            }
+            fn destroy(&self) -> Result<(), KeyStoreError> {
+                Ok(())
+            }
+            fn bind_to_lease(&self, _: Vec<u8>, _: i64) -> Result<Option<Vec<u8>>, KeyStoreError> {
+                Ok(None)
+            }
+            fn lease_binding_stored(&self, _: Vec<u8>) {}
+        }
+        let keystore = HostKeyStore(Arc::new(Short));
+        assert!(matches!(keystore.unwrap(b"x"), Err(CoreKeyStoreError::Malformed(_))));
+    }
+}

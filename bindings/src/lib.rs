@@ -1,0 +1,29 @@
+//! eenplan for phone apps: the core behind a uniffi interface (Kotlin, Swift, Python).
+//!
+//! This crate only converts. Every exported method locks the device, calls one
+//! [`eenplan_core::Device`] method and converts what comes back; the plan rules, the store,
+//! the keys and sync all live in the core.
+//!
+//! ```text
+//! host app                          this crate                     eenplan-core
+//!   KeyStore (platform keystore) ─►  keystore.rs: adapts it     ─►  keystore::KeyStore
+//!   Device.openOrInit(dir, ks)    ─►  device.rs: Mutex<Device>   ─►  Device
+//!   suspend sync() / async        ─►  a thread + a oneshot       ─►  Device::sync (blocking)
+//!   DeviceListener               ◄─  after each sync             ◄─  SyncReport / SyncError
+//!   ApiException.*               ◄─  error.rs: one From impl     ◄─  CoreError
+//! ```
+//!
+//! Ids (plans, goals, notes, devices) cross as their hex text; text positions cross as
+//! UTF-16 code units, as Kotlin and Swift count them.
+
+mod device;
+mod error;
+mod keystore;
+mod types;
+
+pub use device::{Device, DeviceListener, device_exists};
+pub use error::{ApiError, KeyStoreError};
+pub use keystore::{KeyStore, passphrase_keystore};
+pub use types::{PlanListEntry, Resolution, SyncSummary};
+
+uniffi::setup_scaffolding!();

@@ -1,0 +1,368 @@
+//! The types that cross the FFI.
+//!
+//! Most are the core's own types, declared here with `#[uniffi::remote]` so that the
+//! generated code reads them field for field (no copies to keep in step by hand; a field the
+//! core adds is a compile error here until it is declared). Ids cross as their hex text.
+//! The few local types exist where the core's shape does not fit a foreign language
+//! (`usize`, a tuple variant around a struct).
+
+use eenplan_core::ids::{DeviceId, EntityId, PlanId};
+use eenplan_core::plan::conflicts::{Conflict, ConflictValue, FieldValue};
+use eenplan_core::plan::view::{
+    Action, Agreement, EscalationStep, Goal, Member, Note, Participant, PlanView, SafetyItem, Score,
+};
+use eenplan_core::plan::{
+    ActionStatus, Compartment, EscalationLevel, GoalStatus, NewAction, NewMember, NoteKind, Phase, Role,
+};
+use eenplan_core::sync::{DeviceStatus, Enrolment, SyncReport};
+
+use crate::error::ApiError;
+
+/// A malformed id from the host is an [`ApiError::Invalid`], like any other refused input.
+fn parse_id<T: std::str::FromStr<Err = eenplan_core::ids::IdParseError>>(text: &str) -> uniffi::Result<T> {
+    text.parse().map_err(|e: eenplan_core::ids::IdParseError| ApiError::Invalid(e.to_string()).into())
+}
+
+uniffi::custom_type!(PlanId, String, {
+    remote,
+    lower: |id| id.to_string(),
+    try_lift: |text| parse_id(&text),
+});
+
+uniffi::custom_type!(EntityId, String, {
+    remote,
+    lower: |id| id.to_string(),
+    try_lift: |text| parse_id(&text),
+});
+
+uniffi::custom_type!(DeviceId, String, {
+    remote,
+    lower: |id| id.to_string(),
+    try_lift: |text| parse_id(&text),
+});
+
+/// One of the four parts of a plan that the privacy rules treat separately.
+#[uniffi::remote(Enum)]
+pub enum Compartment {
+    Basis,
+    Zorg,
+    Veiligheid,
+    Justitie,
+}
+
+/// Where the plan stands in its life cycle.
+#[uniffi::remote(Enum)]
+pub enum Phase {
+    Aanmelding,
+    Triage,
+    Plan,
+    Uitvoering,
+    Evaluatie,
+    Afschaling,
+    Afgesloten,
+}
+
+#[uniffi::remote(Enum)]
+pub enum EscalationLevel {
+    Regulier,
+    Lokaal,
+    ZorgEnVeiligheidshuis,
+}
+
+/// A participant's kind of organisation.
+#[uniffi::remote(Enum)]
+pub enum Role {
+    Regisseur,
+    Wijkteam,
+    VeiligThuis,
+    Politie,
+    Om,
+    RaadVoorDeKinderbescherming,
+    Reclassering,
+    Ggz,
+    Verslavingszorg,
+    PgaExpert,
+    Woningcorporatie,
+    School,
+    Gemeente,
+    Overig,
+}
+
+#[uniffi::remote(Enum)]
+pub enum GoalStatus {
+    Open,
+    InProgress,
+    Achieved,
+    NotAchieved,
+    Cancelled,
+}
+
+#[uniffi::remote(Enum)]
+pub enum ActionStatus {
+    Todo,
+    InProgress,
+    Done,
+    Cancelled,
+}
+
+#[uniffi::remote(Enum)]
+pub enum NoteKind {
+    HomeVisit,
+    Note,
+}
+
+/// Where the device stands with its server.
+#[uniffi::remote(Enum)]
+pub enum Enrolment {
+    NotEnrolled,
+    PendingApproval,
+    Active,
+}
+
+/// A family member to add. `birth_date` is YYYY-MM-DD; `parental_authority` is gezag.
+#[uniffi::remote(Record)]
+pub struct NewMember {
+    pub name: String,
+    pub relation: String,
+    pub birth_date: Option<String>,
+    pub parental_authority: bool,
+}
+
+/// An action under a goal: who does what, by when (YYYY-MM-DD).
+#[uniffi::remote(Record)]
+pub struct NewAction {
+    pub goal: EntityId,
+    pub title: String,
+    pub owner_org: String,
+    pub owner_person: Option<String>,
+    pub due: Option<String>,
+}
+
+/// The plan as screens show it. Statuses and phases are text, so that a value a newer app
+/// wrote still shows; goals carry their life domain (`domains` lists the plan's domains in
+/// order, so a screen groups goals per domain).
+#[uniffi::remote(Record)]
+pub struct PlanView {
+    pub id: PlanId,
+    pub family: String,
+    pub phase: String,
+    pub regisseur: Option<EntityId>,
+    pub escalation_level: String,
+    pub escalations: Vec<EscalationStep>,
+    pub domains: Vec<String>,
+    pub members: Vec<Member>,
+    pub participants: Vec<Participant>,
+    pub goals: Vec<Goal>,
+    pub scores: Vec<Score>,
+    pub actions: Vec<Action>,
+    pub agreements: Vec<Agreement>,
+    pub notes: Vec<Note>,
+    pub safety_items: Vec<SafetyItem>,
+    pub compartments: Vec<Compartment>,
+}
+
+#[uniffi::remote(Record)]
+pub struct EscalationStep {
+    pub level: String,
+    pub regie_holder: Option<EntityId>,
+    pub reason: String,
+    pub by: String,
+    pub at_ms: i64,
+}
+
+#[uniffi::remote(Record)]
+pub struct Member {
+    pub id: EntityId,
+    pub name: String,
+    pub relation: String,
+    pub birth_date: Option<String>,
+    pub parental_authority: bool,
+    pub created_at_ms: i64,
+}
+
+#[uniffi::remote(Record)]
+pub struct Participant {
+    pub id: EntityId,
+    pub name: String,
+    pub organisation: String,
+    pub role: String,
+    pub created_at_ms: i64,
+}
+
+#[uniffi::remote(Record)]
+pub struct Goal {
+    pub id: EntityId,
+    pub domain: String,
+    pub title: String,
+    pub status: String,
+    pub description: String,
+    pub created_at_ms: i64,
+}
+
+/// A ZRM score (1–5) of a member in a domain on a date.
+#[uniffi::remote(Record)]
+pub struct Score {
+    pub member: EntityId,
+    pub domain: String,
+    pub date: String,
+    pub score: i64,
+}
+
+#[uniffi::remote(Record)]
+pub struct Action {
+    pub id: EntityId,
+    pub goal: EntityId,
+    pub title: String,
+    pub owner_org: String,
+    pub owner_person: Option<String>,
+    pub due: Option<String>,
+    pub status: String,
+    pub created_at_ms: i64,
+}
+
+/// An agreement (afspraak) made with the family.
+#[uniffi::remote(Record)]
+pub struct Agreement {
+    pub id: EntityId,
+    pub text: String,
+    pub author: String,
+    pub created_at_ms: i64,
+}
+
+/// A note; `text` positions for [`crate::Device::edit_note`] are UTF-16 code units of it.
+#[uniffi::remote(Record)]
+pub struct Note {
+    pub id: EntityId,
+    pub compartment: Compartment,
+    pub kind: String,
+    pub text: String,
+    pub author: String,
+    pub created_at_ms: i64,
+}
+
+#[uniffi::remote(Record)]
+pub struct SafetyItem {
+    pub id: EntityId,
+    pub danger_statement: String,
+    pub safety_goal: String,
+    pub created_at_ms: i64,
+}
+
+/// A field that holds concurrent values, for the regisseur to settle. `id` names it in
+/// [`crate::Device::settle_conflict`]; `label` says what it is in words.
+#[uniffi::remote(Record)]
+pub struct Conflict {
+    pub id: String,
+    pub compartment: Compartment,
+    pub path: Vec<String>,
+    pub label: String,
+    pub values: Vec<ConflictValue>,
+}
+
+/// One of the concurrent values, with the device that wrote it and when (ms since the epoch).
+#[uniffi::remote(Record)]
+pub struct ConflictValue {
+    pub value: FieldValue,
+    pub author: Option<DeviceId>,
+    pub at_ms: Option<i64>,
+}
+
+/// A field's value as shown to people.
+#[uniffi::remote(Enum)]
+pub enum FieldValue {
+    Text(String),
+    Int(i64),
+    Bool(bool),
+    Null,
+}
+
+/// Where the device stands: enrolment, who it belongs to, what waits to be pushed.
+#[uniffi::remote(Record)]
+pub struct DeviceStatus {
+    pub device_id: String,
+    pub enrolment: Enrolment,
+    pub server: Option<String>,
+    pub user: Option<String>,
+    pub organisation: Option<String>,
+    pub role: Option<String>,
+    pub lease_hours: Option<u32>,
+    /// When the offline lease runs out (ms since the epoch); plans lock then until a sync.
+    pub lease_expires_at_ms: Option<i64>,
+    pub lease_expired: bool,
+    /// The version of the sharing policy this device holds.
+    pub policy_version: Option<u32>,
+    pub pending_changes: u64,
+    /// Received bundles waiting for a key (or for their author's certificate).
+    pub parked_bundles: u64,
+    pub cursor: u64,
+}
+
+/// One row of the plan list.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum PlanListEntry {
+    /// A plan that opens.
+    Plan { id: PlanId, family: String },
+    /// A stored entry that could not be read; the other plans are unaffected.
+    Damaged { detail: String },
+}
+
+impl From<eenplan_core::PlanListEntry> for PlanListEntry {
+    fn from(entry: eenplan_core::PlanListEntry) -> Self {
+        match entry {
+            eenplan_core::PlanListEntry::Ok(plan) => PlanListEntry::Plan { id: plan.id, family: plan.family },
+            eenplan_core::PlanListEntry::Damaged { detail } => PlanListEntry::Damaged { detail },
+        }
+    }
+}
+
+/// How to settle a conflict.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum Resolution {
+    /// Keep the value at `index` (0-based) of [`Conflict::values`].
+    Pick { index: u32 },
+    /// Write a new value, given as text and checked like any edit of that field.
+    Value { value: String },
+}
+
+impl From<Resolution> for eenplan_core::plan::Resolution {
+    fn from(resolution: Resolution) -> Self {
+        match resolution {
+            Resolution::Pick { index } => {
+                eenplan_core::plan::Resolution::Pick(usize::try_from(index).unwrap_or(usize::MAX))
+            }
+            Resolution::Value { value } => eenplan_core::plan::Resolution::Value(value),
+        }
+    }
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SyncSummary {
+    pub pushed_bundles: u64,
+    pub received_bundles: u64,
+    pub applied_changes: u64,
+    /// Plans that changed here, new ones included.
+    pub plans_updated: Vec<PlanId>,
+    /// Plans that arrived on this device for the first time.
+    pub new_plans: Vec<PlanId>,
+    /// Bundles refused (by the server, or here), with the reason.
+    pub refused: Vec<String>,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+}
+
+impl From<SyncReport> for SyncSummary {
+    fn from(report: SyncReport) -> Self {
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        SyncSummary {
+            pushed_bundles: count(report.pushed_bundles),
+            received_bundles: count(report.received_bundles),
+            applied_changes: count(report.applied_changes),
+            plans_updated: report.plans_updated,
+            new_plans: report.new_plans,
+            refused: report.refused,
+            bytes_up: report.bytes_up,
+            bytes_down: report.bytes_down,
+        }
+    }
+}

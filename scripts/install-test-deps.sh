@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs what the binding tests need besides Rust and python3: the Kotlin compiler (npm
+# `kotlin-compiler`, which also ships the kotlinx-coroutines jar that suspend functions need)
+# into .tools/ (git-ignored), and JNA from Debian. Idempotent: when both are present it only
+# checks and exits, in well under a second.
+#
+#   scripts/install-test-deps.sh          install what is missing
+#   scripts/install-test-deps.sh --paths  print KOTLINC=… and JNA_JAR=… (for the tests)
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+kotlin_version="2.4.20"
+tools="$root/.tools"
+kotlinc="$tools/node_modules/kotlin-compiler/bin/kotlinc"
+jna_jar="/usr/share/java/jna.jar"
+
+if [[ "${1:-}" == "--paths" ]]; then
+    echo "KOTLINC=$kotlinc"
+    echo "JNA_JAR=$jna_jar"
+    exit 0
+fi
+
+# As root (CI, the project's machines) apt-get runs directly; elsewhere through sudo if present.
+as_root() {
+    if [[ $(id -u) -eq 0 ]]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        echo "install-test-deps: need root to run: $*" >&2
+        return 1
+    fi
+}
+
+missing_apt=()
+command -v java >/dev/null || missing_apt+=(default-jdk-headless)
+command -v npm >/dev/null || missing_apt+=(npm)
+[[ -f "$jna_jar" ]] || missing_apt+=(libjna-java libjna-jni)
+if ((${#missing_apt[@]})); then
+    echo "install-test-deps: apt-get install ${missing_apt[*]}" >&2
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_apt[@]}" >&2
+fi
+
+installed_version() {
+    sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$tools/node_modules/kotlin-compiler/package.json" 2>/dev/null | head -1
+}
+if [[ ! -x "$kotlinc" || "$(installed_version)" != "$kotlin_version" ]]; then
+    echo "install-test-deps: npm install kotlin-compiler@$kotlin_version into .tools/" >&2
+    mkdir -p "$tools"
+    # A package.json of its own keeps npm from walking up into (or writing to) the repository.
+    [[ -f "$tools/package.json" ]] || echo '{ "name": "eenplan-tools", "private": true }' >"$tools/package.json"
+    (cd "$tools" && npm install --no-audit --no-fund --loglevel=error "kotlin-compiler@$kotlin_version" >&2)
+fi
+[[ -x "$kotlinc" ]] || { echo "install-test-deps: $kotlinc is missing after the install" >&2; exit 1; }
+[[ -f "$jna_jar" ]] || { echo "install-test-deps: $jna_jar is missing after the install" >&2; exit 1; }
