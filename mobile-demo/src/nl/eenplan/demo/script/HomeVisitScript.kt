@@ -1,0 +1,197 @@
+package nl.eenplan.demo.script
+
+import java.awt.image.BufferedImage
+import nl.eenplan.ActionStatus
+import nl.eenplan.Enrolment
+import nl.eenplan.GoalStatus
+import nl.eenplan.Role
+import nl.eenplan.demo.PhoneApp
+import nl.eenplan.demo.viewmodel.Connectivity
+import nl.eenplan.demo.viewmodel.PlanUiState
+
+/** A failed expectation of the script: the demo exits non-zero with this message. */
+class ScriptFailure(message: String) : Exception(message)
+
+private fun expect(condition: Boolean, message: () -> String) {
+    if (!condition) throw ScriptFailure(message())
+}
+
+private fun <T> T?.orFail(message: () -> String): T = this ?: throw ScriptFailure(message())
+
+/**
+ * The headless home visit, played through the same view models the screens use: a
+ * regisseur's phone draws up a plan and shares it; a wijkteam worker's phone goes offline,
+ * writes a home-visit note and edits the plan; meanwhile the regisseur edits too (one field
+ * on both); the worker comes back online and syncs, each sees the other's edits, and the
+ * regisseur settles the conflict. Every step is printed; every expectation is checked.
+ *
+ * [capture] is called at the moments worth a picture (the worker offline with pending
+ * changes, the regisseur's conflicts) when a screenshot was asked for.
+ */
+class HomeVisitScript(
+    phones: List<PhoneApp>,
+    private val capture: (suspend (PhoneApp, String, Moment) -> Unit)? = null,
+) {
+    enum class Moment { PLAN_OFFLINE, NOTE_OFFLINE, CONFLICTS }
+
+    private val all = phones
+    private var stepNo = 0
+
+    private fun step(what: String) = println("\n== ${++stepNo}. $what")
+
+    private fun say(phone: PhoneApp, what: String) = println("   [${phone.name}] $what")
+
+    suspend fun run() {
+        step("Both phones open their encrypted stores and sync (the administrator approved them)")
+        for (phone in all) {
+            phone.device.sync().join()
+            val s = phone.device.state.value
+            expect(s.enrolment == Enrolment.ACTIVE) { "${phone.name} is not active after its first sync: ${s.enrolment} ${s.message ?: ""}" }
+            say(phone, "${s.user} · ${s.role} · ${s.organisation} · device ${s.deviceId.take(12)}… · lease ${s.leaseExpiresAtMs?.let { "until " + java.time.Instant.ofEpochMilli(it) } ?: "-"}")
+        }
+        val rita = all.firstOrNull { it.device.state.value.isRegisseur }.orFail { "no phone belongs to a regisseur" }
+        val wim = all.firstOrNull { it !== rita }.orFail { "a second phone is needed" }
+        val wimUser = wim.device.state.value.user.orFail { "the worker's phone has no user" }
+
+        step("${rita.name} (regisseur) draws up the Jansen family's plan and shares it with $wimUser")
+        val planId = rita.planList.createPlan("Jansen").await().orFail { "createPlan: ${rita.planList.state.value.message}" }
+        val plan = rita.plan(planId)
+        fun failed(what: String) = "$what: ${plan.state.value.message}"
+        val money = plan.addGoal("financiën", "Schulden in beeld en onder controle").await().orFail { failed("goal") }
+        val house = plan.addGoal("huisvesting", "Huurachterstand ingelopen").await().orFail { failed("goal") }
+        val home = plan.addGoal("huiselijke relaties", "Rust in huis voor Daan en Lotte").await().orFail { failed("goal") }
+        val coach = plan.addAction(money, "Budgetcoach inschakelen", "Wijkteam Noord", "2026-12-15").await().orFail { failed("action") }
+        val arrangement = plan.addAction(house, "Betalingsregeling met de verhuurder", "Wijkteam Noord", "2026-12-20").await().orFail { failed("action") }
+        plan.addAction(home, "Opvoedondersteuning aanbieden", "Wijkteam Noord", null).await().orFail { failed("action") }
+        plan.addAgreement("Sanne opent de post voortaan samen met de budgetcoach.").await().orFail { failed("agreement") }
+        rita.device.sync().join() // the plan's first sync registers it with the server
+        expect(plan.share(wimUser, Role.WIJKTEAM).await()) { failed("share") }
+        rita.device.sync().join()
+        say(rita, "plan ${planId.take(8)}… with ${plan.state.value.domains.size} life domains in use, shared with $wimUser; pending ${rita.device.state.value.pendingChanges}")
+
+        step("$wimUser's phone syncs: the plan arrives")
+        wim.device.sync().join()
+        wim.planList.load().join()
+        expect(wim.planList.state.value.plans.any { it.id == planId }) { "the plan did not reach ${wim.name}: ${wim.planList.state.value}" }
+        val wimPlan = wim.plan(planId)
+        wimPlan.load().join()
+        printPlan(wim, wimPlan.state.value)
+
+        step("$wimUser goes offline for the home visit, writes the note and edits the plan")
+        wim.device.setWorkOffline(true).join()
+        expect(wim.device.state.value.connectivity == Connectivity.WORKING_OFFLINE) { "not offline" }
+        val editor = wim.noteEditor(planId)
+        editor.startHomeVisit("Huisbezoek bij gezin Jansen. Sanne is thuis met de kinderen.").await()
+            .orFail { "startHomeVisit: ${editor.state.value.message}" }
+        // Typing, as a text field reports it: (UTF-16 offset, removed, inserted).
+        val typed = " Op tafel ligt ongeopende post, twee aanmaningen van de verhuurder."
+        editor.onEdited(editor.state.value.text.length, 0, typed).join()
+        val kids = "de kinderen"
+        val at = editor.state.value.text.indexOf(kids)
+        editor.onEdited(at, kids.length, "Daan (8) en Lotte (5)").join()
+        editor.onEdited(editor.state.value.text.length, 0, " Sanne wil hulp; ze schaamt zich voor de schulden.").join()
+        val note = "Huisbezoek bij gezin Jansen. Sanne is thuis met Daan (8) en Lotte (5).$typed Sanne wil hulp; ze schaamt zich voor de schulden."
+        expect(editor.state.value.text == note) { "the note reads: ${editor.state.value.text}" }
+        say(wim, "home-visit note (${note.length} characters, typed in 4 edits): \"${note.take(60)}…\"")
+        wimPlan.setGoalStatus(house, GoalStatus.IN_PROGRESS).await().orFail { "goal status: ${wimPlan.state.value.message}" }
+        wimPlan.setActionDue(arrangement, "2027-01-05").await().orFail { "due: ${wimPlan.state.value.message}" }
+        wimPlan.addAgreement("Wim komt dinsdag om 10:00 terug, samen met de budgetcoach.").await().orFail { "agreement" }
+        wim.device.sync().join() // working offline: nothing is sent
+        val pending = wim.device.state.value.pendingChanges
+        expect(pending > 0) { "the offline edits are not pending" }
+        say(wim, "offline indicator: ${pending} pending change(s); sync while offline says: ${wim.device.state.value.message}")
+        capture?.invoke(wim, planId, Moment.PLAN_OFFLINE)
+        capture?.invoke(wim, planId, Moment.NOTE_OFFLINE)
+
+        step("Meanwhile ${rita.name}, online at the office, edits the same plan (and the same due date)")
+        plan.setActionStatus(coach, ActionStatus.IN_PROGRESS).await().orFail { failed("action status") }
+        plan.setActionDue(arrangement, "2026-12-22").await().orFail { failed("due") }
+        plan.addAgreement("Schuldhulpverlening van de gemeente is aangemeld.").await().orFail { failed("agreement") }
+        rita.device.sync().join()
+        plan.load().join()
+        expect(plan.state.value.notes.isEmpty()) { "the server had the offline note before $wimUser synced" }
+        say(rita, "synced; nothing of $wimUser's visit has reached the server yet")
+
+        step("$wimUser is back online: the phone syncs")
+        wim.device.setWorkOffline(false).join()
+        val back = wim.device.state.value
+        expect(back.connectivity == Connectivity.ONLINE && back.pendingChanges == 0L) { "after coming back: $back" }
+        say(wim, "sync: ${back.lastSync}; pending changes: ${back.pendingChanges}")
+        wimPlan.load().join()
+        val merged = wimPlan.state.value
+        val fromRita = "Schuldhulpverlening van de gemeente is aangemeld."
+        expect(merged.agreements.any { it.text == fromRita }) { "${rita.name}'s agreement did not arrive: ${merged.agreements}" }
+        val coachRow = merged.domains.flatMap { it.goals }.flatMap { it.actions }.first { it.id == coach }
+        expect(coachRow.status == "in_progress") { "${rita.name}'s action status did not arrive: $coachRow" }
+        say(wim, "arrived from ${rita.name}: agreement \"$fromRita\"; \"${coachRow.title}\" is now ${coachRow.status}")
+
+        step("${rita.name} syncs: the home visit is there, and the due date conflicts")
+        rita.device.sync().join()
+        plan.load().join()
+        val visit = plan.state.value.notes.singleOrNull().orFail { "no home-visit note at ${rita.name}: ${plan.state.value.notes}" }
+        expect(visit.text == note && visit.kind == "home_visit") { "the note at ${rita.name}: $visit" }
+        say(rita, "home visit by ${visit.author}: \"${visit.text.take(60)}…\"")
+        val conflicts = rita.conflicts(planId)
+        conflicts.load().join()
+        val conflict = conflicts.state.value.conflicts.singleOrNull().orFail { "expected one conflict: ${conflicts.state.value}" }
+        say(rita, "conflict \"${conflict.label}\": " + conflict.options.joinToString(" vs ") { "${it.value} (${it.author})" })
+        expect(conflict.options.map { it.value }.toSet() == setOf("2027-01-05", "2026-12-22")) { "offered: ${conflict.options}" }
+        capture?.invoke(rita, planId, Moment.CONFLICTS)
+        val wimsDate = conflict.options.first { it.value == "2027-01-05" }
+        expect(conflicts.keep(conflict.id, wimsDate.index).await()) { "settle: ${conflicts.state.value.message}" }
+        say(rita, "kept ${wimsDate.value}")
+
+        step("Both phones sync once more and agree")
+        rita.device.sync().join()
+        wim.device.sync().join()
+        for ((phone, vm) in listOf(rita to plan, wim to wimPlan)) {
+            vm.load().join()
+            val s = vm.state.value
+            val due = s.domains.flatMap { it.goals }.flatMap { it.actions }.first { it.id == arrangement }.due
+            expect(s.conflicts == 0 && due == "2027-01-05") { "${phone.name}: conflicts ${s.conflicts}, due $due" }
+            expect(s.notes.singleOrNull()?.text == note) { "${phone.name} lacks the note" }
+            say(phone, "no conflicts; \"Betalingsregeling\" due $due; ${s.agreements.size} agreements; pending ${phone.device.state.value.pendingChanges}")
+        }
+        printPlan(wim, wimPlan.state.value)
+        println("\nhome visit complete: offline edits merged both ways, conflict settled by the regisseur")
+    }
+
+    private fun printPlan(phone: PhoneApp, s: PlanUiState) {
+        say(phone, "Gezin ${s.family} (fase ${s.phase}), ${s.conflicts} conflict(s)")
+        for (d in s.domains) {
+            say(phone, "  ${d.domain}")
+            for (g in d.goals) {
+                say(phone, "    doel: ${g.title} [${g.status}]")
+                for (a in g.actions) say(phone, "      actie: ${a.title} — ${a.owner}${a.due?.let { ", vóór $it" } ?: ""} [${a.status}]")
+            }
+        }
+        for (a in s.agreements) say(phone, "  afspraak: ${a.text}")
+        for (n in s.notes) say(phone, "  ${n.kind}: ${n.text.take(50)}…")
+    }
+}
+
+/** Three phone pictures side by side, with a caption above each. */
+fun composeScreenshot(shots: List<Pair<String, BufferedImage>>): BufferedImage {
+    val gap = 28
+    val caption = 44
+    val w = shots.sumOf { it.second.width } + gap * (shots.size + 1)
+    val h = shots.maxOf { it.second.height } + caption + gap
+    val out = BufferedImage(w, h, BufferedImage.TYPE_INT_RGB)
+    val g = out.createGraphics()
+    g.setRenderingHint(java.awt.RenderingHints.KEY_ANTIALIASING, java.awt.RenderingHints.VALUE_ANTIALIAS_ON)
+    g.setRenderingHint(java.awt.RenderingHints.KEY_TEXT_ANTIALIASING, java.awt.RenderingHints.VALUE_TEXT_ANTIALIAS_ON)
+    g.color = java.awt.Color(0xD9DEE4)
+    g.fillRect(0, 0, w, h)
+    var x = gap
+    for ((title, image) in shots) {
+        g.color = java.awt.Color(0x1B1F24)
+        g.font = nl.eenplan.demo.ui.Theme.font(15f, bold = true)
+        g.drawString(title, x + 4, caption - 14)
+        g.color = java.awt.Color(0x9AA4AE)
+        g.fillRoundRect(x - 2, caption - 2, image.width + 4, image.height + 4, 8, 8)
+        g.drawImage(image, x, caption, null)
+        x += image.width + gap
+    }
+    g.dispose()
+    return out
+}
