@@ -35,7 +35,7 @@ admin=("$bin/eenplan-admin" --data "$work/admin")
 step "The administrator creates the network (root, escrow and admin keys stay on this machine)"
 "${admin[@]}" init --server "$url" --name "Beheerder Regio Midden"
 "${admin[@]}" org add "Wijkteam Noord"
-"${admin[@]}" user add --org "Wijkteam Noord" --name "Rita" --role wijkteam >/dev/null
+"${admin[@]}" user add --org "Wijkteam Noord" --name "Rita" --role regisseur >/dev/null
 "${admin[@]}" user add --org "Wijkteam Noord" --name "Wim" --role wijkteam >/dev/null
 "${admin[@]}" user add --org "Wijkteam Noord" --name "Wendy" --role wijkteam >/dev/null
 "${admin[@]}" user list
@@ -87,6 +87,16 @@ step "The regisseur sees the conflict"
 
 step "The merged plan on Rita's device"
 "${rita[@]}" plan show "$plan"
+
+step "Wim's phone is stolen: the administrator revokes it"
+wim_id=$("${wim[@]}" status --json | sed -n 's/.*"device": *"\([0-9a-f]*\)".*/\1/p' | head -1)
+"${admin[@]}" device revoke "$wim_id" --reason stolen
+"${rita[@]}" note add "$plan" --text "Na de diefstal: nieuwe sleutel, Wims telefoon leest dit nooit." >/dev/null
+"${rita[@]}" sync
+
+step "The stolen phone comes online and wipes itself"
+"${wim[@]}" sync || true
+"${admin[@]}" device list
 
 if [ "${EENPLAN_DEMO_EXIT:-0}" = 1 ]; then
   exit 0

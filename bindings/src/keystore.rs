@@ -24,12 +24,14 @@ pub trait KeyStore: Send + Sync {
     fn unwrap(&self, wrapped: Vec<u8>) -> Result<Vec<u8>, KeyStoreError>;
     /// Deletes the platform key for good: the device is being wiped (it already destroyed
     /// the wrapped data key; this makes sure no copy of it can be opened either).
-    fn destroy(&self) -> Result<(), KeyStoreError>;
+    /// (Not `destroy`: generated Kotlin objects already have a `destroy()` that frees them.)
+    fn destroy_key(&self) -> Result<(), KeyStoreError>;
     /// Binds the data key to the offline lease: wrap `data_key` under a new platform key that
     /// stops working at `valid_until_ms` (Android: `KeyGenParameterSpec.Builder
     /// .setKeyValidityEnd(Date(validUntilMs))`; iOS: keep `validUntilMs` beside the wrapped key
     /// and refuse to unwrap after it). Return null when this keystore does not bind.
-    fn bind_to_lease(&self, data_key: Vec<u8>, valid_until_ms: i64) -> Result<Option<Vec<u8>>, KeyStoreError>;
+    fn bind_to_lease(&self, data_key: Vec<u8>, valid_until_ms: i64)
+    -> Result<Option<Vec<u8>>, KeyStoreError>;
     /// What [`KeyStore::bind_to_lease`] returned is now durably the wrapped data key: older
     /// platform keys may be deleted.
     fn lease_binding_stored(&self, wrapped: Vec<u8>);
@@ -56,7 +58,7 @@ impl KeyStore for Passphrase {
     }
 
     // A passphrase is no platform key: nothing to delete, no validity to bind.
-    fn destroy(&self) -> Result<(), KeyStoreError> {
+    fn destroy_key(&self) -> Result<(), KeyStoreError> {
         Ok(())
     }
 
@@ -80,10 +82,14 @@ impl CoreKeyStore for HostKeyStore {
     }
 
     fn destroy(&self) -> Result<(), CoreKeyStoreError> {
-        Ok(self.0.destroy()?)
+        Ok(self.0.destroy_key()?)
     }
 
-    fn bind_to_lease(&self, data_key: &SecretKey, valid_until_ms: i64) -> Result<Option<Vec<u8>>, CoreKeyStoreError> {
+    fn bind_to_lease(
+        &self,
+        data_key: &SecretKey,
+        valid_until_ms: i64,
+    ) -> Result<Option<Vec<u8>>, CoreKeyStoreError> {
         let key = Zeroizing::new(data_key.as_bytes().to_vec());
         Ok(self.0.bind_to_lease(key.to_vec(), valid_until_ms)?)
     }
@@ -125,7 +131,7 @@ mod tests {
             fn unwrap(&self, _: Vec<u8>) -> Result<Vec<u8>, KeyStoreError> {
                 Ok(vec![1, 2, 3])
             }
-            fn destroy(&self) -> Result<(), KeyStoreError> {
+            fn destroy_key(&self) -> Result<(), KeyStoreError> {
                 Ok(())
             }
             fn bind_to_lease(&self, _: Vec<u8>, _: i64) -> Result<Option<Vec<u8>>, KeyStoreError> {

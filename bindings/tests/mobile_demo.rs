@@ -32,10 +32,19 @@ fn workspace() -> PathBuf {
 /// A file `cargo test --workspace` built into `target/<profile>` (or its `deps`).
 fn built(name: &str) -> PathBuf {
     let dir = profile_dir();
+    // `cargo test` links the library into `deps` without copying it up (only `cargo build`
+    // does), so the copy in `target/<profile>` may be older: take the newest.
     [dir.join(name), dir.join("deps").join(name)]
         .into_iter()
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{name} is not built in {}: run `cargo test --workspace`", dir.display()))
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .max()
+        .map(|(_, p)| p)
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} is not built in {}: run `cargo test --workspace` (or `cargo build --workspace`)",
+                dir.display()
+            )
+        })
 }
 
 #[test]

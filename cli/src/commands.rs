@@ -55,6 +55,9 @@ fn open(data: &Path) -> Result<Device, CliError> {
 /// Checked before a passphrase is asked for: there must be a device, and not a wiped one.
 fn refuse_missing_or_wiped(data: &Path) -> Result<(), CliError> {
     if Device::is_wiped(data) {
+        // The wipe is reported to the server when it can be; a failure here (offline) is
+        // retried by the next command.
+        let _ = Device::send_wipe_report(data);
         return Err(CliError::Wiped(data.to_path_buf()));
     }
     if !Device::exists(data) {
@@ -68,7 +71,10 @@ fn refuse_missing_or_wiped(data: &Path) -> Result<(), CliError> {
 fn unlock(data: &Path, keystore: &dyn KeyStore) -> Result<Device, CliError> {
     match Device::open_with(data, keystore, &passphrase::open_options()?) {
         Ok(device) => Ok(device),
-        Err(CoreError::Wiped) => Err(CliError::Wiped(data.to_path_buf())),
+        Err(CoreError::Wiped) => {
+            let _ = Device::send_wipe_report(data);
+            Err(CliError::Wiped(data.to_path_buf()))
+        }
         Err(e) => Err(e.into()),
     }
 }
