@@ -130,6 +130,11 @@ fn a_revoked_device_is_shut_out_reads_nothing_new_and_wipes_itself_while_the_oth
         other => panic!("expected the device to wipe itself, got {other:?}"),
     }
     assert!(matches!(Device::open(&net.path("wim"), &device_keystore()), Err(CoreError::Wiped)));
+    let left: Vec<String> = std::fs::read_dir(net.path("wim"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, vec![eenplan_core::wipe::MARKER_FILE.to_string()], "only the wipe marker remains");
     let marker = Device::wipe_marker(&net.path("wim")).unwrap();
     assert!(marker.reported, "the wipe is reported to the server");
     let listed = net.admin.run(&["device", "list"]);
