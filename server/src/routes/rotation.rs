@@ -311,6 +311,7 @@ pub async fn rekey(
                 unhex(&result.commitment).ok_or_else(|| ApiError::malformed("commitment must be hex"))?;
             check_admin_commitment(state, &commitment, document, result.new_epoch)?;
             let envelopes = rekey_envelopes(state, &result, document)?;
+            let stored = envelopes.len();
             let rotation = CompletedRotation {
                 document,
                 new_epoch: result.new_epoch,
@@ -324,6 +325,7 @@ pub async fn rekey(
                 StorageError::NotFound => stale("a recipient is gone; fetch the tasks again"),
                 other => other.into(),
             })?;
+            crate::metrics::Metrics::add(&state.metrics.envelopes_stored, stored);
             // The readers that are online fetch their new key at once.
             state.commits.hint(document);
             tracing::info!(document = %hex(&id), epoch = result.new_epoch, admin = %admin.name, pending, "document re-keyed");
