@@ -219,3 +219,59 @@ fn an_interrupted_revocation_across_200_plans_resumes_to_the_same_end_state() {
     let after: Vec<u32> = bundles.iter().rev().take(200).map(|(epoch, _)| *epoch).collect();
     assert!(after.iter().all(|e| *e == 2), "every post-revocation edit is under epoch 2: {after:?}");
 }
+
+#[test]
+fn a_wipe_order_the_server_made_up_is_refused_and_nothing_is_erased() {
+    use eenplan_protocol::certificate::{AdminBody, Certificate};
+    use eenplan_protocol::sync::Fixed;
+    use eenplan_protocol::wipe::{RevocationReason, WipeOrder};
+
+    let mut net = Network::start(USERS);
+    let mut wim = net.device("wim", "Wim");
+    let plan = wim.create_plan("Jansen").unwrap();
+    wim.edit(&plan, |p| p.add_note(Compartment::Basis, NoteKind::HomeVisit, "blijft bewaard")).unwrap();
+    wim.sync().unwrap();
+    let wim_id = *wim.device_id().as_bytes();
+    net.admin.run(&["device", "revoke", &wim.device_id().to_string(), "--reason", "left"]);
+
+    // The server swaps the administrator's order for one of its own: an "administrator"
+    // certified by a root of its own making.
+    let rogue_root = ed25519_dalek::SigningKey::from_bytes(&[0x66; 32]);
+    let rogue_admin = ed25519_dalek::SigningKey::from_bytes(&[0x67; 32]);
+    let certificate = Certificate::sign_admin(
+        &AdminBody {
+            admin_public: rogue_admin.verifying_key().to_bytes(),
+            name: "Beheer".into(),
+            issued_at_ms: 0,
+        },
+        &rogue_root,
+    );
+    let order = WipeOrder {
+        device: Fixed(wim_id),
+        reason: RevocationReason::Stolen,
+        issued_at_ms: 0,
+        admin_certificate: certificate.to_bytes(),
+    }
+    .sign(&rogue_admin)
+    .to_bytes();
+    net.server.kill();
+    let conn = rusqlite::Connection::open(net.server.data.join("server.db")).unwrap();
+    let swapped = conn
+        .execute(
+            "UPDATE wipe_orders SET signed = ?1 WHERE device_id = ?2",
+            rusqlite::params![order, &wim_id[..]],
+        )
+        .unwrap();
+    assert_eq!(swapped, 1, "the real order was stored");
+    drop(conn);
+    let listen = net.server.address();
+    net.server = eenplan_tests::network::Server::start_on(&net.server.data.clone(), &listen);
+
+    let error = wim.sync().unwrap_err();
+    assert!(!matches!(error, CoreError::Wiped), "a forged order must not wipe: {error}");
+    assert!(!Device::is_wiped(&net.path("wim")));
+    assert!(note_texts(&mut wim, &plan).contains(&"blijft bewaard".to_string()));
+    drop(wim);
+    let mut reopened = Device::open(&net.path("wim"), &device_keystore()).unwrap();
+    assert!(note_texts(&mut reopened, &plan).contains(&"blijft bewaard".to_string()));
+}
