@@ -275,3 +275,59 @@ fn a_wipe_order_the_server_made_up_is_refused_and_nothing_is_erased() {
     let mut reopened = Device::open(&net.path("wim"), &device_keystore()).unwrap();
     assert!(note_texts(&mut reopened, &plan).contains(&"blijft bewaard".to_string()));
 }
+
+#[test]
+fn a_device_that_joins_after_a_rotation_reads_the_history_from_before_it() {
+    let net = Network::start(&[
+        ("Rita", "Wijkteam Noord", "regisseur"),
+        ("Wim", "Wijkteam Noord", "wijkteam"),
+        ("Piet", "Wijkteam Noord", "wijkteam"),
+    ]);
+    let mut rita = net.device("rita", "Rita");
+    let mut wim = net.device("wim", "Wim");
+    let plan = rita.create_plan("Jansen").unwrap();
+    rita.edit(&plan, |p| p.add_note(Compartment::Zorg, NoteKind::Note, "voor de intrekking")).unwrap();
+    rita.sync().unwrap();
+    rita.add_participant(&plan, "Wim", "wijkteam").unwrap();
+    rita.sync().unwrap();
+    wim.sync().unwrap();
+    net.admin.run(&["device", "revoke", &wim.device_id().to_string(), "--reason", "replaced"]);
+    rita.edit(&plan, |p| p.add_note(Compartment::Zorg, NoteKind::Note, "na de intrekking")).unwrap();
+    rita.sync().unwrap();
+
+    // Piet joins later: he gets the keys of both epochs, so the whole history opens.
+    let mut piet = net.device("piet", "Piet");
+    rita.add_participant(&plan, "Piet", "wijkteam").unwrap();
+    rita.sync().unwrap();
+    let report = piet.sync().unwrap();
+    assert!(report.refused.is_empty(), "{:?}", report.refused);
+    let notes = note_texts(&mut piet, &plan);
+    assert!(notes.contains(&"voor de intrekking".to_string()), "{notes:?}");
+    assert!(notes.contains(&"na de intrekking".to_string()), "{notes:?}");
+    assert_eq!(piet.status().unwrap().parked_bundles, 0);
+}
+
+#[test]
+fn a_plan_whose_only_key_holder_is_revoked_is_recovered_through_escrow() {
+    let net =
+        Network::start(&[("Rita", "Wijkteam Noord", "regisseur"), ("Piet", "Wijkteam Noord", "wijkteam")]);
+    let mut rita = net.device("rita", "Rita");
+    let mut piet = net.device("piet", "Piet");
+    let plan = rita.create_plan("Jansen").unwrap();
+    rita.edit(&plan, |p| p.add_note(Compartment::Basis, NoteKind::HomeVisit, "alleen op Rita's telefoon"))
+        .unwrap();
+    rita.sync().unwrap();
+    // Piet is made a participant, but Rita's phone is stolen before it ever seals him a key.
+    rita.add_participant(&plan, "Piet", "wijkteam").unwrap();
+    net.admin.run(&["device", "revoke", &rita.device_id().to_string(), "--reason", "stolen"]);
+
+    // The administrator's rotation opened epoch 1 from escrow for Piet along with epoch 2.
+    let report = piet.sync().unwrap();
+    assert!(report.refused.is_empty(), "{:?}", report.refused);
+    assert_eq!(piet.keyed_compartments(&plan).unwrap().len(), 3);
+    assert!(note_texts(&mut piet, &plan).contains(&"alleen op Rita's telefoon".to_string()));
+    piet.edit(&plan, |p| p.add_note(Compartment::Basis, NoteKind::Note, "Piet neemt het over")).unwrap();
+    let report = piet.sync().unwrap();
+    assert!(report.refused.is_empty(), "{:?}", report.refused);
+    assert_eq!(piet.pending_changes().unwrap(), 0);
+}
