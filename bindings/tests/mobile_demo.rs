@@ -9,7 +9,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -19,33 +18,9 @@ use uniffi::{GenerateOptions, TargetLanguage};
 /// Far beyond a normal run (kotlinc ≈ 1–2 minutes, the visit ≈ 10 s).
 const LIMIT: Duration = Duration::from_secs(15 * 60);
 
-/// `target/<profile>`: tests run from `target/<profile>/deps`.
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's own path");
-    exe.parent().and_then(Path::parent).expect("the test runs from target/<profile>/deps").to_path_buf()
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("bindings/ sits in the workspace").to_path_buf()
-}
-
-/// A file `cargo test --workspace` built into `target/<profile>` (or its `deps`).
-fn built(name: &str) -> PathBuf {
-    let dir = profile_dir();
-    // `cargo test` links the library into `deps` without copying it up (only `cargo build`
-    // does), so the copy in `target/<profile>` may be older: take the newest.
-    [dir.join(name), dir.join("deps").join(name)]
-        .into_iter()
-        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
-        .max()
-        .map(|(_, p)| p)
-        .unwrap_or_else(|| {
-            panic!(
-                "{name} is not built in {}: run `cargo test --workspace` (or `cargo build --workspace`)",
-                dir.display()
-            )
-        })
-}
+#[path = "support/built.rs"]
+mod built;
+use built::{built, profile_dir, workspace};
 
 #[test]
 fn the_mobile_demo_plays_a_home_visit_headless_through_its_view_models() {

@@ -21,33 +21,9 @@ use uniffi::{GenerateOptions, TargetLanguage};
 /// hangs on a bug fails instead of holding CI for its whole budget.
 const STORY_LIMIT: Duration = Duration::from_secs(15 * 60);
 
-/// `target/<profile>`: tests run from `target/<profile>/deps`.
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's own path");
-    exe.parent().and_then(Path::parent).expect("the test runs from target/<profile>/deps").to_path_buf()
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("bindings/ sits in the workspace").to_path_buf()
-}
-
-/// A file `cargo test --workspace` built into `target/<profile>` (or its `deps`).
-fn built(name: &str) -> PathBuf {
-    let dir = profile_dir();
-    // `cargo test` links the library into `deps` without copying it up (only `cargo build`
-    // does), so the copy in `target/<profile>` may be older: take the newest.
-    [dir.join(name), dir.join("deps").join(name)]
-        .into_iter()
-        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
-        .max()
-        .map(|(_, p)| p)
-        .unwrap_or_else(|| {
-            panic!(
-                "{name} is not built in {}: run `cargo test --workspace` (or `cargo build --workspace`)",
-                dir.display()
-            )
-        })
-}
+#[path = "support/built.rs"]
+mod built;
+use built::{built, profile_dir, workspace};
 
 fn library() -> PathBuf {
     built(&format!("{}eenplan_ffi{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX))
