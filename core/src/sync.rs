@@ -458,9 +458,13 @@ impl Device {
             // A plan is registered (with the commitments to its keys) only once the device
             // knows the sharing policy, which says which of its keys it may hand on; until
             // then its bundles wait, since the server would refuse them.
-            let new_plans = if policy.is_some() { self.unregistered_plans()? } else { Vec::new() };
-            for plan in &new_plans {
-                if let Some(policy) = &policy {
+            let unregistered = self.unregistered_plans()?;
+            let (new_plans, waiting) = match &policy {
+                Some(_) => (unregistered, Vec::new()),
+                None => (Vec::new(), unregistered),
+            };
+            if let Some(policy) = &policy {
+                for plan in &new_plans {
                     let (commitments, envelopes) = self.registration_uploads(*plan, server, policy, &own)?;
                     request.new_plans.push(Fixed(*plan.as_bytes()));
                     request.commitments.extend(commitments);
@@ -469,14 +473,10 @@ impl Device {
             }
             for (_, payload) in self.store().pending_bundles()? {
                 let pending: PendingBundle = from_cbor(&payload, "pending bundle")?;
-                let plan = Bundle::decode(pending.bundle.clone())
-                    .map(|b| PlanId::from_bytes(b.header.document.plan))
-                    .ok();
-                let sendable = match plan {
-                    Some(plan) => new_plans.contains(&plan) || self.store().is_registered(plan)?,
-                    None => true,
-                };
-                if sendable {
+                let waits = !waiting.is_empty()
+                    && Bundle::decode(pending.bundle.clone())
+                        .is_ok_and(|b| waiting.contains(&PlanId::from_bytes(b.header.document.plan)));
+                if !waits {
                     request.push.push(Blob(pending.bundle));
                 }
             }
@@ -742,11 +742,11 @@ impl Device {
         // Keys next: bundles in this very response may need them.
         let mut keys: Vec<(PlanId, Compartment, u32, zeroize::Zeroizing<[u8; 32]>)> = Vec::new();
         let mut certificates = Vec::new();
+        let fetch = CertificateSource { transport, token, server, now };
         for delivery in &response.envelopes {
             let document = DocumentId::from_bytes(&delivery.document.0)
                 .map_err(|e| SyncError::Protocol(e.to_string()))?;
             let Some(compartment) = compartment_of(document) else { continue };
-            let fetch = CertificateSource { transport, token, server, now };
             match self.open_delivery(
                 &fetch,
                 delivery,
@@ -808,14 +808,7 @@ impl Device {
             let header = bundle.header;
             let Some(compartment) = compartment_of(header.document) else { continue };
             let plan_id = PlanId::from_bytes(header.document.plan);
-            let author = match self.author_certificate(
-                transport,
-                token,
-                server,
-                &header.author,
-                now,
-                &mut certificates,
-            ) {
+            let author = match self.author_certificate(&fetch, &header.author, &mut certificates) {
                 Ok(body) => body,
                 // An untrusted chain is a forgery: refuse. Anything else (the certificate
                 // could not be fetched now) is transient: keep the bundle for the next sync,
@@ -1145,7 +1138,7 @@ impl Device {
         // checks below authenticate fully. A sealer that is known must have signed.
         let sealer_public = match &admin {
             Some(admin) if device_id_of(&admin.admin_public) == sealer => Some(admin.admin_public),
-            _ => match self.fetched_certificate(fetch, &sealer, certificates) {
+            _ => match self.author_certificate(fetch, &sealer, certificates) {
                 Ok(body) => Some(body.signing_public),
                 Err(CoreError::Sync(SyncError::Server { status: 404, .. })) => None,
                 Err(e) => return Err(e.to_string()),
@@ -1168,7 +1161,7 @@ impl Device {
                     return Err("only an administrator makes the key of a later epoch".into());
                 }
                 let body =
-                    self.fetched_certificate(fetch, &minter.0, certificates).map_err(|e| e.to_string())?;
+                    self.author_certificate(fetch, &minter.0, certificates).map_err(|e| e.to_string())?;
                 let policy = policy.ok_or("no sharing policy is known yet")?;
                 if !policy.may_read(&body.role, document.compartment) {
                     return Err(format!("its maker's role {:?} may not read this compartment", body.role));
@@ -1181,26 +1174,15 @@ impl Device {
         Ok(key)
     }
 
-    fn fetched_certificate(
-        &self,
-        fetch: &CertificateSource<'_>,
-        device: &[u8; 16],
-        certificates: &mut Vec<([u8; 16], Vec<u8>)>,
-    ) -> Result<DeviceBody, CoreError> {
-        self.author_certificate(fetch.transport, fetch.token, fetch.server, device, fetch.now, certificates)
-    }
-
     /// The verified certificate of a bundle's author: from the local cache, or fetched and
     /// checked against the pinned root.
     fn author_certificate(
         &self,
-        transport: &Transport,
-        token: &str,
-        server: &ServerState,
+        fetch: &CertificateSource<'_>,
         author: &[u8; 16],
-        now: i64,
         fetched: &mut Vec<([u8; 16], Vec<u8>)>,
     ) -> Result<DeviceBody, CoreError> {
+        let CertificateSource { transport, token, server, now } = *fetch;
         let chain = match self.store().certificate(author)? {
             Some(chain) => chain,
             None => match fetched.iter().find(|(d, _)| d == author) {
@@ -1309,15 +1291,10 @@ impl Device {
     }
 }
 
-/// The server's answer to a revoked device (a session, or any request with an old token).
+/// The server's answer to a revoked device (a session, or any request with an old token);
+/// the transport turns its `revoked` code into [`SyncError::Revoked`].
 fn is_revoked(error: &CoreError) -> bool {
-    match error {
-        CoreError::Sync(SyncError::Revoked) => true,
-        CoreError::Sync(SyncError::Server { status, code, .. }) => {
-            (*status == 401 || *status == 403) && (code == "revoked" || code == "device_revoked")
-        }
-        _ => false,
-    }
+    matches!(error, CoreError::Sync(SyncError::Revoked))
 }
 
 fn author_of(change: &automerge::Change) -> Option<crate::ids::DeviceId> {

@@ -159,4 +159,16 @@ impl Network {
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
+
+    /// Stops the server, lets `tamper` change its database behind its back (what a
+    /// compromised server could do), and starts it again on the address the devices pinned.
+    pub fn tamper_with_server_database(&mut self, tamper: impl FnOnce(&rusqlite::Connection)) {
+        self.server.kill();
+        let conn = rusqlite::Connection::open(self.server.data.join("server.db"))
+            .unwrap_or_else(|e| panic!("cannot open the server's database: {e}"));
+        tamper(&conn);
+        drop(conn);
+        let listen = self.server.address();
+        self.server = Server::start_on(&self.server.data.clone(), &listen);
+    }
 }

@@ -2,8 +2,6 @@
 //! compartment keys, what the server serves, and what happens to a forged write.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
-
 use eenplan_core::plan::{Compartment, NoteKind};
 use eenplan_core::{Device, PlanId};
 use eenplan_protocol::api::{
@@ -11,7 +9,7 @@ use eenplan_protocol::api::{
 };
 use eenplan_protocol::sync::{Blob, SyncRequest, SyncResponse};
 use eenplan_protocol::{Bundle, BundleHeader, BundleKind, DocumentId};
-use eenplan_tests::network::{Network, Server};
+use eenplan_tests::network::Network;
 
 const USERS: &[(&str, &str, &str)] = &[
     ("Rita", "Wijkteam Noord", "regisseur"),
@@ -126,8 +124,7 @@ fn forged_justitie_bundle(author: &Device, plan: &PlanId) -> Vec<u8> {
 }
 
 /// Appends a bundle to the server's log behind its back, as a compromised server could.
-fn smuggle_into_log(db: &Path, plan: &PlanId, author: &Device, bytes: &[u8]) {
-    let conn = rusqlite::Connection::open(db).unwrap();
+fn smuggle_into_log(conn: &rusqlite::Connection, plan: &PlanId, author: &Device, bytes: &[u8]) {
     let head: i64 = conn.query_row("SELECT head FROM log_head", [], |r| r.get(0)).unwrap();
     conn.execute(
         "INSERT INTO bundles (seq, plan_id, compartment, bundle_id, author, epoch, kind, covers_seq, size, bytes, received_at)
@@ -170,11 +167,7 @@ fn a_wijkteam_devices_forged_write_to_justitie_is_refused_by_the_server_and_by_e
     assert!(reason == eenplan_protocol::sync::REJECT_NO_WRITE || reason == "no_access", "{reason}");
 
     // A compromised server relays it anyway: the police device refuses it on its own.
-    let address = net.server.address();
-    let data = net.server.data.clone();
-    net.server.kill();
-    smuggle_into_log(&data.join("server.db"), &plan, &wim, &forged);
-    net.server = Server::start_on(&data, &address);
+    net.tamper_with_server_database(|conn| smuggle_into_log(conn, &plan, &wim, &forged));
     let report = otto.sync().unwrap();
     assert!(
         report.refused.iter().any(|r| r.contains("may not write justitie")),

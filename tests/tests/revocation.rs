@@ -254,18 +254,15 @@ fn a_wipe_order_the_server_made_up_is_refused_and_nothing_is_erased() {
     }
     .sign(&rogue_admin)
     .to_bytes();
-    net.server.kill();
-    let conn = rusqlite::Connection::open(net.server.data.join("server.db")).unwrap();
-    let swapped = conn
-        .execute(
-            "UPDATE wipe_orders SET signed = ?1 WHERE device_id = ?2",
-            rusqlite::params![order, &wim_id[..]],
-        )
-        .unwrap();
-    assert_eq!(swapped, 1, "the real order was stored");
-    drop(conn);
-    let listen = net.server.address();
-    net.server = eenplan_tests::network::Server::start_on(&net.server.data.clone(), &listen);
+    net.tamper_with_server_database(|conn| {
+        let swapped = conn
+            .execute(
+                "UPDATE wipe_orders SET signed = ?1 WHERE device_id = ?2",
+                rusqlite::params![order, &wim_id[..]],
+            )
+            .unwrap();
+        assert_eq!(swapped, 1, "the real order was stored");
+    });
 
     let error = wim.sync().unwrap_err();
     assert!(!matches!(error, CoreError::Wiped), "a forged order must not wipe: {error}");

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use eenplan_core::Device;
 use eenplan_core::plan::{ActionUpdate, Compartment, GoalStatus, NewAction, NewGoal, NoteKind};
-use eenplan_tests::network::{Network, Server, device_keystore};
+use eenplan_tests::network::{Network, device_keystore};
 
 const USERS: &[(&str, &str, &str)] = &[
     ("Rita", "Wijkteam Noord", "wijkteam"),
@@ -160,16 +160,6 @@ fn the_servers_database_holds_none_of_the_words_written() {
     assert!(found.is_empty(), "{found:?}");
 }
 
-/// Plays a malicious server: rewrites its own log while stopped, then serves it again.
-fn tamper_with_log(net: &mut Network, tamper: impl FnOnce(&rusqlite::Connection)) {
-    net.server.kill();
-    let conn = rusqlite::Connection::open(net.server.data.join("server.db")).unwrap();
-    tamper(&conn);
-    drop(conn);
-    let listen = net.server.address();
-    net.server = Server::start_on(&net.server.data.clone(), &listen);
-}
-
 fn append_forged(conn: &rusqlite::Connection, bytes: &[u8]) {
     let bundle = eenplan_protocol::Bundle::decode(bytes.to_vec()).unwrap();
     let header = bundle.header;
@@ -221,7 +211,7 @@ fn forged_and_replayed_bundles_are_refused_by_every_receiver_and_never_applied()
     let mut flipped_payload = real.clone();
     flipped_payload[100] ^= 1;
     flipped_payload[41] ^= 1;
-    tamper_with_log(&mut net, |conn| {
+    net.tamper_with_server_database(|conn| {
         for forged in [&bad_signature, &other_document, &flipped_payload] {
             append_forged(conn, forged);
         }
@@ -263,7 +253,7 @@ fn a_key_envelope_the_server_made_up_is_refused_and_never_used() {
             (epoch, eenplan_protocol::envelope::sign(sealed, [9; 16], &rogue, document, epoch, wim_id))
         })
         .collect();
-    tamper_with_log(&mut net, |conn| {
+    net.tamper_with_server_database(|conn| {
         for (epoch, bytes) in &forged {
             let head: i64 = conn.query_row("SELECT head FROM log_head", [], |r| r.get(0)).unwrap();
             conn.execute(

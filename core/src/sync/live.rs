@@ -413,7 +413,7 @@ fn handshake_error(error: tungstenite::Error) -> SyncError {
     });
     match error.code.as_str() {
         "device_not_approved" => SyncError::NotApproved,
-        "device_revoked" | "revoked" => SyncError::Revoked,
+        "revoked" => SyncError::Revoked,
         _ => SyncError::Server { status, code: error.code, message: error.message },
     }
 }

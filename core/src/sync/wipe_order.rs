@@ -45,15 +45,9 @@ impl Device {
     pub(super) fn obey_wipe_order(&mut self, server: &ServerState, transport: &Transport) -> CoreError {
         match self.fetch_wipe_order(server, transport) {
             Ok(Some(_order)) => {
-                let report = WipeReport {
-                    device: Fixed(*self.device_id().as_bytes()),
-                    cause: WipeCause::Ordered,
-                    signed_at_ms: self.now_ms(),
-                }
-                .sign(self.identity().signing_key());
-                let pending = PendingReport { server: server.url.clone(), report: report.to_bytes() };
+                let report = self.signed_report(server, WipeCause::Ordered);
                 let dir = self.data_dir().to_path_buf();
-                if let Err(e) = self.wipe(WipeReason::Ordered, Some(super::cbor(&pending))) {
+                if let Err(e) = self.wipe(WipeReason::Ordered, Some(report)) {
                     return e;
                 }
                 // Best effort: the marker keeps the report, and `send_wipe_report` retries.
@@ -93,14 +87,16 @@ impl Device {
     /// Signs the report a wipe after too many failed unlocks leaves behind (it can sign
     /// nothing then), and keeps it beside the store.
     pub(super) fn prepare_self_wipe_report(&self, server: &ServerState) -> Result<(), CoreError> {
-        let report = WipeReport {
-            device: Fixed(*self.device_id().as_bytes()),
-            cause: WipeCause::FailedUnlocks,
-            signed_at_ms: self.now_ms(),
-        }
-        .sign(self.identity().signing_key());
-        let pending = PendingReport { server: server.url.clone(), report: report.to_bytes() };
-        self.store_self_wipe_report(super::cbor(&pending))
+        self.store_self_wipe_report(self.signed_report(server, WipeCause::FailedUnlocks))
+    }
+
+    /// A report of a wipe for `cause`, signed now, with where to send it (what the wipe
+    /// marker keeps).
+    fn signed_report(&self, server: &ServerState, cause: WipeCause) -> Vec<u8> {
+        let report =
+            WipeReport { device: Fixed(*self.device_id().as_bytes()), cause, signed_at_ms: self.now_ms() }
+                .sign(self.identity().signing_key());
+        super::cbor(&PendingReport { server: server.url.clone(), report: report.to_bytes() })
     }
 
     /// Sends the wipe report a wiped data directory holds, if it was not sent yet. Hosts call

@@ -59,7 +59,7 @@ use eenplan_protocol::epoch::{Minter, SignedCommitment};
 use eenplan_protocol::policy::Policy;
 use eenplan_protocol::sync::{
     self, Blob, EnvelopeDelivery, EnvelopeUpload, Fixed, KeyRequest, MAX_SYNC_REQUEST, REJECT_NO_WRITE,
-    REJECT_ROTATING, REJECT_STALE_EPOCH, Rejection, SyncRequest, SyncResponse,
+    Rejection, SyncRequest, SyncResponse,
 };
 use eenplan_protocol::{Bundle, BundleKind, DocumentId};
 
@@ -157,6 +157,7 @@ pub async fn sync(
     for (id, outcome) in ids.into_iter().zip(&outcomes) {
         match outcome {
             PushOutcome::Refused { reason } => {
+                tracing::info!(device = %hex(&device.device_id.0), bundle = %hex(&id), reason, "push rejected");
                 rejected.push(Rejection { bundle_id: Fixed(id), reason: (*reason).to_string() })
             }
             PushOutcome::Appended { .. } | PushOutcome::Duplicate { .. } => accepted.push(Fixed(id)),
@@ -262,22 +263,19 @@ fn check_bundles(
     }
     let key = signing_key(device)?;
     let now = now_ms();
-    // (current epoch, rotation pending) per document, read once per request.
-    let mut epochs: HashMap<DocumentId, (u32, bool)> = HashMap::new();
+    // The current epoch per document, read once per request.
+    let mut epochs: HashMap<DocumentId, u32> = HashMap::new();
     let uploads =
         push.into_iter().map(|b| (b, None)).chain(snapshots.into_iter().map(|s| (s.bundle, Some(s.covers))));
     for (blob, covers) in uploads {
         let outcome = match check_bundle(blob.0, covers, device.device_id, &key, access) {
             Ok(bundle) => {
                 let document = bundle.header.document;
-                let (current, rotating) = match epochs.entry(document) {
+                let current = match epochs.entry(document) {
                     Entry::Occupied(entry) => *entry.get(),
-                    Entry::Vacant(entry) => *entry.insert((
-                        state.storage.current_epoch(document)?,
-                        state.storage.rotation_pending(document)?,
-                    )),
+                    Entry::Vacant(entry) => *entry.insert(state.storage.current_epoch(document)?),
                 };
-                check_epoch(bundle, current, rotating)
+                check_epoch(bundle, current)
             }
             Err(rejection) => Err(rejection),
         };
@@ -333,16 +331,12 @@ fn check_bundle(
     Ok(bundle)
 }
 
-/// A bundle is accepted only under the document's current key, and not while the document
-/// waits for a new one: a revoked device holds the current key until the rotation.
-fn check_epoch(bundle: Bundle, current: u32, rotating: bool) -> Result<Bundle, Rejection> {
+/// A key nobody committed to is refused here. An older key, or any key while the document
+/// waits for a new one (a revoked device holds the current key until the rotation), is
+/// refused by the writing transaction itself (`Storage::push_batch`), where a revocation that
+/// commits meanwhile is seen too.
+fn check_epoch(bundle: Bundle, current: u32) -> Result<Bundle, Rejection> {
     let header = &bundle.header;
-    if rotating {
-        return Err(reject(header.bundle_id, REJECT_ROTATING));
-    }
-    if header.epoch < current {
-        return Err(reject(header.bundle_id, REJECT_STALE_EPOCH));
-    }
     if header.epoch > current {
         return Err(reject(header.bundle_id, REJECT_UNKNOWN_EPOCH));
     }
