@@ -15,6 +15,10 @@ pub fn edit_marker(i: u64) -> String {
     format!("edit-{i:06}")
 }
 
+// Benchmark helpers: a failed step must stop the run loudly.
+#[allow(clippy::expect_used)]
+pub mod bench;
+
 // Test harness: a failed step must stop the test loudly, so panicking is the point here.
 #[allow(clippy::panic)]
 pub mod network;

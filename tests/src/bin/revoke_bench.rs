@@ -35,21 +35,18 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use eenplan_core::keystore::{KdfParams, PassphraseKeyStore};
 use eenplan_core::plan::{Compartment, NoteKind};
 use eenplan_core::sync::{SyncError, SyncReport};
 use eenplan_core::{CoreError, Device, PlanId};
 use eenplan_protocol::bundle::DocumentId;
 use eenplan_protocol::envelope;
-use eenplan_protocol::policy::{COMPARTMENTS, DEFAULT_POLICY_TOML};
-use eenplan_tests::network::{Admin, Server};
+use eenplan_tests::bench::{add_report, bytes, cores, median, policy_where_reading_all, scratch, secs};
+use eenplan_tests::network::{Admin, Server, device_keystore};
 
-const DEVICE_PASSPHRASE: &str = "revoke-bench";
 const ORG: &str = "Wijkteam Noord";
 /// The role every user has: the policy this benchmark sets lets it read all four compartments.
 const ROLE: &str = "regisseur";
@@ -114,22 +111,6 @@ impl Config {
 
 // --- the network: a server process, the admin CLI, devices ------------------------------
 
-/// Where the benchmark's files go: `target/tmp` when it exists (a real disk, where fsync
-/// costs what it costs on a device), else the system's temporary directory.
-fn scratch(label: &str) -> tempfile::TempDir {
-    let exe = std::env::current_exe().expect("the path of this program");
-    let base = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|target| target.join("tmp"))
-        .filter(|p| p.is_dir())
-        .unwrap_or_else(std::env::temp_dir);
-    tempfile::Builder::new()
-        .prefix(&format!("revoke-bench-{label}-"))
-        .tempdir_in(base)
-        .expect("a scratch dir")
-}
-
 /// The server's `/metrics`, by sample name (labels included).
 fn metrics(server: &Server) -> HashMap<String, f64> {
     let address = server.address();
@@ -148,15 +129,6 @@ fn metrics(server: &Server) -> HashMap<String, f64> {
 fn since(after: &HashMap<String, f64>, before: &HashMap<String, f64>, name: &str) -> u64 {
     let get = |m: &HashMap<String, f64>| m.get(name).copied().unwrap_or(0.0);
     (get(after) - get(before)).max(0.0) as u64
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
-}
-
-/// Cheap Argon2 for the device stores: this measures revocation, not the passphrase KDF.
-fn keystore() -> PassphraseKeyStore {
-    PassphraseKeyStore::with_params(DEVICE_PASSPHRASE, KdfParams::INSECURE_FAST_FOR_TESTS)
 }
 
 /// A TCP relay on loopback in front of the server that counts the bytes through it in each
@@ -213,37 +185,6 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, counter: Arc<AtomicU64>) {
     });
 }
 
-/// The shipped policy as version 2, with `ROLE` reading and writing all four compartments.
-fn policy_v2() -> String {
-    let mut out = Vec::new();
-    let mut in_role = false;
-    let all = format!("[{}]", COMPARTMENTS.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", "));
-    let (mut version, mut read, mut write) = (false, false, false);
-    for line in DEFAULT_POLICY_TOML.lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with('[') {
-            in_role = trimmed == format!("[roles.{ROLE}]");
-        }
-        if trimmed.starts_with("version") && trimmed.contains('=') {
-            out.push("version = 2".to_owned());
-            version = true;
-        } else if in_role && trimmed.starts_with("read") {
-            out.push(format!("read = {all}"));
-            read = true;
-        } else if in_role && trimmed.starts_with("write") {
-            out.push(format!("write = {all}"));
-            write = true;
-        } else {
-            out.push(line.to_owned());
-        }
-    }
-    assert!(
-        version && read && write,
-        "the shipped policy has no version line or no [roles.{ROLE}] read/write"
-    );
-    out.join("\n") + "\n"
-}
-
 /// Syncs until the server has nothing more (a long pull may need more rounds than one
 /// `sync()` allows); the reports of all calls, summed, and the number of calls.
 fn sync_fully(device: &mut Device) -> (SyncReport, usize) {
@@ -261,18 +202,6 @@ fn sync_fully(device: &mut Device) -> (SyncReport, usize) {
     panic!("the device never caught up")
 }
 
-fn add_report(total: &mut SyncReport, report: &SyncReport) {
-    total.rounds += report.rounds;
-    total.pushed_bundles += report.pushed_bundles;
-    total.received_bundles += report.received_bundles;
-    total.applied_changes += report.applied_changes;
-    total.envelopes_received += report.envelopes_received;
-    total.envelopes_sent += report.envelopes_sent;
-    total.refused.extend(report.refused.iter().cloned());
-    total.bytes_up += report.bytes_up;
-    total.bytes_down += report.bytes_down;
-}
-
 /// Whether `device` holds the key of every compartment of every plan.
 fn holds_all_keys(device: &Device, plans: &[PlanId]) -> bool {
     plans.iter().all(|plan| {
@@ -281,30 +210,6 @@ fn holds_all_keys(device: &Device, plans: &[PlanId]) -> bool {
 }
 
 // --- statistics and the tables -----------------------------------------------------------
-
-fn median<T: Copy + PartialOrd>(values: &[T]) -> T {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(|a, b| a.partial_cmp(b).expect("comparable"));
-    sorted[sorted.len() / 2]
-}
-
-fn bytes(n: f64) -> String {
-    match n {
-        n if n >= 1e6 => format!("{:.2} MB", n / 1e6),
-        n if n >= 1e4 => format!("{:.1} kB", n / 1e3),
-        n => format!("{n:.0} B"),
-    }
-}
-
-fn secs(d: Duration) -> String {
-    if d < Duration::from_millis(1) {
-        format!("{:.1} µs", d.as_secs_f64() * 1e6)
-    } else if d < Duration::from_secs(1) {
-        format!("{:.1} ms", d.as_secs_f64() * 1e3)
-    } else {
-        format!("{:.2} s", d.as_secs_f64())
-    }
-}
 
 /// A markdown table, columns padded to line up in a terminal too.
 struct Table {
@@ -379,11 +284,11 @@ struct Revocation {
 
 fn measure_a(cfg: &Config) -> (Table, String) {
     let setup = Instant::now();
-    let dir = scratch("a");
+    let dir = scratch("revoke-bench", "a");
     let server = Server::start(&dir.path().join("server"));
     let admin = Admin::init(&dir.path().join("admin"), &server.url);
     let policy_file = dir.path().join("policy-v2.toml");
-    std::fs::write(&policy_file, policy_v2()).expect("write the policy file");
+    std::fs::write(&policy_file, policy_where_reading_all(ROLE)).expect("write the policy file");
     admin.run(&["policy", "set", policy_file.to_str().expect("a UTF-8 path")]);
     admin.run(&["org", "add", ORG]);
     let users: Vec<String> = (0..cfg.devices).map(|i| format!("Regisseur {i:02}")).collect();
@@ -395,7 +300,7 @@ fn measure_a(cfg: &Config) -> (Table, String) {
         .enumerate()
         .map(|(i, user)| {
             let path = dir.path().join(format!("device-{i:02}"));
-            let mut device = Device::init(&path, &keystore()).expect("device init");
+            let mut device = Device::init(&path, &device_keystore()).expect("device init");
             let code = admin.run(&["device", "enrol", "--user", user]);
             device.enrol(&server.url, &code).expect("enrol");
             admin.run(&["device", "approve", "--code", &code]);

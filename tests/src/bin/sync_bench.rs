@@ -35,7 +35,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -43,16 +43,15 @@ use std::time::{Duration, Instant};
 use automerge::Automerge;
 use automerge::sync::{Message, State, SyncDoc};
 use eenplan_core::clock::SystemClock;
-use eenplan_core::keystore::{KdfParams, PassphraseKeyStore};
 use eenplan_core::plan::{
     ActionStatus, ActionUpdate, Compartment, GoalStatus, NewAction, NewGoal, NewMember, NoteKind, Plan,
     PlanError, PlanView,
 };
 use eenplan_core::sync::{SyncError, SyncReport};
 use eenplan_core::{CoreError, Device, DeviceId, EntityId, PlanId};
-use eenplan_tests::network::{Admin, Server};
+use eenplan_tests::bench::{add_report, bytes, cores, median, policy_where_reading_all, scratch, secs};
+use eenplan_tests::network::{Admin, Server, device_keystore};
 
-const DEVICE_PASSPHRASE: &str = "sync-bench";
 const TRANSFER_PASSPHRASE: &str = "sync-bench transfer";
 const ORG: &str = "Wijkteam Noord";
 const ROLE: &str = "wijkteam";
@@ -120,19 +119,6 @@ impl Config {
 
 // --- the network: a server process, the admin CLI, devices ------------------------------
 
-/// Where the benchmark's files go: `target/tmp` when it exists (a real disk, where fsync
-/// costs what it costs on a device), else the system's temporary directory.
-fn scratch(label: &str) -> tempfile::TempDir {
-    let exe = std::env::current_exe().expect("the path of this program");
-    let base = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|target| target.join("tmp"))
-        .filter(|p| p.is_dir())
-        .unwrap_or_else(std::env::temp_dir);
-    tempfile::Builder::new().prefix(&format!("sync-bench-{label}-")).tempdir_in(base).expect("a scratch dir")
-}
-
 /// What the benchmark reads off the harness's server process.
 trait Probe {
     fn pid(&self) -> u32;
@@ -186,10 +172,6 @@ fn cpu_time_of(pid: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64))
 }
 
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
-}
-
 fn clock_ticks() -> u64 {
     Command::new("getconf")
         .arg("CLK_TCK")
@@ -224,11 +206,6 @@ impl Metrics {
     }
 }
 
-/// Cheap Argon2 for the device stores: this measures sync, not the passphrase KDF.
-fn keystore() -> PassphraseKeyStore {
-    PassphraseKeyStore::with_params(DEVICE_PASSPHRASE, KdfParams::INSECURE_FAST_FOR_TESTS)
-}
-
 struct Network {
     dir: tempfile::TempDir,
     // Dropped before `dir`: the server is killed before its files go.
@@ -238,9 +215,13 @@ struct Network {
 
 impl Network {
     fn start(label: &str, users: &[&str]) -> Network {
-        let dir = scratch(label);
+        let dir = scratch("sync-bench", label);
         let server = Server::start(&dir.path().join("server"));
         let admin = Admin::init(&dir.path().join("admin"), &server.url);
+        // Every plan here spans all four compartments.
+        let policy = dir.path().join("policy.toml");
+        std::fs::write(&policy, policy_where_reading_all(ROLE)).expect("write the policy file");
+        admin.run(&["policy", "set", policy.to_str().expect("a UTF-8 path")]);
         admin.run(&["org", "add", ORG]);
         let network = Network { dir, server, admin };
         for user in users {
@@ -260,7 +241,7 @@ impl Network {
     /// A device enrolled for `user` and approved; `first_sync` also runs its first sync
     /// (which fetches its own certificate).
     fn device(&self, name: &str, user: &str, first_sync: bool) -> Device {
-        let mut device = Device::init(&self.path(name), &keystore()).expect("device init");
+        let mut device = Device::init(&self.path(name), &device_keystore()).expect("device init");
         let code = self.admin.run(&["device", "enrol", "--user", user]);
         device.enrol(&self.server.url, &code).expect("enrol");
         self.admin.run(&["device", "approve", "--code", &code]);
@@ -290,18 +271,6 @@ fn sync_fully(device: &mut Device) -> SyncReport {
         }
     }
     panic!("the device never caught up")
-}
-
-fn add_report(total: &mut SyncReport, report: &SyncReport) {
-    total.rounds += report.rounds;
-    total.pushed_bundles += report.pushed_bundles;
-    total.received_bundles += report.received_bundles;
-    total.applied_changes += report.applied_changes;
-    total.envelopes_received += report.envelopes_received;
-    total.envelopes_sent += report.envelopes_sent;
-    total.refused.extend(report.refused.iter().cloned());
-    total.bytes_up += report.bytes_up;
-    total.bytes_down += report.bytes_down;
 }
 
 fn wire(report: &SyncReport) -> u64 {
@@ -674,12 +643,6 @@ fn automerge_run(
 
 // --- statistics and the table -------------------------------------------------------------
 
-fn median<T: Copy + PartialOrd>(values: &[T]) -> T {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(|a, b| a.partial_cmp(b).expect("comparable"));
-    sorted[sorted.len() / 2]
-}
-
 fn percentile(values: &[Duration], p: f64) -> Duration {
     let mut sorted = values.to_vec();
     sorted.sort();
@@ -753,22 +716,6 @@ impl Table {
 
 fn ratio(value: f64, reference: f64) -> String {
     if reference > 0.0 { format!("{:.2}×", value / reference) } else { "—".into() }
-}
-
-fn bytes(n: f64) -> String {
-    match n {
-        n if n >= 1e6 => format!("{:.1} MB", n / 1e6),
-        n if n >= 1e4 => format!("{:.1} kB", n / 1e3),
-        n => format!("{n:.0} B"),
-    }
-}
-
-fn secs(d: Duration) -> String {
-    if d < Duration::from_secs(1) {
-        format!("{:.1} ms", d.as_secs_f64() * 1e3)
-    } else {
-        format!("{:.2} s", d.as_secs_f64())
-    }
 }
 
 // --- a. one small edit on the wire --------------------------------------------------------
@@ -1091,7 +1038,7 @@ fn measure_c(cfg: &Config, table: &mut Table) {
     // all authors' certificates are cached before the clock starts (steady state).
     for pass in 0..2 {
         for (i, dir) in dirs.iter().enumerate() {
-            let mut device = Device::open(dir, &keystore()).expect("open device");
+            let mut device = Device::open(dir, &device_keystore()).expect("open device");
             sync_fully(&mut device);
             if pass == 0 {
                 let (plan, actions) = &plans[i % plans.len()];
@@ -1126,7 +1073,7 @@ fn measure_c(cfg: &Config, table: &mut Table) {
         let dir = dir.clone();
         let pushes = cfg.c_pushes;
         threads.push(std::thread::spawn(move || {
-            let mut device = Device::open(&dir, &keystore()).expect("open device");
+            let mut device = Device::open(&dir, &device_keystore()).expect("open device");
             device.open_plan(&plan).expect("open plan");
             let mut latencies = Vec::new();
             let mut errors = 0usize;

@@ -1,0 +1,95 @@
+//! What the benchmark binaries (`sync_bench`, `revoke_bench`) share: scratch space, the
+//! machine's core count, adding up sync reports, medians and how figures print.
+
+use std::path::Path;
+use std::time::Duration;
+
+use eenplan_core::sync::SyncReport;
+use eenplan_protocol::policy::{COMPARTMENTS, DEFAULT_POLICY_TOML};
+
+/// A scratch directory under `target/tmp` when there is one (the disk the build uses), named
+/// after the benchmark and the measure.
+pub fn scratch(bench: &str, label: &str) -> tempfile::TempDir {
+    let exe = std::env::current_exe().expect("the path of this program");
+    let base = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|target| target.join("tmp"))
+        .filter(|p| p.is_dir())
+        .unwrap_or_else(std::env::temp_dir);
+    tempfile::Builder::new().prefix(&format!("{bench}-{label}-")).tempdir_in(base).expect("a scratch dir")
+}
+
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Adds one sync's figures to a running total.
+pub fn add_report(total: &mut SyncReport, report: &SyncReport) {
+    total.rounds += report.rounds;
+    total.pushed_bundles += report.pushed_bundles;
+    total.received_bundles += report.received_bundles;
+    total.applied_changes += report.applied_changes;
+    total.envelopes_received += report.envelopes_received;
+    total.envelopes_sent += report.envelopes_sent;
+    total.refused.extend(report.refused.iter().cloned());
+    total.bytes_up += report.bytes_up;
+    total.bytes_down += report.bytes_down;
+}
+
+/// The median (the upper one of an even count); the machines are noisy, means mislead.
+pub fn median<T: Copy + PartialOrd>(values: &[T]) -> T {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.partial_cmp(b).expect("comparable"));
+    sorted[sorted.len() / 2]
+}
+
+pub fn bytes(n: f64) -> String {
+    match n {
+        n if n >= 1e6 => format!("{:.2} MB", n / 1e6),
+        n if n >= 1e4 => format!("{:.1} kB", n / 1e3),
+        n => format!("{n:.0} B"),
+    }
+}
+
+pub fn secs(d: Duration) -> String {
+    if d < Duration::from_millis(1) {
+        format!("{:.1} µs", d.as_secs_f64() * 1e6)
+    } else if d < Duration::from_secs(1) {
+        format!("{:.1} ms", d.as_secs_f64() * 1e3)
+    } else {
+        format!("{:.2} s", d.as_secs_f64())
+    }
+}
+
+/// The shipped policy as version 2, with `role` reading and writing all four compartments:
+/// what a benchmark over every compartment needs (no default role reads them all).
+pub fn policy_where_reading_all(role: &str) -> String {
+    let mut out = Vec::new();
+    let mut in_role = false;
+    let all = format!("[{}]", COMPARTMENTS.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", "));
+    let (mut version, mut read, mut write) = (false, false, false);
+    for line in DEFAULT_POLICY_TOML.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            in_role = trimmed == format!("[roles.{role}]");
+        }
+        if trimmed.starts_with("version") && trimmed.contains('=') {
+            out.push("version = 2".to_owned());
+            version = true;
+        } else if in_role && trimmed.starts_with("read") {
+            out.push(format!("read = {all}"));
+            read = true;
+        } else if in_role && trimmed.starts_with("write") {
+            out.push(format!("write = {all}"));
+            write = true;
+        } else {
+            out.push(line.to_owned());
+        }
+    }
+    assert!(
+        version && read && write,
+        "the shipped policy has no version line or no [roles.{role}] read/write"
+    );
+    out.join("\n") + "\n"
+}
