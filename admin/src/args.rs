@@ -109,6 +109,17 @@ pub enum UserCommand {
     Add(UserAddArgs),
     /// Lists the users.
     List,
+    /// Gives a user another role: re-certifies their devices for it, and moves what the
+    /// user can no longer read or write to a new key epoch (progress as for `rekey`).
+    SetRole(UserSetRoleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UserSetRoleArgs {
+    /// The user: a name, or the numeric id from `user list`.
+    pub user: String,
+    #[arg(long, value_parser = role())]
+    pub role: Role,
 }
 
 #[derive(Debug, Args)]

@@ -188,6 +188,8 @@ mod tests {
                 &[seed; eenplan_protocol::envelope::XWING_PUBLIC_LEN],
             )),
             created_at_ms: NOW,
+            certificate: String::new(),
+            admin_certificate: String::new(),
         }
     }
 

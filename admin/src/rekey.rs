@@ -275,7 +275,11 @@ pub fn rotate(task: &RekeyTask, authority: &Authority<'_>, now_ms: i64) -> Resul
 
     let key = Zeroizing::new(crypto::random_array::<32>());
     let minter = Minter::Admin { certificate: authority.admin_certificate.clone() };
-    let commitment = Commitment::new(document, new_epoch, &key, minter, now_ms).sign(authority.admin);
+    // The new epoch is judged by the policy in force now: it starts where a change of the
+    // write rules takes effect.
+    let commitment = Commitment::new(document, new_epoch, &key, minter, now_ms)
+        .under_policy(authority.policy.version)
+        .sign(authority.admin);
     let sealer = device_id_of(&authority.admin.verifying_key().to_bytes());
     let seal = |public: &[u8], recipient: [u8; 16], epoch: u32, key: &[u8; 32]| {
         let sealed = envelope::seal(public, recipient, document, epoch, key)?;

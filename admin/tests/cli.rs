@@ -15,7 +15,7 @@ use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use eenplan_protocol::DocumentId;
 use eenplan_protocol::api::{
     self, CertificateUpload, EnrolmentCode, InitRequest, NewEnrolment, PolicyUpload, RekeyResult,
-    RevokeRequest,
+    RevokeRequest, RoleChangeRequest,
 };
 use eenplan_protocol::certificate::{Certificate, device_id_of};
 use eenplan_protocol::envelope;
@@ -969,4 +969,75 @@ fn policy_set_refuses_an_old_version_and_a_broken_file_without_uploading() {
     assert!(stderr.contains("cannot read /nonexistent/policy.toml"), "{stderr}");
     assert_eq!(server.requests().len(), before);
     assert!(!server.requests().iter().any(|r| r.method == "POST" && r.path == api::PATH_ADMIN_POLICY));
+}
+
+#[test]
+fn set_role_recertifies_each_device_from_its_verified_certificate_then_rotates() {
+    let network = Network::new();
+    let (server, admin) = (&network.server, &network.admin);
+    let fatima = r#"[{"id":7,"org":"Wijkteam Noord","name":"Fatima","role":"wijkteam"}]"#;
+    let listed = |device: &RealDevice, certificate: &str| {
+        let mut info = device.info.clone();
+        info["certificate"] = json!(certificate);
+        info["admin_certificate"] = json!(network.init.admin_certificate);
+        info
+    };
+
+    // The server lists the laptop under the phone's certificate: nothing is re-certified.
+    server.answer(200, fatima);
+    server.answer(
+        200,
+        &json!([
+            listed(&network.phone, &network.phone.certificate),
+            listed(&network.laptop, &network.phone.certificate)
+        ])
+        .to_string(),
+    );
+    let stderr = admin.fails(&["user", "set-role", "Fatima", "--role", "ggz"], 1);
+    assert!(stderr.contains("names another device"), "{stderr}");
+    assert!(!server.requests().iter().any(|r| r.path.ends_with("/role")));
+
+    server.answer(200, fatima);
+    server.answer(
+        200,
+        &json!([
+            listed(&network.phone, &network.phone.certificate),
+            listed(&network.laptop, &network.laptop.certificate)
+        ])
+        .to_string(),
+    );
+    server.answer(200, r#"{"pending":0}"#);
+    network.answer_policy();
+    server.answer(200, "[]");
+    let out = admin.ok(&["user", "set-role", "Fatima", "--role", "ggz"]);
+    assert!(out.starts_with("Fatima (id 7) is now ggz (was wijkteam); 2 device(s) re-certified"), "{out}");
+
+    let requests = server.requests();
+    let change = requests.iter().find(|r| r.path.ends_with("/role")).unwrap();
+    assert_eq!(change.path, api::admin_user_role_path(7));
+    assert_eq!(change.verify_admin_signature(), network.admin_public());
+    let request: RoleChangeRequest = change.json();
+    assert_eq!(request.role, "ggz");
+    let root: [u8; 32] = api::unhex(&network.init.root_public).unwrap().try_into().unwrap();
+    let admin_certificate =
+        Certificate::from_bytes(&api::unhex(&network.init.admin_certificate).unwrap()).unwrap();
+    let mut devices = Vec::new();
+    for upload in &request.certificates {
+        let new = Certificate::from_bytes(&api::unhex(&upload.certificate).unwrap()).unwrap();
+        let body = new.verify_device(&admin_certificate, &root, now_ms()).unwrap();
+        let device = [&network.phone, &network.laptop].into_iter().find(|d| d.id == body.device_id).unwrap();
+        let old = Certificate::from_bytes(&api::unhex(&device.certificate).unwrap()).unwrap();
+        let old = old.claimed_device_body().unwrap();
+        assert_eq!(body.role, "ggz");
+        assert_eq!(
+            (body.signing_public, &body.agreement_public),
+            (old.signing_public, &old.agreement_public)
+        );
+        assert!(body.valid_from_ms > old.valid_from_ms);
+        devices.push(body.device_id);
+    }
+    devices.sort();
+    let mut expected = vec![network.phone.id, network.laptop.id];
+    expected.sort();
+    assert_eq!(devices, expected);
 }

@@ -27,6 +27,7 @@
 //! changes   (doc_key, seq)    sealed automerge change
 //! sync_state (name)           sealed: server, pinned root, certificates, cursor, lease
 //! doc_keys  (doc_key, epoch)  sealed document epoch keys
+//! epoch_rules (doc_key, epoch) sealed write rules of the epoch (policy version, start)
 //! pending_bundles (bundle id) sealed bundles pushed but not yet acknowledged
 //! certificates (device_key)   sealed certificates of bundle authors, verified
 //! parked_bundles (id)         sealed received bundles whose key has not arrived yet
@@ -369,6 +370,16 @@ impl Store {
         sync_records::unpushed(&self.conn, &self.keys.doc_key(plan, compartment))
     }
 
+    /// The write rules of a document's epoch, as recorded when its key arrived.
+    pub fn epoch_rules(
+        &self,
+        plan: PlanId,
+        compartment: Compartment,
+        epoch: u32,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        sync_records::epoch_rules(&self.conn, &self.keys, &self.keys.doc_key(plan, compartment), epoch)
+    }
+
     pub fn certificate(&self, device: &[u8; 16]) -> Result<Option<Vec<u8>>, StoreError> {
         sync_records::certificate(&self.conn, &self.keys, device)
     }
@@ -499,6 +510,16 @@ impl StoreWriter<'_> {
     /// Forgets a document's keys (its compartment is no longer readable for this device).
     pub fn delete_doc_keys(&mut self, plan: PlanId, compartment: Compartment) -> Result<(), StoreError> {
         sync_records::delete_doc_keys(self.tx, &self.keys.doc_key(plan, compartment))
+    }
+
+    pub fn put_epoch_rules(
+        &mut self,
+        plan: PlanId,
+        compartment: Compartment,
+        epoch: u32,
+        rules: &[u8],
+    ) -> Result<(), StoreError> {
+        sync_records::put_epoch_rules(self.tx, self.keys, &self.keys.doc_key(plan, compartment), epoch, rules)
     }
 
     pub fn put_certificate(&mut self, device: &[u8; 16], chain: &[u8]) -> Result<(), StoreError> {

@@ -16,6 +16,7 @@
 //! eenplan sync --watch                              the live socket; a sync per hint (live.rs)
 //! ```
 
+mod authors;
 mod live;
 mod transport;
 mod wipe_order;
@@ -42,6 +43,7 @@ use crate::error::CoreError;
 use crate::ids::PlanId;
 use crate::plan::{ChangesByCompartment, Compartment, Plan};
 use crate::store::PlanHeader;
+use authors::{EpochRules, Judge, policy_state};
 use transport::Transport;
 
 pub use live::WatchEvent;
@@ -337,7 +339,53 @@ impl Device {
         }
         let session = self.open_session(transport)?;
         self.session = Some((session.token.clone(), session.expires_at_ms));
+        if let Some(own) = self.certificate_state()?
+            && session.certified_at_ms > Self::valid_from(&own)
+        {
+            self.take_new_certificate(transport, &session.token)?;
+        }
         Ok(session.token)
+    }
+
+    fn valid_from(state: &CertificateState) -> i64 {
+        Certificate::from_bytes(&state.certificate)
+            .and_then(|c| c.claimed_device_body())
+            .map_or(i64::MAX, |body| body.valid_from_ms)
+    }
+
+    /// An administrator re-certified this device (its user's role changed): takes the new
+    /// certificate if it verifies, names this device's own keys and is newer, and forgets the
+    /// keys the new role may not read.
+    fn take_new_certificate(&mut self, transport: &Transport, token: &str) -> Result<(), CoreError> {
+        let server = self.server_state()?.ok_or(SyncError::NotEnrolled)?;
+        let held = self.certificate_state()?.ok_or(SyncError::NotApproved)?;
+        let held_body = verify_own(&held, &server.root_public, self.now_ms())?;
+        let me: MeResponse = transport.get_json(api::PATH_ME, Some(token))?;
+        let state = CertificateState {
+            certificate: unhex(&me.certificate).ok_or_else(|| SyncError::Protocol("certificate".into()))?,
+            admin_certificate: unhex(&me.admin_certificate)
+                .ok_or_else(|| SyncError::Protocol("admin certificate".into()))?,
+            lease_hours: me.lease_hours,
+        };
+        let body = verify_own(&state, &server.root_public, self.now_ms())?;
+        if (body.device_id, body.signing_public, &body.agreement_public)
+            != (held_body.device_id, held_body.signing_public, &held_body.agreement_public)
+        {
+            return Err(SyncError::UntrustedCertificate(
+                "the new certificate names other keys than this device's".into(),
+            )
+            .into());
+        }
+        if body.valid_from_ms <= held_body.valid_from_ms {
+            return Ok(());
+        }
+        let encoded = cbor(&state);
+        match self.stored_policy()? {
+            Some(policy) => {
+                self.forget_unreadable(&policy, &body.role, |w| w.put_state(STATE_CERTIFICATE, &encoded))
+            }
+            None => Ok(self.store_mut().write(|w| w.put_state(STATE_CERTIFICATE, &encoded))?),
+        }
     }
 
     /// A session token, and when the server says it expires (ms since the epoch).
@@ -548,7 +596,8 @@ impl Device {
                 continue;
             }
             let document = document_id(plan, compartment);
-            let (commitment, sealed) = self.mint_uploads(document, epoch, &key, server, own)?;
+            let (commitment, sealed) =
+                self.mint_uploads(document, epoch, &key, server, own, policy.version)?;
             commitments.push(commitment);
             envelopes.extend(sealed);
         }
@@ -576,9 +625,12 @@ impl Device {
         key: &[u8; 32],
         server: &ServerState,
         own: &DeviceBody,
+        policy_version: u32,
     ) -> Result<(Blob, Vec<EnvelopeUpload>), CoreError> {
         let me = *self.device_id().as_bytes();
+        // The epoch's writes are judged by the policy this device holds now (see `authors`).
         let commitment = Commitment::new(document, epoch, key, Minter::Device(Fixed(me)), self.now_ms())
+            .under_policy(policy_version)
             .sign(self.identity().signing_key());
         let mut envelopes = Vec::new();
         for (recipient, public) in
@@ -740,22 +792,21 @@ impl Device {
             })
             .collect();
         // Keys next: bundles in this very response may need them.
-        let mut keys: Vec<(PlanId, Compartment, u32, zeroize::Zeroizing<[u8; 32]>)> = Vec::new();
-        let mut certificates = Vec::new();
+        let mut keys: Vec<ReceivedKey> = Vec::new();
+        let mut judge = Judge::default();
         let fetch = CertificateSource { transport, token, server, now };
         for delivery in &response.envelopes {
             let document = DocumentId::from_bytes(&delivery.document.0)
                 .map_err(|e| SyncError::Protocol(e.to_string()))?;
             let Some(compartment) = compartment_of(document) else { continue };
-            match self.open_delivery(
-                &fetch,
-                delivery,
-                document,
-                &commitments,
-                policy.as_ref(),
-                &mut certificates,
-            ) {
-                Ok(key) => keys.push((PlanId::from_bytes(document.plan), compartment, delivery.epoch, key)),
+            match self.open_delivery(&fetch, delivery, document, &commitments, policy.as_ref(), &mut judge) {
+                Ok((key, rules)) => keys.push(ReceivedKey {
+                    plan: PlanId::from_bytes(document.plan),
+                    compartment,
+                    epoch: delivery.epoch,
+                    key,
+                    rules,
+                }),
                 Err(why) => {
                     report.refused.push(format!("key for {compartment} epoch {}: {why}", delivery.epoch))
                 }
@@ -766,14 +817,14 @@ impl Device {
         // Keys this device made itself (its commitment won): it lays out their documents.
         let my_mints: Vec<(PlanId, Compartment)> = keys
             .iter()
-            .filter(|(plan, compartment, epoch, _)| {
-                *epoch == FIRST_EPOCH
+            .filter(|k| {
+                k.epoch == FIRST_EPOCH
                     && commitments
-                        .get(&(document_id(*plan, *compartment).to_bytes(), *epoch))
+                        .get(&(document_id(k.plan, k.compartment).to_bytes(), k.epoch))
                         .and_then(|c| c.claimed().ok())
                         .is_some_and(|c| c.minter == Minter::Device(Fixed(me)))
             })
-            .map(|(plan, compartment, _, _)| (*plan, *compartment))
+            .map(|k| (k.plan, k.compartment))
             .collect();
         // New keys may re-seal bundles the server refused as stale: go round once more.
         let keys_arrived = !keys.is_empty();
@@ -782,10 +833,8 @@ impl Device {
                        compartment: Compartment,
                        epoch: u32|
          -> Result<Option<[u8; 32]>, CoreError> {
-            if let Some((_, _, _, k)) =
-                keys.iter().find(|(p, c, e, _)| *p == plan && *c == compartment && *e == epoch)
-            {
-                return Ok(Some(**k));
+            if let Some(k) = keys.iter().find(|k| k.is(plan, compartment, epoch)) {
+                return Ok(Some(*k.key));
             }
             Ok(device.store().doc_key_at(plan, compartment, epoch)?.map(|k| *k))
         };
@@ -808,7 +857,7 @@ impl Device {
             let header = bundle.header;
             let Some(compartment) = compartment_of(header.document) else { continue };
             let plan_id = PlanId::from_bytes(header.document.plan);
-            let author = match self.author_certificate(&fetch, &header.author, &mut certificates) {
+            let author = match self.author_certificate(&fetch, &header.author, &mut judge) {
                 Ok(body) => body,
                 // An untrusted chain is a forgery: refuse. Anything else (the certificate
                 // could not be fetched now) is transient: keep the bundle for the next sync,
@@ -829,13 +878,32 @@ impl Device {
                 continue;
             }
             // The sharing policy, checked here as well as at the server: a server that relays
-            // a write the author's role may not make gains nothing.
-            match &policy {
-                None => {
-                    to_park.push(bytes);
-                    continue;
-                }
-                Some(policy) if !policy.may_write(&author.role, header.document.compartment) => {
+            // a write the author's role may not make gains nothing. Judged by the newest
+            // rules and by those of the bundle's epoch (`authors`), so history stays valid
+            // across role and policy changes.
+            let Some(newest) = &policy else {
+                to_park.push(bytes);
+                continue;
+            };
+            // Judged only with the epoch's key at hand: its arrival brings the epoch's write
+            // rules, by which a write made before a role or policy change is accepted.
+            let Some(key) = key_for(self, plan_id, compartment, header.epoch)? else {
+                to_park.push(bytes);
+                continue;
+            };
+            let rules = keys.iter().find(|k| k.is(plan_id, compartment, header.epoch)).map(|k| k.rules);
+            match self.may_write(
+                &fetch,
+                &mut judge,
+                &header.author,
+                plan_id,
+                compartment,
+                header.epoch,
+                rules,
+                newest,
+            ) {
+                Ok(true) => {}
+                Ok(false) => {
                     report.refused.push(format!(
                         "bundle from {}: the role {:?} may not write {compartment}",
                         hex(&header.author),
@@ -843,12 +911,16 @@ impl Device {
                     ));
                     continue;
                 }
-                Some(_) => {}
+                Err(CoreError::Sync(e @ (SyncError::UntrustedCertificate(_) | SyncError::BadPolicy(_)))) => {
+                    report.refused.push(format!("bundle from {}: {e}", hex(&header.author)));
+                    continue;
+                }
+                // Transient (a certificate or policy could not be fetched now): try again.
+                Err(_) => {
+                    to_park.push(bytes);
+                    continue;
+                }
             }
-            let Some(key) = key_for(self, plan_id, compartment, header.epoch)? else {
-                to_park.push(bytes);
-                continue;
-            };
             let payload = match bundle.open(&key) {
                 Ok(p) => p,
                 Err(e) => {
@@ -942,8 +1014,9 @@ impl Device {
             for id in &accepted {
                 w.acknowledge_bundle(id)?;
             }
-            for (plan, compartment, epoch, key) in &keys {
+            for ReceivedKey { plan, compartment, epoch, key, rules } in &keys {
                 w.put_doc_key(*plan, *compartment, *epoch, key)?;
+                w.put_epoch_rules(*plan, *compartment, *epoch, &rules.encode())?;
                 // The server delivers keys only of plans it knows: without this, the next
                 // sync would register another user's plan as new and seal its keys to escrow
                 // again (the server refuses the one and logs it as an attack or a bug).
@@ -958,8 +1031,11 @@ impl Device {
             for bytes in &to_park {
                 w.park_bundle(bytes)?;
             }
-            for (device, chain) in &certificates {
-                w.put_certificate(device, chain)?;
+            for (device, chains) in &judge.certificates {
+                w.put_certificate(device, chains)?;
+            }
+            for (version, (_, signed)) in &judge.policies {
+                w.put_state(&policy_state(*version), signed)?;
             }
             for plan in registered {
                 w.mark_registered(*plan)?;
@@ -1020,7 +1096,8 @@ impl Device {
                     Some(key) => *key,
                     None => *crate::crypto::SecretKey::generate().as_bytes(),
                 };
-                let (commitment, envelopes) = self.mint_uploads(document, FIRST_EPOCH, &key, server, own)?;
+                let (commitment, envelopes) =
+                    self.mint_uploads(document, FIRST_EPOCH, &key, server, own, policy.version)?;
                 uploads.commitments.push(commitment);
                 uploads.envelopes.extend(envelopes);
             }
@@ -1081,8 +1158,28 @@ impl Device {
         {
             return Ok(false);
         }
+        // The one it replaces judges the writes of epochs made under it.
+        let previous = self.store().sync_state(STATE_POLICY)?;
+        let held_version = self.stored_policy()?.map(|p| p.version);
+        self.forget_unreadable(&policy, &own.role, |w| {
+            if let (Some(previous), Some(version)) = (&previous, held_version) {
+                w.put_state(&policy_state(version), previous)?;
+            }
+            w.put_state(STATE_POLICY, bytes)
+        })?;
+        Ok(true)
+    }
+
+    /// Forgets the keys of every compartment `role` may not read under `policy` (a policy or
+    /// role change took them away), in one transaction with `also`.
+    fn forget_unreadable(
+        &mut self,
+        policy: &Policy,
+        role: &str,
+        also: impl FnOnce(&mut crate::store::StoreWriter<'_>) -> Result<(), crate::store::StoreError>,
+    ) -> Result<(), CoreError> {
         let lost: Vec<Compartment> =
-            Compartment::ALL.into_iter().filter(|c| !policy.may_read(&own.role, *c as u8)).collect();
+            Compartment::ALL.into_iter().filter(|c| !policy.may_read(role, *c as u8)).collect();
         let plans: Vec<PlanId> = self
             .store()
             .list_plans()?
@@ -1090,7 +1187,7 @@ impl Device {
             .filter_map(|entry| entry.ok().map(|header| header.plan))
             .collect();
         self.store_mut().write(|w| {
-            w.put_state(STATE_POLICY, bytes)?;
+            also(w)?;
             for plan in &plans {
                 for compartment in &lost {
                     w.delete_doc_keys(*plan, *compartment)?;
@@ -1099,7 +1196,7 @@ impl Device {
             }
             Ok(())
         })?;
-        Ok(true)
+        Ok(())
     }
 
     /// Checks and opens one delivered key envelope: its sealer's signature, the commitment to
@@ -1111,8 +1208,8 @@ impl Device {
         document: DocumentId,
         commitments: &std::collections::HashMap<([u8; 17], u32), SignedCommitment>,
         policy: Option<&Policy>,
-        certificates: &mut Vec<([u8; 16], Vec<u8>)>,
-    ) -> Result<zeroize::Zeroizing<[u8; 32]>, String> {
+        judge: &mut Judge,
+    ) -> Result<(zeroize::Zeroizing<[u8; 32]>, EpochRules), String> {
         let me = *self.device_id().as_bytes();
         let epoch = delivery.epoch;
         let (sealed, sealer, signature) =
@@ -1138,7 +1235,7 @@ impl Device {
         // checks below authenticate fully. A sealer that is known must have signed.
         let sealer_public = match &admin {
             Some(admin) if device_id_of(&admin.admin_public) == sealer => Some(admin.admin_public),
-            _ => match self.author_certificate(fetch, &sealer, certificates) {
+            _ => match self.author_certificate(fetch, &sealer, judge) {
                 Ok(body) => Some(body.signing_public),
                 Err(CoreError::Sync(SyncError::Server { status: 404, .. })) => None,
                 Err(e) => return Err(e.to_string()),
@@ -1160,64 +1257,17 @@ impl Device {
                 if epoch != FIRST_EPOCH {
                     return Err("only an administrator makes the key of a later epoch".into());
                 }
-                let body =
-                    self.author_certificate(fetch, &minter.0, certificates).map_err(|e| e.to_string())?;
                 let policy = policy.ok_or("no sharing policy is known yet")?;
-                if !policy.may_read(&body.role, document.compartment) {
-                    return Err(format!("its maker's role {:?} may not read this compartment", body.role));
-                }
+                let body = self
+                    .may_have_made(fetch, judge, &minter.0, &claimed, document.compartment, policy)
+                    .map_err(|e| e.to_string())?
+                    .ok_or("its maker's role may not read this compartment")?;
                 signed.verify(&body.signing_public).map_err(|e| e.to_string())?;
             }
             (Minter::Admin { .. }, None) => return Err("the commitment's administrator is unknown".into()),
         }
         claimed.matches(&key).map_err(|e| e.to_string())?;
-        Ok(key)
-    }
-
-    /// The verified certificate of a bundle's author: from the local cache, or fetched and
-    /// checked against the pinned root.
-    fn author_certificate(
-        &self,
-        fetch: &CertificateSource<'_>,
-        author: &[u8; 16],
-        fetched: &mut Vec<([u8; 16], Vec<u8>)>,
-    ) -> Result<DeviceBody, CoreError> {
-        let CertificateSource { transport, token, server, now } = *fetch;
-        let chain = match self.store().certificate(author)? {
-            Some(chain) => chain,
-            None => match fetched.iter().find(|(d, _)| d == author) {
-                Some((_, chain)) => chain.clone(),
-                None => {
-                    let me: MeResponse = transport.get_json(
-                        &format!("{}?device={}", api::PATH_CERTIFICATES, hex(author)),
-                        Some(token),
-                    )?;
-                    let state = CertificateState {
-                        certificate: unhex(&me.certificate)
-                            .ok_or_else(|| SyncError::Protocol("certificate".into()))?,
-                        admin_certificate: unhex(&me.admin_certificate)
-                            .ok_or_else(|| SyncError::Protocol("admin certificate".into()))?,
-                        lease_hours: me.lease_hours,
-                    };
-                    let chain = cbor(&state);
-                    fetched.push((*author, chain.clone()));
-                    chain
-                }
-            },
-        };
-        let state: CertificateState = from_cbor(&chain, "author certificate")?;
-        // A bundle outlives its author's certificate: history written while the certificate
-        // was valid stays readable after it expires. Check the chain, not today's date; the
-        // server refuses sessions to devices that may no longer write.
-        let window = Certificate::from_bytes(&state.certificate)
-            .and_then(|c| c.claimed_device_body())
-            .map_err(|e| SyncError::UntrustedCertificate(e.to_string()))?;
-        let at = now.min(window.valid_until_ms).max(window.valid_from_ms);
-        let body = verify_own(&state, &server.root_public, at)?;
-        if body.device_id != *author {
-            return Err(SyncError::UntrustedCertificate("certificate of another device".into()).into());
-        }
-        Ok(body)
+        Ok((key, EpochRules::of(&claimed)))
     }
 
     fn answer_key_request(
@@ -1359,6 +1409,21 @@ fn verify_own(state: &CertificateState, root: &[u8; 32], now: i64) -> Result<Dev
     Ok(certificate
         .verify_device(&admin, root, now)
         .map_err(|e| SyncError::UntrustedCertificate(e.to_string()))?)
+}
+
+/// A document key this sync received and verified, with its epoch's write rules.
+struct ReceivedKey {
+    plan: PlanId,
+    compartment: Compartment,
+    epoch: u32,
+    key: zeroize::Zeroizing<[u8; 32]>,
+    rules: EpochRules,
+}
+
+impl ReceivedKey {
+    fn is(&self, plan: PlanId, compartment: Compartment, epoch: u32) -> bool {
+        (self.plan, self.compartment, self.epoch) == (plan, compartment, epoch)
+    }
 }
 
 /// What fetching a certificate during a sync needs.

@@ -64,6 +64,8 @@ pub const PATH_LIVE: &str = "/v1/live";
 pub const PATH_USERS: &str = "/v1/users";
 /// `GET ?device=HEX`: the certificate chain of a bundle author ([`CertificateInfo`]).
 pub const PATH_CERTIFICATES: &str = "/v1/certificates";
+/// `GET`: the current signed policy; `GET ?version=N`: an earlier one, by which the writes of
+/// an epoch made under it are judged.
 pub const PATH_POLICY: &str = "/v1/policy";
 pub const PATH_ADMIN_POLICY: &str = "/v1/admin/policy";
 pub const PATH_ADMIN_REKEY: &str = "/v1/admin/rekey";
@@ -73,6 +75,12 @@ pub const PATH_WIPE_REPORT: &str = "/v1/wipe-report";
 /// `POST`: revoke a device ([`RevokeRequest`]).
 pub fn admin_revoke_path(device_id: &[u8; 16]) -> String {
     format!("{PATH_ADMIN_DEVICES}/{}/revoke", hex(device_id))
+}
+
+/// `POST` ([`RoleChangeRequest`]): give a user another role, with their devices' new
+/// certificates; what the user loses moves to a new epoch.
+pub fn admin_user_role_path(user_id: i64) -> String {
+    format!("{PATH_ADMIN_USERS}/{user_id}/role")
 }
 
 /// `POST`: remove a user from a plan; the plan's documents move to a new epoch.
@@ -341,6 +349,13 @@ pub struct DeviceInfo {
     /// before the server stored it): the administrator checks it before approving.
     pub key_mac: String,
     pub created_at_ms: i64,
+    /// Hex certificate chain of an approved device (empty while pending): an administrator
+    /// who re-certifies the device (`user set-role`) copies its keys from the certificate the
+    /// root vouches for, not from the server's listing.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub certificate: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub admin_certificate: String,
 }
 
 /// `POST /v1/admin/devices/{id}/certificate`.
@@ -419,6 +434,10 @@ pub struct SessionRequest {
 pub struct SessionResponse {
     pub token: String,
     pub expires_at_ms: i64,
+    /// `valid_from_ms` of the device's current certificate. A device whose own certificate is
+    /// older fetches the new one (`GET /v1/me`): an administrator changed its role.
+    #[serde(default)]
+    pub certified_at_ms: i64,
 }
 
 /// `GET /v1/me`: the device's own certificate chain, once an administrator approved it.
@@ -441,6 +460,27 @@ pub struct CertificateInfo {
     /// Set once the device was revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at_ms: Option<i64>,
+    /// The device's earlier certificates (a role change re-certifies it), oldest first: a
+    /// write is judged by the certificate in force in the epoch it was written in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub older: Vec<CertificateChain>,
+}
+
+/// A device certificate with the certificate of the administrator who signed it (hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateChain {
+    pub certificate: String,
+    pub admin_certificate: String,
+}
+
+/// `POST /v1/admin/users/{id}/role`: the new role, and a new certificate (hex, same keys,
+/// the new role) for every active device of the user. The server refuses the change unless
+/// it covers exactly those devices; the response counts the documents waiting for a new
+/// epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleChangeRequest {
+    pub role: String,
+    pub certificates: Vec<CertificateUpload>,
 }
 
 /// `POST /v1/admin/policy`: a policy signed by the root ([`crate::policy::SignedPolicy`]).

@@ -19,6 +19,20 @@
 //! ```
 //!
 //! The digest reveals nothing of a 256-bit random key.
+//!
+//! A commitment also fixes the **write rules of its epoch**: the sharing-policy version in
+//! force when the key was made, and (through `made_at_ms`) which certificate of an author was
+//! in force. A receiver accepts a bundle if the author may write the compartment under the
+//! newest policy and certificate it knows, *or* under the rules of the bundle's own epoch.
+//! Every change that takes a read or a write away rotates the documents concerned, so
+//! history written while a write was allowed stays valid for devices that fetch it later,
+//! and nothing written in the new epoch is judged by the old rules:
+//!
+//! ```text
+//! epoch 1  (policy v1, Gert certified "politie")  Gert writes justitie   → accepted, always
+//! admin: Gert becomes "ggz"                       → justitie rotates
+//! epoch 2  (policy v1, made after Gert's new certificate)  Gert writes → refused
+//! ```
 
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -70,6 +84,14 @@ pub struct Commitment {
     pub minter: Minter,
     #[serde(rename = "t")]
     pub made_at_ms: i64,
+    /// The sharing-policy version the epoch's writes are judged by; 0 when the minter named
+    /// none (then only the newest policy judges).
+    #[serde(rename = "p", default, skip_serializing_if = "is_zero")]
+    pub policy_version: u32,
+}
+
+fn is_zero(version: &u32) -> bool {
+    *version == 0
 }
 
 /// A commitment with its minter's signature.
@@ -99,7 +121,14 @@ impl Commitment {
             digest: Fixed(digest(document, epoch, key)),
             minter,
             made_at_ms,
+            policy_version: 0,
         }
+    }
+
+    /// Names the sharing-policy version this epoch's writes are judged by.
+    pub fn under_policy(mut self, version: u32) -> Self {
+        self.policy_version = version;
+        self
     }
 
     pub fn sign(&self, key: &SigningKey) -> SignedCommitment {
@@ -171,5 +200,18 @@ mod tests {
         let other = SigningKey::from_bytes(&[4; 32]).verifying_key().to_bytes();
         assert_eq!(back.verify(&other), Err(CommitmentError::BadSignature));
         assert_eq!(SignedCommitment::from_bytes(&[1, 2, 3]), Err(CommitmentError::Malformed));
+    }
+
+    #[test]
+    fn a_commitment_carries_the_policy_version_its_epoch_is_judged_by() {
+        let document = DocumentId::new([1; 16], 2).unwrap();
+        let minter = SigningKey::from_bytes(&[3; 32]);
+        let plain = Commitment::new(document, 1, &[9; 32], Minter::Device(Fixed([5; 16])), 1);
+        let signed = plain.clone().under_policy(7).sign(&minter);
+        assert_eq!(signed.claimed().unwrap().policy_version, 7);
+        // Without one, the field is absent on the wire and reads back as 0.
+        let unnamed = plain.sign(&minter);
+        assert_eq!(unnamed.claimed().unwrap().policy_version, 0);
+        assert!(unnamed.body.len() < signed.body.len());
     }
 }

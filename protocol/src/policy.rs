@@ -61,6 +61,17 @@ pub struct Access {
     pub write: Vec<String>,
 }
 
+/// What a change of one user's role does to their access, by compartment index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoleChange {
+    /// Compartments whose documents move to a new key epoch: the user loses read or write.
+    pub rotate: Vec<u8>,
+    /// Compartments the user may no longer read: their devices' keys go.
+    pub lost_reads: Vec<u8>,
+    /// Compartments the user may now read.
+    pub gained_reads: Vec<u8>,
+}
+
 /// The role → compartment table.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,6 +137,42 @@ impl Policy {
             }
         }
         out
+    }
+
+    /// (role, compartment) pairs writable under `self` but not under `next`. A write taken
+    /// away moves the document to a new epoch too: receivers judge a write by the rules of
+    /// the epoch it was written in (see [`crate::epoch`]), so the boundary must be an epoch.
+    pub fn lost_writes(&self, next: &Policy) -> Vec<(String, u8)> {
+        let mut out = Vec::new();
+        for (role, access) in &self.roles {
+            for compartment in access.write.iter().filter_map(|c| index_of(c)) {
+                if !next.may_write(role, compartment) {
+                    out.push((role.clone(), compartment));
+                }
+            }
+        }
+        out
+    }
+
+    /// What moving a user from role `from` to role `to` does to their access: the
+    /// compartments they lose (read or write; each must move to a new epoch) and those they
+    /// may newly read (their devices must receive them from the beginning).
+    pub fn role_change(&self, from: &str, to: &str) -> RoleChange {
+        let mut change = RoleChange::default();
+        for compartment in 0..COMPARTMENTS.len() as u8 {
+            let lost_read = self.may_read(from, compartment) && !self.may_read(to, compartment);
+            let lost_write = self.may_write(from, compartment) && !self.may_write(to, compartment);
+            if lost_read || lost_write {
+                change.rotate.push(compartment);
+            }
+            if lost_read {
+                change.lost_reads.push(compartment);
+            }
+            if self.may_read(to, compartment) && !self.may_read(from, compartment) {
+                change.gained_reads.push(compartment);
+            }
+        }
+        change
     }
 
     /// The canonical encoding that is signed (CBOR; maps are ordered, so one policy has one
@@ -233,5 +280,20 @@ mod tests {
         new.roles.get_mut("ggz").unwrap().read.retain(|c| c != "zorg");
         assert_eq!(old.lost_reads(&new), vec![("ggz".to_string(), 1)]);
         assert!(new.lost_reads(&old).is_empty());
+        assert!(old.lost_writes(&new).is_empty());
+        let mut read_only = policy();
+        read_only.roles.get_mut("politie").unwrap().write.clear();
+        assert_eq!(old.lost_writes(&read_only), vec![("politie".to_string(), 3)]);
+        assert!(old.lost_reads(&read_only).is_empty());
+    }
+
+    #[test]
+    fn a_role_change_rotates_what_the_user_loses_and_grants_what_they_gain() {
+        let change = policy().role_change("politie", "ggz");
+        // justitie: read and write lost; zorg gained; basis kept.
+        assert_eq!(change, RoleChange { rotate: vec![3], lost_reads: vec![3], gained_reads: vec![1] });
+        let back = policy().role_change("ggz", "politie");
+        assert_eq!(back, RoleChange { rotate: vec![1], lost_reads: vec![1], gained_reads: vec![3] });
+        assert_eq!(policy().role_change("ggz", "ggz"), RoleChange::default());
     }
 }

@@ -211,6 +211,14 @@ impl Auth {
             .device(id)?
             .ok_or_else(|| self.refuse(ApiError::unauthenticated("unknown_device", "unknown device")))?;
         usable(&record).map_err(|e| self.refuse(e))?;
+        // A session opened before the device's current certificate (a role change) ends, so
+        // the device's next session learns of the new certificate at once.
+        if expires.saturating_sub(SESSION_LIFETIME_MS) < record.certified_at {
+            return Err(ApiError::unauthenticated(
+                "certificate_changed",
+                "the device was re-certified; open a new session",
+            ));
+        }
         Ok((record, expires))
     }
 

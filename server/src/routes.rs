@@ -92,7 +92,8 @@ impl AppState {
         Ok(Arc::new(AppState { storage, auth, commits, metrics, shutdown, revocations }))
     }
 
-    /// Tells the live connections of `device` to close at once.
+    /// Tells the live connections of `device` to close at once: it was revoked, or
+    /// re-certified with another role.
     pub fn announce_revocation(&self, device: DeviceId) {
         // No live connections at all is not an error.
         let _ = self.revocations.send(device);
@@ -135,6 +136,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/admin/plans/{plan}/participants", post(admin::add_participant))
         .route("/v1/admin/plans/{plan}/participants/{user}/remove", post(rotation::unassign))
         .route("/v1/admin/devices/{id}/revoke", post(rotation::revoke))
+        .route("/v1/admin/users/{user}/role", post(rotation::change_role))
         .route(api::PATH_ADMIN_POLICY, get(rotation::admin_policy).post(rotation::set_policy))
         .route(api::PATH_ADMIN_REKEY, get(rotation::rekey_tasks).post(rotation::rekey))
         .route(api::PATH_POLICY, get(rotation::policy))

@@ -212,6 +212,9 @@ pub struct DeviceRecord {
     pub revocation_reason: Option<String>,
     /// When the device reported, with a signed wipe report, that it erased itself.
     pub wiped_at: Option<i64>,
+    /// When (server time) an administrator last re-certified it (a role change); 0 if never.
+    /// Sessions opened before it are refused.
+    pub certified_at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -473,6 +476,23 @@ pub trait Storage: Send + Sync {
     /// waiting for a new epoch. Revoking a revoked device changes nothing and returns that
     /// number again. [`StorageError::NotFound`] for an unknown device.
     fn revoke_device(&self, id: DeviceId, revocation: &Revocation, now: i64) -> Result<u64>;
+    /// In one transaction, a user's new role: `certificates` (device, new certificate)
+    /// replace those of the user's active devices, whose earlier ones are kept, and `now`
+    /// becomes their `certified_at`; then, as for a policy change, the envelopes of compartments the new role may
+    /// not read are deleted, every document of the user's plans in a compartment the user
+    /// loses read or write of is queued for rotation, and a gained read gives the user's
+    /// plans a new grant position. Returns the number of documents waiting for a new epoch.
+    /// [`StorageError::NotFound`] for an unknown user; [`StorageError::InvalidState`] unless
+    /// `certificates` names exactly the user's active devices, or when there is no policy.
+    fn change_role(
+        &self,
+        user: UserId,
+        role: &str,
+        certificates: &[(DeviceId, Vec<u8>)],
+        now: i64,
+    ) -> Result<u64>;
+    /// A device's replaced certificates, oldest first (the current one is in its record).
+    fn older_certificates(&self, id: DeviceId) -> Result<Vec<Vec<u8>>>;
     /// The wipe order waiting for a revoked device; `None` for any other device.
     fn wipe_order(&self, id: DeviceId) -> Result<Option<Vec<u8>>>;
     /// Records the device's signed wipe report (verified by the caller) and the time it
@@ -513,11 +533,15 @@ pub trait Storage: Send + Sync {
     fn policy(&self) -> Result<Option<PolicyRecord>>;
     /// In one transaction: replaces the policy, gives participants whose role gains read
     /// access a new grant position (so their devices receive the newly readable documents'
-    /// history), and for every (role, compartment) read it takes away, deletes the envelopes
-    /// of those participants' devices for those documents and queues a rotation of each such
-    /// document with a key. Returns the number of documents waiting for a new epoch.
+    /// history), for every (role, compartment) read it takes away deletes the envelopes of
+    /// those participants' devices for those documents, and queues a rotation of each
+    /// document with a key in a compartment a role loses read *or write* access to (the new
+    /// epoch marks where the new write rules start). Returns the number of documents waiting for a new epoch.
     /// [`StorageError::Conflict`] when the version is not greater than the stored one.
     fn set_policy(&self, policy: &PolicyRecord, now: i64) -> Result<u64>;
+    /// A signed policy by version, the current one included; `None` for a version this
+    /// network never had.
+    fn policy_version(&self, version: u32) -> Result<Option<Vec<u8>>>;
 
     // Key epochs and rotations.
 

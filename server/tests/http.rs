@@ -16,8 +16,8 @@ use eenplan_protocol::api::{
     self, Assignment, CertificateInfo, CertificateUpload, ChallengeRequest, ChallengeResponse, DeviceInfo,
     EnrolRequest, EnrolResponse, EnrolmentCode, ErrorBody, InitRequest, MeResponse, NewEnrolment, NewOrg,
     NewUser, OrgInfo, PolicyInfo, PolicyUpload, RekeyEnvelope, RekeyResult, RekeyTask, RevokeRequest,
-    RotationsQueued, SessionRequest, SessionResponse, UserInfo, WipeOrderRequest, WipeOrderResponse,
-    WipeReportUpload, hex, unhex,
+    RoleChangeRequest, RotationsQueued, SessionRequest, SessionResponse, UserInfo, WipeOrderRequest,
+    WipeOrderResponse, WipeReportUpload, hex, unhex,
 };
 use eenplan_protocol::certificate::{AdminBody, Certificate, DeviceBody, device_id_of};
 use eenplan_protocol::epoch::{Commitment, Minter, SignedCommitment};
@@ -1789,4 +1789,70 @@ fn the_server_speaks_https_with_the_certificate_it_is_given() {
         Reply::from(agent.get(format!("https://{}{}", server.addr, api::PATH_HEALTH)).call().unwrap());
     assert_eq!((reply.status, reply.text().as_str()), (200, "ok"));
     assert!(server.stop().success());
+}
+
+#[test]
+fn a_role_change_needs_a_valid_certificate_for_every_device_and_ends_their_sessions() {
+    let (server, network) = Network::start();
+    let (_, ann) = network.member(&server, "Ann");
+    let (gert, g1) = network.member_as(&server, "Gert", "ggz");
+    let g2 = network.device_of(&server, &gert);
+    let path = api::admin_user_role_path(gert.id);
+    let police = UserInfo { role: "politie".into(), ..gert.clone() };
+    let certificate =
+        |device: &Device, user: &UserInfo| hex(&network.certificate_for(device, user).to_bytes());
+    let request = |certificates: Vec<String>| RoleChangeRequest {
+        role: "politie".into(),
+        certificates: certificates.into_iter().map(|certificate| CertificateUpload { certificate }).collect(),
+    };
+    let not_by_an_admin = {
+        let mut body = network.certificate_for(&g2, &police).claimed_device_body().unwrap();
+        body.issuer = key().verifying_key().to_bytes();
+        hex(&Certificate::sign_device(&body, &key()).to_bytes())
+    };
+    for (certificates, status, code) in [
+        (vec![certificate(&g1, &police)], 400, "incomplete_role_change"),
+        (vec![certificate(&g1, &police), certificate(&ann, &police)], 400, "bad_certificate"),
+        (vec![certificate(&g1, &police), not_by_an_admin], 400, "bad_certificate"),
+        (vec![certificate(&g1, &police), certificate(&g2, &gert)], 400, "certificate_mismatch"),
+        (vec![certificate(&g1, &police), "zz".into()], 400, "malformed"),
+    ] {
+        assert_eq!(network.post(&server, &path, &request(certificates)).error(status), code);
+    }
+    assert_eq!(server.get_as(api::PATH_ME, g1.token()).status, 200, "nothing changed yet");
+    let unknown = network.post(&server, &api::admin_user_role_path(999), &request(vec![]));
+    assert_eq!(unknown.error(404), "unknown_user");
+
+    let reply =
+        network.post(&server, &path, &request(vec![certificate(&g1, &police), certificate(&g2, &police)]));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    // The sessions opened before end; a new one says the certificate changed, and the device
+    // finds its new role at /v1/me, the others find both certificates.
+    for device in [&g1, &g2] {
+        assert_eq!(server.get_as(api::PATH_ME, device.token()).error(401), "certificate_changed");
+    }
+    let session: SessionResponse = g1.session(&server).json();
+    assert!(session.certified_at_ms > 0);
+    let role = |hex_certificate: &str| {
+        Certificate::from_bytes(&unhex(hex_certificate).unwrap()).unwrap().claimed_device_body().unwrap().role
+    };
+    let me: MeResponse = server.get_as(api::PATH_ME, &session.token).json();
+    assert_eq!(role(&me.certificate), "politie");
+    let info: CertificateInfo =
+        server.get_as(&format!("{}?device={}", api::PATH_CERTIFICATES, hex(&g1.id)), ann.token()).json();
+    assert_eq!(role(&info.certificate), "politie");
+    assert_eq!(info.older.iter().map(|c| role(&c.certificate)).collect::<Vec<_>>(), ["ggz"]);
+    let users: Vec<UserInfo> = network.call(&server, "GET", api::PATH_ADMIN_USERS, b"").json();
+    assert_eq!(users.iter().find(|u| u.id == gert.id).unwrap().role, "politie");
+
+    // Every policy version stays readable by version, for judging old epochs.
+    let first: PolicyInfo = server.get_as(&format!("{}?version=1", api::PATH_POLICY), ann.token()).json();
+    let current: PolicyInfo = server.get_as(api::PATH_POLICY, ann.token()).json();
+    assert_eq!(first, current);
+    let missing = server.get_as(&format!("{}?version=99", api::PATH_POLICY), ann.token());
+    assert_eq!(missing.error(404), "unknown_policy_version");
+    assert_eq!(
+        server.get_as(&format!("{}?version=x", api::PATH_POLICY), ann.token()).error(400),
+        "malformed"
+    );
 }

@@ -944,7 +944,7 @@ pub mod suite {
         assert_eq!(s.policy().unwrap(), Some(two));
     }
 
-    pub fn a_policy_that_takes_a_read_away_queues_exactly_the_rotations_of_documents_with_a_key(
+    pub fn a_policy_that_takes_a_read_or_write_away_queues_exactly_the_rotations_of_documents_with_a_key(
         s: &dyn Storage,
     ) {
         s.set_policy(&policy(2, &[("wijkteam", ALL, ALL), ("politie", ALL, ALL)]), 1).unwrap();
@@ -964,17 +964,22 @@ pub mod suite {
         .unwrap();
 
         let taken = policy(3, &[("wijkteam", ALL, ALL), ("politie", &["basis", "justitie"], &["basis"])]);
-        assert_eq!(s.set_policy(&taken, 5).unwrap(), 1, "P/zorg only: Q has no politie participant");
+        // P/zorg (read lost) and P/justitie (write lost, read kept); Q has no politie
+        // participant.
+        assert_eq!(s.set_policy(&taken, 5).unwrap(), 2);
         let tasks = s.rotation_tasks(10).unwrap();
-        assert_eq!(
-            tasks.iter().map(|t| (t.document, t.current_epoch, t.queued_at)).collect::<Vec<_>>(),
-            [(doc(P, 1), 1, 5)]
-        );
-        assert!(s.rotation_pending(doc(P, 1)).unwrap());
+        let mut queued = tasks.iter().map(|t| (t.document, t.current_epoch, t.queued_at)).collect::<Vec<_>>();
+        queued.sort_by_key(|(d, _, _)| d.compartment);
+        assert_eq!(queued, [(doc(P, 1), 1, 5), (doc(P, 3), 1, 5)]);
+        assert!(s.rotation_pending(doc(P, 1)).unwrap() && s.rotation_pending(doc(P, 3)).unwrap());
         assert!(!s.rotation_pending(doc(P, 2)).unwrap() && !s.rotation_pending(doc(Q, 1)).unwrap());
-        assert_eq!(s.envelopes_for(p1, 0).unwrap(), [envelope(p1, doc(P, 3), 1, 2)], "the lost key is gone");
+        assert_eq!(
+            s.envelopes_for(p1, 0).unwrap(),
+            [envelope(p1, doc(P, 3), 1, 2)],
+            "the lost read's key is gone, the kept read's stays"
+        );
         assert_eq!(s.envelopes_for(a1, 0).unwrap().len(), 1, "others keep theirs");
-        assert_eq!(s.pending_rotations().unwrap(), 1);
+        assert_eq!(s.pending_rotations().unwrap(), 2);
     }
 
     pub fn a_policy_that_gives_a_read_sends_the_newly_readable_history(s: &dyn Storage) {
@@ -995,6 +1000,64 @@ pub mod suite {
         .unwrap();
         let (got, _) = sync(s, piet, p1, cursor, BIG);
         assert!(got.contains(&x[1]), "the justitie history arrives although it is older than the cursor");
+    }
+
+    pub fn every_policy_version_stays_readable_by_version(s: &dyn Storage) {
+        let first = s.policy().unwrap().unwrap();
+        let two = policy(2, &[("wijkteam", &["basis"], &[])]);
+        s.set_policy(&two, 2).unwrap();
+        assert_eq!(s.policy_version(first.policy.version).unwrap(), Some(first.signed));
+        assert_eq!(s.policy_version(2).unwrap(), Some(two.signed));
+        assert_eq!(s.policy_version(9).unwrap(), None);
+    }
+
+    pub fn a_role_change_recertifies_every_device_keeps_the_old_certificates_and_rotates_what_is_lost(
+        s: &dyn Storage,
+    ) {
+        let roles: &[(&str, &[&str], &[&str])] = &[
+            ("wijkteam", ALL, ALL),
+            ("ggz", &["basis", "zorg"], &["basis", "zorg"]),
+            ("politie", &["basis", "justitie"], &["basis", "justitie"]),
+        ];
+        s.set_policy(&policy(2, roles), 1).unwrap();
+        let ann = user(s, "Ann");
+        let gert = user_with_role(s, "Gert", "ggz");
+        let (a1, g1, g2) = (device(s, ann, 1), device(s, gert, 2), device(s, gert, 3));
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.add_participant(P, gert, "ggz").unwrap();
+        mint(s, &[doc(P, 0), doc(P, 1), doc(P, 3)], a1);
+        s.put_envelopes(&[envelope(g1, doc(P, 0), 1, 1), envelope(g1, doc(P, 1), 1, 2)]).unwrap();
+        let x = push(s, &[changes(doc(P, 3), 1, a1)]);
+        let (got, cursor) = sync(s, gert, g1, 0, BIG);
+        assert!(!got.contains(&x[0]), "ggz reads no justitie");
+
+        // Refused unless it names exactly the user's active devices; nothing changes then.
+        for wrong in
+            [vec![(g1, vec![2, 0xAA])], vec![(g1, vec![2, 0xAA]), (g2, vec![3, 0xAA]), (a1, vec![1])]]
+        {
+            let refused = s.change_role(gert, "politie", &wrong, 10);
+            assert!(matches!(refused, Err(StorageError::InvalidState(_))), "{refused:?}");
+        }
+        assert_eq!(s.user(gert).unwrap().unwrap().role, "ggz");
+        assert_eq!(s.pending_rotations().unwrap(), 0);
+        assert!(matches!(s.change_role(UserId(999), "politie", &[], 10), Err(StorageError::NotFound)));
+
+        let pending =
+            s.change_role(gert, "politie", &[(g1, vec![2, 0xAA]), (g2, vec![3, 0xAA])], 10).unwrap();
+        assert_eq!(pending, 1, "zorg: read and write lost; basis kept; justitie gained");
+        assert_eq!(s.rotation_tasks(10).unwrap().iter().map(|t| t.document).collect::<Vec<_>>(), [doc(P, 1)]);
+        assert_eq!(s.user(gert).unwrap().unwrap().role, "politie");
+        let record = s.device(g1).unwrap().unwrap();
+        assert_eq!((record.certificate, record.certified_at), (Some(vec![2, 0xAA]), 10));
+        assert_eq!(s.older_certificates(g1).unwrap(), [vec![2, 0xCE]]);
+        assert_eq!(s.older_certificates(a1).unwrap(), Vec::<Vec<u8>>::new());
+        assert_eq!(
+            s.envelopes_for(g1, 0).unwrap().iter().map(|e| e.document).collect::<Vec<_>>(),
+            [doc(P, 0)]
+        );
+        // The justitie history arrives although it is older than the cursor.
+        let (got, _) = sync(s, gert, g1, cursor, BIG);
+        assert!(got.contains(&x[0]));
     }
 
     pub fn the_first_key_commitment_wins_and_the_current_epoch_is_the_highest(s: &dyn Storage) {
@@ -1467,8 +1530,10 @@ macro_rules! conformance_suite {
             a_pull_running_beside_pushes_never_skips_a_committed_bundle,
             the_policy_decides_which_compartments_a_user_reads_and_a_role_without_reads_gets_nothing,
             a_policy_must_be_newer_than_the_stored_one,
-            a_policy_that_takes_a_read_away_queues_exactly_the_rotations_of_documents_with_a_key,
+            a_policy_that_takes_a_read_or_write_away_queues_exactly_the_rotations_of_documents_with_a_key,
             a_policy_that_gives_a_read_sends_the_newly_readable_history,
+            every_policy_version_stays_readable_by_version,
+            a_role_change_recertifies_every_device_keeps_the_old_certificates_and_rotates_what_is_lost,
             the_first_key_commitment_wins_and_the_current_epoch_is_the_highest,
             revocation_is_atomic_and_idempotent_deletes_envelopes_and_queues_what_the_device_could_read,
             a_revoked_devices_wipe_order_waits_and_a_wipe_report_is_recorded_once,

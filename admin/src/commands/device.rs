@@ -360,6 +360,8 @@ mod tests {
             agreement_public: String::new(),
             key_mac: String::new(),
             created_at_ms: 0,
+            certificate: String::new(),
+            admin_certificate: String::new(),
         }
     }
 

@@ -1,9 +1,15 @@
-//! `user add`, `user list`.
+//! `user add`, `user list`, `user set-role`.
 
-use eenplan_protocol::api::{self, NewUser, UserInfo};
+use eenplan_protocol::api::{
+    self, CertificateUpload, DeviceInfo, NewUser, RoleChangeRequest, RotationsQueued, UserInfo,
+};
+use eenplan_protocol::certificate::{Certificate, DeviceBody};
+use serde_json::json;
 
-use super::Session;
-use crate::args::{UserAddArgs, UserCommand};
+use super::{Session, with_rotation};
+use crate::args::{UserAddArgs, UserCommand, UserSetRoleArgs};
+use crate::client::now_ms;
+use crate::enrolment::CERTIFICATE_VALIDITY_MS;
 use crate::error::AdminError;
 use crate::output::{Output, table};
 
@@ -11,7 +17,72 @@ pub fn run(session: &Session, command: UserCommand, json: bool) -> Result<Output
     match command {
         UserCommand::Add(args) => add(session, args, json),
         UserCommand::List => list(session, json),
+        UserCommand::SetRole(args) => set_role(session, &args, json),
     }
+}
+
+/// Re-certifies every active device of a user for `role`, then rotates what the user lost.
+///
+/// A device's keys are copied from its current certificate, verified against the root: the
+/// server's listing of the device could name keys of the server's own choosing.
+fn set_role(session: &Session, args: &UserSetRoleArgs, json: bool) -> Result<Output, AdminError> {
+    let user = session.user(&args.user)?;
+    let role = args.role.as_str().to_string();
+    let devices: Vec<DeviceInfo> = session.client().get(api::PATH_ADMIN_DEVICES)?;
+    let now = now_ms()?;
+    let mut certificates = Vec::new();
+    for device in devices.iter().filter(|d| d.user_id == user.id && d.state == "active") {
+        let current = verified_certificate(session, device, now)?;
+        let body = DeviceBody {
+            role: role.clone(),
+            valid_from_ms: now,
+            valid_until_ms: now.saturating_add(CERTIFICATE_VALIDITY_MS),
+            issuer: session.keyring.admin.verifying_key().to_bytes(),
+            ..current
+        };
+        let certificate = Certificate::sign_device(&body, &session.keyring.admin);
+        certificates.push(CertificateUpload { certificate: api::hex(&certificate.to_bytes()) });
+    }
+    let request = RoleChangeRequest { role: role.clone(), certificates };
+    let recertified = request.certificates.len();
+    let answer = session.client().post(&api::admin_user_role_path(user.id), &request)?;
+    let queued = serde_json::from_slice::<RotationsQueued>(&answer).ok();
+    let outcome = session.rotate_pending(queued.as_ref().map(|q| q.pending), None);
+    let text = format!(
+        "{} (id {}) is now {role} (was {}); {recertified} device(s) re-certified\n",
+        user.name, user.id, user.role
+    );
+    let value = json!({
+        "user_id": user.id,
+        "user_name": user.name,
+        "role": role,
+        "previous_role": user.role,
+        "devices_recertified": recertified,
+        "pending": queued.map(|q| q.pending),
+    });
+    with_rotation(json, text, value, outcome)
+}
+
+/// The body of an approved device's certificate, checked against this keyring's root and
+/// against the user the server lists it for.
+fn verified_certificate(session: &Session, device: &DeviceInfo, now: i64) -> Result<DeviceBody, AdminError> {
+    let bad = |reason| AdminError::BadDevice { device: device.device_id.clone(), reason };
+    let decode = |text: &str| api::unhex(text).and_then(|b| Certificate::from_bytes(&b).ok());
+    let certificate =
+        decode(&device.certificate).ok_or_else(|| bad("the server lists no certificate for it"))?;
+    let admin = decode(&device.admin_certificate)
+        .ok_or_else(|| bad("the server lists no administrator certificate for it"))?;
+    // Checked at a time inside its window: an expired certificate still names the device's
+    // keys correctly.
+    let window = certificate.claimed_device_body().map_err(|_| bad("its certificate does not decode"))?;
+    let at = now.min(window.valid_until_ms).max(window.valid_from_ms);
+    let body = certificate
+        .verify_device(&admin, &session.keyring.root_public(), at)
+        .map_err(|_| bad("its certificate does not verify against this network's root"))?;
+    if api::hex(&body.device_id) != device.device_id.to_ascii_lowercase() || body.user_id != device.user_id {
+        return Err(bad("its certificate names another device or user"));
+    }
+    Ok(body)
 }
 
 fn add(session: &Session, args: UserAddArgs, json: bool) -> Result<Output, AdminError> {

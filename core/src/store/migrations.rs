@@ -68,6 +68,14 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE registered_plans (
          plan_key BLOB PRIMARY KEY
      ) WITHOUT ROWID;",
+    // 3: the write rules of each key epoch (the policy version and start its commitment
+    //    names), by which a bundle of that epoch is judged.
+    "CREATE TABLE epoch_rules (
+         doc_key BLOB NOT NULL,
+         epoch   INTEGER NOT NULL,
+         sealed  BLOB NOT NULL,
+         PRIMARY KEY (doc_key, epoch)
+     ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

@@ -189,6 +189,45 @@ pub(super) fn unpushed(conn: &Connection, doc_key: &[u8; 32]) -> Result<u64, Sto
     Ok(u64::try_from(n.unwrap_or(0)).unwrap_or(0))
 }
 
+/// Stores the write rules of a document's epoch; the first stored stays (as the server keeps
+/// the first commitment).
+pub(super) fn put_epoch_rules(
+    tx: &Transaction<'_>,
+    keys: &StoreKeys,
+    doc_key: &[u8; 32],
+    epoch: u32,
+    rules: &[u8],
+) -> Result<(), StoreError> {
+    let sealed = keys.seal.seal(&aad("epoch_rules", doc_key, Some(i64::from(epoch))), rules);
+    tx.execute(
+        "INSERT INTO epoch_rules (doc_key, epoch, sealed) VALUES (?1, ?2, ?3) ON CONFLICT (doc_key, epoch) DO NOTHING",
+        params![&doc_key[..], epoch, sealed],
+    )?;
+    Ok(())
+}
+
+pub(super) fn epoch_rules(
+    conn: &Connection,
+    keys: &StoreKeys,
+    doc_key: &[u8; 32],
+    epoch: u32,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let sealed: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT sealed FROM epoch_rules WHERE doc_key = ?1 AND epoch = ?2",
+            params![&doc_key[..], epoch],
+            |row| row.get(0),
+        )
+        .optional()?;
+    sealed
+        .map(|s| {
+            keys.seal
+                .open(&aad("epoch_rules", doc_key, Some(i64::from(epoch))), &s)
+                .map_err(|_| StoreError::Corrupt("an epoch's write rules fail authentication".into()))
+        })
+        .transpose()
+}
+
 pub(super) fn put_certificate(
     tx: &Transaction<'_>,
     keys: &StoreKeys,

@@ -296,7 +296,17 @@ pub async fn devices(
             let orgs = org_names(&state.storage.orgs()?);
             let users: HashMap<UserId, User> =
                 state.storage.users()?.into_iter().map(|u| (u.id, u)).collect();
-            Ok(Json(devices.map(|d| device_info(&d, &users, &orgs)).collect()))
+            let mut out = Vec::new();
+            for device in devices {
+                let mut info = device_info(&device, &users, &orgs);
+                if device.certificate.is_some() {
+                    let (certificate, admin_certificate) = super::device::certificate_chain(state, &device)?;
+                    info.certificate = hex(&certificate);
+                    info.admin_certificate = hex(&admin_certificate);
+                }
+                out.push(info);
+            }
+            Ok(Json(out))
         })
         .await
 }
@@ -319,6 +329,8 @@ fn device_info(
         agreement_public: hex(&device.agreement_public),
         key_mac: hex(&device.key_mac),
         created_at_ms: device.created_at,
+        certificate: String::new(),
+        admin_certificate: String::new(),
     }
 }
 
@@ -409,7 +421,7 @@ pub fn assign(state: &AppState, plan: [u8; 16], assignment: &Assignment) -> Resu
     Ok(())
 }
 
-fn check_name(text: &str, what: &str) -> Result<(), ApiError> {
+pub(super) fn check_name(text: &str, what: &str) -> Result<(), ApiError> {
     if text.trim().is_empty() || text.chars().count() > MAX_NAME_CHARS || text.chars().any(char::is_control) {
         return Err(ApiError::malformed(format!(
             "{what} must be 1 to {MAX_NAME_CHARS} characters without control characters"

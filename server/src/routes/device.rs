@@ -10,6 +10,9 @@
 //! POST /v1/auth/challenge {device_id}                    ← {challenge}  (403 revoked: fetch the wipe order)
 //! POST /v1/auth/session {device_id, challenge, signature} ← {token, expires_at_ms}
 //! GET  /v1/me  (Authorization: Bearer token)              ← {certificate, admin_certificate, lease_hours}
+//! … an administrator changes the user's role: sessions opened before end (401
+//!   certificate_changed); the next session's `certified_at_ms` is newer than the device's
+//!   certificate, so it fetches /v1/me again …
 //! POST /v1/sync …
 //! ```
 
@@ -22,8 +25,8 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use ed25519_dalek::{Signature, VerifyingKey};
 use eenplan_protocol::api::{
-    Assignment, CertificateInfo, ChallengeRequest, ChallengeResponse, EnrolRequest, EnrolResponse,
-    MeResponse, SessionRequest, SessionResponse, UserInfo, enrol_message, hex, unhex,
+    Assignment, CertificateChain, CertificateInfo, ChallengeRequest, ChallengeResponse, EnrolRequest,
+    EnrolResponse, MeResponse, SessionRequest, SessionResponse, UserInfo, enrol_message, hex, unhex,
 };
 use eenplan_protocol::certificate::{Certificate, device_id_of};
 use eenplan_protocol::envelope::MAX_ENVELOPE_LEN;
@@ -150,7 +153,15 @@ pub async fn session(
             &request.signature,
             now_ms(),
         )?;
-        Ok(Json(SessionResponse { token, expires_at_ms }))
+        // The start of the device's current certificate: a device holding an older one
+        // fetches it (its role changed).
+        let certified_at_ms = state
+            .storage
+            .device(device)?
+            .and_then(|record| record.certificate)
+            .and_then(|bytes| Certificate::from_bytes(&bytes).and_then(|c| c.claimed_device_body()).ok())
+            .map_or(0, |body| body.valid_from_ms);
+        Ok(Json(SessionResponse { token, expires_at_ms, certified_at_ms }))
     })
     .await
 }
@@ -232,11 +243,21 @@ pub async fn certificates(
             return Err(unknown());
         }
         let (certificate, admin_certificate) = certificate_chain(state, &record)?;
+        let mut older = Vec::new();
+        for bytes in state.storage.older_certificates(device)? {
+            let (certificate, admin_certificate) =
+                certificate_chain(state, &DeviceRecord { certificate: Some(bytes), ..record.clone() })?;
+            older.push(CertificateChain {
+                certificate: hex(&certificate),
+                admin_certificate: hex(&admin_certificate),
+            });
+        }
         Ok(Json(CertificateInfo {
             certificate: hex(&certificate),
             admin_certificate: hex(&admin_certificate),
             lease_hours: lease_hours(state, &record)?,
             revoked_at_ms: record.revoked_at,
+            older,
         }))
     })
     .await

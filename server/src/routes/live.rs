@@ -130,7 +130,11 @@ async fn run(
                 Some(Ok(_)) => {}
             },
             revoked = revocations.recv() => match revoked {
-                Ok(device) if device == me => break End::Close(close_code::POLICY, "device revoked"),
+                // Revoked, or re-certified (a role change): either way this session is over.
+                Ok(device) if device == me => match check(&state, &session, false).await {
+                    Ok(Check::Active(_)) => break End::Close(close_code::POLICY, "device re-certified"),
+                    _ => break End::Close(close_code::POLICY, "device revoked"),
+                },
                 Ok(_) => {}
                 Err(RecvError::Closed) => break End::Close(close_code::AWAY, "server shutting down"),
                 // Announcements were dropped: one of them may have been this device's.

@@ -19,6 +19,8 @@
 //!        escrow epoch 2, …]}                                                 ← {pending: 159}
 //! …
 //! admin: POST /v1/admin/policy {policy}                                      ← {pending: 12}
+//! admin: POST /v1/admin/users/{user}/role {role, certificates: [new device certificates]}
+//!                                                                            ← {pending: 8}
 //! admin: POST /v1/admin/plans/{plan}/participants/{user}/remove               ← {pending: 3}
 //! device: GET /v1/policy                                                     ← {policy}
 //! ```
@@ -36,7 +38,7 @@ use axum::extract::{Path, Query, State};
 use eenplan_protocol::DocumentId;
 use eenplan_protocol::api::{
     ESCROW_RECIPIENT, EpochBlob, PolicyInfo, PolicyUpload, RekeyRecipient, RekeyResult, RekeyTask,
-    RevokeRequest, RotationsQueued, hex, unhex,
+    RevokeRequest, RoleChangeRequest, RotationsQueued, hex, unhex,
 };
 use eenplan_protocol::certificate::{AdminBody, Certificate};
 use eenplan_protocol::envelope::MAX_ENVELOPE_LEN;
@@ -82,12 +84,32 @@ fn policy_info(state: &AppState) -> Result<Json<PolicyInfo>, ApiError> {
     Ok(Json(PolicyInfo { policy: hex(&record.signed) }))
 }
 
-/// `GET /v1/policy`: the signed policy, for a device that wants it outside a sync.
+#[derive(Debug, Deserialize)]
+pub struct PolicyQuery {
+    version: Option<u32>,
+}
+
+/// `GET /v1/policy[?version=N]`: the signed policy, or an earlier version of it (a device
+/// judges an epoch's writes by the version its key commitment names).
 pub async fn policy(
     State(state): State<Arc<AppState>>,
     _session: DeviceSession,
+    query: Result<Query<PolicyQuery>, QueryRejection>,
 ) -> Result<Json<PolicyInfo>, ApiError> {
-    blocking(&state, policy_info).await
+    let version = query.map_err(|e| ApiError::malformed(e.body_text()))?.0.version;
+    blocking(&state, move |state| match version {
+        None => policy_info(state),
+        Some(version) => {
+            let signed = state.storage.policy_version(version)?.ok_or_else(|| {
+                ApiError::not_found(
+                    "unknown_policy_version",
+                    format!("this network never had policy {version}"),
+                )
+            })?;
+            Ok(Json(PolicyInfo { policy: hex(&signed) }))
+        }
+    })
+    .await
 }
 
 /// `GET /v1/admin/policy`.
@@ -208,6 +230,67 @@ pub async fn unassign(
             }
             let pending = state.storage.remove_participant(plan, user, now_ms())?;
             tracing::info!(plan = %hex(&plan), user = user.0, admin = %admin.name, pending, "participant removed");
+            Ok(Json(RotationsQueued { pending }))
+        })
+        .await
+}
+
+/// `POST /v1/admin/users/{user}/role`: the user's new role, with a new certificate for
+/// each of their active devices (same keys, the new role, signed by this administrator).
+/// What the user loses moves to a new epoch; their devices' sessions end, so they pick up
+/// the new certificate at once.
+pub async fn change_role(
+    State(state): State<Arc<AppState>>,
+    Path(user): Path<String>,
+    request: AdminRequest,
+) -> Result<Json<RotationsQueued>, ApiError> {
+    let user = UserId(user.parse().map_err(|_| ApiError::malformed("the user id must be a number"))?);
+    request
+        .run(&state, move |state, admin, body| {
+            let change: RoleChangeRequest = parse_json(body)?;
+            super::admin::check_name(&change.role, "role")?;
+            if state.storage.user(user)?.is_none() {
+                return Err(ApiError::not_found("unknown_user", "no user has that id"));
+            }
+            let root = network_root(state)?;
+            let admin_certificate = Certificate::from_bytes(&admin.certificate)
+                .map_err(|e| ApiError::Internal(format!("stored admin certificate: {e}")))?;
+            let bad = |message: String| ApiError::bad_request("bad_certificate", message);
+            let mut certificates = Vec::with_capacity(change.certificates.len());
+            for upload in &change.certificates {
+                let bytes = unhex(&upload.certificate)
+                    .ok_or_else(|| ApiError::malformed("certificate must be hex"))?;
+                let body = Certificate::from_bytes(&bytes)
+                    .and_then(|c| c.verify_device(&admin_certificate, &root, now_ms()))
+                    .map_err(|e| bad(e.to_string()))?;
+                let id = DeviceId(body.device_id);
+                let record = state.storage.device(id)?.filter(|d| d.user == user).ok_or_else(|| {
+                    bad(format!("device {} is not one of this user's", hex(&body.device_id)))
+                })?;
+                if body.signing_public != record.signing_public
+                    || body.agreement_public != record.agreement_public
+                    || body.role != change.role
+                {
+                    return Err(ApiError::bad_request(
+                        "certificate_mismatch",
+                        "a certificate does not name its device's keys and the new role",
+                    ));
+                }
+                certificates.push((id, bytes));
+            }
+            let pending = state.storage.change_role(user, &change.role, &certificates, now_ms()).map_err(
+                |e| match e {
+                    StorageError::InvalidState(message) => {
+                        ApiError::bad_request("incomplete_role_change", message)
+                    }
+                    other => other.into(),
+                },
+            )?;
+            // Live sockets re-check their device and end; the devices reconnect re-certified.
+            for (device, _) in &certificates {
+                state.announce_revocation(*device);
+            }
+            tracing::info!(user = user.0, role = %change.role, admin = %admin.name, pending, "role changed");
             Ok(Json(RotationsQueued { pending }))
         })
         .await

@@ -322,6 +322,61 @@ impl Storage for SqliteStorage {
         })
     }
 
+    fn change_role(
+        &self,
+        user: UserId,
+        role: &str,
+        certificates: &[(DeviceId, Vec<u8>)],
+        now: i64,
+    ) -> Result<u64> {
+        self.write(|tx| {
+            let old_role = rows::user(tx, user)?.ok_or(StorageError::NotFound)?.role;
+            let policy = rows::policy(tx)?
+                .ok_or_else(|| StorageError::InvalidState("the network has no sharing policy".into()))?
+                .policy;
+            let devices = rows::active_devices_of_user(tx, user)?;
+            let named: std::collections::BTreeSet<DeviceId> = certificates.iter().map(|c| c.0).collect();
+            let active: std::collections::BTreeSet<DeviceId> = devices.iter().map(|d| d.device_id).collect();
+            if named != active || named.len() != certificates.len() {
+                return Err(StorageError::InvalidState(
+                    "the new certificates must cover exactly the user's active devices".into(),
+                ));
+            }
+            for (device, certificate) in certificates {
+                let Some(record) = devices.iter().find(|d| d.device_id == *device) else { continue };
+                let old = record.certificate.as_deref().unwrap_or_default();
+                // Kept under the time it started, which orders a device's certificates.
+                let old_from = eenplan_protocol::certificate::Certificate::from_bytes(old)
+                    .and_then(|c| c.claimed_device_body())
+                    .map_or(record.created_at, |body| body.valid_from_ms);
+                rows::recertify_device(tx, *device, (old_from, old), certificate, now)?;
+            }
+            rows::set_user_role(tx, user, role)?;
+            let change = policy.role_change(&old_role, role);
+            let plans = rows::plans_of_user(tx, user)?;
+            for plan in &plans {
+                for compartment in &change.rotate {
+                    let document = DocumentId { plan: *plan, compartment: *compartment };
+                    if change.lost_reads.contains(compartment) {
+                        rows::delete_user_envelopes(tx, document, user)?;
+                    }
+                    rows::queue_rotation(tx, document, now)?;
+                }
+            }
+            if !change.gained_reads.is_empty() && !plans.is_empty() {
+                let granted = rows::advance_head(tx, 1)?;
+                for plan in &plans {
+                    rows::set_granted_at(tx, plan, user, granted)?;
+                }
+            }
+            rows::pending_rotations(tx)
+        })
+    }
+
+    fn older_certificates(&self, id: DeviceId) -> Result<Vec<Vec<u8>>> {
+        self.read(|conn| rows::older_certificates(conn, id))
+    }
+
     fn wipe_order(&self, id: DeviceId) -> Result<Option<Vec<u8>>> {
         self.read(|conn| rows::wipe_order(conn, id))
     }
@@ -424,6 +479,13 @@ impl Storage for SqliteStorage {
                     rows::queue_rotation(tx, document, now)?;
                 }
             }
+            // Writes taken away (reads kept): the keys stay, but the new epoch is where the
+            // new write rules start for every receiver.
+            for (role, compartment) in old.lost_writes(&record.policy) {
+                for (plan, _) in rows::participants_with_role(tx, &role)? {
+                    rows::queue_rotation(tx, DocumentId { plan, compartment }, now)?;
+                }
+            }
             // Reads given: a new grant position makes the plan new to those devices' cursors,
             // so their next pull sends the newly readable documents from their beginning
             // (the plan's other documents again too: redundant, never missing).
@@ -444,6 +506,10 @@ impl Storage for SqliteStorage {
             rows::replace_policy(tx, record, now)?;
             rows::pending_rotations(tx)
         })
+    }
+
+    fn policy_version(&self, version: u32) -> Result<Option<Vec<u8>>> {
+        self.read(|conn| rows::policy_version(conn, version))
     }
 
     fn put_commitment(&self, commitment: &CommitmentRecord) -> Result<bool> {

@@ -170,6 +170,22 @@ const MIGRATIONS: &[&str] = &[
      ) WITHOUT ROWID;
      ALTER TABLE devices ADD COLUMN revocation_reason TEXT;
      CREATE INDEX envelopes_by_document ON envelopes (plan_id, compartment, epoch);",
+    // 5: role changes. A device's replaced certificates are kept (a write is judged by the
+    //    certificate in force in the epoch it was written in), and so is every policy
+    //    version; `certified_at` is when the device's current certificate starts, and
+    //    sessions opened before it are refused, so a re-certified device fetches it at once.
+    "CREATE TABLE device_certificates (
+         device_id   BLOB NOT NULL REFERENCES devices (device_id),
+         valid_from  BIGINT NOT NULL,
+         certificate BLOB NOT NULL,
+         PRIMARY KEY (device_id, valid_from)
+     ) WITHOUT ROWID;
+     CREATE TABLE policy_history (
+         version BIGINT PRIMARY KEY,
+         signed  BLOB NOT NULL
+     ) WITHOUT ROWID;
+     INSERT INTO policy_history (version, signed) SELECT version, signed FROM policy;
+     ALTER TABLE devices ADD COLUMN certified_at BIGINT NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this build writes.

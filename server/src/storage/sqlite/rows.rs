@@ -280,7 +280,7 @@ pub(super) fn insert_device(
 /// Device rows with their wipe report's time; conditions name the device columns `d.…`.
 const DEVICE_COLUMNS: &str = "SELECT d.device_id, d.user_id, d.signing_public, d.agreement_public, \
                               d.certificate, d.state, d.created_at, d.revoked_at, d.key_mac, \
-                              d.revocation_reason, w.wiped_at \
+                              d.revocation_reason, w.wiped_at, d.certified_at \
                               FROM devices d LEFT JOIN wipe_reports w ON w.device_id = d.device_id";
 
 fn device_from(row: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
@@ -296,6 +296,7 @@ fn device_from(row: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
         key_mac: row.get(8)?,
         revocation_reason: row.get(9)?,
         wiped_at: row.get(10)?,
+        certified_at: row.get(11)?,
     })
 }
 
@@ -335,6 +336,40 @@ pub(super) fn activate_device(tx: &Transaction<'_>, id: DeviceId, certificate: &
         "UPDATE devices SET state = 'active', certificate = ?2 WHERE device_id = ?1",
         params![id.0, certificate],
     )?;
+    Ok(())
+}
+
+/// Replaces an active device's certificate, keeping the one it replaces.
+pub(super) fn recertify_device(
+    tx: &Transaction<'_>,
+    id: DeviceId,
+    old: (i64, &[u8]),
+    certificate: &[u8],
+    certified_at: i64,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO device_certificates (device_id, valid_from, certificate) VALUES (?1, ?2, ?3)
+         ON CONFLICT (device_id, valid_from) DO NOTHING",
+        params![id.0, old.0, old.1],
+    )?;
+    tx.execute(
+        "UPDATE devices SET certificate = ?2, certified_at = ?3 WHERE device_id = ?1",
+        params![id.0, certificate, certified_at],
+    )?;
+    Ok(())
+}
+
+/// A device's replaced certificates, oldest first.
+pub(super) fn older_certificates(conn: &Connection, id: DeviceId) -> Result<Vec<Vec<u8>>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT certificate FROM device_certificates WHERE device_id = ?1 ORDER BY valid_from",
+    )?;
+    let rows = stmt.query_map([id.0], |row| row.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(super) fn set_user_role(tx: &Transaction<'_>, user: UserId, role: &str) -> Result<()> {
+    tx.execute("UPDATE users SET role = ?2 WHERE user_id = ?1", params![user.0, role])?;
     Ok(())
 }
 
@@ -790,6 +825,13 @@ pub(super) fn policy(conn: &Connection) -> Result<Option<PolicyRecord>> {
     Ok(Some(PolicyRecord { signed, policy }))
 }
 
+/// An earlier (or the current) signed policy, by version.
+pub(super) fn policy_version(conn: &Connection, version: u32) -> Result<Option<Vec<u8>>> {
+    Ok(conn
+        .query_row("SELECT signed FROM policy_history WHERE version = ?1", [version], |row| row.get(0))
+        .optional()?)
+}
+
 /// Replaces the policy and its materialised table.
 pub(super) fn replace_policy(tx: &Transaction<'_>, record: &PolicyRecord, now: i64) -> Result<()> {
     tx.execute(
@@ -797,6 +839,10 @@ pub(super) fn replace_policy(tx: &Transaction<'_>, record: &PolicyRecord, now: i
          ON CONFLICT (id) DO UPDATE SET version = excluded.version, signed = excluded.signed,
                                         installed_at = excluded.installed_at",
         params![record.policy.version, record.signed, now],
+    )?;
+    tx.execute(
+        "INSERT INTO policy_history (version, signed) VALUES (?1, ?2) ON CONFLICT (version) DO NOTHING",
+        params![record.policy.version, record.signed],
     )?;
     tx.execute("DELETE FROM policy_access", [])?;
     let mut insert =

@@ -1,0 +1,315 @@
+//! Who may write (and make keys) where: a bundle's author and a key's maker, judged by their
+//! certificates and the sharing policy.
+//!
+//! Roles and policies change, and history must not. So a write is judged twice, and passes
+//! if either allows it (see [`eenplan_protocol::epoch`]):
+//!
+//! - by the author's **newest** certificate under the **newest** policy this device holds;
+//! - by the **rules of the bundle's epoch**: the policy version its key commitment names, and
+//!   the author's certificate in force when that key was made.
+//!
+//! Every change that takes a read or a write away rotates the documents concerned, so the
+//! second judgement covers exactly what was written before the change:
+//!
+//! ```text
+//! Gert (politie) writes justitie in epoch 1         epoch 1: policy v1, made 09:00
+//! 10:00 the administrator makes Gert "ggz"          new certificate from 10:00; justitie → epoch 2
+//! Anna's new phone fetches Gert's epoch-1 bundle    newest (ggz) says no; epoch 1's rules
+//!                                                   (v1, Gert's 09:00 certificate: politie) say yes
+//! Gert writes justitie in epoch 2                   both say no: refused
+//! ```
+//!
+//! Certificates come from the local cache first; a cached certificate that refuses a write is
+//! fetched again once per sync (the author may have a new role that allows it). Earlier
+//! policy versions are fetched from the server by version and checked against the root.
+
+use std::collections::{BTreeMap, HashSet};
+
+use eenplan_protocol::api::{self, CertificateInfo, PolicyInfo, hex, unhex};
+use eenplan_protocol::certificate::{Certificate, DeviceBody};
+use eenplan_protocol::epoch::Commitment;
+use eenplan_protocol::policy::{Policy, SignedPolicy};
+use serde::{Deserialize, Serialize};
+
+use super::{CertificateSource, CertificateState, STATE_POLICY, SyncError, cbor, from_cbor, verify_own};
+use crate::device::Device;
+use crate::error::CoreError;
+use crate::ids::PlanId;
+use crate::plan::Compartment;
+
+/// A device's certificates as this device caches them, oldest first; the last is current.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct AuthorChains {
+    chains: Vec<CertificateState>,
+}
+
+/// The write rules of one key epoch, from its commitment.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(super) struct EpochRules {
+    pub policy_version: u32,
+    pub made_at_ms: i64,
+}
+
+impl EpochRules {
+    pub fn of(commitment: &Commitment) -> EpochRules {
+        EpochRules { policy_version: commitment.policy_version, made_at_ms: commitment.made_at_ms }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        cbor(self)
+    }
+}
+
+/// What judging needs to remember during one sync: certificates and policies fetched (stored
+/// with the sync's result), and the authors already fetched afresh.
+#[derive(Debug, Default)]
+pub(super) struct Judge {
+    /// (device, encoded [`AuthorChains`]) fetched in this sync.
+    pub certificates: Vec<([u8; 16], Vec<u8>)>,
+    refreshed: HashSet<[u8; 16]>,
+    /// Earlier policies fetched in this sync: version → (policy, signed bytes).
+    pub policies: BTreeMap<u32, (Policy, Vec<u8>)>,
+}
+
+/// The sync-state name under which an earlier policy version is kept.
+pub(super) fn policy_state(version: u32) -> String {
+    format!("{STATE_POLICY}-v{version}")
+}
+
+/// The certificate of `bodies` (oldest first) that was in force at `at`: the newest one that
+/// started by then, or the first for a device certified later.
+fn in_force(bodies: &[DeviceBody], at: i64) -> Option<&DeviceBody> {
+    bodies.iter().rev().find(|b| b.valid_from_ms <= at).or_else(|| bodies.first())
+}
+
+fn decode_chains(bytes: &[u8]) -> Result<Vec<CertificateState>, CoreError> {
+    // A cache entry from before role changes holds one chain.
+    match from_cbor::<AuthorChains>(bytes, "author certificates") {
+        Ok(all) => Ok(all.chains),
+        Err(_) => Ok(vec![from_cbor::<CertificateState>(bytes, "author certificate")?]),
+    }
+}
+
+impl Device {
+    /// The verified certificates of a device, oldest first (the last is current): from this
+    /// sync's fetches, the local cache, or the server; `fresh` fetches from the server unless
+    /// this sync already did.
+    pub(super) fn author_certificates(
+        &self,
+        fetch: &CertificateSource<'_>,
+        author: &[u8; 16],
+        judge: &mut Judge,
+        fresh: bool,
+    ) -> Result<Vec<DeviceBody>, CoreError> {
+        let fetched = judge.certificates.iter().find(|(d, _)| d == author).map(|(_, c)| c.clone());
+        let cached = match (&fetched, fresh) {
+            (Some(_), _) | (None, true) => None,
+            (None, false) => self.store().certificate(author)?,
+        };
+        let encoded = match fetched.or(cached) {
+            Some(encoded) => encoded,
+            None => {
+                let encoded = self.fetch_author_chains(fetch, author)?;
+                judge.refreshed.insert(*author);
+                judge.certificates.retain(|(d, _)| d != author);
+                judge.certificates.push((*author, encoded.clone()));
+                encoded
+            }
+        };
+        let mut bodies = Vec::new();
+        for state in decode_chains(&encoded)? {
+            // A bundle outlives its author's certificate: history written while a certificate
+            // was valid stays readable after it expires. Check the chain, not today's date;
+            // the server refuses sessions to devices that may no longer write.
+            let window = Certificate::from_bytes(&state.certificate)
+                .and_then(|c| c.claimed_device_body())
+                .map_err(|e| SyncError::UntrustedCertificate(e.to_string()))?;
+            let at = fetch.now.min(window.valid_until_ms).max(window.valid_from_ms);
+            bodies.push(verify_own(&state, &fetch.server.root_public, at)?);
+        }
+        let Some(current) = bodies.last() else {
+            return Err(SyncError::UntrustedCertificate("no certificate".into()).into());
+        };
+        // A new role keeps the device's keys; a "certificate" with other keys is another
+        // device's, whoever signed it.
+        let keys = (current.device_id, current.signing_public, current.agreement_public.clone());
+        if current.device_id != *author
+            || bodies.iter().any(|b| (b.device_id, b.signing_public, b.agreement_public.clone()) != keys)
+        {
+            return Err(SyncError::UntrustedCertificate("certificate of another device".into()).into());
+        }
+        bodies.sort_by_key(|b| b.valid_from_ms);
+        Ok(bodies)
+    }
+
+    /// The device's current certificate body.
+    pub(super) fn author_certificate(
+        &self,
+        fetch: &CertificateSource<'_>,
+        author: &[u8; 16],
+        judge: &mut Judge,
+    ) -> Result<DeviceBody, CoreError> {
+        let mut bodies = self.author_certificates(fetch, author, judge, false)?;
+        bodies.pop().ok_or_else(|| SyncError::UntrustedCertificate("no certificate".into()).into())
+    }
+
+    fn fetch_author_chains(
+        &self,
+        fetch: &CertificateSource<'_>,
+        author: &[u8; 16],
+    ) -> Result<Vec<u8>, CoreError> {
+        let info: CertificateInfo = fetch
+            .transport
+            .get_json(&format!("{}?device={}", api::PATH_CERTIFICATES, hex(author)), Some(fetch.token))?;
+        let chain = |certificate: &str, admin_certificate: &str| -> Result<CertificateState, CoreError> {
+            Ok(CertificateState {
+                certificate: unhex(certificate).ok_or_else(|| SyncError::Protocol("certificate".into()))?,
+                admin_certificate: unhex(admin_certificate)
+                    .ok_or_else(|| SyncError::Protocol("admin certificate".into()))?,
+                lease_hours: info.lease_hours,
+            })
+        };
+        let mut chains = Vec::with_capacity(info.older.len() + 1);
+        for older in &info.older {
+            chains.push(chain(&older.certificate, &older.admin_certificate)?);
+        }
+        chains.push(chain(&info.certificate, &info.admin_certificate)?);
+        Ok(cbor(&AuthorChains { chains }))
+    }
+
+    /// The policy of `version`, verified against the root: the one held, one kept or fetched
+    /// earlier, or fetched now.
+    fn policy_at(
+        &self,
+        fetch: &CertificateSource<'_>,
+        version: u32,
+        newest: &Policy,
+        judge: &mut Judge,
+    ) -> Result<Policy, CoreError> {
+        if newest.version == version {
+            return Ok(newest.clone());
+        }
+        if let Some((policy, _)) = judge.policies.get(&version) {
+            return Ok(policy.clone());
+        }
+        let (bytes, from_server) = match self.store().sync_state(&policy_state(version))? {
+            Some(bytes) => (bytes, false),
+            None => {
+                let info: PolicyInfo = fetch
+                    .transport
+                    .get_json(&format!("{}?version={version}", api::PATH_POLICY), Some(fetch.token))?;
+                (unhex(&info.policy).ok_or_else(|| SyncError::Protocol("policy".into()))?, true)
+            }
+        };
+        let policy = SignedPolicy::from_bytes(&bytes)
+            .and_then(|signed| signed.verify(&fetch.server.root_public))
+            .map_err(|e| SyncError::BadPolicy(e.to_string()))?;
+        if policy.version != version {
+            return Err(
+                SyncError::BadPolicy(format!("asked for version {version}, got {}", policy.version)).into()
+            );
+        }
+        if from_server {
+            judge.policies.insert(version, (policy.clone(), bytes));
+        }
+        Ok(policy)
+    }
+
+    /// Whether `author` may write `compartment` in `epoch` of `plan` (module docs). `rules`
+    /// are the epoch's write rules when this sync just received its key.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn may_write(
+        &self,
+        fetch: &CertificateSource<'_>,
+        judge: &mut Judge,
+        author: &[u8; 16],
+        plan: PlanId,
+        compartment: Compartment,
+        epoch: u32,
+        rules: Option<EpochRules>,
+        newest: &Policy,
+    ) -> Result<bool, CoreError> {
+        let rules = match rules {
+            Some(rules) => Some(rules),
+            None => self
+                .store()
+                .epoch_rules(plan, compartment, epoch)?
+                .map(|bytes| from_cbor::<EpochRules>(&bytes, "epoch rules"))
+                .transpose()?,
+        };
+        for fresh in [false, true] {
+            if fresh && judge.refreshed.contains(author) {
+                break;
+            }
+            let bodies = self.author_certificates(fetch, author, judge, fresh)?;
+            let allowed = |policy: &Policy, body: Option<&DeviceBody>| {
+                body.is_some_and(|b| policy.may_write(&b.role, compartment as u8))
+            };
+            if allowed(newest, bodies.last()) {
+                return Ok(true);
+            }
+            if let Some(rules) = rules.filter(|r| r.policy_version > 0) {
+                let then = self.policy_at(fetch, rules.policy_version, newest, judge)?;
+                if allowed(&then, in_force(&bodies, rules.made_at_ms)) {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Whether the device that made a key (its commitment) may read the compartment: by its
+    /// newest certificate under the newest policy, or by the certificate and policy in force
+    /// when it made the key.
+    pub(super) fn may_have_made(
+        &self,
+        fetch: &CertificateSource<'_>,
+        judge: &mut Judge,
+        minter: &[u8; 16],
+        commitment: &Commitment,
+        compartment: u8,
+        newest: &Policy,
+    ) -> Result<Option<DeviceBody>, CoreError> {
+        let bodies = self.author_certificates(fetch, minter, judge, false)?;
+        let Some(current) = bodies.last() else { return Ok(None) };
+        if newest.may_read(&current.role, compartment) {
+            return Ok(Some(current.clone()));
+        }
+        if commitment.policy_version > 0 {
+            let then = self.policy_at(fetch, commitment.policy_version, newest, judge)?;
+            if in_force(&bodies, commitment.made_at_ms).is_some_and(|b| then.may_read(&b.role, compartment)) {
+                return Ok(Some(current.clone()));
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(role: &str, from: i64) -> DeviceBody {
+        DeviceBody {
+            device_id: [1; 16],
+            user_id: 1,
+            user_name: "Gert".into(),
+            organisation: "Politie".into(),
+            role: role.into(),
+            signing_public: [2; 32],
+            agreement_public: vec![3],
+            valid_from_ms: from,
+            valid_until_ms: from + 1_000,
+            issuer: [4; 32],
+        }
+    }
+
+    #[test]
+    fn the_certificate_in_force_is_the_newest_that_had_started_or_else_the_first() {
+        let bodies = [body("politie", 100), body("ggz", 200)];
+        assert_eq!(in_force(&bodies, 150).map(|b| b.role.as_str()), Some("politie"));
+        assert_eq!(in_force(&bodies, 200).map(|b| b.role.as_str()), Some("ggz"));
+        assert_eq!(in_force(&bodies, 50).map(|b| b.role.as_str()), Some("politie"));
+        assert!(in_force(&[], 50).is_none());
+    }
+}
