@@ -284,6 +284,16 @@ impl Plan {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        self.apply_parsed(compartment, changes)
+    }
+
+    /// [`Plan::apply_changes`] for changes already parsed (a sync parses them once, to check
+    /// their author).
+    pub fn apply_parsed(
+        &mut self,
+        compartment: Compartment,
+        changes: Vec<automerge::Change>,
+    ) -> Result<(), PlanError> {
         let id = self.id;
         let author = self.author.actor();
         let slot = &mut self.docs[compartment.index()];

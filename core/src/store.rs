@@ -443,6 +443,22 @@ impl StoreWriter<'_> {
         }
         for (compartment, changes) in changes {
             let doc_key = self.keys.doc_key(plan.id(), *compartment);
+            // Received in bulk (a new device's first sync, a long absence): the rows would be
+            // compacted in this very transaction, so the snapshot is written straight away.
+            if !own
+                && let Ok(doc) = plan.doc(*compartment)
+                && records::change_rows(self.tx, &doc_key)? + changes.len() as u64 >= COMPACT_AFTER_CHANGES
+            {
+                records::compact_received(
+                    self.tx,
+                    self.keys,
+                    plan.id(),
+                    &doc_key,
+                    changes.len(),
+                    &doc.save(),
+                )?;
+                continue;
+            }
             let rows = records::append_doc_changes(self.tx, self.keys, plan.id(), &doc_key, changes, own)?;
             if rows >= COMPACT_AFTER_CHANGES
                 && let Ok(doc) = plan.doc(*compartment)

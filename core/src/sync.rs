@@ -845,7 +845,7 @@ impl Device {
         let parked_ids: Vec<i64> = parked.iter().map(|(id, _)| *id).collect();
         let mut to_park = Vec::new();
         incoming.splice(0..0, parked.into_iter().map(|(_, b)| b));
-        let mut touched: BTreeMap<PlanId, ChangesByCompartment> = BTreeMap::new();
+        let mut touched: BTreeMap<PlanId, Vec<(Compartment, Vec<automerge::Change>)>> = BTreeMap::new();
         for bytes in incoming {
             let bundle = match Bundle::decode(bytes.clone()) {
                 Ok(b) => b,
@@ -930,14 +930,14 @@ impl Device {
             };
             report.received_bundles += 1;
             let changes = match header.kind {
-                BundleKind::Changes => split_changes(&payload).and_then(|changes| {
-                    // The signature vouches for the author only: a change inside that claims
-                    // another actor would put words in someone else's mouth (and could block
-                    // that actor's real change with the same sequence number).
-                    own_changes_only(&changes, &header.author).map(|()| changes)
-                }),
+                // The signature vouches for the author only: a change inside that claims another
+                // actor would put words in someone else's mouth (and could block that actor's
+                // real change with the same sequence number).
+                BundleKind::Changes => {
+                    split_changes(&payload).and_then(|changes| own_changes(changes, &header.author))
+                }
                 BundleKind::Snapshot => match automerge::Automerge::load(&payload) {
-                    Ok(doc) => Ok(doc.get_changes(&[]).into_iter().map(|c| c.raw_bytes().to_vec()).collect()),
+                    Ok(doc) => Ok(doc.get_changes(&[])),
                     Err(e) => {
                         report.refused.push(format!("snapshot from {}: {e}", hex(&header.author)));
                         continue;
@@ -964,11 +964,7 @@ impl Device {
                 Err(e) => return Err(e),
             };
             let before = plan.heads();
-            for (compartment, changes) in batches {
-                if let Err(e) = plan.apply_changes(compartment, &changes) {
-                    report.refused.push(format!("changes for plan {plan_id} {compartment}: {e}"));
-                }
-            }
+            report.refused.extend(merge_bundles(&mut plan, batches));
             let new_changes = plan.changes_since(&before);
             if new_changes.is_empty() {
                 self.put_back_plan(plan);
@@ -1343,6 +1339,38 @@ impl Device {
 
 /// The server's answer to a revoked device (a session, or any request with an old token);
 /// the transport turns its `revoked` code into [`SyncError::Revoked`].
+/// Applies received bundles' changes to a plan; returns why any were refused.
+///
+/// All of a compartment's bundles go in at once: one copy and one validation of the document
+/// instead of one per bundle (a new device receives dozens). If that fails, they go in one
+/// bundle at a time, so a bad bundle cannot take the others down with it.
+fn merge_bundles(plan: &mut Plan, batches: Vec<(Compartment, Vec<automerge::Change>)>) -> Vec<String> {
+    let mut refused = Vec::new();
+    for (compartment, bundles) in by_compartment(batches) {
+        if bundles.len() > 1 && plan.apply_parsed(compartment, bundles.concat()).is_ok() {
+            continue;
+        }
+        for changes in bundles {
+            if let Err(e) = plan.apply_parsed(compartment, changes) {
+                refused.push(format!("changes for plan {} {compartment}: {e}", plan.id()));
+            }
+        }
+    }
+    refused
+}
+
+/// The bundles' changes grouped by compartment, in the order they arrived.
+fn by_compartment<T>(batches: Vec<(Compartment, Vec<T>)>) -> Vec<(Compartment, Vec<Vec<T>>)> {
+    let mut out: Vec<(Compartment, Vec<Vec<T>>)> = Vec::new();
+    for (compartment, changes) in batches {
+        match out.iter_mut().find(|(c, _)| *c == compartment) {
+            Some((_, bundles)) => bundles.push(changes),
+            None => out.push((compartment, vec![changes])),
+        }
+    }
+    out
+}
+
 fn is_revoked(error: &CoreError) -> bool {
     matches!(error, CoreError::Sync(SyncError::Revoked))
 }
@@ -1351,15 +1379,18 @@ fn author_of(change: &automerge::Change) -> Option<crate::ids::DeviceId> {
     crate::ids::DeviceId::from_actor(change.actor_id())
 }
 
-fn own_changes_only(changes: &[Vec<u8>], author: &[u8; 16]) -> Result<(), String> {
+/// Parses a bundle's changes, each of which must be its author's own.
+fn own_changes(changes: Vec<Vec<u8>>, author: &[u8; 16]) -> Result<Vec<automerge::Change>, String> {
+    let mut out = Vec::with_capacity(changes.len());
     for raw in changes {
-        let change = automerge::Change::from_bytes(raw.clone())
-            .map_err(|e| format!("not an automerge change: {e}"))?;
+        let change =
+            automerge::Change::from_bytes(raw).map_err(|e| format!("not an automerge change: {e}"))?;
         if change.actor_id().to_bytes() != author {
             return Err("a change inside is written under another device's name".into());
         }
+        out.push(change);
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Splits a bundle payload (concatenated change chunks) into single changes, checking each.
@@ -1470,9 +1501,48 @@ mod tests {
     fn a_bundle_may_carry_only_its_authors_own_changes() {
         let mine = change_by([1; 16]);
         let theirs = change_by([2; 16]);
-        assert!(own_changes_only(std::slice::from_ref(&mine), &[1; 16]).is_ok());
-        assert!(own_changes_only(&[mine.clone(), theirs], &[1; 16]).is_err());
-        assert!(own_changes_only(&[mine], &[2; 16]).is_err());
+        assert_eq!(own_changes(vec![mine.clone()], &[1; 16]).map(|c| c.len()), Ok(1));
+        assert!(own_changes(vec![mine.clone(), theirs], &[1; 16]).is_err());
+        assert!(own_changes(vec![mine], &[2; 16]).is_err());
+        assert!(own_changes(vec![vec![1, 2, 3]], &[1; 16]).is_err());
+    }
+
+    #[test]
+    fn a_bundle_that_breaks_the_layout_is_refused_alone_and_the_others_of_its_sync_apply() {
+        use crate::plan::NoteKind;
+        let clock: std::sync::Arc<dyn crate::clock::Clock> = std::sync::Arc::new(crate::clock::SystemClock);
+        let id = PlanId::random();
+        let mut origin =
+            Plan::create(id, crate::ids::DeviceId::from_bytes([1; 16]), "Jansen", None, clock.clone())
+                .unwrap();
+        let docs = Compartment::ALL.into_iter().map(|c| (c, origin.doc(c).unwrap().clone())).collect();
+        let mut receiver =
+            Plan::from_documents(id, crate::ids::DeviceId::from_bytes([2; 16]), docs, clock).unwrap();
+        let parse = |raw: Vec<Vec<u8>>| {
+            raw.into_iter().map(|r| automerge::Change::from_bytes(r).unwrap()).collect::<Vec<_>>()
+        };
+        let bundle = |plan: &mut Plan, text: &str| {
+            let before = plan.heads();
+            plan.add_note(Compartment::Basis, NoteKind::Note, text).unwrap();
+            let (compartment, raw) = plan.changes_since(&before).remove(0);
+            (compartment, parse(raw))
+        };
+        let first = bundle(&mut origin, "eerste");
+        // The same author, on the side: a change that removes the family name.
+        let mut fork = origin.doc(Compartment::Basis).unwrap().fork();
+        fork.set_actor(automerge::ActorId::from(&[1u8; 16][..]));
+        let heads = fork.get_heads();
+        let mut tx = fork.transaction();
+        tx.delete(automerge::ROOT, "family").unwrap();
+        tx.commit();
+        let bad = (Compartment::Basis, fork.get_changes(&heads));
+        let second = bundle(&mut origin, "tweede");
+
+        let refused = merge_bundles(&mut receiver, vec![first, bad, second]);
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        let notes: Vec<String> = receiver.view().unwrap().notes.into_iter().map(|n| n.text).collect();
+        assert_eq!(notes, ["eerste", "tweede"]);
+        assert_eq!(receiver.view().unwrap().family, "Jansen");
     }
 
     #[test]

@@ -103,4 +103,14 @@ fn a_long_log_is_compacted_by_a_client_snapshot_and_a_new_device_starts_from_it(
     assert_eq!(view.goals[0].title, format!("Schulden, stap {pushes}"));
     assert_eq!(view.notes.len(), usize::try_from(TAIL).unwrap());
     assert_eq!(view, rita.read(&plan).unwrap());
+
+    // Received in bulk, the document was stored as a snapshot at once (never as a thousand
+    // sealed rows), and it reads back the same after the device restarts.
+    drop(wim);
+    let mut wim = Device::open(&net.dir.path().join("wim"), &device_keystore()).unwrap();
+    assert_eq!(wim.read(&plan).unwrap(), view);
+    wim.edit(&plan, |p| p.add_note(Compartment::Basis, NoteKind::Note, "Wim na de herstart")).unwrap();
+    assert_eq!(wim.sync().unwrap().pushed_bundles, 1);
+    rita.sync().unwrap();
+    assert_eq!(rita.read(&plan).unwrap(), wim.read(&plan).unwrap());
 }

@@ -227,6 +227,38 @@ pub(super) fn append_doc_changes(
     Ok(u64::try_from(rows).unwrap_or(0))
 }
 
+/// How many change rows a document has waiting for compaction (0 for a document not stored).
+pub(super) fn change_rows(tx: &Transaction<'_>, doc_key: &[u8; 32]) -> Result<u64, StoreError> {
+    let rows: Option<i64> = tx
+        .query_row("SELECT change_rows FROM documents WHERE doc_key = ?1", [&doc_key[..]], |row| row.get(0))
+        .optional()?;
+    Ok(u64::try_from(rows.unwrap_or(0)).unwrap_or(0))
+}
+
+/// Records `count` received changes by compacting at once into `saved` (the document with
+/// them applied), instead of sealing them into rows that compaction would drop right away.
+pub(super) fn compact_received(
+    tx: &Transaction<'_>,
+    keys: &StoreKeys,
+    plan: PlanId,
+    doc_key: &[u8; 32],
+    count: usize,
+    saved: &[u8],
+) -> Result<(), StoreError> {
+    let plan_key = keys.plan_key(plan);
+    tx.execute(
+        "INSERT INTO documents (doc_key, plan_key, snapshot, snapshot_gen, next_seq, change_rows, unpushed)
+         VALUES (?1, ?2, NULL, 0, 1, 0, 0) ON CONFLICT (doc_key) DO NOTHING",
+        params![&doc_key[..], &plan_key[..]],
+    )?;
+    // Sequence numbers stay unique across the document's life (they are in the rows' AD).
+    tx.execute(
+        "UPDATE documents SET next_seq = next_seq + ?2 WHERE doc_key = ?1",
+        params![&doc_key[..], i64::try_from(count).unwrap_or(i64::MAX)],
+    )?;
+    compact(tx, keys, doc_key, saved)
+}
+
 /// Replaces a document's snapshot by `saved` (its `save()`) and drops the change rows it covers.
 pub(super) fn compact(
     tx: &Transaction<'_>,
