@@ -260,7 +260,8 @@ impl Device {
 
     /// Whether the device that made a key (its commitment) may read the compartment: by its
     /// newest certificate under the newest policy, or by the certificate and policy in force
-    /// when it made the key.
+    /// when it made the key. A cached certificate that says no is fetched again once (the
+    /// maker may have been given a role that reads it since).
     pub(super) fn may_have_made(
         &self,
         fetch: &CertificateSource<'_>,
@@ -270,15 +271,22 @@ impl Device {
         compartment: u8,
         newest: &Policy,
     ) -> Result<Option<DeviceBody>, CoreError> {
-        let bodies = self.author_certificates(fetch, minter, judge, false)?;
-        let Some(current) = bodies.last() else { return Ok(None) };
-        if newest.may_read(&current.role, compartment) {
-            return Ok(Some(current.clone()));
-        }
-        if commitment.policy_version > 0 {
-            let then = self.policy_at(fetch, commitment.policy_version, newest, judge)?;
-            if in_force(&bodies, commitment.made_at_ms).is_some_and(|b| then.may_read(&b.role, compartment)) {
+        for fresh in [false, true] {
+            if fresh && judge.refreshed.contains(minter) {
+                break;
+            }
+            let bodies = self.author_certificates(fetch, minter, judge, fresh)?;
+            let Some(current) = bodies.last() else { return Ok(None) };
+            if newest.may_read(&current.role, compartment) {
                 return Ok(Some(current.clone()));
+            }
+            if commitment.policy_version > 0 {
+                let then = self.policy_at(fetch, commitment.policy_version, newest, judge)?;
+                if in_force(&bodies, commitment.made_at_ms)
+                    .is_some_and(|b| then.may_read(&b.role, compartment))
+                {
+                    return Ok(Some(current.clone()));
+                }
             }
         }
         Ok(None)
