@@ -52,12 +52,15 @@ fn shared_plan(net: &Network) -> (PlanId, Device, Device, Device) {
     otto.edit(&plan, |p| p.add_note(Compartment::Justitie, NoteKind::Note, "justitie: proces-verbaal"))
         .unwrap();
     gert.edit(&plan, |p| p.add_note(Compartment::Zorg, NoteKind::Note, "zorg: behandelplan (GGZ)")).unwrap();
+    // Otto's device sees Gert write (basis), so it keeps Gert's certificate as GGZ.
+    gert.edit(&plan, |p| p.add_note(Compartment::Basis, NoteKind::Note, "basis: GGZ betrokken")).unwrap();
     for _ in 0..2 {
         for device in [&mut otto, &mut gert, &mut rita] {
             device.sync().unwrap();
         }
     }
     assert!(has(&mut rita, &plan, "zorg: behandelplan (GGZ)"));
+    assert!(has(&mut otto, &plan, "basis: GGZ betrokken"));
     (plan, rita, otto, gert)
 }
 
@@ -120,6 +123,21 @@ fn a_new_role_moves_the_users_keys_and_their_earlier_writes_stay_valid_everywher
         assert!(has(&mut wim, &plan, text), "{text:?} missing from {:?}", notes(&mut wim, &plan));
     }
     assert_eq!(wim.status().unwrap().parked_bundles, 0);
+
+    // Gert, now police, starts a plan of his own and shares it with Rita, whose device still
+    // knows him as GGZ: the veiligheid key he made (GGZ could not have) is taken all the same.
+    let second = gert.create_plan("De Vries").unwrap();
+    gert.edit(&second, |p| p.add_note(Veiligheid, NoteKind::Note, "veiligheid: melding")).unwrap();
+    gert.sync().unwrap();
+    gert.add_participant(&second, "Rita", "regisseur").unwrap();
+    gert.sync().unwrap();
+    for _ in 0..2 {
+        let report = rita.sync().unwrap();
+        assert!(report.refused.is_empty(), "{:?}", report.refused);
+        gert.sync().unwrap();
+    }
+    assert!(rita.keyed_compartments(&second).unwrap().contains(&Veiligheid));
+    assert!(has(&mut rita, &second, "veiligheid: melding"));
 }
 
 #[test]
