@@ -2,8 +2,8 @@
 # The main job: the sync server on its embedded SQLite store, a demo network (an
 # administrator, a regisseur, two wijkteam workers), and a home visit played through the real
 # binaries: two devices edit offline, one edit conflicts, both sync, the plans merge, and the
-# regisseur lists the conflict. The server keeps serving afterwards so you can connect your
-# own `eenplan` device; Ctrl-C stops it.
+# regisseur lists the conflict; then a role change and a stolen phone. The server keeps
+# serving afterwards so you can connect your own `eenplan` device; Ctrl-C stops it.
 #
 # EENPLAN_DEMO_LISTEN (default 127.0.0.1:8443) sets the address; EENPLAN_DEMO_EXIT=1 stops
 # the server after the demo instead of serving on.
@@ -87,6 +87,19 @@ step "The regisseur sees the conflict"
 
 step "The merged plan on Rita's device"
 "${rita[@]}" plan show "$plan"
+
+step "Wendy moves to GGZ work: the administrator changes her role"
+# GGZ reads basis and zorg, not veiligheid: her phone is re-certified, veiligheid moves to a
+# new key, and what Rita writes there from now on never reaches Wendy's phone.
+"${admin[@]}" user set-role Wendy --role ggz
+"${rita[@]}" note add "$plan" --compartment veiligheid --text "Veiligheid: afspraken met de school." >/dev/null
+"${rita[@]}" sync >/dev/null
+"${wendy[@]}" sync
+if "${wendy[@]}" plan show "$plan" | grep -q "afspraken met de school"; then
+  echo "error: Wendy's phone shows a veiligheid note after her role changed" >&2
+  exit 1
+fi
+echo "The new veiligheid note did not reach Wendy's phone: GGZ holds no veiligheid key."
 
 step "Wim's phone is stolen: the administrator revokes it"
 wim_id=$("${wim[@]}" status --json | sed -n 's/.*"device": *"\([0-9a-f]*\)".*/\1/p' | head -1)
