@@ -103,6 +103,18 @@ struct CertificateState {
     lease_hours: u32,
 }
 
+impl CertificateState {
+    /// A chain as the server sends it (`/v1/me`, `/v1/certificates`): two hex certificates.
+    fn from_hex(certificate: &str, admin_certificate: &str, lease_hours: u32) -> Result<Self, SyncError> {
+        Ok(CertificateState {
+            certificate: unhex(certificate).ok_or_else(|| SyncError::Protocol("certificate".into()))?,
+            admin_certificate: unhex(admin_certificate)
+                .ok_or_else(|| SyncError::Protocol("admin certificate".into()))?,
+            lease_hours,
+        })
+    }
+}
+
 /// What a pending bundle records besides the bundle itself.
 #[derive(Debug, Serialize, Deserialize)]
 struct PendingBundle {
@@ -358,15 +370,9 @@ impl Device {
     /// keys the new role may not read.
     fn take_new_certificate(&mut self, transport: &Transport, token: &str) -> Result<(), CoreError> {
         let server = self.server_state()?.ok_or(SyncError::NotEnrolled)?;
-        let held = self.certificate_state()?.ok_or(SyncError::NotApproved)?;
-        let held_body = verify_own(&held, &server.root_public, self.now_ms())?;
+        let held_body = self.own_certificate(&server)?;
         let me: MeResponse = transport.get_json(api::PATH_ME, Some(token))?;
-        let state = CertificateState {
-            certificate: unhex(&me.certificate).ok_or_else(|| SyncError::Protocol("certificate".into()))?,
-            admin_certificate: unhex(&me.admin_certificate)
-                .ok_or_else(|| SyncError::Protocol("admin certificate".into()))?,
-            lease_hours: me.lease_hours,
-        };
+        let state = CertificateState::from_hex(&me.certificate, &me.admin_certificate, me.lease_hours)?;
         let body = verify_own(&state, &server.root_public, self.now_ms())?;
         if (body.device_id, body.signing_public, &body.agreement_public)
             != (held_body.device_id, held_body.signing_public, &held_body.agreement_public)
@@ -475,13 +481,7 @@ impl Device {
     ) -> Result<SyncReport, CoreError> {
         if self.certificate_state()?.is_none() {
             let me: MeResponse = transport.get_json(api::PATH_ME, Some(token))?;
-            let state = CertificateState {
-                certificate: unhex(&me.certificate)
-                    .ok_or_else(|| SyncError::Protocol("certificate".into()))?,
-                admin_certificate: unhex(&me.admin_certificate)
-                    .ok_or_else(|| SyncError::Protocol("admin certificate".into()))?,
-                lease_hours: me.lease_hours,
-            };
+            let state = CertificateState::from_hex(&me.certificate, &me.admin_certificate, me.lease_hours)?;
             let body = verify_own(&state, &server.root_public, self.now_ms())?;
             if body.device_id != *self.device_id().as_bytes() {
                 return Err(
@@ -1148,15 +1148,13 @@ impl Device {
     ) -> Result<bool, CoreError> {
         let signed = SignedPolicy::from_bytes(bytes).map_err(|e| SyncError::BadPolicy(e.to_string()))?;
         let policy = signed.verify(&server.root_public).map_err(|e| SyncError::BadPolicy(e.to_string()))?;
+        let held_version = self.stored_policy()?.map(|p| p.version);
         // A server cannot roll a device back to an older, wider policy.
-        if let Some(held) = self.stored_policy()?
-            && policy.version <= held.version
-        {
+        if held_version.is_some_and(|held| policy.version <= held) {
             return Ok(false);
         }
         // The one it replaces judges the writes of epochs made under it.
         let previous = self.store().sync_state(STATE_POLICY)?;
-        let held_version = self.stored_policy()?.map(|p| p.version);
         self.forget_unreadable(&policy, &own.role, |w| {
             if let (Some(previous), Some(version)) = (&previous, held_version) {
                 w.put_state(&policy_state(version), previous)?;

@@ -190,6 +190,22 @@ pub(super) fn load_plan(conn: &Connection, keys: &StoreKeys, plan: PlanId) -> Re
 
 /// Appends changes to a document's log; `own` changes also count as unpushed (the outbox).
 /// Returns how many change rows the document now has since its snapshot.
+/// The document's row, created empty if it is new.
+fn ensure_document(
+    tx: &Transaction<'_>,
+    keys: &StoreKeys,
+    plan: PlanId,
+    doc_key: &[u8; 32],
+) -> Result<(), StoreError> {
+    let plan_key = keys.plan_key(plan);
+    tx.execute(
+        "INSERT INTO documents (doc_key, plan_key, snapshot, snapshot_gen, next_seq, change_rows, unpushed)
+         VALUES (?1, ?2, NULL, 0, 1, 0, 0) ON CONFLICT (doc_key) DO NOTHING",
+        params![&doc_key[..], &plan_key[..]],
+    )?;
+    Ok(())
+}
+
 pub(super) fn append_doc_changes(
     tx: &Transaction<'_>,
     keys: &StoreKeys,
@@ -198,12 +214,7 @@ pub(super) fn append_doc_changes(
     changes: &[Vec<u8>],
     own: bool,
 ) -> Result<u64, StoreError> {
-    let plan_key = keys.plan_key(plan);
-    tx.execute(
-        "INSERT INTO documents (doc_key, plan_key, snapshot, snapshot_gen, next_seq, change_rows, unpushed)
-         VALUES (?1, ?2, NULL, 0, 1, 0, 0) ON CONFLICT (doc_key) DO NOTHING",
-        params![&doc_key[..], &plan_key[..]],
-    )?;
+    ensure_document(tx, keys, plan, doc_key)?;
     let (mut seq, rows): (i64, i64) = tx.query_row(
         "SELECT next_seq, change_rows FROM documents WHERE doc_key = ?1",
         [&doc_key[..]],
@@ -245,12 +256,7 @@ pub(super) fn compact_received(
     count: usize,
     saved: &[u8],
 ) -> Result<(), StoreError> {
-    let plan_key = keys.plan_key(plan);
-    tx.execute(
-        "INSERT INTO documents (doc_key, plan_key, snapshot, snapshot_gen, next_seq, change_rows, unpushed)
-         VALUES (?1, ?2, NULL, 0, 1, 0, 0) ON CONFLICT (doc_key) DO NOTHING",
-        params![&doc_key[..], &plan_key[..]],
-    )?;
+    ensure_document(tx, keys, plan, doc_key)?;
     // Sequence numbers stay unique across the document's life (they are in the rows' AD).
     tx.execute(
         "UPDATE documents SET next_seq = next_seq + ?2 WHERE doc_key = ?1",

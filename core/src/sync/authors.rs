@@ -161,19 +161,19 @@ impl Device {
         let info: CertificateInfo = fetch
             .transport
             .get_json(&format!("{}?device={}", api::PATH_CERTIFICATES, hex(author)), Some(fetch.token))?;
-        let chain = |certificate: &str, admin_certificate: &str| -> Result<CertificateState, CoreError> {
-            Ok(CertificateState {
-                certificate: unhex(certificate).ok_or_else(|| SyncError::Protocol("certificate".into()))?,
-                admin_certificate: unhex(admin_certificate)
-                    .ok_or_else(|| SyncError::Protocol("admin certificate".into()))?,
-                lease_hours: info.lease_hours,
-            })
-        };
         let mut chains = Vec::with_capacity(info.older.len() + 1);
         for older in &info.older {
-            chains.push(chain(&older.certificate, &older.admin_certificate)?);
+            chains.push(CertificateState::from_hex(
+                &older.certificate,
+                &older.admin_certificate,
+                info.lease_hours,
+            )?);
         }
-        chains.push(chain(&info.certificate, &info.admin_certificate)?);
+        chains.push(CertificateState::from_hex(
+            &info.certificate,
+            &info.admin_certificate,
+            info.lease_hours,
+        )?);
         Ok(cbor(&AuthorChains { chains }))
     }
 
@@ -237,25 +237,11 @@ impl Device {
                 .map(|bytes| from_cbor::<EpochRules>(&bytes, "epoch rules"))
                 .transpose()?,
         };
-        for fresh in [false, true] {
-            if fresh && judge.refreshed.contains(author) {
-                break;
-            }
-            let bodies = self.author_certificates(fetch, author, judge, fresh)?;
-            let allowed = |policy: &Policy, body: Option<&DeviceBody>| {
-                body.is_some_and(|b| policy.may_write(&b.role, compartment as u8))
-            };
-            if allowed(newest, bodies.last()) {
-                return Ok(true);
-            }
-            if let Some(rules) = rules.filter(|r| r.policy_version > 0) {
-                let then = self.policy_at(fetch, rules.policy_version, newest, judge)?;
-                if allowed(&then, in_force(&bodies, rules.made_at_ms)) {
-                    return Ok(true);
-                }
-            }
-        }
-        Ok(false)
+        let then = rules.map(|r| (r.policy_version, r.made_at_ms));
+        let allowed = self.allowed_by(fetch, judge, author, then, newest, |policy, role| {
+            policy.may_write(role, compartment as u8)
+        })?;
+        Ok(allowed.is_some())
     }
 
     /// Whether the device that made a key (its commitment) may read the compartment: by its
@@ -271,20 +257,36 @@ impl Device {
         compartment: u8,
         newest: &Policy,
     ) -> Result<Option<DeviceBody>, CoreError> {
+        let then = Some((commitment.policy_version, commitment.made_at_ms));
+        self.allowed_by(fetch, judge, minter, then, newest, |policy, role| policy.may_read(role, compartment))
+    }
+
+    /// The one rule behind [`Device::may_write`] and [`Device::may_have_made`]: `permits`
+    /// holds for the device's newest certificate under the newest policy, or for its
+    /// certificate in force at `then`'s time under `then`'s policy version (none named: 0).
+    /// Certificates come from the cache first; if they say no, they are fetched once more
+    /// (the device may have a new role since). Returns the device's current certificate.
+    fn allowed_by(
+        &self,
+        fetch: &CertificateSource<'_>,
+        judge: &mut Judge,
+        device: &[u8; 16],
+        then: Option<(u32, i64)>,
+        newest: &Policy,
+        permits: impl Fn(&Policy, &str) -> bool,
+    ) -> Result<Option<DeviceBody>, CoreError> {
         for fresh in [false, true] {
-            if fresh && judge.refreshed.contains(minter) {
+            if fresh && judge.refreshed.contains(device) {
                 break;
             }
-            let bodies = self.author_certificates(fetch, minter, judge, fresh)?;
-            let Some(current) = bodies.last() else { return Ok(None) };
-            if newest.may_read(&current.role, compartment) {
+            let bodies = self.author_certificates(fetch, device, judge, fresh)?;
+            let Some(current) = bodies.last() else { break };
+            if permits(newest, &current.role) {
                 return Ok(Some(current.clone()));
             }
-            if commitment.policy_version > 0 {
-                let then = self.policy_at(fetch, commitment.policy_version, newest, judge)?;
-                if in_force(&bodies, commitment.made_at_ms)
-                    .is_some_and(|b| then.may_read(&b.role, compartment))
-                {
+            if let Some((version, at)) = then.filter(|(version, _)| *version > 0) {
+                let policy = self.policy_at(fetch, version, newest, judge)?;
+                if in_force(&bodies, at).is_some_and(|body| permits(&policy, &body.role)) {
                     return Ok(Some(current.clone()));
                 }
             }

@@ -30,7 +30,7 @@ use eenplan_protocol::api::{
     Assignment, CertificateUpload, DeviceInfo, InitRequest, NewEnrolment, NewOrg, NewUser, OrgInfo, UserInfo,
     escrow_message, hex, unhex,
 };
-use eenplan_protocol::certificate::Certificate;
+use eenplan_protocol::certificate::{Certificate, DeviceBody};
 use eenplan_protocol::envelope::MAX_ENVELOPE_LEN;
 use serde::Deserialize;
 
@@ -354,27 +354,9 @@ pub async fn approve_device(
                     format!("the device is {}, not pending", record.state.as_str()),
                 ));
             }
-            let network = state.storage.network()?.ok_or_else(|| ApiError::Internal("no network".into()))?;
             let bytes =
                 unhex(&upload.certificate).ok_or_else(|| ApiError::malformed("certificate must be hex"))?;
-            let bad = |e: String| ApiError::bad_request("bad_certificate", e);
-            let certificate = Certificate::from_bytes(&bytes).map_err(|e| bad(e.to_string()))?;
-            let admin_certificate = Certificate::from_bytes(&admin.certificate)
-                .map_err(|e| ApiError::Internal(format!("stored admin certificate: {e}")))?;
-            // Signed by the administrator who uploads it, through the root, valid now.
-            let body = certificate
-                .verify_device(&admin_certificate, &network.root_public, now_ms())
-                .map_err(|e| bad(e.to_string()))?;
-            if body.device_id != record.device_id.0
-                || body.signing_public != record.signing_public
-                || body.agreement_public != record.agreement_public
-                || body.user_id != record.user.0
-            {
-                return Err(ApiError::bad_request(
-                    "certificate_mismatch",
-                    "the certificate does not name this device's keys and user",
-                ));
-            }
+            device_certificate(state, admin, &bytes, &record)?;
             state.storage.activate_device(id, &bytes)?;
             tracing::info!(device = %hex(&id.0), admin = %admin.name, "device approved");
             let orgs = org_names(&state.storage.orgs()?);
@@ -384,6 +366,35 @@ pub async fn approve_device(
             Ok(Json(device_info(&record, &users, &orgs)))
         })
         .await
+}
+
+/// Checks a device certificate an administrator uploads: signed by that administrator,
+/// through the root, valid now, and naming exactly `record`'s device, keys and user.
+pub(super) fn device_certificate(
+    state: &AppState,
+    admin: &AdminRecord,
+    bytes: &[u8],
+    record: &DeviceRecord,
+) -> Result<DeviceBody, ApiError> {
+    let network = state.storage.network()?.ok_or_else(|| ApiError::Internal("no network".into()))?;
+    let bad = |e: String| ApiError::bad_request("bad_certificate", e);
+    let certificate = Certificate::from_bytes(bytes).map_err(|e| bad(e.to_string()))?;
+    let admin_certificate = Certificate::from_bytes(&admin.certificate)
+        .map_err(|e| ApiError::Internal(format!("stored admin certificate: {e}")))?;
+    let body = certificate
+        .verify_device(&admin_certificate, &network.root_public, now_ms())
+        .map_err(|e| bad(e.to_string()))?;
+    if body.device_id != record.device_id.0
+        || body.signing_public != record.signing_public
+        || body.agreement_public != record.agreement_public
+        || body.user_id != record.user.0
+    {
+        return Err(ApiError::bad_request(
+            "certificate_mismatch",
+            "the certificate does not name this device's keys and user",
+        ));
+    }
+    Ok(body)
 }
 
 /// `POST /v1/admin/plans/{plan}/participants`.

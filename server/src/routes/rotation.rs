@@ -252,28 +252,25 @@ pub async fn change_role(
             if state.storage.user(user)?.is_none() {
                 return Err(ApiError::not_found("unknown_user", "no user has that id"));
             }
-            let root = network_root(state)?;
-            let admin_certificate = Certificate::from_bytes(&admin.certificate)
-                .map_err(|e| ApiError::Internal(format!("stored admin certificate: {e}")))?;
-            let bad = |message: String| ApiError::bad_request("bad_certificate", message);
             let mut certificates = Vec::with_capacity(change.certificates.len());
             for upload in &change.certificates {
                 let bytes = unhex(&upload.certificate)
                     .ok_or_else(|| ApiError::malformed("certificate must be hex"))?;
-                let body = Certificate::from_bytes(&bytes)
-                    .and_then(|c| c.verify_device(&admin_certificate, &root, now_ms()))
-                    .map_err(|e| bad(e.to_string()))?;
-                let id = DeviceId(body.device_id);
+                let claimed = Certificate::from_bytes(&bytes)
+                    .and_then(|c| c.claimed_device_body())
+                    .map_err(|e| ApiError::bad_request("bad_certificate", e.to_string()))?;
+                let id = DeviceId(claimed.device_id);
                 let record = state.storage.device(id)?.filter(|d| d.user == user).ok_or_else(|| {
-                    bad(format!("device {} is not one of this user's", hex(&body.device_id)))
+                    ApiError::bad_request(
+                        "bad_certificate",
+                        format!("device {} is not one of this user's", hex(&claimed.device_id)),
+                    )
                 })?;
-                if body.signing_public != record.signing_public
-                    || body.agreement_public != record.agreement_public
-                    || body.role != change.role
-                {
+                let body = super::admin::device_certificate(state, admin, &bytes, &record)?;
+                if body.role != change.role {
                     return Err(ApiError::bad_request(
                         "certificate_mismatch",
-                        "a certificate does not name its device's keys and the new role",
+                        "a certificate does not name the new role",
                     ));
                 }
                 certificates.push((id, bytes));
