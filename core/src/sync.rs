@@ -32,7 +32,7 @@ use eenplan_protocol::certificate::{Certificate, DeviceBody, device_id_of};
 use eenplan_protocol::epoch::{Commitment, Minter, SignedCommitment};
 use eenplan_protocol::policy::{Policy, SignedPolicy};
 use eenplan_protocol::sync::{
-    Blob, EnvelopeUpload, Fixed, KeyRequest, SnapshotUpload, SyncRequest, SyncResponse, decode, encode,
+    Blob, EnvelopeUpload, Fixed, KeyRequest, SyncRequest, SyncResponse, decode, encode,
     rejection_is_retryable,
 };
 use eenplan_protocol::{Bundle, BundleHeader, BundleKind, DocumentId, envelope};
@@ -936,7 +936,7 @@ impl Device {
                 BundleKind::Changes => {
                     split_changes(&payload).and_then(|changes| own_changes(changes, &header.author))
                 }
-                BundleKind::Snapshot => match automerge::Automerge::load(&payload) {
+                BundleKind::Snapshot { .. } => match automerge::Automerge::load(&payload) {
                     Ok(doc) => Ok(doc.get_changes(&[])),
                     Err(e) => {
                         report.refused.push(format!("snapshot from {}: {e}", hex(&header.author)));
@@ -1310,7 +1310,7 @@ impl Device {
         }))
     }
 
-    fn snapshot_for(&mut self, document: [u8; 17], covers: u64) -> Result<Option<SnapshotUpload>, CoreError> {
+    fn snapshot_for(&mut self, document: [u8; 17], covers: u64) -> Result<Option<Blob>, CoreError> {
         let Ok(document) = DocumentId::from_bytes(&document) else { return Ok(None) };
         let Some(compartment) = compartment_of(document) else { return Ok(None) };
         let plan_id = PlanId::from_bytes(document.plan);
@@ -1323,7 +1323,7 @@ impl Device {
         let Ok(doc) = plan.doc(compartment) else { return Ok(None) };
         let saved = doc.save();
         let header = BundleHeader {
-            kind: BundleKind::Snapshot,
+            kind: BundleKind::Snapshot { covers },
             document,
             epoch,
             author,
@@ -1331,7 +1331,7 @@ impl Device {
         };
         let bundle = Bundle::seal(header, &key, &saved, self.identity().signing_key())
             .map_err(|e| SyncError::Protocol(e.to_string()))?;
-        Ok(Some(SnapshotUpload { covers, bundle: Blob(bundle.into_bytes()) }))
+        Ok(Some(Blob(bundle.into_bytes())))
     }
 }
 
@@ -1466,7 +1466,7 @@ struct CertificateSource<'a> {
 #[derive(Default)]
 struct Uploads {
     envelopes: Vec<EnvelopeUpload>,
-    snapshots: Vec<SnapshotUpload>,
+    snapshots: Vec<Blob>,
     /// Commitments to keys this device made in answer to `mint`.
     commitments: Vec<Blob>,
     /// Documents minted in this sync.

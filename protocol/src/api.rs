@@ -438,6 +438,10 @@ pub struct SessionResponse {
     /// older fetches the new one (`GET /v1/me`): an administrator changed its role.
     #[serde(default)]
     pub certified_at_ms: i64,
+    /// The server's clock when it answered (ms since the epoch). Devices correct their own
+    /// clock by it, within bounds, for time stamps and the offline lease: a phone whose
+    /// clock is wrong neither stamps edits days ahead nor stretches its lease.
+    pub server_time_ms: i64,
 }
 
 /// `GET /v1/me`: the device's own certificate chain, once an administrator approved it.

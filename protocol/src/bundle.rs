@@ -3,16 +3,22 @@
 //! ```text
 //! offset  size  field
 //!      0     1  format version (1)
-//!      1     1  kind: 0 = changes, 1 = snapshot
+//!      1     1  kind: 0 = changes, 2 = snapshot (1, a snapshot without `covers`, is retired)
 //!      2    16  plan id
 //!     18     1  compartment (0 basis, 1 zorg, 2 veiligheid, 3 justitie)
 //!     19     4  key epoch, big-endian
 //!     23    16  author device id
 //!     39    16  bundle id (random; pushes are idempotent by it)
-//!     55    24  XChaCha20-Poly1305 nonce
-//!     79     n  ciphertext || tag (16); associated data = bytes 0..55 (the header)
-//!   79+n    64  Ed25519 signature by the author over bytes 0..79+n
+//!    [55     8  snapshots only: `covers`, the server log position the snapshot covers, BE]
+//!      h    24  XChaCha20-Poly1305 nonce (h = 55 for changes, 63 for snapshots)
+//!   h+24     n  ciphertext || tag (16); associated data = bytes 0..h (the header)
+//! h+24+n    64  Ed25519 signature by the author over bytes 0..h+24+n
 //! ```
+//!
+//! A snapshot's `covers` is part of the signed, authenticated header: the server cannot move
+//! a snapshot to another position of the log, and its author is bound to the claim that it
+//! holds exactly the document's changes up to that position (receivers check the claim
+//! against witness bundles; see `eenplan_core::sync`).
 //!
 //! Example: a one-field edit is ≈ 110 bytes of automerge change, so its bundle is ≈ 270 bytes.
 //! The header is the associated data, so a bundle replayed under another document id, epoch
@@ -25,7 +31,10 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 pub const FORMAT_VERSION: u8 = 1;
+/// The header of a changes bundle; a snapshot's is [`SNAPSHOT_HEADER_LEN`].
 pub const HEADER_LEN: usize = 55;
+/// The header of a snapshot bundle: [`HEADER_LEN`] and the 8-byte `covers`.
+pub const SNAPSHOT_HEADER_LEN: usize = HEADER_LEN + 8;
 pub const NONCE_LEN: usize = 24;
 pub const TAG_LEN: usize = 16;
 pub const SIGNATURE_LEN: usize = 64;
@@ -45,6 +54,8 @@ pub enum BundleError {
     UnsupportedVersion(u8),
     #[error("bundle kind {0} is unknown")]
     UnknownKind(u8),
+    #[error("a snapshot without a signed log position is no longer accepted")]
+    RetiredSnapshot,
     #[error("compartment {0} is unknown")]
     UnknownCompartment(u8),
     #[error("the signature does not verify against the author's key")]
@@ -55,8 +66,37 @@ pub enum BundleError {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum BundleKind {
-    Changes = 0,
-    Snapshot = 1,
+    /// Automerge changes, all written by the bundle's author.
+    Changes,
+    /// A whole document (`save()`), holding every change the server's log had for it up to
+    /// and including position `covers`.
+    Snapshot { covers: u64 },
+}
+
+impl BundleKind {
+    const CHANGES: u8 = 0;
+    /// A snapshot without a signed `covers` (format of before the hardening); refused.
+    const RETIRED_SNAPSHOT: u8 = 1;
+    const SNAPSHOT: u8 = 2;
+
+    pub fn is_snapshot(self) -> bool {
+        matches!(self, BundleKind::Snapshot { .. })
+    }
+
+    /// The position a snapshot covers; `None` for changes.
+    pub fn covers(self) -> Option<u64> {
+        match self {
+            BundleKind::Changes => None,
+            BundleKind::Snapshot { covers } => Some(covers),
+        }
+    }
+
+    fn header_len(self) -> usize {
+        match self {
+            BundleKind::Changes => HEADER_LEN,
+            BundleKind::Snapshot { .. } => SNAPSHOT_HEADER_LEN,
+        }
+    }
 }
 
 /// A compartment document on the wire: the plan id and the compartment's index.
@@ -104,39 +144,63 @@ pub struct BundleHeader {
 }
 
 impl BundleHeader {
-    fn encode(&self) -> [u8; HEADER_LEN] {
-        let mut out = [0u8; HEADER_LEN];
+    fn encode(&self) -> Vec<u8> {
+        let mut out = vec![0u8; self.kind.header_len()];
         out[0] = FORMAT_VERSION;
-        out[1] = self.kind as u8;
         out[2..19].copy_from_slice(&self.document.to_bytes());
         out[19..23].copy_from_slice(&self.epoch.to_be_bytes());
         out[23..39].copy_from_slice(&self.author);
         out[39..55].copy_from_slice(&self.bundle_id);
+        match self.kind {
+            BundleKind::Changes => out[1] = BundleKind::CHANGES,
+            BundleKind::Snapshot { covers } => {
+                out[1] = BundleKind::SNAPSHOT;
+                out[55..63].copy_from_slice(&covers.to_be_bytes());
+            }
+        }
         out
     }
 
-    fn decode(bytes: &[u8; HEADER_LEN]) -> Result<Self, BundleError> {
-        if bytes[0] != FORMAT_VERSION {
-            return Err(BundleError::UnsupportedVersion(bytes[0]));
+    /// The header at the start of `bytes`, and its length. `bytes` holds at least
+    /// [`MIN_BUNDLE_LEN`] bytes, so a changes header is always there.
+    fn decode(bytes: &[u8]) -> Result<(Self, usize), BundleError> {
+        let truncated = || BundleError::Truncated { len: bytes.len(), min: MIN_BUNDLE_LEN };
+        if bytes.first().copied() != Some(FORMAT_VERSION) {
+            return Err(BundleError::UnsupportedVersion(bytes.first().copied().unwrap_or(0)));
         }
-        let kind = match bytes[1] {
-            0 => BundleKind::Changes,
-            1 => BundleKind::Snapshot,
+        let kind = match bytes.get(1).copied().ok_or_else(truncated)? {
+            BundleKind::CHANGES => BundleKind::Changes,
+            BundleKind::SNAPSHOT => {
+                let covers: [u8; 8] = bytes
+                    .get(HEADER_LEN..SNAPSHOT_HEADER_LEN)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(truncated)?;
+                BundleKind::Snapshot { covers: u64::from_be_bytes(covers) }
+            }
+            BundleKind::RETIRED_SNAPSHOT => return Err(BundleError::RetiredSnapshot),
             other => return Err(BundleError::UnknownKind(other)),
         };
+        let len = kind.header_len();
+        if bytes.len() < len + NONCE_LEN + TAG_LEN + SIGNATURE_LEN {
+            return Err(BundleError::Truncated {
+                len: bytes.len(),
+                min: len + NONCE_LEN + TAG_LEN + SIGNATURE_LEN,
+            });
+        }
         let mut epoch = [0u8; 4];
         epoch.copy_from_slice(&bytes[19..23]);
         let mut author = [0u8; 16];
         author.copy_from_slice(&bytes[23..39]);
         let mut bundle_id = [0u8; 16];
         bundle_id.copy_from_slice(&bytes[39..55]);
-        Ok(Self {
+        let header = Self {
             kind,
             document: DocumentId::from_bytes(&bytes[2..19])?,
             epoch: u32::from_be_bytes(epoch),
             author,
             bundle_id,
-        })
+        };
+        Ok((header, len))
     }
 }
 
@@ -145,6 +209,7 @@ impl BundleHeader {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bundle {
     pub header: BundleHeader,
+    header_len: usize,
     bytes: Vec<u8>,
 }
 
@@ -156,7 +221,8 @@ impl Bundle {
         payload: &[u8],
         author: &SigningKey,
     ) -> Result<Bundle, BundleError> {
-        let len = payload.len().saturating_add(MIN_BUNDLE_LEN);
+        let header_len = header.kind.header_len();
+        let len = payload.len().saturating_add(MIN_BUNDLE_LEN - HEADER_LEN + header_len);
         if len > MAX_BUNDLE_LEN {
             return Err(BundleError::TooLarge { len, max: MAX_BUNDLE_LEN });
         }
@@ -167,13 +233,13 @@ impl Bundle {
         let ciphertext = cipher
             .encrypt(&XNonce::from(nonce), Payload { msg: payload, aad: &encoded })
             .map_err(|_| BundleError::TooLarge { len, max: MAX_BUNDLE_LEN })?;
-        let mut bytes = Vec::with_capacity(MIN_BUNDLE_LEN + payload.len());
+        let mut bytes = Vec::with_capacity(len);
         bytes.extend_from_slice(&encoded);
         bytes.extend_from_slice(&nonce);
         bytes.extend_from_slice(&ciphertext);
         let signature = author.sign(&bytes);
         bytes.extend_from_slice(&signature.to_bytes());
-        Ok(Bundle { header, bytes })
+        Ok(Bundle { header, header_len, bytes })
     }
 
     /// Parses the framing. Cheap; checks sizes, version, kind and compartment only.
@@ -184,9 +250,8 @@ impl Bundle {
         if bytes.len() < MIN_BUNDLE_LEN {
             return Err(BundleError::Truncated { len: bytes.len(), min: MIN_BUNDLE_LEN });
         }
-        let mut header = [0u8; HEADER_LEN];
-        header.copy_from_slice(&bytes[..HEADER_LEN]);
-        Ok(Bundle { header: BundleHeader::decode(&header)?, bytes })
+        let (header, header_len) = BundleHeader::decode(&bytes)?;
+        Ok(Bundle { header, header_len, bytes })
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -213,7 +278,7 @@ impl Bundle {
     /// Decrypts the payload. Call [`Bundle::verify`] first.
     pub fn open(&self, epoch_key: &[u8; 32]) -> Result<Vec<u8>, BundleError> {
         let (signed, _) = self.signed_part();
-        let (header, rest) = signed.split_at(HEADER_LEN);
+        let (header, rest) = signed.split_at(self.header_len);
         let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| BundleError::Undecryptable)?;
         let cipher = XChaCha20Poly1305::new(&(*epoch_key).into());
@@ -288,6 +353,24 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_carries_its_covered_position_in_the_signed_header() {
+        let author = key();
+        let snapshot = BundleHeader { kind: BundleKind::Snapshot { covers: 4711 }, ..header(&author) };
+        let bundle = Bundle::seal(snapshot, &[1; 32], b"saved document", &author).unwrap();
+        let decoded = Bundle::decode(bundle.as_bytes().to_vec()).unwrap();
+        assert_eq!(decoded.header.kind.covers(), Some(4711));
+        decoded.verify(&author.verifying_key()).unwrap();
+        assert_eq!(decoded.open(&[1; 32]).unwrap(), b"saved document");
+        // Moving it to another position of the log breaks both the signature and the AEAD.
+        let mut bytes = bundle.into_bytes();
+        bytes[62] ^= 1;
+        let moved = Bundle::decode(bytes).unwrap();
+        assert_eq!(moved.header.kind.covers(), Some(4710));
+        assert_eq!(moved.verify(&author.verifying_key()), Err(BundleError::BadSignature));
+        assert_eq!(moved.open(&[1; 32]), Err(BundleError::Undecryptable));
+    }
+
+    #[test]
     fn a_wrong_epoch_key_cannot_open_a_bundle() {
         let author = key();
         let bundle = Bundle::seal(header(&author), &[1; 32], b"x", &author).unwrap();
@@ -302,6 +385,10 @@ mod tests {
         bytes[0] = FORMAT_VERSION;
         bytes[1] = 9;
         assert_eq!(Bundle::decode(bytes.clone()), Err(BundleError::UnknownKind(9)));
+        bytes[1] = 1;
+        assert_eq!(Bundle::decode(bytes.clone()), Err(BundleError::RetiredSnapshot));
+        bytes[1] = 2;
+        assert!(matches!(Bundle::decode(bytes.clone()), Err(BundleError::Truncated { .. })));
         bytes[1] = 0;
         bytes[18] = 4;
         assert_eq!(Bundle::decode(bytes), Err(BundleError::UnknownCompartment(4)));

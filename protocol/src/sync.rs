@@ -43,9 +43,10 @@ pub struct SyncRequest {
     /// Key envelopes this device sealed for others (answering key requests).
     #[serde(rename = "e", default, skip_serializing_if = "Vec::is_empty")]
     pub envelopes: Vec<EnvelopeUpload>,
-    /// A snapshot answering a compaction request: the sealed bundle and the head it covers.
+    /// Snapshot bundles answering [`SyncResponse::compact`]; each names the log position it
+    /// covers in its signed header ([`crate::BundleKind::Snapshot`]).
     #[serde(rename = "c", default, skip_serializing_if = "Vec::is_empty")]
-    pub snapshots: Vec<SnapshotUpload>,
+    pub snapshots: Vec<Blob>,
     /// The version of the sharing policy this device holds (0: none yet).
     #[serde(rename = "pv", default, skip_serializing_if = "is_zero")]
     pub policy_version: u32,
@@ -53,6 +54,17 @@ pub struct SyncRequest {
     /// new plans' documents, and of documents it was asked to [`SyncResponse::mint`].
     #[serde(rename = "cm", default, skip_serializing_if = "Vec::is_empty")]
     pub commitments: Vec<Blob>,
+    /// The most bundle bytes the device wants in this answer's pull (0: the server's
+    /// default). A phone on a slow link asks for small pages, so each round trip ends well
+    /// within its deadline and a cut link loses at most one page. The server clamps it to
+    /// [`MIN_PAGE_BYTES`]..=its own maximum.
+    #[serde(rename = "mb", default, skip_serializing_if = "is_zero")]
+    pub max_bytes: u32,
+    /// Documents whose change log the device wants from a position on, bypassing snapshots:
+    /// after it refused a snapshot (its witnesses did not match), or to finish such a
+    /// history that did not fit one page.
+    #[serde(rename = "hi", default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryRequest>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +101,44 @@ pub struct SyncResponse {
     /// epoch 1 (the first commitment the server receives wins).
     #[serde(rename = "mt", default, skip_serializing_if = "Vec::is_empty")]
     pub mint: Vec<Fixed<17>>,
+    /// For every snapshot in `bundles`: for each device that wrote changes to its document up
+    /// to the snapshot's `covers`, that device's newest such change bundle. A receiver checks
+    /// the snapshot against them (each author's changes in it are exactly those up to the
+    /// witness's last) before it takes the snapshot.
+    #[serde(rename = "w", default, skip_serializing_if = "Vec::is_empty")]
+    pub witnesses: Vec<Blob>,
+    /// The change logs asked for in [`SyncRequest::history`], as far as the page allowed.
+    #[serde(rename = "hi", default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryPage>,
+}
+
+/// The smallest pull page a device may ask for ([`SyncRequest::max_bytes`]); one bundle is
+/// always sent, whatever its size, so a page is never empty while bundles wait.
+pub const MIN_PAGE_BYTES: u32 = 16 * 1024;
+
+/// "Send me the change bundles of `document` with a log position after `after`."
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryRequest {
+    #[serde(rename = "d")]
+    pub document: Fixed<17>,
+    #[serde(rename = "af")]
+    pub after: u64,
+}
+
+/// One page of a document's change log, in log order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryPage {
+    #[serde(rename = "d")]
+    pub document: Fixed<17>,
+    #[serde(rename = "b", default, skip_serializing_if = "Vec::is_empty")]
+    pub bundles: Vec<Blob>,
+    /// The log position to ask `after` next time: the last bundle sent (or the request's
+    /// own `after` when none fitted).
+    #[serde(rename = "t")]
+    pub through: u64,
+    /// True when no change bundle of the document after `through` existed at the answer.
+    #[serde(rename = "m", default = "yes", skip_serializing_if = "is_true")]
+    pub complete: bool,
 }
 
 /// Rejection reasons after which the device keeps the bundle and re-seals it under the
@@ -186,14 +236,6 @@ pub struct KeyRequest {
     pub certificate: Blob,
     #[serde(rename = "ac")]
     pub admin_certificate: Blob,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SnapshotUpload {
-    #[serde(rename = "h")]
-    pub covers: u64,
-    #[serde(rename = "b")]
-    pub bundle: Blob,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -244,8 +244,9 @@ pub struct NewBundle {
 
 impl NewBundle {
     /// The row for a decoded wire bundle; the header fields come from the bundle itself.
-    pub fn from_wire(bundle: Bundle, covers_seq: Option<u64>, received_at: i64) -> NewBundle {
+    pub fn from_wire(bundle: Bundle, received_at: i64) -> NewBundle {
         let header = bundle.header;
+        let covers_seq = header.kind.covers();
         NewBundle {
             document: header.document,
             bundle_id: header.bundle_id,

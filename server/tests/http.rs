@@ -23,7 +23,7 @@ use eenplan_protocol::certificate::{AdminBody, Certificate, DeviceBody, device_i
 use eenplan_protocol::epoch::{Commitment, Minter, SignedCommitment};
 use eenplan_protocol::policy::{Access, Policy, SignedPolicy};
 use eenplan_protocol::sync::{
-    self, Blob, EnvelopeUpload, Fixed, MAX_SYNC_REQUEST, SnapshotUpload, SyncRequest, SyncResponse,
+    self, Blob, EnvelopeUpload, Fixed, MAX_SYNC_REQUEST, SyncRequest, SyncResponse,
 };
 use eenplan_protocol::wipe::{self, RevocationReason, WipeCause, WipeOrder, WipeReport};
 use eenplan_protocol::{Bundle, BundleHeader, BundleKind, DocumentId, envelope};
@@ -988,7 +988,8 @@ fn forged_bundles_are_rejected_and_never_delivered() {
     let signed_by_stranger = a.bundle_as(basis(plan), b"forged", a.id, &key(), BundleKind::Changes);
     let claims_bob = a.bundle_as(basis(plan), b"forged", b.id, &a.key, BundleKind::Changes);
     let into_bobs_plan = a.bundle(basis(bobs_plan), b"forged");
-    let snapshot_as_change = a.bundle_as(basis(plan), b"forged", a.id, &a.key, BundleKind::Snapshot);
+    let snapshot_as_change =
+        a.bundle_as(basis(plan), b"forged", a.id, &a.key, BundleKind::Snapshot { covers: 1 });
     let mut tampered = a.bundle(basis(plan), b"forged");
     tampered[90] ^= 1;
     let garbage = vec![1u8; 40];
@@ -1008,7 +1009,7 @@ fn forged_bundles_are_rejected_and_never_delivered() {
             .map(|b| Blob(b.clone()))
             .collect(),
             // A change where a snapshot belongs.
-            snapshots: vec![SnapshotUpload { covers: 1, bundle: Blob(a.bundle(basis(plan), b"forged")) }],
+            snapshots: vec![Blob(a.bundle(basis(plan), b"forged"))],
             ..Default::default()
         },
     );
@@ -1051,14 +1052,11 @@ fn a_snapshot_upload_is_stored_and_sent_to_a_new_participant() {
         },
     );
     assert_eq!(pushed.accepted.len(), 3);
-    let snapshot = a.bundle_as(basis(plan), b"everything", a.id, &a.key, BundleKind::Snapshot);
+    let snapshot =
+        a.bundle_as(basis(plan), b"everything", a.id, &a.key, BundleKind::Snapshot { covers: pushed.head });
     let reply = server.sync(
         &a,
-        &SyncRequest {
-            since: pushed.head,
-            snapshots: vec![SnapshotUpload { covers: pushed.head, bundle: Blob(snapshot.clone()) }],
-            ..Default::default()
-        },
+        &SyncRequest { since: pushed.head, snapshots: vec![Blob(snapshot.clone())], ..Default::default() },
     );
     assert_eq!(reply.accepted, vec![Fixed(bundle_id(&snapshot))]);
     network.assign(&server, plan, &bob);

@@ -135,7 +135,7 @@ mod fixtures {
 
     pub fn snapshot(document: DocumentId, id: u64, author: DeviceId, covers: u64) -> NewBundle {
         NewBundle {
-            kind: BundleKind::Snapshot,
+            kind: BundleKind::Snapshot { covers },
             covers_seq: Some(covers),
             ..bundle(document, id, author, 400)
         }
@@ -614,7 +614,7 @@ pub mod suite {
         let b2 = device(s, bob, 4);
         let batch = s.pull(bob, b2, 0, BIG).unwrap();
         assert_eq!(seqs(&batch), [snap[0], c[3], c[4], tail[0], tail[1]]);
-        assert_eq!(batch.bundles[0].kind, BundleKind::Snapshot);
+        assert!(batch.bundles[0].kind.is_snapshot());
         assert_eq!(batch.bundles[0].covers_seq, Some(c[2]));
 
         // A device that follows the document gets the changes, not the compaction.
@@ -1403,7 +1403,7 @@ pub mod suite {
                     BundleKind::Changes => {
                         holds.insert(b.seq);
                     }
-                    BundleKind::Snapshot => holds.extend(&snapshot_holds[&b.bundle_id]),
+                    BundleKind::Snapshot { .. } => holds.extend(&snapshot_holds[&b.bundle_id]),
                 }
             }
             if batch.complete {
@@ -1451,7 +1451,14 @@ pub mod suite {
                     next_id += 1;
                     snapshot_holds.insert(item.bundle_id, covered);
                     let seq = push(s, &[item])[0];
-                    log.insert(seq, Logged { document, author: dev.id, kind: BundleKind::Snapshot });
+                    log.insert(
+                        seq,
+                        Logged {
+                            document,
+                            author: dev.id,
+                            kind: BundleKind::Snapshot { covers: dev.cursor },
+                        },
+                    );
                 }
                 Op::Pull { device, max_bytes } => {
                     let index = device % devs.len();

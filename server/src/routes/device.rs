@@ -161,7 +161,7 @@ pub async fn session(
             .and_then(|record| record.certificate)
             .and_then(|bytes| Certificate::from_bytes(&bytes).and_then(|c| c.claimed_device_body()).ok())
             .map_or(0, |body| body.valid_from_ms);
-        Ok(Json(SessionResponse { token, expires_at_ms, certified_at_ms }))
+        Ok(Json(SessionResponse { token, expires_at_ms, certified_at_ms, server_time_ms: now_ms() }))
     })
     .await
 }

@@ -61,7 +61,7 @@ use eenplan_protocol::sync::{
     self, Blob, EnvelopeDelivery, EnvelopeUpload, Fixed, KeyRequest, MAX_SYNC_REQUEST, REJECT_NO_WRITE,
     Rejection, SyncRequest, SyncResponse,
 };
-use eenplan_protocol::{Bundle, BundleKind, DocumentId};
+use eenplan_protocol::{Bundle, DocumentId};
 
 use super::device::{DeviceSession, certificate_chain};
 use super::{AppState, Body, blocking};
@@ -125,7 +125,18 @@ pub async fn sync(
     let request: SyncRequest = sync::decode(&body.0, MAX_SYNC_REQUEST)
         .map_err(|_| ApiError::malformed("the body is not a CBOR sync request"))?;
     drop(body);
-    let SyncRequest { since, push, new_plans, envelopes, snapshots, policy_version, commitments } = request;
+    // `max_bytes` and `history` are not served yet: the default page, no history requests.
+    let SyncRequest {
+        since,
+        push,
+        new_plans,
+        envelopes,
+        snapshots,
+        policy_version,
+        commitments,
+        max_bytes: _,
+        history: _,
+    } = request;
     let device = session.device;
 
     let checker = device.clone();
@@ -255,7 +266,7 @@ fn check_bundles(
     device: &DeviceRecord,
     access: &Access,
     push: Vec<Blob>,
-    snapshots: Vec<sync::SnapshotUpload>,
+    snapshots: Vec<Blob>,
 ) -> Result<Checked, ApiError> {
     let mut checked = Checked { items: Vec::new(), rejected: Vec::new() };
     if push.is_empty() && snapshots.is_empty() {
@@ -265,10 +276,9 @@ fn check_bundles(
     let now = now_ms();
     // The current epoch per document, read once per request.
     let mut epochs: HashMap<DocumentId, u32> = HashMap::new();
-    let uploads =
-        push.into_iter().map(|b| (b, None)).chain(snapshots.into_iter().map(|s| (s.bundle, Some(s.covers))));
-    for (blob, covers) in uploads {
-        let outcome = match check_bundle(blob.0, covers, device.device_id, &key, access) {
+    let uploads = push.into_iter().map(|b| (b, false)).chain(snapshots.into_iter().map(|s| (s, true)));
+    for (blob, snapshot) in uploads {
+        let outcome = match check_bundle(blob.0, snapshot, device.device_id, &key, access) {
             Ok(bundle) => {
                 let document = bundle.header.document;
                 let current = match epochs.entry(document) {
@@ -280,7 +290,7 @@ fn check_bundles(
             Err(rejection) => Err(rejection),
         };
         match outcome {
-            Ok(bundle) => checked.items.push(NewBundle::from_wire(bundle, covers, now)),
+            Ok(bundle) => checked.items.push(NewBundle::from_wire(bundle, now)),
             Err(rejection) => {
                 tracing::info!(
                     device = %hex(&device.device_id.0),
@@ -302,7 +312,7 @@ fn reject(id: [u8; 16], reason: &str) -> Rejection {
 /// The checks that need neither the log nor the key epochs.
 fn check_bundle(
     bytes: Vec<u8>,
-    covers: Option<u64>,
+    snapshot: bool,
     device: DeviceId,
     key: &VerifyingKey,
     access: &Access,
@@ -312,8 +322,7 @@ fn check_bundle(
     let bundle = Bundle::decode(bytes).map_err(|_| reject(claimed, "malformed"))?;
     let header = bundle.header;
     let id = header.bundle_id;
-    let expected = if covers.is_some() { BundleKind::Snapshot } else { BundleKind::Changes };
-    if header.kind != expected {
+    if header.kind.is_snapshot() != snapshot {
         return Err(reject(id, "wrong_kind"));
     }
     if header.author != device.0 {
@@ -519,6 +528,8 @@ fn respond(
         compact,
         policy,
         commitments,
+        witnesses: Vec::new(),
+        history: Vec::new(),
         mint,
     })
 }

@@ -611,7 +611,7 @@ impl Storage for SqliteStorage {
                 }
                 let seq = head + 1;
                 let covers = match item.kind {
-                    BundleKind::Snapshot => Some(item.covers_seq.unwrap_or(0).min(head)),
+                    BundleKind::Snapshot { .. } => Some(item.covers_seq.unwrap_or(0).min(head)),
                     BundleKind::Changes => None,
                 };
                 if rows::insert_bundle(tx, seq, item, covers)? {

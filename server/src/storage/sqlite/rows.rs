@@ -57,10 +57,11 @@ fn document_at(row: &Row<'_>, plan: usize, compartment: usize) -> rusqlite::Resu
     DocumentId::new(plan_id, row.get(compartment)?).map_err(|e| conversion(compartment, Type::Integer, e))
 }
 
-fn kind_at(row: &Row<'_>, column: usize) -> rusqlite::Result<BundleKind> {
+/// The kind in `column`; a snapshot's position is in `covers`.
+fn kind_at(row: &Row<'_>, column: usize, covers: usize) -> rusqlite::Result<BundleKind> {
     match row.get::<_, i64>(column)? {
         0 => Ok(BundleKind::Changes),
-        1 => Ok(BundleKind::Snapshot),
+        1 => Ok(BundleKind::Snapshot { covers: opt_uint(row, covers)?.unwrap_or(0) }),
         other => Err(conversion(column, Type::Integer, BadValue(format!("bundle kind {other}")))),
     }
 }
@@ -74,7 +75,7 @@ fn state_at(row: &Row<'_>, column: usize) -> rusqlite::Result<DeviceState> {
 fn kind_code(kind: BundleKind) -> i64 {
     match kind {
         BundleKind::Changes => 0,
-        BundleKind::Snapshot => 1,
+        BundleKind::Snapshot { .. } => 1,
     }
 }
 
@@ -689,7 +690,7 @@ impl LogView for SqliteLog<'_> {
                     bundle_id: row.get(3)?,
                     author: DeviceId(row.get(4)?),
                     epoch: row.get(5)?,
-                    kind: kind_at(row, 6)?,
+                    kind: kind_at(row, 6, 7)?,
                     covers_seq: opt_uint(row, 7)?,
                     bytes: row.get(8)?,
                     received_at: row.get(9)?,
