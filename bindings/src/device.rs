@@ -177,7 +177,7 @@ impl Device {
     /// Gives another user (by name) a part in the plan with `role`; their devices get the
     /// plan at their next sync after a device holding it has synced.
     pub async fn share_plan(&self, plan: PlanId, user: String, role: Role) -> Result<(), ApiError> {
-        self.in_background(move |d| d.add_participant(&plan, &user, role.as_str()), quiet).await
+        self.in_background(move |d| d.add_participant(&plan, &user, role.as_str()).map(|_| ()), quiet).await
     }
 
     /// A new plan for the family, with the default (ZRM-2017) life domains.

@@ -88,7 +88,8 @@ impl From<CoreError> for ApiError {
             CoreError::Plan(PlanError::Malformed { .. } | PlanError::WrongPlan { .. }) => {
                 ApiError::Damaged(message)
             }
-            CoreError::Plan(PlanError::Automerge(_)) => ApiError::Internal(message),
+            CoreError::Plan(PlanError::Automerge(_)) | CoreError::Inconsistent => ApiError::Internal(message),
+            CoreError::Closed => ApiError::Internal(message),
             CoreError::Plan(
                 PlanError::Invalid(_)
                 | PlanError::CompartmentNotHeld(_)
@@ -107,11 +108,14 @@ impl From<CoreError> for ApiError {
                 SyncError::NotApproved => ApiError::NotApproved(message),
                 SyncError::Revoked => ApiError::Revoked(message),
                 SyncError::MalformedCode | SyncError::ServerUrl(_) => ApiError::Invalid(message),
-                SyncError::WrongRoot | SyncError::UntrustedCertificate(_) => ApiError::Untrusted(message),
+                SyncError::WrongRoot | SyncError::UntrustedCertificate(_) | SyncError::ClockSkew { .. } => {
+                    ApiError::Untrusted(message)
+                }
                 SyncError::Network(_) => ApiError::Offline(message),
                 SyncError::Server { .. }
                 | SyncError::Protocol(_)
                 | SyncError::TooManyRounds(_)
+                | SyncError::NotFetchedYet
                 | SyncError::BadPolicy(_) => ApiError::Server(message),
             },
         }
@@ -163,7 +167,8 @@ mod tests {
 
     #[test]
     fn a_core_error_keeps_its_message_and_lands_in_the_variant_an_app_acts_on() {
-        let offline = ApiError::from(CoreError::Sync(SyncError::Network("connection refused".into())));
+        let refused = eenplan_core::sync::NetworkFailure::NoConnection("connection refused".into());
+        let offline = ApiError::from(CoreError::Sync(SyncError::Network(refused)));
         assert_eq!(offline, ApiError::Offline("the server could not be reached: connection refused".into()));
         let revoked = ApiError::from(CoreError::Sync(SyncError::Revoked));
         assert!(matches!(revoked, ApiError::Revoked(m) if m.contains("revoked")));

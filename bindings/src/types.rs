@@ -292,6 +292,8 @@ pub struct DeviceStatus {
     /// The version of the sharing policy this device holds.
     pub policy_version: Option<u32>,
     pub pending_changes: u64,
+    /// Shares of plans waiting for the next sync.
+    pub queued_shares: u64,
     /// Received bundles waiting for a key (or for their author's certificate).
     pub parked_bundles: u64,
     pub cursor: u64,

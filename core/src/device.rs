@@ -7,12 +7,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use automerge::ReadDoc;
 use serde::Serialize;
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, ClockReading, DeviceClock, SystemClock};
 use crate::error::CoreError;
 use crate::identity::DeviceIdentity;
 use crate::ids::{DeviceId, PlanId};
@@ -44,7 +43,9 @@ pub struct Device {
     dir: PathBuf,
     store: Store,
     identity: DeviceIdentity,
-    clock: Arc<dyn Clock>,
+    /// The host's clock anchored to the server's and never running back ([`crate::clock`]):
+    /// what edits are stamped with and the lease is measured by.
+    clock: Arc<DeviceClock>,
     open_plans: HashMap<PlanId, Plan>,
     /// Materialised views of open plans, dropped whenever the plan changes: a screen that
     /// re-reads an unchanged plan gets it without walking the documents again.
@@ -57,8 +58,6 @@ pub struct Device {
     keystore: Option<Arc<dyn KeyStore>>,
     /// The lease as read at open and as renewed since.
     lease: LeaseRecord,
-    /// The highest clock reading seen (ms), for the lease: a clock set back does not count.
-    clock_high_water: AtomicI64,
     /// Set once the device is wiped (its id, which the identity no longer gives).
     wiped: Option<DeviceId>,
 }
@@ -102,17 +101,17 @@ impl Device {
 
     fn assemble(dir: &Path, store: Store, identity: DeviceIdentity) -> Result<Device, CoreError> {
         let lease = lease::load(&store)?;
+        let clock = Arc::new(DeviceClock::new(Arc::new(SystemClock), lease.clock_reading()));
         Ok(Device {
             dir: dir.to_path_buf(),
             store,
             identity,
-            clock: Arc::new(SystemClock),
+            clock,
             open_plans: HashMap::new(),
             views: HashMap::new(),
             session: None,
             keystore: None,
             lease,
-            clock_high_water: AtomicI64::new(i64::MIN),
             wiped: None,
         })
     }
@@ -167,9 +166,13 @@ impl Device {
         }
     }
 
-    /// Replaces the clock (tests, simulations). Plans opened afterwards use it.
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
+    /// Replaces the host clock (tests, simulations). The device clock starts at the new host
+    /// clock's time, or at the reading the lease persisted if that is later: a clock set back
+    /// does not bring an expired lease back. Plans opened afterwards use it.
+    pub fn with_clock(mut self, host: Arc<dyn Clock>) -> Self {
+        let host_ms = host.now_ms();
+        let device_ms = self.lease.clock_reading().map_or(host_ms, |persisted| persisted.device_ms.max(host_ms));
+        self.clock = Arc::new(DeviceClock::new(host, Some(ClockReading { device_ms, host_ms })));
         self.open_plans.clear();
         self.views.clear();
         self
@@ -221,9 +224,14 @@ impl Device {
         self.lease = record;
     }
 
-    /// Records a clock reading; returns the highest seen before it.
-    pub(crate) fn note_clock(&self, now: i64) -> i64 {
-        self.clock_high_water.fetch_max(now, Ordering::SeqCst)
+    /// The device clock and the host clock now, for persisting.
+    pub(crate) fn clock_reading(&self) -> ClockReading {
+        self.clock.reading()
+    }
+
+    /// Sets the device clock to the server's time (a session's answer).
+    pub(crate) fn anchor_clock(&self, server_ms: i64) {
+        self.clock.anchor(server_ms);
     }
 
     /// After the store was shredded: drops every plaintext and private key this process holds

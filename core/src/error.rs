@@ -48,6 +48,12 @@ pub enum CoreError {
     LeaseExpired { expired_at_ms: i64 },
     #[error(transparent)]
     Sync(#[from] crate::sync::SyncError),
+    /// The host closed the device ([`crate::sync::SharedDevice::close`]).
+    #[error("this device has been closed; open it again")]
+    Closed,
+    /// An earlier call failed halfway inside eenplan: memory may not match the disk any more.
+    #[error("an earlier call failed inside eenplan; open the device again")]
+    Inconsistent,
     #[error("changes file: {0}")]
     Transfer(#[from] crate::transfer::TransferError),
     #[error("I/O on {path}: {source}")]

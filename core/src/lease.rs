@@ -7,11 +7,17 @@
 //! `status` keep working, and sync merges incoming bundles through internal paths that do not
 //! check the lease: only the public entry points do.
 //!
-//! The lease lives sealed in the store's `sync_state` (key `lease`): when it was renewed, for
-//! how long, and the highest clock reading the device has seen. The check uses
-//! `max(now, high water)`, so setting the phone's clock back does not bring an expired lease
-//! back; the high-water mark is persisted whenever it has moved a minute, and at once when it
-//! crosses the expiry. A device without a lease (never synced, or local only) is not locked.
+//! The lease is measured by the device's own clock ([`crate::clock`]): anchored to the
+//! server's time at every session and never running backwards. So setting the phone's clock
+//! back does not bring an expired lease back, and a phone clock that is wrong, then put right,
+//! neither stretches the lease nor stamps edits days ahead: the renewal takes the server's
+//! time, and the lease ends `duration` of real time later (finding 6 of the hardening: a
+//! clock pushed to 2100 once no longer keeps the lease open for good).
+//!
+//! The lease lives sealed in the store's `sync_state` (key `lease`), with the device clock's
+//! last persisted reading: written whenever the device clock has moved a minute, and at once
+//! when it crosses the expiry, so a restart with the clock set back stays locked. A device
+//! without a lease (never synced, or local only) is not locked.
 //!
 //! A keystore can bind its key to the lease as well: see the [`crate::keystore::KeyStore`]
 //! docs.
@@ -21,13 +27,15 @@ mod tests;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::ClockReading;
 use crate::device::Device;
 use crate::error::CoreError;
 use crate::store::StoreError;
 
 const STATE_LEASE: &str = "lease";
-/// How far the clock must move before its high-water mark is written again: the mark bounds
-/// how much a clock set back can win (a minute), and the store is not written on every read.
+/// How far the device clock must move before its reading is written again: it bounds how much
+/// a restart with the clock set back can win (a minute), and the store is not written on
+/// every read.
 const HIGH_WATER_STEP_MS: i64 = 60_000;
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 /// How long after the lease's end a lease-bound platform key keeps working. The core locks
@@ -39,14 +47,37 @@ pub const KEYSTORE_GRACE_MS: i64 = 30 * DAY_MS;
 /// The lease as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct LeaseState {
+    /// The device clock (the server's time) at the renewal.
     renewed_at_ms: i64,
     duration_ms: i64,
+    /// The device clock when this record was written.
     high_water_ms: i64,
+    /// The host clock at that moment; absent in records written before the device clock
+    /// existed, which then go on from the later of the two, as they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    host_ms: Option<i64>,
 }
 
 impl LeaseState {
     fn expires_at_ms(&self) -> i64 {
         self.renewed_at_ms.saturating_add(self.duration_ms)
+    }
+
+    fn with_reading(self, reading: ClockReading) -> LeaseState {
+        LeaseState { high_water_ms: reading.device_ms, host_ms: Some(reading.host_ms), ..self }
+    }
+}
+
+impl LeaseRecord {
+    /// The device clock reading this record persisted, for the clock of a device that opens.
+    pub(crate) fn clock_reading(&self) -> Option<ClockReading> {
+        match self {
+            LeaseRecord::Some(state) => Some(ClockReading {
+                device_ms: state.high_water_ms,
+                host_ms: state.host_ms.unwrap_or(state.high_water_ms),
+            }),
+            LeaseRecord::None | LeaseRecord::Damaged => None,
+        }
     }
 }
 
@@ -100,25 +131,20 @@ pub fn format_ms(ms: i64) -> String {
 }
 
 impl Device {
-    /// The clock as the lease sees it: never earlier than the highest reading seen.
-    fn lease_now(&self, state: &LeaseState) -> i64 {
-        let now = self.now_ms();
-        self.note_clock(now).max(now).max(state.high_water_ms)
-    }
-
-    /// Renews the lease for `duration_ms` from now. Called after each successful sync with the
+    /// Renews the lease for `duration_ms` from now, by the device clock that the session of
+    /// this sync anchored to the server's time. Called after each successful sync with the
     /// organisation's lease. When the device has a keystore ([`Device::with_keystore`]) that
     /// binds its key to the lease, the data key is re-wrapped under a key valid until the new
     /// end plus [`KEYSTORE_GRACE_MS`], in the same transaction as the lease.
     pub(crate) fn renew_lease(&mut self, duration_ms: i64) -> Result<(), CoreError> {
         self.ensure_not_wiped()?;
-        let floor = match self.lease_record() {
-            LeaseRecord::Some(state) => state.high_water_ms,
-            LeaseRecord::None | LeaseRecord::Damaged => i64::MIN,
+        let reading = self.clock_reading();
+        let state = LeaseState {
+            renewed_at_ms: reading.device_ms,
+            duration_ms: duration_ms.max(0),
+            high_water_ms: reading.device_ms,
+            host_ms: Some(reading.host_ms),
         };
-        let now = self.now_ms();
-        let now = self.note_clock(now).max(now).max(floor);
-        let state = LeaseState { renewed_at_ms: now, duration_ms: duration_ms.max(0), high_water_ms: now };
         let valid_until = state.expires_at_ms().saturating_add(KEYSTORE_GRACE_MS);
         let keystore = self.keystore();
         let rebound = match &keystore {
@@ -139,6 +165,14 @@ impl Device {
         Ok(())
     }
 
+    /// After a sync: renews the lease for the organisation's period (the certificate names it).
+    pub(crate) fn renew_lease_after_sync(&mut self) -> Result<(), CoreError> {
+        if let Some(hours) = self.own_lease_hours()? {
+            self.renew_lease(i64::from(hours) * 3_600_000)?;
+        }
+        Ok(())
+    }
+
     /// The offline lease; `None` when the device has never renewed one (never synced).
     pub fn lease(&self) -> Result<Option<LeaseStatus>, CoreError> {
         self.ensure_not_wiped()?;
@@ -150,7 +184,7 @@ impl Device {
                 Ok(Some(LeaseStatus {
                     renewed_at_ms: state.renewed_at_ms,
                     expires_at_ms,
-                    expired: self.lease_now(&state) >= expires_at_ms,
+                    expired: self.now_ms() >= expires_at_ms,
                 }))
             }
         }
@@ -163,7 +197,7 @@ impl Device {
             LeaseRecord::Damaged => Err(damaged()),
             LeaseRecord::Some(state) => {
                 let expires_at_ms = state.expires_at_ms();
-                if self.lease_now(&state) >= expires_at_ms {
+                if self.now_ms() >= expires_at_ms {
                     return Err(CoreError::LeaseExpired { expired_at_ms: expires_at_ms });
                 }
                 Ok(())
@@ -171,14 +205,15 @@ impl Device {
         }
     }
 
-    /// [`Device::check_lease`], and persists the clock's high-water mark when it has moved a
+    /// [`Device::check_lease`], and persists the device clock's reading when it has moved a
     /// minute or has crossed the expiry (so a restart with the clock set back stays locked).
     pub(crate) fn check_lease_mut(&mut self) -> Result<(), CoreError> {
         if let LeaseRecord::Some(state) = self.lease_record() {
-            let now = self.lease_now(&state);
+            let reading = self.clock_reading();
+            let now = reading.device_ms;
             let crossed = now >= state.expires_at_ms() && state.high_water_ms < state.expires_at_ms();
             if now - state.high_water_ms >= HIGH_WATER_STEP_MS || crossed {
-                let moved = LeaseState { high_water_ms: now, ..state };
+                let moved = state.with_reading(reading);
                 let bytes = encode(&moved);
                 self.store_mut().write(|w| w.put_state(STATE_LEASE, &bytes))?;
                 self.set_lease_record(LeaseRecord::Some(moved));

@@ -238,9 +238,9 @@ fn a_key_envelope_the_server_made_up_is_refused_and_never_used() {
     rita.sync().unwrap();
     rita.add_participant(&plan, "Wim", "wijkteam").unwrap();
 
-    // The server seals a key of its own choosing to Wim's device, for the current epoch and for
-    // a newer one, signed by nobody it can name: if Wim took either, his next edits would be
-    // readable by the server.
+    // The server seals a key of its own choosing to Wim's device, for the current epoch (in
+    // place of the envelope Rita sealed when she shared the plan) and for a newer one, signed by
+    // nobody it can name: if Wim took either, his next edits would be readable by the server.
     let document = eenplan_protocol::DocumentId::new(*plan.as_bytes(), 0).unwrap();
     let wim_id = *wim.device_id().as_bytes();
     let wim_public = wim.identity().agreement_public().to_vec();
@@ -257,7 +257,7 @@ fn a_key_envelope_the_server_made_up_is_refused_and_never_used() {
         for (epoch, bytes) in &forged {
             let head: i64 = conn.query_row("SELECT head FROM log_head", [], |r| r.get(0)).unwrap();
             conn.execute(
-                "INSERT INTO envelopes (recipient, plan_id, compartment, epoch, bytes, position) VALUES (?1, ?2, 0, ?3, ?4, ?5)",
+                "INSERT OR REPLACE INTO envelopes (recipient, plan_id, compartment, epoch, bytes, position) VALUES (?1, ?2, 0, ?3, ?4, ?5)",
                 rusqlite::params![&wim_id[..], &plan.as_bytes()[..], epoch, bytes, head + 1],
             )
             .unwrap();
@@ -265,12 +265,16 @@ fn a_key_envelope_the_server_made_up_is_refused_and_never_used() {
         }
     });
     let report = wim.sync().unwrap();
-    assert_eq!(report.envelopes_received, 0, "{:?}", report.refused);
-    // Neither key matches a commitment its maker signed, so neither is taken.
+    // Neither key matches a commitment its maker signed, so neither is taken; the genuine keys
+    // of the other compartments Rita sealed for him are.
     assert!(
         report.refused.iter().filter(|r| r.starts_with("key for basis")).count() >= 2,
         "{:?}",
         report.refused
     );
-    assert!(matches!(wim.read(&plan), Err(eenplan_core::CoreError::UnknownPlan(_))));
+    assert!(!wim.keyed_compartments(&plan).unwrap().contains(&Compartment::Basis), "{report:?}");
+    assert!(
+        wim.read(&plan).map_or(true, |view| view.notes.iter().all(|n| n.text != "geheim")),
+        "the basis note reached Wim under a key the server made up"
+    );
 }

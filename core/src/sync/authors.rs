@@ -22,8 +22,12 @@
 //! Certificates come from the local cache first; a cached certificate that refuses a write is
 //! fetched again once per sync (the author may have a new role that allows it). Earlier
 //! policy versions are fetched from the server by version and checked against the root.
+//!
+//! Judging runs under the device's lock and never touches the network: what it lacks it
+//! records as wanted ([`SyncError::NotFetchedYet`]); the sync's driver fetches every wanted
+//! certificate and policy at once, without the lock, and applies the answer again.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use eenplan_protocol::api::{self, CertificateInfo, PolicyInfo, hex, unhex};
 use eenplan_protocol::certificate::{Certificate, DeviceBody};
@@ -31,11 +35,29 @@ use eenplan_protocol::epoch::Commitment;
 use eenplan_protocol::policy::{Policy, SignedPolicy};
 use serde::{Deserialize, Serialize};
 
-use super::{CertificateSource, CertificateState, STATE_POLICY, SyncError, cbor, from_cbor, verify_own};
+use super::transport::Transport;
+use super::{CertificateState, STATE_POLICY, SyncError, cbor, from_cbor, verify_own};
 use crate::device::Device;
 use crate::error::CoreError;
 use crate::ids::PlanId;
 use crate::plan::Compartment;
+
+/// What judging checks against: the pinned root, at a moment.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Trust<'a> {
+    pub root: &'a [u8; 32],
+    pub now: i64,
+}
+
+/// The outcome of one fetch.
+#[derive(Debug, Clone)]
+enum Fetched {
+    Found(Vec<u8>),
+    /// The server knows no such device (or policy version).
+    NotFound,
+    /// The fetch failed for a reason that may pass.
+    Failed(String),
+}
 
 /// A device's certificates as this device caches them, oldest first; the last is current.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,14 +83,87 @@ impl EpochRules {
 }
 
 /// What judging needs to remember during one sync: certificates and policies fetched (stored
-/// with the sync's result), and the authors already fetched afresh.
+/// with the sync's result; a device fetched in this sync is not fetched again), and what the
+/// current pass found missing.
 #[derive(Debug, Default)]
 pub(super) struct Judge {
-    /// (device, encoded [`AuthorChains`]) fetched in this sync.
-    pub certificates: Vec<([u8; 16], Vec<u8>)>,
-    refreshed: HashSet<[u8; 16]>,
-    /// Earlier policies fetched in this sync: version → (policy, signed bytes).
+    /// Device → encoded [`AuthorChains`] (or why not), fetched in this sync.
+    certificates: HashMap<[u8; 16], Fetched>,
+    /// Earlier policy versions → signed bytes (or why not), fetched in this sync.
+    policy_bytes: HashMap<u32, Fetched>,
+    /// Earlier policies fetched and verified in this sync: version → (policy, signed bytes).
     pub policies: BTreeMap<u32, (Policy, Vec<u8>)>,
+    wanted_certificates: BTreeSet<[u8; 16]>,
+    wanted_policies: BTreeSet<u32>,
+}
+
+impl Judge {
+    /// Whether the last pass asked for something not fetched yet.
+    pub fn wants(&self) -> bool {
+        !self.wanted_certificates.is_empty() || !self.wanted_policies.is_empty()
+    }
+
+    /// Forgets what a pass asked for; the next pass asks again for what it still lacks.
+    pub fn clear_wants(&mut self) {
+        self.wanted_certificates.clear();
+        self.wanted_policies.clear();
+    }
+
+    /// The certificates fetched in this sync that the server had: for the local cache.
+    pub fn fetched_certificates(&self) -> impl Iterator<Item = (&[u8; 16], &Vec<u8>)> {
+        self.certificates.iter().filter_map(|(device, fetched)| match fetched {
+            Fetched::Found(bytes) => Some((device, bytes)),
+            Fetched::NotFound | Fetched::Failed(_) => None,
+        })
+    }
+
+    /// Fetches everything the last pass asked for. Runs without the device: only the
+    /// transport and this judge. A server that cannot be reached ends the sync; any other
+    /// failure is recorded for the thing asked for (its bundle waits for the next sync).
+    pub fn fetch_wanted(&mut self, transport: &Transport, token: &str) -> Result<(), CoreError> {
+        for device in std::mem::take(&mut self.wanted_certificates) {
+            let path = format!("{}?device={}", api::PATH_CERTIFICATES, hex(&device));
+            let fetched = match transport.get_json::<CertificateInfo>(&path, Some(token)) {
+                Ok(info) => match encode_chains(&info) {
+                    Ok(bytes) => Fetched::Found(bytes),
+                    Err(e) => Fetched::Failed(e.to_string()),
+                },
+                Err(e) => fetch_failure(e)?,
+            };
+            self.certificates.insert(device, fetched);
+        }
+        for version in std::mem::take(&mut self.wanted_policies) {
+            let path = format!("{}?version={version}", api::PATH_POLICY);
+            let fetched = match transport.get_json::<PolicyInfo>(&path, Some(token)) {
+                Ok(info) => match unhex(&info.policy) {
+                    Some(bytes) => Fetched::Found(bytes),
+                    None => Fetched::Failed("the policy is not hex".into()),
+                },
+                Err(e) => fetch_failure(e)?,
+            };
+            self.policy_bytes.insert(version, fetched);
+        }
+        Ok(())
+    }
+}
+
+/// A fetch that failed: the network ends the sync, a 404 is an answer, the rest may pass.
+fn fetch_failure(error: SyncError) -> Result<Fetched, CoreError> {
+    match error {
+        SyncError::Network(_) | SyncError::Revoked => Err(error.into()),
+        SyncError::Server { status: 404, .. } => Ok(Fetched::NotFound),
+        other => Ok(Fetched::Failed(other.to_string())),
+    }
+}
+
+/// The chains of a [`CertificateInfo`], oldest first, as the cache keeps them.
+fn encode_chains(info: &CertificateInfo) -> Result<Vec<u8>, SyncError> {
+    let mut chains = Vec::with_capacity(info.older.len() + 1);
+    for older in &info.older {
+        chains.push(CertificateState::from_hex(&older.certificate, &older.admin_certificate, info.lease_hours)?);
+    }
+    chains.push(CertificateState::from_hex(&info.certificate, &info.admin_certificate, info.lease_hours)?);
+    Ok(cbor(&AuthorChains { chains }))
 }
 
 /// The sync-state name under which an earlier policy version is kept.
@@ -92,29 +187,33 @@ fn decode_chains(bytes: &[u8]) -> Result<Vec<CertificateState>, CoreError> {
 
 impl Device {
     /// The verified certificates of a device, oldest first (the last is current): from this
-    /// sync's fetches, the local cache, or the server; `fresh` fetches from the server unless
-    /// this sync already did.
+    /// sync's fetches, the local cache, or (when neither has them, or `fresh` asks for the
+    /// server's newest and this sync has not fetched them yet) wanted from the server.
     pub(super) fn author_certificates(
         &self,
-        fetch: &CertificateSource<'_>,
+        trust: Trust<'_>,
         author: &[u8; 16],
         judge: &mut Judge,
         fresh: bool,
     ) -> Result<Vec<DeviceBody>, CoreError> {
-        let fetched = judge.certificates.iter().find(|(d, _)| d == author).map(|(_, c)| c.clone());
-        let cached = match (&fetched, fresh) {
-            (Some(_), _) | (None, true) => None,
-            (None, false) => self.store().certificate(author)?,
-        };
-        let encoded = match fetched.or(cached) {
-            Some(encoded) => encoded,
-            None => {
-                let encoded = self.fetch_author_chains(fetch, author)?;
-                judge.refreshed.insert(*author);
-                judge.certificates.retain(|(d, _)| d != author);
-                judge.certificates.push((*author, encoded.clone()));
-                encoded
+        let encoded = match judge.certificates.get(author) {
+            Some(Fetched::Found(bytes)) => bytes.clone(),
+            Some(Fetched::NotFound) => {
+                return Err(SyncError::Server {
+                    status: 404,
+                    code: "unknown_device".into(),
+                    message: format!("the server knows no device {}", hex(author)),
+                }
+                .into());
             }
+            Some(Fetched::Failed(why)) => return Err(SyncError::Protocol(why.clone()).into()),
+            None => match (fresh, self.store().certificate(author)?) {
+                (false, Some(cached)) => cached,
+                _ => {
+                    judge.wanted_certificates.insert(*author);
+                    return Err(SyncError::NotFetchedYet.into());
+                }
+            },
         };
         let mut bodies = Vec::new();
         for state in decode_chains(&encoded)? {
@@ -124,8 +223,8 @@ impl Device {
             let window = Certificate::from_bytes(&state.certificate)
                 .and_then(|c| c.claimed_device_body())
                 .map_err(|e| SyncError::UntrustedCertificate(e.to_string()))?;
-            let at = fetch.now.min(window.valid_until_ms).max(window.valid_from_ms);
-            bodies.push(verify_own(&state, &fetch.server.root_public, at)?);
+            let at = trust.now.min(window.valid_until_ms).max(window.valid_from_ms);
+            bodies.push(verify_own(&state, trust.root, at)?);
         }
         let Some(current) = bodies.last() else {
             return Err(SyncError::UntrustedCertificate("no certificate".into()).into());
@@ -145,43 +244,19 @@ impl Device {
     /// The device's current certificate body.
     pub(super) fn author_certificate(
         &self,
-        fetch: &CertificateSource<'_>,
+        trust: Trust<'_>,
         author: &[u8; 16],
         judge: &mut Judge,
     ) -> Result<DeviceBody, CoreError> {
-        let mut bodies = self.author_certificates(fetch, author, judge, false)?;
+        let mut bodies = self.author_certificates(trust, author, judge, false)?;
         bodies.pop().ok_or_else(|| SyncError::UntrustedCertificate("no certificate".into()).into())
-    }
-
-    fn fetch_author_chains(
-        &self,
-        fetch: &CertificateSource<'_>,
-        author: &[u8; 16],
-    ) -> Result<Vec<u8>, CoreError> {
-        let info: CertificateInfo = fetch
-            .transport
-            .get_json(&format!("{}?device={}", api::PATH_CERTIFICATES, hex(author)), Some(fetch.token))?;
-        let mut chains = Vec::with_capacity(info.older.len() + 1);
-        for older in &info.older {
-            chains.push(CertificateState::from_hex(
-                &older.certificate,
-                &older.admin_certificate,
-                info.lease_hours,
-            )?);
-        }
-        chains.push(CertificateState::from_hex(
-            &info.certificate,
-            &info.admin_certificate,
-            info.lease_hours,
-        )?);
-        Ok(cbor(&AuthorChains { chains }))
     }
 
     /// The policy of `version`, verified against the root: the one held, one kept or fetched
     /// earlier, or fetched now.
     fn policy_at(
         &self,
-        fetch: &CertificateSource<'_>,
+        trust: Trust<'_>,
         version: u32,
         newest: &Policy,
         judge: &mut Judge,
@@ -192,17 +267,20 @@ impl Device {
         if let Some((policy, _)) = judge.policies.get(&version) {
             return Ok(policy.clone());
         }
-        let (bytes, from_server) = match self.store().sync_state(&policy_state(version))? {
-            Some(bytes) => (bytes, false),
-            None => {
-                let info: PolicyInfo = fetch
-                    .transport
-                    .get_json(&format!("{}?version={version}", api::PATH_POLICY), Some(fetch.token))?;
-                (unhex(&info.policy).ok_or_else(|| SyncError::Protocol("policy".into()))?, true)
+        let (bytes, from_server) = match (self.store().sync_state(&policy_state(version))?, judge.policy_bytes.get(&version)) {
+            (Some(bytes), _) => (bytes, false),
+            (None, Some(Fetched::Found(bytes))) => (bytes.clone(), true),
+            (None, Some(Fetched::NotFound)) => {
+                return Err(SyncError::BadPolicy(format!("the server has no policy version {version}")).into());
+            }
+            (None, Some(Fetched::Failed(why))) => return Err(SyncError::Protocol(why.clone()).into()),
+            (None, None) => {
+                judge.wanted_policies.insert(version);
+                return Err(SyncError::NotFetchedYet.into());
             }
         };
         let policy = SignedPolicy::from_bytes(&bytes)
-            .and_then(|signed| signed.verify(&fetch.server.root_public))
+            .and_then(|signed| signed.verify(trust.root))
             .map_err(|e| SyncError::BadPolicy(e.to_string()))?;
         if policy.version != version {
             return Err(
@@ -220,7 +298,7 @@ impl Device {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn may_write(
         &self,
-        fetch: &CertificateSource<'_>,
+        trust: Trust<'_>,
         judge: &mut Judge,
         author: &[u8; 16],
         plan: PlanId,
@@ -238,7 +316,7 @@ impl Device {
                 .transpose()?,
         };
         let then = rules.map(|r| (r.policy_version, r.made_at_ms));
-        let allowed = self.allowed_by(fetch, judge, author, then, newest, |policy, role| {
+        let allowed = self.allowed_by(trust, judge, author, then, newest, |policy, role| {
             policy.may_write(role, compartment as u8)
         })?;
         Ok(allowed.is_some())
@@ -250,7 +328,7 @@ impl Device {
     /// maker may have been given a role that reads it since).
     pub(super) fn may_have_made(
         &self,
-        fetch: &CertificateSource<'_>,
+        trust: Trust<'_>,
         judge: &mut Judge,
         minter: &[u8; 16],
         commitment: &Commitment,
@@ -258,7 +336,7 @@ impl Device {
         newest: &Policy,
     ) -> Result<Option<DeviceBody>, CoreError> {
         let then = Some((commitment.policy_version, commitment.made_at_ms));
-        self.allowed_by(fetch, judge, minter, then, newest, |policy, role| policy.may_read(role, compartment))
+        self.allowed_by(trust, judge, minter, then, newest, |policy, role| policy.may_read(role, compartment))
     }
 
     /// The one rule behind [`Device::may_write`] and [`Device::may_have_made`]: `permits`
@@ -268,7 +346,7 @@ impl Device {
     /// (the device may have a new role since). Returns the device's current certificate.
     fn allowed_by(
         &self,
-        fetch: &CertificateSource<'_>,
+        trust: Trust<'_>,
         judge: &mut Judge,
         device: &[u8; 16],
         then: Option<(u32, i64)>,
@@ -276,16 +354,16 @@ impl Device {
         permits: impl Fn(&Policy, &str) -> bool,
     ) -> Result<Option<DeviceBody>, CoreError> {
         for fresh in [false, true] {
-            if fresh && judge.refreshed.contains(device) {
+            if fresh && judge.certificates.contains_key(device) {
                 break;
             }
-            let bodies = self.author_certificates(fetch, device, judge, fresh)?;
+            let bodies = self.author_certificates(trust, device, judge, fresh)?;
             let Some(current) = bodies.last() else { break };
             if permits(newest, &current.role) {
                 return Ok(Some(current.clone()));
             }
             if let Some((version, at)) = then.filter(|(version, _)| *version > 0) {
-                let policy = self.policy_at(fetch, version, newest, judge)?;
+                let policy = self.policy_at(trust, version, newest, judge)?;
                 if in_force(&bodies, at).is_some_and(|body| permits(&policy, &body.role)) {
                     return Ok(Some(current.clone()));
                 }

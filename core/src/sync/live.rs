@@ -32,8 +32,9 @@ use tungstenite::http::{HeaderValue, header};
 use tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
+use super::access::{Access, Exclusive};
 use super::transport::Transport;
-use super::{ServerState, SyncError, SyncReport};
+use super::{ServerState, SyncError, SyncReport, driver, session, wipe_order};
 use crate::device::Device;
 use crate::error::CoreError;
 
@@ -88,7 +89,9 @@ impl Device {
     /// socket then) a new one is opened at once, with no `Disconnected`.
     ///
     /// `on_event` runs only when something happens; a host that wants to stop an idle watch
-    /// must wait for the next event (hints, reconnects) or end the thread.
+    /// must wait for the next event (hints, reconnects) or end the thread. A host that shares
+    /// the device between threads uses [`super::SharedDevice::watch`], which holds the device
+    /// only while a sync applies what came.
     ///
     /// # Errors
     ///
@@ -96,88 +99,95 @@ impl Device {
     /// administrator revoked this device, [`SyncError::NotEnrolled`],
     /// [`SyncError::NotApproved`], a refused certificate, a store failure.
     pub fn watch(&mut self, on_event: impl FnMut(WatchEvent) -> ControlFlow<()>) -> Result<(), CoreError> {
-        self.ensure_not_wiped()?;
-        let server = self.server_state()?.ok_or(SyncError::NotEnrolled)?;
-        // One transport for the whole watch, so syncs reuse its kept-alive HTTP connection.
-        let transport = Transport::new(&server.url);
-        match self.watch_with(&server, &transport, on_event) {
-            // Revoked while watching: the same wipe-order check as a plain sync.
-            Err(e) if super::is_revoked(&e) => Err(self.obey_wipe_order(&server, &transport)),
-            other => other,
-        }
+        watch(&Exclusive::new(self), on_event)
     }
+}
 
-    fn watch_with(
-        &mut self,
-        server: &ServerState,
-        transport: &Transport,
-        mut on_event: impl FnMut(WatchEvent) -> ControlFlow<()>,
-    ) -> Result<(), CoreError> {
-        let mut backoff = Backoff::default();
-        let mut opened = None;
-        loop {
-            let ended = self.watch_connection(server, transport, &mut on_event, &mut opened);
-            if opened.take().is_some_and(|at: Instant| at.elapsed() >= STABLE_AFTER) {
-                backoff.reset();
-            }
-            let reason = match ended {
-                Ok(Ended::Stop) => return Ok(()),
-                Ok(Ended::Renew) => continue,
-                Ok(Ended::Lost(reason)) => reason,
-                Err(e) if may_pass(&e) => e.to_string(),
-                Err(e) => return Err(e),
-            };
-            if on_event(WatchEvent::Disconnected(reason)).is_break() {
-                return Ok(());
-            }
-            std::thread::sleep(backoff.next_wait());
-        }
+/// [`Device::watch`] over any access to the device.
+pub(super) fn watch(access: &impl Access, on_event: impl FnMut(WatchEvent) -> ControlFlow<()>) -> Result<(), CoreError> {
+    let server = access.with(|device| {
+        device.ensure_not_wiped()?;
+        Ok(device.server_state()?.ok_or(SyncError::NotEnrolled)?)
+    })?;
+    // One transport for the whole watch, so syncs reuse its kept-alive HTTP connection.
+    let transport = Transport::new(&server.url);
+    match watch_with(access, &server, &transport, on_event) {
+        // Revoked while watching: the same wipe-order check as a plain sync.
+        Err(e) if super::is_revoked(&e) => Err(wipe_order::obey(access, &server, &transport)),
+        other => other,
     }
+}
 
-    /// One session and one socket: connect, catch up, then sync on every hint until the socket
-    /// ends. `opened` is set to when the socket opened.
-    fn watch_connection(
-        &mut self,
-        server: &ServerState,
-        transport: &Transport,
-        on_event: &mut impl FnMut(WatchEvent) -> ControlFlow<()>,
-        opened: &mut Option<Instant>,
-    ) -> Result<Ended, CoreError> {
-        let session = self.open_session(transport)?;
-        // The server's expiry is on its clock and ours may differ; an error here only makes a
-        // renewal look like a disconnection, or the reverse, and both reconnect.
-        let lifetime = u64::try_from(session.expires_at_ms.saturating_sub(self.now_ms())).unwrap_or(0);
-        let renew_at = Instant::now() + Duration::from_millis(lifetime);
-        let mut socket = LiveSocket::connect(&server.url, &session.token)?;
-        let since = Instant::now();
-        *opened = Some(since);
-        let near_expiry = || since.elapsed() >= STABLE_AFTER && Instant::now() + RENEW_SLACK >= renew_at;
-        if on_event(WatchEvent::Connected).is_break() {
+fn watch_with(
+    access: &impl Access,
+    server: &ServerState,
+    transport: &Transport,
+    mut on_event: impl FnMut(WatchEvent) -> ControlFlow<()>,
+) -> Result<(), CoreError> {
+    let mut backoff = Backoff::default();
+    let mut opened = None;
+    loop {
+        let ended = watch_connection(access, server, transport, &mut on_event, &mut opened);
+        if opened.take().is_some_and(|at: Instant| at.elapsed() >= STABLE_AFTER) {
+            backoff.reset();
+        }
+        let reason = match ended {
+            Ok(Ended::Stop) => return Ok(()),
+            Ok(Ended::Renew) => continue,
+            Ok(Ended::Lost(reason)) => reason,
+            Err(e) if may_pass(&e) => e.to_string(),
+            Err(e) => return Err(e),
+        };
+        if on_event(WatchEvent::Disconnected(reason)).is_break() {
+            return Ok(());
+        }
+        std::thread::sleep(backoff.next_wait());
+    }
+}
+
+/// One session and one socket: connect, catch up, then sync on every hint until the socket
+/// ends. `opened` is set to when the socket opened. The device is held only by the syncs.
+fn watch_connection(
+    access: &impl Access,
+    server: &ServerState,
+    transport: &Transport,
+    on_event: &mut impl FnMut(WatchEvent) -> ControlFlow<()>,
+    opened: &mut Option<Instant>,
+) -> Result<Ended, CoreError> {
+    let session = session::open(access, transport)?;
+    let now = access.with(|device| Ok(device.now_ms()))?;
+    // The server's expiry is on its clock, which the session just anchored ours to.
+    let lifetime = u64::try_from(session.expires_at_ms.saturating_sub(now)).unwrap_or(0);
+    let renew_at = Instant::now() + Duration::from_millis(lifetime);
+    let mut socket = LiveSocket::connect(&server.url, &session.token)?;
+    let since = Instant::now();
+    *opened = Some(since);
+    let near_expiry = || since.elapsed() >= STABLE_AFTER && Instant::now() + RENEW_SLACK >= renew_at;
+    if on_event(WatchEvent::Connected).is_break() {
+        return Ok(Ended::Stop);
+    }
+    loop {
+        // Counted per sync, so each report says what that sync cost.
+        transport.reset_counters();
+        let report = match driver::sync_with(access, server, transport, &session.token) {
+            Ok(report) => report,
+            // The token ran out between the hint and the sync.
+            Err(CoreError::Sync(SyncError::Server { status: 401, .. })) if near_expiry() => {
+                return Ok(Ended::Renew);
+            }
+            Err(e) => return Err(e),
+        };
+        access.with(|device| device.renew_lease_after_sync())?;
+        if on_event(WatchEvent::Synced(report)).is_break() {
             return Ok(Ended::Stop);
         }
-        loop {
-            // Counted per sync, so each report says what that sync cost.
-            transport.sent.set(0);
-            transport.received.set(0);
-            let report = match self.sync_with(server, transport, &session.token) {
-                Ok(report) => report,
-                // The token ran out between the hint and the sync.
-                Err(CoreError::Sync(SyncError::Server { status: 401, .. })) if near_expiry() => {
-                    return Ok(Ended::Renew);
-                }
-                Err(e) => return Err(e),
-            };
-            if on_event(WatchEvent::Synced(report)).is_break() {
-                return Ok(Ended::Stop);
-            }
-            if let Err(reason) = socket.next_hint() {
-                return Ok(if near_expiry() { Ended::Renew } else { Ended::Lost(reason) });
-            }
-            // Hints that arrived together are answered by one sync. Only those already here:
-            // one that arrives during the sync may name a bundle the sync's pull missed, so it
-            // must cause another sync.
-            socket.drain();
+        if let Err(reason) = socket.next_hint() {
+            return Ok(if near_expiry() { Ended::Renew } else { Ended::Lost(reason) });
         }
+        // Hints that arrived together are answered by one sync. Only those already here:
+        // one that arrives during the sync may name a bundle the sync's pull missed, so it
+        // must cause another sync.
+        socket.drain();
     }
 }
 
@@ -297,15 +307,13 @@ impl LiveSocket {
         let (socket, _) =
             tungstenite::client::client_with_config(request, stream, Some(config)).map_err(|e| match e {
                 HandshakeError::Failure(e) => handshake_error(e),
-                HandshakeError::Interrupted(_) => {
-                    SyncError::Network("the live socket's handshake was interrupted".into())
-                }
+                HandshakeError::Interrupted(_) => SyncError::Network(super::NetworkFailure::ConnectionLost),
             })?;
         socket
             .get_ref()
             .tcp()
             .set_read_timeout(Some(SILENCE_LIMIT))
-            .map_err(|e| SyncError::Network(format!("live socket: {e}")))?;
+            .map_err(|_| SyncError::Network(super::NetworkFailure::ConnectionLost))?;
         Ok(LiveSocket { socket, ended: None })
     }
 
@@ -363,7 +371,7 @@ impl LiveSocket {
 }
 
 fn connect_tcp(host: &str, port: u16) -> Result<TcpStream, SyncError> {
-    let network = |e: io::Error| SyncError::Network(format!("{host}:{port}: {e}"));
+    let network = |e: io::Error| SyncError::Network(super::NetworkFailure::NoConnection(format!("{host}:{port}: {e}")));
     let mut last = None;
     for address in (host, port).to_socket_addrs().map_err(network)? {
         match TcpStream::connect_timeout(&address, CONNECT_TIMEOUT) {
@@ -386,7 +394,7 @@ fn tls_stream(
     host: &str,
     tcp: TcpStream,
 ) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, SyncError> {
-    let tls_error = |e: rustls::Error| SyncError::Network(format!("TLS: {e}"));
+    let tls_error = |e: rustls::Error| SyncError::Network(super::NetworkFailure::Tls(e.to_string()));
     let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
     let config =
         rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -403,7 +411,7 @@ fn tls_stream(
 /// A refused upgrade carries the server's usual error body; revocation must stay typed.
 fn handshake_error(error: tungstenite::Error) -> SyncError {
     let tungstenite::Error::Http(response) = error else {
-        return SyncError::Network(format!("live socket: {error}"));
+        return SyncError::Network(super::NetworkFailure::NoConnection(format!("live socket: {error}")));
     };
     let status = response.status().as_u16();
     let body = response.body().as_deref().unwrap_or_default();
@@ -411,11 +419,7 @@ fn handshake_error(error: tungstenite::Error) -> SyncError {
         code: format!("http_{status}"),
         message: String::from_utf8_lossy(body).chars().take(200).collect(),
     });
-    match error.code.as_str() {
-        "device_not_approved" => SyncError::NotApproved,
-        "revoked" => SyncError::Revoked,
-        _ => SyncError::Server { status, code: error.code, message: error.message },
-    }
+    SyncError::from_server(status, error)
 }
 
 fn read_error(error: &tungstenite::Error) -> String {

@@ -25,6 +25,7 @@ use eenplan_protocol::sync::Fixed;
 use eenplan_protocol::wipe::{Signed, WipeCause, WipeOrder, WipeReport};
 use serde::{Deserialize, Serialize};
 
+use super::access::Access;
 use super::transport::Transport;
 use super::{ServerState, SyncError};
 use crate::device::Device;
@@ -39,39 +40,46 @@ struct PendingReport {
     report: Vec<u8>,
 }
 
-impl Device {
-    /// Fetches, checks and obeys the wipe order for this revoked device. Returns the error the
-    /// sync ends with: `Wiped` once the data is gone, `Revoked` when no valid order waits.
-    pub(super) fn obey_wipe_order(&mut self, server: &ServerState, transport: &Transport) -> CoreError {
-        match self.fetch_wipe_order(server, transport) {
-            Ok(Some(_order)) => {
-                let report = self.signed_report(server, WipeCause::Ordered);
-                let dir = self.data_dir().to_path_buf();
-                if let Err(e) = self.wipe(WipeReason::Ordered, Some(report)) {
-                    return e;
-                }
-                // Best effort: the marker keeps the report, and `send_wipe_report` retries.
-                let _ = Device::send_wipe_report(&dir);
-                CoreError::Wiped
-            }
-            Ok(None) => SyncError::Revoked.into(),
-            Err(e) => e,
+/// Fetches, checks and obeys the wipe order for this revoked device (the device is held only
+/// to check the order and to wipe). Returns the error the sync ends with: `Wiped` once the
+/// data is gone, `Revoked` when no valid order waits.
+pub(super) fn obey(access: &impl Access, server: &ServerState, transport: &Transport) -> CoreError {
+    let fetched = access
+        .with(|device| Ok(device.device_id().to_string()))
+        .and_then(|device_id| {
+            let response: WipeOrderResponse =
+                transport.post_json(api::PATH_WIPE_ORDER, None, &WipeOrderRequest { device_id })?;
+            Ok(response.order)
+        });
+    let order = match fetched {
+        Ok(Some(order)) => order,
+        Ok(None) => return SyncError::Revoked.into(),
+        Err(e) => return e,
+    };
+    let wiped = access.with(|device| {
+        let Some(_order) = device.check_wipe_order(server, &order)? else { return Ok(None) };
+        let report = device.signed_report(server, WipeCause::Ordered);
+        let dir = device.data_dir().to_path_buf();
+        device.wipe(WipeReason::Ordered, Some(report))?;
+        Ok(Some(dir))
+    });
+    match wiped {
+        Ok(Some(dir)) => {
+            // Best effort: the marker keeps the report, and `send_wipe_report` retries.
+            let _ = Device::send_wipe_report(&dir);
+            CoreError::Wiped
         }
+        Ok(None) => SyncError::Revoked.into(),
+        Err(e) => e,
     }
+}
 
-    fn fetch_wipe_order(
-        &self,
-        server: &ServerState,
-        transport: &Transport,
-    ) -> Result<Option<WipeOrder>, CoreError> {
-        let response: WipeOrderResponse = transport.post_json(
-            api::PATH_WIPE_ORDER,
-            None,
-            &WipeOrderRequest { device_id: self.device_id().to_string() },
-        )?;
-        let Some(order) = response.order else { return Ok(None) };
+impl Device {
+    /// Checks a wipe order the server handed over: it must name this device and be signed by
+    /// an administrator whose certificate chains to the pinned root.
+    fn check_wipe_order(&self, server: &ServerState, order: &str) -> Result<Option<WipeOrder>, CoreError> {
         let untrusted = |why: &str| SyncError::UntrustedCertificate(format!("wipe order: {why}"));
-        let bytes = unhex(&order).ok_or_else(|| untrusted("not hex"))?;
+        let bytes = unhex(order).ok_or_else(|| untrusted("not hex"))?;
         let signed = Signed::from_bytes(&bytes).map_err(|e| untrusted(&e.to_string()))?;
         let claimed = WipeOrder::claimed(&signed).map_err(|e| untrusted(&e.to_string()))?;
         let admin = Certificate::from_bytes(&claimed.admin_certificate)
@@ -113,7 +121,7 @@ impl Device {
         // The server answers 204 with no body.
         let body = serde_json::to_vec(&WipeReportUpload { report: hex(&pending.report) })
             .map_err(|e| SyncError::Protocol(e.to_string()))?;
-        transport.post(api::PATH_WIPE_REPORT, None, "application/json", &body)?;
+        transport.post(api::PATH_WIPE_REPORT, None, "application/json", body, 1024)?;
         Device::mark_wipe_reported(dir)?;
         Ok(true)
     }

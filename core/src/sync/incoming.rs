@@ -1,0 +1,594 @@
+//! Applying a round's answer, in named steps over one [`Pass`]: take the policy, open the
+//! delivered keys, judge every received bundle (and the ones parked before), check snapshots
+//! against their witnesses, merge, and commit everything with the cursor in one transaction;
+//! then note the chores the answer asked for. Nothing is written until every bundle has been
+//! judged, so a pass that lacks a certificate is simply run again after the driver fetched it.
+
+use std::collections::{BTreeMap, HashSet};
+
+use automerge::{Automerge, ReadDoc};
+use eenplan_protocol::certificate::DeviceBody;
+use eenplan_protocol::policy::Policy;
+use eenplan_protocol::sync::{SyncResponse, rejection_is_retryable};
+use eenplan_protocol::{Bundle, BundleKind, DocumentId};
+
+use super::authors::{Judge, Trust};
+use super::driver::Run;
+use super::keys::{Commitments, KeyRefusal, ReceivedKey, commitments_of};
+use super::outgoing::Outgoing;
+use super::snapshots::{HistoryNeeds, Witness};
+use super::{ServerState, SyncError, SyncReport, compartment_of, own_changes, split_changes};
+use crate::device::Device;
+use crate::error::CoreError;
+use crate::ids::PlanId;
+use crate::plan::{ChangesByCompartment, Compartment, Plan};
+use crate::store::PlanHeader;
+use eenplan_protocol::api::hex;
+
+const STATE_CURSOR: &str = super::STATE_CURSOR;
+/// Received bundles that may wait here for a key or a certificate. Beyond it the oldest are
+/// dropped and their documents' logs asked for again (nothing is lost, only fetched twice):
+/// a peer cannot fill the device's disk with bundles it can never open.
+pub(super) const MAX_PARKED: usize = 4096;
+
+/// What applying an answer came to.
+pub(super) enum Applied {
+    Done { more: bool },
+    /// Judging needs certificates or policies: fetch them (without the device), apply again.
+    NeedsFetch,
+}
+
+/// One pass over an answer: what it verified, before anything is written.
+struct Pass<'a> {
+    server: &'a ServerState,
+    own: DeviceBody,
+    now: i64,
+    policy: Option<Policy>,
+    commitments: Commitments,
+    keys: Vec<ReceivedKey>,
+    /// Documents with a bundle waiting here: their later bundles wait too, so that changes
+    /// go in in the order they were written.
+    waiting: HashSet<DocumentId>,
+    to_park: Vec<Vec<u8>>,
+    history: HistoryNeeds,
+    report: SyncReport,
+}
+
+/// A received bundle, judged.
+enum Verdict {
+    Changes { plan: PlanId, compartment: Compartment, changes: Vec<automerge::Change> },
+    Snapshot { plan: PlanId, compartment: Compartment, author: [u8; 16], doc: Box<Automerge> },
+    /// Waits for its key or its author's certificate.
+    Park,
+    Refuse(String),
+}
+
+/// What one plan receives in this pass.
+#[derive(Default)]
+struct Arrivals {
+    snapshots: Vec<(Compartment, [u8; 16], Box<Automerge>)>,
+    changes: Vec<(Compartment, Vec<automerge::Change>)>,
+}
+
+impl<'a> Pass<'a> {
+    fn trust(&self) -> Trust<'a> {
+        Trust { root: &self.server.root_public, now: self.now }
+    }
+}
+
+impl Device {
+    /// Applies one answer. `last`: no more fetching; what still lacks a certificate waits.
+    pub(super) fn apply_response(
+        &mut self,
+        server: &ServerState,
+        run: &mut Run,
+        outgoing: &Outgoing,
+        response: &SyncResponse,
+        last: bool,
+    ) -> Result<Applied, CoreError> {
+        let own = self.own_certificate(server)?;
+        // The policy first: every check below reads it. Taking it is durable at once, and
+        // taking it again on a second pass changes nothing.
+        let policy_arrived = match &response.policy {
+            Some(blob) => self.accept_policy(server, &blob.0, &own)?,
+            None => false,
+        };
+        let mut pass = Pass {
+            server,
+            own,
+            now: self.now_ms(),
+            policy: self.stored_policy()?,
+            commitments: commitments_of(&response.commitments),
+            keys: Vec::new(),
+            waiting: HashSet::new(),
+            to_park: Vec::new(),
+            history: self.history_needs()?,
+            report: SyncReport::default(),
+        };
+        let judge = &mut run.judge;
+        self.receive_keys(&mut pass, judge, response);
+        let (arrivals, parked_ids) = self.judge_bundles(&mut pass, judge, response)?;
+        let witnesses = self.read_witnesses(&mut pass, judge, response, &arrivals);
+        if judge.wants() && !last {
+            return Ok(Applied::NeedsFetch);
+        }
+        pass.history.advance(&response.history);
+        let writes = self.merge_arrivals(&mut pass, arrivals, &witnesses)?;
+        let accepted = self.commit_answer(&mut pass, judge, outgoing, response, writes, &parked_ids)?;
+        for key in pass.keys.iter().filter(|k| k.minted_here && k.epoch == super::FIRST_EPOCH) {
+            self.start_minted_compartment(key.plan, key.compartment)?;
+        }
+        self.note_chores(&mut pass, run, response)?;
+        let unsent = self.pending_changes()? > 0 && !self.store().pending_bundles()?.is_empty();
+        let register_now = policy_arrived && !self.unregistered_plans()?.is_empty();
+        let more = !response.complete
+            || !run.uploads.is_empty()
+            || register_now
+            || pass.history.has_requests()
+            || (unsent && (accepted > 0 || !pass.keys.is_empty()));
+        merge_reports(&mut run.report, pass.report);
+        Ok(Applied::Done { more })
+    }
+
+    /// Opens every delivered key envelope; keys in this answer may be needed by its bundles.
+    fn receive_keys(&self, pass: &mut Pass<'_>, judge: &mut Judge, response: &SyncResponse) {
+        for delivery in &response.envelopes {
+            match self.open_delivery(pass.trust(), delivery, &pass.commitments, pass.policy.as_ref(), judge) {
+                Ok(key) => pass.keys.push(key),
+                Err(KeyRefusal::NotFetchedYet) => {}
+                Err(KeyRefusal::Refused { why, sealer }) => {
+                    let compartment = DocumentId::from_bytes(&delivery.document.0)
+                        .ok()
+                        .and_then(compartment_of)
+                        .map_or_else(|| "an unknown compartment".to_owned(), |c| c.to_string());
+                    pass.report.refused.push(format!(
+                        "key for {compartment} epoch {} sealed by {}: {why}",
+                        delivery.epoch,
+                        hex(&sealer)
+                    ));
+                }
+            }
+        }
+        pass.report.envelopes_received += pass.keys.len();
+    }
+
+    /// The key of a document's epoch: received in this answer, or held.
+    fn key_for(
+        &self,
+        pass: &Pass<'_>,
+        plan: PlanId,
+        compartment: Compartment,
+        epoch: u32,
+    ) -> Result<Option<[u8; 32]>, CoreError> {
+        if let Some(k) = pass.keys.iter().find(|k| k.is(plan, compartment, epoch)) {
+            return Ok(Some(*k.key));
+        }
+        Ok(self.store().doc_key_at(plan, compartment, epoch)?.map(|k| *k))
+    }
+
+    /// Judges the parked bundles first, then the answer's (the pull's, then the history
+    /// pages'), in order. Returns what each plan receives and the parked rows judged.
+    fn judge_bundles(
+        &self,
+        pass: &mut Pass<'_>,
+        judge: &mut Judge,
+        response: &SyncResponse,
+    ) -> Result<(BTreeMap<PlanId, Arrivals>, Vec<i64>), CoreError> {
+        let parked = self.store().parked_bundles()?;
+        let parked_ids = parked.iter().map(|(id, _)| *id).collect();
+        let received = response.bundles.iter().chain(response.history.iter().flat_map(|page| page.bundles.iter()));
+        let mut arrivals: BTreeMap<PlanId, Arrivals> = BTreeMap::new();
+        for bytes in parked.into_iter().map(|(_, b)| b).chain(received.map(|b| b.0.clone())) {
+            let document = Bundle::decode(bytes.clone()).ok().map(|b| b.header.document);
+            let verdict = match document {
+                Some(document) if pass.waiting.contains(&document) => Verdict::Park,
+                _ => self.judge_bundle(pass, judge, &bytes)?,
+            };
+            match verdict {
+                Verdict::Changes { plan, compartment, changes } => {
+                    pass.report.received_bundles += 1;
+                    arrivals.entry(plan).or_default().changes.push((compartment, changes));
+                }
+                Verdict::Snapshot { plan, compartment, author, doc } => {
+                    pass.report.received_bundles += 1;
+                    arrivals.entry(plan).or_default().snapshots.push((compartment, author, doc));
+                }
+                Verdict::Park => {
+                    if let Some(document) = document {
+                        pass.waiting.insert(document);
+                    }
+                    pass.to_park.push(bytes);
+                }
+                Verdict::Refuse(why) => pass.report.refused.push(why),
+            }
+        }
+        Ok((arrivals, parked_ids))
+    }
+
+    /// One bundle: its author's certificate and signature, the sharing policy (by the newest
+    /// rules or its epoch's, see `authors`), its key, and what it holds.
+    fn judge_bundle(&self, pass: &Pass<'_>, judge: &mut Judge, bytes: &[u8]) -> Result<Verdict, CoreError> {
+        let bundle = match Bundle::decode(bytes.to_vec()) {
+            Ok(b) => b,
+            Err(e) => return Ok(Verdict::Refuse(format!("bundle: {e}"))),
+        };
+        let header = bundle.header;
+        let from = hex(&header.author);
+        let Some(compartment) = compartment_of(header.document) else {
+            return Ok(Verdict::Refuse(format!("bundle from {from}: unknown compartment")));
+        };
+        let plan = PlanId::from_bytes(header.document.plan);
+        let author = match self.author_certificate(pass.trust(), &header.author, judge) {
+            Ok(body) => body,
+            // An untrusted chain is a forgery: refuse. Anything else (not fetched yet, or the
+            // certificate could not be fetched now) waits here, because the cursor moves on.
+            Err(CoreError::Sync(e @ SyncError::UntrustedCertificate(_))) => {
+                return Ok(Verdict::Refuse(format!("bundle from {from}: {e}")));
+            }
+            Err(_) => return Ok(Verdict::Park),
+        };
+        let verifying = ed25519_dalek::VerifyingKey::from_bytes(&author.signing_public)
+            .map_err(|_| SyncError::UntrustedCertificate("author key".into()))?;
+        if let Err(e) = bundle.verify(&verifying) {
+            return Ok(Verdict::Refuse(format!("bundle from {from}: {e}")));
+        }
+        // The sharing policy, checked here as well as at the server: a server that relays a
+        // write the author's role may not make gains nothing. Judged only with the epoch's key
+        // at hand: its arrival brings the epoch's write rules.
+        let Some(newest) = &pass.policy else { return Ok(Verdict::Park) };
+        let Some(key) = self.key_for(pass, plan, compartment, header.epoch)? else { return Ok(Verdict::Park) };
+        let rules = pass.keys.iter().find(|k| k.is(plan, compartment, header.epoch)).map(|k| k.rules);
+        match self.may_write(pass.trust(), judge, &header.author, plan, compartment, header.epoch, rules, newest) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Ok(Verdict::Refuse(format!(
+                    "bundle from {from}: the role {:?} may not write {compartment}",
+                    author.role
+                )));
+            }
+            Err(CoreError::Sync(e @ (SyncError::UntrustedCertificate(_) | SyncError::BadPolicy(_)))) => {
+                return Ok(Verdict::Refuse(format!("bundle from {from}: {e}")));
+            }
+            Err(_) => return Ok(Verdict::Park),
+        }
+        let payload = match bundle.open(&key) {
+            Ok(p) => p,
+            Err(e) => return Ok(Verdict::Refuse(format!("bundle from {from}: {e}"))),
+        };
+        Ok(match header.kind {
+            // The signature vouches for the author only: a change inside that claims another
+            // actor would put words in someone else's mouth (and could block that actor's real
+            // change with the same sequence number).
+            BundleKind::Changes => match split_changes(&payload).and_then(|c| own_changes(c, &header.author)) {
+                Ok(changes) => Verdict::Changes { plan, compartment, changes },
+                Err(e) => Verdict::Refuse(format!("bundle from {from}: {e}")),
+            },
+            BundleKind::Snapshot { .. } => match super::snapshots::load_document(&payload, compartment, plan) {
+                Ok(doc) => Verdict::Snapshot { plan, compartment, author: header.author, doc: Box::new(doc) },
+                Err(e) => Verdict::Refuse(format!("snapshot from {from}: {e}")),
+            },
+        })
+    }
+
+    /// Reads the witnesses of the snapshots in this answer; one that cannot be read leaves its
+    /// snapshot unproven (it is then not taken).
+    fn read_witnesses(
+        &self,
+        pass: &mut Pass<'_>,
+        judge: &mut Judge,
+        response: &SyncResponse,
+        arrivals: &BTreeMap<PlanId, Arrivals>,
+    ) -> Vec<Witness> {
+        let with_snapshot: HashSet<DocumentId> = arrivals
+            .iter()
+            .flat_map(|(plan, a)| a.snapshots.iter().map(|(c, _, _)| super::document_id(*plan, *c)))
+            .collect();
+        let mut out = Vec::new();
+        for blob in &response.witnesses {
+            let Ok(bundle) = Bundle::decode(blob.0.clone()) else { continue };
+            if !with_snapshot.contains(&bundle.header.document) {
+                continue;
+            }
+            match self.judge_bundle(pass, judge, &blob.0) {
+                Ok(Verdict::Changes { changes, .. }) => {
+                    if let Some(witness) = Witness::of(bundle.header.document, bundle.header.author, &changes) {
+                        out.push(witness);
+                    }
+                }
+                Ok(Verdict::Refuse(why)) => pass.report.refused.push(format!("witness: {why}")),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Merges what arrived into the plans in memory (copies: the plans themselves are put
+    /// back only once the writes commit). Returns the plans to write.
+    fn merge_arrivals(
+        &mut self,
+        pass: &mut Pass<'_>,
+        arrivals: BTreeMap<PlanId, Arrivals>,
+        witnesses: &[Witness],
+    ) -> Result<Vec<(Plan, Option<PlanHeader>, ChangesByCompartment)>, CoreError> {
+        let mut writes = Vec::new();
+        for (plan_id, arrived) in arrivals {
+            let mut plan = match self.take_plan_or_new(plan_id) {
+                Ok(plan) => plan,
+                Err(CoreError::Store(e)) => {
+                    pass.report
+                        .refused
+                        .push(format!("plan {plan_id} is damaged here, its changes were not applied: {e}"));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let before = plan.heads();
+            for (compartment, author, doc) in arrived.snapshots {
+                let document = super::document_id(plan_id, compartment);
+                let proof: Vec<&Witness> = witnesses.iter().filter(|w| w.document == document).collect();
+                match super::snapshots::check_snapshot(&doc, &proof).and_then(|()| adopt(&mut plan, compartment, *doc)) {
+                    Ok(()) => {}
+                    Err(why) => {
+                        pass.report.refused.push(format!(
+                            "snapshot of plan {plan_id} {compartment} from {}: {why}; its change log is fetched instead",
+                            hex(&author)
+                        ));
+                        pass.history.need(document);
+                    }
+                }
+            }
+            pass.report.refused.extend(merge_bundles(&mut plan, arrived.changes));
+            for compartment in plan.held_compartments() {
+                // Changes whose dependencies never came wait inside automerge, in memory only:
+                // the document's whole log is fetched again rather than lose them.
+                if plan.doc(compartment).is_ok_and(|doc| !doc.get_missing_deps(&[]).is_empty()) {
+                    pass.history.need(super::document_id(plan_id, compartment));
+                }
+            }
+            let new_changes = plan.changes_since(&before);
+            if new_changes.is_empty() {
+                self.put_back_plan(plan);
+                continue;
+            }
+            pass.report.applied_changes += new_changes.iter().map(|(_, c)| c.len()).sum::<usize>();
+            let family = plan.view().map(|v| v.family).unwrap_or_default();
+            if !self.store().has_plan(plan_id)? {
+                pass.report.new_plans.push(plan_id);
+            }
+            pass.report.plans_updated.push(plan_id);
+            writes.push((plan, Some(PlanHeader { plan: plan_id, family }), new_changes));
+        }
+        Ok(writes)
+    }
+
+    /// Writes everything this answer brought, with the cursor, in one transaction. Returns how
+    /// many pushes left the outbox.
+    fn commit_answer(
+        &mut self,
+        pass: &mut Pass<'_>,
+        judge: &Judge,
+        outgoing: &Outgoing,
+        response: &SyncResponse,
+        writes: Vec<(Plan, Option<PlanHeader>, ChangesByCompartment)>,
+        parked_ids: &[i64],
+    ) -> Result<usize, CoreError> {
+        // A bundle refused only for its key epoch stays in the outbox: it is sealed again under
+        // the document's next key once that arrives, so an edit made offline across a rotation
+        // is never lost.
+        let mut done: Vec<[u8; 16]> = response.accepted.iter().map(|f| f.0).collect();
+        for rejection in &response.rejected {
+            if rejection_is_retryable(&rejection.reason) {
+                pass.report.resealed += 1;
+            } else {
+                done.push(rejection.bundle_id.0);
+                pass.report
+                    .refused
+                    .push(format!("pushed bundle {}: {}", hex(&rejection.bundle_id.0), rejection.reason));
+            }
+        }
+        let overflow = pass.to_park.len().saturating_sub(MAX_PARKED);
+        for dropped in pass.to_park.drain(..overflow) {
+            if let Ok(bundle) = Bundle::decode(dropped) {
+                pass.history.need(bundle.header.document);
+            }
+        }
+        let history = pass.history.encode();
+        let result = self.store_mut().write(|w| {
+            for id in &done {
+                w.acknowledge_bundle(id)?;
+            }
+            for key in &pass.keys {
+                w.put_doc_key(key.plan, key.compartment, key.epoch, &key.key)?;
+                w.put_epoch_rules(key.plan, key.compartment, key.epoch, &key.rules.encode())?;
+                // The server delivers keys only of plans it knows: without this, the next sync
+                // would register another user's plan as new and seal its keys to escrow again.
+                w.mark_registered(key.plan)?;
+            }
+            for (plan, header, changes) in &writes {
+                w.append_changes(plan, header.as_ref(), changes, false)?;
+            }
+            for id in parked_ids {
+                w.unpark(*id)?;
+            }
+            for bytes in &pass.to_park {
+                w.park_bundle(bytes)?;
+            }
+            for (device, chains) in judge.fetched_certificates() {
+                w.put_certificate(device, chains)?;
+            }
+            for (version, (_, signed)) in &judge.policies {
+                w.put_state(&super::authors::policy_state(*version), signed)?;
+            }
+            for plan in &outgoing.registered {
+                w.mark_registered(*plan)?;
+            }
+            w.put_state(super::snapshots::STATE_HISTORY, &history)?;
+            w.put_state(STATE_CURSOR, &response.head.to_be_bytes())
+        });
+        for (plan, _, _) in writes {
+            if result.is_ok() {
+                self.put_back_plan(plan);
+            }
+        }
+        result?;
+        Ok(done.len())
+    }
+
+    /// The chores an answer asked for, sent with the next round: keys for devices that lack
+    /// them, snapshots of long logs, first keys of documents nobody keyed yet.
+    fn note_chores(&mut self, pass: &mut Pass<'_>, run: &mut Run, response: &SyncResponse) -> Result<(), CoreError> {
+        let uploads = &mut run.uploads;
+        for request in &response.key_requests {
+            let requester = eenplan_protocol::certificate::Certificate::from_bytes(&request.certificate.0)
+                .ok()
+                .and_then(|c| c.claimed_device_body().ok())
+                .map(|b| b.device_id)
+                .unwrap_or_default();
+            if !uploads.answered.insert((request.document.0, request.epoch, requester)) {
+                continue;
+            }
+            match self.answer_key_request(pass.server, request, pass.now, pass.policy.as_ref()) {
+                Ok(Some(upload)) => uploads.envelopes.push(upload),
+                Ok(None) => {}
+                Err(e) => pass.report.refused.push(format!("key request: {e}")),
+            }
+        }
+        if response.complete {
+            for document in &response.compact {
+                if !uploads.snapshotted.insert(document.0) {
+                    continue;
+                }
+                match self.snapshot_for(document.0, response.head, &pass.history) {
+                    Ok(Some(upload)) => uploads.snapshots.push(upload),
+                    Ok(None) => {}
+                    // A snapshot that cannot be made now is only a missed optimisation.
+                    Err(e) => pass.report.refused.push(format!("snapshot not made: {e}")),
+                }
+            }
+        }
+        if let Some(policy) = pass.policy.clone() {
+            for document in &response.mint {
+                let Ok(document) = DocumentId::from_bytes(&document.0) else { continue };
+                if !policy.may_read(&pass.own.role, document.compartment)
+                    || !uploads.minted.insert(document.to_bytes())
+                {
+                    continue;
+                }
+                let (commitment, envelopes) = self.mint(document, pass.server, &pass.own, &policy)?;
+                uploads.commitments.push(commitment);
+                uploads.envelopes.extend(envelopes);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Takes a verified snapshot into the plan: whole, when the compartment is new here; merged
+/// into a copy of the held document otherwise. Checked before it replaces anything.
+fn adopt(plan: &mut Plan, compartment: Compartment, mut snapshot: Automerge) -> Result<(), String> {
+    let candidate = match plan.doc(compartment) {
+        Ok(held) => {
+            let mut held = held.clone();
+            held.merge(&mut snapshot).map_err(|e| e.to_string())?;
+            held
+        }
+        Err(_) => snapshot,
+    };
+    crate::plan::validate_document(&candidate, compartment, plan.id()).map_err(|e| e.to_string())?;
+    plan.insert_document(compartment, candidate).map_err(|e| e.to_string())
+}
+
+/// Applies received bundles' changes to a plan; returns why any were refused.
+///
+/// All of a compartment's bundles go in at once: one copy and one validation of the document
+/// instead of one per bundle (a new device receives dozens). If that fails, they go in one
+/// bundle at a time, so a bad bundle cannot take the others down with it.
+fn merge_bundles(plan: &mut Plan, batches: Vec<(Compartment, Vec<automerge::Change>)>) -> Vec<String> {
+    let mut refused = Vec::new();
+    for (compartment, bundles) in by_compartment(batches) {
+        if bundles.len() > 1 && plan.apply_parsed(compartment, bundles.concat()).is_ok() {
+            continue;
+        }
+        for changes in bundles {
+            if let Err(e) = plan.apply_parsed(compartment, changes) {
+                refused.push(format!("changes for plan {} {compartment}: {e}", plan.id()));
+            }
+        }
+    }
+    refused
+}
+
+/// The bundles' changes grouped by compartment, in the order they arrived.
+fn by_compartment<T>(batches: Vec<(Compartment, Vec<T>)>) -> Vec<(Compartment, Vec<Vec<T>>)> {
+    let mut out: Vec<(Compartment, Vec<Vec<T>>)> = Vec::new();
+    for (compartment, changes) in batches {
+        match out.iter_mut().find(|(c, _)| *c == compartment) {
+            Some((_, bundles)) => bundles.push(changes),
+            None => out.push((compartment, vec![changes])),
+        }
+    }
+    out
+}
+
+fn merge_reports(into: &mut SyncReport, round: SyncReport) {
+    into.received_bundles += round.received_bundles;
+    into.applied_changes += round.applied_changes;
+    for plan in round.plans_updated {
+        if !into.plans_updated.contains(&plan) {
+            into.plans_updated.push(plan);
+        }
+    }
+    for plan in round.new_plans {
+        if !into.new_plans.contains(&plan) {
+            into.new_plans.push(plan);
+        }
+    }
+    into.envelopes_received += round.envelopes_received;
+    into.refused.extend(round.refused);
+    into.resealed += round.resealed;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bundle_that_breaks_the_layout_is_refused_alone_and_the_others_of_its_sync_apply() {
+        use crate::plan::NoteKind;
+        use automerge::transaction::Transactable;
+        let clock: std::sync::Arc<dyn crate::clock::Clock> = std::sync::Arc::new(crate::clock::SystemClock);
+        let id = PlanId::random();
+        let mut origin =
+            Plan::create(id, crate::ids::DeviceId::from_bytes([1; 16]), "Jansen", None, clock.clone()).unwrap();
+        let docs = Compartment::ALL.into_iter().map(|c| (c, origin.doc(c).unwrap().clone())).collect();
+        let mut receiver =
+            Plan::from_documents(id, crate::ids::DeviceId::from_bytes([2; 16]), docs, clock).unwrap();
+        let parse = |raw: Vec<Vec<u8>>| {
+            raw.into_iter().map(|r| automerge::Change::from_bytes(r).unwrap()).collect::<Vec<_>>()
+        };
+        let bundle = |plan: &mut Plan, text: &str| {
+            let before = plan.heads();
+            plan.add_note(Compartment::Basis, NoteKind::Note, text).unwrap();
+            let (compartment, raw) = plan.changes_since(&before).remove(0);
+            (compartment, parse(raw))
+        };
+        let first = bundle(&mut origin, "eerste");
+        // The same author, on the side: a change that removes the family name.
+        let mut fork = origin.doc(Compartment::Basis).unwrap().fork();
+        fork.set_actor(automerge::ActorId::from(&[1u8; 16][..]));
+        let heads = fork.get_heads();
+        let mut tx = fork.transaction();
+        tx.delete(automerge::ROOT, "family").unwrap();
+        tx.commit();
+        let bad = (Compartment::Basis, fork.get_changes(&heads));
+        let second = bundle(&mut origin, "tweede");
+
+        let refused = merge_bundles(&mut receiver, vec![first, bad, second]);
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        // Notes written in the same millisecond have no fixed order.
+        let mut notes: Vec<String> = receiver.view().unwrap().notes.into_iter().map(|n| n.text).collect();
+        notes.sort();
+        assert_eq!(notes, ["eerste", "tweede"]);
+        assert_eq!(receiver.view().unwrap().family, "Jansen");
+    }
+}

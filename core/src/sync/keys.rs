@@ -1,0 +1,319 @@
+//! Document keys: taking the ones delivered to this device (each checked against the signed
+//! commitment of its epoch), sealing them for devices that ask (only to a certified role the
+//! policy lets read), making the first key of a document, and the sharing policy that decides
+//! all of it.
+
+use std::collections::HashMap;
+
+use eenplan_protocol::certificate::{Certificate, DeviceBody, device_id_of};
+use eenplan_protocol::epoch::{Minter, SignedCommitment};
+use eenplan_protocol::policy::{Policy, SignedPolicy};
+use eenplan_protocol::sync::{Blob, EnvelopeDelivery, EnvelopeUpload, Fixed, KeyRequest};
+use eenplan_protocol::{DocumentId, envelope};
+
+use super::authors::{EpochRules, Judge, Trust, policy_state};
+use super::{CertificateState, FIRST_EPOCH, STATE_POLICY, ServerState, SyncError, compartment_of, verify_own};
+use crate::device::Device;
+use crate::error::CoreError;
+use crate::ids::PlanId;
+use crate::plan::Compartment;
+
+/// Commitments of an answer, by (document, epoch).
+pub(super) type Commitments = HashMap<([u8; 17], u32), SignedCommitment>;
+
+/// A document key this sync received and verified, with its epoch's write rules.
+pub(super) struct ReceivedKey {
+    pub plan: PlanId,
+    pub compartment: Compartment,
+    pub epoch: u32,
+    pub key: zeroize::Zeroizing<[u8; 32]>,
+    pub rules: EpochRules,
+    /// Whether this device made the key itself (its commitment won): it lays out the document.
+    pub minted_here: bool,
+}
+
+impl ReceivedKey {
+    pub fn is(&self, plan: PlanId, compartment: Compartment, epoch: u32) -> bool {
+        (self.plan, self.compartment, self.epoch) == (plan, compartment, epoch)
+    }
+}
+
+/// Why a delivered key was not taken.
+pub(super) enum KeyRefusal {
+    /// Judging it needs a certificate or policy not fetched yet.
+    NotFetchedYet,
+    /// Refused for good: the reason, and the sealer to complain about.
+    Refused { why: String, sealer: [u8; 16] },
+}
+
+pub(super) fn commitments_of(blobs: &[Blob]) -> Commitments {
+    blobs
+        .iter()
+        .filter_map(|blob| SignedCommitment::from_bytes(&blob.0).ok())
+        .filter_map(|signed| {
+            let claimed = signed.claimed().ok()?;
+            Some(((claimed.document.0, claimed.epoch), signed))
+        })
+        .collect()
+}
+
+impl Device {
+    /// Checks and opens one delivered key envelope: its sealer's signature, the commitment to
+    /// the key (made by an entitled minter), and that the key inside is the committed one.
+    pub(super) fn open_delivery(
+        &self,
+        trust: Trust<'_>,
+        delivery: &EnvelopeDelivery,
+        commitments: &Commitments,
+        policy: Option<&Policy>,
+        judge: &mut Judge,
+    ) -> Result<ReceivedKey, KeyRefusal> {
+        let refused = |why: String, sealer: [u8; 16]| KeyRefusal::Refused { why, sealer };
+        let (sealed, sealer, signature) =
+            envelope::split_signed(&delivery.envelope.0).map_err(|e| refused(e.to_string(), [0; 16]))?;
+        let document = DocumentId::from_bytes(&delivery.document.0).map_err(|e| refused(e.to_string(), sealer))?;
+        let compartment = compartment_of(document).ok_or_else(|| refused("unknown compartment".into(), sealer))?;
+        let step = |result: Result<(zeroize::Zeroizing<[u8; 32]>, EpochRules, bool), CoreError>| match result {
+            Ok(opened) => Ok(opened),
+            Err(CoreError::Sync(SyncError::NotFetchedYet)) => Err(KeyRefusal::NotFetchedYet),
+            Err(e) => Err(refused(e.to_string(), sealer)),
+        };
+        let (key, rules, minted_here) = step(self.check_delivery(
+            trust,
+            document,
+            delivery.epoch,
+            (sealed, sealer, &signature),
+            commitments,
+            policy,
+            judge,
+        ))?;
+        Ok(ReceivedKey {
+            plan: PlanId::from_bytes(document.plan),
+            compartment,
+            epoch: delivery.epoch,
+            key,
+            rules,
+            minted_here,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn check_delivery(
+        &self,
+        trust: Trust<'_>,
+        document: DocumentId,
+        epoch: u32,
+        (sealed, sealer, signature): (&[u8], [u8; 16], &[u8; 64]),
+        commitments: &Commitments,
+        policy: Option<&Policy>,
+        judge: &mut Judge,
+    ) -> Result<(zeroize::Zeroizing<[u8; 32]>, EpochRules, bool), CoreError> {
+        let protocol = |why: String| CoreError::from(SyncError::Protocol(why));
+        let me = *self.device_id().as_bytes();
+        let signed = commitments
+            .get(&(document.to_bytes(), epoch))
+            .ok_or_else(|| protocol("the server sent no commitment to this key".into()))?;
+        let claimed = signed.claimed().map_err(|e| protocol(e.to_string()))?;
+        if claimed.document.0 != document.to_bytes() || claimed.epoch != epoch {
+            return Err(protocol("the commitment names another document or epoch".into()));
+        }
+        let admin = match &claimed.minter {
+            Minter::Admin { certificate } => Some(
+                Certificate::from_bytes(certificate)
+                    .and_then(|c| c.verify_admin(trust.root))
+                    .map_err(|e| protocol(format!("the commitment's administrator: {e}")))?,
+            ),
+            Minter::Device(_) => None,
+        };
+        // The sealer: the administrator who rotated the key, or a device holding it. An
+        // administrator who re-sealed an older epoch from escrow is not a device and has no
+        // certificate to fetch; such a key is taken on its commitment alone, which the
+        // checks below authenticate fully. A sealer that is known must have signed.
+        let sealer_public = match &admin {
+            Some(admin) if device_id_of(&admin.admin_public) == sealer => Some(admin.admin_public),
+            _ => match self.author_certificate(trust, &sealer, judge) {
+                Ok(body) => Some(body.signing_public),
+                Err(CoreError::Sync(SyncError::Server { status: 404, .. })) => None,
+                Err(e) => return Err(e),
+            },
+        };
+        if let Some(sealer_public) = sealer_public {
+            envelope::verify_signature(sealed, signature, &sealer_public, document, epoch, me)
+                .map_err(|e| protocol(e.to_string()))?;
+        }
+        let key = envelope::open(sealed, self.identity().agreement_secret(), me, document, epoch)
+            .map_err(|e| protocol(e.to_string()))?;
+        match (&claimed.minter, admin) {
+            (Minter::Admin { .. }, Some(admin)) => {
+                signed.verify(&admin.admin_public).map_err(|e| protocol(e.to_string()))?;
+            }
+            (Minter::Device(minter), _) => {
+                // Only the first key of a document is a device's to make; later ones come
+                // from an administrator's rotation.
+                if epoch != FIRST_EPOCH {
+                    return Err(protocol("only an administrator makes the key of a later epoch".into()));
+                }
+                let policy = policy.ok_or_else(|| protocol("no sharing policy is known yet".into()))?;
+                let body = self
+                    .may_have_made(trust, judge, &minter.0, &claimed, document.compartment, policy)?
+                    .ok_or_else(|| protocol("its maker's role may not read this compartment".into()))?;
+                signed.verify(&body.signing_public).map_err(|e| protocol(e.to_string()))?;
+            }
+            (Minter::Admin { .. }, None) => return Err(protocol("the commitment's administrator is unknown".into())),
+        }
+        claimed.matches(&key).map_err(|e| protocol(e.to_string()))?;
+        let minted_here = claimed.minter == Minter::Device(Fixed(me));
+        Ok((key, EpochRules::of(&claimed), minted_here))
+    }
+
+    /// Seals a key this device holds to the device that asked for it, if the requester's
+    /// certificate verifies and its certified role may read the compartment under the policy
+    /// this device holds. The server's word on who asks counts for nothing.
+    pub(super) fn answer_key_request(
+        &self,
+        server: &ServerState,
+        request: &KeyRequest,
+        now: i64,
+        policy: Option<&Policy>,
+    ) -> Result<Option<EnvelopeUpload>, CoreError> {
+        let state = CertificateState {
+            certificate: request.certificate.0.clone(),
+            admin_certificate: request.admin_certificate.0.clone(),
+            lease_hours: 0,
+        };
+        let body = verify_own(&state, &server.root_public, now)?;
+        let document =
+            DocumentId::from_bytes(&request.document.0).map_err(|e| SyncError::Protocol(e.to_string()))?;
+        let Some(compartment) = compartment_of(document) else { return Ok(None) };
+        // The sharing policy is an encryption boundary: a key goes only to a device whose
+        // certified role may read the compartment, whatever the server asks.
+        let Some(policy) = policy else { return Ok(None) };
+        if !policy.may_read(&body.role, document.compartment) {
+            return Err(SyncError::UntrustedCertificate(format!(
+                "a device of role {:?} asked for the {compartment} key, which its role may not read",
+                body.role
+            ))
+            .into());
+        }
+        let plan = PlanId::from_bytes(document.plan);
+        let Some(key) = self.store().doc_key_at(plan, compartment, request.epoch)? else { return Ok(None) };
+        let sealed = envelope::seal(&body.agreement_public, body.device_id, document, request.epoch, &key)
+            .map_err(|e| SyncError::Protocol(e.to_string()))?;
+        let sealed = envelope::sign(
+            sealed,
+            *self.device_id().as_bytes(),
+            self.identity().signing_key(),
+            document,
+            request.epoch,
+            body.device_id,
+        );
+        Ok(Some(EnvelopeUpload {
+            recipient: Fixed(body.device_id),
+            document: request.document,
+            epoch: request.epoch,
+            envelope: Blob(sealed),
+        }))
+    }
+
+    /// The first key of a document nobody has a key for yet, which this device's role may
+    /// read: a key made here before the plan was shared (its creator's) is the one to commit
+    /// to; otherwise a new one, which comes back through this device's own envelope only if
+    /// this commitment is the first the server received.
+    pub(super) fn mint(
+        &self,
+        document: DocumentId,
+        server: &ServerState,
+        own: &DeviceBody,
+        policy: &Policy,
+    ) -> Result<(Blob, Vec<EnvelopeUpload>), CoreError> {
+        let Some(compartment) = compartment_of(document) else {
+            return Err(SyncError::Protocol("unknown compartment".into()).into());
+        };
+        let plan = PlanId::from_bytes(document.plan);
+        let key = match self.store().doc_key_at(plan, compartment, FIRST_EPOCH)? {
+            Some(key) => *key,
+            None => *crate::crypto::SecretKey::generate().as_bytes(),
+        };
+        self.mint_uploads(document, FIRST_EPOCH, &key, server, own, policy.version)
+    }
+
+    /// Lays out a compartment's document after this device made its first key, so that its
+    /// role can write there (the plan's creator may not have been allowed to).
+    pub(super) fn start_minted_compartment(
+        &mut self,
+        plan_id: PlanId,
+        compartment: Compartment,
+    ) -> Result<(), CoreError> {
+        if !self.store().has_plan(plan_id)? {
+            return Ok(());
+        }
+        let mut plan = self.take_plan_or_new(plan_id)?;
+        if plan.doc(compartment).is_ok() {
+            self.put_back_plan(plan);
+            return Ok(());
+        }
+        let before = plan.heads();
+        plan.start_compartment(compartment)?;
+        let changes = plan.changes_since(&before);
+        // On failure the in-memory plan is dropped so memory never runs ahead of disk.
+        self.store_mut().write(|w| w.append_changes(&plan, None, &changes, true))?;
+        self.put_back_plan(plan);
+        Ok(())
+    }
+
+    /// Takes a sharing policy the server sent, if it verifies and is newer than the one held;
+    /// keys of compartments this device's role may no longer read are forgotten. `Ok(true)`
+    /// when it was taken.
+    pub(super) fn accept_policy(
+        &mut self,
+        server: &ServerState,
+        bytes: &[u8],
+        own: &DeviceBody,
+    ) -> Result<bool, CoreError> {
+        let signed = SignedPolicy::from_bytes(bytes).map_err(|e| SyncError::BadPolicy(e.to_string()))?;
+        let policy = signed.verify(&server.root_public).map_err(|e| SyncError::BadPolicy(e.to_string()))?;
+        let held_version = self.stored_policy()?.map(|p| p.version);
+        // A server cannot roll a device back to an older, wider policy.
+        if held_version.is_some_and(|held| policy.version <= held) {
+            return Ok(false);
+        }
+        // The one it replaces judges the writes of epochs made under it.
+        let previous = self.store().sync_state(STATE_POLICY)?;
+        self.forget_unreadable(&policy, &own.role, |w| {
+            if let (Some(previous), Some(version)) = (&previous, held_version) {
+                w.put_state(&policy_state(version), previous)?;
+            }
+            w.put_state(STATE_POLICY, bytes)
+        })?;
+        Ok(true)
+    }
+
+    /// Forgets the keys of every compartment `role` may not read under `policy` (a policy or
+    /// role change took them away), in one transaction with `also`.
+    pub(super) fn forget_unreadable(
+        &mut self,
+        policy: &Policy,
+        role: &str,
+        also: impl FnOnce(&mut crate::store::StoreWriter<'_>) -> Result<(), crate::store::StoreError>,
+    ) -> Result<(), CoreError> {
+        let lost: Vec<Compartment> =
+            Compartment::ALL.into_iter().filter(|c| !policy.may_read(role, *c as u8)).collect();
+        let plans: Vec<PlanId> = self
+            .store()
+            .list_plans()?
+            .into_iter()
+            .filter_map(|entry| entry.ok().map(|header| header.plan))
+            .collect();
+        self.store_mut().write(|w| {
+            also(w)?;
+            for plan in &plans {
+                for compartment in &lost {
+                    w.delete_doc_keys(*plan, *compartment)?;
+                    w.clear_unpushed(*plan, *compartment)?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+}

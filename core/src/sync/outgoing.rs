@@ -1,0 +1,364 @@
+//! What a round sends: this device's unsent changes sealed into bundles (durably, before the
+//! push), plans new to the server with the commitments to their keys, the chores the last
+//! answer asked for (key envelopes for others, snapshots, first keys), and the change logs it
+//! still needs. Prepared under the device's lock, sent without it.
+
+use std::collections::HashSet;
+
+use eenplan_protocol::bundle::{MAX_BUNDLE_LEN, MIN_BUNDLE_LEN};
+use eenplan_protocol::certificate::DeviceBody;
+use eenplan_protocol::epoch::{Commitment, Minter};
+use eenplan_protocol::sync::{Blob, EnvelopeUpload, Fixed, SyncRequest};
+use eenplan_protocol::{Bundle, BundleHeader, BundleKind, DocumentId, envelope};
+use eenplan_protocol::policy::Policy;
+
+use super::driver::Run;
+use super::{
+    ESCROW_RECIPIENT, PendingBundle, ServerState, SyncError, author_of, cbor, compartment_of, decode_heads,
+    document_id, encode_heads, from_cbor,
+};
+use crate::device::Device;
+use crate::error::CoreError;
+use crate::ids::PlanId;
+use crate::plan::Compartment;
+
+/// A round's request, and the plans it registers.
+#[derive(Debug)]
+pub(super) struct Outgoing {
+    pub request: SyncRequest,
+    pub registered: Vec<PlanId>,
+}
+
+/// Chores an answer asked for, sent with the next round.
+#[derive(Debug, Default)]
+pub(super) struct Uploads {
+    pub envelopes: Vec<EnvelopeUpload>,
+    pub snapshots: Vec<Blob>,
+    /// Commitments to keys this device made in answer to `mint`.
+    pub commitments: Vec<Blob>,
+    /// Documents minted in this sync.
+    pub minted: HashSet<[u8; 17]>,
+    /// Key requests already answered in this sync: a request the server keeps repeating
+    /// (it dropped the envelope) is not answered again, so the sync settles.
+    pub answered: HashSet<([u8; 17], u32, [u8; 16])>,
+    /// Documents already snapshotted in this sync.
+    pub snapshotted: HashSet<[u8; 17]>,
+}
+
+impl Uploads {
+    pub fn is_empty(&self) -> bool {
+        self.envelopes.is_empty() && self.snapshots.is_empty() && self.commitments.is_empty()
+    }
+}
+
+/// The most a bundle's changes may take, so the sealed bundle stays within the limit.
+const MAX_CHANGES_PER_BUNDLE: usize = MAX_BUNDLE_LEN - MIN_BUNDLE_LEN;
+
+impl Device {
+    /// Seals what is unsent and builds the round's request.
+    pub(super) fn prepare_round(&mut self, server: &ServerState, run: &mut Run) -> Result<Outgoing, CoreError> {
+        run.report.refused.extend(self.seal_outgoing()?);
+        let own = self.own_certificate(server)?;
+        let policy = self.stored_policy()?;
+        let mut request = SyncRequest {
+            since: self.cursor()?,
+            policy_version: policy.as_ref().map_or(0, |p| p.version),
+            max_bytes: run.page.bytes(),
+            ..Default::default()
+        };
+        // A plan is registered (with the commitments to its keys) only once the device knows
+        // the sharing policy, which says which of its keys it may hand on; until then its
+        // bundles wait, since the server would refuse them.
+        let unregistered = self.unregistered_plans()?;
+        let (registered, waiting) = match &policy {
+            Some(_) => (unregistered, Vec::new()),
+            None => (Vec::new(), unregistered),
+        };
+        if let Some(policy) = &policy {
+            for plan in &registered {
+                let (commitments, envelopes) = self.registration_uploads(*plan, server, policy, &own)?;
+                request.new_plans.push(Fixed(*plan.as_bytes()));
+                request.commitments.extend(commitments);
+                request.envelopes.extend(envelopes);
+            }
+        }
+        request.push = self.pushes(&waiting, run.page.bytes() as usize)?;
+        run.report.pushed_bundles += request.push.len();
+        let uploads = &mut run.uploads;
+        request.commitments.append(&mut uploads.commitments);
+        run.report.envelopes_sent += uploads.envelopes.len();
+        run.report.snapshots_sent += uploads.snapshots.len();
+        request.envelopes.append(&mut uploads.envelopes);
+        request.snapshots.append(&mut uploads.snapshots);
+        request.history = self.history_requests()?;
+        Ok(Outgoing { request, registered })
+    }
+
+    /// The outbox's bundles for this round, oldest first, up to about `budget` bytes (at
+    /// least one): a day of offline notes goes over a poor link in rounds that each finish
+    /// in time. Bundles of plans waiting for registration stay.
+    fn pushes(&self, waiting: &[PlanId], budget: usize) -> Result<Vec<Blob>, CoreError> {
+        let mut out = Vec::new();
+        let mut used = 0usize;
+        for (_, payload) in self.store().pending_bundles()? {
+            let pending: PendingBundle = from_cbor(&payload, "pending bundle")?;
+            let waits = !waiting.is_empty()
+                && Bundle::decode(pending.bundle.clone())
+                    .is_ok_and(|b| waiting.contains(&PlanId::from_bytes(b.header.document.plan)));
+            if waits {
+                continue;
+            }
+            if !out.is_empty() && used.saturating_add(pending.bundle.len()) > budget {
+                break;
+            }
+            used = used.saturating_add(pending.bundle.len());
+            out.push(Blob(pending.bundle));
+        }
+        Ok(out)
+    }
+
+    pub(super) fn unregistered_plans(&self) -> Result<Vec<PlanId>, CoreError> {
+        let mut out = Vec::new();
+        for entry in self.plan_entries()? {
+            if let crate::PlanListEntry::Ok(summary) = entry
+                && !self.store().is_registered(summary.id)?
+                && self.store().latest_doc_key(summary.id, Compartment::Basis)?.is_some()
+            {
+                out.push(summary.id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// What registering a plan made here sends: for each compartment this device's role may
+    /// read, the commitment to the key it made and that key sealed to escrow and to itself.
+    /// Keys of compartments the role may not read are forgotten here and now: another role's
+    /// device makes that compartment's key when it first needs one.
+    fn registration_uploads(
+        &mut self,
+        plan: PlanId,
+        server: &ServerState,
+        policy: &Policy,
+        own: &DeviceBody,
+    ) -> Result<(Vec<Blob>, Vec<EnvelopeUpload>), CoreError> {
+        let mut commitments = Vec::new();
+        let mut envelopes = Vec::new();
+        let mut forget = Vec::new();
+        for compartment in Compartment::ALL {
+            let Some((epoch, key)) = self.store().latest_doc_key(plan, compartment)? else { continue };
+            if !policy.may_read(&own.role, compartment as u8) {
+                forget.push(compartment);
+                continue;
+            }
+            let document = document_id(plan, compartment);
+            let (commitment, sealed) = self.mint_uploads(document, epoch, &key, server, own, policy.version)?;
+            commitments.push(commitment);
+            envelopes.extend(sealed);
+        }
+        if !forget.is_empty() {
+            // What was written there before the device knew the policy stays on this device
+            // only: it no longer counts as waiting for a push.
+            self.store_mut().write(|w| {
+                for compartment in &forget {
+                    w.delete_doc_keys(plan, *compartment)?;
+                    w.clear_unpushed(plan, *compartment)?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok((commitments, envelopes))
+    }
+
+    /// The signed commitment to a key this device made, and the key sealed to escrow and to
+    /// this device itself (so the server knows it holds it, and a reinstalled store could
+    /// get it back).
+    pub(super) fn mint_uploads(
+        &self,
+        document: DocumentId,
+        epoch: u32,
+        key: &[u8; 32],
+        server: &ServerState,
+        own: &DeviceBody,
+        policy_version: u32,
+    ) -> Result<(Blob, Vec<EnvelopeUpload>), CoreError> {
+        let me = *self.device_id().as_bytes();
+        // The epoch's writes are judged by the policy this device holds now (see `authors`).
+        let commitment = Commitment::new(document, epoch, key, Minter::Device(Fixed(me)), self.now_ms())
+            .under_policy(policy_version)
+            .sign(self.identity().signing_key());
+        let mut envelopes = Vec::new();
+        for (recipient, public) in
+            [(ESCROW_RECIPIENT, &server.escrow_public[..]), (me, &own.agreement_public[..])]
+        {
+            let sealed = envelope::seal(public, recipient, document, epoch, key)
+                .map_err(|e| SyncError::Protocol(e.to_string()))?;
+            let sealed = envelope::sign(sealed, me, self.identity().signing_key(), document, epoch, recipient);
+            envelopes.push(EnvelopeUpload {
+                recipient: Fixed(recipient),
+                document: Fixed(document.to_bytes()),
+                epoch,
+                envelope: Blob(sealed),
+            });
+        }
+        Ok((Blob(commitment.to_bytes()), envelopes))
+    }
+
+    /// Re-seals pending bundles whose document has a newer key than the one they were sealed
+    /// under (a rotation happened while they waited, perhaps offline), so that their changes
+    /// reach the others under the key the server accepts, and the old key's holders (a
+    /// revoked device among them) never see them.
+    fn reseal_stale_pending(&mut self) -> Result<(), CoreError> {
+        let mut replaced = Vec::new();
+        for (id, payload) in self.store().pending_bundles()? {
+            let pending: PendingBundle = from_cbor(&payload, "pending bundle")?;
+            let Ok(bundle) = Bundle::decode(pending.bundle) else { continue };
+            let header = bundle.header;
+            let Some(compartment) = compartment_of(header.document) else { continue };
+            let plan = PlanId::from_bytes(header.document.plan);
+            let Some((epoch, key)) = self.store().latest_doc_key(plan, compartment)? else { continue };
+            if epoch <= header.epoch {
+                continue;
+            }
+            let Some(old_key) = self.store().doc_key_at(plan, compartment, header.epoch)? else { continue };
+            let Ok(payload) = bundle.open(&old_key) else { continue };
+            let renewed = BundleHeader { epoch, bundle_id: crate::crypto::random_array(), ..header };
+            let sealed = Bundle::seal(renewed, &key, &payload, self.identity().signing_key())
+                .map_err(|e| SyncError::Protocol(e.to_string()))?;
+            replaced.push((id, renewed.bundle_id, cbor(&PendingBundle { bundle: sealed.into_bytes() })));
+        }
+        if replaced.is_empty() {
+            return Ok(());
+        }
+        self.store_mut().write(|w| {
+            for (old, new, bundle) in &replaced {
+                w.replace_pending_bundle(old, new, bundle)?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Seals this device's unsent changes of each document into bundles, durably. A document
+    /// that cannot be sealed (damaged here, or a change too large for any bundle) keeps its
+    /// changes and is reported; it never stops the other documents' push.
+    fn seal_outgoing(&mut self) -> Result<Vec<String>, CoreError> {
+        self.reseal_stale_pending()?;
+        // Changes to a compartment this device's role may not write stay on the device: every
+        // other party would refuse them.
+        let writable = match (self.stored_policy()?, self.server_state()?) {
+            (Some(policy), Some(server)) => self.own_certificate(&server).ok().map(|own| (policy, own.role)),
+            _ => None,
+        };
+        let mut problems = Vec::new();
+        let mut sealed = Vec::new();
+        let plans: Vec<PlanId> = self
+            .plan_entries()?
+            .into_iter()
+            .filter_map(|e| match e {
+                crate::PlanListEntry::Ok(s) => Some(s.id),
+                crate::PlanListEntry::Damaged { .. } => None,
+            })
+            .collect();
+        for plan_id in plans {
+            for compartment in Compartment::ALL {
+                if self.store().unpushed(plan_id, compartment)? == 0 {
+                    continue;
+                }
+                if let Some((policy, role)) = &writable
+                    && !policy.may_write(role, compartment as u8)
+                {
+                    continue;
+                }
+                match self.seal_document(plan_id, compartment) {
+                    Ok(bundles) => sealed.extend(bundles),
+                    Err(why) => problems.push(format!("plan {plan_id} {compartment}: {why}; its changes wait here")),
+                }
+            }
+        }
+        if !sealed.is_empty() {
+            self.store_mut().write(|w| {
+                for Sealed { plan, compartment, id, changes, bundle, heads } in &sealed {
+                    let pending = cbor(&PendingBundle { bundle: bundle.clone() });
+                    w.put_pending_bundle(*plan, *compartment, id, *changes, &pending, heads)?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(problems)
+    }
+
+    /// This device's changes of one document not sealed yet, as bundles within the size limit.
+    fn seal_document(&mut self, plan_id: PlanId, compartment: Compartment) -> Result<Vec<Sealed>, String> {
+        let store_error = |e: crate::store::StoreError| e.to_string();
+        let Some((epoch, key)) = self.store().latest_doc_key(plan_id, compartment).map_err(store_error)? else {
+            return Ok(Vec::new());
+        };
+        let since = self
+            .store()
+            .sealed_heads(plan_id, compartment)
+            .map_err(store_error)?
+            .map(|b| decode_heads(&b))
+            .unwrap_or_default();
+        let me = self.device_id();
+        let signing = self.identity().signing_key().clone();
+        let plan = self.loaded_plan(plan_id).map_err(|e| e.to_string())?;
+        let doc = plan.doc(compartment).map_err(|e| e.to_string())?;
+        let own: Vec<automerge::Change> =
+            doc.get_changes(&since).into_iter().filter(|c| author_of(c) == Some(me)).collect();
+        let heads = encode_heads(&doc.get_heads());
+        let mut out = Vec::new();
+        for group in chunk_changes(own)? {
+            let payload: Vec<u8> = group.iter().flat_map(|c| c.raw_bytes().to_vec()).collect();
+            let header = BundleHeader {
+                kind: BundleKind::Changes,
+                document: document_id(plan_id, compartment),
+                epoch,
+                author: *me.as_bytes(),
+                bundle_id: crate::crypto::random_array(),
+            };
+            let bundle = Bundle::seal(header, &key, &payload, &signing).map_err(|e| e.to_string())?;
+            out.push(Sealed {
+                plan: plan_id,
+                compartment,
+                id: header.bundle_id,
+                changes: group.len() as u64,
+                bundle: bundle.into_bytes(),
+                heads: heads.clone(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// One bundle sealed for the outbox.
+struct Sealed {
+    plan: PlanId,
+    compartment: Compartment,
+    id: [u8; 16],
+    changes: u64,
+    bundle: Vec<u8>,
+    heads: Vec<u8>,
+}
+
+/// Groups changes, in order, into bundles whose payload stays within the bundle limit.
+fn chunk_changes(changes: Vec<automerge::Change>) -> Result<Vec<Vec<automerge::Change>>, String> {
+    let mut groups: Vec<Vec<automerge::Change>> = Vec::new();
+    let mut size = 0usize;
+    for change in changes {
+        let len = change.raw_bytes().len();
+        if len > MAX_CHANGES_PER_BUNDLE {
+            return Err(format!("a change of {len} bytes is larger than any bundle may be"));
+        }
+        match groups.last_mut() {
+            Some(group) if size + len <= MAX_CHANGES_PER_BUNDLE => {
+                group.push(change);
+                size += len;
+            }
+            _ => {
+                groups.push(vec![change]);
+                size = len;
+            }
+        }
+    }
+    Ok(groups)
+}

@@ -1,0 +1,231 @@
+//! Snapshots, and the change logs a device asks for when it cannot take one.
+//!
+//! When a document's log grows long the server asks a device for a snapshot (automerge's
+//! `save()`, sealed and signed like a bundle, its covered log position in the signed header).
+//! A new reader then starts from the snapshot and the changes after it instead of every change.
+//! A snapshot is one device's word about everybody's changes, so a receiver does not take it
+//! on that word. With it the server sends **witnesses**: for every device that wrote to the
+//! document up to the snapshot's position, that device's newest change bundle up to there,
+//! signed by that device. The snapshot is taken only if it holds exactly those devices'
+//! changes up to their witnessed last ones:
+//!
+//! - each witnessed last change is in the snapshot;
+//! - every head of the snapshot is a witnessed last change, so nothing newer is in it;
+//! - for every device with changes in it, the count of its changes equals the sequence number
+//!   of its witnessed last change, so no change was made up under its name (automerge numbers
+//!   each device's changes 1, 2, 3, … and each depends on the one before).
+//!
+//! A snapshot that fails, or whose witnesses cannot be read here, is refused, and the device
+//! asks for the document's change log instead (`SyncRequest::history`), page by page, as it
+//! does when received changes wait for dependencies that never came. The request is kept in
+//! the store until the log is complete, so it survives a restart.
+//!
+//! A device makes a snapshot only of a document it holds completely: no bundle of it waits
+//! here for a key, no change of its own is unpushed, no change lacks its dependencies.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use automerge::{Automerge, ChangeHash, ReadDoc};
+use eenplan_protocol::bundle::{MAX_BUNDLE_LEN, MIN_BUNDLE_LEN, SNAPSHOT_HEADER_LEN};
+use eenplan_protocol::sync::{Blob, Fixed, HistoryPage, HistoryRequest};
+use eenplan_protocol::{Bundle, BundleHeader, BundleKind, DocumentId};
+use serde::{Deserialize, Serialize};
+
+use super::{SyncError, cbor, compartment_of, from_cbor};
+use crate::device::Device;
+use crate::error::CoreError;
+use crate::ids::PlanId;
+use crate::plan::{Compartment, PlanError};
+
+pub(super) const STATE_HISTORY: &str = "history";
+/// Change logs asked for in one request; the rest follow in later rounds.
+const HISTORY_PER_REQUEST: usize = 32;
+
+/// A device's newest change to a document up to a snapshot's position, as its witness shows.
+#[derive(Debug, Clone)]
+pub(super) struct Witness {
+    pub document: DocumentId,
+    pub author: [u8; 16],
+    pub last: ChangeHash,
+    pub seq: u64,
+}
+
+impl Witness {
+    /// The witness a verified change bundle gives: its last change.
+    pub fn of(document: DocumentId, author: [u8; 16], changes: &[automerge::Change]) -> Option<Witness> {
+        let last = changes.iter().max_by_key(|c| c.seq())?;
+        Some(Witness { document, author, last: last.hash(), seq: last.seq() })
+    }
+}
+
+/// Checks a snapshot against its document's witnesses (module docs).
+pub(super) fn check_snapshot(doc: &Automerge, witnesses: &[&Witness]) -> Result<(), String> {
+    let mut last: HashMap<[u8; 16], (ChangeHash, u64)> = HashMap::new();
+    for witness in witnesses {
+        let entry = last.entry(witness.author).or_insert((witness.last, witness.seq));
+        if witness.seq > entry.1 {
+            *entry = (witness.last, witness.seq);
+        }
+    }
+    for (author, (hash, _)) in &last {
+        if doc.get_change_by_hash(hash).is_none() {
+            return Err(format!("it lacks the witnessed changes of {}", eenplan_protocol::api::hex(author)));
+        }
+    }
+    let witnessed: HashSet<ChangeHash> = last.values().map(|(hash, _)| *hash).collect();
+    if doc.get_heads().iter().any(|head| !witnessed.contains(head)) {
+        return Err("it holds changes that no witness accounts for".into());
+    }
+    let mut counts: HashMap<Vec<u8>, u64> = HashMap::new();
+    for change in doc.get_changes(&[]) {
+        *counts.entry(change.actor_id().to_bytes().to_vec()).or_default() += 1;
+    }
+    for (actor, count) in counts {
+        let expected = <[u8; 16]>::try_from(actor.as_slice()).ok().and_then(|a| last.get(&a)).map(|(_, seq)| *seq);
+        if expected != Some(count) {
+            return Err(format!(
+                "its changes under the name {} are not the ones that device wrote",
+                eenplan_protocol::api::hex(&actor)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A received document (a snapshot's payload), loaded and checked before it joins a plan.
+pub(super) fn load_document(bytes: &[u8], compartment: Compartment, plan: PlanId) -> Result<Automerge, PlanError> {
+    let doc = Automerge::load(bytes)?;
+    crate::plan::validate_document(&doc, compartment, plan)?;
+    Ok(doc)
+}
+
+/// The change logs this device still needs: document → the log position after which the
+/// next page starts.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub(super) struct HistoryNeeds {
+    needs: BTreeMap<Vec<u8>, u64>,
+    /// Documents whose log completed in the answer being applied: not asked for again by it.
+    #[serde(skip)]
+    completed: HashSet<Vec<u8>>,
+}
+
+impl HistoryNeeds {
+    /// Asks for a document's whole log (again).
+    pub fn need(&mut self, document: DocumentId) {
+        let key = document.to_bytes().to_vec();
+        if !self.completed.contains(&key) {
+            self.needs.insert(key, 0);
+        }
+    }
+
+    /// Moves on by the pages an answer brought.
+    pub fn advance(&mut self, pages: &[HistoryPage]) {
+        for page in pages {
+            let key = page.document.0.to_vec();
+            if !self.needs.contains_key(&key) {
+                continue;
+            }
+            if page.complete {
+                self.needs.remove(&key);
+                self.completed.insert(key);
+            } else {
+                self.needs.insert(key, page.through);
+            }
+        }
+    }
+
+    pub fn has_requests(&self) -> bool {
+        !self.needs.is_empty()
+    }
+
+    pub fn holds(&self, document: DocumentId) -> bool {
+        self.needs.contains_key(document.to_bytes().as_slice())
+    }
+
+    fn requests(&self) -> Vec<HistoryRequest> {
+        self.needs
+            .iter()
+            .filter_map(|(document, after)| {
+                let document: [u8; 17] = document.as_slice().try_into().ok()?;
+                Some(HistoryRequest { document: Fixed(document), after: *after })
+            })
+            .take(HISTORY_PER_REQUEST)
+            .collect()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        cbor(self)
+    }
+}
+
+impl Device {
+    pub(super) fn history_needs(&self) -> Result<HistoryNeeds, CoreError> {
+        Ok(match self.store().sync_state(STATE_HISTORY)? {
+            Some(bytes) => from_cbor(&bytes, "history requests")?,
+            None => HistoryNeeds::default(),
+        })
+    }
+
+    pub(super) fn history_requests(&self) -> Result<Vec<HistoryRequest>, CoreError> {
+        Ok(self.history_needs()?.requests())
+    }
+
+    /// A sealed snapshot of a document this device holds completely (module docs), covering
+    /// the log up to `covers`; `None` when it does not hold it completely, or the snapshot
+    /// would be larger than a bundle may be.
+    pub(super) fn snapshot_for(
+        &mut self,
+        document: [u8; 17],
+        covers: u64,
+        history: &HistoryNeeds,
+    ) -> Result<Option<Blob>, CoreError> {
+        let Ok(document) = DocumentId::from_bytes(&document) else { return Ok(None) };
+        let Some(compartment) = compartment_of(document) else { return Ok(None) };
+        let plan_id = PlanId::from_bytes(document.plan);
+        let Some((epoch, key)) = self.store().latest_doc_key(plan_id, compartment)? else { return Ok(None) };
+        if !self.store().has_plan(plan_id)?
+            || history.holds(document)
+            || self.store().unpushed(plan_id, compartment)? > 0
+            || self.waits_here(document)?
+        {
+            return Ok(None);
+        }
+        let author = *self.device_id().as_bytes();
+        let Ok(plan) = self.loaded_plan(plan_id) else { return Ok(None) };
+        let Ok(doc) = plan.doc(compartment) else { return Ok(None) };
+        if !doc.get_missing_deps(&[]).is_empty() {
+            return Ok(None);
+        }
+        let saved = doc.save();
+        if saved.len() + MIN_BUNDLE_LEN + (SNAPSHOT_HEADER_LEN - eenplan_protocol::bundle::HEADER_LEN)
+            > MAX_BUNDLE_LEN
+        {
+            return Ok(None);
+        }
+        let header = BundleHeader {
+            kind: BundleKind::Snapshot { covers },
+            document,
+            epoch,
+            author,
+            bundle_id: crate::crypto::random_array(),
+        };
+        let bundle = Bundle::seal(header, &key, &saved, self.identity().signing_key())
+            .map_err(|e| SyncError::Protocol(e.to_string()))?;
+        Ok(Some(Blob(bundle.into_bytes())))
+    }
+
+    /// Whether a received bundle of `document`, or one of this device's own, waits here.
+    fn waits_here(&self, document: DocumentId) -> Result<bool, CoreError> {
+        let of_document = |bytes: Vec<u8>| Bundle::decode(bytes).is_ok_and(|b| b.header.document == document);
+        if self.store().parked_bundles()?.into_iter().any(|(_, bytes)| of_document(bytes)) {
+            return Ok(true);
+        }
+        for (_, payload) in self.store().pending_bundles()? {
+            let pending: super::PendingBundle = from_cbor(&payload, "pending bundle")?;
+            if of_document(pending.bundle) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
