@@ -171,8 +171,10 @@ impl Device {
     /// does not bring an expired lease back. Plans opened afterwards use it.
     pub fn with_clock(mut self, host: Arc<dyn Clock>) -> Self {
         let host_ms = host.now_ms();
-        let device_ms = self.lease.clock_reading().map_or(host_ms, |persisted| persisted.device_ms.max(host_ms));
-        self.clock = Arc::new(DeviceClock::new(host, Some(ClockReading { device_ms, host_ms })));
+        let device_ms =
+            self.lease.clock_reading().map_or(host_ms, |persisted| persisted.device_ms.max(host_ms));
+        let reading = DeviceClock::reading_at(host.as_ref(), device_ms);
+        self.clock = Arc::new(DeviceClock::new(host, Some(reading)));
         self.open_plans.clear();
         self.views.clear();
         self

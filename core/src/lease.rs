@@ -56,6 +56,9 @@ pub(crate) struct LeaseState {
     /// existed, which then go on from the later of the two, as they did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     host_ms: Option<i64>,
+    /// The host's time since boot at that moment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    since_boot: Option<crate::clock::SinceBoot>,
 }
 
 impl LeaseState {
@@ -64,7 +67,12 @@ impl LeaseState {
     }
 
     fn with_reading(self, reading: ClockReading) -> LeaseState {
-        LeaseState { high_water_ms: reading.device_ms, host_ms: Some(reading.host_ms), ..self }
+        LeaseState {
+            high_water_ms: reading.device_ms,
+            host_ms: Some(reading.host_ms),
+            since_boot: reading.since_boot,
+            ..self
+        }
     }
 }
 
@@ -75,6 +83,7 @@ impl LeaseRecord {
             LeaseRecord::Some(state) => Some(ClockReading {
                 device_ms: state.high_water_ms,
                 host_ms: state.host_ms.unwrap_or(state.high_water_ms),
+                since_boot: state.since_boot,
             }),
             LeaseRecord::None | LeaseRecord::Damaged => None,
         }
@@ -144,6 +153,7 @@ impl Device {
             duration_ms: duration_ms.max(0),
             high_water_ms: reading.device_ms,
             host_ms: Some(reading.host_ms),
+            since_boot: reading.since_boot,
         };
         let valid_until = state.expires_at_ms().saturating_add(KEYSTORE_GRACE_MS);
         let keystore = self.keystore();

@@ -299,16 +299,18 @@ fn author_of(change: &automerge::Change) -> Option<crate::ids::DeviceId> {
 /// ([`CLOCK_TOLERANCE_MS`]). A certificate that starts later than the tolerance allows, but is
 /// otherwise sound, is the device clock's doing, and the error says so.
 fn verify_own(state: &CertificateState, root: &[u8; 32], now: i64) -> Result<DeviceBody, CoreError> {
-    let untrusted = |e: eenplan_protocol::certificate::CertificateError| {
-        SyncError::UntrustedCertificate(e.to_string())
-    };
+    let untrusted =
+        |e: eenplan_protocol::certificate::CertificateError| SyncError::UntrustedCertificate(e.to_string());
     let certificate = Certificate::from_bytes(&state.certificate).map_err(untrusted)?;
     let admin = Certificate::from_bytes(&state.admin_certificate).map_err(untrusted)?;
     let claimed = certificate.claimed_device_body().map_err(untrusted)?;
     let (from, until) = (claimed.valid_from_ms, claimed.valid_until_ms);
     // Within the tolerance, judged at the nearest moment of the window: the signatures are
     // checked all the same, only the window is widened.
-    let at = now.clamp(from.min(now.saturating_add(CLOCK_TOLERANCE_MS)), until.max(now.saturating_sub(CLOCK_TOLERANCE_MS)));
+    let at = now.clamp(
+        from.min(now.saturating_add(CLOCK_TOLERANCE_MS)),
+        until.max(now.saturating_sub(CLOCK_TOLERANCE_MS)),
+    );
     if at < from {
         certificate.verify_device(&admin, root, from).map_err(untrusted)?;
         return Err(SyncError::ClockSkew {
@@ -452,7 +454,12 @@ impl Device {
     /// Gives a plan's participation to another user (by name) with `role`: queued, and
     /// carried out by a sync right away (which registers a plan that is new to the server
     /// first). Offline, the share waits for the next sync ([`Device::queue_share`]).
-    pub fn add_participant(&mut self, plan: &PlanId, user: &str, role: &str) -> Result<ShareOutcome, CoreError> {
+    pub fn add_participant(
+        &mut self,
+        plan: &PlanId,
+        user: &str,
+        role: &str,
+    ) -> Result<ShareOutcome, CoreError> {
         shares::share_now(&access::Exclusive::new(self), plan, user, role)
     }
 }
@@ -601,9 +608,64 @@ mod tests {
     fn a_server_address_must_be_http_or_https_with_a_host() {
         assert_eq!(server_url("https://eenplan.example/").unwrap(), "https://eenplan.example");
         assert_eq!(server_url(" http://127.0.0.1:8443 ").unwrap(), "http://127.0.0.1:8443");
-        for bad in ["127.0.0.1:8443", "not a url", "ftp://example.org", "https://", "https://a b", "https://u@h"] {
+        for bad in
+            ["127.0.0.1:8443", "not a url", "ftp://example.org", "https://", "https://a b", "https://u@h"]
+        {
             assert!(matches!(server_url(bad), Err(SyncError::ServerUrl(_))), "{bad}");
         }
+    }
+
+    /// A device chain valid from `from` for a day, and the root that signed its administrator.
+    fn chain(from: i64) -> (CertificateState, [u8; 32]) {
+        use eenplan_protocol::certificate::{AdminBody, device_id_of};
+        let root = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+        let admin = ed25519_dalek::SigningKey::from_bytes(&[2; 32]);
+        let device = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        let admin_body = AdminBody {
+            admin_public: admin.verifying_key().to_bytes(),
+            name: "beheer".into(),
+            issued_at_ms: 0,
+        };
+        let body = DeviceBody {
+            device_id: device_id_of(device.verifying_key().as_bytes()),
+            user_id: 1,
+            user_name: "Wim".into(),
+            organisation: "Wijkteam Noord".into(),
+            role: "wijkteam".into(),
+            signing_public: device.verifying_key().to_bytes(),
+            agreement_public: vec![7; 32],
+            valid_from_ms: from,
+            valid_until_ms: from + 86_400_000,
+            issuer: admin.verifying_key().to_bytes(),
+        };
+        let state = CertificateState {
+            certificate: Certificate::sign_device(&body, &admin).to_bytes(),
+            admin_certificate: Certificate::sign_admin(&admin_body, &root).to_bytes(),
+            lease_hours: 72,
+        };
+        (state, root.verifying_key().to_bytes())
+    }
+
+    #[test]
+    fn a_certificate_a_few_minutes_ahead_of_the_device_clock_is_accepted() {
+        let now = 1_800_000_000_000;
+        let (state, root) = chain(now + 2 * 60_000);
+        assert_eq!(verify_own(&state, &root, now).unwrap().user_name, "Wim");
+        let (state, root) = chain(now - 86_400_000 - 60_000);
+        assert!(verify_own(&state, &root, now).is_ok(), "a minute past its end is within the tolerance");
+    }
+
+    #[test]
+    fn a_certificate_far_ahead_of_the_device_clock_is_blamed_on_the_clock_not_on_trust() {
+        let now = 1_800_000_000_000;
+        let (state, root) = chain(now + 3 * 86_400_000);
+        let error = verify_own(&state, &root, now).unwrap_err();
+        assert!(matches!(error, CoreError::Sync(SyncError::ClockSkew { .. })), "{error}");
+        assert!(error.to_string().contains("3 days behind"), "{error}");
+        // Not for a forgery: a chain under another root is untrusted, whatever the dates.
+        let other_root = ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key().to_bytes();
+        let error = verify_own(&state, &other_root, now).unwrap_err();
+        assert!(matches!(error, CoreError::Sync(SyncError::UntrustedCertificate(_))), "{error}");
     }
 
     #[test]

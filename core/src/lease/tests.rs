@@ -95,6 +95,49 @@ fn setting_the_clock_back_does_not_unlock_an_expired_lease_not_even_after_a_rest
 }
 
 #[test]
+fn a_clock_pushed_far_ahead_once_cannot_hold_the_lease_open_after_a_renewal_on_the_servers_time() {
+    // Finding 6 of the hardening: the phone's clock is pushed to 2100 and the device syncs.
+    const YEAR_2100: i64 = 4_102_444_800_000;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    let mut device = Device::init(dir.path(), &keystore()).unwrap().with_clock(Arc::new(clock.clone()));
+    let plan = device.create_plan("Jansen").unwrap();
+    clock.set_ms(YEAR_2100);
+    // The sync's session states the server's time; the renewal is measured from it.
+    device.anchor_clock(START);
+    device.renew_lease(72 * HOUR).unwrap();
+    assert_eq!(device.lease().unwrap().unwrap().expires_at_ms, START + 72 * HOUR);
+    // The clock goes back to the real date and the phone stays offline for 73 hours.
+    clock.set_ms(START);
+    device.read(&plan).unwrap();
+    clock.advance_ms(73 * HOUR);
+    expired(device.read(&plan), START + 72 * HOUR);
+}
+
+#[test]
+fn a_phone_clock_three_days_fast_stamps_the_servers_time_and_put_right_ends_the_lease_after_72_hours() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START + 72 * HOUR);
+    let mut device = Device::init(dir.path(), &keystore()).unwrap().with_clock(Arc::new(clock.clone()));
+    let plan = device.create_plan("Jansen").unwrap();
+    device.anchor_clock(START);
+    device.renew_lease(72 * HOUR).unwrap();
+    device
+        .edit(&plan, |p| {
+            p.add_note(crate::plan::Compartment::Basis, crate::plan::NoteKind::Note, "huisbezoek")
+        })
+        .unwrap();
+    let note = device.read(&plan).unwrap().notes.remove(0);
+    assert_eq!(note.created_at_ms, START, "stamped with the server's time, not three days ahead");
+    // The user puts the clock right; the lease still ends 72 hours after the renewal.
+    clock.set_ms(START);
+    clock.advance_ms(71 * HOUR);
+    device.read(&plan).unwrap();
+    clock.advance_ms(2 * HOUR);
+    expired(device.read(&plan), START + 72 * HOUR);
+}
+
+#[test]
 fn the_clock_high_water_mark_is_written_once_a_minute_not_on_every_read() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(START);

@@ -160,7 +160,11 @@ fn fetch_failure(error: SyncError) -> Result<Fetched, CoreError> {
 fn encode_chains(info: &CertificateInfo) -> Result<Vec<u8>, SyncError> {
     let mut chains = Vec::with_capacity(info.older.len() + 1);
     for older in &info.older {
-        chains.push(CertificateState::from_hex(&older.certificate, &older.admin_certificate, info.lease_hours)?);
+        chains.push(CertificateState::from_hex(
+            &older.certificate,
+            &older.admin_certificate,
+            info.lease_hours,
+        )?);
     }
     chains.push(CertificateState::from_hex(&info.certificate, &info.admin_certificate, info.lease_hours)?);
     Ok(cbor(&AuthorChains { chains }))
@@ -267,18 +271,21 @@ impl Device {
         if let Some((policy, _)) = judge.policies.get(&version) {
             return Ok(policy.clone());
         }
-        let (bytes, from_server) = match (self.store().sync_state(&policy_state(version))?, judge.policy_bytes.get(&version)) {
-            (Some(bytes), _) => (bytes, false),
-            (None, Some(Fetched::Found(bytes))) => (bytes.clone(), true),
-            (None, Some(Fetched::NotFound)) => {
-                return Err(SyncError::BadPolicy(format!("the server has no policy version {version}")).into());
-            }
-            (None, Some(Fetched::Failed(why))) => return Err(SyncError::Protocol(why.clone()).into()),
-            (None, None) => {
-                judge.wanted_policies.insert(version);
-                return Err(SyncError::NotFetchedYet.into());
-            }
-        };
+        let (bytes, from_server) =
+            match (self.store().sync_state(&policy_state(version))?, judge.policy_bytes.get(&version)) {
+                (Some(bytes), _) => (bytes, false),
+                (None, Some(Fetched::Found(bytes))) => (bytes.clone(), true),
+                (None, Some(Fetched::NotFound)) => {
+                    return Err(
+                        SyncError::BadPolicy(format!("the server has no policy version {version}")).into()
+                    );
+                }
+                (None, Some(Fetched::Failed(why))) => return Err(SyncError::Protocol(why.clone()).into()),
+                (None, None) => {
+                    judge.wanted_policies.insert(version);
+                    return Err(SyncError::NotFetchedYet.into());
+                }
+            };
         let policy = SignedPolicy::from_bytes(&bytes)
             .and_then(|signed| signed.verify(trust.root))
             .map_err(|e| SyncError::BadPolicy(e.to_string()))?;

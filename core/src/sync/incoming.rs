@@ -33,7 +33,9 @@ pub(super) const MAX_PARKED: usize = 4096;
 
 /// What applying an answer came to.
 pub(super) enum Applied {
-    Done { more: bool },
+    Done {
+        more: bool,
+    },
     /// Judging needs certificates or policies: fetch them (without the device), apply again.
     NeedsFetch,
 }
@@ -56,8 +58,17 @@ struct Pass<'a> {
 
 /// A received bundle, judged.
 enum Verdict {
-    Changes { plan: PlanId, compartment: Compartment, changes: Vec<automerge::Change> },
-    Snapshot { plan: PlanId, compartment: Compartment, author: [u8; 16], doc: Box<Automerge> },
+    Changes {
+        plan: PlanId,
+        compartment: Compartment,
+        changes: Vec<automerge::Change>,
+    },
+    Snapshot {
+        plan: PlanId,
+        compartment: Compartment,
+        author: [u8; 16],
+        doc: Box<Automerge>,
+    },
     /// Waits for its key or its author's certificate.
     Park,
     Refuse(String),
@@ -176,7 +187,8 @@ impl Device {
     ) -> Result<(BTreeMap<PlanId, Arrivals>, Vec<i64>), CoreError> {
         let parked = self.store().parked_bundles()?;
         let parked_ids = parked.iter().map(|(id, _)| *id).collect();
-        let received = response.bundles.iter().chain(response.history.iter().flat_map(|page| page.bundles.iter()));
+        let received =
+            response.bundles.iter().chain(response.history.iter().flat_map(|page| page.bundles.iter()));
         let mut arrivals: BTreeMap<PlanId, Arrivals> = BTreeMap::new();
         for bytes in parked.into_iter().map(|(_, b)| b).chain(received.map(|b| b.0.clone())) {
             let document = Bundle::decode(bytes.clone()).ok().map(|b| b.header.document);
@@ -236,9 +248,20 @@ impl Device {
         // write the author's role may not make gains nothing. Judged only with the epoch's key
         // at hand: its arrival brings the epoch's write rules.
         let Some(newest) = &pass.policy else { return Ok(Verdict::Park) };
-        let Some(key) = self.key_for(pass, plan, compartment, header.epoch)? else { return Ok(Verdict::Park) };
+        let Some(key) = self.key_for(pass, plan, compartment, header.epoch)? else {
+            return Ok(Verdict::Park);
+        };
         let rules = pass.keys.iter().find(|k| k.is(plan, compartment, header.epoch)).map(|k| k.rules);
-        match self.may_write(pass.trust(), judge, &header.author, plan, compartment, header.epoch, rules, newest) {
+        match self.may_write(
+            pass.trust(),
+            judge,
+            &header.author,
+            plan,
+            compartment,
+            header.epoch,
+            rules,
+            newest,
+        ) {
             Ok(true) => {}
             Ok(false) => {
                 return Ok(Verdict::Refuse(format!(
@@ -259,11 +282,13 @@ impl Device {
             // The signature vouches for the author only: a change inside that claims another
             // actor would put words in someone else's mouth (and could block that actor's real
             // change with the same sequence number).
-            BundleKind::Changes => match split_changes(&payload).and_then(|c| own_changes(c, &header.author)) {
+            BundleKind::Changes => match split_changes(&payload).and_then(|c| own_changes(c, &header.author))
+            {
                 Ok(changes) => Verdict::Changes { plan, compartment, changes },
                 Err(e) => Verdict::Refuse(format!("bundle from {from}: {e}")),
             },
-            BundleKind::Snapshot { .. } => match super::snapshots::load_document(&payload, compartment, plan) {
+            BundleKind::Snapshot { .. } => match super::snapshots::load_document(&payload, compartment, plan)
+            {
                 Ok(doc) => Verdict::Snapshot { plan, compartment, author: header.author, doc: Box::new(doc) },
                 Err(e) => Verdict::Refuse(format!("snapshot from {from}: {e}")),
             },
@@ -291,7 +316,8 @@ impl Device {
             }
             match self.judge_bundle(pass, judge, &blob.0) {
                 Ok(Verdict::Changes { changes, .. }) => {
-                    if let Some(witness) = Witness::of(bundle.header.document, bundle.header.author, &changes) {
+                    if let Some(witness) = Witness::of(bundle.header.document, bundle.header.author, &changes)
+                    {
                         out.push(witness);
                     }
                 }
@@ -326,7 +352,9 @@ impl Device {
             for (compartment, author, doc) in arrived.snapshots {
                 let document = super::document_id(plan_id, compartment);
                 let proof: Vec<&Witness> = witnesses.iter().filter(|w| w.document == document).collect();
-                match super::snapshots::check_snapshot(&doc, &proof).and_then(|()| adopt(&mut plan, compartment, *doc)) {
+                match super::snapshots::check_snapshot(&doc, &proof)
+                    .and_then(|()| adopt(&mut plan, compartment, *doc))
+                {
                     Ok(()) => {}
                     Err(why) => {
                         pass.report.refused.push(format!(
@@ -381,9 +409,11 @@ impl Device {
                 pass.report.resealed += 1;
             } else {
                 done.push(rejection.bundle_id.0);
-                pass.report
-                    .refused
-                    .push(format!("pushed bundle {}: {}", hex(&rejection.bundle_id.0), rejection.reason));
+                pass.report.refused.push(format!(
+                    "pushed bundle {}: {}",
+                    hex(&rejection.bundle_id.0),
+                    rejection.reason
+                ));
             }
         }
         let overflow = pass.to_park.len().saturating_sub(MAX_PARKED);
@@ -436,7 +466,12 @@ impl Device {
 
     /// The chores an answer asked for, sent with the next round: keys for devices that lack
     /// them, snapshots of long logs, first keys of documents nobody keyed yet.
-    fn note_chores(&mut self, pass: &mut Pass<'_>, run: &mut Run, response: &SyncResponse) -> Result<(), CoreError> {
+    fn note_chores(
+        &mut self,
+        pass: &mut Pass<'_>,
+        run: &mut Run,
+        response: &SyncResponse,
+    ) -> Result<(), CoreError> {
         let uploads = &mut run.uploads;
         for request in &response.key_requests {
             let requester = eenplan_protocol::certificate::Certificate::from_bytes(&request.certificate.0)
@@ -559,7 +594,8 @@ mod tests {
         let clock: std::sync::Arc<dyn crate::clock::Clock> = std::sync::Arc::new(crate::clock::SystemClock);
         let id = PlanId::random();
         let mut origin =
-            Plan::create(id, crate::ids::DeviceId::from_bytes([1; 16]), "Jansen", None, clock.clone()).unwrap();
+            Plan::create(id, crate::ids::DeviceId::from_bytes([1; 16]), "Jansen", None, clock.clone())
+                .unwrap();
         let docs = Compartment::ALL.into_iter().map(|c| (c, origin.doc(c).unwrap().clone())).collect();
         let mut receiver =
             Plan::from_documents(id, crate::ids::DeviceId::from_bytes([2; 16]), docs, clock).unwrap();

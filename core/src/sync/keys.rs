@@ -12,7 +12,9 @@ use eenplan_protocol::sync::{Blob, EnvelopeDelivery, EnvelopeUpload, Fixed, KeyR
 use eenplan_protocol::{DocumentId, envelope};
 
 use super::authors::{EpochRules, Judge, Trust, policy_state};
-use super::{CertificateState, FIRST_EPOCH, STATE_POLICY, ServerState, SyncError, compartment_of, verify_own};
+use super::{
+    CertificateState, FIRST_EPOCH, STATE_POLICY, ServerState, SyncError, compartment_of, verify_own,
+};
 use crate::device::Device;
 use crate::error::CoreError;
 use crate::ids::PlanId;
@@ -71,9 +73,12 @@ impl Device {
         let refused = |why: String, sealer: [u8; 16]| KeyRefusal::Refused { why, sealer };
         let (sealed, sealer, signature) =
             envelope::split_signed(&delivery.envelope.0).map_err(|e| refused(e.to_string(), [0; 16]))?;
-        let document = DocumentId::from_bytes(&delivery.document.0).map_err(|e| refused(e.to_string(), sealer))?;
-        let compartment = compartment_of(document).ok_or_else(|| refused("unknown compartment".into(), sealer))?;
-        let step = |result: Result<(zeroize::Zeroizing<[u8; 32]>, EpochRules, bool), CoreError>| match result {
+        let document =
+            DocumentId::from_bytes(&delivery.document.0).map_err(|e| refused(e.to_string(), sealer))?;
+        let compartment =
+            compartment_of(document).ok_or_else(|| refused("unknown compartment".into(), sealer))?;
+        let step = |result: Result<(zeroize::Zeroizing<[u8; 32]>, EpochRules, bool), CoreError>| match result
+        {
             Ok(opened) => Ok(opened),
             Err(CoreError::Sync(SyncError::NotFetchedYet)) => Err(KeyRefusal::NotFetchedYet),
             Err(e) => Err(refused(e.to_string(), sealer)),
@@ -159,7 +164,9 @@ impl Device {
                     .ok_or_else(|| protocol("its maker's role may not read this compartment".into()))?;
                 signed.verify(&body.signing_public).map_err(|e| protocol(e.to_string()))?;
             }
-            (Minter::Admin { .. }, None) => return Err(protocol("the commitment's administrator is unknown".into())),
+            (Minter::Admin { .. }, None) => {
+                return Err(protocol("the commitment's administrator is unknown".into()));
+            }
         }
         claimed.matches(&key).map_err(|e| protocol(e.to_string()))?;
         let minted_here = claimed.minter == Minter::Device(Fixed(me));

@@ -104,7 +104,10 @@ impl Device {
 }
 
 /// [`Device::watch`] over any access to the device.
-pub(super) fn watch(access: &impl Access, on_event: impl FnMut(WatchEvent) -> ControlFlow<()>) -> Result<(), CoreError> {
+pub(super) fn watch(
+    access: &impl Access,
+    on_event: impl FnMut(WatchEvent) -> ControlFlow<()>,
+) -> Result<(), CoreError> {
     let server = access.with(|device| {
         device.ensure_not_wiped()?;
         Ok(device.server_state()?.ok_or(SyncError::NotEnrolled)?)
@@ -371,7 +374,8 @@ impl LiveSocket {
 }
 
 fn connect_tcp(host: &str, port: u16) -> Result<TcpStream, SyncError> {
-    let network = |e: io::Error| SyncError::Network(super::NetworkFailure::NoConnection(format!("{host}:{port}: {e}")));
+    let network =
+        |e: io::Error| SyncError::Network(super::NetworkFailure::NoConnection(format!("{host}:{port}: {e}")));
     let mut last = None;
     for address in (host, port).to_socket_addrs().map_err(network)? {
         match TcpStream::connect_timeout(&address, CONNECT_TIMEOUT) {

@@ -8,9 +8,9 @@ use std::collections::HashSet;
 use eenplan_protocol::bundle::{MAX_BUNDLE_LEN, MIN_BUNDLE_LEN};
 use eenplan_protocol::certificate::DeviceBody;
 use eenplan_protocol::epoch::{Commitment, Minter};
+use eenplan_protocol::policy::Policy;
 use eenplan_protocol::sync::{Blob, EnvelopeUpload, Fixed, SyncRequest};
 use eenplan_protocol::{Bundle, BundleHeader, BundleKind, DocumentId, envelope};
-use eenplan_protocol::policy::Policy;
 
 use super::driver::Run;
 use super::{
@@ -56,7 +56,11 @@ const MAX_CHANGES_PER_BUNDLE: usize = MAX_BUNDLE_LEN - MIN_BUNDLE_LEN;
 
 impl Device {
     /// Seals what is unsent and builds the round's request.
-    pub(super) fn prepare_round(&mut self, server: &ServerState, run: &mut Run) -> Result<Outgoing, CoreError> {
+    pub(super) fn prepare_round(
+        &mut self,
+        server: &ServerState,
+        run: &mut Run,
+    ) -> Result<Outgoing, CoreError> {
         run.report.refused.extend(self.seal_outgoing()?);
         let own = self.own_certificate(server)?;
         let policy = self.stored_policy()?;
@@ -151,7 +155,8 @@ impl Device {
                 continue;
             }
             let document = document_id(plan, compartment);
-            let (commitment, sealed) = self.mint_uploads(document, epoch, &key, server, own, policy.version)?;
+            let (commitment, sealed) =
+                self.mint_uploads(document, epoch, &key, server, own, policy.version)?;
             commitments.push(commitment);
             envelopes.extend(sealed);
         }
@@ -192,7 +197,8 @@ impl Device {
         {
             let sealed = envelope::seal(public, recipient, document, epoch, key)
                 .map_err(|e| SyncError::Protocol(e.to_string()))?;
-            let sealed = envelope::sign(sealed, me, self.identity().signing_key(), document, epoch, recipient);
+            let sealed =
+                envelope::sign(sealed, me, self.identity().signing_key(), document, epoch, recipient);
             envelopes.push(EnvelopeUpload {
                 recipient: Fixed(recipient),
                 document: Fixed(document.to_bytes()),
@@ -271,7 +277,9 @@ impl Device {
                 }
                 match self.seal_document(plan_id, compartment) {
                     Ok(bundles) => sealed.extend(bundles),
-                    Err(why) => problems.push(format!("plan {plan_id} {compartment}: {why}; its changes wait here")),
+                    Err(why) => {
+                        problems.push(format!("plan {plan_id} {compartment}: {why}; its changes wait here"))
+                    }
                 }
             }
         }
@@ -290,7 +298,8 @@ impl Device {
     /// This device's changes of one document not sealed yet, as bundles within the size limit.
     fn seal_document(&mut self, plan_id: PlanId, compartment: Compartment) -> Result<Vec<Sealed>, String> {
         let store_error = |e: crate::store::StoreError| e.to_string();
-        let Some((epoch, key)) = self.store().latest_doc_key(plan_id, compartment).map_err(store_error)? else {
+        let Some((epoch, key)) = self.store().latest_doc_key(plan_id, compartment).map_err(store_error)?
+        else {
             return Ok(Vec::new());
         };
         let since = self

@@ -7,7 +7,9 @@
 
 use std::time::Instant;
 
-use eenplan_protocol::api::{self, ChallengeRequest, ChallengeResponse, MeResponse, SessionRequest, SessionResponse, hex, unhex};
+use eenplan_protocol::api::{
+    self, ChallengeRequest, ChallengeResponse, MeResponse, SessionRequest, SessionResponse, hex, unhex,
+};
 
 use super::access::Access;
 use super::transport::Transport;

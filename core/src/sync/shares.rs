@@ -117,7 +117,8 @@ pub(super) fn share_now(
         }
         .into());
     }
-    let waiting = access.with(|device| device.queued_shares())?.iter().any(|s| s.plan == *plan && s.user == user);
+    let waiting =
+        access.with(|device| device.queued_shares())?.iter().any(|s| s.plan == *plan && s.user == user);
     Ok(if waiting { ShareOutcome::Queued } else { ShareOutcome::Done })
 }
 
@@ -143,7 +144,9 @@ pub(super) fn carry_out(
     for share in queue {
         match carry_out_one(transport, token, &share) {
             Ok(()) => done += 1,
-            Err(SyncError::Server { status, code, message }) if (400..500).contains(&status) && status != 401 => {
+            Err(SyncError::Server { status, code, message })
+                if (400..500).contains(&status) && status != 401 =>
+            {
                 report.refused.push(format!("share of plan {} with {}: {message}", share.plan, share.user));
                 report.share_failures.push(ShareFailure {
                     plan: share.plan,
@@ -171,9 +174,16 @@ pub(super) fn carry_out(
 
 fn carry_out_one(transport: &Transport, token: &str, share: &QueuedShare) -> Result<(), SyncError> {
     let found = find_user(transport, token, &share.user)?;
-    let body = serde_json::to_vec(&api::Assignment { user_id: found.id, role: share.role.as_str().to_owned() })
-        .map_err(|e| SyncError::Protocol(e.to_string()))?;
-    transport.post(&api::participants_path(share.plan.as_bytes()), Some(token), "application/json", body, 4096)?;
+    let body =
+        serde_json::to_vec(&api::Assignment { user_id: found.id, role: share.role.as_str().to_owned() })
+            .map_err(|e| SyncError::Protocol(e.to_string()))?;
+    transport.post(
+        &api::participants_path(share.plan.as_bytes()),
+        Some(token),
+        "application/json",
+        body,
+        4096,
+    )?;
     Ok(())
 }
 

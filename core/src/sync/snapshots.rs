@@ -81,7 +81,8 @@ pub(super) fn check_snapshot(doc: &Automerge, witnesses: &[&Witness]) -> Result<
         *counts.entry(change.actor_id().to_bytes().to_vec()).or_default() += 1;
     }
     for (actor, count) in counts {
-        let expected = <[u8; 16]>::try_from(actor.as_slice()).ok().and_then(|a| last.get(&a)).map(|(_, seq)| *seq);
+        let expected =
+            <[u8; 16]>::try_from(actor.as_slice()).ok().and_then(|a| last.get(&a)).map(|(_, seq)| *seq);
         if expected != Some(count) {
             return Err(format!(
                 "its changes under the name {} are not the ones that device wrote",
@@ -93,7 +94,11 @@ pub(super) fn check_snapshot(doc: &Automerge, witnesses: &[&Witness]) -> Result<
 }
 
 /// A received document (a snapshot's payload), loaded and checked before it joins a plan.
-pub(super) fn load_document(bytes: &[u8], compartment: Compartment, plan: PlanId) -> Result<Automerge, PlanError> {
+pub(super) fn load_document(
+    bytes: &[u8],
+    compartment: Compartment,
+    plan: PlanId,
+) -> Result<Automerge, PlanError> {
     let doc = Automerge::load(bytes)?;
     crate::plan::validate_document(&doc, compartment, plan)?;
     Ok(doc)

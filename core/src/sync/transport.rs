@@ -123,7 +123,11 @@ impl Transport {
         serde_json::from_slice(&body).map_err(|e| SyncError::Protocol(format!("{path}: {e}")))
     }
 
-    pub fn get_json<Resp: DeserializeOwned>(&self, path: &str, token: Option<&str>) -> Result<Resp, SyncError> {
+    pub fn get_json<Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        token: Option<&str>,
+    ) -> Result<Resp, SyncError> {
         let request = self.agent.get(format!("{}{path}", self.base));
         let request = match token {
             Some(token) => request.header("authorization", format!("Bearer {token}")),
@@ -156,8 +160,9 @@ impl Transport {
         let up = bytes.len() as u64;
         self.counters.sent.fetch_add(up, Ordering::Relaxed);
         let counters = Arc::clone(&self.counters);
-        let (answer, elapsed) =
-            run_with_deadline(Transport::deadline_for(up, expect), move || read_answer(request.send(bytes), &counters))?;
+        let (answer, elapsed) = run_with_deadline(Transport::deadline_for(up, expect), move || {
+            read_answer(request.send(bytes), &counters)
+        })?;
         let down = answer.body.len() as u64;
         Ok((answer_body(answer)?, Timing { bytes: up + down, elapsed }))
     }
@@ -226,7 +231,9 @@ fn classify(error: ureq::Error) -> NetworkFailure {
         ureq::Error::Timeout(Timeout::RecvResponse) => NetworkFailure::NoAnswer(ANSWER_LIMIT.as_secs()),
         ureq::Error::Timeout(_) => NetworkFailure::Stalled(STALL_LIMIT.as_secs()),
         ureq::Error::Io(e) => match e.kind() {
-            ErrorKind::ConnectionRefused => NetworkFailure::NoConnection("the server refused the connection".into()),
+            ErrorKind::ConnectionRefused => {
+                NetworkFailure::NoConnection("the server refused the connection".into())
+            }
             ErrorKind::HostUnreachable | ErrorKind::NetworkUnreachable | ErrorKind::AddrNotAvailable => {
                 NetworkFailure::NoConnection("there is no network route to the server".into())
             }

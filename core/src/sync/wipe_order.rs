@@ -44,13 +44,11 @@ struct PendingReport {
 /// to check the order and to wipe). Returns the error the sync ends with: `Wiped` once the
 /// data is gone, `Revoked` when no valid order waits.
 pub(super) fn obey(access: &impl Access, server: &ServerState, transport: &Transport) -> CoreError {
-    let fetched = access
-        .with(|device| Ok(device.device_id().to_string()))
-        .and_then(|device_id| {
-            let response: WipeOrderResponse =
-                transport.post_json(api::PATH_WIPE_ORDER, None, &WipeOrderRequest { device_id })?;
-            Ok(response.order)
-        });
+    let fetched = access.with(|device| Ok(device.device_id().to_string())).and_then(|device_id| {
+        let response: WipeOrderResponse =
+            transport.post_json(api::PATH_WIPE_ORDER, None, &WipeOrderRequest { device_id })?;
+        Ok(response.order)
+    });
     let order = match fetched {
         Ok(Some(order)) => order,
         Ok(None) => return SyncError::Revoked.into(),
