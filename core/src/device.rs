@@ -21,7 +21,7 @@ use crate::lease::{self, LeaseRecord};
 use crate::plan::{self, Compartment, Conflict, Plan, PlanError, PlanView};
 use crate::store::{OpenStoreError, PlanHeader, Store, StoreError};
 use crate::transfer::{self, ImportReport};
-use crate::wipe::{self, OpenOptions};
+use crate::wipe::{self, OpenOptions, WipeReason};
 
 /// A plan in the device's list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -142,7 +142,10 @@ impl Device {
     /// Opens the device in `dir`. A wrong passphrase or keystore key is counted:
     /// [`CoreError::WrongUnlock`] says how many attempts are left, and the attempt that
     /// reaches `options.max_failed_unlocks` wipes the device and returns
-    /// [`CoreError::Wiped`]. A successful open resets the count.
+    /// [`CoreError::Wiped`]. A successful open resets the count. A platform key the keystore
+    /// reports gone for good ([`KeyStoreError::Invalidated`]) is not counted: nothing can open
+    /// the data any more, so the device is wiped ([`WipeReason::KeyInvalidated`]) and the
+    /// host hears [`CoreError::Wiped`], after which [`Device::init`] starts a new device.
     pub fn open_with(
         dir: &Path,
         keystore: &dyn KeyStore,
@@ -156,6 +159,12 @@ impl Device {
             }
             Err(OpenStoreError::KeyStore(KeyStoreError::WrongKey)) => {
                 Err(wipe::record_failed_unlock(dir, keystore, options))
+            }
+            Err(OpenStoreError::KeyStore(KeyStoreError::Invalidated(_))) => {
+                Err(match wipe::wipe_unopened(dir, WipeReason::KeyInvalidated, keystore) {
+                    Ok(()) => CoreError::Wiped,
+                    Err(e) => e,
+                })
             }
             Err(OpenStoreError::Wiped(record)) => Err(wipe::complete_interrupted(dir, &record, keystore)),
             Err(e) => Err(map_open(e)),

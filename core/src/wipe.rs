@@ -75,6 +75,9 @@ pub enum WipeReason {
     Ordered,
     /// The passphrase or keystore key was wrong too many times in a row.
     TooManyFailedUnlocks,
+    /// The platform key that wrapped the data key is gone for good (the keystore said
+    /// `Invalidated`): the data could never be read again, and the wipe says so.
+    KeyInvalidated,
 }
 
 /// What a wipe left behind (the `WIPED` file).

@@ -322,3 +322,53 @@ fn a_platform_error_at_unlock_is_not_counted_as_a_wrong_passphrase() {
     }
     assert!(!Device::is_wiped(dir.path()));
 }
+
+/// A platform keystore whose key the platform invalidated (Android's
+/// `KeyPermanentlyInvalidatedException`, an expired lease-bound key).
+#[derive(Debug)]
+struct InvalidatedKeyStore {
+    inner: MemoryKeyStore,
+    invalidated: std::sync::atomic::AtomicBool,
+    destroyed: AtomicUsize,
+}
+
+impl KeyStore for InvalidatedKeyStore {
+    fn wrap(&self, data_key: &SecretKey) -> Result<Vec<u8>, KeyStoreError> {
+        self.inner.wrap(data_key)
+    }
+    fn unwrap(&self, wrapped: &[u8]) -> Result<SecretKey, KeyStoreError> {
+        if self.invalidated.load(Ordering::SeqCst) {
+            return Err(KeyStoreError::Invalidated("the lock screen was removed".into()));
+        }
+        self.inner.unwrap(wrapped)
+    }
+    fn destroy(&self) -> Result<(), KeyStoreError> {
+        self.destroyed.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_platform_key_gone_for_good_wipes_the_device_without_counting_a_failed_unlock() {
+    let dir = tempfile::tempdir().unwrap();
+    let ks = InvalidatedKeyStore {
+        inner: MemoryKeyStore::generate(),
+        invalidated: std::sync::atomic::AtomicBool::new(false),
+        destroyed: AtomicUsize::new(0),
+    };
+    let (_, wrapped) = device_with_a_plan(dir.path(), &ks);
+    ks.invalidated.store(true, Ordering::SeqCst);
+
+    let err = Device::open_with(dir.path(), &ks, &limit(5)).unwrap_err();
+    assert!(matches!(err, CoreError::Wiped), "{err:?}");
+    assert_eq!(file_names(dir.path()), vec![MARKER_FILE.to_owned()], "no failed-unlock count either");
+    assert_nothing_decryptable(dir.path(), &wrapped);
+    let marker = Device::wipe_marker(dir.path()).unwrap();
+    assert_eq!(marker.reason, WipeReason::KeyInvalidated);
+    assert!(marker.keystore_destroyed);
+
+    // The phone is set up again, under a key the platform makes anew.
+    ks.invalidated.store(false, Ordering::SeqCst);
+    let fresh = Device::init(dir.path(), &ks).unwrap();
+    assert!(fresh.list_plans().unwrap().is_empty());
+}
