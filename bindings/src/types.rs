@@ -547,3 +547,38 @@ impl From<SyncReport> for SyncSummary {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_negative_offset_or_index_from_the_host_is_invalid_input_not_a_panic() {
+        assert_eq!(text_count("position", 7), Ok(7));
+        assert!(
+            matches!(text_count("position", -1), Err(ApiError::Invalid { reason }) if reason.contains("-1"))
+        );
+        let pick = eenplan_core::plan::Resolution::try_from(Resolution::Pick { index: -2 });
+        assert!(matches!(pick, Err(ApiError::Invalid { .. })));
+        let pick = eenplan_core::plan::Resolution::try_from(Resolution::Pick { index: 1 });
+        assert_eq!(pick, Ok(eenplan_core::plan::Resolution::Pick(1)));
+    }
+
+    #[test]
+    fn a_field_change_sets_or_clears_and_a_missing_one_keeps() {
+        let update = eenplan_core::plan::MemberUpdate::from(MemberUpdate {
+            birth_date: Some(FieldChange::Clear),
+            relation: Some("oma".into()),
+            ..MemberUpdate::default()
+        });
+        assert_eq!(update.birth_date, Some(None));
+        assert_eq!(update.relation.as_deref(), Some("oma"));
+        assert_eq!(update.name, None);
+        let update = eenplan_core::plan::ActionUpdate::from(ActionUpdate {
+            owner_person: Some(FieldChange::Set { value: "Joost".into() }),
+            ..ActionUpdate::default()
+        });
+        assert_eq!(update.owner_person, Some(Some("Joost".into())));
+        assert_eq!(update.due, None);
+    }
+}
