@@ -6,71 +6,147 @@
 //! not blocked, and the library needs no async runtime. Local calls (edits, reads) are
 //! synchronous and durable when they return; while a sync holds the device they wait for it,
 //! so a phone app makes them off its main thread (e.g. `Dispatchers.IO`).
+//!
+//! **Closing.** [`Device::close`] takes the core device out of the mutex and drops it, which
+//! closes the store and releases its lock: the directory can be opened again at once, here or
+//! in another process. It waits for a call that holds the device to finish (an edit, or a
+//! sync's current step) rather than break into it: the mutex exists so that no call is cut
+//! off halfway. A call that starts (or a background call that resumes) after that finds the
+//! device gone and fails with [`ApiError::Closed`]. Dropping the object closes it the same way.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use eenplan_core::CoreError;
 use eenplan_core::Device as CoreDevice;
 use eenplan_core::ids::{EntityId, PlanId};
 use eenplan_core::plan::{
-    ActionStatus, ActionUpdate, Compartment, Conflict, GoalStatus, NewAction, NewGoal, NewMember, NoteKind,
-    Phase, PlanView, Role,
+    ActionStatus, Compartment, Conflict, EscalationLevel, GoalStatus, NewAction, NewGoal, NewMember,
+    NewParticipant, NoteKind, Phase, PlanView, Role,
 };
 use eenplan_core::sync::{DeviceStatus, Enrolment};
+use eenplan_protocol::api::ServerUrl;
 use futures_channel::oneshot;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, CallbackError};
 use crate::keystore::{HostKeyStore, KeyStore};
-use crate::types::{PlanListEntry, Resolution, SyncSummary};
+use crate::log;
+use crate::types::{
+    ActionUpdate, DeviceState, MemberUpdate, PlanListEntry, Resolution, SyncSummary, text_count,
+};
 
 /// What the host hears without asking. Called on a background thread: post to the UI
-/// thread from here.
+/// thread from here. An exception thrown here is caught and logged ([`crate::LogSink`]); the
+/// sync's result stands.
 #[uniffi::export(with_foreign)]
 pub trait DeviceListener: Send + Sync {
     /// A sync changed these plans or brought them to this device: re-read them.
-    fn plans_changed(&self, plan_ids: Vec<PlanId>);
+    fn plans_changed(&self, plan_ids: Vec<PlanId>) -> Result<(), CallbackError>;
     /// An administrator revoked this device: it can no longer sync. `wiped` says whether
     /// the device has destroyed its key material, so that nothing on it can be read any more.
-    fn device_revoked(&self, wiped: bool);
+    fn device_revoked(&self, wiped: bool) -> Result<(), CallbackError>;
+}
+
+/// Tells the listener something; what it throws is logged, never passed on.
+fn tell(what: &str, call: impl FnOnce() -> Result<(), CallbackError>) {
+    if let Err(e) = call() {
+        log::warn(&format!("the app's DeviceListener.{what} threw; eenplan carries on: {e}"));
+    }
 }
 
 /// One eenplan device: its encrypted store in a directory of the app's private storage, its
 /// keys, and its plans.
 #[derive(uniffi::Object)]
 pub struct Device {
-    core: Arc<Mutex<CoreDevice>>,
+    /// `None` once closed.
+    core: Arc<Mutex<Option<CoreDevice>>>,
     listener: Mutex<Option<Arc<dyn DeviceListener>>>,
+    data_dir: PathBuf,
 }
 
 impl std::fmt::Debug for Device {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Device").field("core", &self.core).finish_non_exhaustive()
+        f.debug_struct("Device").field("data_dir", &self.data_dir).finish_non_exhaustive()
     }
 }
 
-/// Whether `data_dir` holds a device, without unlocking anything (to offer set-up instead).
+/// Whether `data_dir` holds a device, without unlocking anything: [`device_state`] is
+/// [`DeviceState::Present`].
 #[uniffi::export]
 pub fn device_exists(data_dir: String) -> bool {
-    CoreDevice::exists(Path::new(&data_dir))
+    device_state(data_dir) == DeviceState::Present
+}
+
+/// What `data_dir` holds (nothing, a device, a wiped device), without unlocking anything.
+#[uniffi::export]
+pub fn device_state(data_dir: String) -> DeviceState {
+    let dir = Path::new(&data_dir);
+    if CoreDevice::is_wiped(dir) {
+        let marker = CoreDevice::wipe_marker(dir);
+        DeviceState::Wiped {
+            reason: marker.as_ref().map(|m| m.reason),
+            wiped_at_ms: marker.as_ref().map(|m| m.wiped_at_ms),
+        }
+    } else if CoreDevice::exists(dir) {
+        DeviceState::Present
+    } else {
+        DeviceState::Absent
+    }
 }
 
 /// A poisoned lock means a call panicked halfway through; the device's memory may not match
 /// its disk any more, so every later call refuses until the host opens the device again.
 fn lock<T>(mutex: &Mutex<T>) -> Result<MutexGuard<'_, T>, ApiError> {
-    mutex.lock().map_err(|_| {
-        ApiError::Internal("an earlier call failed inside eenplan; open the device again".into())
-    })
+    mutex
+        .lock()
+        .map_err(|_| ApiError::internal("an earlier call failed inside eenplan; open the device again"))
+}
+
+/// Runs `call` on the device behind `core`, or fails with `Closed` once it was closed.
+fn on_device<T>(
+    core: &Mutex<Option<CoreDevice>>,
+    call: impl FnOnce(&mut CoreDevice) -> Result<T, CoreError>,
+) -> Result<T, ApiError> {
+    let mut guard = lock(core)?;
+    let device = guard.as_mut().ok_or_else(ApiError::closed)?;
+    Ok(call(device)?)
+}
+
+/// The data directory the host named; an empty one is a mistake, not a place.
+fn data_dir(text: &str) -> Result<PathBuf, ApiError> {
+    if text.trim().is_empty() {
+        return Err(ApiError::invalid("no data directory was given"));
+    }
+    Ok(PathBuf::from(text))
+}
+
+/// What a background call does after it, off the device's lock.
+#[derive(Clone, Copy)]
+enum AfterCall {
+    Nothing,
+    /// The server answered: send the reports of earlier wipes of this directory.
+    SendKeptWipeReports,
 }
 
 impl Device {
-    fn new(core: CoreDevice) -> Arc<Device> {
-        Arc::new(Device { core: Arc::new(Mutex::new(core)), listener: Mutex::new(None) })
+    fn new(core: CoreDevice, data_dir: PathBuf) -> Arc<Device> {
+        Arc::new(Device { core: Arc::new(Mutex::new(Some(core))), listener: Mutex::new(None), data_dir })
+    }
+
+    fn opened(
+        dir: &str,
+        keystore: Arc<dyn KeyStore>,
+        open: fn(&Path, &dyn eenplan_core::keystore::KeyStore) -> Result<CoreDevice, CoreError>,
+    ) -> Result<Arc<Device>, ApiError> {
+        let dir = data_dir(dir)?;
+        let host = Arc::new(HostKeyStore(keystore));
+        let core = open(&dir, host.as_ref())?.with_keystore(host);
+        Ok(Device::new(core, dir))
     }
 
     /// Runs one core call on the locked device.
     fn with<T>(&self, call: impl FnOnce(&mut CoreDevice) -> Result<T, CoreError>) -> Result<T, ApiError> {
-        Ok(call(&mut *lock(&self.core)?)?)
+        on_device(&self.core, call)
     }
 
     /// Runs a blocking core call (network) on its own thread and resolves with its result.
@@ -81,29 +157,47 @@ impl Device {
         &self,
         call: impl FnOnce(&mut CoreDevice) -> Result<T, CoreError> + Send + 'static,
         announce: fn(&dyn DeviceListener, &T),
+        after: AfterCall,
     ) -> Result<T, ApiError> {
         let core = Arc::clone(&self.core);
         let listener = lock(&self.listener)?.clone();
+        let dir = self.data_dir.clone();
         let (answer, answered) = oneshot::channel();
         std::thread::Builder::new()
             .name("eenplan-network".into())
             .spawn(move || {
-                let result = lock(&core).and_then(|mut device| Ok(call(&mut device)?));
+                let result = on_device(&core, call);
+                if result.is_ok()
+                    && let AfterCall::SendKeptWipeReports = after
+                    && let Err(e) = CoreDevice::send_previous_wipe_reports(&dir)
+                {
+                    log::warn(&format!("an earlier wipe's report could not be sent yet: {e}"));
+                }
                 if let Some(listener) = listener {
                     match &result {
                         Ok(value) => announce(listener.as_ref(), value),
-                        Err(ApiError::Revoked(_)) => listener.device_revoked(false),
-                        Err(ApiError::Wiped(_)) => listener.device_revoked(true),
+                        Err(ApiError::Revoked { .. }) => {
+                            tell("device_revoked", || listener.device_revoked(false))
+                        }
+                        Err(ApiError::Wiped { .. }) => {
+                            tell("device_revoked", || listener.device_revoked(true))
+                        }
                         Err(_) => {}
                     }
                 }
                 // Err only when the host stopped awaiting; there is nobody left to tell.
                 let _ = answer.send(result);
             })
-            .map_err(|e| ApiError::Internal(format!("cannot start a thread: {e}")))?;
+            .map_err(|e| ApiError::internal(format!("cannot start a thread: {e}")))?;
         answered
             .await
-            .unwrap_or_else(|_| Err(ApiError::Internal("a background call ended without an answer".into())))
+            .unwrap_or_else(|_| Err(ApiError::internal("a background call ended without an answer")))
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
@@ -111,26 +205,40 @@ fn quiet<T>(_: &dyn DeviceListener, _: &T) {}
 
 #[uniffi::export]
 impl Device {
-    /// Creates a device in `data_dir`: new keys and a new encrypted store whose data key
-    /// `keystore` wraps. Fails if the directory already holds one.
+    /// Creates a device in `data_dir`: new keys (so a new device id) and a new encrypted
+    /// store whose data key `keystore` wraps. Refused (`Invalid`) when the directory holds a
+    /// device. In a directory whose device was wiped, this sets up a new device in its place:
+    /// the old one's data is gone for good, and the new one is enrolled with a new code. (The
+    /// old device's wipe report, if it could not be sent, is kept and sent after the new
+    /// device's first successful enrolment or sync.)
     #[uniffi::constructor]
     pub fn init(data_dir: String, keystore: Arc<dyn KeyStore>) -> Result<Arc<Device>, ApiError> {
-        let host = Arc::new(HostKeyStore(keystore));
-        Ok(Device::new(CoreDevice::init(Path::new(&data_dir), host.as_ref())?.with_keystore(host)))
+        Device::opened(&data_dir, keystore, CoreDevice::init)
     }
 
-    /// Opens the device in `data_dir`, unlocking its store with `keystore`.
+    /// Opens the device in `data_dir`, unlocking its store with `keystore`. `Busy` at once
+    /// while another `Device` object has it open; `Wiped` for a wiped device.
     #[uniffi::constructor]
     pub fn open(data_dir: String, keystore: Arc<dyn KeyStore>) -> Result<Arc<Device>, ApiError> {
-        let host = Arc::new(HostKeyStore(keystore));
-        Ok(Device::new(CoreDevice::open(Path::new(&data_dir), host.as_ref())?.with_keystore(host)))
+        Device::opened(&data_dir, keystore, CoreDevice::open)
     }
 
-    /// Opens the device in `data_dir`, creating it on first start.
+    /// Opens the device in `data_dir`, creating it when the directory holds none. A wiped
+    /// device answers `Wiped` (the app tells the user, then calls [`Device::init`]).
     #[uniffi::constructor]
     pub fn open_or_init(data_dir: String, keystore: Arc<dyn KeyStore>) -> Result<Arc<Device>, ApiError> {
-        let host = Arc::new(HostKeyStore(keystore));
-        Ok(Device::new(CoreDevice::open_or_init(Path::new(&data_dir), host.as_ref())?.with_keystore(host)))
+        Device::opened(&data_dir, keystore, CoreDevice::open_or_init)
+    }
+
+    /// Closes the device: its store is closed and the directory can be opened again at once.
+    /// Idempotent. Waits for a call that holds the device to finish its step (see the module
+    /// docs), so call it off the main thread. Every later call on this object fails with
+    /// `Closed`. (Kotlin: `closeDevice()`, since `close()` there frees the object, which
+    /// closes the device as well.)
+    pub fn close(&self) {
+        let device = self.core.lock().unwrap_or_else(PoisonError::into_inner).take();
+        drop(device);
+        *self.listener.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     /// This device's id (hex), as administrators see it.
@@ -140,11 +248,13 @@ impl Device {
 
     /// Sets (or with `None` removes) the listener for synced changes and revocation.
     pub fn set_listener(&self, listener: Option<Arc<dyn DeviceListener>>) -> Result<(), ApiError> {
+        self.with(|_| Ok(()))?;
         *lock(&self.listener)? = listener;
         Ok(())
     }
 
-    /// Enrolment, user, organisation and role, and the count of changes awaiting a push.
+    /// Enrolment, user, organisation and role, the lease, and the count of changes awaiting
+    /// a push.
     pub fn status(&self) -> Result<DeviceStatus, ApiError> {
         self.with(|d| d.status())
     }
@@ -154,10 +264,12 @@ impl Device {
         self.with(|d| d.pending_changes())
     }
 
-    /// Claims an enrolment code from the administrator at `server` (an https:// URL). The
-    /// device then waits for approval; the first sync after it picks up its certificate.
-    pub async fn enrol(&self, server: String, code: String) -> Result<Enrolment, ApiError> {
-        self.in_background(move |d| d.enrol(&server, &code), quiet).await
+    /// Claims an enrolment code from the administrator at `server` (`https://host[:port]`;
+    /// a malformed address is `Invalid`, with what is wrong). The device then waits for
+    /// approval; the first sync after it picks up its certificate.
+    pub async fn enrol(&self, server: ServerUrl, code: String) -> Result<Enrolment, ApiError> {
+        self.in_background(move |d| d.enrol(server.as_str(), &code), quiet, AfterCall::SendKeptWipeReports)
+            .await
     }
 
     /// Pushes what this device wrote and pulls what it may read, in one round trip (usually).
@@ -167,22 +279,35 @@ impl Device {
             |d| d.sync().map(SyncSummary::from),
             |listener, summary: &SyncSummary| {
                 if !summary.plans_updated.is_empty() {
-                    listener.plans_changed(summary.plans_updated.clone());
+                    tell("plans_changed", || listener.plans_changed(summary.plans_updated.clone()));
                 }
             },
+            AfterCall::SendKeptWipeReports,
         )
         .await
     }
 
     /// Gives another user (by name) a part in the plan with `role`; their devices get the
-    /// plan at their next sync after a device holding it has synced.
+    /// plan at their next sync after a device holding it has synced. A name no user (or more
+    /// than one) has is `NotFound`. This gives access; [`Device::add_participant`] records
+    /// who takes part in the plan's own list.
     pub async fn share_plan(&self, plan: PlanId, user: String, role: Role) -> Result<(), ApiError> {
-        self.in_background(move |d| d.add_participant(&plan, &user, role.as_str()).map(|_| ()), quiet).await
+        self.in_background(
+            move |d| d.add_participant(&plan, &user, role.as_str()).map(|_| ()),
+            quiet,
+            AfterCall::Nothing,
+        )
+        .await
     }
 
     /// A new plan for the family, with the default (ZRM-2017) life domains.
     pub fn create_plan(&self, family: String) -> Result<PlanId, ApiError> {
         self.with(|d| d.create_plan(&family))
+    }
+
+    /// A new plan for the family with the region's own life domains instead of ZRM-2017's.
+    pub fn create_plan_with_domains(&self, family: String, domains: Vec<String>) -> Result<PlanId, ApiError> {
+        self.with(|d| d.create_plan_with_domains(&family, Some(domains)))
     }
 
     /// Every plan on the device, by family name; damaged entries are listed as such.
@@ -212,7 +337,8 @@ impl Device {
         conflict: String,
         resolution: Resolution,
     ) -> Result<(), ApiError> {
-        self.with(|d| d.edit(&plan, |p| p.resolve_conflict(&conflict, resolution.into())))
+        let resolution = resolution.try_into()?;
+        self.with(|d| d.edit(&plan, |p| p.resolve_conflict(&conflict, resolution)))
     }
 
     pub fn set_family_name(&self, plan: PlanId, name: String) -> Result<(), ApiError> {
@@ -223,8 +349,42 @@ impl Device {
         self.with(|d| d.edit(&plan, |p| p.set_phase(phase)))
     }
 
+    /// Records someone who takes part in the plan (name, organisation, role) in the plan's
+    /// own list ([`PlanView::participants`]); returns the entry's id, which
+    /// [`Device::set_regisseur`] and [`Device::escalate`] name.
+    pub fn add_participant(&self, plan: PlanId, participant: NewParticipant) -> Result<EntityId, ApiError> {
+        self.with(|d| d.edit(&plan, |p| p.add_participant(participant)))
+    }
+
+    /// Names the participant who holds regie ([`PlanView::regisseur`]).
+    pub fn set_regisseur(&self, plan: PlanId, participant: EntityId) -> Result<(), ApiError> {
+        self.with(|d| d.edit(&plan, |p| p.set_regisseur(participant)))
+    }
+
+    /// Records a step up or down in escalation, why, and which participant holds regie after
+    /// it ([`PlanView::escalations`], [`PlanView::escalation_level`]).
+    pub fn escalate(
+        &self,
+        plan: PlanId,
+        level: EscalationLevel,
+        regie_holder: Option<EntityId>,
+        reason: String,
+    ) -> Result<(), ApiError> {
+        self.with(|d| d.edit(&plan, |p| p.escalate(level, regie_holder, &reason)))
+    }
+
     pub fn add_member(&self, plan: PlanId, member: NewMember) -> Result<EntityId, ApiError> {
         self.with(|d| d.edit(&plan, |p| p.add_member(member)))
+    }
+
+    /// Changes a family member's fields; those left `None` stay as they are.
+    pub fn update_member(
+        &self,
+        plan: PlanId,
+        member: EntityId,
+        update: MemberUpdate,
+    ) -> Result<(), ApiError> {
+        self.with(|d| d.edit(&plan, |p| p.update_member(member, update.into())))
     }
 
     /// A goal in one of the plan's life domains ([`PlanView::domains`]).
@@ -256,14 +416,23 @@ impl Device {
         self.with(|d| d.edit(&plan, |p| p.add_action(action)))
     }
 
+    /// Changes an action's fields (owner included); those left `None` stay as they are.
+    pub fn update_action(
+        &self,
+        plan: PlanId,
+        action: EntityId,
+        update: ActionUpdate,
+    ) -> Result<(), ApiError> {
+        self.with(|d| d.edit(&plan, |p| p.update_action(action, update.into())))
+    }
+
     pub fn set_action_status(
         &self,
         plan: PlanId,
         action: EntityId,
         status: ActionStatus,
     ) -> Result<(), ApiError> {
-        let update = ActionUpdate { status: Some(status), ..ActionUpdate::default() };
-        self.with(|d| d.edit(&plan, |p| p.update_action(action, update)))
+        self.update_action(plan, action, ActionUpdate { status: Some(status), ..ActionUpdate::default() })
     }
 
     /// Sets the action's due date (YYYY-MM-DD), or clears it with `None`.
@@ -273,13 +442,14 @@ impl Device {
         action: EntityId,
         due: Option<String>,
     ) -> Result<(), ApiError> {
-        let update = ActionUpdate { due: Some(due), ..ActionUpdate::default() };
-        self.with(|d| d.edit(&plan, |p| p.update_action(action, update)))
+        let due = Some(
+            due.map_or(crate::types::FieldChange::Clear, |value| crate::types::FieldChange::Set { value }),
+        );
+        self.update_action(plan, action, ActionUpdate { due, ..ActionUpdate::default() })
     }
 
     pub fn set_action_title(&self, plan: PlanId, action: EntityId, title: String) -> Result<(), ApiError> {
-        let update = ActionUpdate { title: Some(title), ..ActionUpdate::default() };
-        self.with(|d| d.edit(&plan, |p| p.update_action(action, update)))
+        self.update_action(plan, action, ActionUpdate { title: Some(title), ..ActionUpdate::default() })
     }
 
     /// An agreement (afspraak) made with the family.
@@ -300,23 +470,28 @@ impl Device {
 
     /// Types into a note: replaces `delete` UTF-16 code units at UTF-16 offset `position`
     /// (a Kotlin `String` index, a Swift `utf16` offset) with `insert`. Others typing in the
-    /// same note at the same time merge.
+    /// same note at the same time merge. A negative position or length is `Invalid`.
     pub fn edit_note(
         &self,
         plan: PlanId,
         compartment: Compartment,
         note: EntityId,
-        position: u32,
-        delete: u32,
+        position: i32,
+        delete: i32,
         insert: String,
     ) -> Result<(), ApiError> {
-        let (position, delete) = (widen(position), widen(delete));
+        let (position, delete) = (text_count("position", position)?, text_count("length to delete", delete)?);
         self.with(|d| d.edit(&plan, |p| p.edit_note_text_utf16(compartment, note, position, delete, &insert)))
     }
-}
 
-/// A u32 from the host as an index; past `usize` (not on any platform eenplan runs on) it
-/// saturates, which the core refuses as beyond the text.
-fn widen(n: u32) -> usize {
-    usize::try_from(n).unwrap_or(usize::MAX)
+    /// A line of the safety plan (veiligheid): a danger statement and the safety goal that
+    /// answers it ([`PlanView::safety_items`]).
+    pub fn add_safety_item(
+        &self,
+        plan: PlanId,
+        danger_statement: String,
+        safety_goal: String,
+    ) -> Result<EntityId, ApiError> {
+        self.with(|d| d.edit(&plan, |p| p.add_safety_item(&danger_statement, &safety_goal)))
+    }
 }

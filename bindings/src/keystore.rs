@@ -16,6 +16,51 @@ use zeroize::Zeroizing;
 use crate::error::KeyStoreError;
 
 /// Wraps and unwraps the device's data key. Implemented by the host app.
+///
+/// This is the one place the keystore contract is written; the core's
+/// `eenplan_core::keystore::KeyStore` and the README refer here.
+///
+/// # One keystore, one device
+///
+/// A keystore object belongs to one data directory. `wrap` makes the platform key when there
+/// is none (at the first `init`, and at the `init` after a wipe, which deleted it).
+///
+/// # Which error, when
+///
+/// | throw | when | counts towards the self-wipe | the app then sees |
+/// |---|---|---|---|
+/// | `WrongKey` | the secret the *user supplied* is wrong: the passphrase, or a PIN the wrapping key is derived from | **yes**: after 10 in a row the device wipes itself | `ApiException.WrongKey` with `attemptsLeft` |
+/// | `KeyInvalidated(reason)` | the platform key is **gone for good**: invalidated (Android `KeyPermanentlyInvalidatedException`: the lock screen was removed, biometrics changed), expired (`KeyExpiredException` after the lease binding below; iOS: `validUntilMs` passed), deleted, or not on this phone (data restored from a backup onto another device, a Keychain item that is `ThisDeviceOnly`) | no: the user did nothing wrong | `ApiException.Wiped`: nothing can open the data again, so the device wipes itself; `Device.init` sets it up anew |
+/// | `Platform(reason)` | the platform failed **for now**: the user cancelled authentication or has not given it yet (`UserNotAuthenticatedException`), the keystore is busy or locked, a hardware error | no | `ApiException.KeyStore`; ask again later |
+///
+/// Any other exception a method throws arrives as `Platform`: never counted, never a wipe.
+/// So: a key that *was replaced* is `KeyInvalidated`, not `WrongKey` (no person guessed
+/// anything); `WrongKey` is only ever the answer to a secret someone typed. A wrapped blob
+/// this keystore did not write (damaged, or from another app) is `Platform` as well.
+///
+/// # Binding the key to the offline lease
+///
+/// `bind_to_lease` wraps the data key under a new platform key that stops working at
+/// `valid_until_ms` (the lease's end plus a 30-day grace, so that a device whose lease ran out
+/// can still unlock to sync):
+///
+/// - **Android**: a new AES-256-GCM key under a fresh alias with `KeyGenParameterSpec.Builder(
+///   alias, PURPOSE_ENCRYPT or PURPOSE_DECRYPT).setKeyValidityEnd(Date(validUntilMs))`
+///   (`.setIsStrongBoxBacked(true)` where available); return a blob that names the alias.
+///   Delete older aliases only in `lease_binding_stored`. After the validity end
+///   `Cipher.init` throws `KeyExpiredException`: throw `KeyInvalidated`.
+/// - **iOS**: keep the wrapping key in the Keychain with
+///   `kSecAttrAccessibleWhenUnlockedThisDeviceOnly` (optionally a Secure Enclave key), put
+///   `validUntilMs` inside the authenticated blob, and throw `KeyInvalidated` from `unwrap`
+///   once the clock has passed it.
+/// - A keystore that does not bind returns null.
+///
+/// # Wiping
+///
+/// `destroy_key` deletes the platform key for good (the alias, the Keychain item). The core
+/// calls it when the device wipes itself, after it destroyed the wrapped data key, and again
+/// at the next `open`/`init` if it failed then; `init` after a wipe refuses to set up a new
+/// device while the old key cannot be deleted.
 #[uniffi::export(with_foreign)]
 pub trait KeyStore: Send + Sync {
     /// Encrypts the 32-byte `data_key` for storage (at init and when re-wrapping).
@@ -26,15 +71,14 @@ pub trait KeyStore: Send + Sync {
     /// the wrapped data key; this makes sure no copy of it can be opened either).
     /// (Not `destroy`: generated Kotlin objects already have a `destroy()` that frees them.)
     fn destroy_key(&self) -> Result<(), KeyStoreError>;
-    /// Binds the data key to the offline lease: wrap `data_key` under a new platform key that
-    /// stops working at `valid_until_ms` (Android: `KeyGenParameterSpec.Builder
-    /// .setKeyValidityEnd(Date(validUntilMs))`; iOS: keep `validUntilMs` beside the wrapped key
-    /// and refuse to unwrap after it). Return null when this keystore does not bind.
+    /// Binds the data key to the offline lease (see the trait docs). Return null when this
+    /// keystore does not bind.
     fn bind_to_lease(&self, data_key: Vec<u8>, valid_until_ms: i64)
     -> Result<Option<Vec<u8>>, KeyStoreError>;
     /// What [`KeyStore::bind_to_lease`] returned is now durably the wrapped data key: older
-    /// platform keys may be deleted.
-    fn lease_binding_stored(&self, wrapped: Vec<u8>);
+    /// platform keys may be deleted. A failure here is logged and otherwise harmless (the
+    /// older keys stop working at their own validity end).
+    fn lease_binding_stored(&self, wrapped: Vec<u8>) -> Result<(), KeyStoreError>;
 }
 
 /// A keystore that derives its key from a passphrase with Argon2id (the core's
@@ -66,7 +110,9 @@ impl KeyStore for Passphrase {
         Ok(None)
     }
 
-    fn lease_binding_stored(&self, _: Vec<u8>) {}
+    fn lease_binding_stored(&self, _: Vec<u8>) -> Result<(), KeyStoreError> {
+        Ok(())
+    }
 }
 
 /// The host's [`KeyStore`] seen as the core's.
@@ -95,7 +141,9 @@ impl CoreKeyStore for HostKeyStore {
     }
 
     fn lease_binding_stored(&self, wrapped: &[u8]) {
-        self.0.lease_binding_stored(wrapped.to_vec());
+        if let Err(e) = self.0.lease_binding_stored(wrapped.to_vec()) {
+            crate::log::warn(&format!("the app's KeyStore.lease_binding_stored failed: {e}"));
+        }
     }
 }
 
@@ -137,7 +185,9 @@ mod tests {
             fn bind_to_lease(&self, _: Vec<u8>, _: i64) -> Result<Option<Vec<u8>>, KeyStoreError> {
                 Ok(None)
             }
-            fn lease_binding_stored(&self, _: Vec<u8>) {}
+            fn lease_binding_stored(&self, _: Vec<u8>) -> Result<(), KeyStoreError> {
+                Ok(())
+            }
         }
         let keystore = HostKeyStore(Arc::new(Short));
         assert!(matches!(keystore.unwrap(b"x"), Err(CoreKeyStoreError::Malformed(_))));

@@ -11,19 +11,25 @@
 //!   suspend sync() / async        ─►  a thread + a oneshot       ─►  Device::sync (blocking)
 //!   DeviceListener               ◄─  after each sync             ◄─  SyncReport / SyncError
 //!   ApiException.*               ◄─  error.rs: one From impl     ◄─  CoreError
+//!   LogSink                      ◄─  log.rs: what eenplan handled but a developer should hear
 //! ```
 //!
 //! Ids (plans, goals, notes, devices) cross as their hex text; text positions cross as
-//! UTF-16 code units, as Kotlin and Swift count them.
+//! UTF-16 code units, as Kotlin and Swift count them; a server address crosses as text and is
+//! checked as it arrives.
 
 mod device;
 mod error;
 mod keystore;
+mod log;
 mod types;
 
-pub use device::{Device, DeviceListener, device_exists};
-pub use error::{ApiError, KeyStoreError};
+pub use device::{Device, DeviceListener, device_exists, device_state};
+pub use error::{ApiError, CallbackError, KeyStoreError};
 pub use keystore::{KeyStore, passphrase_keystore};
-pub use types::{PlanListEntry, Resolution, SyncSummary};
+pub use log::{LogSink, set_log_sink};
+pub use types::{
+    ActionUpdate, DeviceState, FieldChange, MemberUpdate, PlanListEntry, Resolution, SyncSummary,
+};
 
 uniffi::setup_scaffolding!();

@@ -6,21 +6,114 @@
 //! The few local types exist where the core's shape does not fit a foreign language
 //! (`usize`, a tuple variant around a struct).
 
+use eenplan_core::WipeReason;
 use eenplan_core::ids::{DeviceId, EntityId, PlanId};
 use eenplan_core::plan::conflicts::{Conflict, ConflictValue, FieldValue};
 use eenplan_core::plan::view::{
     Action, Agreement, EscalationStep, Goal, Member, Note, Participant, PlanView, SafetyItem, Score,
 };
 use eenplan_core::plan::{
-    ActionStatus, Compartment, EscalationLevel, GoalStatus, NewAction, NewMember, NoteKind, Phase, Role,
+    ActionStatus, Compartment, EscalationLevel, GoalStatus, NewAction, NewMember, NewParticipant, NoteKind,
+    Phase, Role,
 };
 use eenplan_core::sync::{DeviceStatus, Enrolment, SyncReport};
+use eenplan_protocol::api::{ErrorCode, ServerUrl};
 
 use crate::error::ApiError;
 
 /// A malformed id from the host is an [`ApiError::Invalid`], like any other refused input.
 fn parse_id<T: std::str::FromStr<Err = eenplan_core::ids::IdParseError>>(text: &str) -> uniffi::Result<T> {
-    text.parse().map_err(|e: eenplan_core::ids::IdParseError| ApiError::Invalid(e.to_string()).into())
+    text.parse().map_err(|e: eenplan_core::ids::IdParseError| ApiError::invalid(e.to_string()).into())
+}
+
+// A server address crosses as text and is checked as it arrives: "127.0.0.1:8443" or
+// "ftp://…" is `ApiError.Invalid` with what is wrong, never "the server could not be reached".
+uniffi::custom_type!(ServerUrl, String, {
+    remote,
+    lower: |url| url.as_str().to_owned(),
+    try_lift: |text| ServerUrl::parse(&text).map_err(|e| ApiError::invalid(e.to_string()).into()),
+});
+
+/// The server's machine code for a refusal (`eenplan_protocol::api::ErrorCode`); a code this
+/// build does not know arrives as `Other`.
+#[uniffi::remote(Enum)]
+pub enum ErrorCode {
+    Malformed,
+    BadCertificate,
+    BadEscrowSignature,
+    BadPolicy,
+    BadWipeOrder,
+    CertificateChanged,
+    CertificateMismatch,
+    IncompleteRekey,
+    IncompleteRoleChange,
+    PolicyNotNewer,
+    UnknownPolicyVersion,
+    MissingToken,
+    BadToken,
+    ExpiredToken,
+    BadChallenge,
+    ExpiredChallenge,
+    BadSignature,
+    MissingSignature,
+    StaleRequest,
+    ReplayedRequest,
+    UnknownAdmin,
+    UnknownDevice,
+    Revoked,
+    DeviceNotApproved,
+    DeviceNotPending,
+    NotRegisseur,
+    NotAReader,
+    BadPolicySignature,
+    BadWipeReport,
+    NotFound,
+    NoRoute,
+    NoPolicy,
+    NoCertificate,
+    UnknownCode,
+    UnknownOrg,
+    UnknownPlan,
+    UnknownUser,
+    Conflict,
+    InvalidState,
+    AlreadyInitialised,
+    NotInitialised,
+    DeviceExists,
+    EnrolmentExists,
+    OrgExists,
+    UserExists,
+    StaleRekey,
+    Expired,
+    ExpiredCode,
+    TooLarge,
+    Busy,
+    ShuttingDown,
+    Internal,
+    Other(String),
+}
+
+/// Why a device was wiped.
+#[uniffi::remote(Enum)]
+pub enum WipeReason {
+    /// An administrator's wipe order (the device was revoked).
+    Ordered,
+    /// The passphrase was wrong too many times in a row.
+    TooManyFailedUnlocks,
+    /// The platform key that protected the data is gone for good.
+    KeyInvalidated,
+}
+
+/// What a data directory holds, found without unlocking anything: the app's first screen.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum DeviceState {
+    /// Nothing yet: offer to set up a device (`Device.init`).
+    Absent,
+    /// A device: ask for what unlocks it (`Device.open`).
+    Present,
+    /// A wiped device: say so (and why), then offer `Device.init` and a new enrolment code.
+    /// `reason` and `wiped_at_ms` are `None` when the wipe's record is unreadable.
+    Wiped { reason: Option<WipeReason>, wiped_at_ms: Option<i64> },
 }
 
 uniffi::custom_type!(PlanId, String, {
@@ -126,6 +219,85 @@ pub struct NewMember {
     pub relation: String,
     pub birth_date: Option<String>,
     pub parental_authority: bool,
+}
+
+/// Someone who takes part in the plan, as the plan records it (shown in
+/// [`PlanView::participants`]). Recording a participant gives no one access; `share_plan` does.
+#[uniffi::remote(Record)]
+pub struct NewParticipant {
+    pub name: String,
+    pub organisation: String,
+    pub role: Role,
+}
+
+/// A change to a field that may be empty: set it, or clear it.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum FieldChange {
+    Set { value: String },
+    Clear,
+}
+
+impl FieldChange {
+    fn into_core(self) -> Option<String> {
+        match self {
+            FieldChange::Set { value } => Some(value),
+            FieldChange::Clear => None,
+        }
+    }
+}
+
+/// Fields of a family member to change; a field left `None` stays as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, uniffi::Record)]
+pub struct MemberUpdate {
+    #[uniffi(default)]
+    pub name: Option<String>,
+    #[uniffi(default)]
+    pub relation: Option<String>,
+    /// YYYY-MM-DD, or cleared.
+    #[uniffi(default)]
+    pub birth_date: Option<FieldChange>,
+    /// Holds parental authority (gezag).
+    #[uniffi(default)]
+    pub parental_authority: Option<bool>,
+}
+
+impl From<MemberUpdate> for eenplan_core::plan::MemberUpdate {
+    fn from(update: MemberUpdate) -> Self {
+        eenplan_core::plan::MemberUpdate {
+            name: update.name,
+            relation: update.relation,
+            birth_date: update.birth_date.map(FieldChange::into_core),
+            parental_authority: update.parental_authority,
+        }
+    }
+}
+
+/// Fields of an action to change; a field left `None` stays as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, uniffi::Record)]
+pub struct ActionUpdate {
+    #[uniffi(default)]
+    pub title: Option<String>,
+    #[uniffi(default)]
+    pub status: Option<ActionStatus>,
+    /// YYYY-MM-DD, or cleared.
+    #[uniffi(default)]
+    pub due: Option<FieldChange>,
+    #[uniffi(default)]
+    pub owner_org: Option<String>,
+    #[uniffi(default)]
+    pub owner_person: Option<FieldChange>,
+}
+
+impl From<ActionUpdate> for eenplan_core::plan::ActionUpdate {
+    fn from(update: ActionUpdate) -> Self {
+        eenplan_core::plan::ActionUpdate {
+            title: update.title,
+            status: update.status,
+            due: update.due.map(FieldChange::into_core),
+            owner_org: update.owner_org,
+            owner_person: update.owner_person.map(FieldChange::into_core),
+        }
+    }
 }
 
 /// An action under a goal: who does what, by when (YYYY-MM-DD).
@@ -321,20 +493,29 @@ impl From<eenplan_core::PlanListEntry> for PlanListEntry {
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
 pub enum Resolution {
     /// Keep the value at `index` (0-based) of [`Conflict::values`].
-    Pick { index: u32 },
+    Pick { index: i32 },
     /// Write a new value, given as text and checked like any edit of that field.
     Value { value: String },
 }
 
-impl From<Resolution> for eenplan_core::plan::Resolution {
-    fn from(resolution: Resolution) -> Self {
-        match resolution {
-            Resolution::Pick { index } => {
-                eenplan_core::plan::Resolution::Pick(usize::try_from(index).unwrap_or(usize::MAX))
-            }
+impl TryFrom<Resolution> for eenplan_core::plan::Resolution {
+    type Error = ApiError;
+
+    fn try_from(resolution: Resolution) -> Result<Self, ApiError> {
+        Ok(match resolution {
+            Resolution::Pick { index } => eenplan_core::plan::Resolution::Pick(
+                usize::try_from(index)
+                    .map_err(|_| ApiError::invalid(format!("a value's index is 0 or more, not {index}")))?,
+            ),
             Resolution::Value { value } => eenplan_core::plan::Resolution::Value(value),
-        }
+        })
     }
+}
+
+/// A text offset or length from the host (a Kotlin `Int`): negative ones are refused here,
+/// as [`ApiError::Invalid`], like any other bad input.
+pub(crate) fn text_count(what: &str, n: i32) -> Result<usize, ApiError> {
+    usize::try_from(n).map_err(|_| ApiError::invalid(format!("the {what} is 0 or more, not {n}")))
 }
 
 /// What one sync did.
@@ -366,5 +547,40 @@ impl From<SyncReport> for SyncSummary {
             bytes_up: report.bytes_up,
             bytes_down: report.bytes_down,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_negative_offset_or_index_from_the_host_is_invalid_input_not_a_panic() {
+        assert_eq!(text_count("position", 7), Ok(7));
+        assert!(
+            matches!(text_count("position", -1), Err(ApiError::Invalid { reason }) if reason.contains("-1"))
+        );
+        let pick = eenplan_core::plan::Resolution::try_from(Resolution::Pick { index: -2 });
+        assert!(matches!(pick, Err(ApiError::Invalid { .. })));
+        let pick = eenplan_core::plan::Resolution::try_from(Resolution::Pick { index: 1 });
+        assert_eq!(pick, Ok(eenplan_core::plan::Resolution::Pick(1)));
+    }
+
+    #[test]
+    fn a_field_change_sets_or_clears_and_a_missing_one_keeps() {
+        let update = eenplan_core::plan::MemberUpdate::from(MemberUpdate {
+            birth_date: Some(FieldChange::Clear),
+            relation: Some("oma".into()),
+            ..MemberUpdate::default()
+        });
+        assert_eq!(update.birth_date, Some(None));
+        assert_eq!(update.relation.as_deref(), Some("oma"));
+        assert_eq!(update.name, None);
+        let update = eenplan_core::plan::ActionUpdate::from(ActionUpdate {
+            owner_person: Some(FieldChange::Set { value: "Joost".into() }),
+            ..ActionUpdate::default()
+        });
+        assert_eq!(update.owner_person, Some(Some("Joost".into())));
+        assert_eq!(update.due, None);
     }
 }

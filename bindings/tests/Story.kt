@@ -1,7 +1,10 @@
 // A home visit told through the Kotlin bindings on the JVM, against a real eenplan-server: the
 // same story as story.py. Two phones are enrolled, the regisseur's phone creates a plan and
 // shares it, both phones edit offline (one field on both), they sync and merge, and the
-// regisseur settles the conflict. One function per step, so later steps append easily.
+// regisseur settles the conflict. Then what an app developer meets in the first week: who takes
+// part and the safety plan, a listener that throws, error fields, closing and reopening, a
+// stolen phone revoked and the same phone set up again. One function per step, so later steps
+// append easily.
 //
 // Run by `cargo test --workspace` (bindings/tests/stories.rs), which generates the bindings,
 // compiles this file with them and passes EENPLAN_SERVER, EENPLAN_ADMIN and EENPLAN_WORK.
@@ -9,6 +12,8 @@
 import java.io.File
 import java.util.concurrent.CopyOnWriteArrayList
 import kotlin.concurrent.thread
+import kotlinx.coroutines.async
+import kotlinx.coroutines.coroutineScope
 import kotlinx.coroutines.runBlocking
 import nl.eenplan.*
 
@@ -72,13 +77,74 @@ class Recorder : DeviceListener {
     }
 }
 
+/** An app's listener with a bug in it. */
+class Throwing : DeviceListener {
+    @Volatile var calls = 0
+
+    override fun plansChanged(planIds: List<String>) {
+        calls++
+        error("a bug in the app's listener")
+    }
+
+    override fun deviceRevoked(wiped: Boolean) {
+        calls++
+        error("a bug in the app's listener")
+    }
+}
+
+/** What eenplan logs, where an app would send it to Logcat. */
+object Warnings : LogSink {
+    val lines = CopyOnWriteArrayList<String>()
+
+    override fun warning(message: String) {
+        lines.add(message)
+    }
+}
+
 class Phone(val name: String, val user: String) {
+    val dir = "$work/$name"
     val listener = Recorder()
-    val device: Device = Device.openOrInit("$work/$name", passphraseKeystore("$name-passphrase"))
+    var device: Device = Device.openOrInit(dir, keystore())
 
     init {
         device.setListener(listener)
     }
+
+    fun keystore(passphrase: String = "$name-passphrase"): KeyStore = passphraseKeystore(passphrase)
+}
+
+/** The sentence for people that every ApiException carries. */
+val ApiException.reason: String
+    get() = when (this) {
+        is ApiException.Invalid -> reason
+        is ApiException.NotFound -> reason
+        is ApiException.WrongKey -> reason
+        is ApiException.KeyStore -> reason
+        is ApiException.Busy -> reason
+        is ApiException.Closed -> reason
+        is ApiException.Damaged -> reason
+        is ApiException.Storage -> reason
+        is ApiException.NotEnrolled -> reason
+        is ApiException.NotApproved -> reason
+        is ApiException.Offline -> reason
+        is ApiException.Server -> reason
+        is ApiException.Untrusted -> reason
+        is ApiException.Revoked -> reason
+        is ApiException.Wiped -> reason
+        is ApiException.LeaseExpired -> reason
+        is ApiException.Internal -> reason
+    }
+
+/** Runs [call], which must throw [E]; returns it. */
+inline fun <reified E : ApiException> fails(call: () -> Unit): E {
+    try {
+        call()
+    } catch (e: ApiException) {
+        check(e is E) { "expected ${E::class.simpleName}, got $e" }
+        check(e.reason.isNotBlank()) { "${E::class.simpleName} says what happened" }
+        return e
+    }
+    error("expected ${E::class.simpleName}")
 }
 
 data class SharedPlan(val plan: String, val goal: String, val action: String)
@@ -93,6 +159,7 @@ suspend fun enrolTwoPhones(server: Server, admin: Admin): Pair<Phone, Phone> {
     val wim = Phone("wim-phone", "Wim")
     for (phone in listOf(rita, wim)) {
         val code = admin.run("device", "enrol", "--user", phone.user)
+        if (phone === rita) aMistypedServerAddressIsInvalidNotOffline(rita, code)
         check(phone.device.enrol(server.url, code) == Enrolment.PENDING_APPROVAL)
         try {
             phone.device.sync()
@@ -109,6 +176,20 @@ suspend fun enrolTwoPhones(server: Server, admin: Admin): Pair<Phone, Phone> {
     return rita to wim
 }
 
+suspend fun aMistypedServerAddressIsInvalidNotOffline(phone: Phone, code: String) {
+    for ((address, says) in listOf(
+        "127.0.0.1:8443" to "https://", "not a url" to "https://",
+        "ftp://eenplan.example.nl" to "ftp", "https://" to "names no server",
+    )) {
+        try {
+            phone.device.enrol(address, code)
+            error("$address was accepted")
+        } catch (e: ApiException.Invalid) {
+            check(says in e.reason) { "$address: ${e.reason}" }
+        }
+    }
+}
+
 suspend fun createAndSharePlan(rita: Phone, wim: Phone): SharedPlan {
     val device = rita.device
     val plan = device.createPlan("Jansen")
@@ -119,6 +200,12 @@ suspend fun createAndSharePlan(rita: Phone, wim: Phone): SharedPlan {
     device.addAgreement(plan, "Sanne belt de budgetcoach voor vrijdag.")
     // The first sync registers the plan with the server; then it can be shared.
     device.sync()
+    try {
+        device.sharePlan(plan, "Niemand", Role.WIJKTEAM)
+        error("an unknown user was accepted")
+    } catch (e: ApiException.NotFound) {
+        check("Niemand" in e.reason) { "the error names the user: ${e.reason}" }
+    }
     device.sharePlan(plan, "Wim", Role.WIJKTEAM)
     device.sync()
     val summary = wim.device.sync()
@@ -136,7 +223,7 @@ fun bothPhonesEditOffline(rita: Phone, wim: Phone, shared: SharedPlan) {
     val note = rita.device.addNote(plan, Compartment.BASIS, NoteKind.HOME_VISIT, text)
     // A Kotlin String index is a UTF-16 offset: the cursor right after the emoji.
     val cursor = text.indexOf("😀") + "😀".length
-    rita.device.editNote(plan, Compartment.BASIS, note, cursor.toUInt(), 0u, " Sanne lacht.")
+    rita.device.editNote(plan, Compartment.BASIS, note, cursor, 0, " Sanne lacht.")
     rita.device.setActionDue(plan, action, "2026-12-22")
     wim.device.setActionDue(plan, action, "2027-01-05")
     wim.device.setGoalStatus(plan, goal, GoalStatus.IN_PROGRESS)
@@ -179,19 +266,107 @@ suspend fun settleTheConflict(rita: Phone, wim: Phone, shared: SharedPlan) {
 }
 
 fun badInputIsATypedError(rita: Phone, plan: String) {
+    val note = rita.device.readPlan(plan).notes.first().id
     val calls = listOf<() -> Unit>(
         { rita.device.addGoal(plan, "geen domein", "x") },
         { rita.device.readPlan("not-a-plan-id") },
-        { rita.device.editNote(plan, Compartment.BASIS, "00000000000000aa", 0u, 0u, "x") },
+        { rita.device.editNote(plan, Compartment.BASIS, "00000000000000aa", 0, 0, "x") },
+        // A negative offset from an app is an ApiException like any other.
+        { rita.device.editNote(plan, Compartment.BASIS, note, -1, 0, "x") },
+        { rita.device.editNote(plan, Compartment.BASIS, note, 0, -3, "x") },
+        { rita.device.settleConflict(plan, "basis/family", Resolution.Pick(-1)) },
+        { Device.open("", rita.keystore()) },
     )
-    for (call in calls) {
-        try {
-            call()
-            error("bad input was accepted")
-        } catch (expected: ApiException.Invalid) {
-            check(!expected.message.isNullOrEmpty()) { "the error says what was wrong" }
-        }
+    for (call in calls) fails<ApiException.Invalid>(call)
+}
+
+suspend fun recordWhoTakesPartAndTheSafetyPlan(rita: Phone, wim: Phone, shared: SharedPlan) {
+    val (plan, _, action) = shared
+    val device = rita.device
+    val regisseur = device.addParticipant(plan, NewParticipant("Rita", ORG, Role.REGISSEUR))
+    val worker = device.addParticipant(plan, NewParticipant("Wim", ORG, Role.WIJKTEAM))
+    device.setRegisseur(plan, regisseur)
+    device.escalate(plan, EscalationLevel.LOKAAL, worker, "Zorgen over veiligheid thuis.")
+    val mother = device.addMember(plan, NewMember("Sanne", "moeder", null, true))
+    device.updateMember(plan, mother, MemberUpdate(relation = "moeder (gezag)", birthDate = FieldChange.Set("1990-04-01")))
+    device.updateAction(plan, action, ActionUpdate(ownerOrg = "Schuldhulp", ownerPerson = FieldChange.Set("Joost")))
+    val item = device.addSafetyItem(plan, "Ruzie escaleert als vader drinkt.", "Sanne belt bij ruzie haar zus en gaat daarheen.")
+    fails<ApiException.Invalid> { device.setRegisseur(plan, "00000000000000aa") }
+    device.sync()
+    wim.device.sync()
+    val view = wim.device.readPlan(plan)
+    check(view.participants.map { it.name to it.role }.toSet() == setOf("Rita" to "regisseur", "Wim" to "wijkteam")) { "participants: ${view.participants}" }
+    check(view.regisseur == regisseur) { "regisseur: ${view.regisseur}" }
+    check(view.escalationLevel == "lokaal" && view.escalations.single().regieHolder == worker) { "escalation: ${view.escalations}" }
+    val member = view.members.single { it.id == mother }
+    check(member.relation == "moeder (gezag)" && member.birthDate == "1990-04-01") { "member: $member" }
+    val moved = view.actions.single { it.id == action }
+    check(moved.ownerOrg == "Schuldhulp" && moved.ownerPerson == "Joost") { "action: $moved" }
+    check(view.safetyItems.map { it.id } == listOf(item)) { "safety plan: ${view.safetyItems}" }
+    val other = device.createPlanWithDomains("Bakker", listOf("wonen", "school"))
+    check(device.readPlan(other).domains == listOf("wonen", "school")) { "the region's own domains" }
+}
+
+/** The app's listener has a bug: eenplan logs it, and the sync's result stands. */
+suspend fun aListenerThatThrowsDoesNotUndoTheSync(rita: Phone, wim: Phone, plan: String) {
+    setLogSink(Warnings)
+    val broken = Throwing()
+    wim.device.setListener(broken)
+    rita.device.addNote(plan, Compartment.BASIS, NoteKind.NOTE, "Voor Wim.")
+    rita.device.sync()
+    val summary = wim.device.sync()
+    check(plan in summary.plansUpdated) { "the sync's result reached the app: $summary" }
+    check(broken.calls == 1) { "the listener was called" }
+    check(Warnings.lines.any { "plansChanged" in it || "plans_changed" in it }) { "the failure was logged: ${Warnings.lines}" }
+    check(Warnings.lines.any { "a bug in the app's listener" in it }) { "with the app's words: ${Warnings.lines}" }
+    check("Voor Wim." in wim.device.readPlan(plan).notes.map { it.text }) { "the note arrived" }
+    wim.device.setListener(wim.listener)
+}
+
+/** A code someone already used: the server's refusal, with its status and typed code. */
+suspend fun errorsCarryTheFieldsAnAppActsOn(server: Server, admin: Admin) {
+    val stranger = Phone("stranger-phone", "Wim")
+    val code = admin.run("device", "enrol", "--user", "Wim")
+    stranger.device.enrol(server.url, code)
+    val other = Phone("other-phone", "Wim")
+    try {
+        other.device.enrol(server.url, code)
+        error("a used code was accepted")
+    } catch (e: ApiException.Server) {
+        check(e.status == 404.toUShort() && e.code == ErrorCode.UnknownCode) { "$e" }
     }
+    for (phone in listOf(stranger, other)) phone.device.closeDevice()
+}
+
+/**
+ * closeDevice() frees the directory at once; a second open while open is Busy at once; a wrong
+ * passphrase says how many attempts are left.
+ */
+suspend fun closeAndOpenAgain(rita: Phone, plan: String) = coroutineScope {
+    val device = rita.device
+    var started = System.nanoTime()
+    fails<ApiException.Busy> { Device.open(rita.dir, rita.keystore()) }
+    check(System.nanoTime() - started < 2_000_000_000L) { "Busy is answered at once" }
+    // A sync that races the close: it finishes first or finds the device closed; nothing else.
+    val racing = async { runCatching { device.sync() } }
+    device.closeDevice()
+    device.closeDevice()
+    racing.await().onFailure { check(it is ApiException.Closed) { "the racing sync: $it" } }
+    fails<ApiException.Closed> { device.readPlan(plan) }
+    fails<ApiException.Closed> { device.addAgreement(plan, "na het sluiten") }
+    try {
+        device.sync()
+        error("a closed device synced")
+    } catch (e: ApiException.Closed) {
+    }
+    val wrong = fails<ApiException.WrongKey> { Device.open(rita.dir, rita.keystore("fout")) }
+    check(wrong.attemptsLeft == 9u) { "attempts left: $wrong" }
+    started = System.nanoTime()
+    rita.device = Device.open(rita.dir, rita.keystore())
+    check(System.nanoTime() - started < 2_000_000_000L) { "the directory was free at once" }
+    rita.device.setListener(rita.listener)
+    check(rita.device.readPlan(plan).family == "Jansen") { "the plan is all there" }
+    device.close()
 }
 
 /** Wim's phone is stolen: revoked by the administrator, it wipes itself once online. */
@@ -216,6 +391,25 @@ suspend fun revokeAStolenPhone(admin: Admin, rita: Phone, wim: Phone, plan: Stri
     check(line.contains("wiped")) { "the administrator sees the wipe: $line" }
 }
 
+/** The wiped screen says why; init makes a new device, enrolled with a new code. */
+suspend fun theWipedPhoneIsSetUpAgain(server: Server, admin: Admin, wim: Phone) {
+    val state = deviceState(wim.dir)
+    check(state is DeviceState.Wiped && state.reason == WipeReason.ORDERED) { "state: $state" }
+    check(!deviceExists(wim.dir)) { "no device to open" }
+    fails<ApiException.Wiped> { Device.openOrInit(wim.dir, wim.keystore()) }
+    wim.device.closeDevice()
+    val fresh = Device.init(wim.dir, wim.keystore("a new passphrase"))
+    check(deviceState(wim.dir) == DeviceState.Present) { "a device again" }
+    val code = admin.run("device", "enrol", "--user", "Wim")
+    fresh.enrol(server.url, code)
+    admin.run("device", "approve", "--code", code)
+    fresh.sync()
+    val newId = fresh.deviceId()
+    val line = admin.run("device", "list").lines().first { it.contains(newId.take(8)) }
+    check(line.contains("active")) { "the new device is active: $line" }
+    fresh.closeDevice()
+}
+
 fun main() = runBlocking {
     File(work).mkdirs()
     val server = Server()
@@ -227,7 +421,12 @@ fun main() = runBlocking {
         syncAndMerge(rita, wim, shared.plan)
         settleTheConflict(rita, wim, shared)
         badInputIsATypedError(rita, shared.plan)
+        recordWhoTakesPartAndTheSafetyPlan(rita, wim, shared)
+        aListenerThatThrowsDoesNotUndoTheSync(rita, wim, shared.plan)
+        errorsCarryTheFieldsAnAppActsOn(server, admin)
+        closeAndOpenAgain(rita, shared.plan)
         revokeAStolenPhone(admin, rita, wim, shared.plan)
+        theWipedPhoneIsSetUpAgain(server, admin, wim)
     } finally {
         server.stop()
     }

@@ -2,7 +2,9 @@
 
 Two phones are enrolled, the regisseur's phone creates a plan and shares it, both phones
 edit offline (one field on both), they sync and merge, and the regisseur settles the
-conflict. Every step is a function of its own, so later steps append easily.
+conflict. Then what an app developer meets in the first week: who takes part and the safety
+plan, a listener that throws, error fields, closing and reopening, a stolen phone revoked and
+the same phone set up again. Every step is a function of its own, so later steps append easily.
 
 Run by `cargo test --workspace` (bindings/tests/stories.rs), which generates the bindings
 and passes, in the environment:
@@ -17,6 +19,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.environ["EENPLAN_FFI_PYTHON"])
 
@@ -81,19 +84,70 @@ class Listener(eenplan.DeviceListener):
         self.revoked.append(wiped)
 
 
+class ThrowingListener(eenplan.DeviceListener):
+    """An app's listener with a bug in it."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def plans_changed(self, plan_ids):
+        self.calls += 1
+        raise RuntimeError("a bug in the app's listener")
+
+    def device_revoked(self, wiped):
+        self.calls += 1
+        raise RuntimeError("a bug in the app's listener")
+
+
+class Warnings(eenplan.LogSink):
+    """What eenplan logs, where the app would send it to its own log."""
+
+    def __init__(self):
+        self.lines = []
+
+    def warning(self, message):
+        self.lines.append(message)
+
+
+WARNINGS = Warnings()
+
+
 class Phone:
     def __init__(self, name, user):
         self.name = name
         self.user = user
+        self.dir = os.path.join(WORK, name)
+        self.passphrase = f"{name}-passphrase"
         self.listener = Listener()
-        keystore = eenplan.passphrase_keystore(f"{name}-passphrase")
-        self.device = eenplan.Device.open_or_init(os.path.join(WORK, name), keystore)
+        self.device = eenplan.Device.open_or_init(self.dir, self.keystore())
         self.device.set_listener(self.listener)
+
+    def keystore(self, passphrase=None):
+        return eenplan.passphrase_keystore(passphrase or self.passphrase)
 
 
 def check(condition, what):
     if not condition:
         raise AssertionError(what)
+
+
+def fails(error_type, call):
+    """Runs `call`, which must raise `error_type`; returns the error."""
+    try:
+        call()
+    except error_type as error:
+        check(error.reason, f"{error_type.__name__} says what happened: {error!r}")
+        return error
+    raise AssertionError(f"expected {error_type.__name__}")
+
+
+async def fails_async(error_type, call):
+    try:
+        await call()
+    except error_type as error:
+        check(error.reason, f"{error_type.__name__} says what happened: {error!r}")
+        return error
+    raise AssertionError(f"expected {error_type.__name__}")
 
 
 # --- the story, one step per function -------------------------------------------------------
@@ -105,6 +159,8 @@ async def enrol_two_phones(server, admin):
     rita, wim = Phone("rita-phone", "Rita"), Phone("wim-phone", "Wim")
     for phone in (rita, wim):
         code = admin.run("device", "enrol", "--user", phone.user)
+        if phone is rita:
+            await a_mistyped_server_address_is_invalid_not_offline(rita, code)
         check(await phone.device.enrol(server.url, code) == eenplan.Enrolment.PENDING_APPROVAL,
               "an enrolled phone waits for approval")
         try:
@@ -120,6 +176,13 @@ async def enrol_two_phones(server, admin):
     return rita, wim
 
 
+async def a_mistyped_server_address_is_invalid_not_offline(phone, code):
+    for address, says in (("127.0.0.1:8443", "https://"), ("not a url", "https://"),
+                           ("ftp://eenplan.example.nl", "ftp"), ("https://", "names no server")):
+        error = await fails_async(eenplan.ApiError.Invalid, lambda: phone.device.enrol(address, code))
+        check(says in error.reason, f"{address!r}: {error.reason}")
+
+
 async def create_and_share_plan(rita, wim):
     device = rita.device
     plan = device.create_plan("Jansen")
@@ -130,6 +193,9 @@ async def create_and_share_plan(rita, wim):
     device.add_agreement(plan, "Sanne belt de budgetcoach voor vrijdag.")
     # The first sync registers the plan with the server; then it can be shared.
     await device.sync()
+    error = await fails_async(eenplan.ApiError.NotFound,
+                              lambda: device.share_plan(plan, "Niemand", eenplan.Role.WIJKTEAM))
+    check("Niemand" in error.reason, f"the error names the user: {error.reason}")
     await device.share_plan(plan, "Wim", eenplan.Role.WIJKTEAM)
     await device.sync()
     summary = await wim.device.sync()
@@ -189,15 +255,109 @@ async def settle_the_conflict(rita, wim, plan, action):
 
 
 def bad_input_is_a_typed_error(rita, plan):
+    note = rita.device.read_plan(plan).notes[0].id
+    basis = eenplan.Compartment.BASIS
     for call in (lambda: rita.device.add_goal(plan, "geen domein", "x"),
                  lambda: rita.device.read_plan("not-a-plan-id"),
-                 lambda: rita.device.edit_note(plan, eenplan.Compartment.BASIS,
-                                               "00000000000000aa", 0, 0, "x")):
-        try:
-            call()
-            raise AssertionError("bad input was accepted")
-        except eenplan.ApiError.Invalid as error:
-            check(str(error), "the error says what was wrong")
+                 lambda: rita.device.edit_note(plan, basis, "00000000000000aa", 0, 0, "x"),
+                 # A negative offset from an app is an ApiError like any other, not a ValueError.
+                 lambda: rita.device.edit_note(plan, basis, note, -1, 0, "x"),
+                 lambda: rita.device.edit_note(plan, basis, note, 0, -3, "x"),
+                 lambda: rita.device.settle_conflict(plan, "basis/family",
+                                                     eenplan.Resolution.PICK(index=-1)),
+                 lambda: eenplan.Device.open("", rita.keystore())):
+        fails(eenplan.ApiError.Invalid, call)
+
+
+async def record_who_takes_part_and_the_safety_plan(rita, wim, plan, action):
+    """Everything the plan view shows can be written through the API; the other phone sees it."""
+    device = rita.device
+    regisseur = device.add_participant(plan, eenplan.NewParticipant(
+        name="Rita", organisation=ORG, role=eenplan.Role.REGISSEUR))
+    worker = device.add_participant(plan, eenplan.NewParticipant(
+        name="Wim", organisation=ORG, role=eenplan.Role.WIJKTEAM))
+    device.set_regisseur(plan, regisseur)
+    device.escalate(plan, eenplan.EscalationLevel.LOKAAL, worker, "Zorgen over veiligheid thuis.")
+    mother = device.add_member(plan, eenplan.NewMember(
+        name="Sanne", relation="moeder", birth_date=None, parental_authority=True))
+    device.update_member(plan, mother, eenplan.MemberUpdate(
+        relation="moeder (gezag)", birth_date=eenplan.FieldChange.SET(value="1990-04-01")))
+    device.update_action(plan, action, eenplan.ActionUpdate(
+        owner_org="Schuldhulp", owner_person=eenplan.FieldChange.SET(value="Joost")))
+    item = device.add_safety_item(plan, "Ruzie escaleert als vader drinkt.",
+                                  "Sanne belt bij ruzie haar zus en gaat daarheen.")
+    fails(eenplan.ApiError.Invalid, lambda: device.set_regisseur(plan, "00000000000000aa"))
+    await device.sync()
+    await wim.device.sync()
+    view = wim.device.read_plan(plan)
+    check({(p.name, p.role) for p in view.participants} == {("Rita", "regisseur"), ("Wim", "wijkteam")},
+          f"participants: {view.participants}")
+    check(view.regisseur == regisseur, f"regisseur: {view.regisseur}")
+    check(view.escalation_level == "lokaal" and view.escalations[0].regie_holder == worker,
+          f"escalation: {view.escalations}")
+    member = next(m for m in view.members if m.id == mother)
+    check(member.relation == "moeder (gezag)" and member.birth_date == "1990-04-01", f"member: {member}")
+    moved = next(a for a in view.actions if a.id == action)
+    check(moved.owner_org == "Schuldhulp" and moved.owner_person == "Joost", f"action: {moved}")
+    check([s.id for s in view.safety_items] == [item], f"safety plan: {view.safety_items}")
+    domains = device.create_plan_with_domains("Bakker", ["wonen", "school"])
+    check(device.read_plan(domains).domains == ["wonen", "school"], "the region's own domains")
+
+
+async def a_listener_that_throws_does_not_undo_the_sync(rita, wim, plan):
+    """The app's listener has a bug: eenplan logs it, and the sync's result stands."""
+    eenplan.set_log_sink(WARNINGS)
+    broken = ThrowingListener()
+    wim.device.set_listener(broken)
+    rita.device.add_note(plan, eenplan.Compartment.BASIS, eenplan.NoteKind.NOTE, "Voor Wim.")
+    await rita.device.sync()
+    summary = await wim.device.sync()
+    check(plan in summary.plans_updated, f"the sync's result reached the app: {summary}")
+    check(broken.calls == 1, "the listener was called")
+    check(any("plans_changed" in line and "a bug in the app's listener" in line for line in WARNINGS.lines),
+          f"the failure was logged: {WARNINGS.lines}")
+    check("Voor Wim." in [n.text for n in wim.device.read_plan(plan).notes], "the note arrived")
+    await wim.device.sync()
+    wim.device.set_listener(wim.listener)
+
+
+async def errors_carry_the_fields_an_app_acts_on(server, admin):
+    """A code someone already used: the server's refusal, with its status and typed code."""
+    stranger = Phone("stranger-phone", "Wim")
+    code = admin.run("device", "enrol", "--user", "Wim")
+    await stranger.device.enrol(server.url, code)
+    other = Phone("other-phone", "Wim")
+    error = await fails_async(eenplan.ApiError.Server, lambda: other.device.enrol(server.url, code))
+    check(error.status == 404 and error.code == eenplan.ErrorCode.UNKNOWN_CODE(), f"{error!r}")
+    for phone in (stranger, other):
+        phone.device.close()
+
+
+async def close_and_open_again(rita, plan):
+    """close() frees the directory at once; a second open while open is Busy at once; a wrong
+    passphrase says how many attempts are left."""
+    device = rita.device
+    started = time.monotonic()
+    fails(eenplan.ApiError.Busy, lambda: eenplan.Device.open(rita.dir, rita.keystore()))
+    check(time.monotonic() - started < 2, "Busy is answered at once")
+    # A sync that races close(): it finishes first or finds the device closed; nothing else.
+    racing = asyncio.ensure_future(device.sync())
+    device.close()
+    device.close()
+    try:
+        await racing
+    except eenplan.ApiError.Closed:
+        pass
+    fails(eenplan.ApiError.Closed, lambda: device.read_plan(plan))
+    fails(eenplan.ApiError.Closed, lambda: device.add_agreement(plan, "na het sluiten"))
+    await fails_async(eenplan.ApiError.Closed, device.sync)
+    wrong = fails(eenplan.ApiError.WrongKey, lambda: eenplan.Device.open(rita.dir, rita.keystore("fout")))
+    check(wrong.attempts_left == 9, f"attempts left: {wrong!r}")
+    started = time.monotonic()
+    rita.device = eenplan.Device.open(rita.dir, rita.keystore())
+    check(time.monotonic() - started < 2, "the directory was free at once")
+    rita.device.set_listener(rita.listener)
+    check(rita.device.read_plan(plan).family == "Jansen", "the plan is all there")
 
 
 async def revoke_a_stolen_phone(admin, rita, wim, plan):
@@ -223,6 +383,25 @@ async def revoke_a_stolen_phone(admin, rita, wim, plan):
     check("wiped" in line, f"the administrator sees the wipe: {line}")
 
 
+async def the_wiped_phone_is_set_up_again(server, admin, wim):
+    """The wiped screen says why; init makes a new device, enrolled with a new code."""
+    state = eenplan.device_state(wim.dir)
+    check(state == eenplan.DeviceState.WIPED(reason=eenplan.WipeReason.ORDERED, wiped_at_ms=state.wiped_at_ms),
+          f"state: {state}")
+    check(not eenplan.device_exists(wim.dir), "no device to open")
+    fails(eenplan.ApiError.Wiped, lambda: eenplan.Device.open_or_init(wim.dir, wim.keystore()))
+    wim.device.close()
+    fresh = eenplan.Device.init(wim.dir, wim.keystore("a new passphrase"))
+    check(eenplan.device_state(wim.dir) == eenplan.DeviceState.PRESENT(), "a device again")
+    code = admin.run("device", "enrol", "--user", "Wim")
+    await fresh.enrol(server.url, code)
+    admin.run("device", "approve", "--code", code)
+    await fresh.sync()
+    new_id = fresh.device_id()
+    line = next(l for l in admin.run("device", "list").splitlines() if new_id[:8] in l)
+    check("active" in line, f"the new device is active: {line}")
+
+
 async def main():
     server = Server()
     try:
@@ -233,7 +412,12 @@ async def main():
         await sync_and_merge(rita, wim, plan)
         await settle_the_conflict(rita, wim, plan, action)
         bad_input_is_a_typed_error(rita, plan)
+        await record_who_takes_part_and_the_safety_plan(rita, wim, plan, action)
+        await a_listener_that_throws_does_not_undo_the_sync(rita, wim, plan)
+        await errors_carry_the_fields_an_app_acts_on(server, admin)
+        await close_and_open_again(rita, plan)
         await revoke_a_stolen_phone(admin, rita, wim, plan)
+        await the_wiped_phone_is_set_up_again(server, admin, wim)
     finally:
         server.stop()
 

@@ -15,6 +15,7 @@ use eenplan_core::EntityId;
 use eenplan_core::plan::{
     ActionStatus, Compartment, EscalationLevel, GoalStatus, NoteKind, Phase, Role, ValidationError,
 };
+use eenplan_protocol::api::ServerUrl;
 
 const ENVIRONMENT_HELP: &str = "\
 Environment:
@@ -149,8 +150,8 @@ pub struct PlanAddParticipantArgs {
 #[derive(Debug, Args)]
 pub struct EnrolArgs {
     /// The sync server, e.g. https://eenplan.example.nl or http://127.0.0.1:8443.
-    #[arg(long, env = "EENPLAN_SERVER")]
-    pub server: String,
+    #[arg(long, env = "EENPLAN_SERVER", value_parser = ServerUrl::parse)]
+    pub server: ServerUrl,
     /// The one-time code the administrator gave you.
     #[arg(long)]
     pub code: String,

@@ -37,7 +37,7 @@ pub enum CliError {
     Json(#[from] serde_json::Error),
     #[error(
         "this device has been wiped: its data is gone for good. {} now holds only the wipe \
-         record ({}); remove that file to set up a new device there with `eenplan init`",
+         record ({}); `eenplan init` sets up a new device there, to be enrolled with a new code",
         .0.display(),
         eenplan_core::wipe::MARKER_FILE
     )]

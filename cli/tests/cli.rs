@@ -532,14 +532,35 @@ fn wrong_passphrases_count_down_and_the_last_one_wipes_the_device() {
     assert_eq!(code, Some(1));
     assert!(stderr.contains("has been wiped"), "{stderr}");
 
-    // Even the right passphrase finds nothing now, and init does not paper over the wipe.
+    // Even the right passphrase finds nothing now, and every command says why.
     d.passphrase = PASSPHRASE.into();
     let (code, stderr) = d.fails(&["plan", "list"]);
     assert_eq!(code, 1);
-    assert!(stderr.contains("has been wiped") && stderr.contains("WIPED"), "{stderr}");
-    let (code, stderr) = d.fails(&["init"]);
+    assert!(stderr.contains("has been wiped") && stderr.contains("eenplan init"), "{stderr}");
+
+    // `init` sets up a new device in its place: a new id, no plans, the old passphrase useless.
+    d.passphrase = "a new phone, a new passphrase".into();
+    let id = d.ok(&["init"]);
+    assert_eq!(id.len(), 32, "init prints the new device's id: {id:?}");
+    assert_eq!(d.json(&["plan", "list"]), serde_json::json!([]));
+    d.passphrase = PASSPHRASE.into();
+    let (code, stderr) = d.fails(&["plan", "list"]);
     assert_eq!(code, 1);
-    assert!(stderr.contains("has been wiped"), "{stderr}");
+    assert!(stderr.contains("does not unlock"), "{stderr}");
+}
+
+#[test]
+fn an_address_that_is_not_an_http_url_is_a_usage_error_that_says_what_is_wrong() {
+    let d = Device::init();
+    for (server, says) in [
+        ("127.0.0.1:8443", "does not start with https://"),
+        ("ftp://eenplan.example.nl", "only https:// and http://"),
+        ("https://", "names no server"),
+    ] {
+        let (code, stderr) = d.fails(&["enrol", "--server", server, "--code", "AAAA-BBBB"]);
+        assert_eq!(code, 2, "{server}: {stderr}");
+        assert!(stderr.contains(says), "{server}: {stderr}");
+    }
 }
 
 #[test]

@@ -20,7 +20,7 @@ use crate::lease::{self, LeaseRecord};
 use crate::plan::{self, Compartment, Conflict, Plan, PlanError, PlanView};
 use crate::store::{OpenStoreError, PlanHeader, Store, StoreError};
 use crate::transfer::{self, ImportReport};
-use crate::wipe::{self, OpenOptions};
+use crate::wipe::{self, OpenOptions, WipeReason};
 
 /// A plan in the device's list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -116,16 +116,18 @@ impl Device {
         })
     }
 
-    /// Creates a device in `dir`: a new data key wrapped by `keystore`, and new identity keys.
-    /// A wiped device's directory is refused ([`CoreError::Wiped`]) until
-    /// [`Device::clear_wiped`] clears it: a new device must not silently replace a wiped one.
+    /// Creates a device in `dir`: a new data key wrapped by `keystore`, new identity keys and
+    /// so a new device id, which an administrator approves like any new device. Refused with
+    /// [`CoreError::AlreadyInitialised`] when `dir` holds a live device.
+    ///
+    /// In a directory whose device was wiped, `init` starts this new device in its place (the
+    /// old one's data is gone for good): it completes an interrupted wipe, destroys the
+    /// platform key if the wipe could not, and keeps the wipe's unsent report for
+    /// [`Device::send_previous_wipe_reports`] (`wipe/previous.rs`). [`Device::open`] and
+    /// [`Device::open_or_init`] keep answering [`CoreError::Wiped`] until then, so that a host
+    /// always learns of a wipe before it offers to set the device up again.
     pub fn init(dir: &Path, keystore: &dyn KeyStore) -> Result<Device, CoreError> {
-        wipe::refuse_if_wiped(dir, keystore)?;
-        if Device::exists(dir)
-            && let Ok(Some(record)) = Store::wipe_record_at(dir)
-        {
-            return Err(wipe::complete_interrupted(dir, &record, keystore));
-        }
+        wipe::make_room_for_new_device(dir, keystore)?;
         ensure_dir(dir)?;
         let (store, identity) = Store::create(dir, keystore).map_err(map_open)?;
         Device::assemble(dir, store, identity)
@@ -139,7 +141,10 @@ impl Device {
     /// Opens the device in `dir`. A wrong passphrase or keystore key is counted:
     /// [`CoreError::WrongUnlock`] says how many attempts are left, and the attempt that
     /// reaches `options.max_failed_unlocks` wipes the device and returns
-    /// [`CoreError::Wiped`]. A successful open resets the count.
+    /// [`CoreError::Wiped`]. A successful open resets the count. A platform key the keystore
+    /// reports gone for good ([`KeyStoreError::Invalidated`]) is not counted: nothing can open
+    /// the data any more, so the device is wiped ([`WipeReason::KeyInvalidated`]) and the
+    /// host hears [`CoreError::Wiped`], after which [`Device::init`] starts a new device.
     pub fn open_with(
         dir: &Path,
         keystore: &dyn KeyStore,
@@ -154,11 +159,19 @@ impl Device {
             Err(OpenStoreError::KeyStore(KeyStoreError::WrongKey)) => {
                 Err(wipe::record_failed_unlock(dir, keystore, options))
             }
+            Err(OpenStoreError::KeyStore(KeyStoreError::Invalidated(_))) => {
+                Err(match wipe::wipe_unopened(dir, WipeReason::KeyInvalidated, keystore) {
+                    Ok(()) => CoreError::Wiped,
+                    Err(e) => e,
+                })
+            }
             Err(OpenStoreError::Wiped(record)) => Err(wipe::complete_interrupted(dir, &record, keystore)),
             Err(e) => Err(map_open(e)),
         }
     }
 
+    /// Opens the device in `dir`, or creates one when there is none. A wiped device is not
+    /// "none": this answers [`CoreError::Wiped`], and [`Device::init`] starts a new device.
     pub fn open_or_init(dir: &Path, keystore: &dyn KeyStore) -> Result<Device, CoreError> {
         match Device::open(dir, keystore) {
             Err(CoreError::NotInitialised) => Device::init(dir, keystore),
@@ -210,7 +223,8 @@ impl Device {
         self.check_lease_mut()
     }
 
-    pub(crate) fn data_dir(&self) -> &Path {
+    /// The directory the device lives in.
+    pub fn data_dir(&self) -> &Path {
         &self.dir
     }
 

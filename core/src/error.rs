@@ -35,7 +35,8 @@ pub enum CoreError {
     )]
     WrongUnlock { attempts_left: u32 },
     /// The device was wiped (a wipe order, or too many failed unlocks): its key material was
-    /// destroyed, then its files. Nothing can bring the data back.
+    /// destroyed, then its files. Nothing can bring the data back; [`crate::Device::init`]
+    /// starts a new device in the directory.
     #[error("this device has been wiped: its data is gone for good")]
     Wiped,
     /// The offline lease ran out: plans stay locked until a sync with the server succeeds.

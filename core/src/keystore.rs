@@ -19,16 +19,22 @@ pub use passphrase::{KdfParams, PassphraseKeyStore};
 
 use crate::crypto::SecretKey;
 
-/// Why a wrapped key could not be produced or opened.
+/// Why a wrapped key could not be produced or opened. What each means, and which count as a
+/// failed unlock, is the host contract in [`KeyStore`]'s docs.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyStoreError {
-    /// The passphrase or the platform key does not open the wrapped data key.
+    /// The secret the user supplied (a passphrase, a PIN) does not open the wrapped data key.
+    /// Counts towards the failed-unlock limit.
     #[error("the passphrase or keystore key does not unlock this device")]
     WrongKey,
+    /// The platform key is gone for good (invalidated, expired, deleted, or not on this
+    /// phone): the data key can never be unwrapped again. Not counted; `open` wipes the device.
+    #[error("the platform key that protects this device's data is gone for good: {0}")]
+    Invalidated(String),
     /// The wrapped key's bytes are not in a format this keystore writes.
     #[error("the wrapped data key is malformed: {0}")]
     Malformed(&'static str),
-    /// The platform keystore refused or failed (the host's message).
+    /// The platform keystore refused or failed for now (the host's message). Not counted.
     #[error("the platform keystore failed: {0}")]
     Platform(String),
 }
@@ -40,12 +46,17 @@ pub enum KeyStoreError {
 /// which is right for keystores whose key is not a separate platform object
 /// ([`PassphraseKeyStore`], [`MemoryKeyStore`]).
 ///
-/// # Errors that count as failed unlocks
+/// # The errors, and which count as failed unlocks
 ///
-/// [`KeyStoreError::WrongKey`] from `unwrap` counts towards the device's failed-unlock limit,
-/// after which the device wipes itself. Return it only when the key the user supplied (a
-/// passphrase, a PIN) is wrong. A platform key that expired (see below), was invalidated or
-/// is unavailable must be [`KeyStoreError::Platform`], which never counts.
+/// The contract for hosts is written once, in the phone bindings' `KeyStore` trait
+/// (`bindings/src/keystore.rs`), since phone apps implement it there; it holds for Rust hosts
+/// too. In short, from `unwrap`:
+///
+/// | error | when | counts towards the self-wipe | the core then |
+/// |---|---|---|---|
+/// | [`KeyStoreError::WrongKey`] | the secret the user supplied is wrong | yes | [`crate::CoreError::WrongUnlock`], attempts left |
+/// | [`KeyStoreError::Invalidated`] | the platform key is gone for good | no | wipes the device: [`crate::CoreError::Wiped`] |
+/// | [`KeyStoreError::Platform`] | the platform failed for now (cancelled, busy) | no | returns it; try again |
 ///
 /// # Binding the key to the offline lease
 ///
@@ -65,11 +76,12 @@ pub enum KeyStoreError {
 ///   available), wrap the data key with it and return a blob that names the alias. Delete
 ///   the older aliases only in `lease_binding_stored`: until then the stored blob still names
 ///   the old one, and a crash in between must leave a key that opens it. After the validity
-///   end, `Cipher.init` throws `KeyExpiredException`: report it as `Platform`, not `WrongKey`.
+///   end, `Cipher.init` throws `KeyExpiredException`: the key is gone for good, report it as
+///   `Invalidated`, never `WrongKey`.
 /// - **iOS**: Keychain items have no validity end. Keep the wrapping key in the Keychain
 ///   with `kSecAttrAccessibleWhenUnlockedThisDeviceOnly` (optionally a Secure Enclave P-256
 ///   key that wraps via ECIES), put `valid_until_ms` inside the authenticated wrapped blob,
-///   and refuse to unwrap (as `Platform`) once the device clock has passed it. This is weaker
+///   and refuse to unwrap (as `Invalidated`) once the device clock has passed it. This is weaker
 ///   than Android's hardware check (it trusts the app and the clock) but keeps both platforms
 ///   to one contract.
 ///

@@ -153,6 +153,10 @@ fn connect(path: &Path, create: bool) -> Result<Connection, StoreError> {
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
     }
     let conn = Connection::open_with_flags(path, flags)?;
+    // The store has one owner (the exclusive lock below). A second open must hear `Busy` at
+    // once instead of waiting out rusqlite's default busy timeout (5 s) for a lock that is
+    // held until the owner closes.
+    conn.busy_timeout(std::time::Duration::ZERO)?;
     if create {
         // Only takes effect before the first table exists: lets compaction give pages back.
         conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;

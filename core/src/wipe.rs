@@ -15,10 +15,17 @@
 //! looks like no device was ever there: an app that saw an empty directory would offer a fresh
 //! `init`, and the host would never learn that the device was wiped. A wipe interrupted after
 //! step 1 is recognised by the record in the store, one interrupted after step 2 by the
-//! marker; either way the next `open`/`init` completes it and returns [`CoreError::Wiped`].
-//! Only [`Device::clear_wiped`] lets a new device be created in the directory again.
+//! marker; either way the next `open` completes it and returns [`CoreError::Wiped`], and keeps
+//! doing so: the host learns of the wipe however often it asks.
+//!
+//! **Starting again.** [`Device::init`] on a wiped directory (the user chose to set the phone
+//! up again, with a new enrolment code) completes the wipe, makes sure the platform key is
+//! destroyed, sets the marker aside (its unsent report is kept for sending: `previous.rs`) and
+//! creates a new device: new data key, new identity, new id. Nothing of the old device is
+//! carried over; there is nothing left to carry.
 
 mod files;
+mod previous;
 #[cfg(test)]
 mod tests;
 mod unlock;
@@ -35,6 +42,7 @@ use crate::keystore::KeyStore;
 use crate::store::{DB_FILE, Store};
 
 pub(crate) use files::{read_small, sync_dir, write_atomic};
+pub use previous::{MAX_KEPT as MAX_KEPT_WIPE_REPORTS, PREVIOUS_WIPES_DIR};
 pub use unlock::{DEFAULT_MAX_FAILED_UNLOCKS, OpenOptions};
 pub(crate) use unlock::{record_failed_unlock, reset_failed_unlocks};
 
@@ -67,6 +75,9 @@ pub enum WipeReason {
     Ordered,
     /// The passphrase or keystore key was wrong too many times in a row.
     TooManyFailedUnlocks,
+    /// The platform key that wrapped the data key is gone for good (the keystore said
+    /// `Invalidated`): the data could never be read again, and the wipe says so.
+    KeyInvalidated,
 }
 
 /// What a wipe left behind (the `WIPED` file).
@@ -247,6 +258,36 @@ pub(crate) fn refuse_if_wiped(dir: &Path, keystore: &dyn KeyStore) -> Result<(),
         write_atomic(dir, MARKER_FILE, &marker.to_json())?;
     }
     Err(CoreError::Wiped)
+}
+
+/// For `init`: makes `dir` ready for a new device when it holds a wiped one (see the module
+/// docs), and leaves it alone otherwise (a live device is refused by `Store::create`).
+///
+/// The platform key is destroyed here unless the wipe recorded that it was: the new device's
+/// data key will be wrapped by the same host keystore, and a key that still opened the old
+/// wrapped data key (flash may keep its blocks) must not live on. When it cannot be destroyed,
+/// `init` is refused with the keystore's error rather than continue.
+pub(crate) fn make_room_for_new_device(dir: &Path, keystore: &dyn KeyStore) -> Result<(), CoreError> {
+    if !Device::is_wiped(dir) {
+        // A wipe interrupted before its marker: complete it first (it writes the marker).
+        let record = if Device::exists(dir) { Store::wipe_record_at(dir).ok().flatten() } else { None };
+        let Some(record) = record else { return Ok(()) };
+        match complete_interrupted(dir, &record, keystore) {
+            CoreError::Wiped => {}
+            other => return Err(other),
+        }
+    }
+    remove_device_files(dir)?;
+    sync_dir(dir)?;
+    if !Device::wipe_marker(dir).is_some_and(|m| m.keystore_destroyed) {
+        keystore.destroy().map_err(|e| {
+            crate::keystore::KeyStoreError::Platform(format!(
+                "the wiped device's platform key could not be deleted, so no new device is set up \
+                 under it: {e}"
+            ))
+        })?;
+    }
+    previous::set_aside_marker(dir)
 }
 
 /// The store held a wipe record but there was no marker: the wipe stopped right after the key

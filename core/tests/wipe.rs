@@ -55,6 +55,16 @@ fn file_names(dir: &Path) -> Vec<String> {
     names
 }
 
+/// Every file under `dir`, in subdirectories too.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
+    }
+    files
+}
+
 /// Nothing under `dir` holds the wrapped key or any plan text.
 fn assert_nothing_decryptable(dir: &Path, wrapped: &[u8]) {
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -90,9 +100,11 @@ fn after_a_wipe_order_the_directory_holds_only_the_marker_and_nothing_decryptabl
     // Nothing was recreated by the calls above.
     assert_eq!(file_names(dir.path()), vec![MARKER_FILE.to_owned()]);
 
-    assert!(matches!(Device::open(dir.path(), &keystore("geheim")), Err(CoreError::Wiped)));
-    assert!(matches!(Device::init(dir.path(), &keystore("geheim")), Err(CoreError::Wiped)));
-    assert!(matches!(Device::open_or_init(dir.path(), &keystore("geheim")), Err(CoreError::Wiped)));
+    // Opening keeps saying so, however often the host asks; only `init` starts again.
+    for _ in 0..2 {
+        assert!(matches!(Device::open(dir.path(), &keystore("geheim")), Err(CoreError::Wiped)));
+        assert!(matches!(Device::open_or_init(dir.path(), &keystore("geheim")), Err(CoreError::Wiped)));
+    }
     assert!(Device::is_wiped(dir.path()));
     assert!(!Device::exists(dir.path()));
 
@@ -105,21 +117,73 @@ fn after_a_wipe_order_the_directory_holds_only_the_marker_and_nothing_decryptabl
 }
 
 #[test]
-fn a_wiped_directory_takes_a_new_device_only_after_it_is_cleared() {
+fn init_in_a_wiped_directory_starts_a_new_device_and_keeps_the_unsent_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, wrapped) = device_with_a_plan(dir.path(), &keystore("geheim"));
+    let mut old = Device::open(dir.path(), &keystore("geheim")).unwrap();
+    let old_id = old.device_id();
+    old.wipe(WipeReason::Ordered, Some(b"signed by the old device".to_vec())).unwrap();
+    drop(old);
+
+    let fresh = Device::init(dir.path(), &keystore("nieuw")).unwrap();
+    assert_ne!(fresh.device_id(), old_id, "a new device, with a new id");
+    assert!(fresh.list_plans().unwrap().is_empty());
+    assert!(Device::exists(dir.path()) && !Device::is_wiped(dir.path()));
+    assert_eq!(Device::wipe_marker(dir.path()), None);
+    let kept = Device::previous_wipes(dir.path()).unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].reason, WipeReason::Ordered);
+    assert_eq!(kept[0].report.as_deref(), Some(&b"signed by the old device"[..]));
+    drop(fresh);
+    // The old data key and plan stay gone; the new device opens with its own key only.
+    for entry in walk(dir.path()) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(!contains(&bytes, &wrapped) && !contains(&bytes, FAMILY.as_bytes()), "{entry:?}");
+    }
+    assert!(matches!(Device::open(dir.path(), &keystore("geheim")), Err(CoreError::WrongUnlock { .. })));
+    Device::open(dir.path(), &keystore("nieuw")).unwrap();
+    // A live device is never replaced.
+    assert!(matches!(Device::init(dir.path(), &keystore("nieuw")), Err(CoreError::AlreadyInitialised)));
+}
+
+#[test]
+fn a_report_the_server_already_has_is_not_kept_and_clear_wiped_still_clears() {
     let dir = tempfile::tempdir().unwrap();
     device_with_a_plan(dir.path(), &keystore("geheim"));
-    Device::open(dir.path(), &keystore("geheim")).unwrap().wipe(WipeReason::Ordered, None).unwrap();
-    assert!(matches!(Device::init(dir.path(), &keystore("nieuw")), Err(CoreError::Wiped)));
+    Device::open(dir.path(), &keystore("geheim"))
+        .unwrap()
+        .wipe(WipeReason::Ordered, Some(b"r".to_vec()))
+        .unwrap();
+    Device::mark_wipe_reported(dir.path()).unwrap();
+    drop(Device::init(dir.path(), &keystore("nieuw")).unwrap());
+    assert!(Device::previous_wipes(dir.path()).unwrap().is_empty());
 
-    Device::clear_wiped(dir.path()).unwrap();
-    assert!(file_names(dir.path()).is_empty());
-    assert!(Device::wipe_marker(dir.path()).is_none());
-    let fresh = Device::init(dir.path(), &keystore("nieuw")).unwrap();
-    assert!(fresh.list_plans().unwrap().is_empty());
-    drop(fresh);
+    let other = tempfile::tempdir().unwrap();
+    device_with_a_plan(other.path(), &keystore("geheim"));
+    Device::open(other.path(), &keystore("geheim")).unwrap().wipe(WipeReason::Ordered, None).unwrap();
+    Device::clear_wiped(other.path()).unwrap();
+    assert!(file_names(other.path()).is_empty());
+    drop(Device::init(other.path(), &keystore("nieuw")).unwrap());
     // Clearing never touches a live device.
-    Device::clear_wiped(dir.path()).unwrap();
-    assert!(Device::open(dir.path(), &keystore("nieuw")).is_ok());
+    Device::clear_wiped(other.path()).unwrap();
+    assert!(Device::open(other.path(), &keystore("nieuw")).is_ok());
+}
+
+#[test]
+fn at_most_a_bounded_number_of_unsent_reports_is_kept_the_newest_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let rounds = eenplan_core::wipe::MAX_KEPT_WIPE_REPORTS + 2;
+    for round in 0..rounds {
+        let mut device = Device::init(dir.path(), &keystore("geheim")).unwrap();
+        device.wipe(WipeReason::Ordered, Some(format!("report {round}").into_bytes())).unwrap();
+    }
+    drop(Device::init(dir.path(), &keystore("geheim")).unwrap());
+    let kept: Vec<Vec<u8>> =
+        Device::previous_wipes(dir.path()).unwrap().into_iter().filter_map(|m| m.report).collect();
+    let expected: Vec<Vec<u8>> = (rounds - eenplan_core::wipe::MAX_KEPT_WIPE_REPORTS..rounds)
+        .map(|round| format!("report {round}").into_bytes())
+        .collect();
+    assert_eq!(kept, expected);
 }
 
 #[test]
@@ -193,10 +257,11 @@ fn a_malformed_marker_still_counts_as_wiped_and_nothing_panics() {
     assert!(Device::is_wiped(dir.path()));
     assert_eq!(Device::wipe_marker(dir.path()), None);
     assert!(matches!(Device::open(dir.path(), &keystore("geheim")), Err(CoreError::Wiped)));
-    assert!(matches!(Device::init(dir.path(), &keystore("geheim")), Err(CoreError::Wiped)));
     assert!(matches!(Device::mark_wipe_reported(dir.path()), Err(CoreError::Io { .. })));
-    Device::clear_wiped(dir.path()).unwrap();
+    // Nothing can be sent from it, so nothing is kept when a new device starts there.
     Device::init(dir.path(), &keystore("geheim")).unwrap();
+    assert!(Device::previous_wipes(dir.path()).unwrap().is_empty());
+    assert!(!Device::is_wiped(dir.path()));
 }
 
 /// A platform keystore stand-in that counts how often its key was destroyed.
@@ -256,4 +321,54 @@ fn a_platform_error_at_unlock_is_not_counted_as_a_wrong_passphrase() {
         assert!(matches!(err, CoreError::KeyStore(KeyStoreError::Platform(_))), "{err:?}");
     }
     assert!(!Device::is_wiped(dir.path()));
+}
+
+/// A platform keystore whose key the platform invalidated (Android's
+/// `KeyPermanentlyInvalidatedException`, an expired lease-bound key).
+#[derive(Debug)]
+struct InvalidatedKeyStore {
+    inner: MemoryKeyStore,
+    invalidated: std::sync::atomic::AtomicBool,
+    destroyed: AtomicUsize,
+}
+
+impl KeyStore for InvalidatedKeyStore {
+    fn wrap(&self, data_key: &SecretKey) -> Result<Vec<u8>, KeyStoreError> {
+        self.inner.wrap(data_key)
+    }
+    fn unwrap(&self, wrapped: &[u8]) -> Result<SecretKey, KeyStoreError> {
+        if self.invalidated.load(Ordering::SeqCst) {
+            return Err(KeyStoreError::Invalidated("the lock screen was removed".into()));
+        }
+        self.inner.unwrap(wrapped)
+    }
+    fn destroy(&self) -> Result<(), KeyStoreError> {
+        self.destroyed.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_platform_key_gone_for_good_wipes_the_device_without_counting_a_failed_unlock() {
+    let dir = tempfile::tempdir().unwrap();
+    let ks = InvalidatedKeyStore {
+        inner: MemoryKeyStore::generate(),
+        invalidated: std::sync::atomic::AtomicBool::new(false),
+        destroyed: AtomicUsize::new(0),
+    };
+    let (_, wrapped) = device_with_a_plan(dir.path(), &ks);
+    ks.invalidated.store(true, Ordering::SeqCst);
+
+    let err = Device::open_with(dir.path(), &ks, &limit(5)).unwrap_err();
+    assert!(matches!(err, CoreError::Wiped), "{err:?}");
+    assert_eq!(file_names(dir.path()), vec![MARKER_FILE.to_owned()], "no failed-unlock count either");
+    assert_nothing_decryptable(dir.path(), &wrapped);
+    let marker = Device::wipe_marker(dir.path()).unwrap();
+    assert_eq!(marker.reason, WipeReason::KeyInvalidated);
+    assert!(marker.keystore_destroyed);
+
+    // The phone is set up again, under a key the platform makes anew.
+    ks.invalidated.store(false, Ordering::SeqCst);
+    let fresh = Device::init(dir.path(), &ks).unwrap();
+    assert!(fresh.list_plans().unwrap().is_empty());
 }

@@ -43,9 +43,15 @@
 //! its own under a code (it cannot compute `key_mac`) nor make a root key that passes the tag
 //! check: without `r` it cannot compute the tag offline, and every wrong guess costs it a
 //! failed enrolment that the device reports.
+mod error_code;
+mod server_url;
+
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+pub use error_code::ErrorCode;
+pub use server_url::{MAX_SERVER_URL_CHARS, ServerUrl, ServerUrlError};
 
 pub const PATH_HEALTH: &str = "/healthz";
 pub const PATH_METRICS: &str = "/metrics";
@@ -588,7 +594,7 @@ pub struct WipeReportUpload {
     pub report: String,
 }
 
-/// Every error body: a stable machine code and a sentence for people.
+/// Every error body: a stable machine code ([`ErrorCode::as_str`]) and a sentence for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub code: String,

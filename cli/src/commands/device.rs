@@ -9,12 +9,11 @@ use crate::error::CliError;
 use crate::output::{Lines, Output};
 use crate::passphrase;
 
+/// Creates a device; in a directory whose device was wiped, a new one in its place (the core's
+/// `Device::init`: new keys, new id, the old wipe's unsent report kept for the next sync).
 pub fn init(data: &Path) -> Result<Output, CliError> {
     // Checked before asking twice for a passphrase that would not be used.
-    if Device::is_wiped(data) {
-        return Err(CliError::Wiped(data.to_path_buf()));
-    }
-    if Device::exists(data) {
+    if Device::exists(data) && !Device::is_wiped(data) {
         return Err(CoreError::AlreadyInitialised.into());
     }
     let keystore = passphrase::keystore(passphrase::chosen(passphrase::DEVICE)?)?;

@@ -11,7 +11,8 @@ use crate::error::CliError;
 use crate::output::{Lines, Output};
 
 pub fn enrol(device: &mut Device, args: EnrolArgs) -> Result<Output, CliError> {
-    device.enrol(&args.server, &args.code)?;
+    device.enrol(args.server.as_str(), &args.code)?;
+    send_previous_wipe_reports(device);
     Ok(Output::Text(format!(
         "enrolled device {} at {}; an administrator must approve it, then run sync",
         device.device_id(),
@@ -24,7 +25,14 @@ pub fn sync(device: &mut Device, args: SyncArgs) -> Result<Output, CliError> {
         return watch(device, args.json);
     }
     let report = device.sync()?;
+    send_previous_wipe_reports(device);
     Output::choose(args.json, &report, report_text)
+}
+
+/// The reports of earlier wipes of this directory (kept by `init`), now that the server is
+/// reachable. A failure leaves them for the next sync; it is not this command's result.
+fn send_previous_wipe_reports(device: &Device) {
+    let _ = Device::send_previous_wipe_reports(device.data_dir());
 }
 
 /// `sync --watch`: one line per event, written as it happens (not collected into an

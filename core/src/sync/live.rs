@@ -24,7 +24,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eenplan_protocol::api::{self, ErrorBody};
+use eenplan_protocol::api::{self, ErrorBody, ServerUrlError};
 use serde::Serialize;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::HandshakeError;
@@ -283,7 +283,12 @@ impl LiveSocket {
     /// Opens the socket for the session `token` at the server `base` (`http://…` or
     /// `https://…`, as pinned at enrolment).
     fn connect(base: &str, token: &str) -> Result<LiveSocket, SyncError> {
-        let bad_url = || SyncError::ServerUrl(base.to_owned());
+        let bad_url = || {
+            SyncError::ServerUrl(ServerUrlError::Malformed {
+                address: base.to_owned(),
+                detail: "not a WebSocket address".into(),
+            })
+        };
         let (scheme, rest, tls) = if let Some(rest) = base.strip_prefix("https://") {
             ("wss", rest, true)
         } else if let Some(rest) = base.strip_prefix("http://") {
@@ -406,8 +411,12 @@ fn tls_stream(
             .map_err(tls_error)?
             .with_root_certificates(roots)
             .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-        .map_err(|_| SyncError::ServerUrl(host.to_owned()))?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|_| {
+        SyncError::ServerUrl(ServerUrlError::Malformed {
+            address: host.to_owned(),
+            detail: "not a TLS server name".into(),
+        })
+    })?;
     let connection = rustls::ClientConnection::new(Arc::new(config), name).map_err(tls_error)?;
     Ok(rustls::StreamOwned::new(connection, tcp))
 }

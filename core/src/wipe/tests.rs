@@ -74,11 +74,50 @@ fn a_wipe_interrupted_right_after_the_key_was_destroyed_opens_as_wiped_and_is_co
 }
 
 #[test]
-fn init_over_an_interrupted_wipe_is_refused_and_completes_it() {
+fn init_over_an_interrupted_wipe_completes_it_and_starts_a_new_device() {
     let dir = tempfile::tempdir().unwrap();
-    shredded_device(dir.path());
-    assert!(matches!(Device::init(dir.path(), &keystore()), Err(CoreError::Wiped)));
-    assert_eq!(names(dir.path()), vec![MARKER_FILE.to_owned()]);
+    let wrapped = shredded_device(dir.path());
+    let fresh = Device::init(dir.path(), &keystore()).unwrap();
+    drop(fresh);
+    assert_eq!(names(dir.path()), vec![DB_FILE.to_owned(), previous::PREVIOUS_WIPES_DIR.to_owned()]);
+    let kept = Device::previous_wipes(dir.path()).unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].report, Some(vec![1, 2, 3]));
+    let bytes = std::fs::read(dir.path().join(DB_FILE)).unwrap();
+    assert!(!contains(&bytes, &wrapped), "the new store holds the old wrapped key");
+}
+
+/// A keystore whose platform key cannot be deleted.
+#[derive(Debug)]
+struct Undeletable;
+
+impl KeyStore for Undeletable {
+    fn wrap(&self, data_key: &crate::crypto::SecretKey) -> Result<Vec<u8>, crate::keystore::KeyStoreError> {
+        keystore().wrap(data_key)
+    }
+    fn unwrap(&self, wrapped: &[u8]) -> Result<crate::crypto::SecretKey, crate::keystore::KeyStoreError> {
+        keystore().unwrap(wrapped)
+    }
+    fn destroy(&self) -> Result<(), crate::keystore::KeyStoreError> {
+        Err(crate::keystore::KeyStoreError::Platform("the keystore is locked".into()))
+    }
+}
+
+#[test]
+fn no_new_device_starts_under_a_platform_key_that_could_not_be_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut device = Device::init(dir.path(), &Undeletable).unwrap();
+    device.wipe(WipeReason::Ordered, None).unwrap();
+    drop(device);
+    assert!(!Device::wipe_marker(dir.path()).unwrap().keystore_destroyed);
+    let err = Device::init(dir.path(), &Undeletable).unwrap_err();
+    assert!(
+        matches!(&err, CoreError::KeyStore(crate::keystore::KeyStoreError::Platform(m)) if m.contains("could not be deleted")),
+        "{err:?}"
+    );
+    // Still wiped, so the next try (with a keystore that works again) can start over.
+    assert!(Device::is_wiped(dir.path()) && !Device::exists(dir.path()));
+    Device::init(dir.path(), &keystore()).unwrap();
 }
 
 #[test]

@@ -42,7 +42,7 @@ class ConflictsViewModel(session: PhoneSession, val planId: String) : ViewModel(
             .onFailure { e -> _state.update { it.copy(message = e.forPeople()) } }
     }
 
-    fun keep(conflict: String, option: Int): Deferred<Boolean> = settle(conflict, Resolution.Pick(option.toUInt()))
+    fun keep(conflict: String, option: Int): Deferred<Boolean> = settle(conflict, Resolution.Pick(option))
 
     fun settleWith(conflict: String, value: String): Deferred<Boolean> = settle(conflict, Resolution.Value(value))
 

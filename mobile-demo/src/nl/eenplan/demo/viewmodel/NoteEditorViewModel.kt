@@ -81,7 +81,7 @@ class NoteEditorViewModel(session: PhoneSession, val planId: String) : ViewModel
     private suspend fun apply(edit: Edit) {
         val note = _state.value.noteId
         if (note != null) {
-            session.call { it.editNote(planId, Compartment.BASIS, note, edit.position.toUInt(), edit.delete.toUInt(), edit.insert) }
+            session.call { it.editNote(planId, Compartment.BASIS, note, edit.position, edit.delete, edit.insert) }
                 .onFailure { e -> _state.update { it.copy(message = e.forPeople()) } }
         }
         // Re-read only when the field has no keystrokes in flight, so it never jumps back.

@@ -95,9 +95,9 @@ class PhoneSession(val name: String, val device: Device) : DeviceListener, AutoC
     /** Lets the lock state follow what the core said. */
     fun noteLock(e: ApiException) {
         when (e) {
-            is ApiException.Wiped -> _lock.value = LockState.Wiped(e.message ?: "gewist")
-            is ApiException.Revoked -> if (_lock.value !is LockState.Wiped) _lock.value = LockState.Revoked(e.message ?: "ingetrokken")
-            is ApiException.LeaseExpired -> _lock.value = LockState.LeaseExpired(e.message ?: "lease verlopen")
+            is ApiException.Wiped -> _lock.value = LockState.Wiped(e.reason)
+            is ApiException.Revoked -> if (_lock.value !is LockState.Wiped) _lock.value = LockState.Revoked(e.reason)
+            is ApiException.LeaseExpired -> _lock.value = LockState.LeaseExpired(e.reason)
             else -> {}
         }
     }
@@ -122,8 +122,9 @@ class PhoneSession(val name: String, val device: Device) : DeviceListener, AutoC
         }
     }
 
+    /** Closes the device (its directory can be opened again at once), then frees the object. */
     override fun close() {
-        device.setListener(null)
+        device.closeDevice()
         device.close()
     }
 
