@@ -78,6 +78,9 @@ impl Drop for Server {
     }
 }
 
+/// The test administrator's keyring passphrase (strong enough for `eenplan-admin init`).
+pub const ADMIN_PASSPHRASE: &str = "admin-test keyring 2026";
+
 /// The administrator, through the real `eenplan-admin` binary.
 #[derive(Debug)]
 pub struct Admin {
@@ -98,7 +101,7 @@ impl Admin {
             .arg("--data")
             .arg(&self.data)
             .args(args)
-            .env("EENPLAN_ADMIN_PASSPHRASE", "admin-test")
+            .env("EENPLAN_ADMIN_PASSPHRASE", ADMIN_PASSPHRASE)
             .env("EENPLAN_INSECURE_FAST_KDF", "1")
             .env("EENPLAN_SERVER", &self.server)
             .output()
