@@ -97,7 +97,18 @@ impl Admin {
 
     /// Runs a command and returns its stdout; panics with stderr on failure.
     pub fn run(&self, args: &[&str]) -> String {
-        let output = Command::new(binary("eenplan-admin"))
+        let output = self.output(args);
+        assert!(
+            output.status.success(),
+            "eenplan-admin {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// Runs a command, whatever it ends with.
+    pub fn output(&self, args: &[&str]) -> std::process::Output {
+        Command::new(binary("eenplan-admin"))
             .arg("--data")
             .arg(&self.data)
             .args(args)
@@ -105,13 +116,7 @@ impl Admin {
             .env("EENPLAN_INSECURE_FAST_KDF", "1")
             .env("EENPLAN_SERVER", &self.server)
             .output()
-            .unwrap_or_else(|e| panic!("cannot run eenplan-admin: {e}"));
-        assert!(
-            output.status.success(),
-            "eenplan-admin {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+            .unwrap_or_else(|e| panic!("cannot run eenplan-admin: {e}"))
     }
 }
 
