@@ -740,6 +740,11 @@ impl Network {
         let server = Fake::start();
         let admin = Admin::new();
         admin.init(&server);
+        Network::with(server, admin)
+    }
+
+    /// The network `admin` just set up at `server`, with Fatima's two devices approved.
+    fn with(server: Fake, admin: Admin) -> Network {
         let init: InitRequest = server.last().json();
         let phone = approve_real_device(&admin, &server, 1);
         let laptop = approve_real_device(&admin, &server, 2);
@@ -1152,4 +1157,295 @@ fn set_role_recertifies_each_device_from_its_verified_certificate_then_rotates()
     let mut expected = vec![network.phone.id, network.laptop.id];
     expected.sort();
     assert_eq!(devices, expected);
+}
+
+#[test]
+fn a_device_this_keyring_revoked_gets_no_key_though_the_server_lists_it_again() {
+    let network = Network::new();
+    let (server, admin) = (&network.server, &network.admin);
+    revoke_phone(&network);
+    admin.ok(&["device", "revoke", &api::hex(&network.phone.id), "--reason", "stolen"]);
+    let before = network.rekey_posts().len();
+
+    // The server lists the revoked phone as a reader again, with its valid certificate.
+    server.echo(api::PATH_ADMIN_REVOCATIONS);
+    network.answer_policy();
+    let devices = [
+        (&network.phone, network.phone.certificate.as_str()),
+        (&network.laptop, &network.laptop.certificate),
+    ];
+    server.answer_bytes(200, network.tasks(zorg(), 2, &devices));
+    server.answer_bytes(200, outcome(&[zorg()], RekeyStatus::Done));
+    server.answer_bytes(200, no_tasks());
+    let stderr = admin.fails(&["rekey"], 1);
+    assert!(stderr.contains(&format!("device {} as a reader", api::hex(&network.phone.id))), "{stderr}");
+    assert!(stderr.contains("1 device(s) this keyring revoked as readers"), "{stderr}");
+    let batches = network.rekey_batches();
+    assert_eq!(batches.len(), before + 1, "the document still moves on, for the others");
+    let result = &batches[before].results[0];
+    assert_eq!(result.new_epoch, 3);
+    assert!(result.envelopes.iter().all(|e| e.recipient.0 != network.phone.id), "nothing for the phone");
+    assert!(result.envelopes.iter().any(|e| e.recipient.0 == network.laptop.id));
+}
+
+#[test]
+fn a_server_that_forgets_a_revocation_list_this_keyring_saw_is_refused() {
+    let network = Network::new();
+    let (server, admin) = (&network.server, &network.admin);
+    revoke_phone(&network);
+    admin.ok(&["device", "revoke", &api::hex(&network.phone.id), "--reason", "stolen"]);
+    let before = server.requests().len();
+    // The server answers as if no device was ever revoked.
+    server.no_revocations();
+    let stderr = admin.fails(&["rekey"], 1);
+    assert!(stderr.contains("revocation list is refused"), "{stderr}");
+    assert!(stderr.contains("older than version 1"), "{stderr}");
+    let asked: Vec<String> = server.requests()[before..].iter().map(|r| r.path.clone()).collect();
+    assert_eq!(asked, [api::PATH_ADMIN_REVOCATIONS], "nothing else is asked, nothing sealed");
+}
+
+#[test]
+fn a_server_that_serves_an_older_policy_than_this_keyring_set_is_refused() {
+    let network = Network::new();
+    let (server, admin) = (&network.server, &network.admin);
+    let file = admin.dir.path().join("policy.toml");
+    std::fs::write(&file, DEFAULT_POLICY_TOML.replacen("version = 1", "version = 2", 1)).unwrap();
+    network.answer_policy();
+    server.answer(200, r#"{"pending":0}"#);
+    server.no_revocations();
+    server.answer_bytes(200, no_tasks());
+    admin.ok(&["policy", "set", file.to_str().unwrap()]);
+    // Policy 1 again, though the root signed it: older than what this keyring set.
+    network.answer_policy();
+    let stderr = admin.fails(&["policy", "show"], 1);
+    assert!(stderr.contains("policy is version 1, but this keyring has seen version 2"), "{stderr}");
+    server.no_revocations();
+    network.answer_policy();
+    let before = server.requests().len();
+    let stderr = admin.fails(&["rekey"], 1);
+    assert!(stderr.contains("older policy"), "{stderr}");
+    assert!(!server.requests()[before..].iter().any(|r| r.path.starts_with(api::PATH_ADMIN_REKEY)));
+}
+
+const OFFLINE_PASSPHRASE: &str = "sleutel in de kluis, niet op de laptop";
+
+#[test]
+fn an_offline_keyring_keeps_the_root_and_escrow_out_of_daily_work_and_is_asked_for_when_needed() {
+    let server = Fake::start();
+    let admin = Admin::new();
+    let offline = admin.dir.path().join("stick").join("offline.eenplan");
+    let offline_arg = offline.to_str().unwrap();
+    server.answer(200, "{}");
+    let out = admin
+        .command(&[
+            "init",
+            "--server",
+            &server.url,
+            "--name",
+            "Beheer",
+            "--offline-keyring",
+            offline_arg,
+            "--json",
+        ])
+        .env("EENPLAN_OFFLINE_PASSPHRASE", OFFLINE_PASSPHRASE)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(mode(&offline), 0o600);
+    let init: InitRequest = server.last().json();
+    let root: [u8; 32] = api::unhex(&init.root_public).unwrap().try_into().unwrap();
+    SignedPolicy::from_bytes(&api::unhex(&init.policy).unwrap()).unwrap().verify(&root).unwrap();
+
+    // Daily work needs no offline keyring.
+    server.answer(200, "[]");
+    admin.ok(&["org", "list"]);
+
+    // Signing a policy does, and says so before asking the server anything.
+    let file = admin.dir.path().join("policy.toml");
+    std::fs::write(&file, DEFAULT_POLICY_TOML.replacen("version = 1", "version = 2", 1)).unwrap();
+    let before = server.requests().len();
+    let stderr = admin.fails(&["policy", "set", file.to_str().unwrap()], 2);
+    assert!(
+        stderr.contains("needs the network root key") && stderr.contains("--offline-keyring PATH"),
+        "{stderr}"
+    );
+    assert_eq!(server.requests().len(), before);
+
+    // With it (and its own passphrase), the policy is signed by the root.
+    let with_offline = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--offline-keyring", offline_arg]);
+        let mut command = admin.command(&all);
+        command.env("EENPLAN_OFFLINE_PASSPHRASE", OFFLINE_PASSPHRASE);
+        command
+    };
+    server.answer(200, &json!({ "policy": init.policy }).to_string());
+    server.answer(200, r#"{"pending":0}"#);
+    server.no_revocations();
+    server.answer_bytes(200, no_tasks());
+    let out = with_offline(&["policy", "set", file.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let upload = server
+        .requests()
+        .into_iter()
+        .find(|r| r.path == api::PATH_ADMIN_POLICY && r.method == "POST")
+        .unwrap();
+    let upload: PolicyUpload = upload.json();
+    let signed = SignedPolicy::from_bytes(&api::unhex(&upload.policy).unwrap()).unwrap();
+    assert_eq!(signed.verify(&root).unwrap().version, 2);
+
+    // The wrong passphrase, or another network's offline keyring, opens nothing.
+    let mut wrong = with_offline(&["policy", "show"]);
+    wrong.env("EENPLAN_OFFLINE_PASSPHRASE", "dit is niet de goede zin");
+    let stderr = String::from_utf8_lossy(&wrong.output().unwrap().stderr).into_owned();
+    assert!(stderr.contains("passphrase does not unlock"), "{stderr}");
+    let other = Admin::new();
+    let other_server = Fake::start();
+    let other_offline = other.dir.path().join("offline.eenplan");
+    other_server.answer(200, "{}");
+    let out = other
+        .command(&[
+            "init",
+            "--server",
+            &other_server.url,
+            "--name",
+            "X",
+            "--offline-keyring",
+            other_offline.to_str().unwrap(),
+        ])
+        .env("EENPLAN_OFFLINE_PASSPHRASE", OFFLINE_PASSPHRASE)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut foreign =
+        admin.command(&["policy", "show", "--offline-keyring", other_offline.to_str().unwrap()]);
+    foreign.env("EENPLAN_OFFLINE_PASSPHRASE", OFFLINE_PASSPHRASE);
+    let stderr = String::from_utf8_lossy(&foreign.output().unwrap().stderr).into_owned();
+    assert!(stderr.contains("another network"), "{stderr}");
+}
+
+#[test]
+fn recovering_a_key_only_escrow_holds_waits_for_the_offline_keyring() {
+    let server = Fake::start();
+    let admin = Admin::new();
+    let offline = admin.dir.path().join("offline.eenplan");
+    let offline_arg = offline.to_str().unwrap().to_string();
+    server.answer(200, "{}");
+    let out = admin
+        .command(&["init", "--server", &server.url, "--name", "Beheer", "--offline-keyring", &offline_arg])
+        .env("EENPLAN_OFFLINE_PASSPHRASE", OFFLINE_PASSPHRASE)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let network = Network::with(server, admin);
+    let (server, admin) = (&network.server, &network.admin);
+
+    // Epoch 1 of zorg was made by a device since revoked; only escrow still holds it, and
+    // the laptop lacks it.
+    let key = [5u8; 32];
+    let escrow_public = api::unhex(&network.init.escrow_public).unwrap();
+    let minter = SigningKey::from_bytes(&[9; 32]);
+    let commitment = eenplan_protocol::epoch::Commitment::new(
+        zorg(),
+        1,
+        &key,
+        eenplan_protocol::epoch::Minter::Device(Fixed([9; 16])),
+        now_ms(),
+    )
+    .sign(&minter);
+    let sealed = envelope::seal(&escrow_public, api::ESCROW_RECIPIENT, zorg(), 1, &key).unwrap();
+    let sealed = envelope::sign(sealed, [9; 16], &minter, zorg(), 1, api::ESCROW_RECIPIENT);
+    let tasks = |laptop: &RealDevice| {
+        let mut tasks: RekeyTasks =
+            eenplan_protocol::sync::decode(&network.task(zorg(), 1, laptop, &laptop.certificate), 1 << 20)
+                .unwrap();
+        tasks.tasks[0].recipients[0].missing_epochs = vec![1];
+        tasks.tasks[0]
+            .escrow
+            .push(eenplan_protocol::rekey::EpochBlob { epoch: 1, data: Blob(sealed.clone()) });
+        tasks.tasks[0]
+            .commitments
+            .push(eenplan_protocol::rekey::EpochBlob { epoch: 1, data: Blob(commitment.to_bytes()) });
+        eenplan_protocol::sync::encode(&tasks)
+    };
+
+    // Daily keyring only: the document waits, and the command says what is needed.
+    server.no_revocations();
+    network.answer_policy();
+    server.answer_bytes(200, tasks(&network.laptop));
+    let stderr = admin.fails(&["rekey"], 1);
+    assert!(
+        stderr.contains("only escrow can recover them") && stderr.contains("--offline-keyring"),
+        "{stderr}"
+    );
+    assert!(network.rekey_posts().is_empty());
+
+    // With the offline keyring, epoch 1 is recovered from escrow and sealed to the laptop.
+    server.no_revocations();
+    network.answer_policy();
+    server.answer_bytes(200, tasks(&network.laptop));
+    server.answer_bytes(200, outcome(&[zorg()], RekeyStatus::Done));
+    server.answer_bytes(200, no_tasks());
+    let out = admin
+        .command(&["rekey", "--offline-keyring", &offline_arg])
+        .env("EENPLAN_OFFLINE_PASSPHRASE", OFFLINE_PASSPHRASE)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let result = &network.rekey_batches()[0].results[0];
+    let old = result.envelopes.iter().find(|e| e.recipient.0 == network.laptop.id && e.epoch == 1).unwrap();
+    let (sealed, _, _) = envelope::split_signed(&old.envelope.0).unwrap();
+    let opened =
+        envelope::open(sealed, &network.laptop.agreement_secret, network.laptop.id, zorg(), 1).unwrap();
+    assert_eq!(*opened, key);
+}
+
+#[test]
+fn a_weak_passphrase_is_refused_at_init_and_nothing_is_written_or_sent() {
+    let server = Fake::start();
+    for weak in ["geheim", "Welkom2025!", "beheer-beheer"] {
+        let admin = Admin { passphrase: weak.into(), ..Admin::new() };
+        let stderr = admin.fails(&["init", "--server", &server.url, "--name", "Beheer"], 2);
+        assert!(stderr.contains("keyring passphrase is too weak"), "{weak}: {stderr}");
+        assert!(!admin.keyring().exists());
+    }
+    assert!(server.requests().is_empty());
+}
+
+#[test]
+fn the_test_only_cheap_kdf_is_refused_for_a_server_on_another_machine() {
+    let admin = Admin::new();
+    let stderr = admin.fails(&["init", "--server", "https://eenplan.example", "--name", "Beheer"], 2);
+    assert!(stderr.contains("for test networks on this machine only"), "{stderr}");
+    assert!(!admin.keyring().exists());
+}
+
+#[test]
+fn a_keyring_wrapped_with_the_old_cheap_cost_is_wrapped_again_at_256_mib_on_unlock() {
+    let server = Fake::start();
+    let admin = Admin::new();
+    admin.init(&server);
+    // Argon2id parameters in the keyring's header: magic (8), length (4), "EPW1", m, t, p.
+    let cost = |admin: &Admin| {
+        let bytes = std::fs::read(admin.keyring()).unwrap();
+        assert_eq!(&bytes[12..16], b"EPW1");
+        let word = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+        (word(16), word(20))
+    };
+    assert_eq!(cost(&admin), (8, 1), "a test keyring, made with the cheapest cost");
+    let real = |args: &[&str]| {
+        let mut command = admin.command(args);
+        command.env_remove("EENPLAN_INSECURE_FAST_KDF");
+        command.output().unwrap()
+    };
+    server.answer(200, "[]");
+    let out = real(&["org", "list"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("now wrapped with the current Argon2id cost"));
+    assert_eq!(cost(&admin), (256 * 1024, 3));
+    // It opens again with the same passphrase, and is not wrapped again.
+    server.answer(200, "[]");
+    let out = real(&["org", "list"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("now wrapped"));
 }
