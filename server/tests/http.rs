@@ -15,9 +15,9 @@ use ed25519_dalek::{Signer, SigningKey};
 use eenplan_protocol::api::{
     self, Assignment, CertificateInfo, CertificateUpload, ChallengeRequest, ChallengeResponse, DeviceInfo,
     EnrolRequest, EnrolResponse, EnrolmentCode, ErrorBody, InitRequest, MeResponse, NewEnrolment, NewOrg,
-    NewUser, OrgInfo, PolicyInfo, PolicyUpload, RevokeRequest, RoleChangeRequest, RotationsQueued,
-    SessionRequest, SessionResponse, UserInfo, WipeOrderRequest, WipeOrderResponse, WipeReportUpload, hex,
-    unhex,
+    NewUser, OrgInfo, PolicyInfo, PolicyUpload, RevocationListStored, RevokeRequest, RoleChangeRequest,
+    RotationsQueued, SessionRequest, SessionResponse, UserInfo, WipeOrderRequest, WipeOrderResponse,
+    WipeReportUpload, hex, unhex,
 };
 use eenplan_protocol::certificate::{AdminBody, Certificate, DeviceBody, device_id_of};
 use eenplan_protocol::epoch::{Commitment, Minter, SignedCommitment};
@@ -26,7 +26,7 @@ use eenplan_protocol::rekey::{
     MAX_REKEY_REQUEST, RekeyAnswer, RekeyBatch, RekeyEnvelope, RekeyResult, RekeyStatus, RekeyTask,
     RekeyTasks,
 };
-use eenplan_protocol::revocation::{RevocationList, RevokedDevice};
+use eenplan_protocol::revocation::{MAX_REVOCATION_LIST_LEN, RevocationList, RevokedDevice};
 use eenplan_protocol::sync::{
     self, Blob, EnvelopeUpload, Fixed, MAX_SYNC_REQUEST, SyncRequest, SyncResponse,
 };
@@ -316,22 +316,18 @@ impl Network {
         RevocationList::verify(&reply.body, &self.root_public()).unwrap()
     }
 
-    /// Publishes the next revocation list, naming `device` too.
-    fn list_revoked(&self, server: &Server, device: &Device) -> Reply {
-        let entry = RevokedDevice {
-            device: Fixed(device.id),
-            revoked_at_ms: now_ms(),
-            reason: RevocationReason::Stolen,
-        };
-        let next =
-            self.revocations(server).next(&[entry], self.admin_certificate.to_bytes(), now_ms()).unwrap();
-        self.call(server, "POST", api::PATH_ADMIN_REVOCATIONS, &next.sign(&self.admin).to_bytes())
-    }
-
     /// Revokes `device` as the CLI does: the signed list naming it first, then the revocation.
     fn revoke(&self, server: &Server, device: &Device) -> Reply {
-        if self.revocations(server).is_revoked(&device.id).is_none() {
-            let listed = self.list_revoked(server, device);
+        let current = self.revocations(server);
+        if current.is_revoked(&device.id).is_none() {
+            let entry = RevokedDevice {
+                device: Fixed(device.id),
+                revoked_at_ms: now_ms(),
+                reason: RevocationReason::Stolen,
+            };
+            let next = current.next(&[entry], self.admin_certificate.to_bytes(), now_ms()).unwrap();
+            let listed =
+                self.call(server, "POST", api::PATH_ADMIN_REVOCATIONS, &next.sign(&self.admin).to_bytes());
             assert_eq!(listed.status, 200, "{}", listed.text());
         }
         let order = self.wipe_order(device, RevocationReason::Stolen);
@@ -1902,4 +1898,127 @@ fn a_role_change_needs_a_valid_certificate_for_every_device_and_ends_their_sessi
         server.get_as(&format!("{}?version=x", api::PATH_POLICY), ann.token()).error(400),
         "malformed"
     );
+}
+
+// Signed revocation lists.
+
+#[test]
+fn revocation_lists_are_taken_only_signed_next_and_append_only_and_devices_read_every_version() {
+    let (server, network) = Network::start();
+    let (_, a) = network.member(&server, "Ann");
+    let (_, b) = network.member(&server, "Bob");
+    assert_eq!(server.get_as(api::PATH_REVOCATIONS, a.token()).error(404), "no_revocation_list");
+    // Not revoked before a list names it.
+    let order = network.wipe_order(&b, RevocationReason::Stolen);
+    let revoke = RevokeRequest { reason: "stolen".into(), wipe_order: hex(&order.to_bytes()) };
+    assert_eq!(
+        network.post(&server, &api::admin_revoke_path(&b.id), &revoke).error(409),
+        "not_on_revocation_list"
+    );
+    assert_eq!(server.get_as(api::PATH_ME, b.token()).status, 200);
+
+    let entry = |device: &Device| RevokedDevice {
+        device: Fixed(device.id),
+        revoked_at_ms: now_ms(),
+        reason: RevocationReason::Stolen,
+    };
+    let post = |bytes: &[u8]| network.call(&server, "POST", api::PATH_ADMIN_REVOCATIONS, bytes);
+    let v1 =
+        RevocationList::none().next(&[entry(&b)], network.admin_certificate.to_bytes(), now_ms()).unwrap();
+    let v1_bytes = v1.sign(&network.admin).to_bytes();
+    // A list the server's administrators did not sign, or one it cannot read, is refused.
+    let stranger = Network::new();
+    let foreign = RevocationList { admin_certificate: stranger.admin_certificate.to_bytes(), ..v1.clone() };
+    assert_eq!(post(&foreign.sign(&stranger.admin).to_bytes()).error(403), "bad_revocation_signature");
+    assert_eq!(post(&v1.sign(&key()).to_bytes()).error(403), "bad_revocation_signature");
+    assert_eq!(post(b"\xa1garbage").error(400), "bad_revocation_list");
+    assert_eq!(post(&v1_bytes[..v1_bytes.len() - 3]).error(400), "bad_revocation_list");
+    let mut two = v1.clone();
+    two.version = 2;
+    assert_eq!(post(&two.sign(&network.admin).to_bytes()).error(409), "stale_revocation_list", "not next");
+
+    let stored = post(&v1_bytes);
+    assert_eq!(stored.status, 200, "{}", stored.text());
+    assert_eq!(stored.json::<RevocationListStored>().version, 1);
+    assert_eq!(post(&v1_bytes).status, 200, "a retried upload is the same list");
+    assert_eq!(network.revoke(&server, &b).status, 200);
+
+    // Version 2 must keep Bob's entry unchanged.
+    let dropped = RevocationList { version: 2, entries: vec![entry(&a)], ..v1.clone() };
+    assert_eq!(post(&dropped.sign(&network.admin).to_bytes()).error(400), "bad_revocation_list");
+    let changed = RevocationList {
+        version: 2,
+        entries: vec![RevokedDevice { revoked_at_ms: 1, ..v1.entries[0] }],
+        ..v1.clone()
+    };
+    assert_eq!(post(&changed.sign(&network.admin).to_bytes()).error(400), "bad_revocation_list");
+    let forked =
+        RevocationList::none().next(&[entry(&a)], network.admin_certificate.to_bytes(), now_ms()).unwrap();
+    assert_eq!(post(&forked.sign(&network.admin).to_bytes()).error(409), "stale_revocation_list");
+    let v2 = v1.next(&[entry(&a)], network.admin_certificate.to_bytes(), now_ms()).unwrap();
+    let v2_bytes = v2.sign(&network.admin).to_bytes();
+    assert_eq!(post(&v2_bytes).status, 200);
+
+    // Devices read the newest and any earlier version, and check them themselves.
+    let (_, c) = network.member(&server, "Cor");
+    let newest = server.get_as(api::PATH_REVOCATIONS, c.token());
+    assert_eq!(newest.body, v2_bytes);
+    let listed = RevocationList::verify(&newest.body, &network.root_public()).unwrap();
+    assert!(listed.is_revoked(&a.id).is_some() && listed.is_revoked(&b.id).is_some());
+    let first = server.get_as(&format!("{}?version=1", api::PATH_REVOCATIONS), c.token());
+    assert_eq!(first.body, v1_bytes);
+    let none = server.get_as(&format!("{}?version=7", api::PATH_REVOCATIONS), c.token());
+    assert_eq!(none.error(404), "unknown_revocation_list_version");
+    assert_eq!(
+        server.get_as(&format!("{}?version=x", api::PATH_REVOCATIONS), c.token()).error(400),
+        "malformed"
+    );
+    assert_eq!(server.get(api::PATH_REVOCATIONS, &[]).status, 401);
+    // Declared larger than the limit: refused before a byte is read (the limit is checked
+    // before the signature, so no valid signature is needed to be turned away).
+    for (path, limit) in
+        [(api::PATH_ADMIN_REVOCATIONS, MAX_REVOCATION_LIST_LEN), (api::PATH_ADMIN_REKEY, MAX_REKEY_REQUEST)]
+    {
+        let head = format!("POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n", limit + 1);
+        assert_eq!(server.raw_status(&head, b"", false), 413, "{path}");
+    }
+}
+
+#[test]
+fn a_rekey_batch_far_over_the_json_limit_is_taken_and_a_listed_revoked_reader_needs_no_envelope() {
+    let (server, network) = Network::start();
+    let (_, a) = network.member(&server, "Ann");
+    let (bob, b) = network.member(&server, "Bob");
+    let plan = shared_plan(&server, &network, &a, &bob);
+    answer_key_requests(&server, &network, &a);
+    // 40 more devices of Bob's: every document then has 42 readers.
+    let mut more = Vec::new();
+    for _ in 0..40 {
+        more.push(network.device_of(&server, &bob));
+    }
+    assert_eq!(network.revoke(&server, &b).json::<RotationsQueued>().pending, 3);
+    // Bob's revoked device is active again in the server's table (a restored backup): the
+    // tasks list it, but the newest revocation list names it, so it needs no envelope.
+    let conn = rusqlite::Connection::open(server.database()).unwrap();
+    conn.execute("UPDATE devices SET state = 'active' WHERE device_id = ?1", [b.id.as_slice()]).unwrap();
+    drop(conn);
+    let tasks = network.rekey_tasks(&server);
+    assert_eq!(tasks.tasks.len(), 3);
+    assert_eq!(tasks.devices.len(), 42, "Ann's device, Bob's 40 new ones and the one restored, once each");
+    // Sealed to every listed reader but the revoked one, as the admin CLI does.
+    let results: Vec<RekeyResult> = tasks
+        .tasks
+        .iter()
+        .map(|t| {
+            let mut result = network.rekey_result(&tasks, t, &[3; 32]);
+            result.envelopes.retain(|e| e.recipient.0 != b.id);
+            result
+        })
+        .collect();
+    let body = RekeyBatch { results: results.clone() }.to_bytes();
+    assert!(body.len() > 2 * 64 * 1024, "{} bytes", body.len());
+    let answer = network.rekey(&server, results);
+    assert!(answer.outcomes.iter().all(|o| o.status == RekeyStatus::Done), "{:?}", answer.outcomes);
+    assert_eq!(answer.pending, 0);
+    let _ = (plan, more);
 }
