@@ -213,6 +213,11 @@ pub struct Rotation {
     pub revoked_listed: Vec<[u8; 16]>,
 }
 
+/// The checked recipients of one document, by device id.
+type Recipients = BTreeMap<[u8; 16], Recipient>;
+/// Older epochs' keys, opened from escrow, by epoch.
+type OlderKeys = BTreeMap<u32, Zeroizing<[u8; 32]>>;
+
 /// A recipient whose certificate was checked.
 struct Recipient {
     id: [u8; 16],
@@ -319,8 +324,8 @@ fn checked_recipients(
     document: DocumentId,
     authority: &Authority<'_>,
     now_ms: i64,
-) -> Result<(BTreeMap<[u8; 16], Recipient>, Vec<[u8; 16]>), RekeyError> {
-    let mut recipients: BTreeMap<[u8; 16], Recipient> = BTreeMap::new();
+) -> Result<(Recipients, Vec<[u8; 16]>), RekeyError> {
+    let mut recipients = Recipients::new();
     let mut revoked = Vec::new();
     for listed in &task.recipients {
         // Whatever the server says about it (active, a reader, a valid certificate): a revoked
@@ -346,13 +351,12 @@ fn checked_recipients(
 }
 
 /// The older keys to seal to recipients that lack them, and the epochs nobody can give them.
-#[allow(clippy::type_complexity)]
 fn older_keys(
     task: &Task,
     document: DocumentId,
-    recipients: &BTreeMap<[u8; 16], Recipient>,
+    recipients: &Recipients,
     authority: &Authority<'_>,
-) -> Result<(BTreeMap<u32, Zeroizing<[u8; 32]>>, Vec<u32>), RekeyError> {
+) -> Result<(OlderKeys, Vec<u32>), RekeyError> {
     let needed: BTreeSet<u32> = recipients.values().flat_map(|r| r.missing.iter().copied()).collect();
     let mut keys = BTreeMap::new();
     let mut unrecoverable = Vec::new();

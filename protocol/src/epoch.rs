@@ -28,6 +28,11 @@
 //! history written while a write was allowed stays valid for devices that fetch it later,
 //! and nothing written in the new epoch is judged by the old rules:
 //!
+//! It also names the **revocation-list version** its minter held
+//! ([`crate::revocation`]): a device that holds the commitment knows a list at least that new
+//! exists, and must hold it (verified) before it seals any key to anyone, so a server that
+//! withholds a newer revocation is caught instead of believed.
+//!
 //! ```text
 //! epoch 1  (policy v1, Gert certified "politie")  Gert writes justitie   → accepted, always
 //! admin: Gert becomes "ggz"                       → justitie rotates
