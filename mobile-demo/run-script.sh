@@ -102,7 +102,7 @@ exec 3<&-
 url="http://${line#listening on }"
 echo "   $url"
 
-export EENPLAN_ADMIN_PASSPHRASE="${EENPLAN_ADMIN_PASSPHRASE:-mobile-demo-admin}"
+export EENPLAN_ADMIN_PASSPHRASE="${EENPLAN_ADMIN_PASSPHRASE:-mobile demo: blauwe tram naar huis}"
 admin() { EENPLAN_SERVER="$url" "$EENPLAN_ADMIN_BIN" --data "$work/admin" "$@"; }
 org="Wijkteam Noord"
 echo "== the administrator sets up the network: $org, Rita (regisseur), Wim (wijkteam)"

@@ -16,7 +16,7 @@ bin=$PWD/target/release
 work=$(mktemp -d)
 listen=${EENPLAN_DEMO_LISTEN:-127.0.0.1:8443}
 
-export EENPLAN_ADMIN_PASSPHRASE="demo-admin"
+export EENPLAN_ADMIN_PASSPHRASE="demo: oranje fiets onder de brug"
 export EENPLAN_PASSPHRASE="demo-device"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 

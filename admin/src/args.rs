@@ -13,11 +13,20 @@ const ENVIRONMENT_HELP: &str = "\
 Environment:
   EENPLAN_ADMIN_DATA           the keyring directory, when --data is not given
   EENPLAN_SERVER               the server, when --server is not given (init stores it)
+  EENPLAN_OFFLINE_KEYRING      the offline keyring, when --offline-keyring is not given
   EENPLAN_ADMIN_PASSPHRASE     the keyring passphrase; asked on the terminal when unset
-  EENPLAN_INSECURE_FAST_KDF=1  FOR TESTS ONLY: wrap the keyring with the cheapest Argon2
-                               parameters (init). Anyone who copies the keyring can then guess
-                               the passphrase quickly and owns the network. Never set it for a
-                               real network.";
+  EENPLAN_OFFLINE_PASSPHRASE   the offline keyring's passphrase; asked when unset
+  EENPLAN_INSECURE_FAST_KDF=1  FOR TESTS ONLY: wrap keyrings with the cheapest Argon2
+                               parameters. Refused unless the server is on this machine
+                               (127.0.0.1, localhost, [::1]): anyone who copies such a keyring
+                               can guess its passphrase quickly and owns the network.
+
+Keys and the offline keyring:
+  Daily work (org, user, device enrol/approve/revoke, plan, rekey of new epochs) needs only
+  the daily keyring in --data. The network root (signs the sharing policy and administrator
+  certificates) and the escrow secret (recovers keys that no remaining device holds) are in it
+  too, unless `init --offline-keyring PATH` put them in a separate file. Then `policy set`
+  and a `rekey` that must recover keys through escrow ask for --offline-keyring PATH.";
 
 /// eenplan-admin: run an eenplan network — organisations, users, device enrolment and
 /// revocation, the sharing policy, and the key rotations they cause.
@@ -33,6 +42,11 @@ pub struct Cli {
     #[arg(long, value_name = "URL", env = "EENPLAN_SERVER", global = true)]
     pub server: Option<String>,
 
+    /// The offline keyring with the root and escrow keys: where `init` writes them instead of
+    /// into the daily keyring, and where the commands that need them read them.
+    #[arg(long, value_name = "PATH", env = "EENPLAN_OFFLINE_KEYRING", global = true)]
+    pub offline_keyring: Option<PathBuf>,
+
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
     pub json: bool,
@@ -44,7 +58,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Creates the network's keys, registers them with a fresh server, and prints the root
-    /// key's fingerprint.
+    /// key's fingerprint. With --offline-keyring PATH the root and escrow keys go to PATH, not
+    /// into the daily keyring.
     Init(InitArgs),
     /// Organisations, each with its offline lease.
     #[command(subcommand)]
@@ -75,6 +90,11 @@ longer read; until they move on, the server refuses writes to them. For each one
 new key, seals it to every device that may still read the document (after checking its
 certificate against this keyring's root and its role against the policy) and to escrow, and
 seals older keys to devices that lack them, opened from escrow. Nothing is decrypted but keys.
+A device this keyring revoked gets nothing, whatever the server lists.
+
+Without the escrow secret (kept in an offline keyring that was not given), older keys are
+left to the devices that hold them; a document whose older keys no remaining device holds
+is left waiting for `eenplan-admin rekey --offline-keyring PATH`.
 
 `device revoke`, `plan unassign` and `policy set` run this themselves; run it alone to finish
 what an interrupted run left. Running it again is always safe: work that was done is not
@@ -209,7 +229,7 @@ pub enum PolicyCommand {
     Show,
     /// Signs a policy file with the root key and makes it the network's policy. Its `version`
     /// must be higher than the current one. Documents a role may no longer read move to a new
-    /// key.
+    /// key. Needs the root: the offline keyring, if init made one.
     Set(PolicySetArgs),
 }
 

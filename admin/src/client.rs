@@ -18,6 +18,8 @@ use crate::error::AdminError;
 /// not an answer we asked for.
 const MAX_RESPONSE_LEN: u64 = 16 * 1024 * 1024;
 const TIMEOUT: Duration = Duration::from_secs(30);
+const JSON: &str = "application/json";
+const CBOR: &str = eenplan_protocol::rekey::CONTENT_TYPE;
 
 /// The three authentication headers of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,15 +76,18 @@ impl ServerUrl {
 
     /// Plain HTTP to another machine exposes the administrator's requests to the network.
     pub fn is_insecure_remote(&self) -> bool {
-        let Some(authority) = self.0.strip_prefix("http://") else {
-            return false;
-        };
+        self.0.starts_with("http://") && !self.is_loopback()
+    }
+
+    /// Whether the server is on this machine (a test network, as far as keyrings go).
+    pub fn is_loopback(&self) -> bool {
+        let authority = self.0.split_once("://").map_or(self.0.as_str(), |(_, rest)| rest);
         let host = if authority.starts_with('[') {
             authority.split_inclusive(']').next().unwrap_or(authority)
         } else {
             authority.split(':').next().unwrap_or(authority)
         };
-        !matches!(host, "localhost" | "[::1]") && !host.starts_with("127.")
+        matches!(host, "localhost" | "[::1]") || host.starts_with("127.")
     }
 }
 
@@ -113,7 +118,7 @@ impl<'k> Client<'k> {
 
     /// `GET path_and_query`, the answer decoded as `T`.
     pub fn get<T: DeserializeOwned>(&self, path_and_query: &str) -> Result<T, AdminError> {
-        let body = self.send("GET", path_and_query, None)?;
+        let body = self.send("GET", path_and_query, None, JSON)?;
         decode(&body)
     }
 
@@ -121,15 +126,34 @@ impl<'k> Client<'k> {
     /// POST is decoded by the caller, which may only need the status).
     pub fn post<B: Serialize>(&self, path: &str, request: &B) -> Result<Vec<u8>, AdminError> {
         let body = serde_json::to_vec(request).map_err(AdminError::Json)?;
-        self.send("POST", path, Some(body))
+        self.send("POST", path, Some(body), JSON)
     }
 
-    /// `POST path` with a JSON body serialised by the caller (which counts its bytes).
-    pub fn post_body(&self, path: &str, body: Vec<u8>) -> Result<Vec<u8>, AdminError> {
-        self.send("POST", path, Some(body))
+    /// `GET path_and_query` answered in CBOR (re-keying tasks), of at most `limit` bytes.
+    pub fn get_cbor<T: DeserializeOwned>(&self, path_and_query: &str, limit: usize) -> Result<T, AdminError> {
+        let body = self.send("GET", path_and_query, None, CBOR)?;
+        eenplan_protocol::sync::decode(&body, limit).map_err(|_| {
+            AdminError::BadResponse(format!("{path_and_query}: the answer is not the CBOR expected"))
+        })
     }
 
-    fn send(&self, method: &str, path_and_query: &str, body: Option<Vec<u8>>) -> Result<Vec<u8>, AdminError> {
+    /// `GET path_and_query`, the raw answer (a signed revocation list).
+    pub fn get_bytes(&self, path_and_query: &str) -> Result<Vec<u8>, AdminError> {
+        self.send("GET", path_and_query, None, CBOR)
+    }
+
+    /// `POST path` with a CBOR body (re-keying batches, revocation lists).
+    pub fn post_cbor(&self, path: &str, body: Vec<u8>) -> Result<Vec<u8>, AdminError> {
+        self.send("POST", path, Some(body), CBOR)
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+        content_type: &str,
+    ) -> Result<Vec<u8>, AdminError> {
         let url = format!("{}{path_and_query}", self.base.as_str());
         let bytes = body.as_deref().unwrap_or_default();
         let headers = sign(self.admin, method, path_and_query, now_ms()?, bytes);
@@ -142,7 +166,7 @@ impl<'k> Client<'k> {
                 .header(api::HEADER_ADMIN, &headers.admin)
                 .header(api::HEADER_TIME, &headers.time)
                 .header(api::HEADER_SIGNATURE, &headers.signature)
-                .content_type("application/json")
+                .content_type(content_type)
                 .send(body.as_slice()),
             None => self
                 .agent
@@ -150,6 +174,7 @@ impl<'k> Client<'k> {
                 .header(api::HEADER_ADMIN, &headers.admin)
                 .header(api::HEADER_TIME, &headers.time)
                 .header(api::HEADER_SIGNATURE, &headers.signature)
+                .header("accept", content_type)
                 .call(),
         }
         .map_err(transport)?;

@@ -10,16 +10,20 @@ mod user;
 
 use std::path::{Path, PathBuf};
 
+use ed25519_dalek::SigningKey;
 use eenplan_protocol::api::{self, PolicyInfo, UserInfo};
 use eenplan_protocol::policy::{Policy, SignedPolicy};
+use eenplan_protocol::revocation::RevocationList;
 
 use crate::args::{Cli, Command};
-use crate::client::{Client, ServerUrl};
+use crate::client::{Client, ServerUrl, now_ms};
 use crate::error::AdminError;
+use crate::keyring::offline::{OfflineKeyringFile, OfflineKeys};
 use crate::keyring::{self, Keyring, KeyringError, KeyringFile};
 use crate::output::Output;
-use crate::passphrase;
+use crate::passphrase::{self, Cost, Which};
 use crate::rekey::{Authority, Outcome, Progress, Summary};
+use crate::revocations;
 
 pub fn run(cli: Cli) -> Result<Output, AdminError> {
     let data = cli.data.ok_or_else(|| {
@@ -27,15 +31,17 @@ pub fn run(cli: Cli) -> Result<Output, AdminError> {
     })?;
     // Checked before any passphrase is asked, so a typo costs no typing.
     let server = cli.server.as_deref().map(ServerUrl::parse).transpose()?;
+    let offline = cli.offline_keyring.as_deref();
     let json = cli.json;
+    let open = || Session::open(&data, server.clone(), offline);
     match cli.command {
-        Command::Init(args) => init::run(&data, server, &args, json),
-        Command::Org(command) => org::run(&Session::open(&data, server)?, command, json),
-        Command::User(command) => user::run(&Session::open(&data, server)?, command, json),
-        Command::Device(command) => device::run(&mut Session::open(&data, server)?, command, json),
-        Command::Plan(command) => plan::run(&Session::open(&data, server)?, command, json),
-        Command::Policy(command) => policy::run(&Session::open(&data, server)?, command, json),
-        Command::Rekey => rekey::run(&Session::open(&data, server)?, json),
+        Command::Init(args) => init::run(&data, server.clone(), offline, &args, json),
+        Command::Org(command) => org::run(&open()?, command, json),
+        Command::User(command) => user::run(&mut open()?, command, json),
+        Command::Device(command) => device::run(&mut open()?, command, json),
+        Command::Plan(command) => plan::run(&mut open()?, command, json),
+        Command::Policy(command) => policy::run(&mut open()?, command, json),
+        Command::Rekey => rekey::run(&mut open()?, json),
     }
 }
 
@@ -44,15 +50,24 @@ struct Session {
     file: KeyringFile,
     keyring: Keyring,
     server: ServerUrl,
+    /// The root and escrow keys from `--offline-keyring`, when given (never saved into the
+    /// daily keyring).
+    attached: Option<OfflineKeys>,
 }
 
 impl Session {
-    fn open(data: &Path, server: Option<ServerUrl>) -> Result<Session, AdminError> {
+    fn open(data: &Path, server: Option<ServerUrl>, offline: Option<&Path>) -> Result<Session, AdminError> {
         if !keyring::exists(data) {
             return Err(KeyringError::Missing(PathBuf::from(data)).into());
         }
-        let keystore = passphrase::existing()?;
-        let (file, keyring) = KeyringFile::open(data, &keystore)?;
+        // The cost only matters for a keyring that must be wrapped again; the server stored
+        // in the keyring decides whether a test cost is allowed, and is checked again below.
+        let cost = match &server {
+            Some(server) => passphrase::kdf_for(server)?,
+            None => Cost(passphrase::KEYRING_KDF),
+        };
+        let keystore = passphrase::existing(Which::Daily, cost)?;
+        let (mut file, keyring) = KeyringFile::open(data, &keystore)?;
         if !keyring.registered {
             return Err(AdminError::InitUnfinished);
         }
@@ -61,7 +76,15 @@ impl Session {
             None => ServerUrl::parse(&keyring.server)?,
         };
         warn_if_insecure(&server);
-        Ok(Session { file, keyring, server })
+        let cost = passphrase::kdf_for(&server)?;
+        if file.upgrade_kdf(&keyring, &keystore, cost)? {
+            eprintln!("note: the keyring is now wrapped with the current Argon2id cost");
+        }
+        let attached = match offline {
+            Some(path) => Some(open_offline(path, &keyring, cost)?),
+            None => None,
+        };
+        Ok(Session { file, keyring, server, attached })
     }
 
     fn client(&self) -> Client<'_> {
@@ -72,41 +95,92 @@ impl Session {
         Ok(self.file.save(&self.keyring)?)
     }
 
+    /// The root and escrow keys: this keyring's own, or the offline keyring's.
+    fn offline_keys(&self) -> Option<&OfflineKeys> {
+        self.keyring.offline.as_ref().or(self.attached.as_ref())
+    }
+
+    /// The root signing key, for `action`.
+    fn root(&self, action: &'static str) -> Result<&SigningKey, AdminError> {
+        self.offline_keys()
+            .map(|keys| &keys.root)
+            .ok_or(AdminError::OfflineKeyringNeeded { action, key: "network root key" })
+    }
+
     /// The user `text` names: a numeric id or a name, which must name exactly one user.
     fn user(&self, text: &str) -> Result<UserInfo, AdminError> {
         let users: Vec<UserInfo> = self.client().get(api::PATH_ADMIN_USERS)?;
         pick_user(users, text)
     }
 
-    /// The policy in force, as the server holds it, checked against this keyring's root: the
-    /// server cannot make this CLI believe in a table the root did not sign.
-    fn policy(&self) -> Result<Policy, AdminError> {
+    /// The policy in force, as the server holds it, checked against this keyring's root and
+    /// against the newest version this keyring signed or saw: the server can make this CLI
+    /// believe neither a table the root did not sign nor an older, wider one.
+    fn policy(&mut self) -> Result<Policy, AdminError> {
         let info: PolicyInfo = self.client().get(api::PATH_ADMIN_POLICY)?;
         let bytes = api::unhex(&info.policy)
             .ok_or_else(|| AdminError::BadResponse("the policy is not hexadecimal".into()))?;
         let signed = SignedPolicy::from_bytes(&bytes).map_err(AdminError::ServerPolicy)?;
-        signed.verify(&self.keyring.root_public()).map_err(AdminError::ServerPolicy)
+        let policy = signed.verify(&self.keyring.root_public()).map_err(AdminError::ServerPolicy)?;
+        let held = self.keyring.trust.policy_floor();
+        if policy.version < held {
+            return Err(AdminError::PolicyRolledBack { held, given: policy.version });
+        }
+        if policy.version > self.keyring.trust.policy_seen {
+            self.keyring.trust.policy_seen = policy.version;
+            self.save()?;
+        }
+        Ok(policy)
+    }
+
+    /// Takes in the server's newest revocation list and publishes the revocations this
+    /// keyring made that it lacks (see `crate::revocations`); the keyring is saved.
+    fn revocations(&mut self) -> Result<RevocationList, AdminError> {
+        let admin = self.keyring.admin.clone();
+        let client = Client::new(self.server.clone(), &admin);
+        let result = revocations::synchronise(&client, &mut self.keyring, now_ms()?);
+        self.save()?;
+        result
     }
 
     /// Moves every waiting document to a new key epoch (see `crate::rekey`). `pending` is the
     /// count the server just gave, for the progress line; `policy` the policy in force if
     /// this command just set it (else it is fetched and verified).
-    fn rotate_pending(&self, pending: Option<u64>, policy: Option<Policy>) -> Outcome {
+    fn rotate_pending(&mut self, pending: Option<u64>, policy: Option<Policy>) -> Outcome {
+        let stopped = |e| Outcome { summary: Summary::default(), stopped: Some(e) };
+        // Every revocation known before anything is sealed, and the list naming them
+        // published, so that the new epochs' commitments can name it.
+        if let Err(e) = self.revocations() {
+            return stopped(e);
+        }
         // Recipients are checked against the policy in force; without it nothing is sealed.
         let policy = match policy.map_or_else(|| self.policy(), Ok) {
             Ok(policy) => policy,
-            Err(e) => return Outcome { summary: Summary::default(), stopped: Some(e) },
+            Err(e) => return stopped(e),
         };
         let authority = Authority {
             root_public: self.keyring.root_public(),
             admin: &self.keyring.admin,
             admin_certificate: self.keyring.admin_certificate.to_bytes(),
-            escrow_secret: &self.keyring.escrow_secret,
+            escrow_secret: self.offline_keys().map(|keys| &*keys.escrow_secret),
             escrow_public: &self.keyring.escrow_public,
             policy: &policy,
+            trust: &self.keyring.trust,
         };
         crate::rekey::run(&self.client(), &authority, pending, &mut Progress::on_stderr())
     }
+}
+
+/// Opens the offline keyring at `path` and checks it belongs to `keyring`'s network; wraps it
+/// again at the current cost if it was wrapped below it.
+fn open_offline(path: &Path, keyring: &Keyring, cost: Cost) -> Result<OfflineKeys, AdminError> {
+    let keystore = passphrase::existing(Which::Offline, cost)?;
+    let (mut file, keys, escrow_public) = OfflineKeyringFile::open(path, &keystore)?;
+    keyring.check_offline(&keys, &escrow_public)?;
+    if file.upgrade_kdf(&keys, &escrow_public, &keystore, cost)? {
+        eprintln!("note: the offline keyring is now wrapped with the current Argon2id cost");
+    }
+    Ok(keys)
 }
 
 /// What a command that queued rotations prints: its own result (`text`, or `value` as JSON
@@ -119,6 +193,7 @@ fn with_rotation(
     outcome: Outcome,
 ) -> Result<Output, AdminError> {
     let Outcome { summary, stopped } = outcome;
+    let revoked_listed = summary.revoked_listed.len();
     let done = Output::either(
         json,
         || {
@@ -138,6 +213,9 @@ fn with_rotation(
             done,
             error: Box::new(AdminError::RekeyRefused(summary.refused.len())),
         }),
+        None if revoked_listed > 0 => {
+            Err(AdminError::Partial { done, error: Box::new(AdminError::RevokedListed(revoked_listed)) })
+        }
         None => Ok(done),
     }
 }

@@ -1,6 +1,7 @@
 //! The administrator CLI's errors and their exit codes.
 
 use eenplan_protocol::policy::PolicyError;
+use eenplan_protocol::revocation::RevocationError;
 
 use crate::keyring::KeyringError;
 use crate::output::Output;
@@ -94,6 +95,31 @@ pub enum AdminError {
     /// What the server calls the policy in force is not one this network's root signed.
     #[error("the server's policy is not valid for this network: {0}")]
     ServerPolicy(#[source] PolicyError),
+    #[error(
+        "the {what} is too weak: {why}. Choose one of at least 12 characters that is hard to guess, \
+         such as four or five unrelated words"
+    )]
+    WeakPassphrase { what: &'static str, why: String },
+    /// A command needs the root or escrow key, which are in an offline keyring.
+    #[error(
+        "{action} needs the {key}, which this keyring keeps in an offline keyring: pass --offline-keyring PATH"
+    )]
+    OfflineKeyringNeeded { action: &'static str, key: &'static str },
+    /// The server's policy is older than one this keyring signed or verified.
+    #[error(
+        "the server's policy is version {given}, but this keyring has seen version {held}: the server \
+         hands out an older policy (restored from a backup, or tampered with); nothing was done"
+    )]
+    PolicyRolledBack { held: u32, given: u32 },
+    /// The server's revocation list is not one this keyring can take.
+    #[error("the server's revocation list is refused: {0}; nothing was done")]
+    ServerRevocations(#[source] RevocationError),
+    /// The server listed devices this keyring revoked as readers.
+    #[error(
+        "the server listed {0} device(s) this keyring revoked as readers (see the warnings above); they \
+         got no key, but the server's records are wrong: check the server"
+    )]
+    RevokedListed(usize),
     /// The re-keying loop stopped on a failure; what it did is kept, and running it again
     /// continues.
     #[error("{0}; re-keying stopped: run `eenplan-admin rekey` to continue")]
@@ -121,7 +147,9 @@ impl AdminError {
             | AdminError::UnknownDevice(_)
             | AdminError::AmbiguousDevice { .. }
             | AdminError::PolicyFile { .. }
-            | AdminError::PolicyNotNewer { .. } => EXIT_USAGE,
+            | AdminError::PolicyNotNewer { .. }
+            | AdminError::WeakPassphrase { .. }
+            | AdminError::OfflineKeyringNeeded { .. } => EXIT_USAGE,
             AdminError::Partial { error, .. } => error.exit_code(),
             _ => EXIT_FAILURE,
         }

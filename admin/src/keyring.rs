@@ -1,51 +1,52 @@
-//! The administrator's keyring: the secrets that make someone the network's administrator.
+//! The administrator's keyring: the secrets that make someone the network's administrator,
+//! and what it has learnt that no server may take back.
 //!
-//! It holds the network **root** signing key (which certifies administrators and, through the
-//! escrow signature, the escrow key), the **escrow** X25519 secret (every epoch key is also
-//! sealed to it, so plans survive the loss of all their devices), the administrator's own
-//! Ed25519 key and its root-signed certificate, the server's URL, and the enrolment codes this
-//! keyring issued (so that `device approve` can check that a pending device knew a code, and
-//! knows whose device the code enrolled). None of the secrets ever goes to the server: it gets
-//! public halves, certificates and enrolment code ids only.
+//! It holds the administrator's own Ed25519 key and its root-signed certificate, the network's
+//! public keys (root, escrow and the root's signature on escrow), the server's URL, the
+//! enrolment codes this keyring issued (so that `device approve` can check that a pending
+//! device knew a code, and knows whose device the code enrolled), and its **trust record**:
+//! every device it revoked or saw revoked on a verified list, the newest revocation-list
+//! version and the newest policy versions it signed or verified. A server that lists a
+//! revoked device again, or hands out an older list or policy, is refused.
 //!
-//! File format (`keyring.eenplan`, integers big-endian):
+//! The network **root** signing key (which certifies administrators and signs the sharing
+//! policy) and the **escrow** secret (every epoch key is also sealed to it, so plans survive
+//! the loss of all their devices) are in this keyring too, unless `init --offline-keyring`
+//! put them in a separate file (`offline.rs`) that daily administration does without. None
+//! of the secrets ever goes to the server: it gets public halves, certificates and enrolment
+//! code ids only.
 //!
-//! ```text
-//! b"EPADMKR1" || u32 wrapped_len || wrapped data key (eenplan-core PassphraseKeyStore, Argon2id)
-//!             || XChaCha20-Poly1305(data key, aad = AAD_LABEL || everything before, CBOR(Stored))
-//! ```
-//!
-//! The random data key is wrapped with the passphrase by eenplan-core's keystore, so this crate
-//! adds no key derivation of its own; the contents are sealed with eenplan-core's `SecretKey`.
-//! The associated data covers the header and the wrapped key, so neither can be swapped for
-//! another keyring's. Saving re-seals under the same data key (fresh nonce) without running
-//! Argon2 again, so the passphrase is needed once per command.
+//! File format: `keyring.eenplan` in the data directory, a sealed container (`sealed.rs`,
+//! magic `EPADMKR1`) holding CBOR [`Stored`]. Format 1 (before the trust record and the
+//! offline split) is read and written back as format 2.
 
 mod file;
+pub mod offline;
+mod sealed;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signature, Signer, SigningKey};
-use eenplan_core::crypto::{self, SecretKey};
-use eenplan_core::keystore::{KeyStore, KeyStoreError};
+use eenplan_core::crypto;
+use eenplan_core::keystore::KeyStore;
 use eenplan_protocol::api::escrow_message;
 use eenplan_protocol::certificate::{AdminBody, Certificate};
-use eenplan_protocol::envelope;
+use eenplan_protocol::revocation::{RevocationError, RevocationList, RevokedDevice};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
 
+use self::offline::OfflineKeys;
+use self::sealed::{Kind, SealedFile};
+use crate::passphrase::Cost;
+
 /// The keyring's file name inside the data directory.
 pub const FILE_NAME: &str = "keyring.eenplan";
-const MAGIC: &[u8; 8] = b"EPADMKR1";
-const AAD_LABEL: &[u8] = b"eenplan/admin-keyring/v1";
-const FORMAT_VERSION: u32 = 1;
-/// A wrapped data key is under 100 bytes; anything far larger is not ours.
-const MAX_WRAPPED_LEN: usize = 1024;
-/// Thousands of issued codes fit in well under a megabyte; refuse to read arbitrarily large
-/// files into memory.
-const MAX_FILE_LEN: u64 = 16 * 1024 * 1024;
+const KIND: Kind =
+    Kind { magic: b"EPADMKR1", aad_label: b"eenplan/admin-keyring/v1", name: "not an eenplan-admin keyring" };
+/// 2: the trust record, the root's public key, secrets that may be elsewhere, the first
+/// policy. 1 is still read.
+const FORMAT_VERSION: u32 = 2;
 /// Issued codes are kept this long after they expire: a device that claimed a code just before
 /// it expired can still be approved by that code the next days.
 const CODE_RETENTION_MS: i64 = 30 * 24 * 60 * 60 * 1000;
@@ -56,6 +57,10 @@ pub enum KeyringError {
     Missing(PathBuf),
     #[error("{} already holds a keyring", .0.display())]
     Exists(PathBuf),
+    #[error("no offline keyring at {}", .0.display())]
+    OfflineMissing(PathBuf),
+    #[error("that offline keyring holds the keys of another network (its root or escrow key differs)")]
+    OfflineMismatch,
     /// Also what a tampered wrapped key looks like: the two cannot be told apart.
     #[error("the passphrase does not unlock this keyring")]
     WrongPassphrase,
@@ -77,6 +82,16 @@ impl KeyringError {
         let path = path.to_path_buf();
         move |source| KeyringError::Io { action, path, source }
     }
+}
+
+/// 32 secret bytes from a stored field.
+fn secret32(bytes: &[u8], what: &'static str) -> Result<Zeroizing<[u8; 32]>, KeyringError> {
+    let mut out = Zeroizing::new([0u8; 32]);
+    if bytes.len() != 32 {
+        return Err(KeyringError::Damaged(what));
+    }
+    out.copy_from_slice(bytes);
+    Ok(out)
 }
 
 /// An enrolment code this keyring issued, and the user it was issued to. The code itself (its
@@ -112,15 +127,100 @@ impl std::fmt::Debug for IssuedCode {
     }
 }
 
-/// The unlocked keyring.
+/// A revoked device as this keyring knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedRecord {
+    pub entry: RevokedDevice,
+    /// The first verified list version that names it; 0 while this keyring revoked it and no
+    /// list at the server names it yet (it is uploaded before anything else is done).
+    pub listed_in: u32,
+}
+
+/// What this keyring has seen and will not be talked out of by a server.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trust {
+    /// Every device revoked by this keyring or on a list it verified.
+    #[serde(default)]
+    pub revoked: Vec<RevokedRecord>,
+    /// The newest revocation-list version verified (from the server, or after uploading it).
+    #[serde(default)]
+    pub revocations_version: u32,
+    /// The newest policy version this keyring signed and the server took.
+    #[serde(default)]
+    pub policy_signed: u32,
+    /// The newest policy version this keyring verified from the server.
+    #[serde(default)]
+    pub policy_seen: u32,
+}
+
+impl Trust {
+    /// This keyring's record of `device`, if it was revoked.
+    pub fn revoked(&self, device: &[u8; 16]) -> Option<&RevokedRecord> {
+        self.revoked.iter().find(|r| &r.entry.device.0 == device)
+    }
+
+    /// The oldest policy version this keyring accepts from the server.
+    pub fn policy_floor(&self) -> u32 {
+        self.policy_signed.max(self.policy_seen)
+    }
+
+    /// Records a revocation this keyring makes, before anyone else hears of it; a device
+    /// revoked before keeps its first record.
+    pub fn record(&mut self, entry: RevokedDevice) {
+        if self.revoked(&entry.device.0).is_none() {
+            self.revoked.push(RevokedRecord { entry, listed_in: 0 });
+        }
+    }
+
+    /// Takes in the server's newest verified list: refused if it is older than one already
+    /// seen or drops a revocation a list already confirmed; otherwise its entries are
+    /// learnt. Returns the revocations this keyring made that the list still lacks, which
+    /// must go into the next version.
+    pub fn reconcile(&mut self, server: &RevocationList) -> Result<Vec<RevokedDevice>, RevocationError> {
+        if server.version < self.revocations_version {
+            return Err(RevocationError::RolledBack {
+                held: self.revocations_version,
+                given: server.version,
+            });
+        }
+        for record in self.revoked.iter().filter(|r| r.listed_in > 0) {
+            if server.is_revoked(&record.entry.device.0) != Some(&record.entry) {
+                return Err(RevocationError::NotAppendOnly {
+                    held: record.listed_in,
+                    given: server.version,
+                    device: eenplan_protocol::api::hex(&record.entry.device.0),
+                });
+            }
+        }
+        self.learn(server);
+        Ok(self.revoked.iter().filter(|r| r.listed_in == 0).map(|r| r.entry).collect())
+    }
+
+    /// Takes every entry of a verified `list` (one the server holds) as confirmed.
+    pub fn learn(&mut self, list: &RevocationList) {
+        for entry in &list.entries {
+            match self.revoked.iter_mut().find(|r| r.entry.device == entry.device) {
+                // Another administrator's earlier revocation of the same device wins: it is
+                // what every device reads.
+                Some(record) if record.listed_in == 0 => {
+                    *record = RevokedRecord { entry: *entry, listed_in: list.version }
+                }
+                Some(_) => {}
+                None => self.revoked.push(RevokedRecord { entry: *entry, listed_in: list.version }),
+            }
+        }
+        self.revocations_version = self.revocations_version.max(list.version);
+    }
+}
+
+/// The unlocked daily keyring.
 pub struct Keyring {
     pub server: String,
     /// Whether the server confirmed `init`. A keyring is written before the server learns the
     /// network, so that a crash in between never loses the root key; until then, `init` may be
     /// repeated with the same keys.
     pub registered: bool,
-    pub root: SigningKey,
-    pub escrow_secret: Zeroizing<[u8; 32]>,
+    pub root_public: [u8; 32],
     pub escrow_public: Vec<u8>,
     /// Ed25519(root, escrow_message(escrow_public)).
     pub escrow_signature: [u8; 64],
@@ -128,6 +228,12 @@ pub struct Keyring {
     pub admin: SigningKey,
     pub admin_certificate: Certificate,
     pub issued_codes: Vec<IssuedCode>,
+    /// The network's first sharing policy, signed by the root at `init`, so that an
+    /// interrupted `init` can be finished without the offline keyring.
+    pub initial_policy: Vec<u8>,
+    pub trust: Trust,
+    /// The root and escrow secrets, when this keyring keeps them itself (no offline keyring).
+    pub offline: Option<OfflineKeys>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -138,6 +244,7 @@ impl std::fmt::Debug for Keyring {
             .field("root_fingerprint", &self.root_fingerprint())
             .field("admin_name", &self.admin_name)
             .field("issued_codes", &self.issued_codes.len())
+            .field("holds_offline_keys", &self.offline.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -147,9 +254,16 @@ fn new_signing_key() -> SigningKey {
     SigningKey::from_bytes(&seed)
 }
 
+/// The hex of the first 8 bytes of SHA-256 of a root public key: what people compare out of
+/// band to know they talk about the same network.
+pub fn fingerprint(root_public: &[u8; 32]) -> String {
+    eenplan_protocol::api::hex(&Sha256::digest(root_public)[..8])
+}
+
 impl Keyring {
     /// Fresh keys for a new network: root, escrow and this administrator, with the
-    /// administrator's certificate and the escrow key signed by the root.
+    /// administrator's certificate and the escrow key signed by the root. The root and
+    /// escrow secrets are in [`Keyring::offline`] until the caller moves them elsewhere.
     pub fn generate(server: String, admin_name: String, now_ms: i64) -> Keyring {
         let root = new_signing_key();
         let admin = new_signing_key();
@@ -166,30 +280,29 @@ impl Keyring {
         Keyring {
             server,
             registered: false,
-            root,
-            escrow_secret,
+            root_public: root.verifying_key().to_bytes(),
             escrow_public,
             escrow_signature,
             admin_name,
             admin,
             admin_certificate,
             issued_codes: Vec::new(),
+            initial_policy: Vec::new(),
+            trust: Trust::default(),
+            offline: Some(OfflineKeys { root, escrow_secret }),
         }
     }
 
     pub fn root_public(&self) -> [u8; 32] {
-        self.root.verifying_key().to_bytes()
+        self.root_public
     }
 
     pub fn admin_public(&self) -> [u8; 32] {
         self.admin.verifying_key().to_bytes()
     }
 
-    /// What people compare out of band to know they talk about the same network: hex of the
-    /// first 8 bytes of SHA-256 of the root public key.
     pub fn root_fingerprint(&self) -> String {
-        let digest = Sha256::digest(self.root_public());
-        eenplan_protocol::api::hex(&digest[..8])
+        fingerprint(&self.root_public)
     }
 
     /// Drops codes that expired long ago, so the keyring does not grow without bound.
@@ -197,39 +310,41 @@ impl Keyring {
         self.issued_codes.retain(|c| c.expires_at_ms.saturating_add(CODE_RETENTION_MS) > now_ms);
     }
 
+    /// Whether `keys` (an offline keyring's) are this network's root and escrow keys.
+    pub fn check_offline(&self, keys: &OfflineKeys, escrow_public: &[u8]) -> Result<(), KeyringError> {
+        if keys.root_public() != self.root_public || escrow_public != self.escrow_public.as_slice() {
+            return Err(KeyringError::OfflineMismatch);
+        }
+        Ok(())
+    }
+
     /// Refuses contents whose parts do not belong together: a keyring edited by someone with
     /// the passphrase, or a bug, must not produce certificates the network will refuse.
     fn check(&self) -> Result<(), KeyringError> {
         let body = self
             .admin_certificate
-            .verify_admin(&self.root_public())
+            .verify_admin(&self.root_public)
             .map_err(|_| KeyringError::Damaged("the administrator certificate is not signed by the root"))?;
         if body.admin_public != self.admin_public() {
             return Err(KeyringError::Damaged("the administrator certificate names another key"));
         }
-        self.root
-            .verifying_key()
-            .verify_strict(
-                &escrow_message(&self.escrow_public),
-                &Signature::from_bytes(&self.escrow_signature),
-            )
+        ed25519_dalek::VerifyingKey::from_bytes(&self.root_public)
+            .and_then(|root| {
+                root.verify_strict(
+                    &escrow_message(&self.escrow_public),
+                    &Signature::from_bytes(&self.escrow_signature),
+                )
+            })
             .map_err(|_| KeyringError::Damaged("the escrow key is not signed by the root"))?;
-        match self.escrow_public.len() {
-            // The escrow secret is the X-Wing seed: it must give the public key the network
-            // knows, or every key sealed to escrow would be lost to this keyring.
-            envelope::XWING_PUBLIC_LEN => {
-                if envelope::public_key_of(&self.escrow_secret).ok().as_deref()
-                    != Some(self.escrow_public.as_slice())
-                {
-                    return Err(KeyringError::Damaged(
-                        "the escrow secret does not belong to the escrow public key",
-                    ));
-                }
+        if let Some(keys) = &self.offline {
+            if keys.root_public() != self.root_public {
+                return Err(KeyringError::Damaged("the root secret does not belong to the root public key"));
             }
-            // A keyring made before escrow became hybrid: its X25519 key still opens the
-            // envelopes sealed to it.
-            envelope::X25519_PUBLIC_LEN => {}
-            _ => return Err(KeyringError::Damaged("escrow public key length")),
+            if !keys.escrow_matches(&self.escrow_public) {
+                return Err(KeyringError::Damaged(
+                    "the escrow secret does not belong to the escrow public key",
+                ));
+            }
         }
         Ok(())
     }
@@ -239,53 +354,65 @@ impl Keyring {
             version: FORMAT_VERSION,
             server: self.server.clone(),
             registered: self.registered,
-            root_secret: self.root.to_bytes().to_vec(),
-            escrow_secret: self.escrow_secret.to_vec(),
+            root_public: self.root_public.to_vec(),
+            root_secret: self.offline.as_ref().map(|k| k.root.to_bytes().to_vec()).unwrap_or_default(),
+            escrow_secret: self.offline.as_ref().map(|k| k.escrow_secret.to_vec()).unwrap_or_default(),
             escrow_public: self.escrow_public.clone(),
             escrow_signature: self.escrow_signature.to_vec(),
             admin_name: self.admin_name.clone(),
             admin_secret: self.admin.to_bytes().to_vec(),
             admin_certificate: self.admin_certificate.to_bytes(),
             enrolment_codes: self.issued_codes.clone(),
+            initial_policy: self.initial_policy.clone(),
+            trust: self.trust.clone(),
         }
     }
 
     fn from_stored(stored: &Stored) -> Result<Keyring, KeyringError> {
-        if stored.version != FORMAT_VERSION {
+        if stored.version == 0 || stored.version > FORMAT_VERSION {
             return Err(KeyringError::UnsupportedVersion(stored.version));
         }
-        let secret = |bytes: &[u8], what: &'static str| -> Result<Zeroizing<[u8; 32]>, KeyringError> {
-            let mut out = Zeroizing::new([0u8; 32]);
-            if bytes.len() != 32 {
-                return Err(KeyringError::Damaged(what));
-            }
-            out.copy_from_slice(bytes);
-            Ok(out)
+        let offline = match (stored.root_secret.is_empty(), stored.escrow_secret.is_empty()) {
+            (true, true) => None,
+            (false, false) => Some(OfflineKeys {
+                root: SigningKey::from_bytes(&*secret32(&stored.root_secret, "root key length")?),
+                escrow_secret: secret32(&stored.escrow_secret, "escrow key length")?,
+            }),
+            _ => return Err(KeyringError::Damaged("the root and escrow secrets are kept apart")),
         };
-        let root = SigningKey::from_bytes(&*secret(&stored.root_secret, "root key length")?);
-        let admin = SigningKey::from_bytes(&*secret(&stored.admin_secret, "administrator key length")?);
-        let escrow_secret = secret(&stored.escrow_secret, "escrow key length")?;
-        let escrow_signature: [u8; 64] = stored
-            .escrow_signature
-            .as_slice()
-            .try_into()
-            .map_err(|_| KeyringError::Damaged("escrow signature length"))?;
-        let admin_certificate = Certificate::from_bytes(&stored.admin_certificate)
-            .map_err(|_| KeyringError::Damaged("administrator certificate"))?;
+        let root_public: [u8; 32] = match (stored.root_public.as_slice(), &offline) {
+            // Format 1 kept the root secret only.
+            ([], Some(keys)) => keys.root_public(),
+            (bytes, _) => bytes.try_into().map_err(|_| KeyringError::Damaged("root public key length"))?,
+        };
         let keyring = Keyring {
             server: stored.server.clone(),
             registered: stored.registered,
-            root,
-            escrow_secret,
+            root_public,
             escrow_public: stored.escrow_public.clone(),
-            escrow_signature,
+            escrow_signature: stored
+                .escrow_signature
+                .as_slice()
+                .try_into()
+                .map_err(|_| KeyringError::Damaged("escrow signature length"))?,
             admin_name: stored.admin_name.clone(),
-            admin,
-            admin_certificate,
+            admin: SigningKey::from_bytes(&*secret32(&stored.admin_secret, "administrator key length")?),
+            admin_certificate: Certificate::from_bytes(&stored.admin_certificate)
+                .map_err(|_| KeyringError::Damaged("administrator certificate"))?,
             issued_codes: stored.enrolment_codes.clone(),
+            initial_policy: stored.initial_policy.clone(),
+            trust: stored.trust.clone(),
+            offline,
         };
         keyring.check()?;
         Ok(keyring)
+    }
+
+    fn encode(&self) -> Result<Zeroizing<Vec<u8>>, KeyringError> {
+        let mut plain = Zeroizing::new(Vec::new());
+        ciborium::into_writer(&self.to_stored(), &mut *plain)
+            .map_err(|_| KeyringError::Damaged("cannot encode"))?;
+        Ok(plain)
     }
 }
 
@@ -295,9 +422,14 @@ struct Stored {
     version: u32,
     server: String,
     registered: bool,
-    #[serde(with = "eenplan_protocol::bytes")]
+    /// Absent in format 1 (derived from the root secret).
+    #[serde(default, with = "eenplan_protocol::bytes")]
+    root_public: Vec<u8>,
+    /// Empty when the root is in an offline keyring.
+    #[serde(default, with = "eenplan_protocol::bytes")]
     root_secret: Vec<u8>,
-    #[serde(with = "eenplan_protocol::bytes")]
+    /// Empty when escrow is in an offline keyring.
+    #[serde(default, with = "eenplan_protocol::bytes")]
     escrow_secret: Vec<u8>,
     #[serde(with = "eenplan_protocol::bytes")]
     escrow_public: Vec<u8>,
@@ -312,6 +444,10 @@ struct Stored {
     /// (hashes of codes the server no longer accepts) are ignored when read.
     #[serde(default)]
     enrolment_codes: Vec<IssuedCode>,
+    #[serde(default, with = "eenplan_protocol::bytes")]
+    initial_policy: Vec<u8>,
+    #[serde(default)]
+    trust: Trust,
 }
 
 impl Drop for Stored {
@@ -322,20 +458,11 @@ impl Drop for Stored {
     }
 }
 
-/// An open keyring file: its place, the unwrapped data key, and the lock that keeps a second
-/// `eenplan-admin` from writing it at the same time (which would lose one of the two updates,
-/// for example an issued code).
+/// An open daily keyring file, locked until dropped (so that a second `eenplan-admin` cannot
+/// write it at the same time and lose one of the two updates, for example an issued code).
+#[derive(Debug)]
 pub struct KeyringFile {
-    path: PathBuf,
-    wrapped: Vec<u8>,
-    data_key: SecretKey,
-    _lock: File,
-}
-
-impl std::fmt::Debug for KeyringFile {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyringFile").field("path", &self.path).finish_non_exhaustive()
-    }
+    sealed: SealedFile,
 }
 
 pub fn path_in(dir: &Path) -> PathBuf {
@@ -347,19 +474,10 @@ pub fn exists(dir: &Path) -> bool {
     path_in(dir).exists()
 }
 
-fn header(wrapped: &[u8]) -> Result<Vec<u8>, KeyringError> {
-    let len = u32::try_from(wrapped.len()).map_err(|_| KeyringError::Damaged("wrapped key length"))?;
-    let mut out = Vec::with_capacity(MAGIC.len() + 4 + wrapped.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(wrapped);
-    Ok(out)
-}
-
 impl KeyringFile {
     /// Writes a new keyring into `dir` (created, mode 0700, if needed) under a fresh data key
     /// wrapped by `keystore`. Refuses to replace an existing keyring: that would destroy a
-    /// network's root key.
+    /// network's keys.
     pub fn create(
         dir: &Path,
         keyring: &Keyring,
@@ -371,11 +489,8 @@ impl KeyringFile {
         if path.exists() {
             return Err(KeyringError::Exists(dir.to_path_buf()));
         }
-        let data_key = SecretKey::generate();
-        let wrapped = keystore.wrap(&data_key).map_err(keystore_error)?;
-        let file = KeyringFile { path, wrapped, data_key, _lock: lock };
-        file.save(keyring)?;
-        Ok(file)
+        let sealed = SealedFile::create(path, KIND, lock, keystore, &keyring.encode()?)?;
+        Ok(KeyringFile { sealed })
     }
 
     /// Opens the keyring in `dir` with `keystore`, holding its lock until dropped.
@@ -385,59 +500,48 @@ impl KeyringFile {
             return Err(KeyringError::Missing(dir.to_path_buf()));
         }
         let lock = file::lock(dir)?;
-        let bytes = file::read_limited(&path, MAX_FILE_LEN)?;
-        let rest = bytes.strip_prefix(MAGIC).ok_or(KeyringError::Damaged("not an eenplan-admin keyring"))?;
-        let len = rest
-            .get(..4)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_be_bytes)
-            .ok_or(KeyringError::Damaged("truncated header"))?;
-        let len = usize::try_from(len).map_err(|_| KeyringError::Damaged("wrapped key length"))?;
-        if len > MAX_WRAPPED_LEN {
-            return Err(KeyringError::Damaged("wrapped key length"));
-        }
-        let wrapped = rest.get(4..4 + len).ok_or(KeyringError::Damaged("truncated header"))?;
-        let sealed = &rest[4 + len..];
-        let data_key = keystore.unwrap(wrapped).map_err(keystore_error)?;
-        let aad = [AAD_LABEL, &header(wrapped)?].concat();
-        let plain = Zeroizing::new(
-            data_key
-                .open(&aad, sealed)
-                .map_err(|_| KeyringError::Damaged("the contents do not authenticate"))?,
-        );
+        let (sealed, plain) = SealedFile::open(&path, KIND, lock, keystore)?;
         let stored: Stored = ciborium::from_reader(plain.as_slice())
             .map_err(|_| KeyringError::Damaged("the contents do not decode"))?;
         let keyring = Keyring::from_stored(&stored)?;
-        Ok((KeyringFile { path, wrapped: wrapped.to_vec(), data_key, _lock: lock }, keyring))
+        Ok((KeyringFile { sealed }, keyring))
     }
 
     /// Replaces the file atomically with `keyring`'s contents.
     pub fn save(&self, keyring: &Keyring) -> Result<(), KeyringError> {
-        let stored = keyring.to_stored();
-        let mut plain = Zeroizing::new(Vec::new());
-        ciborium::into_writer(&stored, &mut *plain).map_err(|_| KeyringError::Damaged("cannot encode"))?;
-        let head = header(&self.wrapped)?;
-        let sealed = self.data_key.seal(&[AAD_LABEL, &head].concat(), &plain);
-        file::write_atomically(&self.path, &[head, sealed].concat())
+        self.sealed.save(&keyring.encode()?)
     }
-}
 
-fn keystore_error(e: KeyStoreError) -> KeyringError {
-    match e {
-        KeyStoreError::WrongKey => KeyringError::WrongPassphrase,
-        KeyStoreError::Malformed(what) => KeyringError::Damaged(what),
-        // The passphrase keystore has no platform; should another keystore fail, the keyring
-        // cannot be opened either way.
-        KeyStoreError::Platform(_) | KeyStoreError::Invalidated(_) => {
-            KeyringError::Damaged("the keystore failed")
+    /// Wraps the data key again when it was wrapped below `cost` (a keyring from before the
+    /// current Argon2 cost), with the passphrase `keystore` just proved; `Ok(true)` when it
+    /// did. Also writes the contents in the current format.
+    pub fn upgrade_kdf(
+        &mut self,
+        keyring: &Keyring,
+        keystore: &dyn KeyStore,
+        cost: Cost,
+    ) -> Result<bool, KeyringError> {
+        if !cost.upgrades(self.sealed.kdf_params()?) {
+            return Ok(false);
         }
+        self.sealed.rewrap(keystore, &keyring.encode()?)?;
+        Ok(true)
+    }
+
+    #[cfg(test)]
+    fn kdf_params(&self) -> eenplan_core::keystore::KdfParams {
+        self.sealed.kdf_params().unwrap_or(eenplan_core::keystore::KdfParams::INSECURE_FAST_FOR_TESTS)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use eenplan_core::keystore::{KdfParams, PassphraseKeyStore};
+    use eenplan_protocol::envelope;
+    use eenplan_protocol::sync::Fixed;
+    use eenplan_protocol::wipe::RevocationReason;
 
+    use super::offline::OfflineKeyringFile;
     use super::*;
 
     fn keystore(passphrase: &str) -> PassphraseKeyStore {
@@ -467,9 +571,12 @@ mod tests {
         let (file, opened) = KeyringFile::open(dir.path(), &keystore("geheim")).unwrap();
         assert_eq!(opened.server, keyring.server);
         assert!(!opened.registered);
-        assert_eq!(opened.root.to_bytes(), keyring.root.to_bytes());
+        let (keys, opened_keys) = (keyring.offline.as_ref().unwrap(), opened.offline.as_ref().unwrap());
+        assert_eq!(opened_keys.root.to_bytes(), keys.root.to_bytes());
         assert_eq!(opened.admin.to_bytes(), keyring.admin.to_bytes());
-        assert_eq!(*opened.escrow_secret, *keyring.escrow_secret);
+        assert_eq!(*opened_keys.escrow_secret, *keys.escrow_secret);
+        assert_eq!(opened.root_public, keyring.root_public);
+        assert_eq!(opened.trust, keyring.trust);
         assert_eq!(opened.escrow_public, keyring.escrow_public);
         assert_eq!(opened.admin_certificate, keyring.admin_certificate);
         assert_eq!(opened.issued_codes, keyring.issued_codes);
@@ -478,32 +585,41 @@ mod tests {
         // Saving again (as `device enrol` does) keeps it readable and keeps the changes.
         let mut changed = opened;
         changed.registered = true;
+        changed.trust.record(RevokedDevice {
+            device: Fixed([4; 16]),
+            revoked_at_ms: 9,
+            reason: RevocationReason::Lost,
+        });
+        changed.trust.policy_signed = 3;
         file.save(&changed).unwrap();
         drop(file);
         let (_, reopened) = KeyringFile::open(dir.path(), &keystore("geheim")).unwrap();
         assert!(reopened.registered);
+        assert_eq!(reopened.trust.revoked(&[4; 16]).map(|r| r.listed_in), Some(0));
+        assert_eq!(reopened.trust.policy_floor(), 3);
     }
 
     #[test]
     fn a_new_keyring_has_a_hybrid_escrow_key_that_survives_its_file() {
         let dir = tempfile::tempdir().unwrap();
         let keyring = sample();
-        assert_eq!(keyring.escrow_secret.len(), 32);
+        let secret = &keyring.offline.as_ref().unwrap().escrow_secret;
         assert_eq!(keyring.escrow_public.len(), envelope::XWING_PUBLIC_LEN);
-        assert_eq!(envelope::public_key_of(&keyring.escrow_secret).unwrap(), keyring.escrow_public);
+        assert_eq!(envelope::public_key_of(secret).unwrap(), keyring.escrow_public);
         drop(KeyringFile::create(dir.path(), &keyring, &keystore("geheim")).unwrap());
         let (_, opened) = KeyringFile::open(dir.path(), &keystore("geheim")).unwrap();
         let document = eenplan_protocol::DocumentId::new([1; 16], 2).unwrap();
         let sealed = envelope::seal(&keyring.escrow_public, [0; 16], document, 3, &[9; 32]).unwrap();
         assert_eq!(envelope::suite_of(&sealed).unwrap(), envelope::SUITE_XWING_CHACHA);
-        assert_eq!(*envelope::open(&sealed, &opened.escrow_secret, [0; 16], document, 3).unwrap(), [9; 32]);
+        let opened_secret = &opened.offline.as_ref().unwrap().escrow_secret;
+        assert_eq!(*envelope::open(&sealed, opened_secret, [0; 16], document, 3).unwrap(), [9; 32]);
     }
 
     #[test]
     fn an_escrow_secret_that_does_not_match_its_public_key_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let mut keyring = sample();
-        keyring.escrow_secret = envelope::generate_keypair().0;
+        keyring.offline.as_mut().unwrap().escrow_secret = envelope::generate_keypair().0;
         drop(KeyringFile::create(dir.path(), &keyring, &keystore("geheim")).unwrap());
         assert!(matches!(KeyringFile::open(dir.path(), &keystore("geheim")), Err(KeyringError::Damaged(_))));
     }
@@ -513,7 +629,8 @@ mod tests {
         let keyring = sample();
         let document = eenplan_protocol::DocumentId::new([1; 16], 0).unwrap();
         let sealed = envelope::seal(&keyring.escrow_public, [0; 16], document, 1, &[9; 32]).unwrap();
-        let opened = envelope::open(&sealed, &keyring.escrow_secret, [0; 16], document, 1).unwrap();
+        let secret = &keyring.offline.as_ref().unwrap().escrow_secret;
+        let opened = envelope::open(&sealed, secret, [0; 16], document, 1).unwrap();
         assert_eq!(*opened, [9; 32]);
     }
 
@@ -610,10 +727,11 @@ mod tests {
         let keyring = sample();
         drop(KeyringFile::create(dir.path(), &keyring, &keystore("geheim")).unwrap());
         let bytes = std::fs::read(path_in(dir.path())).unwrap();
+        let keys = keyring.offline.as_ref().unwrap();
         for secret in [
-            &keyring.root.to_bytes()[..],
+            &keys.root.to_bytes()[..],
             &keyring.admin.to_bytes()[..],
-            &keyring.escrow_secret[..],
+            &keys.escrow_secret[..],
             &keyring.issued_codes[0].mac_key[..],
         ] {
             assert!(!bytes.windows(32).any(|w| w == secret));
@@ -628,5 +746,157 @@ mod tests {
         assert_eq!(keyring.issued_codes.len(), 1);
         keyring.prune_codes(2_000 + CODE_RETENTION_MS);
         assert!(keyring.issued_codes.is_empty());
+    }
+
+    #[test]
+    fn a_keyring_of_format_1_opens_and_is_written_back_in_format_2() {
+        #[derive(Serialize)]
+        struct Format1 {
+            version: u32,
+            server: String,
+            registered: bool,
+            #[serde(with = "eenplan_protocol::bytes")]
+            root_secret: Vec<u8>,
+            #[serde(with = "eenplan_protocol::bytes")]
+            escrow_secret: Vec<u8>,
+            #[serde(with = "eenplan_protocol::bytes")]
+            escrow_public: Vec<u8>,
+            #[serde(with = "eenplan_protocol::bytes")]
+            escrow_signature: Vec<u8>,
+            admin_name: String,
+            #[serde(with = "eenplan_protocol::bytes")]
+            admin_secret: Vec<u8>,
+            #[serde(with = "eenplan_protocol::bytes")]
+            admin_certificate: Vec<u8>,
+            enrolment_codes: Vec<IssuedCode>,
+        }
+        let keyring = sample();
+        let keys = keyring.offline.as_ref().unwrap();
+        let old = Format1 {
+            version: 1,
+            server: keyring.server.clone(),
+            registered: true,
+            root_secret: keys.root.to_bytes().to_vec(),
+            escrow_secret: keys.escrow_secret.to_vec(),
+            escrow_public: keyring.escrow_public.clone(),
+            escrow_signature: keyring.escrow_signature.to_vec(),
+            admin_name: keyring.admin_name.clone(),
+            admin_secret: keyring.admin.to_bytes().to_vec(),
+            admin_certificate: keyring.admin_certificate.to_bytes(),
+            enrolment_codes: keyring.issued_codes.clone(),
+        };
+        let mut plain = Vec::new();
+        ciborium::into_writer(&old, &mut plain).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path()).unwrap();
+        let lock = file::lock(dir.path()).unwrap();
+        drop(SealedFile::create(path_in(dir.path()), KIND, lock, &keystore("geheim"), &plain).unwrap());
+
+        let (file, opened) = KeyringFile::open(dir.path(), &keystore("geheim")).unwrap();
+        assert_eq!(opened.root_public, keyring.root_public);
+        assert_eq!(opened.trust, Trust::default());
+        assert!(opened.offline.is_some());
+        file.save(&opened).unwrap();
+        drop(file);
+        let stored: Stored = {
+            let lock = file::lock_file(&dir.path().join("other.lock")).unwrap();
+            let (_, plain) = SealedFile::open(&path_in(dir.path()), KIND, lock, &keystore("geheim")).unwrap();
+            ciborium::from_reader(plain.as_slice()).unwrap()
+        };
+        assert_eq!(stored.version, FORMAT_VERSION);
+        assert_eq!(stored.root_public, keyring.root_public.to_vec());
+    }
+
+    #[test]
+    fn a_keyring_wrapped_below_the_cost_is_wrapped_again_on_unlock_and_still_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(KeyringFile::create(dir.path(), &sample(), &keystore("geheim")).unwrap());
+        // A stand-in for the real cost, cheap enough for a unit test; the real one is checked
+        // in `passphrase` and, end to end, by the CLI tests.
+        let higher = KdfParams { m_cost_kib: 64, t_cost: 3, p_cost: 1 };
+        let strong = PassphraseKeyStore::with_params("geheim", higher);
+        let (mut file, keyring) = KeyringFile::open(dir.path(), &strong).unwrap();
+        assert_eq!(file.kdf_params(), KdfParams::INSECURE_FAST_FOR_TESTS);
+        assert!(file.upgrade_kdf(&keyring, &strong, Cost(higher)).unwrap());
+        assert_eq!(file.kdf_params(), higher);
+        assert!(!file.upgrade_kdf(&keyring, &strong, Cost(higher)).unwrap(), "once is enough");
+        drop(file);
+        // The same passphrase opens it (the parameters travel in the file), a wrong one not.
+        let (file, reopened) = KeyringFile::open(dir.path(), &keystore("geheim")).unwrap();
+        assert_eq!(file.kdf_params(), higher);
+        assert_eq!(reopened.admin.to_bytes(), keyring.admin.to_bytes());
+        drop(file);
+        assert!(matches!(
+            KeyringFile::open(dir.path(), &keystore("fout")),
+            Err(KeyringError::WrongPassphrase)
+        ));
+    }
+
+    #[test]
+    fn an_offline_keyring_holds_the_root_and_escrow_and_the_daily_one_neither() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut keyring = sample();
+        let keys = keyring.offline.take().unwrap();
+        let offline = dir.path().join("stick").join("offline.eenplan");
+        drop(
+            OfflineKeyringFile::create(&offline, &keys, &keyring.escrow_public, &keystore("anders")).unwrap(),
+        );
+        drop(KeyringFile::create(&dir.path().join("daily"), &keyring, &keystore("geheim")).unwrap());
+
+        let (_, daily) = KeyringFile::open(&dir.path().join("daily"), &keystore("geheim")).unwrap();
+        assert!(daily.offline.is_none());
+        let bytes = std::fs::read(path_in(&dir.path().join("daily"))).unwrap();
+        assert!(!bytes.windows(32).any(|w| w == keys.root.to_bytes() || w == keys.escrow_secret.as_slice()));
+
+        assert!(matches!(
+            OfflineKeyringFile::open(&offline, &keystore("geheim")),
+            Err(KeyringError::WrongPassphrase)
+        ));
+        let (_, opened, escrow_public) = OfflineKeyringFile::open(&offline, &keystore("anders")).unwrap();
+        assert_eq!(opened.root.to_bytes(), keys.root.to_bytes());
+        daily.check_offline(&opened, &escrow_public).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&offline).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+
+        // Another network's offline keyring is refused, and a missing one named.
+        let stranger = sample();
+        let foreign = dir.path().join("foreign.eenplan");
+        let stranger_keys = stranger.offline.as_ref().unwrap();
+        drop(
+            OfflineKeyringFile::create(&foreign, stranger_keys, &stranger.escrow_public, &keystore("x"))
+                .unwrap(),
+        );
+        let (_, foreign_keys, foreign_escrow) = OfflineKeyringFile::open(&foreign, &keystore("x")).unwrap();
+        assert!(matches!(
+            daily.check_offline(&foreign_keys, &foreign_escrow),
+            Err(KeyringError::OfflineMismatch)
+        ));
+        assert!(matches!(
+            OfflineKeyringFile::open(&dir.path().join("nothing"), &keystore("x")),
+            Err(KeyringError::OfflineMissing(_))
+        ));
+        // Never replaced, and a daily keyring is not an offline one.
+        assert!(matches!(
+            OfflineKeyringFile::create(&offline, &keys, &keyring.escrow_public, &keystore("anders")),
+            Err(KeyringError::Exists(_))
+        ));
+        assert!(matches!(
+            OfflineKeyringFile::open(&path_in(&dir.path().join("daily")), &keystore("geheim")),
+            Err(KeyringError::Damaged(_))
+        ));
+    }
+
+    #[test]
+    fn a_daily_keyring_with_only_one_of_root_and_escrow_is_refused() {
+        let keyring = sample();
+        let mut stored = keyring.to_stored();
+        stored.escrow_secret.clear();
+        assert!(matches!(Keyring::from_stored(&stored), Err(KeyringError::Damaged(_))));
+        let mut stored = keyring.to_stored();
+        stored.root_public = vec![1; 32];
+        assert!(matches!(Keyring::from_stored(&stored), Err(KeyringError::Damaged(_))));
     }
 }

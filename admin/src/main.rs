@@ -14,6 +14,7 @@ mod output;
 mod passphrase;
 mod policy_file;
 mod rekey;
+mod revocations;
 
 use std::io::{ErrorKind, Write};
 use std::process::ExitCode;

@@ -2,21 +2,28 @@
 //! policy change, without any plaintext.
 //!
 //! The server queues a task per document that must move on, naming every device that may still
-//! read it (with its certificate chain) and the older epochs each one lacks. For each task this
-//! module:
+//! read it and the older epochs each one lacks; the answer carries each device's certificate
+//! chain once (`eenplan_protocol::rekey`). For each task this module:
 //!
-//! 1. checks every recipient: its certificate chains to this keyring's root, names the device
-//!    the server says it is, and carries a role that the current (root-signed) policy lets read
-//!    the document's compartment — the server chooses recipients, this keyring decides whom a
-//!    key is sealed to;
+//! 1. checks every recipient: a device this keyring revoked (or saw on a verified revocation
+//!    list) gets nothing, whatever the server says about it; any other must have a
+//!    certificate that chains to this keyring's root, names the device the server says it
+//!    is, and carries a role that the current (root-signed, not rolled back) policy lets
+//!    read the document's compartment — the server chooses recipients, this keyring decides
+//!    whom a key is sealed to;
 //! 2. opens the older epochs recipients lack from their escrow envelopes, and accepts each key
-//!    only if it matches that epoch's signed commitment;
-//! 3. makes a random key for `current_epoch + 1`, commits to it as this administrator, seals it
-//!    to every recipient and to escrow, seals the older keys to those that lack them, and signs
+//!    only if it matches that epoch's signed commitment. Without the escrow secret (an
+//!    offline keyring that was not given), an epoch that another recipient holds is left to
+//!    that device (it answers the newcomer's key request); a document needing an epoch no
+//!    recipient holds waits for a run with the offline keyring;
+//! 3. makes a random key for `current_epoch + 1`, commits to it as this administrator (naming
+//!    the policy version and the revocation-list version it was made under), seals it to
+//!    every recipient and to escrow, seals the older keys to those that lack them, and signs
 //!    every envelope;
-//! 4. posts the result. The server takes a result only for the epoch after its current one, so
-//!    a run that was interrupted, or raced by another administrator, is simply continued by the
-//!    next run: a task already done answers `stale_rekey` and disappears from the list.
+//! 4. posts the results in CBOR batches of whole documents. The server takes a result only
+//!    for the epoch after its current one, so a run that was interrupted, or raced by another
+//!    administrator, is simply continued by the next run: a document already done answers
+//!    `stale` and disappears from the list.
 //!
 //! A document that fails a check is refused and nothing is posted for it; it stays queued
 //! (and closed for writing) until the problem is fixed and `eenplan-admin rekey` runs again.
@@ -28,27 +35,30 @@ use std::time::Instant;
 use ed25519_dalek::SigningKey;
 use eenplan_core::crypto;
 use eenplan_protocol::DocumentId;
-use eenplan_protocol::api::{
-    self, ESCROW_RECIPIENT, EpochBlob, RekeyEnvelope, RekeyRecipient, RekeyResult, RekeyTask, RotationsQueued,
-};
+use eenplan_protocol::api::{self, ESCROW_RECIPIENT};
 use eenplan_protocol::certificate::{Certificate, CertificateError, device_id_of};
 use eenplan_protocol::envelope::{self, EnvelopeError};
 use eenplan_protocol::epoch::{Commitment, Minter, SignedCommitment};
 use eenplan_protocol::policy::{COMPARTMENTS, Policy};
+use eenplan_protocol::rekey::{
+    EpochBlob, MAX_REKEY_REQUEST, REKEY_BATCH_BYTES, RekeyAnswer, RekeyBatch, RekeyEnvelope, RekeyResult,
+    RekeyStatus, RekeyTasks,
+};
+use eenplan_protocol::sync::{Blob, Fixed};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::client::{Client, now_ms};
 use crate::error::AdminError;
+use crate::keyring::{RevokedRecord, Trust};
 
 /// Tasks fetched per request.
 pub const BATCH: usize = 50;
 /// A document the server lists again and again within one run is not being taken; after this
 /// many attempts it is refused so that the run ends.
 const MAX_ATTEMPTS_PER_DOCUMENT: u32 = 8;
-/// The server answers these to a result it does not take.
-const STALE: &str = "stale_rekey";
-const INCOMPLETE: &str = "incomplete_rekey";
+/// A batch's own framing beyond its results.
+const BATCH_FRAMING: usize = 16;
 
 /// Why one document was not rotated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,6 +98,13 @@ pub enum RekeyError {
     },
     #[error("epoch {epoch}: the escrow envelope holds a key that does not match the epoch's commitment")]
     EscrowKeyMismatch { epoch: u32 },
+    #[error(
+        "no remaining device holds the key of epoch(s) {epochs:?}, which a reader lacks: only escrow \
+         can recover them; run `eenplan-admin rekey --offline-keyring PATH`"
+    )]
+    NeedsEscrow { epochs: Vec<u32> },
+    #[error("its result is {bytes} bytes, more than one request may carry ({MAX_REKEY_REQUEST})")]
+    TooLarge { bytes: usize },
 }
 
 /// What re-keying needs from the keyring, and the policy in force.
@@ -96,10 +113,19 @@ pub struct Authority<'k> {
     pub admin: &'k SigningKey,
     /// The administrator's certificate, encoded: it goes into every commitment.
     pub admin_certificate: Vec<u8>,
-    pub escrow_secret: &'k [u8; 32],
+    /// `None` when the escrow secret is in an offline keyring that was not given.
+    pub escrow_secret: Option<&'k [u8; 32]>,
     pub escrow_public: &'k [u8],
-    /// Verified against `root_public` by the caller.
+    /// Verified against `root_public`, and not older than one the keyring saw, by the caller.
     pub policy: &'k Policy,
+    /// The keyring's record of revoked devices, after taking in the server's newest list.
+    pub trust: &'k Trust,
+}
+
+impl Authority<'_> {
+    fn revoked(&self, device: &[u8; 16]) -> Option<&RevokedRecord> {
+        self.trust.revoked(device)
+    }
 }
 
 impl std::fmt::Debug for Authority<'_> {
@@ -107,8 +133,72 @@ impl std::fmt::Debug for Authority<'_> {
         f.debug_struct("Authority")
             .field("root_public", &api::hex(&self.root_public))
             .field("policy_version", &self.policy.version)
+            .field("revocations_version", &self.trust.revocations_version)
+            .field("escrow", &self.escrow_secret.is_some())
             .finish_non_exhaustive()
     }
+}
+
+/// A task with its recipients' certificates joined in from the answer's tables.
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub document: [u8; 17],
+    pub current_epoch: u32,
+    pub recipients: Vec<Listed>,
+    pub escrow: Vec<EpochBlob>,
+    pub commitments: Vec<EpochBlob>,
+}
+
+impl Task {
+    fn name(&self) -> String {
+        api::hex(&self.document)
+    }
+}
+
+/// A recipient as the server lists it (its certificate chain empty if the answer's table
+/// lacks it).
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub device: [u8; 16],
+    pub certificate: Vec<u8>,
+    pub admin_certificate: Vec<u8>,
+    pub missing_epochs: Vec<u32>,
+}
+
+/// The answer's tasks with certificates joined in.
+pub fn tasks_of(answer: RekeyTasks) -> Vec<Task> {
+    let admins = &answer.admin_certificates;
+    let chains: HashMap<[u8; 16], (&[u8], &[u8])> = answer
+        .devices
+        .iter()
+        .filter_map(|d| {
+            let admin = admins.get(usize::try_from(d.admin_certificate).ok()?)?;
+            Some((d.device.0, (d.certificate.0.as_slice(), admin.0.as_slice())))
+        })
+        .collect();
+    answer
+        .tasks
+        .iter()
+        .map(|t| Task {
+            document: t.document.0,
+            current_epoch: t.current_epoch,
+            recipients: t
+                .recipients
+                .iter()
+                .map(|r| {
+                    let (certificate, admin) = chains.get(&r.device.0).copied().unwrap_or_default();
+                    Listed {
+                        device: r.device.0,
+                        certificate: certificate.to_vec(),
+                        admin_certificate: admin.to_vec(),
+                        missing_epochs: r.missing_epochs.clone(),
+                    }
+                })
+                .collect(),
+            escrow: t.escrow.clone(),
+            commitments: t.commitments.clone(),
+        })
+        .collect()
 }
 
 /// One document's new epoch, ready to post.
@@ -119,7 +209,14 @@ pub struct Rotation {
     /// cannot read what was written under them (a warning, not a reason to keep the
     /// document closed).
     pub unrecoverable_epochs: Vec<u32>,
+    /// Devices the server listed as readers that this keyring revoked: they got nothing.
+    pub revoked_listed: Vec<[u8; 16]>,
 }
+
+/// The checked recipients of one document, by device id.
+type Recipients = BTreeMap<[u8; 16], Recipient>;
+/// Older epochs' keys, opened from escrow, by epoch.
+type OlderKeys = BTreeMap<u32, Zeroizing<[u8; 32]>>;
 
 /// A recipient whose certificate was checked.
 struct Recipient {
@@ -128,29 +225,18 @@ struct Recipient {
     missing: BTreeSet<u32>,
 }
 
-fn unhex_fixed<const N: usize>(text: &str) -> Option<[u8; N]> {
-    api::unhex(text)?.try_into().ok()
-}
-
 fn verify_recipient(
-    listed: &RekeyRecipient,
+    listed: &Listed,
     document: DocumentId,
     current_epoch: u32,
     authority: &Authority<'_>,
     now_ms: i64,
 ) -> Result<Recipient, RekeyError> {
-    let id: [u8; 16] = unhex_fixed(&listed.device_id)
-        .ok_or(RekeyError::Malformed("a recipient's device id is not 16 bytes of hex"))?;
+    let id = listed.device;
     let device = api::hex(&id);
     let untrusted = |source| RekeyError::UntrustedRecipient { device: device.clone(), source };
-    let decode = |text: &str| {
-        api::unhex(text)
-            .ok_or(CertificateError::Malformed)
-            .and_then(|bytes| Certificate::from_bytes(&bytes))
-            .map_err(untrusted)
-    };
-    let certificate = decode(&listed.certificate)?;
-    let issuer = decode(&listed.admin_certificate)?;
+    let certificate = Certificate::from_bytes(&listed.certificate).map_err(untrusted)?;
+    let issuer = Certificate::from_bytes(&listed.admin_certificate).map_err(untrusted)?;
     let body = certificate.verify_device(&issuer, &authority.root_public, now_ms).map_err(untrusted)?;
     if body.device_id != id {
         return Err(RekeyError::RecipientIdMismatch { device, certified: api::hex(&body.device_id) });
@@ -179,8 +265,7 @@ fn verified_commitment(
     root_public: &[u8; 32],
 ) -> Result<Commitment, RekeyError> {
     let bad = |reason| RekeyError::BadCommitment { epoch, reason };
-    let bytes = api::unhex(&blob.data).ok_or(bad("it is not hexadecimal"))?;
-    let signed = SignedCommitment::from_bytes(&bytes).map_err(|_| bad("it does not decode"))?;
+    let signed = SignedCommitment::from_bytes(&blob.data.0).map_err(|_| bad("it does not decode"))?;
     let claimed = signed.claimed().map_err(|_| bad("it does not decode"))?;
     let commitment = match &claimed.minter {
         Minter::Admin { certificate } => {
@@ -211,44 +296,46 @@ fn verified_commitment(
 /// The key of an older `epoch`, from escrow, checked against its commitment; `None` when
 /// escrow holds no envelope of it.
 fn escrowed_key(
-    task: &RekeyTask,
+    task: &Task,
     document: DocumentId,
     epoch: u32,
-    authority: &Authority<'_>,
+    escrow_secret: &[u8; 32],
+    root_public: &[u8; 32],
 ) -> Result<Option<Zeroizing<[u8; 32]>>, RekeyError> {
     let Some(escrow) = task.escrow.iter().find(|b| b.epoch == epoch) else {
         return Ok(None);
     };
     let blob =
         task.commitments.iter().find(|b| b.epoch == epoch).ok_or(RekeyError::MissingCommitment { epoch })?;
-    let commitment = verified_commitment(blob, document, epoch, &authority.root_public)?;
+    let commitment = verified_commitment(blob, document, epoch, root_public)?;
     let unopenable = |source| RekeyError::EscrowUnopenable { epoch, source };
-    let signed = api::unhex(&escrow.data).ok_or(unopenable(EnvelopeError::Malformed))?;
     // The sealer's signature is not checked: whoever sealed it, the key is accepted only if it
     // is the committed one.
-    let (sealed, _sealer, _signature) = envelope::split_signed(&signed).map_err(unopenable)?;
-    let key = envelope::open(sealed, authority.escrow_secret, ESCROW_RECIPIENT, document, epoch)
-        .map_err(unopenable)?;
+    let (sealed, _sealer, _signature) = envelope::split_signed(&escrow.data.0).map_err(unopenable)?;
+    let key = envelope::open(sealed, escrow_secret, ESCROW_RECIPIENT, document, epoch).map_err(unopenable)?;
     commitment.matches(&key).map_err(|_| RekeyError::EscrowKeyMismatch { epoch })?;
     Ok(Some(key))
 }
 
-/// Makes one document's new epoch from its task. Nothing is sent; a refusal means nothing
-/// may be posted for this document.
-pub fn rotate(task: &RekeyTask, authority: &Authority<'_>, now_ms: i64) -> Result<Rotation, RekeyError> {
-    let document = api::unhex(&task.document)
-        .filter(|bytes| bytes.len() == 17)
-        .and_then(|bytes| DocumentId::from_bytes(&bytes).ok())
-        .ok_or(RekeyError::Malformed("the document id is not 17 bytes of hex"))?;
-    // Epoch 1 is made by a device of the plan; a document without it has nothing to rotate.
-    if task.current_epoch == 0 {
-        return Err(RekeyError::Malformed("the document has no key epoch yet"));
-    }
-    let new_epoch =
-        task.current_epoch.checked_add(1).ok_or(RekeyError::Malformed("the epoch counter is exhausted"))?;
-
-    let mut recipients: BTreeMap<[u8; 16], Recipient> = BTreeMap::new();
+/// The recipients the keyring accepts, and the devices it refuses to seal to because it
+/// revoked them.
+fn checked_recipients(
+    task: &Task,
+    document: DocumentId,
+    authority: &Authority<'_>,
+    now_ms: i64,
+) -> Result<(Recipients, Vec<[u8; 16]>), RekeyError> {
+    let mut recipients = Recipients::new();
+    let mut revoked = Vec::new();
     for listed in &task.recipients {
+        // Whatever the server says about it (active, a reader, a valid certificate): a revoked
+        // device gets no key from this keyring.
+        if authority.revoked(&listed.device).is_some() {
+            if !revoked.contains(&listed.device) {
+                revoked.push(listed.device);
+            }
+            continue;
+        }
         let recipient = verify_recipient(listed, document, task.current_epoch, authority, now_ms)?;
         match recipients.get_mut(&recipient.id) {
             Some(seen) if seen.agreement_public != recipient.agreement_public => {
@@ -260,35 +347,68 @@ pub fn rotate(task: &RekeyTask, authority: &Authority<'_>, now_ms: i64) -> Resul
             }
         }
     }
+    Ok((recipients, revoked))
+}
 
+/// The older keys to seal to recipients that lack them, and the epochs nobody can give them.
+fn older_keys(
+    task: &Task,
+    document: DocumentId,
+    recipients: &Recipients,
+    authority: &Authority<'_>,
+) -> Result<(OlderKeys, Vec<u32>), RekeyError> {
     let needed: BTreeSet<u32> = recipients.values().flat_map(|r| r.missing.iter().copied()).collect();
-    let mut old_keys: BTreeMap<u32, Zeroizing<[u8; 32]>> = BTreeMap::new();
-    let mut unrecoverable_epochs = Vec::new();
+    let mut keys = BTreeMap::new();
+    let mut unrecoverable = Vec::new();
+    let Some(escrow_secret) = authority.escrow_secret else {
+        // Without escrow, a device that holds an epoch seals it to the one that lacks it
+        // (the server names the newcomer to it in a key request).
+        let orphaned: Vec<u32> =
+            needed.into_iter().filter(|e| recipients.values().all(|r| r.missing.contains(e))).collect();
+        return if orphaned.is_empty() {
+            Ok((keys, unrecoverable))
+        } else {
+            Err(RekeyError::NeedsEscrow { epochs: orphaned })
+        };
+    };
     for epoch in needed {
-        match escrowed_key(task, document, epoch, authority)? {
+        match escrowed_key(task, document, epoch, escrow_secret, &authority.root_public)? {
             Some(key) => {
-                old_keys.insert(epoch, key);
+                keys.insert(epoch, key);
             }
-            None => unrecoverable_epochs.push(epoch),
+            None => unrecoverable.push(epoch),
         }
     }
+    Ok((keys, unrecoverable))
+}
+
+/// Makes one document's new epoch from its task. Nothing is sent; a refusal means nothing
+/// may be posted for this document.
+pub fn rotate(task: &Task, authority: &Authority<'_>, now_ms: i64) -> Result<Rotation, RekeyError> {
+    let document = DocumentId::from_bytes(&task.document)
+        .map_err(|_| RekeyError::Malformed("the document id is not a document id"))?;
+    // Epoch 1 is made by a device of the plan; a document without it has nothing to rotate.
+    if task.current_epoch == 0 {
+        return Err(RekeyError::Malformed("the document has no key epoch yet"));
+    }
+    let new_epoch =
+        task.current_epoch.checked_add(1).ok_or(RekeyError::Malformed("the epoch counter is exhausted"))?;
+    let (recipients, revoked_listed) = checked_recipients(task, document, authority, now_ms)?;
+    let (old_keys, unrecoverable_epochs) = older_keys(task, document, &recipients, authority)?;
 
     let key = Zeroizing::new(crypto::random_array::<32>());
     let minter = Minter::Admin { certificate: authority.admin_certificate.clone() };
-    // The new epoch is judged by the policy in force now: it starts where a change of the
-    // write rules takes effect.
+    // The new epoch is judged by the policy in force now (it starts where a change of the
+    // write rules takes effect), and was made knowing every revocation up to this version.
     let commitment = Commitment::new(document, new_epoch, &key, minter, now_ms)
         .under_policy(authority.policy.version)
+        .under_revocations(authority.trust.revocations_version)
         .sign(authority.admin);
     let sealer = device_id_of(&authority.admin.verifying_key().to_bytes());
     let seal = |public: &[u8], recipient: [u8; 16], epoch: u32, key: &[u8; 32]| {
         let sealed = envelope::seal(public, recipient, document, epoch, key)?;
         let signed = envelope::sign(sealed, sealer, authority.admin, document, epoch, recipient);
-        Ok::<_, EnvelopeError>(RekeyEnvelope {
-            recipient: api::hex(&recipient),
-            epoch,
-            envelope: api::hex(&signed),
-        })
+        Ok::<_, EnvelopeError>(RekeyEnvelope { recipient: Fixed(recipient), epoch, envelope: Blob(signed) })
     };
 
     let mut envelopes = Vec::new();
@@ -305,33 +425,36 @@ pub fn rotate(task: &RekeyTask, authority: &Authority<'_>, now_ms: i64) -> Resul
             }
         }
     }
-    Ok(Rotation {
-        result: RekeyResult {
-            document: api::hex(&document.to_bytes()),
-            new_epoch,
-            commitment: api::hex(&commitment.to_bytes()),
-            envelopes,
-        },
-        unrecoverable_epochs,
-    })
+    let result = RekeyResult {
+        document: Fixed(document.to_bytes()),
+        new_epoch,
+        commitment: Blob(commitment.to_bytes()),
+        envelopes,
+    };
+    let bytes = result.encoded_len();
+    if bytes + BATCH_FRAMING > MAX_REKEY_REQUEST {
+        return Err(RekeyError::TooLarge { bytes });
+    }
+    Ok(Rotation { result, unrecoverable_epochs, revoked_listed })
 }
 
 /// The server's side of the loop: a trait so the loop can be tested without one.
 pub trait RekeyServer {
     /// Up to `limit` pending tasks, oldest first.
-    fn tasks(&self, limit: usize) -> Result<Vec<RekeyTask>, AdminError>;
-    /// Posts one result (its JSON body); the documents still waiting, if the server says.
-    fn complete(&self, body: Vec<u8>) -> Result<Option<u64>, AdminError>;
+    fn tasks(&self, limit: usize) -> Result<RekeyTasks, AdminError>;
+    /// Posts a batch (its CBOR body); what became of each document.
+    fn complete(&self, body: Vec<u8>) -> Result<RekeyAnswer, AdminError>;
 }
 
 impl RekeyServer for Client<'_> {
-    fn tasks(&self, limit: usize) -> Result<Vec<RekeyTask>, AdminError> {
-        self.get(&format!("{}?limit={limit}", api::PATH_ADMIN_REKEY))
+    fn tasks(&self, limit: usize) -> Result<RekeyTasks, AdminError> {
+        self.get_cbor(&format!("{}?limit={limit}", api::PATH_ADMIN_REKEY), MAX_REKEY_REQUEST)
     }
 
-    fn complete(&self, body: Vec<u8>) -> Result<Option<u64>, AdminError> {
-        let answer = self.post_body(api::PATH_ADMIN_REKEY, body)?;
-        Ok(serde_json::from_slice::<RotationsQueued>(&answer).ok().map(|q| q.pending))
+    fn complete(&self, body: Vec<u8>) -> Result<RekeyAnswer, AdminError> {
+        let answer = self.post_cbor(api::PATH_ADMIN_REKEY, body)?;
+        eenplan_protocol::sync::decode(&answer, MAX_REKEY_REQUEST)
+            .map_err(|_| AdminError::BadResponse("the re-keying answer is not CBOR".into()))
     }
 }
 
@@ -349,10 +472,14 @@ pub struct Summary {
     pub documents: u64,
     pub envelopes: u64,
     pub bytes_uploaded: u64,
+    pub requests: u64,
     pub seconds: f64,
     /// Tasks the server called stale: another administrator, or an earlier run, finished them.
     pub already_done: u64,
     pub refused: Vec<Refused>,
+    /// Devices this keyring revoked that the server listed as readers (hex ids): they got no
+    /// key, and the server's records are wrong.
+    pub revoked_listed: Vec<String>,
 }
 
 impl Summary {
@@ -361,12 +488,14 @@ impl Summary {
             "no document waits for a new key\n".to_string()
         } else {
             format!(
-                "rotated {} document{} to a new key: {} envelope{}, {} uploaded, {:.1} s\n",
+                "rotated {} document{} to a new key: {} envelope{}, {} uploaded in {} request{}, {:.1} s\n",
                 self.documents,
                 plural(self.documents),
                 self.envelopes,
                 plural(self.envelopes),
                 bytes(self.bytes_uploaded),
+                self.requests,
+                plural(self.requests),
                 self.seconds
             )
         };
@@ -378,6 +507,19 @@ impl Summary {
             ));
         }
         out
+    }
+
+    fn note_revoked(&mut self, progress: &mut Progress, document: &str, devices: &[[u8; 16]]) {
+        for device in devices {
+            let id = api::hex(device);
+            progress.warn(&format!(
+                "document {document}: the server lists device {id} as a reader, but this keyring revoked it; \
+                 it gets no key"
+            ));
+            if !self.revoked_listed.contains(&id) {
+                self.revoked_listed.push(id);
+            }
+        }
     }
 }
 
@@ -465,113 +607,176 @@ pub fn run(
     progress: &mut Progress,
 ) -> Outcome {
     let started = Instant::now();
-    let mut summary = Summary::default();
-    let stopped = rotate_all(server, authority, pending, progress, &mut summary).err();
-    progress.end_line();
+    let mut run = Run {
+        server,
+        progress,
+        summary: Summary::default(),
+        attempts: HashMap::new(),
+        moved_to: HashMap::new(),
+        total: pending,
+        progressed: false,
+    };
+    let stopped = run.rotate_all(authority).err();
+    run.progress.end_line();
+    let mut summary = run.summary;
     summary.seconds = started.elapsed().as_secs_f64();
     Outcome { summary, stopped }
 }
 
-fn rotate_all(
-    server: &dyn RekeyServer,
-    authority: &Authority<'_>,
-    pending: Option<u64>,
-    progress: &mut Progress,
-    summary: &mut Summary,
-) -> Result<(), AdminError> {
-    let mut attempts: HashMap<String, u32> = HashMap::new();
-    // The epoch each document was moved to in this run.
-    let mut moved_to: HashMap<String, u32> = HashMap::new();
-    let mut total = pending;
-    let refuse = |summary: &mut Summary, progress: &mut Progress, document: &str, reason: String| {
-        progress.warn(&format!("document {document}: {reason}; not rotated"));
-        summary.refused.push(Refused { document: document.to_string(), reason });
-    };
-    loop {
-        let tasks = server.tasks(BATCH)?;
-        let done_before = summary.documents + summary.already_done;
-        // Refused documents stay queued at the server; they are not tried again in this run.
-        // A document listed twice in one answer is done once.
-        let mut seen = BTreeSet::new();
-        let todo: Vec<RekeyTask> = tasks
-            .iter()
-            .filter(|t| !summary.refused.iter().any(|r| r.document == t.document))
-            .filter(|t| seen.insert(t.document.clone()))
-            .cloned()
-            .collect();
-        if tasks.len() < BATCH {
-            // The whole remainder is in sight.
-            total = Some(total.unwrap_or(0).max(done_before + todo.len() as u64));
-        }
-        if todo.is_empty() {
-            return Ok(());
-        }
-        let mut progressed = false;
-        for task in todo {
-            let tries = attempts.entry(task.document.clone()).or_insert(0);
-            *tries += 1;
-            if *tries > MAX_ATTEMPTS_PER_DOCUMENT {
-                let reason = format!(
-                    "the server listed it {MAX_ATTEMPTS_PER_DOCUMENT} times in one run without taking a result"
-                );
-                refuse(summary, progress, &task.document, reason);
-                continue;
+/// One document's result waiting in a batch.
+struct Waiting {
+    result: RekeyResult,
+    name: String,
+    envelopes: u64,
+}
+
+/// The state of one run of the loop.
+struct Run<'a> {
+    server: &'a dyn RekeyServer,
+    progress: &'a mut Progress,
+    summary: Summary,
+    attempts: HashMap<String, u32>,
+    /// The epoch each document was moved to in this run.
+    moved_to: HashMap<String, u32>,
+    total: Option<u64>,
+    /// Whether the last round of tasks changed anything at the server.
+    progressed: bool,
+}
+
+impl Run<'_> {
+    fn refuse(&mut self, document: &str, reason: String) {
+        self.progress.warn(&format!("document {document}: {reason}; not rotated"));
+        self.summary.refused.push(Refused { document: document.to_string(), reason });
+    }
+
+    fn done(&self) -> u64 {
+        self.summary.documents + self.summary.already_done
+    }
+
+    fn rotate_all(&mut self, authority: &Authority<'_>) -> Result<(), AdminError> {
+        loop {
+            let answer = self.server.tasks(BATCH)?;
+            let listed = answer.tasks.len();
+            let tasks = tasks_of(answer);
+            let done_before = self.done();
+            // Refused documents stay queued at the server; they are not tried again in this
+            // run. A document listed twice in one answer is done once.
+            let mut seen = BTreeSet::new();
+            let todo: Vec<Task> = tasks
+                .into_iter()
+                .filter(|t| !self.summary.refused.iter().any(|r| r.document == t.name()))
+                .filter(|t| seen.insert(t.document))
+                .collect();
+            if listed < BATCH {
+                // The whole remainder is in sight.
+                self.total = Some(self.total.unwrap_or(0).max(done_before + todo.len() as u64));
             }
-            if let Some(&epoch) = moved_to.get(&task.document)
-                && task.current_epoch < epoch
-            {
-                let reason = format!(
-                    "the server took epoch {epoch} for it but still lists it at epoch {}",
-                    task.current_epoch
-                );
-                refuse(summary, progress, &task.document, reason);
-                continue;
+            if todo.is_empty() {
+                return Ok(());
             }
-            let rotation = match rotate(&task, authority, now_ms()?) {
-                Ok(rotation) => rotation,
-                Err(e) => {
-                    refuse(summary, progress, &task.document, e.to_string());
-                    continue;
+            self.progressed = false;
+            let mut batch: Vec<Waiting> = Vec::new();
+            let mut batch_bytes = BATCH_FRAMING;
+            for task in todo {
+                let Some(waiting) = self.prepare(&task, authority)? else { continue };
+                let len = waiting.result.encoded_len();
+                if !batch.is_empty() && batch_bytes + len > REKEY_BATCH_BYTES {
+                    self.post(std::mem::take(&mut batch))?;
+                    batch_bytes = BATCH_FRAMING;
                 }
-            };
-            if !rotation.unrecoverable_epochs.is_empty() {
-                progress.warn(&format!(
-                    "document {}: escrow holds no key of epoch(s) {:?}; devices that lack them cannot read \
-                     what was written under them",
-                    task.document, rotation.unrecoverable_epochs
-                ));
+                batch_bytes += len;
+                batch.push(waiting);
             }
-            let envelopes = rotation.result.envelopes.len() as u64;
-            let body = serde_json::to_vec(&rotation.result).map_err(AdminError::Json)?;
-            let len = body.len() as u64;
-            match server.complete(body) {
-                Ok(left) => {
-                    if let Some(left) = left {
-                        total = Some(summary.documents + summary.already_done + 1 + left);
-                    }
-                    summary.documents += 1;
-                    summary.envelopes += envelopes;
-                    summary.bytes_uploaded += len;
-                    moved_to.insert(task.document.clone(), rotation.result.new_epoch);
-                    progressed = true;
+            if !batch.is_empty() {
+                self.post(batch)?;
+            }
+            self.progress.batch_done(self.done(), self.total);
+            if !self.progressed {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One task's result, or `None` when the document is refused.
+    fn prepare(&mut self, task: &Task, authority: &Authority<'_>) -> Result<Option<Waiting>, AdminError> {
+        let name = task.name();
+        let tries = self.attempts.entry(name.clone()).or_insert(0);
+        *tries += 1;
+        if *tries > MAX_ATTEMPTS_PER_DOCUMENT {
+            let reason = format!(
+                "the server listed it {MAX_ATTEMPTS_PER_DOCUMENT} times in one run without taking a result"
+            );
+            self.refuse(&name, reason);
+            return Ok(None);
+        }
+        if let Some(&epoch) = self.moved_to.get(&name)
+            && task.current_epoch < epoch
+        {
+            let reason = format!(
+                "the server took epoch {epoch} for it but still lists it at epoch {}",
+                task.current_epoch
+            );
+            self.refuse(&name, reason);
+            return Ok(None);
+        }
+        let rotation = match rotate(task, authority, now_ms()?) {
+            Ok(rotation) => rotation,
+            Err(e) => {
+                self.refuse(&name, e.to_string());
+                return Ok(None);
+            }
+        };
+        self.summary.note_revoked(self.progress, &name, &rotation.revoked_listed);
+        if !rotation.unrecoverable_epochs.is_empty() {
+            self.progress.warn(&format!(
+                "document {name}: escrow holds no key of epoch(s) {:?}; devices that lack them cannot read \
+                 what was written under them",
+                rotation.unrecoverable_epochs
+            ));
+        }
+        let envelopes = rotation.result.envelopes.len() as u64;
+        Ok(Some(Waiting { result: rotation.result, name, envelopes }))
+    }
+
+    /// Posts one batch and takes in what became of each of its documents.
+    fn post(&mut self, batch: Vec<Waiting>) -> Result<(), AdminError> {
+        let (results, waiting): (Vec<RekeyResult>, Vec<(String, u64, u32)>) =
+            batch.into_iter().map(|w| (w.result.clone(), (w.name, w.envelopes, w.result.new_epoch))).unzip();
+        let body = RekeyBatch { results }.to_bytes();
+        let len = body.len() as u64;
+        let answer = self.server.complete(body)?;
+        if answer.outcomes.len() != waiting.len() {
+            return Err(AdminError::BadResponse(format!(
+                "{} outcomes for {} documents",
+                answer.outcomes.len(),
+                waiting.len()
+            )));
+        }
+        self.summary.bytes_uploaded += len;
+        self.summary.requests += 1;
+        let before = self.done();
+        for ((name, envelopes, epoch), outcome) in waiting.into_iter().zip(&answer.outcomes) {
+            if api::hex(&outcome.document.0) != name {
+                return Err(AdminError::BadResponse("the outcomes are not in the batch's order".into()));
+            }
+            match outcome.status {
+                RekeyStatus::Done => {
+                    self.summary.documents += 1;
+                    self.summary.envelopes += envelopes;
+                    self.moved_to.insert(name, epoch);
                 }
                 // Finished meanwhile (another administrator, or an earlier run whose answer
                 // was lost): the next listing shows what is left.
-                Err(AdminError::Server { code, .. }) if code == STALE => {
-                    summary.already_done += 1;
-                    progressed = true;
-                }
+                RekeyStatus::Stale => self.summary.already_done += 1,
                 // The recipients changed between listing and posting (a device was approved
                 // or revoked): the next listing has the new ones.
-                Err(AdminError::Server { code, .. }) if code == INCOMPLETE => progressed = true,
-                Err(e) => return Err(e),
+                RekeyStatus::Incomplete => {}
             }
-            progress.update(summary.documents + summary.already_done, total);
+            self.progressed = true;
         }
-        progress.batch_done(summary.documents + summary.already_done, total);
-        if !progressed {
-            return Ok(());
-        }
+        self.total = Some(self.total.unwrap_or(0).max(before).max(self.done() + answer.pending));
+        self.progress.update(self.done(), self.total);
+        Ok(())
     }
 }
 
@@ -581,7 +786,9 @@ mod tests {
 
     use eenplan_protocol::certificate::{AdminBody, DeviceBody};
     use eenplan_protocol::policy::DEFAULT_POLICY_TOML;
-    use eenplan_protocol::sync::Fixed;
+    use eenplan_protocol::rekey::{ListedDevice, RekeyOutcome, RekeyRecipient, RekeyTask};
+    use eenplan_protocol::revocation::RevokedDevice;
+    use eenplan_protocol::wipe::RevocationReason;
 
     use super::*;
 
@@ -596,6 +803,9 @@ mod tests {
         escrow_secret: Zeroizing<[u8; 32]>,
         escrow_public: Vec<u8>,
         policy: Policy,
+        trust: Trust,
+        /// Whether the escrow secret is at hand (not in an offline keyring left at home).
+        with_escrow: bool,
     }
 
     impl Network {
@@ -612,7 +822,16 @@ mod tests {
             );
             let (escrow_secret, escrow_public) = envelope::generate_keypair();
             let policy = crate::policy_file::parse(DEFAULT_POLICY_TOML).unwrap().policy;
-            Network { root, admin, admin_certificate, escrow_secret, escrow_public, policy }
+            Network {
+                root,
+                admin,
+                admin_certificate,
+                escrow_secret,
+                escrow_public,
+                policy,
+                trust: Trust::default(),
+                with_escrow: true,
+            }
         }
 
         fn authority(&self) -> Authority<'_> {
@@ -620,9 +839,10 @@ mod tests {
                 root_public: self.root.verifying_key().to_bytes(),
                 admin: &self.admin,
                 admin_certificate: self.admin_certificate.to_bytes(),
-                escrow_secret: &self.escrow_secret,
+                escrow_secret: self.with_escrow.then_some(&*self.escrow_secret),
                 escrow_public: &self.escrow_public,
                 policy: &self.policy,
+                trust: &self.trust,
             }
         }
 
@@ -667,10 +887,7 @@ mod tests {
             };
             let sealed = envelope::seal(&self.escrow_public, ESCROW_RECIPIENT, document, epoch, key).unwrap();
             let signed = envelope::sign(sealed, [7; 16], &minter, document, epoch, ESCROW_RECIPIENT);
-            (
-                EpochBlob { epoch, data: api::hex(&signed) },
-                EpochBlob { epoch, data: api::hex(&commitment.to_bytes()) },
-            )
+            (EpochBlob { epoch, data: Blob(signed) }, EpochBlob { epoch, data: Blob(commitment.to_bytes()) })
         }
     }
 
@@ -682,11 +899,11 @@ mod tests {
     }
 
     impl Device {
-        fn listed(&self, missing: &[u32]) -> RekeyRecipient {
-            RekeyRecipient {
-                device_id: api::hex(&self.id),
-                certificate: api::hex(&self.certificate.to_bytes()),
-                admin_certificate: api::hex(&self.admin_certificate.to_bytes()),
+        fn listed(&self, missing: &[u32]) -> Listed {
+            Listed {
+                device: self.id,
+                certificate: self.certificate.to_bytes(),
+                admin_certificate: self.admin_certificate.to_bytes(),
                 missing_epochs: missing.to_vec(),
             }
         }
@@ -705,12 +922,11 @@ mod tests {
         admin: &SigningKey,
         epoch: u32,
     ) -> [u8; 32] {
-        let document = DocumentId::from_bytes(&api::unhex(&result.document).unwrap()).unwrap();
+        let document = DocumentId::from_bytes(&result.document.0).unwrap();
         let found: Vec<&RekeyEnvelope> =
-            result.envelopes.iter().filter(|e| e.recipient == api::hex(&id) && e.epoch == epoch).collect();
+            result.envelopes.iter().filter(|e| e.recipient.0 == id && e.epoch == epoch).collect();
         assert_eq!(found.len(), 1, "one envelope of epoch {epoch} for {}", api::hex(&id));
-        let signed = api::unhex(&found[0].envelope).unwrap();
-        let (sealed, sealer, signature) = envelope::split_signed(&signed).unwrap();
+        let (sealed, sealer, signature) = envelope::split_signed(&found[0].envelope.0).unwrap();
         let admin_public = admin.verifying_key().to_bytes();
         assert_eq!(sealer, device_id_of(&admin_public));
         envelope::verify_signature(sealed, &signature, &admin_public, document, epoch, id).unwrap();
@@ -721,9 +937,9 @@ mod tests {
         DocumentId::new(PLAN, 1).unwrap()
     }
 
-    fn task(document: DocumentId, current_epoch: u32, recipients: Vec<RekeyRecipient>) -> RekeyTask {
-        RekeyTask {
-            document: api::hex(&document.to_bytes()),
+    fn task(document: DocumentId, current_epoch: u32, recipients: Vec<Listed>) -> Task {
+        Task {
+            document: document.to_bytes(),
             current_epoch,
             recipients,
             escrow: Vec::new(),
@@ -738,7 +954,7 @@ mod tests {
         let task = task(zorg(), 3, vec![wijkteam.listed(&[]), ggz.listed(&[])]);
         let rotation = rotate(&task, &network.authority(), NOW).unwrap();
         let result = &rotation.result;
-        assert_eq!((result.document.as_str(), result.new_epoch), (task.document.as_str(), 4));
+        assert_eq!((result.document.0, result.new_epoch), (task.document, 4));
         assert_eq!(result.envelopes.len(), 3);
         assert!(rotation.unrecoverable_epochs.is_empty());
 
@@ -746,7 +962,7 @@ mod tests {
         assert_eq!(ggz.open(result, &network.admin, 4), key);
         assert_eq!(open_for(result, ESCROW_RECIPIENT, &network.escrow_secret, &network.admin, 4), key);
 
-        let signed = SignedCommitment::from_bytes(&api::unhex(&result.commitment).unwrap()).unwrap();
+        let signed = SignedCommitment::from_bytes(&result.commitment.0).unwrap();
         let commitment = signed.verify(&network.admin.verifying_key().to_bytes()).unwrap();
         assert_eq!((commitment.document.0, commitment.epoch), (zorg().to_bytes(), 4));
         assert_eq!(commitment.minter, Minter::Admin { certificate: network.admin_certificate.to_bytes() });
@@ -885,7 +1101,7 @@ mod tests {
             .sign(&SigningKey::from_bytes(&[99; 32]));
         let mut by_device = base.clone();
         by_device.escrow.push(escrow.clone());
-        by_device.commitments.push(EpochBlob { epoch: 2, data: api::hex(&device_made.to_bytes()) });
+        by_device.commitments.push(EpochBlob { epoch: 2, data: Blob(device_made.to_bytes()) });
         assert!(matches!(
             rotate(&by_device, &network.authority(), NOW),
             Err(RekeyError::BadCommitment { .. })
@@ -905,12 +1121,9 @@ mod tests {
         let device = network.device(10, "wijkteam");
         let good = task(zorg(), 1, vec![device.listed(&[])]);
         let mut cases = Vec::new();
-        for document in ["", "zz", "00", &api::hex(&[0; 18]), &api::hex(&[[1; 16].as_slice(), &[9]].concat())]
-        {
-            let mut t = good.clone();
-            t.document = document.to_string();
-            cases.push(t);
-        }
+        let mut unknown_compartment = good.clone();
+        unknown_compartment.document[16] = 9;
+        cases.push(unknown_compartment);
         let mut no_epoch = good.clone();
         no_epoch.current_epoch = 0;
         cases.push(no_epoch);
@@ -923,42 +1136,100 @@ mod tests {
         for field in 0..3 {
             let mut t = good.clone();
             match field {
-                0 => t.recipients[0].device_id = "abc".into(),
-                1 => t.recipients[0].certificate = "not hex".into(),
-                _ => t.recipients[0].admin_certificate = "00ff".into(),
+                // Not in the answer's certificate table.
+                0 => t.recipients[0].certificate = Vec::new(),
+                1 => t.recipients[0].certificate = b"not a certificate".to_vec(),
+                _ => t.recipients[0].admin_certificate = vec![0, 0xff],
             }
             cases.push(t);
         }
         let mut bad_escrow = task(zorg(), 2, vec![device.listed(&[2])]);
         let (_, commitment) = network.epoch(zorg(), 2, &[2; 32], &[2; 32]);
         bad_escrow.commitments.push(commitment);
-        bad_escrow.escrow.push(EpochBlob { epoch: 2, data: "0102".into() });
+        bad_escrow.escrow.push(EpochBlob { epoch: 2, data: Blob(vec![1, 2]) });
         cases.push(bad_escrow);
         for case in cases {
             assert!(rotate(&case, &network.authority(), NOW).is_err(), "{case:?}");
         }
     }
 
+    #[test]
+    fn a_device_the_keyring_revoked_gets_no_key_whatever_the_server_lists() {
+        let mut network = Network::new(1);
+        let (stolen, remaining) = (network.device(10, "wijkteam"), network.device(11, "wijkteam"));
+        network.trust.record(RevokedDevice {
+            device: Fixed(stolen.id),
+            revoked_at_ms: NOW - 1,
+            reason: RevocationReason::Stolen,
+        });
+        network.trust.revocations_version = 4;
+        // Its certificate is valid and its role may read zorg: only the keyring's record
+        // keeps it out.
+        let rotation = rotate(
+            &task(zorg(), 1, vec![stolen.listed(&[]), remaining.listed(&[])]),
+            &network.authority(),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(rotation.revoked_listed, vec![stolen.id]);
+        let result = &rotation.result;
+        assert!(
+            result.envelopes.iter().all(|e| e.recipient.0 != stolen.id),
+            "nothing sealed to the stolen device"
+        );
+        assert_eq!(result.envelopes.len(), 2, "the remaining device and escrow");
+        remaining.open(result, &network.admin, 2);
+        let commitment = SignedCommitment::from_bytes(&result.commitment.0).unwrap().claimed().unwrap();
+        assert_eq!(commitment.revocations_version, 4, "the commitment names the list it was made under");
+    }
+
+    #[test]
+    fn without_escrow_an_older_epoch_is_left_to_a_device_that_holds_it_or_the_document_waits() {
+        let mut network = Network::new(1);
+        network.with_escrow = false;
+        let (holder, newcomer) = (network.device(10, "wijkteam"), network.device(11, "wijkteam"));
+        let mut with_holder = task(zorg(), 2, vec![holder.listed(&[]), newcomer.listed(&[1, 2])]);
+        for (epoch, key) in [(1, [1; 32]), (2, [2; 32])] {
+            let (escrow, commitment) = network.epoch(zorg(), epoch, &key, &key);
+            with_holder.escrow.push(escrow);
+            with_holder.commitments.push(commitment);
+        }
+        // The holder seals epochs 1 and 2 to the newcomer itself (a key request).
+        let result = rotate(&with_holder, &network.authority(), NOW).unwrap().result;
+        assert_eq!(result.envelopes.len(), 3, "epoch 3 for both and escrow, nothing older");
+        // Nobody but escrow holds epoch 1: the document waits for the offline keyring.
+        let orphaned = Task { recipients: vec![newcomer.listed(&[1])], ..with_holder };
+        let error = rotate(&orphaned, &network.authority(), NOW).unwrap_err();
+        assert_eq!(error, RekeyError::NeedsEscrow { epochs: vec![1] });
+        assert!(error.to_string().contains("--offline-keyring"), "{error}");
+        network.with_escrow = true;
+        let result = rotate(&orphaned, &network.authority(), NOW).unwrap().result;
+        assert_eq!(newcomer.open(&result, &network.admin, 1), [1; 32]);
+    }
+
     /// A server in memory that keeps each document's epoch, as the real one does: a result is
     /// taken only for the epoch after the current one.
     struct Memory {
-        epochs: RefCell<BTreeMap<String, u32>>,
-        pending: RefCell<BTreeSet<String>>,
-        recipients: Vec<RekeyRecipient>,
+        epochs: RefCell<BTreeMap<[u8; 17], u32>>,
+        pending: RefCell<BTreeSet<[u8; 17]>>,
+        recipients: Vec<Listed>,
         posted: RefCell<Vec<RekeyResult>>,
+        /// Bodies of the batches posted.
+        batches: RefCell<Vec<usize>>,
         /// Fail every request after this many results were taken (an interrupted run).
         fail_after: RefCell<Option<usize>>,
     }
 
     impl Memory {
-        fn new(documents: u8, recipients: Vec<RekeyRecipient>) -> Memory {
-            let names: Vec<String> =
-                (0..documents).map(|i| api::hex(&DocumentId::new([i; 16], 0).unwrap().to_bytes())).collect();
+        fn new(documents: u8, recipients: Vec<Listed>) -> Memory {
+            let names: Vec<[u8; 17]> =
+                (0..documents).map(|i| DocumentId::new([i; 16], 0).unwrap().to_bytes()).collect();
             Memory {
-                epochs: RefCell::new(names.iter().map(|n| (n.clone(), 1)).collect()),
+                epochs: RefCell::new(names.iter().map(|n| (*n, 1)).collect()),
                 pending: RefCell::new(names.into_iter().collect()),
                 recipients,
                 posted: RefCell::new(Vec::new()),
+                batches: RefCell::new(Vec::new()),
                 fail_after: RefCell::new(None),
             }
         }
@@ -972,41 +1243,96 @@ mod tests {
         AdminError::UnexpectedStatus { status: 503, excerpt: "down".into() }
     }
 
+    /// The answer a server gives listing `tasks`: their certificates in the tables.
+    fn answer_of(tasks: Vec<Task>) -> RekeyTasks {
+        let mut answer = RekeyTasks::default();
+        for task in tasks {
+            for listed in &task.recipients {
+                if !answer.devices.iter().any(|d| d.device.0 == listed.device) {
+                    let index = match answer
+                        .admin_certificates
+                        .iter()
+                        .position(|a| a.0 == listed.admin_certificate)
+                    {
+                        Some(index) => index,
+                        None => {
+                            answer.admin_certificates.push(Blob(listed.admin_certificate.clone()));
+                            answer.admin_certificates.len() - 1
+                        }
+                    };
+                    answer.devices.push(ListedDevice {
+                        device: Fixed(listed.device),
+                        certificate: Blob(listed.certificate.clone()),
+                        admin_certificate: index as u32,
+                    });
+                }
+            }
+            answer.tasks.push(RekeyTask {
+                document: Fixed(task.document),
+                current_epoch: task.current_epoch,
+                recipients: task
+                    .recipients
+                    .iter()
+                    .map(|r| RekeyRecipient {
+                        device: Fixed(r.device),
+                        missing_epochs: r.missing_epochs.clone(),
+                    })
+                    .collect(),
+                escrow: task.escrow,
+                commitments: task.commitments,
+            });
+        }
+        answer
+    }
+
     impl RekeyServer for Memory {
-        fn tasks(&self, limit: usize) -> Result<Vec<RekeyTask>, AdminError> {
+        fn tasks(&self, limit: usize) -> Result<RekeyTasks, AdminError> {
             if self.down() {
                 return Err(unreachable());
             }
             let epochs = self.epochs.borrow();
-            Ok(self
-                .pending
-                .borrow()
-                .iter()
-                .take(limit)
-                .map(|d| RekeyTask {
-                    document: d.clone(),
-                    current_epoch: epochs[d],
-                    recipients: self.recipients.clone(),
-                    escrow: Vec::new(),
-                    commitments: Vec::new(),
-                })
-                .collect())
+            Ok(answer_of(
+                self.pending
+                    .borrow()
+                    .iter()
+                    .take(limit)
+                    .map(|d| Task {
+                        document: *d,
+                        current_epoch: epochs[d],
+                        recipients: self.recipients.clone(),
+                        escrow: Vec::new(),
+                        commitments: Vec::new(),
+                    })
+                    .collect(),
+            ))
         }
 
-        fn complete(&self, body: Vec<u8>) -> Result<Option<u64>, AdminError> {
+        fn complete(&self, body: Vec<u8>) -> Result<RekeyAnswer, AdminError> {
             if self.down() {
                 return Err(unreachable());
             }
-            let result: RekeyResult = serde_json::from_slice(&body).unwrap();
-            let mut epochs = self.epochs.borrow_mut();
-            let current = epochs.get_mut(&result.document).unwrap();
-            if result.new_epoch != *current + 1 || !self.pending.borrow().contains(&result.document) {
-                return Err(AdminError::Server { status: 409, code: STALE.into(), message: "stale".into() });
+            self.batches.borrow_mut().push(body.len());
+            let batch: RekeyBatch = eenplan_protocol::sync::decode(&body, MAX_REKEY_REQUEST).unwrap();
+            let mut outcomes = Vec::new();
+            for result in batch.results {
+                let document = result.document;
+                let status = if self.down() {
+                    return Err(unreachable());
+                } else {
+                    let mut epochs = self.epochs.borrow_mut();
+                    let current = epochs.get_mut(&document.0).unwrap();
+                    if result.new_epoch != *current + 1 || !self.pending.borrow().contains(&document.0) {
+                        RekeyStatus::Stale
+                    } else {
+                        *current = result.new_epoch;
+                        self.pending.borrow_mut().remove(&document.0);
+                        self.posted.borrow_mut().push(result);
+                        RekeyStatus::Done
+                    }
+                };
+                outcomes.push(RekeyOutcome { document, status, message: String::new() });
             }
-            *current = result.new_epoch;
-            self.pending.borrow_mut().remove(&result.document);
-            self.posted.borrow_mut().push(result);
-            Ok(Some(self.pending.borrow().len() as u64))
+            Ok(RekeyAnswer { outcomes, pending: self.pending.borrow().len() as u64 })
         }
     }
 
@@ -1020,6 +1346,15 @@ mod tests {
         assert_eq!(outcome.summary.documents, 120);
         assert_eq!(outcome.summary.envelopes, 240);
         assert!(outcome.summary.bytes_uploaded > 120 * 2 * 1170);
+        // Binary: not much more than the envelopes themselves, in a few requests.
+        assert!(
+            outcome.summary.bytes_uploaded < 120 * 2 * 1400 + 120 * 1000,
+            "{}",
+            outcome.summary.bytes_uploaded
+        );
+        assert_eq!(outcome.summary.requests, server.batches.borrow().len() as u64);
+        assert!(server.batches.borrow().iter().all(|len| *len <= REKEY_BATCH_BYTES), "{:?}", server.batches);
+        assert!(outcome.summary.requests < 10, "{}", outcome.summary.requests);
         assert!(server.pending.borrow().is_empty());
         assert!(server.epochs.borrow().values().all(|e| *e == 2));
         // Nothing left: a second run has nothing to do.
@@ -1036,13 +1371,14 @@ mod tests {
         *server.fail_after.borrow_mut() = Some(30);
         let first = run(&server, &network.authority(), Some(70), &mut Progress::hidden());
         assert!(first.stopped.is_some());
-        assert_eq!(first.summary.documents, 30);
-        assert_eq!(server.pending.borrow().len(), 40);
+        let moved = server.posted.borrow().len();
+        assert!(moved >= 30, "{moved}");
+        assert_eq!(server.pending.borrow().len(), 70 - moved);
 
         *server.fail_after.borrow_mut() = None;
         let second = run(&server, &network.authority(), None, &mut Progress::hidden());
         assert!(second.stopped.is_none());
-        assert_eq!(second.summary.documents, 40);
+        assert_eq!(second.summary.documents as usize, 70 - moved);
         assert!(server.pending.borrow().is_empty());
         assert!(server.epochs.borrow().values().all(|e| *e == 2), "every document moved exactly once");
         assert_eq!(server.posted.borrow().len(), 70);
@@ -1054,18 +1390,18 @@ mod tests {
         let (honest, stranger) = (network.device(10, "wijkteam"), Network::new(50).device(12, "wijkteam"));
         let server = Memory::new(3, vec![honest.listed(&[])]);
         // The server's listing of the first document names a device of another network.
-        struct Poisoned<'a>(&'a Memory, RekeyRecipient);
+        struct Poisoned<'a>(&'a Memory, Listed);
         impl RekeyServer for Poisoned<'_> {
-            fn tasks(&self, limit: usize) -> Result<Vec<RekeyTask>, AdminError> {
-                let mut tasks = self.0.tasks(limit)?;
+            fn tasks(&self, limit: usize) -> Result<RekeyTasks, AdminError> {
+                let mut tasks = tasks_of(self.0.tasks(limit)?);
                 if let Some(first) = tasks.first_mut()
-                    && first.document == api::hex(&DocumentId::new([0; 16], 0).unwrap().to_bytes())
+                    && first.document == DocumentId::new([0; 16], 0).unwrap().to_bytes()
                 {
                     first.recipients.push(self.1.clone());
                 }
-                Ok(tasks)
+                Ok(answer_of(tasks))
             }
-            fn complete(&self, body: Vec<u8>) -> Result<Option<u64>, AdminError> {
+            fn complete(&self, body: Vec<u8>) -> Result<RekeyAnswer, AdminError> {
                 self.0.complete(body)
             }
         }
@@ -1085,30 +1421,41 @@ mod tests {
         );
         // Nothing was posted for the refused document.
         let refused = &outcome.summary.refused[0].document;
-        assert!(server.posted.borrow().iter().all(|r| &r.document != refused));
-        assert!(server.pending.borrow().contains(refused));
+        assert!(server.posted.borrow().iter().all(|r| &api::hex(&r.document.0) != refused));
+        assert!(server.pending.borrow().contains(&DocumentId::new([0; 16], 0).unwrap().to_bytes()));
     }
 
     #[test]
     fn a_server_that_never_takes_a_result_cannot_keep_the_loop_running() {
         let network = Network::new(1);
         let device = network.device(10, "wijkteam");
-        struct Forgetful(Vec<RekeyRecipient>);
+        struct Forgetful(Vec<Listed>);
         impl RekeyServer for Forgetful {
-            fn tasks(&self, _: usize) -> Result<Vec<RekeyTask>, AdminError> {
-                Ok(vec![task(zorg(), 1, self.0.clone())])
+            fn tasks(&self, _: usize) -> Result<RekeyTasks, AdminError> {
+                Ok(answer_of(vec![task(zorg(), 1, self.0.clone())]))
             }
-            fn complete(&self, _: Vec<u8>) -> Result<Option<u64>, AdminError> {
-                Ok(None)
+            // Answers that it took the result, and lists the document again anyway.
+            fn complete(&self, body: Vec<u8>) -> Result<RekeyAnswer, AdminError> {
+                let batch: RekeyBatch = eenplan_protocol::sync::decode(&body, MAX_REKEY_REQUEST).unwrap();
+                let outcomes = batch
+                    .results
+                    .iter()
+                    .map(|r| RekeyOutcome {
+                        document: r.document,
+                        status: RekeyStatus::Incomplete,
+                        message: String::new(),
+                    })
+                    .collect();
+                Ok(RekeyAnswer { outcomes, pending: 1 })
             }
         }
         let outcome =
             run(&Forgetful(vec![device.listed(&[])]), &network.authority(), None, &mut Progress::hidden());
         assert!(outcome.stopped.is_none());
-        assert_eq!(outcome.summary.documents, 1);
+        assert_eq!(outcome.summary.documents, 0);
         assert_eq!(outcome.summary.refused.len(), 1);
         assert!(
-            outcome.summary.refused[0].reason.contains("still lists it"),
+            outcome.summary.refused[0].reason.contains("without taking a result"),
             "{:?}",
             outcome.summary.refused
         );
@@ -1120,13 +1467,15 @@ mod tests {
             documents: 160,
             envelopes: 1930,
             bytes_uploaded: 4_600_000,
+            requests: 5,
             seconds: 12.34,
             already_done: 1,
             refused: Vec::new(),
+            revoked_listed: Vec::new(),
         };
         assert_eq!(
             summary.text(),
-            "rotated 160 documents to a new key: 1930 envelopes, 4.6 MB uploaded, 12.3 s\n\
+            "rotated 160 documents to a new key: 1930 envelopes, 4.6 MB uploaded in 5 requests, 12.3 s\n\
              1 document had been rotated already (by another administrator or an earlier run)\n"
         );
         assert_eq!(Progress::line(37, Some(160)), "rotating keys: 37/160 documents");

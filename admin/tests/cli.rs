@@ -14,13 +14,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use eenplan_protocol::DocumentId;
 use eenplan_protocol::api::{
-    self, CertificateUpload, EnrolmentCode, InitRequest, NewEnrolment, PolicyUpload, RekeyResult,
-    RevokeRequest, RoleChangeRequest,
+    self, CertificateUpload, EnrolmentCode, InitRequest, NewEnrolment, PolicyUpload, RevokeRequest,
+    RoleChangeRequest,
 };
 use eenplan_protocol::certificate::{Certificate, device_id_of};
 use eenplan_protocol::envelope;
 use eenplan_protocol::epoch::SignedCommitment;
 use eenplan_protocol::policy::{DEFAULT_POLICY_TOML, Policy, SignedPolicy};
+use eenplan_protocol::rekey::{
+    ListedDevice, RekeyAnswer, RekeyBatch, RekeyOutcome, RekeyRecipient, RekeyStatus, RekeyTask, RekeyTasks,
+};
+use eenplan_protocol::revocation::RevocationList;
+use eenplan_protocol::sync::{Blob, Fixed};
 use eenplan_protocol::wipe::{RevocationReason, Signed, WipeOrder};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -122,11 +127,19 @@ impl Request {
     }
 }
 
+/// What the stand-in answers with.
+#[derive(Debug, Clone)]
+enum Body {
+    Bytes(Vec<u8>),
+    /// The body of the newest POST to this path (a revocation list read back as uploaded).
+    LastPostTo(&'static str),
+}
+
 /// A stand-in for the server: one request per connection, answered from a script.
 struct Fake {
     url: String,
     requests: Arc<Mutex<Vec<Request>>>,
-    answers: Arc<Mutex<VecDeque<(u16, String)>>>,
+    answers: Arc<Mutex<VecDeque<(u16, Body)>>>,
 }
 
 impl Fake {
@@ -134,31 +147,55 @@ impl Fake {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let answers: Arc<Mutex<VecDeque<(u16, String)>>> = Arc::new(Mutex::new(VecDeque::new()));
+        let answers: Arc<Mutex<VecDeque<(u16, Body)>>> = Arc::new(Mutex::new(VecDeque::new()));
         let (seen, script) = (requests.clone(), answers.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
                 let Some(request) = read_request(&stream) else { continue };
-                seen.lock().unwrap().push(request);
-                let (status, body) = script
-                    .lock()
-                    .unwrap()
-                    .pop_front()
-                    .unwrap_or((500, r#"{"code":"unscripted","message":"no answer scripted"}"#.into()));
+                let mut requests = seen.lock().unwrap();
+                requests.push(request);
+                let unscripted =
+                    Body::Bytes(br#"{"code":"unscripted","message":"no answer scripted"}"#.to_vec());
+                let (status, body) = script.lock().unwrap().pop_front().unwrap_or((500, unscripted));
+                let body = match body {
+                    Body::Bytes(bytes) => bytes,
+                    Body::LastPostTo(path) => requests
+                        .iter()
+                        .rev()
+                        .find(|r| r.method == "POST" && r.path == path)
+                        .map(|r| r.body.clone())
+                        .unwrap_or_default(),
+                };
+                drop(requests);
                 let mut stream = stream;
                 let _ = write!(
                     stream,
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                     body.len()
                 );
+                let _ = stream.write_all(&body);
             }
         });
         Fake { url, requests, answers }
     }
 
     fn answer(&self, status: u16, body: &str) {
-        self.answers.lock().unwrap().push_back((status, body.to_string()));
+        self.answer_bytes(status, body.as_bytes().to_vec());
+    }
+
+    fn answer_bytes(&self, status: u16, body: Vec<u8>) {
+        self.answers.lock().unwrap().push_back((status, Body::Bytes(body)));
+    }
+
+    /// Answers with what was last posted to `path`.
+    fn echo(&self, path: &'static str) {
+        self.answers.lock().unwrap().push_back((200, Body::LastPostTo(path)));
+    }
+
+    /// No revocation list yet.
+    fn no_revocations(&self) {
+        self.answer(404, r#"{"code":"no_revocation_list","message":"no device has been revoked yet"}"#);
     }
 
     fn requests(&self) -> Vec<Request> {
@@ -703,6 +740,11 @@ impl Network {
         let server = Fake::start();
         let admin = Admin::new();
         admin.init(&server);
+        Network::with(server, admin)
+    }
+
+    /// The network `admin` just set up at `server`, with Fatima's two devices approved.
+    fn with(server: Fake, admin: Admin) -> Network {
         let init: InitRequest = server.last().json();
         let phone = approve_real_device(&admin, &server, 1);
         let laptop = approve_real_device(&admin, &server, 2);
@@ -721,21 +763,49 @@ impl Network {
         self.server.answer(200, &json!({ "policy": self.init.policy }).to_string());
     }
 
-    /// One rotation task for `document` at `epoch`, whose only recipient is `device` (listed
-    /// under `certificate`).
-    fn task(&self, document: DocumentId, epoch: u32, device: &RealDevice, certificate: &str) -> Value {
-        json!([{
-            "document": api::hex(&document.to_bytes()),
-            "current_epoch": epoch,
-            "recipients": [{
-                "device_id": api::hex(&device.id),
-                "certificate": certificate,
-                "admin_certificate": self.init.admin_certificate,
-                "missing_epochs": [],
+    fn root_public(&self) -> [u8; 32] {
+        api::unhex(&self.init.root_public).unwrap().try_into().unwrap()
+    }
+
+    /// One rotation task for `document` at `epoch`, whose recipients are `devices`, each
+    /// listed under the certificate given with it (CBOR, as the server answers).
+    fn tasks(&self, document: DocumentId, epoch: u32, devices: &[(&RealDevice, &str)]) -> Vec<u8> {
+        let listed = devices
+            .iter()
+            .map(|(device, certificate)| ListedDevice {
+                device: Fixed(device.id),
+                certificate: Blob(api::unhex(certificate).unwrap()),
+                admin_certificate: 0,
+            })
+            .collect();
+        let tasks = RekeyTasks {
+            admin_certificates: vec![Blob(api::unhex(&self.init.admin_certificate).unwrap())],
+            devices: listed,
+            tasks: vec![RekeyTask {
+                document: Fixed(document.to_bytes()),
+                current_epoch: epoch,
+                recipients: devices
+                    .iter()
+                    .map(|(device, _)| RekeyRecipient {
+                        device: Fixed(device.id),
+                        missing_epochs: Vec::new(),
+                    })
+                    .collect(),
+                escrow: Vec::new(),
+                commitments: Vec::new(),
             }],
-            "escrow": [],
-            "commitments": [],
-        }])
+        };
+        eenplan_protocol::sync::encode(&tasks)
+    }
+
+    /// The task of `document` whose only recipient is `device`, under `certificate`.
+    fn task(&self, document: DocumentId, epoch: u32, device: &RealDevice, certificate: &str) -> Vec<u8> {
+        self.tasks(document, epoch, &[(device, certificate)])
+    }
+
+    /// The posted batches, decoded.
+    fn rekey_batches(&self) -> Vec<RekeyBatch> {
+        self.rekey_posts().iter().map(|r| eenplan_protocol::sync::decode(&r.body, 1 << 24).unwrap()).collect()
     }
 
     fn rekey_posts(&self) -> Vec<Request> {
@@ -749,6 +819,20 @@ impl Network {
 
 fn zorg() -> DocumentId {
     DocumentId::new([0x42; 16], 1).unwrap()
+}
+
+/// The server's answer to a batch: each document `status`.
+fn outcome(documents: &[DocumentId], status: RekeyStatus) -> Vec<u8> {
+    let outcomes = documents
+        .iter()
+        .map(|d| RekeyOutcome { document: Fixed(d.to_bytes()), status, message: String::new() })
+        .collect();
+    eenplan_protocol::sync::encode(&RekeyAnswer { outcomes, pending: 0 })
+}
+
+/// No task waits.
+fn no_tasks() -> Vec<u8> {
+    eenplan_protocol::sync::encode(&RekeyTasks::default())
 }
 
 #[test]
@@ -766,12 +850,7 @@ fn revoking_a_device_sends_a_signed_wipe_order_then_moves_what_it_could_read_to_
     let network = Network::new();
     let (server, admin) = (&network.server, &network.admin);
     let phone_id = api::hex(&network.phone.id);
-    server.answer(200, &json!([network.phone.info, network.laptop.info]).to_string());
-    server.answer(200, r#"{"pending":1}"#);
-    network.answer_policy();
-    server.answer(200, &network.task(zorg(), 1, &network.laptop, &network.laptop.certificate).to_string());
-    server.answer(200, "{}");
-    server.answer(200, "[]");
+    revoke_phone(&network);
     let out = admin.run(&["device", "revoke", &phone_id[..8].to_uppercase(), "--reason", "stolen"]);
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{stderr}");
@@ -782,9 +861,20 @@ fn revoking_a_device_sends_a_signed_wipe_order_then_moves_what_it_could_read_to_
     assert!(stdout.contains("rotated 1 document to a new key: 2 envelopes"), "{stdout}");
     assert!(stderr.contains("rotating keys: 1/1 documents"), "{stderr}");
 
+    // First the signed revocation list naming it, version 1, by this administrator.
+    let requests = server.requests();
+    let upload =
+        requests.iter().find(|r| r.method == "POST" && r.path == api::PATH_ADMIN_REVOCATIONS).unwrap();
+    assert_eq!(upload.verify_admin_signature(), network.admin_public());
+    let list = RevocationList::verify(&upload.body, &network.root_public()).unwrap();
+    assert_eq!(list.version, 1);
+    assert_eq!(list.is_revoked(&network.phone.id).unwrap().reason, RevocationReason::Stolen);
+    assert!(list.is_revoked(&network.laptop.id).is_none());
+    let position = |path: &str| requests.iter().position(|r| r.path == path).unwrap();
+    assert!(position(api::PATH_ADMIN_REVOCATIONS) < position(&api::admin_revoke_path(&network.phone.id)));
+
     // The revocation: a wipe order for that device, signed by this administrator, with its
     // certificate inside.
-    let requests = server.requests();
     let revoke = requests.iter().find(|r| r.path.ends_with("/revoke")).unwrap();
     assert_eq!(revoke.path, api::admin_revoke_path(&network.phone.id));
     assert_eq!(revoke.verify_admin_signature(), network.admin_public());
@@ -802,49 +892,71 @@ fn revoking_a_device_sends_a_signed_wipe_order_then_moves_what_it_could_read_to_
     let posts = network.rekey_posts();
     assert_eq!(posts.len(), 1);
     assert_eq!(posts[0].verify_admin_signature(), network.admin_public());
-    let result: RekeyResult = posts[0].json();
-    assert_eq!((result.document.as_str(), result.new_epoch), (api::hex(&zorg().to_bytes()).as_str(), 2));
-    let recipients: Vec<&str> = result.envelopes.iter().map(|e| e.recipient.as_str()).collect();
+    let batches = network.rekey_batches();
+    let result = &batches[0].results[0];
+    assert_eq!((result.document.0, result.new_epoch), (zorg().to_bytes(), 2));
+    let recipients: Vec<[u8; 16]> = result.envelopes.iter().map(|e| e.recipient.0).collect();
     assert_eq!(recipients.len(), 2);
-    assert!(recipients.contains(&api::hex(&api::ESCROW_RECIPIENT).as_str()));
-    assert!(!recipients.contains(&phone_id.as_str()));
-    let mine = result.envelopes.iter().find(|e| e.recipient == api::hex(&network.laptop.id)).unwrap();
-    let signed = api::unhex(&mine.envelope).unwrap();
-    let (sealed, sealer, signature) = envelope::split_signed(&signed).unwrap();
+    assert!(recipients.contains(&api::ESCROW_RECIPIENT));
+    assert!(!recipients.contains(&network.phone.id));
+    let mine = result.envelopes.iter().find(|e| e.recipient.0 == network.laptop.id).unwrap();
+    let (sealed, sealer, signature) = envelope::split_signed(&mine.envelope.0).unwrap();
     assert_eq!(sealer, device_id_of(&network.admin_public()));
     envelope::verify_signature(sealed, &signature, &network.admin_public(), zorg(), 2, network.laptop.id)
         .unwrap();
     let key = envelope::open(sealed, &network.laptop.agreement_secret, network.laptop.id, zorg(), 2).unwrap();
-    let commitment = SignedCommitment::from_bytes(&api::unhex(&result.commitment).unwrap()).unwrap();
-    commitment.verify(&network.admin_public()).unwrap().matches(&key).unwrap();
+    let commitment = SignedCommitment::from_bytes(&result.commitment.0).unwrap();
+    let commitment = commitment.verify(&network.admin_public()).unwrap();
+    commitment.matches(&key).unwrap();
+    assert_eq!(commitment.revocations_version, 1, "made knowing the list that names the phone");
+    assert_eq!(commitment.policy_version, 1);
+}
+
+/// Scripts the server's answers to `device revoke` of the phone: the device list, no
+/// revocation list yet, the upload, the revocation, then a rotation of zorg to the laptop.
+fn revoke_phone(network: &Network) {
+    let server = &network.server;
+    server.answer(200, &json!([network.phone.info, network.laptop.info]).to_string());
+    server.no_revocations();
+    server.answer(200, r#"{"version":1}"#);
+    server.answer(200, r#"{"pending":1}"#);
+    server.echo(api::PATH_ADMIN_REVOCATIONS);
+    network.answer_policy();
+    server.answer_bytes(200, network.task(zorg(), 1, &network.laptop, &network.laptop.certificate));
+    server.answer_bytes(200, outcome(&[zorg()], RekeyStatus::Done));
+    server.answer_bytes(200, no_tasks());
 }
 
 #[test]
 fn rekey_alone_continues_what_was_left_and_skips_what_another_run_finished() {
     let network = Network::new();
     let (server, admin) = (&network.server, &network.admin);
-    let task = network.task(zorg(), 1, &network.laptop, &network.laptop.certificate).to_string();
+    let task = network.task(zorg(), 1, &network.laptop, &network.laptop.certificate);
 
     // The connection fails mid-run: what was done is printed, and the way on is named.
+    server.no_revocations();
     network.answer_policy();
-    server.answer(200, &task);
+    server.answer_bytes(200, task.clone());
     server.answer(502, "<html>bad gateway</html>");
     let stderr = admin.fails(&["rekey"], 1);
     assert!(stderr.contains("run `eenplan-admin rekey` to continue"), "{stderr}");
 
     // The post had in fact landed: the server calls the task stale, and the run ends clean.
+    server.no_revocations();
     network.answer_policy();
-    server.answer(200, &task);
-    server.answer(409, r#"{"code":"stale_rekey","message":"the document is at another epoch"}"#);
-    server.answer(200, "[]");
+    server.answer_bytes(200, task);
+    server.answer_bytes(200, outcome(&[zorg()], RekeyStatus::Stale));
+    server.answer_bytes(200, no_tasks());
     let out = admin.ok(&["rekey"]);
     assert!(out.contains("1 document had been rotated already"), "{out}");
 
+    server.no_revocations();
     network.answer_policy();
-    server.answer(200, "[]");
+    server.answer_bytes(200, no_tasks());
     assert_eq!(admin.ok(&["rekey"]), "no document waits for a new key");
+    server.no_revocations();
     network.answer_policy();
-    server.answer(200, "[]");
+    server.answer_bytes(200, no_tasks());
     let json: Value = serde_json::from_str(&admin.ok(&["rekey", "--json"])).unwrap();
     assert_eq!(json["rotation"]["documents"], 0);
 }
@@ -854,9 +966,10 @@ fn a_recipient_the_keyring_cannot_verify_gets_nothing_and_the_command_fails() {
     let network = Network::new();
     let (server, admin) = (&network.server, &network.admin);
     // The server lists the laptop under the phone's certificate.
-    let task = network.task(zorg(), 1, &network.laptop, &network.phone.certificate).to_string();
+    let task = network.task(zorg(), 1, &network.laptop, &network.phone.certificate);
+    server.no_revocations();
     network.answer_policy();
-    server.answer(200, &task);
+    server.answer_bytes(200, task);
     let out = admin.run(&["rekey"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -867,6 +980,7 @@ fn a_recipient_the_keyring_cannot_verify_gets_nothing_and_the_command_fails() {
     // A policy the root did not sign is not believed, and nothing is sealed under it.
     let forged =
         Policy { version: 9, roles: Default::default() }.sign(&SigningKey::from_bytes(&[3; 32])).unwrap();
+    server.no_revocations();
     server.answer(200, &json!({ "policy": api::hex(&forged.to_bytes()) }).to_string());
     let stderr = admin.fails(&["rekey"], 1);
     assert!(stderr.contains("not valid for this network"), "{stderr}");
@@ -880,8 +994,9 @@ fn plan_unassign_removes_the_user_then_rotates() {
     let plan = "00112233445566778899aabbccddeeff";
     server.answer(200, r#"[{"id":7,"org":"Wijkteam Noord","name":"Fatima","role":"wijkteam"}]"#);
     server.answer(200, r#"{"pending":0}"#);
+    server.no_revocations();
     network.answer_policy();
-    server.answer(200, "[]");
+    server.answer_bytes(200, no_tasks());
     let out = admin.ok(&["plan", "unassign", plan, "--user", "Fatima"]);
     assert!(out.starts_with(&format!("Fatima (id 7) no longer takes part in plan {plan}")), "{out}");
     let requests = server.requests();
@@ -930,7 +1045,8 @@ fn policy_show_prints_the_verified_policy_as_toml_that_policy_set_reads_back() {
     std::fs::write(&file, &next).unwrap();
     network.answer_policy();
     server.answer(200, r#"{"pending":0}"#);
-    server.answer(200, "[]");
+    server.no_revocations();
+    server.answer_bytes(200, no_tasks());
     let out = admin.run(&["policy", "set", file.to_str().unwrap()]);
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{stderr}");
@@ -1007,8 +1123,9 @@ fn set_role_recertifies_each_device_from_its_verified_certificate_then_rotates()
         .to_string(),
     );
     server.answer(200, r#"{"pending":0}"#);
+    server.no_revocations();
     network.answer_policy();
-    server.answer(200, "[]");
+    server.answer_bytes(200, no_tasks());
     let out = admin.ok(&["user", "set-role", "Fatima", "--role", "ggz"]);
     assert!(out.starts_with("Fatima (id 7) is now ggz (was wijkteam); 2 device(s) re-certified"), "{out}");
 
@@ -1040,4 +1157,295 @@ fn set_role_recertifies_each_device_from_its_verified_certificate_then_rotates()
     let mut expected = vec![network.phone.id, network.laptop.id];
     expected.sort();
     assert_eq!(devices, expected);
+}
+
+#[test]
+fn a_device_this_keyring_revoked_gets_no_key_though_the_server_lists_it_again() {
+    let network = Network::new();
+    let (server, admin) = (&network.server, &network.admin);
+    revoke_phone(&network);
+    admin.ok(&["device", "revoke", &api::hex(&network.phone.id), "--reason", "stolen"]);
+    let before = network.rekey_posts().len();
+
+    // The server lists the revoked phone as a reader again, with its valid certificate.
+    server.echo(api::PATH_ADMIN_REVOCATIONS);
+    network.answer_policy();
+    let devices = [
+        (&network.phone, network.phone.certificate.as_str()),
+        (&network.laptop, &network.laptop.certificate),
+    ];
+    server.answer_bytes(200, network.tasks(zorg(), 2, &devices));
+    server.answer_bytes(200, outcome(&[zorg()], RekeyStatus::Done));
+    server.answer_bytes(200, no_tasks());
+    let stderr = admin.fails(&["rekey"], 1);
+    assert!(stderr.contains(&format!("device {} as a reader", api::hex(&network.phone.id))), "{stderr}");
+    assert!(stderr.contains("1 device(s) this keyring revoked as readers"), "{stderr}");
+    let batches = network.rekey_batches();
+    assert_eq!(batches.len(), before + 1, "the document still moves on, for the others");
+    let result = &batches[before].results[0];
+    assert_eq!(result.new_epoch, 3);
+    assert!(result.envelopes.iter().all(|e| e.recipient.0 != network.phone.id), "nothing for the phone");
+    assert!(result.envelopes.iter().any(|e| e.recipient.0 == network.laptop.id));
+}
+
+#[test]
+fn a_server_that_forgets_a_revocation_list_this_keyring_saw_is_refused() {
+    let network = Network::new();
+    let (server, admin) = (&network.server, &network.admin);
+    revoke_phone(&network);
+    admin.ok(&["device", "revoke", &api::hex(&network.phone.id), "--reason", "stolen"]);
+    let before = server.requests().len();
+    // The server answers as if no device was ever revoked.
+    server.no_revocations();
+    let stderr = admin.fails(&["rekey"], 1);
+    assert!(stderr.contains("revocation list is refused"), "{stderr}");
+    assert!(stderr.contains("older than version 1"), "{stderr}");
+    let asked: Vec<String> = server.requests()[before..].iter().map(|r| r.path.clone()).collect();
+    assert_eq!(asked, [api::PATH_ADMIN_REVOCATIONS], "nothing else is asked, nothing sealed");
+}
+
+#[test]
+fn a_server_that_serves_an_older_policy_than_this_keyring_set_is_refused() {
+    let network = Network::new();
+    let (server, admin) = (&network.server, &network.admin);
+    let file = admin.dir.path().join("policy.toml");
+    std::fs::write(&file, DEFAULT_POLICY_TOML.replacen("version = 1", "version = 2", 1)).unwrap();
+    network.answer_policy();
+    server.answer(200, r#"{"pending":0}"#);
+    server.no_revocations();
+    server.answer_bytes(200, no_tasks());
+    admin.ok(&["policy", "set", file.to_str().unwrap()]);
+    // Policy 1 again, though the root signed it: older than what this keyring set.
+    network.answer_policy();
+    let stderr = admin.fails(&["policy", "show"], 1);
+    assert!(stderr.contains("policy is version 1, but this keyring has seen version 2"), "{stderr}");
+    server.no_revocations();
+    network.answer_policy();
+    let before = server.requests().len();
+    let stderr = admin.fails(&["rekey"], 1);
+    assert!(stderr.contains("older policy"), "{stderr}");
+    assert!(!server.requests()[before..].iter().any(|r| r.path.starts_with(api::PATH_ADMIN_REKEY)));
+}
+
+const OFFLINE_PASSPHRASE: &str = "sleutel in de kluis, niet op de laptop";
+
+#[test]
+fn an_offline_keyring_keeps_the_root_and_escrow_out_of_daily_work_and_is_asked_for_when_needed() {
+    let server = Fake::start();
+    let admin = Admin::new();
+    let offline = admin.dir.path().join("stick").join("offline.eenplan");
+    let offline_arg = offline.to_str().unwrap();
+    server.answer(200, "{}");
+    let out = admin
+        .command(&[
+            "init",
+            "--server",
+            &server.url,
+            "--name",
+            "Beheer",
+            "--offline-keyring",
+            offline_arg,
+            "--json",
+        ])
+        .env("EENPLAN_OFFLINE_PASSPHRASE", OFFLINE_PASSPHRASE)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(mode(&offline), 0o600);
+    let init: InitRequest = server.last().json();
+    let root: [u8; 32] = api::unhex(&init.root_public).unwrap().try_into().unwrap();
+    SignedPolicy::from_bytes(&api::unhex(&init.policy).unwrap()).unwrap().verify(&root).unwrap();
+
+    // Daily work needs no offline keyring.
+    server.answer(200, "[]");
+    admin.ok(&["org", "list"]);
+
+    // Signing a policy does, and says so before asking the server anything.
+    let file = admin.dir.path().join("policy.toml");
+    std::fs::write(&file, DEFAULT_POLICY_TOML.replacen("version = 1", "version = 2", 1)).unwrap();
+    let before = server.requests().len();
+    let stderr = admin.fails(&["policy", "set", file.to_str().unwrap()], 2);
+    assert!(
+        stderr.contains("needs the network root key") && stderr.contains("--offline-keyring PATH"),
+        "{stderr}"
+    );
+    assert_eq!(server.requests().len(), before);
+
+    // With it (and its own passphrase), the policy is signed by the root.
+    let with_offline = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--offline-keyring", offline_arg]);
+        let mut command = admin.command(&all);
+        command.env("EENPLAN_OFFLINE_PASSPHRASE", OFFLINE_PASSPHRASE);
+        command
+    };
+    server.answer(200, &json!({ "policy": init.policy }).to_string());
+    server.answer(200, r#"{"pending":0}"#);
+    server.no_revocations();
+    server.answer_bytes(200, no_tasks());
+    let out = with_offline(&["policy", "set", file.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let upload = server
+        .requests()
+        .into_iter()
+        .find(|r| r.path == api::PATH_ADMIN_POLICY && r.method == "POST")
+        .unwrap();
+    let upload: PolicyUpload = upload.json();
+    let signed = SignedPolicy::from_bytes(&api::unhex(&upload.policy).unwrap()).unwrap();
+    assert_eq!(signed.verify(&root).unwrap().version, 2);
+
+    // The wrong passphrase, or another network's offline keyring, opens nothing.
+    let mut wrong = with_offline(&["policy", "show"]);
+    wrong.env("EENPLAN_OFFLINE_PASSPHRASE", "dit is niet de goede zin");
+    let stderr = String::from_utf8_lossy(&wrong.output().unwrap().stderr).into_owned();
+    assert!(stderr.contains("passphrase does not unlock"), "{stderr}");
+    let other = Admin::new();
+    let other_server = Fake::start();
+    let other_offline = other.dir.path().join("offline.eenplan");
+    other_server.answer(200, "{}");
+    let out = other
+        .command(&[
+            "init",
+            "--server",
+            &other_server.url,
+            "--name",
+            "X",
+            "--offline-keyring",
+            other_offline.to_str().unwrap(),
+        ])
+        .env("EENPLAN_OFFLINE_PASSPHRASE", OFFLINE_PASSPHRASE)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut foreign =
+        admin.command(&["policy", "show", "--offline-keyring", other_offline.to_str().unwrap()]);
+    foreign.env("EENPLAN_OFFLINE_PASSPHRASE", OFFLINE_PASSPHRASE);
+    let stderr = String::from_utf8_lossy(&foreign.output().unwrap().stderr).into_owned();
+    assert!(stderr.contains("another network"), "{stderr}");
+}
+
+#[test]
+fn recovering_a_key_only_escrow_holds_waits_for_the_offline_keyring() {
+    let server = Fake::start();
+    let admin = Admin::new();
+    let offline = admin.dir.path().join("offline.eenplan");
+    let offline_arg = offline.to_str().unwrap().to_string();
+    server.answer(200, "{}");
+    let out = admin
+        .command(&["init", "--server", &server.url, "--name", "Beheer", "--offline-keyring", &offline_arg])
+        .env("EENPLAN_OFFLINE_PASSPHRASE", OFFLINE_PASSPHRASE)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let network = Network::with(server, admin);
+    let (server, admin) = (&network.server, &network.admin);
+
+    // Epoch 1 of zorg was made by a device since revoked; only escrow still holds it, and
+    // the laptop lacks it.
+    let key = [5u8; 32];
+    let escrow_public = api::unhex(&network.init.escrow_public).unwrap();
+    let minter = SigningKey::from_bytes(&[9; 32]);
+    let commitment = eenplan_protocol::epoch::Commitment::new(
+        zorg(),
+        1,
+        &key,
+        eenplan_protocol::epoch::Minter::Device(Fixed([9; 16])),
+        now_ms(),
+    )
+    .sign(&minter);
+    let sealed = envelope::seal(&escrow_public, api::ESCROW_RECIPIENT, zorg(), 1, &key).unwrap();
+    let sealed = envelope::sign(sealed, [9; 16], &minter, zorg(), 1, api::ESCROW_RECIPIENT);
+    let tasks = |laptop: &RealDevice| {
+        let mut tasks: RekeyTasks =
+            eenplan_protocol::sync::decode(&network.task(zorg(), 1, laptop, &laptop.certificate), 1 << 20)
+                .unwrap();
+        tasks.tasks[0].recipients[0].missing_epochs = vec![1];
+        tasks.tasks[0]
+            .escrow
+            .push(eenplan_protocol::rekey::EpochBlob { epoch: 1, data: Blob(sealed.clone()) });
+        tasks.tasks[0]
+            .commitments
+            .push(eenplan_protocol::rekey::EpochBlob { epoch: 1, data: Blob(commitment.to_bytes()) });
+        eenplan_protocol::sync::encode(&tasks)
+    };
+
+    // Daily keyring only: the document waits, and the command says what is needed.
+    server.no_revocations();
+    network.answer_policy();
+    server.answer_bytes(200, tasks(&network.laptop));
+    let stderr = admin.fails(&["rekey"], 1);
+    assert!(
+        stderr.contains("only escrow can recover them") && stderr.contains("--offline-keyring"),
+        "{stderr}"
+    );
+    assert!(network.rekey_posts().is_empty());
+
+    // With the offline keyring, epoch 1 is recovered from escrow and sealed to the laptop.
+    server.no_revocations();
+    network.answer_policy();
+    server.answer_bytes(200, tasks(&network.laptop));
+    server.answer_bytes(200, outcome(&[zorg()], RekeyStatus::Done));
+    server.answer_bytes(200, no_tasks());
+    let out = admin
+        .command(&["rekey", "--offline-keyring", &offline_arg])
+        .env("EENPLAN_OFFLINE_PASSPHRASE", OFFLINE_PASSPHRASE)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let result = &network.rekey_batches()[0].results[0];
+    let old = result.envelopes.iter().find(|e| e.recipient.0 == network.laptop.id && e.epoch == 1).unwrap();
+    let (sealed, _, _) = envelope::split_signed(&old.envelope.0).unwrap();
+    let opened =
+        envelope::open(sealed, &network.laptop.agreement_secret, network.laptop.id, zorg(), 1).unwrap();
+    assert_eq!(*opened, key);
+}
+
+#[test]
+fn a_weak_passphrase_is_refused_at_init_and_nothing_is_written_or_sent() {
+    let server = Fake::start();
+    for weak in ["geheim", "Welkom2025!", "beheer-beheer"] {
+        let admin = Admin { passphrase: weak.into(), ..Admin::new() };
+        let stderr = admin.fails(&["init", "--server", &server.url, "--name", "Beheer"], 2);
+        assert!(stderr.contains("keyring passphrase is too weak"), "{weak}: {stderr}");
+        assert!(!admin.keyring().exists());
+    }
+    assert!(server.requests().is_empty());
+}
+
+#[test]
+fn the_test_only_cheap_kdf_is_refused_for_a_server_on_another_machine() {
+    let admin = Admin::new();
+    let stderr = admin.fails(&["init", "--server", "https://eenplan.example", "--name", "Beheer"], 2);
+    assert!(stderr.contains("for test networks on this machine only"), "{stderr}");
+    assert!(!admin.keyring().exists());
+}
+
+#[test]
+fn a_keyring_wrapped_with_the_old_cheap_cost_is_wrapped_again_at_256_mib_on_unlock() {
+    let server = Fake::start();
+    let admin = Admin::new();
+    admin.init(&server);
+    // Argon2id parameters in the keyring's header: magic (8), length (4), "EPW1", m, t, p.
+    let cost = |admin: &Admin| {
+        let bytes = std::fs::read(admin.keyring()).unwrap();
+        assert_eq!(&bytes[12..16], b"EPW1");
+        let word = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+        (word(16), word(20))
+    };
+    assert_eq!(cost(&admin), (8, 1), "a test keyring, made with the cheapest cost");
+    let real = |args: &[&str]| {
+        let mut command = admin.command(args);
+        command.env_remove("EENPLAN_INSECURE_FAST_KDF");
+        command.output().unwrap()
+    };
+    server.answer(200, "[]");
+    let out = real(&["org", "list"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("now wrapped with the current Argon2id cost"));
+    assert_eq!(cost(&admin), (256 * 1024, 3));
+    // It opens again with the same passphrase, and is not wrapped again.
+    server.answer(200, "[]");
+    let out = real(&["org", "list"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("now wrapped"));
 }

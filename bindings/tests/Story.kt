@@ -51,7 +51,7 @@ class Admin(private val serverUrl: String) {
     fun run(vararg args: String): String {
         val process = ProcessBuilder(System.getenv("EENPLAN_ADMIN"), "--data", "$work/admin", *args)
             .also {
-                it.environment()["EENPLAN_ADMIN_PASSPHRASE"] = "admin-test"
+                it.environment()["EENPLAN_ADMIN_PASSPHRASE"] = "admin-test keyring 2026"
                 it.environment()["EENPLAN_INSECURE_FAST_KDF"] = "1"
                 it.environment()["EENPLAN_SERVER"] = serverUrl
             }

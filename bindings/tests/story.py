@@ -62,7 +62,7 @@ class Admin:
         done = subprocess.run(
             [os.environ["EENPLAN_ADMIN"], "--data", os.path.join(WORK, "admin"), *args],
             capture_output=True, text=True,
-            env={**os.environ, "EENPLAN_ADMIN_PASSPHRASE": "admin-test",
+            env={**os.environ, "EENPLAN_ADMIN_PASSPHRASE": "admin-test keyring 2026",
                  "EENPLAN_INSECURE_FAST_KDF": "1", "EENPLAN_SERVER": self.server_url})
         if done.returncode != 0:
             raise RuntimeError(f"eenplan-admin {args} failed: {done.stderr}")

@@ -74,7 +74,15 @@ pub const PATH_CERTIFICATES: &str = "/v1/certificates";
 /// an epoch made under it are judged.
 pub const PATH_POLICY: &str = "/v1/policy";
 pub const PATH_ADMIN_POLICY: &str = "/v1/admin/policy";
+/// `GET` tasks, `POST` results: CBOR ([`crate::rekey`]).
 pub const PATH_ADMIN_REKEY: &str = "/v1/admin/rekey";
+/// `GET [?version=N]` (devices, bearer token): the newest signed revocation list, or version
+/// N, as raw CBOR ([`crate::revocation`]); 404 `no_revocation_list` before the first one,
+/// `unknown_revocation_list_version` for a version never stored.
+pub const PATH_REVOCATIONS: &str = "/v1/revocations";
+/// `GET [?version=N]` as [`PATH_REVOCATIONS`], for administrators; `POST` the next version
+/// (raw CBOR), answered with [`RevocationListStored`].
+pub const PATH_ADMIN_REVOCATIONS: &str = "/v1/admin/revocations";
 pub const PATH_WIPE_ORDER: &str = "/v1/wipe-order";
 pub const PATH_WIPE_REPORT: &str = "/v1/wipe-report";
 
@@ -514,65 +522,20 @@ pub struct RotationsQueued {
     pub pending: u64,
 }
 
-/// `POST /v1/admin/devices/{id}/revoke`.
+/// The answer to `POST /v1/admin/revocations`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationListStored {
+    pub version: u32,
+}
+
+/// `POST /v1/admin/devices/{id}/revoke`. The device must be on the newest revocation list
+/// (`POST /v1/admin/revocations` first); otherwise 409 `not_on_revocation_list`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevokeRequest {
     /// lost | stolen | replaced | left
     pub reason: String,
     /// The signed wipe order ([`crate::wipe::WipeOrder`]), hex.
     pub wipe_order: String,
-}
-
-/// One document that must move to a new key epoch, as `GET /v1/admin/rekey` lists it. The
-/// administrator's CLI makes the new key, seals it to every `recipient` and to escrow, signs
-/// a commitment and posts a [`RekeyResult`]. Older epochs a recipient lacks are opened from
-/// `escrow` with the escrow key and sealed to it as well.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RekeyTask {
-    /// Document id, hex (17 bytes).
-    pub document: String,
-    /// The document's epoch now; the result must make `current_epoch + 1`.
-    pub current_epoch: u32,
-    pub recipients: Vec<RekeyRecipient>,
-    /// Escrow envelopes of the document's epochs (hex), for the epochs some recipient lacks.
-    pub escrow: Vec<EpochBlob>,
-    /// Signed key commitments of those epochs (hex), to check what escrow opens.
-    pub commitments: Vec<EpochBlob>,
-}
-
-/// A device that may read the document after the rotation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RekeyRecipient {
-    pub device_id: String,
-    pub certificate: String,
-    pub admin_certificate: String,
-    /// Epochs before the new one for which the device has no envelope.
-    pub missing_epochs: Vec<u32>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EpochBlob {
-    pub epoch: u32,
-    pub data: String,
-}
-
-/// `POST /v1/admin/rekey`: one document's new epoch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RekeyResult {
-    pub document: String,
-    pub new_epoch: u32,
-    /// The administrator's signed commitment to the new key (hex).
-    pub commitment: String,
-    /// Signed envelopes: the new epoch for every recipient and for escrow
-    /// ([`ESCROW_RECIPIENT`]), plus older epochs recipients lacked.
-    pub envelopes: Vec<RekeyEnvelope>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RekeyEnvelope {
-    pub recipient: String,
-    pub epoch: u32,
-    pub envelope: String,
 }
 
 /// `POST /v1/wipe-order` (no session: a revoked device has none): the order waiting for a

@@ -28,6 +28,11 @@
 //! history written while a write was allowed stays valid for devices that fetch it later,
 //! and nothing written in the new epoch is judged by the old rules:
 //!
+//! It also names the **revocation-list version** its minter held
+//! ([`crate::revocation`]): a device that holds the commitment knows a list at least that new
+//! exists, and must hold it (verified) before it seals any key to anyone, so a server that
+//! withholds a newer revocation is caught instead of believed.
+//!
 //! ```text
 //! epoch 1  (policy v1, Gert certified "politie")  Gert writes justitie   → accepted, always
 //! admin: Gert becomes "ggz"                       → justitie rotates
@@ -88,6 +93,12 @@ pub struct Commitment {
     /// none (then only the newest policy judges).
     #[serde(rename = "p", default, skip_serializing_if = "is_zero")]
     pub policy_version: u32,
+    /// The version of the signed revocation list ([`crate::revocation`]) the minter held
+    /// when it made the key; 0 when it named none. Whoever holds this commitment and seals
+    /// a key to anyone must first hold a verified list at least this new, so a server that
+    /// withholds newer revocations is caught rather than believed.
+    #[serde(rename = "r", default, skip_serializing_if = "is_zero")]
+    pub revocations_version: u32,
 }
 
 fn is_zero(version: &u32) -> bool {
@@ -122,12 +133,19 @@ impl Commitment {
             minter,
             made_at_ms,
             policy_version: 0,
+            revocations_version: 0,
         }
     }
 
     /// Names the sharing-policy version this epoch's writes are judged by.
     pub fn under_policy(mut self, version: u32) -> Self {
         self.policy_version = version;
+        self
+    }
+
+    /// Names the revocation-list version this key was made under.
+    pub fn under_revocations(mut self, version: u32) -> Self {
+        self.revocations_version = version;
         self
     }
 
@@ -212,6 +230,21 @@ mod tests {
         // Without one, the field is absent on the wire and reads back as 0.
         let unnamed = plain.sign(&minter);
         assert_eq!(unnamed.claimed().unwrap().policy_version, 0);
+        assert!(unnamed.body.len() < signed.body.len());
+    }
+
+    #[test]
+    fn a_commitment_names_the_revocation_list_it_was_made_under() {
+        let document = DocumentId::new([1; 16], 2).unwrap();
+        let minter = SigningKey::from_bytes(&[3; 32]);
+        let plain = Commitment::new(document, 2, &[9; 32], Minter::Device(Fixed([5; 16])), 1).under_policy(4);
+        let signed = plain.clone().under_revocations(6).sign(&minter);
+        let claimed = signed.claimed().unwrap();
+        assert_eq!((claimed.policy_version, claimed.revocations_version), (4, 6));
+        // A commitment from before revocation lists reads back as version 0, and one that
+        // names none does not carry the field.
+        let unnamed = plain.sign(&minter);
+        assert_eq!(unnamed.claimed().unwrap().revocations_version, 0);
         assert!(unnamed.body.len() < signed.body.len());
     }
 }

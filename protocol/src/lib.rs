@@ -9,6 +9,8 @@ pub mod certificate;
 pub mod envelope;
 pub mod epoch;
 pub mod policy;
+pub mod rekey;
+pub mod revocation;
 pub mod sync;
 pub mod wipe;
 

@@ -7,7 +7,9 @@
 //! | `/v1/admin/…` | administrators (signed requests) | [`admin`] |
 //! | `POST /v1/enrol`, `/v1/auth/…` | a device proving its key | [`device`] |
 //! | `GET /v1/me`, `/v1/users`, `/v1/certificates`, `POST /v1/plans/{plan}/participants` | devices (bearer token) | [`device`] |
-//! | `GET /v1/admin/policy`, `POST /v1/admin/policy`, `POST /v1/admin/devices/{id}/revoke`, `POST /v1/admin/plans/{plan}/participants/{user}/remove`, `GET`/`POST /v1/admin/rekey` | administrators | [`rotation`] |
+//! | `GET /v1/admin/policy`, `POST /v1/admin/policy`, `POST /v1/admin/devices/{id}/revoke`, `POST /v1/admin/plans/{plan}/participants/{user}/remove` | administrators | [`rotation`] |
+//! | `GET`/`POST /v1/admin/rekey` (CBOR) | administrators | [`rekey`] |
+//! | `GET`/`POST /v1/admin/revocations`, `GET /v1/revocations` (CBOR) | administrators; devices | [`revocations`] |
 //! | `GET /v1/policy` | devices (bearer token) | [`rotation`] |
 //! | `POST /v1/wipe-order`, `POST /v1/wipe-report` | a revoked or wiped device, without a session | [`wipe`] |
 //! | `POST /v1/sync` | devices | [`sync`] |
@@ -21,6 +23,8 @@
 pub mod admin;
 pub mod device;
 pub mod live;
+pub mod rekey;
+pub mod revocations;
 pub mod rotation;
 pub mod sync;
 pub mod wipe;
@@ -48,7 +52,8 @@ use crate::group_commit::GroupCommit;
 use crate::metrics::{Metrics, RouteClass};
 use crate::storage::{DeviceId, Storage, StorageError};
 
-/// The largest JSON body: every JSON request is a few hundred bytes.
+/// The largest JSON body: every JSON request is a few hundred bytes. (Re-keying and revocation
+/// lists, which grow with the number of devices, are CBOR with limits of their own.)
 pub const MAX_JSON_REQUEST: usize = 64 * 1024;
 /// A request that takes longer is answered 408 and dropped.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -138,7 +143,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/admin/devices/{id}/revoke", post(rotation::revoke))
         .route("/v1/admin/users/{user}/role", post(rotation::change_role))
         .route(api::PATH_ADMIN_POLICY, get(rotation::admin_policy).post(rotation::set_policy))
-        .route(api::PATH_ADMIN_REKEY, get(rotation::rekey_tasks).post(rotation::rekey))
+        .route(
+            api::PATH_ADMIN_REKEY,
+            get(rekey::rekey_tasks)
+                .post(rekey::rekey)
+                .layer(DefaultBodyLimit::max(eenplan_protocol::rekey::MAX_REKEY_REQUEST)),
+        )
+        .route(
+            api::PATH_ADMIN_REVOCATIONS,
+            get(revocations::admin_revocations)
+                .post(revocations::put_revocations)
+                .layer(DefaultBodyLimit::max(eenplan_protocol::revocation::MAX_REVOCATION_LIST_LEN)),
+        )
+        .route(api::PATH_REVOCATIONS, get(revocations::revocations))
         .route(api::PATH_POLICY, get(rotation::policy))
         .route(api::PATH_WIPE_ORDER, post(wipe::order))
         .route(api::PATH_WIPE_REPORT, post(wipe::report))

@@ -364,6 +364,18 @@ pub struct Revocation {
     pub wipe_order: Vec<u8>,
 }
 
+/// One version of the administrators' signed revocation list
+/// (`eenplan_protocol::revocation`): the HTTP layer verified it and that it extends the
+/// version before; storage keeps the bytes and the devices it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationListRecord {
+    pub version: u32,
+    /// `eenplan_protocol::revocation::SignedRevocationList` bytes.
+    pub signed: Vec<u8>,
+    /// Every device the list names.
+    pub devices: Vec<DeviceId>,
+}
+
 /// A device that may read a document, and the epochs of it for which it holds an envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reader {
@@ -543,6 +555,18 @@ pub trait Storage: Send + Sync {
     /// A signed policy by version, the current one included; `None` for a version this
     /// network never had.
     fn policy_version(&self, version: u32) -> Result<Option<Vec<u8>>>;
+
+    // Revocation lists.
+
+    /// Stores the next version of the revocation list. `Ok(true)` when stored; `Ok(false)`
+    /// when exactly these bytes are stored under this version already (a retried upload);
+    /// [`StorageError::Conflict`] when the version is not the newest + 1 (another upload won,
+    /// or the caller is behind) or another list holds it.
+    fn put_revocation_list(&self, list: &RevocationListRecord, now: i64) -> Result<bool>;
+    /// The newest list (`None`: version `None`), or version N; `None` when there is none.
+    fn revocation_list(&self, version: Option<u32>) -> Result<Option<(u32, Vec<u8>)>>;
+    /// Whether some stored revocation list names `device`.
+    fn on_revocation_list(&self, device: DeviceId) -> Result<bool>;
 
     // Key epochs and rotations.
 

@@ -15,13 +15,18 @@ use ed25519_dalek::{Signer, SigningKey};
 use eenplan_protocol::api::{
     self, Assignment, CertificateInfo, CertificateUpload, ChallengeRequest, ChallengeResponse, DeviceInfo,
     EnrolRequest, EnrolResponse, EnrolmentCode, ErrorBody, InitRequest, MeResponse, NewEnrolment, NewOrg,
-    NewUser, OrgInfo, PolicyInfo, PolicyUpload, RekeyEnvelope, RekeyResult, RekeyTask, RevokeRequest,
-    RoleChangeRequest, RotationsQueued, SessionRequest, SessionResponse, UserInfo, WipeOrderRequest,
-    WipeOrderResponse, WipeReportUpload, hex, unhex,
+    NewUser, OrgInfo, PolicyInfo, PolicyUpload, RevocationListStored, RevokeRequest, RoleChangeRequest,
+    RotationsQueued, SessionRequest, SessionResponse, UserInfo, WipeOrderRequest, WipeOrderResponse,
+    WipeReportUpload, hex, unhex,
 };
 use eenplan_protocol::certificate::{AdminBody, Certificate, DeviceBody, device_id_of};
 use eenplan_protocol::epoch::{Commitment, Minter, SignedCommitment};
 use eenplan_protocol::policy::{Access, Policy, SignedPolicy};
+use eenplan_protocol::rekey::{
+    MAX_REKEY_REQUEST, RekeyAnswer, RekeyBatch, RekeyEnvelope, RekeyResult, RekeyStatus, RekeyTask,
+    RekeyTasks,
+};
+use eenplan_protocol::revocation::{MAX_REVOCATION_LIST_LEN, RevocationList, RevokedDevice};
 use eenplan_protocol::sync::{
     self, Blob, EnvelopeUpload, Fixed, MAX_SYNC_REQUEST, SyncRequest, SyncResponse,
 };
@@ -300,7 +305,31 @@ impl Network {
         .sign(&self.admin)
     }
 
+    /// The newest revocation list the server holds (verified), or none.
+    fn revocations(&self, server: &Server) -> RevocationList {
+        let reply = self.call(server, "GET", api::PATH_ADMIN_REVOCATIONS, b"");
+        if reply.status == 404 {
+            assert_eq!(reply.error(404), "no_revocation_list");
+            return RevocationList::none();
+        }
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        RevocationList::verify(&reply.body, &self.root_public()).unwrap()
+    }
+
+    /// Revokes `device` as the CLI does: the signed list naming it first, then the revocation.
     fn revoke(&self, server: &Server, device: &Device) -> Reply {
+        let current = self.revocations(server);
+        if current.is_revoked(&device.id).is_none() {
+            let entry = RevokedDevice {
+                device: Fixed(device.id),
+                revoked_at_ms: now_ms(),
+                reason: RevocationReason::Stolen,
+            };
+            let next = current.next(&[entry], self.admin_certificate.to_bytes(), now_ms()).unwrap();
+            let listed =
+                self.call(server, "POST", api::PATH_ADMIN_REVOCATIONS, &next.sign(&self.admin).to_bytes());
+            assert_eq!(listed.status, 200, "{}", listed.text());
+        }
         let order = self.wipe_order(device, RevocationReason::Stolen);
         self.post(
             server,
@@ -309,10 +338,24 @@ impl Network {
         )
     }
 
-    fn rekey_tasks(&self, server: &Server) -> Vec<RekeyTask> {
+    fn rekey_tasks(&self, server: &Server) -> RekeyTasks {
         let reply = self.call(server, "GET", &format!("{}?limit=50", api::PATH_ADMIN_REKEY), b"");
         assert_eq!(reply.status, 200, "{}", reply.text());
-        reply.json()
+        sync::decode(&reply.body, MAX_REKEY_REQUEST).unwrap()
+    }
+
+    /// Posts `results` as one batch; the server's answer.
+    fn rekey(&self, server: &Server, results: Vec<RekeyResult>) -> RekeyAnswer {
+        let reply = self.call(server, "POST", api::PATH_ADMIN_REKEY, &RekeyBatch { results }.to_bytes());
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        sync::decode(&reply.body, MAX_REKEY_REQUEST).unwrap()
+    }
+
+    /// What became of a single result.
+    fn rekey_one(&self, server: &Server, result: &RekeyResult) -> RekeyStatus {
+        let answer = self.rekey(server, vec![result.clone()]);
+        assert_eq!(answer.outcomes.len(), 1);
+        answer.outcomes[0].status
     }
 
     /// The administrator's commitment to `key` as `document`'s key of `epoch`.
@@ -322,29 +365,31 @@ impl Network {
     }
 
     /// The next epoch of a task's document, sealed to every recipient and escrow.
-    fn rekey_result(&self, task: &RekeyTask, key: &[u8; 32]) -> RekeyResult {
-        let document = DocumentId::from_bytes(&unhex(&task.document).unwrap()).unwrap();
+    fn rekey_result(&self, tasks: &RekeyTasks, task: &RekeyTask, key: &[u8; 32]) -> RekeyResult {
+        let document = DocumentId::from_bytes(&task.document.0).unwrap();
         let epoch = task.current_epoch + 1;
         let seal = |recipient: [u8; 16], public: &[u8]| RekeyEnvelope {
-            recipient: hex(&recipient),
+            recipient: Fixed(recipient),
             epoch,
-            envelope: hex(&envelope::seal(public, recipient, document, epoch, key).unwrap()),
+            envelope: Blob(envelope::seal(public, recipient, document, epoch, key).unwrap()),
         };
         let mut envelopes: Vec<RekeyEnvelope> = task
             .recipients
             .iter()
             .map(|r| {
-                let certificate = Certificate::from_bytes(&unhex(&r.certificate).unwrap()).unwrap();
-                let admin = Certificate::from_bytes(&unhex(&r.admin_certificate).unwrap()).unwrap();
+                let listed = tasks.devices.iter().find(|d| d.device == r.device).unwrap();
+                let certificate = Certificate::from_bytes(&listed.certificate.0).unwrap();
+                let admin = tasks.admin_certificates[listed.admin_certificate as usize].clone();
+                let admin = Certificate::from_bytes(&admin.0).unwrap();
                 let body = certificate.verify_device(&admin, &self.root_public(), now_ms()).unwrap();
                 seal(body.device_id, &body.agreement_public)
             })
             .collect();
         envelopes.push(seal(api::ESCROW_RECIPIENT, &self.escrow_public));
         RekeyResult {
-            document: task.document.clone(),
+            document: task.document,
             new_epoch: epoch,
-            commitment: hex(&self.commit(document, epoch, key).to_bytes()),
+            commitment: Blob(self.commit(document, epoch, key).to_bytes()),
             envelopes,
         }
     }
@@ -1635,48 +1680,48 @@ fn a_rotation_needs_a_complete_result_for_the_next_epoch_and_then_the_old_epoch_
     assert_eq!(reasons(&pushed), ["rotating"], "nothing is written under the revoked key");
 
     let tasks = network.rekey_tasks(&server);
-    assert_eq!(tasks.len(), 3);
+    assert_eq!(tasks.tasks.len(), 3);
     let veiligheid = DocumentId::new(plan, 2).unwrap();
-    let task = tasks.iter().find(|t| t.document == hex(&veiligheid.to_bytes())).unwrap();
+    let task = tasks.tasks.iter().find(|t| t.document.0 == veiligheid.to_bytes()).unwrap();
     assert_eq!(task.current_epoch, 1);
-    let mut recipients: Vec<(String, Vec<u32>)> =
-        task.recipients.iter().map(|r| (r.device_id.clone(), r.missing_epochs.clone())).collect();
+    let mut recipients: Vec<([u8; 16], Vec<u32>)> =
+        task.recipients.iter().map(|r| (r.device.0, r.missing_epochs.clone())).collect();
     recipients.sort();
-    let mut want = vec![(hex(&a.id), vec![]), (hex(&b.id), vec![])];
+    let mut want = vec![(a.id, vec![]), (b.id, vec![])];
     want.sort();
     assert_eq!(recipients, want, "not the revoked device, and not Gert's: ggz does not read veiligheid");
-    let task = tasks.iter().find(|t| t.document == hex(&basis(plan).to_bytes())).unwrap();
+    assert_eq!(tasks.devices.len(), 3, "each device's certificate once: Ann's, Bob's and Gert's");
+    assert_eq!(tasks.admin_certificates.len(), 1, "and the administrator's once");
+    let task = tasks.tasks.iter().find(|t| t.document.0 == basis(plan).to_bytes()).unwrap();
     assert_eq!(task.recipients.len(), 3, "basis: Ann, Bob and Gert's devices");
-    let gerts =
-        task.recipients.iter().find(|r| r.device_id != hex(&a.id) && r.device_id != hex(&b.id)).unwrap();
+    let gerts = task.recipients.iter().find(|r| r.device.0 != a.id && r.device.0 != b.id).unwrap();
     assert_eq!(gerts.missing_epochs, [1], "Gert's device never got epoch 1");
     assert_eq!(task.escrow.len(), 1, "escrow's epoch 1, to open for Gert");
     assert_eq!(task.commitments.len(), 1);
 
     let new_key = [7u8; 32];
-    let result = network.rekey_result(task, &new_key);
+    let result = network.rekey_result(&tasks, task, &new_key);
     let incomplete = RekeyResult { envelopes: result.envelopes[1..].to_vec(), ..result.clone() };
-    assert_eq!(network.post(&server, api::PATH_ADMIN_REKEY, &incomplete).error(400), "incomplete_rekey");
+    assert_eq!(network.rekey_one(&server, &incomplete), RekeyStatus::Incomplete);
     let no_escrow =
         RekeyResult { envelopes: result.envelopes[..result.envelopes.len() - 1].to_vec(), ..result.clone() };
-    assert_eq!(network.post(&server, api::PATH_ADMIN_REKEY, &no_escrow).error(400), "incomplete_rekey");
+    assert_eq!(network.rekey_one(&server, &no_escrow), RekeyStatus::Incomplete);
     let too_far = RekeyResult { new_epoch: 3, ..result.clone() };
-    assert_eq!(network.post(&server, api::PATH_ADMIN_REKEY, &too_far).error(409), "stale_rekey");
+    assert_eq!(network.rekey_one(&server, &too_far), RekeyStatus::Stale);
     let stranger = Network::new();
     let forged = RekeyResult {
-        commitment: hex(&stranger.commit(basis(plan), 2, &new_key).to_bytes()),
+        commitment: Blob(stranger.commit(basis(plan), 2, &new_key).to_bytes()),
         ..result.clone()
     };
-    assert_eq!(network.post(&server, api::PATH_ADMIN_REKEY, &forged).error(400), "incomplete_rekey");
-    let by_device =
-        RekeyResult { commitment: hex(&Blob(a.commitment(basis(plan), 2).0).0), ..result.clone() };
-    assert_eq!(network.post(&server, api::PATH_ADMIN_REKEY, &by_device).error(400), "incomplete_rekey");
+    assert_eq!(network.rekey_one(&server, &forged), RekeyStatus::Incomplete);
+    let by_device = RekeyResult { commitment: Blob(a.commitment(basis(plan), 2).0), ..result.clone() };
+    assert_eq!(network.rekey_one(&server, &by_device), RekeyStatus::Incomplete);
 
-    let reply = network.post(&server, api::PATH_ADMIN_REKEY, &result);
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    assert_eq!(reply.json::<RotationsQueued>().pending, 2);
+    let answer = network.rekey(&server, vec![result.clone()]);
+    assert_eq!(answer.outcomes[0].status, RekeyStatus::Done, "{:?}", answer.outcomes);
+    assert_eq!(answer.pending, 2);
     assert_eq!(next_hint(&mut socket), hex(&basis(plan).to_bytes()), "Bob's device hears of its new key");
-    assert_eq!(network.post(&server, api::PATH_ADMIN_REKEY, &result).error(409), "stale_rekey", "done once");
+    assert_eq!(network.rekey_one(&server, &result), RekeyStatus::Stale, "done once");
 
     let received = server.sync(&b, &SyncRequest { since: pushed.head, ..Default::default() });
     let delivered = received.envelopes.iter().find(|e| e.epoch == 2).unwrap();
@@ -1708,7 +1753,7 @@ fn a_rotation_needs_a_complete_result_for_the_next_epoch_and_then_the_old_epoch_
         &SyncRequest { push: vec![Blob(b.bundle_at(basis(plan), 3, b"ahead"))], ..Default::default() },
     );
     assert_eq!(reasons(&ahead), ["unknown_epoch"]);
-    assert_eq!(network.rekey_tasks(&server).len(), 2);
+    assert_eq!(network.rekey_tasks(&server).tasks.len(), 2);
 }
 
 #[test]
@@ -1728,7 +1773,7 @@ fn unassigning_a_user_queues_the_plans_documents_and_takes_their_envelopes() {
         .sync(&b, &SyncRequest { push: vec![Blob(b.bundle(basis(plan), b"gone"))], ..Default::default() });
     assert_eq!(reasons(&pushed), ["no_access"]);
     let tasks = network.rekey_tasks(&server);
-    assert!(tasks.iter().all(|t| t.recipients.iter().all(|r| r.device_id == hex(&a.id))));
+    assert!(tasks.tasks.iter().all(|t| t.recipients.iter().all(|r| r.device.0 == a.id)));
     assert_eq!(network.post(&server, &api::admin_unassign_path(&plan, 9999), &()).error(404), "unknown_user");
 }
 
@@ -1853,4 +1898,127 @@ fn a_role_change_needs_a_valid_certificate_for_every_device_and_ends_their_sessi
         server.get_as(&format!("{}?version=x", api::PATH_POLICY), ann.token()).error(400),
         "malformed"
     );
+}
+
+// Signed revocation lists.
+
+#[test]
+fn revocation_lists_are_taken_only_signed_next_and_append_only_and_devices_read_every_version() {
+    let (server, network) = Network::start();
+    let (_, a) = network.member(&server, "Ann");
+    let (_, b) = network.member(&server, "Bob");
+    assert_eq!(server.get_as(api::PATH_REVOCATIONS, a.token()).error(404), "no_revocation_list");
+    // Not revoked before a list names it.
+    let order = network.wipe_order(&b, RevocationReason::Stolen);
+    let revoke = RevokeRequest { reason: "stolen".into(), wipe_order: hex(&order.to_bytes()) };
+    assert_eq!(
+        network.post(&server, &api::admin_revoke_path(&b.id), &revoke).error(409),
+        "not_on_revocation_list"
+    );
+    assert_eq!(server.get_as(api::PATH_ME, b.token()).status, 200);
+
+    let entry = |device: &Device| RevokedDevice {
+        device: Fixed(device.id),
+        revoked_at_ms: now_ms(),
+        reason: RevocationReason::Stolen,
+    };
+    let post = |bytes: &[u8]| network.call(&server, "POST", api::PATH_ADMIN_REVOCATIONS, bytes);
+    let v1 =
+        RevocationList::none().next(&[entry(&b)], network.admin_certificate.to_bytes(), now_ms()).unwrap();
+    let v1_bytes = v1.sign(&network.admin).to_bytes();
+    // A list the server's administrators did not sign, or one it cannot read, is refused.
+    let stranger = Network::new();
+    let foreign = RevocationList { admin_certificate: stranger.admin_certificate.to_bytes(), ..v1.clone() };
+    assert_eq!(post(&foreign.sign(&stranger.admin).to_bytes()).error(403), "bad_revocation_signature");
+    assert_eq!(post(&v1.sign(&key()).to_bytes()).error(403), "bad_revocation_signature");
+    assert_eq!(post(b"\xa1garbage").error(400), "bad_revocation_list");
+    assert_eq!(post(&v1_bytes[..v1_bytes.len() - 3]).error(400), "bad_revocation_list");
+    let mut two = v1.clone();
+    two.version = 2;
+    assert_eq!(post(&two.sign(&network.admin).to_bytes()).error(409), "stale_revocation_list", "not next");
+
+    let stored = post(&v1_bytes);
+    assert_eq!(stored.status, 200, "{}", stored.text());
+    assert_eq!(stored.json::<RevocationListStored>().version, 1);
+    assert_eq!(post(&v1_bytes).status, 200, "a retried upload is the same list");
+    assert_eq!(network.revoke(&server, &b).status, 200);
+
+    // Version 2 must keep Bob's entry unchanged.
+    let dropped = RevocationList { version: 2, entries: vec![entry(&a)], ..v1.clone() };
+    assert_eq!(post(&dropped.sign(&network.admin).to_bytes()).error(400), "bad_revocation_list");
+    let changed = RevocationList {
+        version: 2,
+        entries: vec![RevokedDevice { revoked_at_ms: 1, ..v1.entries[0] }],
+        ..v1.clone()
+    };
+    assert_eq!(post(&changed.sign(&network.admin).to_bytes()).error(400), "bad_revocation_list");
+    let forked =
+        RevocationList::none().next(&[entry(&a)], network.admin_certificate.to_bytes(), now_ms()).unwrap();
+    assert_eq!(post(&forked.sign(&network.admin).to_bytes()).error(409), "stale_revocation_list");
+    let v2 = v1.next(&[entry(&a)], network.admin_certificate.to_bytes(), now_ms()).unwrap();
+    let v2_bytes = v2.sign(&network.admin).to_bytes();
+    assert_eq!(post(&v2_bytes).status, 200);
+
+    // Devices read the newest and any earlier version, and check them themselves.
+    let (_, c) = network.member(&server, "Cor");
+    let newest = server.get_as(api::PATH_REVOCATIONS, c.token());
+    assert_eq!(newest.body, v2_bytes);
+    let listed = RevocationList::verify(&newest.body, &network.root_public()).unwrap();
+    assert!(listed.is_revoked(&a.id).is_some() && listed.is_revoked(&b.id).is_some());
+    let first = server.get_as(&format!("{}?version=1", api::PATH_REVOCATIONS), c.token());
+    assert_eq!(first.body, v1_bytes);
+    let none = server.get_as(&format!("{}?version=7", api::PATH_REVOCATIONS), c.token());
+    assert_eq!(none.error(404), "unknown_revocation_list_version");
+    assert_eq!(
+        server.get_as(&format!("{}?version=x", api::PATH_REVOCATIONS), c.token()).error(400),
+        "malformed"
+    );
+    assert_eq!(server.get(api::PATH_REVOCATIONS, &[]).status, 401);
+    // Declared larger than the limit: refused before a byte is read (the limit is checked
+    // before the signature, so no valid signature is needed to be turned away).
+    for (path, limit) in
+        [(api::PATH_ADMIN_REVOCATIONS, MAX_REVOCATION_LIST_LEN), (api::PATH_ADMIN_REKEY, MAX_REKEY_REQUEST)]
+    {
+        let head = format!("POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n", limit + 1);
+        assert_eq!(server.raw_status(&head, b"", false), 413, "{path}");
+    }
+}
+
+#[test]
+fn a_rekey_batch_far_over_the_json_limit_is_taken_and_a_listed_revoked_reader_needs_no_envelope() {
+    let (server, network) = Network::start();
+    let (_, a) = network.member(&server, "Ann");
+    let (bob, b) = network.member(&server, "Bob");
+    let plan = shared_plan(&server, &network, &a, &bob);
+    answer_key_requests(&server, &network, &a);
+    // 40 more devices of Bob's: every document then has 42 readers.
+    let mut more = Vec::new();
+    for _ in 0..40 {
+        more.push(network.device_of(&server, &bob));
+    }
+    assert_eq!(network.revoke(&server, &b).json::<RotationsQueued>().pending, 3);
+    // Bob's revoked device is active again in the server's table (a restored backup): the
+    // tasks list it, but the newest revocation list names it, so it needs no envelope.
+    let conn = rusqlite::Connection::open(server.database()).unwrap();
+    conn.execute("UPDATE devices SET state = 'active' WHERE device_id = ?1", [b.id.as_slice()]).unwrap();
+    drop(conn);
+    let tasks = network.rekey_tasks(&server);
+    assert_eq!(tasks.tasks.len(), 3);
+    assert_eq!(tasks.devices.len(), 42, "Ann's device, Bob's 40 new ones and the one restored, once each");
+    // Sealed to every listed reader but the revoked one, as the admin CLI does.
+    let results: Vec<RekeyResult> = tasks
+        .tasks
+        .iter()
+        .map(|t| {
+            let mut result = network.rekey_result(&tasks, t, &[3; 32]);
+            result.envelopes.retain(|e| e.recipient.0 != b.id);
+            result
+        })
+        .collect();
+    let body = RekeyBatch { results: results.clone() }.to_bytes();
+    assert!(body.len() > 2 * 64 * 1024, "{} bytes", body.len());
+    let answer = network.rekey(&server, results);
+    assert!(answer.outcomes.iter().all(|o| o.status == RekeyStatus::Done), "{:?}", answer.outcomes);
+    assert_eq!(answer.pending, 0);
+    let _ = (plan, more);
 }

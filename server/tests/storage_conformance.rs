@@ -10,7 +10,7 @@ use eenplan_protocol::{BundleKind, DocumentId};
 use eenplan_server::storage::{
     AdminRecord, CommitmentRecord, CompletedRotation, DeviceId, DeviceState, Envelope, NetworkRecord,
     NewBundle, NewDevice, OrgId, PlanId, PolicyRecord, PullBatch, PushOutcome, Revocation,
-    SNAPSHOT_SHORTCUT_CHANGES, SqliteStorage, Storage, StorageError, UserId,
+    RevocationListRecord, SNAPSHOT_SHORTCUT_CHANGES, SqliteStorage, Storage, StorageError, UserId,
 };
 
 /// A backend under test: a fresh, empty store that can be closed and opened again.
@@ -325,6 +325,27 @@ pub mod suite {
 
         assert_eq!(s.activate_device(DeviceId([9; 16]), b"x"), Err(StorageError::NotFound));
         assert_eq!(s.revoke_device(DeviceId([9; 16]), &revocation(1), 1), Err(StorageError::NotFound));
+    }
+
+    pub fn revocation_lists_are_kept_every_version_in_order_and_first_writer_wins(s: &dyn Storage) {
+        let list = |version: u32, byte: u8, devices: &[u8]| RevocationListRecord {
+            version,
+            signed: vec![byte; 40],
+            devices: devices.iter().map(|d| DeviceId(id16(u64::from(*d)))).collect(),
+        };
+        assert_eq!(s.revocation_list(None).unwrap(), None);
+        assert!(matches!(s.put_revocation_list(&list(2, 1, &[1]), 10), Err(StorageError::Conflict(_))));
+        assert!(s.put_revocation_list(&list(1, 1, &[1]), 10).unwrap());
+        assert!(!s.put_revocation_list(&list(1, 1, &[1]), 11).unwrap(), "the same upload again");
+        assert!(matches!(s.put_revocation_list(&list(1, 9, &[1]), 11), Err(StorageError::Conflict(_))));
+        assert!(s.put_revocation_list(&list(2, 2, &[1, 2]), 12).unwrap());
+        assert!(matches!(s.put_revocation_list(&list(4, 4, &[1, 2]), 12), Err(StorageError::Conflict(_))));
+        assert_eq!(s.revocation_list(None).unwrap(), Some((2, vec![2; 40])));
+        assert_eq!(s.revocation_list(Some(1)).unwrap(), Some((1, vec![1; 40])));
+        assert_eq!(s.revocation_list(Some(3)).unwrap(), None);
+        assert!(s.on_revocation_list(DeviceId(id16(1))).unwrap());
+        assert!(s.on_revocation_list(DeviceId(id16(2))).unwrap());
+        assert!(!s.on_revocation_list(DeviceId(id16(3))).unwrap());
     }
 
     pub fn revocation_deletes_the_devices_envelopes_and_refuses_new_ones(s: &dyn Storage) {
@@ -1516,6 +1537,7 @@ macro_rules! conformance_suite {
             a_claim_that_fails_leaves_the_code_unused,
             claiming_creates_a_pending_device_that_activation_makes_active_and_revocation_revoked,
             revocation_deletes_the_devices_envelopes_and_refuses_new_ones,
+            revocation_lists_are_kept_every_version_in_order_and_first_writer_wins,
             registering_a_plan_is_idempotent_for_its_creator_and_refused_for_others,
             participants_can_be_added_updated_and_removed,
             push_is_idempotent_by_bundle_id_within_and_across_batches,

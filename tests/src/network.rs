@@ -78,6 +78,9 @@ impl Drop for Server {
     }
 }
 
+/// The test administrator's keyring passphrase (strong enough for `eenplan-admin init`).
+pub const ADMIN_PASSPHRASE: &str = "admin-test keyring 2026";
+
 /// The administrator, through the real `eenplan-admin` binary.
 #[derive(Debug)]
 pub struct Admin {
@@ -94,21 +97,26 @@ impl Admin {
 
     /// Runs a command and returns its stdout; panics with stderr on failure.
     pub fn run(&self, args: &[&str]) -> String {
-        let output = Command::new(binary("eenplan-admin"))
-            .arg("--data")
-            .arg(&self.data)
-            .args(args)
-            .env("EENPLAN_ADMIN_PASSPHRASE", "admin-test")
-            .env("EENPLAN_INSECURE_FAST_KDF", "1")
-            .env("EENPLAN_SERVER", &self.server)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run eenplan-admin: {e}"));
+        let output = self.output(args);
         assert!(
             output.status.success(),
             "eenplan-admin {args:?} failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// Runs a command, whatever it ends with.
+    pub fn output(&self, args: &[&str]) -> std::process::Output {
+        Command::new(binary("eenplan-admin"))
+            .arg("--data")
+            .arg(&self.data)
+            .args(args)
+            .env("EENPLAN_ADMIN_PASSPHRASE", ADMIN_PASSPHRASE)
+            .env("EENPLAN_INSECURE_FAST_KDF", "1")
+            .env("EENPLAN_SERVER", &self.server)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run eenplan-admin: {e}"))
     }
 }
 

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use eenplan_core::error::CoreError;
 use eenplan_core::plan::{Compartment, NewGoal, NoteKind};
 use eenplan_core::{Device, PlanId};
-use eenplan_tests::network::{Network, binary, device_keystore};
+use eenplan_tests::network::{ADMIN_PASSPHRASE, Network, binary, device_keystore};
 
 const USERS: &[(&str, &str, &str)] = &[
     ("Rita", "Wijkteam Noord", "regisseur"),
@@ -150,7 +150,7 @@ fn revoke_and_kill_midway(net: &Network, device: &str, after: usize) {
         .arg("--data")
         .arg(&net.admin.data)
         .args(["device", "revoke", device, "--reason", "lost"])
-        .env("EENPLAN_ADMIN_PASSPHRASE", "admin-test")
+        .env("EENPLAN_ADMIN_PASSPHRASE", ADMIN_PASSPHRASE)
         .env("EENPLAN_INSECURE_FAST_KDF", "1")
         .env("EENPLAN_SERVER", &net.admin.server)
         .stdout(Stdio::null())

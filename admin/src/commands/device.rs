@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use eenplan_protocol::api::{self, CertificateUpload, DeviceInfo, RevokeRequest, RotationsQueued};
+use eenplan_protocol::revocation::RevokedDevice;
 use eenplan_protocol::sync::Fixed;
 use eenplan_protocol::wipe::WipeOrder;
 use serde::Serialize;
@@ -60,7 +61,7 @@ fn pick_device(devices: Vec<DeviceInfo>, text: &str) -> Result<DeviceInfo, Admin
     }
 }
 
-fn revoke(session: &Session, args: &RevokeArgs, json: bool) -> Result<Output, AdminError> {
+fn revoke(session: &mut Session, args: &RevokeArgs, json: bool) -> Result<Output, AdminError> {
     // Checked before the server is asked anything: a typo costs no request.
     device_prefix(&args.device)?;
     let devices: Vec<DeviceInfo> = session.client().get(api::PATH_ADMIN_DEVICES)?;
@@ -71,12 +72,23 @@ fn revoke(session: &Session, args: &RevokeArgs, json: bool) -> Result<Output, Ad
             reason: "the device id is not 32 hexadecimal characters",
         }
     })?;
+    let now = now_ms()?;
+    // Recorded in the keyring before the server hears of it: from now on this keyring seals
+    // nothing to the device, whatever the server says. Then published in the next signed
+    // revocation list, which devices check before they seal a key to anyone.
+    session.keyring.trust.record(RevokedDevice {
+        device: Fixed(id),
+        revoked_at_ms: now,
+        reason: args.reason,
+    });
+    session.save()?;
+    let list = session.revocations()?;
     // Signed by this administrator, with the certificate that shows the root made it one: the
     // device obeys only an order it can check against the root it pinned.
     let order = WipeOrder {
         device: Fixed(id),
         reason: args.reason,
-        issued_at_ms: now_ms()?,
+        issued_at_ms: now,
         admin_certificate: session.keyring.admin_certificate.to_bytes(),
     }
     .sign(&session.keyring.admin);
@@ -98,6 +110,7 @@ fn revoke(session: &Session, args: &RevokeArgs, json: bool) -> Result<Output, Ad
         "user_id": device.user_id,
         "user_name": device.user_name,
         "reason": args.reason.as_str(),
+        "revocation_list": list.version,
         "pending": queued.map(|q| q.pending),
     });
     with_rotation(json, text, value, outcome)

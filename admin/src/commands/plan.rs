@@ -7,14 +7,14 @@ use crate::args::{AssignArgs, PlanCommand, UnassignArgs};
 use crate::error::AdminError;
 use crate::output::Output;
 
-pub fn run(session: &Session, command: PlanCommand, json: bool) -> Result<Output, AdminError> {
+pub fn run(session: &mut Session, command: PlanCommand, json: bool) -> Result<Output, AdminError> {
     match command {
         PlanCommand::Assign(args) => assign(session, args, json),
         PlanCommand::Unassign(args) => unassign(session, &args, json),
     }
 }
 
-fn unassign(session: &Session, args: &UnassignArgs, json: bool) -> Result<Output, AdminError> {
+fn unassign(session: &mut Session, args: &UnassignArgs, json: bool) -> Result<Output, AdminError> {
     let user = session.user(&args.user)?;
     let path = api::admin_unassign_path(args.plan.as_bytes(), user.id);
     // The path says everything; the body is an empty object because a signed POST has one.

@@ -10,14 +10,14 @@ use crate::error::AdminError;
 use crate::output::Output;
 use crate::policy_file;
 
-pub fn run(session: &Session, command: PolicyCommand, json: bool) -> Result<Output, AdminError> {
+pub fn run(session: &mut Session, command: PolicyCommand, json: bool) -> Result<Output, AdminError> {
     match command {
         PolicyCommand::Show => show(session, json),
         PolicyCommand::Set(args) => set(session, &args, json),
     }
 }
 
-fn show(session: &Session, json: bool) -> Result<Output, AdminError> {
+fn show(session: &mut Session, json: bool) -> Result<Output, AdminError> {
     let policy = session.policy()?;
     if json {
         return Output::either(true, || &policy, String::new);
@@ -29,7 +29,7 @@ fn show(session: &Session, json: bool) -> Result<Output, AdminError> {
 
 /// The policy in force, or `None` when the server has none to give (a server set up before
 /// policies existed answers 404; any version is newer than none).
-fn current(session: &Session) -> Result<Option<Policy>, AdminError> {
+fn current(session: &mut Session) -> Result<Option<Policy>, AdminError> {
     match session.policy() {
         Ok(policy) => Ok(Some(policy)),
         Err(AdminError::Server { status: 404, .. }) => Ok(None),
@@ -37,7 +37,7 @@ fn current(session: &Session) -> Result<Option<Policy>, AdminError> {
     }
 }
 
-fn set(session: &Session, args: &PolicySetArgs, json: bool) -> Result<Output, AdminError> {
+fn set(session: &mut Session, args: &PolicySetArgs, json: bool) -> Result<Output, AdminError> {
     let path = args.file.display().to_string();
     // Read and checked before the server is asked anything: a mistake in the file costs no
     // request.
@@ -52,7 +52,8 @@ fn set(session: &Session, args: &PolicySetArgs, json: bool) -> Result<Output, Ad
              its entry gives nobody anything"
         );
     }
-    let signed = policy.sign(&session.keyring.root).map_err(AdminError::PolicyUnusable)?.to_bytes();
+    let signed =
+        policy.sign(session.root("signing a policy")?).map_err(AdminError::PolicyUnusable)?.to_bytes();
     if signed.len() > MAX_POLICY_LEN {
         return Err(AdminError::PolicyUnusable(PolicyError::Malformed(format!(
             "the signed policy is {} bytes; at most {MAX_POLICY_LEN} are accepted",
@@ -73,6 +74,9 @@ fn set(session: &Session, args: &PolicySetArgs, json: bool) -> Result<Output, Ad
     let answer =
         session.client().post(api::PATH_ADMIN_POLICY, &PolicyUpload { policy: api::hex(&signed) })?;
     let queued = serde_json::from_slice::<RotationsQueued>(&answer).ok();
+    // The server took it: no server may hand this keyring an older one from now on.
+    session.keyring.trust.policy_signed = session.keyring.trust.policy_signed.max(policy.version);
+    session.save()?;
     let outcome = session.rotate_pending(queued.as_ref().map(|q| q.pending), Some(policy.clone()));
     let previous_version = previous.as_ref().map(|p| p.version);
     let text = match previous_version {

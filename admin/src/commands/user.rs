@@ -13,7 +13,7 @@ use crate::enrolment::CERTIFICATE_VALIDITY_MS;
 use crate::error::AdminError;
 use crate::output::{Output, table};
 
-pub fn run(session: &Session, command: UserCommand, json: bool) -> Result<Output, AdminError> {
+pub fn run(session: &mut Session, command: UserCommand, json: bool) -> Result<Output, AdminError> {
     match command {
         UserCommand::Add(args) => add(session, args, json),
         UserCommand::List => list(session, json),
@@ -25,7 +25,7 @@ pub fn run(session: &Session, command: UserCommand, json: bool) -> Result<Output
 ///
 /// A device's keys are copied from its current certificate, verified against the root: the
 /// server's listing of the device could name keys of the server's own choosing.
-fn set_role(session: &Session, args: &UserSetRoleArgs, json: bool) -> Result<Output, AdminError> {
+fn set_role(session: &mut Session, args: &UserSetRoleArgs, json: bool) -> Result<Output, AdminError> {
     let user = session.user(&args.user)?;
     let role = args.role.as_str().to_string();
     let devices: Vec<DeviceInfo> = session.client().get(api::PATH_ADMIN_DEVICES)?;

@@ -27,7 +27,13 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 /// Takes the directory's lock, waiting for another `eenplan-admin` to finish. Released when the
 /// returned file is dropped (or the process ends, however it ends).
 pub fn lock(dir: &Path) -> Result<File, KeyringError> {
-    let path = dir.join(LOCK_NAME);
+    lock_file(&dir.join(LOCK_NAME))
+}
+
+/// Takes the lock held in the file at `path` (created if missing), waiting for another
+/// `eenplan-admin` to let go of it.
+pub fn lock_file(path: &Path) -> Result<File, KeyringError> {
+    let path = path.to_path_buf();
     let file = private_options()
         .read(true)
         .write(true)

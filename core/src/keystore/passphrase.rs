@@ -60,6 +60,19 @@ impl PassphraseKeyStore {
         Self { passphrase: Zeroizing::new(passphrase.into()), params }
     }
 
+    /// The parameters a wrapped key was made with (read from its authenticated header), so a
+    /// caller can wrap it again at a higher cost after a successful unwrap.
+    pub fn params_of(wrapped: &[u8]) -> Result<KdfParams, KeyStoreError> {
+        if wrapped.get(..4) != Some(&MAGIC[..]) {
+            return Err(KeyStoreError::Malformed("not a passphrase-wrapped key"));
+        }
+        Ok(KdfParams {
+            m_cost_kib: read_u32(wrapped, 4)?,
+            t_cost: read_u32(wrapped, 8)?,
+            p_cost: read_u32(wrapped, 12)?,
+        })
+    }
+
     fn wrapping_key(&self, params: KdfParams, salt: &[u8]) -> Result<SecretKey, KeyStoreError> {
         let argon_params = Params::new(params.m_cost_kib, params.t_cost, params.p_cost, Some(32))
             .map_err(|_| KeyStoreError::Malformed("Argon2 parameters out of range"))?;
@@ -97,14 +110,7 @@ impl KeyStore for PassphraseKeyStore {
     }
 
     fn unwrap(&self, wrapped: &[u8]) -> Result<SecretKey, KeyStoreError> {
-        if wrapped.get(..4) != Some(&MAGIC[..]) {
-            return Err(KeyStoreError::Malformed("not a passphrase-wrapped key"));
-        }
-        let params = KdfParams {
-            m_cost_kib: read_u32(wrapped, 4)?,
-            t_cost: read_u32(wrapped, 8)?,
-            p_cost: read_u32(wrapped, 12)?,
-        };
+        let params = Self::params_of(wrapped)?;
         if params.m_cost_kib > MAX_M_COST_KIB || params.t_cost > MAX_T_COST || params.p_cost > MAX_P_COST {
             return Err(KeyStoreError::Malformed("Argon2 parameters above the accepted maximum"));
         }
@@ -133,6 +139,14 @@ mod tests {
         let key = SecretKey::generate();
         let wrapped = store("geheim").wrap(&key).unwrap();
         assert_eq!(store("geheim").unwrap(&wrapped).unwrap(), key);
+    }
+
+    #[test]
+    fn a_wrapped_key_tells_its_parameters() {
+        let wrapped = store("geheim").wrap(&SecretKey::generate()).unwrap();
+        assert_eq!(PassphraseKeyStore::params_of(&wrapped), Ok(KdfParams::INSECURE_FAST_FOR_TESTS));
+        assert!(PassphraseKeyStore::params_of(&wrapped[..10]).is_err());
+        assert!(PassphraseKeyStore::params_of(b"nope").is_err());
     }
 
     #[test]

@@ -34,7 +34,7 @@ use eenplan_protocol::certificate::{Certificate, DeviceBody};
 use eenplan_protocol::envelope::MAX_ENVELOPE_LEN;
 use serde::Deserialize;
 
-use super::{AppState, JsonBody, blocking, parse_hex, parse_json};
+use super::{AppState, blocking, parse_hex, parse_json};
 use crate::auth::{SignedRequest, now_ms};
 use crate::error::ApiError;
 use crate::storage::{
@@ -46,16 +46,17 @@ const MAX_NAME_CHARS: usize = 200;
 /// The longest offline lease an organisation may give its devices: a year.
 const MAX_LEASE_HOURS: u32 = 24 * 366;
 
-/// An admin request as the signature covers it: method, path with query, headers, body.
+/// An admin request as the signature covers it: method, path with query, headers, body (of
+/// at most `LIMIT` bytes: JSON bodies by default, larger CBOR bodies where a route says so).
 #[derive(Debug)]
-pub struct AdminRequest {
+pub struct AdminRequest<const LIMIT: usize = { super::MAX_JSON_REQUEST }> {
     method: Method,
     path: String,
     headers: HeaderMap,
     body: axum::body::Bytes,
 }
 
-impl<S: Send + Sync> FromRequest<S> for AdminRequest {
+impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for AdminRequest<LIMIT> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
@@ -67,12 +68,12 @@ impl<S: Send + Sync> FromRequest<S> for AdminRequest {
             .get::<OriginalUri>()
             .map_or_else(|| request.uri().clone(), |original| original.0.clone());
         let path = uri.path_and_query().map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string());
-        let super::Body(body) = JsonBody::from_request(request, state).await?;
+        let super::Body(body) = super::Body::<LIMIT>::from_request(request, state).await?;
         Ok(AdminRequest { method, path, headers, body })
     }
 }
 
-impl AdminRequest {
+impl<const LIMIT: usize> AdminRequest<LIMIT> {
     fn signed(&self) -> SignedRequest<'_> {
         SignedRequest {
             method: self.method.as_str(),

@@ -1,5 +1,6 @@
 //! Changes that take keys away, and the key rotations that follow them: the sharing policy,
-//! revoking a device, removing a participant from a plan, and the administrator's re-keying.
+//! revoking a device, removing a participant from a plan. (The administrator's re-keying is
+//! in [`super::rekey`], the signed revocation lists in [`super::revocations`].)
 //!
 //! Each change is one transaction in storage that deletes the envelopes of whoever lost
 //! access and queues every affected document that has a key for a new epoch. From then on
@@ -10,13 +11,11 @@
 //! and posts the result, which the server checks is complete before it moves the epoch:
 //!
 //! ```text
+//! admin: POST /v1/admin/revocations <signed list v4, naming the device>       ← {version: 4}
 //! admin: POST /v1/admin/devices/{id}/revoke {reason: "stolen", wipe_order}  ← {pending: 160}
 //!        (the device's live sockets close, its token stops working, its envelopes are gone)
-//! admin: GET  /v1/admin/rekey?limit=50
-//!        ← [{document, current_epoch: 1, recipients: [{device_id, certificate,
-//!             admin_certificate, missing_epochs: []}, …], escrow: [], commitments: []}, …]
-//! admin: POST /v1/admin/rekey {document, new_epoch: 2, commitment, envelopes: [B1 epoch 2,
-//!        escrow epoch 2, …]}                                                 ← {pending: 159}
+//! admin: GET  /v1/admin/rekey?limit=50                                       ← RekeyTasks (CBOR)
+//! admin: POST /v1/admin/rekey RekeyBatch (CBOR, whole documents)   ← RekeyAnswer {pending: 140}
 //! …
 //! admin: POST /v1/admin/policy {policy}                                      ← {pending: 12}
 //! admin: POST /v1/admin/users/{user}/role {role, certificates: [new device certificates]}
@@ -27,38 +26,29 @@
 //!
 //! A repeated or interrupted run ends in the same state: a task stays until its document has
 //! an epoch above the one it had when the task was queued, and a result for an epoch that is
-//! no longer next is refused (`409 stale_rekey`), so the CLI just fetches the tasks again.
+//! no longer next is refused (`stale`), so the CLI just fetches the tasks again.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use eenplan_protocol::DocumentId;
 use eenplan_protocol::api::{
-    ESCROW_RECIPIENT, EpochBlob, PolicyInfo, PolicyUpload, RekeyRecipient, RekeyResult, RekeyTask,
-    RevokeRequest, RoleChangeRequest, RotationsQueued, hex, unhex,
+    PolicyInfo, PolicyUpload, RevokeRequest, RoleChangeRequest, RotationsQueued, hex, unhex,
 };
 use eenplan_protocol::certificate::{AdminBody, Certificate};
-use eenplan_protocol::envelope::MAX_ENVELOPE_LEN;
-use eenplan_protocol::epoch::{Minter, SignedCommitment};
 use eenplan_protocol::policy::{PolicyError, SignedPolicy};
 use eenplan_protocol::wipe::{self, RevocationReason, WipeOrder};
 use serde::Deserialize;
 
 use super::admin::AdminRequest;
-use super::device::{DeviceSession, certificate_chain};
+use super::device::DeviceSession;
 use super::{AppState, blocking, parse_hex, parse_json};
 use crate::auth::now_ms;
 use crate::error::ApiError;
-use crate::storage::{CompletedRotation, DeviceId, Envelope, PolicyRecord, Revocation, StorageError, UserId};
+use crate::storage::{DeviceId, PolicyRecord, Revocation, StorageError, UserId};
 
-/// Tasks per `GET /v1/admin/rekey` when the query names no limit, and the most it may name.
-const DEFAULT_TASKS: usize = 50;
-const MAX_TASKS: usize = 500;
-
-fn network_root(state: &AppState) -> Result<[u8; 32], ApiError> {
+pub(super) fn network_root(state: &AppState) -> Result<[u8; 32], ApiError> {
     // Admin requests are only accepted once the network exists.
     Ok(state.storage.network()?.ok_or_else(|| ApiError::Internal("no network".into()))?.root_public)
 }
@@ -177,7 +167,7 @@ fn check_wipe_order(
 
 /// The administrator a certificate names, if the root signed it and the server knows that
 /// administrator.
-fn registered_admin(state: &AppState, certificate: &[u8]) -> Result<Option<AdminBody>, ApiError> {
+pub(super) fn registered_admin(state: &AppState, certificate: &[u8]) -> Result<Option<AdminBody>, ApiError> {
     let root = network_root(state)?;
     let Ok(admin) = Certificate::from_bytes(certificate).and_then(|c| c.verify_admin(&root)) else {
         return Ok(None);
@@ -205,6 +195,14 @@ pub async fn revoke(
                 return Err(ApiError::not_found("unknown_device", "no device has that id"));
             }
             check_wipe_order(state, &wipe_order, id, reason)?;
+            // Devices and administrators believe a revocation only from the signed list, so
+            // the server revokes nobody the list does not name.
+            if !state.storage.on_revocation_list(id)? {
+                return Err(ApiError::conflict(
+                    "not_on_revocation_list",
+                    "upload a revocation list naming the device (POST /v1/admin/revocations) first",
+                ));
+            }
             let revocation = Revocation { reason: reason.as_str().to_string(), wipe_order };
             let pending = state.storage.revoke_device(id, &revocation, now_ms())?;
             // After the commit: a socket that re-checks the device now finds it revoked.
@@ -291,194 +289,4 @@ pub async fn change_role(
             Ok(Json(RotationsQueued { pending }))
         })
         .await
-}
-
-#[derive(Debug, Deserialize)]
-pub struct RekeyQuery {
-    limit: Option<usize>,
-}
-
-/// `GET /v1/admin/rekey?limit=N`: the documents waiting longest for a new epoch.
-pub async fn rekey_tasks(
-    State(state): State<Arc<AppState>>,
-    query: Result<Query<RekeyQuery>, QueryRejection>,
-    request: AdminRequest,
-) -> Result<Json<Vec<RekeyTask>>, ApiError> {
-    let limit = query.map_err(|e| ApiError::malformed(e.body_text()))?.0.limit.unwrap_or(DEFAULT_TASKS);
-    if !(1..=MAX_TASKS).contains(&limit) {
-        return Err(ApiError::malformed(format!("limit must be 1 to {MAX_TASKS}")));
-    }
-    request
-        .run(&state, move |state, _, _| {
-            let mut out = Vec::new();
-            for task in state.storage.rotation_tasks(limit)? {
-                let document = task.document;
-                let mut recipients = Vec::with_capacity(task.readers.len());
-                let mut lacking = BTreeSet::new();
-                for reader in task.readers {
-                    let (certificate, admin_certificate) = match certificate_chain(state, &reader.device) {
-                        Ok(chain) => chain,
-                        Err(e) => {
-                            tracing::error!(device = %hex(&reader.device.device_id.0), error = %e, "no certificate chain for an active device");
-                            continue;
-                        }
-                    };
-                    let missing_epochs: Vec<u32> =
-                        (1..=task.current_epoch).filter(|e| !reader.held_epochs.contains(e)).collect();
-                    lacking.extend(missing_epochs.iter().copied());
-                    recipients.push(RekeyRecipient {
-                        device_id: hex(&reader.device.device_id.0),
-                        certificate: hex(&certificate),
-                        admin_certificate: hex(&admin_certificate),
-                        missing_epochs,
-                    });
-                }
-                let escrow = state
-                    .storage
-                    .escrow_envelopes(document.plan)?
-                    .into_iter()
-                    .filter(|e| e.document == document && lacking.contains(&e.epoch))
-                    .map(|e| EpochBlob { epoch: e.epoch, data: hex(&e.bytes) })
-                    .collect();
-                let mut commitments = Vec::new();
-                for epoch in &lacking {
-                    if let Some(commitment) = state.storage.commitment(document, *epoch)? {
-                        commitments.push(EpochBlob { epoch: *epoch, data: hex(&commitment.signed) });
-                    }
-                }
-                out.push(RekeyTask {
-                    document: hex(&document.to_bytes()),
-                    current_epoch: task.current_epoch,
-                    recipients,
-                    escrow,
-                    commitments,
-                });
-            }
-            Ok(Json(out))
-        })
-        .await
-}
-
-fn stale(message: impl Into<String>) -> ApiError {
-    ApiError::conflict("stale_rekey", message)
-}
-
-fn incomplete(message: impl Into<String>) -> ApiError {
-    ApiError::bad_request("incomplete_rekey", message)
-}
-
-/// `POST /v1/admin/rekey`: one document's next epoch. Accepted only whole: an
-/// administrator's commitment to exactly this document and epoch, and the new key sealed to
-/// every device that may read the document and to escrow.
-pub async fn rekey(
-    State(state): State<Arc<AppState>>,
-    request: AdminRequest,
-) -> Result<Json<RotationsQueued>, ApiError> {
-    request
-        .run(&state, |state, admin, body| {
-            let result: RekeyResult = parse_json(body)?;
-            let id: [u8; 17] = parse_hex(&result.document, "document")?;
-            let document =
-                DocumentId::from_bytes(&id).map_err(|_| ApiError::malformed("document is not a document id"))?;
-            if !state.storage.rotation_pending(document)? {
-                return Err(stale("no rotation of this document is waiting"));
-            }
-            let current = state.storage.current_epoch(document)?;
-            if current.checked_add(1) != Some(result.new_epoch) {
-                return Err(stale(format!("the document is at epoch {current}; fetch the tasks again")));
-            }
-            let commitment =
-                unhex(&result.commitment).ok_or_else(|| ApiError::malformed("commitment must be hex"))?;
-            check_admin_commitment(state, &commitment, document, result.new_epoch)?;
-            let envelopes = rekey_envelopes(state, &result, document)?;
-            let stored = envelopes.len();
-            let rotation = CompletedRotation {
-                document,
-                new_epoch: result.new_epoch,
-                commitment,
-                envelopes,
-                now: now_ms(),
-            };
-            let pending = state.storage.complete_rotation(&rotation).map_err(|e| match e {
-                // Another run moved the epoch, or a reader was revoked meanwhile.
-                StorageError::InvalidState(message) => stale(message),
-                StorageError::NotFound => stale("a recipient is gone; fetch the tasks again"),
-                other => other.into(),
-            })?;
-            crate::metrics::Metrics::add(&state.metrics.envelopes_stored, stored);
-            // The readers that are online fetch their new key at once.
-            state.commits.hint(document);
-            tracing::info!(document = %hex(&id), epoch = result.new_epoch, admin = %admin.name, pending, "document re-keyed");
-            Ok(Json(RotationsQueued { pending }))
-        })
-        .await
-}
-
-/// The commitment must be an administrator's (registered here, certified by the root) to
-/// exactly this document and epoch.
-fn check_admin_commitment(
-    state: &AppState,
-    bytes: &[u8],
-    document: DocumentId,
-    epoch: u32,
-) -> Result<(), ApiError> {
-    let signed =
-        SignedCommitment::from_bytes(bytes).map_err(|_| incomplete("the commitment is malformed"))?;
-    let claimed = signed.claimed().map_err(|_| incomplete("the commitment is malformed"))?;
-    let Minter::Admin { certificate } = &claimed.minter else {
-        return Err(incomplete("a new epoch's key must be made by an administrator"));
-    };
-    let admin = registered_admin(state, certificate)?
-        .ok_or_else(|| incomplete("the commitment is not by an administrator of this network"))?;
-    let commitment = signed
-        .verify(&admin.admin_public)
-        .map_err(|_| incomplete("the commitment's signature does not verify"))?;
-    if commitment.document.0 != document.to_bytes() || commitment.epoch != epoch {
-        return Err(incomplete("the commitment is for another document or epoch"));
-    }
-    Ok(())
-}
-
-/// The result's envelopes, after checking that each goes to a reader or escrow and that every
-/// reader and escrow gets the new epoch.
-fn rekey_envelopes(
-    state: &AppState,
-    result: &RekeyResult,
-    document: DocumentId,
-) -> Result<Vec<Envelope>, ApiError> {
-    let escrow = DeviceId(ESCROW_RECIPIENT);
-    let readers: HashSet<DeviceId> =
-        state.storage.readers(document)?.into_iter().map(|r| r.device.device_id).collect();
-    let mut envelopes = Vec::with_capacity(result.envelopes.len());
-    let mut sealed: HashMap<DeviceId, BTreeSet<u32>> = HashMap::new();
-    for upload in &result.envelopes {
-        let recipient = DeviceId(parse_hex(&upload.recipient, "recipient")?);
-        let bytes =
-            unhex(&upload.envelope).filter(|b| !b.is_empty() && b.len() <= MAX_ENVELOPE_LEN).ok_or_else(
-                || ApiError::malformed(format!("an envelope must be 1 to {MAX_ENVELOPE_LEN} hex bytes")),
-            )?;
-        if upload.epoch == 0 || upload.epoch > result.new_epoch {
-            return Err(ApiError::malformed(format!("envelope epochs are 1 to {}", result.new_epoch)));
-        }
-        if recipient != escrow && !readers.contains(&recipient) {
-            return Err(ApiError::bad_request(
-                "not_a_reader",
-                format!("device {} may not read this document", hex(&recipient.0)),
-            ));
-        }
-        sealed.entry(recipient).or_default().insert(upload.epoch);
-        envelopes.push(Envelope { recipient, document, epoch: upload.epoch, bytes });
-    }
-    let missing = readers
-        .iter()
-        .chain(std::iter::once(&escrow))
-        .filter(|device| !sealed.get(device).is_some_and(|epochs| epochs.contains(&result.new_epoch)))
-        .count();
-    if missing > 0 {
-        return Err(incomplete(format!(
-            "{missing} of the document's readers (escrow included) get no envelope of epoch {}",
-            result.new_epoch
-        )));
-    }
-    Ok(envelopes)
 }

@@ -21,8 +21,8 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavio
 use super::{
     AdminRecord, CREATOR_PLAN_ROLE, CommitmentRecord, CompletedRotation, DeviceId, DeviceRecord, DeviceState,
     DocStats, Envelope, NetworkRecord, NewBundle, NewDevice, Org, OrgId, Participant, PlanId, PolicyRecord,
-    PullBatch, PushOutcome, Reader, Result, Revocation, RotationTask, Storage, StorageError, User, UserId,
-    pull,
+    PullBatch, PushOutcome, Reader, Result, Revocation, RevocationListRecord, RotationTask, Storage,
+    StorageError, User, UserId, pull,
 };
 
 /// Read connections. Pulls are short read transactions; a few cover the bursts of a morning
@@ -510,6 +510,36 @@ impl Storage for SqliteStorage {
 
     fn policy_version(&self, version: u32) -> Result<Option<Vec<u8>>> {
         self.read(|conn| rows::policy_version(conn, version))
+    }
+
+    fn put_revocation_list(&self, list: &RevocationListRecord, now: i64) -> Result<bool> {
+        self.write(|tx| {
+            let newest = rows::revocation_list(tx, None)?;
+            if let Some((version, signed)) = rows::revocation_list(tx, Some(list.version))? {
+                return if signed == list.signed {
+                    Ok(false)
+                } else {
+                    Err(StorageError::Conflict(format!("another revocation list is version {version}")))
+                };
+            }
+            let next = newest.map_or(1, |(version, _)| version.saturating_add(1));
+            if list.version != next {
+                return Err(StorageError::Conflict(format!("the next revocation list is version {next}")));
+            }
+            rows::insert_revocation_list(tx, list.version, &list.signed, now)?;
+            for device in &list.devices {
+                rows::insert_revocation_entry(tx, *device, list.version)?;
+            }
+            Ok(true)
+        })
+    }
+
+    fn revocation_list(&self, version: Option<u32>) -> Result<Option<(u32, Vec<u8>)>> {
+        self.read(|conn| rows::revocation_list(conn, version))
+    }
+
+    fn on_revocation_list(&self, device: DeviceId) -> Result<bool> {
+        self.read(|conn| rows::on_revocation_list(conn, device))
     }
 
     fn put_commitment(&self, commitment: &CommitmentRecord) -> Result<bool> {

@@ -186,6 +186,18 @@ const MIGRATIONS: &[&str] = &[
      ) WITHOUT ROWID;
      INSERT INTO policy_history (version, signed) SELECT version, signed FROM policy;
      ALTER TABLE devices ADD COLUMN certified_at BIGINT NOT NULL DEFAULT 0;",
+    // 6: the administrators' signed revocation lists, every version (devices fetch any of
+    //    them by number), and the devices they name with the first version naming each, so
+    //    that a re-keying result need not seal to a device an administrator listed.
+    "CREATE TABLE revocation_lists (
+         version   BIGINT PRIMARY KEY,
+         signed    BLOB NOT NULL,
+         stored_at BIGINT NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE revocation_entries (
+         device_id BLOB PRIMARY KEY,
+         version   BIGINT NOT NULL
+     ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

@@ -811,6 +811,51 @@ pub(super) fn readers(conn: &Connection, document: DocumentId) -> Result<Vec<Rea
     Ok(out)
 }
 
+// Revocation lists.
+
+/// The newest stored version, or version `version`: (version, signed bytes).
+pub(super) fn revocation_list(conn: &Connection, version: Option<u32>) -> Result<Option<(u32, Vec<u8>)>> {
+    let row = |row: &Row<'_>| Ok((row.get::<_, u32>(0)?, row.get::<_, Vec<u8>>(1)?));
+    Ok(match version {
+        None => conn
+            .query_row("SELECT version, signed FROM revocation_lists ORDER BY version DESC LIMIT 1", [], row)
+            .optional()?,
+        Some(version) => conn
+            .query_row("SELECT version, signed FROM revocation_lists WHERE version = ?1", [version], row)
+            .optional()?,
+    })
+}
+
+pub(super) fn insert_revocation_list(
+    tx: &Transaction<'_>,
+    version: u32,
+    signed: &[u8],
+    now: i64,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO revocation_lists (version, signed, stored_at) VALUES (?1, ?2, ?3)",
+        params![version, signed, now],
+    )?;
+    Ok(())
+}
+
+/// Records that `device` is listed, from `version` on (a device listed before keeps its
+/// first version).
+pub(super) fn insert_revocation_entry(tx: &Transaction<'_>, device: DeviceId, version: u32) -> Result<()> {
+    tx.execute(
+        "INSERT INTO revocation_entries (device_id, version) VALUES (?1, ?2) ON CONFLICT (device_id) DO NOTHING",
+        params![device.0, version],
+    )?;
+    Ok(())
+}
+
+pub(super) fn on_revocation_list(conn: &Connection, device: DeviceId) -> Result<bool> {
+    Ok(conn
+        .query_row("SELECT 1 FROM revocation_entries WHERE device_id = ?1", [device.0], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
 // The sharing policy.
 
 pub(super) fn policy(conn: &Connection) -> Result<Option<PolicyRecord>> {
