@@ -1035,32 +1035,103 @@ fn forged_bundles_are_rejected_and_never_delivered() {
     assert!(server.metrics().contains("eenplan_pushes_rejected_total 7\n"));
 }
 
+/// `COMPACT_AFTER` in `routes/sync.rs`: the server asks for a snapshot of a document with more
+/// change bundles than this after its newest snapshot.
+const COMPACT_AFTER: usize = eenplan_server::routes::sync::COMPACT_AFTER as usize;
+
+/// Pushes `count` change bundles with `payload` bytes each to `document`, in requests of 200,
+/// and returns them with the last answer.
+fn push_many(
+    server: &Server,
+    device: &Device,
+    document: DocumentId,
+    count: usize,
+    payload: usize,
+) -> (Vec<Vec<u8>>, SyncResponse) {
+    let bundles: Vec<Vec<u8>> = (0..count)
+        .map(|i| {
+            let mut bytes = vec![0u8; payload];
+            bytes[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            device.bundle(document, &bytes)
+        })
+        .collect();
+    let mut last = SyncResponse::default();
+    for chunk in bundles.chunks(200) {
+        last = server.sync(
+            device,
+            &SyncRequest { push: chunk.iter().cloned().map(Blob).collect(), ..Default::default() },
+        );
+        assert_eq!(last.accepted.len(), chunk.len(), "{:?}", last.rejected);
+    }
+    (bundles, last)
+}
+
+fn snapshot_of(device: &Device, document: DocumentId, covers: u64) -> Vec<u8> {
+    device.bundle_as(document, b"the whole document", device.id, &device.key, BundleKind::Snapshot { covers })
+}
+
 #[test]
-fn a_snapshot_upload_is_stored_and_sent_to_a_new_participant() {
+fn a_snapshot_is_accepted_only_when_the_server_asked_its_device_for_exactly_that_position_and_once() {
     let (server, network) = Network::start();
     let (_, a) = network.member(&server, "Ann");
     let (bob, b) = network.member(&server, "Bob");
-    let plan = random();
-    let changes: Vec<Vec<u8>> = (0..3).map(|i| a.bundle(basis(plan), &[i])).collect();
-    let pushed = server.sync(
-        &a,
-        &SyncRequest {
-            new_plans: vec![Fixed(plan)],
-            commitments: a.mint(&[plan]),
-            push: changes.iter().cloned().map(Blob).collect(),
-            ..Default::default()
-        },
+    let (carol, c) = network.member(&server, "Carol");
+    let plan = shared_plan(&server, &network, &a, &bob);
+    let unrequested = |reply: &SyncResponse| reasons(reply) == [sync::REJECT_UNREQUESTED_SNAPSHOT];
+
+    // Nobody asked: a writer cannot plant a snapshot that hides the log from later joiners.
+    let (_, short) = push_many(&server, &a, basis(plan), 3, 10);
+    let planted = snapshot_of(&a, basis(plan), short.head);
+    let reply = server.sync(&a, &SyncRequest { snapshots: vec![Blob(planted)], ..Default::default() });
+    assert!(unrequested(&reply), "{:?}", reply.rejected);
+
+    // A long log: the answer that completes the pull asks Ann's device, covering its head.
+    let (changes, asked) = push_many(&server, &a, basis(plan), COMPACT_AFTER, 10);
+    assert!(asked.complete);
+    assert_eq!(asked.compact, vec![Fixed(basis(plan).to_bytes())]);
+    let covers = asked.head;
+    // Another position, or another device (Bob may write basis too), is refused.
+    let elsewhere = snapshot_of(&a, basis(plan), covers - 1);
+    let reply = server
+        .sync(&a, &SyncRequest { since: covers, snapshots: vec![Blob(elsewhere)], ..Default::default() });
+    assert!(unrequested(&reply), "{:?}", reply.rejected);
+    assert_eq!(
+        (reply.compact.clone(), reply.head),
+        (asked.compact.clone(), covers),
+        "asked again, same head"
     );
-    assert_eq!(pushed.accepted.len(), 3);
-    let snapshot =
-        a.bundle_as(basis(plan), b"everything", a.id, &a.key, BundleKind::Snapshot { covers: pushed.head });
-    let reply = server.sync(
+    let bobs = snapshot_of(&b, basis(plan), covers);
+    let reply =
+        server.sync(&b, &SyncRequest { since: covers, snapshots: vec![Blob(bobs)], ..Default::default() });
+    assert!(unrequested(&reply), "{:?}", reply.rejected);
+    assert!(reply.compact.is_empty(), "Bob holds no key, so he is not asked");
+
+    // The requested snapshot is accepted, once; a retry of it is found.
+    let snapshot = snapshot_of(&a, basis(plan), covers);
+    let stored = server.sync(
         &a,
-        &SyncRequest { since: pushed.head, snapshots: vec![Blob(snapshot.clone())], ..Default::default() },
+        &SyncRequest { since: covers, snapshots: vec![Blob(snapshot.clone())], ..Default::default() },
     );
-    assert_eq!(reply.accepted, vec![Fixed(bundle_id(&snapshot))]);
-    network.assign(&server, plan, &bob);
-    assert_eq!(server.sync(&b, &SyncRequest::default()).bundles, vec![Blob(snapshot)]);
+    assert_eq!(stored.accepted, vec![Fixed(bundle_id(&snapshot))]);
+    assert!(stored.compact.is_empty(), "the log is short again");
+    let second = snapshot_of(&a, basis(plan), covers);
+    let reply =
+        server.sync(&a, &SyncRequest { since: covers, snapshots: vec![Blob(second)], ..Default::default() });
+    assert!(unrequested(&reply), "{:?}", reply.rejected);
+    let retry = server.sync(
+        &a,
+        &SyncRequest { since: covers, snapshots: vec![Blob(snapshot.clone())], ..Default::default() },
+    );
+    assert_eq!(retry.accepted, vec![Fixed(bundle_id(&snapshot))]);
+
+    // A new participant gets the snapshot with its witness (Ann's newest change it covers),
+    // never the planted one.
+    let tail = a.bundle(basis(plan), b"after the snapshot");
+    server.sync(&a, &SyncRequest { since: covers, push: vec![Blob(tail.clone())], ..Default::default() });
+    network.assign(&server, plan, &carol);
+    let joined = server.sync(&c, &SyncRequest::default());
+    assert_eq!(joined.bundles, vec![Blob(snapshot), Blob(tail)]);
+    assert_eq!(joined.witnesses, vec![Blob(changes.last().unwrap().clone())]);
 }
 
 #[test]
