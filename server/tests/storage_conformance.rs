@@ -9,9 +9,10 @@ use eenplan_protocol::policy::{Access, Policy};
 use eenplan_protocol::sync::REJECT_UNREQUESTED_SNAPSHOT;
 use eenplan_protocol::{BundleKind, DocumentId};
 use eenplan_server::storage::{
-    AdminRecord, CommitmentRecord, CompletedRotation, DeviceId, DeviceState, Envelope, NetworkRecord,
-    NewBundle, NewDevice, OrgId, PlanId, PolicyRecord, PullBatch, PushOutcome, Revocation,
-    SNAPSHOT_SHORTCUT_CHANGES, SqliteStorage, Storage, StorageError, UserId,
+    AdminRecord, CommitmentRecord, CompletedRotation, DeviceId, DeviceState, Envelope, HistoryRequest,
+    MAX_SNAPSHOT_REQUESTS_PER_DEVICE, NetworkRecord, NewBundle, NewDevice, OrgId, PlanId, PolicyRecord,
+    PullBatch, PullRequest, PushOutcome, Revocation, SNAPSHOT_REQUEST_TTL_MS, SNAPSHOT_SHORTCUT_CHANGES,
+    SqliteStorage, Storage, StorageError, UserId,
 };
 
 /// A backend under test: a fresh, empty store that can be closed and opened again.
@@ -651,6 +652,84 @@ pub mod suite {
         assert_eq!(seqs(&again), basis[2..]);
     }
 
+    /// Pages until `stop` says so; returns every bundle's seq and the last cursor.
+    pub fn pull_until(
+        s: &dyn Storage,
+        user: UserId,
+        device: DeviceId,
+        mut cursor: u64,
+        max_bytes: usize,
+        mut stop: impl FnMut(&PullBatch) -> bool,
+    ) -> (Vec<u64>, u64) {
+        let mut got = Vec::new();
+        for _ in 0..1_000 {
+            let page = s.pull(user, device, cursor, max_bytes).unwrap();
+            got.extend(seqs(&page));
+            cursor = page.head;
+            if page.complete || stop(&page) {
+                return (got, cursor);
+            }
+        }
+        panic!("pulling never stopped")
+    }
+
+    pub fn a_block_under_way_keeps_the_snapshots_it_started_with(s: &dyn Storage) {
+        let ann = user(s, "Ann");
+        let bob = user(s, "Bob");
+        let (a1, a2, b1) = (device(s, ann, 1), device(s, ann, 2), device(s, bob, 3));
+        s.register_plan(P, ann, a1, 1).unwrap();
+        let basis = push(s, &(0..4).map(|i| changes(doc(P, 0), i, a1)).collect::<Vec<_>>());
+        let zorg = push(s, &(10..13).map(|i| changes(doc(P, 1), i, a1)).collect::<Vec<_>>());
+        let s1 = push(s, &[requested_snapshot(s, doc(P, 1), 50, a2, zorg[2])]);
+        let veiligheid = push(s, &(20..26).map(|i| changes(doc(P, 2), i, a1)).collect::<Vec<_>>());
+        s.add_participant(P, bob, "wijkteam").unwrap();
+
+        // Pages of two changes, or the zorg snapshot with its witness: stop inside veiligheid.
+        let (mut got, cursor) =
+            pull_until(s, bob, b1, 0, 250, |page| page.bundles.iter().any(|b| b.seq == veiligheid[0]));
+        assert!(eenplan_protocol::sync::is_resume_token(cursor));
+        // Meanwhile zorg moves on, and a newer snapshot covers that.
+        let later = push(s, &[changes(doc(P, 1), 13, a1)]);
+        push(s, &[requested_snapshot(s, doc(P, 1), 51, a2, later[0])]);
+        let (rest, head) = sync(s, bob, b1, cursor, 250);
+        got.extend(rest);
+
+        let mut want = basis.clone();
+        want.push(s1[0]);
+        want.extend(&veiligheid);
+        want.extend(&later);
+        assert_eq!(got, want, "the block keeps its zorg snapshot; the change after the grant follows it");
+        assert_eq!(head, s.head().unwrap());
+    }
+
+    pub fn a_block_under_way_survives_a_regrant_and_a_token_of_another_device_starts_over(s: &dyn Storage) {
+        s.set_policy(&policy(2, &[("wijkteam", ALL, ALL), ("ggz", &["basis"], &["basis"])]), 1).unwrap();
+        let ann = user(s, "Ann");
+        let gijs = user_with_role(s, "Gijs", "ggz");
+        let (a1, g1, g2) = (device(s, ann, 1), device(s, gijs, 2), device(s, gijs, 3));
+        s.register_plan(P, ann, a1, 1).unwrap();
+        let basis = push(s, &(0..6).map(|i| changes(doc(P, 0), i, a1)).collect::<Vec<_>>());
+        let zorg = push(s, &(10..14).map(|i| changes(doc(P, 1), i, a1)).collect::<Vec<_>>());
+        s.add_participant(P, gijs, "ggz").unwrap();
+        let (mut got, cursor) = s.pull(gijs, g1, 0, 250).map(|p| (seqs(&p), p.head)).unwrap();
+        assert_eq!(got, basis[..2]);
+        assert!(eenplan_protocol::sync::is_resume_token(cursor));
+
+        // Another device presenting that token starts from the beginning: nothing is lost.
+        assert_eq!(sync(s, gijs, g2, cursor, BIG).0, basis);
+        // So does a token nobody was given.
+        let unknown = eenplan_protocol::sync::RESUME_TOKEN_BIT | 999_999;
+        assert_eq!(sync(s, gijs, g2, unknown, BIG).0, basis);
+
+        // A policy that lets ggz read zorg too moves the plan to a new grant while g1 is inside
+        // its block: the plan's history comes again (redundant, never missing), zorg with it.
+        s.set_policy(&policy(3, &[("wijkteam", ALL, ALL), ("ggz", &["basis", "zorg"], &["basis"])]), 2)
+            .unwrap();
+        got.extend(sync(s, gijs, g1, cursor, 250).0);
+        let held: BTreeSet<u64> = got.iter().copied().collect();
+        assert!(basis.iter().chain(&zorg).all(|seq| held.contains(seq)), "{got:?}");
+    }
+
     pub fn a_snapshot_makes_a_from_scratch_pull_return_the_snapshot_and_the_tail_only(s: &dyn Storage) {
         let ann = user(s, "Ann");
         let bob = user(s, "Bob");
@@ -745,6 +824,209 @@ pub mod suite {
         let refused = s.push_batch(&[snapshot(doc(P, 0), 2, a1, 1_000_000)]).unwrap();
         assert_eq!(refused, [PushOutcome::Refused { reason: REJECT_UNREQUESTED_SNAPSHOT }]);
         assert_eq!(s.document_stats(doc(P, 0)).unwrap().latest_snapshot_covers, None);
+    }
+
+    pub fn a_snapshot_is_stored_only_against_its_authors_request_for_exactly_its_covers_and_once(
+        s: &dyn Storage,
+    ) {
+        let ann = user(s, "Ann");
+        let bob = user(s, "Bob");
+        let (a1, b1) = (device(s, ann, 1), device(s, bob, 2));
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.add_participant(P, bob, "wijkteam").unwrap();
+        let c = push(s, &[changes(doc(P, 0), 1, a1), changes(doc(P, 0), 2, a1)]);
+        let covers = c[1];
+        let unrequested = PushOutcome::Refused { reason: REJECT_UNREQUESTED_SNAPSHOT };
+
+        assert_eq!(s.push_batch(&[snapshot(doc(P, 0), 10, a1, covers)]).unwrap(), [unrequested]);
+        assert_eq!(s.request_snapshots(a1, &[doc(P, 0)], covers, ASKED_AT).unwrap(), [doc(P, 0)]);
+        // Another position, another document, another device: refused, and the request stays.
+        let others = [
+            snapshot(doc(P, 0), 11, a1, c[0]),
+            snapshot(doc(P, 1), 12, a1, covers),
+            snapshot(doc(P, 0), 13, b1, covers),
+        ];
+        assert_eq!(s.push_batch(&others).unwrap(), [unrequested; 3]);
+        assert_eq!(s.snapshot_requests(a1, ASKED_AT).unwrap(), [(doc(P, 0), covers)]);
+
+        // The requested one is stored, once: a retry finds it, a second snapshot is refused.
+        let seq = push(s, &[snapshot(doc(P, 0), 14, a1, covers)])[0];
+        assert!(s.snapshot_requests(a1, ASKED_AT).unwrap().is_empty(), "the request is consumed");
+        assert_eq!(
+            s.push_batch(&[snapshot(doc(P, 0), 14, a1, covers)]).unwrap(),
+            [PushOutcome::Duplicate { seq }]
+        );
+        assert_eq!(s.push_batch(&[snapshot(doc(P, 0), 15, a1, covers)]).unwrap(), [unrequested]);
+
+        // A request is honoured for SNAPSHOT_REQUEST_TTL_MS only.
+        s.request_snapshots(a1, &[doc(P, 0)], covers, ASKED_AT).unwrap();
+        let late = NewBundle {
+            received_at: ASKED_AT + SNAPSHOT_REQUEST_TTL_MS + 1,
+            ..snapshot(doc(P, 0), 16, a1, covers)
+        };
+        assert_eq!(s.push_batch(&[late]).unwrap(), [unrequested]);
+        assert_eq!(s.document_stats(doc(P, 0)).unwrap().latest_snapshot_covers, Some(covers));
+        assert_eq!(
+            s.pull(bob, b1, 0, BIG).unwrap().bundles.iter().filter(|b| b.kind.is_snapshot()).count(),
+            1
+        );
+    }
+
+    pub fn snapshot_requests_are_bounded_per_device_one_device_at_a_time_and_expire(s: &dyn Storage) {
+        let ann = user(s, "Ann");
+        let (a1, a2) = (device(s, ann, 1), device(s, ann, 2));
+        let documents: Vec<DocumentId> =
+            (0..5u8).flat_map(|plan| (0..4).map(move |c| doc([plan; 16], c))).collect();
+        let first = s.request_snapshots(a1, &documents, 0, ASKED_AT).unwrap();
+        assert_eq!(first, documents[..MAX_SNAPSHOT_REQUESTS_PER_DEVICE]);
+        // While a1 is asked, a2 is asked only for the others.
+        let second = s.request_snapshots(a2, &documents, 0, ASKED_AT).unwrap();
+        assert_eq!(second, documents[MAX_SNAPSHOT_REQUESTS_PER_DEVICE..]);
+        // Asking a1 again for one of its documents renews that request; the bound still holds.
+        push(s, &[changes(documents[0], 1, a1)]);
+        let head = s.head().unwrap();
+        assert_eq!(s.request_snapshots(a1, &documents[..1], head, ASKED_AT + 1).unwrap(), documents[..1]);
+        let outstanding = s.snapshot_requests(a1, ASKED_AT + 1).unwrap();
+        assert_eq!(outstanding.len(), MAX_SNAPSHOT_REQUESTS_PER_DEVICE);
+        assert_eq!(outstanding[0], (documents[0], head));
+        assert!(s.request_snapshots(a1, &documents[16..], 0, ASKED_AT + 1).unwrap().is_empty());
+
+        // Once they expire, another device may be asked.
+        let later = ASKED_AT + SNAPSHOT_REQUEST_TTL_MS + 10;
+        assert!(s.snapshot_requests(a1, later).unwrap().is_empty());
+        assert_eq!(s.request_snapshots(a2, &documents[..1], head, later).unwrap(), documents[..1]);
+    }
+
+    pub fn witnesses_are_each_authors_newest_change_up_to_what_the_snapshot_covers(s: &dyn Storage) {
+        let ann = user(s, "Ann");
+        let bob = user(s, "Bob");
+        let carol = user(s, "Carol");
+        let (a1, a2, b1, c1) = (device(s, ann, 1), device(s, ann, 2), device(s, bob, 3), device(s, carol, 4));
+        let d1 = device(s, bob, 5);
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.add_participant(P, bob, "wijkteam").unwrap();
+        let basis = doc(P, 0);
+        let x = push(
+            s,
+            &[
+                changes(basis, 1, a1),
+                changes(basis, 2, b1),
+                changes(doc(P, 1), 3, b1),
+                changes(basis, 4, a1),
+                changes(basis, 5, a2),
+                changes(doc(P, 1), 6, a2),
+            ],
+        );
+        let snap = push(s, &[requested_snapshot(s, basis, 50, a2, x[5])]);
+        // After what the snapshot covers: no witness of it, whoever wrote it.
+        push(s, &[changes(basis, 7, b1), changes(basis, 8, d1), changes(basis, 9, a1)]);
+
+        s.add_participant(P, carol, "wijkteam").unwrap();
+        let page = s.pull(carol, c1, 0, BIG).unwrap();
+        assert_eq!(page.bundles[0].seq, snap[0]);
+        let witnesses: Vec<(DeviceId, u64)> = page.witnesses.iter().map(|w| (w.author, w.seq)).collect();
+        assert_eq!(witnesses, [(a1, x[3]), (a2, x[4]), (b1, x[1])], "in author order, basis only");
+        assert!(page.witnesses.iter().all(|w| w.kind == BundleKind::Changes && !w.bytes.is_empty()));
+        // Nothing else carries witnesses.
+        let follower = s.pull(bob, b1, x[5], BIG).unwrap();
+        assert!(follower.bundles.iter().all(|b| !b.kind.is_snapshot()) && follower.witnesses.is_empty());
+    }
+
+    pub fn history_requests_page_a_readable_documents_whole_change_log_within_the_budget(s: &dyn Storage) {
+        s.set_policy(&policy(2, &[("wijkteam", ALL, ALL), ("ggz", &["basis"], &["basis"])]), 1).unwrap();
+        let ann = user(s, "Ann");
+        let gijs = user_with_role(s, "Gijs", "ggz");
+        let (a1, g1) = (device(s, ann, 1), device(s, gijs, 2));
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.register_plan(Q, ann, a1, 1).unwrap();
+        s.add_participant(P, gijs, "ggz").unwrap();
+        let basis = doc(P, 0);
+        let mut log = push(s, &(0..5).map(|i| changes(basis, i, a1)).collect::<Vec<_>>());
+        log.extend(push(s, &[changes(basis, 10, g1)]));
+        push(s, &[changes(doc(P, 1), 11, a1), changes(doc(Q, 0), 12, a1)]);
+        push(s, &[requested_snapshot(s, basis, 50, a1, log[3])]);
+        log.extend(push(s, &[changes(basis, 13, a1)]));
+        let head = s.head().unwrap();
+
+        // Nothing to pull: the history takes the page, two changes at a time.
+        let ask = |after: u64| {
+            let mut request = PullRequest::new(gijs, g1, head, 250);
+            request.history = vec![
+                HistoryRequest { document: doc(P, 1), after: 0 },
+                HistoryRequest { document: doc(Q, 0), after: 0 },
+                HistoryRequest { document: basis, after },
+                HistoryRequest { document: basis, after: 0 },
+            ];
+            s.pull_page(&request).unwrap()
+        };
+        let (mut after, mut got, mut pages) = (0, Vec::new(), 0);
+        loop {
+            let page = ask(after);
+            assert_eq!(page.history.len(), 1, "unreadable documents and repeats get no page");
+            let history = &page.history[0];
+            assert_eq!(history.document, basis);
+            assert!(history.bundles.len() <= 2 && !history.bundles.is_empty());
+            assert!(history.bundles.iter().all(|b| b.kind == BundleKind::Changes && b.document == basis));
+            got.extend(history.bundles.iter().map(|b| b.seq));
+            assert_eq!(history.through, *got.last().unwrap());
+            after = history.through;
+            pages += 1;
+            if history.complete {
+                break;
+            }
+        }
+        assert_eq!(got, log, "every change once, in order, Gijs's own included, no snapshot");
+        assert_eq!(pages, 4);
+        let done = ask(after);
+        assert_eq!(
+            (done.history[0].bundles.len(), done.history[0].through, done.history[0].complete),
+            (0, after, true)
+        );
+        let beyond = ask(u64::MAX);
+        assert_eq!((beyond.history[0].through, beyond.history[0].complete), (u64::MAX, true));
+
+        // The pull goes first: a page it fills leaves the history for the next round.
+        let mut request = PullRequest::new(gijs, g1, 0, 250);
+        request.history = vec![HistoryRequest { document: basis, after: 0 }];
+        let page = s.pull_page(&request).unwrap();
+        assert!(page.bundles[0].kind.is_snapshot(), "the snapshot with its witnesses fills the page");
+        assert_eq!(
+            (page.history[0].bundles.len(), page.history[0].through, page.history[0].complete),
+            (0, 0, false)
+        );
+    }
+
+    pub fn envelopes_are_paged_with_the_log_and_each_is_delivered_once(s: &dyn Storage) {
+        let ann = user(s, "Ann");
+        let bob = user(s, "Bob");
+        let (a1, b1) = (device(s, ann, 1), device(s, bob, 2));
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.add_participant(P, bob, "wijkteam").unwrap();
+        let mut put = Vec::new();
+        for epoch in 1..=12u32 {
+            push(s, &[changes(doc(P, 0), u64::from(epoch), a1)]);
+            let envelope = envelope(b1, doc(P, (epoch % 4) as u8), epoch, epoch as u8);
+            s.put_envelopes(std::slice::from_ref(&envelope)).unwrap();
+            put.push(envelope);
+        }
+        // 250 bytes: two changes, or a change and an envelope (120 bytes each), or two envelopes.
+        let (mut cursor, mut got, mut bundles) = (0, Vec::new(), 0);
+        loop {
+            let mut request = PullRequest::new(bob, b1, cursor, 250);
+            request.max_envelopes = 1;
+            let page = s.pull_page(&request).unwrap();
+            assert!(page.envelopes.len() <= 1);
+            assert!(page.bundles.len() + page.envelopes.len() <= 2);
+            got.extend(page.envelopes);
+            bundles += page.bundles.len();
+            cursor = page.head;
+            if page.complete {
+                break;
+            }
+        }
+        assert_eq!(got, put, "every envelope once, in the order stored");
+        assert_eq!(bundles, 12);
+        assert!(s.pull(bob, b1, cursor, BIG).unwrap().envelopes.is_empty());
     }
 
     pub fn envelopes_upsert_and_key_requests_list_exactly_the_devices_lacking_an_envelope(s: &dyn Storage) {
@@ -1645,10 +1927,17 @@ macro_rules! conformance_suite {
             a_participant_added_later_receives_the_whole_history_on_its_next_pull,
             the_worked_example_of_the_storage_docs_holds,
             a_big_history_block_is_split_across_pages_and_loses_and_repeats_nothing,
+            a_block_under_way_keeps_the_snapshots_it_started_with,
+            a_block_under_way_survives_a_regrant_and_a_token_of_another_device_starts_over,
             a_snapshot_makes_a_from_scratch_pull_return_the_snapshot_and_the_tail_only,
             a_device_far_behind_gets_the_snapshot_instead_of_hundreds_of_changes,
             document_stats_count_the_bundles_and_the_tail_after_the_latest_snapshot,
             a_snapshot_request_cannot_cover_more_than_the_log_holds,
+            a_snapshot_is_stored_only_against_its_authors_request_for_exactly_its_covers_and_once,
+            snapshot_requests_are_bounded_per_device_one_device_at_a_time_and_expire,
+            witnesses_are_each_authors_newest_change_up_to_what_the_snapshot_covers,
+            history_requests_page_a_readable_documents_whole_change_log_within_the_budget,
+            envelopes_are_paged_with_the_log_and_each_is_delivered_once,
             envelopes_upsert_and_key_requests_list_exactly_the_devices_lacking_an_envelope,
             a_failing_envelope_batch_stores_none_of_it,
             envelopes_are_delivered_once_after_the_cursor_and_escrow_ones_kept_apart,
