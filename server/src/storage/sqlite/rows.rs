@@ -627,12 +627,13 @@ impl LogView for SqliteLog<'_> {
     }
 
     fn latest_snapshot(&self, document: DocumentId, through: u64) -> Result<Option<RowMeta>> {
-        // `kind = 1` spelled out so the partial index snapshots_by_document applies.
+        // `kind = 1` spelled out so the partial index snapshots_by_document applies; `+seq`
+        // keeps the planner from walking the document's whole log by seq instead.
         Ok(self
             .0
             .prepare_cached(
                 "SELECT seq, author, covers_seq, size FROM bundles
-                 WHERE plan_id = ?1 AND compartment = ?2 AND kind = 1 AND seq <= ?3
+                 WHERE plan_id = ?1 AND compartment = ?2 AND kind = 1 AND +seq <= ?3
                  ORDER BY covers_seq DESC, seq DESC LIMIT 1",
             )?
             .query_row(params![document.plan, document.compartment, Int(through)], meta_from)
