@@ -78,7 +78,9 @@ pub struct SyncResponse {
     /// New bundles for the device, in log order.
     #[serde(rename = "b", default, skip_serializing_if = "Vec::is_empty")]
     pub bundles: Vec<Blob>,
-    /// The cursor to send next time.
+    /// The cursor to send next time. Opaque to the device: when `complete` is false it may be
+    /// a resume token (top bit set, [`is_resume_token`]) that marks a place inside a history
+    /// block; only a complete answer's `head` is a log position (what a snapshot covers).
     #[serde(rename = "h")]
     pub head: u64,
     /// False when more bundles wait: sync again at once.
@@ -88,7 +90,9 @@ pub struct SyncResponse {
     pub envelopes: Vec<EnvelopeDelivery>,
     #[serde(rename = "k", default, skip_serializing_if = "Vec::is_empty")]
     pub key_requests: Vec<KeyRequest>,
-    /// Documents whose logs are long: upload a snapshot of them.
+    /// Documents whose logs are long: upload a snapshot of each, covering this answer's
+    /// `head` (listed only in a complete answer). The server accepts a snapshot only from the
+    /// device it asked, for that document and exactly that position.
     #[serde(rename = "x", default, skip_serializing_if = "Vec::is_empty")]
     pub compact: Vec<Fixed<17>>,
     /// The network's signed sharing policy, when it is newer than the one the device holds.
@@ -149,6 +153,36 @@ pub const REJECT_STALE_EPOCH: &str = "stale_epoch";
 pub const REJECT_ROTATING: &str = "rotating";
 /// The author's role may not write the bundle's compartment.
 pub const REJECT_NO_WRITE: &str = "no_write";
+
+/// A snapshot the server did not ask this device for, or whose signed `covers` is not the
+/// position it asked for (the `head` of the answer that listed the document in `compact`).
+/// Final: the device drops the snapshot; the server asks again when the log is still long.
+pub const REJECT_UNREQUESTED_SNAPSHOT: &str = "unrequested_snapshot";
+
+/// The most history requests one sync request may carry; more is refused whole (400
+/// `too_many_history_requests`). A device with more documents to catch up asks for the rest in
+/// its next rounds.
+pub const MAX_HISTORY_REQUESTS: usize = 64;
+/// The most key envelopes one answer delivers; the rest follow in the next round (the answer
+/// is then not complete). Envelope bytes also count toward the page's `max_bytes`. A device
+/// that lost a reader in 200 plans receives 600 new keys at once: that is two answers.
+pub const MAX_ENVELOPES_PER_ANSWER: usize = 512;
+/// The most key requests one answer lists, and the most bytes of certificates they may carry
+/// (at least one is always listed; a request carries ≈ 3 KB). The rest follow in the next
+/// rounds of the same sync. A device that is given 200 plans at once is asked for 600 keys:
+/// three answers.
+pub const MAX_KEY_REQUESTS_PER_ANSWER: usize = 256;
+pub const MAX_KEY_REQUEST_BYTES_PER_ANSWER: usize = 1024 * 1024;
+
+/// The bit that marks a cursor as a resume token rather than a log position (positions stay
+/// below 2^63).
+pub const RESUME_TOKEN_BIT: u64 = 1 << 63;
+
+/// Whether a `head` is a resume token: a place inside a history block that only the server
+/// can read. Such a head is never a log position; store it and send it back as `since`.
+pub fn is_resume_token(cursor: u64) -> bool {
+    cursor & RESUME_TOKEN_BIT != 0
+}
 
 /// Whether a rejected bundle should stay in the outbox to be re-sealed and pushed again.
 pub fn rejection_is_retryable(reason: &str) -> bool {

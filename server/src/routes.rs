@@ -66,6 +66,8 @@ pub struct AppState {
     pub auth: Auth,
     pub commits: GroupCommit,
     pub metrics: Arc<Metrics>,
+    /// Where each device stands in key requests that did not fit one answer.
+    pub(crate) key_request_paging: sync::KeyRequestPaging,
     /// Flipped to true when the server begins to shut down; live connections watch it.
     shutdown: watch::Sender<bool>,
     /// Devices revoked from now on; each live connection closes when it hears its own.
@@ -94,7 +96,15 @@ impl AppState {
         let commits = GroupCommit::start(storage.clone(), metrics.clone())?;
         let (shutdown, _) = watch::channel(false);
         let (revocations, _) = broadcast::channel(REVOCATION_CAPACITY);
-        Ok(Arc::new(AppState { storage, auth, commits, metrics, shutdown, revocations }))
+        Ok(Arc::new(AppState {
+            storage,
+            auth,
+            commits,
+            metrics,
+            key_request_paging: sync::KeyRequestPaging::default(),
+            shutdown,
+            revocations,
+        }))
     }
 
     /// Tells the live connections of `device` to close at once: it was revoked, or

@@ -39,22 +39,31 @@
 //!   7  A1 pushes changes  d
 //!
 //! B1 pulls since 0:  Bob's grant 6 > 0, so P/basis is new to B1: its history is s and the
-//!                    changes after 3 (c), delivered together at position 6; then d.
-//!                    → [s, c, d], head 7, complete
-//! same, but max_bytes fits two bundles:
-//!                    → [s, c], head 6, incomplete   (a history is never split)
+//!                    changes after 3 (c), delivered together at position 6; then d. s travels
+//!                    with its witness b, A1's newest change up to 3 (see below).
+//!                    → [s, c, d], witnesses [b], head 7, complete
+//! same, but max_bytes fits s, its witness and c:
+//!                    → [s, c], head 6, incomplete
+//! same, but max_bytes fits only s and its witness: the page stops inside the block
+//!                    → [s], head = a resume token, incomplete
+//! B1 pulls with that token: the rest of the block after what s covers, then d
+//!                    → [c, d], head 7, complete
 //! B1 pulls since 6:  6 > 6 is false, so only what follows 6: → [d], head 7, complete
 //! A1 pulls since 7:  nothing new, and its own bundles are never sent back → [], head 7
 //! A2 pulls since 3:  Ann's grant 1 ≤ 3, so P/basis is not new to A2: the changes after 3,
 //!                    not the snapshot of what it holds → [c, d], head 7, complete
 //! ```
 //!
+//! (A1 pushed s because the server asked it to: a snapshot is stored only against an
+//! outstanding request of its author, for its document, covering exactly the position the
+//! request named; see [`Storage::request_snapshots`].)
+//!
 //! Rules of a pull, for each document the user may read:
 //!
 //! - **new** (`granted_at_seq > since`): the newest snapshot and every change after its
 //!   `covers_seq` (without a snapshot: every change). Everything up to the grant is one block
-//!   at the grant's position, which a page never splits, so the block is either wholly before
-//!   a cursor or wholly after it.
+//!   at the grant's position, sent document by document (in document order), each
+//!   snapshot first and then its changes in log order.
 //! - **known** (`granted_at_seq <= since`): the changes after `since`. Snapshots are not sent
 //!   to a device that already follows the document: it holds the changes a snapshot covers,
 //!   and sending every compaction to every device would multiply traffic by document size.
@@ -66,20 +75,44 @@
 //! - never a bundle the pulling device authored: it holds them.
 //!
 //! Bundles come in order of position: a bundle's seq, except that a history block sits at its
-//! grant's position (its snapshot first) and a shortcut snapshot at its anchor. So within one
-//! document a snapshot comes before the changes that follow it, and changes keep log order.
+//! grant's position and a shortcut snapshot at its anchor. So within one document a snapshot
+//! comes before the changes that follow it, and changes keep log order. The device's key
+//! envelopes take positions of the same sequence and travel in the same order, at most
+//! [`PullRequest::max_envelopes`] per page.
 //!
-//! A page stops before the block that would take it past `max_bytes` (but holds at least one
-//! block) and is then marked incomplete with `head` = the position of its last block, so the
-//! next pull continues exactly there. (One imprecision is accepted: a page that ends on a
-//! shortcut snapshot leaves the cursor inside what the snapshot covers, so up to
-//! `SNAPSHOT_SHORTCUT_CHANGES` changes it holds follow on the next page; redundant, never
-//! missing.) A complete page's `head` is the log head read in the same read transaction, so a
-//! push that commits meanwhile is in the next pull, never skipped. This relies on positions
-//! becoming visible in commit order: the head is one row that every writer updates (one
-//! writer in SQLite; a row lock in PostgreSQL, where a free-running `SEQUENCE` would let seq 8
-//! commit after a reader saw seq 9).
-
+//! **Witnesses.** Every snapshot goes out with, for each device that wrote change bundles of
+//! its document with seq ≤ its `covers_seq`, that device's newest such bundle (two index seeks
+//! per author). A receiver checks that each author's changes in the snapshot are exactly those
+//! up to its witness, so a writer cannot hide or add history in a snapshot.
+//!
+//! **Pages.** A page takes units in order — a bundle, a snapshot with its witnesses, an
+//! envelope — while they fit `max_bytes`; the first unit always goes, so a page never exceeds
+//! the budget except by one unit that alone is larger. A page that stops at a position
+//! boundary is incomplete with `head` = the position of its last unit, so the next pull
+//! continues exactly there. A page that stops inside a history block stores a
+//! resume point (the block, the document it stopped in, and the last change of it sent, or
+//! what its snapshot covers) and hands out its token as `head` (top bit set); the next pull
+//! with that token sends the rest of the block and then what follows it. Every page of one
+//! block sends the snapshots that were newest at its first page, so a snapshot stored
+//! meanwhile cannot make a later page skip changes an earlier one did not send. A token
+//! another device presents, or one the server does not know, starts from 0: redundant,
+//! never missing. A plan whose grant moves while its block is under way (a policy or role
+//! that gives a read) comes again from its new grant, as any regrant does. (One imprecision
+//! is accepted: a page that ends on a shortcut snapshot, or at the end of a block whose
+//! snapshot covers beyond the grant, leaves the cursor inside what the snapshot covers, so
+//! changes it holds may follow on the next page; redundant, never missing.) A complete
+//! page's `head` is the log head read in the same read transaction, so a push that commits
+//! meanwhile is in the next pull, never skipped. This relies on positions becoming visible
+//! in commit order: the head is one row that every writer updates (one writer in SQLite; a
+//! row lock in PostgreSQL, where a free-running `SEQUENCE` would let seq 8 commit after a
+//! reader saw seq 9).
+//!
+//! **History requests.** Beside the pull a device may ask for documents' change logs after a
+//! position ([`HistoryRequest`]), to rebuild a document whose snapshot it refused. Each
+//! readable document gets one page: change bundles only, the device's own included, in seq
+//! order, from what the pull left of the budget (the pull goes first); `through` is the last
+//! seq sent (or the request's `after`), `complete` says nothing followed. A document the
+//! device may not read gets no page at all.
 //!
 //! # Who may read what, and under which key
 //!
@@ -112,6 +145,12 @@ pub const CREATOR_PLAN_ROLE: &str = "regisseur";
 /// snapshot replaces more than this many of them. Below it, sending the changes is cheaper
 /// than a whole document, and it keeps pulls independent of snapshot uploads.
 pub const SNAPSHOT_SHORTCUT_CHANGES: u64 = 500;
+
+/// How long a request for a snapshot stays valid. The asked device answers in its next round,
+/// seconds later; an hour leaves room for a slow link and keeps the table small.
+pub const SNAPSHOT_REQUEST_TTL_MS: i64 = 60 * 60 * 1000;
+/// The most outstanding snapshot requests one device may have.
+pub const MAX_SNAPSHOT_REQUESTS_PER_DEVICE: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DeviceId(pub [u8; 16]);
@@ -301,12 +340,75 @@ pub struct StoredBundle {
     pub received_at: i64,
 }
 
+/// "Send me the change bundles of `document` after log position `after`", whatever
+/// snapshots exist (a device that refused a snapshot rebuilds the document from its log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryRequest {
+    pub document: DocumentId,
+    pub after: u64,
+}
+
+/// What one pull is asked for; see the module docs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    pub user: UserId,
+    pub device: DeviceId,
+    /// The device's cursor: the `head` of its last page, a log position or a resume token.
+    pub since: u64,
+    /// The page's budget: bundle, witness and envelope bytes together. One unit (a bundle,
+    /// a snapshot with its witnesses, an envelope) always goes out, whatever its size.
+    pub max_bytes: usize,
+    /// The most key envelopes in the page.
+    pub max_envelopes: usize,
+    /// Change logs asked for beside the pull, served from what the pull left of the budget.
+    pub history: Vec<HistoryRequest>,
+}
+
+impl PullRequest {
+    /// A pull without history requests, with the protocol's envelope limit.
+    pub fn new(user: UserId, device: DeviceId, since: u64, max_bytes: usize) -> PullRequest {
+        PullRequest {
+            user,
+            device,
+            since,
+            max_bytes,
+            max_envelopes: eenplan_protocol::sync::MAX_ENVELOPES_PER_ANSWER,
+            history: Vec::new(),
+        }
+    }
+}
+
+/// One page of a requested change log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryBatch {
+    pub document: DocumentId,
+    /// Change bundles with seq > the request's `after`, in seq order, the device's own
+    /// included.
+    pub bundles: Vec<StoredBundle>,
+    /// The seq of the last bundle in `bundles`, or the request's `after` when none fitted.
+    pub through: u64,
+    /// True when the document had no change bundle after `through` when the page was read.
+    pub complete: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullBatch {
     pub bundles: Vec<StoredBundle>,
-    /// The cursor for the next pull.
+    /// For each snapshot in `bundles`, in the same order: for every device that wrote change
+    /// bundles of its document with seq ≤ its `covers_seq`, that device's newest such bundle
+    /// (devices in id order).
+    pub witnesses: Vec<StoredBundle>,
+    /// The device's key envelopes stored at a position this page covers, in position order.
+    pub envelopes: Vec<Envelope>,
+    /// One page per history request the device may read (the first of duplicates), in the
+    /// requests' order; documents it may not read get none.
+    pub history: Vec<HistoryBatch>,
+    /// The cursor for the next pull: a log position, or a resume token
+    /// ([`eenplan_protocol::sync::is_resume_token`]) when the page stopped inside a history
+    /// block. Always the log head when `complete`.
     pub head: u64,
-    /// False when more is due: pull again at once with `head`.
+    /// False when more of the pull is due: pull again at once with `head`. Says nothing about
+    /// `history`, whose pages say it themselves.
     pub complete: bool,
 }
 
@@ -601,14 +703,41 @@ pub trait Storage: Send + Sync {
 
     /// Appends every new bundle in one durable transaction and reports, in order, where each
     /// one is. A bundle id already in the log (also earlier in `items`) is a
-    /// [`PushOutcome::Duplicate`] and stores nothing. A snapshot's `covers_seq` is capped at
-    /// the head before it, since nobody can have seen more.
+    /// [`PushOutcome::Duplicate`] and stores nothing. A new snapshot is appended only if it
+    /// consumes an outstanding request ([`Storage::request_snapshots`]) of its author for its
+    /// document with exactly its `covers`, made less than [`SNAPSHOT_REQUEST_TTL_MS`] before
+    /// its `received_at`; otherwise it is [`PushOutcome::Refused`] with
+    /// [`eenplan_protocol::sync::REJECT_UNREQUESTED_SNAPSHOT`].
     fn push_batch(&self, items: &[NewBundle]) -> Result<Vec<PushOutcome>>;
     /// The newest log position (bundles and grants); 0 for an empty log.
     fn head(&self) -> Result<u64>;
-    /// What `device` of `user` lacks after cursor `since`; see the module docs.
-    fn pull(&self, user: UserId, device: DeviceId, since: u64, max_bytes: usize) -> Result<PullBatch>;
+    /// One page of what `request.device` lacks after its cursor, its envelopes, and the
+    /// history pages it asked for; see the module docs. A page that stops inside a history
+    /// block stores where (the only write of a pull) and hands out a resume token as `head`.
+    fn pull_page(&self, request: &PullRequest) -> Result<PullBatch>;
+    /// [`Storage::pull_page`] without history requests.
+    fn pull(&self, user: UserId, device: DeviceId, since: u64, max_bytes: usize) -> Result<PullBatch> {
+        self.pull_page(&PullRequest::new(user, device, since, max_bytes))
+    }
     fn document_stats(&self, document: DocumentId) -> Result<DocStats>;
+
+    // Snapshot requests.
+
+    /// Records that `device` was asked for snapshots of `documents` covering log position
+    /// `covers`, and returns the documents it was asked for: those that no other device has
+    /// an unexpired request for, while the device has fewer than
+    /// [`MAX_SNAPSHOT_REQUESTS_PER_DEVICE`] (a new request for the same document replaces the
+    /// device's older one). Expired requests are dropped. [`StorageError::InvalidState`] when
+    /// `covers` is beyond the log head: nobody can hold more than the log.
+    fn request_snapshots(
+        &self,
+        device: DeviceId,
+        documents: &[DocumentId],
+        covers: u64,
+        now: i64,
+    ) -> Result<Vec<DocumentId>>;
+    /// The unexpired snapshot requests of `device`: (document, covers), in document order.
+    fn snapshot_requests(&self, device: DeviceId, now: i64) -> Result<Vec<(DocumentId, u64)>>;
 
     // Key envelopes.
 

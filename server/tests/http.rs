@@ -1080,32 +1080,311 @@ fn forged_bundles_are_rejected_and_never_delivered() {
     assert!(server.metrics().contains("eenplan_pushes_rejected_total 7\n"));
 }
 
+/// `COMPACT_AFTER` in `routes/sync.rs`: the server asks for a snapshot of a document with more
+/// change bundles than this after its newest snapshot.
+const COMPACT_AFTER: usize = eenplan_server::routes::sync::COMPACT_AFTER as usize;
+
+/// Pushes `count` change bundles with `payload` bytes each to `document`, in requests of 200,
+/// and returns them with the last answer.
+fn push_many(
+    server: &Server,
+    device: &Device,
+    document: DocumentId,
+    count: usize,
+    payload: usize,
+) -> (Vec<Vec<u8>>, SyncResponse) {
+    let bundles: Vec<Vec<u8>> = (0..count)
+        .map(|i| {
+            let mut bytes = vec![0u8; payload];
+            bytes[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            device.bundle(document, &bytes)
+        })
+        .collect();
+    let mut last = SyncResponse::default();
+    for chunk in bundles.chunks(200) {
+        last = server.sync(
+            device,
+            &SyncRequest { push: chunk.iter().cloned().map(Blob).collect(), ..Default::default() },
+        );
+        assert_eq!(last.accepted.len(), chunk.len(), "{:?}", last.rejected);
+    }
+    (bundles, last)
+}
+
+fn snapshot_of(device: &Device, document: DocumentId, covers: u64) -> Vec<u8> {
+    device.bundle_as(document, b"the whole document", device.id, &device.key, BundleKind::Snapshot { covers })
+}
+
 #[test]
-fn a_snapshot_upload_is_stored_and_sent_to_a_new_participant() {
+fn a_snapshot_is_accepted_only_when_the_server_asked_its_device_for_exactly_that_position_and_once() {
+    let (server, network) = Network::start();
+    let (_, a) = network.member(&server, "Ann");
+    let (bob, b) = network.member(&server, "Bob");
+    let (carol, c) = network.member(&server, "Carol");
+    let plan = shared_plan(&server, &network, &a, &bob);
+    let unrequested = |reply: &SyncResponse| reasons(reply) == [sync::REJECT_UNREQUESTED_SNAPSHOT];
+
+    // Nobody asked: a writer cannot plant a snapshot that hides the log from later joiners.
+    let (_, short) = push_many(&server, &a, basis(plan), 3, 10);
+    let planted = snapshot_of(&a, basis(plan), short.head);
+    let reply = server.sync(&a, &SyncRequest { snapshots: vec![Blob(planted)], ..Default::default() });
+    assert!(unrequested(&reply), "{:?}", reply.rejected);
+
+    // A long log: the answer that completes the pull asks Ann's device, covering its head.
+    let (changes, asked) = push_many(&server, &a, basis(plan), COMPACT_AFTER, 10);
+    assert!(asked.complete);
+    assert_eq!(asked.compact, vec![Fixed(basis(plan).to_bytes())]);
+    let covers = asked.head;
+    // Another position, or another device (Bob may write basis too), is refused.
+    let elsewhere = snapshot_of(&a, basis(plan), covers - 1);
+    let reply = server
+        .sync(&a, &SyncRequest { since: covers, snapshots: vec![Blob(elsewhere)], ..Default::default() });
+    assert!(unrequested(&reply), "{:?}", reply.rejected);
+    assert_eq!(
+        (reply.compact.clone(), reply.head),
+        (asked.compact.clone(), covers),
+        "asked again, same head"
+    );
+    let bobs = snapshot_of(&b, basis(plan), covers);
+    let reply =
+        server.sync(&b, &SyncRequest { since: covers, snapshots: vec![Blob(bobs)], ..Default::default() });
+    assert!(unrequested(&reply), "{:?}", reply.rejected);
+    assert!(reply.compact.is_empty(), "Bob holds no key, so he is not asked");
+
+    // The requested snapshot is accepted, once; a retry of it is found.
+    let snapshot = snapshot_of(&a, basis(plan), covers);
+    let stored = server.sync(
+        &a,
+        &SyncRequest { since: covers, snapshots: vec![Blob(snapshot.clone())], ..Default::default() },
+    );
+    assert_eq!(stored.accepted, vec![Fixed(bundle_id(&snapshot))]);
+    assert!(stored.compact.is_empty(), "the log is short again");
+    let second = snapshot_of(&a, basis(plan), covers);
+    let reply =
+        server.sync(&a, &SyncRequest { since: covers, snapshots: vec![Blob(second)], ..Default::default() });
+    assert!(unrequested(&reply), "{:?}", reply.rejected);
+    let retry = server.sync(
+        &a,
+        &SyncRequest { since: covers, snapshots: vec![Blob(snapshot.clone())], ..Default::default() },
+    );
+    assert_eq!(retry.accepted, vec![Fixed(bundle_id(&snapshot))]);
+
+    // A new participant gets the snapshot with its witness (Ann's newest change it covers),
+    // never the planted one.
+    let tail = a.bundle(basis(plan), b"after the snapshot");
+    server.sync(&a, &SyncRequest { since: covers, push: vec![Blob(tail.clone())], ..Default::default() });
+    network.assign(&server, plan, &carol);
+    let joined = server.sync(&c, &SyncRequest::default());
+    assert_eq!(joined.bundles, vec![Blob(snapshot), Blob(tail)]);
+    assert_eq!(joined.witnesses, vec![Blob(changes.last().unwrap().clone())]);
+}
+
+#[test]
+fn a_big_history_block_is_split_across_pages_by_a_small_max_bytes_and_loses_and_repeats_nothing() {
     let (server, network) = Network::start();
     let (_, a) = network.member(&server, "Ann");
     let (bob, b) = network.member(&server, "Bob");
     let plan = random();
-    let changes: Vec<Vec<u8>> = (0..3).map(|i| a.bundle(basis(plan), &[i])).collect();
-    let pushed = server.sync(
+    server.sync(
+        &a,
+        &SyncRequest { new_plans: vec![Fixed(plan)], commitments: a.mint(&[plan]), ..Default::default() },
+    );
+    let (basis_log, _) = push_many(&server, &a, basis(plan), 40, 2_000);
+    let (zorg_log, _) = push_many(&server, &a, zorg(plan), 40, 2_000);
+    network.assign(&server, plan, &bob);
+
+    // The whole plan is one block at Bob's grant; 16 KiB pages split it.
+    let (mut since, mut got, mut pages) = (0, Vec::new(), 0);
+    loop {
+        let page =
+            server.sync(&b, &SyncRequest { since, max_bytes: sync::MIN_PAGE_BYTES, ..Default::default() });
+        let bytes: usize = page.bundles.iter().map(|b| b.0.len()).sum();
+        assert!(bytes <= sync::MIN_PAGE_BYTES as usize, "a page of {bytes} bytes");
+        assert!(!page.bundles.is_empty());
+        got.extend(page.bundles.into_iter().map(|b| b.0));
+        pages += 1;
+        since = page.head;
+        if page.complete {
+            break;
+        }
+        assert!(page.compact.is_empty(), "no compaction asked of an incomplete answer");
+    }
+    assert!(pages >= 5, "{pages} pages");
+    assert!(!sync::is_resume_token(since), "a complete answer's head is a log position");
+    let want: Vec<Vec<u8>> = basis_log.into_iter().chain(zorg_log).collect();
+    assert_eq!(got, want, "every bundle once, in order");
+
+    // A page size below the minimum is raised to it: more than one bundle per page.
+    let first = server.sync(&b, &SyncRequest { since: 0, max_bytes: 1, ..Default::default() });
+    assert!(first.bundles.len() > 1 && !first.complete);
+}
+
+#[test]
+fn history_requests_page_a_documents_whole_log_and_serve_only_what_the_device_may_read() {
+    let (server, network) = Network::start();
+    let (_, a) = network.member(&server, "Ann");
+    let (bob, b) = network.member_as(&server, "Bob", "ggz");
+    let plan = shared_plan(&server, &network, &a, &bob);
+    let theirs = random();
+    server.sync(
+        &a,
+        &SyncRequest { new_plans: vec![Fixed(theirs)], commitments: a.mint(&[theirs]), ..Default::default() },
+    );
+    let (mut log, _) = push_many(&server, &a, basis(plan), 20, 2_000);
+    let own = b.bundle(basis(plan), b"Bob's own change");
+    let pushed = server.sync(&b, &SyncRequest { push: vec![Blob(own.clone())], ..Default::default() });
+    assert_eq!(pushed.accepted.len(), 1);
+    log.push(own);
+    push_many(&server, &a, zorg(plan), 2, 10);
+    // Veiligheid is not Bob's to read (ggz), nor is a plan he does not take part in.
+    push_many(&server, &a, DocumentId::new(plan, 2).unwrap(), 2, 10);
+    push_many(&server, &a, basis(theirs), 2, 10);
+    let mut head = 0;
+    loop {
+        let page = server.sync(&b, &SyncRequest { since: head, ..Default::default() });
+        head = page.head;
+        if page.complete {
+            break;
+        }
+    }
+
+    // Bob's device refused a snapshot, say: it asks for basis from the beginning.
+    let asked = |after: u64| SyncRequest {
+        since: head,
+        max_bytes: sync::MIN_PAGE_BYTES,
+        history: [DocumentId::new(plan, 2).unwrap(), basis(theirs), basis(plan)]
+            .into_iter()
+            .map(|d| sync::HistoryRequest { document: Fixed(d.to_bytes()), after })
+            .collect(),
+        ..Default::default()
+    };
+    let (mut after, mut got, mut pages) = (0, Vec::new(), 0);
+    loop {
+        let reply = server.sync(&b, &asked(after));
+        assert_eq!(reply.history.len(), 1, "no page of what Bob may not read");
+        let page = &reply.history[0];
+        assert_eq!(page.document, Fixed(basis(plan).to_bytes()));
+        let bytes: usize = page.bundles.iter().map(|b| b.0.len()).sum();
+        assert!(bytes <= sync::MIN_PAGE_BYTES as usize);
+        got.extend(page.bundles.iter().map(|b| b.0.clone()));
+        after = page.through;
+        pages += 1;
+        assert_eq!(reply.complete, page.complete, "an unfinished history makes the answer incomplete");
+        if page.complete {
+            break;
+        }
+    }
+    assert!(pages >= 3, "{pages} pages");
+    assert_eq!(got, log, "every change of basis once, in order, Bob's own included");
+
+    // More history requests than one sync request may carry: refused whole.
+    let document = Fixed(basis(plan).to_bytes());
+    let oversized = SyncRequest {
+        since: head,
+        history: vec![sync::HistoryRequest { document, after: 0 }; sync::MAX_HISTORY_REQUESTS + 1],
+        ..Default::default()
+    };
+    let reply = server.sync_raw(b.token(), &sync::encode(&oversized));
+    assert_eq!(reply.error(400), "too_many_history_requests");
+    let fits = SyncRequest { history: oversized.history[..sync::MAX_HISTORY_REQUESTS].to_vec(), ..oversized };
+    assert_eq!(server.sync(&b, &fits).history.len(), 1);
+}
+
+#[test]
+fn key_requests_and_envelopes_are_paged_and_each_envelope_arrives_once() {
+    let (server, network) = Network::start();
+    let (_, a) = network.member(&server, "Ann");
+    let (bob, b) = network.member(&server, "Bob");
+    // 100 plans of three compartments a wijkteam reads: 300 keys Bob's device lacks.
+    const KEYS: usize = 300;
+    let plans: Vec<[u8; 16]> = (0..KEYS / 3).map(|_| random()).collect();
+    let created = server.sync(
         &a,
         &SyncRequest {
-            new_plans: vec![Fixed(plan)],
-            commitments: a.mint(&[plan]),
-            push: changes.iter().cloned().map(Blob).collect(),
+            new_plans: plans.iter().map(|p| Fixed(*p)).collect(),
+            commitments: a.mint(&plans),
             ..Default::default()
         },
     );
-    assert_eq!(pushed.accepted.len(), 3);
-    let snapshot =
-        a.bundle_as(basis(plan), b"everything", a.id, &a.key, BundleKind::Snapshot { covers: pushed.head });
-    let reply = server.sync(
-        &a,
-        &SyncRequest { since: pushed.head, snapshots: vec![Blob(snapshot.clone())], ..Default::default() },
+    assert!(created.mint.is_empty());
+    for plan in &plans {
+        network.assign(&server, *plan, &bob);
+    }
+
+    let requested = |reply: &SyncResponse| -> Vec<(Fixed<17>, u32)> {
+        reply.key_requests.iter().map(|r| (r.document, r.epoch)).collect()
+    };
+    // Ann answers none of them: each answer lists the next ones, until the round is over.
+    let mut answers = Vec::new();
+    loop {
+        let reply = server.sync(&a, &SyncRequest::default());
+        let bytes: usize =
+            reply.key_requests.iter().map(|r| r.certificate.0.len() + r.admin_certificate.0.len()).sum();
+        assert!(reply.key_requests.len() <= sync::MAX_KEY_REQUESTS_PER_ANSWER);
+        assert!(bytes <= sync::MAX_KEY_REQUEST_BYTES_PER_ANSWER);
+        assert!(!reply.key_requests.is_empty());
+        let complete = reply.complete;
+        answers.push(requested(&reply));
+        if complete {
+            break;
+        }
+        assert!(answers.len() < KEYS);
+    }
+    assert!(answers.len() >= 2, "{KEYS} requests do not fit one answer");
+    let all: Vec<_> = answers.concat();
+    assert_eq!(all.len(), KEYS);
+    assert_eq!(
+        all.iter().collect::<std::collections::BTreeSet<_>>().len(),
+        KEYS,
+        "every request once in the round"
     );
-    assert_eq!(reply.accepted, vec![Fixed(bundle_id(&snapshot))]);
-    network.assign(&server, plan, &bob);
-    assert_eq!(server.sync(&b, &SyncRequest::default()).bundles, vec![Blob(snapshot)]);
+    // The next sync starts a new round.
+    assert_eq!(requested(&server.sync(&a, &SyncRequest::default())), answers[0]);
+
+    // Ann seals every key for Bob's device, round after round.
+    let mut rounds = 0;
+    let mut reply = server.sync(&a, &SyncRequest::default());
+    while !reply.key_requests.is_empty() {
+        rounds += 1;
+        assert!(rounds < 10);
+        let envelopes = reply
+            .key_requests
+            .iter()
+            .map(|request| {
+                let document = DocumentId::from_bytes(&request.document.0).unwrap();
+                EnvelopeUpload {
+                    recipient: Fixed(b.id),
+                    document: request.document,
+                    epoch: request.epoch,
+                    envelope: Blob(
+                        envelope::seal(&b.agreement_public, b.id, document, 1, &EPOCH_KEY).unwrap(),
+                    ),
+                }
+            })
+            .collect();
+        reply = server.sync(&a, &SyncRequest { since: reply.head, envelopes, ..Default::default() });
+    }
+
+    // Bob's device pulls 300 envelopes of 1.2 KB in pages of 16 KiB: each exactly once.
+    let (mut since, mut delivered, mut commitments, mut pages) = (0, Vec::new(), 0, 0);
+    loop {
+        let page =
+            server.sync(&b, &SyncRequest { since, max_bytes: sync::MIN_PAGE_BYTES, ..Default::default() });
+        let bytes: usize = page.envelopes.iter().map(|e| e.envelope.0.len()).sum();
+        assert!(bytes <= sync::MIN_PAGE_BYTES as usize);
+        commitments += page.commitments.len();
+        assert_eq!(page.commitments.len(), page.envelopes.len(), "each key with its commitment");
+        delivered.extend(page.envelopes.into_iter().map(|e| (e.document, e.epoch)));
+        pages += 1;
+        since = page.head;
+        if page.complete {
+            break;
+        }
+    }
+    assert!(pages >= 20, "{pages} pages");
+    assert_eq!((delivered.len(), commitments), (KEYS, KEYS));
+    assert_eq!(delivered.iter().collect::<std::collections::BTreeSet<_>>().len(), KEYS, "nothing twice");
+    assert!(server.sync(&b, &SyncRequest { since, ..Default::default() }).envelopes.is_empty());
 }
 
 #[test]

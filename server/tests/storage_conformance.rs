@@ -6,11 +6,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use eenplan_protocol::policy::{Access, Policy};
+use eenplan_protocol::sync::REJECT_UNREQUESTED_SNAPSHOT;
 use eenplan_protocol::{BundleKind, DocumentId};
 use eenplan_server::storage::{
-    AdminRecord, CommitmentRecord, CompletedRotation, DeviceId, DeviceState, Envelope, NetworkRecord,
-    NewBundle, NewDevice, OrgId, PlanId, PolicyRecord, PullBatch, PushOutcome, Revocation,
-    RevocationListRecord, SNAPSHOT_SHORTCUT_CHANGES, SqliteStorage, Storage, StorageError, UserId,
+    AdminRecord, CommitmentRecord, CompletedRotation, DeviceId, DeviceState, Envelope, HistoryRequest,
+    MAX_SNAPSHOT_REQUESTS_PER_DEVICE, NetworkRecord, NewBundle, NewDevice, OrgId, PlanId, PolicyRecord,
+    PullBatch, PullRequest, PushOutcome, Revocation, RevocationListRecord, SNAPSHOT_REQUEST_TTL_MS,
+    SNAPSHOT_SHORTCUT_CHANGES, SqliteStorage, Storage, StorageError, UserId,
 };
 
 /// A backend under test: a fresh, empty store that can be closed and opened again.
@@ -139,6 +141,22 @@ mod fixtures {
             covers_seq: Some(covers),
             ..bundle(document, id, author, 400)
         }
+    }
+
+    /// When the fixtures' snapshot requests are made: within the validity of every fixture
+    /// bundle's `received_at`.
+    pub const ASKED_AT: i64 = 5_000;
+
+    /// A snapshot that `author` was asked for, covering `covers`.
+    pub fn requested_snapshot(
+        s: &dyn Storage,
+        document: DocumentId,
+        id: u64,
+        author: DeviceId,
+        covers: u64,
+    ) -> NewBundle {
+        assert_eq!(s.request_snapshots(author, &[document], covers, ASKED_AT).unwrap(), [document]);
+        snapshot(document, id, author, covers)
     }
 
     pub fn push(s: &dyn Storage, items: &[NewBundle]) -> Vec<u64> {
@@ -569,7 +587,8 @@ pub mod suite {
         assert_eq!(cursor, s.head().unwrap());
         s.add_participant(P, bob, "wijkteam").unwrap();
         let (got, cursor) = sync(s, bob, b1, cursor, BIG);
-        assert_eq!(got, history);
+        // A history block goes document by document, each in log order.
+        assert_eq!(got, [history[0], history[2], history[1]]);
 
         let later = push(s, &[changes(doc(P, 1), 5, a1)]);
         assert_eq!(sync(s, bob, b1, cursor, BIG).0, later);
@@ -584,7 +603,7 @@ pub mod suite {
         s.register_plan(P, ann, a1, 1).unwrap();
         assert_eq!(s.head().unwrap(), 1);
         assert_eq!(push(s, &[changes(basis, 1, a1), changes(basis, 2, a1)]), [2, 3]);
-        assert_eq!(push(s, &[snapshot(basis, 3, a1, 3), changes(basis, 4, a1)]), [4, 5]);
+        assert_eq!(push(s, &[requested_snapshot(s, basis, 3, a1, 3), changes(basis, 4, a1)]), [4, 5]);
         s.add_participant(P, bob, "wijkteam").unwrap();
         assert_eq!(s.head().unwrap(), 6);
         assert_eq!(push(s, &[changes(basis, 5, a1)]), [7]);
@@ -594,28 +613,142 @@ pub mod suite {
             (seqs(&batch), batch.head, batch.complete)
         };
         assert_eq!(page(bob, b1, 0, BIG), (vec![4, 5, 7], 7, true));
-        assert_eq!(page(bob, b1, 0, 500), (vec![4, 5], 6, false));
+        assert_eq!(s.pull(bob, b1, 0, BIG).unwrap().witnesses.iter().map(|w| w.seq).collect::<Vec<_>>(), [3]);
+        // The snapshot travels with its witness (seq 3, A1's newest change it covers).
+        assert_eq!(page(bob, b1, 0, 600), (vec![4, 5], 6, false));
+        let (first, token, complete) = page(bob, b1, 0, 500);
+        assert_eq!((first, complete), (vec![4], false));
+        assert!(eenplan_protocol::sync::is_resume_token(token));
+        assert_eq!(page(bob, b1, token, 500), (vec![5, 7], 7, true));
         assert_eq!(page(bob, b1, 6, BIG), (vec![7], 7, true));
         assert_eq!(page(ann, a1, 7, BIG), (vec![], 7, true));
         assert_eq!(page(ann, a2, 3, BIG), (vec![5, 7], 7, true));
     }
 
-    pub fn a_history_is_never_split_across_pages(s: &dyn Storage) {
+    pub fn a_big_history_block_is_split_across_pages_and_loses_and_repeats_nothing(s: &dyn Storage) {
         let ann = user(s, "Ann");
         let bob = user(s, "Bob");
         let a1 = device(s, ann, 1);
         let b1 = device(s, bob, 2);
         s.register_plan(P, ann, a1, 1).unwrap();
-        let history = push(s, &(0..4).map(|i| changes(doc(P, 0), i, a1)).collect::<Vec<_>>());
+        // Two documents' histories and a snapshot of one of them, all in one block at Bob's
+        // grant.
+        let basis = push(s, &(0..4).map(|i| changes(doc(P, 0), i, a1)).collect::<Vec<_>>());
+        let zorg = push(s, &(10..16).map(|i| changes(doc(P, 1), i, a1)).collect::<Vec<_>>());
+        let a2 = device(s, ann, 3);
+        let snap = push(s, &[requested_snapshot(s, doc(P, 1), 50, a2, zorg[2])]);
         s.add_participant(P, bob, "wijkteam").unwrap();
         let granted = s.head().unwrap();
-        let after = push(s, &[changes(doc(P, 0), 10, a1)]);
+        let after = push(s, &[changes(doc(P, 0), 20, a1)]);
 
+        // 250 bytes: two changes, or the 400-byte snapshot alone (with its witnesses).
         let page = s.pull(bob, b1, 0, 250).unwrap();
-        assert_eq!(seqs(&page), history, "the whole history block, though it exceeds max_bytes");
-        assert_eq!((page.head, page.complete), (granted, false));
-        let rest = s.pull(bob, b1, page.head, 250).unwrap();
-        assert_eq!((seqs(&rest), rest.complete), (after, true));
+        assert_eq!(seqs(&page), basis[..2]);
+        assert!(!page.complete);
+        assert!(eenplan_protocol::sync::is_resume_token(page.head), "a page inside a block resumes by token");
+        let mut cursor = page.head;
+        let mut pages = vec![seqs(&page)];
+        loop {
+            let page = s.pull(bob, b1, cursor, 250).unwrap();
+            let total: usize = page.bundles.iter().chain(&page.witnesses).map(|b| b.bytes.len()).sum();
+            assert!(total <= 250 || page.bundles.len() == 1, "over budget only with one unit: {total}");
+            pages.push(seqs(&page));
+            cursor = page.head;
+            if page.complete {
+                break;
+            }
+        }
+        let mut want = basis.clone();
+        want.extend([snap[0], zorg[3], zorg[4], zorg[5]]);
+        want.extend(&after);
+        assert_eq!(pages.concat(), want, "every page in order, nothing lost, nothing twice: {pages:?}");
+        assert_eq!(cursor, s.head().unwrap());
+        assert!(granted < cursor);
+
+        // A retried page (its answer was lost) gives the same bundles again.
+        let first = s.pull(bob, b1, 0, 250).unwrap();
+        let again = s.pull(bob, b1, first.head, 250).unwrap();
+        let retried = s.pull(bob, b1, first.head, 250).unwrap();
+        assert_eq!(seqs(&again), seqs(&retried));
+        assert_eq!(seqs(&again), basis[2..]);
+    }
+
+    /// Pages until `stop` says so; returns every bundle's seq and the last cursor.
+    pub fn pull_until(
+        s: &dyn Storage,
+        user: UserId,
+        device: DeviceId,
+        mut cursor: u64,
+        max_bytes: usize,
+        mut stop: impl FnMut(&PullBatch) -> bool,
+    ) -> (Vec<u64>, u64) {
+        let mut got = Vec::new();
+        for _ in 0..1_000 {
+            let page = s.pull(user, device, cursor, max_bytes).unwrap();
+            got.extend(seqs(&page));
+            cursor = page.head;
+            if page.complete || stop(&page) {
+                return (got, cursor);
+            }
+        }
+        panic!("pulling never stopped")
+    }
+
+    pub fn a_block_under_way_keeps_the_snapshots_it_started_with(s: &dyn Storage) {
+        let ann = user(s, "Ann");
+        let bob = user(s, "Bob");
+        let (a1, a2, b1) = (device(s, ann, 1), device(s, ann, 2), device(s, bob, 3));
+        s.register_plan(P, ann, a1, 1).unwrap();
+        let basis = push(s, &(0..4).map(|i| changes(doc(P, 0), i, a1)).collect::<Vec<_>>());
+        let zorg = push(s, &(10..13).map(|i| changes(doc(P, 1), i, a1)).collect::<Vec<_>>());
+        let s1 = push(s, &[requested_snapshot(s, doc(P, 1), 50, a2, zorg[2])]);
+        let veiligheid = push(s, &(20..26).map(|i| changes(doc(P, 2), i, a1)).collect::<Vec<_>>());
+        s.add_participant(P, bob, "wijkteam").unwrap();
+
+        // Pages of two changes, or the zorg snapshot with its witness: stop inside veiligheid.
+        let (mut got, cursor) =
+            pull_until(s, bob, b1, 0, 250, |page| page.bundles.iter().any(|b| b.seq == veiligheid[0]));
+        assert!(eenplan_protocol::sync::is_resume_token(cursor));
+        // Meanwhile zorg moves on, and a newer snapshot covers that.
+        let later = push(s, &[changes(doc(P, 1), 13, a1)]);
+        push(s, &[requested_snapshot(s, doc(P, 1), 51, a2, later[0])]);
+        let (rest, head) = sync(s, bob, b1, cursor, 250);
+        got.extend(rest);
+
+        let mut want = basis.clone();
+        want.push(s1[0]);
+        want.extend(&veiligheid);
+        want.extend(&later);
+        assert_eq!(got, want, "the block keeps its zorg snapshot; the change after the grant follows it");
+        assert_eq!(head, s.head().unwrap());
+    }
+
+    pub fn a_block_under_way_survives_a_regrant_and_a_token_of_another_device_starts_over(s: &dyn Storage) {
+        s.set_policy(&policy(2, &[("wijkteam", ALL, ALL), ("ggz", &["basis"], &["basis"])]), 1).unwrap();
+        let ann = user(s, "Ann");
+        let gijs = user_with_role(s, "Gijs", "ggz");
+        let (a1, g1, g2) = (device(s, ann, 1), device(s, gijs, 2), device(s, gijs, 3));
+        s.register_plan(P, ann, a1, 1).unwrap();
+        let basis = push(s, &(0..6).map(|i| changes(doc(P, 0), i, a1)).collect::<Vec<_>>());
+        let zorg = push(s, &(10..14).map(|i| changes(doc(P, 1), i, a1)).collect::<Vec<_>>());
+        s.add_participant(P, gijs, "ggz").unwrap();
+        let (mut got, cursor) = s.pull(gijs, g1, 0, 250).map(|p| (seqs(&p), p.head)).unwrap();
+        assert_eq!(got, basis[..2]);
+        assert!(eenplan_protocol::sync::is_resume_token(cursor));
+
+        // Another device presenting that token starts from the beginning: nothing is lost.
+        assert_eq!(sync(s, gijs, g2, cursor, BIG).0, basis);
+        // So does a token nobody was given.
+        let unknown = eenplan_protocol::sync::RESUME_TOKEN_BIT | 999_999;
+        assert_eq!(sync(s, gijs, g2, unknown, BIG).0, basis);
+
+        // A policy that lets ggz read zorg too moves the plan to a new grant while g1 is inside
+        // its block: the plan's history comes again (redundant, never missing), zorg with it.
+        s.set_policy(&policy(3, &[("wijkteam", ALL, ALL), ("ggz", &["basis", "zorg"], &["basis"])]), 2)
+            .unwrap();
+        got.extend(sync(s, gijs, g1, cursor, 250).0);
+        let held: BTreeSet<u64> = got.iter().copied().collect();
+        assert!(basis.iter().chain(&zorg).all(|seq| held.contains(seq)), "{got:?}");
     }
 
     pub fn a_snapshot_makes_a_from_scratch_pull_return_the_snapshot_and_the_tail_only(s: &dyn Storage) {
@@ -628,7 +761,7 @@ pub mod suite {
         s.add_participant(P, bob, "wijkteam").unwrap();
         let c = push(s, &(1..=5).map(|i| changes(doc(P, 0), i, a1)).collect::<Vec<_>>());
         let (_, follower_cursor) = sync(s, bob, b1, 0, BIG);
-        let snap = push(s, &[snapshot(doc(P, 0), 50, a2, c[2])]);
+        let snap = push(s, &[requested_snapshot(s, doc(P, 0), 50, a2, c[2])]);
         let tail = push(s, &[changes(doc(P, 0), 6, a1), changes(doc(P, 0), 7, a1)]);
 
         // A new device of Bob's: the snapshot first, then the changes after what it covers.
@@ -660,10 +793,10 @@ pub mod suite {
         let before = push(s, &[changes(doc(Q, 1), 1, a1), changes(doc(Q, 1), 2, a1)]);
         // P/basis: n + 1 changes Bob lacks, all covered by a snapshot.
         let many = push(s, &(0..=n).map(|i| changes(doc(P, 0), 1_000 + i, a1)).collect::<Vec<_>>());
-        let snap = push(s, &[snapshot(doc(P, 0), 50, a2, *many.last().unwrap())]);
+        let snap = push(s, &[requested_snapshot(s, doc(P, 0), 50, a2, *many.last().unwrap())]);
         // Q/basis: exactly n covered changes: cheaper to send them than a snapshot.
         let few = push(s, &(0..n).map(|i| changes(doc(Q, 0), 5_000 + i, a1)).collect::<Vec<_>>());
-        push(s, &[snapshot(doc(Q, 0), 51, a2, *few.last().unwrap())]);
+        push(s, &[requested_snapshot(s, doc(Q, 0), 51, a2, *few.last().unwrap())]);
         let tail = push(s, &[changes(doc(P, 0), 7, a1)]);
 
         let (got, _) = sync(s, bob, b1, cursor, BIG);
@@ -693,7 +826,7 @@ pub mod suite {
         push(s, &[changes(doc(P, 2), 100, a1)]);
         let stats = s.document_stats(d).unwrap();
         assert_eq!((stats.bundles, stats.bundles_since_snapshot, stats.latest_snapshot_covers), (6, 6, None));
-        push(s, &[snapshot(d, 50, a1, c[3]), changes(d, 7, a1)]);
+        push(s, &[requested_snapshot(s, d, 50, a1, c[3]), changes(d, 7, a1)]);
         let stats = s.document_stats(d).unwrap();
         assert_eq!(
             (stats.bundles, stats.bundles_since_snapshot, stats.latest_snapshot_covers),
@@ -701,11 +834,220 @@ pub mod suite {
         );
     }
 
-    pub fn a_snapshot_cannot_claim_to_cover_more_than_the_log_held(s: &dyn Storage) {
+    pub fn a_snapshot_request_cannot_cover_more_than_the_log_holds(s: &dyn Storage) {
         let a1 = DeviceId([1; 16]);
         let c = push(s, &[changes(doc(P, 0), 1, a1)]);
-        push(s, &[snapshot(doc(P, 0), 2, a1, 1_000_000)]);
-        assert_eq!(s.document_stats(doc(P, 0)).unwrap().latest_snapshot_covers, Some(c[0]));
+        assert!(matches!(
+            s.request_snapshots(a1, &[doc(P, 0)], c[0] + 1, ASKED_AT),
+            Err(StorageError::InvalidState(_))
+        ));
+        assert!(s.snapshot_requests(a1, ASKED_AT).unwrap().is_empty());
+        let refused = s.push_batch(&[snapshot(doc(P, 0), 2, a1, 1_000_000)]).unwrap();
+        assert_eq!(refused, [PushOutcome::Refused { reason: REJECT_UNREQUESTED_SNAPSHOT }]);
+        assert_eq!(s.document_stats(doc(P, 0)).unwrap().latest_snapshot_covers, None);
+    }
+
+    pub fn a_snapshot_is_stored_only_against_its_authors_request_for_exactly_its_covers_and_once(
+        s: &dyn Storage,
+    ) {
+        let ann = user(s, "Ann");
+        let bob = user(s, "Bob");
+        let (a1, b1) = (device(s, ann, 1), device(s, bob, 2));
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.add_participant(P, bob, "wijkteam").unwrap();
+        let c = push(s, &[changes(doc(P, 0), 1, a1), changes(doc(P, 0), 2, a1)]);
+        let covers = c[1];
+        let unrequested = PushOutcome::Refused { reason: REJECT_UNREQUESTED_SNAPSHOT };
+
+        assert_eq!(s.push_batch(&[snapshot(doc(P, 0), 10, a1, covers)]).unwrap(), [unrequested]);
+        assert_eq!(s.request_snapshots(a1, &[doc(P, 0)], covers, ASKED_AT).unwrap(), [doc(P, 0)]);
+        // Another position, another document, another device: refused, and the request stays.
+        let others = [
+            snapshot(doc(P, 0), 11, a1, c[0]),
+            snapshot(doc(P, 1), 12, a1, covers),
+            snapshot(doc(P, 0), 13, b1, covers),
+        ];
+        assert_eq!(s.push_batch(&others).unwrap(), [unrequested; 3]);
+        assert_eq!(s.snapshot_requests(a1, ASKED_AT).unwrap(), [(doc(P, 0), covers)]);
+
+        // The requested one is stored, once: a retry finds it, a second snapshot is refused.
+        let seq = push(s, &[snapshot(doc(P, 0), 14, a1, covers)])[0];
+        assert!(s.snapshot_requests(a1, ASKED_AT).unwrap().is_empty(), "the request is consumed");
+        assert_eq!(
+            s.push_batch(&[snapshot(doc(P, 0), 14, a1, covers)]).unwrap(),
+            [PushOutcome::Duplicate { seq }]
+        );
+        assert_eq!(s.push_batch(&[snapshot(doc(P, 0), 15, a1, covers)]).unwrap(), [unrequested]);
+
+        // A request is honoured for SNAPSHOT_REQUEST_TTL_MS only.
+        s.request_snapshots(a1, &[doc(P, 0)], covers, ASKED_AT).unwrap();
+        let late = NewBundle {
+            received_at: ASKED_AT + SNAPSHOT_REQUEST_TTL_MS + 1,
+            ..snapshot(doc(P, 0), 16, a1, covers)
+        };
+        assert_eq!(s.push_batch(&[late]).unwrap(), [unrequested]);
+        assert_eq!(s.document_stats(doc(P, 0)).unwrap().latest_snapshot_covers, Some(covers));
+        assert_eq!(
+            s.pull(bob, b1, 0, BIG).unwrap().bundles.iter().filter(|b| b.kind.is_snapshot()).count(),
+            1
+        );
+    }
+
+    pub fn snapshot_requests_are_bounded_per_device_one_device_at_a_time_and_expire(s: &dyn Storage) {
+        let ann = user(s, "Ann");
+        let (a1, a2) = (device(s, ann, 1), device(s, ann, 2));
+        let documents: Vec<DocumentId> =
+            (0..5u8).flat_map(|plan| (0..4).map(move |c| doc([plan; 16], c))).collect();
+        let first = s.request_snapshots(a1, &documents, 0, ASKED_AT).unwrap();
+        assert_eq!(first, documents[..MAX_SNAPSHOT_REQUESTS_PER_DEVICE]);
+        // While a1 is asked, a2 is asked only for the others.
+        let second = s.request_snapshots(a2, &documents, 0, ASKED_AT).unwrap();
+        assert_eq!(second, documents[MAX_SNAPSHOT_REQUESTS_PER_DEVICE..]);
+        // Asking a1 again for one of its documents renews that request; the bound still holds.
+        push(s, &[changes(documents[0], 1, a1)]);
+        let head = s.head().unwrap();
+        assert_eq!(s.request_snapshots(a1, &documents[..1], head, ASKED_AT + 1).unwrap(), documents[..1]);
+        let outstanding = s.snapshot_requests(a1, ASKED_AT + 1).unwrap();
+        assert_eq!(outstanding.len(), MAX_SNAPSHOT_REQUESTS_PER_DEVICE);
+        assert_eq!(outstanding[0], (documents[0], head));
+        assert!(s.request_snapshots(a1, &documents[16..], 0, ASKED_AT + 1).unwrap().is_empty());
+
+        // Once they expire, another device may be asked.
+        let later = ASKED_AT + SNAPSHOT_REQUEST_TTL_MS + 10;
+        assert!(s.snapshot_requests(a1, later).unwrap().is_empty());
+        assert_eq!(s.request_snapshots(a2, &documents[..1], head, later).unwrap(), documents[..1]);
+    }
+
+    pub fn witnesses_are_each_authors_newest_change_up_to_what_the_snapshot_covers(s: &dyn Storage) {
+        let ann = user(s, "Ann");
+        let bob = user(s, "Bob");
+        let carol = user(s, "Carol");
+        let (a1, a2, b1, c1) = (device(s, ann, 1), device(s, ann, 2), device(s, bob, 3), device(s, carol, 4));
+        let d1 = device(s, bob, 5);
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.add_participant(P, bob, "wijkteam").unwrap();
+        let basis = doc(P, 0);
+        let x = push(
+            s,
+            &[
+                changes(basis, 1, a1),
+                changes(basis, 2, b1),
+                changes(doc(P, 1), 3, b1),
+                changes(basis, 4, a1),
+                changes(basis, 5, a2),
+                changes(doc(P, 1), 6, a2),
+            ],
+        );
+        let snap = push(s, &[requested_snapshot(s, basis, 50, a2, x[5])]);
+        // After what the snapshot covers: no witness of it, whoever wrote it.
+        push(s, &[changes(basis, 7, b1), changes(basis, 8, d1), changes(basis, 9, a1)]);
+
+        s.add_participant(P, carol, "wijkteam").unwrap();
+        let page = s.pull(carol, c1, 0, BIG).unwrap();
+        assert_eq!(page.bundles[0].seq, snap[0]);
+        let witnesses: Vec<(DeviceId, u64)> = page.witnesses.iter().map(|w| (w.author, w.seq)).collect();
+        assert_eq!(witnesses, [(a1, x[3]), (a2, x[4]), (b1, x[1])], "in author order, basis only");
+        assert!(page.witnesses.iter().all(|w| w.kind == BundleKind::Changes && !w.bytes.is_empty()));
+        // Nothing else carries witnesses.
+        let follower = s.pull(bob, b1, x[5], BIG).unwrap();
+        assert!(follower.bundles.iter().all(|b| !b.kind.is_snapshot()) && follower.witnesses.is_empty());
+    }
+
+    pub fn history_requests_page_a_readable_documents_whole_change_log_within_the_budget(s: &dyn Storage) {
+        s.set_policy(&policy(2, &[("wijkteam", ALL, ALL), ("ggz", &["basis"], &["basis"])]), 1).unwrap();
+        let ann = user(s, "Ann");
+        let gijs = user_with_role(s, "Gijs", "ggz");
+        let (a1, g1) = (device(s, ann, 1), device(s, gijs, 2));
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.register_plan(Q, ann, a1, 1).unwrap();
+        s.add_participant(P, gijs, "ggz").unwrap();
+        let basis = doc(P, 0);
+        let mut log = push(s, &(0..5).map(|i| changes(basis, i, a1)).collect::<Vec<_>>());
+        log.extend(push(s, &[changes(basis, 10, g1)]));
+        push(s, &[changes(doc(P, 1), 11, a1), changes(doc(Q, 0), 12, a1)]);
+        push(s, &[requested_snapshot(s, basis, 50, a1, log[3])]);
+        log.extend(push(s, &[changes(basis, 13, a1)]));
+        let head = s.head().unwrap();
+
+        // Nothing to pull: the history takes the page, two changes at a time.
+        let ask = |after: u64| {
+            let mut request = PullRequest::new(gijs, g1, head, 250);
+            request.history = vec![
+                HistoryRequest { document: doc(P, 1), after: 0 },
+                HistoryRequest { document: doc(Q, 0), after: 0 },
+                HistoryRequest { document: basis, after },
+                HistoryRequest { document: basis, after: 0 },
+            ];
+            s.pull_page(&request).unwrap()
+        };
+        let (mut after, mut got, mut pages) = (0, Vec::new(), 0);
+        loop {
+            let page = ask(after);
+            assert_eq!(page.history.len(), 1, "unreadable documents and repeats get no page");
+            let history = &page.history[0];
+            assert_eq!(history.document, basis);
+            assert!(history.bundles.len() <= 2 && !history.bundles.is_empty());
+            assert!(history.bundles.iter().all(|b| b.kind == BundleKind::Changes && b.document == basis));
+            got.extend(history.bundles.iter().map(|b| b.seq));
+            assert_eq!(history.through, *got.last().unwrap());
+            after = history.through;
+            pages += 1;
+            if history.complete {
+                break;
+            }
+        }
+        assert_eq!(got, log, "every change once, in order, Gijs's own included, no snapshot");
+        assert_eq!(pages, 4);
+        let done = ask(after);
+        assert_eq!(
+            (done.history[0].bundles.len(), done.history[0].through, done.history[0].complete),
+            (0, after, true)
+        );
+        let beyond = ask(u64::MAX);
+        assert_eq!((beyond.history[0].through, beyond.history[0].complete), (u64::MAX, true));
+
+        // The pull goes first: a page it fills leaves the history for the next round.
+        let mut request = PullRequest::new(gijs, g1, 0, 250);
+        request.history = vec![HistoryRequest { document: basis, after: 0 }];
+        let page = s.pull_page(&request).unwrap();
+        assert!(page.bundles[0].kind.is_snapshot(), "the snapshot with its witnesses fills the page");
+        assert_eq!(
+            (page.history[0].bundles.len(), page.history[0].through, page.history[0].complete),
+            (0, 0, false)
+        );
+    }
+
+    pub fn envelopes_are_paged_with_the_log_and_each_is_delivered_once(s: &dyn Storage) {
+        let ann = user(s, "Ann");
+        let bob = user(s, "Bob");
+        let (a1, b1) = (device(s, ann, 1), device(s, bob, 2));
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.add_participant(P, bob, "wijkteam").unwrap();
+        let mut put = Vec::new();
+        for epoch in 1..=12u32 {
+            push(s, &[changes(doc(P, 0), u64::from(epoch), a1)]);
+            let envelope = envelope(b1, doc(P, (epoch % 4) as u8), epoch, epoch as u8);
+            s.put_envelopes(std::slice::from_ref(&envelope)).unwrap();
+            put.push(envelope);
+        }
+        // 250 bytes: two changes, or a change and an envelope (120 bytes each), or two envelopes.
+        let (mut cursor, mut got, mut bundles) = (0, Vec::new(), 0);
+        loop {
+            let mut request = PullRequest::new(bob, b1, cursor, 250);
+            request.max_envelopes = 1;
+            let page = s.pull_page(&request).unwrap();
+            assert!(page.envelopes.len() <= 1);
+            assert!(page.bundles.len() + page.envelopes.len() <= 2);
+            got.extend(page.envelopes);
+            bundles += page.bundles.len();
+            cursor = page.head;
+            if page.complete {
+                break;
+            }
+        }
+        assert_eq!(got, put, "every envelope once, in the order stored");
+        assert_eq!(bundles, 12);
+        assert!(s.pull(bob, b1, cursor, BIG).unwrap().envelopes.is_empty());
     }
 
     pub fn envelopes_upsert_and_key_requests_list_exactly_the_devices_lacking_an_envelope(s: &dyn Storage) {
@@ -822,7 +1164,9 @@ pub mod suite {
         s.claim_enrolment(&[2; 32], &new_device(2), 7).unwrap();
         s.register_plan(P, ann, a1, 1).unwrap();
         s.add_participant(P, bob, "ggz").unwrap();
-        push(s, &[changes(doc(P, 0), 1, a1), snapshot(doc(P, 0), 2, a1, 1)]);
+        let c = push(s, &[changes(doc(P, 0), 1, a1)]);
+        push(s, &[requested_snapshot(s, doc(P, 0), 2, a1, c[0])]);
+        s.request_snapshots(a1, &[doc(P, 1)], c[0], ASKED_AT).unwrap();
         s.put_envelopes(&[envelope(a1, doc(P, 0), 1, 1)]).unwrap();
         mint(s, &[doc(P, 0), doc(P, 1)], a1);
         let a2 = device(s, ann, 9);
@@ -836,10 +1180,12 @@ pub mod suite {
                 s.rotation_tasks(10).unwrap(),
                 s.wipe_order(a2).unwrap(),
                 s.held_keys(a1).unwrap(),
+                s.snapshot_requests(a1, ASKED_AT).unwrap(),
             )
         };
         let keys_before = policy_and_keys(s);
         assert_eq!(keys_before.3.len(), 2, "the revocation queued both documents with a key");
+        assert_eq!(keys_before.6, [(doc(P, 1), c[0])], "the consumed request is gone");
         let before = (
             s.orgs().unwrap(),
             s.users().unwrap(),
@@ -1300,7 +1646,8 @@ pub mod suite {
         assert!(!readers.iter().any(|(id, _)| *id == g1));
     }
 
-    // The property: random pushes, grants, new devices and pulls with random page sizes.
+    // The property: random pushes, snapshots, envelopes, grants, new devices and pulls with
+    // random page sizes.
 
     #[derive(Debug, Clone)]
     pub enum Op {
@@ -1318,6 +1665,10 @@ pub mod suite {
             device: usize,
             plan: usize,
             compartment: u8,
+        },
+        /// A key envelope for a device.
+        Envelope {
+            device: usize,
         },
         /// One page.
         Pull {
@@ -1339,6 +1690,7 @@ pub mod suite {
         prop_oneof![
             5 => (0..16usize, 0..2usize, 0..4u8, 1..4usize, 1..300usize).prop_map(|(device, plan, compartment, count, size)| Op::Push { device, plan, compartment, count, size }),
             snapshot_weight => (0..16usize, 0..2usize, 0..4u8).prop_map(|(device, plan, compartment)| Op::Snapshot { device, plan, compartment }),
+            1 => (0..16usize).prop_map(|device| Op::Envelope { device }),
             4 => (0..16usize, 0..1_200usize).prop_map(|(device, max_bytes)| Op::Pull { device, max_bytes }),
             1 => (0..3usize, 0..2usize).prop_map(|(user, plan)| Op::Grant { user, plan }),
             1 => (0..3usize).prop_map(|user| Op::NewDevice { user }),
@@ -1354,6 +1706,9 @@ pub mod suite {
         /// The seqs of the changes this device holds, per document: received, written, or
         /// inside a snapshot it received.
         holds: HashMap<DocumentId, BTreeSet<u64>>,
+        /// The epochs of the envelopes put for it, and of those it received.
+        envelopes_put: BTreeSet<u32>,
+        envelopes_received: BTreeSet<u32>,
     }
 
     struct Logged {
@@ -1362,13 +1717,28 @@ pub mod suite {
         kind: BundleKind,
     }
 
-    /// Runs `ops`, then syncs every device to the end, and checks that each device holds every
-    /// change of every document its user may read and was never sent anything twice. Without
-    /// snapshots that means each device received exactly the other devices' bundles.
+    /// What a receiver checks a snapshot of `document` covering `covers` against: each
+    /// author's newest change up to it, in author order.
+    fn expected_witnesses(log: &BTreeMap<u64, Logged>, document: DocumentId, covers: u64) -> Vec<u64> {
+        let mut newest: BTreeMap<DeviceId, u64> = BTreeMap::new();
+        for (&seq, l) in log.range(..=covers) {
+            if l.document == document && l.kind == BundleKind::Changes {
+                newest.insert(l.author, seq);
+            }
+        }
+        newest.into_values().collect()
+    }
+
+    /// Runs `ops`, then syncs every device to the end with pages of `final_budget` bytes, and
+    /// checks that each device holds every change of every document its user may read, got
+    /// every snapshot with exactly its witnesses and every envelope once, and was never sent
+    /// anything twice. Without snapshots that means each device received exactly the other
+    /// devices' bundles.
     pub fn every_device_ends_up_with_every_change_it_may_read_and_nothing_twice(
         s: &dyn Storage,
         ops: &[Op],
         snapshots: bool,
+        final_budget: usize,
     ) {
         let plans = [P, Q];
         let users: Vec<UserId> = ["Ann", "Bob", "Carol"].iter().map(|n| user(s, n)).collect();
@@ -1377,7 +1747,15 @@ pub mod suite {
         let mut add_device = |s: &dyn Storage, devs: &mut Vec<Dev>, user: usize| {
             let id = device(s, users[user], next_tag);
             next_tag += 1;
-            devs.push(Dev { id, user, cursor: 0, received: HashSet::new(), holds: HashMap::new() });
+            devs.push(Dev {
+                id,
+                user,
+                cursor: 0,
+                received: HashSet::new(),
+                holds: HashMap::new(),
+                envelopes_put: BTreeSet::new(),
+                envelopes_received: BTreeSet::new(),
+            });
         };
         for u in 0..3 {
             add_device(s, &mut devs, u);
@@ -1388,6 +1766,7 @@ pub mod suite {
         let mut log: BTreeMap<u64, Logged> = BTreeMap::new();
         let mut snapshot_holds: HashMap<[u8; 16], BTreeSet<u64>> = HashMap::new();
         let mut next_id = 1u64;
+        let mut next_epoch = 1u32;
 
         let page = |s: &dyn Storage,
                     dev: &mut Dev,
@@ -1407,13 +1786,17 @@ pub mod suite {
                 })
                 .collect();
             let batch = s.pull(user, dev.id, dev.cursor, max_bytes).unwrap();
-            let total: usize = batch.bundles.iter().map(|b| b.bytes.len()).sum();
-            if total > max_bytes && batch.bundles.len() > 1 {
-                // Only a history block may exceed the limit, and then it is alone.
-                let g = grants.get(&batch.bundles[0].document.plan).copied().unwrap();
-                assert!(g > dev.cursor, "an oversized page that is not a history block");
-                assert!(batch.bundles.iter().all(|b| b.document.plan == batch.bundles[0].document.plan));
+            let sizes = batch.bundles.iter().chain(&batch.witnesses).map(|b| b.bytes.len());
+            let total: usize = sizes.chain(batch.envelopes.iter().map(|e| e.bytes.len())).sum();
+            if total > max_bytes {
+                // Only one unit (a bundle, a snapshot with its witnesses, an envelope) may.
+                assert_eq!(
+                    batch.bundles.len() + batch.envelopes.len(),
+                    1,
+                    "an oversized page of several units"
+                );
             }
+            let mut witnesses = batch.witnesses.iter();
             for b in &batch.bundles {
                 assert!(grants.contains_key(&b.document.plan), "a bundle of an unreadable plan");
                 assert_ne!(b.author, dev.id, "a device's own bundle came back");
@@ -1424,13 +1807,26 @@ pub mod suite {
                     BundleKind::Changes => {
                         holds.insert(b.seq);
                     }
-                    BundleKind::Snapshot { .. } => holds.extend(&snapshot_holds[&b.bundle_id]),
+                    BundleKind::Snapshot { covers } => {
+                        holds.extend(&snapshot_holds[&b.bundle_id]);
+                        let want = expected_witnesses(log, b.document, covers);
+                        let got: Vec<u64> = witnesses.by_ref().take(want.len()).map(|w| w.seq).collect();
+                        assert_eq!(got, want, "the witnesses of snapshot {}", b.seq);
+                    }
                 }
+            }
+            assert!(witnesses.next().is_none(), "witnesses without a snapshot");
+            for e in &batch.envelopes {
+                assert_eq!(e.recipient, dev.id);
+                assert!(dev.envelopes_received.insert(e.epoch), "envelope {} delivered twice", e.epoch);
             }
             if batch.complete {
                 assert_eq!(batch.head, s.head().unwrap());
             } else {
-                assert!(!batch.bundles.is_empty() && batch.head > dev.cursor);
+                assert!(
+                    !batch.bundles.is_empty() || !batch.envelopes.is_empty(),
+                    "an empty page that is not the end"
+                );
             }
             dev.cursor = batch.head;
             batch.complete
@@ -1457,6 +1853,10 @@ pub mod suite {
                 Op::Snapshot { device, plan, compartment } => {
                     let index = device % devs.len();
                     let dev = &mut devs[index];
+                    // A snapshot covers a log position; a resume token is none.
+                    if eenplan_protocol::sync::is_resume_token(dev.cursor) {
+                        continue;
+                    }
                     let document = doc(plans[plan], compartment);
                     let covered: BTreeSet<u64> = log
                         .range(..=dev.cursor)
@@ -1468,18 +1868,19 @@ pub mod suite {
                     if covered.is_empty() || !covered.is_subset(&holds) {
                         continue;
                     }
-                    let item = snapshot(document, next_id, dev.id, dev.cursor);
+                    let item = requested_snapshot(s, document, next_id, dev.id, dev.cursor);
                     next_id += 1;
                     snapshot_holds.insert(item.bundle_id, covered);
                     let seq = push(s, &[item])[0];
-                    log.insert(
-                        seq,
-                        Logged {
-                            document,
-                            author: dev.id,
-                            kind: BundleKind::Snapshot { covers: dev.cursor },
-                        },
-                    );
+                    let kind = BundleKind::Snapshot { covers: dev.cursor };
+                    log.insert(seq, Logged { document, author: dev.id, kind });
+                }
+                Op::Envelope { device } => {
+                    let index = device % devs.len();
+                    let dev = &mut devs[index];
+                    s.put_envelopes(&[envelope(dev.id, doc(P, 0), next_epoch, 9)]).unwrap();
+                    dev.envelopes_put.insert(next_epoch);
+                    next_epoch += 1;
                 }
                 Op::Pull { device, max_bytes } => {
                     let index = device % devs.len();
@@ -1495,12 +1896,12 @@ pub mod suite {
         }
 
         for dev in &mut devs {
-            let max_bytes = 700;
             let mut rounds = 0;
-            while !page(s, dev, &log, &snapshot_holds, max_bytes) {
+            while !page(s, dev, &log, &snapshot_holds, final_budget) {
                 rounds += 1;
                 assert!(rounds < 10_000, "sync does not finish");
             }
+            assert_eq!(dev.envelopes_received, dev.envelopes_put, "every envelope, once");
             let user = users[dev.user];
             for (&seq, logged) in &log {
                 let readable = s.is_participant(logged.document.plan, user).unwrap();
@@ -1547,11 +1948,18 @@ macro_rules! conformance_suite {
             pages_respect_max_bytes_and_continue_where_they_stopped,
             a_participant_added_later_receives_the_whole_history_on_its_next_pull,
             the_worked_example_of_the_storage_docs_holds,
-            a_history_is_never_split_across_pages,
+            a_big_history_block_is_split_across_pages_and_loses_and_repeats_nothing,
+            a_block_under_way_keeps_the_snapshots_it_started_with,
+            a_block_under_way_survives_a_regrant_and_a_token_of_another_device_starts_over,
             a_snapshot_makes_a_from_scratch_pull_return_the_snapshot_and_the_tail_only,
             a_device_far_behind_gets_the_snapshot_instead_of_hundreds_of_changes,
             document_stats_count_the_bundles_and_the_tail_after_the_latest_snapshot,
-            a_snapshot_cannot_claim_to_cover_more_than_the_log_held,
+            a_snapshot_request_cannot_cover_more_than_the_log_holds,
+            a_snapshot_is_stored_only_against_its_authors_request_for_exactly_its_covers_and_once,
+            snapshot_requests_are_bounded_per_device_one_device_at_a_time_and_expire,
+            witnesses_are_each_authors_newest_change_up_to_what_the_snapshot_covers,
+            history_requests_page_a_readable_documents_whole_change_log_within_the_budget,
+            envelopes_are_paged_with_the_log_and_each_is_delivered_once,
             envelopes_upsert_and_key_requests_list_exactly_the_devices_lacking_an_envelope,
             a_failing_envelope_batch_stores_none_of_it,
             envelopes_are_delivered_once_after_the_cursor_and_escrow_ones_kept_apart,
@@ -1583,22 +1991,35 @@ macro_rules! conformance_suite {
 
             #[test]
             fn every_bundle_reaches_every_other_participant_device_exactly_once(
-                ops in proptest::collection::vec(suite::op(false), 1..40)
+                ops in proptest::collection::vec(suite::op(false), 1..40),
+                final_budget in 0..1_500usize,
             ) {
                 let backend = $fresh;
                 suite::prepare(backend.storage());
                 suite::every_device_ends_up_with_every_change_it_may_read_and_nothing_twice(
-                    backend.storage(), &ops, false);
+                    backend.storage(), &ops, false, final_budget);
             }
 
             #[test]
             fn with_snapshots_every_device_still_ends_up_with_every_change_and_nothing_twice(
-                ops in proptest::collection::vec(suite::op(true), 1..40)
+                ops in proptest::collection::vec(suite::op(true), 1..40),
+                final_budget in 0..1_500usize,
             ) {
                 let backend = $fresh;
                 suite::prepare(backend.storage());
                 suite::every_device_ends_up_with_every_change_it_may_read_and_nothing_twice(
-                    backend.storage(), &ops, true);
+                    backend.storage(), &ops, true, final_budget);
+            }
+
+            #[test]
+            fn with_tiny_pages_every_device_still_ends_up_with_every_change_and_nothing_twice(
+                ops in proptest::collection::vec(suite::op(true), 1..40),
+                final_budget in 0..300usize,
+            ) {
+                let backend = $fresh;
+                suite::prepare(backend.storage());
+                suite::every_device_ends_up_with_every_change_it_may_read_and_nothing_twice(
+                    backend.storage(), &ops, true, final_budget);
             }
         }
     };

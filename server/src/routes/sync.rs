@@ -21,15 +21,23 @@
 //!    reason code, never stored — while the rest of the request goes on; the reason codes are
 //!    `malformed`, `wrong_kind` (a snapshot among the changes or the reverse), `wrong_author`,
 //!    `no_access`, `bad_signature`, `no_write`, `rotating` (a revocation is moving the
-//!    document to a new key), `stale_epoch` (an older key) and `unknown_epoch` (a key
-//!    nobody committed to). The device keeps `rotating` and `stale_epoch` bundles and seals
-//!    them again under the new key.
+//!    document to a new key), `stale_epoch` (an older key), `unknown_epoch` (a key
+//!    nobody committed to) and `unrequested_snapshot` (a snapshot the server did not ask this
+//!    device for, or whose signed `covers` is not the position it asked for; checked and the
+//!    request consumed in the writing transaction). The device keeps `rotating` and
+//!    `stale_epoch` bundles and seals them again under the new key.
 //! 5. Accepted bundles go to the group-commit writer; the response is built only after their
 //!    transaction has committed, so an acknowledged push survives a crash.
-//! 6. The pull: the bundles after the device's cursor (at most [`PULL_MAX_BYTES`]), its key
-//!    mailbox with the commitment of each key, key requests it can answer (for every epoch
-//!    it holds), documents it should make the first key of (`mt`) or compact, and the
-//!    signed policy when the device's is older.
+//! 6. The pull (`storage::pull`): one page of the bundles after the device's cursor, the
+//!    witnesses of its snapshots and the device's key envelopes (with the commitment of each
+//!    key), at most `max_bytes` ([`MIN_PAGE_BYTES`]..=[`PULL_MAX_BYTES`]; 0 is the maximum),
+//!    then the history pages it asked for from what is left. Beside it: key requests it can
+//!    answer (for every epoch it holds; at most [`MAX_KEY_REQUESTS_PER_ANSWER`] per answer,
+//!    the next ones in the next rounds), documents it should make the first key of (`mt`),
+//!    the signed policy when the device's is older, and, only in a complete answer, the
+//!    documents whose logs are long that it is now asked to snapshot (`x`, covering the
+//!    answer's `head`). The answer is complete when the pull reached the log head, every
+//!    history page is complete and no key requests wait for the next round.
 //!
 //! ```text
 //! A1: {s: 12, n: [P], cm: [P/basis epoch 1 by A1, …], p: [bundle P/basis epoch 1 x]}
@@ -47,7 +55,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::extract::State;
 use axum::http::header;
@@ -58,8 +66,9 @@ use eenplan_protocol::envelope::MAX_ENVELOPE_LEN;
 use eenplan_protocol::epoch::{Minter, SignedCommitment};
 use eenplan_protocol::policy::Policy;
 use eenplan_protocol::sync::{
-    self, Blob, EnvelopeDelivery, EnvelopeUpload, Fixed, KeyRequest, MAX_SYNC_REQUEST, REJECT_NO_WRITE,
-    Rejection, SyncRequest, SyncResponse,
+    self, Blob, EnvelopeDelivery, EnvelopeUpload, Fixed, HistoryPage, KeyRequest, MAX_ENVELOPES_PER_ANSWER,
+    MAX_HISTORY_REQUESTS, MAX_KEY_REQUEST_BYTES_PER_ANSWER, MAX_KEY_REQUESTS_PER_ANSWER, MAX_SYNC_REQUEST,
+    MIN_PAGE_BYTES, REJECT_NO_WRITE, Rejection, SyncRequest, SyncResponse,
 };
 use eenplan_protocol::{Bundle, DocumentId};
 
@@ -70,8 +79,8 @@ use crate::error::ApiError;
 use crate::group_commit::CommitError;
 use crate::metrics::Metrics;
 use crate::storage::{
-    CommitmentRecord, DeviceId, DeviceRecord, DeviceState, Envelope, NewBundle, PlanId, PushOutcome,
-    StorageError, UserId,
+    CommitmentRecord, DeviceId, DeviceRecord, DeviceState, Envelope, HistoryRequest, NewBundle, PlanId,
+    PullRequest, PushOutcome, StorageError, UserId,
 };
 
 /// The most bundle bytes one pull returns; the device syncs again at once when more wait.
@@ -125,7 +134,6 @@ pub async fn sync(
     let request: SyncRequest = sync::decode(&body.0, MAX_SYNC_REQUEST)
         .map_err(|_| ApiError::malformed("the body is not a CBOR sync request"))?;
     drop(body);
-    // `max_bytes` and `history` are not served yet: the default page, no history requests.
     let SyncRequest {
         since,
         push,
@@ -134,9 +142,10 @@ pub async fn sync(
         snapshots,
         policy_version,
         commitments,
-        max_bytes: _,
-        history: _,
+        max_bytes,
+        history,
     } = request;
+    let wanted = Wanted::new(since, policy_version, max_bytes, history)?;
     let device = session.device;
 
     let checker = device.clone();
@@ -175,9 +184,7 @@ pub async fn sync(
         }
     }
 
-    let response =
-        blocking(&state, move |state| respond(state, &device, since, policy_version, accepted, rejected))
-            .await?;
+    let response = blocking(&state, move |state| respond(state, &device, wanted, accepted, rejected)).await?;
     let bytes = sync::encode(&response);
     Metrics::add(&state.metrics.sync_bytes_out, bytes.len());
     Ok(([(header::CONTENT_TYPE, "application/cbor")], bytes).into_response())
@@ -459,22 +466,64 @@ fn put(state: &AppState, envelopes: &[Envelope]) -> usize {
     }
 }
 
+/// What the device asked of the answer.
+struct Wanted {
+    since: u64,
+    policy_version: u32,
+    /// The page's budget, clamped to what the server allows.
+    max_bytes: usize,
+    history: Vec<HistoryRequest>,
+}
+
+impl Wanted {
+    fn new(
+        since: u64,
+        policy_version: u32,
+        max_bytes: u32,
+        history: Vec<sync::HistoryRequest>,
+    ) -> Result<Wanted, ApiError> {
+        if history.len() > MAX_HISTORY_REQUESTS {
+            return Err(ApiError::bad_request(
+                "too_many_history_requests",
+                format!("at most {MAX_HISTORY_REQUESTS} history requests fit one sync request"),
+            ));
+        }
+        let max_bytes = match usize::try_from(max_bytes).unwrap_or(usize::MAX) {
+            0 => PULL_MAX_BYTES,
+            asked => asked.clamp(MIN_PAGE_BYTES as usize, PULL_MAX_BYTES),
+        };
+        // A document id that names no compartment cannot be readable: it gets no page.
+        let history = history
+            .into_iter()
+            .filter_map(|h| {
+                Some(HistoryRequest { document: DocumentId::from_bytes(&h.document.0).ok()?, after: h.after })
+            })
+            .collect();
+        Ok(Wanted { since, policy_version, max_bytes, history })
+    }
+}
+
 fn respond(
     state: &AppState,
     device: &DeviceRecord,
-    since: u64,
-    policy_version: u32,
+    wanted: Wanted,
     accepted: Vec<Fixed<16>>,
     rejected: Vec<Rejection>,
 ) -> Result<SyncResponse, ApiError> {
-    let batch = state.storage.pull(device.user, device.device_id, since, PULL_MAX_BYTES)?;
-    Metrics::add(&state.metrics.bundles_pulled, batch.bundles.len());
-    // After the pull: an envelope stored below the pull's head is then always included.
-    let mailbox = state.storage.envelopes_for(device.device_id, since)?;
+    let batch = state.storage.pull_page(&PullRequest {
+        user: device.user,
+        device: device.device_id,
+        since: wanted.since,
+        max_bytes: wanted.max_bytes,
+        max_envelopes: MAX_ENVELOPES_PER_ANSWER,
+        history: wanted.history,
+    })?;
+    let history_bundles: usize = batch.history.iter().map(|h| h.bundles.len()).sum();
+    Metrics::add(&state.metrics.bundles_pulled, batch.bundles.len() + history_bundles);
     // Each key travels with the commitment the device checks it against.
     let mut commitments = Vec::new();
     let mut committed = HashSet::new();
-    for envelope in &mailbox {
+    for envelope in &batch.envelopes {
         if committed.insert((envelope.document, envelope.epoch))
             && let Some(commitment) = state.storage.commitment(envelope.document, envelope.epoch)?
         {
@@ -484,7 +533,7 @@ fn respond(
     let policy = state
         .storage
         .policy()?
-        .filter(|record| record.policy.version > policy_version)
+        .filter(|record| record.policy.version > wanted.policy_version)
         .map(|record| Blob(record.signed));
     let readable = readable(state, device.user)?;
     // Which keys the device holds depends on every envelope it ever got, not only new ones,
@@ -495,19 +544,11 @@ fn respond(
         .into_iter()
         .filter(|(d, _)| readable.contains(d))
         .collect();
-    let key_requests = key_requests(state, device, &held)?;
-    let mut compact = Vec::new();
-    let mut current: HashMap<DocumentId, u32> = HashMap::new();
-    for (document, epoch) in &held {
-        let now = match current.entry(*document) {
-            Entry::Occupied(entry) => *entry.get(),
-            Entry::Vacant(entry) => *entry.insert(state.storage.current_epoch(*document)?),
-        };
-        // Only a device that holds the current key can seal a snapshot that others accept.
-        if *epoch == now && state.storage.document_stats(*document)?.bundles_since_snapshot > COMPACT_AFTER {
-            compact.push(Fixed(document.to_bytes()));
-        }
-    }
+    let (key_requests, key_requests_done) = key_requests(state, device, &held)?;
+    let complete = batch.complete && key_requests_done && batch.history.iter().all(|h| h.complete);
+    // A snapshot covers the answer's head, which is a log position only in a complete answer;
+    // and the device must hold everything up to it.
+    let compact = if complete { compact(state, device, &held, batch.head)? } else { Vec::new() };
     let mint =
         state.storage.unminted_documents(device.user)?.into_iter().map(|d| Fixed(d.to_bytes())).collect();
     Ok(SyncResponse {
@@ -515,8 +556,9 @@ fn respond(
         rejected,
         bundles: batch.bundles.into_iter().map(|b| Blob(b.bytes)).collect(),
         head: batch.head,
-        complete: batch.complete,
-        envelopes: mailbox
+        complete,
+        envelopes: batch
+            .envelopes
             .into_iter()
             .map(|e| EnvelopeDelivery {
                 document: Fixed(e.document.to_bytes()),
@@ -528,41 +570,120 @@ fn respond(
         compact,
         policy,
         commitments,
-        witnesses: Vec::new(),
-        history: Vec::new(),
+        witnesses: batch.witnesses.into_iter().map(|b| Blob(b.bytes)).collect(),
+        history: batch
+            .history
+            .into_iter()
+            .map(|h| HistoryPage {
+                document: Fixed(h.document.to_bytes()),
+                bundles: h.bundles.into_iter().map(|b| Blob(b.bytes)).collect(),
+                through: h.through,
+                complete: h.complete,
+            })
+            .collect(),
         mint,
     })
 }
 
+/// The documents whose logs are long that this device is now asked to snapshot, covering
+/// `head`: among those it holds the current key of, the ones storage records a request for
+/// (not while another device's request for the same document is outstanding, and a bounded
+/// number per device). Only a requested snapshot is accepted.
+fn compact(
+    state: &AppState,
+    device: &DeviceRecord,
+    held: &[(DocumentId, u32)],
+    head: u64,
+) -> Result<Vec<Fixed<17>>, ApiError> {
+    let mut long = Vec::new();
+    let mut current: HashMap<DocumentId, u32> = HashMap::new();
+    for (document, epoch) in held {
+        let now = match current.entry(*document) {
+            Entry::Occupied(entry) => *entry.get(),
+            Entry::Vacant(entry) => *entry.insert(state.storage.current_epoch(*document)?),
+        };
+        // Only a device that holds the current key can seal a snapshot that others accept.
+        if *epoch == now && state.storage.document_stats(*document)?.bundles_since_snapshot > COMPACT_AFTER {
+            long.push(*document);
+        }
+    }
+    let asked = state.storage.request_snapshots(device.device_id, &long, head, now_ms())?;
+    Ok(asked.into_iter().map(|d| Fixed(d.to_bytes())).collect())
+}
+
+/// A key request by what it asks: the document, the epoch, the device that lacks the key.
+type KeyRequestId = (DocumentId, u32, DeviceId);
+
+/// Where each device stands in a round of its key requests that did not fit one answer: the
+/// last one it was given. The next answers continue after it, until every request was listed
+/// once; then the answer can be complete again. Kept in memory: after a restart a round starts
+/// over, which costs a few repeated requests and loses nothing.
+#[derive(Debug, Default)]
+pub struct KeyRequestPaging(Mutex<HashMap<DeviceId, KeyRequestId>>);
+
+impl KeyRequestPaging {
+    fn mark(&self, device: DeviceId) -> Option<KeyRequestId> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).get(&device).copied()
+    }
+
+    fn set(&self, device: DeviceId, mark: Option<KeyRequestId>) {
+        let mut marks = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match mark {
+            Some(mark) => marks.insert(device, mark),
+            None => marks.remove(&device),
+        };
+    }
+}
+
 /// For every (document, epoch) key the device holds, the devices that may read the document
-/// and lack that key.
+/// and lack that key: at most [`MAX_KEY_REQUESTS_PER_ANSWER`] (and
+/// [`MAX_KEY_REQUEST_BYTES_PER_ANSWER`]) of them, continuing where the last answer stopped.
+/// True when this answer ends the round.
 fn key_requests(
     state: &AppState,
     device: &DeviceRecord,
     held: &[(DocumentId, u32)],
-) -> Result<Vec<KeyRequest>, ApiError> {
-    let mut chains: HashMap<DeviceId, Option<Chain>> = HashMap::new();
-    let mut requests = Vec::new();
+) -> Result<(Vec<KeyRequest>, bool), ApiError> {
+    let mark = state.key_request_paging.mark(device.device_id);
+    let mut pending: Vec<KeyRequestId> = Vec::new();
     for (document, epoch) in held {
         for requester in state.storage.devices_missing_envelope(*document, *epoch)? {
-            if requester == device.device_id {
-                continue;
-            }
-            let chain = match chains.entry(requester) {
-                Entry::Occupied(entry) => entry.into_mut(),
-                Entry::Vacant(entry) => entry.insert(requester_chain(state, requester)?),
-            };
-            if let Some((certificate, admin_certificate)) = chain {
-                requests.push(KeyRequest {
-                    document: Fixed(document.to_bytes()),
-                    epoch: *epoch,
-                    certificate: Blob(certificate.clone()),
-                    admin_certificate: Blob(admin_certificate.clone()),
-                });
+            let id = (*document, *epoch, requester);
+            if requester != device.device_id && mark.is_none_or(|mark| id > mark) {
+                pending.push(id);
             }
         }
     }
-    Ok(requests)
+    pending.sort();
+    let mut chains: HashMap<DeviceId, Option<Chain>> = HashMap::new();
+    let mut requests = Vec::new();
+    let (mut bytes, mut listed) = (0usize, 0usize);
+    for (document, epoch, requester) in &pending {
+        let chain = match chains.entry(*requester) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => entry.insert(requester_chain(state, *requester)?),
+        };
+        if let Some((certificate, admin_certificate)) = chain {
+            let size = certificate.len() + admin_certificate.len();
+            let full = requests.len() >= MAX_KEY_REQUESTS_PER_ANSWER
+                || (!requests.is_empty() && bytes + size > MAX_KEY_REQUEST_BYTES_PER_ANSWER);
+            if full {
+                break;
+            }
+            bytes += size;
+            requests.push(KeyRequest {
+                document: Fixed(document.to_bytes()),
+                epoch: *epoch,
+                certificate: Blob(certificate.clone()),
+                admin_certificate: Blob(admin_certificate.clone()),
+            });
+        }
+        listed += 1;
+    }
+    let done = listed == pending.len();
+    let mark = if done { None } else { listed.checked_sub(1).map(|last| pending[last]) };
+    state.key_request_paging.set(device.device_id, mark);
+    Ok((requests, done))
 }
 
 /// A device certificate and its administrator's certificate.

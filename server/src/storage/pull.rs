@@ -1,15 +1,25 @@
 //! The pull algorithm (module docs of [`super`]), written once over [`LogView`] so that every
 //! backend pages and positions bundles identically; a backend supplies a handful of indexed
-//! reads inside one read transaction.
+//! reads inside one read transaction, and stores the [`ResumePoint`] of a page that stopped
+//! inside a history block.
 //!
 //! Cost: per readable document, one snapshot lookup and one range scan starting after the
 //! cursor (or after the snapshot, for a document new to the device); a scan stops once that
-//! document alone has filled the page. So a pull costs O(readable documents) index seeks plus
-//! the rows it may return, independent of how long the logs are. A single join of
-//! participants and bundles would be one statement, but it could not position history
-//! blocks or stop per document, and the planner would be free to walk bundles by seq.
+//! document alone has filled the page. Per snapshot sent, two index seeks per author of its
+//! document (the witnesses). So a pull costs O(readable documents) index seeks plus the rows
+//! it may return, independent of how long the logs are. A single join of participants and
+//! bundles would be one statement, but it could not position history blocks or stop per
+//! document, and the planner would be free to walk bundles by seq.
 
-use super::{DeviceId, DocumentId, PullBatch, Result, SNAPSHOT_SHORTCUT_CHANGES, StoredBundle, UserId};
+use std::cmp::Ordering;
+use std::collections::HashSet;
+
+use eenplan_protocol::sync::RESUME_TOKEN_BIT;
+
+use super::{
+    DeviceId, DocumentId, Envelope, HistoryBatch, PullBatch, PullRequest, Result, SNAPSHOT_SHORTCUT_CHANGES,
+    StoredBundle, UserId,
+};
 
 /// What a pull needs of a row, without its bytes.
 #[derive(Debug, Clone, Copy)]
@@ -20,13 +30,30 @@ pub(crate) struct RowMeta {
     pub size: u64,
 }
 
+/// Where a page that stopped inside a history block continues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ResumePoint {
+    /// The block's position (a grant): everything before it was delivered.
+    pub block: u64,
+    /// The block's documents before this one were delivered whole.
+    pub document: DocumentId,
+    /// This document's block was delivered up to this seq: its last change sent, or the
+    /// position its snapshot covers when the page stopped right after the snapshot.
+    pub after: u64,
+    /// The log head when the block's first page was read. Every page of the block sends
+    /// the documents' newest snapshots as of then, so a snapshot stored while the block is
+    /// under way changes nothing about what its earlier pages sent or its later ones send.
+    pub seen_head: u64,
+}
+
 /// Reads of one read transaction; every call sees the same state of the log.
 pub(crate) trait LogView {
     fn head(&self) -> Result<u64>;
     /// (document, granted_at_seq) of every document `user` may read under the stored policy.
     fn readable(&self, user: UserId) -> Result<Vec<(DocumentId, u64)>>;
-    /// The snapshot with the greatest `covers_seq` (then the greatest seq).
-    fn latest_snapshot(&self, document: DocumentId) -> Result<Option<RowMeta>>;
+    /// Of the snapshots with seq ≤ `through`, the one with the greatest `covers_seq` (then
+    /// the greatest seq).
+    fn latest_snapshot(&self, document: DocumentId, through: u64) -> Result<Option<RowMeta>>;
     /// The seq of the `nth` newest change bundle with seq ≤ `through` (1 = the newest).
     fn nth_change_back(&self, document: DocumentId, through: u64, nth: u64) -> Result<Option<u64>>;
     /// Visits the change bundles with seq > `after` in seq order until `visit` says stop.
@@ -36,130 +63,407 @@ pub(crate) trait LogView {
         after: u64,
         visit: &mut dyn FnMut(RowMeta) -> bool,
     ) -> Result<()>;
+    /// The smallest author id greater than `after` among the document's change bundles.
+    fn next_author(&self, document: DocumentId, after: Option<DeviceId>) -> Result<Option<DeviceId>>;
+    /// `author`'s change bundle of `document` with the greatest seq ≤ `through`.
+    fn newest_change_by(
+        &self,
+        document: DocumentId,
+        author: DeviceId,
+        through: u64,
+    ) -> Result<Option<RowMeta>>;
+    /// Up to `limit` of `device`'s envelopes stored after position `after`, with their
+    /// positions, in position order.
+    fn envelopes_after(&self, device: DeviceId, after: u64, limit: usize) -> Result<Vec<(u64, Envelope)>>;
+    /// The resume point that `token` names, if this backend handed it to `device`.
+    fn resume_point(&self, device: DeviceId, token: u64) -> Result<Option<ResumePoint>>;
     fn fetch(&self, seq: u64) -> Result<StoredBundle>;
 }
 
+/// A page as the algorithm leaves it: when it stopped inside a history block, the backend
+/// stores `resume` and puts its token in `batch.head`.
+pub(crate) struct Page {
+    pub batch: PullBatch,
+    pub resume: Option<ResumePoint>,
+    /// The token the device presented, which it may present again (its answer may be lost).
+    pub presented_token: Option<u64>,
+}
+
+/// Log positions and seqs are stored as SQL integers; nothing can lie beyond this.
+const MAX_POSITION: u64 = i64::MAX as u64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum What {
+    Snapshot { covers: u64 },
+    Change,
+    Envelope(usize),
+}
+
+/// One thing a page sends whole: a bundle (a snapshot with its witnesses), or an envelope.
 #[derive(Debug, Clone, Copy)]
-struct Candidate {
-    /// Where the bundle sits for paging: its seq, the grant's position for a history block,
-    /// or the anchor of a shortcut snapshot.
+struct Unit {
+    /// Where it sits for paging: a bundle's seq, the grant's position for a history block,
+    /// the anchor of a shortcut snapshot, an envelope's position.
     position: u64,
-    /// Snapshots before changes within a block.
-    rank: u8,
+    /// Orders the documents of one history block.
+    document: DocumentId,
+    /// Snapshots before changes within a document.
+    what: What,
+    /// The bundle's seq or the envelope's position.
     seq: u64,
     size: u64,
+    /// Part of the history block at `position`: a page may stop inside it.
+    in_block: bool,
 }
 
-pub(crate) fn pull(
-    view: &dyn LogView,
-    user: UserId,
-    device: DeviceId,
-    since: u64,
-    max_bytes: usize,
-) -> Result<PullBatch> {
-    let head = view.head()?;
-    // Every grant and bundle has a position ≤ head, so nothing can be due.
-    if since >= head {
-        return Ok(PullBatch { bundles: Vec::new(), head, complete: true });
+impl Unit {
+    fn order(&self) -> (u64, DocumentId, u8, u64) {
+        let rank = match self.what {
+            What::Snapshot { .. } => 0,
+            What::Change => 1,
+            What::Envelope(_) => 2,
+        };
+        (self.position, self.document, rank, self.seq)
     }
-    let budget = u64::try_from(max_bytes).unwrap_or(u64::MAX);
-    let mut candidates = Vec::new();
-    let mut truncated = false;
-    for (document, granted) in view.readable(user)? {
-        truncated |= document_candidates(view, document, granted, device, since, budget, &mut candidates)?;
-    }
-    candidates.sort_by_key(|c| (c.position, c.rank, c.seq));
 
-    let mut page: Vec<Candidate> = Vec::new();
-    let mut total = 0u64;
-    let mut last_position = since;
-    let mut complete = !truncated;
-    let mut rest = candidates.as_slice();
-    while let Some(first) = rest.first() {
-        let len = rest.iter().take_while(|c| c.position == first.position).count();
-        let (block, tail) = rest.split_at(len);
-        let size = block.iter().map(|c| c.size).sum::<u64>();
-        if !page.is_empty() && total.saturating_add(size) > budget {
-            complete = false;
+    /// How far its document's block is delivered once this unit is.
+    fn delivered_through(&self) -> u64 {
+        match self.what {
+            What::Snapshot { covers } => covers,
+            What::Change | What::Envelope(_) => self.seq,
+        }
+    }
+}
+
+/// The bytes a page may still take; the first unit of the whole answer always fits.
+struct Budget {
+    limit: u64,
+    used: u64,
+    any: bool,
+}
+
+impl Budget {
+    fn take(&mut self, size: u64) -> bool {
+        if self.any && self.used.saturating_add(size) > self.limit {
+            return false;
+        }
+        self.used = self.used.saturating_add(size);
+        self.any = true;
+        true
+    }
+}
+
+/// Where the device stands: a log position, or a place inside a history block.
+struct Start {
+    since: u64,
+    resume: Option<ResumePoint>,
+    token: Option<u64>,
+}
+
+impl Start {
+    fn of(view: &dyn LogView, device: DeviceId, cursor: u64) -> Result<Start> {
+        if cursor & RESUME_TOKEN_BIT == 0 {
+            return Ok(Start { since: cursor, resume: None, token: None });
+        }
+        let token = cursor & !RESUME_TOKEN_BIT;
+        Ok(match view.resume_point(device, token)? {
+            // Everything before the block was delivered.
+            Some(point) => {
+                Start { since: point.block.saturating_sub(1), resume: Some(point), token: Some(token) }
+            }
+            // A token this device was never given, or one forgotten since: start over. The
+            // device receives what it holds again, and loses nothing.
+            None => Start { since: 0, resume: None, token: None },
+        })
+    }
+}
+
+pub(crate) fn pull(view: &dyn LogView, request: &PullRequest) -> Result<Page> {
+    let head = view.head()?;
+    let start = Start::of(view, request.device, request.since)?;
+    let readable = view.readable(request.user)?;
+    let mut budget =
+        Budget { limit: u64::try_from(request.max_bytes).unwrap_or(u64::MAX), used: 0, any: false };
+    let stream = Stream::collect(view, request, &start, &readable, head, budget.limit)?;
+    // An envelope limit of 0 would leave a page that starts with an envelope empty for ever.
+    let taken = take_units(view, &stream.units, &mut budget, request.max_envelopes.max(1))?;
+    let (head, complete, resume) = stream.end(&taken, &start, request.since, head);
+
+    let mut batch = PullBatch {
+        bundles: Vec::new(),
+        witnesses: Vec::new(),
+        envelopes: Vec::new(),
+        history: Vec::new(),
+        head,
+        complete,
+    };
+    for unit in &stream.units[..taken.units] {
+        match unit.what {
+            What::Envelope(index) => batch.envelopes.push(stream.envelopes[index].1.clone()),
+            What::Snapshot { .. } | What::Change => batch.bundles.push(view.fetch(unit.seq)?),
+        }
+    }
+    batch.witnesses = taken.witnesses.iter().map(|&seq| view.fetch(seq)).collect::<Result<_>>()?;
+    let readable: HashSet<DocumentId> = readable.into_iter().map(|(document, _)| document).collect();
+    batch.history = history(view, request, &readable, &mut budget)?;
+    Ok(Page { batch, resume, presented_token: start.token })
+}
+
+/// Everything due to the device, in page order (bundles without their bytes).
+struct Stream {
+    units: Vec<Unit>,
+    /// The first position a document's scan left out because that document alone filled the
+    /// page: nothing from there on can be in this page.
+    cut: Option<u64>,
+    envelopes: Vec<(u64, Envelope)>,
+}
+
+impl Stream {
+    fn collect(
+        view: &dyn LogView,
+        request: &PullRequest,
+        start: &Start,
+        readable: &[(DocumentId, u64)],
+        head: u64,
+        budget: u64,
+    ) -> Result<Stream> {
+        let mut stream = Stream { units: Vec::new(), cut: None, envelopes: Vec::new() };
+        // Every grant, bundle and envelope has a position ≤ head, so nothing can be due.
+        if start.since >= head {
+            return Ok(stream);
+        }
+        for &(document, granted) in readable {
+            let plan = DocumentPlan::new(view, document, granted, request.device, start)?;
+            if let Some(position) = plan.units(view, request.device, budget, &mut stream.units)? {
+                stream.cut = Some(stream.cut.map_or(position, |c| c.min(position)));
+            }
+        }
+        // One more than fits, so that a page stopped by the limit is not taken for the end.
+        let limit = request.max_envelopes.saturating_add(1);
+        stream.envelopes = view.envelopes_after(request.device, start.since, limit)?;
+        for (index, (position, envelope)) in stream.envelopes.iter().enumerate() {
+            stream.units.push(Unit {
+                position: *position,
+                document: envelope.document,
+                what: What::Envelope(index),
+                seq: *position,
+                size: u64::try_from(envelope.bytes.len()).unwrap_or(u64::MAX),
+                in_block: false,
+            });
+        }
+        stream.units.sort_by_key(Unit::order);
+        Ok(stream)
+    }
+
+    /// The page's head, whether it is complete, and where it stopped inside a block: the log
+    /// head when nothing is left; inside a block when the next unit is at the last one's
+    /// block position; else the last position sent (every unit at or before it was).
+    fn end(&self, taken: &Taken, start: &Start, since: u64, head: u64) -> (u64, bool, Option<ResumePoint>) {
+        let last = taken.units.checked_sub(1).map(|i| self.units[i]);
+        let next = self.units.get(taken.units).map(|u| u.position).into_iter().chain(self.cut).min();
+        match (last, next) {
+            (_, None) => (head, true, None),
+            (Some(last), Some(next)) if next == last.position && last.in_block => {
+                // Later pages of the block keep the snapshots its first page chose.
+                let seen_head =
+                    start.resume.filter(|p| p.block == last.position).map_or(head, |p| p.seen_head);
+                let point = ResumePoint {
+                    block: last.position,
+                    document: last.document,
+                    after: last.delivered_through(),
+                    seen_head,
+                };
+                // The backend replaces the head with the point's token.
+                (since, false, Some(point))
+            }
+            (Some(last), Some(_)) => (last.position, false, None),
+            // Only when nothing fitted at all: the same cursor again.
+            (None, Some(_)) => (since, false, None),
+        }
+    }
+}
+
+struct Taken {
+    units: usize,
+    witnesses: Vec<u64>,
+}
+
+/// Takes units in order while they fit the budget and the envelope limit; a snapshot takes
+/// its witnesses with it.
+fn take_units(
+    view: &dyn LogView,
+    units: &[Unit],
+    budget: &mut Budget,
+    max_envelopes: usize,
+) -> Result<Taken> {
+    let mut taken = Taken { units: 0, witnesses: Vec::new() };
+    let mut envelopes = 0usize;
+    for unit in units {
+        let mut size = unit.size;
+        let mut witnesses = Vec::new();
+        match unit.what {
+            What::Envelope(_) if envelopes >= max_envelopes => break,
+            What::Envelope(_) => envelopes += 1,
+            What::Snapshot { covers } => {
+                witnesses = witnesses_of(view, unit.document, covers)?;
+                size = witnesses.iter().fold(size, |total, w| total.saturating_add(w.size));
+            }
+            What::Change => {}
+        }
+        if !budget.take(size) {
             break;
         }
-        page.extend_from_slice(block);
-        total = total.saturating_add(size);
-        last_position = first.position;
-        rest = tail;
+        taken.units += 1;
+        taken.witnesses.extend(witnesses.iter().map(|w| w.seq));
     }
-    let bundles = page.iter().map(|c| view.fetch(c.seq)).collect::<Result<Vec<_>>>()?;
-    Ok(PullBatch { bundles, head: if complete { head } else { last_position }, complete })
+    Ok(taken)
 }
 
-/// Adds what `document` owes the device to `out`, in position order. Returns true if it
-/// stopped early because this document alone already exceeds the page: the rest cannot be
-/// in this page, and the page must then not claim to be complete.
-fn document_candidates(
-    view: &dyn LogView,
-    document: DocumentId,
-    granted: u64,
-    device: DeviceId,
-    since: u64,
-    budget: u64,
-    out: &mut Vec<Candidate>,
-) -> Result<bool> {
-    let snapshot = view.latest_snapshot(document)?;
-    let covers = |s: &RowMeta| s.covers_seq.unwrap_or(0);
-    let mut used = 0u64;
-    let mut push = |position: u64, rank: u8, row: &RowMeta, used: &mut u64| {
-        out.push(Candidate { position, rank, seq: row.seq, size: row.size });
-        *used = used.saturating_add(row.size);
-    };
-
-    // `block`: the history block's position, for a document new to this cursor.
-    let (block, scan_after) = if granted > since {
-        let base = snapshot.as_ref().map_or(0, covers);
-        // A device that wrote the snapshot holds it; it still needs only the changes after it.
-        if let Some(s) = snapshot.as_ref().filter(|s| s.author != device) {
-            push(granted, 0, s, &mut used);
+/// For every device that wrote change bundles of `document` up to `covers`, its newest one:
+/// what a receiver checks a snapshot against. Two index seeks per author.
+fn witnesses_of(view: &dyn LogView, document: DocumentId, covers: u64) -> Result<Vec<RowMeta>> {
+    let mut out = Vec::new();
+    let mut after = None;
+    while let Some(author) = view.next_author(document, after)? {
+        if let Some(row) = view.newest_change_by(document, author, covers)? {
+            out.push(row);
         }
-        (Some(granted), base)
-    } else {
+        after = Some(author);
+    }
+    Ok(out)
+}
+
+/// Serves the history requests from what the pull left of the budget.
+fn history(
+    view: &dyn LogView,
+    request: &PullRequest,
+    readable: &HashSet<DocumentId>,
+    budget: &mut Budget,
+) -> Result<Vec<HistoryBatch>> {
+    let mut served = HashSet::new();
+    let mut out = Vec::new();
+    for asked in &request.history {
+        if !readable.contains(&asked.document) || !served.insert(asked.document) {
+            continue;
+        }
+        let (mut seqs, mut through, mut complete) = (Vec::new(), asked.after, true);
+        view.scan_changes(asked.document, asked.after.min(MAX_POSITION), &mut |row| {
+            if !budget.take(row.size) {
+                complete = false;
+                return false;
+            }
+            seqs.push(row.seq);
+            through = row.seq;
+            true
+        })?;
+        let bundles = seqs.into_iter().map(|seq| view.fetch(seq)).collect::<Result<_>>()?;
+        out.push(HistoryBatch { document: asked.document, bundles, through, complete });
+    }
+    Ok(out)
+}
+
+/// What one document owes the device: a snapshot (at a position), then its changes after
+/// `scan_after`, those up to `block` sitting at the block's position.
+struct DocumentPlan {
+    document: DocumentId,
+    snapshot: Option<(u64, RowMeta, bool)>,
+    scan_after: u64,
+    block: Option<u64>,
+}
+
+impl DocumentPlan {
+    fn new(
+        view: &dyn LogView,
+        document: DocumentId,
+        granted: u64,
+        device: DeviceId,
+        start: &Start,
+    ) -> Result<DocumentPlan> {
+        let covers = |s: &RowMeta| s.covers_seq.unwrap_or(0);
+        let plan = |snapshot, scan_after, block| DocumentPlan { document, snapshot, scan_after, block };
+        if granted > start.since {
+            let resumed = start.resume.filter(|p| p.block == granted);
+            if let Some(point) = resumed {
+                match document.cmp(&point.document) {
+                    // Delivered whole, with the snapshot that was newest then (or none).
+                    Ordering::Less => {
+                        let base = view.latest_snapshot(document, point.seen_head)?.map_or(0, |s| covers(&s));
+                        return Ok(plan(None, base.max(granted), None));
+                    }
+                    Ordering::Equal => return Ok(plan(None, point.after, Some(granted))),
+                    Ordering::Greater => {}
+                }
+            }
+            // New to this cursor: the newest snapshot (as of the block's first page) and
+            // everything after what it covers.
+            let through = resumed.map_or(MAX_POSITION, |p| p.seen_head);
+            let snapshot = view.latest_snapshot(document, through)?;
+            let base = snapshot.as_ref().map_or(0, covers);
+            // A device that wrote the snapshot holds it; it still needs the changes after it.
+            let snapshot = snapshot.filter(|s| s.author != device).map(|s| (granted, s, true));
+            return Ok(plan(snapshot, base, Some(granted)));
+        }
         // "More than N of the changes in (since, covers] are missing" is the same as
         // "since < the (N+1)th newest change up to covers": the anchor. It belongs to the
-        // snapshot, not to the cursor, so the decision is the same for every cursor before
-        // it, and the snapshot sits at the anchor: a page that stops before the anchor has
+        // snapshot, not to the cursor, so the decision is the same for every cursor before it,
+        // and the snapshot sits at the anchor: a page that stops before the anchor has
         // delivered nothing of this document, and the next pull takes the shortcut again. A
         // page that stops between the anchor and `covers` leaves at most N changes that the
         // next pull sends although the snapshot holds them: redundant, never missing.
-        let anchor = match snapshot.as_ref().filter(|s| covers(s) > since) {
+        let snapshot = view.latest_snapshot(document, MAX_POSITION)?.filter(|s| covers(s) > start.since);
+        let anchor = match snapshot.as_ref() {
             Some(s) => view.nth_change_back(document, covers(s), SNAPSHOT_SHORTCUT_CHANGES + 1)?,
             None => None,
         };
-        match (snapshot.as_ref(), anchor) {
-            (Some(s), Some(anchor)) if since < anchor => {
-                if s.author != device {
-                    push(anchor, 0, s, &mut used);
-                }
-                (None, covers(s))
+        Ok(match (snapshot, anchor) {
+            (Some(s), Some(anchor)) if start.since < anchor => {
+                let base = covers(&s);
+                plan(Some((anchor, s, false)).filter(|_| s.author != device), base, None)
             }
-            _ => (None, since),
-        }
-    };
+            _ => plan(None, start.since, None),
+        })
+    }
 
-    let mut full = used > budget;
-    let mut truncated = false;
-    view.scan_changes(document, scan_after, &mut |row| {
-        if row.author == device {
-            return true;
+    /// Adds the document's units to `out`, in position order. Returns the position of the
+    /// first one left out when this document alone filled the page: nothing from there on can
+    /// be in this page, and the page must not claim to be complete.
+    fn units(
+        &self,
+        view: &dyn LogView,
+        device: DeviceId,
+        budget: u64,
+        out: &mut Vec<Unit>,
+    ) -> Result<Option<u64>> {
+        let mut used = 0u64;
+        if let Some((position, s, in_block)) = self.snapshot {
+            let what = What::Snapshot { covers: s.covers_seq.unwrap_or(0) };
+            out.push(Unit { position, document: self.document, what, seq: s.seq, size: s.size, in_block });
+            used = s.size;
         }
-        let position = match block {
-            Some(granted) if row.seq <= granted => granted,
-            _ => row.seq,
-        };
-        if full && block != Some(position) {
-            truncated = true;
-            return false;
-        }
-        push(position, 1, &row, &mut used);
-        full = used > budget;
-        true
-    })?;
-    Ok(truncated)
+        let mut cut = None;
+        view.scan_changes(self.document, self.scan_after, &mut |row| {
+            if row.author == device {
+                return true;
+            }
+            let (position, in_block) = match self.block {
+                Some(block) if row.seq <= block => (block, true),
+                _ => (row.seq, false),
+            };
+            if used > budget {
+                cut = Some(position);
+                return false;
+            }
+            out.push(Unit {
+                position,
+                document: self.document,
+                what: What::Change,
+                seq: row.seq,
+                size: row.size,
+                in_block,
+            });
+            used = used.saturating_add(row.size);
+            true
+        })?;
+        Ok(cut)
+    }
 }

@@ -20,9 +20,9 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavio
 
 use super::{
     AdminRecord, CREATOR_PLAN_ROLE, CommitmentRecord, CompletedRotation, DeviceId, DeviceRecord, DeviceState,
-    DocStats, Envelope, NetworkRecord, NewBundle, NewDevice, Org, OrgId, Participant, PlanId, PolicyRecord,
-    PullBatch, PushOutcome, Reader, Result, Revocation, RevocationListRecord, RotationTask, Storage,
-    StorageError, User, UserId, pull,
+    DocStats, Envelope, MAX_SNAPSHOT_REQUESTS_PER_DEVICE, NetworkRecord, NewBundle, NewDevice, Org, OrgId,
+    Participant, PlanId, PolicyRecord, PullBatch, PullRequest, PushOutcome, Reader, Result, Revocation,
+    RevocationListRecord, RotationTask, SNAPSHOT_REQUEST_TTL_MS, Storage, StorageError, User, UserId, pull,
 };
 
 /// Read connections. Pulls are short read transactions; a few cover the bursts of a morning
@@ -641,7 +641,21 @@ impl Storage for SqliteStorage {
                 }
                 let seq = head + 1;
                 let covers = match item.kind {
-                    BundleKind::Snapshot { .. } => Some(item.covers_seq.unwrap_or(0).min(head)),
+                    BundleKind::Snapshot { covers } => {
+                        // A retried upload is found, not refused: its request is gone.
+                        if let Some(seq) = rows::seq_of_bundle(tx, &item.bundle_id)? {
+                            outcomes.push(PushOutcome::Duplicate { seq });
+                            continue;
+                        }
+                        let since = item.received_at.saturating_sub(SNAPSHOT_REQUEST_TTL_MS);
+                        if !rows::take_snapshot_request(tx, item.author, item.document, covers, since)? {
+                            outcomes.push(PushOutcome::Refused {
+                                reason: eenplan_protocol::sync::REJECT_UNREQUESTED_SNAPSHOT,
+                            });
+                            continue;
+                        }
+                        Some(covers)
+                    }
                     BundleKind::Changes => None,
                 };
                 if rows::insert_bundle(tx, seq, item, covers)? {
@@ -665,8 +679,54 @@ impl Storage for SqliteStorage {
         self.read(rows::head)
     }
 
-    fn pull(&self, user: UserId, device: DeviceId, since: u64, max_bytes: usize) -> Result<PullBatch> {
-        self.read(|conn| pull::pull(&rows::SqliteLog(conn), user, device, since, max_bytes))
+    fn pull_page(&self, request: &PullRequest) -> Result<PullBatch> {
+        let page = self.read(|conn| pull::pull(&rows::SqliteLog(conn), request))?;
+        let Some(point) = page.resume else { return Ok(page.batch) };
+        let token =
+            self.write(|tx| rows::insert_resume_point(tx, request.device, &point, page.presented_token))?;
+        Ok(PullBatch { head: eenplan_protocol::sync::RESUME_TOKEN_BIT | token, ..page.batch })
+    }
+
+    fn request_snapshots(
+        &self,
+        device: DeviceId,
+        documents: &[DocumentId],
+        covers: u64,
+        now: i64,
+    ) -> Result<Vec<DocumentId>> {
+        known_compartments(documents.iter().copied())?;
+        if documents.is_empty() {
+            return Ok(Vec::new());
+        }
+        let since = now.saturating_sub(SNAPSHOT_REQUEST_TTL_MS);
+        self.write(|tx| {
+            if covers > rows::head(tx)? {
+                return Err(StorageError::InvalidState(
+                    "a snapshot cannot cover more than the log holds".into(),
+                ));
+            }
+            rows::expire_snapshot_requests(tx, since)?;
+            let mut outstanding: std::collections::BTreeSet<DocumentId> =
+                rows::snapshot_requests_of(tx, device, since)?.into_iter().map(|(d, _)| d).collect();
+            let mut asked = Vec::new();
+            for &document in documents {
+                let full =
+                    outstanding.len() >= MAX_SNAPSHOT_REQUESTS_PER_DEVICE && !outstanding.contains(&document);
+                if full || rows::snapshot_requested_elsewhere(tx, document, device, since)? {
+                    continue;
+                }
+                rows::upsert_snapshot_request(tx, device, document, covers, now)?;
+                outstanding.insert(document);
+                asked.push(document);
+            }
+            Ok(asked)
+        })
+    }
+
+    fn snapshot_requests(&self, device: DeviceId, now: i64) -> Result<Vec<(DocumentId, u64)>> {
+        self.read(|conn| {
+            rows::snapshot_requests_of(conn, device, now.saturating_sub(SNAPSHOT_REQUEST_TTL_MS))
+        })
     }
 
     fn document_stats(&self, document: DocumentId) -> Result<DocStats> {

@@ -198,6 +198,36 @@ const MIGRATIONS: &[&str] = &[
          device_id BLOB PRIMARY KEY,
          version   BIGINT NOT NULL
      ) WITHOUT ROWID;",
+    // 7: snapshots only on request, witnesses, and pages that stop inside a history block.
+    //    Snapshots of the retired format (wire kind byte 1: no `covers` in the signed header)
+    //    are deleted; nobody can check them, and the log still holds every change they
+    //    covered, so pulls send those instead until a device is asked for a new snapshot.
+    //    `snapshot_requests` is what the server asked which device for (consumed by the
+    //    upload); `pull_resumes` is where a page stopped inside a history block (the token
+    //    is the device's cursor); `bundles_by_author` finds each author's newest change up to
+    //    a position with one seek.
+    "DELETE FROM bundles WHERE kind = 1 AND substr(bytes, 2, 1) = X'01';
+     CREATE TABLE snapshot_requests (
+         device_id    BLOB NOT NULL,
+         plan_id      BLOB NOT NULL,
+         compartment  SMALLINT NOT NULL,
+         covers_seq   BIGINT NOT NULL,
+         requested_at BIGINT NOT NULL,
+         PRIMARY KEY (device_id, plan_id, compartment)
+     ) WITHOUT ROWID;
+     CREATE INDEX snapshot_requests_by_document ON snapshot_requests (plan_id, compartment, requested_at);
+     CREATE INDEX snapshot_requests_by_age ON snapshot_requests (requested_at);
+     CREATE TABLE pull_resumes (
+         token       INTEGER PRIMARY KEY AUTOINCREMENT,
+         device_id   BLOB NOT NULL,
+         block_seq   BIGINT NOT NULL,
+         plan_id     BLOB NOT NULL,
+         compartment SMALLINT NOT NULL,
+         after_seq   BIGINT NOT NULL,
+         seen_head   BIGINT NOT NULL
+     );
+     CREATE INDEX pull_resumes_by_device ON pull_resumes (device_id);
+     CREATE INDEX bundles_by_author ON bundles (plan_id, compartment, author, seq) WHERE kind = 0;",
 ];
 
 /// The schema version this build writes.
@@ -254,5 +284,41 @@ mod tests {
             })
             .unwrap();
         assert_eq!((code_id, key_mac), (vec![1], vec![]));
+    }
+
+    #[test]
+    fn schema_7_deletes_the_snapshots_of_the_retired_format_and_keeps_everything_else() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        let tx = conn.transaction().unwrap();
+        for sql in &MIGRATIONS[..5] {
+            tx.execute_batch(sql).unwrap();
+        }
+        tx.pragma_update(None, "user_version", 5).unwrap();
+        // seq, DB kind, the wire kind byte (offset 1 of the bundle).
+        let rows = [(1, 0, 0u8), (2, 1, 1u8), (3, 1, 2u8), (4, 0, 0u8), (5, 1, 1u8)];
+        for (seq, kind, wire_kind) in rows {
+            let bytes = [1u8, wire_kind, 7, 7];
+            tx.execute(
+                "INSERT INTO bundles (seq, plan_id, compartment, bundle_id, author, epoch, kind, covers_seq,
+                                      size, bytes, received_at)
+                 VALUES (?1, X'AA', 0, ?2, X'BB', 1, ?3, ?4, 4, ?5, 0)",
+                rusqlite::params![seq, vec![seq as u8; 16], kind, (kind == 1).then_some(1), &bytes[..]],
+            )
+            .unwrap();
+        }
+        migrate(&tx).unwrap();
+        let kept: Vec<i64> = tx
+            .prepare("SELECT seq FROM bundles ORDER BY seq")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(kept, [1, 3, 4], "the changes and the snapshot with a signed covers stay");
+        for table in ["snapshot_requests", "pull_resumes"] {
+            let count: i64 =
+                tx.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| row.get(0)).unwrap();
+            assert_eq!(count, 0);
+        }
     }
 }

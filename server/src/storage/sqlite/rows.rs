@@ -6,7 +6,7 @@ use eenplan_protocol::{BundleKind, DocumentId};
 use rusqlite::types::{ToSqlOutput, Type};
 use rusqlite::{Connection, OptionalExtension, Row, ToSql, Transaction, params};
 
-use crate::storage::pull::{LogView, RowMeta};
+use crate::storage::pull::{LogView, ResumePoint, RowMeta};
 use crate::storage::{
     AdminRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope, NetworkRecord,
     NewBundle, NewDevice, Org, OrgId, Participant, PlanId, PolicyRecord, Reader, Result, StorageError,
@@ -595,7 +595,7 @@ pub(super) fn document_stats(conn: &Connection, document: DocumentId) -> Result<
         params![document.plan, document.compartment],
         |row| uint(row, 0),
     )?;
-    let latest = SqliteLog(conn).latest_snapshot(document)?;
+    let latest = SqliteLog(conn).latest_snapshot(document, i64::MAX as u64)?;
     let latest_snapshot_covers = latest.map(|s| s.covers_seq.unwrap_or(0));
     let bundles_since_snapshot = conn.query_row(
         "SELECT COUNT(*) FROM bundles WHERE plan_id = ?1 AND compartment = ?2 AND kind = 0 AND seq > ?3",
@@ -626,16 +626,17 @@ impl LogView for SqliteLog<'_> {
         readable(self.0, user)
     }
 
-    fn latest_snapshot(&self, document: DocumentId) -> Result<Option<RowMeta>> {
-        // `kind = 1` spelled out so the partial index snapshots_by_document applies.
+    fn latest_snapshot(&self, document: DocumentId, through: u64) -> Result<Option<RowMeta>> {
+        // `kind = 1` spelled out so the partial index snapshots_by_document applies; `+seq`
+        // keeps the planner from walking the document's whole log by seq instead.
         Ok(self
             .0
             .prepare_cached(
                 "SELECT seq, author, covers_seq, size FROM bundles
-                 WHERE plan_id = ?1 AND compartment = ?2 AND kind = 1
+                 WHERE plan_id = ?1 AND compartment = ?2 AND kind = 1 AND +seq <= ?3
                  ORDER BY covers_seq DESC, seq DESC LIMIT 1",
             )?
-            .query_row(params![document.plan, document.compartment], meta_from)
+            .query_row(params![document.plan, document.compartment, Int(through)], meta_from)
             .optional()?)
     }
 
@@ -675,6 +676,73 @@ impl LogView for SqliteLog<'_> {
         Ok(())
     }
 
+    fn next_author(&self, document: DocumentId, after: Option<DeviceId>) -> Result<Option<DeviceId>> {
+        // One seek in bundles_by_author; an empty blob sorts before every id.
+        let after: &[u8] = after.as_ref().map_or(&[], |a| &a.0[..]);
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT author FROM bundles
+                 WHERE plan_id = ?1 AND compartment = ?2 AND kind = 0 AND author > ?3
+                 ORDER BY author LIMIT 1",
+            )?
+            .query_row(params![document.plan, document.compartment, after], |row| row.get(0).map(DeviceId))
+            .optional()?)
+    }
+
+    fn newest_change_by(
+        &self,
+        document: DocumentId,
+        author: DeviceId,
+        through: u64,
+    ) -> Result<Option<RowMeta>> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT seq, author, covers_seq, size FROM bundles
+                 WHERE plan_id = ?1 AND compartment = ?2 AND kind = 0 AND author = ?3 AND seq <= ?4
+                 ORDER BY seq DESC LIMIT 1",
+            )?
+            .query_row(params![document.plan, document.compartment, author.0, Int(through)], meta_from)
+            .optional()?)
+    }
+
+    fn envelopes_after(&self, device: DeviceId, after: u64, limit: usize) -> Result<Vec<(u64, Envelope)>> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT position, plan_id, compartment, epoch, bytes FROM envelopes
+             WHERE recipient = ?1 AND position > ?2 ORDER BY position LIMIT ?3",
+        )?;
+        let limit = u64::try_from(limit).unwrap_or(u64::MAX).min(i64::MAX as u64);
+        let rows = stmt.query_map(params![device.0, Int(after), Int(limit)], |row| {
+            let envelope = Envelope {
+                recipient: device,
+                document: document_at(row, 1, 2)?,
+                epoch: row.get(3)?,
+                bytes: row.get(4)?,
+            };
+            Ok((uint(row, 0)?, envelope))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn resume_point(&self, device: DeviceId, token: u64) -> Result<Option<ResumePoint>> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT block_seq, plan_id, compartment, after_seq, seen_head FROM pull_resumes
+                 WHERE token = ?1 AND device_id = ?2",
+            )?
+            .query_row(params![Int(token), device.0], |row| {
+                Ok(ResumePoint {
+                    block: uint(row, 0)?,
+                    document: document_at(row, 1, 2)?,
+                    after: uint(row, 3)?,
+                    seen_head: uint(row, 4)?,
+                })
+            })
+            .optional()?)
+    }
+
     fn fetch(&self, seq: u64) -> Result<StoredBundle> {
         Ok(self
             .0
@@ -697,6 +765,114 @@ impl LogView for SqliteLog<'_> {
                 })
             })?)
     }
+}
+
+/// Stores where a page stopped inside a history block and returns its token. The device's
+/// other points go, except the one it presented (it may present it again when this answer is
+/// lost), so a device has at most two.
+pub(super) fn insert_resume_point(
+    tx: &Transaction<'_>,
+    device: DeviceId,
+    point: &ResumePoint,
+    presented: Option<u64>,
+) -> Result<u64> {
+    let token = tx
+        .prepare_cached(
+            "INSERT INTO pull_resumes (device_id, block_seq, plan_id, compartment, after_seq, seen_head)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING token",
+        )?
+        .query_row(
+            params![
+                device.0,
+                Int(point.block),
+                point.document.plan,
+                point.document.compartment,
+                Int(point.after),
+                Int(point.seen_head)
+            ],
+            |row| uint(row, 0),
+        )?;
+    tx.prepare_cached("DELETE FROM pull_resumes WHERE device_id = ?1 AND token <> ?2 AND token <> ?3")?
+        .execute(params![device.0, Int(token), Int(presented.unwrap_or(token))])?;
+    Ok(token)
+}
+
+// Snapshot requests.
+
+/// Drops the requests made before `before`.
+pub(super) fn expire_snapshot_requests(tx: &Transaction<'_>, before: i64) -> Result<()> {
+    tx.prepare_cached("DELETE FROM snapshot_requests WHERE requested_at < ?1")?.execute([before])?;
+    Ok(())
+}
+
+/// (document, covers) of `device`'s requests made at or after `since`.
+pub(super) fn snapshot_requests_of(
+    conn: &Connection,
+    device: DeviceId,
+    since: i64,
+) -> Result<Vec<(DocumentId, u64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT plan_id, compartment, covers_seq FROM snapshot_requests
+         WHERE device_id = ?1 AND requested_at >= ?2 ORDER BY plan_id, compartment",
+    )?;
+    let rows =
+        stmt.query_map(params![device.0, since], |row| Ok((document_at(row, 0, 1)?, uint(row, 2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Whether a device other than `device` was asked for a snapshot of `document` at or after
+/// `since`.
+pub(super) fn snapshot_requested_elsewhere(
+    conn: &Connection,
+    document: DocumentId,
+    device: DeviceId,
+    since: i64,
+) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT 1 FROM snapshot_requests
+             WHERE plan_id = ?1 AND compartment = ?2 AND device_id <> ?3 AND requested_at >= ?4 LIMIT 1",
+        )?
+        .query_row(params![document.plan, document.compartment, device.0, since], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// Records (or renews) `device`'s request for a snapshot of `document` covering `covers`.
+pub(super) fn upsert_snapshot_request(
+    tx: &Transaction<'_>,
+    device: DeviceId,
+    document: DocumentId,
+    covers: u64,
+    now: i64,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO snapshot_requests (device_id, plan_id, compartment, covers_seq, requested_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (device_id, plan_id, compartment)
+         DO UPDATE SET covers_seq = excluded.covers_seq, requested_at = excluded.requested_at",
+    )?
+    .execute(params![device.0, document.plan, document.compartment, Int(covers), now])?;
+    Ok(())
+}
+
+/// Consumes `device`'s request for a snapshot of `document` covering exactly `covers`, made
+/// at or after `since`; false when there is none.
+pub(super) fn take_snapshot_request(
+    tx: &Transaction<'_>,
+    device: DeviceId,
+    document: DocumentId,
+    covers: u64,
+    since: i64,
+) -> Result<bool> {
+    let taken = tx
+        .prepare_cached(
+            "DELETE FROM snapshot_requests
+             WHERE device_id = ?1 AND plan_id = ?2 AND compartment = ?3 AND covers_seq = ?4
+               AND requested_at >= ?5",
+        )?
+        .execute(params![device.0, document.plan, document.compartment, Int(covers), since])?;
+    Ok(taken == 1)
 }
 
 // Key envelopes.
