@@ -65,7 +65,7 @@ impl Session {
     }
 
     fn client(&self) -> Client<'_> {
-        Client::new(self.server.clone(), &self.keyring.admin)
+        Client::new(self.server.clone(), &self.keyring.admin, self.keyring.root_public())
     }
 
     fn save(&self) -> Result<(), AdminError> {

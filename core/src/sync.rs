@@ -411,6 +411,7 @@ impl Device {
                 device_id,
                 challenge: challenge.challenge,
                 signature: hex(&signature.to_bytes()),
+                wipe_nonce_hash: None,
             },
         )?;
         Ok(session)

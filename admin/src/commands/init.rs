@@ -60,7 +60,7 @@ pub fn run(
     };
     let server = ServerUrl::parse(&keyring.server)?;
     super::warn_if_insecure(&server);
-    register(&Client::new(server, &keyring.admin), &keyring)?;
+    register(&Client::new(server, &keyring.admin, keyring.root_public()), &keyring, args)?;
     keyring.registered = true;
     file.save(&keyring)?;
 
@@ -90,8 +90,9 @@ fn default_policy(keyring: &Keyring) -> Result<String, AdminError> {
     Ok(api::hex(&signed.to_bytes()))
 }
 
-fn register(client: &Client<'_>, keyring: &Keyring) -> Result<(), AdminError> {
+fn register(client: &Client<'_>, keyring: &Keyring, args: &InitArgs) -> Result<(), AdminError> {
     let request = InitRequest {
+        init_secret: args.init_secret.clone().unwrap_or_default(),
         policy: default_policy(keyring)?,
         root_public: api::hex(&keyring.root_public()),
         escrow_public: api::hex(&keyring.escrow_public),

@@ -286,7 +286,7 @@ fn measure_a(cfg: &Config) -> (Table, String) {
     let setup = Instant::now();
     let dir = scratch("revoke-bench", "a");
     let server = Server::start(&dir.path().join("server"));
-    let admin = Admin::init(&dir.path().join("admin"), &server.url);
+    let admin = Admin::init(&dir.path().join("admin"), &server);
     let policy_file = dir.path().join("policy-v2.toml");
     std::fs::write(&policy_file, policy_where_reading_all(ROLE)).expect("write the policy file");
     admin.run(&["policy", "set", policy_file.to_str().expect("a UTF-8 path")]);
