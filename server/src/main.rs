@@ -150,7 +150,7 @@ async fn serve(args: Serve) -> Result<(), Error> {
         },
     };
     if config.origins.is_empty() {
-        tracing::warn!("no --origin: admin requests are taken whatever origin they were signed for");
+        tracing::info!("no --origin: admin requests are taken whatever origin they were signed for");
     }
     let state = AppState::new(storage, config)?;
     let app = routes::router(state.clone());
@@ -203,7 +203,7 @@ fn init_secret(args: &Serve, storage: &dyn Storage) -> Result<Option<InitSecret>
         return Ok(None);
     }
     let secret = InitSecret::ensure(&args.data)?;
-    tracing::warn!(path = %secret.path().display(), "the network is not initialised: its one-time init secret is in this file");
+    tracing::info!(path = %secret.path().display(), "not initialised; the one-time init secret is in this file");
     eprintln!(
         "eenplan-server: not initialised yet; the one-time init secret is in {} (eenplan-admin init --init-secret …)",
         secret.path().display()
