@@ -454,6 +454,15 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_matches_only_itself() {
+        let auth = auth();
+        assert!(auth.secret_matches(b"abc123", b"abc123"));
+        for other in [&b"abc124"[..], b"abc12", b"abc1234", b""] {
+            assert!(!auth.secret_matches(other, b"abc123"), "{other:?}");
+        }
+    }
+
+    #[test]
     fn bearer_tokens_are_read_from_the_authorization_header() {
         let mut headers = HeaderMap::new();
         assert_eq!(bearer(&headers), None);
