@@ -233,8 +233,8 @@ pub async fn users(
     request.run(&state, |state, _, _| Ok(Json(user_directory(state)?))).await
 }
 
-/// Every user with their organisation's name (also what devices see at `GET /v1/users`).
-pub fn user_directory(state: &AppState) -> Result<Vec<UserInfo>, ApiError> {
+/// Every user with their organisation's name: for administrators only.
+fn user_directory(state: &AppState) -> Result<Vec<UserInfo>, ApiError> {
     let orgs = org_names(&state.storage.orgs()?);
     Ok(state.storage.users()?.into_iter().map(|u| user_info(u, &orgs)).collect())
 }

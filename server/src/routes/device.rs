@@ -1,5 +1,5 @@
-//! What devices call besides sync: enrolment, sessions, their own certificate chain, the user
-//! directory, other devices' certificates, and adding participants as a regisseur.
+//! What devices call besides sync: enrolment, sessions, their own certificate chain, looking
+//! a user up by name, other devices' certificates, and adding participants as a regisseur.
 //!
 //! A device's life, from the device's side:
 //!
@@ -29,8 +29,8 @@ use axum::http::request::Parts;
 use ed25519_dalek::{Signature, VerifyingKey};
 use eenplan_protocol::api::{
     Assignment, CertificateChain, CertificateInfo, ChallengeRequest, ChallengeResponse, EnrolRequest,
-    EnrolResponse, MeResponse, SessionRequest, SessionResponse, UserInfo, UserLookup, UserMatch,
-    enrol_message, hex, unhex,
+    EnrolResponse, MeResponse, PATH_USER_LOOKUP, SessionRequest, SessionResponse, UserLookup, UserMatch,
+    code, enrol_message, hex, unhex,
 };
 use eenplan_protocol::certificate::{Certificate, device_id_of};
 use eenplan_protocol::envelope::MAX_ENVELOPE_LEN;
@@ -231,12 +231,13 @@ pub async fn me(
     .await
 }
 
-/// `GET /v1/users`: the directory, so a regisseur's device can find whom to add.
-pub async fn users(
-    State(state): State<Arc<AppState>>,
-    _session: DeviceSession,
-) -> Result<Json<Vec<UserInfo>>, ApiError> {
-    blocking(&state, |state| Ok(Json(admin::user_directory(state)?))).await
+/// `GET /v1/users`, once the whole user directory for every device, is gone: a device that
+/// may add someone to a plan knows their name and looks it up ([`lookup_users`]).
+pub async fn users() -> ApiError {
+    ApiError::Gone {
+        code: code::DIRECTORY_REMOVED,
+        message: format!("the user directory is not listed; look a user up by name at {PATH_USER_LOOKUP}"),
+    }
 }
 
 /// `POST /v1/users/lookup`: the users with exactly the name asked for (usually one; two
