@@ -424,18 +424,23 @@ impl Device {
         let server = self.server_state()?.ok_or(SyncError::NotEnrolled)?;
         let transport = Transport::new(&server.url);
         let token = self.session(&transport)?;
-        let users: Vec<api::UserInfo> = transport.get_json(api::PATH_USERS, Some(&token))?;
-        let matches: Vec<&api::UserInfo> =
-            users.iter().filter(|u| u.name == user || u.id.to_string() == user).collect();
-        let [found] = matches.as_slice() else {
-            return Err(SyncError::Server {
-                status: 404,
-                code: "unknown_user".into(),
-                message: format!("no single user named {user:?}"),
+        let lookup = api::UserLookup { name: user.to_owned() };
+        let matches: Vec<api::UserMatch> =
+            transport.post_json(api::PATH_USER_LOOKUP, Some(&token), &lookup)?;
+        // A numeric id nobody is named after is taken as an id; the server checks it.
+        let user_id = match (matches.as_slice(), user.parse::<i64>()) {
+            ([found], _) => found.id,
+            ([], Ok(id)) => id,
+            _ => {
+                return Err(SyncError::Server {
+                    status: 404,
+                    code: "unknown_user".into(),
+                    message: format!("no single user named {user:?}"),
+                }
+                .into());
             }
-            .into());
         };
-        let body = serde_json::to_vec(&api::Assignment { user_id: found.id, role: role.to_owned() })
+        let body = serde_json::to_vec(&api::Assignment { user_id, role: role.to_owned() })
             .map_err(|e| SyncError::Protocol(e.to_string()))?;
         transport.post(&api::participants_path(plan.as_bytes()), Some(&token), "application/json", &body)?;
         Ok(())
