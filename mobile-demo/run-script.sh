@@ -106,7 +106,8 @@ export EENPLAN_ADMIN_PASSPHRASE="${EENPLAN_ADMIN_PASSPHRASE:-mobile demo: blauwe
 admin() { EENPLAN_SERVER="$url" "$EENPLAN_ADMIN_BIN" --data "$work/admin" "$@"; }
 org="Wijkteam Noord"
 echo "== the administrator sets up the network: $org, Rita (regisseur), Wim (wijkteam)"
-admin init --server "$url" --name "Beheer Regio Midden" >/dev/null
+# A fresh server is claimed with the one-time secret it wrote to its data directory.
+EENPLAN_INIT_SECRET=$(cat "$work/server/init-secret") admin init --server "$url" --name "Beheer Regio Midden" >/dev/null
 admin org add "$org" --lease-hours 72 >/dev/null
 admin user add --org "$org" --name Rita --role regisseur >/dev/null
 admin user add --org "$org" --name Wim --role wijkteam >/dev/null

@@ -33,7 +33,9 @@ url="http://${line#listening on }"
 
 admin=("$bin/eenplan-admin" --data "$work/admin")
 step "The administrator creates the network (root, escrow and admin keys stay on this machine)"
-"${admin[@]}" init --server "$url" --name "Beheerder Regio Midden"
+# A fresh server can be claimed only with the one-time secret it wrote to its data directory.
+EENPLAN_INIT_SECRET=$(cat "$work/server/init-secret") \
+  "${admin[@]}" init --server "$url" --name "Beheerder Regio Midden"
 "${admin[@]}" org add "Wijkteam Noord"
 "${admin[@]}" user add --org "Wijkteam Noord" --name "Rita" --role regisseur >/dev/null
 "${admin[@]}" user add --org "Wijkteam Noord" --name "Wim" --role wijkteam >/dev/null

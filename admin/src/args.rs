@@ -105,6 +105,10 @@ pub struct InitArgs {
     /// This administrator's name, as devices will show it.
     #[arg(long)]
     pub name: String,
+    /// The one-time secret the new server wrote to the file `init-secret` in its data
+    /// directory: only who can read the server's files may claim it.
+    #[arg(long, env = "EENPLAN_INIT_SECRET", hide_env_values = true)]
+    pub init_secret: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,9 +1,11 @@
 //! Signed requests to the server's administrator API.
 //!
-//! Every request carries the administrator's public key, the time, and an Ed25519 signature
-//! over `admin_request_message(METHOD, PATH, TIME, body)` (see `eenplan_protocol::api`). The
-//! signature covers the exact body bytes sent, so bodies are serialised once, here, and those
-//! bytes are both signed and sent. Redirects are not followed: a signature is for one path.
+//! Every request carries the administrator's public key, the time, the server's origin, and an
+//! Ed25519 signature over `admin_request_message(ROOT + ORIGIN, METHOD, PATH, TIME, body)` (see
+//! `eenplan_protocol::api`): a request made for this network and this server does nothing on
+//! any other. The signature covers the exact body bytes sent, so bodies are serialised once,
+//! here, and those bytes are both signed and sent. Redirects are not followed: a signature is
+//! for one path.
 
 use std::time::Duration;
 
@@ -21,26 +23,29 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 const JSON: &str = "application/json";
 const CBOR: &str = eenplan_protocol::rekey::CONTENT_TYPE;
 
-/// The three authentication headers of one request.
+/// The authentication headers of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedHeaders {
     pub admin: String,
     pub time: String,
+    pub origin: String,
     pub signature: String,
 }
 
-/// Signs one request: `path_and_query` exactly as it goes on the request line.
+/// Signs one request for `audience`: `path_and_query` exactly as it goes on the request line.
 pub fn sign(
     admin: &SigningKey,
+    audience: api::AdminAudience<'_>,
     method: &str,
     path_and_query: &str,
     time_ms: i64,
     body: &[u8],
 ) -> SignedHeaders {
-    let message = api::admin_request_message(method, path_and_query, time_ms, body);
+    let message = api::admin_request_message(audience, method, path_and_query, time_ms, body);
     SignedHeaders {
         admin: api::hex(admin.verifying_key().as_bytes()),
         time: time_ms.to_string(),
+        origin: audience.origin.to_string(),
         signature: api::hex(&admin.sign(&message).to_bytes()),
     }
 }
@@ -74,6 +79,11 @@ impl ServerUrl {
         &self.0
     }
 
+    /// The origin admin signatures name (lower case).
+    pub fn origin(&self) -> String {
+        api::normalise_origin(&self.0).unwrap_or_else(|| self.0.to_ascii_lowercase())
+    }
+
     /// Plain HTTP to another machine exposes the administrator's requests to the network.
     pub fn is_insecure_remote(&self) -> bool {
         self.0.starts_with("http://") && !self.is_loopback()
@@ -91,10 +101,12 @@ impl ServerUrl {
     }
 }
 
-/// The administrator's connection to one server.
+/// The administrator's connection to one server of one network.
 pub struct Client<'k> {
     agent: ureq::Agent,
     base: ServerUrl,
+    origin: String,
+    root_public: [u8; 32],
     admin: &'k SigningKey,
 }
 
@@ -105,7 +117,8 @@ impl std::fmt::Debug for Client<'_> {
 }
 
 impl<'k> Client<'k> {
-    pub fn new(base: ServerUrl, admin: &'k SigningKey) -> Client<'k> {
+    /// A client for the server at `base` of the network whose root key is `root_public`.
+    pub fn new(base: ServerUrl, admin: &'k SigningKey, root_public: [u8; 32]) -> Client<'k> {
         let agent = ureq::Agent::config_builder()
             // Error statuses carry an `ErrorBody` we want to read and show.
             .http_status_as_error(false)
@@ -113,7 +126,7 @@ impl<'k> Client<'k> {
             .timeout_global(Some(TIMEOUT))
             .build()
             .new_agent();
-        Client { agent, base, admin }
+        Client { agent, origin: base.origin(), base, root_public, admin }
     }
 
     /// `GET path_and_query`, the answer decoded as `T`.
@@ -156,7 +169,8 @@ impl<'k> Client<'k> {
     ) -> Result<Vec<u8>, AdminError> {
         let url = format!("{}{path_and_query}", self.base.as_str());
         let bytes = body.as_deref().unwrap_or_default();
-        let headers = sign(self.admin, method, path_and_query, now_ms()?, bytes);
+        let audience = api::AdminAudience { root_public: &self.root_public, origin: &self.origin };
+        let headers = sign(self.admin, audience, method, path_and_query, now_ms()?, bytes);
         let transport =
             |source: ureq::Error| AdminError::Transport { url: url.clone(), source: Box::new(source) };
         let response = match body {
@@ -165,6 +179,7 @@ impl<'k> Client<'k> {
                 .post(&url)
                 .header(api::HEADER_ADMIN, &headers.admin)
                 .header(api::HEADER_TIME, &headers.time)
+                .header(api::HEADER_ORIGIN, &headers.origin)
                 .header(api::HEADER_SIGNATURE, &headers.signature)
                 .content_type(content_type)
                 .send(body.as_slice()),
@@ -173,6 +188,7 @@ impl<'k> Client<'k> {
                 .get(&url)
                 .header(api::HEADER_ADMIN, &headers.admin)
                 .header(api::HEADER_TIME, &headers.time)
+                .header(api::HEADER_ORIGIN, &headers.origin)
                 .header(api::HEADER_SIGNATURE, &headers.signature)
                 .header("accept", content_type)
                 .call(),
@@ -218,22 +234,32 @@ mod tests {
 
     use super::*;
 
+    const ROOT: [u8; 32] = [3; 32];
+    const AUDIENCE: api::AdminAudience<'static> =
+        api::AdminAudience { root_public: &ROOT, origin: "https://eenplan.example" };
+
     #[test]
     fn the_signed_message_is_the_protocols_and_verifies_with_the_admin_key() {
         let admin = SigningKey::from_bytes(&[5; 32]);
         let body = br#"{"name":"Wijkteam Noord","lease_hours":72}"#;
-        let headers = sign(&admin, "POST", "/v1/admin/orgs", 1_700_000_000_123, body);
+        let headers = sign(&admin, AUDIENCE, "POST", "/v1/admin/orgs", 1_700_000_000_123, body);
         assert_eq!(headers.admin, api::hex(admin.verifying_key().as_bytes()));
         assert_eq!(headers.time, "1700000000123");
+        assert_eq!(headers.origin, "https://eenplan.example");
         let signature: [u8; 64] = api::unhex(&headers.signature).unwrap().try_into().unwrap();
-        let expected = api::admin_request_message("POST", "/v1/admin/orgs", 1_700_000_000_123, body);
+        let expected =
+            api::admin_request_message(AUDIENCE, "POST", "/v1/admin/orgs", 1_700_000_000_123, body);
         admin.verifying_key().verify(&expected, &Signature::from_bytes(&signature)).unwrap();
-        // The signature is bound to method, path, time and body.
+        // The signature is bound to network, server, method, path, time and body.
+        let other_root = api::AdminAudience { root_public: &[4; 32], ..AUDIENCE };
+        let other_origin = api::AdminAudience { origin: "https://other.example", ..AUDIENCE };
         for other in [
-            api::admin_request_message("GET", "/v1/admin/orgs", 1_700_000_000_123, body),
-            api::admin_request_message("POST", "/v1/admin/users", 1_700_000_000_123, body),
-            api::admin_request_message("POST", "/v1/admin/orgs", 1_700_000_000_124, body),
-            api::admin_request_message("POST", "/v1/admin/orgs", 1_700_000_000_123, b"{}"),
+            api::admin_request_message(other_root, "POST", "/v1/admin/orgs", 1_700_000_000_123, body),
+            api::admin_request_message(other_origin, "POST", "/v1/admin/orgs", 1_700_000_000_123, body),
+            api::admin_request_message(AUDIENCE, "GET", "/v1/admin/orgs", 1_700_000_000_123, body),
+            api::admin_request_message(AUDIENCE, "POST", "/v1/admin/users", 1_700_000_000_123, body),
+            api::admin_request_message(AUDIENCE, "POST", "/v1/admin/orgs", 1_700_000_000_124, body),
+            api::admin_request_message(AUDIENCE, "POST", "/v1/admin/orgs", 1_700_000_000_123, b"{}"),
         ] {
             assert!(admin.verifying_key().verify(&other, &Signature::from_bytes(&signature)).is_err());
         }
@@ -242,9 +268,10 @@ mod tests {
     #[test]
     fn a_get_signs_the_query_and_an_empty_body() {
         let admin = SigningKey::from_bytes(&[6; 32]);
-        let headers = sign(&admin, "GET", "/v1/admin/devices?state=pending", 42, b"");
+        let headers = sign(&admin, AUDIENCE, "GET", "/v1/admin/devices?state=pending", 42, b"");
         let signature: [u8; 64] = api::unhex(&headers.signature).unwrap().try_into().unwrap();
-        let expected = api::admin_request_message("GET", "/v1/admin/devices?state=pending", 42, b"");
+        let expected =
+            api::admin_request_message(AUDIENCE, "GET", "/v1/admin/devices?state=pending", 42, b"");
         admin.verifying_key().verify_strict(&expected, &Signature::from_bytes(&signature)).unwrap();
     }
 
@@ -268,6 +295,10 @@ mod tests {
         assert!(!ServerUrl::parse("http://[::1]:1").unwrap().is_insecure_remote());
         assert!(!ServerUrl::parse("https://eenplan.example").unwrap().is_insecure_remote());
         assert!(ServerUrl::parse("http://eenplan.example").unwrap().is_insecure_remote());
+        assert_eq!(
+            ServerUrl::parse("https://EenPlan.Example:8443/").unwrap().origin(),
+            "https://eenplan.example:8443"
+        );
     }
 
     #[test]

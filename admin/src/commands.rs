@@ -88,7 +88,7 @@ impl Session {
     }
 
     fn client(&self) -> Client<'_> {
-        Client::new(self.server.clone(), &self.keyring.admin)
+        Client::new(self.server.clone(), &self.keyring.admin, self.keyring.root_public())
     }
 
     fn save(&self) -> Result<(), AdminError> {
@@ -137,7 +137,7 @@ impl Session {
     /// keyring made that it lacks (see `crate::revocations`); the keyring is saved.
     fn revocations(&mut self) -> Result<RevocationList, AdminError> {
         let admin = self.keyring.admin.clone();
-        let client = Client::new(self.server.clone(), &admin);
+        let client = Client::new(self.server.clone(), &admin, self.keyring.root_public());
         let result = revocations::synchronise(&client, &mut self.keyring, now_ms()?);
         self.save()?;
         result

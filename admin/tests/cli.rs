@@ -103,6 +103,8 @@ struct Request {
     path: String,
     headers: HashMap<String, String>,
     body: Vec<u8>,
+    /// The network root of the init this stand-in saw (this request's own, for the init).
+    root: Option<[u8; 32]>,
 }
 
 impl Request {
@@ -114,7 +116,12 @@ impl Request {
         assert!((now - time).abs() < api::ADMIN_CLOCK_SKEW_MS, "request time {time} vs now {now}");
         let signature: [u8; 64] =
             api::unhex(&self.headers[api::HEADER_SIGNATURE]).unwrap().try_into().unwrap();
-        let message = api::admin_request_message(&self.method, &self.path, time, &self.body);
+        // Signed for this server, as the administrator addressed it, and for the network.
+        let origin = &self.headers[api::HEADER_ORIGIN];
+        assert_eq!(*origin, format!("http://{}", self.headers["host"]));
+        let root = self.root.expect("the stand-in saw the network's init first");
+        let audience = api::AdminAudience { root_public: &root, origin };
+        let message = api::admin_request_message(audience, &self.method, &self.path, time, &self.body);
         VerifyingKey::from_bytes(&admin)
             .unwrap()
             .verify_strict(&message, &Signature::from_bytes(&signature))
@@ -150,9 +157,16 @@ impl Fake {
         let answers: Arc<Mutex<VecDeque<(u16, Body)>>> = Arc::new(Mutex::new(VecDeque::new()));
         let (seen, script) = (requests.clone(), answers.clone());
         std::thread::spawn(move || {
+            let mut root = None;
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
-                let Some(request) = read_request(&stream) else { continue };
+                let Some(mut request) = read_request(&stream) else { continue };
+                if request.path == api::PATH_ADMIN_INIT
+                    && let Ok(init) = serde_json::from_slice::<api::InitRequest>(&request.body)
+                {
+                    root = api::unhex(&init.root_public).and_then(|r| r.try_into().ok());
+                }
+                request.root = root;
                 let mut requests = seen.lock().unwrap();
                 requests.push(request);
                 let unscripted =
@@ -227,7 +241,7 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
     let len: usize = headers.get("content-length").map_or(Some(0), |v| v.parse().ok())?;
     let mut body = vec![0; len];
     reader.read_exact(&mut body).ok()?;
-    Some(Request { method, path, headers, body })
+    Some(Request { method, path, headers, body, root: None })
 }
 
 fn now_ms() -> i64 {

@@ -45,7 +45,9 @@ class Server {
 /** The administrator, through the real eenplan-admin binary. */
 class Admin(private val serverUrl: String) {
     init {
-        run("init", "--server", serverUrl, "--name", "Beheer")
+        // A fresh server is claimed with the one-time secret it wrote to its data directory.
+        val secret = java.io.File("$work/server/init-secret").readText().trim()
+        run("init", "--server", serverUrl, "--name", "Beheer", "--init-secret", secret)
     }
 
     fun run(vararg args: String): String {

@@ -56,7 +56,9 @@ class Admin:
 
     def __init__(self, server_url):
         self.server_url = server_url
-        self.run("init", "--server", server_url, "--name", "Beheer")
+        # A fresh server is claimed with the one-time secret it wrote to its data directory.
+        with open(os.path.join(WORK, "server", "init-secret")) as secret:
+            self.run("init", "--server", server_url, "--name", "Beheer", "--init-secret", secret.read().strip())
 
     def run(self, *args):
         done = subprocess.run(

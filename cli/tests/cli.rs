@@ -570,3 +570,23 @@ fn a_malformed_failed_unlock_limit_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("EENPLAN_MAX_FAILED_UNLOCKS"));
 }
+
+#[test]
+fn enrolling_over_plain_http_to_another_machine_is_warned_about() {
+    let d = Device::init();
+    // The code is malformed, so nothing is sent anywhere; the warning comes first.
+    for (server, warned) in [
+        ("http://eenplan.example.nl", true),
+        ("http://127.0.0.1:9", false),
+        ("https://eenplan.example.nl", false),
+    ] {
+        let out = d.run(&["enrol", "--server", server, "--code", "not-a-code"]);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(
+            stderr.starts_with("warning: ") && stderr.contains("use https://"),
+            warned,
+            "{server}: {stderr}"
+        );
+    }
+}

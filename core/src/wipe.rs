@@ -49,7 +49,7 @@ pub(crate) use unlock::{record_failed_unlock, reset_failed_unlocks};
 /// The file a wipe leaves in the data directory.
 pub const MARKER_FILE: &str = "WIPED";
 /// The wipe report the device signed in advance, sent when it wipes itself.
-const SELF_WIPE_REPORT_FILE: &str = "self-wipe-report";
+pub(crate) const SELF_WIPE_REPORT_FILE: &str = "self-wipe-report";
 /// A wipe report is a signature over a short statement; anything larger is not one.
 const MAX_REPORT_BYTES: usize = 16 * 1024;
 /// The marker holds the report in hex, plus a few fields.

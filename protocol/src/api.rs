@@ -3,15 +3,22 @@
 //!
 //! **Administrators** sign every request with their Ed25519 key, whose certificate the network
 //! root signed. Headers `x-eenplan-admin` (hex public key), `x-eenplan-time` (ms since the
-//! epoch) and `x-eenplan-signature` (hex) carry
+//! epoch), `x-eenplan-origin` (the server's origin as the administrator addressed it) and
+//! `x-eenplan-signature` (hex) carry
 //!
 //! ```text
-//! Ed25519(admin, "eenplan/admin-request/v1\n" METHOD "\n" PATH "\n" TIME "\n" hex(SHA-256(body)))
+//! Ed25519(admin, "eenplan/admin-request/v2\n" hex(ROOT) "\n" ORIGIN "\n" METHOD "\n" PATH "\n"
+//!                TIME "\n" hex(SHA-256(body)))
 //! ```
 //!
-//! where PATH is the path with its query string exactly as in the request line
-//! (`/v1/admin/devices?state=pending`), and the server refuses a time more than
-//! [`ADMIN_CLOCK_SKEW_MS`] away or a signature it saw before. **Devices** prove their key once
+//! where ROOT is the network's root key (the server checks with the root it serves, so a
+//! request made for one network does nothing on another's server), ORIGIN is
+//! `scheme://host[:port]` in lower case ([`normalise_origin`]), and PATH is the path with its
+//! query string exactly as in the request line (`/v1/admin/devices?state=pending`). The server
+//! refuses a time more than [`ADMIN_CLOCK_SKEW_MS`] away, a signature it saw before, and, when
+//! its operator named the origins it answers to (`--origin`), any other origin: behind a load
+//! balancer the server cannot tell its own public name from the request, so it is configured,
+//! never guessed from `Host` or `X-Forwarded-*`. **Devices** prove their key once
 //! per session: they fetch a challenge, sign it, and receive a short-lived bearer token (no
 //! passwords anywhere).
 //!
@@ -66,8 +73,12 @@ pub const PATH_AUTH_SESSION: &str = "/v1/auth/session";
 pub const PATH_ME: &str = "/v1/me";
 pub const PATH_SYNC: &str = "/v1/sync";
 pub const PATH_LIVE: &str = "/v1/live";
-/// `GET`: the user directory, for a regisseur's device choosing whom to add to a plan.
+/// Formerly the whole user directory; now answers 410 [`code::DIRECTORY_REMOVED`]. Devices
+/// look a user up by exact name at [`PATH_USER_LOOKUP`].
 pub const PATH_USERS: &str = "/v1/users";
+/// `POST` [`UserLookup`] → `[UserMatch]`: the users with exactly this name, so a regisseur's
+/// device can add one of them to a plan. A device can ask only for a name it already knows.
+pub const PATH_USER_LOOKUP: &str = "/v1/users/lookup";
 /// `GET ?device=HEX`: the certificate chain of a bundle author ([`CertificateInfo`]).
 pub const PATH_CERTIFICATES: &str = "/v1/certificates";
 /// `GET`: the current signed policy; `GET ?version=N`: an earlier one, by which the writes of
@@ -123,20 +134,99 @@ pub const ESCROW_RECIPIENT: [u8; 16] = [0; 16];
 /// The live frame that means "hints were lost: sync now".
 pub const LIVE_RESYNC: &str = "sync";
 
+/// The most live sockets ([`PATH_LIVE`]) one device keeps open. Opening one more closes the
+/// device's oldest (close code 1008, "too many live connections"): a phone that changed
+/// networks reconnects before the server notices its old socket is dead, and the new socket
+/// is the one it listens on.
+pub const MAX_LIVE_SOCKETS_PER_DEVICE: usize = 3;
+
 pub const HEADER_ADMIN: &str = "x-eenplan-admin";
 pub const HEADER_TIME: &str = "x-eenplan-time";
+pub const HEADER_ORIGIN: &str = "x-eenplan-origin";
 pub const HEADER_SIGNATURE: &str = "x-eenplan-signature";
 pub const ADMIN_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 
+/// The network and server one admin request is for: the root key of the network, and the
+/// server's origin as the administrator addressed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminAudience<'a> {
+    pub root_public: &'a [u8; 32],
+    /// `scheme://host[:port]`, as [`normalise_origin`] gives it.
+    pub origin: &'a str,
+}
+
 /// What an administrator signs for one request.
-pub fn admin_request_message(method: &str, path: &str, time_ms: i64, body: &[u8]) -> Vec<u8> {
+pub fn admin_request_message(
+    audience: AdminAudience<'_>,
+    method: &str,
+    path: &str,
+    time_ms: i64,
+    body: &[u8],
+) -> Vec<u8> {
     let digest = Sha256::digest(body);
-    format!("eenplan/admin-request/v1\n{method}\n{path}\n{time_ms}\n{}", hex(&digest)).into_bytes()
+    format!(
+        "eenplan/admin-request/v2\n{}\n{}\n{method}\n{path}\n{time_ms}\n{}",
+        hex(audience.root_public),
+        audience.origin,
+        hex(&digest)
+    )
+    .into_bytes()
+}
+
+/// An origin as admin signatures carry it: `scheme://host[:port]` in lower case, without a
+/// trailing slash; `None` for anything else (a path, a query, user info, no scheme).
+pub fn normalise_origin(text: &str) -> Option<String> {
+    let text = text.trim().trim_end_matches('/');
+    let (scheme, authority) = text.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if !matches!(scheme.as_str(), "http" | "https")
+        || authority.is_empty()
+        || authority.contains(['/', '?', '#', '@'])
+        || authority.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return None;
+    }
+    Some(format!("{scheme}://{}", authority.to_ascii_lowercase()))
 }
 
 /// What a device signs to turn a challenge into a session.
 pub fn session_message(challenge: &[u8]) -> Vec<u8> {
     [b"eenplan/session/v1\n".as_slice(), challenge].concat()
+}
+
+/// What a device signs to turn a challenge into a session while registering the hash of its
+/// newest wipe nonce ([`SessionRequest::wipe_nonce_hash`], [`crate::wipe`]): the hash is under
+/// the device's signature, so nobody on the way can register another.
+pub fn session_message_with_wipe_nonce(challenge: &[u8], wipe_nonce_hash: &[u8; 32]) -> Vec<u8> {
+    [b"eenplan/session/v2\n".as_slice(), challenge, wipe_nonce_hash].concat()
+}
+
+/// Error codes ([`ErrorBody::code`]) that clients branch on.
+pub mod code {
+    /// 413: a sync request carries more items in one list than
+    /// [`crate::sync::SyncLimits`] allows; the message names the list. Send the rest in the
+    /// next round.
+    pub const TOO_MANY_ITEMS: &str = "too_many_items";
+    /// 429: the device pushed more bundles or bytes in the past hour than its quota
+    /// ([`crate::sync::PUSH_QUOTA_BUNDLES`], [`crate::sync::PUSH_QUOTA_BYTES`]). Retryable:
+    /// the `Retry-After` header says after how many seconds.
+    pub const QUOTA_EXCEEDED: &str = "quota_exceeded";
+    /// 409: a wipe report for a device that is evidently alive: not revoked, and (for a
+    /// self-wipe) its lease has not lapsed by the server's record of its last session.
+    /// Nothing changed; send the report again later.
+    pub const DEVICE_ACTIVE: &str = "device_active";
+    /// 409: a self-wipe report whose nonce is not the one the device registered at its last
+    /// session: a copy taken before that session. Nothing changed.
+    pub const STALE_WIPE_REPORT: &str = "stale_wipe_report";
+    /// 403: `POST /v1/admin/init` without the one-time init secret the server wrote to its
+    /// data directory at its first start.
+    pub const BAD_INIT_SECRET: &str = "bad_init_secret";
+    /// 401: an admin request signed for another origin than the server was told to answer to.
+    pub const WRONG_ORIGIN: &str = "wrong_origin";
+    /// 410: `GET /v1/users` (the whole directory) is no more; use [`super::PATH_USER_LOOKUP`].
+    pub const DIRECTORY_REMOVED: &str = "directory_removed";
+    /// 403: the device was revoked (also while a request it sent before was in flight).
+    pub const REVOKED: &str = "revoked";
 }
 
 /// What a device signs when it claims an enrolment code: proof that it holds the key. Covers
@@ -306,7 +396,15 @@ pub struct InitRequest {
     /// signed by the root (the administrator's CLI signs the default policy). The server
     /// stores it with the network, so the network is never without a policy.
     pub policy: String,
+    /// The one-time secret a fresh server writes to `DATA/init-secret` (mode 0600) at its
+    /// first start: whoever may read the server's files may claim it, nobody else.
+    #[serde(default)]
+    pub init_secret: String,
 }
+
+/// The name of the file, in the server's data directory, that holds its one-time init secret
+/// until the network is initialised.
+pub const INIT_SECRET_FILE: &str = "init-secret";
 
 pub fn escrow_message(escrow_public: &[u8]) -> Vec<u8> {
     [b"eenplan/escrow/v1\n".as_slice(), escrow_public].concat()
@@ -339,6 +437,22 @@ pub struct UserInfo {
     pub org: String,
     pub name: String,
     pub role: String,
+}
+
+/// `POST /v1/users/lookup`: whom a device means by a name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserLookup {
+    /// Exactly as the user is named (case and spaces count).
+    pub name: String,
+}
+
+/// One user with the looked-up name: what adding them to a plan needs (the id) and what tells
+/// two of the same name apart (the organisation). Not their role, nor anyone else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserMatch {
+    pub id: i64,
+    pub name: String,
+    pub org: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -441,7 +555,14 @@ pub struct ChallengeResponse {
 pub struct SessionRequest {
     pub device_id: String,
     pub challenge: String,
+    /// Over [`session_message`], or over [`session_message_with_wipe_nonce`] when
+    /// `wipe_nonce_hash` is set.
     pub signature: String,
+    /// Hex [`crate::wipe::wipe_nonce_hash`] of the nonce the device's newest self-wipe report
+    /// carries. The server then accepts a self-wipe report only with that nonce, so a copy of
+    /// the device's files taken before this session cannot report it wiped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wipe_nonce_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -667,6 +788,44 @@ mod tests {
             .unwrap();
         let mac = unhex(&request.key_mac).unwrap();
         assert!(verify_key_mac(&code.mac_key(), &signing_public, &agreement_public, &mac));
+    }
+
+    #[test]
+    fn an_admin_signature_covers_the_network_and_the_origin() {
+        let root = [1u8; 32];
+        let audience = AdminAudience { root_public: &root, origin: "https://eenplan.example" };
+        let message = admin_request_message(audience, "GET", "/v1/admin/orgs", 5, b"");
+        let other_root = AdminAudience { root_public: &[2u8; 32], ..audience };
+        let other_origin = AdminAudience { origin: "https://staging.eenplan.example", ..audience };
+        assert_ne!(message, admin_request_message(other_root, "GET", "/v1/admin/orgs", 5, b""));
+        assert_ne!(message, admin_request_message(other_origin, "GET", "/v1/admin/orgs", 5, b""));
+        assert!(String::from_utf8(message).unwrap().starts_with("eenplan/admin-request/v2\n0101"));
+    }
+
+    #[test]
+    fn origins_are_scheme_host_and_port_in_lower_case() {
+        assert_eq!(normalise_origin("HTTPS://Eenplan.Example/").as_deref(), Some("https://eenplan.example"));
+        assert_eq!(normalise_origin("http://127.0.0.1:8443").as_deref(), Some("http://127.0.0.1:8443"));
+        for bad in ["eenplan.example", "ftp://x", "https://", "https://x/api", "https://u@x", "https://a b"] {
+            assert_eq!(normalise_origin(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_session_signature_binds_the_wipe_nonce_hash() {
+        let challenge = [7u8; 72];
+        assert_ne!(session_message(&challenge), session_message_with_wipe_nonce(&challenge, &[0; 32]));
+        assert_ne!(
+            session_message_with_wipe_nonce(&challenge, &[1; 32]),
+            session_message_with_wipe_nonce(&challenge, &[2; 32])
+        );
+        let plain = SessionRequest {
+            device_id: "ab".into(),
+            challenge: "cd".into(),
+            signature: "ef".into(),
+            wipe_nonce_hash: None,
+        };
+        assert!(!serde_json::to_string(&plain).unwrap().contains("wipe_nonce_hash"));
     }
 
     #[test]

@@ -54,6 +54,46 @@ pub enum EnvelopeError {
     Undecryptable,
     #[error("the envelope's signature is not its sealer's")]
     BadSignature,
+    #[error("the envelope is sealed with suite {envelope}, but the recipient's key is of suite {key}")]
+    WrongSuite { envelope: u16, key: u16 },
+}
+
+/// A recipient's 32-byte secret, named by the suite its public key belongs to.
+#[derive(Clone, Copy)]
+pub enum RecipientSecret<'a> {
+    /// An X-Wing seed (every device and escrow key made since the switch).
+    XWing(&'a [u8; 32]),
+    /// An X25519 secret (keys made before the switch; opened, never made any more).
+    X25519(&'a [u8; 32]),
+}
+
+impl std::fmt::Debug for RecipientSecret<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret itself never reaches a log.
+        f.write_str(match self {
+            RecipientSecret::XWing(_) => "RecipientSecret::XWing",
+            RecipientSecret::X25519(_) => "RecipientSecret::X25519",
+        })
+    }
+}
+
+impl<'a> RecipientSecret<'a> {
+    /// The secret of the key pair whose public half is `public` (its length names the suite).
+    pub fn for_public(public: &[u8], secret: &'a [u8; 32]) -> Result<RecipientSecret<'a>, EnvelopeError> {
+        match public.len() {
+            XWING_PUBLIC_LEN => Ok(RecipientSecret::XWing(secret)),
+            X25519_PUBLIC_LEN => Ok(RecipientSecret::X25519(secret)),
+            _ => Err(EnvelopeError::BadRecipientKey),
+        }
+    }
+
+    /// The suite envelopes to this key are sealed with.
+    pub fn suite(&self) -> u16 {
+        match self {
+            RecipientSecret::XWing(_) => SUITE_XWING_CHACHA,
+            RecipientSecret::X25519(_) => SUITE_X25519_CHACHA,
+        }
+    }
 }
 
 fn aad(document: DocumentId, epoch: u32, recipient: [u8; 16]) -> Vec<u8> {
@@ -127,10 +167,24 @@ pub fn suite_of(envelope: &[u8]) -> Result<u16, EnvelopeError> {
     }
 }
 
-/// Opens an envelope with the recipient's 32-byte secret.
+/// Opens an envelope with the recipient's X-Wing secret (seed): what every device and every
+/// escrow key made since the switch holds. A suite-1 envelope is refused
+/// ([`EnvelopeError::WrongSuite`]); a holder of an older X25519 key uses [`open_as`].
 pub fn open(
     envelope: &[u8],
     recipient_secret: &[u8; 32],
+    recipient: [u8; 16],
+    document: DocumentId,
+    epoch: u32,
+) -> Result<zeroize::Zeroizing<[u8; 32]>, EnvelopeError> {
+    open_as(envelope, RecipientSecret::XWing(recipient_secret), recipient, document, epoch)
+}
+
+/// Opens an envelope with a secret of the named suite. The suite the envelope claims must be
+/// the key's: the envelope's first bytes never decide how the secret is used.
+pub fn open_as(
+    envelope: &[u8],
+    recipient_secret: RecipientSecret<'_>,
     recipient: [u8; 16],
     document: DocumentId,
     epoch: u32,
@@ -139,12 +193,17 @@ pub fn open(
         return Err(EnvelopeError::Malformed);
     }
     let suite = suite_of(envelope)?;
+    if suite != SUITE_XWING_CHACHA && suite != SUITE_X25519_CHACHA {
+        return Err(EnvelopeError::UnsupportedSuite(suite));
+    }
+    if suite != recipient_secret.suite() {
+        return Err(EnvelopeError::WrongSuite { envelope: suite, key: recipient_secret.suite() });
+    }
     let rest = &envelope[2..];
     let aad = aad(document, epoch, recipient);
-    let plain = match suite {
-        SUITE_XWING_CHACHA => open_with::<XWing>(rest, XWING_ENC_LEN, recipient_secret, &aad)?,
-        SUITE_X25519_CHACHA => open_with::<X25519HkdfSha256>(rest, X25519_ENC_LEN, recipient_secret, &aad)?,
-        other => return Err(EnvelopeError::UnsupportedSuite(other)),
+    let plain = match recipient_secret {
+        RecipientSecret::XWing(secret) => open_with::<XWing>(rest, XWING_ENC_LEN, secret, &aad)?,
+        RecipientSecret::X25519(secret) => open_with::<X25519HkdfSha256>(rest, X25519_ENC_LEN, secret, &aad)?,
     };
     let key: [u8; 32] = plain.as_slice().try_into().map_err(|_| EnvelopeError::Malformed)?;
     Ok(zeroize::Zeroizing::new(key))
@@ -207,13 +266,44 @@ mod tests {
         let classic = seal(&old_public, [1; 16], doc(), 2, &[42; 32]).unwrap();
         assert_eq!(suite_of(&classic).unwrap(), SUITE_X25519_CHACHA);
         assert_eq!(classic.len(), 82);
-        assert_eq!(*open(&classic, &old_secret, [1; 16], doc(), 2).unwrap(), [42; 32]);
+        let old_key = RecipientSecret::for_public(&old_public, &old_secret).unwrap();
+        assert_eq!(*open_as(&classic, old_key, [1; 16], doc(), 2).unwrap(), [42; 32]);
         // The suite byte decides the KEM: a hybrid envelope relabelled as suite 1 is malformed
         // or undecryptable, never opened with the wrong half.
         let mut relabelled = hybrid.clone();
         relabelled[1] = 1;
         assert!(open(&relabelled, &secret, [1; 16], doc(), 2).is_err());
         assert!(open(&hybrid, &old_secret, [1; 16], doc(), 2).is_err());
+    }
+
+    #[test]
+    fn the_key_not_the_envelope_decides_the_suite() {
+        // A suite-1 envelope sealed to the X25519 key that an X-Wing seed reads as, when the
+        // seed is taken for an X25519 scalar: it must not open for the seed's holder.
+        let (seed, public) = generate_keypair();
+        let as_x25519 = <X25519HkdfSha256 as hpke::Kem>::PrivateKey::from_bytes(seed.as_slice()).unwrap();
+        let classic_public = X25519HkdfSha256::sk_to_pk(&as_x25519).to_bytes().to_vec();
+        let downgraded = seal(&classic_public, [1; 16], doc(), 2, &[42; 32]).unwrap();
+        assert_eq!(suite_of(&downgraded).unwrap(), SUITE_X25519_CHACHA);
+        assert_eq!(
+            open(&downgraded, &seed, [1; 16], doc(), 2).unwrap_err(),
+            EnvelopeError::WrongSuite { envelope: SUITE_X25519_CHACHA, key: SUITE_XWING_CHACHA }
+        );
+        let hybrid_key = RecipientSecret::for_public(&public, &seed).unwrap();
+        assert_eq!(
+            open_as(&downgraded, hybrid_key, [1; 16], doc(), 2).unwrap_err(),
+            EnvelopeError::WrongSuite { envelope: SUITE_X25519_CHACHA, key: SUITE_XWING_CHACHA }
+        );
+        // And the other way round: a holder of an X25519 key refuses a hybrid envelope.
+        let (old_secret, old_public) = generate_x25519_keypair();
+        let hybrid = seal(&public, [1; 16], doc(), 2, &[42; 32]).unwrap();
+        let old_key = RecipientSecret::for_public(&old_public, &old_secret).unwrap();
+        assert_eq!(
+            open_as(&hybrid, old_key, [1; 16], doc(), 2).unwrap_err(),
+            EnvelopeError::WrongSuite { envelope: SUITE_XWING_CHACHA, key: SUITE_X25519_CHACHA }
+        );
+        assert_eq!(*open_as(&hybrid, hybrid_key, [1; 16], doc(), 2).unwrap(), [42; 32]);
+        assert_eq!(RecipientSecret::for_public(&[0; 5], &seed).unwrap_err(), EnvelopeError::BadRecipientKey);
     }
 
     #[test]

@@ -65,6 +65,81 @@ pub struct SyncRequest {
     /// history that did not fit one page.
     #[serde(rename = "hi", default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistoryRequest>,
+    /// Envelopes this device received and could not use: they did not open, or held a key
+    /// that is not the committed one. The server deletes the device's envelope for each
+    /// (document, epoch) when `sealer` sealed it, so the key is asked for again, and takes no
+    /// further envelope of that (document, epoch) for this device from that sealer. At most
+    /// [`MAX_REFUSED_ENVELOPES`].
+    #[serde(rename = "re", default, skip_serializing_if = "Vec::is_empty")]
+    pub refused_envelopes: Vec<RefusedEnvelope>,
+}
+
+/// "The envelope `sealer` sealed to me for this (document, epoch) is no good."
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedEnvelope {
+    #[serde(rename = "d")]
+    pub document: Fixed<17>,
+    #[serde(rename = "ep")]
+    pub epoch: u32,
+    /// The sealer's device id, from the envelope's signed trailer
+    /// ([`crate::envelope::split_signed`]).
+    #[serde(rename = "by")]
+    pub sealer: Fixed<16>,
+}
+
+/// The most bundles one sync request pushes (`p`). A device with more waiting pushes the rest
+/// in its next round. The limits below bound the work one request can cause (a lookup, a
+/// signature check or a write per item) well above what a device sends: a first sync of a
+/// worker with two hundred plans fits in one request.
+pub const MAX_PUSHES: usize = 1024;
+/// The most new plans one request registers (`n`).
+pub const MAX_NEW_PLANS: usize = 256;
+/// The most key commitments one request carries (`cm`): four compartments per new plan.
+pub const MAX_COMMITMENTS: usize = 4 * MAX_NEW_PLANS;
+/// The most key envelopes one request carries (`e`): two per commitment (the device itself
+/// and escrow), and the answers to other devices' key requests.
+pub const MAX_ENVELOPE_UPLOADS: usize = 4096;
+/// The most snapshots one request uploads (`c`).
+pub const MAX_SNAPSHOTS: usize = 256;
+/// The most refused envelopes one request reports (`re`).
+pub const MAX_REFUSED_ENVELOPES: usize = 256;
+
+/// The most bundles (changes and snapshots) a device may push per rolling hour. A worker who
+/// edits all day pushes one bundle per edited document per sync: a few hundred an hour at
+/// most. A device pushing more is flooding, and hears [`crate::api::code::QUOTA_EXCEEDED`].
+pub const PUSH_QUOTA_BUNDLES: u64 = 10_000;
+/// The most sync-request bytes a device may send per rolling hour: a first push of forty
+/// plans with years of history is tens of megabytes.
+pub const PUSH_QUOTA_BYTES: u64 = 512 * 1024 * 1024;
+/// The window of the push quota.
+pub const PUSH_QUOTA_WINDOW_MS: i64 = 3_600_000;
+
+/// A list of a [`SyncRequest`] that is longer than its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the sync request carries {count} {list}; at most {limit} are taken per request")]
+pub struct TooManyItems {
+    /// The list's name, as people read it ("pushed bundles").
+    pub list: &'static str,
+    pub count: usize,
+    pub limit: usize,
+}
+
+impl SyncRequest {
+    /// The first list over its limit, if any; the server refuses such a request whole before
+    /// doing any of its work.
+    pub fn too_many_items(&self) -> Option<TooManyItems> {
+        [
+            ("pushed bundles", self.push.len(), MAX_PUSHES),
+            ("new plans", self.new_plans.len(), MAX_NEW_PLANS),
+            ("key commitments", self.commitments.len(), MAX_COMMITMENTS),
+            ("key envelopes", self.envelopes.len(), MAX_ENVELOPE_UPLOADS),
+            ("snapshots", self.snapshots.len(), MAX_SNAPSHOTS),
+            ("refused envelopes", self.refused_envelopes.len(), MAX_REFUSED_ENVELOPES),
+        ]
+        .into_iter()
+        .find(|(_, count, limit)| count > limit)
+        .map(|(list, count, limit)| TooManyItems { list, count, limit })
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +228,14 @@ pub const REJECT_STALE_EPOCH: &str = "stale_epoch";
 pub const REJECT_ROTATING: &str = "rotating";
 /// The author's role may not write the bundle's compartment.
 pub const REJECT_NO_WRITE: &str = "no_write";
+/// The bundle is sealed under an epoch nobody committed to yet (or a later one than the
+/// current). Kept and pushed again: a device's own epoch-1 commitment may have been refused
+/// in the same request (it named a policy version that had just been replaced) and is made
+/// again when the server lists the document to mint.
+pub const REJECT_UNKNOWN_EPOCH: &str = "unknown_epoch";
+/// The author was revoked while its request was on its way: nothing is written after a
+/// revocation, whenever the request was authenticated.
+pub const REJECT_AUTHOR_REVOKED: &str = "author_revoked";
 
 /// A snapshot the server did not ask this device for, or whose signed `covers` is not the
 /// position it asked for (the `head` of the answer that listed the document in `compact`).
@@ -186,7 +269,7 @@ pub fn is_resume_token(cursor: u64) -> bool {
 
 /// Whether a rejected bundle should stay in the outbox to be re-sealed and pushed again.
 pub fn rejection_is_retryable(reason: &str) -> bool {
-    reason == REJECT_STALE_EPOCH || reason == REJECT_ROTATING
+    reason == REJECT_STALE_EPOCH || reason == REJECT_ROTATING || reason == REJECT_UNKNOWN_EPOCH
 }
 
 fn is_zero(v: &u32) -> bool {
@@ -333,6 +416,31 @@ mod tests {
         assert!(bytes.len() <= 24, "{} bytes", bytes.len());
         assert_eq!(decode::<SyncResponse>(&bytes, 100).unwrap(), response);
         assert!(decode::<Fixed<16>>(&encode(&Blob(vec![1; 15])), 100).is_err());
+    }
+
+    #[test]
+    fn a_request_over_any_list_limit_is_named_and_one_at_the_limit_is_not() {
+        let at_limit = SyncRequest {
+            push: vec![Blob(vec![]); MAX_PUSHES],
+            refused_envelopes: vec![
+                RefusedEnvelope {
+                    document: Fixed([0; 17]),
+                    epoch: 1,
+                    sealer: Fixed([0; 16])
+                };
+                MAX_REFUSED_ENVELOPES
+            ],
+            ..Default::default()
+        };
+        assert_eq!(at_limit.too_many_items(), None);
+        let over = SyncRequest { new_plans: vec![Fixed([0; 16]); MAX_NEW_PLANS + 1], ..at_limit.clone() };
+        let too_many = over.too_many_items().unwrap();
+        assert_eq!(
+            (too_many.list, too_many.count, too_many.limit),
+            ("new plans", MAX_NEW_PLANS + 1, MAX_NEW_PLANS)
+        );
+        let back: SyncRequest = decode(&encode(&at_limit), MAX_SYNC_REQUEST).unwrap();
+        assert_eq!(back, at_limit);
     }
 
     #[test]

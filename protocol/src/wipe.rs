@@ -11,6 +11,16 @@
 //! order  = CBOR { b: CBOR(WipeOrder),  s: Ed25519(admin,  "eenplan/wipe-order/v1\n"  || b) }
 //! report = CBOR { b: CBOR(WipeReport), s: Ed25519(device, "eenplan/wipe-report/v1\n" || b) }
 //! ```
+//!
+//! A wipe after too many failed unlocks leaves the device without any key to sign with, so
+//! that report is signed in advance and kept beside the store, where anyone holding a copy of
+//! the device's files can read it. It is therefore bound to a **nonce**: at each session the
+//! device draws a fresh one, signs a new report carrying it, and registers
+//! [`wipe_nonce_hash`] of it with the server (under its session signature). The server takes
+//! a self-wipe report only if its nonce hashes to the newest registered value, only for a
+//! device that is revoked or whose lease has lapsed by the server's own record, and forgets
+//! the report again when the device opens a session afterwards. A [`WipeCause::Ordered`]
+//! report is signed only after a verified wipe order, and taken only for a revoked device.
 
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -88,6 +98,20 @@ pub struct WipeReport {
     pub cause: WipeCause,
     #[serde(rename = "t")]
     pub signed_at_ms: i64,
+    /// For a self-wipe report signed in advance: the nonce whose [`wipe_nonce_hash`] the device
+    /// registered at its last session. Absent in ordered reports.
+    #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<Fixed<32>>,
+}
+
+const NONCE_LABEL: &[u8] = b"eenplan/wipe-nonce/v1\n";
+
+/// What a device registers for the nonce of its newest self-wipe report:
+/// `SHA-256("eenplan/wipe-nonce/v1\n" || nonce)`. The server learns the nonce only from the
+/// report itself.
+pub fn wipe_nonce_hash(nonce: &[u8; 32]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::new().chain_update(NONCE_LABEL).chain_update(nonce).finalize().into()
 }
 
 /// A signed wipe order or report, as it travels.
@@ -180,7 +204,8 @@ mod tests {
             Err(WipeError::BadSignature)
         );
         // A report cannot pass for an order, even under the same key.
-        let report = WipeReport { device: Fixed([3; 16]), cause: WipeCause::Ordered, signed_at_ms: 6 };
+        let report =
+            WipeReport { device: Fixed([3; 16]), cause: WipeCause::Ordered, signed_at_ms: 6, nonce: None };
         let as_report = report.sign(&admin);
         assert_eq!(
             WipeOrder::verify(&as_report, &admin.verifying_key().to_bytes()),
@@ -189,5 +214,26 @@ mod tests {
         assert_eq!(Signed::from_bytes(b"nonsense"), Err(WipeError::Malformed));
         assert_eq!(RevocationReason::parse("lost"), Some(RevocationReason::Lost));
         assert_eq!(RevocationReason::parse("borrowed"), None);
+    }
+
+    #[test]
+    fn a_self_wipe_report_carries_its_nonce_under_the_signature() {
+        let device = SigningKey::from_bytes(&[2; 32]);
+        let nonce = [9u8; 32];
+        let report = WipeReport {
+            device: Fixed([3; 16]),
+            cause: WipeCause::FailedUnlocks,
+            signed_at_ms: 6,
+            nonce: Some(Fixed(nonce)),
+        };
+        let mut signed = report.sign(&device);
+        let public = device.verifying_key().to_bytes();
+        assert_eq!(WipeReport::verify(&signed, &public).unwrap().nonce, Some(Fixed(nonce)));
+        // Another nonce cannot be put in without breaking the signature.
+        let other = WipeReport { nonce: Some(Fixed([8; 32])), ..report };
+        signed.body = crate::sync::encode(&other);
+        assert_eq!(WipeReport::verify(&signed, &public), Err(WipeError::BadSignature));
+        assert_ne!(wipe_nonce_hash(&nonce), wipe_nonce_hash(&[8; 32]));
+        assert_ne!(wipe_nonce_hash(&nonce), nonce);
     }
 }

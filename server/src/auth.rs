@@ -2,12 +2,14 @@
 //!
 //! # Administrators
 //!
-//! Every admin request carries `x-eenplan-admin` (hex Ed25519 key), `x-eenplan-time` (ms) and
-//! `x-eenplan-signature` over [`admin_request_message`]. The server accepts it when the key is a
-//! registered administrator whose root-signed certificate verifies against the stored root,
-//! the time is within [`ADMIN_CLOCK_SKEW_MS`] of the server's clock, the signature verifies
-//! over the method, the path with its query, the time and the body's hash, and the same
-//! signature was not seen before. Seen signatures are kept in memory only as long as their
+//! Every admin request carries `x-eenplan-admin` (hex Ed25519 key), `x-eenplan-time` (ms),
+//! `x-eenplan-origin` and `x-eenplan-signature` over [`admin_request_message`]. The server
+//! accepts it when the key is a registered administrator whose root-signed certificate
+//! verifies against the stored root, the time is within [`ADMIN_CLOCK_SKEW_MS`] of the
+//! server's clock, the origin is one the operator named (`serve --origin`; any origin when
+//! none was named), the signature verifies over the network's root key, the origin, the
+//! method, the path with its query, the time and the body's hash, and the same signature was
+//! not seen before. Seen signatures are kept in memory only as long as their
 //! time is acceptable at all, so the replay set never outgrows a skew window of requests.
 //! (After a restart the set is empty: a request captured in the last five minutes could be
 //! replayed once; admin requests are idempotent or conflict on a second try, and travel
@@ -21,8 +23,10 @@
 //! ```text
 //! POST /v1/auth/challenge {device_id}
 //!   ← challenge = time(8) ‖ device_id(16) ‖ random(16) ‖ HMAC(secret, "eenplan/challenge/v1" ‖ those 40)
-//! POST /v1/auth/session {device_id, challenge, signature = Ed25519(device, session_message(challenge))}
-//!   server: HMAC ok, challenge ≤ 60 s old, same device id, device active, signature ok
+//! POST /v1/auth/session {device_id, challenge, wipe_nonce_hash?,
+//!                        signature = Ed25519(device, session_message[_with_wipe_nonce](…))}
+//!   server: HMAC ok, challenge ≤ 60 s old, same device id, device active, signature ok;
+//!   the session's time and wipe nonce hash are recorded (routes::device::session)
 //!   ← token = hex(device_id(16) ‖ expiry(8) ‖ HMAC(secret, "eenplan/token/v1" ‖ device_id ‖ expiry))
 //! any device request: Authorization: Bearer <token>
 //!   server: HMAC ok, not expired, and the device looked up again (pending → 403
@@ -43,7 +47,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::http::HeaderMap;
 use ed25519_dalek::{Signature, VerifyingKey};
 use eenplan_protocol::api::{
-    ADMIN_CLOCK_SKEW_MS, HEADER_ADMIN, HEADER_SIGNATURE, HEADER_TIME, admin_request_message, hex, unhex,
+    ADMIN_CLOCK_SKEW_MS, AdminAudience, HEADER_ADMIN, HEADER_ORIGIN, HEADER_SIGNATURE, HEADER_TIME,
+    admin_request_message, code, hex, normalise_origin, session_message, session_message_with_wipe_nonce,
+    unhex,
 };
 use eenplan_protocol::certificate::Certificate;
 use hmac::{Hmac, KeyInit, Mac};
@@ -82,6 +88,8 @@ pub struct Auth {
     secret: [u8; 32],
     replays: Mutex<ReplaySet>,
     metrics: Arc<Metrics>,
+    /// The origins admin requests may be signed for ([`normalise_origin`]); any when empty.
+    origins: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -92,8 +100,16 @@ struct ReplaySet {
 }
 
 impl Auth {
-    pub fn new(secret: [u8; 32], metrics: Arc<Metrics>) -> Auth {
-        Auth { secret, replays: Mutex::new(ReplaySet::default()), metrics }
+    /// `origins` must be normalised already ([`normalise_origin`]).
+    pub fn new(secret: [u8; 32], metrics: Arc<Metrics>, origins: Vec<String>) -> Auth {
+        Auth { secret, replays: Mutex::new(ReplaySet::default()), metrics, origins }
+    }
+
+    /// Whether `given` equals the secret `expected`, in time that does not depend on where
+    /// they differ (both are MACed under the server secret first).
+    pub fn secret_matches(&self, given: &[u8], expected: &[u8]) -> bool {
+        self.mac(b"eenplan/compare/v1", &[expected])
+            .is_ok_and(|tag| self.mac_matches(b"eenplan/compare/v1", &[given], &tag))
     }
 
     fn mac(&self, label: &[u8], parts: &[&[u8]]) -> Result<[u8; MAC_LEN], ApiError> {
@@ -135,13 +151,15 @@ impl Auth {
         Ok(hex(&[time.as_slice(), &device.0, &nonce, &tag].concat()))
     }
 
-    /// Turns a signed challenge into a session token: `(token, expires_at_ms)`.
+    /// Turns a signed challenge into a session token: `(token, expires_at_ms)`. The signature
+    /// covers `wipe_nonce_hash` when one is registered with the session.
     pub fn open_session(
         &self,
         storage: &dyn Storage,
         device: DeviceId,
         challenge_hex: &str,
         signature_hex: &str,
+        wipe_nonce_hash: Option<&[u8; 32]>,
         now: i64,
     ) -> Result<(String, i64), ApiError> {
         let bad =
@@ -172,8 +190,11 @@ impl Auth {
         let signature = parse_signature(signature_hex).ok_or_else(|| self.refuse(bad_signature()))?;
         let key =
             VerifyingKey::from_bytes(&record.signing_public).map_err(|_| self.refuse(bad_signature()))?;
-        key.verify_strict(&eenplan_protocol::api::session_message(&challenge), &signature)
-            .map_err(|_| self.refuse(bad_signature()))?;
+        let message = match wipe_nonce_hash {
+            Some(hash) => session_message_with_wipe_nonce(&challenge, hash),
+            None => session_message(&challenge),
+        };
+        key.verify_strict(&message, &signature).map_err(|_| self.refuse(bad_signature()))?;
         usable(&record).map_err(|e| self.refuse(e))?;
         let expires = now.saturating_add(SESSION_LIFETIME_MS);
         let expiry = expires.to_be_bytes();
@@ -251,15 +272,16 @@ impl Auth {
                 self.refuse(ApiError::unauthenticated("unknown_admin", "that key is not an administrator"))
             );
         }
-        self.check_signed(&headers, request, now)?;
+        self.check_signed(&headers, request, &network.root_public, now)?;
         Ok(admin)
     }
 
     /// Checks the request signature of `POST /v1/admin/init` with the key from the admin
-    /// certificate it carries (there are no stored administrators yet).
+    /// certificate it carries and the root it names (there is no stored network yet).
     pub fn init_request(
         &self,
         request: &SignedRequest<'_>,
+        root_public: &[u8; 32],
         admin_public: &[u8; 32],
         now: i64,
     ) -> Result<(), ApiError> {
@@ -270,13 +292,14 @@ impl Auth {
                 "the request is not signed by the administrator certificate it carries",
             )));
         }
-        self.check_signed(&headers, request, now)
+        self.check_signed(&headers, request, root_public, now)
     }
 
     fn check_signed(
         &self,
         headers: &AdminHeaders,
         request: &SignedRequest<'_>,
+        root_public: &[u8; 32],
         now: i64,
     ) -> Result<(), ApiError> {
         if now.abs_diff(headers.time) > ADMIN_CLOCK_SKEW_MS.unsigned_abs() {
@@ -285,8 +308,16 @@ impl Auth {
                 "the request time is too far from the server's clock",
             )));
         }
+        if !self.origins.is_empty() && !self.origins.contains(&headers.origin) {
+            return Err(self.refuse(ApiError::unauthenticated(
+                code::WRONG_ORIGIN,
+                format!("the request was signed for {}, not for this server", headers.origin),
+            )));
+        }
         let key = VerifyingKey::from_bytes(&headers.key).map_err(|_| self.refuse(bad_signature()))?;
-        let message = admin_request_message(request.method, request.path, headers.time, request.body);
+        let audience = AdminAudience { root_public, origin: &headers.origin };
+        let message =
+            admin_request_message(audience, request.method, request.path, headers.time, request.body);
         key.verify_strict(&message, &Signature::from_bytes(&headers.signature))
             .map_err(|_| self.refuse(bad_signature()))?;
         // Remembered only once verified, so nobody but an administrator can fill the set.
@@ -320,20 +351,26 @@ pub struct SignedRequest<'a> {
 struct AdminHeaders {
     key: [u8; 32],
     time: i64,
+    /// Normalised.
+    origin: String,
     signature: [u8; 64],
 }
 
 impl AdminHeaders {
     fn parse(headers: &HeaderMap) -> Result<AdminHeaders, ApiError> {
         let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let (Some(key), Some(time), Some(signature)) =
-            (get(HEADER_ADMIN), get(HEADER_TIME), get(HEADER_SIGNATURE))
+        let (Some(key), Some(time), Some(origin), Some(signature)) =
+            (get(HEADER_ADMIN), get(HEADER_TIME), get(HEADER_ORIGIN), get(HEADER_SIGNATURE))
         else {
             return Err(ApiError::unauthenticated(
                 "missing_signature",
-                "admin requests must carry x-eenplan-admin, x-eenplan-time and x-eenplan-signature",
+                "admin requests must carry x-eenplan-admin, x-eenplan-time, x-eenplan-origin and \
+                 x-eenplan-signature",
             ));
         };
+        let origin = normalise_origin(origin).ok_or_else(|| {
+            ApiError::unauthenticated(code::WRONG_ORIGIN, "x-eenplan-origin must be scheme://host[:port]")
+        })?;
         let key = unhex(key)
             .and_then(|k| <[u8; 32]>::try_from(k).ok())
             .ok_or_else(|| ApiError::unauthenticated("unknown_admin", "the admin key is not 32 hex bytes"))?;
@@ -341,7 +378,7 @@ impl AdminHeaders {
             .parse::<i64>()
             .map_err(|_| ApiError::unauthenticated("stale_request", "the request time is not a number"))?;
         let signature = parse_signature(signature).map(|s| s.to_bytes()).ok_or_else(bad_signature)?;
-        Ok(AdminHeaders { key, time, signature })
+        Ok(AdminHeaders { key, time, origin, signature })
     }
 }
 
@@ -362,7 +399,7 @@ pub fn usable(device: &DeviceRecord) -> Result<(), ApiError> {
             "device_not_approved",
             "an administrator has not approved this device yet",
         )),
-        DeviceState::Revoked => Err(ApiError::forbidden("revoked", "this device has been revoked")),
+        DeviceState::Revoked => Err(ApiError::forbidden(code::REVOKED, "this device has been revoked")),
     }
 }
 
@@ -378,7 +415,7 @@ mod tests {
     use super::*;
 
     fn auth() -> Auth {
-        Auth::new([7; 32], Arc::new(Metrics::default()))
+        Auth::new([7; 32], Arc::new(Metrics::default()), Vec::new())
     }
 
     #[test]
@@ -397,7 +434,7 @@ mod tests {
         let (id, rest) = forged.split_at(16);
         let (expiry_bytes, tag) = rest.split_at(8);
         assert!(!auth.mac_matches(TOKEN_LABEL, &[id, expiry_bytes], tag));
-        let other = Auth::new([8; 32], Arc::new(Metrics::default()));
+        let other = Auth::new([8; 32], Arc::new(Metrics::default()), Vec::new());
         let (id, rest) = token.split_at(16);
         let (expiry_bytes, tag) = rest.split_at(8);
         assert!(!other.mac_matches(TOKEN_LABEL, &[id, expiry_bytes], tag));
@@ -414,6 +451,15 @@ mod tests {
         let (nonce, tag) = rest.split_at(16);
         assert!(auth.mac_matches(CHALLENGE_LABEL, &[time, id, nonce], tag));
         assert!(!auth.mac_matches(TOKEN_LABEL, &[time, id, nonce], tag), "labels separate the two MACs");
+    }
+
+    #[test]
+    fn a_secret_matches_only_itself() {
+        let auth = auth();
+        assert!(auth.secret_matches(b"abc123", b"abc123"));
+        for other in [&b"abc124"[..], b"abc12", b"abc1234", b""] {
+            assert!(!auth.secret_matches(other, b"abc123"), "{other:?}");
+        }
     }
 
     #[test]

@@ -11,10 +11,13 @@
 //! `500 internal`: the detail may name tables, paths or keys' ids, and a client can do nothing
 //! with it.
 
+use std::time::Duration;
+
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use eenplan_protocol::api::ErrorBody;
+use eenplan_protocol::api::{ErrorBody, code};
+use eenplan_protocol::sync::TooManyItems;
 
 use crate::storage::StorageError;
 
@@ -41,6 +44,12 @@ pub enum ApiError {
     /// 413.
     #[error("the request body is larger than the {limit} bytes accepted here")]
     TooLarge { limit: usize },
+    /// 413 [`code::TOO_MANY_ITEMS`]: a list in the request is longer than its limit.
+    #[error("{0}")]
+    TooManyItems(TooManyItems),
+    /// 429 with `Retry-After`: the caller used up a quota; it may retry after the wait.
+    #[error("{message}")]
+    TooManyRequests { code: &'static str, message: String, retry_after: Duration },
     /// 503: the database is busy or the server is shutting down; the client may retry.
     #[error("{message}")]
     Unavailable { code: &'static str, message: String },
@@ -82,7 +91,8 @@ impl ApiError {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Gone { .. } => StatusCode::GONE,
-            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooLarge { .. } | ApiError::TooManyItems(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -96,8 +106,10 @@ impl ApiError {
             | ApiError::NotFound { code, message }
             | ApiError::Conflict { code, message }
             | ApiError::Gone { code, message }
-            | ApiError::Unavailable { code, message } => (*code, message.clone()),
+            | ApiError::Unavailable { code, message }
+            | ApiError::TooManyRequests { code, message, .. } => (*code, message.clone()),
             ApiError::TooLarge { .. } => ("too_large", self.to_string()),
+            ApiError::TooManyItems(_) => (code::TOO_MANY_ITEMS, self.to_string()),
             ApiError::Internal(_) => ("internal", "the server could not complete the request".to_string()),
         };
         ErrorBody { code: code.to_string(), message }
@@ -111,7 +123,13 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable { message, .. } => tracing::warn!(%message, "unavailable"),
             other => tracing::debug!(status = other.status().as_u16(), error = %other, "request refused"),
         }
-        (self.status(), Json(self.body())).into_response()
+        let mut response = (self.status(), Json(self.body())).into_response();
+        if let ApiError::TooManyRequests { retry_after, .. } = &self {
+            // Whole seconds, rounded up: a client that waits that long is admitted.
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -132,6 +150,9 @@ impl From<StorageError> for ApiError {
             }
             // Storage words these itself ("the device is active"); they name no internals.
             StorageError::InvalidState(message) => ApiError::conflict("invalid_state", message),
+            StorageError::DeviceNotActive => {
+                ApiError::forbidden(code::REVOKED, "this device has been revoked")
+            }
             StorageError::Busy => ApiError::Unavailable {
                 code: "busy",
                 message: "the server is busy; try again shortly".into(),

@@ -4,7 +4,8 @@
 //!
 //! [`storage`] is what it keeps; [`routes`] is the HTTP API over it, with [`auth`] (signed
 //! admin requests, device sessions), [`group_commit`] (one writer thread batching pushes into
-//! one durable transaction, and the live hints), [`metrics`] and [`error`]. The binary
+//! one durable transaction, and the live hints), [`quota`] (the per-device push quota),
+//! [`init_secret`] (who may claim a fresh server), [`metrics`] and [`error`]. The binary
 //! (`src/main.rs`) parses arguments, opens the database, serves, and shuts down cleanly.
 
 pub mod storage;
@@ -12,5 +13,7 @@ pub mod storage;
 pub mod auth;
 pub mod error;
 pub mod group_commit;
+pub mod init_secret;
 pub mod metrics;
+pub mod quota;
 pub mod routes;

@@ -1,8 +1,11 @@
-//! `eenplan-server serve --data DIR --listen ADDR [--tls-cert PEM --tls-key PEM]`
+//! `eenplan-server serve --data DIR --listen ADDR [--tls-cert PEM --tls-key PEM]
+//!  [--origin URL]… [--metrics-token-file FILE] [--push-quota-bundles N --push-quota-mib N]`
 //!
 //! Opens (or creates) `DIR/server.db`, binds `ADDR` (port 0 picks a free one), prints one line
 //! `listening on ADDR` to stdout once the socket accepts connections (scripts and tests wait
-//! for it), and serves until SIGTERM or Ctrl-C. Shutdown is graceful: no new connections,
+//! for it), and serves until SIGTERM or Ctrl-C. A server without a network writes its
+//! one-time init secret to `DIR/init-secret` (mode 0600) and says so on stderr: the
+//! administrator's `init` must carry it. Shutdown is graceful: no new connections,
 //! requests in flight finish, live sockets are closed, and the group-commit writer writes
 //! whatever was queued before the process exits with status 0.
 //!
@@ -17,7 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use eenplan_server::routes::{self, AppState};
+use eenplan_server::init_secret::{self, InitSecret};
+use eenplan_server::quota::QuotaLimits;
+use eenplan_server::routes::{self, AppState, ServerConfig};
 use eenplan_server::storage::{SqliteStorage, Storage};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing_subscriber::EnvFilter;
@@ -53,6 +58,26 @@ struct Serve {
     /// PEM private key for --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// The origin administrators address this server by (e.g. https://eenplan.example.nl),
+    /// as the load balancer in front of it is reached; repeat for several. Admin requests
+    /// signed for any other origin are refused. Without it, any origin is taken (the signature
+    /// still binds the network's root key).
+    #[arg(long = "origin", value_name = "URL", value_parser = parse_origin)]
+    origins: Vec<String>,
+    /// A file holding the bearer token `GET /metrics` asks for. Without it, metrics are off.
+    #[arg(long, value_name = "FILE")]
+    metrics_token_file: Option<PathBuf>,
+    /// Bundles one device may push per rolling hour.
+    #[arg(long, default_value_t = eenplan_protocol::sync::PUSH_QUOTA_BUNDLES)]
+    push_quota_bundles: u64,
+    /// Sync-request MiB one device may send per rolling hour.
+    #[arg(long, default_value_t = eenplan_protocol::sync::PUSH_QUOTA_BYTES / (1024 * 1024))]
+    push_quota_mib: u64,
+}
+
+fn parse_origin(text: &str) -> Result<String, String> {
+    eenplan_protocol::api::normalise_origin(text)
+        .ok_or_else(|| "an origin is scheme://host[:port], e.g. https://eenplan.example.nl".to_string())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +88,10 @@ enum Error {
     Storage(#[from] eenplan_server::storage::StorageError),
     #[error("{0}")]
     Start(#[from] routes::StartError),
+    #[error("the init secret: {0}")]
+    InitSecret(#[from] init_secret::InitSecretError),
+    #[error("the metrics token file {path}: {why}")]
+    MetricsToken { path: PathBuf, why: String },
 }
 
 fn main() -> ExitCode {
@@ -110,7 +139,20 @@ async fn serve(args: Serve) -> Result<(), Error> {
             .await
             .map_err(std::io::Error::other)??,
     );
-    let state = AppState::new(storage)?;
+    let config = ServerConfig {
+        init_secret: init_secret(&args, &*storage)?,
+        metrics_token: metrics_token(&args)?,
+        origins: args.origins.clone(),
+        push_quota: QuotaLimits {
+            bundles: args.push_quota_bundles,
+            bytes: args.push_quota_mib.saturating_mul(1024 * 1024),
+            ..QuotaLimits::default()
+        },
+    };
+    if config.origins.is_empty() {
+        tracing::info!("no --origin: admin requests are taken whatever origin they were signed for");
+    }
+    let state = AppState::new(storage, config)?;
     let app = routes::router(state.clone());
 
     // Registered before anything is announced: a SIGTERM that arrives right after the
@@ -152,6 +194,31 @@ async fn serve(args: Serve) -> Result<(), Error> {
     tracing::info!("no more requests; writing queued pushes");
     tokio::task::spawn_blocking(move || state.finish_shutdown()).await.map_err(std::io::Error::other)?;
     Ok(())
+}
+
+/// The init secret of a server without a network (made now if needed); `None` once it has one.
+fn init_secret(args: &Serve, storage: &dyn Storage) -> Result<Option<InitSecret>, Error> {
+    if storage.network()?.is_some() {
+        init_secret::remove_stale(&args.data);
+        return Ok(None);
+    }
+    let secret = InitSecret::ensure(&args.data)?;
+    tracing::info!(path = %secret.path().display(), "not initialised; the one-time init secret is in this file");
+    eprintln!(
+        "eenplan-server: not initialised yet; the one-time init secret is in {} (eenplan-admin init --init-secret …)",
+        secret.path().display()
+    );
+    Ok(Some(secret))
+}
+
+fn metrics_token(args: &Serve) -> Result<Option<String>, Error> {
+    let Some(path) = &args.metrics_token_file else { return Ok(None) };
+    let bad = |why: String| Error::MetricsToken { path: path.clone(), why };
+    let token = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?.trim().to_string();
+    if token.is_empty() {
+        return Err(bad("it is empty".into()));
+    }
+    Ok(Some(token))
 }
 
 fn announce(local: SocketAddr, scheme: &str) -> std::io::Result<()> {

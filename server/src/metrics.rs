@@ -92,7 +92,13 @@ pub struct Metrics {
     pub group_commit_failures: AtomicU64,
     pub live_connections: AtomicI64,
     pub live_hints_sent: AtomicU64,
+    pub live_sockets_evicted: AtomicU64,
     pub auth_failures: AtomicU64,
+    pub quota_refusals: AtomicU64,
+    pub oversized_requests: AtomicU64,
+    pub envelopes_withdrawn: AtomicU64,
+    pub wipe_reports_refused: AtomicU64,
+    pub wipe_reports_cleared: AtomicU64,
 }
 
 impl Metrics {
@@ -133,7 +139,7 @@ impl Metrics {
                 counter.load(Ordering::Relaxed)
             );
         }
-        let counters: [(&str, &str, &AtomicU64); 13] = [
+        let counters: [(&str, &str, &AtomicU64); 19] = [
             ("eenplan_pushes_appended_total", "Pushed bundles appended to the log.", &self.pushes_appended),
             (
                 "eenplan_pushes_duplicate_total",
@@ -174,6 +180,36 @@ impl Metrics {
                 "eenplan_auth_failures_total",
                 "Refused credentials: bad signatures, expired or replayed requests, bad tokens.",
                 &self.auth_failures,
+            ),
+            (
+                "eenplan_live_sockets_evicted_total",
+                "Live sockets closed because their device opened more than it may keep.",
+                &self.live_sockets_evicted,
+            ),
+            (
+                "eenplan_quota_refusals_total",
+                "Sync requests refused because the device used up its push quota.",
+                &self.quota_refusals,
+            ),
+            (
+                "eenplan_oversized_requests_total",
+                "Sync requests refused for carrying more items in a list than allowed.",
+                &self.oversized_requests,
+            ),
+            (
+                "eenplan_envelopes_withdrawn_total",
+                "Key envelopes deleted because their recipient could not use them.",
+                &self.envelopes_withdrawn,
+            ),
+            (
+                "eenplan_wipe_reports_refused_total",
+                "Wipe reports refused: the device was evidently alive, or the report was stale.",
+                &self.wipe_reports_refused,
+            ),
+            (
+                "eenplan_wipe_reports_cleared_total",
+                "Wipe reports forgotten because the device opened a session afterwards.",
+                &self.wipe_reports_cleared,
             ),
         ];
         for (name, help, counter) in counters {

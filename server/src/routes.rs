@@ -3,10 +3,12 @@
 //!
 //! | path | who | module |
 //! |---|---|---|
-//! | `GET /healthz`, `GET /metrics` | anyone | here |
+//! | `GET /healthz` | anyone | here |
+//! | `GET /metrics` | the operator's scraper (`Authorization: Bearer` the metrics token); off without one | here |
+//! | `POST /v1/admin/init` | whoever holds the server's one-time init secret, signed | [`admin`] |
 //! | `/v1/admin/…` | administrators (signed requests) | [`admin`] |
 //! | `POST /v1/enrol`, `/v1/auth/…` | a device proving its key | [`device`] |
-//! | `GET /v1/me`, `/v1/users`, `/v1/certificates`, `POST /v1/plans/{plan}/participants` | devices (bearer token) | [`device`] |
+//! | `GET /v1/me`, `POST /v1/users/lookup`, `/v1/certificates`, `POST /v1/plans/{plan}/participants` | devices (bearer token) | [`device`] |
 //! | `GET /v1/admin/policy`, `POST /v1/admin/policy`, `POST /v1/admin/devices/{id}/revoke`, `POST /v1/admin/plans/{plan}/participants/{user}/remove` | administrators | [`rotation`] |
 //! | `GET`/`POST /v1/admin/rekey` (CBOR) | administrators | [`rekey`] |
 //! | `GET`/`POST /v1/admin/revocations`, `GET /v1/revocations` (CBOR) | administrators; devices | [`revocations`] |
@@ -46,10 +48,12 @@ use tokio::sync::{broadcast, watch};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
-use crate::auth::Auth;
+use crate::auth::{Auth, bearer};
 use crate::error::ApiError;
 use crate::group_commit::GroupCommit;
+use crate::init_secret::InitSecret;
 use crate::metrics::{Metrics, RouteClass};
+use crate::quota::{PushQuota, QuotaLimits};
 use crate::storage::{DeviceId, Storage, StorageError};
 
 /// The largest JSON body: every JSON request is a few hundred bytes. (Re-keying and revocation
@@ -60,6 +64,18 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Revocations a slow live connection may fall behind by; beyond that it looks its device up.
 const REVOCATION_CAPACITY: usize = 256;
 
+/// What the operator chose when starting the server.
+#[derive(Debug, Default)]
+pub struct ServerConfig {
+    /// The origins admin requests must be signed for (normalised); any when empty.
+    pub origins: Vec<String>,
+    /// The bearer token `GET /metrics` asks for; without one, metrics are off (404).
+    pub metrics_token: Option<String>,
+    /// The secret `POST /v1/admin/init` must carry, while the network is not initialised.
+    pub init_secret: Option<InitSecret>,
+    pub push_quota: QuotaLimits,
+}
+
 /// What every handler shares.
 pub struct AppState {
     pub storage: Arc<dyn Storage>,
@@ -68,6 +84,11 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Where each device stands in key requests that did not fit one answer.
     pub(crate) key_request_paging: sync::KeyRequestPaging,
+    pub push_quota: PushQuota,
+    pub live_sockets: live::LiveSockets,
+    metrics_token: Option<String>,
+    /// Taken (and its file deleted) by the init that uses it.
+    init_secret: std::sync::Mutex<Option<InitSecret>>,
     /// Flipped to true when the server begins to shut down; live connections watch it.
     shutdown: watch::Sender<bool>,
     /// Devices revoked from now on; each live connection closes when it hears its own.
@@ -90,9 +111,9 @@ pub enum StartError {
 
 impl AppState {
     /// Reads the session secret and starts the group-commit writer.
-    pub fn new(storage: Arc<dyn Storage>) -> Result<Arc<AppState>, StartError> {
+    pub fn new(storage: Arc<dyn Storage>, config: ServerConfig) -> Result<Arc<AppState>, StartError> {
         let metrics = Arc::new(Metrics::default());
-        let auth = Auth::new(storage.server_secret()?, metrics.clone());
+        let auth = Auth::new(storage.server_secret()?, metrics.clone(), config.origins);
         let commits = GroupCommit::start(storage.clone(), metrics.clone())?;
         let (shutdown, _) = watch::channel(false);
         let (revocations, _) = broadcast::channel(REVOCATION_CAPACITY);
@@ -102,9 +123,29 @@ impl AppState {
             commits,
             metrics,
             key_request_paging: sync::KeyRequestPaging::default(),
+            push_quota: PushQuota::new(config.push_quota),
+            live_sockets: live::LiveSockets::default(),
+            metrics_token: config.metrics_token,
+            init_secret: std::sync::Mutex::new(config.init_secret),
             shutdown,
             revocations,
         }))
+    }
+
+    /// Whether `given` is the one-time init secret (false once the network is initialised).
+    pub fn init_secret_matches(&self, given: &str) -> bool {
+        let secret = self.init_secret.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        secret
+            .as_ref()
+            .is_some_and(|s| self.auth.secret_matches(given.trim().as_bytes(), s.secret().as_bytes()))
+    }
+
+    /// The network is initialised: the init secret is spent.
+    pub fn consume_init_secret(&self) {
+        let taken = self.init_secret.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(secret) = taken {
+            secret.consume();
+        }
     }
 
     /// Tells the live connections of `device` to close at once: it was revoked, or
@@ -174,6 +215,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(api::PATH_AUTH_SESSION, post(device::session))
         .route(api::PATH_ME, get(device::me))
         .route(api::PATH_USERS, get(device::users))
+        .route(api::PATH_USER_LOOKUP, post(device::lookup_users))
         .route(api::PATH_CERTIFICATES, get(device::certificates))
         .route("/v1/plans/{plan}/participants", post(device::add_participant))
         .route(api::PATH_LIVE, get(live::live))
@@ -216,9 +258,24 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-/// `GET /metrics`: Prometheus text.
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+/// `GET /metrics`: Prometheus text, for the operator's scraper only: the counts (devices
+/// online, pushes, refusals) say when a region's professionals work, which is nobody else's
+/// business. Without a configured token the endpoint does not exist.
+async fn metrics(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let Some(expected) = &state.metrics_token else {
+        return Err(not_found().await);
+    };
+    let given = bearer(&headers).ok_or_else(|| {
+        ApiError::unauthenticated("missing_token", "send Authorization: Bearer <metrics token>")
+    })?;
+    if !state.auth.secret_matches(given.as_bytes(), expected.as_bytes()) {
+        state.metrics.auth_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Err(ApiError::unauthenticated("bad_token", "that is not the metrics token"));
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response())
 }
 
 /// Runs `f` (storage calls, signature checks) on the blocking pool.

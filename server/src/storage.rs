@@ -254,6 +254,39 @@ pub struct DeviceRecord {
     /// When (server time) an administrator last re-certified it (a role change); 0 if never.
     /// Sessions opened before it are refused.
     pub certified_at: i64,
+    /// When (server time) it last opened a session; `None` if never since the server kept
+    /// track. With its organisation's lease it says when the device locks itself.
+    pub last_session_at: Option<i64>,
+    /// The hash of the nonce its newest self-wipe report carries, as registered at its last
+    /// session that registered one (`eenplan_protocol::wipe::wipe_nonce_hash`).
+    pub wipe_nonce_hash: Option<[u8; 32]>,
+}
+
+/// What a wipe report was judged by; [`Storage::record_wipe`] stores the report only while
+/// the device still stands so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WipeGuard {
+    pub state: DeviceState,
+    pub last_session_at: Option<i64>,
+    pub wipe_nonce_hash: Option<[u8; 32]>,
+}
+
+impl WipeGuard {
+    pub fn of(device: &DeviceRecord) -> WipeGuard {
+        WipeGuard {
+            state: device.state,
+            last_session_at: device.last_session_at,
+            wipe_nonce_hash: device.wipe_nonce_hash,
+        }
+    }
+}
+
+/// What a session changed besides its time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionRecorded {
+    /// The device had been reported wiped; a session with its own key shows it is not, and the
+    /// report was forgotten.
+    pub wipe_report_cleared: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -431,6 +464,42 @@ pub struct Envelope {
     pub bytes: Vec<u8>,
 }
 
+/// What became of one envelope a device sealed ([`Storage::put_envelopes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvelopeOutcome {
+    Stored,
+    /// The recipient has an envelope for that (document, epoch) already: the first stays, so
+    /// a reader cannot replace another device's key with one of its own or with garbage.
+    Exists,
+    /// The recipient refused an envelope of this sealer for that (document, epoch) before.
+    SealerRefused,
+    /// The recipient is unknown or revoked.
+    NoRecipient,
+}
+
+/// A recipient's complaint about an envelope it could not use ([`Storage::refuse_envelopes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvelopeRefusal {
+    pub document: DocumentId,
+    pub epoch: u32,
+    /// Who sealed it, by the envelope's signed trailer.
+    pub sealer: DeviceId,
+}
+
+/// What became of a key commitment a device made ([`Storage::put_commitment`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitmentOutcome {
+    Stored,
+    /// Another commitment for the (document, epoch) came first.
+    Exists,
+    /// It names another policy version than the current one.
+    OtherPolicy {
+        current: u32,
+    },
+    /// The minter's user may not (or no longer) read the document.
+    NoAccess,
+}
+
 /// The network's sharing policy as stored: the root-signed bytes that devices receive and
 /// check themselves, and the table they carry. The HTTP layer verifies the signature before it
 /// stores anything; storage materialises the table as rows so that queries can join a user's
@@ -525,6 +594,11 @@ pub enum StorageError {
     Corrupt(String),
     #[error("the database is busy")]
     Busy,
+    /// The device a write acts for is revoked (or otherwise not active) by the time the
+    /// write's transaction runs: a request authenticated before a revocation writes nothing
+    /// after it.
+    #[error("the device is not active")]
+    DeviceNotActive,
     /// Any other database error. The message is for the server's log, never for a client.
     #[error("database error: {0}")]
     Backend(String),
@@ -610,10 +684,21 @@ pub trait Storage: Send + Sync {
     fn older_certificates(&self, id: DeviceId) -> Result<Vec<Vec<u8>>>;
     /// The wipe order waiting for a revoked device; `None` for any other device.
     fn wipe_order(&self, id: DeviceId) -> Result<Option<Vec<u8>>>;
-    /// Records the device's signed wipe report (verified by the caller) and the time it
-    /// arrived; a second report keeps the first. [`StorageError::NotFound`] for an unknown
-    /// device.
-    fn record_wipe(&self, id: DeviceId, report: &[u8], now: i64) -> Result<()>;
+    /// Records the device's signed wipe report (verified and judged by the caller, against
+    /// `seen`) and the time it arrived, in one transaction that first checks that the device
+    /// still stands as `seen` says; `Ok(false)` (nothing stored) when it changed meanwhile (a
+    /// session, a revocation): judge again. A second report keeps the first.
+    /// [`StorageError::NotFound`] for an unknown device.
+    fn record_wipe(&self, id: DeviceId, report: &[u8], seen: &WipeGuard, now: i64) -> Result<bool>;
+    /// A session of `id` opened at `now`: its last session time, and `wipe_nonce_hash` when
+    /// given, are recorded, and a wipe report recorded for it is forgotten, all in one
+    /// transaction. [`StorageError::NotFound`] for an unknown device.
+    fn record_session(
+        &self,
+        id: DeviceId,
+        wipe_nonce_hash: Option<[u8; 32]>,
+        now: i64,
+    ) -> Result<SessionRecorded>;
 
     // Plans and access.
 
@@ -621,6 +706,8 @@ pub trait Storage: Send + Sync {
     /// role [`CREATOR_PLAN_ROLE`]. `Ok(true)` when the plan is (now) this creator's: newly
     /// registered, or registered before by the same user (a retry changes nothing).
     /// `Ok(false)` when another user registered it; nothing changes.
+    /// [`StorageError::DeviceNotActive`] when `created_by` is not active in the writing
+    /// transaction.
     fn register_plan(&self, plan: PlanId, creator: UserId, created_by: DeviceId, now: i64) -> Result<bool>;
     /// Grants `user` access (a new log position, see the module docs) or, for a participant,
     /// updates only the role. [`StorageError::NotFound`] for an unknown plan or user.
@@ -672,9 +759,12 @@ pub trait Storage: Send + Sync {
 
     // Key epochs and rotations.
 
-    /// Stores a commitment unless one exists for its (document, epoch): the first writer wins.
-    /// `Ok(true)` when this one was stored, `Ok(false)` when another was there already.
-    fn put_commitment(&self, commitment: &CommitmentRecord) -> Result<bool>;
+    /// Stores a commitment, naming `policy_version`, unless one exists for its (document,
+    /// epoch): the first writer wins. Checked in the writing transaction: the policy version is
+    /// the current one, and a device minter is active
+    /// ([`StorageError::DeviceNotActive`] otherwise) and its user may read the document.
+    fn put_commitment(&self, commitment: &CommitmentRecord, policy_version: u32)
+    -> Result<CommitmentOutcome>;
     fn commitment(&self, document: DocumentId, epoch: u32) -> Result<Option<CommitmentRecord>>;
     /// The highest epoch with a commitment; 0 when nobody has made a key yet.
     fn current_epoch(&self, document: DocumentId) -> Result<u32>;
@@ -691,12 +781,13 @@ pub trait Storage: Send + Sync {
     /// transaction.
     fn rotation_tasks(&self, limit: usize) -> Result<Vec<RotationTask>>;
     /// In one transaction: stores the administrator's commitment for `new_epoch` and the
-    /// envelopes (each taking a log position, as [`Storage::put_envelopes`]), and removes the
-    /// rotations queued before the document reached `new_epoch` (a rotation queued at a later
-    /// epoch stays). Returns the number of documents still waiting.
-    /// [`StorageError::InvalidState`] when no rotation of the document waits or `new_epoch`
-    /// is not its current epoch + 1 (nothing is stored then); [`StorageError::NotFound`] or
-    /// [`StorageError::InvalidState`] for an unknown or revoked recipient, as `put_envelopes`.
+    /// envelopes (each taking a log position; the first per (recipient, document, epoch)
+    /// stays, as in [`Storage::put_envelopes`]), and removes the rotations queued before the
+    /// document reached `new_epoch` (a rotation queued at a later epoch stays). Returns the
+    /// number of documents still waiting. [`StorageError::InvalidState`] when no rotation of
+    /// the document waits or `new_epoch` is not its current epoch + 1 (nothing is stored
+    /// then); [`StorageError::NotFound`] for an unknown recipient and
+    /// [`StorageError::InvalidState`] for a revoked one (nothing is stored then either).
     fn complete_rotation(&self, rotation: &CompletedRotation) -> Result<u64>;
 
     // The log.
@@ -708,6 +799,8 @@ pub trait Storage: Send + Sync {
     /// document with exactly its `covers`, made less than [`SNAPSHOT_REQUEST_TTL_MS`] before
     /// its `received_at`; otherwise it is [`PushOutcome::Refused`] with
     /// [`eenplan_protocol::sync::REJECT_UNREQUESTED_SNAPSHOT`].
+    /// A bundle whose author is revoked by the time this transaction runs is
+    /// [`PushOutcome::Refused`] (`eenplan_protocol::sync::REJECT_AUTHOR_REVOKED`).
     fn push_batch(&self, items: &[NewBundle]) -> Result<Vec<PushOutcome>>;
     /// The newest log position (bundles and grants); 0 for an empty log.
     fn head(&self) -> Result<u64>;
@@ -741,10 +834,23 @@ pub trait Storage: Send + Sync {
 
     // Key envelopes.
 
-    /// Stores or replaces each (recipient, document, epoch) envelope, all or none.
-    /// [`StorageError::NotFound`] for an unknown recipient, [`StorageError::InvalidState`]
-    /// for a revoked one.
-    fn put_envelopes(&self, envelopes: &[Envelope]) -> Result<()>;
+    /// Stores the envelopes `sealer` sealed (the caller checked each one's signed trailer
+    /// names it), in one transaction, and reports each one's fate in order: the first
+    /// envelope per (recipient, document, epoch) stays, a sealer the recipient refused for it
+    /// is not heard again, and an unknown or revoked recipient gets nothing. An escrow
+    /// envelope (recipient `ESCROW_RECIPIENT`) is kept apart, the first per (document, epoch).
+    /// [`StorageError::DeviceNotActive`] (nothing stored) when the sealer is not an active
+    /// device in the writing transaction.
+    fn put_envelopes(&self, sealer: DeviceId, envelopes: &[Envelope]) -> Result<Vec<EnvelopeOutcome>>;
+    /// A recipient's complaints about envelopes it could not use. For each, the recipient's
+    /// envelope of that (document, epoch) is deleted when the named sealer sealed it (or its
+    /// sealer is unknown), so the key is asked for again; when the sealer is known and named,
+    /// that sealer's envelopes of that (document, epoch) are refused for the recipient from
+    /// then on. A complaint about an envelope the recipient does not hold changes nothing, so
+    /// what is recorded grows only with envelopes actually delivered. Returns how many
+    /// envelopes were deleted. [`StorageError::DeviceNotActive`] for a recipient that is not
+    /// active.
+    fn refuse_envelopes(&self, recipient: DeviceId, refusals: &[EnvelopeRefusal]) -> Result<u64>;
     /// Envelopes for `device` stored after log position `since` (each envelope takes a
     /// position when stored). Call it after [`Storage::pull`] with the same cursor, so an
     /// envelope at or below the pull's head is never missed.

@@ -40,6 +40,8 @@ use tungstenite::stream::MaybeTlsStream;
 
 /// The longest any test waits for something the server should do at once.
 const WAIT: Duration = Duration::from_secs(20);
+/// The bearer token the test servers' `/metrics` asks for.
+const METRICS_TOKEN: &str = "metrics-test-token";
 const EPOCH_KEY: [u8; 32] = [9; 32];
 
 fn now_ms() -> i64 {
@@ -75,10 +77,13 @@ impl Server {
     fn start_with(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let log = File::create(dir.path().join("server.log")).unwrap();
+        std::fs::write(dir.path().join("metrics-token"), METRICS_TOKEN).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_eenplan-server"))
             .args(["serve", "--data"])
             .arg(dir.path().join("data"))
             .args(["--listen", "127.0.0.1:0"])
+            .arg("--metrics-token-file")
+            .arg(dir.path().join("metrics-token"))
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
@@ -103,6 +108,18 @@ impl Server {
 
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// The origin administrators address this server by.
+    fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The one-time secret its init must carry, from its data directory.
+    fn init_secret(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("data").join(api::INIT_SECRET_FILE))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
     }
 
     fn database(&self) -> PathBuf {
@@ -161,7 +178,7 @@ impl Server {
     }
 
     fn metrics(&self) -> String {
-        let reply = self.get(api::PATH_METRICS, &[]);
+        let reply = self.get(api::PATH_METRICS, &[("authorization", format!("Bearer {METRICS_TOKEN}"))]);
         assert_eq!(reply.status, 200);
         reply.text()
     }
@@ -219,14 +236,16 @@ impl Drop for Server {
 
 struct Reply {
     status: u16,
+    headers: ureq::http::HeaderMap,
     body: Vec<u8>,
 }
 
 impl From<ureq::http::Response<ureq::Body>> for Reply {
     fn from(response: ureq::http::Response<ureq::Body>) -> Reply {
         let status = response.status().as_u16();
+        let headers = response.headers().clone();
         let body = response.into_body().with_config().limit(64 * 1024 * 1024).read_to_vec().unwrap();
-        Reply { status, body }
+        Reply { status, headers, body }
     }
 }
 
@@ -275,8 +294,9 @@ impl Network {
         self.root.verifying_key().to_bytes()
     }
 
-    fn init_body(&self) -> Vec<u8> {
+    fn init_body(&self, server: &Server) -> Vec<u8> {
         serde_json::to_vec(&InitRequest {
+            init_secret: server.init_secret(),
             root_public: hex(&self.root_public()),
             escrow_public: hex(&self.escrow_public),
             escrow_signature: hex(&self.root.sign(&api::escrow_message(&self.escrow_public)).to_bytes()),
@@ -394,24 +414,44 @@ impl Network {
         }
     }
 
+    /// The headers of an admin request signed by `key` for this network and `server`.
     fn headers(
+        &self,
+        server: &Server,
         key: &SigningKey,
         method: &str,
         path: &str,
         time: i64,
         body: &[u8],
     ) -> Vec<(&'static str, String)> {
-        let signature = key.sign(&api::admin_request_message(method, path, time, body));
+        self.headers_for(&self.root_public(), &server.origin(), key, method, path, time, body)
+    }
+
+    /// The headers of an admin request signed for `root` and `origin`.
+    #[allow(clippy::too_many_arguments)]
+    fn headers_for(
+        &self,
+        root: &[u8; 32],
+        origin: &str,
+        key: &SigningKey,
+        method: &str,
+        path: &str,
+        time: i64,
+        body: &[u8],
+    ) -> Vec<(&'static str, String)> {
+        let audience = api::AdminAudience { root_public: root, origin };
+        let signature = key.sign(&api::admin_request_message(audience, method, path, time, body));
         vec![
             (api::HEADER_ADMIN, hex(key.verifying_key().as_bytes())),
             (api::HEADER_TIME, time.to_string()),
+            (api::HEADER_ORIGIN, origin.to_string()),
             (api::HEADER_SIGNATURE, hex(&signature.to_bytes())),
             ("content-type", "application/json".into()),
         ]
     }
 
     fn call(&self, server: &Server, method: &str, path: &str, body: &[u8]) -> Reply {
-        let headers = Network::headers(&self.admin, method, path, now_ms(), body);
+        let headers = self.headers(server, &self.admin, method, path, now_ms(), body);
         match method {
             "GET" => server.get(path, &headers),
             _ => server.post(path, &headers, body),
@@ -423,7 +463,7 @@ impl Network {
     }
 
     fn init(&self, server: &Server) -> Reply {
-        self.call(server, "POST", api::PATH_ADMIN_INIT, &self.init_body())
+        self.call(server, "POST", api::PATH_ADMIN_INIT, &self.init_body(server))
     }
 
     /// A fresh server with this network, one organisation.
@@ -558,17 +598,44 @@ impl Device {
     }
 
     fn session(&self, server: &Server) -> Reply {
+        self.session_registering(server, None)
+    }
+
+    /// A session that registers the hash of the nonce `nonce`, as a device that keeps a
+    /// self-wipe report does.
+    fn session_registering(&self, server: &Server, nonce: Option<&[u8; 32]>) -> Reply {
         let reply =
             server.post_json(api::PATH_AUTH_CHALLENGE, &ChallengeRequest { device_id: hex(&self.id) });
         if reply.status != 200 {
             return reply;
         }
         let challenge = reply.json::<ChallengeResponse>().challenge;
-        let signature = self.key.sign(&api::session_message(&unhex(&challenge).unwrap()));
+        let bytes = unhex(&challenge).unwrap();
+        let hash = nonce.map(wipe::wipe_nonce_hash);
+        let message = match &hash {
+            Some(hash) => api::session_message_with_wipe_nonce(&bytes, hash),
+            None => api::session_message(&bytes),
+        };
         server.post_json(
             api::PATH_AUTH_SESSION,
-            &SessionRequest { device_id: hex(&self.id), challenge, signature: hex(&signature.to_bytes()) },
+            &SessionRequest {
+                device_id: hex(&self.id),
+                challenge,
+                signature: hex(&self.key.sign(&message).to_bytes()),
+                wipe_nonce_hash: hash.map(|h| hex(&h)),
+            },
         )
+    }
+
+    /// The self-wipe report this device keeps beside its store for `nonce`, as uploaded.
+    fn self_wipe_report(&self, nonce: &[u8; 32]) -> WipeReportUpload {
+        let report = WipeReport {
+            device: Fixed(self.id),
+            cause: WipeCause::FailedUnlocks,
+            signed_at_ms: now_ms(),
+            nonce: Some(Fixed(*nonce)),
+        };
+        WipeReportUpload { report: hex(&report.sign(&self.key).to_bytes()) }
     }
 
     /// A sealed change bundle for `document`, signed by this device.
@@ -583,10 +650,32 @@ impl Device {
         Bundle::seal(header, &EPOCH_KEY, payload, &self.key).unwrap().into_bytes()
     }
 
-    /// This device's commitment to [`EPOCH_KEY`] as `document`'s key of `epoch`.
+    /// This device's commitment to [`EPOCH_KEY`] as `document`'s key of `epoch`, under the
+    /// network's first policy.
     fn commitment(&self, document: DocumentId, epoch: u32) -> Blob {
+        self.commitment_under(document, epoch, 1)
+    }
+
+    /// The same, naming `policy_version`.
+    fn commitment_under(&self, document: DocumentId, epoch: u32, policy_version: u32) -> Blob {
         let minter = Minter::Device(Fixed(self.id));
-        Blob(Commitment::new(document, epoch, &EPOCH_KEY, minter, now_ms()).sign(&self.key).to_bytes())
+        let commitment =
+            Commitment::new(document, epoch, &EPOCH_KEY, minter, now_ms()).under_policy(policy_version);
+        Blob(commitment.sign(&self.key).to_bytes())
+    }
+
+    /// `key` sealed to `recipient` (whose public key is `public`) and signed by this device,
+    /// as it travels.
+    fn seal_for(
+        &self,
+        recipient: [u8; 16],
+        public: &[u8],
+        document: DocumentId,
+        epoch: u32,
+        key: &[u8; 32],
+    ) -> Vec<u8> {
+        let sealed = envelope::seal(public, recipient, document, epoch, key).unwrap();
+        envelope::sign(sealed, self.id, &self.key, document, epoch, recipient)
     }
 
     /// Epoch 1 of every compartment of `plans`, made by this device (the server keeps those
@@ -714,7 +803,7 @@ fn an_init_whose_certificate_or_escrow_signature_the_root_did_not_make_is_refuse
     forged.admin = network.admin.clone();
     // forged.root did not sign the admin certificate.
     assert_eq!(forged.init(&server).error(400), "bad_certificate");
-    let mut request: InitRequest = serde_json::from_slice(&network.init_body()).unwrap();
+    let mut request: InitRequest = serde_json::from_slice(&network.init_body(&server)).unwrap();
     request.escrow_signature = hex(&[0; 64]);
     let reply = network.call(&server, "POST", api::PATH_ADMIN_INIT, &serde_json::to_vec(&request).unwrap());
     assert_eq!(reply.error(400), "bad_escrow_signature");
@@ -726,32 +815,45 @@ fn admin_requests_with_a_bad_signature_a_replayed_signature_or_a_stale_time_are_
     let (server, network) = Network::start();
     let path = api::PATH_ADMIN_ORGS;
     let time = now_ms();
-    let good = Network::headers(&network.admin, "GET", path, time, b"");
+    let good = network.headers(&server, &network.admin, "GET", path, time, b"");
     assert_eq!(server.get(path, &good).status, 200);
     assert_eq!(server.get(path, &good).error(401), "replayed_request");
 
-    let other_path = Network::headers(&network.admin, "GET", api::PATH_ADMIN_USERS, now_ms(), b"");
+    let other_path = network.headers(&server, &network.admin, "GET", api::PATH_ADMIN_USERS, now_ms(), b"");
     assert_eq!(server.get(path, &other_path).error(401), "bad_signature");
 
-    let stale =
-        Network::headers(&network.admin, "GET", path, now_ms() - api::ADMIN_CLOCK_SKEW_MS - 60_000, b"");
+    let stale = network.headers(
+        &server,
+        &network.admin,
+        "GET",
+        path,
+        now_ms() - api::ADMIN_CLOCK_SKEW_MS - 60_000,
+        b"",
+    );
     assert_eq!(server.get(path, &stale).error(401), "stale_request");
-    let future =
-        Network::headers(&network.admin, "GET", path, now_ms() + api::ADMIN_CLOCK_SKEW_MS + 60_000, b"");
+    let future = network.headers(
+        &server,
+        &network.admin,
+        "GET",
+        path,
+        now_ms() + api::ADMIN_CLOCK_SKEW_MS + 60_000,
+        b"",
+    );
     assert_eq!(server.get(path, &future).error(401), "stale_request");
 
-    let stranger = Network::headers(&key(), "GET", path, now_ms(), b"");
+    let stranger = network.headers(&server, &key(), "GET", path, now_ms(), b"");
     assert_eq!(server.get(path, &stranger).error(401), "unknown_admin");
     assert_eq!(server.get(path, &[]).error(401), "missing_signature");
 
     // The body is signed: a body swapped under a valid signature is refused.
     let signed = serde_json::to_vec(&NewOrg { name: "Echt".into(), lease_hours: 72 }).unwrap();
     let sent = serde_json::to_vec(&NewOrg { name: "Vals".into(), lease_hours: 72 }).unwrap();
-    let headers = Network::headers(&network.admin, "POST", path, now_ms(), &signed);
+    let headers = network.headers(&server, &network.admin, "POST", path, now_ms(), &signed);
     assert_eq!(server.post(path, &headers, &sent).error(401), "bad_signature");
 
     // The query is signed too.
-    let headers = Network::headers(&network.admin, "GET", "/v1/admin/devices?state=pending", now_ms(), b"");
+    let headers =
+        network.headers(&server, &network.admin, "GET", "/v1/admin/devices?state=pending", now_ms(), b"");
     assert_eq!(server.get("/v1/admin/devices?state=active", &headers).error(401), "bad_signature");
     assert!(
         server.metrics().lines().any(|l| l.starts_with("eenplan_auth_failures_total ") && !l.ends_with(" 0"))
@@ -954,9 +1056,8 @@ fn only_the_plans_regisseur_may_add_participants_from_a_device() {
         },
     );
 
-    let directory = server.get_as(api::PATH_USERS, b.token());
-    assert_eq!(directory.status, 200);
-    assert_eq!(directory.json::<Vec<UserInfo>>().len(), 3);
+    // No device lists the directory; it looks up the name it was given.
+    assert_eq!(server.get_as(api::PATH_USERS, b.token()).error(410), api::code::DIRECTORY_REMOVED);
 
     let path = api::participants_path(&plan);
     let reply = server.post_as(&path, b.token(), &Assignment { user_id: cem.id, role: "wijkteam".into() });
@@ -1356,9 +1457,7 @@ fn key_requests_and_envelopes_are_paged_and_each_envelope_arrives_once() {
                     recipient: Fixed(b.id),
                     document: request.document,
                     epoch: request.epoch,
-                    envelope: Blob(
-                        envelope::seal(&b.agreement_public, b.id, document, 1, &EPOCH_KEY).unwrap(),
-                    ),
+                    envelope: Blob(a.seal_for(b.id, &b.agreement_public, document, 1, &EPOCH_KEY)),
                 }
             })
             .collect();
@@ -1413,10 +1512,9 @@ fn key_envelopes_reach_their_recipient_and_key_requests_name_devices_without_one
     let body = certificate.verify_device(&admin_certificate, &network.root_public(), now_ms()).unwrap();
     assert_eq!(body.device_id, b.id);
 
-    let sealed = envelope::seal(&body.agreement_public, b.id, basis(plan), 1, &EPOCH_KEY).unwrap();
-    let to_cem = envelope::seal(&c.agreement_public, c.id, basis(plan), 1, &EPOCH_KEY).unwrap();
-    let to_escrow =
-        envelope::seal(&network.escrow_public, api::ESCROW_RECIPIENT, basis(plan), 1, &EPOCH_KEY).unwrap();
+    let sealed = a.seal_for(b.id, &body.agreement_public, basis(plan), 1, &EPOCH_KEY);
+    let to_cem = a.seal_for(c.id, &c.agreement_public, basis(plan), 1, &EPOCH_KEY);
+    let to_escrow = a.seal_for(api::ESCROW_RECIPIENT, &network.escrow_public, basis(plan), 1, &EPOCH_KEY);
     let upload = |recipient: [u8; 16], bytes: &[u8]| EnvelopeUpload {
         recipient: Fixed(recipient),
         document: Fixed(basis(plan).to_bytes()),
@@ -1446,7 +1544,9 @@ fn key_envelopes_reach_their_recipient_and_key_requests_name_devices_without_one
     commitment.matches(&EPOCH_KEY).unwrap();
     let delivered = &received.envelopes[0];
     assert_eq!((delivered.document, delivered.epoch), (Fixed(basis(plan).to_bytes()), 1));
-    let key = envelope::open(&delivered.envelope.0, &b.agreement_secret, b.id, basis(plan), 1).unwrap();
+    let (sealed, sealer, _) = envelope::split_signed(&delivered.envelope.0).unwrap();
+    assert_eq!(sealer, a.id);
+    let key = envelope::open(sealed, &b.agreement_secret, b.id, basis(plan), 1).unwrap();
     assert_eq!(*key, EPOCH_KEY);
     assert!(
         server.sync(&c, &SyncRequest::default()).envelopes.is_empty(),
@@ -1688,9 +1788,7 @@ fn answer_key_requests(server: &Server, network: &Network, sealer: &Device) {
                 recipient: Fixed(recipient),
                 document: request.document,
                 epoch: request.epoch,
-                envelope: Blob(
-                    envelope::seal(&public, recipient, document, request.epoch, &EPOCH_KEY).unwrap(),
-                ),
+                envelope: Blob(sealer.seal_for(recipient, &public, document, request.epoch, &EPOCH_KEY)),
             });
         }
     }
@@ -1757,7 +1855,8 @@ fn a_wipe_report_counts_only_when_the_device_itself_signed_it() {
     let (server, network) = Network::start();
     let (_, a) = network.member(&server, "Ann");
     assert_eq!(network.revoke(&server, &a).status, 200);
-    let report = WipeReport { device: Fixed(a.id), cause: WipeCause::Ordered, signed_at_ms: now_ms() };
+    let report =
+        WipeReport { device: Fixed(a.id), cause: WipeCause::Ordered, signed_at_ms: now_ms(), nonce: None };
     let forged = report.sign(&key());
     let reply =
         server.post_json(api::PATH_WIPE_REPORT, &WipeReportUpload { report: hex(&forged.to_bytes()) });
@@ -1869,7 +1968,7 @@ fn a_ggz_user_gets_nothing_of_justitie() {
     let asked = server.sync(&p, &SyncRequest::default());
     assert!(asked.key_requests.iter().all(|r| r.document != Fixed(justitie(plan).to_bytes())));
     // An envelope Piet seals to Gert anyway is dropped.
-    let sealed = envelope::seal(&g.agreement_public, g.id, justitie(plan), 1, &EPOCH_KEY).unwrap();
+    let sealed = p.seal_for(g.id, &g.agreement_public, justitie(plan), 1, &EPOCH_KEY);
     server.sync(
         &p,
         &SyncRequest {
@@ -2300,4 +2399,494 @@ fn a_rekey_batch_far_over_the_json_limit_is_taken_and_a_listed_revoked_reader_ne
     assert!(answer.outcomes.iter().all(|o| o.status == RekeyStatus::Done), "{:?}", answer.outcomes);
     assert_eq!(answer.pending, 0);
     let _ = (plan, more);
+}
+
+// Envelopes a reader cannot overwrite, and envelopes a recipient refuses.
+
+/// The upload of an envelope `sealer` made for `recipient` of `document`'s `epoch`.
+fn envelope_upload(recipient: [u8; 16], document: DocumentId, epoch: u32, signed: Vec<u8>) -> EnvelopeUpload {
+    EnvelopeUpload {
+        recipient: Fixed(recipient),
+        document: Fixed(document.to_bytes()),
+        epoch,
+        envelope: Blob(signed),
+    }
+}
+
+/// Garbage where an HPKE envelope belongs, genuinely signed by `sealer`: what a malicious
+/// reader sends.
+fn garbage_for(sealer: &Device, recipient: [u8; 16], document: DocumentId, epoch: u32) -> Vec<u8> {
+    envelope::sign(vec![2; 300], sealer.id, &sealer.key, document, epoch, recipient)
+}
+
+/// The sealer of the envelope `device` received for `document`'s epoch 1, and the key in it.
+fn opened(
+    device: &Device,
+    delivery: &eenplan_protocol::sync::EnvelopeDelivery,
+    document: DocumentId,
+) -> ([u8; 16], Option<[u8; 32]>) {
+    let (sealed, sealer, _) = envelope::split_signed(&delivery.envelope.0).unwrap();
+    (sealer, envelope::open(sealed, &device.agreement_secret, device.id, document, 1).ok().map(|k| *k))
+}
+
+#[test]
+fn a_reader_cannot_replace_another_devices_envelope_nor_seal_in_anothers_name() {
+    let (server, network) = Network::start();
+    let (_, a) = network.member(&server, "Ann");
+    let (bob, b) = network.member(&server, "Bob");
+    let (cem, c) = network.member(&server, "Cem");
+    let plan = shared_plan(&server, &network, &a, &bob);
+    network.assign(&server, plan, &cem);
+    // Ann seals Bob the basis key; Cem, a reader of the plan, sends Bob garbage for it after.
+    let good = a.seal_for(b.id, &b.agreement_public, basis(plan), 1, &EPOCH_KEY);
+    let upload = envelope_upload(b.id, basis(plan), 1, good);
+    server.sync(&a, &SyncRequest { envelopes: vec![upload], ..Default::default() });
+    let garbage = envelope_upload(b.id, basis(plan), 1, garbage_for(&c, b.id, basis(plan), 1));
+    server.sync(&c, &SyncRequest { envelopes: vec![garbage], ..Default::default() });
+    // For zorg, Cem comes first, in Ann's name (her id in the trailer, his signature), so
+    // that Bob's complaint would shut Ann out.
+    let mut in_anns_name = garbage_for(&c, b.id, zorg(plan), 1);
+    let trailer = in_anns_name.len() - envelope::SIGNED_TRAILER_LEN;
+    in_anns_name[trailer..trailer + 16].copy_from_slice(&a.id);
+    let forged = envelope_upload(b.id, zorg(plan), 1, in_anns_name);
+    server.sync(&c, &SyncRequest { envelopes: vec![forged], ..Default::default() });
+    let good = a.seal_for(b.id, &b.agreement_public, zorg(plan), 1, &EPOCH_KEY);
+    let upload = envelope_upload(b.id, zorg(plan), 1, good);
+    server.sync(&a, &SyncRequest { envelopes: vec![upload], ..Default::default() });
+
+    let received = server.sync(&b, &SyncRequest::default());
+    for document in [basis(plan), zorg(plan)] {
+        let delivered: Vec<_> =
+            received.envelopes.iter().filter(|e| e.document == Fixed(document.to_bytes())).collect();
+        assert_eq!(delivered.len(), 1);
+        assert_eq!(opened(&b, delivered[0], document), (a.id, Some(EPOCH_KEY)), "Ann's envelope, intact");
+    }
+}
+
+#[test]
+fn a_recipient_that_cannot_use_its_envelope_asks_again_and_gets_a_good_one_from_another_holder() {
+    let (server, network) = Network::start();
+    let (_, a) = network.member(&server, "Ann");
+    let (bob, b) = network.member(&server, "Bob");
+    let (cem, c) = network.member(&server, "Cem");
+    let plan = shared_plan(&server, &network, &a, &bob);
+    network.assign(&server, plan, &cem);
+    let document = basis(plan);
+    // Cem answers Bob's key request first, with garbage: the first envelope stays.
+    server.sync(
+        &c,
+        &SyncRequest {
+            envelopes: vec![envelope_upload(b.id, document, 1, garbage_for(&c, b.id, document, 1))],
+            ..Default::default()
+        },
+    );
+    let asked = server.sync(&a, &SyncRequest::default());
+    let for_bob = |response: &SyncResponse| {
+        response.key_requests.iter().any(|r| {
+            r.document == Fixed(document.to_bytes())
+                && Certificate::from_bytes(&r.certificate.0).unwrap().claimed_device_body().unwrap().device_id
+                    == b.id
+        })
+    };
+    assert!(!for_bob(&asked), "the server believes Bob holds the key");
+    let received = server.sync(&b, &SyncRequest::default());
+    let delivered = received.envelopes.iter().find(|e| e.document == Fixed(document.to_bytes())).unwrap();
+    assert_eq!(opened(&b, delivered, document), (c.id, None), "garbage from Cem");
+
+    // Bob refuses it, naming its sealer: the server forgets it and asks for the key again.
+    let refused = eenplan_protocol::sync::RefusedEnvelope {
+        document: Fixed(document.to_bytes()),
+        epoch: 1,
+        sealer: Fixed(c.id),
+    };
+    server.sync(
+        &b,
+        &SyncRequest { since: received.head, refused_envelopes: vec![refused], ..Default::default() },
+    );
+    let asked = server.sync(&a, &SyncRequest::default());
+    assert!(for_bob(&asked), "Bob's key is asked for again");
+    // Cem is not heard for it again; Ann's envelope reaches Bob.
+    server.sync(
+        &c,
+        &SyncRequest {
+            envelopes: vec![envelope_upload(b.id, document, 1, garbage_for(&c, b.id, document, 1))],
+            ..Default::default()
+        },
+    );
+    let good = a.seal_for(b.id, &b.agreement_public, document, 1, &EPOCH_KEY);
+    server.sync(
+        &a,
+        &SyncRequest { envelopes: vec![envelope_upload(b.id, document, 1, good)], ..Default::default() },
+    );
+    let again = server.sync(&b, &SyncRequest { since: received.head, ..Default::default() });
+    let delivered = again.envelopes.iter().find(|e| e.document == Fixed(document.to_bytes())).unwrap();
+    assert_eq!(opened(&b, delivered, document), (a.id, Some(EPOCH_KEY)));
+    assert!(server.metrics().contains("eenplan_envelopes_withdrawn_total 1\n"));
+}
+
+// Wipe reports that cannot be true are refused.
+
+fn listed_state(server: &Server, network: &Network, device: &Device) -> String {
+    let devices: Vec<DeviceInfo> = network.call(server, "GET", api::PATH_ADMIN_DEVICES, b"").json();
+    devices.into_iter().find(|d| d.device_id == hex(&device.id)).unwrap().state
+}
+
+/// Whether `holder` is asked to seal `document`'s key to `device` (a device reported wiped
+/// is asked for no more).
+fn asked_for(server: &Server, holder: &Device, device: &Device, document: DocumentId) -> bool {
+    server.sync(holder, &SyncRequest::default()).key_requests.iter().any(|r| {
+        r.document == Fixed(document.to_bytes())
+            && Certificate::from_bytes(&r.certificate.0).unwrap().claimed_device_body().unwrap().device_id
+                == device.id
+    })
+}
+
+/// Moves the server's record of `device`'s last session back past its lease, as if it had
+/// been offline that long.
+fn last_session_long_ago(server: &Server, device: &Device) {
+    let conn = rusqlite::Connection::open(server.database()).unwrap();
+    conn.busy_timeout(WAIT).unwrap();
+    let long_ago = now_ms() - 73 * 3_600_000;
+    conn.execute(
+        "UPDATE devices SET last_session_at = ?1 WHERE device_id = ?2",
+        rusqlite::params![long_ago, device.id],
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_copied_self_wipe_report_does_not_mark_a_live_device_wiped() {
+    let (server, network) = Network::start();
+    let (_, a) = network.member(&server, "Ann");
+    let (bob, b) = network.member(&server, "Bob");
+    let plan = shared_plan(&server, &network, &a, &bob);
+    let nonce = random::<32>();
+    assert_eq!(b.session_registering(&server, Some(&nonce)).status, 200);
+    // Someone with a copy of Bob's files sends the report they hold: Bob's lease runs.
+    let reply = server.post_json(api::PATH_WIPE_REPORT, &b.self_wipe_report(&nonce));
+    assert_eq!(reply.error(409), api::code::DEVICE_ACTIVE);
+    assert_eq!(listed_state(&server, &network, &b), "active");
+    assert!(asked_for(&server, &a, &b, basis(plan)), "Bob still gets the keys");
+    assert!(server.metrics().contains("eenplan_wipe_reports_refused_total 1\n"));
+}
+
+#[test]
+fn a_self_wipe_report_from_before_the_devices_last_session_is_stale() {
+    let (server, network) = Network::start();
+    let (_, b) = network.member(&server, "Bob");
+    let (copied, newest) = (random::<32>(), random::<32>());
+    assert_eq!(b.session_registering(&server, Some(&copied)).status, 200);
+    let old_report = b.self_wipe_report(&copied);
+    assert_eq!(b.session_registering(&server, Some(&newest)).status, 200);
+    // A session that registers nothing keeps the newest nonce.
+    assert_eq!(b.session(&server).status, 200);
+    assert_eq!(network.revoke(&server, &b).status, 200);
+    let reply = server.post_json(api::PATH_WIPE_REPORT, &old_report);
+    assert_eq!(reply.error(409), api::code::STALE_WIPE_REPORT, "even for a revoked device");
+    let unnamed = WipeReport {
+        device: Fixed(b.id),
+        cause: WipeCause::FailedUnlocks,
+        signed_at_ms: now_ms(),
+        nonce: None,
+    };
+    let reply = server.post_json(
+        api::PATH_WIPE_REPORT,
+        &WipeReportUpload { report: hex(&unnamed.sign(&b.key).to_bytes()) },
+    );
+    assert_eq!(reply.error(409), api::code::STALE_WIPE_REPORT, "a report without a nonce");
+    assert_eq!(listed_state(&server, &network, &b), "revoked");
+    assert_eq!(server.post_json(api::PATH_WIPE_REPORT, &b.self_wipe_report(&newest)).status, 204);
+    assert_eq!(listed_state(&server, &network, &b), "wiped");
+}
+
+#[test]
+fn an_ordered_wipe_report_counts_only_for_a_revoked_device() {
+    let (server, network) = Network::start();
+    let (_, a) = network.member(&server, "Ann");
+    let ordered =
+        WipeReport { device: Fixed(a.id), cause: WipeCause::Ordered, signed_at_ms: now_ms(), nonce: None };
+    let upload = WipeReportUpload { report: hex(&ordered.sign(&a.key).to_bytes()) };
+    assert_eq!(server.post_json(api::PATH_WIPE_REPORT, &upload).error(409), api::code::DEVICE_ACTIVE);
+    // Not even once its lease has lapsed: only a wipe order makes such a report.
+    last_session_long_ago(&server, &a);
+    assert_eq!(server.post_json(api::PATH_WIPE_REPORT, &upload).error(409), api::code::DEVICE_ACTIVE);
+    assert_eq!(listed_state(&server, &network, &a), "active");
+    assert_eq!(network.revoke(&server, &a).status, 200);
+    assert_eq!(server.post_json(api::PATH_WIPE_REPORT, &upload).status, 204);
+    assert_eq!(listed_state(&server, &network, &a), "wiped");
+}
+
+#[test]
+fn a_device_whose_lease_lapsed_may_be_reported_wiped_until_it_opens_a_session_again() {
+    let (server, network) = Network::start();
+    let (_, a) = network.member(&server, "Ann");
+    let (bob, b) = network.member(&server, "Bob");
+    let plan = shared_plan(&server, &network, &a, &bob);
+    let nonce = random::<32>();
+    assert_eq!(b.session_registering(&server, Some(&nonce)).status, 200);
+    last_session_long_ago(&server, &b);
+    assert_eq!(server.post_json(api::PATH_WIPE_REPORT, &b.self_wipe_report(&nonce)).status, 204);
+    assert_eq!(listed_state(&server, &network, &b), "wiped");
+    assert!(!asked_for(&server, &a, &b, basis(plan)), "a wiped device gets no keys");
+    // Bob's phone was not wiped: it opens a session with the key the report says is gone.
+    assert_eq!(b.session(&server).status, 200);
+    assert_eq!(listed_state(&server, &network, &b), "active");
+    assert!(asked_for(&server, &a, &b, basis(plan)), "and gets the keys again");
+    assert!(server.metrics().contains("eenplan_wipe_reports_cleared_total 1\n"));
+}
+
+#[test]
+fn a_session_must_sign_the_wipe_nonce_hash_it_registers() {
+    let (server, network) = Network::start();
+    let (_, a) = network.member(&server, "Ann");
+    let reply = server.post_json(api::PATH_AUTH_CHALLENGE, &ChallengeRequest { device_id: hex(&a.id) });
+    let challenge = reply.json::<ChallengeResponse>().challenge;
+    // Signed without the hash it carries: someone on the way added it.
+    let signature = a.key.sign(&api::session_message(&unhex(&challenge).unwrap()));
+    let reply = server.post_json(
+        api::PATH_AUTH_SESSION,
+        &SessionRequest {
+            device_id: hex(&a.id),
+            challenge,
+            signature: hex(&signature.to_bytes()),
+            wipe_nonce_hash: Some(hex(&[7; 32])),
+        },
+    );
+    assert_eq!(reply.error(401), "bad_signature");
+    let storage = SqliteStorage::open(server.database()).unwrap();
+    assert_eq!(storage.device(DeviceId(a.id)).unwrap().unwrap().wipe_nonce_hash, None);
+}
+
+// Limits: items per request, the push quota, live sockets per device.
+
+#[test]
+fn a_sync_request_over_any_list_limit_is_refused_whole_before_any_of_its_work() {
+    use eenplan_protocol::sync::{
+        MAX_COMMITMENTS, MAX_ENVELOPE_UPLOADS, MAX_NEW_PLANS, MAX_PUSHES, MAX_REFUSED_ENVELOPES,
+        MAX_SNAPSHOTS, RefusedEnvelope,
+    };
+    let (server, network) = Network::start();
+    let (_, a) = network.member(&server, "Ann");
+    let plan = random();
+    let upload = envelope_upload(a.id, basis(plan), 1, vec![1; 100]);
+    let refusal = RefusedEnvelope { document: Fixed(basis(plan).to_bytes()), epoch: 1, sealer: Fixed(a.id) };
+    // Each list one over its limit, beside a registration of `plan` that must not happen.
+    let oversized = [
+        SyncRequest { push: vec![Blob(vec![0; 8]); MAX_PUSHES + 1], ..Default::default() },
+        SyncRequest {
+            new_plans: (0..=MAX_NEW_PLANS).map(|_| Fixed(random())).collect(),
+            ..Default::default()
+        },
+        SyncRequest {
+            commitments: vec![a.commitment(basis(plan), 1); MAX_COMMITMENTS + 1],
+            ..Default::default()
+        },
+        SyncRequest { envelopes: vec![upload; MAX_ENVELOPE_UPLOADS + 1], ..Default::default() },
+        SyncRequest { snapshots: vec![Blob(vec![0; 8]); MAX_SNAPSHOTS + 1], ..Default::default() },
+        SyncRequest { refused_envelopes: vec![refusal; MAX_REFUSED_ENVELOPES + 1], ..Default::default() },
+    ];
+    for mut request in oversized {
+        request.new_plans.push(Fixed(plan));
+        let reply = server.sync_raw(a.token(), &sync::encode(&request));
+        assert_eq!(reply.error(413), api::code::TOO_MANY_ITEMS);
+    }
+    let storage = SqliteStorage::open(server.database()).unwrap();
+    assert!(storage.participants(plan).unwrap().is_empty(), "no plan was registered");
+    assert!(server.metrics().contains("eenplan_oversized_requests_total 6\n"));
+    assert!(server.sync(&a, &SyncRequest::default()).bundles.is_empty(), "and the device syncs on");
+}
+
+#[test]
+fn a_device_pushing_past_its_quota_is_told_when_to_come_back_and_others_push_on() {
+    let server = Server::start_with(&["--push-quota-bundles", "20", "--push-quota-mib", "1"]);
+    let network = Network::new();
+    assert_eq!(network.init(&server).status, 204);
+    let org = NewOrg { name: "Wijkteam Noord".into(), lease_hours: 72 };
+    assert_eq!(network.post(&server, api::PATH_ADMIN_ORGS, &org).status, 201);
+    let (_, a) = network.member(&server, "Ann");
+    let (_, b) = network.member(&server, "Bob");
+    let plan = random();
+    server.sync(
+        &a,
+        &SyncRequest { new_plans: vec![Fixed(plan)], commitments: a.mint(&[plan]), ..Default::default() },
+    );
+    let push = |n: usize| SyncRequest {
+        push: (0..n).map(|i| Blob(a.bundle(basis(plan), &[i as u8; 10]))).collect(),
+        ..Default::default()
+    };
+    assert_eq!(server.sync(&a, &push(10)).accepted.len(), 10);
+    assert_eq!(server.sync(&a, &push(10)).accepted.len(), 10);
+    let refused = server.sync_raw(a.token(), &sync::encode(&push(1)));
+    assert_eq!(refused.error(429), api::code::QUOTA_EXCEEDED);
+    let wait: u64 = refused.headers.get("retry-after").unwrap().to_str().unwrap().parse().unwrap();
+    assert!((1..=3600).contains(&wait), "{wait} s");
+    // Bytes count too: another device's one request of more than a MiB.
+    let big =
+        SyncRequest { push: vec![Blob(vec![0; 700_000]), Blob(vec![0; 700_000])], ..Default::default() };
+    assert_eq!(server.sync_raw(b.token(), &sync::encode(&big)).error(429), api::code::QUOTA_EXCEEDED);
+    assert!(server.sync_raw(b.token(), &sync::encode(&SyncRequest::default())).status == 200, "Bob syncs on");
+    assert!(server.metrics().contains("eenplan_quota_refusals_total 2\n"));
+}
+
+#[test]
+fn a_device_keeps_at_most_three_live_sockets_and_opening_another_closes_its_oldest() {
+    let (server, network) = Network::start();
+    let (_, a) = network.member(&server, "Ann");
+    let (bob, b) = network.member(&server, "Bob");
+    let plan = shared_plan(&server, &network, &a, &bob);
+    let mut sockets: Vec<_> = (0..api::MAX_LIVE_SOCKETS_PER_DEVICE).map(|_| b.live(&server)).collect();
+    let mut newest = b.live(&server);
+    expect_close(&mut sockets[0]);
+    server.sync(&a, &SyncRequest { push: vec![Blob(a.bundle(basis(plan), b"x"))], ..Default::default() });
+    for socket in sockets.iter_mut().skip(1).chain(std::iter::once(&mut newest)) {
+        assert_eq!(next_hint(socket), hex(&basis(plan).to_bytes()), "the others stay open");
+    }
+    assert!(server.metrics().contains("eenplan_live_sockets_evicted_total 1\n"));
+    // Another device's sockets are its own.
+    let mut anns = a.live(&server);
+    server.sync(&b, &SyncRequest { push: vec![Blob(b.bundle(basis(plan), b"y"))], ..Default::default() });
+    assert_eq!(next_hint(&mut anns), hex(&basis(plan).to_bytes()));
+}
+
+// Key commitments name the policy in force.
+
+#[test]
+fn a_key_commitment_naming_another_policy_version_than_the_current_one_is_ignored() {
+    let (server, network) = Network::start();
+    let (_, a) = network.member(&server, "Ann");
+    let plan = random();
+    let documents = [basis(plan), zorg(plan)];
+    let listed = |response: &SyncResponse, d: DocumentId| response.mint.contains(&Fixed(d.to_bytes()));
+    let created = server.sync(
+        &a,
+        &SyncRequest {
+            new_plans: vec![Fixed(plan)],
+            // None named, and an older policy's: neither makes the epoch.
+            commitments: vec![a.commitment_under(documents[0], 1, 0), a.commitment_under(documents[1], 1, 2)],
+            ..Default::default()
+        },
+    );
+    assert!(listed(&created, documents[0]) && listed(&created, documents[1]), "both still wait for a key");
+    assert_eq!(network.upload_policy(&server, &network.sign_policy(&test_policy(2))).status, 200);
+    let stale = server.sync(
+        &a,
+        &SyncRequest { commitments: vec![a.commitment_under(documents[0], 1, 1)], ..Default::default() },
+    );
+    assert!(listed(&stale, documents[0]), "version 1 is no longer the current one");
+    let current = server.sync(
+        &a,
+        &SyncRequest { commitments: vec![a.commitment_under(documents[0], 1, 2)], ..Default::default() },
+    );
+    assert!(!listed(&current, documents[0]));
+}
+
+// Admin requests name their network and server; a fresh server is claimed with its secret.
+
+#[test]
+fn an_admin_request_signed_for_another_network_or_server_is_refused() {
+    let server = Server::start_with(&["--origin", "https://eenplan.example"]);
+    let network = Network::new();
+    let path = api::PATH_ADMIN_ORGS;
+    let origin = "https://eenplan.example";
+    let init = network.init_body(&server);
+    let headers = network.headers_for(
+        &network.root_public(),
+        origin,
+        &network.admin,
+        "POST",
+        api::PATH_ADMIN_INIT,
+        now_ms(),
+        &init,
+    );
+    assert_eq!(server.post(api::PATH_ADMIN_INIT, &headers, &init).status, 204);
+    let get = |root: &[u8; 32], origin: &str| {
+        server.get(path, &network.headers_for(root, origin, &network.admin, "GET", path, now_ms(), b""))
+    };
+    assert_eq!(get(&network.root_public(), origin).status, 200);
+    // The same administrator key, signing for another network: a replay from elsewhere.
+    assert_eq!(get(&[9; 32], origin).error(401), "bad_signature");
+    // Signed for another server (a staging copy of the network, say).
+    assert_eq!(
+        get(&network.root_public(), "https://staging.eenplan.example").error(401),
+        api::code::WRONG_ORIGIN
+    );
+    let mut unsigned_origin =
+        network.headers_for(&network.root_public(), origin, &network.admin, "GET", path, now_ms(), b"");
+    unsigned_origin.retain(|(name, _)| *name != api::HEADER_ORIGIN);
+    assert_eq!(server.get(path, &unsigned_origin).error(401), "missing_signature");
+}
+
+#[test]
+fn a_fresh_server_is_claimed_only_with_the_init_secret_from_its_data_directory() {
+    let server = Server::start();
+    let secret_file = server.dir.path().join("data").join(api::INIT_SECRET_FILE);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&secret_file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let network = Network::new();
+    let claim = |secret: &str| {
+        let mut request: InitRequest = serde_json::from_slice(&network.init_body(&server)).unwrap();
+        request.init_secret = secret.to_string();
+        network.call(&server, "POST", api::PATH_ADMIN_INIT, &serde_json::to_vec(&request).unwrap())
+    };
+    assert_eq!(claim("").error(403), api::code::BAD_INIT_SECRET, "whoever comes first");
+    assert_eq!(claim(&hex(&random::<24>())).error(403), api::code::BAD_INIT_SECRET);
+    let before = network.call(&server, "GET", api::PATH_ADMIN_ORGS, b"");
+    assert_eq!(before.error(409), "not_initialised");
+    assert_eq!(network.init(&server).status, 204);
+    assert!(!secret_file.exists(), "used once, then gone");
+    assert_eq!(Network::new().init(&server).error(409), "already_initialised");
+}
+
+// Metrics and the user directory are not for everyone.
+
+#[test]
+fn metrics_answer_only_the_operators_token_and_are_off_without_one() {
+    let (server, _network) = Network::start();
+    assert_eq!(server.get(api::PATH_METRICS, &[]).error(401), "missing_token");
+    let wrong = [("authorization", "Bearer not-the-token".to_string())];
+    assert_eq!(server.get(api::PATH_METRICS, &wrong).error(401), "bad_token");
+    assert!(server.metrics().contains("eenplan_auth_failures_total 1\n"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eenplan-server"))
+        .args(["serve", "--data"])
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.trim().strip_prefix("listening on ").unwrap().to_string();
+    let off = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    let reply = Reply::from(off.get(format!("http://{addr}{}", api::PATH_METRICS)).call().unwrap());
+    assert_eq!(reply.error(404), "no_route");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn a_device_looks_a_user_up_by_exact_name_and_learns_nothing_else() {
+    let (server, network) = Network::start();
+    let (_, a) = network.member(&server, "Ann");
+    let bob = network.add_user(&server, "Bob");
+    let lookup = |token: &str, name: &str| {
+        server.post_as(api::PATH_USER_LOOKUP, token, &api::UserLookup { name: name.into() })
+    };
+    let found: Vec<api::UserMatch> = lookup(a.token(), "Bob").json();
+    assert_eq!(found, [api::UserMatch { id: bob.id, name: "Bob".into(), org: "Wijkteam Noord".into() }]);
+    assert!(!String::from_utf8(lookup(a.token(), "Bob").body).unwrap().contains("wijkteam\""), "no role");
+    for near in ["bob", "Bo", "Bob ", ""] {
+        let reply = lookup(a.token(), near);
+        if near.trim().is_empty() {
+            assert_eq!(reply.error(400), "malformed");
+        } else {
+            assert!(reply.json::<Vec<api::UserMatch>>().is_empty(), "{near:?}");
+        }
+    }
+    let anonymous = server.post_json(api::PATH_USER_LOOKUP, &api::UserLookup { name: "Bob".into() });
+    assert_eq!(anonymous.error(401), "missing_token");
 }

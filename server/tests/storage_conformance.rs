@@ -9,10 +9,11 @@ use eenplan_protocol::policy::{Access, Policy};
 use eenplan_protocol::sync::REJECT_UNREQUESTED_SNAPSHOT;
 use eenplan_protocol::{BundleKind, DocumentId};
 use eenplan_server::storage::{
-    AdminRecord, CommitmentRecord, CompletedRotation, DeviceId, DeviceState, Envelope, HistoryRequest,
-    MAX_SNAPSHOT_REQUESTS_PER_DEVICE, NetworkRecord, NewBundle, NewDevice, OrgId, PlanId, PolicyRecord,
-    PullBatch, PullRequest, PushOutcome, Revocation, RevocationListRecord, SNAPSHOT_REQUEST_TTL_MS,
-    SNAPSHOT_SHORTCUT_CHANGES, SqliteStorage, Storage, StorageError, UserId,
+    AdminRecord, CommitmentOutcome, CommitmentRecord, CompletedRotation, DeviceId, DeviceState, Envelope,
+    EnvelopeOutcome, EnvelopeRefusal, HistoryRequest, MAX_SNAPSHOT_REQUESTS_PER_DEVICE, NetworkRecord,
+    NewBundle, NewDevice, OrgId, PlanId, PolicyRecord, PullBatch, PullRequest, PushOutcome, Revocation,
+    RevocationListRecord, SNAPSHOT_REQUEST_TTL_MS, SNAPSHOT_SHORTCUT_CHANGES, SqliteStorage, Storage,
+    StorageError, UserId, WipeGuard,
 };
 
 /// A backend under test: a fresh, empty store that can be closed and opened again.
@@ -89,11 +90,32 @@ mod fixtures {
         CommitmentRecord { document, epoch, minter_device: minter, signed: vec![byte; 150], stored_at: 10 }
     }
 
+    /// The version of the policy in force (0 without one).
+    pub fn policy_version(s: &dyn Storage) -> u32 {
+        s.policy().unwrap().map_or(0, |p| p.policy.version)
+    }
+
+    /// Stores `commitment` naming the policy in force.
+    pub fn commit(s: &dyn Storage, commitment: &CommitmentRecord) -> CommitmentOutcome {
+        s.put_commitment(commitment, policy_version(s)).unwrap()
+    }
+
     /// Makes epoch 1 of each document, by `minter`.
     pub fn mint(s: &dyn Storage, documents: &[DocumentId], minter: DeviceId) {
         for d in documents {
-            assert!(s.put_commitment(&commitment(*d, 1, Some(minter), 1)).unwrap());
+            assert_eq!(commit(s, &commitment(*d, 1, Some(minter), 1)), CommitmentOutcome::Stored);
         }
+    }
+
+    /// Stores envelopes `sealer` sealed; what became of each.
+    pub fn seal(s: &dyn Storage, sealer: DeviceId, envelopes: &[Envelope]) -> Vec<EnvelopeOutcome> {
+        s.put_envelopes(sealer, envelopes).unwrap()
+    }
+
+    /// Records a wipe report for `device` as it stands now.
+    pub fn wipe(s: &dyn Storage, device: DeviceId, report: &[u8], now: i64) -> bool {
+        let seen = WipeGuard::of(&s.device(device).unwrap().unwrap());
+        s.record_wipe(device, report, &seen, now).unwrap()
     }
 
     pub fn revocation(byte: u8) -> Revocation {
@@ -370,18 +392,21 @@ pub mod suite {
         let sanne = user(s, "Sanne");
         let phone = device(s, sanne, 1);
         let laptop = device(s, sanne, 2);
-        s.put_envelopes(&[envelope(phone, doc(P, 0), 1, 1), envelope(phone, doc(P, 1), 1, 2)]).unwrap();
-        s.put_envelopes(&[envelope(laptop, doc(P, 0), 1, 3)]).unwrap();
+        seal(s, laptop, &[envelope(phone, doc(P, 0), 1, 1), envelope(phone, doc(P, 1), 1, 2)]);
+        seal(s, phone, &[envelope(laptop, doc(P, 0), 1, 3)]);
         assert_eq!(s.envelopes_for(phone, 0).unwrap().len(), 2);
 
         s.revoke_device(phone, &revocation(1), 3_000).unwrap();
         assert!(s.envelopes_for(phone, 0).unwrap().is_empty());
         assert_eq!(s.envelopes_for(laptop, 0).unwrap(), [envelope(laptop, doc(P, 0), 1, 3)]);
-        assert!(matches!(
-            s.put_envelopes(&[envelope(phone, doc(P, 0), 2, 4)]),
-            Err(StorageError::InvalidState(_))
-        ));
+        assert_eq!(seal(s, laptop, &[envelope(phone, doc(P, 0), 2, 4)]), [EnvelopeOutcome::NoRecipient]);
         assert!(s.envelopes_for(phone, 0).unwrap().is_empty());
+        // Nor does the revoked device seal anything any more.
+        assert_eq!(
+            s.put_envelopes(phone, &[envelope(laptop, doc(P, 1), 1, 5)]),
+            Err(StorageError::DeviceNotActive)
+        );
+        assert_eq!(s.envelopes_for(laptop, 0).unwrap().len(), 1);
     }
 
     pub fn registering_a_plan_is_idempotent_for_its_creator_and_refused_for_others(s: &dyn Storage) {
@@ -1027,7 +1052,7 @@ pub mod suite {
         for epoch in 1..=12u32 {
             push(s, &[changes(doc(P, 0), u64::from(epoch), a1)]);
             let envelope = envelope(b1, doc(P, (epoch % 4) as u8), epoch, epoch as u8);
-            s.put_envelopes(std::slice::from_ref(&envelope)).unwrap();
+            seal(s, a1, std::slice::from_ref(&envelope));
             put.push(envelope);
         }
         // 250 bytes: two changes, or a change and an envelope (120 bytes each), or two envelopes.
@@ -1050,7 +1075,9 @@ pub mod suite {
         assert!(s.pull(bob, b1, cursor, BIG).unwrap().envelopes.is_empty());
     }
 
-    pub fn envelopes_upsert_and_key_requests_list_exactly_the_devices_lacking_an_envelope(s: &dyn Storage) {
+    pub fn the_first_envelope_stays_and_key_requests_list_exactly_the_devices_lacking_an_envelope(
+        s: &dyn Storage,
+    ) {
         let ann = user(s, "Ann");
         let bob = user(s, "Bob");
         let dave = user(s, "Dave");
@@ -1068,16 +1095,17 @@ pub mod suite {
         want.sort();
         assert_eq!(s.devices_missing_envelope(d, 1).unwrap(), want, "active participants' devices only");
 
-        s.put_envelopes(&[envelope(a1, d, 1, 1), envelope(b1, d, 1, 2)]).unwrap();
+        seal(s, a1, &[envelope(a1, d, 1, 1), envelope(b1, d, 1, 2)]);
         assert_eq!(s.devices_missing_envelope(d, 1).unwrap(), [a2]);
         assert_eq!(s.devices_missing_envelope(d, 2).unwrap(), want, "another epoch is another key");
         assert_eq!(s.devices_missing_envelope(doc(P, 2), 1).unwrap(), want, "another document too");
 
-        s.put_envelopes(&[envelope(b1, d, 1, 9), envelope(b1, doc(P, 0), 1, 3)]).unwrap();
+        let outcomes = seal(s, a2, &[envelope(b1, d, 1, 9), envelope(b1, doc(P, 0), 1, 3)]);
+        assert_eq!(outcomes, [EnvelopeOutcome::Exists, EnvelopeOutcome::Stored], "the first envelope stays");
         // In the order they were stored: each envelope takes the next log position.
-        assert_eq!(s.envelopes_for(b1, 0).unwrap(), [envelope(b1, d, 1, 9), envelope(b1, doc(P, 0), 1, 3)]);
+        assert_eq!(s.envelopes_for(b1, 0).unwrap(), [envelope(b1, d, 1, 2), envelope(b1, doc(P, 0), 1, 3)]);
         assert!(s.envelopes_for(d1, 0).unwrap().is_empty());
-        assert_eq!(s.put_envelopes(&[envelope(DeviceId([9; 16]), d, 1, 1)]), Err(StorageError::NotFound));
+        assert_eq!(seal(s, a1, &[envelope(DeviceId([9; 16]), d, 1, 1)]), [EnvelopeOutcome::NoRecipient]);
 
         // Losing access takes the user's envelopes for the plan with it.
         s.remove_participant(P, bob, 1).unwrap();
@@ -1089,21 +1117,21 @@ pub mod suite {
         let ann = user(s, "Ann");
         let a1 = device(s, ann, 1);
         s.register_plan(P, ann, a1, 1).unwrap();
-        s.put_envelopes(&[envelope(a1, doc(P, 0), 1, 1)]).unwrap();
+        seal(s, a1, &[envelope(a1, doc(P, 0), 1, 1)]);
         let cursor = s.pull(ann, a1, 0, BIG).unwrap().head;
         assert_eq!(s.envelopes_for(a1, 0).unwrap().len(), 1);
         assert!(s.envelopes_for(a1, cursor).unwrap().is_empty(), "nothing new after the cursor");
-        s.put_envelopes(&[envelope(a1, doc(P, 1), 1, 2)]).unwrap();
+        seal(s, a1, &[envelope(a1, doc(P, 1), 1, 2)]);
         assert_eq!(s.envelopes_for(a1, cursor).unwrap(), [envelope(a1, doc(P, 1), 1, 2)]);
 
         let escrow = DeviceId(eenplan_protocol::api::ESCROW_RECIPIENT);
-        s.put_envelopes(&[envelope(escrow, doc(P, 0), 1, 7), envelope(escrow, doc(P, 3), 1, 8)]).unwrap();
+        seal(s, a1, &[envelope(escrow, doc(P, 0), 1, 7), envelope(escrow, doc(P, 3), 1, 8)]);
         assert_eq!(
             s.escrow_envelopes(P).unwrap(),
             [envelope(escrow, doc(P, 0), 1, 7), envelope(escrow, doc(P, 3), 1, 8)]
         );
         assert!(s.escrow_envelopes([9; 16]).unwrap().is_empty());
-        s.put_envelopes(&[envelope(escrow, doc(P, 0), 1, 99)]).unwrap();
+        assert_eq!(seal(s, a1, &[envelope(escrow, doc(P, 0), 1, 99)]), [EnvelopeOutcome::Exists]);
         assert_eq!(
             s.escrow_envelopes(P).unwrap()[0],
             envelope(escrow, doc(P, 0), 1, 7),
@@ -1112,14 +1140,149 @@ pub mod suite {
         assert!(s.envelopes_for(escrow, 0).unwrap().is_empty(), "no device receives escrow envelopes");
     }
 
-    pub fn a_failing_envelope_batch_stores_none_of_it(s: &dyn Storage) {
+    pub fn an_envelope_batch_of_a_sealer_revoked_meanwhile_stores_none_of_it(s: &dyn Storage) {
         let ann = user(s, "Ann");
         let a1 = device(s, ann, 1);
         let a2 = device(s, ann, 2);
+        // The request was checked while a2 was active; the revocation commits before the write.
         s.revoke_device(a2, &revocation(1), 1).unwrap();
-        let batch = [envelope(a1, doc(P, 0), 1, 1), envelope(a2, doc(P, 0), 1, 2)];
-        assert!(matches!(s.put_envelopes(&batch), Err(StorageError::InvalidState(_))));
+        let batch = [envelope(a1, doc(P, 0), 1, 1), envelope(a1, doc(P, 1), 1, 2)];
+        assert_eq!(s.put_envelopes(a2, &batch), Err(StorageError::DeviceNotActive));
         assert!(s.envelopes_for(a1, 0).unwrap().is_empty());
+        assert_eq!(s.put_envelopes(DeviceId([9; 16]), &batch), Err(StorageError::NotFound));
+    }
+
+    pub fn a_recipients_refusal_withdraws_the_sealers_envelope_and_keeps_that_sealer_out(s: &dyn Storage) {
+        let (ann, bob) = (user(s, "Ann"), user(s, "Bob"));
+        let (a1, a2, b1) = (device(s, ann, 1), device(s, ann, 2), device(s, bob, 3));
+        let d = doc(P, 0);
+        // b1 seals garbage to a1 first; a second envelope (a2's good one) is not taken.
+        assert_eq!(seal(s, b1, &[envelope(a1, d, 1, 0xBA)]), [EnvelopeOutcome::Stored]);
+        assert_eq!(seal(s, a2, &[envelope(a1, d, 1, 0x60)]), [EnvelopeOutcome::Exists]);
+        // A complaint naming another sealer, or about an envelope a1 does not hold, changes
+        // nothing.
+        let about = |sealer, epoch| EnvelopeRefusal { document: d, epoch, sealer };
+        assert_eq!(s.refuse_envelopes(a1, &[about(a2, 1), about(b1, 2)]).unwrap(), 0);
+        assert_eq!(s.envelopes_for(a1, 0).unwrap(), [envelope(a1, d, 1, 0xBA)]);
+        // The complaint about b1's envelope withdraws it.
+        assert_eq!(s.refuse_envelopes(a1, &[about(b1, 1)]).unwrap(), 1);
+        assert!(s.envelopes_for(a1, 0).unwrap().is_empty());
+        assert!(s.held_keys(a1).unwrap().is_empty(), "a1 no longer counts as holding the key");
+        // b1 is not heard again for it; another sealer is.
+        assert_eq!(seal(s, b1, &[envelope(a1, d, 1, 0xBB)]), [EnvelopeOutcome::SealerRefused]);
+        assert_eq!(seal(s, b1, &[envelope(a1, d, 2, 0xBC)]), [EnvelopeOutcome::Stored], "another epoch");
+        assert_eq!(seal(s, a2, &[envelope(a1, d, 1, 0x60)]), [EnvelopeOutcome::Stored]);
+        assert_eq!(s.envelopes_for(a1, 0).unwrap(), [envelope(a1, d, 2, 0xBC), envelope(a1, d, 1, 0x60)]);
+        // A revoked device complains no more.
+        s.revoke_device(a1, &revocation(1), 5).unwrap();
+        assert_eq!(s.refuse_envelopes(a1, &[about(a2, 1)]), Err(StorageError::DeviceNotActive));
+    }
+
+    pub fn an_administrators_envelope_can_be_refused_without_shutting_out_anyone(s: &dyn Storage) {
+        let (ann, bob) = (user(s, "Ann"), user(s, "Bob"));
+        let (a1, a2, b1) = (device(s, ann, 1), device(s, ann, 2), device(s, bob, 3));
+        s.register_plan(P, bob, b1, 1).unwrap();
+        s.add_participant(P, ann, "wijkteam").unwrap();
+        let d = doc(P, 0);
+        mint(s, &[d], b1);
+        s.revoke_device(a1, &revocation(1), 5).unwrap();
+        let rotation = CompletedRotation {
+            document: d,
+            new_epoch: 2,
+            commitment: vec![2; 150],
+            envelopes: vec![envelope(a2, d, 2, 0x77)],
+            now: 6,
+        };
+        s.complete_rotation(&rotation).unwrap();
+        // Storage does not know who sealed the administrator's envelope; whoever a2 names,
+        // the envelope goes, and nobody is refused for it.
+        let refusal = EnvelopeRefusal { document: d, epoch: 2, sealer: b1 };
+        assert_eq!(s.refuse_envelopes(a2, &[refusal]).unwrap(), 1);
+        assert!(s.envelopes_for(a2, 0).unwrap().is_empty());
+        assert_eq!(seal(s, b1, &[envelope(a2, d, 2, 0x78)]), [EnvelopeOutcome::Stored]);
+    }
+
+    pub fn a_device_revoked_meanwhile_registers_mints_and_pushes_nothing(s: &dyn Storage) {
+        let (ann, bob) = (user(s, "Ann"), user(s, "Bob"));
+        let (a1, b1) = (device(s, ann, 1), device(s, bob, 2));
+        s.register_plan(P, bob, b1, 1).unwrap();
+        s.add_participant(P, ann, "wijkteam").unwrap();
+        // Q is Bob's alone, so revoking Ann's device queues no rotation of it.
+        s.register_plan(Q, bob, b1, 1).unwrap();
+        mint(s, &[doc(Q, 0)], b1);
+        // Ann's device was authenticated, then revoked before its writes ran.
+        s.revoke_device(a1, &revocation(1), 5).unwrap();
+        let head = s.head().unwrap();
+        assert_eq!(s.register_plan([0xC3; 16], ann, a1, 6), Err(StorageError::DeviceNotActive));
+        assert!(s.participants([0xC3; 16]).unwrap().is_empty());
+        let minted = s.put_commitment(&commitment(doc(P, 1), 1, Some(a1), 1), policy_version(s));
+        assert_eq!(minted, Err(StorageError::DeviceNotActive));
+        assert_eq!(s.current_epoch(doc(P, 1)).unwrap(), 0);
+        let d = doc(Q, 0);
+        let pushed = s.push_batch(&[changes(d, 1, a1), snapshot(d, 2, a1, 0), changes(d, 3, b1)]).unwrap();
+        let refused = PushOutcome::Refused { reason: eenplan_protocol::sync::REJECT_AUTHOR_REVOKED };
+        assert_eq!(pushed[..2], [refused, refused]);
+        assert_eq!(pushed[2], PushOutcome::Appended { seq: head + 1 }, "Bob's bundle is written");
+    }
+
+    pub fn a_commitment_must_name_the_policy_in_force_and_a_document_its_minter_reads(s: &dyn Storage) {
+        s.set_policy(&policy(2, &[("wijkteam", ALL, ALL), ("ggz", &["basis"], &["basis"])]), 1).unwrap();
+        let (ann, gert) = (user(s, "Ann"), user_with_role(s, "Gert", "ggz"));
+        let (a1, g1) = (device(s, ann, 1), device(s, gert, 2));
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.add_participant(P, gert, "ggz").unwrap();
+        let older = s.put_commitment(&commitment(doc(P, 0), 1, Some(a1), 1), 1).unwrap();
+        assert_eq!(older, CommitmentOutcome::OtherPolicy { current: 2 });
+        let unnamed = s.put_commitment(&commitment(doc(P, 0), 1, Some(a1), 1), 0).unwrap();
+        assert_eq!(unnamed, CommitmentOutcome::OtherPolicy { current: 2 });
+        let newer = s.put_commitment(&commitment(doc(P, 0), 1, Some(a1), 1), 3).unwrap();
+        assert_eq!(newer, CommitmentOutcome::OtherPolicy { current: 2 });
+        assert_eq!(s.current_epoch(doc(P, 0)).unwrap(), 0, "none of them counts");
+        assert_eq!(
+            commit(s, &commitment(doc(P, 1), 1, Some(g1), 2)),
+            CommitmentOutcome::NoAccess,
+            "ggz reads no zorg"
+        );
+        assert_eq!(commit(s, &commitment(doc(P, 0), 1, Some(a1), 3)), CommitmentOutcome::Stored);
+    }
+
+    pub fn a_session_records_its_time_and_nonce_and_forgets_a_wipe_report(s: &dyn Storage) {
+        let ann = user(s, "Ann");
+        let a1 = device(s, ann, 1);
+        let fresh = s.device(a1).unwrap().unwrap();
+        assert_eq!((fresh.last_session_at, fresh.wipe_nonce_hash), (None, None));
+        assert!(!s.record_session(a1, Some([4; 32]), 100).unwrap().wipe_report_cleared);
+        // A session that registers no nonce keeps the last one.
+        s.record_session(a1, None, 200).unwrap();
+        let seen = s.device(a1).unwrap().unwrap();
+        assert_eq!((seen.last_session_at, seen.wipe_nonce_hash), (Some(200), Some([4; 32])));
+        assert!(wipe(s, a1, b"a replayed report", 300));
+        assert_eq!(s.device(a1).unwrap().unwrap().wiped_at, Some(300));
+        assert!(
+            s.record_session(a1, Some([5; 32]), 400).unwrap().wipe_report_cleared,
+            "it is alive after all"
+        );
+        let after = s.device(a1).unwrap().unwrap();
+        assert_eq!((after.wiped_at, after.wipe_nonce_hash), (None, Some([5; 32])));
+        assert_eq!(s.record_session(DeviceId([9; 16]), None, 1), Err(StorageError::NotFound));
+    }
+
+    pub fn a_wipe_report_is_stored_only_while_the_device_stands_as_it_was_judged(s: &dyn Storage) {
+        let ann = user(s, "Ann");
+        let a1 = device(s, ann, 1);
+        s.record_session(a1, Some([4; 32]), 100).unwrap();
+        let judged = WipeGuard::of(&s.device(a1).unwrap().unwrap());
+        // A session registers a new nonce between the judgement and the write.
+        s.record_session(a1, Some([5; 32]), 150).unwrap();
+        assert!(!s.record_wipe(a1, b"report", &judged, 160).unwrap());
+        assert_eq!(s.device(a1).unwrap().unwrap().wiped_at, None);
+        // So does a revocation.
+        let judged = WipeGuard::of(&s.device(a1).unwrap().unwrap());
+        s.revoke_device(a1, &revocation(1), 170).unwrap();
+        assert!(!s.record_wipe(a1, b"report", &judged, 180).unwrap());
+        let judged = WipeGuard::of(&s.device(a1).unwrap().unwrap());
+        assert!(s.record_wipe(a1, b"report", &judged, 190).unwrap());
+        assert_eq!(s.device(a1).unwrap().unwrap().wiped_at, Some(190));
     }
 
     pub fn a_batch_with_an_unknown_compartment_is_refused_whole(s: &dyn Storage) {
@@ -1131,7 +1294,7 @@ pub mod suite {
         assert!(matches!(refused, Err(StorageError::InvalidState(_))));
         assert_eq!(s.head().unwrap(), head);
         assert_eq!(s.document_stats(doc(P, 0)).unwrap().bundles, 0);
-        let refused = s.put_envelopes(&[envelope(a1, doc(P, 0), 1, 1), envelope(a1, bad, 1, 1)]);
+        let refused = s.put_envelopes(a1, &[envelope(a1, doc(P, 0), 1, 1), envelope(a1, bad, 1, 1)]);
         assert!(matches!(refused, Err(StorageError::InvalidState(_))));
         assert!(s.envelopes_for(a1, 0).unwrap().is_empty());
     }
@@ -1167,11 +1330,12 @@ pub mod suite {
         let c = push(s, &[changes(doc(P, 0), 1, a1)]);
         push(s, &[requested_snapshot(s, doc(P, 0), 2, a1, c[0])]);
         s.request_snapshots(a1, &[doc(P, 1)], c[0], ASKED_AT).unwrap();
-        s.put_envelopes(&[envelope(a1, doc(P, 0), 1, 1)]).unwrap();
+        seal(s, a1, &[envelope(a1, doc(P, 0), 1, 1)]);
         mint(s, &[doc(P, 0), doc(P, 1)], a1);
         let a2 = device(s, ann, 9);
+        s.record_session(a2, Some([6; 32]), 7).unwrap();
         s.revoke_device(a2, &revocation(4), 8).unwrap();
-        s.record_wipe(a2, b"report", 9).unwrap();
+        assert!(wipe(s, a2, b"report", 9));
         let policy_and_keys = |s: &dyn Storage| {
             (
                 s.policy().unwrap(),
@@ -1323,12 +1487,11 @@ pub mod suite {
         s.add_participant(P, piet, "politie").unwrap();
         // P/veiligheid has no key yet; nothing to rotate there.
         mint(s, &[doc(P, 0), doc(P, 1), doc(P, 3), doc(Q, 1)], a1);
-        s.put_envelopes(&[
-            envelope(p1, doc(P, 1), 1, 1),
-            envelope(p1, doc(P, 3), 1, 2),
-            envelope(a1, doc(P, 1), 1, 3),
-        ])
-        .unwrap();
+        seal(
+            s,
+            a1,
+            &[envelope(p1, doc(P, 1), 1, 1), envelope(p1, doc(P, 3), 1, 2), envelope(a1, doc(P, 1), 1, 3)],
+        );
 
         let taken = policy(3, &[("wijkteam", ALL, ALL), ("politie", &["basis", "justitie"], &["basis"])]);
         // P/zorg (read lost) and P/justitie (write lost, read kept); Q has no politie
@@ -1393,7 +1556,7 @@ pub mod suite {
         s.register_plan(P, ann, a1, 1).unwrap();
         s.add_participant(P, gert, "ggz").unwrap();
         mint(s, &[doc(P, 0), doc(P, 1), doc(P, 3)], a1);
-        s.put_envelopes(&[envelope(g1, doc(P, 0), 1, 1), envelope(g1, doc(P, 1), 1, 2)]).unwrap();
+        seal(s, a1, &[envelope(g1, doc(P, 0), 1, 1), envelope(g1, doc(P, 1), 1, 2)]);
         let x = push(s, &[changes(doc(P, 3), 1, a1)]);
         let (got, cursor) = sync(s, gert, g1, 0, BIG);
         assert!(!got.contains(&x[0]), "ggz reads no justitie");
@@ -1435,8 +1598,12 @@ pub mod suite {
         assert_eq!(s.current_epoch(d).unwrap(), 0);
         assert_eq!(s.unminted_documents(ann).unwrap(), (0..4).map(|c| doc(P, c)).collect::<Vec<_>>());
 
-        assert!(s.put_commitment(&commitment(d, 1, Some(a1), 1)).unwrap());
-        assert!(!s.put_commitment(&commitment(d, 1, Some(a2), 2)).unwrap(), "the second is ignored");
+        assert_eq!(commit(s, &commitment(d, 1, Some(a1), 1)), CommitmentOutcome::Stored);
+        assert_eq!(
+            commit(s, &commitment(d, 1, Some(a2), 2)),
+            CommitmentOutcome::Exists,
+            "the second is ignored"
+        );
         assert_eq!(s.commitment(d, 1).unwrap(), Some(commitment(d, 1, Some(a1), 1)));
         assert_eq!(s.current_epoch(d).unwrap(), 1);
         assert_eq!(s.unminted_documents(ann).unwrap(), (1..4).map(|c| doc(P, c)).collect::<Vec<_>>());
@@ -1444,13 +1611,16 @@ pub mod suite {
         assert!(s.held_keys(a2).unwrap().is_empty());
         assert!(s.devices_missing_envelope(d, 1).unwrap() == [a2], "the minter is not asked for");
 
-        assert!(s.put_commitment(&commitment(d, 3, None, 3)).unwrap());
+        assert_eq!(commit(s, &commitment(d, 3, None, 3)), CommitmentOutcome::Stored);
         assert_eq!(s.current_epoch(d).unwrap(), 3);
         assert_eq!(s.commitment(d, 2).unwrap(), None);
-        s.put_envelopes(&[envelope(a2, d, 3, 4)]).unwrap();
+        seal(s, a1, &[envelope(a2, d, 3, 4)]);
         assert_eq!(s.held_keys(a2).unwrap(), [(d, 3)]);
         let bad = DocumentId { plan: P, compartment: 4 };
-        assert!(matches!(s.put_commitment(&commitment(bad, 1, None, 1)), Err(StorageError::InvalidState(_))));
+        assert!(matches!(
+            s.put_commitment(&commitment(bad, 1, None, 1), 1),
+            Err(StorageError::InvalidState(_))
+        ));
     }
 
     pub fn revocation_is_atomic_and_idempotent_deletes_envelopes_and_queues_what_the_device_could_read(
@@ -1462,8 +1632,9 @@ pub mod suite {
         s.register_plan(P, ann, phone, 1).unwrap();
         s.register_plan(Q, bob, b1, 1).unwrap();
         // P/zorg and P/veiligheid have no key: nothing of them to rotate. Q is not Ann's.
-        mint(s, &[doc(P, 0), doc(P, 3), doc(Q, 0)], phone);
-        s.put_envelopes(&[envelope(phone, doc(P, 3), 1, 1), envelope(laptop, doc(P, 3), 1, 2)]).unwrap();
+        mint(s, &[doc(P, 0), doc(P, 3)], phone);
+        mint(s, &[doc(Q, 0)], b1);
+        seal(s, phone, &[envelope(phone, doc(P, 3), 1, 1), envelope(laptop, doc(P, 3), 1, 2)]);
 
         assert_eq!(s.revoke_device(phone, &revocation(7), 50).unwrap(), 2);
         // Everything at once, as one commit.
@@ -1495,13 +1666,14 @@ pub mod suite {
         assert_eq!(s.wipe_order(DeviceId([9; 16])).unwrap(), None);
 
         assert_eq!(s.device(phone).unwrap().unwrap().wiped_at, None);
-        s.record_wipe(phone, b"signed report", 20).unwrap();
-        s.record_wipe(phone, b"another report", 30).unwrap();
+        assert!(wipe(s, phone, b"signed report", 20));
+        assert!(wipe(s, phone, b"another report", 30));
         assert_eq!(s.device(phone).unwrap().unwrap().wiped_at, Some(20));
-        assert_eq!(s.record_wipe(DeviceId([9; 16]), b"r", 1), Err(StorageError::NotFound));
+        let anyone = WipeGuard { state: DeviceState::Active, last_session_at: None, wipe_nonce_hash: None };
+        assert_eq!(s.record_wipe(DeviceId([9; 16]), b"r", &anyone, 1), Err(StorageError::NotFound));
         // A device that wiped itself (too many wrong passphrases) no longer receives keys.
         s.register_plan(P, ann, laptop, 1).unwrap();
-        s.record_wipe(laptop, b"report", 40).unwrap();
+        assert!(wipe(s, laptop, b"report", 40));
         assert!(s.readers(doc(P, 0)).unwrap().is_empty());
     }
 
@@ -1516,7 +1688,7 @@ pub mod suite {
         s.add_participant(P, gert, "ggz").unwrap();
         s.add_participant(Q, gert, "ggz").unwrap();
         mint(s, &(0..4).flat_map(|c| [doc(P, c), doc(Q, c)]).collect::<Vec<_>>(), a1);
-        s.put_envelopes(&[envelope(g1, doc(P, 1), 1, 1), envelope(g1, doc(Q, 1), 1, 2)]).unwrap();
+        seal(s, a1, &[envelope(g1, doc(P, 1), 1, 1), envelope(g1, doc(Q, 1), 1, 2)]);
 
         assert_eq!(s.remove_participant(P, gert, 9).unwrap(), 2, "P/basis and P/zorg, what ggz reads");
         let queued: Vec<DocumentId> = s.rotation_tasks(10).unwrap().into_iter().map(|t| t.document).collect();
@@ -1634,7 +1806,7 @@ pub mod suite {
         s.add_participant(P, gert, "ggz").unwrap();
         let d = doc(P, 1);
         mint(s, &[d], a1);
-        s.put_envelopes(&[envelope(b1, d, 1, 1)]).unwrap();
+        seal(s, a1, &[envelope(b1, d, 1, 1)]);
         s.revoke_device(a2, &revocation(1), 5).unwrap();
         let tasks = s.rotation_tasks(1).unwrap();
         assert_eq!(tasks.len(), 1, "the limit holds");
@@ -1878,7 +2050,7 @@ pub mod suite {
                 Op::Envelope { device } => {
                     let index = device % devs.len();
                     let dev = &mut devs[index];
-                    s.put_envelopes(&[envelope(dev.id, doc(P, 0), next_epoch, 9)]).unwrap();
+                    seal(s, dev.id, &[envelope(dev.id, doc(P, 0), next_epoch, 9)]);
                     dev.envelopes_put.insert(next_epoch);
                     next_epoch += 1;
                 }
@@ -1960,8 +2132,14 @@ macro_rules! conformance_suite {
             witnesses_are_each_authors_newest_change_up_to_what_the_snapshot_covers,
             history_requests_page_a_readable_documents_whole_change_log_within_the_budget,
             envelopes_are_paged_with_the_log_and_each_is_delivered_once,
-            envelopes_upsert_and_key_requests_list_exactly_the_devices_lacking_an_envelope,
-            a_failing_envelope_batch_stores_none_of_it,
+            the_first_envelope_stays_and_key_requests_list_exactly_the_devices_lacking_an_envelope,
+            an_envelope_batch_of_a_sealer_revoked_meanwhile_stores_none_of_it,
+            a_recipients_refusal_withdraws_the_sealers_envelope_and_keeps_that_sealer_out,
+            an_administrators_envelope_can_be_refused_without_shutting_out_anyone,
+            a_device_revoked_meanwhile_registers_mints_and_pushes_nothing,
+            a_commitment_must_name_the_policy_in_force_and_a_document_its_minter_reads,
+            a_session_records_its_time_and_nonce_and_forgets_a_wipe_report,
+            a_wipe_report_is_stored_only_while_the_device_stands_as_it_was_judged,
             envelopes_are_delivered_once_after_the_cursor_and_escrow_ones_kept_apart,
             a_batch_with_an_unknown_compartment_is_refused_whole,
             a_pull_running_beside_pushes_never_skips_a_committed_bundle,

@@ -26,7 +26,12 @@ pub struct Server {
     pub child: Child,
     pub url: String,
     pub data: PathBuf,
+    /// The bearer token its `/metrics` asks for (`None`: metrics are off).
+    pub metrics_token: Option<String>,
 }
+
+/// The metrics token of test servers.
+const METRICS_TOKEN: &str = "metrics-test-token";
 
 impl Server {
     /// Starts `eenplan-server serve` on a free loopback port and waits for its
@@ -36,10 +41,16 @@ impl Server {
     }
 
     pub fn start_on(data: &Path, listen: &str) -> Server {
+        std::fs::create_dir_all(data).unwrap_or_else(|e| panic!("cannot make {}: {e}", data.display()));
+        let token_file = data.join("metrics-token");
+        std::fs::write(&token_file, METRICS_TOKEN)
+            .unwrap_or_else(|e| panic!("cannot write the metrics token: {e}"));
         let mut child = Command::new(binary("eenplan-server"))
             .args(["serve", "--data"])
             .arg(data)
             .args(["--listen", listen])
+            .arg("--metrics-token-file")
+            .arg(&token_file)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -59,7 +70,16 @@ impl Server {
         };
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Server { child, url, data: data.to_path_buf() }
+        Server { child, url, data: data.to_path_buf(), metrics_token: Some(METRICS_TOKEN.to_owned()) }
+    }
+
+    /// The one-time secret `eenplan-admin init` must carry, while the server has no network.
+    pub fn init_secret(&self) -> String {
+        let path = self.data.join(eenplan_protocol::api::INIT_SECRET_FILE);
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+            .trim()
+            .to_owned()
     }
 
     pub fn address(&self) -> String {
@@ -89,9 +109,11 @@ pub struct Admin {
 }
 
 impl Admin {
-    pub fn init(data: &Path, server: &str) -> Admin {
-        let admin = Admin { data: data.to_path_buf(), server: server.to_owned() };
-        admin.run(&["init", "--server", server, "--name", "Beheer"]);
+    /// A new network on `server`, claimed with its init secret.
+    pub fn init(data: &Path, server: &Server) -> Admin {
+        let admin = Admin { data: data.to_path_buf(), server: server.url.clone() };
+        let secret = server.init_secret();
+        admin.run(&["init", "--server", &server.url, "--name", "Beheer", "--init-secret", &secret]);
         admin
     }
 
@@ -147,7 +169,7 @@ impl Network {
     pub fn start(users: &[(&str, &str, &str)]) -> Network {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
         let server = Server::start(&dir.path().join("server"));
-        let admin = Admin::init(&dir.path().join("admin"), &server.url);
+        let admin = Admin::init(&dir.path().join("admin"), &server);
         let mut orgs: Vec<&str> = Vec::new();
         for (name, org, role) in users {
             if !orgs.contains(org) {

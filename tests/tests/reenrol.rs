@@ -39,8 +39,14 @@ fn a_phone_that_wiped_itself_offline_starts_again_and_its_wipe_report_reaches_th
     assert!(matches!(err, CoreError::Sync(SyncError::Network(_))), "{err:?}");
     assert_eq!(Device::previous_wipes(&dir).unwrap().len(), 1, "kept for the next try");
 
-    // Back online: the report goes out, and the administrator sees the old device wiped.
+    // Back online. The old device is neither revoked nor past its lease, so the server does not
+    // take the report yet (a copy of a live phone's files must not mark it wiped); it stays.
     net.server = Server::start_on(&net.server.data.clone(), &listen);
+    assert_eq!(Device::send_previous_wipe_reports(&dir).unwrap(), 0);
+    assert_eq!(Device::previous_wipes(&dir).unwrap().len(), 1, "kept until the server takes it");
+    // The worker tells the administrator, who revokes the old device: now the report counts,
+    // and the administrator sees the old device wiped.
+    net.admin.run(&["device", "revoke", &old_id.to_string(), "--reason", "lost"]);
     assert_eq!(Device::send_previous_wipe_reports(&dir).unwrap(), 1);
     assert!(Device::previous_wipes(&dir).unwrap().is_empty());
     let devices = net.admin.run(&["device", "list"]);

@@ -55,7 +55,7 @@ fn try_start_on(data: &Path, listen: &str) -> Option<Server> {
             let url = format!("http://{}", addr.trim());
             // Keep draining stdout so the server never blocks on a full pipe.
             std::thread::spawn(move || for _ in lines {});
-            return Some(Server { child, url, data: data.to_path_buf() });
+            return Some(Server { child, url, data: data.to_path_buf(), metrics_token: None });
         }
     }
     let _ = child.kill();
@@ -91,7 +91,7 @@ fn every_push_the_server_acknowledged_survives_a_sigkill_exactly_once_and_no_dev
     let data = dir.path().join("server");
     let mut server = Server::start(&data);
     let address = server.address();
-    let admin = Admin::init(&dir.path().join("admin"), &server.url);
+    let admin = Admin::init(&dir.path().join("admin"), &server);
     admin.run(&["org", "add", "Wijkteam Noord"]);
     for (_, user) in PEOPLE {
         admin.run(&["user", "add", "--org", "Wijkteam Noord", "--name", user, "--role", "wijkteam"]);

@@ -42,7 +42,7 @@ pub fn run(
     };
     let server = ServerUrl::parse(&keyring.server)?;
     super::warn_if_insecure(&server);
-    register(&Client::new(server, &keyring.admin), &keyring)?;
+    register(&Client::new(server, &keyring.admin, keyring.root_public()), &keyring, args)?;
     keyring.registered = true;
     file.save(&keyring)?;
 
@@ -152,8 +152,9 @@ fn default_policy(root: &SigningKey) -> Result<Vec<u8>, AdminError> {
     Ok(signed.to_bytes())
 }
 
-fn register(client: &Client<'_>, keyring: &Keyring) -> Result<(), AdminError> {
+fn register(client: &Client<'_>, keyring: &Keyring, args: &InitArgs) -> Result<(), AdminError> {
     let request = InitRequest {
+        init_secret: args.init_secret.clone().unwrap_or_default(),
         policy: api::hex(&keyring.initial_policy),
         root_public: api::hex(&keyring.root_public()),
         escrow_public: api::hex(&keyring.escrow_public),

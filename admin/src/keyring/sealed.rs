@@ -67,7 +67,9 @@ pub fn keystore_error(e: KeyStoreError) -> KeyringError {
         KeyStoreError::Malformed(what) => KeyringError::Damaged(what),
         // The passphrase keystore has no platform; should another keystore fail, the keyring
         // cannot be opened either way.
-        KeyStoreError::Platform(_) | KeyStoreError::Invalidated(_) => KeyringError::Damaged("the keystore failed"),
+        KeyStoreError::Platform(_) | KeyStoreError::Invalidated(_) => {
+            KeyringError::Damaged("the keystore failed")
+        }
     }
 }
 

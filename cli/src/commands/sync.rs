@@ -11,6 +11,14 @@ use crate::error::CliError;
 use crate::output::{Lines, Output};
 
 pub fn enrol(device: &mut Device, args: EnrolArgs) -> Result<Output, CliError> {
+    if is_plain_http_to_another_machine(args.server.as_str()) {
+        eprintln!(
+            "warning: {} is plain HTTP to another machine. Everyone on the way sees which plans this \
+             device syncs and when, and can hold back or replay its requests. Plain HTTP is only for \
+             a demo on this machine (http://127.0.0.1:…); use https://.",
+            args.server
+        );
+    }
     device.enrol(args.server.as_str(), &args.code)?;
     send_previous_wipe_reports(device);
     Ok(Output::Text(format!(
@@ -134,11 +142,47 @@ fn report_text(r: &SyncReport) -> String {
     out.finish()
 }
 
+/// `http://` to anything but this machine (`localhost`, a 127.x.x.x address, `[::1]`).
+fn is_plain_http_to_another_machine(server: &str) -> bool {
+    let server = server.trim().to_ascii_lowercase();
+    let Some(rest) = server.strip_prefix("http://") else { return false };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = match host_port.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    !loopback
+}
+
 #[cfg(test)]
 mod tests {
     use eenplan_core::PlanId;
 
     use super::*;
+
+    #[test]
+    fn plain_http_is_flagged_unless_it_stays_on_this_machine() {
+        for remote in [
+            "http://eenplan.example.nl",
+            "HTTP://eenplan.example.nl:8443/",
+            "http://10.0.0.5:8443",
+            "http://127.0.0.1.evil.example",
+            "http://127.0.0.1@evil.example",
+            "http://[2001:db8::1]:8443",
+        ] {
+            assert!(is_plain_http_to_another_machine(remote), "{remote}");
+        }
+        for fine in [
+            "https://eenplan.example.nl",
+            "http://127.0.0.1:8443",
+            "http://localhost:1",
+            "http://[::1]:8443/",
+        ] {
+            assert!(!is_plain_http_to_another_machine(fine), "{fine}");
+        }
+    }
 
     #[test]
     fn a_watch_event_prints_as_one_line_that_says_what_came_down() {

@@ -36,10 +36,16 @@ pub(super) fn token(access: &impl Access, transport: &Transport) -> Result<Strin
 }
 
 /// Opens a new session, and anchors the device clock to the server's time in its answer.
+///
+/// The session also registers the nonce of the self-wipe report kept beside the store (see
+/// `wipe_order`): the server takes a self-wipe report only with the newest nonce it holds, so
+/// a copy of the device's files taken before this session cannot mark it wiped.
 pub(super) fn open(access: &impl Access, transport: &Transport) -> Result<SessionResponse, CoreError> {
-    let device_id = access.with(|device| {
+    let (device_id, server, nonce_hash) = access.with(|device| {
         device.ensure_not_wiped()?;
-        Ok(device.device_id().to_string())
+        let server = device.server_state()?.ok_or(SyncError::NotEnrolled)?;
+        let nonce_hash = device.refresh_self_wipe_report(&server)?;
+        Ok((device.device_id().to_string(), server, nonce_hash))
     })?;
     let challenge: ChallengeResponse = transport.post_json(
         api::PATH_AUTH_CHALLENGE,
@@ -47,18 +53,24 @@ pub(super) fn open(access: &impl Access, transport: &Transport) -> Result<Sessio
         &ChallengeRequest { device_id: device_id.clone() },
     )?;
     let bytes = unhex(&challenge.challenge).ok_or_else(|| SyncError::Protocol("challenge".into()))?;
-    let signature = access.with(|device| Ok(device.identity().sign(&api::session_message(&bytes))))?;
+    let message = api::session_message_with_wipe_nonce(&bytes, &nonce_hash);
+    let signature = access.with(|device| Ok(device.identity().sign(&message)))?;
     let asked = Instant::now();
     let session: SessionResponse = transport.post_json(
         api::PATH_AUTH_SESSION,
         None,
-        &SessionRequest { device_id, challenge: challenge.challenge, signature: hex(&signature.to_bytes()) },
+        &SessionRequest {
+            device_id,
+            challenge: challenge.challenge,
+            signature: hex(&signature.to_bytes()),
+            wipe_nonce_hash: Some(hex(&nonce_hash)),
+        },
     )?;
     // The server's clock read about half the round trip ago.
     let half_trip = i64::try_from(asked.elapsed().as_millis() / 2).unwrap_or(0);
     access.with(|device| {
         device.anchor_clock(session.server_time_ms.saturating_add(half_trip));
-        Ok(())
+        device.confirm_self_wipe_report(&server, &nonce_hash)
     })?;
     Ok(session)
 }
@@ -80,8 +92,7 @@ pub(super) fn pick_up_certificate(
         if body.device_id != *device.device_id().as_bytes() {
             return Err(SyncError::UntrustedCertificate("the certificate names another device".into()).into());
         }
-        device.store_mut().write(|w| w.put_state(STATE_CERTIFICATE, &cbor(&state)))?;
-        device.prepare_self_wipe_report(server)
+        Ok(device.store_mut().write(|w| w.put_state(STATE_CERTIFICATE, &cbor(&state)))?)
     })
 }
 

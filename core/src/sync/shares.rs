@@ -9,7 +9,7 @@
 
 use std::str::FromStr;
 
-use eenplan_protocol::api::{self, UserInfo};
+use eenplan_protocol::api;
 use serde::{Deserialize, Serialize};
 
 use super::access::Access;
@@ -173,10 +173,9 @@ pub(super) fn carry_out(
 }
 
 fn carry_out_one(transport: &Transport, token: &str, share: &QueuedShare) -> Result<(), SyncError> {
-    let found = find_user(transport, token, &share.user)?;
-    let body =
-        serde_json::to_vec(&api::Assignment { user_id: found.id, role: share.role.as_str().to_owned() })
-            .map_err(|e| SyncError::Protocol(e.to_string()))?;
+    let user_id = find_user(transport, token, &share.user)?;
+    let body = serde_json::to_vec(&api::Assignment { user_id, role: share.role.as_str().to_owned() })
+        .map_err(|e| SyncError::Protocol(e.to_string()))?;
     transport.post(
         &api::participants_path(share.plan.as_bytes()),
         Some(token),
@@ -187,15 +186,17 @@ fn carry_out_one(transport: &Transport, token: &str, share: &QueuedShare) -> Res
     Ok(())
 }
 
-/// The one user named (or numbered) `user`.
-fn find_user(transport: &Transport, token: &str, user: &str) -> Result<UserInfo, SyncError> {
-    let users: Vec<UserInfo> = transport.get_json(api::PATH_USERS, Some(token))?;
-    let mut matches = users.into_iter().filter(|u| u.name == user || u.id.to_string() == user);
-    match (matches.next(), matches.next()) {
-        (Some(found), None) => Ok(found),
+/// The one user named `user` (exactly, as the administrator entered it), or numbered `user`
+/// when nobody has that name. The server answers only exact names, never its directory.
+fn find_user(transport: &Transport, token: &str, user: &str) -> Result<i64, SyncError> {
+    let lookup = api::UserLookup { name: user.to_owned() };
+    let matches: Vec<api::UserMatch> = transport.post_json(api::PATH_USER_LOOKUP, Some(token), &lookup)?;
+    match (matches.as_slice(), user.parse::<i64>()) {
+        ([found], _) => Ok(found.id),
+        ([], Ok(id)) => Ok(id),
         _ => Err(SyncError::Server {
             status: 404,
-            code: "unknown_user".into(),
+            code: api::ErrorCode::UnknownUser.as_str().to_owned(),
             message: format!("no single user named {user:?}"),
         }),
     }

@@ -105,6 +105,14 @@ impl Device {
         for (_, slot) in slots(dir)? {
             match Device::send_wipe_report(&slot) {
                 Ok(true) => sent += 1,
+                // The server takes the report only once the old device is revoked or its lease
+                // has lapsed (a copy of the files must not mark a live device wiped): kept for
+                // a later try.
+                Ok(false)
+                    if Device::wipe_marker(&slot).is_some_and(|m| m.report.is_some() && !m.reported) =>
+                {
+                    continue;
+                }
                 // Nothing in it could be sent; retrying would not change that.
                 Ok(false) | Err(CoreError::Sync(SyncError::Protocol(_))) => {}
                 // The server refused this report for good (not a failure to reach it).

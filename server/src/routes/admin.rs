@@ -28,7 +28,7 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use eenplan_protocol::DocumentId;
 use eenplan_protocol::api::{
     Assignment, CertificateUpload, DeviceInfo, InitRequest, NewEnrolment, NewOrg, NewUser, OrgInfo, UserInfo,
-    escrow_message, hex, unhex,
+    code, escrow_message, hex, unhex,
 };
 use eenplan_protocol::certificate::{Certificate, DeviceBody};
 use eenplan_protocol::envelope::MAX_ENVELOPE_LEN;
@@ -97,14 +97,24 @@ impl<const LIMIT: usize> AdminRequest<LIMIT> {
     }
 }
 
-/// `POST /v1/admin/init`: once per server. The network's first sharing policy comes with it
-/// (signed by the same root), so the server never serves without one.
+/// `POST /v1/admin/init`: once per server, and only with the one-time init secret the server
+/// wrote to its data directory (see [`crate::init_secret`]): a fresh server is not the first
+/// caller's to claim. The network's first sharing policy comes with it (signed by the same
+/// root), so the server never serves without one.
 pub async fn init(State(state): State<Arc<AppState>>, request: AdminRequest) -> Result<StatusCode, ApiError> {
     blocking(&state, move |state| {
         if state.storage.network()?.is_some() {
             return Err(already_initialised());
         }
         let init: InitRequest = parse_json(&request.body)?;
+        if !state.init_secret_matches(&init.init_secret) {
+            state.metrics.auth_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(ApiError::forbidden(
+                code::BAD_INIT_SECRET,
+                "the init request must carry the init secret from the server's data directory \
+                 (the file init-secret)",
+            ));
+        }
         let root_public: [u8; 32] = parse_hex(&init.root_public, "root_public")?;
         let root = VerifyingKey::from_bytes(&root_public)
             .map_err(|_| ApiError::malformed("root_public is not an Ed25519 key"))?;
@@ -122,13 +132,14 @@ pub async fn init(State(state): State<Arc<AppState>>, request: AdminRequest) -> 
             .and_then(|c| c.verify_admin(&root_public))
             .map_err(|e| ApiError::bad_request("bad_certificate", format!("the admin certificate: {e}")))?;
         let policy = super::rotation::verified_policy(&init.policy, &root_public)?;
-        state.auth.init_request(&request.signed(), &admin.admin_public, now_ms())?;
+        state.auth.init_request(&request.signed(), &root_public, &admin.admin_public, now_ms())?;
         let network =
             NetworkRecord { root_public, escrow_public, escrow_signature: escrow_signature.to_vec() };
         let first_admin =
             AdminRecord { admin_public: admin.admin_public, certificate, name: admin.name.clone() };
         match state.storage.init_network(&network, &first_admin, &policy) {
             Ok(()) => {
+                state.consume_init_secret();
                 tracing::info!(admin = %admin.name, "network initialised");
                 Ok(StatusCode::NO_CONTENT)
             }
@@ -223,13 +234,13 @@ pub async fn users(
     request.run(&state, |state, _, _| Ok(Json(user_directory(state)?))).await
 }
 
-/// Every user with their organisation's name (also what devices see at `GET /v1/users`).
-pub fn user_directory(state: &AppState) -> Result<Vec<UserInfo>, ApiError> {
+/// Every user with their organisation's name: for administrators only.
+fn user_directory(state: &AppState) -> Result<Vec<UserInfo>, ApiError> {
     let orgs = org_names(&state.storage.orgs()?);
     Ok(state.storage.users()?.into_iter().map(|u| user_info(u, &orgs)).collect())
 }
 
-fn org_names(orgs: &[Org]) -> HashMap<OrgId, String> {
+pub(super) fn org_names(orgs: &[Org]) -> HashMap<OrgId, String> {
     orgs.iter().map(|o| (o.id, o.name.clone())).collect()
 }
 

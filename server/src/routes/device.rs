@@ -1,5 +1,5 @@
-//! What devices call besides sync: enrolment, sessions, their own certificate chain, the user
-//! directory, other devices' certificates, and adding participants as a regisseur.
+//! What devices call besides sync: enrolment, sessions, their own certificate chain, looking
+//! a user up by name, other devices' certificates, and adding participants as a regisseur.
 //!
 //! A device's life, from the device's side:
 //!
@@ -8,7 +8,10 @@
 //!   ← {device_id, root_public, escrow_public, escrow_signature}   (device checks root vs code)
 //! … an administrator approves it …
 //! POST /v1/auth/challenge {device_id}                    ← {challenge}  (403 revoked: fetch the wipe order)
-//! POST /v1/auth/session {device_id, challenge, signature} ← {token, expires_at_ms}
+//! POST /v1/auth/session {device_id, challenge, signature, wipe_nonce_hash?}
+//!                                                         ← {token, expires_at_ms}
+//!   (the server records the session's time and the nonce hash, and forgets a wipe report
+//!    of the device: one that opens a session with its own key was not wiped)
 //! GET  /v1/me  (Authorization: Bearer token)              ← {certificate, admin_certificate, lease_hours}
 //! … an administrator changes the user's role: sessions opened before end (401
 //!   certificate_changed); the next session's `certified_at_ms` is newer than the device's
@@ -26,7 +29,8 @@ use axum::http::request::Parts;
 use ed25519_dalek::{Signature, VerifyingKey};
 use eenplan_protocol::api::{
     Assignment, CertificateChain, CertificateInfo, ChallengeRequest, ChallengeResponse, EnrolRequest,
-    EnrolResponse, MeResponse, SessionRequest, SessionResponse, UserInfo, enrol_message, hex, unhex,
+    EnrolResponse, MeResponse, PATH_USER_LOOKUP, SessionRequest, SessionResponse, UserLookup, UserMatch,
+    code, enrol_message, hex, unhex,
 };
 use eenplan_protocol::certificate::{Certificate, device_id_of};
 use eenplan_protocol::envelope::MAX_ENVELOPE_LEN;
@@ -145,14 +149,27 @@ pub async fn session(
 ) -> Result<Json<SessionResponse>, ApiError> {
     let request: SessionRequest = parse_json(&body.0)?;
     let device = DeviceId(parse_hex(&request.device_id, "device_id")?);
+    let wipe_nonce_hash: Option<[u8; 32]> =
+        request.wipe_nonce_hash.as_deref().map(|h| parse_hex(h, "wipe_nonce_hash")).transpose()?;
     blocking(&state, move |state| {
+        let now = now_ms();
         let (token, expires_at_ms) = state.auth.open_session(
             &*state.storage,
             device,
             &request.challenge,
             &request.signature,
-            now_ms(),
+            wipe_nonce_hash.as_ref(),
+            now,
         )?;
+        let recorded = state.storage.record_session(device, wipe_nonce_hash, now)?;
+        if recorded.wipe_report_cleared {
+            state.metrics.wipe_reports_cleared.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(
+                device = %hex(&device.0),
+                "a device reported wiped opened a session with its own key: the report was false \
+                 (replayed from a copy of its files?) and is forgotten"
+            );
+        }
         // The start of the device's current certificate: a device holding an older one
         // fetches it (its role changed).
         let certified_at_ms = state
@@ -183,7 +200,7 @@ pub fn certificate_chain(state: &AppState, device: &DeviceRecord) -> Result<(Vec
 }
 
 /// The offline lease of the device's organisation.
-fn lease_hours(state: &AppState, device: &DeviceRecord) -> Result<u32, ApiError> {
+pub(super) fn lease_hours(state: &AppState, device: &DeviceRecord) -> Result<u32, ApiError> {
     let user = state
         .storage
         .user(device.user)?
@@ -214,12 +231,40 @@ pub async fn me(
     .await
 }
 
-/// `GET /v1/users`: the directory, so a regisseur's device can find whom to add.
-pub async fn users(
+/// `GET /v1/users`, once the whole user directory for every device, is gone: a device that
+/// may add someone to a plan knows their name and looks it up ([`lookup_users`]).
+pub async fn users() -> ApiError {
+    ApiError::Gone {
+        code: code::DIRECTORY_REMOVED,
+        message: format!("the user directory is not listed; look a user up by name at {PATH_USER_LOOKUP}"),
+    }
+}
+
+/// `POST /v1/users/lookup`: the users with exactly the name asked for (usually one; two
+/// organisations may each have one of that name), with what adding one to a plan needs. A
+/// device learns nothing about a name it did not already know.
+pub async fn lookup_users(
     State(state): State<Arc<AppState>>,
     _session: DeviceSession,
-) -> Result<Json<Vec<UserInfo>>, ApiError> {
-    blocking(&state, |state| Ok(Json(admin::user_directory(state)?))).await
+    body: JsonBody,
+) -> Result<Json<Vec<UserMatch>>, ApiError> {
+    let lookup: UserLookup = parse_json(&body.0)?;
+    admin::check_name(&lookup.name, "name")?;
+    blocking(&state, move |state| {
+        let orgs = admin::org_names(&state.storage.orgs()?);
+        let matches = state.storage.user_by_name(&lookup.name)?;
+        Ok(Json(
+            matches
+                .into_iter()
+                .map(|u| UserMatch {
+                    id: u.id.0,
+                    org: orgs.get(&u.org).cloned().unwrap_or_default(),
+                    name: u.name,
+                })
+                .collect(),
+        ))
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]

@@ -18,9 +18,16 @@
 //! (and a periodic check) also looks the device up again. The socket is closed too when the
 //! session token expires and when the server shuts down. A device that fell so far behind
 //! that hints were dropped gets [`LIVE_RESYNC`] and should sync anyway.
+//!
+//! A device keeps at most [`MAX_LIVE_SOCKETS_PER_DEVICE`] sockets: one more closes its oldest
+//! (1008, "too many live connections"). The newest wins because a phone that moved from
+//! Wi-Fi to mobile data reconnects long before the server learns that its old socket is dead;
+//! refusing the new one would leave the phone deaf until then. A token holder can open
+//! sockets without end, but each one only evicts another of the same device's.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
@@ -30,9 +37,10 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use eenplan_protocol::DocumentId;
-use eenplan_protocol::api::{LIVE_RESYNC, hex};
+use eenplan_protocol::api::{LIVE_RESYNC, MAX_LIVE_SOCKETS_PER_DEVICE, hex};
 use serde::Deserialize;
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+use tokio::sync::oneshot;
 
 use super::device::{DeviceSession, session_for_token};
 use super::{AppState, blocking};
@@ -51,6 +59,56 @@ const MAX_CLIENT_MESSAGE: usize = 4096;
 #[derive(Debug, Deserialize)]
 pub struct LiveQuery {
     token: Option<String>,
+}
+
+/// One open socket: its number and the sender that closes it.
+type OpenSocket = (u64, oneshot::Sender<()>);
+
+/// Every open socket per device, oldest first.
+#[derive(Debug, Default)]
+pub struct LiveSockets {
+    open: Mutex<HashMap<DeviceId, VecDeque<OpenSocket>>>,
+    next: AtomicU64,
+}
+
+/// One socket's place in [`LiveSockets`]; leaving it (dropping this) frees the place.
+#[derive(Debug)]
+struct LiveSlot {
+    state: Arc<AppState>,
+    device: DeviceId,
+    id: u64,
+}
+
+impl LiveSockets {
+    /// Takes a place for a new socket of `device`, closing the device's oldest sockets beyond
+    /// the limit. The receiver fires when this socket is closed in turn.
+    fn open(state: &Arc<AppState>, device: DeviceId) -> (LiveSlot, oneshot::Receiver<()>) {
+        let sockets = &state.live_sockets;
+        let id = sockets.next.fetch_add(1, Ordering::Relaxed);
+        let (close, closed) = oneshot::channel();
+        let mut open = sockets.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let mine = open.entry(device).or_default();
+        mine.push_back((id, close));
+        while mine.len() > MAX_LIVE_SOCKETS_PER_DEVICE {
+            if let Some((_, oldest)) = mine.pop_front() {
+                let _ = oldest.send(());
+                state.metrics.live_sockets_evicted.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        (LiveSlot { state: state.clone(), device, id }, closed)
+    }
+}
+
+impl Drop for LiveSlot {
+    fn drop(&mut self) {
+        let mut open = self.state.live_sockets.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(mine) = open.get_mut(&self.device) {
+            mine.retain(|(id, _)| *id != self.id);
+            if mine.is_empty() {
+                open.remove(&self.device);
+            }
+        }
+    }
 }
 
 pub async fn live(
@@ -109,6 +167,7 @@ async fn run(
 ) {
     let Channels { mut hints, mut revocations } = channels;
     let me = session.device.device_id;
+    let (_slot, mut evicted) = LiveSockets::open(&state, me);
     let mut shutdown = state.shutting_down();
     let stopping = async move {
         let _ = shutdown.wait_for(|stopping| *stopping).await;
@@ -123,6 +182,7 @@ async fn run(
         tokio::select! {
             () = &mut expiry => break End::Close(close_code::POLICY, "session expired"),
             () = &mut stopping => break End::Close(close_code::AWAY, "server shutting down"),
+            _ = &mut evicted => break End::Close(close_code::POLICY, "too many live connections"),
             message = socket.recv() => match message {
                 // Pings are answered by the WebSocket layer; anything else from the client
                 // means nothing here.

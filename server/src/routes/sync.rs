@@ -6,15 +6,23 @@
 //! of their compartments. The server checks what it can without any key that opens a plan,
 //! in this order:
 //!
+//! 0. Before any of it: a request with more items in a list than
+//!    [`eenplan_protocol::sync::SyncRequest::too_many_items`] allows is refused whole (413
+//!    `too_many_items`), and so is one past the device's push quota ([`crate::quota`]: 429
+//!    `quota_exceeded`, retryable).
 //! 1. `new_plans` are registered with the device's user as creator (and regisseur).
-//! 2. Key commitments (`cm`) for epoch 1 are stored when this device made them (minter,
-//!    signature), the user may read the document, and nobody made one before: the first
-//!    commitment wins, later ones are ignored.
-//! 3. Key envelopes are stored when a commitment exists for their (document, epoch), the
-//!    sender may read the document, and the recipient is an active device that may read it
-//!    too (or the escrow recipient); others are dropped and counted, since the sender cannot
-//!    do better by retrying them.
-//! 4. Every pushed bundle (and snapshot) must parse, name this device as its author, belong
+//! 2. Refused envelopes (`re`): the device's envelope of each (document, epoch) that the named
+//!    sealer sealed is deleted, so the key is asked for again, and that sealer's envelopes of
+//!    it are not taken for this device again (see [`Storage::refuse_envelopes`]).
+//! 3. Key commitments (`cm`) for epoch 1 are stored when this device made them (minter,
+//!    signature), they name the current policy version, the user may read the document, and
+//!    nobody made one before: the first commitment wins, later ones are ignored.
+//! 4. Key envelopes are stored when they carry this device's signature as their sealer, a
+//!    commitment exists for their (document, epoch), the sender may read the document, and the
+//!    recipient is an active device that may read it too (or the escrow recipient); the first
+//!    envelope per (recipient, document, epoch) stays, so no reader can replace another's
+//!    key. Others are dropped and counted, since the sender cannot do better by retrying them.
+//! 5. Every pushed bundle (and snapshot) must parse, name this device as its author, belong
 //!    to a plan the device's user takes part in, carry this device's signature, be in a
 //!    compartment the role may write, and be sealed under the document's current epoch while
 //!    no rotation of it waits. One that fails is *rejected* — listed in the response with a
@@ -24,8 +32,13 @@
 //!    document to a new key), `stale_epoch` (an older key), `unknown_epoch` (a key
 //!    nobody committed to) and `unrequested_snapshot` (a snapshot the server did not ask this
 //!    device for, or whose signed `covers` is not the position it asked for; checked and the
-//!    request consumed in the writing transaction). The device keeps `rotating` and
-//!    `stale_epoch` bundles and seals them again under the new key.
+//!    request consumed in the writing transaction) and `author_revoked` (revoked while the
+//!    request was on its way). The device keeps `rotating`, `stale_epoch` and `unknown_epoch`
+//!    bundles and pushes them again (sealed under the new key where there is one).
+//!
+//!    Every write (plan registration, refusals, commitments, envelopes, bundles) checks in its
+//!    own transaction that the device is still active, so a request authenticated before a
+//!    revocation writes nothing after it commits.
 //! 5. Accepted bundles go to the group-commit writer; the response is built only after their
 //!    transaction has committed, so an acknowledged push survives a crash.
 //! 6. The pull (`storage::pull`): one page of the bundles after the device's cursor, the
@@ -61,14 +74,14 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use ed25519_dalek::VerifyingKey;
-use eenplan_protocol::api::{ESCROW_RECIPIENT, hex};
-use eenplan_protocol::envelope::MAX_ENVELOPE_LEN;
+use eenplan_protocol::api::{ESCROW_RECIPIENT, code, hex};
+use eenplan_protocol::envelope::{self, MAX_ENVELOPE_LEN};
 use eenplan_protocol::epoch::{Minter, SignedCommitment};
 use eenplan_protocol::policy::Policy;
 use eenplan_protocol::sync::{
     self, Blob, EnvelopeDelivery, EnvelopeUpload, Fixed, HistoryPage, KeyRequest, MAX_ENVELOPES_PER_ANSWER,
     MAX_HISTORY_REQUESTS, MAX_KEY_REQUEST_BYTES_PER_ANSWER, MAX_KEY_REQUESTS_PER_ANSWER, MAX_SYNC_REQUEST,
-    MIN_PAGE_BYTES, REJECT_NO_WRITE, Rejection, SyncRequest, SyncResponse,
+    MIN_PAGE_BYTES, REJECT_NO_WRITE, RefusedEnvelope, Rejection, SyncRequest, SyncResponse,
 };
 use eenplan_protocol::{Bundle, DocumentId};
 
@@ -79,8 +92,8 @@ use crate::error::ApiError;
 use crate::group_commit::CommitError;
 use crate::metrics::Metrics;
 use crate::storage::{
-    CommitmentRecord, DeviceId, DeviceRecord, DeviceState, Envelope, HistoryRequest, NewBundle, PlanId,
-    PullRequest, PushOutcome, StorageError, UserId,
+    CommitmentOutcome, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, Envelope, EnvelopeOutcome,
+    EnvelopeRefusal, HistoryRequest, NewBundle, PlanId, PullRequest, PushOutcome, StorageError, UserId,
 };
 
 /// The most bundle bytes one pull returns; the device syncs again at once when more wait.
@@ -88,9 +101,7 @@ pub const PULL_MAX_BYTES: usize = 8 * 1024 * 1024;
 /// A document whose log holds more changes than this after its newest snapshot is offered
 /// for compaction.
 pub const COMPACT_AFTER: u64 = 1000;
-/// The rejection of a bundle sealed under an epoch nobody committed to (or a later one than
-/// the current).
-pub const REJECT_UNKNOWN_EPOCH: &str = "unknown_epoch";
+pub use eenplan_protocol::sync::REJECT_UNKNOWN_EPOCH;
 
 /// What the checks before the commit produced.
 struct Checked {
@@ -130,9 +141,7 @@ pub async fn sync(
     session: DeviceSession,
     body: Body<MAX_SYNC_REQUEST>,
 ) -> Result<Response, ApiError> {
-    Metrics::add(&state.metrics.sync_bytes_in, body.0.len());
-    let request: SyncRequest = sync::decode(&body.0, MAX_SYNC_REQUEST)
-        .map_err(|_| ApiError::malformed("the body is not a CBOR sync request"))?;
+    let request = admit(&state, session.device.device_id, &body.0)?;
     drop(body);
     let SyncRequest {
         since,
@@ -144,6 +153,7 @@ pub async fn sync(
         commitments,
         max_bytes,
         history,
+        refused_envelopes,
     } = request;
     let wanted = Wanted::new(since, policy_version, max_bytes, history)?;
     let device = session.device;
@@ -151,6 +161,7 @@ pub async fn sync(
     let checker = device.clone();
     let Checked { items, rejected } = blocking(&state, move |state| {
         register_plans(state, &checker, &new_plans)?;
+        withdraw_refused(state, &checker, &refused_envelopes)?;
         let access = Access::load(state, checker.user)?;
         store_commitments(state, &checker, &access, commitments)?;
         store_envelopes(state, &checker, &access, envelopes)?;
@@ -190,6 +201,59 @@ pub async fn sync(
     Ok(([(header::CONTENT_TYPE, "application/cbor")], bytes).into_response())
 }
 
+/// Decodes a sync request within the device's quota and the per-list limits, before any of
+/// its work is done. The body's bytes count against the quota even when it does not decode.
+fn admit(state: &AppState, device: DeviceId, body: &[u8]) -> Result<SyncRequest, ApiError> {
+    Metrics::add(&state.metrics.sync_bytes_in, body.len());
+    charge(state, device, 0, body.len())?;
+    let request: SyncRequest = sync::decode(body, MAX_SYNC_REQUEST)
+        .map_err(|_| ApiError::malformed("the body is not a CBOR sync request"))?;
+    if let Some(too_many) = request.too_many_items() {
+        state.metrics.oversized_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(device = %hex(&device.0), %too_many, "sync request refused");
+        return Err(ApiError::TooManyItems(too_many));
+    }
+    charge(state, device, request.push.len() + request.snapshots.len(), 0)?;
+    Ok(request)
+}
+
+fn charge(state: &AppState, device: DeviceId, bundles: usize, bytes: usize) -> Result<(), ApiError> {
+    let as_u64 = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    state.push_quota.charge(device, as_u64(bundles), as_u64(bytes), now_ms()).map_err(|retry_after| {
+        state.metrics.quota_refusals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(device = %hex(&device.0), ?retry_after, "push quota exceeded");
+        ApiError::TooManyRequests {
+            code: code::QUOTA_EXCEEDED,
+            message: "this device pushed more than its hourly quota; sync again later".into(),
+            retry_after,
+        }
+    })
+}
+
+/// The device's complaints about envelopes it could not use.
+fn withdraw_refused(
+    state: &AppState,
+    device: &DeviceRecord,
+    refused: &[RefusedEnvelope],
+) -> Result<(), ApiError> {
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let refusals: Vec<EnvelopeRefusal> = refused
+        .iter()
+        .filter_map(|r| {
+            let document = DocumentId::from_bytes(&r.document.0).ok()?;
+            Some(EnvelopeRefusal { document, epoch: r.epoch, sealer: DeviceId(r.sealer.0) })
+        })
+        .collect();
+    let withdrawn = state.storage.refuse_envelopes(device.device_id, &refusals)?;
+    Metrics::add(&state.metrics.envelopes_withdrawn, usize::try_from(withdrawn).unwrap_or(usize::MAX));
+    if withdrawn > 0 {
+        tracing::warn!(device = %hex(&device.device_id.0), withdrawn, "a device could not use envelopes sealed to it");
+    }
+    Ok(())
+}
+
 fn register_plans(state: &AppState, device: &DeviceRecord, plans: &[Fixed<16>]) -> Result<(), ApiError> {
     for plan in plans {
         if !state.storage.register_plan(plan.0, device.user, device.device_id, now_ms())? {
@@ -224,8 +288,8 @@ fn store_commitments(
     }
     let key = signing_key(device)?;
     for Blob(bytes) in uploads {
-        let document = match device_commitment(&bytes, device.device_id, &key, access) {
-            Ok(document) => document,
+        let (document, policy_version) = match device_commitment(&bytes, device.device_id, &key, access) {
+            Ok(commitment) => commitment,
             Err(reason) => {
                 tracing::info!(device = %hex(&device.device_id.0), reason, "key commitment ignored");
                 continue;
@@ -238,20 +302,35 @@ fn store_commitments(
             signed: bytes,
             stored_at: now_ms(),
         };
-        if !state.storage.put_commitment(&record)? {
-            tracing::debug!(document = %hex(&document.to_bytes()), "another device's key commitment came first");
+        match state.storage.put_commitment(&record, policy_version)? {
+            CommitmentOutcome::Stored => {}
+            CommitmentOutcome::Exists => {
+                tracing::debug!(document = %hex(&document.to_bytes()), "another device's key commitment came first");
+            }
+            // The device makes it again under the current policy when the document is listed
+            // to mint in the answer.
+            CommitmentOutcome::OtherPolicy { current } => tracing::info!(
+                device = %hex(&device.device_id.0),
+                named = policy_version,
+                current,
+                "key commitment ignored: it names another policy version than the current one"
+            ),
+            CommitmentOutcome::NoAccess => {
+                tracing::info!(device = %hex(&device.device_id.0), "key commitment ignored: no access");
+            }
         }
     }
     Ok(())
 }
 
-/// The document of a valid epoch-1 commitment by `device`, or why it is not one.
+/// The document and named policy version of a valid epoch-1 commitment by `device`, or why it
+/// is not one.
 fn device_commitment(
     bytes: &[u8],
     device: DeviceId,
     key: &VerifyingKey,
     access: &Access,
-) -> Result<DocumentId, &'static str> {
+) -> Result<(DocumentId, u32), &'static str> {
     let signed = SignedCommitment::from_bytes(bytes).map_err(|_| "malformed")?;
     let commitment = signed.verify(key.as_bytes()).map_err(|_| "bad_signature")?;
     if commitment.minter != Minter::Device(Fixed(device.0)) {
@@ -265,7 +344,7 @@ fn device_commitment(
     if !access.readable.contains(&document) {
         return Err("no_access");
     }
-    Ok(document)
+    Ok((document, commitment.policy_version))
 }
 
 fn check_bundles(
@@ -368,71 +447,50 @@ fn store_envelopes(
     if uploads.is_empty() {
         return Ok(());
     }
+    let offered = uploads.len();
     let mut readers: HashMap<UserId, HashSet<DocumentId>> = HashMap::new();
     let mut devices: HashMap<DeviceId, Option<DeviceRecord>> = HashMap::new();
     let mut committed: HashMap<(DocumentId, u32), bool> = HashMap::new();
     let mut keep = Vec::new();
-    let mut escrow = Vec::new();
-    let mut dropped = 0usize;
     for upload in uploads {
         let recipient = DeviceId(upload.recipient.0);
-        let Ok(document) = DocumentId::from_bytes(&upload.document.0) else {
-            dropped += 1;
-            continue;
-        };
-        let size_ok = !upload.envelope.0.is_empty() && upload.envelope.0.len() <= MAX_ENVELOPE_LEN;
-        if !access.readable.contains(&document) || !size_ok {
-            dropped += 1;
+        let Ok(document) = DocumentId::from_bytes(&upload.document.0) else { continue };
+        let envelope = Envelope { recipient, document, epoch: upload.epoch, bytes: upload.envelope.0 };
+        if !access.readable.contains(&document) || !sealed_by(sender, &envelope) {
             continue;
         }
         // Only a key someone committed to (so at most the current epoch) can be handed on.
-        let has_commitment = match committed.entry((document, upload.epoch)) {
+        let has_commitment = match committed.entry((document, envelope.epoch)) {
             Entry::Occupied(entry) => *entry.get(),
             Entry::Vacant(entry) => {
-                *entry.insert(state.storage.commitment(document, upload.epoch)?.is_some())
+                *entry.insert(state.storage.commitment(document, envelope.epoch)?.is_some())
             }
         };
         if !has_commitment {
-            dropped += 1;
             continue;
         }
-        let envelope = Envelope { recipient, document, epoch: upload.epoch, bytes: upload.envelope.0 };
-        if recipient.0 == ESCROW_RECIPIENT {
-            escrow.push(envelope);
+        if recipient.0 != ESCROW_RECIPIENT
+            && !recipient_reads(state, &mut devices, &mut readers, recipient, document)?
+        {
             continue;
         }
-        let record = match devices.get(&recipient) {
-            Some(record) => record.clone(),
-            None => {
-                let record = state.storage.device(recipient)?;
-                devices.insert(recipient, record.clone());
-                record
-            }
-        };
-        let Some(record) = record.filter(|r| r.state == DeviceState::Active && r.wiped_at.is_none()) else {
-            dropped += 1;
-            continue;
-        };
-        let recipient_reads = match readers.entry(record.user) {
-            Entry::Occupied(entry) => entry.into_mut(),
-            Entry::Vacant(entry) => entry.insert(readable(state, record.user)?),
-        };
-        if recipient_reads.contains(&document) {
-            keep.push(envelope);
-        } else {
-            dropped += 1;
-        }
+        keep.push(envelope);
     }
-    let stored = put(state, &keep) + put(state, &escrow);
+    let outcomes =
+        if keep.is_empty() { Vec::new() } else { state.storage.put_envelopes(sender.device_id, &keep)? };
     // A recipient that is watching learns at once that a key arrived for it (the key may be
     // what its parked bundles wait for).
     let mut hinted = HashSet::new();
-    for envelope in &keep {
-        if hinted.insert(envelope.document) {
+    for (envelope, outcome) in keep.iter().zip(&outcomes) {
+        if *outcome == EnvelopeOutcome::Stored
+            && envelope.recipient.0 != ESCROW_RECIPIENT
+            && hinted.insert(envelope.document)
+        {
             state.commits.hint(envelope.document);
         }
     }
-    dropped += keep.len() + escrow.len() - stored;
+    let stored = outcomes.iter().filter(|o| **o == EnvelopeOutcome::Stored).count();
+    let dropped = offered - stored;
     Metrics::add(&state.metrics.envelopes_stored, stored);
     Metrics::add(&state.metrics.envelopes_dropped, dropped);
     if dropped > 0 {
@@ -441,29 +499,48 @@ fn store_envelopes(
     Ok(())
 }
 
-/// Stores envelopes, all at once or, when that fails (a recipient revoked meanwhile), one by
-/// one; returns how many were stored.
-fn put(state: &AppState, envelopes: &[Envelope]) -> usize {
-    if envelopes.is_empty() {
-        return 0;
-    }
-    match state.storage.put_envelopes(envelopes) {
-        Ok(()) => envelopes.len(),
-        Err(_) => envelopes
-            .iter()
-            .filter(|envelope| match state.storage.put_envelopes(std::slice::from_ref(*envelope)) {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::warn!(
-                        recipient = %hex(&envelope.recipient.0),
-                        error = %e,
-                        "a key envelope was not stored"
-                    );
-                    false
-                }
-            })
-            .count(),
-    }
+/// Whether an envelope's signed trailer names `sender` as its sealer and carries its valid
+/// signature: a recipient that cannot use an envelope names its sealer
+/// ([`SyncRequest::refused_envelopes`]), so nobody may seal in another device's name.
+fn sealed_by(sender: &DeviceRecord, envelope: &Envelope) -> bool {
+    let size_ok = !envelope.bytes.is_empty() && envelope.bytes.len() <= MAX_ENVELOPE_LEN;
+    let Ok((sealed, sealer, signature)) = envelope::split_signed(&envelope.bytes) else { return false };
+    size_ok
+        && sealer == sender.device_id.0
+        && envelope::verify_signature(
+            sealed,
+            &signature,
+            &sender.signing_public,
+            envelope.document,
+            envelope.epoch,
+            envelope.recipient.0,
+        )
+        .is_ok()
+}
+
+/// Whether `recipient` is an active device, not reported wiped, whose user may read
+/// `document` (looked up once per request).
+fn recipient_reads(
+    state: &AppState,
+    devices: &mut HashMap<DeviceId, Option<DeviceRecord>>,
+    readers: &mut HashMap<UserId, HashSet<DocumentId>>,
+    recipient: DeviceId,
+    document: DocumentId,
+) -> Result<bool, ApiError> {
+    let record = match devices.entry(recipient) {
+        Entry::Occupied(entry) => entry.into_mut(),
+        Entry::Vacant(entry) => entry.insert(state.storage.device(recipient)?),
+    };
+    let Some(record) = record.as_ref().filter(|r| r.state == DeviceState::Active && r.wiped_at.is_none())
+    else {
+        return Ok(false);
+    };
+    let user = record.user;
+    let reads = match readers.entry(user) {
+        Entry::Occupied(entry) => entry.into_mut(),
+        Entry::Vacant(entry) => entry.insert(readable(state, user)?),
+    };
+    Ok(reads.contains(&document))
 }
 
 /// What the device asked of the answer.

@@ -19,10 +19,12 @@ use eenplan_protocol::{BundleKind, DocumentId};
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
 
 use super::{
-    AdminRecord, CREATOR_PLAN_ROLE, CommitmentRecord, CompletedRotation, DeviceId, DeviceRecord, DeviceState,
-    DocStats, Envelope, MAX_SNAPSHOT_REQUESTS_PER_DEVICE, NetworkRecord, NewBundle, NewDevice, Org, OrgId,
-    Participant, PlanId, PolicyRecord, PullBatch, PullRequest, PushOutcome, Reader, Result, Revocation,
-    RevocationListRecord, RotationTask, SNAPSHOT_REQUEST_TTL_MS, Storage, StorageError, User, UserId, pull,
+    AdminRecord, CREATOR_PLAN_ROLE, CommitmentOutcome, CommitmentRecord, CompletedRotation, DeviceId,
+    DeviceRecord, DeviceState, DocStats, Envelope, EnvelopeOutcome, EnvelopeRefusal,
+    MAX_SNAPSHOT_REQUESTS_PER_DEVICE, NetworkRecord, NewBundle, NewDevice, Org, OrgId, Participant, PlanId,
+    PolicyRecord, PullBatch, PullRequest, PushOutcome, Reader, Result, Revocation, RevocationListRecord,
+    RotationTask, SNAPSHOT_REQUEST_TTL_MS, SessionRecorded, Storage, StorageError, User, UserId, WipeGuard,
+    pull,
 };
 
 /// Read connections. Pulls are short read transactions; a few cover the bursts of a morning
@@ -381,21 +383,39 @@ impl Storage for SqliteStorage {
         self.read(|conn| rows::wipe_order(conn, id))
     }
 
-    fn record_wipe(&self, id: DeviceId, report: &[u8], now: i64) -> Result<()> {
+    fn record_wipe(&self, id: DeviceId, report: &[u8], seen: &WipeGuard, now: i64) -> Result<bool> {
+        self.write(|tx| {
+            let device = rows::device(tx, id)?.ok_or(StorageError::NotFound)?;
+            if WipeGuard::of(&device) != *seen {
+                return Ok(false);
+            }
+            rows::insert_wipe_report(tx, id, report, now)?;
+            Ok(true)
+        })
+    }
+
+    fn record_session(
+        &self,
+        id: DeviceId,
+        wipe_nonce_hash: Option<[u8; 32]>,
+        now: i64,
+    ) -> Result<SessionRecorded> {
         self.write(|tx| {
             if rows::device_state(tx, id)?.is_none() {
                 return Err(StorageError::NotFound);
             }
-            rows::insert_wipe_report(tx, id, report, now)
+            let wipe_report_cleared = rows::record_session(tx, id, wipe_nonce_hash, now)?;
+            Ok(SessionRecorded { wipe_report_cleared })
         })
     }
 
     fn register_plan(&self, plan: PlanId, creator: UserId, created_by: DeviceId, now: i64) -> Result<bool> {
         self.write(|tx| {
+            require_active(tx, created_by)?;
             if let Some(existing) = rows::plan_creator(tx, &plan)? {
                 return Ok(existing == creator);
             }
-            if !rows::user_exists(tx, creator)? || rows::device_state(tx, created_by)?.is_none() {
+            if !rows::user_exists(tx, creator)? {
                 return Err(StorageError::NotFound);
             }
             rows::insert_plan(tx, &plan, creator, created_by, now)?;
@@ -542,9 +562,30 @@ impl Storage for SqliteStorage {
         self.read(|conn| rows::on_revocation_list(conn, device))
     }
 
-    fn put_commitment(&self, commitment: &CommitmentRecord) -> Result<bool> {
+    fn put_commitment(
+        &self,
+        commitment: &CommitmentRecord,
+        policy_version: u32,
+    ) -> Result<CommitmentOutcome> {
         known_compartments(std::iter::once(commitment.document))?;
-        self.write(|tx| rows::insert_commitment(tx, commitment))
+        self.write(|tx| {
+            if let Some(minter) = commitment.minter_device {
+                let user = require_active(tx, minter)?.user;
+                let document = commitment.document;
+                if !rows::readable_in_plan(tx, &document.plan, user)?.contains(&document) {
+                    return Ok(CommitmentOutcome::NoAccess);
+                }
+            }
+            let current = rows::policy_version_in_force(tx)?.unwrap_or(0);
+            if policy_version != current {
+                return Ok(CommitmentOutcome::OtherPolicy { current });
+            }
+            Ok(if rows::insert_commitment(tx, commitment)? {
+                CommitmentOutcome::Stored
+            } else {
+                CommitmentOutcome::Exists
+            })
+        })
     }
 
     fn commitment(&self, document: DocumentId, epoch: u32) -> Result<Option<CommitmentRecord>> {
@@ -627,9 +668,21 @@ impl Storage for SqliteStorage {
             let start = rows::head(tx)?;
             let mut head = start;
             let mut outcomes = Vec::with_capacity(items.len());
+            let mut revoked: std::collections::HashMap<DeviceId, bool> = std::collections::HashMap::new();
             for item in items {
                 // Checked again here, in the transaction that writes: the route checked
                 // before the group commit, and a revocation may have committed since.
+                let author_revoked = match revoked.entry(item.author) {
+                    std::collections::hash_map::Entry::Occupied(entry) => *entry.get(),
+                    std::collections::hash_map::Entry::Vacant(entry) => {
+                        *entry.insert(rows::device_state(tx, item.author)? == Some(DeviceState::Revoked))
+                    }
+                };
+                if author_revoked {
+                    outcomes
+                        .push(PushOutcome::Refused { reason: eenplan_protocol::sync::REJECT_AUTHOR_REVOKED });
+                    continue;
+                }
                 if rows::rotation_pending_before(tx, item.document, u32::MAX)? {
                     outcomes.push(PushOutcome::Refused { reason: eenplan_protocol::sync::REJECT_ROTATING });
                     continue;
@@ -733,9 +786,41 @@ impl Storage for SqliteStorage {
         self.read(|conn| rows::document_stats(conn, document))
     }
 
-    fn put_envelopes(&self, envelopes: &[Envelope]) -> Result<()> {
+    fn put_envelopes(&self, sealer: DeviceId, envelopes: &[Envelope]) -> Result<Vec<EnvelopeOutcome>> {
         known_compartments(envelopes.iter().map(|e| e.document))?;
-        self.write(|tx| put_envelopes_in(tx, envelopes))
+        self.write(|tx| {
+            require_active(tx, sealer)?;
+            envelopes.iter().map(|envelope| put_sealed_envelope(tx, sealer, envelope)).collect()
+        })
+    }
+
+    fn refuse_envelopes(&self, recipient: DeviceId, refusals: &[EnvelopeRefusal]) -> Result<u64> {
+        known_compartments(refusals.iter().map(|r| r.document))?;
+        self.write(|tx| {
+            require_active(tx, recipient)?;
+            let mut deleted = 0;
+            for refusal in refusals {
+                let Some(stored) = rows::envelope_sealer(tx, recipient, refusal.document, refusal.epoch)?
+                else {
+                    continue;
+                };
+                if stored.is_some_and(|sealer| sealer != refusal.sealer) {
+                    continue;
+                }
+                rows::delete_envelope(tx, recipient, refusal.document, refusal.epoch)?;
+                deleted += 1;
+                if stored.is_some() {
+                    rows::insert_refused_sealer(
+                        tx,
+                        recipient,
+                        refusal.document,
+                        refusal.epoch,
+                        refusal.sealer,
+                    )?;
+                }
+            }
+            Ok(deleted)
+        })
     }
 
     fn envelopes_for(&self, device: DeviceId, since: u64) -> Result<Vec<Envelope>> {
@@ -751,12 +836,44 @@ impl Storage for SqliteStorage {
     }
 }
 
-/// Stores each envelope inside the caller's transaction: escrow ones apart (the first per
-/// document and epoch stays), device ones at a new log position.
+/// The device `id` as it stands in this transaction, if it is active.
+fn require_active(conn: &Connection, id: DeviceId) -> Result<DeviceRecord> {
+    match rows::device(conn, id)? {
+        None => Err(StorageError::NotFound),
+        Some(device) if device.state == DeviceState::Active => Ok(device),
+        Some(_) => Err(StorageError::DeviceNotActive),
+    }
+}
+
+/// One envelope a device sealed, inside the caller's transaction.
+fn put_sealed_envelope(
+    tx: &Transaction<'_>,
+    sealer: DeviceId,
+    envelope: &Envelope,
+) -> Result<EnvelopeOutcome> {
+    let stored = if envelope.recipient.0 == eenplan_protocol::api::ESCROW_RECIPIENT {
+        rows::insert_escrow_envelope(tx, envelope)?
+    } else {
+        match rows::device_state(tx, envelope.recipient)? {
+            None | Some(DeviceState::Revoked) => return Ok(EnvelopeOutcome::NoRecipient),
+            Some(DeviceState::Pending | DeviceState::Active) => {}
+        }
+        if rows::sealer_refused(tx, envelope.recipient, envelope.document, envelope.epoch, sealer)? {
+            return Ok(EnvelopeOutcome::SealerRefused);
+        }
+        rows::insert_envelope(tx, envelope, Some(sealer))?
+    };
+    Ok(if stored { EnvelopeOutcome::Stored } else { EnvelopeOutcome::Exists })
+}
+
+/// An administrator's envelopes for a rotation, inside the caller's transaction: escrow ones
+/// apart (the first per document and epoch stays), device ones at a new log position (the
+/// first per recipient, document and epoch stays). An unknown or revoked recipient fails the
+/// whole rotation.
 fn put_envelopes_in(tx: &Transaction<'_>, envelopes: &[Envelope]) -> Result<()> {
     for envelope in envelopes {
         if envelope.recipient.0 == eenplan_protocol::api::ESCROW_RECIPIENT {
-            rows::upsert_escrow_envelope(tx, envelope)?;
+            rows::insert_escrow_envelope(tx, envelope)?;
             continue;
         }
         match rows::device_state(tx, envelope.recipient)? {
@@ -764,7 +881,9 @@ fn put_envelopes_in(tx: &Transaction<'_>, envelopes: &[Envelope]) -> Result<()> 
             Some(DeviceState::Revoked) => {
                 return Err(StorageError::InvalidState("the recipient is revoked".into()));
             }
-            Some(DeviceState::Pending | DeviceState::Active) => rows::upsert_envelope(tx, envelope)?,
+            Some(DeviceState::Pending | DeviceState::Active) => {
+                rows::insert_envelope(tx, envelope, None)?;
+            }
         }
     }
     Ok(())

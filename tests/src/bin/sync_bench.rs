@@ -136,7 +136,12 @@ impl Probe for Server {
     fn metrics(&self) -> Metrics {
         let address = self.address();
         let mut stream = TcpStream::connect(&address).expect("connect for /metrics");
-        write!(stream, "GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n").expect("send");
+        write!(
+            stream,
+            "GET /metrics HTTP/1.0\r\nHost: {address}\r\nAuthorization: Bearer {}\r\n\r\n",
+            self.metrics_token.as_deref().unwrap_or_default()
+        )
+        .expect("send");
         let mut text = String::new();
         stream.read_to_string(&mut text).expect("read /metrics");
         let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
@@ -217,7 +222,7 @@ impl Network {
     fn start(label: &str, users: &[&str]) -> Network {
         let dir = scratch("sync-bench", label);
         let server = Server::start(&dir.path().join("server"));
-        let admin = Admin::init(&dir.path().join("admin"), &server.url);
+        let admin = Admin::init(&dir.path().join("admin"), &server);
         // Every plan here spans all four compartments.
         let policy = dir.path().join("policy.toml");
         std::fs::write(&policy, policy_where_reading_all(ROLE)).expect("write the policy file");

@@ -228,6 +228,22 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX pull_resumes_by_device ON pull_resumes (device_id);
      CREATE INDEX bundles_by_author ON bundles (plan_id, compartment, author, seq) WHERE kind = 0;",
+    // 8: envelopes are first-writer-wins and remember their sealer (from the signed trailer:
+    //    envelope || sealer (16) || signature (64)); a recipient's refusals of a sealer's
+    //    envelope for a (document, epoch) are kept; a device's last session and the hash of
+    //    its newest wipe nonce decide whether a wipe report for it can be true.
+    "ALTER TABLE envelopes ADD COLUMN sealer BLOB;
+     UPDATE envelopes SET sealer = substr(bytes, length(bytes) - 79, 16) WHERE length(bytes) >= 82;
+     CREATE TABLE refused_sealers (
+         recipient   BLOB NOT NULL REFERENCES devices (device_id),
+         plan_id     BLOB NOT NULL,
+         compartment SMALLINT NOT NULL,
+         epoch       BIGINT NOT NULL,
+         sealer      BLOB NOT NULL,
+         PRIMARY KEY (recipient, plan_id, compartment, epoch, sealer)
+     ) WITHOUT ROWID;
+     ALTER TABLE devices ADD COLUMN last_session_at BIGINT;
+     ALTER TABLE devices ADD COLUMN wipe_nonce_hash BLOB;",
 ];
 
 /// The schema version this build writes.
@@ -259,6 +275,39 @@ mod tests {
         migrate(&tx).unwrap();
         tx.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
         assert!(matches!(migrate(&tx), Err(StorageError::Backend(_))));
+    }
+
+    #[test]
+    fn schema_8_reads_the_sealer_of_stored_envelopes_from_their_signed_trailer() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        let tx = conn.transaction().unwrap();
+        for sql in &MIGRATIONS[..5] {
+            tx.execute_batch(sql).unwrap();
+        }
+        tx.pragma_update(None, "user_version", 5).unwrap();
+        let signed = [vec![2u8; 1170], vec![7u8; 16], vec![9u8; 64]].concat();
+        tx.execute_batch(
+            "INSERT INTO orgs (org_id, name, lease_hours) VALUES (1, 'o', 1);
+             INSERT INTO users (user_id, org_id, name, role) VALUES (1, 1, 'u', 'r');
+             INSERT INTO devices (device_id, user_id, signing_public, agreement_public, state, created_at)
+                 VALUES (X'02', 1, X'03', X'04', 'active', 6);",
+        )
+        .unwrap();
+        tx.execute(
+            "INSERT INTO envelopes (recipient, plan_id, compartment, epoch, bytes, position)
+             VALUES (X'02', X'05', 0, 1, ?1, 1), (X'02', X'05', 1, 1, X'0102', 2)",
+            [&signed],
+        )
+        .unwrap();
+        migrate(&tx).unwrap();
+        let sealers: Vec<Option<Vec<u8>>> = tx
+            .prepare("SELECT sealer FROM envelopes ORDER BY compartment")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(sealers, vec![Some(vec![7u8; 16]), None], "a short, unsigned row has no sealer");
     }
 
     #[test]

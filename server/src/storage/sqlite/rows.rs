@@ -281,7 +281,8 @@ pub(super) fn insert_device(
 /// Device rows with their wipe report's time; conditions name the device columns `d.…`.
 const DEVICE_COLUMNS: &str = "SELECT d.device_id, d.user_id, d.signing_public, d.agreement_public, \
                               d.certificate, d.state, d.created_at, d.revoked_at, d.key_mac, \
-                              d.revocation_reason, w.wiped_at, d.certified_at \
+                              d.revocation_reason, w.wiped_at, d.certified_at, d.last_session_at, \
+                              d.wipe_nonce_hash \
                               FROM devices d LEFT JOIN wipe_reports w ON w.device_id = d.device_id";
 
 fn device_from(row: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
@@ -298,6 +299,8 @@ fn device_from(row: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
         revocation_reason: row.get(9)?,
         wiped_at: row.get(10)?,
         certified_at: row.get(11)?,
+        last_session_at: row.get(12)?,
+        wipe_nonce_hash: row.get(13)?,
     })
 }
 
@@ -413,6 +416,22 @@ pub(super) fn insert_wipe_report(tx: &Transaction<'_>, id: DeviceId, signed: &[u
         params![id.0, signed, now],
     )?;
     Ok(())
+}
+
+/// A session's time and, when given, the nonce hash it registered; forgets a wipe report
+/// (true if there was one).
+pub(super) fn record_session(
+    tx: &Transaction<'_>,
+    id: DeviceId,
+    wipe_nonce_hash: Option<[u8; 32]>,
+    now: i64,
+) -> Result<bool> {
+    tx.execute(
+        "UPDATE devices SET last_session_at = ?2, wipe_nonce_hash = COALESCE(?3, wipe_nonce_hash)
+         WHERE device_id = ?1",
+        params![id.0, now, wipe_nonce_hash],
+    )?;
+    Ok(tx.execute("DELETE FROM wipe_reports WHERE device_id = ?1", [id.0])? > 0)
 }
 
 pub(super) fn user_exists(conn: &Connection, user: UserId) -> Result<bool> {
@@ -877,14 +896,22 @@ pub(super) fn take_snapshot_request(
 
 // Key envelopes.
 
-/// Stores an envelope at a new log position: the recipient's next sync after its cursor
-/// delivers it, and later syncs do not repeat it.
-pub(super) fn upsert_envelope(tx: &Transaction<'_>, envelope: &Envelope) -> Result<()> {
+/// Stores an envelope at a new log position unless the recipient has one for its (document,
+/// epoch): the first stays. The recipient's next sync after its cursor delivers it, and later
+/// syncs do not repeat it. False if one was there.
+pub(super) fn insert_envelope(
+    tx: &Transaction<'_>,
+    envelope: &Envelope,
+    sealer: Option<DeviceId>,
+) -> Result<bool> {
+    if envelope_sealer(tx, envelope.recipient, envelope.document, envelope.epoch)?.is_some() {
+        return Ok(false);
+    }
+    // Checked first, so no log position is spent on an envelope that is not stored.
     let position = advance_head(tx, 1)?;
     tx.prepare_cached(
-        "INSERT INTO envelopes (recipient, plan_id, compartment, epoch, bytes, position) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (recipient, plan_id, compartment, epoch)
-         DO UPDATE SET bytes = excluded.bytes, position = excluded.position",
+        "INSERT INTO envelopes (recipient, plan_id, compartment, epoch, bytes, position, sealer)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
         envelope.recipient.0,
@@ -893,24 +920,91 @@ pub(super) fn upsert_envelope(tx: &Transaction<'_>, envelope: &Envelope) -> Resu
         envelope.epoch,
         envelope.bytes,
         Int(position),
+        sealer.map(|s| s.0),
     ])?;
+    Ok(true)
+}
+
+/// `Some(sealer)` when the recipient holds an envelope of (document, epoch); the sealer is
+/// `None` when not known (an administrator's rotation).
+pub(super) fn envelope_sealer(
+    conn: &Connection,
+    recipient: DeviceId,
+    document: DocumentId,
+    epoch: u32,
+) -> Result<Option<Option<DeviceId>>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT sealer FROM envelopes
+             WHERE recipient = ?1 AND plan_id = ?2 AND compartment = ?3 AND epoch = ?4",
+        )?
+        .query_row(params![recipient.0, document.plan, document.compartment, epoch], |row| {
+            Ok(row.get::<_, Option<[u8; 16]>>(0)?.map(DeviceId))
+        })
+        .optional()?)
+}
+
+pub(super) fn delete_envelope(
+    tx: &Transaction<'_>,
+    recipient: DeviceId,
+    document: DocumentId,
+    epoch: u32,
+) -> Result<()> {
+    tx.prepare_cached(
+        "DELETE FROM envelopes WHERE recipient = ?1 AND plan_id = ?2 AND compartment = ?3 AND epoch = ?4",
+    )?
+    .execute(params![recipient.0, document.plan, document.compartment, epoch])?;
     Ok(())
 }
 
-/// The first escrow envelope of a (document, epoch) stays: it comes from the key's creator,
-/// and no later participant may replace it with one the escrow key cannot open.
-pub(super) fn upsert_escrow_envelope(tx: &Transaction<'_>, envelope: &Envelope) -> Result<()> {
+pub(super) fn insert_refused_sealer(
+    tx: &Transaction<'_>,
+    recipient: DeviceId,
+    document: DocumentId,
+    epoch: u32,
+    sealer: DeviceId,
+) -> Result<()> {
     tx.prepare_cached(
-        "INSERT INTO escrow_envelopes (plan_id, compartment, epoch, bytes) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (plan_id, compartment, epoch) DO NOTHING",
+        "INSERT INTO refused_sealers (recipient, plan_id, compartment, epoch, sealer) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT DO NOTHING",
     )?
-    .execute(params![
-        envelope.document.plan,
-        envelope.document.compartment,
-        envelope.epoch,
-        envelope.bytes
-    ])?;
+    .execute(params![recipient.0, document.plan, document.compartment, epoch, sealer.0])?;
     Ok(())
+}
+
+pub(super) fn sealer_refused(
+    conn: &Connection,
+    recipient: DeviceId,
+    document: DocumentId,
+    epoch: u32,
+    sealer: DeviceId,
+) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT 1 FROM refused_sealers
+             WHERE recipient = ?1 AND plan_id = ?2 AND compartment = ?3 AND epoch = ?4 AND sealer = ?5",
+        )?
+        .query_row(params![recipient.0, document.plan, document.compartment, epoch, sealer.0], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// The first escrow envelope of a (document, epoch) stays: it comes from the key's creator,
+/// and no later participant may replace it with one the escrow key cannot open. False if one
+/// was there.
+pub(super) fn insert_escrow_envelope(tx: &Transaction<'_>, envelope: &Envelope) -> Result<bool> {
+    Ok(tx
+        .prepare_cached(
+            "INSERT INTO escrow_envelopes (plan_id, compartment, epoch, bytes) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (plan_id, compartment, epoch) DO NOTHING",
+        )?
+        .execute(params![
+            envelope.document.plan,
+            envelope.document.compartment,
+            envelope.epoch,
+            envelope.bytes
+        ])?
+        == 1)
 }
 
 pub(super) fn escrow_envelopes(conn: &Connection, plan: &[u8; 16]) -> Result<Vec<Envelope>> {
@@ -1151,6 +1245,11 @@ pub(super) fn commitment(
         )?
         .query_row(params![document.plan, document.compartment, epoch], commitment_from)
         .optional()?)
+}
+
+/// The version of the current policy; `None` before there is one.
+pub(super) fn policy_version_in_force(conn: &Connection) -> Result<Option<u32>> {
+    Ok(conn.query_row("SELECT version FROM policy WHERE id = 1", [], |row| row.get(0)).optional()?)
 }
 
 pub(super) fn current_epoch(conn: &Connection, document: DocumentId) -> Result<u32> {
