@@ -1,11 +1,14 @@
-//! The device object a host holds: the core's [`eenplan_core::Device`] behind a mutex.
+//! The device object a host holds: the core's [`SharedDevice`] (the core's device behind a
+//! mutex, with syncs that hold it only between network exchanges).
 //!
 //! The core's device takes `&mut self` (one writer, invariant 5), so every call locks it.
 //! Calls that talk to the server (enrol, sync, sharing) are `async`: they run on a thread of
 //! their own and the host awaits a oneshot, so a Kotlin coroutine or Swift task is suspended,
-//! not blocked, and the library needs no async runtime. Local calls (edits, reads) are
-//! synchronous and durable when they return; while a sync holds the device they wait for it,
-//! so a phone app makes them off its main thread (e.g. `Dispatchers.IO`).
+//! not blocked, and the library needs no async runtime. They hold the device only for their
+//! short local steps, never while the network is used: a read or an edit made while a sync
+//! waits on a poor link goes ahead at once, and the edit is pushed by that sync's next round
+//! or by the next sync. Local calls (edits, reads) are synchronous and durable when they
+//! return; a phone app makes them off its main thread all the same (e.g. `Dispatchers.IO`).
 //!
 //! **Closing.** [`Device::close`] takes the core device out of the mutex and drops it, which
 //! closes the store and releases its lock: the directory can be opened again at once, here or
@@ -17,6 +20,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use eenplan_core::sync::SharedDevice;
+
 use eenplan_core::CoreError;
 use eenplan_core::Device as CoreDevice;
 use eenplan_core::ids::{EntityId, PlanId};
@@ -24,7 +29,7 @@ use eenplan_core::plan::{
     ActionStatus, Compartment, Conflict, EscalationLevel, GoalStatus, NewAction, NewGoal, NewMember,
     NewParticipant, NoteKind, Phase, PlanView, Role,
 };
-use eenplan_core::sync::{DeviceStatus, Enrolment};
+use eenplan_core::sync::{DeviceStatus, Enrolment, ShareOutcome};
 use eenplan_protocol::api::ServerUrl;
 use futures_channel::oneshot;
 
@@ -58,8 +63,8 @@ fn tell(what: &str, call: impl FnOnce() -> Result<(), CallbackError>) {
 /// keys, and its plans.
 #[derive(uniffi::Object)]
 pub struct Device {
-    /// `None` once closed.
-    core: Arc<Mutex<Option<CoreDevice>>>,
+    /// Closed by [`Device::close`]; calls then fail with `Closed`.
+    core: Arc<SharedDevice>,
     listener: Mutex<Option<Arc<dyn DeviceListener>>>,
     data_dir: PathBuf,
 }
@@ -102,16 +107,6 @@ fn lock<T>(mutex: &Mutex<T>) -> Result<MutexGuard<'_, T>, ApiError> {
         .map_err(|_| ApiError::internal("an earlier call failed inside eenplan; open the device again"))
 }
 
-/// Runs `call` on the device behind `core`, or fails with `Closed` once it was closed.
-fn on_device<T>(
-    core: &Mutex<Option<CoreDevice>>,
-    call: impl FnOnce(&mut CoreDevice) -> Result<T, CoreError>,
-) -> Result<T, ApiError> {
-    let mut guard = lock(core)?;
-    let device = guard.as_mut().ok_or_else(ApiError::closed)?;
-    Ok(call(device)?)
-}
-
 /// The data directory the host named; an empty one is a mistake, not a place.
 fn data_dir(text: &str) -> Result<PathBuf, ApiError> {
     if text.trim().is_empty() {
@@ -130,7 +125,7 @@ enum AfterCall {
 
 impl Device {
     fn new(core: CoreDevice, data_dir: PathBuf) -> Arc<Device> {
-        Arc::new(Device { core: Arc::new(Mutex::new(Some(core))), listener: Mutex::new(None), data_dir })
+        Arc::new(Device { core: Arc::new(SharedDevice::new(core)), listener: Mutex::new(None), data_dir })
     }
 
     fn opened(
@@ -146,16 +141,16 @@ impl Device {
 
     /// Runs one core call on the locked device.
     fn with<T>(&self, call: impl FnOnce(&mut CoreDevice) -> Result<T, CoreError>) -> Result<T, ApiError> {
-        on_device(&self.core, call)
+        Ok(self.core.with(call)?)
     }
 
-    /// Runs a blocking core call (network) on its own thread and resolves with its result.
+    /// Runs a network call of the core on its own thread and resolves with its result.
     /// The listener hears of it after the device is unlocked: `announce` on success, and a
     /// revocation whatever the call was. A host that stops awaiting (a cancelled coroutine)
     /// does not stop the call: what it wrote is durable all the same.
     async fn in_background<T: Send + 'static>(
         &self,
-        call: impl FnOnce(&mut CoreDevice) -> Result<T, CoreError> + Send + 'static,
+        call: impl FnOnce(&SharedDevice) -> Result<T, CoreError> + Send + 'static,
         announce: fn(&dyn DeviceListener, &T),
         after: AfterCall,
     ) -> Result<T, ApiError> {
@@ -166,7 +161,7 @@ impl Device {
         std::thread::Builder::new()
             .name("eenplan-network".into())
             .spawn(move || {
-                let result = on_device(&core, call);
+                let result = call(&core).map_err(ApiError::from);
                 if result.is_ok()
                     && let AfterCall::SendKeptWipeReports = after
                     && let Err(e) = CoreDevice::send_previous_wipe_reports(&dir)
@@ -236,8 +231,7 @@ impl Device {
     /// `Closed`. (Kotlin: `closeDevice()`, since `close()` there frees the object, which
     /// closes the device as well.)
     pub fn close(&self) {
-        let device = self.core.lock().unwrap_or_else(PoisonError::into_inner).take();
-        drop(device);
+        self.core.close();
         *self.listener.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
@@ -272,8 +266,10 @@ impl Device {
             .await
     }
 
-    /// Pushes what this device wrote and pulls what it may read, in one round trip (usually).
-    /// The listener hears which plans changed.
+    /// Pushes what this device wrote, carries out queued shares, and pulls what it may read,
+    /// in one round trip (usually; a poor link gets smaller pages in more rounds, and what each
+    /// round brought is kept if a later one fails). The device is not held while the network
+    /// is used. The listener hears which plans changed.
     pub async fn sync(&self) -> Result<SyncSummary, ApiError> {
         self.in_background(
             |d| d.sync().map(SyncSummary::from),
@@ -287,17 +283,14 @@ impl Device {
         .await
     }
 
-    /// Gives another user (by name) a part in the plan with `role`; their devices get the
-    /// plan at their next sync after a device holding it has synced. A name no user (or more
-    /// than one) has is `NotFound`. This gives access; [`Device::add_participant`] records
-    /// who takes part in the plan's own list.
-    pub async fn share_plan(&self, plan: PlanId, user: String, role: Role) -> Result<(), ApiError> {
-        self.in_background(
-            move |d| d.add_participant(&plan, &user, role.as_str()).map(|_| ()),
-            quiet,
-            AfterCall::Nothing,
-        )
-        .await
+    /// Gives another user (by name) a part in the plan with `role`. The share is queued on
+    /// the device and carried out by a sync right away, which first registers a plan the
+    /// server has not seen yet: `Done`. Without a connection it waits for the next sync:
+    /// `Queued` (no error; [`DeviceStatus::queued_shares`] counts what waits). A name no user
+    /// (or more than one) has is `NotFound`. This gives access; [`Device::add_participant`]
+    /// records who takes part in the plan's own list.
+    pub async fn share_plan(&self, plan: PlanId, user: String, role: Role) -> Result<ShareOutcome, ApiError> {
+        self.in_background(move |d| d.share(&plan, &user, role.as_str()), quiet, AfterCall::Nothing).await
     }
 
     /// A new plan for the family, with the default (ZRM-2017) life domains.

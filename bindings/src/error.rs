@@ -93,10 +93,6 @@ impl ApiError {
     pub(crate) fn internal(reason: impl Into<String>) -> ApiError {
         ApiError::Internal { reason: reason.into() }
     }
-
-    pub(crate) fn closed() -> ApiError {
-        ApiError::Closed { reason: "this device was closed; open it again to use it".into() }
-    }
 }
 
 impl From<CoreError> for ApiError {

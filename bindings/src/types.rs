@@ -16,7 +16,7 @@ use eenplan_core::plan::{
     ActionStatus, Compartment, EscalationLevel, GoalStatus, NewAction, NewMember, NewParticipant, NoteKind,
     Phase, Role,
 };
-use eenplan_core::sync::{DeviceStatus, Enrolment, SyncReport};
+use eenplan_core::sync::{DeviceStatus, Enrolment, ShareOutcome, SyncReport};
 use eenplan_protocol::api::{ErrorCode, ServerUrl};
 
 use crate::error::ApiError;
@@ -202,6 +202,13 @@ pub enum ActionStatus {
 pub enum NoteKind {
     HomeVisit,
     Note,
+}
+
+/// What became of a share: done at the server, or queued for the next sync (offline).
+#[uniffi::remote(Enum)]
+pub enum ShareOutcome {
+    Done,
+    Queued,
 }
 
 /// Where the device stands with its server.
