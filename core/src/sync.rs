@@ -33,6 +33,7 @@ mod incoming;
 mod keys;
 mod live;
 mod outgoing;
+mod revocations;
 mod session;
 mod shares;
 mod snapshots;
@@ -399,6 +400,20 @@ impl Device {
             SyncError::Protocol(format!("no key for epoch {} of this document", header.epoch))
         })?;
         Ok(bundle.open(&key).map_err(|e| SyncError::Protocol(e.to_string()))?)
+    }
+
+    /// A document key this device holds, as anyone holding this device (its files and its
+    /// passphrase) can read it. It exists to test the promises against a participant who
+    /// turns on the others: a key holder can seal anything under the key, so what keeps it
+    /// from writing in another's name is the author's signature, which receivers check.
+    pub fn held_document_key(
+        &self,
+        plan: &PlanId,
+        compartment: Compartment,
+        epoch: u32,
+    ) -> Result<Option<[u8; 32]>, CoreError> {
+        self.ensure_not_wiped()?;
+        Ok(self.store().doc_key_at(*plan, compartment, epoch)?.map(|k| *k))
     }
 
     /// Where this device stands: enrolment, who it belongs to, what waits to be pushed.

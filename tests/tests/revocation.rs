@@ -330,3 +330,48 @@ fn a_plan_whose_only_key_holder_is_revoked_is_recovered_through_escrow() {
     assert!(report.refused.is_empty(), "{:?}", report.refused);
     assert_eq!(piet.pending_changes().unwrap(), 0);
 }
+
+#[test]
+fn a_device_never_seals_a_key_to_a_revoked_device_the_server_lists_again() {
+    let mut net = Network::start(USERS);
+    let mut rita = net.device("rita", "Rita");
+    let wim = net.device("wim", "Wim");
+    let plan = rita.create_plan("Jansen").unwrap();
+    rita.add_participant(&plan, "Wim", "wijkteam").unwrap();
+    let wim_id = *wim.device_id().as_bytes();
+    net.admin.run(&["device", "revoke", &wim.device_id().to_string(), "--reason", "stolen"]);
+    // Rita takes the new keys; they were made under the revocation list that names Wim, so
+    // her device fetches that list before it seals anything to anyone.
+    rita.sync().unwrap();
+
+    // The compromised server lists the stolen phone as active again (and forgets that the
+    // list names it), so it asks Rita's device for the keys the phone lacks.
+    net.tamper_with_server_database(|conn| {
+        let changed = conn
+            .execute(
+                "UPDATE devices SET state = 'active', revoked_at = NULL, revocation_reason = NULL \
+                 WHERE device_id = ?1",
+                [wim_id.as_slice()],
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+        conn.execute("DELETE FROM revocation_entries WHERE device_id = ?1", [wim_id.as_slice()]).unwrap();
+    });
+    rita.edit(&plan, |p| p.add_note(Compartment::Basis, NoteKind::Note, "na de diefstal")).unwrap();
+    let report = rita.sync().unwrap();
+    assert!(report.refused.iter().any(|r| r.contains("revocation list version")), "{:?}", report.refused);
+    let conn = rusqlite::Connection::open(net.server.data.join("server.db")).unwrap();
+    let sealed: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM envelopes WHERE recipient = ?1 AND epoch >= 2",
+            [wim_id.as_slice()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(sealed, 0, "a key of a later epoch was sealed to the stolen phone");
+    // And the stolen phone's keys open nothing written after the revocation.
+    let after = server_bundles(&net.server.data.join("server.db"));
+    let (epoch, newest) = after.last().unwrap();
+    assert!(*epoch >= 2);
+    assert!(wim.open_sealed_bundle(newest).is_err());
+}

@@ -278,3 +278,48 @@ fn a_key_envelope_the_server_made_up_is_refused_and_never_used() {
         "the basis note reached Wim under a key the server made up"
     );
 }
+
+#[test]
+fn a_key_holder_cannot_write_in_another_participants_name() {
+    use eenplan_protocol::{Bundle, BundleHeader};
+    let mut net = Network::start(USERS);
+    let mut rita = net.device("rita", "Rita");
+    let mut wim = net.device("wim", "Wim");
+    let mut wendy = net.device("wendy", "Wendy");
+    let plan = rita.create_plan("Jansen").unwrap();
+    rita.add_participant(&plan, "Wim", "wijkteam").unwrap();
+    rita.add_participant(&plan, "Wendy", "wijkteam").unwrap();
+    wim.sync().unwrap();
+    wendy.sync().unwrap();
+
+    // Wim holds the basis key. He pushes a note, and (with the server's help) swaps his bundle
+    // for one that carries the same changes under the same key with Rita named as author: it
+    // decrypts, but he cannot sign as her.
+    wim.edit(&plan, |p| p.add_note(Compartment::Basis, NoteKind::Note, "namens Rita")).unwrap();
+    wim.sync().unwrap();
+    let key = wim.held_document_key(&plan, Compartment::Basis, 1).unwrap().unwrap();
+    let wims: Vec<u8> = {
+        let conn = rusqlite::Connection::open(net.server.data.join("server.db")).unwrap();
+        conn.query_row("SELECT bytes FROM bundles ORDER BY seq DESC LIMIT 1", [], |r| r.get(0)).unwrap()
+    };
+    let genuine = Bundle::decode(wims).unwrap();
+    let changes = genuine.open(&key).unwrap();
+    let in_ritas_name =
+        BundleHeader { author: *rita.device_id().as_bytes(), bundle_id: [0x5a; 16], ..genuine.header };
+    // Whatever key Wim signs with, it is not Rita's.
+    let wims_own_choice = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let forged = Bundle::seal(in_ritas_name, &key, &changes, &wims_own_choice).unwrap();
+    net.tamper_with_server_database(|conn| {
+        conn.execute("DELETE FROM bundles WHERE bundle_id = ?1", [&genuine.header.bundle_id[..]]).unwrap();
+        append_forged(conn, forged.as_bytes());
+    });
+
+    // Wendy receives it as Rita's, and refuses it for its signature.
+    let report = wendy.sync().unwrap();
+    let refused = report.refused.join("\n");
+    assert!(refused.contains("signature does not verify"), "{refused}");
+    assert!(
+        wendy.read(&plan).unwrap().notes.iter().all(|n| n.text != "namens Rita"),
+        "a note forged in Rita's name reached Wendy's plan"
+    );
+}

@@ -95,18 +95,42 @@ pub(super) struct Judge {
     pub policies: BTreeMap<u32, (Policy, Vec<u8>)>,
     wanted_certificates: BTreeSet<[u8; 16]>,
     wanted_policies: BTreeSet<u32>,
+    /// The newest revocation list, fetched in this sync ([`super::revocations`]).
+    revocations: Option<Fetched>,
+    wanted_revocations: bool,
+}
+
+/// The newest revocation list as far as this sync fetched it.
+pub(super) enum RevocationsFetch {
+    NotYet,
+    Found(Vec<u8>),
+    Missing(String),
 }
 
 impl Judge {
     /// Whether the last pass asked for something not fetched yet.
     pub fn wants(&self) -> bool {
-        !self.wanted_certificates.is_empty() || !self.wanted_policies.is_empty()
+        !self.wanted_certificates.is_empty() || !self.wanted_policies.is_empty() || self.wanted_revocations
     }
 
     /// Forgets what a pass asked for; the next pass asks again for what it still lacks.
     pub fn clear_wants(&mut self) {
         self.wanted_certificates.clear();
         self.wanted_policies.clear();
+        self.wanted_revocations = false;
+    }
+
+    pub fn want_revocations(&mut self) {
+        self.wanted_revocations = true;
+    }
+
+    pub fn revocations(&self) -> RevocationsFetch {
+        match &self.revocations {
+            None => RevocationsFetch::NotYet,
+            Some(Fetched::Found(bytes)) => RevocationsFetch::Found(bytes.clone()),
+            Some(Fetched::NotFound) => RevocationsFetch::Missing("the server has no revocation list".into()),
+            Some(Fetched::Failed(why)) => RevocationsFetch::Missing(why.clone()),
+        }
     }
 
     /// The certificates fetched in this sync that the server had: for the local cache.
@@ -142,6 +166,12 @@ impl Judge {
                 Err(e) => fetch_failure(e)?,
             };
             self.policy_bytes.insert(version, fetched);
+        }
+        if std::mem::take(&mut self.wanted_revocations) {
+            self.revocations = Some(match transport.get_bytes(api::PATH_REVOCATIONS, Some(token)) {
+                Ok(bytes) => Fetched::Found(bytes),
+                Err(e) => fetch_failure(e)?,
+            });
         }
         Ok(())
     }
@@ -300,6 +330,19 @@ impl Device {
         Ok(policy)
     }
 
+    /// The write rules of an epoch whose key this device took earlier.
+    pub(super) fn stored_epoch_rules(
+        &self,
+        plan: PlanId,
+        compartment: Compartment,
+        epoch: u32,
+    ) -> Result<Option<EpochRules>, CoreError> {
+        self.store()
+            .epoch_rules(plan, compartment, epoch)?
+            .map(|bytes| from_cbor::<EpochRules>(&bytes, "epoch rules"))
+            .transpose()
+    }
+
     /// Whether `author` may write `compartment` in `epoch` of `plan` (module docs). `rules`
     /// are the epoch's write rules when this sync just received its key.
     #[allow(clippy::too_many_arguments)]
@@ -316,11 +359,7 @@ impl Device {
     ) -> Result<bool, CoreError> {
         let rules = match rules {
             Some(rules) => Some(rules),
-            None => self
-                .store()
-                .epoch_rules(plan, compartment, epoch)?
-                .map(|bytes| from_cbor::<EpochRules>(&bytes, "epoch rules"))
-                .transpose()?,
+            None => self.stored_epoch_rules(plan, compartment, epoch)?,
         };
         let then = rules.map(|r| (r.policy_version, r.made_at_ms));
         let allowed = self.allowed_by(trust, judge, author, then, newest, |policy, role| {

@@ -9,13 +9,14 @@ use std::collections::{BTreeMap, HashSet};
 use automerge::{Automerge, ReadDoc};
 use eenplan_protocol::certificate::DeviceBody;
 use eenplan_protocol::policy::Policy;
-use eenplan_protocol::sync::{SyncResponse, rejection_is_retryable};
+use eenplan_protocol::sync::{Fixed, RefusedEnvelope, SyncResponse, rejection_is_retryable};
 use eenplan_protocol::{Bundle, BundleKind, DocumentId};
 
 use super::authors::{Judge, Trust};
 use super::driver::Run;
 use super::keys::{Commitments, KeyRefusal, ReceivedKey, commitments_of};
 use super::outgoing::Outgoing;
+use super::revocations::Revocations;
 use super::snapshots::{HistoryNeeds, Witness};
 use super::{ServerState, SyncError, SyncReport, compartment_of, own_changes, split_changes};
 use crate::device::Device;
@@ -53,6 +54,11 @@ struct Pass<'a> {
     waiting: HashSet<DocumentId>,
     to_park: Vec<Vec<u8>>,
     history: HistoryNeeds,
+    /// The administrators' revocation list this pass judges by.
+    revocations: Option<Revocations>,
+    /// Envelopes this device could not use, to name to the server so that it drops them and
+    /// asks the key's other holders again.
+    complaints: Vec<RefusedEnvelope>,
     report: SyncReport,
 }
 
@@ -114,16 +120,20 @@ impl Device {
             waiting: HashSet::new(),
             to_park: Vec::new(),
             history: self.history_needs()?,
+            revocations: None,
+            complaints: Vec::new(),
             report: SyncReport::default(),
         };
         let judge = &mut run.judge;
         self.receive_keys(&mut pass, judge, response);
+        let named = pass.keys.iter().map(|k| k.revocations_version).max().unwrap_or(0);
+        pass.revocations = Some(self.revocations_for_pass(server, named, judge)?);
         let (arrivals, parked_ids) = self.judge_bundles(&mut pass, judge, response)?;
         let witnesses = self.read_witnesses(&mut pass, judge, response, &arrivals);
         if judge.wants() && !last {
             return Ok(Applied::NeedsFetch);
         }
-        pass.history.advance(&response.history);
+        pass.history.advance(&outgoing.request.history, &response.history);
         let writes = self.merge_arrivals(&mut pass, arrivals, &witnesses)?;
         let accepted = self.commit_answer(&mut pass, judge, outgoing, response, writes, &parked_ids)?;
         for key in pass.keys.iter().filter(|k| k.minted_here && k.epoch == super::FIRST_EPOCH) {
@@ -131,7 +141,8 @@ impl Device {
         }
         self.note_chores(&mut pass, run, response)?;
         let unsent = self.pending_changes()? > 0 && !self.store().pending_bundles()?.is_empty();
-        let register_now = policy_arrived && !self.unregistered_plans()?.is_empty();
+        let register_now =
+            (policy_arrived || !outgoing.registered.is_empty()) && !self.unregistered_plans()?.is_empty();
         let more = !response.complete
             || !run.uploads.is_empty()
             || register_now
@@ -148,6 +159,11 @@ impl Device {
                 Ok(key) => pass.keys.push(key),
                 Err(KeyRefusal::NotFetchedYet) => {}
                 Err(KeyRefusal::Refused { why, sealer }) => {
+                    pass.complaints.push(RefusedEnvelope {
+                        document: delivery.document,
+                        epoch: delivery.epoch,
+                        sealer: Fixed(sealer),
+                    });
                     let compartment = DocumentId::from_bytes(&delivery.document.0)
                         .ok()
                         .and_then(compartment_of)
@@ -274,6 +290,11 @@ impl Device {
             }
             Err(_) => return Ok(Verdict::Park),
         }
+        if let Some(why) =
+            self.written_after_revocation(pass, &header.author, plan, compartment, header.epoch)?
+        {
+            return Ok(Verdict::Refuse(format!("bundle from {from}: {why}")));
+        }
         let payload = match bundle.open(&key) {
             Ok(p) => p,
             Err(e) => return Ok(Verdict::Refuse(format!("bundle from {from}: {e}"))),
@@ -293,6 +314,28 @@ impl Device {
                 Err(e) => Verdict::Refuse(format!("snapshot from {from}: {e}")),
             },
         })
+    }
+
+    /// Why a bundle of a device the revocation list names is refused: its epoch's key was made
+    /// after the revocation, so it was written by a revoked device (with a server's help).
+    fn written_after_revocation(
+        &self,
+        pass: &Pass<'_>,
+        author: &[u8; 16],
+        plan: PlanId,
+        compartment: Compartment,
+        epoch: u32,
+    ) -> Result<Option<String>, CoreError> {
+        let Some(revoked) = pass.revocations.as_ref().and_then(|r| r.list.is_revoked(author)) else {
+            return Ok(None);
+        };
+        let made_at = match pass.keys.iter().find(|k| k.is(plan, compartment, epoch)) {
+            Some(key) => Some(key.rules.made_at_ms),
+            None => self.stored_epoch_rules(plan, compartment, epoch)?.map(|rules| rules.made_at_ms),
+        };
+        Ok(made_at
+            .filter(|made| *made >= revoked.revoked_at_ms)
+            .map(|_| "its author was revoked before this key epoch began".to_owned()))
     }
 
     /// Reads the witnesses of the snapshots in this answer; one that cannot be read leaves its
@@ -423,6 +466,8 @@ impl Device {
             }
         }
         let history = pass.history.encode();
+        let revocation_writes = pass.revocations.as_ref().map(Revocations::writes).unwrap_or_default();
+        let complaints = self.complaints_after(&outgoing.request.refused_envelopes, &pass.complaints)?;
         let result = self.store_mut().write(|w| {
             for id in &done {
                 w.acknowledge_bundle(id)?;
@@ -453,6 +498,10 @@ impl Device {
                 w.mark_registered(*plan)?;
             }
             w.put_state(super::snapshots::STATE_HISTORY, &history)?;
+            for (name, value) in &revocation_writes {
+                w.put_state(name, value)?;
+            }
+            w.put_state(super::keys::STATE_COMPLAINTS, &complaints)?;
             w.put_state(STATE_CURSOR, &response.head.to_be_bytes())
         });
         for (plan, _, _) in writes {
@@ -473,7 +522,21 @@ impl Device {
         response: &SyncResponse,
     ) -> Result<(), CoreError> {
         let uploads = &mut run.uploads;
-        for request in &response.key_requests {
+        let revocations = pass.revocations.as_ref();
+        let revoked = match revocations {
+            Some(r) if r.current() => Some(&r.list),
+            _ => {
+                if !response.key_requests.is_empty() {
+                    let why = revocations.and_then(|r| r.problem.clone()).unwrap_or_default();
+                    pass.report.refused.push(format!(
+                        "{} key requests not answered: this device lacks the newest revocation list ({why})",
+                        response.key_requests.len()
+                    ));
+                }
+                None
+            }
+        };
+        for request in response.key_requests.iter().filter(|_| revoked.is_some()) {
             let requester = eenplan_protocol::certificate::Certificate::from_bytes(&request.certificate.0)
                 .ok()
                 .and_then(|c| c.claimed_device_body().ok())
@@ -482,7 +545,8 @@ impl Device {
             if !uploads.answered.insert((request.document.0, request.epoch, requester)) {
                 continue;
             }
-            match self.answer_key_request(pass.server, request, pass.now, pass.policy.as_ref()) {
+            let revoked = revoked.ok_or(CoreError::Inconsistent)?;
+            match self.answer_key_request(pass.server, request, pass.now, pass.policy.as_ref(), revoked) {
                 Ok(Some(upload)) => uploads.envelopes.push(upload),
                 Ok(None) => {}
                 Err(e) => pass.report.refused.push(format!("key request: {e}")),
@@ -509,7 +573,8 @@ impl Device {
                 {
                     continue;
                 }
-                let (commitment, envelopes) = self.mint(document, pass.server, &pass.own, &policy)?;
+                let held = pass.revocations.as_ref().map_or(0, |r| r.list.version);
+                let (commitment, envelopes) = self.mint(document, pass.server, &pass.own, &policy, held)?;
                 uploads.commitments.push(commitment);
                 uploads.envelopes.extend(envelopes);
             }

@@ -8,7 +8,10 @@ use std::collections::HashMap;
 use eenplan_protocol::certificate::{Certificate, DeviceBody, device_id_of};
 use eenplan_protocol::epoch::{Minter, SignedCommitment};
 use eenplan_protocol::policy::{Policy, SignedPolicy};
-use eenplan_protocol::sync::{Blob, EnvelopeDelivery, EnvelopeUpload, Fixed, KeyRequest};
+use eenplan_protocol::revocation::RevocationList;
+use eenplan_protocol::sync::{
+    Blob, EnvelopeDelivery, EnvelopeUpload, Fixed, KeyRequest, MAX_REFUSED_ENVELOPES, RefusedEnvelope,
+};
 use eenplan_protocol::{DocumentId, envelope};
 
 use super::authors::{EpochRules, Judge, Trust, policy_state};
@@ -19,6 +22,9 @@ use crate::device::Device;
 use crate::error::CoreError;
 use crate::ids::PlanId;
 use crate::plan::Compartment;
+
+/// Envelopes this device refused and has not yet named to the server.
+pub(super) const STATE_COMPLAINTS: &str = "refused-envelopes";
 
 /// Commitments of an answer, by (document, epoch).
 pub(super) type Commitments = HashMap<([u8; 17], u32), SignedCommitment>;
@@ -32,6 +38,16 @@ pub(super) struct ReceivedKey {
     pub rules: EpochRules,
     /// Whether this device made the key itself (its commitment won): it lays out the document.
     pub minted_here: bool,
+    /// The revocation list version the key was made under (see `revocations`).
+    pub revocations_version: u32,
+}
+
+/// What checking a delivery gives.
+struct Opened {
+    key: zeroize::Zeroizing<[u8; 32]>,
+    rules: EpochRules,
+    minted_here: bool,
+    revocations_version: u32,
 }
 
 impl ReceivedKey {
@@ -60,6 +76,35 @@ pub(super) fn commitments_of(blobs: &[Blob]) -> Commitments {
 }
 
 impl Device {
+    /// The refused envelopes still to name to the server, oldest first, at most as many as
+    /// one request may carry (an envelope is delivered once, so a complaint must outlive a
+    /// failed sync).
+    pub(super) fn pending_complaints(&self) -> Result<Vec<RefusedEnvelope>, CoreError> {
+        Ok(match self.store().sync_state(STATE_COMPLAINTS)? {
+            Some(bytes) => super::from_cbor(&bytes, "refused envelopes")?,
+            None => Vec::new(),
+        })
+    }
+
+    /// The complaints to keep after an answer: those not sent with its request, and the new.
+    pub(super) fn complaints_after(
+        &self,
+        sent: &[RefusedEnvelope],
+        new: &[RefusedEnvelope],
+    ) -> Result<Vec<u8>, CoreError> {
+        let mut kept: Vec<RefusedEnvelope> =
+            self.pending_complaints()?.into_iter().filter(|c| !sent.contains(c)).collect();
+        for complaint in new {
+            if !kept.contains(complaint) {
+                kept.push(complaint.clone());
+            }
+        }
+        // The oldest go first when the list is full; their keys are asked for again later.
+        let excess = kept.len().saturating_sub(MAX_REFUSED_ENVELOPES);
+        kept.drain(..excess);
+        Ok(super::cbor(&kept))
+    }
+
     /// Checks and opens one delivered key envelope: its sealer's signature, the commitment to
     /// the key (made by an entitled minter), and that the key inside is the committed one.
     pub(super) fn open_delivery(
@@ -77,13 +122,12 @@ impl Device {
             DocumentId::from_bytes(&delivery.document.0).map_err(|e| refused(e.to_string(), sealer))?;
         let compartment =
             compartment_of(document).ok_or_else(|| refused("unknown compartment".into(), sealer))?;
-        let step = |result: Result<(zeroize::Zeroizing<[u8; 32]>, EpochRules, bool), CoreError>| match result
-        {
+        let step = |result: Result<Opened, CoreError>| match result {
             Ok(opened) => Ok(opened),
             Err(CoreError::Sync(SyncError::NotFetchedYet)) => Err(KeyRefusal::NotFetchedYet),
             Err(e) => Err(refused(e.to_string(), sealer)),
         };
-        let (key, rules, minted_here) = step(self.check_delivery(
+        let opened = step(self.check_delivery(
             trust,
             document,
             delivery.epoch,
@@ -96,9 +140,10 @@ impl Device {
             plan: PlanId::from_bytes(document.plan),
             compartment,
             epoch: delivery.epoch,
-            key,
-            rules,
-            minted_here,
+            key: opened.key,
+            rules: opened.rules,
+            minted_here: opened.minted_here,
+            revocations_version: opened.revocations_version,
         })
     }
 
@@ -112,7 +157,7 @@ impl Device {
         commitments: &Commitments,
         policy: Option<&Policy>,
         judge: &mut Judge,
-    ) -> Result<(zeroize::Zeroizing<[u8; 32]>, EpochRules, bool), CoreError> {
+    ) -> Result<Opened, CoreError> {
         let protocol = |why: String| CoreError::from(SyncError::Protocol(why));
         let me = *self.device_id().as_bytes();
         let signed = commitments
@@ -169,8 +214,12 @@ impl Device {
             }
         }
         claimed.matches(&key).map_err(|e| protocol(e.to_string()))?;
-        let minted_here = claimed.minter == Minter::Device(Fixed(me));
-        Ok((key, EpochRules::of(&claimed), minted_here))
+        Ok(Opened {
+            key,
+            rules: EpochRules::of(&claimed),
+            minted_here: claimed.minter == Minter::Device(Fixed(me)),
+            revocations_version: claimed.revocations_version,
+        })
     }
 
     /// Seals a key this device holds to the device that asked for it, if the requester's
@@ -182,6 +231,7 @@ impl Device {
         request: &KeyRequest,
         now: i64,
         policy: Option<&Policy>,
+        revoked: &RevocationList,
     ) -> Result<Option<EnvelopeUpload>, CoreError> {
         let state = CertificateState {
             certificate: request.certificate.0.clone(),
@@ -189,6 +239,15 @@ impl Device {
             lease_hours: 0,
         };
         let body = verify_own(&state, &server.root_public, now)?;
+        // The administrators' list, not the server, says who is revoked.
+        if revoked.is_revoked(&body.device_id).is_some() {
+            return Err(SyncError::UntrustedCertificate(format!(
+                "the server asked for a key on behalf of {}, which revocation list version {} names",
+                eenplan_protocol::api::hex(&body.device_id),
+                revoked.version
+            ))
+            .into());
+        }
         let document =
             DocumentId::from_bytes(&request.document.0).map_err(|e| SyncError::Protocol(e.to_string()))?;
         let Some(compartment) = compartment_of(document) else { return Ok(None) };
@@ -232,6 +291,7 @@ impl Device {
         server: &ServerState,
         own: &DeviceBody,
         policy: &Policy,
+        revocations_version: u32,
     ) -> Result<(Blob, Vec<EnvelopeUpload>), CoreError> {
         let Some(compartment) = compartment_of(document) else {
             return Err(SyncError::Protocol("unknown compartment".into()).into());
@@ -241,7 +301,7 @@ impl Device {
             Some(key) => *key,
             None => *crate::crypto::SecretKey::generate().as_bytes(),
         };
-        self.mint_uploads(document, FIRST_EPOCH, &key, server, own, policy.version)
+        self.mint_uploads(document, FIRST_EPOCH, &key, server, own, (policy.version, revocations_version))
     }
 
     /// Lays out a compartment's document after this device made its first key, so that its

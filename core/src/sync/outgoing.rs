@@ -9,7 +9,7 @@ use eenplan_protocol::bundle::{MAX_BUNDLE_LEN, MIN_BUNDLE_LEN};
 use eenplan_protocol::certificate::DeviceBody;
 use eenplan_protocol::epoch::{Commitment, Minter};
 use eenplan_protocol::policy::Policy;
-use eenplan_protocol::sync::{Blob, EnvelopeUpload, Fixed, SyncRequest};
+use eenplan_protocol::sync::{Blob, EnvelopeUpload, Fixed, MAX_NEW_PLANS, MAX_PUSHES, SyncRequest};
 use eenplan_protocol::{Bundle, BundleHeader, BundleKind, DocumentId, envelope};
 
 use super::driver::Run;
@@ -74,10 +74,15 @@ impl Device {
         // the sharing policy, which says which of its keys it may hand on; until then its
         // bundles wait, since the server would refuse them.
         let unregistered = self.unregistered_plans()?;
-        let (registered, waiting) = match &policy {
+        let (mut registered, mut waiting) = match &policy {
             Some(_) => (unregistered, Vec::new()),
             None => (Vec::new(), unregistered),
         };
+        // The server takes at most this many new plans (and their commitments) per request;
+        // the rest register in the next rounds, and their bundles wait until then.
+        if registered.len() > MAX_NEW_PLANS {
+            waiting.extend(registered.split_off(MAX_NEW_PLANS));
+        }
         if let Some(policy) = &policy {
             for plan in &registered {
                 let (commitments, envelopes) = self.registration_uploads(*plan, server, policy, &own)?;
@@ -95,6 +100,7 @@ impl Device {
         request.envelopes.append(&mut uploads.envelopes);
         request.snapshots.append(&mut uploads.snapshots);
         request.history = self.history_requests()?;
+        request.refused_envelopes = self.pending_complaints()?;
         Ok(Outgoing { request, registered })
     }
 
@@ -112,7 +118,9 @@ impl Device {
             if waits {
                 continue;
             }
-            if !out.is_empty() && used.saturating_add(pending.bundle.len()) > budget {
+            if out.len() >= MAX_PUSHES
+                || (!out.is_empty() && used.saturating_add(pending.bundle.len()) > budget)
+            {
                 break;
             }
             used = used.saturating_add(pending.bundle.len());
@@ -155,8 +163,9 @@ impl Device {
                 continue;
             }
             let document = document_id(plan, compartment);
+            let revocations = self.held_revocations(server)?.version;
             let (commitment, sealed) =
-                self.mint_uploads(document, epoch, &key, server, own, policy.version)?;
+                self.mint_uploads(document, epoch, &key, server, own, (policy.version, revocations))?;
             commitments.push(commitment);
             envelopes.extend(sealed);
         }
@@ -184,12 +193,14 @@ impl Device {
         key: &[u8; 32],
         server: &ServerState,
         own: &DeviceBody,
-        policy_version: u32,
+        (policy_version, revocations_version): (u32, u32),
     ) -> Result<(Blob, Vec<EnvelopeUpload>), CoreError> {
         let me = *self.device_id().as_bytes();
-        // The epoch's writes are judged by the policy this device holds now (see `authors`).
+        // The epoch's writes are judged by the policy this device holds now (see `authors`),
+        // and its co-readers learn which revocation list it held (see `revocations`).
         let commitment = Commitment::new(document, epoch, key, Minter::Device(Fixed(me)), self.now_ms())
             .under_policy(policy_version)
+            .under_revocations(revocations_version)
             .sign(self.identity().signing_key());
         let mut envelopes = Vec::new();
         for (recipient, public) in

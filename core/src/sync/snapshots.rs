@@ -123,8 +123,14 @@ impl HistoryNeeds {
         }
     }
 
-    /// Moves on by the pages an answer brought.
-    pub fn advance(&mut self, pages: &[HistoryPage]) {
+    /// Moves on by the pages an answer brought. A document asked for that got no page is one
+    /// this device may not read (any more): its request is dropped.
+    pub fn advance(&mut self, asked: &[HistoryRequest], pages: &[HistoryPage]) {
+        for request in asked {
+            if !pages.iter().any(|page| page.document == request.document) {
+                self.needs.remove(request.document.0.as_slice());
+            }
+        }
         for page in pages {
             let key = page.document.0.to_vec();
             if !self.needs.contains_key(&key) {

@@ -128,6 +128,12 @@ impl Transport {
         path: &str,
         token: Option<&str>,
     ) -> Result<Resp, SyncError> {
+        let body = self.get_bytes(path, token)?;
+        serde_json::from_slice(&body).map_err(|e| SyncError::Protocol(format!("{path}: {e}")))
+    }
+
+    /// The body of a `GET`, whatever its type.
+    pub fn get_bytes(&self, path: &str, token: Option<&str>) -> Result<Vec<u8>, SyncError> {
         let request = self.agent.get(format!("{}{path}", self.base));
         let request = match token {
             Some(token) => request.header("authorization", format!("Bearer {token}")),
@@ -137,8 +143,7 @@ impl Transport {
         let (answer, _) = run_with_deadline(Transport::deadline_for(0, 256 * 1024), move || {
             read_answer(request.call(), &counters)
         })?;
-        let body = answer_body(answer)?;
-        serde_json::from_slice(&body).map_err(|e| SyncError::Protocol(format!("{path}: {e}")))
+        answer_body(answer)
     }
 
     /// Posts `bytes` and returns the answer's body and how long the exchange took. `expect`
