@@ -11,9 +11,9 @@
 //!   as if the client had waited for the TCP handshake (its `connect()` itself returns at
 //!   once).
 //! - **Rate**, bytes per second, per direction, shared by all connections (one radio link):
-//!   data leaves as the serialisation of a link of that rate allows (a token bucket 20 ms
-//!   deep), then travels for the latency. A change applies from the next piece, at most
-//!   20 ms of link time later.
+//!   data leaves as the serialisation of a link of that rate allows, then travels for the
+//!   latency. A link that was idle starts afresh (no saved-up burst). A change applies from
+//!   the next piece, at most 20 ms of link time later.
 //! - **Cut** and **restore**: while cut, no byte moves in either direction on any
 //!   connection; connections stay open and new ones are accepted but carry nothing (a phone
 //!   that lost its signal). After a restore, what was buffered continues, in order.

@@ -13,8 +13,8 @@ use super::command::{Admission, Direction};
 
 /// The largest piece a relay reads and forwards at once.
 pub(super) const MAX_PIECE: usize = 16 * 1024;
-/// How far a rate-capped direction may catch up after an idle moment or a late wake-up: the
-/// depth of its token bucket, in link time.
+/// How late a rate-capped relay may wake and still send as if on time (timers on a busy
+/// machine wake a few ms late; without this, each late wake-up would lower the rate).
 const BURST: Duration = Duration::from_millis(20);
 
 /// What the link has carried so far.
@@ -72,7 +72,9 @@ impl State {
             self.free_at[i] = now;
             return now;
         };
-        let start = self.free_at[i].max(now.checked_sub(BURST).unwrap_or(now));
+        // A relay that woke a little late (up to BURST) sends as if it had not; after a real
+        // pause the link starts afresh, with no credit: a radio link saves up no capacity.
+        let start = if now <= self.free_at[i] + BURST { self.free_at[i] } else { now };
         let busy = Duration::from_secs_f64(bytes as f64 / rate.max(1) as f64);
         self.free_at[i] = start + busy;
         self.free_at[i]
