@@ -22,3 +22,6 @@ pub mod bench;
 // Test harness: a failed step must stop the test loudly, so panicking is the point here.
 #[allow(clippy::panic)]
 pub mod network;
+
+/// The shaping TCP proxy: latency, rate caps, cuts and resets of a phone's link, on loopback.
+pub mod link;
