@@ -2,7 +2,9 @@
 // same story as story.py. Two phones are enrolled, the regisseur's phone creates a plan and
 // shares it, both phones edit offline (one field on both), they sync and merge, and the
 // regisseur settles the conflict. Then what an app developer meets in the first week: who takes
-// part and the safety plan, a listener that throws, error fields, closing and reopening, a
+// part and the safety plan, a listener that throws, error fields, a phone on a poor link (a sync
+// that waits never holds up reads and edits; shares and edits made offline go at the next
+// sync), closing and reopening, a
 // stolen phone revoked and the same phone set up again. One function per step, so later steps
 // append easily.
 //
@@ -15,6 +17,7 @@ import kotlin.concurrent.thread
 import kotlinx.coroutines.async
 import kotlinx.coroutines.coroutineScope
 import kotlinx.coroutines.runBlocking
+import kotlinx.coroutines.yield
 import nl.eenplan.*
 
 const val ORG = "Wijkteam Noord"
@@ -39,6 +42,51 @@ class Server {
 
     fun stop() {
         process.destroyForcibly().waitFor()
+    }
+}
+
+/**
+ * The shaping proxy in front of the server (link_proxy): the phone's network, which the story
+ * cuts, resets and makes silent. Each command is in effect when it answers `ok`.
+ */
+class LinkProxy(serverUrl: String) {
+    private val process: Process = ProcessBuilder(
+        System.getenv("EENPLAN_LINK"), "--upstream", serverUrl.removePrefix("http://")
+    ).redirectError(ProcessBuilder.Redirect.INHERIT).start()
+    private val answers = process.inputStream.bufferedReader()
+    private val commands = process.outputStream.bufferedWriter()
+    val url: String
+
+    init {
+        val line = answers.readLine() ?: error("the link did not start")
+        check(line.startsWith("listening on ")) { "the link started: $line" }
+        url = "http://" + line.removePrefix("listening on ").trim()
+    }
+
+    fun command(text: String): String {
+        commands.write(text + "\n")
+        commands.flush()
+        val answer = answers.readLine()?.trim() ?: error("the link ended")
+        check(answer.startsWith("ok")) { "link $text: $answer" }
+        return answer
+    }
+
+    fun stats(): Map<String, Long> =
+        command("stats").split(" ").drop(1).associate { it.substringBefore("=") to it.substringAfter("=").toLong() }
+
+    /** Polls the link's counters until [condition] holds (not a sleep standing in for it). */
+    fun waitUntil(what: String, condition: (Map<String, Long>) -> Boolean) {
+        val deadline = System.nanoTime() + 30_000_000_000L
+        while (System.nanoTime() < deadline) {
+            if (condition(stats())) return
+            Thread.sleep(10)
+        }
+        error("the link never showed $what")
+    }
+
+    fun stop() {
+        commands.close()
+        process.waitFor()
     }
 }
 
@@ -412,6 +460,75 @@ suspend fun theWipedPhoneIsSetUpAgain(server: Server, admin: Admin, wim: Phone) 
     fresh.closeDevice()
 }
 
+/**
+ * A phone behind a link the story controls: a plan shared before its first sync, reads and
+ * edits while a sync waits for a server that does not answer, a link that drops, a share and
+ * edits made offline that the next sync carries.
+ */
+suspend fun onAPoorLink(server: Server, admin: Admin, rita: Phone) = coroutineScope {
+    admin.run("user", "add", "--org", ORG, "--name", "Lotte", "--role", "wijkteam")
+    val link = LinkProxy(server.url)
+    try {
+        val lotte = Phone("lotte-phone", "Lotte")
+        val code = admin.run("device", "enrol", "--user", "Lotte")
+        lotte.device.enrol(link.url, code)
+        admin.run("device", "approve", "--code", code)
+        lotte.device.sync()
+
+        // Shared straight after it was made: the sharing sync registers the plan first.
+        val plan = rita.device.createPlan("Bakker")
+        rita.device.addNote(plan, Compartment.BASIS, NoteKind.HOME_VISIT, "eerste huisbezoek")
+        val shared = rita.device.sharePlan(plan, "Lotte", Role.WIJKTEAM)
+        check(shared == ShareOutcome.DONE) { "shared before its first sync: $shared" }
+        lotte.device.sync()
+        check(lotte.device.readPlan(plan).family == "Bakker") { "the shared plan reached Lotte" }
+
+        // The server stops answering. A sync waits for it; reading and writing do not.
+        link.command("unanswered")
+        link.command("reset")
+        // The failure is caught inside: a failed child would cancel the whole scope.
+        val syncing = async {
+            try {
+                lotte.device.sync()
+                null
+            } catch (e: ApiException) {
+                e
+            }
+        }
+        yield()
+        link.waitUntil("the sync's request") { (it["unanswered"] ?: 0) > 0 }
+        check(lotte.device.readPlan(plan).family == "Bakker") { "read while the sync waits" }
+        lotte.device.addNote(plan, Compartment.BASIS, NoteKind.NOTE, "tijdens de storing")
+        check(!syncing.isCompleted) { "the sync still waits for its answer" }
+        // The link drops: the sync is offline, in plain words; the note waits.
+        link.command("reset")
+        val offline = syncing.await()
+        check(offline is ApiException.Offline) { "the dropped link is Offline: $offline" }
+        check(!offline.reason.contains("os error") && !offline.reason.contains("timeout: global")) { offline.reason }
+        check(lotte.device.pendingChanges() > 0uL) { "the note written during the sync waits" }
+
+        // No connection at all: a share waits for the next sync, and says so.
+        link.command("refuse")
+        val own = lotte.device.createPlan("De Vries")
+        val queued = lotte.device.sharePlan(own, "Rita", Role.WIJKTEAM)
+        check(queued == ShareOutcome.QUEUED) { "offline, the share waits: $queued" }
+        check(lotte.device.status().queuedShares == 1uL) { "one share waits" }
+        fails<ApiException.Offline> { lotte.device.sync() }
+
+        link.command("accept")
+        lotte.device.sync()
+        val status = lotte.device.status()
+        check(status.queuedShares == 0uL && status.pendingChanges == 0uL) { "all sent: $status" }
+        rita.device.sync()
+        val notes = rita.device.readPlan(plan).notes.map { it.text }
+        check("tijdens de storing" in notes) { "the note reached Rita: $notes" }
+        check(rita.device.readPlan(own).family == "De Vries") { "the queued share was carried out" }
+        lotte.device.closeDevice()
+    } finally {
+        link.stop()
+    }
+}
+
 fun main() = runBlocking {
     File(work).mkdirs()
     val server = Server()
@@ -426,6 +543,7 @@ fun main() = runBlocking {
         recordWhoTakesPartAndTheSafetyPlan(rita, wim, shared)
         aListenerThatThrowsDoesNotUndoTheSync(rita, wim, shared.plan)
         errorsCarryTheFieldsAnAppActsOn(server, admin)
+        onAPoorLink(server, admin, rita)
         closeAndOpenAgain(rita, shared.plan)
         revokeAStolenPhone(admin, rita, wim, shared.plan)
         theWipedPhoneIsSetUpAgain(server, admin, wim)

@@ -97,6 +97,8 @@ fn story_env(command: &mut Command, work: &Path) {
     command
         .env("EENPLAN_SERVER", built(&format!("eenplan-server{}", std::env::consts::EXE_SUFFIX)))
         .env("EENPLAN_ADMIN", built(&format!("eenplan-admin{}", std::env::consts::EXE_SUFFIX)))
+        // The shaping proxy between a phone and the server (`tests/src/link.rs`).
+        .env("EENPLAN_LINK", built(&format!("link_proxy{}", std::env::consts::EXE_SUFFIX)))
         .env("EENPLAN_WORK", work);
 }
 

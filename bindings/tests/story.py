@@ -3,7 +3,9 @@
 Two phones are enrolled, the regisseur's phone creates a plan and shares it, both phones
 edit offline (one field on both), they sync and merge, and the regisseur settles the
 conflict. Then what an app developer meets in the first week: who takes part and the safety
-plan, a listener that throws, error fields, closing and reopening, a stolen phone revoked and
+plan, a listener that throws, error fields, a phone on a poor link (a sync that waits never
+holds up reads and edits; shares and edits made offline go at the next sync), closing and
+reopening, a stolen phone revoked and
 the same phone set up again. Every step is a function of its own, so later steps append easily.
 
 Run by `cargo test --workspace` (bindings/tests/stories.rs), which generates the bindings
@@ -11,6 +13,7 @@ and passes, in the environment:
   EENPLAN_FFI_PYTHON  directory with the generated eenplan_ffi.py and libeenplan_ffi.so
   EENPLAN_SERVER      the eenplan-server binary
   EENPLAN_ADMIN       the eenplan-admin binary
+  EENPLAN_LINK        the link_proxy binary: a phone's network the story controls
   EENPLAN_WORK        an empty directory for the server, the admin keyring and the phones
 """
 
@@ -48,6 +51,42 @@ class Server:
 
     def stop(self):
         self.process.kill()
+        self.process.wait()
+
+
+class LinkProxy:
+    """The shaping proxy in front of the server (link_proxy): the phone's network, which the
+    story cuts, resets and makes silent. Each command is in effect when it answers `ok`."""
+
+    def __init__(self, server_url):
+        self.process = subprocess.Popen(
+            [os.environ["EENPLAN_LINK"], "--upstream", server_url[len("http://"):]],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self.process.stdout.readline()
+        check(line.startswith("listening on "), f"the link started: {line!r}")
+        self.url = "http://" + line[len("listening on "):].strip()
+
+    def command(self, text):
+        self.process.stdin.write(text + "\n")
+        self.process.stdin.flush()
+        answer = self.process.stdout.readline().strip()
+        check(answer.startswith("ok"), f"link {text}: {answer}")
+        return answer
+
+    def stats(self):
+        return {k: int(v) for k, v in (field.split("=") for field in self.command("stats").split()[1:])}
+
+    def wait_until(self, what, condition, timeout=30.0):
+        """Polls the link's counters until `condition` holds (not a sleep standing in for it)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition(self.stats()):
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"the link never showed {what}")
+
+    def stop(self):
+        self.process.stdin.close()
         self.process.wait()
 
 
@@ -404,6 +443,63 @@ async def the_wiped_phone_is_set_up_again(server, admin, wim):
     check("active" in line, f"the new device is active: {line}")
 
 
+async def on_a_poor_link(server, admin, rita):
+    """A phone behind a link the story controls: a plan shared before its first sync, reads and
+    edits while a sync waits for a server that does not answer, a link that drops, a share and
+    edits made offline that the next sync carries."""
+    admin.run("user", "add", "--org", ORG, "--name", "Lotte", "--role", "wijkteam")
+    link = LinkProxy(server.url)
+    try:
+        lotte = Phone("lotte-phone", "Lotte")
+        code = admin.run("device", "enrol", "--user", "Lotte")
+        await lotte.device.enrol(link.url, code)
+        admin.run("device", "approve", "--code", code)
+        await lotte.device.sync()
+
+        # Shared straight after it was made: the sharing sync registers the plan first.
+        plan = rita.device.create_plan("Bakker")
+        rita.device.add_note(plan, eenplan.Compartment.BASIS, eenplan.NoteKind.HOME_VISIT, "eerste huisbezoek")
+        outcome = await rita.device.share_plan(plan, "Lotte", eenplan.Role.WIJKTEAM)
+        check(outcome == eenplan.ShareOutcome.DONE, f"shared before its first sync: {outcome}")
+        await lotte.device.sync()
+        check(lotte.device.read_plan(plan).family == "Bakker", "the shared plan reached Lotte")
+
+        # The server stops answering. A sync waits for it; reading and writing do not.
+        link.command("unanswered")
+        link.command("reset")
+        syncing = asyncio.ensure_future(lotte.device.sync())
+        await asyncio.sleep(0)
+        link.wait_until("the sync's request", lambda s: s["unanswered"] > 0)
+        check(lotte.device.read_plan(plan).family == "Bakker", "read while the sync waits")
+        lotte.device.add_note(plan, eenplan.Compartment.BASIS, eenplan.NoteKind.NOTE, "tijdens de storing")
+        check(not syncing.done(), "the sync still waits for its answer")
+        # The link drops: the sync is offline, in plain words; the note waits.
+        link.command("reset")
+        error = await fails_async(eenplan.ApiError.Offline, lambda: syncing)
+        check("os error" not in error.reason and "timeout: global" not in error.reason, error.reason)
+        check(lotte.device.pending_changes() > 0, "the note written during the sync waits")
+
+        # No connection at all: a share waits for the next sync, and says so.
+        link.command("refuse")
+        own = lotte.device.create_plan("De Vries")
+        outcome = await lotte.device.share_plan(own, "Rita", eenplan.Role.WIJKTEAM)
+        check(outcome == eenplan.ShareOutcome.QUEUED, f"offline, the share waits: {outcome}")
+        check(lotte.device.status().queued_shares == 1, "one share waits")
+        await fails_async(eenplan.ApiError.Offline, lambda: lotte.device.sync())
+
+        link.command("accept")
+        await lotte.device.sync()
+        status = lotte.device.status()
+        check(status.queued_shares == 0 and status.pending_changes == 0, f"all sent: {status}")
+        await rita.device.sync()
+        notes = [n.text for n in rita.device.read_plan(plan).notes]
+        check("tijdens de storing" in notes, f"the note reached Rita: {notes}")
+        check(rita.device.read_plan(own).family == "De Vries", "the queued share was carried out")
+        lotte.device.close()
+    finally:
+        link.stop()
+
+
 async def main():
     server = Server()
     try:
@@ -417,6 +513,7 @@ async def main():
         await record_who_takes_part_and_the_safety_plan(rita, wim, plan, action)
         await a_listener_that_throws_does_not_undo_the_sync(rita, wim, plan)
         await errors_carry_the_fields_an_app_acts_on(server, admin)
+        await on_a_poor_link(server, admin, rita)
         await close_and_open_again(rita, plan)
         await revoke_a_stolen_phone(admin, rita, wim, plan)
         await the_wiped_phone_is_set_up_again(server, admin, wim)

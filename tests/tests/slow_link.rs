@@ -35,8 +35,10 @@ fn plans_with_history(rita: &mut Device, plans: usize, notes: usize) -> Vec<Plan
     for i in 0..plans {
         let plan = rita.create_plan(&format!("Gezin {i}")).unwrap();
         for n in 0..notes {
-            rita.edit(&plan, |p| p.add_note(Compartment::Basis, NoteKind::HomeVisit, &format!("{n}: {text}")))
-                .unwrap();
+            rita.edit(&plan, |p| {
+                p.add_note(Compartment::Basis, NoteKind::HomeVisit, &format!("{n}: {text}"))
+            })
+            .unwrap();
         }
         rita.add_participant(&plan, "Wim", "wijkteam").unwrap();
         rita.add_participant(&plan, "Sanne", "wijkteam").unwrap();
@@ -122,7 +124,9 @@ fn a_push_into_a_cut_link_fails_within_its_deadline_and_loses_nothing() {
     let took = started.elapsed();
     match failed {
         Err(CoreError::Sync(SyncError::Network(
-            failure @ (NetworkFailure::Stalled(_) | NetworkFailure::Deadline(_) | NetworkFailure::ConnectionLost),
+            failure @ (NetworkFailure::Stalled(_)
+            | NetworkFailure::Deadline(_)
+            | NetworkFailure::ConnectionLost),
         ))) => assert!(!failure.to_string().contains("os error"), "{failure}"),
         other => panic!("expected the cut to fail the push, got {other:?}"),
     }
