@@ -323,3 +323,51 @@ fn a_key_holder_cannot_write_in_another_participants_name() {
         "a note forged in Rita's name reached Wendy's plan"
     );
 }
+
+#[test]
+fn a_plan_damaged_on_a_device_does_not_stop_the_others_from_syncing() {
+    let net = Network::start(USERS);
+    let mut rita = net.device("rita", "Rita");
+    let mut wim = net.device("wim", "Wim");
+    let damaged = rita.create_plan("Jansen").unwrap();
+    rita.add_participant(&damaged, "Wim", "wijkteam").unwrap();
+    wim.sync().unwrap();
+    let db = wim.store_path();
+    let reopen =
+        || eenplan_core::Device::open(&net.path("wim"), &eenplan_tests::network::device_keystore()).unwrap();
+    drop(wim);
+    let damaged_key: Vec<u8> = {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.query_row("SELECT plan_key FROM plans", [], |r| r.get(0)).unwrap()
+    };
+    let healthy = rita.create_plan("Bakker").unwrap();
+    rita.add_participant(&healthy, "Wim", "wijkteam").unwrap();
+    let mut wim = reopen();
+    wim.sync().unwrap();
+    drop(wim);
+
+    // Every stored document of the first plan is damaged on Wim's phone (a bad flash block).
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute(
+        "UPDATE documents SET snapshot = zeroblob(length(snapshot)) WHERE plan_key = ?1 AND snapshot IS NOT NULL",
+        [&damaged_key],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE changes SET sealed = zeroblob(length(sealed)) \
+         WHERE doc_key IN (SELECT doc_key FROM documents WHERE plan_key = ?1)",
+        [&damaged_key],
+    )
+    .unwrap();
+    drop(conn);
+
+    for plan in [&damaged, &healthy] {
+        rita.edit(plan, |p| p.add_note(Compartment::Basis, NoteKind::Note, "na de schade")).unwrap();
+    }
+    rita.sync().unwrap();
+    let mut wim = reopen();
+    let report = wim.sync().unwrap();
+    assert!(report.refused.iter().any(|r| r.contains("damaged")), "{:?}", report.refused);
+    assert!(wim.read(&healthy).unwrap().notes.iter().any(|n| n.text == "na de schade"));
+    assert!(wim.read(&damaged).is_err());
+}

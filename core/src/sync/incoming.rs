@@ -136,8 +136,17 @@ impl Device {
         pass.history.advance(&outgoing.request.history, &response.history);
         let writes = self.merge_arrivals(&mut pass, arrivals, &witnesses)?;
         let accepted = self.commit_answer(&mut pass, judge, outgoing, response, writes, &parked_ids)?;
-        for key in pass.keys.iter().filter(|k| k.minted_here && k.epoch == super::FIRST_EPOCH) {
-            self.start_minted_compartment(key.plan, key.compartment)?;
+        // One document that cannot be laid out here must not fail the others' sync.
+        let minted: Vec<(PlanId, Compartment)> = pass
+            .keys
+            .iter()
+            .filter(|k| k.minted_here && k.epoch == super::FIRST_EPOCH)
+            .map(|k| (k.plan, k.compartment))
+            .collect();
+        for (plan, compartment) in minted {
+            if let Err(e) = self.start_minted_compartment(plan, compartment) {
+                pass.report.refused.push(format!("plan {plan} {compartment} could not be laid out here: {e}"));
+            }
         }
         self.note_chores(&mut pass, run, response)?;
         let unsent = self.pending_changes()? > 0 && !self.store().pending_bundles()?.is_empty();
@@ -574,9 +583,13 @@ impl Device {
                     continue;
                 }
                 let held = pass.revocations.as_ref().map_or(0, |r| r.list.version);
-                let (commitment, envelopes) = self.mint(document, pass.server, &pass.own, &policy, held)?;
-                uploads.commitments.push(commitment);
-                uploads.envelopes.extend(envelopes);
+                match self.mint(document, pass.server, &pass.own, &policy, held) {
+                    Ok((commitment, envelopes)) => {
+                        uploads.commitments.push(commitment);
+                        uploads.envelopes.extend(envelopes);
+                    }
+                    Err(e) => pass.report.refused.push(format!("no first key made for a document: {e}")),
+                }
             }
         }
         Ok(())

@@ -169,6 +169,12 @@ impl HistoryNeeds {
     }
 }
 
+/// Whether a saved document of `len` bytes fits in a sealed snapshot bundle.
+fn fits_in_a_snapshot(len: usize) -> bool {
+    len.saturating_add(MIN_BUNDLE_LEN + (SNAPSHOT_HEADER_LEN - eenplan_protocol::bundle::HEADER_LEN))
+        <= MAX_BUNDLE_LEN
+}
+
 impl Device {
     pub(super) fn history_needs(&self) -> Result<HistoryNeeds, CoreError> {
         Ok(match self.store().sync_state(STATE_HISTORY)? {
@@ -208,9 +214,9 @@ impl Device {
             return Ok(None);
         }
         let saved = doc.save();
-        if saved.len() + MIN_BUNDLE_LEN + (SNAPSHOT_HEADER_LEN - eenplan_protocol::bundle::HEADER_LEN)
-            > MAX_BUNDLE_LEN
-        {
+        // Too large for any bundle: the log stays as it is (a missed compaction, nothing worse;
+        // before, this failed the whole sync, and with it every other plan's).
+        if !fits_in_a_snapshot(saved.len()) {
             return Ok(None);
         }
         let header = BundleHeader {
@@ -238,5 +244,52 @@ impl Device {
             }
         }
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_document_too_large_for_a_bundle_is_not_snapshotted_and_one_that_fits_is() {
+        let room =
+            MAX_BUNDLE_LEN - MIN_BUNDLE_LEN - (SNAPSHOT_HEADER_LEN - eenplan_protocol::bundle::HEADER_LEN);
+        assert!(fits_in_a_snapshot(room));
+        assert!(!fits_in_a_snapshot(room + 1));
+        assert!(!fits_in_a_snapshot(usize::MAX));
+        // The sealed bundle of the largest document that fits is accepted by the bundle code.
+        let key = [1u8; 32];
+        let author = ed25519_dalek::SigningKey::from_bytes(&[2; 32]);
+        let header = BundleHeader {
+            kind: BundleKind::Snapshot { covers: 1 },
+            document: DocumentId::new([3; 16], 0).unwrap(),
+            epoch: 1,
+            author: [4; 16],
+            bundle_id: [5; 16],
+        };
+        assert!(Bundle::seal(header, &key, &vec![0; room], &author).is_ok());
+        assert!(Bundle::seal(header, &key, &vec![0; room + 1], &author).is_err());
+    }
+
+    #[test]
+    fn history_requests_are_dropped_for_documents_the_server_did_not_serve() {
+        let (a, b) = (DocumentId::new([1; 16], 0).unwrap(), DocumentId::new([2; 16], 1).unwrap());
+        let mut needs = HistoryNeeds::default();
+        needs.need(a);
+        needs.need(b);
+        let asked = needs.requests();
+        let page =
+            HistoryPage { document: Fixed(a.to_bytes()), bundles: Vec::new(), through: 9, complete: false };
+        needs.advance(&asked, &[page]);
+        assert!(needs.holds(a) && !needs.holds(b));
+        assert_eq!(needs.requests()[0].after, 9);
+        let done =
+            HistoryPage { document: Fixed(a.to_bytes()), bundles: Vec::new(), through: 12, complete: true };
+        needs.advance(&needs.requests(), &[done]);
+        assert!(!needs.has_requests());
+        // A completed log is not asked for again by the same answer's checks.
+        needs.need(a);
+        assert!(!needs.has_requests());
     }
 }
