@@ -277,6 +277,14 @@ fn a_key_envelope_the_server_made_up_is_refused_and_never_used() {
         wim.read(&plan).map_or(true, |view| view.notes.iter().all(|n| n.text != "geheim")),
         "the basis note reached Wim under a key the server made up"
     );
+
+    // Wim's device names the envelope it refused; the (now honest) server drops it and asks
+    // the key's holders again, and Rita's device seals him the real one.
+    wim.sync().unwrap();
+    rita.sync().unwrap();
+    wim.sync().unwrap();
+    assert!(wim.keyed_compartments(&plan).unwrap().contains(&Compartment::Basis));
+    assert!(wim.read(&plan).unwrap().notes.iter().any(|n| n.text == "geheim"));
 }
 
 #[test]

@@ -272,6 +272,58 @@ mod tests {
         assert!(Bundle::seal(header, &key, &vec![0; room + 1], &author).is_err());
     }
 
+    /// A document written by two devices, and each one's witness (its newest change).
+    fn two_authors() -> (Automerge, Vec<Witness>, DocumentId) {
+        use automerge::transaction::Transactable;
+        let document = DocumentId::new([3; 16], 0).unwrap();
+        let mut rita = automerge::AutoCommit::new().with_actor(automerge::ActorId::from(&[1u8; 16][..]));
+        rita.put(automerge::ROOT, "a", 1).unwrap();
+        rita.put(automerge::ROOT, "b", 2).unwrap();
+        let mut wim = rita.fork().with_actor(automerge::ActorId::from(&[2u8; 16][..]));
+        wim.put(automerge::ROOT, "c", 3).unwrap();
+        rita.merge(&mut wim).unwrap();
+        let witness = |doc: &mut automerge::AutoCommit, actor: [u8; 16]| {
+            let changes: Vec<automerge::Change> =
+                doc.get_changes(&[]).into_iter().filter(|c| c.actor_id().to_bytes() == actor).collect();
+            Witness::of(document, actor, &changes).unwrap()
+        };
+        let witnesses = vec![witness(&mut rita, [1; 16]), witness(&mut rita, [2; 16])];
+        (rita.document().clone(), witnesses, document)
+    }
+
+    #[test]
+    fn a_snapshot_holding_exactly_its_witnessed_changes_is_taken() {
+        let (doc, witnesses, _) = two_authors();
+        let proof: Vec<&Witness> = witnesses.iter().collect();
+        assert_eq!(check_snapshot(&doc, &proof), Ok(()));
+    }
+
+    #[test]
+    fn a_snapshot_that_hides_an_authors_last_change_is_refused() {
+        let (doc, witnesses, _) = two_authors();
+        // The snapshot as it was before Wim's change: his witness is not in it.
+        let rita_only = doc.fork_at(&[witnesses[0].last]).unwrap();
+        let proof: Vec<&Witness> = witnesses.iter().collect();
+        assert!(check_snapshot(&rita_only, &proof).is_err());
+    }
+
+    #[test]
+    fn a_snapshot_with_changes_no_witness_accounts_for_is_refused() {
+        use automerge::transaction::Transactable;
+        let (doc, witnesses, _) = two_authors();
+        let proof: Vec<&Witness> = witnesses.iter().collect();
+        // A change beyond Rita's witnessed last one, in her name.
+        let mut later = automerge::AutoCommit::load(&doc.save()).unwrap().with_actor(automerge::ActorId::from(&[1u8; 16][..]));
+        later.put(automerge::ROOT, "d", 4).unwrap();
+        assert!(check_snapshot(later.document(), &proof).is_err());
+        // A change made up under a third device's name, which wrote nothing to the document.
+        let mut forged = automerge::AutoCommit::load(&doc.save()).unwrap().with_actor(automerge::ActorId::from(&[9u8; 16][..]));
+        forged.put(automerge::ROOT, "e", 5).unwrap();
+        assert!(check_snapshot(forged.document(), &proof).is_err());
+        // Without Wim's witness, his changes in it are unaccounted for.
+        assert!(check_snapshot(&doc, &proof[..1]).is_err());
+    }
+
     #[test]
     fn history_requests_are_dropped_for_documents_the_server_did_not_serve() {
         let (a, b) = (DocumentId::new([1; 16], 0).unwrap(), DocumentId::new([2; 16], 1).unwrap());
