@@ -85,9 +85,9 @@ impl From<CoreError> for ApiError {
                 | StoreError::NewerSchema { .. },
             ) => ApiError::Damaged(message),
             CoreError::Store(StoreError::Sqlite(_)) | CoreError::Io { .. } => ApiError::Storage(message),
-            CoreError::Plan(PlanError::Malformed { .. } | PlanError::WrongPlan { .. }) => {
-                ApiError::Damaged(message)
-            }
+            CoreError::Plan(
+                PlanError::Malformed { .. } | PlanError::WrongPlan { .. } | PlanError::Refused { .. },
+            ) => ApiError::Damaged(message),
             CoreError::Plan(PlanError::Automerge(_)) => ApiError::Internal(message),
             CoreError::Plan(
                 PlanError::Invalid(_)

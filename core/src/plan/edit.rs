@@ -5,6 +5,7 @@ use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{Automerge, ObjId, ObjType, ROOT, ReadDoc, ScalarValue};
 use serde::{Deserialize, Serialize};
 
+use super::limits;
 use super::read::{self, Reader};
 use super::vocab::{self, ActionStatus, EscalationLevel, GoalStatus, NoteKind, Phase, Role};
 use super::{Compartment, Plan, PlanError, ValidationError};
@@ -185,6 +186,7 @@ impl Plan {
         message: &str,
         f: impl FnOnce(&mut automerge::transaction::Transaction<'_>, i64) -> Result<T, automerge::AutomergeError>,
     ) -> Result<T, PlanError> {
+        self.check_room(compartment)?;
         let now = self.now_ms();
         let doc = self.doc_mut(compartment)?;
         doc.transact_with(|_| CommitOptions::default().with_time(now).with_message(message), |tx| f(tx, now))
@@ -262,11 +264,9 @@ impl Plan {
             i64,
         ) -> Result<(), automerge::AutomergeError>,
     ) -> Result<EntityId, PlanError> {
-        let map = Reader::new(self.doc(compartment)?, compartment).required_object(
-            &ROOT,
-            collection,
-            ObjType::Map,
-        )?;
+        let doc = self.doc(compartment)?;
+        let map = Reader::new(doc, compartment).required_object(&ROOT, collection, ObjType::Map)?;
+        limits::check_entries(doc, &map, collection)?;
         let id = EntityId::random();
         self.write(compartment, message, |tx, now| {
             let obj = tx.put_object(&map, id.to_string(), ObjType::Map)?;
@@ -309,7 +309,9 @@ impl Plan {
             read::ESCALATIONS,
             ObjType::List,
         )?;
-        let at = self.doc(Compartment::Basis)?.length(&list);
+        let doc = self.doc(Compartment::Basis)?;
+        limits::check_entries(doc, &list, read::ESCALATIONS)?;
+        let at = doc.length(&list);
         let author = self.author().to_string();
         self.write(Compartment::Basis, "escalate", |tx, now| {
             let step = tx.insert_object(&list, at, ObjType::Map)?;
@@ -410,9 +412,12 @@ impl Plan {
         let on = date(on)?;
         let value = score(value)?;
         let scores = self.basis_map(read::SCORES)?;
-        self.write(Compartment::Basis, "set score", |tx, _| {
-            tx.put(&scores, score_key(member, &domain, &on), value)
-        })
+        let key = score_key(member, &domain, &on);
+        let doc = self.doc(Compartment::Basis)?;
+        if doc.get(&scores, key.as_str())?.is_none() {
+            limits::check_entries(doc, &scores, read::SCORES)?;
+        }
+        self.write(Compartment::Basis, "set score", |tx, _| tx.put(&scores, key, value))
     }
 
     pub fn add_action(&mut self, action: NewAction) -> Result<EntityId, PlanError> {

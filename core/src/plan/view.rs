@@ -5,6 +5,7 @@ use automerge::{Automerge, ObjId, ObjType, ROOT, ReadDoc};
 use serde::{Deserialize, Serialize};
 
 use super::read::{self, Reader};
+use super::received;
 use super::{Compartment, Plan, PlanError};
 use crate::ids::{EntityId, PlanId};
 
@@ -120,35 +121,47 @@ fn sort_entities<T>(items: &mut [T], key: impl Fn(&T) -> (i64, EntityId)) {
     items.sort_by_key(|item| key(item));
 }
 
+/// The read model of a plan. Each compartment's part is read inside the boundary for
+/// untrusted documents ([`received::guarded`]): their content came from other devices.
 pub(super) fn materialise(plan: &Plan) -> Result<PlanView, PlanError> {
     let basis = plan.doc(Compartment::Basis)?;
-    let r = Reader::new(basis, Compartment::Basis);
-    let mut view = PlanView {
-        id: plan.id(),
-        family: r.required_string(&ROOT, read::FAMILY)?,
-        phase: r.required_string(&ROOT, read::PHASE)?,
-        regisseur: r.string(&ROOT, read::REGISSEUR)?.map(|s| r.entity_id(&s, "regisseur")).transpose()?,
-        escalation_level: super::EscalationLevel::Regulier.as_str().to_owned(),
-        escalations: escalations(&r)?,
-        domains: plan.view_domains()?,
-        members: members(&r)?,
-        participants: participants(&r)?,
-        goals: goals(&r)?,
-        scores: scores(&r)?,
-        actions: actions(&r)?,
-        agreements: agreements(&r)?,
-        notes: Vec::new(),
-        safety_items: Vec::new(),
-        compartments: plan.held_compartments(),
-    };
+    let mut view = received::guarded(Compartment::Basis, "reading the plan", || {
+        let r = Reader::new(basis, Compartment::Basis);
+        Ok(PlanView {
+            id: plan.id(),
+            family: r.required_string(&ROOT, read::FAMILY)?,
+            phase: r.required_string(&ROOT, read::PHASE)?,
+            regisseur: r.string(&ROOT, read::REGISSEUR)?.map(|s| r.entity_id(&s, "regisseur")).transpose()?,
+            escalation_level: super::EscalationLevel::Regulier.as_str().to_owned(),
+            escalations: escalations(&r)?,
+            domains: plan.view_domains()?,
+            members: members(&r)?,
+            participants: participants(&r)?,
+            goals: goals(&r)?,
+            scores: scores(&r)?,
+            actions: actions(&r)?,
+            agreements: agreements(&r)?,
+            notes: Vec::new(),
+            safety_items: Vec::new(),
+            compartments: plan.held_compartments(),
+        })
+    })?;
     if let Some(last) = view.escalations.last() {
         view.escalation_level = last.level.clone();
     }
     for compartment in plan.held_compartments() {
-        let r = Reader::new(plan.doc(compartment)?, compartment);
-        view.notes.extend(notes(&r)?);
-        if compartment == Compartment::Veiligheid {
-            view.safety_items = safety_items(&r)?;
+        let doc = plan.doc(compartment)?;
+        let (notes, safety) = received::guarded(compartment, "reading the plan", || {
+            let r = Reader::new(doc, compartment);
+            let safety = match compartment {
+                Compartment::Veiligheid => Some(safety_items(&r)?),
+                _ => None,
+            };
+            Ok((notes(&r)?, safety))
+        })?;
+        view.notes.extend(notes);
+        if let Some(items) = safety {
+            view.safety_items = items;
         }
     }
     view.notes.sort_by_key(|n| (n.created_at_ms, n.compartment, n.id));
