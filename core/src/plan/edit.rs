@@ -221,16 +221,7 @@ impl Plan {
     }
 
     pub(super) fn view_domains(&self) -> Result<Vec<String>, PlanError> {
-        let doc = self.doc(Compartment::Basis)?;
-        let reader = Reader::new(doc, Compartment::Basis);
-        let list = reader.required_object(&ROOT, read::DOMAINS, ObjType::List)?;
-        doc.list_range(&list, ..)
-            .map(|item| {
-                read::ref_str(&item.value)
-                    .map(str::to_owned)
-                    .ok_or_else(|| reader.malformed("a domain is not a string"))
-            })
-            .collect()
+        super::view::domains(&Reader::new(self.doc(Compartment::Basis)?, Compartment::Basis))
     }
 
     fn require_member(&self, id: EntityId) -> Result<ObjId, PlanError> {
@@ -320,6 +311,7 @@ impl Plan {
                 tx.put(&step, "regie_holder", holder.to_string())?;
             }
             put_text(tx, &step, "reason", &reason)?;
+            // Read by older versions only: the read model names the step's actor (view.rs).
             tx.put(&step, "by", author)?;
             tx.put(&step, "at", ScalarValue::Timestamp(now))?;
             Ok(())
@@ -482,6 +474,7 @@ impl Plan {
         let author = self.author().to_string();
         self.add_entity(Compartment::Basis, read::AGREEMENTS, "add agreement", |tx, obj, _| {
             put_text(tx, obj, "text", &text)?;
+            // Read by older versions only: the read model names the agreement's actor (view.rs).
             tx.put(obj, "author", author)?;
             Ok(())
         })
@@ -500,6 +493,7 @@ impl Plan {
         self.add_entity(compartment, read::NOTES, "add note", |tx, obj, _| {
             tx.put(obj, "kind", kind.as_str())?;
             put_text(tx, obj, "text", &text)?;
+            // Read by older versions only: the read model names the note's actor (view.rs).
             tx.put(obj, "author", author)?;
             Ok(())
         })
