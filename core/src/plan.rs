@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Clock;
 use crate::ids::{DeviceId, EntityId, PlanId};
 
-pub use chunks::ChunkKind;
+pub use chunks::{ChunkKind, DEFLATED_COLUMNS};
 pub use conflicts::{Conflict, ConflictValue, FieldValue, Resolution};
 pub use edit::{ActionUpdate, MemberUpdate, NewAction, NewGoal, NewMember, NewParticipant};
 pub use limits::Limit;

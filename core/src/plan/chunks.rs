@@ -17,6 +17,8 @@ const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
 const FIXED_HEADER: usize = 9;
 const HASH_LEN: usize = 32;
 const DEFLATE_BIT: u64 = 0b1000;
+/// Where a document whose columns inflate past the limit is refused.
+pub const DEFLATED_COLUMNS: &str = "the document's columns, measured before inflating them";
 
 /// The kind of an automerge chunk, by its type byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,7 +121,7 @@ pub(super) fn inflated_columns_len(body: &[u8], max: usize) -> Result<usize, Ref
         let size = if spec & DEFLATE_BIT != 0 { inflated_len(data, budget)? } else { len };
         total = total.saturating_add(size);
         if total > max {
-            return Err(Refusal::over(super::Limit::DocumentSize, "columns", total, max));
+            return Err(Refusal::over(super::Limit::DocumentSize, DEFLATED_COLUMNS, total, max));
         }
     }
     Ok(total)
