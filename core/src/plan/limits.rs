@@ -60,10 +60,9 @@ pub(super) fn check_received(doc: &Automerge, compartment: Compartment) -> Resul
         compartment,
         reason: Refusal::over(limit, shorten(at), found, max),
     };
-    let max_bytes = MAX_RECEIVED_DOCUMENT_BYTES;
     let bytes = doc.save_nocompress().len();
-    if bytes > max_bytes {
-        return Err(over(Limit::DocumentSize, "the document", bytes, max_bytes));
+    if bytes > MAX_RECEIVED_DOCUMENT_BYTES {
+        return Err(over(Limit::DocumentSize, "the document", bytes, MAX_RECEIVED_DOCUMENT_BYTES));
     }
     let mut stack = vec![(ROOT, ObjType::Map, String::new(), 0usize)];
     while let Some((obj, ty, path, depth)) = stack.pop() {
