@@ -14,6 +14,10 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+// With `panic = "abort"` no panic unwinds to `guarded`, and a crafted bundle would end the app.
+#[cfg(panic = "abort")]
+compile_error!("eenplan-core needs panic = \"unwind\": it catches automerge's panics on received input");
+
 use automerge::{Automerge, Change};
 
 use super::chunks::{self, ChunkKind};
