@@ -121,9 +121,9 @@ impl From<CoreError> for ApiError {
                 | StoreError::NewerSchema { .. },
             ) => ApiError::Damaged { reason },
             CoreError::Store(StoreError::Sqlite(_)) | CoreError::Io { .. } => ApiError::Storage { reason },
-            CoreError::Plan(PlanError::Malformed { .. } | PlanError::WrongPlan { .. }) => {
-                ApiError::Damaged { reason }
-            }
+            CoreError::Plan(
+                PlanError::Malformed { .. } | PlanError::WrongPlan { .. } | PlanError::Refused { .. },
+            ) => ApiError::Damaged { reason },
             CoreError::Plan(PlanError::Automerge(_)) | CoreError::Inconsistent => {
                 ApiError::Internal { reason }
             }

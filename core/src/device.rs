@@ -528,9 +528,7 @@ impl Device {
         let known = self.store.has_plan(id)?;
         let mut incoming = Vec::new();
         for (compartment, saved) in contents.docs {
-            let doc = automerge::Automerge::load(&saved)
-                .map_err(|e| transfer::TransferError::Document { compartment, detail: e.to_string() })?;
-            plan::validate_document(&doc, compartment, id)
+            let doc = plan::load_received_document(&saved, compartment, id)
                 .map_err(|e| transfer::TransferError::Document { compartment, detail: e.to_string() })?;
             incoming.push((compartment, doc));
         }
@@ -550,16 +548,10 @@ impl Device {
         } else {
             (Plan::from_documents(id, self.device_id(), Vec::new(), self.clock.clone())?, Default::default())
         };
-        for (compartment, mut doc) in incoming {
-            match merged.doc_mut(compartment) {
-                Ok(existing) => {
-                    existing.merge(&mut doc).map_err(PlanError::from)?;
-                    plan::validate_document(existing, compartment, id).map_err(|e| {
-                        transfer::TransferError::Document { compartment, detail: e.to_string() }
-                    })?;
-                }
-                Err(_) => merged.insert_document(compartment, doc)?,
-            }
+        for (compartment, doc) in incoming {
+            merged
+                .merge_document(compartment, doc)
+                .map_err(|e| transfer::TransferError::Document { compartment, detail: e.to_string() })?;
         }
         let view = merged.view()?;
         let changes = merged.changes_since(&before);

@@ -25,9 +25,12 @@
 //! both values in the document, which [`conflicts`] lists for the regisseur to settle.
 //! Every entity has a random id, so two devices never create the same key.
 
+mod chunks;
 pub mod conflicts;
 mod edit;
+mod limits;
 mod read;
+mod received;
 pub mod utf16;
 pub mod view;
 pub mod vocab;
@@ -40,8 +43,14 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Clock;
 use crate::ids::{DeviceId, EntityId, PlanId};
 
+pub use chunks::{ChunkKind, DEFLATED_COLUMNS};
 pub use conflicts::{Conflict, ConflictValue, FieldValue, Resolution};
 pub use edit::{ActionUpdate, MemberUpdate, NewAction, NewGoal, NewMember, NewParticipant};
+pub use limits::Limit;
+pub use received::{
+    Refusal, document_changes, load_received_document, parse_change, parse_received_changes,
+    validate_document,
+};
 pub use view::PlanView;
 pub use vocab::{ActionStatus, EscalationLevel, GoalStatus, NoteKind, Phase, Role};
 
@@ -129,6 +138,10 @@ pub enum ValidationError {
     TextPosition { position: usize, len: usize },
     #[error("the domain list must hold 1 to {max} distinct names")]
     DomainList { max: usize },
+    #[error("{what} already holds the {max} entries allowed")]
+    TooMany { what: &'static str, max: usize },
+    #[error("the {compartment} document is full: {bytes} bytes of the {max} allowed")]
+    DocumentFull { compartment: Compartment, bytes: usize, max: usize },
 }
 
 /// Errors of the plan model.
@@ -148,6 +161,9 @@ pub enum PlanError {
     NoSuchConflictValue { conflict: String, index: usize, count: usize },
     #[error("automerge refused the change: {0}")]
     Automerge(#[from] automerge::AutomergeError),
+    /// Received content (a change, a document) that is not applied: see [`Refusal`].
+    #[error("refused for the {compartment} document: {reason}")]
+    Refused { compartment: Compartment, reason: Refusal },
 }
 
 /// A family plan in memory: its compartment documents, of which a device may hold a subset.
@@ -156,6 +172,8 @@ pub struct Plan {
     id: PlanId,
     author: DeviceId,
     docs: [Option<Automerge>; 4],
+    /// Per compartment, the document's size when last measured (`limits.rs`).
+    sizes: [Option<limits::SizeMark>; 4],
     clock: Arc<dyn Clock>,
 }
 
@@ -173,7 +191,7 @@ impl Plan {
             Some(list) => edit::domain_list(list)?,
             None => vocab::ZRM_2017_DOMAINS.iter().map(|d| (*d).to_owned()).collect(),
         };
-        let mut plan = Plan { id, author, docs: Default::default(), clock };
+        let mut plan = Plan { id, author, docs: Default::default(), sizes: Default::default(), clock };
         for compartment in Compartment::ALL {
             let mut doc = Automerge::new().with_actor(author.actor());
             edit::init_document(&mut doc, compartment, id, &family, &domains, plan.clock.now_ms())?;
@@ -190,7 +208,7 @@ impl Plan {
         docs: Vec<(Compartment, Automerge)>,
         clock: Arc<dyn Clock>,
     ) -> Result<Plan, PlanError> {
-        let mut plan = Plan { id, author, docs: Default::default(), clock };
+        let mut plan = Plan { id, author, docs: Default::default(), sizes: Default::default(), clock };
         for (compartment, mut doc) in docs {
             doc.set_actor(author.actor());
             read::check_plan_id(&doc, compartment, id)?;
@@ -240,14 +258,6 @@ impl Plan {
         Ok(())
     }
 
-    /// Adds a compartment document that arrived for a compartment not held before.
-    pub fn insert_document(&mut self, compartment: Compartment, mut doc: Automerge) -> Result<(), PlanError> {
-        doc.set_actor(self.author.actor());
-        read::check_plan_id(&doc, compartment, self.id)?;
-        self.docs[compartment.index()] = Some(doc);
-        Ok(())
-    }
-
     /// The heads of every held compartment, to compute what a later edit added.
     pub fn heads(&self) -> [Vec<ChangeHash>; 4] {
         std::array::from_fn(|i| self.docs[i].as_ref().map(|d| d.get_heads()).unwrap_or_default())
@@ -269,45 +279,6 @@ impl Plan {
             .collect()
     }
 
-    /// Applies changes that another device wrote (raw automerge change bytes, in any order:
-    /// changes whose dependencies are missing wait inside automerge until those arrive). A
-    /// compartment this plan did not hold yet is created from them.
-    /// The result is checked before it replaces the document, so changes that would leave a
-    /// compartment without the plan layout are refused and change nothing.
-    pub fn apply_changes(&mut self, compartment: Compartment, raw: &[Vec<u8>]) -> Result<(), PlanError> {
-        let changes = raw
-            .iter()
-            .map(|bytes| {
-                automerge::Change::from_bytes(bytes.clone()).map_err(|e| PlanError::Malformed {
-                    compartment,
-                    detail: format!("not an automerge change: {e}"),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        self.apply_parsed(compartment, changes)
-    }
-
-    /// [`Plan::apply_changes`] for changes already parsed (a sync parses them once, to check
-    /// their author).
-    pub fn apply_parsed(
-        &mut self,
-        compartment: Compartment,
-        changes: Vec<automerge::Change>,
-    ) -> Result<(), PlanError> {
-        let id = self.id;
-        let author = self.author.actor();
-        let slot = &mut self.docs[compartment.index()];
-        // A compartment not held yet starts from its creator's first change.
-        let mut candidate = match slot {
-            Some(current) => current.clone(),
-            None => Automerge::new().with_actor(author),
-        };
-        candidate.apply_changes(changes)?;
-        validate_document(&candidate, compartment, id)?;
-        *slot = Some(candidate);
-        Ok(())
-    }
-
     /// The materialised read model.
     pub fn view(&self) -> Result<PlanView, PlanError> {
         view::materialise(self)
@@ -316,11 +287,4 @@ impl Plan {
     fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
-}
-
-/// Checks a document that arrived from elsewhere before it joins a plan: the right plan id
-/// and a layout that materialises.
-pub fn validate_document(doc: &Automerge, compartment: Compartment, plan: PlanId) -> Result<(), PlanError> {
-    read::check_plan_id(doc, compartment, plan)?;
-    view::check_layout(doc, compartment)
 }

@@ -529,83 +529,9 @@ pub(crate) fn enrol(access: &impl access::Access, server: &str, code: &str) -> R
     })
 }
 
-/// Parses a bundle's changes, each of which must be its author's own.
-fn own_changes(changes: Vec<Vec<u8>>, author: &[u8; 16]) -> Result<Vec<automerge::Change>, String> {
-    let mut out = Vec::with_capacity(changes.len());
-    for raw in changes {
-        let change =
-            automerge::Change::from_bytes(raw).map_err(|e| format!("not an automerge change: {e}"))?;
-        if change.actor_id().to_bytes() != author {
-            return Err("a change inside is written under another device's name".into());
-        }
-        out.push(change);
-    }
-    Ok(out)
-}
-
-/// Splits a bundle payload (concatenated change chunks) into single changes, checking each.
-fn split_changes(mut payload: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-    let mut out = Vec::new();
-    while !payload.is_empty() {
-        let len = chunk_len(payload).ok_or("a change chunk is truncated")?;
-        let (chunk, rest) = payload.split_at(len);
-        out.push(chunk.to_vec());
-        payload = rest;
-    }
-    Ok(out)
-}
-
-/// Length of the automerge chunk at the start of `bytes`: magic (4) + checksum (4) + type (1)
-/// + LEB128 length + body.
-fn chunk_len(bytes: &[u8]) -> Option<usize> {
-    let mut len: usize = 0;
-    let mut shift = 0;
-    let mut i = 9;
-    loop {
-        let byte = *bytes.get(i)?;
-        len |= usize::from(byte & 0x7f).checked_shl(shift)?;
-        i += 1;
-        if byte & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-        if shift > 56 {
-            return None;
-        }
-    }
-    let total = i.checked_add(len)?;
-    (total <= bytes.len()).then_some(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use automerge::transaction::Transactable;
-
-    fn change_by(actor: [u8; 16]) -> Vec<u8> {
-        let mut doc = automerge::AutoCommit::new().with_actor(automerge::ActorId::from(&actor[..]));
-        doc.put(automerge::ROOT, "k", "v").unwrap();
-        doc.get_last_local_change().unwrap().raw_bytes().to_vec()
-    }
-
-    #[test]
-    fn a_bundle_may_carry_only_its_authors_own_changes() {
-        let mine = change_by([1; 16]);
-        let theirs = change_by([2; 16]);
-        assert_eq!(own_changes(vec![mine.clone()], &[1; 16]).map(|c| c.len()), Ok(1));
-        assert!(own_changes(vec![mine.clone(), theirs], &[1; 16]).is_err());
-        assert!(own_changes(vec![mine], &[2; 16]).is_err());
-        assert!(own_changes(vec![vec![1, 2, 3]], &[1; 16]).is_err());
-    }
-
-    #[test]
-    fn concatenated_changes_split_back_and_truncation_is_refused() {
-        let (a, b) = (change_by([1; 16]), change_by([1; 16]));
-        let both = [a.clone(), b.clone()].concat();
-        assert_eq!(split_changes(&both).unwrap(), vec![a.clone(), b]);
-        assert!(split_changes(&a[..a.len() - 1]).is_err());
-        assert!(split_changes(&[]).unwrap().is_empty());
-    }
 
     #[test]
     fn a_server_address_that_is_not_http_is_refused_before_anything_is_sent() {

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use eenplan_core::keystore::{KdfParams, PassphraseKeyStore};
-use eenplan_core::plan::{Compartment, NewGoal, NoteKind, PlanError, ValidationError};
+use eenplan_core::plan::{Compartment, Limit, NewGoal, NoteKind, PlanError, Refusal, ValidationError};
 use eenplan_core::store::{DB_FILE, StoreError};
 use eenplan_core::transfer::{self, TransferError};
 use eenplan_core::{CoreError, Device, PlanId, PlanListEntry};
@@ -333,7 +333,7 @@ fn a_transfer_file_whose_documents_are_not_plans_is_refused() {
 }
 
 #[test]
-fn a_hostile_deep_nesting_in_a_plan_does_not_crash_the_conflict_list() {
+fn a_hostile_deep_nesting_is_refused_on_receipt_and_does_not_crash_the_conflict_list() {
     use automerge::transaction::Transactable;
     let dir = tempfile::tempdir().unwrap();
     let mut device = Device::init(dir.path(), &keystore("geheim")).unwrap();
@@ -354,9 +354,23 @@ fn a_hostile_deep_nesting_in_a_plan_does_not_crash_the_conflict_list() {
         obj = doc.put_object(&obj, "x", automerge::ObjType::Map).unwrap();
     }
     let change = doc.get_last_local_change().unwrap().raw_bytes().to_vec();
-    hostile.apply_changes(Compartment::Basis, &[basis_changes(&basis), vec![change]].concat()).unwrap();
-    let conflicts = hostile.conflicts().unwrap();
-    assert!(conflicts.is_empty());
+    let err = hostile
+        .apply_changes(Compartment::Basis, &[basis_changes(&basis), vec![change]].concat())
+        .unwrap_err();
+    assert!(
+        matches!(err, PlanError::Refused { reason: Refusal::OverLimit { limit: Limit::Nesting, .. }, .. }),
+        "{err:?}"
+    );
+    // A document that reached the device some other way (a store written by an older version)
+    // still lists its conflicts without walking the whole depth.
+    let nested = eenplan_core::plan::Plan::from_documents(
+        plan,
+        eenplan_core::DeviceId::from_bytes([9; 16]),
+        vec![(Compartment::Basis, doc.document().clone())],
+        std::sync::Arc::new(eenplan_core::clock::SystemClock),
+    )
+    .unwrap();
+    assert!(nested.conflicts().unwrap().is_empty());
 }
 
 fn basis_changes(saved: &[u8]) -> Vec<Vec<u8>> {

@@ -9,8 +9,8 @@ use automerge::ReadDoc;
 use eenplan_core::DeviceId;
 use eenplan_core::clock::ManualClock;
 use eenplan_core::plan::{
-    ActionStatus, ActionUpdate, Compartment, GoalStatus, NewAction, NewGoal, NewMember, NoteKind, Phase,
-    Plan, Resolution,
+    self, ActionStatus, ActionUpdate, Compartment, GoalStatus, NewAction, NewGoal, NewMember, NoteKind,
+    Phase, Plan, Resolution,
 };
 use proptest::prelude::*;
 
@@ -97,22 +97,24 @@ fn shuffle<T>(items: &mut [T], mut seed: u64) {
     }
 }
 
-/// Sends every change `from` has and `to` lacks, one at a time, in a shuffled order.
+/// Sends every change `from` has and `to` lacks, one bundle per change, in a shuffled order,
+/// through the path a sync takes: parsed as its author's bundle, applied to a copy, validated.
 fn exchange(plans: &mut [Plan], from: usize, to: usize, seed: u64) {
     if from == to {
         return;
     }
     for compartment in Compartment::ALL {
         let sender = plans[from].doc(compartment).unwrap();
-        let mut missing: Vec<Vec<u8>> = sender
+        let mut missing: Vec<(DeviceId, Vec<u8>)> = sender
             .get_changes(&[])
             .into_iter()
             .filter(|c| plans[to].doc(compartment).unwrap().get_change_by_hash(&c.hash()).is_none())
-            .map(|c| c.raw_bytes().to_vec())
+            .map(|c| (DeviceId::from_actor(c.actor_id()).unwrap(), c.raw_bytes().to_vec()))
             .collect();
         shuffle(&mut missing, seed.wrapping_add(compartment as u64).max(1));
-        for change in missing {
-            plans[to].apply_changes(compartment, &[change]).unwrap();
+        for (author, bundle) in missing {
+            let changes = plan::parse_received_changes(compartment, &bundle, author).unwrap();
+            plans[to].apply_parsed(compartment, changes).unwrap();
         }
     }
 }
@@ -222,8 +224,13 @@ fn scenario() -> impl Strategy<Value = (usize, Vec<Op>, u64)> {
     (3..=5usize).prop_flat_map(|n| (Just(n), prop::collection::vec(op(n), 10..60), any::<u64>()))
 }
 
+/// 48 scenarios by default; `EENPLAN_FUZZ_CASES=N` runs N.
+fn cases() -> u32 {
+    std::env::var("EENPLAN_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), .. ProptestConfig::default() })]
 
     #[test]
     fn replicas_that_exchange_everything_materialise_identical_plans((n, ops, seed) in scenario()) {

@@ -3,7 +3,7 @@
 //! survive `seal` → `decode` → `verify` → `open` unchanged.
 #![no_main]
 
-use eenplan_protocol::bundle::{MAX_BUNDLE_LEN, MIN_BUNDLE_LEN};
+use eenplan_protocol::bundle::{HEADER_LEN, MAX_BUNDLE_LEN, MIN_BUNDLE_LEN, SNAPSHOT_HEADER_LEN};
 use eenplan_protocol::{Bundle, BundleError};
 use libfuzzer_sys::fuzz_target;
 
@@ -24,17 +24,19 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(bundle.open(&eenplan_fuzz::OTHER_EPOCH_KEY), Err(BundleError::Undecryptable));
             }
             if let Ok(payload) = opened {
-                assert_eq!(payload.len(), data.len() - MIN_BUNDLE_LEN);
+                let header = if bundle.header.kind.is_snapshot() { SNAPSHOT_HEADER_LEN } else { HEADER_LEN };
+                assert_eq!(payload.len(), data.len() - (MIN_BUNDLE_LEN - HEADER_LEN + header));
             }
             // Re-decoding what decoded gives the same header.
             let again = Bundle::decode(bundle.as_bytes().to_vec()).expect("re-decode");
             assert_eq!(again.header, bundle.header);
         }
-        Err(BundleError::Truncated { len, .. }) => assert!(len < MIN_BUNDLE_LEN),
+        Err(BundleError::Truncated { len, min }) => assert!(len < min && min >= MIN_BUNDLE_LEN),
         Err(BundleError::TooLarge { len, .. }) => assert!(len > MAX_BUNDLE_LEN),
         Err(
             BundleError::UnsupportedVersion(_)
             | BundleError::UnknownKind(_)
+            | BundleError::RetiredSnapshot
             | BundleError::UnknownCompartment(_),
         ) => {}
         Err(other) => panic!("decode returned {other:?}, which only verify/open may return"),
@@ -45,7 +47,8 @@ fuzz_target!(|data: &[u8]| {
         let header = eenplan_fuzz::header_from(data);
         let sealed = Bundle::seal(header, &eenplan_fuzz::EPOCH_KEY, data, eenplan_fuzz::author())
             .expect("sealing a small payload");
-        assert_eq!(sealed.as_bytes().len(), MIN_BUNDLE_LEN + data.len());
+        let header_len = if header.kind.is_snapshot() { SNAPSHOT_HEADER_LEN } else { HEADER_LEN };
+        assert_eq!(sealed.as_bytes().len(), MIN_BUNDLE_LEN - HEADER_LEN + header_len + data.len());
         let decoded = Bundle::decode(sealed.into_bytes()).expect("a sealed bundle decodes");
         assert_eq!(decoded.header, header);
         decoded.verify(author).expect("a sealed bundle verifies");

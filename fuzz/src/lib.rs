@@ -1,12 +1,12 @@
 //! Fixtures shared by the fuzz targets and the seed-corpus generator: fixed keys, so that a
-//! bundle in the corpus verifies and opens in the target, and the sample messages the corpus
-//! starts from.
+//! bundle in the corpus verifies and opens in the target, the sample messages the corpus
+//! starts from, and the plan whose received changes and snapshots `received_automerge` mutates.
 
 use std::sync::LazyLock;
 
 use eenplan_protocol::sync::{
-    Blob, EnvelopeDelivery, EnvelopeUpload, Fixed, KeyRequest, Rejection, SnapshotUpload, SyncRequest,
-    SyncResponse,
+    Blob, EnvelopeDelivery, EnvelopeUpload, Fixed, HistoryPage, HistoryRequest, KeyRequest, Rejection,
+    SyncRequest, SyncResponse,
 };
 use eenplan_protocol::{Bundle, BundleHeader, BundleKind, DocumentId};
 
@@ -41,7 +41,13 @@ pub fn header_from(seed: &[u8]) -> BundleHeader {
         *b = byte(i);
     }
     BundleHeader {
-        kind: if byte(16) & 1 == 0 { BundleKind::Changes } else { BundleKind::Snapshot },
+        kind: if byte(16) & 1 == 0 {
+            BundleKind::Changes
+        } else {
+            BundleKind::Snapshot {
+                covers: u64::from_be_bytes([byte(23), byte(24), byte(25), byte(26), 0, 0, 0, 1]),
+            }
+        },
         document: DocumentId { plan, compartment: byte(17) % DocumentId::COMPARTMENTS },
         epoch: u32::from_be_bytes([byte(18), byte(19), byte(20), byte(21)]),
         author: [0xa1; 16],
@@ -63,9 +69,10 @@ pub fn seed_bundles() -> Vec<Vec<u8>> {
     out
 }
 
-/// Seed requests: empty, a push, and one of each kind of upload.
+/// Seed requests: empty, a push, and one with every field set.
 pub fn seed_requests() -> Vec<SyncRequest> {
     let bundle = seed_bundles().into_iter().nth(2).unwrap_or_default();
+    let snapshot = seed_bundles().into_iter().nth(3).unwrap_or_default();
     vec![
         SyncRequest::default(),
         SyncRequest { since: 41, push: vec![Blob(bundle.clone())], ..Default::default() },
@@ -79,7 +86,11 @@ pub fn seed_requests() -> Vec<SyncRequest> {
                 epoch: 1,
                 envelope: Blob(vec![9; 80]),
             }],
-            snapshots: vec![SnapshotUpload { covers: 57, bundle: Blob(bundle) }],
+            snapshots: vec![Blob(snapshot)],
+            policy_version: 3,
+            commitments: vec![Blob(vec![5; 140])],
+            max_bytes: 16 * 1024,
+            history: vec![HistoryRequest { document: Fixed([4; 17]), after: 12 }],
         },
     ]
 }
@@ -93,7 +104,7 @@ pub fn seed_responses() -> Vec<SyncResponse> {
         SyncResponse {
             accepted: vec![Fixed([1; 16]), Fixed([2; 16])],
             rejected: vec![Rejection { bundle_id: Fixed([5; 16]), reason: "no_access".into() }],
-            bundles: vec![Blob(bundle.clone()), Blob(bundle)],
+            bundles: vec![Blob(bundle.clone()), Blob(bundle.clone())],
             head: 1 << 40,
             complete: false,
             envelopes: vec![EnvelopeDelivery {
@@ -108,6 +119,18 @@ pub fn seed_responses() -> Vec<SyncResponse> {
                 admin_certificate: Blob(vec![2; 120]),
             }],
             compact: vec![Fixed([6; 17])],
+            policy: Some(Blob(vec![3; 200])),
+            commitments: vec![Blob(vec![5; 140])],
+            mint: vec![Fixed([7; 17])],
+            witnesses: vec![Blob(bundle.clone())],
+            history: vec![HistoryPage {
+                document: Fixed([4; 17]),
+                bundles: vec![Blob(bundle)],
+                through: 99,
+                complete: false,
+            }],
         },
     ]
 }
+
+pub mod received;

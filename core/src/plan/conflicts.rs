@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::edit::{date, score, short_text};
 use super::read::Reader;
+use super::received;
 use super::vocab::{ActionStatus, GoalStatus, Phase, Role};
 use super::{Compartment, Plan, PlanError, ValidationError};
 use crate::ids::{DeviceId, EntityId};
@@ -97,8 +98,12 @@ impl Plan {
         let mut out = Vec::new();
         for compartment in self.held_compartments() {
             let doc = self.doc(compartment)?;
-            let mut path = Vec::new();
-            walk(doc, compartment, &ROOT, ObjType::Map, &mut path, &mut out)?;
+            let found = received::guarded(compartment, "listing conflicts", || {
+                let mut found = Vec::new();
+                walk(doc, compartment, &ROOT, ObjType::Map, &mut Vec::new(), &mut found)?;
+                Ok(found)
+            })?;
+            out.extend(found);
         }
         for conflict in &mut out {
             conflict.label = self.label(conflict);
@@ -145,6 +150,7 @@ impl Plan {
         field: &str,
         value: ScalarValue,
     ) -> Result<(), PlanError> {
+        self.check_room(compartment)?;
         let now = self.now_ms();
         let doc = self.doc_mut(compartment)?;
         let is_list = doc.object_type(obj)? == ObjType::List;
@@ -256,9 +262,10 @@ impl Plan {
     }
 }
 
-/// The plan layout nests four levels at most; anything deeper came from a faulty or hostile
-/// writer and is not walked (a deep enough nesting would otherwise exhaust the stack).
-const MAX_DEPTH: usize = 8;
+/// The plan layout nests three levels deep; anything deeper came from a faulty or hostile
+/// writer (received documents are refused beyond it) and is not walked (a deep enough nesting
+/// would otherwise exhaust the stack).
+const MAX_DEPTH: usize = super::vocab::MAX_NESTING;
 
 fn walk(
     doc: &Automerge,

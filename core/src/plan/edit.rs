@@ -5,6 +5,7 @@ use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{Automerge, ObjId, ObjType, ROOT, ReadDoc, ScalarValue};
 use serde::{Deserialize, Serialize};
 
+use super::limits;
 use super::read::{self, Reader};
 use super::vocab::{self, ActionStatus, EscalationLevel, GoalStatus, NoteKind, Phase, Role};
 use super::{Compartment, Plan, PlanError, ValidationError};
@@ -185,6 +186,7 @@ impl Plan {
         message: &str,
         f: impl FnOnce(&mut automerge::transaction::Transaction<'_>, i64) -> Result<T, automerge::AutomergeError>,
     ) -> Result<T, PlanError> {
+        self.check_room(compartment)?;
         let now = self.now_ms();
         let doc = self.doc_mut(compartment)?;
         doc.transact_with(|_| CommitOptions::default().with_time(now).with_message(message), |tx| f(tx, now))
@@ -219,16 +221,7 @@ impl Plan {
     }
 
     pub(super) fn view_domains(&self) -> Result<Vec<String>, PlanError> {
-        let doc = self.doc(Compartment::Basis)?;
-        let reader = Reader::new(doc, Compartment::Basis);
-        let list = reader.required_object(&ROOT, read::DOMAINS, ObjType::List)?;
-        doc.list_range(&list, ..)
-            .map(|item| {
-                read::ref_str(&item.value)
-                    .map(str::to_owned)
-                    .ok_or_else(|| reader.malformed("a domain is not a string"))
-            })
-            .collect()
+        super::view::domains(&Reader::new(self.doc(Compartment::Basis)?, Compartment::Basis))
     }
 
     fn require_member(&self, id: EntityId) -> Result<ObjId, PlanError> {
@@ -262,11 +255,9 @@ impl Plan {
             i64,
         ) -> Result<(), automerge::AutomergeError>,
     ) -> Result<EntityId, PlanError> {
-        let map = Reader::new(self.doc(compartment)?, compartment).required_object(
-            &ROOT,
-            collection,
-            ObjType::Map,
-        )?;
+        let doc = self.doc(compartment)?;
+        let map = Reader::new(doc, compartment).required_object(&ROOT, collection, ObjType::Map)?;
+        limits::check_entries(doc, &map, collection)?;
         let id = EntityId::random();
         self.write(compartment, message, |tx, now| {
             let obj = tx.put_object(&map, id.to_string(), ObjType::Map)?;
@@ -309,7 +300,9 @@ impl Plan {
             read::ESCALATIONS,
             ObjType::List,
         )?;
-        let at = self.doc(Compartment::Basis)?.length(&list);
+        let doc = self.doc(Compartment::Basis)?;
+        limits::check_entries(doc, &list, read::ESCALATIONS)?;
+        let at = doc.length(&list);
         let author = self.author().to_string();
         self.write(Compartment::Basis, "escalate", |tx, now| {
             let step = tx.insert_object(&list, at, ObjType::Map)?;
@@ -318,6 +311,7 @@ impl Plan {
                 tx.put(&step, "regie_holder", holder.to_string())?;
             }
             put_text(tx, &step, "reason", &reason)?;
+            // Read by older versions only: the read model names the step's actor (view.rs).
             tx.put(&step, "by", author)?;
             tx.put(&step, "at", ScalarValue::Timestamp(now))?;
             Ok(())
@@ -410,9 +404,12 @@ impl Plan {
         let on = date(on)?;
         let value = score(value)?;
         let scores = self.basis_map(read::SCORES)?;
-        self.write(Compartment::Basis, "set score", |tx, _| {
-            tx.put(&scores, score_key(member, &domain, &on), value)
-        })
+        let key = score_key(member, &domain, &on);
+        let doc = self.doc(Compartment::Basis)?;
+        if doc.get(&scores, key.as_str())?.is_none() {
+            limits::check_entries(doc, &scores, read::SCORES)?;
+        }
+        self.write(Compartment::Basis, "set score", |tx, _| tx.put(&scores, key, value))
     }
 
     pub fn add_action(&mut self, action: NewAction) -> Result<EntityId, PlanError> {
@@ -477,6 +474,7 @@ impl Plan {
         let author = self.author().to_string();
         self.add_entity(Compartment::Basis, read::AGREEMENTS, "add agreement", |tx, obj, _| {
             put_text(tx, obj, "text", &text)?;
+            // Read by older versions only: the read model names the agreement's actor (view.rs).
             tx.put(obj, "author", author)?;
             Ok(())
         })
@@ -495,6 +493,7 @@ impl Plan {
         self.add_entity(compartment, read::NOTES, "add note", |tx, obj, _| {
             tx.put(obj, "kind", kind.as_str())?;
             put_text(tx, obj, "text", &text)?;
+            // Read by older versions only: the read model names the note's actor (view.rs).
             tx.put(obj, "author", author)?;
             Ok(())
         })

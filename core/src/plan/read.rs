@@ -146,3 +146,13 @@ pub(super) fn ref_str<'v>(value: &'v automerge::ValueRef<'_>) -> Option<&'v str>
         _ => None,
     }
 }
+
+/// The actor (device) that created an object, as hex: who wrote a note, an agreement, an
+/// escalation step. It comes from the change that created the object, so it names the device
+/// whose signed bundle carried it, whatever the object itself claims.
+pub(super) fn creator(obj: &ObjId) -> String {
+    match obj {
+        ObjId::Id(_, actor, _) => actor.to_hex_string(),
+        ObjId::Root => String::new(),
+    }
+}

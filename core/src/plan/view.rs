@@ -5,6 +5,7 @@ use automerge::{Automerge, ObjId, ObjType, ROOT, ReadDoc};
 use serde::{Deserialize, Serialize};
 
 use super::read::{self, Reader};
+use super::received;
 use super::{Compartment, Plan, PlanError};
 use crate::ids::{EntityId, PlanId};
 
@@ -36,6 +37,7 @@ pub struct EscalationStep {
     pub level: String,
     pub regie_holder: Option<EntityId>,
     pub reason: String,
+    /// The device that recorded the step (see [`Note::author`]).
     pub by: String,
     pub at_ms: i64,
 }
@@ -93,6 +95,7 @@ pub struct Action {
 pub struct Agreement {
     pub id: EntityId,
     pub text: String,
+    /// The device that wrote it (see [`Note::author`]).
     pub author: String,
     pub created_at_ms: i64,
 }
@@ -103,6 +106,9 @@ pub struct Note {
     pub compartment: Compartment,
     pub kind: String,
     pub text: String,
+    /// The device that wrote the note, as hex: the actor of the automerge change that created
+    /// it, which a bundle's signature vouches for. The `author` string stored in the note is
+    /// ignored: any writer could put another device's id there.
     pub author: String,
     pub created_at_ms: i64,
 }
@@ -120,67 +126,120 @@ fn sort_entities<T>(items: &mut [T], key: impl Fn(&T) -> (i64, EntityId)) {
     items.sort_by_key(|item| key(item));
 }
 
+/// The read model of a plan. Each compartment's part is read inside the boundary for
+/// untrusted documents ([`received::guarded`]): their content came from other devices.
 pub(super) fn materialise(plan: &Plan) -> Result<PlanView, PlanError> {
-    let basis = plan.doc(Compartment::Basis)?;
-    let r = Reader::new(basis, Compartment::Basis);
+    let part_of = |compartment| {
+        let doc = plan.doc(compartment)?;
+        received::guarded(compartment, "reading the plan", || read_compartment(doc, compartment))
+    };
+    let Part { basis, notes, safety_items } = part_of(Compartment::Basis)?;
+    let basis = basis.ok_or(PlanError::CompartmentNotHeld(Compartment::Basis))?;
     let mut view = PlanView {
         id: plan.id(),
-        family: r.required_string(&ROOT, read::FAMILY)?,
-        phase: r.required_string(&ROOT, read::PHASE)?,
-        regisseur: r.string(&ROOT, read::REGISSEUR)?.map(|s| r.entity_id(&s, "regisseur")).transpose()?,
-        escalation_level: super::EscalationLevel::Regulier.as_str().to_owned(),
-        escalations: escalations(&r)?,
-        domains: plan.view_domains()?,
-        members: members(&r)?,
-        participants: participants(&r)?,
-        goals: goals(&r)?,
-        scores: scores(&r)?,
-        actions: actions(&r)?,
-        agreements: agreements(&r)?,
-        notes: Vec::new(),
-        safety_items: Vec::new(),
+        family: basis.family,
+        phase: basis.phase,
+        regisseur: basis.regisseur,
+        escalation_level: basis
+            .escalations
+            .last()
+            .map_or_else(|| super::EscalationLevel::Regulier.as_str().to_owned(), |last| last.level.clone()),
+        escalations: basis.escalations,
+        domains: basis.domains,
+        members: basis.members,
+        participants: basis.participants,
+        goals: basis.goals,
+        scores: basis.scores,
+        actions: basis.actions,
+        agreements: basis.agreements,
+        notes,
+        safety_items: safety_items.unwrap_or_default(),
         compartments: plan.held_compartments(),
     };
-    if let Some(last) = view.escalations.last() {
-        view.escalation_level = last.level.clone();
-    }
-    for compartment in plan.held_compartments() {
-        let r = Reader::new(plan.doc(compartment)?, compartment);
-        view.notes.extend(notes(&r)?);
-        if compartment == Compartment::Veiligheid {
-            view.safety_items = safety_items(&r)?;
+    for compartment in plan.held_compartments().into_iter().filter(|c| *c != Compartment::Basis) {
+        let part = part_of(compartment)?;
+        view.notes.extend(part.notes);
+        if let Some(items) = part.safety_items {
+            view.safety_items = items;
         }
     }
     view.notes.sort_by_key(|n| (n.created_at_ms, n.compartment, n.id));
     Ok(view)
 }
 
-/// Checks that a document materialises without layout errors.
+/// Checks that a document materialises without layout errors: it is read exactly as the read
+/// model reads it, so a document that passed this check always materialises.
 pub(super) fn check_layout(doc: &Automerge, compartment: Compartment) -> Result<(), PlanError> {
+    read_compartment(doc, compartment).map(|_| ())
+}
+
+/// What the read model takes from one compartment's document.
+struct Part {
+    basis: Option<Basis>,
+    notes: Vec<Note>,
+    safety_items: Option<Vec<SafetyItem>>,
+}
+
+/// What only the `basis` document holds.
+struct Basis {
+    family: String,
+    phase: String,
+    regisseur: Option<EntityId>,
+    escalations: Vec<EscalationStep>,
+    domains: Vec<String>,
+    members: Vec<Member>,
+    participants: Vec<Participant>,
+    goals: Vec<Goal>,
+    scores: Vec<Score>,
+    actions: Vec<Action>,
+    agreements: Vec<Agreement>,
+}
+
+fn read_compartment(doc: &Automerge, compartment: Compartment) -> Result<Part, PlanError> {
     let r = Reader::new(doc, compartment);
-    notes(&r)?;
-    match compartment {
-        Compartment::Basis => {
-            r.required_string(&ROOT, read::FAMILY)?;
-            r.required_string(&ROOT, read::PHASE)?;
-            let list = r.required_object(&ROOT, read::DOMAINS, ObjType::List)?;
-            if doc.list_range(&list, ..).any(|item| read::ref_str(&item.value).is_none()) {
-                return Err(r.malformed("a domain is not a string"));
-            }
-            escalations(&r)?;
-            members(&r)?;
-            participants(&r)?;
-            goals(&r)?;
-            scores(&r)?;
-            actions(&r)?;
-            agreements(&r)?;
-        }
-        Compartment::Veiligheid => {
-            safety_items(&r)?;
-        }
-        Compartment::Zorg | Compartment::Justitie => {}
+    let basis = match compartment {
+        Compartment::Basis => Some(Basis {
+            family: r.required_string(&ROOT, read::FAMILY)?,
+            phase: r.required_string(&ROOT, read::PHASE)?,
+            regisseur: r.string(&ROOT, read::REGISSEUR)?.map(|s| r.entity_id(&s, "regisseur")).transpose()?,
+            escalations: escalations(&r)?,
+            domains: domains(&r)?,
+            members: members(&r)?,
+            participants: participants(&r)?,
+            goals: goals(&r)?,
+            scores: scores(&r)?,
+            actions: actions(&r)?,
+            agreements: agreements(&r)?,
+        }),
+        _ => None,
+    };
+    let safety_items = match compartment {
+        Compartment::Veiligheid => Some(safety_items(&r)?),
+        _ => None,
+    };
+    Ok(Part { basis, notes: notes(&r)?, safety_items })
+}
+
+/// The plan's life domains: 1 to [`super::vocab::MAX_DOMAINS`] names (a received document may
+/// not carry more than a device can create).
+pub(super) fn domains(r: &Reader<'_>) -> Result<Vec<String>, PlanError> {
+    let list = r.required_object(&ROOT, read::DOMAINS, ObjType::List)?;
+    let len = r.doc.length(&list);
+    if len > super::vocab::MAX_DOMAINS {
+        let max = super::vocab::MAX_DOMAINS;
+        return Err(PlanError::Refused {
+            compartment: r.compartment,
+            reason: received::Refusal::over(super::Limit::Domains, read::DOMAINS, len, max),
+        });
     }
-    Ok(())
+    r.doc
+        .list_range(&list, ..)
+        .map(|item| {
+            read::ref_str(&item.value)
+                .map(str::to_owned)
+                .ok_or_else(|| r.malformed("a domain is not a string"))
+        })
+        .collect()
 }
 
 fn created(r: &Reader<'_>, obj: &ObjId) -> Result<i64, PlanError> {
@@ -206,7 +265,7 @@ fn escalations(r: &Reader<'_>) -> Result<Vec<EscalationStep>, PlanError> {
                 .map(|s| r.entity_id(&s, "regie holder"))
                 .transpose()?,
             reason: r.text(&obj, "reason")?,
-            by: r.string(&obj, "by")?.unwrap_or_default(),
+            by: read::creator(&obj),
             at_ms: r.int(&obj, "at")?.unwrap_or(0),
         });
     }
@@ -308,7 +367,7 @@ fn agreements(r: &Reader<'_>) -> Result<Vec<Agreement>, PlanError> {
         out.push(Agreement {
             id,
             text: r.text(&obj, "text")?,
-            author: r.string(&obj, "author")?.unwrap_or_default(),
+            author: read::creator(&obj),
             created_at_ms: created(r, &obj)?,
         });
     }
@@ -324,7 +383,7 @@ fn notes(r: &Reader<'_>) -> Result<Vec<Note>, PlanError> {
             compartment: r.compartment,
             kind: r.string(&obj, "kind")?.unwrap_or_default(),
             text: r.text(&obj, "text")?,
-            author: r.string(&obj, "author")?.unwrap_or_default(),
+            author: read::creator(&obj),
             created_at_ms: created(r, &obj)?,
         });
     }

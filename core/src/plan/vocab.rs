@@ -147,3 +147,31 @@ pub const SHORT_TEXT_MAX_CHARS: usize = 200;
 pub const LONG_TEXT_MAX_CHARS: usize = 20_000;
 /// A domain set is configuration, not data: a handful of entries.
 pub const MAX_DOMAINS: usize = 64;
+
+/// Entries of one collection a device may add to: members, participants, goals, actions,
+/// agreements, safety items, the notes of one compartment, ZRM scores, escalation steps. Two
+/// busy years of a plan hold a few hundred notes and, for a family of eight scored monthly in
+/// all 13 domains, 2,500 scores.
+pub const MAX_ENTITIES: usize = 10_000;
+/// Objects nested in objects. The layout nests three deep (`notes` → a note → its text).
+pub const MAX_NESTING: usize = 8;
+/// Characters of a map key. The longest the layout writes is a score key:
+/// member (16) `|` domain (≤ 200) `|` date (10) = 228.
+pub const MAX_KEY_CHARS: usize = 256;
+/// Bytes of one received change. One edit writes at most two long texts (a safety item):
+/// 2 × 20,000 characters of up to 4 bytes, far below this.
+pub const MAX_CHANGE_BYTES: usize = 1024 * 1024;
+/// Bytes of a document's columns (what `save` writes before compressing; the memory a loaded
+/// document takes grows with it). Sized from a measured busy plan: 200 home-visit notes of
+/// 2,000 characters, each typed on a phone one keystroke (one change) at a time, take about
+/// 0.75 MB, so two busy years fit five times over. A device refuses edits to a document that
+/// reached it (`ValidationError::DocumentFull`).
+pub const MAX_DOCUMENT_BYTES: usize = 4 * 1024 * 1024;
+/// How many times a local limit a received document may reach in texts, entry counts and
+/// size: concurrent edits from devices that each stayed within a limit merge into more (two
+/// workers typing into one note offline, each near its limit). Values written whole (a
+/// one-line value, the domain list) meet the local limit exactly.
+pub const RECEIVED_HEADROOM: usize = 2;
+/// The largest received document: its columns, and so also its saved form, which therefore
+/// always fits in one snapshot bundle (`eenplan_protocol::bundle::MAX_BUNDLE_LEN`, 16 MiB).
+pub const MAX_RECEIVED_DOCUMENT_BYTES: usize = MAX_DOCUMENT_BYTES * RECEIVED_HEADROOM;

@@ -18,7 +18,7 @@ use super::keys::{Commitments, KeyRefusal, ReceivedKey, commitments_of};
 use super::outgoing::Outgoing;
 use super::revocations::Revocations;
 use super::snapshots::{HistoryNeeds, Witness};
-use super::{ServerState, SyncError, SyncReport, compartment_of, own_changes, split_changes};
+use super::{ServerState, SyncError, SyncReport, compartment_of};
 use crate::device::Device;
 use crate::error::CoreError;
 use crate::ids::PlanId;
@@ -145,7 +145,9 @@ impl Device {
             .collect();
         for (plan, compartment) in minted {
             if let Err(e) = self.start_minted_compartment(plan, compartment) {
-                pass.report.refused.push(format!("plan {plan} {compartment} could not be laid out here: {e}"));
+                pass.report
+                    .refused
+                    .push(format!("plan {plan} {compartment} could not be laid out here: {e}"));
             }
         }
         self.note_chores(&mut pass, run, response)?;
@@ -312,16 +314,22 @@ impl Device {
             // The signature vouches for the author only: a change inside that claims another
             // actor would put words in someone else's mouth (and could block that actor's real
             // change with the same sequence number).
-            BundleKind::Changes => match split_changes(&payload).and_then(|c| own_changes(c, &header.author))
-            {
-                Ok(changes) => Verdict::Changes { plan, compartment, changes },
-                Err(e) => Verdict::Refuse(format!("bundle from {from}: {e}")),
-            },
-            BundleKind::Snapshot { .. } => match super::snapshots::load_document(&payload, compartment, plan)
-            {
-                Ok(doc) => Verdict::Snapshot { plan, compartment, author: header.author, doc: Box::new(doc) },
-                Err(e) => Verdict::Refuse(format!("snapshot from {from}: {e}")),
-            },
+            BundleKind::Changes => {
+                let author = crate::ids::DeviceId::from_bytes(header.author);
+                match crate::plan::parse_received_changes(compartment, &payload, author) {
+                    Ok(changes) => Verdict::Changes { plan, compartment, changes },
+                    Err(e) => Verdict::Refuse(format!("bundle from {from}: {e}")),
+                }
+            }
+            // Loaded through the plan's guarded boundary: a crafted document is a refusal.
+            BundleKind::Snapshot { .. } => {
+                match crate::plan::load_received_document(&payload, compartment, plan) {
+                    Ok(doc) => {
+                        Verdict::Snapshot { plan, compartment, author: header.author, doc: Box::new(doc) }
+                    }
+                    Err(e) => Verdict::Refuse(format!("snapshot from {from}: {e}")),
+                }
+            }
         })
     }
 
@@ -404,9 +412,11 @@ impl Device {
             for (compartment, author, doc) in arrived.snapshots {
                 let document = super::document_id(plan_id, compartment);
                 let proof: Vec<&Witness> = witnesses.iter().filter(|w| w.document == document).collect();
-                match super::snapshots::check_snapshot(&doc, &proof)
-                    .and_then(|()| adopt(&mut plan, compartment, *doc))
-                {
+                // Whole when the compartment is new here, merged into a copy otherwise; checked
+                // before it replaces anything (`Plan::merge_document`).
+                let checked = super::snapshots::check_snapshot(&doc, compartment, &proof)
+                    .and_then(|()| plan.merge_document(compartment, *doc).map_err(|e| e.to_string()));
+                match checked {
                     Ok(()) => {}
                     Err(why) => {
                         pass.report.refused.push(format!(
@@ -594,21 +604,6 @@ impl Device {
         }
         Ok(())
     }
-}
-
-/// Takes a verified snapshot into the plan: whole, when the compartment is new here; merged
-/// into a copy of the held document otherwise. Checked before it replaces anything.
-fn adopt(plan: &mut Plan, compartment: Compartment, mut snapshot: Automerge) -> Result<(), String> {
-    let candidate = match plan.doc(compartment) {
-        Ok(held) => {
-            let mut held = held.clone();
-            held.merge(&mut snapshot).map_err(|e| e.to_string())?;
-            held
-        }
-        Err(_) => snapshot,
-    };
-    crate::plan::validate_document(&candidate, compartment, plan.id()).map_err(|e| e.to_string())?;
-    plan.insert_document(compartment, candidate).map_err(|e| e.to_string())
 }
 
 /// Applies received bundles' changes to a plan; returns why any were refused.

@@ -35,7 +35,7 @@ use super::{SyncError, cbor, compartment_of, from_cbor};
 use crate::device::Device;
 use crate::error::CoreError;
 use crate::ids::PlanId;
-use crate::plan::{Compartment, PlanError};
+use crate::plan::Compartment;
 
 pub(super) const STATE_HISTORY: &str = "history";
 /// Change logs asked for in one request; the rest follow in later rounds.
@@ -58,8 +58,18 @@ impl Witness {
     }
 }
 
-/// Checks a snapshot against its document's witnesses (module docs).
-pub(super) fn check_snapshot(doc: &Automerge, witnesses: &[&Witness]) -> Result<(), String> {
+/// Checks a snapshot against its document's witnesses (module docs). Reads the snapshot's
+/// changes through the plan's guarded boundary, and nothing else of automerge.
+pub(super) fn check_snapshot(
+    doc: &Automerge,
+    compartment: Compartment,
+    witnesses: &[&Witness],
+) -> Result<(), String> {
+    let changes = crate::plan::document_changes(doc, compartment).map_err(|e| e.to_string())?;
+    check_changes(&changes, witnesses)
+}
+
+fn check_changes(changes: &[automerge::Change], witnesses: &[&Witness]) -> Result<(), String> {
     let mut last: HashMap<[u8; 16], (ChangeHash, u64)> = HashMap::new();
     for witness in witnesses {
         let entry = last.entry(witness.author).or_insert((witness.last, witness.seq));
@@ -67,17 +77,20 @@ pub(super) fn check_snapshot(doc: &Automerge, witnesses: &[&Witness]) -> Result<
             *entry = (witness.last, witness.seq);
         }
     }
+    let present: HashSet<ChangeHash> = changes.iter().map(|c| c.hash()).collect();
     for (author, (hash, _)) in &last {
-        if doc.get_change_by_hash(hash).is_none() {
+        if !present.contains(hash) {
             return Err(format!("it lacks the witnessed changes of {}", eenplan_protocol::api::hex(author)));
         }
     }
+    // The heads: changes no other change depends on. Each must be a witnessed last change.
+    let depended: HashSet<ChangeHash> = changes.iter().flat_map(|c| c.deps().iter().copied()).collect();
     let witnessed: HashSet<ChangeHash> = last.values().map(|(hash, _)| *hash).collect();
-    if doc.get_heads().iter().any(|head| !witnessed.contains(head)) {
+    if changes.iter().any(|c| !depended.contains(&c.hash()) && !witnessed.contains(&c.hash())) {
         return Err("it holds changes that no witness accounts for".into());
     }
     let mut counts: HashMap<Vec<u8>, u64> = HashMap::new();
-    for change in doc.get_changes(&[]) {
+    for change in changes {
         *counts.entry(change.actor_id().to_bytes().to_vec()).or_default() += 1;
     }
     for (actor, count) in counts {
@@ -91,17 +104,6 @@ pub(super) fn check_snapshot(doc: &Automerge, witnesses: &[&Witness]) -> Result<
         }
     }
     Ok(())
-}
-
-/// A received document (a snapshot's payload), loaded and checked before it joins a plan.
-pub(super) fn load_document(
-    bytes: &[u8],
-    compartment: Compartment,
-    plan: PlanId,
-) -> Result<Automerge, PlanError> {
-    let doc = Automerge::load(bytes)?;
-    crate::plan::validate_document(&doc, compartment, plan)?;
-    Ok(doc)
 }
 
 /// The change logs this device still needs: document → the log position after which the
@@ -295,7 +297,7 @@ mod tests {
     fn a_snapshot_holding_exactly_its_witnessed_changes_is_taken() {
         let (doc, witnesses, _) = two_authors();
         let proof: Vec<&Witness> = witnesses.iter().collect();
-        assert_eq!(check_snapshot(&doc, &proof), Ok(()));
+        assert_eq!(check_snapshot(&doc, Compartment::Basis, &proof), Ok(()));
     }
 
     #[test]
@@ -304,7 +306,7 @@ mod tests {
         // The snapshot as it was before Wim's change: his witness is not in it.
         let rita_only = doc.fork_at(&[witnesses[0].last]).unwrap();
         let proof: Vec<&Witness> = witnesses.iter().collect();
-        assert!(check_snapshot(&rita_only, &proof).is_err());
+        assert!(check_snapshot(&rita_only, Compartment::Basis, &proof).is_err());
     }
 
     #[test]
@@ -313,15 +315,19 @@ mod tests {
         let (doc, witnesses, _) = two_authors();
         let proof: Vec<&Witness> = witnesses.iter().collect();
         // A change beyond Rita's witnessed last one, in her name.
-        let mut later = automerge::AutoCommit::load(&doc.save()).unwrap().with_actor(automerge::ActorId::from(&[1u8; 16][..]));
+        let mut later = automerge::AutoCommit::load(&doc.save())
+            .unwrap()
+            .with_actor(automerge::ActorId::from(&[1u8; 16][..]));
         later.put(automerge::ROOT, "d", 4).unwrap();
-        assert!(check_snapshot(later.document(), &proof).is_err());
+        assert!(check_snapshot(later.document(), Compartment::Basis, &proof).is_err());
         // A change made up under a third device's name, which wrote nothing to the document.
-        let mut forged = automerge::AutoCommit::load(&doc.save()).unwrap().with_actor(automerge::ActorId::from(&[9u8; 16][..]));
+        let mut forged = automerge::AutoCommit::load(&doc.save())
+            .unwrap()
+            .with_actor(automerge::ActorId::from(&[9u8; 16][..]));
         forged.put(automerge::ROOT, "e", 5).unwrap();
-        assert!(check_snapshot(forged.document(), &proof).is_err());
+        assert!(check_snapshot(forged.document(), Compartment::Basis, &proof).is_err());
         // Without Wim's witness, his changes in it are unaccounted for.
-        assert!(check_snapshot(&doc, &proof[..1]).is_err());
+        assert!(check_snapshot(&doc, Compartment::Basis, &proof[..1]).is_err());
     }
 
     #[test]

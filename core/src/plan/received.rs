@@ -1,0 +1,258 @@
+//! The one boundary through which bytes from elsewhere (a received bundle's changes, a received
+//! snapshot, a transfer file's documents) reach automerge, and through which documents built
+//! from them are read.
+//!
+//! automerge 0.12 panics on some malformed input: index out of bounds and failed unwraps in
+//! its column decoders, both while parsing and while applying changes that parsed
+//! (`core/tests/data/automerge-crashers/` keeps the ones found). Whoever can send us bytes can
+//! send those, so every call that hands automerge received bytes, or reads a document built
+//! from them, runs inside [`guarded`], which turns a panic into [`PlanError::Refused`]: a crafted
+//! bundle is a refused bundle, never a crashed sync. What a panic cannot be caught from
+//! (exhausting memory) is refused before automerge sees the bytes: sizes are bounded, deflated
+//! chunks are measured by inflating them into nothing (`chunks.rs`), and chunks of a kind our
+//! devices never send are not parsed at all.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+// With `panic = "abort"` no panic unwinds to `guarded`, and a crafted bundle would end the app.
+#[cfg(panic = "abort")]
+compile_error!("eenplan-core needs panic = \"unwind\": it catches automerge's panics on received input");
+
+use automerge::{Automerge, Change};
+
+use super::chunks::{self, ChunkKind};
+use super::limits::{self, Limit};
+use super::{Compartment, Plan, PlanError, read, view};
+use crate::ids::{DeviceId, PlanId};
+
+/// Why received bytes were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Not automerge's framing, or truncated.
+    #[error("{0}")]
+    Framing(String),
+    /// A chunk of a kind that has no place here (a compressed change, a document among changes).
+    #[error("a {found} chunk where a {expected} chunk belongs")]
+    UnexpectedChunk { expected: ChunkKind, found: ChunkKind },
+    /// automerge parsed the bytes and refused them, or refused to apply them.
+    #[error("automerge refused it: {0}")]
+    Automerge(String),
+    /// automerge panicked on it: the input is crafted or automerge has a bug; either way it
+    /// is not applied.
+    #[error("automerge failed while {operation}: {message}")]
+    AutomergePanicked { operation: &'static str, message: String },
+    /// A change in a bundle was written under another device's actor id: the bundle's
+    /// signature vouches for its author only, so such a change would put words in someone
+    /// else's mouth (and could block that device's real change with the same sequence number).
+    #[error("a change by {actor} in a bundle signed by {author}")]
+    ForeignChange { author: DeviceId, actor: String },
+    /// Bigger than what a device may write (see [`super::vocab`] for the limits).
+    #[error("{limit} at {at}: {found}, more than the {max} allowed")]
+    OverLimit { limit: Limit, at: String, found: u64, max: u64 },
+}
+
+impl Refusal {
+    pub(super) fn over(limit: Limit, at: impl Into<String>, found: usize, max: usize) -> Self {
+        let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        Refusal::OverLimit { limit, at: at.into(), found: wide(found), max: wide(max) }
+    }
+}
+
+/// Runs `f`, which hands automerge received bytes or reads a document built from them, and
+/// turns a panic inside it into a refusal.
+///
+/// Unwind safety: every closure passed here either only reads, or builds or modifies a
+/// document that it owns and that is dropped when this returns an error (a received document
+/// being loaded, or the copy of a held document that received changes are merged into). A
+/// panic can therefore leave nothing half-modified that anyone reads afterwards: the plan in
+/// memory is changed only after `f` returned `Ok`. automerge's documents share no interior
+/// mutability between copies (their `Arc`s hold immutable mark sets), so a copy is
+/// independent of the held document.
+pub(super) fn guarded<T>(
+    compartment: Compartment,
+    operation: &'static str,
+    f: impl FnOnce() -> Result<T, PlanError>,
+) -> Result<T, PlanError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into());
+            let message = message.chars().take(200).collect();
+            Err(PlanError::Refused { compartment, reason: Refusal::AutomergePanicked { operation, message } })
+        }
+    }
+}
+
+fn refused(compartment: Compartment, reason: Refusal) -> PlanError {
+    PlanError::Refused { compartment, reason }
+}
+
+/// The changes of a received `Changes` bundle (its payload: change chunks back to back), each
+/// of which must be `author`'s own. Refused whole if any chunk is not a plain change chunk, is
+/// larger than one edit can be, does not parse, or was written by another actor.
+pub fn parse_received_changes(
+    compartment: Compartment,
+    payload: &[u8],
+    author: DeviceId,
+) -> Result<Vec<Change>, PlanError> {
+    let chunks = chunks::split(payload).map_err(|r| refused(compartment, r))?;
+    let mut out = Vec::with_capacity(chunks.len());
+    for chunk in chunks {
+        let change = parse_chunk(compartment, chunk)?;
+        if change.actor_id().to_bytes() != author.as_bytes() {
+            let actor = change.actor_id().to_hex_string().chars().take(64).collect();
+            return Err(refused(compartment, Refusal::ForeignChange { author, actor }));
+        }
+        out.push(change);
+    }
+    Ok(out)
+}
+
+/// One received change (a single chunk), by any author.
+pub fn parse_change(compartment: Compartment, bytes: &[u8]) -> Result<Change, PlanError> {
+    match chunks::split(bytes).map_err(|r| refused(compartment, r))?.as_slice() {
+        [chunk] => parse_chunk(compartment, *chunk),
+        _ => Err(refused(compartment, Refusal::Framing("expected exactly one change chunk".into()))),
+    }
+}
+
+fn parse_chunk(compartment: Compartment, chunk: chunks::Chunk<'_>) -> Result<Change, PlanError> {
+    if chunk.kind != ChunkKind::Change {
+        return Err(refused(
+            compartment,
+            Refusal::UnexpectedChunk { expected: ChunkKind::Change, found: chunk.kind },
+        ));
+    }
+    let max = super::vocab::MAX_CHANGE_BYTES;
+    if chunk.bytes.len() > max {
+        return Err(refused(
+            compartment,
+            Refusal::over(Limit::ChangeSize, "a change", chunk.bytes.len(), max),
+        ));
+    }
+    guarded(compartment, "parsing a change", || {
+        Change::from_bytes(chunk.bytes.to_vec())
+            .map_err(|e| refused(compartment, Refusal::Automerge(e.to_string())))
+    })
+}
+
+/// A received document (a snapshot, or a transfer file's `save()`): loaded, and checked to be
+/// this plan's, to have the plan's layout and to stay within the limits, before anyone uses it.
+/// It must be exactly one document chunk whose columns inflate to no more than
+/// [`super::vocab::MAX_RECEIVED_DOCUMENT_BYTES`].
+pub fn load_received_document(
+    bytes: &[u8],
+    compartment: Compartment,
+    plan: PlanId,
+) -> Result<Automerge, PlanError> {
+    let max = super::vocab::MAX_RECEIVED_DOCUMENT_BYTES;
+    if bytes.len() > max {
+        return Err(refused(
+            compartment,
+            Refusal::over(Limit::DocumentSize, "the document", bytes.len(), max),
+        ));
+    }
+    let chunk = match chunks::split(bytes).map_err(|r| refused(compartment, r))?.as_slice() {
+        [chunk] if chunk.kind == ChunkKind::Document => *chunk,
+        [chunk, ..] if chunk.kind != ChunkKind::Document => {
+            let found = chunk.kind;
+            return Err(refused(
+                compartment,
+                Refusal::UnexpectedChunk { expected: ChunkKind::Document, found },
+            ));
+        }
+        _ => {
+            return Err(refused(compartment, Refusal::Framing("expected exactly one document chunk".into())));
+        }
+    };
+    chunks::inflated_columns_len(chunk.body, max).map_err(|r| refused(compartment, r))?;
+    guarded(compartment, "loading a document", || {
+        let doc = Automerge::load(chunk.bytes)
+            .map_err(|e| refused(compartment, Refusal::Automerge(e.to_string())))?;
+        check(&doc, compartment, plan)?;
+        Ok(doc)
+    })
+}
+
+/// Every change of a received document, oldest first (what a snapshot holds).
+pub fn document_changes(doc: &Automerge, compartment: Compartment) -> Result<Vec<Change>, PlanError> {
+    guarded(compartment, "listing a document's changes", || Ok(doc.get_changes(&[])))
+}
+
+/// Checks a document that arrived from elsewhere before it joins a plan: the right plan id, a
+/// layout that materialises, and content within the limits.
+pub fn validate_document(doc: &Automerge, compartment: Compartment, plan: PlanId) -> Result<(), PlanError> {
+    guarded(compartment, "checking a document", || check(doc, compartment, plan))
+}
+
+fn check(doc: &Automerge, compartment: Compartment, plan: PlanId) -> Result<(), PlanError> {
+    read::check_plan_id(doc, compartment, plan)?;
+    limits::check_received(doc, compartment)?;
+    view::check_layout(doc, compartment)
+}
+
+impl Plan {
+    /// Applies changes that another device wrote (raw automerge change bytes, in any order:
+    /// changes whose dependencies are missing wait inside automerge until those arrive). A
+    /// compartment this plan did not hold yet is created from them.
+    /// The result is checked before it replaces the document, so changes that would leave a
+    /// compartment without the plan layout, or beyond the limits, are refused and change
+    /// nothing.
+    pub fn apply_changes(&mut self, compartment: Compartment, raw: &[Vec<u8>]) -> Result<(), PlanError> {
+        let changes =
+            raw.iter().map(|bytes| parse_change(compartment, bytes)).collect::<Result<Vec<_>, _>>()?;
+        self.apply_parsed(compartment, changes)
+    }
+
+    /// [`Plan::apply_changes`] for changes already parsed (a sync parses them once, with
+    /// [`parse_received_changes`], to check their author).
+    pub fn apply_parsed(&mut self, compartment: Compartment, changes: Vec<Change>) -> Result<(), PlanError> {
+        let (id, author) = (self.id, self.author.actor());
+        let held = self.docs[compartment.index()].as_ref();
+        let candidate = guarded(compartment, "applying changes", || {
+            // A copy: the held document changes only if all of this succeeds. A compartment not
+            // held yet starts from its creator's first change.
+            let mut candidate = held.cloned().unwrap_or_else(|| Automerge::new().with_actor(author));
+            candidate
+                .apply_changes(changes)
+                .map_err(|e| refused(compartment, Refusal::Automerge(e.to_string())))?;
+            check(&candidate, compartment, id)?;
+            Ok(candidate)
+        })?;
+        self.docs[compartment.index()] = Some(candidate);
+        Ok(())
+    }
+
+    /// Merges a received document (from [`load_received_document`]) into the held one, or
+    /// takes it as the compartment's document if none is held. Checked like
+    /// [`Plan::apply_parsed`]; the held document changes only on success.
+    pub fn merge_document(
+        &mut self,
+        compartment: Compartment,
+        mut incoming: Automerge,
+    ) -> Result<(), PlanError> {
+        let (id, author) = (self.id, self.author.actor());
+        let held = self.docs[compartment.index()].as_ref();
+        let merged = guarded(compartment, "merging a document", || {
+            let mut candidate = match held {
+                Some(doc) => {
+                    let mut candidate = doc.clone();
+                    candidate
+                        .merge(&mut incoming)
+                        .map_err(|e| refused(compartment, Refusal::Automerge(e.to_string())))?;
+                    candidate
+                }
+                None => incoming,
+            };
+            candidate.set_actor(author);
+            check(&candidate, compartment, id)?;
+            Ok(candidate)
+        })?;
+        self.docs[compartment.index()] = Some(merged);
+        Ok(())
+    }
+}
