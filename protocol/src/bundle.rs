@@ -204,6 +204,12 @@ impl BundleHeader {
     }
 }
 
+/// The author a bundle's header names, without checking or copying anything else: for
+/// deciding which certificates to fetch before the bundles are judged.
+pub fn peek_author(bytes: &[u8]) -> Option<[u8; 16]> {
+    bytes.get(23..39).and_then(|author| author.try_into().ok())
+}
+
 /// A parsed bundle whose framing is valid. Its signature and ciphertext are not yet checked:
 /// call [`Bundle::verify`] with the author's key, then [`Bundle::open`] with the epoch key.
 #[derive(Debug, Clone, PartialEq, Eq)]

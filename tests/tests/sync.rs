@@ -379,3 +379,35 @@ fn a_plan_damaged_on_a_device_does_not_stop_the_others_from_syncing() {
     assert!(wim.read(&healthy).unwrap().notes.iter().any(|n| n.text == "na de schade"));
     assert!(wim.read(&damaged).is_err());
 }
+
+#[test]
+fn a_device_joining_a_plan_many_have_written_gets_it_all_in_one_sync() {
+    const WRITERS: [&str; 6] = ["Rita", "Wim", "Wendy", "Sanne", "Lotte", "Kees"];
+    let mut users: Vec<(&str, &str, &str)> =
+        WRITERS.iter().map(|u| (*u, "Wijkteam Noord", "wijkteam")).collect();
+    users.push(("Otto", "Wijkteam Noord", "wijkteam"));
+    let net = Network::start(&users);
+    let mut rita = net.device("rita", "Rita");
+    let plan = rita.create_plan("Jansen").unwrap();
+    rita.edit(&plan, |p| p.add_note(Compartment::Basis, NoteKind::Note, "Rita")).unwrap();
+    for user in &WRITERS[1..] {
+        rita.add_participant(&plan, user, "wijkteam").unwrap();
+        let mut device = net.device(&user.to_lowercase(), user);
+        rita.sync().unwrap();
+        device.sync().unwrap();
+        device.edit(&plan, |p| p.add_note(Compartment::Basis, NoteKind::Note, user)).unwrap();
+        device.sync().unwrap();
+    }
+    rita.add_participant(&plan, "Otto", "wijkteam").unwrap();
+    let mut otto = net.device("otto", "Otto");
+    rita.sync().unwrap();
+    // One sync: every author's certificate is fetched at once, so no bundle waits behind
+    // another whose author was not known yet.
+    let report = otto.sync().unwrap();
+    assert_eq!(otto.status().unwrap().parked_bundles, 0, "{report:?}");
+    let mut notes: Vec<String> = otto.read(&plan).unwrap().notes.into_iter().map(|n| n.text).collect();
+    notes.sort();
+    let mut expected: Vec<&str> = WRITERS.to_vec();
+    expected.sort();
+    assert_eq!(notes, expected);
+}

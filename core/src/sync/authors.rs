@@ -120,6 +120,13 @@ impl Judge {
         self.wanted_revocations = false;
     }
 
+    /// Asks for `device`'s certificates unless this sync fetched them or `cached` holds them.
+    pub fn want_unless_known(&mut self, device: [u8; 16], cached: bool) {
+        if !cached && !self.certificates.contains_key(&device) {
+            self.wanted_certificates.insert(device);
+        }
+    }
+
     pub fn want_revocations(&mut self) {
         self.wanted_revocations = true;
     }

@@ -34,23 +34,34 @@ pub(super) struct Run {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct PageSize {
     bytes: u32,
+    /// Whether an exchange has shown what the link carries.
+    measured: bool,
 }
 
 impl Default for PageSize {
     fn default() -> Self {
-        PageSize { bytes: PageSize::FIRST }
+        PageSize { bytes: PageSize::FIRST, measured: false }
     }
 }
 
 impl PageSize {
     const FIRST: u32 = 256 * 1024;
+    /// What the first round pushes before the link's rate is known: sixteen seconds at the
+    /// slowest link a call is given time for, so an upload never outlasts the server's own
+    /// limit on a request (30 s).
+    const FIRST_PUSH: u32 = 16 * 1024;
     const MAX: u32 = 4 * 1024 * 1024;
     const TARGET_SECS: u64 = 8;
     /// An exchange smaller than this says more about latency than about bandwidth.
-    const INFORMATIVE: u64 = 16 * 1024;
+    const INFORMATIVE: u64 = super::transport::INFORMATIVE_BYTES;
 
     pub fn bytes(&self) -> u32 {
         self.bytes
+    }
+
+    /// The most bytes of bundles a round pushes.
+    pub fn push_budget(&self) -> u32 {
+        if self.measured { self.bytes } else { PageSize::FIRST_PUSH }
     }
 
     fn observe(&mut self, timing: Timing) {
@@ -58,6 +69,7 @@ impl PageSize {
         if timing.bytes < PageSize::INFORMATIVE {
             return;
         }
+        self.measured = true;
         let per_target = timing.bytes.saturating_mul(PageSize::TARGET_SECS * 1000) / millis;
         self.bytes = u32::try_from(per_target).unwrap_or(u32::MAX).clamp(MIN_PAGE_BYTES, PageSize::MAX);
     }

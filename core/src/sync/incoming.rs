@@ -125,6 +125,7 @@ impl Device {
             report: SyncReport::default(),
         };
         let judge = &mut run.judge;
+        self.want_every_author(judge, response)?;
         self.receive_keys(&mut pass, judge, response);
         let named = pass.keys.iter().map(|k| k.revocations_version).max().unwrap_or(0);
         pass.revocations = Some(self.revocations_for_pass(server, named, judge)?);
@@ -161,6 +162,27 @@ impl Device {
             || (unsent && (accepted > 0 || !pass.keys.is_empty()));
         merge_reports(&mut run.report, pass.report);
         Ok(Applied::Done { more })
+    }
+
+    /// Asks at once for the certificate of every author of the answer's (and the parked)
+    /// bundles that this device does not know: bundles wait in order behind one that waits,
+    /// so judging alone would discover one unknown author per pass.
+    fn want_every_author(&self, judge: &mut Judge, response: &SyncResponse) -> Result<(), CoreError> {
+        let parked = self.store().parked_bundles()?;
+        let received = response
+            .bundles
+            .iter()
+            .chain(response.witnesses.iter())
+            .chain(response.history.iter().flat_map(|page| page.bundles.iter()))
+            .map(|b| b.0.as_slice());
+        let mut seen = HashSet::new();
+        for bytes in parked.iter().map(|(_, b)| b.as_slice()).chain(received) {
+            let Some(author) = eenplan_protocol::bundle::peek_author(bytes) else { continue };
+            if seen.insert(author) {
+                judge.want_unless_known(author, self.store().certificate(&author)?.is_some());
+            }
+        }
+        Ok(())
     }
 
     /// Opens every delivered key envelope; keys in this answer may be needed by its bundles.

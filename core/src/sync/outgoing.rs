@@ -53,6 +53,10 @@ impl Uploads {
 
 /// The most a bundle's changes may take, so the sealed bundle stays within the limit.
 const MAX_CHANGES_PER_BUNDLE: usize = MAX_BUNDLE_LEN - MIN_BUNDLE_LEN;
+/// Changes are grouped into bundles of about this much (a single larger change goes alone):
+/// a day of notes then crosses a poor link in rounds that each finish well within the
+/// deadlines, instead of as one upload that outlasts them.
+const BUNDLE_TARGET: usize = 16 * 1024;
 
 impl Device {
     /// Seals what is unsent and builds the round's request.
@@ -91,7 +95,7 @@ impl Device {
                 request.envelopes.extend(envelopes);
             }
         }
-        request.push = self.pushes(&waiting, run.page.bytes() as usize)?;
+        request.push = self.pushes(&waiting, run.page.push_budget() as usize)?;
         run.report.pushed_bundles += request.push.len();
         let uploads = &mut run.uploads;
         request.commitments.append(&mut uploads.commitments);
@@ -360,7 +364,8 @@ struct Sealed {
     heads: Vec<u8>,
 }
 
-/// Groups changes, in order, into bundles whose payload stays within the bundle limit.
+/// Groups changes, in order, into bundles of about [`BUNDLE_TARGET`] bytes of payload; a change
+/// larger than that goes alone, and one larger than any bundle may be is refused.
 fn chunk_changes(changes: Vec<automerge::Change>) -> Result<Vec<Vec<automerge::Change>>, String> {
     let mut groups: Vec<Vec<automerge::Change>> = Vec::new();
     let mut size = 0usize;
@@ -370,7 +375,7 @@ fn chunk_changes(changes: Vec<automerge::Change>) -> Result<Vec<Vec<automerge::C
             return Err(format!("a change of {len} bytes is larger than any bundle may be"));
         }
         match groups.last_mut() {
-            Some(group) if size + len <= MAX_CHANGES_PER_BUNDLE => {
+            Some(group) if size + len <= BUNDLE_TARGET => {
                 group.push(change);
                 size += len;
             }

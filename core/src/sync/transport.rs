@@ -8,7 +8,9 @@
 //!   without signal learns it is offline in seconds;
 //! - **no progress**: every single read and write of the socket gives up after
 //!   [`STALL_LIMIT`], and the server's answer must begin within [`ANSWER_LIMIT`] of the request
-//!   having been sent; a slow but live transfer keeps going as long as bytes move;
+//!   having been sent; a slow but live transfer keeps going as long as bytes move. A request
+//!   the kernel took whole may still be on its way over a slow link, so both waits for the
+//!   answer grow by the time the request's bytes take at [`FLOOR_RATE`];
 //! - **the whole call**: a deadline of [`CALL_BASE`] plus the time the call's bytes take at
 //!   [`FLOOR_RATE`], enforced outside the socket. The call runs on a thread of its own and the
 //!   caller stops waiting at the deadline whatever the socket does (a write that trickles a
@@ -37,9 +39,9 @@ pub(crate) const STALL_LIMIT: Duration = Duration::from_secs(20);
 pub(crate) const ANSWER_LIMIT: Duration = Duration::from_secs(30);
 /// The part of every call's deadline that does not depend on its size.
 pub(crate) const CALL_BASE: Duration = Duration::from_secs(45);
-/// The slowest link a call is given time for, in bytes per second (a GPRS-class link; the
-/// 256 kbit/s link of the benchmark moves 32 KB/s).
-pub(crate) const FLOOR_RATE: u64 = 4 * 1024;
+/// The slowest link a call is given time for, in bytes per second (8 kbit/s, a GPRS-class
+/// link at its worst; the 256 kbit/s link of the benchmark moves 32 KB/s).
+pub(crate) const FLOOR_RATE: u64 = 1024;
 /// A response above this is refused unread; pages are far smaller (see `SyncRequest::max_bytes`).
 const MAX_RESPONSE: u64 = 64 * 1024 * 1024;
 
@@ -48,7 +50,13 @@ const MAX_RESPONSE: u64 = 64 * 1024 * 1024;
 struct Counters {
     sent: AtomicU64,
     received: AtomicU64,
+    /// Bytes per second the link carried in the last exchange large enough to say (0: not
+    /// known yet).
+    rate: AtomicU64,
 }
+
+/// An exchange smaller than this says more about latency than about bandwidth.
+pub(crate) const INFORMATIVE_BYTES: u64 = 16 * 1024;
 
 /// What one call took, for the caller's page sizing.
 #[derive(Debug, Clone, Copy)]
@@ -163,13 +171,27 @@ impl Transport {
             None => request,
         };
         let up = bytes.len() as u64;
+        // The answer cannot begin before the request has crossed the link: at the rate the
+        // link was seen to carry, or at the floor rate before it was seen.
+        let rate = self.counters.rate.load(Ordering::Relaxed).max(FLOOR_RATE);
+        let crossing = Duration::from_secs(up / rate);
+        let request = request
+            .config()
+            .timeout_per_read(Some(STALL_LIMIT + crossing))
+            .timeout_recv_response(Some(ANSWER_LIMIT + crossing))
+            .build();
         self.counters.sent.fetch_add(up, Ordering::Relaxed);
         let counters = Arc::clone(&self.counters);
         let (answer, elapsed) = run_with_deadline(Transport::deadline_for(up, expect), move || {
             read_answer(request.send(bytes), &counters)
         })?;
         let down = answer.body.len() as u64;
-        Ok((answer_body(answer)?, Timing { bytes: up + down, elapsed }))
+        let timing = Timing { bytes: up + down, elapsed };
+        if timing.bytes >= INFORMATIVE_BYTES {
+            let millis = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX).max(1);
+            self.counters.rate.store(timing.bytes.saturating_mul(1000) / millis, Ordering::Relaxed);
+        }
+        Ok((answer_body(answer)?, timing))
     }
 }
 

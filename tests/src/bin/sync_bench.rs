@@ -1059,7 +1059,7 @@ fn measure_c(cfg: &Config, table: &mut Table) {
                 sync_fully(&mut device);
             } else {
                 let idle = sync_fully(&mut device);
-                assert_eq!(idle.received_bundles, 0);
+                assert_eq!(idle.received_bundles, 0, "{idle:?}");
                 for (plan, _) in &plans {
                     device.read(plan).expect("the device holds every plan");
                 }
