@@ -102,7 +102,10 @@ fn a_clock_pushed_far_ahead_once_cannot_hold_the_lease_open_after_a_renewal_on_t
     let clock = ManualClock::new(START);
     let mut device = Device::init(dir.path(), &keystore()).unwrap().with_clock(Arc::new(clock.clone()));
     let plan = device.create_plan("Jansen").unwrap();
+    // The phone restarts with its clock pushed to 2100 (so no time since boot links the two).
     clock.set_ms(YEAR_2100);
+    clock.reboot();
+    device.read(&plan).unwrap();
     // The sync's session states the server's time; the renewal is measured from it.
     device.anchor_clock(START);
     device.renew_lease(72 * HOUR).unwrap();

@@ -331,6 +331,43 @@ mod tests {
     }
 
     #[test]
+    fn no_snapshot_is_made_of_a_document_with_a_received_bundle_still_waiting() {
+        use crate::keystore::{KdfParams, PassphraseKeyStore};
+        let dir = tempfile::tempdir().unwrap();
+        let keystore = PassphraseKeyStore::with_params("geheim", KdfParams::INSECURE_FAST_FOR_TESTS);
+        let mut device = Device::init(dir.path(), &keystore).unwrap();
+        let plan = device.create_plan("Jansen").unwrap();
+        let document = crate::sync::document_id(plan, Compartment::Basis);
+        let none = HistoryNeeds::default();
+        // The creator's own changes wait to be pushed: not held completely at the server yet.
+        assert!(device.snapshot_for(document.to_bytes(), 7, &none).unwrap().is_none());
+        device.store_mut().write(|w| w.clear_unpushed(plan, Compartment::Basis)).unwrap();
+        assert!(device.snapshot_for(document.to_bytes(), 7, &none).unwrap().is_some(), "held completely");
+        // A bundle of the document waits here (its key or its author's certificate is not at
+        // hand): a snapshot now would leave its changes out for every later joiner.
+        let waiting = Bundle::seal(
+            BundleHeader {
+                kind: BundleKind::Changes,
+                document,
+                epoch: 2,
+                author: [9; 16],
+                bundle_id: [8; 16],
+            },
+            &[1; 32],
+            b"later",
+            &ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
+        )
+        .unwrap();
+        device.store_mut().write(|w| w.park_bundle(waiting.as_bytes())).unwrap();
+        assert!(device.snapshot_for(document.to_bytes(), 7, &none).unwrap().is_none());
+        // Nor of one whose change log is still being fetched.
+        let other = crate::sync::document_id(plan, Compartment::Zorg);
+        let mut fetching = HistoryNeeds::default();
+        fetching.need(other);
+        assert!(device.snapshot_for(other.to_bytes(), 7, &fetching).unwrap().is_none());
+    }
+
+    #[test]
     fn history_requests_are_dropped_for_documents_the_server_did_not_serve() {
         let (a, b) = (DocumentId::new([1; 16], 0).unwrap(), DocumentId::new([2; 16], 1).unwrap());
         let mut needs = HistoryNeeds::default();
