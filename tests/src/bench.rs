@@ -93,3 +93,81 @@ pub fn policy_where_reading_all(role: &str) -> String {
     );
     out.join("\n") + "\n"
 }
+
+/// One row of a [`Table`].
+#[derive(Debug)]
+struct Row {
+    measure: String,
+    value: String,
+    reference: String,
+    ratio: String,
+}
+
+/// The benchmarks' table: sections of rows of measure, value, ratio, and what the value is
+/// compared with (a target, a baseline, or an outcome); padded to line up in a terminal.
+#[derive(Debug, Default)]
+pub struct Table {
+    sections: Vec<(String, Vec<Row>)>,
+}
+
+impl Table {
+    pub fn section(&mut self, title: &str) {
+        self.sections.push((title.to_owned(), Vec::new()));
+    }
+
+    /// A row of the newest section (a section is opened first).
+    pub fn row(
+        &mut self,
+        measure: impl Into<String>,
+        value: impl Into<String>,
+        reference: impl Into<String>,
+        ratio: impl Into<String>,
+    ) {
+        let row = Row {
+            measure: measure.into(),
+            value: value.into(),
+            reference: reference.into(),
+            ratio: ratio.into(),
+        };
+        if self.sections.is_empty() {
+            self.section("");
+        }
+        if let Some((_, rows)) = self.sections.last_mut() {
+            rows.push(row);
+        }
+    }
+
+    pub fn print(&self) {
+        let rows = self.sections.iter().flat_map(|(_, rows)| rows);
+        let width =
+            |f: fn(&Row) -> usize, header: &str| rows.clone().map(f).max().unwrap_or(0).max(header.len());
+        let w = [
+            width(|r| r.measure.chars().count(), "measure"),
+            width(|r| r.value.chars().count(), "value"),
+            width(|r| r.ratio.chars().count(), "ratio"),
+        ];
+        let line = |a: &str, b: &str, c: &str, d: &str| {
+            println!("{a:<0$} | {b:>1$} | {c:>2$} | {d}", w[0], w[1], w[2]);
+        };
+        let rule = format!(
+            "{}-+-{}-+-{}-+-{}",
+            "-".repeat(w[0]),
+            "-".repeat(w[1]),
+            "-".repeat(w[2]),
+            "-".repeat(20)
+        );
+        line("measure", "value", "ratio", "target / baseline / outcome");
+        for (title, rows) in &self.sections {
+            println!("{rule}");
+            println!("{title}");
+            for r in rows {
+                line(&r.measure, &r.value, &r.ratio, &r.reference);
+            }
+        }
+    }
+}
+
+/// `value / reference` as a ratio for a table.
+pub fn ratio(value: f64, reference: f64) -> String {
+    if reference > 0.0 { format!("{:.2}×", value / reference) } else { "—".into() }
+}

@@ -46,7 +46,7 @@ use eenplan_core::plan::{
 use eenplan_core::sync::SyncError;
 use eenplan_core::{CoreError, Device as CoreDevice, EntityId, PlanId};
 use eenplan_ffi::{ApiError, Device as Phone, SyncSummary, passphrase_keystore};
-use eenplan_tests::bench::{bytes, cores, median, policy_where_reading_all, scratch, secs};
+use eenplan_tests::bench::{Table, bytes, cores, median, policy_where_reading_all, ratio, scratch, secs};
 use eenplan_tests::link::{Admission, Link, Stats};
 use eenplan_tests::network::{Admin, Server, device_keystore};
 
@@ -925,75 +925,6 @@ fn since(after: &Stats, before: &Stats) -> Stats {
 
 fn creator_view(creator: &mut CoreDevice, plan: &PlanId) -> Option<eenplan_core::plan::PlanView> {
     creator.read(plan).ok()
-}
-
-// --- the table ------------------------------------------------------------------------------
-
-struct Row {
-    measure: String,
-    value: String,
-    reference: String,
-    ratio: String,
-}
-
-#[derive(Default)]
-struct Table {
-    sections: Vec<(String, Vec<Row>)>,
-}
-
-impl Table {
-    fn section(&mut self, title: &str) {
-        self.sections.push((title.to_owned(), Vec::new()));
-    }
-
-    fn row(
-        &mut self,
-        measure: impl Into<String>,
-        value: impl Into<String>,
-        reference: impl Into<String>,
-        ratio: impl Into<String>,
-    ) {
-        let row = Row {
-            measure: measure.into(),
-            value: value.into(),
-            reference: reference.into(),
-            ratio: ratio.into(),
-        };
-        self.sections.last_mut().expect("a section").1.push(row);
-    }
-
-    fn print(&self) {
-        let rows = self.sections.iter().flat_map(|(_, rows)| rows);
-        let width =
-            |f: fn(&Row) -> usize, header: &str| rows.clone().map(f).max().unwrap_or(0).max(header.len());
-        let w = [
-            width(|r| r.measure.chars().count(), "measure"),
-            width(|r| r.value.chars().count(), "value"),
-            width(|r| r.ratio.chars().count(), "ratio"),
-        ];
-        let line = |a: &str, b: &str, d: &str, c: &str| {
-            println!("{a:<0$} | {b:>1$} | {d:>2$} | {c}", w[0], w[1], w[2]);
-        };
-        let rule = format!(
-            "{}-+-{}-+-{}-+-{}",
-            "-".repeat(w[0]),
-            "-".repeat(w[1]),
-            "-".repeat(w[2]),
-            "-".repeat(20)
-        );
-        line("measure", "value", "ratio", "target / baseline / outcome");
-        for (title, rows) in &self.sections {
-            println!("{rule}");
-            println!("{title}");
-            for r in rows {
-                line(&r.measure, &r.value, &r.ratio, &r.reference);
-            }
-        }
-    }
-}
-
-fn ratio(value: f64, reference: f64) -> String {
-    if reference > 0.0 { format!("{:.2}×", value / reference) } else { "—".into() }
 }
 
 fn main() {

@@ -49,7 +49,9 @@ use eenplan_core::plan::{
 };
 use eenplan_core::sync::{SyncError, SyncReport};
 use eenplan_core::{CoreError, Device, DeviceId, EntityId, PlanId};
-use eenplan_tests::bench::{add_report, bytes, cores, median, policy_where_reading_all, scratch, secs};
+use eenplan_tests::bench::{
+    Table, add_report, bytes, cores, median, policy_where_reading_all, ratio, scratch, secs,
+};
 use eenplan_tests::network::{Admin, Server, device_keystore};
 
 const TRANSFER_PASSPHRASE: &str = "sync-bench transfer";
@@ -653,74 +655,6 @@ fn percentile(values: &[Duration], p: f64) -> Duration {
     sorted.sort();
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)]
-}
-
-struct Row {
-    measure: String,
-    value: String,
-    reference: String,
-    ratio: String,
-}
-
-#[derive(Default)]
-struct Table {
-    sections: Vec<(String, Vec<Row>)>,
-}
-
-impl Table {
-    fn section(&mut self, title: &str) {
-        self.sections.push((title.to_owned(), Vec::new()));
-    }
-
-    fn row(
-        &mut self,
-        measure: impl Into<String>,
-        value: impl Into<String>,
-        reference: impl Into<String>,
-        ratio: impl Into<String>,
-    ) {
-        let row = Row {
-            measure: measure.into(),
-            value: value.into(),
-            reference: reference.into(),
-            ratio: ratio.into(),
-        };
-        self.sections.last_mut().expect("a section").1.push(row);
-    }
-
-    fn print(&self) {
-        let rows = self.sections.iter().flat_map(|(_, rows)| rows);
-        let width =
-            |f: fn(&Row) -> usize, header: &str| rows.clone().map(f).max().unwrap_or(0).max(header.len());
-        let w = [
-            width(|r| r.measure.chars().count(), "measure"),
-            width(|r| r.value.chars().count(), "value"),
-            width(|r| r.reference.chars().count(), "target / baseline"),
-            width(|r| r.ratio.chars().count(), "ratio"),
-        ];
-        let line = |a: &str, b: &str, c: &str, d: &str| {
-            println!("{a:<0$} | {b:>1$} | {c:<2$} | {d:>3$}", w[0], w[1], w[2], w[3]);
-        };
-        let rule = format!(
-            "{}-+-{}-+-{}-+-{}",
-            "-".repeat(w[0]),
-            "-".repeat(w[1]),
-            "-".repeat(w[2]),
-            "-".repeat(w[3])
-        );
-        line("measure", "value", "target / baseline", "ratio");
-        for (title, rows) in &self.sections {
-            println!("{rule}");
-            println!("{title}");
-            for r in rows {
-                line(&r.measure, &r.value, &r.reference, &r.ratio);
-            }
-        }
-    }
-}
-
-fn ratio(value: f64, reference: f64) -> String {
-    if reference > 0.0 { format!("{:.2}×", value / reference) } else { "—".into() }
 }
 
 // --- a. one small edit on the wire --------------------------------------------------------
