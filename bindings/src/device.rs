@@ -24,6 +24,7 @@ use eenplan_core::sync::SharedDevice;
 
 use eenplan_core::CoreError;
 use eenplan_core::Device as CoreDevice;
+use eenplan_core::audience::Audience;
 use eenplan_core::ids::{EntityId, PlanId};
 use eenplan_core::plan::{
     ActionStatus, Compartment, Conflict, EscalationLevel, GoalStatus, NewAction, NewGoal, NewMember,
@@ -316,6 +317,19 @@ impl Device {
     /// Everything in the plan that this device may read.
     pub fn read_plan(&self, plan: PlanId) -> Result<PlanView, ApiError> {
         self.with(|d| d.read(&plan))
+    }
+
+    /// Who can read `compartment` of `plan` now, for the note editor's "zichtbaar voor: …"
+    /// before saving. Local: it never waits on the network.
+    pub fn audience(&self, plan: PlanId, compartment: Compartment) -> Result<Audience, ApiError> {
+        self.with(|d| d.audience(&plan, compartment))
+    }
+
+    /// The compartment the note editor's picker starts on: the most closed one this user's
+    /// role may write (a wijkteam note goes to `zorg`), `basis` only for a role that writes
+    /// nothing else.
+    pub fn default_note_compartment(&self) -> Result<Compartment, ApiError> {
+        self.with(|d| d.default_note_compartment())
     }
 
     /// Fields that hold concurrent values, for the regisseur to settle.

@@ -7,6 +7,7 @@
 //! (`usize`, a tuple variant around a struct).
 
 use eenplan_core::WipeReason;
+use eenplan_core::audience::{Audience, Reader};
 use eenplan_core::ids::{DeviceId, EntityId, PlanId};
 use eenplan_core::plan::conflicts::{Conflict, ConflictValue, FieldValue};
 use eenplan_core::plan::view::{
@@ -209,6 +210,29 @@ pub enum NoteKind {
 pub enum ShareOutcome {
     Done,
     Queued,
+}
+
+/// Who can read a compartment of a plan now ([`crate::device::Device::audience`]): what the
+/// note editor shows as "zichtbaar voor: …" before saving.
+#[uniffi::remote(Enum)]
+pub enum Audience {
+    /// Not enrolled: nothing written here leaves the device.
+    ThisDeviceOnly,
+    /// Enrolled, but the sharing policy has not arrived yet (before the first sync): say so,
+    /// do not guess.
+    PolicyNotYetKnown,
+    /// The plan's participants whose role reads the compartment, and every role the policy
+    /// lets read it (only those roles' devices get the key).
+    Readers { readers: Vec<Reader>, roles: Vec<String> },
+}
+
+/// A participant who can read a compartment: name, organisation and role as the plan lists
+/// them.
+#[uniffi::remote(Record)]
+pub struct Reader {
+    pub name: String,
+    pub organisation: String,
+    pub role: String,
 }
 
 /// Where the device stands with its server.

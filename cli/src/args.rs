@@ -133,6 +133,18 @@ pub enum PlanCommand {
     Regisseur(PlanRegisseurArgs),
     /// Gives another user access to the plan (the regisseur's device; needs the server).
     AddParticipant(PlanAddParticipantArgs),
+    /// Lists the plan's participants who can read a compartment, under the sharing policy.
+    Readers(PlanReadersArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanReadersArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    #[arg(long, value_parser = vocabulary::<Compartment>())]
+    pub compartment: Compartment,
+    #[command(flatten)]
+    pub output: JsonFlag,
 }
 
 #[derive(Debug, Args)]
@@ -387,10 +399,12 @@ pub struct NoteAddArgs {
     pub plan: String,
     #[arg(long)]
     pub text: String,
-    /// The compartment the note belongs in; the privacy rules share each with different partners.
-    #[arg(long, default_value = "basis", value_parser = vocabulary::<Compartment>())]
-    pub compartment: Compartment,
-    /// home_visit by default in basis, note elsewhere.
+    /// The compartment the note belongs in; the privacy rules share each with different
+    /// partners. By default the most closed one your role may write (a wijkteam note goes to
+    /// zorg), never basis unless your role writes nothing else.
+    #[arg(long, value_parser = vocabulary::<Compartment>())]
+    pub compartment: Option<Compartment>,
+    /// home_visit by default, note when another compartment than the default is named.
     #[arg(long, value_parser = vocabulary::<NoteKind>())]
     pub kind: Option<NoteKind>,
     #[command(flatten)]

@@ -30,6 +30,9 @@ fn main() -> ExitCode {
             return ExitCode::from(e.exit_code());
         }
     };
+    if let Some(notice) = output.notice() {
+        eprintln!("{notice}");
+    }
     match output.write_to(&mut std::io::stdout().lock()) {
         Ok(()) => ExitCode::SUCCESS,
         // The reader stopped early (`eenplan plan show X | head`): it got what it wanted, and

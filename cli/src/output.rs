@@ -1,6 +1,7 @@
 //! What a command prints. Commands return an [`Output`] instead of printing as they go, so that
 //! a command either prints its whole result or only an error.
 
+mod audience;
 mod conflicts;
 mod plan_view;
 
@@ -11,6 +12,7 @@ use serde::Serialize;
 
 use crate::error::CliError;
 
+pub use audience::audience_text;
 pub use conflicts::{conflicts_json, conflicts_text};
 pub use plan_view::plan_view_text;
 
@@ -19,6 +21,12 @@ pub enum Output {
     Nothing,
     /// Human text or JSON, printed as is with a final newline added when missing.
     Text(String),
+    /// A result for standard output (an id a script captures) and a line for the person at
+    /// the console on standard error ("zichtbaar voor: …").
+    Noted {
+        text: String,
+        notice: String,
+    },
 }
 
 impl Output {
@@ -41,10 +49,18 @@ impl Output {
         if json { Output::json(&serde_json::json!({ "id": id })) } else { Ok(Output::Text(id)) }
     }
 
+    /// What goes to standard error beside the result, if anything.
+    pub fn notice(&self) -> Option<&str> {
+        match self {
+            Output::Noted { notice, .. } => Some(notice),
+            Output::Nothing | Output::Text(_) => None,
+        }
+    }
+
     pub fn write_to(&self, out: &mut impl Write) -> std::io::Result<()> {
         let text = match self {
             Output::Nothing => return Ok(()),
-            Output::Text(t) => t,
+            Output::Text(t) | Output::Noted { text: t, .. } => t,
         };
         out.write_all(text.as_bytes())?;
         if !text.ends_with('\n') {

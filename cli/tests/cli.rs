@@ -173,7 +173,19 @@ fn a_full_edit_flow_shows_up_in_plan_show_json() {
     ]);
     d.ok(&["action", "set", &plan, &action, "--status", "done", "--no-due"]);
     let agreement = d.ok(&["agreement", "add", &plan, "--text", "Piet belt elke maandag de budgetcoach"]);
-    let visit = d.ok(&["note", "add", &plan, "--text", "Huisbezoek: rustig gesprek"]);
+    // No compartment named: a home-visit note goes to zorg, never to basis, and the worker
+    // is told who reads it (here: nobody else, the device is not enrolled).
+    let added = d.run(&["note", "add", &plan, "--text", "Huisbezoek: rustig gesprek"]);
+    assert!(added.status.success());
+    let visit = String::from_utf8(added.stdout).unwrap().trim().to_owned();
+    assert_eq!(
+        String::from_utf8(added.stderr).unwrap().trim(),
+        "zorg: zichtbaar voor: alleen dit apparaat (nog niet aangemeld bij een server)"
+    );
+    assert_eq!(
+        d.json(&["plan", "readers", &plan, "--compartment", "zorg"]),
+        serde_json::json!({ "shared": "this_device_only" })
+    );
     let worry = d.ok(&["note", "add", &plan, "--compartment", "veiligheid", "--text", "Spanning thuis"]);
     let safety =
         d.ok(&["safety", "add", &plan, "--danger", "Ruzie escaleert", "--goal", "Sem veilig bij oma"]);
@@ -207,7 +219,7 @@ fn a_full_edit_flow_shows_up_in_plan_show_json() {
     assert_eq!(view["actions"][0]["owner_person"], "Anna");
     assert_eq!(view["agreements"][0]["id"], agreement);
     assert_eq!(view["notes"][0]["id"], visit);
-    assert_eq!(view["notes"][0]["compartment"], "basis");
+    assert_eq!(view["notes"][0]["compartment"], "zorg");
     assert_eq!(view["notes"][0]["kind"], "home_visit");
     assert_eq!(view["notes"][1]["id"], worry);
     assert_eq!(view["notes"][1]["compartment"], "veiligheid");

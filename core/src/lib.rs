@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod audience;
 pub mod clock;
 pub mod crypto;
 pub mod device;

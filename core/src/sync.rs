@@ -70,6 +70,8 @@ pub const CLOCK_TOLERANCE_MS: i64 = 5 * 60 * 1000;
 const STATE_SERVER: &str = "server";
 const STATE_CERTIFICATE: &str = "certificate";
 const STATE_CURSOR: &str = "cursor";
+/// The key mailbox's own cursor: keys travel ahead of the bundles they open.
+const STATE_MAILBOX: &str = "mailbox";
 const STATE_POLICY: &str = "policy";
 
 /// Why the server could not be used, in plain words.
@@ -342,6 +344,17 @@ impl Device {
             .unwrap_or(0))
     }
 
+    /// Where the key mailbox stands. A device that synced before the mailbox had a cursor of
+    /// its own has had every envelope up to its log cursor, so it starts from there rather
+    /// than fetching every key again.
+    fn mailbox_cursor(&self) -> Result<u64, CoreError> {
+        if let Some(stored) = self.store().sync_state(STATE_MAILBOX)? {
+            return Ok(stored.as_slice().try_into().map(u64::from_be_bytes).unwrap_or(0));
+        }
+        let cursor = self.cursor()?;
+        Ok(if eenplan_protocol::sync::is_resume_token(cursor) { 0 } else { cursor })
+    }
+
     /// The sharing policy this device holds, verified against the pinned root.
     pub(crate) fn stored_policy(&self) -> Result<Option<Policy>, CoreError> {
         let Some(server) = self.server_state()? else { return Ok(None) };
@@ -378,6 +391,18 @@ impl Device {
     /// The offline lease of this device's organisation, once approved.
     pub(crate) fn own_lease_hours(&self) -> Result<Option<u32>, CoreError> {
         Ok(self.certificate_state()?.map(|c| c.lease_hours))
+    }
+
+    /// Whether the device has a server (it was enrolled), whatever became of it since.
+    pub(crate) fn has_server(&self) -> Result<bool, CoreError> {
+        Ok(self.server_state()?.is_some())
+    }
+
+    /// The role this device's verified certificate names; `None` before an administrator
+    /// approved the device (or when its certificate no longer verifies).
+    pub(crate) fn own_certified_role(&self) -> Result<Option<String>, CoreError> {
+        let Some(server) = self.server_state()? else { return Ok(None) };
+        Ok(self.own_certificate(&server).ok().map(|own| own.role))
     }
 
     /// This device's own verified certificate body.

@@ -72,6 +72,11 @@ pub struct SyncRequest {
     /// [`MAX_REFUSED_ENVELOPES`].
     #[serde(rename = "re", default, skip_serializing_if = "Vec::is_empty")]
     pub refused_envelopes: Vec<RefusedEnvelope>,
+    /// Where the device's key mailbox stands: the `envelopes_through` of its last answer.
+    /// Keys go out ahead of the bundles they open, on a cursor of their own, so a new device
+    /// gets its keys before its history (whose log positions are older than the keys').
+    #[serde(rename = "ea", default, skip_serializing_if = "is_zero_u64")]
+    pub envelopes_after: u64,
 }
 
 /// "The envelope `sealer` sealed to me for this (document, epoch) is no good."
@@ -189,6 +194,9 @@ pub struct SyncResponse {
     /// The change logs asked for in [`SyncRequest::history`], as far as the page allowed.
     #[serde(rename = "hi", default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistoryPage>,
+    /// The mailbox position to send back as [`SyncRequest::envelopes_after`].
+    #[serde(rename = "et", default, skip_serializing_if = "is_zero_u64")]
+    pub envelopes_through: u64,
 }
 
 /// The smallest pull page a device may ask for ([`SyncRequest::max_bytes`]); one bundle is
@@ -273,6 +281,10 @@ pub fn rejection_is_retryable(reason: &str) -> bool {
 }
 
 fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+fn is_zero_u64(v: &u64) -> bool {
     *v == 0
 }
 

@@ -393,6 +393,9 @@ pub struct PullRequest {
     pub max_bytes: usize,
     /// The most key envelopes in the page.
     pub max_envelopes: usize,
+    /// The device's mailbox cursor: envelopes stored at a position after it are due. They go
+    /// first, ahead of the bundles, each once.
+    pub envelopes_after: u64,
     /// Change logs asked for beside the pull, served from what the pull left of the budget.
     pub history: Vec<HistoryRequest>,
 }
@@ -406,6 +409,8 @@ impl PullRequest {
             since,
             max_bytes,
             max_envelopes: eenplan_protocol::sync::MAX_ENVELOPES_PER_ANSWER,
+            // A caller that keeps no mailbox cursor of its own takes the log cursor for it.
+            envelopes_after: if eenplan_protocol::sync::is_resume_token(since) { 0 } else { since },
             history: Vec::new(),
         }
     }
@@ -424,15 +429,19 @@ pub struct HistoryBatch {
     pub complete: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PullBatch {
     pub bundles: Vec<StoredBundle>,
     /// For each snapshot in `bundles`, in the same order: for every device that wrote change
     /// bundles of its document with seq ≤ its `covers_seq`, that device's newest such bundle
     /// (devices in id order).
     pub witnesses: Vec<StoredBundle>,
-    /// The device's key envelopes stored at a position this page covers, in position order.
+    /// The device's key envelopes stored after the request's `envelopes_after`, in position
+    /// order, ahead of the bundles.
     pub envelopes: Vec<Envelope>,
+    /// The mailbox cursor for the next pull: the position of the last envelope sent, or the
+    /// request's own.
+    pub envelopes_through: u64,
     /// One page per history request the device may read (the first of duplicates), in the
     /// requests' order; documents it may not read get none.
     pub history: Vec<HistoryBatch>,

@@ -1042,7 +1042,7 @@ pub mod suite {
         );
     }
 
-    pub fn envelopes_are_paged_with_the_log_and_each_is_delivered_once(s: &dyn Storage) {
+    pub fn envelopes_go_ahead_of_the_log_on_a_cursor_of_their_own_each_once(s: &dyn Storage) {
         let ann = user(s, "Ann");
         let bob = user(s, "Bob");
         let (a1, b1) = (device(s, ann, 1), device(s, bob, 2));
@@ -1056,23 +1056,31 @@ pub mod suite {
             put.push(envelope);
         }
         // 250 bytes: two changes, or a change and an envelope (120 bytes each), or two envelopes.
-        let (mut cursor, mut got, mut bundles) = (0, Vec::new(), 0);
+        // Every envelope is stored after the bundle it opens, yet all of them go first.
+        let (mut cursor, mut mailbox, mut got, mut bundles) = (0, 0, Vec::new(), 0);
         loop {
             let mut request = PullRequest::new(bob, b1, cursor, 250);
             request.max_envelopes = 1;
+            request.envelopes_after = mailbox;
             let page = s.pull_page(&request).unwrap();
             assert!(page.envelopes.len() <= 1);
             assert!(page.bundles.len() + page.envelopes.len() <= 2);
             got.extend(page.envelopes);
+            if !page.bundles.is_empty() {
+                assert_eq!(got.len(), put.len(), "a bundle came before every key did");
+            }
             bundles += page.bundles.len();
             cursor = page.head;
+            mailbox = page.envelopes_through;
             if page.complete {
                 break;
             }
         }
         assert_eq!(got, put, "every envelope once, in the order stored");
         assert_eq!(bundles, 12);
-        assert!(s.pull(bob, b1, cursor, BIG).unwrap().envelopes.is_empty());
+        let mut again = PullRequest::new(bob, b1, cursor, BIG);
+        again.envelopes_after = mailbox;
+        assert!(s.pull_page(&again).unwrap().envelopes.is_empty());
     }
 
     pub fn the_first_envelope_stays_and_key_requests_list_exactly_the_devices_lacking_an_envelope(
@@ -1880,6 +1888,8 @@ pub mod suite {
         holds: HashMap<DocumentId, BTreeSet<u64>>,
         /// The epochs of the envelopes put for it, and of those it received.
         envelopes_put: BTreeSet<u32>,
+        /// The mailbox cursor.
+        mailbox: u64,
         envelopes_received: BTreeSet<u32>,
     }
 
@@ -1926,6 +1936,7 @@ pub mod suite {
                 received: HashSet::new(),
                 holds: HashMap::new(),
                 envelopes_put: BTreeSet::new(),
+                mailbox: 0,
                 envelopes_received: BTreeSet::new(),
             });
         };
@@ -1957,7 +1968,9 @@ pub mod suite {
                         .map(|x| (p, x.granted_at_seq))
                 })
                 .collect();
-            let batch = s.pull(user, dev.id, dev.cursor, max_bytes).unwrap();
+            let mut request = PullRequest::new(user, dev.id, dev.cursor, max_bytes);
+            request.envelopes_after = dev.mailbox;
+            let batch = s.pull_page(&request).unwrap();
             let sizes = batch.bundles.iter().chain(&batch.witnesses).map(|b| b.bytes.len());
             let total: usize = sizes.chain(batch.envelopes.iter().map(|e| e.bytes.len())).sum();
             if total > max_bytes {
@@ -2001,6 +2014,7 @@ pub mod suite {
                 );
             }
             dev.cursor = batch.head;
+            dev.mailbox = batch.envelopes_through;
             batch.complete
         };
 
@@ -2131,7 +2145,7 @@ macro_rules! conformance_suite {
             snapshot_requests_are_bounded_per_device_one_device_at_a_time_and_expire,
             witnesses_are_each_authors_newest_change_up_to_what_the_snapshot_covers,
             history_requests_page_a_readable_documents_whole_change_log_within_the_budget,
-            envelopes_are_paged_with_the_log_and_each_is_delivered_once,
+            envelopes_go_ahead_of_the_log_on_a_cursor_of_their_own_each_once,
             the_first_envelope_stays_and_key_requests_list_exactly_the_devices_lacking_an_envelope,
             an_envelope_batch_of_a_sealer_revoked_meanwhile_stores_none_of_it,
             a_recipients_refusal_withdraws_the_sealers_envelope_and_keeps_that_sealer_out,

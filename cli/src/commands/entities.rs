@@ -12,7 +12,7 @@ use crate::args::{
     SafetyCommand, ScoreCommand,
 };
 use crate::error::CliError;
-use crate::output::Output;
+use crate::output::{Output, audience_text};
 
 pub fn member(device: &mut Device, command: MemberCommand) -> Result<Output, CliError> {
     let MemberCommand::Add(args) = command;
@@ -102,14 +102,25 @@ pub fn agreement(device: &mut Device, command: AgreementCommand) -> Result<Outpu
 pub fn note(device: &mut Device, command: NoteCommand) -> Result<Output, CliError> {
     let NoteCommand::Add(args) = command;
     let plan = find_plan(device, &args.plan)?;
-    // Basis notes are what workers write after a home visit; the other compartments hold
-    // specialist notes.
-    let kind = args.kind.unwrap_or(match args.compartment {
-        Compartment::Basis => NoteKind::HomeVisit,
-        _ => NoteKind::Note,
+    let default = device.default_note_compartment()?;
+    let compartment = args.compartment.unwrap_or(default);
+    // What a worker writes by default is what they saw on a home visit; a note sent elsewhere
+    // on purpose is a specialist note.
+    let kind = args.kind.unwrap_or(if compartment == default || compartment == Compartment::Basis {
+        NoteKind::HomeVisit
+    } else {
+        NoteKind::Note
     });
-    let id = device.edit(&plan, |p| p.add_note(args.compartment, kind, &args.text))?;
-    Output::id(args.output.json, id)
+    let id = device.edit(&plan, |p| p.add_note(compartment, kind, &args.text))?;
+    let audience = device.audience(&plan, compartment)?;
+    if args.output.json {
+        return Output::json(&serde_json::json!({
+            "id": id.to_string(),
+            "compartment": compartment,
+            "audience": audience,
+        }));
+    }
+    Ok(Output::Noted { text: id.to_string(), notice: audience_text(compartment, &audience) })
 }
 
 pub fn safety(device: &mut Device, command: SafetyCommand) -> Result<Output, CliError> {

@@ -7,7 +7,7 @@ use eenplan_core::PlanListEntry;
 use super::{find_plan, open};
 use crate::args::PlanCommand;
 use crate::error::CliError;
-use crate::output::{Lines, Output, plan_view_text};
+use crate::output::{Lines, Output, audience_text, plan_view_text};
 
 pub fn run(data: &Path, command: PlanCommand) -> Result<Output, CliError> {
     let mut device = open(data)?;
@@ -42,6 +42,11 @@ pub fn run(data: &Path, command: PlanCommand) -> Result<Output, CliError> {
             let id = find_plan(&device, &args.plan)?;
             device.add_participant(&id, &args.user, &args.role)?;
             Ok(Output::Nothing)
+        }
+        PlanCommand::Readers(args) => {
+            let id = find_plan(&device, &args.plan)?;
+            let audience = device.audience(&id, args.compartment)?;
+            Output::choose(args.output.json, &audience, |a| audience_text(args.compartment, a))
         }
     }
 }

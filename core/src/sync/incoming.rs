@@ -500,8 +500,11 @@ impl Device {
                 ));
             }
         }
-        let overflow = pass.to_park.len().saturating_sub(MAX_PARKED);
-        for dropped in pass.to_park.drain(..overflow) {
+        // Past the bound, the newest arrivals go (their documents' logs are fetched again
+        // instead): a document's oldest bundle is the one the others wait behind, and
+        // dropping it would leave the later ones to arrive without it.
+        let kept = pass.to_park.len().min(MAX_PARKED);
+        for dropped in pass.to_park.drain(kept..) {
             if let Ok(bundle) = Bundle::decode(dropped) {
                 pass.history.need(bundle.header.document);
             }
@@ -543,6 +546,9 @@ impl Device {
                 w.put_state(name, value)?;
             }
             w.put_state(super::keys::STATE_COMPLAINTS, &complaints)?;
+            // Never backwards: a server cannot make the device take its keys again.
+            let mailbox = response.envelopes_through.max(outgoing.request.envelopes_after);
+            w.put_state(super::STATE_MAILBOX, &mailbox.to_be_bytes())?;
             w.put_state(STATE_CURSOR, &response.head.to_be_bytes())
         });
         for (plan, _, _) in writes {

@@ -154,8 +154,10 @@ pub async fn sync(
         max_bytes,
         history,
         refused_envelopes,
+        envelopes_after,
     } = request;
-    let wanted = Wanted::new(since, policy_version, max_bytes, history)?;
+    let mut wanted = Wanted::new(since, policy_version, max_bytes, history)?;
+    wanted.envelopes_after = envelopes_after;
     let device = session.device;
 
     let checker = device.clone();
@@ -550,6 +552,8 @@ struct Wanted {
     /// The page's budget, clamped to what the server allows.
     max_bytes: usize,
     history: Vec<HistoryRequest>,
+    /// The device's mailbox cursor.
+    envelopes_after: u64,
 }
 
 impl Wanted {
@@ -576,7 +580,7 @@ impl Wanted {
                 Some(HistoryRequest { document: DocumentId::from_bytes(&h.document.0).ok()?, after: h.after })
             })
             .collect();
-        Ok(Wanted { since, policy_version, max_bytes, history })
+        Ok(Wanted { since, policy_version, max_bytes, history, envelopes_after: 0 })
     }
 }
 
@@ -593,6 +597,7 @@ fn respond(
         since: wanted.since,
         max_bytes: wanted.max_bytes,
         max_envelopes: MAX_ENVELOPES_PER_ANSWER,
+        envelopes_after: wanted.envelopes_after,
         history: wanted.history,
     })?;
     let history_bundles: usize = batch.history.iter().map(|h| h.bundles.len()).sum();
@@ -648,6 +653,7 @@ fn respond(
         policy,
         commitments,
         witnesses: batch.witnesses.into_iter().map(|b| Blob(b.bytes)).collect(),
+        envelopes_through: batch.envelopes_through,
         history: batch
             .history
             .into_iter()

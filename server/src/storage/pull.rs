@@ -96,20 +96,19 @@ const MAX_POSITION: u64 = i64::MAX as u64;
 enum What {
     Snapshot { covers: u64 },
     Change,
-    Envelope(usize),
 }
 
-/// One thing a page sends whole: a bundle (a snapshot with its witnesses), or an envelope.
+/// One thing a page sends whole: a bundle, or a snapshot with its witnesses.
 #[derive(Debug, Clone, Copy)]
 struct Unit {
     /// Where it sits for paging: a bundle's seq, the grant's position for a history block,
-    /// the anchor of a shortcut snapshot, an envelope's position.
+    /// the anchor of a shortcut snapshot.
     position: u64,
     /// Orders the documents of one history block.
     document: DocumentId,
     /// Snapshots before changes within a document.
     what: What,
-    /// The bundle's seq or the envelope's position.
+    /// The bundle's seq.
     seq: u64,
     size: u64,
     /// Part of the history block at `position`: a page may stop inside it.
@@ -121,7 +120,6 @@ impl Unit {
         let rank = match self.what {
             What::Snapshot { .. } => 0,
             What::Change => 1,
-            What::Envelope(_) => 2,
         };
         (self.position, self.document, rank, self.seq)
     }
@@ -130,7 +128,7 @@ impl Unit {
     fn delivered_through(&self) -> u64 {
         match self.what {
             What::Snapshot { covers } => covers,
-            What::Change | What::Envelope(_) => self.seq,
+            What::Change => self.seq,
         }
     }
 }
@@ -184,29 +182,69 @@ pub(crate) fn pull(view: &dyn LogView, request: &PullRequest) -> Result<Page> {
     let readable = view.readable(request.user)?;
     let mut budget =
         Budget { limit: u64::try_from(request.max_bytes).unwrap_or(u64::MAX), used: 0, any: false };
+    // Keys first: they open the bundles after them, and a new device's keys were sealed after
+    // the history it is due (their positions are later).
+    let mailbox = Mailbox::take(view, request, &mut budget)?;
+    if !mailbox.complete {
+        // More keys are due than one page holds: no bundle yet, since one that arrived ahead
+        // of its key would only wait on the device. The log cursor stays where it is.
+        let batch = PullBatch {
+            envelopes: mailbox.envelopes,
+            envelopes_through: mailbox.through,
+            head: request.since,
+            complete: false,
+            ..PullBatch::default()
+        };
+        return Ok(Page { batch, resume: None, presented_token: start.token });
+    }
     let stream = Stream::collect(view, request, &start, &readable, head, budget.limit)?;
-    // An envelope limit of 0 would leave a page that starts with an envelope empty for ever.
-    let taken = take_units(view, &stream.units, &mut budget, request.max_envelopes.max(1))?;
+    let taken = take_units(view, &stream.units, &mut budget)?;
     let (head, complete, resume) = stream.end(&taken, &start, request.since, head);
 
     let mut batch = PullBatch {
         bundles: Vec::new(),
         witnesses: Vec::new(),
-        envelopes: Vec::new(),
+        envelopes: mailbox.envelopes,
+        envelopes_through: mailbox.through,
         history: Vec::new(),
         head,
         complete,
     };
     for unit in &stream.units[..taken.units] {
-        match unit.what {
-            What::Envelope(index) => batch.envelopes.push(stream.envelopes[index].1.clone()),
-            What::Snapshot { .. } | What::Change => batch.bundles.push(view.fetch(unit.seq)?),
-        }
+        batch.bundles.push(view.fetch(unit.seq)?);
     }
     batch.witnesses = taken.witnesses.iter().map(|&seq| view.fetch(seq)).collect::<Result<_>>()?;
     let readable: HashSet<DocumentId> = readable.into_iter().map(|(document, _)| document).collect();
     batch.history = history(view, request, &readable, &mut budget)?;
     Ok(Page { batch, resume, presented_token: start.token })
+}
+
+/// The envelopes a page carries: those after the device's mailbox cursor, in position order,
+/// at most [`PullRequest::max_envelopes`] and within the budget (the first always).
+struct Mailbox {
+    envelopes: Vec<Envelope>,
+    through: u64,
+    complete: bool,
+}
+
+impl Mailbox {
+    fn take(view: &dyn LogView, request: &PullRequest, budget: &mut Budget) -> Result<Mailbox> {
+        // One more than fits, so that a page stopped by the limit is not taken for the end.
+        let limit = request.max_envelopes.max(1);
+        let due = view.envelopes_after(request.device, request.envelopes_after, limit.saturating_add(1))?;
+        let mut out = Mailbox { envelopes: Vec::new(), through: request.envelopes_after, complete: true };
+        for (position, envelope) in due {
+            if out.envelopes.len() >= limit
+                || !budget.take(u64::try_from(envelope.bytes.len()).unwrap_or(u64::MAX))
+            {
+                out.complete = false;
+                break;
+            }
+            out.through = position;
+            out.envelopes.push(envelope);
+        }
+        Ok(out)
+    }
 }
 
 /// Everything due to the device, in page order (bundles without their bytes).
@@ -215,7 +253,6 @@ struct Stream {
     /// The first position a document's scan left out because that document alone filled the
     /// page: nothing from there on can be in this page.
     cut: Option<u64>,
-    envelopes: Vec<(u64, Envelope)>,
 }
 
 impl Stream {
@@ -227,7 +264,7 @@ impl Stream {
         head: u64,
         budget: u64,
     ) -> Result<Stream> {
-        let mut stream = Stream { units: Vec::new(), cut: None, envelopes: Vec::new() };
+        let mut stream = Stream { units: Vec::new(), cut: None };
         // Every grant, bundle and envelope has a position ≤ head, so nothing can be due.
         if start.since >= head {
             return Ok(stream);
@@ -237,19 +274,6 @@ impl Stream {
             if let Some(position) = plan.units(view, request.device, budget, &mut stream.units)? {
                 stream.cut = Some(stream.cut.map_or(position, |c| c.min(position)));
             }
-        }
-        // One more than fits, so that a page stopped by the limit is not taken for the end.
-        let limit = request.max_envelopes.saturating_add(1);
-        stream.envelopes = view.envelopes_after(request.device, start.since, limit)?;
-        for (index, (position, envelope)) in stream.envelopes.iter().enumerate() {
-            stream.units.push(Unit {
-                position: *position,
-                document: envelope.document,
-                what: What::Envelope(index),
-                seq: *position,
-                size: u64::try_from(envelope.bytes.len()).unwrap_or(u64::MAX),
-                in_block: false,
-            });
         }
         stream.units.sort_by_key(Unit::order);
         Ok(stream)
@@ -288,27 +312,15 @@ struct Taken {
     witnesses: Vec<u64>,
 }
 
-/// Takes units in order while they fit the budget and the envelope limit; a snapshot takes
-/// its witnesses with it.
-fn take_units(
-    view: &dyn LogView,
-    units: &[Unit],
-    budget: &mut Budget,
-    max_envelopes: usize,
-) -> Result<Taken> {
+/// Takes units in order while they fit the budget; a snapshot takes its witnesses with it.
+fn take_units(view: &dyn LogView, units: &[Unit], budget: &mut Budget) -> Result<Taken> {
     let mut taken = Taken { units: 0, witnesses: Vec::new() };
-    let mut envelopes = 0usize;
     for unit in units {
         let mut size = unit.size;
         let mut witnesses = Vec::new();
-        match unit.what {
-            What::Envelope(_) if envelopes >= max_envelopes => break,
-            What::Envelope(_) => envelopes += 1,
-            What::Snapshot { covers } => {
-                witnesses = witnesses_of(view, unit.document, covers)?;
-                size = witnesses.iter().fold(size, |total, w| total.saturating_add(w.size));
-            }
-            What::Change => {}
+        if let What::Snapshot { covers } = unit.what {
+            witnesses = witnesses_of(view, unit.document, covers)?;
+            size = witnesses.iter().fold(size, |total, w| total.saturating_add(w.size));
         }
         if !budget.take(size) {
             break;

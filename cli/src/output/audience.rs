@@ -1,0 +1,27 @@
+//! "zichtbaar voor: …": who can read a compartment, in the worker's words.
+
+use eenplan_core::audience::{Audience, Reader};
+use eenplan_core::plan::Compartment;
+
+/// One line for the console: the compartment and who can read it.
+pub fn audience_text(compartment: Compartment, audience: &Audience) -> String {
+    let who = match audience {
+        Audience::ThisDeviceOnly => "alleen dit apparaat (nog niet aangemeld bij een server)".to_owned(),
+        Audience::PolicyNotYetKnown => {
+            "nog onbekend: synchroniseer eerst, dan staat het deelbeleid op dit apparaat".to_owned()
+        }
+        Audience::Readers { readers, roles } => {
+            let people = if readers.is_empty() {
+                "geen van de deelnemers die in het plan staan".to_owned()
+            } else {
+                readers.iter().map(reader_text).collect::<Vec<_>>().join(", ")
+            };
+            format!("{people}; rollen: {}", roles.join(", "))
+        }
+    };
+    format!("{compartment}: zichtbaar voor: {who}")
+}
+
+fn reader_text(reader: &Reader) -> String {
+    format!("{} ({}, {})", reader.name, reader.organisation, reader.role)
+}

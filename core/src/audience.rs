@@ -1,0 +1,142 @@
+//! Who will read what a worker writes, and where a note goes when its author names no
+//! compartment.
+//!
+//! Not knowing who reads a note is what makes professionals choose "niet delen" (DESIGN §3).
+//! So before a note is saved, the worker sees the plan's participants whose role the sharing
+//! policy lets read the chosen compartment; and a note whose author names no compartment goes
+//! to the most closed compartment the author's role may write, never to `basis` (which every
+//! participant reads, school and housing corporation included) unless the role writes nothing
+//! else.
+//!
+//! Everything here is local: the policy is the root-signed one the device holds, the
+//! participants are the plan's own list. No call waits on the network.
+
+use eenplan_protocol::policy::Policy;
+use serde::{Deserialize, Serialize};
+
+use crate::device::Device;
+use crate::error::CoreError;
+use crate::ids::PlanId;
+use crate::plan::Compartment;
+
+/// The compartment a note goes to on a device that knows no role yet (not enrolled): care
+/// information is what a note about a family most often is, and `zorg` is closed to school
+/// and housing corporation under every policy shipped.
+pub const NOTE_COMPARTMENT_WITHOUT_ROLE: Compartment = Compartment::Zorg;
+
+/// One participant who can read a compartment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reader {
+    pub name: String,
+    pub organisation: String,
+    pub role: String,
+}
+
+/// Who can read a compartment of a plan now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "shared", rename_all = "snake_case")]
+pub enum Audience {
+    /// The device is not enrolled: nothing it writes leaves it.
+    ThisDeviceOnly,
+    /// The device is enrolled but holds no sharing policy yet (before its first sync), so it
+    /// cannot say; the app should say so rather than guess.
+    PolicyNotYetKnown,
+    /// The plan's participants whose role reads the compartment, by name, and every role the
+    /// policy lets read it. The roles are the encryption boundary (only their devices get the
+    /// key); the names are the plan's own list of participants.
+    Readers { readers: Vec<Reader>, roles: Vec<String> },
+}
+
+impl Device {
+    /// Who can read `compartment` of `plan` now: the plan's participants whose role the
+    /// policy this device holds lets read it.
+    pub fn audience(&mut self, plan: &PlanId, compartment: Compartment) -> Result<Audience, CoreError> {
+        if !self.has_server()? {
+            return Ok(Audience::ThisDeviceOnly);
+        }
+        let Some(policy) = self.stored_policy()? else { return Ok(Audience::PolicyNotYetKnown) };
+        let view = self.read(plan)?;
+        let mut readers: Vec<Reader> = view
+            .participants
+            .into_iter()
+            .filter(|p| policy.may_read(&p.role, compartment as u8))
+            .map(|p| Reader { name: p.name, organisation: p.organisation, role: p.role })
+            .collect();
+        readers.sort_by(|a, b| (&a.name, &a.organisation).cmp(&(&b.name, &b.organisation)));
+        let roles = policy.roles.keys().filter(|r| policy.may_read(r, compartment as u8)).cloned().collect();
+        Ok(Audience::Readers { readers, roles })
+    }
+
+    /// Where a note goes when its author names no compartment: see [`note_compartment_for`].
+    pub fn default_note_compartment(&self) -> Result<Compartment, CoreError> {
+        let (Some(policy), Some(role)) = (self.stored_policy()?, self.own_certified_role()?) else {
+            return Ok(NOTE_COMPARTMENT_WITHOUT_ROLE);
+        };
+        Ok(note_compartment_for(&policy, &role))
+    }
+}
+
+/// The compartment other than `basis` that `role` may write and the fewest roles read (the
+/// first in [`Compartment::ALL`] order on a tie); `basis` only for a role that writes nothing
+/// else. A wijkteam note goes to `zorg`, a police note to `justitie`.
+pub fn note_compartment_for(policy: &Policy, role: &str) -> Compartment {
+    let readers_of = |c: Compartment| policy.roles.keys().filter(|r| policy.may_read(r, c as u8)).count();
+    Compartment::ALL
+        .into_iter()
+        .filter(|c| *c != Compartment::Basis && policy.may_write(role, *c as u8))
+        .min_by_key(|c| readers_of(*c))
+        .unwrap_or(Compartment::Basis)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use eenplan_protocol::policy::Access;
+
+    use super::*;
+
+    fn policy(rows: &[(&str, &[&str])]) -> Policy {
+        let roles: BTreeMap<String, Access> = rows
+            .iter()
+            .map(|(role, write)| {
+                let write: Vec<String> = write.iter().map(|c| c.to_string()).collect();
+                let mut read = write.clone();
+                if !read.iter().any(|c| c == "basis") {
+                    read.push("basis".into());
+                }
+                (role.to_string(), Access { read, write })
+            })
+            .collect();
+        Policy { version: 1, roles }
+    }
+
+    fn region() -> Policy {
+        policy(&[
+            ("wijkteam", &["basis", "zorg", "veiligheid"]),
+            ("ggz", &["basis", "zorg"]),
+            ("veilig_thuis", &["basis", "zorg", "veiligheid"]),
+            ("politie", &["basis", "veiligheid", "justitie"]),
+            ("om", &["basis", "justitie"]),
+            ("raad_kinderbescherming", &["basis", "veiligheid"]),
+            ("school", &["basis"]),
+        ])
+    }
+
+    #[test]
+    fn a_wijkteam_note_goes_to_the_closed_compartment_its_role_writes_not_to_basis() {
+        // zorg is read by three roles, veiligheid by four.
+        assert_eq!(note_compartment_for(&region(), "wijkteam"), Compartment::Zorg);
+    }
+
+    #[test]
+    fn a_police_note_goes_to_justitie_which_the_fewest_read() {
+        assert_eq!(note_compartment_for(&region(), "politie"), Compartment::Justitie);
+    }
+
+    #[test]
+    fn a_role_that_writes_only_basis_writes_its_notes_there_and_an_unknown_role_too() {
+        assert_eq!(note_compartment_for(&region(), "school"), Compartment::Basis);
+        assert_eq!(note_compartment_for(&region(), "not_in_the_policy"), Compartment::Basis);
+    }
+}

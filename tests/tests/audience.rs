@@ -1,0 +1,108 @@
+//! "Who will read this", end to end: a wijkteam home-visit note goes to a compartment the
+//! school cannot read, and what the worker is shown before saving names exactly the plan's
+//! participants who do read it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use eenplan_core::audience::{Audience, Reader};
+use eenplan_core::plan::{Compartment, NewParticipant, NoteKind, Role};
+use eenplan_core::{Device, PlanId};
+use eenplan_tests::network::Network;
+
+const USERS: &[(&str, &str, &str)] = &[
+    ("Rita", "Wijkteam Noord", "regisseur"),
+    ("Wim", "Wijkteam Noord", "wijkteam"),
+    ("Gert", "GGZ Centraal", "ggz"),
+    ("Sanne", "Basisschool De Linde", "school"),
+    ("Otto", "Politie Midden", "politie"),
+];
+
+fn reader(name: &str, organisation: &str, role: &str) -> Reader {
+    Reader { name: name.into(), organisation: organisation.into(), role: role.into() }
+}
+
+fn note_texts(device: &mut Device, plan: &PlanId) -> Vec<String> {
+    device.read(plan).unwrap().notes.into_iter().map(|n| n.text).collect()
+}
+
+#[test]
+fn a_wijkteam_home_visit_note_never_reaches_the_school_and_readers_names_exactly_who_gets_it() {
+    let net = Network::start(USERS);
+    let mut rita = net.device("rita", "Rita");
+    let mut wim = net.device("wim", "Wim");
+    let mut gert = net.device("gert", "Gert");
+    let mut sanne = net.device("sanne", "Sanne");
+    let plan = rita.create_plan("Jansen").unwrap();
+    // The plan's own list of participants, and their access.
+    for (name, organisation, role) in USERS {
+        let role: Role = role.parse().unwrap();
+        let participant = NewParticipant { name: (*name).into(), organisation: (*organisation).into(), role };
+        rita.edit(&plan, |p| p.add_participant(participant)).unwrap();
+    }
+    rita.sync().unwrap();
+    for (user, role) in [("Wim", "wijkteam"), ("Gert", "ggz"), ("Sanne", "school")] {
+        rita.add_participant(&plan, user, role).unwrap();
+    }
+    for _ in 0..2 {
+        for device in [&mut rita, &mut wim, &mut gert, &mut sanne] {
+            device.sync().unwrap();
+        }
+    }
+
+    // Wim names no compartment: his note goes where his role writes with the fewest readers.
+    let compartment = wim.default_note_compartment().unwrap();
+    assert_eq!(compartment, Compartment::Zorg, "never basis for a wijkteam note");
+    let text = "Huisbezoek: moeder vertelt over de GGZ-behandeling.";
+    wim.edit(&plan, |p| p.add_note(compartment, NoteKind::HomeVisit, text)).unwrap();
+
+    // What he is shown before saving: the participants whose role reads zorg, and no one else.
+    let Audience::Readers { readers, roles } = wim.audience(&plan, compartment).unwrap() else {
+        panic!("an enrolled, synced device knows its policy");
+    };
+    assert_eq!(
+        readers,
+        vec![
+            reader("Gert", "GGZ Centraal", "ggz"),
+            reader("Rita", "Wijkteam Noord", "regisseur"),
+            reader("Wim", "Wijkteam Noord", "wijkteam"),
+        ]
+    );
+    assert!(!roles.contains(&"school".to_owned()) && roles.contains(&"ggz".to_owned()), "{roles:?}");
+    // basis, by contrast, everyone reads.
+    let Audience::Readers { readers: basis, .. } = wim.audience(&plan, Compartment::Basis).unwrap() else {
+        panic!("policy known");
+    };
+    assert_eq!(basis.len(), USERS.len());
+
+    wim.sync().unwrap();
+    for device in [&mut rita, &mut gert, &mut sanne] {
+        device.sync().unwrap();
+    }
+    assert!(note_texts(&mut gert, &plan).contains(&text.to_owned()), "GGZ reads zorg");
+    assert!(note_texts(&mut rita, &plan).contains(&text.to_owned()), "the regisseur reads zorg");
+    assert!(!note_texts(&mut sanne, &plan).contains(&text.to_owned()), "the school never gets it");
+    assert_eq!(sanne.keyed_compartments(&plan).unwrap(), vec![Compartment::Basis]);
+}
+
+#[test]
+fn a_police_note_goes_to_justitie_and_a_school_note_to_basis_the_only_one_it_writes() {
+    let net = Network::start(USERS);
+    let mut otto = net.device("otto", "Otto");
+    let mut sanne = net.device("sanne", "Sanne");
+    // The policy arrives with the first sync.
+    otto.sync().unwrap();
+    sanne.sync().unwrap();
+    assert_eq!(otto.default_note_compartment().unwrap(), Compartment::Justitie);
+    assert_eq!(sanne.default_note_compartment().unwrap(), Compartment::Basis);
+}
+
+#[test]
+fn a_device_that_is_not_enrolled_says_its_notes_stay_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut device = Device::init(dir.path(), &eenplan_tests::test_keystore()).unwrap();
+    let plan = device.create_plan("Jansen").unwrap();
+    assert_eq!(device.audience(&plan, Compartment::Zorg).unwrap(), Audience::ThisDeviceOnly);
+    assert_eq!(
+        device.default_note_compartment().unwrap(),
+        eenplan_core::audience::NOTE_COMPARTMENT_WITHOUT_ROLE
+    );
+}
