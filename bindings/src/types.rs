@@ -9,6 +9,7 @@
 use eenplan_core::WipeReason;
 use eenplan_core::audience::{Audience, Reader};
 use eenplan_core::ids::{DeviceId, EntityId, PlanId};
+use eenplan_core::people::Person;
 use eenplan_core::plan::conflicts::{Conflict, ConflictValue, FieldValue};
 use eenplan_core::plan::view::{
     Action, Agreement, EscalationStep, Goal, Member, Note, Participant, PlanView, SafetyItem, Score,
@@ -362,6 +363,19 @@ pub struct PlanView {
     pub notes: Vec<Note>,
     pub safety_items: Vec<SafetyItem>,
     pub compartments: Vec<Compartment>,
+    /// The people behind the device ids in `notes[].author`, `agreements[].author` and
+    /// `escalations[].by`, as far as the device holds their certificates: show the name and
+    /// organisation, not the id.
+    pub people: Vec<Person>,
+}
+
+/// Who is behind a device (`device`, hex), as an administrator certified it.
+#[uniffi::remote(Record)]
+pub struct Person {
+    pub device: String,
+    pub name: String,
+    pub organisation: String,
+    pub role: String,
 }
 
 #[uniffi::remote(Record)]
@@ -467,6 +481,8 @@ pub struct Conflict {
 pub struct ConflictValue {
     pub value: FieldValue,
     pub author: Option<DeviceId>,
+    /// The person behind `author`, when the device holds its certificate.
+    pub author_person: Option<Person>,
     pub at_ms: Option<i64>,
 }
 

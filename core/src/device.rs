@@ -428,20 +428,30 @@ impl Device {
         self.views.remove(id);
     }
 
+    /// Drops every cached read model: what it names people by has changed (a certificate
+    /// arrived).
+    pub(crate) fn forget_views(&mut self) {
+        self.views.clear();
+    }
+
     /// The plan's read model.
     pub fn read(&mut self, id: &PlanId) -> Result<PlanView, CoreError> {
         self.plan_gate()?;
         if let Some(view) = self.views.get(id) {
             return Ok(view.clone());
         }
-        let view = self.plan(*id)?.view()?;
+        let mut view = self.plan(*id)?.view()?;
+        view.people = self.people_in(&view)?;
         self.views.insert(*id, view.clone());
         Ok(view)
     }
 
+    /// Registers that hold concurrent values, each value with who wrote it.
     pub fn conflicts(&mut self, id: &PlanId) -> Result<Vec<Conflict>, CoreError> {
         self.plan_gate()?;
-        Ok(self.plan(*id)?.conflicts()?)
+        let mut conflicts = self.plan(*id)?.conflicts()?;
+        self.name_conflict_authors(&mut conflicts)?;
+        Ok(conflicts)
     }
 
     /// Runs a typed edit and makes it durable before returning.

@@ -30,6 +30,7 @@ pub mod identity;
 pub mod ids;
 pub mod keystore;
 pub mod lease;
+pub mod people;
 pub mod plan;
 pub mod store;
 pub mod sync;

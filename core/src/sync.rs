@@ -398,6 +398,17 @@ impl Device {
         Ok(self.server_state()?.is_some())
     }
 
+    /// The verified current certificate of `device` as this device holds it (its own, or an
+    /// author's it cached), without asking the server; `None` when it holds none that verifies.
+    pub(crate) fn known_device(&self, device: &[u8; 16]) -> Result<Option<DeviceBody>, CoreError> {
+        let Some(server) = self.server_state()? else { return Ok(None) };
+        if *device == *self.device_id().as_bytes() {
+            return Ok(self.own_certificate(&server).ok());
+        }
+        let trust = authors::Trust { root: &server.root_public, now: self.now_ms() };
+        Ok(self.author_certificate(trust, device, &mut authors::Judge::default()).ok())
+    }
+
     /// The role this device's verified certificate names; `None` before an administrator
     /// approved the device (or when its certificate no longer verifies).
     pub(crate) fn own_certified_role(&self) -> Result<Option<String>, CoreError> {

@@ -1,10 +1,10 @@
-//! "Who will read this", end to end: a wijkteam home-visit note goes to a compartment the
-//! school cannot read, and what the worker is shown before saving names exactly the plan's
-//! participants who do read it.
+//! "Who will read this" and "who wrote this", end to end: a wijkteam home-visit note goes to
+//! a compartment the school cannot read, what the worker is shown before saving names the
+//! plan's participants who do read it, and writers are shown as people, not device ids.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use eenplan_core::audience::{Audience, Reader};
-use eenplan_core::plan::{Compartment, NewParticipant, NoteKind, Role};
+use eenplan_core::plan::{Compartment, GoalStatus, NewGoal, NewParticipant, NoteKind, Role};
 use eenplan_core::{Device, PlanId};
 use eenplan_tests::network::Network;
 
@@ -105,4 +105,60 @@ fn a_device_that_is_not_enrolled_says_its_notes_stay_on_it() {
         device.default_note_compartment().unwrap(),
         eenplan_core::audience::NOTE_COMPARTMENT_WITHOUT_ROLE
     );
+}
+
+#[test]
+fn notes_and_conflicts_name_their_writers_by_person_and_organisation_not_device_id() {
+    let net = Network::start(USERS);
+    let mut rita = net.device("rita", "Rita");
+    let mut wim = net.device("wim", "Wim");
+    let mut gert = net.device("gert", "Gert");
+    let plan = rita.create_plan("Jansen").unwrap();
+    let goal = rita
+        .edit(&plan, |p| {
+            p.add_goal(NewGoal { domain: "financiën".into(), title: "Schulden in beeld".into() })
+        })
+        .unwrap();
+    rita.sync().unwrap();
+    for (user, role) in [("Wim", "wijkteam"), ("Gert", "ggz")] {
+        rita.add_participant(&plan, user, role).unwrap();
+    }
+    for _ in 0..2 {
+        for device in [&mut wim, &mut gert, &mut rita] {
+            device.sync().unwrap();
+        }
+    }
+    // Offline, both set the goal's status; Wim also writes a note.
+    wim.edit(&plan, |p| p.set_goal_status(goal, GoalStatus::InProgress)).unwrap();
+    gert.edit(&plan, |p| p.set_goal_status(goal, GoalStatus::Achieved)).unwrap();
+    wim.edit(&plan, |p| p.add_note(Compartment::Zorg, NoteKind::HomeVisit, "Huisbezoek: rustig")).unwrap();
+    for device in [&mut wim, &mut gert, &mut rita] {
+        device.sync().unwrap();
+    }
+
+    let view = rita.read(&plan).unwrap();
+    let note = view.notes.iter().find(|n| n.text == "Huisbezoek: rustig").unwrap();
+    let wim_person = view.people.iter().find(|p| p.device == note.author).expect("the author is named");
+    assert_eq!(
+        (wim_person.name.as_str(), wim_person.organisation.as_str(), wim_person.role.as_str()),
+        ("Wim", "Wijkteam Noord", "wijkteam")
+    );
+    let conflicts = rita.conflicts(&plan).unwrap();
+    let mut writers: Vec<String> = conflicts[0]
+        .values
+        .iter()
+        .map(|v| v.author_person.as_ref().map(|p| format!("{} ({})", p.name, p.organisation)).unwrap())
+        .collect();
+    writers.sort();
+    assert_eq!(writers, ["Gert (GGZ Centraal)", "Wim (Wijkteam Noord)"]);
+}
+
+#[test]
+fn a_device_that_holds_no_certificate_for_a_writer_names_nobody_rather_than_guess() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut device = Device::init(dir.path(), &eenplan_tests::test_keystore()).unwrap();
+    let plan = device.create_plan("Jansen").unwrap();
+    device.edit(&plan, |p| p.add_note(Compartment::Zorg, NoteKind::Note, "lokaal")).unwrap();
+    // Not enrolled: there is no root to check a certificate against, so no one is named.
+    assert!(device.read(&plan).unwrap().people.is_empty());
 }

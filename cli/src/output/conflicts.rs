@@ -1,6 +1,7 @@
 //! Conflicts with their values numbered from 1, the numbers `resolve --pick` takes.
 
 use eenplan_core::DeviceId;
+use eenplan_core::people::Person;
 use eenplan_core::plan::conflicts::FieldValue;
 use eenplan_core::plan::{Compartment, Conflict};
 use serde::Serialize;
@@ -23,6 +24,7 @@ struct ValueJson<'a> {
     pick: usize,
     value: &'a FieldValue,
     author: Option<DeviceId>,
+    author_person: Option<&'a Person>,
     at_ms: Option<i64>,
     /// `at_ms` as UTC ISO-8601.
     at: Option<String>,
@@ -44,6 +46,7 @@ pub fn conflicts_json(conflicts: &[Conflict]) -> Result<Output, CliError> {
                     pick: i + 1,
                     value: &v.value,
                     author: v.author,
+                    author_person: v.author_person.as_ref(),
                     at_ms: v.at_ms,
                     at: v.at_ms.map(iso_utc),
                 })
@@ -62,7 +65,11 @@ pub fn conflicts_text(conflicts: &[Conflict]) -> String {
         out.line(0, &c.id);
         out.line(2, &c.label);
         for (i, v) in c.values.iter().enumerate() {
-            let author = v.author.map_or_else(|| "unknown device".into(), |a| a.to_string());
+            let author = match (&v.author_person, v.author) {
+                (Some(p), _) => format!("{} ({})", p.name, p.organisation),
+                (None, Some(device)) => format!("device {device}"),
+                (None, None) => "unknown device".into(),
+            };
             let at = v.at_ms.map(|ms| format!(" at {}", iso_utc(ms))).unwrap_or_default();
             out.line(2, format!("{}. {}  by {author}{at}", i + 1, v.value));
         }

@@ -29,6 +29,15 @@ fn participant_name(view: &PlanView, id: EntityId) -> String {
         .map_or_else(|| format!("participant {id}"), |p| p.name.clone())
 }
 
+/// Who a device is: "Wim de Vries (Wijkteam Noord)" when its certificate is known here, else
+/// the start of its id.
+fn writer_name(view: &PlanView, device: &str) -> String {
+    view.people
+        .iter()
+        .find(|p| p.device == device)
+        .map_or_else(|| format!("device {}", short(device)), |p| format!("{} ({})", p.name, p.organisation))
+}
+
 fn member_name(view: &PlanView, id: EntityId) -> String {
     view.members.iter().find(|m| m.id == id).map_or_else(|| format!("member {id}"), |m| m.name.clone())
 }
@@ -100,7 +109,7 @@ fn escalations(out: &mut Lines, view: &PlanView) {
                 "{}  {}{regie} (by {})\n{}",
                 iso_utc(step.at_ms),
                 step.level,
-                short(&step.by),
+                writer_name(view, &step.by),
                 step.reason
             ),
         );
@@ -198,7 +207,7 @@ fn notes(out: &mut Lines, view: &PlanView) {
                     n.id,
                     iso_utc(n.created_at_ms),
                     n.kind,
-                    short(&n.author),
+                    writer_name(view, &n.author),
                     n.text
                 ),
             );

@@ -38,6 +38,10 @@ pub struct ConflictValue {
     pub value: FieldValue,
     /// The device (automerge actor) that wrote it.
     pub author: Option<DeviceId>,
+    /// The person behind `author`, when the device holds its certificate
+    /// ([`crate::Device::conflicts`] fills it in).
+    #[serde(default)]
+    pub author_person: Option<crate::people::Person>,
     /// Commit time of the change that wrote it, in milliseconds since the epoch.
     pub at_ms: Option<i64>,
 }
@@ -293,7 +297,7 @@ fn walk(
                     .filter_map(|(v, op)| {
                         let scalar = v.as_scalar()?;
                         let (author, at_ms) = author_and_time(doc, op);
-                        Some(ConflictValue { value: field_value(scalar), author, at_ms })
+                        Some(ConflictValue { value: field_value(scalar), author, author_person: None, at_ms })
                     })
                     .collect();
                 out.push(Conflict {

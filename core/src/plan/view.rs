@@ -30,6 +30,11 @@ pub struct PlanView {
     pub notes: Vec<Note>,
     pub safety_items: Vec<SafetyItem>,
     pub compartments: Vec<Compartment>,
+    /// The people behind the device ids this view names (note and agreement authors, who
+    /// recorded each escalation step), as far as the device holds their certificates; the
+    /// device fills this in ([`crate::Device::read`]), the document alone cannot.
+    #[serde(default)]
+    pub people: Vec<crate::people::Person>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,6 +160,7 @@ pub(super) fn materialise(plan: &Plan) -> Result<PlanView, PlanError> {
         notes,
         safety_items: safety_items.unwrap_or_default(),
         compartments: plan.held_compartments(),
+        people: Vec::new(),
     };
     for compartment in plan.held_compartments().into_iter().filter(|c| *c != Compartment::Basis) {
         let part = part_of(compartment)?;

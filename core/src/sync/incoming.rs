@@ -509,6 +509,10 @@ impl Device {
                 pass.history.need(bundle.header.document);
             }
         }
+        if judge.fetched_certificates().next().is_some() {
+            // Read models name people by these certificates.
+            self.forget_views();
+        }
         let history = pass.history.encode();
         let revocation_writes = pass.revocations.as_ref().map(Revocations::writes).unwrap_or_default();
         let complaints = self.complaints_after(&outgoing.request.refused_envelopes, &pass.complaints)?;
