@@ -2,6 +2,7 @@ package nl.eenplan.demo.script
 
 import java.awt.image.BufferedImage
 import nl.eenplan.ActionStatus
+import nl.eenplan.Compartment
 import nl.eenplan.Enrolment
 import nl.eenplan.GoalStatus
 import nl.eenplan.Role
@@ -64,6 +65,11 @@ class HomeVisitScript(
         val arrangement = plan.addAction(house, "Betalingsregeling met de verhuurder", "Wijkteam Noord", "2026-12-20").await().orFail { failed("action") }
         plan.addAction(home, "Opvoedondersteuning aanbieden", "Wijkteam Noord", null).await().orFail { failed("action") }
         plan.addAgreement("Sanne opent de post voortaan samen met de budgetcoach.").await().orFail { failed("agreement") }
+        // The plan's own list of participants: what a worker's "zichtbaar voor" names.
+        val ritaState = rita.device.state.value
+        val ritaUser = ritaState.user.orFail { "the regisseur's phone has no user" }
+        plan.addParticipant(ritaUser, ritaState.organisation ?: "", Role.REGISSEUR).await().orFail { failed("participant") }
+        plan.addParticipant(wimUser, wim.device.state.value.organisation ?: "", Role.WIJKTEAM).await().orFail { failed("participant") }
         rita.device.sync().join() // the plan's first sync registers it with the server
         expect(plan.share(wimUser, Role.WIJKTEAM).await()) { failed("share") }
         rita.device.sync().join()
@@ -93,6 +99,11 @@ class HomeVisitScript(
         val note = "Huisbezoek bij gezin Jansen. Sanne is thuis met Daan (8) en Lotte (5).$typed Sanne wil hulp; ze schaamt zich voor de schulden."
         expect(editor.state.value.text == note) { "the note reads: ${editor.state.value.text}" }
         say(wim, "home-visit note (${note.length} characters, typed in 4 edits): \"${note.take(60)}…\"")
+        // Never basis (which school and housing corporation read): the picker started on zorg,
+        // and showed who reads it there before the first word was saved.
+        expect(editor.state.value.compartment == Compartment.ZORG) { "a wijkteam note went to ${editor.state.value.compartment}" }
+        expect(ritaUser in editor.state.value.audience && "school" !in editor.state.value.audience) { "zichtbaar voor: ${editor.state.value.audience}" }
+        say(wim, "compartment zorg, zichtbaar voor: ${editor.state.value.audience}")
         wimPlan.setGoalStatus(house, GoalStatus.IN_PROGRESS).await().orFail { "goal status: ${wimPlan.state.value.message}" }
         wimPlan.setActionDue(arrangement, "2027-01-05").await().orFail { "due: ${wimPlan.state.value.message}" }
         wimPlan.addAgreement("Wim komt dinsdag om 10:00 terug, samen met de budgetcoach.").await().orFail { "agreement" }

@@ -57,7 +57,7 @@ class ConflictsViewModel(session: PhoneSession, val planId: String) : ViewModel(
         id = conflict.id,
         label = conflict.label,
         options = conflict.values.mapIndexed { i, v ->
-            ConflictOption(i, v.value.shown(), session.authorName(v.author), v.atMs)
+            ConflictOption(i, v.value.shown(), v.authorPerson?.let { "${it.name}, ${it.organisation}" } ?: session.authorName(v.author), v.atMs)
         },
     )
 }

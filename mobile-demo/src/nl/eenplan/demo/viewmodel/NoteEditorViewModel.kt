@@ -11,6 +11,7 @@ import kotlinx.coroutines.flow.StateFlow
 import kotlinx.coroutines.flow.asStateFlow
 import kotlinx.coroutines.flow.update
 import kotlinx.coroutines.launch
+import nl.eenplan.Audience
 import nl.eenplan.Compartment
 import nl.eenplan.NoteKind
 
@@ -20,6 +21,13 @@ data class NoteEditorUiState(
     /** The note's text as the core holds it (merged with others' typing after a sync). */
     val text: String = "",
     val author: String = "",
+    /**
+     * Where the note goes: for a new note the worker picks it (starting on the core's default
+     * for their role, never basis for a wijkteam worker); an opened note stays where it is.
+     */
+    val compartment: Compartment = Compartment.ZORG,
+    /** "zichtbaar voor: …" for [compartment], shown before saving. */
+    val audience: String = "",
     /** Every keystroke so far is durable on the phone. */
     val saved: Boolean = true,
     val message: String? = null,
@@ -40,8 +48,13 @@ class NoteEditorViewModel(session: PhoneSession, val planId: String) : ViewModel
     /** Keystrokes in the order they were typed; one consumer applies them one by one. */
     private val edits = Channel<Edit>(Channel.UNLIMITED)
     private val unapplied = AtomicInteger(0)
+    /** The picker starts on the core's default for this worker's role. */
+    private val initialChoice: Job
 
     init {
+        initialChoice = viewModelScope.launch {
+            session.call { it.defaultNoteCompartment() }.onSuccess { choose(it).join() }
+        }
         viewModelScope.launch { session.plansChanged.collect { ids -> if (planId in ids && unapplied.get() == 0) load() } }
         viewModelScope.launch {
             for (edit in edits) {
@@ -57,9 +70,20 @@ class NoteEditorViewModel(session: PhoneSession, val planId: String) : ViewModel
         load().join()
     }
 
-    /** Starts a home-visit note (basis compartment, kind home_visit); its id, or null if refused. */
+    /** The picker: the compartment a new note goes to, and who will read it there. */
+    fun choose(compartment: Compartment): Job = viewModelScope.launch {
+        if (_state.value.noteId != null) return@launch
+        _state.update { it.copy(compartment = compartment) }
+        session.call { it.audience(planId, compartment) }
+            .onSuccess { audience -> _state.update { it.copy(audience = audience.forPeople()) } }
+            .onFailure { e -> _state.update { it.copy(message = e.forPeople()) } }
+    }
+
+    /** Starts a home-visit note in the chosen compartment; its id, or null if refused. */
     fun startHomeVisit(text: String): Deferred<String?> = viewModelScope.async {
-        val created = session.call { it.addNote(planId, Compartment.BASIS, NoteKind.HOME_VISIT, text) }
+        initialChoice.join()
+        val compartment = _state.value.compartment
+        val created = session.call { it.addNote(planId, compartment, NoteKind.HOME_VISIT, text) }
         created.onSuccess { id -> _state.update { it.copy(noteId = id, message = null) } }
             .onFailure { e -> _state.update { it.copy(message = e.forPeople()) } }
         load().join()
@@ -81,7 +105,8 @@ class NoteEditorViewModel(session: PhoneSession, val planId: String) : ViewModel
     private suspend fun apply(edit: Edit) {
         val note = _state.value.noteId
         if (note != null) {
-            session.call { it.editNote(planId, Compartment.BASIS, note, edit.position, edit.delete, edit.insert) }
+            val compartment = _state.value.compartment
+            session.call { it.editNote(planId, compartment, note, edit.position, edit.delete, edit.insert) }
                 .onFailure { e -> _state.update { it.copy(message = e.forPeople()) } }
         }
         // Re-read only when the field has no keystrokes in flight, so it never jumps back.
@@ -90,13 +115,34 @@ class NoteEditorViewModel(session: PhoneSession, val planId: String) : ViewModel
 
     fun load(): Job = viewModelScope.launch {
         val note = _state.value.noteId ?: return@launch
-        session.call { device -> device.readPlan(planId).notes.firstOrNull { it.id == note } }
-            .onSuccess { found ->
+        session.call { device ->
+            val view = device.readPlan(planId)
+            val found = view.notes.firstOrNull { it.id == note }
+            Triple(found, view.people, found?.let { device.audience(planId, it.compartment) })
+        }
+            .onSuccess { (found, people, audience) ->
                 _state.update {
                     if (found == null) it.copy(message = "Deze notitie staat niet (meer) in het plan.")
-                    else it.copy(text = found.text, author = session.authorName(found.author), saved = unapplied.get() == 0)
+                    else it.copy(
+                        text = found.text,
+                        author = session.authorName(found.author, people),
+                        compartment = found.compartment,
+                        audience = audience?.forPeople() ?: it.audience,
+                        saved = unapplied.get() == 0,
+                    )
                 }
             }
             .onFailure { e -> _state.update { it.copy(message = e.forPeople()) } }
+    }
+}
+
+/** "zichtbaar voor: …" in the worker's words. */
+fun Audience.forPeople(): String = when (this) {
+    is Audience.ThisDeviceOnly -> "alleen dit toestel (nog niet aangemeld)"
+    is Audience.PolicyNotYetKnown -> "nog onbekend: synchroniseer eerst"
+    is Audience.Readers -> {
+        val people = if (readers.isEmpty()) "geen van de deelnemers in het plan"
+        else readers.joinToString(", ") { "${it.name} (${it.organisation})" }
+        "$people · rollen: ${roles.joinToString(", ")}"
     }
 }

@@ -13,6 +13,7 @@ import nl.eenplan.ApiException
 import nl.eenplan.Device
 import nl.eenplan.DeviceListener
 import nl.eenplan.KeyStore
+import nl.eenplan.Person
 import nl.eenplan.passphraseKeystore
 
 /**
@@ -59,10 +60,20 @@ class PhoneSession(val name: String, val device: Device) : DeviceListener, AutoC
     }
 
     /** Who wrote something, as far as the phone can tell: itself, or another device by id. */
-    fun authorName(author: String?): String = when {
-        author.isNullOrEmpty() -> "onbekend"
-        author == deviceId -> "dit toestel"
-        else -> "toestel ${author.take(8)}"
+    /**
+     * Who wrote something, for people: the name and organisation the core found in the
+     * writer's certificate ([people] from `PlanView.people`, or a conflict value's
+     * `authorPerson`), else the device.
+     */
+    fun authorName(author: String?, people: List<Person> = emptyList()): String {
+        if (author.isNullOrEmpty()) return "onbekend"
+        val person = people.firstOrNull { it.device == author }
+        return when {
+            person != null && author == deviceId -> "${person.name} (dit toestel)"
+            person != null -> "${person.name}, ${person.organisation}"
+            author == deviceId -> "dit toestel"
+            else -> "toestel ${author.take(8)}"
+        }
     }
 
     override fun plansChanged(planIds: List<String>) {

@@ -13,6 +13,7 @@ import nl.eenplan.ApiException
 import nl.eenplan.Device
 import nl.eenplan.GoalStatus
 import nl.eenplan.NewAction
+import nl.eenplan.NewParticipant
 import nl.eenplan.PlanView
 import nl.eenplan.Role
 
@@ -73,6 +74,11 @@ class PlanViewModel(session: PhoneSession, val planId: String) : ViewModel(sessi
 
     fun addAgreement(text: String): Deferred<String?> = edit { it.addAgreement(planId, text) }
 
+    /** Lists someone among the plan's participants (what "zichtbaar voor" names). */
+    fun addParticipant(name: String, organisation: String, role: Role): Deferred<String?> = edit {
+        it.addParticipant(planId, NewParticipant(name = name, organisation = organisation, role = role))
+    }
+
     /** Gives a colleague (by user name) a part in the plan; needs the server. */
     fun share(user: String, role: Role): Deferred<Boolean> = viewModelScope.async {
         try {
@@ -111,8 +117,8 @@ class PlanViewModel(session: PhoneSession, val planId: String) : ViewModel(sessi
                 }
             },
             allDomains = view.domains,
-            agreements = view.agreements.map { TextRow(it.id, it.text, session.authorName(it.author), it.createdAtMs) },
-            notes = view.notes.map { TextRow(it.id, it.text, session.authorName(it.author), it.createdAtMs, it.kind) },
+            agreements = view.agreements.map { TextRow(it.id, it.text, session.authorName(it.author, view.people), it.createdAtMs) },
+            notes = view.notes.map { TextRow(it.id, it.text, session.authorName(it.author, view.people), it.createdAtMs, it.kind) },
             conflicts = conflicts,
             loaded = true,
         )
