@@ -461,8 +461,31 @@ pub struct DocStats {
     /// Change bundles after the newest snapshot's `covers_seq` (all of them without one):
     /// what a new reader would have to apply.
     pub bundles_since_snapshot: u64,
+    /// The bytes of those change bundles.
+    pub bytes_since_snapshot: u64,
     pub latest_snapshot_covers: Option<u64>,
+    /// The size of the newest snapshot bundle.
+    pub latest_snapshot_bytes: Option<u64>,
 }
+
+impl DocStats {
+    /// Whether a new reader would fetch the log's tail more cheaply as a fresh snapshot: the
+    /// tail holds more than [`COMPACT_AFTER_BUNDLES`] bundles, or more bytes than half the
+    /// newest snapshot (and at least [`COMPACT_AFTER_BYTES`]). Changes weigh about ten times
+    /// the compressed document they make, so a reader gets about 1.5 times the document at
+    /// most, and a writer uploads a snapshot at most once per half a snapshot of changes.
+    pub fn wants_snapshot(&self) -> bool {
+        let by_bytes = (self.latest_snapshot_bytes.unwrap_or(0) / 2).max(COMPACT_AFTER_BYTES);
+        self.bundles_since_snapshot > COMPACT_AFTER_BUNDLES
+            || (self.bundles_since_snapshot > 1 && self.bytes_since_snapshot > by_bytes)
+    }
+}
+
+/// A document whose log holds more change bundles than this after its newest snapshot is
+/// offered for compaction.
+pub const COMPACT_AFTER_BUNDLES: u64 = 1000;
+/// ... or more change bytes than this and than half its newest snapshot.
+pub const COMPACT_AFTER_BYTES: u64 = 16 * 1024;
 
 /// A document's epoch key sealed to one device (HPKE); opaque to storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -871,4 +894,31 @@ pub trait Storage: Send + Sync {
     /// may read `document` and that hold no envelope for `epoch` of it. Any device that holds
     /// the key can answer them.
     fn devices_missing_envelope(&self, document: DocumentId, epoch: u32) -> Result<Vec<DeviceId>>;
+}
+
+#[cfg(test)]
+mod doc_stats_tests {
+    use super::*;
+
+    fn stats(bundles: u64, bytes: u64, snapshot: Option<u64>) -> DocStats {
+        DocStats {
+            bundles,
+            bundles_since_snapshot: bundles,
+            bytes_since_snapshot: bytes,
+            latest_snapshot_covers: snapshot.map(|_| 1),
+            latest_snapshot_bytes: snapshot,
+        }
+    }
+
+    #[test]
+    fn a_tail_is_snapshotted_once_it_outweighs_half_the_snapshot_or_holds_a_thousand_bundles() {
+        assert!(!stats(10, COMPACT_AFTER_BYTES, None).wants_snapshot());
+        assert!(stats(10, COMPACT_AFTER_BYTES + 1, None).wants_snapshot());
+        // Half a 100 KB snapshot is the bar, not 16 KiB.
+        assert!(!stats(10, 50_000, Some(100_000)).wants_snapshot());
+        assert!(stats(10, 50_001, Some(100_000)).wants_snapshot());
+        assert!(stats(COMPACT_AFTER_BUNDLES + 1, 1_000, Some(100_000)).wants_snapshot());
+        // One big bundle is no log to compact.
+        assert!(!stats(1, 1_000_000, None).wants_snapshot());
+    }
 }

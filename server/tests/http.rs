@@ -1181,9 +1181,9 @@ fn forged_bundles_are_rejected_and_never_delivered() {
     assert!(server.metrics().contains("eenplan_pushes_rejected_total 7\n"));
 }
 
-/// `COMPACT_AFTER` in `routes/sync.rs`: the server asks for a snapshot of a document with more
-/// change bundles than this after its newest snapshot.
-const COMPACT_AFTER: usize = eenplan_server::routes::sync::COMPACT_AFTER as usize;
+/// The server asks for a snapshot of a document with more change bytes than this after its
+/// newest snapshot (and than half that snapshot).
+const COMPACT_AFTER_BYTES: usize = eenplan_server::storage::COMPACT_AFTER_BYTES as usize;
 
 /// Pushes `count` change bundles with `payload` bytes each to `document`, in requests of 200,
 /// and returns them with the last answer.
@@ -1232,7 +1232,7 @@ fn a_snapshot_is_accepted_only_when_the_server_asked_its_device_for_exactly_that
     assert!(unrequested(&reply), "{:?}", reply.rejected);
 
     // A long log: the answer that completes the pull asks Ann's device, covering its head.
-    let (changes, asked) = push_many(&server, &a, basis(plan), COMPACT_AFTER, 10);
+    let (changes, asked) = push_many(&server, &a, basis(plan), 20, COMPACT_AFTER_BYTES / 16);
     assert!(asked.complete);
     assert_eq!(asked.compact, vec![Fixed(basis(plan).to_bytes())]);
     let covers = asked.head;

@@ -851,12 +851,15 @@ pub mod suite {
         push(s, &[changes(doc(P, 2), 100, a1)]);
         let stats = s.document_stats(d).unwrap();
         assert_eq!((stats.bundles, stats.bundles_since_snapshot, stats.latest_snapshot_covers), (6, 6, None));
+        // Change bundles weigh 100 bytes each in these fixtures, snapshots 400.
+        assert_eq!((stats.bytes_since_snapshot, stats.latest_snapshot_bytes), (600, None));
         push(s, &[requested_snapshot(s, d, 50, a1, c[3]), changes(d, 7, a1)]);
         let stats = s.document_stats(d).unwrap();
         assert_eq!(
             (stats.bundles, stats.bundles_since_snapshot, stats.latest_snapshot_covers),
             (8, 3, Some(c[3]))
         );
+        assert_eq!((stats.bytes_since_snapshot, stats.latest_snapshot_bytes), (300, Some(400)));
     }
 
     pub fn a_snapshot_request_cannot_cover_more_than_the_log_holds(s: &dyn Storage) {

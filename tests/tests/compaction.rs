@@ -1,5 +1,5 @@
 //! Compaction end to end: the server keeps every pushed bundle, so a document's log only grows.
-//! Once a document has more than the server's threshold of change bundles after its newest
+//! Once a document has more than the server's threshold of change bytes after its newest
 //! snapshot, the server asks a device that holds the key for a snapshot; a device that joins
 //! later starts from that snapshot and the tail after it instead of replaying the whole log.
 //! A real server process on loopback, the real admin CLI, real device stores.
@@ -14,21 +14,30 @@ use eenplan_tests::network::{Network, device_keystore};
 const USERS: &[(&str, &str, &str)] =
     &[("Rita", "Wijkteam Noord", "wijkteam"), ("Wim", "Wijkteam Noord", "wijkteam")];
 
-/// `COMPACT_AFTER` in `server/src/routes/sync.rs` (the tests crate does not depend on the
-/// server crate): a document with more change bundles than this after its newest snapshot is
-/// offered for compaction.
-const COMPACT_AFTER: i64 = 1000;
+/// `COMPACT_AFTER_BYTES` in `server/src/storage.rs` (the tests crate does not depend on the
+/// server crate): a document with more change bytes than this after its newest snapshot (and
+/// than half that snapshot) is offered for compaction.
+const COMPACT_AFTER_BYTES: i64 = 16 * 1024;
 /// Edits after the snapshot, which a new device must receive as changes.
 const TAIL: i64 = 3;
 
 fn count(net: &Network, plan: &PlanId, filter: &str) -> i64 {
+    select(net, plan, "count(*)", filter)
+}
+
+fn select(net: &Network, plan: &PlanId, what: &str, filter: &str) -> i64 {
     let conn = rusqlite::Connection::open(net.server.data.join("server.db")).unwrap();
     conn.query_row(
-        &format!("SELECT count(*) FROM bundles WHERE plan_id = ?1 AND {filter}"),
+        &format!("SELECT coalesce({what}, 0) FROM bundles WHERE plan_id = ?1 AND {filter}"),
         [&plan.as_bytes()[..]],
         |r| r.get(0),
     )
     .unwrap()
+}
+
+/// The bytes of the basis document's change bundles on the server.
+fn basis_change_bytes(net: &Network, plan: &PlanId) -> i64 {
+    select(net, plan, "sum(size)", "compartment = 0 AND kind = 0")
 }
 
 #[test]
@@ -40,7 +49,6 @@ fn a_long_log_is_compacted_by_a_client_snapshot_and_a_new_device_starts_from_it(
         .edit(&plan, |p| p.add_goal(NewGoal { domain: "financiën".into(), title: "Schulden".into() }))
         .unwrap();
     rita.sync().unwrap();
-    let basis_before = count(&net, &plan, "compartment = 0 AND kind = 0");
 
     // One edit and one sync push one bundle of the basis document, until the server asks for
     // a snapshot; the device answers within the same sync.
@@ -56,7 +64,10 @@ fn a_long_log_is_compacted_by_a_client_snapshot_and_a_new_device_starts_from_it(
             assert!(report.refused.is_empty(), "{report:?}");
             break;
         }
-        assert!(basis_before + pushes <= COMPACT_AFTER, "no snapshot asked for after {pushes} pushes");
+        assert!(
+            basis_change_bytes(&net, &plan) <= COMPACT_AFTER_BYTES,
+            "no snapshot asked for after {pushes} pushes"
+        );
     }
     let elapsed = started.elapsed();
     println!(
@@ -64,7 +75,12 @@ fn a_long_log_is_compacted_by_a_client_snapshot_and_a_new_device_starts_from_it(
         elapsed / u32::try_from(pushes).unwrap()
     );
     // Asked exactly when the log first held more than the threshold.
-    assert_eq!(count(&net, &plan, "compartment = 0 AND kind = 0"), COMPACT_AFTER + 1);
+    let last = select(&net, &plan, "size", "compartment = 0 AND kind = 0 ORDER BY seq DESC LIMIT 1");
+    let bytes = basis_change_bytes(&net, &plan);
+    assert!(
+        bytes > COMPACT_AFTER_BYTES && bytes - last <= COMPACT_AFTER_BYTES,
+        "{bytes} bytes, the last {last}"
+    );
     assert_eq!(count(&net, &plan, "compartment = 0 AND kind = 1"), 1, "one snapshot bundle on the server");
     assert_eq!(
         count(&net, &plan, "kind = 1 AND covers_seq >= (SELECT max(seq) FROM bundles WHERE kind = 0)"),
@@ -104,7 +120,7 @@ fn a_long_log_is_compacted_by_a_client_snapshot_and_a_new_device_starts_from_it(
     assert_eq!(view.notes.len(), usize::try_from(TAIL).unwrap());
     assert_eq!(view, rita.read(&plan).unwrap());
 
-    // Received in bulk, the document was stored as a snapshot at once (never as a thousand
+    // Received in bulk, the document was stored as a snapshot at once (never as dozens of
     // sealed rows), and it reads back the same after the device restarts.
     drop(wim);
     let mut wim = Device::open(&net.dir.path().join("wim"), &device_keystore()).unwrap();

@@ -98,9 +98,6 @@ use crate::storage::{
 
 /// The most bundle bytes one pull returns; the device syncs again at once when more wait.
 pub const PULL_MAX_BYTES: usize = 8 * 1024 * 1024;
-/// A document whose log holds more changes than this after its newest snapshot is offered
-/// for compaction.
-pub const COMPACT_AFTER: u64 = 1000;
 pub use eenplan_protocol::sync::REJECT_UNKNOWN_EPOCH;
 
 /// What the checks before the commit produced.
@@ -686,7 +683,7 @@ fn compact(
             Entry::Vacant(entry) => *entry.insert(state.storage.current_epoch(*document)?),
         };
         // Only a device that holds the current key can seal a snapshot that others accept.
-        if *epoch == now && state.storage.document_stats(*document)?.bundles_since_snapshot > COMPACT_AFTER {
+        if *epoch == now && state.storage.document_stats(*document)?.wants_snapshot() {
             long.push(*document);
         }
     }

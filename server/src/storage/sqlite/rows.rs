@@ -615,13 +615,21 @@ pub(super) fn document_stats(conn: &Connection, document: DocumentId) -> Result<
         |row| uint(row, 0),
     )?;
     let latest = SqliteLog(conn).latest_snapshot(document, i64::MAX as u64)?;
-    let latest_snapshot_covers = latest.map(|s| s.covers_seq.unwrap_or(0));
-    let bundles_since_snapshot = conn.query_row(
-        "SELECT COUNT(*) FROM bundles WHERE plan_id = ?1 AND compartment = ?2 AND kind = 0 AND seq > ?3",
+    let latest_snapshot_covers = latest.as_ref().map(|s| s.covers_seq.unwrap_or(0));
+    let latest_snapshot_bytes = latest.map(|s| s.size);
+    let (bundles_since_snapshot, bytes_since_snapshot) = conn.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM bundles
+         WHERE plan_id = ?1 AND compartment = ?2 AND kind = 0 AND seq > ?3",
         params![document.plan, document.compartment, Int(latest_snapshot_covers.unwrap_or(0))],
-        |row| uint(row, 0),
+        |row| Ok((uint(row, 0)?, uint(row, 1)?)),
     )?;
-    Ok(DocStats { bundles, bundles_since_snapshot, latest_snapshot_covers })
+    Ok(DocStats {
+        bundles,
+        bundles_since_snapshot,
+        bytes_since_snapshot,
+        latest_snapshot_covers,
+        latest_snapshot_bytes,
+    })
 }
 
 /// The pull's reads; the caller holds one read transaction around all of them.
