@@ -43,7 +43,9 @@ pub enum Audience {
     PolicyNotYetKnown,
     /// The plan's participants whose role reads the compartment, by name, and every role the
     /// policy lets read it. The roles are the encryption boundary (only their devices get the
-    /// key); the names are the plan's own list of participants.
+    /// key, and the network's escrow key, kept for recovery); the names are the plan's own list
+    /// of participants, which any writer of `basis` can edit: show them as "according to the
+    /// plan".
     Readers { readers: Vec<Reader>, roles: Vec<String> },
 }
 
@@ -83,7 +85,9 @@ pub fn note_compartment_for(policy: &Policy, role: &str) -> Compartment {
     let readers_of = |c: Compartment| policy.roles.keys().filter(|r| policy.may_read(r, c as u8)).count();
     Compartment::ALL
         .into_iter()
-        .filter(|c| *c != Compartment::Basis && policy.may_write(role, *c as u8))
+        .filter(|c| {
+            *c != Compartment::Basis && policy.may_write(role, *c as u8) && policy.may_read(role, *c as u8)
+        })
         .min_by_key(|c| readers_of(*c))
         .unwrap_or(Compartment::Basis)
 }

@@ -75,8 +75,9 @@ pub struct SyncRequest {
     /// Where the device's key mailbox stands: the `envelopes_through` of its last answer.
     /// Keys go out ahead of the bundles they open, on a cursor of their own, so a new device
     /// gets its keys before its history (whose log positions are older than the keys').
-    #[serde(rename = "ea", default, skip_serializing_if = "is_zero_u64")]
-    pub envelopes_after: u64,
+    /// Absent (an older device): the server takes [`SyncRequest::since`] for it.
+    #[serde(rename = "ea", default, skip_serializing_if = "Option::is_none")]
+    pub envelopes_after: Option<u64>,
 }
 
 /// "The envelope `sealer` sealed to me for this (document, epoch) is no good."

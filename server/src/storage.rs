@@ -475,7 +475,9 @@ impl DocStats {
     /// the compressed document they make, so a reader gets about 1.5 times the document at
     /// most, and a writer uploads a snapshot at most once per half a snapshot of changes.
     pub fn wants_snapshot(&self) -> bool {
-        let by_bytes = (self.latest_snapshot_bytes.unwrap_or(0) / 2).max(COMPACT_AFTER_BYTES);
+        // The snapshot's writer chose its size: a padded one must not switch compaction off.
+        let reference = self.latest_snapshot_bytes.unwrap_or(0).min(COMPACT_REFERENCE_CAP);
+        let by_bytes = (reference / 2).max(COMPACT_AFTER_BYTES);
         self.bundles_since_snapshot > COMPACT_AFTER_BUNDLES
             || (self.bundles_since_snapshot > 1 && self.bytes_since_snapshot > by_bytes)
     }
@@ -486,6 +488,8 @@ impl DocStats {
 pub const COMPACT_AFTER_BUNDLES: u64 = 1000;
 /// ... or more change bytes than this and than half its newest snapshot.
 pub const COMPACT_AFTER_BYTES: u64 = 16 * 1024;
+/// The largest snapshot size the byte rule goes by (a writer could pad one).
+pub const COMPACT_REFERENCE_CAP: u64 = 4 * 1024 * 1024;
 
 /// A document's epoch key sealed to one device (HPKE); opaque to storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -918,6 +922,8 @@ mod doc_stats_tests {
         assert!(!stats(10, 50_000, Some(100_000)).wants_snapshot());
         assert!(stats(10, 50_001, Some(100_000)).wants_snapshot());
         assert!(stats(COMPACT_AFTER_BUNDLES + 1, 1_000, Some(100_000)).wants_snapshot());
+        // A padded snapshot raises the bar no higher than half the cap.
+        assert!(stats(10, COMPACT_REFERENCE_CAP / 2 + 1, Some(64 * 1024 * 1024)).wants_snapshot());
         // One big bundle is no log to compact.
         assert!(!stats(1, 1_000_000, None).wants_snapshot());
     }

@@ -1472,7 +1472,7 @@ fn key_requests_and_envelopes_are_paged_and_each_envelope_arrives_once() {
             &b,
             &SyncRequest {
                 since,
-                envelopes_after: mailbox,
+                envelopes_after: Some(mailbox),
                 max_bytes: sync::MIN_PAGE_BYTES,
                 ..Default::default()
             },
@@ -1494,10 +1494,21 @@ fn key_requests_and_envelopes_are_paged_and_each_envelope_arrives_once() {
     assert_eq!(delivered.iter().collect::<std::collections::BTreeSet<_>>().len(), KEYS, "nothing twice");
     assert!(
         server
-            .sync(&b, &SyncRequest { since, envelopes_after: mailbox, ..Default::default() })
+            .sync(&b, &SyncRequest { since, envelopes_after: Some(mailbox), ..Default::default() })
             .envelopes
             .is_empty()
     );
+    // An older device sends no mailbox cursor: its log cursor stands for it, so it is not
+    // sent every key again.
+    assert!(server.sync(&b, &SyncRequest { since, ..Default::default() }).envelopes.is_empty());
+    // A mailbox cursor beyond the log (a server's earlier lie) starts the mailbox over.
+    let over = SyncRequest {
+        since,
+        envelopes_after: Some(u64::MAX),
+        max_bytes: sync::MIN_PAGE_BYTES,
+        ..Default::default()
+    };
+    assert!(!server.sync(&b, &over).envelopes.is_empty());
 }
 
 #[test]

@@ -1084,6 +1084,22 @@ pub mod suite {
         let mut again = PullRequest::new(bob, b1, cursor, BIG);
         again.envelopes_after = mailbox;
         assert!(s.pull_page(&again).unwrap().envelopes.is_empty());
+
+        // While keys are still due, a history request gets an empty page that is not complete
+        // (a missing page would read as "not readable" and the device would drop its request).
+        let mut keys_first = PullRequest::new(bob, b1, cursor, 250);
+        keys_first.max_envelopes = 1;
+        keys_first.envelopes_after = 0;
+        keys_first.history = vec![HistoryRequest { document: doc(P, 0), after: 0 }];
+        let page = s.pull_page(&keys_first).unwrap();
+        assert_eq!((page.envelopes.len(), page.bundles.len(), page.complete), (1, 0, false));
+        assert_eq!(page.history.len(), 1);
+        assert!(page.history[0].bundles.is_empty() && !page.history[0].complete);
+
+        // A mailbox cursor beyond the log is none the server gave: the mailbox starts over.
+        let mut beyond = PullRequest::new(bob, b1, cursor, BIG);
+        beyond.envelopes_after = u64::MAX;
+        assert_eq!(s.pull_page(&beyond).unwrap().envelopes, put);
     }
 
     pub fn the_first_envelope_stays_and_key_requests_list_exactly_the_devices_lacking_an_envelope(

@@ -16,7 +16,10 @@ pub fn audience_text(compartment: Compartment, audience: &Audience) -> String {
             } else {
                 readers.iter().map(reader_text).collect::<Vec<_>>().join(", ")
             };
-            format!("{people}; rollen: {}", roles.join(", "))
+            format!(
+                "{people} (volgens het plan); rollen: {}; en de herstelsleutel van de beheerder",
+                roles.join(", ")
+            )
         }
     };
     format!("{compartment}: zichtbaar voor: {who}")

@@ -15,6 +15,10 @@ use crate::error::CoreError;
 /// Rounds in a row that move nothing (no cursor, no push, no history) before a sync gives up:
 /// a server that keeps asking for more without giving any is broken or hostile.
 const MAX_IDLE_ROUNDS: usize = 16;
+/// The most rounds one sync makes, progress or not: a server that keeps serving what can
+/// never be applied (bundles whose key never comes, fetched again and again) is cut off. What
+/// the rounds brought is kept; the next sync goes on from there.
+const MAX_ROUNDS: usize = 4096;
 /// Passes over one answer: the first finds which certificates and policies it lacks, the
 /// second has them (a third only when judging with fresh certificates asked for more).
 const MAX_PASSES: usize = 3;
@@ -147,13 +151,14 @@ fn rounds(
         let response: SyncResponse =
             decode(&body, usize::MAX).map_err(|e| SyncError::Protocol(e.to_string()))?;
         let moved = response.head > outgoing.request.since
+            || response.envelopes_through != outgoing.request.envelopes_after.unwrap_or(0)
             || !response.accepted.is_empty()
             || response.history.iter().any(|page| !page.bundles.is_empty());
         if !apply(access, server, transport, token, run, &outgoing, &response)? {
             return Ok(());
         }
         idle = if moved { 0 } else { idle + 1 };
-        if idle >= MAX_IDLE_ROUNDS {
+        if idle >= MAX_IDLE_ROUNDS || run.report.rounds >= MAX_ROUNDS {
             return Err(SyncError::TooManyRounds(run.report.rounds).into());
         }
     }

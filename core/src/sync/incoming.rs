@@ -27,9 +27,10 @@ use crate::store::PlanHeader;
 use eenplan_protocol::api::hex;
 
 const STATE_CURSOR: &str = super::STATE_CURSOR;
-/// Received bundles that may wait here for a key or a certificate. Beyond it the oldest are
+/// Received bundles that may wait here for a key or a certificate. Beyond it the newest are
 /// dropped and their documents' logs asked for again (nothing is lost, only fetched twice):
-/// a peer cannot fill the device's disk with bundles it can never open.
+/// a peer cannot fill the device's disk with bundles it can never open. A server that keeps
+/// serving bundles whose key never comes is stopped by the driver's round limit.
 pub(super) const MAX_PARKED: usize = 4096;
 
 /// What applying an answer came to.
@@ -506,7 +507,7 @@ impl Device {
         let kept = pass.to_park.len().min(MAX_PARKED);
         for dropped in pass.to_park.drain(kept..) {
             if let Ok(bundle) = Bundle::decode(dropped) {
-                pass.history.need(bundle.header.document);
+                pass.history.need_again(bundle.header.document);
             }
         }
         if judge.fetched_certificates().next().is_some() {
@@ -550,8 +551,10 @@ impl Device {
                 w.put_state(name, value)?;
             }
             w.put_state(super::keys::STATE_COMPLAINTS, &complaints)?;
-            // Never backwards: a server cannot make the device take its keys again.
-            let mailbox = response.envelopes_through.max(outgoing.request.envelopes_after);
+            // As the server says, even backwards: a key received twice is checked against its
+            // commitment again and changes nothing, and a cursor the server pushed too far
+            // must not stop keys for good (the server resets one beyond its head).
+            let mailbox = response.envelopes_through;
             w.put_state(super::STATE_MAILBOX, &mailbox.to_be_bytes())?;
             w.put_state(STATE_CURSOR, &response.head.to_be_bytes())
         });

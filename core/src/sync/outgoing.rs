@@ -70,7 +70,7 @@ impl Device {
         let policy = self.stored_policy()?;
         let mut request = SyncRequest {
             since: self.cursor()?,
-            envelopes_after: self.mailbox_cursor()?,
+            envelopes_after: Some(self.mailbox_cursor()?),
             policy_version: policy.as_ref().map_or(0, |p| p.version),
             max_bytes: run.page.bytes(),
             ..Default::default()

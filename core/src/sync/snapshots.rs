@@ -125,6 +125,14 @@ impl HistoryNeeds {
         }
     }
 
+    /// Asks for a document's whole log again even if this answer completed it: bundles of it
+    /// were dropped here (the parking bound), and only the log brings them back.
+    pub fn need_again(&mut self, document: DocumentId) {
+        let key = document.to_bytes().to_vec();
+        self.completed.remove(&key);
+        self.needs.insert(key, 0);
+    }
+
     /// Moves on by the pages an answer brought. A document asked for that got no page is one
     /// this device may not read (any more): its request is dropped.
     pub fn advance(&mut self, asked: &[HistoryRequest], pages: &[HistoryPage]) {

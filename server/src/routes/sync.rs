@@ -154,7 +154,9 @@ pub async fn sync(
         envelopes_after,
     } = request;
     let mut wanted = Wanted::new(since, policy_version, max_bytes, history)?;
-    wanted.envelopes_after = envelopes_after;
+    // An older device keeps no mailbox cursor: its log cursor stands for it.
+    wanted.envelopes_after =
+        envelopes_after.unwrap_or(if eenplan_protocol::sync::is_resume_token(since) { 0 } else { since });
     let device = session.device;
 
     let checker = device.clone();

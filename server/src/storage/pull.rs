@@ -141,6 +141,11 @@ struct Budget {
 }
 
 impl Budget {
+    /// A budget with no room left: what uses it gets nothing (and says it is not complete).
+    fn spent() -> Budget {
+        Budget { limit: 0, used: 0, any: true }
+    }
+
     fn take(&mut self, size: u64) -> bool {
         if self.any && self.used.saturating_add(size) > self.limit {
             return false;
@@ -184,15 +189,18 @@ pub(crate) fn pull(view: &dyn LogView, request: &PullRequest) -> Result<Page> {
         Budget { limit: u64::try_from(request.max_bytes).unwrap_or(u64::MAX), used: 0, any: false };
     // Keys first: they open the bundles after them, and a new device's keys were sealed after
     // the history it is due (their positions are later).
-    let mailbox = Mailbox::take(view, request, &mut budget)?;
+    let mailbox = Mailbox::take(view, request, head, &mut budget)?;
+    let readable_documents: HashSet<DocumentId> = readable.iter().map(|(document, _)| *document).collect();
     if !mailbox.complete {
         // More keys are due than one page holds: no bundle yet, since one that arrived ahead
-        // of its key would only wait on the device. The log cursor stays where it is.
+        // of its key would only wait on the device. The log cursor stays where it is; the
+        // history requests get their (empty) pages, so that none reads as refused.
         let batch = PullBatch {
             envelopes: mailbox.envelopes,
             envelopes_through: mailbox.through,
             head: request.since,
             complete: false,
+            history: history(view, request, &readable_documents, &mut Budget::spent())?,
             ..PullBatch::default()
         };
         return Ok(Page { batch, resume: None, presented_token: start.token });
@@ -214,8 +222,7 @@ pub(crate) fn pull(view: &dyn LogView, request: &PullRequest) -> Result<Page> {
         batch.bundles.push(view.fetch(unit.seq)?);
     }
     batch.witnesses = taken.witnesses.iter().map(|&seq| view.fetch(seq)).collect::<Result<_>>()?;
-    let readable: HashSet<DocumentId> = readable.into_iter().map(|(document, _)| document).collect();
-    batch.history = history(view, request, &readable, &mut budget)?;
+    batch.history = history(view, request, &readable_documents, &mut budget)?;
     Ok(Page { batch, resume, presented_token: start.token })
 }
 
@@ -228,11 +235,14 @@ struct Mailbox {
 }
 
 impl Mailbox {
-    fn take(view: &dyn LogView, request: &PullRequest, budget: &mut Budget) -> Result<Mailbox> {
+    fn take(view: &dyn LogView, request: &PullRequest, head: u64, budget: &mut Budget) -> Result<Mailbox> {
         // One more than fits, so that a page stopped by the limit is not taken for the end.
         let limit = request.max_envelopes.max(1);
-        let due = view.envelopes_after(request.device, request.envelopes_after, limit.saturating_add(1))?;
-        let mut out = Mailbox { envelopes: Vec::new(), through: request.envelopes_after, complete: true };
+        // A cursor beyond the log is no position this server gave: start the mailbox over
+        // (a key delivered twice is harmless) rather than withhold every key for good.
+        let after = if request.envelopes_after > head { 0 } else { request.envelopes_after };
+        let due = view.envelopes_after(request.device, after, limit.saturating_add(1))?;
+        let mut out = Mailbox { envelopes: Vec::new(), through: after, complete: true };
         for (position, envelope) in due {
             if out.envelopes.len() >= limit
                 || !budget.take(u64::try_from(envelope.bytes.len()).unwrap_or(u64::MAX))

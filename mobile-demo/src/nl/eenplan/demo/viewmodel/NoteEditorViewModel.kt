@@ -50,10 +50,13 @@ class NoteEditorViewModel(session: PhoneSession, val planId: String) : ViewModel
     private val unapplied = AtomicInteger(0)
     /** The picker starts on the core's default for this worker's role. */
     private val initialChoice: Job
+    @Volatile private var picked = false
+    @Volatile private var showing: Job? = null
 
     init {
         initialChoice = viewModelScope.launch {
-            session.call { it.defaultNoteCompartment() }.onSuccess { choose(it).join() }
+            // The default applies only until the worker picks one.
+            session.call { it.defaultNoteCompartment() }.onSuccess { if (!picked) show(it).join() }
         }
         viewModelScope.launch { session.plansChanged.collect { ids -> if (planId in ids && unapplied.get() == 0) load() } }
         viewModelScope.launch {
@@ -70,18 +73,30 @@ class NoteEditorViewModel(session: PhoneSession, val planId: String) : ViewModel
         load().join()
     }
 
-    /** The picker: the compartment a new note goes to, and who will read it there. */
-    fun choose(compartment: Compartment): Job = viewModelScope.launch {
-        if (_state.value.noteId != null) return@launch
-        _state.update { it.copy(compartment = compartment) }
-        session.call { it.audience(planId, compartment) }
-            .onSuccess { audience -> _state.update { it.copy(audience = audience.forPeople()) } }
-            .onFailure { e -> _state.update { it.copy(message = e.forPeople()) } }
+    /** The picker: the worker chose where a new note goes. */
+    fun choose(compartment: Compartment): Job {
+        picked = true
+        return show(compartment)
+    }
+
+    /** Shows [compartment] and who will read it there; a newer choice cancels an older one. */
+    private fun show(compartment: Compartment): Job {
+        showing?.cancel()
+        return viewModelScope.launch {
+            if (_state.value.noteId != null) return@launch
+            _state.update { it.copy(compartment = compartment, audience = "") }
+            session.call { it.audience(planId, compartment) }
+                .onSuccess { audience ->
+                    _state.update { if (it.compartment == compartment) it.copy(audience = audience.forPeople()) else it }
+                }
+                .onFailure { e -> _state.update { it.copy(message = e.forPeople()) } }
+        }.also { showing = it }
     }
 
     /** Starts a home-visit note in the chosen compartment; its id, or null if refused. */
     fun startHomeVisit(text: String): Deferred<String?> = viewModelScope.async {
         initialChoice.join()
+        showing?.join()
         val compartment = _state.value.compartment
         val created = session.call { it.addNote(planId, compartment, NoteKind.HOME_VISIT, text) }
         created.onSuccess { id -> _state.update { it.copy(noteId = id, message = null) } }
@@ -143,6 +158,6 @@ fun Audience.forPeople(): String = when (this) {
     is Audience.Readers -> {
         val people = if (readers.isEmpty()) "geen van de deelnemers in het plan"
         else readers.joinToString(", ") { "${it.name} (${it.organisation})" }
-        "$people · rollen: ${roles.joinToString(", ")}"
+        "$people (volgens het plan) · rollen: ${roles.joinToString(", ")} · en de herstelsleutel van de beheerder"
     }
 }
