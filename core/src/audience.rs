@@ -65,7 +65,7 @@ impl Device {
             .map(|p| Reader { name: p.name, organisation: p.organisation, role: p.role })
             .collect();
         readers.sort_by(|a, b| (&a.name, &a.organisation).cmp(&(&b.name, &b.organisation)));
-        let roles = policy.roles.keys().filter(|r| policy.may_read(r, compartment as u8)).cloned().collect();
+        let roles = roles_reading(&policy, compartment).cloned().collect();
         Ok(Audience::Readers { readers, roles })
     }
 
@@ -82,7 +82,7 @@ impl Device {
 /// first in [`Compartment::ALL`] order on a tie); `basis` only for a role that writes nothing
 /// else. A wijkteam note goes to `zorg`, a police note to `justitie`.
 pub fn note_compartment_for(policy: &Policy, role: &str) -> Compartment {
-    let readers_of = |c: Compartment| policy.roles.keys().filter(|r| policy.may_read(r, c as u8)).count();
+    let readers_of = |c: Compartment| roles_reading(policy, c).count();
     Compartment::ALL
         .into_iter()
         .filter(|c| {
@@ -90,6 +90,11 @@ pub fn note_compartment_for(policy: &Policy, role: &str) -> Compartment {
         })
         .min_by_key(|c| readers_of(*c))
         .unwrap_or(Compartment::Basis)
+}
+
+/// The roles the policy lets read `compartment`.
+fn roles_reading(policy: &Policy, compartment: Compartment) -> impl Iterator<Item = &String> {
+    policy.roles.keys().filter(move |r| policy.may_read(r, compartment as u8))
 }
 
 #[cfg(test)]

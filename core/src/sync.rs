@@ -351,8 +351,7 @@ impl Device {
         if let Some(stored) = self.store().sync_state(STATE_MAILBOX)? {
             return Ok(stored.as_slice().try_into().map(u64::from_be_bytes).unwrap_or(0));
         }
-        let cursor = self.cursor()?;
-        Ok(if eenplan_protocol::sync::is_resume_token(cursor) { 0 } else { cursor })
+        Ok(eenplan_protocol::sync::mailbox_cursor_of_log_cursor(self.cursor()?))
     }
 
     /// The sharing policy this device holds, verified against the pinned root.

@@ -276,6 +276,14 @@ pub fn is_resume_token(cursor: u64) -> bool {
     cursor & RESUME_TOKEN_BIT != 0
 }
 
+/// The key-mailbox cursor that a log cursor stands for, for a device that keeps none of its
+/// own (an older build, or one that never had an answer with `envelopes_through`): every
+/// envelope up to a log position came with the pages up to it; a resume token names no
+/// position, so the mailbox starts over (a key delivered twice changes nothing).
+pub fn mailbox_cursor_of_log_cursor(since: u64) -> u64 {
+    if is_resume_token(since) { 0 } else { since }
+}
+
 /// Whether a rejected bundle should stay in the outbox to be re-sealed and pushed again.
 pub fn rejection_is_retryable(reason: &str) -> bool {
     reason == REJECT_STALE_EPOCH || reason == REJECT_ROTATING || reason == REJECT_UNKNOWN_EPOCH

@@ -410,7 +410,7 @@ impl PullRequest {
             max_bytes,
             max_envelopes: eenplan_protocol::sync::MAX_ENVELOPES_PER_ANSWER,
             // A caller that keeps no mailbox cursor of its own takes the log cursor for it.
-            envelopes_after: if eenplan_protocol::sync::is_resume_token(since) { 0 } else { since },
+            envelopes_after: eenplan_protocol::sync::mailbox_cursor_of_log_cursor(since),
             history: Vec::new(),
         }
     }

@@ -153,10 +153,7 @@ pub async fn sync(
         refused_envelopes,
         envelopes_after,
     } = request;
-    let mut wanted = Wanted::new(since, policy_version, max_bytes, history)?;
-    // An older device keeps no mailbox cursor: its log cursor stands for it.
-    wanted.envelopes_after =
-        envelopes_after.unwrap_or(if eenplan_protocol::sync::is_resume_token(since) { 0 } else { since });
+    let wanted = Wanted::new(since, envelopes_after, policy_version, max_bytes, history)?;
     let device = session.device;
 
     let checker = device.clone();
@@ -558,6 +555,7 @@ struct Wanted {
 impl Wanted {
     fn new(
         since: u64,
+        envelopes_after: Option<u64>,
         policy_version: u32,
         max_bytes: u32,
         history: Vec<sync::HistoryRequest>,
@@ -579,7 +577,10 @@ impl Wanted {
                 Some(HistoryRequest { document: DocumentId::from_bytes(&h.document.0).ok()?, after: h.after })
             })
             .collect();
-        Ok(Wanted { since, policy_version, max_bytes, history, envelopes_after: 0 })
+        // An older device keeps no mailbox cursor: its log cursor stands for it.
+        let envelopes_after =
+            envelopes_after.unwrap_or_else(|| eenplan_protocol::sync::mailbox_cursor_of_log_cursor(since));
+        Ok(Wanted { since, policy_version, max_bytes, history, envelopes_after })
     }
 }
 
