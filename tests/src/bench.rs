@@ -1,11 +1,75 @@
-//! What the benchmark binaries (`sync_bench`, `revoke_bench`) share: scratch space, the
-//! machine's core count, adding up sync reports, medians and how figures print.
+//! What the benchmark binaries (`sync_bench`, `revoke_bench`, `phone_bench`) share: the
+//! command line, running the measures asked for, scratch space, the machine's core count,
+//! adding up sync reports, medians and how figures print.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use eenplan_core::sync::SyncReport;
 use eenplan_protocol::policy::{COMPARTMENTS, DEFAULT_POLICY_TOML};
+
+/// The command line every benchmark takes: `--quick`, `--only a,b`, numbers as `--NAME N`,
+/// and `--help` (prints `usage` and exits).
+#[derive(Debug)]
+pub struct Args(Vec<String>);
+
+impl Args {
+    pub fn from_env(usage: &str) -> Args {
+        let args = Args(std::env::args().skip(1).collect());
+        if args.has("--help") || args.has("-h") {
+            println!("usage: {usage}");
+            std::process::exit(0);
+        }
+        args
+    }
+
+    pub fn has(&self, flag: &str) -> bool {
+        self.0.iter().any(|a| a == flag)
+    }
+
+    fn value(&self, flag: &str) -> Option<&String> {
+        self.0.iter().position(|a| a == flag).and_then(|i| self.0.get(i + 1))
+    }
+
+    pub fn number(&self, flag: &str, default: usize) -> usize {
+        self.value(flag).map_or(default, |v| {
+            v.parse().unwrap_or_else(|_| {
+                eprintln!("{flag} takes a number, not {v:?}");
+                std::process::exit(2)
+            })
+        })
+    }
+
+    /// The measures `--only` names, or `all`.
+    pub fn only(&self, all: &[char]) -> Vec<char> {
+        self.value("--only")
+            .map_or_else(|| all.to_vec(), |v| v.chars().filter(char::is_ascii_alphabetic).collect())
+    }
+}
+
+/// A measure by its letter: it adds its rows to the table.
+pub type Measure<C> = (char, fn(&C, &mut Table));
+
+/// Runs the measures `only` names into one table and prints it under the run's title line,
+/// then `footer`.
+pub fn run<C>(bench: &str, quick: bool, cfg: &C, only: &[char], measures: &[Measure<C>], footer: &str) {
+    let started = Instant::now();
+    let mut table = Table::default();
+    for (measure, run) in measures {
+        if only.contains(measure) {
+            run(cfg, &mut table);
+        }
+    }
+    println!();
+    println!(
+        "{bench} {} — {} cores, {} in all",
+        if quick { "--quick" } else { "(full)" },
+        cores(),
+        secs(started.elapsed())
+    );
+    table.print();
+    println!("{footer}");
+}
 
 /// A scratch directory under `target/tmp` when there is one (the disk the build uses), named
 /// after the benchmark and the measure.

@@ -46,7 +46,7 @@ use eenplan_core::plan::{
 use eenplan_core::sync::SyncError;
 use eenplan_core::{CoreError, Device as CoreDevice, EntityId, PlanId};
 use eenplan_ffi::{ApiError, Device as Phone, SyncSummary, passphrase_keystore};
-use eenplan_tests::bench::{Table, bytes, cores, median, policy_where_reading_all, ratio, scratch, secs};
+use eenplan_tests::bench::{Args, Table, bytes, median, policy_where_reading_all, ratio, run, scratch, secs};
 use eenplan_tests::link::{Admission, Link, Stats};
 use eenplan_tests::network::{Admin, Server, device_keystore};
 
@@ -86,18 +86,9 @@ struct Config {
 
 impl Config {
     fn from_args() -> Config {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        let has = |flag: &str| args.iter().any(|a| a == flag);
-        if has("--help") || has("-h") {
-            println!("usage: phone_bench [--quick] [--only a,b,c]");
-            std::process::exit(0);
-        }
-        let quick = has("--quick");
-        let only = args
-            .iter()
-            .position(|a| a == "--only")
-            .and_then(|i| args.get(i + 1))
-            .map_or_else(|| vec!['a', 'b', 'c'], |v| v.chars().filter(char::is_ascii_alphabetic).collect());
+        let args = Args::from_env("phone_bench [--quick] [--only a,b,c]");
+        let quick = args.has("--quick");
+        let only = args.only(&['a', 'b', 'c']);
         Config {
             quick,
             only,
@@ -116,10 +107,6 @@ impl Config {
             c_note_words: 32,
             c_attempts: if quick { 3 } else { 6 },
         }
-    }
-
-    fn runs(&self, measure: char) -> bool {
-        self.only.contains(&measure)
     }
 }
 
@@ -930,24 +917,12 @@ fn creator_view(creator: &mut CoreDevice, plan: &PlanId) -> Option<eenplan_core:
 fn main() {
     let cfg = Config::from_args();
     eprintln!("phone_bench {} ({cfg:?})", if cfg.quick { "--quick" } else { "full" });
-    let started = Instant::now();
-    let mut table = Table::default();
-    if cfg.runs('a') {
-        measure_a(&cfg, &mut table);
-    }
-    if cfg.runs('b') {
-        measure_b(&cfg, &mut table);
-    }
-    if cfg.runs('c') {
-        measure_c(&cfg, &mut table);
-    }
-    println!();
-    println!(
-        "phone_bench {} — {} cores, {} in all",
-        if cfg.quick { "--quick" } else { "(full)" },
-        cores(),
-        secs(started.elapsed())
+    run(
+        "phone_bench",
+        cfg.quick,
+        &cfg,
+        &cfg.only,
+        &[('a', measure_a), ('b', measure_b), ('c', measure_c)],
+        "ratio: value ÷ baseline or limit. ≥: the call was still blocked at the cap and was ended.",
     );
-    table.print();
-    println!("ratio: value ÷ baseline or limit. ≥: the call was still blocked at the cap and was ended.");
 }

@@ -44,7 +44,7 @@ use eenplan_core::sync::{SyncError, SyncReport};
 use eenplan_core::{CoreError, Device, PlanId};
 use eenplan_protocol::bundle::DocumentId;
 use eenplan_protocol::envelope;
-use eenplan_tests::bench::{add_report, bytes, cores, median, policy_where_reading_all, scratch, secs};
+use eenplan_tests::bench::{Args, add_report, bytes, cores, median, policy_where_reading_all, scratch, secs};
 use eenplan_tests::network::{Admin, Server, device_keystore};
 
 const ORG: &str = "Wijkteam Noord";
@@ -69,23 +69,12 @@ struct Config {
 
 impl Config {
     fn from_args() -> Config {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        let has = |flag: &str| args.iter().any(|a| a == flag);
-        let value = |flag: &str| -> Option<String> {
-            args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned()
-        };
-        let number = |flag: &str, default: usize| -> usize {
-            value(flag).map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("{flag} takes a number")))
-        };
-        if has("--help") || has("-h") {
-            println!(
-                "usage: revoke_bench [--quick] [--only a,b] [--plans N] [--devices N] [--revocations N] [--reps N]"
-            );
-            std::process::exit(0);
-        }
-        let quick = has("--quick");
-        let only = value("--only")
-            .map_or_else(|| vec!['a', 'b'], |v| v.chars().filter(char::is_ascii_alphabetic).collect());
+        let args = Args::from_env(
+            "revoke_bench [--quick] [--only a,b] [--plans N] [--devices N] [--revocations N] [--reps N]",
+        );
+        let number = |flag: &str, default: usize| args.number(flag, default);
+        let quick = args.has("--quick");
+        let only = args.only(&['a', 'b']);
         let cfg = Config {
             quick,
             only,

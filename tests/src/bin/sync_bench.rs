@@ -50,7 +50,7 @@ use eenplan_core::plan::{
 use eenplan_core::sync::{SyncError, SyncReport};
 use eenplan_core::{CoreError, Device, DeviceId, EntityId, PlanId};
 use eenplan_tests::bench::{
-    Table, add_report, bytes, cores, median, policy_where_reading_all, ratio, scratch, secs,
+    Args, Table, add_report, bytes, cores, median, policy_where_reading_all, ratio, run, scratch, secs,
 };
 use eenplan_tests::network::{Admin, Server, device_keystore};
 
@@ -81,24 +81,12 @@ struct Config {
 
 impl Config {
     fn from_args() -> Config {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        let has = |flag: &str| args.iter().any(|a| a == flag);
-        let value = |flag: &str| -> Option<String> {
-            args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned()
-        };
-        let number = |flag: &str, default: usize| -> usize {
-            value(flag).map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("{flag} takes a number")))
-        };
-        if has("--help") || has("-h") {
-            println!(
-                "usage: sync_bench [--quick] [--only a,b,c] [--plans N] [--edits N] [--devices N] \
-                 [--pushes N] [--runs N]"
-            );
-            std::process::exit(0);
-        }
-        let quick = has("--quick");
-        let only = value("--only")
-            .map_or_else(|| vec!['a', 'b', 'c'], |v| v.chars().filter(char::is_ascii_alphabetic).collect());
+        let args = Args::from_env(
+            "sync_bench [--quick] [--only a,b,c] [--plans N] [--edits N] [--devices N] [--pushes N] [--runs N]",
+        );
+        let number = |flag: &str, default: usize| args.number(flag, default);
+        let quick = args.has("--quick");
+        let only = args.only(&['a', 'b', 'c']);
         let edits = number("--edits", if quick { 500 } else { 10_000 });
         Config {
             quick,
@@ -112,10 +100,6 @@ impl Config {
             c_pushes: number("--pushes", if quick { 5 } else { 40 }),
             c_plans: if quick { 2 } else { 4 },
         }
-    }
-
-    fn runs(&self, measure: char) -> bool {
-        self.only.contains(&measure)
     }
 }
 
@@ -1112,24 +1096,12 @@ fn measure_c(cfg: &Config, table: &mut Table) {
 fn main() {
     let cfg = Config::from_args();
     eprintln!("sync_bench {} ({cfg:?})", if cfg.quick { "--quick" } else { "full" });
-    let started = Instant::now();
-    let mut table = Table::default();
-    if cfg.runs('a') {
-        measure_a(&cfg, &mut table);
-    }
-    if cfg.runs('b') {
-        measure_b(&cfg, &mut table);
-    }
-    if cfg.runs('c') {
-        measure_c(&cfg, &mut table);
-    }
-    println!();
-    println!(
-        "sync_bench {} — {} cores, {} in all",
-        if cfg.quick { "--quick" } else { "(full)" },
-        cores(),
-        secs(started.elapsed())
+    run(
+        "sync_bench",
+        cfg.quick,
+        &cfg,
+        &cfg.only,
+        &[('a', measure_a), ('b', measure_b), ('c', measure_c)],
+        "ratio: value ÷ target or baseline; for (a) vs automerge: all HTTP bodies / sync bodies only.",
     );
-    table.print();
-    println!("ratio: value ÷ target or baseline; for (a) vs automerge: all HTTP bodies / sync bodies only.");
 }
