@@ -377,7 +377,7 @@ impl Device {
         regie_holder: Option<EntityId>,
         reason: String,
     ) -> Result<(), ApiError> {
-        self.with(|d| d.edit(&plan, |p| p.escalate(level, regie_holder, &reason)))
+        self.with(|d| d.edit(&plan, |p| p.escalate(level, regie_holder, &reason)).map(|_| ()))
     }
 
     pub fn add_member(&self, plan: PlanId, member: NewMember) -> Result<EntityId, ApiError> {

@@ -137,7 +137,8 @@ impl From<CoreError> for ApiError {
             | CoreError::AmbiguousPlan(_)
             | CoreError::PlanPrefixTooShort(_)
             | CoreError::AlreadyInitialised
-            | CoreError::Transfer(_) => ApiError::Invalid { reason },
+            | CoreError::Transfer(_)
+            | CoreError::NotAllowed(_) => ApiError::Invalid { reason },
             CoreError::UnknownPlan(_) | CoreError::NoMatchingPlan(_) | CoreError::NotInitialised => {
                 ApiError::NotFound { reason }
             }
@@ -165,7 +166,8 @@ fn from_sync(error: SyncError, reason: String) -> ApiError {
         SyncError::Protocol(_)
         | SyncError::TooManyRounds(_)
         | SyncError::BadPolicy(_)
-        | SyncError::NotFetchedYet => {
+        | SyncError::NotFetchedYet
+        | SyncError::NoChainYet => {
             ApiError::Server { reason, status: 0, code: ErrorCode::Other("invalid_answer".into()) }
         }
     }

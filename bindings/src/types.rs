@@ -10,6 +10,7 @@ use eenplan_core::WipeReason;
 use eenplan_core::audience::{Audience, Reader};
 use eenplan_core::ids::{DeviceId, EntityId, PlanId};
 use eenplan_core::people::Person;
+use eenplan_core::regie::{Membership, MembershipStep, PlanParticipant};
 use eenplan_core::plan::conflicts::{Conflict, ConflictValue, FieldValue};
 use eenplan_core::plan::view::{
     Action, Agreement, EscalationStep, Goal, Member, Note, Participant, PlanView, SafetyItem, Score,
@@ -50,6 +51,7 @@ pub enum ErrorCode {
     IncompleteRekey,
     IncompleteRoleChange,
     PolicyNotNewer,
+    BadMembership,
     UnknownPolicyVersion,
     MissingToken,
     BadToken,
@@ -86,6 +88,8 @@ pub enum ErrorCode {
     OrgExists,
     UserExists,
     StaleRekey,
+    MembershipConflict,
+    MembershipSigned,
     Expired,
     ExpiredCode,
     TooLarge,
@@ -367,6 +371,43 @@ pub struct PlanView {
     /// `escalations[].by`, as far as the device holds their certificates: show the name and
     /// organisation, not the id.
     pub people: Vec<Person>,
+    /// Who takes part and who holds regie, from the plan's signed membership chain; `None`
+    /// until the first sync after the plan was created. Show this, not `participants` or
+    /// `regisseur` (which anyone could write into the plan).
+    pub membership: Option<Membership>,
+}
+
+/// Who takes part in a plan and who holds regie, as its signed chain says.
+#[uniffi::remote(Record)]
+pub struct Membership {
+    pub regisseur: PlanParticipant,
+    /// A warm handover: offered, not accepted yet. Show both until then.
+    pub offered_to: Option<PlanParticipant>,
+    pub level: String,
+    pub participants: Vec<PlanParticipant>,
+    pub steps: Vec<MembershipStep>,
+}
+
+/// A participant, as their certificate names them.
+#[uniffi::remote(Record)]
+pub struct PlanParticipant {
+    pub user_id: i64,
+    pub name: String,
+    pub organisation: String,
+    pub role: String,
+}
+
+/// One step of the membership chain: `text` is the Dutch sentence to show.
+#[uniffi::remote(Record)]
+pub struct MembershipStep {
+    pub seq: u32,
+    pub at_ms: i64,
+    pub by: String,
+    pub act: String,
+    pub text: String,
+    pub level: Option<String>,
+    pub grondslag: Option<String>,
+    pub step: Option<EntityId>,
 }
 
 /// Who is behind a device (`device`, hex), as an administrator certified it.
@@ -380,6 +421,7 @@ pub struct Person {
 
 #[uniffi::remote(Record)]
 pub struct EscalationStep {
+    pub id: Option<EntityId>,
     pub level: String,
     pub regie_holder: Option<EntityId>,
     pub reason: String,

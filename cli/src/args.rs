@@ -16,6 +16,7 @@ use eenplan_core::plan::{
     ActionStatus, Compartment, EscalationLevel, GoalStatus, NoteKind, Phase, Role, ValidationError,
 };
 use eenplan_protocol::api::ServerUrl;
+use eenplan_protocol::membership::Grondslag;
 
 const ENVIRONMENT_HELP: &str = "\
 Environment:
@@ -127,10 +128,19 @@ pub enum PlanCommand {
     Show(PlanShowArgs),
     /// Moves a plan to another phase.
     Phase(PlanPhaseArgs),
-    /// Records a step in escalation and who holds regie afterwards.
+    /// Escalates the case (the regisseur): records the step, its reason and legal ground,
+    /// adds participants and offers regie to one of them (needs the server; queued offline).
     Escalate(PlanEscalateArgs),
-    /// Makes a participant the plan's regisseur.
-    Regisseur(PlanRegisseurArgs),
+    /// De-escalates (the regisseur): regie goes to USER at once, and the participants the
+    /// escalation added leave.
+    Deescalate(PlanDeescalateArgs),
+    /// Offers regie to another participant (the regisseur); they hold it once they accept.
+    Handover(PlanHandoverArgs),
+    /// Accepts regie offered to you.
+    AcceptRegie(PlanArg),
+    /// Removes a participant (the regisseur): their devices get nothing new, and what they
+    /// could read moves to a new key.
+    RemoveParticipant(PlanRemoveParticipantArgs),
     /// Gives another user access to the plan (the regisseur's device; needs the server).
     AddParticipant(PlanAddParticipantArgs),
     /// Lists the plan's participants who can read a compartment, under the sharing policy.
@@ -203,19 +213,60 @@ pub struct PlanEscalateArgs {
     pub plan: String,
     #[arg(long, value_parser = vocabulary::<EscalationLevel>())]
     pub level: EscalationLevel,
-    /// The participant who holds regie after this step.
-    #[arg(long, value_name = "PARTICIPANT")]
-    pub regie: Option<EntityId>,
     #[arg(long)]
+    pub reason: String,
+    /// The legal ground for sharing: convenant, toestemming, meldcode, wettelijke_taak.
+    #[arg(long, value_parser = grondslag)]
+    pub grondslag: Grondslag,
+    /// The user offered regie (a participant, or one of those added).
+    #[arg(long, value_name = "USER")]
+    pub regie: Option<String>,
+    /// A user who joins, by name (ROLE, when given, must be the user's certified role).
+    #[arg(long = "add", value_name = "USER[:ROLE]")]
+    pub add: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanDeescalateArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    #[arg(long, value_parser = vocabulary::<EscalationLevel>())]
+    pub level: EscalationLevel,
+    /// The participant who holds regie from now on.
+    #[arg(long, value_name = "USER")]
+    pub regie: String,
+    #[arg(long, default_value = "")]
     pub reason: String,
 }
 
 #[derive(Debug, Args)]
-pub struct PlanRegisseurArgs {
+pub struct PlanHandoverArgs {
     /// The plan's id, or a unique prefix of at least 4 characters.
     pub plan: String,
-    /// The participant's id.
-    pub participant: EntityId,
+    /// The participant offered regie.
+    #[arg(long, value_name = "USER")]
+    pub to: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArg {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanRemoveParticipantArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    #[arg(long, value_name = "USER")]
+    pub user: String,
+}
+
+fn grondslag(text: &str) -> Result<Grondslag, String> {
+    Grondslag::parse(text).ok_or_else(|| {
+        let known: Vec<&str> = Grondslag::ALL.iter().map(|g| g.as_str()).collect();
+        format!("unknown grondslag {text:?}; one of: {}", known.join(", "))
+    })
 }
 
 #[derive(Debug, Subcommand)]

@@ -62,6 +62,9 @@ impl Output {
             Output::Nothing => return Ok(()),
             Output::Text(t) | Output::Noted { text: t, .. } => t,
         };
+        if text.is_empty() {
+            return Ok(());
+        }
         out.write_all(text.as_bytes())?;
         if !text.ends_with('\n') {
             out.write_all(b"\n")?;

@@ -411,6 +411,12 @@ impl Device {
         Ok(Plan::from_documents(id, self.device_id(), Vec::new(), self.clock.clone())?)
     }
 
+    /// Drops a plan's cached read model: what it shows changed outside its documents (its
+    /// membership chain).
+    pub(crate) fn forget_view(&mut self, plan: &PlanId) {
+        self.views.remove(plan);
+    }
+
     pub(crate) fn put_back_plan(&mut self, plan: Plan) {
         self.views.remove(&plan.id());
         self.open_plans.insert(plan.id(), plan);
@@ -442,6 +448,10 @@ impl Device {
         }
         let mut view = self.plan(*id)?.view()?;
         view.people = self.people_in(&view)?;
+        view.membership = self.membership(id)?;
+        if let Some(membership) = &view.membership {
+            view.escalation_level = membership.level.clone();
+        }
         self.views.insert(*id, view.clone());
         Ok(view)
     }

@@ -49,6 +49,11 @@ pub enum CoreError {
     LeaseExpired { expired_at_ms: i64 },
     #[error(transparent)]
     Sync(#[from] crate::sync::SyncError),
+    /// The plan's signed membership chain does not allow this (only the regisseur hands
+    /// over regie, a user who does not take part cannot be removed, …). The sentence is
+    /// Dutch: people read it.
+    #[error("{0}")]
+    NotAllowed(String),
     /// The host closed the device ([`crate::sync::SharedDevice::close`]).
     #[error("this device has been closed; open it again")]
     Closed,

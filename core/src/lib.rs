@@ -32,6 +32,7 @@ pub mod keystore;
 pub mod lease;
 pub mod people;
 pub mod plan;
+pub mod regie;
 pub mod store;
 pub mod sync;
 pub mod transfer;

@@ -396,6 +396,11 @@ impl Store {
         sync_records::is_registered(&self.conn, &self.keys, plan)
     }
 
+    /// The plan's membership chain as [`crate::membership`] stored it.
+    pub fn membership(&self, plan: PlanId) -> Result<Option<Vec<u8>>, StoreError> {
+        sync_records::membership(&self.conn, &self.keys, plan)
+    }
+
     /// Returns free pages to the file system and truncates the WAL. Freed pages were
     /// already zeroed (`secure_delete`); this is about size, not secrecy.
     pub fn reclaim_space(&mut self) -> Result<(), StoreError> {
@@ -556,5 +561,9 @@ impl StoreWriter<'_> {
 
     pub fn mark_registered(&mut self, plan: PlanId) -> Result<(), StoreError> {
         sync_records::mark_registered(self.tx, self.keys, plan)
+    }
+
+    pub fn put_membership(&mut self, plan: PlanId, chain: &[u8]) -> Result<(), StoreError> {
+        sync_records::put_membership(self.tx, self.keys, plan, chain)
     }
 }

@@ -32,6 +32,7 @@ mod driver;
 mod incoming;
 mod keys;
 mod live;
+mod membership;
 mod outgoing;
 mod revocations;
 mod session;
@@ -57,6 +58,7 @@ use transport::Transport;
 
 pub use access::SharedDevice;
 pub use live::WatchEvent;
+pub use membership::{Intent, MAX_QUEUED_INTENTS, QueuedIntent};
 pub use shares::{QueuedShare, ShareFailure};
 
 /// The recipient id under which envelopes sealed to the network's escrow key are stored.
@@ -136,6 +138,10 @@ pub enum SyncError {
     /// fetches it without the device's lock and applies again; it never reaches a host.
     #[error("a certificate or policy was needed before it was fetched")]
     NotFetchedYet,
+    /// The plan's membership chain is not on this device yet: it arrives with the sync that
+    /// registers the plan, and what waits for it goes then.
+    #[error("the plan's membership chain has not arrived yet; sync again")]
+    NoChainYet,
 }
 
 impl SyncError {
@@ -415,6 +421,12 @@ impl Device {
         Ok(self.own_certificate(&server).ok().map(|own| own.role))
     }
 
+    /// This device's own verified certificate body, once approved.
+    pub(crate) fn own_body(&self) -> Result<Option<DeviceBody>, CoreError> {
+        let Some(server) = self.server_state()? else { return Ok(None) };
+        Ok(self.own_certificate(&server).ok())
+    }
+
     /// This device's own verified certificate body.
     fn own_certificate(&self, server: &ServerState) -> Result<DeviceBody, CoreError> {
         let state = self.certificate_state()?.ok_or(SyncError::NotApproved)?;
@@ -513,6 +525,31 @@ impl Device {
         role: &str,
     ) -> Result<ShareOutcome, CoreError> {
         shares::share_now(&access::Exclusive::new(self), plan, user, role)
+    }
+}
+
+impl Device {
+    /// Syncs after an act on a plan's membership chain was queued ([`Device::queue_intent`]):
+    /// `Done` when the server took every queued act, `Queued` when it could not be reached
+    /// (they wait for the next sync); the server's or the chain's refusal as an error.
+    pub fn sync_membership(&mut self) -> Result<ShareOutcome, CoreError> {
+        let report = match self.sync() {
+            Ok(report) => report,
+            Err(CoreError::Sync(SyncError::Network(_))) => return Ok(ShareOutcome::Queued),
+            Err(e) => return Err(e),
+        };
+        if let Some(failure) = report.share_failures.iter().find(|f| f.user.is_empty()) {
+            return Err(SyncError::Server {
+                status: failure.status,
+                code: failure.code.clone(),
+                message: failure.message.clone(),
+            }
+            .into());
+        }
+        if let Some(refused) = report.refused.iter().find(|r| r.starts_with("membership act ")) {
+            return Err(CoreError::NotAllowed(refused.trim_start_matches("membership act ").to_owned()));
+        }
+        Ok(if self.queued_intents()?.is_empty() { ShareOutcome::Done } else { ShareOutcome::Queued })
     }
 }
 

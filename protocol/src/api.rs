@@ -118,7 +118,16 @@ pub fn admin_participants_path(plan: &[u8; 16]) -> String {
     format!("/v1/admin/plans/{}/participants", hex(plan))
 }
 
-/// `POST` ([`Assignment`]) by a device whose user is the plan's regisseur.
+/// `POST` (CBOR [`crate::membership::SignedEntry`]): the next entry of a plan's membership
+/// chain, signed by a device (204; 409 `membership_conflict` when another entry came first,
+/// 403 `not_regisseur` when the chain does not let its signer make it). `GET ?after=N`: the
+/// chain's signed entries after position N (CBOR list), for a participant's device.
+pub fn membership_path(plan: &[u8; 16]) -> String {
+    format!("/v1/plans/{}/membership", hex(plan))
+}
+
+/// `POST` ([`Assignment`]) by a device whose user is the plan's regisseur, for a plan that
+/// has no membership chain (registered by an older device).
 pub fn participants_path(plan: &[u8; 16]) -> String {
     format!("/v1/plans/{}/participants", hex(plan))
 }
@@ -453,6 +462,10 @@ pub struct UserMatch {
     pub id: i64,
     pub name: String,
     pub org: String,
+    /// The certificate chains of the user's active devices: a regisseur adding the user to a
+    /// plan names them by one of these, which every participant verifies against the root.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<CertificateChain>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,8 +7,11 @@
 //!
 //! - epoch 1 is made by a device whose certified role may read the compartment (the plan's
 //!   creator, or the first device of a role that may read a compartment nobody had a key for);
-//! - every later epoch is made by an administrator, when a revocation, an unassignment or a
-//!   policy change rotates the document.
+//! - a later epoch is made by an administrator, when a revocation, an unassignment or a
+//!   policy change rotates the document, or, in a plan with a membership chain, by a device
+//!   whose user the chain shows reading the compartment (after a removal or a change of level,
+//!   so that no edit waits for an administrator); such a commitment names the chain position
+//!   it was made at.
 //!
 //! So a participant cannot hand another device a key of its own choosing (the digest would
 //! not match), and a server cannot invent an epoch (it cannot sign as an administrator).
@@ -99,6 +102,12 @@ pub struct Commitment {
     /// withholds newer revocations is caught rather than believed.
     #[serde(rename = "r", default, skip_serializing_if = "is_zero")]
     pub revocations_version: u32,
+    /// The position in the plan's membership chain ([`crate::membership`]) its minter held;
+    /// 0 when it named none. A device makes a later epoch only on a chain that shows it a
+    /// reader, and a key made at position N carries no new write once someone who could read
+    /// at N or after cannot read now.
+    #[serde(rename = "g", default, skip_serializing_if = "is_zero")]
+    pub membership_seq: u32,
 }
 
 fn is_zero(version: &u32) -> bool {
@@ -134,6 +143,7 @@ impl Commitment {
             made_at_ms,
             policy_version: 0,
             revocations_version: 0,
+            membership_seq: 0,
         }
     }
 
@@ -146,6 +156,12 @@ impl Commitment {
     /// Names the revocation-list version this key was made under.
     pub fn under_revocations(mut self, version: u32) -> Self {
         self.revocations_version = version;
+        self
+    }
+
+    /// Names the membership-chain position this key was made at.
+    pub fn at_membership(mut self, seq: u32) -> Self {
+        self.membership_seq = seq;
         self
     }
 

@@ -7,6 +7,7 @@ pub mod api;
 pub mod bundle;
 pub mod certificate;
 pub mod envelope;
+pub mod membership;
 pub mod epoch;
 pub mod policy;
 pub mod rekey;

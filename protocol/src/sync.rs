@@ -78,6 +78,39 @@ pub struct SyncRequest {
     /// Absent (an older device): the server takes [`SyncRequest::since`] for it.
     #[serde(rename = "ea", default, skip_serializing_if = "Option::is_none")]
     pub envelopes_after: Option<u64>,
+    /// The first entry of each new plan's membership chain ([`crate::membership`]), signed by
+    /// this device: the plan's creator holds regie. A plan registered without one (an older
+    /// device) has no chain, and its participants are the server's word.
+    #[serde(rename = "mc", default, skip_serializing_if = "Vec::is_empty")]
+    pub charters: Vec<Blob>,
+    /// Where the device's membership cursor stands: the `membership_through` of its last
+    /// answer (absent: from the start).
+    #[serde(rename = "ma", default, skip_serializing_if = "Option::is_none")]
+    pub membership_after: Option<u64>,
+    /// New epochs this device made when asked to ([`SyncResponse::rotate`]).
+    #[serde(rename = "ro", default, skip_serializing_if = "Vec::is_empty")]
+    pub rotations: Vec<RotationUpload>,
+}
+
+/// A new epoch a device made for a document the server asked it to rotate: the signed
+/// commitment (naming the membership position it was made at) and the key sealed to escrow
+/// and to the device itself. The other readers ask for it through key requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationUpload {
+    #[serde(rename = "cm")]
+    pub commitment: Blob,
+    #[serde(rename = "e")]
+    pub envelopes: Vec<EnvelopeUpload>,
+}
+
+/// "Make epoch `epoch` of `document`": a removal or a change of level took a read away and
+/// this device's user still reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotateRequest {
+    #[serde(rename = "d")]
+    pub document: Fixed<17>,
+    #[serde(rename = "ep")]
+    pub epoch: u32,
 }
 
 /// "The envelope `sealer` sealed to me for this (document, epoch) is no good."
@@ -109,6 +142,13 @@ pub const MAX_ENVELOPE_UPLOADS: usize = 4096;
 pub const MAX_SNAPSHOTS: usize = 256;
 /// The most refused envelopes one request reports (`re`).
 pub const MAX_REFUSED_ENVELOPES: usize = 256;
+/// The most new epochs one request uploads (`ro`).
+pub const MAX_ROTATION_UPLOADS: usize = 256;
+/// The most membership entries one answer carries (`ms`); a plan's chain is never split
+/// across answers, so this is also the longest chain ([`crate::membership::MAX_ENTRIES`]).
+pub const MAX_MEMBERSHIP_PER_ANSWER: usize = 256;
+/// The most documents one answer asks a device to rotate (`ro`).
+pub const MAX_ROTATE_REQUESTS: usize = 256;
 
 /// The most bundles (changes and snapshots) a device may push per rolling hour. A worker who
 /// edits all day pushes one bundle per edited document per sync: a few hundred an hour at
@@ -141,6 +181,8 @@ impl SyncRequest {
             ("key envelopes", self.envelopes.len(), MAX_ENVELOPE_UPLOADS),
             ("snapshots", self.snapshots.len(), MAX_SNAPSHOTS),
             ("refused envelopes", self.refused_envelopes.len(), MAX_REFUSED_ENVELOPES),
+            ("plan charters", self.charters.len(), MAX_NEW_PLANS),
+            ("new epochs", self.rotations.len(), MAX_ROTATION_UPLOADS),
         ]
         .into_iter()
         .find(|(_, count, limit)| count > limit)
@@ -198,6 +240,18 @@ pub struct SyncResponse {
     /// The mailbox position to send back as [`SyncRequest::envelopes_after`].
     #[serde(rename = "et", default, skip_serializing_if = "is_zero_u64")]
     pub envelopes_through: u64,
+    /// Membership entries of the device's plans after its membership cursor (a plan it
+    /// newly takes part in: its whole chain), in order; at most
+    /// [`MAX_MEMBERSHIP_PER_ANSWER`], whole chains only. They go ahead of everything else:
+    /// the device judges key requests and key makers by them.
+    #[serde(rename = "ms", default, skip_serializing_if = "Vec::is_empty")]
+    pub membership: Vec<Blob>,
+    /// The membership position to send back as [`SyncRequest::membership_after`].
+    #[serde(rename = "mh", default, skip_serializing_if = "is_zero_u64")]
+    pub membership_through: u64,
+    /// Documents whose next epoch this device is asked to make.
+    #[serde(rename = "ro", default, skip_serializing_if = "Vec::is_empty")]
+    pub rotate: Vec<RotateRequest>,
 }
 
 /// The smallest pull page a device may ask for ([`SyncRequest::max_bytes`]); one bundle is

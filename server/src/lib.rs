@@ -14,6 +14,7 @@ pub mod auth;
 pub mod error;
 pub mod group_commit;
 pub mod init_secret;
+pub mod membership;
 pub mod metrics;
 pub mod quota;
 pub mod routes;

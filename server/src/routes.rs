@@ -25,6 +25,7 @@
 pub mod admin;
 pub mod device;
 pub mod live;
+pub mod membership;
 pub mod rekey;
 pub mod revocations;
 pub mod rotation;
@@ -218,6 +219,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(api::PATH_USER_LOOKUP, post(device::lookup_users))
         .route(api::PATH_CERTIFICATES, get(device::certificates))
         .route("/v1/plans/{plan}/participants", post(device::add_participant))
+        .route("/v1/plans/{plan}/membership", post(membership::append).get(membership::entries))
         .route(api::PATH_LIVE, get(live::live))
         // The JSON limit everywhere; the sync route's own layer, closer to it, overrides it.
         .layer(DefaultBodyLimit::max(MAX_JSON_REQUEST))

@@ -608,10 +608,86 @@ pub struct RotationTask {
 pub struct CompletedRotation {
     pub document: DocumentId,
     pub new_epoch: u32,
-    /// `eenplan_protocol::epoch::SignedCommitment` bytes, by an administrator.
+    /// `eenplan_protocol::epoch::SignedCommitment` bytes, by an administrator or (in a plan
+    /// with a membership chain) by `minter_device`.
     pub commitment: Vec<u8>,
+    /// The device that made the epoch; `None` for an administrator. Checked in the writing
+    /// transaction: active, and its user reads the document.
+    pub minter_device: Option<DeviceId>,
     pub envelopes: Vec<Envelope>,
     pub now: i64,
+}
+
+/// A plan registered with the first entry of its membership chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CharteredPlan {
+    pub plan: PlanId,
+    pub creator: UserId,
+    pub created_by: DeviceId,
+    /// The creator's certified role: their plan role.
+    pub creator_role: String,
+    /// `eenplan_protocol::membership::SignedEntry` bytes (seq 1).
+    pub charter: Vec<u8>,
+    /// The verified `Roster` (CBOR) after it.
+    pub roster: Vec<u8>,
+    pub now: i64,
+}
+
+/// The next entry of a plan's membership chain and what it changes, as the rules above
+/// storage worked out ([`crate::membership`]); the backend only writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MembershipUpdate {
+    pub plan: PlanId,
+    pub seq: u32,
+    /// `SignedEntry` bytes.
+    pub signed: Vec<u8>,
+    /// The verified `Roster` (CBOR) after the entry.
+    pub roster: Vec<u8>,
+    pub level: String,
+    /// Users who take part from now on, with their plan role.
+    pub add: Vec<(UserId, String)>,
+    /// Users who no longer take part: their grants and envelopes go.
+    pub remove: Vec<UserId>,
+    /// Documents whose readers lost someone: each moves to a new epoch.
+    pub rotate: Vec<DocumentId>,
+    /// The device whose request this is: checked active in the writing transaction.
+    pub by_device: Option<DeviceId>,
+    pub now: i64,
+}
+
+/// Membership entries for one device, after its cursor.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MembershipPage {
+    /// `SignedEntry` bytes, by plan and position; a plan's chain is never split.
+    pub entries: Vec<Vec<u8>>,
+    /// The cursor the device sends next.
+    pub through: u64,
+}
+
+/// A page of membership entries from `(plan, position, entry)` rows in position order: whole
+/// groups (one plan at one position) only, at most `limit` entries unless the first group
+/// alone is longer. `through` is the log `head` when every row fits, else just before the
+/// first group left out.
+pub fn whole_chains_page(
+    rows: Vec<([u8; 16], u64, Vec<u8>)>,
+    after: u64,
+    head: u64,
+    limit: usize,
+) -> MembershipPage {
+    let mut page = MembershipPage { entries: Vec::new(), through: head.max(after) };
+    let mut rows = rows.into_iter().peekable();
+    while let Some((plan, position, signed)) = rows.next() {
+        let mut group = vec![signed];
+        while let Some((_, _, next)) = rows.next_if(|(p, q, _)| *p == plan && *q == position) {
+            group.push(next);
+        }
+        if !page.entries.is_empty() && page.entries.len() + group.len() > limit {
+            page.through = position.saturating_sub(1);
+            return page;
+        }
+        page.entries.extend(group);
+    }
+    page
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -689,6 +765,8 @@ pub trait Storage: Send + Sync {
     /// device id that exists.
     fn claim_enrolment(&self, code_id: &[u8; 32], device: &NewDevice, now: i64) -> Result<UserId>;
     fn devices(&self) -> Result<Vec<DeviceRecord>>;
+    /// The devices of one user, oldest first.
+    fn devices_of_user(&self, user: UserId) -> Result<Vec<DeviceRecord>>;
     fn device(&self, id: DeviceId) -> Result<Option<DeviceRecord>>;
     fn pending_devices(&self) -> Result<Vec<DeviceRecord>>;
     fn active_devices_of_user(&self, user: UserId) -> Result<Vec<DeviceRecord>>;
@@ -754,6 +832,29 @@ pub trait Storage: Send + Sync {
     /// non-participant changes nothing.
     fn remove_participant(&self, plan: PlanId, user: UserId, now: i64) -> Result<u64>;
     fn participants(&self, plan: PlanId) -> Result<Vec<Participant>>;
+
+    // Membership chains (the rules live in `crate::membership`).
+
+    /// Registers a plan with its first membership entry: as [`Storage::register_plan`], and
+    /// the chain and roster are stored. `Ok(false)` when another user registered the plan.
+    fn register_chartered_plan(&self, plan: &CharteredPlan) -> Result<bool>;
+    /// The plan's roster (CBOR) and chain length; `None` for a plan registered without a
+    /// chain. [`StorageError::NotFound`] for an unknown plan.
+    fn roster(&self, plan: PlanId) -> Result<Option<(u32, Vec<u8>)>>;
+    /// In one transaction: appends the entry at a new log position (as the next of the
+    /// chain: [`StorageError::Conflict`] when the chain is not at `seq - 1`), stores the roster
+    /// and level, grants and ends participation as listed, and queues the rotations. Returns
+    /// the number of documents waiting for a new epoch.
+    fn append_membership(&self, update: &MembershipUpdate) -> Result<u64>;
+    /// The chain's signed entries after position `after`, in order.
+    fn membership_entries(&self, plan: PlanId, after: u32) -> Result<Vec<Vec<u8>>>;
+    /// The entries of `user`'s plans after the membership cursor `after` (a plan granted
+    /// after it: its whole chain), whole chains only, at most `limit` entries unless one
+    /// chain alone is longer.
+    fn membership_for(&self, user: UserId, after: u64, limit: usize) -> Result<MembershipPage>;
+    /// Documents of plans with a chain that wait for a new epoch and that `user` may read,
+    /// with the epoch to make.
+    fn rotations_for(&self, user: UserId) -> Result<Vec<(DocumentId, u32)>>;
     fn is_participant(&self, plan: PlanId, user: UserId) -> Result<bool>;
     fn plans_of_user(&self, user: UserId) -> Result<Vec<PlanId>>;
     /// Every document `user` may read, with the log position of the grant: the compartments

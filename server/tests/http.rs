@@ -2904,7 +2904,7 @@ fn a_device_looks_a_user_up_by_exact_name_and_learns_nothing_else() {
         server.post_as(api::PATH_USER_LOOKUP, token, &api::UserLookup { name: name.into() })
     };
     let found: Vec<api::UserMatch> = lookup(a.token(), "Bob").json();
-    assert_eq!(found, [api::UserMatch { id: bob.id, name: "Bob".into(), org: "Wijkteam Noord".into() }]);
+    assert_eq!(found, [api::UserMatch { id: bob.id, name: "Bob".into(), org: "Wijkteam Noord".into(), devices: vec![] }]);
     assert!(!String::from_utf8(lookup(a.token(), "Bob").body).unwrap().contains("wijkteam\""), "no role");
     for near in ["bob", "Bo", "Bob ", ""] {
         let reply = lookup(a.token(), near);

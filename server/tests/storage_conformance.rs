@@ -1217,6 +1217,7 @@ pub mod suite {
             document: d,
             new_epoch: 2,
             commitment: vec![2; 150],
+            minter_device: None,
             envelopes: vec![envelope(a2, d, 2, 0x77)],
             now: 6,
         };
@@ -1744,6 +1745,7 @@ pub mod suite {
             document: d,
             new_epoch: 2,
             commitment: vec![2; 150],
+            minter_device: None,
             envelopes: vec![envelope(laptop, d, 2, 5), envelope(escrow, d, 2, 7)],
             now: 20,
         })
@@ -1770,6 +1772,7 @@ pub mod suite {
             document: d,
             new_epoch: epoch,
             commitment: vec![epoch as u8; 150],
+            minter_device: None,
             envelopes,
             now: 20,
         };

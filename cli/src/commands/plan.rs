@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use eenplan_core::PlanListEntry;
+use eenplan_core::sync::ShareOutcome;
 
 use super::{find_plan, open};
 use crate::args::PlanCommand;
@@ -30,13 +31,28 @@ pub fn run(data: &Path, command: PlanCommand) -> Result<Output, CliError> {
         }
         PlanCommand::Escalate(args) => {
             let id = find_plan(&device, &args.plan)?;
-            device.edit(&id, |p| p.escalate(args.level, args.regie, &args.reason))?;
-            Ok(Output::Nothing)
+            device.escalate_case(&id, args.level, &args.reason, args.grondslag, args.regie.as_deref(), &args.add)?;
+            Ok(act_outcome(device.sync_membership()?))
         }
-        PlanCommand::Regisseur(args) => {
+        PlanCommand::Deescalate(args) => {
             let id = find_plan(&device, &args.plan)?;
-            device.edit(&id, |p| p.set_regisseur(args.participant))?;
-            Ok(Output::Nothing)
+            device.deescalate_case(&id, args.level, &args.regie, &args.reason)?;
+            Ok(act_outcome(device.sync_membership()?))
+        }
+        PlanCommand::Handover(args) => {
+            let id = find_plan(&device, &args.plan)?;
+            device.hand_over_regie(&id, &args.to)?;
+            Ok(act_outcome(device.sync_membership()?))
+        }
+        PlanCommand::AcceptRegie(args) => {
+            let id = find_plan(&device, &args.plan)?;
+            device.accept_regie(&id)?;
+            Ok(act_outcome(device.sync_membership()?))
+        }
+        PlanCommand::RemoveParticipant(args) => {
+            let id = find_plan(&device, &args.plan)?;
+            device.remove_participant(&id, &args.user)?;
+            Ok(act_outcome(device.sync_membership()?))
         }
         PlanCommand::AddParticipant(args) => {
             let id = find_plan(&device, &args.plan)?;
@@ -48,6 +64,17 @@ pub fn run(data: &Path, command: PlanCommand) -> Result<Output, CliError> {
             let audience = device.audience(&id, args.compartment)?;
             Output::choose(args.output.json, &audience, |a| audience_text(args.compartment, a))
         }
+    }
+}
+
+/// Done at the server, or waiting (durably) for the next sync.
+fn act_outcome(outcome: ShareOutcome) -> Output {
+    match outcome {
+        ShareOutcome::Done => Output::Nothing,
+        ShareOutcome::Queued => Output::Noted {
+            text: String::new(),
+            notice: "geen verbinding: de wijziging wacht op de volgende synchronisatie".into(),
+        },
     }
 }
 

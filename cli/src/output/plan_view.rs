@@ -57,9 +57,21 @@ fn header(out: &mut Lines, view: &PlanView) {
         .and_then(|step| step.regie_holder)
         .map(|holder| format!(" (regie: {})", participant_name(view, holder)))
         .unwrap_or_default();
-    out.line(2, format!("escalation    {}{regie}", view.escalation_level));
-    if let Some(regisseur) = view.regisseur {
-        out.line(2, format!("regisseur     {}", participant_name(view, regisseur)));
+    match &view.membership {
+        Some(membership) => {
+            out.line(2, format!("escalation    {}", view.escalation_level));
+            let who = |p: &eenplan_core::regie::PlanParticipant| format!("{} ({})", p.name, p.organisation);
+            out.line(2, format!("regisseur     {}", who(&membership.regisseur)));
+            if let Some(offered) = &membership.offered_to {
+                out.line(2, format!("regie offered {} (not accepted yet)", who(offered)));
+            }
+        }
+        None => {
+            out.line(2, format!("escalation    {}{regie}", view.escalation_level));
+            if let Some(regisseur) = view.regisseur {
+                out.line(2, format!("regisseur     {}", participant_name(view, regisseur)));
+            }
+        }
     }
     let held: Vec<&str> = view.compartments.iter().map(|c| c.as_str()).collect();
     out.line(2, format!("compartments  {}", held.join(", ")));
@@ -84,6 +96,18 @@ fn members(out: &mut Lines, view: &PlanView) {
 }
 
 fn participants(out: &mut Lines, view: &PlanView) {
+    if let Some(membership) = &view.membership {
+        out.blank();
+        out.line(0, "Participants (signed membership)");
+        for p in &membership.participants {
+            out.line(2, format!("{}  {}, {} ({})", p.user_id, p.name, p.organisation, p.role));
+        }
+        out.blank();
+        out.line(0, "Membership");
+        for step in &membership.steps {
+            out.line(2, format!("{}  {} (by {})", iso_utc(step.at_ms), step.text, step.by));
+        }
+    }
     if view.participants.is_empty() {
         return;
     }

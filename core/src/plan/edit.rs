@@ -284,13 +284,15 @@ impl Plan {
         })
     }
 
-    /// Records a step up or down in escalation, and who holds regie afterwards.
+    /// Records a step up or down in escalation, and who holds regie afterwards (in a plan
+    /// with a membership chain, the chain says who holds regie; its entry names this step's
+    /// id, which is returned).
     pub fn escalate(
         &mut self,
         level: EscalationLevel,
         regie_holder: Option<EntityId>,
         reason: &str,
-    ) -> Result<(), PlanError> {
+    ) -> Result<EntityId, PlanError> {
         let reason = long_text("reason", reason)?;
         if let Some(holder) = regie_holder {
             self.require_participant(holder)?;
@@ -304,8 +306,10 @@ impl Plan {
         limits::check_entries(doc, &list, read::ESCALATIONS)?;
         let at = doc.length(&list);
         let author = self.author().to_string();
+        let id = EntityId::random();
         self.write(Compartment::Basis, "escalate", |tx, now| {
             let step = tx.insert_object(&list, at, ObjType::Map)?;
+            tx.put(&step, "id", id.to_string())?;
             tx.put(&step, "level", level.as_str())?;
             if let Some(holder) = regie_holder {
                 tx.put(&step, "regie_holder", holder.to_string())?;
@@ -315,7 +319,8 @@ impl Plan {
             tx.put(&step, "by", author)?;
             tx.put(&step, "at", ScalarValue::Timestamp(now))?;
             Ok(())
-        })
+        })?;
+        Ok(id)
     }
 
     pub fn add_member(&mut self, member: NewMember) -> Result<EntityId, PlanError> {

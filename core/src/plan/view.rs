@@ -35,10 +35,20 @@ pub struct PlanView {
     /// device fills this in ([`crate::Device::read`]), the document alone cannot.
     #[serde(default)]
     pub people: Vec<crate::people::Person>,
+    /// Who takes part and who holds regie, from the plan's signed membership chain (the
+    /// device fills this in; `None` while it holds no chain for the plan). Where it is
+    /// present, it, not `regisseur` or `participants` above (anyone's words in the
+    /// document), says who takes part, and `escalation_level` is its level.
+    #[serde(default)]
+    pub membership: Option<crate::regie::Membership>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EscalationStep {
+    /// Named by the plan's membership-chain entry of the same step (absent in steps written
+    /// before chains).
+    #[serde(default)]
+    pub id: Option<EntityId>,
     pub level: String,
     pub regie_holder: Option<EntityId>,
     pub reason: String,
@@ -161,6 +171,7 @@ pub(super) fn materialise(plan: &Plan) -> Result<PlanView, PlanError> {
         safety_items: safety_items.unwrap_or_default(),
         compartments: plan.held_compartments(),
         people: Vec::new(),
+        membership: None,
     };
     for compartment in plan.held_compartments().into_iter().filter(|c| *c != Compartment::Basis) {
         let part = part_of(compartment)?;
@@ -265,6 +276,7 @@ fn escalations(r: &Reader<'_>) -> Result<Vec<EscalationStep>, PlanError> {
         }
         let obj = item.id();
         out.push(EscalationStep {
+            id: r.string(&obj, "id")?.map(|s| r.entity_id(&s, "escalation step id")).transpose()?,
             level: r.required_string(&obj, "level")?,
             regie_holder: r
                 .string(&obj, "regie_holder")?

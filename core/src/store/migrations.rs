@@ -76,6 +76,12 @@ const MIGRATIONS: &[&str] = &[
          sealed  BLOB NOT NULL,
          PRIMARY KEY (doc_key, epoch)
      ) WITHOUT ROWID;",
+    // 4: each plan's verified membership chain (its signed entries and the roster they fold
+    //    into), by the plan's lookup key.
+    "CREATE TABLE membership (
+         plan_key BLOB PRIMARY KEY,
+         sealed   BLOB NOT NULL
+     ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

@@ -340,3 +340,32 @@ pub(super) fn clear_unpushed(tx: &Transaction<'_>, doc_key: &[u8; 32]) -> Result
     tx.execute("UPDATE documents SET unpushed = 0 WHERE doc_key = ?1", [&doc_key[..]])?;
     Ok(())
 }
+
+pub(super) fn put_membership(
+    tx: &Transaction<'_>,
+    keys: &StoreKeys,
+    plan: PlanId,
+    chain: &[u8],
+) -> Result<(), StoreError> {
+    let plan_key = keys.plan_key(plan);
+    let sealed = keys.seal.seal(&aad("membership", &plan_key, None), chain);
+    tx.execute(
+        "INSERT INTO membership (plan_key, sealed) VALUES (?1, ?2) ON CONFLICT (plan_key) DO UPDATE SET sealed = ?2",
+        params![&plan_key[..], sealed],
+    )?;
+    Ok(())
+}
+
+pub(super) fn membership(conn: &Connection, keys: &StoreKeys, plan: PlanId) -> Result<Option<Vec<u8>>, StoreError> {
+    let plan_key = keys.plan_key(plan);
+    let sealed: Option<Vec<u8>> = conn
+        .query_row("SELECT sealed FROM membership WHERE plan_key = ?1", [&plan_key[..]], |row| row.get(0))
+        .optional()?;
+    sealed
+        .map(|s| {
+            keys.seal
+                .open(&aad("membership", &plan_key, None), &s)
+                .map_err(|_| StoreError::Corrupt("a membership chain fails authentication".into()))
+        })
+        .transpose()
+}

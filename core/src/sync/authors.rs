@@ -70,11 +70,18 @@ struct AuthorChains {
 pub(super) struct EpochRules {
     pub policy_version: u32,
     pub made_at_ms: i64,
+    /// The membership-chain position the key was made at (0: none named).
+    #[serde(default)]
+    pub membership_seq: u32,
 }
 
 impl EpochRules {
     pub fn of(commitment: &Commitment) -> EpochRules {
-        EpochRules { policy_version: commitment.policy_version, made_at_ms: commitment.made_at_ms }
+        EpochRules {
+            policy_version: commitment.policy_version,
+            made_at_ms: commitment.made_at_ms,
+            membership_seq: commitment.membership_seq,
+        }
     }
 
     pub fn encode(&self) -> Vec<u8> {

@@ -9,7 +9,7 @@ use super::authors::Judge;
 use super::incoming::Applied;
 use super::outgoing::{Outgoing, Uploads};
 use super::transport::{Timing, Transport};
-use super::{ServerState, SyncError, SyncReport, is_revoked, session, shares, wipe_order};
+use super::{ServerState, SyncError, SyncReport, is_revoked, membership, session, shares, wipe_order};
 use crate::error::CoreError;
 
 /// Rounds in a row that move nothing (no cursor, no push, no history) before a sync gives up:
@@ -120,8 +120,19 @@ pub(super) fn sync_with(
     session::pick_up_certificate(access, server, transport, token)?;
     let mut run = Run::default();
     rounds(access, server, transport, token, &mut run)?;
-    if shares::carry_out(access, transport, token, &mut run.report)? > 0 {
-        // The new participants' devices need keys: the server asks for them now.
+    let mut changed = shares::carry_out(access, server, transport, token, &mut run.report)?;
+    // An act that met another entry first is signed again after a round brought that entry.
+    for _ in 0..2 {
+        let (done, conflicts) = membership::carry_out(access, server, transport, token, &mut run.report)?;
+        changed += done;
+        if conflicts == 0 {
+            break;
+        }
+        rounds(access, server, transport, token, &mut run)?;
+    }
+    if changed > 0 {
+        // New participants' devices need keys and removals need new epochs: the server asks
+        // for them now.
         rounds(access, server, transport, token, &mut run)?;
     }
     run.report.bytes_up = transport.sent();
@@ -152,6 +163,7 @@ fn rounds(
             decode(&body, usize::MAX).map_err(|e| SyncError::Protocol(e.to_string()))?;
         let moved = response.head > outgoing.request.since
             || response.envelopes_through != outgoing.request.envelopes_after.unwrap_or(0)
+            || response.membership_through != outgoing.request.membership_after.unwrap_or(0)
             || !response.accepted.is_empty()
             || response.history.iter().any(|page| !page.bundles.is_empty());
         if !apply(access, server, transport, token, run, &outgoing, &response)? {

@@ -111,6 +111,9 @@ impl Device {
             Some(blob) => self.accept_policy(server, &blob.0, &own)?,
             None => false,
         };
+        // Then the membership chains: keys are sealed and taken by them. Durable at once, and
+        // taking the same entries again changes nothing.
+        self.accept_membership(server, response, &mut run.report)?;
         let mut pass = Pass {
             server,
             own,
@@ -620,6 +623,7 @@ impl Device {
             }
         }
         if let Some(policy) = pass.policy.clone() {
+            self.note_rotations(pass, uploads, response, &policy);
             for document in &response.mint {
                 let Ok(document) = DocumentId::from_bytes(&document.0) else { continue };
                 if !policy.may_read(&pass.own.role, document.compartment)
@@ -638,6 +642,33 @@ impl Device {
             }
         }
         Ok(())
+    }
+}
+
+impl Device {
+    /// New epochs the server asked for: a reader left a plan this device still reads.
+    fn note_rotations(
+        &self,
+        pass: &mut Pass<'_>,
+        uploads: &mut super::outgoing::Uploads,
+        response: &SyncResponse,
+        policy: &Policy,
+    ) {
+        for request in &response.rotate {
+            let Ok(document) = DocumentId::from_bytes(&request.document.0) else { continue };
+            if !uploads.rotated.insert((document.to_bytes(), request.epoch)) {
+                continue;
+            }
+            let held = pass.revocations.as_ref().map_or(0, |r| r.list.version);
+            match self.rotate(document, request.epoch, pass.server, &pass.own, policy, held) {
+                Ok(Some(upload)) => uploads.rotations.push(upload),
+                // Asked again later, once the chain shows why.
+                Ok(None) => {
+                    uploads.rotated.remove(&(document.to_bytes(), request.epoch));
+                }
+                Err(e) => pass.report.refused.push(format!("no new key made for a document: {e}")),
+            }
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use eenplan_protocol::epoch::{Minter, SignedCommitment};
 use eenplan_protocol::policy::{Policy, SignedPolicy};
 use eenplan_protocol::revocation::RevocationList;
 use eenplan_protocol::sync::{
+    RotationUpload,
     Blob, EnvelopeDelivery, EnvelopeUpload, Fixed, KeyRequest, MAX_REFUSED_ENVELOPES, RefusedEnvelope,
 };
 use eenplan_protocol::{DocumentId, envelope};
@@ -198,16 +199,12 @@ impl Device {
                 signed.verify(&admin.admin_public).map_err(|e| protocol(e.to_string()))?;
             }
             (Minter::Device(minter), _) => {
-                // Only the first key of a document is a device's to make; later ones come
-                // from an administrator's rotation.
-                if epoch != FIRST_EPOCH {
-                    return Err(protocol("only an administrator makes the key of a later epoch".into()));
-                }
                 let policy = policy.ok_or_else(|| protocol("no sharing policy is known yet".into()))?;
                 let body = self
                     .may_have_made(trust, judge, &minter.0, &claimed, document.compartment, policy)?
                     .ok_or_else(|| protocol("its maker's role may not read this compartment".into()))?;
                 signed.verify(&body.signing_public).map_err(|e| protocol(e.to_string()))?;
+                self.chain_allows_maker(document, &claimed, &body, policy).map_err(protocol)?;
             }
             (Minter::Admin { .. }, None) => {
                 return Err(protocol("the commitment's administrator is unknown".into()));
@@ -262,6 +259,15 @@ impl Device {
             .into());
         }
         let plan = PlanId::from_bytes(document.plan);
+        // The plan's signed membership, not the server, says who takes part.
+        if !self.chain_allows_reader(&plan, body.user_id, &body.role, document.compartment, policy)? {
+            return Err(SyncError::UntrustedCertificate(format!(
+                "the server asked for the {compartment} key on behalf of {} ({}), whom the plan's signed \
+                 membership does not list as a reader",
+                body.user_name, body.organisation
+            ))
+            .into());
+        }
         let Some(key) = self.store().doc_key_at(plan, compartment, request.epoch)? else { return Ok(None) };
         let sealed = envelope::seal(&body.agreement_public, body.device_id, document, request.epoch, &key)
             .map_err(|e| SyncError::Protocol(e.to_string()))?;
@@ -302,6 +308,64 @@ impl Device {
             None => *crate::crypto::SecretKey::generate().as_bytes(),
         };
         self.mint_uploads(document, FIRST_EPOCH, &key, server, own, (policy.version, revocations_version))
+    }
+
+    /// A new epoch of a document the server asked this device to rotate (a reader left):
+    /// a fresh key, which comes back through this device's own envelope only if this
+    /// commitment is the first the server received. `None` when this device holds no chain
+    /// that shows it reading the compartment, or when its chain still lacks what made the
+    /// server ask (it is asked again after the next round).
+    pub(super) fn rotate(
+        &self,
+        document: DocumentId,
+        epoch: u32,
+        server: &ServerState,
+        own: &DeviceBody,
+        policy: &Policy,
+        revocations_version: u32,
+    ) -> Result<Option<RotationUpload>, CoreError> {
+        let plan = PlanId::from_bytes(document.plan);
+        let Some(roster) = self.roster(&plan)? else { return Ok(None) };
+        if epoch < 2 || !self.chain_allows_reader(&plan, own.user_id, &own.role, document.compartment, policy)? {
+            return Ok(None);
+        }
+        let _ = roster;
+        let key = *crate::crypto::SecretKey::generate().as_bytes();
+        let (commitment, envelopes) =
+            self.mint_uploads(document, epoch, &key, server, own, (policy.version, revocations_version))?;
+        Ok(Some(RotationUpload { commitment, envelopes }))
+    }
+
+    /// A device-made key is taken only from someone the plan's chain shows reading the
+    /// compartment at the position the commitment names (a later epoch must name one).
+    fn chain_allows_maker(
+        &self,
+        document: DocumentId,
+        claimed: &eenplan_protocol::epoch::Commitment,
+        maker: &DeviceBody,
+        policy: &Policy,
+    ) -> Result<(), String> {
+        let plan = PlanId::from_bytes(document.plan);
+        let roster = self.roster(&plan).map_err(|e| e.to_string())?;
+        let Some(roster) = roster else {
+            // A plan without a chain: the first key is its reader's, later ones an administrator's.
+            return if claimed.epoch == FIRST_EPOCH {
+                Ok(())
+            } else {
+                Err("only an administrator makes a later key of a plan without a membership chain".into())
+            };
+        };
+        if claimed.epoch != FIRST_EPOCH && claimed.membership_seq == 0 {
+            return Err("a later key made by a device must name its membership position".into());
+        }
+        if claimed.membership_seq > roster.seq() {
+            return Err("the key names membership this device has not received".into());
+        }
+        let then = roster.state_at(claimed.membership_seq.max(1));
+        let reads = then
+            .participant(maker.user_id)
+            .is_some_and(|p| super::membership::reads(policy, &maker.role, document.compartment, &then.level) && p.user_id == maker.user_id);
+        if reads { Ok(()) } else { Err(format!("{} did not take part as a reader when the key was made", maker.user_name)) }
     }
 
     /// Lays out a compartment's document after this device made its first key, so that its

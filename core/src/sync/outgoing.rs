@@ -9,7 +9,9 @@ use eenplan_protocol::bundle::{MAX_BUNDLE_LEN, MIN_BUNDLE_LEN};
 use eenplan_protocol::certificate::DeviceBody;
 use eenplan_protocol::epoch::{Commitment, Minter};
 use eenplan_protocol::policy::Policy;
-use eenplan_protocol::sync::{Blob, EnvelopeUpload, Fixed, MAX_NEW_PLANS, MAX_PUSHES, SyncRequest};
+use eenplan_protocol::sync::{
+    Blob, EnvelopeUpload, Fixed, MAX_NEW_PLANS, MAX_PUSHES, RotationUpload, SyncRequest,
+};
 use eenplan_protocol::{Bundle, BundleHeader, BundleKind, DocumentId, envelope};
 
 use super::driver::Run;
@@ -38,6 +40,10 @@ pub(super) struct Uploads {
     pub commitments: Vec<Blob>,
     /// Documents minted in this sync.
     pub minted: HashSet<[u8; 17]>,
+    /// New epochs this device made when asked to rotate a document.
+    pub rotations: Vec<RotationUpload>,
+    /// (document, epoch) rotated in this sync.
+    pub rotated: HashSet<([u8; 17], u32)>,
     /// Key requests already answered in this sync: a request the server keeps repeating
     /// (it dropped the envelope) is not answered again, so the sync settles.
     pub answered: HashSet<([u8; 17], u32, [u8; 16])>,
@@ -47,7 +53,10 @@ pub(super) struct Uploads {
 
 impl Uploads {
     pub fn is_empty(&self) -> bool {
-        self.envelopes.is_empty() && self.snapshots.is_empty() && self.commitments.is_empty()
+        self.envelopes.is_empty()
+            && self.snapshots.is_empty()
+            && self.commitments.is_empty()
+            && self.rotations.is_empty()
     }
 }
 
@@ -71,6 +80,7 @@ impl Device {
         let mut request = SyncRequest {
             since: self.cursor()?,
             envelopes_after: Some(self.mailbox_cursor()?),
+            membership_after: Some(self.membership_cursor()?),
             policy_version: policy.as_ref().map_or(0, |p| p.version),
             max_bytes: run.page.bytes(),
             ..Default::default()
@@ -92,6 +102,7 @@ impl Device {
             for plan in &registered {
                 let (commitments, envelopes) = self.registration_uploads(*plan, server, policy, &own)?;
                 request.new_plans.push(Fixed(*plan.as_bytes()));
+                request.charters.push(self.charter(*plan)?);
                 request.commitments.extend(commitments);
                 request.envelopes.extend(envelopes);
             }
@@ -100,6 +111,7 @@ impl Device {
         run.report.pushed_bundles += request.push.len();
         let uploads = &mut run.uploads;
         request.commitments.append(&mut uploads.commitments);
+        request.rotations.append(&mut uploads.rotations);
         run.report.envelopes_sent += uploads.envelopes.len();
         run.report.snapshots_sent += uploads.snapshots.len();
         request.envelopes.append(&mut uploads.envelopes);
@@ -203,9 +215,12 @@ impl Device {
         let me = *self.device_id().as_bytes();
         // The epoch's writes are judged by the policy this device holds now (see `authors`),
         // and its co-readers learn which revocation list it held (see `revocations`).
+        // Its co-readers check by the plan's chain that this device read the compartment then.
+        let membership = self.roster(&PlanId::from_bytes(document.plan))?.map_or(0, |r| r.seq());
         let commitment = Commitment::new(document, epoch, key, Minter::Device(Fixed(me)), self.now_ms())
             .under_policy(policy_version)
             .under_revocations(revocations_version)
+            .at_membership(membership)
             .sign(self.identity().signing_key());
         let mut envelopes = Vec::new();
         for (recipient, public) in
@@ -311,6 +326,19 @@ impl Device {
         Ok(problems)
     }
 
+    /// Whether the plan's chain shows that someone who could read the document at the
+    /// membership position its current key was made at cannot read it now: then nothing new
+    /// goes under that key, whatever the server says, and waits for the next epoch.
+    fn epoch_outlived(&self, plan: PlanId, compartment: Compartment, epoch: u32) -> Result<bool, CoreError> {
+        let (Some(roster), Some(policy)) = (self.roster(&plan)?, self.stored_policy()?) else { return Ok(false) };
+        let made_at = match self.store().epoch_rules(plan, compartment, epoch)? {
+            Some(bytes) => from_cbor::<super::authors::EpochRules>(&bytes, "epoch rules")?.membership_seq,
+            None => 0,
+        };
+        let reads = |role: &str, level: &str| super::membership::reads(&policy, role, compartment as u8, level);
+        Ok(roster.lost_readers_since(made_at.max(1), &reads))
+    }
+
     /// This device's changes of one document not sealed yet, as bundles within the size limit.
     fn seal_document(&mut self, plan_id: PlanId, compartment: Compartment) -> Result<Vec<Sealed>, String> {
         let store_error = |e: crate::store::StoreError| e.to_string();
@@ -318,6 +346,9 @@ impl Device {
         else {
             return Ok(Vec::new());
         };
+        if self.epoch_outlived(plan_id, compartment, epoch).map_err(|e| e.to_string())? {
+            return Err("someone who could read it no longer takes part; the next key is being made".into());
+        }
         let since = self
             .store()
             .sealed_heads(plan_id, compartment)

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::access::Access;
 use super::transport::Transport;
-use super::{ShareOutcome, SyncError, SyncReport, cbor, driver, from_cbor};
+use super::{ServerState, ShareOutcome, SyncError, SyncReport, cbor, driver, from_cbor};
 use crate::device::Device;
 use crate::error::CoreError;
 use crate::ids::PlanId;
@@ -125,6 +125,7 @@ pub(super) fn share_now(
 /// Carries out the queued shares of plans the server knows; returns how many were done.
 pub(super) fn carry_out(
     access: &impl Access,
+    server: &ServerState,
     transport: &Transport,
     token: &str,
     report: &mut SyncReport,
@@ -142,9 +143,16 @@ pub(super) fn carry_out(
     let mut done = 0;
     let mut outcome = Ok(());
     for share in queue {
-        match carry_out_one(transport, token, &share) {
+        match carry_out_one(access, server, transport, token, &share) {
             Ok(()) => done += 1,
-            Err(SyncError::Server { status, code, message })
+            // Another entry of the plan's chain came first: the next sync signs it again.
+            Err(CoreError::Sync(SyncError::Server { status: 409, code, .. }))
+                if code == api::ErrorCode::MembershipConflict.as_str() =>
+            {
+                continue;
+            }
+            Err(CoreError::Sync(SyncError::NoChainYet)) => continue,
+            Err(CoreError::Sync(SyncError::Server { status, code, message }))
                 if (400..500).contains(&status) && status != 401 =>
             {
                 report.refused.push(format!("share of plan {} with {}: {message}", share.plan, share.user));
@@ -157,9 +165,20 @@ pub(super) fn carry_out(
                 });
             }
             // The network or the server's state: the share waits for the next sync.
-            Err(e) => {
+            Err(e @ CoreError::Sync(SyncError::Network(_) | SyncError::Server { .. })) => {
                 outcome = Err(e);
                 break;
+            }
+            // Refused here for good (the user has no approved device to be named by).
+            Err(e) => {
+                report.refused.push(format!("share of plan {} with {}: {e}", share.plan, share.user));
+                report.share_failures.push(ShareFailure {
+                    plan: share.plan,
+                    user: share.user.clone(),
+                    status: 0,
+                    code: "refused".into(),
+                    message: e.to_string(),
+                });
             }
         }
         settled.push(share);
@@ -172,28 +191,46 @@ pub(super) fn carry_out(
     Ok(done)
 }
 
-fn carry_out_one(transport: &Transport, token: &str, share: &QueuedShare) -> Result<(), SyncError> {
-    let user_id = find_user(transport, token, &share.user)?;
-    let body = serde_json::to_vec(&api::Assignment { user_id, role: share.role.as_str().to_owned() })
+/// Adds the user: through the plan's signed membership chain, or (a plan registered without
+/// one, by an older device) as the server's record.
+fn carry_out_one(
+    access: &impl Access,
+    server: &ServerState,
+    transport: &Transport,
+    token: &str,
+    share: &QueuedShare,
+) -> Result<(), CoreError> {
+    let user = find_user(transport, token, &share.user)?;
+    if access.with(|device| Ok(device.held_chain(&share.plan)?.is_some()))? {
+        let Some(entry) = access.with(|device| device.sign_addition(server, share.plan, &user))? else {
+            return Ok(());
+        };
+        transport.post(
+            &api::membership_path(share.plan.as_bytes()),
+            Some(token),
+            "application/cbor",
+            entry.clone(),
+            4096,
+        )?;
+        return access.with(|device| device.keep_own_entry(server, share.plan, &entry));
+    }
+    if !access.with(|device| device.store().is_registered(share.plan).map_err(CoreError::from))? {
+        return Err(SyncError::NoChainYet.into());
+    }
+    let body = serde_json::to_vec(&api::Assignment { user_id: user.id, role: share.role.as_str().to_owned() })
         .map_err(|e| SyncError::Protocol(e.to_string()))?;
-    transport.post(
-        &api::participants_path(share.plan.as_bytes()),
-        Some(token),
-        "application/json",
-        body,
-        4096,
-    )?;
+    transport.post(&api::participants_path(share.plan.as_bytes()), Some(token), "application/json", body, 4096)?;
     Ok(())
 }
 
 /// The one user named `user` (exactly, as the administrator entered it), or numbered `user`
 /// when nobody has that name. The server answers only exact names, never its directory.
-fn find_user(transport: &Transport, token: &str, user: &str) -> Result<i64, SyncError> {
+pub(super) fn find_user(transport: &Transport, token: &str, user: &str) -> Result<api::UserMatch, SyncError> {
     let lookup = api::UserLookup { name: user.to_owned() };
     let matches: Vec<api::UserMatch> = transport.post_json(api::PATH_USER_LOOKUP, Some(token), &lookup)?;
     match (matches.as_slice(), user.parse::<i64>()) {
-        ([found], _) => Ok(found.id),
-        ([], Ok(id)) => Ok(id),
+        ([found], _) => Ok(found.clone()),
+        ([], Ok(id)) => Ok(api::UserMatch { id, name: String::new(), org: String::new(), devices: Vec::new() }),
         _ => Err(SyncError::Server {
             status: 404,
             code: api::ErrorCode::UnknownUser.as_str().to_owned(),

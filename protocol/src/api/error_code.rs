@@ -49,6 +49,8 @@ error_codes! {
     IncompleteRekey = "incomplete_rekey",
     IncompleteRoleChange = "incomplete_role_change",
     PolicyNotNewer = "policy_not_newer",
+    /// A membership entry that the plan's chain refuses (see the message).
+    BadMembership = "bad_membership",
     UnknownPolicyVersion = "unknown_policy_version",
     // 401: no valid credentials.
     MissingToken = "missing_token",
@@ -93,6 +95,10 @@ error_codes! {
     OrgExists = "org_exists",
     UserExists = "user_exists",
     StaleRekey = "stale_rekey",
+    /// Another membership entry took this position first: fetch the chain and sign again.
+    MembershipConflict = "membership_conflict",
+    /// The plan has a signed membership chain: participants change only through it.
+    MembershipSigned = "membership_signed",
     // 410.
     Expired = "expired",
     ExpiredCode = "expired_code",

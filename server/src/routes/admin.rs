@@ -428,6 +428,7 @@ pub async fn add_participant(
 /// Makes a user a participant of a plan (administrators and regisseurs alike).
 pub fn assign(state: &AppState, plan: [u8; 16], assignment: &Assignment) -> Result<(), ApiError> {
     check_name(&assignment.role, "role")?;
+    refuse_chartered(state, plan)?;
     let user = UserId(assignment.user_id);
     if state.storage.user(user)?.is_none() {
         return Err(ApiError::not_found("unknown_user", "no user has that id"));
@@ -442,6 +443,19 @@ pub fn assign(state: &AppState, plan: [u8; 16], assignment: &Assignment) -> Resu
         state.commits.hint(DocumentId { plan, compartment });
     }
     Ok(())
+}
+
+/// A plan with a signed membership chain changes participants only through the chain, so
+/// that every device can check who takes part.
+pub(super) fn refuse_chartered(state: &AppState, plan: [u8; 16]) -> Result<(), ApiError> {
+    match crate::membership::roster(state, plan) {
+        Ok(Some(_)) => Err(ApiError::conflict(
+            "membership_signed",
+            "this plan's participants change only through its signed membership chain",
+        )),
+        Ok(None) | Err(ApiError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 pub(super) fn check_name(text: &str, what: &str) -> Result<(), ApiError> {

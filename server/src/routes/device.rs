@@ -252,17 +252,27 @@ pub async fn lookup_users(
     admin::check_name(&lookup.name, "name")?;
     blocking(&state, move |state| {
         let orgs = admin::org_names(&state.storage.orgs()?);
-        let matches = state.storage.user_by_name(&lookup.name)?;
-        Ok(Json(
-            matches
-                .into_iter()
-                .map(|u| UserMatch {
-                    id: u.id.0,
-                    org: orgs.get(&u.org).cloned().unwrap_or_default(),
-                    name: u.name,
-                })
-                .collect(),
-        ))
+        let mut found = Vec::new();
+        for user in state.storage.user_by_name(&lookup.name)? {
+            // Certified, active devices only: the asker verifies one and names the user by it.
+            let mut devices = Vec::new();
+            for device in state.storage.devices_of_user(user.id)? {
+                if device.state == DeviceState::Active && device.certificate.is_some() {
+                    let (certificate, admin_certificate) = certificate_chain(state, &device)?;
+                    devices.push(CertificateChain {
+                        certificate: hex(&certificate),
+                        admin_certificate: hex(&admin_certificate),
+                    });
+                }
+            }
+            found.push(UserMatch {
+                id: user.id.0,
+                org: orgs.get(&user.org).cloned().unwrap_or_default(),
+                name: user.name,
+                devices,
+            });
+        }
+        Ok(Json(found))
     })
     .await
 }
@@ -318,6 +328,12 @@ pub async fn add_participant(
     let plan: [u8; 16] = parse_hex(&plan, "the plan id")?;
     let assignment: Assignment = parse_json(&body.0)?;
     blocking(&state, move |state| {
+        if crate::membership::roster(state, plan)?.is_some() {
+            return Err(ApiError::conflict(
+                "membership_signed",
+                "this plan's participants change only through its signed membership chain",
+            ));
+        }
         let regisseur = state
             .storage
             .participants(plan)?

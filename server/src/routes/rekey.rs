@@ -240,6 +240,7 @@ fn take(state: &AppState, result: &RekeyResult) -> Result<(), Failure> {
         document,
         new_epoch: result.new_epoch,
         commitment: result.commitment.0.clone(),
+        minter_device: None,
         envelopes,
         now: now_ms(),
     };

@@ -226,6 +226,7 @@ pub async fn unassign(
             if state.storage.user(user)?.is_none() {
                 return Err(ApiError::not_found("unknown_user", "no user has that id"));
             }
+            super::admin::refuse_chartered(state, plan)?;
             let pending = state.storage.remove_participant(plan, user, now_ms())?;
             tracing::info!(plan = %hex(&plan), user = user.0, admin = %admin.name, pending, "participant removed");
             Ok(Json(RotationsQueued { pending }))

@@ -92,7 +92,7 @@ use crate::error::ApiError;
 use crate::group_commit::CommitError;
 use crate::metrics::Metrics;
 use crate::storage::{
-    CommitmentOutcome, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, Envelope, EnvelopeOutcome,
+    CommitmentOutcome, CommitmentRecord, CompletedRotation, DeviceId, DeviceRecord, DeviceState, Envelope, EnvelopeOutcome,
     EnvelopeRefusal, HistoryRequest, NewBundle, PlanId, PullRequest, PushOutcome, StorageError, UserId,
 };
 
@@ -152,16 +152,21 @@ pub async fn sync(
         history,
         refused_envelopes,
         envelopes_after,
+        charters,
+        membership_after,
+        rotations,
     } = request;
-    let wanted = Wanted::new(since, envelopes_after, policy_version, max_bytes, history)?;
+    let mut wanted = Wanted::new(since, envelopes_after, policy_version, max_bytes, history)?;
+    wanted.membership_after = membership_after.unwrap_or(0);
     let device = session.device;
 
     let checker = device.clone();
     let Checked { items, rejected } = blocking(&state, move |state| {
-        register_plans(state, &checker, &new_plans)?;
+        register_plans(state, &checker, &new_plans, &charters)?;
         withdraw_refused(state, &checker, &refused_envelopes)?;
         let access = Access::load(state, checker.user)?;
         store_commitments(state, &checker, &access, commitments)?;
+        store_rotations(state, &checker, &access, rotations)?;
         store_envelopes(state, &checker, &access, envelopes)?;
         check_bundles(state, &checker, &access, push, snapshots)
     })
@@ -252,9 +257,29 @@ fn withdraw_refused(
     Ok(())
 }
 
-fn register_plans(state: &AppState, device: &DeviceRecord, plans: &[Fixed<16>]) -> Result<(), ApiError> {
+/// Registers the device's new plans: with the first entry of their membership chain where the
+/// device sent one (every device of this build does), else as a plan without a chain.
+fn register_plans(
+    state: &AppState,
+    device: &DeviceRecord,
+    plans: &[Fixed<16>],
+    charters: &[Blob],
+) -> Result<(), ApiError> {
+    let mut chartered = HashMap::new();
+    for Blob(bytes) in charters {
+        if let Ok(entry) = eenplan_protocol::membership::SignedEntry::from_bytes(bytes).and_then(|e| e.claimed()) {
+            chartered.insert(entry.plan.0, bytes.as_slice());
+        }
+    }
     for plan in plans {
-        if !state.storage.register_plan(plan.0, device.user, device.device_id, now_ms())? {
+        let registered = match chartered.get(&plan.0) {
+            Some(charter) => {
+                let plan = crate::membership::charter(state, device, plan.0, charter, now_ms())?;
+                state.storage.register_chartered_plan(&plan)?
+            }
+            None => state.storage.register_plan(plan.0, device.user, device.device_id, now_ms())?,
+        };
+        if !registered {
             // Plan ids are random 128-bit values: a collision is an attack or a bug, and the
             // device's pushes to it will be rejected as `no_access`.
             tracing::warn!(plan = %hex(&plan.0), device = %hex(&device.device_id.0), "a device registered another user's plan");
@@ -343,6 +368,79 @@ fn device_commitment(
         return Err("no_access");
     }
     Ok((document, commitment.policy_version))
+}
+
+/// Stores the new epochs this device made when asked to rotate a document of a plan with a
+/// membership chain ([`crate::membership::may_rotate`]): the commitment and the key sealed
+/// to escrow (required) and to the device. One that fails a check is ignored (logged); the
+/// device is asked again while the rotation waits.
+fn store_rotations(
+    state: &AppState,
+    device: &DeviceRecord,
+    access: &Access,
+    uploads: Vec<sync::RotationUpload>,
+) -> Result<(), ApiError> {
+    for upload in uploads {
+        match device_rotation(state, device, access, upload) {
+            Ok(document) => {
+                Metrics::add(&state.metrics.envelopes_stored, 2);
+                state.commits.hint(document);
+            }
+            Err(reason) => {
+                tracing::info!(device = %hex(&device.device_id.0), reason, "new epoch ignored");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn device_rotation(
+    state: &AppState,
+    device: &DeviceRecord,
+    access: &Access,
+    upload: sync::RotationUpload,
+) -> Result<DocumentId, &'static str> {
+    let signed = SignedCommitment::from_bytes(&upload.commitment.0).map_err(|_| "malformed")?;
+    let commitment = signed.verify(&device.signing_public).map_err(|_| "bad_signature")?;
+    if commitment.minter != Minter::Device(Fixed(device.device_id.0)) {
+        return Err("not_the_minter");
+    }
+    let document = commitment.document().map_err(|_| "malformed")?;
+    if !access.readable.contains(&document) {
+        return Err("no_access");
+    }
+    if access.policy.as_ref().map(|p| p.version) != Some(commitment.policy_version) {
+        return Err("other_policy");
+    }
+    crate::membership::may_rotate(state, device, &commitment).map_err(|_| "not_allowed")?;
+    let envelopes: Vec<Envelope> = upload
+        .envelopes
+        .into_iter()
+        .filter(|e| e.document.0 == document.to_bytes() && e.epoch == commitment.epoch)
+        .filter(|e| e.recipient.0 == ESCROW_RECIPIENT || e.recipient.0 == device.device_id.0)
+        .map(|e| Envelope { recipient: DeviceId(e.recipient.0), document, epoch: e.epoch, bytes: e.envelope.0 })
+        .filter(|e| sealed_by(device, e))
+        .collect();
+    // Escrow always: an administrator can recover the plan whatever the device does next.
+    if !envelopes.iter().any(|e| e.recipient.0 == ESCROW_RECIPIENT) {
+        return Err("no_escrow");
+    }
+    let rotation = CompletedRotation {
+        document,
+        new_epoch: commitment.epoch,
+        commitment: upload.commitment.0,
+        minter_device: Some(device.device_id),
+        envelopes,
+        now: now_ms(),
+    };
+    match state.storage.complete_rotation(&rotation) {
+        Ok(_) => Ok(document),
+        // Another reader made it first, or the device is revoked.
+        Err(StorageError::InvalidState(_) | StorageError::DeviceNotActive | StorageError::NotFound) => {
+            Err("stale")
+        }
+        Err(_) => Err("storage"),
+    }
 }
 
 fn check_bundles(
@@ -550,6 +648,8 @@ struct Wanted {
     history: Vec<HistoryRequest>,
     /// The device's mailbox cursor.
     envelopes_after: u64,
+    /// The device's membership cursor.
+    membership_after: u64,
 }
 
 impl Wanted {
@@ -580,7 +680,7 @@ impl Wanted {
         // An older device keeps no mailbox cursor: its log cursor stands for it.
         let envelopes_after =
             envelopes_after.unwrap_or_else(|| eenplan_protocol::sync::mailbox_cursor_of_log_cursor(since));
-        Ok(Wanted { since, policy_version, max_bytes, history, envelopes_after })
+        Ok(Wanted { since, policy_version, max_bytes, history, envelopes_after, membership_after: 0 })
     }
 }
 
@@ -591,6 +691,13 @@ fn respond(
     accepted: Vec<Fixed<16>>,
     rejected: Vec<Rejection>,
 ) -> Result<SyncResponse, ApiError> {
+    // Membership first: the device judges key requests and key makers by it.
+    let membership = state.storage.membership_for(
+        device.user,
+        wanted.membership_after,
+        eenplan_protocol::sync::MAX_MEMBERSHIP_PER_ANSWER,
+    )?;
+    let membership_done = membership.through >= state.storage.head()?;
     let batch = state.storage.pull_page(&PullRequest {
         user: device.user,
         device: device.device_id,
@@ -627,12 +734,20 @@ fn respond(
         .filter(|(d, _)| readable.contains(d))
         .collect();
     let (key_requests, key_requests_done) = key_requests(state, device, &held)?;
-    let complete = batch.complete && key_requests_done && batch.history.iter().all(|h| h.complete);
+    let complete =
+        batch.complete && key_requests_done && membership_done && batch.history.iter().all(|h| h.complete);
     // A snapshot covers the answer's head, which is a log position only in a complete answer;
     // and the device must hold everything up to it.
     let compact = if complete { compact(state, device, &held, batch.head)? } else { Vec::new() };
     let mint =
         state.storage.unminted_documents(device.user)?.into_iter().map(|d| Fixed(d.to_bytes())).collect();
+    let rotate = state
+        .storage
+        .rotations_for(device.user)?
+        .into_iter()
+        .take(eenplan_protocol::sync::MAX_ROTATE_REQUESTS)
+        .map(|(d, epoch)| sync::RotateRequest { document: Fixed(d.to_bytes()), epoch })
+        .collect();
     Ok(SyncResponse {
         accepted,
         rejected,
@@ -665,6 +780,9 @@ fn respond(
             })
             .collect(),
         mint,
+        membership: membership.entries.into_iter().map(Blob).collect(),
+        membership_through: membership.through,
+        rotate,
     })
 }
 

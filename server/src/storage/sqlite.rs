@@ -19,9 +19,9 @@ use eenplan_protocol::{BundleKind, DocumentId};
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
 
 use super::{
-    AdminRecord, CREATOR_PLAN_ROLE, CommitmentOutcome, CommitmentRecord, CompletedRotation, DeviceId,
+    AdminRecord, CREATOR_PLAN_ROLE, CharteredPlan, CommitmentOutcome, CommitmentRecord, CompletedRotation, DeviceId,
     DeviceRecord, DeviceState, DocStats, Envelope, EnvelopeOutcome, EnvelopeRefusal,
-    MAX_SNAPSHOT_REQUESTS_PER_DEVICE, NetworkRecord, NewBundle, NewDevice, Org, OrgId, Participant, PlanId,
+    MAX_SNAPSHOT_REQUESTS_PER_DEVICE, MembershipPage, MembershipUpdate, NetworkRecord, NewBundle, NewDevice, Org, OrgId, Participant, PlanId,
     PolicyRecord, PullBatch, PullRequest, PushOutcome, Reader, Result, Revocation, RevocationListRecord,
     RotationTask, SNAPSHOT_REQUEST_TTL_MS, SessionRecorded, Storage, StorageError, User, UserId, WipeGuard,
     pull,
@@ -281,6 +281,10 @@ impl Storage for SqliteStorage {
         self.read(rows::devices)
     }
 
+    fn devices_of_user(&self, user: UserId) -> Result<Vec<DeviceRecord>> {
+        self.read(|conn| rows::devices_of_user(conn, user))
+    }
+
     fn device(&self, id: DeviceId) -> Result<Option<DeviceRecord>> {
         self.read(|conn| rows::device(conn, id))
     }
@@ -422,6 +426,85 @@ impl Storage for SqliteStorage {
             let granted = rows::advance_head(tx, 1)?;
             rows::insert_participant(tx, &plan, creator, CREATOR_PLAN_ROLE, granted)?;
             Ok(true)
+        })
+    }
+
+    fn register_chartered_plan(&self, plan: &CharteredPlan) -> Result<bool> {
+        self.write(|tx| {
+            require_active(tx, plan.created_by)?;
+            if let Some(existing) = rows::plan_creator(tx, &plan.plan)? {
+                return Ok(existing == plan.creator);
+            }
+            if !rows::user_exists(tx, plan.creator)? {
+                return Err(StorageError::NotFound);
+            }
+            rows::insert_plan(tx, &plan.plan, plan.creator, plan.created_by, plan.now)?;
+            let position = rows::advance_head(tx, 1)?;
+            rows::insert_membership(tx, &plan.plan, 1, &plan.charter, position)?;
+            rows::set_roster(tx, &plan.plan, &plan.roster, eenplan_protocol::membership::LEVELS[0])?;
+            let granted = rows::advance_head(tx, 1)?;
+            rows::insert_participant(tx, &plan.plan, plan.creator, &plan.creator_role, granted)?;
+            Ok(true)
+        })
+    }
+
+    fn roster(&self, plan: PlanId) -> Result<Option<(u32, Vec<u8>)>> {
+        self.read(|conn| rows::roster(conn, &plan))
+    }
+
+    fn append_membership(&self, update: &MembershipUpdate) -> Result<u64> {
+        known_compartments(update.rotate.iter().copied())?;
+        self.write(|tx| {
+            if let Some(device) = update.by_device {
+                require_active(tx, device)?;
+            }
+            let held = rows::roster(tx, &update.plan)?.map(|(seq, _)| seq);
+            if held.and_then(|seq| seq.checked_add(1)) != Some(update.seq) {
+                return Err(StorageError::Conflict(format!(
+                    "the chain is at entry {}, not {}",
+                    held.unwrap_or(0),
+                    update.seq.saturating_sub(1)
+                )));
+            }
+            let position = rows::advance_head(tx, 1)?;
+            rows::insert_membership(tx, &update.plan, update.seq, &update.signed, position)?;
+            rows::set_roster(tx, &update.plan, &update.roster, &update.level)?;
+            for (user, role) in &update.add {
+                if !rows::user_exists(tx, *user)? {
+                    return Err(StorageError::NotFound);
+                }
+                if rows::participant_role(tx, &update.plan, *user)?.is_none() {
+                    let granted = rows::advance_head(tx, 1)?;
+                    rows::insert_participant(tx, &update.plan, *user, role, granted)?;
+                }
+            }
+            for user in &update.remove {
+                rows::delete_participant(tx, &update.plan, *user)?;
+            }
+            for document in &update.rotate {
+                rows::queue_rotation(tx, *document, update.now)?;
+            }
+            rows::pending_rotations(tx)
+        })
+    }
+
+    fn membership_entries(&self, plan: PlanId, after: u32) -> Result<Vec<Vec<u8>>> {
+        self.read(|conn| rows::membership_entries(conn, &plan, after))
+    }
+
+    fn membership_for(&self, user: UserId, after: u64, limit: usize) -> Result<MembershipPage> {
+        self.read(|conn| {
+            let head = rows::head(conn)?;
+            Ok(super::whole_chains_page(rows::membership_after(conn, user, after)?, after, head, limit))
+        })
+    }
+
+    fn rotations_for(&self, user: UserId) -> Result<Vec<(DocumentId, u32)>> {
+        self.read(|conn| {
+            rows::chartered_rotations_for(conn, user)?
+                .into_iter()
+                .map(|document| Ok((document, rows::current_epoch(conn, document)?.saturating_add(1))))
+                .collect()
         })
     }
 
@@ -643,10 +726,16 @@ impl Storage for SqliteStorage {
             if !rows::rotation_pending_before(tx, document, rotation.new_epoch)? {
                 return Err(StorageError::InvalidState("no rotation of the document is waiting".into()));
             }
+            if let Some(minter) = rotation.minter_device {
+                let user = require_active(tx, minter)?.user;
+                if !rows::readable_in_plan(tx, &document.plan, user)?.contains(&document) {
+                    return Err(StorageError::InvalidState("the minter may not read the document".into()));
+                }
+            }
             let commitment = CommitmentRecord {
                 document,
                 epoch: rotation.new_epoch,
-                minter_device: None,
+                minter_device: rotation.minter_device,
                 signed: rotation.commitment.clone(),
                 stored_at: rotation.now,
             };

@@ -244,6 +244,20 @@ const MIGRATIONS: &[&str] = &[
      ) WITHOUT ROWID;
      ALTER TABLE devices ADD COLUMN last_session_at BIGINT;
      ALTER TABLE devices ADD COLUMN wipe_nonce_hash BLOB;",
+    // 9: signed membership chains. A plan registered with one keeps its verified roster
+    //    (CBOR) and escalation level beside it; each entry takes a log position, so a device
+    //    receives the entries after its membership cursor (and a newly granted plan's whole
+    //    chain). Plans from before chains have none (roster NULL).
+    "CREATE TABLE membership (
+         plan_id BLOB NOT NULL REFERENCES plans (plan_id),
+         seq     BIGINT NOT NULL,
+         signed  BLOB NOT NULL,
+         log_seq BIGINT NOT NULL,
+         PRIMARY KEY (plan_id, seq)
+     ) WITHOUT ROWID;
+     CREATE INDEX membership_by_position ON membership (log_seq);
+     ALTER TABLE plans ADD COLUMN roster BLOB;
+     ALTER TABLE plans ADD COLUMN level TEXT NOT NULL DEFAULT 'regulier';",
 ];
 
 /// The schema version this build writes.

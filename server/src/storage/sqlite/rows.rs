@@ -317,6 +317,13 @@ pub(super) fn devices_in_state(conn: &Connection, state: DeviceState) -> Result<
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+pub(super) fn devices_of_user(conn: &Connection, user: UserId) -> Result<Vec<DeviceRecord>> {
+    let mut stmt =
+        conn.prepare_cached(&format!("{DEVICE_COLUMNS} WHERE d.user_id = ?1 ORDER BY d.created_at, d.device_id"))?;
+    let rows = stmt.query_map([user.0], device_from)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 pub(super) fn device(conn: &Connection, id: DeviceId) -> Result<Option<DeviceRecord>> {
     Ok(conn.query_row(&format!("{DEVICE_COLUMNS} WHERE d.device_id = ?1"), [id.0], device_from).optional()?)
 }
@@ -458,6 +465,82 @@ pub(super) fn insert_plan(
         params![plan, creator.0, created_by.0, now],
     )?;
     Ok(())
+}
+
+// Membership chains.
+
+pub(super) fn insert_membership(
+    tx: &Transaction<'_>,
+    plan: &PlanId,
+    seq: u32,
+    signed: &[u8],
+    position: u64,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO membership (plan_id, seq, signed, log_seq) VALUES (?1, ?2, ?3, ?4)",
+        params![plan, seq, signed, Int(position)],
+    )?;
+    Ok(())
+}
+
+pub(super) fn set_roster(tx: &Transaction<'_>, plan: &PlanId, roster: &[u8], level: &str) -> Result<()> {
+    tx.execute("UPDATE plans SET roster = ?2, level = ?3 WHERE plan_id = ?1", params![plan, roster, level])?;
+    Ok(())
+}
+
+/// The chain length and roster of a plan with a chain; `NotFound` for an unknown plan.
+pub(super) fn roster(conn: &Connection, plan: &PlanId) -> Result<Option<(u32, Vec<u8>)>> {
+    let roster: Option<Vec<u8>> = conn
+        .query_row("SELECT roster FROM plans WHERE plan_id = ?1", [plan], |row| row.get(0))
+        .optional()?
+        .ok_or(StorageError::NotFound)?;
+    let Some(roster) = roster else { return Ok(None) };
+    let seq: u32 = conn.query_row(
+        "SELECT COALESCE(MAX(seq), 0) FROM membership WHERE plan_id = ?1",
+        [plan],
+        |row| row.get(0),
+    )?;
+    Ok(Some((seq, roster)))
+}
+
+pub(super) fn membership_entries(conn: &Connection, plan: &PlanId, after: u32) -> Result<Vec<Vec<u8>>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT signed FROM membership WHERE plan_id = ?1 AND seq > ?2 ORDER BY seq")?;
+    let rows = stmt.query_map(params![plan, after], |row| row.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// (plan, position, entry) of `user`'s plans after `after`: an entry's position is its own,
+/// or the user's grant when that is later (a newly granted plan's whole chain at once).
+pub(super) fn membership_after(
+    conn: &Connection,
+    user: UserId,
+    after: u64,
+) -> Result<Vec<([u8; 16], u64, Vec<u8>)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT m.plan_id, MAX(m.log_seq, p.granted_at_seq) AS position, m.signed
+         FROM participants p
+         JOIN membership m ON m.plan_id = p.plan_id
+         WHERE p.user_id = ?1 AND (m.log_seq > ?2 OR p.granted_at_seq > ?2)
+         ORDER BY position, m.plan_id, m.seq",
+    )?;
+    let rows = stmt.query_map(params![user.0, Int(after)], |row| Ok((row.get(0)?, uint(row, 1)?, row.get(2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Documents of plans with a chain that wait for a new epoch and that `user` reads.
+pub(super) fn chartered_rotations_for(conn: &Connection, user: UserId) -> Result<Vec<DocumentId>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT r.plan_id, r.compartment
+         FROM rotations r
+         JOIN plans pl ON pl.plan_id = r.plan_id AND pl.roster IS NOT NULL
+         JOIN participants p ON p.plan_id = r.plan_id AND p.user_id = ?1
+         JOIN users u ON u.user_id = p.user_id
+         JOIN policy_access a ON a.role = u.role AND a.compartment = r.compartment
+         ORDER BY r.plan_id, r.compartment",
+    )?;
+    let rows = stmt.query_map([user.0], |row| document_at(row, 0, 1))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Takes the next `n` log positions and returns the last of them.

@@ -1,0 +1,69 @@
+//! A plan's membership chain over HTTP (see [`crate::membership`] for the rules):
+//!
+//! ```text
+//! POST /v1/plans/{plan}/membership   (CBOR SignedEntry, by a device)  ← 204 | 403 not_regisseur
+//!                                                                       | 409 membership_conflict
+//! GET  /v1/plans/{plan}/membership?after=N   (a participant's device) ← CBOR [SignedEntry bytes]
+//! ```
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use eenplan_protocol::api::hex;
+use eenplan_protocol::membership::MAX_ENTRY_LEN;
+use eenplan_protocol::sync::{self, Blob};
+use serde::Deserialize;
+
+use super::device::DeviceSession;
+use super::{AppState, Body, blocking, parse_hex};
+use crate::auth::now_ms;
+use crate::error::ApiError;
+
+/// `POST /v1/plans/{plan}/membership`.
+pub async fn append(
+    State(state): State<Arc<AppState>>,
+    session: DeviceSession,
+    Path(plan): Path<String>,
+    body: Body<MAX_ENTRY_LEN>,
+) -> Result<StatusCode, ApiError> {
+    let plan: [u8; 16] = parse_hex(&plan, "the plan id")?;
+    let device = session.device;
+    let pending = blocking(&state, move |state| {
+        crate::membership::append(state, &device, plan, &body.0, now_ms())
+    })
+    .await?;
+    tracing::info!(plan = %hex(&plan), pending, "membership entry appended");
+    // The plan's readers learn of it at once (new participants get the plan's history).
+    for compartment in 0..eenplan_protocol::DocumentId::COMPARTMENTS {
+        state.commits.hint(eenplan_protocol::DocumentId { plan, compartment });
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct After {
+    #[serde(default)]
+    after: u32,
+}
+
+/// `GET /v1/plans/{plan}/membership?after=N`: for the plan's participants only.
+pub async fn entries(
+    State(state): State<Arc<AppState>>,
+    session: DeviceSession,
+    Path(plan): Path<String>,
+    Query(after): Query<After>,
+) -> Result<Response, ApiError> {
+    let plan: [u8; 16] = parse_hex(&plan, "the plan id")?;
+    let user = session.device.user;
+    let entries = blocking(&state, move |state| {
+        if !state.storage.is_participant(plan, user)? {
+            return Err(ApiError::not_found("unknown_plan", "no plan of yours has that id"));
+        }
+        Ok(state.storage.membership_entries(plan, after.after)?)
+    })
+    .await?;
+    let bytes = sync::encode(&entries.into_iter().map(Blob).collect::<Vec<_>>());
+    Ok(([(header::CONTENT_TYPE, "application/cbor")], bytes).into_response())
+}
