@@ -8,7 +8,7 @@
 #                                                  on the still running server until you close them
 #
 # It starts eenplan-server on a free loopback port in a temporary directory, sets up the network
-# with eenplan-admin (root, an organisation, a regisseur and a wijkteam worker, one enrolment
+# with eenplan-admin (root, an organisation, two wijkteam workers, one of them the plan's regisseur, one enrolment
 # code each), lets each phone claim its code (`--enrol`), approves both, runs the app's
 # `--script`, and finally revokes the worker's phone and checks that it wipes itself
 # (`--after-revocation`). Everything is removed on exit.
@@ -105,11 +105,11 @@ echo "   $url"
 export EENPLAN_ADMIN_PASSPHRASE="${EENPLAN_ADMIN_PASSPHRASE:-mobile demo: blauwe tram naar huis}"
 admin() { EENPLAN_SERVER="$url" "$EENPLAN_ADMIN_BIN" --data "$work/admin" "$@"; }
 org="Wijkteam Noord"
-echo "== the administrator sets up the network: $org, Rita (regisseur), Wim (wijkteam)"
+echo "== the administrator sets up the network: $org, Rita and Wim (wijkteam; Rita is the plan's regisseur)"
 # A fresh server is claimed with the one-time secret it wrote to its data directory.
 EENPLAN_INIT_SECRET=$(cat "$work/server/init-secret") admin init --server "$url" --name "Beheer Regio Midden" >/dev/null
 admin org add "$org" --lease-hours 72 >/dev/null
-admin user add --org "$org" --name Rita --role regisseur >/dev/null
+admin user add --org "$org" --name Rita --role wijkteam >/dev/null
 admin user add --org "$org" --name Wim --role wijkteam >/dev/null
 
 rita="$work/phones/rita"
@@ -124,7 +124,8 @@ wim_device="$(sed -n 's/^device-id //p' <<<"$wim_out")"
 admin device approve --code "$rita_code" >/dev/null
 admin device approve --code "$wim_code" >/dev/null
 
-phones=(--phone "Wim=$wim" --phone "Rita=$rita")
+# Rita first: the script's first phone holds regie of the plan it draws up.
+phones=(--phone "Rita=$rita" --phone "Wim=$wim")
 if [[ -n "$screenshot" ]]; then
     app --script "${phones[@]}" --screenshot "$screenshot"
 else

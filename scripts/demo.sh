@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The main job: the sync server on its embedded SQLite store, a demo network (an
-# administrator, a regisseur, two wijkteam workers), and a home visit played through the real
-# binaries: two devices edit offline, one edit conflicts, both sync, the plans merge, and the
-# regisseur lists the conflict; then a role change and a stolen phone. The server keeps
-# serving afterwards so you can connect your own `eenplan` device; Ctrl-C stops it.
+# administrator, three wijkteam workers, Rita the plan's regisseur), and a home visit played
+# through the real binaries: two devices edit offline, one edit conflicts, both sync, the
+# plans merge, and the regisseur lists the conflict; then a role change and a stolen phone.
+# The server keeps serving afterwards so you can connect your own `eenplan` device; Ctrl-C
+# stops it.
 #
 # EENPLAN_DEMO_LISTEN (default 127.0.0.1:8443) sets the address; EENPLAN_DEMO_EXIT=1 stops
 # the server after the demo instead of serving on.
@@ -37,7 +38,7 @@ step "The administrator creates the network (root, escrow and admin keys stay on
 EENPLAN_INIT_SECRET=$(cat "$work/server/init-secret") \
   "${admin[@]}" init --server "$url" --name "Beheerder Regio Midden"
 "${admin[@]}" org add "Wijkteam Noord"
-"${admin[@]}" user add --org "Wijkteam Noord" --name "Rita" --role regisseur >/dev/null
+"${admin[@]}" user add --org "Wijkteam Noord" --name "Rita" --role wijkteam >/dev/null
 "${admin[@]}" user add --org "Wijkteam Noord" --name "Wim" --role wijkteam >/dev/null
 "${admin[@]}" user add --org "Wijkteam Noord" --name "Wendy" --role wijkteam >/dev/null
 "${admin[@]}" user list

@@ -136,6 +136,38 @@ pub enum UserCommand {
     /// Gives a user another role: re-certifies their devices for it, and moves what the
     /// user can no longer read or write to a new key epoch (progress as for `rekey`).
     SetRole(UserSetRoleArgs),
+    /// Moves every user of a retired role to another role, re-certifying each one's devices
+    /// as `set-role` does (one line per user), then moves what they lost to a new key epoch.
+    #[command(long_about = RETIRE_ROLE_HELP)]
+    RetireRole(UserRetireRoleArgs),
+}
+
+const RETIRE_ROLE_HELP: &str = "\
+Moves every user of a retired role to another role.
+
+Each user whose role is --from gets role --to: their devices are re-certified as `user
+set-role` does, and one line per user says so. Then the documents they can no longer read or
+write move to a new key epoch (progress as for `rekey`). Running it again is safe: users
+already moved are no longer in --from.
+
+Example: regie is a function per plan, not a role, so certificates of networks set up with
+the old role `regisseur` are moved with
+
+    eenplan-admin user retire-role --from regisseur --to wijkteam
+
+--to must be a role the policy in force names; --from may be any role users still carry.
+Run it while the policy still names --from, then `policy set` one without it: users keep
+what both roles read, and nothing is taken from anyone before they are moved.";
+
+#[derive(Debug, Args)]
+pub struct UserRetireRoleArgs {
+    /// The retired role, as users and their certificates carry it (it need not be one this
+    /// CLI still offers).
+    #[arg(long)]
+    pub from: String,
+    /// The role they get instead.
+    #[arg(long, value_parser = role())]
+    pub to: Role,
 }
 
 #[derive(Debug, Args)]

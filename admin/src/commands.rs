@@ -133,6 +133,17 @@ impl Session {
         Ok(policy)
     }
 
+    /// Refuses `role` unless the policy in force names it (in its base table or at a level):
+    /// a user in a role the policy does not name reads and writes nothing, so certifying one
+    /// is a mistake (a typo, or a role the policy retired).
+    fn require_role_in_policy(&mut self, role: &str) -> Result<(), AdminError> {
+        let policy = self.policy()?;
+        if policy.names_role(role) {
+            return Ok(());
+        }
+        Err(AdminError::RoleNotInPolicy { role: role.to_owned(), version: policy.version })
+    }
+
     /// Takes in the server's newest revocation list and publishes the revocations this
     /// keyring made that it lacks (see `crate::revocations`); the keyring is saved.
     fn revocations(&mut self) -> Result<RevocationList, AdminError> {

@@ -92,6 +92,13 @@ pub enum AdminError {
     /// The policy cannot be signed or sent as it is.
     #[error("{0}")]
     PolicyUnusable(#[source] PolicyError),
+    /// A user would get a role the policy in force does not name.
+    #[error(
+        "role {role:?} is not in the sharing policy in force (version {version}): a user in it would read \
+         and write nothing. Give a role `eenplan-admin policy show` lists (`user set-role`, or \
+         `user retire-role --from {role} --to ROLE` for everyone in it), or set a policy that names it"
+    )]
+    RoleNotInPolicy { role: String, version: u32 },
     /// What the server calls the policy in force is not one this network's root signed.
     #[error("the server's policy is not valid for this network: {0}")]
     ServerPolicy(#[source] PolicyError),
@@ -148,6 +155,7 @@ impl AdminError {
             | AdminError::AmbiguousDevice { .. }
             | AdminError::PolicyFile { .. }
             | AdminError::PolicyNotNewer { .. }
+            | AdminError::RoleNotInPolicy { .. }
             | AdminError::WeakPassphrase { .. }
             | AdminError::OfflineKeyringNeeded { .. } => EXIT_USAGE,
             AdminError::Partial { error, .. } => error.exit_code(),

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use eenplan_core::plan::Role;
-use eenplan_protocol::policy::{Access, COMPARTMENTS, Policy, PolicyError};
+use eenplan_protocol::policy::{Access, COMPARTMENTS, LEVELS, Policy, PolicyError};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -46,6 +46,10 @@ struct FilePolicy {
     version: Spanned<u32>,
     #[serde(default)]
     roles: BTreeMap<Spanned<String>, FileAccess>,
+    /// `[levels.LEVEL.ROLE]`: what a role may do at an escalation level instead of its base
+    /// entry.
+    #[serde(default)]
+    levels: BTreeMap<Spanned<String>, BTreeMap<Spanned<String>, FileAccess>>,
 }
 
 #[derive(Deserialize)]
@@ -87,43 +91,61 @@ pub fn parse(text: &str) -> Result<ParsedPolicy, PolicyFileError> {
     })?;
     let policy = Policy {
         version: *file.version.get_ref(),
-        roles: file
-            .roles
-            .iter()
-            .map(|(role, access)| {
-                let names = |list: &[Spanned<String>]| list.iter().map(|c| c.get_ref().clone()).collect();
-                (role.get_ref().clone(), Access { read: names(&access.read), write: names(&access.write) })
-            })
-            .collect(),
+        roles: table(&file.roles),
+        levels: file.levels.iter().map(|(level, roles)| (level.get_ref().clone(), table(roles))).collect(),
     };
     if let Err(problem) = policy.validate() {
         let line = where_is(&file, &problem).map_or(1, |span| line_of_span(text, span));
         return Err(PolicyFileError::Invalid { line, problem });
     }
-    let unknown_roles = file
-        .roles
-        .keys()
-        .filter(|role| !is_known_role(role.get_ref()))
-        .map(|role| (role.get_ref().clone(), line_of_span(text, role.span())))
+    let unknown_roles = entries(&file)
+        .filter(|(role, _)| !is_known_role(role.get_ref()))
+        .map(|(role, _)| (role.get_ref().clone(), line_of_span(text, role.span())))
         .collect();
     Ok(ParsedPolicy { policy, unknown_roles })
 }
 
+/// A file's role tables as the protocol's.
+fn table(roles: &BTreeMap<Spanned<String>, FileAccess>) -> BTreeMap<String, Access> {
+    let names = |list: &[Spanned<String>]| list.iter().map(|c| c.get_ref().clone()).collect();
+    roles
+        .iter()
+        .map(|(role, access)| {
+            (role.get_ref().clone(), Access { read: names(&access.read), write: names(&access.write) })
+        })
+        .collect()
+}
+
+/// Every role entry of the file in the order [`Policy::validate`] checks them: the base table,
+/// then each level's.
+fn entries(file: &FilePolicy) -> impl Iterator<Item = (&Spanned<String>, &FileAccess)> {
+    file.roles.iter().chain(file.levels.values().flatten())
+}
+
 /// The place in the file of what `problem` is about.
 fn where_is(file: &FilePolicy, problem: &PolicyError) -> Option<Range<usize>> {
-    let entry = |role: &str| file.roles.iter().find(|(name, _)| name.get_ref() == role);
+    let level = |level: &str| file.levels.keys().find(|name| name.get_ref() == level).map(Spanned::span);
     match problem {
         PolicyError::NoVersion => Some(file.version.span()),
-        PolicyError::UnknownCompartment { role, compartment } => {
-            let (_, access) = entry(role)?;
-            access.read.iter().chain(&access.write).find(|c| c.get_ref() == compartment).map(Spanned::span)
-        }
-        PolicyError::WriteWithoutRead { role, compartment } => {
-            let (_, access) = entry(role)?;
-            access.write.iter().find(|c| c.get_ref() == compartment).map(Spanned::span)
+        PolicyError::UnknownCompartment { role, compartment } => named(file, role)
+            .flat_map(|access| access.read.iter().chain(&access.write))
+            .find(|c| c.get_ref() == compartment)
+            .map(Spanned::span),
+        PolicyError::WriteWithoutRead { role, compartment } => named(file, role)
+            .filter(|access| !access.read.iter().any(|c| c.get_ref() == compartment))
+            .flat_map(|access| &access.write)
+            .find(|c| c.get_ref() == compartment)
+            .map(Spanned::span),
+        PolicyError::UnknownLevel { level: name } | PolicyError::BaseLevelRules { level: name } => {
+            level(name)
         }
         PolicyError::Malformed(_) | PolicyError::BadSignature => None,
     }
+}
+
+/// The entries for `role`, in the order [`Policy::validate`] checks them.
+fn named<'a>(file: &'a FilePolicy, role: &'a str) -> impl Iterator<Item = &'a FileAccess> {
+    entries(file).filter(move |(name, _)| name.get_ref() == role).map(|(_, access)| access)
 }
 
 /// Whether users can hold `role`: the roles `user add` accepts.
@@ -132,7 +154,7 @@ fn is_known_role(role: &str) -> bool {
 }
 
 /// The policy as a TOML file that [`parse`] reads back to the same policy: `version` first,
-/// then one table per role.
+/// then one table per role, then one per level and role (`[levels.LEVEL.ROLE]`).
 pub fn to_toml(policy: &Policy) -> Result<String, toml::ser::Error> {
     toml::to_string(policy)
 }
@@ -143,9 +165,13 @@ pub fn header(policy: &Policy, root_fingerprint: &str) -> String {
         "# eenplan sharing policy, version {version}.\n\
          # Signed by the network root {root_fingerprint}; verified against this keyring's root.\n\
          # Compartments: {compartments}. A role that is not listed reads and writes nothing.\n\
+         # Escalation levels: {levels}. [roles] holds the rules at {base}; a [levels.LEVEL.ROLE]\n\
+         # entry replaces that role's [roles] entry at LEVEL, and other roles keep theirs.\n\
          # To change it: edit a copy, raise `version`, and run `eenplan-admin policy set FILE`.\n\n",
         version = policy.version,
         compartments = COMPARTMENTS.join(", "),
+        levels = LEVELS.join(", "),
+        base = eenplan_protocol::policy::BASE_LEVEL,
     )
 }
 
@@ -175,8 +201,87 @@ mod tests {
         assert_eq!(parsed.policy.version, 1);
         assert!(parsed.policy.may_read("politie", 3) && !parsed.policy.may_read("politie", 1));
         assert!(parsed.policy.may_read("ggz", 1) && !parsed.policy.may_read("ggz", 3));
-        assert!(parsed.policy.may_write("regisseur", 0));
+        assert!(parsed.policy.may_write("wijkteam", 0));
         assert_eq!(parsed.unknown_roles, Vec::<(String, usize)>::new());
+    }
+
+    #[test]
+    fn the_default_policy_opens_zorg_veiligheid_and_justitie_to_the_veiligheidshuis_only_when_escalated() {
+        let policy = parse(DEFAULT_POLICY_TOML).unwrap().policy;
+        assert!(!policy.names_role("regisseur"), "regie is a function per plan, not a role");
+        let zvh = "zorg_en_veiligheidshuis";
+        for role in ["zvh_procesregisseur", "pga_expert"] {
+            for compartment in 1..=3 {
+                assert!(policy.may_read_at(role, compartment, zvh), "{role} reads {compartment} at the ZVH");
+                assert!(
+                    policy.may_write_at(role, compartment, zvh),
+                    "{role} writes {compartment} at the ZVH"
+                );
+            }
+        }
+        for role in ["zvh_procesregisseur", "zvh_medewerker"] {
+            for level in ["regulier", "lokaal"] {
+                assert!((1..=3).all(|c| !policy.may_read_at(role, c, level)), "{role} at {level}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_compartment_of_the_default_policy_has_a_reader_and_a_writer_at_every_level() {
+        let policy = parse(DEFAULT_POLICY_TOML).unwrap().policy;
+        for level in LEVELS {
+            for compartment in 0..COMPARTMENTS.len() as u8 {
+                let readers = policy.roles_reading_at(compartment, level);
+                assert!(!readers.is_empty(), "{compartment} at {level}");
+                assert!(
+                    readers.iter().any(|r| policy.may_write_at(r, compartment, level)),
+                    "{compartment} at {level}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn level_rules_read_back_and_a_printed_policy_shows_them() {
+        let text = "version = 2\n[roles.ggz]\nread = [\"basis\"]\n\n\
+                    [levels.zorg_en_veiligheidshuis.pga_expert]\nread = [\"basis\", \"zorg\"]\nwrite = [\"zorg\"]\n";
+        let policy = parse(text).unwrap().policy;
+        assert!(policy.may_write_at("pga_expert", 1, "zorg_en_veiligheidshuis"));
+        assert!(!policy.may_read("pga_expert", 1));
+        let printed = to_toml(&policy).unwrap();
+        assert!(printed.contains("[levels.zorg_en_veiligheidshuis.pga_expert]"), "{printed}");
+        assert_eq!(parse(&printed).unwrap().policy, policy);
+        let default = parse(DEFAULT_POLICY_TOML).unwrap().policy;
+        assert_eq!(parse(&to_toml(&default).unwrap()).unwrap().policy, default);
+    }
+
+    #[test]
+    fn an_unknown_level_or_rules_for_the_base_level_are_refused_with_their_line() {
+        let text = "version = 2\n[roles.ggz]\nread = []\n\n[levels.landelijk.ggz]\nread = []\n";
+        assert_eq!(invalid(text), (5, PolicyError::UnknownLevel { level: "landelijk".into() }));
+        let text = "version = 2\n\n[levels.regulier.ggz]\nread = []\n";
+        assert_eq!(invalid(text), (3, PolicyError::BaseLevelRules { level: "regulier".into() }));
+    }
+
+    #[test]
+    fn level_entries_that_break_the_table_rules_are_refused_on_their_own_line() {
+        // The same role, well-formed in the base table, blind at the level.
+        let text = "version = 2\n[roles.om]\nread = [\"basis\", \"justitie\"]\nwrite = [\"justitie\"]\n\
+                    [levels.lokaal.om]\nread = [\"basis\"]\nwrite = [\"justitie\"]\n";
+        assert_eq!(
+            invalid(text),
+            (7, PolicyError::WriteWithoutRead { role: "om".into(), compartment: "justitie".into() })
+        );
+        let text = "version = 2\n[levels.lokaal.om]\nread = [\"geheim\"]\n";
+        assert_eq!(invalid(text).0, 3);
+        let (line, message) = syntax("version = 2\n[levels.lokaal.om]\nreed = []\n");
+        assert_eq!(line, 3, "{message}");
+    }
+
+    #[test]
+    fn unknown_roles_inside_a_level_are_named_as_a_warning_with_their_line() {
+        let text = "version = 3\n[roles.ggz]\nread = []\n[levels.lokaal.pga_exprt]\nread = [\"basis\"]\n";
+        assert_eq!(parse(text).unwrap().unknown_roles, vec![("pga_exprt".to_string(), 4)]);
     }
 
     #[test]

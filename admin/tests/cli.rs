@@ -207,6 +207,14 @@ impl Fake {
         self.answers.lock().unwrap().push_back((200, Body::LastPostTo(path)));
     }
 
+    /// The policy in force: the signed default that the network's init sent (checked before
+    /// a user gets a role, and before re-keying).
+    fn answer_init_policy(&self) {
+        let init = self.requests().into_iter().find(|r| r.path == api::PATH_ADMIN_INIT).unwrap();
+        let policy = init.json::<InitRequest>().policy;
+        self.answer(200, &json!({ "policy": policy }).to_string());
+    }
+
     /// No revocation list yet.
     fn no_revocations(&self) {
         self.answer(404, r#"{"code":"no_revocation_list","message":"no device has been revoked yet"}"#);
@@ -325,6 +333,9 @@ fn usage_errors_exit_2_and_change_nothing() {
     admin.fails(&["device", "approve"], 2);
     admin.fails(&["device", "approve", "--code", "X", "--all-pending"], 2);
     admin.fails(&["user", "add", "--org", "Noord", "--name", "Jan", "--role", "koning"], 2);
+    // Regie is a function per plan, not a role any more.
+    admin.fails(&["user", "add", "--org", "Noord", "--name", "Jan", "--role", "regisseur"], 2);
+    admin.fails(&["user", "retire-role", "--from", "regisseur"], 2);
     admin.fails(&["plan", "assign", "not-a-plan", "--user", "Jan", "--role", "wijkteam"], 2);
     admin.fails(&["org", "add", "Noord", "--lease-hours", "0"], 2);
     assert!(!admin.keyring().exists());
@@ -497,6 +508,7 @@ fn user_add_and_plan_assign_send_what_the_api_describes() {
     let server = Fake::start();
     let admin = Admin::new();
     admin.init(&server);
+    server.answer_init_policy();
     server.answer(200, r#"{"id":7,"org":"Wijkteam Noord","name":"Fatima","role":"wijkteam"}"#);
     let out = admin.ok(&["user", "add", "--org", "Wijkteam Noord", "--name", "Fatima", "--role", "wijkteam"]);
     assert!(out.contains("id 7"), "{out}");
@@ -547,6 +559,7 @@ fn pending_device(seed: u8, user_id: i64, mac_key: &[u8; 32]) -> Value {
 /// Issues a code for user 7 (Fatima) through the CLI.
 fn enrol_fatima(admin: &Admin, server: &Fake) -> EnrolmentCode {
     server.answer(200, r#"[{"id":7,"org":"Wijkteam Noord","name":"Fatima","role":"wijkteam"}]"#);
+    server.answer_init_policy();
     server.answer(200, "{}");
     EnrolmentCode::parse(&admin.ok(&["device", "enrol", "--user", "Fatima"])).unwrap()
 }
@@ -566,6 +579,7 @@ fn an_enrolment_code_approves_the_device_that_claimed_it() {
     let users = r#"[{"id":7,"org":"Wijkteam Noord","name":"Fatima","role":"wijkteam"}]"#;
 
     server.answer(200, users);
+    server.answer_init_policy();
     server.answer(200, "{}");
     let printed = admin.ok(&["device", "enrol", "--user", "Fatima"]);
     let code =
@@ -689,6 +703,7 @@ fn a_code_nobody_claimed_yet_or_from_elsewhere_is_refused() {
     let network = admin.init(&server);
     let root: [u8; 32] = api::unhex(network["root_public"].as_str().unwrap()).unwrap().try_into().unwrap();
     server.answer(200, r#"[{"id":7,"org":"Wijkteam Noord","name":"Fatima","role":"wijkteam"}]"#);
+    server.answer_init_policy();
     server.answer(200, "{}");
     let code = admin.ok(&["device", "enrol", "--user", "7", "--valid-hours", "2"]);
 
@@ -992,8 +1007,9 @@ fn a_recipient_the_keyring_cannot_verify_gets_nothing_and_the_command_fails() {
     assert!(network.rekey_posts().is_empty());
 
     // A policy the root did not sign is not believed, and nothing is sealed under it.
-    let forged =
-        Policy { version: 9, roles: Default::default() }.sign(&SigningKey::from_bytes(&[3; 32])).unwrap();
+    let forged = Policy { version: 9, roles: Default::default(), levels: Default::default() }
+        .sign(&SigningKey::from_bytes(&[3; 32]))
+        .unwrap();
     server.no_revocations();
     server.answer(200, &json!({ "policy": api::hex(&forged.to_bytes()) }).to_string());
     let stderr = admin.fails(&["rekey"], 1);
@@ -1042,11 +1058,18 @@ fn policy_show_prints_the_verified_policy_as_toml_that_policy_set_reads_back() {
     let shown = admin.ok(&["policy", "show"]);
     assert!(shown.starts_with("# eenplan sharing policy, version 1."), "{shown}");
     assert!(shown.contains("\nversion = 1\n") && shown.contains("[roles.politie]"), "{shown}");
+    // The rules per escalation level too, and what they mean.
+    assert!(shown.contains("[levels.zorg_en_veiligheidshuis.pga_expert]"), "{shown}");
+    assert!(shown.contains("replaces that role's [roles] entry"), "{shown}");
     assert_eq!(server.last().path, api::PATH_ADMIN_POLICY);
     network.answer_policy();
     let json: Value = serde_json::from_str(&admin.ok(&["policy", "show", "--json"])).unwrap();
     assert_eq!(json["version"], 1);
     assert_eq!(json["roles"]["ggz"]["read"], json!(["basis", "zorg"]));
+    assert_eq!(
+        json["levels"]["zorg_en_veiligheidshuis"]["zvh_procesregisseur"]["read"],
+        json!(["basis", "zorg", "veiligheid", "justitie"])
+    );
 
     // The printed file, with a higher version and ggz no longer reading zorg, is the next
     // policy: signed by the root, uploaded, then the rotation runs.
@@ -1075,6 +1098,7 @@ fn policy_show_prints_the_verified_policy_as_toml_that_policy_set_reads_back() {
         SignedPolicy::from_bytes(&api::unhex(&upload.policy).unwrap()).unwrap().verify(&root).unwrap();
     assert_eq!(policy.version, 2);
     assert!(!policy.may_read("ggz", 1) && policy.may_read("ggz", 0));
+    assert!(policy.may_read_at("pga_expert", 1, "zorg_en_veiligheidshuis"), "the level rules travel");
 }
 
 #[test]
@@ -1114,6 +1138,7 @@ fn set_role_recertifies_each_device_from_its_verified_certificate_then_rotates()
     };
 
     // The server lists the laptop under the phone's certificate: nothing is re-certified.
+    network.answer_policy();
     server.answer(200, fatima);
     server.answer(
         200,
@@ -1127,6 +1152,7 @@ fn set_role_recertifies_each_device_from_its_verified_certificate_then_rotates()
     assert!(stderr.contains("names another device"), "{stderr}");
     assert!(!server.requests().iter().any(|r| r.path.ends_with("/role")));
 
+    network.answer_policy();
     server.answer(200, fatima);
     server.answer(
         200,

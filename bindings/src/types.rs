@@ -168,10 +168,9 @@ pub enum EscalationLevel {
     ZorgEnVeiligheidshuis,
 }
 
-/// A participant's kind of organisation.
+/// A participant's professional role (regie is a function per plan, not a role).
 #[uniffi::remote(Enum)]
 pub enum Role {
-    Regisseur,
     Wijkteam,
     VeiligThuis,
     Politie,
@@ -181,6 +180,8 @@ pub enum Role {
     Ggz,
     Verslavingszorg,
     PgaExpert,
+    ZvhProcesregisseur,
+    ZvhMedewerker,
     Woningcorporatie,
     School,
     Gemeente,

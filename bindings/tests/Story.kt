@@ -333,7 +333,7 @@ fun badInputIsATypedError(rita: Phone, plan: String) {
 suspend fun recordWhoTakesPartAndTheSafetyPlan(rita: Phone, wim: Phone, shared: SharedPlan) {
     val (plan, _, action) = shared
     val device = rita.device
-    val regisseur = device.addParticipant(plan, NewParticipant("Rita", ORG, Role.REGISSEUR))
+    val regisseur = device.addParticipant(plan, NewParticipant("Rita", ORG, Role.WIJKTEAM))
     val worker = device.addParticipant(plan, NewParticipant("Wim", ORG, Role.WIJKTEAM))
     device.setRegisseur(plan, regisseur)
     device.escalate(plan, EscalationLevel.LOKAAL, worker, "Zorgen over veiligheid thuis.")
@@ -345,7 +345,7 @@ suspend fun recordWhoTakesPartAndTheSafetyPlan(rita: Phone, wim: Phone, shared: 
     device.sync()
     wim.device.sync()
     val view = wim.device.readPlan(plan)
-    check(view.participants.map { it.name to it.role }.toSet() == setOf("Rita" to "regisseur", "Wim" to "wijkteam")) { "participants: ${view.participants}" }
+    check(view.participants.map { it.name to it.role }.toSet() == setOf("Rita" to "wijkteam", "Wim" to "wijkteam")) { "participants: ${view.participants}" }
     check(view.regisseur == regisseur) { "regisseur: ${view.regisseur}" }
     check(view.escalationLevel == "lokaal" && view.escalations.single().regieHolder == worker) { "escalation: ${view.escalations}" }
     val member = view.members.single { it.id == mother }

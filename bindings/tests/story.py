@@ -314,7 +314,7 @@ async def record_who_takes_part_and_the_safety_plan(rita, wim, plan, action):
     """Everything the plan view shows can be written through the API; the other phone sees it."""
     device = rita.device
     regisseur = device.add_participant(plan, eenplan.NewParticipant(
-        name="Rita", organisation=ORG, role=eenplan.Role.REGISSEUR))
+        name="Rita", organisation=ORG, role=eenplan.Role.WIJKTEAM))
     worker = device.add_participant(plan, eenplan.NewParticipant(
         name="Wim", organisation=ORG, role=eenplan.Role.WIJKTEAM))
     device.set_regisseur(plan, regisseur)
@@ -331,7 +331,7 @@ async def record_who_takes_part_and_the_safety_plan(rita, wim, plan, action):
     await device.sync()
     await wim.device.sync()
     view = wim.device.read_plan(plan)
-    check({(p.name, p.role) for p in view.participants} == {("Rita", "regisseur"), ("Wim", "wijkteam")},
+    check({(p.name, p.role) for p in view.participants} == {("Rita", "wijkteam"), ("Wim", "wijkteam")},
           f"participants: {view.participants}")
     check(view.regisseur == regisseur, f"regisseur: {view.regisseur}")
     check(view.escalation_level == "lokaal" and view.escalations[0].regie_holder == worker,

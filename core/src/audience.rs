@@ -11,7 +11,9 @@
 //! Everything here is local: the policy is the root-signed one the device holds, the
 //! participants are the plan's own list. No call waits on the network.
 
-use eenplan_protocol::policy::Policy;
+use std::collections::BTreeSet;
+
+use eenplan_protocol::policy::{BASE_LEVEL, LEVELS, Policy};
 use serde::{Deserialize, Serialize};
 
 use crate::device::Device;
@@ -65,7 +67,8 @@ impl Device {
             .map(|p| Reader { name: p.name, organisation: p.organisation, role: p.role })
             .collect();
         readers.sort_by(|a, b| (&a.name, &a.organisation).cmp(&(&b.name, &b.organisation)));
-        let roles = roles_reading(&policy, compartment).cloned().collect();
+        let roles =
+            policy.roles_reading_at(compartment as u8, BASE_LEVEL).into_iter().map(str::to_owned).collect();
         Ok(Audience::Readers { readers, roles })
     }
 
@@ -81,20 +84,36 @@ impl Device {
 /// The compartment other than `basis` that `role` may write and the fewest roles read (the
 /// first in [`Compartment::ALL`] order on a tie); `basis` only for a role that writes nothing
 /// else. A wijkteam note goes to `zorg`, a police note to `justitie`.
+///
+/// A note stays where it was written when the plan escalates, so its readers are counted
+/// over every level: each role that reads the compartment at some level. The compartments
+/// the role writes are taken at the first level (in [`LEVELS`] order) at which it writes
+/// beyond `basis`: the base level for most roles, the Zorg- en Veiligheidshuis for its own
+/// roles, which take part in a plan only once it is escalated there.
 pub fn note_compartment_for(policy: &Policy, role: &str) -> Compartment {
-    let readers_of = |c: Compartment| roles_reading(policy, c).count();
-    Compartment::ALL
+    LEVELS
         .into_iter()
-        .filter(|c| {
-            *c != Compartment::Basis && policy.may_write(role, *c as u8) && policy.may_read(role, *c as u8)
-        })
-        .min_by_key(|c| readers_of(*c))
+        .find_map(|level| closed_note_compartment(policy, role, level))
         .unwrap_or(Compartment::Basis)
 }
 
-/// The roles the policy lets read `compartment`.
-fn roles_reading(policy: &Policy, compartment: Compartment) -> impl Iterator<Item = &String> {
-    policy.roles.keys().filter(move |r| policy.may_read(r, compartment as u8))
+/// The compartment other than `basis` that `role` may write at `level` and the fewest roles
+/// read at any level, if the role writes one there.
+fn closed_note_compartment(policy: &Policy, role: &str, level: &str) -> Option<Compartment> {
+    let readers_of = |c: Compartment| {
+        let roles: BTreeSet<&str> =
+            LEVELS.into_iter().flat_map(|l| policy.roles_reading_at(c as u8, l)).collect();
+        roles.len()
+    };
+    Compartment::ALL
+        .into_iter()
+        .filter(|c| {
+            let index = *c as u8;
+            *c != Compartment::Basis
+                && policy.may_write_at(role, index, level)
+                && policy.may_read_at(role, index, level)
+        })
+        .min_by_key(|c| readers_of(*c))
 }
 
 #[cfg(test)]
@@ -117,7 +136,7 @@ mod tests {
                 (role.to_string(), Access { read, write })
             })
             .collect();
-        Policy { version: 1, roles }
+        Policy { version: 1, roles, levels: BTreeMap::new() }
     }
 
     fn region() -> Policy {
@@ -141,6 +160,50 @@ mod tests {
     #[test]
     fn a_police_note_goes_to_justitie_which_the_fewest_read() {
         assert_eq!(note_compartment_for(&region(), "politie"), Compartment::Justitie);
+    }
+
+    /// `region()` with the Veiligheidshuis: its roles read only basis (or nothing) below the
+    /// ZVH level, and more there.
+    fn region_with_zvh() -> Policy {
+        let mut p = region();
+        let zvh_rows = policy(&[
+            ("zvh_procesregisseur", &["basis", "zorg", "veiligheid", "justitie"]),
+            ("zvh_medewerker", &["basis", "veiligheid"]),
+        ]);
+        p.levels.insert("zorg_en_veiligheidshuis".into(), zvh_rows.roles);
+        p.roles.insert("zvh_procesregisseur".into(), Access { read: vec!["basis".into()], write: vec![] });
+        p.roles.insert("zvh_medewerker".into(), Access::default());
+        p
+    }
+
+    #[test]
+    fn a_veiligheidshuis_note_goes_where_its_role_writes_once_escalated_with_the_fewest_readers() {
+        let p = region_with_zvh();
+        // At the ZVH (where the most read) justitie is read by three roles, zorg by four,
+        // veiligheid by six.
+        let readers = |c| p.roles_reading_at(c, "zorg_en_veiligheidshuis").len();
+        assert_eq!((readers(3), readers(1), readers(2)), (3, 4, 6));
+        assert_eq!(note_compartment_for(&p, "zvh_procesregisseur"), Compartment::Justitie);
+        assert_eq!(note_compartment_for(&p, "zvh_medewerker"), Compartment::Veiligheid);
+        // The other roles' notes go where they went before.
+        assert_eq!(note_compartment_for(&p, "wijkteam"), Compartment::Zorg);
+        assert_eq!(note_compartment_for(&p, "school"), Compartment::Basis);
+    }
+
+    #[test]
+    fn readers_a_note_gains_when_the_plan_escalates_count_so_a_tie_at_the_base_level_is_broken() {
+        // Police: at the base level veiligheid and justitie are read by three roles each; at
+        // the ZVH veiligheid gains two readers and justitie one.
+        let mut p = region();
+        p.roles.remove("wijkteam");
+        p.levels = region_with_zvh().levels;
+        p.roles.insert(
+            "reclassering".into(),
+            Access { read: vec!["basis".into(), "justitie".into()], write: vec![] },
+        );
+        let base = |c| p.roles_reading_at(c, BASE_LEVEL).len();
+        assert_eq!((base(2), base(3)), (3, 3), "a tie at the base level");
+        assert_eq!(note_compartment_for(&p, "politie"), Compartment::Justitie);
     }
 
     #[test]

@@ -19,6 +19,26 @@
 //!
 //! The role is the one in the device's certificate, signed by an administrator: every party
 //! can check it without trusting the server. A role the policy does not name may do nothing.
+//!
+//! # Escalation levels
+//!
+//! The privacy regulation says what may be shared with whom *and when*: at the Zorg- en
+//! Veiligheidshuis the procesregisseur and the PGA-expert read more than in regular care. So
+//! the policy may give other rules per escalation level ([`LEVELS`], the codes of the plan's
+//! escalation level):
+//!
+//! - `roles` is the base table: the rules at [`BASE_LEVEL`] (`regulier`), and at every other
+//!   level for each role that level does not name;
+//! - `levels.LEVEL.ROLE` replaces the role's base entry at that level, whole: a level can
+//!   widen a role, narrow it, or name a role the base table does not (a role that takes part
+//!   only at that level);
+//! - a level name outside [`LEVELS`] is refused, and so are rules for the base level itself
+//!   (they would be a second base table); a level the policy has no rules for (or one a newer
+//!   app introduced) follows the base table.
+//!
+//! `may_read`/`may_write` answer for the base level; the `*_at` forms for a given level. A
+//! policy without level rules encodes exactly as before levels existed, so the signatures of
+//! stored policies stay valid.
 
 use std::collections::BTreeMap;
 
@@ -29,6 +49,11 @@ use crate::certificate::bytes;
 
 /// The compartments in document-id order (`DocumentId::compartment`).
 pub const COMPARTMENTS: [&str; 4] = ["basis", "zorg", "veiligheid", "justitie"];
+/// The escalation levels a policy may give rules for, lowest first (the codes of
+/// `eenplan_core::plan::EscalationLevel`).
+pub const LEVELS: [&str; 3] = ["regulier", "lokaal", "zorg_en_veiligheidshuis"];
+/// The level whose rules are the base table `roles`.
+pub const BASE_LEVEL: &str = "regulier";
 /// The policy that ships with the project, as the administrator's TOML.
 pub const DEFAULT_POLICY_TOML: &str = include_str!("../policy/default.toml");
 const LABEL: &[u8] = b"eenplan/policy/v1\n";
@@ -49,6 +74,10 @@ pub enum PolicyError {
     WriteWithoutRead { role: String, compartment: String },
     #[error("the policy version must be at least 1")]
     NoVersion,
+    #[error("unknown escalation level {level:?} (known: regulier, lokaal, zorg_en_veiligheidshuis)")]
+    UnknownLevel { level: String },
+    #[error("rules for the base level {level:?} belong in the roles table, not under levels")]
+    BaseLevelRules { level: String },
 }
 
 /// What one role may do.
@@ -79,50 +108,130 @@ pub struct Policy {
     pub version: u32,
     #[serde(default)]
     pub roles: BTreeMap<String, Access>,
+    /// Level → role → what the role may do at that level, replacing its base entry. Left
+    /// out of the encoding when empty, so that a policy without level rules is signed over
+    /// the same bytes as before levels existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub levels: BTreeMap<String, BTreeMap<String, Access>>,
 }
 
 fn index_of(compartment: &str) -> Option<u8> {
     COMPARTMENTS.iter().position(|c| *c == compartment).and_then(|i| u8::try_from(i).ok())
 }
 
+fn access_allows(access: Option<&Access>, list: fn(&Access) -> &Vec<String>, compartment: u8) -> bool {
+    access.is_some_and(|a| list(a).iter().any(|c| index_of(c) == Some(compartment)))
+}
+
+/// Checks one role's entry: known compartments only, and every written compartment also read.
+fn validate_access(role: &str, access: &Access) -> Result<(), PolicyError> {
+    for compartment in access.read.iter().chain(&access.write) {
+        if index_of(compartment).is_none() {
+            return Err(PolicyError::UnknownCompartment {
+                role: role.to_owned(),
+                compartment: compartment.clone(),
+            });
+        }
+    }
+    if let Some(compartment) = access.write.iter().find(|c| !access.read.contains(c)) {
+        return Err(PolicyError::WriteWithoutRead {
+            role: role.to_owned(),
+            compartment: compartment.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// The change from `before` to `after`, each giving (may read, may write) per
+/// compartment index.
+fn access_change(before: impl Fn(u8) -> (bool, bool), after: impl Fn(u8) -> (bool, bool)) -> RoleChange {
+    let mut change = RoleChange::default();
+    for compartment in 0..COMPARTMENTS.len() as u8 {
+        let ((read, write), (next_read, next_write)) = (before(compartment), after(compartment));
+        let lost_read = read && !next_read;
+        if lost_read || (write && !next_write) {
+            change.rotate.push(compartment);
+        }
+        if lost_read {
+            change.lost_reads.push(compartment);
+        }
+        if next_read && !read {
+            change.gained_reads.push(compartment);
+        }
+    }
+    change
+}
+
 impl Policy {
-    /// Checks the table: known compartments only, and every written compartment also read.
+    /// Checks the table: known compartments only, every written compartment also read, and
+    /// level rules only for the known levels above the base one, held to the same rules.
     pub fn validate(&self) -> Result<(), PolicyError> {
         if self.version == 0 {
             return Err(PolicyError::NoVersion);
         }
         for (role, access) in &self.roles {
-            for compartment in access.read.iter().chain(&access.write) {
-                if index_of(compartment).is_none() {
-                    return Err(PolicyError::UnknownCompartment {
-                        role: role.clone(),
-                        compartment: compartment.clone(),
-                    });
-                }
+            validate_access(role, access)?;
+        }
+        for (level, roles) in &self.levels {
+            if level == BASE_LEVEL {
+                return Err(PolicyError::BaseLevelRules { level: level.clone() });
             }
-            if let Some(compartment) = access.write.iter().find(|c| !access.read.contains(c)) {
-                return Err(PolicyError::WriteWithoutRead {
-                    role: role.clone(),
-                    compartment: compartment.clone(),
-                });
+            if !LEVELS.contains(&level.as_str()) {
+                return Err(PolicyError::UnknownLevel { level: level.clone() });
+            }
+            for (role, access) in roles {
+                validate_access(role, access)?;
             }
         }
         Ok(())
     }
 
-    /// Whether `role` may read the compartment with document-id index `compartment`.
+    /// What `role` may do at `level`: the level's entry for the role if it names one, else
+    /// the role's base entry; `None` for a role neither names.
+    pub fn access_at(&self, role: &str, level: &str) -> Option<&Access> {
+        self.levels.get(level).and_then(|roles| roles.get(role)).or_else(|| self.roles.get(role))
+    }
+
+    /// Whether `role` may read the compartment with document-id index `compartment` at the
+    /// base level.
     pub fn may_read(&self, role: &str, compartment: u8) -> bool {
-        self.roles.get(role).is_some_and(|a| a.read.iter().any(|c| index_of(c) == Some(compartment)))
+        self.may_read_at(role, compartment, BASE_LEVEL)
     }
 
-    /// Whether `role` may write the compartment with document-id index `compartment`.
+    /// Whether `role` may write the compartment with document-id index `compartment` at the
+    /// base level.
     pub fn may_write(&self, role: &str, compartment: u8) -> bool {
-        self.roles.get(role).is_some_and(|a| a.write.iter().any(|c| index_of(c) == Some(compartment)))
+        self.may_write_at(role, compartment, BASE_LEVEL)
     }
 
-    /// The compartment indexes `role` may read, ascending.
+    /// Whether `role` may read the compartment with index `compartment` at `level`.
+    pub fn may_read_at(&self, role: &str, compartment: u8, level: &str) -> bool {
+        access_allows(self.access_at(role, level), |a| &a.read, compartment)
+    }
+
+    /// Whether `role` may write the compartment with index `compartment` at `level`.
+    pub fn may_write_at(&self, role: &str, compartment: u8, level: &str) -> bool {
+        access_allows(self.access_at(role, level), |a| &a.write, compartment)
+    }
+
+    /// The compartment indexes `role` may read at the base level, ascending.
     pub fn readable(&self, role: &str) -> Vec<u8> {
         (0..COMPARTMENTS.len() as u8).filter(|c| self.may_read(role, *c)).collect()
+    }
+
+    /// Every role that reads the compartment with index `compartment` at `level`: roles of
+    /// the base table and roles only that level names, in name order.
+    pub fn roles_reading_at(&self, compartment: u8, level: &str) -> Vec<&str> {
+        let at_level = self.levels.get(level).into_iter().flat_map(BTreeMap::keys);
+        let names: std::collections::BTreeSet<&str> =
+            self.roles.keys().chain(at_level).map(String::as_str).collect();
+        names.into_iter().filter(|role| self.may_read_at(role, compartment, level)).collect()
+    }
+
+    /// Whether the policy names `role` at all, in the base table or at some level: the roles
+    /// an administrator may give a user.
+    pub fn names_role(&self, role: &str) -> bool {
+        self.roles.contains_key(role) || self.levels.values().any(|roles| roles.contains_key(role))
     }
 
     /// (role, compartment) pairs readable under `self` but not under `next`: what a change to
@@ -158,21 +267,20 @@ impl Policy {
     /// compartments they lose (read or write; each must move to a new epoch) and those they
     /// may newly read (their devices must receive them from the beginning).
     pub fn role_change(&self, from: &str, to: &str) -> RoleChange {
-        let mut change = RoleChange::default();
-        for compartment in 0..COMPARTMENTS.len() as u8 {
-            let lost_read = self.may_read(from, compartment) && !self.may_read(to, compartment);
-            let lost_write = self.may_write(from, compartment) && !self.may_write(to, compartment);
-            if lost_read || lost_write {
-                change.rotate.push(compartment);
-            }
-            if lost_read {
-                change.lost_reads.push(compartment);
-            }
-            if self.may_read(to, compartment) && !self.may_read(from, compartment) {
-                change.gained_reads.push(compartment);
-            }
-        }
-        change
+        access_change(
+            |c| (self.may_read(from, c), self.may_write(from, c)),
+            |c| (self.may_read(to, c), self.may_write(to, c)),
+        )
+    }
+
+    /// What a plan's move from escalation level `from` to `to` does to the access of a
+    /// participant in `role`, computed as a role change is: what they lose (read or write)
+    /// moves to a new epoch, what they newly read reaches them from the beginning.
+    pub fn level_change(&self, role: &str, from: &str, to: &str) -> RoleChange {
+        access_change(
+            |c| (self.may_read_at(role, c, from), self.may_write_at(role, c, from)),
+            |c| (self.may_read_at(role, c, to), self.may_write_at(role, c, to)),
+        )
     }
 
     /// The canonical encoding that is signed (CBOR; maps are ordered, so one policy has one
@@ -234,7 +342,22 @@ mod tests {
             Access { read: vec!["basis".into(), "justitie".into()], write: vec!["justitie".into()] },
         );
         roles.insert("ggz".to_string(), Access { read: vec!["basis".into(), "zorg".into()], write: vec![] });
-        Policy { version: 3, roles }
+        Policy { version: 3, roles, levels: BTreeMap::new() }
+    }
+
+    fn access(read: &[&str], write: &[&str]) -> Access {
+        let names = |list: &[&str]| list.iter().map(|c| c.to_string()).collect();
+        Access { read: names(read), write: names(write) }
+    }
+
+    /// `policy()` with rules at the Veiligheidshuis: the police narrowed to basis, the
+    /// PGA-expert (a role of no base entry) reading justitie and zorg.
+    fn with_levels() -> Policy {
+        let mut p = policy();
+        let zvh = p.levels.entry("zorg_en_veiligheidshuis".into()).or_default();
+        zvh.insert("politie".into(), access(&["basis"], &["basis"]));
+        zvh.insert("pga_expert".into(), access(&["basis", "zorg", "justitie"], &["zorg", "justitie"]));
+        p
     }
 
     #[test]
@@ -295,5 +418,105 @@ mod tests {
         let back = policy().role_change("ggz", "politie");
         assert_eq!(back, RoleChange { rotate: vec![1], lost_reads: vec![1], gained_reads: vec![3] });
         assert_eq!(policy().role_change("ggz", "ggz"), RoleChange::default());
+    }
+
+    #[test]
+    fn a_level_entry_replaces_the_base_entry_whole_so_a_level_can_narrow() {
+        let p = with_levels();
+        let zvh = "zorg_en_veiligheidshuis";
+        assert!(p.may_read("politie", 3) && p.may_write("politie", 3));
+        assert!(!p.may_read_at("politie", 3, zvh) && !p.may_write_at("politie", 3, zvh));
+        assert!(p.may_write_at("politie", 0, zvh));
+        assert_eq!(p.access_at("politie", zvh), Some(&access(&["basis"], &["basis"])));
+    }
+
+    #[test]
+    fn a_role_the_level_does_not_name_keeps_its_base_entry_there_and_at_other_levels() {
+        let p = with_levels();
+        for level in LEVELS {
+            assert_eq!(p.access_at("ggz", level), p.roles.get("ggz"), "{level}");
+            assert!(p.may_read_at("ggz", 1, level) && !p.may_write_at("ggz", 1, level));
+        }
+        assert_eq!(p.access_at("politie", "lokaal"), p.roles.get("politie"));
+        // A level no rules exist for, or one a newer app introduced, follows the base table.
+        assert!(p.may_read_at("politie", 3, "landelijk"));
+        assert_eq!(p.access_at("stranger", "zorg_en_veiligheidshuis"), None);
+    }
+
+    #[test]
+    fn a_role_only_a_level_names_reads_there_and_nowhere_else() {
+        let p = with_levels();
+        let zvh = "zorg_en_veiligheidshuis";
+        assert!(p.may_read_at("pga_expert", 1, zvh) && p.may_write_at("pga_expert", 3, zvh));
+        assert!(!p.may_read_at("pga_expert", 3, "lokaal") && !p.may_read("pga_expert", 0));
+        assert!(p.names_role("pga_expert") && p.names_role("ggz") && !p.names_role("stranger"));
+    }
+
+    #[test]
+    fn the_roles_reading_a_compartment_at_a_level_include_level_only_roles() {
+        let p = with_levels();
+        assert_eq!(p.roles_reading_at(3, BASE_LEVEL), vec!["politie"]);
+        assert_eq!(p.roles_reading_at(3, "zorg_en_veiligheidshuis"), vec!["pga_expert"]);
+        assert_eq!(p.roles_reading_at(1, "zorg_en_veiligheidshuis"), vec!["ggz", "pga_expert"]);
+        assert_eq!(p.roles_reading_at(0, "lokaal"), vec!["ggz", "politie"]);
+    }
+
+    #[test]
+    fn a_level_change_rotates_what_a_role_loses_and_grants_what_it_gains() {
+        let p = with_levels();
+        let zvh = "zorg_en_veiligheidshuis";
+        // The police lose justitie (read and write) at the Veiligheidshuis; back down they
+        // read it again and lose the basis write the level gave them.
+        let up = p.level_change("politie", "lokaal", zvh);
+        assert_eq!(up, RoleChange { rotate: vec![3], lost_reads: vec![3], gained_reads: vec![] });
+        let down = p.level_change("politie", zvh, "lokaal");
+        assert_eq!(down, RoleChange { rotate: vec![0], lost_reads: vec![], gained_reads: vec![3] });
+        let leaves = p.level_change("pga_expert", zvh, BASE_LEVEL);
+        assert_eq!(
+            leaves,
+            RoleChange { rotate: vec![0, 1, 3], lost_reads: vec![0, 1, 3], gained_reads: vec![] }
+        );
+        assert_eq!(p.level_change("ggz", BASE_LEVEL, zvh), RoleChange::default());
+    }
+
+    #[test]
+    fn level_rules_for_unknown_levels_or_the_base_level_or_breaking_the_table_rules_are_refused() {
+        let mut p = with_levels();
+        p.levels.insert("landelijk".into(), BTreeMap::new());
+        assert_eq!(p.validate(), Err(PolicyError::UnknownLevel { level: "landelijk".into() }));
+        let mut p = with_levels();
+        p.levels.insert(BASE_LEVEL.into(), BTreeMap::new());
+        assert_eq!(p.validate(), Err(PolicyError::BaseLevelRules { level: BASE_LEVEL.into() }));
+        let mut p = with_levels();
+        p.levels.get_mut("zorg_en_veiligheidshuis").unwrap().insert("om".into(), access(&["geheim"], &[]));
+        assert!(matches!(p.validate(), Err(PolicyError::UnknownCompartment { .. })));
+        let mut p = with_levels();
+        p.levels.get_mut("zorg_en_veiligheidshuis").unwrap().insert("om".into(), access(&[], &["justitie"]));
+        assert!(matches!(p.validate(), Err(PolicyError::WriteWithoutRead { .. })));
+        assert_eq!(with_levels().validate(), Ok(()));
+    }
+
+    /// The policy as encoded before levels existed: a map of `version` and `roles` only.
+    #[derive(Serialize, Deserialize)]
+    struct PolicyBeforeLevels {
+        version: u32,
+        roles: BTreeMap<String, Access>,
+    }
+
+    #[test]
+    fn a_policy_without_level_rules_encodes_exactly_as_before_levels_existed() {
+        let p = policy();
+        let before = crate::sync::encode(&PolicyBeforeLevels { version: p.version, roles: p.roles.clone() });
+        assert_eq!(p.encode(), before);
+        let decoded: Policy = crate::sync::decode(&before, MAX_POLICY_LEN).unwrap();
+        assert_eq!(decoded.encode(), before);
+        // With level rules the encoding differs, and reads back to the same policy.
+        let levelled = with_levels();
+        assert_ne!(
+            levelled.encode(),
+            crate::sync::encode(&PolicyBeforeLevels { version: 3, roles: levelled.roles.clone() })
+        );
+        let back: Policy = crate::sync::decode(&levelled.encode(), MAX_POLICY_LEN).unwrap();
+        assert_eq!(back, levelled);
     }
 }

@@ -732,13 +732,13 @@ fn test_policy(version: u32) -> Policy {
         version,
         roles: [
             ("wijkteam", access(&["basis", "zorg", "veiligheid"])),
-            ("regisseur", access(&["basis", "zorg", "veiligheid"])),
             ("ggz", access(&["basis", "zorg"])),
             ("politie", access(&["basis", "veiligheid", "justitie"])),
         ]
         .into_iter()
         .map(|(role, access)| (role.to_string(), access))
         .collect(),
+        levels: Default::default(),
     }
 }
 

@@ -70,6 +70,7 @@ mod fixtures {
                     (role.to_string(), Access { read: names(read), write: names(write) })
                 })
                 .collect(),
+            levels: Default::default(),
         };
         let root = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
         PolicyRecord { signed: policy.sign(&root).unwrap().to_bytes(), policy }
@@ -288,7 +289,7 @@ pub mod suite {
         assert_eq!(s.org_by_name("OM").unwrap(), None);
 
         let sanne = s.add_user(noord, "Sanne", "wijkteam").unwrap();
-        assert!(matches!(s.add_user(noord, "Sanne", "regisseur"), Err(StorageError::Conflict(_))));
+        assert!(matches!(s.add_user(noord, "Sanne", "ggz"), Err(StorageError::Conflict(_))));
         let other_sanne = s.add_user(zuid, "Sanne", "veilig-thuis").unwrap();
         assert_eq!(s.add_user(OrgId(9_999), "Piet", "politie"), Err(StorageError::NotFound));
 

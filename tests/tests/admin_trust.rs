@@ -64,7 +64,7 @@ fn hex(bytes: &[u8]) -> String {
 #[test]
 fn a_revoked_device_the_server_lists_again_gets_no_key_at_any_later_epoch() {
     let mut net = Network::start(&[
-        ("Rita", "Wijkteam Noord", "regisseur"),
+        ("Rita", "Wijkteam Noord", "wijkteam"),
         ("Wim", "Wijkteam Noord", "wijkteam"),
         ("Wendy", "Wijkteam Noord", "wijkteam"),
     ]);
@@ -146,7 +146,7 @@ fn a_revoked_device_the_server_lists_again_gets_no_key_at_any_later_epoch() {
 #[test]
 fn a_server_that_hands_the_administrator_an_older_wider_policy_is_refused() {
     let mut net = Network::start(&[
-        ("Rita", "Wijkteam Noord", "regisseur"),
+        ("Rita", "Wijkteam Noord", "wijkteam"),
         ("Gert", "GGZ Midden", "ggz"),
         ("Wim", "Wijkteam Noord", "wijkteam"),
     ]);

@@ -14,7 +14,7 @@ const HOUR: i64 = 3_600_000;
 #[test]
 fn plans_lock_when_the_lease_runs_out_keep_offline_edits_and_unlock_on_the_next_sync() {
     let net =
-        Network::start(&[("Rita", "Wijkteam Noord", "regisseur"), ("Wim", "Wijkteam Noord", "wijkteam")]);
+        Network::start(&[("Rita", "Wijkteam Noord", "wijkteam"), ("Wim", "Wijkteam Noord", "wijkteam")]);
     let rita = net.device("rita", "Rita");
     // From just after the enrolment: the certificate is valid from the approval on.
     let clock = ManualClock::new(SystemClock.now_ms() + 1_000);

@@ -12,7 +12,7 @@ use eenplan_protocol::{Bundle, BundleHeader, BundleKind, DocumentId};
 use eenplan_tests::network::Network;
 
 const USERS: &[(&str, &str, &str)] = &[
-    ("Rita", "Wijkteam Noord", "regisseur"),
+    ("Rita", "Wijkteam Noord", "wijkteam"),
     ("Otto", "Politie Midden", "politie"),
     ("Gert", "GGZ Centraal", "ggz"),
     ("Wim", "Wijkteam Noord", "wijkteam"),

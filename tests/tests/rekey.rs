@@ -20,7 +20,7 @@ fn user(i: usize) -> String {
 #[test]
 fn a_revocation_in_a_plan_with_60_reader_devices_rekeys_it_and_every_reader_reads_on() {
     let names: Vec<String> = (0..READERS / 2).map(user).collect();
-    let mut users = vec![("Rita", "Zorg- en Veiligheidshuis", "regisseur")];
+    let mut users = vec![("Rita", "Zorg- en Veiligheidshuis", "wijkteam")];
     users.extend(names.iter().map(|n| (n.as_str(), "Zorg- en Veiligheidshuis", "wijkteam")));
     let net = Network::start(&users);
     let mut rita = net.device("rita", "Rita");

@@ -16,7 +16,7 @@ use eenplan_core::{Device, PlanId};
 use eenplan_tests::network::{ADMIN_PASSPHRASE, Network, binary, device_keystore};
 
 const USERS: &[(&str, &str, &str)] = &[
-    ("Rita", "Wijkteam Noord", "regisseur"),
+    ("Rita", "Wijkteam Noord", "wijkteam"),
     ("Wim", "Wijkteam Noord", "wijkteam"),
     ("Wendy", "Wijkteam Noord", "wijkteam"),
 ];
@@ -205,7 +205,7 @@ fn an_interrupted_revocation_across_200_plans_resumes_to_the_same_end_state() {
         .unwrap()
         .map(|r| r.unwrap())
         .collect();
-    assert_eq!(epochs.len(), 600, "200 plans × the 3 compartments a regisseur reads");
+    assert_eq!(epochs.len(), 600, "200 plans × the 3 compartments a wijkteam worker reads");
     assert!(epochs.iter().all(|e| *e == (2, 2)), "every document at epoch 2, made once: {epochs:?}");
     let pending: i64 = db.query_row("SELECT COUNT(*) FROM rotations", [], |r| r.get(0)).unwrap();
     assert_eq!(pending, 0, "no rotation may stay pending");
@@ -278,7 +278,7 @@ fn a_wipe_order_the_server_made_up_is_refused_and_nothing_is_erased() {
 #[test]
 fn a_device_that_joins_after_a_rotation_reads_the_history_from_before_it() {
     let net = Network::start(&[
-        ("Rita", "Wijkteam Noord", "regisseur"),
+        ("Rita", "Wijkteam Noord", "wijkteam"),
         ("Wim", "Wijkteam Noord", "wijkteam"),
         ("Piet", "Wijkteam Noord", "wijkteam"),
     ]);
@@ -309,7 +309,7 @@ fn a_device_that_joins_after_a_rotation_reads_the_history_from_before_it() {
 #[test]
 fn a_plan_whose_only_key_holder_is_revoked_is_recovered_through_escrow() {
     let net =
-        Network::start(&[("Rita", "Wijkteam Noord", "regisseur"), ("Piet", "Wijkteam Noord", "wijkteam")]);
+        Network::start(&[("Rita", "Wijkteam Noord", "wijkteam"), ("Piet", "Wijkteam Noord", "wijkteam")]);
     let mut rita = net.device("rita", "Rita");
     let mut piet = net.device("piet", "Piet");
     let plan = rita.create_plan("Jansen").unwrap();

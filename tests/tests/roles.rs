@@ -10,7 +10,7 @@ use eenplan_core::{Device, PlanId};
 use eenplan_tests::network::Network;
 
 const USERS: &[(&str, &str, &str)] = &[
-    ("Rita", "Wijkteam Noord", "regisseur"),
+    ("Rita", "Wijkteam Noord", "wijkteam"),
     ("Otto", "Politie Midden", "politie"),
     ("Gert", "GGZ Centraal", "ggz"),
     ("Wim", "Wijkteam Noord", "wijkteam"),
@@ -129,7 +129,7 @@ fn a_new_role_moves_the_users_keys_and_their_earlier_writes_stay_valid_everywher
     let second = gert.create_plan("De Vries").unwrap();
     gert.edit(&second, |p| p.add_note(Veiligheid, NoteKind::Note, "veiligheid: melding")).unwrap();
     gert.sync().unwrap();
-    gert.add_participant(&second, "Rita", "regisseur").unwrap();
+    gert.add_participant(&second, "Rita", "wijkteam").unwrap();
     gert.sync().unwrap();
     for _ in 0..2 {
         let report = rita.sync().unwrap();

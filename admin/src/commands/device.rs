@@ -118,6 +118,8 @@ fn revoke(session: &mut Session, args: &RevokeArgs, json: bool) -> Result<Output
 
 fn enrol(session: &mut Session, args: EnrolArgs, json: bool) -> Result<Output, AdminError> {
     let user = session.user(&args.user)?;
+    // A device certified for a role the policy does not name could do nothing.
+    session.require_role_in_policy(&user.role)?;
     let now = now_ms()?;
     session.keyring.prune_codes(now);
     let (code, request) = enrolment::issue(&mut session.keyring, &user, now, args.valid_hours)?;

@@ -74,9 +74,9 @@ vocabulary!(
 );
 
 vocabulary!(
-    /// A participant's kind of organisation, which the sharing policy maps to compartments.
+    /// A participant's professional role, which the sharing policy maps to compartments.
+    /// Regie is not a role: it is a function per plan (DESIGN §3a).
     Role, "role", {
-        Regisseur = "regisseur",
         Wijkteam = "wijkteam",
         VeiligThuis = "veilig_thuis",
         Politie = "politie",
@@ -86,6 +86,10 @@ vocabulary!(
         Ggz = "ggz",
         Verslavingszorg = "verslavingszorg",
         PgaExpert = "pga_expert",
+        /// The Zorg- en Veiligheidshuis' procesregisseur, who takes regie of escalated cases.
+        ZvhProcesregisseur = "zvh_procesregisseur",
+        /// A Zorg- en Veiligheidshuis staff member who prepares and records its casusoverleg.
+        ZvhMedewerker = "zvh_medewerker",
         Woningcorporatie = "woningcorporatie",
         School = "school",
         Gemeente = "gemeente",

@@ -12,7 +12,7 @@
 //! Options: `--only a,b` runs some measures; `--plans N`, `--devices N`, `--revocations N`,
 //! `--reps N` override the sizes. Progress goes to stderr, the tables to stdout.
 //!
-//! a. **Revoking one device.** N devices (one user each, all in the role `regisseur`, which a
+//! a. **Revoking one device.** N devices (one user each, all in the role `wijkteam`, which a
 //!    version-2 policy set with `eenplan-admin policy set` lets read and write all four
 //!    compartments); the first creates P plans, makes every other user a participant, and
 //!    every device syncs until it holds the key of every compartment of every plan
@@ -49,7 +49,7 @@ use eenplan_tests::network::{Admin, Server, device_keystore};
 
 const ORG: &str = "Wijkteam Noord";
 /// The role every user has: the policy this benchmark sets lets it read all four compartments.
-const ROLE: &str = "regisseur";
+const ROLE: &str = "wijkteam";
 
 // --- configuration -----------------------------------------------------------------------
 
@@ -280,7 +280,7 @@ fn measure_a(cfg: &Config) -> (Table, String) {
     std::fs::write(&policy_file, policy_where_reading_all(ROLE)).expect("write the policy file");
     admin.run(&["policy", "set", policy_file.to_str().expect("a UTF-8 path")]);
     admin.run(&["org", "add", ORG]);
-    let users: Vec<String> = (0..cfg.devices).map(|i| format!("Regisseur {i:02}")).collect();
+    let users: Vec<String> = (0..cfg.devices).map(|i| format!("Medewerker {i:02}")).collect();
     for user in &users {
         admin.run(&["user", "add", "--org", ORG, "--name", user, "--role", ROLE]);
     }

@@ -19,8 +19,8 @@ const val USAGE = """eenplan mobile demo (Kotlin on the JVM, through the uniffi 
   --window  --phone NAME=DIR [--phone NAME=DIR]        one phone window (390×844) per device
   --enrol   --phone NAME=DIR --server URL --code CODE  claim an enrolment code (headless)
   --script  --phone NAME=DIR --phone NAME=DIR [--screenshot FILE]
-            play a home visit headless: one phone must belong to a regisseur, the other to a
-            worker; with --screenshot (needs a display, e.g. xvfb-run) the phones are shown
+            play a home visit headless: the first phone's user is the plan's regisseur, the
+            other a worker; with --screenshot (needs a display, e.g. xvfb-run) the phones are shown
             and pictured at the offline and conflict moments
   --after-revocation --phone NAME=DIR                  sync once and expect the revoked/wiped state
 

@@ -50,7 +50,8 @@ class HomeVisitScript(
             expect(s.enrolment == Enrolment.ACTIVE) { "${phone.name} is not active after its first sync: ${s.enrolment} ${s.message ?: ""}" }
             say(phone, "${s.user} · ${s.role} · ${s.organisation} · device ${s.deviceId.take(12)}… · lease ${s.leaseExpiresAtMs?.let { "until " + java.time.Instant.ofEpochMilli(it) } ?: "-"}")
         }
-        val rita = all.firstOrNull { it.device.state.value.isRegisseur }.orFail { "no phone belongs to a regisseur" }
+        // Regie is a function per plan, not a role: the first phone given takes it for this plan.
+        val rita = all.firstOrNull().orFail { "no phone given" }
         val wim = all.firstOrNull { it !== rita }.orFail { "a second phone is needed" }
         val wimUser = wim.device.state.value.user.orFail { "the worker's phone has no user" }
 
@@ -68,7 +69,7 @@ class HomeVisitScript(
         // The plan's own list of participants: what a worker's "zichtbaar voor" names.
         val ritaState = rita.device.state.value
         val ritaUser = ritaState.user.orFail { "the regisseur's phone has no user" }
-        plan.addParticipant(ritaUser, ritaState.organisation ?: "", Role.REGISSEUR).await().orFail { failed("participant") }
+        plan.addParticipant(ritaUser, ritaState.organisation ?: "", Role.WIJKTEAM).await().orFail { failed("participant") }
         plan.addParticipant(wimUser, wim.device.state.value.organisation ?: "", Role.WIJKTEAM).await().orFail { failed("participant") }
         rita.device.sync().join() // the plan's first sync registers it with the server
         expect(plan.share(wimUser, Role.WIJKTEAM).await()) { failed("share") }

@@ -84,7 +84,7 @@ class PhoneWindow(private val app: PhoneApp, x: Int = 40) {
             state.enrolment != Enrolment.ACTIVE -> EnrolScreen(app.device)
             else -> when (val route = navigator.current) {
                 Route.Plans -> PlanListScreen(app.planList, navigator).also { app.planList.load() }
-                is Route.Plan -> PlanScreen(app.plan(route.planId), navigator) { app.device.state.value.isRegisseur }
+                is Route.Plan -> PlanScreen(app.plan(route.planId), navigator)
                     .also { app.plan(route.planId).load() }
                 is Route.Note -> NoteEditorScreen(app.noteEditor(route.planId)).also { s ->
                     route.noteId?.let { app.noteEditor(route.planId).open(it) }

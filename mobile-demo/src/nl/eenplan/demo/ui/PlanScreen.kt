@@ -13,12 +13,13 @@ import nl.eenplan.demo.viewmodel.PlanViewModel
 
 /**
  * One family plan: goals per life domain with their actions, the agreements, the home-visit
- * notes. The regisseur sees a conflicts entry when fields were set concurrently.
+ * notes. A conflicts entry appears when fields were set concurrently. Regie is a function per
+ * plan, not a certified role, so the entry is not gated on the phone's role; the regisseur
+ * (whom the plan names) is the one expected to settle them.
  */
 class PlanScreen(
     private val vm: PlanViewModel,
     private val navigator: Navigator,
-    private val isRegisseur: () -> Boolean,
 ) : Screen<PlanUiState>(vm.state) {
     override var title = "Plan"
         private set
@@ -39,7 +40,7 @@ class PlanScreen(
             row(chip("fase: ${state.phase}", Theme.primary, Theme.background),
                 if (state.conflicts > 0) chip("${state.conflicts} conflict(en)", Theme.error, Theme.errorBg) else chip("geen conflicten", Theme.ok, Theme.okBg)),
         ))
-        if (state.conflicts > 0 && isRegisseur()) {
+        if (state.conflicts > 0) {
             content.add(button("Conflicten beslechten (${state.conflicts})", primary = true) { navigator.open(Route.Conflicts(state.planId)) })
         }
 

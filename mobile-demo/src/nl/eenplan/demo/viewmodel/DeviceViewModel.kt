@@ -36,10 +36,7 @@ data class DeviceUiState(
     val lastSync: String? = null,
     val lock: LockState = LockState.Unlocked,
     val message: String? = null,
-) {
-    /** The conflicts screen is the regisseur's. */
-    val isRegisseur: Boolean get() = role == "regisseur"
-}
+)
 
 /**
  * The phone's relation to the server: enrolment, sync, the offline indicator, and the lock
