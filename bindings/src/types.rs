@@ -228,8 +228,10 @@ pub enum Audience {
     /// do not guess.
     PolicyNotYetKnown,
     /// The plan's participants whose role reads the compartment, and every role the policy
-    /// lets read it (only those roles' devices get the key).
-    Readers { readers: Vec<Reader>, roles: Vec<String> },
+    /// lets read it (only those roles' devices get the key). `signed`: the names are the
+    /// plan's signed membership (exactly who gets the key); otherwise the plan's own list
+    /// ("volgens het plan").
+    Readers { readers: Vec<Reader>, roles: Vec<String>, signed: bool },
 }
 
 /// A participant who can read a compartment: name, organisation and role as the plan lists

@@ -43,12 +43,14 @@ pub enum Audience {
     /// The device is enrolled but holds no sharing policy yet (before its first sync), so it
     /// cannot say; the app should say so rather than guess.
     PolicyNotYetKnown,
-    /// The plan's participants whose role reads the compartment, by name, and every role the
-    /// policy lets read it. The roles are the encryption boundary (only their devices get the
-    /// key, and the network's escrow key, kept for recovery); the names are the plan's own list
-    /// of participants, which any writer of `basis` can edit: show them as "according to the
-    /// plan".
-    Readers { readers: Vec<Reader>, roles: Vec<String> },
+    /// The plan's participants whose role reads the compartment (at the plan's escalation
+    /// level), by name, and every role the policy lets read it there. The roles are the
+    /// encryption boundary (only their devices get the key, and the network's escrow key,
+    /// kept for recovery). With `signed`, the names come from the plan's signed membership
+    /// chain, which every device checks: exactly who gets the key. Without it (a plan the
+    /// device holds no chain for yet), they are the plan's own list of participants, which
+    /// any writer of `basis` can edit: show them as "according to the plan".
+    Readers { readers: Vec<Reader>, roles: Vec<String>, signed: bool },
 }
 
 impl Device {
@@ -59,17 +61,31 @@ impl Device {
             return Ok(Audience::ThisDeviceOnly);
         }
         let Some(policy) = self.stored_policy()? else { return Ok(Audience::PolicyNotYetKnown) };
-        let view = self.read(plan)?;
-        let mut readers: Vec<Reader> = view
-            .participants
-            .into_iter()
-            .filter(|p| policy.may_read(&p.role, compartment as u8))
-            .map(|p| Reader { name: p.name, organisation: p.organisation, role: p.role })
-            .collect();
+        let index = compartment as u8;
+        let (mut readers, level, signed): (Vec<Reader>, String, bool) = match self.membership(plan)? {
+            Some(membership) => {
+                let readers = membership
+                    .participants
+                    .into_iter()
+                    .filter(|p| policy.may_read_at(&p.role, index, &membership.level))
+                    .map(|p| Reader { name: p.name, organisation: p.organisation, role: p.role })
+                    .collect();
+                (readers, membership.level, true)
+            }
+            None => {
+                let readers = self
+                    .read(plan)?
+                    .participants
+                    .into_iter()
+                    .filter(|p| policy.may_read(&p.role, index))
+                    .map(|p| Reader { name: p.name, organisation: p.organisation, role: p.role })
+                    .collect();
+                (readers, BASE_LEVEL.to_owned(), false)
+            }
+        };
         readers.sort_by(|a, b| (&a.name, &a.organisation).cmp(&(&b.name, &b.organisation)));
-        let roles =
-            policy.roles_reading_at(compartment as u8, BASE_LEVEL).into_iter().map(str::to_owned).collect();
-        Ok(Audience::Readers { readers, roles })
+        let roles = policy.roles_reading_at(index, &level).into_iter().map(str::to_owned).collect();
+        Ok(Audience::Readers { readers, roles, signed })
     }
 
     /// Where a note goes when its author names no compartment: see [`note_compartment_for`].

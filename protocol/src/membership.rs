@@ -53,8 +53,8 @@ pub const MAX_PARTICIPANTS: usize = 256;
 pub const MAX_ENTRIES: u32 = 256;
 /// Participants one escalation may add or one de-escalation remove.
 pub const MAX_ADDED: usize = 16;
-/// Escalation levels, lowest first. The plan starts at the first.
-pub const LEVELS: [&str; 3] = ["regulier", "lokaal", "zorg_en_veiligheidshuis"];
+/// Escalation levels, lowest first; a plan starts at the first.
+pub use crate::policy::LEVELS;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MembershipError {

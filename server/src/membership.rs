@@ -112,6 +112,7 @@ pub fn append(
         level: roster.state().level.clone(),
         add: added(&step.change),
         remove: removed(&step.change).into_iter().map(UserId).collect(),
+        regrant: gained_readers(&before, roster.state(), &policy.policy),
         rotate: lost_readers(plan, &before, roster.state(), &policy.policy),
         by_device: Some(device.device_id),
         now,
@@ -140,8 +141,22 @@ fn removed(change: &Change) -> Vec<i64> {
 
 /// Whether `role` reads compartment `index` at `level`: the one place the server asks.
 pub fn reads(policy: &Policy, role: &str, index: u8, level: &str) -> bool {
-    let _ = level;
-    policy.may_read(role, index)
+    policy.may_read_at(role, index, level)
+}
+
+/// Participants before and after who read a compartment after that they did not before.
+fn gained_readers(before: &RosterState, after: &RosterState, policy: &Policy) -> Vec<UserId> {
+    let mut users: Vec<UserId> = Vec::new();
+    for index in 0..4u8 {
+        let reads = |role: &str, level: &str| reads(policy, role, index, level);
+        let (was, is) = (before.readers(&reads), after.readers(&reads));
+        for user in is.difference(&was) {
+            if before.participant(*user).is_some() && !users.contains(&UserId(*user)) {
+                users.push(UserId(*user));
+            }
+        }
+    }
+    users
 }
 
 /// The documents of `plan` that someone who read them before cannot read after: each moves

@@ -648,6 +648,9 @@ pub struct MembershipUpdate {
     pub add: Vec<(UserId, String)>,
     /// Users who no longer take part: their grants and envelopes go.
     pub remove: Vec<UserId>,
+    /// Participants who read more from now on (a new level): a new grant position, so
+    /// their devices receive the newly readable documents from their beginning.
+    pub regrant: Vec<UserId>,
     /// Documents whose readers lost someone: each moves to a new epoch.
     pub rotate: Vec<DocumentId>,
     /// The device whose request this is: checked active in the writing transaction.
@@ -857,6 +860,8 @@ pub trait Storage: Send + Sync {
     fn rotations_for(&self, user: UserId) -> Result<Vec<(DocumentId, u32)>>;
     fn is_participant(&self, plan: PlanId, user: UserId) -> Result<bool>;
     fn plans_of_user(&self, user: UserId) -> Result<Vec<PlanId>>;
+    /// The plans `user` takes part in, with each plan's escalation level.
+    fn plan_levels_of_user(&self, user: UserId) -> Result<Vec<(PlanId, String)>>;
     /// Every document `user` may read, with the log position of the grant: the compartments
     /// the user's role may read under the stored policy, of every plan the user takes part
     /// in. Nothing without a policy.

@@ -55,9 +55,10 @@ fn a_wijkteam_home_visit_note_never_reaches_the_school_and_readers_names_exactly
     wim.edit(&plan, |p| p.add_note(compartment, NoteKind::HomeVisit, text)).unwrap();
 
     // What he is shown before saving: the participants whose role reads zorg, and no one else.
-    let Audience::Readers { readers, roles } = wim.audience(&plan, compartment).unwrap() else {
+    let Audience::Readers { readers, roles, signed } = wim.audience(&plan, compartment).unwrap() else {
         panic!("an enrolled, synced device knows its policy");
     };
+    assert!(signed, "the names come from the plan's signed membership");
     assert_eq!(
         readers,
         vec![
@@ -67,11 +68,13 @@ fn a_wijkteam_home_visit_note_never_reaches_the_school_and_readers_names_exactly
         ]
     );
     assert!(!roles.contains(&"school".to_owned()) && roles.contains(&"ggz".to_owned()), "{roles:?}");
-    // basis, by contrast, everyone reads.
+    // basis, by contrast, every participant reads; Otto is only in the plan's own list, which
+    // anyone writing the plan can edit, not in its signed membership: he gets nothing.
     let Audience::Readers { readers: basis, .. } = wim.audience(&plan, Compartment::Basis).unwrap() else {
         panic!("policy known");
     };
-    assert_eq!(basis.len(), USERS.len());
+    let names: Vec<&str> = basis.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["Gert", "Rita", "Sanne", "Wim"]);
 
     wim.sync().unwrap();
     for device in [&mut rita, &mut gert, &mut sanne] {

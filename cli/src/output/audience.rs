@@ -10,14 +10,17 @@ pub fn audience_text(compartment: Compartment, audience: &Audience) -> String {
         Audience::PolicyNotYetKnown => {
             "nog onbekend: synchroniseer eerst, dan staat het deelbeleid op dit apparaat".to_owned()
         }
-        Audience::Readers { readers, roles } => {
+        Audience::Readers { readers, roles, signed } => {
             let people = if readers.is_empty() {
-                "geen van de deelnemers die in het plan staan".to_owned()
+                "geen van de deelnemers".to_owned()
             } else {
                 readers.iter().map(reader_text).collect::<Vec<_>>().join(", ")
             };
+            // Signed: exactly who gets the key. Otherwise the plan's own list, which anyone
+            // writing the plan could change.
+            let source = if *signed { "volgens de getekende deelnemerslijst" } else { "volgens het plan" };
             format!(
-                "{people} (volgens het plan); rollen: {}; en de herstelsleutel van de beheerder",
+                "{people} ({source}); rollen: {}; en de herstelsleutel van de beheerder",
                 roles.join(", ")
             )
         }

@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use eenplan_protocol::api::{self, CertificateInfo, PolicyInfo, hex, unhex};
 use eenplan_protocol::certificate::{Certificate, DeviceBody};
 use eenplan_protocol::epoch::Commitment;
-use eenplan_protocol::policy::{Policy, SignedPolicy};
+use eenplan_protocol::policy::{BASE_LEVEL, Policy, SignedPolicy};
 use serde::{Deserialize, Serialize};
 
 use super::transport::Transport;
@@ -376,8 +376,9 @@ impl Device {
             None => self.stored_epoch_rules(plan, compartment, epoch)?,
         };
         let then = rules.map(|r| (r.policy_version, r.made_at_ms));
-        let allowed = self.allowed_by(trust, judge, author, then, newest, |policy, role| {
-            policy.may_write(role, compartment as u8)
+        let levels = self.levels_of(plan, rules.map_or(0, |r| r.membership_seq))?;
+        let allowed = self.allowed_by(trust, judge, author, then, newest, &levels, |policy, role, level| {
+            policy.may_write_at(role, compartment as u8, level)
         })?;
         Ok(allowed.is_some())
     }
@@ -396,7 +397,23 @@ impl Device {
         newest: &Policy,
     ) -> Result<Option<DeviceBody>, CoreError> {
         let then = Some((commitment.policy_version, commitment.made_at_ms));
-        self.allowed_by(trust, judge, minter, then, newest, |policy, role| policy.may_read(role, compartment))
+        let plan = commitment.document().map(|d| PlanId::from_bytes(d.plan)).map_err(|e| SyncError::Protocol(e.to_string()))?;
+        let levels = self.levels_of(plan, commitment.membership_seq)?;
+        self.allowed_by(trust, judge, minter, then, newest, &levels, |policy, role, level| {
+            policy.may_read_at(role, compartment, level)
+        })
+    }
+
+    /// The plan's escalation level now, and at membership position `seq` (an epoch's rules;
+    /// now, when it names none): the sharing rules of each.
+    fn levels_of(&self, plan: PlanId, seq: u32) -> Result<(String, String), CoreError> {
+        Ok(match self.roster(&plan)? {
+            Some(roster) => {
+                let then = if seq == 0 { roster.state().level.clone() } else { roster.state_at(seq).level };
+                (roster.state().level.clone(), then)
+            }
+            None => (BASE_LEVEL.to_owned(), BASE_LEVEL.to_owned()),
+        })
     }
 
     /// The one rule behind [`Device::may_write`] and [`Device::may_have_made`]: `permits`
@@ -404,6 +421,7 @@ impl Device {
     /// certificate in force at `then`'s time under `then`'s policy version (none named: 0).
     /// Certificates come from the cache first; if they say no, they are fetched once more
     /// (the device may have a new role since). Returns the device's current certificate.
+    #[allow(clippy::too_many_arguments)]
     fn allowed_by(
         &self,
         trust: Trust<'_>,
@@ -411,7 +429,8 @@ impl Device {
         device: &[u8; 16],
         then: Option<(u32, i64)>,
         newest: &Policy,
-        permits: impl Fn(&Policy, &str) -> bool,
+        (level_now, level_then): &(String, String),
+        permits: impl Fn(&Policy, &str, &str) -> bool,
     ) -> Result<Option<DeviceBody>, CoreError> {
         for fresh in [false, true] {
             if fresh && judge.certificates.contains_key(device) {
@@ -419,12 +438,12 @@ impl Device {
             }
             let bodies = self.author_certificates(trust, device, judge, fresh)?;
             let Some(current) = bodies.last() else { break };
-            if permits(newest, &current.role) {
+            if permits(newest, &current.role, level_now) {
                 return Ok(Some(current.clone()));
             }
             if let Some((version, at)) = then.filter(|(version, _)| *version > 0) {
                 let policy = self.policy_at(trust, version, newest, judge)?;
-                if in_force(&bodies, at).is_some_and(|body| permits(&policy, &body.role)) {
+                if in_force(&bodies, at).is_some_and(|body| permits(&policy, &body.role, level_then)) {
                     return Ok(Some(current.clone()));
                 }
             }

@@ -626,7 +626,8 @@ impl Device {
             self.note_rotations(pass, uploads, response, &policy);
             for document in &response.mint {
                 let Ok(document) = DocumentId::from_bytes(&document.0) else { continue };
-                if !policy.may_read(&pass.own.role, document.compartment)
+                let level = self.plan_level(&PlanId::from_bytes(document.plan))?;
+                if !policy.may_read_at(&pass.own.role, document.compartment, &level)
                     || !uploads.minted.insert(document.to_bytes())
                 {
                     continue;

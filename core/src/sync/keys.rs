@@ -251,14 +251,14 @@ impl Device {
         // The sharing policy is an encryption boundary: a key goes only to a device whose
         // certified role may read the compartment, whatever the server asks.
         let Some(policy) = policy else { return Ok(None) };
-        if !policy.may_read(&body.role, document.compartment) {
+        let plan = PlanId::from_bytes(document.plan);
+        if !policy.may_read_at(&body.role, document.compartment, &self.plan_level(&plan)?) {
             return Err(SyncError::UntrustedCertificate(format!(
                 "a device of role {:?} asked for the {compartment} key, which its role may not read",
                 body.role
             ))
             .into());
         }
-        let plan = PlanId::from_bytes(document.plan);
         // The plan's signed membership, not the server, says who takes part.
         if !self.chain_allows_reader(&plan, body.user_id, &body.role, document.compartment, policy)? {
             return Err(SyncError::UntrustedCertificate(format!(
@@ -427,18 +427,17 @@ impl Device {
         role: &str,
         also: impl FnOnce(&mut crate::store::StoreWriter<'_>) -> Result<(), crate::store::StoreError>,
     ) -> Result<(), CoreError> {
-        let lost: Vec<Compartment> =
-            Compartment::ALL.into_iter().filter(|c| !policy.may_read(role, *c as u8)).collect();
-        let plans: Vec<PlanId> = self
-            .store()
-            .list_plans()?
-            .into_iter()
-            .filter_map(|entry| entry.ok().map(|header| header.plan))
-            .collect();
+        let mut plans: Vec<(PlanId, Vec<Compartment>)> = Vec::new();
+        for plan in self.store().list_plans()?.into_iter().filter_map(|entry| entry.ok().map(|header| header.plan)) {
+            // By the rules of the plan's escalation level.
+            let level = self.plan_level(&plan)?;
+            let lost = Compartment::ALL.into_iter().filter(|c| !policy.may_read_at(role, *c as u8, &level)).collect();
+            plans.push((plan, lost));
+        }
         self.store_mut().write(|w| {
             also(w)?;
-            for plan in &plans {
-                for compartment in &lost {
+            for (plan, lost) in &plans {
+                for compartment in lost {
                     w.delete_doc_keys(*plan, *compartment)?;
                     w.clear_unpushed(*plan, *compartment)?;
                 }

@@ -65,8 +65,7 @@ pub struct QueuedIntent {
 
 /// Whether `role` reads compartment `index` at `level`: the one place the device asks.
 pub(crate) fn reads(policy: &Policy, role: &str, index: u8, level: &str) -> bool {
-    let _ = level;
-    policy.may_read(role, index)
+    policy.may_read_at(role, index, level)
 }
 
 impl Device {
@@ -74,6 +73,12 @@ impl Device {
     /// plan no chain is known of (not registered yet, or registered by an older device).
     pub fn roster(&self, plan: &PlanId) -> Result<Option<Roster>, CoreError> {
         Ok(self.held_chain(plan)?.map(|held| held.roster))
+    }
+
+    /// The plan's escalation level by its chain (the base level without one): the sharing
+    /// rules in force for it.
+    pub(crate) fn plan_level(&self, plan: &PlanId) -> Result<String, CoreError> {
+        Ok(self.roster(plan)?.map_or_else(|| eenplan_protocol::policy::BASE_LEVEL.to_owned(), |r| r.state().level.clone()))
     }
 
     pub(crate) fn held_chain(&self, plan: &PlanId) -> Result<Option<HeldChain>, CoreError> {

@@ -302,7 +302,7 @@ impl Device {
                     continue;
                 }
                 if let Some((policy, role)) = &writable
-                    && !policy.may_write(role, compartment as u8)
+                    && !policy.may_write_at(role, compartment as u8, &self.plan_level(&plan_id)?)
                 {
                     continue;
                 }

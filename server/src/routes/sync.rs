@@ -109,8 +109,8 @@ struct Checked {
 /// What the device's user may do, read once per request after its new plans are registered.
 struct Access {
     role: String,
-    /// The plans the user takes part in.
-    plans: HashSet<PlanId>,
+    /// The plans the user takes part in, with their escalation level.
+    plans: HashMap<PlanId, String>,
     /// `None` only on a database from before policies: then nothing is readable either.
     policy: Option<Policy>,
     readable: HashSet<DocumentId>,
@@ -124,12 +124,14 @@ impl Access {
             .ok_or_else(|| ApiError::Internal("a device's user is missing".into()))?
             .role;
         let policy = state.storage.policy()?.map(|record| record.policy);
-        let plans = state.storage.plans_of_user(user)?.into_iter().collect();
+        let plans = state.storage.plan_levels_of_user(user)?.into_iter().collect();
         Ok(Access { role, plans, policy, readable: readable(state, user)? })
     }
 
+    /// By the rules of the plan's escalation level.
     fn may_write(&self, document: DocumentId) -> bool {
-        self.policy.as_ref().is_some_and(|p| p.may_write(&self.role, document.compartment))
+        let level = self.plans.get(&document.plan).map_or(eenplan_protocol::policy::BASE_LEVEL, String::as_str);
+        self.policy.as_ref().is_some_and(|p| p.may_write_at(&self.role, document.compartment, level))
     }
 }
 
@@ -512,7 +514,7 @@ fn check_bundle(
     }
     // Participation decides the plan, the role the compartment (a role writes only what it
     // reads, so this also keeps out what it may not read).
-    if !access.plans.contains(&header.document.plan) {
+    if !access.plans.contains_key(&header.document.plan) {
         return Err(reject(id, "no_access"));
     }
     bundle.verify(key).map_err(|_| reject(id, "bad_signature"))?;

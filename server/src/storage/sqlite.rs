@@ -481,6 +481,12 @@ impl Storage for SqliteStorage {
             for user in &update.remove {
                 rows::delete_participant(tx, &update.plan, *user)?;
             }
+            if !update.regrant.is_empty() {
+                let granted = rows::advance_head(tx, 1)?;
+                for user in &update.regrant {
+                    rows::set_granted_at(tx, &update.plan, *user, granted)?;
+                }
+            }
             for document in &update.rotate {
                 rows::queue_rotation(tx, *document, update.now)?;
             }
@@ -547,6 +553,10 @@ impl Storage for SqliteStorage {
 
     fn plans_of_user(&self, user: UserId) -> Result<Vec<PlanId>> {
         self.read(|conn| rows::plans_of_user(conn, user))
+    }
+
+    fn plan_levels_of_user(&self, user: UserId) -> Result<Vec<(PlanId, String)>> {
+        self.read(|conn| rows::plan_levels_of_user(conn, user))
     }
 
     fn readable_documents(&self, user: UserId) -> Result<Vec<(DocumentId, u64)>> {

@@ -257,7 +257,23 @@ const MIGRATIONS: &[&str] = &[
      ) WITHOUT ROWID;
      CREATE INDEX membership_by_position ON membership (log_seq);
      ALTER TABLE plans ADD COLUMN roster BLOB;
-     ALTER TABLE plans ADD COLUMN level TEXT NOT NULL DEFAULT 'regulier';",
+     ALTER TABLE plans ADD COLUMN level TEXT NOT NULL DEFAULT 'regulier';
+     -- The policy's table per escalation level: a plan's participants read by the rows of
+     -- the plan's level. A policy from before levels reads the same at every level.
+     CREATE TABLE policy_access_by_level (
+         level       TEXT NOT NULL,
+         role        TEXT NOT NULL,
+         compartment SMALLINT NOT NULL,
+         may_write   SMALLINT NOT NULL CHECK (may_write IN (0, 1)),
+         PRIMARY KEY (level, role, compartment)
+     ) WITHOUT ROWID;
+     INSERT INTO policy_access_by_level (level, role, compartment, may_write)
+         SELECT l.level, a.role, a.compartment, a.may_write
+         FROM policy_access a
+         CROSS JOIN (SELECT 'regulier' AS level UNION ALL SELECT 'lokaal'
+                     UNION ALL SELECT 'zorg_en_veiligheidshuis') l;
+     DROP TABLE policy_access;
+     ALTER TABLE policy_access_by_level RENAME TO policy_access;",
 ];
 
 /// The schema version this build writes.

@@ -536,7 +536,7 @@ pub(super) fn chartered_rotations_for(conn: &Connection, user: UserId) -> Result
          JOIN plans pl ON pl.plan_id = r.plan_id AND pl.roster IS NOT NULL
          JOIN participants p ON p.plan_id = r.plan_id AND p.user_id = ?1
          JOIN users u ON u.user_id = p.user_id
-         JOIN policy_access a ON a.role = u.role AND a.compartment = r.compartment
+         JOIN policy_access a ON a.role = u.role AND a.compartment = r.compartment AND a.level = pl.level
          ORDER BY r.plan_id, r.compartment",
     )?;
     let rows = stmt.query_map([user.0], |row| document_at(row, 0, 1))?;
@@ -607,6 +607,16 @@ pub(super) fn participants(conn: &Connection, plan: &PlanId) -> Result<Vec<Parti
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// The plans `user` participates in, with their escalation level.
+pub(super) fn plan_levels_of_user(conn: &Connection, user: UserId) -> Result<Vec<(PlanId, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.plan_id, pl.level FROM participants p JOIN plans pl ON pl.plan_id = p.plan_id
+         WHERE p.user_id = ?1 ORDER BY p.plan_id",
+    )?;
+    let rows = stmt.query_map([user.0], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// The plans `user` participates in.
 pub(super) fn plans_of_user(conn: &Connection, user: UserId) -> Result<Vec<PlanId>> {
     let mut stmt =
@@ -621,8 +631,9 @@ pub(super) fn readable(conn: &Connection, user: UserId) -> Result<Vec<(DocumentI
     let mut stmt = conn.prepare_cached(
         "SELECT p.plan_id, a.compartment, p.granted_at_seq
          FROM participants p
+         JOIN plans pl ON pl.plan_id = p.plan_id
          JOIN users u ON u.user_id = p.user_id
-         JOIN policy_access a ON a.role = u.role
+         JOIN policy_access a ON a.role = u.role AND a.level = pl.level
          WHERE p.user_id = ?1
          ORDER BY p.plan_id, a.compartment",
     )?;
@@ -635,8 +646,9 @@ pub(super) fn readable_in_plan(conn: &Connection, plan: &PlanId, user: UserId) -
     let mut stmt = conn.prepare_cached(
         "SELECT p.plan_id, a.compartment
          FROM participants p
+         JOIN plans pl ON pl.plan_id = p.plan_id
          JOIN users u ON u.user_id = p.user_id
-         JOIN policy_access a ON a.role = u.role
+         JOIN policy_access a ON a.role = u.role AND a.level = pl.level
          WHERE p.plan_id = ?1 AND p.user_id = ?2
          ORDER BY a.compartment",
     )?;
@@ -1148,8 +1160,9 @@ pub(super) fn readers(conn: &Connection, document: DocumentId) -> Result<Vec<Rea
     let mut stmt = conn.prepare_cached(&format!(
         "{DEVICE_COLUMNS}
          JOIN participants p ON p.user_id = d.user_id
+         JOIN plans pl ON pl.plan_id = p.plan_id
          JOIN users u ON u.user_id = p.user_id
-         JOIN policy_access a ON a.role = u.role AND a.compartment = ?2
+         JOIN policy_access a ON a.role = u.role AND a.compartment = ?2 AND a.level = pl.level
          WHERE p.plan_id = ?1 AND d.state = 'active' AND w.wiped_at IS NULL
          ORDER BY d.device_id"
     ))?;
@@ -1252,15 +1265,20 @@ pub(super) fn replace_policy(tx: &Transaction<'_>, record: &PolicyRecord, now: i
         params![record.policy.version, record.signed],
     )?;
     tx.execute("DELETE FROM policy_access", [])?;
-    let mut insert =
-        tx.prepare_cached("INSERT INTO policy_access (role, compartment, may_write) VALUES (?1, ?2, ?3)")?;
-    for role in record.policy.roles.keys() {
-        for compartment in record.policy.readable(role) {
-            insert.execute(params![
-                role,
-                compartment,
-                i64::from(record.policy.may_write(role, compartment))
-            ])?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO policy_access (level, role, compartment, may_write) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    let policy = &record.policy;
+    let roles: std::collections::BTreeSet<&String> =
+        policy.roles.keys().chain(policy.levels.values().flat_map(|roles| roles.keys())).collect();
+    for level in eenplan_protocol::policy::LEVELS {
+        for role in &roles {
+            for compartment in 0..DocumentId::COMPARTMENTS {
+                if policy.may_read_at(role, compartment, level) {
+                    let writes = policy.may_write_at(role, compartment, level);
+                    insert.execute(params![level, role, compartment, i64::from(writes)])?;
+                }
+            }
         }
     }
     Ok(())
@@ -1355,8 +1373,9 @@ pub(super) fn unminted_documents(conn: &Connection, user: UserId) -> Result<Vec<
     let mut stmt = conn.prepare_cached(
         "SELECT p.plan_id, a.compartment
          FROM participants p
+         JOIN plans pl ON pl.plan_id = p.plan_id
          JOIN users u ON u.user_id = p.user_id
-         JOIN policy_access a ON a.role = u.role
+         JOIN policy_access a ON a.role = u.role AND a.level = pl.level
          WHERE p.user_id = ?1
            AND NOT EXISTS (SELECT 1 FROM commitments c
                            WHERE c.plan_id = p.plan_id AND c.compartment = a.compartment)
