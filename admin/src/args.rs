@@ -245,8 +245,21 @@ pub enum PlanCommand {
     /// Makes a user a participant of a plan.
     Assign(AssignArgs),
     /// Removes a user from a plan; the documents they could read move to a new key, so their
-    /// devices read nothing written afterwards.
+    /// devices read nothing written afterwards. In a plan with a signed membership chain, the
+    /// removal is an entry this administrator signs.
     Unassign(UnassignArgs),
+    /// Offers regie of a plan to a participant, for a regisseur who is gone (an entry of the
+    /// plan's membership chain this administrator signs); they hold it once they accept.
+    Handover(HandoverArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HandoverArgs {
+    /// The plan's id (32 hexadecimal characters).
+    pub plan: PlanId,
+    /// The participant offered regie: a name, or the numeric id from `user list`.
+    #[arg(long)]
+    pub to: String,
 }
 
 #[derive(Debug, Args)]

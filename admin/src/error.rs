@@ -99,6 +99,9 @@ pub enum AdminError {
          `user retire-role --from {role} --to ROLE` for everyone in it), or set a policy that names it"
     )]
     RoleNotInPolicy { role: String, version: u32 },
+    /// The plan's membership chain from the server does not verify, or refuses the act.
+    #[error("the plan's membership chain: {0}")]
+    Membership(#[from] eenplan_protocol::membership::MembershipError),
     /// What the server calls the policy in force is not one this network's root signed.
     #[error("the server's policy is not valid for this network: {0}")]
     ServerPolicy(#[source] PolicyError),

@@ -167,7 +167,8 @@ fn from_sync(error: SyncError, reason: String) -> ApiError {
         | SyncError::TooManyRounds(_)
         | SyncError::BadPolicy(_)
         | SyncError::NotFetchedYet
-        | SyncError::NoChainYet => {
+        | SyncError::NoChainYet
+        | SyncError::NoApprovedDevice(_) => {
             ApiError::Server { reason, status: 0, code: ErrorCode::Other("invalid_answer".into()) }
         }
     }

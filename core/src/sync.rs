@@ -142,6 +142,10 @@ pub enum SyncError {
     /// registers the plan, and what waits for it goes then.
     #[error("the plan's membership chain has not arrived yet; sync again")]
     NoChainYet,
+    /// A user is named in a plan's chain by one of their approved devices' certificates;
+    /// until an administrator approved one, adding them waits (queued).
+    #[error("{0} heeft nog geen goedgekeurd apparaat; de deelname wacht daarop")]
+    NoApprovedDevice(String),
 }
 
 impl SyncError {

@@ -126,6 +126,13 @@ pub fn membership_path(plan: &[u8; 16]) -> String {
     format!("/v1/plans/{}/membership", hex(plan))
 }
 
+/// `GET`: the plan's whole membership chain (CBOR list of signed entries), for an
+/// administrator. `POST` (CBOR `SignedEntry` the administrator signed): a handover or a
+/// removal for a regisseur who is gone ([`RotationsQueued`]).
+pub fn admin_membership_path(plan: &[u8; 16]) -> String {
+    format!("/v1/admin/plans/{}/membership", hex(plan))
+}
+
 /// `POST` ([`Assignment`]) by a device whose user is the plan's regisseur, for a plan that
 /// has no membership chain (registered by an older device).
 pub fn participants_path(plan: &[u8; 16]) -> String {

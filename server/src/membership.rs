@@ -93,6 +93,24 @@ pub fn append(
     signed: &[u8],
     now: i64,
 ) -> Result<u64, ApiError> {
+    let signer = SignedBy::Device { device: device.device_id.0, user: device.user.0 };
+    append_signed(state, plan, signed, &signer, Some(device.device_id), now)
+}
+
+/// As [`append`], for an entry an administrator signed (a handover or a removal for a
+/// regisseur who is gone): the signer must be the administrator who sent it.
+pub fn append_by_admin(state: &AppState, admin: &str, plan: PlanId, signed: &[u8], now: i64) -> Result<u64, ApiError> {
+    append_signed(state, plan, signed, &SignedBy::Admin { name: admin.to_owned() }, None, now)
+}
+
+fn append_signed(
+    state: &AppState,
+    plan: PlanId,
+    signed: &[u8],
+    signer: &SignedBy,
+    by_device: Option<crate::storage::DeviceId>,
+    now: i64,
+) -> Result<u64, ApiError> {
     let Some(mut roster) = roster(state, plan)? else {
         return Err(ApiError::conflict("invalid_state", "this plan has no membership chain"));
     };
@@ -100,8 +118,8 @@ pub fn append(
     let before = roster.state().clone();
     roster.apply(&entry, &root(state)?, &never_revoked).map_err(refused)?;
     let step = roster.steps().last().cloned().ok_or_else(|| ApiError::Internal("an empty chain".into()))?;
-    if step.by != (SignedBy::Device { device: device.device_id.0, user: device.user.0 }) {
-        return Err(ApiError::forbidden("not_regisseur", "a device posts only entries it signed itself"));
+    if step.by != *signer {
+        return Err(ApiError::forbidden("not_regisseur", "an entry is posted only by whoever signed it"));
     }
     let policy = state.storage.policy()?.ok_or_else(|| ApiError::not_found("no_policy", "no sharing policy"))?;
     let update = MembershipUpdate {
@@ -114,7 +132,7 @@ pub fn append(
         remove: removed(&step.change).into_iter().map(UserId).collect(),
         regrant: gained_readers(&before, roster.state(), &policy.policy),
         rotate: lost_readers(plan, &before, roster.state(), &policy.policy),
-        by_device: Some(device.device_id),
+        by_device,
         now,
     };
     state.storage.append_membership(&update).map_err(|e| match e {

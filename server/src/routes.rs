@@ -192,6 +192,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/admin/devices/{id}/certificate", post(admin::approve_device))
         .route("/v1/admin/plans/{plan}/participants", post(admin::add_participant))
         .route("/v1/admin/plans/{plan}/participants/{user}/remove", post(rotation::unassign))
+        .route(
+            "/v1/admin/plans/{plan}/membership",
+            get(membership::admin_entries).post(membership::admin_append),
+        )
         .route("/v1/admin/devices/{id}/revoke", post(rotation::revoke))
         .route("/v1/admin/users/{user}/role", post(rotation::change_role))
         .route(api::PATH_ADMIN_POLICY, get(rotation::admin_policy).post(rotation::set_policy))

@@ -668,15 +668,16 @@ pub struct MembershipPage {
 }
 
 /// A page of membership entries from `(plan, position, entry)` rows in position order: whole
-/// groups (one plan at one position) only, at most `limit` entries unless the first group
-/// alone is longer. `through` is the log `head` when every row fits, else just before the
-/// first group left out.
+/// groups (one plan at one position) only, at most `limit` entries and `max_bytes` unless
+/// the first group alone is larger. `through` is the log `head` when every row fits, else
+/// just before the first group left out.
 pub fn whole_chains_page(
     rows: Vec<([u8; 16], u64, Vec<u8>)>,
     after: u64,
     head: u64,
-    limit: usize,
+    (limit, max_bytes): (usize, usize),
 ) -> MembershipPage {
+    let mut bytes = 0;
     let mut page = MembershipPage { entries: Vec::new(), through: head.max(after) };
     let mut rows = rows.into_iter().peekable();
     while let Some((plan, position, signed)) = rows.next() {
@@ -684,10 +685,14 @@ pub fn whole_chains_page(
         while let Some((_, _, next)) = rows.next_if(|(p, q, _)| *p == plan && *q == position) {
             group.push(next);
         }
-        if !page.entries.is_empty() && page.entries.len() + group.len() > limit {
+        let group_bytes: usize = group.iter().map(Vec::len).sum();
+        if !page.entries.is_empty()
+            && (page.entries.len() + group.len() > limit || bytes + group_bytes > max_bytes)
+        {
             page.through = position.saturating_sub(1);
             return page;
         }
+        bytes += group_bytes;
         page.entries.extend(group);
     }
     page
@@ -853,8 +858,8 @@ pub trait Storage: Send + Sync {
     fn membership_entries(&self, plan: PlanId, after: u32) -> Result<Vec<Vec<u8>>>;
     /// The entries of `user`'s plans after the membership cursor `after` (a plan granted
     /// after it: its whole chain), whole chains only, at most `limit` entries unless one
-    /// chain alone is longer.
-    fn membership_for(&self, user: UserId, after: u64, limit: usize) -> Result<MembershipPage>;
+    /// chain alone is longer; `limit` is (entries, bytes).
+    fn membership_for(&self, user: UserId, after: u64, limit: (usize, usize)) -> Result<MembershipPage>;
     /// Documents of plans with a chain that wait for a new epoch and that `user` may read,
     /// with the epoch to make.
     fn rotations_for(&self, user: UserId) -> Result<Vec<(DocumentId, u32)>>;

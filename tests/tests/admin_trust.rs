@@ -152,6 +152,8 @@ fn a_server_that_hands_the_administrator_an_older_wider_policy_is_refused() {
     ]);
     let mut rita = net.device("rita", "Rita");
     let mut gert = net.device("gert", "Gert");
+    // A participant is named in the plan's signed membership by an approved device.
+    let _wim = net.device("wim", "Wim");
     let plan = rita.create_plan("Jansen").unwrap();
     rita.edit(&plan, |p| p.add_note(Compartment::Zorg, NoteKind::Note, "zorg")).unwrap();
     rita.sync().unwrap();
@@ -181,8 +183,9 @@ fn a_server_that_hands_the_administrator_an_older_wider_policy_is_refused() {
         conn.execute_batch(
             "UPDATE policy SET version = 1, signed = (SELECT signed FROM policy_history WHERE version = 1);
              DELETE FROM policy_history WHERE version = 2;
-             INSERT INTO policy_access (role, compartment, may_write) VALUES ('ggz', 1, 1)
-                 ON CONFLICT (role, compartment) DO UPDATE SET may_write = 1;",
+             INSERT INTO policy_access (level, role, compartment, may_write)
+                 VALUES ('regulier', 'ggz', 1, 1), ('lokaal', 'ggz', 1, 1), ('zorg_en_veiligheidshuis', 'ggz', 1, 1)
+                 ON CONFLICT (level, role, compartment) DO UPDATE SET may_write = 1;",
         )
         .unwrap();
     });

@@ -1,9 +1,15 @@
-//! `plan assign`, `plan unassign`.
+//! `plan assign`, `plan unassign`, `plan handover`.
+//!
+//! A plan with a signed membership chain changes participants only through the chain: the
+//! administrator verifies the chain from its first entry against the root it holds, and
+//! signs a removal or a handover after it (for a regisseur who is gone).
 
 use eenplan_protocol::api::{self, Assignment, RotationsQueued};
+use eenplan_protocol::membership::{Act, Entry, Roster, Signer, SignedEntry};
+use eenplan_protocol::sync::Blob;
 
 use super::{Session, with_rotation};
-use crate::args::{AssignArgs, PlanCommand, UnassignArgs};
+use crate::args::{AssignArgs, HandoverArgs, PlanCommand, UnassignArgs};
 use crate::error::AdminError;
 use crate::output::Output;
 
@@ -11,14 +17,69 @@ pub fn run(session: &mut Session, command: PlanCommand, json: bool) -> Result<Ou
     match command {
         PlanCommand::Assign(args) => assign(session, args, json),
         PlanCommand::Unassign(args) => unassign(session, &args, json),
+        PlanCommand::Handover(args) => handover(session, &args, json),
     }
+}
+
+/// The plan's membership chain from the server, verified from its first entry; `None` for a
+/// plan without one.
+fn verified_chain(session: &Session, plan: &[u8; 16]) -> Result<Option<Roster>, AdminError> {
+    let entries: Vec<Blob> = session.client().get_cbor(&api::admin_membership_path(plan), 64 * 1024 * 1024)?;
+    let root = session.keyring.root_public();
+    let never = |_: &[u8; 16], _: i64| false;
+    let mut roster: Option<Roster> = None;
+    for Blob(bytes) in &entries {
+        let entry = SignedEntry::from_bytes(bytes)?;
+        match roster.as_mut() {
+            None => roster = Some(Roster::start(&entry, &root, &never)?),
+            Some(roster) => roster.apply(&entry, &root, &never)?,
+        }
+    }
+    if roster.as_ref().is_some_and(|r| r.plan() != *plan) {
+        return Err(AdminError::BadResponse("the server sent another plan's membership chain".into()));
+    }
+    Ok(roster)
+}
+
+/// Signs `act` after the verified chain and posts it; returns the documents waiting for a
+/// new key.
+fn post_act(session: &Session, plan: &[u8; 16], roster: &Roster, act: Act) -> Result<Option<u64>, AdminError> {
+    let signer = Signer::Admin(session.keyring.admin_certificate.to_bytes());
+    let entry = Entry::next(roster, crate::client::now_ms()?, signer, act);
+    let signed = entry.sign(&session.keyring.admin);
+    // The chain's own rules, checked before anything is sent.
+    roster.clone().apply(&signed, &session.keyring.root_public(), &|_, _| false)?;
+    let answer = session.client().post_cbor(&api::admin_membership_path(plan), signed.to_bytes())?;
+    Ok(serde_json::from_slice::<RotationsQueued>(&answer).ok().map(|q| q.pending))
+}
+
+fn handover(session: &mut Session, args: &HandoverArgs, json: bool) -> Result<Output, AdminError> {
+    let user = session.user(&args.to)?;
+    let plan = args.plan.as_bytes();
+    let roster = verified_chain(session, plan)?
+        .ok_or_else(|| AdminError::Usage("this plan has no signed membership chain".into()))?;
+    post_act(session, plan, &roster, Act::Handover(user.id))?;
+    Output::either(
+        json,
+        || serde_json::json!({ "plan": args.plan.to_string(), "offered_to": user.id, "user_name": user.name }),
+        || format!("regie of plan {} offered to {} (id {}); they hold it once they accept", args.plan, user.name, user.id),
+    )
 }
 
 fn unassign(session: &mut Session, args: &UnassignArgs, json: bool) -> Result<Output, AdminError> {
     let user = session.user(&args.user)?;
-    let path = api::admin_unassign_path(args.plan.as_bytes(), user.id);
-    // The path says everything; the body is an empty object because a signed POST has one.
-    let answer = session.client().post(&path, &serde_json::json!({}))?;
+    let answer = match verified_chain(session, args.plan.as_bytes())? {
+        Some(roster) => {
+            let pending = post_act(session, args.plan.as_bytes(), &roster, Act::Remove(user.id))?;
+            serde_json::to_vec(&pending.map(|pending| RotationsQueued { pending }))
+                .map_err(AdminError::Json)?
+        }
+        None => {
+            let path = api::admin_unassign_path(args.plan.as_bytes(), user.id);
+            // The path says everything; the body is an empty object because a signed POST has one.
+            session.client().post(&path, &serde_json::json!({}))?
+        }
+    };
     let queued = serde_json::from_slice::<RotationsQueued>(&answer).ok();
     let outcome = session.rotate_pending(queued.as_ref().map(|q| q.pending), None);
     let text = format!("{} (id {}) no longer takes part in plan {}\n", user.name, user.id, args.plan);

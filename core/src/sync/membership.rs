@@ -310,6 +310,11 @@ pub(super) fn carry_out(
             }
             // Not registered yet: it waits for the sync that registers the plan.
             Err(CoreError::Sync(SyncError::NoChainYet)) => stalled.push(queued.plan),
+            // Waits for an administrator to approve the newcomer's device.
+            Err(CoreError::Sync(e @ SyncError::NoApprovedDevice(_))) => {
+                report.refused.push(e.to_string());
+                stalled.push(queued.plan);
+            }
             Err(CoreError::Sync(SyncError::Server { status: 409, code, .. }))
                 if code == api::ErrorCode::MembershipConflict.as_str() =>
             {
@@ -387,7 +392,7 @@ impl Device {
                         continue;
                     }
                     let (chain, certified) = chain_of(user, &server.root_public, self.now_ms())
-                        .ok_or_else(|| CoreError::NotAllowed(format!("{name} heeft nog geen goedgekeurd apparaat")))?;
+                        .ok_or_else(|| SyncError::NoApprovedDevice(name.to_owned()))?;
                     if let Some(role) = role
                         && role != certified
                     {
@@ -412,6 +417,16 @@ impl Device {
         Ok(entry.sign(self.identity().signing_key()).to_bytes())
     }
 
+    /// Signs `act` as the next entry after the chain this device holds, checking nothing: the
+    /// chain's rules are enforced by the server and by every device that receives the entry,
+    /// never by the signer. For tools and for tests of those rules; the app's acts go through
+    /// [`Device::queue_intent`], which checks first.
+    pub fn sign_membership_act(&self, plan: &PlanId, act: Act) -> Result<Vec<u8>, CoreError> {
+        let held = self.held_chain(plan)?.ok_or(SyncError::NoChainYet)?;
+        let entry = Entry::next(&held.roster, self.now_ms(), Signer::Device(self.own_chain()?), act);
+        Ok(entry.sign(self.identity().signing_key()).to_bytes())
+    }
+
     /// The signed entry that adds the user a lookup found, after the newest chain held; the
     /// user is named by one of their verified device certificates.
     pub(super) fn sign_addition(&self, server: &ServerState, plan: PlanId, user: &api::UserMatch) -> Result<Option<Vec<u8>>, CoreError> {
@@ -420,7 +435,7 @@ impl Device {
             return Ok(None);
         }
         let (chain, _) = chain_of(user, &server.root_public, self.now_ms())
-            .ok_or_else(|| CoreError::NotAllowed(format!("{} heeft nog geen goedgekeurd apparaat", user.name)))?;
+            .ok_or_else(|| SyncError::NoApprovedDevice(user.name.clone()))?;
         let entry = Entry::next(&held.roster, self.now_ms(), Signer::Device(self.own_chain()?), Act::Add(chain));
         Ok(Some(entry.sign(self.identity().signing_key()).to_bytes()))
     }

@@ -52,6 +52,13 @@ impl Device {
         if !self.store().has_plan(*plan)? {
             return Err(CoreError::UnknownPlan(*plan));
         }
+        // In a plan with a signed membership chain only the regisseur adds participants;
+        // saying so now beats a refusal at the next sync.
+        if let Some(roster) = self.roster(plan)?
+            && Some(roster.state().regisseur) != self.own_user_id()?
+        {
+            return Err(CoreError::NotAllowed("alleen de regisseur van dit plan kan deelnemers toevoegen".into()));
+        }
         let role = Role::from_str(role).map_err(PlanError::from)?;
         let user = user.trim();
         if user.is_empty() || user.chars().count() > 200 {
@@ -152,6 +159,11 @@ pub(super) fn carry_out(
                 continue;
             }
             Err(CoreError::Sync(SyncError::NoChainYet)) => continue,
+            // Waits, queued, for an administrator to approve the user's device.
+            Err(CoreError::Sync(e @ SyncError::NoApprovedDevice(_))) => {
+                report.refused.push(e.to_string());
+                continue;
+            }
             Err(CoreError::Sync(SyncError::Server { status, code, message }))
                 if (400..500).contains(&status) && status != 401 =>
             {

@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use super::device::DeviceSession;
 use super::{AppState, Body, blocking, parse_hex};
+use super::admin::AdminRequest;
 use crate::auth::now_ms;
 use crate::error::ApiError;
 
@@ -66,4 +67,42 @@ pub async fn entries(
     .await?;
     let bytes = sync::encode(&entries.into_iter().map(Blob).collect::<Vec<_>>());
     Ok(([(header::CONTENT_TYPE, "application/cbor")], bytes).into_response())
+}
+
+/// `GET /v1/admin/plans/{plan}/membership`: the whole chain, for an administrator who signs
+/// after it.
+pub async fn admin_entries(
+    State(state): State<Arc<AppState>>,
+    Path(plan): Path<String>,
+    request: AdminRequest,
+) -> Result<Response, ApiError> {
+    let plan: [u8; 16] = parse_hex(&plan, "the plan id")?;
+    request
+        .run(&state, move |state, _, _| {
+            let entries = state.storage.membership_entries(plan, 0)?;
+            let bytes = sync::encode(&entries.into_iter().map(Blob).collect::<Vec<_>>());
+            Ok(([(header::CONTENT_TYPE, "application/cbor")], bytes).into_response())
+        })
+        .await
+}
+
+/// `POST /v1/admin/plans/{plan}/membership` (CBOR `SignedEntry` signed by this
+/// administrator): a handover or removal for a regisseur who is gone.
+pub async fn admin_append(
+    State(state): State<Arc<AppState>>,
+    Path(plan): Path<String>,
+    request: AdminRequest<MAX_ENTRY_LEN>,
+) -> Result<axum::Json<eenplan_protocol::api::RotationsQueued>, ApiError> {
+    let plan: [u8; 16] = parse_hex(&plan, "the plan id")?;
+    let answer = request
+        .run(&state, move |state, admin, body| {
+            let pending = crate::membership::append_by_admin(state, &admin.name, plan, body, now_ms())?;
+            tracing::info!(plan = %hex(&plan), admin = %admin.name, pending, "membership entry appended by an administrator");
+            Ok(axum::Json(eenplan_protocol::api::RotationsQueued { pending }))
+        })
+        .await?;
+    for compartment in 0..eenplan_protocol::DocumentId::COMPARTMENTS {
+        state.commits.hint(eenplan_protocol::DocumentId { plan, compartment });
+    }
+    Ok(answer)
 }

@@ -694,17 +694,22 @@ fn respond(
     rejected: Vec<Rejection>,
 ) -> Result<SyncResponse, ApiError> {
     // Membership first: the device judges key requests and key makers by it.
+    // Half the page at most, so that a slow link still gets keys and bundles in each round.
     let membership = state.storage.membership_for(
         device.user,
         wanted.membership_after,
-        eenplan_protocol::sync::MAX_MEMBERSHIP_PER_ANSWER,
+        (eenplan_protocol::sync::MAX_MEMBERSHIP_PER_ANSWER, wanted.max_bytes / 2),
     )?;
     let membership_done = membership.through >= state.storage.head()?;
     let batch = state.storage.pull_page(&PullRequest {
         user: device.user,
         device: device.device_id,
         since: wanted.since,
-        max_bytes: wanted.max_bytes,
+        // The membership entries count towards the page.
+        max_bytes: wanted
+            .max_bytes
+            .saturating_sub(membership.entries.iter().map(Vec::len).sum())
+            .max(MIN_PAGE_BYTES as usize),
         max_envelopes: MAX_ENVELOPES_PER_ANSWER,
         envelopes_after: wanted.envelopes_after,
         history: wanted.history,

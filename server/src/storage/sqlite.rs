@@ -498,7 +498,7 @@ impl Storage for SqliteStorage {
         self.read(|conn| rows::membership_entries(conn, &plan, after))
     }
 
-    fn membership_for(&self, user: UserId, after: u64, limit: usize) -> Result<MembershipPage> {
+    fn membership_for(&self, user: UserId, after: u64, limit: (usize, usize)) -> Result<MembershipPage> {
         self.read(|conn| {
             let head = rows::head(conn)?;
             Ok(super::whole_chains_page(rows::membership_after(conn, user, after)?, after, head, limit))

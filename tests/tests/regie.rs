@@ -1,0 +1,219 @@
+//! Regie per plan, end to end against a real server: the seeds' case (a wijkteam worker
+//! holds regie of one family and contributes to another, escalates to the Zorg- en
+//! Veiligheidshuis, whose procesregisseur accepts regie and hands it back), and forged or
+//! made-up membership entries that every device refuses.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+
+use eenplan_core::plan::{Compartment, EscalationLevel, NoteKind};
+use eenplan_core::sync::ShareOutcome;
+use eenplan_core::{CoreError, Device, PlanId};
+use eenplan_protocol::membership::{Act, Grondslag};
+use eenplan_tests::network::Network;
+
+const ZVH: &str = "Zorg- en Veiligheidshuis Zaanstreek-Waterland";
+const USERS: &[(&str, &str, &str)] = &[
+    ("Wim", "Wijkteam Zaanstad", "wijkteam"),
+    ("Ans", "Wijkteam Zaanstad", "wijkteam"),
+    ("Gert", "GGZ Noord", "ggz"),
+    ("Sanne", "Basisschool De Linde", "school"),
+    ("Zoë", ZVH, "zvh_procesregisseur"),
+    ("Piet", ZVH, "pga_expert"),
+];
+
+fn notes(device: &mut Device, plan: &PlanId) -> Vec<String> {
+    device.read(plan).unwrap().notes.into_iter().map(|n| n.text).collect()
+}
+
+fn sync_all(devices: &mut [&mut Device]) {
+    for _ in 0..2 {
+        for device in devices.iter_mut() {
+            device.sync().unwrap();
+        }
+    }
+}
+
+fn regisseur(device: &Device, plan: &PlanId) -> String {
+    device.membership(plan).unwrap().expect("a chain").regisseur.name
+}
+
+/// (compartment, epoch, sealed bundle) of every bundle of `plan` the server stores.
+fn server_bundles(db: &Path, plan: &PlanId) -> Vec<(u8, u32, Vec<u8>)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn.prepare("SELECT compartment, epoch, bytes FROM bundles WHERE plan_id = ?1").unwrap();
+    stmt.query_map([&plan.as_bytes()[..]], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+fn not_allowed(result: Result<impl std::fmt::Debug, CoreError>) -> String {
+    match result {
+        Err(CoreError::NotAllowed(why)) => why,
+        other => panic!("expected the chain to refuse, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_seeds_case_regie_moves_to_the_veiligheidshuis_and_back_and_those_who_leave_read_nothing_later() {
+    let net = Network::start(USERS);
+    let mut wim = net.device("wim", "Wim");
+    let mut ans = net.device("ans", "Ans");
+    let mut gert = net.device("gert", "Gert");
+    let mut zoe = net.device("zoe", "Zoë");
+    let mut piet = net.device("piet", "Piet");
+
+    // Wim holds regie of the Jansen plan; in Ans's Smit plan he only contributes.
+    let jansen = wim.create_plan("Jansen").unwrap();
+    wim.sync().unwrap();
+    assert_eq!(regisseur(&wim, &jansen), "Wim");
+    let smit = ans.create_plan("Smit").unwrap();
+    ans.sync().unwrap();
+    assert_eq!(ans.add_participant(&smit, "Wim", "wijkteam").unwrap(), ShareOutcome::Done);
+    wim.sync().unwrap();
+    assert_eq!(regisseur(&wim, &smit), "Ans");
+    let why = not_allowed(wim.add_participant(&smit, "Gert", "ggz"));
+    assert!(why.contains("regisseur"), "{why}");
+    assert_eq!(wim.add_participant(&jansen, "Gert", "ggz").unwrap(), ShareOutcome::Done);
+    wim.edit(&jansen, |p| p.add_note(Compartment::Zorg, NoteKind::HomeVisit, "zorg: voor de opschaling")).unwrap();
+    wim.sync().unwrap();
+
+    // Wim escalates to the Zorg- en Veiligheidshuis: Zoë and the PGA-expert join, and regie
+    // is offered to Zoë. Until she accepts, both are shown.
+    let add = ["Zoë:zvh_procesregisseur".to_owned(), "Piet:pga_expert".to_owned()];
+    wim.escalate_case(
+        &jansen,
+        EscalationLevel::ZorgEnVeiligheidshuis,
+        "Zorgen over de veiligheid; meerdere partijen betrokken",
+        Grondslag::Convenant,
+        Some("Zoë"),
+        &add,
+    )
+    .unwrap();
+    assert_eq!(wim.sync_membership().unwrap(), ShareOutcome::Done);
+    let membership = wim.membership(&jansen).unwrap().unwrap();
+    assert_eq!(membership.regisseur.name, "Wim");
+    assert_eq!(membership.offered_to.as_ref().map(|p| p.name.as_str()), Some("Zoë"));
+    assert_eq!(membership.level, "zorg_en_veiligheidshuis");
+    let step = membership.steps.last().unwrap();
+    assert_eq!((step.act.as_str(), step.grondslag.as_deref()), ("escalate", Some("convenant")));
+    assert!(wim.read(&jansen).unwrap().escalations.iter().any(|s| s.id == step.step), "the reason is in the plan");
+
+    zoe.sync().unwrap();
+    // Piet was not offered regie: he cannot take it.
+    piet.sync().unwrap();
+    not_allowed(piet.accept_regie(&jansen));
+    zoe.accept_regie(&jansen).unwrap();
+    assert_eq!(zoe.sync_membership().unwrap(), ShareOutcome::Done);
+    sync_all(&mut [&mut wim, &mut zoe, &mut piet, &mut gert]);
+    assert_eq!(regisseur(&wim, &jansen), "Zoë");
+    assert_eq!(wim.membership(&jansen).unwrap().unwrap().offered_to, None);
+    // Wim contributes now; only Zoë adds participants.
+    not_allowed(wim.add_participant(&jansen, "Sanne", "school"));
+
+    // Under the level's rules the PGA-expert reads zorg and justitie.
+    zoe.edit(&jansen, |p| p.add_note(Compartment::Justitie, NoteKind::Note, "justitie: lopend onderzoek"))
+        .unwrap();
+    sync_all(&mut [&mut zoe, &mut piet, &mut wim, &mut gert]);
+    let keyed = piet.keyed_compartments(&jansen).unwrap();
+    assert!(keyed.contains(&Compartment::Zorg) && keyed.contains(&Compartment::Justitie), "{keyed:?}");
+    let piet_reads = notes(&mut piet, &jansen);
+    assert!(piet_reads.contains(&"zorg: voor de opschaling".to_owned()), "{piet_reads:?}");
+    assert!(piet_reads.contains(&"justitie: lopend onderzoek".to_owned()), "{piet_reads:?}");
+    assert!(!wim.keyed_compartments(&jansen).unwrap().contains(&Compartment::Justitie), "wijkteam never");
+
+    // Zoë de-escalates: regie goes back to Wim at once, and Zoë and Piet leave.
+    zoe.deescalate_case(&jansen, EscalationLevel::Lokaal, "Wim", "Veiligheid is op orde").unwrap();
+    assert_eq!(zoe.sync_membership().unwrap(), ShareOutcome::Done);
+    sync_all(&mut [&mut wim, &mut gert]);
+    let membership = wim.membership(&jansen).unwrap().unwrap();
+    assert_eq!(membership.regisseur.name, "Wim");
+    let names: Vec<&str> = membership.participants.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["Wim", "Gert"]);
+    assert_eq!(membership.level, "lokaal");
+
+    // What Wim writes now goes under keys that Zoë's and Piet's devices do not hold, even
+    // with a copy of the server's database; no administrator took part.
+    wim.edit(&jansen, |p| p.add_note(Compartment::Zorg, NoteKind::Note, "zorg: na de afschaling")).unwrap();
+    wim.edit(&jansen, |p| p.add_note(Compartment::Basis, NoteKind::Note, "basis: na de afschaling")).unwrap();
+    let report = wim.sync().unwrap();
+    assert!(report.pushed_bundles > 0, "{report:?}");
+    wim.sync().unwrap();
+    assert_eq!(wim.status().unwrap().pending_changes, 0, "nothing waits for an administrator");
+    gert.sync().unwrap();
+    assert!(notes(&mut gert, &jansen).contains(&"zorg: na de afschaling".to_owned()), "the remaining reader reads on");
+    let copy = net.path("server-copy.db");
+    std::fs::copy(net.server.data.join("server.db"), &copy).unwrap();
+    let _ = std::fs::copy(net.server.data.join("server.db-wal"), net.path("server-copy.db-wal"));
+    let later: Vec<(u8, u32, Vec<u8>)> = server_bundles(&copy, &jansen)
+        .into_iter()
+        .filter(|(compartment, epoch, _)| {
+            (*compartment == Compartment::Zorg as u8 || *compartment == Compartment::Basis as u8) && *epoch >= 2
+        })
+        .collect();
+    assert!(
+        later.iter().any(|(c, _, _)| *c == Compartment::Zorg as u8)
+            && later.iter().any(|(c, _, _)| *c == Compartment::Basis as u8),
+        "zorg and basis moved to a new epoch"
+    );
+    for (compartment, epoch, bytes) in &later {
+        assert!(wim.open_sealed_bundle(bytes).is_ok(), "Wim's own key opens {compartment}/{epoch}");
+        for (name, device) in [("Zoë", &zoe), ("Piet", &piet)] {
+            assert!(device.open_sealed_bundle(bytes).is_err(), "{name}'s keys opened {compartment}/{epoch}");
+        }
+    }
+    // And their devices get nothing new.
+    zoe.sync().unwrap();
+    piet.sync().unwrap();
+    assert!(!notes(&mut zoe, &jansen).contains(&"zorg: na de afschaling".to_owned()));
+    assert!(!notes(&mut piet, &jansen).contains(&"basis: na de afschaling".to_owned()));
+}
+
+#[test]
+fn a_handover_or_removal_forged_by_a_participant_or_made_up_by_the_server_is_refused_by_every_device() {
+    let mut net = Network::start(USERS);
+    let mut wim = net.device("wim", "Wim");
+    let mut gert = net.device("gert", "Gert");
+    let plan = wim.create_plan("Jansen").unwrap();
+    wim.sync().unwrap();
+    wim.add_participant(&plan, "Gert", "ggz").unwrap();
+    gert.sync().unwrap();
+    let held = wim.membership(&plan).unwrap().unwrap().steps.len() as u32;
+    let gert_id = gert.own_user_id().unwrap().unwrap();
+    let wim_id = wim.own_user_id().unwrap().unwrap();
+
+    // Gert, a contributor, signs a handover to himself and a removal of Wim with his own
+    // key; a compromised server stores them as the chain's next entry.
+    let by_gert = gert.sign_membership_act(&plan, Act::Handover(gert_id)).unwrap();
+    // Wim's name on an entry the server made up: Wim's certificate, not Wim's signature.
+    let mut made_up = wim.sign_membership_act(&plan, Act::Remove(gert_id)).unwrap();
+    let last = made_up.len() - 1;
+    made_up[last] ^= 1;
+    let _ = wim_id;
+    for forged in [by_gert, made_up] {
+        net.tamper_with_server_database(|conn| {
+            conn.execute("DELETE FROM membership WHERE seq > ?1", [held]).unwrap();
+            conn.execute(
+                "INSERT INTO membership (plan_id, seq, signed, log_seq)
+                 VALUES (?1, ?2, ?3, (SELECT head FROM log_head) + 1)",
+                rusqlite::params![&plan.as_bytes()[..], held + 1, forged],
+            )
+            .unwrap();
+            conn.execute("UPDATE log_head SET head = head + 1", []).unwrap();
+        });
+        for device in [&mut wim, &mut gert] {
+            let report = device.sync().unwrap();
+            assert!(
+                report.refused.iter().any(|r| r.contains("membership")),
+                "the forged entry was not refused: {:?}",
+                report.refused
+            );
+            let membership = device.membership(&plan).unwrap().unwrap();
+            assert_eq!(membership.regisseur.name, "Wim");
+            assert_eq!(membership.offered_to, None);
+            assert_eq!(membership.participants.len(), 2);
+            assert_eq!(membership.steps.len() as u32, held);
+        }
+    }
+}
