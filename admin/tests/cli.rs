@@ -1023,6 +1023,8 @@ fn plan_unassign_removes_the_user_then_rotates() {
     let (server, admin) = (&network.server, &network.admin);
     let plan = "00112233445566778899aabbccddeeff";
     server.answer(200, r#"[{"id":7,"org":"Wijkteam Noord","name":"Fatima","role":"wijkteam"}]"#);
+    // A plan without a signed membership chain (an empty CBOR list): the server's record.
+    server.answer_bytes(200, vec![0x80]);
     server.answer(200, r#"{"pending":0}"#);
     server.no_revocations();
     network.answer_policy();

@@ -32,6 +32,7 @@ use eenplan_core::plan::{
 };
 use eenplan_core::sync::{DeviceStatus, Enrolment, ShareOutcome};
 use eenplan_protocol::api::ServerUrl;
+use eenplan_protocol::membership::Grondslag;
 use futures_channel::oneshot;
 
 use crate::error::{ApiError, CallbackError};
@@ -149,6 +150,14 @@ impl Device {
     /// The listener hears of it after the device is unlocked: `announce` on success, and a
     /// revocation whatever the call was. A host that stops awaiting (a cancelled coroutine)
     /// does not stop the call: what it wrote is durable all the same.
+    /// Queues an act on a plan's signed membership and syncs, on the network thread.
+    async fn membership_act(
+        &self,
+        queue: impl FnOnce(&mut CoreDevice) -> Result<(), CoreError> + Send + 'static,
+    ) -> Result<ShareOutcome, ApiError> {
+        self.in_background(move |d| d.act_on_membership(queue), quiet, AfterCall::Nothing).await
+    }
+
     async fn in_background<T: Send + 'static>(
         &self,
         call: impl FnOnce(&SharedDevice) -> Result<T, CoreError> + Send + 'static,
@@ -363,21 +372,51 @@ impl Device {
         self.with(|d| d.edit(&plan, |p| p.add_participant(participant)))
     }
 
-    /// Names the participant who holds regie ([`PlanView::regisseur`]).
-    pub fn set_regisseur(&self, plan: PlanId, participant: EntityId) -> Result<(), ApiError> {
-        self.with(|d| d.edit(&plan, |p| p.set_regisseur(participant)))
+    /// Offers regie of the plan to a participant (by name, as the plan's membership lists
+    /// them); they hold it once they accept. Only the regisseur may ([`ApiError::Invalid`]
+    /// otherwise, with the reason). Signed and sent by a sync: `Queued` offline.
+    pub async fn hand_over_regie(&self, plan: PlanId, to: String) -> Result<ShareOutcome, ApiError> {
+        self.membership_act(move |d| d.hand_over_regie(&plan, &to)).await
     }
 
-    /// Records a step up or down in escalation, why, and which participant holds regie after
-    /// it ([`PlanView::escalations`], [`PlanView::escalation_level`]).
-    pub fn escalate(
+    /// Accepts regie offered to this device's user ([`Membership::offered_to`]).
+    pub async fn accept_regie(&self, plan: PlanId) -> Result<ShareOutcome, ApiError> {
+        self.membership_act(move |d| d.accept_regie(&plan)).await
+    }
+
+    /// Escalates the case (the regisseur): the step and its reason go into the plan; the
+    /// signed step adds the participants named in `add` ("Naam" or "Naam:rol"; each needs an
+    /// approved device) and offers regie to `regie`. Who may read what follows the level's
+    /// sharing rules from then on.
+    pub async fn escalate(
         &self,
         plan: PlanId,
         level: EscalationLevel,
-        regie_holder: Option<EntityId>,
         reason: String,
-    ) -> Result<(), ApiError> {
-        self.with(|d| d.edit(&plan, |p| p.escalate(level, regie_holder, &reason)).map(|_| ()))
+        grondslag: Grondslag,
+        regie: Option<String>,
+        add: Vec<String>,
+    ) -> Result<ShareOutcome, ApiError> {
+        self.membership_act(move |d| d.escalate_case(&plan, level, &reason, grondslag, regie.as_deref(), &add))
+            .await
+    }
+
+    /// De-escalates (the regisseur): regie goes to `regie` at once and the participants the
+    /// escalation added leave; what they could read moves to a new key.
+    pub async fn deescalate(
+        &self,
+        plan: PlanId,
+        level: EscalationLevel,
+        regie: String,
+        reason: String,
+    ) -> Result<ShareOutcome, ApiError> {
+        self.membership_act(move |d| d.deescalate_case(&plan, level, &regie, &reason)).await
+    }
+
+    /// Removes a participant (the regisseur): their devices get nothing new, and what they
+    /// could read moves to a new key made by a remaining reader, with no administrator.
+    pub async fn remove_participant(&self, plan: PlanId, user: String) -> Result<ShareOutcome, ApiError> {
+        self.membership_act(move |d| d.remove_participant(&plan, &user)).await
     }
 
     pub fn add_member(&self, plan: PlanId, member: NewMember) -> Result<EntityId, ApiError> {

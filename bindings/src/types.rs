@@ -21,6 +21,7 @@ use eenplan_core::plan::{
 };
 use eenplan_core::sync::{DeviceStatus, Enrolment, ShareOutcome, SyncReport};
 use eenplan_protocol::api::{ErrorCode, ServerUrl};
+use eenplan_protocol::membership::Grondslag;
 
 use crate::error::ApiError;
 
@@ -97,6 +98,15 @@ pub enum ErrorCode {
     ShuttingDown,
     Internal,
     Other(String),
+}
+
+/// The legal ground for sharing at an escalation (*grondslag*).
+#[uniffi::remote(Enum)]
+pub enum Grondslag {
+    Convenant,
+    Toestemming,
+    Meldcode,
+    WettelijkeTaak,
 }
 
 /// Why a device was wiped.

@@ -333,21 +333,27 @@ fun badInputIsATypedError(rita: Phone, plan: String) {
 suspend fun recordWhoTakesPartAndTheSafetyPlan(rita: Phone, wim: Phone, shared: SharedPlan) {
     val (plan, _, action) = shared
     val device = rita.device
-    val regisseur = device.addParticipant(plan, NewParticipant("Rita", ORG, Role.WIJKTEAM))
-    val worker = device.addParticipant(plan, NewParticipant("Wim", ORG, Role.WIJKTEAM))
-    device.setRegisseur(plan, regisseur)
-    device.escalate(plan, EscalationLevel.LOKAAL, worker, "Zorgen over veiligheid thuis.")
+    device.addParticipant(plan, NewParticipant("Rita", ORG, Role.WIJKTEAM))
+    device.addParticipant(plan, NewParticipant("Wim", ORG, Role.WIJKTEAM))
+    // Regie by the plan's signed membership: Rita escalates to lokaal and hands regie to
+    // Wim, who accepts on his phone.
+    check(device.escalate(plan, EscalationLevel.LOKAAL, "Zorgen over veiligheid thuis.", Grondslag.CONVENANT, null, listOf()) == ShareOutcome.DONE) { "escalated" }
+    check(device.handOverRegie(plan, "Wim") == ShareOutcome.DONE) { "offered" }
+    fails<ApiException.Invalid> { device.handOverRegie(plan, "Niemand") }
+    wim.device.sync()
+    check(wim.device.readPlan(plan).membership?.offeredTo?.name == "Wim") { "both shown until Wim accepts" }
+    check(wim.device.acceptRegie(plan) == ShareOutcome.DONE) { "accepted" }
     val mother = device.addMember(plan, NewMember("Sanne", "moeder", null, true))
     device.updateMember(plan, mother, MemberUpdate(relation = "moeder (gezag)", birthDate = FieldChange.Set("1990-04-01")))
     device.updateAction(plan, action, ActionUpdate(ownerOrg = "Schuldhulp", ownerPerson = FieldChange.Set("Joost")))
     val item = device.addSafetyItem(plan, "Ruzie escaleert als vader drinkt.", "Sanne belt bij ruzie haar zus en gaat daarheen.")
-    fails<ApiException.Invalid> { device.setRegisseur(plan, "00000000000000aa") }
     device.sync()
     wim.device.sync()
     val view = wim.device.readPlan(plan)
     check(view.participants.map { it.name to it.role }.toSet() == setOf("Rita" to "wijkteam", "Wim" to "wijkteam")) { "participants: ${view.participants}" }
-    check(view.regisseur == regisseur) { "regisseur: ${view.regisseur}" }
-    check(view.escalationLevel == "lokaal" && view.escalations.single().regieHolder == worker) { "escalation: ${view.escalations}" }
+    check(view.membership?.regisseur?.name == "Wim" && view.membership?.offeredTo == null) { "regisseur: ${view.membership}" }
+    check(view.escalationLevel == "lokaal" && view.escalations.single().reason == "Zorgen over veiligheid thuis.") { "escalation: ${view.escalations}" }
+    check(view.membership?.steps?.any { it.act == "escalate" && it.grondslag == "convenant" } == true) { "steps: ${view.membership?.steps}" }
     val member = view.members.single { it.id == mother }
     check(member.relation == "moeder (gezag)" && member.birthDate == "1990-04-01") { "member: $member" }
     val moved = view.actions.single { it.id == action }

@@ -313,12 +313,24 @@ def bad_input_is_a_typed_error(rita, plan):
 async def record_who_takes_part_and_the_safety_plan(rita, wim, plan, action):
     """Everything the plan view shows can be written through the API; the other phone sees it."""
     device = rita.device
-    regisseur = device.add_participant(plan, eenplan.NewParticipant(
+    device.add_participant(plan, eenplan.NewParticipant(
         name="Rita", organisation=ORG, role=eenplan.Role.WIJKTEAM))
-    worker = device.add_participant(plan, eenplan.NewParticipant(
+    device.add_participant(plan, eenplan.NewParticipant(
         name="Wim", organisation=ORG, role=eenplan.Role.WIJKTEAM))
-    device.set_regisseur(plan, regisseur)
-    device.escalate(plan, eenplan.EscalationLevel.LOKAAL, worker, "Zorgen over veiligheid thuis.")
+    # Regie by the plan's signed membership: Rita escalates to lokaal and hands regie to Wim,
+    # who accepts on his phone.
+    done = eenplan.ShareOutcome.DONE
+    check(await device.escalate(plan, eenplan.EscalationLevel.LOKAAL, "Zorgen over veiligheid thuis.",
+                                eenplan.Grondslag.CONVENANT, None, []) == done, "escalated")
+    check(await device.hand_over_regie(plan, "Wim") == done, "offered")
+    try:
+        await device.hand_over_regie(plan, "Niemand")
+        check(False, "regie offered to someone who does not take part")
+    except eenplan.ApiError.Invalid:
+        pass
+    await wim.device.sync()
+    check(wim.device.read_plan(plan).membership.offered_to.name == "Wim", "both shown until Wim accepts")
+    check(await wim.device.accept_regie(plan) == done, "accepted")
     mother = device.add_member(plan, eenplan.NewMember(
         name="Sanne", relation="moeder", birth_date=None, parental_authority=True))
     device.update_member(plan, mother, eenplan.MemberUpdate(
@@ -327,15 +339,17 @@ async def record_who_takes_part_and_the_safety_plan(rita, wim, plan, action):
         owner_org="Schuldhulp", owner_person=eenplan.FieldChange.SET(value="Joost")))
     item = device.add_safety_item(plan, "Ruzie escaleert als vader drinkt.",
                                   "Sanne belt bij ruzie haar zus en gaat daarheen.")
-    fails(eenplan.ApiError.Invalid, lambda: device.set_regisseur(plan, "00000000000000aa"))
     await device.sync()
     await wim.device.sync()
     view = wim.device.read_plan(plan)
     check({(p.name, p.role) for p in view.participants} == {("Rita", "wijkteam"), ("Wim", "wijkteam")},
           f"participants: {view.participants}")
-    check(view.regisseur == regisseur, f"regisseur: {view.regisseur}")
-    check(view.escalation_level == "lokaal" and view.escalations[0].regie_holder == worker,
+    check(view.membership.regisseur.name == "Wim" and view.membership.offered_to is None,
+          f"regisseur: {view.membership}")
+    check(view.escalation_level == "lokaal" and view.escalations[0].reason == "Zorgen over veiligheid thuis.",
           f"escalation: {view.escalations}")
+    check(any(s.act == "escalate" and s.grondslag == "convenant" for s in view.membership.steps),
+          f"steps: {view.membership.steps}")
     member = next(m for m in view.members if m.id == mother)
     check(member.relation == "moeder (gezag)" and member.birth_date == "1990-04-01", f"member: {member}")
     moved = next(a for a in view.actions if a.id == action)

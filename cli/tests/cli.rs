@@ -130,7 +130,7 @@ fn a_full_edit_flow_shows_up_in_plan_show_json() {
         "--gezag",
     ]);
     let child = d.ok(&["member", "add", &plan, "--name", "Sem", "--relation", "zoon"]);
-    let anna = d.ok(&[
+    let anna_card = d.ok(&[
         "participant",
         "add",
         &plan,
@@ -189,18 +189,24 @@ fn a_full_edit_flow_shows_up_in_plan_show_json() {
     let worry = d.ok(&["note", "add", &plan, "--compartment", "veiligheid", "--text", "Spanning thuis"]);
     let safety =
         d.ok(&["safety", "add", &plan, "--danger", "Ruzie escaleert", "--goal", "Sem veilig bij oma"]);
-    d.ok(&["plan", "regisseur", &plan, &anna]);
     d.ok(&["plan", "phase", &plan, "uitvoering"]);
-    d.ok(&["plan", "escalate", &plan, "--level", "lokaal", "--regie", &anna, "--reason", "Veel partijen"]);
+    // Escalating moves the case through the plan's signed membership, which a device that was
+    // never enrolled does not have: it says so instead of recording a step that changes
+    // nobody's access.
+    let (_, why) =
+        d.fails(&["plan", "escalate", &plan, "--level", "lokaal", "--reason", "Veel partijen", "--grondslag", "convenant"]);
+    assert!(why.contains("synchroniseer eerst"), "{why}");
+    let (code, why) =
+        d.fails(&["plan", "escalate", &plan, "--level", "lokaal", "--reason", "x", "--grondslag", "wens"]);
+    assert_eq!(code, 2, "{why}");
 
     let view = d.show(&plan);
     assert_eq!(view["id"], plan);
     assert_eq!(view["family"], "Jansen");
     assert_eq!(view["phase"], "uitvoering");
-    assert_eq!(view["regisseur"], anna);
-    assert_eq!(view["escalation_level"], "lokaal");
-    assert_eq!(view["escalations"][0]["regie_holder"], anna);
-    assert_eq!(view["escalations"][0]["reason"], "Veel partijen");
+    assert_eq!(view["membership"], Value::Null, "no signed membership before the first sync");
+    assert_eq!(view["escalation_level"], "regulier");
+    assert_eq!(view["escalations"], serde_json::json!([]));
     assert_eq!(view["domains"], serde_json::json!(["financiën", "huisvesting", "justitie"]));
     assert_eq!(view["members"][0]["id"], member);
     assert_eq!(view["members"][0]["birth_date"], "1980-02-03");
@@ -208,6 +214,7 @@ fn a_full_edit_flow_shows_up_in_plan_show_json() {
     assert_eq!(view["members"][1]["id"], child);
     assert_eq!(view["members"][1]["parental_authority"], false);
     assert_eq!(view["participants"][0]["role"], "wijkteam");
+    assert_eq!(view["participants"][0]["id"], anna_card, "the plan's own contact list");
     assert_eq!(view["goals"][0]["id"], goal);
     assert_eq!(view["goals"][0]["status"], "in_progress");
     assert_eq!(view["goals"][0]["title"], "Schulden op een rij");

@@ -537,23 +537,7 @@ impl Device {
     /// `Done` when the server took every queued act, `Queued` when it could not be reached
     /// (they wait for the next sync); the server's or the chain's refusal as an error.
     pub fn sync_membership(&mut self) -> Result<ShareOutcome, CoreError> {
-        let report = match self.sync() {
-            Ok(report) => report,
-            Err(CoreError::Sync(SyncError::Network(_))) => return Ok(ShareOutcome::Queued),
-            Err(e) => return Err(e),
-        };
-        if let Some(failure) = report.share_failures.iter().find(|f| f.user.is_empty()) {
-            return Err(SyncError::Server {
-                status: failure.status,
-                code: failure.code.clone(),
-                message: failure.message.clone(),
-            }
-            .into());
-        }
-        if let Some(refused) = report.refused.iter().find(|r| r.starts_with("membership act ")) {
-            return Err(CoreError::NotAllowed(refused.trim_start_matches("membership act ").to_owned()));
-        }
-        Ok(if self.queued_intents()?.is_empty() { ShareOutcome::Done } else { ShareOutcome::Queued })
+        membership::act_now(&access::Exclusive::new(self))
     }
 }
 

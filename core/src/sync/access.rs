@@ -85,6 +85,18 @@ impl SharedDevice {
         self.one_at_a_time(|| super::shares::share_now(self, plan, user, role))
     }
 
+    /// Queues an act on a plan's membership chain (`queue` runs on the device and checks it
+    /// against the chain held), then syncs as [`Device::sync_membership`].
+    pub fn act_on_membership(
+        &self,
+        queue: impl FnOnce(&mut Device) -> Result<(), CoreError>,
+    ) -> Result<ShareOutcome, CoreError> {
+        self.one_at_a_time(|| {
+            self.with(queue)?;
+            super::membership::act_now(self)
+        })
+    }
+
     /// [`Device::watch`], holding the device only while a sync applies what came.
     pub fn watch(
         &self,

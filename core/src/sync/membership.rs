@@ -338,7 +338,7 @@ pub(super) fn carry_out(
             Err(e @ CoreError::Sync(SyncError::Network(_) | SyncError::Server { .. })) => return Err(e),
             // Refused here for good (the chain does not allow it): reported, and it leaves.
             Err(e) => {
-                report.refused.push(format!("membership act {e}"));
+                report.refused.push(format!("{REFUSED_ACT}{e}"));
                 access.with(|device| device.settle_intent(&queued))?;
             }
         }
@@ -480,3 +480,29 @@ fn name_and_role(named: &str) -> (&str, Option<&str>) {
     }
 }
 
+
+/// Syncs after acts were queued: `Done` when the server took every queued act, `Queued` when
+/// it could not be reached; the server's or the chain's refusal as an error.
+pub(super) fn act_now(access: &impl Access) -> Result<super::ShareOutcome, CoreError> {
+    let report = match super::driver::sync(access) {
+        Ok(report) => report,
+        Err(CoreError::Sync(SyncError::Network(_))) => return Ok(super::ShareOutcome::Queued),
+        Err(e) => return Err(e),
+    };
+    if let Some(failure) = report.share_failures.iter().find(|f| f.user.is_empty()) {
+        return Err(SyncError::Server {
+            status: failure.status,
+            code: failure.code.clone(),
+            message: failure.message.clone(),
+        }
+        .into());
+    }
+    if let Some(refused) = report.refused.iter().find_map(|r| r.strip_prefix(REFUSED_ACT)) {
+        return Err(CoreError::NotAllowed(refused.to_owned()));
+    }
+    let waiting = access.with(|device| device.queued_intents())?;
+    Ok(if waiting.is_empty() { super::ShareOutcome::Done } else { super::ShareOutcome::Queued })
+}
+
+/// How a sync report names an act the chain refused here.
+const REFUSED_ACT: &str = "membership act refused: ";
