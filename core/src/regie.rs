@@ -149,7 +149,12 @@ impl Device {
             .filter(|user| *user != regie_id)
             .map(|user| user.to_string())
             .collect();
-        let step = self.edit(plan, |p| p.escalate(level, None, reason))?;
+        // The step needs words; when none are given, say what happened.
+        let reason = match reason.trim() {
+            "" => format!("Afgeschaald naar {}; regie bij {}", level.as_str(), participant_label(&roster, regie_id)),
+            given => given.to_owned(),
+        };
+        let step = self.edit(plan, |p| p.escalate(level, None, &reason))?;
         self.queue_intent(
             plan,
             Intent::Deescalate {
@@ -207,6 +212,10 @@ fn participant_named(roster: &Roster, name: &str) -> Result<i64, CoreError> {
         ([_, _, ..], _) => Err(CoreError::NotAllowed(format!("meer dan één deelnemer heet {name:?}; geef het nummer"))),
         _ => Err(CoreError::NotAllowed(format!("{name:?} neemt niet deel aan dit plan"))),
     }
+}
+
+fn participant_label(roster: &Roster, user: i64) -> String {
+    roster.state().participant(user).map_or_else(|| format!("gebruiker {user}"), |p| p.name.clone())
 }
 
 /// The participants still on the plan whom escalations to a level above `level` added.

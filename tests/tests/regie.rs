@@ -217,3 +217,97 @@ fn a_handover_or_removal_forged_by_a_participant_or_made_up_by_the_server_is_ref
         }
     }
 }
+
+/// The `eenplan` command line on one data directory, enrolled with the test network.
+struct Cli {
+    data: std::path::PathBuf,
+}
+
+impl Cli {
+    fn enrolled(net: &Network, name: &str, user: &str) -> Cli {
+        let cli = Cli { data: net.path(name) };
+        cli.ok(&["init"]);
+        let code = net.admin.run(&["device", "enrol", "--user", user]);
+        cli.ok(&["enrol", "--server", &net.server.url, "--code", code.trim()]);
+        net.admin.run(&["device", "approve", "--code", code.trim()]);
+        cli.ok(&["sync"]);
+        cli
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(eenplan_tests::network::binary("eenplan"))
+            .args(args)
+            .env("EENPLAN_DATA", &self.data)
+            .env("EENPLAN_PASSPHRASE", "correct horse battery staple")
+            .env("EENPLAN_INSECURE_FAST_KDF", "1")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "eenplan {args:?}: {stderr}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        serde_json::from_str(&self.ok(&args)).unwrap()
+    }
+
+    fn names(value: &serde_json::Value) -> Vec<String> {
+        let mut names: Vec<String> =
+            value.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect();
+        names.sort();
+        names
+    }
+}
+
+#[test]
+fn the_command_line_escalates_hands_over_removes_and_shows_the_regisseur_by_name() {
+    let net = Network::start(USERS);
+    let wim = Cli::enrolled(&net, "wim-cli", "Wim");
+    let gert = Cli::enrolled(&net, "gert-cli", "Gert");
+    let zoe = Cli::enrolled(&net, "zoe-cli", "Zoë");
+    let piet = Cli::enrolled(&net, "piet-cli", "Piet");
+    let plan = wim.ok(&["plan", "create", "--family", "Jansen"]);
+    wim.ok(&["sync"]);
+    wim.ok(&["plan", "add-participant", &plan, "--user", "Gert", "--role", "ggz"]);
+    let show = wim.json(&["plan", "show", &plan]);
+    assert_eq!(show["membership"]["regisseur"]["name"], "Wim");
+
+    wim.ok(&[
+        "plan", "escalate", &plan, "--level", "zorg_en_veiligheidshuis", "--reason", "Zorgen over veiligheid",
+        "--grondslag", "convenant", "--regie", "Zoë", "--add", "Zoë:zvh_procesregisseur", "--add", "Piet:pga_expert",
+    ]);
+    zoe.ok(&["sync"]);
+    zoe.ok(&["plan", "accept-regie", &plan]);
+    wim.ok(&["sync"]);
+    let show = wim.json(&["plan", "show", &plan]);
+    assert_eq!(show["membership"]["regisseur"]["name"], "Zoë");
+    assert_eq!(show["membership"]["offered_to"], serde_json::Value::Null);
+    assert_eq!(show["escalation_level"], "zorg_en_veiligheidshuis");
+    assert_eq!(Cli::names(&show["membership"]["participants"]), ["Gert", "Piet", "Wim", "Zoë"]);
+
+    // Wim no longer holds regie: his handover is refused on his own device, in Dutch.
+    let refused = wim.run(&["plan", "handover", &plan, "--to", "Gert"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("alleen de regisseur"));
+
+    zoe.ok(&["plan", "remove-participant", &plan, "--user", "Gert"]);
+    let readers = zoe.json(&["plan", "readers", &plan, "--compartment", "justitie"]);
+    assert_eq!(readers["signed"], true);
+    assert_eq!(Cli::names(&readers["readers"]), ["Piet", "Zoë"], "at the Veiligheidshuis level");
+    zoe.ok(&["plan", "deescalate", &plan, "--level", "lokaal", "--regie", "Wim"]);
+    wim.ok(&["sync"]);
+    piet.ok(&["sync"]);
+    gert.ok(&["sync"]);
+    let show = wim.json(&["plan", "show", &plan]);
+    assert_eq!(show["membership"]["regisseur"]["name"], "Wim");
+    assert_eq!(Cli::names(&show["membership"]["participants"]), ["Wim"]);
+    let readers = wim.json(&["plan", "readers", &plan, "--compartment", "zorg"]);
+    assert_eq!(Cli::names(&readers["readers"]), ["Wim"]);
+}
