@@ -311,3 +311,78 @@ fn the_command_line_escalates_hands_over_removes_and_shows_the_regisseur_by_name
     let readers = wim.json(&["plan", "readers", &plan, "--compartment", "zorg"]);
     assert_eq!(Cli::names(&readers["readers"]), ["Wim"]);
 }
+
+#[test]
+fn a_participant_the_server_adds_on_its_own_gets_no_key_from_any_device() {
+    let mut net = Network::start(USERS);
+    let mut wim = net.device("wim", "Wim");
+    let mut gert = net.device("gert", "Gert");
+    let mut sanne = net.device("sanne", "Sanne");
+    let plan = wim.create_plan("Jansen").unwrap();
+    wim.edit(&plan, |p| p.add_note(Compartment::Basis, NoteKind::Note, "basis: alleen voor deelnemers")).unwrap();
+    wim.sync().unwrap();
+    wim.add_participant(&plan, "Gert", "ggz").unwrap();
+    sync_all(&mut [&mut wim, &mut gert]);
+    // The server makes Sanne (school, reads basis) a participant in its own tables only; the
+    // plan's signed membership does not list her.
+    let sanne_id = sanne.own_user_id().unwrap().unwrap();
+    net.tamper_with_server_database(|conn| {
+        conn.execute(
+            "INSERT INTO participants (plan_id, user_id, plan_role, granted_at_seq)
+             VALUES (?1, ?2, 'school', (SELECT head FROM log_head) + 1)",
+            rusqlite::params![&plan.as_bytes()[..], sanne_id],
+        )
+        .unwrap();
+        conn.execute("UPDATE log_head SET head = head + 1", []).unwrap();
+    });
+    let mut refusals = Vec::new();
+    for _ in 0..2 {
+        for device in [&mut sanne, &mut wim, &mut gert] {
+            refusals.extend(device.sync().unwrap().refused);
+        }
+    }
+    assert!(
+        refusals.iter().any(|r| r.contains("does not list as a reader")),
+        "the key holders refused to seal to her: {refusals:?}"
+    );
+    assert_eq!(sanne.keyed_compartments(&plan).unwrap(), Vec::<Compartment>::new(), "no key reached her");
+    assert!(sanne.read(&plan).map(|v| v.notes.is_empty()).unwrap_or(true), "she reads nothing");
+}
+
+#[test]
+fn after_a_removal_nothing_new_goes_under_the_old_key_even_when_the_server_never_asks_for_a_new_one() {
+    let mut net = Network::start(USERS);
+    // Piet holds regie but reads no zorg, so he cannot make zorg's next key himself.
+    let mut piet = net.device("piet", "Piet");
+    let mut wim = net.device("wim", "Wim");
+    let mut gert = net.device("gert", "Gert");
+    let plan = piet.create_plan("Jansen").unwrap();
+    piet.sync().unwrap();
+    piet.add_participant(&plan, "Wim", "wijkteam").unwrap();
+    piet.add_participant(&plan, "Gert", "ggz").unwrap();
+    sync_all(&mut [&mut wim, &mut gert, &mut piet]);
+    wim.edit(&plan, |p| p.add_note(Compartment::Zorg, NoteKind::Note, "zorg: voor het vertrek")).unwrap();
+    sync_all(&mut [&mut wim, &mut gert]);
+    assert!(notes(&mut gert, &plan).contains(&"zorg: voor het vertrek".to_owned()));
+    let before = server_bundles(&net.server.data.join("server.db"), &plan).len();
+
+    // Piet removes Gert; a compromised server then forgets the rotation it owes and would
+    // take anything sealed under the old key.
+    piet.remove_participant(&plan, "Gert").unwrap();
+    assert_eq!(piet.sync_membership().unwrap(), ShareOutcome::Done);
+    net.tamper_with_server_database(|conn| {
+        conn.execute("DELETE FROM rotations", []).unwrap();
+    });
+    // Wim's device learns of the removal (what it sealed before it knew, an honest server
+    // refuses as `rotating` and the device seals again under the next key).
+    wim.sync().unwrap();
+    assert_eq!(wim.membership(&plan).unwrap().unwrap().participants.len(), 2);
+    wim.edit(&plan, |p| p.add_note(Compartment::Zorg, NoteKind::Note, "zorg: na het vertrek")).unwrap();
+    let report = wim.sync().unwrap();
+    assert!(report.refused.iter().any(|r| r.contains("no longer takes part")), "{:?}", report.refused);
+    assert!(wim.status().unwrap().pending_changes > 0, "the note waits on the device, kept");
+    let after = server_bundles(&net.server.data.join("server.db"), &plan);
+    assert!(!after.iter().skip(before).any(|(c, _, _)| *c == Compartment::Zorg as u8), "nothing under the old key");
+    gert.sync().unwrap();
+    assert!(!notes(&mut gert, &plan).contains(&"zorg: na het vertrek".to_owned()));
+}
