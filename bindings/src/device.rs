@@ -397,8 +397,10 @@ impl Device {
         regie: Option<String>,
         add: Vec<String>,
     ) -> Result<ShareOutcome, ApiError> {
-        self.membership_act(move |d| d.escalate_case(&plan, level, &reason, grondslag, regie.as_deref(), &add))
-            .await
+        self.membership_act(move |d| {
+            d.escalate_case(&plan, level, &reason, grondslag, regie.as_deref(), &add)
+        })
+        .await
     }
 
     /// De-escalates (the regisseur): regie goes to `regie` at once and the participants the

@@ -10,7 +10,6 @@ use eenplan_core::WipeReason;
 use eenplan_core::audience::{Audience, Reader};
 use eenplan_core::ids::{DeviceId, EntityId, PlanId};
 use eenplan_core::people::Person;
-use eenplan_core::regie::{Membership, MembershipStep, PlanParticipant};
 use eenplan_core::plan::conflicts::{Conflict, ConflictValue, FieldValue};
 use eenplan_core::plan::view::{
     Action, Agreement, EscalationStep, Goal, Member, Note, Participant, PlanView, SafetyItem, Score,
@@ -19,6 +18,7 @@ use eenplan_core::plan::{
     ActionStatus, Compartment, EscalationLevel, GoalStatus, NewAction, NewMember, NewParticipant, NoteKind,
     Phase, Role,
 };
+use eenplan_core::regie::{Membership, MembershipStep, PlanParticipant};
 use eenplan_core::sync::{DeviceStatus, Enrolment, ShareOutcome, SyncReport};
 use eenplan_protocol::api::{ErrorCode, ServerUrl};
 use eenplan_protocol::membership::Grondslag;

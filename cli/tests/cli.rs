@@ -193,8 +193,17 @@ fn a_full_edit_flow_shows_up_in_plan_show_json() {
     // Escalating moves the case through the plan's signed membership, which a device that was
     // never enrolled does not have: it says so instead of recording a step that changes
     // nobody's access.
-    let (_, why) =
-        d.fails(&["plan", "escalate", &plan, "--level", "lokaal", "--reason", "Veel partijen", "--grondslag", "convenant"]);
+    let (_, why) = d.fails(&[
+        "plan",
+        "escalate",
+        &plan,
+        "--level",
+        "lokaal",
+        "--reason",
+        "Veel partijen",
+        "--grondslag",
+        "convenant",
+    ]);
     assert!(why.contains("synchroniseer eerst"), "{why}");
     let (code, why) =
         d.fails(&["plan", "escalate", &plan, "--level", "lokaal", "--reason", "x", "--grondslag", "wens"]);

@@ -151,7 +151,11 @@ impl Device {
             .collect();
         // The step needs words; when none are given, say what happened.
         let reason = match reason.trim() {
-            "" => format!("Afgeschaald naar {}; regie bij {}", level.as_str(), participant_label(&roster, regie_id)),
+            "" => format!(
+                "Afgeschaald naar {}; regie bij {}",
+                level.as_str(),
+                participant_label(&roster, regie_id)
+            ),
             given => given.to_owned(),
         };
         let step = self.edit(plan, |p| p.escalate(level, None, &reason))?;
@@ -205,11 +209,14 @@ impl Device {
 fn participant_named(roster: &Roster, name: &str) -> Result<i64, CoreError> {
     let name = name.trim();
     let state = roster.state();
-    let by_name: Vec<i64> = state.participants.values().filter(|p| p.name == name).map(|p| p.user_id).collect();
+    let by_name: Vec<i64> =
+        state.participants.values().filter(|p| p.name == name).map(|p| p.user_id).collect();
     match (by_name.as_slice(), name.parse::<i64>()) {
         ([one], _) => Ok(*one),
         ([], Ok(id)) if state.participant(id).is_some() => Ok(id),
-        ([_, _, ..], _) => Err(CoreError::NotAllowed(format!("meer dan één deelnemer heet {name:?}; geef het nummer"))),
+        ([_, _, ..], _) => {
+            Err(CoreError::NotAllowed(format!("meer dan één deelnemer heet {name:?}; geef het nummer")))
+        }
         _ => Err(CoreError::NotAllowed(format!("{name:?} neemt niet deel aan dit plan"))),
     }
 }
@@ -245,7 +252,9 @@ fn membership_of(roster: &Roster) -> Membership {
                 // Someone who left: their name from the entry that added them.
                 steps.iter().find_map(|s| match &s.change {
                     Change::Create(p) | Change::Add(p) if p.user_id == user => Some(PlanParticipant::from(p)),
-                    Change::Escalate { add, .. } => add.iter().find(|p| p.user_id == user).map(PlanParticipant::from),
+                    Change::Escalate { add, .. } => {
+                        add.iter().find(|p| p.user_id == user).map(PlanParticipant::from)
+                    }
                     _ => None,
                 })
             })
@@ -302,7 +311,9 @@ type Described = (String, Option<String>, Option<String>, Option<u64>);
 
 fn describe(change: &Change, named: &dyn Fn(i64) -> PlanParticipant) -> Described {
     let who = |p: &PlanParticipant| format!("{} ({})", p.name, p.organisation);
-    let names = |users: &mut dyn Iterator<Item = PlanParticipant>| users.map(|p| who(&p)).collect::<Vec<_>>().join(", ");
+    let names = |users: &mut dyn Iterator<Item = PlanParticipant>| {
+        users.map(|p| who(&p)).collect::<Vec<_>>().join(", ")
+    };
     match change {
         Change::Create(p) => (format!("plan aangemaakt; regie bij {}", who(&p.into())), None, None, None),
         Change::Add(p) => (format!("{} neemt deel", who(&p.into())), None, None, None),

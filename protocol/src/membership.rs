@@ -263,12 +263,26 @@ pub struct SignedEntry {
 impl Entry {
     /// The first entry of a new plan, made on the creator's device.
     pub fn create(plan: [u8; 16], at_ms: i64, signer: CertificateChain) -> Entry {
-        Entry { plan: Fixed(plan), seq: 1, prev: Fixed([0; 32]), at_ms, signer: Signer::Device(signer), act: Act::Create }
+        Entry {
+            plan: Fixed(plan),
+            seq: 1,
+            prev: Fixed([0; 32]),
+            at_ms,
+            signer: Signer::Device(signer),
+            act: Act::Create,
+        }
     }
 
     /// The entry after `roster`'s head.
     pub fn next(roster: &Roster, at_ms: i64, signer: Signer, act: Act) -> Entry {
-        Entry { plan: Fixed(roster.plan()), seq: roster.seq() + 1, prev: Fixed(roster.head()), at_ms, signer, act }
+        Entry {
+            plan: Fixed(roster.plan()),
+            seq: roster.seq() + 1,
+            prev: Fixed(roster.head()),
+            at_ms,
+            signer,
+            act,
+        }
     }
 
     pub fn sign(&self, key: &SigningKey) -> SignedEntry {

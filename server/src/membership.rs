@@ -65,7 +65,10 @@ pub fn charter(
                 now,
             })
         }
-        _ => Err(ApiError::forbidden("not_regisseur", "a plan's charter is signed by the device registering it")),
+        _ => Err(ApiError::forbidden(
+            "not_regisseur",
+            "a plan's charter is signed by the device registering it",
+        )),
     }
 }
 
@@ -99,7 +102,13 @@ pub fn append(
 
 /// As [`append`], for an entry an administrator signed (a handover or a removal for a
 /// regisseur who is gone): the signer must be the administrator who sent it.
-pub fn append_by_admin(state: &AppState, admin: &str, plan: PlanId, signed: &[u8], now: i64) -> Result<u64, ApiError> {
+pub fn append_by_admin(
+    state: &AppState,
+    admin: &str,
+    plan: PlanId,
+    signed: &[u8],
+    now: i64,
+) -> Result<u64, ApiError> {
     append_signed(state, plan, signed, &SignedBy::Admin { name: admin.to_owned() }, None, now)
 }
 
@@ -121,7 +130,8 @@ fn append_signed(
     if step.by != *signer {
         return Err(ApiError::forbidden("not_regisseur", "an entry is posted only by whoever signed it"));
     }
-    let policy = state.storage.policy()?.ok_or_else(|| ApiError::not_found("no_policy", "no sharing policy"))?;
+    let policy =
+        state.storage.policy()?.ok_or_else(|| ApiError::not_found("no_policy", "no sharing policy"))?;
     let update = MembershipUpdate {
         plan,
         seq: step.seq,
@@ -201,9 +211,13 @@ pub fn may_rotate(
     let document =
         commitment.document().map_err(|_| ApiError::malformed("the commitment names no document"))?;
     let Some(roster) = roster(state, document.plan)? else {
-        return Err(ApiError::forbidden("not_a_reader", "only an administrator rotates a plan without a chain"));
+        return Err(ApiError::forbidden(
+            "not_a_reader",
+            "only an administrator rotates a plan without a chain",
+        ));
     };
-    let policy = state.storage.policy()?.ok_or_else(|| ApiError::not_found("no_policy", "no sharing policy"))?;
+    let policy =
+        state.storage.policy()?.ok_or_else(|| ApiError::not_found("no_policy", "no sharing policy"))?;
     let reads = |role: &str, level: &str| reads(&policy.policy, role, document.compartment, level);
     let now = roster.state();
     let reader = now.participant(device.user.0).is_some_and(|p| reads(&p.role, &now.level));

@@ -667,12 +667,15 @@ pub struct MembershipPage {
     pub through: u64,
 }
 
+/// A membership entry as a backend reads it for a device: (plan, position, signed entry).
+pub type PositionedEntry = ([u8; 16], u64, Vec<u8>);
+
 /// A page of membership entries from `(plan, position, entry)` rows in position order: whole
 /// groups (one plan at one position) only, at most `limit` entries and `max_bytes` unless
 /// the first group alone is larger. `through` is the log `head` when every row fits, else
 /// just before the first group left out.
 pub fn whole_chains_page(
-    rows: Vec<([u8; 16], u64, Vec<u8>)>,
+    rows: Vec<PositionedEntry>,
     after: u64,
     head: u64,
     (limit, max_bytes): (usize, usize),

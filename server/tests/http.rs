@@ -2904,7 +2904,10 @@ fn a_device_looks_a_user_up_by_exact_name_and_learns_nothing_else() {
         server.post_as(api::PATH_USER_LOOKUP, token, &api::UserLookup { name: name.into() })
     };
     let found: Vec<api::UserMatch> = lookup(a.token(), "Bob").json();
-    assert_eq!(found, [api::UserMatch { id: bob.id, name: "Bob".into(), org: "Wijkteam Noord".into(), devices: vec![] }]);
+    assert_eq!(
+        found,
+        [api::UserMatch { id: bob.id, name: "Bob".into(), org: "Wijkteam Noord".into(), devices: vec![] }]
+    );
     assert!(!String::from_utf8(lookup(a.token(), "Bob").body).unwrap().contains("wijkteam\""), "no role");
     for near in ["bob", "Bo", "Bob ", ""] {
         let reply = lookup(a.token(), near);
@@ -2916,4 +2919,84 @@ fn a_device_looks_a_user_up_by_exact_name_and_learns_nothing_else() {
     }
     let anonymous = server.post_json(api::PATH_USER_LOOKUP, &api::UserLookup { name: "Bob".into() });
     assert_eq!(anonymous.error(401), "missing_token");
+}
+
+/// The device's own certificate chain, as `/v1/me` gives it.
+fn own_chain(server: &Server, device: &Device) -> eenplan_protocol::membership::CertificateChain {
+    let me: MeResponse = server.get_as(api::PATH_ME, device.token()).json();
+    eenplan_protocol::membership::CertificateChain {
+        certificate: unhex(&me.certificate).unwrap(),
+        admin_certificate: unhex(&me.admin_certificate).unwrap(),
+    }
+}
+
+fn post_entry(server: &Server, device: &Device, plan: &[u8; 16], entry: &[u8]) -> Reply {
+    server.post(
+        &api::membership_path(plan),
+        &[
+            ("authorization", format!("Bearer {}", device.token())),
+            ("content-type", "application/cbor".into()),
+        ],
+        entry,
+    )
+}
+
+#[test]
+fn only_the_regisseur_changes_a_plans_membership_and_the_first_entry_at_a_position_wins() {
+    use eenplan_protocol::membership::{Act, Entry, Roster, SignedEntry, Signer as By};
+    let (server, network) = Network::start();
+    let (_, ann) = network.member(&server, "Ann");
+    let (bob_user, bob) = network.member(&server, "Bob");
+    let (_, carl) = network.member(&server, "Carl");
+    let plan = [0x42; 16];
+    let charter = Entry::create(plan, now_ms(), own_chain(&server, &ann)).sign(&ann.key);
+    let request = SyncRequest {
+        new_plans: vec![Fixed(plan)],
+        charters: vec![Blob(charter.to_bytes())],
+        ..Default::default()
+    };
+    let answer = server.sync(&ann, &request);
+    assert_eq!(answer.membership.len(), 1, "the chain comes back with the answer");
+    let never = |_: &[u8; 16], _: i64| false;
+    let mut roster = Roster::start(&charter, &network.root_public(), &never).unwrap();
+
+    let add = Entry::next(
+        &roster,
+        now_ms(),
+        By::Device(own_chain(&server, &ann)),
+        Act::Add(own_chain(&server, &bob)),
+    )
+    .sign(&ann.key);
+    let reply = post_entry(&server, &ann, &plan, &add.to_bytes());
+    assert_eq!(reply.status, 204, "{}", reply.text());
+    roster.apply(&add, &network.root_public(), &never).unwrap();
+    // The same position again: another entry came first.
+    assert_eq!(post_entry(&server, &ann, &plan, &add.to_bytes()).error(409), "membership_conflict");
+    // Bob, a contributor, hands regie to himself: refused.
+    let grab =
+        Entry::next(&roster, now_ms(), By::Device(own_chain(&server, &bob)), Act::Handover(bob_user.id))
+            .sign(&bob.key);
+    assert_eq!(post_entry(&server, &bob, &plan, &grab.to_bytes()).error(403), "not_regisseur");
+    // Carl signs with his own key under Ann's certificate: refused, and not Carl's to post.
+    let forged =
+        Entry::next(&roster, now_ms(), By::Device(own_chain(&server, &ann)), Act::Remove(bob_user.id))
+            .sign(&carl.key);
+    assert_eq!(post_entry(&server, &carl, &plan, &forged.to_bytes()).error(400), "bad_membership");
+    // Ann's genuine removal, posted by Carl, is not his to post.
+    let genuine =
+        Entry::next(&roster, now_ms(), By::Device(own_chain(&server, &ann)), Act::Remove(bob_user.id))
+            .sign(&ann.key);
+    assert_eq!(post_entry(&server, &carl, &plan, &genuine.to_bytes()).error(403), "not_regisseur");
+    assert_eq!(post_entry(&server, &ann, &plan, b"garbage").error(400), "bad_membership");
+    // Participants of a plan with a chain change only through it.
+    let assign = api::Assignment { user_id: bob_user.id, role: "wijkteam".into() };
+    assert_eq!(
+        server.post_as(&api::participants_path(&plan), ann.token(), &assign).error(409),
+        "membership_signed"
+    );
+    let entries: Vec<Blob> =
+        sync::decode(&server.get_as(&api::membership_path(&plan), ann.token()).body, usize::MAX).unwrap();
+    assert_eq!(entries.len(), 2, "nothing refused was stored");
+    assert_eq!(server.get_as(&api::membership_path(&plan), carl.token()).error(404), "unknown_plan");
+    let _ = SignedEntry::from_bytes(&entries[1].0).unwrap();
 }

@@ -1726,6 +1726,86 @@ pub mod suite {
         assert_eq!(s.remove_participant(P, gert, 10).unwrap(), 2, "a non-participant changes nothing");
     }
 
+    pub fn a_membership_chain_appends_in_order_grants_removes_rotates_and_pages_whole_chains(
+        s: &dyn Storage,
+    ) {
+        use eenplan_server::storage::{CharteredPlan, MembershipUpdate};
+        s.set_policy(&policy(2, &[("wijkteam", ALL, ALL), ("ggz", &["basis", "zorg"], &["zorg"])]), 1)
+            .unwrap();
+        let ann = user(s, "Ann");
+        let gert = user_with_role(s, "Gert", "ggz");
+        let (a1, g1) = (device(s, ann, 1), device(s, gert, 2));
+        let charter = CharteredPlan {
+            plan: P,
+            creator: ann,
+            created_by: a1,
+            creator_role: "wijkteam".into(),
+            charter: vec![1; 40],
+            roster: vec![0xA1],
+            now: 5,
+        };
+        assert!(s.register_chartered_plan(&charter).unwrap());
+        assert!(s.register_chartered_plan(&charter).unwrap(), "a retry by the creator changes nothing");
+        assert_eq!(s.roster(P).unwrap(), Some((1, vec![0xA1])));
+        s.register_plan(Q, ann, a1, 5).unwrap();
+        assert_eq!(s.roster(Q).unwrap(), None, "a plan without a chain");
+        assert!(matches!(s.roster([0xCC; 16]), Err(StorageError::NotFound)));
+        mint(s, &(0..4).map(|c| doc(P, c)).collect::<Vec<_>>(), a1);
+
+        let add = MembershipUpdate {
+            plan: P,
+            seq: 2,
+            signed: vec![2; 40],
+            roster: vec![0xA2],
+            level: "zorg_en_veiligheidshuis".into(),
+            add: vec![(gert, "ggz".into())],
+            remove: vec![],
+            regrant: vec![],
+            rotate: vec![],
+            by_device: Some(a1),
+            now: 6,
+        };
+        assert_eq!(s.append_membership(&add).unwrap(), 0);
+        assert!(
+            matches!(s.append_membership(&add), Err(StorageError::Conflict(_))),
+            "the first at a position wins"
+        );
+        assert!(s.is_participant(P, gert).unwrap());
+        assert_eq!(s.plan_levels_of_user(gert).unwrap(), [(P, "zorg_en_veiligheidshuis".to_string())]);
+        assert_eq!(s.membership_entries(P, 0).unwrap(), [vec![1; 40], vec![2; 40]]);
+        assert_eq!(s.membership_entries(P, 1).unwrap(), [vec![2; 40]]);
+        // Gert joined after both entries' positions: his first page holds the whole chain.
+        let page = s.membership_for(gert, 0, (10, BIG)).unwrap();
+        assert_eq!(page.entries, [vec![1; 40], vec![2; 40]]);
+        assert_eq!(s.membership_for(gert, page.through, (10, BIG)).unwrap().entries, Vec::<Vec<u8>>::new());
+        assert_eq!(s.membership_for(ann, 0, (1, BIG)).unwrap().entries.len(), 1, "one group at a time");
+
+        let remove = MembershipUpdate {
+            seq: 3,
+            signed: vec![3; 40],
+            roster: vec![0xA3],
+            level: "lokaal".into(),
+            add: vec![],
+            remove: vec![gert],
+            rotate: vec![doc(P, 0), doc(P, 1)],
+            ..add
+        };
+        assert_eq!(s.append_membership(&remove).unwrap(), 2);
+        assert!(!s.is_participant(P, gert).unwrap());
+        assert_eq!(s.rotations_for(ann).unwrap(), [(doc(P, 0), 2), (doc(P, 1), 2)]);
+        assert_eq!(s.rotations_for(gert).unwrap(), []);
+        assert_eq!(
+            s.membership_for(gert, page.through, (10, BIG)).unwrap().entries,
+            Vec::<Vec<u8>>::new(),
+            "a leaver hears no more"
+        );
+        // A device revoked meanwhile appends nothing.
+        s.revoke_device(a1, &revocation(1), 20).unwrap();
+        let late = MembershipUpdate { seq: 4, signed: vec![4; 40], rotate: vec![], remove: vec![], ..remove };
+        assert!(matches!(s.append_membership(&late), Err(StorageError::DeviceNotActive)));
+        let _ = g1;
+    }
+
     pub fn a_push_during_a_rotation_or_under_an_old_epoch_is_refused_in_the_writing_transaction(
         s: &dyn Storage,
     ) {
@@ -2190,6 +2270,7 @@ macro_rules! conformance_suite {
             revocation_is_atomic_and_idempotent_deletes_envelopes_and_queues_what_the_device_could_read,
             a_revoked_devices_wipe_order_waits_and_a_wipe_report_is_recorded_once,
             removing_a_participant_queues_the_plans_documents_it_could_read,
+            a_membership_chain_appends_in_order_grants_removes_rotates_and_pages_whole_chains,
             completing_a_rotation_is_refused_for_a_wrong_epoch_and_settles_only_older_tasks,
             a_push_during_a_rotation_or_under_an_old_epoch_is_refused_in_the_writing_transaction,
             rotation_tasks_list_every_reader_with_the_epochs_it_holds,

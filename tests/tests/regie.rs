@@ -76,7 +76,8 @@ fn the_seeds_case_regie_moves_to_the_veiligheidshuis_and_back_and_those_who_leav
     let why = not_allowed(wim.add_participant(&smit, "Gert", "ggz"));
     assert!(why.contains("regisseur"), "{why}");
     assert_eq!(wim.add_participant(&jansen, "Gert", "ggz").unwrap(), ShareOutcome::Done);
-    wim.edit(&jansen, |p| p.add_note(Compartment::Zorg, NoteKind::HomeVisit, "zorg: voor de opschaling")).unwrap();
+    wim.edit(&jansen, |p| p.add_note(Compartment::Zorg, NoteKind::HomeVisit, "zorg: voor de opschaling"))
+        .unwrap();
     wim.sync().unwrap();
 
     // Wim escalates to the Zorg- en Veiligheidshuis: Zoë and the PGA-expert join, and regie
@@ -98,7 +99,10 @@ fn the_seeds_case_regie_moves_to_the_veiligheidshuis_and_back_and_those_who_leav
     assert_eq!(membership.level, "zorg_en_veiligheidshuis");
     let step = membership.steps.last().unwrap();
     assert_eq!((step.act.as_str(), step.grondslag.as_deref()), ("escalate", Some("convenant")));
-    assert!(wim.read(&jansen).unwrap().escalations.iter().any(|s| s.id == step.step), "the reason is in the plan");
+    assert!(
+        wim.read(&jansen).unwrap().escalations.iter().any(|s| s.id == step.step),
+        "the reason is in the plan"
+    );
 
     zoe.sync().unwrap();
     // Piet was not offered regie: he cannot take it.
@@ -142,14 +146,18 @@ fn the_seeds_case_regie_moves_to_the_veiligheidshuis_and_back_and_those_who_leav
     wim.sync().unwrap();
     assert_eq!(wim.status().unwrap().pending_changes, 0, "nothing waits for an administrator");
     gert.sync().unwrap();
-    assert!(notes(&mut gert, &jansen).contains(&"zorg: na de afschaling".to_owned()), "the remaining reader reads on");
+    assert!(
+        notes(&mut gert, &jansen).contains(&"zorg: na de afschaling".to_owned()),
+        "the remaining reader reads on"
+    );
     let copy = net.path("server-copy.db");
     std::fs::copy(net.server.data.join("server.db"), &copy).unwrap();
     let _ = std::fs::copy(net.server.data.join("server.db-wal"), net.path("server-copy.db-wal"));
     let later: Vec<(u8, u32, Vec<u8>)> = server_bundles(&copy, &jansen)
         .into_iter()
         .filter(|(compartment, epoch, _)| {
-            (*compartment == Compartment::Zorg as u8 || *compartment == Compartment::Basis as u8) && *epoch >= 2
+            (*compartment == Compartment::Zorg as u8 || *compartment == Compartment::Basis as u8)
+                && *epoch >= 2
         })
         .collect();
     assert!(
@@ -280,8 +288,21 @@ fn the_command_line_escalates_hands_over_removes_and_shows_the_regisseur_by_name
     assert_eq!(show["membership"]["regisseur"]["name"], "Wim");
 
     wim.ok(&[
-        "plan", "escalate", &plan, "--level", "zorg_en_veiligheidshuis", "--reason", "Zorgen over veiligheid",
-        "--grondslag", "convenant", "--regie", "Zoë", "--add", "Zoë:zvh_procesregisseur", "--add", "Piet:pga_expert",
+        "plan",
+        "escalate",
+        &plan,
+        "--level",
+        "zorg_en_veiligheidshuis",
+        "--reason",
+        "Zorgen over veiligheid",
+        "--grondslag",
+        "convenant",
+        "--regie",
+        "Zoë",
+        "--add",
+        "Zoë:zvh_procesregisseur",
+        "--add",
+        "Piet:pga_expert",
     ]);
     zoe.ok(&["sync"]);
     zoe.ok(&["plan", "accept-regie", &plan]);
@@ -319,7 +340,8 @@ fn a_participant_the_server_adds_on_its_own_gets_no_key_from_any_device() {
     let mut gert = net.device("gert", "Gert");
     let mut sanne = net.device("sanne", "Sanne");
     let plan = wim.create_plan("Jansen").unwrap();
-    wim.edit(&plan, |p| p.add_note(Compartment::Basis, NoteKind::Note, "basis: alleen voor deelnemers")).unwrap();
+    wim.edit(&plan, |p| p.add_note(Compartment::Basis, NoteKind::Note, "basis: alleen voor deelnemers"))
+        .unwrap();
     wim.sync().unwrap();
     wim.add_participant(&plan, "Gert", "ggz").unwrap();
     sync_all(&mut [&mut wim, &mut gert]);
@@ -382,7 +404,10 @@ fn after_a_removal_nothing_new_goes_under_the_old_key_even_when_the_server_never
     assert!(report.refused.iter().any(|r| r.contains("no longer takes part")), "{:?}", report.refused);
     assert!(wim.status().unwrap().pending_changes > 0, "the note waits on the device, kept");
     let after = server_bundles(&net.server.data.join("server.db"), &plan);
-    assert!(!after.iter().skip(before).any(|(c, _, _)| *c == Compartment::Zorg as u8), "nothing under the old key");
+    assert!(
+        !after.iter().skip(before).any(|(c, _, _)| *c == Compartment::Zorg as u8),
+        "nothing under the old key"
+    );
     gert.sync().unwrap();
     assert!(!notes(&mut gert, &plan).contains(&"zorg: na het vertrek".to_owned()));
 }

@@ -5,7 +5,7 @@
 //! signs a removal or a handover after it (for a regisseur who is gone).
 
 use eenplan_protocol::api::{self, Assignment, RotationsQueued};
-use eenplan_protocol::membership::{Act, Entry, Roster, Signer, SignedEntry};
+use eenplan_protocol::membership::{Act, Entry, Roster, SignedEntry, Signer};
 use eenplan_protocol::sync::Blob;
 
 use super::{Session, with_rotation};
@@ -24,7 +24,8 @@ pub fn run(session: &mut Session, command: PlanCommand, json: bool) -> Result<Ou
 /// The plan's membership chain from the server, verified from its first entry; `None` for a
 /// plan without one.
 fn verified_chain(session: &Session, plan: &[u8; 16]) -> Result<Option<Roster>, AdminError> {
-    let entries: Vec<Blob> = session.client().get_cbor(&api::admin_membership_path(plan), 64 * 1024 * 1024)?;
+    let entries: Vec<Blob> =
+        session.client().get_cbor(&api::admin_membership_path(plan), 64 * 1024 * 1024)?;
     let root = session.keyring.root_public();
     let never = |_: &[u8; 16], _: i64| false;
     let mut roster: Option<Roster> = None;
@@ -43,7 +44,12 @@ fn verified_chain(session: &Session, plan: &[u8; 16]) -> Result<Option<Roster>, 
 
 /// Signs `act` after the verified chain and posts it; returns the documents waiting for a
 /// new key.
-fn post_act(session: &Session, plan: &[u8; 16], roster: &Roster, act: Act) -> Result<Option<u64>, AdminError> {
+fn post_act(
+    session: &Session,
+    plan: &[u8; 16],
+    roster: &Roster,
+    act: Act,
+) -> Result<Option<u64>, AdminError> {
     let signer = Signer::Admin(session.keyring.admin_certificate.to_bytes());
     let entry = Entry::next(roster, crate::client::now_ms()?, signer, act);
     let signed = entry.sign(&session.keyring.admin);
@@ -62,7 +68,12 @@ fn handover(session: &mut Session, args: &HandoverArgs, json: bool) -> Result<Ou
     Output::either(
         json,
         || serde_json::json!({ "plan": args.plan.to_string(), "offered_to": user.id, "user_name": user.name }),
-        || format!("regie of plan {} offered to {} (id {}); they hold it once they accept", args.plan, user.name, user.id),
+        || {
+            format!(
+                "regie of plan {} offered to {} (id {}); they hold it once they accept",
+                args.plan, user.name, user.id
+            )
+        },
     )
 }
 

@@ -31,7 +31,14 @@ pub fn run(data: &Path, command: PlanCommand) -> Result<Output, CliError> {
         }
         PlanCommand::Escalate(args) => {
             let id = find_plan(&device, &args.plan)?;
-            device.escalate_case(&id, args.level, &args.reason, args.grondslag, args.regie.as_deref(), &args.add)?;
+            device.escalate_case(
+                &id,
+                args.level,
+                &args.reason,
+                args.grondslag,
+                args.regie.as_deref(),
+                &args.add,
+            )?;
             Ok(act_outcome(device.sync_membership()?))
         }
         PlanCommand::Deescalate(args) => {

@@ -356,7 +356,11 @@ pub(super) fn put_membership(
     Ok(())
 }
 
-pub(super) fn membership(conn: &Connection, keys: &StoreKeys, plan: PlanId) -> Result<Option<Vec<u8>>, StoreError> {
+pub(super) fn membership(
+    conn: &Connection,
+    keys: &StoreKeys,
+    plan: PlanId,
+) -> Result<Option<Vec<u8>>, StoreError> {
     let plan_key = keys.plan_key(plan);
     let sealed: Option<Vec<u8>> = conn
         .query_row("SELECT sealed FROM membership WHERE plan_key = ?1", [&plan_key[..]], |row| row.get(0))

@@ -377,9 +377,10 @@ impl Device {
         };
         let then = rules.map(|r| (r.policy_version, r.made_at_ms));
         let levels = self.levels_of(plan, rules.map_or(0, |r| r.membership_seq))?;
-        let allowed = self.allowed_by(trust, judge, author, then, newest, &levels, |policy, role, level| {
-            policy.may_write_at(role, compartment as u8, level)
-        })?;
+        let allowed =
+            self.allowed_by(trust, judge, author, then, newest, &levels, |policy, role, level| {
+                policy.may_write_at(role, compartment as u8, level)
+            })?;
         Ok(allowed.is_some())
     }
 
@@ -397,7 +398,10 @@ impl Device {
         newest: &Policy,
     ) -> Result<Option<DeviceBody>, CoreError> {
         let then = Some((commitment.policy_version, commitment.made_at_ms));
-        let plan = commitment.document().map(|d| PlanId::from_bytes(d.plan)).map_err(|e| SyncError::Protocol(e.to_string()))?;
+        let plan = commitment
+            .document()
+            .map(|d| PlanId::from_bytes(d.plan))
+            .map_err(|e| SyncError::Protocol(e.to_string()))?;
         let levels = self.levels_of(plan, commitment.membership_seq)?;
         self.allowed_by(trust, judge, minter, then, newest, &levels, |policy, role, level| {
             policy.may_read_at(role, compartment, level)

@@ -10,8 +10,8 @@ use eenplan_protocol::epoch::{Minter, SignedCommitment};
 use eenplan_protocol::policy::{Policy, SignedPolicy};
 use eenplan_protocol::revocation::RevocationList;
 use eenplan_protocol::sync::{
-    RotationUpload,
     Blob, EnvelopeDelivery, EnvelopeUpload, Fixed, KeyRequest, MAX_REFUSED_ENVELOPES, RefusedEnvelope,
+    RotationUpload,
 };
 use eenplan_protocol::{DocumentId, envelope};
 
@@ -326,7 +326,9 @@ impl Device {
     ) -> Result<Option<RotationUpload>, CoreError> {
         let plan = PlanId::from_bytes(document.plan);
         let Some(roster) = self.roster(&plan)? else { return Ok(None) };
-        if epoch < 2 || !self.chain_allows_reader(&plan, own.user_id, &own.role, document.compartment, policy)? {
+        if epoch < 2
+            || !self.chain_allows_reader(&plan, own.user_id, &own.role, document.compartment, policy)?
+        {
             return Ok(None);
         }
         let _ = roster;
@@ -362,10 +364,15 @@ impl Device {
             return Err("the key names membership this device has not received".into());
         }
         let then = roster.state_at(claimed.membership_seq.max(1));
-        let reads = then
-            .participant(maker.user_id)
-            .is_some_and(|p| super::membership::reads(policy, &maker.role, document.compartment, &then.level) && p.user_id == maker.user_id);
-        if reads { Ok(()) } else { Err(format!("{} did not take part as a reader when the key was made", maker.user_name)) }
+        let reads = then.participant(maker.user_id).is_some_and(|p| {
+            super::membership::reads(policy, &maker.role, document.compartment, &then.level)
+                && p.user_id == maker.user_id
+        });
+        if reads {
+            Ok(())
+        } else {
+            Err(format!("{} did not take part as a reader when the key was made", maker.user_name))
+        }
     }
 
     /// Lays out a compartment's document after this device made its first key, so that its
@@ -428,10 +435,15 @@ impl Device {
         also: impl FnOnce(&mut crate::store::StoreWriter<'_>) -> Result<(), crate::store::StoreError>,
     ) -> Result<(), CoreError> {
         let mut plans: Vec<(PlanId, Vec<Compartment>)> = Vec::new();
-        for plan in self.store().list_plans()?.into_iter().filter_map(|entry| entry.ok().map(|header| header.plan)) {
+        for plan in
+            self.store().list_plans()?.into_iter().filter_map(|entry| entry.ok().map(|header| header.plan))
+        {
             // By the rules of the plan's escalation level.
             let level = self.plan_level(&plan)?;
-            let lost = Compartment::ALL.into_iter().filter(|c| !policy.may_read_at(role, *c as u8, &level)).collect();
+            let lost = Compartment::ALL
+                .into_iter()
+                .filter(|c| !policy.may_read_at(role, *c as u8, &level))
+                .collect();
             plans.push((plan, lost));
         }
         self.store_mut().write(|w| {

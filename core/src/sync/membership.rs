@@ -78,7 +78,9 @@ impl Device {
     /// The plan's escalation level by its chain (the base level without one): the sharing
     /// rules in force for it.
     pub(crate) fn plan_level(&self, plan: &PlanId) -> Result<String, CoreError> {
-        Ok(self.roster(plan)?.map_or_else(|| eenplan_protocol::policy::BASE_LEVEL.to_owned(), |r| r.state().level.clone()))
+        Ok(self
+            .roster(plan)?
+            .map_or_else(|| eenplan_protocol::policy::BASE_LEVEL.to_owned(), |r| r.state().level.clone()))
     }
 
     pub(crate) fn held_chain(&self, plan: &PlanId) -> Result<Option<HeldChain>, CoreError> {
@@ -134,10 +136,10 @@ impl Device {
             if broken.contains(&plan) {
                 continue;
             }
-            if !chains.contains_key(&plan) {
-                chains.insert(plan, self.held_chain(&plan)?);
-            }
-            let held = chains.get_mut(&plan).ok_or(CoreError::Inconsistent)?;
+            let held = match chains.entry(plan) {
+                std::collections::btree_map::Entry::Occupied(held) => held.into_mut(),
+                std::collections::btree_map::Entry::Vacant(slot) => slot.insert(self.held_chain(&plan)?),
+            };
             match extend(held, &entry, bytes, &server.root_public, &revoked) {
                 Ok(true) => {
                     if !changed.contains(&plan) {
@@ -172,7 +174,12 @@ impl Device {
 
     /// Keeps an entry this device signed and the server stored (204), so that the next act
     /// signs after it.
-    pub(super) fn keep_own_entry(&mut self, server: &ServerState, plan: PlanId, bytes: &[u8]) -> Result<(), CoreError> {
+    pub(super) fn keep_own_entry(
+        &mut self,
+        server: &ServerState,
+        plan: PlanId,
+        bytes: &[u8],
+    ) -> Result<(), CoreError> {
         let entry = SignedEntry::from_bytes(bytes).map_err(|e| SyncError::Protocol(e.to_string()))?;
         let mut held = self.held_chain(&plan)?;
         let revoked = self.held_revocations(server)?;
@@ -348,18 +355,30 @@ pub(super) fn carry_out(
 }
 
 /// The users an act adds, looked up (with their certificates) before it is signed.
-fn newcomers(transport: &Transport, token: &str, intent: &Intent) -> Result<Vec<(String, api::UserMatch)>, SyncError> {
+fn newcomers(
+    transport: &Transport,
+    token: &str,
+    intent: &Intent,
+) -> Result<Vec<(String, api::UserMatch)>, SyncError> {
     match intent {
         Intent::Escalate { add, .. } => add
             .iter()
-            .map(|named| Ok((named.clone(), super::shares::find_user(transport, token, name_and_role(named).0)?)))
+            .map(|named| {
+                Ok((named.clone(), super::shares::find_user(transport, token, name_and_role(named).0)?))
+            })
             .collect(),
         _ => Ok(Vec::new()),
     }
 }
 
 fn post_entry(transport: &Transport, token: &str, plan: PlanId, bytes: &[u8]) -> Result<(), SyncError> {
-    transport.post(&api::membership_path(plan.as_bytes()), Some(token), "application/cbor", bytes.to_vec(), 4096)?;
+    transport.post(
+        &api::membership_path(plan.as_bytes()),
+        Some(token),
+        "application/cbor",
+        bytes.to_vec(),
+        4096,
+    )?;
     Ok(())
 }
 
@@ -410,7 +429,13 @@ impl Device {
                         None => participant(roster, name)?,
                     }),
                 };
-                Act::Escalate(Escalation { level: level.clone(), grondslag: *grondslag, step: *step, add: chains, regie })
+                Act::Escalate(Escalation {
+                    level: level.clone(),
+                    grondslag: *grondslag,
+                    step: *step,
+                    add: chains,
+                    regie,
+                })
             }
         };
         let entry = Entry::next(roster, self.now_ms(), Signer::Device(self.own_chain()?), act);
@@ -429,14 +454,20 @@ impl Device {
 
     /// The signed entry that adds the user a lookup found, after the newest chain held; the
     /// user is named by one of their verified device certificates.
-    pub(super) fn sign_addition(&self, server: &ServerState, plan: PlanId, user: &api::UserMatch) -> Result<Option<Vec<u8>>, CoreError> {
+    pub(super) fn sign_addition(
+        &self,
+        server: &ServerState,
+        plan: PlanId,
+        user: &api::UserMatch,
+    ) -> Result<Option<Vec<u8>>, CoreError> {
         let held = self.held_chain(&plan)?.ok_or(SyncError::NoChainYet)?;
         if held.roster.state().participant(user.id).is_some() {
             return Ok(None);
         }
         let (chain, _) = chain_of(user, &server.root_public, self.now_ms())
             .ok_or_else(|| SyncError::NoApprovedDevice(user.name.clone()))?;
-        let entry = Entry::next(&held.roster, self.now_ms(), Signer::Device(self.own_chain()?), Act::Add(chain));
+        let entry =
+            Entry::next(&held.roster, self.now_ms(), Signer::Device(self.own_chain()?), Act::Add(chain));
         Ok(Some(entry.sign(self.identity().signing_key()).to_bytes()))
     }
 }
@@ -479,7 +510,6 @@ fn name_and_role(named: &str) -> (&str, Option<&str>) {
         _ => (named.trim(), None),
     }
 }
-
 
 /// Syncs after acts were queued: `Done` when the server took every queued act, `Queued` when
 /// it could not be reached; the server's or the chain's refusal as an error.

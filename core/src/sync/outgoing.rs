@@ -330,12 +330,15 @@ impl Device {
     /// membership position its current key was made at cannot read it now: then nothing new
     /// goes under that key, whatever the server says, and waits for the next epoch.
     fn epoch_outlived(&self, plan: PlanId, compartment: Compartment, epoch: u32) -> Result<bool, CoreError> {
-        let (Some(roster), Some(policy)) = (self.roster(&plan)?, self.stored_policy()?) else { return Ok(false) };
+        let (Some(roster), Some(policy)) = (self.roster(&plan)?, self.stored_policy()?) else {
+            return Ok(false);
+        };
         let made_at = match self.store().epoch_rules(plan, compartment, epoch)? {
             Some(bytes) => from_cbor::<super::authors::EpochRules>(&bytes, "epoch rules")?.membership_seq,
             None => 0,
         };
-        let reads = |role: &str, level: &str| super::membership::reads(&policy, role, compartment as u8, level);
+        let reads =
+            |role: &str, level: &str| super::membership::reads(&policy, role, compartment as u8, level);
         Ok(roster.lost_readers_since(made_at.max(1), &reads))
     }
 

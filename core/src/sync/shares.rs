@@ -57,7 +57,9 @@ impl Device {
         if let Some(roster) = self.roster(plan)?
             && Some(roster.state().regisseur) != self.own_user_id()?
         {
-            return Err(CoreError::NotAllowed("alleen de regisseur van dit plan kan deelnemers toevoegen".into()));
+            return Err(CoreError::NotAllowed(
+                "alleen de regisseur van dit plan kan deelnemers toevoegen".into(),
+            ));
         }
         let role = Role::from_str(role).map_err(PlanError::from)?;
         let user = user.trim();
@@ -229,9 +231,16 @@ fn carry_out_one(
     if !access.with(|device| device.store().is_registered(share.plan).map_err(CoreError::from))? {
         return Err(SyncError::NoChainYet.into());
     }
-    let body = serde_json::to_vec(&api::Assignment { user_id: user.id, role: share.role.as_str().to_owned() })
-        .map_err(|e| SyncError::Protocol(e.to_string()))?;
-    transport.post(&api::participants_path(share.plan.as_bytes()), Some(token), "application/json", body, 4096)?;
+    let body =
+        serde_json::to_vec(&api::Assignment { user_id: user.id, role: share.role.as_str().to_owned() })
+            .map_err(|e| SyncError::Protocol(e.to_string()))?;
+    transport.post(
+        &api::participants_path(share.plan.as_bytes()),
+        Some(token),
+        "application/json",
+        body,
+        4096,
+    )?;
     Ok(())
 }
 
@@ -242,7 +251,9 @@ pub(super) fn find_user(transport: &Transport, token: &str, user: &str) -> Resul
     let matches: Vec<api::UserMatch> = transport.post_json(api::PATH_USER_LOOKUP, Some(token), &lookup)?;
     match (matches.as_slice(), user.parse::<i64>()) {
         ([found], _) => Ok(found.clone()),
-        ([], Ok(id)) => Ok(api::UserMatch { id, name: String::new(), org: String::new(), devices: Vec::new() }),
+        ([], Ok(id)) => {
+            Ok(api::UserMatch { id, name: String::new(), org: String::new(), devices: Vec::new() })
+        }
         _ => Err(SyncError::Server {
             status: 404,
             code: api::ErrorCode::UnknownUser.as_str().to_owned(),

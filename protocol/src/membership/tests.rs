@@ -21,7 +21,11 @@ impl Network {
         let root = SigningKey::from_bytes(&[1; 32]);
         let admin = SigningKey::from_bytes(&[2; 32]);
         let admin_certificate = Certificate::sign_admin(
-            &AdminBody { admin_public: admin.verifying_key().to_bytes(), name: "beheer".into(), issued_at_ms: 0 },
+            &AdminBody {
+                admin_public: admin.verifying_key().to_bytes(),
+                name: "beheer".into(),
+                issued_at_ms: 0,
+            },
             &root,
         )
         .to_bytes();
@@ -80,12 +84,20 @@ fn the_creator_holds_regie_and_only_the_regisseur_adds_participants() {
     let school = network.person(5, 3, "Sara", "school");
     let mut roster = started(&network, &wim);
     assert_eq!(roster.state().regisseur, 1);
-    roster.apply(&entry(&roster, &wim, Act::Add(ggz.chain.clone())), &network.root(), &never_revoked).unwrap();
+    roster
+        .apply(&entry(&roster, &wim, Act::Add(ggz.chain.clone())), &network.root(), &never_revoked)
+        .unwrap();
     assert_eq!(roster.state().participant(2).unwrap().name, "Gert");
     let by_contributor = entry(&roster, &ggz, Act::Add(school.chain.clone()));
-    assert_eq!(roster.apply(&by_contributor, &network.root(), &never_revoked), Err(MembershipError::NotRegisseur));
+    assert_eq!(
+        roster.apply(&by_contributor, &network.root(), &never_revoked),
+        Err(MembershipError::NotRegisseur)
+    );
     let by_outsider = entry(&roster, &school, Act::Remove(2));
-    assert_eq!(roster.apply(&by_outsider, &network.root(), &never_revoked), Err(MembershipError::NotRegisseur));
+    assert_eq!(
+        roster.apply(&by_outsider, &network.root(), &never_revoked),
+        Err(MembershipError::NotRegisseur)
+    );
     assert_eq!(roster.seq(), 2);
 }
 
@@ -95,7 +107,9 @@ fn a_handover_moves_regie_only_when_the_named_participant_accepts() {
     let wim = network.person(3, 1, "Wim", "wijkteam");
     let zoe = network.person(4, 2, "Zoë", "zvh_procesregisseur");
     let mut roster = started(&network, &wim);
-    roster.apply(&entry(&roster, &wim, Act::Add(zoe.chain.clone())), &network.root(), &never_revoked).unwrap();
+    roster
+        .apply(&entry(&roster, &wim, Act::Add(zoe.chain.clone())), &network.root(), &never_revoked)
+        .unwrap();
     roster.apply(&entry(&roster, &wim, Act::Handover(2)), &network.root(), &never_revoked).unwrap();
     assert_eq!((roster.state().regisseur, roster.state().offered), (1, Some(2)));
     // Wim cannot accept on Zoë's behalf.
@@ -114,9 +128,12 @@ fn an_administrator_can_hand_over_regie_of_a_regisseur_who_is_gone() {
     let wim = network.person(3, 1, "Wim", "wijkteam");
     let ans = network.person(4, 2, "Ans", "wijkteam");
     let mut roster = started(&network, &wim);
-    roster.apply(&entry(&roster, &wim, Act::Add(ans.chain.clone())), &network.root(), &never_revoked).unwrap();
-    let by_admin = Entry::next(&roster, 100, Signer::Admin(network.admin_certificate.clone()), Act::Handover(2))
-        .sign(&network.admin);
+    roster
+        .apply(&entry(&roster, &wim, Act::Add(ans.chain.clone())), &network.root(), &never_revoked)
+        .unwrap();
+    let by_admin =
+        Entry::next(&roster, 100, Signer::Admin(network.admin_certificate.clone()), Act::Handover(2))
+            .sign(&network.admin);
     roster.apply(&by_admin, &network.root(), &never_revoked).unwrap();
     roster.apply(&entry(&roster, &ans, Act::Accept), &network.root(), &never_revoked).unwrap();
     assert_eq!(roster.state().regisseur, 2);
@@ -147,7 +164,8 @@ fn escalation_adds_participants_offers_regie_and_deescalation_hands_it_back() {
     assert_eq!(roster.state().regisseur, 2);
     let escalated = roster.seq();
     assert!(!roster.lost_readers_since(escalated, &reads_justitie));
-    let down = Act::Deescalate(Deescalation { level: "lokaal".into(), step: 43, regie: 1, remove: vec![2, 3] });
+    let down =
+        Act::Deescalate(Deescalation { level: "lokaal".into(), step: 43, regie: 1, remove: vec![2, 3] });
     roster.apply(&entry(&roster, &zoe, down), &network.root(), &never_revoked).unwrap();
     assert_eq!(roster.state().regisseur, 1);
     assert_eq!(roster.state().participants.keys().copied().collect::<Vec<_>>(), vec![1]);
@@ -184,13 +202,15 @@ fn entries_out_of_order_forked_forged_or_for_another_plan_are_refused() {
     let ans = network.person(4, 2, "Ans", "wijkteam");
     let mut roster = started(&network, &wim);
     let root = network.root();
-    let mut skipped = Entry::next(&roster, 100, Signer::Device(wim.chain.clone()), Act::Add(ans.chain.clone()));
+    let mut skipped =
+        Entry::next(&roster, 100, Signer::Device(wim.chain.clone()), Act::Add(ans.chain.clone()));
     skipped.seq = 3;
     assert_eq!(
         roster.apply(&skipped.sign(&wim.key), &root, &never_revoked),
         Err(MembershipError::OutOfOrder { held: 1, got: 3 })
     );
-    let mut forked = Entry::next(&roster, 100, Signer::Device(wim.chain.clone()), Act::Add(ans.chain.clone()));
+    let mut forked =
+        Entry::next(&roster, 100, Signer::Device(wim.chain.clone()), Act::Add(ans.chain.clone()));
     forked.prev = Fixed([5; 32]);
     assert_eq!(roster.apply(&forked.sign(&wim.key), &root, &never_revoked), Err(MembershipError::Fork(2)));
     let mut other = Entry::next(&roster, 100, Signer::Device(wim.chain.clone()), Act::Add(ans.chain.clone()));
@@ -198,7 +218,10 @@ fn entries_out_of_order_forked_forged_or_for_another_plan_are_refused() {
     assert_eq!(roster.apply(&other.sign(&wim.key), &root, &never_revoked), Err(MembershipError::OtherPlan));
     // Wim's certificate with Ans's key: the signature is not the certificate's.
     let impostor = Entry::next(&roster, 100, Signer::Device(wim.chain.clone()), Act::Add(ans.chain.clone()));
-    assert_eq!(roster.apply(&impostor.sign(&ans.key), &root, &never_revoked), Err(MembershipError::BadSignature));
+    assert_eq!(
+        roster.apply(&impostor.sign(&ans.key), &root, &never_revoked),
+        Err(MembershipError::BadSignature)
+    );
     assert_eq!(SignedEntry::from_bytes(b"garbage"), Err(MembershipError::Malformed));
     assert_eq!(SignedEntry::from_bytes(&vec![0; MAX_ENTRY_LEN + 1]), Err(MembershipError::Malformed));
     // A second create, a create in the middle, a revoked signer.
@@ -208,7 +231,10 @@ fn entries_out_of_order_forked_forged_or_for_another_plan_are_refused() {
     assert_eq!(roster.apply(&add, &root, &|_, _| true), Err(MembershipError::RevokedSigner));
     assert_eq!(roster.seq(), 1);
     roster.apply(&add, &root, &never_revoked).unwrap();
-    assert_eq!(roster.apply(&add, &root, &never_revoked), Err(MembershipError::OutOfOrder { held: 2, got: 2 }));
+    assert_eq!(
+        roster.apply(&add, &root, &never_revoked),
+        Err(MembershipError::OutOfOrder { held: 2, got: 2 })
+    );
 }
 
 #[test]

@@ -16,9 +16,9 @@ use eenplan_protocol::membership::MAX_ENTRY_LEN;
 use eenplan_protocol::sync::{self, Blob};
 use serde::Deserialize;
 
+use super::admin::AdminRequest;
 use super::device::DeviceSession;
 use super::{AppState, Body, blocking, parse_hex};
-use super::admin::AdminRequest;
 use crate::auth::now_ms;
 use crate::error::ApiError;
 
@@ -31,10 +31,9 @@ pub async fn append(
 ) -> Result<StatusCode, ApiError> {
     let plan: [u8; 16] = parse_hex(&plan, "the plan id")?;
     let device = session.device;
-    let pending = blocking(&state, move |state| {
-        crate::membership::append(state, &device, plan, &body.0, now_ms())
-    })
-    .await?;
+    let pending =
+        blocking(&state, move |state| crate::membership::append(state, &device, plan, &body.0, now_ms()))
+            .await?;
     tracing::info!(plan = %hex(&plan), pending, "membership entry appended");
     // The plan's readers learn of it at once (new participants get the plan's history).
     for compartment in 0..eenplan_protocol::DocumentId::COMPARTMENTS {

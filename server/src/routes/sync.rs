@@ -92,8 +92,9 @@ use crate::error::ApiError;
 use crate::group_commit::CommitError;
 use crate::metrics::Metrics;
 use crate::storage::{
-    CommitmentOutcome, CommitmentRecord, CompletedRotation, DeviceId, DeviceRecord, DeviceState, Envelope, EnvelopeOutcome,
-    EnvelopeRefusal, HistoryRequest, NewBundle, PlanId, PullRequest, PushOutcome, StorageError, UserId,
+    CommitmentOutcome, CommitmentRecord, CompletedRotation, DeviceId, DeviceRecord, DeviceState, Envelope,
+    EnvelopeOutcome, EnvelopeRefusal, HistoryRequest, NewBundle, PlanId, PullRequest, PushOutcome,
+    StorageError, UserId,
 };
 
 /// The most bundle bytes one pull returns; the device syncs again at once when more wait.
@@ -130,7 +131,8 @@ impl Access {
 
     /// By the rules of the plan's escalation level.
     fn may_write(&self, document: DocumentId) -> bool {
-        let level = self.plans.get(&document.plan).map_or(eenplan_protocol::policy::BASE_LEVEL, String::as_str);
+        let level =
+            self.plans.get(&document.plan).map_or(eenplan_protocol::policy::BASE_LEVEL, String::as_str);
         self.policy.as_ref().is_some_and(|p| p.may_write_at(&self.role, document.compartment, level))
     }
 }
@@ -269,7 +271,9 @@ fn register_plans(
 ) -> Result<(), ApiError> {
     let mut chartered = HashMap::new();
     for Blob(bytes) in charters {
-        if let Ok(entry) = eenplan_protocol::membership::SignedEntry::from_bytes(bytes).and_then(|e| e.claimed()) {
+        if let Ok(entry) =
+            eenplan_protocol::membership::SignedEntry::from_bytes(bytes).and_then(|e| e.claimed())
+        {
             chartered.insert(entry.plan.0, bytes.as_slice());
         }
     }
@@ -420,7 +424,12 @@ fn device_rotation(
         .into_iter()
         .filter(|e| e.document.0 == document.to_bytes() && e.epoch == commitment.epoch)
         .filter(|e| e.recipient.0 == ESCROW_RECIPIENT || e.recipient.0 == device.device_id.0)
-        .map(|e| Envelope { recipient: DeviceId(e.recipient.0), document, epoch: e.epoch, bytes: e.envelope.0 })
+        .map(|e| Envelope {
+            recipient: DeviceId(e.recipient.0),
+            document,
+            epoch: e.epoch,
+            bytes: e.envelope.0,
+        })
         .filter(|e| sealed_by(device, e))
         .collect();
     // Escrow always: an administrator can recover the plan whatever the device does next.

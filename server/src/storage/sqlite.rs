@@ -19,12 +19,12 @@ use eenplan_protocol::{BundleKind, DocumentId};
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
 
 use super::{
-    AdminRecord, CREATOR_PLAN_ROLE, CharteredPlan, CommitmentOutcome, CommitmentRecord, CompletedRotation, DeviceId,
-    DeviceRecord, DeviceState, DocStats, Envelope, EnvelopeOutcome, EnvelopeRefusal,
-    MAX_SNAPSHOT_REQUESTS_PER_DEVICE, MembershipPage, MembershipUpdate, NetworkRecord, NewBundle, NewDevice, Org, OrgId, Participant, PlanId,
-    PolicyRecord, PullBatch, PullRequest, PushOutcome, Reader, Result, Revocation, RevocationListRecord,
-    RotationTask, SNAPSHOT_REQUEST_TTL_MS, SessionRecorded, Storage, StorageError, User, UserId, WipeGuard,
-    pull,
+    AdminRecord, CREATOR_PLAN_ROLE, CharteredPlan, CommitmentOutcome, CommitmentRecord, CompletedRotation,
+    DeviceId, DeviceRecord, DeviceState, DocStats, Envelope, EnvelopeOutcome, EnvelopeRefusal,
+    MAX_SNAPSHOT_REQUESTS_PER_DEVICE, MembershipPage, MembershipUpdate, NetworkRecord, NewBundle, NewDevice,
+    Org, OrgId, Participant, PlanId, PolicyRecord, PullBatch, PullRequest, PushOutcome, Reader, Result,
+    Revocation, RevocationListRecord, RotationTask, SNAPSHOT_REQUEST_TTL_MS, SessionRecorded, Storage,
+    StorageError, User, UserId, WipeGuard, pull,
 };
 
 /// Read connections. Pulls are short read transactions; a few cover the bursts of a morning

@@ -318,8 +318,9 @@ pub(super) fn devices_in_state(conn: &Connection, state: DeviceState) -> Result<
 }
 
 pub(super) fn devices_of_user(conn: &Connection, user: UserId) -> Result<Vec<DeviceRecord>> {
-    let mut stmt =
-        conn.prepare_cached(&format!("{DEVICE_COLUMNS} WHERE d.user_id = ?1 ORDER BY d.created_at, d.device_id"))?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "{DEVICE_COLUMNS} WHERE d.user_id = ?1 ORDER BY d.created_at, d.device_id"
+    ))?;
     let rows = stmt.query_map([user.0], device_from)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -495,11 +496,10 @@ pub(super) fn roster(conn: &Connection, plan: &PlanId) -> Result<Option<(u32, Ve
         .optional()?
         .ok_or(StorageError::NotFound)?;
     let Some(roster) = roster else { return Ok(None) };
-    let seq: u32 = conn.query_row(
-        "SELECT COALESCE(MAX(seq), 0) FROM membership WHERE plan_id = ?1",
-        [plan],
-        |row| row.get(0),
-    )?;
+    let seq: u32 =
+        conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM membership WHERE plan_id = ?1", [plan], |row| {
+            row.get(0)
+        })?;
     Ok(Some((seq, roster)))
 }
 
@@ -516,7 +516,7 @@ pub(super) fn membership_after(
     conn: &Connection,
     user: UserId,
     after: u64,
-) -> Result<Vec<([u8; 16], u64, Vec<u8>)>> {
+) -> Result<Vec<super::super::PositionedEntry>> {
     let mut stmt = conn.prepare_cached(
         "SELECT m.plan_id, MAX(m.log_seq, p.granted_at_seq) AS position, m.signed
          FROM participants p
@@ -524,7 +524,8 @@ pub(super) fn membership_after(
          WHERE p.user_id = ?1 AND (m.log_seq > ?2 OR p.granted_at_seq > ?2)
          ORDER BY position, m.plan_id, m.seq",
     )?;
-    let rows = stmt.query_map(params![user.0, Int(after)], |row| Ok((row.get(0)?, uint(row, 1)?, row.get(2)?)))?;
+    let rows =
+        stmt.query_map(params![user.0, Int(after)], |row| Ok((row.get(0)?, uint(row, 1)?, row.get(2)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
