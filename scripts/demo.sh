@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job: the sync server on its embedded SQLite store, a demo network (an
-# administrator, three wijkteam workers, Rita the plan's regisseur), and a home visit played
-# through the real binaries: two devices edit offline, one edit conflicts, both sync, the
-# plans merge, and the regisseur lists the conflict; then a role change and a stolen phone.
+# administrator, three wijkteam workers, Rita the plan's regisseur, and the Zorg- en
+# Veiligheidshuis), and a home visit played through the real binaries: two devices edit
+# offline, one edit conflicts, both sync, the plans merge, and the regisseur lists the
+# conflict; the case is escalated to the Veiligheidshuis and handed back; then a role change
+# and a stolen phone.
 # The server keeps serving afterwards so you can connect your own `eenplan` device; Ctrl-C
 # stops it.
 #
@@ -41,6 +43,9 @@ EENPLAN_INIT_SECRET=$(cat "$work/server/init-secret") \
 "${admin[@]}" user add --org "Wijkteam Noord" --name "Rita" --role wijkteam >/dev/null
 "${admin[@]}" user add --org "Wijkteam Noord" --name "Wim" --role wijkteam >/dev/null
 "${admin[@]}" user add --org "Wijkteam Noord" --name "Wendy" --role wijkteam >/dev/null
+"${admin[@]}" org add "Zorg- en Veiligheidshuis Zaanstreek-Waterland"
+"${admin[@]}" user add --org "Zorg- en Veiligheidshuis Zaanstreek-Waterland" --name "Zoë" --role zvh_procesregisseur >/dev/null
+"${admin[@]}" user add --org "Zorg- en Veiligheidshuis Zaanstreek-Waterland" --name "Piet" --role pga_expert >/dev/null
 "${admin[@]}" user list
 
 enrol() { # name user
@@ -57,9 +62,13 @@ step "Three phones are enrolled and approved"
 enrol rita Rita
 enrol wim Wim
 enrol wendy Wendy
+enrol zoe "Zoë"
+enrol piet Piet
 rita=("$bin/eenplan" --data "$work/rita")
 wim=("$bin/eenplan" --data "$work/wim")
 wendy=("$bin/eenplan" --data "$work/wendy")
+zoe=("$bin/eenplan" --data "$work/zoe")
+piet=("$bin/eenplan" --data "$work/piet")
 "${rita[@]}" status
 
 step "Rita (regisseur) creates the Jansen family's plan and shares it with Wim and Wendy"
@@ -90,6 +99,34 @@ step "The regisseur sees the conflict"
 
 step "The merged plan on Rita's device"
 "${rita[@]}" plan show "$plan"
+
+step "Rita escalates the case to the Zorg- en Veiligheidshuis; Zoë accepts regie"
+# A signed step: the legal ground, who joins, and to whom regie is offered. Under the
+# policy's rules for this level, the procesregisseur and the PGA-expert read justitie too.
+"${rita[@]}" plan escalate "$plan" --level zorg_en_veiligheidshuis --grondslag convenant \
+  --reason "Zorgen over de veiligheid van de kinderen; meerdere partijen betrokken." \
+  --regie "Zoë" --add "Zoë:zvh_procesregisseur" --add "Piet:pga_expert"
+"${zoe[@]}" sync >/dev/null
+"${zoe[@]}" plan accept-regie "$plan"
+"${zoe[@]}" note add "$plan" --compartment justitie --text "Justitie: lopend onderzoek naar de vader." >/dev/null
+"${zoe[@]}" plan readers "$plan" --compartment justitie
+"${zoe[@]}" sync >/dev/null
+"${piet[@]}" sync >/dev/null
+"${rita[@]}" sync >/dev/null
+"${rita[@]}" plan show "$plan" | sed -n '1,6p'
+
+step "Afschaling: Zoë hands regie back to Rita; the Veiligheidshuis leaves the plan"
+# Zorg, veiligheid and basis move to new keys made by Rita's phone: no administrator.
+"${zoe[@]}" plan deescalate "$plan" --level lokaal --regie Rita
+"${rita[@]}" sync >/dev/null
+"${rita[@]}" note add "$plan" --compartment zorg --text "Zorg: na de afschaling, alleen het wijkteam." >/dev/null
+"${rita[@]}" sync >/dev/null
+"${zoe[@]}" sync >/dev/null
+if "${zoe[@]}" plan show "$plan" | grep -q "na de afschaling"; then
+  echo "error: Zoë's phone shows a note written after she left the plan" >&2
+  exit 1
+fi
+"${rita[@]}" plan show "$plan" | sed -n '1,6p'
 
 step "Wendy moves to GGZ work: the administrator changes her role"
 # GGZ reads basis and zorg, not veiligheid: her phone is re-certified, veiligheid moves to a
