@@ -171,6 +171,17 @@ fn the_seeds_case_regie_moves_to_the_veiligheidshuis_and_back_and_those_who_leav
             assert!(device.open_sealed_bundle(bytes).is_err(), "{name}'s keys opened {compartment}/{epoch}");
         }
     }
+    // A device that joins only now judges the Veiligheidshuis' writes by the rules of the
+    // level they were made at, and refuses none of them.
+    let mut laptop = net.device("wim-laptop", "Wim");
+    for _ in 0..2 {
+        let report = laptop.sync().unwrap();
+        assert!(report.refused.is_empty(), "{:?}", report.refused);
+        wim.sync().unwrap();
+    }
+    assert_eq!(laptop.read(&jansen).unwrap().escalations, wim.read(&jansen).unwrap().escalations);
+    assert!(notes(&mut laptop, &jansen).contains(&"zorg: na de afschaling".to_owned()));
+
     // And their devices get nothing new.
     zoe.sync().unwrap();
     piet.sync().unwrap();

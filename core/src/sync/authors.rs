@@ -376,11 +376,11 @@ impl Device {
             None => self.stored_epoch_rules(plan, compartment, epoch)?,
         };
         let then = rules.map(|r| (r.policy_version, r.made_at_ms));
-        let levels = self.levels_of(plan, rules.map_or(0, |r| r.membership_seq))?;
-        let allowed =
-            self.allowed_by(trust, judge, author, then, newest, &levels, |policy, role, level| {
-                policy.may_write_at(role, compartment as u8, level)
-            })?;
+        let levels =
+            self.levels_of(plan, rules.map_or((0, i64::MAX), |r| (r.membership_seq, r.made_at_ms)))?;
+        let allowed = self.allowed_by(trust, judge, author, then, newest, |policy, role| {
+            levels.iter().any(|level| policy.may_write_at(role, compartment as u8, level))
+        })?;
         Ok(allowed.is_some())
     }
 
@@ -402,21 +402,23 @@ impl Device {
             .document()
             .map(|d| PlanId::from_bytes(d.plan))
             .map_err(|e| SyncError::Protocol(e.to_string()))?;
-        let levels = self.levels_of(plan, commitment.membership_seq)?;
-        self.allowed_by(trust, judge, minter, then, newest, &levels, |policy, role, level| {
-            policy.may_read_at(role, compartment, level)
+        let levels = self.levels_of(plan, (commitment.membership_seq, commitment.made_at_ms))?;
+        self.allowed_by(trust, judge, minter, then, newest, |policy, role| {
+            levels.iter().any(|level| policy.may_read_at(role, compartment, level))
         })
     }
 
-    /// The plan's escalation level now, and at membership position `seq` (an epoch's rules;
-    /// now, when it names none): the sharing rules of each.
-    fn levels_of(&self, plan: PlanId, seq: u32) -> Result<(String, String), CoreError> {
+    /// Every escalation level the plan was at since an epoch was made (at membership position
+    /// `seq`, or, when its maker named none, at the position in force at `made_at_ms`): a
+    /// write in that epoch was made at one of them, and is judged by its rules. A device with
+    /// more of the chain judges by more levels, never fewer, so a write it took stays taken.
+    fn levels_of(&self, plan: PlanId, (seq, made_at_ms): (u32, i64)) -> Result<Vec<String>, CoreError> {
         Ok(match self.roster(&plan)? {
             Some(roster) => {
-                let then = if seq == 0 { roster.state().level.clone() } else { roster.state_at(seq).level };
-                (roster.state().level.clone(), then)
+                let seq = if seq == 0 { roster.seq_at_time(made_at_ms) } else { seq };
+                roster.levels_since(seq)
             }
-            None => (BASE_LEVEL.to_owned(), BASE_LEVEL.to_owned()),
+            None => vec![BASE_LEVEL.to_owned()],
         })
     }
 
@@ -425,7 +427,6 @@ impl Device {
     /// certificate in force at `then`'s time under `then`'s policy version (none named: 0).
     /// Certificates come from the cache first; if they say no, they are fetched once more
     /// (the device may have a new role since). Returns the device's current certificate.
-    #[allow(clippy::too_many_arguments)]
     fn allowed_by(
         &self,
         trust: Trust<'_>,
@@ -433,8 +434,7 @@ impl Device {
         device: &[u8; 16],
         then: Option<(u32, i64)>,
         newest: &Policy,
-        (level_now, level_then): &(String, String),
-        permits: impl Fn(&Policy, &str, &str) -> bool,
+        permits: impl Fn(&Policy, &str) -> bool,
     ) -> Result<Option<DeviceBody>, CoreError> {
         for fresh in [false, true] {
             if fresh && judge.certificates.contains_key(device) {
@@ -442,12 +442,12 @@ impl Device {
             }
             let bodies = self.author_certificates(trust, device, judge, fresh)?;
             let Some(current) = bodies.last() else { break };
-            if permits(newest, &current.role, level_now) {
+            if permits(newest, &current.role) {
                 return Ok(Some(current.clone()));
             }
             if let Some((version, at)) = then.filter(|(version, _)| *version > 0) {
                 let policy = self.policy_at(trust, version, newest, judge)?;
-                if in_force(&bodies, at).is_some_and(|body| permits(&policy, &body.role, level_then)) {
+                if in_force(&bodies, at).is_some_and(|body| permits(&policy, &body.role)) {
                     return Ok(Some(current.clone()));
                 }
             }

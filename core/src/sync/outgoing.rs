@@ -333,9 +333,17 @@ impl Device {
         let (Some(roster), Some(policy)) = (self.roster(&plan)?, self.stored_policy()?) else {
             return Ok(false);
         };
+        // The position the key was made at: named by its maker, or (an administrator's key)
+        // the one in force when it was made.
         let made_at = match self.store().epoch_rules(plan, compartment, epoch)? {
-            Some(bytes) => from_cbor::<super::authors::EpochRules>(&bytes, "epoch rules")?.membership_seq,
-            None => 0,
+            Some(bytes) => {
+                let rules = from_cbor::<super::authors::EpochRules>(&bytes, "epoch rules")?;
+                match rules.membership_seq {
+                    0 => roster.seq_at_time(rules.made_at_ms),
+                    seq => seq,
+                }
+            }
+            None => 1,
         };
         let reads =
             |role: &str, level: &str| super::membership::reads(&policy, role, compartment as u8, level);

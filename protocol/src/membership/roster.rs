@@ -311,6 +311,26 @@ impl Roster {
         state
     }
 
+    /// The chain's position at time `at_ms` by its entries' own times: for a key whose maker
+    /// named no position (an administrator's, or one made before the chain).
+    pub fn seq_at_time(&self, at_ms: i64) -> u32 {
+        self.steps.iter().take_while(|s| s.at_ms <= at_ms).last().map_or(1, |s| s.seq)
+    }
+
+    /// Every level the plan was at from entry `seq` on, the current one included: a write in
+    /// an epoch made at `seq` was made at one of them.
+    pub fn levels_since(&self, seq: u32) -> Vec<String> {
+        let mut state = self.state_at(seq);
+        let mut levels = vec![state.level.clone()];
+        for step in self.steps.iter().filter(|s| s.seq > seq.max(1)) {
+            fold(&mut state, &step.change);
+            if !levels.contains(&state.level) {
+                levels.push(state.level.clone());
+            }
+        }
+        levels
+    }
+
     /// Whether someone who could read (by `reads(role, level)`) at any state from entry `seq`
     /// on cannot read now: then a key made at `seq` must not carry new writes.
     pub fn lost_readers_since(&self, seq: u32, reads: &dyn Fn(&str, &str) -> bool) -> bool {

@@ -276,3 +276,25 @@ fn a_roster_survives_encoding_and_grondslag_codes_parse_back() {
     }
     assert_eq!(Grondslag::parse("wens"), None);
 }
+
+#[test]
+fn the_levels_since_a_position_and_the_position_at_a_time_follow_the_chain() {
+    let network = Network::new();
+    let wim = network.person(3, 1, "Wim", "wijkteam");
+    let zoe = network.person(4, 2, "Zoë", "zvh_procesregisseur");
+    let mut roster = started(&network, &wim);
+    let up = Act::Escalate(Escalation {
+        level: "zorg_en_veiligheidshuis".into(),
+        grondslag: Grondslag::Convenant,
+        step: 1,
+        add: vec![zoe.chain.clone()],
+        regie: None,
+    });
+    // Made at 100 (see `entry`); the charter at 10.
+    roster.apply(&entry(&roster, &wim, up), &network.root(), &never_revoked).unwrap();
+    let down = Act::Deescalate(Deescalation { level: "lokaal".into(), step: 2, regie: 1, remove: vec![2] });
+    roster.apply(&entry(&roster, &wim, down), &network.root(), &never_revoked).unwrap();
+    assert_eq!(roster.levels_since(1), ["regulier", "zorg_en_veiligheidshuis", "lokaal"]);
+    assert_eq!(roster.levels_since(3), ["lokaal"]);
+    assert_eq!((roster.seq_at_time(5), roster.seq_at_time(50), roster.seq_at_time(1_000)), (1, 1, 3));
+}
