@@ -347,6 +347,7 @@ impl Device {
     }
 
     /// Settles a conflict (named by [`Conflict::id`]) with one of its values or a new one.
+    /// The regisseur's task: another participant's device gets [`ApiError::Invalid`].
     pub fn settle_conflict(
         &self,
         plan: PlanId,
@@ -354,7 +355,7 @@ impl Device {
         resolution: Resolution,
     ) -> Result<(), ApiError> {
         let resolution = resolution.try_into()?;
-        self.with(|d| d.edit(&plan, |p| p.resolve_conflict(&conflict, resolution)))
+        self.with(|d| d.settle_conflict(&plan, &conflict, resolution))
     }
 
     pub fn set_family_name(&self, plan: PlanId, name: String) -> Result<(), ApiError> {
@@ -370,6 +371,19 @@ impl Device {
     /// [`Device::set_regisseur`] and [`Device::escalate`] name.
     pub fn add_participant(&self, plan: PlanId, participant: NewParticipant) -> Result<EntityId, ApiError> {
         self.with(|d| d.edit(&plan, |p| p.add_participant(participant)))
+    }
+
+    /// Copies a note into another compartment, to pass it to a partner whose role reads that
+    /// one; the copy shows where it came from ([`Note::copied_from`]). Show
+    /// [`Device::audience`] of `to` first.
+    pub fn copy_note(
+        &self,
+        plan: PlanId,
+        from: Compartment,
+        note: EntityId,
+        to: Compartment,
+    ) -> Result<EntityId, ApiError> {
+        self.with(|d| d.edit(&plan, |p| p.copy_note(from, note, to)))
     }
 
     /// Offers regie of the plan to a participant (by name, as the plan's membership lists

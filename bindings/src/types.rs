@@ -12,7 +12,8 @@ use eenplan_core::ids::{DeviceId, EntityId, PlanId};
 use eenplan_core::people::Person;
 use eenplan_core::plan::conflicts::{Conflict, ConflictValue, FieldValue};
 use eenplan_core::plan::view::{
-    Action, Agreement, EscalationStep, Goal, Member, Note, Participant, PlanView, SafetyItem, Score,
+    Action, Agreement, EscalationStep, Goal, Member, Note, NoteOrigin, Participant, PlanView, SafetyItem,
+    Score,
 };
 use eenplan_core::plan::{
     ActionStatus, Compartment, EscalationLevel, GoalStatus, NewAction, NewMember, NewParticipant, NoteKind,
@@ -510,6 +511,17 @@ pub struct Note {
     pub text: String,
     pub author: String,
     pub created_at_ms: i64,
+    /// For a copy: where the note came from ("kopie uit zorg, geschreven door …").
+    pub copied_from: Option<NoteOrigin>,
+}
+
+/// Where a copied note came from, as its copier recorded it.
+#[uniffi::remote(Record)]
+pub struct NoteOrigin {
+    pub compartment: String,
+    pub note: String,
+    pub author: String,
+    pub written_at_ms: i64,
 }
 
 #[uniffi::remote(Record)]

@@ -442,6 +442,23 @@ pub struct AgreementAddArgs {
 pub enum NoteCommand {
     /// Adds a note and prints the id.
     Add(NoteAddArgs),
+    /// Copies a note into another compartment (to pass it to a partner who reads that one),
+    /// with its origin shown; prints the copy's id and who can read it.
+    Copy(NoteCopyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NoteCopyArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    /// The note's id.
+    pub note: EntityId,
+    #[arg(long, value_parser = vocabulary::<Compartment>())]
+    pub from: Compartment,
+    #[arg(long, value_parser = vocabulary::<Compartment>())]
+    pub to: Compartment,
+    #[command(flatten)]
+    pub output: JsonFlag,
 }
 
 #[derive(Debug, Args)]

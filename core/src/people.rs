@@ -43,6 +43,7 @@ impl Device {
             .map(|n| n.author.as_str())
             .chain(view.agreements.iter().map(|a| a.author.as_str()))
             .chain(view.escalations.iter().map(|s| s.by.as_str()))
+            .chain(view.notes.iter().filter_map(|n| n.copied_from.as_ref().map(|o| o.author.as_str())))
             .collect();
         let mut people = Vec::new();
         for device in named {

@@ -183,6 +183,21 @@ impl Device {
         self.queue_intent(plan, Intent::Remove { user: user_id.to_string() })
     }
 
+    /// Settles a conflict: the regisseur's task (DESIGN §7). In a plan whose chain this
+    /// device holds, only the regisseur's device settles; before the first sync, the plan's
+    /// creator (who will hold regie) may. Others' devices see the conflict and leave it.
+    pub fn settle_conflict(
+        &mut self,
+        plan: &PlanId,
+        conflict: &str,
+        resolution: crate::plan::Resolution,
+    ) -> Result<(), CoreError> {
+        if self.roster(plan)?.is_some() {
+            self.roster_as_regisseur(plan)?;
+        }
+        self.edit(plan, |p| p.resolve_conflict(conflict, resolution))
+    }
+
     fn held_roster(&self, plan: &PlanId) -> Result<Roster, CoreError> {
         self.roster(plan)?.ok_or_else(|| {
             CoreError::NotAllowed(

@@ -84,6 +84,21 @@ fn a_wijkteam_home_visit_note_never_reaches_the_school_and_readers_names_exactly
     assert!(note_texts(&mut rita, &plan).contains(&text.to_owned()), "Rita, wijkteam too, reads zorg");
     assert!(!note_texts(&mut sanne, &plan).contains(&text.to_owned()), "the school never gets it");
     assert_eq!(sanne.keyed_compartments(&plan).unwrap(), vec![Compartment::Basis]);
+
+    // Wim passes the note on to veiligheid by copying it; the copy says where it came from.
+    let original = wim.read(&plan).unwrap().notes.into_iter().find(|n| n.text == text).unwrap();
+    let copy =
+        wim.edit(&plan, |p| p.copy_note(Compartment::Zorg, original.id, Compartment::Veiligheid)).unwrap();
+    wim.sync().unwrap();
+    rita.sync().unwrap();
+    let seen =
+        rita.read(&plan).unwrap().notes.into_iter().find(|n| n.id == copy).expect("Rita reads veiligheid");
+    let origin = seen.copied_from.expect("the copy names its origin");
+    assert_eq!((seen.compartment, seen.text.as_str()), (Compartment::Veiligheid, text));
+    assert_eq!((origin.compartment.as_str(), origin.note), ("zorg", original.id.to_string()));
+    assert_eq!((origin.author, origin.written_at_ms), (original.author, original.created_at_ms));
+    gert.sync().unwrap();
+    assert!(!gert.read(&plan).unwrap().notes.iter().any(|n| n.id == copy), "GGZ reads no veiligheid");
 }
 
 #[test]

@@ -115,6 +115,11 @@ fn the_seeds_case_regie_moves_to_the_veiligheidshuis_and_back_and_those_who_leav
     assert_eq!(wim.membership(&jansen).unwrap().unwrap().offered_to, None);
     // Wim contributes now; only Zoë adds participants.
     not_allowed(wim.add_participant(&jansen, "Sanne", "school"));
+    not_allowed(wim.settle_conflict(
+        &jansen,
+        "basis/family",
+        eenplan_core::plan::Resolution::Value("x".into()),
+    ));
 
     // Under the level's rules the PGA-expert reads zorg and justitie.
     zoe.edit(&jansen, |p| p.add_note(Compartment::Justitie, NoteKind::Note, "justitie: lopend onderzoek"))

@@ -28,7 +28,7 @@ pub fn resolve(device: &mut Device, args: ResolveArgs) -> Result<Output, CliErro
         (None, Some(value)) => Resolution::Value(value),
         (None, None) => return Err(CliError::usage("give --pick N or --value V")),
     };
-    device.edit(&plan, |p| p.resolve_conflict(&args.conflict, resolution)).map_err(|e| match e {
+    device.settle_conflict(&plan, &args.conflict, resolution).map_err(|e| match e {
         CoreError::Plan(PlanError::NoSuchConflictValue { conflict, index, count }) => {
             CliError::NoSuchPick { conflict, pick: index.saturating_add(1), count }
         }

@@ -8,8 +8,8 @@ use eenplan_core::plan::{
 
 use super::find_plan;
 use crate::args::{
-    ActionCommand, AgreementCommand, GoalCommand, MemberCommand, NoteCommand, ParticipantCommand,
-    SafetyCommand, ScoreCommand,
+    ActionCommand, AgreementCommand, GoalCommand, MemberCommand, NoteCommand, NoteCopyArgs,
+    ParticipantCommand, SafetyCommand, ScoreCommand,
 };
 use crate::error::CliError;
 use crate::output::{Output, audience_text};
@@ -100,7 +100,10 @@ pub fn agreement(device: &mut Device, command: AgreementCommand) -> Result<Outpu
 }
 
 pub fn note(device: &mut Device, command: NoteCommand) -> Result<Output, CliError> {
-    let NoteCommand::Add(args) = command;
+    let args = match command {
+        NoteCommand::Add(args) => args,
+        NoteCommand::Copy(args) => return copy_note(device, args),
+    };
     let plan = find_plan(device, &args.plan)?;
     let default = device.default_note_compartment()?;
     let compartment = args.compartment.unwrap_or(default);
@@ -121,6 +124,18 @@ pub fn note(device: &mut Device, command: NoteCommand) -> Result<Output, CliErro
         }));
     }
     Ok(Output::Noted { text: id.to_string(), notice: audience_text(compartment, &audience) })
+}
+
+fn copy_note(device: &mut Device, args: NoteCopyArgs) -> Result<Output, CliError> {
+    let plan = find_plan(device, &args.plan)?;
+    let id = device.edit(&plan, |p| p.copy_note(args.from, args.note, args.to))?;
+    let audience = device.audience(&plan, args.to)?;
+    if args.output.json {
+        return Output::json(
+            &serde_json::json!({ "id": id.to_string(), "compartment": args.to, "audience": audience }),
+        );
+    }
+    Ok(Output::Noted { text: id.to_string(), notice: audience_text(args.to, &audience) })
 }
 
 pub fn safety(device: &mut Device, command: SafetyCommand) -> Result<Output, CliError> {

@@ -235,6 +235,18 @@ fn notes(out: &mut Lines, view: &PlanView) {
                     n.text
                 ),
             );
+            if let Some(origin) = &n.copied_from {
+                out.line(
+                    6,
+                    format!(
+                        "(copy of {} note {} by {}, written {})",
+                        origin.compartment,
+                        origin.note,
+                        writer_name(view, &origin.author),
+                        iso_utc(origin.written_at_ms)
+                    ),
+                );
+            }
         }
     }
 }

@@ -504,6 +504,42 @@ impl Plan {
         })
     }
 
+    /// Copies a note into another compartment (to pass it to one partner, whose role reads
+    /// that one), with its origin: where it was, which note, who wrote it and when. The copy
+    /// is a new note of this device's; the original stays where it was.
+    pub fn copy_note(
+        &mut self,
+        from: Compartment,
+        note: EntityId,
+        to: Compartment,
+    ) -> Result<EntityId, PlanError> {
+        if from == to {
+            return Err(ValidationError::InvalidValue {
+                field: "compartment",
+                value: to.as_str().to_owned(),
+                allowed: "another compartment than the note's own".into(),
+            }
+            .into());
+        }
+        let view = self.view()?;
+        let original = view
+            .notes
+            .into_iter()
+            .find(|n| n.id == note && n.compartment == from)
+            .ok_or(ValidationError::UnknownNote(note, from))?;
+        let author = self.author().to_string();
+        self.add_entity(to, read::NOTES, "copy note", |tx, obj, _| {
+            tx.put(obj, "kind", original.kind.as_str())?;
+            put_text(tx, obj, "text", &original.text)?;
+            tx.put(obj, "author", author)?;
+            tx.put(obj, "copied_from_compartment", from.as_str())?;
+            tx.put(obj, "copied_from_note", note.to_string())?;
+            tx.put(obj, "copied_from_author", original.author.as_str())?;
+            tx.put(obj, "copied_from_at", ScalarValue::Timestamp(original.created_at_ms))?;
+            Ok(())
+        })
+    }
+
     /// Types into a note: deletes `delete` characters at `position` (Unicode code points) and
     /// inserts `insert` there. Concurrent typing by others merges.
     pub fn edit_note_text(

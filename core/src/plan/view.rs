@@ -126,6 +126,20 @@ pub struct Note {
     /// ignored: any writer could put another device's id there.
     pub author: String,
     pub created_at_ms: i64,
+    /// For a note copied from another compartment: where it came from. What the copier
+    /// says; the copier is `author`.
+    #[serde(default)]
+    pub copied_from: Option<NoteOrigin>,
+}
+
+/// Where a copied note came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoteOrigin {
+    pub compartment: String,
+    pub note: String,
+    /// The device that wrote the original (hex), as the copier recorded it.
+    pub author: String,
+    pub written_at_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -403,6 +417,15 @@ fn notes(r: &Reader<'_>) -> Result<Vec<Note>, PlanError> {
             text: r.text(&obj, "text")?,
             author: read::creator(&obj),
             created_at_ms: created(r, &obj)?,
+            copied_from: match r.string(&obj, "copied_from_compartment")? {
+                Some(compartment) => Some(NoteOrigin {
+                    compartment,
+                    note: r.string(&obj, "copied_from_note")?.unwrap_or_default(),
+                    author: r.string(&obj, "copied_from_author")?.unwrap_or_default(),
+                    written_at_ms: r.int(&obj, "copied_from_at")?.unwrap_or(0),
+                }),
+                None => None,
+            },
         });
     }
     Ok(out)
