@@ -1,11 +1,17 @@
-//! What the benchmark binaries (`sync_bench`, `revoke_bench`, `phone_bench`) share: the
-//! command line, running the measures asked for, scratch space, the machine's core count,
-//! adding up sync reports, medians and how figures print.
+//! What the benchmark binaries (`sync_bench`, `revoke_bench`, `phone_bench`, `regie_bench`)
+//! share: the command line, running the measures asked for, scratch space, the machine's core
+//! count, syncing until caught up and adding up sync reports, a byte-counting relay in front
+//! of the server, medians and how figures print.
 
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use eenplan_core::sync::SyncReport;
+use eenplan_core::sync::{SyncError, SyncReport};
+use eenplan_core::{CoreError, Device};
 use eenplan_protocol::policy::{COMPARTMENTS, DEFAULT_POLICY_TOML};
 
 /// The command line every benchmark takes: `--quick`, `--only a,b`, numbers as `--NAME N`,
@@ -99,6 +105,78 @@ pub fn add_report(total: &mut SyncReport, report: &SyncReport) {
     total.refused.extend(report.refused.iter().cloned());
     total.bytes_up += report.bytes_up;
     total.bytes_down += report.bytes_down;
+}
+
+/// Syncs until the server has nothing more (a long pull may need more rounds than one
+/// `sync()` allows); the reports of all calls, summed, and the number of calls.
+pub fn sync_fully(device: &mut Device) -> (SyncReport, usize) {
+    let mut total = SyncReport::default();
+    for calls in 1..=64 {
+        match device.sync() {
+            Ok(report) => {
+                add_report(&mut total, &report);
+                return (total, calls);
+            }
+            Err(CoreError::Sync(SyncError::TooManyRounds(rounds))) => total.rounds += rounds,
+            Err(e) => panic!("sync: {e}"),
+        }
+    }
+    panic!("the device never caught up")
+}
+
+/// A TCP relay on loopback in front of the server that counts the bytes through it in each
+/// direction: what the admin CLI sends and receives, HTTP headers included.
+#[derive(Debug)]
+pub struct Relay {
+    pub url: String,
+    up: Arc<AtomicU64>,
+    down: Arc<AtomicU64>,
+}
+
+impl Relay {
+    pub fn start(upstream: String) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port for the relay");
+        let url = format!("http://{}", listener.local_addr().expect("the relay's address"));
+        let up = Arc::new(AtomicU64::new(0));
+        let down = Arc::new(AtomicU64::new(0));
+        let (u, d) = (Arc::clone(&up), Arc::clone(&down));
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(&upstream) else { continue };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone()) else { continue };
+                pipe(client, server, Arc::clone(&u));
+                pipe(server2, client2, Arc::clone(&d));
+            }
+        });
+        Relay { url, up, down }
+    }
+
+    /// (bytes up, bytes down) so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.up.load(Ordering::SeqCst), self.down.load(Ordering::SeqCst))
+    }
+}
+
+/// Copies `from` to `to` on a thread of its own, counting each chunk before it is passed on
+/// (so a count read after the peer saw the bytes includes them).
+fn pipe(mut from: TcpStream, mut to: TcpStream, counter: Arc<AtomicU64>) {
+    std::thread::spawn(move || {
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            match from.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    counter.fetch_add(n as u64, Ordering::SeqCst);
+                    if to.write_all(&buffer[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = to.shutdown(Shutdown::Write);
+    });
 }
 
 /// The median (the upper one of an even count); the machines are noisy, means mislead.

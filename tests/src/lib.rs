@@ -16,7 +16,7 @@ pub fn edit_marker(i: u64) -> String {
 }
 
 // Benchmark helpers: a failed step must stop the run loudly.
-#[allow(clippy::expect_used)]
+#[allow(clippy::expect_used, clippy::panic)]
 pub mod bench;
 
 // Test harness: a failed step must stop the test loudly, so panicking is the point here.

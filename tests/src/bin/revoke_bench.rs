@@ -34,17 +34,16 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use eenplan_core::plan::{Compartment, NoteKind};
-use eenplan_core::sync::{SyncError, SyncReport};
-use eenplan_core::{CoreError, Device, PlanId};
+use eenplan_core::{Device, PlanId};
 use eenplan_protocol::bundle::DocumentId;
 use eenplan_protocol::envelope;
-use eenplan_tests::bench::{Args, add_report, bytes, cores, median, policy_where_reading_all, scratch, secs};
+use eenplan_tests::bench::{
+    Args, Relay, bytes, cores, median, policy_where_reading_all, scratch, secs, sync_fully,
+};
 use eenplan_tests::network::{Admin, Server, device_keystore};
 
 const ORG: &str = "Wijkteam Noord";
@@ -118,77 +117,6 @@ fn metrics(server: &Server) -> HashMap<String, f64> {
 fn since(after: &HashMap<String, f64>, before: &HashMap<String, f64>, name: &str) -> u64 {
     let get = |m: &HashMap<String, f64>| m.get(name).copied().unwrap_or(0.0);
     (get(after) - get(before)).max(0.0) as u64
-}
-
-/// A TCP relay on loopback in front of the server that counts the bytes through it in each
-/// direction: what the admin CLI sends and receives, HTTP headers included.
-struct Relay {
-    url: String,
-    up: Arc<AtomicU64>,
-    down: Arc<AtomicU64>,
-}
-
-impl Relay {
-    fn start(upstream: String) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port for the relay");
-        let url = format!("http://{}", listener.local_addr().expect("the relay's address"));
-        let up = Arc::new(AtomicU64::new(0));
-        let down = Arc::new(AtomicU64::new(0));
-        let (u, d) = (Arc::clone(&up), Arc::clone(&down));
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let Ok(server) = TcpStream::connect(&upstream) else { continue };
-                let _ = client.set_nodelay(true);
-                let _ = server.set_nodelay(true);
-                let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone()) else { continue };
-                pipe(client, server, Arc::clone(&u));
-                pipe(server2, client2, Arc::clone(&d));
-            }
-        });
-        Relay { url, up, down }
-    }
-
-    /// (bytes up, bytes down) so far.
-    fn counts(&self) -> (u64, u64) {
-        (self.up.load(Ordering::SeqCst), self.down.load(Ordering::SeqCst))
-    }
-}
-
-/// Copies `from` to `to` on a thread of its own, counting each chunk before it is passed on
-/// (so a count read after the peer saw the bytes includes them).
-fn pipe(mut from: TcpStream, mut to: TcpStream, counter: Arc<AtomicU64>) {
-    std::thread::spawn(move || {
-        let mut buffer = vec![0u8; 64 * 1024];
-        loop {
-            match from.read(&mut buffer) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    counter.fetch_add(n as u64, Ordering::SeqCst);
-                    if to.write_all(&buffer[..n]).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-        let _ = to.shutdown(Shutdown::Write);
-    });
-}
-
-/// Syncs until the server has nothing more (a long pull may need more rounds than one
-/// `sync()` allows); the reports of all calls, summed, and the number of calls.
-fn sync_fully(device: &mut Device) -> (SyncReport, usize) {
-    let mut total = SyncReport::default();
-    for calls in 1..=64 {
-        match device.sync() {
-            Ok(report) => {
-                add_report(&mut total, &report);
-                return (total, calls);
-            }
-            Err(CoreError::Sync(SyncError::TooManyRounds(rounds))) => total.rounds += rounds,
-            Err(e) => panic!("sync: {e}"),
-        }
-    }
-    panic!("the device never caught up")
 }
 
 /// Whether `device` holds the key of every compartment of every plan.
