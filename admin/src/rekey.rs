@@ -242,8 +242,14 @@ fn verify_recipient(
         return Err(RekeyError::RecipientIdMismatch { device, certified: api::hex(&body.device_id) });
     }
     // The server's list is its word; the certified role under the root-signed policy is what
-    // decides who may hold this compartment's key.
-    if !authority.policy.may_read(&body.role, document.compartment) {
+    // decides who may hold this compartment's key. The plan's escalation level is in its
+    // membership chain, which this loop does not fetch: a role that reads the compartment at
+    // some level may hold it (participation is the server's word here, as it always was for
+    // the administrator's re-key; devices check both against the chain).
+    let reads_at_some_level = eenplan_protocol::policy::LEVELS
+        .iter()
+        .any(|level| authority.policy.may_read_at(&body.role, document.compartment, level));
+    if !reads_at_some_level {
         return Err(RekeyError::RecipientMayNotRead {
             device,
             role: body.role,
