@@ -8,10 +8,11 @@
 #                                                  on the still running server until you close them
 #
 # It starts eenplan-server on a free loopback port in a temporary directory, sets up the network
-# with eenplan-admin (root, an organisation, two wijkteam workers, one of them the plan's regisseur, one enrolment
-# code each), lets each phone claim its code (`--enrol`), approves both, runs the app's
-# `--script`, and finally revokes the worker's phone and checks that it wipes itself
-# (`--after-revocation`). Everything is removed on exit.
+# with eenplan-admin (root; a wijkteam with two workers, one of them the plan's regisseur; the
+# Zorg- en Veiligheidshuis with a procesregisseur and a PGA-expert; one enrolment code each),
+# lets each phone claim its code (`--enrol`), approves all four, runs the app's `--script`, and
+# finally revokes the worker's phone and checks that it wipes itself (`--after-revocation`).
+# Everything is removed on exit.
 #
 # Without the variables below it builds what it needs: scripts/bindings.sh (cargo build
 # --workspace, Kotlin bindings into target/bindings/kotlin) and kotlinc (installed by
@@ -105,27 +106,41 @@ echo "   $url"
 export EENPLAN_ADMIN_PASSPHRASE="${EENPLAN_ADMIN_PASSPHRASE:-mobile demo: blauwe tram naar huis}"
 admin() { EENPLAN_SERVER="$url" "$EENPLAN_ADMIN_BIN" --data "$work/admin" "$@"; }
 org="Wijkteam Noord"
-echo "== the administrator sets up the network: $org, Rita and Wim (wijkteam; Rita is the plan's regisseur)"
+zvh="Zorg- en Veiligheidshuis Zaanstreek-Waterland"
+echo "== the administrator sets up the network: $org (Rita, the plan's regisseur, and Wim), $zvh (Zoë, procesregisseur; Piet, PGA-expert)"
 # A fresh server is claimed with the one-time secret it wrote to its data directory.
 EENPLAN_INIT_SECRET=$(cat "$work/server/init-secret") admin init --server "$url" --name "Beheer Regio Midden" >/dev/null
 admin org add "$org" --lease-hours 72 >/dev/null
+admin org add "$zvh" --lease-hours 72 >/dev/null
 admin user add --org "$org" --name Rita --role wijkteam >/dev/null
 admin user add --org "$org" --name Wim --role wijkteam >/dev/null
+admin user add --org "$zvh" --name Zoë --role zvh_procesregisseur >/dev/null
+admin user add --org "$zvh" --name Piet --role pga_expert >/dev/null
 
 rita="$work/phones/rita"
 wim="$work/phones/wim"
+zoe="$work/phones/zoe"
+piet="$work/phones/piet"
 echo "== each phone claims its one-time enrolment code; the administrator approves"
+# (A participant is named by an approved device's certificate: Zoë and Piet can be added at
+# the escalation only once a device of theirs is approved.)
 rita_code="$(admin device enrol --user Rita)"
 wim_code="$(admin device enrol --user Wim)"
+zoe_code="$(admin device enrol --user Zoë)"
+piet_code="$(admin device enrol --user Piet)"
 app --enrol --phone "Rita=$rita" --server "$url" --code "$rita_code"
 wim_out="$(app --enrol --phone "Wim=$wim" --server "$url" --code "$wim_code")"
 echo "$wim_out"
 wim_device="$(sed -n 's/^device-id //p' <<<"$wim_out")"
-admin device approve --code "$rita_code" >/dev/null
-admin device approve --code "$wim_code" >/dev/null
+app --enrol --phone "Zoe=$zoe" --server "$url" --code "$zoe_code"
+app --enrol --phone "Piet=$piet" --server "$url" --code "$piet_code"
+for code in "$rita_code" "$wim_code" "$zoe_code" "$piet_code"; do
+    admin device approve --code "$code" >/dev/null
+done
 
-# Rita first: the script's first phone holds regie of the plan it draws up.
-phones=(--phone "Rita=$rita" --phone "Wim=$wim")
+# Rita first: the script's first phone holds regie of the plan it draws up; the third is
+# offered regie at the escalation, the fourth joins it.
+phones=(--phone "Rita=$rita" --phone "Wim=$wim" --phone "Zoe=$zoe" --phone "Piet=$piet")
 if [[ -n "$screenshot" ]]; then
     app --script "${phones[@]}" --screenshot "$screenshot"
 else

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Takes mobile-demo/screenshot.png: the headless home visit (run-script.sh) with both phones
 # shown on a virtual X display (Xvfb) and pictured by the app itself at the moments that
-# matter (the worker offline with pending changes, the note editor, the regisseur's
-# conflicts). Installs xvfb and xauth once (apt; needs root or sudo).
+# matter (the worker offline with pending changes, the regisseur's conflicts, the plan with
+# regie offered at the escalation, the Zorg- en Veiligheidshuis' regie screen after accepting). Installs xvfb and xauth once (apt; needs root or sudo).
 #
 #   mobile-demo/screenshot.sh [FILE]        default FILE: mobile-demo/screenshot.png
 set -euo pipefail
@@ -24,6 +24,6 @@ if ((${#missing[@]})); then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
-# A screen large enough for two 390×844 phone windows side by side.
-xvfb-run --auto-servernum --server-args="-screen 0 1280x960x24" "$demo/run-script.sh" --screenshot "$out"
+# A screen large enough for four 390×844 phone windows side by side.
+xvfb-run --auto-servernum --server-args="-screen 0 1640x960x24" "$demo/run-script.sh" --screenshot "$out"
 echo "screenshot: $out"

@@ -5,7 +5,8 @@
 //! and the admin binary. The Kotlin bindings are generated in-process (uniffi library mode, as
 //! `stories.rs` does) into `target/<profile>/mobile-demo/kotlin`; the driver compiles them and
 //! the app with kotlinc into `target/<profile>/mobile-demo/build` (kept while neither changes),
-//! then enrols two phones, plays the visit, revokes one phone and checks that it wiped itself.
+//! then enrols four phones, plays the visit and the escalation (regie offered to the Zorg- en
+//! Veiligheidshuis and accepted on its phone), revokes one phone and checks that it wiped itself.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Read;
@@ -74,7 +75,7 @@ fn the_mobile_demo_plays_a_home_visit_headless_through_its_view_models() {
     };
     let status = status.expect("wait for the driver");
     assert!(status.success(), "the mobile demo failed ({status}):\n--- stdout\n{out}\n--- stderr\n{err}");
-    for expected in ["home visit complete", "state: WIPED", "mobile demo: passed"] {
+    for expected in ["home visit complete", "regie complete", "state: WIPED", "mobile demo: passed"] {
         assert!(out.contains(expected), "the demo's output lacks {expected:?}:\n{out}");
     }
     eprintln!("the mobile demo: passed in {:.1} s", started.elapsed().as_secs_f64());

@@ -18,10 +18,12 @@ const val USAGE = """eenplan mobile demo (Kotlin on the JVM, through the uniffi 
 
   --window  --phone NAME=DIR [--phone NAME=DIR]        one phone window (390×844) per device
   --enrol   --phone NAME=DIR --server URL --code CODE  claim an enrolment code (headless)
-  --script  --phone NAME=DIR --phone NAME=DIR [--screenshot FILE]
+  --script  --phone NAME=DIR (four times) [--screenshot FILE]
             play a home visit headless: the first phone's user is the plan's regisseur, the
-            other a worker; with --screenshot (needs a display, e.g. xvfb-run) the phones are shown
-            and pictured at the offline and conflict moments
+            second a worker, the third the Zorg- en Veiligheidshuis' procesregisseur (offered
+            regie at the escalation), the fourth a PGA-expert; with --screenshot (needs a
+            display, e.g. xvfb-run) the phones are shown and pictured at the offline, conflict
+            and regie moments
   --after-revocation --phone NAME=DIR                  sync once and expect the revoked/wiped state
 
 A device's data key is wrapped with a passphrase (EENPLAN_DEMO_PASSPHRASE, default
@@ -96,10 +98,10 @@ private fun enrol(args: Args): Int = openPhones(args).single().use { phone ->
 
 private fun script(args: Args): Int {
     val phones = openPhones(args)
-    if (phones.size != 2) usage("--script needs two --phone")
+    if (phones.size != 4) usage("--script needs four --phone: the regisseur, a worker, the Zorg- en Veiligheidshuis' procesregisseur, a PGA-expert")
     val screenshot = args.options["--screenshot"]
     val windows = if (screenshot == null) emptyMap() else {
-        val map = phones.withIndex().associate { (i, p) -> p to PhoneWindow(p, x = 40 + i * 420) }
+        val map = phones.withIndex().associate { (i, p) -> p to PhoneWindow(p, x = 20 + i * 400) }
         SwingUtilities.invokeAndWait { map.values.forEach { it.frame.isVisible = true } }
         map
     }
@@ -108,14 +110,14 @@ private fun script(args: Args): Int {
         val capture: (suspend (PhoneApp, String, HomeVisitScript.Moment) -> Unit)? = if (screenshot == null) null else { phone, plan, moment ->
             val window = windows.getValue(phone)
             val route = when (moment) {
-                HomeVisitScript.Moment.PLAN_OFFLINE -> Route.Plan(plan)
-                HomeVisitScript.Moment.NOTE_OFFLINE -> Route.Note(plan, phone.plan(plan).state.value.notes.first().id)
+                HomeVisitScript.Moment.PLAN_OFFLINE, HomeVisitScript.Moment.REGIE_OFFERED -> Route.Plan(plan)
                 HomeVisitScript.Moment.CONFLICTS -> Route.Conflicts(plan)
+                HomeVisitScript.Moment.REGIE_ACCEPTED -> Route.Regie(plan)
             }
             window.open(route)
             // The screen asked its view model to load; wait for that before painting.
             when (route) {
-                is Route.Plan -> phone.plan(plan).load().join()
+                is Route.Plan, is Route.Regie, is Route.Family -> phone.plan(plan).load().join()
                 is Route.Note -> phone.noteEditor(plan).open(route.noteId!!).join()
                 is Route.Conflicts -> phone.conflicts(plan).load().join()
                 Route.Plans -> {}
@@ -123,8 +125,9 @@ private fun script(args: Args): Int {
             phone.device.refresh().join()
             val caption = when (moment) {
                 HomeVisitScript.Moment.PLAN_OFFLINE -> "${phone.name}: offline, plan bewerkt"
-                HomeVisitScript.Moment.NOTE_OFFLINE -> "${phone.name}: huisbezoek-notitie (offline)"
                 HomeVisitScript.Moment.CONFLICTS -> "${phone.name} (regisseur): conflicten na de sync"
+                HomeVisitScript.Moment.REGIE_OFFERED -> "${phone.name}: opgeschaald, regie aangeboden"
+                HomeVisitScript.Moment.REGIE_ACCEPTED -> "${phone.name}: regie aanvaard"
             }
             shots += caption to window.capture()
             println("   [screenshot] $caption")

@@ -4,8 +4,11 @@ import java.awt.image.BufferedImage
 import nl.eenplan.ActionStatus
 import nl.eenplan.Compartment
 import nl.eenplan.Enrolment
+import nl.eenplan.EscalationLevel
 import nl.eenplan.GoalStatus
+import nl.eenplan.Grondslag
 import nl.eenplan.Role
+import nl.eenplan.ShareOutcome
 import nl.eenplan.demo.PhoneApp
 import nl.eenplan.demo.viewmodel.Connectivity
 import nl.eenplan.demo.viewmodel.PlanUiState
@@ -33,7 +36,7 @@ class HomeVisitScript(
     phones: List<PhoneApp>,
     private val capture: (suspend (PhoneApp, String, Moment) -> Unit)? = null,
 ) {
-    enum class Moment { PLAN_OFFLINE, NOTE_OFFLINE, CONFLICTS }
+    enum class Moment { PLAN_OFFLINE, CONFLICTS, REGIE_OFFERED, REGIE_ACCEPTED }
 
     private val all = phones
     private var stepNo = 0
@@ -113,7 +116,6 @@ class HomeVisitScript(
         expect(pending > 0) { "the offline edits are not pending" }
         say(wim, "offline indicator: ${pending} pending change(s); sync while offline says: ${wim.device.state.value.message}")
         capture?.invoke(wim, planId, Moment.PLAN_OFFLINE)
-        capture?.invoke(wim, planId, Moment.NOTE_OFFLINE)
 
         step("Meanwhile ${rita.name}, online at the office, edits the same plan (and the same due date)")
         plan.setActionStatus(coach, ActionStatus.IN_PROGRESS).await().orFail { failed("action status") }
@@ -166,6 +168,115 @@ class HomeVisitScript(
         }
         printPlan(wim, wimPlan.state.value)
         println("\nhome visit complete: offline edits merged both ways, conflict settled by the regisseur")
+
+        regie(rita, wim, planId, money, home)
+    }
+
+    /**
+     * The family, the safety plan and regie: the regisseur adds a family member, today's ZRM
+     * score, a safety item and an action with a due date; escalates to the Zorg- en
+     * Veiligheidshuis with its procesregisseur and a PGA-expert added and regie offered to
+     * the procesregisseur, who accepts on her own phone; the former regisseur is then refused
+     * what only the regisseur may do; the procesregisseur de-escalates and regie goes back.
+     */
+    private suspend fun regie(rita: PhoneApp, wim: PhoneApp, planId: String, money: String, home: String) {
+        val zoe = all.getOrNull(2).orFail { "a third phone (the Zorg- en Veiligheidshuis' procesregisseur) is needed" }
+        val piet = all.getOrNull(3).orFail { "a fourth phone (the PGA-expert) is needed" }
+        val plan = rita.plan(planId)
+        fun failed(what: String) = "$what: ${plan.state.value.message}"
+
+        step("${rita.name} adds the mother, today's ZRM score, a safety item and an action with a due date")
+        val sanne = plan.addMember("Sanne Jansen", "moeder", "1991-03-08", true).await().orFail { failed("member") }
+        plan.addMember("Daan Jansen", "zoon", "2018-05-20", false).await().orFail { failed("member") }
+        val today = java.time.LocalDate.now().toString()
+        plan.setScore(sanne, "financiën", 2).await().orFail { failed("score") }
+        plan.setScore(sanne, "huiselijke relaties", 3).await().orFail { failed("score") }
+        val danger = "Spanning in huis loopt op als er aanmaningen komen; Daan is dan bang."
+        plan.addSafetyItem(danger, "Sanne belt bij oplopende spanning de wijkcoach; de kinderen kunnen naar oma.").await()
+            .orFail { failed("safety item") }
+        val signalling = plan.addAction(home, "Signaleringsplan opstellen met Sanne", "Wijkteam Noord", "2026-12-01").await()
+            .orFail { failed("action") }
+        plan.setActionDue(signalling, "2026-11-24").await().orFail { failed("due") }
+        plan.load().join()
+        var s = plan.state.value
+        val mother = s.members.firstOrNull { it.id == sanne }.orFail { "no member: ${s.members}" }
+        expect(mother.scores.any { it.date == today && it.domain == "financiën" && it.score == 2L }) { "scores: ${mother.scores}" }
+        expect(s.safetyItems.singleOrNull()?.danger == danger) { "safety plan: ${s.safetyItems}" }
+        val due = s.goals.flatMap { it.actions }.firstOrNull { it.id == signalling }?.due
+        expect(due == "2026-11-24") { "the action's due date: $due" }
+        say(rita, "gezinsleden: " + s.members.joinToString { "${it.name} (${it.relation})" })
+        say(rita, "ZRM $today: " + mother.scores.filter { it.date == today }.joinToString { "${it.domain} ${it.score}" })
+        say(rita, "veiligheidsplan: \"${s.safetyItems.single().danger}\" → \"${s.safetyItems.single().goal}\"")
+        say(rita, "actie \"Signaleringsplan opstellen met Sanne\" vóór $due; ${s.goals.first { it.id == money }.actions.size} actie(s) bij financiën")
+
+        val zoeUser = zoe.device.state.value
+        val pietUser = piet.device.state.value
+        val zoeName = zoeUser.user.orFail { "the procesregisseur's phone has no user" }
+        val pietName = pietUser.user.orFail { "the PGA-expert's phone has no user" }
+        val add = listOf("$zoeName:${zoeUser.role}", "$pietName:${pietUser.role}")
+        step("${rita.name} escalates to the Zorg- en Veiligheidshuis (convenant), adds ${add.joinToString(" and ")}, offers regie to $zoeName")
+        expect(s.isRegisseur) { "${rita.name} is not the regisseur: ${s.membership}" }
+        val escalated = plan.escalate(
+            EscalationLevel.ZORG_EN_VEILIGHEIDSHUIS,
+            Grondslag.CONVENANT,
+            "Zorgen over de veiligheid van Daan en Lotte; meerdere partijen betrokken",
+            add,
+            zoeName,
+        ).await()
+        expect(escalated == ShareOutcome.DONE) { failed("escalate ($escalated)") }
+        s = plan.state.value
+        val offered = s.membership.orFail { "no membership after escalating" }
+        expect(offered.regisseur.name == rita.device.state.value.user && offered.offeredTo?.name == zoeName) { "after escalating: $offered" }
+        expect(offered.level == "zorg_en_veiligheidshuis") { "level ${offered.level}" }
+        expect(offered.participants.map { it.name }.containsAll(listOf(zoeName, pietName))) { "participants: ${offered.participants}" }
+        say(rita, "${s.notice}; regisseur ${offered.regisseur.name}, regie aangeboden aan ${offered.offeredTo?.name} (nog niet aanvaard)")
+        say(rita, "deelnemers: " + offered.participants.joinToString { "${it.name} (${it.organisation}, ${it.roleLabel})" })
+        capture?.invoke(rita, planId, Moment.REGIE_OFFERED)
+
+        step("$zoeName's phone syncs: the plan arrives with regie offered to her; she accepts")
+        zoe.device.sync().join()
+        zoe.planList.load().join()
+        expect(zoe.planList.state.value.plans.any { it.id == planId }) { "the plan did not reach $zoeName: ${zoe.planList.state.value}" }
+        val zoePlan = zoe.plan(planId)
+        zoePlan.load().join()
+        expect(zoePlan.state.value.offeredToMe && !zoePlan.state.value.isRegisseur) { "at $zoeName: ${zoePlan.state.value.membership}" }
+        val accepted = zoePlan.acceptRegie().await()
+        expect(accepted == ShareOutcome.DONE) { "accept: $accepted ${zoePlan.state.value.message}" }
+        val after = zoePlan.state.value
+        expect(after.isRegisseur && after.membership?.offeredTo == null) { "after accepting: ${after.membership}" }
+        say(zoe, "${after.notice}; regisseur ${after.membership?.regisseur?.name}")
+
+        step("${rita.name} and $pietName sync: $zoeName holds regie; ${rita.name} may no longer hand it over")
+        rita.device.sync().join()
+        plan.load().join()
+        s = plan.state.value
+        expect(s.membership?.regisseur?.name == zoeName && s.membership?.offeredTo == null && !s.isRegisseur) { "at ${rita.name}: ${s.membership}" }
+        val refused = plan.handOverRegie(wim.device.state.value.user ?: "Wim").await()
+        val why = plan.state.value.message.orEmpty()
+        expect(refused == null && "regisseur" in why) { "a former regisseur's handover: $refused, $why" }
+        say(rita, "regisseur now ${s.membership?.regisseur?.name}; handing over again is refused: \"$why\"")
+        piet.device.sync().join()
+        val pietPlan = piet.plan(planId)
+        pietPlan.load().join()
+        expect(pietPlan.state.value.membership?.regisseur?.name == zoeName) { "at $pietName: ${pietPlan.state.value.membership}" }
+        say(piet, "the plan arrived; participant as ${pietUser.role}; regisseur ${pietPlan.state.value.membership?.regisseur?.name}")
+        for (step in after.membership?.steps.orEmpty()) say(zoe, "  verloop: ${step.text} (${step.by})")
+        capture?.invoke(zoe, planId, Moment.REGIE_ACCEPTED)
+
+        val ritaName = rita.device.state.value.user.orFail { "the regisseur's phone has no user" }
+        step("$zoeName de-escalates to lokaal: regie goes back to $ritaName at once, $zoeName and $pietName leave")
+        val back = zoePlan.deescalate(EscalationLevel.LOKAAL, ritaName, "Veiligheid is op orde; het wijkteam houdt de regie").await()
+        expect(back == ShareOutcome.DONE) { "de-escalate: $back ${zoePlan.state.value.message}" }
+        say(zoe, zoePlan.state.value.notice ?: "")
+        rita.device.sync().join()
+        plan.load().join()
+        s = plan.state.value
+        val local = s.membership.orFail { "no membership at ${rita.name}" }
+        expect(local.regisseur.name == ritaName && local.level == "lokaal" && s.isRegisseur) { "after de-escalating: $local" }
+        expect(local.participants.none { it.name == zoeName || it.name == pietName }) { "still in the plan: ${local.participants}" }
+        say(rita, "regisseur ${local.regisseur.name}, niveau ${local.level}; deelnemers: " + local.participants.joinToString { it.name })
+        wim.device.sync().join()
+        println("\nregie complete: escalated to the Zorg- en Veiligheidshuis, regie accepted by $zoeName on her own phone and handed back")
     }
 
     private fun printPlan(phone: PhoneApp, s: PlanUiState) {
@@ -182,7 +293,7 @@ class HomeVisitScript(
     }
 }
 
-/** Three phone pictures side by side, with a caption above each. */
+/** Phone pictures side by side, with a caption above each. */
 fun composeScreenshot(shots: List<Pair<String, BufferedImage>>): BufferedImage {
     val gap = 28
     val caption = 44

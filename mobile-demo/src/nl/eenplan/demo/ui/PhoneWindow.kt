@@ -90,6 +90,8 @@ class PhoneWindow(private val app: PhoneApp, x: Int = 40) {
                     route.noteId?.let { app.noteEditor(route.planId).open(it) }
                 }
                 is Route.Conflicts -> ConflictsScreen(app.conflicts(route.planId)).also { app.conflicts(route.planId).load() }
+                is Route.Regie -> RegieScreen(app.plan(route.planId)).also { app.plan(route.planId).load() }
+                is Route.Family -> FamilyScreen(app.plan(route.planId)).also { app.plan(route.planId).load() }
             }
         }
         current = screen

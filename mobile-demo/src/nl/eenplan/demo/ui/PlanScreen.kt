@@ -12,10 +12,13 @@ import nl.eenplan.demo.viewmodel.PlanUiState
 import nl.eenplan.demo.viewmodel.PlanViewModel
 
 /**
- * One family plan: goals per life domain with their actions, the agreements, the home-visit
- * notes. A conflicts entry appears when fields were set concurrently. Regie is a function per
- * plan, not a certified role, so the entry is not gated on the phone's role; the regisseur
- * (whom the plan names) is the one expected to settle them.
+ * One family plan: its participants (the regisseur marked, a warm handover shown, "Regie
+ * aanvaarden" for the one offered it), goals per life domain with their actions (tap an action
+ * for its due date; "Actie toevoegen"), the agreements, the home-visit notes. "Deelnemers en
+ * regie" and "Gezin en veiligheid" open the screens for the rest. A conflicts entry appears
+ * when fields were set concurrently. Regie is a function per plan, not a certified role, so
+ * the entry is not gated on the phone's role; the regisseur (whom the plan names) is the one
+ * expected to settle them.
  */
 class PlanScreen(
     private val vm: PlanViewModel,
@@ -27,6 +30,11 @@ class PlanScreen(
     private val domainPicker = JComboBox<String>().apply { font = Theme.font(13f) }
     private val goalTitle = JTextField().apply { font = Theme.font(13f) }
     private val agreement = JTextField().apply { font = Theme.font(13f) }
+    /** (goal id, title) for "Actie toevoegen". */
+    private val goalPicker = picker(emptyList<Pair<String, String>>()) { it.second }
+    private val actionTitle = field()
+    private val actionOwner = field()
+    private val actionDue = field()
     override val component: JComponent = JPanel(BorderLayout()).apply {
         background = Theme.background
         add(scroll(content), BorderLayout.CENTER)
@@ -43,6 +51,13 @@ class PlanScreen(
         if (state.conflicts > 0) {
             content.add(button("Conflicten beslechten (${state.conflicts})", primary = true) { navigator.open(Route.Conflicts(state.planId)) })
         }
+        content.add(participantsCard(state, vm, manage = false))
+        outcomeLines(state).forEach { content.add(it) }
+        content.add(JPanel(java.awt.GridLayout(1, 2, 6, 0)).apply {
+            isOpaque = false
+            add(compact(button("Deelnemers en regie") { navigator.open(Route.Regie(state.planId)) }))
+            add(compact(button("Gezin en veiligheid") { navigator.open(Route.Family(state.planId)) }))
+        })
 
         content.add(sectionTitle("Doelen per leefgebied"))
         for (section in state.domains) {
@@ -58,7 +73,9 @@ class PlanScreen(
                     rows += JPanel(BorderLayout(6, 0)).apply {
                         isOpaque = false
                         border = BorderFactory.createEmptyBorder(2, 12, 0, 0)
-                        add(text("▸ ${action.title}\n${action.owner}$due", 12.5f, color = Theme.text, width = 185), BorderLayout.CENTER)
+                        add(dueOn(text("▸ ${action.title}\n${action.owner}$due", 12.5f, color = Theme.text, width = 185), action.due) {
+                            vm.setActionDue(action.id, it)
+                        }, BorderLayout.CENTER)
                         add(row(menuOn(statusChip(action.status), ActionStatus.entries) { vm.setActionStatus(action.id, it) }), BorderLayout.EAST)
                     }
                 }
@@ -66,6 +83,28 @@ class PlanScreen(
             content.add(card(*rows.toTypedArray()))
         }
         if (state.loaded && state.domains.isEmpty()) content.add(card(text("Nog geen doelen.", color = Theme.muted)))
+
+        if (state.goals.isNotEmpty()) {
+            content.add(sectionTitle("Actie toevoegen"))
+            goalPicker.setChoices(state.goals.map { it.id to it.title })
+            if (actionOwner.text.isEmpty()) actionOwner.text = state.myOrganisation.orEmpty()
+            content.add(card(
+                labelled("Bij doel", goalPicker),
+                labelled("Wat", actionTitle),
+                labelled("Wie (organisatie)", actionOwner),
+                labelled("Vóór (JJJJ-MM-DD, mag leeg)", actionDue),
+                row(button("Actie toevoegen", primary = true) {
+                    @Suppress("UNCHECKED_CAST")
+                    val goal = goalPicker.selectedItem as Pair<String, String>?
+                    val title = actionTitle.text.trim()
+                    val owner = actionOwner.text.trim()
+                    if (goal != null && title.isNotEmpty() && owner.isNotEmpty()) {
+                        vm.addAction(goal.first, title, owner, actionDue.text.trim().ifEmpty { null })
+                        actionTitle.text = ""; actionDue.text = ""
+                    }
+                }),
+            ))
+        }
 
         content.add(sectionTitle("Huisbezoeken en notities"))
         for (note in state.notes) {
@@ -108,6 +147,29 @@ class PlanScreen(
         content.revalidate()
         content.repaint()
     }
+}
+
+/** A button for half the width of the screen. */
+private fun compact(b: javax.swing.JButton) = b.apply {
+    font = Theme.font(12f, bold = true)
+    border = RoundBorder(Theme.line, 10, java.awt.Insets(6, 4, 6, 4))
+}
+
+/**
+ * Tapping an action's text asks for its due date (YYYY-MM-DD; empty clears it) and hands it to
+ * [onDue]: the screen forwards, the core checks the date.
+ */
+private fun dueOn(label: JComponent, due: String?, onDue: (String?) -> Unit): JComponent {
+    label.cursor = java.awt.Cursor.getPredefinedCursor(java.awt.Cursor.HAND_CURSOR)
+    label.toolTipText = "Datum wijzigen"
+    label.addMouseListener(object : java.awt.event.MouseAdapter() {
+        override fun mouseClicked(e: java.awt.event.MouseEvent) {
+            val typed = javax.swing.JOptionPane.showInputDialog(label, "Vóór welke datum? (JJJJ-MM-DD; leeg: geen datum)", due ?: "")
+                ?: return
+            onDue(typed.trim().ifEmpty { null })
+        }
+    })
+    return label
 }
 
 /** Tapping [chip] opens a menu of [choices]; the pick goes to [onPick]. */

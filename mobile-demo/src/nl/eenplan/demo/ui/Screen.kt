@@ -11,6 +11,10 @@ sealed interface Route {
     data class Plan(val planId: String) : Route
     data class Note(val planId: String, val noteId: String?) : Route
     data class Conflicts(val planId: String) : Route
+    /** Participants and regie: add, remove, hand over, accept, escalate, de-escalate, the history. */
+    data class Regie(val planId: String) : Route
+    /** The family: members, ZRM scores, the safety plan. */
+    data class Family(val planId: String) : Route
 }
 
 /** The back stack; the window shows its top. */

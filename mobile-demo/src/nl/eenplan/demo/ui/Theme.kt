@@ -187,3 +187,33 @@ fun formatTime(ms: Long?): String = ms?.let {
     java.time.format.DateTimeFormatter.ofPattern("d MMM HH:mm", java.util.Locale.forLanguageTag("nl"))
         .format(java.time.Instant.ofEpochMilli(it).atZone(java.time.ZoneId.systemDefault()))
 } ?: ""
+
+/** A text field in the theme's type. */
+fun field(initial: String = ""): javax.swing.JTextField = javax.swing.JTextField(initial).apply { font = Theme.font(13f) }
+
+/** A small label above [input]: a phone form's field. */
+fun labelled(label: String, input: JComponent): JComponent = column(text(label, 11.5f, bold = true, color = Theme.muted), input, gap = 2)
+
+/** A picker of [choices] shown with [label] (a Dutch word, not the enum's name). */
+fun <T> picker(choices: List<T>, label: (T) -> String): javax.swing.JComboBox<T> {
+    val model = javax.swing.DefaultComboBoxModel<T>()
+    choices.forEach { model.addElement(it) }
+    return javax.swing.JComboBox(model).apply {
+        font = Theme.font(13f)
+        renderer = javax.swing.DefaultListCellRenderer().let { base ->
+            javax.swing.ListCellRenderer<T> { list, value, index, selected, focus ->
+                base.getListCellRendererComponent(list, value?.let(label) ?: "", index, selected, focus)
+            }
+        }
+    }
+}
+
+/** The items of [box] become [choices], only when they differ (so a pick survives a re-render). */
+fun <T> javax.swing.JComboBox<T>.setChoices(choices: List<T>) {
+    val current = (0 until itemCount).map { getItemAt(it) }
+    if (current == choices) return
+    val selected = selectedItem
+    removeAllItems()
+    choices.forEach { addItem(it) }
+    if (selected != null && choices.any { it == selected }) selectedItem = selected
+}

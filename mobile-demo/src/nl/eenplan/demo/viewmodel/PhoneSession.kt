@@ -103,6 +103,11 @@ class PhoneSession(val name: String, val device: Device) : DeviceListener, AutoC
         }
     }
 
+    /** Re-reads the pending-changes count (after a call the bindings made on a thread of their own). */
+    suspend fun refreshPendingChanges() {
+        call { }
+    }
+
     /** Lets the lock state follow what the core said. */
     fun noteLock(e: ApiException) {
         when (e) {

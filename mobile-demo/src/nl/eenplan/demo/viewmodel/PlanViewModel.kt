@@ -11,11 +11,17 @@ import kotlinx.coroutines.launch
 import nl.eenplan.ActionStatus
 import nl.eenplan.ApiException
 import nl.eenplan.Device
+import nl.eenplan.EscalationLevel
 import nl.eenplan.GoalStatus
+import nl.eenplan.Grondslag
+import nl.eenplan.Membership
 import nl.eenplan.NewAction
+import nl.eenplan.NewMember
 import nl.eenplan.NewParticipant
+import nl.eenplan.PlanParticipant
 import nl.eenplan.PlanView
 import nl.eenplan.Role
+import nl.eenplan.ShareOutcome
 
 data class ActionRow(val id: String, val title: String, val owner: String, val due: String?, val status: String)
 
@@ -23,6 +29,42 @@ data class GoalRow(val id: String, val title: String, val status: String, val ac
 
 /** One life domain (leefgebied) with the plan's goals in it. */
 data class DomainSection(val domain: String, val goals: List<GoalRow>)
+
+/** A family member (gezinslid) with their ZRM scores, newest date first. */
+data class MemberRow(
+    val id: String,
+    val name: String,
+    val relation: String,
+    val birthDate: String?,
+    val parentalAuthority: Boolean,
+    val scores: List<ScoreRow>,
+)
+
+data class ScoreRow(val domain: String, val date: String, val score: Long)
+
+/** A line of the safety plan: the danger and the safety goal that answers it. */
+data class SafetyRow(val id: String, val danger: String, val goal: String, val createdAtMs: Long)
+
+/** A participant as their certificate names them (the signed membership, not the plan's own list). */
+data class ParticipantRow(val userId: Long, val name: String, val organisation: String, val role: String) {
+    /** The role in words ("zvh procesregisseur"). */
+    val roleLabel: String get() = role.replace('_', ' ')
+}
+
+/** One step of the membership chain: the core's Dutch sentence, who signed it, when. */
+data class StepRow(val seq: Int, val text: String, val by: String, val atMs: Long, val act: String)
+
+/** Who takes part and who holds regie, from the plan's signed membership chain. */
+data class MembershipUi(
+    val regisseur: ParticipantRow,
+    /** A warm handover: offered, not accepted yet; both are shown until then. */
+    val offeredTo: ParticipantRow?,
+    /** The level's code (regulier, lokaal, zorg_en_veiligheidshuis). */
+    val level: String,
+    val participants: List<ParticipantRow>,
+    /** Oldest first. */
+    val steps: List<StepRow>,
+)
 
 data class TextRow(val id: String, val text: String, val author: String, val createdAtMs: Long, val kind: String = "")
 
@@ -37,9 +79,58 @@ data class PlanUiState(
     val agreements: List<TextRow> = emptyList(),
     val notes: List<TextRow> = emptyList(),
     val conflicts: Int = 0,
+    /** The family members with their ZRM scores. */
+    val members: List<MemberRow> = emptyList(),
+    /** The safety plan (veiligheidsplan). */
+    val safetyItems: List<SafetyRow> = emptyList(),
+    /** Null until the first sync after the plan was made (the chain comes from the server). */
+    val membership: MembershipUi? = null,
+    /** This phone's user, as its certificate names them. */
+    val me: String? = null,
+    /** This phone's organisation (the default owner of a new action). */
+    val myOrganisation: String? = null,
+    /** A membership act on its way to the server. */
+    val busy: Boolean = false,
     val loaded: Boolean = false,
+    /** What went wrong, in words (shown in red). */
     val message: String? = null,
-)
+    /** What happened, in words ("wacht op verbinding" for an act queued offline). */
+    val notice: String? = null,
+) {
+    /** Only the regisseur adds, removes, hands over, escalates and de-escalates. */
+    val isRegisseur: Boolean get() = me != null && membership?.regisseur?.name == me
+    /** Regie was offered to this phone's user: they may accept it. */
+    val offeredToMe: Boolean get() = me != null && membership?.offeredTo?.name == me
+    /** Every goal, for the "new action" picker. */
+    val goals: List<GoalRow> get() = domains.flatMap { it.goals }
+}
+
+/** An escalation level in words. */
+fun levelLabel(level: String): String = when (level) {
+    "regulier" -> "regulier"
+    "lokaal" -> "lokaal"
+    "zorg_en_veiligheidshuis" -> "Zorg- en Veiligheidshuis"
+    else -> level.replace('_', ' ')
+}
+
+fun EscalationLevel.label(): String = levelLabel(name.lowercase())
+
+/** The legal ground (grondslag) in words. */
+fun Grondslag.label(): String = when (this) {
+    Grondslag.CONVENANT -> "convenant"
+    Grondslag.TOESTEMMING -> "toestemming"
+    Grondslag.MELDCODE -> "meldcode"
+    Grondslag.WETTELIJKE_TAAK -> "wettelijke taak"
+}
+
+/** A professional role in words. */
+fun Role.label(): String = name.lowercase().replace('_', ' ')
+
+/** What a membership act that went to the server says once it is done or queued. */
+fun ShareOutcome.words(done: String): String = when (this) {
+    ShareOutcome.DONE -> done
+    ShareOutcome.QUEUED -> "$done: wacht op verbinding (gaat mee met de volgende sync)"
+}
 
 /**
  * One family plan: goals per life domain with their actions, agreements and notes. Every
@@ -55,8 +146,10 @@ class PlanViewModel(session: PhoneSession, val planId: String) : ViewModel(sessi
     }
 
     fun load(): Job = viewModelScope.launch {
-        session.call { device -> device.readPlan(planId) to device.conflicts(planId).size }
-            .onSuccess { (view, conflicts) -> _state.update { it.from(view, conflicts) } }
+        session.call { device -> Triple(device.readPlan(planId), device.conflicts(planId).size, device.status()) }
+            .onSuccess { (view, conflicts, status) ->
+                _state.update { it.from(view, conflicts).copy(me = status.user, myOrganisation = status.organisation) }
+            }
             .onFailure { e -> if (e !is ApiException.LeaseExpired) _state.update { it.copy(message = e.forPeople()) } }
     }
 
@@ -79,24 +172,84 @@ class PlanViewModel(session: PhoneSession, val planId: String) : ViewModel(sessi
         it.addParticipant(planId, NewParticipant(name = name, organisation = organisation, role = role))
     }
 
-    /** Gives a colleague (by user name) a part in the plan; needs the server. */
+    /** A family member (gezinslid); [birthDate] is YYYY-MM-DD or empty; [gezag] is parental authority. */
+    fun addMember(name: String, relation: String, birthDate: String?, gezag: Boolean): Deferred<String?> = edit {
+        it.addMember(planId, NewMember(name = name, relation = relation, birthDate = birthDate?.takeIf { d -> d.isNotBlank() }, parentalAuthority = gezag))
+    }
+
+    /** A ZRM score (1–5) of a member in a life domain, for today. */
+    fun setScore(member: String, domain: String, score: Int, date: String = java.time.LocalDate.now().toString()): Deferred<Unit?> = edit {
+        it.setScore(planId, member, domain, date, score.toLong())
+    }
+
+    /** A line of the safety plan: a danger statement and the safety goal that answers it. */
+    fun addSafetyItem(danger: String, goal: String): Deferred<String?> = edit { it.addSafetyItem(planId, danger, goal) }
+
+    /**
+     * Gives a colleague (by user name) a part in the plan with [role]: the regisseur's
+     * "Deelnemer toevoegen". Signed and sent by a sync; offline it waits ("wacht op verbinding").
+     */
     fun share(user: String, role: Role): Deferred<Boolean> = viewModelScope.async {
-        try {
-            session.device.sharePlan(planId, user, role)
-            _state.update { it.copy(message = "Gedeeld met $user") }
-            true
+        membershipAct("$user toegevoegd als ${role.label()}") { it.sharePlan(planId, user, role) } != null
+    }
+
+    /** Removes a participant (the regisseur): their devices get nothing new. */
+    fun removeParticipant(user: String): Deferred<ShareOutcome?> = viewModelScope.async {
+        membershipAct("$user verwijderd uit het plan") { it.removeParticipant(planId, user) }
+    }
+
+    /** Offers regie to a participant (warm handover): they hold it once they accept. */
+    fun handOverRegie(to: String): Deferred<ShareOutcome?> = viewModelScope.async {
+        membershipAct("Regie aangeboden aan $to") { it.handOverRegie(planId, to) }
+    }
+
+    /** Accepts the regie offered to this phone's user. */
+    fun acceptRegie(): Deferred<ShareOutcome?> = viewModelScope.async {
+        membershipAct("U heeft de regie aanvaard") { it.acceptRegie(planId) }
+    }
+
+    /**
+     * Escalates the case (opschalen): [add] are "Naam" or "Naam:rol"; [regie] is offered regie
+     * (one of the participants or of those added), or nobody.
+     */
+    fun escalate(level: EscalationLevel, grondslag: Grondslag, reason: String, add: List<String>, regie: String?): Deferred<ShareOutcome?> =
+        viewModelScope.async {
+            membershipAct("Opgeschaald naar ${level.label()}") {
+                it.escalate(planId, level, reason, grondslag, regie?.takeIf { r -> r.isNotBlank() }, add.map(String::trim).filter(String::isNotEmpty))
+            }
+        }
+
+    /** De-escalates (afschalen): regie goes to [regie] at once; those the escalation added leave. */
+    fun deescalate(level: EscalationLevel, regie: String, reason: String): Deferred<ShareOutcome?> = viewModelScope.async {
+        membershipAct("Afgeschaald naar ${level.label()}; regie bij $regie") { it.deescalate(planId, level, regie, reason) }
+    }
+
+    /**
+     * One act on the plan's signed membership: the bindings' `suspend` call queues it and syncs
+     * on a thread of the library's own, so nothing here blocks the UI thread. `QUEUED` (no
+     * connection) is no error: the act waits on the phone for the next sync.
+     */
+    private suspend fun membershipAct(done: String, act: suspend (Device) -> ShareOutcome): ShareOutcome? {
+        _state.update { it.copy(busy = true, message = null, notice = null) }
+        val outcome = try {
+            act(session.device).also { outcome -> _state.update { it.copy(notice = outcome.words(done)) } }
         } catch (e: ApiException) {
             session.noteLock(e)
             _state.update { it.copy(message = e.forPeople()) }
-            false
+            null
+        } finally {
+            _state.update { it.copy(busy = false) }
         }
+        session.refreshPendingChanges()
+        load().join()
+        return outcome
     }
 
     /** Runs one edit; a refused input becomes the screen's message, and the plan is re-read. */
     private fun <T> edit(block: (Device) -> T): Deferred<T?> = viewModelScope.async {
         val result = session.call(block)
         result.onFailure { e -> _state.update { it.copy(message = e.forPeople()) } }
-        result.onSuccess { _state.update { it.copy(message = null) } }
+        result.onSuccess { _state.update { it.copy(message = null, notice = null) } }
         load().join()
         result.getOrNull()
     }
@@ -120,7 +273,24 @@ class PlanViewModel(session: PhoneSession, val planId: String) : ViewModel(sessi
             agreements = view.agreements.map { TextRow(it.id, it.text, session.authorName(it.author, view.people), it.createdAtMs) },
             notes = view.notes.map { TextRow(it.id, it.text, session.authorName(it.author, view.people), it.createdAtMs, it.kind) },
             conflicts = conflicts,
+            members = view.members.map { m ->
+                MemberRow(m.id, m.name, m.relation, m.birthDate, m.parentalAuthority,
+                    view.scores.filter { it.member == m.id }.sortedWith(compareByDescending<nl.eenplan.Score> { it.date }.thenBy { it.domain })
+                        .map { ScoreRow(it.domain, it.date, it.score) })
+            },
+            safetyItems = view.safetyItems.map { SafetyRow(it.id, it.dangerStatement, it.safetyGoal, it.createdAtMs) },
+            membership = view.membership?.let(::membershipUi),
             loaded = true,
         )
     }
+
+    private fun membershipUi(m: Membership) = MembershipUi(
+        regisseur = m.regisseur.row(),
+        offeredTo = m.offeredTo?.row(),
+        level = m.level,
+        participants = m.participants.map { it.row() },
+        steps = m.steps.map { StepRow(it.seq.toInt(), it.text, it.by, it.atMs, it.act) },
+    )
+
+    private fun PlanParticipant.row() = ParticipantRow(userId, name, organisation, role)
 }
