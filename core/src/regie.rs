@@ -324,6 +324,16 @@ fn code_of(change: &Change) -> &'static str {
 
 type Described = (String, Option<String>, Option<String>, Option<u64>);
 
+/// An escalation level as people say it.
+fn level_label(level: &str) -> &str {
+    match level {
+        "regulier" => "regulier",
+        "lokaal" => "lokaal (wijkteam)",
+        "zorg_en_veiligheidshuis" => "het Zorg- en Veiligheidshuis",
+        other => other,
+    }
+}
+
 fn describe(change: &Change, named: &dyn Fn(i64) -> PlanParticipant) -> Described {
     let who = |p: &PlanParticipant| format!("{} ({})", p.name, p.organisation);
     let names = |users: &mut dyn Iterator<Item = PlanParticipant>| {
@@ -336,7 +346,8 @@ fn describe(change: &Change, named: &dyn Fn(i64) -> PlanParticipant) -> Describe
         Change::Handover(user) => (format!("regie aangeboden aan {}", who(&named(*user))), None, None, None),
         Change::Accept(user) => (format!("{} heeft de regie aanvaard", who(&named(*user))), None, None, None),
         Change::Escalate { level, grondslag, step, add, regie } => {
-            let mut text = format!("opgeschaald naar {level} (grondslag: {})", grondslag.label());
+            let mut text =
+                format!("opgeschaald naar {} (grondslag: {})", level_label(level), grondslag.label());
             if !add.is_empty() {
                 text.push_str(&format!("; erbij: {}", names(&mut add.iter().map(PlanParticipant::from))));
             }
@@ -346,7 +357,8 @@ fn describe(change: &Change, named: &dyn Fn(i64) -> PlanParticipant) -> Describe
             (text, Some(level.clone()), Some(grondslag.as_str().to_owned()), Some(*step))
         }
         Change::Deescalate { level, step, regie, remove } => {
-            let mut text = format!("afgeschaald naar {level}; regie bij {}", who(&named(*regie)));
+            let mut text =
+                format!("afgeschaald naar {}; regie bij {}", level_label(level), who(&named(*regie)));
             if !remove.is_empty() {
                 text.push_str(&format!("; vertrokken: {}", names(&mut remove.iter().map(|u| named(*u)))));
             }
