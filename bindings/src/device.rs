@@ -373,6 +373,17 @@ impl Device {
         self.with(|d| d.edit(&plan, |p| p.add_participant(participant)))
     }
 
+    /// Writes this phone's user's contact details into the plan: the other participants see
+    /// them beside the name ([`PlanParticipant::phone`], [`PlanParticipant::email`]).
+    pub fn set_own_contact(
+        &self,
+        plan: PlanId,
+        phone: Option<String>,
+        email: Option<String>,
+    ) -> Result<(), ApiError> {
+        self.with(|d| d.set_own_contact(&plan, phone.as_deref(), email.as_deref()))
+    }
+
     /// Copies a note into another compartment, to pass it to a partner whose role reads that
     /// one; the copy shows where it came from ([`Note::copied_from`]). Show
     /// [`Device::audience`] of `to` first.

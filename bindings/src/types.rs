@@ -12,8 +12,8 @@ use eenplan_core::ids::{DeviceId, EntityId, PlanId};
 use eenplan_core::people::Person;
 use eenplan_core::plan::conflicts::{Conflict, ConflictValue, FieldValue};
 use eenplan_core::plan::view::{
-    Action, Agreement, EscalationStep, Goal, Member, Note, NoteOrigin, Participant, PlanView, SafetyItem,
-    Score,
+    Action, Agreement, ContactCard, EscalationStep, Goal, Member, Note, NoteOrigin, Participant, PlanView,
+    SafetyItem, Score,
 };
 use eenplan_core::plan::{
     ActionStatus, Compartment, EscalationLevel, GoalStatus, NewAction, NewMember, NewParticipant, NoteKind,
@@ -389,6 +389,18 @@ pub struct PlanView {
     /// until the first sync after the plan was created. Show this, not `participants` or
     /// `regisseur` (which anyone could write into the plan).
     pub membership: Option<Membership>,
+    /// Every contact card as written; [`Membership::participants`] carries the ones that
+    /// count (written by the participant's own device).
+    pub contacts: Vec<ContactCard>,
+}
+
+/// A participant's contact details, as a device wrote them into the plan.
+#[uniffi::remote(Record)]
+pub struct ContactCard {
+    pub user_id: i64,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub written_by: String,
 }
 
 /// Who takes part in a plan and who holds regie, as its signed chain says.
@@ -409,6 +421,9 @@ pub struct PlanParticipant {
     pub name: String,
     pub organisation: String,
     pub role: String,
+    /// From the participant's own contact card in the plan.
+    pub phone: Option<String>,
+    pub email: Option<String>,
 }
 
 /// One step of the membership chain: `text` is the Dutch sentence to show.

@@ -298,6 +298,18 @@ pub struct MemberAddArgs {
 pub enum ParticipantCommand {
     /// Adds a participant and prints the id.
     Add(ParticipantAddArgs),
+    /// Your own contact details in the plan, which the other participants see beside your name.
+    Contact(ParticipantContactArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ParticipantContactArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    #[arg(long)]
+    pub phone: Option<String>,
+    #[arg(long)]
+    pub email: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -449,8 +449,9 @@ impl Device {
         let mut view = self.plan(*id)?.view()?;
         view.people = self.people_in(&view)?;
         view.membership = self.membership(id)?;
-        if let Some(membership) = &view.membership {
+        if let Some(membership) = view.membership.as_mut() {
             view.escalation_level = membership.level.clone();
+            self.fill_contacts(membership, &view.contacts)?;
         }
         self.views.insert(*id, view.clone());
         Ok(view)

@@ -19,6 +19,11 @@ pub struct PlanParticipant {
     pub name: String,
     pub organisation: String,
     pub role: String,
+    /// From the participant's own contact card in the plan, written by one of their devices.
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 impl From<&Participant> for PlanParticipant {
@@ -28,6 +33,8 @@ impl From<&Participant> for PlanParticipant {
             name: p.name.clone(),
             organisation: p.organisation.clone(),
             role: p.role.clone(),
+            phone: None,
+            email: None,
         }
     }
 }
@@ -68,6 +75,43 @@ impl Device {
     /// registered).
     pub fn membership(&self, plan: &PlanId) -> Result<Option<Membership>, CoreError> {
         Ok(self.roster(plan)?.map(|roster| membership_of(&roster)))
+    }
+
+    /// Writes this device's user's contact details into the plan, for the other participants.
+    pub fn set_own_contact(
+        &mut self,
+        plan: &PlanId,
+        phone: Option<&str>,
+        email: Option<&str>,
+    ) -> Result<(), CoreError> {
+        let user = self.own_user_id()?.ok_or_else(|| {
+            CoreError::NotAllowed(
+                "dit apparaat is nog niet aangemeld: er is geen gebruiker om gegevens van te tonen".into(),
+            )
+        })?;
+        self.edit(plan, |p| p.set_contact(user, phone, email))
+    }
+
+    /// Fills in the participants' contact details from their own cards: a card counts only
+    /// when a device of that very user wrote it (by the certificate this device holds).
+    pub(crate) fn fill_contacts(
+        &self,
+        membership: &mut Membership,
+        cards: &[crate::plan::view::ContactCard],
+    ) -> Result<(), CoreError> {
+        for participant in membership.participants.iter_mut() {
+            for card in cards.iter().filter(|c| c.user_id == participant.user_id) {
+                let Ok(device) = card.written_by.parse::<crate::ids::DeviceId>() else { continue };
+                if self
+                    .known_device(device.as_bytes())?
+                    .is_some_and(|body| body.user_id == participant.user_id)
+                {
+                    participant.phone = card.phone.clone();
+                    participant.email = card.email.clone();
+                }
+            }
+        }
+        Ok(())
     }
 
     /// This device's user id, from its certificate.
@@ -278,6 +322,8 @@ fn membership_of(roster: &Roster) -> Membership {
                 name: format!("gebruiker {user}"),
                 organisation: String::new(),
                 role: String::new(),
+                phone: None,
+                email: None,
             })
     };
     let steps = roster

@@ -80,6 +80,25 @@ fn the_seeds_case_regie_moves_to_the_veiligheidshuis_and_back_and_those_who_leav
         .unwrap();
     wim.sync().unwrap();
 
+    // Participants carry contact details the others see; a card is taken only from the
+    // participant's own device, so Wim cannot give Gert another phone number.
+    gert.sync().unwrap();
+    gert.set_own_contact(&jansen, Some("06-12345678"), Some("gert@ggz-noord.nl")).unwrap();
+    gert.sync().unwrap();
+    let gert_id = gert.own_user_id().unwrap().unwrap();
+    wim.sync().unwrap();
+    let contact = |device: &mut Device| {
+        let view = device.read(&jansen).unwrap();
+        let gert = view.membership.unwrap().participants.into_iter().find(|p| p.name == "Gert").unwrap();
+        (gert.phone, gert.email)
+    };
+    assert_eq!(contact(&mut wim), (Some("06-12345678".into()), Some("gert@ggz-noord.nl".into())));
+    wim.edit(&jansen, |p| p.set_contact(gert_id, Some("06-00000000"), None)).unwrap();
+    assert_eq!(contact(&mut wim), (None, None), "a card Wim wrote for Gert counts for nobody");
+    gert.set_own_contact(&jansen, Some("06-12345678"), Some("gert@ggz-noord.nl")).unwrap();
+    gert.sync().unwrap();
+    wim.sync().unwrap();
+
     // Wim escalates to the Zorg- en Veiligheidshuis: Zoë and the PGA-expert join, and regie
     // is offered to Zoë. Until she accepts, both are shown.
     let add = ["Zoë:zvh_procesregisseur".to_owned(), "Piet:pga_expert".to_owned()];

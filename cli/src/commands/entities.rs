@@ -28,7 +28,14 @@ pub fn member(device: &mut Device, command: MemberCommand) -> Result<Output, Cli
 }
 
 pub fn participant(device: &mut Device, command: ParticipantCommand) -> Result<Output, CliError> {
-    let ParticipantCommand::Add(args) = command;
+    let args = match command {
+        ParticipantCommand::Add(args) => args,
+        ParticipantCommand::Contact(args) => {
+            let plan = find_plan(device, &args.plan)?;
+            device.set_own_contact(&plan, args.phone.as_deref(), args.email.as_deref())?;
+            return Ok(Output::Nothing);
+        }
+    };
     let plan = find_plan(device, &args.plan)?;
     let participant = NewParticipant { name: args.name, organisation: args.org, role: args.role };
     let id = device.edit(&plan, |p| p.add_participant(participant))?;

@@ -100,7 +100,10 @@ fn participants(out: &mut Lines, view: &PlanView) {
         out.blank();
         out.line(0, "Participants (signed membership)");
         for p in &membership.participants {
-            out.line(2, format!("{}  {}, {} ({})", p.user_id, p.name, p.organisation, p.role));
+            let contact: Vec<&str> = [p.phone.as_deref(), p.email.as_deref()].into_iter().flatten().collect();
+            let contact =
+                if contact.is_empty() { String::new() } else { format!("  {}", contact.join(", ")) };
+            out.line(2, format!("{}  {}, {} ({}){contact}", p.user_id, p.name, p.organisation, p.role));
         }
         out.blank();
         out.line(0, "Membership");

@@ -273,6 +273,39 @@ impl Plan {
         self.write(Compartment::Basis, "set family name", |tx, _| tx.put(ROOT, read::FAMILY, name))
     }
 
+    /// Writes the contact card of user `user_id` (a participant's own device writes its own;
+    /// see [`super::view::ContactCard`]): the whole card, so its writer is this device.
+    pub fn set_contact(
+        &mut self,
+        user_id: i64,
+        phone: Option<&str>,
+        email: Option<&str>,
+    ) -> Result<(), PlanError> {
+        let phone = phone.map(|p| short_text("phone", p)).transpose()?;
+        let email = email.map(|e| short_text("email", e)).transpose()?;
+        if let Some(email) = &email
+            && !email.contains('@')
+        {
+            return Err(ValidationError::InvalidValue {
+                field: "email",
+                value: email.chars().take(64).collect(),
+                allowed: "an e-mail address".into(),
+            }
+            .into());
+        }
+        let key = format!("{}{user_id}", read::CONTACT_PREFIX);
+        self.write(Compartment::Basis, "set contact", |tx, _| {
+            let card = tx.put_object(ROOT, key.as_str(), ObjType::Map)?;
+            if let Some(phone) = &phone {
+                tx.put(&card, "phone", phone.as_str())?;
+            }
+            if let Some(email) = &email {
+                tx.put(&card, "email", email.as_str())?;
+            }
+            Ok(())
+        })
+    }
+
     pub fn set_phase(&mut self, phase: Phase) -> Result<(), PlanError> {
         self.write(Compartment::Basis, "set phase", |tx, _| tx.put(ROOT, read::PHASE, phase.as_str()))
     }

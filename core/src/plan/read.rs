@@ -11,6 +11,8 @@ pub(super) const PLAN_ID: &str = "plan_id";
 pub(super) const FAMILY: &str = "family";
 pub(super) const PHASE: &str = "phase";
 pub(super) const REGISSEUR: &str = "regisseur";
+/// A participant's contact card: `contact_<user id>` at the root of `basis`.
+pub(super) const CONTACT_PREFIX: &str = "contact_";
 pub(super) const DOMAINS: &str = "domains";
 pub(super) const MEMBERS: &str = "members";
 pub(super) const PARTICIPANTS: &str = "participants";

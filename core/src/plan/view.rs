@@ -41,6 +41,21 @@ pub struct PlanView {
     /// document), says who takes part, and `escalation_level` is its level.
     #[serde(default)]
     pub membership: Option<crate::regie::Membership>,
+    /// Participants' contact cards (phone, e-mail), each written by whoever wrote it: the
+    /// device shows a card with a participant only when that participant's own device wrote
+    /// it (`membership` carries the result).
+    #[serde(default)]
+    pub contacts: Vec<ContactCard>,
+}
+
+/// A participant's contact details, as a device wrote them into the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactCard {
+    pub user_id: i64,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    /// The device that wrote the card (hex).
+    pub written_by: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,6 +201,7 @@ pub(super) fn materialise(plan: &Plan) -> Result<PlanView, PlanError> {
         compartments: plan.held_compartments(),
         people: Vec::new(),
         membership: None,
+        contacts: basis.contacts,
     };
     for compartment in plan.held_compartments().into_iter().filter(|c| *c != Compartment::Basis) {
         let part = part_of(compartment)?;
@@ -224,6 +240,7 @@ struct Basis {
     scores: Vec<Score>,
     actions: Vec<Action>,
     agreements: Vec<Agreement>,
+    contacts: Vec<ContactCard>,
 }
 
 fn read_compartment(doc: &Automerge, compartment: Compartment) -> Result<Part, PlanError> {
@@ -241,6 +258,7 @@ fn read_compartment(doc: &Automerge, compartment: Compartment) -> Result<Part, P
             scores: scores(&r)?,
             actions: actions(&r)?,
             agreements: agreements(&r)?,
+            contacts: contacts(&r)?,
         }),
         _ => None,
     };
@@ -428,6 +446,26 @@ fn notes(r: &Reader<'_>) -> Result<Vec<Note>, PlanError> {
             },
         });
     }
+    Ok(out)
+}
+
+/// The contact cards, one root key `contact_<user id>` each: a card is rewritten whole, so
+/// the device that made its object is the one that wrote it.
+fn contacts(r: &Reader<'_>) -> Result<Vec<ContactCard>, PlanError> {
+    let mut out = Vec::new();
+    for key in r.doc.keys(&ROOT) {
+        let Some(user_id) = key.strip_prefix(read::CONTACT_PREFIX).and_then(|u| u.parse::<i64>().ok()) else {
+            continue;
+        };
+        let Some(obj) = r.object(&ROOT, &key, ObjType::Map)? else { continue };
+        out.push(ContactCard {
+            user_id,
+            phone: r.string(&obj, "phone")?,
+            email: r.string(&obj, "email")?,
+            written_by: read::creator(&obj),
+        });
+    }
+    out.sort_by_key(|c| c.user_id);
     Ok(out)
 }
 
