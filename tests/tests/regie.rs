@@ -446,3 +446,45 @@ fn after_a_removal_nothing_new_goes_under_the_old_key_even_when_the_server_never
     gert.sync().unwrap();
     assert!(!notes(&mut gert, &plan).contains(&"zorg: na het vertrek".to_owned()));
 }
+
+#[test]
+fn a_rotation_the_administrator_never_finished_is_made_by_a_remaining_reader_and_no_write_waits() {
+    let mut net = Network::start(USERS);
+    let mut wim = net.device("wim", "Wim");
+    let mut gert = net.device("gert", "Gert");
+    let plan = wim.create_plan("Jansen").unwrap();
+    wim.sync().unwrap();
+    wim.add_participant(&plan, "Gert", "ggz").unwrap();
+    sync_all(&mut [&mut wim, &mut gert]);
+    // A revocation queued the plan's rotations, and the administrator's re-key never ran (an
+    // interrupted `device revoke`): the server's state as it would be then.
+    net.tamper_with_server_database(|conn| {
+        conn.execute(
+            "INSERT INTO rotations (plan_id, compartment, queued_epoch, queued_at)
+             SELECT plan_id, compartment, MAX(epoch), 1 FROM commitments WHERE plan_id = ?1
+             GROUP BY plan_id, compartment",
+            [&plan.as_bytes()[..]],
+        )
+        .unwrap();
+    });
+    wim.edit(&plan, |p| p.add_note(Compartment::Zorg, NoteKind::Note, "zorg: tijdens de intrekking"))
+        .unwrap();
+    for _ in 0..2 {
+        wim.sync().unwrap();
+    }
+    assert_eq!(wim.status().unwrap().pending_changes, 0, "the writer made the new key itself");
+    let conn = rusqlite::Connection::open(net.server.data.join("server.db")).unwrap();
+    let by_device: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM commitments WHERE plan_id = ?1 AND epoch = 2 AND minter_device = ?2",
+            rusqlite::params![&plan.as_bytes()[..], &wim.device_id().as_bytes()[..]],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert!(by_device >= 1, "a device, not an administrator, made epoch 2");
+    let waiting: i64 = conn.query_row("SELECT COUNT(*) FROM rotations", [], |row| row.get(0)).unwrap();
+    assert_eq!(waiting, 0, "every rotation settled");
+    gert.sync().unwrap();
+    gert.sync().unwrap();
+    assert!(notes(&mut gert, &plan).contains(&"zorg: tijdens de intrekking".to_owned()));
+}
