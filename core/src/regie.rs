@@ -264,8 +264,9 @@ impl Device {
     }
 }
 
-/// The participant `name` names: exactly by name, or by user id.
-fn participant_named(roster: &Roster, name: &str) -> Result<i64, CoreError> {
+/// The participant `name` names: exactly by name, or by user id. One rule for the checks
+/// before an act is queued and for signing it.
+pub(crate) fn participant_named(roster: &Roster, name: &str) -> Result<i64, CoreError> {
     let name = name.trim();
     let state = roster.state();
     let by_name: Vec<i64> =
@@ -339,7 +340,7 @@ fn membership_of(roster: &Roster) -> Membership {
                 seq: step.seq,
                 at_ms: step.at_ms,
                 by,
-                act: code_of(&step.change).to_owned(),
+                act: step.change.code().to_owned(),
                 text,
                 level,
                 grondslag,
@@ -353,18 +354,6 @@ fn membership_of(roster: &Roster) -> Membership {
         level: state.level.clone(),
         participants: state.participants.values().map(PlanParticipant::from).collect(),
         steps,
-    }
-}
-
-fn code_of(change: &Change) -> &'static str {
-    match change {
-        Change::Create(_) => "create",
-        Change::Add(_) => "add",
-        Change::Remove(_) => "remove",
-        Change::Handover(_) => "handover",
-        Change::Accept(_) => "accept",
-        Change::Escalate { .. } => "escalate",
-        Change::Deescalate { .. } => "deescalate",
     }
 }
 

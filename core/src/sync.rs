@@ -346,6 +346,30 @@ impl Device {
         self.store().sync_state(STATE_CERTIFICATE)?.map(|b| from_cbor(&b, "certificate")).transpose()
     }
 
+    /// A durable queue kept in the sync state (shares, membership acts), oldest first.
+    pub(super) fn durable_queue<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+        what: &str,
+    ) -> Result<Vec<T>, CoreError> {
+        self.ensure_not_wiped()?;
+        Ok(match self.store().sync_state(name)? {
+            Some(bytes) => from_cbor(&bytes, what)?,
+            None => Vec::new(),
+        })
+    }
+
+    /// Replaces a durable queue, in one transaction.
+    pub(super) fn put_durable_queue<T: Serialize>(
+        &mut self,
+        name: &str,
+        queue: &[T],
+    ) -> Result<(), CoreError> {
+        let bytes = cbor(&queue);
+        self.store_mut().write(|w| w.put_state(name, &bytes))?;
+        Ok(())
+    }
+
     fn cursor(&self) -> Result<u64, CoreError> {
         Ok(self
             .store()

@@ -219,21 +219,6 @@ pub enum Act {
     Deescalate(Deescalation),
 }
 
-impl Act {
-    /// A short code for logs and counters.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Act::Create => "create",
-            Act::Add(_) => "add",
-            Act::Remove(_) => "remove",
-            Act::Handover(_) => "handover",
-            Act::Accept => "accept",
-            Act::Escalate(_) => "escalate",
-            Act::Deescalate(_) => "deescalate",
-        }
-    }
-}
-
 /// The signed statement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {

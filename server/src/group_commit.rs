@@ -106,6 +106,14 @@ impl GroupCommit {
         let _ = self.hints.send(document);
     }
 
+    /// Hints every document of `plan`: who takes part changed, so the online devices of its
+    /// participants sync (a new one receives the plan's history).
+    pub fn hint_plan(&self, plan: [u8; 16]) {
+        for compartment in 0..DocumentId::COMPARTMENTS {
+            self.hint(DocumentId { plan, compartment });
+        }
+    }
+
     /// Writes everything queued so far, then stops the thread and waits for it.
     pub fn shutdown(&self) {
         let _ = self.queue.send(Message::Stop);

@@ -665,6 +665,8 @@ pub struct MembershipPage {
     pub entries: Vec<Vec<u8>>,
     /// The cursor the device sends next.
     pub through: u64,
+    /// Whether every entry up to the log head (as the page was read) is in the page.
+    pub complete: bool,
 }
 
 /// A membership entry as a backend reads it for a device: (plan, position, signed entry).
@@ -681,7 +683,7 @@ pub fn whole_chains_page(
     (limit, max_bytes): (usize, usize),
 ) -> MembershipPage {
     let mut bytes = 0;
-    let mut page = MembershipPage { entries: Vec::new(), through: head.max(after) };
+    let mut page = MembershipPage { entries: Vec::new(), through: head.max(after), complete: true };
     let mut rows = rows.into_iter().peekable();
     while let Some((plan, position, signed)) = rows.next() {
         let mut group = vec![signed];
@@ -693,6 +695,7 @@ pub fn whole_chains_page(
             && (page.entries.len() + group.len() > limit || bytes + group_bytes > max_bytes)
         {
             page.through = position.saturating_sub(1);
+            page.complete = false;
             return page;
         }
         bytes += group_bytes;

@@ -325,13 +325,13 @@ impl Device {
         revocations_version: u32,
     ) -> Result<Option<RotationUpload>, CoreError> {
         let plan = PlanId::from_bytes(document.plan);
-        let Some(roster) = self.roster(&plan)? else { return Ok(None) };
+        // Only a plan with a chain has device-made later epochs (and a chain to read by).
         if epoch < 2
+            || self.roster(&plan)?.is_none()
             || !self.chain_allows_reader(&plan, own.user_id, &own.role, document.compartment, policy)?
         {
             return Ok(None);
         }
-        let _ = roster;
         let key = *crate::crypto::SecretKey::generate().as_bytes();
         let (commitment, envelopes) =
             self.mint_uploads(document, epoch, &key, server, own, (policy.version, revocations_version))?;
@@ -364,10 +364,8 @@ impl Device {
             return Err("the key names membership this device has not received".into());
         }
         let then = roster.state_at(claimed.membership_seq.max(1));
-        let reads = then.participant(maker.user_id).is_some_and(|p| {
-            super::membership::reads(policy, &maker.role, document.compartment, &then.level)
-                && p.user_id == maker.user_id
-        });
+        let reads = then.participant(maker.user_id).is_some()
+            && super::membership::reads(policy, &maker.role, document.compartment, &then.level);
         if reads {
             Ok(())
         } else {

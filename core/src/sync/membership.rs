@@ -207,18 +207,12 @@ impl Device {
             .into());
         }
         queue.push(QueuedIntent { plan: *plan, intent, queued_at_ms: self.now_ms() });
-        let bytes = cbor(&queue);
-        self.store_mut().write(|w| w.put_state(STATE_INTENTS, &bytes))?;
-        Ok(())
+        self.put_durable_queue(STATE_INTENTS, &queue)
     }
 
     /// The acts waiting for a sync, oldest first.
     pub fn queued_intents(&self) -> Result<Vec<QueuedIntent>, CoreError> {
-        self.ensure_not_wiped()?;
-        Ok(match self.store().sync_state(STATE_INTENTS)? {
-            Some(bytes) => from_cbor(&bytes, "queued membership changes")?,
-            None => Vec::new(),
-        })
+        self.durable_queue(STATE_INTENTS, "queued membership changes")
     }
 
     fn settle_intent(&mut self, settled: &QueuedIntent) -> Result<(), CoreError> {
@@ -226,9 +220,7 @@ impl Device {
         if let Some(index) = queue.iter().position(|q| q == settled) {
             queue.remove(index);
         }
-        let bytes = cbor(&queue);
-        self.store_mut().write(|w| w.put_state(STATE_INTENTS, &bytes))?;
-        Ok(())
+        self.put_durable_queue(STATE_INTENTS, &queue)
     }
 
     /// Whether the chain lets `user` (certified `role`) read compartment `index` of `plan`
@@ -393,14 +385,17 @@ impl Device {
         let held = self.held_chain(&queued.plan)?.ok_or(SyncError::NoChainYet)?;
         let roster = &held.roster;
         let act = match &queued.intent {
-            Intent::Remove { user } => Act::Remove(participant(roster, user)?),
-            Intent::Handover { to } => Act::Handover(participant(roster, to)?),
+            Intent::Remove { user } => Act::Remove(crate::regie::participant_named(roster, user)?),
+            Intent::Handover { to } => Act::Handover(crate::regie::participant_named(roster, to)?),
             Intent::Accept => Act::Accept,
             Intent::Deescalate { level, step, regie, remove } => Act::Deescalate(Deescalation {
                 level: level.clone(),
                 step: *step,
-                regie: participant(roster, regie)?,
-                remove: remove.iter().map(|u| participant(roster, u)).collect::<Result<_, _>>()?,
+                regie: crate::regie::participant_named(roster, regie)?,
+                remove: remove
+                    .iter()
+                    .map(|u| crate::regie::participant_named(roster, u))
+                    .collect::<Result<_, _>>()?,
             }),
             Intent::Escalate { level, grondslag, step, regie, add } => {
                 let mut chains = Vec::new();
@@ -426,7 +421,7 @@ impl Device {
                     None => None,
                     Some(name) => Some(match ids.iter().find(|(n, _)| n == name_and_role(name).0) {
                         Some((_, id)) => *id,
-                        None => participant(roster, name)?,
+                        None => crate::regie::participant_named(roster, name)?,
                     }),
                 };
                 Act::Escalate(Escalation {
@@ -469,24 +464,6 @@ impl Device {
         let entry =
             Entry::next(&held.roster, self.now_ms(), Signer::Device(self.own_chain()?), Act::Add(chain));
         Ok(Some(entry.sign(self.identity().signing_key()).to_bytes()))
-    }
-}
-
-/// The user id of the participant `name` names (exactly, or by number).
-fn participant(roster: &Roster, name: &str) -> Result<i64, CoreError> {
-    let name = name.trim();
-    let state = roster.state();
-    let by_name: Vec<i64> =
-        state.participants.values().filter(|p| p.name == name).map(|p| p.user_id).collect();
-    match (by_name.as_slice(), name.parse::<i64>()) {
-        ([one], _) => Ok(*one),
-        ([], Ok(id)) if state.participant(id).is_some() => Ok(id),
-        _ => Err(SyncError::Server {
-            status: 404,
-            code: api::ErrorCode::UnknownUser.as_str().to_owned(),
-            message: format!("{name:?} neemt niet deel aan dit plan"),
-        }
-        .into()),
     }
 }
 

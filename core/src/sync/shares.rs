@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::access::Access;
 use super::transport::Transport;
-use super::{ServerState, ShareOutcome, SyncError, SyncReport, cbor, driver, from_cbor};
+use super::{ServerState, ShareOutcome, SyncError, SyncReport, driver};
 use crate::device::Device;
 use crate::error::CoreError;
 use crate::ids::PlanId;
@@ -80,26 +80,18 @@ impl Device {
             .into());
         }
         queue.push(QueuedShare { plan: *plan, user: user.to_owned(), role, queued_at_ms: self.now_ms() });
-        let bytes = cbor(&queue);
-        self.store_mut().write(|w| w.put_state(STATE_SHARES, &bytes))?;
-        Ok(())
+        self.put_durable_queue(STATE_SHARES, &queue)
     }
 
     /// The shares waiting for a sync, oldest first.
     pub fn queued_shares(&self) -> Result<Vec<QueuedShare>, CoreError> {
-        self.ensure_not_wiped()?;
-        Ok(match self.store().sync_state(STATE_SHARES)? {
-            Some(bytes) => from_cbor(&bytes, "queued shares")?,
-            None => Vec::new(),
-        })
+        self.durable_queue(STATE_SHARES, "queued shares")
     }
 
     fn settle_shares(&mut self, settled: &[QueuedShare]) -> Result<(), CoreError> {
         let mut queue = self.queued_shares()?;
         queue.retain(|s| !settled.contains(s));
-        let bytes = cbor(&queue);
-        self.store_mut().write(|w| w.put_state(STATE_SHARES, &bytes))?;
-        Ok(())
+        self.put_durable_queue(STATE_SHARES, &queue)
     }
 }
 

@@ -77,6 +77,21 @@ pub enum Change {
     Deescalate { level: String, step: u64, regie: i64, remove: Vec<i64> },
 }
 
+impl Change {
+    /// The act's stable code, for logs, counters and apps.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Change::Create(_) => "create",
+            Change::Add(_) => "add",
+            Change::Remove(_) => "remove",
+            Change::Handover(_) => "handover",
+            Change::Accept(_) => "accept",
+            Change::Escalate { .. } => "escalate",
+            Change::Deescalate { .. } => "deescalate",
+        }
+    }
+}
+
 /// A plan's verified chain: its steps and where it stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Roster {

@@ -25,7 +25,6 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, OriginalUri, Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use ed25519_dalek::{Signature, VerifyingKey};
-use eenplan_protocol::DocumentId;
 use eenplan_protocol::api::{
     Assignment, CertificateUpload, DeviceInfo, InitRequest, NewEnrolment, NewOrg, NewUser, OrgInfo, UserInfo,
     code, escrow_message, hex, unhex,
@@ -439,9 +438,7 @@ pub fn assign(state: &AppState, plan: [u8; 16], assignment: &Assignment) -> Resu
     })?;
     // The new participant's devices that are online sync at once and get the plan's history;
     // each live connection passes on only the hints of documents its device may read.
-    for compartment in 0..DocumentId::COMPARTMENTS {
-        state.commits.hint(DocumentId { plan, compartment });
-    }
+    state.commits.hint_plan(plan);
     Ok(())
 }
 

@@ -36,9 +36,7 @@ pub async fn append(
             .await?;
     tracing::info!(plan = %hex(&plan), pending, "membership entry appended");
     // The plan's readers learn of it at once (new participants get the plan's history).
-    for compartment in 0..eenplan_protocol::DocumentId::COMPARTMENTS {
-        state.commits.hint(eenplan_protocol::DocumentId { plan, compartment });
-    }
+    state.commits.hint_plan(plan);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -100,8 +98,6 @@ pub async fn admin_append(
             Ok(axum::Json(eenplan_protocol::api::RotationsQueued { pending }))
         })
         .await?;
-    for compartment in 0..eenplan_protocol::DocumentId::COMPARTMENTS {
-        state.commits.hint(eenplan_protocol::DocumentId { plan, compartment });
-    }
+    state.commits.hint_plan(plan);
     Ok(answer)
 }

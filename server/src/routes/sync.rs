@@ -709,7 +709,6 @@ fn respond(
         wanted.membership_after,
         (eenplan_protocol::sync::MAX_MEMBERSHIP_PER_ANSWER, wanted.max_bytes / 2),
     )?;
-    let membership_done = membership.through >= state.storage.head()?;
     let batch = state.storage.pull_page(&PullRequest {
         user: device.user,
         device: device.device_id,
@@ -750,8 +749,10 @@ fn respond(
         .filter(|(d, _)| readable.contains(d))
         .collect();
     let (key_requests, key_requests_done) = key_requests(state, device, &held)?;
-    let complete =
-        batch.complete && key_requests_done && membership_done && batch.history.iter().all(|h| h.complete);
+    let complete = batch.complete
+        && key_requests_done
+        && membership.complete
+        && batch.history.iter().all(|h| h.complete);
     // A snapshot covers the answer's head, which is a log position only in a complete answer;
     // and the device must hold everything up to it.
     let compact = if complete { compact(state, device, &held, batch.head)? } else { Vec::new() };
