@@ -90,6 +90,16 @@ impl Compartment {
     pub fn index(self) -> usize {
         self as usize
     }
+
+    /// What people read (the Dutch display label).
+    pub fn label(self) -> &'static str {
+        match self {
+            Compartment::Basis => "Basis",
+            Compartment::Zorg => "Zorg",
+            Compartment::Veiligheid => "Veiligheid",
+            Compartment::Justitie => "Justitie",
+        }
+    }
 }
 
 impl std::fmt::Display for Compartment {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::ValidationError;
 
 macro_rules! vocabulary {
-    ($(#[$doc:meta])* $name:ident, $field:expr, { $($(#[$vdoc:meta])* $variant:ident = $text:expr),+ $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident, $field:expr, { $($(#[$vdoc:meta])* $variant:ident = $text:expr => $label:expr),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         pub enum $name {
@@ -24,6 +24,18 @@ macro_rules! vocabulary {
 
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
+            }
+
+            /// What people read: the Dutch display label. Documents and JSON keep
+            /// [`Self::as_str`], the stable code.
+            pub fn label(self) -> &'static str {
+                match self { $($name::$variant => $label),+ }
+            }
+
+            /// The label of a stored code; a code this version does not know (written by a
+            /// newer app) is shown as it is.
+            pub fn label_of(code: &str) -> String {
+                code.parse::<$name>().map_or_else(|_| code.to_owned(), |v| v.label().to_owned())
             }
         }
 
@@ -52,24 +64,24 @@ macro_rules! vocabulary {
 vocabulary!(
     /// Where the plan stands in its life cycle.
     Phase, "phase", {
-        Aanmelding = "aanmelding",
-        Triage = "triage",
-        Plan = "plan",
-        Uitvoering = "uitvoering",
-        Evaluatie = "evaluatie",
+        Aanmelding = "aanmelding" => "Aanmelding",
+        Triage = "triage" => "Triage",
+        Plan = "plan" => "Plan maken",
+        Uitvoering = "uitvoering" => "Uitvoering",
+        Evaluatie = "evaluatie" => "Evaluatie",
         /// Afschaling or overdracht: scaling down or handing over.
-        Afschaling = "afschaling",
-        Afgesloten = "afgesloten",
+        Afschaling = "afschaling" => "Afschaling of overdracht",
+        Afgesloten = "afgesloten" => "Afgesloten",
     }
 );
 
 vocabulary!(
     /// How far the case has been escalated.
     EscalationLevel, "escalation level", {
-        Regulier = "regulier",
+        Regulier = "regulier" => "Regulier",
         /// Lokaal: the wijkteam holds regie.
-        Lokaal = "lokaal",
-        ZorgEnVeiligheidshuis = "zorg_en_veiligheidshuis",
+        Lokaal = "lokaal" => "Lokaal (wijkteam)",
+        ZorgEnVeiligheidshuis = "zorg_en_veiligheidshuis" => "Zorg- en Veiligheidshuis",
     }
 );
 
@@ -77,50 +89,50 @@ vocabulary!(
     /// A participant's professional role, which the sharing policy maps to compartments.
     /// Regie is not a role: it is a function per plan (DESIGN §3a).
     Role, "role", {
-        Wijkteam = "wijkteam",
-        VeiligThuis = "veilig_thuis",
-        Politie = "politie",
-        Om = "om",
-        RaadVoorDeKinderbescherming = "raad_kinderbescherming",
-        Reclassering = "reclassering",
-        Ggz = "ggz",
-        Verslavingszorg = "verslavingszorg",
-        PgaExpert = "pga_expert",
+        Wijkteam = "wijkteam" => "Wijkteam",
+        VeiligThuis = "veilig_thuis" => "Veilig Thuis",
+        Politie = "politie" => "Politie",
+        Om = "om" => "Openbaar Ministerie",
+        RaadVoorDeKinderbescherming = "raad_kinderbescherming" => "Raad voor de Kinderbescherming",
+        Reclassering = "reclassering" => "Reclassering",
+        Ggz = "ggz" => "GGZ",
+        Verslavingszorg = "verslavingszorg" => "Verslavingszorg",
+        PgaExpert = "pga_expert" => "PGA-expert",
         /// The Zorg- en Veiligheidshuis' procesregisseur, who takes regie of escalated cases.
-        ZvhProcesregisseur = "zvh_procesregisseur",
+        ZvhProcesregisseur = "zvh_procesregisseur" => "Procesregisseur Zorg- en Veiligheidshuis",
         /// A Zorg- en Veiligheidshuis staff member who prepares and records its casusoverleg.
-        ZvhMedewerker = "zvh_medewerker",
-        Woningcorporatie = "woningcorporatie",
-        School = "school",
-        Gemeente = "gemeente",
-        Overig = "overig",
+        ZvhMedewerker = "zvh_medewerker" => "Medewerker Zorg- en Veiligheidshuis",
+        Woningcorporatie = "woningcorporatie" => "Woningcorporatie",
+        School = "school" => "School",
+        Gemeente = "gemeente" => "Gemeente",
+        Overig = "overig" => "Overig",
     }
 );
 
 vocabulary!(
     GoalStatus, "goal status", {
-        Open = "open",
-        InProgress = "in_progress",
-        Achieved = "achieved",
-        NotAchieved = "not_achieved",
-        Cancelled = "cancelled",
+        Open = "open" => "Open",
+        InProgress = "in_progress" => "Bezig",
+        Achieved = "achieved" => "Behaald",
+        NotAchieved = "not_achieved" => "Niet behaald",
+        Cancelled = "cancelled" => "Vervallen",
     }
 );
 
 vocabulary!(
     ActionStatus, "action status", {
-        Todo = "todo",
-        InProgress = "in_progress",
-        Done = "done",
-        Cancelled = "cancelled",
+        Todo = "todo" => "Te doen",
+        InProgress = "in_progress" => "Bezig",
+        Done = "done" => "Gedaan",
+        Cancelled = "cancelled" => "Vervallen",
     }
 );
 
 vocabulary!(
     NoteKind, "note kind", {
         /// Written during or right after a home visit.
-        HomeVisit = "home_visit",
-        Note = "note",
+        HomeVisit = "home_visit" => "Huisbezoek",
+        Note = "note" => "Notitie",
     }
 );
 
@@ -141,6 +153,12 @@ pub const ZRM_2017_DOMAINS: [&str; 13] = [
     "maatschappelijke participatie",
     "justitie",
 ];
+
+/// A life domain as a heading: the domain's own (Dutch) name with a capital, "Financiën".
+pub fn domain_label(domain: &str) -> String {
+    let mut chars = domain.chars();
+    chars.next().map_or_else(String::new, |first| first.to_uppercase().chain(chars).collect())
+}
 
 pub const SCORE_MIN: i64 = 1;
 pub const SCORE_MAX: i64 = 5;
@@ -179,3 +197,21 @@ pub const RECEIVED_HEADROOM: usize = 2;
 /// The largest received document: its columns, and so also its saved form, which therefore
 /// always fits in one snapshot bundle (`eenplan_protocol::bundle::MAX_BUNDLE_LEN`, 16 MiB).
 pub const MAX_RECEIVED_DOCUMENT_BYTES: usize = MAX_DOCUMENT_BYTES * RECEIVED_HEADROOM;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_a_dutch_label_and_unknown_codes_show_as_they_are() {
+        assert_eq!(Phase::Afschaling.label(), "Afschaling of overdracht");
+        assert_eq!(ActionStatus::label_of("done"), "Gedaan");
+        assert_eq!(Role::label_of("zvh_procesregisseur"), "Procesregisseur Zorg- en Veiligheidshuis");
+        assert_eq!(Phase::label_of("iets_nieuws"), "iets_nieuws");
+        for role in Role::ALL {
+            assert_ne!(role.label(), role.as_str(), "{role} has a label of its own");
+        }
+        assert_eq!(domain_label("financiën"), "Financiën");
+        assert_eq!(domain_label("basale ADL"), "Basale ADL");
+    }
+}
