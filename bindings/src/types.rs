@@ -11,6 +11,7 @@ use eenplan_core::audience::{Audience, Reader};
 use eenplan_core::ids::{DeviceId, EntityId, PlanId};
 use eenplan_core::people::Person;
 use eenplan_core::plan::conflicts::{Conflict, ConflictValue, FieldValue};
+use eenplan_core::plan::cycle::{Decision, Evaluation, Meeting};
 use eenplan_core::plan::view::{
     Action, Agreement, ContactCard, EscalationStep, Goal, Member, Note, NoteOrigin, Participant, PlanView,
     SafetyItem, Score,
@@ -334,8 +335,9 @@ pub struct ActionUpdate {
     pub due: Option<FieldChange>,
     #[uniffi(default)]
     pub owner_org: Option<String>,
+    /// The participant who does it (user id in the plan's membership).
     #[uniffi(default)]
-    pub owner_person: Option<FieldChange>,
+    pub owner_user: Option<i64>,
 }
 
 impl From<ActionUpdate> for eenplan_core::plan::ActionUpdate {
@@ -345,7 +347,7 @@ impl From<ActionUpdate> for eenplan_core::plan::ActionUpdate {
             status: update.status,
             due: update.due.map(FieldChange::into_core),
             owner_org: update.owner_org,
-            owner_person: update.owner_person.map(FieldChange::into_core),
+            owner_user: update.owner_user.map(Some),
         }
     }
 }
@@ -356,7 +358,7 @@ pub struct NewAction {
     pub goal: EntityId,
     pub title: String,
     pub owner_org: String,
-    pub owner_person: Option<String>,
+    pub owner_user: Option<i64>,
     pub due: Option<String>,
 }
 
@@ -392,6 +394,34 @@ pub struct PlanView {
     /// Every contact card as written; [`Membership::participants`] carries the ones that
     /// count (written by the participant's own device).
     pub contacts: Vec<ContactCard>,
+    pub evaluations: Vec<Evaluation>,
+    pub meetings: Vec<Meeting>,
+}
+
+/// A planned evaluation of the plan with the family.
+#[uniffi::remote(Record)]
+pub struct Evaluation {
+    pub id: EntityId,
+    pub date: String,
+    pub held: bool,
+    pub created_at_ms: i64,
+}
+
+/// A case meeting (casusoverleg): attendees by user id.
+#[uniffi::remote(Record)]
+pub struct Meeting {
+    pub id: EntityId,
+    pub date: String,
+    pub attendees: Vec<i64>,
+    pub decisions: Vec<Decision>,
+    pub recorded_by: String,
+    pub created_at_ms: i64,
+}
+
+#[uniffi::remote(Record)]
+pub struct Decision {
+    pub text: String,
+    pub action: Option<EntityId>,
 }
 
 /// A participant's contact details, as a device wrote them into the plan.
@@ -503,6 +533,7 @@ pub struct Action {
     pub title: String,
     pub owner_org: String,
     pub owner_person: Option<String>,
+    pub owner_user: Option<i64>,
     pub due: Option<String>,
     pub status: String,
     pub created_at_ms: i64,
@@ -706,10 +737,10 @@ mod tests {
         assert_eq!(update.relation.as_deref(), Some("oma"));
         assert_eq!(update.name, None);
         let update = eenplan_core::plan::ActionUpdate::from(ActionUpdate {
-            owner_person: Some(FieldChange::Set { value: "Joost".into() }),
+            owner_user: Some(7),
             ..ActionUpdate::default()
         });
-        assert_eq!(update.owner_person, Some(Some("Joost".into())));
+        assert_eq!(update.owner_user, Some(Some(7)));
         assert_eq!(update.due, None);
     }
 }

@@ -92,6 +92,78 @@ pub enum Command {
     Sync(SyncArgs),
     /// This device: its id, plans, changes awaiting a push, and disk usage.
     Status(JsonFlag),
+    /// My agenda across every plan: my actions overdue or due this week, evaluations due,
+    /// and conflicts to settle where I hold regie.
+    Agenda(JsonFlag),
+    /// Evaluations of a plan with the family.
+    #[command(subcommand)]
+    Evaluation(EvaluationCommand),
+    /// A family member's ZRM scores over time, per life domain: is the help working?
+    Scores(ScoresArgs),
+    /// Case meetings (casusoverleg).
+    #[command(subcommand)]
+    Meeting(MeetingCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvaluationCommand {
+    /// Plans an evaluation and prints its id.
+    Add(EvaluationAddArgs),
+    /// Records that an evaluation took place.
+    Held(EvaluationHeldArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EvaluationAddArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: String,
+    #[command(flatten)]
+    pub output: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct EvaluationHeldArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    /// The evaluation's id.
+    pub evaluation: EntityId,
+}
+
+#[derive(Debug, Args)]
+pub struct ScoresArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    /// The family member: name or id.
+    #[arg(long, value_name = "MEMBER")]
+    pub member: String,
+    #[command(flatten)]
+    pub output: JsonFlag,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MeetingCommand {
+    /// Records a case meeting and prints its id.
+    Add(MeetingAddArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MeetingAddArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: String,
+    /// A participant present (name or user id); repeat for each.
+    #[arg(long, value_name = "USER", required = true)]
+    pub attendee: Vec<String>,
+    /// A decision; repeat for each. "TEXT | OWNER | DUE | GOAL" also makes it an action of
+    /// OWNER (a participant) due on DUE (YYYY-MM-DD, may be empty) towards GOAL (its id, id
+    /// prefix or title).
+    #[arg(long, value_name = "TEXT")]
+    pub decision: Vec<String>,
+    #[command(flatten)]
+    pub output: JsonFlag,
 }
 
 #[derive(Debug, Clone, Copy, Args)]
@@ -145,6 +217,40 @@ pub enum PlanCommand {
     AddParticipant(PlanAddParticipantArgs),
     /// Lists the plan's participants who can read a compartment, under the sharing policy.
     Readers(PlanReadersArgs),
+    /// Adopts the plan as it stands as the next version, together with the family (the
+    /// regisseur): a signed record every participant's device checks.
+    Adopt(PlanAdoptArgs),
+    /// Shows an adopted version as it was, and what is not adopted yet.
+    Adopted(PlanAdoptedArgs),
+    /// Turns the free-text owners of older actions into participants, where the name is
+    /// unambiguous (the regisseur).
+    MigrateOwners(PlanArg),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanAdoptArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    /// The family's agreement, e.g. "besproken met het gezin op 3 december; moeder en vader
+    /// zijn akkoord".
+    #[arg(long, value_name = "TEXT")]
+    pub with_family: String,
+    /// A participant present (name or user id); repeat for each.
+    #[arg(long, value_name = "USER")]
+    pub present: Vec<String>,
+    #[command(flatten)]
+    pub output: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanAdoptedArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    /// The version (default: the newest).
+    #[arg(long)]
+    pub version: Option<u32>,
+    #[command(flatten)]
+    pub output: JsonFlag,
 }
 
 #[derive(Debug, Args)]
@@ -405,8 +511,8 @@ pub struct ActionAddArgs {
     /// The organisation that carries the action out.
     #[arg(long, value_name = "ORG")]
     pub owner: String,
-    /// The person at that organisation.
-    #[arg(long, value_name = "PERSON")]
+    /// Who does it: a participant of the plan (name or user id).
+    #[arg(long, value_name = "USER")]
     pub owner_person: Option<String>,
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub due: Option<String>,
@@ -416,7 +522,7 @@ pub struct ActionAddArgs {
 
 #[derive(Debug, Args)]
 #[command(group(
-    ArgGroup::new("change").required(true).multiple(true).args(["status", "due", "no_due", "title"])
+    ArgGroup::new("change").required(true).multiple(true).args(["status", "due", "no_due", "title", "owner_person"])
 ))]
 pub struct ActionSetArgs {
     /// The plan's id, or a unique prefix of at least 4 characters.
@@ -432,6 +538,9 @@ pub struct ActionSetArgs {
     pub no_due: bool,
     #[arg(long)]
     pub title: Option<String>,
+    /// Who does it: a participant of the plan (name or user id).
+    #[arg(long, value_name = "USER")]
+    pub owner_person: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,6 +2,7 @@
 //! core and turns the result into an [`Output`]; the plan rules all live in the core.
 
 mod conflicts;
+mod cycle;
 mod device;
 mod entities;
 mod plan;
@@ -42,6 +43,10 @@ pub fn run(cli: Cli) -> Result<Output, CliError> {
         Command::Import(args) => transfer::import(&mut open(&data)?, args),
         Command::Enrol(args) => sync::enrol(&mut open(&data)?, args),
         Command::Sync(args) => sync::sync(&mut open(&data)?, args),
+        Command::Agenda(flag) => cycle::agenda(&mut open(&data)?, flag.json),
+        Command::Evaluation(command) => cycle::evaluation(&mut open(&data)?, command),
+        Command::Scores(args) => cycle::scores(&mut open(&data)?, args),
+        Command::Meeting(command) => cycle::meeting(&mut open(&data)?, command),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod audience;
 mod conflicts;
+mod cycle;
 mod plan_view;
 
 use std::fmt::Display;
@@ -14,7 +15,8 @@ use crate::error::CliError;
 
 pub use audience::audience_text;
 pub use conflicts::{conflicts_json, conflicts_text};
-pub use plan_view::plan_view_text;
+pub use cycle::{adopted_text, agenda_text, migration_text, trend_text};
+pub use plan_view::{Marks, plan_view_text, plan_view_text_marked};
 
 #[derive(Debug)]
 pub enum Output {

@@ -257,7 +257,7 @@ fn intake(p: &mut Plan, clock: &ManualClock) -> Result<usize, PlanError> {
                 goal,
                 title: format!("Stap {step}: {title}"),
                 owner_org: org.into(),
-                owner_person: None,
+                owner_user: None,
                 due: Some(date_of(clock.now_ms() + (step as i64) * 14 * DAY_MS)),
             })?;
             tick(&mut n);
@@ -376,7 +376,7 @@ fn session(
                     goal: *goal,
                     title: format!("Vervolgafspraak {today}"),
                     owner_org: "Wijkteam Noord".into(),
-                    owner_person: None,
+                    owner_user: None,
                     due: Some(date_of(clock.now_ms() + 14 * DAY_MS)),
                 })?;
                 actions.push(id);

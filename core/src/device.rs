@@ -395,6 +395,11 @@ impl Device {
         self.clock.now_ms()
     }
 
+    /// A plan already in memory, without loading it.
+    pub(crate) fn open_plan_ref(&self, id: &PlanId) -> Option<&Plan> {
+        self.open_plans.get(id)
+    }
+
     pub(crate) fn loaded_plan(&mut self, id: PlanId) -> Result<&Plan, CoreError> {
         Ok(self.plan(id)?)
     }
@@ -453,6 +458,7 @@ impl Device {
             view.escalation_level = membership.level.clone();
             self.fill_contacts(membership, &view.contacts)?;
         }
+        crate::cycle::resolve_owners(&mut view);
         self.views.insert(*id, view.clone());
         Ok(view)
     }

@@ -21,9 +21,13 @@
 //! # Ok(()) }
 //! ```
 
+pub mod adoption;
+pub mod agenda;
 pub mod audience;
+pub mod calendar;
 pub mod clock;
 pub mod crypto;
+pub mod cycle;
 pub mod device;
 pub mod error;
 pub mod identity;

@@ -15,10 +15,22 @@
 //!   escalations:  [ { level, regie_holder?, reason, by, at } ],
 //!   goals:        { <id>: { domain, title, status, description: Text, created_at } },
 //!   scores:       { "<member>|<domain>|<date>": 1..5 },
-//!   actions:      { <id>: { goal, title, owner_org, owner_person?, due?, status, created_at } },
+//!   actions:      { <id>: { goal, title, owner_org, owner_user?, owner_person? (older
+//!                   versions' free text), due?, status, created_at } },
 //!   agreements:   { <id>: { text: Text, author, created_at } },
-//!   notes:        { <id>: { kind, text: Text, author, created_at } } }
+//!   notes:        { <id>: { kind, text: Text, author, created_at } },
+//!   contact_<user id>:  { phone?, email? },
+//!   evaluation_<id>:    { date, held?, created_at },
+//!   meeting_<id>:       { date, attendees: [user id], decisions: [ { text: Text, action? } ],
+//!                         created_at },
+//!   adoption_<id>:      { version, date, at, with_family, present: [user id],
+//!                         heads: { <compartment>: [change hash] }, membership_seq, signer,
+//!                         signature } }
 //! ```
+//!
+//! The `<prefix>_<id>` records sit at the root, not in a collection map, because plans made
+//! before they existed have no such map, and two devices creating it concurrently would
+//! hide one another's entries (`cycle.rs`).
 //!
 //! People's prose is automerge `Text`, so concurrent typing merges. Everything a person *sets*
 //! (a status, a date, a score, a title) is a plain scalar register: two concurrent sets leave
@@ -27,6 +39,7 @@
 
 mod chunks;
 pub mod conflicts;
+pub mod cycle;
 mod edit;
 mod limits;
 mod read;
@@ -134,6 +147,8 @@ pub enum ValidationError {
     UnknownMember(EntityId),
     #[error("no participant {0} in this plan")]
     UnknownParticipant(EntityId),
+    #[error("no evaluation {0} in this plan")]
+    UnknownEvaluation(EntityId),
     #[error("no note {0} in compartment {1}")]
     UnknownNote(EntityId, Compartment),
     #[error("{field} is {len} characters, more than the {max} allowed")]

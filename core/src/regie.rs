@@ -251,7 +251,7 @@ impl Device {
         })
     }
 
-    fn roster_as_regisseur(&self, plan: &PlanId) -> Result<Roster, CoreError> {
+    pub(crate) fn roster_as_regisseur(&self, plan: &PlanId) -> Result<Roster, CoreError> {
         let roster = self.held_roster(plan)?;
         if Some(roster.state().regisseur) != self.own_user_id()? {
             let holder = roster.state().participant(roster.state().regisseur).map(|p| p.name.clone());

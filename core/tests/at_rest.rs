@@ -69,7 +69,7 @@ fn neither_the_database_nor_its_wal_holds_any_plan_text() {
                 goal,
                 title: SECRETS[3].into(),
                 owner_org: "Wijkteam".into(),
-                owner_person: None,
+                owner_user: None,
                 due: None,
             })
         })

@@ -150,7 +150,7 @@ fn apply(plans: &mut [Plan], op: &Op, clock: &ManualClock) {
                         goal,
                         title: "actie".into(),
                         owner_org: "Wijkteam".into(),
-                        owner_person: None,
+                        owner_user: None,
                         due: None,
                     })
                     .unwrap();

@@ -43,7 +43,7 @@ fn edits_survive_closing_and_reopening_the_device() {
                     goal,
                     title: "Budgetcoach inschakelen".into(),
                     owner_org: "Wijkteam Noord".into(),
-                    owner_person: None,
+                    owner_user: None,
                     due: Some("2026-12-01".into()),
                 })
             })

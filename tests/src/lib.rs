@@ -25,3 +25,6 @@ pub mod network;
 
 /// The shaping TCP proxy: latency, rate caps, cuts and resets of a phone's link, on loopback.
 pub mod link;
+
+/// The `eenplan` command line, run as a process on an enrolled data directory.
+pub mod cli;

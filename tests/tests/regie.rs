@@ -10,6 +10,7 @@ use eenplan_core::plan::{Compartment, EscalationLevel, NoteKind};
 use eenplan_core::sync::ShareOutcome;
 use eenplan_core::{CoreError, Device, PlanId};
 use eenplan_protocol::membership::{Act, Grondslag};
+use eenplan_tests::cli::Cli;
 use eenplan_tests::network::Network;
 
 const ZVH: &str = "Zorg- en Veiligheidshuis Zaanstreek-Waterland";
@@ -258,54 +259,6 @@ fn a_handover_or_removal_forged_by_a_participant_or_made_up_by_the_server_is_ref
             assert_eq!(membership.participants.len(), 2);
             assert_eq!(membership.steps.len() as u32, held);
         }
-    }
-}
-
-/// The `eenplan` command line on one data directory, enrolled with the test network.
-struct Cli {
-    data: std::path::PathBuf,
-}
-
-impl Cli {
-    fn enrolled(net: &Network, name: &str, user: &str) -> Cli {
-        let cli = Cli { data: net.path(name) };
-        cli.ok(&["init"]);
-        let code = net.admin.run(&["device", "enrol", "--user", user]);
-        cli.ok(&["enrol", "--server", &net.server.url, "--code", code.trim()]);
-        net.admin.run(&["device", "approve", "--code", code.trim()]);
-        cli.ok(&["sync"]);
-        cli
-    }
-
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        std::process::Command::new(eenplan_tests::network::binary("eenplan"))
-            .args(args)
-            .env("EENPLAN_DATA", &self.data)
-            .env("EENPLAN_PASSPHRASE", "correct horse battery staple")
-            .env("EENPLAN_INSECURE_FAST_KDF", "1")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "eenplan {args:?}: {stderr}");
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut args = args.to_vec();
-        args.push("--json");
-        serde_json::from_str(&self.ok(&args)).unwrap()
-    }
-
-    fn names(value: &serde_json::Value) -> Vec<String> {
-        let mut names: Vec<String> =
-            value.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect();
-        names.sort();
-        names
     }
 }
 

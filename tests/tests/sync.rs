@@ -35,7 +35,7 @@ fn three_devices_that_edit_offline_converge_whatever_order_they_sync_in() {
                 goal,
                 title: "Budgetcoach".into(),
                 owner_org: "Wijkteam Noord".into(),
-                owner_person: None,
+                owner_user: None,
                 due: Some("2026-12-01".into()),
             })
         })

@@ -82,10 +82,10 @@ pub fn action(device: &mut Device, command: ActionCommand) -> Result<Output, Cli
                 goal: args.goal,
                 title: args.title,
                 owner_org: args.owner,
-                owner_person: args.owner_person,
+                owner_user: None,
                 due: args.due,
             };
-            let id = device.edit(&plan, |p| p.add_action(action))?;
+            let id = device.add_action_for(&plan, action, args.owner_person.as_deref())?;
             Output::id(args.output.json, id)
         }
         ActionCommand::Set(args) => {
@@ -93,7 +93,12 @@ pub fn action(device: &mut Device, command: ActionCommand) -> Result<Output, Cli
             let due = if args.no_due { Some(None) } else { args.due.map(Some) };
             let update =
                 ActionUpdate { title: args.title, status: args.status, due, ..ActionUpdate::default() };
-            device.edit(&plan, |p| p.update_action(args.action, update))?;
+            if let Some(owner) = &args.owner_person {
+                device.set_action_owner(&plan, args.action, owner)?;
+            }
+            if update != ActionUpdate::default() {
+                device.edit(&plan, |p| p.update_action(args.action, update))?;
+            }
             Ok(Output::Nothing)
         }
     }

@@ -8,7 +8,7 @@ use eenplan_core::sync::ShareOutcome;
 use super::{find_plan, open};
 use crate::args::PlanCommand;
 use crate::error::CliError;
-use crate::output::{Lines, Output, audience_text, plan_view_text};
+use crate::output::{Lines, Marks, Output, audience_text, plan_view_text_marked};
 
 pub fn run(data: &Path, command: PlanCommand) -> Result<Output, CliError> {
     let mut device = open(data)?;
@@ -20,9 +20,17 @@ pub fn run(data: &Path, command: PlanCommand) -> Result<Output, CliError> {
         PlanCommand::List(flag) => {
             Output::choose(flag.json, &device.list_plans()?, |entries| list_text(entries))
         }
+        PlanCommand::Adopt(args) => super::cycle::adopt(&mut device, args),
+        PlanCommand::Adopted(args) => super::cycle::adopted(&mut device, args),
+        PlanCommand::MigrateOwners(args) => super::cycle::migrate_owners(&mut device, &args.plan),
         PlanCommand::Show(args) => {
             let id = find_plan(&device, &args.plan)?;
-            Output::choose(args.output.json, &device.read(&id)?, plan_view_text)
+            let view = device.read(&id)?;
+            if args.output.json {
+                return Output::json(&view);
+            }
+            let marks = adoption_marks(&mut device, &id)?;
+            Ok(Output::Text(plan_view_text_marked(&view, &marks)))
         }
         PlanCommand::Phase(args) => {
             let id = find_plan(&device, &args.plan)?;
@@ -97,4 +105,16 @@ fn list_text(entries: &[PlanListEntry]) -> String {
         }
     }
     out.finish()
+}
+
+/// The newest verified adopted version and what changed since, to mark in the plan text.
+fn adoption_marks(device: &mut eenplan_core::Device, plan: &eenplan_core::PlanId) -> Result<Marks, CliError> {
+    if device.latest_adoption(plan)?.is_none() {
+        return Ok(Marks::default());
+    }
+    let adopted = device.adopted_plan(plan, None)?;
+    Ok(Marks {
+        adopted: Some((adopted.adoption.version, adopted.adoption.date.clone())),
+        not_adopted: adopted.not_adopted.iter().filter_map(|n| n.id).collect(),
+    })
 }

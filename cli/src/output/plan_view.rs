@@ -1,32 +1,56 @@
-//! A plan for people to read: goals grouped per life domain with their scores and actions,
-//! notes per compartment. Empty sections are left out to keep it short.
+//! A plan for people to read, in Dutch: goals grouped per life domain with their scores and
+//! actions, notes per compartment. Vocabularies show their Dutch labels (the JSON keeps the
+//! codes). Empty sections are left out to keep it short. Parts changed since the newest
+//! adopted version are marked "nog niet vastgesteld".
 
 use std::collections::BTreeSet;
 
 use eenplan_core::EntityId;
+use eenplan_core::calendar::dutch_long_date;
 use eenplan_core::plan::Compartment;
 use eenplan_core::plan::view::{Action, Goal, PlanView, Score};
+use eenplan_core::plan::vocab::{
+    ActionStatus, EscalationLevel, GoalStatus, NoteKind, Phase, Role, domain_label,
+};
 
 use super::{Lines, iso_utc};
 
+/// What the plan text marks: the newest adopted version, and the entities changed since.
+#[derive(Debug, Default)]
+pub struct Marks {
+    pub adopted: Option<(u32, String)>,
+    pub not_adopted: BTreeSet<EntityId>,
+}
+
+const NOT_ADOPTED: &str = "  (nog niet vastgesteld)";
+
 pub fn plan_view_text(view: &PlanView) -> String {
+    plan_view_text_marked(view, &Marks::default())
+}
+
+pub fn plan_view_text_marked(view: &PlanView, marks: &Marks) -> String {
     let mut out = Lines::default();
-    header(&mut out, view);
+    header(&mut out, view, marks);
     members(&mut out, view);
     participants(&mut out, view);
     escalations(&mut out, view);
-    goals(&mut out, view);
-    agreements(&mut out, view);
+    goals(&mut out, view, marks);
+    agreements(&mut out, view, marks);
+    cycle(&mut out, view);
     notes(&mut out, view);
     safety(&mut out, view);
     out.finish()
+}
+
+fn mark(marks: &Marks, id: EntityId) -> &'static str {
+    if marks.adopted.is_some() && marks.not_adopted.contains(&id) { NOT_ADOPTED } else { "" }
 }
 
 fn participant_name(view: &PlanView, id: EntityId) -> String {
     view.participants
         .iter()
         .find(|p| p.id == id)
-        .map_or_else(|| format!("participant {id}"), |p| p.name.clone())
+        .map_or_else(|| format!("deelnemer {id}"), |p| p.name.clone())
 }
 
 /// Who a device is: "Wim de Vries (Wijkteam Noord)" when its certificate is known here, else
@@ -35,11 +59,11 @@ fn writer_name(view: &PlanView, device: &str) -> String {
     view.people
         .iter()
         .find(|p| p.device == device)
-        .map_or_else(|| format!("device {}", short(device)), |p| format!("{} ({})", p.name, p.organisation))
+        .map_or_else(|| format!("apparaat {}", short(device)), |p| format!("{} ({})", p.name, p.organisation))
 }
 
 fn member_name(view: &PlanView, id: EntityId) -> String {
-    view.members.iter().find(|m| m.id == id).map_or_else(|| format!("member {id}"), |m| m.name.clone())
+    view.members.iter().find(|m| m.id == id).map_or_else(|| format!("gezinslid {id}"), |m| m.name.clone())
 }
 
 /// Authors are device ids; eight characters tell a handful of devices apart.
@@ -47,10 +71,13 @@ fn short(device: &str) -> &str {
     device.get(..8).unwrap_or(device)
 }
 
-fn header(out: &mut Lines, view: &PlanView) {
+fn header(out: &mut Lines, view: &PlanView, marks: &Marks) {
     out.line(0, &view.family);
     out.line(2, format!("plan          {}", view.id));
-    out.line(2, format!("phase         {}", view.phase));
+    out.line(2, format!("fase          {}", Phase::label_of(&view.phase)));
+    if let Some((version, date)) = &marks.adopted {
+        out.line(2, format!("vastgesteld   versie {version} op {}", dutch_long_date(date)));
+    }
     let regie = view
         .escalations
         .last()
@@ -59,22 +86,25 @@ fn header(out: &mut Lines, view: &PlanView) {
         .unwrap_or_default();
     match &view.membership {
         Some(membership) => {
-            out.line(2, format!("escalation    {}", view.escalation_level));
+            out.line(2, format!("niveau        {}", EscalationLevel::label_of(&view.escalation_level)));
             let who = |p: &eenplan_core::regie::PlanParticipant| format!("{} ({})", p.name, p.organisation);
             out.line(2, format!("regisseur     {}", who(&membership.regisseur)));
             if let Some(offered) = &membership.offered_to {
-                out.line(2, format!("regie offered {} (not accepted yet)", who(offered)));
+                out.line(2, format!("regie aangeboden aan {} (nog niet aanvaard)", who(offered)));
             }
         }
         None => {
-            out.line(2, format!("escalation    {}{regie}", view.escalation_level));
+            out.line(
+                2,
+                format!("niveau        {}{regie}", EscalationLevel::label_of(&view.escalation_level)),
+            );
             if let Some(regisseur) = view.regisseur {
                 out.line(2, format!("regisseur     {}", participant_name(view, regisseur)));
             }
         }
     }
-    let held: Vec<&str> = view.compartments.iter().map(|c| c.as_str()).collect();
-    out.line(2, format!("compartments  {}", held.join(", ")));
+    let held: Vec<&str> = view.compartments.iter().map(|c| c.label()).collect();
+    out.line(2, format!("delen         {}", held.join(", ")));
 }
 
 fn members(out: &mut Lines, view: &PlanView) {
@@ -82,11 +112,11 @@ fn members(out: &mut Lines, view: &PlanView) {
         return;
     }
     out.blank();
-    out.line(0, "Members");
+    out.line(0, "Gezin");
     for m in &view.members {
         let mut about = vec![m.relation.clone()];
         if let Some(born) = &m.birth_date {
-            about.push(format!("born {born}"));
+            about.push(format!("geboren {}", dutch_long_date(born)));
         }
         if m.parental_authority {
             about.push("gezag".into());
@@ -98,26 +128,35 @@ fn members(out: &mut Lines, view: &PlanView) {
 fn participants(out: &mut Lines, view: &PlanView) {
     if let Some(membership) = &view.membership {
         out.blank();
-        out.line(0, "Participants (signed membership)");
+        out.line(0, "Deelnemers (getekende deelnemerslijst)");
         for p in &membership.participants {
             let contact: Vec<&str> = [p.phone.as_deref(), p.email.as_deref()].into_iter().flatten().collect();
             let contact =
                 if contact.is_empty() { String::new() } else { format!("  {}", contact.join(", ")) };
-            out.line(2, format!("{}  {}, {} ({}){contact}", p.user_id, p.name, p.organisation, p.role));
+            out.line(
+                2,
+                format!(
+                    "{}  {}, {} ({}){contact}",
+                    p.user_id,
+                    p.name,
+                    p.organisation,
+                    Role::label_of(&p.role)
+                ),
+            );
         }
         out.blank();
-        out.line(0, "Membership");
+        out.line(0, "Deelnemerslijst");
         for step in &membership.steps {
-            out.line(2, format!("{}  {} (by {})", iso_utc(step.at_ms), step.text, step.by));
+            out.line(2, format!("{}  {} (door {})", iso_utc(step.at_ms), step.text, step.by));
         }
     }
     if view.participants.is_empty() {
         return;
     }
     out.blank();
-    out.line(0, "Participants");
+    out.line(0, "Contactpersonen volgens het plan");
     for p in &view.participants {
-        out.line(2, format!("{}  {}, {} ({})", p.id, p.name, p.organisation, p.role));
+        out.line(2, format!("{}  {}, {} ({})", p.id, p.name, p.organisation, Role::label_of(&p.role)));
     }
 }
 
@@ -126,16 +165,16 @@ fn escalations(out: &mut Lines, view: &PlanView) {
         return;
     }
     out.blank();
-    out.line(0, "Escalations");
+    out.line(0, "Op- en afschaling");
     for step in &view.escalations {
         let regie =
             step.regie_holder.map(|h| format!(", regie {}", participant_name(view, h))).unwrap_or_default();
         out.line(
             2,
             format!(
-                "{}  {}{regie} (by {})\n{}",
+                "{}  {}{regie} (door {})\n{}",
                 iso_utc(step.at_ms),
-                step.level,
+                EscalationLevel::label_of(&step.level),
                 writer_name(view, &step.by),
                 step.reason
             ),
@@ -157,60 +196,104 @@ fn domains_in_use(view: &PlanView) -> Vec<String> {
     out
 }
 
-fn goals(out: &mut Lines, view: &PlanView) {
+fn goals(out: &mut Lines, view: &PlanView, marks: &Marks) {
     let domains = domains_in_use(view);
     if domains.is_empty() {
         return;
     }
     out.blank();
-    out.line(0, "Goals per life domain");
+    out.line(0, "Doelen per leefgebied");
     for domain in domains {
-        out.line(2, &domain);
+        out.line(2, domain_label(&domain));
         let scores: Vec<&Score> = view.scores.iter().filter(|s| s.domain == domain).collect();
         for s in scores {
-            out.line(4, format!("score {}  {} on {}", s.score, member_name(view, s.member), s.date));
+            out.line(4, format!("ZRM-score {}  {} op {}", s.score, member_name(view, s.member), s.date));
         }
         for goal in view.goals.iter().filter(|g| g.domain == domain) {
-            goal_lines(out, view, goal);
+            goal_lines(out, view, goal, marks);
         }
     }
     let orphans: Vec<&Action> =
         view.actions.iter().filter(|a| !view.goals.iter().any(|g| g.id == a.goal)).collect();
     if !orphans.is_empty() {
-        out.line(2, "(actions of an unknown goal)");
+        out.line(2, "(acties bij een onbekend doel)");
         for action in orphans {
-            action_line(out, action);
+            action_line(out, view, action, marks);
         }
     }
 }
 
-fn goal_lines(out: &mut Lines, view: &PlanView, goal: &Goal) {
-    out.line(4, format!("{}  [{}] {}", goal.id, goal.status, goal.title));
+fn goal_lines(out: &mut Lines, view: &PlanView, goal: &Goal, marks: &Marks) {
+    let status = GoalStatus::label_of(&goal.status);
+    out.line(4, format!("{}  [{status}] {}{}", goal.id, goal.title, mark(marks, goal.id)));
     if !goal.description.trim().is_empty() {
         out.line(22, &goal.description);
     }
     for action in view.actions.iter().filter(|a| a.goal == goal.id) {
-        action_line(out, action);
+        action_line(out, view, action, marks);
     }
 }
 
-fn action_line(out: &mut Lines, action: &Action) {
-    let owner = match &action.owner_person {
+/// Who does an action: the participant, else the free text an older version wrote.
+pub fn action_owner(view: &PlanView, action: &Action) -> String {
+    let participant = action.owner_user.and_then(|user| {
+        view.membership.as_ref()?.participants.iter().find(|p| p.user_id == user).map(|p| p.name.clone())
+    });
+    match participant.or_else(|| action.owner_person.clone()) {
         Some(person) => format!("{}, {person}", action.owner_org),
         None => action.owner_org.clone(),
-    };
-    let due = action.due.as_ref().map(|d| format!(", due {d}")).unwrap_or_default();
-    out.line(6, format!("{}  [{}] {} ({owner}{due})", action.id, action.status, action.title));
+    }
 }
 
-fn agreements(out: &mut Lines, view: &PlanView) {
+fn action_line(out: &mut Lines, view: &PlanView, action: &Action, marks: &Marks) {
+    let owner = action_owner(view, action);
+    let due = action.due.as_ref().map(|d| format!(", uiterlijk {}", dutch_long_date(d))).unwrap_or_default();
+    let status = ActionStatus::label_of(&action.status);
+    out.line(
+        6,
+        format!("{}  [{status}] {} ({owner}{due}){}", action.id, action.title, mark(marks, action.id)),
+    );
+}
+
+fn agreements(out: &mut Lines, view: &PlanView, marks: &Marks) {
     if view.agreements.is_empty() {
         return;
     }
     out.blank();
-    out.line(0, "Agreements");
+    out.line(0, "Afspraken");
     for a in &view.agreements {
-        out.line(2, format!("{}  {}", a.id, a.text));
+        out.line(2, format!("{}  {}{}", a.id, a.text, mark(marks, a.id)));
+    }
+}
+
+/// Evaluations and case meetings.
+fn cycle(out: &mut Lines, view: &PlanView) {
+    if !view.evaluations.is_empty() {
+        out.blank();
+        out.line(0, "Evaluaties");
+        for e in &view.evaluations {
+            let held = if e.held { " (gehouden)" } else { "" };
+            out.line(2, format!("{}  {}{held}", e.id, dutch_long_date(&e.date)));
+        }
+    }
+    if view.meetings.is_empty() {
+        return;
+    }
+    out.blank();
+    out.line(0, "Casusoverleg");
+    let name = |user: i64| {
+        view.membership
+            .as_ref()
+            .and_then(|m| m.participants.iter().find(|p| p.user_id == user))
+            .map_or_else(|| format!("gebruiker {user}"), |p| p.name.clone())
+    };
+    for m in &view.meetings {
+        let present: Vec<String> = m.attendees.iter().map(|u| name(*u)).collect();
+        out.line(2, format!("{}  {}; aanwezig: {}", m.id, dutch_long_date(&m.date), present.join(", ")));
+        for d in &m.decisions {
+            let action = d.action.map(|a| format!(" (actie {a})")).unwrap_or_default();
+            out.line(4, format!("besluit: {}{action}", d.text));
+        }
     }
 }
 
@@ -219,21 +302,21 @@ fn notes(out: &mut Lines, view: &PlanView) {
         return;
     }
     out.blank();
-    out.line(0, "Notes");
+    out.line(0, "Notities");
     for compartment in Compartment::ALL {
         let notes: Vec<_> = view.notes.iter().filter(|n| n.compartment == compartment).collect();
         if notes.is_empty() {
             continue;
         }
-        out.line(2, compartment);
+        out.line(2, compartment.label());
         for n in notes {
             out.line(
                 4,
                 format!(
-                    "{}  {} {} (by {})\n{}",
+                    "{}  {} {} (door {})\n{}",
                     n.id,
                     iso_utc(n.created_at_ms),
-                    n.kind,
+                    NoteKind::label_of(&n.kind),
                     writer_name(view, &n.author),
                     n.text
                 ),
@@ -242,7 +325,7 @@ fn notes(out: &mut Lines, view: &PlanView) {
                 out.line(
                     6,
                     format!(
-                        "(copy of {} note {} by {}, written {})",
+                        "(kopie van notitie {1} uit {0}, van {2}, geschreven {3})",
                         origin.compartment,
                         origin.note,
                         writer_name(view, &origin.author),
@@ -259,9 +342,9 @@ fn safety(out: &mut Lines, view: &PlanView) {
         return;
     }
     out.blank();
-    out.line(0, "Safety plan");
+    out.line(0, "Veiligheidsplan");
     for item in &view.safety_items {
-        out.line(2, format!("{}  danger: {}", item.id, item.danger_statement));
-        out.line(20, format!("goal:   {}", item.safety_goal));
+        out.line(2, format!("{}  zorg:  {}", item.id, item.danger_statement));
+        out.line(20, format!("doel:  {}", item.safety_goal));
     }
 }

@@ -225,6 +225,14 @@ impl Plan {
             ["actions", _, "title"] => s(short_text("title", raw)?),
             ["actions", _, "owner_org"] => s(short_text("owner organisation", raw)?),
             ["actions", _, "owner_person"] => s(short_text("owner person", raw)?),
+            ["actions", _, "owner_user"] => {
+                let user: i64 = raw.trim().parse().map_err(|_| ValidationError::InvalidValue {
+                    field: "owner",
+                    value: raw.chars().take(64).collect(),
+                    allowed: "a participant's user id".into(),
+                })?;
+                Ok(ScalarValue::Int(user))
+            }
             ["actions", _, "status"] => s(raw.trim().parse::<ActionStatus>()?.as_str().to_owned()),
             ["actions", _, "due"] => s(date(raw)?),
             _ => Err(not_settable()),

@@ -50,7 +50,10 @@ pub struct NewAction {
     pub goal: EntityId,
     pub title: String,
     pub owner_org: String,
-    pub owner_person: Option<String>,
+    /// Who does it: a participant, by user id in the plan's membership chain (earlier
+    /// versions wrote a free-text `owner_person`, which the device resolves to a participant
+    /// where the name is unambiguous).
+    pub owner_user: Option<i64>,
     /// YYYY-MM-DD.
     pub due: Option<String>,
 }
@@ -62,7 +65,7 @@ pub struct ActionUpdate {
     pub status: Option<ActionStatus>,
     pub due: Option<Option<String>>,
     pub owner_org: Option<String>,
-    pub owner_person: Option<Option<String>>,
+    pub owner_user: Option<Option<i64>>,
 }
 
 pub(super) fn short_text(field: &'static str, value: &str) -> Result<String, ValidationError> {
@@ -180,7 +183,7 @@ fn put_text(
 
 impl Plan {
     /// Runs `f` as one transaction on `compartment`. `message` names the edit in the history.
-    fn write<T>(
+    pub(super) fn write<T>(
         &mut self,
         compartment: Compartment,
         message: &str,
@@ -194,7 +197,7 @@ impl Plan {
             .map_err(|f| PlanError::Automerge(f.error))
     }
 
-    fn basis_map(&self, key: &str) -> Result<ObjId, PlanError> {
+    pub(super) fn basis_map(&self, key: &str) -> Result<ObjId, PlanError> {
         let doc = self.doc(Compartment::Basis)?;
         Reader::new(doc, Compartment::Basis).required_object(&ROOT, key, ObjType::Map)
     }
@@ -454,15 +457,13 @@ impl Plan {
         self.require_goal(action.goal)?;
         let title = short_text("title", &action.title)?;
         let owner_org = short_text("owner organisation", &action.owner_org)?;
-        let owner_person =
-            action.owner_person.as_deref().map(|p| short_text("owner person", p)).transpose()?;
         let due = action.due.as_deref().map(date).transpose()?;
         self.add_entity(Compartment::Basis, read::ACTIONS, "add action", |tx, obj, _| {
             tx.put(obj, "goal", action.goal.to_string())?;
             tx.put(obj, "title", title)?;
             tx.put(obj, "owner_org", owner_org)?;
-            if let Some(p) = owner_person {
-                tx.put(obj, "owner_person", p)?;
+            if let Some(user) = action.owner_user {
+                tx.put(obj, "owner_user", user)?;
             }
             if let Some(d) = due {
                 tx.put(obj, "due", d)?;
@@ -477,10 +478,6 @@ impl Plan {
         let title = update.title.as_deref().map(|t| short_text("title", t)).transpose()?;
         let owner_org =
             update.owner_org.as_deref().map(|o| short_text("owner organisation", o)).transpose()?;
-        let owner_person = update
-            .owner_person
-            .map(|p| p.as_deref().map(|p| short_text("owner person", p)).transpose())
-            .transpose()?;
         let due = update.due.map(|d| d.as_deref().map(date).transpose()).transpose()?;
         self.write(Compartment::Basis, "update action", |tx, _| {
             if let Some(t) = title {
@@ -497,9 +494,13 @@ impl Plan {
             if let Some(o) = owner_org {
                 tx.put(&obj, "owner_org", o)?;
             }
-            match owner_person {
-                Some(Some(p)) => tx.put(&obj, "owner_person", p)?,
-                Some(None) => tx.put(&obj, "owner_person", ScalarValue::Null)?,
+            match update.owner_user {
+                // The participant replaces any free-text owner an earlier version wrote.
+                Some(Some(user)) => {
+                    tx.put(&obj, "owner_user", user)?;
+                    tx.delete(&obj, "owner_person")?;
+                }
+                Some(None) => tx.put(&obj, "owner_user", ScalarValue::Null)?,
                 None => {}
             }
             Ok(())

@@ -46,6 +46,12 @@ pub struct PlanView {
     /// it (`membership` carries the result).
     #[serde(default)]
     pub contacts: Vec<ContactCard>,
+    /// Planned evaluations, by date.
+    #[serde(default)]
+    pub evaluations: Vec<super::cycle::Evaluation>,
+    /// Case meetings (*casusoverleg*), by date.
+    #[serde(default)]
+    pub meetings: Vec<super::cycle::Meeting>,
 }
 
 /// A participant's contact details, as a device wrote them into the plan.
@@ -115,7 +121,12 @@ pub struct Action {
     pub goal: EntityId,
     pub title: String,
     pub owner_org: String,
+    /// Free text written by earlier versions; see `owner_user`.
     pub owner_person: Option<String>,
+    /// The participant who does it (user id in the membership chain). The device fills it
+    /// in from `owner_person` when that names exactly one participant ([`crate::Device::read`]).
+    #[serde(default)]
+    pub owner_user: Option<i64>,
     pub due: Option<String>,
     pub status: String,
     pub created_at_ms: i64,
@@ -202,6 +213,8 @@ pub(super) fn materialise(plan: &Plan) -> Result<PlanView, PlanError> {
         people: Vec::new(),
         membership: None,
         contacts: basis.contacts,
+        evaluations: basis.evaluations,
+        meetings: basis.meetings,
     };
     for compartment in plan.held_compartments().into_iter().filter(|c| *c != Compartment::Basis) {
         let part = part_of(compartment)?;
@@ -217,7 +230,13 @@ pub(super) fn materialise(plan: &Plan) -> Result<PlanView, PlanError> {
 /// Checks that a document materialises without layout errors: it is read exactly as the read
 /// model reads it, so a document that passed this check always materialises.
 pub(super) fn check_layout(doc: &Automerge, compartment: Compartment) -> Result<(), PlanError> {
-    read_compartment(doc, compartment).map(|_| ())
+    read_compartment(doc, compartment)?;
+    // Adoption records are read apart from the view (the device judges them), with the same
+    // layout rules.
+    if compartment == Compartment::Basis {
+        super::cycle::check_adoptions(&Reader::new(doc, compartment))?;
+    }
+    Ok(())
 }
 
 /// What the read model takes from one compartment's document.
@@ -241,6 +260,8 @@ struct Basis {
     actions: Vec<Action>,
     agreements: Vec<Agreement>,
     contacts: Vec<ContactCard>,
+    evaluations: Vec<super::cycle::Evaluation>,
+    meetings: Vec<super::cycle::Meeting>,
 }
 
 fn read_compartment(doc: &Automerge, compartment: Compartment) -> Result<Part, PlanError> {
@@ -259,6 +280,8 @@ fn read_compartment(doc: &Automerge, compartment: Compartment) -> Result<Part, P
             actions: actions(&r)?,
             agreements: agreements(&r)?,
             contacts: contacts(&r)?,
+            evaluations: super::cycle::evaluations(&r)?,
+            meetings: super::cycle::meetings(&r)?,
         }),
         _ => None,
     };
@@ -402,6 +425,7 @@ fn actions(r: &Reader<'_>) -> Result<Vec<Action>, PlanError> {
             title: r.required_string(&obj, "title")?,
             owner_org: r.string(&obj, "owner_org")?.unwrap_or_default(),
             owner_person: r.string(&obj, "owner_person")?,
+            owner_user: r.int(&obj, "owner_user")?,
             due: r.string(&obj, "due")?,
             status: r.required_string(&obj, "status")?,
             created_at_ms: created(r, &obj)?,

@@ -165,7 +165,7 @@ fn write_a_home_visit(p: &mut Plan, i: usize, clock: &ManualClock) {
             goal,
             title: "Budgetcoach bellen".into(),
             owner_org: "Wijkteam".into(),
-            owner_person: Some("Rita".into()),
+            owner_user: Some(7),
             due: Some("2027-01-15".into()),
         })
         .unwrap();

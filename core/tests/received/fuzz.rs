@@ -266,7 +266,11 @@ fn field() -> impl Strategy<Value = Field> {
         (Basis, "members", &["name", "relation", "birth_date", "parental_authority", "created_at"]),
         (Basis, "participants", &["name", "organisation", "role", "created_at"]),
         (Basis, "goals", &["domain", "title", "status", "description", "created_at"]),
-        (Basis, "actions", &["goal", "title", "owner_org", "owner_person", "due", "status", "created_at"]),
+        (
+            Basis,
+            "actions",
+            &["goal", "title", "owner_org", "owner_person", "owner_user", "due", "status", "created_at"],
+        ),
         (Basis, "agreements", &["text", "author", "created_at"]),
         (Basis, "notes", &["kind", "text", "author", "created_at"]),
         (Zorg, "notes", &["kind", "text", "author", "created_at"]),

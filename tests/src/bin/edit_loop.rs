@@ -27,7 +27,7 @@ fn run() -> Result<(), String> {
                 goal,
                 title: "Huurachterstand".into(),
                 owner_org: "Wijkteam".into(),
-                owner_person: None,
+                owner_user: None,
                 due: None,
             })
         })

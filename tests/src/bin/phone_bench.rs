@@ -456,7 +456,7 @@ fn intake(p: &mut Plan) -> Result<Fixture, PlanError> {
                 goal,
                 title: format!("Stap {step}: {domain}"),
                 owner_org: ORG.into(),
-                owner_person: None,
+                owner_user: None,
                 due: Some("2027-03-01".into()),
             })?);
         }

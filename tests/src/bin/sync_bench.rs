@@ -402,7 +402,7 @@ impl Fixture {
                     goal,
                     title: format!("Stap {step} voor doel {k}"),
                     owner_org: ORG.into(),
-                    owner_person: None,
+                    owner_user: None,
                     due: Some("2026-06-01".into()),
                 })?);
             }
@@ -475,7 +475,7 @@ impl Fixture {
                     goal,
                     title,
                     owner_org: ORG.into(),
-                    owner_person: None,
+                    owner_user: None,
                     due: None,
                 })?;
                 self.actions.push(action);

@@ -1,0 +1,280 @@
+//! The working cycle on the device: actions owned by participants (not free text), case
+//! meetings whose attendees and action owners are participants of the signed chain, and the
+//! ZRM trend that shows whether help is working. The plan-level records are in
+//! `plan/cycle.rs`; who is a participant comes from the verified membership chain.
+
+use serde::{Deserialize, Serialize};
+
+use crate::device::Device;
+use crate::error::CoreError;
+use crate::ids::{EntityId, PlanId};
+use crate::plan::cycle::{DecisionAction, NewDecision, NewMeeting};
+use crate::plan::view::PlanView;
+use crate::plan::{ActionUpdate, NewAction, ValidationError, vocab};
+use crate::regie::participant_named;
+
+/// A decision to record: its text, and when it makes an action, who does it, by when and
+/// towards which goal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionInput {
+    pub text: String,
+    pub action: Option<DecisionActionInput>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionActionInput {
+    /// A participant's name (or user id).
+    pub owner: String,
+    pub due: Option<String>,
+    pub goal: EntityId,
+}
+
+/// Scores of one member in one life domain over time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainTrend {
+    pub domain: String,
+    /// The domain as a heading ("Financiën").
+    pub label: String,
+    /// Oldest first.
+    pub points: Vec<TrendPoint>,
+    pub direction: Direction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrendPoint {
+    pub date: String,
+    pub score: i64,
+}
+
+/// The last score against the first: on the ZRM scale 1 is acute trouble and 5 fully
+/// self-sufficient, so up is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Better,
+    Worse,
+    Same,
+    /// One score: no trend yet.
+    Single,
+}
+
+impl Direction {
+    pub fn label(self) -> &'static str {
+        match self {
+            Direction::Better => "beter",
+            Direction::Worse => "slechter",
+            Direction::Same => "gelijk",
+            Direction::Single => "één meting",
+        }
+    }
+}
+
+/// The ZRM trend of `member` per domain, in the plan's domain order.
+pub fn score_trend(view: &PlanView, member: EntityId) -> Vec<DomainTrend> {
+    view.domains
+        .iter()
+        .filter_map(|domain| {
+            let mut points: Vec<TrendPoint> = view
+                .scores
+                .iter()
+                .filter(|s| s.member == member && &s.domain == domain)
+                .map(|s| TrendPoint { date: s.date.clone(), score: s.score })
+                .collect();
+            points.sort_by(|a, b| a.date.cmp(&b.date));
+            let (first, last) = (points.first()?.score, points.last()?.score);
+            let direction = match (points.len(), last.cmp(&first)) {
+                (1, _) => Direction::Single,
+                (_, std::cmp::Ordering::Greater) => Direction::Better,
+                (_, std::cmp::Ordering::Less) => Direction::Worse,
+                (_, std::cmp::Ordering::Equal) => Direction::Same,
+            };
+            Some(DomainTrend {
+                domain: domain.clone(),
+                label: vocab::domain_label(domain),
+                points,
+                direction,
+            })
+        })
+        .collect()
+}
+
+/// The family member `name` names: by id, or exactly by name (one only).
+pub fn member_named(view: &PlanView, name: &str) -> Result<EntityId, CoreError> {
+    let name = name.trim();
+    if let Ok(id) = name.parse::<EntityId>()
+        && view.members.iter().any(|m| m.id == id)
+    {
+        return Ok(id);
+    }
+    let found: Vec<EntityId> =
+        view.members.iter().filter(|m| m.name.eq_ignore_ascii_case(name)).map(|m| m.id).collect();
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(CoreError::NotAllowed(format!("geen gezinslid {name:?} in dit plan"))),
+        _ => Err(CoreError::NotAllowed(format!("meer dan één gezinslid heet {name:?}; geef het nummer"))),
+    }
+}
+
+/// The one participant whose name is `text` (trimmed, case ignored), for the free-text
+/// owners earlier versions wrote.
+fn unique_participant(view: &PlanView, text: &str) -> Option<i64> {
+    let membership = view.membership.as_ref()?;
+    let mut found =
+        membership.participants.iter().filter(|p| p.name.trim().eq_ignore_ascii_case(text.trim()));
+    let one = found.next()?;
+    found.next().is_none().then_some(one.user_id)
+}
+
+/// Fills in `owner_user` of actions whose free-text owner names exactly one participant:
+/// how a device reads plans written before owners were participants.
+pub(crate) fn resolve_owners(view: &mut PlanView) {
+    let resolved: Vec<Option<i64>> = view
+        .actions
+        .iter()
+        .map(|a| match (a.owner_user, &a.owner_person) {
+            (None, Some(text)) => unique_participant(view, text),
+            (user, _) => user,
+        })
+        .collect();
+    for (action, user) in view.actions.iter_mut().zip(resolved) {
+        action.owner_user = user;
+    }
+}
+
+/// What [`Device::migrate_action_owners`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerMigration {
+    /// Actions whose free-text owner now names a participant.
+    pub migrated: Vec<EntityId>,
+    /// Actions whose free-text owner names no participant, or more than one: the regisseur
+    /// sets these by hand.
+    pub unresolved: Vec<(EntityId, String)>,
+}
+
+impl Device {
+    /// The user id of the participant `name` names in the plan's signed chain.
+    pub fn participant_user(&self, plan: &PlanId, name: &str) -> Result<i64, CoreError> {
+        let roster = self.roster(plan)?.ok_or_else(|| {
+            CoreError::NotAllowed(
+                "de deelnemerslijst van dit plan is nog niet van de server ontvangen; synchroniseer eerst"
+                    .into(),
+            )
+        })?;
+        participant_named(&roster, name)
+    }
+
+    /// Adds an action whose owner is the participant `owner` names.
+    pub fn add_action_for(
+        &mut self,
+        plan: &PlanId,
+        action: NewAction,
+        owner: Option<&str>,
+    ) -> Result<EntityId, CoreError> {
+        let owner_user = owner.map(|name| self.participant_user(plan, name)).transpose()?;
+        self.edit(plan, |p| {
+            p.add_action(NewAction { owner_user: owner_user.or(action.owner_user), ..action })
+        })
+    }
+
+    /// Makes the participant `owner` names the owner of an action.
+    pub fn set_action_owner(
+        &mut self,
+        plan: &PlanId,
+        action: EntityId,
+        owner: &str,
+    ) -> Result<(), CoreError> {
+        let user = self.participant_user(plan, owner)?;
+        let update = ActionUpdate { owner_user: Some(Some(user)), ..ActionUpdate::default() };
+        self.edit(plan, |p| p.update_action(action, update))
+    }
+
+    /// Writes the participant each free-text owner names, once, for the plan's regisseur:
+    /// the migration from the free-text owners of earlier versions. Devices read such owners
+    /// the same way before it runs ([`resolve_owners`]), so nothing waits for it.
+    pub fn migrate_action_owners(&mut self, plan: &PlanId) -> Result<OwnerMigration, CoreError> {
+        self.roster_as_regisseur(plan)?;
+        let view = self.read(plan)?;
+        let mut report = OwnerMigration { migrated: Vec::new(), unresolved: Vec::new() };
+        for action in view.actions.iter().filter(|a| a.owner_person.is_some()) {
+            let text = action.owner_person.clone().unwrap_or_default();
+            match unique_participant(&view, &text) {
+                Some(user) => {
+                    let update = ActionUpdate { owner_user: Some(Some(user)), ..ActionUpdate::default() };
+                    self.edit(plan, |p| p.update_action(action.id, update))?;
+                    report.migrated.push(action.id);
+                }
+                None => report.unresolved.push((action.id, text)),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Records a case meeting: attendees and action owners are participants by name; each
+    /// decision that names an owner becomes an action in the same step.
+    pub fn record_meeting(
+        &mut self,
+        plan: &PlanId,
+        date: &str,
+        attendees: &[String],
+        decisions: Vec<DecisionInput>,
+    ) -> Result<EntityId, CoreError> {
+        let attendees = attendees.iter().map(|a| self.participant_user(plan, a)).collect::<Result<_, _>>()?;
+        let membership = self.read(plan)?.membership;
+        let mut checked = Vec::new();
+        for decision in decisions {
+            let action = match decision.action {
+                Some(a) => {
+                    let owner_user = self.participant_user(plan, &a.owner)?;
+                    let owner_org = membership
+                        .iter()
+                        .flat_map(|m| &m.participants)
+                        .find(|p| p.user_id == owner_user)
+                        .map(|p| p.organisation.clone())
+                        .unwrap_or_default();
+                    Some(DecisionAction { goal: a.goal, owner_user, owner_org, due: a.due })
+                }
+                None => None,
+            };
+            checked.push(NewDecision { text: decision.text, action });
+        }
+        let meeting = NewMeeting { date: date.to_owned(), attendees, decisions: checked };
+        self.edit(plan, |p| p.add_meeting(meeting))
+    }
+
+    /// The ZRM trend of the family member `member` names (a name or an id).
+    pub fn scores(&mut self, plan: &PlanId, member: &str) -> Result<Vec<DomainTrend>, CoreError> {
+        let view = self.read(plan)?;
+        let member = member_named(&view, member)?;
+        Ok(score_trend(&view, member))
+    }
+
+    /// The evaluation `id` took place.
+    pub fn evaluation_held(&mut self, plan: &PlanId, id: EntityId) -> Result<(), CoreError> {
+        self.edit(plan, |p| p.mark_evaluation_held(id))
+    }
+}
+
+/// The goal `text` names: its id, a unique id prefix, or its exact title.
+pub fn goal_named(view: &PlanView, text: &str) -> Result<EntityId, CoreError> {
+    let text = text.trim();
+    let by: Vec<EntityId> = view
+        .goals
+        .iter()
+        .filter(|g| g.id.to_string() == text || g.title == text)
+        .chain(view.goals.iter().filter(|g| text.len() >= 4 && g.id.to_string().starts_with(text)))
+        .map(|g| g.id)
+        .collect();
+    let mut unique = by.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    match unique.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(crate::plan::PlanError::from(ValidationError::InvalidValue {
+            field: "goal",
+            value: text.chars().take(64).collect(),
+            allowed: "a goal's id or title in this plan".into(),
+        })
+        .into()),
+        _ => Err(CoreError::NotAllowed(format!("meer dan één doel past bij {text:?}; geef het nummer"))),
+    }
+}

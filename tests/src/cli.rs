@@ -1,0 +1,54 @@
+//! The `eenplan` command line as the end-to-end tests drive it: one data directory,
+//! enrolled with the test network, run as a real process.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use crate::network::Network;
+
+/// The `eenplan` command line on one data directory, enrolled with the test network.
+#[derive(Debug)]
+pub struct Cli {
+    pub data: std::path::PathBuf,
+}
+
+impl Cli {
+    pub fn enrolled(net: &Network, name: &str, user: &str) -> Cli {
+        let cli = Cli { data: net.path(name) };
+        cli.ok(&["init"]);
+        let code = net.admin.run(&["device", "enrol", "--user", user]);
+        cli.ok(&["enrol", "--server", &net.server.url, "--code", code.trim()]);
+        net.admin.run(&["device", "approve", "--code", code.trim()]);
+        cli.ok(&["sync"]);
+        cli
+    }
+
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(crate::network::binary("eenplan"))
+            .args(args)
+            .env("EENPLAN_DATA", &self.data)
+            .env("EENPLAN_PASSPHRASE", "correct horse battery staple")
+            .env("EENPLAN_INSECURE_FAST_KDF", "1")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "eenplan {args:?}: {stderr}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        serde_json::from_str(&self.ok(&args)).unwrap()
+    }
+
+    pub fn names(value: &serde_json::Value) -> Vec<String> {
+        let mut names: Vec<String> =
+            value.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect();
+        names.sort();
+        names
+    }
+}
