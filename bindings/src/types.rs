@@ -12,7 +12,7 @@ use eenplan_core::ids::{DeviceId, EntityId, PlanId};
 use eenplan_core::people::Person;
 use eenplan_core::plan::conflicts::{Conflict, ConflictValue, FieldValue};
 use eenplan_core::plan::view::{
-    Action, Agreement, ContactCard, EscalationStep, Goal, Member, Note, NoteOrigin, Participant, PlanView,
+    Action, Agreement, ContactCard, EscalationStep, FamilyCopyItem, Goal, Member, Note, NoteOrigin, Participant, PlanView,
     SafetyItem, Score,
 };
 use eenplan_core::plan::{
@@ -392,6 +392,15 @@ pub struct PlanView {
     /// Every contact card as written; [`Membership::participants`] carries the ones that
     /// count (written by the participant's own device).
     pub contacts: Vec<ContactCard>,
+    /// The notes and safety items the regisseur put in the family's copy.
+    pub family_copy_items: Vec<FamilyCopyItem>,
+}
+
+/// A note or safety item the regisseur put in the family's copy.
+#[uniffi::remote(Enum)]
+pub enum FamilyCopyItem {
+    Note { compartment: Compartment, id: EntityId },
+    SafetyItem { id: EntityId },
 }
 
 /// A participant's contact details, as a device wrote them into the plan.

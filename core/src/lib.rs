@@ -26,6 +26,7 @@ pub mod clock;
 pub mod crypto;
 pub mod device;
 pub mod error;
+pub mod family_copy;
 pub mod identity;
 pub mod ids;
 pub mod keystore;

@@ -17,8 +17,16 @@
 //!   scores:       { "<member>|<domain>|<date>": 1..5 },
 //!   actions:      { <id>: { goal, title, owner_org, owner_person?, due?, status, created_at } },
 //!   agreements:   { <id>: { text: Text, author, created_at } },
-//!   notes:        { <id>: { kind, text: Text, author, created_at } } }
+//!   notes:        { <id>: { kind, text: Text, author, created_at } },
+//!   contact_<user id>: { phone?, email? },
+//!   family_copy_<compartment>_<note id>: true,
+//!   family_copy_veiligheid_safety_<safety item id>: true }
 //! ```
+//!
+//! Contact cards and the items the regisseur puts in the family's copy (a note of any
+//! compartment, a safety item) are keys at the root, not entries of a map: plans made before
+//! them have no such map, and two devices creating one concurrently would each hide the
+//! other's entries. Taking an item out of the family's copy deletes its key.
 //!
 //! People's prose is automerge `Text`, so concurrent typing merges. Everything a person *sets*
 //! (a status, a date, a score, a title) is a plain scalar register: two concurrent sets leave
@@ -51,7 +59,7 @@ pub use received::{
     Refusal, document_changes, load_received_document, parse_change, parse_received_changes,
     validate_document,
 };
-pub use view::PlanView;
+pub use view::{FamilyCopyItem, PlanView};
 pub use vocab::{ActionStatus, EscalationLevel, GoalStatus, NoteKind, Phase, Role};
 
 /// Raw automerge changes grouped by the compartment they belong to.
@@ -136,6 +144,8 @@ pub enum ValidationError {
     UnknownParticipant(EntityId),
     #[error("no note {0} in compartment {1}")]
     UnknownNote(EntityId, Compartment),
+    #[error("no safety item {0} in this plan")]
+    UnknownSafetyItem(EntityId),
     #[error("{field} is {len} characters, more than the {max} allowed")]
     TooLong { field: &'static str, len: usize, max: usize },
     #[error("{field} may not be empty")]
