@@ -18,12 +18,12 @@ use serde::{Deserialize, Serialize};
 
 pub use dates::{dutch_date, dutch_date_of_ms, iso_date_of_ms};
 
+use crate::Device;
 use crate::error::CoreError;
 use crate::ids::PlanId;
+use crate::plan::PlanView;
 use crate::plan::view::{Action, FamilyCopyItem, Goal};
 use crate::plan::vocab::{self, ActionStatus, GoalStatus, NoteKind};
-use crate::plan::PlanView;
-use crate::Device;
 
 /// That the plan was adopted (*vastgesteld*): version, date and with whom. Made from the
 /// signed adoption records (issue 11 item 2); this module only shows it.
@@ -131,7 +131,12 @@ impl FamilyCopy {
                 .collect(),
             helpers: helpers(view),
             domains: domain_sections(view),
-            agreements: view.agreements.iter().map(|a| a.text.trim().to_owned()).filter(|t| !t.is_empty()).collect(),
+            agreements: view
+                .agreements
+                .iter()
+                .map(|a| a.text.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .collect(),
             included: view.family_copy_items.iter().filter_map(|item| included(view, *item)).collect(),
             adopted: adopted.map(|stamp| adopted_line(&stamp)),
         }
@@ -231,7 +236,11 @@ fn included(view: &PlanView, item: FamilyCopyItem) -> Option<IncludedItem> {
         FamilyCopyItem::Note { compartment, id } => {
             let note = view.notes.iter().find(|n| n.id == id && n.compartment == compartment)?;
             Some(IncludedItem {
-                heading: format!("{} van {}", NoteKind::label_of(&note.kind), dutch_date_of_ms(note.created_at_ms)),
+                heading: format!(
+                    "{} van {}",
+                    NoteKind::label_of(&note.kind),
+                    dutch_date_of_ms(note.created_at_ms)
+                ),
                 paragraphs: paragraphs(&note.text),
             })
         }
@@ -283,9 +292,9 @@ impl Device {
         included: bool,
     ) -> Result<(), CoreError> {
         self.require_regie(plan).map_err(|e| match e {
-            CoreError::NotAllowed(why) => {
-                CoreError::NotAllowed(format!("wat in het plan voor het gezin staat, kiest de regisseur: {why}"))
-            }
+            CoreError::NotAllowed(why) => CoreError::NotAllowed(format!(
+                "wat in het plan voor het gezin staat, kiest de regisseur: {why}"
+            )),
             other => other,
         })?;
         self.edit(plan, |p| p.set_in_family_copy(item, included))

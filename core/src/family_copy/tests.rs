@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::keystore::MemoryKeyStore;
-use crate::plan::{Compartment, NewAction, NewGoal, NewMember, NoteKind, ValidationError};
 use crate::plan::PlanError;
+use crate::plan::{Compartment, NewAction, NewGoal, NewMember, NoteKind, ValidationError};
 
 /// Words that may appear only where the regisseur put them in.
 const ZORG: &str = "Methadonprogramma";
@@ -34,7 +34,8 @@ fn plan_with_professional_notes(family: &str) -> Fixture {
                 birth_date: None,
                 parental_authority: true,
             })?;
-            let goal = p.add_goal(NewGoal { domain: "financiën".into(), title: "Schulden in beeld".into() })?;
+            let goal =
+                p.add_goal(NewGoal { domain: "financiën".into(), title: "Schulden in beeld".into() })?;
             p.add_action(NewAction {
                 goal,
                 title: "Brieven samen openen".into(),
@@ -117,7 +118,9 @@ fn only_an_item_the_plan_holds_can_be_included() {
         .device
         .include_in_family_copy(&f.plan, FamilyCopyItem::SafetyItem { id: unknown }, true)
         .unwrap_err();
-    assert!(matches!(err, CoreError::Plan(PlanError::Invalid(ValidationError::UnknownSafetyItem(id))) if id == unknown));
+    assert!(
+        matches!(err, CoreError::Plan(PlanError::Invalid(ValidationError::UnknownSafetyItem(id))) if id == unknown)
+    );
     // Taking out what is not in is no change at all.
     f.device.include_in_family_copy(&f.plan, FamilyCopyItem::SafetyItem { id: unknown }, false).unwrap();
 }

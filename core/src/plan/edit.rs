@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::limits;
 use super::read::{self, Reader};
-use super::vocab::{self, ActionStatus, EscalationLevel, GoalStatus, NoteKind, Phase, Role};
 use super::view::FamilyCopyItem;
+use super::vocab::{self, ActionStatus, EscalationLevel, GoalStatus, NoteKind, Phase, Role};
 use super::{Compartment, Plan, PlanError, ValidationError};
 use crate::ids::{EntityId, PlanId};
 
@@ -624,7 +624,9 @@ impl Plan {
         }
         self.require_item(item)?;
         if !present && super::view::family_copy_count(self.doc(Compartment::Basis)?) >= vocab::MAX_ENTITIES {
-            return Err(ValidationError::TooMany { what: "the family's copy", max: vocab::MAX_ENTITIES }.into());
+            return Err(
+                ValidationError::TooMany { what: "the family's copy", max: vocab::MAX_ENTITIES }.into()
+            );
         }
         self.write(Compartment::Basis, "put in the family's copy", |tx, _| tx.put(ROOT, key.as_str(), true))
     }

@@ -68,7 +68,9 @@ impl FamilyCopyItem {
     /// Its root key in `basis` (see the layout in `plan.rs`).
     pub(super) fn key(self) -> String {
         match self {
-            FamilyCopyItem::Note { compartment, id } => format!("{}{compartment}_{id}", read::FAMILY_COPY_PREFIX),
+            FamilyCopyItem::Note { compartment, id } => {
+                format!("{}{compartment}_{id}", read::FAMILY_COPY_PREFIX)
+            }
             FamilyCopyItem::SafetyItem { id } => {
                 format!("{}{}_{SAFETY_ITEM_TAG}{id}", read::FAMILY_COPY_PREFIX, Compartment::Veiligheid)
             }
