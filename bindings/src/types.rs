@@ -12,8 +12,8 @@ use eenplan_core::ids::{DeviceId, EntityId, PlanId};
 use eenplan_core::people::Person;
 use eenplan_core::plan::conflicts::{Conflict, ConflictValue, FieldValue};
 use eenplan_core::plan::view::{
-    Action, Agreement, ContactCard, EscalationStep, FamilyCopyItem, Goal, Member, Note, NoteOrigin, Participant, PlanView,
-    SafetyItem, Score,
+    Action, Agreement, ContactCard, EscalationStep, FamilyCopyItem, Goal, Member, Note, NoteOrigin,
+    Participant, PlanView, SafetyItem, Score,
 };
 use eenplan_core::plan::{
     ActionStatus, Compartment, EscalationLevel, GoalStatus, NewAction, NewMember, NewParticipant, NoteKind,
