@@ -11,7 +11,7 @@ use layout::{Block, Style};
 /// The PDF could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum PdfError {
-    #[error("printpdf has no metrics for its standard font {0}")]
+    #[error("the embedded font {0} does not load")]
     Font(&'static str),
 }
 

@@ -23,6 +23,8 @@ const HOME_VISIT_WORD: &str = "Keukentafelgesprek";
 const PLAN_WORDS: &[&str] = &[
     "Plan van het gezin Jansen",
     "Zoë (dochter)",
+    // Letters outside WinAnsi: the PDF embeds a face that has them.
+    "Ayşe Yıldız (moeder)",
     "Financiën",
     "Schulden in beeld",
     "Brieven samen openen",
@@ -79,6 +81,7 @@ fn the_printed_pdf_and_the_html_as_chromium_prints_it_hold_the_plan_and_no_zorg_
     let plan = cli.ok(&["plan", "create", "--family", "Jansen"]);
     cli.ok(&["sync"]);
     cli.ok(&["member", "add", &plan, "--name", "Zoë", "--relation", "dochter"]);
+    cli.ok(&["member", "add", &plan, "--name", "Ayşe Yıldız", "--relation", "moeder"]);
     let goal = cli.ok(&["goal", "add", &plan, "--domain", "financiën", "--title", "Schulden in beeld"]);
     cli.ok(&[
         "action",

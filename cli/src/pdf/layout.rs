@@ -2,13 +2,16 @@
 //! page when one is full, a heading never alone at the foot of a page, and "Pagina i van n"
 //! under every page once the count is known.
 //!
-//! The faces are the PDF standard Helvetica and Helvetica-Bold: every reader has them, they
-//! need no font file, and their WinAnsi encoding covers Dutch (ë, é, ï, ü, ...). printpdf
-//! writes them as real text, so the PDF can be searched and read aloud.
+//! The faces are DejaVu Sans and DejaVu Sans Bold (`cli/fonts/`, Bitstream Vera licence),
+//! embedded in every PDF: the PDF standard fonts know only WinAnsi, which covers Dutch but
+//! not the names of many families in the Netherlands (Şahin, Yıldız, Wiśniewski would print
+//! as "?"). printpdf embeds the whole face (about 0.7 MB each, compressed) because subsetting
+//! needs its heavy `text_layout` feature; a printout is made once, so size matters less than
+//! a name spelled right. The text is real text, so the PDF can be searched and read aloud.
 
 use printpdf::{
-    BuiltinFont, Color, Line, LinePoint, Mm, Op, ParsedFont, PdfDocument, PdfFontHandle, PdfPage,
-    PdfSaveOptions, Point, Pt, Rgb, TextItem,
+    Color, FontId, Line, LinePoint, Mm, Op, ParsedFont, PdfDocument, PdfFontHandle, PdfPage, PdfSaveOptions,
+    Point, Pt, Rgb, TextItem,
 };
 
 use super::PdfError;
@@ -100,16 +103,26 @@ impl Block {
 struct Fonts {
     regular: ParsedFont,
     bold: ParsedFont,
+    /// Their ids in the document, once added to it.
+    ids: (FontId, FontId),
 }
 
+const REGULAR: &[u8] = include_bytes!("../../fonts/DejaVuSans.ttf");
+const BOLD: &[u8] = include_bytes!("../../fonts/DejaVuSans-Bold.ttf");
+
 impl Fonts {
-    fn load() -> Result<Fonts, PdfError> {
-        let face = |f: BuiltinFont| f.get_parsed_font().ok_or(PdfError::Font(f.get_id()));
-        Ok(Fonts { regular: face(BuiltinFont::Helvetica)?, bold: face(BuiltinFont::HelveticaBold)? })
+    fn load(doc: &mut PdfDocument) -> Result<Fonts, PdfError> {
+        let face = |bytes: &[u8], name: &'static str| {
+            ParsedFont::from_bytes(bytes, 0, &mut Vec::new()).ok_or(PdfError::Font(name))
+        };
+        let regular = face(REGULAR, "DejaVu Sans")?;
+        let bold = face(BOLD, "DejaVu Sans Bold")?;
+        let ids = (doc.add_font(&regular), doc.add_font(&bold));
+        Ok(Fonts { regular, bold, ids })
     }
 
-    fn handle(style: Style) -> PdfFontHandle {
-        PdfFontHandle::Builtin(if style.bold() { BuiltinFont::HelveticaBold } else { BuiltinFont::Helvetica })
+    fn handle(&self, style: Style) -> PdfFontHandle {
+        PdfFontHandle::External(if style.bold() { self.ids.1.clone() } else { self.ids.0.clone() })
     }
 
     /// The width of `text` in mm. A character the face lacks is measured as the `?` it will
@@ -223,7 +236,7 @@ impl Pages {
         self.ops.extend([
             Op::StartTextSection,
             Op::SetFillColor { col: Color::Rgb(style.colour()) },
-            Op::SetFont { font: Fonts::handle(style), size: Pt(style.size()) },
+            Op::SetFont { font: self.fonts.handle(style), size: Pt(style.size()) },
             Op::SetTextCursor { pos: Point::new(Mm(x), Mm(PAGE_H - self.y)) },
             Op::ShowText { items: vec![TextItem::Text(text.to_owned())] },
             Op::EndTextSection,
@@ -263,11 +276,11 @@ impl Pages {
 
 /// `blocks` as an A4 PDF titled `title`.
 pub fn render(title: &str, blocks: &[Block]) -> Result<Vec<u8>, PdfError> {
-    let mut pages = Pages::new(Fonts::load()?);
+    let mut doc = PdfDocument::new(title);
+    let mut pages = Pages::new(Fonts::load(&mut doc)?);
     for (i, block) in blocks.iter().enumerate() {
         pages.block(block, blocks.get(i + 1));
     }
-    let mut doc = PdfDocument::new(title);
     let mut warnings = Vec::new();
     Ok(doc.with_pages(pages.finish()).save(&PdfSaveOptions::default(), &mut warnings))
 }
