@@ -4,6 +4,7 @@
 mod audience;
 mod conflicts;
 mod plan_view;
+mod review;
 
 use std::fmt::Display;
 use std::io::Write;
@@ -15,6 +16,7 @@ use crate::error::CliError;
 pub use audience::audience_text;
 pub use conflicts::{conflicts_json, conflicts_text};
 pub use plan_view::plan_view_text;
+pub use review::review_text;
 
 #[derive(Debug)]
 pub enum Output {
