@@ -47,6 +47,11 @@ pub struct Review {
     pub lines: Vec<ReviewLine>,
     /// Older lines left out to keep the review within [`MAX_LINES`].
     pub left_out: usize,
+    /// What this review covers, per held compartment: "compartment:change hash" for each
+    /// head. [`Device::mark_reviewed_through`] marks exactly this, so a change that a sync
+    /// brought after the review was shown is not marked unseen.
+    #[serde(default)]
+    pub through: Vec<String>,
 }
 
 /// One thing another writer did.
@@ -122,19 +127,49 @@ impl Device {
                 marked[compartment.index()] = mark.heads;
             }
         }
-        let History { mut lines, left_out } = history(self.loaded_plan(*plan)?, &marked, MAX_LINES)?;
+        let loaded = self.loaded_plan(*plan)?;
+        let heads = loaded.heads();
+        let through = loaded
+            .held_compartments()
+            .into_iter()
+            .flat_map(|c| heads[c.index()].iter().map(move |h| format!("{c}:{h}")))
+            .collect();
+        let History { mut lines, left_out } = history(loaded, &marked, MAX_LINES)?;
         self.name_writers(&mut lines)?;
-        Ok(Review { plan: *plan, since_ms, lines, left_out })
+        Ok(Review { plan: *plan, since_ms, lines, left_out, through })
+    }
+
+    /// Marks what a review showed (its [`Review::through`]) as reviewed. A head that is not
+    /// one of this plan's changes is refused; nothing is marked then.
+    pub fn mark_reviewed_through(&mut self, plan: &PlanId, through: &[String]) -> Result<(), CoreError> {
+        self.plan_gate()?;
+        let mut heads: [Vec<ChangeHash>; 4] = Default::default();
+        let loaded = self.loaded_plan(*plan)?;
+        for token in through {
+            let parsed = token
+                .split_once(':')
+                .and_then(|(c, h)| Some((c.parse::<Compartment>().ok()?, h.parse::<ChangeHash>().ok()?)));
+            let Some((compartment, hash)) = parsed.filter(|(c, h)| {
+                loaded.doc(*c).is_ok_and(|doc| automerge::ReadDoc::get_change_by_hash(doc, h).is_some())
+            }) else {
+                return Err(CoreError::NotAllowed(format!("{token:?} is geen wijziging van dit plan")));
+            };
+            heads[compartment.index()].push(hash);
+        }
+        self.write_marks(plan, &heads)
     }
 
     /// Marks everything this device holds of `plan` now as reviewed: the next
     /// [`Device::review`] shows only what comes after.
     pub fn mark_reviewed(&mut self, plan: &PlanId) -> Result<(), CoreError> {
         self.plan_gate()?;
+        let heads = self.loaded_plan(*plan)?.heads();
+        self.write_marks(plan, &heads)
+    }
+
+    fn write_marks(&mut self, plan: &PlanId, heads: &[Vec<ChangeHash>; 4]) -> Result<(), CoreError> {
         let at_ms = self.now_ms();
-        let loaded = self.loaded_plan(*plan)?;
-        let heads = loaded.heads();
-        let held = loaded.held_compartments();
+        let held = self.loaded_plan(*plan)?.held_compartments();
         self.store_mut().write(|w| {
             for compartment in held {
                 let mark = Mark { at_ms, heads: heads[compartment.index()].clone() };

@@ -157,3 +157,24 @@ fn the_marked_heads_survive_reopening_the_device() {
     let texts: Vec<String> = reader.review(&plan).unwrap().lines.into_iter().map(|l| l.text).collect();
     assert_eq!(texts, ["wijzigde de fase in Uitvoering"]);
 }
+
+#[test]
+fn marking_what_a_review_showed_leaves_a_change_that_arrived_afterwards_unreviewed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut worker = Device::init(&dir.path().join("worker"), &test_keystore()).unwrap();
+    let mut reader = Device::init(&dir.path().join("reader"), &test_keystore()).unwrap();
+    let plan = worker.create_plan("Jansen").unwrap();
+    worker.edit(&plan, |p| p.set_phase(Phase::Triage)).unwrap();
+    hand_over(&mut worker, &mut reader, &plan);
+    let shown = reader.review(&plan).unwrap();
+
+    // A change arrives (a sync, on a phone) between showing the review and marking it.
+    worker.edit(&plan, |p| p.set_phase(Phase::Uitvoering)).unwrap();
+    hand_over(&mut worker, &mut reader, &plan);
+    reader.mark_reviewed_through(&plan, &shown.through).unwrap();
+    let texts: Vec<String> = reader.review(&plan).unwrap().lines.into_iter().map(|l| l.text).collect();
+    assert_eq!(texts, ["wijzigde de fase in Uitvoering"], "not marked unseen");
+
+    let forged = vec![format!("basis:{}", "ab".repeat(32))];
+    assert!(reader.mark_reviewed_through(&plan, &forged).is_err(), "a head the plan lacks");
+}

@@ -9,10 +9,11 @@ use crate::output::{Output, review_text};
 
 pub fn review(device: &mut Device, args: ReviewArgs) -> Result<Output, CliError> {
     let plan = find_plan(device, &args.plan)?;
-    if args.mark {
-        device.mark_reviewed(&plan)?;
-        return Ok(Output::Nothing);
-    }
     let review = device.review(&plan)?;
+    if args.mark {
+        // What is marked is exactly what is printed here (nothing can sync in between: the
+        // CLI holds the device), so a change is never marked unseen.
+        device.mark_reviewed_through(&plan, &review.through)?;
+    }
     Output::choose(args.output.json, &review, review_text)
 }
