@@ -110,10 +110,15 @@ impl Device {
         let roster = self.roster_as_regisseur(plan)?;
         let present =
             present.iter().map(|name| participant_named(&roster, name)).collect::<Result<_, _>>()?;
-        // Forgeries are no version: a refused record with a high number does not move the count.
-        let counted =
-            self.adoptions(plan)?.into_iter().filter(|a| !matches!(a.check, AdoptionCheck::Refused { .. }));
-        let version = counted.map(|a| a.version).max().unwrap_or(0) + 1;
+        // Only verified records count: a participant's own record, pending or refused, with
+        // a high number does not move the count.
+        let verified = self.adoptions(plan)?.into_iter().filter(|a| a.check == AdoptionCheck::Verified);
+        let version = verified
+            .map(|a| a.version)
+            .max()
+            .unwrap_or(0)
+            .checked_add(1)
+            .ok_or_else(|| CoreError::NotAllowed("dit plan heeft geen versienummers meer over".into()))?;
         let now = self.now_ms();
         let heads = self.plan_heads(plan)?;
         let mut record = StoredAdoption {
@@ -137,9 +142,21 @@ impl Device {
 
     /// Every adoption record in the plan, oldest version first, each as this device judged it.
     pub fn adoptions(&mut self, plan: &PlanId) -> Result<Vec<Adoption>, CoreError> {
+        Ok(self.judged(plan)?.into_iter().map(|(_, adoption)| adoption).collect())
+    }
+
+    /// Each record with its judgement: what is read as adopted is the record that was judged,
+    /// never another one looked up again.
+    fn judged(&mut self, plan: &PlanId) -> Result<Vec<(StoredAdoption, Adoption)>, CoreError> {
         let records = self.adoption_records(plan)?;
         let roster = self.roster(plan)?;
-        records.iter().map(|record| self.judge(plan, record, roster.as_ref())).collect()
+        records
+            .into_iter()
+            .map(|record| {
+                let adoption = self.judge(plan, &record, roster.as_ref())?;
+                Ok((record, adoption))
+            })
+            .collect()
     }
 
     /// The adoption records as the plan holds them, unchecked.
@@ -162,17 +179,11 @@ impl Device {
 
     /// A verified adopted version (`None`: the newest) as it was, and what changed since.
     pub fn adopted_plan(&mut self, plan: &PlanId, version: Option<u32>) -> Result<AdoptedPlan, CoreError> {
-        let adoptions = self.adoptions(plan)?;
-        let found = adoptions
+        let (record, found) = self
+            .judged(plan)?
             .into_iter()
-            .filter(|a| a.check == AdoptionCheck::Verified)
-            .rfind(|a| version.is_none_or(|v| a.version == v))
-            .ok_or_else(|| CoreError::NotAllowed(no_such_version(version)))?;
-        let record = self
-            .loaded_plan(*plan)?
-            .adoption_records()?
-            .into_iter()
-            .find(|r| r.id == found.id)
+            .filter(|(_, a)| a.check == AdoptionCheck::Verified)
+            .rfind(|(_, a)| version.is_none_or(|v| a.version == v))
             .ok_or_else(|| CoreError::NotAllowed(no_such_version(version)))?;
         let past = self.loaded_plan(*plan)?.at_heads(&record.heads)?.ok_or_else(|| {
             CoreError::NotAllowed("nog niet alle vastgestelde wijzigingen zijn ontvangen".into())

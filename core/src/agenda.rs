@@ -67,7 +67,7 @@ fn timing(date: &str, today: time::Date) -> Option<bool> {
     let date = parse_date(date)?;
     if date < today {
         Some(true)
-    } else if date < today + Duration::days(WEEK_DAYS) {
+    } else if today.checked_add(Duration::days(WEEK_DAYS)).is_none_or(|end| date < end) {
         Some(false)
     } else {
         None

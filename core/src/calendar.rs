@@ -12,7 +12,9 @@ pub fn dutch_date(ms: i64) -> Date {
     let utc = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);
     let offset_hours = if in_summer_time(utc) { 2 } else { 1 };
-    (utc + Duration::hours(offset_hours)).date()
+    // The clock is anchored to the server's word: a time at the end of the calendar must not
+    // panic (it stays that day).
+    utc.checked_add(Duration::hours(offset_hours)).unwrap_or(utc).date()
 }
 
 /// `YYYY-MM-DD` of [`dutch_date`].
@@ -98,6 +100,10 @@ mod tests {
     fn dates_read_as_people_say_them() {
         assert_eq!(dutch_long_date("2026-12-03"), "3 december 2026");
         assert_eq!(dutch_long_date("2027-01-15"), "15 januari 2027");
+        // The last representable instant: no panic, whatever a server anchored the clock to.
+        let end = OffsetDateTime::new_utc(Date::MAX, time::Time::from_hms(23, 59, 0).unwrap());
+        let end_ms = i64::try_from(end.unix_timestamp_nanos() / 1_000_000).unwrap();
+        assert_eq!(dutch_date(end_ms), Date::MAX);
         assert_eq!(dutch_long_date("morgen"), "morgen");
         assert_eq!(dutch_long_date_of_ms(1_796_256_000_000), "3 december 2026");
         // 23:30 UTC is already the next day in Amsterdam; 22:30 UTC in winter is not.

@@ -33,6 +33,9 @@ pub struct AdoptedStamp {
     /// The family's agreement, in the regisseur's words ("Besproken met Anja en Mark op
     /// 20 november; zij zijn akkoord.").
     pub with_family: String,
+    /// The plan changed since: the copy shows today's plan, so it says so.
+    #[serde(default)]
+    pub changed_since: bool,
 }
 
 /// The family's copy: plain data, every text already in the words the family reads.
@@ -270,9 +273,14 @@ fn adopted_line(stamp: &AdoptedStamp) -> AdoptedLine {
         said if said.ends_with(['.', '!', '?']) => said.to_owned(),
         said => format!("{said}."),
     };
+    let since = if stamp.changed_since {
+        " Daarna is het plan aangepast. Die aanpassingen zijn nog niet samen met u vastgesteld."
+    } else {
+        ""
+    };
     AdoptedLine {
         version: stamp.version,
-        sentence: format!("Dit plan is vastgesteld op {date} (versie {}). {agreement}", stamp.version),
+        sentence: format!("Dit plan is vastgesteld op {date} (versie {}). {agreement}{since}", stamp.version),
         date,
     }
 }
@@ -281,7 +289,8 @@ impl Device {
     /// The family's copy of a plan as this device can make it today (the device clock's
     /// date). What the regisseur put in shows only where this device holds its compartment.
     pub fn family_copy(&mut self, plan: &PlanId) -> Result<FamilyCopy, CoreError> {
-        let view = self.read(plan)?;
+        let mut view = self.read(plan)?;
+        view.family_copy_items = self.included_by_regie(plan)?;
         let adopted = self.adopted_stamp(plan)?;
         Ok(FamilyCopy::from_view(&view, adopted, &dutch_date_string(self.now_ms())))
     }
@@ -304,12 +313,45 @@ impl Device {
         self.edit(plan, |p| p.set_in_family_copy(item, included))
     }
 
+    /// The items a regisseur put in: anyone who writes `basis` can write an inclusion key,
+    /// so each counts only when the device that wrote it belongs to a user the plan's chain
+    /// shows holding regie at some point (an item a regisseur included stays in after a
+    /// handover). Without a chain (a plan not registered yet) the creator's device is the
+    /// only writer there is.
+    fn included_by_regie(&mut self, plan: &PlanId) -> Result<Vec<FamilyCopyItem>, CoreError> {
+        let writers = self.loaded_plan(*plan)?.family_copy_writers()?;
+        let Some(roster) = self.roster(plan)? else {
+            return Ok(writers.into_iter().map(|(item, _)| item).collect());
+        };
+        let mut regisseurs: Vec<i64> =
+            roster.steps().iter().map(|s| roster.state_at(s.seq).regisseur).collect();
+        regisseurs.sort_unstable();
+        regisseurs.dedup();
+        let mut out = Vec::new();
+        for (item, writer) in writers {
+            let Ok(device) = writer.parse::<crate::ids::DeviceId>() else { continue };
+            let user = self.known_device(device.as_bytes())?.map(|body| body.user_id);
+            if user.is_some_and(|u| regisseurs.contains(&u)) {
+                out.push(item);
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
     /// The plan's newest adoption this device verified, if any.
     fn adopted_stamp(&mut self, plan: &PlanId) -> Result<Option<AdoptedStamp>, CoreError> {
-        Ok(self.latest_adoption(plan)?.map(|a| AdoptedStamp {
+        if self.latest_adoption(plan)?.is_none() {
+            return Ok(None);
+        }
+        let adopted = self.adopted_plan(plan, None)?;
+        let a = adopted.adoption;
+        Ok(Some(AdoptedStamp {
             version: a.version,
             date: a.date,
             with_family: a.with_family,
+            changed_since: !adopted.not_adopted.is_empty(),
         }))
     }
 }

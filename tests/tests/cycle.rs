@@ -146,6 +146,8 @@ fn an_adoption_verifies_on_every_device_forged_ones_are_refused_and_the_adopted_
         assert_eq!(device.latest_adoption(&plan).unwrap().unwrap().version, 1, "forgeries are no version");
     }
     assert_eq!(checks(&mut gert, &plan).len(), 4);
+    // Ans's own records said versions 2 and 3; only verified records count.
+    assert_eq!(wim.adopt(&plan, "opnieuw besproken", &[]).unwrap(), 2);
 }
 
 #[test]

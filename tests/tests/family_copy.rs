@@ -172,6 +172,14 @@ fn only_the_regisseur_puts_a_safety_item_in_and_only_devices_that_hold_veilighei
     let refused = otto.include_in_family_copy(&plan, item, true).unwrap_err();
     assert!(matches!(refused, CoreError::NotAllowed(ref why) if why.contains("regisseur")), "{refused}");
 
+    // Otto writes the inclusion key himself, past his device's check: no copy takes it.
+    otto.edit(&plan, |p| p.set_in_family_copy(item, true)).unwrap();
+    for device in [&mut otto, &mut rita] {
+        device.sync().unwrap();
+    }
+    assert_eq!(rita.read(&plan).unwrap().family_copy_items, vec![item], "the key is in the plan");
+    assert!(rita.family_copy(&plan).unwrap().included.is_empty(), "but not put in by a regisseur");
+
     rita.include_in_family_copy(&plan, item, true).unwrap();
     for device in [&mut rita, &mut otto, &mut sanne] {
         device.sync().unwrap();

@@ -138,7 +138,12 @@ fn an_adopted_plan_says_when_in_which_version_and_with_whom() {
     let f = plan_with_professional_notes("Jansen");
     let mut device = f.device;
     let view = device.read(&f.plan).unwrap();
-    let stamp = AdoptedStamp { version: 2, date: "2026-11-20".into(), with_family: String::new() };
+    let stamp = AdoptedStamp {
+        version: 2,
+        date: "2026-11-20".into(),
+        with_family: String::new(),
+        changed_since: false,
+    };
     let copy = FamilyCopy::from_view(&view, Some(stamp), "2026-12-03");
     let html = copy.to_html().unwrap();
     assert!(html.contains(

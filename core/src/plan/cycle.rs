@@ -113,9 +113,25 @@ pub struct StoredAdoption {
     pub written_by: String,
 }
 
+/// Root keys `<prefix><id>`, each with its id. Only the canonical spelling of an id counts
+/// (see `Reader::entity_id`); `check_layout` refuses a received document with another.
 fn prefixed_keys<'a>(doc: &'a Automerge, prefix: &'a str) -> impl Iterator<Item = (EntityId, String)> + 'a {
-    doc.keys(&ROOT)
-        .filter_map(move |key| key.strip_prefix(prefix).and_then(|id| id.parse().ok()).map(|id| (id, key)))
+    doc.keys(&ROOT).filter_map(move |key| {
+        let id = key.strip_prefix(prefix)?.parse::<EntityId>().ok()?;
+        (format!("{prefix}{id}") == key).then_some((id, key))
+    })
+}
+
+/// Refuses root keys with a cycle prefix whose id is not spelled canonically.
+fn check_prefixed_keys(r: &Reader<'_>) -> Result<(), PlanError> {
+    for key in r.doc.keys(&ROOT) {
+        for prefix in [EVALUATION_PREFIX, MEETING_PREFIX, ADOPTION_PREFIX] {
+            if let Some(id) = key.strip_prefix(prefix) {
+                r.entity_id(id, prefix.trim_end_matches('_'))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_room(doc: &Automerge, prefix: &str, what: &'static str) -> Result<(), ValidationError> {
@@ -256,6 +272,14 @@ impl Plan {
         })
     }
 
+    /// The items in the family's copy, each with the device that put it in (hex).
+    pub fn family_copy_writers(&self) -> Result<Vec<(super::view::FamilyCopyItem, String)>, PlanError> {
+        let doc = self.doc(Compartment::Basis)?;
+        super::received::guarded(Compartment::Basis, "reading the family's copy", || {
+            super::view::family_copy_writers(&Reader::new(doc, Compartment::Basis))
+        })
+    }
+
     /// The documents as they were at `heads` (per compartment; compartments not named are
     /// left out), as a plan of their own to read. `None` when a head is not held here (the
     /// adopted changes have not all arrived).
@@ -266,7 +290,11 @@ impl Plan {
             if hashes.iter().any(|h| doc.get_change_by_hash(h).is_none()) {
                 return Ok(None);
             }
-            let mut past = doc.fork_at(hashes)?;
+            // Heads named by a record anyone could write: replayed inside the boundary for
+            // received input.
+            let mut past = super::received::guarded(*compartment, "reading an adopted version", || {
+                Ok(doc.fork_at(hashes)?)
+            })?;
             past.set_actor(self.author().actor());
             docs.push((*compartment, past));
         }
@@ -361,6 +389,7 @@ fn decisions(r: &Reader<'_>, meeting: &ObjId) -> Result<Vec<Decision>, PlanError
 }
 
 pub(super) fn check_adoptions(r: &Reader<'_>) -> Result<(), PlanError> {
+    check_prefixed_keys(r)?;
     adoptions(r).map(|_| ())
 }
 

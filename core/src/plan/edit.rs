@@ -629,7 +629,15 @@ impl Plan {
                 ValidationError::TooMany { what: "the family's copy", max: vocab::MAX_ENTITIES }.into()
             );
         }
-        self.write(Compartment::Basis, "put in the family's copy", |tx, _| tx.put(ROOT, key.as_str(), true))
+        // Written afresh even when the key holds `true` already: what counts is who wrote it
+        // (the family's copy takes only a regisseur's), and a `put` of an unchanged value
+        // writes nothing.
+        self.write(Compartment::Basis, "put in the family's copy", |tx, _| {
+            if present {
+                tx.delete(ROOT, key.as_str())?;
+            }
+            tx.put(ROOT, key.as_str(), true)
+        })
     }
 
     fn require_item(&self, item: FamilyCopyItem) -> Result<(), PlanError> {

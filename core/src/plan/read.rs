@@ -110,8 +110,15 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// An id as the layout writes it: lowercase hex and nothing else. Another spelling of
+    /// the same id (uppercase, a sign) would let a writer put a second entry under an id
+    /// that is already there; a document holding one is refused.
     pub fn entity_id(&self, raw: &str, what: &str) -> Result<EntityId, PlanError> {
-        raw.parse().map_err(|_| self.malformed(format!("{what} id {raw:?} is malformed")))
+        match raw.parse::<EntityId>() {
+            Ok(id) if id.to_string() == raw => Ok(id),
+            _ => Err(self
+                .malformed(format!("{what} id {:?} is malformed", raw.chars().take(64).collect::<String>()))),
+        }
     }
 
     /// Entries of a map whose keys are entity ids.

@@ -554,6 +554,23 @@ fn family_copy_items(r: &Reader<'_>) -> Result<Vec<FamilyCopyItem>, PlanError> {
     Ok(out)
 }
 
+/// Each item in the family's copy with each device that wrote `true` into its key (hex): the actor of the
+/// operation that set it, which a bundle's signature vouches for.
+pub(super) fn family_copy_writers(r: &Reader<'_>) -> Result<Vec<(FamilyCopyItem, String)>, PlanError> {
+    let mut out = Vec::new();
+    for key in r.doc.keys(&ROOT) {
+        let Some(item) = FamilyCopyItem::from_key(&key) else { continue };
+        // Every concurrent `true`: a regisseur's inclusion is not hidden by another writer's
+        // concurrent one that happened to win the register.
+        for (value, op) in r.doc.get_all(&ROOT, key.as_str())? {
+            if matches!(value.as_bool(), Some(true)) {
+                out.push((item, read::creator(&op)));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// How many items the family's copy names (a key holding anything but `true` counts too:
 /// it takes room all the same).
 pub(super) fn family_copy_count(doc: &Automerge) -> usize {

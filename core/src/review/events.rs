@@ -101,10 +101,19 @@ pub(super) fn events_of(change: &ExpandedChange, places: &mut Places) -> Vec<Eve
             events.push(event_on(&parent, slot, &op.action));
         }
     }
-    if events.contains(&Event::PlanCreated) {
+    // Only a document's first change (it depends on none) lays the plan out; in any later
+    // change, a write to the layout's own keys is shown as what it is, and never hides the
+    // change's other operations.
+    if change.deps.is_empty() && events.contains(&Event::PlanCreated) {
         return vec![Event::PlanCreated];
     }
     events
+        .into_iter()
+        .map(|e| match e {
+            Event::PlanCreated => Event::Other("de opzet van het plan".into()),
+            other => other,
+        })
+        .collect()
 }
 
 /// An operation inside an object the same change made: only an escalation step's level is

@@ -7,7 +7,7 @@ use automerge::{ChangeHash, ROOT, ReadDoc};
 
 use super::{History, Mark, history};
 use crate::clock::ManualClock;
-use crate::ids::{DeviceId, PlanId};
+use crate::ids::{DeviceId, EntityId, PlanId};
 use crate::plan::{
     ActionStatus, ActionUpdate, Compartment, NewAction, NewGoal, NewMember, NoteKind, Phase, Plan,
 };
@@ -171,9 +171,13 @@ fn a_received_change_with_a_key_the_layout_does_not_know_is_a_plain_line_not_an_
         let mut tx = doc.transaction();
         tx.put(&goal_obj, "kleur", "rood").unwrap();
         tx.put(ROOT, "iets_nieuws", 7).unwrap();
-        tx.put(ROOT, "evaluation_1", "2026-12-01").unwrap();
-        let meeting = tx.put_object(ROOT, "meeting_1", automerge::ObjType::Map).unwrap();
-        tx.put(&meeting, "datum", "2026-12-02").unwrap();
+        let evaluation = tx
+            .put_object(ROOT, format!("evaluation_{}", EntityId::random()), automerge::ObjType::Map)
+            .unwrap();
+        tx.put(&evaluation, "date", "2026-12-01").unwrap();
+        let meeting =
+            tx.put_object(ROOT, format!("meeting_{}", EntityId::random()), automerge::ObjType::Map).unwrap();
+        tx.put(&meeting, "date", "2026-12-02").unwrap();
         tx.commit_with(CommitOptions::default().with_time(START_MS + 10 * 60_000));
     });
     let lines = pair.review_since(&marked);
@@ -221,4 +225,22 @@ fn a_mark_round_trips_and_a_malformed_one_is_refused() {
     assert_eq!(Mark::decode(&mark.encode()).unwrap(), mark);
     assert!(Mark::decode(&[0; 7]).is_err());
     assert!(Mark::decode(&[0; 9]).is_err());
+}
+
+#[test]
+fn a_later_change_that_also_writes_the_layout_keys_shows_all_it_did() {
+    let mut pair = Pair::new();
+    let marked = pair.regisseur.heads();
+    pair.worker_does(|p| {
+        let doc = p.doc_mut(Compartment::Basis).unwrap();
+        let mut tx = doc.transaction();
+        // Rewriting `schema` (to the same value) alongside a real edit must not reduce the
+        // change to "maakte het plan aan".
+        tx.put(ROOT, "schema", crate::plan::SCHEMA_VERSION).unwrap();
+        tx.put(ROOT, "phase", "uitvoering").unwrap();
+        tx.commit_with(CommitOptions::default().with_time(START_MS + 10 * 60_000));
+    });
+    let lines = pair.review_since(&marked);
+    assert!(lines.iter().any(|l| l == "wijzigde de fase in Uitvoering"), "{lines:?}");
+    assert!(lines.iter().all(|l| !l.contains("maakte het plan aan")), "{lines:?}");
 }

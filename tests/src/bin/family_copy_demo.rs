@@ -49,6 +49,7 @@ fn demo_html() -> Result<String, Box<dyn std::error::Error>> {
         version: 2,
         date: "2026-11-20".into(),
         with_family: "Besproken met Anja en Mark Jansen; zij zijn akkoord.".into(),
+        changed_since: false,
     };
     Ok(FamilyCopy::from_view(&view, Some(adopted), "2026-12-03").to_html()?)
 }

@@ -107,3 +107,27 @@ fn a_received_adoption_record_with_fields_of_the_wrong_type_breaks_the_layout_ch
     assert!(crate::plan::view::check_layout(doc, Compartment::Basis).is_err());
     assert!(plan.adoption_records().is_err());
 }
+
+#[test]
+fn a_second_spelling_of_an_id_is_refused_so_no_entry_can_shadow_another() {
+    for key in ["adoption_00000000000000AB", "adoption_+0000000000000ab"] {
+        let (mut plan, _) = plan();
+        let doc = plan.doc_mut(Compartment::Basis).unwrap();
+        let mut tx = doc.transaction();
+        tx.put_object(ROOT, key, ObjType::Map).unwrap();
+        tx.commit();
+        let doc = plan.doc(Compartment::Basis).unwrap();
+        assert!(crate::plan::view::check_layout(doc, Compartment::Basis).is_err(), "{key}");
+    }
+    let (mut plan, goal) = plan();
+    let doc = plan.doc_mut(Compartment::Basis).unwrap();
+    let goals = automerge::ReadDoc::get(doc, ROOT, "goals").unwrap().unwrap().1;
+    let mut tx = doc.transaction();
+    tx.put_object(&goals, goal.to_string().to_uppercase(), ObjType::Map).unwrap();
+    tx.commit();
+    let doc = plan.doc(Compartment::Basis).unwrap();
+    assert!(
+        crate::plan::view::check_layout(doc, Compartment::Basis).is_err(),
+        "a goal under an uppercase id"
+    );
+}
