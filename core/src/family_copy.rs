@@ -321,17 +321,24 @@ impl Device {
     fn included_by_regie(&mut self, plan: &PlanId) -> Result<Vec<FamilyCopyItem>, CoreError> {
         let writers = self.loaded_plan(*plan)?.family_copy_writers()?;
         let Some(roster) = self.roster(plan)? else {
-            return Ok(writers.into_iter().map(|(item, _)| item).collect());
+            return Ok(writers.into_iter().map(|(item, _, _)| item).collect());
         };
         let mut regisseurs: Vec<i64> =
             roster.steps().iter().map(|s| roster.state_at(s.seq).regisseur).collect();
         regisseurs.sort_unstable();
         regisseurs.dedup();
         let mut out = Vec::new();
-        for (item, writer) in writers {
+        for (item, writer, pin) in writers {
             let Ok(device) = writer.parse::<crate::ids::DeviceId>() else { continue };
             let user = self.known_device(device.as_bytes())?.map(|body| body.user_id);
-            if user.is_some_and(|u| regisseurs.contains(&u)) {
+            if !user.is_some_and(|u| regisseurs.contains(&u)) {
+                continue;
+            }
+            // Only the text the regisseur put in: an item edited since waits until the
+            // regisseur puts it in again. A compartment this device does not hold has no text
+            // here, and the copy leaves the item out in any case.
+            let current = self.loaded_plan(*plan)?.family_copy_pin(item).ok();
+            if pin.is_some() && pin == current {
                 out.push(item);
             }
         }

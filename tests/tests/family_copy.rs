@@ -9,7 +9,7 @@ use std::process::Command;
 
 use eenplan_core::CoreError;
 use eenplan_core::family_copy::FamilyCopy;
-use eenplan_core::plan::FamilyCopyItem;
+use eenplan_core::plan::{Compartment, FamilyCopyItem, NoteKind};
 use eenplan_tests::bench::policy_where_reading_all;
 use eenplan_tests::cli::Cli;
 use eenplan_tests::network::Network;
@@ -192,4 +192,25 @@ fn only_the_regisseur_puts_a_safety_item_in_and_only_devices_that_hold_veilighei
     let school = sanne.family_copy(&plan).unwrap();
     assert!(school.included.is_empty());
     assert!(!html(school).contains(danger));
+
+    // What is printed is the text Rita put in: Otto edits the note afterwards, and it waits
+    // until Rita puts it in again.
+    let note = rita
+        .edit(&plan, |p| p.add_note(Compartment::Basis, NoteKind::Note, "Moeder doet het goed."))
+        .unwrap();
+    let note_item = FamilyCopyItem::Note { compartment: Compartment::Basis, id: note };
+    rita.include_in_family_copy(&plan, note_item, true).unwrap();
+    for device in [&mut rita, &mut otto] {
+        device.sync().unwrap();
+    }
+    assert!(html(otto.family_copy(&plan).unwrap()).contains("Moeder doet het goed."));
+    otto.edit(&plan, |p| p.edit_note_text(Compartment::Basis, note, 0, 0, "Politie: vader is verdachte. "))
+        .unwrap();
+    for device in [&mut otto, &mut rita] {
+        device.sync().unwrap();
+    }
+    let printed = html(rita.family_copy(&plan).unwrap());
+    assert!(!printed.contains("verdachte") && !printed.contains("Moeder doet het goed."), "{printed}");
+    rita.include_in_family_copy(&plan, note_item, true).unwrap();
+    assert!(html(rita.family_copy(&plan).unwrap()).contains("verdachte"), "after Rita put it in again");
 }

@@ -272,8 +272,11 @@ impl Plan {
         })
     }
 
-    /// The items in the family's copy, each with the device that put it in (hex).
-    pub fn family_copy_writers(&self) -> Result<Vec<(super::view::FamilyCopyItem, String)>, PlanError> {
+    /// The items in the family's copy, each with the device that put it in (hex) and the
+    /// fingerprint of the text it put in.
+    pub fn family_copy_writers(
+        &self,
+    ) -> Result<Vec<(super::view::FamilyCopyItem, String, Option<String>)>, PlanError> {
         let doc = self.doc(Compartment::Basis)?;
         super::received::guarded(Compartment::Basis, "reading the family's copy", || {
             super::view::family_copy_writers(&Reader::new(doc, Compartment::Basis))

@@ -632,12 +632,35 @@ impl Plan {
         // Written afresh even when the key holds `true` already: what counts is who wrote it
         // (the family's copy takes only a regisseur's), and a `put` of an unchanged value
         // writes nothing.
+        let pin = self.family_copy_pin(item)?;
         self.write(Compartment::Basis, "put in the family's copy", |tx, _| {
             if present {
                 tx.delete(ROOT, key.as_str())?;
             }
-            tx.put(ROOT, key.as_str(), true)
+            tx.put(ROOT, key.as_str(), pin)
         })
+    }
+
+    /// The fingerprint of an item's text as it is now: the family's copy prints the item
+    /// only while its text is still what the regisseur put in (anyone who writes the
+    /// compartment can edit a note; the regisseur puts it in again after checking).
+    pub fn family_copy_pin(&self, item: FamilyCopyItem) -> Result<String, PlanError> {
+        let view = self.view()?;
+        let text = match item {
+            FamilyCopyItem::Note { compartment, id } => view
+                .notes
+                .into_iter()
+                .find(|n| n.id == id && n.compartment == compartment)
+                .map(|n| n.text)
+                .ok_or(ValidationError::UnknownNote(id, compartment))?,
+            FamilyCopyItem::SafetyItem { id } => view
+                .safety_items
+                .into_iter()
+                .find(|s| s.id == id)
+                .map(|s| format!("{}\n{}", s.danger_statement, s.safety_goal))
+                .ok_or(ValidationError::UnknownSafetyItem(id))?,
+        };
+        Ok(eenplan_protocol::api::hex(&crate::crypto::sha256(text.as_bytes())))
     }
 
     fn require_item(&self, item: FamilyCopyItem) -> Result<(), PlanError> {

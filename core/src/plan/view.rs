@@ -544,27 +544,34 @@ fn contacts(r: &Reader<'_>) -> Result<Vec<ContactCard>, PlanError> {
 /// The items in the family's copy, one root key each (`true`; taken out, the key is gone). A
 /// key whose value is not `true` includes nothing.
 fn family_copy_items(r: &Reader<'_>) -> Result<Vec<FamilyCopyItem>, PlanError> {
-    let mut out = Vec::new();
-    for key in r.doc.keys(&ROOT) {
-        let Some(item) = FamilyCopyItem::from_key(&key) else { continue };
-        if r.bool(&ROOT, &key)? == Some(true) {
-            out.push(item);
-        }
-    }
-    Ok(out)
+    let items: std::collections::BTreeSet<FamilyCopyItem> =
+        family_copy_writers(r)?.into_iter().map(|(item, _, _)| item).collect();
+    Ok(items.into_iter().collect())
 }
 
-/// Each item in the family's copy with each device that wrote `true` into its key (hex): the actor of the
-/// operation that set it, which a bundle's signature vouches for.
-pub(super) fn family_copy_writers(r: &Reader<'_>) -> Result<Vec<(FamilyCopyItem, String)>, PlanError> {
+/// What an inclusion key holds: `Some(pin)` when it puts the item in, the pin being the
+/// fingerprint of the item's text then (`None` for a bare `true`, which pins nothing).
+fn inclusion_pin(value: &automerge::Value<'_>) -> Option<Option<String>> {
+    match value.as_scalar()? {
+        automerge::ScalarValue::Boolean(true) => Some(None),
+        automerge::ScalarValue::Str(pin) => Some(Some(pin.to_string())),
+        _ => None,
+    }
+}
+
+/// Each item in the family's copy with each device that put it in (hex: the actor of the
+/// operation that wrote its key, which a bundle's signature vouches for) and the fingerprint of
+/// the text it put in. Every concurrent value counts: a regisseur's inclusion is not hidden by
+/// another writer's that happened to win the register.
+pub(super) type Inclusion = (FamilyCopyItem, String, Option<String>);
+
+pub(super) fn family_copy_writers(r: &Reader<'_>) -> Result<Vec<Inclusion>, PlanError> {
     let mut out = Vec::new();
     for key in r.doc.keys(&ROOT) {
         let Some(item) = FamilyCopyItem::from_key(&key) else { continue };
-        // Every concurrent `true`: a regisseur's inclusion is not hidden by another writer's
-        // concurrent one that happened to win the register.
         for (value, op) in r.doc.get_all(&ROOT, key.as_str())? {
-            if matches!(value.as_bool(), Some(true)) {
-                out.push((item, read::creator(&op)));
+            if let Some(pin) = inclusion_pin(&value) {
+                out.push((item, read::creator(&op), pin));
             }
         }
     }
