@@ -128,6 +128,19 @@ if "${zoe[@]}" plan show "$plan" | grep -q "na de afschaling"; then
 fi
 "${rita[@]}" plan show "$plan" | sed -n '1,6p'
 
+step "Back with the wijkteam: a casusoverleg, the plan adopted with the family, Wim's agenda"
+# A decision with an owner becomes an action in the same change; the adoption is signed by
+# Rita's phone and checked by every other phone against the signed participant list.
+"${rita[@]}" meeting add "$plan" --date 2026-12-03 --attendee Rita --attendee Wim \
+  --decision "Sanne krijgt een budgetcoach." \
+  --decision "Aanmelding schuldhulpverlening | Wim | 2026-12-10 | Schulden in beeld" >/dev/null
+"${rita[@]}" evaluation add "$plan" --date 2027-01-15 >/dev/null
+"${rita[@]}" plan adopt "$plan" --with-family "Besproken met Sanne op 3 december 2026; zij is akkoord." --present Wim
+"${rita[@]}" sync >/dev/null
+"${wim[@]}" sync >/dev/null
+"${wim[@]}" plan adopted "$plan" | sed -n '1,9p'
+"${wim[@]}" agenda
+
 step "Wendy moves to GGZ work: the administrator changes her role"
 # GGZ reads basis and zorg, not veiligheid: her phone is re-certified, veiligheid moves to a
 # new key, and what Rita writes there from now on never reaches Wendy's phone.

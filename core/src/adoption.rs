@@ -110,7 +110,10 @@ impl Device {
         let roster = self.roster_as_regisseur(plan)?;
         let present =
             present.iter().map(|name| participant_named(&roster, name)).collect::<Result<_, _>>()?;
-        let version = self.adoptions(plan)?.iter().map(|a| a.version).max().unwrap_or(0) + 1;
+        // Forgeries are no version: a refused record with a high number does not move the count.
+        let counted =
+            self.adoptions(plan)?.into_iter().filter(|a| !matches!(a.check, AdoptionCheck::Refused { .. }));
+        let version = counted.map(|a| a.version).max().unwrap_or(0) + 1;
         let now = self.now_ms();
         let heads = self.plan_heads(plan)?;
         let mut record = StoredAdoption {
@@ -221,14 +224,18 @@ impl Device {
         if record.signer.parse::<DeviceId>().is_err() || record.signature.len() != 64 {
             return refused("de ondertekening is onleesbaar");
         }
+        let copied = record.written_by != record.signer;
         let Some(signer) = signer else {
+            if copied {
+                return refused("geschreven door een ander apparaat dan het ondertekenende");
+            }
             return pending("het certificaat van de ondertekenaar is nog niet ontvangen");
         };
         if !signature_holds(*plan, record, &signer.signing_public) {
             return refused("de handtekening klopt niet bij de inhoud");
         }
         // A signed record copied by another participant: not the regisseur's act.
-        if record.written_by != record.signer {
+        if copied {
             return refused("geschreven door een ander apparaat dan het ondertekenende");
         }
         let Some(roster) = roster.filter(|r| r.seq() >= record.membership_seq) else {

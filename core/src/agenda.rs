@@ -101,7 +101,22 @@ pub fn plan_items(view: &PlanView, me: i64, today: time::Date) -> Vec<AgendaItem
         let text = format!("Evaluatie van het plan met het gezin {}", view.family);
         out.push(item(kind, &evaluation.date, text, evaluation.id));
     }
+    sort_items(&mut out);
     out
+}
+
+/// Overdue first, then due, then the rest; by date within each; the family and the text
+/// break ties so that every device lists the same agenda in the same order.
+fn sort_items(items: &mut [AgendaItem]) {
+    items.sort_by(|a, b| {
+        (a.kind.overdue_rank(), &a.date, a.kind, &a.family, &a.text).cmp(&(
+            b.kind.overdue_rank(),
+            &b.date,
+            b.kind,
+            &b.family,
+            &b.text,
+        ))
+    });
 }
 
 impl Device {
@@ -171,4 +186,57 @@ impl AgendaKind {
 pub fn describe(item: &AgendaItem) -> String {
     let when = item.date.as_deref().map(crate::calendar::dutch_long_date).unwrap_or_default();
     format!("{}: {} — {} {when}", item.kind.label(), item.family, item.text).trim_end().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::ids::DeviceId;
+    use crate::plan::{ActionUpdate, NewAction, NewGoal, Plan};
+
+    #[test]
+    fn only_my_open_actions_overdue_or_due_within_the_week_and_unheld_evaluations_are_listed() {
+        let clock = Arc::new(ManualClock::new(0));
+        let author = DeviceId::from_signing_public_key(&[1; 32]);
+        let mut plan = Plan::create(PlanId::random(), author, "Jansen", None, clock).unwrap();
+        let goal = plan.add_goal(NewGoal { domain: "financiën".into(), title: "Schulden".into() }).unwrap();
+        let mut add = |title: &str, owner: i64, due: &str| {
+            let new = NewAction {
+                goal,
+                title: title.into(),
+                owner_org: "Wijkteam".into(),
+                owner_user: Some(owner),
+                due: Some(due.into()),
+            };
+            plan.add_action(new).unwrap()
+        };
+        let late = add("te laat", 1, "2026-11-20");
+        let today = add("vandaag", 1, "2026-12-03");
+        let last_day = add("over zes dagen", 1, "2026-12-09");
+        add("over zeven dagen", 1, "2026-12-10");
+        add("van een ander", 2, "2026-11-20");
+        let done = add("gedaan", 1, "2026-11-20");
+        plan.update_action(done, ActionUpdate { status: Some(ActionStatus::Done), ..Default::default() })
+            .unwrap();
+        let evaluation = plan.add_evaluation("2026-12-01").unwrap();
+        let held = plan.add_evaluation("2026-12-04").unwrap();
+        plan.mark_evaluation_held(held).unwrap();
+        let view = plan.view().unwrap();
+        let items = plan_items(&view, 1, parse_date("2026-12-03").unwrap());
+        let listed: Vec<(AgendaKind, Option<EntityId>)> = items.iter().map(|i| (i.kind, i.entity)).collect();
+        assert_eq!(
+            listed,
+            [
+                (AgendaKind::ActionOverdue, Some(late)),
+                (AgendaKind::EvaluationOverdue, Some(evaluation)),
+                (AgendaKind::ActionDue, Some(today)),
+                (AgendaKind::ActionDue, Some(last_day)),
+            ]
+        );
+    }
 }

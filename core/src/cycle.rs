@@ -278,3 +278,97 @@ pub fn goal_named(view: &PlanView, text: &str) -> Result<EntityId, CoreError> {
         _ => Err(CoreError::NotAllowed(format!("meer dan één doel past bij {text:?}; geef het nummer"))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::ids::DeviceId;
+    use crate::plan::{NewMember, Plan};
+    use crate::regie::{Membership, PlanParticipant};
+
+    fn participant(user_id: i64, name: &str) -> PlanParticipant {
+        PlanParticipant {
+            user_id,
+            name: name.into(),
+            organisation: "Wijkteam".into(),
+            role: "wijkteam".into(),
+            phone: None,
+            email: None,
+        }
+    }
+
+    #[test]
+    fn the_trend_per_domain_runs_oldest_first_and_says_whether_help_is_working() {
+        let clock = Arc::new(ManualClock::new(0));
+        let author = DeviceId::from_signing_public_key(&[1; 32]);
+        let mut plan = Plan::create(PlanId::random(), author, "Jansen", None, clock).unwrap();
+        let new = NewMember {
+            name: "Petra".into(),
+            relation: "moeder".into(),
+            birth_date: None,
+            parental_authority: true,
+        };
+        let petra = plan.add_member(new).unwrap();
+        for (domain, date, score) in [
+            ("financiën", "2026-11-01", 4),
+            ("financiën", "2026-09-01", 2),
+            ("huisvesting", "2026-09-01", 3),
+            ("huisvesting", "2026-11-01", 2),
+            ("justitie", "2026-11-01", 5),
+        ] {
+            plan.set_score(petra, domain, date, score).unwrap();
+        }
+        let view = plan.view().unwrap();
+        let trend = score_trend(&view, petra);
+        let summary: Vec<(&str, Vec<i64>, Direction)> = trend
+            .iter()
+            .map(|t| (t.label.as_str(), t.points.iter().map(|p| p.score).collect(), t.direction))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("Financiën", vec![2, 4], Direction::Better),
+                ("Huisvesting", vec![3, 2], Direction::Worse),
+                ("Justitie", vec![5], Direction::Single),
+            ]
+        );
+        assert_eq!(member_named(&view, "petra").unwrap(), petra);
+        assert!(member_named(&view, "Onbekend").is_err());
+    }
+
+    #[test]
+    fn a_free_text_owner_that_names_exactly_one_participant_reads_as_that_participant() {
+        let clock = Arc::new(ManualClock::new(0));
+        let author = DeviceId::from_signing_public_key(&[1; 32]);
+        let plan = Plan::create(PlanId::random(), author, "Jansen", None, clock).unwrap();
+        let mut view = plan.view().unwrap();
+        let action = |owner: Option<&str>, user: Option<i64>| crate::plan::view::Action {
+            id: EntityId::random(),
+            goal: EntityId::random(),
+            title: "Bellen".into(),
+            owner_org: "Wijkteam".into(),
+            owner_person: owner.map(str::to_owned),
+            owner_user: user,
+            due: None,
+            status: "todo".into(),
+            created_at_ms: 0,
+        };
+        view.actions =
+            vec![action(Some(" wim "), None), action(Some("Ans"), None), action(Some("Gert"), Some(9))];
+        view.membership = Some(Membership {
+            regisseur: participant(1, "Wim"),
+            offered_to: None,
+            level: "lokaal".into(),
+            participants: vec![participant(1, "Wim"), participant(2, "Ans"), participant(3, "Ans")],
+            steps: Vec::new(),
+        });
+        resolve_owners(&mut view);
+        let owners: Vec<Option<i64>> = view.actions.iter().map(|a| a.owner_user).collect();
+        assert_eq!(owners, [Some(1), None, Some(9)], "two participants named Ans: no guess");
+    }
+}

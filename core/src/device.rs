@@ -22,6 +22,25 @@ use crate::store::{OpenStoreError, PlanHeader, Store, StoreError};
 use crate::transfer::{self, ImportReport};
 use crate::wipe::{self, OpenOptions, WipeReason};
 
+/// What reads computed from an open plan, kept until the plan changes.
+#[derive(Debug, Default)]
+struct ReadCache {
+    views: HashMap<PlanId, PlanView>,
+    conflicts: HashMap<PlanId, Vec<Conflict>>,
+}
+
+impl ReadCache {
+    fn remove(&mut self, plan: &PlanId) {
+        self.views.remove(plan);
+        self.conflicts.remove(plan);
+    }
+
+    fn clear(&mut self) {
+        self.views.clear();
+        self.conflicts.clear();
+    }
+}
+
 /// A plan in the device's list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlanSummary {
@@ -47,9 +66,10 @@ pub struct Device {
     /// what edits are stamped with and the lease is measured by.
     clock: Arc<DeviceClock>,
     open_plans: HashMap<PlanId, Plan>,
-    /// Materialised views of open plans, dropped whenever the plan changes: a screen that
-    /// re-reads an unchanged plan gets it without walking the documents again.
-    views: HashMap<PlanId, PlanView>,
+    /// Materialised views and conflicts of open plans, dropped whenever the plan changes: a
+    /// screen (or the agenda across every plan) that re-reads an unchanged plan gets it
+    /// without walking the documents again.
+    views: ReadCache,
     /// The sync session token and its expiry (ms). In memory only: a token is a bearer
     /// credential and must not outlive the process on disk.
     pub(crate) session: Option<(String, i64)>,
@@ -108,7 +128,7 @@ impl Device {
             identity,
             clock,
             open_plans: HashMap::new(),
-            views: HashMap::new(),
+            views: ReadCache::default(),
             session: None,
             keystore: None,
             lease,
@@ -448,7 +468,7 @@ impl Device {
     /// The plan's read model.
     pub fn read(&mut self, id: &PlanId) -> Result<PlanView, CoreError> {
         self.plan_gate()?;
-        if let Some(view) = self.views.get(id) {
+        if let Some(view) = self.views.views.get(id) {
             return Ok(view.clone());
         }
         let mut view = self.plan(*id)?.view()?;
@@ -459,15 +479,19 @@ impl Device {
             self.fill_contacts(membership, &view.contacts)?;
         }
         crate::cycle::resolve_owners(&mut view);
-        self.views.insert(*id, view.clone());
+        self.views.views.insert(*id, view.clone());
         Ok(view)
     }
 
     /// Registers that hold concurrent values, each value with who wrote it.
     pub fn conflicts(&mut self, id: &PlanId) -> Result<Vec<Conflict>, CoreError> {
         self.plan_gate()?;
+        if let Some(conflicts) = self.views.conflicts.get(id) {
+            return Ok(conflicts.clone());
+        }
         let mut conflicts = self.plan(*id)?.conflicts()?;
         self.name_conflict_authors(&mut conflicts)?;
+        self.views.conflicts.insert(*id, conflicts.clone());
         Ok(conflicts)
     }
 

@@ -427,3 +427,6 @@ fn bytes(r: &Reader<'_>, obj: &ObjId, key: &str) -> Result<Vec<u8>, PlanError> {
 pub fn signer_device(record: &StoredAdoption) -> Option<DeviceId> {
     record.signer.parse().ok()
 }
+
+#[cfg(test)]
+mod tests;
