@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use automerge::transaction::Transactable;
-use automerge::{ObjType, ROOT, ReadDoc};
+use automerge::{ObjType, ROOT};
 
 use super::{DecisionAction, MAX_ATTENDEES, NewDecision, NewMeeting};
 use crate::clock::ManualClock;

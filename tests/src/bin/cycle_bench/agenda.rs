@@ -64,7 +64,7 @@ fn fill(device: &mut Device, plan: &PlanId, me: &str, other: &str) -> EntityId {
             .unwrap();
         for a in 0..4 {
             let owner = if (g * 4 + a) % 5 < 2 { me } else { other };
-            let due = day(i64::try_from(g * 4 + a).unwrap() * 2 - 20);
+            let due = day(i64::from(g * 4 + a) * 2 - 20);
             let new = NewAction {
                 goal,
                 title: format!("Actie {g}.{a}"),
