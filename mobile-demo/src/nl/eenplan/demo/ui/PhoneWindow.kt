@@ -17,6 +17,8 @@ import kotlinx.coroutines.cancel
 import kotlinx.coroutines.flow.distinctUntilChangedBy
 import kotlinx.coroutines.launch
 import nl.eenplan.Enrolment
+import nl.eenplan.Vocabulary
+import nl.eenplan.displayLabel
 import nl.eenplan.demo.PhoneApp
 import nl.eenplan.demo.viewmodel.LockState
 
@@ -110,7 +112,8 @@ class PhoneWindow(private val app: PhoneApp, x: Int = 40) {
     private fun renderTitle(screen: Screen<*>) {
         val s = app.device.state.value
         title.text = screen.title.ifEmpty { "eenplan" }
-        subtitle.text = listOfNotNull(s.user, s.role, s.organisation).joinToString(" · ").ifEmpty { app.name }
+        val role = s.role?.let { displayLabel(Vocabulary.ROLE, it) }
+        subtitle.text = listOfNotNull(s.user, role, s.organisation).joinToString(" · ").ifEmpty { app.name }
     }
 
     /**
