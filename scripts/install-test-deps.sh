@@ -1,23 +1,39 @@
 #!/usr/bin/env bash
-# Installs what the binding tests need besides Rust and python3: the Kotlin compiler (npm
-# `kotlin-compiler`, which also ships the kotlinx-coroutines jar that suspend functions need)
-# into .tools/ (git-ignored), and JNA from Debian. Idempotent: when both are present it only
-# checks and exits, in well under a second.
+# Installs what the tests need besides Rust and python3. Idempotent: when everything is
+# present it only checks and exits, in well under a second.
 #
-#   scripts/install-test-deps.sh          install what is missing
-#   scripts/install-test-deps.sh --paths  print KOTLINC=… and JNA_JAR=… (for the tests)
+#  bindings: the Kotlin compiler (npm `kotlin-compiler`, which also ships the
+#            kotlinx-coroutines jar that suspend functions need) into .tools/ (git-ignored),
+#            and JNA from Debian.
+#  print:    Debian's chromium (renders the family's copy as a browser prints it: headless
+#            print-to-PDF and screenshots) and poppler-utils (`pdftotext`, the text of a PDF).
+#            27 Debian packages, about 400 MB installed; under a minute on a good mirror.
+#
+#   scripts/install-test-deps.sh [bindings|print]   install what is missing (both by default)
+#   scripts/install-test-deps.sh --paths            print KOTLINC=…, JNA_JAR=…, CHROMIUM=…,
+#                                                   PDFTOTEXT=… (for the tests)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 kotlin_version="2.4.20"
 tools="$root/.tools"
 kotlinc="$tools/node_modules/kotlin-compiler/bin/kotlinc"
 jna_jar="/usr/share/java/jna.jar"
+chromium="/usr/bin/chromium"
+pdftotext="/usr/bin/pdftotext"
 
 if [[ "${1:-}" == "--paths" ]]; then
     echo "KOTLINC=$kotlinc"
     echo "JNA_JAR=$jna_jar"
+    echo "CHROMIUM=$chromium"
+    echo "PDFTOTEXT=$pdftotext"
     exit 0
 fi
+what="${1:-all}"
+case "$what" in
+    all | bindings | print) ;;
+    *) echo "install-test-deps: unknown group $what (bindings, print)" >&2; exit 2 ;;
+esac
+wants() { [[ "$what" == all || "$what" == "$1" ]]; }
 
 # As root (CI, the project's machines) apt-get runs directly; elsewhere through sudo if present.
 as_root() {
@@ -28,14 +44,26 @@ as_root() {
 }
 
 missing_apt=()
-command -v java >/dev/null || missing_apt+=(default-jdk-headless)
-command -v npm >/dev/null || missing_apt+=(npm)
-[[ -f "$jna_jar" ]] || missing_apt+=(libjna-java libjna-jni)
+if wants bindings; then
+    command -v java >/dev/null || missing_apt+=(default-jdk-headless)
+    command -v npm >/dev/null || missing_apt+=(npm)
+    [[ -f "$jna_jar" ]] || missing_apt+=(libjna-java libjna-jni)
+fi
+if wants print; then
+    [[ -x "$chromium" ]] || missing_apt+=(chromium)
+    [[ -x "$pdftotext" ]] || missing_apt+=(poppler-utils)
+fi
 if ((${#missing_apt[@]})); then
     echo "install-test-deps: apt-get install ${missing_apt[*]}" >&2
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_apt[@]}" >&2
 fi
+
+if wants print; then
+    [[ -x "$chromium" ]] || { echo "install-test-deps: $chromium is missing after the install" >&2; exit 1; }
+    [[ -x "$pdftotext" ]] || { echo "install-test-deps: $pdftotext is missing after the install" >&2; exit 1; }
+fi
+wants bindings || exit 0
 
 installed_version() {
     sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$tools/node_modules/kotlin-compiler/package.json" 2>/dev/null | head -1

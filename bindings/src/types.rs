@@ -16,8 +16,8 @@ use eenplan_core::people::Person;
 use eenplan_core::plan::conflicts::{Conflict, ConflictValue, FieldValue};
 use eenplan_core::plan::cycle::{Decision, Evaluation, Meeting};
 use eenplan_core::plan::view::{
-    Action, Agreement, ContactCard, EscalationStep, Goal, Member, Note, NoteOrigin, Participant, PlanView,
-    SafetyItem, Score,
+    Action, Agreement, ContactCard, EscalationStep, FamilyCopyItem, Goal, Member, Note, NoteOrigin,
+    Participant, PlanView, SafetyItem, Score,
 };
 use eenplan_core::plan::{
     ActionStatus, Compartment, EscalationLevel, GoalStatus, NewAction, NewMember, NewParticipant, NoteKind,
@@ -399,6 +399,8 @@ pub struct PlanView {
     pub contacts: Vec<ContactCard>,
     pub evaluations: Vec<Evaluation>,
     pub meetings: Vec<Meeting>,
+    /// The notes and safety items the regisseur put in the family's copy.
+    pub family_copy_items: Vec<FamilyCopyItem>,
 }
 
 /// A planned evaluation of the plan with the family.
@@ -425,6 +427,13 @@ pub struct Meeting {
 pub struct Decision {
     pub text: String,
     pub action: Option<EntityId>,
+}
+
+/// A note or safety item the regisseur put in the family's copy.
+#[uniffi::remote(Enum)]
+pub enum FamilyCopyItem {
+    Note { compartment: Compartment, id: EntityId },
+    SafetyItem { id: EntityId },
 }
 
 /// A participant's contact details, as a device wrote them into the plan.

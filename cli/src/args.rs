@@ -225,6 +225,13 @@ pub enum PlanCommand {
     /// Turns the free-text owners of older actions into participants, where the name is
     /// unambiguous (the regisseur).
     MigrateOwners(PlanArg),
+    /// Writes the family's copy: the plan in plain Dutch for the family, as HTML (prints on
+    /// A4) or PDF. It holds no professional notes and nothing from zorg, veiligheid or
+    /// justitie, except what the regisseur put in (`plan family-copy`).
+    Print(PlanPrintArgs),
+    /// Puts a note or safety item in the family's copy, or takes it out (--remove). Only
+    /// the regisseur.
+    FamilyCopy(PlanFamilyCopyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -251,6 +258,44 @@ pub struct PlanAdoptedArgs {
     pub version: Option<u32>,
     #[command(flatten)]
     pub output: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("format").required(true).args(["html", "pdf"])))]
+pub struct PlanPrintArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    /// Write HTML to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Write PDF (A4) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub pdf: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("item").required(true).args(["note", "safety_item"])))]
+pub struct PlanFamilyCopyArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    /// A note, as COMPARTMENT:ID (e.g. zorg:0123456789abcdef).
+    #[arg(long, value_name = "COMPARTMENT:ID", value_parser = note_ref)]
+    pub note: Option<(Compartment, EntityId)>,
+    /// A safety item (veiligheid), by id.
+    #[arg(long, value_name = "ID")]
+    pub safety_item: Option<EntityId>,
+    /// Takes the item out of the family's copy.
+    #[arg(long)]
+    pub remove: bool,
+}
+
+fn note_ref(text: &str) -> Result<(Compartment, EntityId), String> {
+    let (compartment, id) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?} is not COMPARTMENT:ID (e.g. zorg:0123456789abcdef)"))?;
+    let compartment = compartment.trim().parse::<Compartment>().map_err(|e| e.to_string())?;
+    let id = id.trim().parse::<EntityId>().map_err(|e| e.to_string())?;
+    Ok((compartment, id))
 }
 
 #[derive(Debug, Args)]

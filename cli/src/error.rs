@@ -33,6 +33,10 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    FamilyCopy(#[from] eenplan_core::family_copy::FamilyCopyError),
+    #[error(transparent)]
+    Pdf(#[from] crate::pdf::PdfError),
     #[error("cannot encode JSON output: {0}")]
     Json(#[from] serde_json::Error),
     #[error(

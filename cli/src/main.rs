@@ -6,6 +6,7 @@ mod commands;
 mod error;
 mod output;
 mod passphrase;
+mod pdf;
 
 use std::io::ErrorKind;
 use std::process::ExitCode;

@@ -63,6 +63,11 @@ pub fn dutch_long_date(date: &str) -> String {
     }
 }
 
+/// The day of a time in ms since the epoch, in the Netherlands, in Dutch words.
+pub fn dutch_long_date_of_ms(ms: i64) -> String {
+    dutch_long_date(&dutch_date_string(ms))
+}
+
 /// A YYYY-MM-DD text as a date, if it is one.
 pub fn parse_date(date: &str) -> Option<Date> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
@@ -94,5 +99,10 @@ mod tests {
         assert_eq!(dutch_long_date("2026-12-03"), "3 december 2026");
         assert_eq!(dutch_long_date("2027-01-15"), "15 januari 2027");
         assert_eq!(dutch_long_date("morgen"), "morgen");
+        assert_eq!(dutch_long_date_of_ms(1_796_256_000_000), "3 december 2026");
+        // 23:30 UTC is already the next day in Amsterdam; 22:30 UTC in winter is not.
+        assert_eq!(dutch_date_string(1_796_254_200_000), "2026-12-03");
+        assert_eq!(dutch_date_string(1_796_250_600_000), "2026-12-02");
+        assert_eq!(dutch_date_string(1_785_796_200_000), "2026-08-04");
     }
 }

@@ -30,6 +30,7 @@ pub mod crypto;
 pub mod cycle;
 pub mod device;
 pub mod error;
+pub mod family_copy;
 pub mod identity;
 pub mod ids;
 pub mod keystore;

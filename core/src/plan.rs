@@ -20,6 +20,8 @@
 //!   agreements:   { <id>: { text: Text, author, created_at } },
 //!   notes:        { <id>: { kind, text: Text, author, created_at } },
 //!   contact_<user id>:  { phone?, email? },
+//!   family_copy_<compartment>_<note id>: true,
+//!   family_copy_veiligheid_safety_<safety item id>: true,
 //!   evaluation_<id>:    { date, held?, created_at },
 //!   meeting_<id>:       { date, attendees: [user id], decisions: [ { text: Text, action? } ],
 //!                         created_at },
@@ -28,9 +30,11 @@
 //!                         signature } }
 //! ```
 //!
-//! The `<prefix>_<id>` records sit at the root, not in a collection map, because plans made
-//! before they existed have no such map, and two devices creating it concurrently would
-//! hide one another's entries (`cycle.rs`).
+//! Contact cards, the items the regisseur puts in the family's copy (a note of any
+//! compartment, a safety item; taking one out deletes its key) and the working cycle's
+//! records (`cycle.rs`) are keys at the root, not entries of a map: plans made before them
+//! have no such map, and two devices creating one concurrently would each hide the other's
+//! entries.
 //!
 //! People's prose is automerge `Text`, so concurrent typing merges. Everything a person *sets*
 //! (a status, a date, a score, a title) is a plain scalar register: two concurrent sets leave
@@ -64,7 +68,7 @@ pub use received::{
     Refusal, document_changes, load_received_document, parse_change, parse_received_changes,
     validate_document,
 };
-pub use view::PlanView;
+pub use view::{FamilyCopyItem, PlanView};
 pub use vocab::{ActionStatus, EscalationLevel, GoalStatus, NoteKind, Phase, Role};
 
 /// Raw automerge changes grouped by the compartment they belong to.
@@ -151,6 +155,8 @@ pub enum ValidationError {
     UnknownEvaluation(EntityId),
     #[error("no note {0} in compartment {1}")]
     UnknownNote(EntityId, Compartment),
+    #[error("no safety item {0} in this plan")]
+    UnknownSafetyItem(EntityId),
     #[error("{field} is {len} characters, more than the {max} allowed")]
     TooLong { field: &'static str, len: usize, max: usize },
     #[error("{field} may not be empty")]

@@ -236,10 +236,19 @@ impl Device {
         conflict: &str,
         resolution: crate::plan::Resolution,
     ) -> Result<(), CoreError> {
+        self.require_regie(plan)?;
+        self.edit(plan, |p| p.resolve_conflict(conflict, resolution))
+    }
+
+    /// Refuses a regisseur's act on the plan's own content (settling a conflict, choosing
+    /// what the family's copy holds) unless this device's user holds regie by the chain. A
+    /// plan whose chain this device does not hold yet is its creator's, before its first
+    /// sync: allowed.
+    pub(crate) fn require_regie(&self, plan: &PlanId) -> Result<(), CoreError> {
         if self.roster(plan)?.is_some() {
             self.roster_as_regisseur(plan)?;
         }
-        self.edit(plan, |p| p.resolve_conflict(conflict, resolution))
+        Ok(())
     }
 
     fn held_roster(&self, plan: &PlanId) -> Result<Roster, CoreError> {

@@ -1,12 +1,13 @@
-//! Plans as a whole: create, list, show, phase, escalation, regisseur.
+//! Plans as a whole: create, list, show, phase, escalation, regisseur, the family's copy.
 
 use std::path::Path;
 
-use eenplan_core::PlanListEntry;
+use eenplan_core::plan::FamilyCopyItem;
 use eenplan_core::sync::ShareOutcome;
+use eenplan_core::{Device, PlanListEntry};
 
 use super::{find_plan, open};
-use crate::args::PlanCommand;
+use crate::args::{PlanCommand, PlanPrintArgs};
 use crate::error::CliError;
 use crate::output::{Lines, Marks, Output, audience_text, plan_view_text_marked};
 
@@ -79,7 +80,31 @@ pub fn run(data: &Path, command: PlanCommand) -> Result<Output, CliError> {
             let audience = device.audience(&id, args.compartment)?;
             Output::choose(args.output.json, &audience, |a| audience_text(args.compartment, a))
         }
+        PlanCommand::Print(args) => print(&mut device, args),
+        PlanCommand::FamilyCopy(args) => {
+            let id = find_plan(&device, &args.plan)?;
+            let item = match (args.note, args.safety_item) {
+                (Some((compartment, id)), _) => FamilyCopyItem::Note { compartment, id },
+                (None, Some(id)) => FamilyCopyItem::SafetyItem { id },
+                (None, None) => return Err(CliError::usage("name a --note or a --safety-item")),
+            };
+            device.include_in_family_copy(&id, item, !args.remove)?;
+            Ok(Output::Nothing)
+        }
     }
+}
+
+/// Writes the family's copy as HTML or PDF (clap lets exactly one through).
+fn print(device: &mut Device, args: PlanPrintArgs) -> Result<Output, CliError> {
+    let id = find_plan(device, &args.plan)?;
+    let copy = device.family_copy(&id)?;
+    let (path, bytes) = match (args.html, args.pdf) {
+        (Some(path), _) => (path, copy.to_html()?.into_bytes()),
+        (None, Some(path)) => (path, crate::pdf::family_copy(&copy)?),
+        (None, None) => return Err(CliError::usage("name a file: --html FILE or --pdf FILE")),
+    };
+    std::fs::write(&path, bytes).map_err(CliError::io("cannot write", &path))?;
+    Ok(Output::Nothing)
 }
 
 /// Done at the server, or waiting (durably) for the next sync.

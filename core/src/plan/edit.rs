@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::limits;
 use super::read::{self, Reader};
+use super::view::FamilyCopyItem;
 use super::vocab::{self, ActionStatus, EscalationLevel, GoalStatus, NoteKind, Phase, Role};
 use super::{Compartment, Plan, PlanError, ValidationError};
 use crate::ids::{EntityId, PlanId};
@@ -606,6 +607,41 @@ impl Plan {
         }
         let delete = isize::try_from(delete).map_err(|_| ValidationError::TextPosition { position, len })?;
         self.write(compartment, "edit note", |tx, _| tx.splice_text(&text, position, delete, insert))
+    }
+
+    /// Puts a note or safety item in the family's copy, or takes it out (the regisseur's
+    /// choice: [`crate::Device::include_in_family_copy`] checks who asks). Only an item this
+    /// device holds can be put in; taking out needs only its name.
+    pub fn set_in_family_copy(&mut self, item: FamilyCopyItem, included: bool) -> Result<(), PlanError> {
+        let key = item.key();
+        let present = self.doc(Compartment::Basis)?.get(ROOT, key.as_str())?.is_some();
+        if !included {
+            if !present {
+                return Ok(());
+            }
+            return self.write(Compartment::Basis, "leave out of the family's copy", |tx, _| {
+                tx.delete(ROOT, key.as_str())
+            });
+        }
+        self.require_item(item)?;
+        if !present && super::view::family_copy_count(self.doc(Compartment::Basis)?) >= vocab::MAX_ENTITIES {
+            return Err(
+                ValidationError::TooMany { what: "the family's copy", max: vocab::MAX_ENTITIES }.into()
+            );
+        }
+        self.write(Compartment::Basis, "put in the family's copy", |tx, _| tx.put(ROOT, key.as_str(), true))
+    }
+
+    fn require_item(&self, item: FamilyCopyItem) -> Result<(), PlanError> {
+        let (compartment, collection, id) = match item {
+            FamilyCopyItem::Note { compartment, id } => (compartment, read::NOTES, id),
+            FamilyCopyItem::SafetyItem { id } => (Compartment::Veiligheid, read::SAFETY_ITEMS, id),
+        };
+        match self.entity(compartment, collection, id)? {
+            Some(_) => Ok(()),
+            None if collection == read::NOTES => Err(ValidationError::UnknownNote(id, compartment).into()),
+            None => Err(ValidationError::UnknownSafetyItem(id).into()),
+        }
     }
 
     /// A line of the safety plan: a danger statement and the safety goal that answers it.

@@ -52,6 +52,51 @@ pub struct PlanView {
     /// Case meetings (*casusoverleg*), by date.
     #[serde(default)]
     pub meetings: Vec<super::cycle::Meeting>,
+    /// What the regisseur put in the family's copy besides its `basis` skeleton (a note, a
+    /// safety item), in key order. Each names where it is; its text is in `notes` or
+    /// `safety_items` only when this device holds that compartment.
+    #[serde(default)]
+    pub family_copy_items: Vec<FamilyCopyItem>,
+}
+
+/// A note or safety item the regisseur put in the family's copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FamilyCopyItem {
+    Note { compartment: Compartment, id: EntityId },
+    SafetyItem { id: EntityId },
+}
+
+/// The part of a family-copy key after the compartment that marks a safety item.
+const SAFETY_ITEM_TAG: &str = "safety_";
+
+impl FamilyCopyItem {
+    /// Its root key in `basis` (see the layout in `plan.rs`).
+    pub(super) fn key(self) -> String {
+        match self {
+            FamilyCopyItem::Note { compartment, id } => {
+                format!("{}{compartment}_{id}", read::FAMILY_COPY_PREFIX)
+            }
+            FamilyCopyItem::SafetyItem { id } => {
+                format!("{}{}_{SAFETY_ITEM_TAG}{id}", read::FAMILY_COPY_PREFIX, Compartment::Veiligheid)
+            }
+        }
+    }
+
+    /// The item a root key names; `None` for any other key, or one a newer app wrote in a
+    /// form this version does not know.
+    fn from_key(key: &str) -> Option<FamilyCopyItem> {
+        let rest = key.strip_prefix(read::FAMILY_COPY_PREFIX)?;
+        let (compartment, id) = rest.split_once('_')?;
+        let compartment: Compartment = compartment.parse().ok()?;
+        match id.strip_prefix(SAFETY_ITEM_TAG) {
+            Some(id) if compartment == Compartment::Veiligheid => {
+                Some(FamilyCopyItem::SafetyItem { id: id.parse().ok()? })
+            }
+            Some(_) => None,
+            None => Some(FamilyCopyItem::Note { compartment, id: id.parse().ok()? }),
+        }
+    }
 }
 
 /// A participant's contact details, as a device wrote them into the plan.
@@ -215,6 +260,7 @@ pub(super) fn materialise(plan: &Plan) -> Result<PlanView, PlanError> {
         contacts: basis.contacts,
         evaluations: basis.evaluations,
         meetings: basis.meetings,
+        family_copy_items: basis.family_copy_items,
     };
     for compartment in plan.held_compartments().into_iter().filter(|c| *c != Compartment::Basis) {
         let part = part_of(compartment)?;
@@ -262,6 +308,7 @@ struct Basis {
     contacts: Vec<ContactCard>,
     evaluations: Vec<super::cycle::Evaluation>,
     meetings: Vec<super::cycle::Meeting>,
+    family_copy_items: Vec<FamilyCopyItem>,
 }
 
 fn read_compartment(doc: &Automerge, compartment: Compartment) -> Result<Part, PlanError> {
@@ -282,6 +329,7 @@ fn read_compartment(doc: &Automerge, compartment: Compartment) -> Result<Part, P
             contacts: contacts(&r)?,
             evaluations: super::cycle::evaluations(&r)?,
             meetings: super::cycle::meetings(&r)?,
+            family_copy_items: family_copy_items(&r)?,
         }),
         _ => None,
     };
@@ -491,6 +539,25 @@ fn contacts(r: &Reader<'_>) -> Result<Vec<ContactCard>, PlanError> {
     }
     out.sort_by_key(|c| c.user_id);
     Ok(out)
+}
+
+/// The items in the family's copy, one root key each (`true`; taken out, the key is gone). A
+/// key whose value is not `true` includes nothing.
+fn family_copy_items(r: &Reader<'_>) -> Result<Vec<FamilyCopyItem>, PlanError> {
+    let mut out = Vec::new();
+    for key in r.doc.keys(&ROOT) {
+        let Some(item) = FamilyCopyItem::from_key(&key) else { continue };
+        if r.bool(&ROOT, &key)? == Some(true) {
+            out.push(item);
+        }
+    }
+    Ok(out)
+}
+
+/// How many items the family's copy names (a key holding anything but `true` counts too:
+/// it takes room all the same).
+pub(super) fn family_copy_count(doc: &Automerge) -> usize {
+    doc.keys(&ROOT).filter(|key| FamilyCopyItem::from_key(key).is_some()).count()
 }
 
 fn safety_items(r: &Reader<'_>) -> Result<Vec<SafetyItem>, PlanError> {
