@@ -1,7 +1,7 @@
 //! The working cycle for phone apps (issue 11): the agenda across plans, adopting the plan
 //! (*vaststellen*) and the adopted versions, evaluations, case meetings whose decisions become
 //! actions, action owners as participants, the ZRM trend; and the Dutch display labels and
-//! dates, so that apps never keep translations of their own.
+//! dates, so that apps never keep translations of their own; the family's copy as HTML.
 //!
 //! Every call here is local: it reads or edits the device's own copies and never waits on the
 //! network, so it is synchronous like the other edits. What the core returns crosses as the
@@ -9,16 +9,15 @@
 
 use eenplan_core::adoption::{AdoptedPlan, Adoption};
 use eenplan_core::agenda::{Agenda, AgendaItem, AgendaKind};
-use eenplan_core::cycle::{Direction, DomainTrend};
+use eenplan_core::cycle::{DecisionInput, Direction, DomainTrend};
 use eenplan_core::ids::{EntityId, PlanId};
+use eenplan_core::plan::view::FamilyCopyItem;
 use eenplan_core::plan::{
     ActionStatus, Compartment, EscalationLevel, GoalStatus, NoteKind, Phase, Role, vocab,
 };
 
 use crate::device::Device;
 use crate::error::ApiError;
-use eenplan_core::cycle::DecisionInput;
-
 use crate::types::Vocabulary;
 
 #[uniffi::export]
@@ -139,4 +138,26 @@ pub fn role_label(role: Role) -> String {
 #[uniffi::export]
 pub fn level_label(level: EscalationLevel) -> String {
     level.label().to_owned()
+}
+
+#[uniffi::export]
+impl Device {
+    /// The family's copy of the plan (*kopie voor het gezin*) as one HTML page that prints on
+    /// A4: what the family reads (no notes, nothing from zorg, veiligheid or justitie unless
+    /// the regisseur put it in), with the adopted version. Local: share it or hand it to the
+    /// platform's print service (Android `PrintManager` through a `WebView`).
+    pub fn family_copy_html(&self, plan: PlanId) -> Result<String, ApiError> {
+        let copy = self.with(|d| d.family_copy(&plan))?;
+        Ok(copy.to_html()?)
+    }
+
+    /// Puts a note or safety item in the family's copy, or takes it out (the regisseur).
+    pub fn include_in_family_copy(
+        &self,
+        plan: PlanId,
+        item: FamilyCopyItem,
+        included: bool,
+    ) -> Result<(), ApiError> {
+        self.with(|d| d.include_in_family_copy(&plan, item, included))
+    }
 }
