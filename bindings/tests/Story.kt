@@ -368,7 +368,8 @@ suspend fun recordWhoTakesPartAndTheSafetyPlan(rita: Phone, wim: Phone, shared: 
 /**
  * Issue 11 on the phone: labels from the core, a case meeting whose decision becomes an action
  * on its owner's agenda, an evaluation, the ZRM trend, and the regisseur (Wim, since the
- * handover) adopting the plan, verified on Rita's phone; what changed since is shown.
+ * handover) adopting the plan, verified on Rita's phone; what changed since is shown; the
+ * family's copy as HTML.
  */
 suspend fun theWorkingCycle(rita: Phone, wim: Phone, shared: SharedPlan) {
     val (plan, goal, action) = shared
@@ -444,6 +445,15 @@ suspend fun theWorkingCycle(rita: Phone, wim: Phone, shared: SharedPlan) {
     fails<ApiException.Invalid> { rita.device.adoptedPlan(plan, 7u) }
     rita.device.sync()
     wim.device.sync()
+
+    // The family's copy: one HTML page to share or print, with the adopted version, the
+    // agreements and no notes.
+    val html = wim.device.familyCopyHtml(plan)
+    check(html.trimStart().lowercase().startsWith("<!doctype html")) { html.take(80) }
+    for (expected in listOf("Jansen", "Sanne belt de budgetcoach voor vrijdag.", "versie 1")) {
+        check(expected in html) { "the family's copy names $expected" }
+    }
+    check("Huisbezoek" !in html && "Voor Wim." !in html) { "no notes in the family's copy" }
 }
 
 /** The app's listener has a bug: eenplan logs it, and the sync's result stands. */

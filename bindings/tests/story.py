@@ -364,7 +364,8 @@ async def record_who_takes_part_and_the_safety_plan(rita, wim, plan, action):
 async def the_working_cycle(rita, wim, plan, goal, action):
     """Issue 11 on the phone: labels from the core, a case meeting whose decision becomes an
     action on its owner's agenda, an evaluation, the ZRM trend, and the regisseur (Wim, since
-    the handover) adopting the plan, verified on Rita's phone; what changed since is shown."""
+    the handover) adopting the plan, verified on Rita's phone; what changed since is shown; the
+    family's copy as HTML."""
     label = eenplan.display_label
     vocab = eenplan.Vocabulary
     check(label(vocab.ACTION_STATUS, "done") == "Gedaan", "an action status in Dutch")
@@ -450,6 +451,14 @@ async def the_working_cycle(rita, wim, plan, goal, action):
     fails(eenplan.ApiError.Invalid, lambda: rita.device.adopted_plan(plan, 7))
     await rita.device.sync()
     await wim.device.sync()
+
+    # The family's copy: one HTML page to share or print, with the adopted version, the
+    # agreements and no notes.
+    html = wim.device.family_copy_html(plan)
+    check(html.lstrip().lower().startswith("<!doctype html"), html[:80])
+    for expected in ("Jansen", "Sanne belt de budgetcoach voor vrijdag.", "versie 1"):
+        check(expected in html, f"the family's copy names {expected!r}")
+    check("Huisbezoek" not in html and "Voor Wim." not in html, "no notes in the family's copy")
 
 
 async def a_listener_that_throws_does_not_undo_the_sync(rita, wim, plan):
