@@ -219,6 +219,11 @@ class HomeVisitScript(
         expect(version == 1 && adopted.latest?.version == 1 && adopted.latest?.verified == true) { "after adopting: $adopted" }
         expect(adopted.notAdopted.isEmpty()) { "changed since the adoption: ${adopted.notAdopted}" }
         say(rita, adopted.notice ?: "")
+        val copy = adoption.familyCopy().await().orFail { "family copy: ${adoption.state.value.message}" }
+        val html = copy.readText()
+        expect(html == adoption.state.value.familyCopyHtml && "Jansen" in html && "versie 1" in html) { "the family's copy: ${html.take(200)}" }
+        expect("Huisbezoek bij gezin Jansen" !in html) { "a note reached the family's copy" }
+        say(rita, "kopie voor het gezin (${html.length} tekens HTML, met \"versie 1\"): ${copy.path}")
         capture?.invoke(rita, planId, Moment.ADOPTED)
         rita.device.sync().join()
         wim.device.sync().join()
@@ -229,7 +234,7 @@ class HomeVisitScript(
         say(wim, "versie ${checked.version} ${checked.checkText}, ondertekend door ${checked.signedBy} op ${checked.date}; aanwezig: ${checked.present.joinToString()}")
         wim.plan(planId).load().join()
         expect(wim.plan(planId).state.value.adoptedVersion == 1) { "the plan screen at $wimName: ${wim.plan(planId).state.value.adoptedVersion}" }
-        println("\nworking cycle complete: an action on the worker's agenda, the plan adopted by the regisseur and verified on the worker's phone")
+        println("\nworking cycle complete: an action on the worker's agenda, the plan adopted by the regisseur and verified on the worker's phone, the family's copy made")
     }
 
     /**

@@ -12,7 +12,8 @@ import nl.eenplan.demo.viewmodel.AdoptionViewModel
 /**
  * "Beoordelen en vaststellen": the adopted versions as this phone checked them, what is not
  * adopted yet, and for the regisseur the adoption itself — the family's agreement in their
- * words and who was present — with its result.
+ * words and who was present — with its result; and "Kopie voor het gezin": the family's copy
+ * as HTML, written to a file to share and shown, with "Afdrukken".
  */
 class AdoptScreen(private val vm: AdoptionViewModel) : Screen<AdoptionUiState>(vm.state) {
     override var title = "Beoordelen en vaststellen"
@@ -25,6 +26,15 @@ class AdoptScreen(private val vm: AdoptionViewModel) : Screen<AdoptionUiState>(v
         border = BorderFactory.createLineBorder(Theme.line)
     }
     private val present = LinkedHashMap<String, JCheckBox>()
+    /** The family's copy as Swing renders HTML (a phone shows it in a WebView). */
+    private val copyPane = javax.swing.JEditorPane().apply {
+        contentType = "text/html"
+        isEditable = false
+    }
+    private val copyScroll = javax.swing.JScrollPane(copyPane).apply {
+        preferredSize = java.awt.Dimension(320, 260)
+        border = BorderFactory.createLineBorder(Theme.line)
+    }
     override val component: JComponent = JPanel(BorderLayout()).apply {
         background = Theme.background
         add(scroll(content), BorderLayout.CENTER)
@@ -40,6 +50,24 @@ class AdoptScreen(private val vm: AdoptionViewModel) : Screen<AdoptionUiState>(v
             else text("Vastgesteld: versie ${latest.version} op ${latest.date}, ondertekend door ${latest.signedBy ?: "onbekend"}", 13f, bold = true, color = Theme.ok),
             *(latest?.let { arrayOf(text("Met het gezin: ${it.withFamily}", 12.5f), text("Aanwezig: ${it.present.joinToString()}", 12f, color = Theme.muted)) } ?: emptyArray()),
         ))
+        content.add(sectionTitle("Kopie voor het gezin"))
+        val copyRows = mutableListOf<JComponent>(
+            text("Het plan zoals het gezin het leest: zonder notities, met de vastgestelde versie.", 12f, color = Theme.muted),
+            row(
+                button("Kopie maken", primary = state.familyCopyHtml == null) { vm.familyCopy() },
+                button("Afdrukken") { if (state.familyCopyHtml != null) copyPane.print() }.apply { isEnabled = state.familyCopyHtml != null },
+            ),
+        )
+        state.familyCopyHtml?.let { html ->
+            if (copyPane.getClientProperty("html") != html) {
+                copyPane.text = html
+                copyPane.caretPosition = 0
+                copyPane.putClientProperty("html", html)
+            }
+            copyRows += copyScroll
+            state.familyCopyFile?.let { copyRows += text("Gedeeld bestand: $it", 11f, color = Theme.muted) }
+        }
+        content.add(card(*copyRows.toTypedArray()))
         if (latest != null) {
             content.add(sectionTitle("Nog niet vastgesteld (${state.notAdopted.size})"))
             content.add(card(*(if (state.notAdopted.isEmpty()) listOf(text("Niets gewijzigd sinds versie ${latest.version}.", 12.5f, color = Theme.muted))

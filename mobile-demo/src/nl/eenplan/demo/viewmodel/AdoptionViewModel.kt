@@ -42,6 +42,9 @@ data class AdoptionUiState(
     val message: String? = null,
     /** What happened ("Vastgesteld als versie 2"). */
     val notice: String? = null,
+    /** The family's copy as last made: the HTML, and the file it was written to (to share or print). */
+    val familyCopyHtml: String? = null,
+    val familyCopyFile: String? = null,
 ) {
     val isRegisseur: Boolean get() = me != null && regisseur == me
     val latest: AdoptionRow? get() = adoptions.lastOrNull { it.verified }
@@ -100,6 +103,26 @@ class AdoptionViewModel(session: PhoneSession, val planId: String) : ViewModel(s
         _state.update { it.copy(busy = false) }
         load().join()
         result.getOrNull()?.toInt()
+    }
+
+    /**
+     * "Kopie voor het gezin": the core makes the family's copy as one HTML page
+     * (`Device.familyCopyHtml`); the phone writes it to a file to share or print. (On Android
+     * it goes to the print service: a `WebView` with this HTML and `PrintManager.print`.)
+     */
+    fun familyCopy(): Deferred<java.io.File?> = viewModelScope.async {
+        val made = session.call { it.familyCopyHtml(planId) }.mapCatching { html ->
+            val family = _state.value.family.ifEmpty { "plan" }.replace(Regex("[^A-Za-z0-9]+"), "-")
+            val file = session.exportDir.resolve("kopie-voor-het-gezin-$family-${planId.take(8)}.html")
+            file.parentFile.mkdirs()
+            file.writeText(html)
+            html to file
+        }
+        made.onSuccess { (html, file) ->
+            _state.update { it.copy(familyCopyHtml = html, familyCopyFile = file.path, notice = "Kopie voor het gezin opgeslagen in ${file.path}", message = null) }
+        }
+        made.onFailure { e -> _state.update { it.copy(message = e.forPeople()) } }
+        made.getOrNull()?.second
     }
 
     /** A mark, not a word: the core's label says what it is, the mark how it differs. */
