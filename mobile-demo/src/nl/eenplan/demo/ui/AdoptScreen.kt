@@ -32,7 +32,10 @@ class AdoptScreen(private val vm: AdoptionViewModel) : Screen<AdoptionUiState>(v
         isEditable = false
     }
     private val copyScroll = javax.swing.JScrollPane(copyPane).apply {
-        preferredSize = java.awt.Dimension(320, 260)
+        // Narrow preferred and minimum widths: the card stretches it to the phone's width (a
+        // wider preference would make the column fall back to every child's minimum size).
+        preferredSize = java.awt.Dimension(120, 300)
+        minimumSize = java.awt.Dimension(120, 300)
         border = BorderFactory.createLineBorder(Theme.line)
     }
     override val component: JComponent = JPanel(BorderLayout()).apply {
@@ -65,7 +68,8 @@ class AdoptScreen(private val vm: AdoptionViewModel) : Screen<AdoptionUiState>(v
                 copyPane.putClientProperty("html", html)
             }
             copyRows += copyScroll
-            state.familyCopyFile?.let { copyRows += text("Gedeeld bestand: $it", 11f, color = Theme.muted) }
+            state.familyCopyFile?.let { val file = java.io.File(it)
+                copyRows += text("Gedeeld bestand (om te delen of af te drukken):\n${file.parent}/\n${file.name}", 11f, color = Theme.muted) }
         }
         content.add(card(*copyRows.toTypedArray()))
         if (latest != null) {
