@@ -82,6 +82,8 @@ pub enum Command {
     Conflicts(ConflictsArgs),
     /// Settles a conflict: keep one of its values, or write a new one.
     Resolve(ResolveArgs),
+    /// What others changed in a plan since you last marked it reviewed (--mark marks it).
+    Review(ReviewArgs),
     /// Writes a whole plan to a sealed changes file, for another device to import.
     Export(ExportArgs),
     /// Merges a changes file from another device into this one.
@@ -669,6 +671,17 @@ pub struct SafetyAddArgs {
 pub struct ConflictsArgs {
     /// The plan's id, or a unique prefix of at least 4 characters.
     pub plan: String,
+    #[command(flatten)]
+    pub output: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    /// Mark everything this device holds of the plan now as reviewed, instead of listing.
+    #[arg(long, conflicts_with = "json")]
+    pub mark: bool,
     #[command(flatten)]
     pub output: JsonFlag,
 }

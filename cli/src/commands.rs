@@ -6,6 +6,7 @@ mod cycle;
 mod device;
 mod entities;
 mod plan;
+mod review;
 mod sync;
 mod transfer;
 
@@ -39,6 +40,7 @@ pub fn run(cli: Cli) -> Result<Output, CliError> {
         Command::Safety(command) => entities::safety(&mut open(&data)?, command),
         Command::Conflicts(args) => conflicts::list(&mut open(&data)?, args),
         Command::Resolve(args) => conflicts::resolve(&mut open(&data)?, args),
+        Command::Review(args) => review::review(&mut open(&data)?, args),
         Command::Export(args) => transfer::export(&mut open(&data)?, args),
         Command::Import(args) => transfer::import(&mut open(&data)?, args),
         Command::Enrol(args) => sync::enrol(&mut open(&data)?, args),

@@ -5,6 +5,7 @@ mod audience;
 mod conflicts;
 mod cycle;
 mod plan_view;
+mod review;
 
 use std::fmt::Display;
 use std::io::Write;
@@ -17,6 +18,7 @@ pub use audience::audience_text;
 pub use conflicts::{conflicts_json, conflicts_text};
 pub use cycle::{adopted_text, agenda_text, migration_text, trend_text};
 pub use plan_view::{Marks, plan_view_text, plan_view_text_marked};
+pub use review::review_text;
 
 #[derive(Debug)]
 pub enum Output {

@@ -616,3 +616,30 @@ fn enrolling_over_plain_http_to_another_machine_is_warned_about() {
         );
     }
 }
+
+#[test]
+fn review_lists_what_another_device_changed_in_dutch_and_after_mark_says_nothing_is_new() {
+    let a = Device::init();
+    let b = Device::init();
+    let (plan, goal, _) = plan_with_goal_and_action(&a);
+    b.import(&a.export(&plan, "first.epx"));
+    b.ok(&["review", &plan, "--mark"]);
+    assert_eq!(b.ok(&["review", &plan]), "Niets nieuw sinds uw laatste review.");
+
+    a.ok(&["goal", "set", &plan, &goal, "--status", "achieved"]);
+    b.import(&a.export(&plan, "second.epx"));
+    let human = b.ok(&["review", &plan]);
+    assert!(
+        human.ends_with(": zette de status van doel ‘Schulden in beeld’ op Behaald")
+            && human.contains("onbekend apparaat "),
+        "{human}"
+    );
+    let review = b.json(&["review", &plan]);
+    assert_eq!(review["lines"].as_array().unwrap().len(), 1, "{review:#}");
+    assert_eq!(review["lines"][0]["compartment"], "basis");
+    assert_eq!(review["lines"][0]["entity"], goal);
+    assert!(review["since_ms"].as_i64().is_some());
+
+    b.ok(&["review", &plan, "--mark"]);
+    assert_eq!(b.json(&["review", &plan])["lines"], serde_json::json!([]));
+}

@@ -238,7 +238,7 @@ impl Device {
     /// What a plan-content operation checks first: not wiped, and the offline lease not run
     /// out. Internal paths the sync layer uses to merge (`loaded_plan`, `take_plan_or_new`,
     /// [`Device::plan_entries`]) do not check the lease: a sync is what unlocks the device.
-    fn plan_gate(&mut self) -> Result<(), CoreError> {
+    pub(crate) fn plan_gate(&mut self) -> Result<(), CoreError> {
         self.ensure_not_wiped()?;
         self.check_lease_mut()
     }

@@ -64,6 +64,7 @@ pub use chunks::{ChunkKind, DEFLATED_COLUMNS};
 pub use conflicts::{Conflict, ConflictValue, FieldValue, Resolution};
 pub use edit::{ActionUpdate, MemberUpdate, NewAction, NewGoal, NewMember, NewParticipant};
 pub use limits::Limit;
+pub(crate) use received::guarded;
 pub use received::{
     Refusal, document_changes, load_received_document, parse_change, parse_received_changes,
     validate_document,

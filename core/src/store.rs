@@ -31,10 +31,13 @@
 //! pending_bundles (bundle id) sealed bundles pushed but not yet acknowledged
 //! certificates (device_key)   sealed certificates of bundle authors, verified
 //! parked_bundles (id)         sealed received bundles whose key has not arrived yet
+//! membership (plan_key)       sealed verified membership chain of the plan
+//! review_marks (doc_key)      sealed heads (and time) the reader last marked reviewed
 //! ```
 
 mod migrations;
 mod records;
+mod review_marks;
 mod shred;
 mod sync_records;
 
@@ -401,6 +404,12 @@ impl Store {
         sync_records::membership(&self.conn, &self.keys, plan)
     }
 
+    /// The heads of a document its reader last marked reviewed, as [`crate::review`] stored
+    /// them.
+    pub fn review_mark(&self, plan: PlanId, compartment: Compartment) -> Result<Option<Vec<u8>>, StoreError> {
+        review_marks::get(&self.conn, &self.keys, &self.keys.doc_key(plan, compartment))
+    }
+
     /// Returns free pages to the file system and truncates the WAL. Freed pages were
     /// already zeroed (`secure_delete`); this is about size, not secrecy.
     pub fn reclaim_space(&mut self) -> Result<(), StoreError> {
@@ -565,5 +574,15 @@ impl StoreWriter<'_> {
 
     pub fn put_membership(&mut self, plan: PlanId, chain: &[u8]) -> Result<(), StoreError> {
         sync_records::put_membership(self.tx, self.keys, plan, chain)
+    }
+
+    /// Replaces the heads of a document marked reviewed.
+    pub fn put_review_mark(
+        &mut self,
+        plan: PlanId,
+        compartment: Compartment,
+        mark: &[u8],
+    ) -> Result<(), StoreError> {
+        review_marks::put(self.tx, self.keys, &self.keys.doc_key(plan, compartment), mark)
     }
 }

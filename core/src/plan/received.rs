@@ -68,7 +68,7 @@ impl Refusal {
 /// memory is changed only after `f` returned `Ok`. automerge's documents share no interior
 /// mutability between copies (their `Arc`s hold immutable mark sets), so a copy is
 /// independent of the held document.
-pub(super) fn guarded<T>(
+pub(crate) fn guarded<T>(
     compartment: Compartment,
     operation: &'static str,
     f: impl FnOnce() -> Result<T, PlanError>,

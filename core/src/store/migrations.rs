@@ -82,6 +82,12 @@ const MIGRATIONS: &[&str] = &[
          plan_key BLOB PRIMARY KEY,
          sealed   BLOB NOT NULL
      ) WITHOUT ROWID;",
+    // 5: the heads a reader last marked reviewed, per document (sealed: change hashes of
+    //    plan content), by the document's lookup key.
+    "CREATE TABLE review_marks (
+         doc_key BLOB PRIMARY KEY,
+         sealed  BLOB NOT NULL
+     ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.
