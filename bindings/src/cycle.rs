@@ -18,7 +18,7 @@ use eenplan_core::plan::{
 
 use crate::device::Device;
 use crate::error::ApiError;
-use crate::types::Vocabulary;
+use crate::types::{Review, Vocabulary};
 
 #[uniffi::export]
 impl Device {
@@ -142,6 +142,23 @@ pub fn level_label(level: EscalationLevel) -> String {
 
 #[uniffi::export]
 impl Device {
+    /// What changed in the plan since this device last marked it reviewed: others' changes,
+    /// in the compartments it holds, as Dutch lines (who, what, when). Local.
+    pub fn review(&self, plan: PlanId) -> Result<Review, ApiError> {
+        self.with(|d| d.review(&plan)).map(Review::from)
+    }
+
+    /// Marks what a review showed ([`Review::through`]) as reviewed: the next review shows
+    /// only what came after it, including what a sync brought while it was on screen.
+    pub fn mark_reviewed_through(&self, plan: PlanId, through: Vec<String>) -> Result<(), ApiError> {
+        self.with(|d| d.mark_reviewed_through(&plan, &through))
+    }
+
+    /// Marks everything this device holds of the plan now as reviewed.
+    pub fn mark_reviewed(&self, plan: PlanId) -> Result<(), ApiError> {
+        self.with(|d| d.mark_reviewed(&plan))
+    }
+
     /// The family's copy of the plan (*kopie voor het gezin*) as one HTML page that prints on
     /// A4: what the family reads (no notes, nothing from zorg, veiligheid or justitie unless
     /// the regisseur put it in), with the adopted version. Local: share it or hand it to the

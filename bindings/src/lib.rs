@@ -33,7 +33,8 @@ pub use error::{ApiError, CallbackError, KeyStoreError};
 pub use keystore::{KeyStore, passphrase_keystore};
 pub use log::{LogSink, set_log_sink};
 pub use types::{
-    ActionUpdate, DeviceState, FieldChange, MemberUpdate, PlanListEntry, Resolution, SyncSummary, Vocabulary,
+    ActionUpdate, DeviceState, FieldChange, MemberUpdate, PlanListEntry, Resolution, Review, ReviewLine,
+    SyncSummary, Vocabulary,
 };
 
 uniffi::setup_scaffolding!();

@@ -768,6 +768,64 @@ pub enum Direction {
     Single,
 }
 
+/// What changed in a plan since this device last marked it reviewed ([`crate::Device::review`]).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Review {
+    pub plan: PlanId,
+    /// When the plan was last marked reviewed (`None`: never; the lines go back to its start).
+    pub since_ms: Option<i64>,
+    /// Oldest first.
+    pub lines: Vec<ReviewLine>,
+    /// Older lines left out to keep the review bounded.
+    pub left_out: u64,
+    /// What this review covers; pass it to `mark_reviewed_through` so that a change a sync
+    /// brought after the review was shown is not marked seen.
+    pub through: Vec<String>,
+}
+
+/// One thing another writer did: `who_label` and `text` make the sentence people read.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ReviewLine {
+    pub at_ms: i64,
+    pub compartment: Compartment,
+    /// The person behind `device`, when this device holds its verified certificate.
+    pub who: Option<Person>,
+    /// "Wim de Vries (Wijkteam Noord)", or an unknown device, in the core's words.
+    pub who_label: String,
+    pub device: String,
+    /// The Dutch sentence without who: "zette de status van actie ‘Huur betalen’ op Gedaan".
+    pub text: String,
+    pub entity: Option<EntityId>,
+    /// How many changes the line stands for (typing collapses into one line).
+    pub changes: u64,
+}
+
+impl From<eenplan_core::review::Review> for Review {
+    fn from(review: eenplan_core::review::Review) -> Self {
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        Review {
+            plan: review.plan,
+            since_ms: review.since_ms,
+            lines: review
+                .lines
+                .into_iter()
+                .map(|line| ReviewLine {
+                    who_label: line.who_label(),
+                    at_ms: line.at_ms,
+                    compartment: line.compartment,
+                    who: line.who,
+                    device: line.device,
+                    text: line.text,
+                    entity: line.entity,
+                    changes: count(line.changes),
+                })
+                .collect(),
+            left_out: count(review.left_out),
+            through: review.through,
+        }
+    }
+}
+
 /// Which vocabulary a code belongs to, for `display_label`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
 pub enum Vocabulary {
