@@ -454,6 +454,22 @@ suspend fun theWorkingCycle(rita: Phone, wim: Phone, shared: SharedPlan) {
         check(expected in html) { "the family's copy names $expected" }
     }
     check("Huisbezoek" !in html && "Voor Wim." !in html) { "no notes in the family's copy" }
+
+    // Review: what others changed since Wim last looked, in words; marking empties it.
+    val review = wim.device.review(plan)
+    check(review.sinceMs == null && review.lines.isNotEmpty()) { "a first review shows others' work: $review" }
+    check(review.lines.any { "Rita" in it.whoLabel }) { review.lines.map { it.whoLabel }.toString() }
+    val wimDevice = wim.device.deviceId()
+    check(review.lines.none { it.device == wimDevice }) { "none of Wim's own changes" }
+    wim.device.markReviewedThrough(plan, review.through)
+    check(wim.device.review(plan).lines.isEmpty()) { "nothing new after marking" }
+    rita.device.addAgreement(plan, "Rita belt de school.")
+    rita.device.sync()
+    wim.device.sync()
+    val fresh = wim.device.review(plan)
+    check(fresh.sinceMs != null && fresh.lines.isNotEmpty() && "Rita" in fresh.lines.last().whoLabel) { "$fresh" }
+    wim.device.markReviewed(plan)
+    check(wim.device.review(plan).lines.isEmpty()) { "marked" }
 }
 
 /** The app's listener has a bug: eenplan logs it, and the sync's result stands. */

@@ -460,6 +460,22 @@ async def the_working_cycle(rita, wim, plan, goal, action):
         check(expected in html, f"the family's copy names {expected!r}")
     check("Huisbezoek" not in html and "Voor Wim." not in html, "no notes in the family's copy")
 
+    # Review: what others changed since Wim last looked, in words; marking empties it.
+    review = wim.device.review(plan)
+    check(review.since_ms is None and review.lines, f"a first review shows others' work: {review}")
+    check(any("Rita" in line.who_label for line in review.lines), [line.who_label for line in review.lines])
+    wim_device = wim.device.device_id()
+    check(all(line.device != wim_device for line in review.lines), "none of Wim's own changes")
+    wim.device.mark_reviewed_through(plan, review.through)
+    check(wim.device.review(plan).lines == [], "nothing new after marking")
+    rita.device.add_agreement(plan, "Rita belt de school.")
+    await rita.device.sync()
+    await wim.device.sync()
+    fresh = wim.device.review(plan)
+    check(fresh.since_ms is not None and len(fresh.lines) >= 1 and "Rita" in fresh.lines[-1].who_label, f"{fresh}")
+    wim.device.mark_reviewed(plan)
+    check(wim.device.review(plan).lines == [], "marked")
+
 
 async def a_listener_that_throws_does_not_undo_the_sync(rita, wim, plan):
     """The app's listener has a bug: eenplan logs it, and the sync's result stands."""
