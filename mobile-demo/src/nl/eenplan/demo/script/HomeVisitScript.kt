@@ -210,6 +210,11 @@ class HomeVisitScript(
         val adoption = rita.adoption(planId)
         adoption.load().join()
         expect(adoption.state.value.isRegisseur && adoption.state.value.latest == null) { "before adopting: ${adoption.state.value}" }
+        val reviewed = adoption.state.value.reviewLines
+        expect(reviewed.any { wimName in it }) { "the review lacks $wimName's changes: $reviewed" }
+        say(rita, "gewijzigd sinds zij keek (${reviewed.size}): " + reviewed.takeLast(3).joinToString(" | "))
+        adoption.markReviewed().join()
+        expect(adoption.state.value.reviewLines.isEmpty()) { "after marking: ${adoption.state.value.reviewLines}" }
         val refused = wim.adoption(planId).adopt("Zelf vastgesteld", listOf(wimName)).await()
         expect(refused == null && "regisseur" in wim.adoption(planId).state.value.message.orEmpty()) { "a worker adopted: $refused" }
         say(wim, "vaststellen geweigerd: \"${wim.adoption(planId).state.value.message}\"")
@@ -234,7 +239,7 @@ class HomeVisitScript(
         say(wim, "versie ${checked.version} ${checked.checkText}, ondertekend door ${checked.signedBy} op ${checked.date}; aanwezig: ${checked.present.joinToString()}")
         wim.plan(planId).load().join()
         expect(wim.plan(planId).state.value.adoptedVersion == 1) { "the plan screen at $wimName: ${wim.plan(planId).state.value.adoptedVersion}" }
-        println("\nworking cycle complete: an action on the worker's agenda, the plan adopted by the regisseur and verified on the worker's phone, the family's copy made")
+        println("\nworking cycle complete: an action on the worker's agenda, the plan reviewed and adopted by the regisseur and verified on the worker's phone, the family's copy made")
     }
 
     /**

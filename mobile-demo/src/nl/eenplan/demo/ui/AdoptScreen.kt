@@ -53,6 +53,12 @@ class AdoptScreen(private val vm: AdoptionViewModel) : Screen<AdoptionUiState>(v
             else text("Vastgesteld: versie ${latest.version} op ${latest.date}, ondertekend door ${latest.signedBy ?: "onbekend"}", 13f, bold = true, color = Theme.ok),
             *(latest?.let { arrayOf(text("Met het gezin: ${it.withFamily}", 12.5f), text("Aanwezig: ${it.present.joinToString()}", 12f, color = Theme.muted)) } ?: emptyArray()),
         ))
+        content.add(sectionTitle("Gewijzigd sinds u keek (${state.reviewLines.size})"))
+        content.add(card(
+            *(if (state.reviewLines.isEmpty()) listOf(text("Niets nieuws van anderen.", 12.5f, color = Theme.muted))
+            else state.reviewLines.map { text(it, 12f) }).toTypedArray(),
+            row(button("Gezien") { vm.markReviewed() }.apply { isEnabled = state.reviewLines.isNotEmpty() }),
+        ))
         content.add(sectionTitle("Kopie voor het gezin"))
         val copyRows = mutableListOf<JComponent>(
             text("Het plan zoals het gezin het leest: zonder notities, met de vastgestelde versie.", 12f, color = Theme.muted),

@@ -45,6 +45,10 @@ data class AdoptionUiState(
     /** The family's copy as last made: the HTML, and the file it was written to (to share or print). */
     val familyCopyHtml: String? = null,
     val familyCopyFile: String? = null,
+    /** What others changed since this phone last marked the plan reviewed: "Wim (Wijkteam Noord): zette …". */
+    val reviewLines: List<String> = emptyList(),
+    /** What the shown review covers, to mark exactly that as seen. */
+    val reviewThrough: List<String> = emptyList(),
 ) {
     val isRegisseur: Boolean get() = me != null && regisseur == me
     val latest: AdoptionRow? get() = adoptions.lastOrNull { it.verified }
@@ -73,11 +77,15 @@ class AdoptionViewModel(session: PhoneSession, val planId: String) : ViewModel(s
             } else {
                 emptyList()
             }
-            Triple(view, adoptions, since) to device.status().user
-        }.onSuccess { (loaded, me) ->
+            Triple(view, adoptions, since) to (device.status().user to device.review(planId))
+        }.onSuccess { (loaded, meAndReview) ->
             val (view, adoptions, since) = loaded
+            val (me, review) = meAndReview
             _state.update {
                 it.copy(
+                    reviewLines = review.lines.map { l -> "${l.whoLabel}: ${l.text}" } +
+                        listOfNotNull(if (review.leftOut > 0uL) "(en ${review.leftOut} eerdere)" else null),
+                    reviewThrough = review.through,
                     family = view.family,
                     adoptions = adoptions.map { a -> a.row() },
                     notAdopted = since,
@@ -103,6 +111,14 @@ class AdoptionViewModel(session: PhoneSession, val planId: String) : ViewModel(s
         _state.update { it.copy(busy = false) }
         load().join()
         result.getOrNull()?.toInt()
+    }
+
+    /** "Gezien": marks what the shown review covered as reviewed (`Device.markReviewedThrough`). */
+    fun markReviewed(): Job = viewModelScope.launch {
+        val through = _state.value.reviewThrough
+        session.call { it.markReviewedThrough(planId, through) }
+            .onFailure { e -> _state.update { it.copy(message = e.forPeople()) } }
+        load().join()
     }
 
     /**
