@@ -2,7 +2,10 @@
 # Takes mobile-demo/screenshot.png: the headless home visit (run-script.sh) with both phones
 # shown on a virtual X display (Xvfb) and pictured by the app itself at the moments that
 # matter (the worker offline with pending changes, the regisseur's conflicts, the plan with
-# regie offered at the escalation, the Zorg- en Veiligheidshuis' regie screen after accepting). Installs xvfb and xauth once (apt; needs root or sudo).
+# regie offered at the escalation, the Zorg- en Veiligheidshuis' regie screen after accepting,
+# the worker's start screen — the agenda — with an action of his this week, and the
+# regisseur's "Beoordelen en vaststellen" after adopting, with the family's copy). Installs
+# xvfb and xauth once (apt; needs root or sudo).
 #
 #   mobile-demo/screenshot.sh [FILE]        default FILE: mobile-demo/screenshot.png
 set -euo pipefail

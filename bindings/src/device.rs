@@ -142,7 +142,10 @@ impl Device {
     }
 
     /// Runs one core call on the locked device.
-    fn with<T>(&self, call: impl FnOnce(&mut CoreDevice) -> Result<T, CoreError>) -> Result<T, ApiError> {
+    pub(crate) fn with<T>(
+        &self,
+        call: impl FnOnce(&mut CoreDevice) -> Result<T, CoreError>,
+    ) -> Result<T, ApiError> {
         Ok(self.core.with(call)?)
     }
 

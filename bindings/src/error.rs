@@ -12,6 +12,7 @@
 //! | Python | `except eenplan.ApiError.WrongKey as e` | `e.reason`, `e.attempts_left` |
 
 use eenplan_core::CoreError;
+use eenplan_core::family_copy::FamilyCopyError;
 use eenplan_core::keystore::KeyStoreError as CoreKeyStoreError;
 use eenplan_core::plan::PlanError;
 use eenplan_core::store::StoreError;
@@ -144,6 +145,13 @@ impl From<CoreError> for ApiError {
             }
             CoreError::Sync(sync) => from_sync(sync, reason),
         }
+    }
+}
+
+/// The family's copy that could not be rendered: a fault in eenplan, not the user's input.
+impl From<FamilyCopyError> for ApiError {
+    fn from(error: FamilyCopyError) -> Self {
+        ApiError::Internal { reason: error.to_string() }
     }
 }
 

@@ -18,18 +18,23 @@
 //! UTF-16 code units, as Kotlin and Swift count them; a server address crosses as text and is
 //! checked as it arrives.
 
+mod cycle;
 mod device;
 mod error;
 mod keystore;
 mod log;
 mod types;
 
+pub use cycle::{
+    agenda_kind_label, agenda_line, display_label, dutch_date, level_label, role_label, trend_label,
+};
 pub use device::{Device, DeviceListener, device_exists, device_state};
 pub use error::{ApiError, CallbackError, KeyStoreError};
 pub use keystore::{KeyStore, passphrase_keystore};
 pub use log::{LogSink, set_log_sink};
 pub use types::{
-    ActionUpdate, DeviceState, FieldChange, MemberUpdate, PlanListEntry, Resolution, SyncSummary,
+    ActionUpdate, DeviceState, FieldChange, MemberUpdate, PlanListEntry, Resolution, Review, ReviewLine,
+    SyncSummary, Vocabulary,
 };
 
 uniffi::setup_scaffolding!();

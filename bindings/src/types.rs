@@ -7,7 +7,10 @@
 //! (`usize`, a tuple variant around a struct).
 
 use eenplan_core::WipeReason;
+use eenplan_core::adoption::{AdoptedPlan, Adoption, AdoptionCheck, NotAdopted};
+use eenplan_core::agenda::{Agenda, AgendaItem, AgendaKind};
 use eenplan_core::audience::{Audience, Reader};
+use eenplan_core::cycle::{DecisionActionInput, DecisionInput, Direction, DomainTrend, TrendPoint};
 use eenplan_core::ids::{DeviceId, EntityId, PlanId};
 use eenplan_core::people::Person;
 use eenplan_core::plan::conflicts::{Conflict, ConflictValue, FieldValue};
@@ -638,6 +641,202 @@ pub struct DeviceStatus {
     /// Received bundles waiting for a key (or for their author's certificate).
     pub parked_bundles: u64,
     pub cursor: u64,
+}
+
+/// The agenda across every plan on the device ([`crate::Device::agenda`]).
+#[uniffi::remote(Record)]
+pub struct Agenda {
+    /// YYYY-MM-DD, in the Netherlands.
+    pub today: String,
+    /// Overdue first, then by date; conflicts last.
+    pub items: Vec<AgendaItem>,
+    /// Plans that could not be read (damaged), so that nothing is silently missing.
+    pub unreadable: Vec<String>,
+}
+
+/// One thing on the agenda: its kind, the plan (open it with `plan`), the date, the words.
+#[uniffi::remote(Record)]
+pub struct AgendaItem {
+    pub kind: AgendaKind,
+    pub plan: PlanId,
+    pub family: String,
+    /// The due or evaluation date (YYYY-MM-DD); none for conflicts.
+    pub date: Option<String>,
+    /// What it is, in Dutch.
+    pub text: String,
+    /// The action or evaluation.
+    pub entity: Option<EntityId>,
+}
+
+/// What an agenda item is; `agenda_kind_label` gives its Dutch words.
+#[uniffi::remote(Enum)]
+pub enum AgendaKind {
+    ActionOverdue,
+    EvaluationOverdue,
+    ActionDue,
+    EvaluationDue,
+    /// Unsettled conflicts in a plan where this user holds regie.
+    Conflicts,
+}
+
+/// An adoption (*vaststelling*) as this device judged it.
+#[uniffi::remote(Record)]
+pub struct Adoption {
+    pub id: EntityId,
+    pub version: u32,
+    /// YYYY-MM-DD.
+    pub date: String,
+    pub at_ms: i64,
+    /// The family's agreement, in the regisseur's words.
+    pub with_family: String,
+    /// The regisseur who signed, as the chain named them then (when known).
+    pub signed_by: Option<PlanParticipant>,
+    pub present: Vec<PlanParticipant>,
+    pub compartments: Vec<Compartment>,
+    pub check: AdoptionCheck,
+}
+
+/// Whether an adoption holds: show only `Verified` as adopted.
+#[uniffi::remote(Enum)]
+pub enum AdoptionCheck {
+    /// Signed by the device of the plan's regisseur at that time, over content this device holds.
+    Verified,
+    /// Cannot be checked yet; a sync brings what is missing.
+    Pending { reason: String },
+    /// Forged or altered: it is not an adoption.
+    Refused { reason: String },
+}
+
+/// An adopted version as it was, with what changed since ("nog niet vastgesteld").
+#[uniffi::remote(Record)]
+pub struct AdoptedPlan {
+    pub adoption: Adoption,
+    pub view: PlanView,
+    pub not_adopted: Vec<NotAdopted>,
+}
+
+/// One part of the plan that differs from the adopted version.
+#[uniffi::remote(Record)]
+pub struct NotAdopted {
+    /// goal, action, agreement, member, score, evaluation, phase, family.
+    pub kind: String,
+    pub id: Option<EntityId>,
+    /// added, changed, removed.
+    pub change: String,
+    /// What it is, in Dutch.
+    pub label: String,
+}
+
+/// A decision of a case meeting; with `action`, it becomes an action in the same step.
+#[uniffi::remote(Record)]
+pub struct DecisionInput {
+    pub text: String,
+    pub action: Option<DecisionActionInput>,
+}
+
+/// Who does what the decision says (a participant's name), by when, towards which goal.
+#[uniffi::remote(Record)]
+pub struct DecisionActionInput {
+    pub owner: String,
+    pub due: Option<String>,
+    pub goal: EntityId,
+}
+
+/// The ZRM scores of one member in one life domain over time.
+#[uniffi::remote(Record)]
+pub struct DomainTrend {
+    pub domain: String,
+    /// The domain as a heading ("Financiën").
+    pub label: String,
+    /// Oldest first.
+    pub points: Vec<TrendPoint>,
+    pub direction: Direction,
+}
+
+#[uniffi::remote(Record)]
+pub struct TrendPoint {
+    pub date: String,
+    pub score: i64,
+}
+
+/// The last score against the first (up is better); `trend_label` gives the words.
+#[uniffi::remote(Enum)]
+pub enum Direction {
+    Better,
+    Worse,
+    Same,
+    Single,
+}
+
+/// What changed in a plan since this device last marked it reviewed ([`crate::Device::review`]).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Review {
+    pub plan: PlanId,
+    /// When the plan was last marked reviewed (`None`: never; the lines go back to its start).
+    pub since_ms: Option<i64>,
+    /// Oldest first.
+    pub lines: Vec<ReviewLine>,
+    /// Older lines left out to keep the review bounded.
+    pub left_out: u64,
+    /// What this review covers; pass it to `mark_reviewed_through` so that a change a sync
+    /// brought after the review was shown is not marked seen.
+    pub through: Vec<String>,
+}
+
+/// One thing another writer did: `who_label` and `text` make the sentence people read.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ReviewLine {
+    pub at_ms: i64,
+    pub compartment: Compartment,
+    /// The person behind `device`, when this device holds its verified certificate.
+    pub who: Option<Person>,
+    /// "Wim de Vries (Wijkteam Noord)", or an unknown device, in the core's words.
+    pub who_label: String,
+    pub device: String,
+    /// The Dutch sentence without who: "zette de status van actie ‘Huur betalen’ op Gedaan".
+    pub text: String,
+    pub entity: Option<EntityId>,
+    /// How many changes the line stands for (typing collapses into one line).
+    pub changes: u64,
+}
+
+impl From<eenplan_core::review::Review> for Review {
+    fn from(review: eenplan_core::review::Review) -> Self {
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        Review {
+            plan: review.plan,
+            since_ms: review.since_ms,
+            lines: review
+                .lines
+                .into_iter()
+                .map(|line| ReviewLine {
+                    who_label: line.who_label(),
+                    at_ms: line.at_ms,
+                    compartment: line.compartment,
+                    who: line.who,
+                    device: line.device,
+                    text: line.text,
+                    entity: line.entity,
+                    changes: count(line.changes),
+                })
+                .collect(),
+            left_out: count(review.left_out),
+            through: review.through,
+        }
+    }
+}
+
+/// Which vocabulary a code belongs to, for `display_label`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Vocabulary {
+    Phase,
+    Level,
+    Role,
+    GoalStatus,
+    ActionStatus,
+    NoteKind,
+    Compartment,
+    Domain,
 }
 
 /// One row of the plan list.

@@ -245,7 +245,7 @@ suspend fun createAndSharePlan(rita: Phone, wim: Phone): SharedPlan {
     val plan = device.createPlan("Jansen")
     val goal = device.addGoal(plan, "financiën", "Schulden in beeld")
     val action = device.addAction(
-        plan, NewAction(goal = goal, title = "Budgetcoach aanvragen", ownerOrg = ORG, ownerPerson = null, due = "2026-12-15")
+        plan, NewAction(goal = goal, title = "Budgetcoach aanvragen", ownerOrg = ORG, ownerUser = null, due = "2026-12-15")
     )
     device.addAgreement(plan, "Sanne belt de budgetcoach voor vrijdag.")
     // The first sync registers the plan with the server; then it can be shared.
@@ -345,7 +345,9 @@ suspend fun recordWhoTakesPartAndTheSafetyPlan(rita: Phone, wim: Phone, shared: 
     check(wim.device.acceptRegie(plan) == ShareOutcome.DONE) { "accepted" }
     val mother = device.addMember(plan, NewMember("Sanne", "moeder", null, true))
     device.updateMember(plan, mother, MemberUpdate(relation = "moeder (gezag)", birthDate = FieldChange.Set("1990-04-01")))
-    device.updateAction(plan, action, ActionUpdate(ownerOrg = "Schuldhulp", ownerPerson = FieldChange.Set("Joost")))
+    // An action's owner is a participant: the app takes the user id from the signed membership.
+    val wimUser = device.readPlan(plan).membership!!.participants.single { it.name == "Wim" }.userId
+    device.updateAction(plan, action, ActionUpdate(ownerOrg = "Schuldhulp", ownerUser = wimUser))
     val item = device.addSafetyItem(plan, "Ruzie escaleert als vader drinkt.", "Sanne belt bij ruzie haar zus en gaat daarheen.")
     device.sync()
     wim.device.sync()
@@ -357,10 +359,117 @@ suspend fun recordWhoTakesPartAndTheSafetyPlan(rita: Phone, wim: Phone, shared: 
     val member = view.members.single { it.id == mother }
     check(member.relation == "moeder (gezag)" && member.birthDate == "1990-04-01") { "member: $member" }
     val moved = view.actions.single { it.id == action }
-    check(moved.ownerOrg == "Schuldhulp" && moved.ownerPerson == "Joost") { "action: $moved" }
+    check(moved.ownerOrg == "Schuldhulp" && moved.ownerUser == wimUser) { "action: $moved" }
     check(view.safetyItems.map { it.id } == listOf(item)) { "safety plan: ${view.safetyItems}" }
     val other = device.createPlanWithDomains("Bakker", listOf("wonen", "school"))
     check(device.readPlan(other).domains == listOf("wonen", "school")) { "the region's own domains" }
+}
+
+/**
+ * Issue 11 on the phone: labels from the core, a case meeting whose decision becomes an action
+ * on its owner's agenda, an evaluation, the ZRM trend, and the regisseur (Wim, since the
+ * handover) adopting the plan, verified on Rita's phone; what changed since is shown; the
+ * family's copy as HTML.
+ */
+suspend fun theWorkingCycle(rita: Phone, wim: Phone, shared: SharedPlan) {
+    val (plan, goal, action) = shared
+    check(displayLabel(Vocabulary.ACTION_STATUS, "done") == "Gedaan") { "an action status in Dutch" }
+    check(displayLabel(Vocabulary.ROLE, "zvh_procesregisseur") == "Procesregisseur Zorg- en Veiligheidshuis") { "a role" }
+    check(displayLabel(Vocabulary.LEVEL, "lokaal") == "Lokaal (wijkteam)") { "a level" }
+    check(displayLabel(Vocabulary.COMPARTMENT, "veiligheid") == "Veiligheid") { "a compartment" }
+    check(displayLabel(Vocabulary.DOMAIN, "financiën") == "Financiën") { "a life domain" }
+    check(displayLabel(Vocabulary.GOAL_STATUS, "iets_nieuws") == "iets_nieuws") { "a newer app's code shows as it is" }
+    check(dutchDate("2026-12-03") == "3 december 2026") { "a date as people say it" }
+
+    // The agenda's "today" is the Netherlands' date by the device's (server-anchored) clock.
+    val today = rita.device.agenda().today
+    val inThreeDays = java.time.LocalDate.parse(today).plusDays(3).toString()
+    val wimView = wim.device.readPlan(plan)
+    check(wimView.membership?.regisseur?.name == "Wim") { "Wim holds regie" }
+    val meeting = wim.device.recordMeeting(plan, today, listOf("Rita", "Wim"), listOf(
+        DecisionInput("Rita vraagt de schuldhulp aan", DecisionActionInput(owner = "Rita", due = today, goal = goal)),
+        DecisionInput("Over een maand opnieuw bespreken", null),
+    ))
+    val evaluation = wim.device.addEvaluation(plan, inThreeDays)
+    fails<ApiException.Invalid> { wim.device.recordMeeting(plan, today, listOf("Niemand"), listOf()) }
+    val sanne = wimView.members.single { it.name == "Sanne" }.id
+    wim.device.setScore(plan, sanne, "financiën", "2026-09-01", 2)
+    wim.device.setScore(plan, sanne, "financiën", today, 4)
+    wim.device.sync()
+    rita.device.sync()
+
+    val view = rita.device.readPlan(plan)
+    val recorded = view.meetings.single { it.id == meeting }
+    val made = recorded.decisions[0].action
+    check(made != null && recorded.decisions[1].action == null) { "decisions: ${recorded.decisions}" }
+    val ritaUser = view.membership!!.participants.single { it.name == "Rita" }.userId
+    val newAction = view.actions.single { it.id == made }
+    check(newAction.ownerUser == ritaUser && newAction.due == today) { "the decision's action: $newAction" }
+
+    val agenda = rita.device.agenda()
+    val mine = agenda.items.single { it.entity == made }
+    check(mine.kind == AgendaKind.ACTION_DUE && mine.plan == plan) { "the action is on Rita's agenda: $agenda" }
+    check("Rita vraagt de schuldhulp aan" in agendaLine(mine)) { agendaLine(mine) }
+    check(agendaKindLabel(mine.kind) == "Actie deze week") { "the kind in Dutch" }
+    check(agenda.items.any { it.entity == evaluation && it.kind == AgendaKind.EVALUATION_DUE }) { "the evaluation is due: $agenda" }
+    check(wim.device.agenda().items.none { it.entity == made }) { "not on Wim's agenda: not his action" }
+    rita.device.evaluationHeld(plan, evaluation)
+    check(rita.device.agenda().items.none { it.entity == evaluation }) { "a held evaluation leaves" }
+
+    val trend = rita.device.scores(plan, "Sanne").single { it.domain == "financiën" }
+    check(trend.direction == Direction.BETTER && trend.points.map { it.score } == listOf(2L, 4L)) { "$trend" }
+    check(trendLabel(trend.direction) == "beter" && trend.label == "Financiën") { "$trend" }
+
+    // Owners are participants: by name; an unknown name is refused.
+    rita.device.setActionOwner(plan, action, "Rita")
+    check(rita.device.readPlan(plan).actions.single { it.id == action }.ownerUser == ritaUser) { "owner" }
+    fails<ApiException.Invalid> { rita.device.setActionOwner(plan, action, "Niemand") }
+
+    // Only the regisseur adopts; Rita is not (any more).
+    fails<ApiException.Invalid> { rita.device.adopt(plan, "akkoord", listOf()) }
+    rita.device.sync()
+    wim.device.sync()
+    val version = wim.device.adopt(plan, "Besproken met Sanne; zij is akkoord.", listOf("Rita", "Wim"))
+    check(version == 1u) { "the first version: $version" }
+    wim.device.sync()
+    rita.device.sync()
+    val adopted = rita.device.adoptions(plan).single()
+    check(adopted.check == AdoptionCheck.Verified) { "verified on Rita's phone: ${adopted.check}" }
+    check(adopted.signedBy?.name == "Wim" && adopted.present.map { it.name }.toSet() == setOf("Rita", "Wim")) { "$adopted" }
+    check(rita.device.latestAdoption(plan) == adopted) { "the latest" }
+    val asAdopted = rita.device.adoptedPlan(plan, null)
+    check(asAdopted.adoption.version == 1u && asAdopted.notAdopted.isEmpty()) { "${asAdopted.notAdopted}" }
+    rita.device.addAgreement(plan, "Na de vaststelling afgesproken.")
+    val changed = rita.device.adoptedPlan(plan, 1u).notAdopted
+    check(changed.map { it.kind to it.change } == listOf("agreement" to "added")) { "not adopted yet: $changed" }
+    fails<ApiException.Invalid> { rita.device.adoptedPlan(plan, 7u) }
+    rita.device.sync()
+    wim.device.sync()
+
+    // The family's copy: one HTML page to share or print, with the adopted version, the
+    // agreements and no notes.
+    val html = wim.device.familyCopyHtml(plan)
+    check(html.trimStart().lowercase().startsWith("<!doctype html")) { html.take(80) }
+    for (expected in listOf("Jansen", "Sanne belt de budgetcoach voor vrijdag.", "versie 1")) {
+        check(expected in html) { "the family's copy names $expected" }
+    }
+    check("Huisbezoek" !in html && "Voor Wim." !in html) { "no notes in the family's copy" }
+
+    // Review: what others changed since Wim last looked, in words; marking empties it.
+    val review = wim.device.review(plan)
+    check(review.sinceMs == null && review.lines.isNotEmpty()) { "a first review shows others' work: $review" }
+    check(review.lines.any { "Rita" in it.whoLabel }) { review.lines.map { it.whoLabel }.toString() }
+    val wimDevice = wim.device.deviceId()
+    check(review.lines.none { it.device == wimDevice }) { "none of Wim's own changes" }
+    wim.device.markReviewedThrough(plan, review.through)
+    check(wim.device.review(plan).lines.isEmpty()) { "nothing new after marking" }
+    rita.device.addAgreement(plan, "Rita belt de school.")
+    rita.device.sync()
+    wim.device.sync()
+    val fresh = wim.device.review(plan)
+    check(fresh.sinceMs != null && fresh.lines.isNotEmpty() && "Rita" in fresh.lines.last().whoLabel) { "$fresh" }
+    wim.device.markReviewed(plan)
+    check(wim.device.review(plan).lines.isEmpty()) { "marked" }
 }
 
 /** The app's listener has a bug: eenplan logs it, and the sync's result stands. */
@@ -547,6 +656,7 @@ fun main() = runBlocking {
         settleTheConflict(rita, wim, shared)
         badInputIsATypedError(rita, shared.plan)
         recordWhoTakesPartAndTheSafetyPlan(rita, wim, shared)
+        theWorkingCycle(rita, wim, shared)
         aListenerThatThrowsDoesNotUndoTheSync(rita, wim, shared.plan)
         errorsCarryTheFieldsAnAppActsOn(server, admin)
         onAPoorLink(server, admin, rita)

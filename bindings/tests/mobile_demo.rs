@@ -6,7 +6,9 @@
 //! `stories.rs` does) into `target/<profile>/mobile-demo/kotlin`; the driver compiles them and
 //! the app with kotlinc into `target/<profile>/mobile-demo/build` (kept while neither changes),
 //! then enrols four phones, plays the visit and the escalation (regie offered to the Zorg- en
-//! Veiligheidshuis and accepted on its phone), revokes one phone and checks that it wiped itself.
+//! Veiligheidshuis and accepted on its phone), the working cycle (an action on a worker's agenda,
+//! the plan adopted by the regisseur and verified on the worker's phone), revokes one phone and
+//! checks that it wiped itself.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Read;
@@ -75,7 +77,13 @@ fn the_mobile_demo_plays_a_home_visit_headless_through_its_view_models() {
     };
     let status = status.expect("wait for the driver");
     assert!(status.success(), "the mobile demo failed ({status}):\n--- stdout\n{out}\n--- stderr\n{err}");
-    for expected in ["home visit complete", "regie complete", "state: WIPED", "mobile demo: passed"] {
+    for expected in [
+        "home visit complete",
+        "regie complete",
+        "working cycle complete",
+        "state: WIPED",
+        "mobile demo: passed",
+    ] {
         assert!(out.contains(expected), "the demo's output lacks {expected:?}:\n{out}");
     }
     eprintln!("the mobile demo: passed in {:.1} s", started.elapsed().as_secs_f64());

@@ -18,6 +18,7 @@ and passes, in the environment:
 """
 
 import asyncio
+import datetime
 import os
 import subprocess
 import sys
@@ -229,7 +230,7 @@ async def create_and_share_plan(rita, wim):
     plan = device.create_plan("Jansen")
     goal = device.add_goal(plan, "financiën", "Schulden in beeld")
     action = device.add_action(plan, eenplan.NewAction(
-        goal=goal, title="Budgetcoach aanvragen", owner_org=ORG, owner_person=None,
+        goal=goal, title="Budgetcoach aanvragen", owner_org=ORG, owner_user=None,
         due="2026-12-15"))
     device.add_agreement(plan, "Sanne belt de budgetcoach voor vrijdag.")
     # The first sync registers the plan with the server; then it can be shared.
@@ -335,8 +336,9 @@ async def record_who_takes_part_and_the_safety_plan(rita, wim, plan, action):
         name="Sanne", relation="moeder", birth_date=None, parental_authority=True))
     device.update_member(plan, mother, eenplan.MemberUpdate(
         relation="moeder (gezag)", birth_date=eenplan.FieldChange.SET(value="1990-04-01")))
-    device.update_action(plan, action, eenplan.ActionUpdate(
-        owner_org="Schuldhulp", owner_person=eenplan.FieldChange.SET(value="Joost")))
+    # An action's owner is a participant: the app takes the user id from the signed membership.
+    wim_user = next(p.user_id for p in device.read_plan(plan).membership.participants if p.name == "Wim")
+    device.update_action(plan, action, eenplan.ActionUpdate(owner_org="Schuldhulp", owner_user=wim_user))
     item = device.add_safety_item(plan, "Ruzie escaleert als vader drinkt.",
                                   "Sanne belt bij ruzie haar zus en gaat daarheen.")
     await device.sync()
@@ -353,10 +355,126 @@ async def record_who_takes_part_and_the_safety_plan(rita, wim, plan, action):
     member = next(m for m in view.members if m.id == mother)
     check(member.relation == "moeder (gezag)" and member.birth_date == "1990-04-01", f"member: {member}")
     moved = next(a for a in view.actions if a.id == action)
-    check(moved.owner_org == "Schuldhulp" and moved.owner_person == "Joost", f"action: {moved}")
+    check(moved.owner_org == "Schuldhulp" and moved.owner_user == wim_user, f"action: {moved}")
     check([s.id for s in view.safety_items] == [item], f"safety plan: {view.safety_items}")
     domains = device.create_plan_with_domains("Bakker", ["wonen", "school"])
     check(device.read_plan(domains).domains == ["wonen", "school"], "the region's own domains")
+
+
+async def the_working_cycle(rita, wim, plan, goal, action):
+    """Issue 11 on the phone: labels from the core, a case meeting whose decision becomes an
+    action on its owner's agenda, an evaluation, the ZRM trend, and the regisseur (Wim, since
+    the handover) adopting the plan, verified on Rita's phone; what changed since is shown; the
+    family's copy as HTML."""
+    label = eenplan.display_label
+    vocab = eenplan.Vocabulary
+    check(label(vocab.ACTION_STATUS, "done") == "Gedaan", "an action status in Dutch")
+    check(label(vocab.ROLE, "zvh_procesregisseur") == "Procesregisseur Zorg- en Veiligheidshuis", "a role")
+    check(label(vocab.LEVEL, "lokaal") == "Lokaal (wijkteam)", "a level")
+    check(label(vocab.PHASE, "afschaling") == "Afschaling of overdracht", "a phase")
+    check(label(vocab.COMPARTMENT, "veiligheid") == "Veiligheid", "a compartment")
+    check(label(vocab.DOMAIN, "financiën") == "Financiën", "a life domain")
+    check(label(vocab.GOAL_STATUS, "iets_nieuws") == "iets_nieuws", "a newer app's code shows as it is")
+    check(eenplan.dutch_date("2026-12-03") == "3 december 2026", "a date as people say it")
+
+    # The agenda's "today" is the Netherlands' date by the device's (server-anchored) clock.
+    today = rita.device.agenda().today
+    year, month, day = (int(x) for x in today.split("-"))
+    in_three_days = (datetime.date(year, month, day) + datetime.timedelta(days=3)).isoformat()
+
+    wim_view = wim.device.read_plan(plan)
+    check(wim_view.membership.regisseur.name == "Wim", "Wim holds regie")
+    meeting = wim.device.record_meeting(plan, today, ["Rita", "Wim"], [
+        eenplan.DecisionInput(text="Rita vraagt de schuldhulp aan", action=eenplan.DecisionActionInput(
+            owner="Rita", due=today, goal=goal)),
+        eenplan.DecisionInput(text="Over een maand opnieuw bespreken", action=None),
+    ])
+    evaluation = wim.device.add_evaluation(plan, in_three_days)
+    fails(eenplan.ApiError.Invalid, lambda: wim.device.record_meeting(plan, today, ["Niemand"], []))
+    wim.device.set_score(plan, next(m.id for m in wim_view.members if m.name == "Sanne"), "financiën",
+                         "2026-09-01", 2)
+    wim.device.set_score(plan, next(m.id for m in wim_view.members if m.name == "Sanne"), "financiën", today, 4)
+    await wim.device.sync()
+    await rita.device.sync()
+
+    view = rita.device.read_plan(plan)
+    recorded = next(m for m in view.meetings if m.id == meeting)
+    made = recorded.decisions[0].action
+    check(made is not None and recorded.decisions[1].action is None, f"decisions: {recorded.decisions}")
+    rita_user = next(p.user_id for p in view.membership.participants if p.name == "Rita")
+    new_action = next(a for a in view.actions if a.id == made)
+    check(new_action.owner_user == rita_user and new_action.due == today, f"the decision's action: {new_action}")
+    check(sorted(recorded.attendees) == sorted(p.user_id for p in view.membership.participants
+                                               if p.name in ("Rita", "Wim")), f"attendees: {recorded.attendees}")
+
+    agenda = rita.device.agenda()
+    mine = [i for i in agenda.items if i.entity == made]
+    check(len(mine) == 1 and mine[0].kind == eenplan.AgendaKind.ACTION_DUE and mine[0].plan == plan,
+          f"the action is on Rita's agenda: {agenda}")
+    check("Rita vraagt de schuldhulp aan" in eenplan.agenda_line(mine[0]), eenplan.agenda_line(mine[0]))
+    check(eenplan.agenda_kind_label(mine[0].kind) == "Actie deze week", "the kind in Dutch")
+    check(any(i.entity == evaluation and i.kind == eenplan.AgendaKind.EVALUATION_DUE for i in agenda.items),
+          f"the evaluation is due: {agenda.items}")
+    check(not any(i.entity == made for i in wim.device.agenda().items), "not on Wim's agenda: not his action")
+    rita.device.evaluation_held(plan, evaluation)
+    check(not any(i.entity == evaluation for i in rita.device.agenda().items), "a held evaluation leaves")
+
+    trend = next(t for t in rita.device.scores(plan, "Sanne") if t.domain == "financiën")
+    check(trend.direction == eenplan.Direction.BETTER and [p.score for p in trend.points] == [2, 4], f"{trend}")
+    check(eenplan.trend_label(trend.direction) == "beter" and trend.label == "Financiën", f"{trend}")
+
+    # Owners are participants: by name, or an unknown name is refused.
+    rita.device.set_action_owner(plan, action, "Rita")
+    check(next(a for a in rita.device.read_plan(plan).actions if a.id == action).owner_user == rita_user, "owner")
+    fails(eenplan.ApiError.Invalid, lambda: rita.device.set_action_owner(plan, action, "Niemand"))
+
+    # Only the regisseur adopts; Rita is not (any more).
+    fails(eenplan.ApiError.Invalid, lambda: rita.device.adopt(plan, "akkoord", []))
+    await rita.device.sync()
+    await wim.device.sync()
+    version = wim.device.adopt(plan, "Besproken met Sanne; zij is akkoord.", ["Rita", "Wim"])
+    check(version == 1, f"the first version: {version}")
+    await wim.device.sync()
+    await rita.device.sync()
+    adoptions = rita.device.adoptions(plan)
+    check(len(adoptions) == 1, f"one adoption at Rita: {adoptions}")
+    adopted = adoptions[0]
+    check(adopted.check == eenplan.AdoptionCheck.VERIFIED(), f"verified on Rita's phone: {adopted.check}")
+    check(adopted.signed_by.name == "Wim" and {p.name for p in adopted.present} == {"Rita", "Wim"}, f"{adopted}")
+    check(adopted.with_family == "Besproken met Sanne; zij is akkoord.", adopted.with_family)
+    check(rita.device.latest_adoption(plan) == adopted, "the latest")
+    as_adopted = rita.device.adopted_plan(plan, None)
+    check(as_adopted.adoption.version == 1 and as_adopted.not_adopted == [], f"{as_adopted.not_adopted}")
+    rita.device.add_agreement(plan, "Na de vaststelling afgesproken.")
+    changed = rita.device.adopted_plan(plan, 1).not_adopted
+    check([(c.kind, c.change) for c in changed] == [("agreement", "added")], f"not adopted yet: {changed}")
+    fails(eenplan.ApiError.Invalid, lambda: rita.device.adopted_plan(plan, 7))
+    await rita.device.sync()
+    await wim.device.sync()
+
+    # The family's copy: one HTML page to share or print, with the adopted version, the
+    # agreements and no notes.
+    html = wim.device.family_copy_html(plan)
+    check(html.lstrip().lower().startswith("<!doctype html"), html[:80])
+    for expected in ("Jansen", "Sanne belt de budgetcoach voor vrijdag.", "versie 1"):
+        check(expected in html, f"the family's copy names {expected!r}")
+    check("Huisbezoek" not in html and "Voor Wim." not in html, "no notes in the family's copy")
+
+    # Review: what others changed since Wim last looked, in words; marking empties it.
+    review = wim.device.review(plan)
+    check(review.since_ms is None and review.lines, f"a first review shows others' work: {review}")
+    check(any("Rita" in line.who_label for line in review.lines), [line.who_label for line in review.lines])
+    wim_device = wim.device.device_id()
+    check(all(line.device != wim_device for line in review.lines), "none of Wim's own changes")
+    wim.device.mark_reviewed_through(plan, review.through)
+    check(wim.device.review(plan).lines == [], "nothing new after marking")
+    rita.device.add_agreement(plan, "Rita belt de school.")
+    await rita.device.sync()
+    await wim.device.sync()
+    fresh = wim.device.review(plan)
+    check(fresh.since_ms is not None and len(fresh.lines) >= 1 and "Rita" in fresh.lines[-1].who_label, f"{fresh}")
+    wim.device.mark_reviewed(plan)
+    check(wim.device.review(plan).lines == [], "marked")
 
 
 async def a_listener_that_throws_does_not_undo_the_sync(rita, wim, plan):
@@ -525,6 +643,7 @@ async def main():
         await settle_the_conflict(rita, wim, plan, action)
         bad_input_is_a_typed_error(rita, plan)
         await record_who_takes_part_and_the_safety_plan(rita, wim, plan, action)
+        await the_working_cycle(rita, wim, plan, goal, action)
         await a_listener_that_throws_does_not_undo_the_sync(rita, wim, plan)
         await errors_carry_the_fields_an_app_acts_on(server, admin)
         await on_a_poor_link(server, admin, rita)

@@ -22,8 +22,8 @@ const val USAGE = """eenplan mobile demo (Kotlin on the JVM, through the uniffi 
             play a home visit headless: the first phone's user is the plan's regisseur, the
             second a worker, the third the Zorg- en Veiligheidshuis' procesregisseur (offered
             regie at the escalation), the fourth a PGA-expert; with --screenshot (needs a
-            display, e.g. xvfb-run) the phones are shown and pictured at the offline, conflict
-            and regie moments
+            display, e.g. xvfb-run) the phones are shown and pictured at the offline, conflict,
+            regie, agenda and adoption moments
   --after-revocation --phone NAME=DIR                  sync once and expect the revoked/wiped state
 
 A device's data key is wrapped with a passphrase (EENPLAN_DEMO_PASSPHRASE, default
@@ -113,6 +113,8 @@ private fun script(args: Args): Int {
                 HomeVisitScript.Moment.PLAN_OFFLINE, HomeVisitScript.Moment.REGIE_OFFERED -> Route.Plan(plan)
                 HomeVisitScript.Moment.CONFLICTS -> Route.Conflicts(plan)
                 HomeVisitScript.Moment.REGIE_ACCEPTED -> Route.Regie(plan)
+                HomeVisitScript.Moment.AGENDA -> Route.Agenda
+                HomeVisitScript.Moment.ADOPTED -> Route.Adopt(plan)
             }
             window.open(route)
             // The screen asked its view model to load; wait for that before painting.
@@ -120,6 +122,8 @@ private fun script(args: Args): Int {
                 is Route.Plan, is Route.Regie, is Route.Family -> phone.plan(plan).load().join()
                 is Route.Note -> phone.noteEditor(plan).open(route.noteId!!).join()
                 is Route.Conflicts -> phone.conflicts(plan).load().join()
+                is Route.Adopt -> phone.adoption(plan).load().join()
+                Route.Agenda -> phone.agenda.load().join()
                 Route.Plans -> {}
             }
             phone.device.refresh().join()
@@ -128,6 +132,8 @@ private fun script(args: Args): Int {
                 HomeVisitScript.Moment.CONFLICTS -> "${phone.name} (regisseur): conflicten na de sync"
                 HomeVisitScript.Moment.REGIE_OFFERED -> "${phone.name}: opgeschaald, regie aangeboden"
                 HomeVisitScript.Moment.REGIE_ACCEPTED -> "${phone.name}: regie aanvaard"
+                HomeVisitScript.Moment.AGENDA -> "${phone.name}: agenda (startscherm)"
+                HomeVisitScript.Moment.ADOPTED -> "${phone.name} (regisseur): vastgesteld"
             }
             shots += caption to window.capture()
             println("   [screenshot] $caption")

@@ -1,5 +1,7 @@
 package nl.eenplan.demo
 
+import nl.eenplan.demo.viewmodel.AdoptionViewModel
+import nl.eenplan.demo.viewmodel.AgendaViewModel
 import nl.eenplan.demo.viewmodel.ConflictsViewModel
 import nl.eenplan.demo.viewmodel.DeviceViewModel
 import nl.eenplan.demo.viewmodel.NoteEditorViewModel
@@ -15,9 +17,11 @@ import nl.eenplan.demo.viewmodel.PlanViewModel
 class PhoneApp(val session: PhoneSession) : AutoCloseable {
     val device = DeviceViewModel(session)
     val planList = PlanListViewModel(session)
+    val agenda = AgendaViewModel(session)
     private val plans = HashMap<String, PlanViewModel>()
     private val notes = HashMap<String, NoteEditorViewModel>()
     private val conflicts = HashMap<String, ConflictsViewModel>()
+    private val adoptions = HashMap<String, AdoptionViewModel>()
 
     val name: String get() = session.name
 
@@ -31,8 +35,11 @@ class PhoneApp(val session: PhoneSession) : AutoCloseable {
     fun conflicts(planId: String): ConflictsViewModel = conflicts.getOrPut(planId) { ConflictsViewModel(session, planId) }
 
     @Synchronized
+    fun adoption(planId: String): AdoptionViewModel = adoptions.getOrPut(planId) { AdoptionViewModel(session, planId) }
+
+    @Synchronized
     override fun close() {
-        (plans.values + notes.values + conflicts.values + listOf(device, planList)).forEach { it.close() }
+        (plans.values + notes.values + conflicts.values + adoptions.values + listOf(device, planList, agenda)).forEach { it.close() }
         session.close()
     }
 

@@ -36,7 +36,7 @@ class HomeVisitScript(
     phones: List<PhoneApp>,
     private val capture: (suspend (PhoneApp, String, Moment) -> Unit)? = null,
 ) {
-    enum class Moment { PLAN_OFFLINE, CONFLICTS, REGIE_OFFERED, REGIE_ACCEPTED }
+    enum class Moment { PLAN_OFFLINE, CONFLICTS, REGIE_OFFERED, REGIE_ACCEPTED, AGENDA, ADOPTED }
 
     private val all = phones
     private var stepNo = 0
@@ -170,6 +170,76 @@ class HomeVisitScript(
         println("\nhome visit complete: offline edits merged both ways, conflict settled by the regisseur")
 
         regie(rita, wim, planId, money, home)
+        workingCycle(rita, wim, planId, money)
+    }
+
+    /**
+     * The working cycle (issue 11): the regisseur gives the worker an action due this week,
+     * which the worker's start screen (the agenda) shows after a sync; the regisseur adopts the
+     * plan with the family ("Beoordelen en vaststellen"), and the worker's phone verifies the
+     * signed adoption.
+     */
+    private suspend fun workingCycle(rita: PhoneApp, wim: PhoneApp, planId: String, money: String) {
+        val plan = rita.plan(planId)
+        fun failed(what: String) = "$what: ${plan.state.value.message}"
+        val ritaName = rita.device.state.value.user.orFail { "the regisseur's phone has no user" }
+        val wimName = wim.device.state.value.user.orFail { "the worker's phone has no user" }
+
+        step("$ritaName gives $wimName an action due this week; $wimName's agenda (the start screen) shows it after a sync")
+        plan.load().join()
+        val participants = plan.state.value.membership.orFail { "no membership at ${rita.name}" }.participants
+        val owner = participants.firstOrNull { it.name == wimName }.orFail { "$wimName is no participant: $participants" }
+        val due = java.time.LocalDate.now(java.time.ZoneId.of("Europe/Amsterdam")).plusDays(2).toString()
+        val action = plan.addAction(money, "Formulier bijzondere bijstand invullen met Sanne", owner.organisation, due, owner.userId).await()
+            .orFail { failed("action for $wimName") }
+        val row = plan.state.value.goals.flatMap { it.actions }.first { it.id == action }
+        expect(row.ownerUser == owner.userId && wimName in row.owner) { "the action's owner: $row" }
+        say(rita, "actie \"${row.title}\" voor ${row.owner}, vóór $due")
+        rita.device.sync().join()
+        wim.device.sync().join()
+        wim.agenda.load().join()
+        val agenda = wim.agenda.state.value
+        val mine = agenda.thisWeek.firstOrNull { it.entity == action }.orFail { "the action is not on $wimName's agenda: $agenda" }
+        expect(mine.planId == planId && mine.kindLabel == "Actie deze week") { "the agenda row: $mine" }
+        say(wim, "agenda, ${agenda.today}: " + agenda.all.joinToString(" | ") { it.line })
+        capture?.invoke(wim, planId, Moment.AGENDA)
+        rita.agenda.load().join()
+        expect(rita.agenda.state.value.all.none { it.entity == action }) { "$wimName's action is on ${rita.name}'s agenda" }
+
+        step("$ritaName (regisseur) adopts the plan with the family: Beoordelen en vaststellen")
+        val adoption = rita.adoption(planId)
+        adoption.load().join()
+        expect(adoption.state.value.isRegisseur && adoption.state.value.latest == null) { "before adopting: ${adoption.state.value}" }
+        val reviewed = adoption.state.value.reviewLines
+        expect(reviewed.any { wimName in it }) { "the review lacks $wimName's changes: $reviewed" }
+        say(rita, "gewijzigd sinds zij keek (${reviewed.size}): " + reviewed.takeLast(3).joinToString(" | "))
+        adoption.markReviewed().join()
+        expect(adoption.state.value.reviewLines.isEmpty()) { "after marking: ${adoption.state.value.reviewLines}" }
+        val refused = wim.adoption(planId).adopt("Zelf vastgesteld", listOf(wimName)).await()
+        expect(refused == null && "regisseur" in wim.adoption(planId).state.value.message.orEmpty()) { "a worker adopted: $refused" }
+        say(wim, "vaststellen geweigerd: \"${wim.adoption(planId).state.value.message}\"")
+        val version = adoption.adopt("Besproken met Sanne Jansen aan de keukentafel; zij is akkoord met het plan.", listOf(ritaName, wimName)).await()
+            .orFail { "adopt: ${adoption.state.value.message}" }
+        val adopted = adoption.state.value
+        expect(version == 1 && adopted.latest?.version == 1 && adopted.latest?.verified == true) { "after adopting: $adopted" }
+        expect(adopted.notAdopted.isEmpty()) { "changed since the adoption: ${adopted.notAdopted}" }
+        say(rita, adopted.notice ?: "")
+        val copy = adoption.familyCopy().await().orFail { "family copy: ${adoption.state.value.message}" }
+        val html = copy.readText()
+        expect(html == adoption.state.value.familyCopyHtml && "Jansen" in html && "versie 1" in html) { "the family's copy: ${html.take(200)}" }
+        expect("Huisbezoek bij gezin Jansen" !in html) { "a note reached the family's copy" }
+        say(rita, "kopie voor het gezin (${html.length} tekens HTML, met \"versie 1\"): ${copy.path}")
+        capture?.invoke(rita, planId, Moment.ADOPTED)
+        rita.device.sync().join()
+        wim.device.sync().join()
+        val atWim = wim.adoption(planId)
+        atWim.load().join()
+        val checked = atWim.state.value.latest.orFail { "no verified adoption at $wimName: ${atWim.state.value}" }
+        expect(checked.version == 1 && checked.signedBy == ritaName && checked.present.toSet() == setOf(ritaName, wimName)) { "at $wimName: $checked" }
+        say(wim, "versie ${checked.version} ${checked.checkText}, ondertekend door ${checked.signedBy} op ${checked.date}; aanwezig: ${checked.present.joinToString()}")
+        wim.plan(planId).load().join()
+        expect(wim.plan(planId).state.value.adoptedVersion == 1) { "the plan screen at $wimName: ${wim.plan(planId).state.value.adoptedVersion}" }
+        println("\nworking cycle complete: an action on the worker's agenda, the plan reviewed and adopted by the regisseur and verified on the worker's phone, the family's copy made")
     }
 
     /**

@@ -17,6 +17,8 @@ import kotlinx.coroutines.cancel
 import kotlinx.coroutines.flow.distinctUntilChangedBy
 import kotlinx.coroutines.launch
 import nl.eenplan.Enrolment
+import nl.eenplan.Vocabulary
+import nl.eenplan.displayLabel
 import nl.eenplan.demo.PhoneApp
 import nl.eenplan.demo.viewmodel.LockState
 
@@ -69,7 +71,7 @@ class PhoneWindow(private val app: PhoneApp, x: Int = 40) {
             app.device.state.distinctUntilChangedBy { Triple(it.lock::class, it.enrolment, it.user) }.collect { show() }
         }
         app.device.refresh()
-        app.planList.load()
+        app.agenda.load()
     }
 
     /** Navigation for the headless script and the screenshot, as a tap would do it. */
@@ -83,6 +85,7 @@ class PhoneWindow(private val app: PhoneApp, x: Int = 40) {
             state.lock !is LockState.Unlocked -> LockedScreen(app.device)
             state.enrolment != Enrolment.ACTIVE -> EnrolScreen(app.device)
             else -> when (val route = navigator.current) {
+                Route.Agenda -> AgendaScreen(app.agenda, navigator).also { app.agenda.load() }
                 Route.Plans -> PlanListScreen(app.planList, navigator).also { app.planList.load() }
                 is Route.Plan -> PlanScreen(app.plan(route.planId), navigator)
                     .also { app.plan(route.planId).load() }
@@ -92,6 +95,7 @@ class PhoneWindow(private val app: PhoneApp, x: Int = 40) {
                 is Route.Conflicts -> ConflictsScreen(app.conflicts(route.planId)).also { app.conflicts(route.planId).load() }
                 is Route.Regie -> RegieScreen(app.plan(route.planId)).also { app.plan(route.planId).load() }
                 is Route.Family -> FamilyScreen(app.plan(route.planId)).also { app.plan(route.planId).load() }
+                is Route.Adopt -> AdoptScreen(app.adoption(route.planId)).also { app.adoption(route.planId).load() }
             }
         }
         current = screen
@@ -108,7 +112,8 @@ class PhoneWindow(private val app: PhoneApp, x: Int = 40) {
     private fun renderTitle(screen: Screen<*>) {
         val s = app.device.state.value
         title.text = screen.title.ifEmpty { "eenplan" }
-        subtitle.text = listOfNotNull(s.user, s.role, s.organisation).joinToString(" · ").ifEmpty { app.name }
+        val role = s.role?.let { displayLabel(Vocabulary.ROLE, it) }
+        subtitle.text = listOfNotNull(s.user, role, s.organisation).joinToString(" · ").ifEmpty { app.name }
     }
 
     /**

@@ -8,6 +8,9 @@ import javax.swing.JPanel
 import javax.swing.JTextField
 import nl.eenplan.ActionStatus
 import nl.eenplan.GoalStatus
+import nl.eenplan.Vocabulary
+import nl.eenplan.displayLabel
+import nl.eenplan.dutchDate
 import nl.eenplan.demo.viewmodel.PlanUiState
 import nl.eenplan.demo.viewmodel.PlanViewModel
 
@@ -33,7 +36,8 @@ class PlanScreen(
     /** (goal id, title) for "Actie toevoegen". */
     private val goalPicker = picker(emptyList<Pair<String, String>>()) { it.second }
     private val actionTitle = field()
-    private val actionOwner = field()
+    /** The participants of the signed membership (user id, name, organisation): who does it. */
+    private val actionOwner = picker(emptyList<nl.eenplan.demo.viewmodel.ParticipantRow>()) { "${it.name} (${it.organisation})" }
     private val actionDue = field()
     override val component: JComponent = JPanel(BorderLayout()).apply {
         background = Theme.background
@@ -45,7 +49,8 @@ class PlanScreen(
         content.clear()
         content.add(card(
             text("Gezin ${state.family}", 18f, bold = true),
-            row(chip("fase: ${state.phase}", Theme.primary, Theme.background),
+            row(chip("fase: ${displayLabel(Vocabulary.PHASE, state.phase)}", Theme.primary, Theme.background),
+                state.adoptedVersion?.let { chip("vastgesteld: versie $it", Theme.ok, Theme.okBg) } ?: chip("niet vastgesteld", Theme.muted, Theme.background),
                 if (state.conflicts > 0) chip("${state.conflicts} conflict(en)", Theme.error, Theme.errorBg) else chip("geen conflicten", Theme.ok, Theme.okBg)),
         ))
         if (state.conflicts > 0) {
@@ -58,25 +63,28 @@ class PlanScreen(
             add(compact(button("Deelnemers en regie") { navigator.open(Route.Regie(state.planId)) }))
             add(compact(button("Gezin en veiligheid") { navigator.open(Route.Family(state.planId)) }))
         })
+        content.add(compact(button(if (state.isRegisseur) "Beoordelen en vaststellen" else "Vastgestelde versie") {
+            navigator.open(Route.Adopt(state.planId))
+        }))
 
         content.add(sectionTitle("Doelen per leefgebied"))
         for (section in state.domains) {
-            val rows = mutableListOf<JComponent>(text(section.domain, 12.5f, bold = true, color = Theme.primary))
+            val rows = mutableListOf<JComponent>(text(displayLabel(Vocabulary.DOMAIN, section.domain), 12.5f, bold = true, color = Theme.primary))
             for (goal in section.goals) {
                 rows += JPanel(BorderLayout(6, 0)).apply {
                     isOpaque = false
                     add(text(goal.title, 14.5f, bold = true, width = 185), BorderLayout.CENTER)
-                    add(row(menuOn(statusChip(goal.status), GoalStatus.entries) { vm.setGoalStatus(goal.id, it) }), BorderLayout.EAST)
+                    add(row(menuOn(statusChip(goal.status), GoalStatus.entries, { displayLabel(Vocabulary.GOAL_STATUS, it.name.lowercase()) }) { vm.setGoalStatus(goal.id, it) }), BorderLayout.EAST)
                 }
                 for (action in goal.actions) {
-                    val due = action.due?.let { " · vóór $it" } ?: ""
+                    val due = action.due?.let { " · vóór ${dutchDate(it)}" } ?: ""
                     rows += JPanel(BorderLayout(6, 0)).apply {
                         isOpaque = false
                         border = BorderFactory.createEmptyBorder(2, 12, 0, 0)
                         add(dueOn(text("▸ ${action.title}\n${action.owner}$due", 12.5f, color = Theme.text, width = 185), action.due) {
                             vm.setActionDue(action.id, it)
                         }, BorderLayout.CENTER)
-                        add(row(menuOn(statusChip(action.status), ActionStatus.entries) { vm.setActionStatus(action.id, it) }), BorderLayout.EAST)
+                        add(row(menuOn(statusChip(action.status), ActionStatus.entries, { displayLabel(Vocabulary.ACTION_STATUS, it.name.lowercase()) }) { vm.setActionStatus(action.id, it) }), BorderLayout.EAST)
                     }
                 }
             }
@@ -87,19 +95,19 @@ class PlanScreen(
         if (state.goals.isNotEmpty()) {
             content.add(sectionTitle("Actie toevoegen"))
             goalPicker.setChoices(state.goals.map { it.id to it.title })
-            if (actionOwner.text.isEmpty()) actionOwner.text = state.myOrganisation.orEmpty()
+            actionOwner.setChoices(state.membership?.participants.orEmpty())
             content.add(card(
                 labelled("Bij doel", goalPicker),
                 labelled("Wat", actionTitle),
-                labelled("Wie (organisatie)", actionOwner),
+                labelled("Wie (deelnemer)", actionOwner),
                 labelled("Vóór (JJJJ-MM-DD, mag leeg)", actionDue),
                 row(button("Actie toevoegen", primary = true) {
                     @Suppress("UNCHECKED_CAST")
                     val goal = goalPicker.selectedItem as Pair<String, String>?
                     val title = actionTitle.text.trim()
-                    val owner = actionOwner.text.trim()
-                    if (goal != null && title.isNotEmpty() && owner.isNotEmpty()) {
-                        vm.addAction(goal.first, title, owner, actionDue.text.trim().ifEmpty { null })
+                    val owner = actionOwner.selectedItem as nl.eenplan.demo.viewmodel.ParticipantRow?
+                    if (goal != null && title.isNotEmpty()) {
+                        vm.addAction(goal.first, title, owner?.organisation ?: state.myOrganisation.orEmpty(), actionDue.text.trim().ifEmpty { null }, owner?.userId)
                         actionTitle.text = ""; actionDue.text = ""
                     }
                 }),
@@ -108,7 +116,7 @@ class PlanScreen(
 
         content.add(sectionTitle("Huisbezoeken en notities"))
         for (note in state.notes) {
-            val kind = if (note.kind == "home_visit") "Huisbezoek" else "Notitie"
+            val kind = displayLabel(Vocabulary.NOTE_KIND, note.kind)
             val preview = if (note.text.length > 160) note.text.take(160) + "…" else note.text
             content.add(card(
                 text("$kind · ${note.author} · ${formatTime(note.createdAtMs)}", 11.5f, bold = true, color = Theme.muted),
@@ -173,10 +181,10 @@ private fun dueOn(label: JComponent, due: String?, onDue: (String?) -> Unit): JC
 }
 
 /** Tapping [chip] opens a menu of [choices]; the pick goes to [onPick]. */
-private fun <E : Enum<E>> menuOn(chip: JComponent, choices: List<E>, onPick: (E) -> Unit): JComponent {
+private fun <E : Enum<E>> menuOn(chip: JComponent, choices: List<E>, label: (E) -> String, onPick: (E) -> Unit): JComponent {
     val menu = javax.swing.JPopupMenu()
     for (choice in choices) {
-        menu.add(javax.swing.JMenuItem(choice.name.lowercase()).apply { addActionListener { onPick(choice) } })
+        menu.add(javax.swing.JMenuItem(label(choice)).apply { addActionListener { onPick(choice) } })
     }
     chip.cursor = java.awt.Cursor.getPredefinedCursor(java.awt.Cursor.HAND_CURSOR)
     chip.toolTipText = "Status wijzigen"

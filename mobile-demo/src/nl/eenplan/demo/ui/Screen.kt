@@ -7,6 +7,8 @@ import kotlinx.coroutines.launch
 
 /** Where the phone is: the navigation graph of the app. */
 sealed interface Route {
+    /** The start screen after unlocking: what needs this user across every plan. */
+    data object Agenda : Route
     data object Plans : Route
     data class Plan(val planId: String) : Route
     data class Note(val planId: String, val noteId: String?) : Route
@@ -15,11 +17,13 @@ sealed interface Route {
     data class Regie(val planId: String) : Route
     /** The family: members, ZRM scores, the safety plan. */
     data class Family(val planId: String) : Route
+    /** "Beoordelen en vaststellen": adoptions, what is not adopted yet, and (the regisseur) adopting. */
+    data class Adopt(val planId: String) : Route
 }
 
 /** The back stack; the window shows its top. */
 class Navigator(private val onChange: (Route) -> Unit) {
-    private val stack = ArrayDeque<Route>(listOf(Route.Plans))
+    private val stack = ArrayDeque<Route>(listOf(Route.Agenda))
     val current: Route get() = stack.last()
     val canGoBack: Boolean get() = stack.size > 1
 

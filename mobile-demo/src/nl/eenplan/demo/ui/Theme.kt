@@ -173,13 +173,17 @@ fun scroll(content: JComponent): JScrollPane = JScrollPane(content).apply {
     horizontalScrollBarPolicy = JScrollPane.HORIZONTAL_SCROLLBAR_NEVER
 }
 
-/** A status in the core's vocabulary ("in_progress") as a Dutch label and colours. */
-fun statusChip(status: String): JComponent = when (status) {
-    "open", "todo" -> chip(if (status == "open") "open" else "te doen", Theme.muted, Theme.background)
-    "in_progress" -> chip("bezig", Theme.warn, Theme.warnBg)
-    "achieved", "done" -> chip(if (status == "done") "gedaan" else "behaald", Theme.ok, Theme.okBg)
-    "not_achieved", "cancelled" -> chip(if (status == "cancelled") "vervallen" else "niet behaald", Theme.error, Theme.errorBg)
-    else -> chip(status, Theme.muted, Theme.background)
+/** A goal or action status code ("in_progress") as the core's Dutch label, in its colours. */
+fun statusChip(status: String): JComponent {
+    val action = nl.eenplan.displayLabel(nl.eenplan.Vocabulary.ACTION_STATUS, status)
+    val label = (if (action != status) action else nl.eenplan.displayLabel(nl.eenplan.Vocabulary.GOAL_STATUS, status)).lowercase()
+    return when (status) {
+        "open", "todo" -> chip(label, Theme.muted, Theme.background)
+        "in_progress" -> chip(label, Theme.warn, Theme.warnBg)
+        "achieved", "done" -> chip(label, Theme.ok, Theme.okBg)
+        "not_achieved", "cancelled" -> chip(label, Theme.error, Theme.errorBg)
+        else -> chip(label, Theme.muted, Theme.background)
+    }
 }
 
 /** A date stamp in local time. */

@@ -37,7 +37,12 @@ sealed interface LockState {
  * the core's calls are blocking and durable when they return, so the UI thread never
  * makes them.
  */
-class PhoneSession(val name: String, val device: Device) : DeviceListener, AutoCloseable {
+class PhoneSession(
+    val name: String,
+    val device: Device,
+    /** Where the phone puts files it hands on (the family's copy): the share sheet's source. */
+    val exportDir: java.io.File = java.io.File(System.getProperty("java.io.tmpdir"), "eenplan-demo-$name"),
+) : DeviceListener, AutoCloseable {
     /** One thread, in submission order: a note typed fast reaches the core keystroke by keystroke. */
     val io: CoroutineDispatcher = Dispatchers.IO.limitedParallelism(1)
 
@@ -151,7 +156,7 @@ class PhoneSession(val name: String, val device: Device) : DeviceListener, AutoC
          * instead, an iOS app its Keychain one (mobile-demo/README.md).
          */
         fun open(name: String, dataDir: String, keystore: KeyStore = passphraseKeystore(demoPassphrase(name))): PhoneSession =
-            PhoneSession(name, Device.openOrInit(dataDir, keystore))
+            PhoneSession(name, Device.openOrInit(dataDir, keystore), java.io.File(dataDir).absoluteFile.resolveSibling("$name-gedeeld"))
 
         fun demoPassphrase(name: String): String =
             (System.getenv("EENPLAN_DEMO_PASSPHRASE") ?: "eenplan-demo") + "/" + name

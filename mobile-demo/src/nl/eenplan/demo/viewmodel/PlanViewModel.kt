@@ -22,8 +22,12 @@ import nl.eenplan.PlanParticipant
 import nl.eenplan.PlanView
 import nl.eenplan.Role
 import nl.eenplan.ShareOutcome
+import nl.eenplan.Vocabulary
+import nl.eenplan.displayLabel
+import nl.eenplan.roleLabel
 
-data class ActionRow(val id: String, val title: String, val owner: String, val due: String?, val status: String)
+/** [owner] in words ("Wijkteam Noord · Wim"); [ownerUser] the participant who does it. */
+data class ActionRow(val id: String, val title: String, val owner: String, val due: String?, val status: String, val ownerUser: Long? = null)
 
 data class GoalRow(val id: String, val title: String, val status: String, val actions: List<ActionRow>)
 
@@ -47,8 +51,8 @@ data class SafetyRow(val id: String, val danger: String, val goal: String, val c
 
 /** A participant as their certificate names them (the signed membership, not the plan's own list). */
 data class ParticipantRow(val userId: Long, val name: String, val organisation: String, val role: String) {
-    /** The role in words ("zvh procesregisseur"). */
-    val roleLabel: String get() = role.replace('_', ' ')
+    /** The role in words ("Procesregisseur Zorg- en Veiligheidshuis"), from the core's labels. */
+    val roleLabel: String get() = displayLabel(Vocabulary.ROLE, role)
 }
 
 /** One step of the membership chain: the core's Dutch sentence, who signed it, when. */
@@ -87,8 +91,10 @@ data class PlanUiState(
     val membership: MembershipUi? = null,
     /** This phone's user, as its certificate names them. */
     val me: String? = null,
-    /** This phone's organisation (the default owner of a new action). */
+    /** This phone's organisation. */
     val myOrganisation: String? = null,
+    /** The newest verified adoption's version ("vastgesteld, versie 2"), if any. */
+    val adoptedVersion: Int? = null,
     /** A membership act on its way to the server. */
     val busy: Boolean = false,
     val loaded: Boolean = false,
@@ -105,15 +111,10 @@ data class PlanUiState(
     val goals: List<GoalRow> get() = domains.flatMap { it.goals }
 }
 
-/** An escalation level in words. */
-fun levelLabel(level: String): String = when (level) {
-    "regulier" -> "regulier"
-    "lokaal" -> "lokaal"
-    "zorg_en_veiligheidshuis" -> "Zorg- en Veiligheidshuis"
-    else -> level.replace('_', ' ')
-}
+/** An escalation level's code in words, from the core's labels. */
+fun levelLabel(level: String): String = displayLabel(Vocabulary.LEVEL, level)
 
-fun EscalationLevel.label(): String = levelLabel(name.lowercase())
+fun EscalationLevel.label(): String = nl.eenplan.levelLabel(this)
 
 /** The legal ground (grondslag) in words. */
 fun Grondslag.label(): String = when (this) {
@@ -123,8 +124,8 @@ fun Grondslag.label(): String = when (this) {
     Grondslag.WETTELIJKE_TAAK -> "wettelijke taak"
 }
 
-/** A professional role in words. */
-fun Role.label(): String = name.lowercase().replace('_', ' ')
+/** A professional role in words, from the core's labels. */
+fun Role.label(): String = roleLabel(this)
 
 /** What a membership act that went to the server says once it is done or queued. */
 fun ShareOutcome.words(done: String): String = when (this) {
@@ -146,9 +147,14 @@ class PlanViewModel(session: PhoneSession, val planId: String) : ViewModel(sessi
     }
 
     fun load(): Job = viewModelScope.launch {
-        session.call { device -> Triple(device.readPlan(planId), device.conflicts(planId).size, device.status()) }
-            .onSuccess { (view, conflicts, status) ->
-                _state.update { it.from(view, conflicts).copy(me = status.user, myOrganisation = status.organisation) }
+        session.call { device ->
+            Triple(device.readPlan(planId), device.conflicts(planId).size, device.status()) to device.latestAdoption(planId)
+        }
+            .onSuccess { (read, adopted) ->
+                val (view, conflicts, status) = read
+                _state.update {
+                    it.from(view, conflicts).copy(me = status.user, myOrganisation = status.organisation, adoptedVersion = adopted?.version?.toInt())
+                }
             }
             .onFailure { e -> if (e !is ApiException.LeaseExpired) _state.update { it.copy(message = e.forPeople()) } }
     }
@@ -157,9 +163,17 @@ class PlanViewModel(session: PhoneSession, val planId: String) : ViewModel(sessi
 
     fun setGoalStatus(goal: String, status: GoalStatus): Deferred<Unit?> = edit { it.setGoalStatus(planId, goal, status) }
 
-    fun addAction(goal: String, title: String, ownerOrg: String, due: String?): Deferred<String?> = edit {
-        it.addAction(planId, NewAction(goal = goal, title = title, ownerOrg = ownerOrg, ownerPerson = null, due = due))
+    /**
+     * An action under [goal]. Its owner is a participant of the signed membership ([ownerUser],
+     * from `membership.participants`; their organisation goes with it), or only an
+     * organisation when nobody is named.
+     */
+    fun addAction(goal: String, title: String, ownerOrg: String, due: String?, ownerUser: Long? = null): Deferred<String?> = edit {
+        it.addAction(planId, NewAction(goal = goal, title = title, ownerOrg = ownerOrg, ownerUser = ownerUser, due = due))
     }
+
+    /** Makes a participant (by name) the owner of an action. */
+    fun setActionOwner(action: String, participant: String): Deferred<Unit?> = edit { it.setActionOwner(planId, action, participant) }
 
     fun setActionDue(action: String, due: String?): Deferred<Unit?> = edit { it.setActionDue(planId, action, due) }
 
@@ -264,7 +278,8 @@ class PlanViewModel(session: PhoneSession, val planId: String) : ViewModel(sessi
                 goalsPerDomain[domain]?.let { goals ->
                     DomainSection(domain, goals.map { g ->
                         GoalRow(g.id, g.title, g.status, actionsPerGoal[g.id].orEmpty().map { a ->
-                            ActionRow(a.id, a.title, listOfNotNull(a.ownerOrg, a.ownerPerson).joinToString(" · "), a.due, a.status)
+                            val person = view.membership?.participants?.firstOrNull { p -> p.userId == a.ownerUser }?.name
+                            ActionRow(a.id, a.title, listOfNotNull(a.ownerOrg.ifEmpty { null }, person).joinToString(" · "), a.due, a.status, a.ownerUser)
                         })
                     })
                 }
