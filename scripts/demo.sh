@@ -133,7 +133,7 @@ step "Back with the wijkteam: a casusoverleg, the plan adopted with the family, 
 # Rita's phone and checked by every other phone against the signed participant list.
 "${rita[@]}" meeting add "$plan" --date 2026-12-03 --attendee Rita --attendee Wim \
   --decision "Sanne krijgt een budgetcoach." \
-  --decision "Aanmelding schuldhulpverlening | Wim | 2026-12-10 | Schulden in beeld" >/dev/null
+  --decision "Aanmelding schuldhulpverlening | Wim | $(date -d '+3 days' +%F) | Schulden in beeld" >/dev/null
 "${rita[@]}" evaluation add "$plan" --date 2027-01-15 >/dev/null
 "${rita[@]}" plan adopt "$plan" --with-family "Besproken met Sanne op 3 december 2026; zij is akkoord." --present Wim
 "${rita[@]}" sync >/dev/null

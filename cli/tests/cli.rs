@@ -178,7 +178,7 @@ fn a_full_edit_flow_shows_up_in_plan_show_json() {
     let visit = String::from_utf8(added.stdout).unwrap().trim().to_owned();
     assert_eq!(
         String::from_utf8(added.stderr).unwrap().trim(),
-        "zorg: zichtbaar voor: alleen dit apparaat (nog niet aangemeld bij een server)"
+        "Zorg: zichtbaar voor: alleen dit apparaat (nog niet aangemeld bij een server)"
     );
     assert_eq!(
         d.json(&["plan", "readers", &plan, "--compartment", "zorg"]),

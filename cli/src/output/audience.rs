@@ -1,7 +1,7 @@
 //! "zichtbaar voor: …": who can read a compartment, in the worker's words.
 
 use eenplan_core::audience::{Audience, Reader};
-use eenplan_core::plan::Compartment;
+use eenplan_core::plan::{Compartment, Role};
 
 /// One line for the console: the compartment and who can read it.
 pub fn audience_text(compartment: Compartment, audience: &Audience) -> String {
@@ -21,13 +21,13 @@ pub fn audience_text(compartment: Compartment, audience: &Audience) -> String {
             let source = if *signed { "volgens de getekende deelnemerslijst" } else { "volgens het plan" };
             format!(
                 "{people} ({source}); rollen: {}; en de herstelsleutel van de beheerder",
-                roles.join(", ")
+                roles.iter().map(|r| Role::label_of(r)).collect::<Vec<_>>().join(", ")
             )
         }
     };
-    format!("{compartment}: zichtbaar voor: {who}")
+    format!("{}: zichtbaar voor: {who}", compartment.label())
 }
 
 fn reader_text(reader: &Reader) -> String {
-    format!("{} ({}, {})", reader.name, reader.organisation, reader.role)
+    format!("{} ({}, {})", reader.name, reader.organisation, Role::label_of(&reader.role))
 }
