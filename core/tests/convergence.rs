@@ -271,7 +271,7 @@ fn concurrent_status_sets_are_a_conflict_that_settling_removes_everywhere() {
     assert_eq!(conflicts.len(), 1);
     let conflict = &conflicts[0];
     assert_eq!(conflict.id, format!("basis/goals/{goal}/status"));
-    assert_eq!(conflict.label, "goal \"Schulden\": status");
+    assert_eq!(conflict.label, "doel ‘Schulden’: status");
     let authors: Vec<_> = conflict.values.iter().map(|v| v.author.unwrap()).collect();
     assert!(
         authors.contains(&DeviceId::from_bytes([2; 16])) && authors.contains(&DeviceId::from_bytes([3; 16]))
@@ -305,7 +305,7 @@ fn settling_with_an_invalid_value_is_refused_like_any_edit() {
     plans[1].set_score(member, "huisvesting", "2026-11-01", 4).unwrap();
     exchange(&mut plans, 1, 0, 1);
     let conflict = plans[0].conflicts().unwrap().remove(0);
-    assert!(conflict.label.starts_with("ZRM score of Sem"));
+    assert!(conflict.label.starts_with("ZRM-score van Sem"));
     assert!(plans[0].resolve_conflict(&conflict.id, Resolution::Value("7".into())).is_err());
     assert!(plans[0].resolve_conflict(&conflict.id, Resolution::Pick(5)).is_err());
     assert!(plans[0].resolve_conflict("basis/nothing/here", Resolution::Pick(0)).is_err());

@@ -239,38 +239,77 @@ impl Plan {
         }
     }
 
+    /// The conflict as people read it, in Dutch: "doel ‘Schulden op orde’: status".
     fn label(&self, conflict: &Conflict) -> String {
         let segments: Vec<&str> = conflict.path.iter().map(String::as_str).collect();
         let Ok(view) = self.view() else { return conflict.path.join(" / ") };
         let find = |id: &str| id.parse::<EntityId>().ok();
+        let named = |kind: &str, name: Option<String>, id: &str, field: &str| match name {
+            Some(name) => format!("{kind} ‘{name}’: {}", field_label(field)),
+            None => format!("{kind} {id}: {}", field_label(field)),
+        };
         match segments.as_slice() {
-            ["goals", id, field] => match view.goals.iter().find(|g| Some(g.id) == find(id)) {
-                Some(g) => format!("goal {:?}: {field}", g.title),
-                None => format!("goal {id}: {field}"),
-            },
-            ["actions", id, field] => match view.actions.iter().find(|a| Some(a.id) == find(id)) {
-                Some(a) => format!("action {:?}: {field}", a.title),
-                None => format!("action {id}: {field}"),
-            },
-            ["members", id, field] => match view.members.iter().find(|m| Some(m.id) == find(id)) {
-                Some(m) => format!("member {:?}: {field}", m.name),
-                None => format!("member {id}: {field}"),
-            },
-            ["participants", id, field] => match view.participants.iter().find(|p| Some(p.id) == find(id)) {
-                Some(p) => format!("participant {:?}: {field}", p.name),
-                None => format!("participant {id}: {field}"),
-            },
+            ["goals", id, field] => named(
+                "doel",
+                view.goals.iter().find(|g| Some(g.id) == find(id)).map(|g| g.title.clone()),
+                id,
+                field,
+            ),
+            ["actions", id, field] => named(
+                "actie",
+                view.actions.iter().find(|a| Some(a.id) == find(id)).map(|a| a.title.clone()),
+                id,
+                field,
+            ),
+            ["members", id, field] => named(
+                "gezinslid",
+                view.members.iter().find(|m| Some(m.id) == find(id)).map(|m| m.name.clone()),
+                id,
+                field,
+            ),
+            ["participants", id, field] => named(
+                "deelnemer",
+                view.participants.iter().find(|p| Some(p.id) == find(id)).map(|p| p.name.clone()),
+                id,
+                field,
+            ),
             ["scores", key] => {
                 let mut parts = key.splitn(3, '|');
                 let member = parts.next().and_then(find);
                 let name = view.members.iter().find(|m| Some(m.id) == member).map(|m| m.name.clone());
                 let domain = parts.next().unwrap_or_default();
                 let on = parts.next().unwrap_or_default();
-                format!("ZRM score of {} for {domain:?} on {on}", name.unwrap_or_else(|| "?".into()))
+                format!(
+                    "ZRM-score van {} voor {} op {on}",
+                    name.unwrap_or_else(|| "?".into()),
+                    super::vocab::domain_label(domain)
+                )
             }
-            [field] => format!("plan: {field}"),
+            [field] => format!("plan: {}", field_label(field)),
             _ => conflict.path.join(" / "),
         }
+    }
+}
+
+/// A field of the layout as people call it.
+fn field_label(field: &str) -> &str {
+    match field {
+        "status" => "status",
+        "title" => "titel",
+        "due" => "einddatum",
+        "owner_org" => "organisatie",
+        "owner_person" | "owner_user" => "uitvoerder",
+        "name" => "naam",
+        "relation" => "relatie",
+        "birth_date" => "geboortedatum",
+        "parental_authority" => "gezag",
+        "domain" => "leefgebied",
+        "organisation" => "organisatie",
+        "role" => "rol",
+        "phase" => "fase",
+        "family" => "gezinsnaam",
+        "regisseur" => "regisseur",
+        other => other,
     }
 }
 
