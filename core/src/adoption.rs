@@ -167,9 +167,7 @@ impl Device {
 
     /// The heads of every compartment this device holds of the plan: what an adoption signs.
     pub fn plan_heads(&mut self, plan: &PlanId) -> Result<Vec<(Compartment, Vec<ChangeHash>)>, CoreError> {
-        let loaded = self.loaded_plan(*plan)?;
-        let heads = loaded.heads();
-        Ok(loaded.held_compartments().into_iter().map(|c| (c, heads[c.index()].clone())).collect())
+        Ok(self.loaded_plan(*plan)?.held_heads())
     }
 
     /// The newest verified adoption, if any.
@@ -179,12 +177,28 @@ impl Device {
 
     /// A verified adopted version (`None`: the newest) as it was, and what changed since.
     pub fn adopted_plan(&mut self, plan: &PlanId, version: Option<u32>) -> Result<AdoptedPlan, CoreError> {
-        let (record, found) = self
+        self.find_adopted_plan(plan, version)?.ok_or_else(|| CoreError::NotAllowed(no_such_version(version)))
+    }
+
+    /// The newest verified adopted version as it was, and what changed since; `None` when
+    /// the plan has none. The records are judged once.
+    pub fn newest_adopted_plan(&mut self, plan: &PlanId) -> Result<Option<AdoptedPlan>, CoreError> {
+        self.find_adopted_plan(plan, None)
+    }
+
+    fn find_adopted_plan(
+        &mut self,
+        plan: &PlanId,
+        version: Option<u32>,
+    ) -> Result<Option<AdoptedPlan>, CoreError> {
+        let Some((record, found)) = self
             .judged(plan)?
             .into_iter()
             .filter(|(_, a)| a.check == AdoptionCheck::Verified)
             .rfind(|(_, a)| version.is_none_or(|v| a.version == v))
-            .ok_or_else(|| CoreError::NotAllowed(no_such_version(version)))?;
+        else {
+            return Ok(None);
+        };
         let past = self.loaded_plan(*plan)?.at_heads(&record.heads)?.ok_or_else(|| {
             CoreError::NotAllowed("nog niet alle vastgestelde wijzigingen zijn ontvangen".into())
         })?;
@@ -192,7 +206,7 @@ impl Device {
         view.people = self.people_in(&view)?;
         let now = self.read(plan)?;
         let not_adopted = not_adopted(&view, &now);
-        Ok(AdoptedPlan { adoption: found, view, not_adopted })
+        Ok(Some(AdoptedPlan { adoption: found, view, not_adopted }))
     }
 
     fn judge(

@@ -60,6 +60,15 @@ impl AgendaKind {
             AgendaKind::Conflicts => "Tegenstrijdige wijzigingen",
         }
     }
+
+    /// Overdue before due, due before the rest.
+    fn overdue_rank(self) -> u8 {
+        match self {
+            AgendaKind::ActionOverdue | AgendaKind::EvaluationOverdue => 0,
+            AgendaKind::ActionDue | AgendaKind::EvaluationDue => 1,
+            AgendaKind::Conflicts => 2,
+        }
+    }
 }
 
 /// Where a date falls: before today, within the week, or later.
@@ -168,17 +177,6 @@ impl Device {
             }
         }
         Ok(items)
-    }
-}
-
-impl AgendaKind {
-    /// Overdue before due, due before the rest.
-    fn overdue_rank(self) -> u8 {
-        match self {
-            AgendaKind::ActionOverdue | AgendaKind::EvaluationOverdue => 0,
-            AgendaKind::ActionDue | AgendaKind::EvaluationDue => 1,
-            AgendaKind::Conflicts => 2,
-        }
     }
 }
 

@@ -154,13 +154,7 @@ pub struct OwnerMigration {
 impl Device {
     /// The user id of the participant `name` names in the plan's signed chain.
     pub fn participant_user(&self, plan: &PlanId, name: &str) -> Result<i64, CoreError> {
-        let roster = self.roster(plan)?.ok_or_else(|| {
-            CoreError::NotAllowed(
-                "de deelnemerslijst van dit plan is nog niet van de server ontvangen; synchroniseer eerst"
-                    .into(),
-            )
-        })?;
-        participant_named(&roster, name)
+        participant_named(&self.held_roster(plan)?, name)
     }
 
     /// Adds an action whose owner is the participant `owner` names.
@@ -219,18 +213,14 @@ impl Device {
         decisions: Vec<DecisionInput>,
     ) -> Result<EntityId, CoreError> {
         let attendees = attendees.iter().map(|a| self.participant_user(plan, a)).collect::<Result<_, _>>()?;
-        let membership = self.read(plan)?.membership;
+        let view = self.read(plan)?;
         let mut checked = Vec::new();
         for decision in decisions {
             let action = match decision.action {
                 Some(a) => {
                     let owner_user = self.participant_user(plan, &a.owner)?;
-                    let owner_org = membership
-                        .iter()
-                        .flat_map(|m| &m.participants)
-                        .find(|p| p.user_id == owner_user)
-                        .map(|p| p.organisation.clone())
-                        .unwrap_or_default();
+                    let owner_org =
+                        view.participant(owner_user).map(|p| p.organisation.clone()).unwrap_or_default();
                     Some(DecisionAction { goal: a.goal, owner_user, owner_org, due: a.due })
                 }
                 None => None,
@@ -254,20 +244,16 @@ impl Device {
     }
 }
 
-/// The goal `text` names: its id, a unique id prefix, or its exact title.
+/// The goal `text` names: its id, a unique id prefix (4 characters or more), or its exact
+/// title.
 pub fn goal_named(view: &PlanView, text: &str) -> Result<EntityId, CoreError> {
     let text = text.trim();
-    let by: Vec<EntityId> = view
-        .goals
-        .iter()
-        .filter(|g| g.id.to_string() == text || g.title == text)
-        .chain(view.goals.iter().filter(|g| text.len() >= 4 && g.id.to_string().starts_with(text)))
-        .map(|g| g.id)
-        .collect();
-    let mut unique = by.clone();
-    unique.sort_unstable();
-    unique.dedup();
-    match unique.as_slice() {
+    let names = |g: &&crate::plan::view::Goal| {
+        let id = g.id.to_string();
+        id == text || g.title == text || (text.len() >= 4 && id.starts_with(text))
+    };
+    let found: Vec<EntityId> = view.goals.iter().filter(names).map(|g| g.id).collect();
+    match found.as_slice() {
         [one] => Ok(*one),
         [] => Err(crate::plan::PlanError::from(ValidationError::InvalidValue {
             field: "goal",

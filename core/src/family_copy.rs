@@ -161,11 +161,7 @@ struct Page<'a> {
 /// their organisation; or the organisation alone.
 fn action_owner(view: &PlanView, action: &Action) -> String {
     let org = action.owner_org.trim();
-    let participant = action.owner_user.and_then(|user| {
-        view.membership.as_ref()?.participants.iter().find(|p| p.user_id == user).map(|p| p.name.clone())
-    });
-    let person = participant.or_else(|| action.owner_person.as_deref().map(str::trim).map(str::to_owned));
-    match person.filter(|p| !p.is_empty()) {
+    match view.action_owner_name(action) {
         Some(person) if org.is_empty() => person,
         Some(person) => format!("{person} ({org})"),
         None if org.is_empty() => NOBODY_YET.to_owned(),
@@ -349,10 +345,7 @@ impl Device {
 
     /// The plan's newest adoption this device verified, if any.
     fn adopted_stamp(&mut self, plan: &PlanId) -> Result<Option<AdoptedStamp>, CoreError> {
-        if self.latest_adoption(plan)?.is_none() {
-            return Ok(None);
-        }
-        let adopted = self.adopted_plan(plan, None)?;
+        let Some(adopted) = self.newest_adopted_plan(plan)? else { return Ok(None) };
         let a = adopted.adoption;
         Ok(Some(AdoptedStamp {
             version: a.version,

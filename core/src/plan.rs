@@ -295,6 +295,15 @@ impl Plan {
         std::array::from_fn(|i| self.docs[i].as_ref().map(|d| d.get_heads()).unwrap_or_default())
     }
 
+    /// The heads of each compartment this plan holds, in compartment order: what an
+    /// adoption signs and a review covers.
+    pub fn held_heads(&self) -> Vec<(Compartment, Vec<ChangeHash>)> {
+        Compartment::ALL
+            .into_iter()
+            .filter_map(|c| Some((c, self.docs[c.index()].as_ref()?.get_heads())))
+            .collect()
+    }
+
     /// The raw bytes of every change made since `heads`, per compartment, oldest first.
     pub fn changes_since(&self, heads: &[Vec<ChangeHash>; 4]) -> ChangesByCompartment {
         Compartment::ALL

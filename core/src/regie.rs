@@ -251,7 +251,7 @@ impl Device {
         Ok(())
     }
 
-    fn held_roster(&self, plan: &PlanId) -> Result<Roster, CoreError> {
+    pub(crate) fn held_roster(&self, plan: &PlanId) -> Result<Roster, CoreError> {
         self.roster(plan)?.ok_or_else(|| {
             CoreError::NotAllowed(
                 "de deelnemerslijst van dit plan is nog niet van de server ontvangen; synchroniseer eerst"

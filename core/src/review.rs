@@ -128,11 +128,10 @@ impl Device {
             }
         }
         let loaded = self.loaded_plan(*plan)?;
-        let heads = loaded.heads();
         let through = loaded
-            .held_compartments()
+            .held_heads()
             .into_iter()
-            .flat_map(|c| heads[c.index()].iter().map(move |h| format!("{c}:{h}")))
+            .flat_map(|(c, heads)| heads.into_iter().map(move |h| format!("{c}:{h}")))
             .collect();
         let History { mut lines, left_out } = history(loaded, &marked, MAX_LINES)?;
         self.name_writers(&mut lines)?;

@@ -10,6 +10,14 @@ pub fn test_keystore() -> PassphraseKeyStore {
     PassphraseKeyStore::with_params("kill-test", KdfParams::INSECURE_FAST_FOR_TESTS)
 }
 
+/// The date `days` from today in the Netherlands (negative: in the past), YYYY-MM-DD: due
+/// dates for the agenda's tests and benchmark, whatever day they run.
+pub fn day(days: i64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let today = eenplan_core::calendar::dutch_date(i64::try_from(now.as_millis()).unwrap_or(i64::MAX));
+    today.checked_add(time::Duration::days(days)).unwrap_or(today).to_string()
+}
+
 /// The text of the note that edit `i` writes, so that a reader can check for it.
 pub fn edit_marker(i: u64) -> String {
     format!("edit-{i:06}")

@@ -10,6 +10,7 @@ use eenplan_core::cycle::{DecisionActionInput, DecisionInput, Direction};
 use eenplan_core::plan::{ActionStatus, ActionUpdate, NewAction, NewGoal, NewMember};
 use eenplan_core::{Device, EntityId, PlanId};
 use eenplan_tests::cli::Cli;
+use eenplan_tests::day;
 use eenplan_tests::network::Network;
 
 const USERS: &[(&str, &str, &str)] = &[
@@ -24,13 +25,6 @@ fn sync_all(devices: &mut [&mut Device]) {
             device.sync().unwrap();
         }
     }
-}
-
-/// A date `days` from today in the Netherlands (negative: in the past).
-fn day(days: i64) -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
-    let today = eenplan_core::calendar::dutch_date(i64::try_from(now.as_millis()).unwrap());
-    (today + time::Duration::days(days)).to_string()
 }
 
 /// A plan of `regisseur`'s with the given participants, a member and a goal.

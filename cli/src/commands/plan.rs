@@ -134,10 +134,7 @@ fn list_text(entries: &[PlanListEntry]) -> String {
 
 /// The newest verified adopted version and what changed since, to mark in the plan text.
 fn adoption_marks(device: &mut eenplan_core::Device, plan: &eenplan_core::PlanId) -> Result<Marks, CliError> {
-    if device.latest_adoption(plan)?.is_none() {
-        return Ok(Marks::default());
-    }
-    let adopted = device.adopted_plan(plan, None)?;
+    let Some(adopted) = device.newest_adopted_plan(plan)? else { return Ok(Marks::default()) };
     Ok(Marks {
         adopted: Some((adopted.adoption.version, adopted.adoption.date.clone())),
         not_adopted: adopted.not_adopted.iter().filter_map(|n| n.id).collect(),

@@ -235,11 +235,8 @@ fn goal_lines(out: &mut Lines, view: &PlanView, goal: &Goal, marks: &Marks) {
 }
 
 /// Who does an action: the participant, else the free text an older version wrote.
-pub fn action_owner(view: &PlanView, action: &Action) -> String {
-    let participant = action.owner_user.and_then(|user| {
-        view.membership.as_ref()?.participants.iter().find(|p| p.user_id == user).map(|p| p.name.clone())
-    });
-    match participant.or_else(|| action.owner_person.clone()) {
+fn action_owner(view: &PlanView, action: &Action) -> String {
+    match view.action_owner_name(action) {
         Some(person) => format!("{}, {person}", action.owner_org),
         None => action.owner_org.clone(),
     }
@@ -281,12 +278,8 @@ fn cycle(out: &mut Lines, view: &PlanView) {
     }
     out.blank();
     out.line(0, "Casusoverleg");
-    let name = |user: i64| {
-        view.membership
-            .as_ref()
-            .and_then(|m| m.participants.iter().find(|p| p.user_id == user))
-            .map_or_else(|| format!("gebruiker {user}"), |p| p.name.clone())
-    };
+    let name =
+        |user: i64| view.participant(user).map_or_else(|| format!("gebruiker {user}"), |p| p.name.clone());
     for m in &view.meetings {
         let present: Vec<String> = m.attendees.iter().map(|u| name(*u)).collect();
         out.line(2, format!("{}  {}; aanwezig: {}", m.id, dutch_long_date(&m.date), present.join(", ")));

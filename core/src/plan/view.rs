@@ -70,6 +70,23 @@ pub enum FamilyCopyItem {
 /// The part of a family-copy key after the compartment that marks a safety item.
 const SAFETY_ITEM_TAG: &str = "safety_";
 
+impl PlanView {
+    /// The participant with user id `user`, as the signed chain names them (none while the
+    /// device holds no chain, or for a user who does not take part).
+    pub fn participant(&self, user: i64) -> Option<&crate::regie::PlanParticipant> {
+        self.membership.as_ref()?.participants.iter().find(|p| p.user_id == user)
+    }
+
+    /// Who does an action, by name: the participant it names, else the free text an earlier
+    /// version wrote (trimmed; none when empty).
+    pub fn action_owner_name(&self, action: &Action) -> Option<String> {
+        let participant = action.owner_user.and_then(|user| self.participant(user)).map(|p| p.name.clone());
+        participant
+            .or_else(|| action.owner_person.as_deref().map(str::trim).map(str::to_owned))
+            .filter(|p| !p.is_empty())
+    }
+}
+
 impl FamilyCopyItem {
     /// Its root key in `basis` (see the layout in `plan.rs`).
     pub(super) fn key(self) -> String {

@@ -16,15 +16,10 @@ use std::time::Instant;
 use eenplan_core::plan::{ActionUpdate, Compartment, NewAction, NewGoal, NewMember, NoteKind};
 use eenplan_core::{Device, EntityId, PlanId};
 use eenplan_tests::bench::{Table, median, ratio};
+use eenplan_tests::day;
 use eenplan_tests::network::{Network, device_keystore};
 
 const TARGET_MS: f64 = 50.0;
-
-fn day(offset: i64) -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
-    let today = eenplan_core::calendar::dutch_date(i64::try_from(now.as_millis()).unwrap());
-    (today + time::Duration::days(offset)).to_string()
-}
 
 /// One plan as described above, made by `owner` (its regisseur) with `invite` taking part.
 fn busy_plan(owner: &mut Device, invite: &str, i: usize) -> PlanId {
