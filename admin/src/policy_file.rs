@@ -50,6 +50,9 @@ struct FilePolicy {
     /// entry.
     #[serde(default)]
     levels: BTreeMap<Spanned<String>, BTreeMap<Spanned<String>, FileAccess>>,
+    /// `[retention] years = 20, grace_days = 30`: absent, the defaults apply.
+    #[serde(default)]
+    retention: Option<eenplan_protocol::policy::Retention>,
 }
 
 #[derive(Deserialize)]
@@ -93,6 +96,7 @@ pub fn parse(text: &str) -> Result<ParsedPolicy, PolicyFileError> {
         version: *file.version.get_ref(),
         roles: table(&file.roles),
         levels: file.levels.iter().map(|(level, roles)| (level.get_ref().clone(), table(roles))).collect(),
+        retention: file.retention,
     };
     if let Err(problem) = policy.validate() {
         let line = where_is(&file, &problem).map_or(1, |span| line_of_span(text, span));

@@ -1007,9 +1007,10 @@ fn a_recipient_the_keyring_cannot_verify_gets_nothing_and_the_command_fails() {
     assert!(network.rekey_posts().is_empty());
 
     // A policy the root did not sign is not believed, and nothing is sealed under it.
-    let forged = Policy { version: 9, roles: Default::default(), levels: Default::default() }
-        .sign(&SigningKey::from_bytes(&[3; 32]))
-        .unwrap();
+    let forged =
+        Policy { version: 9, roles: Default::default(), levels: Default::default(), retention: None }
+            .sign(&SigningKey::from_bytes(&[3; 32]))
+            .unwrap();
     server.no_revocations();
     server.answer(200, &json!({ "policy": api::hex(&forged.to_bytes()) }).to_string());
     let stderr = admin.fails(&["rekey"], 1);

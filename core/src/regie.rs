@@ -408,5 +408,6 @@ fn describe(change: &Change, named: &dyn Fn(i64) -> PlanParticipant) -> Describe
             }
             (text, Some(level.clone()), None, Some(*step))
         }
+        Change::Close { .. } => ("plan afgesloten; de bewaartermijn loopt".to_owned(), None, None, None),
     }
 }

@@ -110,10 +110,25 @@ fn seal_with<K: hpke::Kem>(
     aad: &[u8],
     key: &[u8; 32],
 ) -> Result<Vec<u8>, EnvelopeError> {
+    seal_message_with::<K>(suite, recipient_public, INFO, aad, key)
+}
+
+fn seal_message_with<K: hpke::Kem>(
+    suite: u16,
+    recipient_public: &[u8],
+    info: &[u8],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, EnvelopeError> {
     let public = K::PublicKey::from_bytes(recipient_public).map_err(|_| EnvelopeError::BadRecipientKey)?;
-    let (encapped, ciphertext) =
-        hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, K>(&OpModeS::Base, &public, INFO, key, aad)
-            .map_err(|_| EnvelopeError::BadRecipientKey)?;
+    let (encapped, ciphertext) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, K>(
+        &OpModeS::Base,
+        &public,
+        info,
+        plaintext,
+        aad,
+    )
+    .map_err(|_| EnvelopeError::BadRecipientKey)?;
     let encapped = encapped.to_bytes();
     let mut out = Vec::with_capacity(2 + encapped.len() + ciphertext.len());
     out.extend_from_slice(&suite.to_be_bytes());
@@ -128,6 +143,16 @@ fn open_with<K: hpke::Kem>(
     recipient_secret: &[u8; 32],
     aad: &[u8],
 ) -> Result<Vec<u8>, EnvelopeError> {
+    open_message_with::<K>(rest, enc_len, recipient_secret, INFO, aad)
+}
+
+fn open_message_with<K: hpke::Kem>(
+    rest: &[u8],
+    enc_len: usize,
+    recipient_secret: &[u8; 32],
+    info: &[u8],
+    aad: &[u8],
+) -> Result<Vec<u8>, EnvelopeError> {
     let encapped = rest.get(..enc_len).ok_or(EnvelopeError::Malformed)?;
     let encapped = K::EncappedKey::from_bytes(encapped).map_err(|_| EnvelopeError::Malformed)?;
     let secret = K::PrivateKey::from_bytes(recipient_secret).map_err(|_| EnvelopeError::Undecryptable)?;
@@ -135,7 +160,7 @@ fn open_with<K: hpke::Kem>(
         &OpModeR::Base,
         &secret,
         &encapped,
-        INFO,
+        info,
         &rest[enc_len..],
         aad,
     )
@@ -207,6 +232,35 @@ pub fn open_as(
     };
     let key: [u8; 32] = plain.as_slice().try_into().map_err(|_| EnvelopeError::Malformed)?;
     Ok(zeroize::Zeroizing::new(key))
+}
+
+/// Seals a message of any length to an X-Wing public key (suite 2 only: keys made for this
+/// are new), under a caller's `info` label and associated data. The audit log seals each
+/// upload to its organisation's audit key this way.
+pub fn seal_message(
+    recipient_public: &[u8],
+    info: &[u8],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, EnvelopeError> {
+    if recipient_public.len() != XWING_PUBLIC_LEN {
+        return Err(EnvelopeError::BadRecipientKey);
+    }
+    seal_message_with::<XWing>(SUITE_XWING_CHACHA, recipient_public, info, aad, plaintext)
+}
+
+/// Opens what [`seal_message`] sealed, with the X-Wing secret (seed).
+pub fn open_message(
+    sealed: &[u8],
+    recipient_secret: &[u8; 32],
+    info: &[u8],
+    aad: &[u8],
+) -> Result<Vec<u8>, EnvelopeError> {
+    let suite = suite_of(sealed)?;
+    if suite != SUITE_XWING_CHACHA {
+        return Err(EnvelopeError::UnsupportedSuite(suite));
+    }
+    open_message_with::<XWing>(&sealed[2..], XWING_ENC_LEN, recipient_secret, info, aad)
 }
 
 /// The X-Wing public key of a 32-byte X-Wing secret (seed).

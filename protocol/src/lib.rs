@@ -4,6 +4,7 @@
 //! signatures of what it relays, never to decrypt it.
 
 pub mod api;
+pub mod audit;
 pub mod bundle;
 pub mod certificate;
 pub mod envelope;

@@ -90,6 +90,8 @@ pub enum MembershipError {
     TooMany,
     #[error("the first entry must create the plan, and only the first")]
     NotFirst,
+    #[error("the plan is closed (afgesloten): its membership no longer changes")]
+    Closed,
 }
 
 /// The legal ground for sharing at an escalation (*grondslag*).
@@ -217,6 +219,11 @@ pub enum Act {
     Escalate(Escalation),
     #[serde(rename = "d")]
     Deescalate(Deescalation),
+    /// Closing the plan (*afgesloten*): care has ended and the retention period starts at
+    /// the entry's time. Only the regisseur (or an administrator, for a regisseur who is
+    /// gone) closes; nothing follows it.
+    #[serde(rename = "z")]
+    Close,
 }
 
 /// The signed statement.

@@ -113,6 +113,45 @@ pub struct Policy {
     /// the same bytes as before levels existed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub levels: BTreeMap<String, BTreeMap<String, Access>>,
+    /// How long closed plans are kept and how long a phone keeps a plan it no longer needs.
+    /// Left out of the encoding when absent (the defaults apply), so policies signed before
+    /// retention existed keep their bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
+}
+
+/// Retention (DESIGN §8): Jeugdwet files are kept 20 years after care ends, then destroyed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Years a closed plan is kept after its closing entry, before `retention run` destroys it.
+    pub years: u32,
+    /// Days a device keeps a closed plan, or one its user no longer takes part in, before it
+    /// removes its copy.
+    pub grace_days: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention { years: DEFAULT_RETENTION_YEARS, grace_days: DEFAULT_GRACE_DAYS }
+    }
+}
+
+/// The Jeugdwet's period: 20 years after care ends.
+pub const DEFAULT_RETENTION_YEARS: u32 = 20;
+pub const DEFAULT_GRACE_DAYS: u32 = 30;
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+impl Retention {
+    /// When a plan closed at `closed_at_ms` may be destroyed (years of 365.25 days).
+    pub fn end_of(&self, closed_at_ms: i64) -> i64 {
+        closed_at_ms.saturating_add(i64::from(self.years).saturating_mul(36525 * DAY_MS / 100))
+    }
+
+    /// When a device removes a plan it stopped needing at `since_ms`.
+    pub fn grace_end(&self, since_ms: i64) -> i64 {
+        since_ms.saturating_add(i64::from(self.grace_days).saturating_mul(DAY_MS))
+    }
 }
 
 fn index_of(compartment: &str) -> Option<u8> {
@@ -188,6 +227,11 @@ impl Policy {
 
     /// What `role` may do at `level`: the level's entry for the role if it names one, else
     /// the role's base entry; `None` for a role neither names.
+    /// The policy's retention, or the defaults.
+    pub fn retention(&self) -> Retention {
+        self.retention.unwrap_or_default()
+    }
+
     pub fn access_at(&self, role: &str, level: &str) -> Option<&Access> {
         self.levels.get(level).and_then(|roles| roles.get(role)).or_else(|| self.roles.get(role))
     }
@@ -342,7 +386,7 @@ mod tests {
             Access { read: vec!["basis".into(), "justitie".into()], write: vec!["justitie".into()] },
         );
         roles.insert("ggz".to_string(), Access { read: vec!["basis".into(), "zorg".into()], write: vec![] });
-        Policy { version: 3, roles, levels: BTreeMap::new() }
+        Policy { version: 3, roles, levels: BTreeMap::new(), retention: None }
     }
 
     fn access(read: &[&str], write: &[&str]) -> Access {

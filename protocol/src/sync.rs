@@ -90,6 +90,14 @@ pub struct SyncRequest {
     /// New epochs this device made when asked to ([`SyncResponse::rotate`]).
     #[serde(rename = "ro", default, skip_serializing_if = "Vec::is_empty")]
     pub rotations: Vec<RotationUpload>,
+    /// This device's access-log events since its last acknowledged upload, sealed to its
+    /// organisation's audit key ([`crate::audit::AuditUpload`]); at most
+    /// [`crate::audit::MAX_UPLOADS_PER_SYNC`].
+    #[serde(rename = "au", default, skip_serializing_if = "Vec::is_empty")]
+    pub audit: Vec<Blob>,
+    /// The version of its organisation's audit key this device holds (0: none yet).
+    #[serde(rename = "av", default, skip_serializing_if = "is_zero")]
+    pub audit_key_version: u32,
 }
 
 /// A new epoch a device made for a document the server asked it to rotate: the signed
@@ -183,6 +191,7 @@ impl SyncRequest {
             ("refused envelopes", self.refused_envelopes.len(), MAX_REFUSED_ENVELOPES),
             ("plan charters", self.charters.len(), MAX_NEW_PLANS),
             ("new epochs", self.rotations.len(), MAX_ROTATION_UPLOADS),
+            ("audit uploads", self.audit.len(), crate::audit::MAX_UPLOADS_PER_SYNC),
         ]
         .into_iter()
         .find(|(_, count, limit)| count > limit)
@@ -252,6 +261,14 @@ pub struct SyncResponse {
     /// Documents whose next epoch this device is asked to make.
     #[serde(rename = "ro", default, skip_serializing_if = "Vec::is_empty")]
     pub rotate: Vec<RotateRequest>,
+    /// The newest root-signed audit key of the device's organisation
+    /// ([`crate::audit::SignedAuditKey`]), when it is newer than the version the device holds.
+    #[serde(rename = "ak", default, skip_serializing_if = "Option::is_none")]
+    pub audit_key: Option<Blob>,
+    /// The last event position of this device the server now keeps (uploads in this request
+    /// stored, or found already stored): the device may drop what is at or before it.
+    #[serde(rename = "at", default, skip_serializing_if = "is_zero_u64")]
+    pub audit_through: u64,
 }
 
 /// The smallest pull page a device may ask for ([`SyncRequest::max_bytes`]); one bundle is

@@ -739,6 +739,7 @@ fn test_policy(version: u32) -> Policy {
         .map(|(role, access)| (role.to_string(), access))
         .collect(),
         levels: Default::default(),
+        retention: None,
     }
 }
 

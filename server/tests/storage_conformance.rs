@@ -71,6 +71,7 @@ mod fixtures {
                 })
                 .collect(),
             levels: Default::default(),
+            retention: None,
         };
         let root = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
         PolicyRecord { signed: policy.sign(&root).unwrap().to_bytes(), policy }

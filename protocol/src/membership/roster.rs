@@ -43,6 +43,9 @@ pub struct RosterState {
     pub offered: Option<i64>,
     pub level: String,
     pub participants: BTreeMap<i64, Participant>,
+    /// When the plan was closed (the closing entry's time); nothing follows a close.
+    #[serde(default)]
+    pub closed_at_ms: Option<i64>,
 }
 
 impl RosterState {
@@ -75,6 +78,7 @@ pub enum Change {
     Accept(i64),
     Escalate { level: String, grondslag: Grondslag, step: u64, add: Vec<Participant>, regie: Option<i64> },
     Deescalate { level: String, step: u64, regie: i64, remove: Vec<i64> },
+    Close { at_ms: i64 },
 }
 
 impl Change {
@@ -88,6 +92,7 @@ impl Change {
             Change::Accept(_) => "accept",
             Change::Escalate { .. } => "escalate",
             Change::Deescalate { .. } => "deescalate",
+            Change::Close { .. } => "close",
         }
     }
 }
@@ -121,6 +126,7 @@ impl Roster {
             offered: None,
             level: super::LEVELS[0].to_owned(),
             participants: BTreeMap::from([(creator.user_id, creator.clone())]),
+            closed_at_ms: None,
         };
         let step = Step { seq: 1, at_ms: entry.at_ms, by, change: Change::Create(creator) };
         Ok(Roster { plan: entry.plan.0, head: signed.hash(), steps: vec![step], state })
@@ -176,7 +182,14 @@ impl Roster {
         let regisseur = user == Some(state.regisseur);
         let admin = user.is_none();
         let require = |allowed: bool| if allowed { Ok(()) } else { Err(MembershipError::NotRegisseur) };
+        if state.closed_at_ms.is_some() {
+            return Err(MembershipError::Closed);
+        }
         match act {
+            Act::Close => {
+                require(regisseur || admin)?;
+                Ok(Change::Close { at_ms })
+            }
             Act::Create => Err(MembershipError::NotFirst),
             Act::Add(chain) => {
                 require(regisseur)?;
@@ -319,6 +332,7 @@ impl Roster {
             offered: None,
             level: super::LEVELS[0].to_owned(),
             participants: BTreeMap::from([(creator.user_id, creator.clone())]),
+            closed_at_ms: None,
         };
         for step in steps {
             fold(&mut state, &step.change);
@@ -396,6 +410,10 @@ fn fold(state: &mut RosterState, change: &Change) {
             for gone in remove {
                 state.participants.remove(gone);
             }
+        }
+        Change::Close { at_ms } => {
+            state.closed_at_ms = Some(*at_ms);
+            state.offered = None;
         }
     }
 }

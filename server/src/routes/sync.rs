@@ -159,6 +159,8 @@ pub async fn sync(
         charters,
         membership_after,
         rotations,
+        audit: _,
+        audit_key_version: _,
     } = request;
     let mut wanted = Wanted::new(since, envelopes_after, policy_version, max_bytes, history)?;
     wanted.membership_after = membership_after.unwrap_or(0);
@@ -785,6 +787,8 @@ fn respond(
         policy,
         commitments,
         witnesses: batch.witnesses.into_iter().map(|b| Blob(b.bytes)).collect(),
+        audit_key: None,
+        audit_through: 0,
         envelopes_through: batch.envelopes_through,
         history: batch
             .history
