@@ -152,7 +152,7 @@ mod tests {
                 (role.to_string(), Access { read, write })
             })
             .collect();
-        Policy { version: 1, roles, levels: BTreeMap::new() }
+        Policy { version: 1, roles, levels: BTreeMap::new(), retention: None }
     }
 
     fn region() -> Policy {
