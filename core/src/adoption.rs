@@ -13,6 +13,7 @@ use ed25519_dalek::Signer as _;
 use eenplan_protocol::membership::Roster;
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{Access, AuditAction};
 use crate::device::Device;
 use crate::error::CoreError;
 use crate::ids::{DeviceId, EntityId, PlanId};
@@ -106,7 +107,13 @@ impl Device {
     /// Adopts the plan as it stands as the next version, discussed with the family
     /// (`with_family`: their agreement, in the regisseur's words) in the presence of the
     /// participants `present` names. Only the regisseur, by the signed chain.
+    /// Recorded as `Adopt`, in the transaction of the record's edit.
     pub fn adopt(&mut self, plan: &PlanId, with_family: &str, present: &[String]) -> Result<u32, CoreError> {
+        let access = Access::on(AuditAction::Adopt, *plan);
+        self.audited_as(access, AuditAction::Adopt, |d| d.adopt_recorded(plan, with_family, present))
+    }
+
+    fn adopt_recorded(&mut self, plan: &PlanId, with_family: &str, present: &[String]) -> Result<u32, CoreError> {
         let roster = self.roster_as_regisseur(plan)?;
         let present =
             present.iter().map(|name| participant_named(&roster, name)).collect::<Result<_, _>>()?;
@@ -142,6 +149,10 @@ impl Device {
 
     /// Every adoption record in the plan, oldest version first, each as this device judged it.
     pub fn adoptions(&mut self, plan: &PlanId) -> Result<Vec<Adoption>, CoreError> {
+        self.audited(Access::on(AuditAction::Read, *plan).object("adoptions"), |d| d.adoptions_judged(plan))
+    }
+
+    fn adoptions_judged(&mut self, plan: &PlanId) -> Result<Vec<Adoption>, CoreError> {
         Ok(self.judged(plan)?.into_iter().map(|(_, adoption)| adoption).collect())
     }
 
@@ -161,8 +172,10 @@ impl Device {
 
     /// The adoption records as the plan holds them, unchecked.
     pub fn adoption_records(&mut self, plan: &PlanId) -> Result<Vec<StoredAdoption>, CoreError> {
-        self.read(plan)?;
-        Ok(self.loaded_plan(*plan)?.adoption_records()?)
+        self.audited(Access::on(AuditAction::Read, *plan).object("adoptions"), |d| {
+            d.view_of(plan)?;
+            Ok(d.loaded_plan(*plan)?.adoption_records()?)
+        })
     }
 
     /// The heads of every compartment this device holds of the plan: what an adoption signs.
@@ -172,18 +185,21 @@ impl Device {
 
     /// The newest verified adoption, if any.
     pub fn latest_adoption(&mut self, plan: &PlanId) -> Result<Option<Adoption>, CoreError> {
-        Ok(self.adoptions(plan)?.into_iter().rfind(|a| a.check == AdoptionCheck::Verified))
+        Ok(self
+            .adoptions(plan)?.into_iter().rfind(|a| a.check == AdoptionCheck::Verified))
     }
 
     /// A verified adopted version (`None`: the newest) as it was, and what changed since.
     pub fn adopted_plan(&mut self, plan: &PlanId, version: Option<u32>) -> Result<AdoptedPlan, CoreError> {
-        self.find_adopted_plan(plan, version)?.ok_or_else(|| CoreError::NotAllowed(no_such_version(version)))
+        self.audited(Access::on(AuditAction::Read, *plan).object("adopted"), |d| {
+            d.find_adopted_plan(plan, version)?.ok_or_else(|| CoreError::NotAllowed(no_such_version(version)))
+        })
     }
 
     /// The newest verified adopted version as it was, and what changed since; `None` when
     /// the plan has none. The records are judged once.
     pub fn newest_adopted_plan(&mut self, plan: &PlanId) -> Result<Option<AdoptedPlan>, CoreError> {
-        self.find_adopted_plan(plan, None)
+        self.audited(Access::on(AuditAction::Read, *plan).object("adopted"), |d| d.find_adopted_plan(plan, None))
     }
 
     fn find_adopted_plan(

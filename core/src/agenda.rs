@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use time::Duration;
 
 use crate::calendar::{dutch_date, parse_date};
+use crate::audit::{Access, AuditAction};
 use crate::device::{Device, PlanListEntry};
 use crate::error::CoreError;
 use crate::ids::{EntityId, PlanId};
@@ -129,8 +130,24 @@ fn sort_items(items: &mut [AgendaItem]) {
 }
 
 impl Device {
-    /// The agenda across every plan on this device, for this device's user.
+    /// The agenda across every plan on this device, for this device's user. Recorded as one
+    /// `Read` (object `agenda`) of each plan it shows lines of, in one transaction: a plan
+    /// it looked at but showed nothing of reached no one's eyes (see [`crate::audit`]).
     pub fn agenda(&mut self) -> Result<Agenda, CoreError> {
+        self.audited(Access::of(AuditAction::Read).object("agenda"), |d| {
+            let agenda = d.agenda_of_plans()?;
+            let mut shown: Vec<PlanId> = agenda.items.iter().map(|i| i.plan).collect();
+            shown.sort_unstable();
+            shown.dedup();
+            let reads: Vec<Access> =
+                shown.into_iter().map(|p| Access::on(AuditAction::Read, p).object("agenda")).collect();
+            d.record(&reads)?;
+            d.audit_recorded();
+            Ok(agenda)
+        })
+    }
+
+    fn agenda_of_plans(&mut self) -> Result<Agenda, CoreError> {
         let today = dutch_date(self.now_ms());
         let mut agenda = Agenda { today: today.to_string(), items: Vec::new(), unreadable: Vec::new() };
         let Some(me) = self.own_user_id()? else { return Ok(agenda) };

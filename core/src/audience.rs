@@ -16,6 +16,7 @@ use std::collections::BTreeSet;
 use eenplan_protocol::policy::{BASE_LEVEL, LEVELS, Policy};
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{Access, AuditAction};
 use crate::device::Device;
 use crate::error::CoreError;
 use crate::ids::PlanId;
@@ -57,6 +58,10 @@ impl Device {
     /// Who can read `compartment` of `plan` now: the plan's participants whose role the
     /// policy this device holds lets read it.
     pub fn audience(&mut self, plan: &PlanId, compartment: Compartment) -> Result<Audience, CoreError> {
+        self.audited(Access::on(AuditAction::Read, *plan).object("audience").compartment(compartment), |d| d.audience_recorded(plan, compartment))
+    }
+
+    fn audience_recorded(&mut self, plan: &PlanId, compartment: Compartment) -> Result<Audience, CoreError> {
         if !self.has_server()? {
             return Ok(Audience::ThisDeviceOnly);
         }

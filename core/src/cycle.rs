@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{Access, AuditAction};
 use crate::device::Device;
 use crate::error::CoreError;
 use crate::ids::{EntityId, PlanId};
@@ -164,6 +165,15 @@ impl Device {
         action: NewAction,
         owner: Option<&str>,
     ) -> Result<EntityId, CoreError> {
+        self.audited(Access::on(AuditAction::Change, *plan), |d| d.add_action_for_recorded(plan, action, owner))
+    }
+
+    fn add_action_for_recorded(
+        &mut self,
+        plan: &PlanId,
+        action: NewAction,
+        owner: Option<&str>,
+    ) -> Result<EntityId, CoreError> {
         let owner_user = owner.map(|name| self.participant_user(plan, name)).transpose()?;
         self.edit(plan, |p| {
             p.add_action(NewAction { owner_user: owner_user.or(action.owner_user), ..action })
@@ -172,6 +182,15 @@ impl Device {
 
     /// Makes the participant `owner` names the owner of an action.
     pub fn set_action_owner(
+        &mut self,
+        plan: &PlanId,
+        action: EntityId,
+        owner: &str,
+    ) -> Result<(), CoreError> {
+        self.audited(Access::on(AuditAction::Change, *plan), |d| d.set_action_owner_recorded(plan, action, owner))
+    }
+
+    fn set_action_owner_recorded(
         &mut self,
         plan: &PlanId,
         action: EntityId,
@@ -186,6 +205,10 @@ impl Device {
     /// the migration from the free-text owners of earlier versions. Devices read such owners
     /// the same way before it runs ([`resolve_owners`]), so nothing waits for it.
     pub fn migrate_action_owners(&mut self, plan: &PlanId) -> Result<OwnerMigration, CoreError> {
+        self.audited(Access::on(AuditAction::Change, *plan), |d| d.migrate_action_owners_recorded(plan))
+    }
+
+    fn migrate_action_owners_recorded(&mut self, plan: &PlanId) -> Result<OwnerMigration, CoreError> {
         self.roster_as_regisseur(plan)?;
         let view = self.read(plan)?;
         let mut report = OwnerMigration { migrated: Vec::new(), unresolved: Vec::new() };
@@ -206,6 +229,16 @@ impl Device {
     /// Records a case meeting: attendees and action owners are participants by name; each
     /// decision that names an owner becomes an action in the same step.
     pub fn record_meeting(
+        &mut self,
+        plan: &PlanId,
+        date: &str,
+        attendees: &[String],
+        decisions: Vec<DecisionInput>,
+    ) -> Result<EntityId, CoreError> {
+        self.audited(Access::on(AuditAction::Change, *plan), |d| d.record_meeting_recorded(plan, date, attendees, decisions))
+    }
+
+    fn record_meeting_recorded(
         &mut self,
         plan: &PlanId,
         date: &str,
@@ -233,6 +266,10 @@ impl Device {
 
     /// The ZRM trend of the family member `member` names (a name or an id).
     pub fn scores(&mut self, plan: &PlanId, member: &str) -> Result<Vec<DomainTrend>, CoreError> {
+        self.audited(Access::on(AuditAction::Read, *plan).object("scores"), |d| d.scores_recorded(plan, member))
+    }
+
+    fn scores_recorded(&mut self, plan: &PlanId, member: &str) -> Result<Vec<DomainTrend>, CoreError> {
         let view = self.read(plan)?;
         let member = member_named(&view, member)?;
         Ok(score_trend(&view, member))

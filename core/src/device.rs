@@ -11,6 +11,7 @@ use std::sync::Arc;
 use automerge::ReadDoc;
 use serde::Serialize;
 
+use crate::audit::{Access, AuditAction, AuditState};
 use crate::clock::{Clock, ClockReading, DeviceClock, SystemClock};
 use crate::error::CoreError;
 use crate::identity::DeviceIdentity;
@@ -27,17 +28,22 @@ use crate::wipe::{self, OpenOptions, WipeReason};
 struct ReadCache {
     views: HashMap<PlanId, PlanView>,
     conflicts: HashMap<PlanId, Vec<Conflict>>,
+    /// The organisation of each plan's regisseur by its verified chain, for the access log's
+    /// `on_behalf_of` (`None`: no chain held). Dropped with the view when the chain changes.
+    regisseur_orgs: HashMap<PlanId, Option<String>>,
 }
 
 impl ReadCache {
     fn remove(&mut self, plan: &PlanId) {
         self.views.remove(plan);
         self.conflicts.remove(plan);
+        self.regisseur_orgs.remove(plan);
     }
 
     fn clear(&mut self) {
         self.views.clear();
         self.conflicts.clear();
+        self.regisseur_orgs.clear();
     }
 }
 
@@ -80,6 +86,8 @@ pub struct Device {
     lease: LeaseRecord,
     /// Set once the device is wiped (its id, which the identity no longer gives).
     wiped: Option<DeviceId>,
+    /// The access log's head and the entry point being served ([`crate::audit`]).
+    audit: AuditState,
 }
 
 impl std::fmt::Debug for Device {
@@ -121,6 +129,7 @@ impl Device {
 
     fn assemble(dir: &Path, store: Store, identity: DeviceIdentity) -> Result<Device, CoreError> {
         let lease = lease::load(&store)?;
+        let audit = AuditState::load(&store)?;
         let clock = Arc::new(DeviceClock::new(Arc::new(SystemClock), lease.clock_reading()));
         Ok(Device {
             dir: dir.to_path_buf(),
@@ -133,6 +142,7 @@ impl Device {
             keystore: None,
             lease,
             wiped: None,
+            audit,
         })
     }
 
@@ -277,6 +287,7 @@ impl Device {
         self.open_plans.clear();
         self.views.clear();
         self.session = None;
+        self.audit = AuditState::default();
         // The real keys are zeroised as they drop; the stand-in only keeps the type whole.
         self.identity = DeviceIdentity::generate();
     }
@@ -306,6 +317,12 @@ impl Device {
         family: &str,
         domains: Option<Vec<String>>,
     ) -> Result<PlanId, CoreError> {
+        self.audited(Access::of(AuditAction::Create), |d| d.create_plan_recorded(family, domains))
+    }
+
+    /// [`Device::create_plan_with_domains`]; its `Create` event is in the plan's first
+    /// transaction.
+    fn create_plan_recorded(&mut self, family: &str, domains: Option<Vec<String>>) -> Result<PlanId, CoreError> {
         self.plan_gate()?;
         let id = PlanId::random();
         let mut plan = Plan::create(id, self.device_id(), family, domains, self.clock.clone())?;
@@ -323,13 +340,15 @@ impl Device {
         // The sync layer hands the keys to the other participants' devices, sealed to each.
         let keys: Vec<(Compartment, crate::crypto::SecretKey)> =
             held.into_iter().map(|c| (c, crate::crypto::SecretKey::generate())).collect();
+        let prepared = self.prepare_events(&[Access::on(AuditAction::Create, id)])?;
         self.store.write(|w| {
             w.append_changes(&plan, Some(&header), &changes, true)?;
             for (compartment, key) in &keys {
                 w.put_doc_key(id, *compartment, crate::sync::FIRST_EPOCH, key.as_bytes())?;
             }
-            Ok(())
+            crate::audit::write_prepared(w, &prepared)
         })?;
+        self.audit_committed(prepared);
         self.open_plans.insert(id, plan);
         Ok(id)
     }
@@ -403,6 +422,30 @@ impl Device {
         self.open_plans.get_mut(&id).ok_or(CoreError::UnknownPlan(id))
     }
 
+    pub(crate) fn audit_state(&mut self) -> &mut AuditState {
+        &mut self.audit
+    }
+
+    pub(crate) fn audit_state_ref(&self) -> &AuditState {
+        &self.audit
+    }
+
+    /// The organisation of the plan's regisseur by its verified chain (`None` without one).
+    pub(crate) fn regisseur_organisation(&mut self, plan: &PlanId) -> Result<Option<String>, CoreError> {
+        if let Some(known) = self.views.regisseur_orgs.get(plan) {
+            return Ok(known.clone());
+        }
+        let organisation = match self.views.views.get(plan) {
+            Some(view) => view.membership.as_ref().map(|m| m.regisseur.organisation.clone()),
+            None => self.roster(plan)?.and_then(|roster| {
+                let state = roster.state();
+                state.participant(state.regisseur).map(|p| p.organisation.clone())
+            }),
+        };
+        self.views.regisseur_orgs.insert(*plan, organisation.clone());
+        Ok(organisation)
+    }
+
     pub(crate) fn store(&self) -> &Store {
         &self.store
     }
@@ -465,8 +508,14 @@ impl Device {
         self.views.clear();
     }
 
-    /// The plan's read model.
+    /// The plan's read model. Recorded in the access log (`Read`), also when it comes from
+    /// the cache.
     pub fn read(&mut self, id: &PlanId) -> Result<PlanView, CoreError> {
+        self.audited(Access::on(AuditAction::Read, *id), |d| d.view_of(id))
+    }
+
+    /// [`Device::read`] without an event of its own: for entry points that record their own.
+    pub(crate) fn view_of(&mut self, id: &PlanId) -> Result<PlanView, CoreError> {
         self.plan_gate()?;
         if let Some(view) = self.views.views.get(id) {
             return Ok(view.clone());
@@ -485,6 +534,10 @@ impl Device {
 
     /// Registers that hold concurrent values, each value with who wrote it.
     pub fn conflicts(&mut self, id: &PlanId) -> Result<Vec<Conflict>, CoreError> {
+        self.audited(Access::on(AuditAction::Read, *id).object("conflicts"), |d| d.conflicts_of(id))
+    }
+
+    fn conflicts_of(&mut self, id: &PlanId) -> Result<Vec<Conflict>, CoreError> {
         self.plan_gate()?;
         if let Some(conflicts) = self.views.conflicts.get(id) {
             return Ok(conflicts.clone());
@@ -497,17 +550,26 @@ impl Device {
 
     /// Runs a typed edit and makes it durable before returning.
     ///
-    /// The edit's changes are appended (sealed) to the store in one transaction. If anything
-    /// fails, the in-memory plan is discarded so that memory never runs ahead of the disk.
+    /// The edit's changes are appended (sealed) to the store in one transaction, with the
+    /// access log's `Change` event of each compartment it changed ([`crate::audit`]). If
+    /// anything fails, the in-memory plan is discarded so that memory never runs ahead of the
+    /// disk, and no event of the edit exists.
     pub fn edit<T>(
+        &mut self,
+        id: &PlanId,
+        f: impl FnOnce(&mut Plan) -> Result<T, PlanError>,
+    ) -> Result<T, CoreError> {
+        self.audited(Access::on(AuditAction::Change, *id), |d| d.edit_recorded(id, f))
+    }
+
+    fn edit_recorded<T>(
         &mut self,
         id: &PlanId,
         f: impl FnOnce(&mut Plan) -> Result<T, PlanError>,
     ) -> Result<T, CoreError> {
         self.plan_gate()?;
         self.plan(*id)?;
-        let Device { store, open_plans, views, .. } = self;
-        let plan = open_plans.get_mut(id).ok_or(CoreError::UnknownPlan(*id))?;
+        let plan = self.open_plans.get_mut(id).ok_or(CoreError::UnknownPlan(*id))?;
         let before = plan.heads();
         let family_before = family_of(plan);
         let result = f(plan);
@@ -515,14 +577,14 @@ impl Device {
         if changes.is_empty() {
             return Ok(result?);
         }
-        views.remove(id);
+        let family = family_of(plan);
+        self.views.remove(id);
         let persisted = match &result {
             Ok(_) => {
-                let family = family_of(plan);
                 let header = (family != family_before)
                     .then(|| family.map(|family| PlanHeader { plan: *id, family }))
                     .flatten();
-                store.append_changes(plan, header.as_ref(), &changes, true)
+                self.persist_edit(id, header.as_ref(), &changes)
             }
             // A failed edit that still wrote something (a multi-step closure): drop it all.
             Err(_) => Ok(()),
@@ -532,6 +594,25 @@ impl Device {
         }
         persisted?;
         Ok(result?)
+    }
+
+    /// One durable transaction: an edit's changes and its events.
+    fn persist_edit(
+        &mut self,
+        id: &PlanId,
+        header: Option<&PlanHeader>,
+        changes: &[(Compartment, Vec<Vec<u8>>)],
+    ) -> Result<(), CoreError> {
+        let changed: Vec<Compartment> = changes.iter().map(|(c, _)| *c).collect();
+        let prepared = self.prepare_events(&self.edit_accesses(*id, &changed))?;
+        let Device { store, open_plans, .. } = self;
+        let plan = open_plans.get(id).ok_or(CoreError::UnknownPlan(*id))?;
+        store.write(|w| {
+            w.append_changes(plan, header, changes, true)?;
+            crate::audit::write_prepared(w, &prepared)
+        })?;
+        self.audit_committed(prepared);
+        Ok(())
     }
 
     /// Number of changes written here that await a push.
@@ -560,6 +641,10 @@ impl Device {
 
     /// The whole plan (every held compartment) as a sealed transfer file.
     pub fn export_changes(&mut self, id: &PlanId, passphrase: &str) -> Result<Vec<u8>, CoreError> {
+        self.audited(Access::on(AuditAction::Export, *id), |d| d.export_of(id, passphrase))
+    }
+
+    fn export_of(&mut self, id: &PlanId, passphrase: &str) -> Result<Vec<u8>, CoreError> {
         self.plan_gate()?;
         let plan = self.plan(*id)?;
         let docs = plan
@@ -572,7 +657,12 @@ impl Device {
 
     /// Merges a transfer file into this device: the plan is created if new, and only changes
     /// not yet held are stored. The file is verified in full before anything is written.
+    /// Recorded as `Import` of the plan, in the transaction that stores what it brought.
     pub fn import_changes(&mut self, file: &[u8], passphrase: &str) -> Result<ImportReport, CoreError> {
+        self.audited(Access::of(AuditAction::Import), |d| d.import_recorded(file, passphrase))
+    }
+
+    fn import_recorded(&mut self, file: &[u8], passphrase: &str) -> Result<ImportReport, CoreError> {
         self.plan_gate()?;
         let contents = transfer::open(file, passphrase)?;
         let id = contents.plan;
@@ -612,10 +702,15 @@ impl Device {
             new_plan: !known,
             changes: changes.iter().map(|(_, c)| c.len()).sum(),
         };
-        if !changes.is_empty() {
-            let header = PlanHeader { plan: id, family: view.family };
-            self.store.append_changes(&merged, Some(&header), &changes, false)?;
-        }
+        let prepared = self.prepare_events(&[Access::on(AuditAction::Import, id)])?;
+        self.store.write(|w| {
+            if !changes.is_empty() {
+                let header = PlanHeader { plan: id, family: view.family };
+                w.append_changes(&merged, Some(&header), &changes, false)?;
+            }
+            crate::audit::write_prepared(w, &prepared)
+        })?;
+        self.audit_committed(prepared);
         self.views.remove(&id);
         self.open_plans.insert(id, merged);
         Ok(report)

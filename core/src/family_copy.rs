@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::calendar::{dutch_date_string, dutch_long_date as dutch_date, dutch_long_date_of_ms};
 
+use crate::audit::{Access, AuditAction};
 use crate::Device;
 use crate::error::CoreError;
 use crate::ids::PlanId;
@@ -285,6 +286,10 @@ impl Device {
     /// The family's copy of a plan as this device can make it today (the device clock's
     /// date). What the regisseur put in shows only where this device holds its compartment.
     pub fn family_copy(&mut self, plan: &PlanId) -> Result<FamilyCopy, CoreError> {
+        self.audited(Access::on(AuditAction::Print, *plan), |d| d.family_copy_recorded(plan))
+    }
+
+    fn family_copy_recorded(&mut self, plan: &PlanId) -> Result<FamilyCopy, CoreError> {
         let mut view = self.read(plan)?;
         view.family_copy_items = self.included_by_regie(plan)?;
         let adopted = self.adopted_stamp(plan)?;
@@ -295,6 +300,15 @@ impl Device {
     /// choice: refused ([`CoreError::NotAllowed`]) unless this device's user holds regie by
     /// the plan's chain (as for settling a conflict).
     pub fn include_in_family_copy(
+        &mut self,
+        plan: &PlanId,
+        item: FamilyCopyItem,
+        included: bool,
+    ) -> Result<(), CoreError> {
+        self.audited(Access::on(AuditAction::Change, *plan), |d| d.include_in_family_copy_recorded(plan, item, included))
+    }
+
+    fn include_in_family_copy_recorded(
         &mut self,
         plan: &PlanId,
         item: FamilyCopyItem,

@@ -23,6 +23,7 @@
 
 pub mod adoption;
 pub mod agenda;
+pub mod audit;
 pub mod audience;
 pub mod calendar;
 pub mod clock;

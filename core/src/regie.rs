@@ -6,6 +6,7 @@
 use eenplan_protocol::membership::{Change, Grondslag, LEVELS, Participant, Roster, SignedBy};
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{Access, AuditAction};
 use crate::device::Device;
 use crate::error::CoreError;
 use crate::ids::{EntityId, PlanId};
@@ -84,6 +85,15 @@ impl Device {
         phone: Option<&str>,
         email: Option<&str>,
     ) -> Result<(), CoreError> {
+        self.audited(Access::on(AuditAction::Change, *plan), |d| d.set_own_contact_recorded(plan, phone, email))
+    }
+
+    fn set_own_contact_recorded(
+        &mut self,
+        plan: &PlanId,
+        phone: Option<&str>,
+        email: Option<&str>,
+    ) -> Result<(), CoreError> {
         let user = self.own_user_id()?.ok_or_else(|| {
             CoreError::NotAllowed(
                 "dit apparaat is nog niet aangemeld: er is geen gebruiker om gegevens van te tonen".into(),
@@ -121,6 +131,10 @@ impl Device {
 
     /// Offers regie to a participant; they hold it once they accept.
     pub fn hand_over_regie(&mut self, plan: &PlanId, to: &str) -> Result<(), CoreError> {
+        self.audited(Access::on(AuditAction::ParticipantChange, *plan).object("handover"), |d| d.hand_over_regie_recorded(plan, to))
+    }
+
+    fn hand_over_regie_recorded(&mut self, plan: &PlanId, to: &str) -> Result<(), CoreError> {
         let roster = self.roster_as_regisseur(plan)?;
         let to_id = participant_named(&roster, to)?;
         if to_id == roster.state().regisseur {
@@ -131,6 +145,10 @@ impl Device {
 
     /// Accepts regie offered to this device's user.
     pub fn accept_regie(&mut self, plan: &PlanId) -> Result<(), CoreError> {
+        self.audited(Access::on(AuditAction::ParticipantChange, *plan).object("accept"), |d| d.accept_regie_recorded(plan))
+    }
+
+    fn accept_regie_recorded(&mut self, plan: &PlanId) -> Result<(), CoreError> {
         let roster = self.held_roster(plan)?;
         if roster.state().offered != self.own_user_id()? {
             return Err(CoreError::NotAllowed("de regie van dit plan is u niet aangeboden".into()));
@@ -142,6 +160,18 @@ impl Device {
     /// content, sealed), and queues the signed step that adds the participants named and
     /// offers regie to `regie`.
     pub fn escalate_case(
+        &mut self,
+        plan: &PlanId,
+        level: EscalationLevel,
+        reason: &str,
+        grondslag: Grondslag,
+        regie: Option<&str>,
+        add: &[String],
+    ) -> Result<(), CoreError> {
+        self.audited(Access::on(AuditAction::ParticipantChange, *plan).object("escalate"), |d| d.escalate_case_recorded(plan, level, reason, grondslag, regie, add))
+    }
+
+    fn escalate_case_recorded(
         &mut self,
         plan: &PlanId,
         level: EscalationLevel,
@@ -183,6 +213,16 @@ impl Device {
         regie: &str,
         reason: &str,
     ) -> Result<(), CoreError> {
+        self.audited(Access::on(AuditAction::ParticipantChange, *plan).object("deescalate"), |d| d.deescalate_case_recorded(plan, level, regie, reason))
+    }
+
+    fn deescalate_case_recorded(
+        &mut self,
+        plan: &PlanId,
+        level: EscalationLevel,
+        regie: &str,
+        reason: &str,
+    ) -> Result<(), CoreError> {
         let roster = self.roster_as_regisseur(plan)?;
         if roster.state().level == level.as_str() {
             return Err(CoreError::NotAllowed(format!("het plan staat al op niveau {}", level.as_str())));
@@ -217,6 +257,10 @@ impl Device {
     /// Removes a participant: their devices get nothing new from the sync that posts it, and
     /// the compartments they could read move to a new key made by a remaining reader.
     pub fn remove_participant(&mut self, plan: &PlanId, user: &str) -> Result<(), CoreError> {
+        self.audited(Access::on(AuditAction::ParticipantChange, *plan).object("remove"), |d| d.remove_participant_recorded(plan, user))
+    }
+
+    fn remove_participant_recorded(&mut self, plan: &PlanId, user: &str) -> Result<(), CoreError> {
         let roster = self.roster_as_regisseur(plan)?;
         let user_id = participant_named(&roster, user)?;
         if user_id == roster.state().regisseur {
@@ -236,8 +280,12 @@ impl Device {
         conflict: &str,
         resolution: crate::plan::Resolution,
     ) -> Result<(), CoreError> {
-        self.require_regie(plan)?;
-        self.edit(plan, |p| p.resolve_conflict(conflict, resolution))
+        let mut access = Access::on(AuditAction::Settle, *plan);
+        access.object = crate::audit::conflict_entity(conflict);
+        self.audited_as(access, AuditAction::Settle, |d| {
+            d.require_regie(plan)?;
+            d.edit(plan, |p| p.resolve_conflict(conflict, resolution))
+        })
     }
 
     /// Refuses a regisseur's act on the plan's own content (settling a conflict, choosing

@@ -25,6 +25,7 @@ mod text;
 use automerge::ChangeHash;
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{Access, AuditAction};
 use crate::device::Device;
 use crate::error::CoreError;
 use crate::ids::{DeviceId, EntityId, PlanId};
@@ -117,6 +118,10 @@ impl Device {
     /// What changed in `plan` since this device last marked it reviewed (see the module
     /// documentation: others' changes only, in the compartments this device holds).
     pub fn review(&mut self, plan: &PlanId) -> Result<Review, CoreError> {
+        self.audited(Access::on(AuditAction::Read, *plan).object("review"), |d| d.review_recorded(plan))
+    }
+
+    fn review_recorded(&mut self, plan: &PlanId) -> Result<Review, CoreError> {
         self.plan_gate()?;
         let mut marked: [Vec<ChangeHash>; 4] = Default::default();
         let mut since_ms = None;

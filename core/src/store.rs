@@ -33,8 +33,10 @@
 //! parked_bundles (id)         sealed received bundles whose key has not arrived yet
 //! membership (plan_key)       sealed verified membership chain of the plan
 //! review_marks (doc_key)      sealed heads (and time) the reader last marked reviewed
+//! audit_events (seq)          sealed signed access-log events, until the server keeps them
 //! ```
 
+mod audit_records;
 mod migrations;
 mod records;
 mod review_marks;
@@ -338,6 +340,41 @@ impl Store {
         Ok(out)
     }
 
+    /// [`Store::write`] committed with `synchronous=NORMAL`: in WAL mode the commit survives
+    /// a killed process (it is in the WAL) but not a power cut until the next `FULL` commit
+    /// or checkpoint syncs the WAL. Only for what [`crate::audit`] records outside a write
+    /// (reads, refusals): see its module documentation for why. The connection is back at
+    /// `FULL` afterwards, whatever `f` did.
+    pub(crate) fn write_light<T>(
+        &mut self,
+        f: impl FnOnce(&mut StoreWriter<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let out = self.write(f);
+        let restored = self.conn.pragma_update(None, "synchronous", "FULL");
+        let out = out?;
+        restored?;
+        Ok(out)
+    }
+
+    /// Makes every commit so far durable, `NORMAL` ones included: a checkpoint syncs the WAL
+    /// before it copies it into the database (SQLite's documented behaviour for
+    /// `synchronous` NORMAL and FULL alike). Run before events leave the device.
+    pub(crate) fn make_durable(&mut self) -> Result<(), StoreError> {
+        self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// Up to `limit` access-log events after position `after`, oldest first.
+    pub(crate) fn audit_events_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        audit_records::after(&self.conn, &self.keys, after, limit)
+    }
+
+    /// How many access-log events wait on this device, and their sealed bytes.
+    pub(crate) fn audit_log_size(&self) -> Result<(u64, u64), StoreError> {
+        audit_records::size(&self.conn)
+    }
+
     pub fn sync_state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         sync_records::get_state(&self.conn, &self.keys, name)
     }
@@ -485,6 +522,16 @@ impl StoreWriter<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Appends one sealed access-log event at its chain position.
+    pub(crate) fn put_audit_event(&mut self, seq: u64, event: &[u8]) -> Result<(), StoreError> {
+        audit_records::put(self.tx, self.keys, seq, event)
+    }
+
+    /// Drops the access-log events at or before `seq` (the server keeps them).
+    pub(crate) fn drop_audit_events_through(&mut self, seq: u64) -> Result<usize, StoreError> {
+        audit_records::drop_through(self.tx, seq)
     }
 
     pub fn put_state(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {

@@ -370,6 +370,24 @@ impl Device {
         Ok(())
     }
 
+    /// [`Device::put_durable_queue`] for an act on who takes part: the access log's
+    /// `ParticipantChange` event `access` is written in the queue's own transaction.
+    pub(super) fn put_durable_queue_recorded<T: Serialize>(
+        &mut self,
+        name: &str,
+        queue: &[T],
+        access: crate::audit::Access,
+    ) -> Result<(), CoreError> {
+        let prepared = self.prepare_events(&[access])?;
+        let bytes = cbor(&queue);
+        self.store_mut().write(|w| {
+            w.put_state(name, &bytes)?;
+            crate::audit::write_prepared(w, &prepared)
+        })?;
+        self.audit_committed(prepared);
+        Ok(())
+    }
+
     fn cursor(&self) -> Result<u64, CoreError> {
         Ok(self
             .store()
@@ -460,6 +478,24 @@ impl Device {
     pub(crate) fn own_body(&self) -> Result<Option<DeviceBody>, CoreError> {
         let Some(server) = self.server_state()? else { return Ok(None) };
         Ok(self.own_certificate(&server).ok())
+    }
+
+    /// The stored record of this device's own certificate chain, as it is: what the access
+    /// log's actor is cached by.
+    pub(crate) fn own_certificate_record(&self) -> Result<Option<Vec<u8>>, CoreError> {
+        Ok(self.store().sync_state(STATE_CERTIFICATE)?)
+    }
+
+    /// Whom this device's own certificate names: verified now, or else (its validity passed,
+    /// the clock far off) as it was verified when stored. For naming who acts in the access
+    /// log, never for deciding what the device may do.
+    pub(crate) fn own_named_body(&self) -> Result<Option<DeviceBody>, CoreError> {
+        if let Some(body) = self.own_body()? {
+            return Ok(Some(body));
+        }
+        Ok(self
+            .certificate_state()?
+            .and_then(|c| Certificate::from_bytes(&c.certificate).ok()?.claimed_device_body().ok()))
     }
 
     /// This device's own verified certificate body.
@@ -618,6 +654,109 @@ pub(crate) fn enrol(access: &impl access::Access, server: &str, code: &str) -> R
         device.store_mut().write(|w| w.put_state(STATE_SERVER, &cbor(&state)))?;
         Ok(Enrolment::PendingApproval)
     })
+}
+
+/// A network for unit tests with no server: a root and an administrator that certify
+/// devices, which are then enrolled and approved on the spot, and plans whose chain a
+/// device starts itself.
+#[cfg(test)]
+pub(crate) mod test_network {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use ed25519_dalek::SigningKey;
+    use eenplan_protocol::certificate::{AdminBody, Certificate, DeviceBody, device_id_of};
+    use eenplan_protocol::membership::{CertificateChain, Entry, Roster};
+
+    use super::{CertificateState, STATE_CERTIFICATE, STATE_SERVER, ServerState, cbor};
+    use crate::device::Device;
+    use crate::ids::PlanId;
+    use crate::sync::membership::HeldChain;
+
+    pub(crate) struct TestNetwork {
+        pub root: SigningKey,
+        admin: SigningKey,
+        admin_certificate: Vec<u8>,
+    }
+
+    /// Who a test device belongs to.
+    pub(crate) struct TestUser<'a> {
+        pub user_id: i64,
+        pub name: &'a str,
+        pub organisation: &'a str,
+        pub role: &'a str,
+    }
+
+    impl TestNetwork {
+        pub(crate) fn new() -> TestNetwork {
+            let root = SigningKey::from_bytes(&[1; 32]);
+            let admin = SigningKey::from_bytes(&[2; 32]);
+            let body = AdminBody {
+                admin_public: admin.verifying_key().to_bytes(),
+                name: "beheer".into(),
+                issued_at_ms: 0,
+            };
+            let admin_certificate = Certificate::sign_admin(&body, &root).to_bytes();
+            TestNetwork { root, admin, admin_certificate }
+        }
+
+        pub(crate) fn root_public(&self) -> [u8; 32] {
+            self.root.verifying_key().to_bytes()
+        }
+
+        /// A certificate chain for a device with these keys, valid for years around `now`.
+        pub(crate) fn chain(&self, signing: &[u8; 32], agreement: &[u8], user: &TestUser<'_>, now: i64) -> CertificateChain {
+            let body = DeviceBody {
+                device_id: device_id_of(signing),
+                user_id: user.user_id,
+                user_name: user.name.into(),
+                organisation: user.organisation.into(),
+                role: user.role.into(),
+                signing_public: *signing,
+                agreement_public: agreement.to_vec(),
+                valid_from_ms: now - 86_400_000,
+                valid_until_ms: now + 1000 * 86_400_000,
+                issuer: self.admin.verifying_key().to_bytes(),
+            };
+            CertificateChain {
+                certificate: Certificate::sign_device(&body, &self.admin).to_bytes(),
+                admin_certificate: self.admin_certificate.clone(),
+            }
+        }
+
+        /// Enrols and approves `device` for `user`, as a session would have stored it.
+        pub(crate) fn enrol(&self, device: &mut Device, user: &TestUser<'_>) {
+            let signing = device.identity().signing_public().to_bytes();
+            let agreement = device.identity().agreement_public().to_vec();
+            let chain = self.chain(&signing, &agreement, user, device.now_ms());
+            let server = ServerState {
+                url: "https://eenplan.test".into(),
+                root_public: self.root_public(),
+                escrow_public: eenplan_protocol::envelope::generate_keypair().1,
+            };
+            let certificate = CertificateState {
+                certificate: chain.certificate,
+                admin_certificate: chain.admin_certificate,
+                lease_hours: 72,
+            };
+            device
+                .store_mut()
+                .write(|w| {
+                    w.put_state(STATE_SERVER, &cbor(&server))?;
+                    w.put_state(STATE_CERTIFICATE, &cbor(&certificate))
+                })
+                .unwrap();
+        }
+
+        /// Gives `plan` on `device` a chain whose first entry `creator` signed (the creator
+        /// holds regie), as a sync would have verified and kept it.
+        pub(crate) fn start_chain(&self, device: &mut Device, plan: PlanId, creator: &SigningKey, chain: CertificateChain) {
+            let signed = Entry::create(*plan.as_bytes(), device.now_ms(), chain).sign(creator);
+            let roster = Roster::start(&signed, &self.root_public(), &|_, _| false).unwrap();
+            let held = HeldChain { entries: vec![signed.to_bytes()], roster };
+            device.store_mut().write(|w| w.put_membership(plan, &cbor(&held))).unwrap();
+            device.forget_view(&plan);
+        }
+    }
 }
 
 #[cfg(test)]

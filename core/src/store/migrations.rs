@@ -88,6 +88,14 @@ const MIGRATIONS: &[&str] = &[
          doc_key BLOB PRIMARY KEY,
          sealed  BLOB NOT NULL
      ) WITHOUT ROWID;",
+    // 6: the access log (NEN 7513): this device's signed, hash-linked events by position,
+    //    each sealed, kept until the server acknowledged them (`crate::audit`). The chain's
+    //    head, the organisation's audit key and the acknowledged position are sealed sync
+    //    state.
+    "CREATE TABLE audit_events (
+         seq    INTEGER PRIMARY KEY,
+         sealed BLOB NOT NULL
+     );",
 ];
 
 /// The schema version this build writes.

@@ -30,6 +30,8 @@ pub(super) struct Run {
     pub uploads: Uploads,
     pub judge: Judge,
     pub page: PageSize,
+    /// The last access-log position this sync's requests carried (0: none yet).
+    pub audit_sent: u64,
 }
 
 /// The pull page the device asks for, sized to what the link carried so far: about

@@ -141,6 +141,14 @@ impl Device {
         pass.history.advance(&outgoing.request.history, &response.history);
         let writes = self.merge_arrivals(&mut pass, arrivals, &witnesses)?;
         let accepted = self.commit_answer(&mut pass, judge, outgoing, response, writes, &parked_ids)?;
+        // The access log's part, once per answer (after the last pass): a bad audit key is
+        // reported and ignored, never a reason to stop the sync.
+        let audit_key = response.audit_key.as_ref();
+        let (root, organisation) = (&server.root_public, pass.own.organisation.clone());
+        let through = response.audit_through;
+        if let Some(refusal) = self.take_audit_answer(root, &organisation, audit_key, through, run.audit_sent)? {
+            pass.report.refused.push(format!("audit key from the server ignored: {refusal}"));
+        }
         // One document that cannot be laid out here must not fail the others' sync.
         let minted: Vec<(PlanId, Compartment)> = pass
             .keys

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use super::access::Access;
 use super::transport::Transport;
 use super::{CertificateState, ServerState, SyncError, SyncReport, cbor, from_cbor};
+use crate::audit::{Access as Accessed, AuditAction};
 use crate::device::Device;
 use crate::error::CoreError;
 use crate::ids::PlanId;
@@ -54,6 +55,19 @@ pub enum Intent {
     Accept,
     Escalate { level: String, grondslag: Grondslag, step: u64, regie: Option<String>, add: Vec<String> },
     Deescalate { level: String, step: u64, regie: String, remove: Vec<String> },
+}
+
+impl Intent {
+    /// What the access log names the act by.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Intent::Remove { .. } => "remove",
+            Intent::Handover { .. } => "handover",
+            Intent::Accept => "accept",
+            Intent::Escalate { .. } => "escalate",
+            Intent::Deescalate { .. } => "deescalate",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,8 +207,14 @@ impl Device {
         Ok(())
     }
 
-    /// Queues an act on the plan's chain, durably; a sync signs and posts it.
+    /// Queues an act on the plan's chain, durably; a sync signs and posts it. Recorded in
+    /// the access log as `ParticipantChange` (object: the act), in the queue's transaction.
     pub fn queue_intent(&mut self, plan: &PlanId, intent: Intent) -> Result<(), CoreError> {
+        let access = Accessed::on(AuditAction::ParticipantChange, *plan).object(intent.kind());
+        self.audited(access.clone(), |d| d.queue_intent_recorded(plan, intent, access))
+    }
+
+    fn queue_intent_recorded(&mut self, plan: &PlanId, intent: Intent, access: Accessed) -> Result<(), CoreError> {
         self.ensure_not_wiped()?;
         if !self.store().has_plan(*plan)? {
             return Err(CoreError::UnknownPlan(*plan));
@@ -207,7 +227,7 @@ impl Device {
             .into());
         }
         queue.push(QueuedIntent { plan: *plan, intent, queued_at_ms: self.now_ms() });
-        self.put_durable_queue(STATE_INTENTS, &queue)
+        self.put_durable_queue_recorded(STATE_INTENTS, &queue, access)
     }
 
     /// The acts waiting for a sync, oldest first.

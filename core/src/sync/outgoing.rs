@@ -109,6 +109,14 @@ impl Device {
         }
         request.push = self.pushes(&waiting, run.page.push_budget() as usize)?;
         run.report.pushed_bundles += request.push.len();
+        // The access log rides along in what the round's budget leaves (a quarter at least).
+        let budget = run.page.push_budget() as usize;
+        let pushed: usize = request.push.iter().map(|b| b.0.len()).sum();
+        let audit_budget = budget.saturating_sub(pushed).max(budget / 4);
+        let audit = self.audit_request(&server.root_public, &own.organisation, run.audit_sent, audit_budget)?;
+        request.audit = audit.uploads;
+        request.audit_key_version = audit.key_version;
+        run.audit_sent = run.audit_sent.max(audit.last);
         let uploads = &mut run.uploads;
         request.commitments.append(&mut uploads.commitments);
         request.rotations.append(&mut uploads.rotations);

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::access::Access;
 use super::transport::Transport;
 use super::{ServerState, ShareOutcome, SyncError, SyncReport, driver};
+use crate::audit::{Access as Accessed, AuditAction};
 use crate::device::Device;
 use crate::error::CoreError;
 use crate::ids::PlanId;
@@ -47,7 +48,20 @@ pub struct ShareFailure {
 impl Device {
     /// Queues a share of `plan` with the user named `user` in `role`, durably; a sync carries
     /// it out. Sharing the same plan with the same user again replaces the queued role.
+    /// Recorded in the access log as `ParticipantChange` (object `add`), in the queue's
+    /// transaction.
     pub fn queue_share(&mut self, plan: &PlanId, user: &str, role: &str) -> Result<(), CoreError> {
+        let access = Accessed::on(AuditAction::ParticipantChange, *plan).object("add");
+        self.audited(access.clone(), |d| d.queue_share_recorded(plan, user, role, access))
+    }
+
+    fn queue_share_recorded(
+        &mut self,
+        plan: &PlanId,
+        user: &str,
+        role: &str,
+        access: Accessed,
+    ) -> Result<(), CoreError> {
         self.ensure_not_wiped()?;
         if !self.store().has_plan(*plan)? {
             return Err(CoreError::UnknownPlan(*plan));
@@ -80,7 +94,7 @@ impl Device {
             .into());
         }
         queue.push(QueuedShare { plan: *plan, user: user.to_owned(), role, queued_at_ms: self.now_ms() });
-        self.put_durable_queue(STATE_SHARES, &queue)
+        self.put_durable_queue_recorded(STATE_SHARES, &queue, access)
     }
 
     /// The shares waiting for a sync, oldest first.
