@@ -113,7 +113,12 @@ impl Device {
         self.audited_as(access, AuditAction::Adopt, |d| d.adopt_recorded(plan, with_family, present))
     }
 
-    fn adopt_recorded(&mut self, plan: &PlanId, with_family: &str, present: &[String]) -> Result<u32, CoreError> {
+    fn adopt_recorded(
+        &mut self,
+        plan: &PlanId,
+        with_family: &str,
+        present: &[String],
+    ) -> Result<u32, CoreError> {
         let roster = self.roster_as_regisseur(plan)?;
         let present =
             present.iter().map(|name| participant_named(&roster, name)).collect::<Result<_, _>>()?;
@@ -185,8 +190,7 @@ impl Device {
 
     /// The newest verified adoption, if any.
     pub fn latest_adoption(&mut self, plan: &PlanId) -> Result<Option<Adoption>, CoreError> {
-        Ok(self
-            .adoptions(plan)?.into_iter().rfind(|a| a.check == AdoptionCheck::Verified))
+        Ok(self.adoptions(plan)?.into_iter().rfind(|a| a.check == AdoptionCheck::Verified))
     }
 
     /// A verified adopted version (`None`: the newest) as it was, and what changed since.
@@ -199,7 +203,9 @@ impl Device {
     /// The newest verified adopted version as it was, and what changed since; `None` when
     /// the plan has none. The records are judged once.
     pub fn newest_adopted_plan(&mut self, plan: &PlanId) -> Result<Option<AdoptedPlan>, CoreError> {
-        self.audited(Access::on(AuditAction::Read, *plan).object("adopted"), |d| d.find_adopted_plan(plan, None))
+        self.audited(Access::on(AuditAction::Read, *plan).object("adopted"), |d| {
+            d.find_adopted_plan(plan, None)
+        })
     }
 
     fn find_adopted_plan(

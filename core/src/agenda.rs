@@ -6,8 +6,8 @@
 use serde::{Deserialize, Serialize};
 use time::Duration;
 
-use crate::calendar::{dutch_date, parse_date};
 use crate::audit::{Access, AuditAction};
+use crate::calendar::{dutch_date, parse_date};
 use crate::device::{Device, PlanListEntry};
 use crate::error::CoreError;
 use crate::ids::{EntityId, PlanId};

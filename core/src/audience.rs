@@ -58,7 +58,9 @@ impl Device {
     /// Who can read `compartment` of `plan` now: the plan's participants whose role the
     /// policy this device holds lets read it.
     pub fn audience(&mut self, plan: &PlanId, compartment: Compartment) -> Result<Audience, CoreError> {
-        self.audited(Access::on(AuditAction::Read, *plan).object("audience").compartment(compartment), |d| d.audience_recorded(plan, compartment))
+        self.audited(Access::on(AuditAction::Read, *plan).object("audience").compartment(compartment), |d| {
+            d.audience_recorded(plan, compartment)
+        })
     }
 
     fn audience_recorded(&mut self, plan: &PlanId, compartment: Compartment) -> Result<Audience, CoreError> {

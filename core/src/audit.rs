@@ -178,6 +178,11 @@ struct Frame {
 #[derive(Debug, Default)]
 pub(crate) struct AuditState {
     head: ChainHead,
+    /// Whether an entry point is being served: set by the outermost one, cleared by a guard
+    /// that also runs when a call panics, so that no later call is taken for a nested one
+    /// (which records nothing).
+    serving: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The entry point being served; meaningful only while `serving` is set.
     frame: Option<Frame>,
     /// Who acts, by the stored certificate record it was read from: verifying a certificate
     /// costs more than a read may.
@@ -191,7 +196,7 @@ impl AuditState {
                 .map_err(|_| StoreError::Corrupt("the access log's head is not decodable".into()))?,
             None => ChainHead::default(),
         };
-        Ok(AuditState { head, frame: None, actor: None })
+        Ok(AuditState { head, ..AuditState::default() })
     }
 }
 

@@ -165,7 +165,9 @@ impl Device {
         action: NewAction,
         owner: Option<&str>,
     ) -> Result<EntityId, CoreError> {
-        self.audited(Access::on(AuditAction::Change, *plan), |d| d.add_action_for_recorded(plan, action, owner))
+        self.audited(Access::on(AuditAction::Change, *plan), |d| {
+            d.add_action_for_recorded(plan, action, owner)
+        })
     }
 
     fn add_action_for_recorded(
@@ -187,7 +189,9 @@ impl Device {
         action: EntityId,
         owner: &str,
     ) -> Result<(), CoreError> {
-        self.audited(Access::on(AuditAction::Change, *plan), |d| d.set_action_owner_recorded(plan, action, owner))
+        self.audited(Access::on(AuditAction::Change, *plan), |d| {
+            d.set_action_owner_recorded(plan, action, owner)
+        })
     }
 
     fn set_action_owner_recorded(
@@ -235,7 +239,9 @@ impl Device {
         attendees: &[String],
         decisions: Vec<DecisionInput>,
     ) -> Result<EntityId, CoreError> {
-        self.audited(Access::on(AuditAction::Change, *plan), |d| d.record_meeting_recorded(plan, date, attendees, decisions))
+        self.audited(Access::on(AuditAction::Change, *plan), |d| {
+            d.record_meeting_recorded(plan, date, attendees, decisions)
+        })
     }
 
     fn record_meeting_recorded(
@@ -266,7 +272,9 @@ impl Device {
 
     /// The ZRM trend of the family member `member` names (a name or an id).
     pub fn scores(&mut self, plan: &PlanId, member: &str) -> Result<Vec<DomainTrend>, CoreError> {
-        self.audited(Access::on(AuditAction::Read, *plan).object("scores"), |d| d.scores_recorded(plan, member))
+        self.audited(Access::on(AuditAction::Read, *plan).object("scores"), |d| {
+            d.scores_recorded(plan, member)
+        })
     }
 
     fn scores_recorded(&mut self, plan: &PlanId, member: &str) -> Result<Vec<DomainTrend>, CoreError> {

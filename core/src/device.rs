@@ -322,7 +322,11 @@ impl Device {
 
     /// [`Device::create_plan_with_domains`]; its `Create` event is in the plan's first
     /// transaction.
-    fn create_plan_recorded(&mut self, family: &str, domains: Option<Vec<String>>) -> Result<PlanId, CoreError> {
+    fn create_plan_recorded(
+        &mut self,
+        family: &str,
+        domains: Option<Vec<String>>,
+    ) -> Result<PlanId, CoreError> {
         self.plan_gate()?;
         let id = PlanId::random();
         let mut plan = Plan::create(id, self.device_id(), family, domains, self.clock.clone())?;

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::calendar::{dutch_date_string, dutch_long_date as dutch_date, dutch_long_date_of_ms};
 
-use crate::audit::{Access, AuditAction};
 use crate::Device;
+use crate::audit::{Access, AuditAction};
 use crate::error::CoreError;
 use crate::ids::PlanId;
 use crate::plan::PlanView;
@@ -305,7 +305,9 @@ impl Device {
         item: FamilyCopyItem,
         included: bool,
     ) -> Result<(), CoreError> {
-        self.audited(Access::on(AuditAction::Change, *plan), |d| d.include_in_family_copy_recorded(plan, item, included))
+        self.audited(Access::on(AuditAction::Change, *plan), |d| {
+            d.include_in_family_copy_recorded(plan, item, included)
+        })
     }
 
     fn include_in_family_copy_recorded(

@@ -23,8 +23,8 @@
 
 pub mod adoption;
 pub mod agenda;
-pub mod audit;
 pub mod audience;
+pub mod audit;
 pub mod calendar;
 pub mod clock;
 pub mod crypto;

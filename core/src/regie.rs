@@ -85,7 +85,9 @@ impl Device {
         phone: Option<&str>,
         email: Option<&str>,
     ) -> Result<(), CoreError> {
-        self.audited(Access::on(AuditAction::Change, *plan), |d| d.set_own_contact_recorded(plan, phone, email))
+        self.audited(Access::on(AuditAction::Change, *plan), |d| {
+            d.set_own_contact_recorded(plan, phone, email)
+        })
     }
 
     fn set_own_contact_recorded(
@@ -131,7 +133,9 @@ impl Device {
 
     /// Offers regie to a participant; they hold it once they accept.
     pub fn hand_over_regie(&mut self, plan: &PlanId, to: &str) -> Result<(), CoreError> {
-        self.audited(Access::on(AuditAction::ParticipantChange, *plan).object("handover"), |d| d.hand_over_regie_recorded(plan, to))
+        self.audited(Access::on(AuditAction::ParticipantChange, *plan).object("handover"), |d| {
+            d.hand_over_regie_recorded(plan, to)
+        })
     }
 
     fn hand_over_regie_recorded(&mut self, plan: &PlanId, to: &str) -> Result<(), CoreError> {
@@ -145,7 +149,9 @@ impl Device {
 
     /// Accepts regie offered to this device's user.
     pub fn accept_regie(&mut self, plan: &PlanId) -> Result<(), CoreError> {
-        self.audited(Access::on(AuditAction::ParticipantChange, *plan).object("accept"), |d| d.accept_regie_recorded(plan))
+        self.audited(Access::on(AuditAction::ParticipantChange, *plan).object("accept"), |d| {
+            d.accept_regie_recorded(plan)
+        })
     }
 
     fn accept_regie_recorded(&mut self, plan: &PlanId) -> Result<(), CoreError> {
@@ -168,7 +174,9 @@ impl Device {
         regie: Option<&str>,
         add: &[String],
     ) -> Result<(), CoreError> {
-        self.audited(Access::on(AuditAction::ParticipantChange, *plan).object("escalate"), |d| d.escalate_case_recorded(plan, level, reason, grondslag, regie, add))
+        self.audited(Access::on(AuditAction::ParticipantChange, *plan).object("escalate"), |d| {
+            d.escalate_case_recorded(plan, level, reason, grondslag, regie, add)
+        })
     }
 
     fn escalate_case_recorded(
@@ -213,7 +221,9 @@ impl Device {
         regie: &str,
         reason: &str,
     ) -> Result<(), CoreError> {
-        self.audited(Access::on(AuditAction::ParticipantChange, *plan).object("deescalate"), |d| d.deescalate_case_recorded(plan, level, regie, reason))
+        self.audited(Access::on(AuditAction::ParticipantChange, *plan).object("deescalate"), |d| {
+            d.deescalate_case_recorded(plan, level, regie, reason)
+        })
     }
 
     fn deescalate_case_recorded(
@@ -257,7 +267,9 @@ impl Device {
     /// Removes a participant: their devices get nothing new from the sync that posts it, and
     /// the compartments they could read move to a new key made by a remaining reader.
     pub fn remove_participant(&mut self, plan: &PlanId, user: &str) -> Result<(), CoreError> {
-        self.audited(Access::on(AuditAction::ParticipantChange, *plan).object("remove"), |d| d.remove_participant_recorded(plan, user))
+        self.audited(Access::on(AuditAction::ParticipantChange, *plan).object("remove"), |d| {
+            d.remove_participant_recorded(plan, user)
+        })
     }
 
     fn remove_participant_recorded(&mut self, plan: &PlanId, user: &str) -> Result<(), CoreError> {

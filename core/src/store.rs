@@ -366,7 +366,11 @@ impl Store {
     }
 
     /// Up to `limit` access-log events after position `after`, oldest first.
-    pub(crate) fn audit_events_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    pub(crate) fn audit_events_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         audit_records::after(&self.conn, &self.keys, after, limit)
     }
 

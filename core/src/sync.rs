@@ -704,7 +704,13 @@ pub(crate) mod test_network {
         }
 
         /// A certificate chain for a device with these keys, valid for years around `now`.
-        pub(crate) fn chain(&self, signing: &[u8; 32], agreement: &[u8], user: &TestUser<'_>, now: i64) -> CertificateChain {
+        pub(crate) fn chain(
+            &self,
+            signing: &[u8; 32],
+            agreement: &[u8],
+            user: &TestUser<'_>,
+            now: i64,
+        ) -> CertificateChain {
             let body = DeviceBody {
                 device_id: device_id_of(signing),
                 user_id: user.user_id,
@@ -749,7 +755,13 @@ pub(crate) mod test_network {
 
         /// Gives `plan` on `device` a chain whose first entry `creator` signed (the creator
         /// holds regie), as a sync would have verified and kept it.
-        pub(crate) fn start_chain(&self, device: &mut Device, plan: PlanId, creator: &SigningKey, chain: CertificateChain) {
+        pub(crate) fn start_chain(
+            &self,
+            device: &mut Device,
+            plan: PlanId,
+            creator: &SigningKey,
+            chain: CertificateChain,
+        ) {
             let signed = Entry::create(*plan.as_bytes(), device.now_ms(), chain).sign(creator);
             let roster = Roster::start(&signed, &self.root_public(), &|_, _| false).unwrap();
             let held = HeldChain { entries: vec![signed.to_bytes()], roster };

@@ -1,6 +1,9 @@
 //! Making events: an entry point served as one access, events signed and chained, and
 //! written in a write's transaction or in one small transaction of their own.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use eenplan_protocol::audit::{Actor, AuditAction, AuditResult, ChainHead, SignedEvent};
 use eenplan_protocol::sync::Fixed;
 
@@ -30,12 +33,15 @@ impl Device {
         edits_as: AuditAction,
         call: impl FnOnce(&mut Device) -> Result<T, CoreError>,
     ) -> Result<T, CoreError> {
-        if self.audit_state().frame.is_some() {
+        let serving = Arc::clone(&self.audit_state().serving);
+        if serving.swap(true, Ordering::SeqCst) {
             return call(self);
         }
+        let guard = Serving(serving);
         self.audit_state().frame = Some(Frame { access: access.clone(), edits_as, recorded: false });
         let result = call(self);
         let recorded = self.audit_state().frame.take().is_some_and(|f| f.recorded);
+        drop(guard);
         match result {
             Ok(value) if recorded => Ok(value),
             Ok(value) => {
@@ -97,10 +103,10 @@ impl Device {
     /// Takes in events that were committed: the head moves, and the entry point being served
     /// knows whether its own action is recorded.
     pub(crate) fn audit_committed(&mut self, prepared: Prepared) {
-        let state = self.audit_state();
         if prepared.events.is_empty() {
             return;
         }
+        let state = self.audit_state();
         state.head = prepared.head;
         if let Some(frame) = state.frame.as_mut()
             && prepared.actions.contains(&frame.access.action)
@@ -122,7 +128,8 @@ impl Device {
     }
 
     fn audit_frame(&self) -> Option<&Frame> {
-        self.audit_state_ref().frame.as_ref()
+        let state = self.audit_state_ref();
+        state.frame.as_ref().filter(|_| state.serving.load(Ordering::SeqCst))
     }
 
     /// Who acts: the device's own certificate, cached by the stored record it came from.
@@ -192,6 +199,16 @@ impl Device {
     /// Where this device's chain stands: the next event continues from here.
     pub fn audit_head(&self) -> ChainHead {
         self.audit_state_ref().head
+    }
+}
+
+/// Clears [`super::AuditState::serving`] when the outermost entry point ends, by return or
+/// by panic.
+struct Serving(Arc<AtomicBool>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
     }
 }
 

@@ -40,12 +40,8 @@ fn wims_phone(net: &TestNetwork) -> (Phone, PlanId) {
     net.enrol(&mut p.device, &WIM);
     let plan = p.device.create_plan("Jansen").unwrap();
     let signing = p.device.identity().signing_key().clone();
-    let chain = net.chain(
-        &signing.verifying_key().to_bytes(),
-        p.device.identity().agreement_public(),
-        &WIM,
-        START,
-    );
+    let chain =
+        net.chain(&signing.verifying_key().to_bytes(), p.device.identity().agreement_public(), &WIM, START);
     net.start_chain(&mut p.device, plan, &signing, chain);
     (p, plan)
 }
@@ -124,8 +120,14 @@ fn export_import_print_and_settling_a_conflict_record_their_actions() {
     let mut bram = phone();
     bram.device.import_changes(&file, "overdracht").unwrap();
     let id = Some(*plan.as_bytes());
-    assert_eq!(what(events(&anja.device).last().unwrap()), (AuditAction::Export, id, None, None, AuditResult::Done));
-    assert_eq!(what(events(&bram.device).last().unwrap()), (AuditAction::Import, id, None, None, AuditResult::Done));
+    assert_eq!(
+        what(events(&anja.device).last().unwrap()),
+        (AuditAction::Export, id, None, None, AuditResult::Done)
+    );
+    assert_eq!(
+        what(events(&bram.device).last().unwrap()),
+        (AuditAction::Import, id, None, None, AuditResult::Done)
+    );
 
     // Concurrent statuses: a conflict, settled by the creator.
     anja.device.edit(&plan, |p| p.set_goal_status(goal_id, GoalStatus::Achieved)).unwrap();
@@ -158,7 +160,13 @@ fn the_agenda_records_one_read_per_plan_it_shows_lines_of_adopting_and_participa
             let goal = p.add_goal(goal("Schulden in beeld"))?;
             let owner = Some(WIM.user_id);
             let title = "Brieven openen".into();
-            p.add_action(NewAction { goal, title, owner_org: "Wijkteam".into(), owner_user: owner, due: Some(today) })
+            p.add_action(NewAction {
+                goal,
+                title,
+                owner_org: "Wijkteam".into(),
+                owner_user: owner,
+                due: Some(today),
+            })
         })
         .unwrap();
     let before = events(&p.device).len();
@@ -174,7 +182,14 @@ fn the_agenda_records_one_read_per_plan_it_shows_lines_of_adopting_and_participa
     p.device.queue_share(&plan, "Els", "school").unwrap();
     p.device.hand_over_regie(&plan, &WIM.user_id.to_string()).unwrap_err();
     p.device
-        .escalate_case(&plan, crate::plan::EscalationLevel::Lokaal, "Zorgen", eenplan_protocol::membership::Grondslag::Convenant, None, &[])
+        .escalate_case(
+            &plan,
+            crate::plan::EscalationLevel::Lokaal,
+            "Zorgen",
+            eenplan_protocol::membership::Grondslag::Convenant,
+            None,
+            &[],
+        )
         .unwrap();
     let participants = AuditAction::ParticipantChange;
     let new = since(&p.device, before);
@@ -267,7 +282,10 @@ fn an_edit_and_its_event_are_one_transaction() {
     assert!(failed.is_err());
     let recorded = since(&p.device, before);
     assert_eq!(recorded.len(), 1);
-    assert_eq!(what(&recorded[0]), (AuditAction::Change, Some(*plan.as_bytes()), None, None, AuditResult::Failed));
+    assert_eq!(
+        what(&recorded[0]),
+        (AuditAction::Change, Some(*plan.as_bytes()), None, None, AuditResult::Failed)
+    );
     assert_eq!(recorded[0].detail.as_deref(), Some("invalid"));
     assert!(p.device.read(&plan).unwrap().goals.is_empty());
 
@@ -327,7 +345,10 @@ fn no_event_field_is_in_plaintext_in_the_database_or_its_wal() {
     let mut haystack = std::fs::read(&db).unwrap();
     haystack.extend(std::fs::read(db.with_extension("db-wal")).unwrap_or_default());
     for needle in &needles {
-        assert!(!haystack.windows(needle.len()).any(|w| w == needle.as_slice()), "{needle:?} is on disk in plaintext");
+        assert!(
+            !haystack.windows(needle.len()).any(|w| w == needle.as_slice()),
+            "{needle:?} is on disk in plaintext"
+        );
     }
     let _ = &p.dir;
 }
@@ -391,13 +412,22 @@ fn a_server_cannot_drop_what_was_not_sent_nor_roll_the_key_back_nor_stop_the_syn
     assert_eq!(p.device.take_audit_answer(&root, org, Some(&v1), 0, 0).unwrap(), None);
     assert_eq!(p.device.held_audit_key(&root, org).unwrap().unwrap().version, 2);
     let (_, other) = audit_key(&net, "Politie", 3);
-    assert_eq!(p.device.take_audit_answer(&root, org, Some(&other), 0, 0).unwrap(), Some(AuditKeyRefusal::OtherOrganisation));
+    assert_eq!(
+        p.device.take_audit_answer(&root, org, Some(&other), 0, 0).unwrap(),
+        Some(AuditKeyRefusal::OtherOrganisation)
+    );
     let (_, public) = eenplan_protocol::envelope::generate_keypair();
     let forged = AuditKey { organisation: org.into(), public, version: 9, issued_at_ms: START };
     let forged = Blob(forged.sign(&ed25519_dalek::SigningKey::from_bytes(&[4; 32])).to_bytes());
-    assert!(matches!(p.device.take_audit_answer(&root, org, Some(&forged), 0, 0), Ok(Some(AuditKeyRefusal::Unverified(_)))));
+    assert!(matches!(
+        p.device.take_audit_answer(&root, org, Some(&forged), 0, 0),
+        Ok(Some(AuditKeyRefusal::Unverified(_)))
+    ));
     let garbage = Blob(vec![0xff; 40]);
-    assert!(matches!(p.device.take_audit_answer(&root, org, Some(&garbage), 0, 0), Ok(Some(AuditKeyRefusal::Unverified(_)))));
+    assert!(matches!(
+        p.device.take_audit_answer(&root, org, Some(&garbage), 0, 0),
+        Ok(Some(AuditKeyRefusal::Unverified(_)))
+    ));
     assert_eq!(p.device.held_audit_key(&root, org).unwrap().unwrap().version, 2);
 }
 
@@ -420,4 +450,22 @@ fn uploads_are_bounded_by_the_budget_and_the_per_sync_limits() {
     let rest = p.device.audit_request(&root, org, first.last, 1 << 20).unwrap();
     let upload = AuditUpload::from_bytes(&rest.uploads[0].0).unwrap();
     assert_eq!((upload.first, upload.last), (2, p.device.audit_head().seq));
+}
+
+#[test]
+fn a_call_that_panicked_does_not_silence_the_events_of_later_calls() {
+    let mut p = phone();
+    let plan = p.device.create_plan("Jansen").unwrap();
+    let device = &mut p.device;
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        device.edit(&plan, |_| -> Result<(), crate::plan::PlanError> { panic!("a bug in a closure") })
+    }));
+    assert!(panicked.is_err());
+    let before = events(&p.device).len();
+    p.device.read(&plan).unwrap();
+    let new = since(&p.device, before);
+    assert_eq!(
+        new.iter().map(what).collect::<Vec<_>>(),
+        [(AuditAction::Read, Some(*plan.as_bytes()), None, None, AuditResult::Done)]
+    );
 }

@@ -39,7 +39,11 @@ pub(crate) struct AuditRequest {
 
 impl Device {
     /// The audit key of `organisation` this device holds, verified against `root`.
-    pub(crate) fn held_audit_key(&self, root: &[u8; 32], organisation: &str) -> Result<Option<AuditKey>, CoreError> {
+    pub(crate) fn held_audit_key(
+        &self,
+        root: &[u8; 32],
+        organisation: &str,
+    ) -> Result<Option<AuditKey>, CoreError> {
         let Some(bytes) = self.store().sync_state(STATE_KEY)? else { return Ok(None) };
         let corrupt = |what: &str| StoreError::Corrupt(format!("the stored audit key {what}"));
         let key = SignedAuditKey::from_bytes(&bytes)

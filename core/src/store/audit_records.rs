@@ -59,10 +59,9 @@ pub(super) fn after(
 
 /// How many events wait, and their sealed bytes (without SQLite's own row overhead).
 pub(super) fn size(conn: &Connection) -> Result<(u64, u64), StoreError> {
-    let (events, bytes): (i64, i64) = conn.query_row(
-        "SELECT COUNT(*), COALESCE(SUM(length(sealed)), 0) FROM audit_events",
-        [],
-        |row| Ok((row.get(0)?, row.get(1)?)),
-    )?;
+    let (events, bytes): (i64, i64) =
+        conn.query_row("SELECT COUNT(*), COALESCE(SUM(length(sealed)), 0) FROM audit_events", [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
     Ok((u64::try_from(events).unwrap_or(0), u64::try_from(bytes).unwrap_or(0)))
 }

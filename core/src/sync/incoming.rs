@@ -146,7 +146,9 @@ impl Device {
         let audit_key = response.audit_key.as_ref();
         let (root, organisation) = (&server.root_public, pass.own.organisation.clone());
         let through = response.audit_through;
-        if let Some(refusal) = self.take_audit_answer(root, &organisation, audit_key, through, run.audit_sent)? {
+        if let Some(refusal) =
+            self.take_audit_answer(root, &organisation, audit_key, through, run.audit_sent)?
+        {
             pass.report.refused.push(format!("audit key from the server ignored: {refusal}"));
         }
         // One document that cannot be laid out here must not fail the others' sync.

@@ -214,7 +214,12 @@ impl Device {
         self.audited(access.clone(), |d| d.queue_intent_recorded(plan, intent, access))
     }
 
-    fn queue_intent_recorded(&mut self, plan: &PlanId, intent: Intent, access: Accessed) -> Result<(), CoreError> {
+    fn queue_intent_recorded(
+        &mut self,
+        plan: &PlanId,
+        intent: Intent,
+        access: Accessed,
+    ) -> Result<(), CoreError> {
         self.ensure_not_wiped()?;
         if !self.store().has_plan(*plan)? {
             return Err(CoreError::UnknownPlan(*plan));

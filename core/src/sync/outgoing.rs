@@ -113,7 +113,8 @@ impl Device {
         let budget = run.page.push_budget() as usize;
         let pushed: usize = request.push.iter().map(|b| b.0.len()).sum();
         let audit_budget = budget.saturating_sub(pushed).max(budget / 4);
-        let audit = self.audit_request(&server.root_public, &own.organisation, run.audit_sent, audit_budget)?;
+        let audit =
+            self.audit_request(&server.root_public, &own.organisation, run.audit_sent, audit_budget)?;
         request.audit = audit.uploads;
         request.audit_key_version = audit.key_version;
         run.audit_sent = run.audit_sent.max(audit.last);
