@@ -128,6 +128,13 @@ pub fn trend_label(direction: Direction) -> String {
     direction.label().to_owned()
 }
 
+/// What a screen showing plan content tells its user: what they see and change is recorded
+/// in the access log (NEN 7513), without the plan's content. The core's sentence.
+#[uniffi::export]
+pub fn access_log_notice() -> String {
+    eenplan_core::audit::notice().to_owned()
+}
+
 /// A role as people read it ("Raad voor de Kinderbescherming"), for pickers that hold the enum.
 #[uniffi::export]
 pub fn role_label(role: Role) -> String {

@@ -5,7 +5,11 @@
 //!    bare `Automerge::load` of the same documents;
 //! 2. one durable edit within 1 ms (median);
 //! 3. the store on disk (database and WAL) right after `compact_plan` within 1.5× the
-//!    documents' `save()` size.
+//!    documents' `save()` size;
+//! 4. the access log (NEN 7513) adds at most 0.2 ms (median) to a read of a cached plan view:
+//!    `Device::read` (which records an event) against a clone of the same view (the read
+//!    without its event), interleaved; and the bytes an event takes at rest (its sealed row)
+//!    and in an upload (sealed to an audit key).
 //!
 //! `cargo bench --workspace --bench store` runs the full version; `-- --quick` (or
 //! `EENPLAN_BENCH_QUICK=1`) a small one that finishes in seconds, for CI smoke tests. Run
@@ -699,6 +703,39 @@ impl Table {
 
 // --- measures -----------------------------------------------------------------------------
 
+/// Measure 4: a cached `Device::read`, which records its event, and a clone of the same view,
+/// which is what the read costs without one; interleaved, so that noise hits both alike.
+fn measure_read_logging(cfg: &Config, device: &mut Device, plan: &PlanId) -> (Stats, Stats) {
+    let view = device.read(plan).expect("read");
+    let mut logged = Vec::with_capacity(cfg.edit_iters);
+    let mut unlogged = Vec::with_capacity(cfg.edit_iters);
+    for _ in 0..cfg.edit_iters {
+        let t = Instant::now();
+        black_box(device.read(plan).expect("read"));
+        logged.push(t.elapsed());
+        let t = Instant::now();
+        black_box(black_box(&view).clone());
+        unlogged.push(t.elapsed());
+    }
+    (Stats::new(logged), Stats::new(unlogged))
+}
+
+/// Bytes per event: at rest (sealed rows) and in one upload sealed to an audit key (as
+/// `AuditUpload::seal` makes it; the signing key only signs, so any key gives the size).
+fn audit_bytes(device: &Device) -> (f64, f64, usize) {
+    use eenplan_protocol::audit::{AuditKey, AuditUpload, MAX_UPLOAD_EVENTS};
+    let backlog = device.audit_backlog().expect("backlog");
+    let events: Vec<_> = device.audit_events().expect("events").into_iter().take(MAX_UPLOAD_EVENTS).collect();
+    let (_, public) = eenplan_protocol::envelope::generate_keypair();
+    let key = AuditKey { organisation: "Wijkteam".into(), public, version: 1, issued_at_ms: START_MS };
+    let signer = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+    let first = events.first().map_or(1, |(seq, _)| *seq);
+    let signed: Vec<_> = events.into_iter().map(|(_, e)| e).collect();
+    let upload = AuditUpload::seal([0; 16], &signer, &key, first, &signed).expect("seal");
+    let at_rest = backlog.sealed_bytes as f64 / backlog.events.max(1) as f64;
+    (at_rest, upload.to_bytes().len() as f64 / signed.len() as f64, signed.len())
+}
+
 /// Measure 1: `open_plan` after `close_plan`, against `Automerge::load` of the same bytes.
 fn measure_open(
     cfg: &Config,
@@ -1121,6 +1158,27 @@ fn main() {
         ),
     );
     table.info("   info: A's own unpushed (pending_changes)", format!("{pending} changes"));
+
+    // --- measure 4
+    let (logged, unlogged) = measure_read_logging(&cfg, &mut device, &plan);
+    table.timing("4  info: Device::read, cached (logged)", &logged, (10, 90), None);
+    table.timing("   info: the same view's clone (unlogged)", &unlogged, (10, 90), None);
+    let added = logged.median().saturating_sub(unlogged.median());
+    table.rows.push(Row {
+        measure: "4  what logging adds to a read (median)".into(),
+        median: fmt_time(added),
+        low: "-".into(),
+        high: "-".into(),
+        target: "≤ 200.0 µs".into(),
+        ratio: format!("{:.2}", added.as_secs_f64() / 0.000_2),
+        verdict: Some(added <= Duration::from_micros(200)),
+    });
+    let (at_rest, uploaded, in_upload) = audit_bytes(&device);
+    table.info("   info: bytes per event at rest (sealed row)", format!("{at_rest:.0} B"));
+    table.info(
+        "   info: bytes per event uploaded",
+        format!("{uploaded:.0} B ({in_upload} events in one upload)"),
+    );
 
     println!();
     table.print();

@@ -9,6 +9,7 @@ import javax.swing.JTextField
 import nl.eenplan.ActionStatus
 import nl.eenplan.GoalStatus
 import nl.eenplan.Vocabulary
+import nl.eenplan.accessLogNotice
 import nl.eenplan.displayLabel
 import nl.eenplan.dutchDate
 import nl.eenplan.demo.viewmodel.PlanUiState
@@ -52,6 +53,7 @@ class PlanScreen(
             row(chip("fase: ${displayLabel(Vocabulary.PHASE, state.phase)}", Theme.primary, Theme.background),
                 state.adoptedVersion?.let { chip("vastgesteld: versie $it", Theme.ok, Theme.okBg) } ?: chip("niet vastgesteld", Theme.muted, Theme.background),
                 if (state.conflicts > 0) chip("${state.conflicts} conflict(en)", Theme.error, Theme.errorBg) else chip("geen conflicten", Theme.ok, Theme.okBg)),
+            text(accessLogNotice(), 11f, color = Theme.muted),
         ))
         if (state.conflicts > 0) {
             content.add(button("Conflicten beslechten (${state.conflicts})", primary = true) { navigator.open(Route.Conflicts(state.planId)) })
