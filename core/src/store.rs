@@ -144,6 +144,10 @@ pub struct Store {
     /// user's authentication).
     data_key: SecretKey,
     path: PathBuf,
+    /// False from the moment [`Store::write_light`] lowers `synchronous` until it is `FULL`
+    /// again: every other commit first makes sure it is, so a failed restore can never let an
+    /// edit be acknowledged before it is on stable storage.
+    synchronous_full: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -203,7 +207,7 @@ impl Store {
         records::put_meta(&tx, records::META_WRAPPED_KEY, &wrapped)?;
         records::put_secret(&tx, &keys, records::SECRET_IDENTITY, &identity.to_secret_bytes())?;
         tx.commit().map_err(StoreError::from)?;
-        Ok((Store { conn, keys, data_key, path }, identity))
+        Ok((Store { conn, keys, data_key, path, synchronous_full: true }, identity))
     }
 
     /// Opens an existing store, unwrapping its data key with `keystore`.
@@ -229,7 +233,7 @@ impl Store {
         let secret = records::get_secret(&conn, &keys, records::SECRET_IDENTITY)?;
         let identity = DeviceIdentity::from_secret_bytes(&secret)
             .map_err(|_| StoreError::Corrupt("the device identity is malformed".into()))?;
-        Ok((Store { conn, keys, data_key, path }, identity))
+        Ok((Store { conn, keys, data_key, path, synchronous_full: true }, identity))
     }
 
     pub fn path(&self) -> &Path {
@@ -252,6 +256,7 @@ impl Store {
     /// directory, and the keys in memory are replaced (the old ones are zeroised on drop).
     pub(crate) fn shred(&mut self, record: &[u8]) -> Result<(), StoreError> {
         let placeholder = Connection::open_in_memory()?;
+        self.ensure_full()?;
         shred::shred(&mut self.conn, record)?;
         drop(std::mem::replace(&mut self.conn, placeholder));
         self.data_key = SecretKey::generate();
@@ -278,6 +283,7 @@ impl Store {
             .ok_or_else(|| StoreError::Corrupt("the wrapped data key is missing".into()))?;
         let data_key = current.unwrap(&wrapped)?;
         let rewrapped = new.wrap(&data_key)?;
+        self.ensure_full()?;
         let tx =
             self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StoreError::from)?;
         records::put_meta(&tx, records::META_WRAPPED_KEY, &rewrapped)?;
@@ -321,6 +327,7 @@ impl Store {
         compartment: Compartment,
         doc: &Automerge,
     ) -> Result<(), StoreError> {
+        self.ensure_full()?;
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         records::compact(&tx, &self.keys, &self.keys.doc_key(plan, compartment), &doc.save())?;
         tx.commit()?;
@@ -330,6 +337,14 @@ impl Store {
     /// Runs `f` in one immediate transaction: everything it writes commits together or not
     /// at all.
     pub fn write<T>(
+        &mut self,
+        f: impl FnOnce(&mut StoreWriter<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.ensure_full()?;
+        self.transaction(f)
+    }
+
+    fn transaction<T>(
         &mut self,
         f: impl FnOnce(&mut StoreWriter<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
@@ -349,12 +364,27 @@ impl Store {
         &mut self,
         f: impl FnOnce(&mut StoreWriter<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.ensure_full()?;
+        self.synchronous_full = false;
         self.conn.pragma_update(None, "synchronous", "NORMAL")?;
-        let out = self.write(f);
-        let restored = self.conn.pragma_update(None, "synchronous", "FULL");
-        let out = out?;
-        restored?;
-        Ok(out)
+        let out = self.transaction(f);
+        self.ensure_full()?;
+        out
+    }
+
+    /// The connection's `synchronous` setting (2: FULL).
+    #[cfg(test)]
+    pub(crate) fn synchronous(&self) -> i64 {
+        self.conn.query_row("PRAGMA synchronous", [], |row| row.get(0)).unwrap_or(-1)
+    }
+
+    /// Puts `synchronous` back to `FULL` if a light write left it lower.
+    fn ensure_full(&mut self) -> Result<(), StoreError> {
+        if !self.synchronous_full {
+            self.conn.pragma_update(None, "synchronous", "FULL")?;
+            self.synchronous_full = true;
+        }
+        Ok(())
     }
 
     /// Makes every commit so far durable, `NORMAL` ones included: a checkpoint syncs the WAL

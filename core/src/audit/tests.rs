@@ -469,3 +469,13 @@ fn a_call_that_panicked_does_not_silence_the_events_of_later_calls() {
         [(AuditAction::Read, Some(*plan.as_bytes()), None, None, AuditResult::Done)]
     );
 }
+
+#[test]
+fn after_a_read_is_logged_the_store_commits_with_synchronous_full_again() {
+    let mut p = phone();
+    let plan = p.device.create_plan("Jansen").unwrap();
+    p.device.read(&plan).unwrap();
+    assert_eq!(p.device.store().synchronous(), 2);
+    p.device.read(&PlanId::random()).unwrap_err();
+    assert_eq!(p.device.store().synchronous(), 2);
+}
