@@ -174,7 +174,10 @@ impl Device {
         match Store::open(dir, keystore) {
             Ok((store, identity)) => {
                 wipe::reset_failed_unlocks(dir)?;
-                Device::assemble(dir, store, identity)
+                let mut device = Device::assemble(dir, store, identity)?;
+                // Plans past their grace period go before anything reads them.
+                device.retire_expired_plans()?;
+                Ok(device)
             }
             Err(OpenStoreError::KeyStore(KeyStoreError::WrongKey)) => {
                 Err(wipe::record_failed_unlock(dir, keystore, options))
@@ -505,6 +508,7 @@ impl Device {
         f: impl FnOnce(&mut Plan) -> Result<T, PlanError>,
     ) -> Result<T, CoreError> {
         self.plan_gate()?;
+        self.refuse_if_closed(id)?;
         self.plan(*id)?;
         let Device { store, open_plans, views, .. } = self;
         let plan = open_plans.get_mut(id).ok_or(CoreError::UnknownPlan(*id))?;
@@ -577,6 +581,9 @@ impl Device {
         let contents = transfer::open(file, passphrase)?;
         let id = contents.plan;
         let known = self.store.has_plan(id)?;
+        if known {
+            self.refuse_if_closed(&id)?;
+        }
         let mut incoming = Vec::new();
         for (compartment, saved) in contents.docs {
             let doc = plan::load_received_document(&saved, compartment, id)

@@ -38,6 +38,7 @@ pub mod lease;
 pub mod people;
 pub mod plan;
 pub mod regie;
+pub mod retention;
 pub mod review;
 pub mod store;
 pub mod sync;

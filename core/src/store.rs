@@ -37,6 +37,7 @@
 
 mod migrations;
 mod records;
+mod retire;
 mod review_marks;
 mod shred;
 mod sync_records;
@@ -574,6 +575,13 @@ impl StoreWriter<'_> {
 
     pub fn put_membership(&mut self, plan: PlanId, chain: &[u8]) -> Result<(), StoreError> {
         sync_records::put_membership(self.tx, self.keys, plan, chain)
+    }
+
+    /// Deletes every row of `plan`: documents, changes, outbox, keys and their rules, its
+    /// membership chain, review marks, its header. Returns how many rows went. Follow the
+    /// transaction with [`Store::reclaim_space`] so that no copy stays in the WAL.
+    pub fn delete_plan(&mut self, plan: PlanId) -> Result<usize, StoreError> {
+        retire::delete_plan(self.tx, self.keys, plan)
     }
 
     /// Replaces the heads of a document marked reviewed.

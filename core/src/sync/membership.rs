@@ -34,7 +34,7 @@ use crate::error::CoreError;
 use crate::ids::PlanId;
 
 pub(super) const STATE_MEMBERSHIP_CURSOR: &str = "membership_cursor";
-const STATE_INTENTS: &str = "membership_intents";
+pub(crate) const STATE_INTENTS: &str = "membership_intents";
 /// Acts that may wait on one device for a sync.
 pub const MAX_QUEUED_INTENTS: usize = 256;
 
@@ -54,6 +54,8 @@ pub enum Intent {
     Accept,
     Escalate { level: String, grondslag: Grondslag, step: u64, regie: Option<String>, add: Vec<String> },
     Deescalate { level: String, step: u64, regie: String, remove: Vec<String> },
+    /// Closing the plan (*afgesloten*): the retention period starts at the entry's time.
+    Close,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +124,8 @@ impl Device {
             return Ok(Vec::new());
         }
         let revoked = self.held_revocations(server)?;
+        // A plan this device removed stays removed: its chain is not kept again.
+        let retired = self.retired_plans()?;
         let mut chains: BTreeMap<PlanId, Option<HeldChain>> = BTreeMap::new();
         let mut changed = Vec::new();
         let mut gap = false;
@@ -133,7 +137,7 @@ impl Device {
             };
             let Ok(claimed) = entry.claimed() else { continue };
             let plan = PlanId::from_bytes(claimed.plan.0);
-            if broken.contains(&plan) {
+            if broken.contains(&plan) || retired.contains(&plan) {
                 continue;
             }
             let held = match chains.entry(plan) {
@@ -388,6 +392,7 @@ impl Device {
             Intent::Remove { user } => Act::Remove(crate::regie::participant_named(roster, user)?),
             Intent::Handover { to } => Act::Handover(crate::regie::participant_named(roster, to)?),
             Intent::Accept => Act::Accept,
+            Intent::Close => Act::Close,
             Intent::Deescalate { level, step, regie, remove } => Act::Deescalate(Deescalation {
                 level: level.clone(),
                 step: *step,
