@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, Row, ToSql, Transaction, params};
 
 use crate::storage::pull::{LogView, ResumePoint, RowMeta};
 use crate::storage::{
-    AdminRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope, NetworkRecord,
+    AdminRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope, Erasure, NetworkRecord,
     NewBundle, NewDevice, Org, OrgId, Participant, PlanId, PolicyRecord, Reader, Result, StorageError,
     StoredBundle, User, UserId,
 };
@@ -487,6 +487,51 @@ pub(super) fn insert_membership(
 pub(super) fn set_roster(tx: &Transaction<'_>, plan: &PlanId, roster: &[u8], level: &str) -> Result<()> {
     tx.execute("UPDATE plans SET roster = ?2, level = ?3 WHERE plan_id = ?1", params![plan, roster, level])?;
     Ok(())
+}
+
+pub(super) fn set_closed_at(tx: &Transaction<'_>, plan: &PlanId, closed_at: i64) -> Result<()> {
+    tx.execute("UPDATE plans SET closed_at = ?2 WHERE plan_id = ?1", params![plan, closed_at])?;
+    Ok(())
+}
+
+pub(super) fn closed_plans(conn: &Connection) -> Result<Vec<(PlanId, i64)>> {
+    let mut stmt = conn.prepare(
+        "SELECT plan_id, closed_at FROM plans WHERE closed_at IS NOT NULL ORDER BY closed_at, plan_id",
+    )?;
+    let rows = stmt.query_map([], |row| Ok((row.get::<_, PlanId>(0)?, row.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(super) fn erased_at(conn: &Connection, plan: &PlanId) -> Result<Option<i64>> {
+    Ok(conn
+        .query_row("SELECT erased_at FROM erased_plans WHERE plan_id = ?1", [plan], |row| row.get(0))
+        .optional()?)
+}
+
+/// Tables whose rows belong to one plan, besides envelopes and bundles (counted on their
+/// own). Children of `plans` come before it.
+const PLAN_ROWS: [&str; 7] = [
+    "commitments",
+    "rotations",
+    "snapshot_requests",
+    "pull_resumes",
+    "refused_sealers",
+    "participants",
+    "membership",
+];
+
+/// Deletes every row of `plan` and leaves its tombstone.
+pub(super) fn erase_plan(tx: &Transaction<'_>, plan: &PlanId, now: i64) -> Result<Erasure> {
+    let count = |sql: &str| -> Result<u64> { Ok(tx.execute(sql, [plan])? as u64) };
+    let envelopes = count("DELETE FROM envelopes WHERE plan_id = ?1")?;
+    let escrow_envelopes = count("DELETE FROM escrow_envelopes WHERE plan_id = ?1")?;
+    let bundles = count("DELETE FROM bundles WHERE plan_id = ?1")?;
+    for table in PLAN_ROWS {
+        tx.execute(&format!("DELETE FROM {table} WHERE plan_id = ?1"), [plan])?;
+    }
+    tx.execute("DELETE FROM plans WHERE plan_id = ?1", [plan])?;
+    tx.execute("INSERT INTO erased_plans (plan_id, erased_at) VALUES (?1, ?2)", params![plan, now])?;
+    Ok(Erasure { erased_at: now, envelopes, escrow_envelopes, bundles, already: false })
 }
 
 /// The chain length and roster of a plan with a chain; `NotFound` for an unknown plan.
