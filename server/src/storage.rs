@@ -893,7 +893,9 @@ pub trait Storage: Send + Sync {
     fn membership_entries(&self, plan: PlanId, after: u32) -> Result<Vec<Vec<u8>>>;
     /// The entries of `user`'s plans after the membership cursor `after` (a plan granted
     /// after it: its whole chain), whole chains only, at most `limit` entries unless one
-    /// chain alone is longer; `limit` is (entries, bytes).
+    /// chain alone is longer; `limit` is (entries, bytes). A plan `user` was removed from:
+    /// its entries up to the one that removed them, so their devices learn of it from the
+    /// signed entry (and drop the plan after the grace period).
     fn membership_for(&self, user: UserId, after: u64, limit: (usize, usize)) -> Result<MembershipPage>;
     /// Documents of plans with a chain that wait for a new epoch and that `user` may read,
     /// with the epoch to make.

@@ -1796,8 +1796,11 @@ pub mod suite {
         assert!(!s.is_participant(P, gert).unwrap());
         assert_eq!(s.rotations_for(ann).unwrap(), [(doc(P, 0), 2), (doc(P, 1), 2)]);
         assert_eq!(s.rotations_for(gert).unwrap(), []);
+        // A leaver hears of their removal, by the signed entry, and of nothing after it.
+        let farewell = s.membership_for(gert, page.through, (10, BIG)).unwrap();
+        assert_eq!(farewell.entries, [vec![3; 40]]);
         assert_eq!(
-            s.membership_for(gert, page.through, (10, BIG)).unwrap().entries,
+            s.membership_for(gert, farewell.through, (10, BIG)).unwrap().entries,
             Vec::<Vec<u8>>::new(),
             "a leaver hears no more"
         );

@@ -499,9 +499,11 @@ impl Storage for SqliteStorage {
                     let granted = rows::advance_head(tx, 1)?;
                     rows::insert_participant(tx, &update.plan, *user, role, granted)?;
                 }
+                rows::forget_leaver(tx, &update.plan, *user)?;
             }
             for user in &update.remove {
                 rows::delete_participant(tx, &update.plan, *user)?;
+                rows::record_leaver(tx, &update.plan, *user, update.seq)?;
             }
             if !update.regrant.is_empty() {
                 let granted = rows::advance_head(tx, 1)?;

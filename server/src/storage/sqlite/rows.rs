@@ -510,7 +510,8 @@ pub(super) fn erased_at(conn: &Connection, plan: &PlanId) -> Result<Option<i64>>
 
 /// Tables whose rows belong to one plan, besides envelopes and bundles (counted on their
 /// own). Children of `plans` come before it.
-const PLAN_ROWS: [&str; 7] = [
+const PLAN_ROWS: [&str; 8] = [
+    "membership_leavers",
     "commitments",
     "rotations",
     "snapshot_requests",
@@ -562,12 +563,21 @@ pub(super) fn membership_after(
     user: UserId,
     after: u64,
 ) -> Result<Vec<super::super::PositionedEntry>> {
+    // Participants get their plans' chains; a user who left gets the chain up to the entry
+    // that removed them, so their devices learn of it from the signed entry.
     let mut stmt = conn.prepare_cached(
-        "SELECT m.plan_id, MAX(m.log_seq, p.granted_at_seq) AS position, m.signed
-         FROM participants p
-         JOIN membership m ON m.plan_id = p.plan_id
-         WHERE p.user_id = ?1 AND (m.log_seq > ?2 OR p.granted_at_seq > ?2)
-         ORDER BY position, m.plan_id, m.seq",
+        "SELECT plan_id, position, signed FROM (
+             SELECT m.plan_id, MAX(m.log_seq, p.granted_at_seq) AS position, m.seq, m.signed
+             FROM participants p
+             JOIN membership m ON m.plan_id = p.plan_id
+             WHERE p.user_id = ?1 AND (m.log_seq > ?2 OR p.granted_at_seq > ?2)
+             UNION ALL
+             SELECT m.plan_id, m.log_seq AS position, m.seq, m.signed
+             FROM membership_leavers l
+             JOIN membership m ON m.plan_id = l.plan_id AND m.seq <= l.through_seq
+             WHERE l.user_id = ?1 AND m.log_seq > ?2
+         )
+         ORDER BY position, plan_id, seq",
     )?;
     let rows =
         stmt.query_map(params![user.0, Int(after)], |row| Ok((row.get(0)?, uint(row, 1)?, row.get(2)?)))?;
@@ -630,6 +640,22 @@ pub(super) fn set_participant_role(
         "UPDATE participants SET plan_role = ?3 WHERE plan_id = ?1 AND user_id = ?2",
         params![plan, user.0, plan_role],
     )?;
+    Ok(())
+}
+
+/// Remembers that entry `seq` of `plan`'s chain removed `user` (see `membership_after`).
+pub(super) fn record_leaver(tx: &Transaction<'_>, plan: &PlanId, user: UserId, seq: u32) -> Result<()> {
+    tx.execute(
+        "INSERT INTO membership_leavers (plan_id, user_id, through_seq) VALUES (?1, ?2, ?3)
+         ON CONFLICT (user_id, plan_id) DO UPDATE SET through_seq = ?3",
+        params![plan, user.0, seq],
+    )?;
+    Ok(())
+}
+
+/// A user who takes part again is a participant, not a leaver.
+pub(super) fn forget_leaver(tx: &Transaction<'_>, plan: &PlanId, user: UserId) -> Result<()> {
+    tx.execute("DELETE FROM membership_leavers WHERE plan_id = ?1 AND user_id = ?2", params![plan, user.0])?;
     Ok(())
 }
 
