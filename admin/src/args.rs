@@ -294,7 +294,8 @@ pub struct RetentionRunArgs {
 /// A day (YYYY-MM-DD) as milliseconds since the epoch at midnight UTC.
 fn parse_day(text: &str) -> Result<i64, String> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
-    let day = time::Date::parse(text.trim(), format).map_err(|_| format!("{text:?} is not a date (YYYY-MM-DD)"))?;
+    let day =
+        time::Date::parse(text.trim(), format).map_err(|_| format!("{text:?} is not a date (YYYY-MM-DD)"))?;
     let seconds = day.midnight().assume_utc().unix_timestamp();
     seconds.checked_mul(1000).ok_or_else(|| format!("{text:?} is out of range"))
 }

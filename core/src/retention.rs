@@ -164,11 +164,11 @@ impl Device {
             }
             retired.push(*plan);
         }
-        let intents: Vec<QueuedIntent> =
-            self.durable_queue::<QueuedIntent>(STATE_INTENTS, "queued membership changes")?
-                .into_iter()
-                .filter(|q| q.plan != *plan)
-                .collect();
+        let intents: Vec<QueuedIntent> = self
+            .durable_queue::<QueuedIntent>(STATE_INTENTS, "queued membership changes")?
+            .into_iter()
+            .filter(|q| q.plan != *plan)
+            .collect();
         let shares: Vec<QueuedShare> = self
             .durable_queue::<QueuedShare>(STATE_SHARES, "queued shares")?
             .into_iter()
@@ -197,7 +197,11 @@ impl Device {
         self.sealed_state(STATE_LEAVING, "plans leaving this device")
     }
 
-    fn sealed_state<T: for<'de> Deserialize<'de> + Default>(&self, name: &str, what: &str) -> Result<T, CoreError> {
+    fn sealed_state<T: for<'de> Deserialize<'de> + Default>(
+        &self,
+        name: &str,
+        what: &str,
+    ) -> Result<T, CoreError> {
         match self.store().sync_state(name)? {
             None => Ok(T::default()),
             Some(bytes) => decode(&bytes, usize::MAX)

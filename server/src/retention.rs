@@ -53,7 +53,8 @@ pub fn erase(state: &AppState, plan: PlanId, now: i64) -> Result<PlanErased, Api
 /// When the plan's retention period ends: its stored chain's close plus the years of the
 /// policy the server holds.
 fn retention_end(state: &AppState, plan: PlanId) -> Result<i64, ApiError> {
-    let not_closed = || ApiError::conflict("not_closed", "the plan's membership chain does not end with a close");
+    let not_closed =
+        || ApiError::conflict("not_closed", "the plan's membership chain does not end with a close");
     let roster = roster(state, plan)?.ok_or_else(not_closed)?;
     let closed_at = roster.state().closed_at_ms.ok_or_else(not_closed)?;
     let policy =

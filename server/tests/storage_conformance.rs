@@ -1848,24 +1848,46 @@ pub mod suite {
         };
         s.append_membership(&add).unwrap();
         let escrow = DeviceId(eenplan_protocol::api::ESCROW_RECIPIENT);
-        seal(s, a1, &[envelope(b1, doc(P, 0), 1, 7), envelope(escrow, doc(P, 0), 1, 8), envelope(b1, doc(Q, 0), 1, 9)]);
+        seal(
+            s,
+            a1,
+            &[
+                envelope(b1, doc(P, 0), 1, 7),
+                envelope(escrow, doc(P, 0), 1, 8),
+                envelope(b1, doc(Q, 0), 1, 9),
+            ],
+        );
         push(s, &[changes(doc(P, 0), 1, a1), changes(doc(P, 1), 2, a1), changes(doc(Q, 0), 3, a1)]);
         assert_eq!(s.closed_plans().unwrap(), [], "nothing is closed yet");
 
-        let close = MembershipUpdate { seq: 3, signed: vec![3; 40], add: vec![], closed_at: Some(50), now: 50, ..add };
+        let close = MembershipUpdate {
+            seq: 3,
+            signed: vec![3; 40],
+            add: vec![],
+            closed_at: Some(50),
+            now: 50,
+            ..add
+        };
         s.append_membership(&close).unwrap();
         assert_eq!(s.closed_plans().unwrap(), [(P, 50)]);
         assert_eq!(s.erased_at(P).unwrap(), None);
 
         let erased = s.erase_plan(P, 70).unwrap();
-        assert_eq!((erased.envelopes, erased.escrow_envelopes, erased.bundles, erased.already), (1, 1, 2, false));
+        assert_eq!(
+            (erased.envelopes, erased.escrow_envelopes, erased.bundles, erased.already),
+            (1, 1, 2, false)
+        );
         assert_eq!(s.erased_at(P).unwrap(), Some(70));
         assert_eq!(s.closed_plans().unwrap(), [], "an erased plan is no longer listed");
         assert!(s.escrow_envelopes(P).unwrap().is_empty());
         assert!(matches!(s.roster(P), Err(StorageError::NotFound)));
         assert!(s.membership_entries(P, 0).unwrap().is_empty());
         assert!(!s.is_participant(P, bob).unwrap());
-        assert_eq!(s.envelopes_for(b1, 0).unwrap(), [envelope(b1, doc(Q, 0), 1, 9)], "another plan keeps its keys");
+        assert_eq!(
+            s.envelopes_for(b1, 0).unwrap(),
+            [envelope(b1, doc(Q, 0), 1, 9)],
+            "another plan keeps its keys"
+        );
         assert_eq!(s.document_stats(doc(P, 0)).unwrap().bundles, 0);
         assert_eq!(s.document_stats(doc(Q, 0)).unwrap().bundles, 1);
         assert_eq!(s.current_epoch(doc(P, 0)).unwrap(), 0, "its commitments went too");
@@ -2491,8 +2513,13 @@ mod sqlite {
         let db = backend.dir.path().join("server.db");
         for path in [db.clone(), db.with_extension("db-wal")] {
             let bytes = std::fs::read(&path).unwrap_or_default();
-            for erased in [&key.bytes[..64], &key.bytes[1100..], &sealed.bytes[..64], &sealed.bytes[19_900..]] {
-                assert!(!bytes.windows(erased.len()).any(|w| w == erased), "erased bytes remain in {}", path.display());
+            for erased in [&key.bytes[..64], &key.bytes[1100..], &sealed.bytes[..64], &sealed.bytes[19_900..]]
+            {
+                assert!(
+                    !bytes.windows(erased.len()).any(|w| w == erased),
+                    "erased bytes remain in {}",
+                    path.display()
+                );
             }
         }
     }

@@ -175,7 +175,8 @@ fn sealed_blobs(db: &Path) -> Vec<Vec<u8>> {
     for (table, column) in
         [("plans", "sealed"), ("documents", "snapshot"), ("changes", "sealed"), ("membership", "sealed")]
     {
-        let mut stmt = conn.prepare(&format!("SELECT {column} FROM {table} WHERE {column} IS NOT NULL")).unwrap();
+        let mut stmt =
+            conn.prepare(&format!("SELECT {column} FROM {table} WHERE {column} IS NOT NULL")).unwrap();
         let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0)).unwrap();
         out.extend(rows.map(Result::unwrap).filter(|b| b.len() >= 48));
     }
@@ -216,9 +217,12 @@ fn after_removal_no_row_and_no_sealed_byte_of_the_plan_is_left_in_the_store_file
     }
 }
 
+type Rows = Vec<Vec<u8>>;
+type ServerRows = (Rows, Rows, Rows);
+
 /// Rows of `plan` in a copy of the server's database (as an attacker with the disk would
 /// take it): (bundles, envelopes, escrow envelopes), with their bytes.
-fn server_rows(db: &Path, plan: &PlanId) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>) {
+fn server_rows(db: &Path, plan: &PlanId) -> ServerRows {
     let copy = db.with_extension(format!("copy-{}.db", rand_suffix()));
     let source = rusqlite::Connection::open(db).unwrap();
     source.execute("VACUUM INTO ?1", [copy.to_str().unwrap()]).unwrap();
@@ -243,7 +247,7 @@ fn rand_suffix() -> u64 {
 
 #[test]
 fn retention_run_erases_a_closed_plan_only_after_its_end_and_a_copy_of_the_server_database_opens_nothing_of_it()
-{
+ {
     let net = Network::start(USERS);
     let (mut wim, mut ans, plan) = shared_plan(&net);
     let other = wim.create_plan("De Vries").unwrap();
@@ -270,7 +274,8 @@ fn retention_run_erases_a_closed_plan_only_after_its_end_and_a_copy_of_the_serve
     let file = net.path("policy-v2.toml");
     std::fs::write(&file, next).unwrap();
     net.admin.run(&["policy", "set", file.to_str().unwrap()]);
-    let report: serde_json::Value = serde_json::from_str(&net.admin.run(&["--json", "retention", "run"])).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&net.admin.run(&["--json", "retention", "run"])).unwrap();
     let erased = &report["plans"][0];
     assert_eq!(erased["plan"], plan.to_string());
     assert_eq!(erased["outcome"], "erased", "{report}");

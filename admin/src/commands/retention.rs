@@ -29,10 +29,17 @@ pub fn run(session: &mut Session, command: RetentionCommand, json: bool) -> Resu
 enum Outcome {
     /// Its retention period has not ended yet.
     Kept,
-    Erased { bundles: u64, envelopes: u64, escrow_envelopes: u64 },
+    Erased {
+        bundles: u64,
+        envelopes: u64,
+        escrow_envelopes: u64,
+    },
     AlreadyErased,
     /// The server refused (its own clock or chain says otherwise).
-    Refused { code: String, message: String },
+    Refused {
+        code: String,
+        message: String,
+    },
     /// The server listed it, but its verified chain does not end with a close.
     NotClosed,
 }
@@ -66,12 +73,18 @@ fn run_once(session: &mut Session, args: &RetentionRunArgs, json: bool) -> Resul
     for closed in listed.plans {
         plans.push(judge(session, &closed.plan, retention, now)?);
     }
-    let report = Report { now_ms: now, policy_version: policy.version, retention_years: retention.years, plans };
+    let report =
+        Report { now_ms: now, policy_version: policy.version, retention_years: retention.years, plans };
     Output::either(json, || &report, || report_text(&report))
 }
 
 /// Verifies one listed plan's chain and erases it if its retention period has ended.
-fn judge(session: &Session, plan_hex: &str, retention: Retention, now: i64) -> Result<PlanRetention, AdminError> {
+fn judge(
+    session: &Session,
+    plan_hex: &str,
+    retention: Retention,
+    now: i64,
+) -> Result<PlanRetention, AdminError> {
     let plan: [u8; 16] = api::unhex(plan_hex)
         .and_then(|bytes| bytes.try_into().ok())
         .ok_or_else(|| AdminError::BadResponse(format!("the server listed {plan_hex:?} as a plan id")))?;

@@ -11,7 +11,8 @@ use crate::plan::Compartment;
 
 /// Tables keyed by a document's lookup key (`doc_key`). `documents` goes last: the others
 /// refer to it.
-const BY_DOCUMENT: [&str; 6] = ["changes", "pending_bundles", "doc_keys", "epoch_rules", "review_marks", "documents"];
+const BY_DOCUMENT: [&str; 6] =
+    ["changes", "pending_bundles", "doc_keys", "epoch_rules", "review_marks", "documents"];
 /// Tables keyed by the plan's lookup key (`plan_key`). `plans` goes last: `documents`
 /// refers to it.
 const BY_PLAN: [&str; 4] = ["documents", "membership", "registered_plans", "plans"];

@@ -49,11 +49,26 @@ pub(crate) struct HeldChain {
 /// Users are named as people type them (a name or a user id); the chain resolves them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Intent {
-    Remove { user: String },
-    Handover { to: String },
+    Remove {
+        user: String,
+    },
+    Handover {
+        to: String,
+    },
     Accept,
-    Escalate { level: String, grondslag: Grondslag, step: u64, regie: Option<String>, add: Vec<String> },
-    Deescalate { level: String, step: u64, regie: String, remove: Vec<String> },
+    Escalate {
+        level: String,
+        grondslag: Grondslag,
+        step: u64,
+        regie: Option<String>,
+        add: Vec<String>,
+    },
+    Deescalate {
+        level: String,
+        step: u64,
+        regie: String,
+        remove: Vec<String>,
+    },
     /// Closing the plan (*afgesloten*): the retention period starts at the entry's time.
     Close,
 }

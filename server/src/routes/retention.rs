@@ -18,7 +18,10 @@ use crate::auth::now_ms;
 use crate::error::ApiError;
 
 /// `GET /v1/admin/retention/closed`.
-pub async fn closed(State(state): State<Arc<AppState>>, request: AdminRequest) -> Result<Json<ClosedPlans>, ApiError> {
+pub async fn closed(
+    State(state): State<Arc<AppState>>,
+    request: AdminRequest,
+) -> Result<Json<ClosedPlans>, ApiError> {
     request.run(&state, |state, _, _| Ok(Json(crate::retention::closed_plans(state)?))).await
 }
 

@@ -8,9 +8,9 @@ use rusqlite::{Connection, OptionalExtension, Row, ToSql, Transaction, params};
 
 use crate::storage::pull::{LogView, ResumePoint, RowMeta};
 use crate::storage::{
-    AdminRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope, Erasure, NetworkRecord,
-    NewBundle, NewDevice, Org, OrgId, Participant, PlanId, PolicyRecord, Reader, Result, StorageError,
-    StoredBundle, User, UserId,
+    AdminRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope, Erasure,
+    NetworkRecord, NewBundle, NewDevice, Org, OrgId, Participant, PlanId, PolicyRecord, Reader, Result,
+    StorageError, StoredBundle, User, UserId,
 };
 use eenplan_protocol::policy::{MAX_POLICY_LEN, Policy, SignedPolicy};
 
