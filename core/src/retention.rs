@@ -223,3 +223,50 @@ impl Device {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::keystore::{KdfParams, PassphraseKeyStore};
+    use crate::plan::{Compartment, NoteKind};
+
+    #[test]
+    fn retiring_a_plan_removes_every_row_of_it_and_leaves_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let keystore = PassphraseKeyStore::with_params("geheim", KdfParams::INSECURE_FAST_FOR_TESTS);
+        let mut device = Device::init(dir.path(), &keystore).unwrap();
+        let gone = device.create_plan("Jansen").unwrap();
+        let kept = device.create_plan("De Vries").unwrap();
+        for plan in [gone, kept] {
+            device.edit(&plan, |p| p.add_note(Compartment::Basis, NoteKind::Note, "huisbezoek")).unwrap();
+            device.store_mut().write(|w| w.put_membership(plan, b"chain")).unwrap();
+            device.store_mut().write(|w| w.put_review_mark(plan, Compartment::Basis, b"heads")).unwrap();
+        }
+        let outbox = device.store().pending_outbox().unwrap();
+        device.retire_plan(&gone, RetireReason::Closed).unwrap();
+
+        let listed: Vec<PlanId> = device
+            .list_plans()
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| match e {
+                crate::PlanListEntry::Ok(s) => Some(s.id),
+                crate::PlanListEntry::Damaged { .. } => None,
+            })
+            .collect();
+        assert_eq!(listed, [kept]);
+        let store = device.store();
+        assert!(!store.has_plan(gone).unwrap());
+        assert!(store.membership(gone).unwrap().is_none());
+        assert!(store.review_mark(gone, Compartment::Basis).unwrap().is_none());
+        assert!(Compartment::ALL.iter().all(|c| store.latest_doc_key(gone, *c).unwrap().is_none()));
+        // The two plans were made alike: half the outbox went with the one retired.
+        assert_eq!(store.pending_outbox().unwrap() * 2, outbox);
+        assert!(store.membership(kept).unwrap().is_some());
+        assert!(device.retired_plans().unwrap().contains(&gone));
+        assert!(matches!(device.read(&gone), Err(CoreError::UnknownPlan(_))));
+        assert!(device.store().has_plan(kept).unwrap());
+    }
+}
