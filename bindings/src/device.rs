@@ -287,8 +287,11 @@ impl Device {
         self.in_background(
             |d| d.sync().map(SyncSummary::from),
             |listener, summary: &SyncSummary| {
-                if !summary.plans_updated.is_empty() {
-                    tell("plans_changed", || listener.plans_changed(summary.plans_updated.clone()));
+                // A plan removed after its grace period changed too: the app drops it.
+                let changed: Vec<PlanId> =
+                    summary.plans_updated.iter().chain(&summary.retired_plans).copied().collect();
+                if !changed.is_empty() {
+                    tell("plans_changed", || listener.plans_changed(changed.clone()));
                 }
             },
             AfterCall::SendKeptWipeReports,

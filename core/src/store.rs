@@ -412,7 +412,8 @@ impl Store {
     }
 
     /// Returns free pages to the file system and truncates the WAL. Freed pages were
-    /// already zeroed (`secure_delete`); this is about size, not secrecy.
+    /// already zeroed (`secure_delete`); the truncation is what leaves no WAL frame with a
+    /// copy of a deleted row, which retiring a plan (`crate::retention`) relies on.
     pub fn reclaim_space(&mut self) -> Result<(), StoreError> {
         // incremental_vacuum frees one page per step: run it to the end, not one step.
         let mut vacuum = self.conn.prepare("PRAGMA incremental_vacuum")?;
