@@ -15,8 +15,10 @@
 //!
 //! Removal ([`Device::retire_plan`]) deletes every row of the plan in one transaction,
 //! drops it from memory, keeps the plan's id (sealed) on a list of retired plans so that
-//! what a server still sends for it is ignored, then checkpoints and truncates the WAL: with
-//! `secure_delete` no page or WAL frame keeps a copy of what was deleted.
+//! what a server still sends for it is ignored (until a chain arrives that lists this
+//! device's user in the open plan again: added back, it comes back like a newly shared
+//! plan), then checkpoints and truncates the WAL: with `secure_delete` no page or WAL frame
+//! keeps a copy of what was deleted.
 
 use std::collections::BTreeMap;
 
@@ -33,7 +35,7 @@ use crate::sync::{Intent, QueuedIntent, QueuedShare, STATE_INTENTS, STATE_SHARES
 /// Sealed: plan → when this device first saw that it no longer needs it (ms).
 const STATE_LEAVING: &str = "retention_leaving";
 /// Sealed: the plans this device removed; what a server still sends for them is ignored.
-const STATE_RETIRED: &str = "retention_retired";
+pub(crate) const STATE_RETIRED: &str = "retention_retired";
 /// The most retired plans remembered: a worker's career of closed cases, and a bound.
 const MAX_RETIRED: usize = 10_000;
 

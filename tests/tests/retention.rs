@@ -125,7 +125,7 @@ fn a_closed_plan_disappears_from_a_participants_device_after_the_grace_period_an
 }
 
 #[test]
-fn a_plan_whose_user_was_removed_disappears_after_the_grace_period() {
+fn a_plan_whose_user_was_removed_disappears_after_the_grace_period_and_comes_back_when_added_again() {
     let net = Network::start(USERS);
     let (mut wim, mut ans, plan) = shared_plan(&net);
     wim.remove_participant(&plan, "Ans").unwrap();
@@ -146,6 +146,16 @@ fn a_plan_whose_user_was_removed_disappears_after_the_grace_period() {
     // Wim, still a participant of an open plan, keeps it.
     assert!(wim.retire_expired_plans().unwrap().is_empty());
     assert!(plans(&wim).contains(&plan));
+
+    // Added back, the plan comes back to Ans like a newly shared one.
+    wim.add_participant(&plan, "Ans", "wijkteam").unwrap();
+    for _ in 0..2 {
+        ans.sync().unwrap();
+        wim.sync().unwrap();
+    }
+    ans.sync().unwrap();
+    assert!(plans(&ans).contains(&plan));
+    assert_eq!(notes(&mut ans, &plan), [SECRET]);
 }
 
 /// Every row of the tables that hold plans, by table.

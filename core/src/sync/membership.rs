@@ -139,7 +139,6 @@ impl Device {
             return Ok(Vec::new());
         }
         let revoked = self.held_revocations(server)?;
-        // A plan this device removed stays removed: its chain is not kept again.
         let retired = self.retired_plans()?;
         let mut chains: BTreeMap<PlanId, Option<HeldChain>> = BTreeMap::new();
         let mut changed = Vec::new();
@@ -152,7 +151,7 @@ impl Device {
             };
             let Ok(claimed) = entry.claimed() else { continue };
             let plan = PlanId::from_bytes(claimed.plan.0);
-            if broken.contains(&plan) || retired.contains(&plan) {
+            if broken.contains(&plan) {
                 continue;
             }
             let held = match chains.entry(plan) {
@@ -176,6 +175,7 @@ impl Device {
                 }
             }
         }
+        let unretired = self.still_retired(&mut changed, &chains, &retired)?;
         let cursor = if gap { 0 } else { response.membership_through };
         self.store_mut().write(|w| {
             for plan in &changed {
@@ -183,12 +183,43 @@ impl Device {
                     w.put_membership(*plan, &cbor(held))?;
                 }
             }
+            if let Some(retired) = &unretired {
+                w.put_state(crate::retention::STATE_RETIRED, &eenplan_protocol::sync::encode(retired))?;
+            }
             w.put_state(STATE_MEMBERSHIP_CURSOR, &cursor.to_be_bytes())
         })?;
         for plan in &changed {
             self.forget_view(plan);
         }
         Ok(changed)
+    }
+
+    /// A plan this device removed stays removed (its chain is not kept again) unless the
+    /// chain that arrived shows this device's user taking part in it, open: added back, it
+    /// comes back like a newly shared plan. Drops the others from `changed`; returns the
+    /// retired list to store when a plan left it.
+    fn still_retired(
+        &self,
+        changed: &mut Vec<PlanId>,
+        chains: &BTreeMap<PlanId, Option<HeldChain>>,
+        retired: &[PlanId],
+    ) -> Result<Option<Vec<PlanId>>, CoreError> {
+        let own_user = self.own_user_id()?;
+        let mut kept = retired.to_vec();
+        changed.retain(|plan| {
+            if !retired.contains(plan) {
+                return true;
+            }
+            let needed = chains.get(plan).and_then(Option::as_ref).is_some_and(|held| {
+                let state = held.roster.state();
+                state.closed_at_ms.is_none() && own_user.is_some_and(|user| state.participant(user).is_some())
+            });
+            if needed {
+                kept.retain(|r| r != plan);
+            }
+            needed
+        });
+        Ok((kept.len() != retired.len()).then_some(kept))
     }
 
     /// Keeps an entry this device signed and the server stored (204), so that the next act
