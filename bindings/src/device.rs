@@ -452,6 +452,13 @@ impl Device {
         self.membership_act(move |d| d.remove_participant(&plan, &user)).await
     }
 
+    /// Closes the plan (*afgesloten*, the regisseur): nothing in it changes any more, the
+    /// retention period starts, and devices remove their copies after the grace period.
+    /// Edits afterwards fail with `ApiError::PlanClosed`; reads go on until then.
+    pub async fn close_case(&self, plan: PlanId) -> Result<ShareOutcome, ApiError> {
+        self.membership_act(move |d| d.close_case(&plan)).await
+    }
+
     pub fn add_member(&self, plan: PlanId, member: NewMember) -> Result<EntityId, ApiError> {
         self.with(|d| d.edit(&plan, |p| p.add_member(member)))
     }
