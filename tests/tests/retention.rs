@@ -311,3 +311,23 @@ fn retention_run_erases_a_closed_plan_only_after_its_end_and_a_copy_of_the_serve
     wim.sync().unwrap();
     assert_eq!(plans(&wim), [other]);
 }
+
+#[test]
+fn a_plan_the_server_calls_closed_is_not_erased_unless_its_signed_chain_says_so() {
+    let mut net = Network::start(USERS);
+    let (_wim, _ans, plan) = shared_plan(&net);
+    let current = net.admin.run(&["policy", "show"]);
+    let next = current.replace("version = 1", "version = 2") + "\n[retention]\nyears = 0\ngrace_days = 0\n";
+    let file = net.path("policy-v2.toml");
+    std::fs::write(&file, next).unwrap();
+    net.admin.run(&["policy", "set", file.to_str().unwrap()]);
+    // A compromised server lists the open plan as closed long ago.
+    net.tamper_with_server_database(|conn| {
+        conn.execute("UPDATE plans SET closed_at = 1 WHERE plan_id = ?1", [&plan.as_bytes()[..]]).unwrap();
+    });
+    let report: serde_json::Value =
+        serde_json::from_str(&net.admin.run(&["--json", "retention", "run"])).unwrap();
+    assert_eq!(report["plans"][0]["outcome"], "not_closed", "{report}");
+    let db = net.server.data.join("server.db");
+    assert!(!server_rows(&db, &plan).0.is_empty(), "nothing of the open plan is erased");
+}

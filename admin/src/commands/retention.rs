@@ -42,6 +42,10 @@ enum Outcome {
     },
     /// The server listed it, but its verified chain does not end with a close.
     NotClosed,
+    /// Its chain does not verify against the root: nothing is erased.
+    BadChain {
+        why: String,
+    },
 }
 
 #[derive(Debug, Serialize)]
@@ -88,7 +92,20 @@ fn judge(
     let plan: [u8; 16] = api::unhex(plan_hex)
         .and_then(|bytes| bytes.try_into().ok())
         .ok_or_else(|| AdminError::BadResponse(format!("the server listed {plan_hex:?} as a plan id")))?;
-    let closed_at = verified_chain(session, &plan)?.and_then(|roster| roster.state().closed_at_ms);
+    // A chain that does not verify erases nothing, and holds no other plan back.
+    let roster = match verified_chain(session, &plan) {
+        Ok(roster) => roster,
+        Err(e @ (AdminError::Membership(_) | AdminError::BadResponse(_))) => {
+            return Ok(PlanRetention {
+                plan: plan_hex.to_owned(),
+                closed_at_ms: None,
+                retention_end_ms: None,
+                outcome: Outcome::BadChain { why: e.to_string() },
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    let closed_at = roster.and_then(|roster| roster.state().closed_at_ms);
     let Some(closed_at) = closed_at else {
         return Ok(PlanRetention {
             plan: plan_hex.to_owned(),
@@ -165,5 +182,6 @@ fn outcome_text(outcome: &Outcome) -> String {
         Outcome::AlreadyErased => "al gewist".into(),
         Outcome::Refused { code, message } => format!("geweigerd door de server ({code}): {message}"),
         Outcome::NotClosed => "overgeslagen: de ondertekende keten toont het plan niet afgesloten".into(),
+        Outcome::BadChain { why } => format!("overgeslagen: de keten klopt niet ({why})"),
     }
 }
