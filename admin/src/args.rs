@@ -76,6 +76,10 @@ pub enum Command {
     /// The sharing policy: which role may read and write which compartment.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Retention: erases closed plans whose retention period (the policy's years after the
+    /// close) has ended.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
     /// Moves every document that waits for a new key to a new key epoch; continues an
     /// interrupted run.
     #[command(long_about = REKEY_HELP)]
@@ -269,6 +273,31 @@ pub struct UnassignArgs {
     /// The user: a name, or the numeric id from `user list`.
     #[arg(long)]
     pub user: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Lists the closed plans, verifies each one's membership chain against the root, and
+    /// asks the server to erase every plan whose retention period has ended: its envelopes
+    /// (escrow's too), bundles and chain. The server checks the same by its own clock.
+    Run(RetentionRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RetentionRunArgs {
+    /// The moment to judge by (YYYY-MM-DD, midnight UTC) instead of now; the server still
+    /// erases only what has ended by its own clock.
+    #[arg(long, value_parser = parse_day)]
+    pub now: Option<i64>,
+}
+
+/// A day (YYYY-MM-DD) as milliseconds since the epoch at midnight UTC.
+fn parse_day(text: &str) -> Result<i64, String> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let day =
+        time::Date::parse(text.trim(), format).map_err(|_| format!("{text:?} is not a date (YYYY-MM-DD)"))?;
+    let seconds = day.midnight().assume_utc().unix_timestamp();
+    seconds.checked_mul(1000).ok_or_else(|| format!("{text:?} is out of range"))
 }
 
 #[derive(Debug, Subcommand)]

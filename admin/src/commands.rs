@@ -6,6 +6,7 @@ mod org;
 mod plan;
 mod policy;
 mod rekey;
+mod retention;
 mod user;
 
 use std::path::{Path, PathBuf};
@@ -41,6 +42,7 @@ pub fn run(cli: Cli) -> Result<Output, AdminError> {
         Command::Device(command) => device::run(&mut open()?, command, json),
         Command::Plan(command) => plan::run(&mut open()?, command, json),
         Command::Policy(command) => policy::run(&mut open()?, command, json),
+        Command::Retention(command) => retention::run(&mut open()?, command, json),
         Command::Rekey => rekey::run(&mut open()?, json),
     }
 }

@@ -287,8 +287,11 @@ impl Device {
         self.in_background(
             |d| d.sync().map(SyncSummary::from),
             |listener, summary: &SyncSummary| {
-                if !summary.plans_updated.is_empty() {
-                    tell("plans_changed", || listener.plans_changed(summary.plans_updated.clone()));
+                // A plan removed after its grace period changed too: the app drops it.
+                let changed: Vec<PlanId> =
+                    summary.plans_updated.iter().chain(&summary.retired_plans).copied().collect();
+                if !changed.is_empty() {
+                    tell("plans_changed", || listener.plans_changed(changed.clone()));
                 }
             },
             AfterCall::SendKeptWipeReports,
@@ -447,6 +450,13 @@ impl Device {
     /// could read moves to a new key made by a remaining reader, with no administrator.
     pub async fn remove_participant(&self, plan: PlanId, user: String) -> Result<ShareOutcome, ApiError> {
         self.membership_act(move |d| d.remove_participant(&plan, &user)).await
+    }
+
+    /// Closes the plan (*afgesloten*, the regisseur): nothing in it changes any more, the
+    /// retention period starts, and devices remove their copies after the grace period.
+    /// Edits afterwards fail with `ApiError::PlanClosed`; reads go on until then.
+    pub async fn close_case(&self, plan: PlanId) -> Result<ShareOutcome, ApiError> {
+        self.membership_act(move |d| d.close_case(&plan)).await
     }
 
     pub fn add_member(&self, plan: PlanId, member: NewMember) -> Result<EntityId, ApiError> {

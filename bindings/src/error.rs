@@ -30,6 +30,10 @@ pub enum ApiError {
     /// directory yet.
     #[error("{reason}")]
     NotFound { reason: String },
+    /// The plan was closed (*afgesloten*) by its regisseur: it can still be read, but nothing
+    /// in it changes any more. The device removes its copy after the grace period.
+    #[error("{reason}")]
+    PlanClosed { reason: String },
     /// The passphrase (or the key the user's secret derives) does not unlock this device.
     /// `attempts_left`: wrong attempts left before the device wipes itself (`None` where the
     /// attempt is not counted).
@@ -129,6 +133,7 @@ impl From<CoreError> for ApiError {
                 ApiError::Internal { reason }
             }
             CoreError::Closed => ApiError::Closed { reason },
+            CoreError::PlanClosed(_) => ApiError::PlanClosed { reason },
             CoreError::Plan(
                 PlanError::Invalid(_)
                 | PlanError::CompartmentNotHeld(_)
@@ -251,6 +256,8 @@ mod tests {
     fn a_core_error_keeps_its_sentence_and_lands_in_the_variant_an_app_acts_on() {
         let refused = eenplan_core::sync::NetworkFailure::NoConnection("connection refused".into());
         let offline = ApiError::from(CoreError::Sync(SyncError::Network(refused)));
+        let closed = ApiError::from(CoreError::PlanClosed(eenplan_core::PlanId::random()));
+        assert!(matches!(closed, ApiError::PlanClosed { reason } if reason.contains("afgesloten")));
         assert_eq!(
             offline,
             ApiError::Offline { reason: "the server could not be reached: connection refused".into() }

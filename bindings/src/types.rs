@@ -96,6 +96,9 @@ pub enum ErrorCode {
     StaleRekey,
     MembershipConflict,
     MembershipSigned,
+    NotClosed,
+    RetentionNotOver,
+    PlanErased,
     Expired,
     ExpiredCode,
     TooLarge,
@@ -896,6 +899,9 @@ pub struct SyncSummary {
     pub plans_updated: Vec<PlanId>,
     /// Plans that arrived on this device for the first time.
     pub new_plans: Vec<PlanId>,
+    /// Plans this device removed after the sync: closed, or no longer its user's, past the
+    /// grace period. They are gone from the plan list.
+    pub retired_plans: Vec<PlanId>,
     /// Bundles refused (by the server, or here), with the reason.
     pub refused: Vec<String>,
     pub bytes_up: u64,
@@ -911,6 +917,7 @@ impl From<SyncReport> for SyncSummary {
             applied_changes: count(report.applied_changes),
             plans_updated: report.plans_updated,
             new_plans: report.new_plans,
+            retired_plans: report.retired_plans,
             refused: report.refused,
             bytes_up: report.bytes_up,
             bytes_down: report.bytes_down,

@@ -168,6 +168,7 @@ val ApiException.reason: String
     get() = when (this) {
         is ApiException.Invalid -> reason
         is ApiException.NotFound -> reason
+        is ApiException.PlanClosed -> reason
         is ApiException.WrongKey -> reason
         is ApiException.KeyStore -> reason
         is ApiException.Busy -> reason

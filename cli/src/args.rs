@@ -215,6 +215,9 @@ pub enum PlanCommand {
     /// Removes a participant (the regisseur): their devices get nothing new, and what they
     /// could read moves to a new key.
     RemoveParticipant(PlanRemoveParticipantArgs),
+    /// Closes the plan (the regisseur): care has ended, nothing in the plan changes any more,
+    /// and the retention period starts. Devices remove their copies after the grace period.
+    Close(PlanArg),
     /// Gives another user access to the plan (the regisseur's device; needs the server).
     AddParticipant(PlanAddParticipantArgs),
     /// Lists the plan's participants who can read a compartment, under the sharing policy.

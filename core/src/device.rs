@@ -184,7 +184,10 @@ impl Device {
         match Store::open(dir, keystore) {
             Ok((store, identity)) => {
                 wipe::reset_failed_unlocks(dir)?;
-                Device::assemble(dir, store, identity)
+                let mut device = Device::assemble(dir, store, identity)?;
+                // Plans past their grace period go before anything reads them.
+                device.retire_expired_plans()?;
+                Ok(device)
             }
             Err(OpenStoreError::KeyStore(KeyStoreError::WrongKey)) => {
                 Err(wipe::record_failed_unlock(dir, keystore, options))
@@ -572,6 +575,7 @@ impl Device {
         f: impl FnOnce(&mut Plan) -> Result<T, PlanError>,
     ) -> Result<T, CoreError> {
         self.plan_gate()?;
+        self.refuse_if_closed(id)?;
         self.plan(*id)?;
         let plan = self.open_plans.get_mut(id).ok_or(CoreError::UnknownPlan(*id))?;
         let before = plan.heads();
@@ -671,6 +675,9 @@ impl Device {
         let contents = transfer::open(file, passphrase)?;
         let id = contents.plan;
         let known = self.store.has_plan(id)?;
+        if known {
+            self.refuse_if_closed(&id)?;
+        }
         let mut incoming = Vec::new();
         for (compartment, saved) in contents.docs {
             let doc = plan::load_received_document(&saved, compartment, id)

@@ -54,6 +54,10 @@ pub enum CoreError {
     /// Dutch: people read it.
     #[error("{0}")]
     NotAllowed(String),
+    /// The plan was closed (*afgesloten*) by its regisseur: nothing in it changes any more.
+    /// It can still be read until this device removes its copy after the grace period.
+    #[error("het plan is afgesloten: er kan niets meer in worden veranderd")]
+    PlanClosed(PlanId),
     /// The host closed the device ([`crate::sync::SharedDevice::close`]).
     #[error("this device has been closed; open it again")]
     Closed,

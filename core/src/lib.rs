@@ -39,6 +39,7 @@ pub mod lease;
 pub mod people;
 pub mod plan;
 pub mod regie;
+pub mod retention;
 pub mod review;
 pub mod store;
 pub mod sync;

@@ -39,6 +39,7 @@
 mod audit_records;
 mod migrations;
 mod records;
+mod retire;
 mod review_marks;
 mod shred;
 mod sync_records;
@@ -482,7 +483,8 @@ impl Store {
     }
 
     /// Returns free pages to the file system and truncates the WAL. Freed pages were
-    /// already zeroed (`secure_delete`); this is about size, not secrecy.
+    /// already zeroed (`secure_delete`); the truncation is what leaves no WAL frame with a
+    /// copy of a deleted row, which retiring a plan (`crate::retention`) relies on.
     pub fn reclaim_space(&mut self) -> Result<(), StoreError> {
         // incremental_vacuum frees one page per step: run it to the end, not one step.
         let mut vacuum = self.conn.prepare("PRAGMA incremental_vacuum")?;
@@ -655,6 +657,13 @@ impl StoreWriter<'_> {
 
     pub fn put_membership(&mut self, plan: PlanId, chain: &[u8]) -> Result<(), StoreError> {
         sync_records::put_membership(self.tx, self.keys, plan, chain)
+    }
+
+    /// Deletes every row of `plan`: documents, changes, outbox, keys and their rules, its
+    /// membership chain, review marks, its header. Returns how many rows went. Follow the
+    /// transaction with [`Store::reclaim_space`] so that no copy stays in the WAL.
+    pub fn delete_plan(&mut self, plan: PlanId) -> Result<usize, StoreError> {
+        retire::delete_plan(self.tx, self.keys, plan)
     }
 
     /// Replaces the heads of a document marked reviewed.

@@ -58,7 +58,9 @@ use transport::Transport;
 
 pub use access::SharedDevice;
 pub use live::WatchEvent;
+pub(crate) use membership::STATE_INTENTS;
 pub use membership::{Intent, MAX_QUEUED_INTENTS, QueuedIntent};
+pub(crate) use shares::STATE_SHARES;
 pub use shares::{QueuedShare, ShareFailure};
 
 /// The recipient id under which envelopes sealed to the network's escrow key are stored.
@@ -267,6 +269,9 @@ pub struct SyncReport {
     /// Pushed bundles the server asked to have sealed again under the document's next key;
     /// they stay in the outbox and go again.
     pub resealed: usize,
+    /// Plans this device removed after the sync: closed, or no longer its user's, and past
+    /// the policy's grace period ([`crate::retention`]).
+    pub retired_plans: Vec<PlanId>,
     pub bytes_up: u64,
     pub bytes_down: u64,
 }

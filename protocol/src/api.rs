@@ -133,6 +133,18 @@ pub fn admin_membership_path(plan: &[u8; 16]) -> String {
     format!("/v1/admin/plans/{}/membership", hex(plan))
 }
 
+/// `GET` ([`ClosedPlans`]): the plans whose membership chain ends with a close, by the
+/// server's word; `eenplan-admin retention run` verifies each chain itself.
+pub const PATH_ADMIN_CLOSED_PLANS: &str = "/v1/admin/retention/closed";
+
+/// `POST` (empty body; [`PlanErased`]): erase a closed plan whose retention period has
+/// ended (crypto-erasure: every envelope, escrow included, every bundle and snapshot, the
+/// chain; a tombstone stays so the plan cannot be registered again). The server checks its
+/// own chain and clock: 409 `not_closed` or `retention_not_over` otherwise.
+pub fn admin_erase_path(plan: &[u8; 16]) -> String {
+    format!("/v1/admin/retention/plans/{}/erase", hex(plan))
+}
+
 /// `POST` ([`Assignment`]) by a device whose user is the plan's regisseur, for a plan that
 /// has no membership chain (registered by an older device).
 pub fn participants_path(plan: &[u8; 16]) -> String {
@@ -855,4 +867,29 @@ mod tests {
         assert_eq!(unhex("zz"), None);
         assert_eq!(unhex("éé"), None);
     }
+}
+
+/// The closed plans a server lists ([`PATH_ADMIN_CLOSED_PLANS`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClosedPlans {
+    pub plans: Vec<ClosedPlan>,
+}
+
+/// One closed plan: its id (hex) and when its chain says it closed. The server's word.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClosedPlan {
+    pub plan: String,
+    pub closed_at_ms: i64,
+}
+
+/// What an erase removed ([`admin_erase_path`]); `already` when the plan had been erased
+/// before (the tombstone's time, nothing more to remove).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanErased {
+    pub plan: String,
+    pub erased_at_ms: i64,
+    pub envelopes: u64,
+    pub escrow_envelopes: u64,
+    pub bundles: u64,
+    pub already: bool,
 }

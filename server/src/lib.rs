@@ -17,4 +17,5 @@ pub mod init_secret;
 pub mod membership;
 pub mod metrics;
 pub mod quota;
+pub mod retention;
 pub mod routes;

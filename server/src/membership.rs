@@ -143,6 +143,10 @@ fn append_signed(
         regrant: gained_readers(&before, roster.state(), &policy.policy),
         rotate: lost_readers(plan, &before, roster.state(), &policy.policy),
         by_device,
+        closed_at: match step.change {
+            Change::Close { at_ms } => Some(at_ms),
+            _ => None,
+        },
         now,
     };
     state.storage.append_membership(&update).map_err(|e| match e {

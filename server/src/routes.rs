@@ -27,6 +27,7 @@ pub mod device;
 pub mod live;
 pub mod membership;
 pub mod rekey;
+pub mod retention;
 pub mod revocations;
 pub mod rotation;
 pub mod sync;
@@ -211,6 +212,8 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .post(revocations::put_revocations)
                 .layer(DefaultBodyLimit::max(eenplan_protocol::revocation::MAX_REVOCATION_LIST_LEN)),
         )
+        .route(api::PATH_ADMIN_CLOSED_PLANS, get(retention::closed))
+        .route("/v1/admin/retention/plans/{plan}/erase", post(retention::erase))
         .route(api::PATH_REVOCATIONS, get(revocations::revocations))
         .route(api::PATH_POLICY, get(rotation::policy))
         .route(api::PATH_WIPE_ORDER, post(wipe::order))

@@ -655,7 +655,21 @@ pub struct MembershipUpdate {
     pub rotate: Vec<DocumentId>,
     /// The device whose request this is: checked active in the writing transaction.
     pub by_device: Option<DeviceId>,
+    /// The closing entry's time, when this entry closes the plan.
+    pub closed_at: Option<i64>,
     pub now: i64,
+}
+
+/// What erasing a plan removed ([`Storage::erase_plan`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Erasure {
+    /// When the plan was erased: now, or the tombstone's time for a plan erased before.
+    pub erased_at: i64,
+    pub envelopes: u64,
+    pub escrow_envelopes: u64,
+    pub bundles: u64,
+    /// The plan had been erased before; nothing was left to remove.
+    pub already: bool,
 }
 
 /// Membership entries for one device, after its cursor.
@@ -860,11 +874,28 @@ pub trait Storage: Send + Sync {
     /// and level, grants and ends participation as listed, and queues the rotations. Returns
     /// the number of documents waiting for a new epoch.
     fn append_membership(&self, update: &MembershipUpdate) -> Result<u64>;
+
+    // Retention (the rules live in `crate::retention`).
+
+    /// The plans whose stored chain ends with a close, with the closing entry's time, oldest
+    /// first.
+    fn closed_plans(&self) -> Result<Vec<(PlanId, i64)>>;
+    /// When `plan` was erased; `None` if it was not.
+    fn erased_at(&self, plan: PlanId) -> Result<Option<i64>>;
+    /// In one transaction: deletes every row of `plan` (every envelope, escrow included,
+    /// every bundle and snapshot, key commitments, rotations, snapshot requests, resume
+    /// points, refusals, participants, its chain and the plan itself) and leaves a tombstone
+    /// (plan, `now`) so the plan cannot be registered again; then makes sure no copy of a
+    /// deleted row stays in the backend's files. A plan erased before: the clean-up runs
+    /// again and the answer says `already`. [`StorageError::NotFound`] for an unknown plan.
+    fn erase_plan(&self, plan: PlanId, now: i64) -> Result<Erasure>;
     /// The chain's signed entries after position `after`, in order.
     fn membership_entries(&self, plan: PlanId, after: u32) -> Result<Vec<Vec<u8>>>;
     /// The entries of `user`'s plans after the membership cursor `after` (a plan granted
     /// after it: its whole chain), whole chains only, at most `limit` entries unless one
-    /// chain alone is longer; `limit` is (entries, bytes).
+    /// chain alone is longer; `limit` is (entries, bytes). A plan `user` was removed from:
+    /// its entries up to the one that removed them, so their devices learn of it from the
+    /// signed entry (and drop the plan after the grace period).
     fn membership_for(&self, user: UserId, after: u64, limit: (usize, usize)) -> Result<MembershipPage>;
     /// Documents of plans with a chain that wait for a new epoch and that `user` may read,
     /// with the epoch to make.

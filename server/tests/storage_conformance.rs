@@ -1764,6 +1764,7 @@ pub mod suite {
             regrant: vec![],
             rotate: vec![],
             by_device: Some(a1),
+            closed_at: None,
             now: 6,
         };
         assert_eq!(s.append_membership(&add).unwrap(), 0);
@@ -1795,8 +1796,11 @@ pub mod suite {
         assert!(!s.is_participant(P, gert).unwrap());
         assert_eq!(s.rotations_for(ann).unwrap(), [(doc(P, 0), 2), (doc(P, 1), 2)]);
         assert_eq!(s.rotations_for(gert).unwrap(), []);
+        // A leaver hears of their removal, by the signed entry, and of nothing after it.
+        let farewell = s.membership_for(gert, page.through, (10, BIG)).unwrap();
+        assert_eq!(farewell.entries, [vec![3; 40]]);
         assert_eq!(
-            s.membership_for(gert, page.through, (10, BIG)).unwrap().entries,
+            s.membership_for(gert, farewell.through, (10, BIG)).unwrap().entries,
             Vec::<Vec<u8>>::new(),
             "a leaver hears no more"
         );
@@ -1805,6 +1809,96 @@ pub mod suite {
         let late = MembershipUpdate { seq: 4, signed: vec![4; 40], rotate: vec![], remove: vec![], ..remove };
         assert!(matches!(s.append_membership(&late), Err(StorageError::DeviceNotActive)));
         let _ = g1;
+    }
+
+    pub fn a_closed_plan_is_listed_and_erasing_it_leaves_only_a_tombstone_that_refuses_registration(
+        s: &dyn Storage,
+    ) {
+        use eenplan_server::storage::{CharteredPlan, MembershipUpdate};
+        s.set_policy(&policy(2, &[("wijkteam", ALL, ALL)]), 1).unwrap();
+        let ann = user(s, "Ann");
+        let bob = user(s, "Bob");
+        let (a1, b1) = (device(s, ann, 1), device(s, bob, 2));
+        for plan in [P, Q] {
+            let charter = CharteredPlan {
+                plan,
+                creator: ann,
+                created_by: a1,
+                creator_role: "wijkteam".into(),
+                charter: vec![1; 40],
+                roster: vec![0xA1],
+                now: 5,
+            };
+            assert!(s.register_chartered_plan(&charter).unwrap());
+            mint(s, &(0..4).map(|c| doc(plan, c)).collect::<Vec<_>>(), a1);
+        }
+        let add = MembershipUpdate {
+            plan: P,
+            seq: 2,
+            signed: vec![2; 40],
+            roster: vec![0xA2],
+            level: "regulier".into(),
+            add: vec![(bob, "wijkteam".into())],
+            remove: vec![],
+            regrant: vec![],
+            rotate: vec![],
+            by_device: Some(a1),
+            closed_at: None,
+            now: 6,
+        };
+        s.append_membership(&add).unwrap();
+        let escrow = DeviceId(eenplan_protocol::api::ESCROW_RECIPIENT);
+        seal(
+            s,
+            a1,
+            &[
+                envelope(b1, doc(P, 0), 1, 7),
+                envelope(escrow, doc(P, 0), 1, 8),
+                envelope(b1, doc(Q, 0), 1, 9),
+            ],
+        );
+        push(s, &[changes(doc(P, 0), 1, a1), changes(doc(P, 1), 2, a1), changes(doc(Q, 0), 3, a1)]);
+        assert_eq!(s.closed_plans().unwrap(), [], "nothing is closed yet");
+
+        let close = MembershipUpdate {
+            seq: 3,
+            signed: vec![3; 40],
+            add: vec![],
+            closed_at: Some(50),
+            now: 50,
+            ..add
+        };
+        s.append_membership(&close).unwrap();
+        assert_eq!(s.closed_plans().unwrap(), [(P, 50)]);
+        assert_eq!(s.erased_at(P).unwrap(), None);
+
+        let erased = s.erase_plan(P, 70).unwrap();
+        assert_eq!(
+            (erased.envelopes, erased.escrow_envelopes, erased.bundles, erased.already),
+            (1, 1, 2, false)
+        );
+        assert_eq!(s.erased_at(P).unwrap(), Some(70));
+        assert_eq!(s.closed_plans().unwrap(), [], "an erased plan is no longer listed");
+        assert!(s.escrow_envelopes(P).unwrap().is_empty());
+        assert!(matches!(s.roster(P), Err(StorageError::NotFound)));
+        assert!(s.membership_entries(P, 0).unwrap().is_empty());
+        assert!(!s.is_participant(P, bob).unwrap());
+        assert_eq!(
+            s.envelopes_for(b1, 0).unwrap(),
+            [envelope(b1, doc(Q, 0), 1, 9)],
+            "another plan keeps its keys"
+        );
+        assert_eq!(s.document_stats(doc(P, 0)).unwrap().bundles, 0);
+        assert_eq!(s.document_stats(doc(Q, 0)).unwrap().bundles, 1);
+        assert_eq!(s.current_epoch(doc(P, 0)).unwrap(), 0, "its commitments went too");
+
+        // The tombstone: the plan cannot be registered again, by anyone; erasing again
+        // removes nothing more.
+        assert!(!s.register_plan(P, ann, a1, 80).unwrap());
+        assert!(matches!(s.roster(P), Err(StorageError::NotFound)));
+        let again = s.erase_plan(P, 90).unwrap();
+        assert_eq!((again.erased_at, again.already, again.bundles), (70, true, 0));
+        assert!(matches!(s.erase_plan([0xCC; 16], 90), Err(StorageError::NotFound)));
     }
 
     pub fn a_push_during_a_rotation_or_under_an_old_epoch_is_refused_in_the_writing_transaction(
@@ -2272,6 +2366,7 @@ macro_rules! conformance_suite {
             a_revoked_devices_wipe_order_waits_and_a_wipe_report_is_recorded_once,
             removing_a_participant_queues_the_plans_documents_it_could_read,
             a_membership_chain_appends_in_order_grants_removes_rotates_and_pages_whole_chains,
+            a_closed_plan_is_listed_and_erasing_it_leaves_only_a_tombstone_that_refuses_registration,
             completing_a_rotation_is_refused_for_a_wrong_epoch_and_settles_only_older_tasks,
             a_push_during_a_rotation_or_under_an_old_epoch_is_refused_in_the_writing_transaction,
             rotation_tasks_list_every_reader_with_the_epochs_it_holds,
@@ -2370,6 +2465,64 @@ mod sqlite {
     }
 
     conformance_suite!(Sqlite::fresh());
+
+    /// Erasure is crypto-erasure only if the deleted envelopes and bundles are gone from the
+    /// file and its WAL, not merely unlinked from the b-tree.
+    #[test]
+    fn an_erased_plans_bytes_are_in_neither_the_database_file_nor_its_wal() {
+        use super::fixtures::*;
+        use eenplan_server::storage::{CharteredPlan, MembershipUpdate};
+        let backend = Sqlite::fresh();
+        let s = backend.storage();
+        s.set_policy(&policy(2, &[("wijkteam", ALL, ALL)]), 1).unwrap();
+        let ann = user(s, "Ann");
+        let a1 = device(s, ann, 1);
+        let charter = CharteredPlan {
+            plan: P,
+            creator: ann,
+            created_by: a1,
+            creator_role: "wijkteam".into(),
+            charter: vec![1; 40],
+            roster: vec![0xA1],
+            now: 5,
+        };
+        s.register_chartered_plan(&charter).unwrap();
+        mint(s, &[doc(P, 0)], a1);
+        let escrow = DeviceId(eenplan_protocol::api::ESCROW_RECIPIENT);
+        let marked = |byte: u8, len: usize| -> Vec<u8> { (0..len).map(|i| byte ^ (i as u8)).collect() };
+        let key = Envelope { recipient: escrow, document: doc(P, 0), epoch: 1, bytes: marked(0x3C, 1200) };
+        s.put_envelopes(a1, std::slice::from_ref(&key)).unwrap();
+        let sealed = NewBundle { bytes: marked(0x5D, 20_000), ..changes(doc(P, 0), 1, a1) };
+        push(s, std::slice::from_ref(&sealed));
+        let close = MembershipUpdate {
+            plan: P,
+            seq: 2,
+            signed: vec![2; 40],
+            roster: vec![0xA2],
+            level: "regulier".into(),
+            add: vec![],
+            remove: vec![],
+            regrant: vec![],
+            rotate: vec![],
+            by_device: Some(a1),
+            closed_at: Some(9),
+            now: 9,
+        };
+        s.append_membership(&close).unwrap();
+        s.erase_plan(P, 10).unwrap();
+        let db = backend.dir.path().join("server.db");
+        for path in [db.clone(), db.with_extension("db-wal")] {
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            for erased in [&key.bytes[..64], &key.bytes[1100..], &sealed.bytes[..64], &sealed.bytes[19_900..]]
+            {
+                assert!(
+                    !bytes.windows(erased.len()).any(|w| w == erased),
+                    "erased bytes remain in {}",
+                    path.display()
+                );
+            }
+        }
+    }
 
     #[test]
     fn a_file_that_is_not_a_database_is_reported_as_corrupt() {

@@ -70,6 +70,14 @@ pub fn run(data: &Path, command: PlanCommand) -> Result<Output, CliError> {
             device.remove_participant(&id, &args.user)?;
             Ok(act_outcome(device.sync_membership()?))
         }
+        PlanCommand::Close(args) => {
+            let id = find_plan(&device, &args.plan)?;
+            device.close_case(&id)?;
+            Ok(match device.sync_membership()? {
+                ShareOutcome::Done => Output::Text("plan afgesloten; de bewaartermijn loopt".into()),
+                queued => act_outcome(queued),
+            })
+        }
         PlanCommand::AddParticipant(args) => {
             let id = find_plan(&device, &args.plan)?;
             device.add_participant(&id, &args.user, &args.role)?;

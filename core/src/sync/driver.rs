@@ -139,6 +139,9 @@ pub(super) fn sync_with(
     }
     run.report.bytes_up = transport.sent();
     run.report.bytes_down = transport.received();
+    // What this sync brought may close a plan or take it away; past the grace period the
+    // copy goes now (a step of its own: nothing here waits on the network).
+    run.report.retired_plans = access.with(|device| device.retire_expired_plans())?;
     Ok(run.report)
 }
 

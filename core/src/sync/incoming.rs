@@ -433,7 +433,12 @@ impl Device {
         witnesses: &[Witness],
     ) -> Result<Vec<(Plan, Option<PlanHeader>, ChangesByCompartment)>, CoreError> {
         let mut writes = Vec::new();
+        let retired = self.retired_plans()?;
         for (plan_id, arrived) in arrivals {
+            // A plan this device removed stays removed, whatever a server still sends.
+            if retired.contains(&plan_id) {
+                continue;
+            }
             let mut plan = match self.take_plan_or_new(plan_id) {
                 Ok(plan) => plan,
                 Err(CoreError::Store(e)) => {
@@ -530,11 +535,12 @@ impl Device {
         let history = pass.history.encode();
         let revocation_writes = pass.revocations.as_ref().map(Revocations::writes).unwrap_or_default();
         let complaints = self.complaints_after(&outgoing.request.refused_envelopes, &pass.complaints)?;
+        let retired = self.retired_plans()?;
         let result = self.store_mut().write(|w| {
             for id in &done {
                 w.acknowledge_bundle(id)?;
             }
-            for key in &pass.keys {
+            for key in pass.keys.iter().filter(|k| !retired.contains(&k.plan)) {
                 w.put_doc_key(key.plan, key.compartment, key.epoch, &key.key)?;
                 w.put_epoch_rules(key.plan, key.compartment, key.epoch, &key.rules.encode())?;
                 // The server delivers keys only of plans it knows: without this, the next sync

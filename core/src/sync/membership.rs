@@ -35,7 +35,7 @@ use crate::error::CoreError;
 use crate::ids::PlanId;
 
 pub(super) const STATE_MEMBERSHIP_CURSOR: &str = "membership_cursor";
-const STATE_INTENTS: &str = "membership_intents";
+pub(crate) const STATE_INTENTS: &str = "membership_intents";
 /// Acts that may wait on one device for a sync.
 pub const MAX_QUEUED_INTENTS: usize = 256;
 
@@ -50,11 +50,28 @@ pub(crate) struct HeldChain {
 /// Users are named as people type them (a name or a user id); the chain resolves them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Intent {
-    Remove { user: String },
-    Handover { to: String },
+    Remove {
+        user: String,
+    },
+    Handover {
+        to: String,
+    },
     Accept,
-    Escalate { level: String, grondslag: Grondslag, step: u64, regie: Option<String>, add: Vec<String> },
-    Deescalate { level: String, step: u64, regie: String, remove: Vec<String> },
+    Escalate {
+        level: String,
+        grondslag: Grondslag,
+        step: u64,
+        regie: Option<String>,
+        add: Vec<String>,
+    },
+    Deescalate {
+        level: String,
+        step: u64,
+        regie: String,
+        remove: Vec<String>,
+    },
+    /// Closing the plan (*afgesloten*): the retention period starts at the entry's time.
+    Close,
 }
 
 impl Intent {
@@ -136,6 +153,7 @@ impl Device {
             return Ok(Vec::new());
         }
         let revoked = self.held_revocations(server)?;
+        let retired = self.retired_plans()?;
         let mut chains: BTreeMap<PlanId, Option<HeldChain>> = BTreeMap::new();
         let mut changed = Vec::new();
         let mut gap = false;
@@ -171,6 +189,7 @@ impl Device {
                 }
             }
         }
+        let unretired = self.still_retired(&mut changed, &chains, &retired)?;
         let cursor = if gap { 0 } else { response.membership_through };
         self.store_mut().write(|w| {
             for plan in &changed {
@@ -178,12 +197,43 @@ impl Device {
                     w.put_membership(*plan, &cbor(held))?;
                 }
             }
+            if let Some(retired) = &unretired {
+                w.put_state(crate::retention::STATE_RETIRED, &eenplan_protocol::sync::encode(retired))?;
+            }
             w.put_state(STATE_MEMBERSHIP_CURSOR, &cursor.to_be_bytes())
         })?;
         for plan in &changed {
             self.forget_view(plan);
         }
         Ok(changed)
+    }
+
+    /// A plan this device removed stays removed (its chain is not kept again) unless the
+    /// chain that arrived shows this device's user taking part in it, open: added back, it
+    /// comes back like a newly shared plan. Drops the others from `changed`; returns the
+    /// retired list to store when a plan left it.
+    fn still_retired(
+        &self,
+        changed: &mut Vec<PlanId>,
+        chains: &BTreeMap<PlanId, Option<HeldChain>>,
+        retired: &[PlanId],
+    ) -> Result<Option<Vec<PlanId>>, CoreError> {
+        let own_user = self.own_user_id()?;
+        let mut kept = retired.to_vec();
+        changed.retain(|plan| {
+            if !retired.contains(plan) {
+                return true;
+            }
+            let needed = chains.get(plan).and_then(Option::as_ref).is_some_and(|held| {
+                let state = held.roster.state();
+                state.closed_at_ms.is_none() && own_user.is_some_and(|user| state.participant(user).is_some())
+            });
+            if needed {
+                kept.retain(|r| r != plan);
+            }
+            needed
+        });
+        Ok((kept.len() != retired.len()).then_some(kept))
     }
 
     /// Keeps an entry this device signed and the server stored (204), so that the next act
@@ -413,6 +463,7 @@ impl Device {
             Intent::Remove { user } => Act::Remove(crate::regie::participant_named(roster, user)?),
             Intent::Handover { to } => Act::Handover(crate::regie::participant_named(roster, to)?),
             Intent::Accept => Act::Accept,
+            Intent::Close => Act::Close,
             Intent::Deescalate { level, step, regie, remove } => Act::Deescalate(Deescalation {
                 level: level.clone(),
                 step: *step,

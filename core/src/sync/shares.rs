@@ -21,7 +21,7 @@ use crate::error::CoreError;
 use crate::ids::PlanId;
 use crate::plan::{PlanError, Role};
 
-const STATE_SHARES: &str = "shares";
+pub(crate) const STATE_SHARES: &str = "shares";
 /// Shares that may wait on one device: far more than a worker makes offline in a week.
 pub const MAX_QUEUED_SHARES: usize = 256;
 

@@ -99,6 +99,12 @@ error_codes! {
     MembershipConflict = "membership_conflict",
     /// The plan has a signed membership chain: participants change only through it.
     MembershipSigned = "membership_signed",
+    /// The plan's chain does not end with a close: it is not erased.
+    NotClosed = "not_closed",
+    /// The plan's retention period has not ended by the server's clock and policy.
+    RetentionNotOver = "retention_not_over",
+    /// The plan was erased: it cannot be registered or changed again.
+    PlanErased = "plan_erased",
     // 410.
     Expired = "expired",
     ExpiredCode = "expired_code",

@@ -298,3 +298,49 @@ fn the_levels_since_a_position_and_the_position_at_a_time_follow_the_chain() {
     assert_eq!(roster.levels_since(3), ["lokaal"]);
     assert_eq!((roster.seq_at_time(5), roster.seq_at_time(50), roster.seq_at_time(1_000)), (1, 1, 3));
 }
+
+#[test]
+fn the_regisseur_closes_a_plan_and_nothing_follows_the_close() {
+    let network = Network::new();
+    let wim = network.person(3, 1, "Wim", "wijkteam");
+    let ans = network.person(4, 2, "Ans", "wijkteam");
+    let mut roster = started(&network, &wim);
+    roster
+        .apply(&entry(&roster, &wim, Act::Add(ans.chain.clone())), &network.root(), &never_revoked)
+        .unwrap();
+    roster.apply(&entry(&roster, &wim, Act::Close), &network.root(), &never_revoked).unwrap();
+    assert_eq!(roster.state().closed_at_ms, Some(100));
+    assert_eq!(roster.steps().last().unwrap().change, Change::Close { at_ms: 100 });
+    // Not even the regisseur changes a closed plan, nor closes it twice.
+    for act in [Act::Remove(2), Act::Handover(2), Act::Close] {
+        let late = entry(&roster, &wim, act);
+        assert_eq!(roster.apply(&late, &network.root(), &never_revoked), Err(MembershipError::Closed));
+    }
+    let by_admin =
+        Entry::next(&roster, 100, Signer::Admin(network.admin_certificate.clone()), Act::Handover(2))
+            .sign(&network.admin);
+    assert_eq!(roster.apply(&by_admin, &network.root(), &never_revoked), Err(MembershipError::Closed));
+    assert_eq!(roster.seq(), 3);
+}
+
+#[test]
+fn a_participant_who_is_not_the_regisseur_cannot_close_a_plan() {
+    let network = Network::new();
+    let wim = network.person(3, 1, "Wim", "wijkteam");
+    let ans = network.person(4, 2, "Ans", "wijkteam");
+    let mut roster = started(&network, &wim);
+    roster
+        .apply(&entry(&roster, &wim, Act::Add(ans.chain.clone())), &network.root(), &never_revoked)
+        .unwrap();
+    let by_participant = entry(&roster, &ans, Act::Close);
+    assert_eq!(
+        roster.apply(&by_participant, &network.root(), &never_revoked),
+        Err(MembershipError::NotRegisseur)
+    );
+    assert_eq!(roster.state().closed_at_ms, None);
+    // An administrator closes for a regisseur who is gone.
+    let by_admin = Entry::next(&roster, 200, Signer::Admin(network.admin_certificate.clone()), Act::Close)
+        .sign(&network.admin);
+    roster.apply(&by_admin, &network.root(), &never_revoked).unwrap();
+    assert_eq!(roster.state().closed_at_ms, Some(200));
+}

@@ -20,7 +20,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavio
 
 use super::{
     AdminRecord, CREATOR_PLAN_ROLE, CharteredPlan, CommitmentOutcome, CommitmentRecord, CompletedRotation,
-    DeviceId, DeviceRecord, DeviceState, DocStats, Envelope, EnvelopeOutcome, EnvelopeRefusal,
+    DeviceId, DeviceRecord, DeviceState, DocStats, Envelope, EnvelopeOutcome, EnvelopeRefusal, Erasure,
     MAX_SNAPSHOT_REQUESTS_PER_DEVICE, MembershipPage, MembershipUpdate, NetworkRecord, NewBundle, NewDevice,
     Org, OrgId, Participant, PlanId, PolicyRecord, PullBatch, PullRequest, PushOutcome, Reader, Result,
     Revocation, RevocationListRecord, RotationTask, SNAPSHOT_REQUEST_TTL_MS, SessionRecorded, Storage,
@@ -148,6 +148,17 @@ impl SqliteStorage {
         let out = f(&tx)?;
         tx.commit()?;
         Ok(out)
+    }
+
+    /// Copies the WAL into the database file and truncates it. Waits (the busy timeout) for
+    /// readers still using older frames; [`StorageError::Busy`] if they outlast it.
+    fn checkpoint_truncate(&self) -> Result<()> {
+        let conn = relock(&self.writer);
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+        if busy != 0 {
+            return Err(StorageError::Busy);
+        }
+        Ok(())
     }
 
     fn reader(&self) -> MutexGuard<'_, Connection> {
@@ -416,6 +427,10 @@ impl Storage for SqliteStorage {
     fn register_plan(&self, plan: PlanId, creator: UserId, created_by: DeviceId, now: i64) -> Result<bool> {
         self.write(|tx| {
             require_active(tx, created_by)?;
+            // An erased plan stays erased: as if another user held it, nothing changes.
+            if rows::erased_at(tx, &plan)?.is_some() {
+                return Ok(false);
+            }
             if let Some(existing) = rows::plan_creator(tx, &plan)? {
                 return Ok(existing == creator);
             }
@@ -432,6 +447,10 @@ impl Storage for SqliteStorage {
     fn register_chartered_plan(&self, plan: &CharteredPlan) -> Result<bool> {
         self.write(|tx| {
             require_active(tx, plan.created_by)?;
+            // An erased plan stays erased: as if another user held it, nothing changes.
+            if rows::erased_at(tx, &plan.plan)?.is_some() {
+                return Ok(false);
+            }
             if let Some(existing) = rows::plan_creator(tx, &plan.plan)? {
                 return Ok(existing == plan.creator);
             }
@@ -469,6 +488,9 @@ impl Storage for SqliteStorage {
             let position = rows::advance_head(tx, 1)?;
             rows::insert_membership(tx, &update.plan, update.seq, &update.signed, position)?;
             rows::set_roster(tx, &update.plan, &update.roster, &update.level)?;
+            if let Some(closed_at) = update.closed_at {
+                rows::set_closed_at(tx, &update.plan, closed_at)?;
+            }
             for (user, role) in &update.add {
                 if !rows::user_exists(tx, *user)? {
                     return Err(StorageError::NotFound);
@@ -477,9 +499,11 @@ impl Storage for SqliteStorage {
                     let granted = rows::advance_head(tx, 1)?;
                     rows::insert_participant(tx, &update.plan, *user, role, granted)?;
                 }
+                rows::forget_leaver(tx, &update.plan, *user)?;
             }
             for user in &update.remove {
                 rows::delete_participant(tx, &update.plan, *user)?;
+                rows::record_leaver(tx, &update.plan, *user, update.seq)?;
             }
             if !update.regrant.is_empty() {
                 let granted = rows::advance_head(tx, 1)?;
@@ -492,6 +516,31 @@ impl Storage for SqliteStorage {
             }
             rows::pending_rotations(tx)
         })
+    }
+
+    fn closed_plans(&self) -> Result<Vec<(PlanId, i64)>> {
+        self.read(rows::closed_plans)
+    }
+
+    fn erased_at(&self, plan: PlanId) -> Result<Option<i64>> {
+        self.read(|conn| rows::erased_at(conn, &plan))
+    }
+
+    fn erase_plan(&self, plan: PlanId, now: i64) -> Result<Erasure> {
+        let erasure = self.write(|tx| {
+            if let Some(erased_at) = rows::erased_at(tx, &plan)? {
+                return Ok(Erasure { erased_at, already: true, ..Erasure::default() });
+            }
+            if rows::plan_creator(tx, &plan)?.is_none() {
+                return Err(StorageError::NotFound);
+            }
+            rows::erase_plan(tx, &plan, now)
+        })?;
+        // `secure_delete` zeroed the deleted cells and freed pages in the pages this commit
+        // wrote to the WAL; the checkpoint puts them over the old pages in the file, and the
+        // truncation leaves no frame with a copy.
+        self.checkpoint_truncate()?;
+        Ok(erasure)
     }
 
     fn membership_entries(&self, plan: PlanId, after: u32) -> Result<Vec<Vec<u8>>> {

@@ -274,6 +274,25 @@ const MIGRATIONS: &[&str] = &[
                      UNION ALL SELECT 'zorg_en_veiligheidshuis') l;
      DROP TABLE policy_access;
      ALTER TABLE policy_access_by_level RENAME TO policy_access;",
+    // 10: reserved for the access log (another branch); the integrator puts it here.
+    "-- reserved",
+    // 11: retention. A closed plan keeps its closing entry's time beside its roster, so the
+    //     closed plans are listed without decoding every chain; an erased plan leaves only a
+    //     tombstone (its id and when), so it cannot be registered again. A participant who
+    //     is removed still receives the chain up to the entry that removed them: their
+    //     devices drop the plan on the signed word of that entry, never on the server's.
+    "ALTER TABLE plans ADD COLUMN closed_at BIGINT;
+     CREATE TABLE membership_leavers (
+         plan_id     BLOB NOT NULL,
+         user_id     BIGINT NOT NULL,
+         through_seq BIGINT NOT NULL,
+         PRIMARY KEY (user_id, plan_id)
+     ) WITHOUT ROWID;
+     CREATE INDEX plans_by_closed_at ON plans (closed_at) WHERE closed_at IS NOT NULL;
+     CREATE TABLE erased_plans (
+         plan_id   BLOB PRIMARY KEY,
+         erased_at BIGINT NOT NULL
+     ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

@@ -8,9 +8,9 @@ use rusqlite::{Connection, OptionalExtension, Row, ToSql, Transaction, params};
 
 use crate::storage::pull::{LogView, ResumePoint, RowMeta};
 use crate::storage::{
-    AdminRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope, NetworkRecord,
-    NewBundle, NewDevice, Org, OrgId, Participant, PlanId, PolicyRecord, Reader, Result, StorageError,
-    StoredBundle, User, UserId,
+    AdminRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope, Erasure,
+    NetworkRecord, NewBundle, NewDevice, Org, OrgId, Participant, PlanId, PolicyRecord, Reader, Result,
+    StorageError, StoredBundle, User, UserId,
 };
 use eenplan_protocol::policy::{MAX_POLICY_LEN, Policy, SignedPolicy};
 
@@ -489,6 +489,52 @@ pub(super) fn set_roster(tx: &Transaction<'_>, plan: &PlanId, roster: &[u8], lev
     Ok(())
 }
 
+pub(super) fn set_closed_at(tx: &Transaction<'_>, plan: &PlanId, closed_at: i64) -> Result<()> {
+    tx.execute("UPDATE plans SET closed_at = ?2 WHERE plan_id = ?1", params![plan, closed_at])?;
+    Ok(())
+}
+
+pub(super) fn closed_plans(conn: &Connection) -> Result<Vec<(PlanId, i64)>> {
+    let mut stmt = conn.prepare(
+        "SELECT plan_id, closed_at FROM plans WHERE closed_at IS NOT NULL ORDER BY closed_at, plan_id",
+    )?;
+    let rows = stmt.query_map([], |row| Ok((row.get::<_, PlanId>(0)?, row.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(super) fn erased_at(conn: &Connection, plan: &PlanId) -> Result<Option<i64>> {
+    Ok(conn
+        .query_row("SELECT erased_at FROM erased_plans WHERE plan_id = ?1", [plan], |row| row.get(0))
+        .optional()?)
+}
+
+/// Tables whose rows belong to one plan, besides envelopes and bundles (counted on their
+/// own). Children of `plans` come before it.
+const PLAN_ROWS: [&str; 8] = [
+    "membership_leavers",
+    "commitments",
+    "rotations",
+    "snapshot_requests",
+    "pull_resumes",
+    "refused_sealers",
+    "participants",
+    "membership",
+];
+
+/// Deletes every row of `plan` and leaves its tombstone.
+pub(super) fn erase_plan(tx: &Transaction<'_>, plan: &PlanId, now: i64) -> Result<Erasure> {
+    let count = |sql: &str| -> Result<u64> { Ok(tx.execute(sql, [plan])? as u64) };
+    let envelopes = count("DELETE FROM envelopes WHERE plan_id = ?1")?;
+    let escrow_envelopes = count("DELETE FROM escrow_envelopes WHERE plan_id = ?1")?;
+    let bundles = count("DELETE FROM bundles WHERE plan_id = ?1")?;
+    for table in PLAN_ROWS {
+        tx.execute(&format!("DELETE FROM {table} WHERE plan_id = ?1"), [plan])?;
+    }
+    tx.execute("DELETE FROM plans WHERE plan_id = ?1", [plan])?;
+    tx.execute("INSERT INTO erased_plans (plan_id, erased_at) VALUES (?1, ?2)", params![plan, now])?;
+    Ok(Erasure { erased_at: now, envelopes, escrow_envelopes, bundles, already: false })
+}
+
 /// The chain length and roster of a plan with a chain; `NotFound` for an unknown plan.
 pub(super) fn roster(conn: &Connection, plan: &PlanId) -> Result<Option<(u32, Vec<u8>)>> {
     let roster: Option<Vec<u8>> = conn
@@ -517,12 +563,21 @@ pub(super) fn membership_after(
     user: UserId,
     after: u64,
 ) -> Result<Vec<super::super::PositionedEntry>> {
+    // Participants get their plans' chains; a user who left gets the chain up to the entry
+    // that removed them, so their devices learn of it from the signed entry.
     let mut stmt = conn.prepare_cached(
-        "SELECT m.plan_id, MAX(m.log_seq, p.granted_at_seq) AS position, m.signed
-         FROM participants p
-         JOIN membership m ON m.plan_id = p.plan_id
-         WHERE p.user_id = ?1 AND (m.log_seq > ?2 OR p.granted_at_seq > ?2)
-         ORDER BY position, m.plan_id, m.seq",
+        "SELECT plan_id, position, signed FROM (
+             SELECT m.plan_id, MAX(m.log_seq, p.granted_at_seq) AS position, m.seq, m.signed
+             FROM participants p
+             JOIN membership m ON m.plan_id = p.plan_id
+             WHERE p.user_id = ?1 AND (m.log_seq > ?2 OR p.granted_at_seq > ?2)
+             UNION ALL
+             SELECT m.plan_id, m.log_seq AS position, m.seq, m.signed
+             FROM membership_leavers l
+             JOIN membership m ON m.plan_id = l.plan_id AND m.seq <= l.through_seq
+             WHERE l.user_id = ?1 AND m.log_seq > ?2
+         )
+         ORDER BY position, plan_id, seq",
     )?;
     let rows =
         stmt.query_map(params![user.0, Int(after)], |row| Ok((row.get(0)?, uint(row, 1)?, row.get(2)?)))?;
@@ -585,6 +640,22 @@ pub(super) fn set_participant_role(
         "UPDATE participants SET plan_role = ?3 WHERE plan_id = ?1 AND user_id = ?2",
         params![plan, user.0, plan_role],
     )?;
+    Ok(())
+}
+
+/// Remembers that entry `seq` of `plan`'s chain removed `user` (see `membership_after`).
+pub(super) fn record_leaver(tx: &Transaction<'_>, plan: &PlanId, user: UserId, seq: u32) -> Result<()> {
+    tx.execute(
+        "INSERT INTO membership_leavers (plan_id, user_id, through_seq) VALUES (?1, ?2, ?3)
+         ON CONFLICT (user_id, plan_id) DO UPDATE SET through_seq = ?3",
+        params![plan, user.0, seq],
+    )?;
+    Ok(())
+}
+
+/// A user who takes part again is a participant, not a leaver.
+pub(super) fn forget_leaver(tx: &Transaction<'_>, plan: &PlanId, user: UserId) -> Result<()> {
+    tx.execute("DELETE FROM membership_leavers WHERE plan_id = ?1 AND user_id = ?2", params![plan, user.0])?;
     Ok(())
 }
 

@@ -1,0 +1,274 @@
+//! Retention on the device (DESIGN §8): closing a plan's case (*afgesloten*), refusing edits
+//! to a closed plan, and removing a plan this device no longer needs once the policy's grace
+//! period has passed.
+//!
+//! A device no longer needs a plan when its verified chain shows the plan closed, or no
+//! longer lists the device's own user. Both come from the signed chain, never from the
+//! server's word: a server cannot make a phone drop a plan it still needs.
+//!
+//! **The grace period counts from when this device learnt it**, recorded durably the first
+//! time a sweep saw the plan closed or left (right after the sync that brought the entry,
+//! or at open). That is never earlier than the entry itself, and it gives a worker whose
+//! phone was offline the whole grace period to look things up and to push what they wrote
+//! before the close, instead of losing the copy at the first sync after a long absence. A
+//! user added again within the grace period keeps the plan (the record is dropped).
+//!
+//! Removal ([`Device::retire_plan`]) deletes every row of the plan in one transaction,
+//! drops it from memory, keeps the plan's id (sealed) on a list of retired plans so that
+//! what a server still sends for it is ignored (until a chain arrives that lists this
+//! device's user in the open plan again: added back, it comes back like a newly shared
+//! plan), then checkpoints and truncates the WAL: with `secure_delete` no page or WAL frame
+//! keeps a copy of what was deleted.
+
+use std::collections::BTreeMap;
+
+use eenplan_protocol::policy::Retention;
+use eenplan_protocol::sync::{decode, encode};
+use serde::{Deserialize, Serialize};
+
+use crate::device::Device;
+use crate::error::CoreError;
+use crate::ids::PlanId;
+use crate::store::StoreError;
+use crate::sync::{Intent, QueuedIntent, QueuedShare, STATE_INTENTS, STATE_SHARES};
+
+/// Sealed: plan → when this device first saw that it no longer needs it (ms).
+const STATE_LEAVING: &str = "retention_leaving";
+/// Sealed: the plans this device removed; what a server still sends for them is ignored.
+pub(crate) const STATE_RETIRED: &str = "retention_retired";
+/// The most retired plans remembered: a worker's career of closed cases, and a bound.
+const MAX_RETIRED: usize = 10_000;
+
+/// Why a plan leaves this device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RetireReason {
+    /// The plan was closed (*afgesloten*) and the grace period has passed.
+    Closed,
+    /// The chain no longer lists this device's user, and the grace period has passed.
+    NoLongerParticipant,
+}
+
+impl RetireReason {
+    /// The reason in Dutch, for people.
+    pub fn label(self) -> &'static str {
+        match self {
+            RetireReason::Closed => "het plan is afgesloten",
+            RetireReason::NoLongerParticipant => "u neemt niet meer deel aan dit plan",
+        }
+    }
+}
+
+impl Device {
+    /// Closes the plan's case (*afgesloten*): the regisseur's act, queued like the other regie
+    /// acts and signed by the next sync. From the closing entry on nothing changes in the plan,
+    /// and the retention period runs.
+    pub fn close_case(&mut self, plan: &PlanId) -> Result<(), CoreError> {
+        let roster = self.roster_as_regisseur(plan)?;
+        if roster.state().closed_at_ms.is_some() {
+            return Err(CoreError::PlanClosed(*plan));
+        }
+        let queued = self.queued_intents()?;
+        if queued.iter().any(|q| q.plan == *plan && q.intent == Intent::Close) {
+            return Ok(());
+        }
+        self.queue_intent(plan, Intent::Close)
+    }
+
+    /// When the plan was closed, by its verified chain; `None` while it is open (or no chain
+    /// is held).
+    pub fn closed_at(&self, plan: &PlanId) -> Result<Option<i64>, CoreError> {
+        Ok(self.roster(plan)?.and_then(|r| r.state().closed_at_ms))
+    }
+
+    /// Refuses a change to a closed plan. Reads go on until the copy is removed.
+    pub(crate) fn refuse_if_closed(&self, plan: &PlanId) -> Result<(), CoreError> {
+        match self.closed_at(plan)? {
+            Some(_) => Err(CoreError::PlanClosed(*plan)),
+            None => Ok(()),
+        }
+    }
+
+    /// Why this device no longer needs `plan`, by its verified chain; `None` if it does.
+    fn leaving(&self, plan: &PlanId, own_user: Option<i64>) -> Result<Option<RetireReason>, CoreError> {
+        let Some(roster) = self.roster(plan)? else { return Ok(None) };
+        let state = roster.state();
+        Ok(if state.closed_at_ms.is_some() {
+            Some(RetireReason::Closed)
+        } else if own_user.is_some_and(|user| state.participant(user).is_none()) {
+            Some(RetireReason::NoLongerParticipant)
+        } else {
+            None
+        })
+    }
+
+    /// The retention rules in force here: the root-signed policy this device holds, or the
+    /// defaults before it holds one; `None` when the held policy does not verify (nothing is
+    /// removed by rules this device cannot check).
+    fn retention(&self) -> Option<Retention> {
+        self.stored_policy().ok().map(|p| p.map(|p| p.retention()).unwrap_or_default())
+    }
+
+    /// Removes every plan this device no longer needs whose grace period has passed, by the
+    /// device clock; records when it learnt of the others. Runs at open and after each sync;
+    /// hosts may call it (a phone left open for days). Returns the plans removed.
+    pub fn retire_expired_plans(&mut self) -> Result<Vec<PlanId>, CoreError> {
+        self.ensure_not_wiped()?;
+        let own_user = self.own_user_id()?;
+        let now = self.now_ms();
+        let Some(grace) = self.retention() else { return Ok(Vec::new()) };
+        let mut leaving = self.leaving_since()?;
+        let before = leaving.clone();
+        let mut due = Vec::new();
+        let held = self.store().list_plans()?.into_iter().filter_map(Result::ok).map(|h| h.plan);
+        for plan in held.collect::<Vec<_>>() {
+            match self.leaving(&plan, own_user) {
+                Ok(Some(reason)) => {
+                    let since = *leaving.entry(plan).or_insert(now);
+                    if now >= grace.grace_end(since) {
+                        due.push((plan, reason));
+                    }
+                }
+                // Needed again (added back within the grace period), or not leaving.
+                Ok(None) => {
+                    leaving.remove(&plan);
+                }
+                // A damaged chain is reported where the plan is read; it never removes a plan.
+                Err(_) => {}
+            }
+        }
+        if leaving != before {
+            let bytes = encode(&leaving);
+            self.store_mut().write(|w| w.put_state(STATE_LEAVING, &bytes))?;
+        }
+        let mut retired = Vec::new();
+        for (plan, reason) in due {
+            self.retire_plan(&plan, reason)?;
+            retired.push(plan);
+        }
+        Ok(retired)
+    }
+
+    /// Removes `plan` from this device for good: every row of it in one transaction (its
+    /// documents, changes, outbox, keys, membership chain, review marks and header, its
+    /// queued acts and shares), then memory, then the WAL is checkpointed and truncated so
+    /// that no copy of a deleted row stays in the files. The plan vanishes from the list;
+    /// what a server still sends for it is ignored.
+    pub fn retire_plan(&mut self, plan: &PlanId, reason: RetireReason) -> Result<(), CoreError> {
+        self.ensure_not_wiped()?;
+        let _ = reason; // The integrator's access log records the reason here.
+        let parked = self.parked_of(plan)?;
+        let mut leaving = self.leaving_since()?;
+        leaving.remove(plan);
+        let mut retired = self.retired_plans()?;
+        if !retired.contains(plan) {
+            if retired.len() >= MAX_RETIRED {
+                retired.remove(0);
+            }
+            retired.push(*plan);
+        }
+        let intents: Vec<QueuedIntent> = self
+            .durable_queue::<QueuedIntent>(STATE_INTENTS, "queued membership changes")?
+            .into_iter()
+            .filter(|q| q.plan != *plan)
+            .collect();
+        let shares: Vec<QueuedShare> = self
+            .durable_queue::<QueuedShare>(STATE_SHARES, "queued shares")?
+            .into_iter()
+            .filter(|q| q.plan != *plan)
+            .collect();
+        self.store_mut().write(|w| {
+            w.delete_plan(*plan)?;
+            for id in &parked {
+                w.unpark(*id)?;
+            }
+            w.put_state(STATE_INTENTS, &encode(&intents))?;
+            w.put_state(STATE_SHARES, &encode(&shares))?;
+            w.put_state(STATE_LEAVING, &encode(&leaving))?;
+            w.put_state(STATE_RETIRED, &encode(&retired))
+        })?;
+        self.close_plan(plan);
+        self.store_mut().reclaim_space()?;
+        Ok(())
+    }
+
+    pub(crate) fn retired_plans(&self) -> Result<Vec<PlanId>, CoreError> {
+        self.sealed_state(STATE_RETIRED, "retired plans")
+    }
+
+    fn leaving_since(&self) -> Result<BTreeMap<PlanId, i64>, CoreError> {
+        self.sealed_state(STATE_LEAVING, "plans leaving this device")
+    }
+
+    fn sealed_state<T: for<'de> Deserialize<'de> + Default>(
+        &self,
+        name: &str,
+        what: &str,
+    ) -> Result<T, CoreError> {
+        match self.store().sync_state(name)? {
+            None => Ok(T::default()),
+            Some(bytes) => decode(&bytes, usize::MAX)
+                .map_err(|_| StoreError::Corrupt(format!("stored {what} are not decodable")).into()),
+        }
+    }
+
+    /// The parked bundles (received, waiting for a key) of `plan`.
+    fn parked_of(&self, plan: &PlanId) -> Result<Vec<i64>, CoreError> {
+        Ok(self
+            .store()
+            .parked_bundles()?
+            .into_iter()
+            .filter(|(_, bytes)| {
+                eenplan_protocol::Bundle::decode(bytes.clone())
+                    .is_ok_and(|b| b.header.document.plan == *plan.as_bytes())
+            })
+            .map(|(id, _)| id)
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::keystore::{KdfParams, PassphraseKeyStore};
+    use crate::plan::{Compartment, NoteKind};
+
+    #[test]
+    fn retiring_a_plan_removes_every_row_of_it_and_leaves_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let keystore = PassphraseKeyStore::with_params("geheim", KdfParams::INSECURE_FAST_FOR_TESTS);
+        let mut device = Device::init(dir.path(), &keystore).unwrap();
+        let gone = device.create_plan("Jansen").unwrap();
+        let kept = device.create_plan("De Vries").unwrap();
+        for plan in [gone, kept] {
+            device.edit(&plan, |p| p.add_note(Compartment::Basis, NoteKind::Note, "huisbezoek")).unwrap();
+            device.store_mut().write(|w| w.put_membership(plan, b"chain")).unwrap();
+            device.store_mut().write(|w| w.put_review_mark(plan, Compartment::Basis, b"heads")).unwrap();
+        }
+        let outbox = device.store().pending_outbox().unwrap();
+        device.retire_plan(&gone, RetireReason::Closed).unwrap();
+
+        let listed: Vec<PlanId> = device
+            .list_plans()
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| match e {
+                crate::PlanListEntry::Ok(s) => Some(s.id),
+                crate::PlanListEntry::Damaged { .. } => None,
+            })
+            .collect();
+        assert_eq!(listed, [kept]);
+        let store = device.store();
+        assert!(!store.has_plan(gone).unwrap());
+        assert!(store.membership(gone).unwrap().is_none());
+        assert!(store.review_mark(gone, Compartment::Basis).unwrap().is_none());
+        assert!(Compartment::ALL.iter().all(|c| store.latest_doc_key(gone, *c).unwrap().is_none()));
+        // The two plans were made alike: half the outbox went with the one retired.
+        assert_eq!(store.pending_outbox().unwrap() * 2, outbox);
+        assert!(store.membership(kept).unwrap().is_some());
+        assert!(device.retired_plans().unwrap().contains(&gone));
+        assert!(matches!(device.read(&gone), Err(CoreError::UnknownPlan(_))));
+        assert!(device.store().has_plan(kept).unwrap());
+    }
+}
