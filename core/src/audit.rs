@@ -152,6 +152,7 @@ pub(crate) fn error_kind(error: &CoreError) -> (AuditResult, &'static str) {
         CoreError::Plan(PlanError::CompartmentNotHeld(_)) => (Refused, "compartment_not_held"),
         CoreError::Wiped => (Refused, "wiped"),
         CoreError::Closed => (Refused, "closed"),
+        CoreError::PlanClosed(_) => (Refused, "plan_closed"),
         CoreError::Plan(PlanError::Invalid(_)) => (Failed, "invalid"),
         CoreError::Plan(_) => (Failed, "plan"),
         CoreError::Store(_) => (Failed, "store"),

@@ -22,6 +22,7 @@
 
 use std::collections::BTreeMap;
 
+use eenplan_protocol::audit::AuditAction;
 use eenplan_protocol::policy::Retention;
 use eenplan_protocol::sync::{decode, encode};
 use serde::{Deserialize, Serialize};
@@ -49,6 +50,14 @@ pub enum RetireReason {
 }
 
 impl RetireReason {
+    /// The reason's code, for the access log.
+    pub fn code(self) -> &'static str {
+        match self {
+            RetireReason::Closed => "closed",
+            RetireReason::NoLongerParticipant => "no_longer_participant",
+        }
+    }
+
     /// The reason in Dutch, for people.
     pub fn label(self) -> &'static str {
         match self {
@@ -155,7 +164,9 @@ impl Device {
     /// what a server still sends for it is ignored.
     pub fn retire_plan(&mut self, plan: &PlanId, reason: RetireReason) -> Result<(), CoreError> {
         self.ensure_not_wiped()?;
-        let _ = reason; // The integrator's access log records the reason here.
+        // The removal is recorded in the access log in the removal's own transaction.
+        let access = crate::audit::Access::on(AuditAction::RemoveFromDevice, *plan).object(reason.code());
+        let prepared = self.prepare_events(&[access])?;
         let parked = self.parked_of(plan)?;
         let mut leaving = self.leaving_since()?;
         leaving.remove(plan);
@@ -184,8 +195,10 @@ impl Device {
             w.put_state(STATE_INTENTS, &encode(&intents))?;
             w.put_state(STATE_SHARES, &encode(&shares))?;
             w.put_state(STATE_LEAVING, &encode(&leaving))?;
-            w.put_state(STATE_RETIRED, &encode(&retired))
+            w.put_state(STATE_RETIRED, &encode(&retired))?;
+            crate::audit::write_prepared(w, &prepared)
         })?;
+        self.audit_committed(prepared);
         self.close_plan(plan);
         self.store_mut().reclaim_space()?;
         Ok(())

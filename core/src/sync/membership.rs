@@ -83,6 +83,7 @@ impl Intent {
             Intent::Accept => "accept",
             Intent::Escalate { .. } => "escalate",
             Intent::Deescalate { .. } => "deescalate",
+            Intent::Close => "close",
         }
     }
 }
@@ -260,7 +261,11 @@ impl Device {
     /// Queues an act on the plan's chain, durably; a sync signs and posts it. Recorded in
     /// the access log as `ParticipantChange` (object: the act), in the queue's transaction.
     pub fn queue_intent(&mut self, plan: &PlanId, intent: Intent) -> Result<(), CoreError> {
-        let access = Accessed::on(AuditAction::ParticipantChange, *plan).object(intent.kind());
+        let action = match intent {
+            Intent::Close => AuditAction::Close,
+            _ => AuditAction::ParticipantChange,
+        };
+        let access = Accessed::on(action, *plan).object(intent.kind());
         self.audited(access.clone(), |d| d.queue_intent_recorded(plan, intent, access))
     }
 
