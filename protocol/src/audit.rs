@@ -60,6 +60,26 @@ pub enum AuditError {
     Inconsistent(&'static str),
 }
 
+/// An upload of a sync request the server refused: the sync's pushes and pull go on, and the
+/// device learns which upload it must make again (or drop). The reason is one of
+/// [`REFUSE_MALFORMED`], [`REFUSE_WRONG_DEVICE`], [`REFUSE_BAD_SIGNATURE`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRefusal {
+    /// The upload's index in [`crate::sync::SyncRequest::audit`].
+    #[serde(rename = "i")]
+    pub index: u32,
+    #[serde(rename = "r")]
+    pub reason: String,
+}
+
+/// The upload does not decode, is larger than [`MAX_UPLOAD_LEN`], or its positions are
+/// impossible.
+pub const REFUSE_MALFORMED: &str = "audit_malformed";
+/// The upload names another device than the one whose session sent it.
+pub const REFUSE_WRONG_DEVICE: &str = "audit_wrong_device";
+/// The sending device's key did not sign the upload.
+pub const REFUSE_BAD_SIGNATURE: &str = "audit_bad_signature";
+
 /// What was done. The codes are the wire form; [`AuditAction::label`] is what people read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum AuditAction {

@@ -32,6 +32,7 @@ use eenplan_protocol::api::{
     EnrolResponse, MeResponse, PATH_USER_LOOKUP, SessionRequest, SessionResponse, UserLookup, UserMatch,
     code, enrol_message, hex, unhex,
 };
+use eenplan_protocol::audit::AuditAction;
 use eenplan_protocol::certificate::{Certificate, device_id_of};
 use eenplan_protocol::envelope::MAX_ENVELOPE_LEN;
 use serde::Deserialize;
@@ -172,9 +173,12 @@ pub async fn session(
         }
         // The start of the device's current certificate: a device holding an older one
         // fetches it (its role changed).
-        let certified_at_ms = state
-            .storage
-            .device(device)?
+        let record = state.storage.device(device)?;
+        if let Some(record) = &record {
+            let actor = crate::audit_log::device_actor(&*state.storage, record)?;
+            state.audit.enqueue(crate::audit_log::Draft::new(actor, AuditAction::Session));
+        }
+        let certified_at_ms = record
             .and_then(|record| record.certificate)
             .and_then(|bytes| Certificate::from_bytes(&bytes).and_then(|c| c.claimed_device_body()).ok())
             .map_or(0, |body| body.valid_from_ms);
