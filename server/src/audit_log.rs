@@ -25,9 +25,11 @@
 //! The chain head lives in memory behind one lock that both paths take, so positions are
 //! consecutive; storage refuses an append that does not continue the stored chain, and the
 //! head is then read again (another process wrote the file, or a write failed halfway).
+//! Queued events are taken only under that lock, and a recorded event takes everything
+//! queued before it into its own transaction: once an administrator's request is answered,
+//! every session and sync before it is in the log too (a log read sees them all).
 
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use ed25519_dalek::SigningKey;
@@ -66,17 +68,21 @@ impl Draft {
     }
 }
 
-enum Message {
-    Event(Box<Draft>),
-    Stop,
+/// Events waiting for the writer thread.
+#[derive(Default)]
+struct Pending {
+    drafts: Vec<Draft>,
+    stopping: bool,
 }
 
 /// The server's chain: its key, its head, and the writer thread for queued events.
 pub struct ServerAudit {
     storage: Arc<dyn Storage>,
     key: SigningKey,
+    /// Locked before `pending` wherever both are held.
     head: Mutex<ChainHead>,
-    queue: Mutex<mpsc::Sender<Message>>,
+    pending: Mutex<Pending>,
+    wake: Condvar,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -92,20 +98,20 @@ impl ServerAudit {
     pub fn start(storage: Arc<dyn Storage>) -> Result<Arc<ServerAudit>, StorageError> {
         let key = SigningKey::from_bytes(&storage.server_audit_seed()?);
         let head = stored_head(&*storage)?;
-        let (queue, receiver) = mpsc::channel();
         let audit = Arc::new(ServerAudit {
             storage,
             key,
             head: Mutex::new(head),
-            queue: Mutex::new(queue),
+            pending: Mutex::new(Pending::default()),
+            wake: Condvar::new(),
             thread: Mutex::new(None),
         });
         let writer = audit.clone();
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer.write_queued(&receiver))
+            .spawn(move || writer.write_queued())
             .map_err(|e| StorageError::Backend(format!("could not start the audit writer: {e}")))?;
-        *audit.thread.lock().unwrap_or_else(PoisonError::into_inner) = Some(thread);
+        *lock(&audit.thread) = Some(thread);
         Ok(audit)
     }
 
@@ -114,23 +120,25 @@ impl ServerAudit {
         self.key.verifying_key().to_bytes()
     }
 
-    /// Appends `draft` durably before returning.
+    /// Appends `draft` durably before returning, with every event queued before it.
     pub fn record(&self, draft: Draft) -> Result<(), StorageError> {
-        self.append(vec![draft])
+        let mut head = lock(&self.head);
+        let mut drafts = std::mem::take(&mut lock(&self.pending).drafts);
+        drafts.push(draft);
+        self.append(&mut head, &drafts)
     }
 
     /// Queues `draft` for the writer thread; never waits for a disk.
     pub fn enqueue(&self, draft: Draft) {
-        let queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        if queue.send(Message::Event(Box::new(draft))).is_err() {
-            tracing::error!("the audit writer has stopped; a server event was not recorded");
-        }
+        lock(&self.pending).drafts.push(draft);
+        self.wake.notify_one();
     }
 
     /// Writes everything queued, then stops the writer thread.
     pub fn shutdown(&self) {
-        let _ = self.queue.lock().unwrap_or_else(PoisonError::into_inner).send(Message::Stop);
-        let thread = self.thread.lock().unwrap_or_else(PoisonError::into_inner).take();
+        lock(&self.pending).stopping = true;
+        self.wake.notify_one();
+        let thread = lock(&self.thread).take();
         if let Some(thread) = thread
             && thread.join().is_err()
         {
@@ -138,35 +146,33 @@ impl ServerAudit {
         }
     }
 
-    fn write_queued(&self, receiver: &mpsc::Receiver<Message>) {
-        let mut stopping = false;
-        while !stopping {
-            let Ok(first) = receiver.recv() else { return };
-            let mut batch = Vec::new();
-            let mut next = Some(first);
-            while let Some(message) = next.take() {
-                match message {
-                    Message::Event(draft) => batch.push(*draft),
-                    Message::Stop => stopping = true,
+    fn write_queued(&self) {
+        loop {
+            let stopping = {
+                let mut pending = lock(&self.pending);
+                while pending.drafts.is_empty() && !pending.stopping {
+                    pending = self.wake.wait(pending).unwrap_or_else(PoisonError::into_inner);
                 }
-                if stopping || batch.len() >= MAX_BATCH {
-                    break;
+                pending.stopping
+            };
+            // Taken under the head's lock, so a recorded event never overtakes them unwritten.
+            let mut head = lock(&self.head);
+            let drafts = std::mem::take(&mut lock(&self.pending).drafts);
+            for batch in drafts.chunks(MAX_BATCH) {
+                if let Err(e) = self.append(&mut head, batch) {
+                    tracing::error!(error = %e, events = batch.len(), "server audit events were not recorded");
                 }
-                next = receiver.try_recv().ok();
             }
-            if !batch.is_empty()
-                && let Err(e) = self.append(batch)
-            {
-                tracing::error!(error = %e, "server audit events were not recorded");
+            if stopping {
+                return;
             }
         }
     }
 
     /// Signs `drafts` as the next positions of the chain and stores them in one transaction.
     /// A conflict (the stored chain moved) reads the head again and tries once more.
-    fn append(&self, drafts: Vec<Draft>) -> Result<(), StorageError> {
-        let mut head = self.head.lock().unwrap_or_else(PoisonError::into_inner);
-        let (records, next) = self.sign(&drafts, *head);
+    fn append(&self, head: &mut ChainHead, drafts: &[Draft]) -> Result<(), StorageError> {
+        let (records, next) = self.sign(drafts, *head);
         match self.storage.append_server_events(&records) {
             Ok(()) => {
                 *head = next;
@@ -175,7 +181,7 @@ impl ServerAudit {
             Err(StorageError::Conflict(detail)) => {
                 tracing::warn!(%detail, "the server audit chain moved; signing again after its stored head");
                 *head = stored_head(&*self.storage)?;
-                let (records, next) = self.sign(&drafts, *head);
+                let (records, next) = self.sign(drafts, *head);
                 self.storage.append_server_events(&records)?;
                 *head = next;
                 Ok(())
@@ -208,6 +214,12 @@ impl ServerAudit {
         }
         (records, head)
     }
+}
+
+/// A poisoned lock only means a thread panicked holding it; the head it guards is only ever
+/// replaced whole after a commit.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn stored_head(storage: &dyn Storage) -> Result<ChainHead, StorageError> {
