@@ -679,5 +679,125 @@ fn signatures_valid(writer: &VerifyingKey, events: &[(u64, [u8; 32], AuditEvent,
     valid
 }
 
+/// Why an upload's events were not judged at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UploadFault {
+    /// It does not decode.
+    Malformed,
+    /// It names a device whose key the verifier does not hold (no root-verified certificate).
+    UnknownDevice,
+    /// The device it names did not sign it.
+    NotSigned,
+    /// It is sealed to an audit key version the verifier does not hold.
+    NoKey,
+    /// It does not open with the audit key, or its contents are not its header's.
+    Unopenable,
+}
+
+/// An upload left out of the chains, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UploadProblem {
+    /// The device the upload names (zeroes when it does not decode).
+    pub device: Fixed<16>,
+    pub first: u64,
+    pub last: u64,
+    pub fault: UploadFault,
+}
+
+/// Every device's chain, judged.
+#[derive(Debug, Default)]
+pub struct UploadsReport {
+    /// By device id, with the hash of each chain's newest kept event.
+    pub chains: Vec<([u8; 16], ChainReport, Option<ChainHead>)>,
+    pub problems: Vec<UploadProblem>,
+}
+
+/// Opens every upload of an organisation with its audit secrets (by key version), checks
+/// each upload's signature against the key of the device it names (`writers`, from
+/// root-verified certificates), and judges each device's chain with [`verify_chain`].
+/// Uploads are opened and chains judged on `threads` threads, so a region's day of events is
+/// checked in seconds.
+pub fn verify_uploads(
+    uploads: &[Vec<u8>],
+    writers: &std::collections::HashMap<[u8; 16], VerifyingKey>,
+    secrets: &std::collections::HashMap<u32, [u8; 32]>,
+    threads: usize,
+) -> UploadsReport {
+    let threads = threads.max(1);
+    let chunk = uploads.len().div_ceil(threads).max(1);
+    let opened: Vec<Result<([u8; 16], Vec<(u64, SignedEvent)>), UploadProblem>> =
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = uploads
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter().map(|bytes| open_one(bytes, writers, secrets)).collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+        });
+    let mut report = UploadsReport::default();
+    let mut by_device: std::collections::BTreeMap<[u8; 16], Vec<(u64, SignedEvent)>> = Default::default();
+    for result in opened {
+        match result {
+            Ok((device, events)) => by_device.entry(device).or_default().extend(events),
+            Err(problem) => report.problems.push(problem),
+        }
+    }
+    let devices: Vec<([u8; 16], Vec<(u64, SignedEvent)>)> = by_device.into_iter().collect();
+    let per_thread = devices.len().div_ceil(threads).max(1);
+    let mut parts: Vec<Vec<([u8; 16], Vec<(u64, SignedEvent)>)>> = Vec::new();
+    let mut rest = devices.into_iter().peekable();
+    while rest.peek().is_some() {
+        parts.push(rest.by_ref().take(per_thread).collect());
+    }
+    report.chains = std::thread::scope(|scope| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|part| {
+                scope.spawn(move || {
+                    part.into_iter()
+                        .filter_map(|(device, events)| {
+                            let writer = writers.get(&device)?;
+                            let head = newest_head(&events);
+                            Some((device, verify_chain(writer, events), head))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    });
+    report
+}
+
+/// The head after the newest position received (the first event there, when forked).
+fn newest_head(events: &[(u64, SignedEvent)]) -> Option<ChainHead> {
+    let (seq, event) = events.iter().max_by_key(|(seq, _)| *seq)?;
+    Some(ChainHead::after(event, *seq))
+}
+
+fn open_one(
+    bytes: &[u8],
+    writers: &std::collections::HashMap<[u8; 16], VerifyingKey>,
+    secrets: &std::collections::HashMap<u32, [u8; 32]>,
+) -> Result<([u8; 16], Vec<(u64, SignedEvent)>), UploadProblem> {
+    let upload = AuditUpload::from_bytes(bytes).map_err(|_| UploadProblem {
+        device: Fixed([0; 16]),
+        first: 0,
+        last: 0,
+        fault: UploadFault::Malformed,
+    })?;
+    let problem =
+        |fault| UploadProblem { device: upload.device, first: upload.first, last: upload.last, fault };
+    let writer = writers.get(&upload.device.0).ok_or_else(|| problem(UploadFault::UnknownDevice))?;
+    upload.verify_signature(writer).map_err(|_| problem(UploadFault::NotSigned))?;
+    let secret = secrets.get(&upload.key_version).ok_or_else(|| problem(UploadFault::NoKey))?;
+    let events = upload.open(secret).map_err(|_| problem(UploadFault::Unopenable))?;
+    Ok((upload.device.0, (upload.first..).zip(events).collect()))
+}
+
 #[cfg(test)]
 mod tests;
