@@ -247,55 +247,66 @@ pub fn in_range(at_ms: i64, from: Option<&str>, to: Option<&str>) -> bool {
     from.is_none_or(|from| day.as_str() >= from) && to.is_none_or(|to| day.as_str() <= to)
 }
 
+/// What one person did to the plan: the days of each action and the parts it touched.
+struct Acts {
+    who: String,
+    days: BTreeMap<AuditAction, Vec<String>>,
+    parts: BTreeMap<AuditAction, Vec<u8>>,
+}
+
+impl Acts {
+    fn add(&mut self, event: &AuditEvent) {
+        let day = dutch_date_string(event.at_ms);
+        let days = self.days.entry(event.action).or_default();
+        if !days.contains(&day) {
+            days.push(day);
+        }
+        if let Some(c) = event.compartment {
+            let parts = self.parts.entry(event.action).or_default();
+            if !parts.contains(&c) {
+                parts.push(c);
+            }
+        }
+    }
+
+    /// "Wim de Vries (…) bekeek het plan op 3 en 5 december 2026; wijzigde het op …."
+    fn sentence(&self) -> String {
+        let clauses: Vec<String> = self
+            .days
+            .iter()
+            .enumerate()
+            .map(|(i, (action, days))| {
+                let object = if i == 0 || !takes_bare_het(*action) { "het plan" } else { "het" };
+                let parts = self.parts.get(action).map(|c| parts_text(c)).unwrap_or_default();
+                format!("{}{parts} op {}", phrase(*action, object), days_text(days))
+            })
+            .collect();
+        format!("{} {}.\n", self.who, clauses.join("; "))
+    }
+}
+
 /// The family's report: one sentence per person, in the order they first acted, then the
-/// reads of the log about the plan.
+/// reads of the log about the plan. The person is the one the device's certificate names.
 pub fn family_report(events: &[Sourced]) -> String {
-    let mut people: Vec<(String, BTreeMap<AuditAction, Vec<String>>, BTreeMap<AuditAction, Vec<u8>>)> =
-        Vec::new();
+    let mut people: Vec<Acts> = Vec::new();
     let mut log_reads: Vec<(String, Vec<String>)> = Vec::new();
     for sourced in events {
-        let day = dutch_date_string(sourced.event.at_ms);
         if sourced.device.is_none() {
             if sourced.event.action == AuditAction::LogRead {
                 let name = format!("Beheerder {}", sourced.event.actor.user_name);
-                push_day(&mut log_reads, name, day);
+                push_day(&mut log_reads, name, dutch_date_string(sourced.event.at_ms));
             }
             continue;
         }
         let Some(person) = &sourced.person else { continue };
         let who = format!("{} ({}, {})", person.name, person.org, Role::label_of(&person.role));
-        let index = match people.iter().position(|(w, _, _)| *w == who) {
-            Some(index) => index,
-            None => {
-                people.push((who, BTreeMap::new(), BTreeMap::new()));
-                people.len() - 1
-            }
-        };
-        let (_, days, compartments) = &mut people[index];
-        let list = days.entry(sourced.event.action).or_default();
-        if !list.contains(&day) {
-            list.push(day);
-        }
-        if let Some(c) = sourced.event.compartment {
-            let list = compartments.entry(sourced.event.action).or_default();
-            if !list.contains(&c) {
-                list.push(c);
-            }
-        }
+        let index = people.iter().position(|p| p.who == who).unwrap_or_else(|| {
+            people.push(Acts { who, days: BTreeMap::new(), parts: BTreeMap::new() });
+            people.len() - 1
+        });
+        people[index].add(&sourced.event);
     }
-    let mut out = String::new();
-    for (who, days, compartments) in &people {
-        let clauses: Vec<String> = days
-            .iter()
-            .enumerate()
-            .map(|(i, (action, days))| {
-                let object = if i == 0 || !takes_bare_het(*action) { "het plan" } else { "het" };
-                let parts = compartments.get(action).map(|c| parts_text(c)).unwrap_or_default();
-                format!("{}{parts} op {}", phrase(*action, object), days_text(days))
-            })
-            .collect();
-        out.push_str(&format!("{who} {}.\n", clauses.join("; ")));
-    }
+    let mut out: String = people.iter().map(Acts::sentence).collect();
     for (who, days) in &log_reads {
         out.push_str(&format!("{who} las het logboek van dit plan op {}.\n", days_text(days)));
     }

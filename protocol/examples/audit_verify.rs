@@ -13,10 +13,11 @@ use eenplan_protocol::audit::{
 };
 use eenplan_protocol::sync::Fixed;
 
-fn main() {
-    let mut args = std::env::args().skip(1).map(|a| a.parse::<u64>().expect("a number"));
-    let devices = args.next().unwrap_or(4_000);
-    let per_device = args.next().unwrap_or(100);
+fn main() -> Result<(), String> {
+    let numbers: Result<Vec<u64>, _> = std::env::args().skip(1).map(|a| a.parse::<u64>()).collect();
+    let numbers = numbers.map_err(|e| format!("DEVICES and EVENTS_PER_DEVICE are numbers: {e}"))?;
+    let devices = numbers.first().copied().unwrap_or(4_000);
+    let per_device = numbers.get(1).copied().unwrap_or(100);
     let (secret, public) = eenplan_protocol::envelope::generate_keypair();
     let audit_key = AuditKey { organisation: "Regio".into(), public, version: 1, issued_at_ms: 0 };
     let made = Instant::now();
@@ -31,7 +32,9 @@ fn main() {
         let events = chain(&key, device, per_device);
         for (index, run) in events.chunks(MAX_UPLOAD_EVENTS).enumerate() {
             let first = (index * MAX_UPLOAD_EVENTS) as u64 + 1;
-            uploads.push(AuditUpload::seal(device, &key, &audit_key, first, run).expect("sealed").to_bytes());
+            let upload =
+                AuditUpload::seal(device, &key, &audit_key, first, run).map_err(|e| e.to_string())?;
+            uploads.push(upload.to_bytes());
         }
     }
     let made = made.elapsed();
@@ -49,6 +52,7 @@ fn main() {
         report.problems.len(),
         made.as_secs_f64()
     );
+    Ok(())
 }
 
 fn chain(key: &SigningKey, device: [u8; 16], count: u64) -> Vec<eenplan_protocol::audit::SignedEvent> {

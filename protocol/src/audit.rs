@@ -21,6 +21,8 @@
 //! [`verify_chain`] is the one set of rules for judging a chain (gaps, forks, broken links,
 //! forged events), run by `eenplan-admin audit verify` and by the benchmark.
 
+use std::collections::HashMap;
+
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -713,6 +715,9 @@ pub struct UploadsReport {
     pub problems: Vec<UploadProblem>,
 }
 
+/// One device's events as received: (position, event).
+type DeviceEvents = ([u8; 16], Vec<(u64, SignedEvent)>);
+
 /// Opens every upload of an organisation with its audit secrets (by key version), checks
 /// each upload's signature against the key of the device it names (`writers`, from
 /// root-verified certificates), and judges each device's chain with [`verify_chain`].
@@ -720,57 +725,49 @@ pub struct UploadsReport {
 /// checked in seconds.
 pub fn verify_uploads(
     uploads: &[Vec<u8>],
-    writers: &std::collections::HashMap<[u8; 16], VerifyingKey>,
-    secrets: &std::collections::HashMap<u32, [u8; 32]>,
+    writers: &HashMap<[u8; 16], VerifyingKey>,
+    secrets: &HashMap<u32, [u8; 32]>,
     threads: usize,
 ) -> UploadsReport {
     let threads = threads.max(1);
-    let chunk = uploads.len().div_ceil(threads).max(1);
-    let opened: Vec<Result<([u8; 16], Vec<(u64, SignedEvent)>), UploadProblem>> =
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = uploads
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.iter().map(|bytes| open_one(bytes, writers, secrets)).collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
-        });
     let mut report = UploadsReport::default();
     let mut by_device: std::collections::BTreeMap<[u8; 16], Vec<(u64, SignedEvent)>> = Default::default();
-    for result in opened {
+    for result in in_parallel(uploads.iter().collect(), threads, |bytes| open_one(bytes, writers, secrets)) {
         match result {
             Ok((device, events)) => by_device.entry(device).or_default().extend(events),
             Err(problem) => report.problems.push(problem),
         }
     }
-    let devices: Vec<([u8; 16], Vec<(u64, SignedEvent)>)> = by_device.into_iter().collect();
-    let per_thread = devices.len().div_ceil(threads).max(1);
-    let mut parts: Vec<Vec<([u8; 16], Vec<(u64, SignedEvent)>)>> = Vec::new();
-    let mut rest = devices.into_iter().peekable();
-    while rest.peek().is_some() {
-        parts.push(rest.by_ref().take(per_thread).collect());
-    }
-    report.chains = std::thread::scope(|scope| {
-        let handles: Vec<_> = parts
-            .into_iter()
-            .map(|part| {
-                scope.spawn(move || {
-                    part.into_iter()
-                        .filter_map(|(device, events)| {
-                            let writer = writers.get(&device)?;
-                            let head = newest_head(&events);
-                            Some((device, verify_chain(writer, events), head))
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
-    });
+    let devices: Vec<DeviceEvents> = by_device.into_iter().collect();
+    report.chains = in_parallel(devices, threads, |(device, events)| {
+        let writer = writers.get(&device)?;
+        let head = newest_head(&events);
+        Some((device, verify_chain(writer, events), head))
+    })
+    .into_iter()
+    .flatten()
+    .collect();
     report
+}
+
+/// `work` on every item, the items split into `threads` runs of consecutive items, results
+/// in the items' order.
+fn in_parallel<T: Send, R: Send>(items: Vec<T>, threads: usize, work: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let per_thread = items.len().div_ceil(threads).max(1);
+    let mut runs: Vec<Vec<T>> = Vec::new();
+    let mut rest = items.into_iter().peekable();
+    while rest.peek().is_some() {
+        runs.push(rest.by_ref().take(per_thread).collect());
+    }
+    let work = &work;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = runs
+            .into_iter()
+            .map(|run| scope.spawn(move || run.into_iter().map(work).collect::<Vec<R>>()))
+            .collect();
+        // A panicking worker is a bug in this module; its items are lost, not the process.
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    })
 }
 
 /// The head after the newest position received (the first event there, when forked).
@@ -781,9 +778,9 @@ fn newest_head(events: &[(u64, SignedEvent)]) -> Option<ChainHead> {
 
 fn open_one(
     bytes: &[u8],
-    writers: &std::collections::HashMap<[u8; 16], VerifyingKey>,
-    secrets: &std::collections::HashMap<u32, [u8; 32]>,
-) -> Result<([u8; 16], Vec<(u64, SignedEvent)>), UploadProblem> {
+    writers: &HashMap<[u8; 16], VerifyingKey>,
+    secrets: &HashMap<u32, [u8; 32]>,
+) -> Result<DeviceEvents, UploadProblem> {
     let upload = AuditUpload::from_bytes(bytes).map_err(|_| UploadProblem {
         device: Fixed([0; 16]),
         first: 0,

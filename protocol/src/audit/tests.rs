@@ -174,8 +174,8 @@ fn uploads_are_opened_per_device_and_those_that_do_not_open_or_are_not_the_devic
         upload(&other, [8; 16], 1, &chain(&other, 1)),
         vec![0xFF; 12],
     ];
-    let writers = std::collections::HashMap::from([([7; 16], key().verifying_key())]);
-    let secrets = std::collections::HashMap::from([(1, *secret)]);
+    let writers = HashMap::from([([7; 16], key().verifying_key())]);
+    let secrets = HashMap::from([(1, *secret)]);
     for threads in [1, 3] {
         let report = verify_uploads(&uploads, &writers, &secrets, threads);
         assert_eq!(report.chains.len(), 1);
@@ -187,6 +187,6 @@ fn uploads_are_opened_per_device_and_those_that_do_not_open_or_are_not_the_devic
         let faults: Vec<UploadFault> = report.problems.iter().map(|p| p.fault).collect();
         assert_eq!(faults, [UploadFault::NotSigned, UploadFault::UnknownDevice, UploadFault::Malformed]);
     }
-    let none = verify_uploads(&uploads[..1], &writers, &std::collections::HashMap::new(), 2);
+    let none = verify_uploads(&uploads[..1], &writers, &HashMap::new(), 2);
     assert_eq!(none.problems[0].fault, UploadFault::NoKey);
 }

@@ -990,8 +990,8 @@ impl Storage for SqliteStorage {
 
     fn append_server_events(&self, events: &[ServerEventRecord]) -> Result<()> {
         self.write(|tx| {
-            let mut expected = rows::last_server_event(tx)?.map_or(0, |e| e.seq) + 1;
-            for event in events {
+            let next = rows::last_server_event(tx)?.map_or(0, |e| e.seq) + 1;
+            for (expected, event) in (next..).zip(events) {
                 if event.seq != expected {
                     return Err(StorageError::Conflict(format!(
                         "server event {} does not continue the chain at {expected}",
@@ -999,7 +999,6 @@ impl Storage for SqliteStorage {
                     )));
                 }
                 rows::insert_server_event(tx, event)?;
-                expected += 1;
             }
             Ok(())
         })
