@@ -671,6 +671,28 @@ mod tests {
     }
 
     #[test]
+    fn audit_secrets_the_pinned_server_key_and_chain_pins_survive_the_file_and_stay_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut keyring = sample();
+        keyring.audit_keys.push(AuditSecret {
+            org: "Wijkteam Noord".into(),
+            version: 2,
+            secret: vec![0xA7; 32],
+            public: vec![3; 1216],
+        });
+        keyring.server_audit_key = Some([4; 32]);
+        keyring.audit_pins.push(ChainPin { writer: [5; 16], seq: 41, hash: [6; 32] });
+        drop(KeyringFile::create(dir.path(), &keyring, &keystore("geheim")).unwrap());
+        let (_, opened) = KeyringFile::open(dir.path(), &keystore("geheim")).unwrap();
+        assert_eq!(opened.audit_keys, keyring.audit_keys);
+        assert_eq!(opened.audit_keys[0].secret32(), Some([0xA7; 32]));
+        assert_eq!(opened.server_audit_key, Some([4; 32]));
+        assert_eq!(opened.audit_pins, keyring.audit_pins);
+        let bytes = std::fs::read(path_in(dir.path())).unwrap();
+        assert!(!bytes.windows(32).any(|w| w == [0xA7; 32]), "the audit secret is sealed");
+    }
+
+    #[test]
     fn a_new_keyring_has_a_hybrid_escrow_key_that_survives_its_file() {
         let dir = tempfile::tempdir().unwrap();
         let keyring = sample();

@@ -174,9 +174,11 @@ pub async fn session(
         // The start of the device's current certificate: a device holding an older one
         // fetches it (its role changed).
         let record = state.storage.device(device)?;
-        if let Some(record) = &record {
-            let actor = crate::audit_log::device_actor(&*state.storage, record)?;
-            state.audit.enqueue(crate::audit_log::Draft::new(actor, AuditAction::Session));
+        // The session is open by now: a failure to name the device is logged, not the session's.
+        match record.as_ref().map(|r| crate::audit_log::device_actor(&*state.storage, r)) {
+            Some(Ok(actor)) => state.audit.enqueue(crate::audit_log::Draft::new(actor, AuditAction::Session)),
+            Some(Err(e)) => tracing::error!(error = %e, "a session was not recorded in the server's log"),
+            None => {}
         }
         let certified_at_ms = record
             .and_then(|record| record.certificate)

@@ -221,7 +221,7 @@ pub async fn sync(
     let response = blocking(&state, move |state| {
         let mut response = respond(state, &device, wanted, accepted, rejected)?;
         response.audit_refused = audit_refused;
-        record_sync(state, &device, appended, &response)?;
+        record_sync(state, &device, appended, &response);
         Ok(response)
     })
     .await?;
@@ -911,14 +911,16 @@ fn newer_audit_key(state: &AppState, device: &DeviceRecord, held: u32) -> Result
 }
 
 /// The server's own record of the sync, queued for the audit writer (no transaction of its
-/// own on this path; see `crate::audit_log`).
-fn record_sync(
-    state: &AppState,
-    device: &DeviceRecord,
-    pushed: usize,
-    response: &SyncResponse,
-) -> Result<(), ApiError> {
-    let actor = crate::audit_log::device_actor(&*state.storage, device)?;
+/// own on this path; see `crate::audit_log`). The pushes are stored by now, so a failure to
+/// name the device is logged, never the sync's failure.
+fn record_sync(state: &AppState, device: &DeviceRecord, pushed: usize, response: &SyncResponse) {
+    let actor = match crate::audit_log::device_actor(&*state.storage, device) {
+        Ok(actor) => actor,
+        Err(e) => {
+            tracing::error!(device = %hex(&device.device_id.0), error = %e, "a sync was not recorded in the server's log");
+            return;
+        }
+    };
     let mut draft = crate::audit_log::Draft::new(actor, AuditAction::Sync);
     draft.detail = Some(format!(
         "pushed {pushed}, delivered {}, audit through {}",
@@ -926,7 +928,6 @@ fn record_sync(
         response.audit_through
     ));
     state.audit.enqueue(draft);
-    Ok(())
 }
 
 /// The documents whose logs are long that this device is now asked to snapshot, covering
