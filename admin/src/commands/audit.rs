@@ -134,9 +134,17 @@ struct Judged {
     events: Vec<Sourced>,
 }
 
-/// Fetches and judges the uploads of every organisation whose audit key this keyring holds
-/// and the server's chain, for `query`; updates the pins.
-fn gather(session: &mut Session, query: AuditQuery) -> Result<Judged, AdminError> {
+/// What judging the organisations' chains needs beside their uploads.
+struct Context {
+    known: HashMap<[u8; 16], Known>,
+    writers: HashMap<[u8; 16], VerifyingKey>,
+    leases: HashMap<String, u32>,
+    threads: usize,
+    now: i64,
+}
+
+/// This keyring's audit secrets: organisation → version → X-Wing secret.
+fn audit_secrets(session: &Session) -> Result<HashMap<String, HashMap<u32, [u8; 32]>>, AdminError> {
     let mut secrets: HashMap<String, HashMap<u32, [u8; 32]>> = HashMap::new();
     for key in &session.keyring.audit_keys {
         if let Some(secret) = key.secret32() {
@@ -148,56 +156,76 @@ fn gather(session: &mut Session, query: AuditQuery) -> Result<Judged, AdminError
             "this keyring holds no audit key: run `eenplan-admin audit key create --org ORG`",
         ));
     }
+    Ok(secrets)
+}
+
+/// Fetches and judges the uploads of every organisation whose audit key this keyring holds
+/// and the server's chain, for `query`; updates the pins.
+fn gather(session: &mut Session, query: AuditQuery) -> Result<Judged, AdminError> {
+    let secrets = audit_secrets(session)?;
     let known = known_devices(session)?;
-    let leases: HashMap<String, u32> = session
-        .client()
-        .get::<Vec<OrgInfo>>(api::PATH_ADMIN_ORGS)?
-        .into_iter()
-        .map(|o| (o.name, o.lease_hours))
-        .collect();
-    let writers: HashMap<[u8; 16], VerifyingKey> = known.iter().map(|(d, k)| (*d, k.key)).collect();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let now = now_ms()?;
+    let orgs: Vec<OrgInfo> = session.client().get(api::PATH_ADMIN_ORGS)?;
+    let context = Context {
+        writers: known.iter().map(|(d, k)| (*d, k.key)).collect(),
+        known,
+        leases: orgs.into_iter().map(|o| (o.name, o.lease_hours)).collect(),
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        now: now_ms()?,
+    };
     let mut judged = Judged { verdicts: Vec::new(), problems: Vec::new(), events: Vec::new() };
-    let mut orgs: Vec<&String> = secrets.keys().collect();
-    orgs.sort();
-    for org in orgs {
-        let uploads = fetch_uploads(session, org, query)?;
-        let report = verify_uploads(&uploads, &writers, &secrets[org], threads);
-        judged.problems.extend(report.problems);
-        let mut seen = Vec::new();
-        for (device, chain, head) in report.chains {
-            seen.push(device);
-            let person = known.get(&device).map(|k| k.person.clone());
-            let newest = chain.events.iter().map(|e| e.at_ms).max();
-            let truncated_below = check_pin(session, device, head);
-            let mut verdict = verdict(hex(&device), person.clone(), chain.events.len(), chain.findings);
-            verdict.truncated_below = truncated_below;
-            if let Some(known) = known.get(&device) {
-                verdict.silent_since_ms = silent(known, newest, leases.get(org), now);
-            }
-            judged.verdicts.push(verdict);
-            judged.events.extend(chain.events.into_iter().map(|event| Sourced {
-                event,
-                device: Some(device),
-                person: person.clone(),
-            }));
-        }
-        // Devices of the organisation with nothing stored at all.
-        if query == AuditQuery::Verify {
-            for (device, known) in known.iter().filter(|(d, k)| k.person.org == **org && !seen.contains(d)) {
-                let mut verdict = verdict(hex(device), Some(known.person.clone()), 0, Vec::new());
-                verdict.truncated_below = check_pin(session, *device, None);
-                verdict.silent_since_ms = silent(known, None, leases.get(org), now);
-                judged.verdicts.push(verdict);
-            }
-        }
+    let mut names: Vec<&String> = secrets.keys().collect();
+    names.sort();
+    for org in names {
+        judge_org(session, &context, org, &secrets[org], query, &mut judged)?;
     }
     let (server, events) = server_chain(session, query)?;
     judged.verdicts.push(server);
     judged.events.extend(events);
     session.save()?;
     Ok(judged)
+}
+
+/// One organisation's uploads, opened and judged per device; with `verify`, also its devices
+/// that stored nothing at all.
+fn judge_org(
+    session: &mut Session,
+    context: &Context,
+    org: &str,
+    secrets: &HashMap<u32, [u8; 32]>,
+    query: AuditQuery,
+    judged: &mut Judged,
+) -> Result<(), AdminError> {
+    let uploads = fetch_uploads(session, org, query)?;
+    let report = verify_uploads(&uploads, &context.writers, secrets, context.threads);
+    judged.problems.extend(report.problems);
+    let lease = context.leases.get(org);
+    let mut seen = Vec::new();
+    for (device, chain, head) in report.chains {
+        seen.push(device);
+        let known = context.known.get(&device);
+        let person = known.map(|k| k.person.clone());
+        let newest = chain.events.iter().map(|e| e.at_ms).max();
+        let mut verdict = verdict(hex(&device), person.clone(), chain.events.len(), chain.findings);
+        verdict.truncated_below = check_pin(session, device, head);
+        verdict.silent_since_ms = known.and_then(|k| silent(k, newest, lease, context.now));
+        judged.verdicts.push(verdict);
+        let device = Some(device);
+        judged.events.extend(chain.events.into_iter().map(|event| Sourced {
+            event,
+            device,
+            person: person.clone(),
+        }));
+    }
+    if query == AuditQuery::Verify {
+        for (device, known) in context.known.iter().filter(|(d, k)| k.person.org == org && !seen.contains(d))
+        {
+            let mut verdict = verdict(hex(device), Some(known.person.clone()), 0, Vec::new());
+            verdict.truncated_below = check_pin(session, *device, None);
+            verdict.silent_since_ms = silent(known, None, lease, context.now);
+            judged.verdicts.push(verdict);
+        }
+    }
+    Ok(())
 }
 
 fn verdict(
