@@ -310,3 +310,35 @@ fn a_new_audit_key_takes_the_next_version_and_reaches_devices_that_hold_an_older
     assert_eq!(wim.audit_key(1).map(|k| k.version), Some(2));
     assert_eq!(wim.audit_key(2), None);
 }
+
+#[test]
+fn uploads_cannot_be_deleted_and_a_server_that_drops_a_verified_one_anyway_is_caught_by_the_pin() {
+    let mut net = Network::start(&[("Wim de Vries", ORG, "wijkteam")]);
+    net.admin.run(&["audit", "key", "create", "--org", ORG]);
+    let wim = RawDevice::enrol(&net, 4, "Wim de Vries");
+    let key = wim.audit_key(0).unwrap();
+    let now = now_ms();
+    let events =
+        wim.chain(&[(now, AuditAction::Read), (now, AuditAction::Read), (now, AuditAction::Change)], &[]);
+    let uploads = vec![wim.upload(&key, 1, &events[..2]), wim.upload(&key, 3, &events[2..])];
+    assert_eq!(
+        wim.sync(&SyncRequest { audit: uploads, audit_key_version: 1, ..Default::default() }).audit_through,
+        3
+    );
+    let first = net.admin.run(&["audit", "verify"]);
+    assert!(first.contains("(Wim de Vries, Wijkteam Zaanstad): 3 gebeurtenissen, in orde"), "{first}");
+
+    net.tamper_with_server_database(|db| {
+        assert!(db.execute("DELETE FROM audit_uploads WHERE first_seq = 3", []).is_err(), "append-only");
+        assert!(db.execute("UPDATE server_events SET at = 0", []).is_err(), "append-only");
+        // A compromised server drops the guard and the newest upload.
+        db.execute_batch(
+            "DROP TRIGGER audit_uploads_no_delete; DELETE FROM audit_uploads WHERE first_seq = 3;",
+        )
+        .unwrap();
+    });
+    let out = net.admin.output(&["audit", "verify"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("2 gebeurtenissen, ingekort: eerder gecontroleerd tot 3"), "{text}");
+}
