@@ -84,6 +84,76 @@ pub enum Command {
     /// interrupted run.
     #[command(long_about = REKEY_HELP)]
     Rekey,
+    /// The access log (NEN 7513): audit keys, verifying every chain, who did what.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// An organisation's audit keys.
+    #[command(subcommand)]
+    Key(AuditKeyCommand),
+    /// Fetches every access-log upload of the organisations whose audit key this keyring
+    /// holds, and the server's own log, and checks every chain: missing, forged and forked
+    /// events, and devices silent past their lease. Exits non-zero when anything is wrong.
+    Verify,
+    /// The access-log events of one plan, user or device (NEN 7513 fields), from verified
+    /// chains only.
+    Query(AuditQueryArgs),
+    /// "Wie heeft ons dossier bekeken?": one plain-Dutch line per person for a family.
+    FamilyReport(FamilyReportArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditKeyCommand {
+    /// Makes the organisation's next audit key: the secret stays in this keyring, the public
+    /// half is signed by the network root (ask --offline-keyring when it lives there) and
+    /// sent to the server, which hands it to the organisation's devices.
+    Create(AuditKeyCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditKeyCreateArgs {
+    /// The organisation, by name.
+    #[arg(long)]
+    pub org: String,
+}
+
+/// The days an audit read covers: YYYY-MM-DD, both included, as the Netherlands counts days.
+#[derive(Debug, Args)]
+pub struct DateRange {
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub from: Option<String>,
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("subject").required(true).args(["plan", "user", "device"])))]
+pub struct AuditQueryArgs {
+    /// A plan id (hex).
+    #[arg(long)]
+    pub plan: Option<String>,
+    /// A user id.
+    #[arg(long)]
+    pub user: Option<i64>,
+    /// A device id (hex).
+    #[arg(long)]
+    pub device: Option<String>,
+    #[command(flatten)]
+    pub dates: DateRange,
+    /// Comma-separated values with a header row, instead of a table.
+    #[arg(long)]
+    pub csv: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FamilyReportArgs {
+    /// The plan id (hex).
+    pub plan: String,
+    #[command(flatten)]
+    pub dates: DateRange,
 }
 
 const REKEY_HELP: &str = "\

@@ -1,5 +1,6 @@
 //! One function per command: open the keyring, talk to the server, say what happened.
 
+mod audit;
 mod device;
 mod init;
 mod org;
@@ -44,6 +45,7 @@ pub fn run(cli: Cli) -> Result<Output, AdminError> {
         Command::Policy(command) => policy::run(&mut open()?, command, json),
         Command::Retention(command) => retention::run(&mut open()?, command, json),
         Command::Rekey => rekey::run(&mut open()?, json),
+        Command::Audit(command) => audit::run(&mut open()?, command, json),
     }
 }
 

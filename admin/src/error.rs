@@ -139,6 +139,9 @@ pub enum AdminError {
          refused until `eenplan-admin rekey` moves them"
     )]
     RekeyRefused(usize),
+    /// `audit verify` found chains or uploads that are not in order (printed above).
+    #[error("the access log is not in order: {0} finding(s) above")]
+    AuditNotInOrder(usize),
     /// A command that did part of its work: `done` is printed, then `error`.
     #[error("{error}")]
     Partial { done: Output, error: Box<AdminError> },

@@ -136,6 +136,51 @@ pub struct RevokedRecord {
     pub listed_in: u32,
 }
 
+/// An organisation's audit key: its devices seal their access-log events to the public half;
+/// the secret stays here (never on the server), with the privacy officer or administrator
+/// who holds this keyring.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditSecret {
+    pub org: String,
+    pub version: u32,
+    #[serde(with = "eenplan_protocol::bytes")]
+    pub secret: Vec<u8>,
+    #[serde(with = "eenplan_protocol::bytes")]
+    pub public: Vec<u8>,
+}
+
+impl AuditSecret {
+    /// The X-Wing secret, if it is one.
+    pub fn secret32(&self) -> Option<[u8; 32]> {
+        self.secret.as_slice().try_into().ok()
+    }
+}
+
+impl Drop for AuditSecret {
+    fn drop(&mut self) {
+        self.secret.zeroize();
+    }
+}
+
+impl std::fmt::Debug for AuditSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditSecret")
+            .field("org", &self.org)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a chain of the access log stood when this keyring last verified it: a server that
+/// later serves less (drops a device's newest uploads, rewrites its own chain) is caught.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainPin {
+    /// The device (zeroes: the server's own chain).
+    pub writer: [u8; 16],
+    pub seq: u64,
+    pub hash: [u8; 32],
+}
+
 /// What this keyring has seen and will not be talked out of by a server.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trust {
@@ -234,6 +279,12 @@ pub struct Keyring {
     pub trust: Trust,
     /// The root and escrow secrets, when this keyring keeps them itself (no offline keyring).
     pub offline: Option<OfflineKeys>,
+    /// Every audit key this keyring made, per organisation and version.
+    pub audit_keys: Vec<AuditSecret>,
+    /// The key the server signs its own access log with, pinned at first use.
+    pub server_audit_key: Option<[u8; 32]>,
+    /// The newest verified position of each chain of the access log.
+    pub audit_pins: Vec<ChainPin>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -290,6 +341,9 @@ impl Keyring {
             initial_policy: Vec::new(),
             trust: Trust::default(),
             offline: Some(OfflineKeys { root, escrow_secret }),
+            audit_keys: Vec::new(),
+            server_audit_key: None,
+            audit_pins: Vec::new(),
         }
     }
 
@@ -365,6 +419,9 @@ impl Keyring {
             enrolment_codes: self.issued_codes.clone(),
             initial_policy: self.initial_policy.clone(),
             trust: self.trust.clone(),
+            audit_keys: self.audit_keys.clone(),
+            server_audit_key: self.server_audit_key.map(|k| k.to_vec()).unwrap_or_default(),
+            audit_pins: self.audit_pins.clone(),
         }
     }
 
@@ -403,6 +460,14 @@ impl Keyring {
             initial_policy: stored.initial_policy.clone(),
             trust: stored.trust.clone(),
             offline,
+            audit_keys: stored.audit_keys.clone(),
+            server_audit_key: match stored.server_audit_key.as_slice() {
+                [] => None,
+                bytes => {
+                    Some(bytes.try_into().map_err(|_| KeyringError::Damaged("server audit key length"))?)
+                }
+            },
+            audit_pins: stored.audit_pins.clone(),
         };
         keyring.check()?;
         Ok(keyring)
@@ -448,6 +513,12 @@ struct Stored {
     initial_policy: Vec<u8>,
     #[serde(default)]
     trust: Trust,
+    #[serde(default)]
+    audit_keys: Vec<AuditSecret>,
+    #[serde(default, with = "eenplan_protocol::bytes")]
+    server_audit_key: Vec<u8>,
+    #[serde(default)]
+    audit_pins: Vec<ChainPin>,
 }
 
 impl Drop for Stored {
@@ -597,6 +668,28 @@ mod tests {
         assert!(reopened.registered);
         assert_eq!(reopened.trust.revoked(&[4; 16]).map(|r| r.listed_in), Some(0));
         assert_eq!(reopened.trust.policy_floor(), 3);
+    }
+
+    #[test]
+    fn audit_secrets_the_pinned_server_key_and_chain_pins_survive_the_file_and_stay_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut keyring = sample();
+        keyring.audit_keys.push(AuditSecret {
+            org: "Wijkteam Noord".into(),
+            version: 2,
+            secret: vec![0xA7; 32],
+            public: vec![3; 1216],
+        });
+        keyring.server_audit_key = Some([4; 32]);
+        keyring.audit_pins.push(ChainPin { writer: [5; 16], seq: 41, hash: [6; 32] });
+        drop(KeyringFile::create(dir.path(), &keyring, &keystore("geheim")).unwrap());
+        let (_, opened) = KeyringFile::open(dir.path(), &keystore("geheim")).unwrap();
+        assert_eq!(opened.audit_keys, keyring.audit_keys);
+        assert_eq!(opened.audit_keys[0].secret32(), Some([0xA7; 32]));
+        assert_eq!(opened.server_audit_key, Some([4; 32]));
+        assert_eq!(opened.audit_pins, keyring.audit_pins);
+        let bytes = std::fs::read(path_in(dir.path())).unwrap();
+        assert!(!bytes.windows(32).any(|w| w == [0xA7; 32]), "the audit secret is sealed");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! these cause. The server never sees a private key, nor a key that opens a plan.
 
 mod args;
+mod audit;
 mod client;
 mod commands;
 mod enrolment;

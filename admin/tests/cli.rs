@@ -1492,3 +1492,43 @@ fn a_keyring_wrapped_with_the_old_cheap_cost_is_wrapped_again_at_256_mib_on_unlo
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("now wrapped"));
 }
+
+#[test]
+fn an_audit_key_is_signed_by_the_root_from_the_offline_keyring_and_only_its_public_half_is_sent() {
+    let server = Fake::start();
+    let admin = Admin::new();
+    let offline = admin.dir.path().join("stick").join("offline.eenplan");
+    let offline_arg = offline.to_str().unwrap();
+    server.answer(200, "{}");
+    let init = |args: &[&str]| {
+        admin.command(args).env("EENPLAN_OFFLINE_PASSPHRASE", OFFLINE_PASSPHRASE).output().unwrap()
+    };
+    let out = init(&["init", "--server", &server.url, "--name", "Beheer", "--offline-keyring", offline_arg]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let root: [u8; 32] =
+        api::unhex(&server.last().json::<InitRequest>().root_public).unwrap().try_into().unwrap();
+    let orgs = r#"[{"id":1,"name":"Wijkteam Noord","lease_hours":72}]"#;
+
+    // Without the offline keyring: refused before anything is made or sent.
+    server.answer(200, orgs);
+    server.answer(200, r#"{"keys":[]}"#);
+    let stderr = admin.fails(&["audit", "key", "create", "--org", "Wijkteam Noord"], 2);
+    assert!(stderr.contains("--offline-keyring"), "{stderr}");
+    assert!(server.requests().iter().all(|r| r.path != api::PATH_ADMIN_AUDIT_KEYS || r.method != "POST"));
+
+    server.answer(200, orgs);
+    server.answer(200, r#"{"keys":[]}"#);
+    server.answer(201, "");
+    let out = init(&["audit", "key", "create", "--org", "Wijkteam Noord", "--offline-keyring", offline_arg]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let posted = server.last();
+    assert_eq!((posted.method.as_str(), posted.path.as_str()), ("POST", api::PATH_ADMIN_AUDIT_KEYS));
+    posted.verify_admin_signature();
+    let upload: api::AuditKeyUpload = posted.json();
+    let key = eenplan_protocol::audit::SignedAuditKey::from_bytes(&api::unhex(&upload.key).unwrap())
+        .unwrap()
+        .verify(&root)
+        .unwrap();
+    assert_eq!((key.organisation.as_str(), key.version), ("Wijkteam Noord", 1));
+    assert_eq!(key.public.len(), envelope::XWING_PUBLIC_LEN, "the public half only");
+}

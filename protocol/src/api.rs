@@ -94,6 +94,20 @@ pub const PATH_REVOCATIONS: &str = "/v1/revocations";
 /// `GET [?version=N]` as [`PATH_REVOCATIONS`], for administrators; `POST` the next version
 /// (raw CBOR), answered with [`RevocationListStored`].
 pub const PATH_ADMIN_REVOCATIONS: &str = "/v1/admin/revocations";
+/// `GET` (every version, public) and `POST` ([`AuditKeyUpload`]) an organisation's
+/// root-signed audit key: `?org=NAME` on the GET.
+pub const PATH_ADMIN_AUDIT_KEYS: &str = "/v1/admin/audit/keys";
+/// `GET ?org=NAME&after=ID&limit=N&query=Q`: the organisation's sealed access-log uploads
+/// ([`AuditUploadPage`]). Logged by the server as a read of the log, naming `query`
+/// ([`AuditQuery`]).
+pub const PATH_ADMIN_AUDIT_UPLOADS: &str = "/v1/admin/audit/uploads";
+/// `GET ?after=SEQ&limit=N&query=Q`: the server's own signed event chain
+/// ([`ServerEventPage`]); logged like the uploads.
+pub const PATH_ADMIN_AUDIT_SERVER_EVENTS: &str = "/v1/admin/audit/server-events";
+/// `GET`: the public key the server signs its own events with ([`ServerAuditKey`]).
+pub const PATH_ADMIN_AUDIT_SERVER_KEY: &str = "/v1/admin/audit/server-key";
+/// The most uploads or events one page of the access log carries.
+pub const MAX_AUDIT_PAGE: usize = 1024;
 pub const PATH_WIPE_ORDER: &str = "/v1/wipe-order";
 pub const PATH_WIPE_REPORT: &str = "/v1/wipe-report";
 
@@ -715,6 +729,95 @@ pub struct WipeReportUpload {
 pub struct ErrorBody {
     pub code: String,
     pub message: String,
+}
+
+/// `POST /v1/admin/audit/keys`: hex of [`crate::audit::SignedAuditKey`] bytes. The server
+/// checks the root's signature and that the version is above the organisation's newest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditKeyUpload {
+    pub key: String,
+}
+
+/// `GET /v1/admin/audit/keys?org=NAME`: every version, oldest first, each hex of
+/// [`crate::audit::SignedAuditKey`] bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditKeyList {
+    pub keys: Vec<String>,
+}
+
+/// What a read of the access log is for, as the server's log records it: the words of
+/// `query=` on the read paths. `verify` reads everything, the others one plan, user or
+/// device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditQuery {
+    Verify,
+    Plan([u8; 16]),
+    User(i64),
+    Device([u8; 16]),
+}
+
+impl AuditQuery {
+    pub fn to_text(self) -> String {
+        match self {
+            AuditQuery::Verify => "verify".into(),
+            AuditQuery::Plan(plan) => format!("plan:{}", hex(&plan)),
+            AuditQuery::User(user) => format!("user:{user}"),
+            AuditQuery::Device(device) => format!("device:{}", hex(&device)),
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<AuditQuery> {
+        let id16 = |h: &str| unhex(h).and_then(|b| <[u8; 16]>::try_from(b).ok());
+        match text.split_once(':') {
+            None if text == "verify" => Some(AuditQuery::Verify),
+            Some(("plan", plan)) => id16(plan).map(AuditQuery::Plan),
+            Some(("user", user)) => user.parse().ok().map(AuditQuery::User),
+            Some(("device", device)) => id16(device).map(AuditQuery::Device),
+            _ => None,
+        }
+    }
+}
+
+/// One sealed upload as the server keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditUploadInfo {
+    /// The paging cursor: ids rise in the order uploads were stored.
+    pub id: u64,
+    pub device_id: String,
+    pub first: u64,
+    pub last: u64,
+    pub key_version: u32,
+    pub received_at_ms: i64,
+    /// Hex of [`crate::audit::AuditUpload`] bytes.
+    pub upload: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditUploadPage {
+    pub uploads: Vec<AuditUploadInfo>,
+    /// True when uploads after the last one in this page may wait: ask again after its id.
+    pub more: bool,
+}
+
+/// One event of the server's own chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerEventInfo {
+    pub seq: u64,
+    /// Hex of [`crate::audit::SignedEvent`] bytes.
+    pub event: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerEventPage {
+    pub events: Vec<ServerEventInfo>,
+    pub more: bool,
+}
+
+/// `GET /v1/admin/audit/server-key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerAuditKey {
+    /// Hex Ed25519 public key.
+    pub public: String,
 }
 
 #[cfg(test)]

@@ -21,6 +21,8 @@
 //! [`verify_chain`] is the one set of rules for judging a chain (gaps, forks, broken links,
 //! forged events), run by `eenplan-admin audit verify` and by the benchmark.
 
+use std::collections::HashMap;
+
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -59,6 +61,26 @@ pub enum AuditError {
     #[error("the audit upload's events do not match its header: {0}")]
     Inconsistent(&'static str),
 }
+
+/// An upload of a sync request the server refused: the sync's pushes and pull go on, and the
+/// device learns which upload it must make again (or drop). The reason is one of
+/// [`REFUSE_MALFORMED`], [`REFUSE_WRONG_DEVICE`], [`REFUSE_BAD_SIGNATURE`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRefusal {
+    /// The upload's index in [`crate::sync::SyncRequest::audit`].
+    #[serde(rename = "i")]
+    pub index: u32,
+    #[serde(rename = "r")]
+    pub reason: String,
+}
+
+/// The upload does not decode, is larger than [`MAX_UPLOAD_LEN`], or its positions are
+/// impossible.
+pub const REFUSE_MALFORMED: &str = "audit_malformed";
+/// The upload names another device than the one whose session sent it.
+pub const REFUSE_WRONG_DEVICE: &str = "audit_wrong_device";
+/// The sending device's key did not sign the upload.
+pub const REFUSE_BAD_SIGNATURE: &str = "audit_bad_signature";
 
 /// What was done. The codes are the wire form; [`AuditAction::label`] is what people read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -657,6 +679,121 @@ fn signatures_valid(writer: &VerifyingKey, events: &[(u64, [u8; 32], AuditEvent,
         }
     }
     valid
+}
+
+/// Why an upload's events were not judged at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UploadFault {
+    /// It does not decode.
+    Malformed,
+    /// It names a device whose key the verifier does not hold (no root-verified certificate).
+    UnknownDevice,
+    /// The device it names did not sign it.
+    NotSigned,
+    /// It is sealed to an audit key version the verifier does not hold.
+    NoKey,
+    /// It does not open with the audit key, or its contents are not its header's.
+    Unopenable,
+}
+
+/// An upload left out of the chains, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UploadProblem {
+    /// The device the upload names (zeroes when it does not decode).
+    pub device: Fixed<16>,
+    pub first: u64,
+    pub last: u64,
+    pub fault: UploadFault,
+}
+
+/// Every device's chain, judged.
+#[derive(Debug, Default)]
+pub struct UploadsReport {
+    /// By device id, with the hash of each chain's newest kept event.
+    pub chains: Vec<([u8; 16], ChainReport, Option<ChainHead>)>,
+    pub problems: Vec<UploadProblem>,
+}
+
+/// One device's events as received: (position, event).
+type DeviceEvents = ([u8; 16], Vec<(u64, SignedEvent)>);
+
+/// Opens every upload of an organisation with its audit secrets (by key version), checks
+/// each upload's signature against the key of the device it names (`writers`, from
+/// root-verified certificates), and judges each device's chain with [`verify_chain`].
+/// Uploads are opened and chains judged on `threads` threads, so a region's day of events is
+/// checked in seconds.
+pub fn verify_uploads(
+    uploads: &[Vec<u8>],
+    writers: &HashMap<[u8; 16], VerifyingKey>,
+    secrets: &HashMap<u32, [u8; 32]>,
+    threads: usize,
+) -> UploadsReport {
+    let threads = threads.max(1);
+    let mut report = UploadsReport::default();
+    let mut by_device: std::collections::BTreeMap<[u8; 16], Vec<(u64, SignedEvent)>> = Default::default();
+    for result in in_parallel(uploads.iter().collect(), threads, |bytes| open_one(bytes, writers, secrets)) {
+        match result {
+            Ok((device, events)) => by_device.entry(device).or_default().extend(events),
+            Err(problem) => report.problems.push(problem),
+        }
+    }
+    let devices: Vec<DeviceEvents> = by_device.into_iter().collect();
+    report.chains = in_parallel(devices, threads, |(device, events)| {
+        let writer = writers.get(&device)?;
+        let head = newest_head(&events);
+        Some((device, verify_chain(writer, events), head))
+    })
+    .into_iter()
+    .flatten()
+    .collect();
+    report
+}
+
+/// `work` on every item, the items split into `threads` runs of consecutive items, results
+/// in the items' order.
+fn in_parallel<T: Send, R: Send>(items: Vec<T>, threads: usize, work: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let per_thread = items.len().div_ceil(threads).max(1);
+    let mut runs: Vec<Vec<T>> = Vec::new();
+    let mut rest = items.into_iter().peekable();
+    while rest.peek().is_some() {
+        runs.push(rest.by_ref().take(per_thread).collect());
+    }
+    let work = &work;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = runs
+            .into_iter()
+            .map(|run| scope.spawn(move || run.into_iter().map(work).collect::<Vec<R>>()))
+            .collect();
+        // A panicking worker is a bug in this module; its items are lost, not the process.
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    })
+}
+
+/// The head after the newest position received (the first event there, when forked).
+fn newest_head(events: &[(u64, SignedEvent)]) -> Option<ChainHead> {
+    let (seq, event) = events.iter().max_by_key(|(seq, _)| *seq)?;
+    Some(ChainHead::after(event, *seq))
+}
+
+fn open_one(
+    bytes: &[u8],
+    writers: &HashMap<[u8; 16], VerifyingKey>,
+    secrets: &HashMap<u32, [u8; 32]>,
+) -> Result<DeviceEvents, UploadProblem> {
+    let upload = AuditUpload::from_bytes(bytes).map_err(|_| UploadProblem {
+        device: Fixed([0; 16]),
+        first: 0,
+        last: 0,
+        fault: UploadFault::Malformed,
+    })?;
+    let problem =
+        |fault| UploadProblem { device: upload.device, first: upload.first, last: upload.last, fault };
+    let writer = writers.get(&upload.device.0).ok_or_else(|| problem(UploadFault::UnknownDevice))?;
+    upload.verify_signature(writer).map_err(|_| problem(UploadFault::NotSigned))?;
+    let secret = secrets.get(&upload.key_version).ok_or_else(|| problem(UploadFault::NoKey))?;
+    let events = upload.open(secret).map_err(|_| problem(UploadFault::Unopenable))?;
+    Ok((upload.device.0, (upload.first..).zip(events).collect()))
 }
 
 #[cfg(test)]

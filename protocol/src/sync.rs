@@ -269,6 +269,10 @@ pub struct SyncResponse {
     /// stored, or found already stored): the device may drop what is at or before it.
     #[serde(rename = "at", default, skip_serializing_if = "is_zero_u64")]
     pub audit_through: u64,
+    /// Uploads of [`SyncRequest::audit`] the server refused, by their index in the request,
+    /// with a reason code ([`crate::audit::AuditRefusal`]); the rest of the sync went on.
+    #[serde(rename = "ar", default, skip_serializing_if = "Vec::is_empty")]
+    pub audit_refused: Vec<crate::audit::AuditRefusal>,
 }
 
 /// The smallest pull page a device may ask for ([`SyncRequest::max_bytes`]); one bundle is

@@ -5,11 +5,13 @@
 //! [`storage`] is what it keeps; [`routes`] is the HTTP API over it, with [`auth`] (signed
 //! admin requests, device sessions), [`group_commit`] (one writer thread batching pushes into
 //! one durable transaction, and the live hints), [`quota`] (the per-device push quota),
-//! [`init_secret`] (who may claim a fresh server), [`metrics`] and [`error`]. The binary
+//! [`init_secret`] (who may claim a fresh server), [`audit_log`] (the server's own signed access
+//! log), [`metrics`] and [`error`]. The binary
 //! (`src/main.rs`) parses arguments, opens the database, serves, and shuts down cleanly.
 
 pub mod storage;
 
+pub mod audit_log;
 pub mod auth;
 pub mod error;
 pub mod group_commit;

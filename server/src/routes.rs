@@ -12,6 +12,7 @@
 //! | `GET /v1/admin/policy`, `POST /v1/admin/policy`, `POST /v1/admin/devices/{id}/revoke`, `POST /v1/admin/plans/{plan}/participants/{user}/remove` | administrators | [`rotation`] |
 //! | `GET`/`POST /v1/admin/rekey` (CBOR) | administrators | [`rekey`] |
 //! | `GET`/`POST /v1/admin/revocations`, `GET /v1/revocations` (CBOR) | administrators; devices | [`revocations`] |
+//! | `GET`/`POST /v1/admin/audit/keys`, `GET /v1/admin/audit/{uploads,server-events,server-key}` | administrators | [`audit`] |
 //! | `GET /v1/policy` | devices (bearer token) | [`rotation`] |
 //! | `POST /v1/wipe-order`, `POST /v1/wipe-report` | a revoked or wiped device, without a session | [`wipe`] |
 //! | `POST /v1/sync` | devices | [`sync`] |
@@ -23,6 +24,7 @@
 //! against `Content-Length` before anything is read, so an oversized request costs nothing.
 
 pub mod admin;
+pub mod audit;
 pub mod device;
 pub mod live;
 pub mod membership;
@@ -81,6 +83,8 @@ pub struct ServerConfig {
 /// What every handler shares.
 pub struct AppState {
     pub storage: Arc<dyn Storage>,
+    /// The server's own access log.
+    pub audit: Arc<crate::audit_log::ServerAudit>,
     pub auth: Auth,
     pub commits: GroupCommit,
     pub metrics: Arc<Metrics>,
@@ -117,10 +121,12 @@ impl AppState {
         let metrics = Arc::new(Metrics::default());
         let auth = Auth::new(storage.server_secret()?, metrics.clone(), config.origins);
         let commits = GroupCommit::start(storage.clone(), metrics.clone())?;
+        let audit = crate::audit_log::ServerAudit::start(storage.clone())?;
         let (shutdown, _) = watch::channel(false);
         let (revocations, _) = broadcast::channel(REVOCATION_CAPACITY);
         Ok(Arc::new(AppState {
             storage,
+            audit,
             auth,
             commits,
             metrics,
@@ -175,6 +181,7 @@ impl AppState {
     pub fn finish_shutdown(&self) {
         self.begin_shutdown();
         self.commits.shutdown();
+        self.audit.shutdown();
     }
 }
 
@@ -214,6 +221,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(api::PATH_ADMIN_CLOSED_PLANS, get(retention::closed))
         .route("/v1/admin/retention/plans/{plan}/erase", post(retention::erase))
+        .route(api::PATH_ADMIN_AUDIT_KEYS, get(audit::keys).post(audit::put_key))
+        .route(api::PATH_ADMIN_AUDIT_UPLOADS, get(audit::uploads))
+        .route(api::PATH_ADMIN_AUDIT_SERVER_EVENTS, get(audit::server_events))
+        .route(api::PATH_ADMIN_AUDIT_SERVER_KEY, get(audit::server_key))
         .route(api::PATH_REVOCATIONS, get(revocations::revocations))
         .route(api::PATH_POLICY, get(rotation::policy))
         .route(api::PATH_WIPE_ORDER, post(wipe::order))

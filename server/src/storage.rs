@@ -718,6 +718,60 @@ pub fn whole_chains_page(
     page
 }
 
+/// An access-log upload to keep (DESIGN §8): a device's run of consecutive events, sealed to
+/// its organisation's audit key, so storage sees its header and opaque bytes only. The HTTP
+/// layer decoded it and checked the device's signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAuditUpload {
+    pub device: DeviceId,
+    /// The organisation of the device's user: whose audit key opens it.
+    pub org: OrgId,
+    pub first: u64,
+    pub last: u64,
+    /// The hash of event `last`.
+    pub head: [u8; 32],
+    pub key_version: u32,
+    /// `eenplan_protocol::audit::AuditUpload` bytes.
+    pub bytes: Vec<u8>,
+    /// SHA-256 of `bytes`: the same upload sent again is stored once.
+    pub digest: [u8; 32],
+    pub received_at: i64,
+}
+
+/// An access-log upload as kept, with its place in the one global order of uploads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAuditUpload {
+    /// Strictly increasing in the order uploads were stored: the paging cursor.
+    pub id: u64,
+    pub device: DeviceId,
+    pub org: OrgId,
+    pub first: u64,
+    pub last: u64,
+    pub head: [u8; 32],
+    pub key_version: u32,
+    pub bytes: Vec<u8>,
+    pub received_at: i64,
+}
+
+/// One version of an organisation's root-signed audit key
+/// (`eenplan_protocol::audit::SignedAuditKey` bytes); the HTTP layer verified the signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditKeyRecord {
+    pub org: OrgId,
+    pub version: u32,
+    pub signed: Vec<u8>,
+    pub stored_at: i64,
+}
+
+/// One event of the server's own access log: `eenplan_protocol::audit::SignedEvent` bytes
+/// at its position in the server's chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerEventRecord {
+    pub seq: u64,
+    pub signed: Vec<u8>,
+    pub at: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StorageError {
     #[error("the network is already initialised")]
@@ -1046,6 +1100,35 @@ pub trait Storage: Send + Sync {
     /// may read `document` and that hold no envelope for `epoch` of it. Any device that holds
     /// the key can answer them.
     fn devices_missing_envelope(&self, document: DocumentId, epoch: u32) -> Result<Vec<DeviceId>>;
+
+    // The access log (NEN 7513). Nothing here is ever updated or deleted.
+
+    /// Appends every upload not stored before (by [`NewAuditUpload::digest`]), in one
+    /// transaction, and says for each, in order, whether it is new. A *different* upload
+    /// that covers positions stored before is kept too: it is evidence of a fork.
+    /// [`StorageError::DeviceNotActive`] (nothing stored) when the device is not active.
+    fn put_audit_uploads(&self, uploads: &[NewAuditUpload]) -> Result<Vec<bool>>;
+    /// The highest event position of `device` the server keeps (0: none).
+    fn audit_through(&self, device: DeviceId) -> Result<u64>;
+    /// Up to `limit` uploads of devices of `org` with an id after `after`, in id order.
+    fn audit_uploads(&self, org: OrgId, after: u64, limit: usize) -> Result<Vec<StoredAuditUpload>>;
+    /// Stores the next version of an organisation's audit key. `Ok(false)` when exactly this
+    /// key is stored under this version already (a retry); [`StorageError::Conflict`] when the
+    /// version is not above the newest; [`StorageError::NotFound`] for an unknown organisation.
+    fn put_audit_key(&self, key: &AuditKeyRecord) -> Result<bool>;
+    /// Every version of the organisation's audit key, oldest first.
+    fn audit_keys(&self, org: OrgId) -> Result<Vec<AuditKeyRecord>>;
+    /// The seed of the server's own audit signing key: random on the first call, the same
+    /// ever after.
+    fn server_audit_seed(&self) -> Result<[u8; 32]>;
+    /// Appends events to the server's chain in one durable transaction.
+    /// [`StorageError::Conflict`] (nothing stored) unless they continue the stored chain
+    /// exactly: the first at the newest position + 1, the rest consecutive.
+    fn append_server_events(&self, events: &[ServerEventRecord]) -> Result<()>;
+    /// Up to `limit` events of the server's chain after position `after`, in order.
+    fn server_events(&self, after: u64, limit: usize) -> Result<Vec<ServerEventRecord>>;
+    /// The newest event of the server's chain.
+    fn last_server_event(&self) -> Result<Option<ServerEventRecord>>;
 }
 
 #[cfg(test)]

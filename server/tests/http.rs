@@ -11,13 +11,17 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ed25519_dalek::{Signer, SigningKey};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use eenplan_protocol::api::{
-    self, Assignment, CertificateInfo, CertificateUpload, ChallengeRequest, ChallengeResponse, DeviceInfo,
-    EnrolRequest, EnrolResponse, EnrolmentCode, ErrorBody, InitRequest, MeResponse, NewEnrolment, NewOrg,
-    NewUser, OrgInfo, PolicyInfo, PolicyUpload, RevocationListStored, RevokeRequest, RoleChangeRequest,
-    RotationsQueued, SessionRequest, SessionResponse, UserInfo, WipeOrderRequest, WipeOrderResponse,
-    WipeReportUpload, hex, unhex,
+    self, Assignment, AuditKeyUpload, AuditUploadPage, CertificateInfo, CertificateUpload, ChallengeRequest,
+    ChallengeResponse, DeviceInfo, EnrolRequest, EnrolResponse, EnrolmentCode, ErrorBody, InitRequest,
+    MeResponse, NewEnrolment, NewOrg, NewUser, OrgInfo, PolicyInfo, PolicyUpload, RevocationListStored,
+    RevokeRequest, RoleChangeRequest, RotationsQueued, ServerAuditKey, ServerEventPage, SessionRequest,
+    SessionResponse, UserInfo, WipeOrderRequest, WipeOrderResponse, WipeReportUpload, hex, unhex,
+};
+use eenplan_protocol::audit::{
+    self, Actor, AuditAction, AuditEvent, AuditKey, AuditRefusal, AuditResult, AuditUpload, ChainReport,
+    SignedAuditKey, SignedEvent, verify_chain,
 };
 use eenplan_protocol::certificate::{AdminBody, Certificate, DeviceBody, device_id_of};
 use eenplan_protocol::epoch::{Commitment, Minter, SignedCommitment};
@@ -3000,4 +3004,216 @@ fn only_the_regisseur_changes_a_plans_membership_and_the_first_entry_at_a_positi
     assert_eq!(entries.len(), 2, "nothing refused was stored");
     assert_eq!(server.get_as(&api::membership_path(&plan), carl.token()).error(404), "unknown_plan");
     let _ = SignedEntry::from_bytes(&entries[1].0).unwrap();
+}
+
+// The access log.
+
+const NOORD: &str = "Wijkteam%20Noord";
+
+impl Network {
+    /// A new audit key of Wijkteam Noord at `version`, signed by the root: its secret and its
+    /// signed bytes.
+    fn audit_key(&self, version: u32) -> ([u8; 32], AuditKey, SignedAuditKey) {
+        let (secret, public) = envelope::generate_keypair();
+        let key = AuditKey { organisation: "Wijkteam Noord".into(), public, version, issued_at_ms: now_ms() };
+        let signed = key.sign(&self.root);
+        (*secret, key, signed)
+    }
+
+    fn post_audit_key(&self, server: &Server, signed: &SignedAuditKey) -> Reply {
+        self.post(server, api::PATH_ADMIN_AUDIT_KEYS, &AuditKeyUpload { key: hex(&signed.to_bytes()) })
+    }
+
+    fn audit_uploads(&self, server: &Server) -> AuditUploadPage {
+        let path = format!("{}?org={NOORD}&query=verify", api::PATH_ADMIN_AUDIT_UPLOADS);
+        let reply = self.call(server, "GET", &path, b"");
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        reply.json()
+    }
+
+    /// The server's chain, verified against the key the server names.
+    fn server_chain(&self, server: &Server, query: &str) -> ChainReport {
+        let key: ServerAuditKey = self.call(server, "GET", api::PATH_ADMIN_AUDIT_SERVER_KEY, b"").json();
+        let key = VerifyingKey::from_bytes(&unhex(&key.public).unwrap().try_into().unwrap()).unwrap();
+        let path = format!("{}?after=0&query={query}", api::PATH_ADMIN_AUDIT_SERVER_EVENTS);
+        let reply = self.call(server, "GET", &path, b"");
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let page: ServerEventPage = reply.json();
+        let events = page
+            .events
+            .iter()
+            .map(|e| (e.seq, SignedEvent::from_bytes(&unhex(&e.event).unwrap()).unwrap()))
+            .collect();
+        verify_chain(&key, events)
+    }
+}
+
+impl Device {
+    /// `count` consecutive events of this device from `first` on, continuing `prev`, each about
+    /// `plan`, made by `user`.
+    fn audit_events(&self, user: &UserInfo, plan: [u8; 16], first: u64, count: u64) -> Vec<SignedEvent> {
+        let mut prev = [0; 32];
+        let mut events = Vec::new();
+        for seq in first..first + count {
+            let event = AuditEvent {
+                seq,
+                prev: Fixed(prev),
+                at_ms: now_ms(),
+                actor: Actor {
+                    device: Fixed(self.id),
+                    user_id: user.id,
+                    user_name: user.name.clone(),
+                    organisation: user.org.clone(),
+                    role: user.role.clone(),
+                },
+                on_behalf_of: None,
+                action: AuditAction::Read,
+                plan: Some(Fixed(plan)),
+                compartment: Some(1),
+                object: None,
+                result: AuditResult::Done,
+                detail: None,
+            };
+            let signed = event.sign(&self.key);
+            prev = signed.hash();
+            events.push(signed);
+        }
+        events
+    }
+
+    fn audit_upload(&self, key: &AuditKey, first: u64, events: &[SignedEvent]) -> Blob {
+        Blob(AuditUpload::seal(self.id, &self.key, key, first, events).unwrap().to_bytes())
+    }
+}
+
+#[test]
+fn an_audit_upload_in_another_devices_name_or_signed_by_another_device_is_refused_and_nothing_stored() {
+    let (server, network) = Network::start();
+    let (ann, a) = network.member(&server, "Ann");
+    let (_, b) = network.member(&server, "Bob");
+    let (_, key, signed) = network.audit_key(1);
+    assert_eq!(network.post_audit_key(&server, &signed).status, 201);
+    let events = a.audit_events(&ann, random(), 1, 3);
+    // Bob's device sends Ann's upload; and an upload naming Ann's device that Bob signed.
+    let as_other = a.audit_upload(&key, 1, &events);
+    let forged = Blob(AuditUpload::seal(a.id, &b.key, &key, 1, &events).unwrap().to_bytes());
+    let from_bob = server.sync(&b, &SyncRequest { audit: vec![as_other], ..Default::default() });
+    let from_ann = server.sync(&a, &SyncRequest { audit: vec![forged], ..Default::default() });
+    assert_eq!(
+        from_bob.audit_refused,
+        [AuditRefusal { index: 0, reason: audit::REFUSE_WRONG_DEVICE.into() }]
+    );
+    assert_eq!(
+        from_ann.audit_refused,
+        [AuditRefusal { index: 0, reason: audit::REFUSE_BAD_SIGNATURE.into() }]
+    );
+    assert_eq!((from_bob.audit_through, from_ann.audit_through), (0, 0));
+    assert!(network.audit_uploads(&server).uploads.is_empty());
+}
+
+#[test]
+fn a_malformed_audit_upload_is_refused_with_a_code_while_the_syncs_pushes_and_good_uploads_land() {
+    let (server, network) = Network::start();
+    let (ann, a) = network.member(&server, "Ann");
+    let (_, key, signed) = network.audit_key(1);
+    network.post_audit_key(&server, &signed);
+    let plan = random();
+    let bundle = a.bundle(basis(plan), b"edit");
+    let events = a.audit_events(&ann, plan, 1, 5);
+    let good = a.audit_upload(&key, 1, &events);
+    let request = SyncRequest {
+        new_plans: vec![Fixed(plan)],
+        commitments: a.mint(&[plan]),
+        push: vec![Blob(bundle.clone())],
+        audit: vec![Blob(vec![0xFF; 40]), good.clone()],
+        ..Default::default()
+    };
+    let answer = server.sync(&a, &request);
+    assert_eq!(answer.accepted, [Fixed(bundle_id(&bundle))], "the push landed");
+    assert_eq!(answer.audit_refused, [AuditRefusal { index: 0, reason: audit::REFUSE_MALFORMED.into() }]);
+    assert_eq!(answer.audit_through, 5);
+    // The same upload again (a lost answer) is kept once.
+    let again = server.sync(&a, &SyncRequest { since: answer.head, audit: vec![good], ..Default::default() });
+    assert_eq!((again.audit_through, again.audit_refused.len()), (5, 0));
+    let page = network.audit_uploads(&server);
+    assert_eq!(page.uploads.len(), 1);
+    let stored = AuditUpload::from_bytes(&unhex(&page.uploads[0].upload).unwrap()).unwrap();
+    assert_eq!((stored.first, stored.last, page.uploads[0].device_id.clone()), (1, 5, hex(&a.id)));
+}
+
+#[test]
+fn the_audit_key_is_served_only_when_newer_than_the_devices_and_only_if_the_root_signed_it() {
+    let (server, network) = Network::start();
+    let (_, a) = network.member(&server, "Ann");
+    assert_eq!(server.sync(&a, &SyncRequest::default()).audit_key, None, "none yet");
+    let (_, _, first) = network.audit_key(1);
+    assert_eq!(network.post_audit_key(&server, &first).status, 201);
+    assert_eq!(network.post_audit_key(&server, &first).status, 200, "a retry");
+    let (_, _, other_first) = network.audit_key(1);
+    let reply = network.post_audit_key(&server, &other_first);
+    assert_eq!(reply.error(409), "audit_key_not_newer");
+    let (_, second_key, _) = network.audit_key(2);
+    let reply = network.post_audit_key(&server, &second_key.sign(&network.admin));
+    assert_eq!(reply.error(400), "bad_audit_key", "only the root certifies an audit key");
+
+    let served = server.sync(&a, &SyncRequest::default()).audit_key.unwrap();
+    assert_eq!(SignedAuditKey::from_bytes(&served.0).unwrap(), first);
+    let held = SyncRequest { audit_key_version: 1, ..Default::default() };
+    assert_eq!(server.sync(&a, &held).audit_key, None);
+    let (_, _, second) = network.audit_key(2);
+    network.post_audit_key(&server, &second);
+    let served = server.sync(&a, &held).audit_key.unwrap();
+    assert_eq!(
+        SignedAuditKey::from_bytes(&served.0).unwrap().verify(&network.root_public()).unwrap().version,
+        2
+    );
+}
+
+#[test]
+fn the_server_logs_sessions_syncs_and_admin_requests_in_a_chain_that_verifies_and_a_log_read_before_it_reads()
+{
+    let (server, network) = Network::start();
+    let (_, a) = network.member(&server, "Ann");
+    server.sync(&a, &SyncRequest::default());
+    let plan: [u8; 16] = random();
+    let query = format!("plan:{}", hex(&plan));
+    let report = network.server_chain(&server, &query);
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    let actions: Vec<AuditAction> = report.events.iter().map(|e| e.action).collect();
+    assert!(actions.contains(&AuditAction::Session), "{actions:?}");
+    assert!(actions.contains(&AuditAction::AdminRequest), "{actions:?}");
+    // The read that fetched these events is in them: it was logged first.
+    let read = report.events.last().unwrap();
+    assert_eq!((read.action, read.plan), (AuditAction::LogRead, Some(Fixed(plan))));
+    assert_eq!(read.actor.user_name, "beheer");
+    assert_eq!(read.object.as_deref(), Some(query.as_str()));
+    // The sync is queued, not waited for: the next read sees it.
+    let report = network.server_chain(&server, "verify");
+    let sync = report.events.iter().find(|e| e.action == AuditAction::Sync).unwrap();
+    assert_eq!(sync.actor.user_name, "Ann");
+    assert!(sync.detail.as_deref().unwrap().starts_with("pushed 0, delivered 0"), "{:?}", sync.detail);
+    let unknown = format!("{}?query=everything", api::PATH_ADMIN_AUDIT_SERVER_EVENTS);
+    assert_eq!(network.call(&server, "GET", &unknown, b"").error(400), "malformed");
+}
+
+#[test]
+fn the_server_database_holds_no_field_of_a_devices_audit_events_in_plaintext() {
+    let (server, network) = Network::start();
+    let (mut ann, a) = network.member(&server, "Ann");
+    let (_, key, signed) = network.audit_key(1);
+    network.post_audit_key(&server, &signed);
+    // Only the sealed events carry this name and this plan: the server never heard of either.
+    ann.name = "Zoekterm Geheimenaam".into();
+    let plan: [u8; 16] = random();
+    let events = a.audit_events(&ann, plan, 1, 20);
+    let answer =
+        server.sync(&a, &SyncRequest { audit: vec![a.audit_upload(&key, 1, &events)], ..Default::default() });
+    assert_eq!(answer.audit_through, 20);
+    let mut bytes = std::fs::read(server.database()).unwrap();
+    bytes.extend(std::fs::read(server.database().with_extension("db-wal")).unwrap_or_default());
+    let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(!contains(b"Zoekterm Geheimenaam"));
+    assert!(!contains(&plan), "the plan id as bytes");
+    assert!(!contains(hex(&plan).as_bytes()), "the plan id as hex");
+    assert!(contains(b"Ann"), "the search itself works: the user directory is there");
 }

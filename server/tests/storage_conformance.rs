@@ -9,10 +9,11 @@ use eenplan_protocol::policy::{Access, Policy};
 use eenplan_protocol::sync::REJECT_UNREQUESTED_SNAPSHOT;
 use eenplan_protocol::{BundleKind, DocumentId};
 use eenplan_server::storage::{
-    AdminRecord, CommitmentOutcome, CommitmentRecord, CompletedRotation, DeviceId, DeviceState, Envelope,
-    EnvelopeOutcome, EnvelopeRefusal, HistoryRequest, MAX_SNAPSHOT_REQUESTS_PER_DEVICE, NetworkRecord,
-    NewBundle, NewDevice, OrgId, PlanId, PolicyRecord, PullBatch, PullRequest, PushOutcome, Revocation,
-    RevocationListRecord, SNAPSHOT_REQUEST_TTL_MS, SNAPSHOT_SHORTCUT_CHANGES, SqliteStorage, Storage,
+    AdminRecord, AuditKeyRecord, CommitmentOutcome, CommitmentRecord, CompletedRotation, DeviceId,
+    DeviceState, Envelope, EnvelopeOutcome, EnvelopeRefusal, HistoryRequest,
+    MAX_SNAPSHOT_REQUESTS_PER_DEVICE, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, OrgId, PlanId,
+    PolicyRecord, PullBatch, PullRequest, PushOutcome, Revocation, RevocationListRecord,
+    SNAPSHOT_REQUEST_TTL_MS, SNAPSHOT_SHORTCUT_CHANGES, ServerEventRecord, SqliteStorage, Storage,
     StorageError, UserId, WipeGuard,
 };
 
@@ -2309,6 +2310,130 @@ pub mod suite {
             }
         }
     }
+
+    // The access log.
+
+    fn audit_upload(device: DeviceId, org: OrgId, first: u64, last: u64, byte: u8) -> NewAuditUpload {
+        NewAuditUpload {
+            device,
+            org,
+            first,
+            last,
+            head: [byte; 32],
+            key_version: 1,
+            bytes: vec![byte; 300],
+            digest: [byte; 32],
+            received_at: 5_000,
+        }
+    }
+
+    pub fn audit_uploads_are_stored_once_and_an_overlapping_other_upload_is_kept_as_evidence(
+        s: &dyn Storage,
+    ) {
+        let org = org(s);
+        let phone = device(s, user(s, "Wim"), 0x31);
+        let first = audit_upload(phone, org, 1, 10, 1);
+        assert_eq!(s.put_audit_uploads(std::slice::from_ref(&first)).unwrap(), [true]);
+        // The same upload again (a lost answer), also twice in one batch: no new row.
+        assert_eq!(s.put_audit_uploads(&[first.clone(), first.clone()]).unwrap(), [false, false]);
+        // A different run over positions 5..=12: a fork to judge, never dropped.
+        let other = audit_upload(phone, org, 5, 12, 2);
+        assert_eq!(s.put_audit_uploads(&[other, audit_upload(phone, org, 13, 13, 3)]).unwrap(), [true, true]);
+        let stored = s.audit_uploads(org, 0, 100).unwrap();
+        let positions: Vec<(u64, u64)> = stored.iter().map(|u| (u.first, u.last)).collect();
+        assert_eq!(positions, [(1, 10), (5, 12), (13, 13)]);
+        assert_eq!(stored[0].bytes, vec![1; 300]);
+        assert_eq!((stored[0].device, stored[0].head, stored[0].key_version), (phone, [1; 32], 1));
+        assert_eq!(s.audit_through(phone).unwrap(), 13);
+        assert_eq!(s.audit_through(DeviceId([0x77; 16])).unwrap(), 0);
+    }
+
+    pub fn audit_uploads_page_by_a_rising_id_per_organisation(s: &dyn Storage) {
+        let noord = org(s);
+        let zuid = s.add_org("Wijkteam Zuid", 48).unwrap();
+        let wim = device(s, user(s, "Wim"), 0x32);
+        let ans = device(s, s.add_user(zuid, "Ans", "wijkteam").unwrap(), 0x33);
+        for n in 0..7u8 {
+            s.put_audit_uploads(&[audit_upload(wim, noord, u64::from(n) + 1, u64::from(n) + 1, 10 + n)])
+                .unwrap();
+            s.put_audit_uploads(&[audit_upload(ans, zuid, u64::from(n) + 1, u64::from(n) + 1, 40 + n)])
+                .unwrap();
+        }
+        let mut after = 0;
+        let mut seen = Vec::new();
+        loop {
+            let page = s.audit_uploads(noord, after, 3).unwrap();
+            assert!(page.len() <= 3);
+            let Some(last) = page.last() else { break };
+            assert!(page.windows(2).all(|w| w[0].id < w[1].id));
+            assert!(page.iter().all(|u| u.device == wim && u.org == noord));
+            after = last.id;
+            seen.extend(page.iter().map(|u| u.first));
+        }
+        assert_eq!(seen, (1..=7).collect::<Vec<_>>(), "each upload once, in the order stored");
+        assert_eq!(s.audit_uploads(zuid, 0, 100).unwrap().len(), 7);
+    }
+
+    pub fn a_revoked_device_stores_no_audit_upload(s: &dyn Storage) {
+        let org = org(s);
+        let phone = device(s, user(s, "Wim"), 0x34);
+        s.revoke_device(phone, &revocation(1), 2_000).unwrap();
+        assert_eq!(
+            s.put_audit_uploads(&[audit_upload(phone, org, 1, 1, 1)]),
+            Err(StorageError::DeviceNotActive)
+        );
+        assert!(s.audit_uploads(org, 0, 100).unwrap().is_empty());
+    }
+
+    pub fn audit_keys_keep_every_version_and_only_a_higher_one_is_taken(s: &dyn Storage) {
+        let org = org(s);
+        let key = |version, byte| AuditKeyRecord { org, version, signed: vec![byte; 100], stored_at: 9 };
+        assert!(s.audit_keys(org).unwrap().is_empty());
+        assert!(s.put_audit_key(&key(1, 1)).unwrap());
+        assert!(!s.put_audit_key(&key(1, 1)).unwrap(), "a retry stores nothing");
+        assert!(matches!(s.put_audit_key(&key(1, 2)), Err(StorageError::Conflict(_))));
+        assert!(s.put_audit_key(&key(3, 3)).unwrap());
+        assert!(matches!(s.put_audit_key(&key(2, 4)), Err(StorageError::Conflict(_))));
+        let versions: Vec<(u32, u8)> =
+            s.audit_keys(org).unwrap().iter().map(|k| (k.version, k.signed[0])).collect();
+        assert_eq!(versions, [(1, 1), (3, 3)]);
+        let unknown = AuditKeyRecord { org: OrgId(9_999), ..key(1, 1) };
+        assert_eq!(s.put_audit_key(&unknown), Err(StorageError::NotFound));
+    }
+
+    pub fn the_server_chain_only_grows_at_its_end_and_pages_in_order(s: &dyn Storage) {
+        let event = |seq, byte| ServerEventRecord { seq, signed: vec![byte; 90], at: 7 };
+        assert_eq!(s.last_server_event().unwrap(), None);
+        assert!(matches!(s.append_server_events(&[event(2, 2)]), Err(StorageError::Conflict(_))));
+        s.append_server_events(&[event(1, 1), event(2, 2), event(3, 3)]).unwrap();
+        // A gap, or a position stored before: nothing of the batch is stored.
+        assert!(matches!(
+            s.append_server_events(&[event(4, 4), event(6, 6)]),
+            Err(StorageError::Conflict(_))
+        ));
+        assert!(matches!(s.append_server_events(&[event(3, 9)]), Err(StorageError::Conflict(_))));
+        assert_eq!(s.last_server_event().unwrap(), Some(event(3, 3)));
+        s.append_server_events(&[event(4, 4)]).unwrap();
+        let page: Vec<u64> = s.server_events(1, 2).unwrap().iter().map(|e| e.seq).collect();
+        assert_eq!(page, [2, 3]);
+        assert_eq!(s.server_events(0, 100).unwrap().len(), 4);
+    }
+
+    pub fn the_server_audit_key_and_the_access_log_survive_reopen(b: &mut dyn Backend) {
+        let seed = b.storage().server_audit_seed().unwrap();
+        assert_ne!(seed, [0; 32]);
+        assert_ne!(seed, b.storage().server_secret().unwrap(), "a key of its own");
+        let s = b.storage();
+        let org = org(s);
+        let phone = device(s, user(s, "Wim"), 0x35);
+        s.put_audit_uploads(&[audit_upload(phone, org, 1, 4, 1)]).unwrap();
+        s.append_server_events(&[ServerEventRecord { seq: 1, signed: vec![1; 90], at: 7 }]).unwrap();
+        b.reopen();
+        let s = b.storage();
+        assert_eq!(s.server_audit_seed().unwrap(), seed);
+        assert_eq!(s.audit_through(phone).unwrap(), 4);
+        assert_eq!(s.last_server_event().unwrap().map(|e| e.seq), Some(1));
+    }
 }
 
 /// Instantiates every check for one backend. `$fresh` makes a new, empty [`Backend`].
@@ -2370,12 +2495,18 @@ macro_rules! conformance_suite {
             completing_a_rotation_is_refused_for_a_wrong_epoch_and_settles_only_older_tasks,
             a_push_during_a_rotation_or_under_an_old_epoch_is_refused_in_the_writing_transaction,
             rotation_tasks_list_every_reader_with_the_epochs_it_holds,
+            audit_uploads_are_stored_once_and_an_overlapping_other_upload_is_kept_as_evidence,
+            audit_uploads_page_by_a_rising_id_per_organisation,
+            a_revoked_device_stores_no_audit_upload,
+            audit_keys_keep_every_version_and_only_a_higher_one_is_taken,
+            the_server_chain_only_grows_at_its_end_and_pages_in_order,
         );
         conformance_suite!(@backend $fresh;
             the_server_secret_is_stable_across_reopen,
             push_is_idempotent_across_reopen,
             a_pushed_batch_is_durable_and_whole_across_reopen,
             everything_survives_reopen,
+            the_server_audit_key_and_the_access_log_survive_reopen,
         );
 
         proptest::proptest! {

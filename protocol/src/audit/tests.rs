@@ -153,3 +153,40 @@ fn every_action_code_parses_back() {
         assert_eq!(AuditAction::parse(action.as_str()), Some(action));
     }
 }
+
+#[test]
+fn uploads_are_opened_per_device_and_those_that_do_not_open_or_are_not_the_devices_are_named() {
+    let (secret, public) = crate::envelope::generate_keypair();
+    let audit_key =
+        AuditKey { organisation: "Wijkteam Zaanstad".into(), public, version: 1, issued_at_ms: 0 };
+    let other = SigningKey::from_bytes(&[6; 32]);
+    let events = chain(&key(), 6);
+    let upload = |signer: &SigningKey, device: [u8; 16], first: u64, events: &[SignedEvent]| {
+        AuditUpload::seal(device, signer, &audit_key, first, events).unwrap().to_bytes()
+    };
+    let uploads = vec![
+        upload(&key(), [7; 16], 1, &events[..2]),
+        // Event 3 never arrives; 4..=6 do, twice.
+        upload(&key(), [7; 16], 4, &events[3..]),
+        upload(&key(), [7; 16], 4, &events[3..]),
+        // In device 7's name but signed by another key; and a device nobody certified.
+        upload(&other, [7; 16], 3, &events[2..3]),
+        upload(&other, [8; 16], 1, &chain(&other, 1)),
+        vec![0xFF; 12],
+    ];
+    let writers = HashMap::from([([7; 16], key().verifying_key())]);
+    let secrets = HashMap::from([(1, *secret)]);
+    for threads in [1, 3] {
+        let report = verify_uploads(&uploads, &writers, &secrets, threads);
+        assert_eq!(report.chains.len(), 1);
+        let (device, chain, head) = &report.chains[0];
+        assert_eq!(*device, [7; 16]);
+        assert_eq!(chain.findings, [Finding::Gap { from: 3, to: 3 }]);
+        assert_eq!(chain.events.len(), 5);
+        assert_eq!(*head, Some(ChainHead::after(&events[5], 6)));
+        let faults: Vec<UploadFault> = report.problems.iter().map(|p| p.fault).collect();
+        assert_eq!(faults, [UploadFault::NotSigned, UploadFault::UnknownDevice, UploadFault::Malformed]);
+    }
+    let none = verify_uploads(&uploads[..1], &writers, &HashMap::new(), 2);
+    assert_eq!(none.problems[0].fault, UploadFault::NoKey);
+}

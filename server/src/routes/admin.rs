@@ -29,11 +29,13 @@ use eenplan_protocol::api::{
     Assignment, CertificateUpload, DeviceInfo, InitRequest, NewEnrolment, NewOrg, NewUser, OrgInfo, UserInfo,
     code, escrow_message, hex, unhex,
 };
+use eenplan_protocol::audit::{AuditAction, AuditResult};
 use eenplan_protocol::certificate::{Certificate, DeviceBody};
 use eenplan_protocol::envelope::MAX_ENVELOPE_LEN;
 use serde::Deserialize;
 
 use super::{AppState, blocking, parse_hex, parse_json};
+use crate::audit_log::Draft;
 use crate::auth::{SignedRequest, now_ms};
 use crate::error::ApiError;
 use crate::storage::{
@@ -82,17 +84,72 @@ impl<const LIMIT: usize> AdminRequest<LIMIT> {
         }
     }
 
-    /// Checks the signature, then runs `f` with the administrator and the body.
+    /// Checks the signature, then runs `f` with the administrator and the body; the server's
+    /// log records the request (`AdminRequest`, its method and path) with its outcome.
     pub(super) async fn run<T, F>(self, state: &Arc<AppState>, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&AppState, &AdminRecord, &[u8]) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.run_logged(state, None, f).await
+    }
+
+    /// As [`AdminRequest::run`], recorded as `logged` says. The event is durable before the
+    /// answer; a read of the access log is recorded before anything is read, so nobody reads
+    /// the log without the log saying so.
+    pub(super) async fn run_logged<T, F>(
+        self,
+        state: &Arc<AppState>,
+        logged: Option<Logged>,
+        f: F,
+    ) -> Result<T, ApiError>
     where
         F: FnOnce(&AppState, &AdminRecord, &[u8]) -> Result<T, ApiError> + Send + 'static,
         T: Send + 'static,
     {
         blocking(state, move |state| {
             let admin = state.auth.admin(&*state.storage, &self.signed(), now_ms())?;
-            f(state, &admin, &self.body)
+            let path = self.path.split('?').next().unwrap_or_default();
+            let logged = logged.unwrap_or_else(|| Logged::request(self.method.as_str(), path));
+            if logged.action == AuditAction::LogRead {
+                state.audit.record(logged.draft(&admin, AuditResult::Done, None))?;
+                return f(state, &admin, &self.body);
+            }
+            let out = f(state, &admin, &self.body);
+            let (result, detail) = match &out {
+                Ok(_) => (AuditResult::Done, None),
+                Err(e @ (ApiError::Forbidden { .. } | ApiError::Unauthenticated { .. })) => {
+                    (AuditResult::Refused, Some(e.body().code))
+                }
+                Err(e) => (AuditResult::Failed, Some(e.body().code)),
+            };
+            state.audit.record(logged.draft(&admin, result, detail))?;
+            out
         })
         .await
+    }
+}
+
+/// What the server's log records of an administrator's request.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub action: AuditAction,
+    pub plan: Option<[u8; 16]>,
+    pub object: Option<String>,
+}
+
+impl Logged {
+    fn request(method: &str, path: &str) -> Logged {
+        Logged { action: AuditAction::AdminRequest, plan: None, object: Some(format!("{method} {path}")) }
+    }
+
+    fn draft(&self, admin: &AdminRecord, result: AuditResult, detail: Option<String>) -> Draft {
+        let mut draft = Draft::new(crate::audit_log::admin_actor(&admin.name), self.action);
+        draft.plan = self.plan;
+        draft.object = self.object.clone();
+        draft.result = result;
+        draft.detail = detail;
+        draft
     }
 }
 
@@ -139,6 +196,10 @@ pub async fn init(State(state): State<Arc<AppState>>, request: AdminRequest) -> 
         match state.storage.init_network(&network, &first_admin, &policy) {
             Ok(()) => {
                 state.consume_init_secret();
+                let mut draft =
+                    Draft::new(crate::audit_log::admin_actor(&admin.name), AuditAction::AdminRequest);
+                draft.object = Some(format!("POST {}", eenplan_protocol::api::PATH_ADMIN_INIT));
+                state.audit.record(draft)?;
                 tracing::info!(admin = %admin.name, "network initialised");
                 Ok(StatusCode::NO_CONTENT)
             }

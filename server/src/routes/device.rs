@@ -32,6 +32,7 @@ use eenplan_protocol::api::{
     EnrolResponse, MeResponse, PATH_USER_LOOKUP, SessionRequest, SessionResponse, UserLookup, UserMatch,
     code, enrol_message, hex, unhex,
 };
+use eenplan_protocol::audit::AuditAction;
 use eenplan_protocol::certificate::{Certificate, device_id_of};
 use eenplan_protocol::envelope::MAX_ENVELOPE_LEN;
 use serde::Deserialize;
@@ -172,9 +173,14 @@ pub async fn session(
         }
         // The start of the device's current certificate: a device holding an older one
         // fetches it (its role changed).
-        let certified_at_ms = state
-            .storage
-            .device(device)?
+        let record = state.storage.device(device)?;
+        // The session is open by now: a failure to name the device is logged, not the session's.
+        match record.as_ref().map(|r| crate::audit_log::device_actor(&*state.storage, r)) {
+            Some(Ok(actor)) => state.audit.enqueue(crate::audit_log::Draft::new(actor, AuditAction::Session)),
+            Some(Err(e)) => tracing::error!(error = %e, "a session was not recorded in the server's log"),
+            None => {}
+        }
+        let certified_at_ms = record
             .and_then(|record| record.certificate)
             .and_then(|bytes| Certificate::from_bytes(&bytes).and_then(|c| c.claimed_device_body()).ok())
             .map_or(0, |body| body.valid_from_ms);

@@ -184,8 +184,13 @@ pub async fn revoke(
     request: AdminRequest,
 ) -> Result<Json<RotationsQueued>, ApiError> {
     let id = DeviceId(parse_hex(&id, "the device id")?);
+    let logged = super::admin::Logged {
+        action: eenplan_protocol::audit::AuditAction::Revocation,
+        plan: None,
+        object: Some(hex(&id.0)),
+    };
     request
-        .run(&state, move |state, admin, body| {
+        .run_logged(&state, Some(logged), move |state, admin, body| {
             let revoke: RevokeRequest = parse_json(body)?;
             let reason = RevocationReason::parse(&revoke.reason)
                 .ok_or_else(|| ApiError::malformed("reason must be lost, stolen, replaced or left"))?;

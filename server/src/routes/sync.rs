@@ -10,6 +10,14 @@
 //!    [`eenplan_protocol::sync::SyncRequest::too_many_items`] allows is refused whole (413
 //!    `too_many_items`), and so is one past the device's push quota ([`crate::quota`]: 429
 //!    `quota_exceeded`, retryable).
+//! 1. Access-log uploads (`au`, [`eenplan_protocol::audit::AuditUpload`]) are kept, sealed,
+//!    append-only, before anything else: each must decode within its limit, name this device
+//!    and carry its signature. One that fails is refused alone (`ar` in the answer:
+//!    `audit_malformed`, `audit_wrong_device`, `audit_bad_signature`) and the sync goes on,
+//!    so a device with a damaged upload never stops pushing edits. The answer's `at` is the
+//!    highest event position of this device the server keeps, and `ak` the organisation's
+//!    newest root-signed audit key when the device holds an older version (`av`). The sync
+//!    itself goes into the server's own log, queued (see [`crate::audit_log`]).
 //! 1. `new_plans` are registered with the device's user as creator (and regisseur).
 //! 2. Refused envelopes (`re`): the device's envelope of each (document, epoch) that the named
 //!    sealer sealed is deleted, so the key is asked for again, and that sealer's envelopes of
@@ -75,6 +83,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use ed25519_dalek::VerifyingKey;
 use eenplan_protocol::api::{ESCROW_RECIPIENT, code, hex};
+use eenplan_protocol::audit::{self, AuditAction, AuditRefusal, AuditUpload};
 use eenplan_protocol::envelope::{self, MAX_ENVELOPE_LEN};
 use eenplan_protocol::epoch::{Minter, SignedCommitment};
 use eenplan_protocol::policy::Policy;
@@ -84,6 +93,7 @@ use eenplan_protocol::sync::{
     MIN_PAGE_BYTES, REJECT_NO_WRITE, RefusedEnvelope, Rejection, SyncRequest, SyncResponse,
 };
 use eenplan_protocol::{Bundle, DocumentId};
+use sha2::{Digest, Sha256};
 
 use super::device::{DeviceSession, certificate_chain};
 use super::{AppState, Body, blocking};
@@ -93,8 +103,8 @@ use crate::group_commit::CommitError;
 use crate::metrics::Metrics;
 use crate::storage::{
     CommitmentOutcome, CommitmentRecord, CompletedRotation, DeviceId, DeviceRecord, DeviceState, Envelope,
-    EnvelopeOutcome, EnvelopeRefusal, HistoryRequest, NewBundle, PlanId, PullRequest, PushOutcome,
-    StorageError, UserId,
+    EnvelopeOutcome, EnvelopeRefusal, HistoryRequest, NewAuditUpload, NewBundle, PlanId, PullRequest,
+    PushOutcome, StorageError, UserId,
 };
 
 /// The most bundle bytes one pull returns; the device syncs again at once when more wait.
@@ -159,22 +169,26 @@ pub async fn sync(
         charters,
         membership_after,
         rotations,
-        audit: _,
-        audit_key_version: _,
+        audit,
+        audit_key_version,
     } = request;
     let mut wanted = Wanted::new(since, envelopes_after, policy_version, max_bytes, history)?;
     wanted.membership_after = membership_after.unwrap_or(0);
+    wanted.audit_key_version = audit_key_version;
     let device = session.device;
 
     let checker = device.clone();
-    let Checked { items, rejected } = blocking(&state, move |state| {
+    let (Checked { items, rejected }, audit_refused) = blocking(&state, move |state| {
+        // First, so that evidence of what the device did reaches the server even when a push
+        // in the same request is refused; a refused upload refuses only itself.
+        let audit_refused = store_audit(state, &checker, audit)?;
         register_plans(state, &checker, &new_plans, &charters)?;
         withdraw_refused(state, &checker, &refused_envelopes)?;
         let access = Access::load(state, checker.user)?;
         store_commitments(state, &checker, &access, commitments)?;
         store_rotations(state, &checker, &access, rotations)?;
         store_envelopes(state, &checker, &access, envelopes)?;
-        check_bundles(state, &checker, &access, push, snapshots)
+        Ok((check_bundles(state, &checker, &access, push, snapshots)?, audit_refused))
     })
     .await?;
     Metrics::add(&state.metrics.pushes_rejected, rejected.len());
@@ -204,7 +218,13 @@ pub async fn sync(
         }
     }
 
-    let response = blocking(&state, move |state| respond(state, &device, wanted, accepted, rejected)).await?;
+    let response = blocking(&state, move |state| {
+        let mut response = respond(state, &device, wanted, accepted, rejected)?;
+        response.audit_refused = audit_refused;
+        record_sync(state, &device, appended, &response);
+        Ok(response)
+    })
+    .await?;
     let bytes = sync::encode(&response);
     Metrics::add(&state.metrics.sync_bytes_out, bytes.len());
     Ok(([(header::CONTENT_TYPE, "application/cbor")], bytes).into_response())
@@ -663,6 +683,8 @@ struct Wanted {
     envelopes_after: u64,
     /// The device's membership cursor.
     membership_after: u64,
+    /// The version of its organisation's audit key the device holds.
+    audit_key_version: u32,
 }
 
 impl Wanted {
@@ -693,7 +715,15 @@ impl Wanted {
         // An older device keeps no mailbox cursor: its log cursor stands for it.
         let envelopes_after =
             envelopes_after.unwrap_or_else(|| eenplan_protocol::sync::mailbox_cursor_of_log_cursor(since));
-        Ok(Wanted { since, policy_version, max_bytes, history, envelopes_after, membership_after: 0 })
+        Ok(Wanted {
+            since,
+            policy_version,
+            max_bytes,
+            history,
+            envelopes_after,
+            membership_after: 0,
+            audit_key_version: 0,
+        })
     }
 }
 
@@ -787,8 +817,9 @@ fn respond(
         policy,
         commitments,
         witnesses: batch.witnesses.into_iter().map(|b| Blob(b.bytes)).collect(),
-        audit_key: None,
-        audit_through: 0,
+        audit_key: newer_audit_key(state, device, wanted.audit_key_version)?,
+        audit_through: state.storage.audit_through(device.device_id)?,
+        audit_refused: Vec::new(),
         envelopes_through: batch.envelopes_through,
         history: batch
             .history
@@ -805,6 +836,98 @@ fn respond(
         membership_through: membership.through,
         rotate,
     })
+}
+
+/// Keeps the device's sealed access-log uploads. Each must decode within its limit, name the
+/// session's device and carry that device's signature (its key as certified at approval),
+/// so nobody can upload in another device's name; one that fails is refused alone, with a
+/// reason code in the answer, and the sync goes on: pushes never wait on the access log.
+/// A retried upload is stored once; the server cannot open any of them.
+fn store_audit(
+    state: &AppState,
+    device: &DeviceRecord,
+    uploads: Vec<Blob>,
+) -> Result<Vec<AuditRefusal>, ApiError> {
+    if uploads.is_empty() {
+        return Ok(Vec::new());
+    }
+    let key = signing_key(device)?;
+    let org = state
+        .storage
+        .user(device.user)?
+        .ok_or_else(|| ApiError::Internal("a device's user is missing".into()))?
+        .org;
+    let mut refused = Vec::new();
+    let mut keep = Vec::new();
+    for (index, Blob(bytes)) in uploads.into_iter().enumerate() {
+        match audit_upload(&bytes, device, &key) {
+            Ok(upload) => keep.push(NewAuditUpload {
+                device: device.device_id,
+                org,
+                first: upload.first,
+                last: upload.last,
+                head: upload.head.0,
+                key_version: upload.key_version,
+                digest: Sha256::digest(&bytes).into(),
+                bytes,
+                received_at: now_ms(),
+            }),
+            Err(reason) => {
+                tracing::info!(device = %hex(&device.device_id.0), index, reason, "audit upload refused");
+                let index = u32::try_from(index).unwrap_or(u32::MAX);
+                refused.push(AuditRefusal { index, reason: reason.to_string() });
+            }
+        }
+    }
+    if !keep.is_empty() {
+        state.storage.put_audit_uploads(&keep)?;
+    }
+    Ok(refused)
+}
+
+/// One upload, checked; the refusal's reason code otherwise.
+fn audit_upload(
+    bytes: &[u8],
+    device: &DeviceRecord,
+    key: &VerifyingKey,
+) -> Result<AuditUpload, &'static str> {
+    if bytes.len() > audit::MAX_UPLOAD_LEN + 512 {
+        return Err(audit::REFUSE_MALFORMED);
+    }
+    let upload = AuditUpload::from_bytes(bytes).map_err(|_| audit::REFUSE_MALFORMED)?;
+    if upload.device.0 != device.device_id.0 {
+        return Err(audit::REFUSE_WRONG_DEVICE);
+    }
+    upload.verify_signature(key).map_err(|_| audit::REFUSE_BAD_SIGNATURE)?;
+    Ok(upload)
+}
+
+/// The newest root-signed audit key of the device's organisation, when it is newer than the
+/// one the device holds. The device verifies it against its pinned root.
+fn newer_audit_key(state: &AppState, device: &DeviceRecord, held: u32) -> Result<Option<Blob>, ApiError> {
+    let Some(user) = state.storage.user(device.user)? else { return Ok(None) };
+    let newest = state.storage.audit_keys(user.org)?.pop();
+    Ok(newest.filter(|key| key.version > held).map(|key| Blob(key.signed)))
+}
+
+/// The server's own record of the sync, queued for the audit writer (no transaction of its
+/// own on this path; see `crate::audit_log`). The pushes are stored by now, so a failure to
+/// name the device is logged, never the sync's failure.
+fn record_sync(state: &AppState, device: &DeviceRecord, pushed: usize, response: &SyncResponse) {
+    let actor = match crate::audit_log::device_actor(&*state.storage, device) {
+        Ok(actor) => actor,
+        Err(e) => {
+            tracing::error!(device = %hex(&device.device_id.0), error = %e, "a sync was not recorded in the server's log");
+            return;
+        }
+    };
+    let mut draft = crate::audit_log::Draft::new(actor, AuditAction::Sync);
+    draft.detail = Some(format!(
+        "pushed {pushed}, delivered {}, audit through {}",
+        response.bundles.len(),
+        response.audit_through
+    ));
+    state.audit.enqueue(draft);
 }
 
 /// The documents whose logs are long that this device is now asked to snapshot, covering

@@ -19,12 +19,13 @@ use eenplan_protocol::{BundleKind, DocumentId};
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
 
 use super::{
-    AdminRecord, CREATOR_PLAN_ROLE, CharteredPlan, CommitmentOutcome, CommitmentRecord, CompletedRotation,
-    DeviceId, DeviceRecord, DeviceState, DocStats, Envelope, EnvelopeOutcome, EnvelopeRefusal, Erasure,
-    MAX_SNAPSHOT_REQUESTS_PER_DEVICE, MembershipPage, MembershipUpdate, NetworkRecord, NewBundle, NewDevice,
-    Org, OrgId, Participant, PlanId, PolicyRecord, PullBatch, PullRequest, PushOutcome, Reader, Result,
-    Revocation, RevocationListRecord, RotationTask, SNAPSHOT_REQUEST_TTL_MS, SessionRecorded, Storage,
-    StorageError, User, UserId, WipeGuard, pull,
+    AdminRecord, AuditKeyRecord, CREATOR_PLAN_ROLE, CharteredPlan, CommitmentOutcome, CommitmentRecord,
+    CompletedRotation, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope, EnvelopeOutcome,
+    EnvelopeRefusal, Erasure, MAX_SNAPSHOT_REQUESTS_PER_DEVICE, MembershipPage, MembershipUpdate,
+    NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId, Participant, PlanId, PolicyRecord,
+    PullBatch, PullRequest, PushOutcome, Reader, Result, Revocation, RevocationListRecord, RotationTask,
+    SNAPSHOT_REQUEST_TTL_MS, ServerEventRecord, SessionRecorded, Storage, StorageError, StoredAuditUpload,
+    User, UserId, WipeGuard, pull,
 };
 
 /// Read connections. Pulls are short read transactions; a few cover the bursts of a morning
@@ -217,9 +218,7 @@ impl Storage for SqliteStorage {
         if let Some(secret) = self.read(rows::server_secret)? {
             return Ok(secret);
         }
-        let mut fresh = [0u8; 32];
-        getrandom::fill(&mut fresh)
-            .map_err(|e| StorageError::Backend(format!("no randomness for the server secret: {e}")))?;
+        let fresh = fresh_secret()?;
         // Two first callers may race here; the insert keeps whichever committed first.
         self.write(|tx| rows::ensure_server_secret(tx, &fresh))
     }
@@ -982,6 +981,93 @@ impl Storage for SqliteStorage {
     fn devices_missing_envelope(&self, document: DocumentId, epoch: u32) -> Result<Vec<DeviceId>> {
         self.read(|conn| rows::devices_missing_envelope(conn, document, epoch))
     }
+
+    fn put_audit_uploads(&self, uploads: &[NewAuditUpload]) -> Result<Vec<bool>> {
+        self.write(|tx| {
+            let mut stored = Vec::with_capacity(uploads.len());
+            for upload in uploads {
+                require_active(tx, upload.device)?;
+                stored.push(rows::insert_audit_upload(tx, upload)?);
+            }
+            Ok(stored)
+        })
+    }
+
+    fn audit_through(&self, device: DeviceId) -> Result<u64> {
+        self.read(|conn| rows::audit_through(conn, device))
+    }
+
+    fn audit_uploads(&self, org: OrgId, after: u64, limit: usize) -> Result<Vec<StoredAuditUpload>> {
+        let limit = u64::try_from(limit).unwrap_or(u64::MAX);
+        self.read(|conn| rows::audit_uploads(conn, org, after, limit))
+    }
+
+    fn put_audit_key(&self, key: &AuditKeyRecord) -> Result<bool> {
+        self.write(|tx| {
+            if !rows::orgs(tx)?.iter().any(|o| o.id == key.org) {
+                return Err(StorageError::NotFound);
+            }
+            let keys = rows::audit_keys(tx, key.org)?;
+            if let Some(same) = keys.iter().find(|k| k.version == key.version)
+                && same.signed == key.signed
+            {
+                return Ok(false);
+            }
+            let newest = keys.last().map_or(0, |k| k.version);
+            if key.version <= newest {
+                return Err(StorageError::Conflict(format!(
+                    "audit key version {} is not above {newest}",
+                    key.version
+                )));
+            }
+            rows::insert_audit_key(tx, key)?;
+            Ok(true)
+        })
+    }
+
+    fn audit_keys(&self, org: OrgId) -> Result<Vec<AuditKeyRecord>> {
+        self.read(|conn| rows::audit_keys(conn, org))
+    }
+
+    fn server_audit_seed(&self) -> Result<[u8; 32]> {
+        if let Some(seed) = self.read(rows::server_audit_seed)? {
+            return Ok(seed);
+        }
+        let fresh = fresh_secret()?;
+        self.write(|tx| rows::ensure_server_audit_seed(tx, &fresh))
+    }
+
+    fn append_server_events(&self, events: &[ServerEventRecord]) -> Result<()> {
+        self.write(|tx| {
+            let next = rows::last_server_event(tx)?.map_or(0, |e| e.seq) + 1;
+            for (expected, event) in (next..).zip(events) {
+                if event.seq != expected {
+                    return Err(StorageError::Conflict(format!(
+                        "server event {} does not continue the chain at {expected}",
+                        event.seq
+                    )));
+                }
+                rows::insert_server_event(tx, event)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn server_events(&self, after: u64, limit: usize) -> Result<Vec<ServerEventRecord>> {
+        let limit = u64::try_from(limit).unwrap_or(u64::MAX);
+        self.read(|conn| rows::server_events(conn, after, limit))
+    }
+
+    fn last_server_event(&self) -> Result<Option<ServerEventRecord>> {
+        self.read(rows::last_server_event)
+    }
+}
+
+fn fresh_secret() -> Result<[u8; 32]> {
+    let mut fresh = [0u8; 32];
+    getrandom::fill(&mut fresh)
+        .map_err(|e| StorageError::Backend(format!("no randomness for a secret: {e}")))?;
+    Ok(fresh)
 }
 
 /// The device `id` as it stands in this transaction, if it is active.

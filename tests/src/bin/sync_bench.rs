@@ -941,20 +941,21 @@ fn measure_c(cfg: &Config, table: &mut Table) {
     let mut creator = net.device("creator", "Regie", true);
     let mut rng = Rng(0xc);
     let actions_per_goal = cfg.c_devices.div_ceil(cfg.c_plans * 4).max(1);
-    let mut plans = Vec::new();
-    for k in 0..cfg.c_plans {
-        let (plan, fixture) =
-            build_plan(&mut creator, &format!("Gedeeld {k}"), 100, actions_per_goal, &mut rng);
-        for user in &users {
-            net.assign(&plan, user);
-        }
-        plans.push((plan, fixture.actions));
-    }
+    // Devices first: a plan's chain names a participant by an approved device's certificate.
     let mut dirs = Vec::new();
     for i in 0..cfg.c_devices {
         let name = format!("device-{i}");
         drop(net.device(&name, &users[i % users.len()], true));
         dirs.push(net.path(&name));
+    }
+    let mut plans = Vec::new();
+    for k in 0..cfg.c_plans {
+        let (plan, fixture) =
+            build_plan(&mut creator, &format!("Gedeeld {k}"), 100, actions_per_goal, &mut rng);
+        for user in &users {
+            creator.add_participant(&plan, user, ROLE).expect("share through the chain");
+        }
+        plans.push((plan, fixture.actions));
     }
     sync_fully(&mut creator); // keys for every device
     // Warm-up: every device pushes one edit and pulls everyone else's, so that all keys and

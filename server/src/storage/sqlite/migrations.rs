@@ -274,8 +274,45 @@ const MIGRATIONS: &[&str] = &[
                      UNION ALL SELECT 'zorg_en_veiligheidshuis') l;
      DROP TABLE policy_access;
      ALTER TABLE policy_access_by_level RENAME TO policy_access;",
-    // 10: reserved for the access log (another branch); the integrator puts it here.
-    "-- reserved",
+    // 10: the access log (NEN 7513). Devices' sealed uploads, with a global id to page by and
+    //     the digest that makes a retried upload one row; every version of each organisation's
+    //     root-signed audit key; the server's own signed event chain. Uploads and the server's
+    //     events are append-only, enforced here as well as by the code: a route that tried to
+    //     change or drop evidence fails its transaction.
+    "CREATE TABLE audit_uploads (
+         upload_id   INTEGER PRIMARY KEY,
+         device_id   BLOB NOT NULL REFERENCES devices (device_id),
+         org_id      BIGINT NOT NULL REFERENCES orgs (org_id),
+         first_seq   BIGINT NOT NULL,
+         last_seq    BIGINT NOT NULL,
+         head        BLOB NOT NULL,
+         key_version BIGINT NOT NULL,
+         digest      BLOB NOT NULL UNIQUE,
+         bytes       BLOB NOT NULL,
+         received_at BIGINT NOT NULL
+     );
+     CREATE INDEX audit_uploads_by_org ON audit_uploads (org_id, upload_id);
+     CREATE INDEX audit_uploads_by_device ON audit_uploads (device_id, last_seq);
+     CREATE TRIGGER audit_uploads_no_update BEFORE UPDATE ON audit_uploads
+         BEGIN SELECT RAISE(ABORT, 'audit uploads are append-only'); END;
+     CREATE TRIGGER audit_uploads_no_delete BEFORE DELETE ON audit_uploads
+         BEGIN SELECT RAISE(ABORT, 'audit uploads are append-only'); END;
+     CREATE TABLE audit_keys (
+         org_id    BIGINT NOT NULL REFERENCES orgs (org_id),
+         version   BIGINT NOT NULL,
+         signed    BLOB NOT NULL,
+         stored_at BIGINT NOT NULL,
+         PRIMARY KEY (org_id, version)
+     ) WITHOUT ROWID;
+     CREATE TABLE server_events (
+         seq    INTEGER PRIMARY KEY,
+         signed BLOB NOT NULL,
+         at     BIGINT NOT NULL
+     );
+     CREATE TRIGGER server_events_no_update BEFORE UPDATE ON server_events
+         BEGIN SELECT RAISE(ABORT, 'the server audit chain is append-only'); END;
+     CREATE TRIGGER server_events_no_delete BEFORE DELETE ON server_events
+         BEGIN SELECT RAISE(ABORT, 'the server audit chain is append-only'); END;",
     // 11: retention. A closed plan keeps its closing entry's time beside its roster, so the
     //     closed plans are listed without decoding every chain; an erased plan leaves only a
     //     tombstone (its id and when), so it cannot be registered again. A participant who

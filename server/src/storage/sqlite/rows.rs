@@ -8,13 +8,15 @@ use rusqlite::{Connection, OptionalExtension, Row, ToSql, Transaction, params};
 
 use crate::storage::pull::{LogView, ResumePoint, RowMeta};
 use crate::storage::{
-    AdminRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope, Erasure,
-    NetworkRecord, NewBundle, NewDevice, Org, OrgId, Participant, PlanId, PolicyRecord, Reader, Result,
-    StorageError, StoredBundle, User, UserId,
+    AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
+    Erasure, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId, Participant, PlanId,
+    PolicyRecord, Reader, Result, ServerEventRecord, StorageError, StoredAuditUpload, StoredBundle, User,
+    UserId,
 };
 use eenplan_protocol::policy::{MAX_POLICY_LEN, Policy, SignedPolicy};
 
 const SERVER_SECRET: &str = "server_secret";
+const SERVER_AUDIT_SEED: &str = "server_audit_seed";
 
 /// A log position, size or count as a parameter: the API counts in u64, SQL in i64.
 struct Int(u64);
@@ -128,18 +130,33 @@ pub(super) fn admin(conn: &Connection, public: &[u8; 32]) -> Result<Option<Admin
 }
 
 pub(super) fn server_secret(conn: &Connection) -> Result<Option<[u8; 32]>> {
-    Ok(conn
-        .query_row("SELECT value FROM meta WHERE name = ?1", [SERVER_SECRET], |row| row.get(0))
-        .optional()?)
+    meta_secret(conn, SERVER_SECRET)
 }
 
 /// Stores `fresh` unless a secret exists; returns the one that is stored.
 pub(super) fn ensure_server_secret(tx: &Transaction<'_>, fresh: &[u8; 32]) -> Result<[u8; 32]> {
+    ensure_meta_secret(tx, SERVER_SECRET, fresh)
+}
+
+pub(super) fn server_audit_seed(conn: &Connection) -> Result<Option<[u8; 32]>> {
+    meta_secret(conn, SERVER_AUDIT_SEED)
+}
+
+/// Stores `fresh` unless a seed exists; returns the one that is stored.
+pub(super) fn ensure_server_audit_seed(tx: &Transaction<'_>, fresh: &[u8; 32]) -> Result<[u8; 32]> {
+    ensure_meta_secret(tx, SERVER_AUDIT_SEED, fresh)
+}
+
+fn meta_secret(conn: &Connection, name: &str) -> Result<Option<[u8; 32]>> {
+    Ok(conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |row| row.get(0)).optional()?)
+}
+
+fn ensure_meta_secret(tx: &Transaction<'_>, name: &str, fresh: &[u8; 32]) -> Result<[u8; 32]> {
     tx.execute(
         "INSERT INTO meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
-        params![SERVER_SECRET, fresh],
+        params![name, fresh],
     )?;
-    server_secret(tx)?.ok_or_else(|| StorageError::Corrupt("the server secret vanished".into()))
+    meta_secret(tx, name)?.ok_or_else(|| StorageError::Corrupt(format!("the meta value {name} vanished")))
 }
 
 // Organisations and users.
@@ -1516,6 +1533,115 @@ pub(super) fn settle_rotations(tx: &Transaction<'_>, document: DocumentId, epoch
     tx.execute(
         "DELETE FROM rotations WHERE plan_id = ?1 AND compartment = ?2 AND queued_epoch < ?3",
         params![document.plan, document.compartment, i64::from(epoch)],
+    )?;
+    Ok(())
+}
+
+// The access log.
+
+/// True when the upload is new; false when one with its digest is stored.
+pub(super) fn insert_audit_upload(tx: &Transaction<'_>, upload: &NewAuditUpload) -> Result<bool> {
+    let inserted = tx.execute(
+        "INSERT INTO audit_uploads (device_id, org_id, first_seq, last_seq, head, key_version, digest, bytes,
+                                    received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (digest) DO NOTHING",
+        params![
+            upload.device.0,
+            upload.org.0,
+            Int(upload.first),
+            Int(upload.last),
+            upload.head,
+            i64::from(upload.key_version),
+            upload.digest,
+            upload.bytes,
+            upload.received_at
+        ],
+    )?;
+    Ok(inserted == 1)
+}
+
+pub(super) fn audit_through(conn: &Connection, device: DeviceId) -> Result<u64> {
+    Ok(conn.query_row(
+        "SELECT COALESCE(MAX(last_seq), 0) FROM audit_uploads WHERE device_id = ?1",
+        [device.0],
+        |row| uint(row, 0),
+    )?)
+}
+
+pub(super) fn audit_uploads(
+    conn: &Connection,
+    org: OrgId,
+    after: u64,
+    limit: u64,
+) -> Result<Vec<StoredAuditUpload>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT upload_id, device_id, org_id, first_seq, last_seq, head, key_version, bytes, received_at
+         FROM audit_uploads WHERE org_id = ?1 AND upload_id > ?2 ORDER BY upload_id LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![org.0, Int(after), Int(limit)], |row| {
+        Ok(StoredAuditUpload {
+            id: uint(row, 0)?,
+            device: DeviceId(row.get(1)?),
+            org: OrgId(row.get(2)?),
+            first: uint(row, 3)?,
+            last: uint(row, 4)?,
+            head: row.get(5)?,
+            key_version: row.get(6)?,
+            bytes: row.get(7)?,
+            received_at: row.get(8)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(super) fn audit_keys(conn: &Connection, org: OrgId) -> Result<Vec<AuditKeyRecord>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT org_id, version, signed, stored_at FROM audit_keys WHERE org_id = ?1 ORDER BY version",
+    )?;
+    let rows = stmt.query_map([org.0], |row| {
+        Ok(AuditKeyRecord {
+            org: OrgId(row.get(0)?),
+            version: row.get(1)?,
+            signed: row.get(2)?,
+            stored_at: row.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(super) fn insert_audit_key(tx: &Transaction<'_>, key: &AuditKeyRecord) -> Result<()> {
+    tx.execute(
+        "INSERT INTO audit_keys (org_id, version, signed, stored_at) VALUES (?1, ?2, ?3, ?4)",
+        params![key.org.0, i64::from(key.version), key.signed, key.stored_at],
+    )?;
+    Ok(())
+}
+
+fn server_event_from(row: &Row<'_>) -> rusqlite::Result<ServerEventRecord> {
+    Ok(ServerEventRecord { seq: uint(row, 0)?, signed: row.get(1)?, at: row.get(2)? })
+}
+
+pub(super) fn last_server_event(conn: &Connection) -> Result<Option<ServerEventRecord>> {
+    Ok(conn
+        .query_row(
+            "SELECT seq, signed, at FROM server_events ORDER BY seq DESC LIMIT 1",
+            [],
+            server_event_from,
+        )
+        .optional()?)
+}
+
+pub(super) fn server_events(conn: &Connection, after: u64, limit: u64) -> Result<Vec<ServerEventRecord>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT seq, signed, at FROM server_events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+    let rows = stmt.query_map(params![Int(after), Int(limit)], server_event_from)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(super) fn insert_server_event(tx: &Transaction<'_>, event: &ServerEventRecord) -> Result<()> {
+    tx.execute(
+        "INSERT INTO server_events (seq, signed, at) VALUES (?1, ?2, ?3)",
+        params![Int(event.seq), event.signed, event.at],
     )?;
     Ok(())
 }
