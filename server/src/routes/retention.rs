@@ -12,7 +12,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use eenplan_protocol::api::{ClosedPlans, PlanErased, hex};
 
-use super::admin::AdminRequest;
+use eenplan_protocol::audit::AuditAction;
+
+use super::admin::{AdminRequest, Logged};
 use super::{AppState, parse_hex};
 use crate::auth::now_ms;
 use crate::error::ApiError;
@@ -32,8 +34,10 @@ pub async fn erase(
     request: AdminRequest,
 ) -> Result<Json<PlanErased>, ApiError> {
     let plan: [u8; 16] = parse_hex(&plan, "the plan id")?;
+    // The erasure is in the server's own log as what it is, naming the plan, with its outcome.
+    let logged = Logged { action: AuditAction::Erase, plan: Some(plan), object: None };
     request
-        .run(&state, move |state, admin, _| {
+        .run_logged(&state, Some(logged), move |state, admin, _| {
             let erased = crate::retention::erase(state, plan, now_ms())?;
             tracing::info!(plan = %hex(&plan), admin = %admin.name, bundles = erased.bundles, already = erased.already, "plan erased");
             Ok(Json(erased))
