@@ -47,6 +47,10 @@ EENPLAN_INIT_SECRET=$(cat "$work/server/init-secret") \
 "${admin[@]}" user add --org "Zorg- en Veiligheidshuis Zaanstreek-Waterland" --name "Zoë" --role zvh_procesregisseur >/dev/null
 "${admin[@]}" user add --org "Zorg- en Veiligheidshuis Zaanstreek-Waterland" --name "Piet" --role pga_expert >/dev/null
 "${admin[@]}" user list
+# Each organisation's audit key: its phones seal their access log to it; the secret stays in
+# this keyring (its privacy officer's), never on the server.
+"${admin[@]}" audit key create --org "Wijkteam Noord"
+"${admin[@]}" audit key create --org "Zorg- en Veiligheidshuis Zaanstreek-Waterland"
 
 enrol() { # name user
   local dev=("$bin/eenplan" --data "$work/$1")
@@ -140,6 +144,13 @@ step "Back with the wijkteam: a casusoverleg, the plan adopted with the family, 
 "${wim[@]}" sync >/dev/null
 "${wim[@]}" plan adopted "$plan" | sed -n '1,9p'
 "${wim[@]}" agenda
+
+step "The Jansen family asks who saw their file (NEN 7513)"
+# Every look at the plan, offline ones included, went into each phone's signed access log;
+# the phones uploaded it with their syncs, sealed to their organisation's audit key.
+for phone in rita wim wendy zoe piet; do "$bin/eenplan" --data "$work/$phone" sync >/dev/null; done
+"${admin[@]}" audit verify
+"${admin[@]}" audit family-report "$plan"
 
 step "Wendy moves to GGZ work: the administrator changes her role"
 # GGZ reads basis and zorg, not veiligheid: her phone is re-certified, veiligheid moves to a
