@@ -39,6 +39,9 @@ const STATE_LEAVING: &str = "retention_leaving";
 pub(crate) const STATE_RETIRED: &str = "retention_retired";
 /// The most retired plans remembered: a worker's career of closed cases, and a bound.
 const MAX_RETIRED: usize = 10_000;
+/// Sealed state: how far each retired plan's chain stood when it left
+/// (`BTreeMap<PlanId, u32>`): only a longer chain brings it back, never a replayed prefix.
+pub(crate) const STATE_RETIRED_AT: &str = "retention_retired_at";
 
 /// Why a plan leaves this device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,7 +136,9 @@ impl Device {
             match self.leaving(&plan, own_user) {
                 Ok(Some(reason)) => {
                     let since = *leaving.entry(plan).or_insert(now);
-                    if now >= grace.grace_end(since) {
+                    // Edits not yet pushed keep the plan until a sync has taken them: a
+                    // clock pushed forward never costs a worker's writing.
+                    if now >= grace.grace_end(since) && !self.has_unpushed(&plan)? {
                         due.push((plan, reason));
                     }
                 }
@@ -177,6 +182,10 @@ impl Device {
             }
             retired.push(*plan);
         }
+        let mut retired_at = self.retired_at()?;
+        retired_at.retain(|p, _| retired.contains(p));
+        let seq = self.held_chain(plan)?.map_or(0, |held| held.roster.seq());
+        retired_at.insert(*plan, seq);
         let intents: Vec<QueuedIntent> = self
             .durable_queue::<QueuedIntent>(STATE_INTENTS, "queued membership changes")?
             .into_iter()
@@ -196,12 +205,34 @@ impl Device {
             w.put_state(STATE_SHARES, &encode(&shares))?;
             w.put_state(STATE_LEAVING, &encode(&leaving))?;
             w.put_state(STATE_RETIRED, &encode(&retired))?;
+            w.put_state(STATE_RETIRED_AT, &encode(&retired_at))?;
             crate::audit::write_prepared(w, &prepared)
         })?;
         self.audit_committed(prepared);
         self.close_plan(plan);
         self.store_mut().reclaim_space()?;
         Ok(())
+    }
+
+    /// How far each retired plan's chain stood when it left.
+    pub(crate) fn retired_at(&self) -> Result<BTreeMap<PlanId, u32>, CoreError> {
+        Ok(self
+            .store()
+            .sync_state(STATE_RETIRED_AT)?
+            .map(|bytes| decode(&bytes, MAX_RETIRED * 32 + 64))
+            .transpose()
+            .map_err(|_| StoreError::Corrupt("the retired plans' chain positions are not decodable".into()))?
+            .unwrap_or_default())
+    }
+
+    /// Whether the plan holds edits this device has not pushed yet.
+    fn has_unpushed(&self, plan: &PlanId) -> Result<bool, CoreError> {
+        for compartment in crate::plan::Compartment::ALL {
+            if self.store().unpushed(*plan, compartment)? > 0 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     pub(crate) fn retired_plans(&self) -> Result<Vec<PlanId>, CoreError> {

@@ -37,8 +37,9 @@ const KEY_LABEL: &[u8] = b"eenplan/audit/key/v1";
 /// The HPKE `info` of a sealed upload.
 const SEAL_INFO: &[u8] = b"eenplan/audit/seal/v1";
 
-/// The largest encoded event: names and an object id, never plan content.
-pub const MAX_EVENT_LEN: usize = 2048;
+/// The largest encoded event: names and an object id, never plan content. The names come
+/// from a certificate ([`crate::certificate::MAX_CERTIFICATE_LEN`]), so an event always fits.
+pub const MAX_EVENT_LEN: usize = crate::certificate::MAX_CERTIFICATE_LEN + 1024;
 /// The most events one upload carries.
 pub const MAX_UPLOAD_EVENTS: usize = 2000;
 /// The largest sealed upload (events plus HPKE overhead).
@@ -532,6 +533,7 @@ impl AuditUpload {
         if upload.first == 0
             || upload.last < upload.first
             || upload.last - upload.first >= MAX_UPLOAD_EVENTS as u64
+            || upload.last > i64::MAX as u64
         {
             return Err(AuditError::Inconsistent("positions"));
         }

@@ -92,6 +92,8 @@ pub enum MembershipError {
     NotFirst,
     #[error("the plan is closed (afgesloten): its membership no longer changes")]
     Closed,
+    #[error("a plan's close cannot be dated before the chain's last entry")]
+    Backdated,
 }
 
 /// The legal ground for sharing at an escalation (*grondslag*).

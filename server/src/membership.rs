@@ -143,8 +143,10 @@ fn append_signed(
         regrant: gained_readers(&before, roster.state(), &policy.policy),
         rotate: lost_readers(plan, &before, roster.state(), &policy.policy),
         by_device,
+        // Retention counts from the later of the signed time and the server's own clock when
+        // the close arrived: a backdated close (a stolen admin key) never ends it early here.
         closed_at: match step.change {
-            Change::Close { at_ms } => Some(at_ms),
+            Change::Close { at_ms } => Some(at_ms.max(now)),
             _ => None,
         },
         now,

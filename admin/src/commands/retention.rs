@@ -75,7 +75,7 @@ fn run_once(session: &mut Session, args: &RetentionRunArgs, json: bool) -> Resul
     let listed: ClosedPlans = session.client().get(api::PATH_ADMIN_CLOSED_PLANS)?;
     let mut plans = Vec::new();
     for closed in listed.plans {
-        plans.push(judge(session, &closed.plan, retention, now)?);
+        plans.push(judge(session, &closed.plan, closed.closed_at_ms, retention, now)?);
     }
     let report =
         Report { now_ms: now, policy_version: policy.version, retention_years: retention.years, plans };
@@ -86,6 +86,7 @@ fn run_once(session: &mut Session, args: &RetentionRunArgs, json: bool) -> Resul
 fn judge(
     session: &Session,
     plan_hex: &str,
+    listed_closed_at: i64,
     retention: Retention,
     now: i64,
 ) -> Result<PlanRetention, AdminError> {
@@ -114,6 +115,9 @@ fn judge(
             outcome: Outcome::NotClosed,
         });
     };
+    // The server's date can only make the end later, never earlier: the chain's signed
+    // close is the floor.
+    let closed_at = closed_at.max(listed_closed_at);
     let end = retention.end_of(closed_at);
     let outcome = if now < end { Outcome::Kept } else { erase(session, &plan)? };
     Ok(PlanRetention {

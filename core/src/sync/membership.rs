@@ -220,14 +220,20 @@ impl Device {
         retired: &[PlanId],
     ) -> Result<Option<Vec<PlanId>>, CoreError> {
         let own_user = self.own_user_id()?;
+        let retired_at = self.retired_at()?;
         let mut kept = retired.to_vec();
         changed.retain(|plan| {
             if !retired.contains(plan) {
                 return true;
             }
+            // Only a chain that went on past where it stood when the plan left brings it back
+            // (the user added again): a server replaying the older part of the chain cannot.
+            let left_at = retired_at.get(plan).copied().unwrap_or(0);
             let needed = chains.get(plan).and_then(Option::as_ref).is_some_and(|held| {
                 let state = held.roster.state();
-                state.closed_at_ms.is_none() && own_user.is_some_and(|user| state.participant(user).is_some())
+                held.roster.seq() > left_at
+                    && state.closed_at_ms.is_none()
+                    && own_user.is_some_and(|user| state.participant(user).is_some())
             });
             if needed {
                 kept.retain(|r| r != plan);

@@ -188,6 +188,12 @@ impl Roster {
         match act {
             Act::Close => {
                 require(regisseur || admin)?;
+                // Retention runs from the close: one dated before the chain's last step
+                // would shorten it (and a backdated close would let a plan be erased early).
+                let last = self.steps.last().map_or(i64::MIN, |s| s.at_ms);
+                if at_ms < last {
+                    return Err(MembershipError::Backdated);
+                }
                 Ok(Change::Close { at_ms })
             }
             Act::Create => Err(MembershipError::NotFirst),

@@ -344,3 +344,22 @@ fn a_participant_who_is_not_the_regisseur_cannot_close_a_plan() {
     roster.apply(&by_admin, &network.root(), &never_revoked).unwrap();
     assert_eq!(roster.state().closed_at_ms, Some(200));
 }
+
+#[test]
+fn a_close_dated_before_the_chains_last_entry_is_refused_so_retention_is_never_shortened() {
+    let network = Network::new();
+    let wim = network.person(3, 1, "Wim", "wijkteam");
+    let ans = network.person(4, 2, "Ans", "wijkteam");
+    let mut roster = started(&network, &wim);
+    roster
+        .apply(&entry(&roster, &wim, Act::Add(ans.chain.clone())), &network.root(), &never_revoked)
+        .unwrap();
+    // The addition is dated 100; an administrator's close "in the year 1970" is refused.
+    let backdated = Entry::next(&roster, 0, Signer::Admin(network.admin_certificate.clone()), Act::Close)
+        .sign(&network.admin);
+    assert_eq!(roster.apply(&backdated, &network.root(), &never_revoked), Err(MembershipError::Backdated));
+    assert_eq!(roster.state().closed_at_ms, None);
+    let on_time = Entry::next(&roster, 100, Signer::Device(wim.chain.clone()), Act::Close).sign(&wim.key);
+    roster.apply(&on_time, &network.root(), &never_revoked).unwrap();
+    assert_eq!(roster.state().closed_at_ms, Some(100));
+}
