@@ -341,4 +341,9 @@ fn uploads_cannot_be_deleted_and_a_server_that_drops_a_verified_one_anyway_is_ca
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("2 gebeurtenissen, ingekort: eerder gecontroleerd tot 3"), "{text}");
+    // A family report read from such a log says it may be incomplete, and so does a query.
+    let report = net.admin.run(&["audit", "family-report", &hex(&PLAN)]);
+    assert!(report.contains("Let op: het logboek is 1 keer niet in orde"), "{report}");
+    let query = net.admin.output(&["audit", "query", "--plan", &hex(&PLAN)]);
+    assert!(String::from_utf8_lossy(&query.stderr).contains("Let op:"), "{query:?}");
 }

@@ -99,7 +99,7 @@ struct Known {
     person: Person,
     key: VerifyingKey,
     approved_at_ms: i64,
-    /// Revoked by this keyring's record or the server's (either is enough to expect silence).
+    /// Revoked by this keyring's own record (then silence is expected).
     revoked: bool,
 }
 
@@ -118,8 +118,9 @@ fn known_devices(session: &Session) -> Result<HashMap<[u8; 16], Known>, AdminErr
         })();
         let Some(body) = verified else { continue };
         let Ok(key) = VerifyingKey::from_bytes(&body.signing_public) else { continue };
-        let revoked = matches!(info.state.as_str(), "revoked" | "wiped")
-            || session.keyring.trust.revoked(&body.device_id).is_some();
+        // Only this keyring's own record of revocations excuses silence: the server's word
+        // that a device is revoked would let it hide a device's missing events.
+        let revoked = session.keyring.trust.revoked(&body.device_id).is_some();
         let person =
             Person { user_id: body.user_id, name: body.user_name, org: body.organisation, role: body.role };
         known.insert(body.device_id, Known { person, key, approved_at_ms: body.valid_from_ms, revoked });
@@ -178,6 +179,7 @@ fn gather(session: &mut Session, query: AuditQuery) -> Result<Judged, AdminError
     for org in names {
         judge_org(session, &context, org, &secrets[org], query, &mut judged)?;
     }
+    missing_pinned_writers(session, &mut judged);
     let (server, events) = server_chain(session, query)?;
     judged.verdicts.push(server);
     judged.events.extend(events);
@@ -216,16 +218,45 @@ fn judge_org(
             person: person.clone(),
         }));
     }
-    if query == AuditQuery::Verify {
-        for (device, known) in context.known.iter().filter(|(d, k)| k.person.org == org && !seen.contains(d))
-        {
-            let mut verdict = verdict(hex(device), Some(known.person.clone()), 0, Vec::new());
-            verdict.truncated_below = check_pin(session, *device, None);
-            verdict.silent_since_ms = silent(known, None, lease, context.now);
-            judged.verdicts.push(verdict);
-        }
+    // Every read, not only `verify`: a server that withholds a device's uploads from a read
+    // of one plan is caught by the device's pin here too.
+    for (device, known) in context.known.iter().filter(|(d, k)| k.person.org == org && !seen.contains(d)) {
+        let mut verdict = verdict(hex(device), Some(known.person.clone()), 0, Vec::new());
+        verdict.truncated_below = check_pin(session, *device, None);
+        verdict.silent_since_ms = silent(known, None, lease, context.now);
+        judged.verdicts.push(verdict);
     }
     Ok(())
+}
+
+/// A device this keyring verified events of before, of which this read got nothing at all
+/// (the server left it out of both its device list and its uploads): its chain is truncated.
+fn missing_pinned_writers(session: &Session, judged: &mut Judged) {
+    for pin in &session.keyring.audit_pins {
+        let writer = hex(&pin.writer);
+        if pin.writer == [0; 16] || judged.verdicts.iter().any(|v| v.writer == writer) {
+            continue;
+        }
+        let mut verdict = verdict(writer, None, 0, Vec::new());
+        verdict.truncated_below = Some(pin.seq);
+        judged.verdicts.push(verdict);
+    }
+}
+
+/// How many verdicts and uploads say the log read is not whole (silence aside): a query or a
+/// family report read from it may be incomplete, and says so.
+fn doubts(judged: &Judged) -> usize {
+    let doubtful =
+        |v: &&Verdict| !v.findings.is_empty() || v.truncated_below.is_some() || !v.rewritten.is_empty();
+    judged.verdicts.iter().filter(doubtful).count() + judged.problems.len()
+}
+
+/// What a query or family report adds when [`doubts`] found something.
+fn doubt_text(doubts: usize) -> String {
+    format!(
+        "Let op: het logboek is {doubts} keer niet in orde; dit overzicht kan onvolledig zijn. \
+         `eenplan-admin audit verify` laat zien wat er mis is."
+    )
 }
 
 fn verdict(
@@ -248,7 +279,9 @@ fn verdict(
 /// Since when an approved, unrevoked device has been silent, if longer than its lease.
 fn silent(known: &Known, newest: Option<i64>, lease_hours: Option<&u32>, now: i64) -> Option<i64> {
     let lease_ms = i64::from(*lease_hours?) * 3_600_000;
-    let since = newest.unwrap_or(known.approved_at_ms);
+    // Events stamped in the future (a server that set a device's clock ahead) never make a
+    // device look recently active.
+    let since = newest.unwrap_or(known.approved_at_ms).min(now);
     (!known.revoked && now.saturating_sub(since) > lease_ms).then_some(since)
 }
 
@@ -402,6 +435,10 @@ fn query(session: &mut Session, args: &AuditQueryArgs, json: bool) -> Result<Out
         .collect();
     matching.sort_by_key(|s| s.event.at_ms);
     let rows: Vec<Row> = matching.into_iter().map(Row::of).collect();
+    let doubts = doubts(&judged);
+    if doubts > 0 {
+        eprintln!("{}", doubt_text(doubts));
+    }
     if args.csv {
         return Ok(Output::Text(audit::csv(&rows)));
     }
@@ -449,6 +486,7 @@ fn family_report(session: &mut Session, args: &FamilyReportArgs, json: bool) -> 
     let plan = id16(&args.plan, "the plan")?;
     let (from, to) = dates(&args.dates)?;
     let judged = gather(session, AuditQuery::Plan(plan))?;
+    let doubts = doubts(&judged);
     let mut events: Vec<Sourced> = judged
         .events
         .into_iter()
@@ -458,6 +496,13 @@ fn family_report(session: &mut Session, args: &FamilyReportArgs, json: bool) -> 
         })
         .collect();
     events.sort_by_key(|s| s.event.at_ms);
-    let text = audit::family_report(&events);
-    Output::either(json, || json!({ "plan": hex(&plan), "report": text }), || text.clone())
+    let mut text = audit::family_report(&events);
+    if doubts > 0 {
+        text.push_str(&format!("\n{}\n", doubt_text(doubts)));
+    }
+    Output::either(
+        json,
+        || json!({ "plan": hex(&plan), "report": text, "complete": doubts == 0 }),
+        || text.clone(),
+    )
 }
