@@ -252,6 +252,9 @@ struct Acts {
     who: String,
     days: BTreeMap<AuditAction, Vec<String>>,
     parts: BTreeMap<AuditAction, Vec<u8>>,
+    /// Actions done at least once to the whole plan (an event naming no compartment): their
+    /// parts are not listed, or a look at the whole plan would read as a look at one part.
+    whole: Vec<AuditAction>,
 }
 
 impl Acts {
@@ -261,11 +264,15 @@ impl Acts {
         if !days.contains(&day) {
             days.push(day);
         }
-        if let Some(c) = event.compartment {
-            let parts = self.parts.entry(event.action).or_default();
-            if !parts.contains(&c) {
-                parts.push(c);
+        match event.compartment {
+            Some(c) => {
+                let parts = self.parts.entry(event.action).or_default();
+                if !parts.contains(&c) {
+                    parts.push(c);
+                }
             }
+            None if !self.whole.contains(&event.action) => self.whole.push(event.action),
+            None => {}
         }
     }
 
@@ -277,7 +284,10 @@ impl Acts {
             .enumerate()
             .map(|(i, (action, days))| {
                 let object = if i == 0 || !takes_bare_het(*action) { "het plan" } else { "het" };
-                let parts = self.parts.get(action).map(|c| parts_text(c)).unwrap_or_default();
+                let parts = match self.parts.get(action) {
+                    Some(parts) if !self.whole.contains(action) => parts_text(parts),
+                    _ => String::new(),
+                };
                 format!("{}{parts} op {}", phrase(*action, object), days_text(days))
             })
             .collect();
@@ -293,7 +303,12 @@ pub fn family_report(events: &[Sourced]) -> String {
     for sourced in events {
         if sourced.device.is_none() {
             if sourced.event.action == AuditAction::LogRead {
-                let name = format!("Beheerder {}", sourced.event.actor.user_name);
+                let admin = &sourced.event.actor.user_name;
+                let name = if admin.to_lowercase().starts_with("beheerder") {
+                    admin.clone()
+                } else {
+                    format!("Beheerder {admin}")
+                };
                 push_day(&mut log_reads, name, dutch_date_string(sourced.event.at_ms));
             }
             continue;
@@ -301,7 +316,7 @@ pub fn family_report(events: &[Sourced]) -> String {
         let Some(person) = &sourced.person else { continue };
         let who = format!("{} ({}, {})", person.name, person.org, Role::label_of(&person.role));
         let index = people.iter().position(|p| p.who == who).unwrap_or_else(|| {
-            people.push(Acts { who, days: BTreeMap::new(), parts: BTreeMap::new() });
+            people.push(Acts { who, days: BTreeMap::new(), parts: BTreeMap::new(), whole: Vec::new() });
             people.len() - 1
         });
         people[index].add(&sourced.event);
@@ -460,6 +475,24 @@ mod tests {
             "Wim de Vries (Wijkteam Zaanstad, Wijkteam) bekeek het plan op 3, 5 en 9 december 2026; \
              wijzigde het op 5 december 2026.\n"
         );
+    }
+
+    #[test]
+    fn a_look_at_the_whole_plan_is_not_reported_as_a_look_at_one_part_and_an_administrator_is_named_once() {
+        let zorg = Sourced {
+            event: event(AuditAction::Read, ms("2026-12-03", 9), Some(1)),
+            ..by_wim(AuditAction::Read, 0)
+        };
+        let whole = by_wim(AuditAction::Read, ms("2026-12-03", 10));
+        let only_zorg = family_report(std::slice::from_ref(&zorg));
+        assert!(only_zorg.contains("bekeek het plan (Zorg) op 3 december 2026"), "{only_zorg}");
+        let both = family_report(&[zorg, whole]);
+        assert!(both.contains("bekeek het plan op 3 december 2026."), "{both}");
+
+        let mut read_log = event(AuditAction::LogRead, ms("2026-12-03", 11), None);
+        read_log.actor.user_name = "Beheerder Regio Midden".into();
+        let log = family_report(&[Sourced { event: read_log, device: None, person: None }]);
+        assert_eq!(log, "Beheerder Regio Midden las het logboek van dit plan op 3 december 2026.\n");
     }
 
     #[test]
