@@ -184,7 +184,8 @@ impl Device {
         }
         let mut retired_at = self.retired_at()?;
         retired_at.retain(|p, _| retired.contains(p));
-        let seq = self.held_chain(plan)?.map_or(0, |held| held.roster.seq());
+        // A chain that no longer decodes (a damaged row) holds no position to guard.
+        let seq = self.held_chain(plan).ok().flatten().map_or(0, |held| held.roster.seq());
         retired_at.insert(*plan, seq);
         let intents: Vec<QueuedIntent> = self
             .durable_queue::<QueuedIntent>(STATE_INTENTS, "queued membership changes")?
