@@ -316,4 +316,59 @@ mod tests {
         assert!(matches!(device.read(&gone), Err(CoreError::UnknownPlan(_))));
         assert!(device.store().has_plan(kept).unwrap());
     }
+
+    #[test]
+    fn a_retired_plan_comes_back_only_for_a_chain_that_went_on_never_for_a_replayed_older_part() {
+        use eenplan_protocol::membership::{Act, Entry, Roster, Signer};
+
+        use crate::sync::HeldChain;
+        use crate::sync::test_network::{TestNetwork, TestUser};
+
+        let dir = tempfile::tempdir().unwrap();
+        let keystore = PassphraseKeyStore::with_params("geheim", KdfParams::INSECURE_FAST_FOR_TESTS);
+        let mut device = Device::init(dir.path(), &keystore).unwrap();
+        let net = TestNetwork::new();
+        let person =
+            |user_id, name| TestUser { user_id, name, organisation: "Wijkteam Noord", role: "wijkteam" };
+        net.enrol(&mut device, &person(1, "Wim"));
+        let wim_key = device.identity().signing_key().clone();
+        let signing = device.identity().signing_public().to_bytes();
+        let agreement = device.identity().agreement_public().to_vec();
+        let now = device.now_ms();
+        let wim = net.chain(&signing, &agreement, &person(1, "Wim"), now);
+        let newcomer = |seed: u8, user_id, name| {
+            let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+            let agreement = eenplan_protocol::envelope::generate_keypair().1;
+            net.chain(&key.verifying_key().to_bytes(), &agreement, &person(user_id, name), now)
+        };
+        let plan = device.create_plan("Jansen").unwrap();
+        // The chain as it grows: Wim creates the plan, adds Ans, later adds Carla.
+        let mut entries = vec![Entry::create(*plan.as_bytes(), now, wim.clone()).sign(&wim_key)];
+        let mut roster = Roster::start(&entries[0], &net.root_public(), &|_, _| false).unwrap();
+        let mut chains = vec![HeldChain { entries: vec![entries[0].to_bytes()], roster: roster.clone() }];
+        for added in [newcomer(7, 2, "Ans"), newcomer(8, 3, "Carla")] {
+            let entry =
+                Entry::next(&roster, now, Signer::Device(wim.clone()), Act::Add(added)).sign(&wim_key);
+            roster.apply(&entry, &net.root_public(), &|_, _| false).unwrap();
+            entries.push(entry);
+            let bytes = entries.iter().map(|e| e.to_bytes()).collect();
+            chains.push(HeldChain { entries: bytes, roster: roster.clone() });
+        }
+        let keep = |device: &mut Device, held: &HeldChain| {
+            let bytes = eenplan_protocol::sync::encode(held);
+            device.store_mut().write(|w| w.put_membership(plan, &bytes)).unwrap();
+        };
+        // The device held the chain up to Ans's addition when the plan left it.
+        keep(&mut device, &chains[1]);
+        device.retire_plan(&plan, RetireReason::NoLongerParticipant).unwrap();
+        let retired = device.retired_plans().unwrap();
+
+        for (replayed, comes_back) in [(&chains[0], false), (&chains[1], false), (&chains[2], true)] {
+            let mut changed = vec![plan];
+            let held = BTreeMap::from([(plan, Some(replayed.clone()))]);
+            let still = device.still_retired(&mut changed, &held, &retired).unwrap();
+            assert_eq!(changed.contains(&plan), comes_back, "a chain of {} entries", replayed.entries.len());
+            assert_eq!(still.is_some_and(|list| !list.contains(&plan)), comes_back);
+        }
+    }
 }

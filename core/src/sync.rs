@@ -58,6 +58,8 @@ use transport::Transport;
 
 pub use access::SharedDevice;
 pub use live::WatchEvent;
+#[cfg(test)]
+pub(crate) use membership::HeldChain;
 pub(crate) use membership::STATE_INTENTS;
 pub use membership::{Intent, MAX_QUEUED_INTENTS, QueuedIntent};
 pub(crate) use shares::STATE_SHARES;

@@ -213,7 +213,7 @@ impl Device {
     /// chain that arrived shows this device's user taking part in it, open: added back, it
     /// comes back like a newly shared plan. Drops the others from `changed`; returns the
     /// retired list to store when a plan left it.
-    fn still_retired(
+    pub(crate) fn still_retired(
         &self,
         changed: &mut Vec<PlanId>,
         chains: &BTreeMap<PlanId, Option<HeldChain>>,
