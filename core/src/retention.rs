@@ -217,13 +217,7 @@ impl Device {
 
     /// How far each retired plan's chain stood when it left.
     pub(crate) fn retired_at(&self) -> Result<BTreeMap<PlanId, u32>, CoreError> {
-        Ok(self
-            .store()
-            .sync_state(STATE_RETIRED_AT)?
-            .map(|bytes| decode(&bytes, MAX_RETIRED * 32 + 64))
-            .transpose()
-            .map_err(|_| StoreError::Corrupt("the retired plans' chain positions are not decodable".into()))?
-            .unwrap_or_default())
+        self.sealed_state(STATE_RETIRED_AT, "retired plans' chain positions")
     }
 
     /// Whether the plan holds edits this device has not pushed yet.

@@ -58,7 +58,7 @@ fn retention_end(state: &AppState, plan: PlanId) -> Result<i64, ApiError> {
     let roster = roster(state, plan)?.ok_or_else(not_closed)?;
     let signed = roster.state().closed_at_ms.ok_or_else(not_closed)?;
     // The later of the signed close and when this server took it in (`closed_at`).
-    let received = state.storage.closed_plans()?.into_iter().find(|(p, _)| *p == plan).map(|(_, at)| at);
+    let received = state.storage.closed_at(plan)?;
     let closed_at = received.map_or(signed, |received| received.max(signed));
     let policy =
         state.storage.policy()?.ok_or_else(|| ApiError::not_found("no_policy", "no sharing policy"))?;

@@ -934,6 +934,9 @@ pub trait Storage: Send + Sync {
     /// The plans whose stored chain ends with a close, with the closing entry's time, oldest
     /// first.
     fn closed_plans(&self) -> Result<Vec<(PlanId, i64)>>;
+    /// When this server took in `plan`'s close (never before the close's signed time);
+    /// `None` while it is open.
+    fn closed_at(&self, plan: PlanId) -> Result<Option<i64>>;
     /// When `plan` was erased; `None` if it was not.
     fn erased_at(&self, plan: PlanId) -> Result<Option<i64>>;
     /// In one transaction: deletes every row of `plan` (every envelope, escrow included,

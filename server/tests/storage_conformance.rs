@@ -1860,6 +1860,7 @@ pub mod suite {
         );
         push(s, &[changes(doc(P, 0), 1, a1), changes(doc(P, 1), 2, a1), changes(doc(Q, 0), 3, a1)]);
         assert_eq!(s.closed_plans().unwrap(), [], "nothing is closed yet");
+        assert_eq!(s.closed_at(P).unwrap(), None);
 
         let close = MembershipUpdate {
             seq: 3,
@@ -1871,6 +1872,7 @@ pub mod suite {
         };
         s.append_membership(&close).unwrap();
         assert_eq!(s.closed_plans().unwrap(), [(P, 50)]);
+        assert_eq!(s.closed_at(P).unwrap(), Some(50));
         assert_eq!(s.erased_at(P).unwrap(), None);
 
         let erased = s.erase_plan(P, 70).unwrap();

@@ -521,6 +521,10 @@ impl Storage for SqliteStorage {
         self.read(rows::closed_plans)
     }
 
+    fn closed_at(&self, plan: PlanId) -> Result<Option<i64>> {
+        self.read(|conn| rows::closed_at(conn, &plan))
+    }
+
     fn erased_at(&self, plan: PlanId) -> Result<Option<i64>> {
         self.read(|conn| rows::erased_at(conn, &plan))
     }

@@ -519,6 +519,13 @@ pub(super) fn closed_plans(conn: &Connection) -> Result<Vec<(PlanId, i64)>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+pub(super) fn closed_at(conn: &Connection, plan: &PlanId) -> Result<Option<i64>> {
+    Ok(conn
+        .query_row("SELECT closed_at FROM plans WHERE plan_id = ?1", [plan], |row| row.get(0))
+        .optional()?
+        .flatten())
+}
+
 pub(super) fn erased_at(conn: &Connection, plan: &PlanId) -> Result<Option<i64>> {
     Ok(conn
         .query_row("SELECT erased_at FROM erased_plans WHERE plan_id = ?1", [plan], |row| row.get(0))
