@@ -8,10 +8,13 @@
 #  print:    Debian's chromium (renders the family's copy as a browser prints it: headless
 #            print-to-PDF and screenshots) and poppler-utils (`pdftotext`, the text of a PDF).
 #            27 Debian packages, about 400 MB installed; under a minute on a good mirror.
+#  console:  Debian's chromium and chromium-driver (chromedriver, the WebDriver server the
+#            administrator's console tests drive headless chromium through).
 #
-#   scripts/install-test-deps.sh [bindings|print]   install what is missing (both by default)
+#   scripts/install-test-deps.sh [bindings|print|console]   install what is missing (all by
+#                                                           default)
 #   scripts/install-test-deps.sh --paths            print KOTLINC=…, JNA_JAR=…, CHROMIUM=…,
-#                                                   PDFTOTEXT=… (for the tests)
+#                                                   PDFTOTEXT=…, CHROMEDRIVER=… (for the tests)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 kotlin_version="2.4.20"
@@ -20,18 +23,20 @@ kotlinc="$tools/node_modules/kotlin-compiler/bin/kotlinc"
 jna_jar="/usr/share/java/jna.jar"
 chromium="/usr/bin/chromium"
 pdftotext="/usr/bin/pdftotext"
+chromedriver="/usr/bin/chromedriver"
 
 if [[ "${1:-}" == "--paths" ]]; then
     echo "KOTLINC=$kotlinc"
     echo "JNA_JAR=$jna_jar"
     echo "CHROMIUM=$chromium"
     echo "PDFTOTEXT=$pdftotext"
+    echo "CHROMEDRIVER=$chromedriver"
     exit 0
 fi
 what="${1:-all}"
 case "$what" in
-    all | bindings | print) ;;
-    *) echo "install-test-deps: unknown group $what (bindings, print)" >&2; exit 2 ;;
+    all | bindings | print | console) ;;
+    *) echo "install-test-deps: unknown group $what (bindings, print, console)" >&2; exit 2 ;;
 esac
 wants() { [[ "$what" == all || "$what" == "$1" ]]; }
 
@@ -53,6 +58,10 @@ if wants print; then
     [[ -x "$chromium" ]] || missing_apt+=(chromium)
     [[ -x "$pdftotext" ]] || missing_apt+=(poppler-utils)
 fi
+if wants console; then
+    [[ -x "$chromium" ]] || missing_apt+=(chromium)
+    [[ -x "$chromedriver" ]] || missing_apt+=(chromium-driver)
+fi
 if ((${#missing_apt[@]})); then
     echo "install-test-deps: apt-get install ${missing_apt[*]}" >&2
     as_root apt-get update -qq
@@ -62,6 +71,10 @@ fi
 if wants print; then
     [[ -x "$chromium" ]] || { echo "install-test-deps: $chromium is missing after the install" >&2; exit 1; }
     [[ -x "$pdftotext" ]] || { echo "install-test-deps: $pdftotext is missing after the install" >&2; exit 1; }
+fi
+if wants console; then
+    [[ -x "$chromium" ]] || { echo "install-test-deps: $chromium is missing after the install" >&2; exit 1; }
+    [[ -x "$chromedriver" ]] || { echo "install-test-deps: $chromedriver is missing after the install" >&2; exit 1; }
 fi
 wants bindings || exit 0
 
