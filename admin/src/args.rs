@@ -87,6 +87,16 @@ pub enum Command {
     /// The access log (NEN 7513): audit keys, verifying every chain, who did what.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The administrator's web page (in Dutch), served by this process on 127.0.0.1 only, so
+    /// the keys never leave this keyring. Prints a one-time login link; stop with Ctrl-C.
+    Console(ConsoleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    /// The port on 127.0.0.1 (0: any free port; the login link names it).
+    #[arg(long, default_value_t = 8470)]
+    pub port: u16,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,10 +1,10 @@
 //! One function per command: open the keyring, talk to the server, say what happened.
 
-mod audit;
-mod device;
+pub(crate) mod audit;
+pub(crate) mod device;
 mod init;
 mod org;
-mod plan;
+pub(crate) mod plan;
 mod policy;
 mod rekey;
 mod retention;
@@ -46,11 +46,12 @@ pub fn run(cli: Cli) -> Result<Output, AdminError> {
         Command::Retention(command) => retention::run(&mut open()?, command, json),
         Command::Rekey => rekey::run(&mut open()?, json),
         Command::Audit(command) => audit::run(&mut open()?, command, json),
+        Command::Console(args) => crate::console::run(open()?, &args),
     }
 }
 
 /// An unlocked, registered keyring and the server to talk to.
-struct Session {
+pub(crate) struct Session {
     file: KeyringFile,
     keyring: Keyring,
     server: ServerUrl,
@@ -91,7 +92,7 @@ impl Session {
         Ok(Session { file, keyring, server, attached })
     }
 
-    fn client(&self) -> Client<'_> {
+    pub(crate) fn client(&self) -> Client<'_> {
         Client::new(self.server.clone(), &self.keyring.admin, self.keyring.root_public())
     }
 
@@ -112,7 +113,7 @@ impl Session {
     }
 
     /// The user `text` names: a numeric id or a name, which must name exactly one user.
-    fn user(&self, text: &str) -> Result<UserInfo, AdminError> {
+    pub(crate) fn user(&self, text: &str) -> Result<UserInfo, AdminError> {
         let users: Vec<UserInfo> = self.client().get(api::PATH_ADMIN_USERS)?;
         pick_user(users, text)
     }
@@ -162,6 +163,16 @@ impl Session {
     /// count the server just gave, for the progress line; `policy` the policy in force if
     /// this command just set it (else it is fetched and verified).
     fn rotate_pending(&mut self, pending: Option<u64>, policy: Option<Policy>) -> Outcome {
+        self.rotate_pending_with(pending, policy, &mut Progress::on_stderr())
+    }
+
+    /// [`Session::rotate_pending`], telling `progress` how far it is.
+    fn rotate_pending_with(
+        &mut self,
+        pending: Option<u64>,
+        policy: Option<Policy>,
+        progress: &mut Progress,
+    ) -> Outcome {
         let stopped = |e| Outcome { summary: Summary::default(), stopped: Some(e) };
         // Every revocation known before anything is sealed, and the list naming them
         // published, so that the new epochs' commitments can name it.
@@ -182,7 +193,7 @@ impl Session {
             policy: &policy,
             trust: &self.keyring.trust,
         };
-        crate::rekey::run(&self.client(), &authority, pending, &mut Progress::on_stderr())
+        crate::rekey::run(&self.client(), &authority, pending, progress)
     }
 }
 

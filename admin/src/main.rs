@@ -6,6 +6,7 @@
 
 mod args;
 mod audit;
+mod console;
 mod client;
 mod commands;
 mod enrolment;

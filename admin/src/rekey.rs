@@ -549,22 +549,46 @@ pub struct Outcome {
     pub stopped: Option<AdminError>,
 }
 
-/// Progress on stderr: one line rewritten in place on a terminal, a line per batch otherwise.
-#[derive(Debug)]
+/// Who else hears of a run's progress besides stderr: the console's progress page.
+pub trait Observer: Send {
+    /// `done` documents rotated (or found done) so far, of `total` when the whole remainder is
+    /// known.
+    fn progress(&mut self, done: u64, total: Option<u64>);
+    /// A document or device the run warns about.
+    fn warning(&mut self, message: &str);
+}
+
+/// Progress on stderr: one line rewritten in place on a terminal, a line per batch otherwise;
+/// and to an [`Observer`], when one listens.
 pub struct Progress {
     shown: bool,
     terminal: bool,
     open_line: bool,
+    observer: Option<Box<dyn Observer>>,
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Progress")
+            .field("shown", &self.shown)
+            .field("observed", &self.observer.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Progress {
     pub fn on_stderr() -> Progress {
-        Progress { shown: true, terminal: std::io::stderr().is_terminal(), open_line: false }
+        Progress { shown: true, terminal: std::io::stderr().is_terminal(), open_line: false, observer: None }
+    }
+
+    /// Progress told to `observer` only (nothing on stderr).
+    pub fn observed(observer: Box<dyn Observer>) -> Progress {
+        Progress { shown: false, terminal: false, open_line: false, observer: Some(observer) }
     }
 
     #[cfg(test)]
     pub fn hidden() -> Progress {
-        Progress { shown: false, terminal: false, open_line: false }
+        Progress { shown: false, terminal: false, open_line: false, observer: None }
     }
 
     fn line(done: u64, total: Option<u64>) -> String {
@@ -575,6 +599,9 @@ impl Progress {
     }
 
     fn update(&mut self, done: u64, total: Option<u64>) {
+        if let Some(observer) = self.observer.as_mut() {
+            observer.progress(done, total);
+        }
         if self.shown && self.terminal {
             let mut err = std::io::stderr().lock();
             let _ = write!(err, "\r\x1b[2K{}", Self::line(done, total));
@@ -584,12 +611,18 @@ impl Progress {
     }
 
     fn batch_done(&mut self, done: u64, total: Option<u64>) {
+        if let Some(observer) = self.observer.as_mut() {
+            observer.progress(done, total);
+        }
         if self.shown && !self.terminal {
             eprintln!("{}", Self::line(done, total));
         }
     }
 
     fn warn(&mut self, message: &str) {
+        if let Some(observer) = self.observer.as_mut() {
+            observer.warning(message);
+        }
         if self.shown {
             self.end_line();
             eprintln!("warning: {message}");

@@ -50,6 +50,7 @@
 //! its own under a code (it cannot compute `key_mac`) nor make a root key that passes the tag
 //! check: without `r` it cannot compute the tag offline, and every wrong guess costs it a
 //! failed enrolment that the device reports.
+mod enrolment_link;
 mod error_code;
 mod server_url;
 
@@ -57,6 +58,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use enrolment_link::EnrolmentLink;
 pub use error_code::ErrorCode;
 pub use server_url::{MAX_SERVER_URL_CHARS, ServerUrl, ServerUrlError};
 

@@ -374,23 +374,51 @@ fn server_chain(session: &mut Session, query: AuditQuery) -> Result<(Verdict, Ve
     Ok((verdict, events))
 }
 
-fn verify(session: &mut Session, json: bool) -> Result<Output, AdminError> {
+/// What `audit verify` found: every chain's verdict, the uploads refused, the events checked.
+pub(crate) struct Verified {
+    pub verdicts: Vec<Verdict>,
+    pub problems: Vec<eenplan_protocol::audit::UploadProblem>,
+    pub events: usize,
+}
+
+impl Verified {
+    /// How many chains and uploads are not in order.
+    pub fn wrong(&self) -> usize {
+        self.verdicts.iter().filter(|v| !v.is_ok()).count() + self.problems.len()
+    }
+
+    /// The Dutch lines `audit verify` prints.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self.verdicts.iter().map(Verdict::line).collect();
+        lines.extend(self.problems.iter().map(audit::problem_text));
+        let wrong = self.wrong();
+        let summary = if wrong == 0 { "in orde".to_string() } else { format!("{wrong} keer niet in orde") };
+        lines.push(format!("{} gebeurtenissen gecontroleerd: {summary}", self.events));
+        lines
+    }
+}
+
+/// Verifies every chain (`audit verify`, and the console's audit page).
+pub(crate) fn verify_all(session: &mut Session) -> Result<Verified, AdminError> {
     let judged = gather(session, AuditQuery::Verify)?;
-    let wrong = judged.verdicts.iter().filter(|v| !v.is_ok()).count() + judged.problems.len();
-    let total: usize = judged.verdicts.iter().map(|v| v.events).sum();
+    let events = judged.verdicts.iter().map(|v| v.events).sum();
+    Ok(Verified { verdicts: judged.verdicts, problems: judged.problems, events })
+}
+
+fn verify(session: &mut Session, json: bool) -> Result<Output, AdminError> {
+    let verified = verify_all(session)?;
+    let wrong = verified.wrong();
     let done = Output::either(
         json,
-        || json!({ "ok": wrong == 0, "events": total, "chains": judged.verdicts, "uploads_refused": judged.problems }),
         || {
-            let mut text: String = judged.verdicts.iter().map(|v| format!("{}\n", v.line())).collect();
-            for problem in &judged.problems {
-                text.push_str(&format!("{}\n", audit::problem_text(problem)));
-            }
-            let summary =
-                if wrong == 0 { "in orde".to_string() } else { format!("{wrong} keer niet in orde") };
-            text.push_str(&format!("{total} gebeurtenissen gecontroleerd: {summary}\n"));
-            text
+            json!({
+                "ok": wrong == 0,
+                "events": verified.events,
+                "chains": verified.verdicts,
+                "uploads_refused": verified.problems,
+            })
         },
+        || verified.lines().iter().map(|line| format!("{line}\n")).collect::<String>(),
     )?;
     if wrong == 0 {
         Ok(done)
@@ -410,7 +438,56 @@ fn dates(range: &DateRange) -> Result<(Option<String>, Option<String>), AdminErr
     Ok((check(&range.from)?, check(&range.to)?))
 }
 
-fn id16(text: &str, what: &str) -> Result<[u8; 16], AdminError> {
+/// The rows of one query from verified chains, oldest first, and how often the log read was
+/// not in order (then the rows may be incomplete): `audit query` and the console's audit page.
+pub(crate) fn query_rows(
+    session: &mut Session,
+    query: AuditQuery,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<(Vec<Row>, usize), AdminError> {
+    let judged = gather(session, query)?;
+    let mut matching: Vec<&Sourced> = judged
+        .events
+        .iter()
+        .filter(|s| matches(s, query) && audit::in_range(s.event.at_ms, from, to))
+        .collect();
+    matching.sort_by_key(|s| s.event.at_ms);
+    Ok((matching.into_iter().map(Row::of).collect(), doubts(&judged)))
+}
+
+/// The family's report of one plan, and whether the log read was whole.
+pub(crate) fn family_report_of(
+    session: &mut Session,
+    plan: [u8; 16],
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<(String, bool), AdminError> {
+    let judged = gather(session, AuditQuery::Plan(plan))?;
+    let doubts = doubts(&judged);
+    let mut events: Vec<Sourced> = judged
+        .events
+        .into_iter()
+        .filter(|s| matches(s, AuditQuery::Plan(plan)) && audit::in_range(s.event.at_ms, from, to))
+        .collect();
+    events.sort_by_key(|s| s.event.at_ms);
+    let mut text = audit::family_report(&events);
+    if doubts > 0 {
+        text.push_str(&format!("\n{}\n", doubt_text(doubts)));
+    }
+    Ok((text, doubts == 0))
+}
+
+/// A date typed for an audit read (YYYY-MM-DD), checked.
+pub(crate) fn date(text: Option<&str>) -> Result<Option<String>, AdminError> {
+    match text.map(str::trim).filter(|t| !t.is_empty()) {
+        None => Ok(None),
+        Some(t) if eenplan_core::calendar::parse_date(t).is_some() => Ok(Some(t.to_owned())),
+        Some(t) => Err(AdminError::usage(format!("{t:?} is not a date (YYYY-MM-DD)"))),
+    }
+}
+
+pub(crate) fn id16(text: &str, what: &str) -> Result<[u8; 16], AdminError> {
     unhex(text.trim())
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| AdminError::usage(format!("{what} must be 32 hexadecimal characters")))
@@ -427,15 +504,7 @@ fn query(session: &mut Session, args: &AuditQueryArgs, json: bool) -> Result<Out
         _ => return Err(AdminError::usage("give --plan, --user or --device")),
     };
     let (from, to) = dates(&args.dates)?;
-    let judged = gather(session, query)?;
-    let mut matching: Vec<&Sourced> = judged
-        .events
-        .iter()
-        .filter(|s| matches(s, query) && audit::in_range(s.event.at_ms, from.as_deref(), to.as_deref()))
-        .collect();
-    matching.sort_by_key(|s| s.event.at_ms);
-    let rows: Vec<Row> = matching.into_iter().map(Row::of).collect();
-    let doubts = doubts(&judged);
+    let (rows, doubts) = query_rows(session, query, from.as_deref(), to.as_deref())?;
     if doubts > 0 {
         eprintln!("{}", doubt_text(doubts));
     }
@@ -485,24 +554,10 @@ fn table(rows: &[Row]) -> String {
 fn family_report(session: &mut Session, args: &FamilyReportArgs, json: bool) -> Result<Output, AdminError> {
     let plan = id16(&args.plan, "the plan")?;
     let (from, to) = dates(&args.dates)?;
-    let judged = gather(session, AuditQuery::Plan(plan))?;
-    let doubts = doubts(&judged);
-    let mut events: Vec<Sourced> = judged
-        .events
-        .into_iter()
-        .filter(|s| {
-            matches(s, AuditQuery::Plan(plan))
-                && audit::in_range(s.event.at_ms, from.as_deref(), to.as_deref())
-        })
-        .collect();
-    events.sort_by_key(|s| s.event.at_ms);
-    let mut text = audit::family_report(&events);
-    if doubts > 0 {
-        text.push_str(&format!("\n{}\n", doubt_text(doubts)));
-    }
+    let (text, complete) = family_report_of(session, plan, from.as_deref(), to.as_deref())?;
     Output::either(
         json,
-        || json!({ "plan": hex(&plan), "report": text, "complete": doubts == 0 }),
+        || json!({ "plan": hex(&plan), "report": text, "complete": complete }),
         || text.clone(),
     )
 }

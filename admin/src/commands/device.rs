@@ -9,6 +9,9 @@ use eenplan_protocol::wipe::WipeOrder;
 use serde::Serialize;
 use serde_json::json;
 
+use eenplan_protocol::api::{EnrolmentCode, UserInfo};
+use eenplan_protocol::wipe::RevocationReason;
+
 use super::{Session, with_rotation};
 use crate::args::{ApproveArgs, DeviceCommand, DeviceListArgs, EnrolArgs, RevokeArgs};
 use crate::client::now_ms;
@@ -16,6 +19,7 @@ use crate::enrolment::{self, PENDING};
 use crate::error::AdminError;
 use crate::keyring::IssuedCode;
 use crate::output::{self, Output, table};
+use crate::rekey::{Outcome, Progress};
 
 pub fn run(session: &mut Session, command: DeviceCommand, json: bool) -> Result<Output, AdminError> {
     match command {
@@ -61,11 +65,28 @@ fn pick_device(devices: Vec<DeviceInfo>, text: &str) -> Result<DeviceInfo, Admin
     }
 }
 
-fn revoke(session: &mut Session, args: &RevokeArgs, json: bool) -> Result<Output, AdminError> {
+/// A device revoked by [`revoke_device`].
+#[derive(Debug)]
+pub(crate) struct Revoked {
+    pub device: DeviceInfo,
+    pub reason: RevocationReason,
+    pub revocation_list: u32,
+    /// The documents the server queued for a new key, as it counted them.
+    pub pending: Option<u64>,
+}
+
+/// Revokes the device `text` names (its id or a unique prefix), and rotates every document
+/// it could read, telling `progress`: what `device revoke` and the console's revoke do.
+pub(crate) fn revoke_device(
+    session: &mut Session,
+    text: &str,
+    reason: RevocationReason,
+    progress: &mut Progress,
+) -> Result<(Revoked, Outcome), AdminError> {
     // Checked before the server is asked anything: a typo costs no request.
-    device_prefix(&args.device)?;
+    device_prefix(text)?;
     let devices: Vec<DeviceInfo> = session.client().get(api::PATH_ADMIN_DEVICES)?;
-    let device = pick_device(devices, &args.device)?;
+    let device = pick_device(devices, text)?;
     let id: [u8; 16] = api::unhex(&device.device_id).and_then(|b| b.try_into().ok()).ok_or_else(|| {
         AdminError::BadDevice {
             device: device.device_id.clone(),
@@ -76,53 +97,66 @@ fn revoke(session: &mut Session, args: &RevokeArgs, json: bool) -> Result<Output
     // Recorded in the keyring before the server hears of it: from now on this keyring seals
     // nothing to the device, whatever the server says. Then published in the next signed
     // revocation list, which devices check before they seal a key to anyone.
-    session.keyring.trust.record(RevokedDevice {
-        device: Fixed(id),
-        revoked_at_ms: now,
-        reason: args.reason,
-    });
+    session.keyring.trust.record(RevokedDevice { device: Fixed(id), revoked_at_ms: now, reason });
     session.save()?;
     let list = session.revocations()?;
     // Signed by this administrator, with the certificate that shows the root made it one: the
     // device obeys only an order it can check against the root it pinned.
     let order = WipeOrder {
         device: Fixed(id),
-        reason: args.reason,
+        reason,
         issued_at_ms: now,
         admin_certificate: session.keyring.admin_certificate.to_bytes(),
     }
     .sign(&session.keyring.admin);
     let request =
-        RevokeRequest { reason: args.reason.as_str().to_string(), wipe_order: api::hex(&order.to_bytes()) };
+        RevokeRequest { reason: reason.as_str().to_string(), wipe_order: api::hex(&order.to_bytes()) };
     let answer = session.client().post(&api::admin_revoke_path(&id), &request)?;
-    let queued = serde_json::from_slice::<RotationsQueued>(&answer).ok();
-    let outcome = session.rotate_pending(queued.as_ref().map(|q| q.pending), None);
-    let device_id = api::hex(&id);
+    let pending = serde_json::from_slice::<RotationsQueued>(&answer).ok().map(|q| q.pending);
+    let outcome = session.rotate_pending_with(pending, None, progress);
+    let revoked = Revoked { device, reason, revocation_list: list.version, pending };
+    Ok((revoked, outcome))
+}
+
+fn revoke(session: &mut Session, args: &RevokeArgs, json: bool) -> Result<Output, AdminError> {
+    let (revoked, outcome) = revoke_device(session, &args.device, args.reason, &mut Progress::on_stderr())?;
+    let device = &revoked.device;
     let text = format!(
-        "revoked {device_id}: {} ({}, {}), {}; a wipe order waits for it\n",
+        "revoked {}: {} ({}, {}), {}; a wipe order waits for it\n",
+        device.device_id,
         device.user_name,
         device.org,
         device.role,
         args.reason.as_str()
     );
     let value = json!({
-        "device_id": device_id,
+        "device_id": device.device_id,
         "user_id": device.user_id,
         "user_name": device.user_name,
         "reason": args.reason.as_str(),
-        "revocation_list": list.version,
-        "pending": queued.map(|q| q.pending),
+        "revocation_list": revoked.revocation_list,
+        "pending": revoked.pending,
     });
     with_rotation(json, text, value, outcome)
 }
 
-fn enrol(session: &mut Session, args: EnrolArgs, json: bool) -> Result<Output, AdminError> {
-    let user = session.user(&args.user)?;
+/// An enrolment code this keyring issued and the server can now be claimed with.
+#[derive(Debug)]
+pub(crate) struct Issued {
+    pub code: EnrolmentCode,
+    pub user: UserInfo,
+    pub expires_at_ms: i64,
+}
+
+/// Makes an enrolment code for one device of the user `user` names: what `device enrol` and
+/// the console's enrol page do.
+pub(crate) fn issue_code(session: &mut Session, user: &str, valid_hours: u32) -> Result<Issued, AdminError> {
+    let user = session.user(user)?;
     // A device certified for a role the policy does not name could do nothing.
     session.require_role_in_policy(&user.role)?;
     let now = now_ms()?;
     session.keyring.prune_codes(now);
-    let (code, request) = enrolment::issue(&mut session.keyring, &user, now, args.valid_hours)?;
+    let (code, request) = enrolment::issue(&mut session.keyring, &user, now, valid_hours)?;
     // Remembered before the server learns of it, so that no code can be claimed that this
     // keyring cannot later approve by.
     session.save()?;
@@ -134,13 +168,18 @@ fn enrol(session: &mut Session, args: EnrolArgs, json: bool) -> Result<Output, A
         let _ = session.save();
         return Err(e);
     }
+    Ok(Issued { code, user, expires_at_ms: request.expires_at_ms })
+}
+
+fn enrol(session: &mut Session, args: EnrolArgs, json: bool) -> Result<Output, AdminError> {
+    let Issued { code, user, expires_at_ms } = issue_code(session, &args.user, args.valid_hours)?;
     if !json {
         // On stderr, so that stdout is the code alone for scripts to capture.
         eprintln!(
             "enrolment code for {} (id {}), valid until {}:",
             user.name,
             user.id,
-            output::time(request.expires_at_ms)
+            output::time(expires_at_ms)
         );
     }
     Output::either(
@@ -150,14 +189,33 @@ fn enrol(session: &mut Session, args: EnrolArgs, json: bool) -> Result<Output, A
                 "code": code.to_string(),
                 "user_id": user.id,
                 "user_name": user.name,
-                "expires_at_ms": request.expires_at_ms,
+                "expires_at_ms": expires_at_ms,
             })
         },
         || code.to_string(),
     )
 }
 
-fn devices_path(pending: bool) -> String {
+/// Certifies the one pending device `device_id` names, if its key MAC proves an enrolment
+/// code this keyring issued: the console's approve button.
+pub(crate) fn approve_device(session: &mut Session, device_id: &str) -> Result<Approved, AdminError> {
+    let pending: Vec<DeviceInfo> = session.client().get(&devices_path(true))?;
+    let info = pending
+        .into_iter()
+        .find(|d| d.state == PENDING && d.device_id.eq_ignore_ascii_case(device_id))
+        .ok_or_else(|| AdminError::UnknownDevice(device_id.to_owned()))?;
+    // The server's word that a device is pending for some user proves nothing: only a key
+    // MAC under a code this keyring issued does.
+    let index = enrolment::code_of(&session.keyring, &info).ok_or(AdminError::UnknownCode)?;
+    let issued = session.keyring.issued_codes.get(index).cloned().ok_or(AdminError::UnknownCode)?;
+    let approved = approve_one(session, &info, &issued, now_ms()?)?;
+    // A code approves once.
+    session.keyring.issued_codes.retain(|c| c.code_id != issued.code_id);
+    session.save()?;
+    Ok(approved)
+}
+
+pub(crate) fn devices_path(pending: bool) -> String {
     if pending {
         format!("{}?state={PENDING}", api::PATH_ADMIN_DEVICES)
     } else {
@@ -191,13 +249,13 @@ fn list(session: &Session, args: DeviceListArgs, json: bool) -> Result<Output, A
 
 /// One device this command certified.
 #[derive(Debug, Serialize)]
-struct Approved {
-    device_id: String,
-    user_id: i64,
-    user_name: String,
-    org: String,
-    role: String,
-    valid_until_ms: i64,
+pub(crate) struct Approved {
+    pub device_id: String,
+    pub user_id: i64,
+    pub user_name: String,
+    pub org: String,
+    pub role: String,
+    pub valid_until_ms: i64,
 }
 
 fn approve(session: &mut Session, args: ApproveArgs, json: bool) -> Result<Output, AdminError> {
