@@ -52,9 +52,9 @@ pub fn run(cli: Cli) -> Result<Output, AdminError> {
 
 /// An unlocked, registered keyring and the server to talk to.
 pub(crate) struct Session {
-    file: KeyringFile,
-    keyring: Keyring,
-    server: ServerUrl,
+    pub(crate) file: KeyringFile,
+    pub(crate) keyring: Keyring,
+    pub(crate) server: ServerUrl,
     /// The root and escrow keys from `--offline-keyring`, when given (never saved into the
     /// daily keyring).
     attached: Option<OfflineKeys>,

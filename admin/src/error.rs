@@ -16,6 +16,9 @@ pub const EXIT_FAILURE: u8 = 1;
 pub enum AdminError {
     #[error("{0}")]
     Usage(String),
+    /// The console could not start or serve.
+    #[error("the console: {0}")]
+    Console(String),
     #[error(transparent)]
     Keyring(#[from] KeyringError),
     #[error("this network is already set up: {0} holds a keyring the server has accepted")]

@@ -69,7 +69,6 @@ fn pick_device(devices: Vec<DeviceInfo>, text: &str) -> Result<DeviceInfo, Admin
 #[derive(Debug)]
 pub(crate) struct Revoked {
     pub device: DeviceInfo,
-    pub reason: RevocationReason,
     pub revocation_list: u32,
     /// The documents the server queued for a new key, as it counted them.
     pub pending: Option<u64>,
@@ -114,7 +113,7 @@ pub(crate) fn revoke_device(
     let answer = session.client().post(&api::admin_revoke_path(&id), &request)?;
     let pending = serde_json::from_slice::<RotationsQueued>(&answer).ok().map(|q| q.pending);
     let outcome = session.rotate_pending_with(pending, None, progress);
-    let revoked = Revoked { device, reason, revocation_list: list.version, pending };
+    let revoked = Revoked { device, revocation_list: list.version, pending };
     Ok((revoked, outcome))
 }
 
