@@ -36,3 +36,8 @@ pub mod link;
 
 /// The `eenplan` command line, run as a process on an enrolled data directory.
 pub mod cli;
+
+/// The administrator's console: its process, raw requests, and headless chromium through
+/// chromedriver.
+#[allow(clippy::panic)]
+pub mod console;
