@@ -178,6 +178,14 @@ impl Browser {
     }
 
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        match self.try_call(method, path, body) {
+            Ok(value) => value,
+            Err(text) => panic!("webdriver {method} {path}: {text}"),
+        }
+    }
+
+    /// The answer's `value`, or the whole answer as text when it is an error.
+    fn try_call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
         let url = format!("{}{path}", self.base);
         let result = match body {
             Some(body) => self
@@ -188,15 +196,10 @@ impl Browser {
             None if method == "DELETE" => self.agent.delete(&url).call(),
             None => self.agent.get(&url).call(),
         };
-        let mut response = result.unwrap_or_else(|e| panic!("webdriver {method} {path}: {e}"));
-        let text = response.body_mut().read_to_string().unwrap_or_else(|e| panic!("webdriver body: {e}"));
-        let value: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("webdriver json: {e}: {text}"));
-        assert!(
-            response.status().is_success(),
-            "webdriver {method} {path} answered {}: {text}",
-            response.status()
-        );
-        value["value"].clone()
+        let mut response = result.map_err(|e| e.to_string())?;
+        let text = response.body_mut().read_to_string().map_err(|e| e.to_string())?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
+        if response.status().is_success() { Ok(value["value"].clone()) } else { Err(text) }
     }
 
     fn path(&self, rest: &str) -> String {
@@ -218,11 +221,15 @@ impl Browser {
 
     /// How many elements match `css`.
     pub fn count(&self, css: &str) -> usize {
-        let found = self.call("POST", &self.path("/elements"), Some(json!({ "using": "css selector", "value": css })));
-        found.as_array().map_or(0, Vec::len)
+        // Asked while a page loads, chromium may answer that the document went away: none yet.
+        self.try_call("POST", &self.path("/elements"), Some(json!({ "using": "css selector", "value": css })))
+            .ok()
+            .and_then(|found| found.as_array().map(Vec::len))
+            .unwrap_or(0)
     }
 
     pub fn click(&self, css: &str) {
+        self.wait_for(css);
         let id = self.element(css);
         self.call("POST", &self.path(&format!("/element/{id}/click")), Some(json!({})));
     }
@@ -233,7 +240,22 @@ impl Browser {
         self.call("POST", &self.path(&format!("/element/{id}/value")), Some(json!({ "text": text })));
     }
 
+    /// The page's HTML as the browser holds it now.
+    pub fn source(&self) -> String {
+        self.call("GET", &self.path("/source"), None).as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Asks for `css` until the page has it (a click on a submit button returns before the
+    /// next page has loaded), at most ten seconds.
+    pub fn wait_for(&self, css: &str) {
+        let started = Instant::now();
+        while self.count(css) == 0 {
+            assert!(started.elapsed() < Duration::from_secs(10), "no {css} on {}:\n{}", self.url(), self.source());
+        }
+    }
+
     pub fn text(&self, css: &str) -> String {
+        self.wait_for(css);
         let id = self.element(css);
         self.call("GET", &self.path(&format!("/element/{id}/text")), None).as_str().unwrap_or_default().to_owned()
     }

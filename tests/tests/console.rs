@@ -148,6 +148,7 @@ fn an_administrator_enrols_approves_and_revokes_a_phone_in_the_browser_and_the_s
     browser.click(&format!("#revoke-{phone_id}"));
     browser.click("#reason-stolen");
     browser.click("#revoke");
+    browser.wait_for("#job-state");
     assert!(browser.url().contains("/jobs/"));
     let done = browser.poll_text("#job-state", Duration::from_secs(120), |t| !t.starts_with("Bezig"));
     assert!(done.starts_with("Klaar"), "{done}");
@@ -163,11 +164,12 @@ fn an_administrator_enrols_approves_and_revokes_a_phone_in_the_browser_and_the_s
     browser.goto(&format!("{}/audit?vraag=controleren", console.base()));
     assert!(browser.text("#audit-result").contains("gebeurtenissen gecontroleerd"));
 
-    // The server agrees: the phone is revoked, nothing waits for a new key.
+    // The server agrees: the phone is shut out, nothing waits for a new key.
     drop(browser);
     console.stop();
     let devices: serde_json::Value = serde_json::from_str(&net.admin.run(&["--json", "device", "list"])).unwrap();
     let listed = devices.as_array().unwrap().iter().find(|d| d["device_id"] == phone_id.as_str()).unwrap();
-    assert_eq!(listed["state"], "revoked");
+    // Revoked, and since its last sync also wiped: it obeyed the wipe order the revoke left.
+    assert_eq!(listed["state"], "wiped");
     assert!(net.admin.run(&["rekey"]).contains("no document waits"));
 }
