@@ -61,7 +61,9 @@ async fn serve(session: Session, port: u16) -> Result<(), AdminError> {
     // The link alone on stdout, for scripts; the explanation on stderr.
     eprintln!("De beheerconsole draait. Open deze link één keer in je browser (hij werkt maar één keer):");
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{link}").and_then(|()| stdout.flush()).map_err(|e| AdminError::Console(e.to_string()))?;
+    writeln!(stdout, "{link}")
+        .and_then(|()| stdout.flush())
+        .map_err(|e| AdminError::Console(e.to_string()))?;
     drop(stdout);
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async {

@@ -6,9 +6,9 @@
 
 mod args;
 mod audit;
-mod console;
 mod client;
 mod commands;
+mod console;
 mod enrolment;
 mod error;
 mod keyring;

@@ -82,7 +82,8 @@ impl Answer {
 /// the whole answer.
 pub fn raw(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("connect: {e}"));
-    let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -173,7 +174,8 @@ impl Browser {
         }}});
         let mut browser = Browser { driver, base, session: String::new(), agent };
         let answer = browser.call("POST", "/session", Some(capabilities));
-        browser.session = answer["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {answer}")).to_owned();
+        browser.session =
+            answer["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {answer}")).to_owned();
         browser
     }
 
@@ -215,7 +217,8 @@ impl Browser {
     }
 
     fn element(&self, css: &str) -> String {
-        let found = self.call("POST", &self.path("/element"), Some(json!({ "using": "css selector", "value": css })));
+        let found =
+            self.call("POST", &self.path("/element"), Some(json!({ "using": "css selector", "value": css })));
         found[ELEMENT].as_str().unwrap_or_else(|| panic!("no element {css}: {found}")).to_owned()
     }
 
@@ -250,19 +253,29 @@ impl Browser {
     pub fn wait_for(&self, css: &str) {
         let started = Instant::now();
         while self.count(css) == 0 {
-            assert!(started.elapsed() < Duration::from_secs(10), "no {css} on {}:\n{}", self.url(), self.source());
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no {css} on {}:\n{}",
+                self.url(),
+                self.source()
+            );
         }
     }
 
     pub fn text(&self, css: &str) -> String {
         self.wait_for(css);
         let id = self.element(css);
-        self.call("GET", &self.path(&format!("/element/{id}/text")), None).as_str().unwrap_or_default().to_owned()
+        self.call("GET", &self.path(&format!("/element/{id}/text")), None)
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     pub fn attribute(&self, css: &str, name: &str) -> Option<String> {
         let id = self.element(css);
-        self.call("GET", &self.path(&format!("/element/{id}/attribute/{name}")), None).as_str().map(str::to_owned)
+        self.call("GET", &self.path(&format!("/element/{id}/attribute/{name}")), None)
+            .as_str()
+            .map(str::to_owned)
     }
 
     /// Asks the page for `css`'s text until `done` holds for it, at most `limit` long.

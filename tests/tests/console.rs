@@ -15,7 +15,8 @@ use eenplan_core::Device;
 use eenplan_tests::console::{Browser, Console, raw};
 use eenplan_tests::network::{Network, device_keystore};
 
-const USERS: &[(&str, &str, &str)] = &[("Fatima", "Wijkteam Noord", "wijkteam"), ("Wim", "Wijkteam Noord", "wijkteam")];
+const USERS: &[(&str, &str, &str)] =
+    &[("Fatima", "Wijkteam Noord", "wijkteam"), ("Wim", "Wijkteam Noord", "wijkteam")];
 
 fn host(console: &Console) -> String {
     format!("127.0.0.1:{}", console.port)
@@ -60,7 +61,8 @@ fn the_console_refuses_a_wrong_host_no_cookie_a_reused_login_link_and_a_post_wit
     assert!(page.body.contains("Fatima"));
     let csrf = csrf_in(&page.body);
     // The right cookie through a wrong Host is refused too.
-    let wrong_host = raw(port, "GET", "/", &[("Host", &format!("localhost.evil:{port}")), ("Cookie", &cookie)], "");
+    let wrong_host =
+        raw(port, "GET", "/", &[("Host", &format!("localhost.evil:{port}")), ("Cookie", &cookie)], "");
     assert_eq!(wrong_host.status, 421);
 
     let form = |csrf: &str| format!("csrf={csrf}&user=1&hours=24");
@@ -71,7 +73,8 @@ fn the_console_refuses_a_wrong_host_no_cookie_a_reused_login_link_and_a_post_wit
     };
     let no_csrf = post(&[("Host", &host), ("Cookie", &cookie), ("Origin", &origin)], "user=1&hours=24");
     assert_eq!(no_csrf.status, 403);
-    let wrong_csrf = post(&[("Host", &host), ("Cookie", &cookie), ("Origin", &origin)], &form(&"0".repeat(64)));
+    let wrong_csrf =
+        post(&[("Host", &host), ("Cookie", &cookie), ("Origin", &origin)], &form(&"0".repeat(64)));
     assert_eq!(wrong_csrf.status, 403);
     let foreign_origin =
         post(&[("Host", &host), ("Cookie", &cookie), ("Origin", "http://evil.example")], &form(&csrf));
@@ -167,7 +170,8 @@ fn an_administrator_enrols_approves_and_revokes_a_phone_in_the_browser_and_the_s
     // The server agrees: the phone is shut out, nothing waits for a new key.
     drop(browser);
     console.stop();
-    let devices: serde_json::Value = serde_json::from_str(&net.admin.run(&["--json", "device", "list"])).unwrap();
+    let devices: serde_json::Value =
+        serde_json::from_str(&net.admin.run(&["--json", "device", "list"])).unwrap();
     let listed = devices.as_array().unwrap().iter().find(|d| d["device_id"] == phone_id.as_str()).unwrap();
     // Revoked, and since its last sync also wiped: it obeyed the wipe order the revoke left.
     assert_eq!(listed["state"], "wiped");

@@ -77,7 +77,8 @@ impl Guard {
 
     fn origin_ok(&self, headers: &HeaderMap) -> bool {
         let origin = headers.get(header::ORIGIN).and_then(|h| h.to_str().ok()).unwrap_or("");
-        origin == format!("http://127.0.0.1:{}", self.port) || origin == format!("http://localhost:{}", self.port)
+        origin == format!("http://127.0.0.1:{}", self.port)
+            || origin == format!("http://localhost:{}", self.port)
     }
 
     /// The CSRF token of the session the request's cookie belongs to.
@@ -118,7 +119,10 @@ pub(crate) async fn check(State(state): State<Shared>, request: Request, next: N
 async fn guarded(state: &Shared, request: Request, next: Next) -> Response {
     let guard = &state.guard;
     if !guard.host_ok(request.headers()) {
-        return refuse(StatusCode::MISDIRECTED_REQUEST, "Deze console is alleen te bereiken via 127.0.0.1 of localhost.");
+        return refuse(
+            StatusCode::MISDIRECTED_REQUEST,
+            "Deze console is alleen te bereiken via 127.0.0.1 of localhost.",
+        );
     }
     let path = request.uri().path();
     if path == "/login" || path.starts_with("/static/") {
@@ -144,7 +148,10 @@ async fn guarded(state: &Shared, request: Request, next: Next) -> Response {
     };
     let sent = form_urlencoded::parse(&bytes).find(|(name, _)| name == "csrf").map(|(_, v)| v.into_owned());
     if !sent.is_some_and(|sent| same(&sent, &csrf)) {
-        return refuse(StatusCode::FORBIDDEN, "Dit formulier is verlopen of niet van de console: laad de pagina opnieuw.");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "Dit formulier is verlopen of niet van de console: laad de pagina opnieuw.",
+        );
     }
     let mut request = Request::from_parts(parts, Body::from(bytes));
     request.extensions_mut().insert(Csrf(csrf));

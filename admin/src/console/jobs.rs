@@ -33,7 +33,11 @@ pub(crate) struct Job {
 impl Job {
     fn running_text(&self) -> String {
         match self.total {
-            Some(total) => format!("Bezig: {} van {} documenten hebben een nieuwe sleutel.", self.done, total.max(self.done)),
+            Some(total) => format!(
+                "Bezig: {} van {} documenten hebben een nieuwe sleutel.",
+                self.done,
+                total.max(self.done)
+            ),
             None => format!("Bezig: {} documenten hebben een nieuwe sleutel, er volgen er meer.", self.done),
         }
     }
@@ -88,7 +92,10 @@ pub(crate) async fn revoke(
     Form(form): Form<RevokeForm>,
 ) -> Response {
     let Some(reason) = RevocationReason::parse(&form.reason) else {
-        return pages::error_page(StatusCode::BAD_REQUEST, "Kies een reden: kwijt, gestolen, vervangen of vertrokken.");
+        return pages::error_page(
+            StatusCode::BAD_REQUEST,
+            "Kies een reden: kwijt, gestolen, vervangen of vertrokken.",
+        );
     };
     let mut id = [0u8; 16];
     if getrandom::fill(&mut id).is_err() {

@@ -121,7 +121,13 @@ fn people(users: Vec<UserInfo>, devices: Vec<DeviceInfo>) -> Vec<PersonRow> {
     }
     let mut people: Vec<PersonRow> = users
         .into_iter()
-        .map(|u| PersonRow { devices: by_user.remove(&u.id).unwrap_or_default(), id: u.id, name: u.name, org: u.org, role: u.role })
+        .map(|u| PersonRow {
+            devices: by_user.remove(&u.id).unwrap_or_default(),
+            id: u.id,
+            name: u.name,
+            org: u.org,
+            role: u.role,
+        })
         .collect();
     people.sort_by(|a, b| (&a.org, &a.name).cmp(&(&b.org, &b.name)));
     people
@@ -142,7 +148,9 @@ pub(crate) async fn overview(
         Ok(listed) => listed,
         Err(page) => return page,
     };
-    let notice = query.goedgekeurd.map(|id| format!("Apparaat {} is goedgekeurd.", id.chars().take(12).collect::<String>()));
+    let notice = query
+        .goedgekeurd
+        .map(|id| format!("Apparaat {} is goedgekeurd.", id.chars().take(12).collect::<String>()));
     render(&Overview { csrf, notice, people: people(users, devices) })
 }
 
@@ -190,7 +198,11 @@ async fn users(state: &Shared) -> Result<Vec<UserInfo>, Response> {
 fn choices(users: Vec<UserInfo>, selected: Option<i64>) -> Vec<Choice> {
     users
         .into_iter()
-        .map(|u| Choice { selected: Some(u.id) == selected, label: format!("{} ({}, {})", u.name, u.org, u.role), id: u.id })
+        .map(|u| Choice {
+            selected: Some(u.id) == selected,
+            label: format!("{} ({}, {})", u.name, u.org, u.role),
+            id: u.id,
+        })
         .collect()
 }
 
@@ -247,7 +259,7 @@ pub(crate) async fn enrol(
     let view = IssuedView {
         code: issued.code.to_string(),
         user: format!("{} ({})", issued.user.name, issued.user.org),
-        expires: format!("{} {}", day(issued.expires_at_ms), crate::output::time(issued.expires_at_ms)),
+        expires: crate::output::time(issued.expires_at_ms),
         link,
         qr_svg,
     };
@@ -270,7 +282,9 @@ pub(crate) async fn revoke_form(
     Extension(Csrf(csrf)): Extension<Csrf>,
     Path(device): Path<String>,
 ) -> Response {
-    let devices = with_session(&state, |session| session.client().get::<Vec<DeviceInfo>>(api::PATH_ADMIN_DEVICES)).await;
+    let devices =
+        with_session(&state, |session| session.client().get::<Vec<DeviceInfo>>(api::PATH_ADMIN_DEVICES))
+            .await;
     let devices = match devices {
         Ok(devices) => devices,
         Err(page) => return page,
@@ -330,7 +344,11 @@ fn plan_view(session: &mut Session, text: &str) -> Result<PlanView, AdminError> 
             let certificate = Certificate::from_bytes(&api::unhex(&d.certificate)?).ok()?;
             let admin = Certificate::from_bytes(&api::unhex(&d.admin_certificate)?).ok()?;
             let body = certificate.verify_device(&admin, &root, now).ok()?;
-            let line = format!("{} ({})", api::hex(&body.device_id).chars().take(12).collect::<String>(), state_label(&d.state));
+            let line = format!(
+                "{} ({})",
+                api::hex(&body.device_id).chars().take(12).collect::<String>(),
+                state_label(&d.state)
+            );
             Some((body.user_id, line))
         })
         .collect();
@@ -343,10 +361,19 @@ fn plan_view(session: &mut Session, text: &str) -> Result<PlanView, AdminError> 
             org: p.organisation.clone(),
             role: p.role.clone(),
             regisseur: p.user_id == state.regisseur,
-            devices: verified.iter().filter(|(user, _)| *user == p.user_id).map(|(_, line)| line.clone()).collect(),
+            devices: verified
+                .iter()
+                .filter(|(user, _)| *user == p.user_id)
+                .map(|(_, line)| line.clone())
+                .collect(),
         })
         .collect();
-    Ok(PlanView { id: api::hex(&plan), level: state.level.clone(), closed: state.closed_at_ms.map(day), participants })
+    Ok(PlanView {
+        id: api::hex(&plan),
+        level: state.level.clone(),
+        closed: state.closed_at_ms.map(day),
+        participants,
+    })
 }
 
 pub(crate) async fn plan(State(state): State<Shared>, Query(query): Query<PlanQuery>) -> Response {
@@ -411,7 +438,9 @@ fn audit_answer(session: &mut Session, form: &AuditForm) -> Result<AuditAnswer, 
             let query = if !form.plan.trim().is_empty() {
                 AuditQuery::Plan(audit::id16(&form.plan, "het plan-id")?)
             } else if !form.user.trim().is_empty() {
-                AuditQuery::User(form.user.trim().parse().map_err(|_| AdminError::usage("een gebruiker is een nummer"))?)
+                AuditQuery::User(
+                    form.user.trim().parse().map_err(|_| AdminError::usage("een gebruiker is een nummer"))?,
+                )
             } else if !form.device.trim().is_empty() {
                 AuditQuery::Device(audit::id16(&form.device, "het apparaat-id")?)
             } else {
@@ -427,14 +456,23 @@ pub(crate) async fn audit(State(state): State<Shared>, Query(form): Query<AuditF
     if form.vraag.is_empty() {
         return render(&AuditPage { form, rows: None, lines: Vec::new(), warning: None });
     }
-    let (answer, form) = match with_session(&state, move |session| Ok((audit_answer(session, &form), form))).await {
-        Ok(done) => done,
-        Err(page) => return page,
+    let (answer, form) =
+        match with_session(&state, move |session| Ok((audit_answer(session, &form), form))).await {
+            Ok(done) => done,
+            Err(page) => return page,
+        };
+    let doubt = |n: usize| {
+        (n > 0).then(|| {
+            format!("Let op: het logboek is {n} keer niet in orde; dit overzicht kan onvolledig zijn.")
+        })
     };
-    let doubt = |n: usize| (n > 0).then(|| format!("Let op: het logboek is {n} keer niet in orde; dit overzicht kan onvolledig zijn."));
     match answer {
-        Ok(AuditAnswer::Rows(rows, doubts)) => render(&AuditPage { form, rows: Some(rows), lines: Vec::new(), warning: doubt(doubts) }),
-        Ok(AuditAnswer::Lines(lines, wrong)) => render(&AuditPage { form, rows: None, lines, warning: doubt(wrong) }),
+        Ok(AuditAnswer::Rows(rows, doubts)) => {
+            render(&AuditPage { form, rows: Some(rows), lines: Vec::new(), warning: doubt(doubts) })
+        }
+        Ok(AuditAnswer::Lines(lines, wrong)) => {
+            render(&AuditPage { form, rows: None, lines, warning: doubt(wrong) })
+        }
         Err(e) => error_page(StatusCode::BAD_REQUEST, &format!("Dat lukte niet: {e}")),
     }
 }
@@ -442,9 +480,11 @@ pub(crate) async fn audit(State(state): State<Shared>, Query(form): Query<AuditF
 // --- static files ----------------------------------------------------------------------------
 
 pub(crate) async fn css() -> Response {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../../static/console.css")).into_response()
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../../static/console.css"))
+        .into_response()
 }
 
 pub(crate) async fn js() -> Response {
-    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("../../static/console.js")).into_response()
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("../../static/console.js"))
+        .into_response()
 }

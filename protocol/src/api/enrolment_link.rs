@@ -79,7 +79,10 @@ mod tests {
         let server = ServerUrl::parse("https://eenplan.zaanstad.nl:8443").unwrap();
         let link = EnrolmentLink { server, code: code.clone() };
         let text = link.to_text();
-        assert!(text.starts_with("eenplan:enrol?server=https%3A%2F%2Feenplan.zaanstad.nl%3A8443&code="), "{text}");
+        assert!(
+            text.starts_with("eenplan:enrol?server=https%3A%2F%2Feenplan.zaanstad.nl%3A8443&code="),
+            "{text}"
+        );
         assert_eq!(EnrolmentLink::parse(&text), Some(link));
         let code_text = code.to_string();
         for bad in [

@@ -25,7 +25,8 @@ use eenplan_tests::bench::{Args, Table, median, ratio, secs, sync_fully};
 use eenplan_tests::console::{Console, raw};
 use eenplan_tests::network::Network;
 
-const USERS: &[(&str, &str, &str)] = &[("Fatima", "Wijkteam Noord", "wijkteam"), ("Wim", "Wijkteam Noord", "wijkteam")];
+const USERS: &[(&str, &str, &str)] =
+    &[("Fatima", "Wijkteam Noord", "wijkteam"), ("Wim", "Wijkteam Noord", "wijkteam")];
 
 fn main() {
     let args = Args::from_env("console_bench [--quick] [--plans N] [--reps N]");
@@ -58,18 +59,30 @@ fn main() {
                 }
                 sync_fully(&mut wim);
             }
-            assert!(ids.iter().all(|p| !phone.keyed_compartments(p).unwrap().is_empty()), "the phone never got every key");
+            assert!(
+                ids.iter().all(|p| !phone.keyed_compartments(p).unwrap().is_empty()),
+                "the phone never got every key"
+            );
             let id = phone.device_id().to_string();
             let took = if way == "console" { console_revoke(&net, &id) } else { cli_revoke(&net, &id) };
             eprintln!("  {way} revocation {}: {}", rep + 1, secs(took));
-            if way == "console" { console_times.push(took) } else { cli_times.push(took) }
+            if way == "console" {
+                console_times.push(took)
+            } else {
+                cli_times.push(took)
+            }
             assert!(phone.sync().is_err(), "the revoked phone is refused");
         }
     }
     let (console, cli) = (median(&console_times), median(&cli_times));
     let mut table = Table::default();
     table.section(&format!("revoke one phone of a person on {plans} plans (median of {reps})"));
-    table.row("console: click → last rotation committed", secs(console), format!("CLI {}", secs(cli)), ratio(console.as_secs_f64(), cli.as_secs_f64()));
+    table.row(
+        "console: click → last rotation committed",
+        secs(console),
+        format!("CLI {}", secs(cli)),
+        ratio(console.as_secs_f64(), cli.as_secs_f64()),
+    );
     table.row("CLI: `eenplan-admin device revoke` (process)", secs(cli), "baseline", "1.00×");
     table.print();
 }
@@ -81,7 +94,8 @@ fn console_revoke(net: &Network, device: &str) -> Duration {
     let origin = format!("http://{host}");
     let login = raw(port, "GET", console.login.trim_start_matches(&console.base()), &[("Host", &host)], "");
     let cookie = login.header("set-cookie").unwrap().split(';').next().unwrap().to_owned();
-    let form = raw(port, "GET", &format!("/devices/{device}/revoke"), &[("Host", &host), ("Cookie", &cookie)], "");
+    let form =
+        raw(port, "GET", &format!("/devices/{device}/revoke"), &[("Host", &host), ("Cookie", &cookie)], "");
     let start = form.body.find("name=\"csrf\" value=\"").unwrap() + 19;
     let csrf = form.body[start..].split('"').next().unwrap().to_owned();
     let body = format!("csrf={csrf}&reason=lost");
@@ -95,7 +109,8 @@ fn console_revoke(net: &Network, device: &str) -> Duration {
     let posted = raw(port, "POST", &format!("/devices/{device}/revoke"), &headers, &body);
     let job = posted.header("location").unwrap().to_owned();
     loop {
-        let progress = raw(port, "GET", &format!("{job}/progress"), &[("Host", &host), ("Cookie", &cookie)], "");
+        let progress =
+            raw(port, "GET", &format!("{job}/progress"), &[("Host", &host), ("Cookie", &cookie)], "");
         let value: serde_json::Value = serde_json::from_str(&progress.body).unwrap();
         match value["state"].as_str() {
             Some("running") => std::thread::sleep(Duration::from_millis(5)),
