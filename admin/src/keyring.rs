@@ -325,6 +325,7 @@ impl Keyring {
                 admin_public: admin.verifying_key().to_bytes(),
                 name: admin_name.clone(),
                 issued_at_ms: now_ms,
+                organisation: None,
             },
             &root,
         );

@@ -201,6 +201,7 @@ mod tests {
                 admin_public: second.admin_public(),
                 name: "Tweede".into(),
                 issued_at_ms: 1,
+                organisation: None,
             },
             root,
         );

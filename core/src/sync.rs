@@ -701,6 +701,7 @@ pub(crate) mod test_network {
                 admin_public: admin.verifying_key().to_bytes(),
                 name: "beheer".into(),
                 issued_at_ms: 0,
+                organisation: None,
             };
             let admin_certificate = Certificate::sign_admin(&body, &root).to_bytes();
             TestNetwork { root, admin, admin_certificate }
@@ -800,6 +801,7 @@ mod tests {
             admin_public: admin.verifying_key().to_bytes(),
             name: "beheer".into(),
             issued_at_ms: 0,
+            organisation: None,
         };
         let body = DeviceBody {
             device_id: device_id_of(device.verifying_key().as_bytes()),

@@ -221,6 +221,7 @@ mod tests {
                 admin_public: admin.verifying_key().to_bytes(),
                 name: "Beheer".into(),
                 issued_at_ms: 0,
+                organisation: None,
             },
             root,
         );

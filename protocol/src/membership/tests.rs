@@ -25,6 +25,7 @@ impl Network {
                 admin_public: admin.verifying_key().to_bytes(),
                 name: "beheer".into(),
                 issued_at_ms: 0,
+                organisation: None,
             },
             &root,
         )
