@@ -171,6 +171,12 @@ impl Certificate {
         ciborium::from_reader(self.body.as_slice()).map_err(|_| CertificateError::Malformed)
     }
 
+    /// The administrator body this certificate *claims*, without checking the signature: for
+    /// a certificate verified before (the server's stored administrators).
+    pub fn claimed_admin_body(&self) -> Result<AdminBody, CertificateError> {
+        ciborium::from_reader(self.body.as_slice()).map_err(|_| CertificateError::Malformed)
+    }
+
     /// The device body this certificate *claims*, without checking any signature: only for
     /// finding which administrator certificate to verify it against (its `issuer`), never
     /// for trusting what it says. Call [`Certificate::verify_device`] before relying on it.

@@ -22,6 +22,7 @@ use eenplan_protocol::membership::{
     Signer,
 };
 use eenplan_protocol::policy::Policy;
+use eenplan_protocol::certificate::DeviceBody;
 use eenplan_protocol::revocation::RevocationList;
 use eenplan_protocol::sync::{Blob, SyncResponse};
 use serde::{Deserialize, Serialize};
@@ -339,7 +340,7 @@ fn extend(
     revoked: &RevocationList,
 ) -> Result<bool, MembershipError> {
     let revoked_before =
-        |device: &[u8; 16], at: i64| revoked.is_revoked(device).is_some_and(|r| r.revoked_at_ms <= at);
+        |device: &DeviceBody, at: i64| revoked.revokes(device).is_some_and(|r| r.revoked_at_ms <= at);
     let claimed = entry.claimed()?;
     match held {
         None if claimed.seq == 1 => {

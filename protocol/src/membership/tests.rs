@@ -59,7 +59,7 @@ impl Network {
     }
 }
 
-fn never_revoked(_: &[u8; 16], _: i64) -> bool {
+fn never_revoked(_: &DeviceBody, _: i64) -> bool {
     false
 }
 
