@@ -225,6 +225,15 @@ struct Recipient {
     missing: BTreeSet<u32>,
 }
 
+/// The organisation `listed`'s certificate names, judged at its own start (a revoked device's
+/// certificate may have run out since).
+fn certified_organisation(listed: &Listed, authority: &Authority<'_>) -> Option<String> {
+    let certificate = Certificate::from_bytes(&listed.certificate).ok()?;
+    let issuer = Certificate::from_bytes(&listed.admin_certificate).ok()?;
+    let at = certificate.claimed_device_body().ok()?.valid_from_ms;
+    certificate.verify_device(&issuer, &authority.root_public, at).ok().map(|body| body.organisation)
+}
+
 fn verify_recipient(
     listed: &Listed,
     document: DocumentId,
@@ -335,8 +344,12 @@ fn checked_recipients(
     let mut revoked = Vec::new();
     for listed in &task.recipients {
         // Whatever the server says about it (active, a reader, a valid certificate): a revoked
-        // device gets no key from this keyring.
-        if authority.revoked(&listed.device).is_some() {
+        // device gets no key from this keyring. An entry counts only under the organisation
+        // the device's own root-verified certificate names (one that does not verify gets no
+        // key either way).
+        if authority.revoked(&listed.device).is_some_and(|record| {
+            certified_organisation(listed, authority).is_none_or(|own| own == record.entry.organisation)
+        }) {
             if !revoked.contains(&listed.device) {
                 revoked.push(listed.device);
             }
