@@ -14,8 +14,8 @@ mod user;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
-use eenplan_protocol::certificate::AdminScope;
 use eenplan_protocol::api::{self, PolicyInfo, UserInfo};
+use eenplan_protocol::certificate::AdminScope;
 use eenplan_protocol::policy::{Policy, SignedPolicy};
 use eenplan_protocol::revocation::RevocationList;
 
@@ -132,7 +132,9 @@ impl Session {
     /// this administrator's scope does not cover.
     fn require_org(&self, org: &str) -> Result<(), AdminError> {
         match self.scope() {
-            AdminScope::Organisation(own) if own != org => Err(AdminError::OutOfScope { own, org: org.to_owned() }),
+            AdminScope::Organisation(own) if own != org => {
+                Err(AdminError::OutOfScope { own, org: org.to_owned() })
+            }
             _ => Ok(()),
         }
     }

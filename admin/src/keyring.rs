@@ -642,7 +642,6 @@ impl KeyringFile {
 mod tests {
     use eenplan_core::keystore::{KdfParams, PassphraseKeyStore};
     use eenplan_protocol::envelope;
-    use eenplan_protocol::sync::Fixed;
     use eenplan_protocol::wipe::RevocationReason;
 
     use super::offline::OfflineKeyringFile;
@@ -689,11 +688,8 @@ mod tests {
         // Saving again (as `device enrol` does) keeps it readable and keeps the changes.
         let mut changed = opened;
         changed.registered = true;
-        changed.trust.record(RevokedDevice {
-            device: Fixed([4; 16]),
-            revoked_at_ms: 9,
-            reason: RevocationReason::Lost,
-        });
+        let entry = RevokedDevice::sign([4; 16], 9, RevocationReason::Lost, "Wijkteam Noord", &changed.admin);
+        changed.trust.record(entry);
         changed.trust.policy_signed = 3;
         file.save(&changed).unwrap();
         drop(file);

@@ -1177,11 +1177,14 @@ mod tests {
     fn a_device_the_keyring_revoked_gets_no_key_whatever_the_server_lists() {
         let mut network = Network::new(1);
         let (stolen, remaining) = (network.device(10, "wijkteam"), network.device(11, "wijkteam"));
-        network.trust.record(RevokedDevice {
-            device: Fixed(stolen.id),
-            revoked_at_ms: NOW - 1,
-            reason: RevocationReason::Stolen,
-        });
+        let entry = RevokedDevice::sign(
+            stolen.id,
+            NOW - 1,
+            RevocationReason::Stolen,
+            "Wijkteam Noord",
+            &network.admin,
+        );
+        network.trust.record(entry);
         network.trust.revocations_version = 4;
         // Its certificate is valid and its role may read zorg: only the keyring's record
         // keeps it out.

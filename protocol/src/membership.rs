@@ -326,7 +326,10 @@ impl SignedEntry {
 /// Who an entry's signer is, once verified.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SignedBy {
-    Device { device: [u8; 16], user: i64 },
+    Device {
+        device: [u8; 16],
+        user: i64,
+    },
     /// `organisation`: the administrator's scope (absent: network-wide).
     Admin {
         name: String,

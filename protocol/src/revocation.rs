@@ -133,7 +133,8 @@ impl RevokedDevice {
     /// Checks the entry against its administrator (`admins`: root-verified, by key).
     fn check(&self, admins: &HashMap<[u8; 32], AdminBody>) -> Result<(), RevocationError> {
         let device = crate::api::hex(&self.device.0);
-        let admin = admins.get(&self.admin.0).ok_or_else(|| RevocationError::UnsignedEntry(device.clone()))?;
+        let admin =
+            admins.get(&self.admin.0).ok_or_else(|| RevocationError::UnsignedEntry(device.clone()))?;
         let key = VerifyingKey::from_bytes(&admin.admin_public)
             .map_err(|_| RevocationError::UnsignedEntry(device.clone()))?;
         let signature: [u8; 64] = self
@@ -353,7 +354,13 @@ mod tests {
 
     /// An entry signed by the administrator of [`admin`] with seed 2.
     fn entry(device: u8, at: i64) -> RevokedDevice {
-        RevokedDevice::sign([device; 16], at, RevocationReason::Stolen, ORG, &SigningKey::from_bytes(&[2; 32]))
+        RevokedDevice::sign(
+            [device; 16],
+            at,
+            RevocationReason::Stolen,
+            ORG,
+            &SigningKey::from_bytes(&[2; 32]),
+        )
     }
 
     fn scoped_admin(seed: u8, root: &SigningKey, organisation: &str) -> (SigningKey, Vec<u8>) {
@@ -526,7 +533,13 @@ mod tests {
         let mut full = RevocationList::none();
         // The largest entries: an organisation name of 200 characters of two bytes each.
         let organisation = "é".repeat(200);
-        let template = RevokedDevice::sign([0; 16], 1, RevocationReason::Lost, &organisation, &SigningKey::from_bytes(&[2; 32]));
+        let template = RevokedDevice::sign(
+            [0; 16],
+            1,
+            RevocationReason::Lost,
+            &organisation,
+            &SigningKey::from_bytes(&[2; 32]),
+        );
         full.entries = (0..MAX_REVOKED_DEVICES as u32)
             .map(|i| {
                 let mut id = [0u8; 16];

@@ -3,13 +3,16 @@
 //! the police's devices, and none of Gemeente Zaanstad's: the CLI refuses, the server refuses
 //! requests signed by hand, and devices refuse what a tampered server database serves them.
 
+// The helpers below are test code too: a failed step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::{Signer, SigningKey};
 use eenplan_core::Device;
 use eenplan_protocol::api::{
-    self, AdminAudience, HEADER_ADMIN, HEADER_ORIGIN, HEADER_SIGNATURE, HEADER_TIME, admin_request_message, hex,
-    unhex,
+    self, AdminAudience, HEADER_ADMIN, HEADER_ORIGIN, HEADER_SIGNATURE, HEADER_TIME, admin_request_message,
+    hex, unhex,
 };
 use eenplan_protocol::certificate::{Certificate, DeviceBody};
 use eenplan_protocol::revocation::{RevocationList, RevokedDevice};
@@ -20,11 +23,8 @@ use serde::{Deserialize, Serialize};
 
 const GEMEENTE: &str = "Gemeente Zaanstad";
 const POLITIE: &str = "Politie Zaanstreek";
-const USERS: &[(&str, &str, &str)] = &[
-    ("Wim", GEMEENTE, "wijkteam"),
-    ("Fatima", GEMEENTE, "wijkteam"),
-    ("Piet", POLITIE, "politie"),
-];
+const USERS: &[(&str, &str, &str)] =
+    &[("Wim", GEMEENTE, "wijkteam"), ("Fatima", GEMEENTE, "wijkteam"), ("Piet", POLITIE, "politie")];
 /// What the CLI says when an act is outside the administrator's organisation.
 const OUT_OF_SCOPE_TEXT: &str = "valt buiten uw organisatie";
 
@@ -99,8 +99,13 @@ impl HandSigned {
     fn call(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
         let time = now_ms();
         let origin = &self.url;
-        let message =
-            admin_request_message(AdminAudience { root_public: &self.root, origin }, method, path, time, body);
+        let message = admin_request_message(
+            AdminAudience { root_public: &self.root, origin },
+            method,
+            path,
+            time,
+            body,
+        );
         let signature = hex(&self.key.sign(&message).to_bytes());
         let url = format!("{}{path}", self.url);
         let headers = [
@@ -227,26 +232,33 @@ fn the_server_refuses_hand_signed_acts_of_the_police_administrator_on_municipal_
 
     // Enrol.
     let code_id = hex(&[7; 32]);
-    let enrolment = serde_json::json!({ "user_id": wim_user, "code_id": code_id, "expires_at_ms": now_ms() + 3_600_000 });
+    let enrolment =
+        serde_json::json!({ "user_id": wim_user, "code_id": code_id, "expires_at_ms": now_ms() + 3_600_000 });
     assert_out_of_scope(politie.post(api::PATH_ADMIN_ENROLMENTS, enrolment), "enrol");
     // Approve, with a certificate that names the device's own organisation.
     let certificate = politie.certify(&listed(&politie, &fatima), fatima_user, GEMEENTE, "wijkteam");
     let path = format!("{}/{}/certificate", api::PATH_ADMIN_DEVICES, fatima.device_id());
-    assert_out_of_scope(politie.post(&path, serde_json::json!({ "certificate": hex(&certificate) })), "approve");
+    assert_out_of_scope(
+        politie.post(&path, serde_json::json!({ "certificate": hex(&certificate) })),
+        "approve",
+    );
     // Re-certify (a role change).
     let certificate = politie.certify(&listed(&politie, &wim), wim_user, GEMEENTE, "gemeente");
-    let change = serde_json::json!({ "role": "gemeente", "certificates": [{ "certificate": hex(&certificate) }] });
+    let change =
+        serde_json::json!({ "role": "gemeente", "certificates": [{ "certificate": hex(&certificate) }] });
     assert_out_of_scope(politie.post(&format!("/v1/admin/users/{wim_user}/role"), change), "role change");
     // Revoke: the list entry, and the revocation itself.
     let wim_id = *wim.device_id().as_bytes();
     let entry = RevokedDevice::sign(wim_id, now_ms(), RevocationReason::Stolen, GEMEENTE, &politie.key);
     let list = RevocationList::none().next(&[entry], politie.certificate.clone(), now_ms()).unwrap();
-    let (status, body) = politie.call("POST", api::PATH_ADMIN_REVOCATIONS, &list.sign(&politie.key).to_bytes());
+    let (status, body) =
+        politie.call("POST", api::PATH_ADMIN_REVOCATIONS, &list.sign(&politie.key).to_bytes());
     assert_out_of_scope((status, body), "revocation list");
     let revoke = serde_json::json!({ "reason": "stolen", "wipe_order": hex(&politie.wipe_order(wim_id)) });
     assert_out_of_scope(politie.post(&api::admin_revoke_path(&wim_id), revoke), "revoke");
     // Network-wide acts are not an organisation's.
-    let (status, body) = politie.post(api::PATH_ADMIN_ORGS, serde_json::json!({ "name": "OM", "lease_hours": 72 }));
+    let (status, body) =
+        politie.post(api::PATH_ADMIN_ORGS, serde_json::json!({ "name": "OM", "lease_hours": 72 }));
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("network_admin_only"), "{body}");
 
@@ -262,7 +274,8 @@ fn a_device_refuses_a_certificate_signed_by_another_organisations_administrator_
     let politie = HandSigned::new(&net, POLITIE, 0x52);
     let mut wim = net.device("wim", "Wim");
     let mut fatima = pending_device(&net, "fatima", "Fatima");
-    let approved = politie.certify(&listed(&politie, &fatima), politie.user_id("Fatima"), GEMEENTE, "wijkteam");
+    let approved =
+        politie.certify(&listed(&politie, &fatima), politie.user_id("Fatima"), GEMEENTE, "wijkteam");
     let recertified = politie.certify(&listed(&politie, &wim), politie.user_id("Wim"), GEMEENTE, "gemeente");
     let (fatima_id, wim_id) = (*fatima.device_id().as_bytes(), *wim.device_id().as_bytes());
     // The server approves Fatima's device and re-certifies Wim's with the police
@@ -300,7 +313,10 @@ fn a_device_ignores_a_wipe_order_signed_by_another_organisations_administrator()
     let order = politie.wipe_order(wim_id);
     net.tamper_with_server_database(|conn| {
         let swapped = conn
-            .execute("UPDATE wipe_orders SET signed = ?1 WHERE device_id = ?2", rusqlite::params![order, &wim_id[..]])
+            .execute(
+                "UPDATE wipe_orders SET signed = ?1 WHERE device_id = ?2",
+                rusqlite::params![order, &wim_id[..]],
+            )
             .unwrap();
         assert_eq!(swapped, 1);
     });

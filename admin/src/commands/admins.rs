@@ -95,7 +95,9 @@ fn decode<T: for<'de> Deserialize<'de>>(prefix: &str, text: &str, what: &str) ->
 fn check_name(name: &str) -> Result<&str, AdminError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
-        return Err(AdminError::usage(format!("de naam moet één regel van 1 tot {MAX_NAME_CHARS} tekens zijn")));
+        return Err(AdminError::usage(format!(
+            "de naam moet één regel van 1 tot {MAX_NAME_CHARS} tekens zijn"
+        )));
     }
     Ok(name)
 }
@@ -107,7 +109,8 @@ fn make_request(
     args: &AdminRequestArgs,
     json: bool,
 ) -> Result<Output, AdminError> {
-    let server = server.ok_or_else(|| AdminError::usage("admin request heeft --server URL nodig (of EENPLAN_SERVER)"))?;
+    let server = server
+        .ok_or_else(|| AdminError::usage("admin request heeft --server URL nodig (of EENPLAN_SERVER)"))?;
     let name = check_name(&args.name)?;
     if keyring::exists(data) {
         return Err(keyring::KeyringError::Exists(data.to_path_buf()).into());
@@ -162,7 +165,9 @@ fn add(session: &Session, args: &AdminAddArgs, json: bool) -> Result<Output, Adm
     let root = session.root("een beheerder certificeren")?;
     let body = AdminBody { admin_public, name: name.clone(), issued_at_ms: now_ms()?, organisation };
     let certificate = Certificate::sign_admin(&body, root);
-    session.client().post(api::PATH_ADMIN_ADMINS, &NewAdmin { certificate: api::hex(&certificate.to_bytes()) })?;
+    session
+        .client()
+        .post(api::PATH_ADMIN_ADMINS, &NewAdmin { certificate: api::hex(&certificate.to_bytes()) })?;
     let grant = GrantToken {
         certificate: certificate.to_bytes(),
         root_public: session.keyring.root_public().to_vec(),
@@ -203,8 +208,11 @@ fn accept(data: &Path, args: &AdminAcceptArgs, json: bool) -> Result<Output, Adm
             data.display()
         )));
     }
-    let root_public: [u8; 32] =
-        grant.root_public.as_slice().try_into().map_err(|_| AdminError::usage("de machtiging is beschadigd"))?;
+    let root_public: [u8; 32] = grant
+        .root_public
+        .as_slice()
+        .try_into()
+        .map_err(|_| AdminError::usage("de machtiging is beschadigd"))?;
     let fingerprint = keyring::fingerprint(&root_public);
     if let Some(expected) = &args.root_fingerprint
         && !expected.trim().eq_ignore_ascii_case(&fingerprint)
@@ -214,11 +222,11 @@ fn accept(data: &Path, args: &AdminAcceptArgs, json: bool) -> Result<Output, Adm
             expected.trim()
         )));
     }
-    let certificate =
-        Certificate::from_bytes(&grant.certificate).map_err(|_| AdminError::usage("de machtiging is beschadigd"))?;
-    let body = certificate
-        .verify_admin(&root_public)
-        .map_err(|_| AdminError::usage("het certificaat in de machtiging is niet door de netwerksleutel ondertekend"))?;
+    let certificate = Certificate::from_bytes(&grant.certificate)
+        .map_err(|_| AdminError::usage("de machtiging is beschadigd"))?;
+    let body = certificate.verify_admin(&root_public).map_err(|_| {
+        AdminError::usage("het certificaat in de machtiging is niet door de netwerksleutel ondertekend")
+    })?;
     let escrow_signature: [u8; 64] = grant
         .escrow_signature
         .as_slice()
@@ -230,13 +238,16 @@ fn accept(data: &Path, args: &AdminAcceptArgs, json: bool) -> Result<Output, Adm
     if body.admin_public != pending.admin.verifying_key().to_bytes() {
         return Err(AdminError::usage("de machtiging is voor een andere sleutel dan die van dit verzoek"));
     }
-    let keyring = Keyring::from_grant(pending, certificate, root_public, grant.escrow_public, escrow_signature)?;
+    let keyring =
+        Keyring::from_grant(pending, certificate, root_public, grant.escrow_public, escrow_signature)?;
     drop(KeyringFile::create(data, &keyring, &keystore)?);
     file.remove()?;
     let _ = std::fs::remove_file(data.join(SERVER_MARKER));
     let scope = body.scope();
     if !json {
-        eprintln!("Vingerafdruk van de netwerksleutel: {fingerprint}; vergelijk die met wat de netwerkbeheerder u zei.");
+        eprintln!(
+            "Vingerafdruk van de netwerksleutel: {fingerprint}; vergelijk die met wat de netwerkbeheerder u zei."
+        );
     }
     Output::either(
         json,

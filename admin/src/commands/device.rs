@@ -125,9 +125,11 @@ fn revoke(session: &mut Session, args: &RevokeArgs, json: bool) -> Result<Output
 
 /// The organisation `device`'s certificate names, if it verifies against the root.
 fn certified_organisation(session: &Session, device: &DeviceInfo) -> Option<String> {
-    let certificate = eenplan_protocol::certificate::Certificate::from_bytes(&api::unhex(&device.certificate)?).ok()?;
+    let certificate =
+        eenplan_protocol::certificate::Certificate::from_bytes(&api::unhex(&device.certificate)?).ok()?;
     let admin =
-        eenplan_protocol::certificate::Certificate::from_bytes(&api::unhex(&device.admin_certificate)?).ok()?;
+        eenplan_protocol::certificate::Certificate::from_bytes(&api::unhex(&device.admin_certificate)?)
+            .ok()?;
     let body = certificate.claimed_device_body().ok()?;
     // Judged at its own start: a revoked device's certificate may have run out since.
     let at = body.valid_from_ms;

@@ -33,7 +33,10 @@ pub struct PendingAdmin {
 
 impl std::fmt::Debug for PendingAdmin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PendingAdmin").field("server", &self.server).field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("PendingAdmin")
+            .field("server", &self.server)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -73,7 +76,11 @@ pub struct RequestFile {
 
 impl RequestFile {
     /// Writes `pending` into `dir` (created, mode 0700, if needed); refuses to replace one.
-    pub fn create(dir: &Path, pending: &PendingAdmin, keystore: &dyn KeyStore) -> Result<RequestFile, KeyringError> {
+    pub fn create(
+        dir: &Path,
+        pending: &PendingAdmin,
+        keystore: &dyn KeyStore,
+    ) -> Result<RequestFile, KeyringError> {
         file::create_private_dir(dir).map_err(KeyringError::io("cannot create", dir))?;
         let lock = file::lock_file(&lock_path(dir))?;
         let path = path_in(dir);

@@ -337,9 +337,7 @@ impl Device {
             }
             Err(_) => return Ok(Verdict::Park),
         }
-        if let Some(why) =
-            self.written_after_revocation(pass, &author, plan, compartment, header.epoch)?
-        {
+        if let Some(why) = self.written_after_revocation(pass, &author, plan, compartment, header.epoch)? {
             return Ok(Verdict::Refuse(format!("bundle from {from}: {why}")));
         }
         let payload = match bundle.open(&key) {

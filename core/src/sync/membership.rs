@@ -17,12 +17,12 @@
 use std::collections::BTreeMap;
 
 use eenplan_protocol::api;
+use eenplan_protocol::certificate::DeviceBody;
 use eenplan_protocol::membership::{
     Act, CertificateChain, Deescalation, Entry, Escalation, Grondslag, MembershipError, Roster, SignedEntry,
     Signer,
 };
 use eenplan_protocol::policy::Policy;
-use eenplan_protocol::certificate::DeviceBody;
 use eenplan_protocol::revocation::RevocationList;
 use eenplan_protocol::sync::{Blob, SyncResponse};
 use serde::{Deserialize, Serialize};

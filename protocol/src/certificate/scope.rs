@@ -134,7 +134,10 @@ mod tests {
         let own = Certificate::sign_device(&device(POLITIE, &key), &key);
         assert!(own.verify_device(&admin_certificate, &root_public, 5).is_ok());
         let other = Certificate::sign_device(&device(GEMEENTE, &key), &key);
-        assert_eq!(other.verify_device(&admin_certificate, &root_public, 5), Err(CertificateError::OutOfScope));
+        assert_eq!(
+            other.verify_device(&admin_certificate, &root_public, 5),
+            Err(CertificateError::OutOfScope)
+        );
     }
 
     /// The administrator body as it was encoded before `organisation` existed.

@@ -393,7 +393,8 @@ fn an_organisations_administrator_acts_only_on_its_own_organisations_participant
     // regie of a municipal regisseur, or close the plan.
     let (politie, politie_certificate) = scoped_admin(&network, 8, "Politie Zaanstreek");
     for act in [Act::Remove(2), Act::Handover(2), Act::Close] {
-        let signed = Entry::next(&roster, 100, Signer::Admin(politie_certificate.clone()), act.clone()).sign(&politie);
+        let signed =
+            Entry::next(&roster, 100, Signer::Admin(politie_certificate.clone()), act.clone()).sign(&politie);
         assert_eq!(
             roster.apply(&signed, &network.root(), &never_revoked),
             Err(MembershipError::OutOfScope("Politie Zaanstreek".into())),
@@ -402,8 +403,11 @@ fn an_organisations_administrator_acts_only_on_its_own_organisations_participant
     }
     // The municipality's own administrator can.
     let (zaanstad, zaanstad_certificate) = scoped_admin(&network, 9, "Zaanstad");
-    let signed = Entry::next(&roster, 100, Signer::Admin(zaanstad_certificate), Act::Remove(2)).sign(&zaanstad);
+    let signed =
+        Entry::next(&roster, 100, Signer::Admin(zaanstad_certificate), Act::Remove(2)).sign(&zaanstad);
     roster.apply(&signed, &network.root(), &never_revoked).unwrap();
     assert!(roster.state().participant(2).is_none());
-    assert!(matches!(roster.steps().last().map(|s| &s.by), Some(SignedBy::Admin { organisation: Some(o), .. }) if o == "Zaanstad"));
+    assert!(
+        matches!(roster.steps().last().map(|s| &s.by), Some(SignedBy::Admin { organisation: Some(o), .. }) if o == "Zaanstad")
+    );
 }

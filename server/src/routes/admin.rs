@@ -26,8 +26,8 @@ use axum::extract::{FromRequest, OriginalUri, Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use ed25519_dalek::{Signature, VerifyingKey};
 use eenplan_protocol::api::{
-    Assignment, CertificateUpload, DeviceInfo, InitRequest, NewAdmin, NewEnrolment, NewOrg, NewUser, OrgInfo, UserInfo,
-    code, escrow_message, hex, unhex,
+    Assignment, CertificateUpload, DeviceInfo, InitRequest, NewAdmin, NewEnrolment, NewOrg, NewUser, OrgInfo,
+    UserInfo, code, escrow_message, hex, unhex,
 };
 use eenplan_protocol::audit::{AuditAction, AuditResult};
 use eenplan_protocol::certificate::{Certificate, CertificateError, DeviceBody};
@@ -217,7 +217,10 @@ fn already_initialised() -> ApiError {
 /// `POST /v1/admin/admins`: another administrator, certified by the root. Only a
 /// network-wide administrator registers one (the root signed the certificate; the caller
 /// vouches that this network's server should know it). Registering it again is a no-op.
-pub async fn add_admin(State(state): State<Arc<AppState>>, request: AdminRequest) -> Result<StatusCode, ApiError> {
+pub async fn add_admin(
+    State(state): State<Arc<AppState>>,
+    request: AdminRequest,
+) -> Result<StatusCode, ApiError> {
     request
         .run(&state, |state, admin, body| {
             super::scope::require_network_wide(admin)?;
@@ -490,15 +493,15 @@ pub(super) fn device_certificate(
     let certificate = Certificate::from_bytes(bytes).map_err(|e| bad(e.to_string()))?;
     let admin_certificate = Certificate::from_bytes(&admin.certificate)
         .map_err(|e| ApiError::Internal(format!("stored admin certificate: {e}")))?;
-    let body = certificate.verify_device(&admin_certificate, &network.root_public, now_ms()).map_err(|e| {
-        match (e, &admin_certificate.claimed_admin_body()) {
+    let body = certificate.verify_device(&admin_certificate, &network.root_public, now_ms()).map_err(
+        |e| match (e, &admin_certificate.claimed_admin_body()) {
             (CertificateError::OutOfScope, Ok(issuer)) => super::scope::out_of_scope(
                 issuer.organisation.as_deref().unwrap_or_default(),
                 &certificate.claimed_device_body().map(|b| b.organisation).unwrap_or_default(),
             ),
             (e, _) => bad(e.to_string()),
-        }
-    })?;
+        },
+    )?;
     if body.device_id != record.device_id.0
         || body.signing_public != record.signing_public
         || body.agreement_public != record.agreement_public

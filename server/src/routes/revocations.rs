@@ -103,7 +103,9 @@ fn check_new_entries(
         if entry.admin.0 != admin.admin_public {
             return Err(ApiError::bad_request(
                 "bad_revocation_list",
-                format!("the new revocation of device {device} is not signed by the administrator who sends it"),
+                format!(
+                    "the new revocation of device {device} is not signed by the administrator who sends it"
+                ),
             ));
         }
         let organisation = state
@@ -116,7 +118,10 @@ fn check_new_entries(
         {
             return Err(ApiError::bad_request(
                 "bad_revocation_list",
-                format!("the revocation of device {device} names {}, not its organisation {organisation}", entry.organisation),
+                format!(
+                    "the revocation of device {device} names {}, not its organisation {organisation}",
+                    entry.organisation
+                ),
             ));
         }
         super::scope::require_org(admin, &entry.organisation)?;

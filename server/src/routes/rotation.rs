@@ -165,8 +165,14 @@ fn check_wipe_order(
         .map_err(|_| bad("the wipe order's signature does not verify"))?;
     // The order's signer, not only the caller, must reach the device: it is what the device
     // checks.
-    let record = state.storage.device(device)?.ok_or_else(|| ApiError::not_found("unknown_device", "no device has that id"))?;
-    let user = state.storage.user(record.user)?.ok_or_else(|| ApiError::Internal("a device without a user".into()))?;
+    let record = state
+        .storage
+        .device(device)?
+        .ok_or_else(|| ApiError::not_found("unknown_device", "no device has that id"))?;
+    let user = state
+        .storage
+        .user(record.user)?
+        .ok_or_else(|| ApiError::Internal("a device without a user".into()))?;
     let orgs = super::admin::org_names(&state.storage.orgs()?);
     let organisation = orgs.get(&user.org).cloned().unwrap_or_default();
     if let Some(own) = admin.organisation.filter(|own| *own != organisation) {

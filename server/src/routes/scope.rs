@@ -53,8 +53,10 @@ pub fn require_org(admin: &AdminRecord, organisation: &str) -> Result<(), ApiErr
 /// For acts on `user`: their organisation must be the administrator's. An unknown user is
 /// 404 for every administrator.
 pub fn require_user(state: &AppState, admin: &AdminRecord, user: UserId) -> Result<(), ApiError> {
-    let user =
-        state.storage.user(user)?.ok_or_else(|| ApiError::not_found("unknown_user", "no user has that id"))?;
+    let user = state
+        .storage
+        .user(user)?
+        .ok_or_else(|| ApiError::not_found("unknown_user", "no user has that id"))?;
     let orgs = super::admin::org_names(&state.storage.orgs()?);
     let organisation = orgs.get(&user.org).cloned().unwrap_or_default();
     require_org(admin, &organisation)
