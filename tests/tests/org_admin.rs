@@ -214,9 +214,12 @@ fn the_police_administrators_cli_refuses_to_enrol_recertify_or_revoke_a_municipa
         assert!(!output.status.success(), "{args:?} must be refused");
         assert!(stderr.contains(OUT_OF_SCOPE_TEXT), "{args:?}: {stderr}");
     }
-    let output = politie.output(&["org", "add", "Woonstichting De Zaan"]);
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("netwerkbeheerder"));
+    // Network-wide acts are not an organisation's: organisations, key epochs.
+    for args in [vec!["org", "add", "Woonstichting De Zaan"], vec!["rekey"]] {
+        let output = politie.output(&args);
+        assert!(!output.status.success(), "{args:?} must be refused");
+        assert!(String::from_utf8_lossy(&output.stderr).contains("netwerkbeheerder"), "{args:?}");
+    }
     // Nothing happened: Wim's device syncs as before.
     wim.sync().unwrap();
 }
@@ -257,10 +260,14 @@ fn the_server_refuses_hand_signed_acts_of_the_police_administrator_on_municipal_
     let revoke = serde_json::json!({ "reason": "stolen", "wipe_order": hex(&politie.wipe_order(wim_id)) });
     assert_out_of_scope(politie.post(&api::admin_revoke_path(&wim_id), revoke), "revoke");
     // Network-wide acts are not an organisation's.
-    let (status, body) =
-        politie.post(api::PATH_ADMIN_ORGS, serde_json::json!({ "name": "OM", "lease_hours": 72 }));
-    assert_eq!(status, 403, "{body}");
-    assert!(body.contains("network_admin_only"), "{body}");
+    for (status, body) in [
+        politie.post(api::PATH_ADMIN_ORGS, serde_json::json!({ "name": "OM", "lease_hours": 72 })),
+        politie.call("GET", api::PATH_ADMIN_REKEY, b""),
+        politie.post(api::PATH_ADMIN_POLICY, serde_json::json!({ "policy": "00" })),
+    ] {
+        assert_eq!(status, 403, "{body}");
+        assert!(body.contains("network_admin_only"), "{body}");
+    }
 
     // Nothing changed: Wim syncs as a wijkteam worker, Fatima still waits.
     wim.sync().unwrap();
