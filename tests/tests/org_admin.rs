@@ -350,3 +350,54 @@ fn the_police_administrator_enrols_approves_recertifies_and_revokes_a_police_dev
     assert!(matches!(error, eenplan_core::error::CoreError::Wiped), "{error}");
     assert!(Device::is_wiped(&net.path("piet")));
 }
+
+#[test]
+fn a_revocation_entry_written_under_another_organisation_revokes_nothing_on_devices() {
+    use eenplan_core::plan::{Compartment, NoteKind};
+
+    let users =
+        [("Rita", GEMEENTE, "wijkteam"), ("Wim", GEMEENTE, "wijkteam"), ("Fatima", GEMEENTE, "wijkteam")];
+    let mut net = Network::start(&users);
+    let politie_org = net.admin.run(&["org", "add", POLITIE]);
+    assert!(politie_org.contains(POLITIE), "{politie_org}");
+    let politie = HandSigned::new(&net, POLITIE, 0x54);
+    let mut rita = net.device("rita", "Rita");
+    let mut wim = net.device("wim", "Wim");
+    let mut fatima = net.device("fatima", "Fatima");
+    let plan = rita.create_plan("Jansen").unwrap();
+    rita.edit(&plan, |p| p.add_note(Compartment::Zorg, NoteKind::Note, "voor de intrekking")).unwrap();
+    rita.sync().unwrap();
+    rita.add_participant(&plan, "Wim", "wijkteam").unwrap();
+    rita.sync().unwrap();
+    wim.sync().unwrap();
+    // The network's administrator revokes Wim's device: list version 1, and a new epoch made
+    // under it. Before Rita takes that key (and so fetches version 1), the server swaps
+    // version 1 for one a police administrator signed, which also names Fatima's device
+    // under the police's name.
+    net.admin.run(&["device", "revoke", &wim.device_id().to_string(), "--reason", "replaced"]);
+    let fatima_id = *fatima.device_id().as_bytes();
+    net.tamper_with_server_database(|conn| {
+        let stored: Vec<u8> = conn
+            .query_row("SELECT signed FROM revocation_lists WHERE version = 1", [], |row| row.get(0))
+            .unwrap();
+        let v1 = RevocationList::verify(&stored, &politie.root).unwrap();
+        let entry =
+            RevokedDevice::sign(fatima_id, now_ms() - 1, RevocationReason::Lost, POLITIE, &politie.key);
+        let mut swapped = v1.next(&[entry], politie.certificate.clone(), now_ms()).unwrap();
+        swapped.version = 1;
+        let bytes = swapped.sign(&politie.key).to_bytes();
+        conn.execute("UPDATE revocation_lists SET signed = ?1 WHERE version = 1", rusqlite::params![bytes])
+            .unwrap();
+    });
+    rita.edit(&plan, |p| p.add_note(Compartment::Zorg, NoteKind::Note, "na de intrekking")).unwrap();
+    rita.sync().unwrap();
+
+    // Fatima joins: Rita's device, holding the swapped list, still seals her both keys.
+    rita.add_participant(&plan, "Fatima", "wijkteam").unwrap();
+    rita.sync().unwrap();
+    let report = fatima.sync().unwrap();
+    assert!(report.refused.is_empty(), "{:?}", report.refused);
+    let notes: Vec<String> = fatima.read(&plan).unwrap().notes.into_iter().map(|n| n.text).collect();
+    assert!(notes.contains(&"voor de intrekking".to_string()), "{notes:?}");
+    assert!(notes.contains(&"na de intrekking".to_string()), "{notes:?}");
+}

@@ -25,9 +25,9 @@ pub fn run(session: &mut Session, command: UserCommand, json: bool) -> Result<Ou
 /// Gives one user another role (see [`recertify`]), then rotates what the user lost.
 fn set_role(session: &mut Session, args: &UserSetRoleArgs, json: bool) -> Result<Output, AdminError> {
     let role = args.role.as_str();
+    session.require_role_in_policy(role)?;
     let user = session.user(&args.user)?;
     session.require_org(&user.org)?;
-    session.require_role_in_policy(role)?;
     let changed = recertify(session, &user, role)?;
     let outcome = session.rotate_pending(changed.pending, None);
     let value = changed.value;
