@@ -87,6 +87,53 @@ pub enum Command {
     /// The access log (NEN 7513): audit keys, verifying every chain, who did what.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Administrators: a new one per organisation (or network-wide), certified by the root
+    /// without their key leaving their own keyring.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Run by the new administrator: makes their key in a new keyring directory (--data) and
+    /// prints a request to hand to whoever holds the network root.
+    Request(AdminRequestArgs),
+    /// Run by whoever holds the root: certifies the key of a request for one organisation
+    /// (--org) or the whole network (--network-wide), registers it with the server, and
+    /// prints a grant to hand back.
+    Add(AdminAddArgs),
+    /// Run by the new administrator: finishes their keyring with the grant. The network's
+    /// root key comes from the grant (compare its fingerprint with the root holder's).
+    Accept(AdminAcceptArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AdminRequestArgs {
+    /// The new administrator's name, as devices will show who approved them.
+    #[arg(long)]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("scope").required(true).args(["org", "network_wide"])))]
+pub struct AdminAddArgs {
+    /// The organisation the new administrator serves (by its exact name).
+    #[arg(long)]
+    pub org: Option<String>,
+    /// A network-wide administrator instead.
+    #[arg(long)]
+    pub network_wide: bool,
+    /// The request `admin request` printed.
+    pub request: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AdminAcceptArgs {
+    /// The grant `admin add` printed.
+    pub grant: String,
+    /// The root fingerprint the root holder told you (out of band); refused if it differs.
+    #[arg(long)]
+    pub root_fingerprint: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,6 @@
 //! One function per command: open the keyring, talk to the server, say what happened.
 
+mod admins;
 mod audit;
 mod device;
 mod init;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
 use eenplan_protocol::api::{self, PolicyInfo, UserInfo};
+use eenplan_protocol::certificate::AdminScope;
 use eenplan_protocol::policy::{Policy, SignedPolicy};
 use eenplan_protocol::revocation::RevocationList;
 
@@ -44,7 +46,12 @@ pub fn run(cli: Cli) -> Result<Output, AdminError> {
         Command::Plan(command) => plan::run(&mut open()?, command, json),
         Command::Policy(command) => policy::run(&mut open()?, command, json),
         Command::Retention(command) => retention::run(&mut open()?, command, json),
-        Command::Rekey => rekey::run(&mut open()?, json),
+        Command::Rekey => {
+            let mut session = open()?;
+            session.require_network_wide("een nieuwe sleutelepoch maken (rekey)")?;
+            rekey::run(&mut session, json)
+        }
+        Command::Admin(command) => admins::run(&data, server.clone(), offline, command, json),
         Command::Audit(command) => audit::run(&mut open()?, command, json),
     }
 }
@@ -111,6 +118,35 @@ impl Session {
             .ok_or(AdminError::OfflineKeyringNeeded { action, key: "network root key" })
     }
 
+    /// Where this keyring's administrator may act. A certificate that does not decode (the
+    /// keyring checked it when it opened) counts as no organisation at all: refuse, never
+    /// widen.
+    fn scope(&self) -> AdminScope {
+        self.keyring
+            .admin_certificate
+            .claimed_admin_body()
+            .map_or_else(|_| AdminScope::Organisation(String::new()), |body| body.scope())
+    }
+
+    /// Refuses, before the server is asked, an act on the users or devices of `org` that
+    /// this administrator's scope does not cover.
+    fn require_org(&self, org: &str) -> Result<(), AdminError> {
+        match self.scope() {
+            AdminScope::Organisation(own) if own != org => {
+                Err(AdminError::OutOfScope { own, org: org.to_owned() })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses a network-wide act (`action`, in Dutch) to an organisation's administrator.
+    fn require_network_wide(&self, action: &'static str) -> Result<(), AdminError> {
+        match self.scope() {
+            AdminScope::Organisation(own) => Err(AdminError::NetworkAdminOnly { own, action }),
+            AdminScope::NetworkWide => Ok(()),
+        }
+    }
+
     /// The user `text` names: a numeric id or a name, which must name exactly one user.
     fn user(&self, text: &str) -> Result<UserInfo, AdminError> {
         let users: Vec<UserInfo> = self.client().get(api::PATH_ADMIN_USERS)?;
@@ -167,6 +203,18 @@ impl Session {
         // published, so that the new epochs' commitments can name it.
         if let Err(e) = self.revocations() {
             return stopped(e);
+        }
+        // Whoever makes a key can read it: an organisation's administrator makes none, and
+        // the documents wait (the server refuses pushes to them) for a network-wide one.
+        if let AdminScope::Organisation(own) = self.scope() {
+            if pending.is_some_and(|p| p > 0) {
+                eprintln!(
+                    "let op: {} document(en) wachten op een nieuwe sleutel; als beheerder van {own} \
+                     maakt u die niet. Vraag een netwerkbeheerder `eenplan-admin rekey` te draaien.",
+                    pending.unwrap_or_default()
+                );
+            }
+            return Outcome { summary: Summary::default(), stopped: None };
         }
         // Recipients are checked against the policy in force; without it nothing is sealed.
         let policy = match policy.map_or_else(|| self.policy(), Ok) {

@@ -110,6 +110,12 @@ pub enum AdminError {
          such as four or five unrelated words"
     )]
     WeakPassphrase { what: &'static str, why: String },
+    /// An organisation's administrator asked for an act on another organisation.
+    #[error("u bent beheerder van {own}; {org} valt buiten uw organisatie: er is niets gedaan")]
+    OutOfScope { own: String, org: String },
+    /// An organisation's administrator asked for a network-wide act.
+    #[error("{action} is aan een netwerkbeheerder; u bent beheerder van {own}: er is niets gedaan")]
+    NetworkAdminOnly { own: String, action: &'static str },
     /// A command needs the root or escrow key, which are in an offline keyring.
     #[error(
         "{action} needs the {key}, which this keyring keeps in an offline keyring: pass --offline-keyring PATH"
@@ -163,7 +169,9 @@ impl AdminError {
             | AdminError::PolicyNotNewer { .. }
             | AdminError::RoleNotInPolicy { .. }
             | AdminError::WeakPassphrase { .. }
-            | AdminError::OfflineKeyringNeeded { .. } => EXIT_USAGE,
+            | AdminError::OfflineKeyringNeeded { .. }
+            | AdminError::OutOfScope { .. }
+            | AdminError::NetworkAdminOnly { .. } => EXIT_USAGE,
             AdminError::Partial { error, .. } => error.exit_code(),
             _ => EXIT_FAILURE,
         }

@@ -77,6 +77,8 @@ pub enum ErrorCode {
     NotAReader,
     BadPolicySignature,
     BadWipeReport,
+    OutOfScope,
+    NetworkAdminOnly,
     NotFound,
     NoRoute,
     NoPolicy,

@@ -467,11 +467,12 @@ impl Device {
         Ok(self.author_certificate(trust, device, &mut authors::Judge::default()).ok())
     }
 
-    /// Whether this device's revocation list has `device` revoked at or before `at_ms`.
-    pub(crate) fn revoked_by(&self, device: &[u8; 16], at_ms: i64) -> Result<bool, CoreError> {
+    /// Whether this device's revocation list has `device` (its verified certificate) revoked
+    /// at or before `at_ms`, by an entry under the organisation the certificate names.
+    pub(crate) fn revoked_by(&self, device: &DeviceBody, at_ms: i64) -> Result<bool, CoreError> {
         let Some(server) = self.server_state()? else { return Ok(false) };
         let list = self.held_revocations(&server)?;
-        Ok(list.is_revoked(device).is_some_and(|r| r.revoked_at_ms <= at_ms))
+        Ok(list.revokes(device).is_some_and(|r| r.revoked_at_ms <= at_ms))
     }
 
     /// The role this device's verified certificate names; `None` before an administrator
@@ -701,6 +702,7 @@ pub(crate) mod test_network {
                 admin_public: admin.verifying_key().to_bytes(),
                 name: "beheer".into(),
                 issued_at_ms: 0,
+                organisation: None,
             };
             let admin_certificate = Certificate::sign_admin(&body, &root).to_bytes();
             TestNetwork { root, admin, admin_certificate }
@@ -800,6 +802,7 @@ mod tests {
             admin_public: admin.verifying_key().to_bytes(),
             name: "beheer".into(),
             issued_at_ms: 0,
+            organisation: None,
         };
         let body = DeviceBody {
             device_id: device_id_of(device.verifying_key().as_bytes()),

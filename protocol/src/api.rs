@@ -67,6 +67,8 @@ pub const PATH_ADMIN_ORGS: &str = "/v1/admin/orgs";
 pub const PATH_ADMIN_USERS: &str = "/v1/admin/users";
 pub const PATH_ADMIN_ENROLMENTS: &str = "/v1/admin/enrolments";
 pub const PATH_ADMIN_DEVICES: &str = "/v1/admin/devices";
+/// `POST`: registers another administrator ([`NewAdmin`]); network-wide administrators only.
+pub const PATH_ADMIN_ADMINS: &str = "/v1/admin/admins";
 pub const PATH_ENROL: &str = "/v1/enrol";
 pub const PATH_AUTH_CHALLENGE: &str = "/v1/auth/challenge";
 pub const PATH_AUTH_SESSION: &str = "/v1/auth/session";
@@ -269,6 +271,12 @@ pub mod code {
     pub const DIRECTORY_REMOVED: &str = "directory_removed";
     /// 403: the device was revoked (also while a request it sent before was in flight).
     pub const REVOKED: &str = "revoked";
+    /// 403: an organisation's administrator asked for an act on another organisation's
+    /// users, devices or participants.
+    pub const OUT_OF_SCOPE: &str = "out_of_scope";
+    /// 403: an act only a network-wide administrator may do (the policy, organisations,
+    /// administrators, key epochs, erasure).
+    pub const NETWORK_ADMIN_ONLY: &str = "network_admin_only";
 }
 
 /// What a device signs when it claims an enrolment code: proof that it holds the key. Covers
@@ -426,6 +434,12 @@ impl std::fmt::Display for EnrolmentCode {
 /// `POST /v1/admin/init`: a fresh server learns its network. Signed by the first
 /// administrator like any admin request; the server checks the admin certificate against the
 /// root given here, and accepts this only once.
+/// A new administrator: hex of its root-signed certificate (`eenplan-admin admin add`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewAdmin {
+    pub certificate: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InitRequest {
     pub root_public: String,

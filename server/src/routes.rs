@@ -32,6 +32,7 @@ pub mod rekey;
 pub mod retention;
 pub mod revocations;
 pub mod rotation;
+pub mod scope;
 pub mod sync;
 pub mod wipe;
 
@@ -197,6 +198,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(api::PATH_ADMIN_USERS, post(admin::add_user).get(admin::users))
         .route(api::PATH_ADMIN_ENROLMENTS, post(admin::add_enrolment))
         .route(api::PATH_ADMIN_DEVICES, get(admin::devices))
+        .route(api::PATH_ADMIN_ADMINS, post(admin::add_admin))
         .route("/v1/admin/devices/{id}/certificate", post(admin::approve_device))
         .route("/v1/admin/plans/{plan}/participants", post(admin::add_participant))
         .route("/v1/admin/plans/{plan}/participants/{user}/remove", post(rotation::unassign))

@@ -287,6 +287,7 @@ impl Network {
                 admin_public: admin.verifying_key().to_bytes(),
                 name: "beheer".into(),
                 issued_at_ms: 0,
+                organisation: None,
             },
             &root,
         );
@@ -344,11 +345,13 @@ impl Network {
     fn revoke(&self, server: &Server, device: &Device) -> Reply {
         let current = self.revocations(server);
         if current.is_revoked(&device.id).is_none() {
-            let entry = RevokedDevice {
-                device: Fixed(device.id),
-                revoked_at_ms: now_ms(),
-                reason: RevocationReason::Stolen,
-            };
+            let entry = RevokedDevice::sign(
+                device.id,
+                now_ms(),
+                RevocationReason::Stolen,
+                "Wijkteam Noord",
+                &self.admin,
+            );
             let next = current.next(&[entry], self.admin_certificate.to_bytes(), now_ms()).unwrap();
             let listed =
                 self.call(server, "POST", api::PATH_ADMIN_REVOCATIONS, &next.sign(&self.admin).to_bytes());
@@ -2327,10 +2330,8 @@ fn revocation_lists_are_taken_only_signed_next_and_append_only_and_devices_read_
     );
     assert_eq!(server.get_as(api::PATH_ME, b.token()).status, 200);
 
-    let entry = |device: &Device| RevokedDevice {
-        device: Fixed(device.id),
-        revoked_at_ms: now_ms(),
-        reason: RevocationReason::Stolen,
+    let entry = |device: &Device| {
+        RevokedDevice::sign(device.id, now_ms(), RevocationReason::Stolen, "Wijkteam Noord", &network.admin)
     };
     let post = |bytes: &[u8]| network.call(&server, "POST", api::PATH_ADMIN_REVOCATIONS, bytes);
     let v1 =
@@ -2358,7 +2359,13 @@ fn revocation_lists_are_taken_only_signed_next_and_append_only_and_devices_read_
     assert_eq!(post(&dropped.sign(&network.admin).to_bytes()).error(400), "bad_revocation_list");
     let changed = RevocationList {
         version: 2,
-        entries: vec![RevokedDevice { revoked_at_ms: 1, ..v1.entries[0] }],
+        entries: vec![RevokedDevice::sign(
+            v1.entries[0].device.0,
+            1,
+            RevocationReason::Stolen,
+            "Wijkteam Noord",
+            &network.admin,
+        )],
         ..v1.clone()
     };
     assert_eq!(post(&changed.sign(&network.admin).to_bytes()).error(400), "bad_revocation_list");
@@ -2964,7 +2971,7 @@ fn only_the_regisseur_changes_a_plans_membership_and_the_first_entry_at_a_positi
     };
     let answer = server.sync(&ann, &request);
     assert_eq!(answer.membership.len(), 1, "the chain comes back with the answer");
-    let never = |_: &[u8; 16], _: i64| false;
+    let never = |_: &eenplan_protocol::certificate::DeviceBody, _: i64| false;
     let mut roster = Roster::start(&charter, &network.root_public(), &never).unwrap();
 
     let add = Entry::next(

@@ -245,6 +245,7 @@ fn a_wipe_order_the_server_made_up_is_refused_and_nothing_is_erased() {
             admin_public: rogue_admin.verifying_key().to_bytes(),
             name: "Beheer".into(),
             issued_at_ms: 0,
+            organisation: None,
         },
         &rogue_root,
     );

@@ -72,15 +72,22 @@ fn revoke(session: &mut Session, args: &RevokeArgs, json: bool) -> Result<Output
             reason: "the device id is not 32 hexadecimal characters",
         }
     })?;
+    // The organisation the entry names is the one in the device's root-verified
+    // certificate (devices count the entry only under it); a device never approved has only
+    // the server's word.
+    let organisation = certified_organisation(session, &device).unwrap_or_else(|| device.org.clone());
+    session.require_org(&organisation)?;
     let now = now_ms()?;
     // Recorded in the keyring before the server hears of it: from now on this keyring seals
     // nothing to the device, whatever the server says. Then published in the next signed
     // revocation list, which devices check before they seal a key to anyone.
-    session.keyring.trust.record(RevokedDevice {
-        device: Fixed(id),
-        revoked_at_ms: now,
-        reason: args.reason,
-    });
+    session.keyring.trust.record(RevokedDevice::sign(
+        id,
+        now,
+        args.reason,
+        &organisation,
+        &session.keyring.admin,
+    ));
     session.save()?;
     let list = session.revocations()?;
     // Signed by this administrator, with the certificate that shows the root made it one: the
@@ -116,8 +123,22 @@ fn revoke(session: &mut Session, args: &RevokeArgs, json: bool) -> Result<Output
     with_rotation(json, text, value, outcome)
 }
 
+/// The organisation `device`'s certificate names, if it verifies against the root.
+fn certified_organisation(session: &Session, device: &DeviceInfo) -> Option<String> {
+    let certificate =
+        eenplan_protocol::certificate::Certificate::from_bytes(&api::unhex(&device.certificate)?).ok()?;
+    let admin =
+        eenplan_protocol::certificate::Certificate::from_bytes(&api::unhex(&device.admin_certificate)?)
+            .ok()?;
+    let body = certificate.claimed_device_body().ok()?;
+    // Judged at its own start: a revoked device's certificate may have run out since.
+    let at = body.valid_from_ms;
+    certificate.verify_device(&admin, &session.keyring.root_public(), at).ok().map(|b| b.organisation)
+}
+
 fn enrol(session: &mut Session, args: EnrolArgs, json: bool) -> Result<Output, AdminError> {
     let user = session.user(&args.user)?;
+    session.require_org(&user.org)?;
     // A device certified for a role the policy does not name could do nothing.
     session.require_role_in_policy(&user.role)?;
     let now = now_ms()?;
@@ -211,6 +232,9 @@ fn approve(session: &mut Session, args: ApproveArgs, json: bool) -> Result<Outpu
     let chosen: Vec<(DeviceInfo, IssuedCode)> = match code {
         Some(index) => {
             let issued = session.keyring.issued_codes.get(index).ok_or(AdminError::UnknownCode)?;
+            // Codes carry the organisation they were issued for: a keyring's codes from
+            // before its scope do not reach beyond it.
+            session.require_org(&issued.org)?;
             match enrolment::claimant(issued, &pending)? {
                 Some(claimed) => vec![(claimed.clone(), issued.clone())],
                 None => return Err(AdminError::CodeNotClaimed { user: issued.user_name.clone() }),
@@ -335,6 +359,7 @@ fn approve_one(
     issued: &IssuedCode,
     now: i64,
 ) -> Result<Approved, AdminError> {
+    session.require_org(&issued.org)?;
     let keyring = &session.keyring;
     let (body, certificate) = enrolment::certify(info, issued, &keyring.admin, now)?;
     // Exactly the check every device will make; failing it here means the keyring itself is

@@ -27,6 +27,7 @@ fn set_role(session: &mut Session, args: &UserSetRoleArgs, json: bool) -> Result
     let role = args.role.as_str();
     session.require_role_in_policy(role)?;
     let user = session.user(&args.user)?;
+    session.require_org(&user.org)?;
     let changed = recertify(session, &user, role)?;
     let outcome = session.rotate_pending(changed.pending, None);
     let value = changed.value;
@@ -37,6 +38,7 @@ fn set_role(session: &mut Session, args: &UserSetRoleArgs, json: bool) -> Result
 /// does, then rotates what they lost, once for all.
 fn retire_role(session: &mut Session, args: &UserRetireRoleArgs, json: bool) -> Result<Output, AdminError> {
     let to = args.to.as_str();
+    session.require_network_wide("een rol voor iedereen uitfaseren")?;
     if args.from == to {
         return Err(AdminError::usage(format!("--from and --to are both {to:?}: nothing would change")));
     }
@@ -137,6 +139,7 @@ fn verified_certificate(session: &Session, device: &DeviceInfo, now: i64) -> Res
 }
 
 fn add(session: &mut Session, args: UserAddArgs, json: bool) -> Result<Output, AdminError> {
+    session.require_org(&args.org)?;
     session.require_role_in_policy(args.role.as_str())?;
     let request = NewUser { org: args.org, name: args.name, role: args.role.as_str().to_string() };
     let answer = session.client().post(api::PATH_ADMIN_USERS, &request)?;

@@ -75,6 +75,12 @@ error_codes! {
     NotAReader = "not_a_reader",
     BadPolicySignature = "bad_policy_signature",
     BadWipeReport = "bad_wipe_report",
+    /// An organisation's administrator asked for an act on another organisation's users,
+    /// devices or participants.
+    OutOfScope = "out_of_scope",
+    /// Only a network-wide administrator may do this (the policy, organisations,
+    /// administrators, key epochs).
+    NetworkAdminOnly = "network_admin_only",
     // 404.
     NotFound = "not_found",
     NoRoute = "no_route",
