@@ -7,6 +7,7 @@
 //! (`usize`, a tuple variant around a struct).
 
 use eenplan_core::WipeReason;
+use eenplan_core::sync::Platform;
 use eenplan_core::adoption::{AdoptedPlan, Adoption, AdoptionCheck, NotAdopted};
 use eenplan_core::agenda::{Agenda, AgendaItem, AgendaKind};
 use eenplan_core::audience::{Audience, Reader};
@@ -59,6 +60,7 @@ pub enum ErrorCode {
     PolicyNotNewer,
     BadMembership,
     UnknownPolicyVersion,
+    InvalidDeviceLabel,
     MissingToken,
     BadToken,
     ExpiredToken,
@@ -106,6 +108,15 @@ pub enum ErrorCode {
     ShuttingDown,
     Internal,
     Other(String),
+}
+
+/// The platform a device runs on, as it reports it with its name.
+#[uniffi::remote(Enum)]
+pub enum Platform {
+    Android,
+    Ios,
+    Desktop,
+    Other,
 }
 
 /// The legal ground for sharing at an escalation (*grondslag*).
