@@ -14,7 +14,9 @@ mod keyring;
 mod output;
 mod passphrase;
 mod policy_file;
+mod offboard;
 mod rekey;
+mod resolve;
 mod revocations;
 
 use std::io::{ErrorKind, Write};
