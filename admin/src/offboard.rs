@@ -192,7 +192,7 @@ fn leave_plans(
             }
             Left::NotListed => {}
             Left::Kept(reason) => {
-                progress.warn(&format!("plan {}: {reason}", plan.plan));
+                progress.note(&format!("let op: plan {}: {reason}", plan.plan));
                 kept.push(KeptPlan { plan: plan.plan.clone(), reason });
             }
         }
