@@ -2775,6 +2775,7 @@ fn a_session_must_sign_the_wipe_nonce_hash_it_registers() {
             challenge,
             signature: hex(&signature.to_bytes()),
             wipe_nonce_hash: Some(hex(&[7; 32])),
+            name: None,
         },
     );
     assert_eq!(reply.error(401), "bad_signature");
