@@ -23,8 +23,9 @@ pub fn pick_user(users: Vec<UserInfo>, text: &str) -> Result<UserInfo, AdminErro
     let id = wanted.parse::<i64>().ok();
     let mut matches: Vec<UserInfo> =
         users.into_iter().filter(|u| Some(u.id) == id || same_name(&u.name, wanted)).collect();
-    // An exact spelling wins over one that differs only in case.
-    if matches.len() > 1 && matches.iter().filter(|u| u.name == wanted).count() == 1 {
+    // An exact spelling wins over one that differs only in case (an id never gives way).
+    let by_id = matches.iter().any(|u| Some(u.id) == id);
+    if !by_id && matches.len() > 1 && matches.iter().filter(|u| u.name == wanted).count() == 1 {
         matches.retain(|u| u.name == wanted);
     }
     match matches.len() {
@@ -53,6 +54,9 @@ fn same_name(a: &str, b: &str) -> bool {
 /// (pending or active) are meant before revoked or wiped ones.
 pub fn pick_device(devices: Vec<DeviceInfo>, text: &str) -> Result<DeviceInfo, AdminError> {
     let wanted = text.trim();
+    if wanted.is_empty() {
+        return Err(AdminError::usage("geef een apparaat: zijn id, het begin daarvan of zijn naam"));
+    }
     let lower = wanted.to_ascii_lowercase();
     if let Some(exact) = devices.iter().position(|d| d.device_id.eq_ignore_ascii_case(&lower)) {
         return Ok(devices.into_iter().nth(exact).unwrap_or_else(|| unreachable!()));
@@ -70,7 +74,7 @@ pub fn pick_device(devices: Vec<DeviceInfo>, text: &str) -> Result<DeviceInfo, A
         }
     }
     match matches.as_slice() {
-        [] if !is_prefix && lower.chars().all(|c| c.is_ascii_hexdigit()) && !lower.is_empty() => {
+        [] if !is_prefix && lower.chars().all(|c| c.is_ascii_hexdigit()) => {
             Err(AdminError::usage(format!(
                 "{text:?} is te kort voor een apparaat-id: geef er minstens {MIN_PREFIX} tekens van, \
                  of de naam van het apparaat"
