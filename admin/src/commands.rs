@@ -273,4 +273,3 @@ fn warn_if_insecure(server: &ServerUrl) {
         );
     }
 }
-

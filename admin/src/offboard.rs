@@ -116,7 +116,8 @@ pub fn offboard(
     let user = session.user(user)?;
     progress.note(&format!("{} ({}) uit dienst melden", user.name, user.org));
     let devices: Vec<DeviceInfo> = session.devices()?.into_iter().filter(|d| d.user_id == user.id).collect();
-    let (devices_revoked, devices_already_revoked, revocation_list) = revoke_all(session, &devices, progress)?;
+    let (devices_revoked, devices_already_revoked, revocation_list) =
+        revoke_all(session, &devices, progress)?;
     let (plans_left, plans_kept) = leave_plans(session, &user, progress)?;
     progress.note("nieuwe sleutels maken voor wat deze persoon kon lezen");
     let outcome = session.rotate_pending_with(None, None, progress);

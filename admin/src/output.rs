@@ -116,7 +116,10 @@ mod tests {
         assert_eq!(ago(now - 2 * 3_600_000, now), "2 uur geleden");
         assert_eq!(ago(now - 30 * 3_600_000, now), "gisteren");
         assert_eq!(ago(now - 5 * 86_400_000, now), "5 dagen geleden");
-        assert_eq!(ago(now - 40 * 86_400_000, now), eenplan_core::calendar::dutch_long_date_of_ms(now - 40 * 86_400_000));
+        assert_eq!(
+            ago(now - 40 * 86_400_000, now),
+            eenplan_core::calendar::dutch_long_date_of_ms(now - 40 * 86_400_000)
+        );
     }
 
     #[test]

@@ -66,20 +66,20 @@ pub fn pick_device(devices: Vec<DeviceInfo>, text: &str) -> Result<DeviceInfo, A
     let in_use: Vec<&DeviceInfo> =
         by_name.iter().copied().filter(|d| d.state == "active" || d.state == "pending").collect();
     let by_name = if in_use.is_empty() { by_name } else { in_use };
-    let mut matches: Vec<&DeviceInfo> =
-        devices.iter().filter(|d| is_prefix && d.device_id.to_ascii_lowercase().starts_with(&lower)).collect();
+    let mut matches: Vec<&DeviceInfo> = devices
+        .iter()
+        .filter(|d| is_prefix && d.device_id.to_ascii_lowercase().starts_with(&lower))
+        .collect();
     for device in by_name {
         if !matches.iter().any(|m| m.device_id.eq_ignore_ascii_case(&device.device_id)) {
             matches.push(device);
         }
     }
     match matches.as_slice() {
-        [] if !is_prefix && lower.chars().all(|c| c.is_ascii_hexdigit()) => {
-            Err(AdminError::usage(format!(
-                "{text:?} is te kort voor een apparaat-id: geef er minstens {MIN_PREFIX} tekens van, \
+        [] if !is_prefix && lower.chars().all(|c| c.is_ascii_hexdigit()) => Err(AdminError::usage(format!(
+            "{text:?} is te kort voor een apparaat-id: geef er minstens {MIN_PREFIX} tekens van, \
                  of de naam van het apparaat"
-            )))
-        }
+        ))),
         [] => Err(AdminError::UnknownDevice(text.to_string())),
         [one] => Ok((*one).clone()),
         several => Err(AdminError::AmbiguousDevice {
@@ -141,17 +141,18 @@ fn label_verifies(device: &DeviceInfo, root: &[u8; 32], now: i64) -> bool {
         verified_certificate(device, root, now).ok().map(|body| body.signing_public)
     };
     let Some(key) = key else { return false };
-    let name = SignedDeviceName {
-        label: device.label.clone(),
-        platform,
-        signature: device.label_signature.clone(),
-    };
+    let name =
+        SignedDeviceName { label: device.label.clone(), platform, signature: device.label_signature.clone() };
     name.verify(&id, &key).is_ok()
 }
 
 /// The body of an approved device's certificate, checked against this network's root and
 /// against the device and user the server lists it for.
-pub fn verified_certificate(device: &DeviceInfo, root: &[u8; 32], now: i64) -> Result<DeviceBody, AdminError> {
+pub fn verified_certificate(
+    device: &DeviceInfo,
+    root: &[u8; 32],
+    now: i64,
+) -> Result<DeviceBody, AdminError> {
     let bad = |reason| AdminError::BadDevice { device: device.device_id.clone(), reason };
     let decode = |text: &str| api::unhex(text).and_then(|b| Certificate::from_bytes(&b).ok());
     let certificate =

@@ -7,7 +7,6 @@
 //! (`usize`, a tuple variant around a struct).
 
 use eenplan_core::WipeReason;
-use eenplan_core::sync::Platform;
 use eenplan_core::adoption::{AdoptedPlan, Adoption, AdoptionCheck, NotAdopted};
 use eenplan_core::agenda::{Agenda, AgendaItem, AgendaKind};
 use eenplan_core::audience::{Audience, Reader};
@@ -25,6 +24,7 @@ use eenplan_core::plan::{
     Phase, Role,
 };
 use eenplan_core::regie::{Membership, MembershipStep, PlanParticipant};
+use eenplan_core::sync::Platform;
 use eenplan_core::sync::{DeviceStatus, Enrolment, ShareOutcome, SyncReport};
 use eenplan_protocol::api::{ErrorCode, ServerUrl};
 use eenplan_protocol::membership::Grondslag;

@@ -16,8 +16,8 @@ use eenplan_core::plan::{
     ActionStatus, Compartment, EscalationLevel, GoalStatus, NoteKind, Phase, Role, ValidationError,
 };
 use eenplan_protocol::api::ServerUrl;
-use eenplan_protocol::membership::Grondslag;
 use eenplan_protocol::device_name::Platform;
+use eenplan_protocol::membership::Grondslag;
 
 const ENVIRONMENT_HELP: &str = "\
 Environment:

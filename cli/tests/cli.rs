@@ -583,7 +583,8 @@ fn an_address_that_is_not_an_http_url_is_a_usage_error_that_says_what_is_wrong()
         ("ftp://eenplan.example.nl", "only https:// and http://"),
         ("https://", "names no server"),
     ] {
-        let (code, stderr) = d.fails(&["enrol", "--server", server, "--code", "AAAA-BBBB", "--name", "Laptop"]);
+        let (code, stderr) =
+            d.fails(&["enrol", "--server", server, "--code", "AAAA-BBBB", "--name", "Laptop"]);
         assert_eq!(code, 2, "{server}: {stderr}");
         assert!(stderr.contains(says), "{server}: {stderr}");
     }

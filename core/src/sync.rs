@@ -60,11 +60,11 @@ use transport::Transport;
 
 pub use access::SharedDevice;
 pub use live::WatchEvent;
-pub use name::parse_label;
 #[cfg(test)]
 pub(crate) use membership::HeldChain;
 pub(crate) use membership::STATE_INTENTS;
 pub use membership::{Intent, MAX_QUEUED_INTENTS, QueuedIntent};
+pub use name::parse_label;
 pub(crate) use shares::STATE_SHARES;
 pub use shares::{QueuedShare, ShareFailure};
 

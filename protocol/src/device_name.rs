@@ -160,7 +160,8 @@ impl SignedDeviceName {
         let label = DeviceLabel::parse(&self.label)?;
         let signature: [u8; 64] =
             unhex(&self.signature).and_then(|s| s.try_into().ok()).ok_or(NameError::BadSignature)?;
-        let key = ed25519_dalek::VerifyingKey::from_bytes(signing_public).map_err(|_| NameError::BadSignature)?;
+        let key =
+            ed25519_dalek::VerifyingKey::from_bytes(signing_public).map_err(|_| NameError::BadSignature)?;
         key.verify_strict(
             &name_message(device_id, self.platform, &label),
             &ed25519_dalek::Signature::from_bytes(&signature),
@@ -178,7 +179,8 @@ mod tests {
 
     #[test]
     fn ordinary_names_are_accepted_as_written() {
-        for text in ["Wim's Android", "iPhone van Fatima 🙂", "x", &"é".repeat(64), "Laptop (werk) — 2"] {
+        for text in ["Wim's Android", "iPhone van Fatima 🙂", "x", &"é".repeat(64), "Laptop (werk) — 2"]
+        {
             assert_eq!(DeviceLabel::parse(text).unwrap().as_str(), text);
         }
     }

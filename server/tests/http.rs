@@ -636,19 +636,19 @@ impl Device {
     /// This device's name and platform, signed by `signer` (its own key, or another's).
     fn name_signed_by(&self, signer: &SigningKey, label: &str) -> SignedDeviceName {
         // Built by hand so a name the rules refuse can be signed too.
-        let message = [
-            b"eenplan/device-name/v1\n".as_slice(),
-            &self.id,
-            b"android\n",
-            label.as_bytes(),
-        ]
-        .concat();
-        SignedDeviceName { label: label.into(), platform: Platform::Android, signature: hex(&signer.sign(&message).to_bytes()) }
+        let message =
+            [b"eenplan/device-name/v1\n".as_slice(), &self.id, b"android\n", label.as_bytes()].concat();
+        SignedDeviceName {
+            label: label.into(),
+            platform: Platform::Android,
+            signature: hex(&signer.sign(&message).to_bytes()),
+        }
     }
 
     /// A session that reports `name`.
     fn session_named(&self, server: &Server, name: SignedDeviceName) -> Reply {
-        let reply = server.post_json(api::PATH_AUTH_CHALLENGE, &ChallengeRequest { device_id: hex(&self.id) });
+        let reply =
+            server.post_json(api::PATH_AUTH_CHALLENGE, &ChallengeRequest { device_id: hex(&self.id) });
         let challenge = reply.json::<ChallengeResponse>().challenge;
         let message = api::session_message(&unhex(&challenge).unwrap());
         server.post_json(
@@ -910,10 +910,12 @@ fn a_device_name_is_kept_only_when_valid_and_signed_by_the_device_itself() {
         assert_eq!(reply.error(400), "invalid_device_label", "{bad:?}");
     }
     let stranger = key();
-    let reply = server.post_json(api::PATH_ENROL, &with_name(device.name_signed_by(&stranger, "Ann's Android")));
+    let reply =
+        server.post_json(api::PATH_ENROL, &with_name(device.name_signed_by(&stranger, "Ann's Android")));
     assert_eq!(reply.error(401), "bad_signature", "a name the device did not sign");
     // None of them used the code.
-    let reply = server.post_json(api::PATH_ENROL, &with_name(device.name_signed_by(&device.key, "Ann's Android")));
+    let reply =
+        server.post_json(api::PATH_ENROL, &with_name(device.name_signed_by(&device.key, "Ann's Android")));
     assert_eq!(reply.status, 200, "{}", reply.text());
     let listed = |network: &Network| -> DeviceInfo {
         let devices: Vec<DeviceInfo> = network.call(&server, "GET", api::PATH_ADMIN_DEVICES, b"").json();
@@ -927,16 +929,29 @@ fn a_device_name_is_kept_only_when_valid_and_signed_by_the_device_itself() {
     let reply = network.approve(&server, &device, &network.certificate_for(&device, &ann));
     assert_eq!(reply.status, 200, "{}", reply.text());
     // A session renames it; one with a bad name or another's signature changes nothing.
-    assert_eq!(device.session_named(&server, device.name_signed_by(&device.key, "Ann\u{0}")).error(400), "invalid_device_label");
-    assert_eq!(device.session_named(&server, device.name_signed_by(&stranger, "Werktelefoon")).error(401), "bad_signature");
+    assert_eq!(
+        device.session_named(&server, device.name_signed_by(&device.key, "Ann\u{0}")).error(400),
+        "invalid_device_label"
+    );
+    assert_eq!(
+        device.session_named(&server, device.name_signed_by(&stranger, "Werktelefoon")).error(401),
+        "bad_signature"
+    );
     assert_eq!(listed(&network).label, "Ann's Android");
     let reply = device.session_named(&server, device.name_signed_by(&device.key, "Werktelefoon Ann"));
     assert_eq!(reply.status, 200, "{}", reply.text());
     let active = listed(&network);
     assert_eq!(active.label, "Werktelefoon Ann");
     assert!(active.last_seen_ms.is_some_and(|at| at >= pending.enrolled_at_ms), "a session is a sighting");
-    let name = SignedDeviceName { label: active.label, platform: Platform::Android, signature: active.label_signature };
-    assert!(name.verify(&device.id, device.key.verifying_key().as_bytes()).is_ok(), "the listing carries the device's own signature");
+    let name = SignedDeviceName {
+        label: active.label,
+        platform: Platform::Android,
+        signature: active.label_signature,
+    };
+    assert!(
+        name.verify(&device.id, device.key.verifying_key().as_bytes()).is_ok(),
+        "the listing carries the device's own signature"
+    );
 }
 
 #[test]
@@ -945,8 +960,10 @@ fn a_users_plans_are_listed_for_offboarding() {
     let (ann, _) = network.member(&server, "Ann");
     let (bob, b) = network.member(&server, "Bob");
     let plan = random();
-    let registered =
-        server.sync(&b, &SyncRequest { new_plans: vec![Fixed(plan)], commitments: b.mint(&[plan]), ..Default::default() });
+    let registered = server.sync(
+        &b,
+        &SyncRequest { new_plans: vec![Fixed(plan)], commitments: b.mint(&[plan]), ..Default::default() },
+    );
     assert!(registered.rejected.is_empty());
     let before: UserPlans = network.call(&server, "GET", &api::admin_user_plans_path(ann.id), b"").json();
     assert_eq!(before.plans, vec![]);
@@ -955,7 +972,10 @@ fn a_users_plans_are_listed_for_offboarding() {
     assert_eq!(listed.plans.len(), 1);
     assert_eq!((listed.plans[0].plan.as_str(), listed.plans[0].chained), (hex(&plan).as_str(), false));
     assert_eq!(listed.plans[0].plan_role, "wijkteam");
-    assert_eq!(network.call(&server, "GET", &api::admin_user_plans_path(bob.id + 100), b"").error(404), "unknown_user");
+    assert_eq!(
+        network.call(&server, "GET", &api::admin_user_plans_path(bob.id + 100), b"").error(404),
+        "unknown_user"
+    );
 }
 
 #[test]

@@ -1303,12 +1303,14 @@ pub mod suite {
         let ann = user(s, "Ann");
         let code = [40; 32];
         s.create_enrolment(&code, ann, i64::MAX).unwrap();
-        let name = StoredName { label: "Ann's Android".into(), platform: "android".into(), signature: vec![1; 64] };
+        let name =
+            StoredName { label: "Ann's Android".into(), platform: "android".into(), signature: vec![1; 64] };
         let a1 = DeviceId([40; 16]);
         s.claim_enrolment(&code, &NewDevice { name: Some(name.clone()), ..new_device(40) }, 5).unwrap();
         let fresh = s.device(a1).unwrap().unwrap();
         assert_eq!((fresh.name.as_ref(), fresh.last_seen()), (Some(&name), None));
-        let renamed = StoredName { label: "Werktelefoon".into(), platform: "ios".into(), signature: vec![2; 64] };
+        let renamed =
+            StoredName { label: "Werktelefoon".into(), platform: "ios".into(), signature: vec![2; 64] };
         s.record_device_name(a1, &renamed).unwrap();
         assert_eq!(s.device(a1).unwrap().unwrap().name, Some(renamed.clone()));
         assert_eq!(s.record_device_name(DeviceId([41; 16]), &renamed), Err(StorageError::NotFound));

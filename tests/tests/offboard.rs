@@ -18,10 +18,8 @@ use eenplan_core::{Device, PlanId};
 use eenplan_tests::network::{ADMIN_PASSPHRASE, Network, binary, device_keystore};
 use serde_json::Value;
 
-const USERS: &[(&str, &str, &str)] = &[
-    ("Rita", "Wijkteam Noord", "wijkteam"),
-    ("Wim", "Wijkteam Noord", "wijkteam"),
-];
+const USERS: &[(&str, &str, &str)] =
+    &[("Rita", "Wijkteam Noord", "wijkteam"), ("Wim", "Wijkteam Noord", "wijkteam")];
 
 const PLANS: usize = 5;
 
@@ -156,8 +154,9 @@ fn offboarding_again_changes_nothing() {
     let db = net.server.data.join("server.db");
     let epochs = |db: &Path| -> Vec<(Vec<u8>, i64, i64)> {
         let conn = rusqlite::Connection::open(db).unwrap();
-        let mut stmt =
-            conn.prepare("SELECT plan_id, compartment, MAX(epoch) FROM commitments GROUP BY 1, 2 ORDER BY 1, 2").unwrap();
+        let mut stmt = conn
+            .prepare("SELECT plan_id, compartment, MAX(epoch) FROM commitments GROUP BY 1, 2 ORDER BY 1, 2")
+            .unwrap();
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(|r| r.unwrap()).collect()
     };
     let (epochs_before, devices_before) = (epochs(&db), wim_devices(&net));
@@ -204,7 +203,8 @@ fn an_interrupted_offboarding_finishes_when_run_again() {
     let net = Network::start(USERS);
     let (mut rita, plans) = wim_on_five_plans(&net);
     offboard_and_kill_midway(&net, "Wim");
-    let finished: Value = serde_json::from_str(&net.admin.run(&["--json", "user", "offboard", "Wim"])).unwrap();
+    let finished: Value =
+        serde_json::from_str(&net.admin.run(&["--json", "user", "offboard", "Wim"])).unwrap();
     // What the interrupted run did is not done twice.
     let revoked = finished["devices_revoked"].as_array().unwrap().len()
         + finished["devices_already_revoked"].as_array().unwrap().len();

@@ -83,7 +83,8 @@ pub(crate) fn post_revocation(
         admin_certificate: session.keyring.admin_certificate.to_bytes(),
     }
     .sign(&session.keyring.admin);
-    let request = RevokeRequest { reason: reason.as_str().to_string(), wipe_order: api::hex(&order.to_bytes()) };
+    let request =
+        RevokeRequest { reason: reason.as_str().to_string(), wipe_order: api::hex(&order.to_bytes()) };
     let answer = session.client().post(&api::admin_revoke_path(id), &request)?;
     Ok(serde_json::from_slice::<RotationsQueued>(&answer).ok().map(|q| q.pending))
 }
@@ -139,7 +140,8 @@ fn devices_path(pending: bool) -> String {
 
 fn list(session: &Session, args: DeviceListArgs, json: bool) -> Result<Output, AdminError> {
     let devices = session.devices()?;
-    let devices: Vec<DeviceInfo> = devices.into_iter().filter(|d| !args.pending || d.state == PENDING).collect();
+    let devices: Vec<DeviceInfo> =
+        devices.into_iter().filter(|d| !args.pending || d.state == PENDING).collect();
     let now = now_ms()?;
     Output::either(json, || &devices, || listing_text(&devices, now))
 }
@@ -340,4 +342,3 @@ fn approve_one(
         valid_until_ms: body.valid_until_ms,
     })
 }
-

@@ -126,7 +126,13 @@ fn user(id: i64, name: &str, org: &str) -> UserInfo {
 #[test]
 fn users_are_found_by_id_or_unique_name() {
     let users = || {
-        vec![user(1, "Fatima", "A"), user(2, "Jan", "A"), user(3, "Jan", "B"), user(4, "1", "A"), user(5, "Piet", "A")]
+        vec![
+            user(1, "Fatima", "A"),
+            user(2, "Jan", "A"),
+            user(3, "Jan", "B"),
+            user(4, "1", "A"),
+            user(5, "Piet", "A"),
+        ]
     };
     assert_eq!(pick_user(users(), "Fatima").unwrap().id, 1);
     assert_eq!(pick_user(users(), "fatima ").unwrap().id, 1);

@@ -31,7 +31,10 @@ pub fn enrol(device: &mut Device, args: EnrolArgs) -> Result<Output, CliError> {
 
 pub fn rename(device: &mut Device, args: RenameArgs) -> Result<Output, CliError> {
     device.rename(&args.name)?;
-    Ok(Output::Text(format!("dit apparaat heet nu {:?}; de beheerder ziet dat na de volgende sync", args.name)))
+    Ok(Output::Text(format!(
+        "dit apparaat heet nu {:?}; de beheerder ziet dat na de volgende sync",
+        args.name
+    )))
 }
 
 pub fn sync(device: &mut Device, args: SyncArgs) -> Result<Output, CliError> {

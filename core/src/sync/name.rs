@@ -44,7 +44,11 @@ impl Device {
         Ok(())
     }
 
-    pub(super) fn set_device_name(&mut self, label: &DeviceLabel, platform: Platform) -> Result<(), CoreError> {
+    pub(super) fn set_device_name(
+        &mut self,
+        label: &DeviceLabel,
+        platform: Platform,
+    ) -> Result<(), CoreError> {
         let stored = StoredName { label: label.as_str().to_owned(), platform };
         Ok(self.store_mut().write(|w| w.put_state(STATE_NAME, &cbor(&stored)))?)
     }
@@ -68,7 +72,8 @@ mod tests {
     use crate::keystore::{KdfParams, PassphraseKeyStore};
 
     fn device(dir: &std::path::Path) -> Device {
-        Device::init(dir, &PassphraseKeyStore::with_params("geheim", KdfParams::INSECURE_FAST_FOR_TESTS)).unwrap()
+        Device::init(dir, &PassphraseKeyStore::with_params("geheim", KdfParams::INSECURE_FAST_FOR_TESTS))
+            .unwrap()
     }
 
     const CODE: &str = "AAAAAAAAAAAAAAAAAAAAAAAA";

@@ -161,7 +161,8 @@ pub async fn session(
         request.wipe_nonce_hash.as_deref().map(|h| parse_hex(h, "wipe_nonce_hash")).transpose()?;
     // A name that could never be kept refuses the session before anything is written.
     if let Some(name) = &request.name {
-        DeviceLabel::parse(&name.label).map_err(|e| ApiError::bad_request("invalid_device_label", e.to_string()))?;
+        DeviceLabel::parse(&name.label)
+            .map_err(|e| ApiError::bad_request("invalid_device_label", e.to_string()))?;
     }
     blocking(&state, move |state| {
         let now = now_ms();
@@ -228,7 +229,10 @@ fn checked_name(
 /// Keeps the name a device reported at its session, when it differs from the one held (so a
 /// session that says nothing new writes nothing more).
 fn record_name(state: &AppState, device: DeviceId, name: &SignedDeviceName) -> Result<(), ApiError> {
-    let record = state.storage.device(device)?.ok_or_else(|| ApiError::unauthenticated("unknown_device", "unknown device"))?;
+    let record = state
+        .storage
+        .device(device)?
+        .ok_or_else(|| ApiError::unauthenticated("unknown_device", "unknown device"))?;
     let checked = checked_name(name, device, &record.signing_public)?;
     if record.name.as_ref() != Some(&checked) {
         state.storage.record_device_name(device, &checked)?;

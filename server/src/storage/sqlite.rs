@@ -24,8 +24,8 @@ use super::{
     EnvelopeRefusal, Erasure, MAX_SNAPSHOT_REQUESTS_PER_DEVICE, MembershipPage, MembershipUpdate,
     NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId, Participant, PlanId, PolicyRecord,
     PullBatch, PullRequest, PushOutcome, Reader, Result, Revocation, RevocationListRecord, RotationTask,
-    SNAPSHOT_REQUEST_TTL_MS, ServerEventRecord, SessionRecorded, Storage, StorageError, StoredAuditUpload, StoredName,
-    User, UserId, WipeGuard, pull,
+    SNAPSHOT_REQUEST_TTL_MS, ServerEventRecord, SessionRecorded, Storage, StorageError, StoredAuditUpload,
+    StoredName, User, UserId, WipeGuard, pull,
 };
 
 /// Read connections. Pulls are short read transactions; a few cover the bursts of a morning

@@ -149,7 +149,9 @@ impl Network {
     fn creator(&self, user: &str) -> CoreDevice {
         let mut device = CoreDevice::init(&self.path("creator"), &device_keystore()).expect("init");
         let code = self.admin.run(&["device", "enrol", "--user", user]);
-        device.enrol(&self.server.url, &code, "Bench-maker", eenplan_core::sync::Platform::Desktop).expect("enrol");
+        device
+            .enrol(&self.server.url, &code, "Bench-maker", eenplan_core::sync::Platform::Desktop)
+            .expect("enrol");
         self.admin.run(&["device", "approve", "--code", &code]);
         device.sync().expect("first sync");
         device
