@@ -120,7 +120,12 @@ impl Session {
     /// Every device the server lists, each name kept only if the device's own signature
     /// over it verifies (see `crate::resolve`); a cleared name is warned about.
     pub(crate) fn devices(&self) -> Result<Vec<DeviceInfo>, AdminError> {
-        let devices: Vec<DeviceInfo> = self.client().get(api::PATH_ADMIN_DEVICES)?;
+        self.devices_at(api::PATH_ADMIN_DEVICES)
+    }
+
+    /// [`Session::devices`] from the listing at `path` (e.g. only the pending ones).
+    pub(crate) fn devices_at(&self, path: &str) -> Result<Vec<DeviceInfo>, AdminError> {
+        let devices: Vec<DeviceInfo> = self.client().get(path)?;
         let (devices, cleared) = resolve::verified_listing(devices, &self.keyring.root_public(), now_ms()?);
         if cleared > 0 {
             eprintln!(

@@ -139,9 +139,7 @@ fn devices_path(pending: bool) -> String {
 }
 
 fn list(session: &Session, args: DeviceListArgs, json: bool) -> Result<Output, AdminError> {
-    let devices = session.devices()?;
-    let devices: Vec<DeviceInfo> =
-        devices.into_iter().filter(|d| !args.pending || d.state == PENDING).collect();
+    let devices = session.devices_at(&devices_path(args.pending))?;
     let now = now_ms()?;
     Output::either(json, || &devices, || listing_text(&devices, now))
 }
