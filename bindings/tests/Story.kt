@@ -571,7 +571,7 @@ suspend fun revokeAStolenPhone(admin: Admin, rita: Phone, wim: Phone, plan: Stri
     rita.device.sync()
     check(rita.device.pendingChanges() == 0uL) { "Rita's note went out under the new key" }
     val line = admin.run("device", "list").lines().first { it.contains(wimId.take(8)) }
-    check(line.contains("wiped")) { "the administrator sees the wipe: $line" }
+    check(line.contains("gewist")) { "the administrator sees the wipe: $line" }
 }
 
 /** The wiped screen says why; init makes a new device, enrolled with a new code. */

@@ -573,7 +573,7 @@ async def revoke_a_stolen_phone(admin, rita, wim, plan):
     await rita.device.sync()
     check(rita.device.pending_changes() == 0, "Rita's note went out under the new key")
     line = next(l for l in admin.run("device", "list").splitlines() if wim_id[:8] in l)
-    check("wiped" in line, f"the administrator sees the wipe: {line}")
+    check("gewist" in line, f"the administrator sees the wipe: {line}")
 
 
 async def the_wiped_phone_is_set_up_again(server, admin, wim):
