@@ -589,7 +589,7 @@ suspend fun theWipedPhoneIsSetUpAgain(server: Server, admin: Admin, wim: Phone) 
     fresh.sync()
     val newId = fresh.deviceId()
     val line = admin.run("device", "list").lines().first { it.contains(newId.take(8)) }
-    check(line.contains("active")) { "the new device is active: $line" }
+    check(line.contains("actief")) { "the new device is active: $line" }
     fresh.closeDevice()
 }
 

@@ -592,7 +592,7 @@ async def the_wiped_phone_is_set_up_again(server, admin, wim):
     await fresh.sync()
     new_id = fresh.device_id()
     line = next(l for l in admin.run("device", "list").splitlines() if new_id[:8] in l)
-    check("active" in line, f"the new device is active: {line}")
+    check("actief" in line, f"the new device is active: {line}")
 
 
 async def on_a_poor_link(server, admin, rita):
