@@ -182,10 +182,10 @@ pub struct AuditQueryArgs {
     /// A plan id (hex).
     #[arg(long)]
     pub plan: Option<String>,
-    /// A user id.
+    /// A user: a name, or the numeric id from `user list`.
     #[arg(long)]
-    pub user: Option<i64>,
-    /// A device id (hex).
+    pub user: Option<String>,
+    /// A device: its id, a unique prefix of at least six characters, or its unique name.
     #[arg(long)]
     pub device: Option<String>,
     #[command(flatten)]
@@ -261,6 +261,20 @@ pub enum UserCommand {
     /// as `set-role` does (one line per user), then moves what they lost to a new key epoch.
     #[command(long_about = RETIRE_ROLE_HELP)]
     RetireRole(UserRetireRoleArgs),
+    /// Offboards someone who leaves: revokes every device of theirs in one revocation list,
+    /// leaves a wipe order for each, removes them from every plan they take part in, and
+    /// moves what they could read to new keys in one pass. Running it again finishes an
+    /// interrupted offboarding and changes nothing after a finished one.
+    Offboard(UserOffboardArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UserOffboardArgs {
+    /// The user: a name, or the numeric id from `user list`.
+    pub user: String,
+    /// Why, for the record (shown in the output, e.g. "uit dienst").
+    #[arg(long)]
+    pub reason: Option<String>,
 }
 
 const RETIRE_ROLE_HELP: &str = "\
@@ -325,8 +339,8 @@ pub enum DeviceCommand {
 
 #[derive(Debug, Args)]
 pub struct RevokeArgs {
-    /// The device: its id as `device list` shows it, or a unique prefix of at least six
-    /// characters.
+    /// The device: its id as `device list` shows it, a unique prefix of at least six
+    /// characters, or its unique name ("Wim's Android").
     pub device: String,
     /// Why it is revoked.
     #[arg(long, value_parser = reason())]

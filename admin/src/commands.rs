@@ -2,10 +2,10 @@
 
 mod admins;
 mod audit;
-mod device;
+pub(crate) mod device;
 mod init;
 mod org;
-mod plan;
+pub(crate) mod plan;
 mod policy;
 mod rekey;
 mod retention;
@@ -14,7 +14,7 @@ mod user;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
-use eenplan_protocol::api::{self, PolicyInfo, UserInfo};
+use eenplan_protocol::api::{self, DeviceInfo, PolicyInfo, UserInfo};
 use eenplan_protocol::certificate::AdminScope;
 use eenplan_protocol::policy::{Policy, SignedPolicy};
 use eenplan_protocol::revocation::RevocationList;
@@ -27,7 +27,7 @@ use crate::keyring::{self, Keyring, KeyringError, KeyringFile};
 use crate::output::Output;
 use crate::passphrase::{self, Cost, Which};
 use crate::rekey::{Authority, Outcome, Progress, Summary};
-use crate::revocations;
+use crate::{resolve, revocations};
 
 pub fn run(cli: Cli) -> Result<Output, AdminError> {
     let data = cli.data.ok_or_else(|| {
@@ -57,9 +57,9 @@ pub fn run(cli: Cli) -> Result<Output, AdminError> {
 }
 
 /// An unlocked, registered keyring and the server to talk to.
-struct Session {
+pub(crate) struct Session {
     file: KeyringFile,
-    keyring: Keyring,
+    pub(crate) keyring: Keyring,
     server: ServerUrl,
     /// The root and escrow keys from `--offline-keyring`, when given (never saved into the
     /// daily keyring).
@@ -98,11 +98,11 @@ impl Session {
         Ok(Session { file, keyring, server, attached })
     }
 
-    fn client(&self) -> Client<'_> {
+    pub(crate) fn client(&self) -> Client<'_> {
         Client::new(self.server.clone(), &self.keyring.admin, self.keyring.root_public())
     }
 
-    fn save(&self) -> Result<(), AdminError> {
+    pub(crate) fn save(&self) -> Result<(), AdminError> {
         Ok(self.file.save(&self.keyring)?)
     }
 
@@ -130,7 +130,7 @@ impl Session {
 
     /// Refuses, before the server is asked, an act on the users or devices of `org` that
     /// this administrator's scope does not cover.
-    fn require_org(&self, org: &str) -> Result<(), AdminError> {
+    pub(crate) fn require_org(&self, org: &str) -> Result<(), AdminError> {
         match self.scope() {
             AdminScope::Organisation(own) if own != org => {
                 Err(AdminError::OutOfScope { own, org: org.to_owned() })
@@ -148,9 +148,33 @@ impl Session {
     }
 
     /// The user `text` names: a numeric id or a name, which must name exactly one user.
-    fn user(&self, text: &str) -> Result<UserInfo, AdminError> {
+    pub(crate) fn user(&self, text: &str) -> Result<UserInfo, AdminError> {
         let users: Vec<UserInfo> = self.client().get(api::PATH_ADMIN_USERS)?;
-        pick_user(users, text)
+        resolve::pick_user(users, text)
+    }
+
+    /// Every device the server lists, each name kept only if the device's own signature
+    /// over it verifies (see `crate::resolve`); a cleared name is warned about.
+    pub(crate) fn devices(&self) -> Result<Vec<DeviceInfo>, AdminError> {
+        self.devices_at(api::PATH_ADMIN_DEVICES)
+    }
+
+    /// [`Session::devices`] from the listing at `path` (e.g. only the pending ones).
+    pub(crate) fn devices_at(&self, path: &str) -> Result<Vec<DeviceInfo>, AdminError> {
+        let devices: Vec<DeviceInfo> = self.client().get(path)?;
+        let (devices, cleared) = resolve::verified_listing(devices, &self.keyring.root_public(), now_ms()?);
+        if cleared > 0 {
+            eprintln!(
+                "waarschuwing: {cleared} apparaatna(a)m(en) van de server zijn niet door het apparaat zelf \
+                 ondertekend en worden niet getoond"
+            );
+        }
+        Ok(devices)
+    }
+
+    /// The device `text` names: its id, a unique id prefix or its unique (verified) name.
+    pub(crate) fn device(&self, text: &str) -> Result<DeviceInfo, AdminError> {
+        resolve::pick_device(self.devices()?, text)
     }
 
     /// The policy in force, as the server holds it, checked against this keyring's root and
@@ -186,7 +210,7 @@ impl Session {
 
     /// Takes in the server's newest revocation list and publishes the revocations this
     /// keyring made that it lacks (see `crate::revocations`); the keyring is saved.
-    fn revocations(&mut self) -> Result<RevocationList, AdminError> {
+    pub(crate) fn revocations(&mut self) -> Result<RevocationList, AdminError> {
         let admin = self.keyring.admin.clone();
         let client = Client::new(self.server.clone(), &admin, self.keyring.root_public());
         let result = revocations::synchronise(&client, &mut self.keyring, now_ms()?);
@@ -197,7 +221,17 @@ impl Session {
     /// Moves every waiting document to a new key epoch (see `crate::rekey`). `pending` is the
     /// count the server just gave, for the progress line; `policy` the policy in force if
     /// this command just set it (else it is fetched and verified).
-    fn rotate_pending(&mut self, pending: Option<u64>, policy: Option<Policy>) -> Outcome {
+    pub(crate) fn rotate_pending(&mut self, pending: Option<u64>, policy: Option<Policy>) -> Outcome {
+        self.rotate_pending_with(pending, policy, &mut Progress::on_stderr())
+    }
+
+    /// [`Session::rotate_pending`], reporting to `progress`.
+    pub(crate) fn rotate_pending_with(
+        &mut self,
+        pending: Option<u64>,
+        policy: Option<Policy>,
+        progress: &mut Progress,
+    ) -> Outcome {
         let stopped = |e| Outcome { summary: Summary::default(), stopped: Some(e) };
         // Every revocation known before anything is sealed, and the list naming them
         // published, so that the new epochs' commitments can name it.
@@ -230,7 +264,7 @@ impl Session {
             policy: &policy,
             trust: &self.keyring.trust,
         };
-        crate::rekey::run(&self.client(), &authority, pending, &mut Progress::on_stderr())
+        crate::rekey::run(&self.client(), &authority, pending, progress)
     }
 }
 
@@ -283,20 +317,6 @@ fn with_rotation(
     }
 }
 
-fn pick_user(users: Vec<UserInfo>, text: &str) -> Result<UserInfo, AdminError> {
-    let id = text.parse::<i64>().ok();
-    let mut matches: Vec<UserInfo> =
-        users.into_iter().filter(|u| Some(u.id) == id || u.name == text).collect();
-    match matches.len() {
-        0 => Err(AdminError::UnknownUser(text.to_string())),
-        1 => Ok(matches.remove(0)),
-        _ => Err(AdminError::AmbiguousUser {
-            name: text.to_string(),
-            ids: matches.iter().map(|u| u.id.to_string()).collect::<Vec<_>>().join(", "),
-        }),
-    }
-}
-
 fn warn_if_insecure(server: &ServerUrl) {
     if server.is_insecure_remote() {
         eprintln!(
@@ -304,28 +324,5 @@ fn warn_if_insecure(server: &ServerUrl) {
              these requests; use https://",
             server.as_str()
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn user(id: i64, name: &str) -> UserInfo {
-        UserInfo { id, org: "Wijkteam Noord".into(), name: name.into(), role: "wijkteam".into() }
-    }
-
-    #[test]
-    fn users_are_found_by_id_or_unique_name() {
-        let users = || vec![user(1, "Fatima"), user(2, "Jan"), user(3, "Jan"), user(4, "1")];
-        assert_eq!(pick_user(users(), "Fatima").unwrap().id, 1);
-        assert_eq!(pick_user(users(), "2").unwrap().name, "Jan");
-        assert!(
-            matches!(pick_user(users(), "Jan"), Err(AdminError::AmbiguousUser { ids, .. }) if ids == "2, 3")
-        );
-        // "1" is user 1's id and user 4's name: which one is meant is unclear.
-        assert!(matches!(pick_user(users(), "1"), Err(AdminError::AmbiguousUser { .. })));
-        assert!(matches!(pick_user(users(), "Piet"), Err(AdminError::UnknownUser(_))));
-        assert!(matches!(pick_user(users(), "9"), Err(AdminError::UnknownUser(_))));
     }
 }

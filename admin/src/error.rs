@@ -35,10 +35,10 @@ pub enum AdminError {
     },
     #[error("the server's answer does not follow the API: {0}")]
     BadResponse(String),
-    #[error("no user {0:?} (see `eenplan-admin user list`)")]
+    #[error("geen gebruiker {0:?} (zie `eenplan-admin user list`)")]
     UnknownUser(String),
-    #[error("{name:?} names several users (ids {ids}); give the id")]
-    AmbiguousUser { name: String, ids: String },
+    #[error("{name:?} past bij meerdere gebruikers: {candidates}; geef het id")]
+    AmbiguousUser { name: String, candidates: String },
     #[error("this keyring did not issue that enrolment code, or it was already used")]
     UnknownCode,
     #[error("that enrolment code belongs to another network (another root key)")]
@@ -69,10 +69,10 @@ pub enum AdminError {
     Clock,
     #[error("{0} device(s) not approved; see the warnings above")]
     NotApproved(usize),
-    #[error("no device {0:?} (see `eenplan-admin device list`)")]
+    #[error("geen apparaat {0:?} (zie `eenplan-admin device list`)")]
     UnknownDevice(String),
-    #[error("{prefix:?} is the start of several device ids ({ids}); give more of it")]
-    AmbiguousDevice { prefix: String, ids: String },
+    #[error("{given:?} past bij meerdere apparaten: {candidates}; geef (meer van) het id")]
+    AmbiguousDevice { given: String, candidates: String },
     #[error("cannot read {path}: {source}")]
     ReadFile {
         path: String,

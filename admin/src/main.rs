@@ -11,10 +11,12 @@ mod commands;
 mod enrolment;
 mod error;
 mod keyring;
+mod offboard;
 mod output;
 mod passphrase;
 mod policy_file;
 mod rekey;
+mod resolve;
 mod revocations;
 
 use std::io::{ErrorKind, Write};

@@ -602,10 +602,18 @@ impl Progress {
         }
     }
 
-    fn warn(&mut self, message: &str) {
+    pub fn warn(&mut self, message: &str) {
         if self.shown {
             self.end_line();
             eprintln!("warning: {message}");
+        }
+    }
+
+    /// One step of a longer job (an offboarding), on a line of its own.
+    pub fn note(&mut self, message: &str) {
+        if self.shown {
+            self.end_line();
+            eprintln!("{message}");
         }
     }
 

@@ -90,6 +90,7 @@ impl RawDevice {
             challenge: challenge.challenge,
             signature: hex(&key.sign(&message).to_bytes()),
             wipe_nonce_hash: None,
+            name: None,
         };
         let body = serde_json::to_vec(&session).unwrap();
         let session: SessionResponse =

@@ -188,7 +188,9 @@ fn listed(admin: &HandSigned, device: &Device) -> serde_json::Value {
 fn pending_device(net: &Network, dir: &str, user: &str) -> Device {
     let mut device = Device::init(&net.path(dir), &device_keystore()).unwrap();
     let code = net.admin.run(&["device", "enrol", "--user", user]);
-    device.enrol(&net.server.url, &code).unwrap();
+    device
+        .enrol(&net.server.url, &code, &format!("Telefoon in {dir}"), eenplan_core::sync::Platform::Desktop)
+        .unwrap();
     device
 }
 

@@ -24,7 +24,7 @@ pub fn run(session: &mut Session, command: PlanCommand, json: bool) -> Result<Ou
 
 /// The plan's membership chain from the server, verified from its first entry; `None` for a
 /// plan without one.
-pub(super) fn verified_chain(session: &Session, plan: &[u8; 16]) -> Result<Option<Roster>, AdminError> {
+pub(crate) fn verified_chain(session: &Session, plan: &[u8; 16]) -> Result<Option<Roster>, AdminError> {
     let entries: Vec<Blob> =
         session.client().get_cbor(&api::admin_membership_path(plan), 64 * 1024 * 1024)?;
     let root = session.keyring.root_public();
@@ -45,7 +45,7 @@ pub(super) fn verified_chain(session: &Session, plan: &[u8; 16]) -> Result<Optio
 
 /// Signs `act` after the verified chain and posts it; returns the documents waiting for a
 /// new key.
-fn post_act(
+pub(crate) fn post_act(
     session: &Session,
     plan: &[u8; 16],
     roster: &Roster,

@@ -52,6 +52,9 @@ error_codes! {
     /// A membership entry that the plan's chain refuses (see the message).
     BadMembership = "bad_membership",
     UnknownPolicyVersion = "unknown_policy_version",
+    /// A device name that is empty, longer than 64 characters or holds characters that do
+    /// not show ([`crate::device_name::DeviceLabel`]).
+    InvalidDeviceLabel = "invalid_device_label",
     // 401: no valid credentials.
     MissingToken = "missing_token",
     BadToken = "bad_token",

@@ -27,10 +27,11 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use ed25519_dalek::{Signature, VerifyingKey};
 use eenplan_protocol::api::{
     Assignment, CertificateUpload, DeviceInfo, InitRequest, NewAdmin, NewEnrolment, NewOrg, NewUser, OrgInfo,
-    UserInfo, code, escrow_message, hex, unhex,
+    UserInfo, UserPlan, UserPlans, code, escrow_message, hex, unhex,
 };
 use eenplan_protocol::audit::{AuditAction, AuditResult};
 use eenplan_protocol::certificate::{Certificate, CertificateError, DeviceBody};
+use eenplan_protocol::device_name::Platform;
 use eenplan_protocol::envelope::MAX_ENVELOPE_LEN;
 use serde::Deserialize;
 
@@ -351,6 +352,35 @@ fn user_info(user: User, orgs: &HashMap<OrgId, String>) -> UserInfo {
     }
 }
 
+/// `GET /v1/admin/users/{id}/plans`: the plans the user takes part in by the server's
+/// records, for offboarding (the administrator checks each plan's chain itself).
+pub async fn user_plans(
+    State(state): State<Arc<AppState>>,
+    Path(user): Path<i64>,
+    request: AdminRequest,
+) -> Result<Json<UserPlans>, ApiError> {
+    request
+        .run(&state, move |state, _, _| {
+            let user = UserId(user);
+            if state.storage.user(user)?.is_none() {
+                return Err(ApiError::not_found("unknown_user", "no user has that id"));
+            }
+            let mut plans = Vec::new();
+            for plan in state.storage.plans_of_user(user)? {
+                let role = state.storage.participants(plan)?.into_iter().find(|p| p.user == user);
+                // Removed between the two reads: no longer the user's plan.
+                let Some(participant) = role else { continue };
+                plans.push(UserPlan {
+                    plan: hex(&plan),
+                    plan_role: participant.plan_role,
+                    chained: state.storage.roster(plan)?.is_some(),
+                });
+            }
+            Ok(Json(UserPlans { user_id: user.0, plans }))
+        })
+        .await
+}
+
 /// `POST /v1/admin/enrolments`.
 pub async fn add_enrolment(
     State(state): State<Arc<AppState>>,
@@ -440,6 +470,13 @@ fn device_info(
         agreement_public: hex(&device.agreement_public),
         key_mac: hex(&device.key_mac),
         created_at_ms: device.created_at,
+        label: device.name.as_ref().map(|n| n.label.clone()).unwrap_or_default(),
+        platform: device.name.as_ref().and_then(|n| Platform::parse(&n.platform)),
+        label_signature: device.name.as_ref().map(|n| hex(&n.signature)).unwrap_or_default(),
+        enrolled_at_ms: device.created_at,
+        last_seen_ms: device.last_seen(),
+        revoked_at_ms: device.revoked_at,
+        wiped_at_ms: device.wiped_at,
         certificate: String::new(),
         admin_certificate: String::new(),
     }
