@@ -58,7 +58,7 @@ enrol() { # name user
   local code
   code=$("${admin[@]}" device enrol --user "$2")
   echo "$2's one-time code: $code"
-  "${dev[@]}" enrol --server "$url" --code "$code"
+  "${dev[@]}" enrol --server "$url" --code "$code" --name "Telefoon van $2" --platform android
   "${admin[@]}" device approve --code "$code" >/dev/null
   "${dev[@]}" sync >/dev/null
 }
@@ -183,7 +183,7 @@ cat <<TXT
 Connect a device of your own:
   code=\$(EENPLAN_ADMIN_PASSPHRASE=$EENPLAN_ADMIN_PASSPHRASE $bin/eenplan-admin --data $work/admin device enrol --user Wim)
   $bin/eenplan --data /tmp/my-phone init
-  $bin/eenplan --data /tmp/my-phone enrol --server $url --code \$code
+  $bin/eenplan --data /tmp/my-phone enrol --server $url --code \$code --name "Mijn laptop"
   EENPLAN_ADMIN_PASSPHRASE=$EENPLAN_ADMIN_PASSPHRASE $bin/eenplan-admin --data $work/admin device approve --code \$code
   $bin/eenplan --data /tmp/my-phone sync && $bin/eenplan --data /tmp/my-phone plan list
 Ctrl-C stops the server.

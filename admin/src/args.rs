@@ -87,9 +87,56 @@ pub enum Command {
     /// The access log (NEN 7513): audit keys, verifying every chain, who did what.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Administrators: a new one per organisation (or network-wide), certified by the root
+    /// without their key leaving their own keyring.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// The administrator's web page (in Dutch), served by this process on 127.0.0.1 only, so
     /// the keys never leave this keyring. Prints a one-time login link; stop with Ctrl-C.
     Console(ConsoleArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Run by the new administrator: makes their key in a new keyring directory (--data) and
+    /// prints a request to hand to whoever holds the network root.
+    Request(AdminRequestArgs),
+    /// Run by whoever holds the root: certifies the key of a request for one organisation
+    /// (--org) or the whole network (--network-wide), registers it with the server, and
+    /// prints a grant to hand back.
+    Add(AdminAddArgs),
+    /// Run by the new administrator: finishes their keyring with the grant. The network's
+    /// root key comes from the grant (compare its fingerprint with the root holder's).
+    Accept(AdminAcceptArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AdminRequestArgs {
+    /// The new administrator's name, as devices will show who approved them.
+    #[arg(long)]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("scope").required(true).args(["org", "network_wide"])))]
+pub struct AdminAddArgs {
+    /// The organisation the new administrator serves (by its exact name).
+    #[arg(long)]
+    pub org: Option<String>,
+    /// A network-wide administrator instead.
+    #[arg(long)]
+    pub network_wide: bool,
+    /// The request `admin request` printed.
+    pub request: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AdminAcceptArgs {
+    /// The grant `admin add` printed.
+    pub grant: String,
+    /// The root fingerprint the root holder told you (out of band); refused if it differs.
+    #[arg(long)]
+    pub root_fingerprint: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -145,10 +192,10 @@ pub struct AuditQueryArgs {
     /// A plan id (hex).
     #[arg(long)]
     pub plan: Option<String>,
-    /// A user id.
+    /// A user: a name, or the numeric id from `user list`.
     #[arg(long)]
-    pub user: Option<i64>,
-    /// A device id (hex).
+    pub user: Option<String>,
+    /// A device: its id, a unique prefix of at least six characters, or its unique name.
     #[arg(long)]
     pub device: Option<String>,
     #[command(flatten)]
@@ -224,6 +271,20 @@ pub enum UserCommand {
     /// as `set-role` does (one line per user), then moves what they lost to a new key epoch.
     #[command(long_about = RETIRE_ROLE_HELP)]
     RetireRole(UserRetireRoleArgs),
+    /// Offboards someone who leaves: revokes every device of theirs in one revocation list,
+    /// leaves a wipe order for each, removes them from every plan they take part in, and
+    /// moves what they could read to new keys in one pass. Running it again finishes an
+    /// interrupted offboarding and changes nothing after a finished one.
+    Offboard(UserOffboardArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UserOffboardArgs {
+    /// The user: a name, or the numeric id from `user list`.
+    pub user: String,
+    /// Why, for the record (shown in the output, e.g. "uit dienst").
+    #[arg(long)]
+    pub reason: Option<String>,
 }
 
 const RETIRE_ROLE_HELP: &str = "\
@@ -288,8 +349,8 @@ pub enum DeviceCommand {
 
 #[derive(Debug, Args)]
 pub struct RevokeArgs {
-    /// The device: its id as `device list` shows it, or a unique prefix of at least six
-    /// characters.
+    /// The device: its id as `device list` shows it, a unique prefix of at least six
+    /// characters, or its unique name ("Wim's Android").
     pub device: String,
     /// Why it is revoked.
     #[arg(long, value_parser = reason())]

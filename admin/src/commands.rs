@@ -1,5 +1,6 @@
 //! One function per command: open the keyring, talk to the server, say what happened.
 
+mod admins;
 pub(crate) mod audit;
 pub(crate) mod device;
 mod init;
@@ -13,7 +14,8 @@ mod user;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
-use eenplan_protocol::api::{self, PolicyInfo, UserInfo};
+use eenplan_protocol::api::{self, DeviceInfo, PolicyInfo, UserInfo};
+use eenplan_protocol::certificate::AdminScope;
 use eenplan_protocol::policy::{Policy, SignedPolicy};
 use eenplan_protocol::revocation::RevocationList;
 
@@ -25,7 +27,7 @@ use crate::keyring::{self, Keyring, KeyringError, KeyringFile};
 use crate::output::Output;
 use crate::passphrase::{self, Cost, Which};
 use crate::rekey::{Authority, Outcome, Progress, Summary};
-use crate::revocations;
+use crate::{resolve, revocations};
 
 pub fn run(cli: Cli) -> Result<Output, AdminError> {
     let data = cli.data.ok_or_else(|| {
@@ -44,7 +46,12 @@ pub fn run(cli: Cli) -> Result<Output, AdminError> {
         Command::Plan(command) => plan::run(&mut open()?, command, json),
         Command::Policy(command) => policy::run(&mut open()?, command, json),
         Command::Retention(command) => retention::run(&mut open()?, command, json),
-        Command::Rekey => rekey::run(&mut open()?, json),
+        Command::Rekey => {
+            let mut session = open()?;
+            session.require_network_wide("een nieuwe sleutelepoch maken (rekey)")?;
+            rekey::run(&mut session, json)
+        }
+        Command::Admin(command) => admins::run(&data, server.clone(), offline, command, json),
         Command::Audit(command) => audit::run(&mut open()?, command, json),
         Command::Console(args) => crate::console::run(open()?, &args),
     }
@@ -96,7 +103,7 @@ impl Session {
         Client::new(self.server.clone(), &self.keyring.admin, self.keyring.root_public())
     }
 
-    fn save(&self) -> Result<(), AdminError> {
+    pub(crate) fn save(&self) -> Result<(), AdminError> {
         Ok(self.file.save(&self.keyring)?)
     }
 
@@ -112,10 +119,63 @@ impl Session {
             .ok_or(AdminError::OfflineKeyringNeeded { action, key: "network root key" })
     }
 
+    /// Where this keyring's administrator may act. A certificate that does not decode (the
+    /// keyring checked it when it opened) counts as no organisation at all: refuse, never
+    /// widen.
+    fn scope(&self) -> AdminScope {
+        self.keyring
+            .admin_certificate
+            .claimed_admin_body()
+            .map_or_else(|_| AdminScope::Organisation(String::new()), |body| body.scope())
+    }
+
+    /// Refuses, before the server is asked, an act on the users or devices of `org` that
+    /// this administrator's scope does not cover.
+    pub(crate) fn require_org(&self, org: &str) -> Result<(), AdminError> {
+        match self.scope() {
+            AdminScope::Organisation(own) if own != org => {
+                Err(AdminError::OutOfScope { own, org: org.to_owned() })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses a network-wide act (`action`, in Dutch) to an organisation's administrator.
+    fn require_network_wide(&self, action: &'static str) -> Result<(), AdminError> {
+        match self.scope() {
+            AdminScope::Organisation(own) => Err(AdminError::NetworkAdminOnly { own, action }),
+            AdminScope::NetworkWide => Ok(()),
+        }
+    }
+
     /// The user `text` names: a numeric id or a name, which must name exactly one user.
     pub(crate) fn user(&self, text: &str) -> Result<UserInfo, AdminError> {
         let users: Vec<UserInfo> = self.client().get(api::PATH_ADMIN_USERS)?;
-        pick_user(users, text)
+        resolve::pick_user(users, text)
+    }
+
+    /// Every device the server lists, each name kept only if the device's own signature
+    /// over it verifies (see `crate::resolve`); a cleared name is warned about.
+    pub(crate) fn devices(&self) -> Result<Vec<DeviceInfo>, AdminError> {
+        self.devices_at(api::PATH_ADMIN_DEVICES)
+    }
+
+    /// [`Session::devices`] from the listing at `path` (e.g. only the pending ones).
+    pub(crate) fn devices_at(&self, path: &str) -> Result<Vec<DeviceInfo>, AdminError> {
+        let devices: Vec<DeviceInfo> = self.client().get(path)?;
+        let (devices, cleared) = resolve::verified_listing(devices, &self.keyring.root_public(), now_ms()?);
+        if cleared > 0 {
+            eprintln!(
+                "waarschuwing: {cleared} apparaatna(a)m(en) van de server zijn niet door het apparaat zelf \
+                 ondertekend en worden niet getoond"
+            );
+        }
+        Ok(devices)
+    }
+
+    /// The device `text` names: its id, a unique id prefix or its unique (verified) name.
+    pub(crate) fn device(&self, text: &str) -> Result<DeviceInfo, AdminError> {
+        resolve::pick_device(self.devices()?, text)
     }
 
     /// The policy in force, as the server holds it, checked against this keyring's root and
@@ -151,7 +211,7 @@ impl Session {
 
     /// Takes in the server's newest revocation list and publishes the revocations this
     /// keyring made that it lacks (see `crate::revocations`); the keyring is saved.
-    fn revocations(&mut self) -> Result<RevocationList, AdminError> {
+    pub(crate) fn revocations(&mut self) -> Result<RevocationList, AdminError> {
         let admin = self.keyring.admin.clone();
         let client = Client::new(self.server.clone(), &admin, self.keyring.root_public());
         let result = revocations::synchronise(&client, &mut self.keyring, now_ms()?);
@@ -162,12 +222,12 @@ impl Session {
     /// Moves every waiting document to a new key epoch (see `crate::rekey`). `pending` is the
     /// count the server just gave, for the progress line; `policy` the policy in force if
     /// this command just set it (else it is fetched and verified).
-    fn rotate_pending(&mut self, pending: Option<u64>, policy: Option<Policy>) -> Outcome {
+    pub(crate) fn rotate_pending(&mut self, pending: Option<u64>, policy: Option<Policy>) -> Outcome {
         self.rotate_pending_with(pending, policy, &mut Progress::on_stderr())
     }
 
-    /// [`Session::rotate_pending`], telling `progress` how far it is.
-    fn rotate_pending_with(
+    /// [`Session::rotate_pending`], reporting to `progress`.
+    pub(crate) fn rotate_pending_with(
         &mut self,
         pending: Option<u64>,
         policy: Option<Policy>,
@@ -178,6 +238,18 @@ impl Session {
         // published, so that the new epochs' commitments can name it.
         if let Err(e) = self.revocations() {
             return stopped(e);
+        }
+        // Whoever makes a key can read it: an organisation's administrator makes none, and
+        // the documents wait (the server refuses pushes to them) for a network-wide one.
+        if let AdminScope::Organisation(own) = self.scope() {
+            if pending.is_some_and(|p| p > 0) {
+                eprintln!(
+                    "let op: {} document(en) wachten op een nieuwe sleutel; als beheerder van {own} \
+                     maakt u die niet. Vraag een netwerkbeheerder `eenplan-admin rekey` te draaien.",
+                    pending.unwrap_or_default()
+                );
+            }
+            return Outcome { summary: Summary::default(), stopped: None };
         }
         // Recipients are checked against the policy in force; without it nothing is sealed.
         let policy = match policy.map_or_else(|| self.policy(), Ok) {
@@ -246,20 +318,6 @@ fn with_rotation(
     }
 }
 
-fn pick_user(users: Vec<UserInfo>, text: &str) -> Result<UserInfo, AdminError> {
-    let id = text.parse::<i64>().ok();
-    let mut matches: Vec<UserInfo> =
-        users.into_iter().filter(|u| Some(u.id) == id || u.name == text).collect();
-    match matches.len() {
-        0 => Err(AdminError::UnknownUser(text.to_string())),
-        1 => Ok(matches.remove(0)),
-        _ => Err(AdminError::AmbiguousUser {
-            name: text.to_string(),
-            ids: matches.iter().map(|u| u.id.to_string()).collect::<Vec<_>>().join(", "),
-        }),
-    }
-}
-
 fn warn_if_insecure(server: &ServerUrl) {
     if server.is_insecure_remote() {
         eprintln!(
@@ -267,28 +325,5 @@ fn warn_if_insecure(server: &ServerUrl) {
              these requests; use https://",
             server.as_str()
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn user(id: i64, name: &str) -> UserInfo {
-        UserInfo { id, org: "Wijkteam Noord".into(), name: name.into(), role: "wijkteam".into() }
-    }
-
-    #[test]
-    fn users_are_found_by_id_or_unique_name() {
-        let users = || vec![user(1, "Fatima"), user(2, "Jan"), user(3, "Jan"), user(4, "1")];
-        assert_eq!(pick_user(users(), "Fatima").unwrap().id, 1);
-        assert_eq!(pick_user(users(), "2").unwrap().name, "Jan");
-        assert!(
-            matches!(pick_user(users(), "Jan"), Err(AdminError::AmbiguousUser { ids, .. }) if ids == "2, 3")
-        );
-        // "1" is user 1's id and user 4's name: which one is meant is unclear.
-        assert!(matches!(pick_user(users(), "1"), Err(AdminError::AmbiguousUser { .. })));
-        assert!(matches!(pick_user(users(), "Piet"), Err(AdminError::UnknownUser(_))));
-        assert!(matches!(pick_user(users(), "9"), Err(AdminError::UnknownUser(_))));
     }
 }

@@ -188,6 +188,13 @@ mod tests {
                 &[seed; eenplan_protocol::envelope::XWING_PUBLIC_LEN],
             )),
             created_at_ms: NOW,
+            label: String::new(),
+            platform: None,
+            label_signature: String::new(),
+            enrolled_at_ms: NOW,
+            last_seen_ms: None,
+            revoked_at_ms: None,
+            wiped_at_ms: None,
             certificate: String::new(),
             admin_certificate: String::new(),
         }

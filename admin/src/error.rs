@@ -38,10 +38,10 @@ pub enum AdminError {
     },
     #[error("the server's answer does not follow the API: {0}")]
     BadResponse(String),
-    #[error("no user {0:?} (see `eenplan-admin user list`)")]
+    #[error("geen gebruiker {0:?} (zie `eenplan-admin user list`)")]
     UnknownUser(String),
-    #[error("{name:?} names several users (ids {ids}); give the id")]
-    AmbiguousUser { name: String, ids: String },
+    #[error("{name:?} past bij meerdere gebruikers: {candidates}; geef het id")]
+    AmbiguousUser { name: String, candidates: String },
     #[error("this keyring did not issue that enrolment code, or it was already used")]
     UnknownCode,
     #[error("that enrolment code belongs to another network (another root key)")]
@@ -72,10 +72,10 @@ pub enum AdminError {
     Clock,
     #[error("{0} device(s) not approved; see the warnings above")]
     NotApproved(usize),
-    #[error("no device {0:?} (see `eenplan-admin device list`)")]
+    #[error("geen apparaat {0:?} (zie `eenplan-admin device list`)")]
     UnknownDevice(String),
-    #[error("{prefix:?} is the start of several device ids ({ids}); give more of it")]
-    AmbiguousDevice { prefix: String, ids: String },
+    #[error("{given:?} past bij meerdere apparaten: {candidates}; geef (meer van) het id")]
+    AmbiguousDevice { given: String, candidates: String },
     #[error("cannot read {path}: {source}")]
     ReadFile {
         path: String,
@@ -113,6 +113,12 @@ pub enum AdminError {
          such as four or five unrelated words"
     )]
     WeakPassphrase { what: &'static str, why: String },
+    /// An organisation's administrator asked for an act on another organisation.
+    #[error("u bent beheerder van {own}; {org} valt buiten uw organisatie: er is niets gedaan")]
+    OutOfScope { own: String, org: String },
+    /// An organisation's administrator asked for a network-wide act.
+    #[error("{action} is aan een netwerkbeheerder; u bent beheerder van {own}: er is niets gedaan")]
+    NetworkAdminOnly { own: String, action: &'static str },
     /// A command needs the root or escrow key, which are in an offline keyring.
     #[error(
         "{action} needs the {key}, which this keyring keeps in an offline keyring: pass --offline-keyring PATH"
@@ -166,7 +172,9 @@ impl AdminError {
             | AdminError::PolicyNotNewer { .. }
             | AdminError::RoleNotInPolicy { .. }
             | AdminError::WeakPassphrase { .. }
-            | AdminError::OfflineKeyringNeeded { .. } => EXIT_USAGE,
+            | AdminError::OfflineKeyringNeeded { .. }
+            | AdminError::OutOfScope { .. }
+            | AdminError::NetworkAdminOnly { .. } => EXIT_USAGE,
             AdminError::Partial { error, .. } => error.exit_code(),
             _ => EXIT_FAILURE,
         }

@@ -22,6 +22,7 @@
 
 mod file;
 pub mod offline;
+pub mod request;
 mod sealed;
 
 use std::path::{Path, PathBuf};
@@ -128,7 +129,7 @@ impl std::fmt::Debug for IssuedCode {
 }
 
 /// A revoked device as this keyring knows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevokedRecord {
     pub entry: RevokedDevice,
     /// The first verified list version that names it; 0 while this keyring revoked it and no
@@ -238,7 +239,7 @@ impl Trust {
             }
         }
         self.learn(server);
-        Ok(self.revoked.iter().filter(|r| r.listed_in == 0).map(|r| r.entry).collect())
+        Ok(self.revoked.iter().filter(|r| r.listed_in == 0).map(|r| r.entry.clone()).collect())
     }
 
     /// Takes every entry of a verified `list` (one the server holds) as confirmed.
@@ -248,10 +249,10 @@ impl Trust {
                 // Another administrator's earlier revocation of the same device wins: it is
                 // what every device reads.
                 Some(record) if record.listed_in == 0 => {
-                    *record = RevokedRecord { entry: *entry, listed_in: list.version }
+                    *record = RevokedRecord { entry: entry.clone(), listed_in: list.version }
                 }
                 Some(_) => {}
-                None => self.revoked.push(RevokedRecord { entry: *entry, listed_in: list.version }),
+                None => self.revoked.push(RevokedRecord { entry: entry.clone(), listed_in: list.version }),
             }
         }
         self.revocations_version = self.revocations_version.max(list.version);
@@ -325,6 +326,7 @@ impl Keyring {
                 admin_public: admin.verifying_key().to_bytes(),
                 name: admin_name.clone(),
                 issued_at_ms: now_ms,
+                organisation: None,
             },
             &root,
         );
@@ -345,6 +347,37 @@ impl Keyring {
             server_audit_key: None,
             audit_pins: Vec::new(),
         }
+    }
+
+    /// The keyring of an administrator the root certified (`admin accept`): the key made by
+    /// `admin request`, the certificate and network keys from the grant. Refused unless the
+    /// certificate names this very key and the root signed it and the escrow key.
+    pub fn from_grant(
+        pending: request::PendingAdmin,
+        certificate: Certificate,
+        root_public: [u8; 32],
+        escrow_public: Vec<u8>,
+        escrow_signature: [u8; 64],
+    ) -> Result<Keyring, KeyringError> {
+        let keyring = Keyring {
+            server: pending.server,
+            registered: true,
+            root_public,
+            escrow_public,
+            escrow_signature,
+            admin_name: pending.name,
+            admin: pending.admin,
+            admin_certificate: certificate,
+            issued_codes: Vec::new(),
+            initial_policy: Vec::new(),
+            trust: Trust::default(),
+            offline: None,
+            audit_keys: Vec::new(),
+            server_audit_key: None,
+            audit_pins: Vec::new(),
+        };
+        keyring.check()?;
+        Ok(keyring)
     }
 
     pub fn root_public(&self) -> [u8; 32] {
@@ -609,7 +642,6 @@ impl KeyringFile {
 mod tests {
     use eenplan_core::keystore::{KdfParams, PassphraseKeyStore};
     use eenplan_protocol::envelope;
-    use eenplan_protocol::sync::Fixed;
     use eenplan_protocol::wipe::RevocationReason;
 
     use super::offline::OfflineKeyringFile;
@@ -656,11 +688,8 @@ mod tests {
         // Saving again (as `device enrol` does) keeps it readable and keeps the changes.
         let mut changed = opened;
         changed.registered = true;
-        changed.trust.record(RevokedDevice {
-            device: Fixed([4; 16]),
-            revoked_at_ms: 9,
-            reason: RevocationReason::Lost,
-        });
+        let entry = RevokedDevice::sign([4; 16], 9, RevocationReason::Lost, "Wijkteam Noord", &changed.admin);
+        changed.trust.record(entry);
         changed.trust.policy_signed = 3;
         file.save(&changed).unwrap();
         drop(file);

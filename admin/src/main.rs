@@ -12,10 +12,12 @@ mod console;
 mod enrolment;
 mod error;
 mod keyring;
+mod offboard;
 mod output;
 mod passphrase;
 mod policy_file;
 mod rekey;
+mod resolve;
 mod revocations;
 
 use std::io::{ErrorKind, Write};

@@ -78,6 +78,22 @@ pub fn time(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
+/// How long ago `at` was, seen at `now`, in Dutch: "zojuist", "3 min geleden", "2 uur
+/// geleden", "gisteren", "5 dagen geleden"; further back (or in the future) the date.
+pub fn ago(at: i64, now: i64) -> String {
+    const MINUTE: i64 = 60_000;
+    let past = now.saturating_sub(at);
+    match past {
+        i64::MIN..0 if past > -MINUTE => "zojuist".to_string(),
+        0..MINUTE => "zojuist".to_string(),
+        MINUTE..3_600_000 => format!("{} min geleden", past / MINUTE),
+        3_600_000..86_400_000 => format!("{} uur geleden", past / 3_600_000),
+        86_400_000..172_800_000 => "gisteren".to_string(),
+        172_800_000..2_592_000_000 => format!("{} dagen geleden", past / 86_400_000),
+        _ => eenplan_core::calendar::dutch_long_date_of_ms(at),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +105,21 @@ mod tests {
             &[vec!["1".into(), "Wijkteam Noord".into()], vec!["12".into(), "GGZ".into()]],
         );
         assert_eq!(text, "ID  NAME\n1   Wijkteam Noord\n12  GGZ\n");
+    }
+
+    #[test]
+    fn times_ago_read_as_dutch_people_say_them() {
+        let now = 1_800_000_000_000;
+        assert_eq!(ago(now - 20_000, now), "zojuist");
+        assert_eq!(ago(now + 20_000, now), "zojuist");
+        assert_eq!(ago(now - 3 * 60_000 - 5, now), "3 min geleden");
+        assert_eq!(ago(now - 2 * 3_600_000, now), "2 uur geleden");
+        assert_eq!(ago(now - 30 * 3_600_000, now), "gisteren");
+        assert_eq!(ago(now - 5 * 86_400_000, now), "5 dagen geleden");
+        assert_eq!(
+            ago(now - 40 * 86_400_000, now),
+            eenplan_core::calendar::dutch_long_date_of_ms(now - 40 * 86_400_000)
+        );
     }
 
     #[test]

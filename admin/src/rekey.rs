@@ -225,6 +225,15 @@ struct Recipient {
     missing: BTreeSet<u32>,
 }
 
+/// The organisation `listed`'s certificate names, judged at its own start (a revoked device's
+/// certificate may have run out since).
+fn certified_organisation(listed: &Listed, authority: &Authority<'_>) -> Option<String> {
+    let certificate = Certificate::from_bytes(&listed.certificate).ok()?;
+    let issuer = Certificate::from_bytes(&listed.admin_certificate).ok()?;
+    let at = certificate.claimed_device_body().ok()?.valid_from_ms;
+    certificate.verify_device(&issuer, &authority.root_public, at).ok().map(|body| body.organisation)
+}
+
 fn verify_recipient(
     listed: &Listed,
     document: DocumentId,
@@ -335,8 +344,12 @@ fn checked_recipients(
     let mut revoked = Vec::new();
     for listed in &task.recipients {
         // Whatever the server says about it (active, a reader, a valid certificate): a revoked
-        // device gets no key from this keyring.
-        if authority.revoked(&listed.device).is_some() {
+        // device gets no key from this keyring. An entry counts only under the organisation
+        // the device's own root-verified certificate names (one that does not verify gets no
+        // key either way).
+        if authority.revoked(&listed.device).is_some_and(|record| {
+            certified_organisation(listed, authority).is_none_or(|own| own == record.entry.organisation)
+        }) {
             if !revoked.contains(&listed.device) {
                 revoked.push(listed.device);
             }
@@ -556,6 +569,8 @@ pub trait Observer: Send {
     fn progress(&mut self, done: u64, total: Option<u64>);
     /// A document or device the run warns about.
     fn warning(&mut self, message: &str);
+    /// One step of a longer job (an offboarding) begins.
+    fn step(&mut self, message: &str);
 }
 
 /// Progress on stderr: one line rewritten in place on a terminal, a line per batch otherwise;
@@ -619,13 +634,24 @@ impl Progress {
         }
     }
 
-    fn warn(&mut self, message: &str) {
+    pub fn warn(&mut self, message: &str) {
         if let Some(observer) = self.observer.as_mut() {
             observer.warning(message);
         }
         if self.shown {
             self.end_line();
             eprintln!("warning: {message}");
+        }
+    }
+
+    /// One step of a longer job (an offboarding), on a line of its own.
+    pub fn note(&mut self, message: &str) {
+        if let Some(observer) = self.observer.as_mut() {
+            observer.step(message);
+        }
+        if self.shown {
+            self.end_line();
+            eprintln!("{message}");
         }
     }
 
@@ -856,6 +882,7 @@ mod tests {
                     admin_public: admin.verifying_key().to_bytes(),
                     name: "Beheer".into(),
                     issued_at_ms: 0,
+                    organisation: None,
                 },
                 &root,
             );
@@ -1196,11 +1223,14 @@ mod tests {
     fn a_device_the_keyring_revoked_gets_no_key_whatever_the_server_lists() {
         let mut network = Network::new(1);
         let (stolen, remaining) = (network.device(10, "wijkteam"), network.device(11, "wijkteam"));
-        network.trust.record(RevokedDevice {
-            device: Fixed(stolen.id),
-            revoked_at_ms: NOW - 1,
-            reason: RevocationReason::Stolen,
-        });
+        let entry = RevokedDevice::sign(
+            stolen.id,
+            NOW - 1,
+            RevocationReason::Stolen,
+            "Wijkteam Noord",
+            &network.admin,
+        );
+        network.trust.record(entry);
         network.trust.revocations_version = 4;
         // Its certificate is valid and its role may read zorg: only the keyring's record
         // keeps it out.

@@ -86,7 +86,6 @@ mod tests {
     use std::cell::RefCell;
 
     use eenplan_protocol::revocation::RevocationError;
-    use eenplan_protocol::sync::Fixed;
     use eenplan_protocol::wipe::RevocationReason;
 
     use super::*;
@@ -114,8 +113,9 @@ mod tests {
         Keyring::generate("http://127.0.0.1:1".into(), "Beheer".into(), 1)
     }
 
-    fn entry(device: u8) -> RevokedDevice {
-        RevokedDevice { device: Fixed([device; 16]), revoked_at_ms: 5, reason: RevocationReason::Stolen }
+    /// An entry signed by `keyring`'s administrator.
+    fn entry(keyring: &Keyring, device: u8) -> RevokedDevice {
+        RevokedDevice::sign([device; 16], 5, RevocationReason::Stolen, "Wijkteam Noord", &keyring.admin)
     }
 
     #[test]
@@ -123,7 +123,7 @@ mod tests {
         let server = Memory::default();
         let mut keyring = keyring();
         assert_eq!(synchronise(&server, &mut keyring, 10).unwrap().version, 0);
-        keyring.trust.record(entry(3));
+        keyring.trust.record(entry(&keyring, 3));
         let list = synchronise(&server, &mut keyring, 10).unwrap();
         assert_eq!(list.version, 1);
         assert!(list.is_revoked(&[3; 16]).is_some());
@@ -140,9 +140,9 @@ mod tests {
     fn an_older_list_or_one_that_drops_a_revocation_is_refused() {
         let server = Memory::default();
         let mut keyring = keyring();
-        keyring.trust.record(entry(3));
+        keyring.trust.record(entry(&keyring, 3));
         synchronise(&server, &mut keyring, 10).unwrap();
-        keyring.trust.record(entry(4));
+        keyring.trust.record(entry(&keyring, 4));
         synchronise(&server, &mut keyring, 11).unwrap();
         assert_eq!(keyring.trust.revocations_version, 2);
 
@@ -155,7 +155,7 @@ mod tests {
         // Or a version 3 without device 4, signed by an administrator of the network (one
         // whose key the server holds a copy of, say).
         let v1 = RevocationList::verify(&server.lists.borrow()[0], &keyring.root_public).unwrap();
-        let mut dropped = v1.next(&[entry(5)], keyring.admin_certificate.to_bytes(), 12).unwrap();
+        let mut dropped = v1.next(&[entry(&keyring, 5)], keyring.admin_certificate.to_bytes(), 12).unwrap();
         dropped.version = 3;
         *server.served.borrow_mut() = Some(dropped.sign(&keyring.admin).to_bytes());
         assert!(matches!(
@@ -178,7 +178,7 @@ mod tests {
     fn another_administrators_revocations_are_learnt_and_kept() {
         let server = Memory::default();
         let mut other = keyring();
-        other.trust.record(entry(7));
+        other.trust.record(entry(&other, 7));
         let mut mine = Keyring { trust: Default::default(), ..keyring_of_same_network(&other) };
         synchronise(&server, &mut other, 10).unwrap();
         let list = synchronise(&server, &mut mine, 11).unwrap();
@@ -201,6 +201,7 @@ mod tests {
                 admin_public: second.admin_public(),
                 name: "Tweede".into(),
                 issued_at_ms: 1,
+                organisation: None,
             },
             root,
         );

@@ -20,6 +20,7 @@ use serde_json::Value;
 
 const ORG: &str = "Wijkteam Zaanstad";
 const HOUR: i64 = 3_600_000;
+const DAY: i64 = 24 * HOUR;
 const PLAN: [u8; 16] = [0x5A; 16];
 
 fn now_ms() -> i64 {
@@ -89,6 +90,7 @@ impl RawDevice {
             challenge: challenge.challenge,
             signature: hex(&key.sign(&message).to_bytes()),
             wipe_nonce_hash: None,
+            name: None,
         };
         let body = serde_json::to_vec(&session).unwrap();
         let session: SessionResponse =
@@ -229,8 +231,9 @@ fn verify_reports_a_removed_and_a_forged_event_and_a_silent_device_and_query_and
     });
     assert_eq!((answer.audit_through, answer.audit_refused.len()), (6, 0));
     // Ans's second event was not signed by her device; her newest event is older than the
-    // 72-hour lease, so her phone has been silent since.
-    let old = now - 100 * HOUR;
+    // 72-hour lease, so her phone has been silent since. Noon UTC five days back keeps her
+    // two reads on one Amsterdam day whatever hour the test runs.
+    let old = (now - 5 * DAY).div_euclid(DAY) * DAY + 12 * HOUR;
     let ans_events = ans.chain(&[(old - HOUR, Read), (old - HOUR, Change), (old, Read)], &[2]);
     ans.sync(&SyncRequest { audit: vec![ans.upload(&key, 1, &ans_events)], ..Default::default() });
 

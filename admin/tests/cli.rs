@@ -532,7 +532,8 @@ fn user_add_and_plan_assign_send_what_the_api_describes() {
         200,
         r#"[{"id":7,"org":"A","name":"Jan","role":"wijkteam"},{"id":8,"org":"B","name":"Jan","role":"ggz"}]"#,
     );
-    assert!(admin.fails(&["plan", "assign", plan, "--user", "Jan", "--role", "ggz"], 2).contains("7, 8"));
+    let ambiguous = admin.fails(&["plan", "assign", plan, "--user", "Jan", "--role", "ggz"], 2);
+    assert!(ambiguous.contains("Jan (A, id 7); Jan (B, id 8)"), "{ambiguous}");
     server.answer(200, "[]");
     admin.fails(&["device", "enrol", "--user", "Piet"], 2);
     assert_eq!(server.requests().len(), before + 2);
@@ -1043,13 +1044,19 @@ fn device_revoke_refuses_unclear_devices_and_reasons_before_revoking_anything() 
     let network = Network::new();
     let (server, admin) = (&network.server, &network.admin);
     let before = server.requests().len();
-    admin.fails(&["device", "revoke", "abc", "--reason", "lost"], 2);
     admin.fails(&["device", "revoke", &api::hex(&network.phone.id), "--reason", "borrowed"], 2);
     admin.fails(&["device", "revoke", &api::hex(&network.phone.id)], 2);
     assert_eq!(server.requests().len(), before);
+    // A short id is refused, and a name or id that fits no device: after one listing each.
+    server.answer(200, &json!([network.phone.info, network.laptop.info]).to_string());
+    let stderr = admin.fails(&["device", "revoke", "abc", "--reason", "lost"], 2);
+    assert!(stderr.contains("minstens 6"), "{stderr}");
     server.answer(200, &json!([network.phone.info, network.laptop.info]).to_string());
     let stderr = admin.fails(&["device", "revoke", "ffffffff", "--reason", "lost"], 2);
     assert!(stderr.contains("device list"), "{stderr}");
+    server.answer(200, &json!([network.phone.info, network.laptop.info]).to_string());
+    let stderr = admin.fails(&["device", "revoke", "Telefoon van niemand", "--reason", "lost"], 2);
+    assert!(stderr.contains("geen apparaat"), "{stderr}");
     assert!(!server.requests().iter().any(|r| r.path.ends_with("/revoke")));
 }
 

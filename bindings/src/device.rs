@@ -30,7 +30,7 @@ use eenplan_core::plan::{
     ActionStatus, Compartment, Conflict, EscalationLevel, GoalStatus, NewAction, NewGoal, NewMember,
     NewParticipant, NoteKind, Phase, PlanView, Role,
 };
-use eenplan_core::sync::{DeviceStatus, Enrolment, ShareOutcome};
+use eenplan_core::sync::{DeviceStatus, Enrolment, Platform, ShareOutcome};
 use eenplan_protocol::api::ServerUrl;
 use eenplan_protocol::membership::Grondslag;
 use futures_channel::oneshot;
@@ -272,11 +272,34 @@ impl Device {
     }
 
     /// Claims an enrolment code from the administrator at `server` (`https://host[:port]`;
-    /// a malformed address is `Invalid`, with what is wrong). The device then waits for
-    /// approval; the first sync after it picks up its certificate.
-    pub async fn enrol(&self, server: ServerUrl, code: String) -> Result<Enrolment, ApiError> {
-        self.in_background(move |d| d.enrol(server.as_str(), &code), quiet, AfterCall::SendKeptWipeReports)
-            .await
+    /// a malformed address is `Invalid`, with what is wrong), saying what the device is
+    /// called (`name`, e.g. "Wim's Android": 1–64 printable characters, else `Invalid`) and
+    /// its platform. The device then waits for approval; the first sync after it picks up
+    /// its certificate.
+    pub async fn enrol(
+        &self,
+        server: ServerUrl,
+        code: String,
+        name: String,
+        platform: Platform,
+    ) -> Result<Enrolment, ApiError> {
+        self.in_background(
+            move |d| d.enrol(server.as_str(), &code, &name, platform),
+            quiet,
+            AfterCall::SendKeptWipeReports,
+        )
+        .await
+    }
+
+    /// Gives the device another name (1–64 printable characters, else `Invalid`); the
+    /// administrator sees it after the next sync.
+    pub fn rename(&self, name: String) -> Result<(), ApiError> {
+        self.with(|d| d.rename(&name))
+    }
+
+    /// What the device calls itself, if it was named.
+    pub fn device_name(&self) -> Result<Option<String>, ApiError> {
+        self.with(|d| Ok(d.device_name()?.map(|(label, _)| label.as_str().to_owned())))
     }
 
     /// Pushes what this device wrote, carries out queued shares, and pulls what it may read,

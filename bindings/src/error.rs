@@ -143,6 +143,7 @@ impl From<CoreError> for ApiError {
             | CoreError::AmbiguousPlan(_)
             | CoreError::PlanPrefixTooShort(_)
             | CoreError::AlreadyInitialised
+            | CoreError::InvalidDeviceLabel(_)
             | CoreError::Transfer(_)
             | CoreError::NotAllowed(_) => ApiError::Invalid { reason },
             CoreError::UnknownPlan(_) | CoreError::NoMatchingPlan(_) | CoreError::NotInitialised => {

@@ -24,6 +24,7 @@ use eenplan_core::plan::{
     Phase, Role,
 };
 use eenplan_core::regie::{Membership, MembershipStep, PlanParticipant};
+use eenplan_core::sync::Platform;
 use eenplan_core::sync::{DeviceStatus, Enrolment, ShareOutcome, SyncReport};
 use eenplan_protocol::api::{ErrorCode, ServerUrl};
 use eenplan_protocol::membership::Grondslag;
@@ -59,6 +60,7 @@ pub enum ErrorCode {
     PolicyNotNewer,
     BadMembership,
     UnknownPolicyVersion,
+    InvalidDeviceLabel,
     MissingToken,
     BadToken,
     ExpiredToken,
@@ -77,6 +79,8 @@ pub enum ErrorCode {
     NotAReader,
     BadPolicySignature,
     BadWipeReport,
+    OutOfScope,
+    NetworkAdminOnly,
     NotFound,
     NoRoute,
     NoPolicy,
@@ -106,6 +110,15 @@ pub enum ErrorCode {
     ShuttingDown,
     Internal,
     Other(String),
+}
+
+/// The platform a device runs on, as it reports it with its name.
+#[uniffi::remote(Enum)]
+pub enum Platform {
+    Android,
+    Ios,
+    Desktop,
+    Other,
 }
 
 /// The legal ground for sharing at an escalation (*grondslag*).

@@ -210,8 +210,11 @@ suspend fun enrolTwoPhones(server: Server, admin: Admin): Pair<Phone, Phone> {
     val wim = Phone("wim-phone", "Wim")
     for (phone in listOf(rita, wim)) {
         val code = admin.run("device", "enrol", "--user", phone.user)
-        if (phone === rita) aMistypedServerAddressIsInvalidNotOffline(rita, code)
-        check(phone.device.enrol(server.url, code) == Enrolment.PENDING_APPROVAL)
+        if (phone === rita) {
+            aMistypedServerAddressIsInvalidNotOffline(rita, code)
+            aDeviceNameThatDoesNotShowIsInvalid(rita, server, code)
+        }
+        check(phone.device.enrol(server.url, code, "${phone.user}'s Android", Platform.ANDROID) == Enrolment.PENDING_APPROVAL)
         try {
             phone.device.sync()
             error("a phone that is not approved yet must not sync")
@@ -227,13 +230,27 @@ suspend fun enrolTwoPhones(server: Server, admin: Admin): Pair<Phone, Phone> {
     return rita to wim
 }
 
+suspend fun aDeviceNameThatDoesNotShowIsInvalid(phone: Phone, server: Server, code: String) {
+    for (name in listOf("", "x".repeat(65), "Rita\n")) {
+        try {
+            phone.device.enrol(server.url, code, name, Platform.ANDROID)
+            error("the name ${name} was accepted")
+        } catch (e: ApiException.Invalid) {
+            check(e.reason.isNotEmpty())
+        }
+    }
+    check(phone.device.deviceName() == null) { "a refused name is not kept" }
+    phone.device.rename("Rita's Android")
+    check(phone.device.deviceName() == "Rita's Android")
+}
+
 suspend fun aMistypedServerAddressIsInvalidNotOffline(phone: Phone, code: String) {
     for ((address, says) in listOf(
         "127.0.0.1:8443" to "https://", "not a url" to "https://",
         "ftp://eenplan.example.nl" to "ftp", "https://" to "names no server",
     )) {
         try {
-            phone.device.enrol(address, code)
+            phone.device.enrol(address, code, "Rita's Android", Platform.ANDROID)
             error("$address was accepted")
         } catch (e: ApiException.Invalid) {
             check(says in e.reason) { "$address: ${e.reason}" }
@@ -493,10 +510,10 @@ suspend fun aListenerThatThrowsDoesNotUndoTheSync(rita: Phone, wim: Phone, plan:
 suspend fun errorsCarryTheFieldsAnAppActsOn(server: Server, admin: Admin) {
     val stranger = Phone("stranger-phone", "Wim")
     val code = admin.run("device", "enrol", "--user", "Wim")
-    stranger.device.enrol(server.url, code)
+    stranger.device.enrol(server.url, code, "Onbekend toestel", Platform.ANDROID)
     val other = Phone("other-phone", "Wim")
     try {
-        other.device.enrol(server.url, code)
+        other.device.enrol(server.url, code, "Ander toestel", Platform.ANDROID)
         error("a used code was accepted")
     } catch (e: ApiException.Server) {
         check(e.status == 404.toUShort() && e.code == ErrorCode.UnknownCode) { "$e" }
@@ -554,7 +571,7 @@ suspend fun revokeAStolenPhone(admin: Admin, rita: Phone, wim: Phone, plan: Stri
     rita.device.sync()
     check(rita.device.pendingChanges() == 0uL) { "Rita's note went out under the new key" }
     val line = admin.run("device", "list").lines().first { it.contains(wimId.take(8)) }
-    check(line.contains("wiped")) { "the administrator sees the wipe: $line" }
+    check(line.contains("gewist")) { "the administrator sees the wipe: $line" }
 }
 
 /** The wiped screen says why; init makes a new device, enrolled with a new code. */
@@ -567,12 +584,12 @@ suspend fun theWipedPhoneIsSetUpAgain(server: Server, admin: Admin, wim: Phone) 
     val fresh = Device.init(wim.dir, wim.keystore("a new passphrase"))
     check(deviceState(wim.dir) == DeviceState.Present) { "a device again" }
     val code = admin.run("device", "enrol", "--user", "Wim")
-    fresh.enrol(server.url, code)
+    fresh.enrol(server.url, code, "Nieuwe telefoon", Platform.ANDROID)
     admin.run("device", "approve", "--code", code)
     fresh.sync()
     val newId = fresh.deviceId()
     val line = admin.run("device", "list").lines().first { it.contains(newId.take(8)) }
-    check(line.contains("active")) { "the new device is active: $line" }
+    check(line.contains("actief")) { "the new device is active: $line" }
     fresh.closeDevice()
 }
 
@@ -587,7 +604,7 @@ suspend fun onAPoorLink(server: Server, admin: Admin, rita: Phone) = coroutineSc
     try {
         val lotte = Phone("lotte-phone", "Lotte")
         val code = admin.run("device", "enrol", "--user", "Lotte")
-        lotte.device.enrol(link.url, code)
+        lotte.device.enrol(link.url, code, "Lotte's iPhone", Platform.IOS)
         admin.run("device", "approve", "--code", code)
         lotte.device.sync()
 

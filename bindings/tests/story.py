@@ -19,6 +19,7 @@ and passes, in the environment:
 
 import asyncio
 import datetime
+import json
 import os
 import subprocess
 import sys
@@ -203,8 +204,9 @@ async def enrol_two_phones(server, admin):
         code = admin.run("device", "enrol", "--user", phone.user)
         if phone is rita:
             await a_mistyped_server_address_is_invalid_not_offline(rita, code)
-        check(await phone.device.enrol(server.url, code) == eenplan.Enrolment.PENDING_APPROVAL,
-              "an enrolled phone waits for approval")
+            await a_device_name_that_does_not_show_is_invalid(rita, server, code)
+        check(await phone.device.enrol(server.url, code, f"{phone.user}'s Android", eenplan.Platform.ANDROID)
+              == eenplan.Enrolment.PENDING_APPROVAL, "an enrolled phone waits for approval")
         try:
             await phone.device.sync()
             raise AssertionError("a phone that is not approved yet must not sync")
@@ -215,13 +217,31 @@ async def enrol_two_phones(server, admin):
         status = phone.device.status()
         check(status.enrolment == eenplan.Enrolment.ACTIVE, f"{phone.name} is active: {status}")
         check(status.user == phone.user and status.organisation == ORG, f"{phone.name}: {status}")
+    await the_administrator_sees_a_phone_by_its_name(rita, admin)
     return rita, wim
+
+
+async def a_device_name_that_does_not_show_is_invalid(phone, server, code):
+    for name in ("", "x" * 65, "Rita\n"):
+        await fails_async(eenplan.ApiError.Invalid,
+                          lambda: phone.device.enrol(server.url, code, name, eenplan.Platform.ANDROID))
+    check(phone.device.device_name() is None, "a refused name is not kept")
+
+
+async def the_administrator_sees_a_phone_by_its_name(phone, admin):
+    def listed():
+        devices = json.loads(admin.run("--json", "device", "list"))
+        return [(d["label"], d["platform"]) for d in devices if d["user_name"] == phone.user]
+    check(listed() == [("Rita's Android", "android")], f"the listing names the phone: {listed()}")
+    phone.device.rename("Werktelefoon Rita")
+    await phone.device.sync()
+    check(listed() == [("Werktelefoon Rita", "android")], f"a new name reaches the listing: {listed()}")
 
 
 async def a_mistyped_server_address_is_invalid_not_offline(phone, code):
     for address, says in (("127.0.0.1:8443", "https://"), ("not a url", "https://"),
                            ("ftp://eenplan.example.nl", "ftp"), ("https://", "names no server")):
-        error = await fails_async(eenplan.ApiError.Invalid, lambda: phone.device.enrol(address, code))
+        error = await fails_async(eenplan.ApiError.Invalid, lambda: phone.device.enrol(address, code, "Rita's Android", eenplan.Platform.ANDROID))
         check(says in error.reason, f"{address!r}: {error.reason}")
 
 
@@ -498,9 +518,9 @@ async def errors_carry_the_fields_an_app_acts_on(server, admin):
     """A code someone already used: the server's refusal, with its status and typed code."""
     stranger = Phone("stranger-phone", "Wim")
     code = admin.run("device", "enrol", "--user", "Wim")
-    await stranger.device.enrol(server.url, code)
+    await stranger.device.enrol(server.url, code, "Onbekend toestel", eenplan.Platform.ANDROID)
     other = Phone("other-phone", "Wim")
-    error = await fails_async(eenplan.ApiError.Server, lambda: other.device.enrol(server.url, code))
+    error = await fails_async(eenplan.ApiError.Server, lambda: other.device.enrol(server.url, code, "Ander toestel", eenplan.Platform.ANDROID))
     check(error.status == 404 and error.code == eenplan.ErrorCode.UNKNOWN_CODE(), f"{error!r}")
     for phone in (stranger, other):
         phone.device.close()
@@ -553,7 +573,7 @@ async def revoke_a_stolen_phone(admin, rita, wim, plan):
     await rita.device.sync()
     check(rita.device.pending_changes() == 0, "Rita's note went out under the new key")
     line = next(l for l in admin.run("device", "list").splitlines() if wim_id[:8] in l)
-    check("wiped" in line, f"the administrator sees the wipe: {line}")
+    check("gewist" in line, f"the administrator sees the wipe: {line}")
 
 
 async def the_wiped_phone_is_set_up_again(server, admin, wim):
@@ -567,12 +587,12 @@ async def the_wiped_phone_is_set_up_again(server, admin, wim):
     fresh = eenplan.Device.init(wim.dir, wim.keystore("a new passphrase"))
     check(eenplan.device_state(wim.dir) == eenplan.DeviceState.PRESENT(), "a device again")
     code = admin.run("device", "enrol", "--user", "Wim")
-    await fresh.enrol(server.url, code)
+    await fresh.enrol(server.url, code, "Nieuwe telefoon", eenplan.Platform.ANDROID)
     admin.run("device", "approve", "--code", code)
     await fresh.sync()
     new_id = fresh.device_id()
     line = next(l for l in admin.run("device", "list").splitlines() if new_id[:8] in l)
-    check("active" in line, f"the new device is active: {line}")
+    check("actief" in line, f"the new device is active: {line}")
 
 
 async def on_a_poor_link(server, admin, rita):
@@ -584,7 +604,7 @@ async def on_a_poor_link(server, admin, rita):
     try:
         lotte = Phone("lotte-phone", "Lotte")
         code = admin.run("device", "enrol", "--user", "Lotte")
-        await lotte.device.enrol(link.url, code)
+        await lotte.device.enrol(link.url, code, "Lotte's iPhone", eenplan.Platform.IOS)
         admin.run("device", "approve", "--code", code)
         await lotte.device.sync()
 

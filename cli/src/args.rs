@@ -16,6 +16,7 @@ use eenplan_core::plan::{
     ActionStatus, Compartment, EscalationLevel, GoalStatus, NoteKind, Phase, Role, ValidationError,
 };
 use eenplan_protocol::api::ServerUrl;
+use eenplan_protocol::device_name::Platform;
 use eenplan_protocol::membership::Grondslag;
 
 const ENVIRONMENT_HELP: &str = "\
@@ -90,6 +91,8 @@ pub enum Command {
     Import(ImportArgs),
     /// Claims an enrolment code from an administrator: registers this device's public keys.
     Enrol(EnrolArgs),
+    /// Gives this device another name; the administrator sees it after the next sync.
+    Rename(RenameArgs),
     /// Pushes this device's changes and pulls everything it may read, in one round trip.
     Sync(SyncArgs),
     /// This device: its id, plans, changes awaiting a push, and disk usage.
@@ -333,6 +336,23 @@ pub struct EnrolArgs {
     /// The one-time code the administrator gave you.
     #[arg(long)]
     pub code: String,
+    /// What this device is called, so the administrator can find it ("Laptop van Wim"):
+    /// 1–64 printable characters.
+    #[arg(long)]
+    pub name: String,
+    /// The platform this device runs on.
+    #[arg(long, default_value = "desktop", value_parser = parse_platform)]
+    pub platform: Platform,
+}
+
+#[derive(Debug, Args)]
+pub struct RenameArgs {
+    /// The device's new name: 1–64 printable characters. The server hears it at the next sync.
+    pub name: String,
+}
+
+fn parse_platform(text: &str) -> Result<Platform, String> {
+    Platform::parse(text).ok_or_else(|| "the platform is android, ios, desktop or other".to_string())
 }
 
 #[derive(Debug, Args)]

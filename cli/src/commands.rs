@@ -44,6 +44,7 @@ pub fn run(cli: Cli) -> Result<Output, CliError> {
         Command::Export(args) => transfer::export(&mut open(&data)?, args),
         Command::Import(args) => transfer::import(&mut open(&data)?, args),
         Command::Enrol(args) => sync::enrol(&mut open(&data)?, args),
+        Command::Rename(args) => sync::rename(&mut open(&data)?, args),
         Command::Sync(args) => sync::sync(&mut open(&data)?, args),
         Command::Agenda(flag) => cycle::agenda(&mut open(&data)?, flag.json),
         Command::Evaluation(command) => cycle::evaluation(&mut open(&data)?, command),

@@ -76,6 +76,7 @@ fn is_usage(error: &CoreError) -> bool {
             | CoreError::AmbiguousPlan(_)
             | CoreError::NoMatchingPlan(_)
             | CoreError::PlanPrefixTooShort(_)
+            | CoreError::InvalidDeviceLabel(_)
             | CoreError::Plan(
                 PlanError::Invalid(_) | PlanError::UnknownConflict(_) | PlanError::NoSuchConflictValue { .. }
             )

@@ -583,7 +583,8 @@ fn an_address_that_is_not_an_http_url_is_a_usage_error_that_says_what_is_wrong()
         ("ftp://eenplan.example.nl", "only https:// and http://"),
         ("https://", "names no server"),
     ] {
-        let (code, stderr) = d.fails(&["enrol", "--server", server, "--code", "AAAA-BBBB"]);
+        let (code, stderr) =
+            d.fails(&["enrol", "--server", server, "--code", "AAAA-BBBB", "--name", "Laptop"]);
         assert_eq!(code, 2, "{server}: {stderr}");
         assert!(stderr.contains(says), "{server}: {stderr}");
     }
@@ -606,7 +607,7 @@ fn enrolling_over_plain_http_to_another_machine_is_warned_about() {
         ("http://127.0.0.1:9", false),
         ("https://eenplan.example.nl", false),
     ] {
-        let out = d.run(&["enrol", "--server", server, "--code", "not-a-code"]);
+        let out = d.run(&["enrol", "--server", server, "--code", "not-a-code", "--name", "Laptop"]);
         assert!(!out.status.success());
         let stderr = String::from_utf8(out.stderr).unwrap();
         assert_eq!(

@@ -295,7 +295,7 @@ impl Device {
         if record.present.iter().any(|u| state.participant(*u).is_none()) {
             return refused("noemt aanwezigen die geen deelnemer waren");
         }
-        if self.revoked_by(&signer.device_id, record.at_ms)? {
+        if self.revoked_by(signer, record.at_ms)? {
             return refused("ondertekend met een ingetrokken apparaat");
         }
         if !self.holds_heads(plan, record)? {

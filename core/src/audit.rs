@@ -153,7 +153,7 @@ pub(crate) fn error_kind(error: &CoreError) -> (AuditResult, &'static str) {
         CoreError::Wiped => (Refused, "wiped"),
         CoreError::Closed => (Refused, "closed"),
         CoreError::PlanClosed(_) => (Refused, "plan_closed"),
-        CoreError::Plan(PlanError::Invalid(_)) => (Failed, "invalid"),
+        CoreError::Plan(PlanError::Invalid(_)) | CoreError::InvalidDeviceLabel(_) => (Failed, "invalid"),
         CoreError::Plan(_) => (Failed, "plan"),
         CoreError::Store(_) => (Failed, "store"),
         CoreError::KeyStore(_) | CoreError::WrongUnlock { .. } => (Failed, "keystore"),

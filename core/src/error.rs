@@ -58,6 +58,10 @@ pub enum CoreError {
     /// It can still be read until this device removes its copy after the grace period.
     #[error("het plan is afgesloten: er kan niets meer in worden veranderd")]
     PlanClosed(PlanId),
+    /// A device name that is empty, longer than 64 characters or holds characters that do
+    /// not show. The sentence is Dutch.
+    #[error("{0}")]
+    InvalidDeviceLabel(eenplan_protocol::device_name::LabelError),
     /// The host closed the device ([`crate::sync::SharedDevice::close`]).
     #[error("this device has been closed; open it again")]
     Closed,

@@ -402,7 +402,7 @@ fn membership_of(roster: &Roster) -> Membership {
         .map(|step| {
             let by = match &step.by {
                 SignedBy::Device { user, .. } => named(*user).name,
-                SignedBy::Admin { name } => format!("beheerder {name}"),
+                SignedBy::Admin { name, .. } => format!("beheerder {name}"),
             };
             let (text, level, grondslag, id) = describe(&step.change, &named);
             MembershipStep {

@@ -33,6 +33,7 @@ mod incoming;
 mod keys;
 mod live;
 mod membership;
+mod name;
 mod outgoing;
 mod revocations;
 mod session;
@@ -46,6 +47,7 @@ use eenplan_protocol::api::{
     self, EnrolRequest, EnrolResponse, EnrolmentCode, ErrorBody, ServerUrl, ServerUrlError, unhex,
 };
 use eenplan_protocol::certificate::{Certificate, DeviceBody};
+pub use eenplan_protocol::device_name::{DeviceLabel, LabelError, Platform};
 use eenplan_protocol::policy::{Policy, SignedPolicy};
 use eenplan_protocol::{Bundle, DocumentId};
 use serde::{Deserialize, Serialize};
@@ -62,6 +64,7 @@ pub use live::WatchEvent;
 pub(crate) use membership::HeldChain;
 pub(crate) use membership::STATE_INTENTS;
 pub use membership::{Intent, MAX_QUEUED_INTENTS, QueuedIntent};
+pub use name::parse_label;
 pub(crate) use shares::STATE_SHARES;
 pub use shares::{QueuedShare, ShareFailure};
 
@@ -467,11 +470,12 @@ impl Device {
         Ok(self.author_certificate(trust, device, &mut authors::Judge::default()).ok())
     }
 
-    /// Whether this device's revocation list has `device` revoked at or before `at_ms`.
-    pub(crate) fn revoked_by(&self, device: &[u8; 16], at_ms: i64) -> Result<bool, CoreError> {
+    /// Whether this device's revocation list has `device` (its verified certificate) revoked
+    /// at or before `at_ms`, by an entry under the organisation the certificate names.
+    pub(crate) fn revoked_by(&self, device: &DeviceBody, at_ms: i64) -> Result<bool, CoreError> {
         let Some(server) = self.server_state()? else { return Ok(false) };
         let list = self.held_revocations(&server)?;
-        Ok(list.is_revoked(device).is_some_and(|r| r.revoked_at_ms <= at_ms))
+        Ok(list.revokes(device).is_some_and(|r| r.revoked_at_ms <= at_ms))
     }
 
     /// The role this device's verified certificate names; `None` before an administrator
@@ -580,11 +584,18 @@ impl Device {
         })
     }
 
-    /// Claims an enrolment code at `server`. The root key the server names must match the
+    /// Claims an enrolment code at `server`, saying what the device is called (`name`, e.g.
+    /// "Wim's Android") and its platform. The root key the server names must match the
     /// code, or nothing is stored: the device pins only the root its administrator meant.
     /// The device is not held while the server answers.
-    pub fn enrol(&mut self, server: &str, code: &str) -> Result<Enrolment, CoreError> {
-        enrol(&access::Exclusive::new(self), server, code)
+    pub fn enrol(
+        &mut self,
+        server: &str,
+        code: &str,
+        name: &str,
+        platform: Platform,
+    ) -> Result<Enrolment, CoreError> {
+        enrol(&access::Exclusive::new(self), server, code, name, platform)
     }
 
     /// Pushes everything this device wrote, carries out the shares it queued, and pulls
@@ -625,17 +636,26 @@ pub enum ShareOutcome {
 }
 
 /// [`Device::enrol`] over shared access: the server's answer is awaited without the lock.
-pub(crate) fn enrol(access: &impl access::Access, server: &str, code: &str) -> Result<Enrolment, CoreError> {
+pub(crate) fn enrol(
+    access: &impl access::Access,
+    server: &str,
+    code: &str,
+    name: &str,
+    platform: Platform,
+) -> Result<Enrolment, CoreError> {
+    let label = name::parse_label(name)?;
     let code = EnrolmentCode::parse(code).ok_or(SyncError::MalformedCode)?;
     let url = ServerUrl::parse(server).map_err(SyncError::from)?.as_str().trim_end_matches('/').to_owned();
     let request = access.with(|device| {
         device.ensure_not_wiped()?;
+        device.set_device_name(&label, platform)?;
         let signing_public = device.identity().signing_public().to_bytes();
         let agreement_public = device.identity().agreement_public().to_vec();
         // Sends the code's id and a MAC over the keys, never the code: see `api`'s docs.
-        Ok(EnrolRequest::new(&code, &signing_public, &agreement_public, |message| {
+        let request = EnrolRequest::new(&code, &signing_public, &agreement_public, |message| {
             device.identity().sign(message).to_bytes()
-        }))
+        });
+        Ok(EnrolRequest { name: device.signed_name()?, ..request })
     })?;
     let transport = Transport::new(&url);
     let response: EnrolResponse = transport.post_json(api::PATH_ENROL, None, &request)?;
@@ -701,6 +721,7 @@ pub(crate) mod test_network {
                 admin_public: admin.verifying_key().to_bytes(),
                 name: "beheer".into(),
                 issued_at_ms: 0,
+                organisation: None,
             };
             let admin_certificate = Certificate::sign_admin(&body, &root).to_bytes();
             TestNetwork { root, admin, admin_certificate }
@@ -800,6 +821,7 @@ mod tests {
             admin_public: admin.verifying_key().to_bytes(),
             name: "beheer".into(),
             issued_at_ms: 0,
+            organisation: None,
         };
         let body = DeviceBody {
             device_id: device_id_of(device.verifying_key().as_bytes()),

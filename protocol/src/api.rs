@@ -58,6 +58,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::device_name::{Platform, SignedDeviceName};
 pub use enrolment_link::EnrolmentLink;
 pub use error_code::ErrorCode;
 pub use server_url::{MAX_SERVER_URL_CHARS, ServerUrl, ServerUrlError};
@@ -69,6 +70,8 @@ pub const PATH_ADMIN_ORGS: &str = "/v1/admin/orgs";
 pub const PATH_ADMIN_USERS: &str = "/v1/admin/users";
 pub const PATH_ADMIN_ENROLMENTS: &str = "/v1/admin/enrolments";
 pub const PATH_ADMIN_DEVICES: &str = "/v1/admin/devices";
+/// `POST`: registers another administrator ([`NewAdmin`]); network-wide administrators only.
+pub const PATH_ADMIN_ADMINS: &str = "/v1/admin/admins";
 pub const PATH_ENROL: &str = "/v1/enrol";
 pub const PATH_AUTH_CHALLENGE: &str = "/v1/auth/challenge";
 pub const PATH_AUTH_SESSION: &str = "/v1/auth/session";
@@ -116,6 +119,12 @@ pub const PATH_WIPE_REPORT: &str = "/v1/wipe-report";
 /// `POST`: revoke a device ([`RevokeRequest`]).
 pub fn admin_revoke_path(device_id: &[u8; 16]) -> String {
     format!("{PATH_ADMIN_DEVICES}/{}/revoke", hex(device_id))
+}
+
+/// `GET`: the plans a user takes part in by the server's records ([`UserPlans`]), for
+/// offboarding.
+pub fn admin_user_plans_path(user_id: i64) -> String {
+    format!("{PATH_ADMIN_USERS}/{user_id}/plans")
 }
 
 /// `POST` ([`RoleChangeRequest`]): give a user another role, with their devices' new
@@ -271,6 +280,12 @@ pub mod code {
     pub const DIRECTORY_REMOVED: &str = "directory_removed";
     /// 403: the device was revoked (also while a request it sent before was in flight).
     pub const REVOKED: &str = "revoked";
+    /// 403: an organisation's administrator asked for an act on another organisation's
+    /// users, devices or participants.
+    pub const OUT_OF_SCOPE: &str = "out_of_scope";
+    /// 403: an act only a network-wide administrator may do (the policy, organisations,
+    /// administrators, key epochs, erasure).
+    pub const NETWORK_ADMIN_ONLY: &str = "network_admin_only";
 }
 
 /// What a device signs when it claims an enrolment code: proof that it holds the key. Covers
@@ -428,6 +443,12 @@ impl std::fmt::Display for EnrolmentCode {
 /// `POST /v1/admin/init`: a fresh server learns its network. Signed by the first
 /// administrator like any admin request; the server checks the admin certificate against the
 /// root given here, and accepts this only once.
+/// A new administrator: hex of its root-signed certificate (`eenplan-admin admin add`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewAdmin {
+    pub certificate: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InitRequest {
     pub root_public: String,
@@ -525,6 +546,29 @@ pub struct DeviceInfo {
     /// before the server stored it): the administrator checks it before approving.
     pub key_mac: String,
     pub created_at_ms: i64,
+    /// What the device calls itself ("Wim's Android"), as it signed it; empty if it never
+    /// said. Believe it only once [`DeviceInfo::label_signature`] verifies
+    /// ([`SignedDeviceName::verify`]) under the device's root-certified key.
+    #[serde(default)]
+    pub label: String,
+    /// The platform the device reported with its name (`android`, `ios`, `desktop`, `other`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+    /// Hex signature of the device over its name ([`crate::device_name::name_message`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub label_signature: String,
+    /// When the device claimed its enrolment code (the same as `created_at_ms`).
+    #[serde(default)]
+    pub enrolled_at_ms: i64,
+    /// When the server last saw the device (a session or a request with its token), to the
+    /// minute; `None` if never.
+    #[serde(default)]
+    pub last_seen_ms: Option<i64>,
+    #[serde(default)]
+    pub revoked_at_ms: Option<i64>,
+    /// When the device reported, signed, that it erased itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wiped_at_ms: Option<i64>,
     /// Hex certificate chain of an approved device (empty while pending): an administrator
     /// who re-certifies the device (`user set-role`) copies its keys from the certificate the
     /// root vouches for, not from the server's listing.
@@ -532,6 +576,23 @@ pub struct DeviceInfo {
     pub certificate: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub admin_certificate: String,
+}
+
+/// `GET /v1/admin/users/{id}/plans`: the plans the user takes part in, as the server stores
+/// participation. The administrator checks each plan's signed chain before acting on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserPlans {
+    pub user_id: i64,
+    pub plans: Vec<UserPlan>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserPlan {
+    /// Hex plan id.
+    pub plan: String,
+    pub plan_role: String,
+    /// Whether the plan has a signed membership chain (participants change only through it).
+    pub chained: bool,
 }
 
 /// `POST /v1/admin/devices/{id}/certificate`.
@@ -558,6 +619,9 @@ pub struct EnrolRequest {
     pub signature: String,
     /// Hex [`key_mac`] under the code's [`EnrolmentCode::mac_key`].
     pub key_mac: String,
+    /// What the device calls itself, signed by it ([`crate::device_name`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<SignedDeviceName>,
 }
 
 impl EnrolRequest {
@@ -577,6 +641,7 @@ impl EnrolRequest {
             agreement_public: hex(agreement_public),
             signature: hex(&signature),
             key_mac: hex(&key_mac(&code.mac_key(), signing_public, agreement_public)),
+            name: None,
         }
     }
 }
@@ -611,6 +676,10 @@ pub struct SessionRequest {
     /// the device's files taken before this session cannot report it wiped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wipe_nonce_hash: Option<String>,
+    /// What the device calls itself now, signed by it ([`crate::device_name`]); the server
+    /// keeps the newest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<SignedDeviceName>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -961,6 +1030,7 @@ mod tests {
             challenge: "cd".into(),
             signature: "ef".into(),
             wipe_nonce_hash: None,
+            name: None,
         };
         assert!(!serde_json::to_string(&plain).unwrap().contains("wipe_nonce_hash"));
     }

@@ -13,8 +13,12 @@
 //! signature = Ed25519(issuer, "eenplan/certificate/device/v1" || body)
 //! ```
 
+mod scope;
+
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
+
+pub use self::scope::AdminScope;
 
 const ADMIN_LABEL: &[u8] = b"eenplan/certificate/admin/v1";
 const DEVICE_LABEL: &[u8] = b"eenplan/certificate/device/v1";
@@ -33,6 +37,8 @@ pub enum CertificateError {
     Expired,
     #[error("the certificate's device id does not match its signing key")]
     DeviceIdMismatch,
+    #[error("the certificate was issued by an administrator of another organisation")]
+    OutOfScope,
 }
 
 /// An administrator: a key the root allowed to approve devices and run the network.
@@ -41,6 +47,18 @@ pub struct AdminBody {
     pub admin_public: [u8; 32],
     pub name: String,
     pub issued_at_ms: i64,
+    /// The one organisation this administrator serves; absent for a network-wide
+    /// administrator. Left out of the encoding when absent, so certificates signed before
+    /// the field existed verify unchanged (and stay network-wide). See [`AdminScope`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organisation: Option<String>,
+}
+
+impl AdminBody {
+    /// Where this administrator may act.
+    pub fn scope(&self) -> AdminScope {
+        AdminScope::of(self)
+    }
 }
 
 /// A device, bound to a user of an organisation in a role.
@@ -109,6 +127,10 @@ fn sign<T: Serialize>(label: &[u8], body: &T, issuer: &SigningKey) -> Certificat
     let mut encoded = Vec::new();
     // Encoding a plain struct into a Vec cannot fail.
     let _ = ciborium::into_writer(body, &mut encoded);
+    sign_raw(label, encoded, issuer)
+}
+
+fn sign_raw(label: &[u8], encoded: Vec<u8>, issuer: &SigningKey) -> Certificate {
     let signature = issuer.sign(&[label, &encoded].concat());
     Certificate { body: encoded, signature: signature.to_bytes().to_vec() }
 }
@@ -149,6 +171,12 @@ impl Certificate {
         ciborium::from_reader(self.body.as_slice()).map_err(|_| CertificateError::Malformed)
     }
 
+    /// The administrator body this certificate *claims*, without checking the signature: for
+    /// a certificate verified before (the server's stored administrators).
+    pub fn claimed_admin_body(&self) -> Result<AdminBody, CertificateError> {
+        ciborium::from_reader(self.body.as_slice()).map_err(|_| CertificateError::Malformed)
+    }
+
     /// The device body this certificate *claims*, without checking any signature: only for
     /// finding which administrator certificate to verify it against (its `issuer`), never
     /// for trusting what it says. Call [`Certificate::verify_device`] before relying on it.
@@ -177,6 +205,11 @@ impl Certificate {
         if now_ms < body.valid_from_ms || now_ms > body.valid_until_ms {
             return Err(CertificateError::Expired);
         }
+        // An organisation's administrator certifies only its own organisation's devices:
+        // whoever relies on a device certificate (the server, every device) checks it here.
+        if !admin.scope().permits_device(&body) {
+            return Err(CertificateError::OutOfScope);
+        }
         Ok(body)
     }
 }
@@ -194,6 +227,7 @@ mod tests {
                 admin_public: admin.verifying_key().to_bytes(),
                 name: "beheer".into(),
                 issued_at_ms: 0,
+                organisation: None,
             },
             &root,
         );

@@ -7,6 +7,7 @@ pub mod api;
 pub mod audit;
 pub mod bundle;
 pub mod certificate;
+pub mod device_name;
 pub mod envelope;
 pub mod epoch;
 pub mod membership;

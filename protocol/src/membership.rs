@@ -94,6 +94,8 @@ pub enum MembershipError {
     Closed,
     #[error("a plan's close cannot be dated before the chain's last entry")]
     Backdated,
+    #[error("an administrator of {0} may act only on participants of its own organisation")]
+    OutOfScope(String),
 }
 
 /// The legal ground for sharing at an escalation (*grondslag*).
@@ -324,24 +326,33 @@ impl SignedEntry {
 /// Who an entry's signer is, once verified.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SignedBy {
-    Device { device: [u8; 16], user: i64 },
-    Admin { name: String },
+    Device {
+        device: [u8; 16],
+        user: i64,
+    },
+    /// `organisation`: the administrator's scope (absent: network-wide).
+    Admin {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        organisation: Option<String>,
+    },
 }
 
 /// Verifies an entry's signature and certificates against `root`, and that its signer was not
 /// revoked before it was made (`revoked_before(device, at_ms)` answers from the caller's own
-/// list). Says nothing about whether the signer may make it: that is [`Roster::apply`].
+/// list, given the signer's verified certificate: an entry counts only under its
+/// organisation, [`crate::revocation::RevocationList::revokes`]). Says nothing about whether the signer may make it: that is [`Roster::apply`].
 pub fn verify_signer(
     signed: &SignedEntry,
     root: &[u8; 32],
-    revoked_before: &dyn Fn(&[u8; 16], i64) -> bool,
+    revoked_before: &dyn Fn(&DeviceBody, i64) -> bool,
 ) -> Result<(Entry, SignedBy, Option<DeviceBody>), MembershipError> {
     let entry = signed.claimed()?;
     match &entry.signer {
         Signer::Device(chain) => {
             let body = chain.verify(root, entry.at_ms)?;
             signed.verify_signature(&body.signing_public)?;
-            if revoked_before(&body.device_id, entry.at_ms) {
+            if revoked_before(&body, entry.at_ms) {
                 return Err(MembershipError::RevokedSigner);
             }
             let by = SignedBy::Device { device: body.device_id, user: body.user_id };
@@ -350,7 +361,7 @@ pub fn verify_signer(
         Signer::Admin(certificate) => {
             let admin = Certificate::from_bytes(certificate)?.verify_admin(root)?;
             signed.verify_signature(&admin.admin_public)?;
-            Ok((entry, SignedBy::Admin { name: admin.name }, None))
+            Ok((entry, SignedBy::Admin { name: admin.name, organisation: admin.organisation }, None))
         }
     }
 }

@@ -9,10 +9,21 @@
 //!
 //! ```text
 //! list   = CBOR { v: version, t: issued_at_ms, e: [entry, …] (sorted by device id),
-//!                 a: admin certificate }
-//! entry  = CBOR { d: device id (16), t: revoked_at_ms, r: reason }
+//!                 a: admin certificate, k: [admin certificate of each entry's signer] }
+//! entry  = CBOR { d: device id (16), t: revoked_at_ms, r: reason, o: the device's organisation,
+//!                 a: the adding administrator's key,
+//!                 s: Ed25519(that administrator, "eenplan/revocation-entry/v1\n" || CBOR([d, t, r, o])) }
 //! signed = CBOR { b: CBOR(list), s: Ed25519(admin, "eenplan/revocations/v1\n" || b) }
 //! ```
+//!
+//! **Scope.** Each entry is signed by the administrator who added it and names the device's
+//! organisation; a list verifies only if every entry's administrator is certified by the root
+//! and its [`crate::certificate::AdminScope`] covers the organisation the entry names. Whoever
+//! judges a device counts an entry only under the organisation of that device's own
+//! root-verified certificate ([`RevocationList::revokes`]): an administrator of the police
+//! cannot revoke a municipality's device by writing an entry into the list, and neither can a
+//! server that rewrites the list (it holds no administrator key). Signing a whole version
+//! only orders the entries; it vouches for none of them.
 //!
 //! Version 1 is the first list; each later version holds every entry of the one before,
 //! unchanged, plus the new ones. Version 0 means "no list yet". The server keeps every
@@ -27,16 +38,22 @@
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-use crate::certificate::{AdminBody, Certificate, bytes};
+use std::collections::HashMap;
+
+use crate::certificate::{AdminBody, Certificate, DeviceBody, bytes};
 use crate::sync::Fixed;
 use crate::wipe::RevocationReason;
 
 const SIGNATURE_LABEL: &[u8] = b"eenplan/revocations/v1\n";
+const ENTRY_LABEL: &[u8] = b"eenplan/revocation-entry/v1\n";
+/// The most administrators whose entries one list may carry.
+pub const MAX_LIST_ADMINS: usize = 4_096;
 /// The most devices one list may name: decades of lost phones in a large region.
 pub const MAX_REVOKED_DEVICES: usize = 100_000;
-/// The largest signed list: [`MAX_REVOKED_DEVICES`] entries of at most 42 bytes, and a
-/// certificate.
-pub const MAX_REVOCATION_LIST_LEN: usize = 6 * 1024 * 1024;
+/// The largest signed list: [`MAX_REVOKED_DEVICES`] entries of at most about 560 bytes (an
+/// organisation's name of 200 two-byte characters, the adder's key and signature), and the
+/// administrators' certificates. A region's real list is a few hundred entries.
+pub const MAX_REVOCATION_LIST_LEN: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RevocationError {
@@ -56,10 +73,14 @@ pub enum RevocationError {
     Forked(u32),
     #[error("a revocation list names at most {MAX_REVOKED_DEVICES} devices")]
     Full,
+    #[error("the revocation of device {0} is not signed by an administrator of this network")]
+    UnsignedEntry(String),
+    #[error("the revocation of device {0} was signed by an administrator of another organisation")]
+    OutOfScope(String),
 }
 
-/// One revoked device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// One revoked device, signed by the administrator who revoked it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevokedDevice {
     #[serde(rename = "d")]
     pub device: Fixed<16>,
@@ -67,6 +88,67 @@ pub struct RevokedDevice {
     pub revoked_at_ms: i64,
     #[serde(rename = "r")]
     pub reason: RevocationReason,
+    /// The organisation of the device, as its certificate names it. (The three fields below
+    /// default when absent only so that an administrator's keyring that recorded entries
+    /// before they existed still opens; such an entry never verifies in a list.)
+    #[serde(rename = "o", default)]
+    pub organisation: String,
+    /// The administrator who added the entry.
+    #[serde(rename = "a", default = "no_admin")]
+    pub admin: Fixed<32>,
+    #[serde(rename = "s", with = "bytes", default)]
+    pub signature: Vec<u8>,
+}
+
+fn no_admin() -> Fixed<32> {
+    Fixed([0; 32])
+}
+
+impl RevokedDevice {
+    /// An entry for `device` of `organisation`, signed by `admin`.
+    pub fn sign(
+        device: [u8; 16],
+        revoked_at_ms: i64,
+        reason: RevocationReason,
+        organisation: &str,
+        admin: &SigningKey,
+    ) -> RevokedDevice {
+        let mut entry = RevokedDevice {
+            device: Fixed(device),
+            revoked_at_ms,
+            reason,
+            organisation: organisation.to_owned(),
+            admin: Fixed(admin.verifying_key().to_bytes()),
+            signature: Vec::new(),
+        };
+        entry.signature = admin.sign(&entry.message()).to_bytes().to_vec();
+        entry
+    }
+
+    fn message(&self) -> Vec<u8> {
+        let signed = (self.device, self.revoked_at_ms, self.reason, &self.organisation);
+        [ENTRY_LABEL, &crate::sync::encode(&signed)].concat()
+    }
+
+    /// Checks the entry against its administrator (`admins`: root-verified, by key).
+    fn check(&self, admins: &HashMap<[u8; 32], AdminBody>) -> Result<(), RevocationError> {
+        let device = crate::api::hex(&self.device.0);
+        let admin =
+            admins.get(&self.admin.0).ok_or_else(|| RevocationError::UnsignedEntry(device.clone()))?;
+        let key = VerifyingKey::from_bytes(&admin.admin_public)
+            .map_err(|_| RevocationError::UnsignedEntry(device.clone()))?;
+        let signature: [u8; 64] = self
+            .signature
+            .as_slice()
+            .try_into()
+            .map_err(|_| RevocationError::UnsignedEntry(device.clone()))?;
+        key.verify_strict(&self.message(), &ed25519_dalek::Signature::from_bytes(&signature))
+            .map_err(|_| RevocationError::UnsignedEntry(device.clone()))?;
+        if !admin.scope().permits_org(&self.organisation) {
+            return Err(RevocationError::OutOfScope(device));
+        }
+        Ok(())
+    }
 }
 
 /// One version of the list. Entries are sorted by device id, each device once.
@@ -81,6 +163,9 @@ pub struct RevocationList {
     /// The signing administrator's certificate, signed by the root.
     #[serde(rename = "a", with = "bytes")]
     pub admin_certificate: Vec<u8>,
+    /// The certificate of every administrator who signed an entry, each once.
+    #[serde(rename = "k", default)]
+    pub entry_admins: Vec<crate::sync::Blob>,
 }
 
 /// A list with its administrator's signature, as it travels and is stored.
@@ -95,7 +180,13 @@ pub struct SignedRevocationList {
 impl RevocationList {
     /// "No list yet": version 0, nothing revoked. Never signed or sent.
     pub fn none() -> RevocationList {
-        RevocationList { version: 0, issued_at_ms: 0, entries: Vec::new(), admin_certificate: Vec::new() }
+        RevocationList {
+            version: 0,
+            issued_at_ms: 0,
+            entries: Vec::new(),
+            admin_certificate: Vec::new(),
+            entry_admins: Vec::new(),
+        }
     }
 
     /// The next version: every entry of this one, unchanged, and `added` (a device already
@@ -110,22 +201,36 @@ impl RevocationList {
         let mut entries = self.entries.clone();
         for entry in added {
             if let Err(at) = entries.binary_search_by(|e| e.device.0.cmp(&entry.device.0)) {
-                entries.insert(at, *entry);
+                entries.insert(at, entry.clone());
             }
         }
         if entries.len() > MAX_REVOKED_DEVICES {
             return Err(RevocationError::Full);
         }
-        Ok(RevocationList { version, issued_at_ms, entries, admin_certificate })
+        // The signer vouches for the entries it adds with its own certificate in the table.
+        let mut entry_admins = self.entry_admins.clone();
+        if !added.is_empty() && !entry_admins.iter().any(|c| c.0 == admin_certificate) {
+            entry_admins.push(crate::sync::Blob(admin_certificate.clone()));
+        }
+        Ok(RevocationList { version, issued_at_ms, entries, admin_certificate, entry_admins })
     }
 
     pub fn version(&self) -> u32 {
         self.version
     }
 
-    /// The entry of `device`, if the list names it.
+    /// The entry of `device`, if the list names it, whatever organisation the entry names:
+    /// for bookkeeping (the administrator's trust record). Judging a device goes through
+    /// [`RevocationList::revokes`].
     pub fn is_revoked(&self, device: &[u8; 16]) -> Option<&RevokedDevice> {
         self.entries.binary_search_by(|e| e.device.0.cmp(device)).ok().and_then(|i| self.entries.get(i))
+    }
+
+    /// The entry that revokes `device` (a body from its root-verified certificate): one that
+    /// names the device under the organisation its certificate names. An entry written under
+    /// another organisation, by an administrator of that one, revokes nothing.
+    pub fn revokes(&self, device: &DeviceBody) -> Option<&RevokedDevice> {
+        self.is_revoked(&device.device_id).filter(|e| e.organisation == device.organisation)
     }
 
     pub fn sign(&self, admin: &SigningKey) -> SignedRevocationList {
@@ -164,7 +269,24 @@ impl RevocationList {
         )
         .map_err(|_| RevocationError::BadSignature)?;
         list.check_shape()?;
+        list.check_entries(root_public)?;
         Ok((list, admin))
+    }
+
+    /// Every entry signed by a root-certified administrator whose scope covers the
+    /// organisation the entry names.
+    fn check_entries(&self, root_public: &[u8; 32]) -> Result<(), RevocationError> {
+        if self.entry_admins.len() > MAX_LIST_ADMINS {
+            return Err(RevocationError::Malformed("too many administrators"));
+        }
+        let mut admins = HashMap::new();
+        for certificate in &self.entry_admins {
+            let admin = Certificate::from_bytes(&certificate.0)
+                .and_then(|c| c.verify_admin(root_public))
+                .map_err(|_| RevocationError::UntrustedAdministrator)?;
+            admins.insert(admin.admin_public, admin);
+        }
+        self.entries.iter().try_for_each(|entry| entry.check(&admins))
     }
 
     fn check_shape(&self) -> Result<(), RevocationError> {
@@ -221,14 +343,97 @@ mod tests {
                 admin_public: admin.verifying_key().to_bytes(),
                 name: "Beheer".into(),
                 issued_at_ms: 0,
+                organisation: None,
             },
             root,
         );
         (admin, certificate.to_bytes())
     }
 
+    const ORG: &str = "Wijkteam Noord";
+
+    /// An entry signed by the administrator of [`admin`] with seed 2.
     fn entry(device: u8, at: i64) -> RevokedDevice {
-        RevokedDevice { device: Fixed([device; 16]), revoked_at_ms: at, reason: RevocationReason::Stolen }
+        RevokedDevice::sign(
+            [device; 16],
+            at,
+            RevocationReason::Stolen,
+            ORG,
+            &SigningKey::from_bytes(&[2; 32]),
+        )
+    }
+
+    fn scoped_admin(seed: u8, root: &SigningKey, organisation: &str) -> (SigningKey, Vec<u8>) {
+        let admin = SigningKey::from_bytes(&[seed; 32]);
+        let certificate = Certificate::sign_admin(
+            &AdminBody {
+                admin_public: admin.verifying_key().to_bytes(),
+                name: "Beheer".into(),
+                issued_at_ms: 0,
+                organisation: Some(organisation.into()),
+            },
+            root,
+        );
+        (admin, certificate.to_bytes())
+    }
+
+    fn device(id: u8, organisation: &str) -> DeviceBody {
+        DeviceBody {
+            device_id: [id; 16],
+            user_id: 1,
+            user_name: "Wim".into(),
+            organisation: organisation.into(),
+            role: "wijkteam".into(),
+            signing_public: [0; 32],
+            agreement_public: Vec::new(),
+            valid_from_ms: 0,
+            valid_until_ms: 1,
+            issuer: [0; 32],
+        }
+    }
+
+    #[test]
+    fn an_entry_counts_only_under_the_organisation_of_the_devices_own_certificate() {
+        let (root, public) = root();
+        let (politie, certificate) = scoped_admin(6, &root, "Politie Zaanstreek");
+        // The police administrator writes an entry for a municipality's device under its own
+        // organisation's name: the list verifies, and the entry revokes nothing.
+        let entry = RevokedDevice::sign([3; 16], 1, RevocationReason::Lost, "Politie Zaanstreek", &politie);
+        let list = RevocationList::none().next(&[entry], certificate.clone(), 2).unwrap();
+        let list = RevocationList::verify(&list.sign(&politie).to_bytes(), &public).unwrap();
+        assert!(list.is_revoked(&[3; 16]).is_some());
+        assert!(list.revokes(&device(3, "Gemeente Zaanstad")).is_none());
+        assert!(list.revokes(&device(3, "Politie Zaanstreek")).is_some());
+        // Under the municipality's name, the list does not verify at all.
+        let entry = RevokedDevice::sign([3; 16], 1, RevocationReason::Lost, "Gemeente Zaanstad", &politie);
+        let list = RevocationList::none().next(&[entry], certificate, 2).unwrap();
+        assert_eq!(
+            RevocationList::verify(&list.sign(&politie).to_bytes(), &public),
+            Err(RevocationError::OutOfScope(crate::api::hex(&[3; 16])))
+        );
+    }
+
+    #[test]
+    fn an_entry_a_later_signer_changed_or_made_up_does_not_verify() {
+        let (root, public) = root();
+        let (network_wide, certificate) = admin(2, &root);
+        let (politie, politie_certificate) = scoped_admin(6, &root, "Politie Zaanstreek");
+        let v1 = RevocationList::none().next(&[entry(3, 1)], certificate, 1).unwrap();
+        // The police administrator publishes the next version and rewrites the earlier entry's
+        // organisation, or writes one in the network-wide administrator's name.
+        let mut moved = v1.next(&[], politie_certificate.clone(), 2).unwrap();
+        moved.entries[0].organisation = "Politie Zaanstreek".into();
+        assert!(matches!(
+            RevocationList::verify(&moved.sign(&politie).to_bytes(), &public),
+            Err(RevocationError::UnsignedEntry(_))
+        ));
+        let mut forged = RevokedDevice::sign([4; 16], 1, RevocationReason::Lost, ORG, &politie);
+        forged.admin = Fixed(network_wide.verifying_key().to_bytes());
+        let named = v1.next(&[forged], politie_certificate, 2).unwrap();
+        assert!(matches!(
+            RevocationList::verify(&named.sign(&politie).to_bytes(), &public),
+            Err(RevocationError::UnsignedEntry(_))
+        ));
     }
 
     fn root() -> (SigningKey, [u8; 32]) {
@@ -250,6 +455,7 @@ mod tests {
         assert!(back.is_revoked(&[4; 16]).is_none());
         // Kept sorted, each device once; a device revoked again keeps its first entry.
         let second = back.next(&[entry(3, 99), entry(5, 8)], certificate, 9).unwrap();
+        assert_eq!(second.entry_admins.len(), 1, "each administrator once");
         let devices: Vec<u8> = second.entries.iter().map(|e| e.device.0[0]).collect();
         assert_eq!(devices, [3, 5, 9]);
         assert_eq!(second.is_revoked(&[3; 16]).map(|e| e.revoked_at_ms), Some(6));
@@ -325,11 +531,20 @@ mod tests {
         let (root, _) = root();
         let (_, certificate) = admin(2, &root);
         let mut full = RevocationList::none();
+        // The largest entries: an organisation name of 200 characters of two bytes each.
+        let organisation = "é".repeat(200);
+        let template = RevokedDevice::sign(
+            [0; 16],
+            1,
+            RevocationReason::Lost,
+            &organisation,
+            &SigningKey::from_bytes(&[2; 32]),
+        );
         full.entries = (0..MAX_REVOKED_DEVICES as u32)
             .map(|i| {
                 let mut id = [0u8; 16];
                 id[..4].copy_from_slice(&i.to_be_bytes());
-                RevokedDevice { device: Fixed(id), revoked_at_ms: 1, reason: RevocationReason::Lost }
+                RevokedDevice { device: Fixed(id), revoked_at_ms: i64::MAX, ..template.clone() }
             })
             .collect();
         assert_eq!(full.next(&[entry(0xff, 1)], certificate.clone(), 1), Err(RevocationError::Full));

@@ -7,6 +7,8 @@
 //! devices verify every entry again. What the server adds is order (the first entry at a
 //! position wins) and enforcement: it serves a plan only to the users the chain lists.
 
+use eenplan_protocol::api::code;
+use eenplan_protocol::certificate::AdminBody;
 use eenplan_protocol::membership::{Change, MembershipError, Roster, RosterState, SignedBy, SignedEntry};
 use eenplan_protocol::policy::Policy;
 use eenplan_protocol::{DocumentId, sync};
@@ -17,7 +19,7 @@ use crate::storage::{CharteredPlan, DeviceRecord, MembershipUpdate, PlanId, Stor
 
 /// The server checks signers by its own record (a device must be active in the writing
 /// transaction), not by a list: nothing signed before a revocation is judged again.
-fn never_revoked(_: &[u8; 16], _: i64) -> bool {
+fn never_revoked(_: &eenplan_protocol::certificate::DeviceBody, _: i64) -> bool {
     false
 }
 
@@ -26,6 +28,7 @@ fn refused(e: MembershipError) -> ApiError {
         MembershipError::NotRegisseur | MembershipError::NotOffered => {
             ApiError::forbidden("not_regisseur", e.to_string())
         }
+        MembershipError::OutOfScope(_) => ApiError::forbidden(code::OUT_OF_SCOPE, e.to_string()),
         MembershipError::OutOfOrder { .. } | MembershipError::Fork(_) => {
             ApiError::conflict("membership_conflict", e.to_string())
         }
@@ -104,12 +107,13 @@ pub fn append(
 /// regisseur who is gone): the signer must be the administrator who sent it.
 pub fn append_by_admin(
     state: &AppState,
-    admin: &str,
+    admin: &AdminBody,
     plan: PlanId,
     signed: &[u8],
     now: i64,
 ) -> Result<u64, ApiError> {
-    append_signed(state, plan, signed, &SignedBy::Admin { name: admin.to_owned() }, None, now)
+    let signer = SignedBy::Admin { name: admin.name.clone(), organisation: admin.organisation.clone() };
+    append_signed(state, plan, signed, &signer, None, now)
 }
 
 fn append_signed(

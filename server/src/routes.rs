@@ -32,6 +32,7 @@ pub mod rekey;
 pub mod retention;
 pub mod revocations;
 pub mod rotation;
+pub mod scope;
 pub mod sync;
 pub mod wipe;
 
@@ -92,6 +93,8 @@ pub struct AppState {
     pub(crate) key_request_paging: sync::KeyRequestPaging,
     pub push_quota: PushQuota,
     pub live_sockets: live::LiveSockets,
+    /// When each device's last-seen time was last written.
+    pub last_seen: crate::last_seen::LastSeen,
     metrics_token: Option<String>,
     /// Taken (and its file deleted) by the init that uses it.
     init_secret: std::sync::Mutex<Option<InitSecret>>,
@@ -133,6 +136,7 @@ impl AppState {
             key_request_paging: sync::KeyRequestPaging::default(),
             push_quota: PushQuota::new(config.push_quota),
             live_sockets: live::LiveSockets::default(),
+            last_seen: crate::last_seen::LastSeen::default(),
             metrics_token: config.metrics_token,
             init_secret: std::sync::Mutex::new(config.init_secret),
             shutdown,
@@ -197,6 +201,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(api::PATH_ADMIN_USERS, post(admin::add_user).get(admin::users))
         .route(api::PATH_ADMIN_ENROLMENTS, post(admin::add_enrolment))
         .route(api::PATH_ADMIN_DEVICES, get(admin::devices))
+        .route(api::PATH_ADMIN_ADMINS, post(admin::add_admin))
         .route("/v1/admin/devices/{id}/certificate", post(admin::approve_device))
         .route("/v1/admin/plans/{plan}/participants", post(admin::add_participant))
         .route("/v1/admin/plans/{plan}/participants/{user}/remove", post(rotation::unassign))
@@ -206,6 +211,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/admin/devices/{id}/revoke", post(rotation::revoke))
         .route("/v1/admin/users/{user}/role", post(rotation::change_role))
+        .route("/v1/admin/users/{user}/plans", get(admin::user_plans))
         .route(api::PATH_ADMIN_POLICY, get(rotation::admin_policy).post(rotation::set_policy))
         .route(
             api::PATH_ADMIN_REKEY,

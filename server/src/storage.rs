@@ -203,6 +203,18 @@ pub struct NewDevice {
     /// The device's MAC over its keys under the code's MAC key (`eenplan_protocol::api::key_mac`).
     /// Opaque to the server, which cannot check or forge it; the administrator checks it.
     pub key_mac: Vec<u8>,
+    /// What the device calls itself, its signature checked by the caller.
+    pub name: Option<StoredName>,
+}
+
+/// A device's name and platform with the device's own signature over them
+/// (`eenplan_protocol::device_name`), kept so administrators can check it themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredName {
+    pub label: String,
+    /// `Platform::as_str`.
+    pub platform: String,
+    pub signature: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -260,6 +272,19 @@ pub struct DeviceRecord {
     /// The hash of the nonce its newest self-wipe report carries, as registered at its last
     /// session that registered one (`eenplan_protocol::wipe::wipe_nonce_hash`).
     pub wipe_nonce_hash: Option<[u8; 32]>,
+    /// What the device last said it is called.
+    pub name: Option<StoredName>,
+    /// When (server time) a request with its session token was last recorded, at most once a
+    /// minute (`crate::last_seen`); the device was last seen at the later of this and
+    /// `last_session_at`.
+    pub last_seen_at: Option<i64>,
+}
+
+impl DeviceRecord {
+    /// When the server last saw the device: a session or a recorded request.
+    pub fn last_seen(&self) -> Option<i64> {
+        self.last_session_at.max(self.last_seen_at)
+    }
 }
 
 /// What a wipe report was judged by; [`Storage::record_wipe`] stores the report only while
@@ -895,6 +920,12 @@ pub trait Storage: Send + Sync {
         wipe_nonce_hash: Option<[u8; 32]>,
         now: i64,
     ) -> Result<SessionRecorded>;
+    /// The device's new name (its signature checked by the caller).
+    /// [`StorageError::NotFound`] for an unknown device.
+    fn record_device_name(&self, id: DeviceId, name: &StoredName) -> Result<()>;
+    /// The device was seen at `now` (a request with its session token); an earlier time
+    /// never replaces a later one. Unknown devices are ignored.
+    fn record_last_seen(&self, id: DeviceId, now: i64) -> Result<()>;
 
     // Plans and access.
 

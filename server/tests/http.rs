@@ -17,13 +17,14 @@ use eenplan_protocol::api::{
     ChallengeResponse, DeviceInfo, EnrolRequest, EnrolResponse, EnrolmentCode, ErrorBody, InitRequest,
     MeResponse, NewEnrolment, NewOrg, NewUser, OrgInfo, PolicyInfo, PolicyUpload, RevocationListStored,
     RevokeRequest, RoleChangeRequest, RotationsQueued, ServerAuditKey, ServerEventPage, SessionRequest,
-    SessionResponse, UserInfo, WipeOrderRequest, WipeOrderResponse, WipeReportUpload, hex, unhex,
+    SessionResponse, UserInfo, UserPlans, WipeOrderRequest, WipeOrderResponse, WipeReportUpload, hex, unhex,
 };
 use eenplan_protocol::audit::{
     self, Actor, AuditAction, AuditEvent, AuditKey, AuditRefusal, AuditResult, AuditUpload, ChainReport,
     SignedAuditKey, SignedEvent, verify_chain,
 };
 use eenplan_protocol::certificate::{AdminBody, Certificate, DeviceBody, device_id_of};
+use eenplan_protocol::device_name::{Platform, SignedDeviceName};
 use eenplan_protocol::epoch::{Commitment, Minter, SignedCommitment};
 use eenplan_protocol::policy::{Access, Policy, SignedPolicy};
 use eenplan_protocol::rekey::{
@@ -287,6 +288,7 @@ impl Network {
                 admin_public: admin.verifying_key().to_bytes(),
                 name: "beheer".into(),
                 issued_at_ms: 0,
+                organisation: None,
             },
             &root,
         );
@@ -344,11 +346,13 @@ impl Network {
     fn revoke(&self, server: &Server, device: &Device) -> Reply {
         let current = self.revocations(server);
         if current.is_revoked(&device.id).is_none() {
-            let entry = RevokedDevice {
-                device: Fixed(device.id),
-                revoked_at_ms: now_ms(),
-                reason: RevocationReason::Stolen,
-            };
+            let entry = RevokedDevice::sign(
+                device.id,
+                now_ms(),
+                RevocationReason::Stolen,
+                "Wijkteam Noord",
+                &self.admin,
+            );
             let next = current.next(&[entry], self.admin_certificate.to_bytes(), now_ms()).unwrap();
             let listed =
                 self.call(server, "POST", api::PATH_ADMIN_REVOCATIONS, &next.sign(&self.admin).to_bytes());
@@ -627,6 +631,37 @@ impl Device {
                 challenge,
                 signature: hex(&self.key.sign(&message).to_bytes()),
                 wipe_nonce_hash: hash.map(|h| hex(&h)),
+                name: None,
+            },
+        )
+    }
+
+    /// This device's name and platform, signed by `signer` (its own key, or another's).
+    fn name_signed_by(&self, signer: &SigningKey, label: &str) -> SignedDeviceName {
+        // Built by hand so a name the rules refuse can be signed too.
+        let message =
+            [b"eenplan/device-name/v1\n".as_slice(), &self.id, b"android\n", label.as_bytes()].concat();
+        SignedDeviceName {
+            label: label.into(),
+            platform: Platform::Android,
+            signature: hex(&signer.sign(&message).to_bytes()),
+        }
+    }
+
+    /// A session that reports `name`.
+    fn session_named(&self, server: &Server, name: SignedDeviceName) -> Reply {
+        let reply =
+            server.post_json(api::PATH_AUTH_CHALLENGE, &ChallengeRequest { device_id: hex(&self.id) });
+        let challenge = reply.json::<ChallengeResponse>().challenge;
+        let message = api::session_message(&unhex(&challenge).unwrap());
+        server.post_json(
+            api::PATH_AUTH_SESSION,
+            &SessionRequest {
+                device_id: hex(&self.id),
+                challenge,
+                signature: hex(&self.key.sign(&message).to_bytes()),
+                wipe_nonce_hash: None,
+                name: Some(name),
             },
         )
     }
@@ -862,6 +897,87 @@ fn admin_requests_with_a_bad_signature_a_replayed_signature_or_a_stale_time_are_
     assert_eq!(server.get("/v1/admin/devices?state=active", &headers).error(401), "bad_signature");
     assert!(
         server.metrics().lines().any(|l| l.starts_with("eenplan_auth_failures_total ") && !l.ends_with(" 0"))
+    );
+}
+
+#[test]
+fn a_device_name_is_kept_only_when_valid_and_signed_by_the_device_itself() {
+    let (server, network) = Network::start();
+    let ann = network.add_user(&server, "Ann");
+    let device = Device::new();
+    let code = network.code_for(&server, &ann);
+    let with_name = |name: SignedDeviceName| EnrolRequest { name: Some(name), ..device.enrol_request(&code) };
+    let long = "a".repeat(65);
+    for bad in ["", "   ", long.as_str(), "Ann\n", "Ann\u{202E}diordnA", " Ann"] {
+        let reply = server.post_json(api::PATH_ENROL, &with_name(device.name_signed_by(&device.key, bad)));
+        assert_eq!(reply.error(400), "invalid_device_label", "{bad:?}");
+    }
+    let stranger = key();
+    let reply =
+        server.post_json(api::PATH_ENROL, &with_name(device.name_signed_by(&stranger, "Ann's Android")));
+    assert_eq!(reply.error(401), "bad_signature", "a name the device did not sign");
+    // None of them used the code.
+    let reply =
+        server.post_json(api::PATH_ENROL, &with_name(device.name_signed_by(&device.key, "Ann's Android")));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let listed = |network: &Network| -> DeviceInfo {
+        let devices: Vec<DeviceInfo> = network.call(&server, "GET", api::PATH_ADMIN_DEVICES, b"").json();
+        devices.into_iter().find(|d| d.device_id == hex(&device.id)).unwrap()
+    };
+    let pending = listed(&network);
+    assert_eq!((pending.label.as_str(), pending.platform), ("Ann's Android", Some(Platform::Android)));
+    assert_eq!((pending.last_seen_ms, pending.enrolled_at_ms), (None, pending.created_at_ms));
+    assert!(pending.enrolled_at_ms > 0);
+
+    let reply = network.approve(&server, &device, &network.certificate_for(&device, &ann));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    // A session renames it; one with a bad name or another's signature changes nothing.
+    assert_eq!(
+        device.session_named(&server, device.name_signed_by(&device.key, "Ann\u{0}")).error(400),
+        "invalid_device_label"
+    );
+    assert_eq!(
+        device.session_named(&server, device.name_signed_by(&stranger, "Werktelefoon")).error(401),
+        "bad_signature"
+    );
+    assert_eq!(listed(&network).label, "Ann's Android");
+    let reply = device.session_named(&server, device.name_signed_by(&device.key, "Werktelefoon Ann"));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let active = listed(&network);
+    assert_eq!(active.label, "Werktelefoon Ann");
+    assert!(active.last_seen_ms.is_some_and(|at| at >= pending.enrolled_at_ms), "a session is a sighting");
+    let name = SignedDeviceName {
+        label: active.label,
+        platform: Platform::Android,
+        signature: active.label_signature,
+    };
+    assert!(
+        name.verify(&device.id, device.key.verifying_key().as_bytes()).is_ok(),
+        "the listing carries the device's own signature"
+    );
+}
+
+#[test]
+fn a_users_plans_are_listed_for_offboarding() {
+    let (server, network) = Network::start();
+    let (ann, _) = network.member(&server, "Ann");
+    let (bob, b) = network.member(&server, "Bob");
+    let plan = random();
+    let registered = server.sync(
+        &b,
+        &SyncRequest { new_plans: vec![Fixed(plan)], commitments: b.mint(&[plan]), ..Default::default() },
+    );
+    assert!(registered.rejected.is_empty());
+    let before: UserPlans = network.call(&server, "GET", &api::admin_user_plans_path(ann.id), b"").json();
+    assert_eq!(before.plans, vec![]);
+    network.assign(&server, plan, &ann);
+    let listed: UserPlans = network.call(&server, "GET", &api::admin_user_plans_path(ann.id), b"").json();
+    assert_eq!(listed.plans.len(), 1);
+    assert_eq!((listed.plans[0].plan.as_str(), listed.plans[0].chained), (hex(&plan).as_str(), false));
+    assert_eq!(listed.plans[0].plan_role, "wijkteam");
+    assert_eq!(
+        network.call(&server, "GET", &api::admin_user_plans_path(bob.id + 100), b"").error(404),
+        "unknown_user"
     );
 }
 
@@ -2327,10 +2443,8 @@ fn revocation_lists_are_taken_only_signed_next_and_append_only_and_devices_read_
     );
     assert_eq!(server.get_as(api::PATH_ME, b.token()).status, 200);
 
-    let entry = |device: &Device| RevokedDevice {
-        device: Fixed(device.id),
-        revoked_at_ms: now_ms(),
-        reason: RevocationReason::Stolen,
+    let entry = |device: &Device| {
+        RevokedDevice::sign(device.id, now_ms(), RevocationReason::Stolen, "Wijkteam Noord", &network.admin)
     };
     let post = |bytes: &[u8]| network.call(&server, "POST", api::PATH_ADMIN_REVOCATIONS, bytes);
     let v1 =
@@ -2358,7 +2472,13 @@ fn revocation_lists_are_taken_only_signed_next_and_append_only_and_devices_read_
     assert_eq!(post(&dropped.sign(&network.admin).to_bytes()).error(400), "bad_revocation_list");
     let changed = RevocationList {
         version: 2,
-        entries: vec![RevokedDevice { revoked_at_ms: 1, ..v1.entries[0] }],
+        entries: vec![RevokedDevice::sign(
+            v1.entries[0].device.0,
+            1,
+            RevocationReason::Stolen,
+            "Wijkteam Noord",
+            &network.admin,
+        )],
         ..v1.clone()
     };
     assert_eq!(post(&changed.sign(&network.admin).to_bytes()).error(400), "bad_revocation_list");
@@ -2682,6 +2802,7 @@ fn a_session_must_sign_the_wipe_nonce_hash_it_registers() {
             challenge,
             signature: hex(&signature.to_bytes()),
             wipe_nonce_hash: Some(hex(&[7; 32])),
+            name: None,
         },
     );
     assert_eq!(reply.error(401), "bad_signature");
@@ -2964,7 +3085,7 @@ fn only_the_regisseur_changes_a_plans_membership_and_the_first_entry_at_a_positi
     };
     let answer = server.sync(&ann, &request);
     assert_eq!(answer.membership.len(), 1, "the chain comes back with the answer");
-    let never = |_: &[u8; 16], _: i64| false;
+    let never = |_: &eenplan_protocol::certificate::DeviceBody, _: i64| false;
     let mut roster = Roster::start(&charter, &network.root_public(), &never).unwrap();
 
     let add = Entry::next(

@@ -14,7 +14,7 @@ use eenplan_server::storage::{
     MAX_SNAPSHOT_REQUESTS_PER_DEVICE, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, OrgId, PlanId,
     PolicyRecord, PullBatch, PullRequest, PushOutcome, Revocation, RevocationListRecord,
     SNAPSHOT_REQUEST_TTL_MS, SNAPSHOT_SHORTCUT_CHANGES, ServerEventRecord, SqliteStorage, Storage,
-    StorageError, UserId, WipeGuard,
+    StorageError, StoredName, UserId, WipeGuard,
 };
 
 /// A backend under test: a fresh, empty store that can be closed and opened again.
@@ -131,6 +131,7 @@ mod fixtures {
             signing_public: [tag; 32],
             agreement_public: vec![tag; 32],
             key_mac: vec![tag ^ 0x5A; 32],
+            name: None,
         }
     }
 
@@ -1296,6 +1297,29 @@ pub mod suite {
         let after = s.device(a1).unwrap().unwrap();
         assert_eq!((after.wiped_at, after.wipe_nonce_hash), (None, Some([5; 32])));
         assert_eq!(s.record_session(DeviceId([9; 16]), None, 1), Err(StorageError::NotFound));
+    }
+
+    pub fn a_devices_name_and_last_seen_time_are_kept_and_never_go_back(s: &dyn Storage) {
+        let ann = user(s, "Ann");
+        let code = [40; 32];
+        s.create_enrolment(&code, ann, i64::MAX).unwrap();
+        let name =
+            StoredName { label: "Ann's Android".into(), platform: "android".into(), signature: vec![1; 64] };
+        let a1 = DeviceId([40; 16]);
+        s.claim_enrolment(&code, &NewDevice { name: Some(name.clone()), ..new_device(40) }, 5).unwrap();
+        let fresh = s.device(a1).unwrap().unwrap();
+        assert_eq!((fresh.name.as_ref(), fresh.last_seen()), (Some(&name), None));
+        let renamed =
+            StoredName { label: "Werktelefoon".into(), platform: "ios".into(), signature: vec![2; 64] };
+        s.record_device_name(a1, &renamed).unwrap();
+        assert_eq!(s.device(a1).unwrap().unwrap().name, Some(renamed.clone()));
+        assert_eq!(s.record_device_name(DeviceId([41; 16]), &renamed), Err(StorageError::NotFound));
+        s.record_last_seen(a1, 1_000).unwrap();
+        s.record_last_seen(a1, 900).unwrap();
+        assert_eq!(s.device(a1).unwrap().unwrap().last_seen(), Some(1_000), "an earlier time never wins");
+        s.record_session(a1, None, 2_000).unwrap();
+        assert_eq!(s.device(a1).unwrap().unwrap().last_seen(), Some(2_000), "a session is a sighting");
+        s.record_last_seen(DeviceId([41; 16]), 1).unwrap();
     }
 
     pub fn a_wipe_report_is_stored_only_while_the_device_stands_as_it_was_judged(s: &dyn Storage) {
@@ -2478,6 +2502,7 @@ macro_rules! conformance_suite {
             a_device_revoked_meanwhile_registers_mints_and_pushes_nothing,
             a_commitment_must_name_the_policy_in_force_and_a_document_its_minter_reads,
             a_session_records_its_time_and_nonce_and_forgets_a_wipe_report,
+            a_devices_name_and_last_seen_time_are_kept_and_never_go_back,
             a_wipe_report_is_stored_only_while_the_device_stands_as_it_was_judged,
             envelopes_are_delivered_once_after_the_cursor_and_escrow_ones_kept_apart,
             a_batch_with_an_unknown_compartment_is_refused_whole,

@@ -15,7 +15,15 @@ impl Cli {
         let cli = Cli { data: net.path(name) };
         cli.ok(&["init"]);
         let code = net.admin.run(&["device", "enrol", "--user", user]);
-        cli.ok(&["enrol", "--server", &net.server.url, "--code", code.trim()]);
+        cli.ok(&[
+            "enrol",
+            "--server",
+            &net.server.url,
+            "--code",
+            code.trim(),
+            "--name",
+            &format!("Laptop van {user}"),
+        ]);
         net.admin.run(&["device", "approve", "--code", code.trim()]);
         cli.ok(&["sync"]);
         cli

@@ -150,7 +150,11 @@ pub fn device_keystore() -> PassphraseKeyStore {
 pub fn enrolled_device(admin: &Admin, server: &Server, dir: &Path, user: &str) -> Device {
     let mut device = Device::init(dir, &device_keystore()).unwrap_or_else(|e| panic!("init: {e}"));
     let code = admin.run(&["device", "enrol", "--user", user]);
-    device.enrol(&server.url, &code).unwrap_or_else(|e| panic!("enrol: {e}"));
+    // Named after its directory ("wim2"), so each test device's name is its own.
+    let name = dir.file_name().map_or_else(|| user.to_owned(), |n| n.to_string_lossy().into_owned());
+    device
+        .enrol(&server.url, &code, &name, eenplan_core::sync::Platform::Android)
+        .unwrap_or_else(|e| panic!("enrol: {e}"));
     admin.run(&["device", "approve", "--code", &code]);
     device.sync().unwrap_or_else(|e| panic!("first sync: {e}"));
     device

@@ -99,7 +99,7 @@ fn a_long_log_is_compacted_by_a_client_snapshot_and_a_new_device_starts_from_it(
     rita.add_participant(&plan, "Wim", "wijkteam").unwrap();
     let mut wim = Device::init(&net.dir.path().join("wim"), &device_keystore()).unwrap();
     let code = net.admin.run(&["device", "enrol", "--user", "Wim"]);
-    wim.enrol(&net.server.url, &code).unwrap();
+    wim.enrol(&net.server.url, &code, "Telefoon van Wim", eenplan_core::sync::Platform::Desktop).unwrap();
     net.admin.run(&["device", "approve", "--code", &code]);
     // Rita's device seals the plan's keys for Wim's device when the server asks.
     assert!(rita.sync().unwrap().envelopes_sent > 0);

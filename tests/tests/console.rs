@@ -123,7 +123,7 @@ fn an_administrator_enrols_approves_and_revokes_a_phone_in_the_browser_and_the_s
     assert!(link.starts_with("eenplan:enrol?server=") && link.ends_with(&code), "{link}");
     browser.screenshot(&shots.join("console-enrol.png"));
     let mut phone = Device::init(&net.path("fatima"), &device_keystore()).unwrap();
-    phone.enrol(&net.server.url, &code).unwrap();
+    phone.enrol(&net.server.url, &code, "Telefoon van Wim", eenplan_core::sync::Platform::Android).unwrap();
     let phone_id = phone.device_id().to_string();
 
     // Approve it from the list of people and devices.

@@ -160,7 +160,9 @@ fn a_phone_whose_clock_is_wrong_syncs_after_approval_and_stamps_the_servers_time
         let mut device =
             Device::init(&net.path(name), &device_keystore()).unwrap().with_clock(Arc::new(Skewed(skew)));
         let code = net.admin.run(&["device", "enrol", "--user", user]);
-        device.enrol(&net.server.url, &code).unwrap();
+        device
+            .enrol(&net.server.url, &code, &format!("Telefoon {name}"), eenplan_core::sync::Platform::Desktop)
+            .unwrap();
         net.admin.run(&["device", "approve", "--code", &code]);
         // Just after approval, with the certificate's start ahead of (or far behind) the
         // phone's clock: the session's time sets the device clock right.

@@ -100,6 +100,7 @@ fn session(agent: &ureq::Agent, url: &str, device: &Device) -> String {
         challenge: challenge.challenge,
         signature: hex(&signature.to_bytes()),
         wipe_nonce_hash: None,
+        name: None,
     };
     let session: SessionResponse =
         serde_json::from_value(post(api::PATH_AUTH_SESSION, serde_json::to_value(request).unwrap())).unwrap();

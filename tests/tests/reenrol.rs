@@ -51,12 +51,14 @@ fn a_phone_that_wiped_itself_offline_starts_again_and_its_wipe_report_reaches_th
     assert!(Device::previous_wipes(&dir).unwrap().is_empty());
     let devices = net.admin.run(&["device", "list"]);
     let line = devices.lines().find(|l| l.contains(&old_id.to_string()[..8])).unwrap();
-    assert!(line.contains("wiped"), "{devices}");
+    assert!(line.contains("gewist"), "{devices}");
 
     // The new device enrols with a new code like any new phone.
     let mut fresh = fresh;
     let code = net.admin.run(&["device", "enrol", "--user", "Wim"]);
-    fresh.enrol(&net.server.url, &code).unwrap();
+    fresh
+        .enrol(&net.server.url, &code, "Nieuwe telefoon van Wim", eenplan_core::sync::Platform::Desktop)
+        .unwrap();
     net.admin.run(&["device", "approve", "--code", &code]);
     fresh.sync().unwrap();
     assert_eq!(Device::send_previous_wipe_reports(&dir).unwrap(), 0);

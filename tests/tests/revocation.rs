@@ -141,7 +141,7 @@ fn a_revoked_device_is_shut_out_reads_nothing_new_and_wipes_itself_while_the_oth
     assert!(marker.reported, "the wipe is reported to the server");
     let listed = net.admin.run(&["device", "list"]);
     let line = listed.lines().find(|l| l.contains(&wim_id[..8])).unwrap();
-    assert!(line.contains("wiped"), "{line}");
+    assert!(line.contains("gewist"), "{line}");
 }
 
 /// Runs `eenplan-admin device revoke` and kills it once it has rotated `after` documents.
@@ -245,6 +245,7 @@ fn a_wipe_order_the_server_made_up_is_refused_and_nothing_is_erased() {
             admin_public: rogue_admin.verifying_key().to_bytes(),
             name: "Beheer".into(),
             issued_at_ms: 0,
+            organisation: None,
         },
         &rogue_root,
     );

@@ -22,7 +22,7 @@ const USERS: &[(&str, &str, &str)] = &[
 fn device_through(net: &Network, name: &str, user: &str, url: &str) -> Device {
     let mut device = Device::init(&net.path(name), &device_keystore()).unwrap();
     let code = net.admin.run(&["device", "enrol", "--user", user]);
-    device.enrol(url, &code).unwrap();
+    device.enrol(url, &code, &format!("Telefoon {name}"), eenplan_core::sync::Platform::Desktop).unwrap();
     net.admin.run(&["device", "approve", "--code", &code]);
     device
 }

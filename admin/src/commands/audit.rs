@@ -497,10 +497,17 @@ fn query(session: &mut Session, args: &AuditQueryArgs, json: bool) -> Result<Out
     if args.csv && json {
         return Err(AdminError::usage("give --csv or --json, not both"));
     }
-    let query = match (&args.plan, args.user, &args.device) {
+    let query = match (&args.plan, &args.user, &args.device) {
         (Some(plan), _, _) => AuditQuery::Plan(id16(plan, "--plan")?),
-        (_, Some(user), _) => AuditQuery::User(user),
-        (_, _, Some(device)) => AuditQuery::Device(id16(device, "--device")?),
+        // An id is taken as given (the log outlives listings); a name is looked up.
+        (_, Some(user), _) => match user.trim().parse::<i64>() {
+            Ok(id) => AuditQuery::User(id),
+            Err(_) => AuditQuery::User(session.user(user)?.id),
+        },
+        (_, _, Some(device)) => match id16(device, "--device") {
+            Ok(id) => AuditQuery::Device(id),
+            Err(_) => AuditQuery::Device(id16(&session.device(device)?.device_id, "--device")?),
+        },
         _ => return Err(AdminError::usage("give --plan, --user or --device")),
     };
     let (from, to) = dates(&args.dates)?;

@@ -3,14 +3,12 @@
 use std::collections::HashMap;
 
 use eenplan_protocol::api::{self, CertificateUpload, DeviceInfo, RevokeRequest, RotationsQueued};
+use eenplan_protocol::api::{EnrolmentCode, UserInfo};
 use eenplan_protocol::revocation::RevokedDevice;
 use eenplan_protocol::sync::Fixed;
-use eenplan_protocol::wipe::WipeOrder;
+use eenplan_protocol::wipe::{RevocationReason, WipeOrder};
 use serde::Serialize;
 use serde_json::json;
-
-use eenplan_protocol::api::{EnrolmentCode, UserInfo};
-use eenplan_protocol::wipe::RevocationReason;
 
 use super::{Session, with_rotation};
 use crate::args::{ApproveArgs, DeviceCommand, DeviceListArgs, EnrolArgs, RevokeArgs};
@@ -30,41 +28,6 @@ pub fn run(session: &mut Session, command: DeviceCommand, json: bool) -> Result<
     }
 }
 
-/// The shortest prefix `device revoke` takes: revoking wipes a phone, so a short prefix that
-/// happens to be unique today must not pick one by accident.
-const MIN_PREFIX: usize = 6;
-
-/// `text` as a device id prefix (lowercase), if it can be one.
-fn device_prefix(text: &str) -> Result<String, AdminError> {
-    let prefix = text.trim().to_ascii_lowercase();
-    if prefix.len() < MIN_PREFIX || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(AdminError::usage(format!(
-            "{text:?} is not a device id: give the id `device list` shows, or at least its first \
-             {MIN_PREFIX} characters"
-        )));
-    }
-    Ok(prefix)
-}
-
-/// The device `text` names among `devices`: its whole id or a unique prefix of it, in any case.
-fn pick_device(devices: Vec<DeviceInfo>, text: &str) -> Result<DeviceInfo, AdminError> {
-    let prefix = device_prefix(text)?;
-    let mut matches: Vec<DeviceInfo> =
-        devices.into_iter().filter(|d| d.device_id.to_ascii_lowercase().starts_with(&prefix)).collect();
-    matches.dedup_by(|a, b| a.device_id.eq_ignore_ascii_case(&b.device_id));
-    if let Some(exact) = matches.iter().position(|d| d.device_id.eq_ignore_ascii_case(&prefix)) {
-        return Ok(matches.swap_remove(exact));
-    }
-    match matches.len() {
-        0 => Err(AdminError::UnknownDevice(text.to_string())),
-        1 => Ok(matches.remove(0)),
-        _ => Err(AdminError::AmbiguousDevice {
-            prefix: text.to_string(),
-            ids: matches.iter().map(|d| d.device_id.as_str()).collect::<Vec<_>>().join(", "),
-        }),
-    }
-}
-
 /// A device revoked by [`revoke_device`].
 #[derive(Debug)]
 pub(crate) struct Revoked {
@@ -74,47 +37,37 @@ pub(crate) struct Revoked {
     pub pending: Option<u64>,
 }
 
-/// Revokes the device `text` names (its id or a unique prefix), and rotates every document
-/// it could read, telling `progress`: what `device revoke` and the console's revoke do.
+/// Revokes the device `text` names (its id, a unique id prefix or its unique verified name),
+/// and rotates every document it could read, telling `progress`: what `device revoke` and the
+/// console's revoke do.
 pub(crate) fn revoke_device(
     session: &mut Session,
     text: &str,
     reason: RevocationReason,
     progress: &mut Progress,
 ) -> Result<(Revoked, Outcome), AdminError> {
-    // Checked before the server is asked anything: a typo costs no request.
-    device_prefix(text)?;
-    let devices: Vec<DeviceInfo> = session.client().get(api::PATH_ADMIN_DEVICES)?;
-    let device = pick_device(devices, text)?;
+    let device = session.device(text)?;
     let id: [u8; 16] = api::unhex(&device.device_id).and_then(|b| b.try_into().ok()).ok_or_else(|| {
         AdminError::BadDevice {
             device: device.device_id.clone(),
             reason: "the device id is not 32 hexadecimal characters",
         }
     })?;
+    // The organisation the entry names is the one in the device's root-verified
+    // certificate (devices count the entry only under it); a device never approved has only
+    // the server's word.
+    let organisation = certified_organisation(session, &device).unwrap_or_else(|| device.org.clone());
+    session.require_org(&organisation)?;
     let now = now_ms()?;
     // Recorded in the keyring before the server hears of it: from now on this keyring seals
     // nothing to the device, whatever the server says. Then published in the next signed
     // revocation list, which devices check before they seal a key to anyone.
-    session.keyring.trust.record(RevokedDevice { device: Fixed(id), revoked_at_ms: now, reason });
+    session.keyring.trust.record(RevokedDevice::sign(id, now, reason, &organisation, &session.keyring.admin));
     session.save()?;
     let list = session.revocations()?;
-    // Signed by this administrator, with the certificate that shows the root made it one: the
-    // device obeys only an order it can check against the root it pinned.
-    let order = WipeOrder {
-        device: Fixed(id),
-        reason,
-        issued_at_ms: now,
-        admin_certificate: session.keyring.admin_certificate.to_bytes(),
-    }
-    .sign(&session.keyring.admin);
-    let request =
-        RevokeRequest { reason: reason.as_str().to_string(), wipe_order: api::hex(&order.to_bytes()) };
-    let answer = session.client().post(&api::admin_revoke_path(&id), &request)?;
-    let pending = serde_json::from_slice::<RotationsQueued>(&answer).ok().map(|q| q.pending);
+    let pending = post_revocation(session, &id, reason, now)?;
     let outcome = session.rotate_pending_with(pending, None, progress);
-    let revoked = Revoked { device, revocation_list: list.version, pending };
-    Ok((revoked, outcome))
+    Ok((Revoked { device, revocation_list: list.version, pending }, outcome))
 }
 
 fn revoke(session: &mut Session, args: &RevokeArgs, json: bool) -> Result<Output, AdminError> {
@@ -139,6 +92,42 @@ fn revoke(session: &mut Session, args: &RevokeArgs, json: bool) -> Result<Output
     with_rotation(json, text, value, outcome)
 }
 
+/// The organisation `device`'s certificate names, if it verifies against the root.
+pub(crate) fn certified_organisation(session: &Session, device: &DeviceInfo) -> Option<String> {
+    let certificate =
+        eenplan_protocol::certificate::Certificate::from_bytes(&api::unhex(&device.certificate)?).ok()?;
+    let admin =
+        eenplan_protocol::certificate::Certificate::from_bytes(&api::unhex(&device.admin_certificate)?)
+            .ok()?;
+    let body = certificate.claimed_device_body().ok()?;
+    // Judged at its own start: a revoked device's certificate may have run out since.
+    let at = body.valid_from_ms;
+    certificate.verify_device(&admin, &session.keyring.root_public(), at).ok().map(|b| b.organisation)
+}
+
+/// Has the server revoke device `id` (already on the newest revocation list), leaving a
+/// wipe order signed by this administrator; the documents now waiting for a new key.
+pub(crate) fn post_revocation(
+    session: &Session,
+    id: &[u8; 16],
+    reason: RevocationReason,
+    now: i64,
+) -> Result<Option<u64>, AdminError> {
+    // Signed by this administrator, with the certificate that shows the root made it one: the
+    // device obeys only an order it can check against the root it pinned.
+    let order = WipeOrder {
+        device: Fixed(*id),
+        reason,
+        issued_at_ms: now,
+        admin_certificate: session.keyring.admin_certificate.to_bytes(),
+    }
+    .sign(&session.keyring.admin);
+    let request =
+        RevokeRequest { reason: reason.as_str().to_string(), wipe_order: api::hex(&order.to_bytes()) };
+    let answer = session.client().post(&api::admin_revoke_path(id), &request)?;
+    Ok(serde_json::from_slice::<RotationsQueued>(&answer).ok().map(|q| q.pending))
+}
+
 /// An enrolment code this keyring issued and the server can now be claimed with.
 #[derive(Debug)]
 pub(crate) struct Issued {
@@ -151,6 +140,7 @@ pub(crate) struct Issued {
 /// the console's enrol page do.
 pub(crate) fn issue_code(session: &mut Session, user: &str, valid_hours: u32) -> Result<Issued, AdminError> {
     let user = session.user(user)?;
+    session.require_org(&user.org)?;
     // A device certified for a role the policy does not name could do nothing.
     session.require_role_in_policy(&user.role)?;
     let now = now_ms()?;
@@ -223,26 +213,35 @@ pub(crate) fn devices_path(pending: bool) -> String {
 }
 
 fn list(session: &Session, args: DeviceListArgs, json: bool) -> Result<Output, AdminError> {
-    let devices: Vec<DeviceInfo> = session.client().get(&devices_path(args.pending))?;
-    Output::either(
-        json,
-        || &devices,
-        || {
-            let rows: Vec<Vec<String>> = devices
-                .iter()
-                .map(|d| {
-                    vec![
-                        d.device_id.clone(),
-                        format!("{} ({})", d.user_name, d.user_id),
-                        d.org.clone(),
-                        d.role.clone(),
-                        d.state.clone(),
-                        output::time(d.created_at_ms),
-                    ]
-                })
-                .collect();
-            table(&["DEVICE", "USER", "ORGANISATION", "ROLE", "STATE", "ENROLLED"], &rows)
-        },
+    let devices = session.devices_at(&devices_path(args.pending))?;
+    let now = now_ms()?;
+    Output::either(json, || &devices, || listing_text(&devices, now))
+}
+
+/// The device listing for people, in Dutch: name, platform, person, enrolment, last seen,
+/// state.
+fn listing_text(devices: &[DeviceInfo], now: i64) -> String {
+    if devices.is_empty() {
+        return "geen apparaten\n".to_string();
+    }
+    let rows: Vec<Vec<String>> = devices
+        .iter()
+        .map(|d| {
+            vec![
+                d.device_id.chars().take(12).collect(),
+                if d.label.is_empty() { "(geen naam)".to_string() } else { d.label.clone() },
+                d.platform.map_or("?", |p| p.label()).to_string(),
+                format!("{} ({})", d.user_name, d.user_id),
+                d.org.clone(),
+                eenplan_core::calendar::dutch_long_date_of_ms(d.enrolled_at_ms.max(d.created_at_ms)),
+                d.last_seen_ms.map_or_else(|| "nooit".to_string(), |at| output::ago(at, now)),
+                crate::resolve::state_label(&d.state).to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &["APPARAAT", "NAAM", "PLATFORM", "GEBRUIKER", "ORGANISATIE", "AANGEMELD", "LAATST GEZIEN", "STATUS"],
+        &rows,
     )
 }
 
@@ -268,6 +267,9 @@ fn approve(session: &mut Session, args: ApproveArgs, json: bool) -> Result<Outpu
     let chosen: Vec<(DeviceInfo, IssuedCode)> = match code {
         Some(index) => {
             let issued = session.keyring.issued_codes.get(index).ok_or(AdminError::UnknownCode)?;
+            // Codes carry the organisation they were issued for: a keyring's codes from
+            // before its scope do not reach beyond it.
+            session.require_org(&issued.org)?;
             match enrolment::claimant(issued, &pending)? {
                 Some(claimed) => vec![(claimed.clone(), issued.clone())],
                 None => return Err(AdminError::CodeNotClaimed { user: issued.user_name.clone() }),
@@ -392,6 +394,7 @@ fn approve_one(
     issued: &IssuedCode,
     now: i64,
 ) -> Result<Approved, AdminError> {
+    session.require_org(&issued.org)?;
     let keyring = &session.keyring;
     let (body, certificate) = enrolment::certify(info, issued, &keyring.admin, now)?;
     // Exactly the check every device will make; failing it here means the keyring itself is
@@ -414,57 +417,4 @@ fn approve_one(
         role: body.role,
         valid_until_ms: body.valid_until_ms,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn device(id: &str) -> DeviceInfo {
-        DeviceInfo {
-            device_id: id.into(),
-            user_id: 7,
-            user_name: "Fatima".into(),
-            org: "Wijkteam Noord".into(),
-            role: "wijkteam".into(),
-            state: "active".into(),
-            signing_public: String::new(),
-            agreement_public: String::new(),
-            key_mac: String::new(),
-            created_at_ms: 0,
-            certificate: String::new(),
-            admin_certificate: String::new(),
-        }
-    }
-
-    const A: &str = "34750f98bd59fcfc946da45aaabe933b";
-    const B: &str = "34750f11bd59fcfc946da45aaabe933b";
-    const C: &str = "b62e867fa2f33afe62d5d6b1642e1621";
-
-    fn devices() -> Vec<DeviceInfo> {
-        vec![device(A), device(B), device(C)]
-    }
-
-    #[test]
-    fn a_device_is_found_by_its_id_or_a_unique_prefix_in_any_case() {
-        assert_eq!(pick_device(devices(), A).unwrap().device_id, A);
-        assert_eq!(pick_device(devices(), &A.to_uppercase()).unwrap().device_id, A);
-        assert_eq!(pick_device(devices(), "b62e86").unwrap().device_id, C);
-        assert_eq!(pick_device(devices(), " 34750f9 ").unwrap().device_id, A);
-    }
-
-    #[test]
-    fn a_prefix_of_several_devices_or_none_is_refused() {
-        assert!(
-            matches!(pick_device(devices(), "34750f"), Err(AdminError::AmbiguousDevice { ids, .. }) if ids == format!("{A}, {B}"))
-        );
-        assert!(matches!(pick_device(devices(), "ffffff"), Err(AdminError::UnknownDevice(_))));
-    }
-
-    #[test]
-    fn short_or_non_hex_names_are_usage_errors() {
-        for text in ["", "b62e8", "b62e86x", "Fatima's phone"] {
-            assert!(matches!(pick_device(devices(), text), Err(AdminError::Usage(_))), "{text:?}");
-        }
-    }
 }

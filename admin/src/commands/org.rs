@@ -15,6 +15,7 @@ pub fn run(session: &Session, command: OrgCommand, json: bool) -> Result<Output,
 }
 
 fn add(session: &Session, args: OrgAddArgs, json: bool) -> Result<Output, AdminError> {
+    session.require_network_wide("een organisatie toevoegen")?;
     let request = NewOrg { name: args.name, lease_hours: args.lease_hours };
     let answer = session.client().post(api::PATH_ADMIN_ORGS, &request)?;
     let created = serde_json::from_slice::<OrgInfo>(&answer).ok();

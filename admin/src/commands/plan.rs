@@ -5,6 +5,7 @@
 //! signs a removal or a handover after it (for a regisseur who is gone).
 
 use eenplan_protocol::api::{self, Assignment, RotationsQueued};
+use eenplan_protocol::certificate::DeviceBody;
 use eenplan_protocol::membership::{Act, Entry, Roster, SignedEntry, Signer};
 use eenplan_protocol::sync::Blob;
 
@@ -27,7 +28,7 @@ pub(crate) fn verified_chain(session: &Session, plan: &[u8; 16]) -> Result<Optio
     let entries: Vec<Blob> =
         session.client().get_cbor(&api::admin_membership_path(plan), 64 * 1024 * 1024)?;
     let root = session.keyring.root_public();
-    let never = |_: &[u8; 16], _: i64| false;
+    let never = |_: &DeviceBody, _: i64| false;
     let mut roster: Option<Roster> = None;
     for Blob(bytes) in &entries {
         let entry = SignedEntry::from_bytes(bytes)?;
@@ -44,7 +45,7 @@ pub(crate) fn verified_chain(session: &Session, plan: &[u8; 16]) -> Result<Optio
 
 /// Signs `act` after the verified chain and posts it; returns the documents waiting for a
 /// new key.
-fn post_act(
+pub(crate) fn post_act(
     session: &Session,
     plan: &[u8; 16],
     roster: &Roster,
@@ -64,6 +65,11 @@ fn handover(session: &mut Session, args: &HandoverArgs, json: bool) -> Result<Ou
     let plan = args.plan.as_bytes();
     let roster = verified_chain(session, plan)?
         .ok_or_else(|| AdminError::Usage("this plan has no signed membership chain".into()))?;
+    // The regisseur who is gone must be of this administrator's organisation (every device
+    // checks the same).
+    let state = roster.state();
+    let regisseur = state.participant(state.regisseur).map(|p| p.organisation.clone()).unwrap_or_default();
+    session.require_org(&regisseur)?;
     post_act(session, plan, &roster, Act::Handover(user.id))?;
     Output::either(
         json,
@@ -79,6 +85,7 @@ fn handover(session: &mut Session, args: &HandoverArgs, json: bool) -> Result<Ou
 
 fn unassign(session: &mut Session, args: &UnassignArgs, json: bool) -> Result<Output, AdminError> {
     let user = session.user(&args.user)?;
+    session.require_org(&user.org)?;
     let answer = match verified_chain(session, args.plan.as_bytes())? {
         Some(roster) => {
             let pending = post_act(session, args.plan.as_bytes(), &roster, Act::Remove(user.id))?;

@@ -13,7 +13,10 @@ use crate::policy_file;
 pub fn run(session: &mut Session, command: PolicyCommand, json: bool) -> Result<Output, AdminError> {
     match command {
         PolicyCommand::Show => show(session, json),
-        PolicyCommand::Set(args) => set(session, &args, json),
+        PolicyCommand::Set(args) => {
+            session.require_network_wide("het deelbeleid vaststellen")?;
+            set(session, &args, json)
+        }
     }
 }
 

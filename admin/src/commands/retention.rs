@@ -19,7 +19,10 @@ use crate::output::{Output, table, time};
 
 pub fn run(session: &mut Session, command: RetentionCommand, json: bool) -> Result<Output, AdminError> {
     match command {
-        RetentionCommand::Run(args) => run_once(session, &args, json),
+        RetentionCommand::Run(args) => {
+            session.require_network_wide("plannen na hun bewaartermijn wissen")?;
+            run_once(session, &args, json)
+        }
     }
 }
 

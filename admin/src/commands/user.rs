@@ -19,6 +19,7 @@ pub fn run(session: &mut Session, command: UserCommand, json: bool) -> Result<Ou
         UserCommand::List => list(session, json),
         UserCommand::SetRole(args) => set_role(session, &args, json),
         UserCommand::RetireRole(args) => retire_role(session, &args, json),
+        UserCommand::Offboard(args) => crate::offboard::run(session, &args, json),
     }
 }
 
@@ -27,6 +28,7 @@ fn set_role(session: &mut Session, args: &UserSetRoleArgs, json: bool) -> Result
     let role = args.role.as_str();
     session.require_role_in_policy(role)?;
     let user = session.user(&args.user)?;
+    session.require_org(&user.org)?;
     let changed = recertify(session, &user, role)?;
     let outcome = session.rotate_pending(changed.pending, None);
     let value = changed.value;
@@ -37,6 +39,7 @@ fn set_role(session: &mut Session, args: &UserSetRoleArgs, json: bool) -> Result
 /// does, then rotates what they lost, once for all.
 fn retire_role(session: &mut Session, args: &UserRetireRoleArgs, json: bool) -> Result<Output, AdminError> {
     let to = args.to.as_str();
+    session.require_network_wide("een rol voor iedereen uitfaseren")?;
     if args.from == to {
         return Err(AdminError::usage(format!("--from and --to are both {to:?}: nothing would change")));
     }
@@ -84,7 +87,7 @@ fn recertify(session: &Session, user: &UserInfo, role: &str) -> Result<RoleChang
     let now = now_ms()?;
     let mut certificates = Vec::new();
     for device in devices.iter().filter(|d| d.user_id == user.id && d.state == "active") {
-        let current = verified_certificate(session, device, now)?;
+        let current = crate::resolve::verified_certificate(device, &session.keyring.root_public(), now)?;
         let body = DeviceBody {
             role: role.to_owned(),
             valid_from_ms: now,
@@ -114,29 +117,8 @@ fn recertify(session: &Session, user: &UserInfo, role: &str) -> Result<RoleChang
     Ok(RoleChanged { line, value, pending })
 }
 
-/// The body of an approved device's certificate, checked against this keyring's root and
-/// against the user the server lists it for.
-fn verified_certificate(session: &Session, device: &DeviceInfo, now: i64) -> Result<DeviceBody, AdminError> {
-    let bad = |reason| AdminError::BadDevice { device: device.device_id.clone(), reason };
-    let decode = |text: &str| api::unhex(text).and_then(|b| Certificate::from_bytes(&b).ok());
-    let certificate =
-        decode(&device.certificate).ok_or_else(|| bad("the server lists no certificate for it"))?;
-    let admin = decode(&device.admin_certificate)
-        .ok_or_else(|| bad("the server lists no administrator certificate for it"))?;
-    // Checked at a time inside its window: an expired certificate still names the device's
-    // keys correctly.
-    let window = certificate.claimed_device_body().map_err(|_| bad("its certificate does not decode"))?;
-    let at = now.min(window.valid_until_ms).max(window.valid_from_ms);
-    let body = certificate
-        .verify_device(&admin, &session.keyring.root_public(), at)
-        .map_err(|_| bad("its certificate does not verify against this network's root"))?;
-    if api::hex(&body.device_id) != device.device_id.to_ascii_lowercase() || body.user_id != device.user_id {
-        return Err(bad("its certificate names another device or user"));
-    }
-    Ok(body)
-}
-
 fn add(session: &mut Session, args: UserAddArgs, json: bool) -> Result<Output, AdminError> {
+    session.require_org(&args.org)?;
     session.require_role_in_policy(args.role.as_str())?;
     let request = NewUser { org: args.org, name: args.name, role: args.role.as_str().to_string() };
     let answer = session.client().post(api::PATH_ADMIN_USERS, &request)?;

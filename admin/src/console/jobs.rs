@@ -78,6 +78,10 @@ impl Observer for JobObserver {
     fn warning(&mut self, message: &str) {
         lock(&self.0).warnings.push(message.to_owned());
     }
+
+    fn step(&mut self, message: &str) {
+        lock(&self.0).text = format!("Bezig: {message}.");
+    }
 }
 
 #[derive(Debug, Deserialize)]

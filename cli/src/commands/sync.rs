@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use eenplan_core::Device;
 use eenplan_core::sync::{SyncReport, WatchEvent};
 
-use crate::args::{EnrolArgs, SyncArgs};
+use crate::args::{EnrolArgs, RenameArgs, SyncArgs};
 use crate::error::CliError;
 use crate::output::{Lines, Output};
 
@@ -19,12 +19,21 @@ pub fn enrol(device: &mut Device, args: EnrolArgs) -> Result<Output, CliError> {
             args.server
         );
     }
-    device.enrol(args.server.as_str(), &args.code)?;
+    device.enrol(args.server.as_str(), &args.code, &args.name, args.platform)?;
     send_previous_wipe_reports(device);
     Ok(Output::Text(format!(
-        "enrolled device {} at {}; an administrator must approve it, then run sync",
+        "enrolled device {} ({}) at {}; an administrator must approve it, then run sync",
         device.device_id(),
+        args.name,
         args.server
+    )))
+}
+
+pub fn rename(device: &mut Device, args: RenameArgs) -> Result<Output, CliError> {
+    device.rename(&args.name)?;
+    Ok(Output::Text(format!(
+        "dit apparaat heet nu {:?}; de beheerder ziet dat na de volgende sync",
+        args.name
     )))
 }
 

@@ -76,8 +76,14 @@ impl SharedDevice {
     }
 
     /// [`Device::enrol`], holding the device only before and after the server's answer.
-    pub fn enrol(&self, server: &str, code: &str) -> Result<super::Enrolment, CoreError> {
-        self.one_at_a_time(|| super::enrol(self, server, code))
+    pub fn enrol(
+        &self,
+        server: &str,
+        code: &str,
+        name: &str,
+        platform: super::Platform,
+    ) -> Result<super::Enrolment, CoreError> {
+        self.one_at_a_time(|| super::enrol(self, server, code, name, platform))
     }
 
     /// [`Device::add_participant`]: queued, then carried out by a sync.

@@ -337,9 +337,7 @@ impl Device {
             }
             Err(_) => return Ok(Verdict::Park),
         }
-        if let Some(why) =
-            self.written_after_revocation(pass, &header.author, plan, compartment, header.epoch)?
-        {
+        if let Some(why) = self.written_after_revocation(pass, &author, plan, compartment, header.epoch)? {
             return Ok(Verdict::Refuse(format!("bundle from {from}: {why}")));
         }
         let payload = match bundle.open(&key) {
@@ -374,12 +372,12 @@ impl Device {
     fn written_after_revocation(
         &self,
         pass: &Pass<'_>,
-        author: &[u8; 16],
+        author: &DeviceBody,
         plan: PlanId,
         compartment: Compartment,
         epoch: u32,
     ) -> Result<Option<String>, CoreError> {
-        let Some(revoked) = pass.revocations.as_ref().and_then(|r| r.list.is_revoked(author)) else {
+        let Some(revoked) = pass.revocations.as_ref().and_then(|r| r.list.revokes(author)) else {
             return Ok(None);
         };
         let made_at = match pass.keys.iter().find(|k| k.is(plan, compartment, epoch)) {

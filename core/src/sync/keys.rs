@@ -197,6 +197,14 @@ impl Device {
         match (&claimed.minter, admin) {
             (Minter::Admin { .. }, Some(admin)) => {
                 signed.verify(&admin.admin_public).map_err(|e| protocol(e.to_string()))?;
+                // Whoever makes a key can read it: only a network-wide administrator makes
+                // key epochs, never an organisation's.
+                if !admin.scope().is_network_wide() {
+                    return Err(protocol(format!(
+                        "the key was made by an administrator of {}, who makes no key epochs",
+                        admin.organisation.unwrap_or_default()
+                    )));
+                }
             }
             (Minter::Device(minter), _) => {
                 let policy = policy.ok_or_else(|| protocol("no sharing policy is known yet".into()))?;
@@ -237,7 +245,7 @@ impl Device {
         };
         let body = verify_own(&state, &server.root_public, now)?;
         // The administrators' list, not the server, says who is revoked.
-        if revoked.is_revoked(&body.device_id).is_some() {
+        if revoked.revokes(&body).is_some() {
             return Err(SyncError::UntrustedCertificate(format!(
                 "the server asked for a key on behalf of {}, which revocation list version {} names",
                 eenplan_protocol::api::hex(&body.device_id),

@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 
 use eenplan_protocol::api;
+use eenplan_protocol::certificate::DeviceBody;
 use eenplan_protocol::membership::{
     Act, CertificateChain, Deescalation, Entry, Escalation, Grondslag, MembershipError, Roster, SignedEntry,
     Signer,
@@ -339,7 +340,7 @@ fn extend(
     revoked: &RevocationList,
 ) -> Result<bool, MembershipError> {
     let revoked_before =
-        |device: &[u8; 16], at: i64| revoked.is_revoked(device).is_some_and(|r| r.revoked_at_ms <= at);
+        |device: &DeviceBody, at: i64| revoked.revokes(device).is_some_and(|r| r.revoked_at_ms <= at);
     let claimed = entry.claimed()?;
     match held {
         None if claimed.seq == 1 => {

@@ -41,11 +41,11 @@ pub(super) fn token(access: &impl Access, transport: &Transport) -> Result<Strin
 /// `wipe_order`): the server takes a self-wipe report only with the newest nonce it holds, so
 /// a copy of the device's files taken before this session cannot mark it wiped.
 pub(super) fn open(access: &impl Access, transport: &Transport) -> Result<SessionResponse, CoreError> {
-    let (device_id, server, nonce_hash) = access.with(|device| {
+    let (device_id, server, nonce_hash, name) = access.with(|device| {
         device.ensure_not_wiped()?;
         let server = device.server_state()?.ok_or(SyncError::NotEnrolled)?;
         let nonce_hash = device.refresh_self_wipe_report(&server)?;
-        Ok((device.device_id().to_string(), server, nonce_hash))
+        Ok((device.device_id().to_string(), server, nonce_hash, device.signed_name()?))
     })?;
     let challenge: ChallengeResponse = transport.post_json(
         api::PATH_AUTH_CHALLENGE,
@@ -64,6 +64,7 @@ pub(super) fn open(access: &impl Access, transport: &Transport) -> Result<Sessio
             challenge: challenge.challenge,
             signature: hex(&signature.to_bytes()),
             wipe_nonce_hash: Some(hex(&nonce_hash)),
+            name,
         },
     )?;
     // The server's clock read about half the round trip ago.

@@ -126,6 +126,16 @@ impl Device {
         if order.device.0 != *self.device_id().as_bytes() {
             return Err(untrusted("it names another device").into());
         }
+        // Only an administrator whose scope covers this device's organisation (as its own
+        // certificate names it) may order it wiped; a device never certified obeys only a
+        // network-wide one.
+        let permitted = match self.own_named_body()? {
+            Some(own) => admin.scope().permits_device(&own),
+            None => admin.scope().is_network_wide(),
+        };
+        if !permitted {
+            return Err(untrusted("it is signed by an administrator of another organisation").into());
+        }
         Ok(Some(order))
     }
 

@@ -52,6 +52,9 @@ error_codes! {
     /// A membership entry that the plan's chain refuses (see the message).
     BadMembership = "bad_membership",
     UnknownPolicyVersion = "unknown_policy_version",
+    /// A device name that is empty, longer than 64 characters or holds characters that do
+    /// not show ([`crate::device_name::DeviceLabel`]).
+    InvalidDeviceLabel = "invalid_device_label",
     // 401: no valid credentials.
     MissingToken = "missing_token",
     BadToken = "bad_token",
@@ -75,6 +78,12 @@ error_codes! {
     NotAReader = "not_a_reader",
     BadPolicySignature = "bad_policy_signature",
     BadWipeReport = "bad_wipe_report",
+    /// An organisation's administrator asked for an act on another organisation's users,
+    /// devices or participants.
+    OutOfScope = "out_of_scope",
+    /// Only a network-wide administrator may do this (the policy, organisations,
+    /// administrators, key epochs).
+    NetworkAdminOnly = "network_admin_only",
     // 404.
     NotFound = "not_found",
     NoRoute = "no_route",

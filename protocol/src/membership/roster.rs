@@ -111,7 +111,7 @@ impl Roster {
     pub fn start(
         signed: &SignedEntry,
         root: &[u8; 32],
-        revoked_before: &dyn Fn(&[u8; 16], i64) -> bool,
+        revoked_before: &dyn Fn(&DeviceBody, i64) -> bool,
     ) -> Result<Roster, MembershipError> {
         let (entry, by, body) = verify_signer(signed, root, revoked_before)?;
         let (Act::Create, Some(body), 1) = (&entry.act, body, entry.seq) else {
@@ -137,7 +137,7 @@ impl Roster {
         &mut self,
         signed: &SignedEntry,
         root: &[u8; 32],
-        revoked_before: &dyn Fn(&[u8; 16], i64) -> bool,
+        revoked_before: &dyn Fn(&DeviceBody, i64) -> bool,
     ) -> Result<(), MembershipError> {
         let claimed = signed.claimed()?;
         if claimed.plan.0 != self.plan {
@@ -165,6 +165,22 @@ impl Roster {
         Ok(())
     }
 
+    /// For an organisation's administrator: the participant an act touches (the one removed;
+    /// for a handover or close, the regisseur who is gone) must be of its organisation.
+    fn check_admin_scope(&self, act: &Act, by: &SignedBy) -> Result<(), MembershipError> {
+        let SignedBy::Admin { organisation: Some(own), .. } = by else { return Ok(()) };
+        let touched = match act {
+            Act::Remove(gone) => *gone,
+            Act::Handover(_) | Act::Close => self.state.regisseur,
+            // Whatever else an administrator signs is refused by the rules below.
+            _ => return Ok(()),
+        };
+        match self.state.participant(touched) {
+            Some(p) if &p.organisation == own => Ok(()),
+            _ => Err(MembershipError::OutOfScope(own.clone())),
+        }
+    }
+
     /// Whether `by` may make `act` now, and what it changes.
     fn judge(
         &self,
@@ -179,6 +195,8 @@ impl Roster {
             SignedBy::Device { user, .. } => Some(*user),
             SignedBy::Admin { .. } => None,
         };
+        // An organisation's administrator acts only on its own organisation's participants.
+        self.check_admin_scope(act, by)?;
         let regisseur = user == Some(state.regisseur);
         let admin = user.is_none();
         let require = |allowed: bool| if allowed { Ok(()) } else { Err(MembershipError::NotRegisseur) };

@@ -25,6 +25,7 @@ impl Network {
                 admin_public: admin.verifying_key().to_bytes(),
                 name: "beheer".into(),
                 issued_at_ms: 0,
+                organisation: None,
             },
             &root,
         )
@@ -58,7 +59,7 @@ impl Network {
     }
 }
 
-fn never_revoked(_: &[u8; 16], _: i64) -> bool {
+fn never_revoked(_: &DeviceBody, _: i64) -> bool {
     false
 }
 
@@ -362,4 +363,51 @@ fn a_close_dated_before_the_chains_last_entry_is_refused_so_retention_is_never_s
     let on_time = Entry::next(&roster, 100, Signer::Device(wim.chain.clone()), Act::Close).sign(&wim.key);
     roster.apply(&on_time, &network.root(), &never_revoked).unwrap();
     assert_eq!(roster.state().closed_at_ms, Some(100));
+}
+
+/// An administrator of `organisation` only, certified by the network's root.
+fn scoped_admin(network: &Network, seed: u8, organisation: &str) -> (SigningKey, Vec<u8>) {
+    let key = SigningKey::from_bytes(&[seed; 32]);
+    let certificate = Certificate::sign_admin(
+        &AdminBody {
+            admin_public: key.verifying_key().to_bytes(),
+            name: format!("beheer {organisation}"),
+            issued_at_ms: 0,
+            organisation: Some(organisation.into()),
+        },
+        &network.root,
+    );
+    (key, certificate.to_bytes())
+}
+
+#[test]
+fn an_organisations_administrator_acts_only_on_its_own_organisations_participants() {
+    let network = Network::new();
+    let wim = network.person(3, 1, "Wim", "wijkteam");
+    let gert = network.person(4, 2, "Gert", "ggz");
+    let mut roster = started(&network, &wim);
+    roster
+        .apply(&entry(&roster, &wim, Act::Add(gert.chain.clone())), &network.root(), &never_revoked)
+        .unwrap();
+    // The police's administrator cannot remove the municipality's participant, hand over the
+    // regie of a municipal regisseur, or close the plan.
+    let (politie, politie_certificate) = scoped_admin(&network, 8, "Politie Zaanstreek");
+    for act in [Act::Remove(2), Act::Handover(2), Act::Close] {
+        let signed =
+            Entry::next(&roster, 100, Signer::Admin(politie_certificate.clone()), act.clone()).sign(&politie);
+        assert_eq!(
+            roster.apply(&signed, &network.root(), &never_revoked),
+            Err(MembershipError::OutOfScope("Politie Zaanstreek".into())),
+            "{act:?}"
+        );
+    }
+    // The municipality's own administrator can.
+    let (zaanstad, zaanstad_certificate) = scoped_admin(&network, 9, "Zaanstad");
+    let signed =
+        Entry::next(&roster, 100, Signer::Admin(zaanstad_certificate), Act::Remove(2)).sign(&zaanstad);
+    roster.apply(&signed, &network.root(), &never_revoked).unwrap();
+    assert!(roster.state().participant(2).is_none());
+    assert!(
+        matches!(roster.steps().last().map(|s| &s.by), Some(SignedBy::Admin { organisation: Some(o), .. }) if o == "Zaanstad")
+    );
 }

@@ -26,11 +26,12 @@ use axum::extract::{FromRequest, OriginalUri, Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use ed25519_dalek::{Signature, VerifyingKey};
 use eenplan_protocol::api::{
-    Assignment, CertificateUpload, DeviceInfo, InitRequest, NewEnrolment, NewOrg, NewUser, OrgInfo, UserInfo,
-    code, escrow_message, hex, unhex,
+    Assignment, CertificateUpload, DeviceInfo, InitRequest, NewAdmin, NewEnrolment, NewOrg, NewUser, OrgInfo,
+    UserInfo, UserPlan, UserPlans, code, escrow_message, hex, unhex,
 };
 use eenplan_protocol::audit::{AuditAction, AuditResult};
-use eenplan_protocol::certificate::{Certificate, DeviceBody};
+use eenplan_protocol::certificate::{Certificate, CertificateError, DeviceBody};
+use eenplan_protocol::device_name::Platform;
 use eenplan_protocol::envelope::MAX_ENVELOPE_LEN;
 use serde::Deserialize;
 
@@ -214,13 +215,50 @@ fn already_initialised() -> ApiError {
     ApiError::conflict("already_initialised", "the network is already initialised")
 }
 
+/// `POST /v1/admin/admins`: another administrator, certified by the root. Only a
+/// network-wide administrator registers one (the root signed the certificate; the caller
+/// vouches that this network's server should know it). Registering it again is a no-op.
+pub async fn add_admin(
+    State(state): State<Arc<AppState>>,
+    request: AdminRequest,
+) -> Result<StatusCode, ApiError> {
+    request
+        .run(&state, |state, admin, body| {
+            super::scope::require_network_wide(admin)?;
+            let new: NewAdmin = parse_json(body)?;
+            let certificate =
+                unhex(&new.certificate).ok_or_else(|| ApiError::malformed("certificate must be hex"))?;
+            let root = super::rotation::network_root(state)?;
+            let body = Certificate::from_bytes(&certificate)
+                .and_then(|c| c.verify_admin(&root))
+                .map_err(|e| ApiError::bad_request("bad_certificate", format!("the admin certificate: {e}")))?;
+            check_name(&body.name, "name")?;
+            if let Some(organisation) = &body.organisation
+                && state.storage.org_by_name(organisation)?.is_none()
+            {
+                return Err(ApiError::not_found("unknown_org", "no organisation has that name"));
+            }
+            let record = AdminRecord { admin_public: body.admin_public, certificate, name: body.name.clone() };
+            match state.storage.add_admin(&record) {
+                Ok(()) => {
+                    tracing::info!(admin = %body.name, scope = %body.scope(), by = %admin.name, "administrator added");
+                    Ok(StatusCode::CREATED)
+                }
+                Err(StorageError::Conflict(_)) => Ok(StatusCode::OK),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+}
+
 /// `POST /v1/admin/orgs`.
 pub async fn add_org(
     State(state): State<Arc<AppState>>,
     request: AdminRequest,
 ) -> Result<(StatusCode, Json<OrgInfo>), ApiError> {
     request
-        .run(&state, |state, _, body| {
+        .run(&state, |state, admin, body| {
+            super::scope::require_network_wide(admin)?;
             let new: NewOrg = parse_json(body)?;
             check_name(&new.name, "name")?;
             if new.lease_hours == 0 || new.lease_hours > MAX_LEASE_HOURS {
@@ -263,10 +301,11 @@ pub async fn add_user(
     request: AdminRequest,
 ) -> Result<(StatusCode, Json<UserInfo>), ApiError> {
     request
-        .run(&state, |state, _, body| {
+        .run(&state, |state, admin, body| {
             let new: NewUser = parse_json(body)?;
             check_name(&new.name, "name")?;
             check_name(&new.role, "role")?;
+            super::scope::require_org(admin, &new.org)?;
             let org = state
                 .storage
                 .org_by_name(&new.org)?
@@ -313,14 +352,44 @@ fn user_info(user: User, orgs: &HashMap<OrgId, String>) -> UserInfo {
     }
 }
 
+/// `GET /v1/admin/users/{id}/plans`: the plans the user takes part in by the server's
+/// records, for offboarding (the administrator checks each plan's chain itself).
+pub async fn user_plans(
+    State(state): State<Arc<AppState>>,
+    Path(user): Path<i64>,
+    request: AdminRequest,
+) -> Result<Json<UserPlans>, ApiError> {
+    request
+        .run(&state, move |state, _, _| {
+            let user = UserId(user);
+            if state.storage.user(user)?.is_none() {
+                return Err(ApiError::not_found("unknown_user", "no user has that id"));
+            }
+            let mut plans = Vec::new();
+            for plan in state.storage.plans_of_user(user)? {
+                let role = state.storage.participants(plan)?.into_iter().find(|p| p.user == user);
+                // Removed between the two reads: no longer the user's plan.
+                let Some(participant) = role else { continue };
+                plans.push(UserPlan {
+                    plan: hex(&plan),
+                    plan_role: participant.plan_role,
+                    chained: state.storage.roster(plan)?.is_some(),
+                });
+            }
+            Ok(Json(UserPlans { user_id: user.0, plans }))
+        })
+        .await
+}
+
 /// `POST /v1/admin/enrolments`.
 pub async fn add_enrolment(
     State(state): State<Arc<AppState>>,
     request: AdminRequest,
 ) -> Result<StatusCode, ApiError> {
     request
-        .run(&state, |state, _, body| {
+        .run(&state, |state, admin, body| {
             let new: NewEnrolment = parse_json(body)?;
+            super::scope::require_user(state, admin, UserId(new.user_id))?;
             let code_id: [u8; 32] = parse_hex(&new.code_id, "code_id")?;
             if new.expires_at_ms <= now_ms() {
                 return Err(ApiError::malformed("expires_at_ms is in the past"));
@@ -401,6 +470,13 @@ fn device_info(
         agreement_public: hex(&device.agreement_public),
         key_mac: hex(&device.key_mac),
         created_at_ms: device.created_at,
+        label: device.name.as_ref().map(|n| n.label.clone()).unwrap_or_default(),
+        platform: device.name.as_ref().and_then(|n| Platform::parse(&n.platform)),
+        label_signature: device.name.as_ref().map(|n| hex(&n.signature)).unwrap_or_default(),
+        enrolled_at_ms: device.created_at,
+        last_seen_ms: device.last_seen(),
+        revoked_at_ms: device.revoked_at,
+        wiped_at_ms: device.wiped_at,
         certificate: String::new(),
         admin_certificate: String::new(),
     }
@@ -420,6 +496,7 @@ pub async fn approve_device(
                 .storage
                 .device(id)?
                 .ok_or_else(|| ApiError::not_found("unknown_device", "no device has that id"))?;
+            super::scope::require_user(state, admin, record.user)?;
             if record.state != DeviceState::Pending {
                 return Err(ApiError::conflict(
                     "device_not_pending",
@@ -453,13 +530,20 @@ pub(super) fn device_certificate(
     let certificate = Certificate::from_bytes(bytes).map_err(|e| bad(e.to_string()))?;
     let admin_certificate = Certificate::from_bytes(&admin.certificate)
         .map_err(|e| ApiError::Internal(format!("stored admin certificate: {e}")))?;
-    let body = certificate
-        .verify_device(&admin_certificate, &network.root_public, now_ms())
-        .map_err(|e| bad(e.to_string()))?;
+    let body = certificate.verify_device(&admin_certificate, &network.root_public, now_ms()).map_err(
+        |e| match (e, &admin_certificate.claimed_admin_body()) {
+            (CertificateError::OutOfScope, Ok(issuer)) => super::scope::out_of_scope(
+                issuer.organisation.as_deref().unwrap_or_default(),
+                &certificate.claimed_device_body().map(|b| b.organisation).unwrap_or_default(),
+            ),
+            (e, _) => bad(e.to_string()),
+        },
+    )?;
     if body.device_id != record.device_id.0
         || body.signing_public != record.signing_public
         || body.agreement_public != record.agreement_public
         || body.user_id != record.user.0
+        || Some(&body.organisation) != user_org(state, record)?.as_ref()
     {
         return Err(ApiError::bad_request(
             "certificate_mismatch",
@@ -467,6 +551,12 @@ pub(super) fn device_certificate(
         ));
     }
     Ok(body)
+}
+
+/// The name of the organisation of `device`'s user.
+fn user_org(state: &AppState, device: &DeviceRecord) -> Result<Option<String>, ApiError> {
+    let Some(user) = state.storage.user(device.user)? else { return Ok(None) };
+    Ok(org_names(&state.storage.orgs()?).remove(&user.org))
 }
 
 /// `POST /v1/admin/plans/{plan}/participants`.
@@ -477,8 +567,9 @@ pub async fn add_participant(
 ) -> Result<StatusCode, ApiError> {
     let plan: [u8; 16] = parse_hex(&plan, "the plan id")?;
     request
-        .run(&state, move |state, _, body| {
+        .run(&state, move |state, admin, body| {
             let assignment: Assignment = parse_json(body)?;
+            super::scope::require_user(state, admin, UserId(assignment.user_id))?;
             assign(state, plan, &assignment)?;
             Ok(StatusCode::NO_CONTENT)
         })

@@ -4,11 +4,11 @@
 //! A device's life, from the device's side:
 //!
 //! ```text
-//! POST /v1/enrol {code_id, signing_public, agreement_public, signature, key_mac}
+//! POST /v1/enrol {code_id, signing_public, agreement_public, signature, key_mac, name?}
 //!   ← {device_id, root_public, escrow_public, escrow_signature}   (device checks root vs code)
 //! … an administrator approves it …
 //! POST /v1/auth/challenge {device_id}                    ← {challenge}  (403 revoked: fetch the wipe order)
-//! POST /v1/auth/session {device_id, challenge, signature, wipe_nonce_hash?}
+//! POST /v1/auth/session {device_id, challenge, signature, wipe_nonce_hash?, name?}
 //!                                                         ← {token, expires_at_ms}
 //!   (the server records the session's time and the nonce hash, and forgets a wipe report
 //!    of the device: one that opens a session with its own key was not wiped)
@@ -34,13 +34,16 @@ use eenplan_protocol::api::{
 };
 use eenplan_protocol::audit::AuditAction;
 use eenplan_protocol::certificate::{Certificate, device_id_of};
+use eenplan_protocol::device_name::{DeviceLabel, NameError, SignedDeviceName};
 use eenplan_protocol::envelope::MAX_ENVELOPE_LEN;
 use serde::Deserialize;
 
 use super::{AppState, JsonBody, admin, blocking, parse_hex, parse_json};
 use crate::auth::{bearer, now_ms, usable};
 use crate::error::ApiError;
-use crate::storage::{CREATOR_PLAN_ROLE, DeviceId, DeviceRecord, DeviceState, NewDevice, StorageError};
+use crate::storage::{
+    CREATOR_PLAN_ROLE, DeviceId, DeviceRecord, DeviceState, NewDevice, StorageError, StoredName,
+};
 
 /// An authenticated, active device (from `Authorization: Bearer`).
 #[derive(Debug, Clone)]
@@ -65,7 +68,9 @@ impl FromRequestParts<Arc<AppState>> for DeviceSession {
 
 pub async fn session_for_token(state: &Arc<AppState>, token: String) -> Result<DeviceSession, ApiError> {
     blocking(state, move |state| {
-        let (device, expires_at) = state.auth.device_session(&*state.storage, &token, now_ms())?;
+        let now = now_ms();
+        let (device, expires_at) = state.auth.device_session(&*state.storage, &token, now)?;
+        state.last_seen.seen(&*state.storage, device.device_id, now);
         Ok(DeviceSession { device, expires_at })
     })
     .await
@@ -102,7 +107,9 @@ pub async fn enrol(
             .network()?
             .ok_or_else(|| ApiError::conflict("not_initialised", "the network is not initialised"))?;
         let device_id = DeviceId(device_id_of(&signing_public));
-        let device = NewDevice { device_id, signing_public, agreement_public, key_mac: key_mac.to_vec() };
+        let name = request.name.as_ref().map(|n| checked_name(n, device_id, &signing_public)).transpose()?;
+        let device =
+            NewDevice { device_id, signing_public, agreement_public, key_mac: key_mac.to_vec(), name };
         state.storage.claim_enrolment(&code_id, &device, now_ms()).map_err(|e| match e {
             StorageError::NotFound => ApiError::not_found("unknown_code", "the code is unknown or used"),
             StorageError::Expired => {
@@ -152,6 +159,11 @@ pub async fn session(
     let device = DeviceId(parse_hex(&request.device_id, "device_id")?);
     let wipe_nonce_hash: Option<[u8; 32]> =
         request.wipe_nonce_hash.as_deref().map(|h| parse_hex(h, "wipe_nonce_hash")).transpose()?;
+    // A name that could never be kept refuses the session before anything is written.
+    if let Some(name) = &request.name {
+        DeviceLabel::parse(&name.label)
+            .map_err(|e| ApiError::bad_request("invalid_device_label", e.to_string()))?;
+    }
     blocking(&state, move |state| {
         let now = now_ms();
         let (token, expires_at_ms) = state.auth.open_session(
@@ -163,6 +175,11 @@ pub async fn session(
             now,
         )?;
         let recorded = state.storage.record_session(device, wipe_nonce_hash, now)?;
+        // The session's own write holds its time: the next minute of requests writes none.
+        let _ = state.last_seen.due(device, now);
+        if let Some(name) = &request.name {
+            record_name(state, device, name)?;
+        }
         if recorded.wipe_report_cleared {
             state.metrics.wipe_reports_cleared.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(
@@ -187,6 +204,40 @@ pub async fn session(
         Ok(Json(SessionResponse { token, expires_at_ms, certified_at_ms, server_time_ms: now_ms() }))
     })
     .await
+}
+
+/// A device's signed name, checked: a valid name signed by the device's own key.
+fn checked_name(
+    name: &SignedDeviceName,
+    device: DeviceId,
+    signing_public: &[u8; 32],
+) -> Result<StoredName, ApiError> {
+    let signature = unhex(&name.signature).unwrap_or_default();
+    match name.verify(&device.0, signing_public) {
+        Ok(label) => Ok(StoredName {
+            label: label.as_str().to_owned(),
+            platform: name.platform.as_str().to_owned(),
+            signature,
+        }),
+        Err(NameError::Label(e)) => Err(ApiError::bad_request("invalid_device_label", e.to_string())),
+        Err(NameError::BadSignature) => {
+            Err(ApiError::unauthenticated("bad_signature", "the device name is not signed by the device"))
+        }
+    }
+}
+
+/// Keeps the name a device reported at its session, when it differs from the one held (so a
+/// session that says nothing new writes nothing more).
+fn record_name(state: &AppState, device: DeviceId, name: &SignedDeviceName) -> Result<(), ApiError> {
+    let record = state
+        .storage
+        .device(device)?
+        .ok_or_else(|| ApiError::unauthenticated("unknown_device", "unknown device"))?;
+    let checked = checked_name(name, device, &record.signing_public)?;
+    if record.name.as_ref() != Some(&checked) {
+        state.storage.record_device_name(device, &checked)?;
+    }
+    Ok(())
 }
 
 /// A device's certificate and the certificate of the administrator who signed it.

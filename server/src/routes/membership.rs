@@ -93,7 +93,8 @@ pub async fn admin_append(
     let plan: [u8; 16] = parse_hex(&plan, "the plan id")?;
     let answer = request
         .run(&state, move |state, admin, body| {
-            let pending = crate::membership::append_by_admin(state, &admin.name, plan, body, now_ms())?;
+            let signer = super::scope::admin_body(admin)?;
+            let pending = crate::membership::append_by_admin(state, &signer, plan, body, now_ms())?;
             tracing::info!(plan = %hex(&plan), admin = %admin.name, pending, "membership entry appended by an administrator");
             Ok(axum::Json(eenplan_protocol::api::RotationsQueued { pending }))
         })

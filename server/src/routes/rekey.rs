@@ -62,7 +62,9 @@ pub async fn rekey_tasks(
         return Err(ApiError::malformed(format!("limit must be 1 to {MAX_TASKS}")));
     }
     request
-        .run(&state, move |state, _, _| {
+        .run(&state, move |state, admin, _| {
+            // Whoever makes a key can read it: key epochs are network-wide.
+            super::scope::require_network_wide(admin)?;
             let mut answer = TaskAnswer::default();
             for task in state.storage.rotation_tasks(limit)? {
                 if !answer.add(state, task)? {
@@ -179,6 +181,7 @@ pub async fn rekey(
 ) -> Result<Response, ApiError> {
     request
         .run(&state, |state, admin, body| {
+            super::scope::require_network_wide(admin)?;
             let batch: RekeyBatch = eenplan_protocol::sync::decode(body, MAX_REKEY_REQUEST)
                 .map_err(|_| ApiError::malformed("the body is not a CBOR re-keying batch"))?;
             let mut outcomes = Vec::with_capacity(batch.results.len());

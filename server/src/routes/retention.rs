@@ -38,6 +38,7 @@ pub async fn erase(
     let logged = Logged { action: AuditAction::Erase, plan: Some(plan), object: None };
     request
         .run_logged(&state, Some(logged), move |state, admin, _| {
+            super::scope::require_network_wide(admin)?;
             let erased = crate::retention::erase(state, plan, now_ms())?;
             tracing::info!(plan = %hex(&plan), admin = %admin.name, bundles = erased.bundles, already = erased.already, "plan erased");
             Ok(Json(erased))

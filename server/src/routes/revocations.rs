@@ -21,7 +21,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use eenplan_protocol::api::RevocationListStored;
+use eenplan_protocol::api::{RevocationListStored, code};
 use eenplan_protocol::rekey::CONTENT_TYPE;
 use eenplan_protocol::revocation::{MAX_REVOCATION_LIST_LEN, RevocationError, RevocationList};
 use serde::Deserialize;
@@ -31,7 +31,7 @@ use super::device::DeviceSession;
 use super::{AppState, blocking};
 use crate::auth::now_ms;
 use crate::error::ApiError;
-use crate::storage::{DeviceId, RevocationListRecord, StorageError};
+use crate::storage::{AdminRecord, DeviceId, RevocationListRecord, StorageError};
 
 #[derive(Debug, Deserialize)]
 pub struct VersionQuery {
@@ -80,11 +80,53 @@ fn bad_list(e: RevocationError) -> ApiError {
         RevocationError::UntrustedAdministrator | RevocationError::BadSignature => {
             ApiError::forbidden("bad_revocation_signature", e.to_string())
         }
+        RevocationError::OutOfScope(_) => ApiError::forbidden(code::OUT_OF_SCOPE, e.to_string()),
         RevocationError::RolledBack { .. } | RevocationError::Forked(_) => {
             ApiError::conflict("stale_revocation_list", e.to_string())
         }
         other => ApiError::bad_request("bad_revocation_list", other.to_string()),
     }
+}
+
+/// The entries `list` adds to `newest` are the uploading administrator's own (each entry is
+/// signed by whoever added it), and each names its device's organisation: the list's own
+/// check already refused entries outside their signer's scope.
+fn check_new_entries(
+    state: &AppState,
+    admin: &AdminRecord,
+    list: &RevocationList,
+    newest: &RevocationList,
+) -> Result<(), ApiError> {
+    let orgs = super::admin::org_names(&state.storage.orgs()?);
+    for entry in list.entries.iter().filter(|e| newest.is_revoked(&e.device.0).is_none()) {
+        let device = eenplan_protocol::api::hex(&entry.device.0);
+        if entry.admin.0 != admin.admin_public {
+            return Err(ApiError::bad_request(
+                "bad_revocation_list",
+                format!(
+                    "the new revocation of device {device} is not signed by the administrator who sends it"
+                ),
+            ));
+        }
+        let organisation = state
+            .storage
+            .device(DeviceId(entry.device.0))?
+            .and_then(|d| state.storage.user(d.user).ok().flatten())
+            .and_then(|u| orgs.get(&u.org).cloned());
+        if let Some(organisation) = organisation
+            && organisation != entry.organisation
+        {
+            return Err(ApiError::bad_request(
+                "bad_revocation_list",
+                format!(
+                    "the revocation of device {device} names {}, not its organisation {organisation}",
+                    entry.organisation
+                ),
+            ));
+        }
+        super::scope::require_org(admin, &entry.organisation)?;
+    }
+    Ok(())
 }
 
 /// `POST /v1/admin/revocations`: the next version, as the raw signed bytes.
@@ -105,6 +147,7 @@ pub async fn put_revocations(
                 None => RevocationList::none(),
             };
             list.check_extends(&newest).map_err(bad_list)?;
+            check_new_entries(state, admin, &list, &newest)?;
             let record = RevocationListRecord {
                 version: list.version,
                 signed: body.to_vec(),

@@ -124,6 +124,7 @@ pub async fn set_policy(
 ) -> Result<Json<RotationsQueued>, ApiError> {
     request
         .run(&state, |state, admin, body| {
+            super::scope::require_network_wide(admin)?;
             let upload: PolicyUpload = parse_json(body)?;
             let record = verified_policy(&upload.policy, &network_root(state)?)?;
             let current = state.storage.policy()?.map_or(0, |p| p.policy.version);
@@ -162,6 +163,21 @@ fn check_wipe_order(
         .ok_or_else(|| bad("the wipe order is not by an administrator of this network"))?;
     WipeOrder::verify(&signed, &admin.admin_public)
         .map_err(|_| bad("the wipe order's signature does not verify"))?;
+    // The order's signer, not only the caller, must reach the device: it is what the device
+    // checks.
+    let record = state
+        .storage
+        .device(device)?
+        .ok_or_else(|| ApiError::not_found("unknown_device", "no device has that id"))?;
+    let user = state
+        .storage
+        .user(record.user)?
+        .ok_or_else(|| ApiError::Internal("a device without a user".into()))?;
+    let orgs = super::admin::org_names(&state.storage.orgs()?);
+    let organisation = orgs.get(&user.org).cloned().unwrap_or_default();
+    if let Some(own) = admin.organisation.filter(|own| *own != organisation) {
+        return Err(super::scope::out_of_scope(&own, &organisation));
+    }
     Ok(())
 }
 
@@ -196,9 +212,7 @@ pub async fn revoke(
                 .ok_or_else(|| ApiError::malformed("reason must be lost, stolen, replaced or left"))?;
             let wipe_order =
                 unhex(&revoke.wipe_order).ok_or_else(|| ApiError::malformed("wipe_order must be hex"))?;
-            if state.storage.device(id)?.is_none() {
-                return Err(ApiError::not_found("unknown_device", "no device has that id"));
-            }
+            super::scope::require_device(state, admin, id)?;
             check_wipe_order(state, &wipe_order, id, reason)?;
             // Devices and administrators believe a revocation only from the signed list, so
             // the server revokes nobody the list does not name.
@@ -228,9 +242,7 @@ pub async fn unassign(
     let user = UserId(user.parse().map_err(|_| ApiError::malformed("the user id must be a number"))?);
     request
         .run(&state, move |state, admin, _| {
-            if state.storage.user(user)?.is_none() {
-                return Err(ApiError::not_found("unknown_user", "no user has that id"));
-            }
+            super::scope::require_user(state, admin, user)?;
             super::admin::refuse_chartered(state, plan)?;
             let pending = state.storage.remove_participant(plan, user, now_ms())?;
             tracing::info!(plan = %hex(&plan), user = user.0, admin = %admin.name, pending, "participant removed");
@@ -253,9 +265,7 @@ pub async fn change_role(
         .run(&state, move |state, admin, body| {
             let change: RoleChangeRequest = parse_json(body)?;
             super::admin::check_name(&change.role, "role")?;
-            if state.storage.user(user)?.is_none() {
-                return Err(ApiError::not_found("unknown_user", "no user has that id"));
-            }
+            super::scope::require_user(state, admin, user)?;
             let mut certificates = Vec::with_capacity(change.certificates.len());
             for upload in &change.certificates {
                 let bytes = unhex(&upload.certificate)

@@ -25,7 +25,7 @@ use super::{
     NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId, Participant, PlanId, PolicyRecord,
     PullBatch, PullRequest, PushOutcome, Reader, Result, Revocation, RevocationListRecord, RotationTask,
     SNAPSHOT_REQUEST_TTL_MS, ServerEventRecord, SessionRecorded, Storage, StorageError, StoredAuditUpload,
-    User, UserId, WipeGuard, pull,
+    StoredName, User, UserId, WipeGuard, pull,
 };
 
 /// Read connections. Pulls are short read transactions; a few cover the bursts of a morning
@@ -421,6 +421,19 @@ impl Storage for SqliteStorage {
             let wipe_report_cleared = rows::record_session(tx, id, wipe_nonce_hash, now)?;
             Ok(SessionRecorded { wipe_report_cleared })
         })
+    }
+
+    fn record_device_name(&self, id: DeviceId, name: &StoredName) -> Result<()> {
+        self.write(|tx| {
+            if !rows::set_device_name(tx, id, name)? {
+                return Err(StorageError::NotFound);
+            }
+            Ok(())
+        })
+    }
+
+    fn record_last_seen(&self, id: DeviceId, now: i64) -> Result<()> {
+        self.write(|tx| rows::set_last_seen(tx, id, now))
     }
 
     fn register_plan(&self, plan: PlanId, creator: UserId, created_by: DeviceId, now: i64) -> Result<bool> {

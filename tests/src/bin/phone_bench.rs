@@ -149,7 +149,9 @@ impl Network {
     fn creator(&self, user: &str) -> CoreDevice {
         let mut device = CoreDevice::init(&self.path("creator"), &device_keystore()).expect("init");
         let code = self.admin.run(&["device", "enrol", "--user", user]);
-        device.enrol(&self.server.url, &code).expect("enrol");
+        device
+            .enrol(&self.server.url, &code, "Bench-maker", eenplan_core::sync::Platform::Desktop)
+            .expect("enrol");
         self.admin.run(&["device", "approve", "--code", &code]);
         device.sync().expect("first sync");
         device
@@ -164,6 +166,8 @@ impl Network {
         block_on(phone.enrol(
             eenplan_protocol::api::ServerUrl::parse(&link.url()).expect("the link's address"),
             code.clone(),
+            format!("Telefoon {name}"),
+            eenplan_core::sync::Platform::Android,
         ))
         .expect("enrol");
         self.admin.run(&["device", "approve", "--code", &code]);

@@ -219,7 +219,7 @@ fn measure_a(cfg: &Config) -> (Table, String) {
             let path = dir.path().join(format!("device-{i:02}"));
             let mut device = Device::init(&path, &device_keystore()).expect("device init");
             let code = admin.run(&["device", "enrol", "--user", user]);
-            device.enrol(&server.url, &code).expect("enrol");
+            device.enrol(&server.url, &code, "Bench", eenplan_core::sync::Platform::Desktop).expect("enrol");
             admin.run(&["device", "approve", "--code", &code]);
             device.sync().expect("first sync");
             (user.clone(), device)

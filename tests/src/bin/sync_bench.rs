@@ -234,7 +234,7 @@ impl Network {
     fn device(&self, name: &str, user: &str, first_sync: bool) -> Device {
         let mut device = Device::init(&self.path(name), &device_keystore()).expect("device init");
         let code = self.admin.run(&["device", "enrol", "--user", user]);
-        device.enrol(&self.server.url, &code).expect("enrol");
+        device.enrol(&self.server.url, &code, "Bench", eenplan_core::sync::Platform::Desktop).expect("enrol");
         self.admin.run(&["device", "approve", "--code", &code]);
         if first_sync {
             device.sync().expect("first sync");

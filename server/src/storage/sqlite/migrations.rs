@@ -330,6 +330,13 @@ const MIGRATIONS: &[&str] = &[
          plan_id   BLOB PRIMARY KEY,
          erased_at BIGINT NOT NULL
      ) WITHOUT ROWID;",
+    // 12: devices say who they are. The name and platform a device reported, with its own
+    //     signature over them (administrators check it), and when a request with its
+    //     session token was last recorded (at most once a minute, beside `last_session_at`).
+    "ALTER TABLE devices ADD COLUMN label TEXT;
+     ALTER TABLE devices ADD COLUMN platform TEXT;
+     ALTER TABLE devices ADD COLUMN label_signature BLOB;
+     ALTER TABLE devices ADD COLUMN last_seen_at BIGINT;",
 ];
 
 /// The schema version this build writes.

@@ -10,8 +10,8 @@ use crate::storage::pull::{LogView, ResumePoint, RowMeta};
 use crate::storage::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
     Erasure, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId, Participant, PlanId,
-    PolicyRecord, Reader, Result, ServerEventRecord, StorageError, StoredAuditUpload, StoredBundle, User,
-    UserId,
+    PolicyRecord, Reader, Result, ServerEventRecord, StorageError, StoredAuditUpload, StoredBundle,
+    StoredName, User, UserId,
 };
 use eenplan_protocol::policy::{MAX_POLICY_LEN, Policy, SignedPolicy};
 
@@ -280,8 +280,9 @@ pub(super) fn insert_device(
     now: i64,
 ) -> Result<bool> {
     let inserted = tx.execute(
-        "INSERT INTO devices (device_id, user_id, signing_public, agreement_public, key_mac, state, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)
+        "INSERT INTO devices (device_id, user_id, signing_public, agreement_public, key_mac, state, created_at,
+                              label, platform, label_signature)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8, ?9)
          ON CONFLICT (device_id) DO NOTHING",
         params![
             device.device_id.0,
@@ -289,7 +290,10 @@ pub(super) fn insert_device(
             device.signing_public,
             device.agreement_public,
             device.key_mac,
-            now
+            now,
+            device.name.as_ref().map(|n| &n.label),
+            device.name.as_ref().map(|n| &n.platform),
+            device.name.as_ref().map(|n| &n.signature),
         ],
     )?;
     Ok(inserted == 1)
@@ -299,7 +303,7 @@ pub(super) fn insert_device(
 const DEVICE_COLUMNS: &str = "SELECT d.device_id, d.user_id, d.signing_public, d.agreement_public, \
                               d.certificate, d.state, d.created_at, d.revoked_at, d.key_mac, \
                               d.revocation_reason, w.wiped_at, d.certified_at, d.last_session_at, \
-                              d.wipe_nonce_hash \
+                              d.wipe_nonce_hash, d.label, d.platform, d.label_signature, d.last_seen_at \
                               FROM devices d LEFT JOIN wipe_reports w ON w.device_id = d.device_id";
 
 fn device_from(row: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
@@ -318,6 +322,11 @@ fn device_from(row: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
         certified_at: row.get(11)?,
         last_session_at: row.get(12)?,
         wipe_nonce_hash: row.get(13)?,
+        name: match (row.get::<_, Option<String>>(14)?, row.get(15)?, row.get(16)?) {
+            (Some(label), Some(platform), Some(signature)) => Some(StoredName { label, platform, signature }),
+            _ => None,
+        },
+        last_seen_at: row.get(17)?,
     })
 }
 
@@ -457,6 +466,22 @@ pub(super) fn record_session(
         params![id.0, now, wipe_nonce_hash],
     )?;
     Ok(tx.execute("DELETE FROM wipe_reports WHERE device_id = ?1", [id.0])? > 0)
+}
+
+/// Whether the device exists (and so took the name).
+pub(super) fn set_device_name(tx: &Transaction<'_>, id: DeviceId, name: &StoredName) -> Result<bool> {
+    Ok(tx.execute(
+        "UPDATE devices SET label = ?2, platform = ?3, label_signature = ?4 WHERE device_id = ?1",
+        params![id.0, name.label, name.platform, name.signature],
+    )? == 1)
+}
+
+pub(super) fn set_last_seen(tx: &Transaction<'_>, id: DeviceId, now: i64) -> Result<()> {
+    tx.execute(
+        "UPDATE devices SET last_seen_at = ?2 WHERE device_id = ?1 AND (last_seen_at IS NULL OR last_seen_at < ?2)",
+        params![id.0, now],
+    )?;
+    Ok(())
 }
 
 pub(super) fn user_exists(conn: &Connection, user: UserId) -> Result<bool> {

@@ -88,7 +88,7 @@ private fun openPhones(args: Args): List<PhoneApp> = args.phones.map { (name, di
 
 private fun enrol(args: Args): Int = openPhones(args).single().use { phone ->
     runBlocking {
-        phone.device.enrol(args.option("--server"), args.option("--code")).join()
+        phone.device.enrol(args.option("--server"), args.option("--code"), "Telefoon van ${phone.name}").join()
     }
     val s = phone.device.state.value
     println("${phone.name}: device ${s.deviceId} enrolment ${s.enrolment}")

@@ -15,6 +15,7 @@ class EnrolScreen(private val vm: DeviceViewModel) : Screen<DeviceUiState>(vm.st
     override val title = "Toestel aanmelden"
     private val server = JTextField("https://").apply { font = Theme.font(13f) }
     private val code = JTextField().apply { font = Theme.font(13f) }
+    private val name = JTextField().apply { font = Theme.font(13f) }
     private val content = Column().apply { border = BorderFactory.createEmptyBorder(16, 16, 16, 16) }
     override val component: JComponent = JPanel(BorderLayout()).apply {
         background = Theme.background
@@ -35,7 +36,8 @@ class EnrolScreen(private val vm: DeviceViewModel) : Screen<DeviceUiState>(vm.st
                 text("Vul het adres van de server en de eenmalige code van uw beheerder in.", 13f, color = Theme.muted),
                 text("Server", 12f, bold = true), server,
                 text("Aanmeldcode", 12f, bold = true), code,
-                row(button("Aanmelden", primary = true) { vm.enrol(server.text, code.text) }),
+                text("Naam van dit toestel (bijv. Wim's Android)", 12f, bold = true), name,
+                row(button("Aanmelden", primary = true) { vm.enrol(server.text, code.text, name.text) }),
             ))
         }
         state.message?.let { content.add(text(it, 12.5f, color = Theme.error)) }

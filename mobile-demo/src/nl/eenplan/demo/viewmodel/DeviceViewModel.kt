@@ -9,6 +9,7 @@ import kotlinx.coroutines.launch
 import nl.eenplan.ApiException
 import nl.eenplan.DeviceStatus
 import nl.eenplan.Enrolment
+import nl.eenplan.Platform
 
 /** How the phone stands with the server, as the offline indicator shows it. */
 enum class Connectivity {
@@ -63,11 +64,14 @@ class DeviceViewModel(session: PhoneSession) : ViewModel(session) {
             .onFailure { e -> _state.update { it.copy(message = e.forPeople()) } }
     }
 
-    /** Claims the administrator's enrolment code; the phone then waits for approval. */
-    fun enrol(server: String, code: String): Job = viewModelScope.launch {
+    /**
+     * Claims the administrator's enrolment code, saying what this phone is called (the name the
+     * administrator finds it by); the phone then waits for approval.
+     */
+    fun enrol(server: String, code: String, name: String): Job = viewModelScope.launch {
         _state.update { it.copy(syncing = true, message = null) }
         try {
-            val enrolment = session.device.enrol(server.trim(), code.trim())
+            val enrolment = session.device.enrol(server.trim(), code.trim(), name.trim(), Platform.ANDROID)
             _state.update { it.copy(enrolment = enrolment, message = "Aangemeld: wacht op goedkeuring door de beheerder.") }
         } catch (e: ApiException) {
             session.noteLock(e)
