@@ -122,11 +122,19 @@ impl Session {
     /// Where this keyring's administrator may act. A certificate that does not decode (the
     /// keyring checked it when it opened) counts as no organisation at all: refuse, never
     /// widen.
-    fn scope(&self) -> AdminScope {
+    pub(crate) fn scope(&self) -> AdminScope {
         self.keyring
             .admin_certificate
             .claimed_admin_body()
             .map_or_else(|_| AdminScope::Organisation(String::new()), |body| body.scope())
+    }
+
+    /// The organisation this administrator serves; `None` for a network-wide one.
+    fn own_organisation(&self) -> Option<String> {
+        match self.scope() {
+            AdminScope::Organisation(own) => Some(own),
+            AdminScope::NetworkWide => None,
+        }
     }
 
     /// Refuses, before the server is asked, an act on the users or devices of `org` that
@@ -151,7 +159,7 @@ impl Session {
     /// The user `text` names: a numeric id or a name, which must name exactly one user.
     pub(crate) fn user(&self, text: &str) -> Result<UserInfo, AdminError> {
         let users: Vec<UserInfo> = self.client().get(api::PATH_ADMIN_USERS)?;
-        resolve::pick_user(users, text)
+        resolve::pick_user_for(users, text, self.own_organisation().as_deref())
     }
 
     /// Every device the server lists, each name kept only if the device's own signature
@@ -175,7 +183,7 @@ impl Session {
 
     /// The device `text` names: its id, a unique id prefix or its unique (verified) name.
     pub(crate) fn device(&self, text: &str) -> Result<DeviceInfo, AdminError> {
-        resolve::pick_device(self.devices()?, text)
+        resolve::pick_device_for(self.devices()?, text, self.own_organisation().as_deref())
     }
 
     /// The policy in force, as the server holds it, checked against this keyring's root and
@@ -243,11 +251,12 @@ impl Session {
         // the documents wait (the server refuses pushes to them) for a network-wide one.
         if let AdminScope::Organisation(own) = self.scope() {
             if pending.is_some_and(|p| p > 0) {
-                eprintln!(
-                    "let op: {} document(en) wachten op een nieuwe sleutel; als beheerder van {own} \
+                // Through `progress`, so the console's page says it too.
+                progress.warn(&format!(
+                    "{} document(en) wachten op een nieuwe sleutel; als beheerder van {own} \
                      maakt u die niet. Vraag een netwerkbeheerder `eenplan-admin rekey` te draaien.",
                     pending.unwrap_or_default()
-                );
+                ));
             }
             return Outcome { summary: Summary::default(), stopped: None };
         }

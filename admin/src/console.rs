@@ -79,6 +79,7 @@ fn router(state: Shared) -> Router {
         .route("/enrol", get(pages::enrol_form).post(pages::enrol))
         .route("/devices/{device}/approve", post(pages::approve))
         .route("/devices/{device}/revoke", get(pages::revoke_form).post(jobs::revoke))
+        .route("/users/{user}/offboard", get(pages::offboard_form).post(jobs::offboard))
         .route("/jobs/{job}", get(jobs::page))
         .route("/jobs/{job}/progress", get(jobs::progress))
         .route("/plan", get(pages::plan))

@@ -116,11 +116,15 @@ pub fn offboard(
     session.require_org(&user.org)?;
     progress.note(&format!("{} ({}) uit dienst melden", user.name, user.org));
     let devices: Vec<DeviceInfo> = session.devices()?.into_iter().filter(|d| d.user_id == user.id).collect();
-    let (devices_revoked, devices_already_revoked, revocation_list) =
-        revoke_all(session, &devices, progress)?;
+    let Revocations {
+        revoked: devices_revoked,
+        already: devices_already_revoked,
+        list_version: revocation_list,
+        queued,
+    } = revoke_all(session, &devices, progress)?;
     let (plans_left, plans_kept) = leave_plans(session, &user, progress)?;
     progress.note("nieuwe sleutels maken voor wat deze persoon kon lezen");
-    let outcome = session.rotate_pending_with(None, None, progress);
+    let outcome = session.rotate_pending_with(queued, None, progress);
     if let Some(error) = outcome.stopped {
         return Err(AdminError::RekeyStopped(Box::new(error)));
     }
@@ -144,7 +148,7 @@ fn revoke_all(
     session: &mut Session,
     devices: &[DeviceInfo],
     progress: &mut Progress,
-) -> Result<(Vec<String>, Vec<String>, u32), AdminError> {
+) -> Result<Revocations, AdminError> {
     let now = now_ms()?;
     let mut ids = Vec::new();
     for device in devices {
@@ -167,17 +171,30 @@ fn revoke_all(
     session.save()?;
     // One version naming all of them (and any other revocation this keyring made).
     let list = session.revocations()?;
-    let (mut revoked, mut already) = (Vec::new(), Vec::new());
+    let (mut revoked, mut already, mut queued) = (Vec::new(), Vec::new(), None);
     for (device, id) in devices.iter().zip(ids) {
         if device.state == "revoked" || device.state == "wiped" {
             already.push(device.device_id.clone());
             continue;
         }
         progress.note(&format!("apparaat {} intrekken", label_of(device)));
-        post_revocation(session, &id, RevocationReason::Left, now)?;
+        let waiting = post_revocation(session, &id, RevocationReason::Left, now)?;
+        queued = queued.max(waiting);
         revoked.push(api::hex(&id));
     }
-    Ok((revoked, already, list.version))
+    Ok(Revocations { revoked, already, list_version: list.version, queued })
+}
+
+/// What [`revoke_all`] did.
+struct Revocations {
+    /// Devices revoked now (hex ids).
+    revoked: Vec<String>,
+    /// Devices revoked (or wiped) before.
+    already: Vec<String>,
+    /// The revocation list version naming them all.
+    list_version: u32,
+    /// The documents the server says wait for a new key, after the last revocation.
+    queued: Option<u64>,
 }
 
 /// Ends the user's participation in every plan the server lists for them.

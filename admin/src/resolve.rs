@@ -42,6 +42,33 @@ pub fn pick_user(users: Vec<UserInfo>, text: &str) -> Result<UserInfo, AdminErro
     }
 }
 
+/// [`pick_user`] for an administrator of organisation `own` (`None`: network-wide): a name
+/// needs to be unique only within their own organisation, as the issue asks, and only if
+/// nobody there answers to it are other organisations' people looked at (acting on them is
+/// refused after, as out of scope).
+pub fn pick_user_for(users: Vec<UserInfo>, text: &str, own: Option<&str>) -> Result<UserInfo, AdminError> {
+    let Some(own) = own else { return pick_user(users, text) };
+    let (mine, others): (Vec<UserInfo>, Vec<UserInfo>) = users.into_iter().partition(|u| u.org == own);
+    match pick_user(mine, text) {
+        Err(AdminError::UnknownUser(_)) => pick_user(others, text),
+        found => found,
+    }
+}
+
+/// [`pick_device`] for an administrator of organisation `own`, as [`pick_user_for`].
+pub fn pick_device_for(
+    devices: Vec<DeviceInfo>,
+    text: &str,
+    own: Option<&str>,
+) -> Result<DeviceInfo, AdminError> {
+    let Some(own) = own else { return pick_device(devices, text) };
+    let (mine, others): (Vec<DeviceInfo>, Vec<DeviceInfo>) = devices.into_iter().partition(|d| d.org == own);
+    match pick_device(mine, text) {
+        Err(AdminError::UnknownDevice(_)) => pick_device(others, text),
+        found => found,
+    }
+}
+
 /// Names compare without regard to case or the spaces around them.
 fn same_name(a: &str, b: &str) -> bool {
     let (a, b) = (a.trim(), b.trim());

@@ -31,7 +31,7 @@ use eenplan_core::plan::{
     NewParticipant, NoteKind, Phase, PlanView, Role,
 };
 use eenplan_core::sync::{DeviceStatus, Enrolment, Platform, ShareOutcome};
-use eenplan_protocol::api::ServerUrl;
+use eenplan_protocol::api::{EnrolmentLink, ServerUrl};
 use eenplan_protocol::membership::Grondslag;
 use futures_channel::oneshot;
 
@@ -289,6 +289,21 @@ impl Device {
             AfterCall::SendKeptWipeReports,
         )
         .await
+    }
+
+    /// Enrols with what the phone scanned from the administrator's QR code (an
+    /// `eenplan:enrol?server=…&code=…` link): the same as [`Device::enrol`] with the server
+    /// and code it holds. Anything else scanned is `Invalid`, and nothing is stored.
+    pub async fn enrol_scanned(
+        &self,
+        scanned: String,
+        name: String,
+        platform: Platform,
+    ) -> Result<Enrolment, ApiError> {
+        let link = EnrolmentLink::parse(&scanned).ok_or_else(|| {
+            ApiError::invalid("dit is geen aanmeldcode van eenplan: scan de QR-code die de beheerder toont")
+        })?;
+        self.enrol(link.server, link.code.to_string(), name, platform).await
     }
 
     /// Gives the device another name (1–64 printable characters, else `Invalid`); the

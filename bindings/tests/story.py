@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 
 sys.path.insert(0, os.environ["EENPLAN_FFI_PYTHON"])
 
@@ -205,8 +206,12 @@ async def enrol_two_phones(server, admin):
         if phone is rita:
             await a_mistyped_server_address_is_invalid_not_offline(rita, code)
             await a_device_name_that_does_not_show_is_invalid(rita, server, code)
-        check(await phone.device.enrol(server.url, code, f"{phone.user}'s Android", eenplan.Platform.ANDROID)
-              == eenplan.Enrolment.PENDING_APPROVAL, "an enrolled phone waits for approval")
+        if phone is wim:
+            # Wim scans the QR code the console shows: the link holds the server and the code.
+            enrolled = await wim_scans_the_enrolment_link(wim, server, code)
+        else:
+            enrolled = await phone.device.enrol(server.url, code, f"{phone.user}'s Android", eenplan.Platform.ANDROID)
+        check(enrolled == eenplan.Enrolment.PENDING_APPROVAL, "an enrolled phone waits for approval")
         try:
             await phone.device.sync()
             raise AssertionError("a phone that is not approved yet must not sync")
@@ -219,6 +224,14 @@ async def enrol_two_phones(server, admin):
         check(status.user == phone.user and status.organisation == ORG, f"{phone.name}: {status}")
     await the_administrator_sees_a_phone_by_its_name(rita, admin)
     return rita, wim
+
+
+async def wim_scans_the_enrolment_link(wim, server, code):
+    link = f"eenplan:enrol?server={urllib.parse.quote(server.url, safe='')}&code={code}"
+    for scanned in ("https://example.org/", link.replace("code=", "kode="), link + "&code=" + code):
+        await fails_async(eenplan.ApiError.Invalid,
+                          lambda: wim.device.enrol_scanned(scanned, "Wim's Android", eenplan.Platform.ANDROID))
+    return await wim.device.enrol_scanned(link, "Wim's Android", eenplan.Platform.ANDROID)
 
 
 async def a_device_name_that_does_not_show_is_invalid(phone, server, code):

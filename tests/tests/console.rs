@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use eenplan_core::Device;
 use eenplan_tests::console::{Browser, Console, raw};
-use eenplan_tests::network::{Network, device_keystore};
+use eenplan_tests::network::{Admin, Network, device_keystore};
 
 const USERS: &[(&str, &str, &str)] =
     &[("Fatima", "Wijkteam Noord", "wijkteam"), ("Wim", "Wijkteam Noord", "wijkteam")];
@@ -176,4 +176,101 @@ fn an_administrator_enrols_approves_and_revokes_a_phone_in_the_browser_and_the_s
     // Revoked, and since its last sync also wiped: it obeyed the wipe order the revoke left.
     assert_eq!(listed["state"], "wiped");
     assert!(net.admin.run(&["rekey"]).contains("no document waits"));
+}
+
+const GEMEENTE: &str = "Gemeente Zaanstad";
+const POLITIE: &str = "Politie Zaanstreek";
+
+/// The municipality's own administrator, through the real CLI: request, the root's grant,
+/// accept.
+fn municipal_admin(net: &Network) -> Admin {
+    let gemeente = Admin { data: net.path("gemeente-beheer"), server: net.server.url.clone() };
+    let request = gemeente.run(&["admin", "request", "--name", "Beheer Gemeente"]);
+    let grant = net.admin.run(&["admin", "add", "--org", GEMEENTE, &request]);
+    gemeente.run(&["admin", "accept", &grant]);
+    gemeente
+}
+
+#[test]
+fn an_organisations_administrator_sees_its_own_people_first_and_offboards_one_in_the_browser() {
+    let net = Network::start(&[
+        ("Wim", GEMEENTE, "wijkteam"),
+        ("Fatima", GEMEENTE, "wijkteam"),
+        ("Piet", POLITIE, "politie"),
+    ]);
+    let mut wim = net.device("wim-telefoon", "Wim");
+    let mut fatima = net.device("fatima-telefoon", "Fatima");
+    net.device("piet-telefoon", "Piet");
+    let plan = wim.create_plan("Jansen").unwrap();
+    wim.sync().unwrap();
+    wim.add_participant(&plan, "Fatima", "wijkteam").unwrap();
+    wim.sync().unwrap();
+    fatima.sync().unwrap();
+    let fatima_user = wim
+        .membership(&plan)
+        .unwrap()
+        .unwrap()
+        .participants
+        .iter()
+        .find(|p| p.name == "Fatima")
+        .unwrap()
+        .user_id;
+    let fatima_device = fatima.device_id().to_string();
+    let shots = screenshots().unwrap_or_else(|| net.path("screenshots"));
+    std::fs::create_dir_all(&shots).unwrap();
+
+    let gemeente = municipal_admin(&net);
+    let mut console = Console::start(&gemeente);
+    let browser = Browser::start(&net.path("chromium-profile"));
+    browser.goto(&console.login);
+    // Its own organisation first, with each device's signed name, platform and last sync.
+    assert!(browser.text("#bereik").contains(GEMEENTE));
+    let listed = browser.text("#apparaten");
+    assert!(listed.contains("Fatima") && !listed.contains("Piet"), "{listed}");
+    let row = format!("tr[data-device=\"{fatima_device}\"]");
+    assert_eq!(browser.text(&format!("{row} .name")), "fatima-telefoon");
+    assert!(browser.text(&row).contains("Android"));
+    assert_ne!(browser.text(&format!("{row} .seen")), "nooit", "Fatima's phone synced");
+    browser.screenshot(&shots.join("console-overview-org.png"));
+    // Every organisation on request, but no action on another organisation's people.
+    browser.goto(&format!("{}/?org=alle", console.base()));
+    assert!(browser.text("#apparaten").contains("Piet"));
+    let piet = net.admin.run(&["--json", "user", "list"]);
+    let piet: serde_json::Value = serde_json::from_str(&piet).unwrap();
+    let piet_id =
+        piet.as_array().unwrap().iter().find(|u| u["name"] == "Piet").unwrap()["id"].as_i64().unwrap();
+    assert_eq!(browser.count(&format!("#offboard-{piet_id}")), 0, "no offboarding outside the scope");
+    assert_eq!(browser.count(&format!("#offboard-{fatima_user}")), 1);
+
+    // Offboard Fatima: the page lists her phone first, then shows the run until it is done.
+    browser.goto(&console.base());
+    browser.click(&format!("#offboard-{fatima_user}"));
+    assert!(browser.text("#persoon").contains("Fatima"));
+    assert!(browser.text("#apparaten-van").contains("fatima-telefoon"));
+    browser.type_into("#reason", "contract afgelopen");
+    browser.click("#offboard");
+    browser.wait_for("#job-state");
+    let done = browser.poll_text("#job-state", Duration::from_secs(120), |t| !t.starts_with("Bezig"));
+    assert!(done.starts_with("Klaar: Fatima is uit dienst gemeld"), "{done}");
+    assert!(
+        done.contains("1 apparaat/apparaten ingetrokken") && done.contains("van 1 plan(nen) afgemeld"),
+        "{done}"
+    );
+    // A municipality's administrator makes no keys: the page says who must.
+    assert!(browser.text("#job-warnings").contains("netwerkbeheerder"));
+    browser.screenshot(&shots.join("console-offboard.png"));
+    drop(browser);
+    console.stop();
+    assert!(net.admin.run(&["rekey"]).contains("rotated"), "the network-wide administrator makes them");
+
+    // Her phone is shut out, and the plan's chain as Wim's device verifies it drops her.
+    assert!(fatima.sync().is_err(), "the offboarded phone is refused");
+    wim.sync().unwrap();
+    let membership = wim.membership(&plan).unwrap().unwrap();
+    assert!(membership.participants.iter().all(|p| p.user_id != fatima_user), "{membership:?}");
+    let devices: serde_json::Value =
+        serde_json::from_str(&net.admin.run(&["--json", "device", "list"])).unwrap();
+    let listed =
+        devices.as_array().unwrap().iter().find(|d| d["device_id"] == fatima_device.as_str()).unwrap();
+    assert!(listed["state"] == "revoked" || listed["state"] == "wiped", "{listed}");
 }

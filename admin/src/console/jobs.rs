@@ -14,7 +14,9 @@ use eenplan_protocol::wipe::RevocationReason;
 use serde::{Deserialize, Serialize};
 
 use super::{Shared, pages};
+use crate::commands::Session;
 use crate::commands::device::revoke_device;
+use crate::offboard::{self, OffboardReport};
 use crate::rekey::{Observer, Outcome, Progress};
 
 /// A job's state, as the progress endpoint reports it.
@@ -101,34 +103,104 @@ pub(crate) async fn revoke(
             "Kies een reden: kwijt, gestolen, vervangen of vertrokken.",
         );
     };
+    let title = format!("Apparaat {} intrekken ({})", short(&device), pages::reason_label(reason));
+    start(&state, title, "Bezig: het apparaat wordt ingetrokken.", move |session, progress, job| {
+        match revoke_device(session, &device, reason, progress) {
+            Ok((revoked, outcome)) => finish(&mut lock(job), &revoked.device.user_name, outcome),
+            Err(e) => fail(&mut lock(job), &e.to_string()),
+        }
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct OffboardForm {
+    #[serde(default)]
+    reason: String,
+}
+
+/// Starts offboarding a person (`user offboard`) and sends the browser to its progress page.
+pub(crate) async fn offboard(
+    State(state): State<Shared>,
+    Path(user): Path<i64>,
+    Form(form): Form<OffboardForm>,
+) -> Response {
+    let reason = form.reason.trim().to_owned();
+    if reason.chars().count() > 200 {
+        return pages::error_page(StatusCode::BAD_REQUEST, "De toelichting is te lang (hooguit 200 tekens).");
+    }
+    let title = "Medewerker uit dienst melden".to_owned();
+    start(&state, title, "Bezig: de apparaten worden ingetrokken.", move |session, progress, job| {
+        let reason = (!reason.is_empty()).then_some(reason.as_str());
+        match offboard::offboard(session, &user.to_string(), reason, progress) {
+            Ok(report) => finish_offboard(&mut lock(job), &report),
+            // Offboarding looks at what is done before it acts: starting it again goes on.
+            Err(e) => fail(
+                &mut lock(job),
+                &format!("{e}. Start het uit dienst melden opnieuw: het gaat verder waar het stopte"),
+            ),
+        }
+    })
+}
+
+/// Runs `work` on the keyring session in a thread of its own, its progress into a new job,
+/// and sends the browser to the job's page.
+fn start(
+    state: &Shared,
+    title: String,
+    first_text: &str,
+    work: impl FnOnce(&mut Session, &mut Progress, &JobCell) + Send + 'static,
+) -> Response {
     let mut id = [0u8; 16];
     if getrandom::fill(&mut id).is_err() {
         return pages::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Er is geen bron van willekeur.");
     }
     let id = api::hex(&id);
     let job = Arc::new(Mutex::new(Job {
-        title: format!("Apparaat {} intrekken ({})", short(&device), pages::reason_label(reason)),
+        title,
         state: "running",
         done: 0,
         total: None,
-        text: "Bezig: het apparaat wordt ingetrokken.".into(),
+        text: first_text.to_owned(),
         warnings: Vec::new(),
     }));
     state.jobs.add(id.clone(), job.clone());
     let shared = state.clone();
     std::thread::spawn(move || {
         let mut progress = Progress::observed(Box::new(JobObserver(job.clone())));
-        let result = revoke_device(&mut shared.session(), &device, reason, &mut progress);
-        let mut job = lock(&job);
-        match result {
-            Ok((revoked, outcome)) => finish(&mut job, &revoked.device.user_name, outcome),
-            Err(e) => {
-                job.state = "failed";
-                job.text = format!("Mislukt: {e}");
-            }
-        }
+        work(&mut shared.session(), &mut progress, &job);
     });
     Redirect::to(&format!("/jobs/{id}")).into_response()
+}
+
+fn fail(job: &mut Job, error: &str) {
+    job.state = "failed";
+    job.text = format!("Mislukt: {error}");
+}
+
+fn finish_offboard(job: &mut Job, report: &OffboardReport) {
+    let rotation = &report.rotation;
+    let rotated = rotation.documents + rotation.already_done;
+    job.done = rotated;
+    job.total = Some(rotated);
+    for kept in &report.plans_kept {
+        job.warnings.push(format!("Blijft in plan {}: {}", kept.plan, kept.reason));
+    }
+    let devices = report.devices_revoked.len() + report.devices_already_revoked.len();
+    let summary = format!(
+        "{} is uit dienst gemeld: {devices} apparaat/apparaten ingetrokken, van {} plan(nen) afgemeld, \
+         {} document(en) hebben een nieuwe sleutel.",
+        report.user_name,
+        report.plans_left.len(),
+        rotation.documents
+    );
+    if rotation.refused.is_empty() {
+        job.state = "done";
+        job.text = format!("Klaar: {summary}");
+    } else {
+        job.state = "failed";
+        job.text =
+            format!("{summary} {} document(en) geweigerd (zie de waarschuwingen).", rotation.refused.len());
+    }
 }
 
 fn finish(job: &mut Job, user: &str, outcome: Outcome) {

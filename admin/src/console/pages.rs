@@ -9,7 +9,7 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use eenplan_protocol::api::{self, AuditQuery, DeviceInfo, EnrolmentLink, UserInfo};
-use eenplan_protocol::certificate::Certificate;
+use eenplan_protocol::certificate::{AdminScope, Certificate};
 use eenplan_protocol::wipe::RevocationReason;
 use serde::Deserialize;
 
@@ -80,7 +80,11 @@ fn day(ms: i64) -> String {
 struct DeviceRow {
     id: String,
     short: String,
+    /// The name the device signed (verified against its certificate), or "(geen naam)".
+    name: String,
+    platform: String,
     enrolled: String,
+    last_seen: String,
     state: String,
     pending: bool,
     active: bool,
@@ -91,7 +95,15 @@ struct PersonRow {
     name: String,
     org: String,
     role: String,
+    /// Whether this administrator's scope covers the person's organisation: the actions
+    /// are offered only then (the CLI functions and the server refuse them otherwise).
+    in_scope: bool,
     devices: Vec<DeviceRow>,
+}
+
+struct OrgChoice {
+    name: String,
+    selected: bool,
 }
 
 #[derive(Template)]
@@ -99,30 +111,69 @@ struct PersonRow {
 struct Overview {
     csrf: String,
     notice: Option<String>,
+    /// "Je beheert …": whose administrator this keyring is.
+    scope: String,
+    orgs: Vec<OrgChoice>,
+    all_selected: bool,
     people: Vec<PersonRow>,
 }
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct OverviewQuery {
     goedgekeurd: Option<String>,
+    /// The organisation to show; `alle` for every one. Absent: the administrator's own
+    /// organisation, or every one for a network-wide administrator.
+    org: Option<String>,
 }
 
-fn people(users: Vec<UserInfo>, devices: Vec<DeviceInfo>) -> Vec<PersonRow> {
+/// The organisation the overview shows by default: an organisation's administrator sees
+/// its own people first, a network-wide one sees everyone.
+fn default_org(scope: &AdminScope) -> Option<String> {
+    match scope {
+        AdminScope::Organisation(own) => Some(own.clone()),
+        AdminScope::NetworkWide => None,
+    }
+}
+
+fn in_scope(scope: &AdminScope, org: &str) -> bool {
+    match scope {
+        AdminScope::Organisation(own) => own == org,
+        AdminScope::NetworkWide => true,
+    }
+}
+
+fn device_row(d: DeviceInfo, now: i64) -> DeviceRow {
+    DeviceRow {
+        short: d.device_id.chars().take(12).collect(),
+        name: if d.label.is_empty() { "(geen naam)".into() } else { d.label },
+        platform: d.platform.map_or("?", |p| p.label()).to_owned(),
+        enrolled: day(d.enrolled_at_ms.max(d.created_at_ms)),
+        last_seen: d.last_seen_ms.map_or_else(|| "nooit".to_owned(), |at| crate::output::ago(at, now)),
+        state: state_label(&d.state),
+        pending: d.state == "pending",
+        active: d.state == "active",
+        id: d.device_id,
+    }
+}
+
+/// The people of `org` (every organisation for `None`) with their devices.
+fn people(
+    users: Vec<UserInfo>,
+    devices: Vec<DeviceInfo>,
+    scope: &AdminScope,
+    org: Option<&str>,
+    now: i64,
+) -> Vec<PersonRow> {
     let mut by_user: BTreeMap<i64, Vec<DeviceRow>> = BTreeMap::new();
     for d in devices {
-        by_user.entry(d.user_id).or_default().push(DeviceRow {
-            short: d.device_id.chars().take(12).collect(),
-            enrolled: day(d.created_at_ms),
-            state: state_label(&d.state),
-            pending: d.state == "pending",
-            active: d.state == "active",
-            id: d.device_id,
-        });
+        by_user.entry(d.user_id).or_default().push(device_row(d, now));
     }
     let mut people: Vec<PersonRow> = users
         .into_iter()
+        .filter(|u| org.is_none_or(|org| u.org == org))
         .map(|u| PersonRow {
             devices: by_user.remove(&u.id).unwrap_or_default(),
+            in_scope: in_scope(scope, &u.org),
             id: u.id,
             name: u.name,
             org: u.org,
@@ -140,18 +191,42 @@ pub(crate) async fn overview(
 ) -> Response {
     let listed = with_session(&state, |session| {
         let users: Vec<UserInfo> = session.client().get(api::PATH_ADMIN_USERS)?;
-        let devices: Vec<DeviceInfo> = session.client().get(api::PATH_ADMIN_DEVICES)?;
-        Ok((users, devices))
+        // Names only where the device's own signature over them verifies.
+        let devices = session.devices()?;
+        Ok((users, devices, session.scope(), now_ms()?))
     })
     .await;
-    let (users, devices) = match listed {
+    let (users, devices, scope, now) = match listed {
         Ok(listed) => listed,
         Err(page) => return page,
     };
+    let shown = match query.org.as_deref().map(str::trim) {
+        Some("alle") | Some("") => None,
+        Some(org) => Some(org.to_owned()),
+        None => default_org(&scope),
+    };
+    let mut org_names: Vec<String> = users.iter().map(|u| u.org.clone()).collect();
+    org_names.sort();
+    org_names.dedup();
+    let orgs = org_names
+        .into_iter()
+        .map(|name| OrgChoice { selected: shown.as_deref() == Some(name.as_str()), name })
+        .collect();
     let notice = query
         .goedgekeurd
         .map(|id| format!("Apparaat {} is goedgekeurd.", id.chars().take(12).collect::<String>()));
-    render(&Overview { csrf, notice, people: people(users, devices) })
+    let scope_text = match &scope {
+        AdminScope::Organisation(own) => format!("Je beheert de apparaten en mensen van {own}."),
+        AdminScope::NetworkWide => "Je beheert het hele netwerk.".to_owned(),
+    };
+    render(&Overview {
+        csrf,
+        notice,
+        scope: scope_text,
+        orgs,
+        all_selected: shown.is_none(),
+        people: people(users, devices, &scope, shown.as_deref(), now),
+    })
 }
 
 pub(crate) async fn approve(State(state): State<Shared>, Path(device): Path<String>) -> Response {
@@ -273,6 +348,7 @@ pub(crate) async fn enrol(
 struct RevokePage {
     csrf: String,
     device: String,
+    name: String,
     person: String,
     state: String,
 }
@@ -282,21 +358,55 @@ pub(crate) async fn revoke_form(
     Extension(Csrf(csrf)): Extension<Csrf>,
     Path(device): Path<String>,
 ) -> Response {
-    let devices =
-        with_session(&state, |session| session.client().get::<Vec<DeviceInfo>>(api::PATH_ADMIN_DEVICES))
-            .await;
-    let devices = match devices {
-        Ok(devices) => devices,
-        Err(page) => return page,
-    };
-    match devices.into_iter().find(|d| d.device_id.eq_ignore_ascii_case(&device)) {
-        Some(d) => render(&RevokePage {
+    let found = with_session(&state, move |session| session.device(&device)).await;
+    match found {
+        Ok(d) => render(&RevokePage {
             csrf,
             person: format!("{} ({}, {})", d.user_name, d.org, d.role),
             state: state_label(&d.state),
+            name: if d.label.is_empty() { "(geen naam)".into() } else { d.label },
             device: d.device_id,
         }),
-        None => error_page(StatusCode::NOT_FOUND, "Dit apparaat staat niet in de lijst van de server."),
+        Err(page) => page,
+    }
+}
+
+// --- offboarding -----------------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "console/offboard.html")]
+struct OffboardPage {
+    csrf: String,
+    user_id: i64,
+    person: String,
+    devices: Vec<DeviceRow>,
+    plans: usize,
+}
+
+/// "Uit dienst melden": who, which devices, how many plans, before anything is done.
+pub(crate) async fn offboard_form(
+    State(state): State<Shared>,
+    Extension(Csrf(csrf)): Extension<Csrf>,
+    Path(user): Path<i64>,
+) -> Response {
+    let found = with_session(&state, move |session| {
+        let user = session.user(&user.to_string())?;
+        session.require_org(&user.org)?;
+        let devices: Vec<DeviceInfo> =
+            session.devices()?.into_iter().filter(|d| d.user_id == user.id).collect();
+        let plans: api::UserPlans = session.client().get(&api::admin_user_plans_path(user.id))?;
+        Ok((user, devices, plans.plans.len(), now_ms()?))
+    })
+    .await;
+    match found {
+        Ok((user, devices, plans, now)) => render(&OffboardPage {
+            csrf,
+            user_id: user.id,
+            person: format!("{} ({}, {})", user.name, user.org, user.role),
+            devices: devices.into_iter().map(|d| device_row(d, now)).collect(),
+            plans,
+        }),
+        Err(page) => page,
     }
 }
 

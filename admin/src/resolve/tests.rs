@@ -149,3 +149,25 @@ fn users_are_found_by_id_or_unique_name() {
     assert!(matches!(pick_user(users(), "Kees"), Err(AdminError::UnknownUser(_))));
     assert!(matches!(pick_user(users(), "9"), Err(AdminError::UnknownUser(_))));
 }
+
+#[test]
+fn an_organisations_administrator_finds_a_name_unique_in_their_own_organisation() {
+    let users = || vec![user(2, "Jan", "A"), user(3, "Jan", "B"), user(5, "Piet", "B")];
+    assert_eq!(pick_user_for(users(), "Jan", Some("A")).unwrap().id, 2);
+    assert_eq!(pick_user_for(users(), "Jan", Some("B")).unwrap().id, 3);
+    assert!(matches!(pick_user_for(users(), "Jan", None), Err(AdminError::AmbiguousUser { .. })));
+    // Someone of another organisation is still found (and the act then refused as out of
+    // scope), so the administrator is told why rather than "unknown".
+    assert_eq!(pick_user_for(users(), "Piet", Some("A")).unwrap().id, 5);
+
+    let mut other = device(3, "Wim's Android", "active");
+    other.org = "Politie".into();
+    let devices = listing(vec![device(2, "Wim's Android", "active"), other]);
+    let mine = pick_device_for(devices.clone(), "wim's android", Some("Wijkteam Noord")).unwrap();
+    assert_eq!(mine.org, "Wijkteam Noord");
+    assert_eq!(pick_device_for(devices.clone(), "Wim's Android", Some("Politie")).unwrap().org, "Politie");
+    assert!(matches!(
+        pick_device_for(devices, "Wim's Android", None),
+        Err(AdminError::AmbiguousDevice { .. })
+    ));
+}
