@@ -403,3 +403,74 @@ fn a_revocation_entry_written_under_another_organisation_revokes_nothing_on_devi
     assert!(notes.contains(&"voor de intrekking".to_string()), "{notes:?}");
     assert!(notes.contains(&"na de intrekking".to_string()), "{notes:?}");
 }
+
+#[test]
+fn a_device_refuses_a_key_epoch_an_organisations_administrator_made() {
+    use eenplan_protocol::DocumentId;
+    use eenplan_protocol::certificate::device_id_of;
+    use eenplan_protocol::epoch::{Commitment, Minter, SignedCommitment};
+
+    let mut net = Network::start(USERS);
+    let politie = HandSigned::new(&net, POLITIE, 0x54);
+    let mut wim = net.device("wim", "Wim");
+    let mut fatima = net.device("fatima", "Fatima");
+    let plan = wim.create_plan("Jansen").unwrap();
+    wim.sync().unwrap();
+    wim.add_participant(&plan, "Fatima", "wijkteam").unwrap();
+    wim.sync().unwrap();
+    fatima.sync().unwrap();
+    // A genuine rotation by the network's administrator: every compartment moves to epoch 2,
+    // sealed to Wim's device.
+    net.admin.run(&["device", "revoke", &fatima.device_id().to_string(), "--reason", "lost"]);
+
+    // The server swaps the basis key for one the police's administrator made: its
+    // certificate chains to the root and every signature is right; only its scope is wrong.
+    // Whoever makes a key reads everything under it.
+    let document = DocumentId::new(*plan.as_bytes(), 0).unwrap();
+    let wim_id = *wim.device_id().as_bytes();
+    let wim_public = wim.identity().agreement_public().to_vec();
+    let police_key = [0x77; 32];
+    let police_sealer = device_id_of(&politie.key.verifying_key().to_bytes());
+    net.tamper_with_server_database(|conn| {
+        let genuine: Vec<u8> = conn
+            .query_row(
+                "SELECT signed FROM commitments WHERE plan_id = ?1 AND compartment = 0 AND epoch = 2",
+                [&plan.as_bytes()[..]],
+                |row| row.get(0),
+            )
+            .unwrap();
+        let genuine = SignedCommitment::from_bytes(&genuine).unwrap().claimed().unwrap();
+        let minter = Minter::Admin { certificate: politie.certificate.clone() };
+        let forged = Commitment::new(document, 2, &police_key, minter, genuine.made_at_ms)
+            .under_policy(genuine.policy_version)
+            .under_revocations(genuine.revocations_version)
+            .at_membership(genuine.membership_seq)
+            .sign(&politie.key);
+        let sealed = eenplan_protocol::envelope::seal(&wim_public, wim_id, document, 2, &police_key).unwrap();
+        let envelope =
+            eenplan_protocol::envelope::sign(sealed, police_sealer, &politie.key, document, 2, wim_id);
+        let plan_id = &plan.as_bytes()[..];
+        let swapped = conn
+            .execute(
+                "UPDATE commitments SET signed = ?1 WHERE plan_id = ?2 AND compartment = 0 AND epoch = 2",
+                rusqlite::params![forged.to_bytes(), plan_id],
+            )
+            .unwrap();
+        assert_eq!(swapped, 1);
+        let swapped = conn
+            .execute(
+                "UPDATE envelopes SET bytes = ?1, sealer = ?2 \
+                 WHERE recipient = ?3 AND plan_id = ?4 AND compartment = 0 AND epoch = 2",
+                rusqlite::params![envelope, &police_sealer[..], &wim_id[..], plan_id],
+            )
+            .unwrap();
+        assert_eq!(swapped, 1);
+    });
+
+    let report = wim.sync().unwrap();
+    assert!(
+        report.refused.iter().any(|r| r.starts_with("key for basis") && r.contains("makes no key epochs")),
+        "{:?}",
+        report.refused
+    );
+}
