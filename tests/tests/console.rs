@@ -163,6 +163,9 @@ fn an_administrator_enrols_approves_and_revokes_a_phone_in_the_browser_and_the_s
     // The audit log of the plan (a read of the log, itself logged).
     browser.goto(&format!("{}/audit?vraag=zoeken&plan={plan}", console.base()));
     assert_eq!(browser.count("#gebeurtenissen"), 1);
+    // A person by name, as the CLI takes them.
+    browser.goto(&format!("{}/audit?vraag=zoeken&user=wim", console.base()));
+    assert_eq!(browser.count("#gebeurtenissen"), 1, "{}", browser.source());
     browser.screenshot(&shots.join("console-audit.png"));
     browser.goto(&format!("{}/audit?vraag=controleren", console.base()));
     assert!(browser.text("#audit-result").contains("gebeurtenissen gecontroleerd"));

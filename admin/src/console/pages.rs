@@ -548,11 +548,16 @@ fn audit_answer(session: &mut Session, form: &AuditForm) -> Result<AuditAnswer, 
             let query = if !form.plan.trim().is_empty() {
                 AuditQuery::Plan(audit::id16(&form.plan, "het plan-id")?)
             } else if !form.user.trim().is_empty() {
-                AuditQuery::User(
-                    form.user.trim().parse().map_err(|_| AdminError::usage("een gebruiker is een nummer"))?,
-                )
+                // A name or a number, as the CLI takes it.
+                AuditQuery::User(session.user(&form.user)?.id)
             } else if !form.device.trim().is_empty() {
-                AuditQuery::Device(audit::id16(&form.device, "het apparaat-id")?)
+                // A whole id is taken as it is (the server may list the device no more);
+                // anything else is a prefix or a name.
+                let id = match audit::id16(&form.device, "het apparaat-id") {
+                    Ok(id) => id,
+                    Err(_) => audit::id16(&session.device(&form.device)?.device_id, "het apparaat-id")?,
+                };
+                AuditQuery::Device(id)
             } else {
                 return Err(AdminError::usage("vul een plan, een gebruiker of een apparaat in"));
             };
