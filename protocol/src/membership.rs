@@ -96,6 +96,10 @@ pub enum MembershipError {
     Backdated,
     #[error("an administrator of {0} may act only on participants of its own organisation")]
     OutOfScope(String),
+    #[error(
+        "a device certified for {organisation} speaks as user {user}, who takes part for another organisation"
+    )]
+    ForeignCertificate { user: i64, organisation: String },
 }
 
 /// The legal ground for sharing at an escalation (*grondslag*).

@@ -268,7 +268,7 @@ impl Device {
             .into());
         }
         // The plan's signed membership, not the server, says who takes part.
-        if !self.chain_allows_reader(&plan, body.user_id, &body.role, document.compartment, policy)? {
+        if !self.chain_allows_reader(&plan, &body, document.compartment, policy)? {
             return Err(SyncError::UntrustedCertificate(format!(
                 "the server asked for the {compartment} key on behalf of {} ({}), whom the plan's signed \
                  membership does not list as a reader",
@@ -336,7 +336,7 @@ impl Device {
         // Only a plan with a chain has device-made later epochs (and a chain to read by).
         if epoch < 2
             || self.roster(&plan)?.is_none()
-            || !self.chain_allows_reader(&plan, own.user_id, &own.role, document.compartment, policy)?
+            || !self.chain_allows_reader(&plan, own, document.compartment, policy)?
         {
             return Ok(None);
         }
@@ -372,7 +372,7 @@ impl Device {
             return Err("the key names membership this device has not received".into());
         }
         let then = roster.state_at(claimed.membership_seq.max(1));
-        let reads = then.participant(maker.user_id).is_some()
+        let reads = then.participant_certified(maker).is_some()
             && super::membership::reads(policy, &maker.role, document.compartment, &then.level);
         if reads {
             Ok(())

@@ -315,15 +315,16 @@ impl Device {
     pub(super) fn chain_allows_reader(
         &self,
         plan: &PlanId,
-        user: i64,
-        role: &str,
+        device: &DeviceBody,
         index: u8,
         policy: &Policy,
     ) -> Result<bool, CoreError> {
         Ok(match self.roster(plan)? {
             Some(roster) => {
                 let now = roster.state();
-                now.participant(user).is_some() && reads(policy, role, index, &now.level)
+                // The participant under the organisation it takes part for: a certificate
+                // another organisation's administrator signed with this user id is not them.
+                now.participant_certified(device).is_some() && reads(policy, &device.role, index, &now.level)
             }
             None => true,
         })

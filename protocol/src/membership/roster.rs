@@ -53,6 +53,15 @@ impl RosterState {
         self.participants.get(&user)
     }
 
+    /// The participant a device certificate speaks for: its user, and only if the
+    /// certificate names the organisation that user takes part for. User ids are the
+    /// network's, but an organisation's administrator certifies devices of its own
+    /// organisation only: a certificate it signed with another organisation's user id must
+    /// not count as that user.
+    pub fn participant_certified(&self, device: &DeviceBody) -> Option<&Participant> {
+        self.participant(device.user_id).filter(|p| p.organisation == device.organisation)
+    }
+
     /// The users whose role reads at this state's level, by `reads(role, level)`.
     pub fn readers(&self, reads: &dyn Fn(&str, &str) -> bool) -> BTreeSet<i64> {
         self.participants.values().filter(|p| reads(&p.role, &self.level)).map(|p| p.user_id).collect()
@@ -152,7 +161,18 @@ impl Roster {
         if claimed.seq > MAX_ENTRIES {
             return Err(MembershipError::TooMany);
         }
-        let (entry, by, _) = verify_signer(signed, root, revoked_before)?;
+        let (entry, by, body) = verify_signer(signed, root, revoked_before)?;
+        // A device acts as a participant only under the organisation that participant takes
+        // part for (see [`RosterState::participant_certified`]).
+        if let Some(body) = &body
+            && self.state.participant(body.user_id).is_some()
+            && self.state.participant_certified(body).is_none()
+        {
+            return Err(MembershipError::ForeignCertificate {
+                user: body.user_id,
+                organisation: body.organisation.clone(),
+            });
+        }
         let change = self.judge(&entry.act, &by, entry.seq, entry.at_ms, root)?;
         let mut state = self.state.clone();
         fold(&mut state, &change);

@@ -411,3 +411,58 @@ fn an_organisations_administrator_acts_only_on_its_own_organisations_participant
         matches!(roster.steps().last().map(|s| &s.by), Some(SignedBy::Admin { organisation: Some(o), .. }) if o == "Zaanstad")
     );
 }
+
+/// A device of `organisation` for user `user`, certified by `admin` (`admin_certificate`).
+fn person_of(
+    (admin, admin_certificate): (&SigningKey, &[u8]),
+    seed: u8,
+    user: i64,
+    organisation: &str,
+) -> Person {
+    let key = SigningKey::from_bytes(&[seed; 32]);
+    let body = DeviceBody {
+        device_id: device_id_of(key.verifying_key().as_bytes()),
+        user_id: user,
+        user_name: "Wim".into(),
+        organisation: organisation.into(),
+        role: "wijkteam".into(),
+        signing_public: key.verifying_key().to_bytes(),
+        agreement_public: vec![9; 32],
+        valid_from_ms: 0,
+        valid_until_ms: 1_000_000,
+        issuer: admin.verifying_key().to_bytes(),
+    };
+    let chain = CertificateChain {
+        certificate: Certificate::sign_device(&body, admin).to_bytes(),
+        admin_certificate: admin_certificate.to_vec(),
+    };
+    Person { key, chain }
+}
+
+#[test]
+fn a_device_another_organisations_administrator_certified_under_a_participants_user_id_is_not_that_participant()
+ {
+    let network = Network::new();
+    // Wim of Zaanstad (user 1) holds regie.
+    let wim = network.person(3, 1, "Wim", "wijkteam");
+    let mut roster = started(&network, &wim);
+    // The police's administrator certifies a police device that claims user id 1, and signs
+    // with it as if it were the regisseur: adding a police officer of its own.
+    let (politie, politie_certificate) = scoped_admin(&network, 8, "Politie Zaanstreek");
+    let impostor = person_of((&politie, &politie_certificate), 10, 1, "Politie Zaanstreek");
+    let officer = person_of((&politie, &politie_certificate), 11, 5, "Politie Zaanstreek");
+    for act in [Act::Add(officer.chain.clone()), Act::Close] {
+        assert_eq!(
+            roster.apply(&entry(&roster, &impostor, act), &network.root(), &never_revoked),
+            Err(MembershipError::ForeignCertificate { user: 1, organisation: "Politie Zaanstreek".into() })
+        );
+    }
+    assert!(
+        roster.state().participant_certified(&impostor.chain.verify(&network.root(), 5).unwrap()).is_none()
+    );
+    // Wim's own device still acts as Wim.
+    roster
+        .apply(&entry(&roster, &wim, Act::Add(officer.chain.clone())), &network.root(), &never_revoked)
+        .unwrap();
+    assert!(roster.state().participant(5).is_some());
+}
