@@ -171,7 +171,7 @@ impl Session {
     /// [`Session::devices`] from the listing at `path` (e.g. only the pending ones).
     pub(crate) fn devices_at(&self, path: &str) -> Result<Vec<DeviceInfo>, AdminError> {
         let devices: Vec<DeviceInfo> = self.client().get(path)?;
-        let (devices, cleared) = resolve::verified_listing(devices, &self.keyring.root_public(), now_ms()?);
+        let (devices, cleared) = resolve::verified_listing(devices, &self.keyring.root_public(), now_ms()?)?;
         if cleared > 0 {
             eprintln!(
                 "waarschuwing: {cleared} apparaatna(a)m(en) van de server zijn niet door het apparaat zelf \

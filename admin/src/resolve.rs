@@ -135,8 +135,23 @@ pub fn state_label(state: &str) -> &str {
 }
 
 /// The server's device listing with every name that does not verify cleared (see the module
-/// docs); how many were cleared.
-pub fn verified_listing(devices: Vec<DeviceInfo>, root: &[u8; 32], now: i64) -> (Vec<DeviceInfo>, usize) {
+/// docs); how many were cleared. A listing with a device id that is not 32 hexadecimal
+/// characters is refused whole: ids go into the console's links and form actions, and an id
+/// such as `x/../../users/7/offboard?` would turn an "approve" click into another act.
+pub fn verified_listing(
+    devices: Vec<DeviceInfo>,
+    root: &[u8; 32],
+    now: i64,
+) -> Result<(Vec<DeviceInfo>, usize), AdminError> {
+    if let Some(bad) = devices
+        .iter()
+        .find(|d| d.device_id.len() != 32 || !d.device_id.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(AdminError::BadResponse(format!(
+            "the server lists a device whose id {:?} is not 32 hexadecimal characters",
+            bad.device_id
+        )));
+    }
     let mut cleared = 0;
     let devices = devices
         .into_iter()
@@ -149,7 +164,7 @@ pub fn verified_listing(devices: Vec<DeviceInfo>, root: &[u8; 32], now: i64) -> 
             device
         })
         .collect();
-    (devices, cleared)
+    Ok((devices, cleared))
 }
 
 /// Whether the device signed its listed name and platform with its own key.

@@ -65,7 +65,7 @@ fn device(seed: u8, label: &str, state: &str) -> DeviceInfo {
 }
 
 fn listing(devices: Vec<DeviceInfo>) -> Vec<DeviceInfo> {
-    let (devices, cleared) = verified_listing(devices, &root_public(), 500);
+    let (devices, cleared) = verified_listing(devices, &root_public(), 500).unwrap();
     assert_eq!(cleared, 0);
     devices
 }
@@ -115,12 +115,12 @@ fn a_name_the_device_did_not_sign_is_not_shown_nor_found() {
     let moved = DeviceInfo { label: a.label.clone(), ..b.clone() };
     // Or hands b a's whole signed name: signed for another id.
     let copied = DeviceInfo { label_signature: a.label_signature.clone(), ..moved.clone() };
-    let (devices, cleared) = verified_listing(vec![moved, copied], &root_public(), 500);
+    let (devices, cleared) = verified_listing(vec![moved, copied], &root_public(), 500).unwrap();
     assert_eq!(cleared, 2);
     assert!(devices.iter().all(|d| d.label.is_empty()));
     assert!(matches!(pick_device(devices, "Wim's Android"), Err(AdminError::UnknownDevice(_))));
     // A certificate from another root does not vouch for a key either.
-    let (_, cleared) = verified_listing(vec![a], &[9; 32], 500);
+    let (_, cleared) = verified_listing(vec![a], &[9; 32], 500).unwrap();
     assert_eq!(cleared, 1);
 }
 
@@ -170,4 +170,19 @@ fn an_organisations_administrator_finds_a_name_unique_in_their_own_organisation(
         pick_device_for(devices, "Wim's Android", None),
         Err(AdminError::AmbiguousDevice { .. })
     ));
+}
+
+#[test]
+fn a_listing_with_a_device_id_that_is_not_hexadecimal_is_refused_so_it_never_reaches_a_link() {
+    // Put into the console's approve form, this id would post to /users/7/offboard.
+    let forged =
+        DeviceInfo { device_id: "x/../../users/7/offboard?".into(), ..device(3, "Wim's Android", "pending") };
+    let honest = device(4, "Laptop Wim", "active");
+    assert!(matches!(
+        verified_listing(vec![honest.clone(), forged], &root_public(), 500),
+        Err(AdminError::BadResponse(_))
+    ));
+    let short = DeviceInfo { device_id: honest.device_id[..31].to_owned(), ..honest.clone() };
+    assert!(verified_listing(vec![short], &root_public(), 500).is_err());
+    assert!(verified_listing(vec![honest], &root_public(), 500).is_ok());
 }
