@@ -205,6 +205,13 @@ impl Trust {
         self.revoked.iter().find(|r| &r.entry.device.0 == device)
     }
 
+    /// The record of `entry`'s device under `entry`'s organisation.
+    fn record_of(&self, entry: &RevokedDevice) -> Option<&RevokedRecord> {
+        self.revoked
+            .iter()
+            .find(|r| r.entry.device == entry.device && r.entry.organisation == entry.organisation)
+    }
+
     /// The oldest policy version this keyring accepts from the server.
     pub fn policy_floor(&self) -> u32 {
         self.policy_signed.max(self.policy_seen)
@@ -213,7 +220,7 @@ impl Trust {
     /// Records a revocation this keyring makes, before anyone else hears of it; a device
     /// revoked before keeps its first record.
     pub fn record(&mut self, entry: RevokedDevice) {
-        if self.revoked(&entry.device.0).is_none() {
+        if self.record_of(&entry).is_none() {
             self.revoked.push(RevokedRecord { entry, listed_in: 0 });
         }
     }
@@ -230,7 +237,7 @@ impl Trust {
             });
         }
         for record in self.revoked.iter().filter(|r| r.listed_in > 0) {
-            if server.is_revoked(&record.entry.device.0) != Some(&record.entry) {
+            if server.entry_of(&record.entry.device.0, &record.entry.organisation) != Some(&record.entry) {
                 return Err(RevocationError::NotAppendOnly {
                     held: record.listed_in,
                     given: server.version,
@@ -245,9 +252,16 @@ impl Trust {
     /// Takes every entry of a verified `list` (one the server holds) as confirmed.
     pub fn learn(&mut self, list: &RevocationList) {
         for entry in &list.entries {
-            match self.revoked.iter_mut().find(|r| r.entry.device == entry.device) {
-                // Another administrator's earlier revocation of the same device wins: it is
-                // what every device reads.
+            // Per device and organisation: an entry another organisation's administrator
+            // wrote for the device revokes nothing on devices, so it never stands in for
+            // this keyring's own.
+            match self
+                .revoked
+                .iter_mut()
+                .find(|r| r.entry.device == entry.device && r.entry.organisation == entry.organisation)
+            {
+                // Another administrator's earlier revocation of the same device under the
+                // same organisation wins: it is what every device reads.
                 Some(record) if record.listed_in == 0 => {
                     *record = RevokedRecord { entry: entry.clone(), listed_in: list.version }
                 }

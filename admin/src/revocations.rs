@@ -191,6 +191,24 @@ mod tests {
         assert!(synchronise(&server, &mut mine, 12).is_err());
     }
 
+    #[test]
+    fn an_entry_under_another_organisation_does_not_stand_in_for_this_keyrings_own() {
+        let server = Memory::default();
+        let mut other = keyring();
+        // The server already lists device 7 under another organisation (revoking nothing on
+        // devices of Wijkteam Noord) when this keyring revokes it under its own.
+        let elsewhere =
+            RevokedDevice::sign([7; 16], 4, RevocationReason::Lost, "Politie Zaanstreek", &other.admin);
+        other.trust.record(elsewhere);
+        synchronise(&server, &mut other, 10).unwrap();
+        let mut mine = Keyring { trust: Default::default(), ..keyring_of_same_network(&other) };
+        let own = RevokedDevice::sign([7; 16], 5, RevocationReason::Stolen, "Wijkteam Noord", &mine.admin);
+        mine.trust.record(own.clone());
+        let list = synchronise(&server, &mut mine, 11).unwrap();
+        assert_eq!(list.version, 2, "this keyring's own entry was published");
+        assert_eq!(list.entry_of(&[7; 16], "Wijkteam Noord"), Some(&own));
+    }
+
     /// A second administrator's keyring of `keyring`'s network (same root, another admin key
     /// certified by it).
     fn keyring_of_same_network(keyring: &Keyring) -> Keyring {

@@ -151,7 +151,10 @@ impl RevokedDevice {
     }
 }
 
-/// One version of the list. Entries are sorted by device id, each device once.
+/// One version of the list. Entries are sorted by device id and then organisation, each pair
+/// once: an entry counts only under the organisation it names, so one written under the wrong
+/// organisation (which revokes nothing) must not keep the device's own organisation's
+/// administrator from adding the entry that does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevocationList {
     #[serde(rename = "v")]
@@ -190,7 +193,8 @@ impl RevocationList {
     }
 
     /// The next version: every entry of this one, unchanged, and `added` (a device already
-    /// listed keeps its first entry), signed later by the administrator of `admin_certificate`.
+    /// listed under the same organisation keeps its first entry), signed later by the
+    /// administrator of `admin_certificate`.
     pub fn next(
         &self,
         added: &[RevokedDevice],
@@ -200,7 +204,7 @@ impl RevocationList {
         let version = self.version.checked_add(1).ok_or(RevocationError::Malformed("version exhausted"))?;
         let mut entries = self.entries.clone();
         for entry in added {
-            if let Err(at) = entries.binary_search_by(|e| e.device.0.cmp(&entry.device.0)) {
+            if let Err(at) = entries.binary_search_by(|e| key(e).cmp(&key(entry))) {
                 entries.insert(at, entry.clone());
             }
         }
@@ -219,18 +223,26 @@ impl RevocationList {
         self.version
     }
 
-    /// The entry of `device`, if the list names it, whatever organisation the entry names:
-    /// for bookkeeping (the administrator's trust record). Judging a device goes through
-    /// [`RevocationList::revokes`].
+    /// The first entry naming `device`, whatever organisation it names: for bookkeeping.
+    /// Judging a device goes through [`RevocationList::revokes`].
     pub fn is_revoked(&self, device: &[u8; 16]) -> Option<&RevokedDevice> {
-        self.entries.binary_search_by(|e| e.device.0.cmp(device)).ok().and_then(|i| self.entries.get(i))
+        let at = self.entries.partition_point(|e| &e.device.0 < device);
+        self.entries.get(at).filter(|e| &e.device.0 == device)
+    }
+
+    /// The entry naming `device` under `organisation`, if there is one.
+    pub fn entry_of(&self, device: &[u8; 16], organisation: &str) -> Option<&RevokedDevice> {
+        self.entries
+            .binary_search_by(|e| key(e).cmp(&(device, organisation)))
+            .ok()
+            .and_then(|i| self.entries.get(i))
     }
 
     /// The entry that revokes `device` (a body from its root-verified certificate): one that
     /// names the device under the organisation its certificate names. An entry written under
     /// another organisation, by an administrator of that one, revokes nothing.
     pub fn revokes(&self, device: &DeviceBody) -> Option<&RevokedDevice> {
-        self.is_revoked(&device.device_id).filter(|e| e.organisation == device.organisation)
+        self.entry_of(&device.device_id, &device.organisation)
     }
 
     pub fn sign(&self, admin: &SigningKey) -> SignedRevocationList {
@@ -296,8 +308,10 @@ impl RevocationList {
         if self.entries.len() > MAX_REVOKED_DEVICES {
             return Err(RevocationError::Full);
         }
-        if !self.entries.windows(2).all(|pair| pair[0].device.0 < pair[1].device.0) {
-            return Err(RevocationError::Malformed("the entries are not sorted by device, each device once"));
+        if !self.entries.windows(2).all(|pair| key(&pair[0]) < key(&pair[1])) {
+            return Err(RevocationError::Malformed(
+                "the entries are not sorted by device and organisation, each pair once",
+            ));
         }
         Ok(())
     }
@@ -312,7 +326,7 @@ impl RevocationList {
             return Err(RevocationError::Forked(self.version));
         }
         for entry in &held.entries {
-            if self.is_revoked(&entry.device.0) != Some(entry) {
+            if self.entry_of(&entry.device.0, &entry.organisation) != Some(entry) {
                 return Err(RevocationError::NotAppendOnly {
                     held: held.version,
                     given: self.version,
@@ -322,6 +336,11 @@ impl RevocationList {
         }
         Ok(())
     }
+}
+
+/// What entries are sorted and found by: the device, then the organisation named.
+fn key(entry: &RevokedDevice) -> (&[u8; 16], &str) {
+    (&entry.device.0, entry.organisation.as_str())
 }
 
 impl SignedRevocationList {
@@ -390,6 +409,31 @@ mod tests {
             valid_until_ms: 1,
             issuer: [0; 32],
         }
+    }
+
+    #[test]
+    fn an_entry_under_another_organisation_does_not_keep_the_devices_own_administrator_out() {
+        let (root, public) = root();
+        let (politie, politie_certificate) = scoped_admin(6, &root, "Politie Zaanstreek");
+        let (gemeente, gemeente_certificate) = scoped_admin(7, &root, "Gemeente Zaanstad");
+        // First the police administrator lists the municipality's phone under its own name
+        // (which revokes nothing), then the municipality's administrator revokes it for real.
+        let wrong = RevokedDevice::sign([3; 16], 1, RevocationReason::Lost, "Politie Zaanstreek", &politie);
+        let first = RevocationList::none().next(&[wrong], politie_certificate, 2).unwrap();
+        let first = RevocationList::verify(&first.sign(&politie).to_bytes(), &public).unwrap();
+        let right = RevokedDevice::sign([3; 16], 3, RevocationReason::Stolen, "Gemeente Zaanstad", &gemeente);
+        let second = first.next(std::slice::from_ref(&right), gemeente_certificate, 4).unwrap();
+        let second = RevocationList::verify(&second.sign(&gemeente).to_bytes(), &public).unwrap();
+        second.check_extends(&first).unwrap();
+        assert_eq!(second.revokes(&device(3, "Gemeente Zaanstad")), Some(&right));
+        assert_eq!(second.entries.len(), 2);
+        // The same pair twice is still refused.
+        let mut twice = second.clone();
+        twice.entries.push(right);
+        assert!(matches!(
+            RevocationList::verify(&twice.sign(&gemeente).to_bytes(), &public),
+            Err(RevocationError::Malformed(_))
+        ));
     }
 
     #[test]

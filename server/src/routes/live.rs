@@ -71,6 +71,9 @@ pub struct LiveSockets {
     next: AtomicU64,
 }
 
+/// A socket's slot and the receiver that fires when it is closed in turn.
+type Place = (LiveSlot, oneshot::Receiver<()>);
+
 /// One socket's place in [`LiveSockets`]; leaving it (dropping this) frees the place.
 #[derive(Debug)]
 struct LiveSlot {
@@ -82,7 +85,7 @@ struct LiveSlot {
 impl LiveSockets {
     /// Takes a place for a new socket of `device`, closing the device's oldest sockets beyond
     /// the limit. The receiver fires when this socket is closed in turn.
-    fn open(state: &Arc<AppState>, device: DeviceId) -> (LiveSlot, oneshot::Receiver<()>) {
+    fn open(state: &Arc<AppState>, device: DeviceId) -> Place {
         let sockets = &state.live_sockets;
         let id = sockets.next.fetch_add(1, Ordering::Relaxed);
         let (close, closed) = oneshot::channel();
@@ -136,8 +139,12 @@ pub async fn live(
     // Counted from before the 101, so the gauge is right as soon as the client sees the socket;
     // dropped with the closure if the upgrade never completes.
     let gauge = LiveGuard::new(state.metrics.clone());
+    // The place is taken before the 101 too, so sockets count as opened in the order their
+    // clients saw them open (taken after, a slow upgrade task could make the newest socket
+    // look oldest and close it instead); a failed upgrade frees it with the closure.
+    let place = LiveSockets::open(&state, session.device.device_id);
     let channels = Channels { hints, revocations };
-    Ok(upgrade.on_upgrade(move |socket| run(state, session, channels, readable, socket, gauge)))
+    Ok(upgrade.on_upgrade(move |socket| run(state, session, channels, readable, socket, (gauge, place))))
 }
 
 fn readable(state: &AppState, user: UserId) -> Result<HashSet<DocumentId>, ApiError> {
@@ -163,11 +170,11 @@ async fn run(
     channels: Channels,
     mut readable: HashSet<DocumentId>,
     mut socket: WebSocket,
-    _gauge: LiveGuard,
+    (_gauge, place): (LiveGuard, Place),
 ) {
     let Channels { mut hints, mut revocations } = channels;
     let me = session.device.device_id;
-    let (_slot, mut evicted) = LiveSockets::open(&state, me);
+    let (_slot, mut evicted) = place;
     let mut shutdown = state.shutting_down();
     let stopping = async move {
         let _ = shutdown.wait_for(|stopping| *stopping).await;

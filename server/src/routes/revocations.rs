@@ -98,7 +98,7 @@ fn check_new_entries(
     newest: &RevocationList,
 ) -> Result<(), ApiError> {
     let orgs = super::admin::org_names(&state.storage.orgs()?);
-    for entry in list.entries.iter().filter(|e| newest.is_revoked(&e.device.0).is_none()) {
+    for entry in list.entries.iter().filter(|e| newest.entry_of(&e.device.0, &e.organisation).is_none()) {
         let device = eenplan_protocol::api::hex(&entry.device.0);
         if entry.admin.0 != admin.admin_public {
             return Err(ApiError::bad_request(
