@@ -171,14 +171,22 @@ impl Session {
     /// [`Session::devices`] from the listing at `path` (e.g. only the pending ones).
     pub(crate) fn devices_at(&self, path: &str) -> Result<Vec<DeviceInfo>, AdminError> {
         let devices: Vec<DeviceInfo> = self.client().get(path)?;
-        let (devices, cleared) = resolve::verified_listing(devices, &self.keyring.root_public(), now_ms()?)?;
-        if cleared > 0 {
+        let listing = resolve::verified_listing(devices, &self.keyring.root_public(), now_ms()?)?;
+        if listing.names_cleared > 0 {
             eprintln!(
-                "waarschuwing: {cleared} apparaatna(a)m(en) van de server zijn niet door het apparaat zelf \
-                 ondertekend en worden niet getoond"
+                "waarschuwing: {} apparaatna(a)m(en) van de server zijn niet door het apparaat zelf \
+                 ondertekend en worden niet getoond",
+                listing.names_cleared
             );
         }
-        Ok(devices)
+        if listing.dropped > 0 {
+            eprintln!(
+                "waarschuwing: de server toont {} goedgekeurd(e) apparaat/apparaten met een certificaat dat \
+                 niet klopt bij dit netwerk of bij de genoemde persoon; die worden niet getoond",
+                listing.dropped
+            );
+        }
+        Ok(listing.devices)
     }
 
     /// The device `text` names: its id, a unique id prefix or its unique (verified) name.

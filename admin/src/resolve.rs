@@ -134,15 +134,27 @@ pub fn state_label(state: &str) -> &str {
     }
 }
 
-/// The server's device listing with every name that does not verify cleared (see the module
-/// docs); how many were cleared. A listing with a device id that is not 32 hexadecimal
-/// characters is refused whole: ids go into the console's links and form actions, and an id
-/// such as `x/../../users/7/offboard?` would turn an "approve" click into another act.
-pub fn verified_listing(
-    devices: Vec<DeviceInfo>,
-    root: &[u8; 32],
-    now: i64,
-) -> Result<(Vec<DeviceInfo>, usize), AdminError> {
+/// The server's device listing as this keyring can vouch for it: see [`verified_listing`].
+#[derive(Debug)]
+pub struct Listing {
+    pub devices: Vec<DeviceInfo>,
+    /// Names cleared because the device's own signature over them does not verify.
+    pub names_cleared: usize,
+    /// Approved devices left out because their certificate does not verify against the
+    /// root, or names another device or user than the server lists it for.
+    pub dropped: usize,
+}
+
+/// The server's device listing checked against the root (see the module docs):
+/// - an approved device (any but a pending one) is listed only if its certificate verifies
+///   and names the device and user the server lists it for, and under the person,
+///   organisation and role the certificate names: a server cannot move a phone into
+///   another person's row for an administrator to revoke or offboard it;
+/// - a name that does not verify is cleared;
+/// - a listing with a device id that is not 32 hexadecimal characters is refused whole: ids go
+///   into the console's links and form actions, and an id such as
+///   `x/../../users/7/offboard?` would turn an "approve" click into another act.
+pub fn verified_listing(devices: Vec<DeviceInfo>, root: &[u8; 32], now: i64) -> Result<Listing, AdminError> {
     if let Some(bad) = devices
         .iter()
         .find(|d| d.device_id.len() != 32 || !d.device_id.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -152,19 +164,29 @@ pub fn verified_listing(
             bad.device_id
         )));
     }
-    let mut cleared = 0;
-    let devices = devices
-        .into_iter()
-        .map(|mut device| {
-            if !device.label.is_empty() && !label_verifies(&device, root, now) {
-                device.label.clear();
-                device.label_signature.clear();
-                cleared += 1;
+    let mut listing = Listing { devices: Vec::with_capacity(devices.len()), names_cleared: 0, dropped: 0 };
+    for mut device in devices {
+        if device.state != "pending" {
+            match verified_certificate(&device, root, now) {
+                Ok(body) => {
+                    device.user_name = body.user_name;
+                    device.org = body.organisation;
+                    device.role = body.role;
+                }
+                Err(_) => {
+                    listing.dropped += 1;
+                    continue;
+                }
             }
-            device
-        })
-        .collect();
-    Ok((devices, cleared))
+        }
+        if !device.label.is_empty() && !label_verifies(&device, root, now) {
+            device.label.clear();
+            device.label_signature.clear();
+            listing.names_cleared += 1;
+        }
+        listing.devices.push(device);
+    }
+    Ok(listing)
 }
 
 /// Whether the device signed its listed name and platform with its own key.

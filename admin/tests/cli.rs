@@ -731,7 +731,7 @@ struct RealDevice {
     info: Value,
 }
 
-fn approve_real_device(admin: &Admin, server: &Fake, seed: u8) -> RealDevice {
+fn approve_real_device(admin: &Admin, server: &Fake, seed: u8, admin_certificate: &str) -> RealDevice {
     let code = enrol_fatima(admin, server);
     let public = SigningKey::from_bytes(&[seed; 32]).verifying_key().to_bytes();
     let (secret, agreement) = envelope::generate_keypair();
@@ -753,6 +753,10 @@ fn approve_real_device(admin: &Admin, server: &Fake, seed: u8) -> RealDevice {
     let upload: CertificateUpload = server.last().json();
     let mut info = info;
     info["state"] = json!("active");
+    // Listed with its certificates, as the server lists an approved device: the CLI lists
+    // an approved device only under the person its certificate names.
+    info["certificate"] = json!(upload.certificate);
+    info["admin_certificate"] = json!(admin_certificate);
     RealDevice { id: device_id_of(&public), agreement_secret: *secret, certificate: upload.certificate, info }
 }
 
@@ -776,8 +780,8 @@ impl Network {
     /// The network `admin` just set up at `server`, with Fatima's two devices approved.
     fn with(server: Fake, admin: Admin) -> Network {
         let init: InitRequest = server.last().json();
-        let phone = approve_real_device(&admin, &server, 1);
-        let laptop = approve_real_device(&admin, &server, 2);
+        let phone = approve_real_device(&admin, &server, 1, &init.admin_certificate);
+        let laptop = approve_real_device(&admin, &server, 2, &init.admin_certificate);
         Network { server, admin, init, phone, laptop }
     }
 

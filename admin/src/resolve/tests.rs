@@ -14,6 +14,11 @@ fn root_public() -> [u8; 32] {
 /// An active device of user 7 whose key is `seed`, certified through the root, that signed
 /// `label` itself.
 fn device(seed: u8, label: &str, state: &str) -> DeviceInfo {
+    device_in(seed, label, state, "Wijkteam Noord")
+}
+
+/// [`device`], certified for `organisation`.
+fn device_in(seed: u8, label: &str, state: &str, organisation: &str) -> DeviceInfo {
     let (root, admin, key) =
         (SigningKey::from_bytes(&ROOT), SigningKey::from_bytes(&ADMIN), SigningKey::from_bytes(&[seed; 32]));
     let admin_certificate = Certificate::sign_admin(
@@ -30,7 +35,7 @@ fn device(seed: u8, label: &str, state: &str) -> DeviceInfo {
         device_id: id,
         user_id: 7,
         user_name: "Wim".into(),
-        organisation: "Wijkteam Noord".into(),
+        organisation: organisation.into(),
         role: "wijkteam".into(),
         signing_public: key.verifying_key().to_bytes(),
         agreement_public: vec![9; 32],
@@ -45,7 +50,7 @@ fn device(seed: u8, label: &str, state: &str) -> DeviceInfo {
         device_id: api::hex(&id),
         user_id: 7,
         user_name: "Wim".into(),
-        org: "Wijkteam Noord".into(),
+        org: organisation.into(),
         role: "wijkteam".into(),
         state: state.into(),
         signing_public: api::hex(key.verifying_key().as_bytes()),
@@ -65,9 +70,9 @@ fn device(seed: u8, label: &str, state: &str) -> DeviceInfo {
 }
 
 fn listing(devices: Vec<DeviceInfo>) -> Vec<DeviceInfo> {
-    let (devices, cleared) = verified_listing(devices, &root_public(), 500).unwrap();
-    assert_eq!(cleared, 0);
-    devices
+    let listing = verified_listing(devices, &root_public(), 500).unwrap();
+    assert_eq!((listing.names_cleared, listing.dropped), (0, 0));
+    listing.devices
 }
 
 #[test]
@@ -115,13 +120,13 @@ fn a_name_the_device_did_not_sign_is_not_shown_nor_found() {
     let moved = DeviceInfo { label: a.label.clone(), ..b.clone() };
     // Or hands b a's whole signed name: signed for another id.
     let copied = DeviceInfo { label_signature: a.label_signature.clone(), ..moved.clone() };
-    let (devices, cleared) = verified_listing(vec![moved, copied], &root_public(), 500).unwrap();
-    assert_eq!(cleared, 2);
-    assert!(devices.iter().all(|d| d.label.is_empty()));
-    assert!(matches!(pick_device(devices, "Wim's Android"), Err(AdminError::UnknownDevice(_))));
-    // A certificate from another root does not vouch for a key either.
-    let (_, cleared) = verified_listing(vec![a], &[9; 32], 500).unwrap();
-    assert_eq!(cleared, 1);
+    let listing = verified_listing(vec![moved, copied], &root_public(), 500).unwrap();
+    assert_eq!(listing.names_cleared, 2);
+    assert!(listing.devices.iter().all(|d| d.label.is_empty()));
+    assert!(matches!(pick_device(listing.devices, "Wim's Android"), Err(AdminError::UnknownDevice(_))));
+    // A certificate from another root does not vouch for a key, nor for the device at all.
+    let listing = verified_listing(vec![a], &[9; 32], 500).unwrap();
+    assert_eq!((listing.devices.len(), listing.dropped), (0, 1));
 }
 
 fn user(id: i64, name: &str, org: &str) -> UserInfo {
@@ -160,8 +165,7 @@ fn an_organisations_administrator_finds_a_name_unique_in_their_own_organisation(
     // scope), so the administrator is told why rather than "unknown".
     assert_eq!(pick_user_for(users(), "Piet", Some("A")).unwrap().id, 5);
 
-    let mut other = device(3, "Wim's Android", "active");
-    other.org = "Politie".into();
+    let other = device_in(3, "Wim's Android", "active", "Politie");
     let devices = listing(vec![device(2, "Wim's Android", "active"), other]);
     let mine = pick_device_for(devices.clone(), "wim's android", Some("Wijkteam Noord")).unwrap();
     assert_eq!(mine.org, "Wijkteam Noord");
@@ -185,4 +189,30 @@ fn a_listing_with_a_device_id_that_is_not_hexadecimal_is_refused_so_it_never_rea
     let short = DeviceInfo { device_id: honest.device_id[..31].to_owned(), ..honest.clone() };
     assert!(verified_listing(vec![short], &root_public(), 500).is_err());
     assert!(verified_listing(vec![honest], &root_public(), 500).is_ok());
+}
+
+#[test]
+fn an_approved_device_is_listed_under_the_person_its_certificate_names_or_not_at_all() {
+    // The server lists Wim's phone under Eve's name and organisation: the listing shows the
+    // certificate's person, so no "offboard Eve" or revoke page takes it for hers.
+    let relabelled = DeviceInfo {
+        user_name: "Eve".into(),
+        org: "Politie".into(),
+        role: "politie".into(),
+        ..device(3, "Wim's Android", "active")
+    };
+    let listing = verified_listing(vec![relabelled], &root_public(), 500).unwrap();
+    let shown = &listing.devices[0];
+    assert_eq!(
+        (shown.user_name.as_str(), shown.org.as_str(), shown.role.as_str()),
+        ("Wim", "Wijkteam Noord", "wijkteam")
+    );
+    // Under Eve's user id, or without its certificate, it is not listed at all.
+    let moved = DeviceInfo { user_id: 8, ..device(3, "Wim's Android", "active") };
+    let stripped = DeviceInfo { certificate: String::new(), ..device(4, "Laptop Wim", "active") };
+    let listing = verified_listing(vec![moved, stripped], &root_public(), 500).unwrap();
+    assert_eq!((listing.devices.len(), listing.dropped), (0, 2));
+    // A pending device has no certificate yet and is listed as the server says.
+    let pending = DeviceInfo { certificate: String::new(), ..device(5, "Nieuwe telefoon", "pending") };
+    assert_eq!(verified_listing(vec![pending], &root_public(), 500).unwrap().devices.len(), 1);
 }
