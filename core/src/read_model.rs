@@ -142,6 +142,13 @@ impl Device {
         Ok(self.store_mut().write_light(|w| w.put_read_model(*plan, &model))?)
     }
 
+    /// The stamp of the plan's stored rows now (the benchmark times it): a digest of
+    /// ciphertext and counters, nothing of the plan's content.
+    #[doc(hidden)]
+    pub fn read_model_stamp(&self, plan: &PlanId) -> Result<[u8; 32], CoreError> {
+        Ok(Stamp::of(self.store().documents_stamp(*plan)?).0)
+    }
+
     /// Whether a kept model of `plan` is current (tests and the benchmark's checks).
     #[doc(hidden)]
     pub fn read_model_is_current(&self, plan: &PlanId) -> Result<bool, CoreError> {
