@@ -67,7 +67,10 @@ fn encode(stamp: &Stamp, view: &PlanView) -> Result<Vec<u8>, CoreError> {
     let mut cbor = Vec::new();
     ciborium::into_writer(view, &mut cbor)
         .map_err(|e| CoreError::Store(StoreError::Corrupt(e.to_string())))?;
-    let mut deflater = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+    // Level 3: for the 10,000-edit benchmark plan's view (110 KB of CBOR) 25 KB in 0.9 ms,
+    // against 33 KB in 0.5 ms at level 1 and 24 KB in 1.4 ms at level 6; it is paid on the
+    // first read after each change.
+    let mut deflater = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(3));
     let deflated = deflater.write_all(&cbor).and_then(|()| deflater.finish()).ok();
     let mut model = Vec::with_capacity(STAMP_LEN + 1 + cbor.len());
     model.extend_from_slice(&stamp.0);
