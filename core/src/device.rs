@@ -522,12 +522,17 @@ impl Device {
     }
 
     /// [`Device::read`] without an event of its own: for entry points that record their own.
+    /// A plan not in memory is shown from its kept read model when that is current
+    /// ([`crate::read_model`]); what the documents do not say is added here either way.
     pub(crate) fn view_of(&mut self, id: &PlanId) -> Result<PlanView, CoreError> {
         self.plan_gate()?;
         if let Some(view) = self.views.views.get(id) {
             return Ok(view.clone());
         }
-        let mut view = self.plan(*id)?.view()?;
+        if self.open_plan_ref(id).is_none() && !self.store.has_plan(*id)? {
+            return Err(CoreError::UnknownPlan(*id));
+        }
+        let mut view = self.documents_view(id)?;
         view.people = self.people_in(&view)?;
         view.membership = self.membership(id)?;
         if let Some(membership) = view.membership.as_mut() {

@@ -38,6 +38,7 @@ pub mod keystore;
 pub mod lease;
 pub mod people;
 pub mod plan;
+mod read_model;
 pub mod regie;
 pub mod retention;
 pub mod review;

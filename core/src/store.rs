@@ -34,10 +34,13 @@
 //! membership (plan_key)       sealed verified membership chain of the plan
 //! review_marks (doc_key)      sealed heads (and time) the reader last marked reviewed
 //! audit_events (seq)          sealed signed access-log events, until the server keeps them
+//! read_models (plan_key)      sealed read model of the plan and the stamp of the rows above
+//!                             it was computed from (a cache, `crate::read_model`)
 //! ```
 
 mod audit_records;
 mod migrations;
+mod read_models;
 mod records;
 mod retire;
 mod review_marks;
@@ -306,6 +309,18 @@ impl Store {
         records::load_plan(&self.conn, &self.keys, plan)
     }
 
+    /// The plan's read model as [`crate::read_model`] stored it, opened; `Err(CorruptPlan)`
+    /// when the row fails authentication.
+    pub(crate) fn read_model(&self, plan: PlanId) -> Result<Option<Vec<u8>>, StoreError> {
+        read_models::get(&self.conn, &self.keys, plan)
+    }
+
+    /// A digest of every stored row that loading `plan` reads, as stored (sealed): it changes
+    /// whenever one of them does, by an edit, a sync, a compaction or damage.
+    pub(crate) fn documents_stamp(&self, plan: PlanId) -> Result<[u8; 32], StoreError> {
+        read_models::documents_stamp(&self.conn, &self.keys, plan)
+    }
+
     /// Durably records new changes of `plan` in one transaction. `header` is written when the
     /// plan is new or its header changed. A compartment whose change rows reach
     /// [`COMPACT_AFTER_CHANGES`] is compacted into a snapshot of the plan's current document in
@@ -359,7 +374,9 @@ impl Store {
     /// [`Store::write`] committed with `synchronous=NORMAL`: in WAL mode the commit survives
     /// a killed process (it is in the WAL) but not a power cut until the next `FULL` commit
     /// or checkpoint syncs the WAL. Only for what [`crate::audit`] records outside a write
-    /// (reads, refusals): see its module documentation for why. The connection is back at
+    /// (reads, refusals): see its module documentation for why; and for a plan's read model
+    /// ([`crate::read_model`]), a cache whose loss costs one loading of the documents. The
+    /// connection is back at
     /// `FULL` afterwards, whatever `f` did.
     pub(crate) fn write_light<T>(
         &mut self,
@@ -660,10 +677,16 @@ impl StoreWriter<'_> {
     }
 
     /// Deletes every row of `plan`: documents, changes, outbox, keys and their rules, its
-    /// membership chain, review marks, its header. Returns how many rows went. Follow the
-    /// transaction with [`Store::reclaim_space`] so that no copy stays in the WAL.
+    /// membership chain, review marks, its read model, its header. Returns how many rows
+    /// went. Follow the transaction with [`Store::reclaim_space`] so that no copy stays in
+    /// the WAL.
     pub fn delete_plan(&mut self, plan: PlanId) -> Result<usize, StoreError> {
         retire::delete_plan(self.tx, self.keys, plan)
+    }
+
+    /// Replaces the plan's read model (what [`crate::read_model`] keeps).
+    pub(crate) fn put_read_model(&mut self, plan: PlanId, model: &[u8]) -> Result<(), StoreError> {
+        read_models::put(self.tx, self.keys, plan, model)
     }
 
     /// Replaces the heads of a document marked reviewed.

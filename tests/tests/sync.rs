@@ -411,3 +411,37 @@ fn a_device_joining_a_plan_many_have_written_gets_it_all_in_one_sync() {
     expected.sort();
     assert_eq!(notes, expected);
 }
+
+#[test]
+fn a_plan_a_sync_changed_behind_its_kept_read_model_shows_the_change_after_reopening() {
+    let net = Network::start(USERS);
+    let mut rita = net.device("rita", "Rita");
+    let mut wim = net.device("wim", "Wim");
+    let plan = rita.create_plan("Jansen").unwrap();
+    rita.add_participant(&plan, "Wim", "wijkteam").unwrap();
+    wim.sync().unwrap();
+    let first = wim.read(&plan).unwrap();
+    drop(wim);
+    let mut wim = reopen(&net.path("wim"));
+    assert!(wim.read_model_is_current(&plan).unwrap());
+    assert_eq!(wim.read(&plan).unwrap(), first);
+
+    rita.edit(&plan, |p| p.add_note(Compartment::Basis, NoteKind::Note, "na het bezoek")).unwrap();
+    rita.sync().unwrap();
+    wim.sync().unwrap();
+    // The app is closed before anything reads the plan again.
+    drop(wim);
+    let mut wim = reopen(&net.path("wim"));
+    assert!(!wim.read_model_is_current(&plan).unwrap(), "the sync changed the stored documents");
+    assert!(wim.read(&plan).unwrap().notes.iter().any(|n| n.text == "na het bezoek"));
+    drop(wim);
+
+    // Shown from the kept model now, with its writer named from her certificate as before.
+    let mut wim = reopen(&net.path("wim"));
+    assert!(wim.read_model_is_current(&plan).unwrap());
+    let shown = wim.read(&plan).unwrap();
+    let note = shown.notes.iter().find(|n| n.text == "na het bezoek").unwrap();
+    let writer = shown.people.iter().find(|p| p.device == note.author).unwrap();
+    assert_eq!(writer.name, "Rita");
+    assert_eq!(shown.membership.unwrap().participants.len(), 2);
+}

@@ -96,6 +96,15 @@ const MIGRATIONS: &[&str] = &[
          seq    INTEGER PRIMARY KEY,
          sealed BLOB NOT NULL
      );",
+    // 7: each plan's read model (what `Device::read` shows, before the device adds who
+    //    people are and the chain), sealed with the stamp of the stored rows it was computed
+    //    from (`crate::read_model`), so that a plan not in memory is shown without loading
+    //    its documents. A cache: deleting every row loses nothing. A rowid table, as its
+    //    rows are large (tens of kilobytes) and looked up by one key.
+    "CREATE TABLE read_models (
+         plan_key BLOB NOT NULL UNIQUE,
+         sealed   BLOB NOT NULL
+     );",
 ];
 
 /// The schema version this build writes.

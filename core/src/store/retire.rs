@@ -15,7 +15,7 @@ const BY_DOCUMENT: [&str; 6] =
     ["changes", "pending_bundles", "doc_keys", "epoch_rules", "review_marks", "documents"];
 /// Tables keyed by the plan's lookup key (`plan_key`). `plans` goes last: `documents`
 /// refers to it.
-const BY_PLAN: [&str; 4] = ["documents", "membership", "registered_plans", "plans"];
+const BY_PLAN: [&str; 5] = ["documents", "membership", "registered_plans", "read_models", "plans"];
 
 /// Deletes every row of `plan`. Returns how many rows went.
 pub(super) fn delete_plan(tx: &Transaction<'_>, keys: &StoreKeys, plan: PlanId) -> Result<usize, StoreError> {

@@ -33,6 +33,17 @@ pub(super) fn shred(conn: &mut Connection, record: &[u8]) -> Result<(), StoreErr
     // Sealed under the data key, so already unreadable; deleted too so that not even the
     // ciphertext of the device's private keys outlives the wipe.
     tx.execute("DELETE FROM secrets", [])?;
+    // Every plan's read model: the plans' content in its most compact, readable-at-a-glance
+    // form. Sealed under the destroyed key as well; deleted for the same reason.
+    // A store wiped unopened (`Store::shred_at`) may predate the table's migration.
+    let has_read_models: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'read_models')",
+        [],
+        |row| row.get(0),
+    )?;
+    if has_read_models {
+        tx.execute("DELETE FROM read_models", [])?;
+    }
     records::put_meta(&tx, META_WIPED, record)?;
     tx.commit()?;
     // The commit above is what destroys the key. The checkpoint removes the last on-disk
