@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::args::UserOffboardArgs;
 use crate::client::now_ms;
 use crate::commands::Session;
-use crate::commands::device::{certified_organisation, post_revocation};
+use crate::commands::device::post_revocation;
 use crate::commands::plan::{post_act, verified_chain};
 use crate::error::AdminError;
 use crate::output::Output;
@@ -155,15 +155,14 @@ fn revoke_all(
         let id = device_id(device)?;
         // Recorded before the server hears of it: from now on this keyring seals nothing to
         // the device, whatever the server says. `record` keeps an earlier record as it is.
-        // Under the organisation of the device's root-verified certificate, the one devices
-        // count the entry under; a device never approved has only the server's word.
-        let organisation = certified_organisation(session, device).unwrap_or_else(|| device.org.clone());
-        session.require_org(&organisation)?;
+        // Under the organisation of the device's root-verified certificate (as the verified
+        // listing shows it), the one devices count the entry under.
+        session.require_org(&device.org)?;
         session.keyring.trust.record(RevokedDevice::sign(
             id,
             now,
             RevocationReason::Left,
-            &organisation,
+            &device.org,
             &session.keyring.admin,
         ));
         ids.push(id);

@@ -53,16 +53,15 @@ pub(crate) fn revoke_device(
             reason: "the device id is not 32 hexadecimal characters",
         }
     })?;
-    // The organisation the entry names is the one in the device's root-verified
-    // certificate (devices count the entry only under it); a device never approved has only
-    // the server's word.
-    let organisation = certified_organisation(session, &device).unwrap_or_else(|| device.org.clone());
-    session.require_org(&organisation)?;
+    // The entry names the organisation devices count it under: the one in the device's
+    // root-verified certificate, which the verified listing shows (a device never approved
+    // has only the server's word).
+    session.require_org(&device.org)?;
     let now = now_ms()?;
     // Recorded in the keyring before the server hears of it: from now on this keyring seals
     // nothing to the device, whatever the server says. Then published in the next signed
     // revocation list, which devices check before they seal a key to anyone.
-    session.keyring.trust.record(RevokedDevice::sign(id, now, reason, &organisation, &session.keyring.admin));
+    session.keyring.trust.record(RevokedDevice::sign(id, now, reason, &device.org, &session.keyring.admin));
     session.save()?;
     let list = session.revocations()?;
     let pending = post_revocation(session, &id, reason, now)?;
@@ -90,19 +89,6 @@ fn revoke(session: &mut Session, args: &RevokeArgs, json: bool) -> Result<Output
         "pending": revoked.pending,
     });
     with_rotation(json, text, value, outcome)
-}
-
-/// The organisation `device`'s certificate names, if it verifies against the root.
-pub(crate) fn certified_organisation(session: &Session, device: &DeviceInfo) -> Option<String> {
-    let certificate =
-        eenplan_protocol::certificate::Certificate::from_bytes(&api::unhex(&device.certificate)?).ok()?;
-    let admin =
-        eenplan_protocol::certificate::Certificate::from_bytes(&api::unhex(&device.admin_certificate)?)
-            .ok()?;
-    let body = certificate.claimed_device_body().ok()?;
-    // Judged at its own start: a revoked device's certificate may have run out since.
-    let at = body.valid_from_ms;
-    certificate.verify_device(&admin, &session.keyring.root_public(), at).ok().map(|b| b.organisation)
 }
 
 /// Has the server revoke device `id` (already on the newest revocation list), leaving a

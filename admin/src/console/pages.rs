@@ -9,7 +9,7 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use eenplan_protocol::api::{self, AuditQuery, DeviceInfo, EnrolmentLink, UserInfo};
-use eenplan_protocol::certificate::{AdminScope, Certificate};
+use eenplan_protocol::certificate::AdminScope;
 use eenplan_protocol::wipe::RevocationReason;
 use serde::Deserialize;
 
@@ -439,27 +439,20 @@ pub(crate) struct PlanQuery {
     id: Option<String>,
 }
 
-/// Participants from the plan's chain verified against the root; devices only where their
-/// certificate verifies against the root too (the server's listing just says where to look).
+/// Participants from the plan's chain verified against the root; their devices from the
+/// verified listing (an approved device only under the person its certificate names).
 fn plan_view(session: &mut Session, text: &str) -> Result<PlanView, AdminError> {
     let plan = audit::id16(text, "een plan-id")?;
     let roster = plan::verified_chain(session, &plan)?
         .ok_or_else(|| AdminError::usage("dit plan heeft geen ondertekende deelnemerslijst"))?;
-    let devices: Vec<DeviceInfo> = session.client().get(api::PATH_ADMIN_DEVICES)?;
-    let root = session.keyring.root_public();
-    let now = now_ms()?;
-    let verified: Vec<(i64, String)> = devices
+    let verified: Vec<(i64, String)> = session
+        .devices()?
         .iter()
-        .filter_map(|d| {
-            let certificate = Certificate::from_bytes(&api::unhex(&d.certificate)?).ok()?;
-            let admin = Certificate::from_bytes(&api::unhex(&d.admin_certificate)?).ok()?;
-            let body = certificate.verify_device(&admin, &root, now).ok()?;
-            let line = format!(
-                "{} ({})",
-                api::hex(&body.device_id).chars().take(12).collect::<String>(),
-                state_label(&d.state)
-            );
-            Some((body.user_id, line))
+        .filter(|d| d.state != "pending")
+        .map(|d| {
+            let line =
+                format!("{} ({})", d.device_id.chars().take(12).collect::<String>(), state_label(&d.state));
+            (d.user_id, line)
         })
         .collect();
     let state = roster.state();
