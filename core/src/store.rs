@@ -641,6 +641,31 @@ impl StoreWriter<'_> {
         sync_records::clear_unpushed(self.tx, &self.keys.doc_key(plan, compartment))
     }
 
+    /// Replaces a document by an erasure's base (module `crate::sync::erasure`): the base is
+    /// its new snapshot, every older change row, pending bundle and key of an older epoch
+    /// goes, and `carried` (this device's unacknowledged edits, rebased onto the base) is its
+    /// one change waiting to be pushed. `secure_delete` zeroes what is deleted.
+    pub fn replace_document(
+        &mut self,
+        plan: PlanId,
+        compartment: Compartment,
+        base: &[u8],
+        base_heads: &[u8],
+        carried: Option<&[u8]>,
+        epoch: u32,
+    ) -> Result<(), StoreError> {
+        let doc_key = self.keys.doc_key(plan, compartment);
+        sync_records::drop_pending_of(self.tx, &doc_key)?;
+        sync_records::delete_doc_keys_before(self.tx, &doc_key, epoch)?;
+        records::compact_received(self.tx, self.keys, plan, &doc_key, 1, base)?;
+        sync_records::put_sealed_heads(self.tx, self.keys, &doc_key, base_heads)?;
+        self.tx.execute("DELETE FROM review_marks WHERE doc_key = ?1", [&doc_key[..]])?;
+        if let Some(change) = carried {
+            records::append_doc_changes(self.tx, self.keys, plan, &doc_key, &[change.to_vec()], true)?;
+        }
+        Ok(())
+    }
+
     /// Forgets a document's keys (its compartment is no longer readable for this device).
     pub fn delete_doc_keys(&mut self, plan: PlanId, compartment: Compartment) -> Result<(), StoreError> {
         sync_records::delete_doc_keys(self.tx, &self.keys.doc_key(plan, compartment))

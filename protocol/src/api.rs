@@ -151,6 +151,23 @@ pub fn membership_path(plan: &[u8; 16]) -> String {
     format!("/v1/plans/{}/membership", hex(plan))
 }
 
+/// `POST` (CBOR [`crate::sync::ErasureUpload`], by the regisseur's device): erase one family
+/// member's personal data (AVG) by replacing the plan's `basis` with a history-free base at
+/// a new epoch ([`crate::membership::Erasure`]). Answers [`MemberErased`]; 409
+/// `membership_conflict` when the chain or the document's log moved on (sync, then again),
+/// 409 `stale` when the epoch is not the document's next, 403 `not_regisseur`.
+pub fn erasure_path(plan: &[u8; 16]) -> String {
+    format!("/v1/plans/{}/erasure", hex(plan))
+}
+
+/// What a member's erasure deleted on the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberErased {
+    pub bundles: u64,
+    pub envelopes: u64,
+    pub escrow_envelopes: u64,
+}
+
 /// `GET`: the plan's whole membership chain (CBOR list of signed entries), for an
 /// administrator. `POST` (CBOR `SignedEntry` the administrator signed): a handover or a
 /// removal for a regisseur who is gone ([`RotationsQueued`]).

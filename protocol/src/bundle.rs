@@ -268,6 +268,16 @@ impl Bundle {
         self.bytes
     }
 
+    /// SHA-256 of the whole sealed bundle: how a membership entry names the base of an
+    /// erasure ([`crate::membership::Erasure::base`]), so no one can swap it.
+    pub fn digest(&self) -> [u8; 32] {
+        use sha2::Digest as _;
+        let mut hash = sha2::Sha256::new();
+        hash.update(b"eenplan/bundle-digest/v1\n");
+        hash.update(&self.bytes);
+        hash.finalize().into()
+    }
+
     fn signed_part(&self) -> (&[u8], &[u8]) {
         self.bytes.split_at(self.bytes.len() - SIGNATURE_LEN)
     }

@@ -43,6 +43,9 @@ use crate::sync::Fixed;
 
 pub use roster::{Change, Participant, Roster, RosterState, Step};
 
+/// The compartment an erasure re-seals: family members live in `basis`.
+pub const ERASED_COMPARTMENT: u8 = 0;
+
 const SIGNATURE_LABEL: &[u8] = b"eenplan/membership/v1\n";
 const HASH_LABEL: &[u8] = b"eenplan/membership-hash/v1\n";
 /// Largest signed entry accepted (an escalation adding [`MAX_ADDED`] participants fits).
@@ -92,6 +95,8 @@ pub enum MembershipError {
     NotFirst,
     #[error("the plan is closed (afgesloten): its membership no longer changes")]
     Closed,
+    #[error("an erasure must name a key epoch after the document's last erasure")]
+    StaleErasure,
     #[error("a plan's close cannot be dated before the chain's last entry")]
     Backdated,
     #[error("an administrator of {0} may act only on participants of its own organisation")]
@@ -232,6 +237,27 @@ pub enum Act {
     /// gone) closes; nothing follows it.
     #[serde(rename = "z")]
     Close,
+    /// Erasing one family member's personal data (AVG): the plan's `basis` document is
+    /// replaced by a history-free **base** sealed at a new key epoch, and every bundle and key
+    /// envelope of older epochs is deleted. Only the regisseur's device signs it, open or
+    /// closed (the retention period is when such a request comes).
+    #[serde(rename = "x")]
+    Erase(Erasure),
+}
+
+/// What an erasure commits to: the base every device replaces `basis` by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Erasure {
+    /// The key epoch the base is sealed at; the document's older epochs are gone after it.
+    #[serde(rename = "e")]
+    pub epoch: u32,
+    /// [`crate::Bundle::digest`] of the sealed base bundle: a device takes only that base.
+    #[serde(rename = "h")]
+    pub base: Fixed<32>,
+    /// The server log position the base holds everything up to: the server refuses the
+    /// erasure when a bundle of the document came after it (nothing acknowledged is lost).
+    #[serde(rename = "c")]
+    pub covers: u64,
 }
 
 /// The signed statement.

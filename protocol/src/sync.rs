@@ -111,6 +111,19 @@ pub struct RotationUpload {
     pub envelopes: Vec<EnvelopeUpload>,
 }
 
+/// A member's erasure as the regisseur's device posts it ([`crate::api::erasure_path`]): the
+/// signed `Erase` entry, the sealed base it names, and the new epoch's commitment with the
+/// key sealed to escrow and to the device itself (other readers ask for it as for any key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasureUpload {
+    #[serde(rename = "en")]
+    pub entry: Blob,
+    #[serde(rename = "b")]
+    pub base: Blob,
+    #[serde(rename = "r")]
+    pub rotation: RotationUpload,
+}
+
 /// "Make epoch `epoch` of `document`": a removal or a change of level took a read away and
 /// this device's user still reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

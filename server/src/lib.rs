@@ -14,6 +14,7 @@ pub mod storage;
 
 pub mod audit_log;
 pub mod auth;
+pub mod erasure;
 pub mod error;
 pub mod group_commit;
 pub mod init_secret;

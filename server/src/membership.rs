@@ -9,7 +9,7 @@
 
 use eenplan_protocol::api::code;
 use eenplan_protocol::certificate::AdminBody;
-use eenplan_protocol::membership::{Change, MembershipError, Roster, RosterState, SignedBy, SignedEntry};
+use eenplan_protocol::membership::{Change, MembershipError, Roster, RosterState, SignedBy, SignedEntry, Step};
 use eenplan_protocol::policy::Policy;
 use eenplan_protocol::{DocumentId, sync};
 
@@ -124,6 +124,33 @@ fn append_signed(
     by_device: Option<crate::storage::DeviceId>,
     now: i64,
 ) -> Result<u64, ApiError> {
+    let (update, step) = verified_update(state, plan, signed, signer, by_device, now)?;
+    if matches!(step.change, Change::Erase(_)) {
+        return Err(ApiError::bad_request(
+            "bad_membership",
+            "an erasure is posted with its base (POST /v1/plans/{plan}/erasure)",
+        ));
+    }
+    state.storage.append_membership(&update).map_err(conflict)
+}
+
+fn conflict(e: StorageError) -> ApiError {
+    match e {
+        StorageError::Conflict(message) => ApiError::conflict("membership_conflict", message),
+        e => e.into(),
+    }
+}
+
+/// Verifies `signed` as the next entry of `plan`'s chain by `signer`, and works out what it
+/// changes: the update for the backend, and the verified step.
+pub(crate) fn verified_update(
+    state: &AppState,
+    plan: PlanId,
+    signed: &[u8],
+    signer: &SignedBy,
+    by_device: Option<crate::storage::DeviceId>,
+    now: i64,
+) -> Result<(MembershipUpdate, Step), ApiError> {
     let Some(mut roster) = roster(state, plan)? else {
         return Err(ApiError::conflict("invalid_state", "this plan has no membership chain"));
     };
@@ -153,12 +180,10 @@ fn append_signed(
             Change::Close { at_ms } => Some(at_ms.max(now)),
             _ => None,
         },
+        erasure: None,
         now,
     };
-    state.storage.append_membership(&update).map_err(|e| match e {
-        StorageError::Conflict(message) => ApiError::conflict("membership_conflict", message),
-        e => e.into(),
-    })
+    Ok((update, step))
 }
 
 fn added(change: &Change) -> Vec<(UserId, String)> {

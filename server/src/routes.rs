@@ -193,6 +193,10 @@ impl AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     let sync_routes =
         Router::new().route(api::PATH_SYNC, post(sync::sync)).layer(DefaultBodyLimit::max(MAX_SYNC_REQUEST));
+    // An erasure carries a whole base (a document's snapshot).
+    let erasure_routes = Router::new()
+        .route("/v1/plans/{plan}/erasure", post(membership::erase_member))
+        .layer(DefaultBodyLimit::max(membership::MAX_ERASURE_UPLOAD));
     Router::new()
         .route(api::PATH_HEALTH, get(health))
         .route(api::PATH_METRICS, get(metrics))
@@ -248,6 +252,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         // The JSON limit everywhere; the sync route's own layer, closer to it, overrides it.
         .layer(DefaultBodyLimit::max(MAX_JSON_REQUEST))
         .merge(sync_routes)
+        .merge(erasure_routes)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), count))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))

@@ -682,7 +682,33 @@ pub struct MembershipUpdate {
     pub by_device: Option<DeviceId>,
     /// The closing entry's time, when this entry closes the plan.
     pub closed_at: Option<i64>,
+    /// When this entry erases a member (AVG): the base that replaces the document.
+    pub erasure: Option<MemberErasure>,
     pub now: i64,
+}
+
+/// What an erasure entry writes with it, in the same transaction: the new epoch's commitment
+/// and envelopes, the base at a new log position; and what it deletes: every bundle,
+/// snapshot, envelope (escrow's too) and commitment of the document's older epochs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberErasure {
+    pub document: DocumentId,
+    pub epoch: u32,
+    /// The log position the base holds everything up to: a bundle of the document after it
+    /// is a [`StorageError::Conflict`] (the regisseur's device syncs and tries again).
+    pub covers: u64,
+    /// The base, stored as a snapshot covering `covers`.
+    pub base: NewBundle,
+    pub commitment: CommitmentRecord,
+    pub envelopes: Vec<Envelope>,
+}
+
+/// What an erasure deleted, for the answer and the server's log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemberErased {
+    pub bundles: u64,
+    pub envelopes: u64,
+    pub escrow_envelopes: u64,
 }
 
 /// What erasing a plan removed ([`Storage::erase_plan`]).
@@ -959,6 +985,12 @@ pub trait Storage: Send + Sync {
     /// and level, grants and ends participation as listed, and queues the rotations. Returns
     /// the number of documents waiting for a new epoch.
     fn append_membership(&self, update: &MembershipUpdate) -> Result<u64>;
+    /// As [`Storage::append_membership`] for an entry that erases a member: in the same
+    /// transaction, [`MemberErasure`]'s writes and deletions; then, as [`Storage::erase_plan`],
+    /// makes sure no copy of a deleted row stays in the backend's files.
+    /// [`StorageError::InvalidState`] when the epoch is not the document's next;
+    /// [`StorageError::Conflict`] when the chain moved on or a bundle came after `covers`.
+    fn append_erasure(&self, update: &MembershipUpdate) -> Result<MemberErased>;
 
     // Retention (the rules live in `crate::retention`).
 

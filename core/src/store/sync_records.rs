@@ -373,3 +373,17 @@ pub(super) fn membership(
         })
         .transpose()
 }
+
+/// Drops a document's pending bundles (their changes were carried onto an erasure's base)
+/// and zeroes its outbox count.
+pub(super) fn drop_pending_of(tx: &Transaction<'_>, doc_key: &[u8; 32]) -> Result<(), StoreError> {
+    tx.execute("DELETE FROM pending_bundles WHERE doc_key = ?1", [&doc_key[..]])?;
+    clear_unpushed(tx, doc_key)
+}
+
+/// Forgets a document's keys and write rules of epochs before `epoch`.
+pub(super) fn delete_doc_keys_before(tx: &Transaction<'_>, doc_key: &[u8; 32], epoch: u32) -> Result<(), StoreError> {
+    tx.execute("DELETE FROM doc_keys WHERE doc_key = ?1 AND epoch < ?2", params![&doc_key[..], epoch])?;
+    tx.execute("DELETE FROM epoch_rules WHERE doc_key = ?1 AND epoch < ?2", params![&doc_key[..], epoch])?;
+    Ok(())
+}

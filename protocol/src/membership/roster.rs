@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Act, CertificateChain, Grondslag, MAX_ADDED, MAX_ENTRIES, MAX_PARTICIPANTS, MembershipError, SignedBy,
+    Act, CertificateChain, Erasure, Grondslag, MAX_ADDED, MAX_ENTRIES, MAX_PARTICIPANTS, MembershipError, SignedBy,
     SignedEntry, is_level, verify_signer,
 };
 use crate::certificate::DeviceBody;
@@ -88,6 +88,7 @@ pub enum Change {
     Escalate { level: String, grondslag: Grondslag, step: u64, add: Vec<Participant>, regie: Option<i64> },
     Deescalate { level: String, step: u64, regie: i64, remove: Vec<i64> },
     Close { at_ms: i64 },
+    Erase(Erasure),
 }
 
 impl Change {
@@ -102,6 +103,7 @@ impl Change {
             Change::Escalate { .. } => "escalate",
             Change::Deescalate { .. } => "deescalate",
             Change::Close { .. } => "close",
+            Change::Erase(_) => "erase",
         }
     }
 }
@@ -220,10 +222,19 @@ impl Roster {
         let regisseur = user == Some(state.regisseur);
         let admin = user.is_none();
         let require = |allowed: bool| if allowed { Ok(()) } else { Err(MembershipError::NotRegisseur) };
-        if state.closed_at_ms.is_some() {
+        // An erasure changes no membership, and an AVG request may come during the retention
+        // period of a closed plan.
+        if state.closed_at_ms.is_some() && !matches!(act, Act::Erase(_)) {
             return Err(MembershipError::Closed);
         }
         match act {
+            Act::Erase(erasure) => {
+                require(regisseur)?;
+                if self.erasure().is_some_and(|(_, last)| erasure.epoch <= last.epoch) || erasure.epoch < 2 {
+                    return Err(MembershipError::StaleErasure);
+                }
+                Ok(Change::Erase(*erasure))
+            }
             Act::Close => {
                 require(regisseur || admin)?;
                 // Retention runs from the close: one dated before the chain's last step
@@ -356,6 +367,14 @@ impl Roster {
         self.head
     }
 
+    /// The newest erasure of the plan's `basis` and the position of its entry.
+    pub fn erasure(&self) -> Option<(u32, &Erasure)> {
+        self.steps.iter().rev().find_map(|s| match &s.change {
+            Change::Erase(erasure) => Some((s.seq, erasure)),
+            _ => None,
+        })
+    }
+
     /// Where the plan stands now.
     pub fn state(&self) -> &RosterState {
         &self.state
@@ -455,6 +474,7 @@ fn fold(state: &mut RosterState, change: &Change) {
                 state.participants.remove(gone);
             }
         }
+        Change::Erase(_) => {}
         Change::Close { at_ms } => {
             state.closed_at_ms = Some(*at_ms);
             state.offered = None;

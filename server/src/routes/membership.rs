@@ -40,6 +40,27 @@ pub async fn append(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The largest erasure upload: a base of the largest bundle, its entry and a few envelopes.
+pub(super) const MAX_ERASURE_UPLOAD: usize = eenplan_protocol::bundle::MAX_BUNDLE_LEN + 64 * 1024;
+
+/// `POST /v1/plans/{plan}/erasure` (CBOR `ErasureUpload`): see [`crate::erasure`].
+pub async fn erase_member(
+    State(state): State<Arc<AppState>>,
+    session: DeviceSession,
+    Path(plan): Path<String>,
+    body: Body<MAX_ERASURE_UPLOAD>,
+) -> Result<axum::Json<eenplan_protocol::api::MemberErased>, ApiError> {
+    let plan: [u8; 16] = parse_hex(&plan, "the plan id")?;
+    let upload: sync::ErasureUpload =
+        sync::decode(&body.0, MAX_ERASURE_UPLOAD).map_err(|_| ApiError::malformed("not an erasure upload"))?;
+    let device = session.device;
+    let erased =
+        blocking(&state, move |state| crate::erasure::erase_member(state, &device, plan, upload, now_ms())).await?;
+    tracing::info!(plan = %hex(&plan), bundles = erased.bundles, "member erased; older epochs deleted");
+    state.commits.hint_plan(plan);
+    Ok(axum::Json(erased))
+}
+
 #[derive(Debug, Deserialize)]
 pub struct After {
     #[serde(default)]

@@ -631,7 +631,7 @@ fn store_envelopes(
 /// Whether an envelope's signed trailer names `sender` as its sealer and carries its valid
 /// signature: a recipient that cannot use an envelope names its sealer
 /// ([`SyncRequest::refused_envelopes`]), so nobody may seal in another device's name.
-fn sealed_by(sender: &DeviceRecord, envelope: &Envelope) -> bool {
+pub(crate) fn sealed_by(sender: &DeviceRecord, envelope: &Envelope) -> bool {
     let size_ok = !envelope.bytes.is_empty() && envelope.bytes.len() <= MAX_ENVELOPE_LEN;
     let Ok((sealed, sealer, signature)) = envelope::split_signed(&envelope.bytes) else { return false };
     size_ok

@@ -434,6 +434,9 @@ impl DocumentPlan {
         // next pull sends although the snapshot holds them: redundant, never missing.
         let snapshot = view.latest_snapshot(document, MAX_POSITION)?.filter(|s| covers(s) > start.since);
         let anchor = match snapshot.as_ref() {
+            // A snapshot with no change at or before what it covers is an erasure's base
+            // (everything before it was deleted): every device behind it needs it.
+            Some(s) if view.nth_change_back(document, covers(s), 1)?.is_none() => Some(s.seq),
             Some(s) => view.nth_change_back(document, covers(s), SNAPSHOT_SHORTCUT_CHANGES + 1)?,
             None => None,
         };

@@ -21,7 +21,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavio
 use super::{
     AdminRecord, AuditKeyRecord, CREATOR_PLAN_ROLE, CharteredPlan, CommitmentOutcome, CommitmentRecord,
     CompletedRotation, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope, EnvelopeOutcome,
-    EnvelopeRefusal, Erasure, MAX_SNAPSHOT_REQUESTS_PER_DEVICE, MembershipPage, MembershipUpdate,
+    EnvelopeRefusal, Erasure, MAX_SNAPSHOT_REQUESTS_PER_DEVICE, MemberErased, MemberErasure, MembershipPage, MembershipUpdate,
     NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId, Participant, PlanId, PolicyRecord,
     PullBatch, PullRequest, PushOutcome, Reader, Result, Revocation, RevocationListRecord, RotationTask,
     SNAPSHOT_REQUEST_TTL_MS, ServerEventRecord, SessionRecorded, Storage, StorageError, StoredAuditUpload,
@@ -485,49 +485,20 @@ impl Storage for SqliteStorage {
 
     fn append_membership(&self, update: &MembershipUpdate) -> Result<u64> {
         known_compartments(update.rotate.iter().copied())?;
-        self.write(|tx| {
-            if let Some(device) = update.by_device {
-                require_active(tx, device)?;
-            }
-            let held = rows::roster(tx, &update.plan)?.map(|(seq, _)| seq);
-            if held.and_then(|seq| seq.checked_add(1)) != Some(update.seq) {
-                return Err(StorageError::Conflict(format!(
-                    "the chain is at entry {}, not {}",
-                    held.unwrap_or(0),
-                    update.seq.saturating_sub(1)
-                )));
-            }
-            let position = rows::advance_head(tx, 1)?;
-            rows::insert_membership(tx, &update.plan, update.seq, &update.signed, position)?;
-            rows::set_roster(tx, &update.plan, &update.roster, &update.level)?;
-            if let Some(closed_at) = update.closed_at {
-                rows::set_closed_at(tx, &update.plan, closed_at)?;
-            }
-            for (user, role) in &update.add {
-                if !rows::user_exists(tx, *user)? {
-                    return Err(StorageError::NotFound);
-                }
-                if rows::participant_role(tx, &update.plan, *user)?.is_none() {
-                    let granted = rows::advance_head(tx, 1)?;
-                    rows::insert_participant(tx, &update.plan, *user, role, granted)?;
-                }
-                rows::forget_leaver(tx, &update.plan, *user)?;
-            }
-            for user in &update.remove {
-                rows::delete_participant(tx, &update.plan, *user)?;
-                rows::record_leaver(tx, &update.plan, *user, update.seq)?;
-            }
-            if !update.regrant.is_empty() {
-                let granted = rows::advance_head(tx, 1)?;
-                for user in &update.regrant {
-                    rows::set_granted_at(tx, &update.plan, *user, granted)?;
-                }
-            }
-            for document in &update.rotate {
-                rows::queue_rotation(tx, *document, update.now)?;
-            }
-            rows::pending_rotations(tx)
-        })
+        self.write(|tx| append_membership_in(tx, update))
+    }
+
+    fn append_erasure(&self, update: &MembershipUpdate) -> Result<MemberErased> {
+        let erasure = update.erasure.as_ref().ok_or_else(|| StorageError::InvalidState("no erasure".into()))?;
+        known_compartments(std::iter::once(erasure.document).chain(erasure.envelopes.iter().map(|e| e.document)))?;
+        let erased = self.write(|tx| {
+            append_membership_in(tx, update)?;
+            erase_older_epochs(tx, erasure, update.now)
+        })?;
+        // As for a whole plan: the deleted cells are zeroed (`secure_delete`) in the pages
+        // this commit wrote; the checkpoint puts them over the file and truncates the WAL.
+        self.checkpoint_truncate()?;
+        Ok(erased)
     }
 
     fn closed_plans(&self) -> Result<Vec<(PlanId, i64)>> {
@@ -1115,6 +1086,80 @@ fn put_sealed_envelope(
         rows::insert_envelope(tx, envelope, Some(sealer))?
     };
     Ok(if stored { EnvelopeOutcome::Stored } else { EnvelopeOutcome::Exists })
+}
+
+/// Appends a verified membership entry and what it changes (see
+/// [`Storage::append_membership`]); the caller's transaction.
+fn append_membership_in(tx: &Transaction<'_>, update: &MembershipUpdate) -> Result<u64> {
+
+    if let Some(device) = update.by_device {
+        require_active(tx, device)?;
+    }
+    let held = rows::roster(tx, &update.plan)?.map(|(seq, _)| seq);
+    if held.and_then(|seq| seq.checked_add(1)) != Some(update.seq) {
+        return Err(StorageError::Conflict(format!(
+            "the chain is at entry {}, not {}",
+            held.unwrap_or(0),
+            update.seq.saturating_sub(1)
+        )));
+    }
+    let position = rows::advance_head(tx, 1)?;
+    rows::insert_membership(tx, &update.plan, update.seq, &update.signed, position)?;
+    rows::set_roster(tx, &update.plan, &update.roster, &update.level)?;
+    if let Some(closed_at) = update.closed_at {
+        rows::set_closed_at(tx, &update.plan, closed_at)?;
+    }
+    for (user, role) in &update.add {
+        if !rows::user_exists(tx, *user)? {
+            return Err(StorageError::NotFound);
+        }
+        if rows::participant_role(tx, &update.plan, *user)?.is_none() {
+            let granted = rows::advance_head(tx, 1)?;
+            rows::insert_participant(tx, &update.plan, *user, role, granted)?;
+        }
+        rows::forget_leaver(tx, &update.plan, *user)?;
+    }
+    for user in &update.remove {
+        rows::delete_participant(tx, &update.plan, *user)?;
+        rows::record_leaver(tx, &update.plan, *user, update.seq)?;
+    }
+    if !update.regrant.is_empty() {
+        let granted = rows::advance_head(tx, 1)?;
+        for user in &update.regrant {
+            rows::set_granted_at(tx, &update.plan, *user, granted)?;
+        }
+    }
+    for document in &update.rotate {
+        rows::queue_rotation(tx, *document, update.now)?;
+    }
+    rows::pending_rotations(tx)
+}
+
+/// The writes and deletions of a member's erasure ([`MemberErasure`]), after its entry.
+fn erase_older_epochs(tx: &Transaction<'_>, erasure: &MemberErasure, now: i64) -> Result<MemberErased> {
+    let document = erasure.document;
+    let current = rows::current_epoch(tx, document)?;
+    if current.checked_add(1) != Some(erasure.epoch) {
+        return Err(StorageError::InvalidState(format!(
+            "the document is at epoch {current}; an erasure makes epoch {}",
+            u64::from(current) + 1
+        )));
+    }
+    if rows::document_has_bundle_after(tx, document, erasure.covers)? {
+        return Err(StorageError::Conflict("a bundle of the document came after the erasure's base".into()));
+    }
+    let erased = rows::delete_document_epochs_before(tx, document, erasure.epoch)?;
+    if !rows::insert_commitment(tx, &erasure.commitment)? {
+        return Err(StorageError::InvalidState("the epoch has a commitment already".into()));
+    }
+    put_envelopes_in(tx, &erasure.envelopes)?;
+    rows::settle_rotations(tx, document, erasure.epoch)?;
+    let seq = rows::advance_head(tx, 1)?;
+    let base = NewBundle { received_at: now, ..erasure.base.clone() };
+    if !rows::insert_bundle(tx, seq, &base, Some(erasure.covers))? {
+        return Err(StorageError::Conflict("the base's bundle id is taken".into()));
+    }
+    Ok(erased)
 }
 
 /// An administrator's envelopes for a rotation, inside the caller's transaction: escrow ones

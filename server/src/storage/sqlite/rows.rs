@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Row, ToSql, Transaction, params};
 use crate::storage::pull::{LogView, ResumePoint, RowMeta};
 use crate::storage::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
-    Erasure, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId, Participant, PlanId,
+    Erasure, MemberErased, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId, Participant, PlanId,
     PolicyRecord, Reader, Result, ServerEventRecord, StorageError, StoredAuditUpload, StoredBundle,
     StoredName, User, UserId,
 };
@@ -1676,4 +1676,36 @@ pub(super) fn insert_server_event(tx: &Transaction<'_>, event: &ServerEventRecor
         params![Int(event.seq), event.signed, event.at],
     )?;
     Ok(())
+}
+
+/// Whether the log holds a bundle of `document` after position `after`.
+pub(super) fn document_has_bundle_after(conn: &Connection, document: DocumentId, after: u64) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM bundles WHERE plan_id = ?1 AND compartment = ?2 AND seq > ?3)",
+        )?
+        .query_row(params![document.plan, document.compartment, Int(after)], |row| row.get(0))?)
+}
+
+/// Deletes every bundle and snapshot of `document` (all of them are of older epochs when an
+/// erasure makes `epoch`), its envelopes and escrow envelopes and commitments before
+/// `epoch`, and the snapshots asked of it.
+pub(super) fn delete_document_epochs_before(
+    tx: &Transaction<'_>,
+    document: DocumentId,
+    epoch: u32,
+) -> Result<MemberErased> {
+    let plan = &document.plan;
+    let compartment = document.compartment;
+    let count = |sql: &str| -> Result<u64> { Ok(tx.execute(sql, params![plan, compartment, epoch])? as u64) };
+    let bundles = count("DELETE FROM bundles WHERE plan_id = ?1 AND compartment = ?2 AND epoch < ?3")?;
+    let envelopes = count("DELETE FROM envelopes WHERE plan_id = ?1 AND compartment = ?2 AND epoch < ?3")?;
+    let escrow_envelopes =
+        count("DELETE FROM escrow_envelopes WHERE plan_id = ?1 AND compartment = ?2 AND epoch < ?3")?;
+    count("DELETE FROM commitments WHERE plan_id = ?1 AND compartment = ?2 AND epoch < ?3")?;
+    tx.execute(
+        "DELETE FROM snapshot_requests WHERE plan_id = ?1 AND compartment = ?2",
+        params![plan, compartment],
+    )?;
+    Ok(MemberErased { bundles, envelopes, escrow_envelopes })
 }
