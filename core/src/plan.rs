@@ -63,8 +63,8 @@ use crate::ids::{DeviceId, EntityId, PlanId};
 
 pub use chunks::{ChunkKind, DEFLATED_COLUMNS};
 pub use conflicts::{Conflict, ConflictValue, FieldValue, Resolution};
-pub use erasure::{ErasedMember, base_without_member, rebase_unacknowledged};
 pub use edit::{ActionUpdate, MemberUpdate, NewAction, NewGoal, NewMember, NewParticipant};
+pub use erasure::{ErasedMember, base_without_member, rebase_unacknowledged};
 pub use limits::Limit;
 pub(crate) use received::guarded;
 pub use received::{

@@ -14,7 +14,12 @@
 //! object. The read model takes a note's, an agreement's, an escalation step's, a meeting's, a
 //! contact card's and an adoption record's writer, and whoever put an item in the family's
 //! copy, from the actor of the change that created it; in a base every object is created by the
-//! base's one change, so all of these name the base's actor.
+//! base's one change, so all of these name the base's actor. That is not harmless, and must be
+//! settled before a base is accepted by devices: the family's copy honours an inclusion only from
+//! a regisseur's device and a contact card only from its owner's, so a base written by the
+//! regisseur would promote a non-regisseur's inclusion key and another participant's card for the
+//! regisseur's user id, hide everyone else's cards, and mark every adoption record not signed by
+//! the base's device as written by another device (see ARCHITECTURE.md, Decisions).
 
 use std::collections::HashSet;
 
@@ -70,8 +75,11 @@ pub fn base_without_member(
         let scores = strip_member(&mut root, &member.to_string());
         let settled_conflicts = conflicts_in_map(&root);
         let mut base = Automerge::new().with_actor(actor);
-        base.transact_with(|_| CommitOptions::default().with_time(at_ms), |tx| tx.init_root_from_hydrate(&root))
-            .map_err(|f| PlanError::Automerge(f.error))?;
+        base.transact_with(
+            |_| CommitOptions::default().with_time(at_ms),
+            |tx| tx.init_root_from_hydrate(&root),
+        )
+        .map_err(|f| PlanError::Automerge(f.error))?;
         Ok((base, ErasedMember { member, scores, settled_conflicts }))
     })
 }
@@ -131,7 +139,10 @@ pub fn rebase_unacknowledged(
 
 /// The heads of `old` without the `unacknowledged` changes, which must be changes of `old` that
 /// no remaining change depends on.
-fn heads_without(old: &Automerge, unacknowledged: &HashSet<ChangeHash>) -> Result<Vec<ChangeHash>, PlanError> {
+fn heads_without(
+    old: &Automerge,
+    unacknowledged: &HashSet<ChangeHash>,
+) -> Result<Vec<ChangeHash>, PlanError> {
     let changes = old.get_changes(&[]);
     let known: HashSet<ChangeHash> = changes.iter().map(|c| c.hash()).collect();
     if let Some(stranger) = unacknowledged.iter().find(|h| !known.contains(h)) {
@@ -142,7 +153,10 @@ fn heads_without(old: &Automerge, unacknowledged: &HashSet<ChangeHash>) -> Resul
     for change in &kept {
         for dep in change.deps() {
             if unacknowledged.contains(dep) {
-                return Err(malformed(format!("change {} builds on unacknowledged change {dep}", change.hash())));
+                return Err(malformed(format!(
+                    "change {} builds on unacknowledged change {dep}",
+                    change.hash()
+                )));
             }
             depended_on.insert(*dep);
         }
@@ -154,9 +168,7 @@ fn heads_without(old: &Automerge, unacknowledged: &HashSet<ChangeHash>) -> Resul
 /// register, ours.
 fn three_way(common: &Map, ours: &Map, theirs: &Map) -> Result<Map, PlanError> {
     let mut scratch = Automerge::new();
-    scratch
-        .transact(|tx| tx.init_root_from_hydrate(common))
-        .map_err(|f| PlanError::Automerge(f.error))?;
+    scratch.transact(|tx| tx.init_root_from_hydrate(common)).map_err(|f| PlanError::Automerge(f.error))?;
     let mut merged = scratch.fork();
     let mut mine = scratch.fork();
     for (doc, target) in [(&mut merged, theirs), (&mut mine, ours)] {
@@ -221,7 +233,9 @@ fn conflicts_in_map(map: &Map) -> usize {
 fn conflicts_in(value: &Value) -> usize {
     match value {
         Value::Map(map) => conflicts_in_map(map),
-        Value::List(list) => list.iter().map(|item| usize::from(item.conflict) + conflicts_in(&item.value)).sum(),
+        Value::List(list) => {
+            list.iter().map(|item| usize::from(item.conflict) + conflicts_in(&item.value)).sum()
+        }
         Value::Text(_) | Value::Scalar(_) => 0,
     }
 }
