@@ -45,6 +45,7 @@ mod chunks;
 pub mod conflicts;
 pub mod cycle;
 mod edit;
+pub mod erasure;
 mod limits;
 mod read;
 mod received;
@@ -63,6 +64,7 @@ use crate::ids::{DeviceId, EntityId, PlanId};
 pub use chunks::{ChunkKind, DEFLATED_COLUMNS};
 pub use conflicts::{Conflict, ConflictValue, FieldValue, Resolution};
 pub use edit::{ActionUpdate, MemberUpdate, NewAction, NewGoal, NewMember, NewParticipant};
+pub use erasure::{ErasedMember, base_without_member, rebase_unacknowledged};
 pub use limits::Limit;
 pub(crate) use received::guarded;
 pub use received::{
