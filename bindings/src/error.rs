@@ -182,7 +182,8 @@ fn from_sync(error: SyncError, reason: String) -> ApiError {
         | SyncError::BadPolicy(_)
         | SyncError::NotFetchedYet
         | SyncError::NoChainYet
-        | SyncError::NoApprovedDevice(_) => {
+        | SyncError::NoApprovedDevice(_)
+        | SyncError::ErasureWaits(_) => {
             ApiError::Server { reason, status: 0, code: ErrorCode::Other("invalid_answer".into()) }
         }
     }

@@ -449,6 +449,21 @@ fn grondslag(text: &str) -> Result<Grondslag, String> {
 pub enum MemberCommand {
     /// Adds a family member and prints the id.
     Add(MemberAddArgs),
+    /// Erases a family member's personal data from the plan on their request (AVG; the
+    /// regisseur): the plan's basis is re-sealed without them and without its history, and
+    /// the server deletes everything older. Notes that mention them are not changed: edit
+    /// those first. Needs the server; queued offline.
+    Erase(MemberEraseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MemberEraseArgs {
+    /// The plan's id, or a unique prefix of at least 4 characters.
+    pub plan: String,
+    /// The member's id (as `plan show --json` lists it).
+    pub member: String,
+    #[command(flatten)]
+    pub output: JsonFlag,
 }
 
 #[derive(Debug, Args)]

@@ -330,7 +330,7 @@ impl Device {
     /// shows holding regie at some point (an item a regisseur included stays in after a
     /// handover). Without a chain (a plan not registered yet) the creator's device is the
     /// only writer there is.
-    fn included_by_regie(&mut self, plan: &PlanId) -> Result<Vec<FamilyCopyItem>, CoreError> {
+    pub(crate) fn included_by_regie(&mut self, plan: &PlanId) -> Result<Vec<FamilyCopyItem>, CoreError> {
         let writers = self.loaded_plan(*plan)?.family_copy_writers()?;
         let Some(roster) = self.roster(plan)? else {
             return Ok(writers.into_iter().map(|(item, _, _)| item).collect());

@@ -66,6 +66,7 @@ pub use conflicts::{Conflict, ConflictValue, FieldValue, Resolution};
 pub use edit::{ActionUpdate, MemberUpdate, NewAction, NewGoal, NewMember, NewParticipant};
 pub use erasure::{ErasedMember, base_without_member, rebase_unacknowledged};
 pub use limits::Limit;
+pub(crate) use read::FAMILY_COPY_PREFIX;
 pub(crate) use received::guarded;
 pub use received::{
     Refusal, document_changes, load_received_document, parse_change, parse_received_changes,

@@ -469,5 +469,12 @@ fn describe(change: &Change, named: &dyn Fn(i64) -> PlanParticipant) -> Describe
             (text, Some(level.clone()), None, Some(*step))
         }
         Change::Close { .. } => ("plan afgesloten; de bewaartermijn loopt".to_owned(), None, None, None),
+        Change::Erase(_) => (
+            "persoonsgegevens van een gezinslid gewist (AVG); de geschiedenis van het basisdeel is vervangen"
+                .to_owned(),
+            None,
+            None,
+            None,
+        ),
     }
 }

@@ -29,6 +29,7 @@
 mod access;
 mod authors;
 mod driver;
+mod erasure;
 mod incoming;
 mod keys;
 mod live;
@@ -153,6 +154,10 @@ pub enum SyncError {
     /// until an administrator approved one, adding them waits (queued).
     #[error("{0} heeft nog geen goedgekeurd apparaat; de deelname wacht daarop")]
     NoApprovedDevice(String),
+    /// A member's erasure waits for this device to hold and have pushed all of `basis`; the
+    /// next sync tries again.
+    #[error("het wissen wacht: {0}")]
+    ErasureWaits(String),
 }
 
 impl SyncError {

@@ -206,3 +206,32 @@ impl Network {
         self.server = Server::start_on(&self.server.data.clone(), &listen);
     }
 }
+
+/// A session for `device` over plain HTTP, as any client could open one.
+pub fn device_session(agent: &ureq::Agent, url: &str, device: &Device) -> String {
+    let post = |path: &str, body: serde_json::Value| -> serde_json::Value {
+        let mut response = agent
+            .post(format!("{url}{path}"))
+            .header("content-type", "application/json")
+            .send(serde_json::to_vec(&body).unwrap())
+            .unwrap();
+        serde_json::from_slice(&response.body_mut().read_to_vec().unwrap()).unwrap()
+    };
+    let id = device.device_id().to_string();
+    let challenge: eenplan_protocol::api::ChallengeResponse = serde_json::from_value(post(
+        eenplan_protocol::api::PATH_AUTH_CHALLENGE,
+        serde_json::to_value(eenplan_protocol::api::ChallengeRequest { device_id: id.clone() }).unwrap(),
+    ))
+    .unwrap();
+    let signature = device.identity().sign(&eenplan_protocol::api::session_message(&eenplan_protocol::api::unhex(&challenge.challenge).unwrap()));
+    let request = eenplan_protocol::api::SessionRequest {
+        device_id: id,
+        challenge: challenge.challenge,
+        signature: eenplan_protocol::api::hex(&signature.to_bytes()),
+        wipe_nonce_hash: None,
+        name: None,
+    };
+    let session: eenplan_protocol::api::SessionResponse =
+        serde_json::from_value(post(eenplan_protocol::api::PATH_AUTH_SESSION, serde_json::to_value(request).unwrap())).unwrap();
+    session.token
+}

@@ -5,7 +5,7 @@
 use eenplan_core::plan::{Compartment, NoteKind};
 use eenplan_core::{Device, PlanId};
 use eenplan_protocol::api::{
-    self, ChallengeRequest, ChallengeResponse, SessionRequest, SessionResponse, hex, unhex,
+    self,
 };
 use eenplan_protocol::sync::{Blob, SyncRequest, SyncResponse};
 use eenplan_protocol::{Bundle, BundleHeader, BundleKind, DocumentId};
@@ -78,35 +78,6 @@ fn each_role_holds_keys_for_exactly_the_compartments_the_policy_lets_it_read() {
     }
 }
 
-/// A session for `device` over plain HTTP, as any client could open one.
-fn session(agent: &ureq::Agent, url: &str, device: &Device) -> String {
-    let post = |path: &str, body: serde_json::Value| -> serde_json::Value {
-        let mut response = agent
-            .post(format!("{url}{path}"))
-            .header("content-type", "application/json")
-            .send(serde_json::to_vec(&body).unwrap())
-            .unwrap();
-        serde_json::from_slice(&response.body_mut().read_to_vec().unwrap()).unwrap()
-    };
-    let id = device.device_id().to_string();
-    let challenge: ChallengeResponse = serde_json::from_value(post(
-        api::PATH_AUTH_CHALLENGE,
-        serde_json::to_value(ChallengeRequest { device_id: id.clone() }).unwrap(),
-    ))
-    .unwrap();
-    let signature = device.identity().sign(&api::session_message(&unhex(&challenge.challenge).unwrap()));
-    let request = SessionRequest {
-        device_id: id,
-        challenge: challenge.challenge,
-        signature: hex(&signature.to_bytes()),
-        wipe_nonce_hash: None,
-        name: None,
-    };
-    let session: SessionResponse =
-        serde_json::from_value(post(api::PATH_AUTH_SESSION, serde_json::to_value(request).unwrap())).unwrap();
-    session.token
-}
-
 /// A bundle for `plan`'s justitie document, genuinely signed by `author`'s device key, under a
 /// key of the author's own making (a wijkteam device has no justitie key to use).
 fn forged_justitie_bundle(author: &Device, plan: &PlanId) -> Vec<u8> {
@@ -152,7 +123,7 @@ fn a_wijkteam_devices_forged_write_to_justitie_is_refused_by_the_server_and_by_e
 
     // The server refuses it.
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let token = session(&agent, &net.server.url, &wim);
+    let token = eenplan_tests::network::device_session(&agent, &net.server.url, &wim);
     let request = SyncRequest { push: vec![Blob(forged.clone())], ..Default::default() };
     let mut response = agent
         .post(format!("{}{}", net.server.url, api::PATH_SYNC))

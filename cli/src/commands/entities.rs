@@ -8,14 +8,17 @@ use eenplan_core::plan::{
 
 use super::find_plan;
 use crate::args::{
-    ActionCommand, AgreementCommand, GoalCommand, MemberCommand, NoteCommand, NoteCopyArgs,
+    ActionCommand, AgreementCommand, GoalCommand, MemberCommand, MemberEraseArgs, NoteCommand, NoteCopyArgs,
     ParticipantCommand, SafetyCommand, ScoreCommand,
 };
 use crate::error::CliError;
 use crate::output::{Output, audience_text};
 
 pub fn member(device: &mut Device, command: MemberCommand) -> Result<Output, CliError> {
-    let MemberCommand::Add(args) = command;
+    let args = match command {
+        MemberCommand::Add(args) => args,
+        MemberCommand::Erase(args) => return erase_member(device, args),
+    };
     let plan = find_plan(device, &args.plan)?;
     let member = NewMember {
         name: args.name,
@@ -155,4 +158,31 @@ pub fn safety(device: &mut Device, command: SafetyCommand) -> Result<Output, Cli
     let plan = find_plan(device, &args.plan)?;
     let id = device.edit(&plan, |p| p.add_safety_item(&args.danger, &args.goal))?;
     Output::id(args.output.json, id)
+}
+
+/// Queues the erasure and syncs at once; offline (or while the plan's basis is not complete
+/// here) it waits for the next sync.
+fn erase_member(device: &mut Device, args: MemberEraseArgs) -> Result<Output, CliError> {
+    let plan = find_plan(device, &args.plan)?;
+    let member = args
+        .member
+        .parse()
+        .map_err(|_| CliError::Usage(format!("{:?} is geen id van een gezinslid", args.member)))?;
+    let erased = device.erase_member(&plan, member)?;
+    let done = device.sync_membership()? == eenplan_core::sync::ShareOutcome::Done;
+    if args.output.json {
+        return Output::json(&serde_json::json!({ "erased": erased, "done": done }));
+    }
+    let text = format!(
+        "gezinslid gewist uit het plan: {} ZRM-score(s) verwijderd; de geschiedenis van het basisdeel is vervangen",
+        erased.scores
+    );
+    Ok(if done {
+        Output::Text(text)
+    } else {
+        Output::Noted {
+            text: String::new(),
+            notice: "het wissen staat klaar en gebeurt bij de volgende synchronisatie".into(),
+        }
+    })
 }

@@ -15,7 +15,7 @@ pub(super) const REGISSEUR: &str = "regisseur";
 pub(super) const CONTACT_PREFIX: &str = "contact_";
 /// An item the regisseur put in the family's copy: `family_copy_<compartment>_<note id>` or
 /// `family_copy_veiligheid_safety_<item id>` at the root of `basis`, value `true`.
-pub(super) const FAMILY_COPY_PREFIX: &str = "family_copy_";
+pub(crate) const FAMILY_COPY_PREFIX: &str = "family_copy_";
 pub(super) const DOMAINS: &str = "domains";
 pub(super) const MEMBERS: &str = "members";
 pub(super) const PARTICIPANTS: &str = "participants";

@@ -255,4 +255,18 @@ impl Plan {
         self.docs[compartment.index()] = Some(merged);
         Ok(())
     }
+
+    /// Replaces a compartment's document by an erasure's base (with this device's carried
+    /// edits), checked like a received document; the held document changes only on success.
+    pub(crate) fn replace_document(&mut self, compartment: Compartment, doc: Automerge) -> Result<(), PlanError> {
+        let (id, author) = (self.id, self.author.actor());
+        let replaced = guarded(compartment, "replacing a document", || {
+            let mut candidate = doc;
+            candidate.set_actor(author);
+            check(&candidate, compartment, id)?;
+            Ok(candidate)
+        })?;
+        self.docs[compartment.index()] = Some(replaced);
+        Ok(())
+    }
 }

@@ -89,7 +89,7 @@ impl PlanView {
 
 impl FamilyCopyItem {
     /// Its root key in `basis` (see the layout in `plan.rs`).
-    pub(super) fn key(self) -> String {
+    pub(crate) fn key(self) -> String {
         match self {
             FamilyCopyItem::Note { compartment, id } => {
                 format!("{}{compartment}_{id}", read::FAMILY_COPY_PREFIX)

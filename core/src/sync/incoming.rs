@@ -60,6 +60,8 @@ struct Pass<'a> {
     /// Envelopes this device could not use, to name to the server so that it drops them and
     /// asks the key's other holders again.
     complaints: Vec<RefusedEnvelope>,
+    /// `basis` documents replaced by an erasure's base, written before the changes.
+    replacements: Vec<super::erasure::Replacement>,
     report: SyncReport,
 }
 
@@ -76,6 +78,12 @@ enum Verdict {
         author: [u8; 16],
         doc: Box<Automerge>,
     },
+    /// The base of a member's erasure that the plan's chain names: it replaces `basis`.
+    Base {
+        plan: PlanId,
+        epoch: u32,
+        doc: Box<Automerge>,
+    },
     /// Waits for its key or its author's certificate.
     Park,
     Refuse(String),
@@ -84,6 +92,7 @@ enum Verdict {
 /// What one plan receives in this pass.
 #[derive(Default)]
 struct Arrivals {
+    bases: Vec<(u32, Box<Automerge>)>,
     snapshots: Vec<(Compartment, [u8; 16], Box<Automerge>)>,
     changes: Vec<(Compartment, Vec<automerge::Change>)>,
 }
@@ -126,6 +135,7 @@ impl Device {
             history: self.history_needs()?,
             revocations: None,
             complaints: Vec::new(),
+            replacements: Vec::new(),
             report: SyncReport::default(),
         };
         let judge = &mut run.judge;
@@ -203,6 +213,8 @@ impl Device {
     fn receive_keys(&self, pass: &mut Pass<'_>, judge: &mut Judge, response: &SyncResponse) {
         for delivery in &response.envelopes {
             match self.open_delivery(pass.trust(), delivery, &pass.commitments, pass.policy.as_ref(), judge) {
+                // A key of what a member's erasure replaced opens nothing that may be taken.
+                Ok(key) if self.older_than_erasure(key.plan, key.compartment, key.epoch).unwrap_or(true) => {}
                 Ok(key) => pass.keys.push(key),
                 Err(KeyRefusal::NotFetchedYet) => {}
                 Err(KeyRefusal::Refused { why, sealer }) => {
@@ -268,6 +280,10 @@ impl Device {
                     pass.report.received_bundles += 1;
                     arrivals.entry(plan).or_default().snapshots.push((compartment, author, doc));
                 }
+                Verdict::Base { plan, epoch, doc } => {
+                    pass.report.received_bundles += 1;
+                    arrivals.entry(plan).or_default().bases.push((epoch, doc));
+                }
                 Verdict::Park => {
                     if let Some(document) = document {
                         pass.waiting.insert(document);
@@ -293,6 +309,14 @@ impl Device {
             return Ok(Verdict::Refuse(format!("bundle from {from}: unknown compartment")));
         };
         let plan = PlanId::from_bytes(header.document.plan);
+        // What a member's erasure replaced is gone for good: only a tampered server sends it.
+        if self.older_than_erasure(plan, compartment, header.epoch)? {
+            return Ok(Verdict::Refuse(format!(
+                "bundle from {from}: sealed before a member's data was erased from the plan"
+            )));
+        }
+        let named_base = header.kind.is_snapshot()
+            && super::erasure::is_named_base(self.held_erasure(&plan)?, &bundle);
         let author = match self.author_certificate(pass.trust(), &header.author, judge) {
             Ok(body) => body,
             // An untrusted chain is a forgery: refuse. Anything else (not fetched yet, or the
@@ -353,6 +377,14 @@ impl Device {
                 match crate::plan::parse_received_changes(compartment, &payload, author) {
                     Ok(changes) => Verdict::Changes { plan, compartment, changes },
                     Err(e) => Verdict::Refuse(format!("bundle from {from}: {e}")),
+                }
+            }
+            // The base the verified chain names, by its signer (checked above): it replaces
+            // `basis`, loaded through the same guarded boundary.
+            BundleKind::Snapshot { .. } if named_base => {
+                match crate::plan::load_received_document(&payload, compartment, plan) {
+                    Ok(doc) => Verdict::Base { plan, epoch: header.epoch, doc: Box::new(doc) },
+                    Err(e) => Verdict::Refuse(format!("base from {from}: {e}")),
                 }
             }
             // Loaded through the plan's guarded boundary: a crafted document is a refusal.
@@ -447,6 +479,7 @@ impl Device {
                 }
                 Err(e) => return Err(e),
             };
+            let replaced = self.take_bases(pass, &mut plan, arrived.bases);
             let before = plan.heads();
             for (compartment, author, doc) in arrived.snapshots {
                 let document = super::document_id(plan_id, compartment);
@@ -475,7 +508,7 @@ impl Device {
                 }
             }
             let new_changes = plan.changes_since(&before);
-            if new_changes.is_empty() {
+            if new_changes.is_empty() && !replaced {
                 self.put_back_plan(plan);
                 continue;
             }
@@ -488,6 +521,31 @@ impl Device {
             writes.push((plan, Some(PlanHeader { plan: plan_id, family }), new_changes));
         }
         Ok(writes)
+    }
+
+    /// Replaces `plan`'s `basis` by the erasure bases that arrived (the newest one counts),
+    /// carrying this device's unacknowledged edits; the store is written with the answer.
+    /// Returns whether anything was replaced.
+    fn take_bases(&self, pass: &mut Pass<'_>, plan: &mut Plan, bases: Vec<(u32, Box<Automerge>)>) -> bool {
+        let Some((epoch, base)) = bases.into_iter().max_by_key(|(epoch, _)| *epoch) else { return false };
+        let replacement = self.onto_base(plan, *base, epoch).and_then(|r| match r {
+            Some(r) => {
+                plan.replace_document(super::erasure::ERASED, r.doc.clone())?;
+                Ok(Some(r))
+            }
+            None => Ok(None),
+        });
+        match replacement {
+            Ok(Some(r)) => {
+                pass.replacements.push(r);
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                pass.report.refused.push(format!("base of plan {}: {e}", plan.id()));
+                false
+            }
+        }
     }
 
     /// Writes everything this answer brought, with the cursor, in one transaction. Returns how
@@ -537,6 +595,13 @@ impl Device {
         let result = self.store_mut().write(|w| {
             for id in &done {
                 w.acknowledge_bundle(id)?;
+            }
+            for replacement in &pass.replacements {
+                // A plan new here: its entry first (the document row refers to it).
+                if let Some((plan, header, _)) = writes.iter().find(|(p, _, _)| p.id() == replacement.plan) {
+                    w.append_changes(plan, header.as_ref(), &[], false)?;
+                }
+                super::erasure::write_replacement(w, replacement)?;
             }
             for key in pass.keys.iter().filter(|k| !retired.contains(&k.plan)) {
                 w.put_doc_key(key.plan, key.compartment, key.epoch, &key.key)?;

@@ -73,6 +73,10 @@ pub enum Intent {
     },
     /// Closing the plan (*afgesloten*): the retention period starts at the entry's time.
     Close,
+    /// Erasing a family member's personal data (AVG): see [`super::erasure`].
+    Erase {
+        member: crate::ids::EntityId,
+    },
 }
 
 impl Intent {
@@ -85,6 +89,7 @@ impl Intent {
             Intent::Escalate { .. } => "escalate",
             Intent::Deescalate { .. } => "deescalate",
             Intent::Close => "close",
+            Intent::Erase { .. } => "erase",
         }
     }
 }
@@ -135,7 +140,7 @@ impl Device {
         Ok(Blob(entry.sign(self.identity().signing_key()).to_bytes()))
     }
 
-    fn own_chain(&self) -> Result<CertificateChain, CoreError> {
+    pub(super) fn own_chain(&self) -> Result<CertificateChain, CoreError> {
         let CertificateState { certificate, admin_certificate, .. } =
             self.certificate_state()?.ok_or(SyncError::NotApproved)?;
         Ok(CertificateChain { certificate, admin_certificate })
@@ -270,13 +275,14 @@ impl Device {
     pub fn queue_intent(&mut self, plan: &PlanId, intent: Intent) -> Result<(), CoreError> {
         let action = match intent {
             Intent::Close => AuditAction::Close,
+            Intent::Erase { .. } => AuditAction::Erase,
             _ => AuditAction::ParticipantChange,
         };
         let access = Accessed::on(action, *plan).object(intent.kind());
         self.audited(access.clone(), |d| d.queue_intent_recorded(plan, intent, access))
     }
 
-    fn queue_intent_recorded(
+    pub(super) fn queue_intent_recorded(
         &mut self,
         plan: &PlanId,
         intent: Intent,
@@ -383,10 +389,15 @@ pub(super) fn carry_out(
         if stalled.contains(&queued.plan) {
             continue;
         }
-        let outcome = newcomers(transport, token, &queued.intent)
-            .map_err(CoreError::from)
-            .and_then(|found| access.with(|device| device.sign_intent(server, &queued, &found)))
-            .and_then(|bytes| Ok(post_entry(transport, token, queued.plan, &bytes).map(|()| bytes)?));
+        let outcome = match &queued.intent {
+            Intent::Erase { member } => {
+                super::erasure::carry_out(access, server, transport, token, queued.plan, *member)
+            }
+            intent => newcomers(transport, token, intent)
+                .map_err(CoreError::from)
+                .and_then(|found| access.with(|device| device.sign_intent(server, &queued, &found)))
+                .and_then(|bytes| Ok(post_entry(transport, token, queued.plan, &bytes).map(|()| bytes)?)),
+        };
         match outcome {
             Ok(bytes) => {
                 access.with(|device| {
@@ -395,8 +406,13 @@ pub(super) fn carry_out(
                 })?;
                 done += 1;
             }
-            // Not registered yet: it waits for the sync that registers the plan.
+            // Not registered yet: it waits for the sync that registers the plan. An erasure
+            // waits for its document to be complete and pushed here.
             Err(CoreError::Sync(SyncError::NoChainYet)) => stalled.push(queued.plan),
+            Err(CoreError::Sync(e @ SyncError::ErasureWaits(_))) => {
+                report.refused.push(e.to_string());
+                stalled.push(queued.plan);
+            }
             // Waits for an administrator to approve the newcomer's device.
             Err(CoreError::Sync(e @ SyncError::NoApprovedDevice(_))) => {
                 report.refused.push(e.to_string());
@@ -477,6 +493,9 @@ impl Device {
             Intent::Handover { to } => Act::Handover(crate::regie::participant_named(roster, to)?),
             Intent::Accept => Act::Accept,
             Intent::Close => Act::Close,
+            Intent::Erase { .. } => {
+                return Err(CoreError::NotAllowed("an erasure is posted with its base".into()));
+            }
             Intent::Deescalate { level, step, regie, remove } => Act::Deescalate(Deescalation {
                 level: level.clone(),
                 step: *step,

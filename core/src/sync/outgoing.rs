@@ -138,9 +138,14 @@ impl Device {
         let mut used = 0usize;
         for (_, payload) in self.store().pending_bundles()? {
             let pending: PendingBundle = from_cbor(&payload, "pending bundle")?;
-            let waits = !waiting.is_empty()
-                && Bundle::decode(pending.bundle.clone())
-                    .is_ok_and(|b| waiting.contains(&PlanId::from_bytes(b.header.document.plan)));
+            let header = Bundle::decode(pending.bundle.clone()).ok().map(|b| b.header);
+            let waits = header.is_some_and(|h| {
+                let plan = PlanId::from_bytes(h.document.plan);
+                waiting.contains(&plan)
+                    // Sealed before a member's erasure: carried onto the base instead.
+                    || super::compartment_of(h.document)
+                        .is_some_and(|c| self.before_erasure(plan, c, h.epoch).unwrap_or(true))
+            });
             if waits {
                 continue;
             }
@@ -219,13 +224,29 @@ impl Device {
         key: &[u8; 32],
         server: &ServerState,
         own: &DeviceBody,
+        versions: (u32, u32),
+    ) -> Result<(Blob, Vec<EnvelopeUpload>), CoreError> {
+        // Its co-readers check by the plan's chain that this device read the compartment then.
+        let membership = self.roster(&PlanId::from_bytes(document.plan))?.map_or(0, |r| r.seq());
+        self.mint_uploads_at(document, epoch, key, server, own, versions, membership)
+    }
+
+    /// As [`Device::mint_uploads`], naming chain position `membership` (an erasure names
+    /// the entry it is about to post).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn mint_uploads_at(
+        &self,
+        document: DocumentId,
+        epoch: u32,
+        key: &[u8; 32],
+        server: &ServerState,
+        own: &DeviceBody,
         (policy_version, revocations_version): (u32, u32),
+        membership: u32,
     ) -> Result<(Blob, Vec<EnvelopeUpload>), CoreError> {
         let me = *self.device_id().as_bytes();
         // The epoch's writes are judged by the policy this device holds now (see `authors`),
         // and its co-readers learn which revocation list it held (see `revocations`).
-        // Its co-readers check by the plan's chain that this device read the compartment then.
-        let membership = self.roster(&PlanId::from_bytes(document.plan))?.map_or(0, |r| r.seq());
         let commitment = Commitment::new(document, epoch, key, Minter::Device(Fixed(me)), self.now_ms())
             .under_policy(policy_version)
             .under_revocations(revocations_version)
@@ -263,6 +284,11 @@ impl Device {
             let plan = PlanId::from_bytes(header.document.plan);
             let Some((epoch, key)) = self.store().latest_doc_key(plan, compartment)? else { continue };
             if epoch <= header.epoch {
+                continue;
+            }
+            // Changes made before a member's erasure depend on the history it removed: they
+            // are carried onto the base instead (`erasure`), never sealed again as they are.
+            if self.before_erasure(plan, compartment, header.epoch)? {
                 continue;
             }
             let Some(old_key) = self.store().doc_key_at(plan, compartment, header.epoch)? else { continue };
@@ -366,6 +392,9 @@ impl Device {
         else {
             return Ok(Vec::new());
         };
+        if self.before_erasure(plan_id, compartment, epoch).map_err(|e| e.to_string())? {
+            return Err("a member's data was erased from the plan; its edits wait for the new base".into());
+        }
         if self.epoch_outlived(plan_id, compartment, epoch).map_err(|e| e.to_string())? {
             return Err("someone who could read it no longer takes part; the next key is being made".into());
         }

@@ -432,11 +432,17 @@ impl DocumentPlan {
         // delivered nothing of this document, and the next pull takes the shortcut again. A
         // page that stops between the anchor and `covers` leaves at most N changes that the
         // next pull sends although the snapshot holds them: redundant, never missing.
-        let snapshot = view.latest_snapshot(document, MAX_POSITION)?.filter(|s| covers(s) > start.since);
+        let snapshot = view.latest_snapshot(document, MAX_POSITION)?;
+        // A snapshot with no change at or before what it covers is an erasure's base
+        // (everything before it was deleted): every device whose cursor is before the base's
+        // own position needs it, however little it lacked.
+        let base = match snapshot.as_ref() {
+            Some(s) => view.nth_change_back(document, covers(s), 1)?.is_none(),
+            None => false,
+        };
+        let snapshot = snapshot.filter(|s| if base { s.seq > start.since } else { covers(s) > start.since });
         let anchor = match snapshot.as_ref() {
-            // A snapshot with no change at or before what it covers is an erasure's base
-            // (everything before it was deleted): every device behind it needs it.
-            Some(s) if view.nth_change_back(document, covers(s), 1)?.is_none() => Some(s.seq),
+            Some(s) if base => Some(s.seq),
             Some(s) => view.nth_change_back(document, covers(s), SNAPSHOT_SHORTCUT_CHANGES + 1)?,
             None => None,
         };
