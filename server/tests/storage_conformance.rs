@@ -1790,6 +1790,7 @@ pub mod suite {
             rotate: vec![],
             by_device: Some(a1),
             closed_at: None,
+            erasure: None,
             now: 6,
         };
         assert_eq!(s.append_membership(&add).unwrap(), 0);
@@ -1836,6 +1837,72 @@ pub mod suite {
         let _ = g1;
     }
 
+    pub fn a_members_erasure_replaces_the_document_by_its_base_and_deletes_every_older_epoch(s: &dyn Storage) {
+        use eenplan_server::storage::{CharteredPlan, MemberErasure, MembershipUpdate};
+        s.set_policy(&policy(2, &[("wijkteam", ALL, ALL)]), 1).unwrap();
+        let ann = user(s, "Ann");
+        let a1 = device(s, ann, 1);
+        let charter = CharteredPlan {
+            plan: P,
+            creator: ann,
+            created_by: a1,
+            creator_role: "wijkteam".into(),
+            charter: vec![1; 40],
+            roster: vec![0xA1],
+            now: 5,
+        };
+        s.register_chartered_plan(&charter).unwrap();
+        mint(s, &[doc(P, 0), doc(P, 1)], a1);
+        let escrow = DeviceId(eenplan_protocol::api::ESCROW_RECIPIENT);
+        let key = |d: DocumentId, to: DeviceId, epoch: u32| Envelope { recipient: to, document: d, epoch, bytes: vec![epoch as u8; 90] };
+        seal(s, a1, &[key(doc(P, 0), escrow, 1), key(doc(P, 0), a1, 1), key(doc(P, 1), a1, 1)]);
+        let before = push(s, &[changes(doc(P, 0), 1, a1), changes(doc(P, 0), 2, a1), changes(doc(P, 1), 3, a1)]);
+        let covers = before[1];
+        let update = |seq: u32, covers: u64, base_id: u64| MembershipUpdate {
+            plan: P,
+            seq,
+            signed: vec![seq as u8; 40],
+            roster: vec![0xA0 + seq as u8],
+            level: "regulier".into(),
+            add: vec![],
+            remove: vec![],
+            regrant: vec![],
+            rotate: vec![],
+            by_device: Some(a1),
+            closed_at: None,
+            erasure: Some(MemberErasure {
+                document: doc(P, 0),
+                epoch: 2,
+                covers,
+                base: NewBundle { epoch: 2, ..snapshot(doc(P, 0), base_id, a1, covers) },
+                commitment: commitment(doc(P, 0), 2, Some(a1), 2),
+                envelopes: vec![key(doc(P, 0), escrow, 2), key(doc(P, 0), a1, 2)],
+            }),
+            now: 7,
+        };
+        // A bundle of the document after what the base covers: refused whole, nothing changes.
+        let late = push(s, &[changes(doc(P, 0), 4, a1)]);
+        assert!(matches!(s.append_erasure(&update(2, covers, 10)), Err(StorageError::Conflict(_))));
+        assert_eq!(s.roster(P).unwrap().map(|(seq, _)| seq), Some(1));
+        assert_eq!(s.current_epoch(doc(P, 0)).unwrap(), 1);
+        // Covering everything: the older bundles, envelopes (escrow's too) and commitment go.
+        let erased = s.append_erasure(&update(2, late[0], 11)).unwrap();
+        assert_eq!((erased.bundles, erased.envelopes, erased.escrow_envelopes), (3, 1, 1));
+        assert_eq!(s.current_epoch(doc(P, 0)).unwrap(), 2);
+        assert!(s.commitment(doc(P, 0), 1).unwrap().is_none());
+        assert!(s.escrow_envelopes(P).unwrap().iter().all(|e| e.document != doc(P, 0) || e.epoch == 2));
+        // The other compartment is untouched; the base is the document's only bundle and a
+        // device behind it receives it.
+        assert_eq!(s.document_stats(doc(P, 1)).unwrap().bundles, 1);
+        assert_eq!(s.document_stats(doc(P, 0)).unwrap().bundles, 1);
+        let pulled = s.pull(ann, DeviceId([9; 16]), 0, 1 << 20).unwrap();
+        assert!(pulled.bundles.iter().any(|b| b.bundle_id == id16(11)), "the base is delivered");
+        // A push under the erased epoch is refused; a second erasure at the same epoch too.
+        let refused = s.push_batch(&[changes(doc(P, 0), 5, a1)]).unwrap();
+        assert!(matches!(refused[0], PushOutcome::Refused { .. }), "{refused:?}");
+        assert!(s.append_erasure(&update(3, u64::MAX >> 2, 12)).is_err());
+    }
+
     pub fn a_closed_plan_is_listed_and_erasing_it_leaves_only_a_tombstone_that_refuses_registration(
         s: &dyn Storage,
     ) {
@@ -1869,6 +1936,7 @@ pub mod suite {
             rotate: vec![],
             by_device: Some(a1),
             closed_at: None,
+            erasure: None,
             now: 6,
         };
         s.append_membership(&add).unwrap();
@@ -1891,6 +1959,7 @@ pub mod suite {
             signed: vec![3; 40],
             add: vec![],
             closed_at: Some(50),
+            erasure: None,
             now: 50,
             ..add
         };
@@ -2519,6 +2588,7 @@ macro_rules! conformance_suite {
             removing_a_participant_queues_the_plans_documents_it_could_read,
             a_membership_chain_appends_in_order_grants_removes_rotates_and_pages_whole_chains,
             a_closed_plan_is_listed_and_erasing_it_leaves_only_a_tombstone_that_refuses_registration,
+            a_members_erasure_replaces_the_document_by_its_base_and_deletes_every_older_epoch,
             completing_a_rotation_is_refused_for_a_wrong_epoch_and_settles_only_older_tasks,
             a_push_during_a_rotation_or_under_an_old_epoch_is_refused_in_the_writing_transaction,
             rotation_tasks_list_every_reader_with_the_epochs_it_holds,
@@ -2664,6 +2734,7 @@ mod sqlite {
             rotate: vec![],
             by_device: Some(a1),
             closed_at: Some(9),
+            erasure: None,
             now: 9,
         };
         s.append_membership(&close).unwrap();

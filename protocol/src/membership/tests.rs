@@ -466,3 +466,33 @@ fn a_device_another_organisations_administrator_certified_under_a_participants_u
         .unwrap();
     assert!(roster.state().participant(5).is_some());
 }
+
+#[test]
+fn only_the_regisseurs_device_erases_a_member_and_each_erasure_names_a_later_epoch() {
+    let network = Network::new();
+    let wim = network.person(3, 1, "Wim", "wijkteam");
+    let ans = network.person(4, 2, "Ans", "wijkteam");
+    let mut roster = started(&network, &wim);
+    roster
+        .apply(&entry(&roster, &wim, Act::Add(ans.chain.clone())), &network.root(), &never_revoked)
+        .unwrap();
+    let erase = |epoch| Act::Erase(Erasure { epoch, base: Fixed([5; 32]), covers: 9 });
+    // A participant, an administrator: refused.
+    let by_ans = entry(&roster, &ans, erase(2));
+    assert_eq!(roster.apply(&by_ans, &network.root(), &never_revoked), Err(MembershipError::NotRegisseur));
+    let by_admin = Entry::next(&roster, 100, Signer::Admin(network.admin_certificate.clone()), erase(2))
+        .sign(&network.admin);
+    assert_eq!(roster.apply(&by_admin, &network.root(), &never_revoked), Err(MembershipError::NotRegisseur));
+    // Epoch 1 is the document's first key, never an erasure's.
+    let first = entry(&roster, &wim, erase(1));
+    assert_eq!(roster.apply(&first, &network.root(), &never_revoked), Err(MembershipError::StaleErasure));
+    roster.apply(&entry(&roster, &wim, erase(2)), &network.root(), &never_revoked).unwrap();
+    assert_eq!(roster.erasure().map(|(seq, e)| (seq, e.epoch)), Some((3, 2)));
+    let again = entry(&roster, &wim, erase(2));
+    assert_eq!(roster.apply(&again, &network.root(), &never_revoked), Err(MembershipError::StaleErasure));
+    // A closed plan is erased from too: an AVG request comes during the retention period.
+    roster.apply(&entry(&roster, &wim, Act::Close), &network.root(), &never_revoked).unwrap();
+    roster.apply(&entry(&roster, &wim, erase(3)), &network.root(), &never_revoked).unwrap();
+    assert_eq!(roster.erasure().map(|(_, e)| e.epoch), Some(3));
+    assert_eq!(roster.state().participants.len(), 2, "an erasure changes no membership");
+}
