@@ -145,6 +145,7 @@ impl Device {
             signer: self.device_id().to_string(),
             signature: Vec::new(),
             written_by: String::new(),
+            resealed: false,
         };
         record.signature =
             self.identity().signing_key().sign(&signed_bytes(*plan, &record)).to_bytes().to_vec();
