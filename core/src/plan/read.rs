@@ -75,7 +75,15 @@ impl<'a> Reader<'a> {
     pub fn creator(&self, obj: &ObjId) -> Result<String, PlanError> {
         let ObjId::Id(_, actor, _) = obj else { return Ok(String::new()) };
         let Some(root) = self.vouched_root(obj)? else { return Ok(actor.to_hex_string()) };
-        match self.doc.get_at(obj, BY, &[root])? {
+        // The value the base's change wrote: usually still the visible one (cheap to find);
+        // if anyone wrote over it since, as it was then.
+        let current =
+            self.doc.get_all(obj, BY)?.into_iter().find(|(_, op)| self.doc.hash_for_opid(op) == Some(root));
+        let written = match current {
+            Some(found) => Some(found),
+            None => self.doc.get_at(obj, BY, &[root])?,
+        };
+        match written {
             Some((Value::Scalar(s), _)) => match s.as_ref() {
                 // Only an actor id as hex: anything else names nobody, and the base's writer
                 // stays the creator.
