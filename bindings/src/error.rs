@@ -145,7 +145,8 @@ impl From<CoreError> for ApiError {
             | CoreError::AlreadyInitialised
             | CoreError::InvalidDeviceLabel(_)
             | CoreError::Transfer(_)
-            | CoreError::NotAllowed(_) => ApiError::Invalid { reason },
+            | CoreError::NotAllowed(_)
+            | CoreError::AdoptedVersionResealed { .. } => ApiError::Invalid { reason },
             CoreError::UnknownPlan(_) | CoreError::NoMatchingPlan(_) | CoreError::NotInitialised => {
                 ApiError::NotFound { reason }
             }

@@ -715,7 +715,8 @@ pub struct Adoption {
 /// Whether an adoption holds: show only `Verified` as adopted.
 #[uniffi::remote(Enum)]
 pub enum AdoptionCheck {
-    /// Signed by the device of the plan's regisseur at that time, over content this device holds.
+    /// Signed by the device of the plan's regisseur at that time, over content this device holds
+    /// (or that an erasure re-sealed since).
     Verified,
     /// Cannot be checked yet; a sync brings what is missing.
     Pending { reason: String },

@@ -84,7 +84,7 @@ pub struct Adoption {
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum AdoptionCheck {
     /// Signed by the device of the plan's regisseur at that time, over content this device
-    /// holds.
+    /// holds (or that an erasure re-sealed since: [`CoreError::AdoptedVersionResealed`]).
     Verified,
     /// Cannot be checked yet (a certificate, the chain or adopted changes have not arrived);
     /// a sync brings them.
@@ -145,6 +145,7 @@ impl Device {
             signer: self.device_id().to_string(),
             signature: Vec::new(),
             written_by: String::new(),
+            resealed: false,
         };
         record.signature =
             self.identity().signing_key().sign(&signed_bytes(*plan, &record)).to_bytes().to_vec();
@@ -201,10 +202,14 @@ impl Device {
     }
 
     /// The newest verified adopted version as it was, and what changed since; `None` when
-    /// the plan has none. The records are judged once.
+    /// the plan has none, or when the newest was re-sealed by an erasure (what changed since it
+    /// can no longer be told; the next adoption is shown again). The records are judged once.
     pub fn newest_adopted_plan(&mut self, plan: &PlanId) -> Result<Option<AdoptedPlan>, CoreError> {
         self.audited(Access::on(AuditAction::Read, *plan).object("adopted"), |d| {
-            d.find_adopted_plan(plan, None)
+            match d.find_adopted_plan(plan, None) {
+                Err(CoreError::AdoptedVersionResealed { .. }) => Ok(None),
+                found => found,
+            }
         })
     }
 
@@ -221,6 +226,9 @@ impl Device {
         else {
             return Ok(None);
         };
+        if record.resealed {
+            return Err(CoreError::AdoptedVersionResealed { version: found.version });
+        }
         let past = self.loaded_plan(*plan)?.at_heads(&record.heads)?.ok_or_else(|| {
             CoreError::NotAllowed("nog niet alle vastgestelde wijzigingen zijn ontvangen".into())
         })?;
@@ -304,10 +312,13 @@ impl Device {
         Ok(AdoptionCheck::Verified)
     }
 
-    /// Whether every adopted head of a compartment this device holds is here.
+    /// Whether every adopted head of a compartment this device holds is here. The `basis`
+    /// heads of a record an erasure carried into a base never arrive: the base re-sealed
+    /// them (the signature still covers them, and everything else is checked).
     fn holds_heads(&self, plan: &PlanId, record: &StoredAdoption) -> Result<bool, CoreError> {
         let Some(loaded) = self.open_plan_ref(plan) else { return Ok(false) };
-        Ok(record.heads.iter().all(|(compartment, hashes)| match loaded.doc(*compartment) {
+        let heads = record.heads.iter().filter(|(c, _)| !(record.resealed && *c == Compartment::Basis));
+        Ok(heads.into_iter().all(|(compartment, hashes)| match loaded.doc(*compartment) {
             Ok(doc) => hashes.iter().all(|h: &ChangeHash| doc.get_change_by_hash(h).is_some()),
             Err(PlanError::CompartmentNotHeld(_)) => true,
             Err(_) => false,
@@ -327,3 +338,6 @@ fn no_such_version(version: Option<u32>) -> String {
         None => "dit plan is nog niet vastgesteld".into(),
     }
 }
+
+#[cfg(test)]
+mod tests;

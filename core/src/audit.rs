@@ -149,6 +149,7 @@ pub(crate) fn error_kind(error: &CoreError) -> (AuditResult, &'static str) {
         | CoreError::AmbiguousPlan(_)
         | CoreError::PlanPrefixTooShort(_) => (Refused, "unknown_plan"),
         CoreError::NotAllowed(_) => (Refused, "not_allowed"),
+        CoreError::AdoptedVersionResealed { .. } => (Refused, "resealed"),
         CoreError::Plan(PlanError::CompartmentNotHeld(_)) => (Refused, "compartment_not_held"),
         CoreError::Wiped => (Refused, "wiped"),
         CoreError::Closed => (Refused, "closed"),

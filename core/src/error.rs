@@ -54,6 +54,12 @@ pub enum CoreError {
     /// Dutch: people read it.
     #[error("{0}")]
     NotAllowed(String),
+    /// The adopted version asked for was adopted before a family member's personal data was
+    /// erased (AVG): the erasure re-sealed the `basis` document, so the changes it adopted are
+    /// gone and it cannot be shown as it was. The adoption still counts (its signature, signer
+    /// and chain position are checked as ever). The sentence is Dutch.
+    #[error("deze versie is vervangen bij het wissen van persoonsgegevens")]
+    AdoptedVersionResealed { version: u32 },
     /// The plan was closed (*afgesloten*) by its regisseur: nothing in it changes any more.
     /// It can still be read until this device removes its copy after the grace period.
     #[error("het plan is afgesloten: er kan niets meer in worden veranderd")]

@@ -55,7 +55,7 @@ pub mod vocab;
 
 use std::sync::Arc;
 
-use automerge::{Automerge, ChangeHash};
+use automerge::{ActorId, Automerge, ChangeHash};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
@@ -209,6 +209,9 @@ pub struct Plan {
     docs: [Option<Automerge>; 4],
     /// Per compartment, the document's size when last measured (`limits.rs`).
     sizes: [Option<limits::SizeMark>; 4],
+    /// Per compartment, the device whose base (an erasure's re-sealed document) is believed
+    /// about who created what (`vouch_base`).
+    vouched: [Option<ActorId>; 4],
     clock: Arc<dyn Clock>,
 }
 
@@ -226,7 +229,14 @@ impl Plan {
             Some(list) => edit::domain_list(list)?,
             None => vocab::ZRM_2017_DOMAINS.iter().map(|d| (*d).to_owned()).collect(),
         };
-        let mut plan = Plan { id, author, docs: Default::default(), sizes: Default::default(), clock };
+        let mut plan = Plan {
+            id,
+            author,
+            docs: Default::default(),
+            sizes: Default::default(),
+            vouched: Default::default(),
+            clock,
+        };
         for compartment in Compartment::ALL {
             let mut doc = Automerge::new().with_actor(author.actor());
             edit::init_document(&mut doc, compartment, id, &family, &domains, plan.clock.now_ms())?;
@@ -243,7 +253,14 @@ impl Plan {
         docs: Vec<(Compartment, Automerge)>,
         clock: Arc<dyn Clock>,
     ) -> Result<Plan, PlanError> {
-        let mut plan = Plan { id, author, docs: Default::default(), sizes: Default::default(), clock };
+        let mut plan = Plan {
+            id,
+            author,
+            docs: Default::default(),
+            sizes: Default::default(),
+            vouched: Default::default(),
+            clock,
+        };
         for (compartment, mut doc) in docs {
             doc.set_actor(author.actor());
             read::check_plan_id(&doc, compartment, id)?;
@@ -254,6 +271,20 @@ impl Plan {
 
     pub fn id(&self) -> PlanId {
         self.id
+    }
+
+    /// Believes the creators that a base written by `author` records (`_by`, see
+    /// [`erasure::base_without_member`]) for the objects that base's own change created. The
+    /// caller knows `author` from the plan's signed membership chain (the device whose erasure
+    /// it accepted), never from the document; it calls this after loading the plan and after
+    /// replacing the document. Without it every object of a base reads as created by its writer.
+    pub fn vouch_base(&mut self, compartment: Compartment, author: ActorId) {
+        self.vouched[compartment.index()] = Some(author);
+    }
+
+    /// The device whose base this plan believes for `compartment`, if any.
+    pub fn vouched(&self, compartment: Compartment) -> Option<&ActorId> {
+        self.vouched[compartment.index()].as_ref()
     }
 
     pub fn author(&self) -> DeviceId {

@@ -14,7 +14,7 @@ use automerge::{Automerge, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
 use serde::{Deserialize, Serialize};
 
 use super::edit::{date, score, short_text};
-use super::read::Reader;
+use super::read::{self, Reader};
 use super::received;
 use super::vocab::{ActionStatus, GoalStatus, Phase, Role};
 use super::{Compartment, Plan, PlanError, ValidationError};
@@ -376,7 +376,9 @@ fn walk(
                     (item.key.to_string(), item.conflict, child)
                 })
                 .collect();
-            for (key, conflict, child) in items {
+            // A base's `_by` is not something anyone set: it says who created the object
+            // (`read::BY`), and a concurrent write of it is not believed anyway.
+            for (key, conflict, child) in items.into_iter().filter(|(key, ..)| key != read::BY) {
                 visit(key.clone(), key.into(), conflict, child, path)?;
             }
         }

@@ -111,6 +111,10 @@ pub struct StoredAdoption {
     /// The device whose change created the record (it may differ from `signer` only in a
     /// forgery).
     pub written_by: String,
+    /// Carried over into a base by an erasure (the vouched base's change created it): the
+    /// changes its `basis` heads name were re-sealed and are gone for good.
+    #[serde(default)]
+    pub resealed: bool,
 }
 
 /// Root keys `<prefix><id>`, each with its id. Only the canonical spelling of an id counts
@@ -268,7 +272,7 @@ impl Plan {
     pub fn adoption_records(&self) -> Result<Vec<StoredAdoption>, PlanError> {
         let doc = self.doc(Compartment::Basis)?;
         super::received::guarded(Compartment::Basis, "reading adoptions", || {
-            adoptions(&Reader::new(doc, Compartment::Basis))
+            adoptions(&Reader::new(doc, Compartment::Basis).vouched(self.vouched(Compartment::Basis)))
         })
     }
 
@@ -301,7 +305,10 @@ impl Plan {
             past.set_actor(self.author().actor());
             docs.push((*compartment, past));
         }
-        Ok(Some(Plan::from_documents(self.id(), self.author(), docs, self.clock.clone())?))
+        let mut past = Plan::from_documents(self.id(), self.author(), docs, self.clock.clone())?;
+        // A version adopted on a base reads as the base says (the past includes its change).
+        past.vouched = self.vouched.clone();
+        Ok(Some(past))
     }
 }
 
@@ -364,7 +371,7 @@ pub(super) fn meetings(r: &Reader<'_>) -> Result<Vec<Meeting>, PlanError> {
             date: r.required_string(&obj, "date")?,
             attendees: int_list(r, &obj, "attendees", MAX_ATTENDEES)?,
             decisions: decisions(r, &obj)?,
-            recorded_by: read::creator(&obj),
+            recorded_by: r.creator(&obj)?,
             created_at_ms: r.int(&obj, "created_at")?.unwrap_or(0),
         });
     }
@@ -415,7 +422,8 @@ fn adoptions(r: &Reader<'_>) -> Result<Vec<StoredAdoption>, PlanError> {
             membership_seq: int("membership_seq")?,
             signer: r.string(&obj, "signer")?.unwrap_or_default(),
             signature: bytes(r, &obj, "signature")?,
-            written_by: read::creator(&obj),
+            written_by: r.creator(&obj)?,
+            resealed: r.vouched_root(&obj)?.is_some(),
         });
     }
     out.sort_by_key(|a| (a.version, a.at_ms, a.id));

@@ -10,22 +10,21 @@
 //!
 //! What a base does not carry over, beyond the member: the history itself (so the conflict
 //! list starts empty: of a register holding concurrent values only the value every replica
-//! showed survives, counted in [`ErasedMember::settled_conflicts`]), and who created each
-//! object. The read model takes a note's, an agreement's, an escalation step's, a meeting's, a
-//! contact card's and an adoption record's writer, and whoever put an item in the family's
-//! copy, from the actor of the change that created it; in a base every object is created by the
-//! base's one change, so all of these name the base's actor. That is not harmless, and must be
-//! settled before a base is accepted by devices: the family's copy honours an inclusion only from
-//! a regisseur's device and a contact card only from its owner's, so a base written by the
-//! regisseur would promote a non-regisseur's inclusion key and another participant's card for the
-//! regisseur's user id, hide everyone else's cards, and mark every adoption record not signed by
-//! the base's device as written by another device (see ARCHITECTURE.md, Decisions).
+//! showed survives, counted in [`ErasedMember::settled_conflicts`]), and with it the changes
+//! that say who created each object. The read model takes a note's, an agreement's, an
+//! escalation step's, a meeting's, a contact card's and an adoption record's writer from the
+//! actor of the change that created it; in a base that would be the base's writer for all of
+//! them. So the base writes each record's creator into it (`_by`), and readers believe `_by`
+//! only where the plan vouches for the base's writer and only as the base's own change wrote
+//! it (`read::Reader::creator`). Who put an item in the family's copy is a scalar's writer,
+//! which no `_by` can carry: the caller keeps only the inclusions the rules accept today
+//! (`keep_root_key`), which then are the base writer's, the regisseur's.
 
 use std::collections::HashSet;
 
-use automerge::hydrate::{Map, Value};
-use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{ActorId, Automerge, ChangeHash, ObjType, ROOT};
+use automerge::hydrate::{List, Map, Value};
+use automerge::transaction::{CommitOptions, Transactable, Transaction};
+use automerge::{ActorId, Automerge, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue};
 use serde::{Deserialize, Serialize};
 
 use super::read::{self, Reader};
@@ -53,35 +52,166 @@ pub struct ErasedMember {
 /// creation time) and every ZRM score of theirs (`scores` keys `"<member>|…"`). Nothing else in
 /// the layout holds a member's id. What people typed about the member in notes, agreements,
 /// goal descriptions or escalation reasons is prose that no program can tell apart from the
-/// rest: it stays, and the regisseur edits it before erasing if it must go.
+/// rest: it stays, and the regisseur edits it before erasing if it must go. Left out as well:
+/// every root key for which `keep_root_key` returns false (the caller keeps only the
+/// family-copy inclusions whose writer the rules accept today: an inclusion is a scalar, which
+/// cannot say who wrote it, so in the base each one is `actor`'s).
 ///
 /// Everything else keeps its type: texts stay automerge `Text` (so typing on the base still
-/// merges), maps maps, lists lists, scalars (timestamps, counters) as they were.
+/// merges), maps maps, lists lists, scalars (timestamps, counters) as they were. Every map but
+/// the root and its collections (whose keys are data) gets `_by`: the device that created it in
+/// `doc`, as `doc`'s reader tells it with `vouched` (the writer of `doc`'s own base, if it is
+/// one: a second erasure keeps the first one's creators). Readers believe `_by` only once the
+/// plan vouches for `actor` ([`super::Plan::vouch_base`]).
 ///
-/// Refuses [`ValidationError::UnknownMember`] when `doc` holds no such member.
+/// Refuses [`ValidationError::UnknownMember`] when `doc` holds no such member, and a
+/// [`PlanError::Malformed`] when `keep_root_key` dropped a key the layout needs.
 pub fn base_without_member(
     doc: &Automerge,
+    vouched: Option<&ActorId>,
     member: EntityId,
     actor: ActorId,
     at_ms: i64,
+    keep_root_key: &dyn Fn(&str) -> bool,
 ) -> Result<(Automerge, ErasedMember), PlanError> {
     guarded(Compartment::Basis, "erasing a family member", || {
-        let reader = Reader::new(doc, Compartment::Basis);
+        let reader = Reader::new(doc, Compartment::Basis).vouched(vouched);
         let members = reader.required_object(&ROOT, read::MEMBERS, ObjType::Map)?;
         if reader.object(&members, &member.to_string(), ObjType::Map)?.is_none() {
             return Err(ValidationError::UnknownMember(member).into());
         }
-        let mut root = root_map(doc.hydrate(None))?;
-        let scores = strip_member(&mut root, &member.to_string());
-        let settled_conflicts = conflicts_in_map(&root);
+        let mut copier = Copier {
+            from: &reader,
+            member: member.to_string(),
+            keep_root_key,
+            scores: 0,
+            settled_conflicts: 0,
+        };
         let mut base = Automerge::new().with_actor(actor);
         base.transact_with(
             |_| CommitOptions::default().with_time(at_ms),
-            |tx| tx.init_root_from_hydrate(&root),
+            |tx| copier.map(tx, &ROOT, &ROOT, Place::Root),
         )
-        .map_err(|f| PlanError::Automerge(f.error))?;
+        .map_err(|f| f.error)?;
+        super::view::check_layout(&base, Compartment::Basis)?;
+        let Copier { scores, settled_conflicts, .. } = copier;
         Ok((base, ErasedMember { member, scores, settled_conflicts }))
     })
+}
+
+/// Where a map being copied sits, for what it leaves out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Root,
+    /// A root map whose keys are data ([`read::COLLECTIONS`]), by its key.
+    Collection(&'static str),
+    Other,
+}
+
+/// Where a value goes in the base.
+enum At {
+    Key(String),
+    Index(usize),
+}
+
+/// Copies today's values of `from`'s document into a base, object by object, so that each
+/// object's creator is known when it is written.
+struct Copier<'r, 'a> {
+    from: &'r Reader<'a>,
+    member: String,
+    keep_root_key: &'r dyn Fn(&str) -> bool,
+    scores: usize,
+    settled_conflicts: usize,
+}
+
+impl Copier<'_, '_> {
+    /// Copies map `from` into `to`, leaving out what `place` says; the depth is bounded by the
+    /// nesting limit every held document meets.
+    fn map(
+        &mut self,
+        tx: &mut Transaction<'_>,
+        from: &ObjId,
+        to: &ObjId,
+        place: Place,
+    ) -> Result<(), PlanError> {
+        let doc = self.from.doc;
+        for key in doc.keys(from).collect::<Vec<_>>() {
+            if !self.keeps(place, &key) {
+                continue;
+            }
+            let Some((value, id)) = doc.get(from, key.as_str())? else { continue };
+            self.settled_conflicts += usize::from(doc.get_all(from, key.as_str())?.len() > 1);
+            let child = match read::COLLECTIONS.into_iter().find(|c| *c == key) {
+                Some(collection) if place == Place::Root => Place::Collection(collection),
+                _ => Place::Other,
+            };
+            self.value(tx, value, &id, to, At::Key(key), child)?;
+        }
+        if place == Place::Other && matches!(from, ObjId::Id(..)) {
+            tx.put(to, read::BY, self.from.creator(from)?)?;
+        }
+        Ok(())
+    }
+
+    /// Whether key `key` of a map at `place` goes into the base: not the member's entry or
+    /// scores, not a root key the caller drops, never a `_by` (the base writes its own).
+    fn keeps(&mut self, place: Place, key: &str) -> bool {
+        match place {
+            _ if key == read::BY => false,
+            Place::Root => (self.keep_root_key)(key),
+            Place::Collection(read::MEMBERS) => key != self.member,
+            Place::Collection(read::SCORES) if key.split('|').next() == Some(self.member.as_str()) => {
+                self.scores += 1;
+                false
+            }
+            Place::Collection(_) | Place::Other => true,
+        }
+    }
+
+    fn list(&mut self, tx: &mut Transaction<'_>, from: &ObjId, to: &ObjId) -> Result<(), PlanError> {
+        let doc = self.from.doc;
+        for index in 0..doc.length(from) {
+            let Some((value, id)) = doc.get(from, index)? else { continue };
+            self.settled_conflicts += usize::from(doc.get_all(from, index)?.len() > 1);
+            let at = tx.length(to);
+            self.value(tx, value, &id, to, At::Index(at), Place::Other)?;
+        }
+        Ok(())
+    }
+
+    fn value(
+        &mut self,
+        tx: &mut Transaction<'_>,
+        value: automerge::Value<'_>,
+        id: &ObjId,
+        to: &ObjId,
+        at: At,
+        place: Place,
+    ) -> Result<(), PlanError> {
+        let ty = match value {
+            automerge::Value::Scalar(scalar) => {
+                let scalar = match scalar.into_owned() {
+                    ScalarValue::Counter(counter) => ScalarValue::counter(i64::from(&counter)),
+                    other => other,
+                };
+                match at {
+                    At::Key(key) => tx.put(to, key, scalar)?,
+                    At::Index(index) => tx.insert(to, index, scalar)?,
+                }
+                return Ok(());
+            }
+            automerge::Value::Object(ty) => ty,
+        };
+        let made = match at {
+            At::Key(key) => tx.put_object(to, key, ty)?,
+            At::Index(index) => tx.insert_object(to, index, ty)?,
+        };
+        match ty {
+            ObjType::Map | ObjType::Table => self.map(tx, id, &made, place),
+            ObjType::List => self.list(tx, id, &made),
+            ObjType::Text => Ok(tx.splice_text(&made, 0, 0, &self.from.doc.text(id)?)?),
+        }
+    }
 }
 
 /// The device's own edits that the server never acknowledged, carried over from `old` (the
@@ -94,10 +224,11 @@ pub fn base_without_member(
 /// three-way merge done by automerge: from `B` (`old` without them) one copy is updated to the
 /// base's values and another to `old`'s, the two are merged, and the base is updated to the
 /// result. So a text typed into on both sides keeps both typings, entities created on either
-/// side are all there, and an append to a list on each side keeps both (lists are updated
-/// position by position, which merges appends; the plan's lists are only ever appended to or
-/// written whole at creation). Where both sides set the same register differently, the
-/// device's own value wins: it is the one this change is written to carry.
+/// side are all there, and an append to a list on each side keeps both: the base's items stay
+/// where they are (each says who created it, and the last escalation step is the level) and
+/// the device's follow (the plan's lists are only ever appended to or written whole). Where
+/// both sides set the same register differently, or wrote the same list whole, the device's
+/// own value wins: it is the one this change is written to carry.
 ///
 /// Members the base no longer has (erased) stay erased: their entry is gone on the base side,
 /// which removes it whatever the device's edits did inside it (a renaming, a new birth date is
@@ -178,7 +309,73 @@ fn three_way(common: &Map, ours: &Map, theirs: &Map) -> Result<Map, PlanError> {
     merged.merge(&mut mine)?;
     let mut out = root_map(merged.hydrate(None))?;
     prefer_ours(&mut out, ours);
+    settle_lists(&mut out, Some(common), ours, theirs);
     Ok(out)
+}
+
+/// Settles each list both sides have, as the plan's lists change: appended to (escalation
+/// steps) or written whole (the domains, a meeting's attendees). Where only one side changed a
+/// list, that side's; where both only appended, the base's list and then the device's new
+/// items, so that no item the base holds moves (the base writes who created each item, by
+/// position, and the last escalation step is the current level); otherwise, as for a register,
+/// the device's. The merge left the concurrent items in an order set by random actor ids.
+fn settle_lists(merged: &mut Map, common: Option<&Map>, ours: &Map, theirs: &Map) {
+    for (key, entry) in merged.iter_mut() {
+        let before = common.and_then(|c| c.get(key));
+        match (&mut entry.value, before, ours.get(key), theirs.get(key)) {
+            (Value::Map(inner), before, Some(Value::Map(o)), Some(Value::Map(t))) => {
+                let before = match before {
+                    Some(Value::Map(c)) => Some(c),
+                    _ => None,
+                };
+                settle_lists(inner, before, o, t);
+            }
+            (Value::List(_), Some(Value::List(c)), Some(Value::List(o)), Some(Value::List(t))) => {
+                entry.value = settled_list(c, o, t);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Items are compared without the `_by` the base wrote into them (the device's document,
+/// before the erasure, had none).
+fn settled_list(common: &List, ours: &List, theirs: &List) -> Value {
+    let values = |list: &List| list.iter().map(|item| without_by(&item.value)).collect::<Vec<_>>();
+    let (c, o, t) = (values(common), values(ours), values(theirs));
+    let items = |list: &List| list.iter().map(|item| item.value.clone()).collect::<Vec<_>>();
+    let settled = if o == c {
+        items(theirs)
+    } else if t == c || !(o.starts_with(&c) && t.starts_with(&c)) {
+        items(ours)
+    } else {
+        items(theirs).into_iter().chain(items(ours).into_iter().skip(c.len())).collect()
+    };
+    Value::List(List::from(settled))
+}
+
+fn without_by(value: &Value) -> Value {
+    let mut value = value.clone();
+    strip_by(&mut value);
+    value
+}
+
+/// Removes every `_by` below `value` (depth bounded by the nesting limit).
+fn strip_by(value: &mut Value) {
+    match value {
+        Value::Map(map) => {
+            map.remove(read::BY);
+            map.values_mut().for_each(|entry| strip_by(&mut entry.value));
+        }
+        Value::List(list) => {
+            for index in 0..list.len() {
+                if let Some(item) = list.get_mut(index) {
+                    strip_by(item);
+                }
+            }
+        }
+        Value::Text(_) | Value::Scalar(_) => {}
+    }
 }
 
 /// Takes `ours` for every map key that the merge left with concurrent values: only a key both
@@ -222,22 +419,6 @@ fn strip_member(root: &mut Map, member: &str) -> usize {
     let before = scores.len();
     scores.retain(|key, _| key.split('|').next() != Some(member));
     before - scores.len()
-}
-
-/// Registers holding concurrent values, anywhere below `map`. The depth is bounded by the
-/// nesting limit every held document meets.
-fn conflicts_in_map(map: &Map) -> usize {
-    map.values().map(|entry| usize::from(entry.conflict) + conflicts_in(&entry.value)).sum()
-}
-
-fn conflicts_in(value: &Value) -> usize {
-    match value {
-        Value::Map(map) => conflicts_in_map(map),
-        Value::List(list) => {
-            list.iter().map(|item| usize::from(item.conflict) + conflicts_in(&item.value)).sum()
-        }
-        Value::Text(_) | Value::Scalar(_) => 0,
-    }
 }
 
 fn root_map(value: Value) -> Result<Map, PlanError> {

@@ -1,7 +1,10 @@
 //! Typed reads from a document that may have been written by anyone: every accessor checks
 //! the type it finds and reports a layout error instead of panicking.
 
-use automerge::{Automerge, ObjId, ObjType, ReadDoc, ScalarValue, Value};
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use automerge::{ActorId, Automerge, ChangeHash, ObjId, ObjType, ReadDoc, ScalarValue, Value};
 
 use super::{Compartment, PlanError};
 use crate::ids::{EntityId, PlanId};
@@ -26,16 +29,93 @@ pub(super) const ACTIONS: &str = "actions";
 pub(super) const AGREEMENTS: &str = "agreements";
 pub(super) const NOTES: &str = "notes";
 pub(super) const SAFETY_ITEMS: &str = "safety_items";
+/// In a base an erasure wrote (`erasure.rs`): the device that created the object the base
+/// copied, as actor hex. Believed only where the base's writer is vouched for
+/// ([`Reader::vouched`]) and only as that writer's first change wrote it.
+pub(super) const BY: &str = "_by";
+/// The root maps whose keys are data (entity ids, score keys): a `_by` there would read as an
+/// entry, so a base writes none in them (nobody's creator is read from them either).
+pub(super) const COLLECTIONS: [&str; 8] =
+    [MEMBERS, PARTICIPANTS, GOALS, SCORES, ACTIONS, AGREEMENTS, NOTES, SAFETY_ITEMS];
 
 /// Reads one compartment document, naming the compartment in every error.
 pub(super) struct Reader<'a> {
     pub doc: &'a Automerge,
     pub compartment: Compartment,
+    vouched: Option<Vouched>,
+}
+
+/// The writer of a base whose `_by` fields are believed, and which changes of the document
+/// were found to be that writer's root change (one lookup per change, not per object).
+struct Vouched {
+    author: ActorId,
+    roots: RefCell<HashMap<ChangeHash, bool>>,
 }
 
 impl<'a> Reader<'a> {
     pub fn new(doc: &'a Automerge, compartment: Compartment) -> Self {
-        Self { doc, compartment }
+        Self { doc, compartment, vouched: None }
+    }
+
+    /// Believes the `_by` fields that `author`'s root change wrote (see [`Reader::creator`]);
+    /// `None` believes none. The caller knows `author` from the plan's signed membership
+    /// chain (`Plan::vouch_base`), never from the document.
+    pub fn vouched(mut self, author: Option<&ActorId>) -> Self {
+        self.vouched = author.map(|author| Vouched { author: author.clone(), roots: RefCell::default() });
+        self
+    }
+
+    /// The device (actor hex) that created `obj`: who wrote a note, an agreement, an
+    /// escalation step, a meeting, a contact card, an adoption record. It is the actor of the
+    /// change that created the object, which names the device whose signed bundle carried it,
+    /// whatever the object itself claims, with one exception: an object that a vouched base's
+    /// own change created (an erasure re-sealed the document, see `erasure.rs`) was created
+    /// by the device its `_by` names, as that change wrote it. A `_by` written later, by
+    /// anyone, or in an object created later, even by the base's writer, is not believed.
+    pub fn creator(&self, obj: &ObjId) -> Result<String, PlanError> {
+        let ObjId::Id(_, actor, _) = obj else { return Ok(String::new()) };
+        let Some(root) = self.vouched_root(obj)? else { return Ok(actor.to_hex_string()) };
+        // The value the base's change wrote: usually still the visible one (cheap to find);
+        // if anyone wrote over it since, as it was then.
+        let current =
+            self.doc.get_all(obj, BY)?.into_iter().find(|(_, op)| self.doc.hash_for_opid(op) == Some(root));
+        let written = match current {
+            Some(found) => Some(found),
+            None => self.doc.get_at(obj, BY, &[root])?,
+        };
+        match written {
+            Some((Value::Scalar(s), _)) => match s.as_ref() {
+                // Only an actor id as hex: anything else names nobody, and the base's writer
+                // stays the creator.
+                ScalarValue::Str(by) if is_actor_hex(by) => Ok(by.to_string()),
+                _ => Ok(actor.to_hex_string()),
+            },
+            _ => Ok(actor.to_hex_string()),
+        }
+    }
+
+    /// The vouched base change that created `obj`, when it was one: the change has no
+    /// dependencies (the document's first) and is the vouched writer's.
+    pub fn vouched_root(&self, obj: &ObjId) -> Result<Option<ChangeHash>, PlanError> {
+        let (Some(vouched), ObjId::Id(counter, actor, _)) = (&self.vouched, obj) else { return Ok(None) };
+        if *actor != vouched.author {
+            return Ok(None);
+        }
+        let Some(hash) = self.doc.hash_for_opid(obj) else { return Ok(None) };
+        let known = vouched.roots.borrow().get(&hash).copied();
+        let is_root = match known {
+            Some(is_root) => is_root,
+            None => {
+                let is_root = self.doc.get_change_meta_by_hash(&hash).is_some_and(|meta| {
+                    meta.deps.is_empty()
+                        && *meta.actor == vouched.author
+                        && (meta.start_op..=meta.max_op).contains(counter)
+                });
+                vouched.roots.borrow_mut().insert(hash, is_root);
+                is_root
+            }
+        };
+        Ok(is_root.then_some(hash))
     }
 
     pub fn malformed(&self, detail: impl Into<String>) -> PlanError {
@@ -159,12 +239,19 @@ pub(super) fn ref_str<'v>(value: &'v automerge::ValueRef<'_>) -> Option<&'v str>
     }
 }
 
-/// The actor (device) that created an object, as hex: who wrote a note, an agreement, an
-/// escalation step. It comes from the change that created the object, so it names the device
-/// whose signed bundle carried it, whatever the object itself claims.
-pub(super) fn creator(obj: &ObjId) -> String {
-    match obj {
+/// The actor (device) that wrote an operation, as hex: who put a scalar (a family-copy
+/// inclusion) in. For an object's creator, use [`Reader::creator`], which knows bases.
+pub(super) fn writer(op: &ObjId) -> String {
+    match op {
         ObjId::Id(_, actor, _) => actor.to_hex_string(),
         ObjId::Root => String::new(),
     }
+}
+
+/// Lowercase hex of an actor id, as `ActorId::to_hex_string` writes it.
+fn is_actor_hex(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.len().is_multiple_of(2)
+        && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }

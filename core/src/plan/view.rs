@@ -1,7 +1,7 @@
 //! The read model: plain structs materialised from the documents. It is what screens and the
 //! CLI show, and what replicas compare to prove they converged.
 
-use automerge::{Automerge, ObjId, ObjType, ROOT, ReadDoc};
+use automerge::{ActorId, Automerge, ObjId, ObjType, ROOT, ReadDoc};
 use serde::{Deserialize, Serialize};
 
 use super::read::{self, Reader};
@@ -211,7 +211,9 @@ pub struct Note {
     pub text: String,
     /// The device that wrote the note, as hex: the actor of the automerge change that created
     /// it, which a bundle's signature vouches for. The `author` string stored in the note is
-    /// ignored: any writer could put another device's id there.
+    /// ignored: any writer could put another device's id there. In a base an erasure wrote,
+    /// the base records each object's creator, believed once the plan vouches for the base's
+    /// writer (`Plan::vouch_base`, `read::Reader::creator`).
     pub author: String,
     pub created_at_ms: i64,
     /// For a note copied from another compartment: where it came from. What the copier
@@ -248,7 +250,8 @@ fn sort_entities<T>(items: &mut [T], key: impl Fn(&T) -> (i64, EntityId)) {
 pub(super) fn materialise(plan: &Plan) -> Result<PlanView, PlanError> {
     let part_of = |compartment| {
         let doc = plan.doc(compartment)?;
-        received::guarded(compartment, "reading the plan", || read_compartment(doc, compartment))
+        let vouched = plan.vouched(compartment);
+        received::guarded(compartment, "reading the plan", || read_compartment(doc, compartment, vouched))
     };
     let Part { basis, notes, safety_items } = part_of(Compartment::Basis)?;
     let basis = basis.ok_or(PlanError::CompartmentNotHeld(Compartment::Basis))?;
@@ -293,7 +296,8 @@ pub(super) fn materialise(plan: &Plan) -> Result<PlanView, PlanError> {
 /// Checks that a document materialises without layout errors: it is read exactly as the read
 /// model reads it, so a document that passed this check always materialises.
 pub(super) fn check_layout(doc: &Automerge, compartment: Compartment) -> Result<(), PlanError> {
-    read_compartment(doc, compartment)?;
+    // Vouching changes only whose actor id a creator is, never whether the layout reads.
+    read_compartment(doc, compartment, None)?;
     // Adoption records are read apart from the view (the device judges them), with the same
     // layout rules.
     if compartment == Compartment::Basis {
@@ -328,8 +332,12 @@ struct Basis {
     family_copy_items: Vec<FamilyCopyItem>,
 }
 
-fn read_compartment(doc: &Automerge, compartment: Compartment) -> Result<Part, PlanError> {
-    let r = Reader::new(doc, compartment);
+fn read_compartment(
+    doc: &Automerge,
+    compartment: Compartment,
+    vouched: Option<&ActorId>,
+) -> Result<Part, PlanError> {
+    let r = Reader::new(doc, compartment).vouched(vouched);
     let basis = match compartment {
         Compartment::Basis => Some(Basis {
             family: r.required_string(&ROOT, read::FAMILY)?,
@@ -403,7 +411,7 @@ fn escalations(r: &Reader<'_>) -> Result<Vec<EscalationStep>, PlanError> {
                 .map(|s| r.entity_id(&s, "regie holder"))
                 .transpose()?,
             reason: r.text(&obj, "reason")?,
-            by: read::creator(&obj),
+            by: r.creator(&obj)?,
             at_ms: r.int(&obj, "at")?.unwrap_or(0),
         });
     }
@@ -506,7 +514,7 @@ fn agreements(r: &Reader<'_>) -> Result<Vec<Agreement>, PlanError> {
         out.push(Agreement {
             id,
             text: r.text(&obj, "text")?,
-            author: read::creator(&obj),
+            author: r.creator(&obj)?,
             created_at_ms: created(r, &obj)?,
         });
     }
@@ -522,7 +530,7 @@ fn notes(r: &Reader<'_>) -> Result<Vec<Note>, PlanError> {
             compartment: r.compartment,
             kind: r.string(&obj, "kind")?.unwrap_or_default(),
             text: r.text(&obj, "text")?,
-            author: read::creator(&obj),
+            author: r.creator(&obj)?,
             created_at_ms: created(r, &obj)?,
             copied_from: match r.string(&obj, "copied_from_compartment")? {
                 Some(compartment) => Some(NoteOrigin {
@@ -551,7 +559,7 @@ fn contacts(r: &Reader<'_>) -> Result<Vec<ContactCard>, PlanError> {
             user_id,
             phone: r.string(&obj, "phone")?,
             email: r.string(&obj, "email")?,
-            written_by: read::creator(&obj),
+            written_by: r.creator(&obj)?,
         });
     }
     out.sort_by_key(|c| c.user_id);
@@ -588,7 +596,7 @@ pub(super) fn family_copy_writers(r: &Reader<'_>) -> Result<Vec<Inclusion>, Plan
         let Some(item) = FamilyCopyItem::from_key(&key) else { continue };
         for (value, op) in r.doc.get_all(&ROOT, key.as_str())? {
             if let Some(pin) = inclusion_pin(&value) {
-                out.push((item, read::creator(&op), pin));
+                out.push((item, read::writer(&op), pin));
             }
         }
     }

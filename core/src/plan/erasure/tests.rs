@@ -10,6 +10,8 @@ use proptest::prelude::*;
 use super::{base_without_member, rebase_unacknowledged};
 use crate::clock::ManualClock;
 use crate::ids::{DeviceId, EntityId, PlanId};
+use crate::plan::cycle::{NewDecision, NewMeeting, StoredAdoption};
+use crate::plan::view::FamilyCopyItem;
 use crate::plan::{
     Compartment, EscalationLevel, GoalStatus, MemberUpdate, NewAction, NewGoal, NewMember, NoteKind, Plan,
     PlanError, PlanView, ValidationError, validate_document,
@@ -72,7 +74,61 @@ fn family() -> Family {
         due: Some("2026-12-10".into()),
     })
     .unwrap();
+    // A colleague's device writes some of it: the base must keep who wrote what.
+    let mut colleague = replica(&plan, device(2), &clock);
+    colleague.add_note(Compartment::Basis, NoteKind::Note, "Notitie van de collega.").unwrap();
+    colleague.add_agreement("De collega belt elke week.").unwrap();
+    colleague.escalate(EscalationLevel::ZorgEnVeiligheidshuis, None, "Naar het ZVH.").unwrap();
+    colleague.set_contact(5, Some("0687654321"), None).unwrap();
+    let decision = NewDecision { text: "Samen naar de bank.".into(), action: None };
+    colleague
+        .add_meeting(NewMeeting {
+            date: "2026-11-20".into(),
+            attendees: vec![4, 5],
+            decisions: vec![decision],
+        })
+        .unwrap();
+    let record = StoredAdoption {
+        id: EntityId::random(),
+        version: 1,
+        date: "2026-11-21".into(),
+        at_ms: START,
+        with_family: "Besproken met het gezin.".into(),
+        present: vec![4],
+        heads: colleague.held_heads(),
+        membership_seq: 0,
+        signer: device(2).to_string(),
+        signature: vec![7; 64],
+        written_by: String::new(),
+        resealed: false,
+    };
+    colleague.add_adoption(&record).unwrap();
+    plan.doc_mut(Compartment::Basis).unwrap().merge(colleague.doc_mut(Compartment::Basis).unwrap()).unwrap();
     Family { plan, clock, sanne, pieter, goal, note }
+}
+
+fn keep_all(_: &str) -> bool {
+    true
+}
+
+/// `plan` with its `basis` document replaced by a base of `eraser()`'s, vouched for.
+fn with_vouched_basis(plan: &Plan, basis: Automerge, clock: &Arc<ManualClock>) -> Plan {
+    let mut plan = with_basis(plan, basis, clock);
+    plan.vouch_base(Compartment::Basis, eraser());
+    plan
+}
+
+/// A hydrated document without the `_by` fields a base adds.
+fn without_by(mut value: automerge::hydrate::Value) -> automerge::hydrate::Value {
+    super::strip_by(&mut value);
+    value
+}
+
+/// The old view as a vouched base reads it: without the member and their scores.
+fn without_member(mut view: PlanView, member: EntityId) -> PlanView {
+    view.members.retain(|m| m.id != member);
+    view.scores.retain(|s| s.member != member);
+    view
 }
 
 /// Another device holding the same documents.
@@ -99,11 +155,10 @@ fn basis_changes_since(plan: &Plan, heads: &[ChangeHash]) -> HashSet<ChangeHash>
     plan.doc(Compartment::Basis).unwrap().get_changes(heads).iter().map(|c| c.hash()).collect()
 }
 
-/// The old view as it should read on the base: without the member and their scores, and with
-/// every `basis` object's creator the base's writer (a base has no other history).
-fn expected_view(mut view: PlanView, member: EntityId, writer: &str) -> PlanView {
-    view.members.retain(|m| m.id != member);
-    view.scores.retain(|s| s.member != member);
+/// The old view as a base reads it when nobody vouches for it: without the member and their
+/// scores, and with every `basis` object's creator the base's writer.
+fn expected_view(view: PlanView, member: EntityId, writer: &str) -> PlanView {
+    let mut view = without_member(view, member);
     for note in view.notes.iter_mut().filter(|n| n.compartment == Compartment::Basis) {
         note.author = writer.to_owned();
     }
@@ -118,7 +173,7 @@ fn expected_view(mut view: PlanView, member: EntityId, writer: &str) -> PlanView
 fn the_base_holds_everything_but_the_member_in_one_change_with_none_of_their_bytes() {
     let f = family();
     let old = f.plan.doc(Compartment::Basis).unwrap();
-    let (base, erased) = base_without_member(old, f.sanne, eraser(), ERASED_AT).unwrap();
+    let (base, erased) = base_without_member(old, None, f.sanne, eraser(), ERASED_AT, &keep_all).unwrap();
 
     assert_eq!((erased.member, erased.scores, erased.settled_conflicts), (f.sanne, 2, 0));
     let changes = base.get_changes(&[]);
@@ -133,14 +188,18 @@ fn the_base_holds_everything_but_the_member_in_one_change_with_none_of_their_byt
     let root = expected.as_map().unwrap();
     root.get_mut("members").unwrap().as_map().unwrap().remove(&f.sanne.to_string());
     root.get_mut("scores").unwrap().as_map().unwrap().retain(|key, _| !key.starts_with(&f.sanne.to_string()));
-    assert_eq!(base.hydrate(None), expected);
+    assert_eq!(without_by(base.hydrate(None)), expected);
     let notes = base.get(ROOT, "notes").unwrap().unwrap().1;
     let note = base.get(&notes, f.note.to_string()).unwrap().unwrap().1;
     assert!(matches!(base.get(&note, "text").unwrap(), Some((automerge::Value::Object(ObjType::Text), _))));
+    // Each record says who created it; the collections, whose keys are ids, say nothing.
+    let by = |obj| base.get(obj, "_by").unwrap().map(|(v, _)| v.into_string().unwrap());
+    assert_eq!(by(&note), Some(device(1).actor().to_hex_string()));
+    assert_eq!((by(&notes), by(&ROOT)), (None, None));
 
     validate_document(&base, Compartment::Basis, f.plan.id()).unwrap();
-    let view = with_basis(&f.plan, base.clone(), &f.clock).view().unwrap();
-    assert_eq!(view, expected_view(f.plan.view().unwrap(), f.sanne, &eraser().to_hex_string()));
+    let view = with_vouched_basis(&f.plan, base.clone(), &f.clock).view().unwrap();
+    assert_eq!(view, without_member(f.plan.view().unwrap(), f.sanne));
 
     for bytes in [base.save_nocompress(), base.save()] {
         for trace in [SANNE, SANNE_BORN, f.sanne.to_string().as_str()] {
@@ -158,7 +217,7 @@ fn an_unknown_member_is_refused_and_nothing_changes() {
     let doc = f.plan.doc(Compartment::Basis).unwrap();
     let heads = doc.get_heads();
     let stranger = EntityId::random();
-    let refused = base_without_member(doc, stranger, eraser(), ERASED_AT);
+    let refused = base_without_member(doc, None, stranger, eraser(), ERASED_AT, &keep_all);
     assert!(
         matches!(refused, Err(PlanError::Invalid(ValidationError::UnknownMember(id))) if id == stranger),
         "{refused:?}"
@@ -187,9 +246,15 @@ fn offline_edits_survive_the_rebase_next_to_concurrent_edits_in_the_base() {
     let unacknowledged = basis_changes_since(&device, &acknowledged);
     assert_eq!(unacknowledged.len(), 3);
 
-    let (base, _) =
-        base_without_member(colleague.doc(Compartment::Basis).unwrap(), f.sanne, eraser(), ERASED_AT)
-            .unwrap();
+    let (base, _) = base_without_member(
+        colleague.doc(Compartment::Basis).unwrap(),
+        None,
+        f.sanne,
+        eraser(),
+        ERASED_AT,
+        &keep_all,
+    )
+    .unwrap();
     let old = device.doc(Compartment::Basis).unwrap();
     let rebased = rebase_unacknowledged(old, &unacknowledged, &base, self::device(1).actor(), ERASED_AT + 5)
         .unwrap()
@@ -225,9 +290,11 @@ fn the_erased_member_does_not_come_back_when_the_offline_edits_left_them_alone()
     let unacknowledged = basis_changes_since(&device, &acknowledged);
     let (base, _) = base_without_member(
         &device.doc(Compartment::Basis).unwrap().fork_at(&acknowledged).unwrap(),
+        None,
         f.sanne,
         eraser(),
         ERASED_AT,
+        &keep_all,
     )
     .unwrap();
     let old = device.doc(Compartment::Basis).unwrap();
@@ -253,7 +320,7 @@ fn the_erased_member_does_not_come_back_when_the_offline_edits_renamed_or_scored
         device.add_goal(NewGoal { domain: "huisvesting".into(), title: "Woning behouden".into() }).unwrap();
     let unacknowledged = basis_changes_since(&device, &acknowledged);
     let server = device.doc(Compartment::Basis).unwrap().fork_at(&acknowledged).unwrap();
-    let (base, _) = base_without_member(&server, f.sanne, eraser(), ERASED_AT).unwrap();
+    let (base, _) = base_without_member(&server, None, f.sanne, eraser(), ERASED_AT, &keep_all).unwrap();
 
     let old = device.doc(Compartment::Basis).unwrap();
     let rebased = rebase_unacknowledged(old, &unacknowledged, &base, self::device(1).actor(), ERASED_AT)
@@ -270,32 +337,51 @@ fn the_erased_member_does_not_come_back_when_the_offline_edits_renamed_or_scored
 }
 
 #[test]
-fn an_escalation_appended_on_each_side_survives_on_both() {
+fn an_escalation_appended_on_each_side_survives_on_both_after_the_bases_own_steps_with_their_writers() {
+    // The merge orders concurrent appends by random actor ids: eight tries would all pass by
+    // chance once in 256 runs.
+    for _ in 0..8 {
+        escalations_appended_on_each_side();
+    }
+}
+
+fn escalations_appended_on_each_side() {
     let f = family();
     let mut device = f.plan;
     let acknowledged = device.doc(Compartment::Basis).unwrap().get_heads();
-    let mut colleague = replica(&device, self::device(2), &f.clock);
-    colleague.escalate(EscalationLevel::ZorgEnVeiligheidshuis, None, "Naar het ZVH.").unwrap();
+    let mut colleague = replica(&device, self::device(3), &f.clock);
+    colleague.escalate(EscalationLevel::Lokaal, None, "Weer naar het wijkteam.").unwrap();
+    // Many operations on the device's side before the list (a long agreement): were the
+    // merge's order kept, the device's step would come before the colleague's.
+    device.add_agreement(&"Afspraak ".repeat(40)).unwrap();
     device.escalate(EscalationLevel::Regulier, None, "Terug naar regulier.").unwrap();
     let unacknowledged = basis_changes_since(&device, &acknowledged);
-    let (base, _) =
-        base_without_member(colleague.doc(Compartment::Basis).unwrap(), f.sanne, eraser(), ERASED_AT)
-            .unwrap();
+    let server = colleague.doc(Compartment::Basis).unwrap();
+    let (base, _) = base_without_member(server, None, f.sanne, eraser(), ERASED_AT, &keep_all).unwrap();
     let old = device.doc(Compartment::Basis).unwrap();
     let rebased = rebase_unacknowledged(old, &unacknowledged, &base, self::device(1).actor(), ERASED_AT)
         .unwrap()
         .unwrap();
-    let view = with_basis(&device, rebased, &f.clock).view().unwrap();
-    let mut reasons: Vec<_> = view.escalations.iter().map(|e| e.reason.as_str()).collect();
-    reasons.sort_unstable();
-    assert_eq!(reasons, ["Het wijkteam neemt regie.", "Naar het ZVH.", "Terug naar regulier."]);
+    let view = with_vouched_basis(&device, rebased, &f.clock).view().unwrap();
+    let steps: Vec<_> = view.escalations.iter().map(|e| (e.reason.as_str(), e.by.clone())).collect();
+    let by = |n| self::device(n).actor().to_hex_string();
+    assert_eq!(
+        steps,
+        [
+            ("Het wijkteam neemt regie.", by(1)),
+            ("Naar het ZVH.", by(2)),
+            ("Weer naar het wijkteam.", by(3)),
+            ("Terug naar regulier.", by(1)),
+        ]
+    );
+    assert_eq!(view.escalation_level, EscalationLevel::Regulier.as_str());
 }
 
 #[test]
 fn rebasing_with_nothing_unacknowledged_returns_none() {
     let f = family();
     let doc = f.plan.doc(Compartment::Basis).unwrap();
-    let (base, _) = base_without_member(doc, f.sanne, eraser(), ERASED_AT).unwrap();
+    let (base, _) = base_without_member(doc, None, f.sanne, eraser(), ERASED_AT, &keep_all).unwrap();
     let rebased = rebase_unacknowledged(doc, &HashSet::new(), &base, device(1).actor(), ERASED_AT).unwrap();
     assert!(rebased.is_none());
 }
@@ -309,9 +395,15 @@ fn edits_the_base_already_holds_make_no_new_change() {
     colleague.set_goal_status(f.goal, GoalStatus::Achieved).unwrap();
     device.set_goal_status(f.goal, GoalStatus::Achieved).unwrap();
     let unacknowledged = basis_changes_since(&device, &acknowledged);
-    let (base, _) =
-        base_without_member(colleague.doc(Compartment::Basis).unwrap(), f.sanne, eraser(), ERASED_AT)
-            .unwrap();
+    let (base, _) = base_without_member(
+        colleague.doc(Compartment::Basis).unwrap(),
+        None,
+        f.sanne,
+        eraser(),
+        ERASED_AT,
+        &keep_all,
+    )
+    .unwrap();
     let old = device.doc(Compartment::Basis).unwrap();
     let rebased =
         rebase_unacknowledged(old, &unacknowledged, &base, self::device(1).actor(), ERASED_AT).unwrap();
@@ -335,9 +427,15 @@ fn the_device_keeps_its_own_status() {
     colleague.set_goal_status(f.goal, GoalStatus::Cancelled).unwrap();
     device.set_goal_status(f.goal, GoalStatus::Achieved).unwrap();
     let unacknowledged = basis_changes_since(&device, &acknowledged);
-    let (base, _) =
-        base_without_member(colleague.doc(Compartment::Basis).unwrap(), f.sanne, eraser(), ERASED_AT)
-            .unwrap();
+    let (base, _) = base_without_member(
+        colleague.doc(Compartment::Basis).unwrap(),
+        None,
+        f.sanne,
+        eraser(),
+        ERASED_AT,
+        &keep_all,
+    )
+    .unwrap();
     let old = device.doc(Compartment::Basis).unwrap();
     let rebased = rebase_unacknowledged(old, &unacknowledged, &base, self::device(1).actor(), ERASED_AT)
         .unwrap()
@@ -350,13 +448,163 @@ fn the_device_keeps_its_own_status() {
 fn unacknowledged_hashes_that_are_not_the_documents_own_tips_are_refused() {
     let f = family();
     let doc = f.plan.doc(Compartment::Basis).unwrap();
-    let (base, _) = base_without_member(doc, f.sanne, eraser(), ERASED_AT).unwrap();
+    let (base, _) = base_without_member(doc, None, f.sanne, eraser(), ERASED_AT, &keep_all).unwrap();
     let stranger: HashSet<ChangeHash> = base.get_heads().into_iter().collect();
     let refused = rebase_unacknowledged(doc, &stranger, &base, device(1).actor(), ERASED_AT);
     assert!(matches!(refused, Err(PlanError::Malformed { .. })), "{refused:?}");
     // The plan's first change: everything builds on it.
     let first: HashSet<ChangeHash> = doc.get_changes(&[]).iter().take(1).map(|c| c.hash()).collect();
     let refused = rebase_unacknowledged(doc, &first, &base, device(1).actor(), ERASED_AT);
+    assert!(matches!(refused, Err(PlanError::Malformed { .. })), "{refused:?}");
+}
+
+#[test]
+fn a_base_nobody_vouches_for_names_its_writer_as_the_creator_of_everything() {
+    let f = family();
+    let old = f.plan.doc(Compartment::Basis).unwrap();
+    let (base, _) = base_without_member(old, None, f.sanne, eraser(), ERASED_AT, &keep_all).unwrap();
+    let eraser_hex = eraser().to_hex_string();
+    let expected = expected_view(f.plan.view().unwrap(), f.sanne, &eraser_hex);
+    assert_eq!(with_basis(&f.plan, base.clone(), &f.clock).view().unwrap(), expected);
+    // Vouching for another device than the base's writer believes nothing either.
+    let mut other = with_basis(&f.plan, base, &f.clock);
+    other.vouch_base(Compartment::Basis, device(2).actor());
+    assert_eq!(other.view().unwrap(), expected);
+}
+
+#[test]
+fn a_vouched_base_names_each_adoption_records_writer_and_marks_it_resealed() {
+    let f = family();
+    let old = f.plan.doc(Compartment::Basis).unwrap();
+    let (base, _) = base_without_member(old, None, f.sanne, eraser(), ERASED_AT, &keep_all).unwrap();
+    let record = |plan: &Plan| {
+        let records = plan.adoption_records().unwrap();
+        assert_eq!(records.len(), 1);
+        (records[0].written_by.clone(), records[0].resealed)
+    };
+    assert_eq!(record(&f.plan), (device(2).actor().to_hex_string(), false));
+    assert_eq!(
+        record(&with_vouched_basis(&f.plan, base.clone(), &f.clock)),
+        (device(2).actor().to_hex_string(), true)
+    );
+    assert_eq!(record(&with_basis(&f.plan, base, &f.clock)), (eraser().to_hex_string(), false));
+}
+
+/// Writes `_by` into `obj` of `plan`'s `basis` as `plan`'s own device.
+fn write_by(plan: &mut Plan, obj: &automerge::ObjId, by: &str) {
+    let doc = plan.doc_mut(Compartment::Basis).unwrap();
+    doc.transact(|tx| automerge::transaction::Transactable::put(tx, obj, "_by", by)).unwrap();
+}
+
+fn note_obj(plan: &Plan, note: EntityId) -> automerge::ObjId {
+    let doc = plan.doc(Compartment::Basis).unwrap();
+    let notes = doc.get(ROOT, "notes").unwrap().unwrap().1;
+    doc.get(&notes, note.to_string()).unwrap().unwrap().1
+}
+
+#[test]
+fn a_by_written_after_the_base_is_not_believed_even_from_the_bases_writer() {
+    let f = family();
+    let old = f.plan.doc(Compartment::Basis).unwrap();
+    let (base, _) = base_without_member(old, None, f.sanne, eraser(), ERASED_AT, &keep_all).unwrap();
+    let mut eraser_device = with_vouched_basis(&f.plan, base.clone(), &f.clock);
+    eraser_device.doc_mut(Compartment::Basis).unwrap().set_actor(eraser());
+    let colleague_hex = device(2).actor().to_hex_string();
+    // A new note by the base's own writer that claims another creator in the change that
+    // creates it.
+    let later = EntityId::random();
+    let notes = eraser_device.doc(Compartment::Basis).unwrap().get(ROOT, "notes").unwrap().unwrap().1;
+    eraser_device
+        .doc_mut(Compartment::Basis)
+        .unwrap()
+        .transact(|tx| {
+            use automerge::transaction::Transactable;
+            let note = tx.put_object(&notes, later.to_string(), ObjType::Map)?;
+            tx.put(&note, "kind", "note")?;
+            tx.put(&note, "_by", colleague_hex.as_str())
+        })
+        .unwrap();
+    // The base's writer, and then someone else, rewriting who wrote a note the base holds.
+    let held = note_obj(&eraser_device, f.note);
+    write_by(&mut eraser_device, &held, &colleague_hex);
+    let mut colleague = replica(&eraser_device, device(2), &f.clock);
+    write_by(&mut colleague, &held, &colleague_hex);
+
+    for plan in [&eraser_device, &colleague] {
+        let mut plan = replica(plan, device(1), &f.clock);
+        plan.vouch_base(Compartment::Basis, eraser());
+        let view = plan.view().unwrap();
+        let author = |id| view.notes.iter().find(|n| n.id == id).unwrap().author.clone();
+        assert_eq!(author(later), eraser().to_hex_string());
+        assert_eq!(author(f.note), device(1).actor().to_hex_string());
+    }
+}
+
+#[test]
+fn a_by_is_never_listed_as_a_conflict() {
+    let f = family();
+    let old = f.plan.doc(Compartment::Basis).unwrap();
+    let (base, _) = base_without_member(old, None, f.sanne, eraser(), ERASED_AT, &keep_all).unwrap();
+    let mut one = with_vouched_basis(&f.plan, base, &f.clock);
+    let mut other = replica(&one, device(2), &f.clock);
+    other.vouch_base(Compartment::Basis, eraser());
+    let held = note_obj(&one, f.note);
+    write_by(&mut one, &held, &device(3).actor().to_hex_string());
+    write_by(&mut other, &held, &device(4).actor().to_hex_string());
+    one.set_goal_status(f.goal, GoalStatus::Achieved).unwrap();
+    other.set_goal_status(f.goal, GoalStatus::Cancelled).unwrap();
+    one.doc_mut(Compartment::Basis).unwrap().merge(other.doc_mut(Compartment::Basis).unwrap()).unwrap();
+
+    let conflicts = one.conflicts().unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert!(conflicts[0].path.last().is_some_and(|p| p == "status"), "{conflicts:?}");
+    let author = one.view().unwrap().notes.into_iter().find(|n| n.id == f.note).unwrap().author;
+    assert_eq!(author, device(1).actor().to_hex_string());
+}
+
+#[test]
+fn a_second_erasure_keeps_the_writers_the_first_base_vouched_for() {
+    let f = family();
+    let old = f.plan.doc(Compartment::Basis).unwrap();
+    let (first, _) = base_without_member(old, None, f.sanne, eraser(), ERASED_AT, &keep_all).unwrap();
+    let second_eraser = device(3).actor();
+    let (second, erased) = base_without_member(
+        &first,
+        Some(&eraser()),
+        f.pieter,
+        second_eraser.clone(),
+        ERASED_AT + 1,
+        &keep_all,
+    )
+    .unwrap();
+    assert_eq!(erased.scores, 1);
+    let mut plan = with_basis(&f.plan, second, &f.clock);
+    plan.vouch_base(Compartment::Basis, second_eraser);
+    let expected = without_member(without_member(f.plan.view().unwrap(), f.sanne), f.pieter);
+    assert_eq!(plan.view().unwrap(), expected);
+}
+
+#[test]
+fn root_keys_the_caller_leaves_out_are_not_in_the_base() {
+    let mut f = family();
+    let item = FamilyCopyItem::Note { compartment: Compartment::Basis, id: f.note };
+    f.plan.set_in_family_copy(item, true).unwrap();
+    let old = f.plan.doc(Compartment::Basis).unwrap();
+    let kept = |key: &str| !key.starts_with("family_copy_");
+    let (base, _) = base_without_member(old, None, f.sanne, eraser(), ERASED_AT, &kept).unwrap();
+    assert!(base.get(ROOT, item.key().as_str()).unwrap().is_none());
+    let plan = with_vouched_basis(&f.plan, base, &f.clock);
+    assert!(plan.view().unwrap().family_copy_items.is_empty());
+    assert!(plan.family_copy_writers().unwrap().is_empty());
+    // Kept, the inclusion is the base writer's: a scalar cannot say who wrote it.
+    let (base, _) = base_without_member(old, None, f.sanne, eraser(), ERASED_AT, &keep_all).unwrap();
+    let writers = with_vouched_basis(&f.plan, base, &f.clock).family_copy_writers().unwrap();
+    assert_eq!(
+        writers.iter().map(|(i, by, _)| (*i, by.clone())).collect::<Vec<_>>(),
+        [(item, eraser().to_hex_string())]
+    );
+    // A key the layout needs cannot be left out.
+    let refused = base_without_member(old, None, f.sanne, eraser(), ERASED_AT, &|key| key != "members");
     assert!(matches!(refused, Err(PlanError::Malformed { .. })), "{refused:?}");
 }
 
@@ -440,7 +688,7 @@ proptest! {
         let created: Vec<EntityId> = offline.iter().filter_map(|e| apply(&mut device, &f, e)).collect();
         let unacknowledged = basis_changes_since(&device, &acknowledged);
         let (base, _) =
-            base_without_member(colleague.doc(Compartment::Basis).unwrap(), f.sanne, eraser(), ERASED_AT).unwrap();
+            base_without_member(colleague.doc(Compartment::Basis).unwrap(), None, f.sanne, eraser(), ERASED_AT, &keep_all).unwrap();
         let old = device.doc(Compartment::Basis).unwrap();
         let rebased = rebase_unacknowledged(old, &unacknowledged, &base, self::device(1).actor(), ERASED_AT)
             .unwrap()
