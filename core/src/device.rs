@@ -422,8 +422,9 @@ impl Device {
                 return Err(CoreError::UnknownPlan(id));
             }
             let stored = self.store.load_plan(id)?;
-            let plan = Plan::from_documents(id, self.device_id(), stored.docs, self.clock.clone())
+            let mut plan = Plan::from_documents(id, self.device_id(), stored.docs, self.clock.clone())
                 .map_err(|e| StoreError::CorruptPlan { plan: id, what: e.to_string() })?;
+            self.vouch_erasure(&mut plan)?;
             self.open_plans.insert(id, plan);
         }
         self.open_plans.get_mut(&id).ok_or(CoreError::UnknownPlan(id))
@@ -691,6 +692,16 @@ impl Device {
         }
         if !incoming.iter().any(|(c, _)| *c == Compartment::Basis) && !known {
             return Err(transfer::TransferError::MissingBasis.into());
+        }
+        // A basis from before a member's erasure would bring the erased history back.
+        for (compartment, doc) in &incoming {
+            if known && self.from_before_erasure(&id, *compartment, doc)? {
+                return Err(transfer::TransferError::Document {
+                    compartment: *compartment,
+                    detail: "het stamt van vóór het wissen van persoonsgegevens uit dit plan".into(),
+                }
+                .into());
+            }
         }
         let (mut merged, before) = if known {
             let plan = self.plan(id)?;

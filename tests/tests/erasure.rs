@@ -98,6 +98,9 @@ fn after_an_erasure_no_byte_of_the_older_generation_is_on_the_server_and_every_d
     let net = Network::start(USERS);
     let (mut wim, mut ans, plan, sanne) = shared_plan(&net);
     let db = net.server.data.join("server.db");
+    // Ans writes a note before the erasure: afterwards it is still shown as hers.
+    ans.edit(&plan, |p| p.add_note(Compartment::Basis, NoteKind::Note, "van Ans")).unwrap();
+    settle(&mut [&mut ans, &mut wim]);
     let (old_bundles, old_envelopes, old_escrow) = basis_rows(&db, &plan);
     assert!(!old_bundles.is_empty() && !old_envelopes.is_empty() && !old_escrow.is_empty());
 
@@ -108,7 +111,11 @@ fn after_an_erasure_no_byte_of_the_older_generation_is_on_the_server_and_every_d
     assert_eq!(erased.scores, 1);
     assert_eq!(wim.sync_membership().unwrap(), eenplan_core::sync::ShareOutcome::Done);
     assert_eq!(member_names(&mut wim, &plan), ["Piet Jansen"]);
-    assert_eq!(notes(&mut wim, &plan), ["huisbezoek gedaan"]);
+    assert_eq!(notes(&mut wim, &plan), ["huisbezoek gedaan", "van Ans"]);
+    let author = |device: &mut Device| {
+        device.read(&plan).unwrap().notes.into_iter().find(|n| n.text == "van Ans").unwrap().author
+    };
+    assert_eq!(author(&mut wim), ans.device_id().to_string(), "the base keeps who wrote what");
 
     // The server: one bundle of basis left (the base), nothing of the older epoch, and none
     // of the older generation's bytes in its file or WAL.
@@ -125,7 +132,8 @@ fn after_an_erasure_no_byte_of_the_older_generation_is_on_the_server_and_every_d
     // step is in the plan's history.
     settle(&mut [&mut ans, &mut wim]);
     assert_eq!(member_names(&mut ans, &plan), ["Piet Jansen"]);
-    assert_eq!(notes(&mut ans, &plan), ["huisbezoek gedaan"]);
+    assert_eq!(notes(&mut ans, &plan), ["huisbezoek gedaan", "van Ans"]);
+    assert_eq!(author(&mut ans), ans.device_id().to_string());
     assert!(ans.read(&plan).unwrap().scores.is_empty());
     let steps = ans.membership(&plan).unwrap().unwrap().steps;
     assert!(steps.iter().any(|s| s.act == "erase"), "{steps:?}");

@@ -100,8 +100,10 @@ impl Device {
             ));
         }
         let (actor, now) = (self.device_id().actor(), self.now_ms());
-        let doc = self.loaded_plan(*plan)?.doc(ERASED)?;
-        let (_, summary) = base_without(doc, member, actor, now, &|_| true)?;
+        let loaded = self.loaded_plan(*plan)?;
+        let doc = loaded.doc(ERASED)?;
+        let (_, summary) =
+            crate::plan::base_without_member(doc, loaded.vouched(ERASED), member, actor, now, &|_| true)?;
         Ok(summary)
     }
 
@@ -109,6 +111,30 @@ impl Device {
     /// device.
     pub(super) fn held_erasure(&self, plan: &PlanId) -> Result<Option<(Erasure, [u8; 16])>, CoreError> {
         Ok(self.roster(plan)?.as_ref().and_then(erasure_of))
+    }
+
+    /// Tells `plan` whose base its `basis` stands on (the device that signed the chain's
+    /// newest erasure), so that the writers the base vouches for are shown.
+    pub(crate) fn vouch_erasure(&self, plan: &mut Plan) -> Result<(), CoreError> {
+        if let Some((_, signer)) = self.held_erasure(&plan.id())? {
+            plan.vouch_base(ERASED, crate::ids::DeviceId::from_bytes(signer).actor());
+        }
+        Ok(())
+    }
+
+    /// Whether `doc`, received for `plan`'s `compartment` outside a sync (a transfer file),
+    /// does not start from the base this device stands on after an erasure.
+    pub(crate) fn from_before_erasure(
+        &mut self,
+        plan: &PlanId,
+        compartment: Compartment,
+        doc: &Automerge,
+    ) -> Result<bool, CoreError> {
+        if compartment != ERASED || self.held_erasure(plan)?.is_none() {
+            return Ok(false);
+        }
+        let held = self.loaded_plan(*plan)?.doc(ERASED).ok().and_then(root_change);
+        Ok(held.is_none() || root_change(doc) != held)
     }
 
     /// Whether `epoch` of `compartment` is older than the plan's newest erasure: its bundles
@@ -224,6 +250,7 @@ impl Device {
         let written = plan
             .replace_document(ERASED, replacement.doc.clone())
             .map_err(CoreError::from)
+            .and_then(|()| self.vouch_erasure(&mut plan))
             .and_then(|()| Ok(self.store_mut().write(|w| write_replacement(w, &replacement))?));
         self.put_back_plan(plan);
         if written.is_err() {
@@ -275,8 +302,10 @@ impl Device {
         let keep = self.family_copy_keys(plan)?;
         let (me, now) = (self.device_id(), self.now_ms());
         let keep_key = |key: &str| !key.starts_with(crate::plan::FAMILY_COPY_PREFIX) || keep.contains(key);
-        let doc = self.loaded_plan(plan)?.doc(ERASED)?;
-        let (base, _) = base_without(doc, member, me.actor(), now, &keep_key)?;
+        let loaded = self.loaded_plan(plan)?;
+        let doc = loaded.doc(ERASED)?;
+        let (base, _) =
+            crate::plan::base_without_member(doc, loaded.vouched(ERASED), member, me.actor(), now, &keep_key)?;
         let base_saved = base.save();
         let key = *crate::crypto::SecretKey::generate().as_bytes();
         let header = BundleHeader {
@@ -440,12 +469,3 @@ pub(super) fn carry_out(
     Ok(flight.entry)
 }
 
-fn base_without(
-    doc: &Automerge,
-    member: EntityId,
-    actor: automerge::ActorId,
-    at_ms: i64,
-    _keep: &dyn Fn(&str) -> bool,
-) -> Result<(Automerge, ErasedMember), crate::plan::PlanError> {
-    crate::plan::base_without_member(doc, member, actor, at_ms)
-}

@@ -531,6 +531,7 @@ impl Device {
         let replacement = self.onto_base(plan, *base, epoch).and_then(|r| match r {
             Some(r) => {
                 plan.replace_document(super::erasure::ERASED, r.doc.clone())?;
+                self.vouch_erasure(plan)?;
                 Ok(Some(r))
             }
             None => Ok(None),
