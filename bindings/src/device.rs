@@ -497,6 +497,15 @@ impl Device {
         self.membership_act(move |d| d.close_case(&plan)).await
     }
 
+    /// Erases a family member's personal data from the plan on their request (AVG; the
+    /// regisseur): the plan's basis is re-sealed without them and without its history, and
+    /// the server deletes everything older. Queued, and done by the sync this starts
+    /// (`ShareOutcome::Queued` offline, or while this device still pushes its own edits).
+    /// The screen shows "dit wordt vastgelegd": the erasure is in the access log.
+    pub async fn erase_member(&self, plan: PlanId, member: EntityId) -> Result<ShareOutcome, ApiError> {
+        self.membership_act(move |d| d.erase_member(&plan, member).map(|_| ())).await
+    }
+
     pub fn add_member(&self, plan: PlanId, member: NewMember) -> Result<EntityId, ApiError> {
         self.with(|d| d.edit(&plan, |p| p.add_member(member)))
     }

@@ -258,6 +258,11 @@ pub struct Erasure {
     /// erasure when a bundle of the document came after it (nothing acknowledged is lost).
     #[serde(rename = "c")]
     pub covers: u64,
+    /// The hash of the base's one automerge change: what later snapshots of the document
+    /// are checked against for it (no change bundle of it exists), even on a device that
+    /// has not received the base yet.
+    #[serde(rename = "k")]
+    pub base_change: Fixed<32>,
 }
 
 /// The signed statement.

@@ -13,9 +13,9 @@
 //! (`membership_conflict`: the device syncs and makes the base again), so nothing a server
 //! acknowledged is lost. The WAL is checkpointed and truncated afterwards.
 
+use eenplan_protocol::api::ESCROW_RECIPIENT;
 use eenplan_protocol::epoch::{Minter, SignedCommitment};
 use eenplan_protocol::membership::{Change, ERASED_COMPARTMENT, SignedBy};
-use eenplan_protocol::api::ESCROW_RECIPIENT;
 use eenplan_protocol::sync::{ErasureUpload, Fixed};
 use eenplan_protocol::{Bundle, BundleKind, DocumentId, api};
 
@@ -34,14 +34,22 @@ pub fn erase_member(
     now: i64,
 ) -> Result<api::MemberErased, ApiError> {
     let signer = SignedBy::Device { device: device.device_id.0, user: device.user.0 };
-    let (mut update, step) =
-        crate::membership::verified_update(state, plan, &upload.entry.0, &signer, Some(device.device_id), now)?;
+    let (mut update, step) = crate::membership::verified_update(
+        state,
+        plan,
+        &upload.entry.0,
+        &signer,
+        Some(device.device_id),
+        now,
+    )?;
     let Change::Erase(erasure) = step.change else {
         return Err(ApiError::bad_request("bad_membership", "the entry does not erase a member"));
     };
-    let document = DocumentId::new(plan, ERASED_COMPARTMENT).map_err(|_| ApiError::malformed("no document"))?;
+    let document =
+        DocumentId::new(plan, ERASED_COMPARTMENT).map_err(|_| ApiError::malformed("no document"))?;
     let base = checked_base(device, document, &erasure, upload.base.0, now)?;
-    let (commitment, envelopes) = checked_key(state, device, document, erasure.epoch, step.seq, upload.rotation)?;
+    let (commitment, envelopes) =
+        checked_key(state, device, document, erasure.epoch, step.seq, upload.rotation)?;
     update.erasure = Some(MemberErasure {
         document,
         epoch: erasure.epoch,
@@ -92,7 +100,8 @@ fn checked_base(
     }
     let key = ed25519_dalek::VerifyingKey::from_bytes(&device.signing_public)
         .map_err(|_| ApiError::Internal("a stored signing key does not decode".into()))?;
-    base.verify(&key).map_err(|_| ApiError::forbidden("bad_signature", "the base is not signed by this device"))?;
+    base.verify(&key)
+        .map_err(|_| ApiError::forbidden("bad_signature", "the base is not signed by this device"))?;
     Ok(NewBundle::from_wire(base, now))
 }
 

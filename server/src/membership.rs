@@ -9,7 +9,9 @@
 
 use eenplan_protocol::api::code;
 use eenplan_protocol::certificate::AdminBody;
-use eenplan_protocol::membership::{Change, MembershipError, Roster, RosterState, SignedBy, SignedEntry, Step};
+use eenplan_protocol::membership::{
+    Change, MembershipError, Roster, RosterState, SignedBy, SignedEntry, Step,
+};
 use eenplan_protocol::policy::Policy;
 use eenplan_protocol::{DocumentId, sync};
 

@@ -1837,7 +1837,9 @@ pub mod suite {
         let _ = g1;
     }
 
-    pub fn a_members_erasure_replaces_the_document_by_its_base_and_deletes_every_older_epoch(s: &dyn Storage) {
+    pub fn a_members_erasure_replaces_the_document_by_its_base_and_deletes_every_older_epoch(
+        s: &dyn Storage,
+    ) {
         use eenplan_server::storage::{CharteredPlan, MemberErasure, MembershipUpdate};
         s.set_policy(&policy(2, &[("wijkteam", ALL, ALL)]), 1).unwrap();
         let ann = user(s, "Ann");
@@ -1854,9 +1856,15 @@ pub mod suite {
         s.register_chartered_plan(&charter).unwrap();
         mint(s, &[doc(P, 0), doc(P, 1)], a1);
         let escrow = DeviceId(eenplan_protocol::api::ESCROW_RECIPIENT);
-        let key = |d: DocumentId, to: DeviceId, epoch: u32| Envelope { recipient: to, document: d, epoch, bytes: vec![epoch as u8; 90] };
+        let key = |d: DocumentId, to: DeviceId, epoch: u32| Envelope {
+            recipient: to,
+            document: d,
+            epoch,
+            bytes: vec![epoch as u8; 90],
+        };
         seal(s, a1, &[key(doc(P, 0), escrow, 1), key(doc(P, 0), a1, 1), key(doc(P, 1), a1, 1)]);
-        let before = push(s, &[changes(doc(P, 0), 1, a1), changes(doc(P, 0), 2, a1), changes(doc(P, 1), 3, a1)]);
+        let before =
+            push(s, &[changes(doc(P, 0), 1, a1), changes(doc(P, 0), 2, a1), changes(doc(P, 1), 3, a1)]);
         let covers = before[1];
         let update = |seq: u32, covers: u64, base_id: u64| MembershipUpdate {
             plan: P,

@@ -223,7 +223,9 @@ pub fn device_session(agent: &ureq::Agent, url: &str, device: &Device) -> String
         serde_json::to_value(eenplan_protocol::api::ChallengeRequest { device_id: id.clone() }).unwrap(),
     ))
     .unwrap();
-    let signature = device.identity().sign(&eenplan_protocol::api::session_message(&eenplan_protocol::api::unhex(&challenge.challenge).unwrap()));
+    let signature = device.identity().sign(&eenplan_protocol::api::session_message(
+        &eenplan_protocol::api::unhex(&challenge.challenge).unwrap(),
+    ));
     let request = eenplan_protocol::api::SessionRequest {
         device_id: id,
         challenge: challenge.challenge,
@@ -231,7 +233,10 @@ pub fn device_session(agent: &ureq::Agent, url: &str, device: &Device) -> String
         wipe_nonce_hash: None,
         name: None,
     };
-    let session: eenplan_protocol::api::SessionResponse =
-        serde_json::from_value(post(eenplan_protocol::api::PATH_AUTH_SESSION, serde_json::to_value(request).unwrap())).unwrap();
+    let session: eenplan_protocol::api::SessionResponse = serde_json::from_value(post(
+        eenplan_protocol::api::PATH_AUTH_SESSION,
+        serde_json::to_value(request).unwrap(),
+    ))
+    .unwrap();
     session.token
 }

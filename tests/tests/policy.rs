@@ -4,9 +4,7 @@
 
 use eenplan_core::plan::{Compartment, NoteKind};
 use eenplan_core::{Device, PlanId};
-use eenplan_protocol::api::{
-    self,
-};
+use eenplan_protocol::api::{self};
 use eenplan_protocol::sync::{Blob, SyncRequest, SyncResponse};
 use eenplan_protocol::{Bundle, BundleHeader, BundleKind, DocumentId};
 use eenplan_tests::network::Network;

@@ -258,7 +258,11 @@ impl Plan {
 
     /// Replaces a compartment's document by an erasure's base (with this device's carried
     /// edits), checked like a received document; the held document changes only on success.
-    pub(crate) fn replace_document(&mut self, compartment: Compartment, doc: Automerge) -> Result<(), PlanError> {
+    pub(crate) fn replace_document(
+        &mut self,
+        compartment: Compartment,
+        doc: Automerge,
+    ) -> Result<(), PlanError> {
         let (id, author) = (self.id, self.author.actor());
         let replaced = guarded(compartment, "replacing a document", || {
             let mut candidate = doc;

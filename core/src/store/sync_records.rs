@@ -382,7 +382,11 @@ pub(super) fn drop_pending_of(tx: &Transaction<'_>, doc_key: &[u8; 32]) -> Resul
 }
 
 /// Forgets a document's keys and write rules of epochs before `epoch`.
-pub(super) fn delete_doc_keys_before(tx: &Transaction<'_>, doc_key: &[u8; 32], epoch: u32) -> Result<(), StoreError> {
+pub(super) fn delete_doc_keys_before(
+    tx: &Transaction<'_>,
+    doc_key: &[u8; 32],
+    epoch: u32,
+) -> Result<(), StoreError> {
     tx.execute("DELETE FROM doc_keys WHERE doc_key = ?1 AND epoch < ?2", params![&doc_key[..], epoch])?;
     tx.execute("DELETE FROM epoch_rules WHERE doc_key = ?1 AND epoch < ?2", params![&doc_key[..], epoch])?;
     Ok(())

@@ -32,14 +32,18 @@ use std::collections::HashSet;
 
 use automerge::{Automerge, ChangeHash, ReadDoc};
 use eenplan_protocol::api;
-use eenplan_protocol::membership::{Act, ERASED_COMPARTMENT, Entry, Erasure, Roster, SignedBy, SignedEntry, Signer};
+use eenplan_protocol::membership::{
+    Act, ERASED_COMPARTMENT, Entry, Erasure, Roster, SignedBy, SignedEntry, Signer,
+};
 use eenplan_protocol::sync::{ErasureUpload, Fixed, RotationUpload};
 use eenplan_protocol::{Bundle, BundleHeader, BundleKind};
 use serde::{Deserialize, Serialize};
 
 use super::access::Access;
 use super::transport::Transport;
-use super::{PendingBundle, ServerState, SyncError, cbor, decode_heads, document_id, encode_heads, from_cbor};
+use super::{
+    PendingBundle, ServerState, SyncError, cbor, decode_heads, document_id, encode_heads, from_cbor,
+};
 use crate::audit::{Access as Accessed, AuditAction};
 use crate::device::Device;
 use crate::error::CoreError;
@@ -135,6 +139,18 @@ impl Device {
         }
         let held = self.loaded_plan(*plan)?.doc(ERASED).ok().and_then(root_change);
         Ok(held.is_none() || root_change(doc) != held)
+    }
+
+    /// The witness of the base's one change, from the verified chain: a later snapshot
+    /// holds it although no change bundle of its writer does.
+    pub(super) fn base_witness(&self, plan: PlanId) -> Option<super::snapshots::Witness> {
+        let (erasure, signer) = self.held_erasure(&plan).ok()??;
+        Some(super::snapshots::Witness {
+            document: document_id(plan, ERASED),
+            author: signer,
+            last: ChangeHash(erasure.base_change.0),
+            seq: 1,
+        })
     }
 
     /// Whether `epoch` of `compartment` is older than the plan's newest erasure: its bundles
@@ -290,7 +306,12 @@ impl Device {
     }
 
     /// Builds, seals and signs an erasure (see the module docs).
-    fn prepare_erasure(&mut self, server: &ServerState, plan: PlanId, member: EntityId) -> Result<InFlight, CoreError> {
+    fn prepare_erasure(
+        &mut self,
+        server: &ServerState,
+        plan: PlanId,
+        member: EntityId,
+    ) -> Result<InFlight, CoreError> {
         let held = self.held_chain(&plan)?.ok_or(SyncError::NoChainYet)?;
         self.erasure_may_start(plan)?;
         let (current, _) = self
@@ -304,8 +325,14 @@ impl Device {
         let keep_key = |key: &str| !key.starts_with(crate::plan::FAMILY_COPY_PREFIX) || keep.contains(key);
         let loaded = self.loaded_plan(plan)?;
         let doc = loaded.doc(ERASED)?;
-        let (base, _) =
-            crate::plan::base_without_member(doc, loaded.vouched(ERASED), member, me.actor(), now, &keep_key)?;
+        let (base, _) = crate::plan::base_without_member(
+            doc,
+            loaded.vouched(ERASED),
+            member,
+            me.actor(),
+            now,
+            &keep_key,
+        )?;
         let base_saved = base.save();
         let key = *crate::crypto::SecretKey::generate().as_bytes();
         let header = BundleHeader {
@@ -317,7 +344,13 @@ impl Device {
         };
         let bundle = Bundle::seal(header, &key, &base_saved, self.identity().signing_key())
             .map_err(|e| SyncError::Protocol(e.to_string()))?;
-        let act = Act::Erase(Erasure { epoch, base: Fixed(bundle.digest()), covers });
+        let base_change = root_change(&base).ok_or_else(|| SyncError::Protocol("an empty base".into()))?;
+        let act = Act::Erase(Erasure {
+            epoch,
+            base: Fixed(bundle.digest()),
+            covers,
+            base_change: Fixed(base_change.0),
+        });
         let entry = Entry::next(&held.roster, self.now_ms(), Signer::Device(self.own_chain()?), act)
             .sign(self.identity().signing_key())
             .to_bytes();
@@ -351,7 +384,8 @@ impl Device {
         }
         let document = document_id(plan, ERASED);
         let parked = self.store().parked_bundles()?;
-        if parked.iter().any(|(_, b)| Bundle::decode(b.clone()).is_ok_and(|b| b.header.document == document)) {
+        if parked.iter().any(|(_, b)| Bundle::decode(b.clone()).is_ok_and(|b| b.header.document == document))
+        {
             return waits("ontvangen wijzigingen wachten nog op een sleutel");
         }
         if self.before_erasure(plan, ERASED, u32::MAX)? {
@@ -406,14 +440,21 @@ fn erasure_of(roster: &Roster) -> Option<(Erasure, [u8; 16])> {
 fn landed(roster: &Roster, flight: &InFlight) -> Result<bool, CoreError> {
     let ours = SignedEntry::from_bytes(&flight.entry).map_err(|e| SyncError::Protocol(e.to_string()))?;
     Ok(roster.erasure().is_some_and(|(seq, e)| {
-        seq == flight.seq
-            && ours.claimed().ok().is_some_and(|c| c.act == Act::Erase(*e))
+        seq == flight.seq && ours.claimed().ok().is_some_and(|c| c.act == Act::Erase(*e))
     }))
 }
 
 /// The change a document starts from (no dependencies); a base has exactly one.
 fn root_change(doc: &Automerge) -> Option<ChangeHash> {
     doc.get_changes(&[]).into_iter().find(|c| c.deps().is_empty()).map(|c| c.hash())
+}
+
+/// Whether `base` is the one document the erasure names: its only root change is the one the
+/// entry commits to.
+pub(super) fn base_matches(erasure: Option<(Erasure, [u8; 16])>, base: &Automerge) -> bool {
+    erasure.is_some_and(|(e, _)| {
+        root_change(base) == Some(ChangeHash(e.base_change.0)) && base.get_changes(&[]).len() == 1
+    })
 }
 
 /// Whether a received snapshot is the base of the chain's newest erasure: its digest, epoch
@@ -442,7 +483,13 @@ pub(super) fn carry_out(
         let held = access.with(|device| device.held_chain(&plan))?.ok_or(SyncError::NoChainYet)?;
         return held.entries.last().cloned().ok_or_else(|| SyncError::NoChainYet.into());
     };
-    let posted = transport.post(&api::erasure_path(plan.as_bytes()), Some(token), "application/cbor", flight.upload.clone(), 4096);
+    let posted = transport.post(
+        &api::erasure_path(plan.as_bytes()),
+        Some(token),
+        "application/cbor",
+        flight.upload.clone(),
+        4096,
+    );
     match posted {
         Ok(_) => {}
         // The epoch moved on (a rotation this device has no key of yet): made again after
@@ -468,4 +515,3 @@ pub(super) fn carry_out(
     access.with(|device| device.finish_erasure(server, &flight))?;
     Ok(flight.entry)
 }
-

@@ -315,8 +315,8 @@ impl Device {
                 "bundle from {from}: sealed before a member's data was erased from the plan"
             )));
         }
-        let named_base = header.kind.is_snapshot()
-            && super::erasure::is_named_base(self.held_erasure(&plan)?, &bundle);
+        let named_base =
+            header.kind.is_snapshot() && super::erasure::is_named_base(self.held_erasure(&plan)?, &bundle);
         let author = match self.author_certificate(pass.trust(), &header.author, judge) {
             Ok(body) => body,
             // An untrusted chain is a forgery: refuse. Anything else (not fetched yet, or the
@@ -383,7 +383,10 @@ impl Device {
             // `basis`, loaded through the same guarded boundary.
             BundleKind::Snapshot { .. } if named_base => {
                 match crate::plan::load_received_document(&payload, compartment, plan) {
-                    Ok(doc) => Verdict::Base { plan, epoch: header.epoch, doc: Box::new(doc) },
+                    Ok(doc) if super::erasure::base_matches(self.held_erasure(&plan)?, &doc) => {
+                        Verdict::Base { plan, epoch: header.epoch, doc: Box::new(doc) }
+                    }
+                    Ok(_) => Verdict::Refuse(format!("base from {from}: not the change its erasure names")),
                     Err(e) => Verdict::Refuse(format!("base from {from}: {e}")),
                 }
             }
@@ -481,9 +484,14 @@ impl Device {
             };
             let replaced = self.take_bases(pass, &mut plan, arrived.bases);
             let before = plan.heads();
+            let base_witness = self.base_witness(plan_id);
             for (compartment, author, doc) in arrived.snapshots {
                 let document = super::document_id(plan_id, compartment);
-                let proof: Vec<&Witness> = witnesses.iter().filter(|w| w.document == document).collect();
+                let mut proof: Vec<&Witness> = witnesses.iter().filter(|w| w.document == document).collect();
+                // An erasure's base is the document's first change: its witness is the chain.
+                if let Some(base) = base_witness.as_ref().filter(|w| w.document == document) {
+                    proof.push(base);
+                }
                 // Whole when the compartment is new here, merged into a copy otherwise; checked
                 // before it replaces anything (`Plan::merge_document`).
                 let checked = super::snapshots::check_snapshot(&doc, compartment, &proof)

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Act, CertificateChain, Erasure, Grondslag, MAX_ADDED, MAX_ENTRIES, MAX_PARTICIPANTS, MembershipError, SignedBy,
-    SignedEntry, is_level, verify_signer,
+    Act, CertificateChain, Erasure, Grondslag, MAX_ADDED, MAX_ENTRIES, MAX_PARTICIPANTS, MembershipError,
+    SignedBy, SignedEntry, is_level, verify_signer,
 };
 use crate::certificate::DeviceBody;
 

@@ -476,7 +476,8 @@ fn only_the_regisseurs_device_erases_a_member_and_each_erasure_names_a_later_epo
     roster
         .apply(&entry(&roster, &wim, Act::Add(ans.chain.clone())), &network.root(), &never_revoked)
         .unwrap();
-    let erase = |epoch| Act::Erase(Erasure { epoch, base: Fixed([5; 32]), covers: 9 });
+    let erase =
+        |epoch| Act::Erase(Erasure { epoch, base: Fixed([5; 32]), covers: 9, base_change: Fixed([6; 32]) });
     // A participant, an administrator: refused.
     let by_ans = entry(&roster, &ans, erase(2));
     assert_eq!(roster.apply(&by_ans, &network.root(), &never_revoked), Err(MembershipError::NotRegisseur));

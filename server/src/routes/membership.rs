@@ -51,11 +51,12 @@ pub async fn erase_member(
     body: Body<MAX_ERASURE_UPLOAD>,
 ) -> Result<axum::Json<eenplan_protocol::api::MemberErased>, ApiError> {
     let plan: [u8; 16] = parse_hex(&plan, "the plan id")?;
-    let upload: sync::ErasureUpload =
-        sync::decode(&body.0, MAX_ERASURE_UPLOAD).map_err(|_| ApiError::malformed("not an erasure upload"))?;
+    let upload: sync::ErasureUpload = sync::decode(&body.0, MAX_ERASURE_UPLOAD)
+        .map_err(|_| ApiError::malformed("not an erasure upload"))?;
     let device = session.device;
     let erased =
-        blocking(&state, move |state| crate::erasure::erase_member(state, &device, plan, upload, now_ms())).await?;
+        blocking(&state, move |state| crate::erasure::erase_member(state, &device, plan, upload, now_ms()))
+            .await?;
     tracing::info!(plan = %hex(&plan), bundles = erased.bundles, "member erased; older epochs deleted");
     state.commits.hint_plan(plan);
     Ok(axum::Json(erased))

@@ -54,6 +54,8 @@ pub(crate) trait LogView {
     /// Of the snapshots with seq ≤ `through`, the one with the greatest `covers_seq` (then
     /// the greatest seq).
     fn latest_snapshot(&self, document: DocumentId, through: u64) -> Result<Option<RowMeta>>;
+    /// The document's oldest snapshot.
+    fn first_snapshot(&self, document: DocumentId) -> Result<Option<RowMeta>>;
     /// The seq of the `nth` newest change bundle with seq ≤ `through` (1 = the newest).
     fn nth_change_back(&self, document: DocumentId, through: u64, nth: u64) -> Result<Option<u64>>;
     /// Visits the change bundles with seq > `after` in seq order until `visit` says stop.
@@ -355,6 +357,14 @@ fn witnesses_of(view: &dyn LogView, document: DocumentId, covers: u64) -> Result
     Ok(out)
 }
 
+/// The snapshot a document's log starts with after a member's erasure: its oldest, when no
+/// change bundle is at or before what it covers.
+fn erasure_base(view: &dyn LogView, document: DocumentId) -> Result<Option<RowMeta>> {
+    let Some(first) = view.first_snapshot(document)? else { return Ok(None) };
+    let covers = first.covers_seq.unwrap_or(0);
+    Ok(view.nth_change_back(document, covers, 1)?.is_none().then_some(first))
+}
+
 /// Serves the history requests from what the pull left of the budget.
 fn history(
     view: &dyn LogView,
@@ -369,6 +379,21 @@ fn history(
             continue;
         }
         let (mut seqs, mut through, mut complete) = (Vec::new(), asked.after, true);
+        // After a member's erasure the log starts with its base: a whole change log starts
+        // there (the changes after it depend on it).
+        if let Some(base) = erasure_base(view, asked.document)?.filter(|b| b.seq > asked.after) {
+            if !budget.take(base.size) {
+                out.push(HistoryBatch {
+                    document: asked.document,
+                    bundles: Vec::new(),
+                    through,
+                    complete: false,
+                });
+                continue;
+            }
+            seqs.push(base.seq);
+            through = base.seq;
+        }
         view.scan_changes(asked.document, asked.after.min(MAX_POSITION), &mut |row| {
             if !budget.take(row.size) {
                 complete = false;

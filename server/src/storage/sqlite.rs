@@ -21,11 +21,11 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavio
 use super::{
     AdminRecord, AuditKeyRecord, CREATOR_PLAN_ROLE, CharteredPlan, CommitmentOutcome, CommitmentRecord,
     CompletedRotation, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope, EnvelopeOutcome,
-    EnvelopeRefusal, Erasure, MAX_SNAPSHOT_REQUESTS_PER_DEVICE, MemberErased, MemberErasure, MembershipPage, MembershipUpdate,
-    NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId, Participant, PlanId, PolicyRecord,
-    PullBatch, PullRequest, PushOutcome, Reader, Result, Revocation, RevocationListRecord, RotationTask,
-    SNAPSHOT_REQUEST_TTL_MS, ServerEventRecord, SessionRecorded, Storage, StorageError, StoredAuditUpload,
-    StoredName, User, UserId, WipeGuard, pull,
+    EnvelopeRefusal, Erasure, MAX_SNAPSHOT_REQUESTS_PER_DEVICE, MemberErased, MemberErasure, MembershipPage,
+    MembershipUpdate, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId, Participant, PlanId,
+    PolicyRecord, PullBatch, PullRequest, PushOutcome, Reader, Result, Revocation, RevocationListRecord,
+    RotationTask, SNAPSHOT_REQUEST_TTL_MS, ServerEventRecord, SessionRecorded, Storage, StorageError,
+    StoredAuditUpload, StoredName, User, UserId, WipeGuard, pull,
 };
 
 /// Read connections. Pulls are short read transactions; a few cover the bursts of a morning
@@ -489,8 +489,11 @@ impl Storage for SqliteStorage {
     }
 
     fn append_erasure(&self, update: &MembershipUpdate) -> Result<MemberErased> {
-        let erasure = update.erasure.as_ref().ok_or_else(|| StorageError::InvalidState("no erasure".into()))?;
-        known_compartments(std::iter::once(erasure.document).chain(erasure.envelopes.iter().map(|e| e.document)))?;
+        let erasure =
+            update.erasure.as_ref().ok_or_else(|| StorageError::InvalidState("no erasure".into()))?;
+        known_compartments(
+            std::iter::once(erasure.document).chain(erasure.envelopes.iter().map(|e| e.document)),
+        )?;
         let erased = self.write(|tx| {
             append_membership_in(tx, update)?;
             erase_older_epochs(tx, erasure, update.now)
@@ -1091,7 +1094,6 @@ fn put_sealed_envelope(
 /// Appends a verified membership entry and what it changes (see
 /// [`Storage::append_membership`]); the caller's transaction.
 fn append_membership_in(tx: &Transaction<'_>, update: &MembershipUpdate) -> Result<u64> {
-
     if let Some(device) = update.by_device {
         require_active(tx, device)?;
     }

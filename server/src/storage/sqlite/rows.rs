@@ -9,8 +9,8 @@ use rusqlite::{Connection, OptionalExtension, Row, ToSql, Transaction, params};
 use crate::storage::pull::{LogView, ResumePoint, RowMeta};
 use crate::storage::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
-    Erasure, MemberErased, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId, Participant, PlanId,
-    PolicyRecord, Reader, Result, ServerEventRecord, StorageError, StoredAuditUpload, StoredBundle,
+    Erasure, MemberErased, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId, Participant,
+    PlanId, PolicyRecord, Reader, Result, ServerEventRecord, StorageError, StoredAuditUpload, StoredBundle,
     StoredName, User, UserId,
 };
 use eenplan_protocol::policy::{MAX_POLICY_LEN, Policy, SignedPolicy};
@@ -880,6 +880,18 @@ impl LogView for SqliteLog<'_> {
                  ORDER BY covers_seq DESC, seq DESC LIMIT 1",
             )?
             .query_row(params![document.plan, document.compartment, Int(through)], meta_from)
+            .optional()?)
+    }
+
+    fn first_snapshot(&self, document: DocumentId) -> Result<Option<RowMeta>> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT seq, author, covers_seq, size FROM bundles
+                 WHERE plan_id = ?1 AND compartment = ?2 AND kind = 1
+                 ORDER BY seq LIMIT 1",
+            )?
+            .query_row(params![document.plan, document.compartment], meta_from)
             .optional()?)
     }
 
