@@ -695,7 +695,7 @@ impl Device {
         }
         // A basis from before a member's erasure would bring the erased history back.
         for (compartment, doc) in &incoming {
-            if known && self.from_before_erasure(&id, *compartment, doc)? {
+            if known && self.predates_erasure(&id, *compartment, doc)? {
                 return Err(transfer::TransferError::Document {
                     compartment: *compartment,
                     detail: "het stamt van vóór het wissen van persoonsgegevens uit dit plan".into(),

@@ -213,18 +213,21 @@ pub fn device_session(agent: &ureq::Agent, url: &str, device: &Device) -> String
         let mut response = agent
             .post(format!("{url}{path}"))
             .header("content-type", "application/json")
-            .send(serde_json::to_vec(&body).unwrap())
-            .unwrap();
-        serde_json::from_slice(&response.body_mut().read_to_vec().unwrap()).unwrap()
+            .send(serde_json::to_vec(&body).unwrap_or_else(|e| panic!("session: {e}")))
+            .unwrap_or_else(|e| panic!("session: {e}"));
+        serde_json::from_slice(&response.body_mut().read_to_vec().unwrap_or_else(|e| panic!("session: {e}")))
+            .unwrap_or_else(|e| panic!("session: {e}"))
     };
     let id = device.device_id().to_string();
     let challenge: eenplan_protocol::api::ChallengeResponse = serde_json::from_value(post(
         eenplan_protocol::api::PATH_AUTH_CHALLENGE,
-        serde_json::to_value(eenplan_protocol::api::ChallengeRequest { device_id: id.clone() }).unwrap(),
+        serde_json::to_value(eenplan_protocol::api::ChallengeRequest { device_id: id.clone() })
+            .unwrap_or_else(|e| panic!("session: {e}")),
     ))
-    .unwrap();
+    .unwrap_or_else(|e| panic!("session: {e}"));
     let signature = device.identity().sign(&eenplan_protocol::api::session_message(
-        &eenplan_protocol::api::unhex(&challenge.challenge).unwrap(),
+        &eenplan_protocol::api::unhex(&challenge.challenge)
+            .unwrap_or_else(|| panic!("session: a challenge that is not hex")),
     ));
     let request = eenplan_protocol::api::SessionRequest {
         device_id: id,
@@ -235,8 +238,8 @@ pub fn device_session(agent: &ureq::Agent, url: &str, device: &Device) -> String
     };
     let session: eenplan_protocol::api::SessionResponse = serde_json::from_value(post(
         eenplan_protocol::api::PATH_AUTH_SESSION,
-        serde_json::to_value(request).unwrap(),
+        serde_json::to_value(request).unwrap_or_else(|e| panic!("session: {e}")),
     ))
-    .unwrap();
+    .unwrap_or_else(|e| panic!("session: {e}"));
     session.token
 }

@@ -128,7 +128,7 @@ impl Device {
 
     /// Whether `doc`, received for `plan`'s `compartment` outside a sync (a transfer file),
     /// does not start from the base this device stands on after an erasure.
-    pub(crate) fn from_before_erasure(
+    pub(crate) fn predates_erasure(
         &mut self,
         plan: &PlanId,
         compartment: Compartment,
@@ -364,8 +364,7 @@ impl Device {
             &key,
             server,
             &own,
-            (policy.version, revocations),
-            seq,
+            (policy.version, revocations, seq),
         )?;
         let upload = ErasureUpload {
             entry: eenplan_protocol::sync::Blob(entry.clone()),

@@ -228,12 +228,11 @@ impl Device {
     ) -> Result<(Blob, Vec<EnvelopeUpload>), CoreError> {
         // Its co-readers check by the plan's chain that this device read the compartment then.
         let membership = self.roster(&PlanId::from_bytes(document.plan))?.map_or(0, |r| r.seq());
-        self.mint_uploads_at(document, epoch, key, server, own, versions, membership)
+        self.mint_uploads_at(document, epoch, key, server, own, (versions.0, versions.1, membership))
     }
 
     /// As [`Device::mint_uploads`], naming chain position `membership` (an erasure names
     /// the entry it is about to post).
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn mint_uploads_at(
         &self,
         document: DocumentId,
@@ -241,8 +240,7 @@ impl Device {
         key: &[u8; 32],
         server: &ServerState,
         own: &DeviceBody,
-        (policy_version, revocations_version): (u32, u32),
-        membership: u32,
+        (policy_version, revocations_version, membership): (u32, u32, u32),
     ) -> Result<(Blob, Vec<EnvelopeUpload>), CoreError> {
         let me = *self.device_id().as_bytes();
         // The epoch's writes are judged by the policy this device holds now (see `authors`),
