@@ -127,6 +127,9 @@ pub enum AuditAction {
     /// The plan was destroyed at the end of its retention period.
     #[serde(rename = "e")]
     Erase,
+    /// A family member's personal data was erased from the plan on their request (AVG).
+    #[serde(rename = "g")]
+    EraseMember,
     /// The server: a device opened a session.
     #[serde(rename = "S")]
     Session,
@@ -142,7 +145,7 @@ pub enum AuditAction {
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 20] = [
+    pub const ALL: [AuditAction; 21] = [
         AuditAction::Read,
         AuditAction::Create,
         AuditAction::Change,
@@ -159,6 +162,7 @@ impl AuditAction {
         AuditAction::Close,
         AuditAction::RemoveFromDevice,
         AuditAction::Erase,
+        AuditAction::EraseMember,
         AuditAction::Session,
         AuditAction::Sync,
         AuditAction::AdminRequest,
@@ -184,6 +188,7 @@ impl AuditAction {
             AuditAction::Close => "close",
             AuditAction::RemoveFromDevice => "remove_from_device",
             AuditAction::Erase => "erase",
+            AuditAction::EraseMember => "erase_member",
             AuditAction::Session => "session",
             AuditAction::Sync => "sync",
             AuditAction::AdminRequest => "admin_request",
@@ -210,6 +215,7 @@ impl AuditAction {
             AuditAction::Close => "sloot af",
             AuditAction::RemoveFromDevice => "verwijderde van het apparaat",
             AuditAction::Erase => "vernietigde",
+            AuditAction::EraseMember => "wiste de persoonsgegevens van een gezinslid uit",
             AuditAction::Session => "meldde zich aan",
             AuditAction::Sync => "synchroniseerde",
             AuditAction::AdminRequest => "deed een beheerverzoek",

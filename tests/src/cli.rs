@@ -29,15 +29,20 @@ impl Cli {
         cli
     }
 
-    pub fn run(&self, args: &[&str]) -> std::process::Output {
-        std::process::Command::new(crate::network::binary("eenplan"))
+    /// The command for `args`, to run or to spawn (and kill).
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new(crate::network::binary("eenplan"));
+        command
             .args(args)
             .env("EENPLAN_DATA", &self.data)
             .env("EENPLAN_PASSPHRASE", "correct horse battery staple")
             .env("EENPLAN_INSECURE_FAST_KDF", "1")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap()
+            .stdin(std::process::Stdio::null());
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        self.command(args).output().unwrap()
     }
 
     pub fn ok(&self, args: &[&str]) -> String {

@@ -85,9 +85,9 @@ impl Device {
     /// Erases `member`'s personal data from `plan` (AVG): queued, and carried out by the next
     /// sync (nothing here waits on the network). Only the plan's regisseur may; the member
     /// must be in the plan. Returns what the erasure removes, for the confirmation screen.
-    /// Recorded in the access log (`erase`, object `lid`).
+    /// Recorded in the access log (`erase_member`).
     pub fn erase_member(&mut self, plan: &PlanId, member: EntityId) -> Result<ErasedMember, CoreError> {
-        let access = Accessed::on(AuditAction::Erase, *plan).object("lid");
+        let access = Accessed::on(AuditAction::EraseMember, *plan);
         self.audited(access.clone(), |d| {
             let summary = d.check_erasure(plan, member)?;
             d.queue_intent_recorded(plan, super::membership::Intent::Erase { member }, access)?;

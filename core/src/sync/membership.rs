@@ -275,7 +275,7 @@ impl Device {
     pub fn queue_intent(&mut self, plan: &PlanId, intent: Intent) -> Result<(), CoreError> {
         let action = match intent {
             Intent::Close => AuditAction::Close,
-            Intent::Erase { .. } => AuditAction::Erase,
+            Intent::Erase { .. } => AuditAction::EraseMember,
             _ => AuditAction::ParticipantChange,
         };
         let access = Accessed::on(action, *plan).object(intent.kind());
