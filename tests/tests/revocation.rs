@@ -181,7 +181,9 @@ fn rotation_progress(net: &Network) -> (i64, i64) {
     let db = rusqlite::Connection::open(net.server.data.join("server.db")).unwrap();
     let count = |sql: &str| db.query_row(sql, [], |r| r.get(0)).unwrap();
     (
-        count("SELECT COUNT(*) FROM (SELECT DISTINCT plan_id, compartment FROM commitments WHERE epoch >= 2)"),
+        count(
+            "SELECT COUNT(*) FROM (SELECT DISTINCT plan_id, compartment FROM commitments WHERE epoch >= 2)",
+        ),
         count("SELECT COUNT(*) FROM (SELECT DISTINCT plan_id, compartment FROM rotations)"),
     )
 }

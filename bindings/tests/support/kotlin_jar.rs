@@ -24,7 +24,8 @@ pub fn kotlinc() -> PathBuf {
 /// `extra` and the runtime jars as one class path.
 pub fn classpath(extra: &[&Path]) -> std::ffi::OsString {
     let runtime = runtime_jars();
-    std::env::join_paths(extra.iter().copied().chain(runtime.iter().map(PathBuf::as_path))).expect("a class path")
+    std::env::join_paths(extra.iter().copied().chain(runtime.iter().map(PathBuf::as_path)))
+        .expect("a class path")
 }
 
 /// Every `.kt` file under `dir`, by path, with its path: what the jar is compiled from.

@@ -77,9 +77,11 @@ impl EnrolmentLink {
 /// a link we made never holds one, so it is refused rather than guessed at.
 fn decode(field: &'static str, value: &str) -> Result<String, EnrolmentLinkError> {
     let bytes = value.as_bytes();
-    let well_formed = bytes.iter().enumerate().filter(|(_, b)| **b == b'%').all(|(i, _)| {
-        bytes.get(i + 1..i + 3).is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
-    });
+    let well_formed = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'%')
+        .all(|(i, _)| bytes.get(i + 1..i + 3).is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)));
     if !well_formed {
         return Err(EnrolmentLinkError::MalformedEscape(field));
     }
@@ -117,8 +119,14 @@ mod tests {
                 format!("eenplan:enrol?server=ftp%3A%2F%2Fa&code={code_text}"),
                 EnrolmentLinkError::Server(ServerUrl::parse("ftp://a").unwrap_err()),
             ),
-            (format!("eenplan:enrol?server=https%3A%2F%2Fa&code={code_text}&x=1"), EnrolmentLinkError::UnknownField),
-            (format!("eenplan:enrol?server=%ZZ&code={code_text}"), EnrolmentLinkError::MalformedEscape("server")),
+            (
+                format!("eenplan:enrol?server=https%3A%2F%2Fa&code={code_text}&x=1"),
+                EnrolmentLinkError::UnknownField,
+            ),
+            (
+                format!("eenplan:enrol?server=%ZZ&code={code_text}"),
+                EnrolmentLinkError::MalformedEscape("server"),
+            ),
             ("eenplan:enrol?server=https%3A%2F%2Fa&code=ABCD".to_string(), EnrolmentLinkError::Code),
             ("eenplan:enrol?server=https%3A%2F%2Fa&code".to_string(), EnrolmentLinkError::NoValue),
             (
@@ -135,7 +143,11 @@ mod tests {
         let code_text = code().to_string();
         for server in ["%zz", "https%3A%2F%2Fa%4", "https%3A%2F%2Fa%", "https%3A%2F%2Fa%4g", "%%41"] {
             let text = format!("eenplan:enrol?server={server}&code={code_text}");
-            assert_eq!(EnrolmentLink::parse(&text), Err(EnrolmentLinkError::MalformedEscape("server")), "{text}");
+            assert_eq!(
+                EnrolmentLink::parse(&text),
+                Err(EnrolmentLinkError::MalformedEscape("server")),
+                "{text}"
+            );
         }
         let text = format!("eenplan:enrol?server=https%3A%2F%2Fa&code={code_text}%4");
         assert_eq!(EnrolmentLink::parse(&text), Err(EnrolmentLinkError::MalformedEscape("code")));
