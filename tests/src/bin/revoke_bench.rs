@@ -100,11 +100,17 @@ impl Config {
 
 // --- the network: a server process, the admin CLI, devices ------------------------------
 
-/// The server's `/metrics`, by sample name (labels included).
+/// The server's `/metrics`, by sample name (labels included). Only the operator's token is
+/// answered; without it every count read as 0.
 fn metrics(server: &Server) -> HashMap<String, f64> {
     let address = server.address();
     let mut stream = TcpStream::connect(&address).expect("connect for /metrics");
-    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n").expect("send");
+    write!(
+        stream,
+        "GET /metrics HTTP/1.0\r\nHost: {address}\r\nAuthorization: Bearer {}\r\n\r\n",
+        server.metrics_token.as_deref().unwrap_or_default()
+    )
+    .expect("send");
     let mut text = String::new();
     stream.read_to_string(&mut text).expect("read /metrics");
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
