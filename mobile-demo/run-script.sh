@@ -21,6 +21,8 @@
 #   EENPLAN_FFI_LIB_DIR             the directory holding libeenplan_ffi.so
 #   EENPLAN_KOTLIN_BINDINGS         the generated Kotlin (the directory holding nl/eenplan/)
 #   EENPLAN_DEMO_BUILD              where the app's jar goes
+#   EENPLAN_BINDINGS_JAR            optional: the generated bindings already compiled (the
+#                                   binding tests share one jar between the Kotlin story and this)
 set -euo pipefail
 demo="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$demo/.." && pwd)"
@@ -68,7 +70,11 @@ compile() { # jar stamp-digest kotlinc-arguments...
 bindings_sum="$(digest "$EENPLAN_KOTLIN_BINDINGS")"
 app_sum="$(digest "$demo/src")-$bindings_sum"
 echo "== kotlinc: the generated bindings (about a minute; kept while they do not change) and mobile-demo/src"
-compile "$bindings_jar" "$bindings_sum" -cp "$classpath" "$EENPLAN_KOTLIN_BINDINGS"
+if [[ -n "${EENPLAN_BINDINGS_JAR:-}" ]]; then
+    bindings_jar="$EENPLAN_BINDINGS_JAR"
+else
+    compile "$bindings_jar" "$bindings_sum" -cp "$classpath" "$EENPLAN_KOTLIN_BINDINGS"
+fi
 compile "$jar" "$app_sum" -cp "$bindings_jar:$classpath" "$demo/src" -include-runtime
 classpath="$jar:$bindings_jar:$classpath"
 app() {

@@ -300,7 +300,9 @@ impl Device {
         name: String,
         platform: Platform,
     ) -> Result<Enrolment, ApiError> {
-        let link = EnrolmentLink::parse(&scanned).ok_or_else(|| {
+        // Which part of the link is wrong does not help the person scanning: each refusal
+        // asks for the administrator's QR code.
+        let link = EnrolmentLink::parse(&scanned).map_err(|_| {
             ApiError::invalid("dit is geen aanmeldcode van eenplan: scan de QR-code die de beheerder toont")
         })?;
         self.enrol(link.server, link.code.to_string(), name, platform).await

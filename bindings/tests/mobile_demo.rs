@@ -3,8 +3,9 @@
 //!
 //! Nothing is built with cargo here: `cargo test --workspace` has built the cdylib, the server
 //! and the admin binary. The Kotlin bindings are generated in-process (uniffi library mode, as
-//! `stories.rs` does) into `target/<profile>/mobile-demo/kotlin`; the driver compiles them and
-//! the app with kotlinc into `target/<profile>/mobile-demo/build` (kept while neither changes),
+//! `stories.rs` does) into `target/<profile>/mobile-demo/kotlin` and compiled into the jar the
+//! Kotlin story shares (`support/kotlin_jar.rs`, kept while their text does not change); the
+//! driver compiles the app against it into `target/<profile>/mobile-demo/build` (kept too),
 //! then enrols four phones, plays the visit and the escalation (regie offered to the Zorg- en
 //! Veiligheidshuis and accepted on its phone), the working cycle (an action on a worker's agenda,
 //! the plan adopted by the regisseur and verified on the worker's phone), revokes one phone and
@@ -23,7 +24,21 @@ const LIMIT: Duration = Duration::from_secs(15 * 60);
 
 #[path = "support/built.rs"]
 mod built;
+#[path = "support/kotlin_jar.rs"]
+mod kotlin_jar;
 use built::{built, profile_dir, workspace};
+
+/// Runs a build step to the end; the test fails with its output unless it succeeded.
+fn run(what: &str, command: &mut Command) {
+    let output = command.output().unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
 
 #[test]
 fn the_mobile_demo_plays_a_home_visit_headless_through_its_view_models() {
@@ -40,6 +55,9 @@ fn the_mobile_demo_plays_a_home_visit_headless_through_its_view_models() {
         ..GenerateOptions::default()
     })
     .unwrap_or_else(|e| panic!("generating Kotlin bindings from {}: {e:?}", library.display()));
+    // kotlinc and JNA on a fresh machine (a check of two paths when they are there).
+    run("scripts/install-test-deps.sh", &mut Command::new(workspace().join("scripts/install-test-deps.sh")));
+    let bindings = kotlin_jar::bindings_jar(&kotlin, run);
 
     let started = Instant::now();
     let mut child = Command::new(workspace().join("mobile-demo/run-script.sh"))
@@ -47,6 +65,7 @@ fn the_mobile_demo_plays_a_home_visit_headless_through_its_view_models() {
         .env("EENPLAN_ADMIN_BIN", built(&format!("eenplan-admin{}", std::env::consts::EXE_SUFFIX)))
         .env("EENPLAN_FFI_LIB_DIR", library.parent().expect("the library's directory"))
         .env("EENPLAN_KOTLIN_BINDINGS", &kotlin)
+        .env("EENPLAN_BINDINGS_JAR", &bindings)
         .env("EENPLAN_DEMO_BUILD", out.join("build"))
         // The administrator's keyring with the cheapest Argon2 (a test, not a real network).
         .env("EENPLAN_INSECURE_FAST_KDF", "1")

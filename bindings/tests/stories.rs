@@ -23,6 +23,8 @@ const STORY_LIMIT: Duration = Duration::from_secs(15 * 60);
 
 #[path = "support/built.rs"]
 mod built;
+#[path = "support/kotlin_jar.rs"]
+mod kotlin_jar;
 use built::{built, profile_dir, workspace};
 
 fn library() -> PathBuf {
@@ -117,38 +119,31 @@ fn the_kotlin_story_compiles_the_bindings_and_plays_the_same_visit_on_the_jvm() 
     let workspace = workspace();
     // Installs kotlinc and JNA on a fresh machine; a check of two paths when they are there.
     run("scripts/install-test-deps.sh", &mut Command::new(workspace.join("scripts/install-test-deps.sh")));
-    let kotlinc = workspace.join(".tools/node_modules/kotlin-compiler/bin/kotlinc");
-    let coroutines =
-        workspace.join(".tools/node_modules/kotlin-compiler/lib/kotlinx-coroutines-core-jvm.jar");
-    let jna = PathBuf::from("/usr/share/java/jna.jar");
 
     let generated = generated();
+    // The bindings' jar is shared with the mobile demo's test; only Story.kt is compiled here.
+    let bindings = kotlin_jar::bindings_jar(&generated.kotlin, run);
     let out = profile_dir().join("binding-stories/kotlin-story");
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).expect("create the Kotlin output directory");
     let jar = out.join("story.jar");
-    let classpath = |extra: &[&Path]| {
-        std::env::join_paths(extra.iter().copied().chain([jna.as_path(), coroutines.as_path()]))
-            .expect("a class path")
-    };
-    let mut compile = Command::new(&kotlinc);
+    let mut compile = Command::new(kotlin_jar::kotlinc());
     compile
         .arg("-nowarn")
         .arg("-cp")
-        .arg(classpath(&[]))
-        .arg(&generated.kotlin)
+        .arg(kotlin_jar::classpath(&[&bindings]))
         .arg(workspace.join("bindings/tests/Story.kt"))
         .arg("-include-runtime")
         .arg("-d")
         .arg(&jar);
-    run("kotlinc (the generated bindings and Story.kt)", &mut compile);
+    run("kotlinc (Story.kt)", &mut compile);
 
     let work = tempfile::tempdir().expect("temp dir");
     let library_dir = library().parent().expect("the library's directory").to_path_buf();
     let mut java = Command::new("java");
     java.arg(format!("-Djna.library.path={}", library_dir.display()))
         .arg("-cp")
-        .arg(classpath(&[&jar]))
+        .arg(kotlin_jar::classpath(&[&jar, &bindings]))
         .arg("StoryKt");
     story_env(&mut java, work.path());
     run("the Kotlin story", &mut java);

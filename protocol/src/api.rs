@@ -59,7 +59,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::device_name::{Platform, SignedDeviceName};
-pub use enrolment_link::EnrolmentLink;
+pub use enrolment_link::{EnrolmentLink, EnrolmentLinkError};
 pub use error_code::ErrorCode;
 pub use server_url::{MAX_SERVER_URL_CHARS, ServerUrl, ServerUrlError};
 

@@ -34,6 +34,9 @@ pub mod network;
 /// The shaping TCP proxy: latency, rate caps, cuts and resets of a phone's link, on loopback.
 pub mod link;
 
+/// `EENPLAN_SOAK=1`: the end-to-end tests at full size.
+pub mod soak;
+
 /// The `eenplan` command line, run as a process on an enrolled data directory.
 pub mod cli;
 

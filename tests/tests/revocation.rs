@@ -14,6 +14,7 @@ use eenplan_core::error::CoreError;
 use eenplan_core::plan::{Compartment, NewGoal, NoteKind};
 use eenplan_core::{Device, PlanId};
 use eenplan_tests::network::{ADMIN_PASSPHRASE, Network, binary, device_keystore};
+use eenplan_tests::soak;
 
 const USERS: &[(&str, &str, &str)] = &[
     ("Rita", "Wijkteam Noord", "wijkteam"),
@@ -175,22 +176,39 @@ fn revoke_and_kill_midway(net: &Network, device: &str, after: usize) {
     assert!(killed && !status.success(), "the revocation finished before it could be interrupted");
 }
 
+/// (documents rotated to a new epoch, documents still waiting for one) at the server now.
+fn rotation_progress(net: &Network) -> (i64, i64) {
+    let db = rusqlite::Connection::open(net.server.data.join("server.db")).unwrap();
+    let count = |sql: &str| db.query_row(sql, [], |r| r.get(0)).unwrap();
+    (
+        count(
+            "SELECT COUNT(*) FROM (SELECT DISTINCT plan_id, compartment FROM commitments WHERE epoch >= 2)",
+        ),
+        count("SELECT COUNT(*) FROM (SELECT DISTINCT plan_id, compartment FROM rotations)"),
+    )
+}
+
 #[test]
-fn an_interrupted_revocation_across_200_plans_resumes_to_the_same_end_state() {
+fn an_interrupted_revocation_across_many_plans_resumes_to_the_same_end_state() {
+    // Enough plans that the re-keying takes more than one batch of tasks (50 documents) and
+    // is killed between batches; 200 plans under `EENPLAN_SOAK=1`.
+    let count = soak::size(24, 200);
     let net = Network::start(USERS);
     let mut rita = net.device("rita", "Rita");
     let mut wim = net.device("wim", "Wim");
-    let plans: Vec<PlanId> = (0..200).map(|i| rita.create_plan(&format!("Gezin {i}")).unwrap()).collect();
+    let plans: Vec<PlanId> = (0..count).map(|i| rita.create_plan(&format!("Gezin {i}")).unwrap()).collect();
     rita.sync().unwrap();
     for plan in &plans {
         rita.add_participant(plan, "Wim", "wijkteam").unwrap();
     }
     rita.sync().unwrap();
     wim.sync().unwrap();
-    assert_eq!(wim.list_plans().unwrap().len(), 200);
+    assert_eq!(wim.list_plans().unwrap().len(), count);
     let wim_id = wim.device_id().to_string();
 
     revoke_and_kill_midway(&net, &wim_id, 40);
+    let (rotated, waiting) = rotation_progress(&net);
+    assert!(rotated >= 40 && waiting > 0, "not interrupted midway: {rotated} rotated, {waiting} waiting");
     // The administrator runs it again; it carries on where it stopped.
     net.admin.run(&["device", "revoke", &wim_id, "--reason", "lost"]);
     net.admin.run(&["rekey"]);
@@ -205,7 +223,7 @@ fn an_interrupted_revocation_across_200_plans_resumes_to_the_same_end_state() {
         .unwrap()
         .map(|r| r.unwrap())
         .collect();
-    assert_eq!(epochs.len(), 600, "200 plans × the 3 compartments a wijkteam worker reads");
+    assert_eq!(epochs.len(), count * 3, "every plan × the 3 compartments a wijkteam worker reads");
     assert!(epochs.iter().all(|e| *e == (2, 2)), "every document at epoch 2, made once: {epochs:?}");
     let pending: i64 = db.query_row("SELECT COUNT(*) FROM rotations", [], |r| r.get(0)).unwrap();
     assert_eq!(pending, 0, "no rotation may stay pending");
@@ -218,7 +236,7 @@ fn an_interrupted_revocation_across_200_plans_resumes_to_the_same_end_state() {
     let report = rita.sync().unwrap();
     assert!(report.refused.is_empty(), "{:?}", report.refused);
     let bundles = server_bundles(&net.server.data.join("server.db"));
-    let after: Vec<u32> = bundles.iter().rev().take(200).map(|(epoch, _)| *epoch).collect();
+    let after: Vec<u32> = bundles.iter().rev().take(count).map(|(epoch, _)| *epoch).collect();
     assert!(after.iter().all(|e| *e == 2), "every post-revocation edit is under epoch 2: {after:?}");
 }
 

@@ -11,6 +11,7 @@ use eenplan_core::sync::{NetworkFailure, SyncError};
 use eenplan_core::{CoreError, Device, PlanId};
 use eenplan_tests::link::Link;
 use eenplan_tests::network::{Network, device_keystore};
+use eenplan_tests::soak;
 
 const USERS: &[(&str, &str, &str)] = &[
     ("Rita", "Wijkteam Noord", "wijkteam"),
@@ -54,9 +55,11 @@ fn a_first_sync_over_a_poor_link_that_drops_goes_on_from_where_it_was_and_duplic
     let link = Link::start(net.server.address()).unwrap();
     let mut wim = device_through(&net, "wim", "Wim", &link.url());
     let mut sanne = net.device("sanne", "Sanne");
-    // Forty plans of a dozen notes: each document's log stays under the size at which the
-    // server asks for a snapshot, so the whole history travels as changes.
-    let plans = plans_with_history(&mut rita, 40, 12);
+    // Plans of a dozen notes: each document's log stays under the size at which the server
+    // asks for a snapshot, so the whole history travels as changes. Twenty plans are about
+    // 0.7 MB, three pages, so the cut below falls in the second; forty (1.4 MB, six pages)
+    // under `EENPLAN_SOAK=1`.
+    let plans = plans_with_history(&mut rita, soak::size(20, 40), 12);
     // Rita's device seals the plans' keys for the new devices.
     rita.sync().unwrap();
 

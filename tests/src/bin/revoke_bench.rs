@@ -35,6 +35,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use eenplan_core::plan::{Compartment, NoteKind};
@@ -99,11 +100,17 @@ impl Config {
 
 // --- the network: a server process, the admin CLI, devices ------------------------------
 
-/// The server's `/metrics`, by sample name (labels included).
+/// The server's `/metrics`, by sample name (labels included). Only the operator's token is
+/// answered; without it every count read as 0.
 fn metrics(server: &Server) -> HashMap<String, f64> {
     let address = server.address();
     let mut stream = TcpStream::connect(&address).expect("connect for /metrics");
-    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n").expect("send");
+    write!(
+        stream,
+        "GET /metrics HTTP/1.0\r\nHost: {address}\r\nAuthorization: Bearer {}\r\n\r\n",
+        server.metrics_token.as_deref().unwrap_or_default()
+    )
+    .expect("send");
     let mut text = String::new();
     stream.read_to_string(&mut text).expect("read /metrics");
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
@@ -199,12 +206,24 @@ struct Revocation {
     sync_envelopes: usize,
 }
 
-fn measure_a(cfg: &Config) -> (Table, String) {
-    let setup = Instant::now();
-    let dir = scratch("revoke-bench", "a");
-    let server = Server::start(&dir.path().join("server"));
-    let admin = Admin::init(&dir.path().join("admin"), &server);
-    let policy_file = dir.path().join("policy-v2.toml");
+/// The network of (a) once every device holds every key. Fields drop in order: the devices
+/// and the server process go before their scratch directory.
+struct Setup {
+    server: Server,
+    admin: Admin,
+    /// (user, device); the first is the creator of the plans.
+    devices: Vec<(String, Device)>,
+    plans: Vec<PlanId>,
+    time: Duration,
+    _dir: tempfile::TempDir,
+}
+
+/// A server, the policy that lets [`ROLE`] read all four compartments, and one approved,
+/// synced device per user.
+fn enrol_devices(cfg: &Config, dir: &Path) -> (Server, Admin, Vec<(String, Device)>) {
+    let server = Server::start(&dir.join("server"));
+    let admin = Admin::init(&dir.join("admin"), &server);
+    let policy_file = dir.join("policy-v2.toml");
     std::fs::write(&policy_file, policy_where_reading_all(ROLE)).expect("write the policy file");
     admin.run(&["policy", "set", policy_file.to_str().expect("a UTF-8 path")]);
     admin.run(&["org", "add", ORG]);
@@ -212,11 +231,11 @@ fn measure_a(cfg: &Config) -> (Table, String) {
     for user in &users {
         admin.run(&["user", "add", "--org", ORG, "--name", user, "--role", ROLE]);
     }
-    let mut devices: Vec<(String, Device)> = users
+    let devices = users
         .iter()
         .enumerate()
         .map(|(i, user)| {
-            let path = dir.path().join(format!("device-{i:02}"));
+            let path = dir.join(format!("device-{i:02}"));
             let mut device = Device::init(&path, &device_keystore()).expect("device init");
             let code = admin.run(&["device", "enrol", "--user", user]);
             device.enrol(&server.url, &code, "Bench", eenplan_core::sync::Platform::Desktop).expect("enrol");
@@ -225,40 +244,46 @@ fn measure_a(cfg: &Config) -> (Table, String) {
             (user.clone(), device)
         })
         .collect();
-    eprintln!("a: {} devices enrolled ({})", devices.len(), secs(setup.elapsed()));
+    (server, admin, devices)
+}
 
-    // The creator makes the plans, with a note in every compartment, and shares them.
+/// The creator makes the plans, with a note in every compartment, and shares them with every
+/// other user.
+fn create_and_share_plans(cfg: &Config, devices: &mut [(String, Device)]) -> Vec<PlanId> {
+    let users: Vec<String> = devices.iter().skip(1).map(|(user, _)| user.clone()).collect();
+    let creator = &mut devices[0].1;
     let mut plans = Vec::new();
-    {
-        let creator = &mut devices[0].1;
-        for k in 0..cfg.plans {
-            let plan = creator.create_plan(&format!("Gezin {k:02}")).expect("create plan");
-            creator
-                .edit(&plan, |p| {
-                    for compartment in Compartment::ALL {
-                        p.add_note(compartment, NoteKind::Note, &format!("Eerste notitie in {compartment}"))?;
-                    }
-                    Ok(())
-                })
-                .expect("first notes");
-            plans.push(plan);
-        }
-        sync_fully(creator);
-        for plan in &plans {
-            for user in users.iter().skip(1) {
-                creator.add_participant(plan, user, ROLE).expect("add participant");
-            }
+    for k in 0..cfg.plans {
+        let plan = creator.create_plan(&format!("Gezin {k:02}")).expect("create plan");
+        creator
+            .edit(&plan, |p| {
+                for compartment in Compartment::ALL {
+                    p.add_note(compartment, NoteKind::Note, &format!("Eerste notitie in {compartment}"))?;
+                }
+                Ok(())
+            })
+            .expect("first notes");
+        plans.push(plan);
+    }
+    sync_fully(creator);
+    for plan in &plans {
+        for user in &users {
+            creator.add_participant(plan, user, ROLE).expect("add participant");
         }
     }
-    // Everyone syncs until everyone holds every key (the creator seals them as the server asks).
+    plans
+}
+
+/// Everyone syncs until everyone holds every key (the creator seals them as the server asks).
+fn sync_until_everyone_holds_every_key(devices: &mut [(String, Device)], plans: &[PlanId]) {
     let mut round = 0;
     loop {
         round += 1;
-        for (_, device) in &mut devices {
+        for (_, device) in devices.iter_mut() {
             let (report, _) = sync_fully(device);
             assert!(report.refused.is_empty(), "refused during setup: {:?}", report.refused);
         }
-        let keyed = devices.iter().filter(|(_, d)| holds_all_keys(d, &plans)).count();
+        let keyed = devices.iter().filter(|(_, d)| holds_all_keys(d, plans)).count();
         eprintln!(
             "a: key round {round}: {keyed}/{} devices hold all {} keys",
             devices.len(),
@@ -269,105 +294,120 @@ fn measure_a(cfg: &Config) -> (Table, String) {
         }
         assert!(round < 10, "the devices never got all keys");
     }
-    let setup_time = setup.elapsed();
-    eprintln!(
-        "a: setup {} ({} plans × 4 compartments, {} devices)",
-        secs(setup_time),
-        plans.len(),
-        devices.len()
+}
+
+fn set_up(cfg: &Config) -> Setup {
+    let started = Instant::now();
+    let dir = scratch("revoke-bench", "a");
+    let (server, admin, mut devices) = enrol_devices(cfg, dir.path());
+    eprintln!("a: {} devices enrolled ({})", devices.len(), secs(started.elapsed()));
+    let plans = create_and_share_plans(cfg, &mut devices);
+    sync_until_everyone_holds_every_key(&mut devices, &plans);
+    let time = started.elapsed();
+    eprintln!("a: setup {} ({} plans × 4 compartments, {} devices)", secs(time), plans.len(), devices.len());
+    Setup { server, admin, devices, plans, time, _dir: dir }
+}
+
+/// Revokes `victim_id` through the relay with `device revoke --json`: the command's own
+/// figures, and the bytes and requests the relay and the server's `/metrics` counted.
+fn run_revoke(setup: &Setup, relay: &Relay, relayed: &Admin, victim_id: &str) -> Revocation {
+    let before = metrics(&setup.server);
+    let (up0, down0) = relay.counts();
+    let started = Instant::now();
+    let out = relayed.run(&["--json", "device", "revoke", victim_id, "--reason", "lost"]);
+    let wall = started.elapsed();
+    let (up1, down1) = relay.counts();
+    let after = metrics(&setup.server);
+    let json: serde_json::Value = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("device revoke --json printed no JSON ({e}): {out}"));
+    let rotation = &json["rotation"];
+    let number = |key: &str| {
+        rotation[key].as_u64().unwrap_or_else(|| panic!("no rotation.{key} in the JSON summary: {json}"))
+    };
+    let documents = number("documents");
+    assert_eq!(
+        documents,
+        (setup.plans.len() * Compartment::ALL.len()) as u64,
+        "the revocation rotated {documents} documents, not every one the device could read: {json}"
     );
-
-    let relay = Relay::start(server.address());
-    let relayed = Admin { data: admin.data.clone(), server: relay.url.clone() };
-    let mut results = Vec::new();
-    for r in 0..cfg.revocations {
-        let (user, mut victim) = devices.pop().expect("a device to revoke");
-        let victim_id = victim.device_id().to_string();
-        let others = devices.len();
-        let before = metrics(&server);
-        let (up0, down0) = relay.counts();
-        let started = Instant::now();
-        let out = relayed.run(&["--json", "device", "revoke", &victim_id, "--reason", "lost"]);
-        let wall = started.elapsed();
-        let (up1, down1) = relay.counts();
-        let after = metrics(&server);
-        let json: serde_json::Value = serde_json::from_str(&out)
-            .unwrap_or_else(|e| panic!("device revoke --json printed no JSON ({e}): {out}"));
-        let rotation = &json["rotation"];
-        let number = |key: &str| {
-            rotation[key].as_u64().unwrap_or_else(|| panic!("no rotation.{key} in the JSON summary: {json}"))
-        };
-        let documents = number("documents");
-        assert_eq!(
-            documents,
-            (plans.len() * Compartment::ALL.len()) as u64,
-            "the revocation rotated {documents} documents, not every one the device could read: {json}"
-        );
-        let mut result = Revocation {
-            others,
-            documents,
-            envelopes: number("envelopes"),
-            wall,
-            admin_seconds: rotation["seconds"].as_f64().unwrap_or(0.0),
-            http_up: up1 - up0,
-            http_down: down1 - down0,
-            rekey_bodies: number("bytes_uploaded"),
-            admin_requests: since(&after, &before, "eenplan_requests_total{class=\"admin\"}"),
-            ..Revocation::default()
-        };
-
-        // One remaining device (not the creator) syncs until it holds the new keys.
-        let measured = &mut devices[1].1;
-        let started = Instant::now();
-        let (report, calls) = sync_fully(measured);
-        result.sync_time = started.elapsed();
-        result.sync_calls = calls;
-        result.sync_rounds = report.rounds;
-        result.sync_up = report.bytes_up;
-        result.sync_down = report.bytes_down;
-        result.sync_envelopes = report.envelopes_received;
-        assert!(
-            report.envelopes_received as u64 >= documents,
-            "the remaining device received {} envelopes for {documents} rotated documents",
-            report.envelopes_received
-        );
-        // It writes under the new keys: a change to every compartment is accepted.
-        measured
-            .edit(&plans[r % plans.len()], |p| {
-                for compartment in Compartment::ALL {
-                    p.add_note(compartment, NoteKind::Note, &format!("Na intrekking {r} in {compartment}"))?;
-                }
-                Ok(())
-            })
-            .expect("an edit after the revocation");
-        let (check, _) = sync_fully(measured);
-        assert!(
-            check.refused.is_empty() && check.pushed_bundles >= Compartment::ALL.len(),
-            "after revocation {r}: pushed {} bundles, refused {:?}",
-            check.pushed_bundles,
-            check.refused
-        );
-        // The others catch up (steady state before the next revocation).
-        for (_, device) in &mut devices {
-            let (report, _) = sync_fully(device);
-            assert!(report.refused.is_empty(), "refused after revocation {r}: {:?}", report.refused);
-        }
-        // The revoked device is refused.
-        match victim.sync() {
-            Ok(_) => panic!("the revoked device {victim_id} ({user}) could still sync"),
-            Err(e) => eprintln!("a: revoked device refused: {e}"),
-        }
-        eprintln!(
-            "a: revocation {} ({others} others remain): {} documents, {} envelopes, {} wall; device sync {}",
-            r + 1,
-            result.documents,
-            result.envelopes,
-            secs(result.wall),
-            secs(result.sync_time)
-        );
-        results.push(result);
+    Revocation {
+        others: setup.devices.len(),
+        documents,
+        envelopes: number("envelopes"),
+        wall,
+        admin_seconds: rotation["seconds"].as_f64().unwrap_or(0.0),
+        http_up: up1 - up0,
+        http_down: down1 - down0,
+        rekey_bodies: number("bytes_uploaded"),
+        admin_requests: since(&after, &before, "eenplan_requests_total{class=\"admin\"}"),
+        ..Revocation::default()
     }
+}
 
+/// One remaining device syncs until it holds the new keys (timed into `result`), then writes
+/// to every compartment of a plan under them, which must be accepted.
+fn measure_remaining_device(measured: &mut Device, plans: &[PlanId], r: usize, result: &mut Revocation) {
+    let started = Instant::now();
+    let (report, calls) = sync_fully(measured);
+    result.sync_time = started.elapsed();
+    result.sync_calls = calls;
+    result.sync_rounds = report.rounds;
+    result.sync_up = report.bytes_up;
+    result.sync_down = report.bytes_down;
+    result.sync_envelopes = report.envelopes_received;
+    assert!(
+        report.envelopes_received as u64 >= result.documents,
+        "the remaining device received {} envelopes for {} rotated documents",
+        report.envelopes_received,
+        result.documents
+    );
+    measured
+        .edit(&plans[r % plans.len()], |p| {
+            for compartment in Compartment::ALL {
+                p.add_note(compartment, NoteKind::Note, &format!("Na intrekking {r} in {compartment}"))?;
+            }
+            Ok(())
+        })
+        .expect("an edit after the revocation");
+    let (check, _) = sync_fully(measured);
+    assert!(
+        check.refused.is_empty() && check.pushed_bundles >= Compartment::ALL.len(),
+        "after revocation {r}: pushed {} bundles, refused {:?}",
+        check.pushed_bundles,
+        check.refused
+    );
+}
+
+/// Revocation `r`: the last device is revoked and measured; the others reach a steady state
+/// before the next, and the revoked device must be refused.
+fn revoke_next(setup: &mut Setup, relay: &Relay, relayed: &Admin, r: usize) -> Revocation {
+    let (user, mut victim) = setup.devices.pop().expect("a device to revoke");
+    let victim_id = victim.device_id().to_string();
+    let mut result = run_revoke(setup, relay, relayed, &victim_id);
+    // Not the creator: a device that only reads what others made.
+    measure_remaining_device(&mut setup.devices[1].1, &setup.plans, r, &mut result);
+    for (_, device) in &mut setup.devices {
+        let (report, _) = sync_fully(device);
+        assert!(report.refused.is_empty(), "refused after revocation {r}: {:?}", report.refused);
+    }
+    match victim.sync() {
+        Ok(_) => panic!("the revoked device {victim_id} ({user}) could still sync"),
+        Err(e) => eprintln!("a: revoked device refused: {e}"),
+    }
+    eprintln!(
+        "a: revocation {} ({} others remain): {} documents, {} envelopes, {} wall; device sync {}",
+        r + 1,
+        result.others,
+        result.documents,
+        result.envelopes,
+        secs(result.wall),
+        secs(result.sync_time)
+    );
+    result
+}
+
+/// The table of (a): a column per revocation and their median; and the line of parameters.
+fn revocation_table(cfg: &Config, results: &[Revocation], setup_time: Duration) -> (Table, String) {
     let mut header: Vec<String> = vec!["revoking one device".into()];
     header.extend(
         results
@@ -413,6 +453,15 @@ fn measure_a(cfg: &Config) -> (Table, String) {
         secs(setup_time)
     );
     (table, params)
+}
+
+fn measure_a(cfg: &Config) -> (Table, String) {
+    let mut setup = set_up(cfg);
+    let relay = Relay::start(setup.server.address());
+    let relayed = Admin { data: setup.admin.data.clone(), server: relay.url.clone() };
+    let results: Vec<Revocation> =
+        (0..cfg.revocations).map(|r| revoke_next(&mut setup, &relay, &relayed, r)).collect();
+    revocation_table(cfg, &results, setup.time)
 }
 
 // --- b. envelope size and cost ---------------------------------------------------------------

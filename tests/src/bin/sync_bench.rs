@@ -643,7 +643,19 @@ fn percentile(values: &[Duration], p: f64) -> Duration {
 
 // --- a. one small edit on the wire --------------------------------------------------------
 
-fn measure_a(cfg: &Config, table: &mut Table) {
+/// Two devices in steady state on one plan: A made its history, B reads it. Fields drop in
+/// order: the devices before the network's server and files.
+struct Pair {
+    a: Device,
+    b: Device,
+    plan: PlanId,
+    fixture: Fixture,
+    /// An idle sync's wire bytes, the mean of A's and B's: the session handshake.
+    idle: f64,
+    net: Network,
+}
+
+fn steady_pair(cfg: &Config) -> Pair {
     let setup = Instant::now();
     let net = Network::start("a", &["Anna", "Bram"]);
     let mut a = net.device("a", "Anna", true);
@@ -664,28 +676,43 @@ fn measure_a(cfg: &Config, table: &mut Table) {
     let idle_b = sync_fully(&mut b);
     assert_eq!(idle_a.received_bundles + idle_b.received_bundles, 0);
     eprintln!("a: setup {} (history {} edits)", secs(setup.elapsed()), fixture.edits);
+    let idle = (wire(&idle_a) + wire(&idle_b)) as f64 / 2.0;
+    Pair { a, b, plan, fixture, idle, net }
+}
 
-    let (action_a, action_b) = (fixture.actions[0], fixture.actions[1]);
-    let mut one_total = Vec::new();
-    let mut one_bodies = Vec::new();
-    let mut one_requests = Vec::new();
-    let mut one_parts = Vec::new();
-    let mut both_total = Vec::new();
-    let mut both_bodies = Vec::new();
-    let mut both_requests = Vec::new();
-    for run in 0..cfg.a_runs {
-        // One edit, A → B.
-        let status = other_status(&a.read(&plan).expect("read"), action_a, run);
-        a.edit(&plan, |p| {
-            p.update_action(action_a, ActionUpdate { status: Some(status), ..Default::default() })
-        })
-        .expect("edit");
-        let before = net.server.metrics();
-        let push = a.sync().expect("push");
-        let middle = net.server.metrics();
-        let pull = b.sync().expect("pull");
-        let after = net.server.metrics();
-        one_parts.push([
+/// What the runs of (a) measured through the server, one entry per run.
+#[derive(Debug, Default)]
+struct WireRuns {
+    one_total: Vec<u64>,
+    one_bodies: Vec<u64>,
+    one_requests: Vec<u64>,
+    /// `/v1/sync` push request, push response, pull request, pull response.
+    one_parts: Vec<[u64; 4]>,
+    both_total: Vec<u64>,
+    both_bodies: Vec<u64>,
+    both_requests: Vec<u64>,
+}
+
+impl Pair {
+    fn actions(&self) -> (EntityId, EntityId) {
+        (self.fixture.actions[0], self.fixture.actions[1])
+    }
+
+    /// One edit, A → B: A pushes, B pulls.
+    fn one_edit(&mut self, run: usize, runs: &mut WireRuns) {
+        let (action_a, _) = self.actions();
+        let status = other_status(&self.a.read(&self.plan).expect("read"), action_a, run);
+        self.a
+            .edit(&self.plan, |p| {
+                p.update_action(action_a, ActionUpdate { status: Some(status), ..Default::default() })
+            })
+            .expect("edit");
+        let before = self.net.server.metrics();
+        let push = self.a.sync().expect("push");
+        let middle = self.net.server.metrics();
+        let pull = self.b.sync().expect("pull");
+        let after = self.net.server.metrics();
+        runs.one_parts.push([
             middle.since(&before, "eenplan_sync_bytes_in_total"),
             middle.since(&before, "eenplan_sync_bytes_out_total"),
             after.since(&middle, "eenplan_sync_bytes_in_total"),
@@ -693,64 +720,74 @@ fn measure_a(cfg: &Config, table: &mut Table) {
         ]);
         assert_eq!((push.pushed_bundles, pull.received_bundles, pull.applied_changes), (1, 1, 1));
         assert!(push.refused.is_empty() && pull.refused.is_empty());
-        one_total.push(wire(&push) + wire(&pull));
-        one_bodies.push(after.sync_bodies_since(&before));
-        one_requests.push(after.device_requests_since(&before));
-
-        // One edit on each side: A pushes, B pushes and pulls, A pulls.
-        let due = format!("2027-02-{:02}", 1 + run % 28);
-        let status = other_status(&a.read(&plan).expect("read"), action_a, run);
-        a.edit(&plan, |p| {
-            p.update_action(action_a, ActionUpdate { status: Some(status), ..Default::default() })
-        })
-        .expect("edit");
-        b.edit(&plan, |p| {
-            p.update_action(action_b, ActionUpdate { due: Some(Some(due)), ..Default::default() })
-        })
-        .expect("edit");
-        let before = net.server.metrics();
-        let r1 = a.sync().expect("A push");
-        let r2 = b.sync().expect("B push and pull");
-        let r3 = a.sync().expect("A pull");
-        let after = net.server.metrics();
-        assert_eq!((r2.applied_changes, r3.applied_changes), (1, 1));
-        both_total.push(wire(&r1) + wire(&r2) + wire(&r3));
-        both_bodies.push(after.sync_bodies_since(&before));
-        both_requests.push(after.device_requests_since(&before));
+        runs.one_total.push(wire(&push) + wire(&pull));
+        runs.one_bodies.push(after.sync_bodies_since(&before));
+        runs.one_requests.push(after.device_requests_since(&before));
     }
-    assert_eq!(a.read(&plan).expect("read A"), b.read(&plan).expect("read B"));
-    let idle = (wire(&idle_a) + wire(&idle_b)) as f64 / 2.0;
 
-    // The baseline: the very same basis document, in memory.
+    /// One edit on each side: A pushes, B pushes and pulls, A pulls.
+    fn one_edit_each_side(&mut self, run: usize, runs: &mut WireRuns) {
+        let (action_a, action_b) = self.actions();
+        let due = format!("2027-02-{:02}", 1 + run % 28);
+        let status = other_status(&self.a.read(&self.plan).expect("read"), action_a, run);
+        self.a
+            .edit(&self.plan, |p| {
+                p.update_action(action_a, ActionUpdate { status: Some(status), ..Default::default() })
+            })
+            .expect("edit");
+        self.b
+            .edit(&self.plan, |p| {
+                p.update_action(action_b, ActionUpdate { due: Some(Some(due)), ..Default::default() })
+            })
+            .expect("edit");
+        let before = self.net.server.metrics();
+        let r1 = self.a.sync().expect("A push");
+        let r2 = self.b.sync().expect("B push and pull");
+        let r3 = self.a.sync().expect("A pull");
+        let after = self.net.server.metrics();
+        assert_eq!((r2.applied_changes, r3.applied_changes), (1, 1));
+        runs.both_total.push(wire(&r1) + wire(&r2) + wire(&r3));
+        runs.both_bodies.push(after.sync_bodies_since(&before));
+        runs.both_requests.push(after.device_requests_since(&before));
+    }
+}
+
+/// The automerge baselines' situations, in the table's order.
+const MODES: [(StateMode, &str); 3] = [
+    (StateMode::KeptInSession, "(i) kept state, same session"),
+    (StateMode::Persisted, "(ii) reconnect, persisted state"),
+    (StateMode::Fresh, "(iii) reconnect, fresh state"),
+];
+
+/// One baseline's medians: bytes, messages, round trips.
+type Baseline = (f64, usize, usize);
+
+/// The baselines on the very same basis document, in memory: per mode in [`MODES`], A's edit
+/// only and one edit each side; and the document's number of changes.
+fn automerge_baselines(cfg: &Config, pair: &mut Pair) -> (Vec<Baseline>, Vec<Baseline>, usize) {
     let basis = |docs: Vec<(Compartment, Vec<u8>)>| {
         let saved = docs.into_iter().find(|(c, _)| *c == Compartment::Basis).expect("basis").1;
         Automerge::load(&saved).expect("load basis")
     };
-    let doc = basis(documents(&mut a, &plan));
-    assert_eq!(doc.get_heads(), basis(documents(&mut b, &plan)).get_heads(), "A and B differ");
-    let actors = (a.device_id(), b.device_id());
-    let baseline = |mode: StateMode, both: bool| -> (f64, usize, usize) {
-        let runs: Vec<Exchange> = (0..cfg.a_runs)
-            .map(|run| automerge_run(&doc, plan, actors, (action_a, action_b), mode, both, run))
-            .collect();
+    let doc = basis(documents(&mut pair.a, &pair.plan));
+    assert_eq!(doc.get_heads(), basis(documents(&mut pair.b, &pair.plan)).get_heads(), "A and B differ");
+    let actors = (pair.a.device_id(), pair.b.device_id());
+    let (plan, actions) = (pair.plan, pair.actions());
+    let baseline = |mode: StateMode, both: bool| -> Baseline {
+        let runs: Vec<Exchange> =
+            (0..cfg.a_runs).map(|run| automerge_run(&doc, plan, actors, actions, mode, both, run)).collect();
         let m = |f: fn(&Exchange) -> usize| median(&runs.iter().map(f).collect::<Vec<_>>());
         (m(|e| e.bytes) as f64, m(|e| e.messages), m(|e| e.round_trips))
     };
-    let modes = [
-        (StateMode::KeptInSession, "(i) kept state, same session"),
-        (StateMode::Persisted, "(ii) reconnect, persisted state"),
-        (StateMode::Fresh, "(iii) reconnect, fresh state"),
-    ];
-    let one: Vec<_> = modes.iter().map(|(m, _)| baseline(*m, false)).collect();
-    let both: Vec<_> = modes.iter().map(|(m, _)| baseline(*m, true)).collect();
+    let one = MODES.iter().map(|(m, _)| baseline(*m, false)).collect();
+    let both = MODES.iter().map(|(m, _)| baseline(*m, true)).collect();
+    (one, both, doc.get_changes(&[]).len())
+}
 
-    let changes = doc.get_changes(&[]).len();
-    table.section(&format!(
-        "a. wire bytes for one small edit (action status; plan of {} edits, basis doc {} changes; median of {})",
-        fixture.edits, changes, cfg.a_runs
-    ));
-    let one_total_m = median(&one_total) as f64;
-    let one_bodies_m = median(&one_bodies) as f64;
+/// The rows of A's edit alone against the target and the baselines.
+fn one_edit_rows(table: &mut Table, runs: &WireRuns, idle: f64, one: &[Baseline]) {
+    let one_total_m = median(&runs.one_total) as f64;
+    let one_bodies_m = median(&runs.one_bodies) as f64;
     table.row(
         "A push + B pull, all HTTP bodies (incl. 2 session handshakes)",
         bytes(one_total_m),
@@ -764,15 +801,15 @@ fn measure_a(cfg: &Config, table: &mut Table) {
         ratio(one_bodies_m, 600.0),
     );
     table.row("  of which: session handshake per sync (idle sync total)", bytes(idle), "", "");
-    let part = |i: usize| median(&one_parts.iter().map(|p: &[u64; 4]| p[i]).collect::<Vec<_>>());
+    let part = |i: usize| median(&runs.one_parts.iter().map(|p: &[u64; 4]| p[i]).collect::<Vec<_>>());
     table.row(
         "  /v1/sync: push request + response, pull request + response",
         format!("{} + {}, {} + {} B", part(0), part(1), part(2), part(3)),
         "",
         "",
     );
-    table.row("  HTTP requests (= round trips), both syncs", median(&one_requests).to_string(), "", "");
-    for ((_, name), (b_bytes, msgs, trips)) in modes.iter().zip(&one) {
+    table.row("  HTTP requests (= round trips), both syncs", median(&runs.one_requests).to_string(), "", "");
+    for ((_, name), (b_bytes, msgs, trips)) in MODES.iter().zip(one) {
         table.row(
             format!("  vs automerge sync {name}, A's edit only"),
             "",
@@ -780,8 +817,12 @@ fn measure_a(cfg: &Config, table: &mut Table) {
             format!("{} / {}", ratio(one_total_m, *b_bytes), ratio(one_bodies_m, *b_bytes)),
         );
     }
-    let both_total_m = median(&both_total) as f64;
-    let both_bodies_m = median(&both_bodies) as f64;
+}
+
+/// The rows of one edit on each side against the baselines.
+fn both_edits_rows(table: &mut Table, runs: &WireRuns, both: &[Baseline]) {
+    let both_total_m = median(&runs.both_total) as f64;
+    let both_bodies_m = median(&runs.both_bodies) as f64;
     table.row(
         "one edit each side (A push, B push+pull, A pull), all HTTP bodies",
         bytes(both_total_m),
@@ -789,8 +830,13 @@ fn measure_a(cfg: &Config, table: &mut Table) {
         "",
     );
     table.row("one edit each side, /v1/sync bodies only", bytes(both_bodies_m), "", "");
-    table.row("  HTTP requests (= round trips), three syncs", median(&both_requests).to_string(), "", "");
-    for ((_, name), (b_bytes, msgs, trips)) in modes.iter().zip(&both) {
+    table.row(
+        "  HTTP requests (= round trips), three syncs",
+        median(&runs.both_requests).to_string(),
+        "",
+        "",
+    );
+    for ((_, name), (b_bytes, msgs, trips)) in MODES.iter().zip(both) {
         table.row(
             format!("  vs automerge sync {name}, one edit each side"),
             "",
@@ -798,6 +844,23 @@ fn measure_a(cfg: &Config, table: &mut Table) {
             format!("{} / {}", ratio(both_total_m, *b_bytes), ratio(both_bodies_m, *b_bytes)),
         );
     }
+}
+
+fn measure_a(cfg: &Config, table: &mut Table) {
+    let mut pair = steady_pair(cfg);
+    let mut runs = WireRuns::default();
+    for run in 0..cfg.a_runs {
+        pair.one_edit(run, &mut runs);
+        pair.one_edit_each_side(run, &mut runs);
+    }
+    assert_eq!(pair.a.read(&pair.plan).expect("read A"), pair.b.read(&pair.plan).expect("read B"));
+    let (one, both, changes) = automerge_baselines(cfg, &mut pair);
+    table.section(&format!(
+        "a. wire bytes for one small edit (action status; plan of {} edits, basis doc {} changes; median of {})",
+        pair.fixture.edits, changes, cfg.a_runs
+    ));
+    one_edit_rows(table, &runs, pair.idle, &one);
+    both_edits_rows(table, &runs, &both);
 }
 
 // --- b. cold start --------------------------------------------------------------------------
@@ -931,8 +994,12 @@ fn measure_b(cfg: &Config, table: &mut Table) {
 
 // --- c. server throughput ---------------------------------------------------------------
 
-fn measure_c(cfg: &Config, table: &mut Table) {
-    let setup = Instant::now();
+/// A shared plan and the actions of it that the pushing devices edit.
+type SharedPlan = (PlanId, Vec<EntityId>);
+
+/// The network of (c): users, the devices' directories (closed; each thread opens its own),
+/// and the plans every user takes part in.
+fn throughput_network(cfg: &Config) -> (Network, Vec<PathBuf>, Vec<SharedPlan>) {
     let users: Vec<String> = (0..cfg.c_devices.clamp(1, 10)).map(|k| format!("Werker {k}")).collect();
     let net = Network::start("c", &["Regie"]);
     for user in &users {
@@ -958,17 +1025,26 @@ fn measure_c(cfg: &Config, table: &mut Table) {
         plans.push((plan, fixture.actions));
     }
     sync_fully(&mut creator); // keys for every device
-    // Warm-up: every device pushes one edit and pulls everyone else's, so that all keys and
-    // all authors' certificates are cached before the clock starts (steady state).
+    (net, dirs, plans)
+}
+
+/// The plan and action device `i` edits.
+fn target_of(plans: &[SharedPlan], i: usize) -> (PlanId, EntityId) {
+    let (plan, actions) = &plans[i % plans.len()];
+    (*plan, actions[(i / plans.len()) % actions.len()])
+}
+
+/// Every device pushes one edit and pulls everyone else's, so that all keys and all authors'
+/// certificates are cached before the clock starts (steady state).
+fn warm_up(dirs: &[PathBuf], plans: &[SharedPlan]) {
     for pass in 0..2 {
         for (i, dir) in dirs.iter().enumerate() {
             let mut device = Device::open(dir, &device_keystore()).expect("open device");
             sync_fully(&mut device);
             if pass == 0 {
-                let (plan, actions) = &plans[i % plans.len()];
-                let action = actions[(i / plans.len()) % actions.len()];
+                let (plan, action) = target_of(plans, i);
                 device
-                    .edit(plan, |p| {
+                    .edit(&plan, |p| {
                         p.update_action(
                             action,
                             ActionUpdate { due: Some(Some("2026-12-31".into())), ..Default::default() },
@@ -979,72 +1055,96 @@ fn measure_c(cfg: &Config, table: &mut Table) {
             } else {
                 let idle = sync_fully(&mut device);
                 assert_eq!(idle.received_bundles, 0, "{idle:?}");
-                for (plan, _) in &plans {
+                for (plan, _) in plans {
                     device.read(plan).expect("the device holds every plan");
                 }
             }
         }
     }
-    drop(creator);
-    eprintln!("c: setup {} ({} devices, {} plans)", secs(setup.elapsed()), cfg.c_devices, cfg.c_plans);
+}
 
-    let barrier = Arc::new(Barrier::new(cfg.c_devices + 1));
-    let mut threads = Vec::new();
-    for (i, dir) in dirs.iter().enumerate() {
-        let (plan, actions) = plans[i % plans.len()].clone();
-        let action = actions[(i / plans.len()) % actions.len()];
-        let barrier = barrier.clone();
-        let dir = dir.clone();
-        let pushes = cfg.c_pushes;
-        threads.push(std::thread::spawn(move || {
-            let mut device = Device::open(&dir, &device_keystore()).expect("open device");
-            device.open_plan(&plan).expect("open plan");
-            let mut latencies = Vec::new();
-            let mut errors = 0usize;
-            barrier.wait();
-            for k in 0..pushes {
-                // A due date this action never had: every push is a real change.
-                let due = format!("2027-{:02}-{:02}", 1 + (k / 28) % 12, 1 + k % 28);
-                device
-                    .edit(&plan, |p| {
-                        p.update_action(action, ActionUpdate { due: Some(Some(due)), ..Default::default() })
-                    })
-                    .expect("edit");
-                let start = Instant::now();
-                match device.sync() {
-                    Ok(_) => latencies.push(start.elapsed()),
-                    Err(_) => errors += 1,
-                }
+/// What one pushing device saw: latencies of its syncs, failed syncs, changes left unsent.
+type Pushed = (Vec<Duration>, usize, u64);
+
+/// A device's thread: after `barrier`, `pushes` edits of `action`, each synced at once.
+fn pusher(
+    dir: PathBuf,
+    (plan, action): (PlanId, EntityId),
+    barrier: Arc<Barrier>,
+    pushes: usize,
+) -> std::thread::JoinHandle<Pushed> {
+    std::thread::spawn(move || {
+        let mut device = Device::open(&dir, &device_keystore()).expect("open device");
+        device.open_plan(&plan).expect("open plan");
+        let mut latencies = Vec::new();
+        let mut errors = 0usize;
+        barrier.wait();
+        for k in 0..pushes {
+            // A due date this action never had: every push is a real change.
+            let due = format!("2027-{:02}-{:02}", 1 + (k / 28) % 12, 1 + k % 28);
+            device
+                .edit(&plan, |p| {
+                    p.update_action(action, ActionUpdate { due: Some(Some(due)), ..Default::default() })
+                })
+                .expect("edit");
+            let start = Instant::now();
+            match device.sync() {
+                Ok(_) => latencies.push(start.elapsed()),
+                Err(_) => errors += 1,
             }
-            // Whatever a failed sync left in the outbox goes now, outside the clock.
-            let unsent = device.pending_changes().unwrap_or(0);
-            (latencies, errors, unsent)
-        }));
-    }
-    let before = net.server.metrics();
+        }
+        // Whatever a failed sync left in the outbox goes now, outside the clock.
+        let unsent = device.pending_changes().unwrap_or(0);
+        (latencies, errors, unsent)
+    })
+}
+
+/// The push storm, as the server and this process measured it.
+#[derive(Debug, Default)]
+struct Storm {
+    wall: Duration,
+    /// The server's CPU time, and this process's (the device threads).
+    cpu: Duration,
+    client_cpu: Duration,
+    before: Metrics,
+    after: Metrics,
+    latencies: Vec<Duration>,
+    errors: usize,
+    unsent: u64,
+}
+
+/// Every device pushes at once, as fast as it can.
+fn push_storm(cfg: &Config, net: &Network, dirs: &[PathBuf], plans: &[SharedPlan]) -> Storm {
+    let barrier = Arc::new(Barrier::new(cfg.c_devices + 1));
+    let threads: Vec<_> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, dir)| pusher(dir.clone(), target_of(plans, i), barrier.clone(), cfg.c_pushes))
+        .collect();
+    let mut storm = Storm { before: net.server.metrics(), ..Storm::default() };
     let cpu_before = net.server.cpu_time().unwrap_or_default();
     let client_before = cpu_time_of("self").unwrap_or_default();
     barrier.wait();
     let start = Instant::now();
-    let mut latencies = Vec::new();
-    let mut errors = 0;
-    let mut unsent = 0;
     for thread in threads {
         let (l, e, u) = thread.join().expect("a device thread");
-        latencies.extend(l);
-        errors += e;
-        unsent += u;
+        storm.latencies.extend(l);
+        storm.errors += e;
+        storm.unsent += u;
     }
-    let wall = start.elapsed();
-    let cpu = net.server.cpu_time().unwrap_or_default().saturating_sub(cpu_before);
-    let client_cpu = cpu_time_of("self").unwrap_or_default().saturating_sub(client_before);
-    let after = net.server.metrics();
-    let appended = after.since(&before, "eenplan_pushes_appended_total");
-    let batches = after.since(&before, "eenplan_group_commit_batches_total");
-    let requests = after.device_requests_since(&before);
-    let pulled = after.since(&before, "eenplan_bundles_pulled_total");
-    let rss = net.server.peak_rss_kib().unwrap_or(0);
+    storm.wall = start.elapsed();
+    storm.cpu = net.server.cpu_time().unwrap_or_default().saturating_sub(cpu_before);
+    storm.client_cpu = cpu_time_of("self").unwrap_or_default().saturating_sub(client_before);
+    storm.after = net.server.metrics();
+    storm
+}
 
+fn throughput_rows(cfg: &Config, table: &mut Table, storm: &Storm, peak_rss_kib: u64) {
+    let Storm { wall, cpu, client_cpu, .. } = *storm;
+    let appended = storm.after.since(&storm.before, "eenplan_pushes_appended_total");
+    let batches = storm.after.since(&storm.before, "eenplan_group_commit_batches_total");
+    let requests = storm.after.device_requests_since(&storm.before);
+    let pulled = storm.after.since(&storm.before, "eenplan_bundles_pulled_total");
     table.section(&format!(
         "c. server throughput: {} devices (threads, own stores) × {} pushes, {} shared plans",
         cfg.c_devices, cfg.c_pushes, cfg.c_plans
@@ -1078,10 +1178,11 @@ fn measure_c(cfg: &Config, table: &mut Table) {
         ),
         "",
     );
-    table.row("server peak RSS (VmHWM)", format!("{:.1} MiB", rss as f64 / 1024.0), "", "");
+    table.row("server peak RSS (VmHWM)", format!("{:.1} MiB", peak_rss_kib as f64 / 1024.0), "", "");
+    let latencies = &storm.latencies;
     table.row(
         "sync latency p50 / p95 (edit pushed, others' pulled)",
-        format!("{} / {}", secs(percentile(&latencies, 0.5)), secs(percentile(&latencies, 0.95))),
+        format!("{} / {}", secs(percentile(latencies, 0.5)), secs(percentile(latencies, 0.95))),
         "",
         "",
     );
@@ -1091,7 +1192,17 @@ fn measure_c(cfg: &Config, table: &mut Table) {
         format!("{:.1} bundles per commit batch", appended as f64 / batches.max(1) as f64),
         "",
     );
-    table.row("failed syncs; changes left unsent", format!("{errors}; {unsent}"), "", "");
+    table.row("failed syncs; changes left unsent", format!("{}; {}", storm.errors, storm.unsent), "", "");
+}
+
+fn measure_c(cfg: &Config, table: &mut Table) {
+    let setup = Instant::now();
+    let (net, dirs, plans) = throughput_network(cfg);
+    warm_up(&dirs, &plans);
+    eprintln!("c: setup {} ({} devices, {} plans)", secs(setup.elapsed()), cfg.c_devices, cfg.c_plans);
+    let storm = push_storm(cfg, &net, &dirs, &plans);
+    let rss = net.server.peak_rss_kib().unwrap_or(0);
+    throughput_rows(cfg, table, &storm, rss);
 }
 
 fn main() {
