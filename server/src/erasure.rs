@@ -14,6 +14,7 @@
 //! acknowledged is lost. The WAL is checkpointed and truncated afterwards.
 
 use eenplan_protocol::api::ESCROW_RECIPIENT;
+use eenplan_protocol::audit::AuditAction;
 use eenplan_protocol::epoch::{Minter, SignedCommitment};
 use eenplan_protocol::membership::{Change, ERASED_COMPARTMENT, SignedBy};
 use eenplan_protocol::sync::{ErasureUpload, Fixed};
@@ -69,6 +70,18 @@ pub fn erase_member(
         StorageError::InvalidState(message) => ApiError::conflict("stale", message),
         e => e.into(),
     })?;
+    // In the server's own log, durably before the answer: what was deleted, by whom, of which
+    // plan (the member is named nowhere outside the plan's sealed documents).
+    let mut draft = crate::audit_log::Draft::new(
+        crate::audit_log::device_actor(&*state.storage, device)?,
+        AuditAction::EraseMember,
+    );
+    draft.plan = Some(plan);
+    draft.detail = Some(format!(
+        "deleted {} bundles, {} envelopes, {} escrow envelopes of older epochs",
+        erased.bundles, erased.envelopes, erased.escrow_envelopes
+    ));
+    state.audit.record(draft)?;
     Ok(api::MemberErased {
         bundles: erased.bundles,
         envelopes: erased.envelopes,

@@ -97,6 +97,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[test]
 fn after_an_erasure_no_byte_of_the_older_generation_is_on_the_server_and_every_device_stands_on_the_base() {
     let net = Network::start(USERS);
+    net.admin.run(&["audit", "key", "create", "--org", "Wijkteam Zaanstad"]);
     let (mut wim, mut ans, plan, sanne) = shared_plan(&net);
     let db = net.server.data.join("server.db");
     // Ans writes a note before the erasure: afterwards it is still shown as hers.
@@ -111,6 +112,7 @@ fn after_an_erasure_no_byte_of_the_older_generation_is_on_the_server_and_every_d
     let erased = wim.erase_member(&plan, sanne).unwrap();
     assert_eq!(erased.scores, 1);
     assert_eq!(wim.sync_membership().unwrap(), eenplan_core::sync::ShareOutcome::Done);
+
     assert_eq!(member_names(&mut wim, &plan), ["Piet Jansen"]);
     assert_eq!(notes(&mut wim, &plan), ["huisbezoek gedaan", "van Ans"]);
     let author = |device: &mut Device| {
@@ -138,6 +140,21 @@ fn after_an_erasure_no_byte_of_the_older_generation_is_on_the_server_and_every_d
     assert!(ans.read(&plan).unwrap().scores.is_empty());
     let steps = ans.membership(&plan).unwrap().unwrap().steps;
     assert!(steps.iter().any(|s| s.act == "erase"), "{steps:?}");
+    // The access log: the regisseur's device and the server each recorded the erasure.
+    let rows: serde_json::Value = serde_json::from_str(&net.admin.run(&[
+        "audit",
+        "query",
+        "--plan",
+        &eenplan_protocol::api::hex(plan.as_bytes()),
+        "--json",
+    ]))
+    .unwrap();
+    for source in ["apparaat", "server"] {
+        assert!(
+            rows.as_array().unwrap().iter().any(|r| r["bron"] == source && r["actie"] == "erase_member"),
+            "{source}: {rows:#}"
+        );
+    }
     // Both keep working on the base, and their edits meet.
     ans.edit(&plan, |p| p.add_note(Compartment::Basis, NoteKind::Note, "na het wissen")).unwrap();
     settle(&mut [&mut ans, &mut wim]);
