@@ -229,20 +229,25 @@ impl Plan {
             Some(list) => edit::domain_list(list)?,
             None => vocab::ZRM_2017_DOMAINS.iter().map(|d| (*d).to_owned()).collect(),
         };
-        let mut plan = Plan {
-            id,
-            author,
-            docs: Default::default(),
-            sizes: Default::default(),
-            vouched: Default::default(),
-            clock,
-        };
+        let mut plan = Plan::empty(id, author, clock);
         for compartment in Compartment::ALL {
             let mut doc = Automerge::new().with_actor(author.actor());
             edit::init_document(&mut doc, compartment, id, &family, &domains, plan.clock.now_ms())?;
             plan.docs[compartment.index()] = Some(doc);
         }
         Ok(plan)
+    }
+
+    /// A plan holding no compartment yet.
+    fn empty(id: PlanId, author: DeviceId, clock: Arc<dyn Clock>) -> Plan {
+        Plan {
+            id,
+            author,
+            docs: Default::default(),
+            sizes: Default::default(),
+            vouched: Default::default(),
+            clock,
+        }
     }
 
     /// A plan from documents loaded off disk or received from elsewhere. Compartments
@@ -253,14 +258,7 @@ impl Plan {
         docs: Vec<(Compartment, Automerge)>,
         clock: Arc<dyn Clock>,
     ) -> Result<Plan, PlanError> {
-        let mut plan = Plan {
-            id,
-            author,
-            docs: Default::default(),
-            sizes: Default::default(),
-            vouched: Default::default(),
-            clock,
-        };
+        let mut plan = Plan::empty(id, author, clock);
         for (compartment, mut doc) in docs {
             doc.set_actor(author.actor());
             read::check_plan_id(&doc, compartment, id)?;

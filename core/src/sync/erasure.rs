@@ -54,6 +54,9 @@ pub(super) const STATE_ERASURES: &str = "erasures_in_flight";
 /// The compartment an erasure replaces.
 pub(crate) const ERASED: Compartment = Compartment::Basis;
 
+/// A plan's newest erasure by its verified chain, with the device that signed it.
+pub(super) type HeldErasure = (Erasure, [u8; 16]);
+
 /// An erasure signed and sealed here, kept until the chain shows whether it landed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct InFlight {
@@ -405,9 +408,7 @@ impl Device {
         self.keep_own_entry(server, flight.plan, &flight.entry)?;
         let base = crate::plan::load_received_document(&flight.base, ERASED, flight.plan)?;
         self.take_base(flight.plan, base, flight.epoch)?;
-        let mut flights: Vec<InFlight> = self.durable_queue(STATE_ERASURES, "erasures in flight")?;
-        flights.retain(|f| f.plan != flight.plan);
-        self.put_durable_queue(STATE_ERASURES, &flights)
+        self.drop_erasure_in_flight(flight.plan)
     }
 
     fn drop_erasure_in_flight(&mut self, plan: PlanId) -> Result<(), CoreError> {

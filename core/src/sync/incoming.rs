@@ -4,7 +4,8 @@
 //! then note the chores the answer asked for. Nothing is written until every bundle has been
 //! judged, so a pass that lacks a certificate is simply run again after the driver fetched it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use automerge::{Automerge, ReadDoc};
 use eenplan_protocol::certificate::DeviceBody;
@@ -14,6 +15,7 @@ use eenplan_protocol::{Bundle, BundleKind, DocumentId};
 
 use super::authors::{Judge, Trust};
 use super::driver::Run;
+use super::erasure::HeldErasure;
 use super::keys::{Commitments, KeyRefusal, ReceivedKey, commitments_of};
 use super::outgoing::Outgoing;
 use super::revocations::Revocations;
@@ -62,6 +64,9 @@ struct Pass<'a> {
     complaints: Vec<RefusedEnvelope>,
     /// `basis` documents replaced by an erasure's base, written before the changes.
     replacements: Vec<super::erasure::Replacement>,
+    /// Each plan's newest erasure by its verified chain, read once per pass (the chains were
+    /// taken before anything is judged): judging a bundle of `basis` needs it.
+    erasures: RefCell<HashMap<PlanId, Option<HeldErasure>>>,
     report: SyncReport,
 }
 
@@ -136,6 +141,7 @@ impl Device {
             revocations: None,
             complaints: Vec::new(),
             replacements: Vec::new(),
+            erasures: RefCell::default(),
             report: SyncReport::default(),
         };
         let judge = &mut run.judge;
@@ -309,14 +315,17 @@ impl Device {
             return Ok(Verdict::Refuse(format!("bundle from {from}: unknown compartment")));
         };
         let plan = PlanId::from_bytes(header.document.plan);
+        let erasure = match compartment {
+            super::erasure::ERASED => self.erasure_in_pass(pass, plan)?,
+            _ => None,
+        };
         // What a member's erasure replaced is gone for good: only a tampered server sends it.
-        if self.older_than_erasure(plan, compartment, header.epoch)? {
+        if erasure.is_some_and(|(e, _)| header.epoch < e.epoch) {
             return Ok(Verdict::Refuse(format!(
                 "bundle from {from}: sealed before a member's data was erased from the plan"
             )));
         }
-        let named_base =
-            header.kind.is_snapshot() && super::erasure::is_named_base(self.held_erasure(&plan)?, &bundle);
+        let named_base = header.kind.is_snapshot() && super::erasure::is_named_base(erasure, &bundle);
         let author = match self.author_certificate(pass.trust(), &header.author, judge) {
             Ok(body) => body,
             // An untrusted chain is a forgery: refuse. Anything else (not fetched yet, or the
@@ -383,7 +392,7 @@ impl Device {
             // `basis`, loaded through the same guarded boundary.
             BundleKind::Snapshot { .. } if named_base => {
                 match crate::plan::load_received_document(&payload, compartment, plan) {
-                    Ok(doc) if super::erasure::base_matches(self.held_erasure(&plan)?, &doc) => {
+                    Ok(doc) if super::erasure::base_matches(erasure, &doc) => {
                         Verdict::Base { plan, epoch: header.epoch, doc: Box::new(doc) }
                     }
                     Ok(_) => Verdict::Refuse(format!("base from {from}: not the change its erasure names")),
@@ -400,6 +409,16 @@ impl Device {
                 }
             }
         })
+    }
+
+    /// The plan's newest erasure and its signer's device, read from the chain once per pass.
+    fn erasure_in_pass(&self, pass: &Pass<'_>, plan: PlanId) -> Result<Option<HeldErasure>, CoreError> {
+        if let Some(known) = pass.erasures.borrow().get(&plan) {
+            return Ok(*known);
+        }
+        let erasure = self.held_erasure(&plan)?;
+        pass.erasures.borrow_mut().insert(plan, erasure);
+        Ok(erasure)
     }
 
     /// Why a bundle of a device the revocation list names is refused: its epoch's key was made
