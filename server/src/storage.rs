@@ -125,6 +125,8 @@
 //! deletes the envelopes that carried the key and queues the document for a new epoch, in the
 //! same transaction; an administrator's [`Storage::complete_rotation`] settles it.
 
+mod backend;
+mod domain;
 mod pull;
 pub mod sqlite;
 

@@ -1,0 +1,420 @@
+//! The row-level interface every backend implements, and nothing more: reads in one read
+//! transaction ([`ReadRows`]), writes in one write transaction ([`WriteRows`]), and a
+//! [`Backend`] that runs a closure inside either. The rules (who may do what, what a
+//! revocation or a policy change sets off, which push is admitted) are written once above
+//! these traits, in [`super::domain`]; a backend only reads and writes rows, so a second
+//! backend cannot get a rule wrong.
+//!
+//! Every method maps to one statement or a short fixed series of them. A method that reports
+//! `bool` says whether a row was inserted or changed (`false`: it was there already).
+
+use eenplan_protocol::DocumentId;
+
+use super::pull::{LogView, ResumePoint};
+use super::{
+    AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
+    Erasure, MemberErased, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId, Participant,
+    PlanId, PolicyRecord, Reader, Result, ServerEventRecord, StoredAuditUpload, StoredName, User, UserId,
+};
+
+/// A database the domain layer runs its transactions on.
+///
+/// A closure may run more than once if the backend retries a transaction that lost a race
+/// (PostgreSQL's serialization failures); it must therefore only read and write through the
+/// rows it is given, and return what it computed. An error from the closure rolls the
+/// transaction back.
+pub(crate) trait Backend: Send + Sync {
+    /// Runs `f` in one read transaction: all its reads see the same commit.
+    fn read(&self, f: &mut dyn FnMut(&dyn ReadRows) -> Result<()>) -> Result<()>;
+    /// Runs `f` in one write transaction and commits it durably before returning.
+    fn write(&self, f: &mut dyn FnMut(&dyn WriteRows) -> Result<()>) -> Result<()>;
+    /// After a commit that deleted what must leave no copy (an erasure): makes sure no
+    /// journal or free page the backend keeps still holds the deleted bytes.
+    fn purge_deleted(&self) -> Result<()>;
+}
+
+/// Runs `f` in one read transaction of `backend` and returns its result.
+pub(crate) fn read<B: Backend + ?Sized, T>(
+    backend: &B,
+    mut f: impl FnMut(&dyn ReadRows) -> Result<T>,
+) -> Result<T> {
+    let mut out = None;
+    backend.read(&mut |rows| {
+        out = Some(f(rows)?);
+        Ok(())
+    })?;
+    out.ok_or_else(|| super::StorageError::Backend("a read transaction ended without running".into()))
+}
+
+/// Runs `f` in one write transaction of `backend` and returns its result once committed.
+pub(crate) fn write<B: Backend + ?Sized, T>(
+    backend: &B,
+    mut f: impl FnMut(&dyn WriteRows) -> Result<T>,
+) -> Result<T> {
+    let mut out = None;
+    backend.write(&mut |rows| {
+        out = Some(f(rows)?);
+        Ok(())
+    })?;
+    out.ok_or_else(|| super::StorageError::Backend("a write transaction ended without running".into()))
+}
+
+/// Reads inside one transaction.
+pub(crate) trait ReadRows {
+    /// The pull's reads ([`super::pull`]), in this same transaction.
+    fn log(&self) -> &dyn LogView;
+
+    fn network(&self) -> Result<Option<NetworkRecord>>;
+
+    fn admin(&self, public: &[u8; 32]) -> Result<Option<AdminRecord>>;
+
+    fn server_secret(&self) -> Result<Option<[u8; 32]>>;
+
+    fn server_audit_seed(&self) -> Result<Option<[u8; 32]>>;
+
+    fn orgs(&self) -> Result<Vec<Org>>;
+
+    fn org_by_name(&self, name: &str) -> Result<Option<Org>>;
+
+    fn org_exists(&self, org: OrgId) -> Result<bool>;
+
+    fn users(&self) -> Result<Vec<User>>;
+
+    fn user(&self, id: UserId) -> Result<Option<User>>;
+
+    fn users_by_name(&self, name: &str) -> Result<Vec<User>>;
+
+    /// An unused code's user and expiry.
+    fn unused_enrolment(&self, code_id: &[u8; 32]) -> Result<Option<(UserId, i64)>>;
+
+    fn devices(&self) -> Result<Vec<DeviceRecord>>;
+
+    fn devices_in_state(&self, state: DeviceState) -> Result<Vec<DeviceRecord>>;
+
+    fn devices_of_user(&self, user: UserId) -> Result<Vec<DeviceRecord>>;
+
+    fn device(&self, id: DeviceId) -> Result<Option<DeviceRecord>>;
+
+    fn active_devices_of_user(&self, user: UserId) -> Result<Vec<DeviceRecord>>;
+
+    fn device_state(&self, id: DeviceId) -> Result<Option<DeviceState>>;
+
+    /// A device's replaced certificates, oldest first.
+    fn older_certificates(&self, id: DeviceId) -> Result<Vec<Vec<u8>>>;
+
+    /// The order waiting for `id`, if it is revoked.
+    fn wipe_order(&self, id: DeviceId) -> Result<Option<Vec<u8>>>;
+
+    fn user_exists(&self, user: UserId) -> Result<bool>;
+
+    fn plan_creator(&self, plan: &PlanId) -> Result<Option<UserId>>;
+
+    fn closed_plans(&self) -> Result<Vec<(PlanId, i64)>>;
+
+    fn closed_at(&self, plan: &PlanId) -> Result<Option<i64>>;
+
+    fn erased_at(&self, plan: &PlanId) -> Result<Option<i64>>;
+
+    /// The chain length and roster of a plan with a chain; `NotFound` for an unknown plan.
+    fn roster(&self, plan: &PlanId) -> Result<Option<(u32, Vec<u8>)>>;
+
+    fn membership_entries(&self, plan: &PlanId, after: u32) -> Result<Vec<Vec<u8>>>;
+
+    /// (plan, position, entry) of `user`'s plans after `after`: an entry's position is its own,
+    /// or the user's grant when that is later (a newly granted plan's whole chain at once).
+    fn membership_after(&self, user: UserId, after: u64) -> Result<Vec<super::PositionedEntry>>;
+
+    /// Documents of plans with a chain that wait for a new epoch and that `user` reads.
+    fn chartered_rotations_for(&self, user: UserId) -> Result<Vec<DocumentId>>;
+
+    fn participant_role(&self, plan: &PlanId, user: UserId) -> Result<Option<String>>;
+
+    fn participants(&self, plan: &PlanId) -> Result<Vec<Participant>>;
+
+    /// The plans `user` participates in, with their escalation level.
+    fn plan_levels_of_user(&self, user: UserId) -> Result<Vec<(PlanId, String)>>;
+
+    /// The plans `user` participates in.
+    fn plans_of_user(&self, user: UserId) -> Result<Vec<PlanId>>;
+
+    /// (document, granted_at_seq) of every document `user` may read: the participant's plans
+    /// joined with the compartments the user's role reads under the stored policy.
+    fn readable(&self, user: UserId) -> Result<Vec<(DocumentId, u64)>>;
+
+    /// The readable documents of one plan for `user`.
+    fn readable_in_plan(&self, plan: &PlanId, user: UserId) -> Result<Vec<DocumentId>>;
+
+    fn head(&self) -> Result<u64>;
+
+    fn seq_of_bundle(&self, bundle_id: &[u8; 16]) -> Result<Option<u64>>;
+
+    fn document_stats(&self, document: DocumentId) -> Result<DocStats>;
+
+    /// (document, covers) of `device`'s requests made at or after `since`.
+    fn snapshot_requests_of(&self, device: DeviceId, since: i64) -> Result<Vec<(DocumentId, u64)>>;
+
+    /// Whether a device other than `device` was asked for a snapshot of `document` at or after
+    /// `since`.
+    fn snapshot_requested_elsewhere(
+        &self,
+        document: DocumentId,
+        device: DeviceId,
+        since: i64,
+    ) -> Result<bool>;
+
+    /// `Some(sealer)` when the recipient holds an envelope of (document, epoch); the sealer is
+    /// `None` when not known (an administrator's rotation).
+    fn envelope_sealer(
+        &self,
+        recipient: DeviceId,
+        document: DocumentId,
+        epoch: u32,
+    ) -> Result<Option<Option<DeviceId>>>;
+
+    fn sealer_refused(
+        &self,
+        recipient: DeviceId,
+        document: DocumentId,
+        epoch: u32,
+        sealer: DeviceId,
+    ) -> Result<bool>;
+
+    fn escrow_envelopes(&self, plan: &[u8; 16]) -> Result<Vec<Envelope>>;
+
+    fn envelopes_for(&self, device: DeviceId, since: u64) -> Result<Vec<Envelope>>;
+
+    fn devices_missing_envelope(&self, document: DocumentId, epoch: u32) -> Result<Vec<DeviceId>>;
+
+    /// The active, not wiped devices of the participants whose role may read `document`, each
+    /// with the epochs it holds: by envelope, or because it made the key.
+    fn readers(&self, document: DocumentId) -> Result<Vec<Reader>>;
+
+    /// The newest stored version, or version `version`: (version, signed bytes).
+    fn revocation_list(&self, version: Option<u32>) -> Result<Option<(u32, Vec<u8>)>>;
+
+    fn on_revocation_list(&self, device: DeviceId) -> Result<bool>;
+
+    fn policy(&self) -> Result<Option<PolicyRecord>>;
+
+    /// An earlier (or the current) signed policy, by version.
+    fn policy_version(&self, version: u32) -> Result<Option<Vec<u8>>>;
+
+    /// (plan, user) of every participant whose user has `role`.
+    fn participants_with_role(&self, role: &str) -> Result<Vec<(PlanId, UserId)>>;
+
+    fn commitment(&self, document: DocumentId, epoch: u32) -> Result<Option<CommitmentRecord>>;
+
+    /// The version of the current policy; `None` before there is one.
+    fn policy_version_in_force(&self) -> Result<Option<u32>>;
+
+    fn current_epoch(&self, document: DocumentId) -> Result<u32>;
+
+    fn unminted_documents(&self, user: UserId) -> Result<Vec<DocumentId>>;
+
+    fn held_keys(&self, device: DeviceId) -> Result<Vec<(DocumentId, u32)>>;
+
+    /// Whether a rotation queued before `epoch` waits (any, for `u32::MAX`).
+    fn rotation_pending_before(&self, document: DocumentId, epoch: u32) -> Result<bool>;
+
+    fn pending_rotations(&self) -> Result<u64>;
+
+    /// (document, oldest queued_at) of the longest-waiting rotations.
+    fn oldest_rotations(&self, limit: u64) -> Result<Vec<(DocumentId, i64)>>;
+
+    fn audit_through(&self, device: DeviceId) -> Result<u64>;
+
+    fn audit_uploads(&self, org: OrgId, after: u64, limit: u64) -> Result<Vec<StoredAuditUpload>>;
+
+    fn audit_keys(&self, org: OrgId) -> Result<Vec<AuditKeyRecord>>;
+
+    fn last_server_event(&self) -> Result<Option<ServerEventRecord>>;
+
+    fn server_events(&self, after: u64, limit: u64) -> Result<Vec<ServerEventRecord>>;
+
+    /// Whether the log holds a bundle of `document` after position `after`.
+    fn document_has_bundle_after(&self, document: DocumentId, after: u64) -> Result<bool>;
+}
+
+/// Writes inside one transaction; its reads see the transaction's own writes.
+pub(crate) trait WriteRows: ReadRows {
+    /// False if the network was set before.
+    fn insert_network(&self, network: &NetworkRecord) -> Result<bool>;
+
+    /// False if the key is an administrator already.
+    fn insert_admin(&self, admin: &AdminRecord) -> Result<bool>;
+
+    /// Stores `fresh` unless a secret exists; returns the one that is stored.
+    fn ensure_server_secret(&self, fresh: &[u8; 32]) -> Result<[u8; 32]>;
+
+    /// Stores `fresh` unless a seed exists; returns the one that is stored.
+    fn ensure_server_audit_seed(&self, fresh: &[u8; 32]) -> Result<[u8; 32]>;
+
+    /// None if the name is taken.
+    fn insert_org(&self, name: &str, lease_hours: u32) -> Result<Option<OrgId>>;
+
+    /// None if the organisation has a user of this name.
+    fn insert_user(&self, org: OrgId, name: &str, role: &str) -> Result<Option<UserId>>;
+
+    /// False if the code id is stored already.
+    fn insert_enrolment(&self, code_id: &[u8; 32], user: UserId, expires_at: i64) -> Result<bool>;
+
+    fn mark_enrolment_used(&self, code_id: &[u8; 32], device: DeviceId, now: i64) -> Result<()>;
+
+    /// False if the device id exists.
+    fn insert_device(&self, device: &NewDevice, user: UserId, now: i64) -> Result<bool>;
+
+    fn activate_device(&self, id: DeviceId, certificate: &[u8]) -> Result<()>;
+
+    /// Replaces an active device's certificate, keeping the one it replaces.
+    fn recertify_device(
+        &self,
+        id: DeviceId,
+        old: (i64, &[u8]),
+        certificate: &[u8],
+        certified_at: i64,
+    ) -> Result<()>;
+
+    fn set_user_role(&self, user: UserId, role: &str) -> Result<()>;
+
+    fn revoke_device(&self, id: DeviceId, reason: &str, now: i64) -> Result<()>;
+
+    /// Keeps the first order stored for a device.
+    fn insert_wipe_order(&self, id: DeviceId, signed: &[u8], now: i64) -> Result<()>;
+
+    /// Keeps the first report stored for a device.
+    fn insert_wipe_report(&self, id: DeviceId, signed: &[u8], now: i64) -> Result<()>;
+
+    /// A session's time and, when given, the nonce hash it registered; forgets a wipe report
+    /// (true if there was one).
+    fn record_session(&self, id: DeviceId, wipe_nonce_hash: Option<[u8; 32]>, now: i64) -> Result<bool>;
+
+    /// Whether the device exists (and so took the name).
+    fn set_device_name(&self, id: DeviceId, name: &StoredName) -> Result<bool>;
+
+    fn set_last_seen(&self, id: DeviceId, now: i64) -> Result<()>;
+
+    fn insert_plan(&self, plan: &PlanId, creator: UserId, created_by: DeviceId, now: i64) -> Result<()>;
+
+    fn insert_membership(&self, plan: &PlanId, seq: u32, signed: &[u8], position: u64) -> Result<()>;
+
+    fn set_roster(&self, plan: &PlanId, roster: &[u8], level: &str) -> Result<()>;
+
+    fn set_closed_at(&self, plan: &PlanId, closed_at: i64) -> Result<()>;
+
+    /// Deletes every row of `plan` and leaves its tombstone.
+    fn erase_plan(&self, plan: &PlanId, now: i64) -> Result<Erasure>;
+
+    /// Takes the next `n` log positions and returns the last of them.
+    fn advance_head(&self, n: u64) -> Result<u64>;
+
+    fn insert_participant(
+        &self,
+        plan: &PlanId,
+        user: UserId,
+        plan_role: &str,
+        granted_at_seq: u64,
+    ) -> Result<()>;
+
+    fn set_participant_role(&self, plan: &PlanId, user: UserId, plan_role: &str) -> Result<()>;
+
+    /// Remembers that entry `seq` of `plan`'s chain removed `user` (see `membership_after`).
+    fn record_leaver(&self, plan: &PlanId, user: UserId, seq: u32) -> Result<()>;
+
+    /// A user who takes part again is a participant, not a leaver.
+    fn forget_leaver(&self, plan: &PlanId, user: UserId) -> Result<()>;
+
+    fn delete_participant(&self, plan: &PlanId, user: UserId) -> Result<()>;
+
+    /// Appends `bundle` at `seq` unless its id is stored; false if it was.
+    fn insert_bundle(&self, seq: u64, bundle: &NewBundle, covers_seq: Option<u64>) -> Result<bool>;
+
+    fn set_head(&self, head: u64) -> Result<()>;
+
+    /// Stores where a page stopped inside a history block and returns its token. The device's
+    /// other points go, except the one it presented (it may present it again when this answer is
+    /// lost), so a device has at most two.
+    fn insert_resume_point(
+        &self,
+        device: DeviceId,
+        point: &ResumePoint,
+        presented: Option<u64>,
+    ) -> Result<u64>;
+
+    /// Drops the requests made before `before`.
+    fn expire_snapshot_requests(&self, before: i64) -> Result<()>;
+
+    /// Records (or renews) `device`'s request for a snapshot of `document` covering `covers`.
+    fn upsert_snapshot_request(
+        &self,
+        device: DeviceId,
+        document: DocumentId,
+        covers: u64,
+        now: i64,
+    ) -> Result<()>;
+
+    /// Consumes `device`'s request for a snapshot of `document` covering exactly `covers`, made
+    /// at or after `since`; false when there is none.
+    fn take_snapshot_request(
+        &self,
+        device: DeviceId,
+        document: DocumentId,
+        covers: u64,
+        since: i64,
+    ) -> Result<bool>;
+
+    /// Stores an envelope at a new log position unless the recipient has one for its (document,
+    /// epoch): the first stays. The recipient's next sync after its cursor delivers it, and later
+    /// syncs do not repeat it. False if one was there.
+    fn insert_envelope(&self, envelope: &Envelope, sealer: Option<DeviceId>) -> Result<bool>;
+
+    fn delete_envelope(&self, recipient: DeviceId, document: DocumentId, epoch: u32) -> Result<()>;
+
+    fn insert_refused_sealer(
+        &self,
+        recipient: DeviceId,
+        document: DocumentId,
+        epoch: u32,
+        sealer: DeviceId,
+    ) -> Result<()>;
+
+    /// The first escrow envelope of a (document, epoch) stays: it comes from the key's creator,
+    /// and no later participant may replace it with one the escrow key cannot open. False if one
+    /// was there.
+    fn insert_escrow_envelope(&self, envelope: &Envelope) -> Result<bool>;
+
+    fn insert_revocation_list(&self, version: u32, signed: &[u8], now: i64) -> Result<()>;
+
+    /// Records that `device` is listed, from `version` on (a device listed before keeps its
+    /// first version).
+    fn insert_revocation_entry(&self, device: DeviceId, version: u32) -> Result<()>;
+
+    /// Replaces the policy and its materialised table.
+    fn replace_policy(&self, record: &PolicyRecord, now: i64) -> Result<()>;
+
+    fn set_granted_at(&self, plan: &PlanId, user: UserId, granted: u64) -> Result<()>;
+
+    /// Deletes the envelopes of `user`'s devices for one document.
+    fn delete_user_envelopes(&self, document: DocumentId, user: UserId) -> Result<()>;
+
+    /// False if the (document, epoch) has a commitment already.
+    fn insert_commitment(&self, commitment: &CommitmentRecord) -> Result<bool>;
+
+    /// Queues a rotation of `document` at its current epoch; a document without a key has
+    /// nothing to rotate.
+    fn queue_rotation(&self, document: DocumentId, now: i64) -> Result<()>;
+
+    /// Removes the rotations of `document` queued before it reached `epoch`.
+    fn settle_rotations(&self, document: DocumentId, epoch: u32) -> Result<()>;
+
+    /// True when the upload is new; false when one with its digest is stored.
+    fn insert_audit_upload(&self, upload: &NewAuditUpload) -> Result<bool>;
+
+    fn insert_audit_key(&self, key: &AuditKeyRecord) -> Result<()>;
+
+    fn insert_server_event(&self, event: &ServerEventRecord) -> Result<()>;
+
+    /// Deletes every bundle and snapshot of `document` (all of them are of older epochs when an
+    /// erasure makes `epoch`), its envelopes and escrow envelopes and commitments before
+    /// `epoch`, and the snapshots asked of it.
+    fn delete_document_epochs_before(&self, document: DocumentId, epoch: u32) -> Result<MemberErased>;
+}
