@@ -1,0 +1,123 @@
+//! The log: which pushes are admitted and where they go, and which snapshots are asked for.
+
+use std::collections::BTreeSet;
+use std::collections::hash_map::{Entry, HashMap};
+
+use eenplan_protocol::{BundleKind, DocumentId, sync};
+
+use crate::storage::backend::WriteRows;
+use crate::storage::{
+    DeviceId, DeviceState, MAX_SNAPSHOT_REQUESTS_PER_DEVICE, NewBundle, PushOutcome, Result,
+    SNAPSHOT_REQUEST_TTL_MS, StorageError,
+};
+
+/// Admits and appends a batch of pushes (one group commit) in one transaction: each bundle
+/// is judged by [`admit`] against the state this transaction sees, then appended at the next
+/// log position, or found again if it was stored before (pushes are idempotent by id).
+pub(super) fn push_batch(tx: &dyn WriteRows, items: &[NewBundle]) -> Result<Vec<PushOutcome>> {
+    let start = tx.head()?;
+    let mut head = start;
+    let mut revoked = HashMap::new();
+    let mut outcomes = Vec::with_capacity(items.len());
+    for item in items {
+        let outcome = match admit(tx, item, &mut revoked)? {
+            Admission::Refused(reason) => PushOutcome::Refused { reason },
+            Admission::Stored(seq) => PushOutcome::Duplicate { seq },
+            Admission::Append { covers } => {
+                let appended = append(tx, head + 1, item, covers)?;
+                if let PushOutcome::Appended { seq } = appended {
+                    head = seq;
+                }
+                appended
+            }
+        };
+        outcomes.push(outcome);
+    }
+    if head != start {
+        tx.set_head(head)?;
+    }
+    Ok(outcomes)
+}
+
+/// What [`admit`] decided for one pushed bundle.
+enum Admission {
+    Refused(&'static str),
+    /// A snapshot stored before, at this position (a retried upload).
+    Stored(u64),
+    /// Goes into the log; a snapshot with the position it covers.
+    Append {
+        covers: Option<u64>,
+    },
+}
+
+/// The rules a push must pass in the transaction that writes it. The route checked the
+/// author, the signature and the epoch before the group commit; a revocation, a rotation or a
+/// new epoch may have committed since, so they are checked again here.
+fn admit(tx: &dyn WriteRows, item: &NewBundle, revoked: &mut HashMap<DeviceId, bool>) -> Result<Admission> {
+    let author_revoked = match revoked.entry(item.author) {
+        Entry::Occupied(entry) => *entry.get(),
+        Entry::Vacant(entry) => *entry.insert(tx.device_state(item.author)? == Some(DeviceState::Revoked)),
+    };
+    if author_revoked {
+        return Ok(Admission::Refused(sync::REJECT_AUTHOR_REVOKED));
+    }
+    if tx.rotation_pending_before(item.document, u32::MAX)? {
+        return Ok(Admission::Refused(sync::REJECT_ROTATING));
+    }
+    if item.epoch < tx.current_epoch(item.document)? {
+        return Ok(Admission::Refused(sync::REJECT_STALE_EPOCH));
+    }
+    let BundleKind::Snapshot { covers } = item.kind else {
+        return Ok(Admission::Append { covers: None });
+    };
+    // A retried upload is found, not refused: its request is gone.
+    if let Some(seq) = tx.seq_of_bundle(&item.bundle_id)? {
+        return Ok(Admission::Stored(seq));
+    }
+    // A snapshot is stored only when this server asked this device for it.
+    let since = item.received_at.saturating_sub(SNAPSHOT_REQUEST_TTL_MS);
+    if !tx.take_snapshot_request(item.author, item.document, covers, since)? {
+        return Ok(Admission::Refused(sync::REJECT_UNREQUESTED_SNAPSHOT));
+    }
+    Ok(Admission::Append { covers: Some(covers) })
+}
+
+/// Appends an admitted bundle at `seq`; a bundle whose id is stored already is a duplicate.
+fn append(tx: &dyn WriteRows, seq: u64, item: &NewBundle, covers: Option<u64>) -> Result<PushOutcome> {
+    if tx.insert_bundle(seq, item, covers)? {
+        return Ok(PushOutcome::Appended { seq });
+    }
+    let seq = tx
+        .seq_of_bundle(&item.bundle_id)?
+        .ok_or_else(|| StorageError::Corrupt("a bundle id conflicts but its row is missing".into()))?;
+    Ok(PushOutcome::Duplicate { seq })
+}
+
+/// Asks `device` for snapshots of `documents` covering `covers`, except those another
+/// device was asked for and not beyond [`MAX_SNAPSHOT_REQUESTS_PER_DEVICE`] outstanding.
+pub(super) fn request_snapshots(
+    tx: &dyn WriteRows,
+    device: DeviceId,
+    documents: &[DocumentId],
+    covers: u64,
+    now: i64,
+) -> Result<Vec<DocumentId>> {
+    let since = now.saturating_sub(SNAPSHOT_REQUEST_TTL_MS);
+    if covers > tx.head()? {
+        return Err(StorageError::InvalidState("a snapshot cannot cover more than the log holds".into()));
+    }
+    tx.expire_snapshot_requests(since)?;
+    let mut outstanding: BTreeSet<DocumentId> =
+        tx.snapshot_requests_of(device, since)?.into_iter().map(|(d, _)| d).collect();
+    let mut asked = Vec::new();
+    for &document in documents {
+        let full = outstanding.len() >= MAX_SNAPSHOT_REQUESTS_PER_DEVICE && !outstanding.contains(&document);
+        if full || tx.snapshot_requested_elsewhere(document, device, since)? {
+            continue;
+        }
+        tx.upsert_snapshot_request(device, document, covers, now)?;
+        outstanding.insert(document);
+        asked.push(document);
+    }
+    Ok(asked)
+}
