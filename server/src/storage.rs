@@ -1,5 +1,6 @@
-//! What the server keeps, behind one object-safe trait ([`Storage`]) so that the embedded
-//! SQLite backend and a later PostgreSQL backend answer the same conformance suite
+//! What the server keeps, behind one object-safe trait ([`Storage`]). Its rules are written
+//! once (`domain`) over the row-level traits of `backend`, which each database implements
+//! (`sqlite`); every backend answers the same conformance suite
 //! (`server/tests/storage_conformance.rs`).
 //!
 //! Nothing here can open a plan: bundles and key envelopes are stored as the opaque bytes the
