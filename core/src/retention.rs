@@ -172,7 +172,8 @@ impl Device {
         // The removal is recorded in the access log in the removal's own transaction.
         let access = crate::audit::Access::on(AuditAction::RemoveFromDevice, *plan).object(reason.code());
         let prepared = self.prepare_events(&[access])?;
-        let parked = self.parked_of(plan)?;
+        let parked = of_plan(self.store().parked_bundles()?, plan);
+        let witnesses = of_plan(self.store().parked_witnesses()?, plan);
         let mut leaving = self.leaving_since()?;
         leaving.remove(plan);
         let mut retired = self.retired_plans()?;
@@ -201,6 +202,9 @@ impl Device {
             w.delete_plan(*plan)?;
             for id in &parked {
                 w.unpark(*id)?;
+            }
+            for id in &witnesses {
+                w.unpark_witness(*id)?;
             }
             w.put_state(STATE_INTENTS, &encode(&intents))?;
             w.put_state(STATE_SHARES, &encode(&shares))?;
@@ -249,20 +253,18 @@ impl Device {
                 .map_err(|_| StoreError::Corrupt(format!("stored {what} are not decodable")).into()),
         }
     }
+}
 
-    /// The parked bundles (received, waiting for a key) of `plan`.
-    fn parked_of(&self, plan: &PlanId) -> Result<Vec<i64>, CoreError> {
-        Ok(self
-            .store()
-            .parked_bundles()?
-            .into_iter()
-            .filter(|(_, bytes)| {
-                eenplan_protocol::Bundle::decode(bytes.clone())
-                    .is_ok_and(|b| b.header.document.plan == *plan.as_bytes())
-            })
-            .map(|(id, _)| id)
-            .collect())
-    }
+/// The ids of the parked rows (bundles or witnesses, received and waiting for a key) of `plan`.
+fn of_plan(parked: Vec<(i64, Vec<u8>)>, plan: &PlanId) -> Vec<i64> {
+    parked
+        .into_iter()
+        .filter(|(_, bytes)| {
+            eenplan_protocol::Bundle::decode(bytes.clone())
+                .is_ok_and(|b| b.header.document.plan == *plan.as_bytes())
+        })
+        .map(|(id, _)| id)
+        .collect()
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@
 //! pending_bundles (bundle id) sealed bundles pushed but not yet acknowledged
 //! certificates (device_key)   sealed certificates of bundle authors, verified
 //! parked_bundles (id)         sealed received bundles whose key has not arrived yet
+//! parked_witnesses (id)       sealed witnesses of the parked snapshots
 //! membership (plan_key)       sealed verified membership chain of the plan
 //! review_marks (doc_key)      sealed heads (and time) the reader last marked reviewed
 //! audit_events (seq)          sealed signed access-log events, until the server keeps them
@@ -481,7 +482,12 @@ impl Store {
     }
 
     pub fn parked_bundles(&self) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
-        sync_records::parked_bundles(&self.conn, &self.keys)
+        sync_records::parked(&self.conn, &self.keys, sync_records::PARKED_BUNDLES)
+    }
+
+    /// The witnesses kept for parked snapshots (change bundles, as received).
+    pub fn parked_witnesses(&self) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        sync_records::parked(&self.conn, &self.keys, sync_records::PARKED_WITNESSES)
     }
 
     pub fn is_registered(&self, plan: PlanId) -> Result<bool, StoreError> {
@@ -686,11 +692,20 @@ impl StoreWriter<'_> {
     }
 
     pub fn park_bundle(&mut self, bundle: &[u8]) -> Result<(), StoreError> {
-        sync_records::park_bundle(self.tx, self.keys, bundle)
+        sync_records::park(self.tx, self.keys, sync_records::PARKED_BUNDLES, bundle)
     }
 
     pub fn unpark(&mut self, id: i64) -> Result<(), StoreError> {
-        sync_records::unpark(self.tx, id)
+        sync_records::unpark(self.tx, sync_records::PARKED_BUNDLES, id)
+    }
+
+    /// Keeps a witness of a parked snapshot until the snapshot's key arrives.
+    pub fn park_witness(&mut self, bundle: &[u8]) -> Result<(), StoreError> {
+        sync_records::park(self.tx, self.keys, sync_records::PARKED_WITNESSES, bundle)
+    }
+
+    pub fn unpark_witness(&mut self, id: i64) -> Result<(), StoreError> {
+        sync_records::unpark(self.tx, sync_records::PARKED_WITNESSES, id)
     }
 
     pub fn mark_registered(&mut self, plan: PlanId) -> Result<(), StoreError> {

@@ -105,6 +105,13 @@ const MIGRATIONS: &[&str] = &[
          plan_key BLOB NOT NULL UNIQUE,
          sealed   BLOB NOT NULL
      );",
+    // 8: the witnesses of parked snapshots (sealed received change bundles), kept until the
+    //    snapshot's key arrives: the answer that brings the key does not carry them again,
+    //    and without them the snapshot would be refused and its whole change log fetched.
+    "CREATE TABLE parked_witnesses (
+         id     INTEGER PRIMARY KEY,
+         sealed BLOB NOT NULL
+     );",
 ];
 
 /// The schema version this build writes.

@@ -263,31 +263,45 @@ pub(super) fn certificate(
         .transpose()
 }
 
-pub(super) fn park_bundle(tx: &Transaction<'_>, keys: &StoreKeys, bundle: &[u8]) -> Result<(), StoreError> {
-    tx.execute("INSERT INTO parked_bundles (sealed) VALUES (x'')", [])?;
+/// The sealed tables of received bundles that wait for a key: [`PARKED_BUNDLES`] and
+/// [`PARKED_WITNESSES`].
+pub(super) const PARKED_BUNDLES: &str = "parked_bundles";
+pub(super) const PARKED_WITNESSES: &str = "parked_witnesses";
+
+pub(super) fn park(
+    tx: &Transaction<'_>,
+    keys: &StoreKeys,
+    table: &'static str,
+    bundle: &[u8],
+) -> Result<(), StoreError> {
+    tx.execute(&format!("INSERT INTO {table} (sealed) VALUES (x'')"), [])?;
     let id = tx.last_insert_rowid();
-    let sealed = keys.seal.seal(&aad("parked_bundles", &id.to_be_bytes(), None), bundle);
-    tx.execute("UPDATE parked_bundles SET sealed = ?2 WHERE id = ?1", params![id, sealed])?;
+    let sealed = keys.seal.seal(&aad(table, &id.to_be_bytes(), None), bundle);
+    tx.execute(&format!("UPDATE {table} SET sealed = ?2 WHERE id = ?1"), params![id, sealed])?;
     Ok(())
 }
 
-pub(super) fn parked_bundles(conn: &Connection, keys: &StoreKeys) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
-    let mut stmt = conn.prepare("SELECT id, sealed FROM parked_bundles ORDER BY id")?;
+pub(super) fn parked(
+    conn: &Connection,
+    keys: &StoreKeys,
+    table: &'static str,
+) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+    let mut stmt = conn.prepare(&format!("SELECT id, sealed FROM {table} ORDER BY id"))?;
     let rows = stmt.query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)))?;
     let mut out = Vec::new();
     for row in rows {
         let (id, sealed) = row?;
         let plain = keys
             .seal
-            .open(&aad("parked_bundles", &id.to_be_bytes(), None), &sealed)
-            .map_err(|_| StoreError::Corrupt("a parked bundle fails authentication".into()))?;
+            .open(&aad(table, &id.to_be_bytes(), None), &sealed)
+            .map_err(|_| StoreError::Corrupt(format!("a row of {table} fails authentication")))?;
         out.push((id, plain));
     }
     Ok(out)
 }
 
-pub(super) fn unpark(tx: &Transaction<'_>, id: i64) -> Result<(), StoreError> {
-    tx.execute("DELETE FROM parked_bundles WHERE id = ?1", [id])?;
+pub(super) fn unpark(tx: &Transaction<'_>, table: &'static str, id: i64) -> Result<(), StoreError> {
+    tx.execute(&format!("DELETE FROM {table} WHERE id = ?1"), [id])?;
     Ok(())
 }
 

@@ -56,6 +56,9 @@ struct Pass<'a> {
     /// go in in the order they were written.
     waiting: HashSet<DocumentId>,
     to_park: Vec<Vec<u8>>,
+    /// The witnesses kept with snapshots parked before this pass: the answer that brings a
+    /// snapshot's key does not carry its witnesses again.
+    held_witnesses: Vec<(i64, Vec<u8>)>,
     history: HistoryNeeds,
     /// The administrators' revocation list this pass judges by.
     revocations: Option<Revocations>,
@@ -137,6 +140,7 @@ impl Device {
             keys: Vec::new(),
             waiting: HashSet::new(),
             to_park: Vec::new(),
+            held_witnesses: self.store().parked_witnesses()?,
             history: self.history_needs()?,
             revocations: None,
             complaints: Vec::new(),
@@ -198,7 +202,8 @@ impl Device {
     /// bundles that this device does not know: bundles wait in order behind one that waits,
     /// so judging alone would discover one unknown author per pass.
     fn want_every_author(&self, judge: &mut Judge, response: &SyncResponse) -> Result<(), CoreError> {
-        let parked = self.store().parked_bundles()?;
+        let mut parked = self.store().parked_bundles()?;
+        parked.extend(self.store().parked_witnesses()?);
         let received = response
             .bundles
             .iter()
@@ -443,8 +448,9 @@ impl Device {
             .map(|_| "its author was revoked before this key epoch began".to_owned()))
     }
 
-    /// Reads the witnesses of the snapshots in this answer; one that cannot be read leaves its
-    /// snapshot unproven (it is then not taken).
+    /// Reads the witnesses of the snapshots in this answer (the answer's, and those kept with
+    /// a parked snapshot); one that cannot be read leaves its snapshot unproven (it is then
+    /// not taken).
     fn read_witnesses(
         &self,
         pass: &mut Pass<'_>,
@@ -456,13 +462,14 @@ impl Device {
             .iter()
             .flat_map(|(plan, a)| a.snapshots.iter().map(|(c, _, _)| super::document_id(*plan, *c)))
             .collect();
+        let held: Vec<Vec<u8>> = pass.held_witnesses.iter().map(|(_, b)| b.clone()).collect();
         let mut out = Vec::new();
-        for blob in &response.witnesses {
-            let Ok(bundle) = Bundle::decode(blob.0.clone()) else { continue };
+        for blob in response.witnesses.iter().map(|b| &b.0).chain(held.iter()) {
+            let Ok(bundle) = Bundle::decode(blob.clone()) else { continue };
             if !with_snapshot.contains(&bundle.header.document) {
                 continue;
             }
-            match self.judge_bundle(pass, judge, &blob.0) {
+            match self.judge_bundle(pass, judge, blob) {
                 Ok(Verdict::Changes { changes, .. }) => {
                     if let Some(witness) = Witness::of(bundle.header.document, bundle.header.author, &changes)
                     {
@@ -616,6 +623,7 @@ impl Device {
             // Read models name people by these certificates.
             self.forget_views();
         }
+        let witnesses = witnesses_to_park(pass, response);
         let history = pass.history.encode();
         let revocation_writes = pass.revocations.as_ref().map(Revocations::writes).unwrap_or_default();
         let complaints = self.complaints_after(&outgoing.request.refused_envelopes, &pass.complaints)?;
@@ -646,6 +654,12 @@ impl Device {
             }
             for bytes in &pass.to_park {
                 w.park_bundle(bytes)?;
+            }
+            for (id, _) in &pass.held_witnesses {
+                w.unpark_witness(*id)?;
+            }
+            for bytes in &witnesses {
+                w.park_witness(bytes)?;
             }
             for (device, chains) in judge.fetched_certificates() {
                 w.put_certificate(device, chains)?;
@@ -828,6 +842,30 @@ fn merge_reports(into: &mut SyncReport, round: SyncReport) {
     into.envelopes_received += round.envelopes_received;
     into.refused.extend(round.refused);
     into.resealed += round.resealed;
+}
+
+/// The witnesses to keep for the snapshots this pass parks: the answer's and those kept
+/// before, of the same documents, each once. Bounded by the parked snapshots, whose number
+/// is bounded ([`MAX_PARKED`]).
+fn witnesses_to_park(pass: &Pass<'_>, response: &SyncResponse) -> Vec<Vec<u8>> {
+    let header = |bytes: &[u8]| Bundle::decode(bytes.to_vec()).ok().map(|b| b.header);
+    let waiting: HashSet<DocumentId> = pass
+        .to_park
+        .iter()
+        .filter_map(|bytes| header(bytes))
+        .filter(|h| matches!(h.kind, BundleKind::Snapshot { .. }))
+        .map(|h| h.document)
+        .collect();
+    let mut seen = HashSet::new();
+    response
+        .witnesses
+        .iter()
+        .map(|b| b.0.as_slice())
+        .chain(pass.held_witnesses.iter().map(|(_, b)| b.as_slice()))
+        .filter(|bytes| header(bytes).is_some_and(|h| waiting.contains(&h.document)))
+        .filter(|bytes| seen.insert(bytes.to_vec()))
+        .map(<[u8]>::to_vec)
+        .collect()
 }
 
 #[cfg(test)]
