@@ -237,9 +237,28 @@ fn a_participant_cannot_erase_and_a_server_cannot_bring_the_older_generation_bac
     // Ans signs an erasure herself: the server refuses the entry (only the regisseur).
     let forged =
         Act::Erase(Erasure { epoch: 2, base: Fixed([7; 32]), covers: 1, base_change: Fixed([8; 32]) });
-    let entry = ans.sign_membership_act(&plan, forged).unwrap();
-    let status = post_entry(&net, &ans, &plan, &entry);
+    let entry = ans.sign_membership_act(&plan, forged.clone()).unwrap();
+    let (status, _) = post_erasure(&net, &ans, &plan, &upload(&entry, vec![0; 200]));
     assert_eq!(status, 403, "a participant's erasure is refused");
+
+    // Bad input from the regisseur's own device: a typed refusal, and nothing is stored (the
+    // real erasure below still takes the chain's next position).
+    let entry = wim.sign_membership_act(&plan, forged).unwrap();
+    let refused = |body: &[u8]| {
+        let (status, text) = post_erasure(&net, &wim, &plan, body);
+        let body: eenplan_protocol::api::ErrorBody = serde_json::from_str(&text).unwrap();
+        (status, body.code)
+    };
+    assert_eq!(refused(b"not cbor"), (400, "malformed".to_owned()));
+    let whole = upload(&entry, vec![0; 200]);
+    assert_eq!(refused(&whole[..whole.len() / 2]), (400, "malformed".to_owned()), "a truncated upload");
+    assert_eq!(
+        refused(&upload(&entry, vec![0; 200])),
+        (400, "bad_base".to_owned()),
+        "a base that is no bundle"
+    );
+    assert_eq!(refused(&upload(&entry, Vec::new())), (400, "bad_base".to_owned()), "no base");
+    assert_eq!(basis_rows(&db, &plan).0, old_bundles, "nothing was deleted");
 
     wim.erase_member(&plan, sanne).unwrap();
     wim.sync_membership().unwrap();
@@ -278,28 +297,31 @@ fn a_participant_cannot_erase_and_a_server_cannot_bring_the_older_generation_bac
     assert_eq!(member_names(&mut ans, &plan), ["Piet Jansen"]);
 }
 
-/// Posts a signed entry as an erasure with no base, as a hostile participant's own client
-/// would; returns the HTTP status.
-fn post_entry(net: &Network, device: &Device, plan: &PlanId, entry: &[u8]) -> u16 {
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let token = eenplan_tests::network::device_session(&agent, &net.server.url, device);
-    let upload = eenplan_protocol::sync::ErasureUpload {
+/// An erasure upload of `entry` with `base` and no key, as a hostile or broken client would
+/// send it.
+fn upload(entry: &[u8], base: Vec<u8>) -> Vec<u8> {
+    eenplan_protocol::sync::encode(&eenplan_protocol::sync::ErasureUpload {
         entry: eenplan_protocol::sync::Blob(entry.to_vec()),
-        base: eenplan_protocol::sync::Blob(vec![0; 200]),
+        base: eenplan_protocol::sync::Blob(base),
         rotation: eenplan_protocol::sync::RotationUpload {
             commitment: eenplan_protocol::sync::Blob(Vec::new()),
             envelopes: Vec::new(),
         },
-    };
+    })
+}
+
+/// Posts `body` to the plan's erasure route in `device`'s session; the status and the body.
+fn post_erasure(net: &Network, device: &Device, plan: &PlanId, body: &[u8]) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let token = eenplan_tests::network::device_session(&agent, &net.server.url, device);
     let url = format!("{}{}", net.server.url, eenplan_protocol::api::erasure_path(plan.as_bytes()));
-    agent
+    let mut response = agent
         .post(&url)
         .header("authorization", format!("Bearer {token}"))
         .header("content-type", "application/cbor")
-        .send(eenplan_protocol::sync::encode(&upload))
-        .unwrap()
-        .status()
-        .as_u16()
+        .send(body)
+        .unwrap();
+    (response.status().as_u16(), response.body_mut().read_to_string().unwrap())
 }
 
 /// Kills the regisseur's `member erase` with SIGKILL at moments spread over its run (opening
