@@ -21,7 +21,8 @@
 //!    each device makes E real edits (an action's due date), each sealed and pushed by its own
 //!    sync, and a reader pulls them back: N × E sealed bundles. Each measured run starts a
 //!    server on a fresh copy of the base and
-//!    1. replays the bundles over HTTP (keep-alive, T client threads, one push per
+//!    1. replays the bundles over HTTP (keep-alive, T client threads, by default one per
+//!       device, each device's pushes in order, one push per
 //!       `POST /v1/sync` as a device in steady state sends it: its cursors, policy and audit
 //!       key versions; no access-log upload, no snapshot). Each push's ack is checked; refused
 //!       or unanswered pushes count as failures. Reported: the server's CPU time
@@ -35,7 +36,7 @@
 //!    Then, once, on a fresh server: every device opens 3 idle live-hint sockets
 //!    (`GET /v1/live`, the most a device keeps), the readers' first; the server's RSS
 //!    (`VmRSS`) growth over the pushers' sockets, per socket.
-//! a. **automerge-repo** 2.5.6 (`scripts/automerge-repo`, installed by `npm ci` into scratch
+//! a. **automerge-repo** 2.5.6 (`scripts/automerge-repo`, installed by `npm install` from its lock file into scratch
 //!    space): its sync server (`NodeWSServerAdapter`, nodefs storage, `sharePolicy` false, as
 //!    `automerge-repo-sync-server` sets it up) in one node process, the load client in
 //!    another: N clients, one WebSocket and one document each (a plan's action list), synced
@@ -83,15 +84,18 @@ impl Config {
             eprintln!("--edits is at most {SNAPSHOT_SHORTCUT_CHANGES}");
             std::process::exit(2);
         }
+        let devices = args.number("--devices", if quick { 8 } else { 50 }).max(1);
         Config {
             quick,
             only: args.only(&['e', 'a']),
             sizes: Sizes {
-                devices: args.number("--devices", if quick { 8 } else { 50 }).max(1),
+                devices,
                 edits: edits.max(1),
                 readers: args.number("--readers", if quick { 2 } else { 4 }).max(1),
             },
-            threads: args.number("--threads", if quick { 4 } else { 8 }).max(1),
+            // One client thread per device by default, as automerge-repo's load has one client
+            // per document: the same number of pushes in flight.
+            threads: args.number("--threads", devices).max(1),
             runs: args.number("--runs", if quick { 2 } else { 3 }).max(1),
             eenplan: RefCell::new(None),
         }

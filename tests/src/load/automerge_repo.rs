@@ -1,6 +1,6 @@
 //! automerge-repo's sync server under the same workload: `scripts/automerge-repo` (its
 //! `package.json` pins the versions, `package-lock.json` the whole tree) installed with
-//! `npm ci` from the npm registry into scratch space, its server (`server.mjs`) and its load
+//! `npm install` from the npm registry into scratch space, its server (`server.mjs`) and its load
 //! client (`client.mjs`) each a node process of its own, so that the client's CPU is never
 //! the server's.
 
@@ -11,7 +11,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use super::process::{Spent, Stopwatch, rss_kib};
 use crate::bench::scratch;
 
-/// The files `npm ci` and the bench need, from the repository.
+/// The files `npm install` and the bench need, from the repository.
 const FILES: [&str; 4] = ["package.json", "package-lock.json", "server.mjs", "client.mjs"];
 
 fn source() -> PathBuf {
@@ -34,14 +34,23 @@ pub fn install() -> Result<Installed, String> {
     if !node.status.success() {
         return Err("node does not run".into());
     }
-    // No install scripts: the only one (cbor-extract, a native speed-up) has a JS fallback.
+    // `npm install` with the lock file in place installs exactly its tree (`npm ci` refuses a
+    // lock without entries for optional packages of other platforms, which npm leaves out when
+    // it writes the lock without their registry addresses). A lock file npm had to change
+    // means the tree was not the pinned one. No install scripts: the only one (cbor-extract, a
+    // native speed-up of cbor-x) has a JavaScript fallback.
+    let lock = std::fs::read(dir.path().join("package-lock.json")).map_err(|e| format!("the lock file: {e}"))?;
     let npm = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"])
+        .args(["install", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"])
         .current_dir(dir.path())
         .output()
         .map_err(|e| format!("npm: {e}"))?;
     if !npm.status.success() {
-        return Err(format!("npm ci failed: {}", String::from_utf8_lossy(&npm.stderr).trim()));
+        let stderr = String::from_utf8_lossy(&npm.stderr);
+        return Err(format!("npm install failed: {}", stderr.lines().take(3).collect::<Vec<_>>().join(" / ")));
+    }
+    if std::fs::read(dir.path().join("package-lock.json")).ok() != Some(lock) {
+        return Err("npm install changed package-lock.json: the installed tree is not the pinned one".into());
     }
     Ok(Installed { dir })
 }
@@ -140,9 +149,9 @@ impl Installed {
     /// `edits` edits to each, every one acknowledged by the server's heads before the next;
     /// the clock stops when the server has saved them to storage.
     pub fn load(&self, server: &mut SyncServer, clients: usize, docs: usize, edits: usize) -> Run {
-        let args = [
-            "client.mjs", "load", "--url", &server.url, "--clients", &clients.to_string(), "--docs",
-            &docs.to_string(), "--edits", &edits.to_string(),
+        let (clients, docs, edits) = (clients.to_string(), docs.to_string(), edits.to_string());
+        let args: [&str; 10] = [
+            "client.mjs", "load", "--url", &server.url, "--clients", &clients, "--docs", &docs, "--edits", &edits,
         ];
         let mut client = Node::start(self, &args.map(str::to_owned));
         let line = client.line();
@@ -160,16 +169,16 @@ impl Installed {
     /// On `server` (fresh), `warm` idle WebSocket peers join (so one-off costs are behind),
     /// the RSS is read, `measured` more join, and it is read again.
     pub fn idle(&self, server: &SyncServer, warm: usize, measured: usize) -> super::eenplan::Idle {
-        let mut first = self.idle_peers(server, warm);
+        let _first = self.idle_peers(server, warm);
         let before_kib = rss_kib(server.pid()).expect("the server runs");
-        let mut second = self.idle_peers(server, measured);
+        let _second = self.idle_peers(server, measured);
         let after_kib = rss_kib(server.pid()).expect("the server runs");
-        drop((first.stdin.take(), second.stdin.take()));
         super::eenplan::Idle { warm, measured, before_kib, after_kib }
     }
 
     fn idle_peers(&self, server: &SyncServer, connections: usize) -> Node {
-        let args = ["client.mjs", "idle", "--url", &server.url, "--connections", &connections.to_string()];
+        let count = connections.to_string();
+        let args: [&str; 6] = ["client.mjs", "idle", "--url", &server.url, "--connections", &count];
         let mut client = Node::start(self, &args.map(str::to_owned));
         let line = client.line();
         assert_eq!(line, format!("connected {connections}"), "the idle client");

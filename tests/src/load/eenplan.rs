@@ -216,6 +216,16 @@ impl Fixture {
     }
 }
 
+impl std::fmt::Debug for Fixture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fixture")
+            .field("sizes", &self.sizes)
+            .field("backend", &self.backend)
+            .field("dir", &self.dir.path())
+            .finish_non_exhaustive()
+    }
+}
+
 /// A reader receives a document's snapshot instead of its changes past this many (the
 /// server's `SNAPSHOT_SHORTCUT_CHANGES`); the backlog must arrive as the bundles replayed.
 pub const SNAPSHOT_SHORTCUT_CHANGES: usize = 500;
@@ -441,7 +451,9 @@ fn replay_thread(devices: &mut [Peer], sealed: &[Vec<Sealed>]) -> Tally {
         for ((session, cursor), bundles) in devices.iter_mut().zip(sealed) {
             let Some(bundle) = bundles.get(k) else { continue };
             match wire::push_one(&agent, session, cursor, &bundle.bytes, bundle.id) {
-                Ok(Ack::Accepted) => drop(tally.accepted.insert(bundle.id)),
+                Ok(Ack::Accepted) => {
+                    tally.accepted.insert(bundle.id);
+                }
                 Ok(other) => tally.fail(format!("{other:?}")),
                 Err(e) => tally.fail(e.to_string()),
             }
