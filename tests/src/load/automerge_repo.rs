@@ -39,7 +39,8 @@ pub fn install() -> Result<Installed, String> {
     // it writes the lock without their registry addresses). A lock file npm had to change
     // means the tree was not the pinned one. No install scripts: the only one (cbor-extract, a
     // native speed-up of cbor-x) has a JavaScript fallback.
-    let lock = std::fs::read(dir.path().join("package-lock.json")).map_err(|e| format!("the lock file: {e}"))?;
+    let lock =
+        std::fs::read(dir.path().join("package-lock.json")).map_err(|e| format!("the lock file: {e}"))?;
     let npm = Command::new("npm")
         .args(["install", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"])
         .current_dir(dir.path())
@@ -47,7 +48,10 @@ pub fn install() -> Result<Installed, String> {
         .map_err(|e| format!("npm: {e}"))?;
     if !npm.status.success() {
         let stderr = String::from_utf8_lossy(&npm.stderr);
-        return Err(format!("npm install failed: {}", stderr.lines().take(3).collect::<Vec<_>>().join(" / ")));
+        return Err(format!(
+            "npm install failed: {}",
+            stderr.lines().take(3).collect::<Vec<_>>().join(" / ")
+        ));
     }
     if std::fs::read(dir.path().join("package-lock.json")).ok() != Some(lock) {
         return Err("npm install changed package-lock.json: the installed tree is not the pinned one".into());
@@ -151,7 +155,16 @@ impl Installed {
     pub fn load(&self, server: &mut SyncServer, clients: usize, docs: usize, edits: usize) -> Run {
         let (clients, docs, edits) = (clients.to_string(), docs.to_string(), edits.to_string());
         let args: [&str; 10] = [
-            "client.mjs", "load", "--url", &server.url, "--clients", &clients, "--docs", &docs, "--edits", &edits,
+            "client.mjs",
+            "load",
+            "--url",
+            &server.url,
+            "--clients",
+            &clients,
+            "--docs",
+            &docs,
+            "--edits",
+            &edits,
         ];
         let mut client = Node::start(self, &args.map(str::to_owned));
         let line = client.line();
@@ -159,8 +172,12 @@ impl Installed {
         let watch = Stopwatch::start(server.pid()).expect("the server runs");
         client.say("go");
         let line = client.line();
-        let numbers: Vec<u64> =
-            line.strip_prefix("done ").unwrap_or_default().split(' ').filter_map(|n| n.parse().ok()).collect();
+        let numbers: Vec<u64> = line
+            .strip_prefix("done ")
+            .unwrap_or_default()
+            .split(' ')
+            .filter_map(|n| n.parse().ok())
+            .collect();
         let [changes, failed, _millis] = numbers[..] else { panic!("the load client said {line:?}") };
         server.flush();
         Run { changes, failed, push: watch.stop().expect("the server runs") }

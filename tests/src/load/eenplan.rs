@@ -191,19 +191,27 @@ impl Fixture {
         let mut server = start_server(&first);
         let admin = Admin::init(&dir.path().join("admin"), &server);
         configure(&admin, dir.path(), sizes.devices);
-        let mut readers: Vec<Device> =
-            (0..sizes.readers).map(|r| enrol(&admin, &server, &dir.path().join(format!("reader-{r}")), READER)).collect();
+        let mut readers: Vec<Device> = (0..sizes.readers)
+            .map(|r| enrol(&admin, &server, &dir.path().join(format!("reader-{r}")), READER))
+            .collect();
         let mut pushers: Vec<Device> = (0..sizes.devices)
             .map(|i| enrol(&admin, &server, &dir.path().join(format!("device-{i}")), &worker(i)))
             .collect();
-        let plans: Vec<(PlanId, EntityId)> = pushers.iter_mut().enumerate().map(|(i, d)| own_plan(d, i)).collect();
+        let plans: Vec<(PlanId, EntityId)> =
+            pushers.iter_mut().enumerate().map(|(i, d)| own_plan(d, i)).collect();
         settle(&mut pushers, &mut readers, &plans);
-        eprintln!("load: {} devices and {} readers settled ({:.1} s)", sizes.devices, sizes.readers, started.elapsed().as_secs_f64());
+        eprintln!(
+            "load: {} devices and {} readers settled ({:.1} s)",
+            sizes.devices,
+            sizes.readers,
+            started.elapsed().as_secs_f64()
+        );
 
         // A reader's place in the log before the sealed edits, then the base.
         let agent = wire::agent();
         let mut before = Cursor::default();
-        wire::pull_all(&agent, &Session::open(&agent, &server.url, &readers[0]), &mut before).expect("catch up");
+        wire::pull_all(&agent, &Session::open(&agent, &server.url, &readers[0]), &mut before)
+            .expect("catch up");
         let address = server.address();
         server.kill();
         let base = first.fork(dir.path(), "base");
@@ -211,7 +219,11 @@ impl Fixture {
 
         seal_edits(&mut pushers, &plans, sizes.edits);
         let sealed = harvest(&server, &readers[0], &mut before, &pushers, sizes.edits);
-        eprintln!("load: {} edits sealed ({:.1} s)", sizes.devices * sizes.edits, started.elapsed().as_secs_f64());
+        eprintln!(
+            "load: {} edits sealed ({:.1} s)",
+            sizes.devices * sizes.edits,
+            started.elapsed().as_secs_f64()
+        );
         Fixture { sizes, pushers, readers, sealed, base, backend, setup: started.elapsed(), dir }
     }
 }
@@ -261,7 +273,8 @@ fn own_plan(device: &mut Device, i: usize) -> (PlanId, EntityId) {
     let plan = device.create_plan(&format!("Gezin {i}")).expect("create a plan");
     let action = device
         .edit(&plan, |p| {
-            let goal = p.add_goal(NewGoal { domain: "financiën".into(), title: "Schulden op orde".into() })?;
+            let goal =
+                p.add_goal(NewGoal { domain: "financiën".into(), title: "Schulden op orde".into() })?;
             p.add_action(NewAction {
                 goal,
                 title: "Budgetplan maken".into(),
@@ -321,7 +334,13 @@ fn seal_edits(pushers: &mut [Device], plans: &[(PlanId, EntityId)], edits: usize
 
 /// The bundles the pushers sealed, pulled back by a reader from its place before them, by
 /// author in the order they were made.
-fn harvest(server: &Server, reader: &Device, cursor: &mut Cursor, pushers: &[Device], edits: usize) -> Vec<Vec<Sealed>> {
+fn harvest(
+    server: &Server,
+    reader: &Device,
+    cursor: &mut Cursor,
+    pushers: &[Device],
+    edits: usize,
+) -> Vec<Vec<Sealed>> {
     let agent = wire::agent();
     let session = Session::open(&agent, &server.url, reader);
     let blobs = wire::pull_all(&agent, &session, cursor).expect("pull the sealed edits");
@@ -468,7 +487,8 @@ fn pull_backlogs(readers: &mut [Peer]) -> Vec<Vec<Blob>> {
         let handles: Vec<_> = readers
             .iter_mut()
             .map(|(session, cursor)| {
-                scope.spawn(move || wire::pull_all(&wire::agent(), session, cursor).expect("pull the backlog"))
+                scope
+                    .spawn(move || wire::pull_all(&wire::agent(), session, cursor).expect("pull the backlog"))
             })
             .collect();
         handles.into_iter().map(|h| h.join().expect("a reader thread")).collect()
@@ -495,8 +515,10 @@ impl Fixture {
         let server = start_server(&database);
         let pid = server.child.id();
         let agent = wire::agent();
-        let readers: Vec<Session> = self.readers.iter().map(|d| Session::open(&agent, &server.url, d)).collect();
-        let pushers: Vec<Session> = self.pushers.iter().map(|d| Session::open(&agent, &server.url, d)).collect();
+        let readers: Vec<Session> =
+            self.readers.iter().map(|d| Session::open(&agent, &server.url, d)).collect();
+        let pushers: Vec<Session> =
+            self.pushers.iter().map(|d| Session::open(&agent, &server.url, d)).collect();
         let mut open = Vec::new();
         for session in &readers {
             open.extend((0..per_device).map(|_| live_socket(&server, session.token())));
@@ -520,9 +542,7 @@ impl Fixture {
 fn live_socket(server: &Server, token: &str) -> tungstenite::WebSocket<TcpStream> {
     let mut request =
         format!("ws://{}{PATH_LIVE}", server.address()).into_client_request().expect("a WebSocket request");
-    request
-        .headers_mut()
-        .insert("authorization", format!("Bearer {token}").parse().expect("a header value"));
+    request.headers_mut().insert("authorization", format!("Bearer {token}").parse().expect("a header value"));
     let stream = TcpStream::connect(server.address()).expect("connect to the server");
     let (socket, response) = tungstenite::client::client(request, stream).expect("the live socket opens");
     assert_eq!(response.status().as_u16(), 101, "the server did not switch protocols");

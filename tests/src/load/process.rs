@@ -71,3 +71,37 @@ impl Stopwatch {
         Some(Spent { cpu: cpu_time(self.pid)?.saturating_sub(self.cpu), wall })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cpu_time_read_for_a_process_grows_while_it_works() {
+        let pid = std::process::id();
+        let before = cpu_time(pid).unwrap();
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        // A clock tick is 10 ms of CPU; ten seconds of spinning without one is a broken read.
+        while cpu_time(pid).unwrap() <= before {
+            for i in 0..100_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "the CPU time read never grew");
+        }
+    }
+
+    #[test]
+    fn the_resident_memory_read_is_never_above_its_peak() {
+        let pid = std::process::id();
+        let now = rss_kib(pid).unwrap();
+        assert!(now > 0);
+        assert!(peak_rss_kib(pid).unwrap() >= now);
+    }
+
+    #[test]
+    fn a_process_that_does_not_exist_has_no_figures() {
+        assert_eq!(cpu_time(u32::MAX), None);
+        assert_eq!(rss_kib(u32::MAX), None);
+    }
+}
