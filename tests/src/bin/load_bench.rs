@@ -139,9 +139,9 @@ fn ms(seconds: f64) -> String {
 // --- e. eenplan-server ----------------------------------------------------------------------
 
 fn measure_e(cfg: &Config, table: &mut Table) {
-    // Each backend the server runs on gets the same workload; PostgreSQL joins this list. The
-    // first one's figures are what (a) compares with.
-    for backend in [Backend::Sqlite] {
+    // Each backend the server runs on gets the same workload (PostgreSQL joins
+    // `Backend::ALL`). The first one's figures are what (a) compares with.
+    for &backend in Backend::ALL {
         let fixture = Fixture::build(cfg.sizes, backend);
         let measured = eenplan_rows(cfg, table, &fixture, backend.label());
         cfg.eenplan.borrow_mut().get_or_insert(measured);

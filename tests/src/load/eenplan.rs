@@ -44,6 +44,9 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// Every backend the server runs on, in the order `load_bench` measures them.
+    pub const ALL: &[Backend] = &[Backend::Sqlite];
+
     /// A new database named `name`, for a server of its own; `dir` is scratch space.
     fn database(self, dir: &Path, name: &str) -> Database {
         match self {
