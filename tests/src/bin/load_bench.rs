@@ -5,7 +5,7 @@
 //! ```text
 //! cargo build --workspace --release
 //! target/release/load_bench            # full: 50 devices × 100 pushes, 4 readers, 3 runs; ≈ 5 min on 2 cores
-//! target/release/load_bench --quick    # 8 devices × 20 pushes, 2 readers, 2 runs; ≈ 25 s
+//! target/release/load_bench --quick    # 8 devices × 20 pushes, 2 readers, 2 runs; ≈ 35 s
 //! ```
 //!
 //! The full run took 4 min 50 s on 2 shared cores (setup 2 min 7 s: 50 devices enrolled,
