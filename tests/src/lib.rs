@@ -34,6 +34,11 @@ pub mod network;
 /// The shaping TCP proxy: latency, rate caps, cuts and resets of a phone's link, on loopback.
 pub mod link;
 
+/// `load_bench`'s load generator: pre-sealed pushes replayed over HTTP, the backlog pulled,
+/// idle live sockets, and automerge-repo's sync server under the same workload.
+#[allow(clippy::expect_used, clippy::panic)]
+pub mod load;
+
 /// `EENPLAN_SOAK=1`: the end-to-end tests at full size.
 pub mod soak;
 
