@@ -108,8 +108,7 @@ pub enum BundleKind {
 
 impl BundleKind {
     const CHANGES: u8 = 0;
-    /// Format 1's snapshot without a signed `covers`; never valid in format 2.
-    const RETIRED_SNAPSHOT: u8 = 1;
+    /// 1 was format 1's snapshot without a signed `covers`; never valid in format 2.
     const SNAPSHOT: u8 = 2;
 
     pub fn is_snapshot(self) -> bool {
@@ -413,40 +412,40 @@ impl Bundle {
 /// in its sealed store), so that its changes can be sealed again in the current format: the
 /// header it named and the payload. Nothing received is ever opened this way.
 pub fn open_retired(bytes: &[u8], epoch_key: &[u8; 32]) -> Result<(BundleHeader, Vec<u8>), BundleError> {
-    const HEADER: usize = 55;
-    const MIN: usize = HEADER + NONCE_LEN + TAG_LEN + SIGNATURE_LEN;
-    if bytes.len() < MIN || bytes.len() > MAX_BUNDLE_LEN {
-        return Err(BundleError::Truncated { len: bytes.len(), min: MIN });
-    }
-    if bytes[0] != RETIRED_FORMAT_VERSION {
-        return Err(BundleError::UnsupportedVersion(bytes[0]));
-    }
-    // Only changes bundles wait in an outbox.
-    if bytes[1] != BundleKind::CHANGES {
-        return Err(BundleError::UnknownKind(bytes[1]));
-    }
-    let field = |range: std::ops::Range<usize>| bytes[range].to_vec();
-    let mut author = [0u8; 16];
-    author.copy_from_slice(&bytes[23..39]);
-    let mut bundle_id = [0u8; 16];
-    bundle_id.copy_from_slice(&bytes[39..55]);
-    let mut epoch = [0u8; 4];
-    epoch.copy_from_slice(&bytes[19..23]);
-    let header = BundleHeader {
-        kind: BundleKind::Changes,
-        document: DocumentId::from_bytes(&field(2..19))?,
-        epoch: u32::from_be_bytes(epoch),
-        author,
-        bundle_id,
-    };
-    let mut nonce = [0u8; NONCE_LEN];
-    nonce.copy_from_slice(&bytes[HEADER..HEADER + NONCE_LEN]);
-    let ciphertext = &bytes[HEADER + NONCE_LEN..bytes.len() - SIGNATURE_LEN];
+    let header =
+        peek_retired(bytes).ok_or(BundleError::UnsupportedVersion(bytes.first().copied().unwrap_or(0)))?;
+    let nonce: [u8; NONCE_LEN] = bytes[RETIRED_HEADER_LEN..RETIRED_HEADER_LEN + NONCE_LEN]
+        .try_into()
+        .map_err(|_| BundleError::Undecryptable)?;
+    let ciphertext = &bytes[RETIRED_HEADER_LEN + NONCE_LEN..bytes.len() - SIGNATURE_LEN];
     let cipher = XChaCha20Poly1305::new(&(*epoch_key).into());
     let payload = cipher
-        .decrypt(&XNonce::from(nonce), Payload { msg: ciphertext, aad: &bytes[..HEADER] })
+        .decrypt(&XNonce::from(nonce), Payload { msg: ciphertext, aad: &bytes[..RETIRED_HEADER_LEN] })
         .map_err(|_| BundleError::Undecryptable)?;
     Ok((header, payload))
+}
+
+/// Format 1's header, fixed-width: version, kind, plan, compartment, epoch (4, BE), author, id.
+const RETIRED_HEADER_LEN: usize = 55;
+
+/// The header of a well-framed format-1 changes bundle (only those wait in an outbox).
+pub fn peek_retired(bytes: &[u8]) -> Option<BundleHeader> {
+    let min = RETIRED_HEADER_LEN + NONCE_LEN + TAG_LEN + SIGNATURE_LEN;
+    if bytes.len() < min || bytes.len() > MAX_BUNDLE_LEN || bytes[0] != RETIRED_FORMAT_VERSION {
+        return None;
+    }
+    if bytes[1] != BundleKind::CHANGES {
+        return None;
+    }
+    let fixed = |offset: usize| -> Option<[u8; 16]> { bytes.get(offset..offset + 16)?.try_into().ok() };
+    let epoch: [u8; 4] = bytes.get(19..23)?.try_into().ok()?;
+    Some(BundleHeader {
+        kind: BundleKind::Changes,
+        document: DocumentId::from_bytes(bytes.get(2..19)?).ok()?,
+        epoch: u32::from_be_bytes(epoch),
+        author: fixed(23)?,
+        bundle_id: fixed(39)?,
+    })
 }
 
 fn random_id() -> [u8; 16] {
@@ -472,7 +471,12 @@ mod tests {
     fn header(author: &SigningKey) -> NewBundle {
         let mut id = [0u8; 16];
         id[..8].copy_from_slice(&author.verifying_key().as_bytes()[..8]);
-        NewBundle { kind: BundleKind::Changes, document: DocumentId::new([7; 16], 1).unwrap(), epoch: 3, author: id }
+        NewBundle {
+            kind: BundleKind::Changes,
+            document: DocumentId::new([7; 16], 1).unwrap(),
+            epoch: 3,
+            author: id,
+        }
     }
 
     fn key() -> SigningKey {
@@ -574,7 +578,8 @@ mod tests {
     #[test]
     fn the_largest_epoch_and_position_round_trip_and_fit_the_longest_header() {
         let author = key();
-        let new = NewBundle { kind: BundleKind::Snapshot { covers: u64::MAX }, epoch: u32::MAX, ..header(&author) };
+        let new =
+            NewBundle { kind: BundleKind::Snapshot { covers: u64::MAX }, epoch: u32::MAX, ..header(&author) };
         let bundle = Bundle::seal(new, &[1; 32], b"", &author).unwrap();
         assert_eq!(bundle.as_bytes().len(), MAX_SNAPSHOT_OVERHEAD);
         let decoded = Bundle::decode(bundle.into_bytes()).unwrap();
@@ -608,7 +613,10 @@ mod tests {
         assert_eq!(Bundle::decode(old.clone()), Err(BundleError::RetiredVersion(1)));
         assert_eq!(peek_id(&old), None);
         let (was, payload) = open_retired(&old, &[1; 32]).unwrap();
-        assert_eq!((was.unsealed(), was.bundle_id, payload), (header(&author), [9; 16], b"old change".to_vec()));
+        assert_eq!(
+            (was.unsealed(), was.bundle_id, payload),
+            (header(&author), [9; 16], b"old change".to_vec())
+        );
         assert_eq!(open_retired(&old, &[2; 32]), Err(BundleError::Undecryptable));
     }
 

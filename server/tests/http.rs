@@ -36,7 +36,7 @@ use eenplan_protocol::sync::{
     self, Blob, EnvelopeUpload, Fixed, MAX_SYNC_REQUEST, SyncRequest, SyncResponse,
 };
 use eenplan_protocol::wipe::{self, RevocationReason, WipeCause, WipeOrder, WipeReport};
-use eenplan_protocol::{Bundle, BundleHeader, BundleKind, DocumentId, envelope};
+use eenplan_protocol::{Bundle, BundleKind, DocumentId, NewBundle, envelope};
 use eenplan_server::storage::{DeviceId, SqliteStorage, Storage, UserId};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -684,8 +684,7 @@ impl Device {
 
     /// A change bundle sealed under `epoch`.
     fn bundle_at(&self, document: DocumentId, epoch: u32, payload: &[u8]) -> Vec<u8> {
-        let header =
-            BundleHeader { kind: BundleKind::Changes, document, epoch, author: self.id, bundle_id: random() };
+        let header = NewBundle { kind: BundleKind::Changes, document, epoch, author: self.id };
         Bundle::seal(header, &EPOCH_KEY, payload, &self.key).unwrap().into_bytes()
     }
 
@@ -734,7 +733,7 @@ impl Device {
         signer: &SigningKey,
         kind: BundleKind,
     ) -> Vec<u8> {
-        let header = BundleHeader { kind, document, epoch: 1, author, bundle_id: random() };
+        let header = NewBundle { kind, document, epoch: 1, author };
         Bundle::seal(header, &EPOCH_KEY, payload, signer).unwrap().into_bytes()
     }
 

@@ -289,7 +289,7 @@ fn a_key_envelope_the_server_made_up_is_refused_and_never_used() {
 
 #[test]
 fn a_key_holder_cannot_write_in_another_participants_name() {
-    use eenplan_protocol::{Bundle, BundleHeader};
+    use eenplan_protocol::{Bundle, NewBundle};
     let mut net = Network::start(USERS);
     let mut rita = net.device("rita", "Rita");
     let mut wim = net.device("wim", "Wim");
@@ -312,8 +312,7 @@ fn a_key_holder_cannot_write_in_another_participants_name() {
     };
     let genuine = Bundle::decode(wims).unwrap();
     let changes = genuine.open(&key).unwrap();
-    let in_ritas_name =
-        BundleHeader { author: *rita.device_id().as_bytes(), bundle_id: [0x5a; 16], ..genuine.header };
+    let in_ritas_name = NewBundle { author: *rita.device_id().as_bytes(), ..genuine.header.unsealed() };
     // Whatever key Wim signs with, it is not Rita's.
     let wims_own_choice = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
     let forged = Bundle::seal(in_ritas_name, &key, &changes, &wims_own_choice).unwrap();
