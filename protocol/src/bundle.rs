@@ -370,6 +370,11 @@ impl Bundle {
         &self.bytes
     }
 
+    /// The length of the header (the associated data) at the start of [`Bundle::as_bytes`].
+    pub fn header_len(&self) -> usize {
+        self.header_len
+    }
+
     pub fn into_bytes(self) -> Vec<u8> {
         self.bytes
     }
