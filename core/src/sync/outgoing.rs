@@ -489,3 +489,70 @@ fn chunk_changes(changes: Vec<automerge::Change>) -> Result<Vec<Vec<automerge::C
     }
     Ok(groups)
 }
+
+#[cfg(test)]
+mod tests {
+    use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+    use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+    use ed25519_dalek::Signer;
+
+    use super::*;
+    use crate::keystore::{KdfParams, PassphraseKeyStore};
+
+    /// A format-1 changes bundle, as this device sealed them before format 2.
+    fn format_1(
+        document: DocumentId,
+        epoch: u32,
+        author: [u8; 16],
+        key: &[u8; 32],
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let mut bytes = vec![1u8, 0];
+        bytes.extend_from_slice(&document.to_bytes());
+        bytes.extend_from_slice(&epoch.to_be_bytes());
+        bytes.extend_from_slice(&author);
+        bytes.extend_from_slice(&[0x31; 16]);
+        let nonce = [0x42u8; 24];
+        let sealed = XChaCha20Poly1305::new(&(*key).into())
+            .encrypt(&XNonce::from(nonce), Payload { msg: payload, aad: &bytes })
+            .unwrap();
+        bytes.extend_from_slice(&nonce);
+        bytes.extend_from_slice(&sealed);
+        let signature = ed25519_dalek::SigningKey::from_bytes(&[3; 32]).sign(&bytes);
+        bytes.extend_from_slice(&signature.to_bytes());
+        bytes
+    }
+
+    #[test]
+    fn an_unsent_format_1_bundle_is_sealed_again_in_the_current_format_with_a_new_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let keystore = PassphraseKeyStore::with_params("geheim", KdfParams::INSECURE_FAST_FOR_TESTS);
+        let mut device = Device::init(dir.path(), &keystore).unwrap();
+        let plan = device.create_plan("Jansen").unwrap();
+        let (epoch, key) = device.store().latest_doc_key(plan, Compartment::Basis).unwrap().unwrap();
+        let document = document_id(plan, Compartment::Basis);
+        let me = *device.device_id().as_bytes();
+        let old = format_1(document, epoch, me, &key, b"changes made before the upgrade");
+        let pending = cbor(&PendingBundle { bundle: old });
+        let heads = super::super::encode_heads(&[]);
+        device
+            .store_mut()
+            .write(|w| w.put_pending_bundle(plan, Compartment::Basis, &[0x31; 16], 1, &pending, &heads))
+            .unwrap();
+
+        device.reseal_stale_pending().unwrap();
+
+        let outbox = device.store().pending_bundles().unwrap();
+        assert_eq!(outbox.len(), 1);
+        let (id, payload) = &outbox[0];
+        let bundle = Bundle::decode(from_cbor::<PendingBundle>(payload, "pending").unwrap().bundle).unwrap();
+        assert_ne!(*id, [0x31; 16], "a new seal keeps no old id");
+        assert_eq!(bundle.header.bundle_id, *id);
+        assert_eq!(
+            bundle.header.unsealed(),
+            NewBundle { kind: BundleKind::Changes, document, epoch, author: me }
+        );
+        bundle.verify(&device.identity().signing_key().verifying_key()).unwrap();
+        assert_eq!(bundle.open(&key).unwrap(), b"changes made before the upgrade");
+    }
+}
