@@ -130,7 +130,7 @@ fn a_wijkteam_devices_forged_write_to_justitie_is_refused_by_the_server_and_by_e
         .unwrap();
     let body = response.body_mut().read_to_vec().unwrap();
     let answer: SyncResponse = eenplan_protocol::sync::decode(&body, usize::MAX).unwrap();
-    assert!(answer.accepted.is_empty());
+    assert!(answer.accepted.is_empty() && !answer.all_accepted);
     assert_eq!(answer.rejected.len(), 1);
     // `no_access` when the server finds first that the role may not even read it.
     let reason = answer.rejected[0].reason.as_str();

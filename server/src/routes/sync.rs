@@ -63,7 +63,7 @@
 //! ```text
 //! A1: {s: 12, n: [P], cm: [P/basis epoch 1 by A1, …], p: [bundle P/basis epoch 1 x]}
 //!                                               → accepted [x] (seq 14), hint P/basis
-//!                                               ← {a: [x], h: 14, k: [B1 lacks P/basis epoch 1]}
+//!                                               ← {t: true, h: 14, k: [B1 lacks P/basis epoch 1]}
 //! A1: {s: 14, e: [P/basis epoch 1 → B1]}        ← {h: 15}
 //! B1: {s: 0, pv: 1}                             ← {b: [x], h: 15, e: [P/basis epoch 1],
 //!                                                  cm: [P/basis epoch 1 by A1]}
