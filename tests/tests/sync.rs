@@ -204,9 +204,10 @@ fn forged_and_replayed_bundles_are_refused_by_every_receiver_and_never_applied()
     let mut bad_signature = real.clone();
     let last = bad_signature.len() - 1;
     bad_signature[last] ^= 1;
+    // Bundle format 2: byte 1 holds the compartment (low bits), bytes 34..50 the id.
     bad_signature[39] ^= 1; // a new bundle id, so it is not a duplicate of the real one
     let mut other_document = real.clone();
-    other_document[18] = 1; // replayed into the zorg compartment
+    other_document[1] = (other_document[1] & 0xf0) | 1; // replayed into the zorg compartment
     other_document[40] ^= 1;
     let mut flipped_payload = real.clone();
     flipped_payload[100] ^= 1;
