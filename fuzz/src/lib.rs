@@ -8,7 +8,7 @@ use eenplan_protocol::sync::{
     Blob, EnvelopeDelivery, EnvelopeUpload, Fixed, HistoryPage, HistoryRequest, KeyRequest, Rejection,
     SyncRequest, SyncResponse,
 };
-use eenplan_protocol::{Bundle, BundleHeader, BundleKind, DocumentId};
+use eenplan_protocol::{Bundle, BundleKind, DocumentId, NewBundle};
 
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 
@@ -33,14 +33,14 @@ pub fn author_public() -> &'static VerifyingKey {
 }
 
 /// A header whose fields come from `seed` (so the round-trip target covers every kind,
-/// compartment and epoch).
-pub fn header_from(seed: &[u8]) -> BundleHeader {
+/// compartment, epoch and position); its id is drawn by `Bundle::seal`.
+pub fn header_from(seed: &[u8]) -> NewBundle {
     let byte = |i: usize| seed.get(i).copied().unwrap_or(0);
     let mut plan = [0u8; 16];
     for (i, b) in plan.iter_mut().enumerate() {
         *b = byte(i);
     }
-    BundleHeader {
+    NewBundle {
         kind: if byte(16) & 1 == 0 {
             BundleKind::Changes
         } else {
@@ -51,7 +51,6 @@ pub fn header_from(seed: &[u8]) -> BundleHeader {
         document: DocumentId { plan, compartment: byte(17) % DocumentId::COMPARTMENTS },
         epoch: u32::from_be_bytes([byte(18), byte(19), byte(20), byte(21)]),
         author: [0xa1; 16],
-        bundle_id: [byte(22); 16],
     }
 }
 
@@ -91,16 +90,18 @@ pub fn seed_requests() -> Vec<SyncRequest> {
             commitments: vec![Blob(vec![5; 140])],
             max_bytes: 16 * 1024,
             history: vec![HistoryRequest { document: Fixed([4; 17]), after: 12 }],
+            ..Default::default()
         },
     ]
 }
 
-/// Seed responses: an empty pull, an acknowledgement, and one with every field set.
+/// Seed responses: an empty pull, acknowledgements (listed and all), and one with many fields set.
 pub fn seed_responses() -> Vec<SyncResponse> {
     let bundle = seed_bundles().into_iter().nth(1).unwrap_or_default();
     vec![
         SyncResponse { head: 0, complete: true, ..Default::default() },
         SyncResponse { accepted: vec![Fixed([1; 16])], head: 57, complete: true, ..Default::default() },
+        SyncResponse { all_accepted: true, head: 58, complete: true, ..Default::default() },
         SyncResponse {
             accepted: vec![Fixed([1; 16]), Fixed([2; 16])],
             rejected: vec![Rejection { bundle_id: Fixed([5; 16]), reason: "no_access".into() }],
@@ -129,6 +130,7 @@ pub fn seed_responses() -> Vec<SyncResponse> {
                 through: 99,
                 complete: false,
             }],
+            ..Default::default()
         },
     ]
 }

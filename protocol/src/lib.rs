@@ -17,5 +17,5 @@ pub mod revocation;
 pub mod sync;
 pub mod wipe;
 
-pub use bundle::{Bundle, BundleError, BundleHeader, BundleKind, DocumentId};
+pub use bundle::{Bundle, BundleError, BundleHeader, BundleKind, DocumentId, NewBundle};
 pub use certificate::bytes;

@@ -12,7 +12,7 @@
 //!   │ SyncRequest { since: 41,                │
 //!   │   push: [bundle(doc A, id x)] } ──────► │ append x as seq 57 (or find it: idempotent)
 //!   │                                         │ collect bundles after 41 the device may read
-//!   │ ◄────── SyncResponse { accepted: [x],   │
+//!   │ ◄─ SyncResponse { all_accepted: true,   │
 //!   │   bundles: [seq 44 doc B, seq 50 doc A],│
 //!   │   head: 57, complete: true }            │
 //!   │ apply, then store cursor 57             │
@@ -214,9 +214,15 @@ impl SyncRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncResponse {
-    /// Bundle ids of pushes now stored (appended or already present).
+    /// Bundle ids of pushes now stored (appended or already present), when not every upload
+    /// was: see [`SyncResponse::all_accepted`] and [`SyncResponse::stored`].
     #[serde(rename = "a", default, skip_serializing_if = "Vec::is_empty")]
     pub accepted: Vec<Fixed<16>>,
+    /// Every bundle of the request (`p` and `c`) is now stored, none was refused: `accepted`
+    /// is then left out (one small edit must stay under 600 bytes). The server says it only
+    /// when `rejected` is empty; a device never counts a push it also finds in `rejected`.
+    #[serde(rename = "t", default, skip_serializing_if = "is_false")]
+    pub all_accepted: bool,
     /// Pushes refused, with the reason; the device must not retry them unchanged.
     #[serde(rename = "r", default, skip_serializing_if = "Vec::is_empty")]
     pub rejected: Vec<Rejection>,
@@ -286,6 +292,21 @@ pub struct SyncResponse {
     /// with a reason code ([`crate::audit::AuditRefusal`]); the rest of the sync went on.
     #[serde(rename = "ar", default, skip_serializing_if = "Vec::is_empty")]
     pub audit_refused: Vec<crate::audit::AuditRefusal>,
+}
+
+impl SyncResponse {
+    /// Which of `pushed` (the ids of the bundles the request carried) the server says it
+    /// stored: those `accepted` names, or, when it says [`SyncResponse::all_accepted`], every
+    /// one of them it does not also list in `rejected`. An id the answer does not account for
+    /// is not stored: its bundle stays in the device's outbox and is pushed again.
+    pub fn stored(&self, pushed: &[[u8; 16]]) -> Vec<[u8; 16]> {
+        let refused = |id: &[u8; 16]| self.rejected.iter().any(|r| r.bundle_id.0 == *id);
+        pushed
+            .iter()
+            .filter(|id| !refused(id) && (self.all_accepted || self.accepted.iter().any(|a| a.0 == **id)))
+            .copied()
+            .collect()
+    }
 }
 
 /// The smallest pull page a device may ask for ([`SyncRequest::max_bytes`]); one bundle is
@@ -391,6 +412,10 @@ fn yes() -> bool {
 
 fn is_true(b: &bool) -> bool {
     *b
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A fixed-size id carried as a CBOR byte string (an array of numbers would double its size).
@@ -525,6 +550,32 @@ mod tests {
         assert!(bytes.len() <= 24, "{} bytes", bytes.len());
         assert_eq!(decode::<SyncResponse>(&bytes, 100).unwrap(), response);
         assert!(decode::<Fixed<16>>(&encode(&Blob(vec![1; 15])), 100).is_err());
+    }
+
+    #[test]
+    fn an_answer_that_took_every_push_costs_a_flag_instead_of_their_ids() {
+        let all = SyncResponse { all_accepted: true, head: 1, complete: true, ..Default::default() };
+        let bytes = encode(&all);
+        assert!(bytes.len() <= 8, "{} bytes", bytes.len());
+        assert_eq!(decode::<SyncResponse>(&bytes, 100).unwrap(), all);
+        assert_eq!(all.stored(&[[1; 16], [2; 16]]), vec![[1; 16], [2; 16]]);
+    }
+
+    #[test]
+    fn a_push_the_answer_does_not_account_for_is_never_counted_as_stored() {
+        let pushed = [[1; 16], [2; 16], [3; 16]];
+        // Listed: only those named.
+        let listed = SyncResponse { accepted: vec![Fixed([2; 16]), Fixed([9; 16])], ..Default::default() };
+        assert_eq!(listed.stored(&pushed), vec![[2; 16]]);
+        // Neither listed nor flagged (an answer that omits the list without saying all): none.
+        assert_eq!(SyncResponse::default().stored(&pushed), Vec::<[u8; 16]>::new());
+        // Flagged, yet one refused: never that one.
+        let contradictory = SyncResponse {
+            all_accepted: true,
+            rejected: vec![Rejection { bundle_id: Fixed([3; 16]), reason: REJECT_STALE_EPOCH.into() }],
+            ..Default::default()
+        };
+        assert_eq!(contradictory.stored(&pushed), vec![[1; 16], [2; 16]]);
     }
 
     #[test]

@@ -204,9 +204,10 @@ fn forged_and_replayed_bundles_are_refused_by_every_receiver_and_never_applied()
     let mut bad_signature = real.clone();
     let last = bad_signature.len() - 1;
     bad_signature[last] ^= 1;
+    // Bundle format 2: byte 1 holds the compartment (low bits), bytes 34..50 the id.
     bad_signature[39] ^= 1; // a new bundle id, so it is not a duplicate of the real one
     let mut other_document = real.clone();
-    other_document[18] = 1; // replayed into the zorg compartment
+    other_document[1] = (other_document[1] & 0xf0) | 1; // replayed into the zorg compartment
     other_document[40] ^= 1;
     let mut flipped_payload = real.clone();
     flipped_payload[100] ^= 1;
@@ -289,7 +290,7 @@ fn a_key_envelope_the_server_made_up_is_refused_and_never_used() {
 
 #[test]
 fn a_key_holder_cannot_write_in_another_participants_name() {
-    use eenplan_protocol::{Bundle, BundleHeader};
+    use eenplan_protocol::{Bundle, NewBundle};
     let mut net = Network::start(USERS);
     let mut rita = net.device("rita", "Rita");
     let mut wim = net.device("wim", "Wim");
@@ -312,8 +313,7 @@ fn a_key_holder_cannot_write_in_another_participants_name() {
     };
     let genuine = Bundle::decode(wims).unwrap();
     let changes = genuine.open(&key).unwrap();
-    let in_ritas_name =
-        BundleHeader { author: *rita.device_id().as_bytes(), bundle_id: [0x5a; 16], ..genuine.header };
+    let in_ritas_name = NewBundle { author: *rita.device_id().as_bytes(), ..genuine.header.unsealed() };
     // Whatever key Wim signs with, it is not Rita's.
     let wims_own_choice = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
     let forged = Bundle::seal(in_ritas_name, &key, &changes, &wims_own_choice).unwrap();

@@ -159,11 +159,7 @@ impl Plan {
         let doc = self.doc_mut(compartment)?;
         let is_list = doc.object_type(obj)? == ObjType::List;
         doc.transact_with(
-            |_| {
-                automerge::transaction::CommitOptions::default()
-                    .with_time(now)
-                    .with_message("settle conflict")
-            },
+            |_| automerge::transaction::CommitOptions::default().with_time(now),
             |tx| -> Result<(), automerge::AutomergeError> {
                 if is_list {
                     let index =

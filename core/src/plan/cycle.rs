@@ -158,7 +158,7 @@ impl Plan {
         let on = date(on)?;
         check_room(self.doc(Compartment::Basis)?, EVALUATION_PREFIX, "evaluations")?;
         let id = EntityId::random();
-        self.write(Compartment::Basis, "add evaluation", |tx, now| {
+        self.write(Compartment::Basis, |tx, now| {
             let obj = tx.put_object(ROOT, format!("{EVALUATION_PREFIX}{id}"), ObjType::Map)?;
             tx.put(&obj, "date", on)?;
             tx.put(&obj, "created_at", ScalarValue::Timestamp(now))?;
@@ -173,7 +173,7 @@ impl Plan {
         let obj = Reader::new(self.doc(Compartment::Basis)?, Compartment::Basis)
             .object(&ROOT, &key, ObjType::Map)?
             .ok_or(ValidationError::UnknownEvaluation(id))?;
-        self.write(Compartment::Basis, "evaluation held", |tx, _| tx.put(&obj, "held", true))
+        self.write(Compartment::Basis, |tx, _| tx.put(&obj, "held", true))
     }
 
     /// Records a case meeting; decisions that name an owner become actions in the same
@@ -190,7 +190,7 @@ impl Plan {
             return Err(ValidationError::TooMany { what: read::ACTIONS, max: vocab::MAX_ENTITIES }.into());
         }
         let id = EntityId::random();
-        self.write(Compartment::Basis, "add meeting", |tx, now| {
+        self.write(Compartment::Basis, |tx, now| {
             let obj = tx.put_object(ROOT, format!("{MEETING_PREFIX}{id}"), ObjType::Map)?;
             tx.put(&obj, "date", on)?;
             tx.put(&obj, "created_at", ScalarValue::Timestamp(now))?;
@@ -243,7 +243,7 @@ impl Plan {
     pub fn add_adoption(&mut self, record: &StoredAdoption) -> Result<(), PlanError> {
         check_room(self.doc(Compartment::Basis)?, ADOPTION_PREFIX, "adoptions")?;
         let with_family = short_text("with family", &record.with_family)?;
-        self.write(Compartment::Basis, "adopt", |tx, _| {
+        self.write(Compartment::Basis, |tx, _| {
             let obj = tx.put_object(ROOT, format!("{ADOPTION_PREFIX}{}", record.id), ObjType::Map)?;
             tx.put(&obj, "version", i64::from(record.version))?;
             tx.put(&obj, "date", record.date.as_str())?;

@@ -134,7 +134,7 @@ pub(super) fn init_document(
     now_ms: i64,
 ) -> Result<(), PlanError> {
     doc.transact_with(
-        |_| CommitOptions::default().with_time(now_ms).with_message("create plan"),
+        |_| CommitOptions::default().with_time(now_ms),
         |tx| -> Result<(), automerge::AutomergeError> {
             tx.put(ROOT, read::SCHEMA, super::SCHEMA_VERSION)?;
             tx.put(ROOT, read::PLAN_ID, plan.to_string())?;
@@ -183,17 +183,18 @@ fn put_text(
 }
 
 impl Plan {
-    /// Runs `f` as one transaction on `compartment`. `message` names the edit in the history.
+    /// Runs `f` as one transaction on `compartment`. The change carries its time (the review
+    /// and conflicts show it) but no message: what an edit did is read from its operations
+    /// (`review`), and a message would cost bytes on every push and pull.
     pub(super) fn write<T>(
         &mut self,
         compartment: Compartment,
-        message: &str,
         f: impl FnOnce(&mut automerge::transaction::Transaction<'_>, i64) -> Result<T, automerge::AutomergeError>,
     ) -> Result<T, PlanError> {
         self.check_room(compartment)?;
         let now = self.now_ms();
         let doc = self.doc_mut(compartment)?;
-        doc.transact_with(|_| CommitOptions::default().with_time(now).with_message(message), |tx| f(tx, now))
+        doc.transact_with(|_| CommitOptions::default().with_time(now), |tx| f(tx, now))
             .map(|ok| ok.result)
             .map_err(|f| PlanError::Automerge(f.error))
     }
@@ -252,7 +253,6 @@ impl Plan {
         &mut self,
         compartment: Compartment,
         collection: &'static str,
-        message: &str,
         fill: impl FnOnce(
             &mut automerge::transaction::Transaction<'_>,
             &ObjId,
@@ -263,7 +263,7 @@ impl Plan {
         let map = Reader::new(doc, compartment).required_object(&ROOT, collection, ObjType::Map)?;
         limits::check_entries(doc, &map, collection)?;
         let id = EntityId::random();
-        self.write(compartment, message, |tx, now| {
+        self.write(compartment, |tx, now| {
             let obj = tx.put_object(&map, id.to_string(), ObjType::Map)?;
             tx.put(&obj, "created_at", ScalarValue::Timestamp(now))?;
             fill(tx, &obj, now)?;
@@ -274,7 +274,7 @@ impl Plan {
 
     pub fn set_family_name(&mut self, name: &str) -> Result<(), PlanError> {
         let name = short_text("family name", name)?;
-        self.write(Compartment::Basis, "set family name", |tx, _| tx.put(ROOT, read::FAMILY, name))
+        self.write(Compartment::Basis, |tx, _| tx.put(ROOT, read::FAMILY, name))
     }
 
     /// Writes the contact card of user `user_id` (a participant's own device writes its own;
@@ -298,7 +298,7 @@ impl Plan {
             .into());
         }
         let key = format!("{}{user_id}", read::CONTACT_PREFIX);
-        self.write(Compartment::Basis, "set contact", |tx, _| {
+        self.write(Compartment::Basis, |tx, _| {
             let card = tx.put_object(ROOT, key.as_str(), ObjType::Map)?;
             if let Some(phone) = &phone {
                 tx.put(&card, "phone", phone.as_str())?;
@@ -311,14 +311,12 @@ impl Plan {
     }
 
     pub fn set_phase(&mut self, phase: Phase) -> Result<(), PlanError> {
-        self.write(Compartment::Basis, "set phase", |tx, _| tx.put(ROOT, read::PHASE, phase.as_str()))
+        self.write(Compartment::Basis, |tx, _| tx.put(ROOT, read::PHASE, phase.as_str()))
     }
 
     pub fn set_regisseur(&mut self, participant: EntityId) -> Result<(), PlanError> {
         self.require_participant(participant)?;
-        self.write(Compartment::Basis, "set regisseur", |tx, _| {
-            tx.put(ROOT, read::REGISSEUR, participant.to_string())
-        })
+        self.write(Compartment::Basis, |tx, _| tx.put(ROOT, read::REGISSEUR, participant.to_string()))
     }
 
     /// Records a step up or down in escalation, and who holds regie afterwards (in a plan
@@ -344,7 +342,7 @@ impl Plan {
         let at = doc.length(&list);
         let author = self.author().to_string();
         let id = EntityId::random();
-        self.write(Compartment::Basis, "escalate", |tx, now| {
+        self.write(Compartment::Basis, |tx, now| {
             let step = tx.insert_object(&list, at, ObjType::Map)?;
             tx.put(&step, "id", id.to_string())?;
             tx.put(&step, "level", level.as_str())?;
@@ -364,7 +362,7 @@ impl Plan {
         let name = short_text("name", &member.name)?;
         let relation = short_text("relation", &member.relation)?;
         let birth = member.birth_date.as_deref().map(date).transpose()?;
-        self.add_entity(Compartment::Basis, read::MEMBERS, "add member", |tx, obj, _| {
+        self.add_entity(Compartment::Basis, read::MEMBERS, |tx, obj, _| {
             tx.put(obj, "name", name)?;
             tx.put(obj, "relation", relation)?;
             if let Some(b) = birth {
@@ -380,7 +378,7 @@ impl Plan {
         let name = update.name.as_deref().map(|n| short_text("name", n)).transpose()?;
         let relation = update.relation.as_deref().map(|r| short_text("relation", r)).transpose()?;
         let birth = update.birth_date.map(|b| b.as_deref().map(date).transpose()).transpose()?;
-        self.write(Compartment::Basis, "update member", |tx, _| {
+        self.write(Compartment::Basis, |tx, _| {
             if let Some(n) = name {
                 tx.put(&obj, "name", n)?;
             }
@@ -402,7 +400,7 @@ impl Plan {
     pub fn add_participant(&mut self, participant: NewParticipant) -> Result<EntityId, PlanError> {
         let name = short_text("name", &participant.name)?;
         let org = short_text("organisation", &participant.organisation)?;
-        self.add_entity(Compartment::Basis, read::PARTICIPANTS, "add participant", |tx, obj, _| {
+        self.add_entity(Compartment::Basis, read::PARTICIPANTS, |tx, obj, _| {
             tx.put(obj, "name", name)?;
             tx.put(obj, "organisation", org)?;
             tx.put(obj, "role", participant.role.as_str())?;
@@ -413,7 +411,7 @@ impl Plan {
     pub fn add_goal(&mut self, goal: NewGoal) -> Result<EntityId, PlanError> {
         let domain = self.require_domain(&goal.domain)?;
         let title = short_text("title", &goal.title)?;
-        self.add_entity(Compartment::Basis, read::GOALS, "add goal", |tx, obj, _| {
+        self.add_entity(Compartment::Basis, read::GOALS, |tx, obj, _| {
             tx.put(obj, "domain", domain)?;
             tx.put(obj, "title", title)?;
             tx.put(obj, "status", GoalStatus::Open.as_str())?;
@@ -424,13 +422,13 @@ impl Plan {
 
     pub fn set_goal_status(&mut self, goal: EntityId, status: GoalStatus) -> Result<(), PlanError> {
         let obj = self.require_goal(goal)?;
-        self.write(Compartment::Basis, "set goal status", |tx, _| tx.put(&obj, "status", status.as_str()))
+        self.write(Compartment::Basis, |tx, _| tx.put(&obj, "status", status.as_str()))
     }
 
     pub fn set_goal_title(&mut self, goal: EntityId, title: &str) -> Result<(), PlanError> {
         let obj = self.require_goal(goal)?;
         let title = short_text("title", title)?;
-        self.write(Compartment::Basis, "set goal title", |tx, _| tx.put(&obj, "title", title))
+        self.write(Compartment::Basis, |tx, _| tx.put(&obj, "title", title))
     }
 
     /// Sets the ZRM score (1–5) of a family member in a domain on a date.
@@ -451,7 +449,7 @@ impl Plan {
         if doc.get(&scores, key.as_str())?.is_none() {
             limits::check_entries(doc, &scores, read::SCORES)?;
         }
-        self.write(Compartment::Basis, "set score", |tx, _| tx.put(&scores, key, value))
+        self.write(Compartment::Basis, |tx, _| tx.put(&scores, key, value))
     }
 
     pub fn add_action(&mut self, action: NewAction) -> Result<EntityId, PlanError> {
@@ -459,7 +457,7 @@ impl Plan {
         let title = short_text("title", &action.title)?;
         let owner_org = short_text("owner organisation", &action.owner_org)?;
         let due = action.due.as_deref().map(date).transpose()?;
-        self.add_entity(Compartment::Basis, read::ACTIONS, "add action", |tx, obj, _| {
+        self.add_entity(Compartment::Basis, read::ACTIONS, |tx, obj, _| {
             tx.put(obj, "goal", action.goal.to_string())?;
             tx.put(obj, "title", title)?;
             tx.put(obj, "owner_org", owner_org)?;
@@ -480,7 +478,7 @@ impl Plan {
         let owner_org =
             update.owner_org.as_deref().map(|o| short_text("owner organisation", o)).transpose()?;
         let due = update.due.map(|d| d.as_deref().map(date).transpose()).transpose()?;
-        self.write(Compartment::Basis, "update action", |tx, _| {
+        self.write(Compartment::Basis, |tx, _| {
             if let Some(t) = title {
                 tx.put(&obj, "title", t)?;
             }
@@ -512,7 +510,7 @@ impl Plan {
     pub fn add_agreement(&mut self, text: &str) -> Result<EntityId, PlanError> {
         let text = long_text("agreement", text)?;
         let author = self.author().to_string();
-        self.add_entity(Compartment::Basis, read::AGREEMENTS, "add agreement", |tx, obj, _| {
+        self.add_entity(Compartment::Basis, read::AGREEMENTS, |tx, obj, _| {
             put_text(tx, obj, "text", &text)?;
             // Read by older versions only: the read model names the agreement's actor (view.rs).
             tx.put(obj, "author", author)?;
@@ -530,7 +528,7 @@ impl Plan {
     ) -> Result<EntityId, PlanError> {
         let text = long_text("note", text)?;
         let author = self.author().to_string();
-        self.add_entity(compartment, read::NOTES, "add note", |tx, obj, _| {
+        self.add_entity(compartment, read::NOTES, |tx, obj, _| {
             tx.put(obj, "kind", kind.as_str())?;
             put_text(tx, obj, "text", &text)?;
             // Read by older versions only: the read model names the note's actor (view.rs).
@@ -563,7 +561,7 @@ impl Plan {
             .find(|n| n.id == note && n.compartment == from)
             .ok_or(ValidationError::UnknownNote(note, from))?;
         let author = self.author().to_string();
-        self.add_entity(to, read::NOTES, "copy note", |tx, obj, _| {
+        self.add_entity(to, read::NOTES, |tx, obj, _| {
             tx.put(obj, "kind", original.kind.as_str())?;
             put_text(tx, obj, "text", &original.text)?;
             tx.put(obj, "author", author)?;
@@ -606,7 +604,7 @@ impl Plan {
             .into());
         }
         let delete = isize::try_from(delete).map_err(|_| ValidationError::TextPosition { position, len })?;
-        self.write(compartment, "edit note", |tx, _| tx.splice_text(&text, position, delete, insert))
+        self.write(compartment, |tx, _| tx.splice_text(&text, position, delete, insert))
     }
 
     /// Puts a note or safety item in the family's copy, or takes it out (the regisseur's
@@ -619,9 +617,7 @@ impl Plan {
             if !present {
                 return Ok(());
             }
-            return self.write(Compartment::Basis, "leave out of the family's copy", |tx, _| {
-                tx.delete(ROOT, key.as_str())
-            });
+            return self.write(Compartment::Basis, |tx, _| tx.delete(ROOT, key.as_str()));
         }
         self.require_item(item)?;
         if !present && super::view::family_copy_count(self.doc(Compartment::Basis)?) >= vocab::MAX_ENTITIES {
@@ -633,7 +629,7 @@ impl Plan {
         // (the family's copy takes only a regisseur's), and a `put` of an unchanged value
         // writes nothing.
         let pin = self.family_copy_pin(item)?;
-        self.write(Compartment::Basis, "put in the family's copy", |tx, _| {
+        self.write(Compartment::Basis, |tx, _| {
             if present {
                 tx.delete(ROOT, key.as_str())?;
             }
@@ -683,7 +679,7 @@ impl Plan {
     ) -> Result<EntityId, PlanError> {
         let danger = long_text("danger statement", danger_statement)?;
         let goal = long_text("safety goal", safety_goal)?;
-        self.add_entity(Compartment::Veiligheid, read::SAFETY_ITEMS, "add safety item", |tx, obj, _| {
+        self.add_entity(Compartment::Veiligheid, read::SAFETY_ITEMS, |tx, obj, _| {
             put_text(tx, obj, "danger_statement", &danger)?;
             put_text(tx, obj, "safety_goal", &goal)?;
             Ok(())

@@ -169,7 +169,7 @@ fn rounds(
         let moved = response.head > outgoing.request.since
             || response.envelopes_through != outgoing.request.envelopes_after.unwrap_or(0)
             || response.membership_through != outgoing.request.membership_after.unwrap_or(0)
-            || !response.accepted.is_empty()
+            || !response.stored(&outgoing.pushed).is_empty()
             || response.history.iter().any(|page| !page.bundles.is_empty());
         if !apply(access, server, transport, token, run, &outgoing, &response)? {
             return Ok(());

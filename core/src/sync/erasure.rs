@@ -36,7 +36,7 @@ use eenplan_protocol::membership::{
     Act, ERASED_COMPARTMENT, Entry, Erasure, Roster, SignedBy, SignedEntry, Signer,
 };
 use eenplan_protocol::sync::{ErasureUpload, Fixed, RotationUpload};
-use eenplan_protocol::{Bundle, BundleHeader, BundleKind};
+use eenplan_protocol::{Bundle, BundleKind, NewBundle};
 use serde::{Deserialize, Serialize};
 
 use super::access::Access;
@@ -338,12 +338,11 @@ impl Device {
         )?;
         let base_saved = base.save();
         let key = *crate::crypto::SecretKey::generate().as_bytes();
-        let header = BundleHeader {
+        let header = NewBundle {
             kind: BundleKind::Snapshot { covers },
             document: document_id(plan, ERASED),
             epoch,
             author: *me.as_bytes(),
-            bundle_id: crate::crypto::random_array(),
         };
         let bundle = Bundle::seal(header, &key, &base_saved, self.identity().signing_key())
             .map_err(|e| SyncError::Protocol(e.to_string()))?;

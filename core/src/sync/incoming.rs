@@ -597,7 +597,8 @@ impl Device {
         // A bundle refused only for its key epoch stays in the outbox: it is sealed again under
         // the document's next key once that arrives, so an edit made offline across a rotation
         // is never lost.
-        let mut done: Vec<[u8; 16]> = response.accepted.iter().map(|f| f.0).collect();
+        // Only what the answer says it stored of what this round pushed leaves the outbox.
+        let mut done: Vec<[u8; 16]> = response.stored(&outgoing.pushed);
         for rejection in &response.rejected {
             if rejection_is_retryable(&rejection.reason) {
                 pass.report.resealed += 1;

@@ -5,14 +5,14 @@
 
 use std::collections::HashSet;
 
-use eenplan_protocol::bundle::{MAX_BUNDLE_LEN, MIN_BUNDLE_LEN};
+use eenplan_protocol::bundle::{BundleError, MAX_BUNDLE_LEN, MAX_OVERHEAD, open_retired, peek_retired};
 use eenplan_protocol::certificate::DeviceBody;
 use eenplan_protocol::epoch::{Commitment, Minter};
 use eenplan_protocol::policy::Policy;
 use eenplan_protocol::sync::{
     Blob, EnvelopeUpload, Fixed, MAX_NEW_PLANS, MAX_PUSHES, RotationUpload, SyncRequest,
 };
-use eenplan_protocol::{Bundle, BundleHeader, BundleKind, DocumentId, envelope};
+use eenplan_protocol::{Bundle, BundleKind, DocumentId, NewBundle, envelope};
 
 use super::driver::Run;
 use super::{
@@ -24,11 +24,13 @@ use crate::error::CoreError;
 use crate::ids::PlanId;
 use crate::plan::Compartment;
 
-/// A round's request, and the plans it registers.
+/// A round's request, the plans it registers, and the ids of the bundles it pushes (what
+/// the answer's acknowledgement is read against).
 #[derive(Debug)]
 pub(super) struct Outgoing {
     pub request: SyncRequest,
     pub registered: Vec<PlanId>,
+    pub pushed: Vec<[u8; 16]>,
 }
 
 /// Chores an answer asked for, sent with the next round.
@@ -61,7 +63,7 @@ impl Uploads {
 }
 
 /// The most a bundle's changes may take, so the sealed bundle stays within the limit.
-const MAX_CHANGES_PER_BUNDLE: usize = MAX_BUNDLE_LEN - MIN_BUNDLE_LEN;
+const MAX_CHANGES_PER_BUNDLE: usize = MAX_BUNDLE_LEN - MAX_OVERHEAD;
 /// Changes are grouped into bundles of about this much (a single larger change goes alone):
 /// a day of notes then crosses a poor link in rounds that each finish well within the
 /// deadlines, instead of as one upload that outlasts them.
@@ -107,7 +109,9 @@ impl Device {
                 request.envelopes.extend(envelopes);
             }
         }
-        request.push = self.pushes(&waiting, run.page.push_budget() as usize)?;
+        let (pushed_ids, push): (Vec<_>, Vec<_>) =
+            self.pushes(&waiting, run.page.push_budget() as usize)?.into_iter().unzip();
+        request.push = push;
         run.report.pushed_bundles += request.push.len();
         // The access log rides along in what the round's budget leaves (a quarter at least).
         let budget = run.page.push_budget() as usize;
@@ -127,16 +131,16 @@ impl Device {
         request.snapshots.append(&mut uploads.snapshots);
         request.history = self.history_requests()?;
         request.refused_envelopes = self.pending_complaints()?;
-        Ok(Outgoing { request, registered })
+        Ok(Outgoing { request, registered, pushed: pushed_ids })
     }
 
     /// The outbox's bundles for this round, oldest first, up to about `budget` bytes (at
     /// least one): a day of offline notes goes over a poor link in rounds that each finish
     /// in time. Bundles of plans waiting for registration stay.
-    fn pushes(&self, waiting: &[PlanId], budget: usize) -> Result<Vec<Blob>, CoreError> {
+    fn pushes(&self, waiting: &[PlanId], budget: usize) -> Result<Vec<([u8; 16], Blob)>, CoreError> {
         let mut out = Vec::new();
         let mut used = 0usize;
-        for (_, payload) in self.store().pending_bundles()? {
+        for (id, payload) in self.store().pending_bundles()? {
             let pending: PendingBundle = from_cbor(&payload, "pending bundle")?;
             let header = Bundle::decode(pending.bundle.clone()).ok().map(|b| b.header);
             let waits = header.is_some_and(|h| {
@@ -155,7 +159,7 @@ impl Device {
                 break;
             }
             used = used.saturating_add(pending.bundle.len());
-            out.push(Blob(pending.bundle));
+            out.push((id, Blob(pending.bundle)));
         }
         Ok(out)
     }
@@ -276,25 +280,16 @@ impl Device {
         let mut replaced = Vec::new();
         for (id, payload) in self.store().pending_bundles()? {
             let pending: PendingBundle = from_cbor(&payload, "pending bundle")?;
-            let Ok(bundle) = Bundle::decode(pending.bundle) else { continue };
-            let header = bundle.header;
-            let Some(compartment) = compartment_of(header.document) else { continue };
-            let plan = PlanId::from_bytes(header.document.plan);
+            let Some((was, payload)) = self.stale_payload(&pending.bundle)? else { continue };
+            let plan = PlanId::from_bytes(was.document.plan);
+            let Some(compartment) = compartment_of(was.document) else { continue };
             let Some((epoch, key)) = self.store().latest_doc_key(plan, compartment)? else { continue };
-            if epoch <= header.epoch {
-                continue;
-            }
-            // Changes made before a member's erasure depend on the history it removed: they
-            // are carried onto the base instead (`erasure`), never sealed again as they are.
-            if self.before_erasure(plan, compartment, header.epoch)? {
-                continue;
-            }
-            let Some(old_key) = self.store().doc_key_at(plan, compartment, header.epoch)? else { continue };
-            let Ok(payload) = bundle.open(&old_key) else { continue };
-            let renewed = BundleHeader { epoch, bundle_id: crate::crypto::random_array(), ..header };
-            let sealed = Bundle::seal(renewed, &key, &payload, self.identity().signing_key())
-                .map_err(|e| SyncError::Protocol(e.to_string()))?;
-            replaced.push((id, renewed.bundle_id, cbor(&PendingBundle { bundle: sealed.into_bytes() })));
+            // A new seal: a new id (drawn by `seal`), so a new nonce, under the newest key.
+            let sealed =
+                Bundle::seal(NewBundle { epoch, ..was }, &key, &payload, self.identity().signing_key())
+                    .map_err(|e| SyncError::Protocol(e.to_string()))?;
+            let new_id = sealed.header.bundle_id;
+            replaced.push((id, new_id, cbor(&PendingBundle { bundle: sealed.into_bytes() })));
         }
         if replaced.is_empty() {
             return Ok(());
@@ -306,6 +301,35 @@ impl Device {
             Ok(())
         })?;
         Ok(())
+    }
+
+    /// The header fields and payload of a pending bundle that must be sealed again: one
+    /// whose document has a newer key than it was sealed under (unless it was sealed before
+    /// a member's erasure: such changes depend on the history it removed and are carried
+    /// onto the base instead, `erasure`), or one in the retired format 1, which the server
+    /// no longer takes. `None`: it stays as it is.
+    fn stale_payload(&self, bytes: &[u8]) -> Result<Option<(NewBundle, Vec<u8>)>, CoreError> {
+        let (was, retired) = match Bundle::decode(bytes.to_vec()) {
+            Ok(bundle) => (bundle.header, false),
+            Err(BundleError::RetiredVersion(_)) => match peek_retired(bytes) {
+                Some(header) => (header, true),
+                None => return Ok(None),
+            },
+            Err(_) => return Ok(None),
+        };
+        let Some(compartment) = compartment_of(was.document) else { return Ok(None) };
+        let plan = PlanId::from_bytes(was.document.plan);
+        let Some((epoch, _)) = self.store().latest_doc_key(plan, compartment)? else { return Ok(None) };
+        if (epoch <= was.epoch && !retired) || self.before_erasure(plan, compartment, was.epoch)? {
+            return Ok(None);
+        }
+        let Some(old_key) = self.store().doc_key_at(plan, compartment, was.epoch)? else { return Ok(None) };
+        let payload = if retired {
+            open_retired(bytes, &old_key).map(|(_, payload)| payload)
+        } else {
+            Bundle::decode(bytes.to_vec()).and_then(|bundle| bundle.open(&old_key))
+        };
+        Ok(payload.ok().map(|payload| (was.unsealed(), payload)))
     }
 
     /// Seals this device's unsent changes of each document into bundles, durably. A document
@@ -412,18 +436,17 @@ impl Device {
         let mut out = Vec::new();
         for group in chunk_changes(own)? {
             let payload: Vec<u8> = group.iter().flat_map(|c| c.raw_bytes().to_vec()).collect();
-            let header = BundleHeader {
+            let new = NewBundle {
                 kind: BundleKind::Changes,
                 document: document_id(plan_id, compartment),
                 epoch,
                 author: *me.as_bytes(),
-                bundle_id: crate::crypto::random_array(),
             };
-            let bundle = Bundle::seal(header, &key, &payload, &signing).map_err(|e| e.to_string())?;
+            let bundle = Bundle::seal(new, &key, &payload, &signing).map_err(|e| e.to_string())?;
             out.push(Sealed {
                 plan: plan_id,
                 compartment,
-                id: header.bundle_id,
+                id: bundle.header.bundle_id,
                 changes: group.len() as u64,
                 bundle: bundle.into_bytes(),
                 heads: heads.clone(),
@@ -465,4 +488,71 @@ fn chunk_changes(changes: Vec<automerge::Change>) -> Result<Vec<Vec<automerge::C
         }
     }
     Ok(groups)
+}
+
+#[cfg(test)]
+mod tests {
+    use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+    use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+    use ed25519_dalek::Signer;
+
+    use super::*;
+    use crate::keystore::{KdfParams, PassphraseKeyStore};
+
+    /// A format-1 changes bundle, as this device sealed them before format 2.
+    fn format_1(
+        document: DocumentId,
+        epoch: u32,
+        author: [u8; 16],
+        key: &[u8; 32],
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let mut bytes = vec![1u8, 0];
+        bytes.extend_from_slice(&document.to_bytes());
+        bytes.extend_from_slice(&epoch.to_be_bytes());
+        bytes.extend_from_slice(&author);
+        bytes.extend_from_slice(&[0x31; 16]);
+        let nonce = [0x42u8; 24];
+        let sealed = XChaCha20Poly1305::new(&(*key).into())
+            .encrypt(&XNonce::from(nonce), Payload { msg: payload, aad: &bytes })
+            .unwrap();
+        bytes.extend_from_slice(&nonce);
+        bytes.extend_from_slice(&sealed);
+        let signature = ed25519_dalek::SigningKey::from_bytes(&[3; 32]).sign(&bytes);
+        bytes.extend_from_slice(&signature.to_bytes());
+        bytes
+    }
+
+    #[test]
+    fn an_unsent_format_1_bundle_is_sealed_again_in_the_current_format_with_a_new_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let keystore = PassphraseKeyStore::with_params("geheim", KdfParams::INSECURE_FAST_FOR_TESTS);
+        let mut device = Device::init(dir.path(), &keystore).unwrap();
+        let plan = device.create_plan("Jansen").unwrap();
+        let (epoch, key) = device.store().latest_doc_key(plan, Compartment::Basis).unwrap().unwrap();
+        let document = document_id(plan, Compartment::Basis);
+        let me = *device.device_id().as_bytes();
+        let old = format_1(document, epoch, me, &key, b"changes made before the upgrade");
+        let pending = cbor(&PendingBundle { bundle: old });
+        let heads = super::super::encode_heads(&[]);
+        device
+            .store_mut()
+            .write(|w| w.put_pending_bundle(plan, Compartment::Basis, &[0x31; 16], 1, &pending, &heads))
+            .unwrap();
+
+        device.reseal_stale_pending().unwrap();
+
+        let outbox = device.store().pending_bundles().unwrap();
+        assert_eq!(outbox.len(), 1);
+        let (id, payload) = &outbox[0];
+        let bundle = Bundle::decode(from_cbor::<PendingBundle>(payload, "pending").unwrap().bundle).unwrap();
+        assert_ne!(*id, [0x31; 16], "a new seal keeps no old id");
+        assert_eq!(bundle.header.bundle_id, *id);
+        assert_eq!(
+            bundle.header.unsealed(),
+            NewBundle { kind: BundleKind::Changes, document, epoch, author: me }
+        );
+        bundle.verify(&device.identity().signing_key().verifying_key()).unwrap();
+        assert_eq!(bundle.open(&key).unwrap(), b"changes made before the upgrade");
+    }
 }

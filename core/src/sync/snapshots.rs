@@ -26,9 +26,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use automerge::{Automerge, ChangeHash, ReadDoc};
-use eenplan_protocol::bundle::{MAX_BUNDLE_LEN, MIN_BUNDLE_LEN, SNAPSHOT_HEADER_LEN};
+use eenplan_protocol::bundle::{MAX_BUNDLE_LEN, MAX_SNAPSHOT_OVERHEAD};
 use eenplan_protocol::sync::{Blob, Fixed, HistoryPage, HistoryRequest};
-use eenplan_protocol::{Bundle, BundleHeader, BundleKind, DocumentId};
+use eenplan_protocol::{Bundle, BundleKind, DocumentId, NewBundle};
 use serde::{Deserialize, Serialize};
 
 use super::{SyncError, cbor, compartment_of, from_cbor};
@@ -181,8 +181,7 @@ impl HistoryNeeds {
 
 /// Whether a saved document of `len` bytes fits in a sealed snapshot bundle.
 fn fits_in_a_snapshot(len: usize) -> bool {
-    len.saturating_add(MIN_BUNDLE_LEN + (SNAPSHOT_HEADER_LEN - eenplan_protocol::bundle::HEADER_LEN))
-        <= MAX_BUNDLE_LEN
+    len.saturating_add(MAX_SNAPSHOT_OVERHEAD) <= MAX_BUNDLE_LEN
 }
 
 impl Device {
@@ -229,13 +228,7 @@ impl Device {
         if !fits_in_a_snapshot(saved.len()) {
             return Ok(None);
         }
-        let header = BundleHeader {
-            kind: BundleKind::Snapshot { covers },
-            document,
-            epoch,
-            author,
-            bundle_id: crate::crypto::random_array(),
-        };
+        let header = NewBundle { kind: BundleKind::Snapshot { covers }, document, epoch, author };
         let bundle = Bundle::seal(header, &key, &saved, self.identity().signing_key())
             .map_err(|e| SyncError::Protocol(e.to_string()))?;
         Ok(Some(Blob(bundle.into_bytes())))
@@ -263,20 +256,19 @@ mod tests {
 
     #[test]
     fn a_document_too_large_for_a_bundle_is_not_snapshotted_and_one_that_fits_is() {
-        let room =
-            MAX_BUNDLE_LEN - MIN_BUNDLE_LEN - (SNAPSHOT_HEADER_LEN - eenplan_protocol::bundle::HEADER_LEN);
+        let room = MAX_BUNDLE_LEN - MAX_SNAPSHOT_OVERHEAD;
         assert!(fits_in_a_snapshot(room));
         assert!(!fits_in_a_snapshot(room + 1));
         assert!(!fits_in_a_snapshot(usize::MAX));
-        // The sealed bundle of the largest document that fits is accepted by the bundle code.
+        // The sealed bundle of the largest document that fits is accepted by the bundle code,
+        // with the longest header (the largest epoch and position).
         let key = [1u8; 32];
         let author = ed25519_dalek::SigningKey::from_bytes(&[2; 32]);
-        let header = BundleHeader {
-            kind: BundleKind::Snapshot { covers: 1 },
+        let header = NewBundle {
+            kind: BundleKind::Snapshot { covers: u64::MAX },
             document: DocumentId::new([3; 16], 0).unwrap(),
-            epoch: 1,
+            epoch: u32::MAX,
             author: [4; 16],
-            bundle_id: [5; 16],
         };
         assert!(Bundle::seal(header, &key, &vec![0; room], &author).is_ok());
         assert!(Bundle::seal(header, &key, &vec![0; room + 1], &author).is_err());
@@ -354,13 +346,7 @@ mod tests {
         // A bundle of the document waits here (its key or its author's certificate is not at
         // hand): a snapshot now would leave its changes out for every later joiner.
         let waiting = Bundle::seal(
-            BundleHeader {
-                kind: BundleKind::Changes,
-                document,
-                epoch: 2,
-                author: [9; 16],
-                bundle_id: [8; 16],
-            },
+            NewBundle { kind: BundleKind::Changes, document, epoch: 2, author: [9; 16] },
             &[1; 32],
             b"later",
             &ed25519_dalek::SigningKey::from_bytes(&[7; 32]),

@@ -63,7 +63,7 @@
 //! ```text
 //! A1: {s: 12, n: [P], cm: [P/basis epoch 1 by A1, …], p: [bundle P/basis epoch 1 x]}
 //!                                               → accepted [x] (seq 14), hint P/basis
-//!                                               ← {a: [x], h: 14, k: [B1 lacks P/basis epoch 1]}
+//!                                               ← {t: true, h: 14, k: [B1 lacks P/basis epoch 1]}
 //! A1: {s: 14, e: [P/basis epoch 1 → B1]}        ← {h: 15}
 //! B1: {s: 0, pv: 1}                             ← {b: [x], h: 15, e: [P/basis epoch 1],
 //!                                                  cm: [P/basis epoch 1 by A1]}
@@ -172,6 +172,7 @@ pub async fn sync(
         audit,
         audit_key_version,
     } = request;
+    let uploads = push.len() + snapshots.len();
     let mut wanted = Wanted::new(since, envelopes_after, policy_version, max_bytes, history)?;
     wanted.membership_after = membership_after.unwrap_or(0);
     wanted.audit_key_version = audit_key_version;
@@ -218,8 +219,9 @@ pub async fn sync(
         }
     }
 
+    let acks = Acks::new(uploads, accepted, rejected);
     let response = blocking(&state, move |state| {
-        let mut response = respond(state, &device, wanted, accepted, rejected)?;
+        let mut response = respond(state, &device, wanted, acks)?;
         response.audit_refused = audit_refused;
         record_sync(state, &device, appended, &response);
         Ok(response)
@@ -533,7 +535,7 @@ fn check_bundle(
     access: &Access,
 ) -> Result<Bundle, Rejection> {
     // The id as far as the bytes go, so that even a malformed push is reported by its id.
-    let claimed: [u8; 16] = bytes.get(39..55).and_then(|id| id.try_into().ok()).unwrap_or([0; 16]);
+    let claimed: [u8; 16] = eenplan_protocol::bundle::peek_id(&bytes).unwrap_or([0; 16]);
     let bundle = Bundle::decode(bytes).map_err(|_| reject(claimed, "malformed"))?;
     let header = bundle.header;
     let id = header.bundle_id;
@@ -727,12 +729,29 @@ impl Wanted {
     }
 }
 
+/// What an answer says about the request's uploads.
+struct Acks {
+    accepted: Vec<Fixed<16>>,
+    all_accepted: bool,
+    rejected: Vec<Rejection>,
+}
+
+impl Acks {
+    /// When every one of the `uploads` was stored and none refused, a flag says so instead
+    /// of every id; otherwise each stored one is named. The device counts only the ids it
+    /// pushed, and never one listed as refused.
+    fn new(uploads: usize, accepted: Vec<Fixed<16>>, rejected: Vec<Rejection>) -> Acks {
+        let all_accepted = uploads > 0 && rejected.is_empty() && accepted.len() == uploads;
+        let accepted = if all_accepted { Vec::new() } else { accepted };
+        Acks { accepted, all_accepted, rejected }
+    }
+}
+
 fn respond(
     state: &AppState,
     device: &DeviceRecord,
     wanted: Wanted,
-    accepted: Vec<Fixed<16>>,
-    rejected: Vec<Rejection>,
+    Acks { accepted, all_accepted, rejected }: Acks,
 ) -> Result<SyncResponse, ApiError> {
     // Membership first: the device judges key requests and key makers by it.
     // Half the page at most, so that a slow link still gets keys and bundles in each round.
@@ -799,6 +818,7 @@ fn respond(
         .collect();
     Ok(SyncResponse {
         accepted,
+        all_accepted,
         rejected,
         bundles: batch.bundles.into_iter().map(|b| Blob(b.bytes)).collect(),
         head: batch.head,

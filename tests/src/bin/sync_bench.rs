@@ -20,6 +20,11 @@
 //!    from device A), in memory, in three situations: (i) one session whose sync state is kept,
 //!    (ii) a reconnect with the state persisted (`State::encode`/`decode`), (iii) a reconnect
 //!    with fresh state.
+//!    Measured (`--quick`, 2026-12-04): 764 B before issue 13's cuts, 665 B after (bundle
+//!    format 2 with a derived nonce and a tighter header, no commit messages, the ack list
+//!    left out when every push was taken), 2 HTTP requests. What remains: A's bundle ≈ 281 B
+//!    (header 51, automerge change ≈ 150, tag 16, signature 64) crosses twice; the CBOR of
+//!    both requests and answers (cursors, policy and audit key versions, page size) ≈ 100 B.
 //! b. **Cold start.** A newly enrolled device whose user takes part in P plans of E automerge
 //!    changes of history each (spread over the plan's four compartments; one creator device
 //!    typed them and synced every 1,000): time from its first `sync()` until every plan has

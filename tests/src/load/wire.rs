@@ -163,7 +163,7 @@ pub fn push_one(
 ) -> Result<Ack, WireError> {
     let answer = session.sync(agent, &cursor.request(vec![Blob(bundle.to_vec())]))?;
     cursor.advance(&answer);
-    if answer.accepted.iter().any(|a| a.0 == id) {
+    if answer.stored(&[id]).contains(&id) {
         Ok(Ack::Accepted)
     } else if let Some(r) = answer.rejected.iter().find(|r| r.bundle_id.0 == id) {
         Ok(Ack::Rejected(r.reason.clone()))
