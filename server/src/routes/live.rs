@@ -55,6 +55,8 @@ const RECHECK_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The largest frame a client may send (it sends nothing but pongs and close frames).
 const MAX_CLIENT_MESSAGE: usize = 4096;
+/// A socket's read buffer: one client frame at most.
+const SOCKET_BUFFER: usize = MAX_CLIENT_MESSAGE;
 
 #[derive(Debug, Deserialize)]
 pub struct LiveQuery {
@@ -135,7 +137,13 @@ pub async fn live(
     let readable = blocking(&state, move |state| readable(state, user)).await?;
     // The client has nothing to say on this socket; a small limit keeps it from making the
     // server buffer large frames.
-    let upgrade = upgrade.max_message_size(MAX_CLIENT_MESSAGE).max_frame_size(MAX_CLIENT_MESSAGE);
+    // The client sends only pongs and close frames, and hints are a few dozen bytes: buffers
+    // of tungstenite's default 128 KiB would be most of an idle socket's memory.
+    let upgrade = upgrade
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .read_buffer_size(SOCKET_BUFFER)
+        .write_buffer_size(0);
     // Counted from before the 101, so the gauge is right as soon as the client sees the socket;
     // dropped with the closure if the upgrade never completes.
     let gauge = LiveGuard::new(state.metrics.clone());

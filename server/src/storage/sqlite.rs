@@ -25,6 +25,10 @@ use transactions::{SqliteRead, SqliteWrite};
 /// Read connections. Pulls are short read transactions; a few cover the bursts of a morning
 /// peak without holding a page cache per client.
 const READERS: usize = 4;
+/// Prepared statements kept per connection: more than the distinct statements of
+/// `rows.rs`, so that none is compiled twice on one connection (rusqlite keeps 16 by default,
+/// which a single sync request cycles through).
+const STATEMENT_CACHE: usize = 256;
 /// How long a statement waits for a lock another process holds (a backup, an operator's
 /// sqlite3 shell) before it reports [`StorageError::Busy`].
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -71,6 +75,7 @@ fn connect_writer(path: &Path) -> Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StorageError::Backend(format!("journal mode {mode} instead of WAL")));
@@ -90,6 +95,7 @@ fn connect_reader(path: &Path) -> Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.pragma_update(None, "cell_size_check", "ON")?;
     conn.pragma_update(None, "trusted_schema", "OFF")?;
     Ok(conn)

@@ -4,7 +4,7 @@
 
 use eenplan_protocol::{BundleKind, DocumentId};
 use rusqlite::types::{ToSqlOutput, Type};
-use rusqlite::{Connection, OptionalExtension, Row, ToSql, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Params, Row, ToSql, Transaction, params};
 
 use crate::storage::pull::{LogView, ResumePoint, RowMeta};
 use crate::storage::{
@@ -17,6 +17,34 @@ use eenplan_protocol::policy::{MAX_POLICY_LEN, Policy, SignedPolicy};
 
 const SERVER_SECRET: &str = "server_secret";
 const SERVER_AUDIT_SEED: &str = "server_audit_seed";
+
+/// Statements through the connection's statement cache: compiling a statement costs more
+/// than running most of these (a push's transaction runs a dozen), so each is prepared once
+/// per connection ([`super::STATEMENT_CACHE`] of them are kept).
+trait Cached {
+    fn exec<P: Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    fn row<T, P: Params, F: FnOnce(&Row<'_>) -> rusqlite::Result<T>>(
+        &self,
+        sql: &str,
+        params: P,
+        f: F,
+    ) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn exec<P: Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn row<T, P: Params, F: FnOnce(&Row<'_>) -> rusqlite::Result<T>>(
+        &self,
+        sql: &str,
+        params: P,
+        f: F,
+    ) -> rusqlite::Result<T> {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+}
 
 /// A log position, size or count as a parameter: the API counts in u64, SQL in i64.
 struct Int(u64);
@@ -101,7 +129,7 @@ pub(super) fn network(conn: &Connection) -> Result<Option<NetworkRecord>> {
 
 /// False if the network was set before.
 pub(super) fn insert_network(tx: &Transaction<'_>, network: &NetworkRecord) -> Result<bool> {
-    let inserted = tx.execute(
+    let inserted = tx.exec(
         "INSERT INTO network (id, root_public, escrow_public, escrow_signature) VALUES (1, ?1, ?2, ?3)
          ON CONFLICT (id) DO NOTHING",
         params![network.root_public, network.escrow_public, network.escrow_signature],
@@ -111,7 +139,7 @@ pub(super) fn insert_network(tx: &Transaction<'_>, network: &NetworkRecord) -> R
 
 /// False if the key is an administrator already.
 pub(super) fn insert_admin(tx: &Transaction<'_>, admin: &AdminRecord) -> Result<bool> {
-    let inserted = tx.execute(
+    let inserted = tx.exec(
         "INSERT INTO admins (admin_public, certificate, name) VALUES (?1, ?2, ?3)
          ON CONFLICT (admin_public) DO NOTHING",
         params![admin.admin_public, admin.certificate, admin.name],
@@ -148,11 +176,11 @@ pub(super) fn ensure_server_audit_seed(tx: &Transaction<'_>, fresh: &[u8; 32]) -
 }
 
 fn meta_secret(conn: &Connection, name: &str) -> Result<Option<[u8; 32]>> {
-    Ok(conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |row| row.get(0)).optional()?)
+    Ok(conn.row("SELECT value FROM meta WHERE name = ?1", [name], |row| row.get(0)).optional()?)
 }
 
 fn ensure_meta_secret(tx: &Transaction<'_>, name: &str, fresh: &[u8; 32]) -> Result<[u8; 32]> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
         params![name, fresh],
     )?;
@@ -177,7 +205,7 @@ pub(super) fn insert_org(tx: &Transaction<'_>, name: &str, lease_hours: u32) -> 
 }
 
 pub(super) fn orgs(conn: &Connection) -> Result<Vec<Org>> {
-    let mut stmt = conn.prepare("SELECT org_id, name, lease_hours FROM orgs ORDER BY org_id")?;
+    let mut stmt = conn.prepare_cached("SELECT org_id, name, lease_hours FROM orgs ORDER BY org_id")?;
     let rows = stmt.query_map([], org_from)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -189,7 +217,7 @@ pub(super) fn org_by_name(conn: &Connection, name: &str) -> Result<Option<Org>> 
 }
 
 pub(super) fn org_exists(conn: &Connection, org: OrgId) -> Result<bool> {
-    Ok(conn.query_row("SELECT 1 FROM orgs WHERE org_id = ?1", [org.0], |_| Ok(())).optional()?.is_some())
+    Ok(conn.row("SELECT 1 FROM orgs WHERE org_id = ?1", [org.0], |_| Ok(())).optional()?.is_some())
 }
 
 const USER_COLUMNS: &str = "SELECT user_id, org_id, name, role FROM users";
@@ -216,17 +244,17 @@ pub(super) fn insert_user(
 }
 
 pub(super) fn users(conn: &Connection) -> Result<Vec<User>> {
-    let mut stmt = conn.prepare(&format!("{USER_COLUMNS} ORDER BY user_id"))?;
+    let mut stmt = conn.prepare_cached(&format!("{USER_COLUMNS} ORDER BY user_id"))?;
     let rows = stmt.query_map([], user_from)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 pub(super) fn user(conn: &Connection, id: UserId) -> Result<Option<User>> {
-    Ok(conn.query_row(&format!("{USER_COLUMNS} WHERE user_id = ?1"), [id.0], user_from).optional()?)
+    Ok(conn.row(&format!("{USER_COLUMNS} WHERE user_id = ?1"), [id.0], user_from).optional()?)
 }
 
 pub(super) fn users_by_name(conn: &Connection, name: &str) -> Result<Vec<User>> {
-    let mut stmt = conn.prepare(&format!("{USER_COLUMNS} WHERE name = ?1 ORDER BY user_id"))?;
+    let mut stmt = conn.prepare_cached(&format!("{USER_COLUMNS} WHERE name = ?1 ORDER BY user_id"))?;
     let rows = stmt.query_map([name], user_from)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -240,7 +268,7 @@ pub(super) fn insert_enrolment(
     user: UserId,
     expires_at: i64,
 ) -> Result<bool> {
-    let inserted = tx.execute(
+    let inserted = tx.exec(
         "INSERT INTO enrolments (code_id, user_id, expires_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (code_id) DO NOTHING",
         params![code_id, user.0, expires_at],
@@ -265,7 +293,7 @@ pub(super) fn mark_enrolment_used(
     device: DeviceId,
     now: i64,
 ) -> Result<()> {
-    tx.execute(
+    tx.exec(
         "UPDATE enrolments SET used_at = ?2, used_by = ?3 WHERE code_id = ?1",
         params![code_id, now, device.0],
     )?;
@@ -279,7 +307,7 @@ pub(super) fn insert_device(
     user: UserId,
     now: i64,
 ) -> Result<bool> {
-    let inserted = tx.execute(
+    let inserted = tx.exec(
         "INSERT INTO devices (device_id, user_id, signing_public, agreement_public, key_mac, state, created_at,
                               label, platform, label_signature)
          VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8, ?9)
@@ -331,14 +359,14 @@ fn device_from(row: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
 }
 
 pub(super) fn devices(conn: &Connection) -> Result<Vec<DeviceRecord>> {
-    let mut stmt = conn.prepare(&format!("{DEVICE_COLUMNS} ORDER BY d.created_at, d.device_id"))?;
+    let mut stmt = conn.prepare_cached(&format!("{DEVICE_COLUMNS} ORDER BY d.created_at, d.device_id"))?;
     let rows = stmt.query_map([], device_from)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 pub(super) fn devices_in_state(conn: &Connection, state: DeviceState) -> Result<Vec<DeviceRecord>> {
-    let mut stmt =
-        conn.prepare(&format!("{DEVICE_COLUMNS} WHERE d.state = ?1 ORDER BY d.created_at, d.device_id"))?;
+    let mut stmt = conn
+        .prepare_cached(&format!("{DEVICE_COLUMNS} WHERE d.state = ?1 ORDER BY d.created_at, d.device_id"))?;
     let rows = stmt.query_map([state.as_str()], device_from)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -352,11 +380,11 @@ pub(super) fn devices_of_user(conn: &Connection, user: UserId) -> Result<Vec<Dev
 }
 
 pub(super) fn device(conn: &Connection, id: DeviceId) -> Result<Option<DeviceRecord>> {
-    Ok(conn.query_row(&format!("{DEVICE_COLUMNS} WHERE d.device_id = ?1"), [id.0], device_from).optional()?)
+    Ok(conn.row(&format!("{DEVICE_COLUMNS} WHERE d.device_id = ?1"), [id.0], device_from).optional()?)
 }
 
 pub(super) fn active_devices_of_user(conn: &Connection, user: UserId) -> Result<Vec<DeviceRecord>> {
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = conn.prepare_cached(&format!(
         "{DEVICE_COLUMNS} WHERE d.user_id = ?1 AND d.state = 'active' ORDER BY d.created_at, d.device_id"
     ))?;
     let rows = stmt.query_map([user.0], device_from)?;
@@ -370,7 +398,7 @@ pub(super) fn device_state(conn: &Connection, id: DeviceId) -> Result<Option<Dev
 }
 
 pub(super) fn activate_device(tx: &Transaction<'_>, id: DeviceId, certificate: &[u8]) -> Result<()> {
-    tx.execute(
+    tx.exec(
         "UPDATE devices SET state = 'active', certificate = ?2 WHERE device_id = ?1",
         params![id.0, certificate],
     )?;
@@ -385,12 +413,12 @@ pub(super) fn recertify_device(
     certificate: &[u8],
     certified_at: i64,
 ) -> Result<()> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO device_certificates (device_id, valid_from, certificate) VALUES (?1, ?2, ?3)
          ON CONFLICT (device_id, valid_from) DO NOTHING",
         params![id.0, old.0, old.1],
     )?;
-    tx.execute(
+    tx.exec(
         "UPDATE devices SET certificate = ?2, certified_at = ?3 WHERE device_id = ?1",
         params![id.0, certificate, certified_at],
     )?;
@@ -407,22 +435,22 @@ pub(super) fn older_certificates(conn: &Connection, id: DeviceId) -> Result<Vec<
 }
 
 pub(super) fn set_user_role(tx: &Transaction<'_>, user: UserId, role: &str) -> Result<()> {
-    tx.execute("UPDATE users SET role = ?2 WHERE user_id = ?1", params![user.0, role])?;
+    tx.exec("UPDATE users SET role = ?2 WHERE user_id = ?1", params![user.0, role])?;
     Ok(())
 }
 
 pub(super) fn revoke_device(tx: &Transaction<'_>, id: DeviceId, reason: &str, now: i64) -> Result<()> {
-    tx.execute(
+    tx.exec(
         "UPDATE devices SET state = 'revoked', revoked_at = ?2, revocation_reason = ?3 WHERE device_id = ?1",
         params![id.0, now, reason],
     )?;
-    tx.execute("DELETE FROM envelopes WHERE recipient = ?1", [id.0])?;
+    tx.exec("DELETE FROM envelopes WHERE recipient = ?1", [id.0])?;
     Ok(())
 }
 
 /// Keeps the first order stored for a device.
 pub(super) fn insert_wipe_order(tx: &Transaction<'_>, id: DeviceId, signed: &[u8], now: i64) -> Result<()> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO wipe_orders (device_id, signed, stored_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (device_id) DO NOTHING",
         params![id.0, signed, now],
@@ -444,7 +472,7 @@ pub(super) fn wipe_order(conn: &Connection, id: DeviceId) -> Result<Option<Vec<u
 
 /// Keeps the first report stored for a device.
 pub(super) fn insert_wipe_report(tx: &Transaction<'_>, id: DeviceId, signed: &[u8], now: i64) -> Result<()> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO wipe_reports (device_id, signed, wiped_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (device_id) DO NOTHING",
         params![id.0, signed, now],
@@ -460,24 +488,24 @@ pub(super) fn record_session(
     wipe_nonce_hash: Option<[u8; 32]>,
     now: i64,
 ) -> Result<bool> {
-    tx.execute(
+    tx.exec(
         "UPDATE devices SET last_session_at = ?2, wipe_nonce_hash = COALESCE(?3, wipe_nonce_hash)
          WHERE device_id = ?1",
         params![id.0, now, wipe_nonce_hash],
     )?;
-    Ok(tx.execute("DELETE FROM wipe_reports WHERE device_id = ?1", [id.0])? > 0)
+    Ok(tx.exec("DELETE FROM wipe_reports WHERE device_id = ?1", [id.0])? > 0)
 }
 
 /// Whether the device exists (and so took the name).
 pub(super) fn set_device_name(tx: &Transaction<'_>, id: DeviceId, name: &StoredName) -> Result<bool> {
-    Ok(tx.execute(
+    Ok(tx.exec(
         "UPDATE devices SET label = ?2, platform = ?3, label_signature = ?4 WHERE device_id = ?1",
         params![id.0, name.label, name.platform, name.signature],
     )? == 1)
 }
 
 pub(super) fn set_last_seen(tx: &Transaction<'_>, id: DeviceId, now: i64) -> Result<()> {
-    tx.execute(
+    tx.exec(
         "UPDATE devices SET last_seen_at = ?2 WHERE device_id = ?1 AND (last_seen_at IS NULL OR last_seen_at < ?2)",
         params![id.0, now],
     )?;
@@ -485,7 +513,7 @@ pub(super) fn set_last_seen(tx: &Transaction<'_>, id: DeviceId, now: i64) -> Res
 }
 
 pub(super) fn user_exists(conn: &Connection, user: UserId) -> Result<bool> {
-    Ok(conn.query_row("SELECT 1 FROM users WHERE user_id = ?1", [user.0], |_| Ok(())).optional()?.is_some())
+    Ok(conn.row("SELECT 1 FROM users WHERE user_id = ?1", [user.0], |_| Ok(())).optional()?.is_some())
 }
 
 // Plans and access.
@@ -503,7 +531,7 @@ pub(super) fn insert_plan(
     created_by: DeviceId,
     now: i64,
 ) -> Result<()> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO plans (plan_id, creator_user, created_by, created_at) VALUES (?1, ?2, ?3, ?4)",
         params![plan, creator.0, created_by.0, now],
     )?;
@@ -519,7 +547,7 @@ pub(super) fn insert_membership(
     signed: &[u8],
     position: u64,
 ) -> Result<()> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO membership (plan_id, seq, signed, log_seq) VALUES (?1, ?2, ?3, ?4)",
         params![plan, seq, signed, Int(position)],
     )?;
@@ -527,17 +555,17 @@ pub(super) fn insert_membership(
 }
 
 pub(super) fn set_roster(tx: &Transaction<'_>, plan: &PlanId, roster: &[u8], level: &str) -> Result<()> {
-    tx.execute("UPDATE plans SET roster = ?2, level = ?3 WHERE plan_id = ?1", params![plan, roster, level])?;
+    tx.exec("UPDATE plans SET roster = ?2, level = ?3 WHERE plan_id = ?1", params![plan, roster, level])?;
     Ok(())
 }
 
 pub(super) fn set_closed_at(tx: &Transaction<'_>, plan: &PlanId, closed_at: i64) -> Result<()> {
-    tx.execute("UPDATE plans SET closed_at = ?2 WHERE plan_id = ?1", params![plan, closed_at])?;
+    tx.exec("UPDATE plans SET closed_at = ?2 WHERE plan_id = ?1", params![plan, closed_at])?;
     Ok(())
 }
 
 pub(super) fn closed_plans(conn: &Connection) -> Result<Vec<(PlanId, i64)>> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT plan_id, closed_at FROM plans WHERE closed_at IS NOT NULL ORDER BY closed_at, plan_id",
     )?;
     let rows = stmt.query_map([], |row| Ok((row.get::<_, PlanId>(0)?, row.get(1)?)))?;
@@ -572,15 +600,15 @@ const PLAN_ROWS: [&str; 8] = [
 
 /// Deletes every row of `plan` and leaves its tombstone.
 pub(super) fn erase_plan(tx: &Transaction<'_>, plan: &PlanId, now: i64) -> Result<Erasure> {
-    let count = |sql: &str| -> Result<u64> { Ok(tx.execute(sql, [plan])? as u64) };
+    let count = |sql: &str| -> Result<u64> { Ok(tx.exec(sql, [plan])? as u64) };
     let envelopes = count("DELETE FROM envelopes WHERE plan_id = ?1")?;
     let escrow_envelopes = count("DELETE FROM escrow_envelopes WHERE plan_id = ?1")?;
     let bundles = count("DELETE FROM bundles WHERE plan_id = ?1")?;
     for table in PLAN_ROWS {
-        tx.execute(&format!("DELETE FROM {table} WHERE plan_id = ?1"), [plan])?;
+        tx.exec(&format!("DELETE FROM {table} WHERE plan_id = ?1"), [plan])?;
     }
-    tx.execute("DELETE FROM plans WHERE plan_id = ?1", [plan])?;
-    tx.execute("INSERT INTO erased_plans (plan_id, erased_at) VALUES (?1, ?2)", params![plan, now])?;
+    tx.exec("DELETE FROM plans WHERE plan_id = ?1", [plan])?;
+    tx.exec("INSERT INTO erased_plans (plan_id, erased_at) VALUES (?1, ?2)", params![plan, now])?;
     Ok(Erasure { erased_at: now, envelopes, escrow_envelopes, bundles, already: false })
 }
 
@@ -592,7 +620,7 @@ pub(super) fn roster(conn: &Connection, plan: &PlanId) -> Result<Option<(u32, Ve
         .ok_or(StorageError::NotFound)?;
     let Some(roster) = roster else { return Ok(None) };
     let seq: u32 =
-        conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM membership WHERE plan_id = ?1", [plan], |row| {
+        conn.row("SELECT COALESCE(MAX(seq), 0) FROM membership WHERE plan_id = ?1", [plan], |row| {
             row.get(0)
         })?;
     Ok(Some((seq, roster)))
@@ -650,7 +678,7 @@ pub(super) fn chartered_rotations_for(conn: &Connection, user: UserId) -> Result
 
 /// Takes the next `n` log positions and returns the last of them.
 pub(super) fn advance_head(tx: &Transaction<'_>, n: u64) -> Result<u64> {
-    Ok(tx.query_row("UPDATE log_head SET head = head + ?1 WHERE id = 1 RETURNING head", [Int(n)], |row| {
+    Ok(tx.row("UPDATE log_head SET head = head + ?1 WHERE id = 1 RETURNING head", [Int(n)], |row| {
         uint(row, 0)
     })?)
 }
@@ -672,7 +700,7 @@ pub(super) fn insert_participant(
     plan_role: &str,
     granted_at_seq: u64,
 ) -> Result<()> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO participants (plan_id, user_id, plan_role, granted_at_seq) VALUES (?1, ?2, ?3, ?4)",
         params![plan, user.0, plan_role, Int(granted_at_seq)],
     )?;
@@ -685,7 +713,7 @@ pub(super) fn set_participant_role(
     user: UserId,
     plan_role: &str,
 ) -> Result<()> {
-    tx.execute(
+    tx.exec(
         "UPDATE participants SET plan_role = ?3 WHERE plan_id = ?1 AND user_id = ?2",
         params![plan, user.0, plan_role],
     )?;
@@ -694,7 +722,7 @@ pub(super) fn set_participant_role(
 
 /// Remembers that entry `seq` of `plan`'s chain removed `user` (see `membership_after`).
 pub(super) fn record_leaver(tx: &Transaction<'_>, plan: &PlanId, user: UserId, seq: u32) -> Result<()> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO membership_leavers (plan_id, user_id, through_seq) VALUES (?1, ?2, ?3)
          ON CONFLICT (user_id, plan_id) DO UPDATE SET through_seq = ?3",
         params![plan, user.0, seq],
@@ -704,13 +732,13 @@ pub(super) fn record_leaver(tx: &Transaction<'_>, plan: &PlanId, user: UserId, s
 
 /// A user who takes part again is a participant, not a leaver.
 pub(super) fn forget_leaver(tx: &Transaction<'_>, plan: &PlanId, user: UserId) -> Result<()> {
-    tx.execute("DELETE FROM membership_leavers WHERE plan_id = ?1 AND user_id = ?2", params![plan, user.0])?;
+    tx.exec("DELETE FROM membership_leavers WHERE plan_id = ?1 AND user_id = ?2", params![plan, user.0])?;
     Ok(())
 }
 
 pub(super) fn delete_participant(tx: &Transaction<'_>, plan: &PlanId, user: UserId) -> Result<()> {
-    tx.execute("DELETE FROM participants WHERE plan_id = ?1 AND user_id = ?2", params![plan, user.0])?;
-    tx.execute(
+    tx.exec("DELETE FROM participants WHERE plan_id = ?1 AND user_id = ?2", params![plan, user.0])?;
+    tx.exec(
         "DELETE FROM envelopes WHERE plan_id = ?1
            AND recipient IN (SELECT device_id FROM devices WHERE user_id = ?2)",
         params![plan, user.0],
@@ -719,7 +747,7 @@ pub(super) fn delete_participant(tx: &Transaction<'_>, plan: &PlanId, user: User
 }
 
 pub(super) fn participants(conn: &Connection, plan: &PlanId) -> Result<Vec<Participant>> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT user_id, plan_role, granted_at_seq FROM participants WHERE plan_id = ?1 ORDER BY user_id",
     )?;
     let rows = stmt.query_map([plan], |row| {
@@ -780,7 +808,7 @@ pub(super) fn readable_in_plan(conn: &Connection, plan: &PlanId, user: UserId) -
 // The log.
 
 pub(super) fn head(conn: &Connection) -> Result<u64> {
-    Ok(conn.query_row("SELECT head FROM log_head WHERE id = 1", [], |row| uint(row, 0))?)
+    Ok(conn.row("SELECT head FROM log_head WHERE id = 1", [], |row| uint(row, 0))?)
 }
 
 pub(super) fn seq_of_bundle(conn: &Connection, bundle_id: &[u8; 16]) -> Result<Option<u64>> {
@@ -820,12 +848,12 @@ pub(super) fn insert_bundle(
 }
 
 pub(super) fn set_head(tx: &Transaction<'_>, head: u64) -> Result<()> {
-    tx.execute("UPDATE log_head SET head = ?1 WHERE id = 1", [Int(head)])?;
+    tx.exec("UPDATE log_head SET head = ?1 WHERE id = 1", [Int(head)])?;
     Ok(())
 }
 
 pub(super) fn document_stats(conn: &Connection, document: DocumentId) -> Result<DocStats> {
-    let bundles = conn.query_row(
+    let bundles = conn.row(
         "SELECT COUNT(*) FROM bundles WHERE plan_id = ?1 AND compartment = ?2",
         params![document.plan, document.compartment],
         |row| uint(row, 0),
@@ -833,7 +861,7 @@ pub(super) fn document_stats(conn: &Connection, document: DocumentId) -> Result<
     let latest = SqliteLog(conn).latest_snapshot(document, i64::MAX as u64)?;
     let latest_snapshot_covers = latest.as_ref().map(|s| s.covers_seq.unwrap_or(0));
     let latest_snapshot_bytes = latest.map(|s| s.size);
-    let (bundles_since_snapshot, bytes_since_snapshot) = conn.query_row(
+    let (bundles_since_snapshot, bytes_since_snapshot) = conn.row(
         "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM bundles
          WHERE plan_id = ?1 AND compartment = ?2 AND kind = 0 AND seq > ?3",
         params![document.plan, document.compartment, Int(latest_snapshot_covers.unwrap_or(0))],
@@ -1244,7 +1272,7 @@ pub(super) fn insert_escrow_envelope(tx: &Transaction<'_>, envelope: &Envelope) 
 }
 
 pub(super) fn escrow_envelopes(conn: &Connection, plan: &[u8; 16]) -> Result<Vec<Envelope>> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT plan_id, compartment, epoch, bytes FROM escrow_envelopes WHERE plan_id = ?1
          ORDER BY compartment, epoch",
     )?;
@@ -1260,7 +1288,7 @@ pub(super) fn escrow_envelopes(conn: &Connection, plan: &[u8; 16]) -> Result<Vec
 }
 
 pub(super) fn envelopes_for(conn: &Connection, device: DeviceId, since: u64) -> Result<Vec<Envelope>> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT plan_id, compartment, epoch, bytes FROM envelopes WHERE recipient = ?1 AND position > ?2
          ORDER BY position",
     )?;
@@ -1339,7 +1367,7 @@ pub(super) fn insert_revocation_list(
     signed: &[u8],
     now: i64,
 ) -> Result<()> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO revocation_lists (version, signed, stored_at) VALUES (?1, ?2, ?3)",
         params![version, signed, now],
     )?;
@@ -1349,7 +1377,7 @@ pub(super) fn insert_revocation_list(
 /// Records that `device` is listed, from `version` on (a device listed before keeps its
 /// first version).
 pub(super) fn insert_revocation_entry(tx: &Transaction<'_>, device: DeviceId, version: u32) -> Result<()> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO revocation_entries (device_id, version) VALUES (?1, ?2) ON CONFLICT (device_id) DO NOTHING",
         params![device.0, version],
     )?;
@@ -1367,7 +1395,7 @@ pub(super) fn on_revocation_list(conn: &Connection, device: DeviceId) -> Result<
 
 pub(super) fn policy(conn: &Connection) -> Result<Option<PolicyRecord>> {
     let signed: Option<Vec<u8>> =
-        conn.query_row("SELECT signed FROM policy WHERE id = 1", [], |row| row.get(0)).optional()?;
+        conn.row("SELECT signed FROM policy WHERE id = 1", [], |row| row.get(0)).optional()?;
     let Some(signed) = signed else { return Ok(None) };
     // Verified when it was stored; read back only to hand out the table.
     let body = SignedPolicy::from_bytes(&signed)
@@ -1387,17 +1415,17 @@ pub(super) fn policy_version(conn: &Connection, version: u32) -> Result<Option<V
 
 /// Replaces the policy and its materialised table.
 pub(super) fn replace_policy(tx: &Transaction<'_>, record: &PolicyRecord, now: i64) -> Result<()> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO policy (id, version, signed, installed_at) VALUES (1, ?1, ?2, ?3)
          ON CONFLICT (id) DO UPDATE SET version = excluded.version, signed = excluded.signed,
                                         installed_at = excluded.installed_at",
         params![record.policy.version, record.signed, now],
     )?;
-    tx.execute(
+    tx.exec(
         "INSERT INTO policy_history (version, signed) VALUES (?1, ?2) ON CONFLICT (version) DO NOTHING",
         params![record.policy.version, record.signed],
     )?;
-    tx.execute("DELETE FROM policy_access", [])?;
+    tx.exec("DELETE FROM policy_access", [])?;
     let mut insert = tx.prepare_cached(
         "INSERT INTO policy_access (level, role, compartment, may_write) VALUES (?1, ?2, ?3, ?4)",
     )?;
@@ -1428,7 +1456,7 @@ pub(super) fn participants_with_role(conn: &Connection, role: &str) -> Result<Ve
 }
 
 pub(super) fn set_granted_at(tx: &Transaction<'_>, plan: &PlanId, user: UserId, granted: u64) -> Result<()> {
-    tx.execute(
+    tx.exec(
         "UPDATE participants SET granted_at_seq = ?3 WHERE plan_id = ?1 AND user_id = ?2",
         params![plan, user.0, Int(granted)],
     )?;
@@ -1437,7 +1465,7 @@ pub(super) fn set_granted_at(tx: &Transaction<'_>, plan: &PlanId, user: UserId, 
 
 /// Deletes the envelopes of `user`'s devices for one document.
 pub(super) fn delete_user_envelopes(tx: &Transaction<'_>, document: DocumentId, user: UserId) -> Result<()> {
-    tx.execute(
+    tx.exec(
         "DELETE FROM envelopes WHERE plan_id = ?1 AND compartment = ?2
            AND recipient IN (SELECT device_id FROM devices WHERE user_id = ?3)",
         params![document.plan, document.compartment, user.0],
@@ -1459,7 +1487,7 @@ fn commitment_from(row: &Row<'_>) -> rusqlite::Result<CommitmentRecord> {
 
 /// False if the (document, epoch) has a commitment already.
 pub(super) fn insert_commitment(tx: &Transaction<'_>, commitment: &CommitmentRecord) -> Result<bool> {
-    let inserted = tx.execute(
+    let inserted = tx.exec(
         "INSERT INTO commitments (plan_id, compartment, epoch, minter_device, signed, stored_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (plan_id, compartment, epoch) DO NOTHING",
@@ -1491,7 +1519,7 @@ pub(super) fn commitment(
 
 /// The version of the current policy; `None` before there is one.
 pub(super) fn policy_version_in_force(conn: &Connection) -> Result<Option<u32>> {
-    Ok(conn.query_row("SELECT version FROM policy WHERE id = 1", [], |row| row.get(0)).optional()?)
+    Ok(conn.row("SELECT version FROM policy WHERE id = 1", [], |row| row.get(0)).optional()?)
 }
 
 pub(super) fn current_epoch(conn: &Connection, document: DocumentId) -> Result<u32> {
@@ -1555,11 +1583,9 @@ pub(super) fn rotation_pending_before(conn: &Connection, document: DocumentId, e
 }
 
 pub(super) fn pending_rotations(conn: &Connection) -> Result<u64> {
-    Ok(conn.query_row(
-        "SELECT COUNT(*) FROM (SELECT DISTINCT plan_id, compartment FROM rotations)",
-        [],
-        |row| uint(row, 0),
-    )?)
+    Ok(conn.row("SELECT COUNT(*) FROM (SELECT DISTINCT plan_id, compartment FROM rotations)", [], |row| {
+        uint(row, 0)
+    })?)
 }
 
 /// (document, oldest queued_at) of the longest-waiting rotations.
@@ -1574,7 +1600,7 @@ pub(super) fn oldest_rotations(conn: &Connection, limit: u64) -> Result<Vec<(Doc
 
 /// Removes the rotations of `document` queued before it reached `epoch`.
 pub(super) fn settle_rotations(tx: &Transaction<'_>, document: DocumentId, epoch: u32) -> Result<()> {
-    tx.execute(
+    tx.exec(
         "DELETE FROM rotations WHERE plan_id = ?1 AND compartment = ?2 AND queued_epoch < ?3",
         params![document.plan, document.compartment, i64::from(epoch)],
     )?;
@@ -1585,7 +1611,7 @@ pub(super) fn settle_rotations(tx: &Transaction<'_>, document: DocumentId, epoch
 
 /// True when the upload is new; false when one with its digest is stored.
 pub(super) fn insert_audit_upload(tx: &Transaction<'_>, upload: &NewAuditUpload) -> Result<bool> {
-    let inserted = tx.execute(
+    let inserted = tx.exec(
         "INSERT INTO audit_uploads (device_id, org_id, first_seq, last_seq, head, key_version, digest, bytes,
                                     received_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (digest) DO NOTHING",
@@ -1605,7 +1631,7 @@ pub(super) fn insert_audit_upload(tx: &Transaction<'_>, upload: &NewAuditUpload)
 }
 
 pub(super) fn audit_through(conn: &Connection, device: DeviceId) -> Result<u64> {
-    Ok(conn.query_row(
+    Ok(conn.row(
         "SELECT COALESCE(MAX(last_seq), 0) FROM audit_uploads WHERE device_id = ?1",
         [device.0],
         |row| uint(row, 0),
@@ -1654,7 +1680,7 @@ pub(super) fn audit_keys(conn: &Connection, org: OrgId) -> Result<Vec<AuditKeyRe
 }
 
 pub(super) fn insert_audit_key(tx: &Transaction<'_>, key: &AuditKeyRecord) -> Result<()> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO audit_keys (org_id, version, signed, stored_at) VALUES (?1, ?2, ?3, ?4)",
         params![key.org.0, i64::from(key.version), key.signed, key.stored_at],
     )?;
@@ -1683,7 +1709,7 @@ pub(super) fn server_events(conn: &Connection, after: u64, limit: u64) -> Result
 }
 
 pub(super) fn insert_server_event(tx: &Transaction<'_>, event: &ServerEventRecord) -> Result<()> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO server_events (seq, signed, at) VALUES (?1, ?2, ?3)",
         params![Int(event.seq), event.signed, event.at],
     )?;
@@ -1709,13 +1735,13 @@ pub(super) fn delete_document_epochs_before(
 ) -> Result<MemberErased> {
     let plan = &document.plan;
     let compartment = document.compartment;
-    let count = |sql: &str| -> Result<u64> { Ok(tx.execute(sql, params![plan, compartment, epoch])? as u64) };
+    let count = |sql: &str| -> Result<u64> { Ok(tx.exec(sql, params![plan, compartment, epoch])? as u64) };
     let bundles = count("DELETE FROM bundles WHERE plan_id = ?1 AND compartment = ?2 AND epoch < ?3")?;
     let envelopes = count("DELETE FROM envelopes WHERE plan_id = ?1 AND compartment = ?2 AND epoch < ?3")?;
     let escrow_envelopes =
         count("DELETE FROM escrow_envelopes WHERE plan_id = ?1 AND compartment = ?2 AND epoch < ?3")?;
     count("DELETE FROM commitments WHERE plan_id = ?1 AND compartment = ?2 AND epoch < ?3")?;
-    tx.execute(
+    tx.exec(
         "DELETE FROM snapshot_requests WHERE plan_id = ?1 AND compartment = ?2",
         params![plan, compartment],
     )?;
