@@ -128,11 +128,13 @@
 mod backend;
 mod domain;
 mod pull;
+pub mod postgres;
 pub mod sqlite;
 
 use eenplan_protocol::policy::Policy;
 use eenplan_protocol::{Bundle, BundleKind, DocumentId};
 
+pub use postgres::PostgresStorage;
 pub use sqlite::SqliteStorage;
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
