@@ -2917,6 +2917,25 @@ mod postgres {
         let ann = user(s, "Ann");
         let a1 = device(s, ann, 1);
         let (key, sealed) = super::sqlite::store_a_closed_plan(s, a1, ann);
+        // Live rows after the erased ones (a small envelope, bundles big enough for TOAST): a
+        // plain VACUUM leaves the erased bytes in the free space of pages that stay, where only
+        // pages that empty at a table's end would be cut off. (Checked: with `VACUUM` instead
+        // of `VACUUM (FULL)` in purge_deleted this test fails.)
+        let open = eenplan_server::storage::CharteredPlan {
+            plan: Q,
+            creator: ann,
+            created_by: a1,
+            creator_role: "wijkteam".into(),
+            charter: vec![3; 40],
+            roster: vec![0xB1],
+            now: 11,
+        };
+        s.register_chartered_plan(&open).unwrap();
+        mint(s, &[doc(Q, 0)], a1);
+        let escrow = DeviceId(eenplan_protocol::api::ESCROW_RECIPIENT);
+        let kept = Envelope { recipient: escrow, document: doc(Q, 0), epoch: 1, bytes: vec![7; 100] };
+        s.put_envelopes(a1, &[kept]).unwrap();
+        push(s, &(0..8).map(|i| bundle(doc(Q, 0), 1_000 + i, a1, 3_000)).collect::<Vec<_>>());
         let needles = [&key.bytes[..64], &key.bytes[1100..], &sealed.bytes[..64], &sealed.bytes[19_900..]];
         let dir = backend.files();
         assert!(!files_hold(&dir, &needles).is_empty(), "the stored bytes are not found in {}", dir.display());

@@ -248,12 +248,16 @@ impl PostgresStorage {
     fn vacuum_full(&self) -> Result<()> {
         let mut loan = self.loan()?;
         let client = &mut loan.conn.as_mut().expect("a loan holds its connection").client;
-        let sql = format!(
-            "SET lock_timeout = '{PURGE_LOCK_TIMEOUT}';
-             VACUUM (FULL) {ERASED_TABLES};
-             SET lock_timeout = '{LOCK_TIMEOUT}';"
-        );
-        client.batch_execute(&sql).map_err(|e| from_postgres(&e))
+        // One statement per call: several in one string would run as one transaction block,
+        // where VACUUM cannot run.
+        for sql in [
+            format!("SET lock_timeout = '{PURGE_LOCK_TIMEOUT}'"),
+            format!("VACUUM (FULL) {ERASED_TABLES}"),
+            format!("SET lock_timeout = '{LOCK_TIMEOUT}'"),
+        ] {
+            client.batch_execute(&sql).map_err(|e| from_postgres(&e))?;
+        }
+        Ok(())
     }
 }
 
