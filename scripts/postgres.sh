@@ -11,6 +11,9 @@
 #                                        OWNER_PID, the cluster stops and DIR goes when that
 #                                        process ends (a test process that cannot clean up).
 #   scripts/postgres.sh stop DIR         stops it (DIR stays)
+#   scripts/postgres.sh createdb URL NAME
+#                                        creates database NAME (letters, digits, _) on the
+#                                        cluster of URL (its .../postgres); prints its URL
 #
 # Loopback only, trust authentication on loopback (nothing else can connect), fsync on (the
 # default; the tests check durability claims). As root, the cluster runs as the `postgres`
@@ -82,9 +85,18 @@ stop() {
     as_owner "$bin/pg_ctl" -D "$dir" -m fast -w stop >/dev/null
 }
 
+createdb() {
+    local url="$1" name="$2" bin
+    [[ "$name" =~ ^[a-z_][a-z0-9_]*$ ]] || { echo "postgres.sh: bad database name $name" >&2; exit 2; }
+    bin="$(bindir)" || exit 1
+    "$bin/psql" "$url" -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE $name" >/dev/null
+    echo "${url%/*}/$name"
+}
+
 case "${1:-}" in
     install) install ;;
     start) [[ $# -ge 3 ]] || { echo "usage: postgres.sh start DIR PORT [OWNER_PID]" >&2; exit 2; }; start "$2" "$3" "${4:-}" ;;
+    createdb) [[ $# -eq 3 ]] || { echo "usage: postgres.sh createdb URL NAME" >&2; exit 2; }; createdb "$2" "$3" ;;
     stop) [[ $# -eq 2 ]] || { echo "usage: postgres.sh stop DIR" >&2; exit 2; }; stop "$2" ;;
-    *) echo "usage: postgres.sh install | start DIR PORT [OWNER_PID] | stop DIR" >&2; exit 2 ;;
+    *) echo "usage: postgres.sh install | start DIR PORT [OWNER_PID] | stop DIR | createdb URL NAME" >&2; exit 2 ;;
 esac

@@ -291,3 +291,23 @@ impl Backend for PostgresStorage {
         self.retrying(|| self.vacuum_full())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn a_logged_database_url_keeps_user_host_and_database_and_never_the_password() {
+        let cases = [
+            ("postgres://ann:s3cret@db.example:5433/eenplan", "postgres://ann@db.example:5433/eenplan"),
+            ("postgres://ann:p@ss:w@db/eenplan?x=1", "postgres://ann@db/eenplan?x=1"),
+            ("postgresql://ann@127.0.0.1/db", "postgresql://ann@127.0.0.1/db"),
+            ("postgres://db.example/db", "postgres://db.example/db"),
+            ("s3cret", "<database URL>"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact_url(url), shown);
+            assert!(!redact_url(url).contains("s3cret") && !redact_url(url).contains("ss:w"));
+        }
+    }
+}
