@@ -1,5 +1,5 @@
 //! What the server keeps, behind one object-safe trait ([`Storage`]) so that the embedded
-//! SQLite backend and a later PostgreSQL backend answer the same conformance suite
+//! SQLite backend and the PostgreSQL backend ([`postgres`]) answer the same conformance suite
 //! (`server/tests/storage_conformance.rs`).
 //!
 //! Nothing here can open a plan: bundles and key envelopes are stored as the opaque bytes the
