@@ -226,8 +226,9 @@ async fn open_storage(args: &Serve) -> Result<Arc<dyn Storage>, Error> {
         return Ok(Arc::new(storage));
     }
     let path = args.data.join("server.db");
-    let storage =
-        tokio::task::spawn_blocking(move || SqliteStorage::open(path)).await.map_err(std::io::Error::other)??;
+    let storage = tokio::task::spawn_blocking(move || SqliteStorage::open(path))
+        .await
+        .map_err(std::io::Error::other)??;
     Ok(Arc::new(storage))
 }
 

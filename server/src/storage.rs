@@ -127,8 +127,8 @@
 
 mod backend;
 mod domain;
-mod pull;
 pub mod postgres;
+mod pull;
 pub mod sqlite;
 
 use eenplan_protocol::policy::Policy;

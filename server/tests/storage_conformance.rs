@@ -2828,7 +2828,10 @@ mod postgres {
             let dir = parent.join("cluster");
             let pid = std::process::id().to_string();
             let url = script(&["start", dir.to_str().unwrap(), &free_port().to_string(), &pid]);
-            let base = url.strip_suffix("/postgres").expect("the script prints a URL ending in /postgres").to_owned();
+            let base = url
+                .strip_suffix("/postgres")
+                .expect("the script prints a URL ending in /postgres")
+                .to_owned();
             let cluster = Cluster { base, dir };
             admin(&cluster, &format!("CREATE DATABASE {TEMPLATE}"));
             drop(PostgresStorage::open(&format!("{}/{TEMPLATE}", cluster.base)).unwrap());
@@ -2838,8 +2841,9 @@ mod postgres {
 
     /// Runs `sql` as the cluster's superuser, outside a transaction.
     fn admin(cluster: &Cluster, sql: &str) {
-        let mut client = ::postgres::Client::connect(&format!("{}/postgres", cluster.base), ::postgres::NoTls)
-            .expect("connect to the test cluster");
+        let mut client =
+            ::postgres::Client::connect(&format!("{}/postgres", cluster.base), ::postgres::NoTls)
+                .expect("connect to the test cluster");
         client.batch_execute(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
@@ -2938,7 +2942,11 @@ mod postgres {
         push(s, &(0..8).map(|i| bundle(doc(Q, 0), 1_000 + i, a1, 3_000)).collect::<Vec<_>>());
         let needles = [&key.bytes[..64], &key.bytes[1100..], &sealed.bytes[..64], &sealed.bytes[19_900..]];
         let dir = backend.files();
-        assert!(!files_hold(&dir, &needles).is_empty(), "the stored bytes are not found in {}", dir.display());
+        assert!(
+            !files_hold(&dir, &needles).is_empty(),
+            "the stored bytes are not found in {}",
+            dir.display()
+        );
         s.erase_plan(P, 10).unwrap();
         let dir = backend.files();
         assert_eq!(files_hold(&dir, &needles), Vec::<PathBuf>::new(), "erased bytes remain");

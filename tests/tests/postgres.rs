@@ -4,7 +4,8 @@
 use eenplan_core::plan::NewGoal;
 use eenplan_tests::network::Network;
 
-const USERS: &[(&str, &str, &str)] = &[("Rita", "Wijkteam Noord", "wijkteam"), ("Wim", "Wijkteam Noord", "wijkteam")];
+const USERS: &[(&str, &str, &str)] =
+    &[("Rita", "Wijkteam Noord", "wijkteam"), ("Wim", "Wijkteam Noord", "wijkteam")];
 
 #[test]
 fn a_server_on_postgresql_enrols_two_devices_and_syncs_an_edit_from_one_to_the_other() {
@@ -14,7 +15,8 @@ fn a_server_on_postgresql_enrols_two_devices_and_syncs_an_edit_from_one_to_the_o
     let mut wim = net.device("wim", "Wim");
 
     let plan = rita.create_plan("Jansen").unwrap();
-    rita.edit(&plan, |p| p.add_goal(NewGoal { domain: "financiën".into(), title: "Schulden".into() })).unwrap();
+    rita.edit(&plan, |p| p.add_goal(NewGoal { domain: "financiën".into(), title: "Schulden".into() }))
+        .unwrap();
     rita.sync().unwrap();
     rita.add_participant(&plan, "Wim", "wijkteam").unwrap();
     rita.sync().unwrap();

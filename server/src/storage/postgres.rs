@@ -48,9 +48,8 @@ impl From<statements::Error> for StorageError {
     fn from(e: statements::Error) -> Self {
         match e {
             statements::Error::Postgres(e) => from_postgres(&e),
-            statements::Error::FromSqlConversionFailure(..) | statements::Error::IntegralValueOutOfRange(..) => {
-                StorageError::Corrupt(e.to_string())
-            }
+            statements::Error::FromSqlConversionFailure(..)
+            | statements::Error::IntegralValueOutOfRange(..) => StorageError::Corrupt(e.to_string()),
             other => StorageError::Backend(other.to_string()),
         }
     }

@@ -766,7 +766,11 @@ pub(super) fn readable(conn: &Connection<'_>, user: UserId) -> Result<Vec<(Docum
 }
 
 /// The readable documents of one plan for `user`.
-pub(super) fn readable_in_plan(conn: &Connection<'_>, plan: &PlanId, user: UserId) -> Result<Vec<DocumentId>> {
+pub(super) fn readable_in_plan(
+    conn: &Connection<'_>,
+    plan: &PlanId,
+    user: UserId,
+) -> Result<Vec<DocumentId>> {
     let mut stmt = conn.prepare_cached(
         "SELECT p.plan_id, a.compartment
          FROM participants p
@@ -859,7 +863,6 @@ pub(super) fn document_stats(conn: &Connection<'_>, document: DocumentId) -> Res
 
 /// Rows a change scan reads per statement.
 const SCAN_PAGE: u64 = 256;
-
 
 fn meta_from(row: &Row) -> statements::Result<RowMeta> {
     Ok(RowMeta {
@@ -1561,7 +1564,11 @@ pub(super) fn queue_rotation(tx: &Transaction<'_>, document: DocumentId, now: i6
 }
 
 /// Whether a rotation queued before `epoch` waits (any, for `u32::MAX`).
-pub(super) fn rotation_pending_before(conn: &Connection<'_>, document: DocumentId, epoch: u32) -> Result<bool> {
+pub(super) fn rotation_pending_before(
+    conn: &Connection<'_>,
+    document: DocumentId,
+    epoch: u32,
+) -> Result<bool> {
     Ok(conn
         .prepare_cached(
             "SELECT 1 FROM rotations WHERE plan_id = $1 AND compartment = $2 AND queued_epoch < $3 LIMIT 1",
@@ -1708,7 +1715,11 @@ pub(super) fn insert_server_event(tx: &Transaction<'_>, event: &ServerEventRecor
 }
 
 /// Whether the log holds a bundle of `document` after position `after`.
-pub(super) fn document_has_bundle_after(conn: &Connection<'_>, document: DocumentId, after: u64) -> Result<bool> {
+pub(super) fn document_has_bundle_after(
+    conn: &Connection<'_>,
+    document: DocumentId,
+    after: u64,
+) -> Result<bool> {
     Ok(conn
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM bundles WHERE plan_id = $1 AND compartment = $2 AND seq > $3)",

@@ -228,9 +228,9 @@ impl<const N: usize> FromValue for [u8; N] {
     fn from_value(value: Value, column: usize) -> Result<Self> {
         let bytes = Vec::<u8>::from_value(value, column)?;
         let len = bytes.len();
-        bytes
-            .try_into()
-            .map_err(|_| Error::FromSqlConversionFailure(column, format!("{len} bytes where {N} were expected")))
+        bytes.try_into().map_err(|_| {
+            Error::FromSqlConversionFailure(column, format!("{len} bytes where {N} were expected"))
+        })
     }
 }
 
@@ -365,7 +365,11 @@ pub(super) struct Stmt<'s, 'c> {
 }
 
 impl Stmt<'_, '_> {
-    pub(super) fn query_row<T>(&mut self, params: impl Params, f: impl FnOnce(&Row) -> Result<T>) -> Result<T> {
+    pub(super) fn query_row<T>(
+        &mut self,
+        params: impl Params,
+        f: impl FnOnce(&Row) -> Result<T>,
+    ) -> Result<T> {
         self.conn.query_row(&self.sql, params, f)
     }
 
