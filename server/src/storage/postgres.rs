@@ -106,6 +106,13 @@ struct Loan<'p> {
     conn: Option<Pooled>,
 }
 
+impl Loan<'_> {
+    /// The connection; it is only taken out when the loan ends.
+    fn pooled(&mut self) -> Result<&mut Pooled> {
+        self.conn.as_mut().ok_or_else(|| StorageError::Backend("a connection used after its return".into()))
+    }
+}
+
 impl Drop for Loan<'_> {
     fn drop(&mut self) {
         let Some(conn) = self.conn.take() else { return };
@@ -154,7 +161,7 @@ impl PostgresStorage {
         };
         off_runtime(|| -> Result<()> {
             let mut loan = storage.loan()?;
-            let client = &mut loan.conn.as_mut().expect("a loan holds its connection").client;
+            let client = &mut loan.pooled()?.client;
             let mut tx = client.transaction().map_err(statements::Error::from)?;
             migrations::migrate(&mut tx)?;
             tx.commit().map_err(statements::Error::from)?;
@@ -216,7 +223,7 @@ impl PostgresStorage {
 
     fn write_once(&self, f: &mut dyn FnMut(&dyn WriteRows) -> Result<()>) -> Result<()> {
         let mut loan = self.loan()?;
-        let Pooled { client, statements } = loan.conn.as_mut().expect("a loan holds its connection");
+        let Pooled { client, statements } = loan.pooled()?;
         let tx = client
             .build_transaction()
             .isolation_level(IsolationLevel::ReadCommitted)
@@ -231,7 +238,7 @@ impl PostgresStorage {
 
     fn read_once(&self, f: &mut dyn FnMut(&dyn ReadRows) -> Result<()>) -> Result<()> {
         let mut loan = self.loan()?;
-        let Pooled { client, statements } = loan.conn.as_mut().expect("a loan holds its connection");
+        let Pooled { client, statements } = loan.pooled()?;
         let tx = client
             .build_transaction()
             .isolation_level(IsolationLevel::RepeatableRead)
@@ -246,7 +253,7 @@ impl PostgresStorage {
 
     fn vacuum_full(&self) -> Result<()> {
         let mut loan = self.loan()?;
-        let client = &mut loan.conn.as_mut().expect("a loan holds its connection").client;
+        let client = &mut loan.pooled()?.client;
         // One statement per call: several in one string would run as one transaction block,
         // where VACUUM cannot run.
         for sql in [
