@@ -39,6 +39,8 @@ const ATTEMPTS: usize = 5;
 const LOCK_TIMEOUT: &str = "10s";
 /// How long the purge waits for its exclusive locks while pulls and pushes finish.
 const PURGE_LOCK_TIMEOUT: &str = "60s";
+/// How long the purge waits for snapshots from before the erasure to end.
+const PURGE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Every table a plan's erasure or a member's erasure deletes rows from; the purge rewrites
 /// them (see [`Backend::purge_deleted`]).
 const ERASED_TABLES: &str = "bundles, envelopes, escrow_envelopes, commitments, rotations, snapshot_requests, \
@@ -254,6 +256,7 @@ impl PostgresStorage {
     fn vacuum_full(&self) -> Result<()> {
         let mut loan = self.loan()?;
         let client = &mut loan.pooled()?.client;
+        wait_for_older_snapshots(client)?;
         // One statement per call: several in one string would run as one transaction block,
         // where VACUUM cannot run.
         for sql in [
@@ -264,6 +267,35 @@ impl PostgresStorage {
             client.batch_execute(&sql).map_err(|e| from_postgres(&e))?;
         }
         Ok(())
+    }
+}
+
+/// The next transaction id, and how many sessions hold a snapshot older than `horizon`.
+const OLDER_SNAPSHOTS: &str = "SELECT count(*) FROM pg_stat_activity
+     WHERE pid <> pg_backend_pid() AND backend_xmin IS NOT NULL
+       AND pg_snapshot_xmax(pg_current_snapshot())::text::bigint - age(backend_xmin) < $1";
+
+/// Waits until no session (a pull that began before the erasure, an autovacuum `ANALYZE`)
+/// holds a snapshot that still sees the deleted rows: `VACUUM (FULL)` copies rows such a
+/// snapshot sees into the new files. Polls, at most [`PURGE_WAIT`]; then `Busy`.
+fn wait_for_older_snapshots(client: &mut Client) -> Result<()> {
+    let horizon: i64 = client
+        .query_one("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint", &[])
+        .and_then(|row| row.try_get(0))
+        .map_err(|e| from_postgres(&e))?;
+    let deadline = std::time::Instant::now() + PURGE_WAIT;
+    loop {
+        let older: i64 = client
+            .query_one(OLDER_SNAPSHOTS, &[&horizon])
+            .and_then(|row| row.try_get(0))
+            .map_err(|e| from_postgres(&e))?;
+        if older == 0 {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(StorageError::Busy);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
@@ -287,8 +319,8 @@ impl Backend for PostgresStorage {
         self.retrying(|| self.read_once(f))
     }
 
-    /// Rewrites every table an erasure deletes from (`VACUUM FULL`): the new files hold only
-    /// the live rows, and the old ones are truncated and unlinked. A plain `VACUUM` would not
+    /// Waits for snapshots that still see the deleted rows, then rewrites every table an
+    /// erasure deletes from (`VACUUM FULL`): the new files hold only the live rows, and the old ones are truncated and unlinked. A plain `VACUUM` would not
     /// do: it marks the space of deleted rows free but leaves their bytes in the pages until
     /// something overwrites them. What this does not reach (ARCHITECTURE.md, decisions): the
     /// WAL segments that logged the rows until PostgreSQL recycles them, WAL archives and base
