@@ -72,7 +72,7 @@ CONF
         || { cat "$dir/server.log" >&2; exit 1; }
     if [[ -n "$owner" ]]; then
         # Polls once a second: nothing waits on it, it only tidies up after the owner.
-        nohup sh -c "while kill -0 $owner 2>/dev/null; do sleep 1; done
+        nohup bash -c "while kill -0 $owner 2>/dev/null; do sleep 1; done
             $(declare -f as_owner); as_owner '$bin/pg_ctl' -D '$dir' -m fast -w stop; rm -rf '$dir'" \
             >/dev/null 2>&1 &
     fi

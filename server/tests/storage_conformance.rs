@@ -2820,12 +2820,9 @@ mod postgres {
         static CLUSTER: OnceLock<Cluster> = OnceLock::new();
         CLUSTER.get_or_init(|| {
             script(&["install"]);
-            // World-traversable, so that the cluster's owner (the postgres user, when the tests
-            // run as root) reaches its directory inside.
-            let parent = std::env::temp_dir().join(format!("eenplan-pg-{}", std::process::id()));
-            std::fs::create_dir_all(&parent).unwrap();
-            std::fs::set_permissions(&parent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-            let dir = parent.join("cluster");
+            // In the system's temporary directory, which the cluster's owner (the postgres user, when
+            // the tests run as root) can reach; the script removes it when this process ends.
+            let dir = std::env::temp_dir().join(format!("eenplan-pg-{}", std::process::id()));
             let pid = std::process::id().to_string();
             let url = script(&["start", dir.to_str().unwrap(), &free_port().to_string(), &pid]);
             let base = url

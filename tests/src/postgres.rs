@@ -29,17 +29,13 @@ fn cluster() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
         script(&["install"]);
-        // World-traversable, so that the cluster's owner (the postgres user, when the tests
-        // run as root) reaches its directory inside.
-        let parent = std::env::temp_dir().join(format!("eenplan-e2e-pg-{}", std::process::id()));
-        std::fs::create_dir_all(&parent).unwrap_or_else(|e| panic!("{}: {e}", parent.display()));
-        std::fs::set_permissions(&parent, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap_or_else(|e| panic!("{}: {e}", parent.display()));
+        // In the system's temporary directory, which the cluster's owner (the postgres user, when
+        // the tests run as root) can reach; the script removes it when this process ends.
+        let dir = std::env::temp_dir().join(format!("eenplan-e2e-pg-{}", std::process::id()));
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .unwrap_or_else(|e| panic!("no free port: {e}"))
             .port();
-        let dir = parent.join("cluster");
         script(&["start", &dir.to_string_lossy(), &port.to_string(), &std::process::id().to_string()])
     })
 }
