@@ -60,7 +60,9 @@ impl From<statements::Error> for StorageError {
 /// The server's error text of a PostgreSQL error: its code and message, never the statement.
 fn from_postgres(e: &postgres::Error) -> StorageError {
     let Some(db) = e.as_db_error() else {
-        return StorageError::Backend(format!("postgres: {e}"));
+        // The cause (refused, timed out, closed) is the part an operator needs.
+        let cause = std::error::Error::source(e).map(|c| format!(": {c}")).unwrap_or_default();
+        return StorageError::Backend(format!("postgres: {e}{cause}"));
     };
     let code = db.code();
     if code.code().starts_with("23") {
