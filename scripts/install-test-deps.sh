@@ -10,8 +10,10 @@
 #            27 Debian packages, about 400 MB installed; under a minute on a good mirror.
 #  console:  Debian's chromium and chromium-driver (chromedriver, the WebDriver server the
 #            administrator's console tests drive headless chromium through).
+#  postgres: Debian's postgresql (the server binaries; scripts/postgres.sh starts a throw-away
+#            cluster for the PostgreSQL conformance suite and `serve --database` tests).
 #
-#   scripts/install-test-deps.sh [bindings|print|console]   install what is missing (all by
+#   scripts/install-test-deps.sh [bindings|print|console|postgres]   install what is missing (all by
 #                                                           default)
 #   scripts/install-test-deps.sh --paths            print KOTLINC=…, JNA_JAR=…, CHROMIUM=…,
 #                                                   PDFTOTEXT=…, CHROMEDRIVER=… (for the tests)
@@ -35,8 +37,8 @@ if [[ "${1:-}" == "--paths" ]]; then
 fi
 what="${1:-all}"
 case "$what" in
-    all | bindings | print | console) ;;
-    *) echo "install-test-deps: unknown group $what (bindings, print, console)" >&2; exit 2 ;;
+    all | bindings | print | console | postgres) ;;
+    *) echo "install-test-deps: unknown group $what (bindings, print, console, postgres)" >&2; exit 2 ;;
 esac
 wants() { [[ "$what" == all || "$what" == "$1" ]]; }
 
@@ -47,6 +49,10 @@ as_root() {
         return 1
     fi
 }
+
+if wants postgres; then
+    "$root/scripts/postgres.sh" install
+fi
 
 missing_apt=()
 if wants bindings; then

@@ -1,7 +1,9 @@
 //! `eenplan-server serve --data DIR --listen ADDR [--tls-cert PEM --tls-key PEM]
 //!  [--origin URL]… [--metrics-token-file FILE] [--push-quota-bundles N --push-quota-mib N]`
 //!
-//! Opens (or creates) `DIR/server.db`, binds `ADDR` (port 0 picks a free one), prints one line
+//! Opens (or creates) `DIR/server.db`, or with `--database postgres://user@host:port/db` (or
+//! `EENPLAN_DATABASE_URL`, which keeps a password out of the process list) that PostgreSQL
+//! database, migrating either to this build's schema; binds `ADDR` (port 0 picks a free one), prints one line
 //! `listening on ADDR` to stdout once the socket accepts connections (scripts and tests wait
 //! for it), and serves until SIGTERM or Ctrl-C. A server without a network writes its
 //! one-time init secret to `DIR/init-secret` (mode 0600) and says so on stderr: the
@@ -23,7 +25,8 @@ use clap::{Args, Parser, Subcommand};
 use eenplan_server::init_secret::{self, InitSecret};
 use eenplan_server::quota::QuotaLimits;
 use eenplan_server::routes::{self, AppState, ServerConfig};
-use eenplan_server::storage::{SqliteStorage, Storage};
+use eenplan_server::storage::postgres::redact_url;
+use eenplan_server::storage::{PostgresStorage, SqliteStorage, Storage};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
@@ -46,9 +49,13 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct Serve {
-    /// Directory of the database (`server.db`); created if missing.
+    /// Directory of the database (`server.db`) and the init secret; created if missing.
     #[arg(long)]
     data: PathBuf,
+    /// A PostgreSQL database to keep everything in instead of `server.db`:
+    /// postgres://user[:password]@host[:port]/db (no TLS: loopback or a private network).
+    #[arg(long, env = "EENPLAN_DATABASE_URL", value_name = "URL", value_parser = parse_database)]
+    database: Option<DatabaseUrl>,
     /// Address to listen on, e.g. 0.0.0.0:8443 (port 0: any free port).
     #[arg(long)]
     listen: SocketAddr,
@@ -73,6 +80,24 @@ struct Serve {
     /// Sync-request MiB one device may send per rolling hour.
     #[arg(long, default_value_t = eenplan_protocol::sync::PUSH_QUOTA_BYTES / (1024 * 1024))]
     push_quota_mib: u64,
+}
+
+/// A database URL; its `Debug` leaves the password out.
+#[derive(Clone)]
+struct DatabaseUrl(String);
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
+}
+
+fn parse_database(text: &str) -> Result<DatabaseUrl, String> {
+    if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        Ok(DatabaseUrl(text.to_owned()))
+    } else {
+        Err("a database is postgres://user[:password]@host[:port]/database".to_string())
+    }
 }
 
 fn parse_origin(text: &str) -> Result<String, String> {
@@ -133,12 +158,7 @@ fn init_logging() {
 
 async fn serve(args: Serve) -> Result<(), Error> {
     std::fs::create_dir_all(&args.data)?;
-    let path = args.data.join("server.db");
-    let storage: Arc<dyn Storage> = Arc::new(
-        tokio::task::spawn_blocking(move || SqliteStorage::open(path))
-            .await
-            .map_err(std::io::Error::other)??,
-    );
+    let storage = open_storage(&args).await?;
     let config = ServerConfig {
         init_secret: init_secret(&args, &*storage)?,
         metrics_token: metrics_token(&args)?,
@@ -194,6 +214,22 @@ async fn serve(args: Serve) -> Result<(), Error> {
     tracing::info!("no more requests; writing queued pushes");
     tokio::task::spawn_blocking(move || state.finish_shutdown()).await.map_err(std::io::Error::other)?;
     Ok(())
+}
+
+/// The PostgreSQL database of `--database`, or else `server.db` in `--data`.
+async fn open_storage(args: &Serve) -> Result<Arc<dyn Storage>, Error> {
+    if let Some(DatabaseUrl(url)) = args.database.clone() {
+        let storage = tokio::task::spawn_blocking(move || PostgresStorage::open(&url))
+            .await
+            .map_err(std::io::Error::other)??;
+        tracing::info!(database = storage.shown(), "PostgreSQL");
+        return Ok(Arc::new(storage));
+    }
+    let path = args.data.join("server.db");
+    let storage = tokio::task::spawn_blocking(move || SqliteStorage::open(path))
+        .await
+        .map_err(std::io::Error::other)??;
+    Ok(Arc::new(storage))
 }
 
 /// The init secret of a server without a network (made now if needed); `None` once it has one.

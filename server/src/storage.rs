@@ -1,6 +1,7 @@
 //! What the server keeps, behind one object-safe trait ([`Storage`]). Its rules are written
 //! once (`domain`) over the row-level traits of `backend`, which each database implements
-//! (`sqlite`); every backend answers the same conformance suite
+//! (`sqlite`, the embedded default, and [`postgres`]); every backend answers the same
+//! conformance suite
 //! (`server/tests/storage_conformance.rs`).
 //!
 //! Nothing here can open a plan: bundles and key envelopes are stored as the opaque bytes the
@@ -128,12 +129,14 @@
 
 mod backend;
 mod domain;
+pub mod postgres;
 mod pull;
 pub mod sqlite;
 
 use eenplan_protocol::policy::Policy;
 use eenplan_protocol::{Bundle, BundleKind, DocumentId};
 
+pub use postgres::PostgresStorage;
 pub use sqlite::SqliteStorage;
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;

@@ -49,3 +49,7 @@ pub mod cli;
 /// chromedriver.
 #[allow(clippy::panic)]
 pub mod console;
+
+/// A throw-away PostgreSQL cluster for the tests of `serve --database`.
+#[allow(clippy::panic)]
+pub mod postgres;

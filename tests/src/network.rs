@@ -41,11 +41,22 @@ impl Server {
     }
 
     pub fn start_on(data: &Path, listen: &str) -> Server {
+        Self::start_with(data, listen, None)
+    }
+
+    /// Starts it on the PostgreSQL database at `database` (`serve --database`) instead of
+    /// `server.db` in `data` (which still holds the init secret).
+    pub fn start_with(data: &Path, listen: &str, database: Option<&str>) -> Server {
         std::fs::create_dir_all(data).unwrap_or_else(|e| panic!("cannot make {}: {e}", data.display()));
         let token_file = data.join("metrics-token");
         std::fs::write(&token_file, METRICS_TOKEN)
             .unwrap_or_else(|e| panic!("cannot write the metrics token: {e}"));
-        let mut child = Command::new(binary("eenplan-server"))
+        let mut command = Command::new(binary("eenplan-server"));
+        if let Some(url) = database {
+            // Through the environment, as an operator keeps a password out of `ps`.
+            command.env("EENPLAN_DATABASE_URL", url);
+        }
+        let mut child = command
             .args(["serve", "--data"])
             .arg(data)
             .args(["--listen", listen])
@@ -171,8 +182,13 @@ pub struct Network {
 
 impl Network {
     pub fn start(users: &[(&str, &str, &str)]) -> Network {
+        Self::start_with(users, None)
+    }
+
+    /// The same on the PostgreSQL database at `database` (see [`Server::start_with`]).
+    pub fn start_with(users: &[(&str, &str, &str)], database: Option<&str>) -> Network {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-        let server = Server::start(&dir.path().join("server"));
+        let server = Server::start_with(&dir.path().join("server"), "127.0.0.1:0", database);
         let admin = Admin::init(&dir.path().join("admin"), &server);
         let mut orgs: Vec<&str> = Vec::new();
         for (name, org, role) in users {

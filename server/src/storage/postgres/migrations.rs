@@ -1,0 +1,54 @@
+//! Numbered schema migrations of the PostgreSQL backend. `schema_migrations` holds one row per
+//! migration applied; each runs once, in order, in the opening transaction, which first takes
+//! an exclusive lock on that table so that two server processes starting together do not both
+//! apply one.
+//!
+//! The schema means what SQLite's does after its own migrations (`sqlite/migrations.rs`): the
+//! same tables, columns, keys and indexes (the pull's seeks in `pull.rs` rely on
+//! `bundles_by_document`, `snapshots_by_document`, `bundles_by_author` and
+//! `envelopes_by_recipient`), written in PostgreSQL's types: `BIGINT` for every integer,
+//! `BYTEA` for blobs, and `TEXT COLLATE "C"` so that names and roles sort by their bytes as
+//! in SQLite, whatever locale the cluster was created with. This backend starts at SQLite's
+//! schema 12, so its migration 1 is that whole schema; later changes are new numbers here.
+
+use super::statements;
+use crate::storage::{Result, StorageError};
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the schema of SQLite's migrations 1 to 12.
+    include_str!("schema_1.sql"),
+];
+
+/// The schema version this build writes.
+pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+fn applied(tx: &mut postgres::Transaction<'_>) -> Result<i64> {
+    let row = tx
+        .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])
+        .map_err(statements::Error::from)?;
+    Ok(row.try_get(0).map_err(statements::Error::from)?)
+}
+
+/// Applies the migrations this database lacks; refuses a database a newer server wrote.
+pub(super) fn migrate(tx: &mut postgres::Transaction<'_>) -> Result<()> {
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    BIGINT PRIMARY KEY,
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+         );
+         LOCK TABLE schema_migrations IN EXCLUSIVE MODE;",
+    )
+    .map_err(statements::Error::from)?;
+    let current = applied(tx)?;
+    if current > SCHEMA_VERSION {
+        return Err(StorageError::Backend(format!(
+            "the database was written by a newer server (schema {current}, this one knows {SCHEMA_VERSION})"
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(current).unwrap_or(0)) {
+        tx.batch_execute(sql).map_err(statements::Error::from)?;
+        tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[&(index as i64 + 1)])
+            .map_err(statements::Error::from)?;
+    }
+    Ok(())
+}
