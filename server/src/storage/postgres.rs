@@ -297,6 +297,8 @@ fn wait_for_older_snapshots(client: &mut Client) -> Result<()> {
         if std::time::Instant::now() > deadline {
             return Err(StorageError::Busy);
         }
+        // PostgreSQL tells no one when a session's snapshot ends, so this polls the catalogue
+        // (a retry interval against an outside condition, bounded by the deadline above).
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
