@@ -12,8 +12,10 @@
 #            administrator's console tests drive headless chromium through).
 #  postgres: Debian's postgresql (the server binaries; scripts/postgres.sh starts a throw-away
 #            cluster for the PostgreSQL conformance suite and `serve --database` tests).
+#  balancer: Debian's nginx (the load balancer in front of two server instances on one
+#            database; scripts/nginx.sh installs it without starting the system's service).
 #
-#   scripts/install-test-deps.sh [bindings|print|console|postgres]   install what is missing (all by
+#   scripts/install-test-deps.sh [bindings|print|console|postgres|balancer] install what is missing (all by
 #                                                           default)
 #   scripts/install-test-deps.sh --paths            print KOTLINC=…, JNA_JAR=…, CHROMIUM=…,
 #                                                   PDFTOTEXT=…, CHROMEDRIVER=… (for the tests)
@@ -37,8 +39,8 @@ if [[ "${1:-}" == "--paths" ]]; then
 fi
 what="${1:-all}"
 case "$what" in
-    all | bindings | print | console | postgres) ;;
-    *) echo "install-test-deps: unknown group $what (bindings, print, console, postgres)" >&2; exit 2 ;;
+    all | bindings | print | console | postgres | balancer) ;;
+    *) echo "install-test-deps: unknown group $what (bindings, print, console, postgres, balancer)" >&2; exit 2 ;;
 esac
 wants() { [[ "$what" == all || "$what" == "$1" ]]; }
 
@@ -52,6 +54,9 @@ as_root() {
 
 if wants postgres; then
     "$root/scripts/postgres.sh" install
+fi
+if wants balancer; then
+    "$root/scripts/nginx.sh" install
 fi
 
 missing_apt=()

@@ -41,6 +41,8 @@ use crate::storage::{DeviceRecord, ServerEventRecord, Storage, StorageError};
 
 /// Stop taking more events into one transaction past this.
 const MAX_BATCH: usize = 4096;
+/// How often one batch is signed again after another process appended first.
+const APPEND_ATTEMPTS: usize = 8;
 
 /// An event before the chain gives it a position, a time and a signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,23 +172,25 @@ impl ServerAudit {
     }
 
     /// Signs `drafts` as the next positions of the chain and stores them in one transaction.
-    /// A conflict (the stored chain moved) reads the head again and tries once more.
+    /// A conflict (the stored chain moved) reads the head again and signs again, up to
+    /// [`APPEND_ATTEMPTS`] times: with several server processes on one database, each
+    /// appends to the same chain, so a stale head is the normal case, not a fault.
     fn append(&self, head: &mut ChainHead, drafts: &[Draft]) -> Result<(), StorageError> {
-        let (records, next) = self.sign(drafts, *head);
-        match self.storage.append_server_events(&records) {
-            Ok(()) => {
-                *head = next;
-                Ok(())
+        let mut attempt = 1;
+        loop {
+            let (records, next) = self.sign(drafts, *head);
+            match self.storage.append_server_events(&records) {
+                Ok(()) => {
+                    *head = next;
+                    return Ok(());
+                }
+                Err(StorageError::Conflict(detail)) if attempt < APPEND_ATTEMPTS => {
+                    tracing::debug!(%detail, "the server audit chain moved; signing again after its stored head");
+                    *head = stored_head(&*self.storage)?;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
             }
-            Err(StorageError::Conflict(detail)) => {
-                tracing::warn!(%detail, "the server audit chain moved; signing again after its stored head");
-                *head = stored_head(&*self.storage)?;
-                let (records, next) = self.sign(drafts, *head);
-                self.storage.append_server_events(&records)?;
-                *head = next;
-                Ok(())
-            }
-            Err(e) => Err(e),
         }
     }
 

@@ -17,8 +17,11 @@
 //!
 //! If a whole batch fails, each request is retried alone, so one request's problem (a
 //! bundle storage refuses) cannot fail the others. After the commit the thread publishes one
-//! hint per document that got a new bundle on a broadcast channel; live connections filter
-//! them by what their device may read.
+//! hint per document that got a new bundle through [`LiveEvents`] (to this process's live
+//! connections, and through the relay to other processes'); live connections filter them by
+//! what their device may read. A bundle that was already stored is hinted again: the device
+//! retried it because it never heard the answer, perhaps from a server process that died
+//! between its commit and its hint.
 //!
 //! Shutdown: [`GroupCommit::shutdown`] queues a stop marker behind whatever is waiting, so
 //! every push that was submitted is written and answered before the thread ends.
@@ -29,17 +32,15 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
-use eenplan_protocol::DocumentId;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
 
+use crate::live_events::LiveEvents;
 use crate::metrics::Metrics;
 use crate::storage::{NewBundle, PushOutcome, Storage, StorageError};
 
 /// Stop taking more requests into a batch past these, so one transaction stays bounded.
 const MAX_BATCH_REQUESTS: usize = 512;
 const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
-/// Hints a slow live connection may fall behind by before it is told to resync.
-pub const HINT_CAPACITY: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
@@ -59,7 +60,6 @@ enum Message {
 #[derive(Debug)]
 pub struct GroupCommit {
     queue: mpsc::Sender<Message>,
-    hints: broadcast::Sender<DocumentId>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -74,14 +74,16 @@ impl std::fmt::Debug for Message {
 
 impl GroupCommit {
     /// Starts the writer thread.
-    pub fn start(storage: Arc<dyn Storage>, metrics: Arc<Metrics>) -> std::io::Result<GroupCommit> {
+    pub fn start(
+        storage: Arc<dyn Storage>,
+        metrics: Arc<Metrics>,
+        events: Arc<LiveEvents>,
+    ) -> std::io::Result<GroupCommit> {
         let (queue, receiver) = mpsc::channel();
-        let (hints, _) = broadcast::channel(HINT_CAPACITY);
-        let publisher = hints.clone();
         let thread = std::thread::Builder::new()
             .name("group-commit".into())
-            .spawn(move || writer(&*storage, &metrics, &receiver, &publisher))?;
-        Ok(GroupCommit { queue, hints, thread: Mutex::new(Some(thread)) })
+            .spawn(move || writer(&*storage, &metrics, &receiver, &events))?;
+        Ok(GroupCommit { queue, thread: Mutex::new(Some(thread)) })
     }
 
     /// Appends `items` durably and reports each one's outcome, in order. Returns once the
@@ -93,25 +95,6 @@ impl GroupCommit {
         let (reply, answer) = oneshot::channel();
         self.queue.send(Message::Push { items, reply }).map_err(|_| CommitError::Stopped)?;
         Ok(answer.await.map_err(|_| CommitError::Stopped)??)
-    }
-
-    /// Hints of documents that got new bundles, from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<DocumentId> {
-        self.hints.subscribe()
-    }
-
-    /// Tells live connections that `document` changed outside a push (a new grant makes a
-    /// plan's history new to its new participant).
-    pub fn hint(&self, document: DocumentId) {
-        let _ = self.hints.send(document);
-    }
-
-    /// Hints every document of `plan`: who takes part changed, so the online devices of its
-    /// participants sync (a new one receives the plan's history).
-    pub fn hint_plan(&self, plan: [u8; 16]) {
-        for compartment in 0..DocumentId::COMPARTMENTS {
-            self.hint(DocumentId { plan, compartment });
-        }
     }
 
     /// Writes everything queued so far, then stops the thread and waits for it.
@@ -128,12 +111,7 @@ impl GroupCommit {
 
 type Reply = oneshot::Sender<Result<Vec<PushOutcome>, StorageError>>;
 
-fn writer(
-    storage: &dyn Storage,
-    metrics: &Metrics,
-    receiver: &mpsc::Receiver<Message>,
-    hints: &broadcast::Sender<DocumentId>,
-) {
+fn writer(storage: &dyn Storage, metrics: &Metrics, receiver: &mpsc::Receiver<Message>, events: &LiveEvents) {
     let mut stopping = false;
     while !stopping {
         // Block for the first request, then take whatever else is already waiting.
@@ -158,7 +136,7 @@ fn writer(
             next = receiver.try_recv().ok();
         }
         if !jobs.is_empty() {
-            commit(storage, metrics, hints, jobs);
+            commit(storage, metrics, events, jobs);
         }
     }
     // Stopping: a push queued behind the stop marker (none, when the HTTP server has drained
@@ -171,20 +149,15 @@ fn writer(
         })
         .collect();
     if !rest.is_empty() {
-        commit(storage, metrics, hints, rest);
+        commit(storage, metrics, events, rest);
     }
 }
 
-fn commit(
-    storage: &dyn Storage,
-    metrics: &Metrics,
-    hints: &broadcast::Sender<DocumentId>,
-    jobs: Vec<(Vec<NewBundle>, Reply)>,
-) {
+fn commit(storage: &dyn Storage, metrics: &Metrics, events: &LiveEvents, jobs: Vec<(Vec<NewBundle>, Reply)>) {
     let all: Vec<NewBundle> = jobs.iter().flat_map(|(items, _)| items.iter().cloned()).collect();
     match write(storage, metrics, &all) {
         Ok(outcomes) => {
-            publish(hints, &all, &outcomes);
+            publish(events, &all, &outcomes);
             let mut outcomes = outcomes.into_iter();
             for (items, reply) in jobs {
                 let mine: Vec<PushOutcome> = outcomes.by_ref().take(items.len()).collect();
@@ -197,7 +170,7 @@ fn commit(
             for (items, reply) in jobs {
                 let result = write(storage, metrics, &items);
                 if let Ok(outcomes) = &result {
-                    publish(hints, &items, outcomes);
+                    publish(events, &items, outcomes);
                 }
                 let _ = reply.send(result);
             }
@@ -236,13 +209,13 @@ fn write(
     result
 }
 
-/// One hint per document that got a new bundle; duplicates tell nobody anything new.
-fn publish(hints: &broadcast::Sender<DocumentId>, items: &[NewBundle], outcomes: &[PushOutcome]) {
+/// One hint per document that got a bundle, new or retried (see the module's comment).
+fn publish(events: &LiveEvents, items: &[NewBundle], outcomes: &[PushOutcome]) {
     let mut seen = HashSet::new();
     for (item, outcome) in items.iter().zip(outcomes) {
-        if matches!(outcome, PushOutcome::Appended { .. }) && seen.insert(item.document) {
-            // No receivers (no live connections) is not an error.
-            let _ = hints.send(item.document);
+        let stored = matches!(outcome, PushOutcome::Appended { .. } | PushOutcome::Duplicate { .. });
+        if stored && seen.insert(item.document) {
+            events.hint(item.document);
         }
     }
 }
@@ -252,6 +225,7 @@ mod tests {
     use super::*;
     use crate::storage::{DeviceId, SqliteStorage};
     use eenplan_protocol::BundleKind;
+    use eenplan_protocol::DocumentId;
 
     fn bundle(id: u8, compartment: u8) -> NewBundle {
         NewBundle {
@@ -271,8 +245,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(dir.path().join("s.db")).unwrap());
         let metrics = Arc::new(Metrics::default());
-        let commits = Arc::new(GroupCommit::start(storage.clone(), metrics.clone()).unwrap());
-        let mut hints = commits.subscribe();
+        let events = Arc::new(LiveEvents::local());
+        let commits = Arc::new(GroupCommit::start(storage.clone(), metrics.clone(), events.clone()).unwrap());
+        let mut hints = events.hints();
         let tasks: Vec<_> = (0..20u8)
             .map(|i| {
                 let commits = commits.clone();
@@ -293,7 +268,8 @@ mod tests {
         let batches = metrics.group_commit_batches.load(Ordering::Relaxed);
         assert!((1..=20).contains(&batches), "{batches} batches");
         let mut hinted = HashSet::new();
-        while let Ok(document) = hints.try_recv() {
+        while let Ok(hint) = hints.try_recv() {
+            let crate::live_events::Hint::Document(document) = hint else { panic!("{hint:?}") };
             hinted.insert(document.compartment);
         }
         assert_eq!(hinted, HashSet::from([0, 1]));

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use eenplan_server::init_secret::{self, InitSecret};
+use eenplan_server::live_events::RelayTarget;
 use eenplan_server::quota::QuotaLimits;
 use eenplan_server::routes::{self, AppState, ServerConfig};
 use eenplan_server::storage::postgres::redact_url;
@@ -115,6 +116,8 @@ enum Error {
     Start(#[from] routes::StartError),
     #[error("the init secret: {0}")]
     InitSecret(#[from] init_secret::InitSecretError),
+    #[error("the live-event relay: {0}")]
+    Relay(String),
     #[error("the metrics token file {path}: {why}")]
     MetricsToken { path: PathBuf, why: String },
 }
@@ -167,6 +170,11 @@ async fn serve(args: Serve) -> Result<(), Error> {
             bundles: args.push_quota_bundles,
             bytes: args.push_quota_mib.saturating_mul(1024 * 1024),
             ..QuotaLimits::default()
+        },
+        // Other processes may share the database: live events go through it to them.
+        relay: match &args.database {
+            Some(DatabaseUrl(url)) => Some(RelayTarget::parse(url).map_err(Error::Relay)?),
+            None => None,
         },
     };
     if config.origins.is_empty() {

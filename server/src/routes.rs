@@ -49,7 +49,7 @@ use axum::routing::{get, post};
 use eenplan_protocol::api;
 use eenplan_protocol::sync::MAX_SYNC_REQUEST;
 use serde::de::DeserializeOwned;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
@@ -57,6 +57,7 @@ use crate::auth::{Auth, bearer};
 use crate::error::ApiError;
 use crate::group_commit::GroupCommit;
 use crate::init_secret::InitSecret;
+use crate::live_events::LiveEvents;
 use crate::metrics::{Metrics, RouteClass};
 use crate::quota::{PushQuota, QuotaLimits};
 use crate::storage::{DeviceId, Storage, StorageError};
@@ -66,8 +67,6 @@ use crate::storage::{DeviceId, Storage, StorageError};
 pub const MAX_JSON_REQUEST: usize = 64 * 1024;
 /// A request that takes longer is answered 408 and dropped.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// Revocations a slow live connection may fall behind by; beyond that it looks its device up.
-const REVOCATION_CAPACITY: usize = 256;
 
 /// What the operator chose when starting the server.
 #[derive(Debug, Default)]
@@ -79,6 +78,9 @@ pub struct ServerConfig {
     /// The secret `POST /v1/admin/init` must carry, while the network is not initialised.
     pub init_secret: Option<InitSecret>,
     pub push_quota: QuotaLimits,
+    /// The database other server processes share, whose live events this one relays
+    /// (`serve --database postgres://…`); none for a server on its own.
+    pub relay: Option<crate::live_events::RelayTarget>,
 }
 
 /// What every handler shares.
@@ -88,6 +90,8 @@ pub struct AppState {
     pub audit: Arc<crate::audit_log::ServerAudit>,
     pub auth: Auth,
     pub commits: GroupCommit,
+    /// Live hints and revocations, shared with the other server processes through the relay.
+    pub events: Arc<LiveEvents>,
     pub metrics: Arc<Metrics>,
     /// Where each device stands in key requests that did not fit one answer.
     pub(crate) key_request_paging: sync::KeyRequestPaging,
@@ -100,8 +104,6 @@ pub struct AppState {
     init_secret: std::sync::Mutex<Option<InitSecret>>,
     /// Flipped to true when the server begins to shut down; live connections watch it.
     shutdown: watch::Sender<bool>,
-    /// Devices revoked from now on; each live connection closes when it hears its own.
-    revocations: broadcast::Sender<DeviceId>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -123,15 +125,19 @@ impl AppState {
     pub fn new(storage: Arc<dyn Storage>, config: ServerConfig) -> Result<Arc<AppState>, StartError> {
         let metrics = Arc::new(Metrics::default());
         let auth = Auth::new(storage.server_secret()?, metrics.clone(), config.origins);
-        let commits = GroupCommit::start(storage.clone(), metrics.clone())?;
+        let events = Arc::new(match &config.relay {
+            Some(target) => LiveEvents::relayed(target)?,
+            None => LiveEvents::local(),
+        });
+        let commits = GroupCommit::start(storage.clone(), metrics.clone(), events.clone())?;
         let audit = crate::audit_log::ServerAudit::start(storage.clone())?;
         let (shutdown, _) = watch::channel(false);
-        let (revocations, _) = broadcast::channel(REVOCATION_CAPACITY);
         Ok(Arc::new(AppState {
             storage,
             audit,
             auth,
             commits,
+            events,
             metrics,
             key_request_paging: sync::KeyRequestPaging::default(),
             push_quota: PushQuota::new(config.push_quota),
@@ -140,7 +146,6 @@ impl AppState {
             metrics_token: config.metrics_token,
             init_secret: std::sync::Mutex::new(config.init_secret),
             shutdown,
-            revocations,
         }))
     }
 
@@ -163,13 +168,7 @@ impl AppState {
     /// Tells the live connections of `device` to close at once: it was revoked, or
     /// re-certified with another role.
     pub fn announce_revocation(&self, device: DeviceId) {
-        // No live connections at all is not an error.
-        let _ = self.revocations.send(device);
-    }
-
-    /// Revocations from now on. A receiver that falls behind re-checks its device instead.
-    pub fn revocations(&self) -> broadcast::Receiver<DeviceId> {
-        self.revocations.subscribe()
+        self.events.revoked(device);
     }
 
     /// Tells live connections to close. The HTTP server drains the other requests itself.
@@ -185,6 +184,7 @@ impl AppState {
     pub fn finish_shutdown(&self) {
         self.begin_shutdown();
         self.commits.shutdown();
+        self.events.shutdown();
         self.audit.shutdown();
     }
 }

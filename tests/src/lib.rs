@@ -53,3 +53,7 @@ pub mod console;
 /// A throw-away PostgreSQL cluster for the tests of `serve --database`.
 #[allow(clippy::panic)]
 pub mod postgres;
+
+/// nginx as the load balancer in front of several server processes on one database.
+#[allow(clippy::panic)]
+pub mod balancer;

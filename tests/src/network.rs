@@ -159,12 +159,17 @@ pub fn device_keystore() -> PassphraseKeyStore {
 
 /// A new device in `dir`, enrolled for `user` and approved by the administrator.
 pub fn enrolled_device(admin: &Admin, server: &Server, dir: &Path, user: &str) -> Device {
+    enrolled_device_at(admin, &server.url, dir, user)
+}
+
+/// The same with the server at `url` (one instance of several, or a load balancer).
+pub fn enrolled_device_at(admin: &Admin, url: &str, dir: &Path, user: &str) -> Device {
     let mut device = Device::init(dir, &device_keystore()).unwrap_or_else(|e| panic!("init: {e}"));
     let code = admin.run(&["device", "enrol", "--user", user]);
     // Named after its directory ("wim2"), so each test device's name is its own.
     let name = dir.file_name().map_or_else(|| user.to_owned(), |n| n.to_string_lossy().into_owned());
     device
-        .enrol(&server.url, &code, &name, eenplan_core::sync::Platform::Android)
+        .enrol(url, &code, &name, eenplan_core::sync::Platform::Android)
         .unwrap_or_else(|e| panic!("enrol: {e}"));
     admin.run(&["device", "approve", "--code", &code]);
     device.sync().unwrap_or_else(|e| panic!("first sync: {e}"));

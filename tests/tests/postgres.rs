@@ -32,3 +32,84 @@ fn a_server_on_postgresql_enrols_two_devices_and_syncs_an_edit_from_one_to_the_o
     // Everything went to PostgreSQL: the data directory holds no SQLite database.
     assert!(!net.server.data.join("server.db").exists(), "the server wrote server.db");
 }
+
+/// The relay between server processes, driven directly: two processes' [`LiveEvents`] on one
+/// database, as two `eenplan-server` instances hold them.
+mod relay {
+    use std::time::Duration;
+
+    use eenplan_protocol::DocumentId;
+    use eenplan_server::live_events::{Hint, LiveEvents, RelayTarget};
+    use eenplan_server::storage::DeviceId;
+    use tokio::sync::broadcast::Receiver;
+    use tokio::sync::broadcast::error::TryRecvError;
+
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    fn next<T: Clone>(receiver: &mut Receiver<T>) -> T {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        runtime
+            .block_on(async { tokio::time::timeout(PATIENCE, receiver.recv()).await })
+            .unwrap_or_else(|_| panic!("nothing came within {PATIENCE:?}"))
+            .unwrap()
+    }
+
+    fn relayed(url: &str) -> LiveEvents {
+        LiveEvents::relayed(&RelayTarget::parse(url).unwrap()).unwrap()
+    }
+
+    /// Cuts every relay connection to the database, as a database restart or a network
+    /// failure would.
+    fn cut_relay_connections(url: &str) -> u64 {
+        let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+        let row = client
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'eenplan-relay'",
+                &[],
+            )
+            .unwrap();
+        u64::try_from(row.get::<_, i64>(0)).unwrap()
+    }
+
+    #[test]
+    fn hints_and_revocations_cross_to_the_other_process_once_and_a_cut_connection_means_resync() {
+        let url = eenplan_tests::postgres::fresh_database();
+        let a = relayed(&url);
+        let b = relayed(&url);
+        let (mut a_hints, mut b_hints, mut b_revoked) = (a.hints(), b.hints(), b.revocations());
+        // Each listener says resync once it listens: nothing sent before then reached it.
+        assert_eq!(next(&mut a_hints), Hint::Resync);
+        assert_eq!(next(&mut b_hints), Hint::Resync);
+
+        let document = DocumentId { plan: [4; 16], compartment: 1 };
+        a.hint(document);
+        assert_eq!(next(&mut b_hints), Hint::Document(document));
+        a.revoked(DeviceId([8; 16]));
+        assert_eq!(next(&mut b_revoked), DeviceId([8; 16]));
+        // A heard its own hint once, locally: the relay does not hand it back a second time
+        // (B's hint that follows comes after it in A's channel).
+        let from_b = DocumentId { plan: [5; 16], compartment: 0 };
+        b.hint(from_b);
+        assert_eq!(next(&mut a_hints), Hint::Document(document));
+        assert_eq!(next(&mut a_hints), Hint::Document(from_b));
+        assert_eq!(a_hints.try_recv(), Err(TryRecvError::Empty));
+        assert_eq!(next(&mut b_hints), Hint::Document(from_b));
+        assert_eq!(b_hints.try_recv(), Err(TryRecvError::Empty));
+
+        // Two listeners and (at least) one notifier are connected.
+        assert!(cut_relay_connections(&url) >= 2);
+        assert_eq!(next(&mut b_hints), Hint::Resync, "B's sockets must hear that hints may be lost");
+        let later = DocumentId { plan: [6; 16], compartment: 2 };
+        // The notifier reconnects too; until then its sends fail and say resync afterwards.
+        a.hint(later);
+        loop {
+            match next(&mut b_hints) {
+                Hint::Document(d) if d == later => break,
+                Hint::Resync => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        a.shutdown();
+        b.shutdown();
+    }
+}

@@ -590,7 +590,7 @@ pub fn assign(state: &AppState, plan: [u8; 16], assignment: &Assignment) -> Resu
     })?;
     // The new participant's devices that are online sync at once and get the plan's history;
     // each live connection passes on only the hints of documents its device may read.
-    state.commits.hint_plan(plan);
+    state.events.hint_plan(plan);
     Ok(())
 }
 

@@ -46,6 +46,7 @@ use super::device::{DeviceSession, session_for_token};
 use super::{AppState, blocking};
 use crate::auth::{bearer, now_ms};
 use crate::error::ApiError;
+use crate::live_events::Hint;
 use crate::metrics::LiveGuard;
 use crate::storage::{DeviceId, DeviceState, UserId};
 
@@ -127,12 +128,12 @@ pub async fn live(
         ApiError::unauthenticated("missing_token", "send the session token as a bearer token or ?token=")
     })?;
     // Before the session check: a revocation that commits after the check is heard.
-    let revocations = state.revocations();
+    let revocations = state.events.revocations();
     let session = session_for_token(&state, token).await?;
     let upgrade =
         upgrade.map_err(|e| ApiError::malformed(format!("not a WebSocket upgrade: {}", e.body_text())))?;
     // Before the 101: nothing committed after the client sees the socket open is missed.
-    let hints = state.commits.subscribe();
+    let hints = state.events.hints();
     let user = session.device.user;
     let readable = blocking(&state, move |state| readable(state, user)).await?;
     // The client has nothing to say on this socket; a small limit keeps it from making the
@@ -161,7 +162,7 @@ fn readable(state: &AppState, user: UserId) -> Result<HashSet<DocumentId>, ApiEr
 
 /// What a socket listens to besides its client.
 struct Channels {
-    hints: broadcast::Receiver<DocumentId>,
+    hints: broadcast::Receiver<Hint>,
     revocations: broadcast::Receiver<DeviceId>,
 }
 
@@ -233,19 +234,20 @@ async fn run(
                 let mut documents = Vec::new();
                 let mut resync = false;
                 match first {
-                    Ok(document) => documents.push(document),
-                    Err(RecvError::Lagged(_)) => resync = true,
+                    Ok(Hint::Document(document)) => documents.push(document),
+                    Ok(Hint::Resync) | Err(RecvError::Lagged(_)) => resync = true,
                     Err(RecvError::Closed) => break End::Close(close_code::AWAY, "server shutting down"),
                 }
                 // Take every hint already waiting, so a burst costs one device check.
                 loop {
                     match hints.try_recv() {
-                        Ok(document) => documents.push(document),
-                        Err(TryRecvError::Lagged(_)) => resync = true,
+                        Ok(Hint::Document(document)) => documents.push(document),
+                        Ok(Hint::Resync) | Err(TryRecvError::Lagged(_)) => resync = true,
                         Err(TryRecvError::Empty | TryRecvError::Closed) => break,
                     }
                 }
-                let unknown = documents.iter().any(|d| !readable.contains(d));
+                // After lost hints, the grants they announced may be unknown here too.
+                let unknown = resync || documents.iter().any(|d| !readable.contains(d));
                 match check(&state, &session, unknown).await {
                     Ok(Check::Active(fresh)) => readable = fresh.unwrap_or(readable),
                     Ok(Check::Gone) => break End::Close(close_code::POLICY, "device revoked"),

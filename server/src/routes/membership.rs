@@ -36,7 +36,7 @@ pub async fn append(
             .await?;
     tracing::info!(plan = %hex(&plan), pending, "membership entry appended");
     // The plan's readers learn of it at once (new participants get the plan's history).
-    state.commits.hint_plan(plan);
+    state.events.hint_plan(plan);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -58,7 +58,7 @@ pub async fn erase_member(
         blocking(&state, move |state| crate::erasure::erase_member(state, &device, plan, upload, now_ms()))
             .await?;
     tracing::info!(plan = %hex(&plan), bundles = erased.bundles, "member erased; older epochs deleted");
-    state.commits.hint_plan(plan);
+    state.events.hint_plan(plan);
     Ok(axum::Json(erased))
 }
 
@@ -121,6 +121,6 @@ pub async fn admin_append(
             Ok(axum::Json(eenplan_protocol::api::RotationsQueued { pending }))
         })
         .await?;
-    state.commits.hint_plan(plan);
+    state.events.hint_plan(plan);
     Ok(answer)
 }

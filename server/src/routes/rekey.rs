@@ -256,7 +256,7 @@ fn take(state: &AppState, result: &RekeyResult) -> Result<(), Failure> {
     }
     crate::metrics::Metrics::add(&state.metrics.envelopes_stored, stored);
     // The readers that are online fetch their new key at once.
-    state.commits.hint(document);
+    state.events.hint(document);
     Ok(())
 }
 

@@ -414,7 +414,7 @@ fn store_rotations(
         match device_rotation(state, device, access, upload) {
             Ok(document) => {
                 Metrics::add(&state.metrics.envelopes_stored, 2);
-                state.commits.hint(document);
+                state.events.hint(document);
             }
             Err(reason) => {
                 tracing::info!(device = %hex(&device.device_id.0), reason, "new epoch ignored");
@@ -617,7 +617,7 @@ fn store_envelopes(
             && envelope.recipient.0 != ESCROW_RECIPIENT
             && hinted.insert(envelope.document)
         {
-            state.commits.hint(envelope.document);
+            state.events.hint(envelope.document);
         }
     }
     let stored = outcomes.iter().filter(|o| **o == EnvelopeOutcome::Stored).count();
