@@ -246,7 +246,6 @@ impl Network {
         }
         device
     }
-
 }
 
 /// Syncs until the server has nothing more (a long pull may need more rounds than one
