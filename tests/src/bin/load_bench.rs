@@ -4,15 +4,19 @@
 //!
 //! ```text
 //! cargo build --workspace --release
-//! target/release/load_bench            # full: 50 devices × 100 pushes, 4 readers, 3 runs; ≈ 5 min on 2 cores
-//! target/release/load_bench --quick    # 8 devices × 20 pushes, 2 readers, 2 runs; ≈ 35 s
+//! target/release/load_bench            # full: 50 devices × 100 pushes, 4 readers, 3 runs; ≈ 11 min on 2 cores
+//! target/release/load_bench --quick    # 8 devices × 20 pushes, 2 readers, 2 runs; ≈ 40 s
 //! ```
 //!
-//! The full run took 4 min 50 s on 2 shared cores (setup 2 min 7 s: 50 devices enrolled,
-//! keys settled, 5,000 edits sealed; eenplan runs ≈ 17 s each; automerge-repo runs ≈ 25 s
-//! each).
+//! The full run took 10 min 57 s on 2 cores shared with other builds (setup on SQLite 1 min
+//! 52 s, on PostgreSQL 3 min 44 s; eenplan runs 16–50 s each; automerge-repo runs ≈ 25 s
+//! each). Its figures (2026-12-04), medians of 3:
 //!
 //! ```text
+//! server CPU per accepted push     SQLite 3.050 ms | PostgreSQL 3.026 ms, incl. PostgreSQL 7.620 ms | automerge-repo 1.582 ms
+//! pushes per server-CPU-second     SQLite 328      | PostgreSQL 330, incl. PostgreSQL 131            | automerge-repo 632
+//! server CPU per delivered bundle  SQLite 16.0 µs  | PostgreSQL 19.0 µs, incl. PostgreSQL 54.0 µs    |
+//! RSS per idle live socket         SQLite 14.1 KiB | PostgreSQL 12.9 KiB                             | automerge-repo 13.5 KiB
 //! ```
 //!
 //! Options: `--only e,a` runs some measures; `--devices N`, `--edits N` (at most 500),
