@@ -3,7 +3,7 @@
 //! the process ends; a fresh database per test. Without PostgreSQL the tests that ask for one
 //! fail with the script's message: they never skip.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,10 +24,15 @@ fn script(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// The superuser's URL of this process's cluster (`…/postgres`).
-fn cluster() -> &'static str {
-    static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| {
+/// This process's cluster: the superuser's URL (`…/postgres`) and its data directory.
+struct Cluster {
+    url: String,
+    dir: PathBuf,
+}
+
+fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
         script(&["install"]);
         // In the system's temporary directory, which the cluster's owner (the postgres user, when
         // the tests run as root) can reach; the script removes it when this process ends.
@@ -36,13 +41,86 @@ fn cluster() -> &'static str {
             .and_then(|l| l.local_addr())
             .unwrap_or_else(|e| panic!("no free port: {e}"))
             .port();
-        script(&["start", &dir.to_string_lossy(), &port.to_string(), &std::process::id().to_string()])
+        let url =
+            script(&["start", &dir.to_string_lossy(), &port.to_string(), &std::process::id().to_string()]);
+        Cluster { url, dir }
     })
+}
+
+/// A database name of this process's cluster that no other call returns.
+fn new_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!("e2e_{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// A new, empty database on this process's cluster: its URL.
 pub fn fresh_database() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    let name = format!("e2e_{}", NEXT.fetch_add(1, Ordering::Relaxed));
-    script(&["createdb", cluster(), &name])
+    script(&["createdb", &cluster().url, &new_name()])
+}
+
+/// A new database holding a copy of the one at `url` (of this cluster), made by PostgreSQL
+/// itself (`CREATE DATABASE … TEMPLATE …`): its URL. No session may be open on `url`;
+/// PostgreSQL waits a few seconds for the sessions of a server just killed to end.
+pub fn copy_database(url: &str) -> String {
+    let name = new_name();
+    psql(&format!("CREATE DATABASE {name} TEMPLATE {}", database_name(url)));
+    format!("{}/{name}", cluster_base())
+}
+
+/// Drops the database at `url` (of this cluster), ending any session still open on it.
+pub fn drop_database(url: &str) {
+    psql(&format!("DROP DATABASE {} WITH (FORCE)", database_name(url)));
+}
+
+/// The process id of the cluster's postmaster: every backend and helper process of the
+/// cluster is its child.
+pub fn postmaster_pid() -> u32 {
+    let file = cluster().dir.join("postmaster.pid");
+    let text =
+        std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+    text.lines()
+        .next()
+        .and_then(|line| line.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{} does not start with a process id", file.display()))
+}
+
+/// The cluster's URL without its database: `postgres://user@host:port`.
+fn cluster_base() -> &'static str {
+    let url = &cluster().url;
+    url.rsplit_once('/').map_or(url.as_str(), |(base, _)| base)
+}
+
+/// The database a URL of this cluster names, checked to be one of ours (letters, digits,
+/// `_`), since it goes into SQL as an identifier.
+fn database_name(url: &str) -> &str {
+    let name = url.rsplit_once('/').map_or("", |(_, name)| name);
+    assert!(
+        name.starts_with("e2e_") && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "{url:?} is not a database of this process's cluster"
+    );
+    name
+}
+
+/// Runs one SQL statement as the cluster's superuser, with the client of the installed server.
+fn psql(sql: &str) {
+    let out = Command::new(psql_binary())
+        .arg(&cluster().url)
+        .args(["-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run psql: {e}"));
+    if !out.status.success() {
+        panic!("psql {sql:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+/// The `psql` next to the installed server's binaries (as `scripts/postgres.sh` finds them),
+/// else the one on the path.
+fn psql_binary() -> PathBuf {
+    let installed = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|version| version.path().join("bin/psql"))
+        .find(|path| path.is_file());
+    installed.unwrap_or_else(|| PathBuf::from("psql"))
 }

@@ -4,41 +4,51 @@
 //!
 //! ```text
 //! cargo build --workspace --release
-//! target/release/load_bench            # full: 50 devices × 100 pushes, 4 readers, 3 runs; ≈ 5 min on 2 cores
-//! target/release/load_bench --quick    # 8 devices × 20 pushes, 2 readers, 2 runs; ≈ 35 s
+//! target/release/load_bench            # full: 50 devices × 100 pushes, 4 readers, 3 runs; ≈ 11 min on 2 cores
+//! target/release/load_bench --quick    # 8 devices × 20 pushes, 2 readers, 2 runs; ≈ 40 s
 //! ```
 //!
-//! The full run took 4 min 50 s on 2 shared cores (setup 2 min 7 s: 50 devices enrolled,
-//! keys settled, 5,000 edits sealed; eenplan runs ≈ 17 s each; automerge-repo runs ≈ 25 s
-//! each).
+//! The full run took 10 min 57 s on 2 cores shared with other builds (setup on SQLite 1 min
+//! 52 s, on PostgreSQL 3 min 44 s; eenplan runs 16–50 s each; automerge-repo runs ≈ 25 s
+//! each). Its figures (2026-12-04), medians of 3:
 //!
 //! ```text
+//! server CPU per accepted push     SQLite 3.050 ms | PostgreSQL 3.026 ms, incl. PostgreSQL 7.620 ms | automerge-repo 1.582 ms
+//! pushes per server-CPU-second     SQLite 328      | PostgreSQL 330, incl. PostgreSQL 131            | automerge-repo 632
+//! server CPU per delivered bundle  SQLite 16.0 µs  | PostgreSQL 19.0 µs, incl. PostgreSQL 54.0 µs    |
+//! RSS per idle live socket         SQLite 14.1 KiB | PostgreSQL 12.9 KiB                             | automerge-repo 13.5 KiB
 //! ```
 //!
 //! Options: `--only e,a` runs some measures; `--devices N`, `--edits N` (at most 500),
 //! `--readers N`, `--threads N`, `--runs N` override the sizes. Progress goes to stderr, the
 //! table to stdout. Needs `node` and `npm` (and the npm registry, or npm's cache) for (a);
-//! without them (a) says why in the table.
+//! without them (a) says why in the table. Needs PostgreSQL (Debian's `postgresql`, which
+//! `scripts/postgres.sh install` installs when missing) for (e) on PostgreSQL.
 //!
-//! e. **eenplan-server** (embedded SQLite; the server is started by
-//!    `eenplan_tests::load::eenplan::start_server` for a `Database` of a `Backend`, where
-//!    PostgreSQL goes). Setup, not measured: a real server, the real admin CLI, N devices with
+//! e. **eenplan-server**, once on embedded SQLite and once on PostgreSQL (`serve --database`,
+//!    a database on a throw-away cluster that `scripts/postgres.sh` installs and starts; the
+//!    server is started by `eenplan_tests::load::eenplan::start_server` for a `Database` of a
+//!    `Backend`). Setup, not measured: a real server, the real admin CLI, N devices with
 //!    real stores, each the regisseur of a plan of its own that R reader devices of one other
 //!    user take part in, keys settled. The server's state is kept (stopped) as the base; then
 //!    each device makes E real edits (an action's due date), each sealed and pushed by its own
 //!    sync, and a reader pulls them back: N × E sealed bundles. Each measured run starts a
-//!    server on a fresh copy of the base and
+//!    server on a fresh copy of the base (SQLite: the files copied; PostgreSQL:
+//!    `CREATE DATABASE … TEMPLATE base`) and
 //!    1. replays the bundles over HTTP (keep-alive, T client threads, by default one per
 //!       device, each device's pushes in order, one push per
 //!       `POST /v1/sync` as a device in steady state sends it: its cursors, policy and audit
 //!       key versions; no access-log upload, no snapshot). Each push's ack is checked; refused
 //!       or unanswered pushes count as failures. Reported: the server's CPU time
 //!       (`/proc/PID/stat` utime + stime) per accepted push, and pushes per server-CPU-second
-//!       (target ≥ 2,000). The server asks each device for a snapshot once its document's log
+//!       (target ≥ 2,000); on PostgreSQL also with the CPU of PostgreSQL's own processes (the
+//!       postmaster and every process under it, running or ended: `cutime` + `cstime` keep
+//!       what ended backends spent), since they do the database's work that SQLite does
+//!       inside the server. The server asks each device for a snapshot once its document's log
 //!       is long, as it would; the replay does not upload one.
 //!    2. lets every reader pull the whole backlog (N × E bundles each, pages of the server's
 //!       default size; each reader's bundle ids are checked to be exactly the accepted pushes):
-//!       server CPU per delivered bundle.
+//!       server CPU per delivered bundle (on PostgreSQL also with its processes').
 //!
 //!    Then, once, on a fresh server: every device opens 3 idle live-hint sockets
 //!    (`GET /v1/live`, the most a device keeps), the readers' first; the server's RSS
@@ -51,8 +61,9 @@
 //!    until the server's heads show it; the clock stops when the server has flushed its
 //!    storage. Server CPU per accepted change; then, on a fresh server, the RSS growth per
 //!    idle WebSocket peer (the same numbers of warm and measured connections as for (e)).
-//!    Ratios are eenplan ÷ automerge-repo: a cost (CPU, RSS) below 1 or a rate above 1 puts
-//!    eenplan ahead.
+//!    Ratios are eenplan (on SQLite) ÷ automerge-repo: a cost (CPU, RSS) below 1 or a rate
+//!    above 1 puts eenplan ahead.
+//! s. **Side by side**: every system of the run, one row each per figure.
 //!
 //! Every figure is a median over the runs unless the table says otherwise. The client
 //! threads share the machine's cores with the server: wall-clock rates are lower bounds,
@@ -77,8 +88,10 @@ struct Config {
     sizes: Sizes,
     threads: usize,
     runs: usize,
-    /// What (e) measured, for (a)'s ratios.
-    eenplan: RefCell<Option<Measured>>,
+    /// What (e) measured on each backend, for (a)'s ratios and the summary.
+    eenplan: RefCell<Vec<(Backend, Measured)>>,
+    /// What (a) measured, for the summary.
+    automerge: RefCell<Option<Measured>>,
 }
 
 impl Config {
@@ -93,9 +106,12 @@ impl Config {
             std::process::exit(2);
         }
         let devices = args.number("--devices", if quick { 8 } else { 50 }).max(1);
+        let mut only = args.only(&['e', 'a']);
+        // The summary of whatever was measured always closes the table.
+        only.push('s');
         Config {
             quick,
-            only: args.only(&['e', 'a']),
+            only,
             sizes: Sizes {
                 devices,
                 edits: edits.max(1),
@@ -105,23 +121,40 @@ impl Config {
             // per document: the same number of pushes in flight.
             threads: args.number("--threads", devices).max(1),
             runs: args.number("--runs", if quick { 2 } else { 3 }).max(1),
-            eenplan: RefCell::new(None),
+            eenplan: RefCell::new(Vec::new()),
+            automerge: RefCell::new(None),
         }
     }
 
     fn pushes(&self) -> usize {
         self.sizes.devices * self.sizes.edits
     }
+
+    /// What (a) compares with: eenplan on the first backend measured (SQLite).
+    fn reference(&self) -> Option<Measured> {
+        self.eenplan.borrow().first().map(|(_, m)| *m)
+    }
 }
 
-/// One system's medians: CPU per accepted push (or change), wall rate, CPU per delivered
-/// bundle, RSS per idle connection.
+/// One system's medians: CPU per accepted push (or change) and per delivered bundle, of the
+/// server process alone and with a separate database server's processes; wall rate; RSS per
+/// idle connection.
 #[derive(Debug, Clone, Copy, Default)]
 struct Measured {
     cpu_per_push: f64,
+    /// `None` where no database server runs apart from the server (SQLite, automerge-repo).
+    with_database_per_push: Option<f64>,
     wall_rate: f64,
     cpu_per_delivered: Option<f64>,
+    with_database_per_delivered: Option<f64>,
     idle: Idle,
+}
+
+impl Measured {
+    /// CPU per push with the database's processes: the server's alone when it has none apart.
+    fn all_cpu_per_push(&self) -> f64 {
+        self.with_database_per_push.unwrap_or(self.cpu_per_push)
+    }
 }
 
 fn per_connection_kib(idle: &Idle) -> f64 {
@@ -132,20 +165,36 @@ fn cpu_per(spent: &Spent, count: u64) -> f64 {
     spent.cpu.as_secs_f64() / count.max(1) as f64
 }
 
+/// CPU of the server and the database's processes together per item; `None` without a
+/// database server apart.
+fn with_database_per(spent: &Spent, count: u64) -> Option<f64> {
+    spent.database_cpu.map(|_| spent.cpu_with_database().as_secs_f64() / count.max(1) as f64)
+}
+
 fn ms(seconds: f64) -> String {
     format!("{:.3} ms", seconds * 1e3)
+}
+
+fn per_second(seconds: f64) -> f64 {
+    1.0 / seconds.max(1e-12)
 }
 
 // --- e. eenplan-server ----------------------------------------------------------------------
 
 fn measure_e(cfg: &Config, table: &mut Table) {
-    // Each backend the server runs on gets the same workload (PostgreSQL joins
-    // `Backend::ALL`). The first one's figures are what (a) compares with.
+    // Each backend the server runs on gets the same workload. The first one's figures are
+    // what (a) compares with.
     for &backend in Backend::ALL {
         let fixture = Fixture::build(cfg.sizes, backend);
         let measured = eenplan_rows(cfg, table, &fixture, backend.label());
-        cfg.eenplan.borrow_mut().get_or_insert(measured);
+        cfg.eenplan.borrow_mut().push((backend, measured));
     }
+}
+
+/// The medians over the runs of `f`, or `None` when a run has no figure.
+fn median_of(runs: &[Run], f: impl Fn(&Run) -> Option<f64>) -> Option<f64> {
+    let values: Option<Vec<f64>> = runs.iter().map(f).collect();
+    values.filter(|v| !v.is_empty()).map(|v| median(&v))
 }
 
 /// The measured runs on fresh copies of the base, then the idle sockets; the medians.
@@ -153,23 +202,29 @@ fn eenplan_runs(cfg: &Config, fixture: &Fixture) -> (Vec<Run>, Measured) {
     let mut runs = Vec::new();
     for r in 0..cfg.runs {
         let run = fixture.run(&format!("run-{r}"), cfg.threads);
+        let database =
+            |s: &Spent| s.database_cpu.map_or_else(String::new, |c| format!(" (+ database {})", secs(c)));
         eprintln!(
-            "e: run {}: {} accepted, {} failed, server CPU {} over {}; {} delivered, CPU {}",
+            "e: run {}: {} accepted, {} failed, server CPU {}{} over {}; {} delivered, CPU {}{}",
             r + 1,
             run.accepted,
             run.failed,
             secs(run.push.cpu),
+            database(&run.push),
             secs(run.push.wall),
             run.delivered,
-            secs(run.delivery.cpu)
+            secs(run.delivery.cpu),
+            database(&run.delivery),
         );
         runs.push(run);
     }
-    let per_run = |f: fn(&Run) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
     let measured = Measured {
-        cpu_per_push: per_run(|r| cpu_per(&r.push, r.accepted)),
-        wall_rate: per_run(|r| r.accepted as f64 / r.push.wall.as_secs_f64()),
-        cpu_per_delivered: Some(per_run(|r| cpu_per(&r.delivery, r.delivered))),
+        cpu_per_push: median_of(&runs, |r| Some(cpu_per(&r.push, r.accepted))).unwrap_or_default(),
+        with_database_per_push: median_of(&runs, |r| with_database_per(&r.push, r.accepted)),
+        wall_rate: median_of(&runs, |r| Some(r.accepted as f64 / r.push.wall.as_secs_f64()))
+            .unwrap_or_default(),
+        cpu_per_delivered: median_of(&runs, |r| Some(cpu_per(&r.delivery, r.delivered))),
+        with_database_per_delivered: median_of(&runs, |r| with_database_per(&r.delivery, r.delivered)),
         idle: fixture.idle(SOCKETS_PER_DEVICE),
     };
     (runs, measured)
@@ -177,7 +232,6 @@ fn eenplan_runs(cfg: &Config, fixture: &Fixture) -> (Vec<Run>, Measured) {
 
 fn eenplan_rows(cfg: &Config, table: &mut Table, fixture: &Fixture, database: &str) -> Measured {
     let (runs, measured) = eenplan_runs(cfg, fixture);
-    let idle = measured.idle;
     let failed: u64 = runs.iter().map(|r| r.failed).sum();
     let failure = runs.iter().find_map(|r| r.failure.clone()).unwrap_or_default();
     table.section(&format!(
@@ -198,41 +252,76 @@ fn eenplan_rows(cfg: &Config, table: &mut Table, fixture: &Fixture, database: &s
         if failed == 0 { format!("of {}", cfg.pushes()) } else { format!("first: {failure}") },
         "",
     );
-    let per_cpu_second = 1.0 / measured.cpu_per_push.max(1e-12);
-    table.row("server CPU per accepted push", ms(measured.cpu_per_push), "", "");
-    table.row(
-        "  = pushes per server-CPU-second",
-        format!("{per_cpu_second:.0} /s"),
-        format!("target ≥ {PUSHES_PER_CPU_SECOND:.0}"),
-        ratio(per_cpu_second, PUSHES_PER_CPU_SECOND),
-    );
+    push_rows(table, &measured, database);
     table.row(
         "pushes per second (wall, clients on the same cores)",
         format!("{:.0} /s", measured.wall_rate),
         "",
         "",
     );
-    let delivered = measured.cpu_per_delivered.unwrap_or_default();
+    delivery_rows(table, &measured, database);
     table.row(
-        "server CPU per delivered bundle (readers pull the backlog)",
-        format!("{:.1} µs", delivered * 1e6),
-        format!("{:.0} bundles per server-CPU-second", 1.0 / delivered.max(1e-12)),
-        "",
-    );
-    table.row(
-        "server RSS per idle live socket",
-        format!("{:.1} KiB", per_connection_kib(&idle)),
-        format!("{} sockets ({SOCKETS_PER_DEVICE} per device) after {} warm", idle.measured, idle.warm),
+        "server RSS per idle live socket (eenplan-server)",
+        format!("{:.1} KiB", per_connection_kib(&measured.idle)),
+        format!(
+            "{} sockets ({SOCKETS_PER_DEVICE} per device) after {} warm",
+            measured.idle.measured, measured.idle.warm
+        ),
         "",
     );
     measured
+}
+
+/// Server CPU per accepted push and pushes per server-CPU-second, of eenplan-server alone
+/// and with the database's processes.
+fn push_rows(table: &mut Table, measured: &Measured, database: &str) {
+    let embedded = measured.with_database_per_push.is_none();
+    let including = if embedded { format!("{database} is embedded: the same") } else { String::new() };
+    table.row("server CPU per accepted push, eenplan-server only", ms(measured.cpu_per_push), "", "");
+    table.row(
+        format!("  incl. {database}'s own processes"),
+        ms(measured.all_cpu_per_push()),
+        including.clone(),
+        "",
+    );
+    let alone = per_second(measured.cpu_per_push);
+    let all = per_second(measured.all_cpu_per_push());
+    table.row(
+        "  = pushes per server-CPU-second, eenplan-server only",
+        format!("{alone:.0} /s"),
+        format!("target ≥ {PUSHES_PER_CPU_SECOND:.0}"),
+        ratio(alone, PUSHES_PER_CPU_SECOND),
+    );
+    table.row(
+        format!("  = pushes per server-CPU-second, incl. {database}"),
+        format!("{all:.0} /s"),
+        format!("target ≥ {PUSHES_PER_CPU_SECOND:.0}"),
+        ratio(all, PUSHES_PER_CPU_SECOND),
+    );
+}
+
+fn delivery_rows(table: &mut Table, measured: &Measured, database: &str) {
+    let alone = measured.cpu_per_delivered.unwrap_or_default();
+    table.row(
+        "server CPU per delivered bundle (readers pull the backlog), eenplan-server only",
+        format!("{:.1} µs", alone * 1e6),
+        format!("{:.0} bundles per server-CPU-second", per_second(alone)),
+        "",
+    );
+    let all = measured.with_database_per_delivered.unwrap_or(alone);
+    table.row(
+        format!("  incl. {database}'s own processes"),
+        format!("{:.1} µs", all * 1e6),
+        format!("{:.0} bundles per server-CPU-second", per_second(all)),
+        "",
+    );
 }
 
 // --- a. automerge-repo ----------------------------------------------------------------------
 
 fn measure_a(cfg: &Config, table: &mut Table) {
     table.section(&format!(
-        "a. automerge-repo 2.5.6 sync server (node), same workload: {} clients × 1 document × {} edits (median of {}); ratio eenplan ÷ automerge-repo",
+        "a. automerge-repo 2.5.6 sync server (node), same workload: {} clients × 1 document × {} edits (median of {}); ratio eenplan on SQLite ÷ automerge-repo",
         cfg.sizes.devices, cfg.sizes.edits, cfg.runs
     ));
     let installed = match automerge_repo::install() {
@@ -257,22 +346,24 @@ fn measure_a(cfg: &Config, table: &mut Table) {
         );
         runs.push(run);
     }
-    let eenplan_idle = cfg.eenplan.borrow().map(|m| m.idle);
-    let (warm, measured) = eenplan_idle.map_or((12, 150), |i| (i.warm, i.measured));
+    let (warm, measured) = cfg.reference().map_or((12, 150), |m| (m.idle.warm, m.idle.measured));
     let idle = installed.idle(&installed.server(&data.path().join("idle")), warm, measured);
     let am = Measured {
         cpu_per_push: median(&runs.iter().map(|r| cpu_per(&r.push, r.changes)).collect::<Vec<_>>()),
+        with_database_per_push: None,
         wall_rate: median(
             &runs.iter().map(|r| r.changes as f64 / r.push.wall.as_secs_f64()).collect::<Vec<_>>(),
         ),
         cpu_per_delivered: None,
+        with_database_per_delivered: None,
         idle,
     };
     automerge_rows(cfg, table, &runs, &am);
+    *cfg.automerge.borrow_mut() = Some(am);
 }
 
 fn automerge_rows(cfg: &Config, table: &mut Table, runs: &[automerge_repo::Run], am: &Measured) {
-    let ours = *cfg.eenplan.borrow();
+    let ours = cfg.reference();
     let vs = |theirs: f64, pick: fn(&Measured) -> f64| {
         ours.map_or_else(|| "—".into(), |o| ratio(pick(&o), theirs))
     };
@@ -289,12 +380,12 @@ fn automerge_rows(cfg: &Config, table: &mut Table, runs: &[automerge_repo::Run],
         ours.map_or_else(String::new, |o| format!("eenplan {}", ms(o.cpu_per_push))),
         vs(am.cpu_per_push, |m| m.cpu_per_push),
     );
-    let rate = 1.0 / am.cpu_per_push.max(1e-12);
+    let rate = per_second(am.cpu_per_push);
     table.row(
         "  = changes per server-CPU-second",
         format!("{rate:.0} /s"),
-        ours.map_or_else(String::new, |o| format!("eenplan {:.0} /s", 1.0 / o.cpu_per_push.max(1e-12))),
-        vs(rate, |m| 1.0 / m.cpu_per_push.max(1e-12)),
+        ours.map_or_else(String::new, |o| format!("eenplan {:.0} /s", per_second(o.cpu_per_push))),
+        vs(rate, |m| per_second(m.cpu_per_push)),
     );
     table.row(
         "changes per second (wall, clients on the same cores)",
@@ -311,6 +402,78 @@ fn automerge_rows(cfg: &Config, table: &mut Table, runs: &[automerge_repo::Run],
     );
 }
 
+// --- s. side by side ------------------------------------------------------------------------
+
+/// Every system measured in this run, one row each per figure; ratios against automerge-repo
+/// (for costs below 1, for rates above 1, eenplan is ahead).
+fn summary(cfg: &Config, table: &mut Table) {
+    let eenplan = cfg.eenplan.borrow();
+    let automerge = *cfg.automerge.borrow();
+    if eenplan.is_empty() && automerge.is_none() {
+        return;
+    }
+    table.section("s. side by side, this run (ratio: ÷ automerge-repo)");
+    let vs = |value: f64, pick: fn(&Measured) -> f64| {
+        automerge.map_or_else(String::new, |a| ratio(value, pick(&a)))
+    };
+    let mut systems: Vec<(String, f64)> = Vec::new();
+    for (backend, m) in eenplan.iter() {
+        let label = backend.label();
+        if m.with_database_per_push.is_some() {
+            systems.push((format!("eenplan on {label}, eenplan-server only"), m.cpu_per_push));
+            systems.push((format!("eenplan on {label}, incl. {label}"), m.all_cpu_per_push()));
+        } else {
+            systems.push((format!("eenplan on {label} (embedded)"), m.cpu_per_push));
+        }
+    }
+    if let Some(a) = automerge {
+        systems.push(("automerge-repo (node, one process)".into(), a.cpu_per_push));
+    }
+    for (name, cpu) in &systems {
+        table.row(
+            format!("pushes per server-CPU-second: {name}"),
+            format!("{:.0} /s", per_second(*cpu)),
+            format!("{} per push", ms(*cpu)),
+            vs(per_second(*cpu), |a| per_second(a.cpu_per_push)),
+        );
+    }
+    for (backend, m) in eenplan.iter() {
+        let label = backend.label();
+        let alone = m.cpu_per_delivered.unwrap_or_default();
+        table.row(
+            format!("server CPU per delivered bundle: eenplan on {label}, eenplan-server only"),
+            format!("{:.1} µs", alone * 1e6),
+            "",
+            "",
+        );
+        if let Some(all) = m.with_database_per_delivered {
+            table.row(
+                format!("server CPU per delivered bundle: eenplan on {label}, incl. {label}"),
+                format!("{:.1} µs", all * 1e6),
+                "",
+                "",
+            );
+        }
+    }
+    for (backend, m) in eenplan.iter() {
+        let kib = per_connection_kib(&m.idle);
+        table.row(
+            format!("server RSS per idle live socket: eenplan on {}", backend.label()),
+            format!("{kib:.1} KiB"),
+            "",
+            vs(kib, |a| per_connection_kib(&a.idle)),
+        );
+    }
+    if let Some(a) = automerge {
+        table.row(
+            "server RSS per idle WebSocket peer: automerge-repo",
+            format!("{:.1} KiB", per_connection_kib(&a.idle)),
+            "",
+            "",
+        );
+    }
+}
+
 fn main() {
     let cfg = Config::from_args();
     eprintln!("load_bench {} ({cfg:?})", if cfg.quick { "--quick" } else { "full" });
@@ -319,7 +482,7 @@ fn main() {
         cfg.quick,
         &cfg,
         &cfg.only,
-        &[('e', measure_e), ('a', measure_a)],
+        &[('e', measure_e), ('a', measure_a), ('s', summary)],
         "ratio: value ÷ target; in (a) eenplan ÷ automerge-repo: for costs (CPU, RSS) below 1, for rates above 1, eenplan is ahead.",
     );
 }

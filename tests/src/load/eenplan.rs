@@ -36,21 +36,32 @@ const READER: &str = "Lezer";
 /// The metrics token of the servers under test.
 const METRICS_TOKEN: &str = "load-bench-metrics";
 
-/// What a server under test stores its state in. A PostgreSQL variant goes here once the
-/// server takes one (`--database postgres://…`); `load_bench` measures each backend listed.
-#[derive(Debug, Clone, Copy)]
+/// What a server under test stores its state in; `load_bench` measures each backend listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
+    /// A database on this process's PostgreSQL cluster (`crate::postgres`).
+    Postgres,
 }
 
 impl Backend {
     /// Every backend the server runs on, in the order `load_bench` measures them.
-    pub const ALL: &[Backend] = &[Backend::Sqlite];
+    pub const ALL: &[Backend] = &[Backend::Sqlite, Backend::Postgres];
 
     /// A new database named `name`, for a server of its own; `dir` is scratch space.
     fn database(self, dir: &Path, name: &str) -> Database {
         match self {
             Backend::Sqlite => Database::Sqlite(dir.join(name)),
+            Backend::Postgres => {
+                Database::Postgres { url: crate::postgres::fresh_database(), files: dir.join(name) }
+            }
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
         }
     }
 }
@@ -60,31 +71,26 @@ impl Backend {
 pub enum Database {
     /// Embedded SQLite: `server.db` in this directory.
     Sqlite(PathBuf),
-}
-
-impl Backend {
-    pub fn label(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "SQLite",
-        }
-    }
+    /// A PostgreSQL database (`--database`, given through the environment as an operator
+    /// would), and the directory of the server's other files.
+    Postgres { url: String, files: PathBuf },
 }
 
 impl Database {
-    /// The server's arguments for this database.
+    /// The server's arguments for this database; the PostgreSQL URL goes in the environment.
     fn args(&self) -> Vec<OsString> {
-        match self {
-            Database::Sqlite(dir) => vec!["--data".into(), dir.clone().into_os_string()],
-        }
+        vec!["--data".into(), self.files().as_os_str().to_owned()]
     }
 
     /// A copy named `name` holding the same state, for a server of its own (`dir` is scratch
     /// space). The server of `self` must be stopped: SQLite's file and its write-ahead log are
-    /// copied as they are (the shared-memory index is rebuilt on opening).
+    /// copied as they are (the shared-memory index is rebuilt on opening); PostgreSQL copies a
+    /// database that no session has open (`CREATE DATABASE … TEMPLATE`). The server's other
+    /// files are not copied: once the network is initialised it keeps nothing else there.
     fn fork(&self, dir: &Path, name: &str) -> Database {
+        let to = dir.join(name);
         match self {
             Database::Sqlite(from) => {
-                let to = dir.join(name);
                 std::fs::create_dir_all(&to).expect("a directory for the copy");
                 for entry in std::fs::read_dir(from).expect("the database directory") {
                     let path = entry.expect("a directory entry").path();
@@ -95,13 +101,33 @@ impl Database {
                 }
                 Database::Sqlite(to)
             }
+            Database::Postgres { url, .. } => {
+                Database::Postgres { url: crate::postgres::copy_database(url), files: to }
+            }
         }
     }
 
     /// Where the server keeps its files besides the database (the metrics token).
     fn files(&self) -> &Path {
         match self {
-            Database::Sqlite(dir) => dir,
+            Database::Sqlite(dir) | Database::Postgres { files: dir, .. } => dir,
+        }
+    }
+
+    /// The root process of a database server apart from eenplan-server (PostgreSQL's
+    /// postmaster), whose processes' CPU is the server's cost too.
+    pub fn server_process(&self) -> Option<u32> {
+        match self {
+            Database::Sqlite(_) => None,
+            Database::Postgres { .. } => Some(crate::postgres::postmaster_pid()),
+        }
+    }
+
+    /// Removes the database and the server's files; its server must be stopped.
+    fn remove(self) {
+        let _ = std::fs::remove_dir_all(self.files());
+        if let Database::Postgres { url, .. } = self {
+            crate::postgres::drop_database(&url);
         }
     }
 }
@@ -118,7 +144,11 @@ pub fn start_server_on(database: &Database, listen: &str) -> Server {
     std::fs::create_dir_all(files).expect("the server's directory");
     let token_file = files.join("metrics-token");
     std::fs::write(&token_file, METRICS_TOKEN).expect("write the metrics token");
-    let mut child = Command::new(binary("eenplan-server"))
+    let mut command = Command::new(binary("eenplan-server"));
+    if let Database::Postgres { url, .. } = database {
+        command.env("EENPLAN_DATABASE_URL", url);
+    }
+    let mut child = command
         .arg("serve")
         .args(database.args())
         .args(["--listen", listen, "--metrics-token-file"])
@@ -395,12 +425,13 @@ impl Fixture {
         let mut readers = caught_up(&agent, &server, &self.readers);
         let mut run = Run::default();
 
-        let watch = Stopwatch::start(pid).expect("the server runs");
+        let engine = database.server_process();
+        let watch = Stopwatch::start_with_database(pid, engine).expect("the server runs");
         let tally = replay(&mut pushers, &self.sealed, threads);
         run.push = watch.stop().expect("the server runs");
         (run.accepted, run.failed, run.failure) = (tally.accepted.len() as u64, tally.failed, tally.failure);
 
-        let watch = Stopwatch::start(pid).expect("the server runs");
+        let watch = Stopwatch::start_with_database(pid, engine).expect("the server runs");
         let backlogs = pull_backlogs(&mut readers);
         run.delivery = watch.stop().expect("the server runs");
         for backlog in &backlogs {
@@ -409,7 +440,7 @@ impl Fixture {
         }
         run.delivered = backlogs.iter().map(|b| b.len() as u64).sum();
         drop(server);
-        let _ = std::fs::remove_dir_all(database.files());
+        database.remove();
         run
     }
 }
@@ -535,7 +566,7 @@ impl Fixture {
         let idle = Idle { warm, measured: open.len() - warm, before_kib, after_kib };
         drop(open);
         drop(server);
-        let _ = std::fs::remove_dir_all(database.files());
+        database.remove();
         idle
     }
 }

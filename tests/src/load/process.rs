@@ -7,13 +7,57 @@ use std::time::Duration;
 
 /// User plus system CPU time of process `pid` so far, all its threads.
 pub fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The fields after the command name (which may hold spaces and parentheses) start after
-    // its last ")": state is field 3, utime 14 and stime 15.
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64))
+    let stat = Stat::read(pid)?;
+    Some(ticks(stat.utime + stat.stime))
+}
+
+/// The CPU time of process `root` and its children so far: its own, its running children's,
+/// and that of the children it has waited for (and theirs). What a database server's
+/// processes spent, when `root` is PostgreSQL's postmaster: a backend that ends moves its time
+/// from the running children into the postmaster's `cutime`, so the sum stays whole.
+pub fn tree_cpu_time(root: u32) -> Option<Duration> {
+    let own = Stat::read(root)?;
+    let mut total = own.utime + own.stime + own.cutime + own.cstime;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        // A child may end between the listing and the read: then it is counted in `cutime`.
+        if let Some(child) = Stat::read(pid).filter(|s| s.ppid == root) {
+            total += child.utime + child.stime + child.cutime + child.cstime;
+        }
+    }
+    Some(ticks(total))
+}
+
+/// The fields of `/proc/PID/stat` the figures use, in clock ticks.
+#[derive(Debug, Clone, Copy)]
+struct Stat {
+    ppid: u32,
+    utime: u64,
+    stime: u64,
+    cutime: u64,
+    cstime: u64,
+}
+
+impl Stat {
+    fn read(pid: u32) -> Option<Stat> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The fields after the command name (which may hold spaces and parentheses) start after
+        // its last ")": state is field 3, ppid 4, utime 14, stime 15, cutime 16, cstime 17.
+        let rest = stat.get(stat.rfind(')')? + 2..)?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |n: usize| fields.get(n)?.parse::<u64>().ok();
+        Some(Stat {
+            ppid: u32::try_from(field(1)?).ok()?,
+            utime: field(11)?,
+            stime: field(12)?,
+            cutime: field(13)?,
+            cstime: field(14)?,
+        })
+    }
+}
+
+fn ticks(n: u64) -> Duration {
+    Duration::from_secs_f64(n as f64 / clock_ticks() as f64)
 }
 
 /// The resident set size of process `pid` now (`VmRSS`), in KiB.
@@ -45,11 +89,13 @@ fn clock_ticks() -> u64 {
     })
 }
 
-/// CPU time and wall time of a stretch of work in process `pid`.
+/// CPU time and wall time of a stretch of work in process `pid`, and the CPU time of a
+/// database server's processes (the tree under its root process) over the same stretch.
 #[derive(Debug, Clone, Copy)]
 pub struct Stopwatch {
     pid: u32,
     cpu: Duration,
+    database: Option<(u32, Duration)>,
     wall: std::time::Instant,
 }
 
@@ -57,18 +103,41 @@ pub struct Stopwatch {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Spent {
     pub cpu: Duration,
+    /// The database server's processes (`None`: no separate database server).
+    pub database_cpu: Option<Duration>,
     pub wall: Duration,
+}
+
+impl Spent {
+    /// The process's CPU time and the database server's together.
+    pub fn cpu_with_database(&self) -> Duration {
+        self.cpu + self.database_cpu.unwrap_or_default()
+    }
 }
 
 impl Stopwatch {
     /// Starts now; `None` when the process is gone.
     pub fn start(pid: u32) -> Option<Stopwatch> {
-        Some(Stopwatch { pid, cpu: cpu_time(pid)?, wall: std::time::Instant::now() })
+        Stopwatch::start_with_database(pid, None)
+    }
+
+    /// Starts now, also reading the processes under `database` (a postmaster), if any.
+    pub fn start_with_database(pid: u32, database: Option<u32>) -> Option<Stopwatch> {
+        let database = match database {
+            Some(root) => Some((root, tree_cpu_time(root)?)),
+            None => None,
+        };
+        Some(Stopwatch { pid, cpu: cpu_time(pid)?, database, wall: std::time::Instant::now() })
     }
 
     pub fn stop(self) -> Option<Spent> {
         let wall = self.wall.elapsed();
-        Some(Spent { cpu: cpu_time(self.pid)?.saturating_sub(self.cpu), wall })
+        let cpu = cpu_time(self.pid)?.saturating_sub(self.cpu);
+        let database_cpu = match self.database {
+            Some((root, before)) => Some(tree_cpu_time(root)?.saturating_sub(before)),
+            None => None,
+        };
+        Some(Spent { cpu, database_cpu, wall })
     }
 }
 
@@ -102,6 +171,57 @@ mod tests {
     #[test]
     fn a_process_that_does_not_exist_has_no_figures() {
         assert_eq!(cpu_time(u32::MAX), None);
+        assert_eq!(tree_cpu_time(u32::MAX), None);
         assert_eq!(rss_kib(u32::MAX), None);
+    }
+
+    /// How much more the tree under this process spent than this process itself.
+    fn children_of_this_process() -> Duration {
+        let pid = std::process::id();
+        // Read own time last: it only grows, so the difference never overstates the children.
+        let tree = tree_cpu_time(pid).unwrap();
+        tree.saturating_sub(cpu_time(pid).unwrap())
+    }
+
+    /// A shell that spins for ever, as a busy database backend does.
+    fn spinning_child() -> std::process::Child {
+        std::process::Command::new("sh").args(["-c", "while :; do :; done"]).spawn().unwrap()
+    }
+
+    #[test]
+    fn the_tree_cpu_time_counts_a_running_child_and_keeps_it_once_the_child_has_ended() {
+        let before = children_of_this_process();
+        let mut child = spinning_child();
+        let started = std::time::Instant::now();
+        // A running child's time shows in the tree (and only there: this process idles).
+        while children_of_this_process() < before + Duration::from_millis(200) {
+            assert!(started.elapsed() < Duration::from_secs(20), "a running child's CPU never showed");
+            std::thread::yield_now();
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Waited for, its time moved into this process's cutime: it is still counted.
+        assert!(children_of_this_process() >= before + Duration::from_millis(200));
+    }
+
+    #[test]
+    fn a_stopwatch_with_a_database_reports_the_time_of_the_processes_under_it() {
+        let pid = std::process::id();
+        let watch = Stopwatch::start_with_database(pid, Some(pid)).unwrap();
+        let mut child = spinning_child();
+        let started = std::time::Instant::now();
+        loop {
+            let spent = watch.stop().unwrap();
+            let database = spent.database_cpu.unwrap();
+            if database >= spent.cpu + Duration::from_millis(100) {
+                assert_eq!(spent.cpu_with_database(), spent.cpu + database);
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "the child's CPU never showed");
+            std::thread::yield_now();
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(Stopwatch::start(pid).unwrap().stop().unwrap().database_cpu, None);
     }
 }
