@@ -9,11 +9,11 @@
 //! server's clock, the origin is one the operator named (`serve --origin`; any origin when
 //! none was named), the signature verifies over the network's root key, the origin, the
 //! method, the path with its query, the time and the body's hash, and the same signature was
-//! not seen before. Seen signatures are kept in memory only as long as their
-//! time is acceptable at all, so the replay set never outgrows a skew window of requests.
-//! (After a restart the set is empty: a request captured in the last five minutes could be
-//! replayed once; admin requests are idempotent or conflict on a second try, and travel
-//! over TLS.)
+//! not seen before. Seen signatures are kept as long as their time is acceptable at all, so
+//! the replay set never outgrows a skew window of requests: in memory (the first check, and
+//! the only one for `init`, before there is a network) and in the database
+//! ([`Storage::remember_admin_signature`]), so that a request one server process took is
+//! refused by every other process on the same database and after a restart.
 //!
 //! # Devices
 //!
@@ -273,6 +273,12 @@ impl Auth {
             );
         }
         self.check_signed(&headers, request, &network.root_public, now)?;
+        // The shared set: another server process on the database, or this one before a
+        // restart, may have taken this very request.
+        let stale_after = headers.time.saturating_add(ADMIN_CLOCK_SKEW_MS);
+        if !storage.remember_admin_signature(&headers.signature, stale_after, now)? {
+            return Err(self.refuse(replayed()));
+        }
         Ok(admin)
     }
 
@@ -329,13 +335,14 @@ impl Auth {
         let stale_after = headers.time.saturating_add(ADMIN_CLOCK_SKEW_MS);
         if replays.seen.insert(headers.signature, stale_after).is_some() {
             drop(replays);
-            return Err(self.refuse(ApiError::unauthenticated(
-                "replayed_request",
-                "this signed request was seen before",
-            )));
+            return Err(self.refuse(replayed()));
         }
         Ok(())
     }
+}
+
+fn replayed() -> ApiError {
+    ApiError::unauthenticated("replayed_request", "this signed request was seen before")
 }
 
 /// What an admin signature covers, as the handler received it.

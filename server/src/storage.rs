@@ -877,6 +877,11 @@ pub trait Storage: Send + Sync {
     /// The key the server signs its stateless session tokens with: random on the first call,
     /// the same ever after.
     fn server_secret(&self) -> Result<[u8; 32]>;
+    /// Records that a signed administrator request with `signature` was taken; it is kept
+    /// until `stale_after` (ms), after which its time no longer passes the clock check
+    /// anyway. False if it was recorded before: a replay, to this process or another one on
+    /// the same database, or from before a restart. Forgets the signatures stale at `now`.
+    fn remember_admin_signature(&self, signature: &[u8; 64], stale_after: i64, now: i64) -> Result<bool>;
 
     // Organisations and users.
 

@@ -80,8 +80,18 @@ impl Server {
     }
 
     fn start_with(extra: &[&str]) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let log = File::create(dir.path().join("server.log")).unwrap();
+        Server::start_in(tempfile::tempdir().unwrap(), extra)
+    }
+
+    /// SIGTERM, then a new process on the same data directory (another port).
+    fn restart(mut self) -> Server {
+        assert!(self.stop().success());
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        Server::start_in(dir, &[])
+    }
+
+    fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Server {
+        let log = File::options().create(true).append(true).open(dir.path().join("server.log")).unwrap();
         std::fs::write(dir.path().join("metrics-token"), METRICS_TOKEN).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_eenplan-server"))
             .args(["serve", "--data"])
@@ -862,6 +872,9 @@ fn admin_requests_with_a_bad_signature_a_replayed_signature_or_a_stale_time_are_
     let time = now_ms();
     let good = network.headers(&server, &network.admin, "GET", path, time, b"");
     assert_eq!(server.get(path, &good).status, 200);
+    assert_eq!(server.get(path, &good).error(401), "replayed_request");
+    // Not even by a new process on the same database (a restart, or another instance).
+    let server = server.restart();
     assert_eq!(server.get(path, &good).error(401), "replayed_request");
 
     let other_path = network.headers(&server, &network.admin, "GET", api::PATH_ADMIN_USERS, now_ms(), b"");

@@ -279,6 +279,19 @@ pub mod suite {
         assert_eq!(b.storage().server_secret().unwrap(), first);
     }
 
+    pub fn an_admin_signature_is_taken_once_across_reopen_until_it_is_stale(b: &mut dyn Backend) {
+        let (first, second) = ([1u8; 64], [2u8; 64]);
+        assert!(b.storage().remember_admin_signature(&first, 1_000, 0).unwrap());
+        assert!(!b.storage().remember_admin_signature(&first, 1_000, 10).unwrap());
+        // Another process on the database, or this one restarted, sees the same set.
+        b.reopen();
+        assert!(!b.storage().remember_admin_signature(&first, 1_000, 20).unwrap());
+        assert!(b.storage().remember_admin_signature(&second, 5_000, 20).unwrap());
+        // Once stale (its time fails the clock check anyway) it is forgotten, the newer kept.
+        assert!(b.storage().remember_admin_signature(&first, 9_000, 1_001).unwrap());
+        assert!(!b.storage().remember_admin_signature(&second, 5_000, 1_002).unwrap());
+    }
+
     pub fn organisation_names_and_user_names_within_an_organisation_are_unique(s: &dyn Storage) {
         let noord = s.add_org("Wijkteam Noord", 72).unwrap();
         let zuid = s.add_org("Veilig Thuis", 48).unwrap();
@@ -2608,6 +2621,7 @@ macro_rules! conformance_suite {
         );
         conformance_suite!(@backend $fresh;
             the_server_secret_is_stable_across_reopen,
+            an_admin_signature_is_taken_once_across_reopen_until_it_is_stale,
             push_is_idempotent_across_reopen,
             a_pushed_batch_is_durable_and_whole_across_reopen,
             everything_survives_reopen,

@@ -246,6 +246,12 @@ pub(crate) trait WriteRows: ReadRows {
     /// Stores `fresh` unless a secret exists; returns the one that is stored.
     fn ensure_server_secret(&self, fresh: &[u8; 32]) -> Result<[u8; 32]>;
 
+    /// Deletes the admin signatures whose `stale_after` is before `now`.
+    fn forget_stale_admin_signatures(&self, now: i64) -> Result<()>;
+
+    /// False if `signature` is stored already.
+    fn insert_admin_signature(&self, signature: &[u8; 64], stale_after: i64) -> Result<bool>;
+
     /// Stores `fresh` unless a seed exists; returns the one that is stored.
     fn ensure_server_audit_seed(&self, fresh: &[u8; 32]) -> Result<[u8; 32]>;
 

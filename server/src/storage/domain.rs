@@ -77,6 +77,14 @@ impl<B: Backend> Storage for B {
         write(self, |tx| tx.ensure_server_secret(&fresh))
     }
 
+    fn remember_admin_signature(&self, signature: &[u8; 64], stale_after: i64, now: i64) -> Result<bool> {
+        write(self, |tx| {
+            // Bounded: only signatures whose time is still acceptable stay, a skew window's worth.
+            tx.forget_stale_admin_signatures(now)?;
+            tx.insert_admin_signature(signature, stale_after)
+        })
+    }
+
     fn add_org(&self, name: &str, lease_hours: u32) -> Result<OrgId> {
         write(self, |tx| {
             tx.insert_org(name, lease_hours)?

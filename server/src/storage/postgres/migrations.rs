@@ -9,7 +9,8 @@
 //! `envelopes_by_recipient`), written in PostgreSQL's types: `BIGINT` for every integer,
 //! `BYTEA` for blobs, and `TEXT COLLATE "C"` so that names and roles sort by their bytes as
 //! in SQLite, whatever locale the cluster was created with. This backend starts at SQLite's
-//! schema 12, so its migration 1 is that whole schema; later changes are new numbers here.
+//! schema 12, so its migration 1 is that whole schema; later changes are new numbers here
+//! (PostgreSQL's n is SQLite's n + 11).
 
 use super::statements;
 use crate::storage::{Result, StorageError};
@@ -17,6 +18,12 @@ use crate::storage::{Result, StorageError};
 const MIGRATIONS: &[&str] = &[
     // 1: the schema of SQLite's migrations 1 to 12.
     include_str!("schema_1.sql"),
+    // 2: SQLite's 13, the administrators' replay set.
+    "CREATE TABLE admin_signatures (
+         signature   BYTEA PRIMARY KEY,
+         stale_after BIGINT NOT NULL
+     );
+     CREATE INDEX admin_signatures_by_stale_after ON admin_signatures (stale_after);",
 ];
 
 /// The schema version this build writes.

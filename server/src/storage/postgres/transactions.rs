@@ -331,6 +331,14 @@ impl WriteRows for PgRows<'_> {
         rows::ensure_server_secret(self.tx(), fresh)
     }
 
+    fn forget_stale_admin_signatures(&self, now: i64) -> Result<()> {
+        rows::forget_stale_admin_signatures(self.tx(), now)
+    }
+
+    fn insert_admin_signature(&self, signature: &[u8; 64], stale_after: i64) -> Result<bool> {
+        rows::insert_admin_signature(self.tx(), signature, stale_after)
+    }
+
     fn ensure_server_audit_seed(&self, fresh: &[u8; 32]) -> Result<[u8; 32]> {
         rows::ensure_server_audit_seed(self.tx(), fresh)
     }

@@ -337,6 +337,14 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE devices ADD COLUMN platform TEXT;
      ALTER TABLE devices ADD COLUMN label_signature BLOB;
      ALTER TABLE devices ADD COLUMN last_seen_at BIGINT;",
+    // 13: the administrators' replay set in the database, so that every server process on it
+    //     (and a restarted one) refuses a signed request another one took. Rows live only
+    //     while the request's time would pass the clock check.
+    "CREATE TABLE admin_signatures (
+         signature   BLOB PRIMARY KEY,
+         stale_after BIGINT NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX admin_signatures_by_stale_after ON admin_signatures (stale_after);",
 ];
 
 /// The schema version this build writes.

@@ -166,6 +166,24 @@ pub(super) fn ensure_server_secret(tx: &Transaction<'_>, fresh: &[u8; 32]) -> Re
     ensure_meta_secret(tx, SERVER_SECRET, fresh)
 }
 
+pub(super) fn forget_stale_admin_signatures(tx: &Transaction<'_>, now: i64) -> Result<()> {
+    tx.exec("DELETE FROM admin_signatures WHERE stale_after < ?1", params![now])?;
+    Ok(())
+}
+
+/// False if `signature` is stored already.
+pub(super) fn insert_admin_signature(
+    tx: &Transaction<'_>,
+    signature: &[u8; 64],
+    stale_after: i64,
+) -> Result<bool> {
+    let inserted = tx.exec(
+        "INSERT INTO admin_signatures (signature, stale_after) VALUES (?1, ?2) ON CONFLICT (signature) DO NOTHING",
+        params![&signature[..], stale_after],
+    )?;
+    Ok(inserted == 1)
+}
+
 pub(super) fn server_audit_seed(conn: &Connection) -> Result<Option<[u8; 32]>> {
     meta_secret(conn, SERVER_AUDIT_SEED)
 }
