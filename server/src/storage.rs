@@ -1177,6 +1177,12 @@ pub trait Storage: Send + Sync {
     /// may read `document` and that hold no envelope for `epoch` of it. Any device that holds
     /// the key can answer them.
     fn devices_missing_envelope(&self, document: DocumentId, epoch: u32) -> Result<Vec<DeviceId>>;
+    /// [`Storage::devices_missing_envelope`] of each key in `keys`, read in one transaction:
+    /// (document, epoch, device), in the order of `keys`, then of devices.
+    fn devices_missing_envelopes(
+        &self,
+        keys: &[(DocumentId, u32)],
+    ) -> Result<Vec<(DocumentId, u32, DeviceId)>>;
 
     // The access log (NEN 7513). Nothing here is ever updated or deleted.
 

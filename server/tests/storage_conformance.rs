@@ -1143,6 +1143,19 @@ pub mod suite {
         assert_eq!(s.devices_missing_envelope(d, 1).unwrap(), [a2]);
         assert_eq!(s.devices_missing_envelope(d, 2).unwrap(), want, "another epoch is another key");
         assert_eq!(s.devices_missing_envelope(doc(P, 2), 1).unwrap(), want, "another document too");
+        // Several keys at once: each key's devices, in the order asked.
+        let keys = [(doc(P, 2), 1), (d, 1), (d, 2)];
+        let batch: Vec<_> = keys
+            .iter()
+            .flat_map(|&(document, epoch)| {
+                s.devices_missing_envelope(document, epoch)
+                    .unwrap()
+                    .into_iter()
+                    .map(move |dev| (document, epoch, dev))
+            })
+            .collect();
+        assert_eq!(s.devices_missing_envelopes(&keys).unwrap(), batch);
+        assert_eq!(batch.len(), 2 * want.len() + 1);
 
         let outcomes = seal(s, a2, &[envelope(b1, d, 1, 9), envelope(b1, doc(P, 0), 1, 3)]);
         assert_eq!(outcomes, [EnvelopeOutcome::Exists, EnvelopeOutcome::Stored], "the first envelope stays");

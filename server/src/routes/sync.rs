@@ -1010,15 +1010,8 @@ fn key_requests(
     held: &[(DocumentId, u32)],
 ) -> Result<(Vec<KeyRequest>, bool), ApiError> {
     let mark = state.key_request_paging.mark(device.device_id);
-    let mut pending: Vec<KeyRequestId> = Vec::new();
-    for (document, epoch) in held {
-        for requester in state.storage.devices_missing_envelope(*document, *epoch)? {
-            let id = (*document, *epoch, requester);
-            if requester != device.device_id && mark.is_none_or(|mark| id > mark) {
-                pending.push(id);
-            }
-        }
-    }
+    let mut pending: Vec<KeyRequestId> = state.storage.devices_missing_envelopes(held)?;
+    pending.retain(|id| id.2 != device.device_id && mark.is_none_or(|mark| *id > mark));
     pending.sort();
     let mut chains: HashMap<DeviceId, Option<Chain>> = HashMap::new();
     let mut requests = Vec::new();

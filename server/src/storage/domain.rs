@@ -474,6 +474,20 @@ impl<B: Backend> Storage for B {
         read(self, |rows| rows.devices_missing_envelope(document, epoch))
     }
 
+    fn devices_missing_envelopes(
+        &self,
+        keys: &[(DocumentId, u32)],
+    ) -> Result<Vec<(DocumentId, u32, DeviceId)>> {
+        read(self, |rows| {
+            let mut missing = Vec::new();
+            for &(document, epoch) in keys {
+                let devices = rows.devices_missing_envelope(document, epoch)?;
+                missing.extend(devices.into_iter().map(|device| (document, epoch, device)));
+            }
+            Ok(missing)
+        })
+    }
+
     fn put_audit_uploads(&self, uploads: &[NewAuditUpload]) -> Result<Vec<bool>> {
         write(self, |tx| {
             let mut stored = Vec::with_capacity(uploads.len());
