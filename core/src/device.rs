@@ -718,7 +718,7 @@ impl Device {
         };
         for (compartment, doc) in incoming {
             merged
-                .merge_document(compartment, doc)
+                .merge_received(compartment, doc)
                 .map_err(|e| transfer::TransferError::Document { compartment, detail: e.to_string() })?;
         }
         let view = merged.view()?;

@@ -153,7 +153,7 @@ pub fn load_received_document(
 }
 
 /// A received document as [`load_received_document`] loaded and checked it, for the
-/// compartment and plan it was checked for: [`Plan::merge_document`] takes it as a new
+/// compartment and plan it was checked for: [`Plan::merge_received`] takes it as a new
 /// compartment's document without checking it a second time.
 #[derive(Debug)]
 pub struct ReceivedDocument {
@@ -175,7 +175,11 @@ impl ReceivedDocument {
 }
 
 /// [`load_received_document`], keeping what the document was checked for.
-pub fn load_received(bytes: &[u8], compartment: Compartment, plan: PlanId) -> Result<ReceivedDocument, PlanError> {
+pub fn load_received(
+    bytes: &[u8],
+    compartment: Compartment,
+    plan: PlanId,
+) -> Result<ReceivedDocument, PlanError> {
     let max = super::vocab::MAX_RECEIVED_DOCUMENT_BYTES;
     if bytes.len() > max {
         return Err(refused(
@@ -236,7 +240,12 @@ pub fn document_change_summaries(
         Ok(doc
             .get_changes_meta(&[])
             .into_iter()
-            .map(|m| ChangeSummary { hash: m.hash, actor: m.actor.to_bytes().to_vec(), seq: m.seq, deps: m.deps })
+            .map(|m| ChangeSummary {
+                hash: m.hash,
+                actor: m.actor.to_bytes().to_vec(),
+                seq: m.seq,
+                deps: m.deps,
+            })
             .collect())
     })
 }
@@ -289,32 +298,48 @@ impl Plan {
     /// Merges a received document (from [`load_received_document`]) into the held one, or
     /// takes it as the compartment's document if none is held. Checked like
     /// [`Plan::apply_parsed`]; the held document changes only on success.
-    pub fn merge_document(
+    pub fn merge_document(&mut self, compartment: Compartment, incoming: Automerge) -> Result<(), PlanError> {
+        self.merge_checked(compartment, incoming, None)
+    }
+
+    /// [`Plan::merge_document`] for a document from [`load_received`]. Taken whole (no document
+    /// of the compartment is held), a document checked for this compartment and plan is exactly
+    /// what was checked (the actor set here is not content), so it is not checked again: that
+    /// would read the whole document a second time for nothing.
+    pub fn merge_received(
         &mut self,
         compartment: Compartment,
         incoming: ReceivedDocument,
     ) -> Result<(), PlanError> {
+        let checked =
+            (incoming.compartment == compartment && incoming.plan == self.id).then_some(incoming.memo);
+        self.merge_checked(compartment, incoming.doc, checked)
+    }
+
+    /// Merges `incoming`; `checked` is what its check read when it was checked for this
+    /// compartment and plan.
+    fn merge_checked(
+        &mut self,
+        compartment: Compartment,
+        mut incoming: Automerge,
+        checked: Option<view::Memo>,
+    ) -> Result<(), PlanError> {
         let (id, author) = (self.id, self.author.actor());
         let held = self.docs[compartment.index()].as_ref();
-        // Taken whole, a document checked for this compartment and plan is exactly what was
-        // checked (the actor set below is not content): checking it again would read the
-        // whole document a second time for nothing.
-        let checked = incoming.compartment == compartment && incoming.plan == id;
-        let (mut incoming, memo) = (incoming.doc, incoming.memo);
         let merged = guarded(compartment, "merging a document", || {
-            let mut candidate = match held {
-                Some(doc) => {
+            let mut candidate = match (held, checked) {
+                (Some(doc), _) => {
                     let mut candidate = doc.clone();
                     candidate
                         .merge(&mut incoming)
                         .map_err(|e| refused(compartment, Refusal::Automerge(e.to_string())))?;
                     candidate
                 }
-                None if checked => {
+                (None, Some(memo)) => {
                     incoming.set_actor(author);
                     return Ok((incoming, memo));
                 }
-                None => incoming,
+                (None, None) => incoming,
             };
             candidate.set_actor(author);
             let memo = check(&candidate, compartment, id)?;

@@ -252,7 +252,8 @@ pub(super) fn materialise(plan: &Plan) -> Result<PlanView, PlanError> {
         let doc = plan.doc(compartment)?;
         let vouched = plan.vouched(compartment);
         if vouched.is_none()
-            && let Some(memo) = plan.parts[compartment.index()].as_ref().filter(|m| m.heads == doc.get_heads())
+            && let Some(memo) =
+                plan.parts[compartment.index()].as_ref().filter(|m| m.heads == doc.get_heads())
         {
             return Ok(memo.part.clone());
         }
@@ -662,13 +663,15 @@ mod tests {
     fn a_view_taken_from_what_the_checks_read_is_the_view_the_documents_give_and_follows_later_changes() {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let id = PlanId::random();
-        let mut origin = Plan::create(id, DeviceId::from_bytes([1; 16]), "Jansen", None, clock.clone()).unwrap();
+        let mut origin =
+            Plan::create(id, DeviceId::from_bytes([1; 16]), "Jansen", None, clock.clone()).unwrap();
         origin.add_note(Compartment::Basis, NoteKind::Note, "eerste").unwrap();
         origin.add_note(Compartment::Zorg, NoteKind::Note, "zorg").unwrap();
-        let mut receiver = Plan::from_documents(id, DeviceId::from_bytes([2; 16]), Vec::new(), clock.clone()).unwrap();
+        let mut receiver =
+            Plan::from_documents(id, DeviceId::from_bytes([2; 16]), Vec::new(), clock.clone()).unwrap();
         for compartment in Compartment::ALL {
             let saved = origin.doc(compartment).unwrap().save();
-            receiver.merge_document(compartment, load_received(&saved, compartment, id).unwrap()).unwrap();
+            receiver.merge_received(compartment, load_received(&saved, compartment, id).unwrap()).unwrap();
         }
         assert!(receiver.parts.iter().all(Option::is_some), "each check kept what it read");
         assert_eq!(receiver.view().unwrap(), origin.view().unwrap());

@@ -405,14 +405,10 @@ impl Device {
                 }
             }
             // Loaded through the plan's guarded boundary: a crafted document is a refusal.
-            BundleKind::Snapshot { .. } => {
-                match crate::plan::load_received(&payload, compartment, plan) {
-                    Ok(doc) => {
-                        Verdict::Snapshot { plan, compartment, author: header.author, doc: Box::new(doc) }
-                    }
-                    Err(e) => Verdict::Refuse(format!("snapshot from {from}: {e}")),
-                }
-            }
+            BundleKind::Snapshot { .. } => match crate::plan::load_received(&payload, compartment, plan) {
+                Ok(doc) => Verdict::Snapshot { plan, compartment, author: header.author, doc: Box::new(doc) },
+                Err(e) => Verdict::Refuse(format!("snapshot from {from}: {e}")),
+            },
         })
     }
 
@@ -519,9 +515,9 @@ impl Device {
                     proof.push(base);
                 }
                 // Whole when the compartment is new here, merged into a copy otherwise; checked
-                // before it replaces anything (`Plan::merge_document`).
+                // before it replaces anything (`Plan::merge_received`).
                 let checked = super::snapshots::check_snapshot(doc.doc(), compartment, &proof)
-                    .and_then(|()| plan.merge_document(compartment, *doc).map_err(|e| e.to_string()));
+                    .and_then(|()| plan.merge_received(compartment, *doc).map_err(|e| e.to_string()));
                 match checked {
                     Ok(()) => {}
                     Err(why) => {
