@@ -35,6 +35,9 @@ const STATE_CURSOR: &str = super::STATE_CURSOR;
 /// serving bundles whose key never comes is stopped by the driver's round limit.
 pub(super) const MAX_PARKED: usize = 4096;
 
+/// A plan merged in this pass, its header, and what it gained: written with the answer.
+type PlanWrite = (Plan, Option<PlanHeader>, Vec<Added>);
+
 /// What applying an answer came to.
 pub(super) enum Applied {
     Done {
@@ -486,7 +489,7 @@ impl Device {
         pass: &mut Pass<'_>,
         arrivals: BTreeMap<PlanId, Arrivals>,
         witnesses: &[Witness],
-    ) -> Result<Vec<(Plan, Option<PlanHeader>, Vec<Added>)>, CoreError> {
+    ) -> Result<Vec<PlanWrite>, CoreError> {
         let mut writes = Vec::new();
         let retired = self.retired_plans()?;
         for (plan_id, arrived) in arrivals {
@@ -589,7 +592,7 @@ impl Device {
         judge: &Judge,
         outgoing: &Outgoing,
         response: &SyncResponse,
-        writes: Vec<(Plan, Option<PlanHeader>, Vec<Added>)>,
+        writes: Vec<PlanWrite>,
         parked_ids: &[i64],
     ) -> Result<usize, CoreError> {
         // A bundle refused only for its key epoch stays in the outbox: it is sealed again under
