@@ -686,7 +686,7 @@ impl Device {
         }
         let mut incoming = Vec::new();
         for (compartment, saved) in contents.docs {
-            let doc = plan::load_received_document(&saved, compartment, id)
+            let doc = plan::load_received(&saved, compartment, id)
                 .map_err(|e| transfer::TransferError::Document { compartment, detail: e.to_string() })?;
             incoming.push((compartment, doc));
         }
@@ -695,7 +695,7 @@ impl Device {
         }
         // A basis from before a member's erasure would bring the erased history back.
         for (compartment, doc) in &incoming {
-            if known && self.predates_erasure(&id, *compartment, doc)? {
+            if known && self.predates_erasure(&id, *compartment, doc.doc())? {
                 return Err(transfer::TransferError::Document {
                     compartment: *compartment,
                     detail: "het stamt van vóór het wissen van persoonsgegevens uit dit plan".into(),
@@ -718,7 +718,7 @@ impl Device {
         };
         for (compartment, doc) in incoming {
             merged
-                .merge_document(compartment, doc)
+                .merge_received(compartment, doc)
                 .map_err(|e| transfer::TransferError::Document { compartment, detail: e.to_string() })?;
         }
         let view = merged.view()?;

@@ -69,14 +69,23 @@ pub use limits::Limit;
 pub(crate) use read::FAMILY_COPY_PREFIX;
 pub(crate) use received::guarded;
 pub use received::{
-    Refusal, document_changes, load_received_document, parse_change, parse_received_changes,
-    validate_document,
+    ChangeSummary, ReceivedDocument, Refusal, document_change_summaries, load_received,
+    load_received_document, parse_change, parse_received_changes, validate_document,
 };
 pub use view::{FamilyCopyItem, PlanView};
 pub use vocab::{ActionStatus, EscalationLevel, GoalStatus, NoteKind, Phase, Role};
 
 /// Raw automerge changes grouped by the compartment they belong to.
 pub type ChangesByCompartment = Vec<(Compartment, Vec<Vec<u8>>)>;
+
+/// The changes a compartment gained since `since` (its heads before): how many, and where
+/// they start, so that their bytes are rebuilt only when needed ([`Plan::added_since`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Added {
+    pub compartment: Compartment,
+    pub since: Vec<ChangeHash>,
+    pub count: usize,
+}
 
 /// The version of the document layout above; written into every compartment.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -212,6 +221,9 @@ pub struct Plan {
     /// Per compartment, the device whose base (an erasure's re-sealed document) is believed
     /// about who created what (`vouch_base`).
     vouched: [Option<ActorId>; 4],
+    /// Per compartment, what the last check of a received document read (`view::Memo`):
+    /// valid only while the document's heads are the ones it names.
+    parts: [Option<view::Memo>; 4],
     clock: Arc<dyn Clock>,
 }
 
@@ -246,6 +258,7 @@ impl Plan {
             docs: Default::default(),
             sizes: Default::default(),
             vouched: Default::default(),
+            parts: Default::default(),
             clock,
         }
     }
@@ -298,6 +311,8 @@ impl Plan {
     }
 
     pub(crate) fn doc_mut(&mut self, compartment: Compartment) -> Result<&mut Automerge, PlanError> {
+        // An edit changes the heads, which outdates the memo; it is dropped rather than kept.
+        self.parts[compartment.index()] = None;
         self.docs[compartment.index()].as_mut().ok_or(PlanError::CompartmentNotHeld(compartment))
     }
 
@@ -305,6 +320,7 @@ impl Plan {
     pub(crate) fn drop_compartment(&mut self, compartment: Compartment) {
         if compartment != Compartment::Basis {
             self.docs[compartment.index()] = None;
+            self.parts[compartment.index()] = None;
         }
     }
 
@@ -341,15 +357,42 @@ impl Plan {
         Compartment::ALL
             .into_iter()
             .filter_map(|c| {
-                let doc = self.docs[c.index()].as_ref()?;
-                let changes: Vec<Vec<u8>> = doc
-                    .get_changes(&heads[c.index()])
-                    .into_iter()
-                    .map(|ch| ch.raw_bytes().to_vec())
-                    .collect();
+                let changes = self.changes_in(c, &heads[c.index()]);
                 (!changes.is_empty()).then_some((c, changes))
             })
             .collect()
+    }
+
+    /// The raw bytes of every change of one compartment since `heads`, oldest first (none for
+    /// a compartment not held). Rebuilding changes reads the document's operations: for a
+    /// whole document that costs about as much as loading it.
+    pub fn changes_in(&self, compartment: Compartment, heads: &[ChangeHash]) -> Vec<Vec<u8>> {
+        let Some(doc) = self.docs[compartment.index()].as_ref() else { return Vec::new() };
+        doc.get_changes(heads).into_iter().map(|ch| ch.raw_bytes().to_vec()).collect()
+    }
+
+    /// What was added to each compartment since `heads`, counted from automerge's change graph
+    /// (no operation is read): the bytes are rebuilt ([`Plan::changes_in`]) only where they
+    /// are stored as rows, not where the document is stored whole.
+    pub fn added_since(&self, heads: &[Vec<ChangeHash>; 4]) -> Vec<Added> {
+        Compartment::ALL
+            .into_iter()
+            .filter_map(|c| {
+                let doc = self.docs[c.index()].as_ref()?;
+                let since = heads[c.index()].clone();
+                let count = doc.get_changes_meta(&since).len();
+                (count > 0).then_some(Added { compartment: c, since, count })
+            })
+            .collect()
+    }
+
+    /// The family name, read from `basis` alone (what a plan's stored header names), without
+    /// materialising the whole read model.
+    pub fn family(&self) -> Result<String, PlanError> {
+        let doc = self.doc(Compartment::Basis)?;
+        guarded(Compartment::Basis, "reading the family name", || {
+            read::Reader::new(doc, Compartment::Basis).required_string(&automerge::ROOT, read::FAMILY)
+        })
     }
 
     /// The materialised read model.

@@ -583,6 +583,36 @@ impl StoreWriter<'_> {
         Ok(())
     }
 
+    /// Records what a sync merged into a plan ([`Plan::added_since`]) as received changes, as
+    /// [`StoreWriter::append_changes`] does with `own` false. A compartment that reaches
+    /// compaction with them (a new device's first sync, a long absence) is stored as its
+    /// document at once and its changes only counted, so their bytes are rebuilt only for
+    /// the compartments whose changes are stored as rows.
+    pub fn append_received(
+        &mut self,
+        plan: &Plan,
+        header: Option<&PlanHeader>,
+        added: &[crate::plan::Added],
+    ) -> Result<(), StoreError> {
+        if let Some(header) = header {
+            records::put_plan_header(self.tx, self.keys, header)?;
+        }
+        for added in added {
+            let Ok(doc) = plan.doc(added.compartment) else { continue };
+            let doc_key = self.keys.doc_key(plan.id(), added.compartment);
+            if records::change_rows(self.tx, &doc_key)? + added.count as u64 >= COMPACT_AFTER_CHANGES {
+                records::compact_received(self.tx, self.keys, plan.id(), &doc_key, added.count, &doc.save())?;
+                continue;
+            }
+            let changes = plan.changes_in(added.compartment, &added.since);
+            let rows = records::append_doc_changes(self.tx, self.keys, plan.id(), &doc_key, &changes, false)?;
+            if rows >= COMPACT_AFTER_CHANGES {
+                records::compact(self.tx, self.keys, &doc_key, &doc.save())?;
+            }
+        }
+        Ok(())
+    }
+
     /// Appends one sealed access-log event at its chain position.
     pub(crate) fn put_audit_event(&mut self, seq: u64, event: &[u8]) -> Result<(), StoreError> {
         audit_records::put(self.tx, self.keys, seq, event)

@@ -18,7 +18,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 #[cfg(panic = "abort")]
 compile_error!("eenplan-core needs panic = \"unwind\": it catches automerge's panics on received input");
 
-use automerge::{Automerge, Change};
+use automerge::{Automerge, Change, ChangeHash};
 
 use super::chunks::{self, ChunkKind};
 use super::limits::{self, Limit};
@@ -149,6 +149,37 @@ pub fn load_received_document(
     compartment: Compartment,
     plan: PlanId,
 ) -> Result<Automerge, PlanError> {
+    load_received(bytes, compartment, plan).map(ReceivedDocument::into_inner)
+}
+
+/// A received document as [`load_received_document`] loaded and checked it, for the
+/// compartment and plan it was checked for: [`Plan::merge_received`] takes it as a new
+/// compartment's document without checking it a second time.
+#[derive(Debug)]
+pub struct ReceivedDocument {
+    doc: Automerge,
+    compartment: Compartment,
+    plan: PlanId,
+    /// What the check read, which the plan's view takes instead of reading it again.
+    memo: view::Memo,
+}
+
+impl ReceivedDocument {
+    pub fn doc(&self) -> &Automerge {
+        &self.doc
+    }
+
+    pub fn into_inner(self) -> Automerge {
+        self.doc
+    }
+}
+
+/// [`load_received_document`], keeping what the document was checked for.
+pub fn load_received(
+    bytes: &[u8],
+    compartment: Compartment,
+    plan: PlanId,
+) -> Result<ReceivedDocument, PlanError> {
     let max = super::vocab::MAX_RECEIVED_DOCUMENT_BYTES;
     if bytes.len() > max {
         return Err(refused(
@@ -173,23 +204,60 @@ pub fn load_received_document(
     guarded(compartment, "loading a document", || {
         let doc = Automerge::load(chunk.bytes)
             .map_err(|e| refused(compartment, Refusal::Automerge(e.to_string())))?;
-        check(&doc, compartment, plan)?;
-        Ok(doc)
+        let memo = check(&doc, compartment, plan)?;
+        Ok(ReceivedDocument { doc, compartment, plan, memo })
     })
 }
 
-/// Every change of a received document, oldest first (what a snapshot holds).
-pub fn document_changes(doc: &Automerge, compartment: Compartment) -> Result<Vec<Change>, PlanError> {
-    guarded(compartment, "listing a document's changes", || Ok(doc.get_changes(&[])))
+/// What a snapshot's check needs of one change in a document: not its operations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeSummary {
+    pub hash: ChangeHash,
+    pub actor: Vec<u8>,
+    pub seq: u64,
+    pub deps: Vec<ChangeHash>,
+}
+
+/// Every change of a received document, oldest first (what a snapshot holds), without its
+/// operations: read from automerge's change graph instead of rebuilding each change from the
+/// document's op columns (`get_changes`, which cost as much as loading the document again).
+///
+/// The graph says exactly what the rebuilt changes would. In automerge 0.12, loading a
+/// document (`storage/document.rs`, `Document::reconstruct`) rebuilds every change from the
+/// document's ops, computes each one's hash from those bytes (`ChangeCollector::collect`),
+/// refuses the document when an actor's sequence numbers are not 1, 2, 3, … in order
+/// (`ChangesOutOfOrder`) or when the heads derived from the rebuilt changes differ from the
+/// heads the document states (`MismatchingHeads`, under the default `VerificationMode::Check`),
+/// and then builds the graph from those rebuilt changes (`ChangeGraph::finalize` stores
+/// `change.hash()`; each dependency is the same index into the same list that the rebuilt
+/// change's dependency hashes were read from). A hash here is therefore the hash of content
+/// the document holds, never a value the sender wrote down (see the test below).
+pub fn document_change_summaries(
+    doc: &Automerge,
+    compartment: Compartment,
+) -> Result<Vec<ChangeSummary>, PlanError> {
+    guarded(compartment, "listing a document's changes", || {
+        Ok(doc
+            .get_changes_meta(&[])
+            .into_iter()
+            .map(|m| ChangeSummary {
+                hash: m.hash,
+                actor: m.actor.to_bytes().to_vec(),
+                seq: m.seq,
+                deps: m.deps,
+            })
+            .collect())
+    })
 }
 
 /// Checks a document that arrived from elsewhere before it joins a plan: the right plan id, a
 /// layout that materialises, and content within the limits.
 pub fn validate_document(doc: &Automerge, compartment: Compartment, plan: PlanId) -> Result<(), PlanError> {
-    guarded(compartment, "checking a document", || check(doc, compartment, plan))
+    guarded(compartment, "checking a document", || check(doc, compartment, plan).map(|_| ()))
 }
 
-fn check(doc: &Automerge, compartment: Compartment, plan: PlanId) -> Result<(), PlanError> {
+/// The checks, returning what the layout check read (see [`view::Memo`]).
+fn check(doc: &Automerge, compartment: Compartment, plan: PlanId) -> Result<view::Memo, PlanError> {
     read::check_plan_id(doc, compartment, plan)?;
     limits::check_received(doc, compartment)?;
     view::check_layout(doc, compartment)
@@ -220,39 +288,64 @@ impl Plan {
             candidate
                 .apply_changes(changes)
                 .map_err(|e| refused(compartment, Refusal::Automerge(e.to_string())))?;
-            check(&candidate, compartment, id)?;
-            Ok(candidate)
+            let memo = check(&candidate, compartment, id)?;
+            Ok((candidate, memo))
         })?;
-        self.docs[compartment.index()] = Some(candidate);
+        self.put_checked(compartment, candidate);
         Ok(())
     }
 
     /// Merges a received document (from [`load_received_document`]) into the held one, or
     /// takes it as the compartment's document if none is held. Checked like
     /// [`Plan::apply_parsed`]; the held document changes only on success.
-    pub fn merge_document(
+    pub fn merge_document(&mut self, compartment: Compartment, incoming: Automerge) -> Result<(), PlanError> {
+        self.merge_checked(compartment, incoming, None)
+    }
+
+    /// [`Plan::merge_document`] for a document from [`load_received`]. Taken whole (no document
+    /// of the compartment is held), a document checked for this compartment and plan is exactly
+    /// what was checked (the actor set here is not content), so it is not checked again: that
+    /// would read the whole document a second time for nothing.
+    pub fn merge_received(
+        &mut self,
+        compartment: Compartment,
+        incoming: ReceivedDocument,
+    ) -> Result<(), PlanError> {
+        let checked =
+            (incoming.compartment == compartment && incoming.plan == self.id).then_some(incoming.memo);
+        self.merge_checked(compartment, incoming.doc, checked)
+    }
+
+    /// Merges `incoming`; `checked` is what its check read when it was checked for this
+    /// compartment and plan.
+    fn merge_checked(
         &mut self,
         compartment: Compartment,
         mut incoming: Automerge,
+        checked: Option<view::Memo>,
     ) -> Result<(), PlanError> {
         let (id, author) = (self.id, self.author.actor());
         let held = self.docs[compartment.index()].as_ref();
         let merged = guarded(compartment, "merging a document", || {
-            let mut candidate = match held {
-                Some(doc) => {
+            let mut candidate = match (held, checked) {
+                (Some(doc), _) => {
                     let mut candidate = doc.clone();
                     candidate
                         .merge(&mut incoming)
                         .map_err(|e| refused(compartment, Refusal::Automerge(e.to_string())))?;
                     candidate
                 }
-                None => incoming,
+                (None, Some(memo)) => {
+                    incoming.set_actor(author);
+                    return Ok((incoming, memo));
+                }
+                (None, None) => incoming,
             };
             candidate.set_actor(author);
-            check(&candidate, compartment, id)?;
-            Ok(candidate)
+            let memo = check(&candidate, compartment, id)?;
+            Ok((candidate, memo))
         })?;
-        self.docs[compartment.index()] = Some(merged);
+        self.put_checked(compartment, merged);
         Ok(())
     }
 
@@ -267,10 +360,16 @@ impl Plan {
         let replaced = guarded(compartment, "replacing a document", || {
             let mut candidate = doc;
             candidate.set_actor(author);
-            check(&candidate, compartment, id)?;
-            Ok(candidate)
+            let memo = check(&candidate, compartment, id)?;
+            Ok((candidate, memo))
         })?;
-        self.docs[compartment.index()] = Some(replaced);
+        self.put_checked(compartment, replaced);
         Ok(())
+    }
+
+    /// Holds a checked document, with what its check read for the view.
+    fn put_checked(&mut self, compartment: Compartment, (doc, memo): (Automerge, view::Memo)) {
+        self.docs[compartment.index()] = Some(doc);
+        self.parts[compartment.index()] = Some(memo);
     }
 }

@@ -248,9 +248,15 @@ fn sort_entities<T>(items: &mut [T], key: impl Fn(&T) -> (i64, EntityId)) {
 /// The read model of a plan. Each compartment's part is read inside the boundary for
 /// untrusted documents ([`received::guarded`]): their content came from other devices.
 pub(super) fn materialise(plan: &Plan) -> Result<PlanView, PlanError> {
-    let part_of = |compartment| {
+    let part_of = |compartment: Compartment| {
         let doc = plan.doc(compartment)?;
         let vouched = plan.vouched(compartment);
+        if vouched.is_none()
+            && let Some(memo) =
+                plan.parts[compartment.index()].as_ref().filter(|m| m.heads == doc.get_heads())
+        {
+            return Ok(memo.part.clone());
+        }
         received::guarded(compartment, "reading the plan", || read_compartment(doc, compartment, vouched))
     };
     let Part { basis, notes, safety_items } = part_of(Compartment::Basis)?;
@@ -294,19 +300,33 @@ pub(super) fn materialise(plan: &Plan) -> Result<PlanView, PlanError> {
 }
 
 /// Checks that a document materialises without layout errors: it is read exactly as the read
-/// model reads it, so a document that passed this check always materialises.
-pub(super) fn check_layout(doc: &Automerge, compartment: Compartment) -> Result<(), PlanError> {
+/// model reads it, so a document that passed this check always materialises. Returns what it
+/// read, which the view takes instead of reading the document again ([`Memo`]).
+pub(super) fn check_layout(doc: &Automerge, compartment: Compartment) -> Result<Memo, PlanError> {
     // Vouching changes only whose actor id a creator is, never whether the layout reads.
-    read_compartment(doc, compartment, None)?;
+    let part = read_compartment(doc, compartment, None)?;
     // Adoption records are read apart from the view (the device judges them), with the same
     // layout rules.
     if compartment == Compartment::Basis {
         super::cycle::check_adoptions(&Reader::new(doc, compartment))?;
     }
-    Ok(())
+    Ok(Memo { heads: doc.get_heads(), part })
+}
+
+/// A compartment's part of the read model as a check read it, by the heads of the document it
+/// read. Heads name every change a document holds (each change's hash covers its content and
+/// its dependencies), so while the held document has the same heads it holds the same content
+/// and the part is what reading it again would give; [`materialise`] takes it then, and only
+/// for a compartment with no vouched base (the check reads every creator as the change's
+/// actor). A received snapshot is read once to check it and not again for the view.
+#[derive(Debug, Clone)]
+pub(super) struct Memo {
+    heads: Vec<automerge::ChangeHash>,
+    part: Part,
 }
 
 /// What the read model takes from one compartment's document.
+#[derive(Debug, Clone)]
 struct Part {
     basis: Option<Basis>,
     notes: Vec<Note>,
@@ -314,6 +334,7 @@ struct Part {
 }
 
 /// What only the `basis` document holds.
+#[derive(Debug, Clone)]
 struct Basis {
     family: String,
     phase: String,
@@ -621,4 +642,50 @@ fn safety_items(r: &Reader<'_>) -> Result<Vec<SafetyItem>, PlanError> {
     }
     sort_entities(&mut out, |s| (s.created_at_ms, s.id));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::{NoteKind, Plan, load_received};
+    use super::*;
+    use crate::clock::{Clock, SystemClock};
+    use crate::ids::DeviceId;
+
+    /// A plan read afresh from copies of `plan`'s documents: no memo.
+    fn read_afresh(plan: &Plan, clock: Arc<dyn Clock>) -> PlanView {
+        let docs = plan.held_compartments().into_iter().map(|c| (c, plan.doc(c).unwrap().clone())).collect();
+        Plan::from_documents(plan.id(), DeviceId::from_bytes([3; 16]), docs, clock).unwrap().view().unwrap()
+    }
+
+    #[test]
+    fn a_view_taken_from_what_the_checks_read_is_the_view_the_documents_give_and_follows_later_changes() {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let id = PlanId::random();
+        let mut origin =
+            Plan::create(id, DeviceId::from_bytes([1; 16]), "Jansen", None, clock.clone()).unwrap();
+        origin.add_note(Compartment::Basis, NoteKind::Note, "eerste").unwrap();
+        origin.add_note(Compartment::Zorg, NoteKind::Note, "zorg").unwrap();
+        let mut receiver =
+            Plan::from_documents(id, DeviceId::from_bytes([2; 16]), Vec::new(), clock.clone()).unwrap();
+        for compartment in Compartment::ALL {
+            let saved = origin.doc(compartment).unwrap().save();
+            receiver.merge_received(compartment, load_received(&saved, compartment, id).unwrap()).unwrap();
+        }
+        assert!(receiver.parts.iter().all(Option::is_some), "each check kept what it read");
+        assert_eq!(receiver.view().unwrap(), origin.view().unwrap());
+        // Changes received after the check, and an edit here: the view is read again.
+        let before = origin.heads();
+        origin.add_note(Compartment::Basis, NoteKind::Note, "tweede").unwrap();
+        for (compartment, changes) in origin.changes_since(&before) {
+            receiver.apply_changes(compartment, &changes).unwrap();
+        }
+        receiver.add_note(Compartment::Zorg, NoteKind::Note, "hier").unwrap();
+        let view = receiver.view().unwrap();
+        let mut notes: Vec<&str> = view.notes.iter().map(|n| n.text.as_str()).collect();
+        notes.sort_unstable();
+        assert_eq!(notes, ["eerste", "hier", "tweede", "zorg"]);
+        assert_eq!(view, read_afresh(&receiver, clock));
+    }
 }

@@ -24,7 +24,7 @@ use super::{ServerState, SyncError, SyncReport, compartment_of};
 use crate::device::Device;
 use crate::error::CoreError;
 use crate::ids::PlanId;
-use crate::plan::{ChangesByCompartment, Compartment, Plan};
+use crate::plan::{Added, Compartment, Plan, ReceivedDocument};
 use crate::store::PlanHeader;
 use eenplan_protocol::api::hex;
 
@@ -34,6 +34,9 @@ const STATE_CURSOR: &str = super::STATE_CURSOR;
 /// a peer cannot fill the device's disk with bundles it can never open. A server that keeps
 /// serving bundles whose key never comes is stopped by the driver's round limit.
 pub(super) const MAX_PARKED: usize = 4096;
+
+/// A plan merged in this pass, its header, and what it gained: written with the answer.
+type PlanWrite = (Plan, Option<PlanHeader>, Vec<Added>);
 
 /// What applying an answer came to.
 pub(super) enum Applied {
@@ -84,7 +87,7 @@ enum Verdict {
         plan: PlanId,
         compartment: Compartment,
         author: [u8; 16],
-        doc: Box<Automerge>,
+        doc: Box<ReceivedDocument>,
     },
     /// The base of a member's erasure that the plan's chain names: it replaces `basis`.
     Base {
@@ -101,7 +104,7 @@ enum Verdict {
 #[derive(Default)]
 struct Arrivals {
     bases: Vec<(u32, Box<Automerge>)>,
-    snapshots: Vec<(Compartment, [u8; 16], Box<Automerge>)>,
+    snapshots: Vec<(Compartment, [u8; 16], Box<ReceivedDocument>)>,
     changes: Vec<(Compartment, Vec<automerge::Change>)>,
 }
 
@@ -405,14 +408,10 @@ impl Device {
                 }
             }
             // Loaded through the plan's guarded boundary: a crafted document is a refusal.
-            BundleKind::Snapshot { .. } => {
-                match crate::plan::load_received_document(&payload, compartment, plan) {
-                    Ok(doc) => {
-                        Verdict::Snapshot { plan, compartment, author: header.author, doc: Box::new(doc) }
-                    }
-                    Err(e) => Verdict::Refuse(format!("snapshot from {from}: {e}")),
-                }
-            }
+            BundleKind::Snapshot { .. } => match crate::plan::load_received(&payload, compartment, plan) {
+                Ok(doc) => Verdict::Snapshot { plan, compartment, author: header.author, doc: Box::new(doc) },
+                Err(e) => Verdict::Refuse(format!("snapshot from {from}: {e}")),
+            },
         })
     }
 
@@ -490,7 +489,7 @@ impl Device {
         pass: &mut Pass<'_>,
         arrivals: BTreeMap<PlanId, Arrivals>,
         witnesses: &[Witness],
-    ) -> Result<Vec<(Plan, Option<PlanHeader>, ChangesByCompartment)>, CoreError> {
+    ) -> Result<Vec<PlanWrite>, CoreError> {
         let mut writes = Vec::new();
         let retired = self.retired_plans()?;
         for (plan_id, arrived) in arrivals {
@@ -519,9 +518,9 @@ impl Device {
                     proof.push(base);
                 }
                 // Whole when the compartment is new here, merged into a copy otherwise; checked
-                // before it replaces anything (`Plan::merge_document`).
-                let checked = super::snapshots::check_snapshot(&doc, compartment, &proof)
-                    .and_then(|()| plan.merge_document(compartment, *doc).map_err(|e| e.to_string()));
+                // before it replaces anything (`Plan::merge_received`).
+                let checked = super::snapshots::check_snapshot(doc.doc(), compartment, &proof)
+                    .and_then(|()| plan.merge_received(compartment, *doc).map_err(|e| e.to_string()));
                 match checked {
                     Ok(()) => {}
                     Err(why) => {
@@ -541,18 +540,20 @@ impl Device {
                     pass.history.need(super::document_id(plan_id, compartment));
                 }
             }
-            let new_changes = plan.changes_since(&before);
-            if new_changes.is_empty() && !replaced {
+            // Counted, not rebuilt: a compartment that arrived whole is stored whole, and the
+            // bytes of its thousands of changes would only be counted (`append_received`).
+            let added = plan.added_since(&before);
+            if added.is_empty() && !replaced {
                 self.put_back_plan(plan);
                 continue;
             }
-            pass.report.applied_changes += new_changes.iter().map(|(_, c)| c.len()).sum::<usize>();
-            let family = plan.view().map(|v| v.family).unwrap_or_default();
+            pass.report.applied_changes += added.iter().map(|a| a.count).sum::<usize>();
+            let family = plan.family().unwrap_or_default();
             if !self.store().has_plan(plan_id)? {
                 pass.report.new_plans.push(plan_id);
             }
             pass.report.plans_updated.push(plan_id);
-            writes.push((plan, Some(PlanHeader { plan: plan_id, family }), new_changes));
+            writes.push((plan, Some(PlanHeader { plan: plan_id, family }), added));
         }
         Ok(writes)
     }
@@ -591,7 +592,7 @@ impl Device {
         judge: &Judge,
         outgoing: &Outgoing,
         response: &SyncResponse,
-        writes: Vec<(Plan, Option<PlanHeader>, ChangesByCompartment)>,
+        writes: Vec<PlanWrite>,
         parked_ids: &[i64],
     ) -> Result<usize, CoreError> {
         // A bundle refused only for its key epoch stays in the outbox: it is sealed again under
@@ -647,8 +648,8 @@ impl Device {
                 // would register another user's plan as new and seal its keys to escrow again.
                 w.mark_registered(key.plan)?;
             }
-            for (plan, header, changes) in &writes {
-                w.append_changes(plan, header.as_ref(), changes, false)?;
+            for (plan, header, added) in &writes {
+                w.append_received(plan, header.as_ref(), added)?;
             }
             for id in parked_ids {
                 w.unpark(*id)?;

@@ -29,7 +29,8 @@
 //!    changes of history each (spread over the plan's four compartments; one creator device
 //!    typed them and synced every 1,000, and added the user to each plan's membership chain):
 //!    time from its first `sync()` until every plan has been `read`.
-//!    Measured (full, 2026-12-04): 22.4 s, 8.26 MB down = 1.51× `save()`; see ARCHITECTURE. The device is approved and the creator's device has sealed the keys for it
+//!    Measured (full, 2026-12-04): 22.4 s, 8.26 MB down = 1.51× `save()`; 9.8 s once each
+//!    received document is read once (issue 13, item 4); see ARCHITECTURE. The device is approved and the creator's device has sealed the keys for it
 //!    before the clock starts. Baselines: `Automerge::load` of the same documents, and
 //!    automerge's sync protocol from an empty document, both in memory.
 //! c. **Server throughput.** N devices (threads, each its own store) that all take part in a
