@@ -18,7 +18,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -129,7 +129,7 @@ pub(crate) struct Relay {
     outgoing: SyncSender<RelayEvent>,
     /// An event was dropped because the queue was full.
     overflowed: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
+    stop: Arc<Stop>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -143,7 +143,7 @@ impl Relay {
         getrandom::fill(&mut instance).map_err(std::io::Error::other)?;
         let (outgoing, queue) = mpsc::sync_channel(QUEUE);
         let overflowed = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(Stop::default());
         let notifier = Notifier {
             target: target.clone(),
             instance,
@@ -169,7 +169,7 @@ impl Relay {
 
     /// Sends what is queued, then stops both threads and waits for them.
     pub(crate) fn shutdown(&self) {
-        self.stop.store(true, Ordering::Release);
+        self.stop.set();
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
         for thread in threads {
             if thread.join().is_err() {
@@ -181,23 +181,44 @@ impl Relay {
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
+        self.stop.set();
+    }
+}
+
+/// The relay's stop signal: a flag the threads look at, and a wake-up for a thread waiting
+/// out a backoff, so that shutdown is not held up by it.
+#[derive(Debug, Default)]
+struct Stop {
+    stopped: Mutex<bool>,
+    woken: Condvar,
+}
+
+impl Stop {
+    fn set(&self) {
+        *self.stopped.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.woken.notify_all();
+    }
+
+    fn is_set(&self) -> bool {
+        *self.stopped.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits `timeout`, or less if the relay stops meanwhile.
+    fn wait(&self, timeout: Duration) {
+        let stopped = self.stopped.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = self.woken.wait_timeout_while(stopped, timeout, |stopped| !*stopped);
     }
 }
 
 /// Waits between attempts to reach the database: 100 ms, doubling, at most [`MAX_BACKOFF`];
-/// cut short by the stop flag.
+/// cut short when the relay stops.
 struct Backoff(Duration);
 
 impl Backoff {
     const FIRST: Duration = Duration::from_millis(100);
 
-    fn wait(&mut self, stop: &AtomicBool) {
-        let until = std::time::Instant::now() + self.0;
-        // A retry interval, polled so that shutdown is not held up by it.
-        while !stop.load(Ordering::Acquire) && std::time::Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(50).min(self.0));
-        }
+    fn wait(&mut self, stop: &Stop) {
+        stop.wait(self.0);
         self.0 = (self.0 * 2).min(MAX_BACKOFF);
     }
 }
@@ -207,7 +228,7 @@ struct Notifier {
     instance: Instance,
     queue: Receiver<RelayEvent>,
     overflowed: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
+    stop: Arc<Stop>,
 }
 
 impl Notifier {
@@ -217,7 +238,7 @@ impl Notifier {
         let mut lost = false;
         let mut backoff = Backoff(Backoff::FIRST);
         loop {
-            let stopping = self.stop.load(Ordering::Acquire);
+            let stopping = self.stop.is_set();
             let first = match self.queue.recv_timeout(POLL) {
                 Ok(event) => Some(event),
                 Err(RecvTimeoutError::Timeout) => None,
@@ -286,13 +307,13 @@ struct Listener {
     instance: Instance,
     hints: broadcast::Sender<Hint>,
     revocations: broadcast::Sender<DeviceId>,
-    stop: Arc<AtomicBool>,
+    stop: Arc<Stop>,
 }
 
 impl Listener {
     fn run(self) {
         let mut backoff = Backoff(Backoff::FIRST);
-        while !self.stop.load(Ordering::Acquire) {
+        while !self.stop.is_set() {
             let mut client = match self.listen() {
                 Ok(client) => client,
                 Err(e) => {
@@ -318,13 +339,13 @@ impl Listener {
 
     /// Hands on other processes' events until the connection breaks or the relay stops.
     fn hear(&self, client: &mut Client) -> Result<(), Broken> {
-        while !self.stop.load(Ordering::Acquire) {
+        while !self.stop.is_set() {
             {
                 let mut notifications = client.notifications();
                 let mut waiting = notifications.timeout_iter(POLL);
                 while let Some(notification) = waiting.next()? {
                     self.hand_on(notification.payload());
-                    if self.stop.load(Ordering::Acquire) {
+                    if self.stop.is_set() {
                         return Ok(());
                     }
                 }
