@@ -740,6 +740,51 @@ pub struct MembershipPage {
     pub complete: bool,
 }
 
+/// What a sync answer asks of the store ([`Storage::answer`]), beside the pull itself.
+#[derive(Debug, Clone)]
+pub struct AnswerQuery {
+    /// The pull; its `max_bytes` is the whole page's, of which the membership entries take
+    /// their share first.
+    pub pull: PullRequest,
+    /// The device's membership cursor.
+    pub membership_after: u64,
+    /// At most this many membership entries and bytes (whole chains are never split).
+    pub membership_limit: (usize, usize),
+    /// The version of the sharing policy the device holds; a newer one is read.
+    pub policy_after: u32,
+    /// The version of its organisation's audit key the device holds; a newer one is read.
+    pub audit_key_after: u32,
+}
+
+/// Everything a sync answer reads, as of one commit ([`Storage::answer`]): the pull page
+/// and each fact the answer is built from agree with each other.
+#[derive(Debug)]
+pub struct AnswerReads {
+    pub membership: MembershipPage,
+    /// The pull page; `head` is a resume token when it stopped inside a history block.
+    pub batch: PullBatch,
+    /// The signed commitment of each (document, epoch) among the page's envelopes, once each.
+    pub commitments: Vec<Vec<u8>>,
+    /// The policy in force, when newer than the device's.
+    pub policy: Option<Vec<u8>>,
+    /// For each key the device holds (every envelope it ever got and the keys it made) of a
+    /// document its user may read now, the devices that may read the document and have no envelope of
+    /// it: (document, epoch, device), in no particular order.
+    pub missing_envelopes: Vec<(DocumentId, u32, DeviceId)>,
+    /// When the pull and membership pages are complete: the documents it holds a key of, at their
+    /// current epoch, whose log tail a new reader would fetch more cheaply as a snapshot
+    /// ([`DocStats::wants_snapshot`]). Empty otherwise.
+    pub snapshot_candidates: Vec<DocumentId>,
+    /// Documents of the user's plans that have no key yet.
+    pub unminted: Vec<DocumentId>,
+    /// Chartered rotations the user's devices are asked to make: (document, next epoch).
+    pub rotations: Vec<(DocumentId, u32)>,
+    /// How far the device's audit uploads are stored.
+    pub audit_through: u64,
+    /// The newest audit key of the device's organisation, when newer than the device's.
+    pub audit_key: Option<Vec<u8>>,
+}
+
 /// A membership entry as a backend reads it for a device: (plan, position, signed entry).
 pub type PositionedEntry = ([u8; 16], u64, Vec<u8>);
 
@@ -1128,6 +1173,10 @@ pub trait Storage: Send + Sync {
         self.pull_page(&PullRequest::new(user, device, since, max_bytes))
     }
     fn document_stats(&self, document: DocumentId) -> Result<DocStats>;
+    /// Everything a sync answer reads, in one read transaction, so that it is built from
+    /// one commit; see [`AnswerReads`]. Like [`Storage::pull_page`], a page that stops
+    /// inside a history block stores where (the only write) and hands out a resume token.
+    fn answer(&self, query: &AnswerQuery) -> Result<AnswerReads>;
 
     // Snapshot requests.
 

@@ -9,8 +9,8 @@ use eenplan_protocol::policy::{Access, Policy};
 use eenplan_protocol::sync::REJECT_UNREQUESTED_SNAPSHOT;
 use eenplan_protocol::{BundleKind, DocumentId};
 use eenplan_server::storage::{
-    AdminRecord, AuditKeyRecord, CommitmentOutcome, CommitmentRecord, CompletedRotation, DeviceId,
-    DeviceState, Envelope, EnvelopeOutcome, EnvelopeRefusal, HistoryRequest,
+    AdminRecord, AnswerQuery, AuditKeyRecord, CommitmentOutcome, CommitmentRecord, CompletedRotation,
+    DeviceId, DeviceState, Envelope, EnvelopeOutcome, EnvelopeRefusal, HistoryRequest,
     MAX_SNAPSHOT_REQUESTS_PER_DEVICE, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, OrgId, PlanId,
     PolicyRecord, PullBatch, PullRequest, PushOutcome, Revocation, RevocationListRecord,
     SNAPSHOT_REQUEST_TTL_MS, SNAPSHOT_SHORTCUT_CHANGES, ServerEventRecord, SqliteStorage, Storage,
@@ -1117,6 +1117,83 @@ pub mod suite {
         let mut beyond = PullRequest::new(bob, b1, cursor, BIG);
         beyond.envelopes_after = u64::MAX;
         assert_eq!(s.pull_page(&beyond).unwrap().envelopes, put);
+    }
+
+    /// The query `answer` is compared against: the same pull, membership and versions.
+    fn answer_query(user: UserId, device: DeviceId, since: u64, max_bytes: usize) -> AnswerQuery {
+        AnswerQuery {
+            pull: PullRequest::new(user, device, since, max_bytes),
+            membership_after: 0,
+            membership_limit: (10, BIG),
+            policy_after: 0,
+            audit_key_after: 0,
+        }
+    }
+
+    pub fn a_sync_answer_reads_in_one_transaction_what_the_single_reads_report(s: &dyn Storage) {
+        let ann = user(s, "Ann");
+        let bob = user(s, "Bob");
+        let a1 = device(s, ann, 1);
+        let b1 = device(s, bob, 2);
+        let b2 = device(s, bob, 3);
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.add_participant(P, bob, "wijkteam").unwrap();
+        let (d0, d1) = (doc(P, 0), doc(P, 1));
+        mint(s, &[d0, d1], a1);
+        seal(s, a1, &[envelope(b1, d0, 1, 1), envelope(b1, d1, 1, 2)]);
+        let mut ids = 0..;
+        let mut log: Vec<NewBundle> = Vec::new();
+        for _ in 0..30 {
+            log.push(changes(d0, ids.next().unwrap(), a1));
+        }
+        push(s, &log);
+        let org = org(s);
+        let key = |version, byte| AuditKeyRecord { org, version, signed: vec![byte; 100], stored_at: 9 };
+        assert!(s.put_audit_key(&key(1, 1)).unwrap());
+        assert!(s.put_audit_key(&key(2, 2)).unwrap());
+
+        let query = answer_query(bob, b1, 0, BIG);
+        let answer = s.answer(&query).unwrap();
+        assert_eq!(answer.batch, s.pull_page(&query.pull).unwrap(), "the pull page is the pull's");
+        assert!(answer.batch.complete && answer.membership.complete);
+        assert_eq!(answer.membership, s.membership_for(bob, 0, (10, BIG)).unwrap());
+        let readable: HashSet<DocumentId> =
+            s.readable_documents(bob).unwrap().into_iter().map(|(d, _)| d).collect();
+        let held: Vec<_> =
+            s.held_keys(b1).unwrap().into_iter().filter(|(d, _)| readable.contains(d)).collect();
+        assert_eq!(held, [(d0, 1), (d1, 1)]);
+        assert_eq!(answer.missing_envelopes, s.devices_missing_envelopes(&held).unwrap());
+        assert!(answer.missing_envelopes.contains(&(d0, 1, b2)), "Bob's second device lacks the key");
+        assert_eq!(
+            answer.commitments,
+            [d0, d1].map(|d| s.commitment(d, 1).unwrap().unwrap().signed),
+            "each envelope's commitment, once"
+        );
+        assert_eq!(answer.unminted, s.unminted_documents(bob).unwrap());
+        assert_eq!(answer.unminted, [doc(P, 2), doc(P, 3)]);
+        assert_eq!(answer.rotations, s.rotations_for(bob).unwrap());
+        assert_eq!(answer.audit_through, s.audit_through(b1).unwrap());
+        assert_eq!(answer.policy, Some(open_policy().signed), "the device holds no policy yet");
+        assert_eq!(answer.audit_key, Some(vec![2; 100]), "the newest audit key");
+        // The tail of d0 is not long enough to want a snapshot yet; d1 has no tail.
+        assert!(!s.document_stats(d0).unwrap().wants_snapshot());
+        assert!(answer.snapshot_candidates.is_empty());
+
+        // What the device holds already is not read again.
+        let held_versions = AnswerQuery { policy_after: 1, audit_key_after: 2, ..query.clone() };
+        let answer = s.answer(&held_versions).unwrap();
+        assert_eq!((answer.policy, answer.audit_key), (None, None));
+
+        // A long tail is a snapshot candidate, but only in a complete answer.
+        let long: Vec<NewBundle> = (0..1_000).map(|_| changes(d0, ids.next().unwrap(), a1)).collect();
+        push(s, &long);
+        assert!(s.document_stats(d0).unwrap().wants_snapshot());
+        assert_eq!(s.answer(&query).unwrap().snapshot_candidates, [d0]);
+        let small_page = answer_query(bob, b1, 0, 4_096);
+        let answer = s.answer(&small_page).unwrap();
+        assert!(!answer.batch.complete);
+        assert!(answer.snapshot_candidates.is_empty(), "a snapshot covers only a complete answer's head");
+        assert_eq!(answer.batch, s.pull_page(&small_page.pull).unwrap());
     }
 
     pub fn the_first_envelope_stays_and_key_requests_list_exactly_the_devices_lacking_an_envelope(
@@ -2598,6 +2675,7 @@ macro_rules! conformance_suite {
             witnesses_are_each_authors_newest_change_up_to_what_the_snapshot_covers,
             history_requests_page_a_readable_documents_whole_change_log_within_the_budget,
             envelopes_go_ahead_of_the_log_on_a_cursor_of_their_own_each_once,
+            a_sync_answer_reads_in_one_transaction_what_the_single_reads_report,
             the_first_envelope_stays_and_key_requests_list_exactly_the_devices_lacking_an_envelope,
             an_envelope_batch_of_a_sealer_revoked_meanwhile_stores_none_of_it,
             a_recipients_refusal_withdraws_the_sealers_envelope_and_keeps_that_sealer_out,

@@ -102,9 +102,9 @@ use crate::error::ApiError;
 use crate::group_commit::CommitError;
 use crate::metrics::Metrics;
 use crate::storage::{
-    CommitmentOutcome, CommitmentRecord, CompletedRotation, DeviceId, DeviceRecord, DeviceState, Envelope,
-    EnvelopeOutcome, EnvelopeRefusal, HistoryRequest, NewAuditUpload, NewBundle, PlanId, PullRequest,
-    PushOutcome, StorageError, UserId,
+    AnswerQuery, AnswerReads, CommitmentOutcome, CommitmentRecord, CompletedRotation, DeviceId, DeviceRecord,
+    DeviceState, Envelope, EnvelopeOutcome, EnvelopeRefusal, HistoryRequest, NewAuditUpload, NewBundle,
+    PlanId, PullRequest, PushOutcome, StorageError, UserId,
 };
 
 /// The most bundle bytes one pull returns; the device syncs again at once when more wait.
@@ -753,69 +753,59 @@ fn respond(
     wanted: Wanted,
     Acks { accepted, all_accepted, rejected }: Acks,
 ) -> Result<SyncResponse, ApiError> {
-    // Membership first: the device judges key requests and key makers by it.
-    // Half the page at most, so that a slow link still gets keys and bundles in each round.
-    let membership = state.storage.membership_for(
-        device.user,
-        wanted.membership_after,
-        (eenplan_protocol::sync::MAX_MEMBERSHIP_PER_ANSWER, wanted.max_bytes / 2),
-    )?;
-    let batch = state.storage.pull_page(&PullRequest {
-        user: device.user,
-        device: device.device_id,
-        since: wanted.since,
-        // The membership entries count towards the page.
-        max_bytes: wanted
-            .max_bytes
-            .saturating_sub(membership.entries.iter().map(Vec::len).sum())
-            .max(MIN_PAGE_BYTES as usize),
-        max_envelopes: MAX_ENVELOPES_PER_ANSWER,
-        envelopes_after: wanted.envelopes_after,
-        history: wanted.history,
+    let reads = state.storage.answer(&AnswerQuery {
+        pull: PullRequest {
+            user: device.user,
+            device: device.device_id,
+            since: wanted.since,
+            max_bytes: wanted.max_bytes,
+            max_envelopes: MAX_ENVELOPES_PER_ANSWER,
+            envelopes_after: wanted.envelopes_after,
+            history: wanted.history,
+        },
+        membership_after: wanted.membership_after,
+        // Membership first: the device judges key requests and key makers by it. Half the
+        // page at most, so that a slow link still gets keys and bundles in each round.
+        membership_limit: (eenplan_protocol::sync::MAX_MEMBERSHIP_PER_ANSWER, wanted.max_bytes / 2),
+        policy_after: wanted.policy_version,
+        audit_key_after: wanted.audit_key_version,
     })?;
+    let AnswerReads {
+        membership,
+        batch,
+        commitments,
+        policy,
+        missing_envelopes,
+        snapshot_candidates,
+        unminted,
+        rotations,
+        audit_through,
+        audit_key,
+    } = reads;
     let history_bundles: usize = batch.history.iter().map(|h| h.bundles.len()).sum();
     Metrics::add(&state.metrics.bundles_pulled, batch.bundles.len() + history_bundles);
-    // Each key travels with the commitment the device checks it against.
-    let mut commitments = Vec::new();
-    let mut committed = HashSet::new();
-    for envelope in &batch.envelopes {
-        if committed.insert((envelope.document, envelope.epoch))
-            && let Some(commitment) = state.storage.commitment(envelope.document, envelope.epoch)?
-        {
-            commitments.push(Blob(commitment.signed));
-        }
-    }
-    let policy = state
-        .storage
-        .policy()?
-        .filter(|record| record.policy.version > wanted.policy_version)
-        .map(|record| Blob(record.signed));
-    let readable = readable(state, device.user)?;
-    // Which keys the device holds depends on every envelope it ever got, not only new ones,
-    // and on the keys it made.
-    let held: Vec<(DocumentId, u32)> = state
-        .storage
-        .held_keys(device.device_id)?
-        .into_iter()
-        .filter(|(d, _)| readable.contains(d))
-        .collect();
-    let (key_requests, key_requests_done) = key_requests(state, device, &held)?;
+    let (key_requests, key_requests_done) = key_requests(state, device, missing_envelopes)?;
     let complete = batch.complete
         && key_requests_done
         && membership.complete
         && batch.history.iter().all(|h| h.complete);
     // A snapshot covers the answer's head, which is a log position only in a complete answer;
     // and the device must hold everything up to it.
-    let compact = if complete { compact(state, device, &held, batch.head)? } else { Vec::new() };
-    let mint =
-        state.storage.unminted_documents(device.user)?.into_iter().map(|d| Fixed(d.to_bytes())).collect();
-    let rotate = state
-        .storage
-        .rotations_for(device.user)?
+    let compact = if complete {
+        let asked =
+            state.storage.request_snapshots(device.device_id, &snapshot_candidates, batch.head, now_ms())?;
+        asked.into_iter().map(|d| Fixed(d.to_bytes())).collect()
+    } else {
+        Vec::new()
+    };
+    let mint = unminted.into_iter().map(|d| Fixed(d.to_bytes())).collect();
+    let rotate = rotations
         .into_iter()
         .take(eenplan_protocol::sync::MAX_ROTATE_REQUESTS)
         .map(|(d, epoch)| sync::RotateRequest { document: Fixed(d.to_bytes()), epoch })
         .collect();
+    let commitments = commitments.into_iter().map(Blob).collect();
+    let policy = policy.map(Blob);
     Ok(SyncResponse {
         accepted,
         all_accepted,
@@ -837,8 +827,8 @@ fn respond(
         policy,
         commitments,
         witnesses: batch.witnesses.into_iter().map(|b| Blob(b.bytes)).collect(),
-        audit_key: newer_audit_key(state, device, wanted.audit_key_version)?,
-        audit_through: state.storage.audit_through(device.device_id)?,
+        audit_key: audit_key.map(Blob),
+        audit_through,
         audit_refused: Vec::new(),
         envelopes_through: batch.envelopes_through,
         history: batch
@@ -924,15 +914,6 @@ fn audit_upload(
 
 /// The newest root-signed audit key of the device's organisation, when it is newer than the
 /// one the device holds. The device verifies it against its pinned root.
-fn newer_audit_key(state: &AppState, device: &DeviceRecord, held: u32) -> Result<Option<Blob>, ApiError> {
-    let Some(user) = state.storage.user(device.user)? else { return Ok(None) };
-    let newest = state.storage.audit_keys(user.org)?.pop();
-    Ok(newest.filter(|key| key.version > held).map(|key| Blob(key.signed)))
-}
-
-/// The server's own record of the sync, queued for the audit writer (no transaction of its
-/// own on this path; see `crate::audit_log`). The pushes are stored by now, so a failure to
-/// name the device is logged, never the sync's failure.
 fn record_sync(state: &AppState, device: &DeviceRecord, pushed: usize, response: &SyncResponse) {
     let actor = match crate::audit_log::device_actor(&*state.storage, device) {
         Ok(actor) => actor,
@@ -954,29 +935,6 @@ fn record_sync(state: &AppState, device: &DeviceRecord, pushed: usize, response:
 /// `head`: among those it holds the current key of, the ones storage records a request for
 /// (not while another device's request for the same document is outstanding, and a bounded
 /// number per device). Only a requested snapshot is accepted.
-fn compact(
-    state: &AppState,
-    device: &DeviceRecord,
-    held: &[(DocumentId, u32)],
-    head: u64,
-) -> Result<Vec<Fixed<17>>, ApiError> {
-    let mut long = Vec::new();
-    let mut current: HashMap<DocumentId, u32> = HashMap::new();
-    for (document, epoch) in held {
-        let now = match current.entry(*document) {
-            Entry::Occupied(entry) => *entry.get(),
-            Entry::Vacant(entry) => *entry.insert(state.storage.current_epoch(*document)?),
-        };
-        // Only a device that holds the current key can seal a snapshot that others accept.
-        if *epoch == now && state.storage.document_stats(*document)?.wants_snapshot() {
-            long.push(*document);
-        }
-    }
-    let asked = state.storage.request_snapshots(device.device_id, &long, head, now_ms())?;
-    Ok(asked.into_iter().map(|d| Fixed(d.to_bytes())).collect())
-}
-
-/// A key request by what it asks: the document, the epoch, the device that lacks the key.
 type KeyRequestId = (DocumentId, u32, DeviceId);
 
 /// Where each device stands in a round of its key requests that did not fit one answer: the
@@ -1007,10 +965,9 @@ impl KeyRequestPaging {
 fn key_requests(
     state: &AppState,
     device: &DeviceRecord,
-    held: &[(DocumentId, u32)],
+    mut pending: Vec<KeyRequestId>,
 ) -> Result<(Vec<KeyRequest>, bool), ApiError> {
     let mark = state.key_request_paging.mark(device.device_id);
-    let mut pending: Vec<KeyRequestId> = state.storage.devices_missing_envelopes(held)?;
     pending.retain(|id| id.2 != device.device_id && mark.is_none_or(|mark| *id > mark));
     pending.sort();
     let mut chains: HashMap<DeviceId, Option<Chain>> = HashMap::new();

@@ -5,6 +5,7 @@
 
 use eenplan_protocol::DocumentId;
 
+mod answer;
 mod audit;
 mod devices;
 mod keys;
@@ -13,12 +14,13 @@ mod plans;
 
 use super::backend::{Backend, read, write};
 use super::{
-    AdminRecord, AuditKeyRecord, CharteredPlan, CommitmentOutcome, CommitmentRecord, CompletedRotation,
-    DeviceId, DeviceRecord, DeviceState, DocStats, Envelope, EnvelopeOutcome, EnvelopeRefusal, Erasure,
-    MemberErased, MembershipPage, MembershipUpdate, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org,
-    OrgId, Participant, PlanId, PolicyRecord, PullBatch, PullRequest, PushOutcome, Reader, Result,
-    Revocation, RevocationListRecord, RotationTask, SNAPSHOT_REQUEST_TTL_MS, ServerEventRecord,
-    SessionRecorded, Storage, StorageError, StoredAuditUpload, StoredName, User, UserId, WipeGuard, pull,
+    AdminRecord, AnswerQuery, AnswerReads, AuditKeyRecord, CharteredPlan, CommitmentOutcome,
+    CommitmentRecord, CompletedRotation, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
+    EnvelopeOutcome, EnvelopeRefusal, Erasure, MemberErased, MembershipPage, MembershipUpdate, NetworkRecord,
+    NewAuditUpload, NewBundle, NewDevice, Org, OrgId, Participant, PlanId, PolicyRecord, PullBatch,
+    PullRequest, PushOutcome, Reader, Result, Revocation, RevocationListRecord, RotationTask,
+    SNAPSHOT_REQUEST_TTL_MS, ServerEventRecord, SessionRecorded, Storage, StorageError, StoredAuditUpload,
+    StoredName, User, UserId, WipeGuard, pull,
 };
 
 /// `DocumentId`'s fields are public, so one can be built with a compartment that does not
@@ -425,6 +427,16 @@ impl<B: Backend> Storage for B {
         let Some(point) = page.resume else { return Ok(page.batch) };
         let token = write(self, |tx| tx.insert_resume_point(request.device, &point, page.presented_token))?;
         Ok(PullBatch { head: eenplan_protocol::sync::RESUME_TOKEN_BIT | token, ..page.batch })
+    }
+
+    fn answer(&self, query: &AnswerQuery) -> Result<AnswerReads> {
+        let answer::Read { mut reads, resume, presented_token } =
+            read(self, |rows| answer::read(rows, query))?;
+        if let Some(point) = resume {
+            let token = write(self, |tx| tx.insert_resume_point(query.pull.device, &point, presented_token))?;
+            reads.batch.head = eenplan_protocol::sync::RESUME_TOKEN_BIT | token;
+        }
+        Ok(reads)
     }
 
     fn request_snapshots(

@@ -76,6 +76,7 @@ fn connect_writer(path: &Path) -> Result<Connection> {
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    stable_plans(&conn)?;
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StorageError::Backend(format!("journal mode {mode} instead of WAL")));
@@ -89,6 +90,17 @@ fn connect_writer(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// The bundled SQLite is built with `SQLITE_ENABLE_STAT4`, whose planner lets the value
+/// bound to a parameter choose the plan: every new binding then expires the cached statement
+/// and SQLite parses and plans it again at its next step. That was about a quarter of the
+/// server's CPU per sync (`load_bench` profile, 2026-12-04). The query planner stability
+/// guarantee keeps one plan per statement, which is all this schema needs (it has no
+/// `ANALYZE` statistics for STAT4 to use anyway).
+fn stable_plans(conn: &Connection) -> Result<()> {
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    Ok(())
+}
+
 fn connect_reader(path: &Path) -> Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
@@ -96,6 +108,7 @@ fn connect_reader(path: &Path) -> Result<Connection> {
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    stable_plans(&conn)?;
     conn.pragma_update(None, "cell_size_check", "ON")?;
     conn.pragma_update(None, "trusted_schema", "OFF")?;
     Ok(conn)
@@ -172,5 +185,35 @@ impl Backend for SqliteStorage {
     /// truncation leaves no frame with a copy.
     fn purge_deleted(&self) -> Result<()> {
         self.checkpoint_truncate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::StatementStatus;
+
+    use super::*;
+
+    /// Runs one statement of the sync answer with three different bindings and reports how
+    /// often SQLite prepared it again.
+    fn repreparations(conn: &Connection) -> i32 {
+        let sql = "SELECT COALESCE(MAX(last_seq), 0) FROM audit_uploads WHERE device_id = ?1";
+        for device in [[1u8; 16], [2; 16], [3; 16]] {
+            let through: i64 =
+                conn.prepare_cached(sql).unwrap().query_row([device], |row| row.get(0)).unwrap();
+            assert_eq!(through, 0);
+        }
+        conn.prepare_cached(sql).unwrap().get_status(StatementStatus::RePrepare)
+    }
+
+    #[test]
+    fn a_cached_statement_is_not_prepared_again_when_its_parameters_change() {
+        let dir = std::env::temp_dir().join(format!("eenplan-sqlite-reprepare-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let storage = SqliteStorage::open(dir.join("server.sqlite")).unwrap();
+        assert_eq!(repreparations(&relock(&storage.writer)), 0, "on the writer");
+        assert_eq!(repreparations(&storage.reader()), 0, "on a reader");
+        drop(storage);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,0 +1,114 @@
+//! A sync answer's reads, as of one commit: the membership page, the pull page, and the
+//! facts the answer is built from (keys held and missing, snapshots due, policy, audit).
+//! Read apart, a commit between two reads could pair a pull page with a membership page or
+//! a key list of another moment; read together, they also cost one transaction, not a dozen.
+
+use std::collections::HashSet;
+use std::collections::hash_map::{Entry, HashMap};
+
+use eenplan_protocol::DocumentId;
+
+use crate::storage::backend::ReadRows;
+use crate::storage::pull::ResumePoint;
+use crate::storage::{AnswerQuery, AnswerReads, PullBatch, PullRequest, Result, pull, whole_chains_page};
+
+/// What [`read`] found: the answer's reads, and where a page that stopped inside a history
+/// block resumes, which the caller stores in a write transaction.
+pub(super) struct Read {
+    pub reads: AnswerReads,
+    pub resume: Option<ResumePoint>,
+    /// The resume token the device presented ([`pull::Page::presented_token`]).
+    pub presented_token: Option<u64>,
+}
+
+/// Reads everything [`AnswerReads`] holds in the transaction of `rows`.
+pub(super) fn read(rows: &dyn ReadRows, query: &AnswerQuery) -> Result<Read> {
+    let head = rows.head()?;
+    let request = &query.pull;
+    let after = query.membership_after;
+    let membership =
+        whole_chains_page(rows.membership_after(request.user, after)?, after, head, query.membership_limit);
+    // The membership entries count towards the page.
+    let membership_bytes: usize = membership.entries.iter().map(Vec::len).sum();
+    let max_bytes = request
+        .max_bytes
+        .saturating_sub(membership_bytes)
+        .max(eenplan_protocol::sync::MIN_PAGE_BYTES as usize);
+    let page = pull::pull(rows.log(), &PullRequest { max_bytes, ..request.clone() })?;
+    let commitments = commitments(rows, &page.batch)?;
+    let readable: HashSet<DocumentId> =
+        rows.readable(request.user)?.into_iter().map(|(document, _)| document).collect();
+    let held: Vec<(DocumentId, u32)> =
+        rows.held_keys(request.device)?.into_iter().filter(|(d, _)| readable.contains(d)).collect();
+    let mut missing_envelopes = Vec::new();
+    for &(document, epoch) in &held {
+        let devices = rows.devices_missing_envelope(document, epoch)?;
+        missing_envelopes.extend(devices.into_iter().map(|device| (document, epoch, device)));
+    }
+    let complete =
+        page.batch.complete && membership.complete && page.batch.history.iter().all(|h| h.complete);
+    let snapshot_candidates = if complete { snapshot_candidates(rows, &held)? } else { Vec::new() };
+    let rotations = rows
+        .chartered_rotations_for(request.user)?
+        .into_iter()
+        .map(|document| Ok((document, rows.current_epoch(document)?.saturating_add(1))))
+        .collect::<Result<_>>()?;
+    let policy = rows
+        .policy()?
+        .filter(|record| record.policy.version > query.policy_after)
+        .map(|record| record.signed);
+    let audit_key = match rows.user(request.user)? {
+        Some(user) => rows
+            .audit_keys(user.org)?
+            .pop()
+            .filter(|key| key.version > query.audit_key_after)
+            .map(|key| key.signed),
+        None => None,
+    };
+    let pull::Page { batch, resume, presented_token } = page;
+    let reads = AnswerReads {
+        membership,
+        batch,
+        commitments,
+        policy,
+        missing_envelopes,
+        snapshot_candidates,
+        unminted: rows.unminted_documents(request.user)?,
+        rotations,
+        audit_through: rows.audit_through(request.device)?,
+        audit_key,
+    };
+    Ok(Read { reads, resume, presented_token })
+}
+
+/// Each key travels with the commitment the device checks it against: one per (document,
+/// epoch) among the page's envelopes.
+fn commitments(rows: &dyn ReadRows, batch: &PullBatch) -> Result<Vec<Vec<u8>>> {
+    let mut commitments = Vec::new();
+    let mut seen = HashSet::new();
+    for envelope in &batch.envelopes {
+        if seen.insert((envelope.document, envelope.epoch))
+            && let Some(commitment) = rows.commitment(envelope.document, envelope.epoch)?
+        {
+            commitments.push(commitment.signed);
+        }
+    }
+    Ok(commitments)
+}
+
+/// The held documents, at their current epoch, whose tail wants a snapshot. A key of an
+/// older epoch cannot seal a snapshot the current readers open.
+fn snapshot_candidates(rows: &dyn ReadRows, held: &[(DocumentId, u32)]) -> Result<Vec<DocumentId>> {
+    let mut long = Vec::new();
+    let mut current: HashMap<DocumentId, u32> = HashMap::new();
+    for &(document, epoch) in held {
+        let now = match current.entry(document) {
+            Entry::Occupied(entry) => *entry.get(),
+            Entry::Vacant(entry) => *entry.insert(rows.current_epoch(document)?),
+        };
+        if epoch == now && rows.document_stats(document)?.wants_snapshot() {
+            long.push(document);
+        }
+    }
+    Ok(long)
+}
