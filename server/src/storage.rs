@@ -740,6 +740,18 @@ pub struct MembershipPage {
     pub complete: bool,
 }
 
+/// What a user may do, as of one commit ([`Storage::user_access`]).
+#[derive(Debug, Clone)]
+pub struct UserAccess {
+    pub user: User,
+    /// `None` only on a database from before policies.
+    pub policy: Option<PolicyRecord>,
+    /// The plans the user takes part in, with their escalation level.
+    pub plan_levels: Vec<(PlanId, String)>,
+    /// The documents the user may read, as [`Storage::readable_documents`] reports them.
+    pub readable: Vec<(DocumentId, u64)>,
+}
+
 /// What a sync answer asks of the store ([`Storage::answer`]), beside the pull itself.
 #[derive(Debug, Clone)]
 pub struct AnswerQuery {
@@ -1084,6 +1096,10 @@ pub trait Storage: Send + Sync {
     /// the user's role may read under the stored policy, of every plan the user takes part
     /// in. Nothing without a policy.
     fn readable_documents(&self, user: UserId) -> Result<Vec<(DocumentId, u64)>>;
+    /// The user, the policy in force, the user's plans with their levels and the documents
+    /// the user may read, in one read transaction (so that they agree); `None` for an
+    /// unknown user.
+    fn user_access(&self, user: UserId) -> Result<Option<UserAccess>>;
     /// The active devices (not reported wiped) of the participants whose role may read
     /// `document`, with the epochs of it each holds an envelope for.
     fn readers(&self, document: DocumentId) -> Result<Vec<Reader>>;

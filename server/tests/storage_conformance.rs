@@ -1130,7 +1130,9 @@ pub mod suite {
         }
     }
 
-    pub fn a_sync_answer_reads_in_one_transaction_what_the_single_reads_report(s: &dyn Storage) {
+    pub fn a_sync_answer_and_a_users_access_read_in_one_transaction_what_the_single_reads_report(
+        s: &dyn Storage,
+    ) {
         let ann = user(s, "Ann");
         let bob = user(s, "Bob");
         let a1 = device(s, ann, 1);
@@ -1179,6 +1181,15 @@ pub mod suite {
         assert!(!s.document_stats(d0).unwrap().wants_snapshot());
         assert!(answer.snapshot_candidates.is_empty());
 
+        // What the user may do, read in one transaction too.
+        let access = s.user_access(bob).unwrap().unwrap();
+        assert_eq!(access.user, s.user(bob).unwrap().unwrap());
+        assert_eq!(access.policy.map(|p| p.signed), s.policy().unwrap().map(|p| p.signed));
+        assert_eq!(access.plan_levels, s.plan_levels_of_user(bob).unwrap());
+        assert_eq!(access.readable, s.readable_documents(bob).unwrap());
+        assert_eq!(access.readable.len(), 4, "all four compartments of P");
+        assert!(s.user_access(UserId(bob.0 + 1_000)).unwrap().is_none(), "an unknown user");
+
         // What the device holds already is not read again.
         let held_versions = AnswerQuery { policy_after: 1, audit_key_after: 2, ..query.clone() };
         let answer = s.answer(&held_versions).unwrap();
@@ -1189,7 +1200,8 @@ pub mod suite {
         push(s, &long);
         assert!(s.document_stats(d0).unwrap().wants_snapshot());
         assert_eq!(s.answer(&query).unwrap().snapshot_candidates, [d0]);
-        let small_page = answer_query(bob, b1, 0, 4_096);
+        // The smallest page the server allows: far less than the 1,030 bundles of d0.
+        let small_page = answer_query(bob, b1, 0, eenplan_protocol::sync::MIN_PAGE_BYTES as usize);
         let answer = s.answer(&small_page).unwrap();
         assert!(!answer.batch.complete);
         assert!(answer.snapshot_candidates.is_empty(), "a snapshot covers only a complete answer's head");
@@ -2675,7 +2687,7 @@ macro_rules! conformance_suite {
             witnesses_are_each_authors_newest_change_up_to_what_the_snapshot_covers,
             history_requests_page_a_readable_documents_whole_change_log_within_the_budget,
             envelopes_go_ahead_of_the_log_on_a_cursor_of_their_own_each_once,
-            a_sync_answer_reads_in_one_transaction_what_the_single_reads_report,
+            a_sync_answer_and_a_users_access_read_in_one_transaction_what_the_single_reads_report,
             the_first_envelope_stays_and_key_requests_list_exactly_the_devices_lacking_an_envelope,
             an_envelope_batch_of_a_sealer_revoked_meanwhile_stores_none_of_it,
             a_recipients_refusal_withdraws_the_sealers_envelope_and_keeps_that_sealer_out,

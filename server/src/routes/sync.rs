@@ -129,14 +129,16 @@ struct Access {
 
 impl Access {
     fn load(state: &AppState, user: UserId) -> Result<Access, ApiError> {
-        let role = state
+        let access = state
             .storage
-            .user(user)?
-            .ok_or_else(|| ApiError::Internal("a device's user is missing".into()))?
-            .role;
-        let policy = state.storage.policy()?.map(|record| record.policy);
-        let plans = state.storage.plan_levels_of_user(user)?.into_iter().collect();
-        Ok(Access { role, plans, policy, readable: readable(state, user)? })
+            .user_access(user)?
+            .ok_or_else(|| ApiError::Internal("a device's user is missing".into()))?;
+        Ok(Access {
+            role: access.user.role,
+            plans: access.plan_levels.into_iter().collect(),
+            policy: access.policy.map(|record| record.policy),
+            readable: access.readable.into_iter().map(|(document, _)| document).collect(),
+        })
     }
 
     /// By the rules of the plan's escalation level.

@@ -20,7 +20,7 @@ use super::{
     NewAuditUpload, NewBundle, NewDevice, Org, OrgId, Participant, PlanId, PolicyRecord, PullBatch,
     PullRequest, PushOutcome, Reader, Result, Revocation, RevocationListRecord, RotationTask,
     SNAPSHOT_REQUEST_TTL_MS, ServerEventRecord, SessionRecorded, Storage, StorageError, StoredAuditUpload,
-    StoredName, User, UserId, WipeGuard, pull,
+    StoredName, User, UserAccess, UserId, WipeGuard, pull,
 };
 
 /// `DocumentId`'s fields are public, so one can be built with a compartment that does not
@@ -323,6 +323,18 @@ impl<B: Backend> Storage for B {
 
     fn readable_documents(&self, user: UserId) -> Result<Vec<(DocumentId, u64)>> {
         read(self, |rows| rows.readable(user))
+    }
+
+    fn user_access(&self, user: UserId) -> Result<Option<UserAccess>> {
+        read(self, |rows| {
+            let Some(record) = rows.user(user)? else { return Ok(None) };
+            Ok(Some(UserAccess {
+                user: record,
+                policy: rows.policy()?,
+                plan_levels: rows.plan_levels_of_user(user)?,
+                readable: rows.readable(user)?,
+            }))
+        })
     }
 
     fn readers(&self, document: DocumentId) -> Result<Vec<Reader>> {
