@@ -506,6 +506,32 @@ impl DocStats {
     /// the compressed document they make, so a reader gets about 1.5 times the document at
     /// most, and a writer uploads a snapshot at most once per half a snapshot of changes.
     pub fn wants_snapshot(&self) -> bool {
+        self.tail().wants_snapshot()
+    }
+
+    /// What [`DocStats::wants_snapshot`] judges by.
+    pub fn tail(&self) -> TailStats {
+        TailStats {
+            bundles_since_snapshot: self.bundles_since_snapshot,
+            bytes_since_snapshot: self.bytes_since_snapshot,
+            latest_snapshot_bytes: self.latest_snapshot_bytes,
+        }
+    }
+}
+
+/// A document's log after its newest snapshot: the part of [`DocStats`] that decides whether
+/// a snapshot is due, which a backend reads without counting the whole log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TailStats {
+    pub bundles_since_snapshot: u64,
+    pub bytes_since_snapshot: u64,
+    pub latest_snapshot_bytes: Option<u64>,
+}
+
+impl TailStats {
+    /// Whether a new reader would fetch the log's tail more cheaply as a fresh snapshot; see
+    /// [`DocStats::wants_snapshot`].
+    pub fn wants_snapshot(&self) -> bool {
         // The snapshot's writer chose its size: a padded one must not switch compaction off.
         let reference = self.latest_snapshot_bytes.unwrap_or(0).min(COMPACT_REFERENCE_CAP);
         let by_bytes = (reference / 2).max(COMPACT_AFTER_BYTES);

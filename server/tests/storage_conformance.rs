@@ -1200,6 +1200,16 @@ pub mod suite {
         push(s, &long);
         assert!(s.document_stats(d0).unwrap().wants_snapshot());
         assert_eq!(s.answer(&query).unwrap().snapshot_candidates, [d0]);
+        // A snapshot ends the tail; the changes after it make a new one.
+        let head = s.head().unwrap();
+        push(s, &[requested_snapshot(s, d0, ids.next().unwrap(), a1, head)]);
+        assert!(s.answer(&query).unwrap().snapshot_candidates.is_empty(), "the tail is empty");
+        let after: Vec<NewBundle> = (0..1_001).map(|_| changes(d0, ids.next().unwrap(), a1)).collect();
+        push(s, &after);
+        assert_eq!(s.answer(&query).unwrap().snapshot_candidates, [d0], "the tail after the snapshot");
+        // A key of an older epoch cannot seal a snapshot the current readers open.
+        assert_eq!(commit(s, &commitment(d0, 2, None, 9)), CommitmentOutcome::Stored);
+        assert!(s.answer(&query).unwrap().snapshot_candidates.is_empty(), "Bob's key is of epoch 1");
         // The smallest page the server allows: far less than the 1,030 bundles of d0.
         let small_page = answer_query(bob, b1, 0, eenplan_protocol::sync::MIN_PAGE_BYTES as usize);
         let answer = s.answer(&small_page).unwrap();

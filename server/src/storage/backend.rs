@@ -14,7 +14,8 @@ use super::pull::{LogView, ResumePoint};
 use super::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
     Erasure, MemberErased, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId, Participant,
-    PlanId, PolicyRecord, Reader, Result, ServerEventRecord, StoredAuditUpload, StoredName, User, UserId,
+    PlanId, PolicyRecord, Reader, Result, ServerEventRecord, StoredAuditUpload, StoredName, TailStats, User,
+    UserId,
 };
 
 /// A database the domain layer runs its transactions on.
@@ -149,6 +150,9 @@ pub(crate) trait ReadRows {
     fn seq_of_bundle(&self, bundle_id: &[u8; 16]) -> Result<Option<u64>>;
 
     fn document_stats(&self, document: DocumentId) -> Result<DocStats>;
+    /// The document's current epoch and its log after the newest snapshot, in one statement
+    /// (a sync answer asks this for every key the device holds).
+    fn epoch_and_tail(&self, document: DocumentId) -> Result<(u32, TailStats)>;
 
     /// (document, covers) of `device`'s requests made at or after `since`.
     fn snapshot_requests_of(&self, device: DeviceId, since: i64) -> Result<Vec<(DocumentId, u64)>>;

@@ -10,7 +10,9 @@ use eenplan_protocol::DocumentId;
 
 use crate::storage::backend::ReadRows;
 use crate::storage::pull::ResumePoint;
-use crate::storage::{AnswerQuery, AnswerReads, PullBatch, PullRequest, Result, pull, whole_chains_page};
+use crate::storage::{
+    AnswerQuery, AnswerReads, PullBatch, PullRequest, Result, TailStats, pull, whole_chains_page,
+};
 
 /// What [`read`] found: the answer's reads, and where a page that stopped inside a history
 /// block resumes, which the caller stores in a write transaction.
@@ -100,13 +102,13 @@ fn commitments(rows: &dyn ReadRows, batch: &PullBatch) -> Result<Vec<Vec<u8>>> {
 /// older epoch cannot seal a snapshot the current readers open.
 fn snapshot_candidates(rows: &dyn ReadRows, held: &[(DocumentId, u32)]) -> Result<Vec<DocumentId>> {
     let mut long = Vec::new();
-    let mut current: HashMap<DocumentId, u32> = HashMap::new();
+    let mut read: HashMap<DocumentId, (u32, TailStats)> = HashMap::new();
     for &(document, epoch) in held {
-        let now = match current.entry(document) {
+        let (now, tail) = match read.entry(document) {
             Entry::Occupied(entry) => *entry.get(),
-            Entry::Vacant(entry) => *entry.insert(rows.current_epoch(document)?),
+            Entry::Vacant(entry) => *entry.insert(rows.epoch_and_tail(document)?),
         };
-        if epoch == now && rows.document_stats(document)?.wants_snapshot() {
+        if epoch == now && tail.wants_snapshot() {
             long.push(document);
         }
     }

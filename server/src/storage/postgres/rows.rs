@@ -11,7 +11,7 @@ use crate::storage::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
     Erasure, MemberErased, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId, Participant,
     PlanId, PolicyRecord, Reader, Result, ServerEventRecord, StorageError, StoredAuditUpload, StoredBundle,
-    StoredName, User, UserId,
+    StoredName, TailStats, User, UserId,
 };
 use eenplan_protocol::policy::{MAX_POLICY_LEN, Policy, SignedPolicy};
 
@@ -877,6 +877,31 @@ pub(super) fn document_stats(conn: &Connection<'_>, document: DocumentId) -> Res
         latest_snapshot_covers,
         latest_snapshot_bytes,
     })
+}
+
+pub(super) fn epoch_and_tail(conn: &Connection<'_>, document: DocumentId) -> Result<(u32, TailStats)> {
+    // The newest snapshot as `latest_snapshot` picks it, and the change bundles after what
+    // it covers.
+    Ok(conn.query_row(
+        "WITH latest AS (
+             SELECT COALESCE(covers_seq, 0) AS covers, size FROM bundles
+             WHERE plan_id = $1 AND compartment = $2 AND kind = 1
+             ORDER BY covers_seq DESC, seq DESC LIMIT 1)
+         SELECT (SELECT COALESCE(MAX(epoch), 0) FROM commitments WHERE plan_id = $1 AND compartment = $2),
+                (SELECT size FROM latest), COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT)
+         FROM bundles
+         WHERE plan_id = $1 AND compartment = $2 AND kind = 0
+           AND seq > COALESCE((SELECT covers FROM latest), 0)",
+        params![document.plan, document.compartment],
+        |row| {
+            let tail = TailStats {
+                latest_snapshot_bytes: opt_uint(row, 1)?,
+                bundles_since_snapshot: uint(row, 2)?,
+                bytes_since_snapshot: uint(row, 3)?,
+            };
+            Ok((row.get(0)?, tail))
+        },
+    )?)
 }
 
 /// Rows a change scan reads per statement.

@@ -10,7 +10,8 @@ use crate::storage::pull::{LogView, ResumePoint};
 use crate::storage::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
     Erasure, MemberErased, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId, Participant,
-    PlanId, PolicyRecord, Reader, Result, ServerEventRecord, StoredAuditUpload, StoredName, User, UserId,
+    PlanId, PolicyRecord, Reader, Result, ServerEventRecord, StoredAuditUpload, StoredName, TailStats, User,
+    UserId,
 };
 
 /// The rows of one transaction, read-only or read-write (PostgreSQL refuses a write in a
@@ -191,6 +192,10 @@ impl ReadRows for PgRows<'_> {
 
     fn document_stats(&self, document: DocumentId) -> Result<DocStats> {
         rows::document_stats(self.conn(), document)
+    }
+
+    fn epoch_and_tail(&self, document: DocumentId) -> Result<(u32, TailStats)> {
+        rows::epoch_and_tail(self.conn(), document)
     }
 
     fn snapshot_requests_of(&self, device: DeviceId, since: i64) -> Result<Vec<(DocumentId, u64)>> {

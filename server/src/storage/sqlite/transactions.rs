@@ -10,7 +10,8 @@ use crate::storage::pull::{LogView, ResumePoint};
 use crate::storage::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
     Erasure, MemberErased, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId, Participant,
-    PlanId, PolicyRecord, Reader, Result, ServerEventRecord, StoredAuditUpload, StoredName, User, UserId,
+    PlanId, PolicyRecord, Reader, Result, ServerEventRecord, StoredAuditUpload, StoredName, TailStats, User,
+    UserId,
 };
 
 /// The reads of one read transaction.
@@ -218,6 +219,10 @@ impl<T: OnConnection> ReadRows for T {
 
     fn document_stats(&self, document: DocumentId) -> Result<DocStats> {
         rows::document_stats(self.conn(), document)
+    }
+
+    fn epoch_and_tail(&self, document: DocumentId) -> Result<(u32, TailStats)> {
+        rows::epoch_and_tail(self.conn(), document)
     }
 
     fn snapshot_requests_of(&self, device: DeviceId, since: i64) -> Result<Vec<(DocumentId, u64)>> {
