@@ -41,6 +41,8 @@
 //! server and every receiver refuse a bundle its claimed author did not write, without any
 //! key that opens it.
 
+pub mod payload;
+
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};

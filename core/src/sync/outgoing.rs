@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 
+use eenplan_protocol::bundle::payload::pack_changes;
 use eenplan_protocol::bundle::{BundleError, MAX_BUNDLE_LEN, MAX_OVERHEAD, open_retired, peek_retired};
 use eenplan_protocol::certificate::DeviceBody;
 use eenplan_protocol::epoch::{Commitment, Minter};
@@ -435,7 +436,9 @@ impl Device {
         let heads = encode_heads(&doc.get_heads());
         let mut out = Vec::new();
         for group in chunk_changes(own)? {
-            let payload: Vec<u8> = group.iter().flat_map(|c| c.raw_bytes().to_vec()).collect();
+            // Own changes go packed: the receivers rebuild each one's actor from the signed
+            // author (`bundle::payload`).
+            let payload = pack_changes(me.as_bytes(), group.iter().map(|c| c.raw_bytes()));
             let new = NewBundle {
                 kind: BundleKind::Changes,
                 document: document_id(plan_id, compartment),
