@@ -47,10 +47,10 @@ use automerge::ChangeHash;
 use eenplan_protocol::api::{
     self, EnrolRequest, EnrolResponse, EnrolmentCode, ErrorBody, ServerUrl, ServerUrlError, unhex,
 };
+use eenplan_protocol::bundle::payload::unpack_changes;
 use eenplan_protocol::certificate::{Certificate, DeviceBody};
 pub use eenplan_protocol::device_name::{DeviceLabel, LabelError, Platform};
 use eenplan_protocol::policy::{Policy, SignedPolicy};
-use eenplan_protocol::bundle::payload::unpack_changes;
 use eenplan_protocol::{Bundle, BundleKind, DocumentId, NewBundle};
 use serde::{Deserialize, Serialize};
 

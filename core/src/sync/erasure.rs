@@ -32,11 +32,11 @@ use std::collections::HashSet;
 
 use automerge::{Automerge, ChangeHash, ReadDoc};
 use eenplan_protocol::api;
+use eenplan_protocol::bundle::payload::unpack_changes;
 use eenplan_protocol::membership::{
     Act, ERASED_COMPARTMENT, Entry, Erasure, Roster, SignedBy, SignedEntry, Signer,
 };
 use eenplan_protocol::sync::{ErasureUpload, Fixed, RotationUpload};
-use eenplan_protocol::bundle::payload::unpack_changes;
 use eenplan_protocol::{Bundle, BundleKind, NewBundle};
 use serde::{Deserialize, Serialize};
 

@@ -8,10 +8,10 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use automerge::{Automerge, ReadDoc};
+use eenplan_protocol::bundle::payload::unpack_changes;
 use eenplan_protocol::certificate::DeviceBody;
 use eenplan_protocol::policy::Policy;
 use eenplan_protocol::sync::{Fixed, RefusedEnvelope, SyncResponse, rejection_is_retryable};
-use eenplan_protocol::bundle::payload::unpack_changes;
 use eenplan_protocol::{Bundle, BundleKind, DocumentId};
 
 use super::authors::{Judge, Trust};
@@ -394,10 +394,10 @@ impl Device {
             // change, rebuilt or carried in full, is checked to be the author's.
             BundleKind::Changes => {
                 let author = crate::ids::DeviceId::from_bytes(header.author);
-                let changes = unpack_changes(&header.author, &payload)
-                    .map_err(|e| e.to_string())
-                    .and_then(|c| {
-                        crate::plan::parse_received_changes(compartment, &c, author).map_err(|e| e.to_string())
+                let changes =
+                    unpack_changes(&header.author, &payload).map_err(|e| e.to_string()).and_then(|c| {
+                        crate::plan::parse_received_changes(compartment, &c, author)
+                            .map_err(|e| e.to_string())
                     });
                 match changes {
                     Ok(changes) => Verdict::Changes { plan, compartment, changes },
