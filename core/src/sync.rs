@@ -47,10 +47,11 @@ use automerge::ChangeHash;
 use eenplan_protocol::api::{
     self, EnrolRequest, EnrolResponse, EnrolmentCode, ErrorBody, ServerUrl, ServerUrlError, unhex,
 };
+use eenplan_protocol::bundle::payload::unpack_changes;
 use eenplan_protocol::certificate::{Certificate, DeviceBody};
 pub use eenplan_protocol::device_name::{DeviceLabel, LabelError, Platform};
 use eenplan_protocol::policy::{Policy, SignedPolicy};
-use eenplan_protocol::{Bundle, DocumentId};
+use eenplan_protocol::{Bundle, BundleKind, DocumentId, NewBundle};
 use serde::{Deserialize, Serialize};
 
 use crate::device::Device;
@@ -521,9 +522,11 @@ impl Device {
     }
 
     /// Opens a sealed bundle (as the server stores it) with the keys this device holds, as
-    /// anyone holding a copy of this device could. It exists to test the revocation promise
-    /// (a revoked device's keys open nothing written after the revocation) against a copy of
-    /// the server's database; it checks no signature and changes nothing.
+    /// anyone holding a copy of this device could: a snapshot's saved document, or a changes
+    /// bundle's automerge changes (packed ones rebuilt under the author the header names). It
+    /// exists to test the revocation promise (a revoked device's keys open nothing written
+    /// after the revocation) against a copy of the server's database; it checks no signature
+    /// and changes nothing.
     pub fn open_sealed_bundle(&self, bytes: &[u8]) -> Result<Vec<u8>, CoreError> {
         let bundle = Bundle::decode(bytes.to_vec()).map_err(|e| SyncError::Protocol(e.to_string()))?;
         let header = bundle.header;
@@ -533,7 +536,31 @@ impl Device {
         let key = self.store().doc_key_at(plan, compartment, header.epoch)?.ok_or_else(|| {
             SyncError::Protocol(format!("no key for epoch {} of this document", header.epoch))
         })?;
-        Ok(bundle.open(&key).map_err(|e| SyncError::Protocol(e.to_string()))?)
+        let opened = bundle.open(&key).map_err(|e| SyncError::Protocol(e.to_string()))?;
+        if header.kind.is_snapshot() {
+            return Ok(opened);
+        }
+        Ok(unpack_changes(&header.author, &opened).map_err(|e| SyncError::Protocol(e.to_string()))?)
+    }
+
+    /// Seals `payload` as a changes bundle of `document` at `epoch` under `key`, signed by this
+    /// device as its author, as anyone holding this device (its files and its passphrase)
+    /// could. It exists to test the promises against a participant who turns on the others:
+    /// whatever such a payload holds, receivers take its changes as this device's own or not
+    /// at all.
+    pub fn seal_changes_as_self(
+        &self,
+        document: DocumentId,
+        epoch: u32,
+        key: &[u8; 32],
+        payload: &[u8],
+    ) -> Result<Vec<u8>, CoreError> {
+        self.ensure_not_wiped()?;
+        let new =
+            NewBundle { kind: BundleKind::Changes, document, epoch, author: *self.device_id().as_bytes() };
+        let bundle = Bundle::seal(new, key, payload, self.identity().signing_key())
+            .map_err(|e| SyncError::Protocol(e.to_string()))?;
+        Ok(bundle.into_bytes())
     }
 
     /// A document key this device holds, as anyone holding this device (its files and its

@@ -41,6 +41,8 @@
 //! server and every receiver refuse a bundle its claimed author did not write, without any
 //! key that opens it.
 
+pub mod payload;
+
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -303,6 +305,28 @@ pub fn peek_id(bytes: &[u8]) -> Option<[u8; 16]> {
     peek(bytes, ID_OFFSET)
 }
 
+/// A bundle as its author pushes it: without the author id, which the server knows from the
+/// pusher's session and puts back ([`with_author`]) before it checks anything. `None` when
+/// `bytes` is not a current-format bundle naming `author`.
+pub fn without_author(bytes: &[u8], author: &[u8; 16]) -> Option<Vec<u8>> {
+    if peek_author(bytes)? != *author {
+        return None;
+    }
+    Some([&bytes[..AUTHOR_OFFSET], &bytes[AUTHOR_OFFSET + 16..]].concat())
+}
+
+/// A pushed bundle ([`without_author`]) with `author` put back: the one encoding of the bundle,
+/// as its author signed it. The signature and the AEAD's associated data cover the author, so
+/// bytes given another author (by a server that puts back the wrong device) verify against
+/// no one's key and open under no key. Too short to hold an author: returned as they are,
+/// for [`Bundle::decode`] to refuse.
+pub fn with_author(pushed: &[u8], author: &[u8; 16]) -> Vec<u8> {
+    match pushed.get(..AUTHOR_OFFSET) {
+        Some(head) => [head, &author[..], &pushed[AUTHOR_OFFSET..]].concat(),
+        None => pushed.to_vec(),
+    }
+}
+
 fn peek(bytes: &[u8], offset: usize) -> Option<[u8; 16]> {
     if bytes.first() != Some(&FORMAT_VERSION) {
         return None;
@@ -528,6 +552,26 @@ mod tests {
         let moved = Bundle::decode(bytes).unwrap();
         assert_eq!(moved.open(&[1; 32]), Err(BundleError::Undecryptable));
         assert_eq!(moved.verify(&author.verifying_key()), Err(BundleError::BadSignature));
+    }
+
+    #[test]
+    fn a_push_without_its_author_is_the_same_bundle_once_the_pusher_is_put_back_and_no_other() {
+        let author = key();
+        let bundle = Bundle::seal(header(&author), &[1; 32], b"x", &author).unwrap();
+        let named = header(&author).author;
+        let pushed = without_author(bundle.as_bytes(), &named).unwrap();
+        assert_eq!(pushed.len(), bundle.as_bytes().len() - 16);
+        assert_eq!(with_author(&pushed, &named), bundle.as_bytes());
+        assert_eq!(without_author(bundle.as_bytes(), &[9; 16]), None, "only its own author's");
+        // A server that puts back another device: the signature covers the author, and so
+        // does the AEAD, whoever's key the receiver checks it with.
+        let mallory = SigningKey::from_bytes(&[6; 32]);
+        let moved = Bundle::decode(with_author(&pushed, &[9; 16])).unwrap();
+        assert_eq!(moved.header.author, [9; 16]);
+        assert_eq!(moved.verify(&mallory.verifying_key()), Err(BundleError::BadSignature));
+        assert_eq!(moved.verify(&author.verifying_key()), Err(BundleError::BadSignature));
+        assert_eq!(moved.open(&[1; 32]), Err(BundleError::Undecryptable));
+        assert_eq!(with_author(&[2; 5], &named), vec![2; 5]);
     }
 
     #[test]

@@ -37,6 +37,13 @@ pub struct SyncRequest {
     /// Sealed bundles from the outbox.
     #[serde(rename = "p", default, skip_serializing_if = "Vec::is_empty")]
     pub push: Vec<Blob>,
+    /// Bundles from the outbox without their author id ([`crate::bundle::without_author`]):
+    /// the server puts the session's device back ([`crate::bundle::with_author`]) and then
+    /// treats each as a bundle of `p`. The author's signature covers the author, so what the
+    /// server puts back is checked by the server and by every receiver, never taken on its
+    /// word. Counted with `p` against [`MAX_PUSHES`].
+    #[serde(rename = "q", default, skip_serializing_if = "Vec::is_empty")]
+    pub push_own: Vec<Blob>,
     /// Plans created on this device and not yet known to the server.
     #[serde(rename = "n", default, skip_serializing_if = "Vec::is_empty")]
     pub new_plans: Vec<Fixed<16>>,
@@ -196,7 +203,7 @@ impl SyncRequest {
     /// doing any of its work.
     pub fn too_many_items(&self) -> Option<TooManyItems> {
         [
-            ("pushed bundles", self.push.len(), MAX_PUSHES),
+            ("pushed bundles", self.push.len() + self.push_own.len(), MAX_PUSHES),
             ("new plans", self.new_plans.len(), MAX_NEW_PLANS),
             ("key commitments", self.commitments.len(), MAX_COMMITMENTS),
             ("key envelopes", self.envelopes.len(), MAX_ENVELOPE_UPLOADS),
@@ -601,6 +608,9 @@ mod tests {
         );
         let back: SyncRequest = decode(&encode(&at_limit), MAX_SYNC_REQUEST).unwrap();
         assert_eq!(back, at_limit);
+        // Pushes without their author count with the others.
+        let own = SyncRequest { push_own: vec![Blob(vec![])], ..at_limit };
+        assert_eq!(own.too_many_items().map(|t| (t.list, t.count)), Some(("pushed bundles", MAX_PUSHES + 1)));
     }
 
     #[test]

@@ -332,6 +332,72 @@ fn a_key_holder_cannot_write_in_another_participants_name() {
     );
 }
 
+/// The hashes of the changes `actor` wrote in `plan`'s basis, as `device` holds them.
+fn basis_changes_by(device: &mut Device, plan: &eenplan_core::PlanId, actor: &[u8; 16]) -> Vec<[u8; 32]> {
+    let file = device.export_changes(plan, "export").unwrap();
+    let docs = eenplan_core::transfer::open(&file, "export").unwrap().docs;
+    let (_, basis) = docs.into_iter().find(|(c, _)| *c == Compartment::Basis).unwrap();
+    let doc = automerge::Automerge::load(&basis).unwrap();
+    let mut hashes: Vec<[u8; 32]> = doc
+        .get_changes(&[])
+        .into_iter()
+        .filter(|c| c.actor_id().to_bytes() == actor)
+        .map(|c| c.hash().0)
+        .collect();
+    hashes.sort();
+    hashes
+}
+
+#[test]
+fn a_key_holder_who_seals_anothers_change_in_his_own_bundle_never_makes_it_count_as_hers() {
+    use eenplan_protocol::Bundle;
+    use eenplan_protocol::bundle::payload::{PACKED, unpack_changes};
+    let mut net = Network::start(USERS);
+    let mut rita = net.device("rita", "Rita");
+    let mut wim = net.device("wim", "Wim");
+    let mut wendy = net.device("wendy", "Wendy");
+    let plan = rita.create_plan("Jansen").unwrap();
+    rita.add_participant(&plan, "Wim", "wijkteam").unwrap();
+    rita.add_participant(&plan, "Wendy", "wijkteam").unwrap();
+    wim.sync().unwrap();
+    rita.edit(&plan, |p| p.add_note(Compartment::Basis, NoteKind::Note, "van Rita")).unwrap();
+    rita.sync().unwrap();
+
+    // Wim holds the basis key and opens Rita's bundle: her own change travels packed, without
+    // her actor id, which receivers rebuild from the bundle's signed author.
+    let key = wim.held_document_key(&plan, Compartment::Basis, 1).unwrap().unwrap();
+    let ritas: Vec<u8> = {
+        let conn = rusqlite::Connection::open(net.server.data.join("server.db")).unwrap();
+        conn.query_row("SELECT bytes FROM bundles ORDER BY seq DESC LIMIT 1", [], |r| r.get(0)).unwrap()
+    };
+    let genuine = Bundle::decode(ritas).unwrap();
+    let rita_id = *rita.device_id().as_bytes();
+    assert_eq!(genuine.header.author, rita_id);
+    let packed = genuine.open(&key).unwrap();
+    assert_eq!(packed[0], PACKED, "Rita's own change went packed");
+    let full = unpack_changes(&rita_id, &packed).unwrap();
+    assert!(full.windows(16).any(|w| w == rita_id), "rebuilt, it names Rita as its actor");
+
+    // He seals both forms in bundles of his own, signed with his own device's key (the only
+    // key he can sign with), and the server slips them into the log.
+    let (document, epoch) = (genuine.header.document, genuine.header.epoch);
+    let as_full = wim.seal_changes_as_self(document, epoch, &key, &full).unwrap();
+    let as_packed = wim.seal_changes_as_self(document, epoch, &key, &packed).unwrap();
+    net.tamper_with_server_database(|conn| {
+        append_forged(conn, &as_full);
+        append_forged(conn, &as_packed);
+    });
+
+    // Wendy refuses the change that names Rita in Wim's bundle, as before packing existed; the
+    // packed one can only be rebuilt as Wim's. No change of Rita's reaches her that Rita did
+    // not write herself.
+    let report = wendy.sync().unwrap();
+    let refused = report.refused.join("\n");
+    assert!(refused.contains("in a bundle signed by"), "{refused}");
+    assert_eq!(basis_changes_by(&mut wendy, &plan, &rita_id), basis_changes_by(&mut rita, &plan, &rita_id));
+    assert!(wendy.read(&plan).unwrap().notes.iter().any(|n| n.text == "van Rita"));
+}
+
 #[test]
 fn a_plan_damaged_on_a_device_does_not_stop_the_others_from_syncing() {
     let net = Network::start(USERS);

@@ -32,6 +32,7 @@ use std::collections::HashSet;
 
 use automerge::{Automerge, ChangeHash, ReadDoc};
 use eenplan_protocol::api;
+use eenplan_protocol::bundle::payload::unpack_changes;
 use eenplan_protocol::membership::{
     Act, ERASED_COMPARTMENT, Entry, Erasure, Roster, SignedBy, SignedEntry, Signer,
 };
@@ -213,6 +214,7 @@ impl Device {
             }
             let Some(key) = self.store().doc_key_at(plan, ERASED, bundle.header.epoch)? else { continue };
             let Ok(opened) = bundle.open(&key) else { continue };
+            let Ok(opened) = unpack_changes(me.as_bytes(), &opened) else { continue };
             if let Ok(changes) = crate::plan::parse_received_changes(ERASED, &opened, me) {
                 out.extend(changes.iter().map(|c| c.hash()).filter(|h| doc.get_change_by_hash(h).is_some()));
             }

@@ -8,6 +8,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use automerge::{Automerge, ReadDoc};
+use eenplan_protocol::bundle::payload::unpack_changes;
 use eenplan_protocol::certificate::DeviceBody;
 use eenplan_protocol::policy::Policy;
 use eenplan_protocol::sync::{Fixed, RefusedEnvelope, SyncResponse, rejection_is_retryable};
@@ -389,9 +390,16 @@ impl Device {
             // The signature vouches for the author only: a change inside that claims another
             // actor would put words in someone else's mouth (and could block that actor's real
             // change with the same sequence number).
+            // A packed change is rebuilt under the signed author and no one else, and every
+            // change, rebuilt or carried in full, is checked to be the author's.
             BundleKind::Changes => {
                 let author = crate::ids::DeviceId::from_bytes(header.author);
-                match crate::plan::parse_received_changes(compartment, &payload, author) {
+                let changes =
+                    unpack_changes(&header.author, &payload).map_err(|e| e.to_string()).and_then(|c| {
+                        crate::plan::parse_received_changes(compartment, &c, author)
+                            .map_err(|e| e.to_string())
+                    });
+                match changes {
                     Ok(changes) => Verdict::Changes { plan, compartment, changes },
                     Err(e) => Verdict::Refuse(format!("bundle from {from}: {e}")),
                 }

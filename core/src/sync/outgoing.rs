@@ -5,7 +5,10 @@
 
 use std::collections::HashSet;
 
-use eenplan_protocol::bundle::{BundleError, MAX_BUNDLE_LEN, MAX_OVERHEAD, open_retired, peek_retired};
+use eenplan_protocol::bundle::payload::pack_changes;
+use eenplan_protocol::bundle::{
+    BundleError, MAX_BUNDLE_LEN, MAX_OVERHEAD, open_retired, peek_retired, without_author,
+};
 use eenplan_protocol::certificate::DeviceBody;
 use eenplan_protocol::epoch::{Commitment, Minter};
 use eenplan_protocol::policy::Policy;
@@ -111,11 +114,19 @@ impl Device {
         }
         let (pushed_ids, push): (Vec<_>, Vec<_>) =
             self.pushes(&waiting, run.page.push_budget() as usize)?.into_iter().unzip();
-        request.push = push;
-        run.report.pushed_bundles += request.push.len();
+        // Own bundles go without their author id: the server puts the session's device back,
+        // and the signature over it decides (`bundle::with_author`).
+        let me = *self.device_id().as_bytes();
+        for blob in push {
+            match without_author(&blob.0, &me) {
+                Some(pushed) => request.push_own.push(Blob(pushed)),
+                None => request.push.push(blob),
+            }
+        }
+        run.report.pushed_bundles += request.push.len() + request.push_own.len();
         // The access log rides along in what the round's budget leaves (a quarter at least).
         let budget = run.page.push_budget() as usize;
-        let pushed: usize = request.push.iter().map(|b| b.0.len()).sum();
+        let pushed: usize = request.push.iter().chain(&request.push_own).map(|b| b.0.len()).sum();
         let audit_budget = budget.saturating_sub(pushed).max(budget / 4);
         let audit =
             self.audit_request(&server.root_public, &own.organisation, run.audit_sent, audit_budget)?;
@@ -435,7 +446,9 @@ impl Device {
         let heads = encode_heads(&doc.get_heads());
         let mut out = Vec::new();
         for group in chunk_changes(own)? {
-            let payload: Vec<u8> = group.iter().flat_map(|c| c.raw_bytes().to_vec()).collect();
+            // Own changes go packed: the receivers rebuild each one's actor from the signed
+            // author (`bundle::payload`).
+            let payload = pack_changes(me.as_bytes(), group.iter().map(|c| c.raw_bytes()));
             let new = NewBundle {
                 kind: BundleKind::Changes,
                 document: document_id(plan_id, compartment),

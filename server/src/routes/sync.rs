@@ -158,7 +158,8 @@ pub async fn sync(
     drop(body);
     let SyncRequest {
         since,
-        push,
+        mut push,
+        push_own,
         new_plans,
         envelopes,
         snapshots,
@@ -174,6 +175,10 @@ pub async fn sync(
         audit,
         audit_key_version,
     } = request;
+    // The pusher's own bundles without their author: the session's device goes back in, and
+    // the signature (which covers it) is checked below as for every push.
+    let pusher = session.device.device_id.0;
+    push.extend(push_own.into_iter().map(|b| Blob(eenplan_protocol::bundle::with_author(&b.0, &pusher))));
     let uploads = push.len() + snapshots.len();
     let mut wanted = Wanted::new(since, envelopes_after, policy_version, max_bytes, history)?;
     wanted.membership_after = membership_after.unwrap_or(0);
@@ -246,7 +251,7 @@ fn admit(state: &AppState, device: DeviceId, body: &[u8]) -> Result<SyncRequest,
         tracing::info!(device = %hex(&device.0), %too_many, "sync request refused");
         return Err(ApiError::TooManyItems(too_many));
     }
-    charge(state, device, request.push.len() + request.snapshots.len(), 0)?;
+    charge(state, device, request.push.len() + request.push_own.len() + request.snapshots.len(), 0)?;
     Ok(request)
 }
 
