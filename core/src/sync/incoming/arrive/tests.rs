@@ -67,12 +67,22 @@ fn job(sent: &Sent) -> Job {
 
 /// What a merge came to, comparably: every held document's bytes, the refusals, the logs to
 /// fetch and what was added.
-fn outcome(merged: &Merged) -> (Vec<Vec<u8>>, Vec<String>, Vec<Vec<u8>>, Vec<crate::plan::Added>) {
+#[derive(Debug, PartialEq, Eq)]
+struct Outcome {
+    docs: Vec<Vec<u8>>,
+    refused: Vec<String>,
+    history: Vec<Vec<u8>>,
+    added: Vec<crate::plan::Added>,
+}
+
+fn outcome(merged: &Merged) -> Outcome {
     let plan = &merged.plan;
-    let docs = plan.held_compartments().into_iter().map(|c| plan.doc(c).unwrap().save()).collect();
-    let refused = merged.refused.iter().map(|r| r.message(plan.id())).collect();
-    let history = merged.history.iter().map(|d| d.to_bytes().to_vec()).collect();
-    (docs, refused, history, merged.added.clone())
+    Outcome {
+        docs: plan.held_compartments().into_iter().map(|c| plan.doc(c).unwrap().save()).collect(),
+        refused: merged.refused.iter().map(|r| r.message(plan.id())).collect(),
+        history: merged.history.iter().map(|d| d.to_bytes().to_vec()).collect(),
+        added: merged.added.clone(),
+    }
 }
 
 fn notes(plan: &Plan) -> usize {
