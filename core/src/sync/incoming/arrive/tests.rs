@@ -169,3 +169,24 @@ fn a_snapshot_that_arrives_alone_keeps_its_own_bytes_and_one_followed_by_changes
     assert_eq!(automerge::Automerge::load(&alone.snapshot).unwrap().get_heads(), held.get_heads());
     assert_eq!(notes(&merged[1].plan), 10);
 }
+
+#[test]
+fn a_snapshot_kept_whole_is_stored_as_received_and_loads_back_as_the_document_held() {
+    use crate::keystore::{KdfParams, PassphraseKeyStore};
+    // Enough changes that the store keeps the compartment whole instead of as rows.
+    let alone = sent(60, 80, 0);
+    let merged = merge_plans(vec![job(&alone)], 1).remove(0);
+    let added = merged.added.iter().find(|a| a.compartment == Compartment::Basis).unwrap();
+    assert!(added.count as u64 >= crate::store::COMPACT_AFTER_CHANGES, "{}", added.count);
+    assert!(added.received.is_some());
+    let dir = tempfile::tempdir().unwrap();
+    let keystore = PassphraseKeyStore::with_params("geheim", KdfParams::INSECURE_FAST_FOR_TESTS);
+    let (mut store, _) = crate::store::Store::create(dir.path(), &keystore).unwrap();
+    let header = crate::store::PlanHeader { plan: alone.plan, family: "Jansen".into() };
+    store.write(|w| w.append_received(&merged.plan, Some(&header), &merged.added)).unwrap();
+    let stored = store.load_plan(alone.plan).unwrap();
+    let held = merged.plan.doc(Compartment::Basis).unwrap();
+    let (_, doc) = stored.docs.iter().find(|(c, _)| *c == Compartment::Basis).unwrap();
+    assert_eq!(doc.get_heads(), held.get_heads());
+    assert_eq!(doc.save(), held.save());
+}
