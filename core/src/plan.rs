@@ -69,8 +69,8 @@ pub use limits::Limit;
 pub(crate) use read::FAMILY_COPY_PREFIX;
 pub(crate) use received::guarded;
 pub use received::{
-    ChangeSummary, ReceivedDocument, Refusal, document_change_summaries, load_received,
-    load_received_document, parse_change, parse_received_changes, validate_document,
+    ChangeSummary, LoadedDocument, ReceivedDocument, Refusal, document_change_summaries, load_received,
+    load_received_document, load_unchecked, parse_change, parse_received_changes, validate_document,
 };
 pub use view::{FamilyCopyItem, PlanView};
 pub use vocab::{ActionStatus, EscalationLevel, GoalStatus, NoteKind, Phase, Role};
@@ -85,6 +85,10 @@ pub struct Added {
     pub compartment: Compartment,
     pub since: Vec<ChangeHash>,
     pub count: usize,
+    /// The bytes of the received document (a snapshot) that the compartment's document is,
+    /// exactly: none held before, nothing applied after. Stored as they are where the whole
+    /// document is stored, instead of a new `save()` of the same changes.
+    pub received: Option<Vec<u8>>,
 }
 
 /// The version of the document layout above; written into every compartment.
@@ -381,7 +385,7 @@ impl Plan {
                 let doc = self.docs[c.index()].as_ref()?;
                 let since = heads[c.index()].clone();
                 let count = doc.get_changes_meta(&since).len();
-                (count > 0).then_some(Added { compartment: c, since, count })
+                (count > 0).then_some(Added { compartment: c, since, count, received: None })
             })
             .collect()
     }

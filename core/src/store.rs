@@ -605,7 +605,14 @@ impl StoreWriter<'_> {
             let Ok(doc) = plan.doc(added.compartment) else { continue };
             let doc_key = self.keys.doc_key(plan.id(), added.compartment);
             if records::change_rows(self.tx, &doc_key)? + added.count as u64 >= COMPACT_AFTER_CHANGES {
-                records::compact_received(self.tx, self.keys, plan.id(), &doc_key, added.count, &doc.save())?;
+                // The received snapshot's own bytes, where the document is exactly it: they
+                // load into the same document (`records::load_plan` loads what
+                // `plan::load_unchecked` loaded), and a new `save()` costs a pass over it.
+                let saved = match &added.received {
+                    Some(bytes) => std::borrow::Cow::Borrowed(bytes.as_slice()),
+                    None => std::borrow::Cow::Owned(doc.save()),
+                };
+                records::compact_received(self.tx, self.keys, plan.id(), &doc_key, added.count, &saved)?;
                 continue;
             }
             let changes = plan.changes_in(added.compartment, &added.since);

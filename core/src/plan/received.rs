@@ -180,6 +180,28 @@ pub fn load_received(
     compartment: Compartment,
     plan: PlanId,
 ) -> Result<ReceivedDocument, PlanError> {
+    let LoadedDocument { doc, .. } = load_unchecked(bytes, compartment)?;
+    let memo = guarded(compartment, "checking a document", || check(&doc, compartment, plan))?;
+    Ok(ReceivedDocument { doc, compartment, plan, memo })
+}
+
+/// A received document, loaded but not yet checked for its plan, layout and limits: only
+/// [`Plan::take_loaded`] takes it, and checks what it builds from it.
+#[derive(Debug)]
+pub struct LoadedDocument {
+    doc: Automerge,
+}
+
+impl LoadedDocument {
+    pub fn doc(&self) -> &Automerge {
+        &self.doc
+    }
+}
+
+/// Loads a received document (exactly one document chunk whose columns inflate to no more
+/// than [`super::vocab::MAX_RECEIVED_DOCUMENT_BYTES`]) without checking its content: for a
+/// document that is checked once together with the changes that follow it.
+pub fn load_unchecked(bytes: &[u8], compartment: Compartment) -> Result<LoadedDocument, PlanError> {
     let max = super::vocab::MAX_RECEIVED_DOCUMENT_BYTES;
     if bytes.len() > max {
         return Err(refused(
@@ -201,12 +223,10 @@ pub fn load_received(
         }
     };
     chunks::inflated_columns_len(chunk.body, max).map_err(|r| refused(compartment, r))?;
-    guarded(compartment, "loading a document", || {
-        let doc = Automerge::load(chunk.bytes)
-            .map_err(|e| refused(compartment, Refusal::Automerge(e.to_string())))?;
-        let memo = check(&doc, compartment, plan)?;
-        Ok(ReceivedDocument { doc, compartment, plan, memo })
-    })
+    let doc = guarded(compartment, "loading a document", || {
+        Automerge::load(chunk.bytes).map_err(|e| refused(compartment, Refusal::Automerge(e.to_string())))
+    })?;
+    Ok(LoadedDocument { doc })
 }
 
 /// What a snapshot's check needs of one change in a document: not its operations.
@@ -346,6 +366,44 @@ impl Plan {
             Ok((candidate, memo))
         })?;
         self.put_checked(compartment, merged);
+        Ok(())
+    }
+
+    /// Takes a received document and the changes that follow it (a snapshot and the bundles
+    /// after it, in one answer): merged into a copy of the held document or taken whole, the
+    /// changes applied, and the result checked once, as [`Plan::apply_parsed`] checks a
+    /// batch of changes (what is held is checked, not each step towards it). The held
+    /// document changes only on success.
+    pub fn take_loaded(
+        &mut self,
+        compartment: Compartment,
+        loaded: LoadedDocument,
+        changes: Vec<Change>,
+    ) -> Result<(), PlanError> {
+        let (id, author) = (self.id, self.author.actor());
+        let held = self.docs[compartment.index()].as_ref();
+        let taken = guarded(compartment, "merging a document", || {
+            let mut incoming = loaded.doc;
+            let mut candidate = match held {
+                Some(doc) => {
+                    let mut candidate = doc.clone();
+                    candidate
+                        .merge(&mut incoming)
+                        .map_err(|e| refused(compartment, Refusal::Automerge(e.to_string())))?;
+                    candidate
+                }
+                None => incoming,
+            };
+            if !changes.is_empty() {
+                candidate
+                    .apply_changes(changes)
+                    .map_err(|e| refused(compartment, Refusal::Automerge(e.to_string())))?;
+            }
+            candidate.set_actor(author);
+            let memo = check(&candidate, compartment, id)?;
+            Ok((candidate, memo))
+        })?;
+        self.put_checked(compartment, taken);
         Ok(())
     }
 

@@ -7,7 +7,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use automerge::{Automerge, ReadDoc};
+use automerge::Automerge;
 use eenplan_protocol::bundle::payload::unpack_changes;
 use eenplan_protocol::certificate::DeviceBody;
 use eenplan_protocol::policy::Policy;
@@ -25,8 +25,12 @@ use super::{ServerState, SyncError, SyncReport, compartment_of};
 use crate::device::Device;
 use crate::error::CoreError;
 use crate::ids::PlanId;
-use crate::plan::{Added, Compartment, Plan, ReceivedDocument};
+use crate::plan::{Added, Compartment, Plan};
+
+mod arrive;
+
 use crate::store::PlanHeader;
+use arrive::{Job, SnapshotArrival};
 use eenplan_protocol::api::hex;
 
 const STATE_CURSOR: &str = super::STATE_CURSOR;
@@ -84,11 +88,10 @@ enum Verdict {
         compartment: Compartment,
         changes: Vec<automerge::Change>,
     },
+    /// Opened, not yet parsed: loaded with its plan's other arrivals (`arrive`).
     Snapshot {
         plan: PlanId,
-        compartment: Compartment,
-        author: [u8; 16],
-        doc: Box<ReceivedDocument>,
+        snapshot: SnapshotArrival,
     },
     /// The base of a member's erasure that the plan's chain names: it replaces `basis`.
     Base {
@@ -105,7 +108,7 @@ enum Verdict {
 #[derive(Default)]
 struct Arrivals {
     bases: Vec<(u32, Box<Automerge>)>,
-    snapshots: Vec<(Compartment, [u8; 16], Box<ReceivedDocument>)>,
+    snapshots: Vec<SnapshotArrival>,
     changes: Vec<(Compartment, Vec<automerge::Change>)>,
 }
 
@@ -291,9 +294,9 @@ impl Device {
                     pass.report.received_bundles += 1;
                     arrivals.entry(plan).or_default().changes.push((compartment, changes));
                 }
-                Verdict::Snapshot { plan, compartment, author, doc } => {
+                Verdict::Snapshot { plan, snapshot } => {
                     pass.report.received_bundles += 1;
-                    arrivals.entry(plan).or_default().snapshots.push((compartment, author, doc));
+                    arrivals.entry(plan).or_default().snapshots.push(snapshot);
                 }
                 Verdict::Base { plan, epoch, doc } => {
                     pass.report.received_bundles += 1;
@@ -415,10 +418,11 @@ impl Device {
                     Err(e) => Verdict::Refuse(format!("base from {from}: {e}")),
                 }
             }
-            // Loaded through the plan's guarded boundary: a crafted document is a refusal.
-            BundleKind::Snapshot { .. } => match crate::plan::load_received(&payload, compartment, plan) {
-                Ok(doc) => Verdict::Snapshot { plan, compartment, author: header.author, doc: Box::new(doc) },
-                Err(e) => Verdict::Refuse(format!("snapshot from {from}: {e}")),
+            // Loaded later, through the plan's guarded boundary, with the plan's other arrivals
+            // (`arrive`): a crafted document is a refusal.
+            BundleKind::Snapshot { .. } => Verdict::Snapshot {
+                plan,
+                snapshot: SnapshotArrival { compartment, author: header.author, payload: payload.to_vec() },
             },
         })
     }
@@ -467,7 +471,7 @@ impl Device {
     ) -> Vec<Witness> {
         let with_snapshot: HashSet<DocumentId> = arrivals
             .iter()
-            .flat_map(|(plan, a)| a.snapshots.iter().map(|(c, _, _)| super::document_id(*plan, *c)))
+            .flat_map(|(plan, a)| a.snapshots.iter().map(|s| super::document_id(*plan, s.compartment)))
             .collect();
         let held: Vec<Vec<u8>> = pass.held_witnesses.iter().map(|(_, b)| b.clone()).collect();
         let mut out = Vec::new();
@@ -491,15 +495,17 @@ impl Device {
     }
 
     /// Merges what arrived into the plans in memory (copies: the plans themselves are put
-    /// back only once the writes commit). Returns the plans to write.
+    /// back only once the writes commit). Returns the plans to write. The plans are taken
+    /// and their erasure bases applied here, one after the other (that reads the store); the
+    /// automerge work of different plans then runs at once (`arrive`).
     fn merge_arrivals(
         &mut self,
         pass: &mut Pass<'_>,
         arrivals: BTreeMap<PlanId, Arrivals>,
         witnesses: &[Witness],
     ) -> Result<Vec<PlanWrite>, CoreError> {
-        let mut writes = Vec::new();
         let retired = self.retired_plans()?;
+        let (mut jobs, mut replaced) = (Vec::new(), Vec::new());
         for (plan_id, arrived) in arrivals {
             // A plan this device removed stays removed, whatever a server still sends.
             if retired.contains(&plan_id) {
@@ -515,42 +521,30 @@ impl Device {
                 }
                 Err(e) => return Err(e),
             };
-            let replaced = self.take_bases(pass, &mut plan, arrived.bases);
+            replaced.push(self.take_bases(pass, &mut plan, arrived.bases));
             let before = plan.heads();
-            let base_witness = self.base_witness(plan_id);
-            for (compartment, author, doc) in arrived.snapshots {
-                let document = super::document_id(plan_id, compartment);
-                let mut proof: Vec<&Witness> = witnesses.iter().filter(|w| w.document == document).collect();
+            let mut proof: Vec<Witness> = Vec::new();
+            if !arrived.snapshots.is_empty() {
+                let documents: HashSet<DocumentId> =
+                    arrived.snapshots.iter().map(|s| super::document_id(plan_id, s.compartment)).collect();
+                proof.extend(witnesses.iter().filter(|w| documents.contains(&w.document)).cloned());
                 // An erasure's base is the document's first change: its witness is the chain.
-                if let Some(base) = base_witness.as_ref().filter(|w| w.document == document) {
-                    proof.push(base);
-                }
-                // Whole when the compartment is new here, merged into a copy otherwise; checked
-                // before it replaces anything (`Plan::merge_received`).
-                let checked = super::snapshots::check_snapshot(doc.doc(), compartment, &proof)
-                    .and_then(|()| plan.merge_received(compartment, *doc).map_err(|e| e.to_string()));
-                match checked {
-                    Ok(()) => {}
-                    Err(why) => {
-                        pass.report.refused.push(format!(
-                            "snapshot of plan {plan_id} {compartment} from {}: {why}; its change log is fetched instead",
-                            hex(&author)
-                        ));
-                        pass.history.need(document);
-                    }
-                }
+                proof.extend(self.base_witness(plan_id));
             }
-            pass.report.refused.extend(merge_bundles(&mut plan, arrived.changes));
-            for compartment in plan.held_compartments() {
-                // Changes whose dependencies never came wait inside automerge, in memory only:
-                // the document's whole log is fetched again rather than lose them.
-                if plan.doc(compartment).is_ok_and(|doc| !doc.get_missing_deps(&[]).is_empty()) {
-                    pass.history.need(super::document_id(plan_id, compartment));
-                }
+            let (snapshots, changes) = (arrived.snapshots, arrived.changes);
+            jobs.push(Job { plan, before, snapshots, changes, witnesses: proof });
+        }
+        let mut writes = Vec::new();
+        for (merged, replaced) in arrive::merge_plans(jobs, arrive::threads()).into_iter().zip(replaced) {
+            let plan_id = merged.plan.id();
+            let plan = merged.plan;
+            pass.report.refused.extend(merged.refused.iter().map(|r| r.message(plan_id)));
+            for document in merged.history {
+                pass.history.need(document);
             }
             // Counted, not rebuilt: a compartment that arrived whole is stored whole, and the
             // bytes of its thousands of changes would only be counted (`append_received`).
-            let added = plan.added_since(&before);
+            let added = merged.added;
             if added.is_empty() && !replaced {
                 self.put_back_plan(plan);
                 continue;
@@ -804,38 +798,6 @@ impl Device {
     }
 }
 
-/// Applies received bundles' changes to a plan; returns why any were refused.
-///
-/// All of a compartment's bundles go in at once: one copy and one validation of the document
-/// instead of one per bundle (a new device receives dozens). If that fails, they go in one
-/// bundle at a time, so a bad bundle cannot take the others down with it.
-fn merge_bundles(plan: &mut Plan, batches: Vec<(Compartment, Vec<automerge::Change>)>) -> Vec<String> {
-    let mut refused = Vec::new();
-    for (compartment, bundles) in by_compartment(batches) {
-        if bundles.len() > 1 && plan.apply_parsed(compartment, bundles.concat()).is_ok() {
-            continue;
-        }
-        for changes in bundles {
-            if let Err(e) = plan.apply_parsed(compartment, changes) {
-                refused.push(format!("changes for plan {} {compartment}: {e}", plan.id()));
-            }
-        }
-    }
-    refused
-}
-
-/// The bundles' changes grouped by compartment, in the order they arrived.
-fn by_compartment<T>(batches: Vec<(Compartment, Vec<T>)>) -> Vec<(Compartment, Vec<Vec<T>>)> {
-    let mut out: Vec<(Compartment, Vec<Vec<T>>)> = Vec::new();
-    for (compartment, changes) in batches {
-        match out.iter_mut().find(|(c, _)| *c == compartment) {
-            Some((_, bundles)) => bundles.push(changes),
-            None => out.push((compartment, vec![changes])),
-        }
-    }
-    out
-}
-
 fn merge_reports(into: &mut SyncReport, round: SyncReport) {
     into.received_bundles += round.received_bundles;
     into.applied_changes += round.applied_changes;
@@ -914,7 +876,7 @@ mod tests {
         let bad = (Compartment::Basis, fork.get_changes(&heads));
         let second = bundle(&mut origin, "tweede");
 
-        let refused = merge_bundles(&mut receiver, vec![first, bad, second]);
+        let refused = arrive::merge_bundles(&mut receiver, arrive::by_compartment(vec![first, bad, second]));
         assert_eq!(refused.len(), 1, "{refused:?}");
         // Notes written in the same millisecond have no fixed order.
         let mut notes: Vec<String> = receiver.view().unwrap().notes.into_iter().map(|n| n.text).collect();

@@ -34,7 +34,11 @@
 //!    typed them and synced every 1,000, and added the user to each plan's membership chain):
 //!    time from its first `sync()` until every plan has been `read`.
 //!    Measured (full, 2026-12-04): 22.4 s, 8.26 MB down = 1.51× `save()`; 9.8 s once each
-//!    received document is read once (issue 13, item 4); see ARCHITECTURE. The device is approved and the creator's device has sealed the keys for it
+//!    received document is read once (issue 13, item 4); in a later session on a busier
+//!    machine, 12.43 s → 11.09 s (0.89×) once a snapshot and its tail are checked once and
+//!    plans merge on several cores, bytes unchanged at 1.51× (snapshots 0.99×, witnesses
+//!    0.21×, tail bundles 0.21×, membership chains 0.07×, envelopes 0.04×); see ARCHITECTURE.
+//!    The device is approved and the creator's device has sealed the keys for it
 //!    before the clock starts. Baselines: `Automerge::load` of the same documents, and
 //!    automerge's sync protocol from an empty document, both in memory.
 //! c. **Server throughput.** N devices (threads, each its own store) that all take part in a
