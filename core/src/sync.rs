@@ -548,6 +548,7 @@ impl Device {
     /// could. It exists to test the promises against a participant who turns on the others:
     /// whatever such a payload holds, receivers take its changes as this device's own or not
     /// at all.
+    #[doc(hidden)]
     pub fn seal_changes_as_self(
         &self,
         document: DocumentId,

@@ -161,8 +161,12 @@ pub(super) fn load_plan(conn: &Connection, keys: &StoreKeys, plan: PlanId) -> Re
                     .seal
                     .open(&aad("documents", &doc_key, Some(generation)), &sealed)
                     .map_err(|_| corrupt(format!("{compartment} snapshot fails authentication")))?;
-                Automerge::load(&saved)
-                    .map_err(|e| corrupt(format!("{compartment} snapshot does not load: {e}")))?
+                // A stored snapshot may be a participant's own encoding (a compartment kept as
+                // it was received), so a panic in `load` is one plan's corruption, not a crash.
+                crate::plan::guarded(compartment, "loading a stored snapshot", || {
+                    Automerge::load(&saved).map_err(crate::plan::PlanError::Automerge)
+                })
+                .map_err(|e| corrupt(format!("{compartment} snapshot does not load: {e}")))?
             }
             None => Automerge::new(),
         };

@@ -103,12 +103,25 @@ pub(super) fn merge_plans(jobs: Vec<Job>, threads: usize) -> Vec<Merged> {
         done
     };
     let mut merged: Vec<(usize, Merged)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads).map(|_| scope.spawn(work)).collect();
+        let mut workers = Vec::new();
+        let mut here = Vec::new();
+        for _ in 0..threads {
+            match std::thread::Builder::new().spawn_scoped(scope, work) {
+                Ok(worker) => workers.push(worker),
+                // A phone short of threads or memory: this thread takes the jobs no worker
+                // took (the shared index hands each job out once), instead of failing the sync.
+                Err(_) => {
+                    here = work();
+                    break;
+                }
+            }
+        }
         // automerge's panics are caught inside each job (`plan::guarded`); any other panic
         // goes on as it would have without threads.
         workers
             .into_iter()
             .flat_map(|worker| worker.join().unwrap_or_else(|payload| std::panic::resume_unwind(payload)))
+            .chain(here)
             .collect()
     });
     merged.sort_by_key(|(index, _)| *index);

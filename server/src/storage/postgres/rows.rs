@@ -881,9 +881,10 @@ pub(super) fn document_stats(conn: &Connection<'_>, document: DocumentId) -> Res
 
 pub(super) fn epoch_and_tail(conn: &Connection<'_>, document: DocumentId) -> Result<(u32, TailStats)> {
     // The newest snapshot as `latest_snapshot` picks it, and the change bundles after what
-    // it covers.
-    Ok(conn.query_row(
-        "WITH latest AS (
+    // it covers. Prepared once per connection: an answer asks it for every held key.
+    Ok(conn
+        .prepare_cached(
+            "WITH latest AS (
              SELECT COALESCE(covers_seq, 0) AS covers, size FROM bundles
              WHERE plan_id = $1 AND compartment = $2 AND kind = 1
              ORDER BY covers_seq DESC, seq DESC LIMIT 1)
@@ -892,16 +893,15 @@ pub(super) fn epoch_and_tail(conn: &Connection<'_>, document: DocumentId) -> Res
          FROM bundles
          WHERE plan_id = $1 AND compartment = $2 AND kind = 0
            AND seq > COALESCE((SELECT covers FROM latest), 0)",
-        params![document.plan, document.compartment],
-        |row| {
+        )?
+        .query_row(params![document.plan, document.compartment], |row| {
             let tail = TailStats {
                 latest_snapshot_bytes: opt_uint(row, 1)?,
                 bundles_since_snapshot: uint(row, 2)?,
                 bytes_since_snapshot: uint(row, 3)?,
             };
             Ok((row.get(0)?, tail))
-        },
-    )?)
+        })?)
 }
 
 /// Rows a change scan reads per statement.
