@@ -32,6 +32,22 @@ fn known_compartments(mut documents: impl Iterator<Item = DocumentId>) -> Result
     }
 }
 
+/// A page that stopped inside a history block stores where (the only write of a pull) and
+/// hands out a resume token as its `head`.
+fn keep_resume_point<B: Backend>(
+    backend: &B,
+    device: DeviceId,
+    resume: Option<pull::ResumePoint>,
+    presented_token: Option<u64>,
+    batch: &mut PullBatch,
+) -> Result<()> {
+    if let Some(point) = resume {
+        let token = write(backend, |tx| tx.insert_resume_point(device, &point, presented_token))?;
+        batch.head = eenplan_protocol::sync::RESUME_TOKEN_BIT | token;
+    }
+    Ok(())
+}
+
 impl<B: Backend> Storage for B {
     fn network(&self) -> Result<Option<NetworkRecord>> {
         read(self, |rows| rows.network())
@@ -282,19 +298,11 @@ impl<B: Backend> Storage for B {
     }
 
     fn membership_for(&self, user: UserId, after: u64, limit: (usize, usize)) -> Result<MembershipPage> {
-        read(self, |rows| {
-            let head = rows.head()?;
-            Ok(super::whole_chains_page(rows.membership_after(user, after)?, after, head, limit))
-        })
+        read(self, |rows| answer::membership_page(rows, user, after, limit))
     }
 
     fn rotations_for(&self, user: UserId) -> Result<Vec<(DocumentId, u32)>> {
-        read(self, |rows| {
-            rows.chartered_rotations_for(user)?
-                .into_iter()
-                .map(|document| Ok((document, rows.current_epoch(document)?.saturating_add(1))))
-                .collect()
-        })
+        read(self, |rows| answer::rotations(rows, user))
     }
 
     fn add_participant(&self, plan: PlanId, user: UserId, plan_role: &str) -> Result<()> {
@@ -436,18 +444,15 @@ impl<B: Backend> Storage for B {
 
     fn pull_page(&self, request: &PullRequest) -> Result<PullBatch> {
         let page = read(self, |rows| pull::pull(rows.log(), request))?;
-        let Some(point) = page.resume else { return Ok(page.batch) };
-        let token = write(self, |tx| tx.insert_resume_point(request.device, &point, page.presented_token))?;
-        Ok(PullBatch { head: eenplan_protocol::sync::RESUME_TOKEN_BIT | token, ..page.batch })
+        let mut batch = page.batch;
+        keep_resume_point(self, request.device, page.resume, page.presented_token, &mut batch)?;
+        Ok(batch)
     }
 
     fn answer(&self, query: &AnswerQuery) -> Result<AnswerReads> {
         let answer::Read { mut reads, resume, presented_token } =
             read(self, |rows| answer::read(rows, query))?;
-        if let Some(point) = resume {
-            let token = write(self, |tx| tx.insert_resume_point(query.pull.device, &point, presented_token))?;
-            reads.batch.head = eenplan_protocol::sync::RESUME_TOKEN_BIT | token;
-        }
+        keep_resume_point(self, query.pull.device, resume, presented_token, &mut reads.batch)?;
         Ok(reads)
     }
 
@@ -502,14 +507,7 @@ impl<B: Backend> Storage for B {
         &self,
         keys: &[(DocumentId, u32)],
     ) -> Result<Vec<(DocumentId, u32, DeviceId)>> {
-        read(self, |rows| {
-            let mut missing = Vec::new();
-            for &(document, epoch) in keys {
-                let devices = rows.devices_missing_envelope(document, epoch)?;
-                missing.extend(devices.into_iter().map(|device| (document, epoch, device)));
-            }
-            Ok(missing)
-        })
+        read(self, |rows| answer::missing_envelopes(rows, keys))
     }
 
     fn put_audit_uploads(&self, uploads: &[NewAuditUpload]) -> Result<Vec<bool>> {

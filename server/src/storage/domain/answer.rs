@@ -11,7 +11,8 @@ use eenplan_protocol::DocumentId;
 use crate::storage::backend::ReadRows;
 use crate::storage::pull::ResumePoint;
 use crate::storage::{
-    AnswerQuery, AnswerReads, PullBatch, PullRequest, Result, TailStats, pull, whole_chains_page,
+    AnswerQuery, AnswerReads, DeviceId, MembershipPage, PullBatch, PullRequest, Result, TailStats, UserId,
+    pull, whole_chains_page,
 };
 
 /// What [`read`] found: the answer's reads, and where a page that stopped inside a history
@@ -25,11 +26,8 @@ pub(super) struct Read {
 
 /// Reads everything [`AnswerReads`] holds in the transaction of `rows`.
 pub(super) fn read(rows: &dyn ReadRows, query: &AnswerQuery) -> Result<Read> {
-    let head = rows.head()?;
     let request = &query.pull;
-    let after = query.membership_after;
-    let membership =
-        whole_chains_page(rows.membership_after(request.user, after)?, after, head, query.membership_limit);
+    let membership = membership_page(rows, request.user, query.membership_after, query.membership_limit)?;
     // The membership entries count towards the page.
     let membership_bytes: usize = membership.entries.iter().map(Vec::len).sum();
     let max_bytes = request
@@ -42,19 +40,11 @@ pub(super) fn read(rows: &dyn ReadRows, query: &AnswerQuery) -> Result<Read> {
         rows.readable(request.user)?.into_iter().map(|(document, _)| document).collect();
     let held: Vec<(DocumentId, u32)> =
         rows.held_keys(request.device)?.into_iter().filter(|(d, _)| readable.contains(d)).collect();
-    let mut missing_envelopes = Vec::new();
-    for &(document, epoch) in &held {
-        let devices = rows.devices_missing_envelope(document, epoch)?;
-        missing_envelopes.extend(devices.into_iter().map(|device| (document, epoch, device)));
-    }
+    let missing_envelopes = missing_envelopes(rows, &held)?;
     let complete =
         page.batch.complete && membership.complete && page.batch.history.iter().all(|h| h.complete);
     let snapshot_candidates = if complete { snapshot_candidates(rows, &held)? } else { Vec::new() };
-    let rotations = rows
-        .chartered_rotations_for(request.user)?
-        .into_iter()
-        .map(|document| Ok((document, rows.current_epoch(document)?.saturating_add(1))))
-        .collect::<Result<_>>()?;
+    let rotations = rotations(rows, request.user)?;
     let policy = rows
         .policy()?
         .filter(|record| record.policy.version > query.policy_after)
@@ -81,6 +71,39 @@ pub(super) fn read(rows: &dyn ReadRows, query: &AnswerQuery) -> Result<Read> {
         audit_key,
     };
     Ok(Read { reads, resume, presented_token })
+}
+
+/// The user's membership entries after `after`, whole chains only, within `limit`.
+pub(super) fn membership_page(
+    rows: &dyn ReadRows,
+    user: UserId,
+    after: u64,
+    limit: (usize, usize),
+) -> Result<MembershipPage> {
+    let head = rows.head()?;
+    Ok(whole_chains_page(rows.membership_after(user, after)?, after, head, limit))
+}
+
+/// For each key, the devices that may read its document and lack it: (document, epoch,
+/// device), key by key in the order given.
+pub(super) fn missing_envelopes(
+    rows: &dyn ReadRows,
+    keys: &[(DocumentId, u32)],
+) -> Result<Vec<(DocumentId, u32, DeviceId)>> {
+    let mut missing = Vec::new();
+    for &(document, epoch) in keys {
+        let devices = rows.devices_missing_envelope(document, epoch)?;
+        missing.extend(devices.into_iter().map(|device| (document, epoch, device)));
+    }
+    Ok(missing)
+}
+
+/// Chartered rotations the user's devices are asked to make: (document, next epoch).
+pub(super) fn rotations(rows: &dyn ReadRows, user: UserId) -> Result<Vec<(DocumentId, u32)>> {
+    rows.chartered_rotations_for(user)?
+        .into_iter()
+        .map(|document| Ok((document, rows.current_epoch(document)?.saturating_add(1))))
+        .collect()
 }
 
 /// Each key travels with the commitment the device checks it against: one per (document,
