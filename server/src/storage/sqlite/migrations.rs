@@ -353,6 +353,9 @@ const MIGRATIONS: &[&str] = &[
     //     table the lookup walks a small index. `devices` is referred to by foreign keys, so
     //     it is dropped and made again under its own name with the checks deferred: making
     //     its rows again settles every reference before the commit checks them.
+    //     And the size of a document's change bundles after its snapshot, which every
+    //     complete answer weighs for each document the device holds, is read from an index
+    //     alone (`epoch_and_tail`), not from each bundle's row.
     "PRAGMA defer_foreign_keys = ON;
      CREATE TABLE devices_before_14 AS SELECT * FROM devices;
      DROP TABLE devices;
@@ -422,6 +425,7 @@ const MIGRATIONS: &[&str] = &[
          SELECT device_id, valid_from, certificate FROM device_certificates;
      DROP TABLE device_certificates;
      ALTER TABLE device_certificates_14 RENAME TO device_certificates;
+     CREATE INDEX bundles_by_kind ON bundles (plan_id, compartment, kind, seq, size);
      PRAGMA defer_foreign_keys = OFF;",
 ];
 
