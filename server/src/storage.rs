@@ -792,6 +792,8 @@ pub struct MembershipPage {
 #[derive(Debug, Clone)]
 pub struct UserAccess {
     pub user: User,
+    /// The name of the user's organisation; empty when it has none.
+    pub organisation: String,
     /// `None` only on a database from before policies.
     pub policy: Option<PolicyRecord>,
     /// The plans the user takes part in, with their escalation level.

@@ -121,6 +121,8 @@ struct Checked {
 /// What the device's user may do, read once per request after its new plans are registered.
 struct Access {
     role: String,
+    /// Who the sync's entry in the server's log names: the device, its user and organisation.
+    actor: audit::Actor,
     /// The plans the user takes part in, with their escalation level.
     plans: HashMap<PlanId, String>,
     /// `None` only on a database from before policies: then nothing is readable either.
@@ -129,13 +131,14 @@ struct Access {
 }
 
 impl Access {
-    fn load(state: &AppState, user: UserId) -> Result<Access, ApiError> {
+    fn load(state: &AppState, device: &DeviceRecord) -> Result<Access, ApiError> {
         let access = state
             .storage
-            .user_access(user)?
+            .user_access(device.user)?
             .ok_or_else(|| ApiError::Internal("a device's user is missing".into()))?;
         Ok(Access {
-            role: access.user.role,
+            role: access.user.role.clone(),
+            actor: crate::audit_log::actor_of(device, access.user, access.organisation),
             plans: access.plan_levels.into_iter().collect(),
             policy: access.policy.map(|record| record.policy),
             readable: access.readable.into_iter().map(|(document, _)| document).collect(),
@@ -176,12 +179,12 @@ fn serve(state: &AppState, session: DeviceSession, body: &[u8]) -> Result<Vec<u8
     let request = admit(state, device.device_id, body)?;
     let (wanted, uploads) = Uploads::split(request, device.device_id)?;
     let count = uploads.bundles();
-    let (checked, audit_refused) = store_uploads(state, &device, uploads)?;
+    let Stored { checked, audit_refused, actor } = store_uploads(state, &device, uploads)?;
     Metrics::add(&state.metrics.pushes_rejected, checked.rejected.len());
     let (acks, appended) = commit(state, &device, checked, count)?;
     let mut response = respond(state, &device, wanted, acks)?;
     response.audit_refused = audit_refused;
-    record_sync(state, &device, appended, &response);
+    record_sync(state, actor, appended, &response);
     Ok(sync::encode(&response))
 }
 
@@ -248,24 +251,29 @@ impl Uploads {
     }
 }
 
+/// What [`store_uploads`] kept and found.
+struct Stored {
+    /// The bundles for the group commit, and the ones refused.
+    checked: Checked,
+    audit_refused: Vec<AuditRefusal>,
+    /// Who the sync's entry in the server's log names.
+    actor: audit::Actor,
+}
+
 /// Keeps the uploads that pass their checks, in the order of the module docs, and checks the
 /// bundles for the group commit.
-fn store_uploads(
-    state: &AppState,
-    device: &DeviceRecord,
-    uploads: Uploads,
-) -> Result<(Checked, Vec<AuditRefusal>), ApiError> {
+fn store_uploads(state: &AppState, device: &DeviceRecord, uploads: Uploads) -> Result<Stored, ApiError> {
     // First, so that evidence of what the device did reaches the server even when a push in
     // the same request is refused; a refused upload refuses only itself.
     let audit_refused = store_audit(state, device, uploads.audit)?;
     register_plans(state, device, &uploads.new_plans, &uploads.charters)?;
     withdraw_refused(state, device, &uploads.refused_envelopes)?;
-    let access = Access::load(state, device.user)?;
+    let access = Access::load(state, device)?;
     store_commitments(state, device, &access, uploads.commitments)?;
     store_rotations(state, device, &access, uploads.rotations)?;
     store_envelopes(state, device, &access, uploads.envelopes)?;
     let checked = check_bundles(state, device, &access, uploads.push, uploads.snapshots)?;
-    Ok((checked, audit_refused))
+    Ok(Stored { checked, audit_refused, actor: access.actor })
 }
 
 /// Hands the checked bundles to the group commit and waits until their transaction has
@@ -982,16 +990,9 @@ fn audit_upload(
     Ok(upload)
 }
 
-/// The newest root-signed audit key of the device's organisation, when it is newer than the
-/// one the device holds. The device verifies it against its pinned root.
-fn record_sync(state: &AppState, device: &DeviceRecord, pushed: usize, response: &SyncResponse) {
-    let actor = match crate::audit_log::device_actor(&*state.storage, device) {
-        Ok(actor) => actor,
-        Err(e) => {
-            tracing::error!(device = %hex(&device.device_id.0), error = %e, "a sync was not recorded in the server's log");
-            return;
-        }
-    };
+/// Queues the sync's entry in the server's own log: who synced, and how much was pushed and
+/// delivered.
+fn record_sync(state: &AppState, actor: audit::Actor, pushed: usize, response: &SyncResponse) {
     let mut draft = crate::audit_log::Draft::new(actor, AuditAction::Sync);
     draft.detail = Some(format!(
         "pushed {pushed}, delivered {}, audit through {}",
