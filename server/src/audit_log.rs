@@ -37,7 +37,7 @@ use eenplan_protocol::audit::{Actor, AuditAction, AuditEvent, AuditResult, Chain
 use eenplan_protocol::sync::Fixed;
 
 use crate::auth::now_ms;
-use crate::storage::{DeviceRecord, ServerEventRecord, Storage, StorageError};
+use crate::storage::{DeviceRecord, ServerEventRecord, Storage, StorageError, User};
 
 /// Stop taking more events into one transaction past this.
 const MAX_BATCH: usize = 4096;
@@ -242,13 +242,19 @@ pub fn device_actor(storage: &dyn Storage, device: &DeviceRecord) -> Result<Acto
     let user = storage.user(device.user)?.ok_or(StorageError::NotFound)?;
     let organisation =
         storage.orgs()?.into_iter().find(|o| o.id == user.org).map(|o| o.name).unwrap_or_default();
-    Ok(Actor {
+    Ok(actor_of(device, user, organisation))
+}
+
+/// The actor of a server event a device caused, from its user and organisation as already
+/// read.
+pub fn actor_of(device: &DeviceRecord, user: User, organisation: String) -> Actor {
+    Actor {
         device: Fixed(device.device_id.0),
         user_id: user.id.0,
         user_name: user.name,
         organisation,
         role: user.role,
-    })
+    }
 }
 
 /// The actor of a server event an administrator caused.

@@ -81,6 +81,13 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// A session token's device and expiry, its tag checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionClaim {
+    pub device: DeviceId,
+    pub expires: i64,
+}
+
 /// The server's credentials checks: the session secret, the replay set and the failure
 /// counter.
 #[derive(Debug)]
@@ -210,6 +217,25 @@ impl Auth {
         token: &str,
         now: i64,
     ) -> Result<(DeviceRecord, i64), ApiError> {
+        let SessionClaim { device: id, expires } = self.session_claim(token, now)?;
+        let record = storage
+            .device(id)?
+            .ok_or_else(|| self.refuse(ApiError::unauthenticated("unknown_device", "unknown device")))?;
+        usable(&record).map_err(|e| self.refuse(e))?;
+        // A session opened before the device's current certificate (a role change) ends, so
+        // the device's next session learns of the new certificate at once.
+        if expires.saturating_sub(SESSION_LIFETIME_MS) < record.certified_at {
+            return Err(ApiError::unauthenticated(
+                "certificate_changed",
+                "the device was re-certified; open a new session",
+            ));
+        }
+        Ok((record, expires))
+    }
+
+    /// What a session token claims, once its tag and expiry are checked; no storage is
+    /// read, so a route can refuse a forged or expired token before it reads a body.
+    pub fn session_claim(&self, token: &str, now: i64) -> Result<SessionClaim, ApiError> {
         let bad = || ApiError::unauthenticated("bad_token", "the session token is not valid");
         let bytes = unhex(token).ok_or_else(|| self.refuse(bad()))?;
         if bytes.len() != TOKEN_LEN {
@@ -227,20 +253,7 @@ impl Auth {
                 "the session has expired; open a new one",
             )));
         }
-        let id = DeviceId(id.try_into().map_err(|_| bad())?);
-        let record = storage
-            .device(id)?
-            .ok_or_else(|| self.refuse(ApiError::unauthenticated("unknown_device", "unknown device")))?;
-        usable(&record).map_err(|e| self.refuse(e))?;
-        // A session opened before the device's current certificate (a role change) ends, so
-        // the device's next session learns of the new certificate at once.
-        if expires.saturating_sub(SESSION_LIFETIME_MS) < record.certified_at {
-            return Err(ApiError::unauthenticated(
-                "certificate_changed",
-                "the device was re-certified; open a new session",
-            ));
-        }
-        Ok((record, expires))
+        Ok(SessionClaim { device: DeviceId(id.try_into().map_err(|_| bad())?), expires })
     }
 
     // Administrators.

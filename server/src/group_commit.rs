@@ -89,12 +89,30 @@ impl GroupCommit {
     /// Appends `items` durably and reports each one's outcome, in order. Returns once the
     /// transaction that holds them has committed.
     pub async fn push(&self, items: Vec<NewBundle>) -> Result<Vec<PushOutcome>, CommitError> {
+        match self.enqueue(items)? {
+            Some(answer) => Ok(answer.await.map_err(|_| CommitError::Stopped)??),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// [`GroupCommit::push`] for a thread that may block (never a runtime worker): it parks
+    /// until the commit instead of being woken through the runtime.
+    pub fn push_blocking(&self, items: Vec<NewBundle>) -> Result<Vec<PushOutcome>, CommitError> {
+        match self.enqueue(items)? {
+            Some(answer) => Ok(answer.blocking_recv().map_err(|_| CommitError::Stopped)??),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Queues `items` for the writer; the receiver of their outcomes, `None` when there are
+    /// none to write.
+    fn enqueue(&self, items: Vec<NewBundle>) -> Result<Option<oneshot::Receiver<Answer>>, CommitError> {
         if items.is_empty() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let (reply, answer) = oneshot::channel();
         self.queue.send(Message::Push { items, reply }).map_err(|_| CommitError::Stopped)?;
-        Ok(answer.await.map_err(|_| CommitError::Stopped)??)
+        Ok(Some(answer))
     }
 
     /// Writes everything queued so far, then stops the thread and waits for it.
@@ -109,7 +127,9 @@ impl GroupCommit {
     }
 }
 
-type Reply = oneshot::Sender<Result<Vec<PushOutcome>, StorageError>>;
+/// What the writer answers a push: each item's outcome, or why none was written.
+type Answer = Result<Vec<PushOutcome>, StorageError>;
+type Reply = oneshot::Sender<Answer>;
 
 fn writer(storage: &dyn Storage, metrics: &Metrics, receiver: &mpsc::Receiver<Message>, events: &LiveEvents) {
     let mut stopping = false;

@@ -1750,6 +1750,10 @@ fn malformed_truncated_and_oversized_requests_are_refused_and_the_server_stays_h
     });
     assert_eq!(server.sync_raw(&token, &whole[..whole.len() / 2]).error(400), "malformed");
     assert_eq!(server.sync_raw("nonsense", &whole).error(401), "bad_token");
+    // A forged token is refused before a byte of the body is read: the client sends none
+    // and waits for the answer.
+    let head = "POST /v1/sync HTTP/1.1\r\nhost: x\r\nauthorization: Bearer nonsense\r\ncontent-type: application/cbor\r\ncontent-length: 1000\r\n\r\n";
+    assert_eq!(server.raw_status(head, b"", false), 401);
 
     // Declared larger than the limit: refused before a byte of the body is read.
     let head = format!(

@@ -1184,6 +1184,9 @@ pub mod suite {
         // What the user may do, read in one transaction too.
         let access = s.user_access(bob).unwrap().unwrap();
         assert_eq!(access.user, s.user(bob).unwrap().unwrap());
+        let org = access.user.org;
+        let named = s.orgs().unwrap().into_iter().find(|o| o.id == org).unwrap().name;
+        assert_eq!(access.organisation, named);
         assert_eq!(access.policy.map(|p| p.signed), s.policy().unwrap().map(|p| p.signed));
         assert_eq!(access.plan_levels, s.plan_levels_of_user(bob).unwrap());
         assert_eq!(access.readable, s.readable_documents(bob).unwrap());

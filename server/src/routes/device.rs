@@ -24,8 +24,8 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use ed25519_dalek::{Signature, VerifyingKey};
 use eenplan_protocol::api::{
     Assignment, CertificateChain, CertificateInfo, ChallengeRequest, ChallengeResponse, EnrolRequest,
@@ -57,23 +57,28 @@ impl FromRequestParts<Arc<AppState>> for DeviceSession {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
-        let token = bearer(&parts.headers)
-            .ok_or_else(|| {
-                ApiError::unauthenticated("missing_token", "send Authorization: Bearer <session token>")
-            })?
-            .to_string();
+        let token = session_token(&parts.headers)?;
         session_for_token(state, token).await
     }
 }
 
-pub async fn session_for_token(state: &Arc<AppState>, token: String) -> Result<DeviceSession, ApiError> {
-    blocking(state, move |state| {
-        let now = now_ms();
-        let (device, expires_at) = state.auth.device_session(&*state.storage, &token, now)?;
-        state.last_seen.seen(&*state.storage, device.device_id, now);
-        Ok(DeviceSession { device, expires_at })
+/// The session token of `Authorization: Bearer`.
+pub fn session_token(headers: &HeaderMap) -> Result<String, ApiError> {
+    bearer(headers).map(str::to_string).ok_or_else(|| {
+        ApiError::unauthenticated("missing_token", "send Authorization: Bearer <session token>")
     })
-    .await
+}
+
+pub async fn session_for_token(state: &Arc<AppState>, token: String) -> Result<DeviceSession, ApiError> {
+    blocking(state, move |state| authenticate(state, &token)).await
+}
+
+/// [`session_for_token`] on a thread that may block.
+pub fn authenticate(state: &AppState, token: &str) -> Result<DeviceSession, ApiError> {
+    let now = now_ms();
+    let (device, expires_at) = state.auth.device_session(&*state.storage, token, now)?;
+    state.last_seen.seen(&*state.storage, device.device_id, now);
+    Ok(DeviceSession { device, expires_at })
 }
 
 /// `POST /v1/enrol`: claims an enrolment code (by its id) for a new key pair; the device is

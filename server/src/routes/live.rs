@@ -56,8 +56,11 @@ const RECHECK_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The largest frame a client may send (it sends nothing but pongs and close frames).
 const MAX_CLIENT_MESSAGE: usize = 4096;
-/// A socket's read buffer: one client frame at most.
-const SOCKET_BUFFER: usize = MAX_CLIENT_MESSAGE;
+/// A socket's read buffer, and the most it reads at once. A client's frames are pongs and close
+/// frames of a few bytes, and an idle socket (nearly every socket, nearly always) holds this
+/// buffer for hours: a larger one was a third of its memory. A larger frame still arrives
+/// whole (tungstenite reserves its length), in reads of this size.
+const SOCKET_BUFFER: usize = 128;
 
 #[derive(Debug, Deserialize)]
 pub struct LiveQuery {
@@ -153,11 +156,29 @@ pub async fn live(
     // look oldest and close it instead); a failed upgrade frees it with the closure.
     let place = LiveSockets::open(&state, session.device.device_id);
     let channels = Channels { hints, revocations };
-    Ok(upgrade.on_upgrade(move |socket| run(state, session, channels, readable, socket, (gauge, place))))
+    let holder = Holder::of(&session);
+    drop(session);
+    Ok(upgrade.on_upgrade(move |socket| run(state, holder, channels, readable, socket, (gauge, place))))
 }
 
 fn readable(state: &AppState, user: UserId) -> Result<HashSet<DocumentId>, ApiError> {
     Ok(state.storage.readable_documents(user)?.into_iter().map(|(document, _)| document).collect())
+}
+
+/// The little of its session a socket keeps for its life: the device's record holds its
+/// certificate and X-Wing public key (well over a KiB), which an idle socket never needs.
+#[derive(Debug, Clone, Copy)]
+struct Holder {
+    device: DeviceId,
+    user: UserId,
+    /// When the session token runs out (ms); the socket closes then.
+    expires_at: i64,
+}
+
+impl Holder {
+    fn of(session: &DeviceSession) -> Holder {
+        Holder { device: session.device.device_id, user: session.device.user, expires_at: session.expires_at }
+    }
 }
 
 /// What a socket listens to besides its client.
@@ -175,21 +196,21 @@ enum End {
 
 async fn run(
     state: Arc<AppState>,
-    session: DeviceSession,
+    holder: Holder,
     channels: Channels,
     mut readable: HashSet<DocumentId>,
     mut socket: WebSocket,
     (_gauge, place): (LiveGuard, Place),
 ) {
     let Channels { mut hints, mut revocations } = channels;
-    let me = session.device.device_id;
+    let me = holder.device;
     let (_slot, mut evicted) = place;
     let mut shutdown = state.shutting_down();
     let stopping = async move {
         let _ = shutdown.wait_for(|stopping| *stopping).await;
     };
     tokio::pin!(stopping);
-    let remaining = u64::try_from(session.expires_at.saturating_sub(now_ms())).unwrap_or(0);
+    let remaining = u64::try_from(holder.expires_at.saturating_sub(now_ms())).unwrap_or(0);
     let expiry = tokio::time::sleep(Duration::from_millis(remaining));
     tokio::pin!(expiry);
     let mut recheck =
@@ -207,21 +228,21 @@ async fn run(
             },
             revoked = revocations.recv() => match revoked {
                 // Revoked, or re-certified (a role change): either way this session is over.
-                Ok(device) if device == me => match check(&state, &session, false).await {
+                Ok(device) if device == me => match check(&state, holder, false).await {
                     Ok(Check::Active(_)) => break End::Close(close_code::POLICY, "device re-certified"),
                     _ => break End::Close(close_code::POLICY, "device revoked"),
                 },
                 Ok(_) => {}
                 Err(RecvError::Closed) => break End::Close(close_code::AWAY, "server shutting down"),
                 // Announcements were dropped: one of them may have been this device's.
-                Err(RecvError::Lagged(_)) => match check(&state, &session, false).await {
+                Err(RecvError::Lagged(_)) => match check(&state, holder, false).await {
                     Ok(Check::Gone) => break End::Close(close_code::POLICY, "device revoked"),
                     Ok(Check::Active(_)) => {}
                     Err(e) => tracing::warn!(error = %e, "live check failed"),
                 },
             },
             _ = recheck.tick() => {
-                match check(&state, &session, true).await {
+                match check(&state, holder, true).await {
                     Ok(Check::Active(fresh)) => readable = fresh.unwrap_or(readable),
                     Ok(Check::Gone) => break End::Close(close_code::POLICY, "device revoked"),
                     Err(e) => tracing::warn!(error = %e, "live recheck failed"),
@@ -248,7 +269,7 @@ async fn run(
                 }
                 // After lost hints, the grants they announced may be unknown here too.
                 let unknown = resync || documents.iter().any(|d| !readable.contains(d));
-                match check(&state, &session, unknown).await {
+                match check(&state, holder, unknown).await {
                     Ok(Check::Active(fresh)) => readable = fresh.unwrap_or(readable),
                     Ok(Check::Gone) => break End::Close(close_code::POLICY, "device revoked"),
                     Err(e) => tracing::warn!(error = %e, "live check failed"),
@@ -274,9 +295,8 @@ enum Check {
 
 /// Looks the device up again and, when `reload`, re-reads what it may read (a hint for a
 /// document outside the set may follow a new grant).
-async fn check(state: &Arc<AppState>, session: &DeviceSession, reload: bool) -> Result<Check, ApiError> {
-    let id = session.device.device_id;
-    let user = session.device.user;
+async fn check(state: &Arc<AppState>, holder: Holder, reload: bool) -> Result<Check, ApiError> {
+    let Holder { device: id, user, .. } = holder;
     blocking(state, move |state| {
         if !state.storage.device(id)?.is_some_and(|d| d.state == DeviceState::Active) {
             return Ok(Check::Gone);

@@ -336,8 +336,11 @@ impl<B: Backend> Storage for B {
     fn user_access(&self, user: UserId) -> Result<Option<UserAccess>> {
         read(self, |rows| {
             let Some(record) = rows.user(user)? else { return Ok(None) };
+            let organisation =
+                rows.orgs()?.into_iter().find(|o| o.id == record.org).map(|o| o.name).unwrap_or_default();
             Ok(Some(UserAccess {
                 user: record,
+                organisation,
                 policy: rows.policy()?,
                 plan_levels: rows.plan_levels_of_user(user)?,
                 readable: rows.readable(user)?,

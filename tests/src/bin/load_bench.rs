@@ -8,16 +8,18 @@
 //! target/release/load_bench --quick    # 8 devices × 20 pushes, 2 readers, 2 runs; ≈ 40 s
 //! ```
 //!
-//! The full run took 10 min 57 s on 2 cores shared with other builds (setup on SQLite 1 min
-//! 52 s, on PostgreSQL 3 min 44 s; eenplan runs 16–50 s each; automerge-repo runs ≈ 25 s
-//! each). Its figures (2026-12-04), medians of 3:
+//! The full run took 4 min 9 s on 2 cores shared with a helper's build (setup on SQLite
+//! 1 min 21 s, on PostgreSQL 1 min 17 s). Its figures (2026-12-05), medians of 3:
 //!
 //! ```text
-//! server CPU per accepted push     SQLite 3.050 ms | PostgreSQL 3.026 ms, incl. PostgreSQL 7.620 ms | automerge-repo 1.582 ms
-//! pushes per server-CPU-second     SQLite 328      | PostgreSQL 330, incl. PostgreSQL 131            | automerge-repo 632
-//! server CPU per delivered bundle  SQLite 16.0 µs  | PostgreSQL 19.0 µs, incl. PostgreSQL 54.0 µs    |
-//! RSS per idle live socket         SQLite 14.1 KiB | PostgreSQL 12.9 KiB                             | automerge-repo 13.5 KiB
+//! server CPU per accepted push     SQLite 0.528 ms | PostgreSQL 1.280 ms, incl. PostgreSQL 3.768 ms | automerge-repo 1.618 ms
+//! pushes per server-CPU-second     SQLite 1894     | PostgreSQL 781, incl. PostgreSQL 265            | automerge-repo 618
+//! server CPU per delivered bundle  SQLite 3.0 µs   | PostgreSQL 21.0 µs, incl. PostgreSQL 51.5 µs    |
+//! RSS per idle live socket         SQLite 5.1 KiB  | PostgreSQL 3.3 KiB                              | automerge-repo 15.2 KiB
 //! ```
+//!
+//! (2026-12-04, before the third pass on the server's cost: SQLite 328 and PostgreSQL 330
+//! pushes per server-CPU-second, 14.1 KiB per idle socket; automerge-repo 632 and 13.5 KiB.)
 //!
 //! Options: `--only e,a` runs some measures; `--devices N`, `--edits N` (at most 500),
 //! `--readers N`, `--threads N`, `--runs N` override the sizes. Progress goes to stderr, the

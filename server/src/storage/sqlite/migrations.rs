@@ -345,6 +345,88 @@ const MIGRATIONS: &[&str] = &[
          stale_after BIGINT NOT NULL
      ) WITHOUT ROWID;
      CREATE INDEX admin_signatures_by_stale_after ON admin_signatures (stale_after);",
+    // 14: the tables whose rows carry an X-Wing key or ciphertext (over a KiB) become rowid
+    //     tables. In a `WITHOUT ROWID` table the whole row is the b-tree's key: a row past
+    //     about a KiB spills onto overflow pages, and every comparison of a lookup reads the
+    //     whole row back. A device lookup or an envelope check read 2–3 KiB per step (a
+    //     tenth of the server's CPU per push, `load_bench` profile 2026-12-05); in a rowid
+    //     table the lookup walks a small index. `devices` is referred to by foreign keys, so
+    //     it is dropped and made again under its own name with the checks deferred: making
+    //     its rows again settles every reference before the commit checks them.
+    //     And the size of a document's change bundles after its snapshot, which every
+    //     complete answer weighs for each document the device holds, is read from an index
+    //     alone (`epoch_and_tail`), not from each bundle's row.
+    "PRAGMA defer_foreign_keys = ON;
+     CREATE TABLE devices_before_14 AS SELECT * FROM devices;
+     DROP TABLE devices;
+     CREATE TABLE devices (
+         device_id         BLOB NOT NULL PRIMARY KEY,
+         user_id           BIGINT NOT NULL REFERENCES users (user_id),
+         signing_public    BLOB NOT NULL,
+         agreement_public  BLOB NOT NULL,
+         certificate       BLOB,
+         state             TEXT NOT NULL CHECK (state IN ('pending', 'active', 'revoked')),
+         created_at        BIGINT NOT NULL,
+         revoked_at        BIGINT,
+         key_mac           BLOB NOT NULL DEFAULT X'',
+         revocation_reason TEXT,
+         certified_at      BIGINT NOT NULL DEFAULT 0,
+         last_session_at   BIGINT,
+         wipe_nonce_hash   BLOB,
+         label             TEXT,
+         platform          TEXT,
+         label_signature   BLOB,
+         last_seen_at      BIGINT
+     );
+     INSERT INTO devices (
+             device_id, user_id, signing_public, agreement_public, certificate, state, created_at,
+             revoked_at, key_mac, revocation_reason, certified_at, last_session_at, wipe_nonce_hash,
+             label, platform, label_signature, last_seen_at)
+         SELECT device_id, user_id, signing_public, agreement_public, certificate, state, created_at,
+             revoked_at, key_mac, revocation_reason, certified_at, last_session_at, wipe_nonce_hash,
+             label, platform, label_signature, last_seen_at
+         FROM devices_before_14;
+     DROP TABLE devices_before_14;
+     CREATE INDEX devices_by_user ON devices (user_id);
+     CREATE TABLE envelopes_14 (
+         recipient   BLOB NOT NULL REFERENCES devices (device_id),
+         plan_id     BLOB NOT NULL,
+         compartment SMALLINT NOT NULL,
+         epoch       BIGINT NOT NULL,
+         bytes       BLOB NOT NULL,
+         position    BIGINT NOT NULL DEFAULT 0,
+         sealer      BLOB,
+         PRIMARY KEY (recipient, plan_id, compartment, epoch)
+     );
+     INSERT INTO envelopes_14 (recipient, plan_id, compartment, epoch, bytes, position, sealer)
+         SELECT recipient, plan_id, compartment, epoch, bytes, position, sealer FROM envelopes;
+     DROP TABLE envelopes;
+     ALTER TABLE envelopes_14 RENAME TO envelopes;
+     CREATE INDEX envelopes_by_recipient ON envelopes (recipient, position);
+     CREATE INDEX envelopes_by_document ON envelopes (plan_id, compartment, epoch);
+     CREATE TABLE escrow_envelopes_14 (
+         plan_id     BLOB NOT NULL,
+         compartment SMALLINT NOT NULL,
+         epoch       BIGINT NOT NULL,
+         bytes       BLOB NOT NULL,
+         PRIMARY KEY (plan_id, compartment, epoch)
+     );
+     INSERT INTO escrow_envelopes_14 (plan_id, compartment, epoch, bytes)
+         SELECT plan_id, compartment, epoch, bytes FROM escrow_envelopes;
+     DROP TABLE escrow_envelopes;
+     ALTER TABLE escrow_envelopes_14 RENAME TO escrow_envelopes;
+     CREATE TABLE device_certificates_14 (
+         device_id   BLOB NOT NULL REFERENCES devices (device_id),
+         valid_from  BIGINT NOT NULL,
+         certificate BLOB NOT NULL,
+         PRIMARY KEY (device_id, valid_from)
+     );
+     INSERT INTO device_certificates_14 (device_id, valid_from, certificate)
+         SELECT device_id, valid_from, certificate FROM device_certificates;
+     DROP TABLE device_certificates;
+     ALTER TABLE device_certificates_14 RENAME TO device_certificates;
+     CREATE INDEX bundles_by_kind ON bundles (plan_id, compartment, kind, seq, size);
+     PRAGMA defer_foreign_keys = OFF;",
 ];
 
 /// The schema version this build writes.
@@ -470,5 +552,104 @@ mod tests {
                 tx.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| row.get(0)).unwrap();
             assert_eq!(count, 0);
         }
+    }
+
+    /// Every row of the tables schema 14 makes again, and of the tables that refer to them.
+    fn rows_of_the_rebuilt_tables(conn: &rusqlite::Connection) -> Vec<(String, Vec<String>)> {
+        let tables = [
+            "devices",
+            "envelopes",
+            "escrow_envelopes",
+            "device_certificates",
+            "plans",
+            "wipe_orders",
+            "wipe_reports",
+            "refused_sealers",
+            "audit_uploads",
+        ];
+        tables
+            .iter()
+            .map(|table| {
+                let mut stmt = conn.prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2")).unwrap();
+                let width = stmt.column_count();
+                let rows = stmt
+                    .query_map([], |row| {
+                        let cells: Vec<String> =
+                            (0..width).map(|i| format!("{:?}", row.get_ref(i).unwrap())).collect();
+                        Ok(cells.join("|"))
+                    })
+                    .unwrap()
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap();
+                assert!(!rows.is_empty(), "{table} has rows to carry over");
+                ((*table).to_string(), rows)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn schema_14_keeps_every_row_and_reference_while_the_key_tables_become_rowid_tables() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        // As the server opens its database: references are checked, here at the commit.
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        let tx = conn.transaction().unwrap();
+        for sql in &MIGRATIONS[..13] {
+            tx.execute_batch(sql).unwrap();
+        }
+        tx.pragma_update(None, "user_version", 13).unwrap();
+        tx.execute_batch(
+            "INSERT INTO orgs (org_id, name, lease_hours) VALUES (1, 'o', 1);
+             INSERT INTO users (user_id, org_id, name, role) VALUES (1, 1, 'u', 'r');
+             INSERT INTO devices (device_id, user_id, signing_public, agreement_public, state, created_at,
+                                  label, last_seen_at)
+                 VALUES (X'02', 1, X'03', zeroblob(1216), 'active', 6, 'telefoon', 9),
+                        (X'12', 1, X'13', zeroblob(1216), 'revoked', 7, NULL, NULL);
+             INSERT INTO plans (plan_id, creator_user, created_by, created_at) VALUES (X'05', 1, X'02', 8);
+             INSERT INTO envelopes (recipient, plan_id, compartment, epoch, bytes, position, sealer)
+                 VALUES (X'02', X'05', 0, 1, zeroblob(1200), 1, X'12'), (X'12', X'05', 0, 1, X'01', 2, NULL);
+             INSERT INTO escrow_envelopes (plan_id, compartment, epoch, bytes) VALUES (X'05', 0, 1, zeroblob(1200));
+             INSERT INTO device_certificates (device_id, valid_from, certificate) VALUES (X'02', 1, zeroblob(1400));
+             INSERT INTO wipe_orders (device_id, signed, stored_at) VALUES (X'12', X'0a', 10);
+             INSERT INTO wipe_reports (device_id, signed, wiped_at) VALUES (X'12', X'0b', 11);
+             INSERT INTO refused_sealers (recipient, plan_id, compartment, epoch, sealer)
+                 VALUES (X'02', X'05', 0, 1, X'12');
+             INSERT INTO audit_uploads (device_id, org_id, first_seq, last_seq, head, key_version, digest,
+                                        bytes, received_at)
+                 VALUES (X'02', 1, 1, 2, X'0c', 1, X'0d', X'0e', 12);",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        let before = rows_of_the_rebuilt_tables(&conn);
+
+        let tx = conn.transaction().unwrap();
+        migrate(&tx).unwrap();
+        // The deferred references are checked here: a device row the migration lost fails it.
+        tx.commit().unwrap();
+
+        assert_eq!(rows_of_the_rebuilt_tables(&conn), before);
+        let violations: i64 =
+            conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |row| row.get(0)).unwrap();
+        assert_eq!(violations, 0);
+        for table in ["devices", "envelopes", "escrow_envelopes", "device_certificates"] {
+            let sql: String = conn
+                .query_row(
+                    "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+                    [table],
+                    |row| row.get(0),
+                )
+                .unwrap();
+            assert!(!sql.to_uppercase().contains("WITHOUT ROWID"), "{table} is still WITHOUT ROWID");
+        }
+        // The references still hold both ways.
+        assert!(
+            conn.execute(
+                "INSERT INTO envelopes (recipient, plan_id, compartment, epoch, bytes) VALUES (X'77', X'05', 1, 1, X'00')",
+                [],
+            )
+            .is_err()
+        );
+        assert!(conn.execute("DELETE FROM devices WHERE device_id = X'02'", []).is_err());
+        let defer: i64 = conn.query_row("PRAGMA defer_foreign_keys", [], |row| row.get(0)).unwrap();
+        assert_eq!(defer, 0, "the migration leaves references checked at once");
     }
 }

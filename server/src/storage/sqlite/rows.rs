@@ -13,7 +13,6 @@ use crate::storage::{
     PlanId, PolicyRecord, Reader, Result, ServerEventRecord, StorageError, StoredAuditUpload, StoredBundle,
     StoredName, TailStats, User, UserId,
 };
-use eenplan_protocol::policy::{MAX_POLICY_LEN, Policy, SignedPolicy};
 
 const SERVER_SECRET: &str = "server_secret";
 const SERVER_AUDIT_SEED: &str = "server_audit_seed";
@@ -1454,14 +1453,7 @@ pub(super) fn on_revocation_list(conn: &Connection, device: DeviceId) -> Result<
 pub(super) fn policy(conn: &Connection) -> Result<Option<PolicyRecord>> {
     let signed: Option<Vec<u8>> =
         conn.row("SELECT signed FROM policy WHERE id = 1", [], |row| row.get(0)).optional()?;
-    let Some(signed) = signed else { return Ok(None) };
-    // Verified when it was stored; read back only to hand out the table.
-    let body = SignedPolicy::from_bytes(&signed)
-        .map_err(|e| StorageError::Corrupt(format!("the stored policy: {e}")))?
-        .body;
-    let policy: Policy = eenplan_protocol::sync::decode(&body, MAX_POLICY_LEN)
-        .map_err(|e| StorageError::Corrupt(format!("the stored policy's table: {e}")))?;
-    Ok(Some(PolicyRecord { signed, policy }))
+    signed.map(PolicyRecord::from_stored).transpose()
 }
 
 /// An earlier (or the current) signed policy, by version.
