@@ -28,15 +28,19 @@
 //! certificate and policy at once, without the lock, and applies the answer again.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use eenplan_protocol::api::{self, CertificateInfo, PolicyInfo, hex, unhex};
 use eenplan_protocol::certificate::{Certificate, DeviceBody};
 use eenplan_protocol::epoch::Commitment;
+use eenplan_protocol::membership::Roster;
 use eenplan_protocol::policy::{BASE_LEVEL, Policy, SignedPolicy};
 use serde::{Deserialize, Serialize};
 
+use super::membership::HeldChain;
 use super::transport::Transport;
 use super::{CertificateState, STATE_POLICY, SyncError, cbor, from_cbor, verify_own};
+use crate::crypto::sha256;
 use crate::device::Device;
 use crate::error::CoreError;
 use crate::ids::PlanId;
@@ -105,6 +109,33 @@ pub(super) struct Judge {
     /// The newest revocation list, fetched in this sync ([`super::revocations`]).
     revocations: Option<Fetched>,
     wanted_revocations: bool,
+    /// What judging read before, by exactly what it was read from: a first sync judges
+    /// hundreds of bundles, witnesses and envelopes by a few authors and one chain per plan.
+    memo: Memo,
+}
+
+/// Entries a [`Memo`] map holds before it starts again: a peer that names many authors or
+/// plans costs the reads again, never unbounded memory.
+const MAX_MEMO: usize = 1024;
+
+/// Results of pure functions of their inputs, keyed by those inputs (the digest of the bytes
+/// read, the root, the moment), so an entry is never stale: a changed chain or certificate is
+/// a new key, and nothing needs forgetting between passes or rounds.
+#[derive(Debug, Default)]
+struct Memo {
+    /// (author, digest of its encoded chains, root, moment) → its verified certificates.
+    certificates: HashMap<([u8; 16], [u8; 32], [u8; 32], i64), Vec<DeviceBody>>,
+    /// Digest of a plan's stored membership chain → the roster it folds into.
+    rosters: HashMap<[u8; 32], Arc<Roster>>,
+}
+
+impl Memo {
+    fn keep<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, key: K, value: V) {
+        if map.len() >= MAX_MEMO {
+            map.clear();
+        }
+        map.insert(key, value);
+    }
 }
 
 /// The newest revocation list as far as this sync fetched it.
@@ -233,6 +264,35 @@ fn decode_chains(bytes: &[u8]) -> Result<Vec<CertificateState>, CoreError> {
     }
 }
 
+/// The verified certificates of `author` (oldest first, the last current) in its encoded
+/// chains, checked against the root at `trust.now`.
+fn verify_chains(trust: Trust<'_>, author: &[u8; 16], encoded: &[u8]) -> Result<Vec<DeviceBody>, CoreError> {
+    let mut bodies = Vec::new();
+    for state in decode_chains(encoded)? {
+        // A bundle outlives its author's certificate: history written while a certificate
+        // was valid stays readable after it expires. Check the chain, not today's date;
+        // the server refuses sessions to devices that may no longer write.
+        let window = Certificate::from_bytes(&state.certificate)
+            .and_then(|c| c.claimed_device_body())
+            .map_err(|e| SyncError::UntrustedCertificate(e.to_string()))?;
+        let at = trust.now.min(window.valid_until_ms).max(window.valid_from_ms);
+        bodies.push(verify_own(&state, trust.root, at)?);
+    }
+    let Some(current) = bodies.last() else {
+        return Err(SyncError::UntrustedCertificate("no certificate".into()).into());
+    };
+    // A new role keeps the device's keys; a "certificate" with other keys is another
+    // device's, whoever signed it.
+    let keys = (current.device_id, current.signing_public, current.agreement_public.clone());
+    if current.device_id != *author
+        || bodies.iter().any(|b| (b.device_id, b.signing_public, b.agreement_public.clone()) != keys)
+    {
+        return Err(SyncError::UntrustedCertificate("certificate of another device".into()).into());
+    }
+    bodies.sort_by_key(|b| b.valid_from_ms);
+    Ok(bodies)
+}
+
 impl Device {
     /// The verified certificates of a device, oldest first (the last is current): from this
     /// sync's fetches, the local cache, or (when neither has them, or `fresh` asks for the
@@ -263,29 +323,12 @@ impl Device {
                 }
             },
         };
-        let mut bodies = Vec::new();
-        for state in decode_chains(&encoded)? {
-            // A bundle outlives its author's certificate: history written while a certificate
-            // was valid stays readable after it expires. Check the chain, not today's date;
-            // the server refuses sessions to devices that may no longer write.
-            let window = Certificate::from_bytes(&state.certificate)
-                .and_then(|c| c.claimed_device_body())
-                .map_err(|e| SyncError::UntrustedCertificate(e.to_string()))?;
-            let at = trust.now.min(window.valid_until_ms).max(window.valid_from_ms);
-            bodies.push(verify_own(&state, trust.root, at)?);
+        let key = (*author, sha256(&encoded), *trust.root, trust.now);
+        if let Some(bodies) = judge.memo.certificates.get(&key) {
+            return Ok(bodies.clone());
         }
-        let Some(current) = bodies.last() else {
-            return Err(SyncError::UntrustedCertificate("no certificate".into()).into());
-        };
-        // A new role keeps the device's keys; a "certificate" with other keys is another
-        // device's, whoever signed it.
-        let keys = (current.device_id, current.signing_public, current.agreement_public.clone());
-        if current.device_id != *author
-            || bodies.iter().any(|b| (b.device_id, b.signing_public, b.agreement_public.clone()) != keys)
-        {
-            return Err(SyncError::UntrustedCertificate("certificate of another device".into()).into());
-        }
-        bodies.sort_by_key(|b| b.valid_from_ms);
+        let bodies = verify_chains(trust, author, &encoded)?;
+        Memo::keep(&mut judge.memo.certificates, key, bodies.clone());
         Ok(bodies)
     }
 
@@ -376,8 +419,8 @@ impl Device {
             None => self.stored_epoch_rules(plan, compartment, epoch)?,
         };
         let then = rules.map(|r| (r.policy_version, r.made_at_ms));
-        let levels =
-            self.levels_of(plan, rules.map_or((0, i64::MAX), |r| (r.membership_seq, r.made_at_ms)))?;
+        let since = rules.map_or((0, i64::MAX), |r| (r.membership_seq, r.made_at_ms));
+        let levels = self.levels_of(judge, plan, since)?;
         let allowed = self.allowed_by(trust, judge, author, then, newest, |policy, role| {
             levels.iter().any(|level| policy.may_write_at(role, compartment as u8, level))
         })?;
@@ -402,7 +445,7 @@ impl Device {
             .document()
             .map(|d| PlanId::from_bytes(d.plan))
             .map_err(|e| SyncError::Protocol(e.to_string()))?;
-        let levels = self.levels_of(plan, (commitment.membership_seq, commitment.made_at_ms))?;
+        let levels = self.levels_of(judge, plan, (commitment.membership_seq, commitment.made_at_ms))?;
         self.allowed_by(trust, judge, minter, then, newest, |policy, role| {
             levels.iter().any(|level| policy.may_read_at(role, compartment, level))
         })
@@ -412,14 +455,32 @@ impl Device {
     /// `seq`, or, when its maker named none, at the position in force at `made_at_ms`): a
     /// write in that epoch was made at one of them, and is judged by its rules. A device with
     /// more of the chain judges by more levels, never fewer, so a write it took stays taken.
-    fn levels_of(&self, plan: PlanId, (seq, made_at_ms): (u32, i64)) -> Result<Vec<String>, CoreError> {
-        Ok(match self.roster(&plan)? {
+    fn levels_of(
+        &self,
+        judge: &mut Judge,
+        plan: PlanId,
+        (seq, made_at_ms): (u32, i64),
+    ) -> Result<Vec<String>, CoreError> {
+        Ok(match self.judged_roster(judge, plan)? {
             Some(roster) => {
                 let seq = if seq == 0 { roster.seq_at_time(made_at_ms) } else { seq };
                 roster.levels_since(seq)
             }
             None => vec![BASE_LEVEL.to_owned()],
         })
+    }
+
+    /// The plan's roster by its stored chain ([`Device::roster`]), read once per chain a sync
+    /// sees.
+    fn judged_roster(&self, judge: &mut Judge, plan: PlanId) -> Result<Option<Arc<Roster>>, CoreError> {
+        let Some(bytes) = self.store().membership(plan)? else { return Ok(None) };
+        let key = sha256(&bytes);
+        if let Some(roster) = judge.memo.rosters.get(&key) {
+            return Ok(Some(Arc::clone(roster)));
+        }
+        let roster = Arc::new(from_cbor::<HeldChain>(&bytes, "membership chain")?.roster);
+        Memo::keep(&mut judge.memo.rosters, key, Arc::clone(&roster));
+        Ok(Some(roster))
     }
 
     /// The one rule behind [`Device::may_write`] and [`Device::may_have_made`]: `permits`
