@@ -158,6 +158,23 @@ impl Judge {
         self.wanted_revocations = false;
     }
 
+    /// `author`'s certificates verified from `encoded` ([`verify_chains`]), once per sync for
+    /// the same bytes, root and moment.
+    fn verified(
+        &mut self,
+        trust: Trust<'_>,
+        author: &[u8; 16],
+        encoded: &[u8],
+    ) -> Result<Vec<DeviceBody>, CoreError> {
+        let key = (*author, sha256(encoded), *trust.root, trust.now);
+        if let Some(bodies) = self.memo.certificates.get(&key) {
+            return Ok(bodies.clone());
+        }
+        let bodies = verify_chains(trust, author, encoded)?;
+        Memo::keep(&mut self.memo.certificates, key, bodies.clone());
+        Ok(bodies)
+    }
+
     /// Asks for `device`'s certificates unless this sync fetched them or `cached` holds them.
     pub fn want_unless_known(&mut self, device: [u8; 16], cached: bool) {
         if !cached && !self.certificates.contains_key(&device) {
@@ -323,13 +340,7 @@ impl Device {
                 }
             },
         };
-        let key = (*author, sha256(&encoded), *trust.root, trust.now);
-        if let Some(bodies) = judge.memo.certificates.get(&key) {
-            return Ok(bodies.clone());
-        }
-        let bodies = verify_chains(trust, author, &encoded)?;
-        Memo::keep(&mut judge.memo.certificates, key, bodies.clone());
-        Ok(bodies)
+        judge.verified(trust, author, &encoded)
     }
 
     /// The device's current certificate body.
@@ -534,6 +545,50 @@ mod tests {
             valid_until_ms: from + 1_000,
             issuer: [4; 32],
         }
+    }
+
+    /// A root, an administrator it certified, and one device's chain as the cache keeps it
+    /// (signed by `signer`, which is the administrator unless a forger's key is given).
+    fn chains(signer: Option<&ed25519_dalek::SigningKey>) -> ([u8; 32], [u8; 16], Vec<u8>) {
+        use ed25519_dalek::SigningKey;
+        use eenplan_protocol::certificate::{AdminBody, device_id_of};
+        let root = SigningKey::from_bytes(&[7; 32]);
+        let admin = SigningKey::from_bytes(&[8; 32]);
+        let device = SigningKey::from_bytes(&[9; 32]);
+        let admin_body = AdminBody {
+            admin_public: admin.verifying_key().to_bytes(),
+            name: "beheer".into(),
+            issued_at_ms: 0,
+            organisation: None,
+        };
+        let admin_certificate = Certificate::sign_admin(&admin_body, &root).to_bytes();
+        let signing_public = device.verifying_key().to_bytes();
+        let body = DeviceBody {
+            device_id: device_id_of(&signing_public),
+            signing_public,
+            issuer: admin.verifying_key().to_bytes(),
+            ..body("wijkteam", 0)
+        };
+        let certificate = Certificate::sign_device(&body, signer.unwrap_or(&admin)).to_bytes();
+        let state = CertificateState { certificate, admin_certificate, lease_hours: 72 };
+        (root.verifying_key().to_bytes(), body.device_id, cbor(&AuthorChains { chains: vec![state] }))
+    }
+
+    #[test]
+    fn a_chain_verified_earlier_in_a_sync_vouches_for_those_bytes_only() {
+        let (root, author, good) = chains(None);
+        let forger = ed25519_dalek::SigningKey::from_bytes(&[6; 32]);
+        let (_, _, forged) = chains(Some(&forger));
+        let trust = Trust { root: &root, now: 500 };
+        let mut judge = Judge::default();
+        let bodies = judge.verified(trust, &author, &good).unwrap();
+        assert_eq!(bodies.last().map(|b| b.device_id), Some(author));
+        // The same author and moment, other bytes: verified on their own, and refused.
+        assert!(judge.verified(trust, &author, &forged).is_err());
+        // Known bytes stay good, under the same root only.
+        assert!(judge.verified(trust, &author, &good).is_ok());
+        let other_root = [1; 32];
+        assert!(judge.verified(Trust { root: &other_root, now: 500 }, &author, &good).is_err());
     }
 
     #[test]
