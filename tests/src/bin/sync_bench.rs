@@ -920,6 +920,8 @@ fn measure_b(cfg: &Config, table: &mut Table) {
             device.read(plan).expect("read a plan");
         }
         let elapsed = start.elapsed();
+        // A mark for a profiler attached to this process: the timed part ends here.
+        eprintln!("b: run {}: timed part done", run + 1);
         assert!(report.refused.is_empty(), "{:?}", report.refused);
         // Keys travel on a cursor of their own, ahead of the history: each exactly once.
         assert_eq!(report.envelopes_received, plans.len() * Compartment::ALL.len());
