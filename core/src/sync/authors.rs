@@ -123,11 +123,14 @@ const MAX_MEMO: usize = 1024;
 /// a new key, and nothing needs forgetting between passes or rounds.
 #[derive(Debug, Default)]
 struct Memo {
-    /// (author, digest of its encoded chains, root, moment) → its verified certificates.
-    certificates: HashMap<([u8; 16], [u8; 32], [u8; 32], i64), Vec<DeviceBody>>,
+    certificates: HashMap<ChainsRead, Vec<DeviceBody>>,
     /// Digest of a plan's stored membership chain → the roster it folds into.
     rosters: HashMap<[u8; 32], Arc<Roster>>,
 }
+
+/// What a device's verified certificates are read from: the author, the SHA-256 of its
+/// encoded chains, the root and the moment they were checked at.
+type ChainsRead = ([u8; 16], [u8; 32], [u8; 32], i64);
 
 impl Memo {
     fn keep<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, key: K, value: V) {
