@@ -55,7 +55,7 @@ pub mod vocab;
 
 use std::sync::Arc;
 
-use automerge::{ActorId, Automerge, ChangeHash};
+use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
@@ -85,10 +85,11 @@ pub struct Added {
     pub compartment: Compartment,
     pub since: Vec<ChangeHash>,
     pub count: usize,
-    /// The bytes of the received document (a snapshot) that the compartment's document is,
-    /// exactly: none held before, nothing applied after. Stored as they are where the whole
-    /// document is stored, instead of a new `save()` of the same changes.
-    pub received: Option<Vec<u8>>,
+    /// The compartment's whole document, encoded, where it is to be stored whole: the
+    /// received snapshot's own bytes when the document is exactly that snapshot (none held
+    /// before, nothing applied after), else its `save()`, made on the merge thread that
+    /// built it (`sync::incoming::arrive`) rather than in the store's one transaction.
+    pub saved: Option<Vec<u8>>,
 }
 
 /// The version of the document layout above; written into every compartment.
@@ -384,8 +385,13 @@ impl Plan {
             .filter_map(|c| {
                 let doc = self.docs[c.index()].as_ref()?;
                 let since = heads[c.index()].clone();
-                let count = doc.get_changes_meta(&since).len();
-                (count > 0).then_some(Added { compartment: c, since, count, received: None })
+                // From nothing, every change of the graph was added: counted without listing
+                // them (a compartment received whole holds thousands).
+                let count = match since.is_empty() {
+                    true => usize::try_from(doc.stats().num_changes).unwrap_or(usize::MAX),
+                    false => doc.get_changes_meta(&since).len(),
+                };
+                (count > 0).then_some(Added { compartment: c, since, count, saved: None })
             })
             .collect()
     }

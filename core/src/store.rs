@@ -605,10 +605,10 @@ impl StoreWriter<'_> {
             let Ok(doc) = plan.doc(added.compartment) else { continue };
             let doc_key = self.keys.doc_key(plan.id(), added.compartment);
             if records::change_rows(self.tx, &doc_key)? + added.count as u64 >= COMPACT_AFTER_CHANGES {
-                // The received snapshot's own bytes, where the document is exactly it: they
-                // load into the same document (`records::load_plan` loads what
-                // `plan::load_unchecked` loaded), and a new `save()` costs a pass over it.
-                let saved = match &added.received {
+                // Encoded on the merge thread where it could be (a received snapshot's own
+                // bytes load into the same document: `records::load_plan` loads what
+                // `plan::load_unchecked` loaded); a `save()` here otherwise.
+                let saved = match &added.saved {
                     Some(bytes) => std::borrow::Cow::Borrowed(bytes.as_slice()),
                     None => std::borrow::Cow::Owned(doc.save()),
                 };

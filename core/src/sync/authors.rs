@@ -28,15 +28,19 @@
 //! certificate and policy at once, without the lock, and applies the answer again.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use eenplan_protocol::api::{self, CertificateInfo, PolicyInfo, hex, unhex};
 use eenplan_protocol::certificate::{Certificate, DeviceBody};
 use eenplan_protocol::epoch::Commitment;
+use eenplan_protocol::membership::Roster;
 use eenplan_protocol::policy::{BASE_LEVEL, Policy, SignedPolicy};
 use serde::{Deserialize, Serialize};
 
+use super::membership::HeldChain;
 use super::transport::Transport;
 use super::{CertificateState, STATE_POLICY, SyncError, cbor, from_cbor, verify_own};
+use crate::crypto::sha256;
 use crate::device::Device;
 use crate::error::CoreError;
 use crate::ids::PlanId;
@@ -105,6 +109,36 @@ pub(super) struct Judge {
     /// The newest revocation list, fetched in this sync ([`super::revocations`]).
     revocations: Option<Fetched>,
     wanted_revocations: bool,
+    /// What judging read before, by exactly what it was read from: a first sync judges
+    /// hundreds of bundles, witnesses and envelopes by a few authors and one chain per plan.
+    memo: Memo,
+}
+
+/// Entries a [`Memo`] map holds before it starts again: a peer that names many authors or
+/// plans costs the reads again, never unbounded memory.
+const MAX_MEMO: usize = 1024;
+
+/// Results of pure functions of their inputs, keyed by those inputs (the digest of the bytes
+/// read, the root, the moment), so an entry is never stale: a changed chain or certificate is
+/// a new key, and nothing needs forgetting between passes or rounds.
+#[derive(Debug, Default)]
+struct Memo {
+    certificates: HashMap<ChainsRead, Vec<DeviceBody>>,
+    /// Digest of a plan's stored membership chain → the roster it folds into.
+    rosters: HashMap<[u8; 32], Arc<Roster>>,
+}
+
+/// What a device's verified certificates are read from: the author, the SHA-256 of its
+/// encoded chains, the root and the moment they were checked at.
+type ChainsRead = ([u8; 16], [u8; 32], [u8; 32], i64);
+
+impl Memo {
+    fn keep<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, key: K, value: V) {
+        if map.len() >= MAX_MEMO {
+            map.clear();
+        }
+        map.insert(key, value);
+    }
 }
 
 /// The newest revocation list as far as this sync fetched it.
@@ -125,6 +159,23 @@ impl Judge {
         self.wanted_certificates.clear();
         self.wanted_policies.clear();
         self.wanted_revocations = false;
+    }
+
+    /// `author`'s certificates verified from `encoded` ([`verify_chains`]), once per sync for
+    /// the same bytes, root and moment.
+    fn verified(
+        &mut self,
+        trust: Trust<'_>,
+        author: &[u8; 16],
+        encoded: &[u8],
+    ) -> Result<Vec<DeviceBody>, CoreError> {
+        let key = (*author, sha256(encoded), *trust.root, trust.now);
+        if let Some(bodies) = self.memo.certificates.get(&key) {
+            return Ok(bodies.clone());
+        }
+        let bodies = verify_chains(trust, author, encoded)?;
+        Memo::keep(&mut self.memo.certificates, key, bodies.clone());
+        Ok(bodies)
     }
 
     /// Asks for `device`'s certificates unless this sync fetched them or `cached` holds them.
@@ -233,6 +284,35 @@ fn decode_chains(bytes: &[u8]) -> Result<Vec<CertificateState>, CoreError> {
     }
 }
 
+/// The verified certificates of `author` (oldest first, the last current) in its encoded
+/// chains, checked against the root at `trust.now`.
+fn verify_chains(trust: Trust<'_>, author: &[u8; 16], encoded: &[u8]) -> Result<Vec<DeviceBody>, CoreError> {
+    let mut bodies = Vec::new();
+    for state in decode_chains(encoded)? {
+        // A bundle outlives its author's certificate: history written while a certificate
+        // was valid stays readable after it expires. Check the chain, not today's date;
+        // the server refuses sessions to devices that may no longer write.
+        let window = Certificate::from_bytes(&state.certificate)
+            .and_then(|c| c.claimed_device_body())
+            .map_err(|e| SyncError::UntrustedCertificate(e.to_string()))?;
+        let at = trust.now.min(window.valid_until_ms).max(window.valid_from_ms);
+        bodies.push(verify_own(&state, trust.root, at)?);
+    }
+    let Some(current) = bodies.last() else {
+        return Err(SyncError::UntrustedCertificate("no certificate".into()).into());
+    };
+    // A new role keeps the device's keys; a "certificate" with other keys is another
+    // device's, whoever signed it.
+    let keys = (current.device_id, current.signing_public, current.agreement_public.clone());
+    if current.device_id != *author
+        || bodies.iter().any(|b| (b.device_id, b.signing_public, b.agreement_public.clone()) != keys)
+    {
+        return Err(SyncError::UntrustedCertificate("certificate of another device".into()).into());
+    }
+    bodies.sort_by_key(|b| b.valid_from_ms);
+    Ok(bodies)
+}
+
 impl Device {
     /// The verified certificates of a device, oldest first (the last is current): from this
     /// sync's fetches, the local cache, or (when neither has them, or `fresh` asks for the
@@ -263,30 +343,7 @@ impl Device {
                 }
             },
         };
-        let mut bodies = Vec::new();
-        for state in decode_chains(&encoded)? {
-            // A bundle outlives its author's certificate: history written while a certificate
-            // was valid stays readable after it expires. Check the chain, not today's date;
-            // the server refuses sessions to devices that may no longer write.
-            let window = Certificate::from_bytes(&state.certificate)
-                .and_then(|c| c.claimed_device_body())
-                .map_err(|e| SyncError::UntrustedCertificate(e.to_string()))?;
-            let at = trust.now.min(window.valid_until_ms).max(window.valid_from_ms);
-            bodies.push(verify_own(&state, trust.root, at)?);
-        }
-        let Some(current) = bodies.last() else {
-            return Err(SyncError::UntrustedCertificate("no certificate".into()).into());
-        };
-        // A new role keeps the device's keys; a "certificate" with other keys is another
-        // device's, whoever signed it.
-        let keys = (current.device_id, current.signing_public, current.agreement_public.clone());
-        if current.device_id != *author
-            || bodies.iter().any(|b| (b.device_id, b.signing_public, b.agreement_public.clone()) != keys)
-        {
-            return Err(SyncError::UntrustedCertificate("certificate of another device".into()).into());
-        }
-        bodies.sort_by_key(|b| b.valid_from_ms);
-        Ok(bodies)
+        judge.verified(trust, author, &encoded)
     }
 
     /// The device's current certificate body.
@@ -376,8 +433,8 @@ impl Device {
             None => self.stored_epoch_rules(plan, compartment, epoch)?,
         };
         let then = rules.map(|r| (r.policy_version, r.made_at_ms));
-        let levels =
-            self.levels_of(plan, rules.map_or((0, i64::MAX), |r| (r.membership_seq, r.made_at_ms)))?;
+        let since = rules.map_or((0, i64::MAX), |r| (r.membership_seq, r.made_at_ms));
+        let levels = self.levels_of(judge, plan, since)?;
         let allowed = self.allowed_by(trust, judge, author, then, newest, |policy, role| {
             levels.iter().any(|level| policy.may_write_at(role, compartment as u8, level))
         })?;
@@ -402,7 +459,7 @@ impl Device {
             .document()
             .map(|d| PlanId::from_bytes(d.plan))
             .map_err(|e| SyncError::Protocol(e.to_string()))?;
-        let levels = self.levels_of(plan, (commitment.membership_seq, commitment.made_at_ms))?;
+        let levels = self.levels_of(judge, plan, (commitment.membership_seq, commitment.made_at_ms))?;
         self.allowed_by(trust, judge, minter, then, newest, |policy, role| {
             levels.iter().any(|level| policy.may_read_at(role, compartment, level))
         })
@@ -412,14 +469,32 @@ impl Device {
     /// `seq`, or, when its maker named none, at the position in force at `made_at_ms`): a
     /// write in that epoch was made at one of them, and is judged by its rules. A device with
     /// more of the chain judges by more levels, never fewer, so a write it took stays taken.
-    fn levels_of(&self, plan: PlanId, (seq, made_at_ms): (u32, i64)) -> Result<Vec<String>, CoreError> {
-        Ok(match self.roster(&plan)? {
+    fn levels_of(
+        &self,
+        judge: &mut Judge,
+        plan: PlanId,
+        (seq, made_at_ms): (u32, i64),
+    ) -> Result<Vec<String>, CoreError> {
+        Ok(match self.judged_roster(judge, plan)? {
             Some(roster) => {
                 let seq = if seq == 0 { roster.seq_at_time(made_at_ms) } else { seq };
                 roster.levels_since(seq)
             }
             None => vec![BASE_LEVEL.to_owned()],
         })
+    }
+
+    /// The plan's roster by its stored chain ([`Device::roster`]), read once per chain a sync
+    /// sees.
+    fn judged_roster(&self, judge: &mut Judge, plan: PlanId) -> Result<Option<Arc<Roster>>, CoreError> {
+        let Some(bytes) = self.store().membership(plan)? else { return Ok(None) };
+        let key = sha256(&bytes);
+        if let Some(roster) = judge.memo.rosters.get(&key) {
+            return Ok(Some(Arc::clone(roster)));
+        }
+        let roster = Arc::new(from_cbor::<HeldChain>(&bytes, "membership chain")?.roster);
+        Memo::keep(&mut judge.memo.rosters, key, Arc::clone(&roster));
+        Ok(Some(roster))
     }
 
     /// The one rule behind [`Device::may_write`] and [`Device::may_have_made`]: `permits`
@@ -473,6 +548,50 @@ mod tests {
             valid_until_ms: from + 1_000,
             issuer: [4; 32],
         }
+    }
+
+    /// A root, an administrator it certified, and one device's chain as the cache keeps it
+    /// (signed by `signer`, which is the administrator unless a forger's key is given).
+    fn chains(signer: Option<&ed25519_dalek::SigningKey>) -> ([u8; 32], [u8; 16], Vec<u8>) {
+        use ed25519_dalek::SigningKey;
+        use eenplan_protocol::certificate::{AdminBody, device_id_of};
+        let root = SigningKey::from_bytes(&[7; 32]);
+        let admin = SigningKey::from_bytes(&[8; 32]);
+        let device = SigningKey::from_bytes(&[9; 32]);
+        let admin_body = AdminBody {
+            admin_public: admin.verifying_key().to_bytes(),
+            name: "beheer".into(),
+            issued_at_ms: 0,
+            organisation: None,
+        };
+        let admin_certificate = Certificate::sign_admin(&admin_body, &root).to_bytes();
+        let signing_public = device.verifying_key().to_bytes();
+        let body = DeviceBody {
+            device_id: device_id_of(&signing_public),
+            signing_public,
+            issuer: admin.verifying_key().to_bytes(),
+            ..body("wijkteam", 0)
+        };
+        let certificate = Certificate::sign_device(&body, signer.unwrap_or(&admin)).to_bytes();
+        let state = CertificateState { certificate, admin_certificate, lease_hours: 72 };
+        (root.verifying_key().to_bytes(), body.device_id, cbor(&AuthorChains { chains: vec![state] }))
+    }
+
+    #[test]
+    fn a_chain_verified_earlier_in_a_sync_vouches_for_those_bytes_only() {
+        let (root, author, good) = chains(None);
+        let forger = ed25519_dalek::SigningKey::from_bytes(&[6; 32]);
+        let (_, _, forged) = chains(Some(&forger));
+        let trust = Trust { root: &root, now: 500 };
+        let mut judge = Judge::default();
+        let bodies = judge.verified(trust, &author, &good).unwrap();
+        assert_eq!(bodies.last().map(|b| b.device_id), Some(author));
+        // The same author and moment, other bytes: verified on their own, and refused.
+        assert!(judge.verified(trust, &author, &forged).is_err());
+        // Known bytes stay good, under the same root only.
+        assert!(judge.verified(trust, &author, &good).is_ok());
+        let other_root = [1; 32];
+        assert!(judge.verified(Trust { root: &other_root, now: 500 }, &author, &good).is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use automerge::{Change, ChangeHash, ReadDoc};
+use automerge::{Automerge, Change, ChangeHash, ReadDoc};
 use eenplan_protocol::DocumentId;
 use eenplan_protocol::api::hex;
 
@@ -74,8 +74,8 @@ pub(super) struct Merged {
     pub refused: Vec<Refused>,
     /// Documents whose whole change log is to be fetched.
     pub history: Vec<DocumentId>,
-    /// What each compartment gained; a compartment that is exactly a received snapshot
-    /// carries the snapshot's bytes ([`Added::received`]).
+    /// What each compartment gained; one to be stored whole carries its encoded document
+    /// ([`Added::saved`]).
     pub added: Vec<Added>,
 }
 
@@ -173,7 +173,13 @@ fn merge_plan(job: Job) -> Merged {
     }
     let mut added = plan.added_since(&before);
     for added in &mut added {
-        added.received = kept.iter().position(|(c, _)| *c == added.compartment).map(|at| kept.remove(at).1);
+        added.saved = kept.iter().position(|(c, _)| *c == added.compartment).map(|at| kept.remove(at).1);
+        // Enough changes that the store keeps the document whole whatever rows it had
+        // (`StoreWriter::append_received`): encoded here, on one of the merge threads, not
+        // in the store's one transaction after every plan merged.
+        if added.saved.is_none() && added.count as u64 >= crate::store::COMPACT_AFTER_CHANGES {
+            added.saved = plan.doc(added.compartment).ok().map(Automerge::save);
+        }
     }
     Merged { plan, refused, history, added }
 }

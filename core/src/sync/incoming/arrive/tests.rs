@@ -161,7 +161,7 @@ fn a_snapshot_that_arrives_alone_keeps_its_own_bytes_and_one_followed_by_changes
     let followed = sent(51, 8, 2);
     let merged = merge_plans(vec![job(&alone), job(&followed)], 2);
     let received =
-        |m: &Merged| m.added.iter().find(|a| a.compartment == Compartment::Basis).unwrap().received.clone();
+        |m: &Merged| m.added.iter().find(|a| a.compartment == Compartment::Basis).unwrap().saved.clone();
     assert_eq!(received(&merged[0]), Some(alone.snapshot.clone()));
     assert_eq!(received(&merged[1]), None);
     // The bytes kept are the document held.
@@ -178,7 +178,7 @@ fn a_snapshot_kept_whole_is_stored_as_received_and_loads_back_as_the_document_he
     let merged = merge_plans(vec![job(&alone)], 1).remove(0);
     let added = merged.added.iter().find(|a| a.compartment == Compartment::Basis).unwrap();
     assert!(added.count as u64 >= crate::store::COMPACT_AFTER_CHANGES, "{}", added.count);
-    assert!(added.received.is_some());
+    assert!(added.saved.is_some());
     let dir = tempfile::tempdir().unwrap();
     let keystore = PassphraseKeyStore::with_params("geheim", KdfParams::INSECURE_FAST_FOR_TESTS);
     let (mut store, _) = crate::store::Store::create(dir.path(), &keystore).unwrap();
@@ -189,4 +189,27 @@ fn a_snapshot_kept_whole_is_stored_as_received_and_loads_back_as_the_document_he
     let (_, doc) = stored.docs.iter().find(|(c, _)| *c == Compartment::Basis).unwrap();
     assert_eq!(doc.get_heads(), held.get_heads());
     assert_eq!(doc.save(), held.save());
+}
+
+#[test]
+fn a_compartment_new_here_counts_every_change_it_now_holds_as_added() {
+    // Counted from the graph's size when nothing was held before: the same as listing them.
+    let followed = sent(70, 12, 3);
+    let merged = merge_plans(vec![job(&followed)], 1).remove(0);
+    let added = merged.added.iter().find(|a| a.compartment == Compartment::Basis).unwrap();
+    let held = merged.plan.doc(Compartment::Basis).unwrap();
+    assert_eq!(added.count, held.get_changes_meta(&[]).len());
+    let snapshot = automerge::Automerge::load(&followed.snapshot).unwrap();
+    assert_eq!(added.count, snapshot.get_changes_meta(&[]).len() + 3);
+}
+
+#[test]
+fn a_compartment_to_be_stored_whole_leaves_its_merge_encoded_as_save_encodes_it() {
+    // A snapshot with changes after it, enough to be stored whole: encoded on the merge thread.
+    let followed = sent(71, 80, 2);
+    let merged = merge_plans(vec![job(&followed)], 1).remove(0);
+    let added = merged.added.iter().find(|a| a.compartment == Compartment::Basis).unwrap();
+    assert!(added.count as u64 >= crate::store::COMPACT_AFTER_CHANGES, "{}", added.count);
+    let held = merged.plan.doc(Compartment::Basis).unwrap();
+    assert_eq!(added.saved.as_deref(), Some(held.save().as_slice()));
 }
