@@ -81,6 +81,10 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+fn expired() -> ApiError {
+    ApiError::unauthenticated("expired_token", "the session has expired; open a new one")
+}
+
 /// A session token's device and expiry, its tag checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionClaim {
@@ -217,7 +221,20 @@ impl Auth {
         token: &str,
         now: i64,
     ) -> Result<(DeviceRecord, i64), ApiError> {
-        let SessionClaim { device: id, expires } = self.session_claim(token, now)?;
+        let claim = self.session_claim(token, now)?;
+        self.claimed_session(storage, claim, now)
+    }
+
+    /// [`Auth::device_session`] for a token whose tag [`Auth::session_claim`] has checked.
+    pub fn claimed_session(
+        &self,
+        storage: &dyn Storage,
+        SessionClaim { device: id, expires }: SessionClaim,
+        now: i64,
+    ) -> Result<(DeviceRecord, i64), ApiError> {
+        if now >= expires {
+            return Err(self.refuse(expired()));
+        }
         let record = storage
             .device(id)?
             .ok_or_else(|| self.refuse(ApiError::unauthenticated("unknown_device", "unknown device")))?;
@@ -248,10 +265,7 @@ impl Auth {
         }
         let expires = i64::from_be_bytes(expiry.try_into().map_err(|_| bad())?);
         if now >= expires {
-            return Err(self.refuse(ApiError::unauthenticated(
-                "expired_token",
-                "the session has expired; open a new one",
-            )));
+            return Err(self.refuse(expired()));
         }
         Ok(SessionClaim { device: DeviceId(id.try_into().map_err(|_| bad())?), expires })
     }

@@ -87,32 +87,16 @@ impl GroupCommit {
     }
 
     /// Appends `items` durably and reports each one's outcome, in order. Returns once the
-    /// transaction that holds them has committed.
-    pub async fn push(&self, items: Vec<NewBundle>) -> Result<Vec<PushOutcome>, CommitError> {
-        match self.enqueue(items)? {
-            Some(answer) => Ok(answer.await.map_err(|_| CommitError::Stopped)??),
-            None => Ok(Vec::new()),
-        }
-    }
-
-    /// [`GroupCommit::push`] for a thread that may block (never a runtime worker): it parks
-    /// until the commit instead of being woken through the runtime.
-    pub fn push_blocking(&self, items: Vec<NewBundle>) -> Result<Vec<PushOutcome>, CommitError> {
-        match self.enqueue(items)? {
-            Some(answer) => Ok(answer.blocking_recv().map_err(|_| CommitError::Stopped)??),
-            None => Ok(Vec::new()),
-        }
-    }
-
-    /// Queues `items` for the writer; the receiver of their outcomes, `None` when there are
-    /// none to write.
-    fn enqueue(&self, items: Vec<NewBundle>) -> Result<Option<oneshot::Receiver<Answer>>, CommitError> {
+    /// transaction that holds them has committed. Call it on a thread that may block (never a
+    /// runtime worker): the thread parks until the commit, so a sync needs no wake-up through
+    /// the runtime.
+    pub fn push(&self, items: Vec<NewBundle>) -> Result<Vec<PushOutcome>, CommitError> {
         if items.is_empty() {
-            return Ok(None);
+            return Ok(Vec::new());
         }
         let (reply, answer) = oneshot::channel();
         self.queue.send(Message::Push { items, reply }).map_err(|_| CommitError::Stopped)?;
-        Ok(Some(answer))
+        Ok(answer.blocking_recv().map_err(|_| CommitError::Stopped)??)
     }
 
     /// Writes everything queued so far, then stops the thread and waits for it.
@@ -127,9 +111,7 @@ impl GroupCommit {
     }
 }
 
-/// What the writer answers a push: each item's outcome, or why none was written.
-type Answer = Result<Vec<PushOutcome>, StorageError>;
-type Reply = oneshot::Sender<Answer>;
+type Reply = oneshot::Sender<Result<Vec<PushOutcome>, StorageError>>;
 
 fn writer(storage: &dyn Storage, metrics: &Metrics, receiver: &mpsc::Receiver<Message>, events: &LiveEvents) {
     let mut stopping = false;
@@ -271,7 +253,7 @@ mod tests {
         let tasks: Vec<_> = (0..20u8)
             .map(|i| {
                 let commits = commits.clone();
-                tokio::spawn(async move { commits.push(vec![bundle(i, i % 2), bundle(i, i % 2)]).await })
+                tokio::task::spawn_blocking(move || commits.push(vec![bundle(i, i % 2), bundle(i, i % 2)]))
             })
             .collect();
         let mut seqs = Vec::new();
@@ -294,6 +276,7 @@ mod tests {
         }
         assert_eq!(hinted, HashSet::from([0, 1]));
         commits.shutdown();
-        assert!(matches!(commits.push(vec![bundle(99, 0)]).await, Err(CommitError::Stopped)));
+        let after = tokio::task::spawn_blocking(move || commits.push(vec![bundle(99, 0)])).await.unwrap();
+        assert!(matches!(after, Err(CommitError::Stopped)));
     }
 }

@@ -39,7 +39,7 @@ use eenplan_protocol::envelope::MAX_ENVELOPE_LEN;
 use serde::Deserialize;
 
 use super::{AppState, JsonBody, admin, blocking, parse_hex, parse_json};
-use crate::auth::{bearer, now_ms, usable};
+use crate::auth::{SessionClaim, bearer, now_ms, usable};
 use crate::error::ApiError;
 use crate::storage::{
     CREATOR_PLAN_ROLE, DeviceId, DeviceRecord, DeviceState, NewDevice, StorageError, StoredName,
@@ -74,9 +74,15 @@ pub async fn session_for_token(state: &Arc<AppState>, token: String) -> Result<D
 }
 
 /// [`session_for_token`] on a thread that may block.
-pub fn authenticate(state: &AppState, token: &str) -> Result<DeviceSession, ApiError> {
+fn authenticate(state: &AppState, token: &str) -> Result<DeviceSession, ApiError> {
+    authenticate_claim(state, state.auth.session_claim(token, now_ms())?)
+}
+
+/// The session of a token whose tag is checked ([`crate::auth::Auth::session_claim`]), on a thread that
+/// may block: the device looked up, and its use recorded.
+pub fn authenticate_claim(state: &AppState, claim: SessionClaim) -> Result<DeviceSession, ApiError> {
     let now = now_ms();
-    let (device, expires_at) = state.auth.device_session(&*state.storage, token, now)?;
+    let (device, expires_at) = state.auth.claimed_session(&*state.storage, claim, now)?;
     state.last_seen.seen(&*state.storage, device.device_id, now);
     Ok(DeviceSession { device, expires_at })
 }

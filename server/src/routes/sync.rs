@@ -96,7 +96,7 @@ use eenplan_protocol::sync::{
 use eenplan_protocol::{Bundle, DocumentId};
 use sha2::{Digest, Sha256};
 
-use super::device::{DeviceSession, authenticate, certificate_chain, session_token};
+use super::device::{DeviceSession, authenticate_claim, certificate_chain, session_token};
 use super::{AppState, Body, blocking};
 use crate::auth::now_ms;
 use crate::error::ApiError;
@@ -120,8 +120,8 @@ struct Checked {
 
 /// What the device's user may do, read once per request after its new plans are registered.
 struct Access {
-    role: String,
-    /// Who the sync's entry in the server's log names: the device, its user and organisation.
+    /// Who the sync's entry in the server's log names: the device, its user (with the role
+    /// the rules below go by) and organisation.
     actor: audit::Actor,
     /// The plans the user takes part in, with their escalation level.
     plans: HashMap<PlanId, String>,
@@ -137,7 +137,6 @@ impl Access {
             .user_access(device.user)?
             .ok_or_else(|| ApiError::Internal("a device's user is missing".into()))?;
         Ok(Access {
-            role: access.user.role.clone(),
             actor: crate::audit_log::actor_of(device, access.user, access.organisation),
             plans: access.plan_levels.into_iter().collect(),
             policy: access.policy.map(|record| record.policy),
@@ -149,23 +148,23 @@ impl Access {
     fn may_write(&self, document: DocumentId) -> bool {
         let level =
             self.plans.get(&document.plan).map_or(eenplan_protocol::policy::BASE_LEVEL, String::as_str);
-        self.policy.as_ref().is_some_and(|p| p.may_write_at(&self.role, document.compartment, level))
+        self.policy.as_ref().is_some_and(|p| p.may_write_at(&self.actor.role, document.compartment, level))
     }
 }
 
 /// The whole sync runs on one blocking thread: the session check, the checks, the wait for
 /// the group commit and the answer. Three hops between the runtime's threads and the blocking
 /// pool per sync were a sixth of the server's CPU per push (`load_bench` profile,
-/// 2026-12-05); the thread now waits for its commit instead, which costs a parked thread,
-/// not CPU.
+/// 2026-12-05); the thread now waits for its commit instead ([`GroupCommit::push`]), which
+/// costs a parked thread, not CPU.
 pub async fn sync(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let token = session_token(&parts.headers)?;
     // A forged or expired token is refused before the body is read.
-    state.auth.session_claim(&token, now_ms())?;
+    let claim = state.auth.session_claim(&token, now_ms())?;
     let body = Body::<MAX_SYNC_REQUEST>::from_request(Request::from_parts(parts, body), &state).await?;
     let bytes = blocking(&state, move |state| {
-        let session = authenticate(state, &token)?;
+        let session = authenticate_claim(state, claim)?;
         serve(state, session, &body.0)
     })
     .await?;
@@ -285,7 +284,7 @@ fn commit(
     uploads: usize,
 ) -> Result<(Acks, usize), ApiError> {
     let ids: Vec<[u8; 16]> = items.iter().map(|b| b.bundle_id).collect();
-    let outcomes = state.commits.push_blocking(items).map_err(|e| match e {
+    let outcomes = state.commits.push(items).map_err(|e| match e {
         CommitError::Storage(e) => ApiError::from(e),
         CommitError::Stopped => ApiError::Unavailable {
             code: "shutting_down",

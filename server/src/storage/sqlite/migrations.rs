@@ -450,6 +450,14 @@ pub(super) fn migrate(tx: &Transaction<'_>) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// Applies the first `version` migrations, as a server of that schema left the database.
+    fn schema_at(tx: &Transaction<'_>, version: usize) {
+        for sql in &MIGRATIONS[..version] {
+            tx.execute_batch(sql).unwrap();
+        }
+        tx.pragma_update(None, "user_version", version as i64).unwrap();
+    }
+
     #[test]
     fn migrations_apply_once_and_refuse_a_newer_schema() {
         let mut conn = rusqlite::Connection::open_in_memory().unwrap();
@@ -464,10 +472,7 @@ mod tests {
     fn schema_8_reads_the_sealer_of_stored_envelopes_from_their_signed_trailer() {
         let mut conn = rusqlite::Connection::open_in_memory().unwrap();
         let tx = conn.transaction().unwrap();
-        for sql in &MIGRATIONS[..5] {
-            tx.execute_batch(sql).unwrap();
-        }
-        tx.pragma_update(None, "user_version", 5).unwrap();
+        schema_at(&tx, 5);
         let signed = [vec![2u8; 1170], vec![7u8; 16], vec![9u8; 64]].concat();
         tx.execute_batch(
             "INSERT INTO orgs (org_id, name, lease_hours) VALUES (1, 'o', 1);
@@ -497,10 +502,7 @@ mod tests {
     fn schema_3_keeps_devices_and_codes_of_schema_2() {
         let mut conn = rusqlite::Connection::open_in_memory().unwrap();
         let tx = conn.transaction().unwrap();
-        for sql in &MIGRATIONS[..2] {
-            tx.execute_batch(sql).unwrap();
-        }
-        tx.pragma_update(None, "user_version", 2).unwrap();
+        schema_at(&tx, 2);
         tx.execute_batch(
             "INSERT INTO orgs (org_id, name, lease_hours) VALUES (1, 'o', 1);
              INSERT INTO users (user_id, org_id, name, role) VALUES (1, 1, 'u', 'r');
@@ -522,10 +524,7 @@ mod tests {
     fn schema_7_deletes_the_snapshots_of_the_retired_format_and_keeps_everything_else() {
         let mut conn = rusqlite::Connection::open_in_memory().unwrap();
         let tx = conn.transaction().unwrap();
-        for sql in &MIGRATIONS[..5] {
-            tx.execute_batch(sql).unwrap();
-        }
-        tx.pragma_update(None, "user_version", 5).unwrap();
+        schema_at(&tx, 5);
         // seq, DB kind, the wire kind byte (offset 1 of the bundle).
         let rows = [(1, 0, 0u8), (2, 1, 1u8), (3, 1, 2u8), (4, 0, 0u8), (5, 1, 1u8)];
         for (seq, kind, wire_kind) in rows {
@@ -593,10 +592,7 @@ mod tests {
         // As the server opens its database: references are checked, here at the commit.
         conn.pragma_update(None, "foreign_keys", "ON").unwrap();
         let tx = conn.transaction().unwrap();
-        for sql in &MIGRATIONS[..13] {
-            tx.execute_batch(sql).unwrap();
-        }
-        tx.pragma_update(None, "user_version", 13).unwrap();
+        schema_at(&tx, 13);
         tx.execute_batch(
             "INSERT INTO orgs (org_id, name, lease_hours) VALUES (1, 'o', 1);
              INSERT INTO users (user_id, org_id, name, role) VALUES (1, 1, 'u', 'r');
