@@ -3078,4 +3078,51 @@ mod postgres {
         let dir = backend.files();
         assert_eq!(files_hold(&dir, &needles), Vec::<PathBuf>::new(), "erased bytes remain");
     }
+
+    /// A write transaction that was open when the erasure committed (a push on another
+    /// instance, between two of its statements) holds a transaction id and no snapshot; VACUUM
+    /// keeps the erased rows for it all the same. The purge waits for it to end, and then the
+    /// erased bytes are gone. (Checked: with the wait looking at snapshots only, the purge runs
+    /// at once and this test finds the bytes.)
+    #[test]
+    fn an_erasure_waits_for_a_write_transaction_that_began_before_it() {
+        use super::fixtures::*;
+        let backend = Postgres::fresh();
+        let s = backend.storage();
+        s.set_policy(&policy(2, &[("wijkteam", ALL, ALL)]), 1).unwrap();
+        let ann = user(s, "Ann");
+        let a1 = device(s, ann, 1);
+        let (key, sealed) = super::sqlite::store_a_closed_plan(s, a1, ann);
+        let needles = [&key.bytes[..64], &sealed.bytes[..64]];
+        assert!(!files_hold(&backend.files(), &needles).is_empty(), "the stored bytes are not found");
+
+        // A push on another instance, between two of its statements: an xid, no snapshot. (A
+        // simple query: the extended protocol's portal would keep its snapshot until the next.)
+        let mut writer = ::postgres::Client::connect(&backend.url, ::postgres::NoTls).unwrap();
+        let mut open = writer.transaction().unwrap();
+        open.batch_execute("SELECT txid_current()").unwrap();
+
+        let erased = std::thread::scope(|scope| {
+            let erasure = scope.spawn(|| s.erase_plan(P, 10));
+            let mut watcher = ::postgres::Client::connect(&backend.url, ::postgres::NoTls).unwrap();
+            // The purge polls; two polls seen mean that it is waiting. If it does not wait, it
+            // ends first, and the writer ends after the purge.
+            let mut polls_seen = std::collections::BTreeSet::new();
+            while !erasure.is_finished() && polls_seen.len() < 2 {
+                let polls = watcher
+                    .query(
+                        "SELECT query_start::text FROM pg_stat_activity
+                          WHERE datname = current_database() AND pid <> pg_backend_pid()
+                            AND query LIKE '%greatest(age(backend_xmin)%'",
+                        &[],
+                    )
+                    .unwrap();
+                polls_seen.extend(polls.iter().map(|row| row.get::<_, String>(0)));
+            }
+            open.commit().unwrap();
+            erasure.join().unwrap()
+        });
+        erased.unwrap();
+        assert_eq!(files_hold(&backend.files(), &needles), Vec::<PathBuf>::new(), "erased bytes remain");
+    }
 }

@@ -272,14 +272,22 @@ impl PostgresStorage {
     }
 }
 
-/// The next transaction id, and how many sessions hold a snapshot older than `horizon`.
+/// How many other sessions of this database hold back VACUUM's horizon to before `horizon`.
+/// VACUUM keeps a deleted row while any session's snapshot (`backend_xmin`) or running
+/// transaction id (`backend_xid`) is older than the deletion: a write transaction between two
+/// statements has an xid and no snapshot, and counts as much as a reader. Sessions of other
+/// databases do not count (PostgreSQL ignores them for an ordinary table's horizon); a
+/// background process without a database does.
 const OLDER_SNAPSHOTS: &str = "SELECT count(*) FROM pg_stat_activity
-     WHERE pid <> pg_backend_pid() AND backend_xmin IS NOT NULL
-       AND pg_snapshot_xmax(pg_current_snapshot())::text::bigint - age(backend_xmin) < $1";
+     WHERE pid <> pg_backend_pid()
+       AND (datname = current_database() OR datname IS NULL)
+       AND pg_snapshot_xmax(pg_current_snapshot())::text::bigint
+           - greatest(age(backend_xmin), age(backend_xid)) < $1";
 
-/// Waits until no session (a pull that began before the erasure, an autovacuum `ANALYZE`)
-/// holds a snapshot that still sees the deleted rows: `VACUUM (FULL)` copies rows such a
-/// snapshot sees into the new files. Polls, at most [`PURGE_WAIT`]; then `Busy`.
+/// Waits until no session (a pull that began before the erasure, a push on another instance
+/// that is still open, an autovacuum `ANALYZE`) could still see the deleted rows: `VACUUM
+/// (FULL)` copies rows such a session may see into the new files. Polls, at most
+/// [`PURGE_WAIT`]; then `Busy`.
 fn wait_for_older_snapshots(client: &mut Client) -> Result<()> {
     let horizon: i64 = client
         .query_one("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint", &[])
