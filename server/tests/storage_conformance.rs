@@ -75,7 +75,7 @@ mod fixtures {
             retention: None,
         };
         let root = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
-        PolicyRecord { signed: policy.sign(&root).unwrap().to_bytes(), policy }
+        PolicyRecord { signed: policy.sign(&root).unwrap().to_bytes(), policy: std::sync::Arc::new(policy) }
     }
 
     /// The policy every check starts from: a wijkteam user reads and writes every compartment

@@ -63,7 +63,7 @@ pub fn verified_policy(text: &str, root_public: &[u8; 32]) -> Result<PolicyRecor
             PolicyError::BadSignature => ApiError::forbidden("bad_policy_signature", e.to_string()),
             other => ApiError::bad_request("bad_policy", other.to_string()),
         })?;
-    Ok(PolicyRecord { signed, policy })
+    Ok(PolicyRecord { signed, policy: std::sync::Arc::new(policy) })
 }
 
 fn policy_info(state: &AppState) -> Result<Json<PolicyInfo>, ApiError> {

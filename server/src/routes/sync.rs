@@ -126,7 +126,7 @@ struct Access {
     /// The plans the user takes part in, with their escalation level.
     plans: HashMap<PlanId, String>,
     /// `None` only on a database from before policies: then nothing is readable either.
-    policy: Option<Policy>,
+    policy: Option<std::sync::Arc<Policy>>,
     readable: HashSet<DocumentId>,
 }
 
