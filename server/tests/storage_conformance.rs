@@ -1130,6 +1130,21 @@ pub mod suite {
         }
     }
 
+    /// The missing envelopes a sync answer lists for `device`, and what the single reads
+    /// report for the keys it holds of documents its user reads, key by key: they must agree.
+    fn missing_both_ways(
+        s: &dyn Storage,
+        user: UserId,
+        device: DeviceId,
+    ) -> [Vec<(DocumentId, u32, DeviceId)>; 2] {
+        let answer = s.answer(&answer_query(user, device, 0, BIG)).unwrap();
+        let readable: HashSet<DocumentId> =
+            s.readable_documents(user).unwrap().into_iter().map(|(d, _)| d).collect();
+        let held: Vec<_> =
+            s.held_keys(device).unwrap().into_iter().filter(|(d, _)| readable.contains(d)).collect();
+        [answer.missing_envelopes, s.devices_missing_envelopes(&held).unwrap()]
+    }
+
     pub fn a_sync_answer_and_a_users_access_read_in_one_transaction_what_the_single_reads_report(
         s: &dyn Storage,
     ) {
@@ -1166,6 +1181,9 @@ pub mod suite {
         assert_eq!(held, [(d0, 1), (d1, 1)]);
         assert_eq!(answer.missing_envelopes, s.devices_missing_envelopes(&held).unwrap());
         assert!(answer.missing_envelopes.contains(&(d0, 1, b2)), "Bob's second device lacks the key");
+        let [listed, key_by_key] = missing_both_ways(s, ann, a1);
+        assert_eq!(listed, key_by_key, "the minter holds its keys without an envelope");
+        assert!(listed.contains(&(d1, 1, b2)));
         assert_eq!(
             answer.commitments,
             [d0, d1].map(|d| s.commitment(d, 1).unwrap().unwrap().signed),
@@ -1258,6 +1276,12 @@ pub mod suite {
             .collect();
         assert_eq!(s.devices_missing_envelopes(&keys).unwrap(), batch);
         assert_eq!(batch.len(), 2 * want.len() + 1);
+        // What a sync answer lists: the same, for the keys each device holds.
+        for (user, device) in [(ann, a1), (ann, a2), (bob, b1), (dave, d1)] {
+            let [listed, key_by_key] = missing_both_ways(s, user, device);
+            assert_eq!(listed, key_by_key, "{device:?}");
+        }
+        assert_eq!(missing_both_ways(s, bob, b1)[0], [(d, 1, a2)]);
 
         let outcomes = seal(s, a2, &[envelope(b1, d, 1, 9), envelope(b1, doc(P, 0), 1, 3)]);
         assert_eq!(outcomes, [EnvelopeOutcome::Exists, EnvelopeOutcome::Stored], "the first envelope stays");
@@ -1270,6 +1294,8 @@ pub mod suite {
         s.remove_participant(P, bob, 1).unwrap();
         assert!(s.envelopes_for(b1, 0).unwrap().is_empty());
         assert_eq!(s.devices_missing_envelope(d, 1).unwrap(), [a2]);
+        assert_eq!(missing_both_ways(s, ann, a1), [vec![(d, 1, a2)], vec![(d, 1, a2)]]);
+        assert!(missing_both_ways(s, bob, b1)[0].is_empty(), "a device without keys is asked for none");
     }
 
     pub fn envelopes_are_delivered_once_after_the_cursor_and_escrow_ones_kept_apart(s: &dyn Storage) {

@@ -189,6 +189,12 @@ pub(crate) trait ReadRows {
 
     fn devices_missing_envelope(&self, document: DocumentId, epoch: u32) -> Result<Vec<DeviceId>>;
 
+    /// [`ReadRows::devices_missing_envelope`] of every key `device` holds (by envelope, or
+    /// because it made the key), in one statement: (document, epoch, device), ordered by
+    /// document, epoch and device. Every complete sync answer asks it; key by key it was two
+    /// statements per held document (a round trip each on PostgreSQL).
+    fn devices_missing_held_keys(&self, device: DeviceId) -> Result<Vec<(DocumentId, u32, DeviceId)>>;
+
     /// The active, not wiped devices of the participants whose role may read `document`, each
     /// with the epochs it holds: by envelope, or because it made the key.
     fn readers(&self, document: DocumentId) -> Result<Vec<Reader>>;

@@ -38,12 +38,20 @@ pub(super) fn read(rows: &dyn ReadRows, query: &AnswerQuery) -> Result<Read> {
     let commitments = commitments(rows, &page.batch)?;
     let readable: HashSet<DocumentId> =
         rows.readable(request.user)?.into_iter().map(|(document, _)| document).collect();
-    let held: Vec<(DocumentId, u32)> =
-        rows.held_keys(request.device)?.into_iter().filter(|(d, _)| readable.contains(d)).collect();
-    let missing_envelopes = missing_envelopes(rows, &held)?;
+    let missing_envelopes: Vec<(DocumentId, u32, DeviceId)> = rows
+        .devices_missing_held_keys(request.device)?
+        .into_iter()
+        .filter(|(document, _, _)| readable.contains(document))
+        .collect();
     let complete =
         page.batch.complete && membership.complete && page.batch.history.iter().all(|h| h.complete);
-    let snapshot_candidates = if complete { snapshot_candidates(rows, &held)? } else { Vec::new() };
+    let snapshot_candidates = if complete {
+        let held: Vec<(DocumentId, u32)> =
+            rows.held_keys(request.device)?.into_iter().filter(|(d, _)| readable.contains(d)).collect();
+        snapshot_candidates(rows, &held)?
+    } else {
+        Vec::new()
+    };
     let rotations = rotations(rows, request.user)?;
     let policy = rows
         .policy()?

@@ -269,6 +269,10 @@ impl<T: OnConnection> ReadRows for T {
         rows::devices_missing_envelope(self.conn(), document, epoch)
     }
 
+    fn devices_missing_held_keys(&self, device: DeviceId) -> Result<Vec<(DocumentId, u32, DeviceId)>> {
+        rows::devices_missing_held_keys(self.conn(), device)
+    }
+
     fn readers(&self, document: DocumentId) -> Result<Vec<Reader>> {
         rows::readers(self.conn(), document)
     }
