@@ -16,16 +16,32 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
 /// processes spent, when `root` is PostgreSQL's postmaster: a backend that ends moves its time
 /// from the running children into the postmaster's `cutime`, so the sum stays whole.
 pub fn tree_cpu_time(root: u32) -> Option<Duration> {
-    let own = Stat::read(root)?;
-    let mut total = own.utime + own.stime + own.cutime + own.cstime;
+    // A child waited for while the children are read moves its time into `cutime`: read
+    // before, it is counted nowhere; read after, twice. So the walk counts only when the
+    // root's `cutime` and `cstime` are the same before and after it (a few tries; a process
+    // cannot reap children faster than that for long).
+    let mut own = Stat::read(root)?;
+    for _ in 0..100 {
+        let children = running_children_ticks(root)?;
+        let after = Stat::read(root)?;
+        if (after.cutime, after.cstime) == (own.cutime, own.cstime) {
+            return Some(ticks(after.utime + after.stime + after.cutime + after.cstime + children));
+        }
+        own = after;
+    }
+    None
+}
+
+/// The CPU time of `root`'s running children (with what they waited for), in clock ticks.
+fn running_children_ticks(root: u32) -> Option<u64> {
+    let mut total = 0;
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        // A child may end between the listing and the read: then it is counted in `cutime`.
         if let Some(child) = Stat::read(pid).filter(|s| s.ppid == root) {
             total += child.utime + child.stime + child.cutime + child.cstime;
         }
     }
-    Some(ticks(total))
+    Some(total)
 }
 
 /// The fields of `/proc/PID/stat` the figures use, in clock ticks.
