@@ -3062,6 +3062,17 @@ mod postgres {
         found
     }
 
+    /// Ann, her device, and her closed plan `P` (its envelope and its big bundle), under a
+    /// policy that lets her role read everything: what the erasure tests erase.
+    fn ann_with_a_closed_plan(s: &dyn Storage) -> (UserId, DeviceId, Envelope, NewBundle) {
+        use super::fixtures::*;
+        s.set_policy(&policy(2, &[("wijkteam", ALL, ALL)]), 1).unwrap();
+        let ann = user(s, "Ann");
+        let a1 = device(s, ann, 1);
+        let (key, sealed) = super::sqlite::store_a_closed_plan(s, a1, ann);
+        (ann, a1, key, sealed)
+    }
+
     /// PostgreSQL's counterpart of SQLite's file check: after an erasure (which purges), the
     /// deleted envelopes and bundles are in none of the database's table or index files. The
     /// same bytes are found there before the erasure, so the search is known to see them.
@@ -3070,10 +3081,7 @@ mod postgres {
         use super::fixtures::*;
         let backend = Postgres::fresh();
         let s = backend.storage();
-        s.set_policy(&policy(2, &[("wijkteam", ALL, ALL)]), 1).unwrap();
-        let ann = user(s, "Ann");
-        let a1 = device(s, ann, 1);
-        let (key, sealed) = super::sqlite::store_a_closed_plan(s, a1, ann);
+        let (ann, a1, key, sealed) = ann_with_a_closed_plan(s);
         // Live rows after the erased ones (a small envelope, bundles big enough for TOAST): a
         // plain VACUUM leaves the erased bytes in the free space of pages that stay, where only
         // pages that empty at a table's end would be cut off. (Checked: with `VACUUM` instead
@@ -3115,10 +3123,7 @@ mod postgres {
         use super::fixtures::*;
         let backend = Postgres::fresh();
         let s = backend.storage();
-        s.set_policy(&policy(2, &[("wijkteam", ALL, ALL)]), 1).unwrap();
-        let ann = user(s, "Ann");
-        let a1 = device(s, ann, 1);
-        let (key, sealed) = super::sqlite::store_a_closed_plan(s, a1, ann);
+        let (_, _, key, sealed) = ann_with_a_closed_plan(s);
         let needles = [&key.bytes[..64], &sealed.bytes[..64]];
         assert!(!files_hold(&backend.files(), &needles).is_empty(), "the stored bytes are not found");
 

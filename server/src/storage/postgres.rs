@@ -258,7 +258,7 @@ impl PostgresStorage {
     fn vacuum_full(&self) -> Result<()> {
         let mut loan = self.loan()?;
         let client = &mut loan.pooled()?.client;
-        wait_for_older_snapshots(client)?;
+        wait_for_older_sessions(client)?;
         // One statement per call: several in one string would run as one transaction block,
         // where VACUUM cannot run.
         for sql in [
@@ -278,7 +278,7 @@ impl PostgresStorage {
 /// statements has an xid and no snapshot, and counts as much as a reader. Sessions of other
 /// databases do not count (PostgreSQL ignores them for an ordinary table's horizon); a
 /// background process without a database does.
-const OLDER_SNAPSHOTS: &str = "SELECT count(*) FROM pg_stat_activity
+const SESSIONS_HOLDING_BACK: &str = "SELECT count(*) FROM pg_stat_activity
      WHERE pid <> pg_backend_pid()
        AND (datname = current_database() OR datname IS NULL)
        AND pg_snapshot_xmax(pg_current_snapshot())::text::bigint
@@ -288,7 +288,7 @@ const OLDER_SNAPSHOTS: &str = "SELECT count(*) FROM pg_stat_activity
 /// that is still open, an autovacuum `ANALYZE`) could still see the deleted rows: `VACUUM
 /// (FULL)` copies rows such a session may see into the new files. Polls, at most
 /// [`PURGE_WAIT`]; then `Busy`.
-fn wait_for_older_snapshots(client: &mut Client) -> Result<()> {
+fn wait_for_older_sessions(client: &mut Client) -> Result<()> {
     let horizon: i64 = client
         .query_one("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint", &[])
         .and_then(|row| row.try_get(0))
@@ -296,7 +296,7 @@ fn wait_for_older_snapshots(client: &mut Client) -> Result<()> {
     let deadline = std::time::Instant::now() + PURGE_WAIT;
     loop {
         let older: i64 = client
-            .query_one(OLDER_SNAPSHOTS, &[&horizon])
+            .query_one(SESSIONS_HOLDING_BACK, &[&horizon])
             .and_then(|row| row.try_get(0))
             .map_err(|e| from_postgres(&e))?;
         if older == 0 {
