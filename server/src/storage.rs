@@ -155,6 +155,12 @@ pub const SNAPSHOT_SHORTCUT_CHANGES: u64 = 500;
 /// How long a request for a snapshot stays valid. The asked device answers in its next round,
 /// seconds later; an hour leaves room for a slow link and keeps the table small.
 pub const SNAPSHOT_REQUEST_TTL_MS: i64 = 60 * 60 * 1000;
+/// A sync answer asks a device again for a snapshot it was asked for and has not delivered
+/// only after this long. An asked device answers in its next round, seconds later; one that
+/// did not (its snapshot was too large to send, its link was cut) is asked again at its
+/// next sync after this, not at every sync: each ask is a write, and a device that cannot
+/// make the snapshot would otherwise cost one on every sync for the request's whole life.
+pub const SNAPSHOT_REASK_AFTER_MS: i64 = 10 * 60 * 1000;
 /// The most outstanding snapshot requests one device may have.
 pub const MAX_SNAPSHOT_REQUESTS_PER_DEVICE: usize = 16;
 
@@ -817,6 +823,8 @@ pub struct AnswerQuery {
     pub policy_after: u32,
     /// The version of its organisation's audit key the device holds; a newer one is read.
     pub audit_key_after: u32,
+    /// The server's clock (ms): which snapshot requests are still outstanding.
+    pub now: i64,
 }
 
 /// Everything a sync answer reads, as of one commit ([`Storage::answer`]): the pull page
@@ -836,7 +844,9 @@ pub struct AnswerReads {
     pub missing_envelopes: Vec<(DocumentId, u32, DeviceId)>,
     /// When the pull and membership pages are complete: the documents it holds a key of, at their
     /// current epoch, whose log tail a new reader would fetch more cheaply as a snapshot
-    /// ([`DocStats::wants_snapshot`]). Empty otherwise.
+    /// ([`DocStats::wants_snapshot`]), less those a request is outstanding for: this
+    /// device's, made less than [`SNAPSHOT_REASK_AFTER_MS`] ago, or another device's, unexpired.
+    /// Empty otherwise.
     pub snapshot_candidates: Vec<DocumentId>,
     /// Documents of the user's plans that have no key yet.
     pub unminted: Vec<DocumentId>,

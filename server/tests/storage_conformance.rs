@@ -13,8 +13,8 @@ use eenplan_server::storage::{
     DeviceId, DeviceState, Envelope, EnvelopeOutcome, EnvelopeRefusal, HistoryRequest,
     MAX_SNAPSHOT_REQUESTS_PER_DEVICE, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, OrgId, PlanId,
     PolicyRecord, PullBatch, PullRequest, PushOutcome, Revocation, RevocationListRecord,
-    SNAPSHOT_REQUEST_TTL_MS, SNAPSHOT_SHORTCUT_CHANGES, ServerEventRecord, SqliteStorage, Storage,
-    StorageError, StoredName, UserId, WipeGuard,
+    SNAPSHOT_REASK_AFTER_MS, SNAPSHOT_REQUEST_TTL_MS, SNAPSHOT_SHORTCUT_CHANGES, ServerEventRecord,
+    SqliteStorage, Storage, StorageError, StoredName, UserId, WipeGuard,
 };
 
 /// A backend under test: a fresh, empty store that can be closed and opened again.
@@ -1127,6 +1127,7 @@ pub mod suite {
             membership_limit: (10, BIG),
             policy_after: 0,
             audit_key_after: 0,
+            now: ASKED_AT,
         }
     }
 
@@ -1228,11 +1229,30 @@ pub mod suite {
         let after: Vec<NewBundle> = (0..1_001).map(|_| changes(d0, ids.next().unwrap(), a1)).collect();
         push(s, &after);
         assert_eq!(s.answer(&query).unwrap().snapshot_candidates, [d0], "the tail after the snapshot");
+        // Asked once, a device is not asked again on every sync while its request is
+        // outstanding, and no other device is asked while the request lives.
+        let head = s.head().unwrap();
+        assert_eq!(s.request_snapshots(b1, &[d0], head, ASKED_AT).unwrap(), [d0]);
+        let at = |now| AnswerQuery { now, ..query.clone() };
+        assert!(
+            s.answer(&at(ASKED_AT + 1)).unwrap().snapshot_candidates.is_empty(),
+            "asked, not answered yet"
+        );
+        let reask = ASKED_AT + SNAPSHOT_REASK_AFTER_MS;
+        assert!(s.answer(&at(reask - 1)).unwrap().snapshot_candidates.is_empty());
+        assert_eq!(s.answer(&at(reask)).unwrap().snapshot_candidates, [d0], "asked again, later");
+        let anns = AnswerQuery { now: reask, ..answer_query(ann, a1, 0, BIG) };
+        assert!(s.answer(&anns).unwrap().snapshot_candidates.is_empty(), "Bob's device was asked");
+        let expired = AnswerQuery { now: ASKED_AT + SNAPSHOT_REQUEST_TTL_MS + 1, ..anns };
+        assert_eq!(s.answer(&expired).unwrap().snapshot_candidates, [d0], "Bob's request expired");
         // A key of an older epoch cannot seal a snapshot the current readers open.
         assert_eq!(commit(s, &commitment(d0, 2, None, 9)), CommitmentOutcome::Stored);
-        assert!(s.answer(&query).unwrap().snapshot_candidates.is_empty(), "Bob's key is of epoch 1");
+        assert!(s.answer(&at(reask)).unwrap().snapshot_candidates.is_empty(), "Bob's key is of epoch 1");
         // The smallest page the server allows: far less than the 1,030 bundles of d0.
-        let small_page = answer_query(bob, b1, 0, eenplan_protocol::sync::MIN_PAGE_BYTES as usize);
+        let small_page = AnswerQuery {
+            now: reask,
+            ..answer_query(bob, b1, 0, eenplan_protocol::sync::MIN_PAGE_BYTES as usize)
+        };
         let answer = s.answer(&small_page).unwrap();
         assert!(!answer.batch.complete);
         assert!(answer.snapshot_candidates.is_empty(), "a snapshot covers only a complete answer's head");

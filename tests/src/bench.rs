@@ -46,6 +46,11 @@ impl Args {
         })
     }
 
+    /// The text after `flag`, if given.
+    pub fn text(&self, flag: &str) -> Option<&str> {
+        self.value(flag).map(String::as_str)
+    }
+
     /// The measures `--only` names, or `all`.
     pub fn only(&self, all: &[char]) -> Vec<char> {
         self.value("--only")

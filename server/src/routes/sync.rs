@@ -846,6 +846,7 @@ fn respond(
         membership_limit: (eenplan_protocol::sync::MAX_MEMBERSHIP_PER_ANSWER, wanted.max_bytes / 2),
         policy_after: wanted.policy_version,
         audit_key_after: wanted.audit_key_version,
+        now: now_ms(),
     })?;
     let AnswerReads {
         membership,

@@ -161,6 +161,45 @@ impl SqliteStorage {
     }
 }
 
+/// A read transaction begun and ended by cached statements. `Connection::transaction`
+/// compiles `BEGIN` and `COMMIT` anew each time (`execute_batch`); a sync opens four or more
+/// read transactions, and the compiling was 2% of the server's CPU per push (`load_bench`
+/// profile, 2026-12-05). Dropped unended (an error or a panic in the reads), it rolls back,
+/// so the connection goes back to the pool outside any transaction.
+struct ReadTransaction<'c> {
+    conn: &'c Connection,
+}
+
+impl<'c> ReadTransaction<'c> {
+    fn begin(conn: &'c Connection) -> Result<ReadTransaction<'c>> {
+        if !conn.is_autocommit() {
+            // Only a rollback that failed in `drop` leaves one open: end it here.
+            rollback(conn)?;
+        }
+        conn.prepare_cached("BEGIN DEFERRED")?.execute([])?;
+        Ok(ReadTransaction { conn })
+    }
+
+    fn end(self) -> Result<()> {
+        self.conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(())
+    }
+}
+
+impl Drop for ReadTransaction<'_> {
+    fn drop(&mut self) {
+        if !self.conn.is_autocommit() {
+            // Nothing was written; one that fails here is rolled back by the next `begin`.
+            let _ = rollback(self.conn);
+        }
+    }
+}
+
+fn rollback(conn: &Connection) -> Result<()> {
+    conn.prepare_cached("ROLLBACK")?.execute([])?;
+    Ok(())
+}
+
 impl Backend for SqliteStorage {
     /// On the single writer connection, as an immediate transaction: it takes the write lock
     /// at its start, so it never fails half-way for a lock another writer holds.
@@ -173,11 +212,10 @@ impl Backend for SqliteStorage {
     }
 
     fn read(&self, f: &mut dyn FnMut(&dyn ReadRows) -> Result<()>) -> Result<()> {
-        let mut conn = self.reader();
-        let tx = conn.transaction()?;
-        f(&SqliteRead::new(&tx))?;
-        tx.commit()?;
-        Ok(())
+        let conn = self.reader();
+        let tx = ReadTransaction::begin(&conn)?;
+        f(&SqliteRead::new(&conn))?;
+        tx.end()
     }
 
     /// `secure_delete` zeroed the deleted cells and freed pages in the pages the commit wrote
@@ -213,6 +251,38 @@ mod tests {
         let storage = SqliteStorage::open(dir.join("server.sqlite")).unwrap();
         assert_eq!(repreparations(&relock(&storage.writer)), 0, "on the writer");
         assert_eq!(repreparations(&storage.reader()), 0, "on a reader");
+        drop(storage);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_read_that_fails_or_panics_gives_its_connection_back_outside_a_transaction() {
+        let dir = std::env::temp_dir().join(format!("eenplan-sqlite-read-ends-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let storage = SqliteStorage::open(dir.join("server.sqlite")).unwrap();
+        let failed = storage.read(&mut |rows| {
+            rows.head()?;
+            Err(StorageError::InvalidState("on purpose".into()))
+        });
+        assert!(matches!(failed, Err(StorageError::InvalidState(_))), "{failed:?}");
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            storage.read(&mut |rows| {
+                rows.head()?;
+                panic!("on purpose")
+            })
+        }));
+        assert!(panicked.is_err());
+        for reader in &storage.readers {
+            assert!(relock(reader).is_autocommit(), "a reader was left inside a transaction");
+        }
+        let mut head = None;
+        storage
+            .read(&mut |rows| {
+                head = Some(rows.head()?);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(head, Some(0));
         drop(storage);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -21,7 +21,8 @@
 //! (2026-12-04, before the third pass on the server's cost: SQLite 328 and PostgreSQL 330
 //! pushes per server-CPU-second, 14.1 KiB per idle socket; automerge-repo 632 and 13.5 KiB.)
 //!
-//! Options: `--only e,a` runs some measures; `--devices N`, `--edits N` (at most 500),
+//! Options: `--only e,a` runs some measures; `--backend sqlite` (or `postgres`) runs (e) on
+//! one backend; `--devices N`, `--edits N` (at most 500),
 //! `--readers N`, `--threads N`, `--runs N` override the sizes. Progress goes to stderr, the
 //! table to stdout. Needs `node` and `npm` (and the npm registry, or npm's cache) for (a);
 //! without them (a) says why in the table. Needs PostgreSQL (Debian's `postgresql`, which
@@ -87,6 +88,8 @@ const SOCKETS_PER_DEVICE: usize = eenplan_protocol::api::MAX_LIVE_SOCKETS_PER_DE
 struct Config {
     quick: bool,
     only: Vec<char>,
+    /// The backends (e) runs on: both unless `--backend` names one.
+    backends: Vec<Backend>,
     sizes: Sizes,
     threads: usize,
     runs: usize,
@@ -99,7 +102,7 @@ struct Config {
 impl Config {
     fn from_args() -> Config {
         let args = Args::from_env(
-            "load_bench [--quick] [--only e,a] [--devices N] [--edits N] [--readers N] [--threads N] [--runs N]",
+            "load_bench [--quick] [--only e,a] [--backend sqlite|postgres] [--devices N] [--edits N] [--readers N] [--threads N] [--runs N]",
         );
         let quick = args.has("--quick");
         let edits = args.number("--edits", if quick { 20 } else { 100 });
@@ -111,9 +114,19 @@ impl Config {
         let mut only = args.only(&['e', 'a']);
         // The summary of whatever was measured always closes the table.
         only.push('s');
+        let backends = match args.text("--backend") {
+            None => Backend::ALL.to_vec(),
+            Some("sqlite") => vec![Backend::Sqlite],
+            Some("postgres") => vec![Backend::Postgres],
+            Some(other) => {
+                eprintln!("--backend is sqlite or postgres, not {other:?}");
+                std::process::exit(2);
+            }
+        };
         Config {
             quick,
             only,
+            backends,
             sizes: Sizes {
                 devices,
                 edits: edits.max(1),
@@ -186,7 +199,7 @@ fn per_second(seconds: f64) -> f64 {
 fn measure_e(cfg: &Config, table: &mut Table) {
     // Each backend the server runs on gets the same workload. The first one's figures are
     // what (a) compares with.
-    for &backend in Backend::ALL {
+    for &backend in &cfg.backends {
         let fixture = Fixture::build(cfg.sizes, backend);
         let measured = eenplan_rows(cfg, table, &fixture, backend.label());
         cfg.eenplan.borrow_mut().push((backend, measured));

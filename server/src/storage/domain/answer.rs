@@ -11,8 +11,8 @@ use eenplan_protocol::DocumentId;
 use crate::storage::backend::ReadRows;
 use crate::storage::pull::ResumePoint;
 use crate::storage::{
-    AnswerQuery, AnswerReads, DeviceId, MembershipPage, PullBatch, PullRequest, Result, TailStats, UserId,
-    pull, whole_chains_page,
+    AnswerQuery, AnswerReads, DeviceId, MembershipPage, PullBatch, PullRequest, Result,
+    SNAPSHOT_REASK_AFTER_MS, SNAPSHOT_REQUEST_TTL_MS, TailStats, UserId, pull, whole_chains_page,
 };
 
 /// What [`read`] found: the answer's reads, and where a page that stopped inside a history
@@ -46,9 +46,15 @@ pub(super) fn read(rows: &dyn ReadRows, query: &AnswerQuery) -> Result<Read> {
     let complete =
         page.batch.complete && membership.complete && page.batch.history.iter().all(|h| h.complete);
     let snapshot_candidates = if complete {
-        let held: Vec<(DocumentId, u32)> =
-            rows.held_keys(request.device)?.into_iter().filter(|(d, _)| readable.contains(d)).collect();
-        snapshot_candidates(rows, &held)?
+        // What the device was asked for recently is not weighed again: its tail is long.
+        let asked = asked_recently(rows, request.device, query.now)?;
+        let held: Vec<(DocumentId, u32)> = rows
+            .held_keys(request.device)?
+            .into_iter()
+            .filter(|(d, _)| readable.contains(d) && !asked.contains(d))
+            .collect();
+        let long = snapshot_candidates(rows, &held)?;
+        not_asked_elsewhere(rows, request.device, long, query.now)?
     } else {
         Vec::new()
     };
@@ -144,4 +150,34 @@ fn snapshot_candidates(rows: &dyn ReadRows, held: &[(DocumentId, u32)]) -> Resul
         }
     }
     Ok(long)
+}
+
+/// The documents `device` was asked to snapshot less than [`SNAPSHOT_REASK_AFTER_MS`] ago and
+/// has not delivered yet. Asking costs a write ([`crate::storage::Storage::request_snapshots`]);
+/// a device is not asked again on every sync while it has not answered.
+fn asked_recently(rows: &dyn ReadRows, device: DeviceId, now: i64) -> Result<HashSet<DocumentId>> {
+    Ok(rows
+        // Made at or after `since`: less than the interval ago.
+        .snapshot_requests_of(device, now.saturating_sub(SNAPSHOT_REASK_AFTER_MS - 1))?
+        .into_iter()
+        .map(|(document, _)| document)
+        .collect())
+}
+
+/// `documents` less those another device has an unexpired snapshot request for: read here,
+/// so that a sync with nothing new to ask writes nothing.
+fn not_asked_elsewhere(
+    rows: &dyn ReadRows,
+    device: DeviceId,
+    documents: Vec<DocumentId>,
+    now: i64,
+) -> Result<Vec<DocumentId>> {
+    let unexpired = now.saturating_sub(SNAPSHOT_REQUEST_TTL_MS);
+    let mut due = Vec::with_capacity(documents.len());
+    for document in documents {
+        if !rows.snapshot_requested_elsewhere(document, device, unexpired)? {
+            due.push(document);
+        }
+    }
+    Ok(due)
 }

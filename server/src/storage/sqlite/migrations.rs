@@ -427,6 +427,29 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE device_certificates_14 RENAME TO device_certificates;
      CREATE INDEX bundles_by_kind ON bundles (plan_id, compartment, kind, seq, size);
      PRAGMA defer_foreign_keys = OFF;",
+    // 15: the membership chains become a rowid table, and the positions every sync filters
+    //     them by an index. A signed entry is several KiB (4.5 on average in `load_bench`),
+    //     so in the `WITHOUT ROWID` table each row spilled onto overflow pages, and a sync
+    //     answer read every entry of each of the user's plans whole to reach `log_seq`,
+    //     stored after it (`membership_after`). Now the index `membership_by_plan` answers
+    //     which entries are new, and only those are read. And `devices_by_user` covers the
+    //     state and id of a user's devices: a device row (X-Wing key and certificate, about
+    //     4 KiB) fills a page of its own, and every key request read one row per device.
+    "CREATE TABLE membership_15 (
+         plan_id BLOB NOT NULL REFERENCES plans (plan_id),
+         seq     BIGINT NOT NULL,
+         log_seq BIGINT NOT NULL,
+         signed  BLOB NOT NULL,
+         PRIMARY KEY (plan_id, seq)
+     );
+     INSERT INTO membership_15 (plan_id, seq, log_seq, signed)
+         SELECT plan_id, seq, log_seq, signed FROM membership;
+     DROP TABLE membership;
+     ALTER TABLE membership_15 RENAME TO membership;
+     CREATE INDEX membership_by_position ON membership (log_seq);
+     CREATE INDEX membership_by_plan ON membership (plan_id, log_seq, seq);
+     DROP INDEX devices_by_user;
+     CREATE INDEX devices_by_user ON devices (user_id, state, device_id);",
 ];
 
 /// The schema version this build writes.
@@ -647,5 +670,59 @@ mod tests {
         assert!(conn.execute("DELETE FROM devices WHERE device_id = X'02'", []).is_err());
         let defer: i64 = conn.query_row("PRAGMA defer_foreign_keys", [], |row| row.get(0)).unwrap();
         assert_eq!(defer, 0, "the migration leaves references checked at once");
+    }
+
+    #[test]
+    fn schema_15_keeps_every_membership_entry_in_a_rowid_table_whose_positions_an_index_answers() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        let tx = conn.transaction().unwrap();
+        schema_at(&tx, 14);
+        tx.execute_batch(
+            "INSERT INTO orgs (org_id, name, lease_hours) VALUES (1, 'o', 1);
+             INSERT INTO users (user_id, org_id, name, role) VALUES (1, 1, 'u', 'r');
+             INSERT INTO devices (device_id, user_id, signing_public, agreement_public, state, created_at)
+                 VALUES (X'02', 1, X'03', zeroblob(1216), 'active', 6);
+             INSERT INTO plans (plan_id, creator_user, created_by, created_at) VALUES (X'05', 1, X'02', 8);
+             INSERT INTO membership (plan_id, seq, signed, log_seq)
+                 VALUES (X'05', 1, zeroblob(4500), 3), (X'05', 2, X'0102', 9);",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        let entries = |conn: &rusqlite::Connection| -> Vec<(Vec<u8>, i64, Vec<u8>, i64)> {
+            conn.prepare("SELECT plan_id, seq, signed, log_seq FROM membership ORDER BY plan_id, seq")
+                .unwrap()
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let before = entries(&conn);
+
+        let tx = conn.transaction().unwrap();
+        migrate(&tx).unwrap();
+        tx.commit().unwrap();
+
+        assert_eq!(entries(&conn), before);
+        let sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'membership'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert!(!sql.to_uppercase().contains("WITHOUT ROWID"));
+        let duplicate = "INSERT INTO membership (plan_id, seq, signed, log_seq) VALUES (X'05', 2, X'00', 10)";
+        assert!(conn.execute(duplicate, []).is_err(), "(plan, seq) stays unique");
+        let orphan = "INSERT INTO membership (plan_id, seq, signed, log_seq) VALUES (X'77', 1, X'00', 10)";
+        assert!(conn.execute(orphan, []).is_err(), "an entry still needs its plan");
+        let plan: Vec<String> = conn
+            .prepare("EXPLAIN QUERY PLAN SELECT seq FROM membership WHERE plan_id = X'05' AND log_seq > 4")
+            .unwrap()
+            .query_map([], |row| row.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(plan.iter().any(|step| step.contains("COVERING INDEX membership_by_plan")), "{plan:?}");
     }
 }

@@ -112,17 +112,13 @@ fn kind_code(kind: BundleKind) -> i64 {
 
 pub(super) fn network(conn: &Connection) -> Result<Option<NetworkRecord>> {
     Ok(conn
-        .query_row(
-            "SELECT root_public, escrow_public, escrow_signature FROM network WHERE id = 1",
-            [],
-            |row| {
-                Ok(NetworkRecord {
-                    root_public: row.get(0)?,
-                    escrow_public: row.get(1)?,
-                    escrow_signature: row.get(2)?,
-                })
-            },
-        )
+        .row("SELECT root_public, escrow_public, escrow_signature FROM network WHERE id = 1", [], |row| {
+            Ok(NetworkRecord {
+                root_public: row.get(0)?,
+                escrow_public: row.get(1)?,
+                escrow_signature: row.get(2)?,
+            })
+        })
         .optional()?)
 }
 
@@ -148,11 +144,9 @@ pub(super) fn insert_admin(tx: &Transaction<'_>, admin: &AdminRecord) -> Result<
 
 pub(super) fn admin(conn: &Connection, public: &[u8; 32]) -> Result<Option<AdminRecord>> {
     Ok(conn
-        .query_row(
-            "SELECT admin_public, certificate, name FROM admins WHERE admin_public = ?1",
-            [public],
-            |row| Ok(AdminRecord { admin_public: row.get(0)?, certificate: row.get(1)?, name: row.get(2)? }),
-        )
+        .row("SELECT admin_public, certificate, name FROM admins WHERE admin_public = ?1", [public], |row| {
+            Ok(AdminRecord { admin_public: row.get(0)?, certificate: row.get(1)?, name: row.get(2)? })
+        })
         .optional()?)
 }
 
@@ -213,7 +207,7 @@ fn org_from(row: &Row<'_>) -> rusqlite::Result<Org> {
 /// None if the name is taken.
 pub(super) fn insert_org(tx: &Transaction<'_>, name: &str, lease_hours: u32) -> Result<Option<OrgId>> {
     Ok(tx
-        .query_row(
+        .row(
             "INSERT INTO orgs (name, lease_hours) VALUES (?1, ?2) ON CONFLICT DO NOTHING RETURNING org_id",
             params![name, lease_hours],
             |row| row.get(0).map(OrgId),
@@ -228,9 +222,7 @@ pub(super) fn orgs(conn: &Connection) -> Result<Vec<Org>> {
 }
 
 pub(super) fn org_by_name(conn: &Connection, name: &str) -> Result<Option<Org>> {
-    Ok(conn
-        .query_row("SELECT org_id, name, lease_hours FROM orgs WHERE name = ?1", [name], org_from)
-        .optional()?)
+    Ok(conn.row("SELECT org_id, name, lease_hours FROM orgs WHERE name = ?1", [name], org_from).optional()?)
 }
 
 pub(super) fn org_exists(conn: &Connection, org: OrgId) -> Result<bool> {
@@ -251,7 +243,7 @@ pub(super) fn insert_user(
     role: &str,
 ) -> Result<Option<UserId>> {
     Ok(tx
-        .query_row(
+        .row(
             "INSERT INTO users (org_id, name, role) VALUES (?1, ?2, ?3)
              ON CONFLICT DO NOTHING RETURNING user_id",
             params![org.0, name, role],
@@ -296,7 +288,7 @@ pub(super) fn insert_enrolment(
 /// An unused code's user and expiry.
 pub(super) fn unused_enrolment(conn: &Connection, code_id: &[u8; 32]) -> Result<Option<(UserId, i64)>> {
     Ok(conn
-        .query_row(
+        .row(
             "SELECT user_id, expires_at FROM enrolments WHERE code_id = ?1 AND used_at IS NULL",
             [code_id],
             |row| Ok((UserId(row.get(0)?), row.get(1)?)),
@@ -410,7 +402,7 @@ pub(super) fn active_devices_of_user(conn: &Connection, user: UserId) -> Result<
 
 pub(super) fn device_state(conn: &Connection, id: DeviceId) -> Result<Option<DeviceState>> {
     Ok(conn
-        .query_row("SELECT state FROM devices WHERE device_id = ?1", [id.0], |row| state_at(row, 0))
+        .row("SELECT state FROM devices WHERE device_id = ?1", [id.0], |row| state_at(row, 0))
         .optional()?)
 }
 
@@ -478,7 +470,7 @@ pub(super) fn insert_wipe_order(tx: &Transaction<'_>, id: DeviceId, signed: &[u8
 /// The order waiting for `id`, if it is revoked.
 pub(super) fn wipe_order(conn: &Connection, id: DeviceId) -> Result<Option<Vec<u8>>> {
     Ok(conn
-        .query_row(
+        .row(
             "SELECT o.signed FROM wipe_orders o JOIN devices d ON d.device_id = o.device_id
              WHERE o.device_id = ?1 AND d.state = 'revoked'",
             [id.0],
@@ -537,7 +529,7 @@ pub(super) fn user_exists(conn: &Connection, user: UserId) -> Result<bool> {
 
 pub(super) fn plan_creator(conn: &Connection, plan: &PlanId) -> Result<Option<UserId>> {
     Ok(conn
-        .query_row("SELECT creator_user FROM plans WHERE plan_id = ?1", [plan], |row| row.get(0).map(UserId))
+        .row("SELECT creator_user FROM plans WHERE plan_id = ?1", [plan], |row| row.get(0).map(UserId))
         .optional()?)
 }
 
@@ -591,14 +583,14 @@ pub(super) fn closed_plans(conn: &Connection) -> Result<Vec<(PlanId, i64)>> {
 
 pub(super) fn closed_at(conn: &Connection, plan: &PlanId) -> Result<Option<i64>> {
     Ok(conn
-        .query_row("SELECT closed_at FROM plans WHERE plan_id = ?1", [plan], |row| row.get(0))
+        .row("SELECT closed_at FROM plans WHERE plan_id = ?1", [plan], |row| row.get(0))
         .optional()?
         .flatten())
 }
 
 pub(super) fn erased_at(conn: &Connection, plan: &PlanId) -> Result<Option<i64>> {
     Ok(conn
-        .query_row("SELECT erased_at FROM erased_plans WHERE plan_id = ?1", [plan], |row| row.get(0))
+        .row("SELECT erased_at FROM erased_plans WHERE plan_id = ?1", [plan], |row| row.get(0))
         .optional()?)
 }
 
@@ -632,7 +624,7 @@ pub(super) fn erase_plan(tx: &Transaction<'_>, plan: &PlanId, now: i64) -> Resul
 /// The chain length and roster of a plan with a chain; `NotFound` for an unknown plan.
 pub(super) fn roster(conn: &Connection, plan: &PlanId) -> Result<Option<(u32, Vec<u8>)>> {
     let roster: Option<Vec<u8>> = conn
-        .query_row("SELECT roster FROM plans WHERE plan_id = ?1", [plan], |row| row.get(0))
+        .row("SELECT roster FROM plans WHERE plan_id = ?1", [plan], |row| row.get(0))
         .optional()?
         .ok_or(StorageError::NotFound)?;
     let Some(roster) = roster else { return Ok(None) };
@@ -702,7 +694,7 @@ pub(super) fn advance_head(tx: &Transaction<'_>, n: u64) -> Result<u64> {
 
 pub(super) fn participant_role(conn: &Connection, plan: &PlanId, user: UserId) -> Result<Option<String>> {
     Ok(conn
-        .query_row(
+        .row(
             "SELECT plan_role FROM participants WHERE plan_id = ?1 AND user_id = ?2",
             params![plan, user.0],
             |row| row.get(0),
@@ -1442,10 +1434,10 @@ pub(super) fn revocation_list(conn: &Connection, version: Option<u32>) -> Result
     let row = |row: &Row<'_>| Ok((row.get::<_, u32>(0)?, row.get::<_, Vec<u8>>(1)?));
     Ok(match version {
         None => conn
-            .query_row("SELECT version, signed FROM revocation_lists ORDER BY version DESC LIMIT 1", [], row)
+            .row("SELECT version, signed FROM revocation_lists ORDER BY version DESC LIMIT 1", [], row)
             .optional()?,
         Some(version) => conn
-            .query_row("SELECT version, signed FROM revocation_lists WHERE version = ?1", [version], row)
+            .row("SELECT version, signed FROM revocation_lists WHERE version = ?1", [version], row)
             .optional()?,
     })
 }
@@ -1475,7 +1467,7 @@ pub(super) fn insert_revocation_entry(tx: &Transaction<'_>, device: DeviceId, ve
 
 pub(super) fn on_revocation_list(conn: &Connection, device: DeviceId) -> Result<bool> {
     Ok(conn
-        .query_row("SELECT 1 FROM revocation_entries WHERE device_id = ?1", [device.0], |_| Ok(()))
+        .row("SELECT 1 FROM revocation_entries WHERE device_id = ?1", [device.0], |_| Ok(()))
         .optional()?
         .is_some())
 }
@@ -1491,7 +1483,7 @@ pub(super) fn policy(conn: &Connection) -> Result<Option<PolicyRecord>> {
 /// An earlier (or the current) signed policy, by version.
 pub(super) fn policy_version(conn: &Connection, version: u32) -> Result<Option<Vec<u8>>> {
     Ok(conn
-        .query_row("SELECT signed FROM policy_history WHERE version = ?1", [version], |row| row.get(0))
+        .row("SELECT signed FROM policy_history WHERE version = ?1", [version], |row| row.get(0))
         .optional()?)
 }
 
@@ -1775,11 +1767,7 @@ fn server_event_from(row: &Row<'_>) -> rusqlite::Result<ServerEventRecord> {
 
 pub(super) fn last_server_event(conn: &Connection) -> Result<Option<ServerEventRecord>> {
     Ok(conn
-        .query_row(
-            "SELECT seq, signed, at FROM server_events ORDER BY seq DESC LIMIT 1",
-            [],
-            server_event_from,
-        )
+        .row("SELECT seq, signed, at FROM server_events ORDER BY seq DESC LIMIT 1", [], server_event_from)
         .optional()?)
 }
 
