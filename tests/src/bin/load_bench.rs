@@ -8,18 +8,22 @@
 //! target/release/load_bench --quick    # 8 devices × 20 pushes, 2 readers, 2 runs; ≈ 40 s
 //! ```
 //!
-//! The full run took 4 min 9 s on 2 cores shared with a helper's build (setup on SQLite
-//! 1 min 21 s, on PostgreSQL 1 min 17 s). Its figures (2026-12-05), medians of 3:
+//! The full run took 2 min 29 s on 2 cores (setup on SQLite 32 s, on PostgreSQL 47 s). Its
+//! figures (2026-12-05, after the fifth pass on the server's cost), medians of 3:
 //!
 //! ```text
-//! server CPU per accepted push     SQLite 0.528 ms | PostgreSQL 1.280 ms, incl. PostgreSQL 3.768 ms | automerge-repo 1.618 ms
-//! pushes per server-CPU-second     SQLite 1894     | PostgreSQL 781, incl. PostgreSQL 265            | automerge-repo 618
-//! server CPU per delivered bundle  SQLite 3.0 µs   | PostgreSQL 21.0 µs, incl. PostgreSQL 51.5 µs    |
-//! RSS per idle live socket         SQLite 5.1 KiB  | PostgreSQL 3.3 KiB                              | automerge-repo 15.2 KiB
+//! server CPU per accepted push     SQLite 0.370 ms | PostgreSQL 0.734 ms, incl. PostgreSQL 2.702 ms | automerge-repo 1.526 ms
+//! pushes per server-CPU-second     SQLite 2703     | PostgreSQL 1362, incl. PostgreSQL 370            | automerge-repo 655
+//! server CPU per delivered bundle  SQLite 2.5 µs   | PostgreSQL 11.0 µs, incl. PostgreSQL 30.5 µs     |
+//! RSS per idle live socket         SQLite 5.1 KiB  | PostgreSQL 3.1 KiB                               | automerge-repo 15.0 KiB
 //! ```
 //!
 //! (2026-12-04, before the third pass on the server's cost: SQLite 328 and PostgreSQL 330
 //! pushes per server-CPU-second, 14.1 KiB per idle socket; automerge-repo 632 and 13.5 KiB.)
+//!
+//! With `--threads 1` each push is its own commit: CPU per push is then about ±5 % from run
+//! to run, against ±20 % with one thread per device (how many pushes share a commit varies
+//! with scheduling), which suits comparing two builds.
 //!
 //! Options: `--only e,a` runs some measures; `--backend sqlite` (or `postgres`) runs (e) on
 //! one backend; `--devices N`, `--edits N` (at most 500),
@@ -47,8 +51,9 @@
 //!       (target ≥ 2,000); on PostgreSQL also with the CPU of PostgreSQL's own processes (the
 //!       postmaster and every process under it, running or ended: `cutime` + `cstime` keep
 //!       what ended backends spent), since they do the database's work that SQLite does
-//!       inside the server. The server asks each device for a snapshot once its document's log
-//!       is long, as it would; the replay does not upload one.
+//!       inside the server. The server asks each device for a snapshot once its document's
+//!       log is long, as it would (once: a device is asked again only after ten minutes);
+//!       the replay does not upload one.
 //!    2. lets every reader pull the whole backlog (N × E bundles each, pages of the server's
 //!       default size; each reader's bundle ids are checked to be exactly the accepted pushes):
 //!       server CPU per delivered bundle (on PostgreSQL also with its processes').

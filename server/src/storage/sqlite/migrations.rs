@@ -450,6 +450,17 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX membership_by_plan ON membership (plan_id, log_seq, seq);
      DROP INDEX devices_by_user;
      CREATE INDEX devices_by_user ON devices (user_id, state, device_id);",
+    // 16: a plan's roster moves out of `plans` into `plan_rosters`. The roster (CBOR) grows
+    //     with every membership change, past a KiB after a few; in the `WITHOUT ROWID`
+    //     `plans` table such a row spills onto overflow pages, and every plan lookup of a sync
+    //     (each held key's plan, each readable plan's level) would read it whole. Only
+    //     membership updates read the roster; `plans` keeps rows of a few dozen bytes.
+    "CREATE TABLE plan_rosters (
+         plan_id BLOB NOT NULL PRIMARY KEY REFERENCES plans (plan_id),
+         roster  BLOB NOT NULL
+     );
+     INSERT INTO plan_rosters (plan_id, roster) SELECT plan_id, roster FROM plans WHERE roster IS NOT NULL;
+     ALTER TABLE plans DROP COLUMN roster;",
 ];
 
 /// The schema version this build writes.
@@ -592,7 +603,12 @@ mod tests {
         tables
             .iter()
             .map(|table| {
-                let mut stmt = conn.prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2")).unwrap();
+                // Schema 16 moves the roster out of `plans`: compared without it.
+                let columns = match *table {
+                    "plans" => "plan_id, creator_user, created_by, created_at, level, closed_at",
+                    _ => "*",
+                };
+                let mut stmt = conn.prepare(&format!("SELECT {columns} FROM {table} ORDER BY 1, 2")).unwrap();
                 let width = stmt.column_count();
                 let rows = stmt
                     .query_map([], |row| {
@@ -724,5 +740,46 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert!(plan.iter().any(|step| step.contains("COVERING INDEX membership_by_plan")), "{plan:?}");
+    }
+
+    #[test]
+    fn schema_16_moves_every_roster_out_of_the_plans_table_and_keeps_the_plans() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        let tx = conn.transaction().unwrap();
+        schema_at(&tx, 15);
+        tx.execute_batch(
+            "INSERT INTO orgs (org_id, name, lease_hours) VALUES (1, 'o', 1);
+             INSERT INTO users (user_id, org_id, name, role) VALUES (1, 1, 'u', 'r');
+             INSERT INTO devices (device_id, user_id, signing_public, agreement_public, state, created_at)
+                 VALUES (X'02', 1, X'03', zeroblob(1216), 'active', 6);
+             INSERT INTO plans (plan_id, creator_user, created_by, created_at, roster, level, closed_at)
+                 VALUES (X'05', 1, X'02', 8, zeroblob(3000), 'zvh', 12),
+                        (X'06', 1, X'02', 9, NULL, 'regulier', NULL);
+             INSERT INTO participants (plan_id, user_id, plan_role, granted_at_seq) VALUES (X'05', 1, 'r', 1);",
+        )
+        .unwrap();
+        migrate(&tx).unwrap();
+        tx.commit().unwrap();
+
+        let plans: Vec<(Vec<u8>, i64, String, Option<i64>)> = conn
+            .prepare("SELECT plan_id, created_at, level, closed_at FROM plans ORDER BY plan_id")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(plans, [(vec![5], 8, "zvh".into(), Some(12)), (vec![6], 9, "regulier".into(), None)]);
+        let rosters: Vec<(Vec<u8>, Vec<u8>)> = conn
+            .prepare("SELECT plan_id, roster FROM plan_rosters ORDER BY plan_id")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rosters, [(vec![5], vec![0; 3000])], "a plan without a chain has no roster");
+        assert!(conn.prepare("SELECT roster FROM plans").is_err(), "the column is gone");
+        let orphan = "INSERT INTO plan_rosters (plan_id, roster) VALUES (X'77', X'00')";
+        assert!(conn.execute(orphan, []).is_err(), "a roster needs its plan");
     }
 }

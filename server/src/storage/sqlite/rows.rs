@@ -564,7 +564,12 @@ pub(super) fn insert_membership(
 }
 
 pub(super) fn set_roster(tx: &Transaction<'_>, plan: &PlanId, roster: &[u8], level: &str) -> Result<()> {
-    tx.exec("UPDATE plans SET roster = ?2, level = ?3 WHERE plan_id = ?1", params![plan, roster, level])?;
+    tx.exec("UPDATE plans SET level = ?2 WHERE plan_id = ?1", params![plan, level])?;
+    tx.exec(
+        "INSERT INTO plan_rosters (plan_id, roster) VALUES (?1, ?2)
+         ON CONFLICT (plan_id) DO UPDATE SET roster = excluded.roster",
+        params![plan, roster],
+    )?;
     Ok(())
 }
 
@@ -596,7 +601,8 @@ pub(super) fn erased_at(conn: &Connection, plan: &PlanId) -> Result<Option<i64>>
 
 /// Tables whose rows belong to one plan, besides envelopes and bundles (counted on their
 /// own). Children of `plans` come before it.
-const PLAN_ROWS: [&str; 8] = [
+const PLAN_ROWS: [&str; 9] = [
+    "plan_rosters",
     "membership_leavers",
     "commitments",
     "rotations",
@@ -624,7 +630,11 @@ pub(super) fn erase_plan(tx: &Transaction<'_>, plan: &PlanId, now: i64) -> Resul
 /// The chain length and roster of a plan with a chain; `NotFound` for an unknown plan.
 pub(super) fn roster(conn: &Connection, plan: &PlanId) -> Result<Option<(u32, Vec<u8>)>> {
     let roster: Option<Vec<u8>> = conn
-        .row("SELECT roster FROM plans WHERE plan_id = ?1", [plan], |row| row.get(0))
+        .row(
+            "SELECT r.roster FROM plans p LEFT JOIN plan_rosters r ON r.plan_id = p.plan_id WHERE p.plan_id = ?1",
+            [plan],
+            |row| row.get(0),
+        )
         .optional()?
         .ok_or(StorageError::NotFound)?;
     let Some(roster) = roster else { return Ok(None) };
@@ -675,7 +685,8 @@ pub(super) fn chartered_rotations_for(conn: &Connection, user: UserId) -> Result
     let mut stmt = conn.prepare_cached(
         "SELECT DISTINCT r.plan_id, r.compartment
          FROM rotations r
-         JOIN plans pl ON pl.plan_id = r.plan_id AND pl.roster IS NOT NULL
+         JOIN plans pl ON pl.plan_id = r.plan_id
+         JOIN plan_rosters pr ON pr.plan_id = r.plan_id
          JOIN participants p ON p.plan_id = r.plan_id AND p.user_id = ?1
          JOIN users u ON u.user_id = p.user_id
          JOIN policy_access a ON a.role = u.role AND a.compartment = r.compartment AND a.level = pl.level
