@@ -1387,7 +1387,7 @@ fn a_snapshot_is_accepted_only_when_the_server_asked_its_device_for_exactly_that
     let reply =
         server.sync(&b, &SyncRequest { since: covers, snapshots: vec![Blob(bobs)], ..Default::default() });
     assert!(unrequested(&reply), "{:?}", reply.rejected);
-    assert!(reply.compact.is_empty(), "Bob holds no key, so he is not asked");
+    assert!(reply.compact.is_empty(), "Bob holds no key (and Ann was asked moments ago)");
 
     // The requested snapshot is accepted, once; a retry of it is found.
     let snapshot = snapshot_of(&a, basis(plan), covers);

@@ -1229,34 +1229,65 @@ pub mod suite {
         let after: Vec<NewBundle> = (0..1_001).map(|_| changes(d0, ids.next().unwrap(), a1)).collect();
         push(s, &after);
         assert_eq!(s.answer(&query).unwrap().snapshot_candidates, [d0], "the tail after the snapshot");
-        // Asked once, a device is not asked again on every sync while its request is
-        // outstanding, and no other device is asked while the request lives.
-        let head = s.head().unwrap();
-        assert_eq!(s.request_snapshots(b1, &[d0], head, ASKED_AT).unwrap(), [d0]);
-        let at = |now| AnswerQuery { now, ..query.clone() };
-        assert!(
-            s.answer(&at(ASKED_AT + 1)).unwrap().snapshot_candidates.is_empty(),
-            "asked, not answered yet"
-        );
-        let reask = ASKED_AT + SNAPSHOT_REASK_AFTER_MS;
-        assert!(s.answer(&at(reask - 1)).unwrap().snapshot_candidates.is_empty());
-        assert_eq!(s.answer(&at(reask)).unwrap().snapshot_candidates, [d0], "asked again, later");
-        let anns = AnswerQuery { now: reask, ..answer_query(ann, a1, 0, BIG) };
-        assert!(s.answer(&anns).unwrap().snapshot_candidates.is_empty(), "Bob's device was asked");
-        let expired = AnswerQuery { now: ASKED_AT + SNAPSHOT_REQUEST_TTL_MS + 1, ..anns };
-        assert_eq!(s.answer(&expired).unwrap().snapshot_candidates, [d0], "Bob's request expired");
-        // A key of an older epoch cannot seal a snapshot the current readers open.
-        assert_eq!(commit(s, &commitment(d0, 2, None, 9)), CommitmentOutcome::Stored);
-        assert!(s.answer(&at(reask)).unwrap().snapshot_candidates.is_empty(), "Bob's key is of epoch 1");
-        // The smallest page the server allows: far less than the 1,030 bundles of d0.
-        let small_page = AnswerQuery {
-            now: reask,
-            ..answer_query(bob, b1, 0, eenplan_protocol::sync::MIN_PAGE_BYTES as usize)
-        };
+        // The smallest page the server allows: far less than the 1,030 bundles of d0. The
+        // tail wants a snapshot, but an incomplete answer asks for none.
+        let small_page = answer_query(bob, b1, 0, eenplan_protocol::sync::MIN_PAGE_BYTES as usize);
         let answer = s.answer(&small_page).unwrap();
         assert!(!answer.batch.complete);
         assert!(answer.snapshot_candidates.is_empty(), "a snapshot covers only a complete answer's head");
         assert_eq!(answer.batch, s.pull_page(&small_page.pull).unwrap());
+        // A key of an older epoch cannot seal a snapshot the current readers open.
+        assert_eq!(commit(s, &commitment(d0, 2, None, 9)), CommitmentOutcome::Stored);
+        assert!(s.answer(&query).unwrap().snapshot_candidates.is_empty(), "Bob's key is of epoch 1");
+    }
+
+    pub fn a_device_is_asked_for_a_snapshot_again_only_after_ten_minutes_and_holds_off_others_no_longer(
+        s: &dyn Storage,
+    ) {
+        let ann = user(s, "Ann");
+        let bob = user(s, "Bob");
+        let (a1, b1) = (device(s, ann, 1), device(s, bob, 2));
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.add_participant(P, bob, "wijkteam").unwrap();
+        let d0 = doc(P, 0);
+        mint(s, &[d0], a1);
+        seal(s, a1, &[envelope(b1, d0, 1, 1)]);
+        push(s, &(0..1_001).map(|id| changes(d0, id, a1)).collect::<Vec<_>>());
+        let head = s.head().unwrap();
+        let bobs = |now| AnswerQuery { now, ..answer_query(bob, b1, 0, BIG) };
+        let anns = |now| AnswerQuery { now, ..answer_query(ann, a1, 0, BIG) };
+        assert_eq!(s.answer(&bobs(ASKED_AT)).unwrap().snapshot_candidates, [d0]);
+        assert_eq!(s.request_snapshots(b1, &[d0], head, ASKED_AT).unwrap(), [d0]);
+
+        // Asked, Bob's device is not asked again on every sync, and nobody else is asked.
+        let reask = ASKED_AT + SNAPSHOT_REASK_AFTER_MS;
+        for now in [ASKED_AT + 1, reask - 1] {
+            assert!(s.answer(&bobs(now)).unwrap().snapshot_candidates.is_empty(), "asked {now}");
+            assert!(s.answer(&anns(now)).unwrap().snapshot_candidates.is_empty(), "Bob's ask at {now}");
+            assert!(s.request_snapshots(a1, &[d0], head, now).unwrap().is_empty());
+        }
+        // Ten minutes on, it is asked again; renewing its request does not hold Ann's device
+        // off any longer: a device that never delivers cannot keep compaction from others.
+        assert_eq!(s.answer(&bobs(reask)).unwrap().snapshot_candidates, [d0], "asked again");
+        assert_eq!(s.request_snapshots(b1, &[d0], head, reask).unwrap(), [d0]);
+        assert_eq!(s.answer(&anns(reask)).unwrap().snapshot_candidates, [d0], "Bob's first ask is old");
+        assert_eq!(s.request_snapshots(a1, &[d0], head, reask).unwrap(), [d0]);
+        // Either one's snapshot is taken (the request was renewed with the same covers).
+        push(s, &[snapshot(d0, 5_000, b1, head)]);
+
+        // A device with its outstanding requests at the bound is not asked for another.
+        let others: Vec<DocumentId> =
+            (0..MAX_SNAPSHOT_REQUESTS_PER_DEVICE as u8).map(|plan| doc([plan; 16], 1)).collect();
+        let d1 = doc(P, 1);
+        mint(s, &[d1], a1);
+        seal(s, a1, &[envelope(b1, d1, 1, 2)]);
+        push(s, &(0..1_001).map(|id| changes(d1, 10_000 + id, a1)).collect::<Vec<_>>());
+        let later = reask + SNAPSHOT_REASK_AFTER_MS;
+        assert_eq!(s.request_snapshots(b1, &others, 0, later).unwrap(), others);
+        assert!(
+            s.answer(&bobs(later + SNAPSHOT_REASK_AFTER_MS)).unwrap().snapshot_candidates.is_empty(),
+            "sixteen requests outstanding"
+        );
     }
 
     pub fn the_first_envelope_stays_and_key_requests_list_exactly_the_devices_lacking_an_envelope(
@@ -2747,6 +2778,7 @@ macro_rules! conformance_suite {
             history_requests_page_a_readable_documents_whole_change_log_within_the_budget,
             envelopes_go_ahead_of_the_log_on_a_cursor_of_their_own_each_once,
             a_sync_answer_and_a_users_access_read_in_one_transaction_what_the_single_reads_report,
+            a_device_is_asked_for_a_snapshot_again_only_after_ten_minutes_and_holds_off_others_no_longer,
             the_first_envelope_stays_and_key_requests_list_exactly_the_devices_lacking_an_envelope,
             an_envelope_batch_of_a_sealer_revoked_meanwhile_stores_none_of_it,
             a_recipients_refusal_withdraws_the_sealers_envelope_and_keeps_that_sealer_out,
@@ -2889,14 +2921,22 @@ mod sqlite {
         let ann = user(s, "Ann");
         let a1 = device(s, ann, 1);
         let (key, sealed) = store_a_closed_plan(s, a1, ann);
-        s.erase_plan(P, 10).unwrap();
+        let roster = closing_roster();
+        let needles =
+            [&key.bytes[..64], &key.bytes[1100..], &sealed.bytes[..64], &sealed.bytes[19_900..], &roster];
         let db = backend.dir.path().join("server.db");
-        for path in [db.clone(), db.with_extension("db-wal")] {
-            let bytes = std::fs::read(&path).unwrap_or_default();
-            let roster = closing_roster();
-            for erased in
-                [&key.bytes[..64], &key.bytes[1100..], &sealed.bytes[..64], &sealed.bytes[19_900..], &roster]
-            {
+        let files = [db.clone(), db.with_extension("db-wal")];
+        let held = |needle: &[u8]| {
+            files.iter().any(|path| {
+                std::fs::read(path).unwrap_or_default().windows(needle.len()).any(|w| w == needle)
+            })
+        };
+        // The search sees each of them before the erasure.
+        assert!(needles.iter().all(|needle| held(needle)), "stored bytes not found");
+        s.erase_plan(P, 10).unwrap();
+        for path in &files {
+            let bytes = std::fs::read(path).unwrap_or_default();
+            for erased in needles {
                 assert!(
                     !bytes.windows(erased.len()).any(|w| w == erased),
                     "erased bytes remain in {}",
@@ -3133,11 +3173,9 @@ mod postgres {
         let needles =
             [&key.bytes[..64], &key.bytes[1100..], &sealed.bytes[..64], &sealed.bytes[19_900..], &roster];
         let dir = backend.files();
-        assert!(
-            !files_hold(&dir, &needles).is_empty(),
-            "the stored bytes are not found in {}",
-            dir.display()
-        );
+        for needle in needles {
+            assert!(!files_hold(&dir, &[needle]).is_empty(), "stored bytes not found in {}", dir.display());
+        }
         s.erase_plan(P, 10).unwrap();
         let dir = backend.files();
         assert_eq!(files_hold(&dir, &needles), Vec::<PathBuf>::new(), "erased bytes remain");

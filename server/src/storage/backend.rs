@@ -157,8 +157,8 @@ pub(crate) trait ReadRows {
     /// (document, covers) of `device`'s requests made at or after `since`.
     fn snapshot_requests_of(&self, device: DeviceId, since: i64) -> Result<Vec<(DocumentId, u64)>>;
 
-    /// Whether a device other than `device` was asked for a snapshot of `document` at or after
-    /// `since`.
+    /// Whether a device other than `device` was first asked for a snapshot of `document` at
+    /// or after `since`; renewing a request does not move its first ask.
     fn snapshot_requested_elsewhere(
         &self,
         document: DocumentId,

@@ -39,7 +39,8 @@ const ATTEMPTS: usize = 5;
 const LOCK_TIMEOUT: &str = "10s";
 /// How long the purge waits for its exclusive locks while pulls and pushes finish.
 const PURGE_LOCK_TIMEOUT: &str = "60s";
-/// How long the purge waits for snapshots from before the erasure to end.
+/// How long the purge waits for the snapshots and transactions from before the erasure that
+/// hold back VACUUM's horizon ([`SESSIONS_HOLDING_BACK`]) to end.
 const PURGE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Every table a plan's erasure or a member's erasure deletes rows from; the purge rewrites
 /// them (see [`Backend::purge_deleted`]).
@@ -272,23 +273,35 @@ impl PostgresStorage {
     }
 }
 
-/// How many other sessions of the cluster hold back VACUUM's horizon to before `horizon`.
-/// VACUUM keeps a deleted row while any session's snapshot (`backend_xmin`) or running
-/// transaction id (`backend_xid`) is older than the deletion: a write transaction between two
-/// statements has an xid and no snapshot, and counts as much as a reader. Sessions of every
-/// database count: PostgreSQL's documentation leaves other databases out of an ordinary
-/// table's horizon, but the conformance test under parallel load found the erased rows
-/// copied while the only older sessions were in other databases (a `DROP DATABASE` holding
-/// an xid, and readers whose snapshots it held back), 1 run in 3; waiting for those too, 0
-/// in 4 (2026-12-05). An erasure that must not leave bytes behind waits the longer way.
-const SESSIONS_HOLDING_BACK: &str = "SELECT count(*) FROM pg_stat_activity
-     WHERE pid <> pg_backend_pid()
-       AND pg_snapshot_xmax(pg_current_snapshot())::text::bigint
-           - greatest(age(backend_xmin), age(backend_xid)) < $1";
+/// How many sessions, prepared transactions and replication slots of the cluster hold back
+/// VACUUM's horizon to before `horizon`. VACUUM keeps a deleted row while a session of this
+/// database has a snapshot (`backend_xmin`) or a running transaction id (`backend_xid`)
+/// older than the deletion: a write transaction between two statements has an xid and no
+/// snapshot, and counts as much as a reader. Of other databases, the running transaction ids
+/// count: `VACUUM (FULL)`'s own snapshot starts at the oldest transaction still running in the
+/// cluster, whatever its database. (The conformance test under parallel load found the erased
+/// rows copied 1 run in 3 while a `DROP DATABASE` elsewhere held an xid; counting every
+/// session of the cluster, 0 in 4; counting other databases' transactions only, 0 in 4,
+/// 2026-12-05.) Their snapshots do not count, so a long report in another database does not
+/// hold up an erasure. A prepared transaction and a replication slot's `xmin` (a standby's
+/// feedback) hold the horizon without a session.
+const SESSIONS_HOLDING_BACK: &str =
+    "WITH now (xmax) AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint)
+     SELECT (SELECT count(*) FROM pg_stat_activity
+             WHERE pid <> pg_backend_pid()
+               AND (SELECT xmax FROM now) - CASE
+                     WHEN datname = current_database() OR datname IS NULL
+                     THEN greatest(age(backend_xmin), age(backend_xid))
+                     ELSE age(backend_xid) END < $1)
+          + (SELECT count(*) FROM pg_prepared_xacts
+             WHERE (SELECT xmax FROM now) - age(transaction) < $1)
+          + (SELECT count(*) FROM pg_replication_slots
+             WHERE (SELECT xmax FROM now) - age(xmin) < $1)";
 
-/// Waits until no session (a pull that began before the erasure, a push on another instance
-/// that is still open, an autovacuum `ANALYZE`) could still see the deleted rows: `VACUUM
-/// (FULL)` copies rows such a session may see into the new files. Polls, at most
+/// Waits until nothing (a pull that began before the erasure, a push on another instance
+/// that is still open, an autovacuum `ANALYZE`, a transaction in another database) holds
+/// VACUUM's horizon before the deletion: `VACUUM (FULL)` copies the rows it keeps for them
+/// into the new files. Polls, at most
 /// [`PURGE_WAIT`]; then `Busy`.
 fn wait_for_older_sessions(client: &mut Client) -> Result<()> {
     let horizon: i64 = client

@@ -3,16 +3,17 @@
 //! Read apart, a commit between two reads could pair a pull page with a membership page or
 //! a key list of another moment; read together, they also cost one transaction, not a dozen.
 
-use std::collections::HashSet;
 use std::collections::hash_map::{Entry, HashMap};
+use std::collections::{BTreeSet, HashSet};
 
 use eenplan_protocol::DocumentId;
 
+use super::log;
 use crate::storage::backend::ReadRows;
 use crate::storage::pull::ResumePoint;
 use crate::storage::{
     AnswerQuery, AnswerReads, DeviceId, MembershipPage, PullBatch, PullRequest, Result,
-    SNAPSHOT_REASK_AFTER_MS, SNAPSHOT_REQUEST_TTL_MS, TailStats, UserId, pull, whole_chains_page,
+    SNAPSHOT_REQUEST_TTL_MS, TailStats, UserId, pull, whole_chains_page,
 };
 
 /// What [`read`] found: the answer's reads, and where a page that stopped inside a history
@@ -45,19 +46,8 @@ pub(super) fn read(rows: &dyn ReadRows, query: &AnswerQuery) -> Result<Read> {
         .collect();
     let complete =
         page.batch.complete && membership.complete && page.batch.history.iter().all(|h| h.complete);
-    let snapshot_candidates = if complete {
-        // What the device was asked for recently is not weighed again: its tail is long.
-        let asked = asked_recently(rows, request.device, query.now)?;
-        let held: Vec<(DocumentId, u32)> = rows
-            .held_keys(request.device)?
-            .into_iter()
-            .filter(|(d, _)| readable.contains(d) && !asked.contains(d))
-            .collect();
-        let long = snapshot_candidates(rows, &held)?;
-        not_asked_elsewhere(rows, request.device, long, query.now)?
-    } else {
-        Vec::new()
-    };
+    let snapshot_candidates =
+        if complete { snapshots_due(rows, request.device, &readable, query.now)? } else { Vec::new() };
     let rotations = rotations(rows, request.user)?;
     let policy = rows
         .policy()?
@@ -152,30 +142,43 @@ fn snapshot_candidates(rows: &dyn ReadRows, held: &[(DocumentId, u32)]) -> Resul
     Ok(long)
 }
 
-/// The documents `device` was asked to snapshot less than [`SNAPSHOT_REASK_AFTER_MS`] ago and
-/// has not delivered yet. Asking costs a write ([`crate::storage::Storage::request_snapshots`]);
-/// a device is not asked again on every sync while it has not answered.
-fn asked_recently(rows: &dyn ReadRows, device: DeviceId, now: i64) -> Result<HashSet<DocumentId>> {
-    Ok(rows
-        // Made at or after `since`: less than the interval ago.
-        .snapshot_requests_of(device, now.saturating_sub(SNAPSHOT_REASK_AFTER_MS - 1))?
-        .into_iter()
-        .map(|(document, _)| document)
-        .collect())
-}
-
-/// `documents` less those another device has an unexpired snapshot request for: read here,
-/// so that a sync with nothing new to ask writes nothing.
-fn not_asked_elsewhere(
+/// The documents a complete answer asks `device` to snapshot: those it holds a key of whose
+/// tail is long, less those it may not be asked for now. Asking costs a write
+/// ([`crate::storage::Storage::request_snapshots`]); read here by the same rules, a sync with
+/// nothing new to ask writes nothing:
+/// - not one it was asked for less than [`crate::storage::SNAPSHOT_REASK_AFTER_MS`] ago: it answers in its
+///   next round, and one that did not (a snapshot too large to send, a cut link) is asked
+///   again later, not on every sync. Its tail is not weighed either;
+/// - not one beyond its [`crate::storage::MAX_SNAPSHOT_REQUESTS_PER_DEVICE`] outstanding requests;
+/// - not one another device was first asked for less than that interval ago.
+fn snapshots_due(
     rows: &dyn ReadRows,
     device: DeviceId,
-    documents: Vec<DocumentId>,
+    readable: &HashSet<DocumentId>,
     now: i64,
 ) -> Result<Vec<DocumentId>> {
-    let unexpired = now.saturating_sub(SNAPSHOT_REQUEST_TTL_MS);
-    let mut due = Vec::with_capacity(documents.len());
-    for document in documents {
-        if !rows.snapshot_requested_elsewhere(document, device, unexpired)? {
+    let reask_since = log::reask_since(now);
+    let recent: HashSet<DocumentId> =
+        rows.snapshot_requests_of(device, reask_since)?.into_iter().map(|(document, _)| document).collect();
+    let held: Vec<(DocumentId, u32)> = rows
+        .held_keys(device)?
+        .into_iter()
+        .filter(|(document, _)| readable.contains(document) && !recent.contains(document))
+        .collect();
+    let long = snapshot_candidates(rows, &held)?;
+    if long.is_empty() {
+        return Ok(long);
+    }
+    let outstanding: BTreeSet<DocumentId> = rows
+        .snapshot_requests_of(device, now.saturating_sub(SNAPSHOT_REQUEST_TTL_MS))?
+        .into_iter()
+        .map(|(document, _)| document)
+        .collect();
+    let mut due = Vec::with_capacity(long.len());
+    for document in long {
+        if log::within_bound(&outstanding, &document)
+            && !rows.snapshot_requested_elsewhere(document, device, reask_since)?
+        {
             due.push(document);
         }
     }

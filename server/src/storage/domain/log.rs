@@ -8,7 +8,7 @@ use eenplan_protocol::{BundleKind, DocumentId, sync};
 use crate::storage::backend::WriteRows;
 use crate::storage::{
     DeviceId, DeviceState, MAX_SNAPSHOT_REQUESTS_PER_DEVICE, NewBundle, PushOutcome, Result,
-    SNAPSHOT_REQUEST_TTL_MS, StorageError,
+    SNAPSHOT_REASK_AFTER_MS, SNAPSHOT_REQUEST_TTL_MS, StorageError,
 };
 
 /// Admits and appends a batch of pushes (one group commit) in one transaction: each bundle
@@ -93,8 +93,24 @@ fn append(tx: &dyn WriteRows, seq: u64, item: &NewBundle, covers: Option<u64>) -
     Ok(PushOutcome::Duplicate { seq })
 }
 
+/// The moment from which an ask counts as recent: less than [`SNAPSHOT_REASK_AFTER_MS`]
+/// before `now`. A device's own recent ask keeps a sync answer from asking it again
+/// (`answer::snapshots_due`); another device's *first* ask that recent keeps a document from
+/// being asked of others. Only the first: a device re-asked every ten minutes that never
+/// delivers must not keep compaction from everyone else.
+pub(super) fn reask_since(now: i64) -> i64 {
+    now.saturating_sub(SNAPSHOT_REASK_AFTER_MS - 1)
+}
+
+/// Whether a device with the `outstanding` requests may be asked for `document`: one it
+/// has already, or one more within [`MAX_SNAPSHOT_REQUESTS_PER_DEVICE`].
+pub(super) fn within_bound(outstanding: &BTreeSet<DocumentId>, document: &DocumentId) -> bool {
+    outstanding.contains(document) || outstanding.len() < MAX_SNAPSHOT_REQUESTS_PER_DEVICE
+}
+
 /// Asks `device` for snapshots of `documents` covering `covers`, except those another
-/// device was asked for and not beyond [`MAX_SNAPSHOT_REQUESTS_PER_DEVICE`] outstanding.
+/// device was first asked for recently ([`reask_since`]) and not beyond
+/// [`MAX_SNAPSHOT_REQUESTS_PER_DEVICE`] outstanding.
 pub(super) fn request_snapshots(
     tx: &dyn WriteRows,
     device: DeviceId,
@@ -111,8 +127,9 @@ pub(super) fn request_snapshots(
         tx.snapshot_requests_of(device, since)?.into_iter().map(|(d, _)| d).collect();
     let mut asked = Vec::new();
     for &document in documents {
-        let full = outstanding.len() >= MAX_SNAPSHOT_REQUESTS_PER_DEVICE && !outstanding.contains(&document);
-        if full || tx.snapshot_requested_elsewhere(document, device, since)? {
+        if !within_bound(&outstanding, &document)
+            || tx.snapshot_requested_elsewhere(document, device, reask_since(now))?
+        {
             continue;
         }
         tx.upsert_snapshot_request(device, document, covers, now)?;

@@ -10,7 +10,8 @@
 //! PostgreSQL's types: `BIGINT` for every integer, `BYTEA` for blobs, and `TEXT COLLATE "C"`
 //! so that names and roles sort by their bytes as in SQLite, whatever locale the cluster was
 //! created with. This backend starts at SQLite's schema 12, so its migration 1 is that whole
-//! schema; later changes are new numbers here (PostgreSQL's n is SQLite's n + 11).
+//! schema; later changes are new numbers here (PostgreSQL's n is SQLite's n + 11 up to 3, then
+//! 4 is SQLite's 17).
 
 use super::statements;
 use crate::storage::{Result, StorageError};
@@ -28,6 +29,10 @@ const MIGRATIONS: &[&str] = &[
     //    index alone. SQLite's 14 also makes its tables of large rows rowid tables; PostgreSQL
     //    keeps every row in a heap with its indexes apart, and large values out of line.
     "CREATE INDEX bundles_by_kind ON bundles (plan_id, compartment, kind, seq, size);",
+    // 4: SQLite's 17, when a snapshot request's device was first asked (SQLite's 15 and 16
+    //    undo `WITHOUT ROWID` spills this backend never had).
+    "ALTER TABLE snapshot_requests ADD COLUMN first_asked_at BIGINT NOT NULL DEFAULT 0;
+     UPDATE snapshot_requests SET first_asked_at = requested_at;",
 ];
 
 /// The schema version this build writes.

@@ -1148,7 +1148,7 @@ pub(super) fn snapshot_requested_elsewhere(
     Ok(conn
         .prepare_cached(
             "SELECT 1 FROM snapshot_requests
-             WHERE plan_id = $1 AND compartment = $2 AND device_id <> $3 AND requested_at >= $4 LIMIT 1",
+             WHERE plan_id = $1 AND compartment = $2 AND device_id <> $3 AND first_asked_at >= $4 LIMIT 1",
         )?
         .query_row(params![document.plan, document.compartment, device.0, since], |_| Ok(()))
         .optional()?
@@ -1164,8 +1164,8 @@ pub(super) fn upsert_snapshot_request(
     now: i64,
 ) -> Result<()> {
     tx.prepare_cached(
-        "INSERT INTO snapshot_requests (device_id, plan_id, compartment, covers_seq, requested_at)
-         VALUES ($1, $2, $3, $4, $5)
+        "INSERT INTO snapshot_requests (device_id, plan_id, compartment, covers_seq, requested_at, first_asked_at)
+         VALUES ($1, $2, $3, $4, $5, $5)
          ON CONFLICT (device_id, plan_id, compartment)
          DO UPDATE SET covers_seq = excluded.covers_seq, requested_at = excluded.requested_at",
     )?

@@ -461,6 +461,12 @@ const MIGRATIONS: &[&str] = &[
      );
      INSERT INTO plan_rosters (plan_id, roster) SELECT plan_id, roster FROM plans WHERE roster IS NOT NULL;
      ALTER TABLE plans DROP COLUMN roster;",
+    // 17: a snapshot request keeps when its device was first asked. A renewed request kept
+    //     other devices from being asked while it lived, so a device re-asked every ten
+    //     minutes that never delivered kept compaction from everyone; now only a first ask
+    //     less than ten minutes old does.
+    "ALTER TABLE snapshot_requests ADD COLUMN first_asked_at BIGINT NOT NULL DEFAULT 0;
+     UPDATE snapshot_requests SET first_asked_at = requested_at;",
 ];
 
 /// The schema version this build writes.
@@ -732,14 +738,40 @@ mod tests {
         assert!(conn.execute(duplicate, []).is_err(), "(plan, seq) stays unique");
         let orphan = "INSERT INTO membership (plan_id, seq, signed, log_seq) VALUES (X'77', 1, X'00', 10)";
         assert!(conn.execute(orphan, []).is_err(), "an entry still needs its plan");
-        let plan: Vec<String> = conn
-            .prepare("EXPLAIN QUERY PLAN SELECT seq FROM membership WHERE plan_id = X'05' AND log_seq > 4")
-            .unwrap()
-            .query_map([], |row| row.get(3))
+        // The server's own statements: new entries found by the index, devices by theirs.
+        let membership = query_plan(&conn, super::super::rows::MEMBERSHIP_AFTER);
+        assert!(membership.iter().any(|step| step.contains("INDEX membership_by_plan")), "{membership:?}");
+        let devices = query_plan(&conn, super::super::rows::DEVICES_MISSING_HELD_KEYS);
+        assert!(devices.iter().any(|step| step.contains("COVERING INDEX devices_by_user")), "{devices:?}");
+    }
+
+    #[test]
+    fn schema_17_dates_each_outstanding_snapshot_request_first_asked_when_it_was_last_asked() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        let tx = conn.transaction().unwrap();
+        schema_at(&tx, 16);
+        tx.execute_batch(
+            "INSERT INTO snapshot_requests (device_id, plan_id, compartment, covers_seq, requested_at)
+             VALUES (X'02', X'05', 0, 7, 1234);",
+        )
+        .unwrap();
+        migrate(&tx).unwrap();
+        let dates: (i64, i64) = tx
+            .query_row("SELECT requested_at, first_asked_at FROM snapshot_requests", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(dates, (1234, 1234));
+    }
+
+    /// The steps of SQLite's plan for `sql` (`EXPLAIN QUERY PLAN`, every parameter `NULL`).
+    fn query_plan(conn: &rusqlite::Connection, sql: &str) -> Vec<String> {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let nulls = vec![rusqlite::types::Null; stmt.parameter_count()];
+        stmt.query_map(rusqlite::params_from_iter(nulls), |row| row.get(3))
             .unwrap()
             .collect::<Result<_, _>>()
-            .unwrap();
-        assert!(plan.iter().any(|step| step.contains("COVERING INDEX membership_by_plan")), "{plan:?}");
+            .unwrap()
     }
 
     #[test]

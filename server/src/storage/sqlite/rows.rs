@@ -652,17 +652,9 @@ pub(super) fn membership_entries(conn: &Connection, plan: &PlanId, after: u32) -
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// (plan, position, entry) of `user`'s plans after `after`: an entry's position is its own,
-/// or the user's grant when that is later (a newly granted plan's whole chain at once).
-pub(super) fn membership_after(
-    conn: &Connection,
-    user: UserId,
-    after: u64,
-) -> Result<Vec<super::super::PositionedEntry>> {
-    // Participants get their plans' chains; a user who left gets the chain up to the entry
-    // that removed them, so their devices learn of it from the signed entry.
-    let mut stmt = conn.prepare_cached(
-        "SELECT plan_id, position, signed FROM (
+/// [`membership_after`]'s statement: its filter on positions is answered by the index
+/// `membership_by_plan`, so an entry (several KiB) is read only when it is new (schema 15).
+pub(super) const MEMBERSHIP_AFTER: &str = "SELECT plan_id, position, signed FROM (
              SELECT m.plan_id, MAX(m.log_seq, p.granted_at_seq) AS position, m.seq, m.signed
              FROM participants p
              JOIN membership m ON m.plan_id = p.plan_id
@@ -673,8 +665,18 @@ pub(super) fn membership_after(
              JOIN membership m ON m.plan_id = l.plan_id AND m.seq <= l.through_seq
              WHERE l.user_id = ?1 AND m.log_seq > ?2
          )
-         ORDER BY position, plan_id, seq",
-    )?;
+         ORDER BY position, plan_id, seq";
+
+/// (plan, position, entry) of `user`'s plans after `after`: an entry's position is its own,
+/// or the user's grant when that is later (a newly granted plan's whole chain at once).
+pub(super) fn membership_after(
+    conn: &Connection,
+    user: UserId,
+    after: u64,
+) -> Result<Vec<super::super::PositionedEntry>> {
+    // Participants get their plans' chains; a user who left gets the chain up to the entry
+    // that removed them, so their devices learn of it from the signed entry.
+    let mut stmt = conn.prepare_cached(MEMBERSHIP_AFTER)?;
     let rows =
         stmt.query_map(params![user.0, Int(after)], |row| Ok((row.get(0)?, uint(row, 1)?, row.get(2)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -1148,8 +1150,8 @@ pub(super) fn snapshot_requests_of(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Whether a device other than `device` was asked for a snapshot of `document` at or after
-/// `since`.
+/// Whether a device other than `device` was first asked for a snapshot of `document` at or
+/// after `since` (its request renewed since does not count).
 pub(super) fn snapshot_requested_elsewhere(
     conn: &Connection,
     document: DocumentId,
@@ -1159,7 +1161,7 @@ pub(super) fn snapshot_requested_elsewhere(
     Ok(conn
         .prepare_cached(
             "SELECT 1 FROM snapshot_requests
-             WHERE plan_id = ?1 AND compartment = ?2 AND device_id <> ?3 AND requested_at >= ?4 LIMIT 1",
+             WHERE plan_id = ?1 AND compartment = ?2 AND device_id <> ?3 AND first_asked_at >= ?4 LIMIT 1",
         )?
         .query_row(params![document.plan, document.compartment, device.0, since], |_| Ok(()))
         .optional()?
@@ -1175,8 +1177,8 @@ pub(super) fn upsert_snapshot_request(
     now: i64,
 ) -> Result<()> {
     tx.prepare_cached(
-        "INSERT INTO snapshot_requests (device_id, plan_id, compartment, covers_seq, requested_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)
+        "INSERT INTO snapshot_requests (device_id, plan_id, compartment, covers_seq, requested_at, first_asked_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)
          ON CONFLICT (device_id, plan_id, compartment)
          DO UPDATE SET covers_seq = excluded.covers_seq, requested_at = excluded.requested_at",
     )?
@@ -1375,15 +1377,9 @@ pub(super) fn devices_missing_envelope(
     Ok(ids)
 }
 
-/// [`devices_missing_envelope`] of each key `device` holds, in one statement. The held keys
-/// come first (`CROSS JOIN` keeps that order): a device holds a few hundred keys, while the
-/// other tables hold the whole region.
-pub(super) fn devices_missing_held_keys(
-    conn: &Connection,
-    device: DeviceId,
-) -> Result<Vec<(DocumentId, u32, DeviceId)>> {
-    let mut stmt = conn.prepare_cached(
-        "WITH held (plan_id, compartment, epoch) AS (
+/// [`devices_missing_held_keys`]'s statement; the devices of each participant are read
+/// from the covering index `devices_by_user` (schema 15), not from their 4 KiB rows.
+pub(super) const DEVICES_MISSING_HELD_KEYS: &str = "WITH held (plan_id, compartment, epoch) AS (
              SELECT plan_id, compartment, epoch FROM envelopes WHERE recipient = ?1
              UNION
              SELECT plan_id, compartment, epoch FROM commitments WHERE minter_device = ?1)
@@ -1400,8 +1396,16 @@ pub(super) fn devices_missing_held_keys(
                            AND e.plan_id = h.plan_id AND e.compartment = h.compartment AND e.epoch = h.epoch)
            AND NOT EXISTS (SELECT 1 FROM commitments c WHERE c.minter_device = d.device_id
                            AND c.plan_id = h.plan_id AND c.compartment = h.compartment AND c.epoch = h.epoch)
-         ORDER BY h.plan_id, h.compartment, h.epoch, d.device_id",
-    )?;
+         ORDER BY h.plan_id, h.compartment, h.epoch, d.device_id";
+
+/// [`devices_missing_envelope`] of each key `device` holds, in one statement. The held keys
+/// come first (`CROSS JOIN` keeps that order): a device holds a few hundred keys, while the
+/// other tables hold the whole region.
+pub(super) fn devices_missing_held_keys(
+    conn: &Connection,
+    device: DeviceId,
+) -> Result<Vec<(DocumentId, u32, DeviceId)>> {
+    let mut stmt = conn.prepare_cached(DEVICES_MISSING_HELD_KEYS)?;
     let rows =
         stmt.query_map([device.0], |row| Ok((document_at(row, 0, 1)?, row.get(2)?, DeviceId(row.get(3)?))))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
