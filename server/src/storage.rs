@@ -155,12 +155,11 @@ pub const SNAPSHOT_SHORTCUT_CHANGES: u64 = 500;
 /// How long a request for a snapshot stays valid. The asked device answers in its next round,
 /// seconds later; an hour leaves room for a slow link and keeps the table small.
 pub const SNAPSHOT_REQUEST_TTL_MS: i64 = 60 * 60 * 1000;
-/// A sync answer asks a device again for a snapshot it was asked for and has not delivered
-/// only after this long. An asked device answers in its next round, seconds later; one that
-/// did not (its snapshot was too large to send, its link was cut) is asked again at its
-/// next sync after this, not at every sync: each ask is a write, and a device that cannot
-/// make the snapshot would otherwise cost one on every sync for the request's whole life.
-pub const SNAPSHOT_REASK_AFTER_MS: i64 = 10 * 60 * 1000;
+/// How long a device's first ask for a document's snapshot keeps other devices from being
+/// asked for it. The asked device answers in its next round, seconds later; one that never
+/// does (its snapshot too large to send, or in bad faith) holds the others off this long,
+/// however often it is asked again, not for as long as its request is renewed.
+pub const SNAPSHOT_HOLD_OFF_MS: i64 = 10 * 60 * 1000;
 /// The most outstanding snapshot requests one device may have.
 pub const MAX_SNAPSHOT_REQUESTS_PER_DEVICE: usize = 16;
 
@@ -844,9 +843,9 @@ pub struct AnswerReads {
     pub missing_envelopes: Vec<(DocumentId, u32, DeviceId)>,
     /// When the pull and membership pages are complete: the documents it holds a key of, at their
     /// current epoch, whose log tail a new reader would fetch more cheaply as a snapshot
-    /// ([`DocStats::wants_snapshot`]), less those a request is outstanding for: this
-    /// device's, made less than [`SNAPSHOT_REASK_AFTER_MS`] ago, or another device's, unexpired.
-    /// Empty otherwise.
+    /// ([`DocStats::wants_snapshot`]), less those beyond the device's bound of outstanding
+    /// requests and those another device was first asked for less than
+    /// [`SNAPSHOT_HOLD_OFF_MS`] ago. Empty otherwise.
     pub snapshot_candidates: Vec<DocumentId>,
     /// Documents of the user's plans that have no key yet.
     pub unminted: Vec<DocumentId>,

@@ -9,7 +9,8 @@
 //! ```
 //!
 //! The full run took 2 min 29 s on 2 cores (setup on SQLite 32 s, on PostgreSQL 47 s). Its
-//! figures (2026-12-05, the fifth pass on the server's cost as of `5f372e9`), medians of 3:
+//! figures (2026-12-05, at `5f372e9`, with a snapshot re-ask rule later withdrawn because it
+//! stopped compaction; see ARCHITECTURE), medians of 3:
 //!
 //! ```text
 //! server CPU per accepted push     SQLite 0.370 ms | PostgreSQL 0.734 ms, incl. PostgreSQL 2.702 ms | automerge-repo 1.526 ms
@@ -17,6 +18,11 @@
 //! server CPU per delivered bundle  SQLite 2.5 µs   | PostgreSQL 11.0 µs, incl. PostgreSQL 30.5 µs     |
 //! RSS per idle live socket         SQLite 5.1 KiB  | PostgreSQL 3.1 KiB                               | automerge-repo 15.0 KiB
 //! ```
+//!
+//! Without that rule (`--only e`, one backend per run, same day): SQLite 1,866 pushes per
+//! server-CPU-second (0.536 ms), PostgreSQL 813, incl. PostgreSQL 211. The replay never
+//! uploads the snapshot the server asks for, so every push after a long tail pays the ask's
+//! write; a device would upload once and make the tail short again.
 //!
 //! (2026-12-04, before the third pass on the server's cost: SQLite 328 and PostgreSQL 330
 //! pushes per server-CPU-second, 14.1 KiB per idle socket; automerge-repo 632 and 13.5 KiB.)
@@ -52,8 +58,8 @@
 //!       postmaster and every process under it, running or ended: `cutime` + `cstime` keep
 //!       what ended backends spent), since they do the database's work that SQLite does
 //!       inside the server. The server asks each device for a snapshot once its document's
-//!       log is long, as it would (once: a device is asked again only after ten minutes);
-//!       the replay does not upload one.
+//!       log is long, as it would (on every complete answer while the tail stays long); the
+//!       replay does not upload one.
 //!    2. lets every reader pull the whole backlog (N × E bundles each, pages of the server's
 //!       default size; each reader's bundle ids are checked to be exactly the accepted pushes):
 //!       server CPU per delivered bundle (on PostgreSQL also with its processes').

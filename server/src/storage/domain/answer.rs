@@ -143,28 +143,26 @@ fn snapshot_candidates(rows: &dyn ReadRows, held: &[(DocumentId, u32)]) -> Resul
 }
 
 /// The documents a complete answer asks `device` to snapshot: those it holds a key of whose
-/// tail is long, less those it may not be asked for now. Asking costs a write
-/// ([`crate::storage::Storage::request_snapshots`]); read here by the same rules, a sync with
-/// nothing new to ask writes nothing:
-/// - not one it was asked for less than [`crate::storage::SNAPSHOT_REASK_AFTER_MS`] ago: it answers in its
-///   next round, and one that did not (a snapshot too large to send, a cut link) is asked
-///   again later, not on every sync. Its tail is not weighed either;
-/// - not one beyond its [`crate::storage::MAX_SNAPSHOT_REQUESTS_PER_DEVICE`] outstanding requests;
-/// - not one another device was first asked for less than that interval ago.
+/// tail is long, less those it may not be asked for now, by the rules
+/// [`crate::storage::Storage::request_snapshots`] applies. Asking costs a write; read here, a
+/// sync with nothing the device may be asked writes nothing:
+/// - not one beyond its [`crate::storage::MAX_SNAPSHOT_REQUESTS_PER_DEVICE`] outstanding
+///   requests;
+/// - not one another device was first asked for less than
+///   [`crate::storage::SNAPSHOT_HOLD_OFF_MS`] ago.
+///
+/// A device is asked again on each complete answer while its tail is long: it makes one
+/// snapshot of a document per sync and may decline an ask for that, so not asking it again
+/// at once left documents uncompacted (`sync_bench` b, 2026-12-05: 247 bundles instead of
+/// 25 for a new device at 4 plans).
 fn snapshots_due(
     rows: &dyn ReadRows,
     device: DeviceId,
     readable: &HashSet<DocumentId>,
     now: i64,
 ) -> Result<Vec<DocumentId>> {
-    let reask_since = log::reask_since(now);
-    let recent: HashSet<DocumentId> =
-        rows.snapshot_requests_of(device, reask_since)?.into_iter().map(|(document, _)| document).collect();
-    let held: Vec<(DocumentId, u32)> = rows
-        .held_keys(device)?
-        .into_iter()
-        .filter(|(document, _)| readable.contains(document) && !recent.contains(document))
-        .collect();
+    let held: Vec<(DocumentId, u32)> =
+        rows.held_keys(device)?.into_iter().filter(|(document, _)| readable.contains(document)).collect();
     let long = snapshot_candidates(rows, &held)?;
     if long.is_empty() {
         return Ok(long);
@@ -174,10 +172,11 @@ fn snapshots_due(
         .into_iter()
         .map(|(document, _)| document)
         .collect();
+    let hold_off_since = log::hold_off_since(now);
     let mut due = Vec::with_capacity(long.len());
     for document in long {
         if log::within_bound(&outstanding, &document)
-            && !rows.snapshot_requested_elsewhere(document, device, reask_since)?
+            && !rows.snapshot_requested_elsewhere(document, device, hold_off_since)?
         {
             due.push(document);
         }

@@ -8,7 +8,7 @@ use eenplan_protocol::{BundleKind, DocumentId, sync};
 use crate::storage::backend::WriteRows;
 use crate::storage::{
     DeviceId, DeviceState, MAX_SNAPSHOT_REQUESTS_PER_DEVICE, NewBundle, PushOutcome, Result,
-    SNAPSHOT_REASK_AFTER_MS, SNAPSHOT_REQUEST_TTL_MS, StorageError,
+    SNAPSHOT_HOLD_OFF_MS, SNAPSHOT_REQUEST_TTL_MS, StorageError,
 };
 
 /// Admits and appends a batch of pushes (one group commit) in one transaction: each bundle
@@ -93,13 +93,12 @@ fn append(tx: &dyn WriteRows, seq: u64, item: &NewBundle, covers: Option<u64>) -
     Ok(PushOutcome::Duplicate { seq })
 }
 
-/// The moment from which an ask counts as recent: less than [`SNAPSHOT_REASK_AFTER_MS`]
-/// before `now`. A device's own recent ask keeps a sync answer from asking it again
-/// (`answer::snapshots_due`); another device's *first* ask that recent keeps a document from
-/// being asked of others. Only the first: a device re-asked every ten minutes that never
-/// delivers must not keep compaction from everyone else.
-pub(super) fn reask_since(now: i64) -> i64 {
-    now.saturating_sub(SNAPSHOT_REASK_AFTER_MS - 1)
+/// The moment from which another device's *first* ask for a document keeps it from being
+/// asked of others: less than [`SNAPSHOT_HOLD_OFF_MS`] before `now`. Only the first: a
+/// device asked again and again that never delivers must not keep compaction from everyone
+/// else.
+pub(super) fn hold_off_since(now: i64) -> i64 {
+    now.saturating_sub(SNAPSHOT_HOLD_OFF_MS - 1)
 }
 
 /// Whether a device with the `outstanding` requests may be asked for `document`: one it
@@ -109,7 +108,7 @@ pub(super) fn within_bound(outstanding: &BTreeSet<DocumentId>, document: &Docume
 }
 
 /// Asks `device` for snapshots of `documents` covering `covers`, except those another
-/// device was first asked for recently ([`reask_since`]) and not beyond
+/// device was first asked for recently ([`hold_off_since`]) and not beyond
 /// [`MAX_SNAPSHOT_REQUESTS_PER_DEVICE`] outstanding.
 pub(super) fn request_snapshots(
     tx: &dyn WriteRows,
@@ -128,7 +127,7 @@ pub(super) fn request_snapshots(
     let mut asked = Vec::new();
     for &document in documents {
         if !within_bound(&outstanding, &document)
-            || tx.snapshot_requested_elsewhere(document, device, reask_since(now))?
+            || tx.snapshot_requested_elsewhere(document, device, hold_off_since(now))?
         {
             continue;
         }
