@@ -103,6 +103,17 @@ mod fixtures {
         s.put_commitment(commitment, policy_version(s)).unwrap()
     }
 
+    /// Ann, whose device `a1` registered plan `P`, and Bob (device `b1`), a participant:
+    /// (ann, bob, a1, b1).
+    pub fn ann_and_bob_in_p(s: &dyn Storage) -> (UserId, UserId, DeviceId, DeviceId) {
+        let ann = user(s, "Ann");
+        let bob = user(s, "Bob");
+        let (a1, b1) = (device(s, ann, 1), device(s, bob, 2));
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.add_participant(P, bob, "wijkteam").unwrap();
+        (ann, bob, a1, b1)
+    }
+
     /// Makes epoch 1 of each document, by `minter`.
     pub fn mint(s: &dyn Storage, documents: &[DocumentId], minter: DeviceId) {
         for d in documents {
@@ -895,11 +906,7 @@ pub mod suite {
     pub fn a_snapshot_is_stored_only_against_its_authors_request_for_exactly_its_covers_and_once(
         s: &dyn Storage,
     ) {
-        let ann = user(s, "Ann");
-        let bob = user(s, "Bob");
-        let (a1, b1) = (device(s, ann, 1), device(s, bob, 2));
-        s.register_plan(P, ann, a1, 1).unwrap();
-        s.add_participant(P, bob, "wijkteam").unwrap();
+        let (_, bob, a1, b1) = ann_and_bob_in_p(s);
         let c = push(s, &[changes(doc(P, 0), 1, a1), changes(doc(P, 0), 2, a1)]);
         let covers = c[1];
         let unrequested = PushOutcome::Refused { reason: REJECT_UNREQUESTED_SNAPSHOT };
@@ -1063,11 +1070,7 @@ pub mod suite {
     }
 
     pub fn envelopes_go_ahead_of_the_log_on_a_cursor_of_their_own_each_once(s: &dyn Storage) {
-        let ann = user(s, "Ann");
-        let bob = user(s, "Bob");
-        let (a1, b1) = (device(s, ann, 1), device(s, bob, 2));
-        s.register_plan(P, ann, a1, 1).unwrap();
-        s.add_participant(P, bob, "wijkteam").unwrap();
+        let (_, bob, a1, b1) = ann_and_bob_in_p(s);
         let mut put = Vec::new();
         for epoch in 1..=12u32 {
             push(s, &[changes(doc(P, 0), u64::from(epoch), a1)]);
@@ -1244,11 +1247,7 @@ pub mod suite {
     pub fn a_device_asked_for_a_snapshot_holds_other_devices_off_for_ten_minutes_from_its_first_ask(
         s: &dyn Storage,
     ) {
-        let ann = user(s, "Ann");
-        let bob = user(s, "Bob");
-        let (a1, b1) = (device(s, ann, 1), device(s, bob, 2));
-        s.register_plan(P, ann, a1, 1).unwrap();
-        s.add_participant(P, bob, "wijkteam").unwrap();
+        let (ann, bob, a1, b1) = ann_and_bob_in_p(s);
         let d0 = doc(P, 0);
         mint(s, &[d0], a1);
         seal(s, a1, &[envelope(b1, d0, 1, 1)]);

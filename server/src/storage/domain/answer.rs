@@ -3,8 +3,8 @@
 //! Read apart, a commit between two reads could pair a pull page with a membership page or
 //! a key list of another moment; read together, they also cost one transaction, not a dozen.
 
+use std::collections::HashSet;
 use std::collections::hash_map::{Entry, HashMap};
-use std::collections::{BTreeSet, HashSet};
 
 use eenplan_protocol::DocumentId;
 
@@ -12,8 +12,8 @@ use super::log;
 use crate::storage::backend::ReadRows;
 use crate::storage::pull::ResumePoint;
 use crate::storage::{
-    AnswerQuery, AnswerReads, DeviceId, MembershipPage, PullBatch, PullRequest, Result,
-    SNAPSHOT_REQUEST_TTL_MS, TailStats, UserId, pull, whole_chains_page,
+    AnswerQuery, AnswerReads, DeviceId, MembershipPage, PullBatch, PullRequest, Result, TailStats, UserId,
+    pull, whole_chains_page,
 };
 
 /// What [`read`] found: the answer's reads, and where a page that stopped inside a history
@@ -143,13 +143,9 @@ fn snapshot_candidates(rows: &dyn ReadRows, held: &[(DocumentId, u32)]) -> Resul
 }
 
 /// The documents a complete answer asks `device` to snapshot: those it holds a key of whose
-/// tail is long, less those it may not be asked for now, by the rules
-/// [`crate::storage::Storage::request_snapshots`] applies. Asking costs a write; read here, a
-/// sync with nothing the device may be asked writes nothing:
-/// - not one beyond its [`crate::storage::MAX_SNAPSHOT_REQUESTS_PER_DEVICE`] outstanding
-///   requests;
-/// - not one another device was first asked for less than
-///   [`crate::storage::SNAPSHOT_HOLD_OFF_MS`] ago.
+/// tail is long, those it [`log::may_ask`] for (the rule the request's write applies too).
+/// Asking costs a write; read here, a sync with nothing the device may be asked writes
+/// nothing.
 ///
 /// A device is asked again on each complete answer while its tail is long: it makes one
 /// snapshot of a document per sync and may decline an ask for that, so not asking it again
@@ -167,17 +163,10 @@ fn snapshots_due(
     if long.is_empty() {
         return Ok(long);
     }
-    let outstanding: BTreeSet<DocumentId> = rows
-        .snapshot_requests_of(device, now.saturating_sub(SNAPSHOT_REQUEST_TTL_MS))?
-        .into_iter()
-        .map(|(document, _)| document)
-        .collect();
-    let hold_off_since = log::hold_off_since(now);
+    let outstanding = log::outstanding_requests(rows, device, now)?;
     let mut due = Vec::with_capacity(long.len());
     for document in long {
-        if log::within_bound(&outstanding, &document)
-            && !rows.snapshot_requested_elsewhere(document, device, hold_off_since)?
-        {
+        if log::may_ask(rows, &outstanding, device, document, now)? {
             due.push(document);
         }
     }

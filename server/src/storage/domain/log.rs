@@ -5,7 +5,7 @@ use std::collections::hash_map::{Entry, HashMap};
 
 use eenplan_protocol::{BundleKind, DocumentId, sync};
 
-use crate::storage::backend::WriteRows;
+use crate::storage::backend::{ReadRows, WriteRows};
 use crate::storage::{
     DeviceId, DeviceState, MAX_SNAPSHOT_REQUESTS_PER_DEVICE, NewBundle, PushOutcome, Result,
     SNAPSHOT_HOLD_OFF_MS, SNAPSHOT_REQUEST_TTL_MS, StorageError,
@@ -93,23 +93,36 @@ fn append(tx: &dyn WriteRows, seq: u64, item: &NewBundle, covers: Option<u64>) -
     Ok(PushOutcome::Duplicate { seq })
 }
 
-/// The moment from which another device's *first* ask for a document keeps it from being
-/// asked of others: less than [`SNAPSHOT_HOLD_OFF_MS`] before `now`. Only the first: a
-/// device asked again and again that never delivers must not keep compaction from everyone
-/// else.
-pub(super) fn hold_off_since(now: i64) -> i64 {
-    now.saturating_sub(SNAPSHOT_HOLD_OFF_MS - 1)
+/// The documents `device` has an unexpired snapshot request for.
+pub(super) fn outstanding_requests(
+    rows: &dyn ReadRows,
+    device: DeviceId,
+    now: i64,
+) -> Result<BTreeSet<DocumentId>> {
+    let since = now.saturating_sub(SNAPSHOT_REQUEST_TTL_MS);
+    Ok(rows.snapshot_requests_of(device, since)?.into_iter().map(|(document, _)| document).collect())
 }
 
-/// Whether a device with the `outstanding` requests may be asked for `document`: one it
-/// has already, or one more within [`MAX_SNAPSHOT_REQUESTS_PER_DEVICE`].
-pub(super) fn within_bound(outstanding: &BTreeSet<DocumentId>, document: &DocumentId) -> bool {
-    outstanding.contains(document) || outstanding.len() < MAX_SNAPSHOT_REQUESTS_PER_DEVICE
+/// Whether `device`, with the `outstanding` requests, may be asked for a snapshot of
+/// `document` now: one it has a request for already, or one more within
+/// [`MAX_SNAPSHOT_REQUESTS_PER_DEVICE`]; and no other device was *first* asked for it less
+/// than [`SNAPSHOT_HOLD_OFF_MS`] ago. Only the first ask: a device asked again and again
+/// that never delivers must not keep compaction from everyone else. The one rule for the
+/// sync answer's read and the request's write.
+pub(super) fn may_ask(
+    rows: &dyn ReadRows,
+    outstanding: &BTreeSet<DocumentId>,
+    device: DeviceId,
+    document: DocumentId,
+    now: i64,
+) -> Result<bool> {
+    let within_bound =
+        outstanding.contains(&document) || outstanding.len() < MAX_SNAPSHOT_REQUESTS_PER_DEVICE;
+    let held_off_since = now.saturating_sub(SNAPSHOT_HOLD_OFF_MS - 1);
+    Ok(within_bound && !rows.snapshot_requested_elsewhere(document, device, held_off_since)?)
 }
 
-/// Asks `device` for snapshots of `documents` covering `covers`, except those another
-/// device was first asked for recently ([`hold_off_since`]) and not beyond
-/// [`MAX_SNAPSHOT_REQUESTS_PER_DEVICE`] outstanding.
+/// Asks `device` for snapshots of `documents` covering `covers`, those it [`may_ask`] for.
 pub(super) fn request_snapshots(
     tx: &dyn WriteRows,
     device: DeviceId,
@@ -117,23 +130,18 @@ pub(super) fn request_snapshots(
     covers: u64,
     now: i64,
 ) -> Result<Vec<DocumentId>> {
-    let since = now.saturating_sub(SNAPSHOT_REQUEST_TTL_MS);
     if covers > tx.head()? {
         return Err(StorageError::InvalidState("a snapshot cannot cover more than the log holds".into()));
     }
-    tx.expire_snapshot_requests(since)?;
-    let mut outstanding: BTreeSet<DocumentId> =
-        tx.snapshot_requests_of(device, since)?.into_iter().map(|(d, _)| d).collect();
+    tx.expire_snapshot_requests(now.saturating_sub(SNAPSHOT_REQUEST_TTL_MS))?;
+    let mut outstanding = outstanding_requests(tx, device, now)?;
     let mut asked = Vec::new();
     for &document in documents {
-        if !within_bound(&outstanding, &document)
-            || tx.snapshot_requested_elsewhere(document, device, hold_off_since(now))?
-        {
-            continue;
+        if may_ask(tx, &outstanding, device, document, now)? {
+            tx.upsert_snapshot_request(device, document, covers, now)?;
+            outstanding.insert(document);
+            asked.push(document);
         }
-        tx.upsert_snapshot_request(device, document, covers, now)?;
-        outstanding.insert(document);
-        asked.push(document);
     }
     Ok(asked)
 }

@@ -672,14 +672,7 @@ mod tests {
             conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |row| row.get(0)).unwrap();
         assert_eq!(violations, 0);
         for table in ["devices", "envelopes", "escrow_envelopes", "device_certificates"] {
-            let sql: String = conn
-                .query_row(
-                    "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1",
-                    [table],
-                    |row| row.get(0),
-                )
-                .unwrap();
-            assert!(!sql.to_uppercase().contains("WITHOUT ROWID"), "{table} is still WITHOUT ROWID");
+            assert!(!without_rowid(&conn, table), "{table} is still WITHOUT ROWID");
         }
         // The references still hold both ways.
         assert!(
@@ -694,23 +687,50 @@ mod tests {
         assert_eq!(defer, 0, "the migration leaves references checked at once");
     }
 
-    #[test]
-    fn schema_15_keeps_every_membership_entry_in_a_rowid_table_whose_positions_an_index_answers() {
+    /// An in-memory database at schema `version` with references checked, as the server opens
+    /// it, holding one organisation, user and device (`X'02'`), and then `rows`.
+    fn database_at(version: usize, rows: &str) -> rusqlite::Connection {
         let mut conn = rusqlite::Connection::open_in_memory().unwrap();
         conn.pragma_update(None, "foreign_keys", "ON").unwrap();
         let tx = conn.transaction().unwrap();
-        schema_at(&tx, 14);
+        schema_at(&tx, version);
         tx.execute_batch(
             "INSERT INTO orgs (org_id, name, lease_hours) VALUES (1, 'o', 1);
              INSERT INTO users (user_id, org_id, name, role) VALUES (1, 1, 'u', 'r');
              INSERT INTO devices (device_id, user_id, signing_public, agreement_public, state, created_at)
-                 VALUES (X'02', 1, X'03', zeroblob(1216), 'active', 6);
-             INSERT INTO plans (plan_id, creator_user, created_by, created_at) VALUES (X'05', 1, X'02', 8);
-             INSERT INTO membership (plan_id, seq, signed, log_seq)
-                 VALUES (X'05', 1, zeroblob(4500), 3), (X'05', 2, X'0102', 9);",
+                 VALUES (X'02', 1, X'03', zeroblob(1216), 'active', 6);",
         )
         .unwrap();
+        tx.execute_batch(rows).unwrap();
         tx.commit().unwrap();
+        conn
+    }
+
+    /// Migrates `conn` to this build's schema in one transaction.
+    fn migrate_now(conn: &mut rusqlite::Connection) {
+        let tx = conn.transaction().unwrap();
+        migrate(&tx).unwrap();
+        tx.commit().unwrap();
+    }
+
+    /// Whether `table` was created `WITHOUT ROWID`.
+    fn without_rowid(conn: &rusqlite::Connection, table: &str) -> bool {
+        let sql: String = conn
+            .query_row("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1", [table], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        sql.to_uppercase().contains("WITHOUT ROWID")
+    }
+
+    #[test]
+    fn schema_15_keeps_every_membership_entry_in_a_rowid_table_whose_positions_an_index_answers() {
+        let mut conn = database_at(
+            14,
+            "INSERT INTO plans (plan_id, creator_user, created_by, created_at) VALUES (X'05', 1, X'02', 8);
+             INSERT INTO membership (plan_id, seq, signed, log_seq)
+                 VALUES (X'05', 1, zeroblob(4500), 3), (X'05', 2, X'0102', 9);",
+        );
         let entries = |conn: &rusqlite::Connection| -> Vec<(Vec<u8>, i64, Vec<u8>, i64)> {
             conn.prepare("SELECT plan_id, seq, signed, log_seq FROM membership ORDER BY plan_id, seq")
                 .unwrap()
@@ -721,19 +741,10 @@ mod tests {
         };
         let before = entries(&conn);
 
-        let tx = conn.transaction().unwrap();
-        migrate(&tx).unwrap();
-        tx.commit().unwrap();
+        migrate_now(&mut conn);
 
         assert_eq!(entries(&conn), before);
-        let sql: String = conn
-            .query_row(
-                "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'membership'",
-                [],
-                |row| row.get(0),
-            )
-            .unwrap();
-        assert!(!sql.to_uppercase().contains("WITHOUT ROWID"));
+        assert!(!without_rowid(&conn, "membership"));
         let duplicate = "INSERT INTO membership (plan_id, seq, signed, log_seq) VALUES (X'05', 2, X'00', 10)";
         assert!(conn.execute(duplicate, []).is_err(), "(plan, seq) stays unique");
         let orphan = "INSERT INTO membership (plan_id, seq, signed, log_seq) VALUES (X'77', 1, X'00', 10)";
@@ -776,23 +787,14 @@ mod tests {
 
     #[test]
     fn schema_16_moves_every_roster_out_of_the_plans_table_and_keeps_the_plans() {
-        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
-        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
-        let tx = conn.transaction().unwrap();
-        schema_at(&tx, 15);
-        tx.execute_batch(
-            "INSERT INTO orgs (org_id, name, lease_hours) VALUES (1, 'o', 1);
-             INSERT INTO users (user_id, org_id, name, role) VALUES (1, 1, 'u', 'r');
-             INSERT INTO devices (device_id, user_id, signing_public, agreement_public, state, created_at)
-                 VALUES (X'02', 1, X'03', zeroblob(1216), 'active', 6);
-             INSERT INTO plans (plan_id, creator_user, created_by, created_at, roster, level, closed_at)
+        let mut conn = database_at(
+            15,
+            "INSERT INTO plans (plan_id, creator_user, created_by, created_at, roster, level, closed_at)
                  VALUES (X'05', 1, X'02', 8, zeroblob(3000), 'zvh', 12),
                         (X'06', 1, X'02', 9, NULL, 'regulier', NULL);
              INSERT INTO participants (plan_id, user_id, plan_role, granted_at_seq) VALUES (X'05', 1, 'r', 1);",
-        )
-        .unwrap();
-        migrate(&tx).unwrap();
-        tx.commit().unwrap();
+        );
+        migrate_now(&mut conn);
 
         let plans: Vec<(Vec<u8>, i64, String, Option<i64>)> = conn
             .prepare("SELECT plan_id, created_at, level, closed_at FROM plans ORDER BY plan_id")
