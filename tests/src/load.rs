@@ -4,9 +4,11 @@
 //!
 //! - [`process`]: CPU time and resident memory of another process, from `/proc`.
 //! - [`wire`]: a device's sync over plain HTTP with the protocol's own types: a session, the
-//!   cursors a device keeps, one `POST /v1/sync`, the acks checked.
+//!   cursors a device keeps, one `POST /v1/sync`, the acks checked, the snapshot asks read
+//!   and answered.
 //! - [`eenplan`]: the server under test, started for a database; the network whose devices
-//!   seal real edits ahead of time; replaying them, pulling the backlog, idle live sockets.
+//!   seal real edits ahead of time; replaying them (and uploading the snapshots the server
+//!   asks for, as devices do), pulling the backlog, idle live sockets.
 //! - [`automerge_repo`]: `scripts/automerge-repo` installed from the npm registry, its sync
 //!   server and its load client as processes of their own.
 

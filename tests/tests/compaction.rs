@@ -130,3 +130,53 @@ fn a_long_log_is_compacted_by_a_client_snapshot_and_a_new_device_starts_from_it(
     rita.sync().unwrap();
     assert_eq!(rita.read(&plan).unwrap(), wim.read(&plan).unwrap());
 }
+
+/// A device back from a home visit pushes a tail longer than the threshold over several
+/// rounds of one sync. The server asks it for a snapshot on the first complete answer, when
+/// the rest of the tail is still in its outbox and no snapshot can be made; it asks again on
+/// every later complete answer, and the device answers once its outbox is empty, in that same
+/// sync. A device that joins afterwards gets the snapshot and nothing of the tail.
+#[test]
+fn a_long_tail_pushed_over_several_rounds_is_compacted_within_the_same_sync() {
+    let net = Network::start(USERS);
+    let mut rita = net.device("rita", "Rita");
+    let plan = rita.create_plan("Jansen").unwrap();
+    let goal = rita
+        .edit(&plan, |p| p.add_goal(NewGoal { domain: "financiën".into(), title: "Schulden".into() }))
+        .unwrap();
+    rita.sync().unwrap();
+
+    // Offline: every edit its own durable write, so the outbox holds them as many bundles.
+    const OFFLINE_EDITS: usize = 400;
+    for i in 0..OFFLINE_EDITS {
+        rita.edit(&plan, |p| p.set_goal_title(goal, &format!("Schulden, bezoek {i}"))).unwrap();
+    }
+    let report = rita.sync().unwrap();
+    println!("{report:?}");
+    assert!(report.refused.is_empty(), "{report:?}");
+    assert!(report.rounds > 2, "the tail went up in one round: {report:?}");
+    assert!(basis_change_bytes(&net, &plan) > 2 * COMPACT_AFTER_BYTES);
+    assert_eq!(report.snapshots_sent, 1, "{report:?}");
+    // The snapshot covers every change bundle of the basis document.
+    assert_eq!(
+        count(
+            &net,
+            &plan,
+            "compartment = 0 AND kind = 1 AND covers_seq >= (SELECT max(seq) FROM bundles WHERE compartment = 0 AND kind = 0)"
+        ),
+        1
+    );
+
+    rita.add_participant(&plan, "Wim", "wijkteam").unwrap();
+    let mut wim = Device::init(&net.dir.path().join("wim"), &device_keystore()).unwrap();
+    let code = net.admin.run(&["device", "enrol", "--user", "Wim"]);
+    wim.enrol(&net.server.url, &code, "Telefoon van Wim", eenplan_core::sync::Platform::Desktop).unwrap();
+    net.admin.run(&["device", "approve", "--code", &code]);
+    assert!(rita.sync().unwrap().envelopes_sent > 0);
+    let other_documents = count(&net, &plan, "compartment <> 0");
+    let first = wim.sync().unwrap();
+    assert!(first.refused.is_empty(), "{first:?}");
+    assert_eq!(i64::try_from(first.received_bundles).unwrap(), 1 + other_documents, "{first:?}");
+    assert_eq!(wim.read(&plan).unwrap().goals[0].title, format!("Schulden, bezoek {}", OFFLINE_EDITS - 1));
+    assert_eq!(wim.read(&plan).unwrap(), rita.read(&plan).unwrap());
+}

@@ -20,7 +20,7 @@ use super::erasure::HeldErasure;
 use super::keys::{Commitments, KeyRefusal, ReceivedKey, commitments_of};
 use super::outgoing::Outgoing;
 use super::revocations::Revocations;
-use super::snapshots::{HistoryNeeds, Witness};
+use super::snapshots::{HistoryNeeds, Snapshot, Witness};
 use super::{ServerState, SyncError, SyncReport, compartment_of};
 use crate::device::Device;
 use crate::error::CoreError;
@@ -736,12 +736,18 @@ impl Device {
         }
         if response.complete {
             for document in &response.compact {
-                if !uploads.snapshotted.insert(document.0) {
+                if uploads.snapshotted.contains(&document.0) {
                     continue;
                 }
-                match self.snapshot_for(document.0, response.head, &pass.history) {
-                    Ok(Some(upload)) => uploads.snapshots.push(upload),
-                    Ok(None) => {}
+                let made = self.snapshot_for(document.0, response.head, &pass.history);
+                // Asked again while its outbox still held changes of it: answered once they
+                // are pushed, on a later round's ask. Anything else is answered once a sync.
+                if !matches!(made, Ok(Snapshot::OutboxNotEmpty)) {
+                    uploads.snapshotted.insert(document.0);
+                }
+                match made {
+                    Ok(Snapshot::Sealed(upload)) => uploads.snapshots.push(upload),
+                    Ok(Snapshot::OutboxNotEmpty | Snapshot::Declined) => {}
                     // A snapshot that cannot be made now is only a missed optimisation.
                     Err(e) => pass.report.refused.push(format!("snapshot not made: {e}")),
                 }

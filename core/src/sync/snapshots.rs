@@ -181,6 +181,30 @@ impl HistoryNeeds {
 }
 
 /// Whether a saved document of `len` bytes fits in a sealed snapshot bundle.
+/// What a device does when asked for a snapshot of a document.
+#[derive(Debug)]
+pub(super) enum Snapshot {
+    /// The sealed snapshot, to upload.
+    Sealed(Blob),
+    /// Its outbox still holds changes of the document: a snapshot now would leave them out
+    /// of what it covers. The server asks again on the complete answer after they are pushed,
+    /// in the same sync, and the device answers that ask.
+    OutboxNotEmpty,
+    /// Not now and not in this sync: it does not hold the document completely (a bundle
+    /// waits here, its log is being fetched, changes lack dependencies), has no key of it, or
+    /// the snapshot would not fit in a bundle.
+    Declined,
+}
+
+impl Snapshot {
+    pub fn sealed(self) -> Option<Blob> {
+        match self {
+            Snapshot::Sealed(blob) => Some(blob),
+            Snapshot::OutboxNotEmpty | Snapshot::Declined => None,
+        }
+    }
+}
+
 fn fits_in_a_snapshot(len: usize) -> bool {
     len.saturating_add(MAX_SNAPSHOT_OVERHEAD) <= MAX_BUNDLE_LEN
 }
@@ -197,58 +221,74 @@ impl Device {
         Ok(self.history_needs()?.requests())
     }
 
+    /// A sealed snapshot of `document` covering the log up to `covers`, exactly as this device
+    /// uploads one when a sync answer lists the document in `compact` (with that answer's
+    /// `head`); `None` when it does not hold the document completely now. Public for tools that
+    /// speak the sync protocol themselves: the load generator replays a device's side of a
+    /// sync and answers the server's asks as the device would.
+    pub fn seal_snapshot(&mut self, document: DocumentId, covers: u64) -> Result<Option<Blob>, CoreError> {
+        let history = self.history_needs()?;
+        Ok(self.snapshot_for(document.to_bytes(), covers, &history)?.sealed())
+    }
+
     /// A sealed snapshot of a document this device holds completely (module docs), covering
-    /// the log up to `covers`; `None` when it does not hold it completely, or the snapshot
-    /// would be larger than a bundle may be.
+    /// the log up to `covers`, or why there is none ([`Snapshot`]).
     pub(super) fn snapshot_for(
         &mut self,
         document: [u8; 17],
         covers: u64,
         history: &HistoryNeeds,
-    ) -> Result<Option<Blob>, CoreError> {
-        let Ok(document) = DocumentId::from_bytes(&document) else { return Ok(None) };
-        let Some(compartment) = compartment_of(document) else { return Ok(None) };
+    ) -> Result<Snapshot, CoreError> {
+        let Ok(document) = DocumentId::from_bytes(&document) else { return Ok(Snapshot::Declined) };
+        let Some(compartment) = compartment_of(document) else { return Ok(Snapshot::Declined) };
         let plan_id = PlanId::from_bytes(document.plan);
-        let Some((epoch, key)) = self.store().latest_doc_key(plan_id, compartment)? else { return Ok(None) };
-        if !self.store().has_plan(plan_id)?
-            || history.holds(document)
-            || self.store().unpushed(plan_id, compartment)? > 0
-            || self.waits_here(document)?
-        {
-            return Ok(None);
+        let Some((epoch, key)) = self.store().latest_doc_key(plan_id, compartment)? else {
+            return Ok(Snapshot::Declined);
+        };
+        if !self.store().has_plan(plan_id)? || history.holds(document) || self.parked_here(document)? {
+            return Ok(Snapshot::Declined);
+        }
+        if self.store().unpushed(plan_id, compartment)? > 0 || self.in_outbox(document)? {
+            return Ok(Snapshot::OutboxNotEmpty);
         }
         let author = *self.device_id().as_bytes();
-        let Ok(plan) = self.loaded_plan(plan_id) else { return Ok(None) };
-        let Ok(doc) = plan.doc(compartment) else { return Ok(None) };
+        let Ok(plan) = self.loaded_plan(plan_id) else { return Ok(Snapshot::Declined) };
+        let Ok(doc) = plan.doc(compartment) else { return Ok(Snapshot::Declined) };
         if !doc.get_missing_deps(&[]).is_empty() {
-            return Ok(None);
+            return Ok(Snapshot::Declined);
         }
         let saved = doc.save();
         // Too large for any bundle: the log stays as it is (a missed compaction, nothing worse;
         // before, this failed the whole sync, and with it every other plan's).
         if !fits_in_a_snapshot(saved.len()) {
-            return Ok(None);
+            return Ok(Snapshot::Declined);
         }
         let header = NewBundle { kind: BundleKind::Snapshot { covers }, document, epoch, author };
         let bundle = Bundle::seal(header, &key, &saved, self.identity().signing_key())
             .map_err(|e| SyncError::Protocol(e.to_string()))?;
-        Ok(Some(Blob(bundle.into_bytes())))
+        Ok(Snapshot::Sealed(Blob(bundle.into_bytes())))
     }
 
-    /// Whether a received bundle of `document`, or one of this device's own, waits here.
-    fn waits_here(&self, document: DocumentId) -> Result<bool, CoreError> {
-        let of_document = |bytes: Vec<u8>| Bundle::decode(bytes).is_ok_and(|b| b.header.document == document);
-        if self.store().parked_bundles()?.into_iter().any(|(_, bytes)| of_document(bytes)) {
-            return Ok(true);
-        }
+    /// Whether a received bundle of `document` waits here (for its key or its author's
+    /// certificate).
+    fn parked_here(&self, document: DocumentId) -> Result<bool, CoreError> {
+        Ok(self.store().parked_bundles()?.into_iter().any(|(_, bytes)| of_document(&bytes, document)))
+    }
+
+    /// Whether a bundle of `document` this device sealed waits in its outbox.
+    fn in_outbox(&self, document: DocumentId) -> Result<bool, CoreError> {
         for (_, payload) in self.store().pending_bundles()? {
             let pending: super::PendingBundle = from_cbor(&payload, "pending bundle")?;
-            if of_document(pending.bundle) {
+            if of_document(&pending.bundle, document) {
                 return Ok(true);
             }
         }
         Ok(false)
     }
+}
+
+fn of_document(bytes: &[u8], document: DocumentId) -> bool {
+    Bundle::decode(bytes.to_vec()).is_ok_and(|b| b.header.document == document)
 }
 
 #[cfg(test)]
@@ -362,10 +402,17 @@ mod tests {
         let plan = device.create_plan("Jansen").unwrap();
         let document = crate::sync::document_id(plan, Compartment::Basis);
         let none = HistoryNeeds::default();
-        // The creator's own changes wait to be pushed: not held completely at the server yet.
-        assert!(device.snapshot_for(document.to_bytes(), 7, &none).unwrap().is_none());
+        // The creator's own changes wait to be pushed: not held completely at the server yet,
+        // but once they are pushed, later in the same sync.
+        assert!(matches!(
+            device.snapshot_for(document.to_bytes(), 7, &none).unwrap(),
+            Snapshot::OutboxNotEmpty
+        ));
         device.store_mut().write(|w| w.clear_unpushed(plan, Compartment::Basis)).unwrap();
-        assert!(device.snapshot_for(document.to_bytes(), 7, &none).unwrap().is_some(), "held completely");
+        assert!(
+            matches!(device.snapshot_for(document.to_bytes(), 7, &none).unwrap(), Snapshot::Sealed(_)),
+            "held completely"
+        );
         // A bundle of the document waits here (its key or its author's certificate is not at
         // hand): a snapshot now would leave its changes out for every later joiner.
         let waiting = Bundle::seal(
@@ -376,12 +423,12 @@ mod tests {
         )
         .unwrap();
         device.store_mut().write(|w| w.park_bundle(waiting.as_bytes())).unwrap();
-        assert!(device.snapshot_for(document.to_bytes(), 7, &none).unwrap().is_none());
+        assert!(matches!(device.snapshot_for(document.to_bytes(), 7, &none).unwrap(), Snapshot::Declined));
         // Nor of one whose change log is still being fetched.
         let other = crate::sync::document_id(plan, Compartment::Zorg);
         let mut fetching = HistoryNeeds::default();
         fetching.need(other);
-        assert!(device.snapshot_for(other.to_bytes(), 7, &fetching).unwrap().is_none());
+        assert!(matches!(device.snapshot_for(other.to_bytes(), 7, &fetching).unwrap(), Snapshot::Declined));
     }
 
     #[test]

@@ -20,9 +20,10 @@
 //! ```
 //!
 //! Without that rule (`--only e`, one backend per run, same day): SQLite 1,866 pushes per
-//! server-CPU-second (0.536 ms), PostgreSQL 813, incl. PostgreSQL 211. The replay never
-//! uploads the snapshot the server asks for, so every push after a long tail pays the ask's
-//! write; a device would upload once and make the tail short again.
+//! server-CPU-second (0.536 ms), PostgreSQL 813, incl. PostgreSQL 211. The replay then never
+//! uploaded the snapshot the server asks for, so every push after a long tail paid the ask's
+//! write; a device uploads once and makes the tail short again, and so does the replay now
+//! (figures above and those lines are from before that change).
 //!
 //! (2026-12-04, before the third pass on the server's cost: SQLite 328 and PostgreSQL 330
 //! pushes per server-CPU-second, 14.1 KiB per idle socket; automerge-repo 632 and 13.5 KiB.)
@@ -51,18 +52,26 @@
 //!    1. replays the bundles over HTTP (keep-alive, T client threads, by default one per
 //!       device, each device's pushes in order, one push per
 //!       `POST /v1/sync` as a device in steady state sends it: its cursors, policy and audit
-//!       key versions; no access-log upload, no snapshot). Each push's ack is checked; refused
-//!       or unanswered pushes count as failures. Reported: the server's CPU time
-//!       (`/proc/PID/stat` utime + stime) per accepted push, and pushes per server-CPU-second
-//!       (target ≥ 2,000); on PostgreSQL also with the CPU of PostgreSQL's own processes (the
-//!       postmaster and every process under it, running or ended: `cutime` + `cstime` keep
-//!       what ended backends spent), since they do the database's work that SQLite does
-//!       inside the server. The server asks each device for a snapshot once its document's
-//!       log is long, as it would (on every complete answer while the tail stays long); the
-//!       replay does not upload one.
+//!       key versions; no access-log upload). Each push's ack is checked; refused
+//!       or unanswered pushes count as failures. The replay answers the server's snapshot
+//!       asks as a device does: once a document's log after its newest snapshot is long, a
+//!       complete answer lists it in `compact`; the pushing device seals a snapshot covering
+//!       that answer's head (`Device::seal_snapshot`, with its own key) and uploads it in one
+//!       more `POST /v1/sync` (its next round), which must be stored (a refused or lost one
+//!       is a failure); the tail is then short and the server stops asking. Reported:
+//!       snapshots uploaded per run; the server's CPU time (`/proc/PID/stat` utime + stime)
+//!       per accepted push, and pushes per server-CPU-second (target ≥ 2,000), counting only
+//!       the replayed edits as pushes while the CPU measured includes the snapshot uploads
+//!       (a device's cost of its edits); on PostgreSQL also with the CPU of PostgreSQL's own
+//!       processes (the postmaster and every process under it, running or ended: `cutime` +
+//!       `cstime` keep what ended backends spent), since they do the database's work that
+//!       SQLite does inside the server. The devices' `save()` and seal of each snapshot run
+//!       in this process: in the wall time, not in the server's CPU.
 //!    2. lets every reader pull the whole backlog (N × E bundles each, pages of the server's
-//!       default size; each reader's bundle ids are checked to be exactly the accepted pushes):
-//!       server CPU per delivered bundle (on PostgreSQL also with its processes').
+//!       default size; each reader's change bundle ids are checked to be exactly the accepted
+//!       pushes, snapshots counted apart: a reader that follows a document gets none while it
+//!       lacks at most 500 of its changes): server CPU per delivered change bundle (on
+//!       PostgreSQL also with its processes').
 //!
 //!    Then, once, on a fresh server: every device opens 3 idle live-hint sockets
 //!    (`GET /v1/live`, the most a device keeps), the readers' first; the server's RSS
@@ -211,8 +220,8 @@ fn measure_e(cfg: &Config, table: &mut Table) {
     // Each backend the server runs on gets the same workload. The first one's figures are
     // what (a) compares with.
     for &backend in &cfg.backends {
-        let fixture = Fixture::build(cfg.sizes, backend);
-        let measured = eenplan_rows(cfg, table, &fixture, backend.label());
+        let mut fixture = Fixture::build(cfg.sizes, backend);
+        let measured = eenplan_rows(cfg, table, &mut fixture, backend.label());
         cfg.eenplan.borrow_mut().push((backend, measured));
     }
 }
@@ -224,17 +233,19 @@ fn median_of(runs: &[Run], f: impl Fn(&Run) -> Option<f64>) -> Option<f64> {
 }
 
 /// The measured runs on fresh copies of the base, then the idle sockets; the medians.
-fn eenplan_runs(cfg: &Config, fixture: &Fixture) -> (Vec<Run>, Measured) {
+fn eenplan_runs(cfg: &Config, fixture: &mut Fixture) -> (Vec<Run>, Measured) {
     let mut runs = Vec::new();
     for r in 0..cfg.runs {
         let run = fixture.run(&format!("run-{r}"), cfg.threads);
         let database =
             |s: &Spent| s.database_cpu.map_or_else(String::new, |c| format!(" (+ database {})", secs(c)));
         eprintln!(
-            "e: run {}: {} accepted, {} failed, server CPU {}{} over {}; {} delivered, CPU {}{}",
+            "e: run {}: {} accepted, {} failed, {} snapshots uploaded, {} refused, server CPU {}{} over {}; {} delivered, CPU {}{}",
             r + 1,
             run.accepted,
             run.failed,
+            run.snapshots,
+            run.snapshots_refused,
             secs(run.push.cpu),
             database(&run.push),
             secs(run.push.wall),
@@ -256,7 +267,7 @@ fn eenplan_runs(cfg: &Config, fixture: &Fixture) -> (Vec<Run>, Measured) {
     (runs, measured)
 }
 
-fn eenplan_rows(cfg: &Config, table: &mut Table, fixture: &Fixture, database: &str) -> Measured {
+fn eenplan_rows(cfg: &Config, table: &mut Table, fixture: &mut Fixture, database: &str) -> Measured {
     let (runs, measured) = eenplan_runs(cfg, fixture);
     let failed: u64 = runs.iter().map(|r| r.failed).sum();
     let failure = runs.iter().find_map(|r| r.failure.clone()).unwrap_or_default();
@@ -278,6 +289,7 @@ fn eenplan_rows(cfg: &Config, table: &mut Table, fixture: &Fixture, database: &s
         if failed == 0 { format!("of {}", cfg.pushes()) } else { format!("first: {failure}") },
         "",
     );
+    snapshot_rows(cfg, table, &runs);
     push_rows(table, &measured, database);
     table.row(
         "pushes per second (wall, clients on the same cores)",
@@ -298,12 +310,48 @@ fn eenplan_rows(cfg: &Config, table: &mut Table, fixture: &Fixture, database: &s
     measured
 }
 
+/// The snapshots the replay uploaded when the server asked, as devices do; a refused or
+/// lost one is a failure (a device's would be stored).
+fn snapshot_rows(cfg: &Config, table: &mut Table, runs: &[Run]) {
+    let uploaded = median(&runs.iter().map(|r| r.snapshots).collect::<Vec<_>>());
+    let refused: u64 = runs.iter().map(|r| r.snapshots_refused).sum();
+    let refusal = runs.iter().find_map(|r| r.snapshot_refusal.clone()).unwrap_or_default();
+    table.row(
+        "snapshots uploaded per run (the server's asks answered); refused or lost in all runs",
+        format!("{uploaded}; {refused}"),
+        if refused == 0 {
+            format!(
+                "{:.1} per device; their server CPU is in the push figures",
+                uploaded as f64 / cfg.sizes.devices as f64
+            )
+        } else {
+            format!("FAILED, first: {refusal}")
+        },
+        "",
+    );
+    let delivered: u64 = runs.iter().map(|r| r.delivered_snapshots).sum();
+    if delivered > 0 {
+        table.row(
+            "snapshots the readers received in all runs (apart from the bundles)",
+            delivered.to_string(),
+            "",
+            "",
+        );
+    }
+}
+
 /// Server CPU per accepted push and pushes per server-CPU-second, of eenplan-server alone
-/// and with the database's processes.
+/// and with the database's processes. Only the replayed edits count as pushes; the CPU
+/// includes the snapshot uploads that answered the server's asks.
 fn push_rows(table: &mut Table, measured: &Measured, database: &str) {
     let embedded = measured.with_database_per_push.is_none();
     let including = if embedded { format!("{database} is embedded: the same") } else { String::new() };
-    table.row("server CPU per accepted push, eenplan-server only", ms(measured.cpu_per_push), "", "");
+    table.row(
+        "server CPU per accepted push, eenplan-server only",
+        ms(measured.cpu_per_push),
+        "incl. the snapshot uploads",
+        "",
+    );
     table.row(
         format!("  incl. {database}'s own processes"),
         ms(measured.all_cpu_per_push()),

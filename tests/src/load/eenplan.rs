@@ -7,6 +7,13 @@
 //! measured run starts a server on a copy of the base and replays the bundles, whose ids it
 //! has never seen, over HTTP: the server checks, stores and acknowledges each as it would
 //! the device's own push.
+//!
+//! The replay also answers the server's snapshot asks as a device does. Once a document's log
+//! after its newest snapshot is long, a complete answer lists it in `compact` (covering that
+//! answer's `head`) and records the ask; the pushing device seals a snapshot of it
+//! (`Device::seal_snapshot`) and uploads it in one more request, its next round, after which
+//! the log's tail is short and the server stops asking. Without that, every later answer
+//! would ask again and write the ask again: a busier server than a real one.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
@@ -18,14 +25,14 @@ use std::time::{Duration, Instant};
 
 use eenplan_core::plan::{ActionUpdate, NewAction, NewGoal};
 use eenplan_core::{Device, EntityId, PlanId};
-use eenplan_protocol::Bundle;
 use eenplan_protocol::api::PATH_LIVE;
 use eenplan_protocol::bundle::peek_author;
 use eenplan_protocol::sync::Blob;
+use eenplan_protocol::{Bundle, DocumentId};
 use tungstenite::client::IntoClientRequest;
 
 use super::process::{Spent, Stopwatch, rss_kib};
-use super::wire::{self, Ack, Cursor, Session};
+use super::wire::{self, Ack, Cursor, Pushed, Session};
 use crate::bench::{cores, policy_where_reading_all, scratch, sync_fully};
 use crate::network::{Admin, Server, binary, device_keystore};
 
@@ -196,6 +203,7 @@ pub struct Sealed {
 /// The network, its base state and the sealed edits.
 pub struct Fixture {
     pub sizes: Sizes,
+    /// The devices that sealed the edits; in a run they seal the snapshots the server asks for.
     pushers: Vec<Device>,
     readers: Vec<Device>,
     /// Per pushing device, its bundles in the order it sealed them.
@@ -402,10 +410,21 @@ pub struct Run {
     pub accepted: u64,
     pub failed: u64,
     pub failure: Option<String>,
-    /// The server's CPU and the wall time of the replay.
+    /// Snapshots the pushers uploaded when the server asked and the server stored; snapshots
+    /// asked for that were not sealed, refused or lost (a failure: a device's would be
+    /// stored), and the first reason.
+    pub snapshots: u64,
+    pub snapshots_refused: u64,
+    pub snapshot_refusal: Option<String>,
+    /// The server's CPU and the wall time of the replay: the replayed pushes and the snapshot
+    /// uploads that answered the server's asks (the pushers' `save()` and seal of each
+    /// snapshot run in this process: in the wall time, not in the server's CPU).
     pub push: Spent,
-    /// Bundles the readers received, all of them (each reader gets every accepted push).
+    /// Change bundles the readers received, all of them (each reader gets every accepted
+    /// push), and snapshots they received (counted apart; none while a reader lacks at most
+    /// [`SNAPSHOT_SHORTCUT_CHANGES`] changes of a document).
     pub delivered: u64,
+    pub delivered_snapshots: u64,
     pub delivery: Spent,
 }
 
@@ -414,9 +433,11 @@ type Peer = (Session, Cursor);
 
 impl Fixture {
     /// Replays every sealed push on `threads` client threads (each device's pushes in order,
-    /// one push per request, the devices of a thread in turn), then lets every reader pull
-    /// the whole backlog; the server's CPU time of each phase.
-    pub fn run(&self, label: &str, threads: usize) -> Run {
+    /// one push per request, the devices of a thread in turn, each snapshot the server asks
+    /// for uploaded by the pushing device right after the push whose answer asked), then lets
+    /// every reader pull the whole backlog; the server's CPU time of each phase. Takes the
+    /// fixture mutably: the pushers' devices seal the snapshots.
+    pub fn run(&mut self, label: &str, threads: usize) -> Run {
         let database = self.base.fork(self.dir.path(), label);
         let server = start_server(&database);
         let pid = server.child.id();
@@ -427,18 +448,25 @@ impl Fixture {
 
         let engine = database.server_process();
         let watch = Stopwatch::start_with_database(pid, engine).expect("the server runs");
-        let tally = replay(&mut pushers, &self.sealed, threads);
+        let tally = replay(&mut pushers, &mut self.pushers, &self.sealed, threads);
         run.push = watch.stop().expect("the server runs");
         (run.accepted, run.failed, run.failure) = (tally.accepted.len() as u64, tally.failed, tally.failure);
+        (run.snapshots, run.snapshots_refused, run.snapshot_refusal) =
+            (tally.snapshots, tally.snapshots_refused, tally.snapshot_refusal);
 
         let watch = Stopwatch::start_with_database(pid, engine).expect("the server runs");
         let backlogs = pull_backlogs(&mut readers);
         run.delivery = watch.stop().expect("the server runs");
         for backlog in &backlogs {
-            let ids: HashSet<[u8; 16]> = backlog.iter().map(bundle_id).collect();
-            assert_eq!(ids, tally.accepted, "a reader's backlog is not exactly the accepted pushes");
+            let (snapshots, changes): (Vec<Bundle>, Vec<Bundle>) = backlog
+                .iter()
+                .map(|blob| Bundle::decode(blob.0.clone()).expect("a well-formed bundle"))
+                .partition(|bundle| bundle.header.kind.is_snapshot());
+            let ids: HashSet<[u8; 16]> = changes.iter().map(|bundle| bundle.header.bundle_id).collect();
+            assert_eq!(ids, tally.accepted, "a reader's change bundles are not exactly the accepted pushes");
+            run.delivered += changes.len() as u64;
+            run.delivered_snapshots += snapshots.len() as u64;
         }
-        run.delivered = backlogs.iter().map(|b| b.len() as u64).sum();
         drop(server);
         database.remove();
         run
@@ -468,6 +496,9 @@ struct Tally {
     accepted: HashSet<[u8; 16]>,
     failed: u64,
     failure: Option<String>,
+    snapshots: u64,
+    snapshots_refused: u64,
+    snapshot_refusal: Option<String>,
 }
 
 impl Tally {
@@ -476,43 +507,111 @@ impl Tally {
         self.failure.get_or_insert(why);
     }
 
+    fn refuse(&mut self, why: String) {
+        self.snapshots_refused += 1;
+        self.snapshot_refusal.get_or_insert(why);
+    }
+
     fn add(mut self, other: Tally) -> Tally {
         self.accepted.extend(other.accepted);
         self.failed += other.failed;
         self.failure = self.failure.or(other.failure);
+        self.snapshots += other.snapshots;
+        self.snapshots_refused += other.snapshots_refused;
+        self.snapshot_refusal = self.snapshot_refusal.or(other.snapshot_refusal);
         self
     }
 }
 
-fn replay(pushers: &mut [Peer], sealed: &[Vec<Sealed>], threads: usize) -> Tally {
-    let per_thread = pushers.len().div_ceil(threads.max(1)).max(1);
+/// Replays on `threads` threads; `peers[i]` is the session of `devices[i]`, which sealed
+/// `sealed[i]`.
+fn replay(peers: &mut [Peer], devices: &mut [Device], sealed: &[Vec<Sealed>], threads: usize) -> Tally {
+    let per_thread = peers.len().div_ceil(threads.max(1)).max(1);
     std::thread::scope(|scope| {
-        let handles: Vec<_> = pushers
+        let handles: Vec<_> = peers
             .chunks_mut(per_thread)
+            .zip(devices.chunks_mut(per_thread))
             .zip(sealed.chunks(per_thread))
-            .map(|(devices, sealed)| scope.spawn(move || replay_thread(devices, sealed)))
+            .map(|((peers, devices), sealed)| scope.spawn(move || replay_thread(peers, devices, sealed)))
             .collect();
         handles.into_iter().map(|h| h.join().expect("a replay thread")).fold(Tally::default(), Tally::add)
     })
 }
 
-fn replay_thread(devices: &mut [Peer], sealed: &[Vec<Sealed>]) -> Tally {
+fn replay_thread(peers: &mut [Peer], devices: &mut [Device], sealed: &[Vec<Sealed>]) -> Tally {
     let agent = wire::agent();
     let mut tally = Tally::default();
     let edits = sealed.iter().map(Vec::len).max().unwrap_or(0);
     for k in 0..edits {
-        for ((session, cursor), bundles) in devices.iter_mut().zip(sealed) {
+        for (((session, cursor), device), bundles) in peers.iter_mut().zip(devices.iter_mut()).zip(sealed) {
             let Some(bundle) = bundles.get(k) else { continue };
-            match wire::push_one(&agent, session, cursor, &bundle.bytes, bundle.id) {
-                Ok(Ack::Accepted) => {
+            let pushed = match wire::push_one(&agent, session, cursor, &bundle.bytes, bundle.id) {
+                Ok(pushed) => pushed,
+                Err(e) => {
+                    tally.fail(e.to_string());
+                    continue;
+                }
+            };
+            match &pushed.ack {
+                Ack::Accepted => {
                     tally.accepted.insert(bundle.id);
                 }
-                Ok(other) => tally.fail(format!("{other:?}")),
-                Err(e) => tally.fail(e.to_string()),
+                other => tally.fail(format!("{other:?}")),
+            }
+            if !pushed.snapshot_asks().is_empty() {
+                answer_snapshot_asks(&agent, session, cursor, device, &pushed, &mut tally);
             }
         }
     }
     tally
+}
+
+/// Answers the snapshot asks of a push's complete answer as the pushing device does in its
+/// next round: a snapshot of each document listed, sealed with the device's own key and
+/// covering the answer's `head`, all uploaded in one request that pushes nothing else; each
+/// checked to be stored.
+///
+/// The device's document already holds every edit it sealed (they were made before the
+/// replay), so its snapshot holds changes past `covers` as well. The server cannot see inside
+/// a snapshot: it checks, stores and serves this one as any other, so its cost is that of a
+/// real upload. A snapshot costs the device a `save()` and a seal: client CPU, not counted
+/// (only in the wall time). The asks in the upload's own answer are not answered (a device
+/// snapshots a document once per sync); the server asks again at the next push if the tail
+/// is still long.
+fn answer_snapshot_asks(
+    agent: &ureq::Agent,
+    session: &Session,
+    cursor: &mut Cursor,
+    device: &mut Device,
+    pushed: &Pushed,
+    tally: &mut Tally,
+) {
+    let mut snapshots = Vec::new();
+    for document in pushed.snapshot_asks() {
+        let sealed = DocumentId::from_bytes(&document.0)
+            .map_err(|e| e.to_string())
+            .and_then(|document| device.seal_snapshot(document, pushed.head).map_err(|e| e.to_string()));
+        match sealed {
+            Ok(Some(snapshot)) => snapshots.push(snapshot),
+            Ok(None) => tally.refuse("the device does not hold the document completely".into()),
+            Err(e) => tally.refuse(format!("no snapshot sealed: {e}")),
+        }
+    }
+    if snapshots.is_empty() {
+        return;
+    }
+    let ids: Vec<[u8; 16]> = snapshots.iter().map(bundle_id).collect();
+    match wire::upload_snapshots(agent, session, cursor, snapshots, &ids) {
+        Ok(acks) => {
+            for ack in acks {
+                match ack {
+                    Ack::Accepted => tally.snapshots += 1,
+                    other => tally.refuse(format!("snapshot {other:?}")),
+                }
+            }
+        }
+        Err(e) => ids.iter().for_each(|_| tally.refuse(e.to_string())),
+    }
 }
 
 /// Every reader pulls from its cursor until its answer is complete, each on a thread.

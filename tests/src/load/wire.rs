@@ -1,12 +1,14 @@
 //! A device's sync over plain HTTP, built from the protocol's own types: what the load
 //! generator sends instead of running the device's sync, so that replaying a push costs this
-//! process an encode and a socket write, not a device's work.
+//! process an encode and a socket write, not a device's work. A push's answer is read for
+//! its ack and for the snapshots the server asks for, which the replay uploads as a device's
+//! next round does ([`upload_snapshots`]).
 
 use eenplan_core::Device;
 use eenplan_protocol::api::PATH_SYNC;
 use eenplan_protocol::audit::{AuditKey, SignedAuditKey};
 use eenplan_protocol::policy::{Policy, SignedPolicy};
-use eenplan_protocol::sync::{self, Blob, MAX_SYNC_REQUEST, SyncRequest, SyncResponse};
+use eenplan_protocol::sync::{self, Blob, Fixed, MAX_SYNC_REQUEST, SyncRequest, SyncResponse};
 
 use crate::network::device_session;
 
@@ -144,7 +146,7 @@ pub fn pull_all(agent: &ureq::Agent, session: &Session, cursor: &mut Cursor) -> 
     Err(WireError::Endless(MAX_PULL_ROUNDS))
 }
 
-/// How the server answered one push.
+/// The server's verdict on one uploaded bundle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ack {
     Accepted,
@@ -153,21 +155,71 @@ pub enum Ack {
     Missing,
 }
 
-/// Pushes one sealed bundle (id `id`) in a request of its own and reads the server's verdict.
+impl Ack {
+    /// What `answer` says of the upload `id`. Snapshots (`c`) are acknowledged as pushes are:
+    /// listed in `accepted` or covered by `all_accepted`, or refused in `rejected`.
+    fn of(answer: &SyncResponse, id: [u8; 16]) -> Ack {
+        if answer.stored(&[id]).contains(&id) {
+            Ack::Accepted
+        } else if let Some(r) = answer.rejected.iter().find(|r| r.bundle_id.0 == id) {
+            Ack::Rejected(r.reason.clone())
+        } else {
+            Ack::Missing
+        }
+    }
+}
+
+/// How the server answered one push: its verdict, and what it asks of the device next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    pub ack: Ack,
+    /// Whether the answer reached the log head: only then is `head` a log position, and
+    /// only then does the server list documents in `compact`.
+    pub complete: bool,
+    pub head: u64,
+    /// Documents whose logs are long: the server asks for a snapshot of each, covering
+    /// `head`, and has recorded the ask (`SyncResponse::compact`).
+    pub compact: Vec<Fixed<17>>,
+}
+
+impl Pushed {
+    /// The documents a device must snapshot, covering `head`, after this answer.
+    pub fn snapshot_asks(&self) -> &[Fixed<17>] {
+        if self.complete { &self.compact } else { &[] }
+    }
+}
+
+/// Pushes one sealed bundle (id `id`) in a request of its own and reads the server's verdict
+/// and asks.
 pub fn push_one(
     agent: &ureq::Agent,
     session: &Session,
     cursor: &mut Cursor,
     bundle: &[u8],
     id: [u8; 16],
-) -> Result<Ack, WireError> {
+) -> Result<Pushed, WireError> {
     let answer = session.sync(agent, &cursor.request(vec![Blob(bundle.to_vec())]))?;
     cursor.advance(&answer);
-    if answer.stored(&[id]).contains(&id) {
-        Ok(Ack::Accepted)
-    } else if let Some(r) = answer.rejected.iter().find(|r| r.bundle_id.0 == id) {
-        Ok(Ack::Rejected(r.reason.clone()))
-    } else {
-        Ok(Ack::Missing)
-    }
+    Ok(Pushed {
+        ack: Ack::of(&answer, id),
+        complete: answer.complete,
+        head: answer.head,
+        compact: answer.compact,
+    })
+}
+
+/// Uploads sealed snapshots (ids `ids`, in order) in one request that pushes nothing else, as
+/// a device's next round does after an answer listed their documents in `compact`; the
+/// server's verdict on each.
+pub fn upload_snapshots(
+    agent: &ureq::Agent,
+    session: &Session,
+    cursor: &mut Cursor,
+    snapshots: Vec<Blob>,
+    ids: &[[u8; 16]],
+) -> Result<Vec<Ack>, WireError> {
+    let request = SyncRequest { snapshots, ..cursor.request(Vec::new()) };
+    let answer = session.sync(agent, &request)?;
+    cursor.advance(&answer);
+    Ok(ids.iter().map(|id| Ack::of(&answer, *id)).collect())
 }
