@@ -4,26 +4,26 @@
 //!
 //! ```text
 //! cargo build --workspace --release
-//! target/release/load_bench            # full: 50 devices × 100 pushes, 4 readers, 3 runs; ≈ 11 min on 2 cores
+//! target/release/load_bench            # full: 50 devices × 100 pushes, 4 readers, 3 runs; ≈ 2.5 min on 2 cores
 //! target/release/load_bench --quick    # 8 devices × 20 pushes, 2 readers, 2 runs; ≈ 40 s
 //! ```
 //!
-//! The full run took 2 min 29 s on 2 cores (setup on SQLite 32 s, on PostgreSQL 47 s). Its
-//! figures (2026-12-05, at `5f372e9`, with a snapshot re-ask rule later withdrawn because it
-//! stopped compaction; see ARCHITECTURE), medians of 3:
+//! The full run took 2 min 24 s on 2 cores (setup on SQLite 34 s, on PostgreSQL 43 s). Its
+//! figures (2026-12-05, at `76b7f30`, the first with the replay answering the server's
+//! snapshot asks as devices do: 50 snapshots uploaded per run), medians of 3:
 //!
 //! ```text
-//! server CPU per accepted push     SQLite 0.370 ms | PostgreSQL 0.734 ms, incl. PostgreSQL 2.702 ms | automerge-repo 1.526 ms
-//! pushes per server-CPU-second     SQLite 2703     | PostgreSQL 1362, incl. PostgreSQL 370            | automerge-repo 655
-//! server CPU per delivered bundle  SQLite 2.5 µs   | PostgreSQL 11.0 µs, incl. PostgreSQL 30.5 µs     |
-//! RSS per idle live socket         SQLite 5.1 KiB  | PostgreSQL 3.1 KiB                               | automerge-repo 15.0 KiB
+//! server CPU per accepted push     SQLite 0.306 ms | PostgreSQL 0.696 ms, incl. PostgreSQL 2.618 ms | automerge-repo 1.372 ms
+//! pushes per server-CPU-second     SQLite 3268     | PostgreSQL 1437, incl. PostgreSQL 382            | automerge-repo 729
+//! server CPU per delivered bundle  SQLite 3.0 µs   | PostgreSQL 11.5 µs, incl. PostgreSQL 34.0 µs     |
+//! RSS per idle live socket         SQLite 5.2 KiB  | PostgreSQL 3.3 KiB                               | automerge-repo 12.7 KiB
 //! ```
 //!
-//! Without that rule (`--only e`, one backend per run, same day): SQLite 1,866 pushes per
-//! server-CPU-second (0.536 ms), PostgreSQL 813, incl. PostgreSQL 211. The replay then never
-//! uploaded the snapshot the server asks for, so every push after a long tail paid the ask's
-//! write; a device uploads once and makes the tail short again, and so does the replay now
-//! (figures above and those lines are from before that change).
+//! Again on SQLite alone, the same build: 3,289; with `--threads 1` 2,075. Before, the
+//! replay never uploaded the snapshot the server asks for, so every push after a long tail
+//! paid the ask's write and the tail's weighing again: SQLite 1,866 the same day (0.536 ms),
+//! PostgreSQL 813, incl. PostgreSQL 211; a snapshot re-ask rule that hid that cost (2,703,
+//! at `5f372e9`) stopped compaction and was withdrawn (see ARCHITECTURE).
 //!
 //! (2026-12-04, before the third pass on the server's cost: SQLite 328 and PostgreSQL 330
 //! pushes per server-CPU-second, 14.1 KiB per idle socket; automerge-repo 632 and 13.5 KiB.)
