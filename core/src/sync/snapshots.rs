@@ -245,10 +245,18 @@ impl Device {
         let Some((epoch, key)) = self.store().latest_doc_key(plan_id, compartment)? else {
             return Ok(Snapshot::Declined);
         };
-        if !self.store().has_plan(plan_id)? || history.holds(document) || self.parked_here(document)? {
+        if !self.store().has_plan(plan_id)? || history.holds(document) {
             return Ok(Snapshot::Declined);
         }
-        if self.store().unpushed(plan_id, compartment)? > 0 || self.in_outbox(document)? {
+        // The count first: asked again every round while the outbox goes up, this is what
+        // answers, without reading any bundle.
+        if self.store().unpushed(plan_id, compartment)? > 0 {
+            return Ok(Snapshot::OutboxNotEmpty);
+        }
+        if self.parked_here(document)? {
+            return Ok(Snapshot::Declined);
+        }
+        if self.in_outbox(document)? {
             return Ok(Snapshot::OutboxNotEmpty);
         }
         let author = *self.device_id().as_bytes();
