@@ -150,9 +150,10 @@ pub(crate) trait ReadRows {
     fn seq_of_bundle(&self, bundle_id: &[u8; 16]) -> Result<Option<u64>>;
 
     fn document_stats(&self, document: DocumentId) -> Result<DocStats>;
-    /// The document's current epoch and its log after the newest snapshot, in one statement
-    /// (a sync answer asks this for every key the device holds).
-    fn epoch_and_tail(&self, document: DocumentId) -> Result<(u32, TailStats)>;
+    /// Each document `device` holds a key of, by document: its current epoch and its log
+    /// after the newest snapshot. One statement for all of them: a sync answer weighs every
+    /// held document, and a regisseur's device holds hundreds.
+    fn held_tails(&self, device: DeviceId) -> Result<Vec<(DocumentId, u32, TailStats)>>;
 
     /// (document, covers) of `device`'s requests made at or after `since`.
     fn snapshot_requests_of(&self, device: DeviceId, since: i64) -> Result<Vec<(DocumentId, u64)>>;

@@ -298,7 +298,7 @@ impl<B: Backend> Storage for B {
     }
 
     fn membership_for(&self, user: UserId, after: u64, limit: (usize, usize)) -> Result<MembershipPage> {
-        read(self, |rows| answer::membership_page(rows, user, after, limit))
+        read(self, |rows| answer::membership_page(rows.head()?, rows, user, after, limit))
     }
 
     fn rotations_for(&self, user: UserId) -> Result<Vec<(DocumentId, u32)>> {

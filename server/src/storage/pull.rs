@@ -184,9 +184,21 @@ impl Start {
 }
 
 pub(crate) fn pull(view: &dyn LogView, request: &PullRequest) -> Result<Page> {
-    let head = view.head()?;
+    pull_at(view, request, &Seen { head: view.head()?, readable: view.readable(request.user)? })
+}
+
+/// What a pull reads first, read by a caller that needs it too in the same transaction (the
+/// sync answer): the log head, and the user's readable documents with the position each was
+/// granted at.
+pub(crate) struct Seen {
+    pub head: u64,
+    pub readable: Vec<(DocumentId, u64)>,
+}
+
+/// [`pull`] with its first reads done by the caller, in the same transaction.
+pub(crate) fn pull_at(view: &dyn LogView, request: &PullRequest, seen: &Seen) -> Result<Page> {
+    let Seen { head, ref readable } = *seen;
     let start = Start::of(view, request.device, request.since)?;
-    let readable = view.readable(request.user)?;
     let mut budget =
         Budget { limit: u64::try_from(request.max_bytes).unwrap_or(u64::MAX), used: 0, any: false };
     // Keys first: they open the bundles after them, and a new device's keys were sealed after

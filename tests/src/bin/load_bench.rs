@@ -72,6 +72,9 @@
 //!       pushes, snapshots counted apart: a reader that follows a document gets none while it
 //!       lacks at most 500 of its changes): server CPU per delivered change bundle (on
 //!       PostgreSQL also with its processes').
+//!    3. lets every reader sync 50 times with nothing new (each holds every plan's keys: 4
+//!       documents per pushing device, like a regisseur's device with many plans every
+//!       morning; each answer must be complete and empty): server CPU per idle sync.
 //!
 //!    Then, once, on a fresh server: every device opens 3 idle live-hint sockets
 //!    (`GET /v1/live`, the most a device keeps), the readers' first; the server's RSS
@@ -96,7 +99,9 @@ use std::cell::RefCell;
 
 use eenplan_tests::bench::{Args, Table, bytes, median, ratio, run, scratch, secs};
 use eenplan_tests::load::automerge_repo;
-use eenplan_tests::load::eenplan::{Backend, Fixture, Idle, Run, SNAPSHOT_SHORTCUT_CHANGES, Sizes};
+use eenplan_tests::load::eenplan::{
+    Backend, Fixture, IDLE_SYNCS_PER_READER, Idle, Run, SNAPSHOT_SHORTCUT_CHANGES, Sizes,
+};
 use eenplan_tests::load::process::Spent;
 
 /// The target of DESIGN §9 and issue 13: pushes per server-CPU-second on 2 cores.
@@ -182,6 +187,9 @@ struct Measured {
     wall_rate: f64,
     cpu_per_delivered: Option<f64>,
     with_database_per_delivered: Option<f64>,
+    /// Per sync with nothing new of a device holding every plan (eenplan only).
+    cpu_per_idle_sync: Option<f64>,
+    with_database_per_idle_sync: Option<f64>,
     idle: Idle,
 }
 
@@ -262,6 +270,8 @@ fn eenplan_runs(cfg: &Config, fixture: &mut Fixture) -> (Vec<Run>, Measured) {
             .unwrap_or_default(),
         cpu_per_delivered: median_of(&runs, |r| Some(cpu_per(&r.delivery, r.delivered))),
         with_database_per_delivered: median_of(&runs, |r| with_database_per(&r.delivery, r.delivered)),
+        cpu_per_idle_sync: median_of(&runs, |r| Some(cpu_per(&r.idle, r.idle_syncs))),
+        with_database_per_idle_sync: median_of(&runs, |r| with_database_per(&r.idle, r.idle_syncs)),
         idle: fixture.idle(SOCKETS_PER_DEVICE),
     };
     (runs, measured)
@@ -298,6 +308,7 @@ fn eenplan_rows(cfg: &Config, table: &mut Table, fixture: &mut Fixture, database
         "",
     );
     delivery_rows(table, &measured, database);
+    idle_sync_rows(cfg, table, &measured, database);
     table.row(
         "server RSS per idle live socket (eenplan-server)",
         format!("{:.1} KiB", per_connection_kib(&measured.idle)),
@@ -391,6 +402,22 @@ fn delivery_rows(table: &mut Table, measured: &Measured, database: &str) {
     );
 }
 
+fn idle_sync_rows(cfg: &Config, table: &mut Table, measured: &Measured, database: &str) {
+    let documents = cfg.sizes.devices * 4;
+    let alone = measured.cpu_per_idle_sync.unwrap_or_default();
+    table.row(
+        format!(
+            "server CPU per idle sync of a reader holding {} plans ({documents} documents), eenplan-server only",
+            cfg.sizes.devices
+        ),
+        ms(alone),
+        format!("{IDLE_SYNCS_PER_READER} syncs with nothing new per reader"),
+        "",
+    );
+    let all = measured.with_database_per_idle_sync.unwrap_or(alone);
+    table.row(format!("  incl. {database}'s own processes"), ms(all), "", "");
+}
+
 // --- a. automerge-repo ----------------------------------------------------------------------
 
 fn measure_a(cfg: &Config, table: &mut Table) {
@@ -430,6 +457,8 @@ fn measure_a(cfg: &Config, table: &mut Table) {
         ),
         cpu_per_delivered: None,
         with_database_per_delivered: None,
+        cpu_per_idle_sync: None,
+        with_database_per_idle_sync: None,
         idle,
     };
     automerge_rows(cfg, table, &runs, &am);

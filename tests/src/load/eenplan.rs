@@ -426,7 +426,15 @@ pub struct Run {
     pub delivered: u64,
     pub delivered_snapshots: u64,
     pub delivery: Spent,
+    /// Syncs with nothing new that the readers made after the backlog (each reader holds
+    /// every plan's keys: a regisseur's device with many plans, every morning), and the
+    /// server's CPU for them.
+    pub idle_syncs: u64,
+    pub idle: Spent,
 }
+
+/// Syncs with nothing new that each reader makes after pulling the backlog.
+pub const IDLE_SYNCS_PER_READER: u64 = 50;
 
 /// A device's session with its cursors.
 type Peer = (Session, Cursor);
@@ -467,6 +475,10 @@ impl Fixture {
             run.delivered += changes.len() as u64;
             run.delivered_snapshots += snapshots.len() as u64;
         }
+
+        let watch = Stopwatch::start_with_database(pid, engine).expect("the server runs");
+        run.idle_syncs = idle_syncs(&mut readers);
+        run.idle = watch.stop().expect("the server runs");
         drop(server);
         database.remove();
         run
@@ -625,6 +637,28 @@ fn pull_backlogs(readers: &mut [Peer]) -> Vec<Vec<Blob>> {
             })
             .collect();
         handles.into_iter().map(|h| h.join().expect("a reader thread")).collect()
+    })
+}
+
+/// Every reader syncs [`IDLE_SYNCS_PER_READER`] times with nothing new, each on a thread, as
+/// a device does when its live socket wakes it or the app opens; each answer must be
+/// complete and empty. The number of syncs.
+fn idle_syncs(readers: &mut [Peer]) -> u64 {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = readers
+            .iter_mut()
+            .map(|(session, cursor)| {
+                scope.spawn(move || {
+                    let agent = wire::agent();
+                    for _ in 0..IDLE_SYNCS_PER_READER {
+                        let pulled = wire::pull_all(&agent, session, cursor).expect("an idle sync");
+                        assert!(pulled.is_empty(), "an idle sync received {} bundles", pulled.len());
+                    }
+                    IDLE_SYNCS_PER_READER
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a reader thread")).sum()
     })
 }
 

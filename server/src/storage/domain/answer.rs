@@ -4,7 +4,6 @@
 //! a key list of another moment; read together, they also cost one transaction, not a dozen.
 
 use std::collections::HashSet;
-use std::collections::hash_map::{Entry, HashMap};
 
 use eenplan_protocol::DocumentId;
 
@@ -12,8 +11,8 @@ use super::log;
 use crate::storage::backend::ReadRows;
 use crate::storage::pull::ResumePoint;
 use crate::storage::{
-    AnswerQuery, AnswerReads, DeviceId, MembershipPage, PullBatch, PullRequest, Result, TailStats, UserId,
-    pull, whole_chains_page,
+    AnswerQuery, AnswerReads, DeviceId, MembershipPage, PullBatch, PullRequest, Result, UserId, pull,
+    whole_chains_page,
 };
 
 /// What [`read`] found: the answer's reads, and where a page that stopped inside a history
@@ -28,17 +27,19 @@ pub(super) struct Read {
 /// Reads everything [`AnswerReads`] holds in the transaction of `rows`.
 pub(super) fn read(rows: &dyn ReadRows, query: &AnswerQuery) -> Result<Read> {
     let request = &query.pull;
-    let membership = membership_page(rows, request.user, query.membership_after, query.membership_limit)?;
+    // Read once for the membership page, the pull and the answer's own rules.
+    let seen = pull::Seen { head: rows.head()?, readable: rows.readable(request.user)? };
+    let membership =
+        membership_page(seen.head, rows, request.user, query.membership_after, query.membership_limit)?;
     // The membership entries count towards the page.
     let membership_bytes: usize = membership.entries.iter().map(Vec::len).sum();
     let max_bytes = request
         .max_bytes
         .saturating_sub(membership_bytes)
         .max(eenplan_protocol::sync::MIN_PAGE_BYTES as usize);
-    let page = pull::pull(rows.log(), &PullRequest { max_bytes, ..request.clone() })?;
+    let page = pull::pull_at(rows.log(), &PullRequest { max_bytes, ..request.clone() }, &seen)?;
     let commitments = commitments(rows, &page.batch)?;
-    let readable: HashSet<DocumentId> =
-        rows.readable(request.user)?.into_iter().map(|(document, _)| document).collect();
+    let readable: HashSet<DocumentId> = seen.readable.iter().map(|(document, _)| *document).collect();
     let missing_envelopes: Vec<(DocumentId, u32, DeviceId)> = rows
         .devices_missing_held_keys(request.device)?
         .into_iter()
@@ -77,14 +78,15 @@ pub(super) fn read(rows: &dyn ReadRows, query: &AnswerQuery) -> Result<Read> {
     Ok(Read { reads, resume, presented_token })
 }
 
-/// The user's membership entries after `after`, whole chains only, within `limit`.
+/// The user's membership entries after `after`, whole chains only, within `limit`, as of the
+/// log position `head`.
 pub(super) fn membership_page(
+    head: u64,
     rows: &dyn ReadRows,
     user: UserId,
     after: u64,
     limit: (usize, usize),
 ) -> Result<MembershipPage> {
-    let head = rows.head()?;
     Ok(whole_chains_page(rows.membership_after(user, after)?, after, head, limit))
 }
 
@@ -125,21 +127,22 @@ fn commitments(rows: &dyn ReadRows, batch: &PullBatch) -> Result<Vec<Vec<u8>>> {
     Ok(commitments)
 }
 
-/// The held documents, at their current epoch, whose tail wants a snapshot. A key of an
-/// older epoch cannot seal a snapshot the current readers open.
-fn snapshot_candidates(rows: &dyn ReadRows, held: &[(DocumentId, u32)]) -> Result<Vec<DocumentId>> {
-    let mut long = Vec::new();
-    let mut read: HashMap<DocumentId, (u32, TailStats)> = HashMap::new();
-    for &(document, epoch) in held {
-        let (now, tail) = match read.entry(document) {
-            Entry::Occupied(entry) => *entry.get(),
-            Entry::Vacant(entry) => *entry.insert(rows.epoch_and_tail(document)?),
-        };
-        if epoch == now && tail.wants_snapshot() {
-            long.push(document);
-        }
-    }
-    Ok(long)
+/// The readable documents `device` holds the current epoch's key of whose tail wants a
+/// snapshot. A key of an older epoch cannot seal a snapshot the current readers open.
+fn snapshot_candidates(
+    rows: &dyn ReadRows,
+    device: DeviceId,
+    readable: &HashSet<DocumentId>,
+) -> Result<Vec<DocumentId>> {
+    let held: HashSet<(DocumentId, u32)> = rows.held_keys(device)?.into_iter().collect();
+    Ok(rows
+        .held_tails(device)?
+        .into_iter()
+        .filter(|(document, epoch, tail)| {
+            readable.contains(document) && held.contains(&(*document, *epoch)) && tail.wants_snapshot()
+        })
+        .map(|(document, _, _)| document)
+        .collect())
 }
 
 /// The documents a complete answer asks `device` to snapshot: those it holds a key of whose
@@ -157,9 +160,7 @@ fn snapshots_due(
     readable: &HashSet<DocumentId>,
     now: i64,
 ) -> Result<Vec<DocumentId>> {
-    let held: Vec<(DocumentId, u32)> =
-        rows.held_keys(device)?.into_iter().filter(|(document, _)| readable.contains(document)).collect();
-    let long = snapshot_candidates(rows, &held)?;
+    let long = snapshot_candidates(rows, device, readable)?;
     if long.is_empty() {
         return Ok(long);
     }

@@ -878,29 +878,42 @@ pub(super) fn document_stats(conn: &Connection<'_>, document: DocumentId) -> Res
     })
 }
 
-pub(super) fn epoch_and_tail(conn: &Connection<'_>, document: DocumentId) -> Result<(u32, TailStats)> {
-    // The newest snapshot as `latest_snapshot` picks it, and the change bundles after what
-    // it covers. Prepared once per connection: an answer asks it for every held key.
-    Ok(conn
-        .prepare_cached(
-            "WITH latest AS (
-             SELECT COALESCE(covers_seq, 0) AS covers, size FROM bundles
-             WHERE plan_id = $1 AND compartment = $2 AND kind = 1
-             ORDER BY covers_seq DESC, seq DESC LIMIT 1)
-         SELECT (SELECT COALESCE(MAX(epoch), 0) FROM commitments WHERE plan_id = $1 AND compartment = $2),
-                (SELECT size FROM latest), COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT)
-         FROM bundles
-         WHERE plan_id = $1 AND compartment = $2 AND kind = 0
-           AND seq > COALESCE((SELECT covers FROM latest), 0)",
-        )?
-        .query_row(params![document.plan, document.compartment], |row| {
-            let tail = TailStats {
-                latest_snapshot_bytes: opt_uint(row, 1)?,
-                bundles_since_snapshot: uint(row, 2)?,
-                bytes_since_snapshot: uint(row, 3)?,
-            };
-            Ok((row.get(0)?, tail))
-        })?)
+/// The held documents' epochs and tails, in one round trip: the documents `device` holds a
+/// key of (`held_keys`' union), the newest snapshot of each as `latest_snapshot` picks it,
+/// and the change bundles after what it covers.
+pub(super) fn held_tails(
+    conn: &Connection<'_>,
+    device: DeviceId,
+) -> Result<Vec<(DocumentId, u32, TailStats)>> {
+    let mut stmt = conn.prepare_cached(
+        "WITH held AS (
+             SELECT plan_id, compartment FROM envelopes WHERE recipient = $1
+             UNION
+             SELECT plan_id, compartment FROM commitments WHERE minter_device = $1)
+         SELECT h.plan_id, h.compartment,
+                (SELECT COALESCE(MAX(c.epoch), 0) FROM commitments c
+                 WHERE c.plan_id = h.plan_id AND c.compartment = h.compartment),
+                l.size, t.bundles, t.bytes
+         FROM held h
+         LEFT JOIN LATERAL (
+             SELECT COALESCE(s.covers_seq, 0) AS covers, s.size FROM bundles s
+             WHERE s.plan_id = h.plan_id AND s.compartment = h.compartment AND s.kind = 1
+             ORDER BY s.covers_seq DESC, s.seq DESC LIMIT 1) l ON true
+         CROSS JOIN LATERAL (
+             SELECT COUNT(*) AS bundles, CAST(COALESCE(SUM(b.size), 0) AS BIGINT) AS bytes FROM bundles b
+             WHERE b.plan_id = h.plan_id AND b.compartment = h.compartment AND b.kind = 0
+               AND b.seq > COALESCE(l.covers, 0)) t
+         ORDER BY h.plan_id, h.compartment",
+    )?;
+    let rows = stmt.query_map([device.0], |row| {
+        let tail = TailStats {
+            latest_snapshot_bytes: opt_uint(row, 3)?,
+            bundles_since_snapshot: uint(row, 4)?,
+            bytes_since_snapshot: uint(row, 5)?,
+        };
+        Ok((document_at(row, 0, 1)?, row.get(2)?, tail))
+    })?;
+    Ok(rows.collect::<statements::Result<_>>()?)
 }
 
 /// Rows a change scan reads per statement.
@@ -1365,13 +1378,17 @@ pub(super) fn devices_missing_envelope(
 }
 
 /// [`devices_missing_envelope`] of each key `device` holds, in one statement (one round trip
-/// instead of one per held key).
+/// instead of one per held key). The held keys are materialised and a wiped device is ruled
+/// out by `NOT EXISTS`: with a `LEFT JOIN … IS NULL` on the wipe reports, the planner
+/// expected one row, started from every active device of the network and each plan it is
+/// in, and threw nearly all of it away (28 % of PostgreSQL's time in `load_bench`, 2026-12-05;
+/// about a third of that after).
 pub(super) fn devices_missing_held_keys(
     conn: &Connection<'_>,
     device: DeviceId,
 ) -> Result<Vec<(DocumentId, u32, DeviceId)>> {
     let mut stmt = conn.prepare_cached(
-        "WITH held (plan_id, compartment, epoch) AS (
+        "WITH held (plan_id, compartment, epoch) AS MATERIALIZED (
              SELECT plan_id, compartment, epoch FROM envelopes WHERE recipient = $1
              UNION
              SELECT plan_id, compartment, epoch FROM commitments WHERE minter_device = $1)
@@ -1382,8 +1399,8 @@ pub(super) fn devices_missing_held_keys(
          JOIN users u ON u.user_id = p.user_id
          JOIN policy_access a ON a.role = u.role AND a.compartment = h.compartment AND a.level = pl.level
          JOIN devices d ON d.user_id = p.user_id
-         LEFT JOIN wipe_reports w ON w.device_id = d.device_id
-         WHERE d.state = 'active' AND w.wiped_at IS NULL
+         WHERE d.state = 'active'
+           AND NOT EXISTS (SELECT 1 FROM wipe_reports w WHERE w.device_id = d.device_id)
            AND NOT EXISTS (SELECT 1 FROM envelopes e WHERE e.recipient = d.device_id
                            AND e.plan_id = h.plan_id AND e.compartment = h.compartment AND e.epoch = h.epoch)
            AND NOT EXISTS (SELECT 1 FROM commitments c WHERE c.minter_device = d.device_id

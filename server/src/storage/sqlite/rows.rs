@@ -898,29 +898,44 @@ pub(super) fn document_stats(conn: &Connection, document: DocumentId) -> Result<
     })
 }
 
-pub(super) fn epoch_and_tail(conn: &Connection, document: DocumentId) -> Result<(u32, TailStats)> {
-    // The newest snapshot as `latest_snapshot` picks it (`kind = 1` spelled out for the
-    // partial index), and the change bundles after what it covers.
-    Ok(conn
-        .prepare_cached(
-            "WITH latest AS (
-             SELECT COALESCE(covers_seq, 0) AS covers, size FROM bundles
-             WHERE plan_id = ?1 AND compartment = ?2 AND kind = 1
-             ORDER BY covers_seq DESC, seq DESC LIMIT 1)
-         SELECT (SELECT COALESCE(MAX(epoch), 0) FROM commitments WHERE plan_id = ?1 AND compartment = ?2),
-                (SELECT size FROM latest), COUNT(*), COALESCE(SUM(size), 0)
-         FROM bundles
-         WHERE plan_id = ?1 AND compartment = ?2 AND kind = 0
-           AND seq > COALESCE((SELECT covers FROM latest), 0)",
-        )?
-        .query_row(params![document.plan, document.compartment], |row| {
-            let tail = TailStats {
-                latest_snapshot_bytes: opt_uint(row, 1)?,
-                bundles_since_snapshot: uint(row, 2)?,
-                bytes_since_snapshot: uint(row, 3)?,
-            };
-            Ok((row.get(0)?, tail))
-        })?)
+/// The held documents' epochs and tails ([`held_tails`]): the documents `?1` holds a key of
+/// (`held_keys`' union), the newest snapshot of each as `latest_snapshot` picks it (`kind = 1`
+/// spelled out for the partial index; materialised, so it is found once per document), and
+/// the change bundles after what it covers.
+pub(super) const HELD_TAILS: &str = "WITH held AS (
+         SELECT plan_id, compartment FROM envelopes WHERE recipient = ?1
+         UNION
+         SELECT plan_id, compartment FROM commitments WHERE minter_device = ?1),
+     latest AS MATERIALIZED (
+         SELECT h.plan_id, h.compartment,
+                (SELECT COALESCE(s.covers_seq, 0) FROM bundles s
+                 WHERE s.plan_id = h.plan_id AND s.compartment = h.compartment AND s.kind = 1
+                 ORDER BY s.covers_seq DESC, s.seq DESC LIMIT 1) AS covers,
+                (SELECT s.size FROM bundles s
+                 WHERE s.plan_id = h.plan_id AND s.compartment = h.compartment AND s.kind = 1
+                 ORDER BY s.covers_seq DESC, s.seq DESC LIMIT 1) AS size
+         FROM held h)
+     SELECT l.plan_id, l.compartment,
+            (SELECT COALESCE(MAX(c.epoch), 0) FROM commitments c
+             WHERE c.plan_id = l.plan_id AND c.compartment = l.compartment),
+            l.size, COUNT(b.seq), COALESCE(SUM(b.size), 0)
+     FROM latest l
+     LEFT JOIN bundles b ON b.plan_id = l.plan_id AND b.compartment = l.compartment
+                        AND b.kind = 0 AND b.seq > COALESCE(l.covers, 0)
+     GROUP BY l.plan_id, l.compartment
+     ORDER BY l.plan_id, l.compartment";
+
+pub(super) fn held_tails(conn: &Connection, device: DeviceId) -> Result<Vec<(DocumentId, u32, TailStats)>> {
+    let mut stmt = conn.prepare_cached(HELD_TAILS)?;
+    let rows = stmt.query_map([device.0], |row| {
+        let tail = TailStats {
+            latest_snapshot_bytes: opt_uint(row, 3)?,
+            bundles_since_snapshot: uint(row, 4)?,
+            bytes_since_snapshot: uint(row, 5)?,
+        };
+        Ok((document_at(row, 0, 1)?, row.get(2)?, tail))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// The pull's reads; the caller holds one read transaction around all of them.

@@ -221,8 +221,8 @@ impl<T: OnConnection> ReadRows for T {
         rows::document_stats(self.conn(), document)
     }
 
-    fn epoch_and_tail(&self, document: DocumentId) -> Result<(u32, TailStats)> {
-        rows::epoch_and_tail(self.conn(), document)
+    fn held_tails(&self, device: DeviceId) -> Result<Vec<(DocumentId, u32, TailStats)>> {
+        rows::held_tails(self.conn(), device)
     }
 
     fn snapshot_requests_of(&self, device: DeviceId, since: i64) -> Result<Vec<(DocumentId, u64)>> {
