@@ -775,6 +775,27 @@ mod tests {
         assert_eq!(dates, (1234, 1234));
     }
 
+    #[test]
+    fn the_held_documents_tails_are_found_by_index_once_per_document() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        let tx = conn.transaction().unwrap();
+        schema_at(&tx, MIGRATIONS.len());
+        let plan = query_plan(&tx, super::super::rows::HELD_TAILS);
+        // The tail: a range of the change bundles after the snapshot, from the covering index.
+        assert!(
+            plan.iter().any(|step| step.contains(
+                "COVERING INDEX bundles_by_kind (plan_id=? AND compartment=? AND kind=? AND seq>?)"
+            )),
+            "{plan:?}"
+        );
+        // The newest snapshot of each held document from the snapshots' index, never a scan.
+        assert!(plan.iter().any(|step| step.contains("INDEX snapshots_by_document")), "{plan:?}");
+        assert!(
+            !plan.iter().any(|step| step.starts_with("SCAN b") || step.starts_with("SCAN s")),
+            "{plan:?}"
+        );
+    }
+
     /// The steps of SQLite's plan for `sql` (`EXPLAIN QUERY PLAN`, every parameter `NULL`).
     fn query_plan(conn: &rusqlite::Connection, sql: &str) -> Vec<String> {
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
