@@ -381,6 +381,10 @@ pub const MAX_ENVELOPES_PER_ANSWER: usize = 512;
 /// three answers.
 pub const MAX_KEY_REQUESTS_PER_ANSWER: usize = 256;
 pub const MAX_KEY_REQUEST_BYTES_PER_ANSWER: usize = 1024 * 1024;
+/// The most documents one device is asked to snapshot at a time ([`SyncResponse::compact`]):
+/// the server keeps at most this many outstanding requests per device, and a device weighs
+/// no more of one answer's list, however long a server in bad faith makes it.
+pub const MAX_COMPACT_PER_ANSWER: usize = 16;
 
 /// The bit that marks a cursor as a resume token rather than a log position (positions stay
 /// below 2^63).

@@ -160,8 +160,9 @@ pub const SNAPSHOT_REQUEST_TTL_MS: i64 = 60 * 60 * 1000;
 /// does (its snapshot too large to send, or in bad faith) holds the others off this long,
 /// however often it is asked again, not for as long as its request is renewed.
 pub const SNAPSHOT_HOLD_OFF_MS: i64 = 10 * 60 * 1000;
-/// The most outstanding snapshot requests one device may have.
-pub const MAX_SNAPSHOT_REQUESTS_PER_DEVICE: usize = 16;
+/// The most outstanding snapshot requests one device may have: no more than a device weighs
+/// of one answer's `compact` list.
+pub const MAX_SNAPSHOT_REQUESTS_PER_DEVICE: usize = eenplan_protocol::sync::MAX_COMPACT_PER_ANSWER;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DeviceId(pub [u8; 16]);

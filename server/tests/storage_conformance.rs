@@ -1349,6 +1349,10 @@ pub mod suite {
         assert_eq!(s.devices_missing_envelope(d, 1).unwrap(), [a2]);
         assert_eq!(missing_both_ways(s, ann, a1), [vec![(d, 1, a2)], vec![(d, 1, a2)]]);
         assert!(missing_both_ways(s, bob, b1)[0].is_empty(), "a device without keys is asked for none");
+        // A device that reported its wipe is sealed no key, even before anyone revoked it.
+        s.record_session(a2, Some([7; 32]), 600).unwrap();
+        assert!(wipe(s, a2, b"report", 601));
+        assert_eq!(missing_both_ways(s, ann, a1), [vec![], vec![]], "a wiped device");
     }
 
     pub fn envelopes_are_delivered_once_after_the_cursor_and_escrow_ones_kept_apart(s: &dyn Storage) {

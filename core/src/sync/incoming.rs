@@ -11,7 +11,9 @@ use automerge::Automerge;
 use eenplan_protocol::bundle::payload::unpack_changes;
 use eenplan_protocol::certificate::DeviceBody;
 use eenplan_protocol::policy::Policy;
-use eenplan_protocol::sync::{Fixed, RefusedEnvelope, SyncResponse, rejection_is_retryable};
+use eenplan_protocol::sync::{
+    Fixed, MAX_COMPACT_PER_ANSWER, RefusedEnvelope, SyncResponse, rejection_is_retryable,
+};
 use eenplan_protocol::{Bundle, BundleKind, DocumentId};
 
 use super::authors::{Judge, Trust};
@@ -735,8 +737,11 @@ impl Device {
             }
         }
         if response.complete {
-            for document in &response.compact {
-                if uploads.snapshotted.contains(&document.0) {
+            // An honest server lists each document once and no more than it keeps requests
+            // for; repeats and the rest are not weighed, so a long list costs nothing.
+            let mut weighed = HashSet::new();
+            for document in response.compact.iter().take(MAX_COMPACT_PER_ANSWER) {
+                if uploads.snapshotted.contains(&document.0) || !weighed.insert(document.0) {
                     continue;
                 }
                 let made = self.snapshot_for(document.0, response.head, &pass.history);

@@ -180,7 +180,6 @@ impl HistoryNeeds {
     }
 }
 
-/// Whether a saved document of `len` bytes fits in a sealed snapshot bundle.
 /// What a device does when asked for a snapshot of a document.
 #[derive(Debug)]
 pub(super) enum Snapshot {
@@ -205,6 +204,7 @@ impl Snapshot {
     }
 }
 
+/// Whether a saved document of `len` bytes fits in a sealed snapshot bundle.
 fn fits_in_a_snapshot(len: usize) -> bool {
     len.saturating_add(MAX_SNAPSHOT_OVERHEAD) <= MAX_BUNDLE_LEN
 }
@@ -223,7 +223,9 @@ impl Device {
 
     /// A sealed snapshot of `document` covering the log up to `covers`, exactly as this device
     /// uploads one when a sync answer lists the document in `compact` (with that answer's
-    /// `head`); `None` when it does not hold the document completely now. Public for tools that
+    /// `head`); `None` when it would make none now: it does not hold the document completely,
+    /// its outbox holds changes of it, it has no key of it, or the snapshot would not fit in a
+    /// bundle (the sync tells these apart; a caller of this only needs the bundle). Public for tools that
     /// speak the sync protocol themselves: the load generator replays a device's side of a
     /// sync and answers the server's asks as the device would.
     pub fn seal_snapshot(&mut self, document: DocumentId, covers: u64) -> Result<Option<Blob>, CoreError> {
@@ -280,14 +282,14 @@ impl Device {
     /// Whether a received bundle of `document` waits here (for its key or its author's
     /// certificate).
     fn parked_here(&self, document: DocumentId) -> Result<bool, CoreError> {
-        Ok(self.store().parked_bundles()?.into_iter().any(|(_, bytes)| of_document(&bytes, document)))
+        Ok(self.store().parked_bundles()?.into_iter().any(|(_, bytes)| of_document(bytes, document)))
     }
 
     /// Whether a bundle of `document` this device sealed waits in its outbox.
     fn in_outbox(&self, document: DocumentId) -> Result<bool, CoreError> {
         for (_, payload) in self.store().pending_bundles()? {
             let pending: super::PendingBundle = from_cbor(&payload, "pending bundle")?;
-            if of_document(&pending.bundle, document) {
+            if of_document(pending.bundle, document) {
                 return Ok(true);
             }
         }
@@ -295,8 +297,8 @@ impl Device {
     }
 }
 
-fn of_document(bytes: &[u8], document: DocumentId) -> bool {
-    Bundle::decode(bytes.to_vec()).is_ok_and(|b| b.header.document == document)
+fn of_document(bytes: Vec<u8>, document: DocumentId) -> bool {
+    Bundle::decode(bytes).is_ok_and(|b| b.header.document == document)
 }
 
 #[cfg(test)]

@@ -197,7 +197,7 @@ pub(crate) struct Seen {
 
 /// [`pull`] with its first reads done by the caller, in the same transaction.
 pub(crate) fn pull_at(view: &dyn LogView, request: &PullRequest, seen: &Seen) -> Result<Page> {
-    let Seen { head, ref readable } = *seen;
+    let (head, readable) = (seen.head, seen.readable.as_slice());
     let start = Start::of(view, request.device, request.since)?;
     let mut budget =
         Budget { limit: u64::try_from(request.max_bytes).unwrap_or(u64::MAX), used: 0, any: false };
@@ -219,7 +219,7 @@ pub(crate) fn pull_at(view: &dyn LogView, request: &PullRequest, seen: &Seen) ->
         };
         return Ok(Page { batch, resume: None, presented_token: start.token });
     }
-    let stream = Stream::collect(view, request, &start, &readable, head, budget.limit)?;
+    let stream = Stream::collect(view, request, &start, readable, head, budget.limit)?;
     let taken = take_units(view, &stream.units, &mut budget)?;
     let (head, complete, resume) = stream.end(&taken, &start, request.since, head);
 

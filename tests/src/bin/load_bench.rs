@@ -403,7 +403,7 @@ fn delivery_rows(table: &mut Table, measured: &Measured, database: &str) {
 }
 
 fn idle_sync_rows(cfg: &Config, table: &mut Table, measured: &Measured, database: &str) {
-    let documents = cfg.sizes.devices * 4;
+    let documents = cfg.sizes.devices * eenplan_core::plan::Compartment::ALL.len();
     let alone = measured.cpu_per_idle_sync.unwrap_or_default();
     table.row(
         format!(

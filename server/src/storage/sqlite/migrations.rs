@@ -355,7 +355,7 @@ const MIGRATIONS: &[&str] = &[
     //     its rows again settles every reference before the commit checks them.
     //     And the size of a document's change bundles after its snapshot, which every
     //     complete answer weighs for each document the device holds, is read from an index
-    //     alone (`epoch_and_tail`), not from each bundle's row.
+    //     alone (`epoch_and_tail` then, `held_tails` now), not from each bundle's row.
     "PRAGMA defer_foreign_keys = ON;
      CREATE TABLE devices_before_14 AS SELECT * FROM devices;
      DROP TABLE devices;

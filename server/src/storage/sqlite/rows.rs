@@ -900,8 +900,8 @@ pub(super) fn document_stats(conn: &Connection, document: DocumentId) -> Result<
 
 /// The held documents' epochs and tails ([`held_tails`]): the documents `?1` holds a key of
 /// (`held_keys`' union), the newest snapshot of each as `latest_snapshot` picks it (`kind = 1`
-/// spelled out for the partial index; materialised, so it is found once per document), and
-/// the change bundles after what it covers.
+/// spelled out for the partial index; its position and size are two index lookups, made once
+/// per document since the table is materialised), and the change bundles after it.
 pub(super) const HELD_TAILS: &str = "WITH held AS (
          SELECT plan_id, compartment FROM envelopes WHERE recipient = ?1
          UNION
