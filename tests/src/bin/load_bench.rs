@@ -8,18 +8,21 @@
 //! target/release/load_bench --quick    # 8 devices × 20 pushes, 2 readers, 2 runs; ≈ 40 s
 //! ```
 //!
-//! The full run took 2 min 24 s on 2 cores (setup on SQLite 34 s, on PostgreSQL 43 s). Its
-//! figures (2026-12-05, at `76b7f30`, the first with the replay answering the server's
-//! snapshot asks as devices do: 50 snapshots uploaded per run), medians of 3:
+//! The full run took 2 min 19 s on 2 cores (setup on SQLite 30 s, on PostgreSQL 40 s). Its
+//! figures (2026-12-05, at the end of the stop that made the replay answer the server's
+//! snapshot asks as devices do, 50 snapshots uploaded per run, and made an answer weigh
+//! every held document in one statement), medians of 3:
 //!
 //! ```text
-//! server CPU per accepted push     SQLite 0.306 ms | PostgreSQL 0.696 ms, incl. PostgreSQL 2.618 ms | automerge-repo 1.372 ms
-//! pushes per server-CPU-second     SQLite 3268     | PostgreSQL 1437, incl. PostgreSQL 382            | automerge-repo 729
-//! server CPU per delivered bundle  SQLite 3.0 µs   | PostgreSQL 11.5 µs, incl. PostgreSQL 34.0 µs     |
-//! RSS per idle live socket         SQLite 5.2 KiB  | PostgreSQL 3.3 KiB                               | automerge-repo 12.7 KiB
+//! server CPU per accepted push     SQLite 0.270 ms | PostgreSQL 0.528 ms, incl. PostgreSQL 1.932 ms | automerge-repo 1.268 ms
+//! pushes per server-CPU-second     SQLite 3704     | PostgreSQL 1894, incl. PostgreSQL 518            | automerge-repo 789
+//! server CPU per delivered bundle  SQLite 2.0 µs   | PostgreSQL 8.0 µs, incl. PostgreSQL 24.0 µs      |
+//! server CPU per idle sync (200 documents held)  SQLite 2.05 ms | PostgreSQL 0.80 ms, incl. PostgreSQL 24.65 ms
+//! RSS per idle live socket         SQLite 5.3 KiB  | PostgreSQL 3.3 KiB                               | automerge-repo 14.2 KiB
 //! ```
 //!
-//! Again on SQLite alone, the same build: 3,289; with `--threads 1` 2,075. Before, the
+//! The first build with the replay's snapshot uploads (`76b7f30`): SQLite 3,268 (again
+//! 3,289; with `--threads 1` 2,075), PostgreSQL 1,437 and 382. Before, the
 //! replay never uploaded the snapshot the server asks for, so every push after a long tail
 //! paid the ask's write and the tail's weighing again: SQLite 1,866 the same day (0.536 ms),
 //! PostgreSQL 813, incl. PostgreSQL 211; a snapshot re-ask rule that hid that cost (2,703,
