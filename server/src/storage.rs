@@ -525,6 +525,17 @@ impl DocStats {
     }
 }
 
+/// A document a device holds a key of, as a sync answer weighs it for a snapshot
+/// ([`backend::ReadRows::held_tails`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldTail {
+    pub document: DocumentId,
+    /// Whether the device holds the key of the document's current epoch: a key of an older
+    /// epoch cannot seal a snapshot the current readers open.
+    pub current_key_held: bool,
+    pub tail: TailStats,
+}
+
 /// A document's log after its newest snapshot: the part of [`DocStats`] that decides whether
 /// a snapshot is due, which a backend reads without counting the whole log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use eenplan_core::plan::{Compartment, NewGoal, NoteKind};
-use eenplan_core::{Device, PlanId};
+use eenplan_core::{Device, EntityId, PlanId};
 use eenplan_tests::network::{Network, device_keystore};
 
 const USERS: &[(&str, &str, &str)] =
@@ -40,15 +40,34 @@ fn basis_change_bytes(net: &Network, plan: &PlanId) -> i64 {
     select(net, plan, "sum(size)", "compartment = 0 AND kind = 0")
 }
 
-#[test]
-fn a_long_log_is_compacted_by_a_client_snapshot_and_a_new_device_starts_from_it() {
-    let net = Network::start(USERS);
+/// Rita's device with the Jansen family's plan of one goal, synced.
+fn rita_with_a_goal(net: &Network) -> (Device, PlanId, EntityId) {
     let mut rita = net.device("rita", "Rita");
     let plan = rita.create_plan("Jansen").unwrap();
     let goal = rita
         .edit(&plan, |p| p.add_goal(NewGoal { domain: "financiën".into(), title: "Schulden".into() }))
         .unwrap();
     rita.sync().unwrap();
+    (rita, plan, goal)
+}
+
+/// Wim joins `plan` with a device that has never synced (not `Network::device`, which syncs
+/// it once: its first sync is what the tests count); Rita's device seals the plan's keys for
+/// it when the server asks.
+fn wim_joins(net: &Network, rita: &mut Device, plan: &PlanId) -> Device {
+    rita.add_participant(plan, "Wim", "wijkteam").unwrap();
+    let mut wim = Device::init(&net.dir.path().join("wim"), &device_keystore()).unwrap();
+    let code = net.admin.run(&["device", "enrol", "--user", "Wim"]);
+    wim.enrol(&net.server.url, &code, "Telefoon van Wim", eenplan_core::sync::Platform::Desktop).unwrap();
+    net.admin.run(&["device", "approve", "--code", &code]);
+    assert!(rita.sync().unwrap().envelopes_sent > 0);
+    wim
+}
+
+#[test]
+fn a_long_log_is_compacted_by_a_client_snapshot_and_a_new_device_starts_from_it() {
+    let net = Network::start(USERS);
+    let (mut rita, plan, goal) = rita_with_a_goal(&net);
 
     // One edit and one sync push one bundle of the basis document, until the server asks for
     // a snapshot; the device answers within the same sync.
@@ -95,14 +114,7 @@ fn a_long_log_is_compacted_by_a_client_snapshot_and_a_new_device_starts_from_it(
         assert_eq!(rita.sync().unwrap().pushed_bundles, 1);
     }
 
-    // Wim joins the plan with a device that has never synced.
-    rita.add_participant(&plan, "Wim", "wijkteam").unwrap();
-    let mut wim = Device::init(&net.dir.path().join("wim"), &device_keystore()).unwrap();
-    let code = net.admin.run(&["device", "enrol", "--user", "Wim"]);
-    wim.enrol(&net.server.url, &code, "Telefoon van Wim", eenplan_core::sync::Platform::Desktop).unwrap();
-    net.admin.run(&["device", "approve", "--code", &code]);
-    // Rita's device seals the plan's keys for Wim's device when the server asks.
-    assert!(rita.sync().unwrap().envelopes_sent > 0);
+    let mut wim = wim_joins(&net, &mut rita, &plan);
 
     let log = count(&net, &plan, "1 = 1");
     let other_documents = count(&net, &plan, "compartment <> 0");
@@ -139,12 +151,7 @@ fn a_long_log_is_compacted_by_a_client_snapshot_and_a_new_device_starts_from_it(
 #[test]
 fn a_long_tail_pushed_over_several_rounds_is_compacted_within_the_same_sync() {
     let net = Network::start(USERS);
-    let mut rita = net.device("rita", "Rita");
-    let plan = rita.create_plan("Jansen").unwrap();
-    let goal = rita
-        .edit(&plan, |p| p.add_goal(NewGoal { domain: "financiën".into(), title: "Schulden".into() }))
-        .unwrap();
-    rita.sync().unwrap();
+    let (mut rita, plan, goal) = rita_with_a_goal(&net);
 
     // Offline: every edit its own durable write, so the outbox holds them as many bundles.
     const OFFLINE_EDITS: usize = 400;
@@ -169,12 +176,7 @@ fn a_long_tail_pushed_over_several_rounds_is_compacted_within_the_same_sync() {
         1
     );
 
-    rita.add_participant(&plan, "Wim", "wijkteam").unwrap();
-    let mut wim = Device::init(&net.dir.path().join("wim"), &device_keystore()).unwrap();
-    let code = net.admin.run(&["device", "enrol", "--user", "Wim"]);
-    wim.enrol(&net.server.url, &code, "Telefoon van Wim", eenplan_core::sync::Platform::Desktop).unwrap();
-    net.admin.run(&["device", "approve", "--code", &code]);
-    assert!(rita.sync().unwrap().envelopes_sent > 0);
+    let mut wim = wim_joins(&net, &mut rita, &plan);
     let other_documents = count(&net, &plan, "compartment <> 0");
     let first = wim.sync().unwrap();
     assert!(first.refused.is_empty(), "{first:?}");

@@ -13,9 +13,9 @@ use eenplan_protocol::DocumentId;
 use super::pull::{LogView, ResumePoint};
 use super::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
-    Erasure, MemberErased, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId, Participant,
-    PlanId, PolicyRecord, Reader, Result, ServerEventRecord, StoredAuditUpload, StoredName, TailStats, User,
-    UserId,
+    Erasure, HeldTail, MemberErased, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId,
+    Participant, PlanId, PolicyRecord, Reader, Result, ServerEventRecord, StoredAuditUpload, StoredName,
+    User, UserId,
 };
 
 /// A database the domain layer runs its transactions on.
@@ -150,10 +150,10 @@ pub(crate) trait ReadRows {
     fn seq_of_bundle(&self, bundle_id: &[u8; 16]) -> Result<Option<u64>>;
 
     fn document_stats(&self, document: DocumentId) -> Result<DocStats>;
-    /// Each document `device` holds a key of, by document: its current epoch and its log
-    /// after the newest snapshot. One statement for all of them: a sync answer weighs every
-    /// held document, and a regisseur's device holds hundreds.
-    fn held_tails(&self, device: DeviceId) -> Result<Vec<(DocumentId, u32, TailStats)>>;
+    /// Each document `device` holds a key of, by document: whether it holds the current
+    /// epoch's, and the log after the newest snapshot. One statement for all of them: a sync
+    /// answer weighs every held document, and a regisseur's device holds hundreds.
+    fn held_tails(&self, device: DeviceId) -> Result<Vec<HeldTail>>;
 
     /// (document, covers) of `device`'s requests made at or after `since`.
     fn snapshot_requests_of(&self, device: DeviceId, since: i64) -> Result<Vec<(DocumentId, u64)>>;

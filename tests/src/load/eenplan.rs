@@ -628,15 +628,8 @@ fn answer_snapshot_asks(
 
 /// Every reader pulls from its cursor until its answer is complete, each on a thread.
 fn pull_backlogs(readers: &mut [Peer]) -> Vec<Vec<Blob>> {
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = readers
-            .iter_mut()
-            .map(|(session, cursor)| {
-                scope
-                    .spawn(move || wire::pull_all(&wire::agent(), session, cursor).expect("pull the backlog"))
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("a reader thread")).collect()
+    on_each_reader(readers, |session, cursor| {
+        wire::pull_all(&wire::agent(), session, cursor).expect("pull the backlog")
     })
 }
 
@@ -644,28 +637,29 @@ fn pull_backlogs(readers: &mut [Peer]) -> Vec<Vec<Blob>> {
 /// a device does when its live socket wakes it or the app opens; each answer must be
 /// complete, with no bundle and no chore (snapshot or key asked for). The number of syncs.
 fn idle_syncs(readers: &mut [Peer]) -> u64 {
+    let syncs = on_each_reader(readers, |session, cursor| {
+        let agent = wire::agent();
+        for _ in 0..IDLE_SYNCS_PER_READER {
+            let answer = session.sync(&agent, &cursor.request(Vec::new())).expect("an idle sync");
+            cursor.advance(&answer);
+            // Nothing new and nothing asked: a chore would put its own cost in.
+            assert!(answer.complete && answer.bundles.is_empty(), "an idle sync received bundles");
+            assert!(answer.compact.is_empty(), "an idle sync asked for snapshots");
+            assert!(answer.key_requests.is_empty(), "an idle sync asked for keys");
+        }
+        IDLE_SYNCS_PER_READER
+    });
+    syncs.into_iter().sum()
+}
+
+/// `work` for each reader's session and cursor, the readers side by side on threads of their
+/// own; the results in the readers' order.
+fn on_each_reader<T: Send>(readers: &mut [Peer], work: impl Fn(&Session, &mut Cursor) -> T + Sync) -> Vec<T> {
+    let work = &work;
     std::thread::scope(|scope| {
-        let handles: Vec<_> = readers
-            .iter_mut()
-            .map(|(session, cursor)| {
-                scope.spawn(move || {
-                    let agent = wire::agent();
-                    for _ in 0..IDLE_SYNCS_PER_READER {
-                        let answer = session.sync(&agent, &cursor.request(Vec::new())).expect("an idle sync");
-                        cursor.advance(&answer);
-                        // Nothing new and nothing asked: a chore would put its own cost in.
-                        assert!(
-                            answer.complete && answer.bundles.is_empty(),
-                            "an idle sync received bundles"
-                        );
-                        assert!(answer.compact.is_empty(), "an idle sync asked for snapshots");
-                        assert!(answer.key_requests.is_empty(), "an idle sync asked for keys");
-                    }
-                    IDLE_SYNCS_PER_READER
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("a reader thread")).sum()
+        let handles: Vec<_> =
+            readers.iter_mut().map(|(session, cursor)| scope.spawn(move || work(session, cursor))).collect();
+        handles.into_iter().map(|h| h.join().expect("a reader thread")).collect()
     })
 }
 

@@ -134,14 +134,13 @@ fn snapshot_candidates(
     device: DeviceId,
     readable: &HashSet<DocumentId>,
 ) -> Result<Vec<DocumentId>> {
-    let held: HashSet<(DocumentId, u32)> = rows.held_keys(device)?.into_iter().collect();
     Ok(rows
         .held_tails(device)?
         .into_iter()
-        .filter(|(document, epoch, tail)| {
-            readable.contains(document) && held.contains(&(*document, *epoch)) && tail.wants_snapshot()
+        .filter(|held| {
+            held.current_key_held && readable.contains(&held.document) && held.tail.wants_snapshot()
         })
-        .map(|(document, _, _)| document)
+        .map(|held| held.document)
         .collect())
 }
 
@@ -150,10 +149,10 @@ fn snapshot_candidates(
 /// Asking costs a write; read here, a sync with nothing the device may be asked writes
 /// nothing.
 ///
-/// A device is asked again on each complete answer while its tail is long: it makes one
-/// snapshot of a document per sync and may decline an ask for that, so not asking it again
-/// at once left documents uncompacted (`sync_bench` b, 2026-12-05: 247 bundles instead of
-/// 25 for a new device at 4 plans).
+/// A device is asked again on each complete answer while its tail is long: asked while its
+/// outbox still holds changes of the document, it can answer only a later round's ask of the
+/// same sync, so not asking it again at once left documents uncompacted (`sync_bench` b,
+/// 2026-12-05: 247 bundles instead of 25 for a new device at 4 plans).
 fn snapshots_due(
     rows: &dyn ReadRows,
     device: DeviceId,

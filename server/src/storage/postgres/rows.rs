@@ -9,9 +9,9 @@ use super::statements::{self, Connection, OptionalExtension, Row, ToValue, Trans
 use crate::storage::pull::{LogView, ResumePoint, RowMeta};
 use crate::storage::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
-    Erasure, MemberErased, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId, Participant,
-    PlanId, PolicyRecord, Reader, Result, ServerEventRecord, StorageError, StoredAuditUpload, StoredBundle,
-    StoredName, TailStats, User, UserId,
+    Erasure, HeldTail, MemberErased, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId,
+    Participant, PlanId, PolicyRecord, Reader, Result, ServerEventRecord, StorageError, StoredAuditUpload,
+    StoredBundle, StoredName, TailStats, User, UserId,
 };
 
 const SERVER_SECRET: &str = "server_secret";
@@ -878,23 +878,25 @@ pub(super) fn document_stats(conn: &Connection<'_>, document: DocumentId) -> Res
     })
 }
 
-/// The held documents' epochs and tails, in one round trip: the documents `device` holds a
-/// key of (`held_keys`' union), the newest snapshot of each as `latest_snapshot` picks it,
-/// and the change bundles after what it covers.
-pub(super) fn held_tails(
-    conn: &Connection<'_>,
-    device: DeviceId,
-) -> Result<Vec<(DocumentId, u32, TailStats)>> {
+/// The held documents' tails, in one round trip: the documents `device` holds a key of
+/// (`held_keys`' union), whether it holds the current epoch's key, the newest snapshot of
+/// each as `latest_snapshot` picks it, and the change bundles after what it covers.
+pub(super) fn held_tails(conn: &Connection<'_>, device: DeviceId) -> Result<Vec<HeldTail>> {
     let mut stmt = conn.prepare_cached(
         "WITH held AS (
              SELECT plan_id, compartment FROM envelopes WHERE recipient = $1
              UNION
              SELECT plan_id, compartment FROM commitments WHERE minter_device = $1)
          SELECT h.plan_id, h.compartment,
-                (SELECT COALESCE(MAX(c.epoch), 0) FROM commitments c
-                 WHERE c.plan_id = h.plan_id AND c.compartment = h.compartment),
+                EXISTS (SELECT 1 FROM envelopes e WHERE e.recipient = $1 AND e.plan_id = h.plan_id
+                        AND e.compartment = h.compartment AND e.epoch = k.epoch)
+                OR EXISTS (SELECT 1 FROM commitments c WHERE c.plan_id = h.plan_id
+                           AND c.compartment = h.compartment AND c.epoch = k.epoch AND c.minter_device = $1),
                 l.size, t.bundles, t.bytes
          FROM held h
+         CROSS JOIN LATERAL (
+             SELECT COALESCE(MAX(c.epoch), 0) AS epoch FROM commitments c
+             WHERE c.plan_id = h.plan_id AND c.compartment = h.compartment) k
          LEFT JOIN LATERAL (
              SELECT COALESCE(s.covers_seq, 0) AS covers, s.size FROM bundles s
              WHERE s.plan_id = h.plan_id AND s.compartment = h.compartment AND s.kind = 1
@@ -911,7 +913,7 @@ pub(super) fn held_tails(
             bundles_since_snapshot: uint(row, 4)?,
             bytes_since_snapshot: uint(row, 5)?,
         };
-        Ok((document_at(row, 0, 1)?, row.get(2)?, tail))
+        Ok(HeldTail { document: document_at(row, 0, 1)?, current_key_held: row.get(2)?, tail })
     })?;
     Ok(rows.collect::<statements::Result<_>>()?)
 }

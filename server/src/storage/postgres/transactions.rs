@@ -9,9 +9,9 @@ use crate::storage::backend::{ReadRows, WriteRows};
 use crate::storage::pull::{LogView, ResumePoint};
 use crate::storage::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
-    Erasure, MemberErased, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId, Participant,
-    PlanId, PolicyRecord, Reader, Result, ServerEventRecord, StoredAuditUpload, StoredName, TailStats, User,
-    UserId,
+    Erasure, HeldTail, MemberErased, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId,
+    Participant, PlanId, PolicyRecord, Reader, Result, ServerEventRecord, StoredAuditUpload, StoredName,
+    User, UserId,
 };
 
 /// The rows of one transaction, read-only or read-write (PostgreSQL refuses a write in a
@@ -194,7 +194,7 @@ impl ReadRows for PgRows<'_> {
         rows::document_stats(self.conn(), document)
     }
 
-    fn held_tails(&self, device: DeviceId) -> Result<Vec<(DocumentId, u32, TailStats)>> {
+    fn held_tails(&self, device: DeviceId) -> Result<Vec<HeldTail>> {
         rows::held_tails(self.conn(), device)
     }
 

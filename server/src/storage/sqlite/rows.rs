@@ -9,9 +9,9 @@ use rusqlite::{Connection, OptionalExtension, Params, Row, ToSql, Transaction, p
 use crate::storage::pull::{LogView, ResumePoint, RowMeta};
 use crate::storage::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
-    Erasure, MemberErased, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId, Participant,
-    PlanId, PolicyRecord, Reader, Result, ServerEventRecord, StorageError, StoredAuditUpload, StoredBundle,
-    StoredName, TailStats, User, UserId,
+    Erasure, HeldTail, MemberErased, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId,
+    Participant, PlanId, PolicyRecord, Reader, Result, ServerEventRecord, StorageError, StoredAuditUpload,
+    StoredBundle, StoredName, TailStats, User, UserId,
 };
 
 const SERVER_SECRET: &str = "server_secret";
@@ -898,16 +898,19 @@ pub(super) fn document_stats(conn: &Connection, document: DocumentId) -> Result<
     })
 }
 
-/// The held documents' epochs and tails ([`held_tails`]): the documents `?1` holds a key of
-/// (`held_keys`' union), the newest snapshot of each as `latest_snapshot` picks it (`kind = 1`
-/// spelled out for the partial index; its position and size are two index lookups, made once
-/// per document since the table is materialised), and the change bundles after it.
+/// The held documents' tails ([`held_tails`]): the documents `?1` holds a key of
+/// (`held_keys`' union), each with its current epoch, the newest snapshot as
+/// `latest_snapshot` picks it (`kind = 1` spelled out for the partial index; its position and
+/// size are two index lookups, made once per document since the table is materialised),
+/// whether `?1` holds the current epoch's key, and the change bundles after the snapshot.
 pub(super) const HELD_TAILS: &str = "WITH held AS (
          SELECT plan_id, compartment FROM envelopes WHERE recipient = ?1
          UNION
          SELECT plan_id, compartment FROM commitments WHERE minter_device = ?1),
      latest AS MATERIALIZED (
          SELECT h.plan_id, h.compartment,
+                (SELECT COALESCE(MAX(c.epoch), 0) FROM commitments c
+                 WHERE c.plan_id = h.plan_id AND c.compartment = h.compartment) AS epoch,
                 (SELECT COALESCE(s.covers_seq, 0) FROM bundles s
                  WHERE s.plan_id = h.plan_id AND s.compartment = h.compartment AND s.kind = 1
                  ORDER BY s.covers_seq DESC, s.seq DESC LIMIT 1) AS covers,
@@ -916,8 +919,10 @@ pub(super) const HELD_TAILS: &str = "WITH held AS (
                  ORDER BY s.covers_seq DESC, s.seq DESC LIMIT 1) AS size
          FROM held h)
      SELECT l.plan_id, l.compartment,
-            (SELECT COALESCE(MAX(c.epoch), 0) FROM commitments c
-             WHERE c.plan_id = l.plan_id AND c.compartment = l.compartment),
+            EXISTS (SELECT 1 FROM envelopes e WHERE e.recipient = ?1 AND e.plan_id = l.plan_id
+                    AND e.compartment = l.compartment AND e.epoch = l.epoch)
+            OR EXISTS (SELECT 1 FROM commitments c WHERE c.plan_id = l.plan_id
+                       AND c.compartment = l.compartment AND c.epoch = l.epoch AND c.minter_device = ?1),
             l.size, COUNT(b.seq), COALESCE(SUM(b.size), 0)
      FROM latest l
      LEFT JOIN bundles b ON b.plan_id = l.plan_id AND b.compartment = l.compartment
@@ -925,7 +930,7 @@ pub(super) const HELD_TAILS: &str = "WITH held AS (
      GROUP BY l.plan_id, l.compartment
      ORDER BY l.plan_id, l.compartment";
 
-pub(super) fn held_tails(conn: &Connection, device: DeviceId) -> Result<Vec<(DocumentId, u32, TailStats)>> {
+pub(super) fn held_tails(conn: &Connection, device: DeviceId) -> Result<Vec<HeldTail>> {
     let mut stmt = conn.prepare_cached(HELD_TAILS)?;
     let rows = stmt.query_map([device.0], |row| {
         let tail = TailStats {
@@ -933,7 +938,7 @@ pub(super) fn held_tails(conn: &Connection, device: DeviceId) -> Result<Vec<(Doc
             bundles_since_snapshot: uint(row, 4)?,
             bytes_since_snapshot: uint(row, 5)?,
         };
-        Ok((document_at(row, 0, 1)?, row.get(2)?, tail))
+        Ok(HeldTail { document: document_at(row, 0, 1)?, current_key_held: row.get(2)?, tail })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

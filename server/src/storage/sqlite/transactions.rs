@@ -9,9 +9,9 @@ use crate::storage::backend::{ReadRows, WriteRows};
 use crate::storage::pull::{LogView, ResumePoint};
 use crate::storage::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
-    Erasure, MemberErased, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId, Participant,
-    PlanId, PolicyRecord, Reader, Result, ServerEventRecord, StoredAuditUpload, StoredName, TailStats, User,
-    UserId,
+    Erasure, HeldTail, MemberErased, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId,
+    Participant, PlanId, PolicyRecord, Reader, Result, ServerEventRecord, StoredAuditUpload, StoredName,
+    User, UserId,
 };
 
 /// The reads of one read transaction.
@@ -221,7 +221,7 @@ impl<T: OnConnection> ReadRows for T {
         rows::document_stats(self.conn(), document)
     }
 
-    fn held_tails(&self, device: DeviceId) -> Result<Vec<(DocumentId, u32, TailStats)>> {
+    fn held_tails(&self, device: DeviceId) -> Result<Vec<HeldTail>> {
         rows::held_tails(self.conn(), device)
     }
 
