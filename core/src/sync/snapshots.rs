@@ -225,9 +225,9 @@ impl Device {
     /// uploads one when a sync answer lists the document in `compact` (with that answer's
     /// `head`); `None` when it would make none now: it does not hold the document completely,
     /// its outbox holds changes of it, it has no key of it, or the snapshot would not fit in a
-    /// bundle (the sync tells these apart; a caller of this only needs the bundle). Public for tools that
-    /// speak the sync protocol themselves: the load generator replays a device's side of a
-    /// sync and answers the server's asks as the device would.
+    /// bundle (the sync tells these apart; a caller of this only needs the bundle). Public
+    /// for tools that speak the sync protocol themselves: the load generator replays a
+    /// device's side of a sync and answers the server's asks as the device would.
     pub fn seal_snapshot(&mut self, document: DocumentId, covers: u64) -> Result<Option<Blob>, CoreError> {
         let history = self.history_needs()?;
         Ok(self.snapshot_for(document.to_bytes(), covers, &history)?.sealed())
@@ -244,14 +244,11 @@ impl Device {
         let Ok(document) = DocumentId::from_bytes(&document) else { return Ok(Snapshot::Declined) };
         let Some(compartment) = compartment_of(document) else { return Ok(Snapshot::Declined) };
         let plan_id = PlanId::from_bytes(document.plan);
-        let Some((epoch, key)) = self.store().latest_doc_key(plan_id, compartment)? else {
-            return Ok(Snapshot::Declined);
-        };
         if !self.store().has_plan(plan_id)? || history.holds(document) {
             return Ok(Snapshot::Declined);
         }
         // The count first: asked again every round while the outbox goes up, this is what
-        // answers, without reading any bundle.
+        // answers, without reading any bundle or opening the key.
         if self.store().unpushed(plan_id, compartment)? > 0 {
             return Ok(Snapshot::OutboxNotEmpty);
         }
@@ -261,6 +258,9 @@ impl Device {
         if self.in_outbox(document)? {
             return Ok(Snapshot::OutboxNotEmpty);
         }
+        let Some((epoch, key)) = self.store().latest_doc_key(plan_id, compartment)? else {
+            return Ok(Snapshot::Declined);
+        };
         let author = *self.device_id().as_bytes();
         let Ok(plan) = self.loaded_plan(plan_id) else { return Ok(Snapshot::Declined) };
         let Ok(doc) = plan.doc(compartment) else { return Ok(Snapshot::Declined) };
