@@ -351,11 +351,12 @@ pub(super) fn evaluations(r: &Reader<'_>) -> Result<Vec<Evaluation>, PlanError> 
     let mut out = Vec::new();
     for (id, key) in prefixed_keys(r.doc, EVALUATION_PREFIX) {
         let Some(obj) = r.object(&ROOT, &key, ObjType::Map)? else { continue };
+        let f = r.fields(&obj);
         out.push(Evaluation {
             id,
-            date: r.required_string(&obj, "date")?,
-            held: r.bool(&obj, "held")?.unwrap_or(false),
-            created_at_ms: r.int(&obj, "created_at")?.unwrap_or(0),
+            date: f.required_string("date")?,
+            held: f.bool("held")?.unwrap_or(false),
+            created_at_ms: f.int("created_at")?.unwrap_or(0),
         });
     }
     out.sort_by(|a, b| (&a.date, a.id).cmp(&(&b.date, b.id)));
@@ -366,13 +367,14 @@ pub(super) fn meetings(r: &Reader<'_>) -> Result<Vec<Meeting>, PlanError> {
     let mut out = Vec::new();
     for (id, key) in prefixed_keys(r.doc, MEETING_PREFIX) {
         let Some(obj) = r.object(&ROOT, &key, ObjType::Map)? else { continue };
+        let f = r.fields(&obj);
         out.push(Meeting {
             id,
-            date: r.required_string(&obj, "date")?,
+            date: f.required_string("date")?,
             attendees: int_list(r, &obj, "attendees", MAX_ATTENDEES)?,
             decisions: decisions(r, &obj)?,
             recorded_by: r.creator(&obj)?,
-            created_at_ms: r.int(&obj, "created_at")?.unwrap_or(0),
+            created_at_ms: f.int("created_at")?.unwrap_or(0),
         });
     }
     out.sort_by(|a, b| (&a.date, a.created_at_ms, a.id).cmp(&(&b.date, b.created_at_ms, b.id)));
@@ -390,9 +392,10 @@ fn decisions(r: &Reader<'_>, meeting: &ObjId) -> Result<Vec<Decision>, PlanError
             return Err(r.malformed("a decision is not a map"));
         }
         let obj = item.id();
+        let f = r.fields(&obj);
         out.push(Decision {
-            text: r.text(&obj, "text")?,
-            action: r.string(&obj, "action")?.map(|a| r.entity_id(&a, "action")).transpose()?,
+            text: f.text("text")?,
+            action: f.string("action")?.map(|a| r.entity_id(&a, "action")).transpose()?,
         });
     }
     Ok(out)
@@ -407,20 +410,21 @@ fn adoptions(r: &Reader<'_>) -> Result<Vec<StoredAdoption>, PlanError> {
     let mut out = Vec::new();
     for (id, key) in prefixed_keys(r.doc, ADOPTION_PREFIX) {
         let Some(obj) = r.object(&ROOT, &key, ObjType::Map)? else { continue };
+        let f = r.fields(&obj);
         let int = |field: &str| -> Result<u32, PlanError> {
-            let n = r.int(&obj, field)?.unwrap_or(0);
+            let n = f.int(field)?.unwrap_or(0);
             u32::try_from(n).map_err(|_| r.malformed(format!("{field} is out of range")))
         };
         out.push(StoredAdoption {
             id,
             version: int("version")?,
-            date: r.string(&obj, "date")?.unwrap_or_default(),
-            at_ms: r.int(&obj, "at")?.unwrap_or(0),
-            with_family: r.string(&obj, "with_family")?.unwrap_or_default(),
+            date: f.string("date")?.unwrap_or_default(),
+            at_ms: f.int("at")?.unwrap_or(0),
+            with_family: f.string("with_family")?.unwrap_or_default(),
             present: int_list(r, &obj, "present", MAX_ATTENDEES)?,
             heads: adoption_heads(r, &obj)?,
             membership_seq: int("membership_seq")?,
-            signer: r.string(&obj, "signer")?.unwrap_or_default(),
+            signer: f.string("signer")?.unwrap_or_default(),
             signature: bytes(r, &obj, "signature")?,
             written_by: r.creator(&obj)?,
             resealed: r.vouched_root(&obj)?.is_some(),

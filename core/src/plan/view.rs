@@ -4,7 +4,7 @@
 use automerge::{ActorId, Automerge, ObjId, ObjType, ROOT, ReadDoc};
 use serde::{Deserialize, Serialize};
 
-use super::read::{self, Reader};
+use super::read::{self, Fields, Reader};
 use super::received;
 use super::{Compartment, Plan, PlanError};
 use crate::ids::{EntityId, PlanId};
@@ -408,8 +408,8 @@ pub(super) fn domains(r: &Reader<'_>) -> Result<Vec<String>, PlanError> {
         .collect()
 }
 
-fn created(r: &Reader<'_>, obj: &ObjId) -> Result<i64, PlanError> {
-    Ok(r.int(obj, "created_at")?.unwrap_or(0))
+fn created(f: &Fields<'_, '_>) -> Result<i64, PlanError> {
+    Ok(f.int("created_at")?.unwrap_or(0))
 }
 
 fn collection(r: &Reader<'_>, key: &str) -> Result<ObjId, PlanError> {
@@ -424,16 +424,14 @@ fn escalations(r: &Reader<'_>) -> Result<Vec<EscalationStep>, PlanError> {
             return Err(r.malformed("an escalation step is not a map"));
         }
         let obj = item.id();
+        let f = r.fields(&obj);
         out.push(EscalationStep {
-            id: r.string(&obj, "id")?.map(|s| r.entity_id(&s, "escalation step id")).transpose()?,
-            level: r.required_string(&obj, "level")?,
-            regie_holder: r
-                .string(&obj, "regie_holder")?
-                .map(|s| r.entity_id(&s, "regie holder"))
-                .transpose()?,
-            reason: r.text(&obj, "reason")?,
+            id: f.string("id")?.map(|s| r.entity_id(&s, "escalation step id")).transpose()?,
+            level: f.required_string("level")?,
+            regie_holder: f.string("regie_holder")?.map(|s| r.entity_id(&s, "regie holder")).transpose()?,
+            reason: f.text("reason")?,
             by: r.creator(&obj)?,
-            at_ms: r.int(&obj, "at")?.unwrap_or(0),
+            at_ms: f.int("at")?.unwrap_or(0),
         });
     }
     Ok(out)
@@ -442,13 +440,14 @@ fn escalations(r: &Reader<'_>) -> Result<Vec<EscalationStep>, PlanError> {
 fn members(r: &Reader<'_>) -> Result<Vec<Member>, PlanError> {
     let mut out = Vec::new();
     for (id, obj) in r.entities(&collection(r, read::MEMBERS)?, "member")? {
+        let f = r.fields(&obj);
         out.push(Member {
             id,
-            name: r.required_string(&obj, "name")?,
-            relation: r.string(&obj, "relation")?.unwrap_or_default(),
-            birth_date: r.string(&obj, "birth_date")?,
-            parental_authority: r.bool(&obj, "parental_authority")?.unwrap_or(false),
-            created_at_ms: created(r, &obj)?,
+            name: f.required_string("name")?,
+            relation: f.string("relation")?.unwrap_or_default(),
+            birth_date: f.string("birth_date")?,
+            parental_authority: f.bool("parental_authority")?.unwrap_or(false),
+            created_at_ms: created(&f)?,
         });
     }
     sort_entities(&mut out, |m| (m.created_at_ms, m.id));
@@ -458,12 +457,13 @@ fn members(r: &Reader<'_>) -> Result<Vec<Member>, PlanError> {
 fn participants(r: &Reader<'_>) -> Result<Vec<Participant>, PlanError> {
     let mut out = Vec::new();
     for (id, obj) in r.entities(&collection(r, read::PARTICIPANTS)?, "participant")? {
+        let f = r.fields(&obj);
         out.push(Participant {
             id,
-            name: r.required_string(&obj, "name")?,
-            organisation: r.string(&obj, "organisation")?.unwrap_or_default(),
-            role: r.required_string(&obj, "role")?,
-            created_at_ms: created(r, &obj)?,
+            name: f.required_string("name")?,
+            organisation: f.string("organisation")?.unwrap_or_default(),
+            role: f.required_string("role")?,
+            created_at_ms: created(&f)?,
         });
     }
     sort_entities(&mut out, |p| (p.created_at_ms, p.id));
@@ -473,13 +473,14 @@ fn participants(r: &Reader<'_>) -> Result<Vec<Participant>, PlanError> {
 fn goals(r: &Reader<'_>) -> Result<Vec<Goal>, PlanError> {
     let mut out = Vec::new();
     for (id, obj) in r.entities(&collection(r, read::GOALS)?, "goal")? {
+        let f = r.fields(&obj);
         out.push(Goal {
             id,
-            domain: r.required_string(&obj, "domain")?,
-            title: r.required_string(&obj, "title")?,
-            status: r.required_string(&obj, "status")?,
-            description: r.text(&obj, "description")?,
-            created_at_ms: created(r, &obj)?,
+            domain: f.required_string("domain")?,
+            title: f.required_string("title")?,
+            status: f.required_string("status")?,
+            description: f.text("description")?,
+            created_at_ms: created(&f)?,
         });
     }
     sort_entities(&mut out, |g| (g.created_at_ms, g.id));
@@ -497,7 +498,7 @@ fn scores(r: &Reader<'_>) -> Result<Vec<Score>, PlanError> {
                 item.key.chars().take(64).collect::<String>()
             )));
         };
-        let score = r.int(&map, &item.key)?.ok_or_else(|| r.malformed("a score is not an integer"))?;
+        let score = r.int_of(&item)?.ok_or_else(|| r.malformed("a score is not an integer"))?;
         out.push(Score {
             member: r.entity_id(member, "member")?,
             domain: domain.to_owned(),
@@ -512,17 +513,18 @@ fn scores(r: &Reader<'_>) -> Result<Vec<Score>, PlanError> {
 fn actions(r: &Reader<'_>) -> Result<Vec<Action>, PlanError> {
     let mut out = Vec::new();
     for (id, obj) in r.entities(&collection(r, read::ACTIONS)?, "action")? {
-        let goal = r.required_string(&obj, "goal")?;
+        let f = r.fields(&obj);
+        let goal = f.required_string("goal")?;
         out.push(Action {
             id,
             goal: r.entity_id(&goal, "goal")?,
-            title: r.required_string(&obj, "title")?,
-            owner_org: r.string(&obj, "owner_org")?.unwrap_or_default(),
-            owner_person: r.string(&obj, "owner_person")?,
-            owner_user: r.int(&obj, "owner_user")?,
-            due: r.string(&obj, "due")?,
-            status: r.required_string(&obj, "status")?,
-            created_at_ms: created(r, &obj)?,
+            title: f.required_string("title")?,
+            owner_org: f.string("owner_org")?.unwrap_or_default(),
+            owner_person: f.string("owner_person")?,
+            owner_user: f.int("owner_user")?,
+            due: f.string("due")?,
+            status: f.required_string("status")?,
+            created_at_ms: created(&f)?,
         });
     }
     sort_entities(&mut out, |a| (a.created_at_ms, a.id));
@@ -532,11 +534,12 @@ fn actions(r: &Reader<'_>) -> Result<Vec<Action>, PlanError> {
 fn agreements(r: &Reader<'_>) -> Result<Vec<Agreement>, PlanError> {
     let mut out = Vec::new();
     for (id, obj) in r.entities(&collection(r, read::AGREEMENTS)?, "agreement")? {
+        let f = r.fields(&obj);
         out.push(Agreement {
             id,
-            text: r.text(&obj, "text")?,
+            text: f.text("text")?,
             author: r.creator(&obj)?,
-            created_at_ms: created(r, &obj)?,
+            created_at_ms: created(&f)?,
         });
     }
     sort_entities(&mut out, |a| (a.created_at_ms, a.id));
@@ -546,19 +549,20 @@ fn agreements(r: &Reader<'_>) -> Result<Vec<Agreement>, PlanError> {
 fn notes(r: &Reader<'_>) -> Result<Vec<Note>, PlanError> {
     let mut out = Vec::new();
     for (id, obj) in r.entities(&collection(r, read::NOTES)?, "note")? {
+        let f = r.fields(&obj);
         out.push(Note {
             id,
             compartment: r.compartment,
-            kind: r.string(&obj, "kind")?.unwrap_or_default(),
-            text: r.text(&obj, "text")?,
+            kind: f.string("kind")?.unwrap_or_default(),
+            text: f.text("text")?,
             author: r.creator(&obj)?,
-            created_at_ms: created(r, &obj)?,
-            copied_from: match r.string(&obj, "copied_from_compartment")? {
+            created_at_ms: created(&f)?,
+            copied_from: match f.string("copied_from_compartment")? {
                 Some(compartment) => Some(NoteOrigin {
                     compartment,
-                    note: r.string(&obj, "copied_from_note")?.unwrap_or_default(),
-                    author: r.string(&obj, "copied_from_author")?.unwrap_or_default(),
-                    written_at_ms: r.int(&obj, "copied_from_at")?.unwrap_or(0),
+                    note: f.string("copied_from_note")?.unwrap_or_default(),
+                    author: f.string("copied_from_author")?.unwrap_or_default(),
+                    written_at_ms: f.int("copied_from_at")?.unwrap_or(0),
                 }),
                 None => None,
             },
@@ -576,10 +580,11 @@ fn contacts(r: &Reader<'_>) -> Result<Vec<ContactCard>, PlanError> {
             continue;
         };
         let Some(obj) = r.object(&ROOT, &key, ObjType::Map)? else { continue };
+        let f = r.fields(&obj);
         out.push(ContactCard {
             user_id,
-            phone: r.string(&obj, "phone")?,
-            email: r.string(&obj, "email")?,
+            phone: f.string("phone")?,
+            email: f.string("email")?,
             written_by: r.creator(&obj)?,
         });
     }
@@ -633,11 +638,12 @@ pub(super) fn family_copy_count(doc: &Automerge) -> usize {
 fn safety_items(r: &Reader<'_>) -> Result<Vec<SafetyItem>, PlanError> {
     let mut out = Vec::new();
     for (id, obj) in r.entities(&collection(r, read::SAFETY_ITEMS)?, "safety item")? {
+        let f = r.fields(&obj);
         out.push(SafetyItem {
             id,
-            danger_statement: r.text(&obj, "danger_statement")?,
-            safety_goal: r.text(&obj, "safety_goal")?,
-            created_at_ms: created(r, &obj)?,
+            danger_statement: f.text("danger_statement")?,
+            safety_goal: f.text("safety_goal")?,
+            created_at_ms: created(&f)?,
         });
     }
     sort_entities(&mut out, |s| (s.created_at_ms, s.id));
