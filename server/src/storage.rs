@@ -818,6 +818,9 @@ pub struct UserAccess {
     pub plan_levels: Vec<(PlanId, String)>,
     /// The documents the user may read, as [`Storage::readable_documents`] reports them.
     pub readable: Vec<(DocumentId, u64)>,
+    /// The current epoch ([`Storage::current_epoch`]) of each document asked for, in the
+    /// order asked.
+    pub epochs: Vec<(DocumentId, u32)>,
 }
 
 /// What a sync answer asks of the store ([`Storage::answer`]), beside the pull itself.
@@ -1168,10 +1171,11 @@ pub trait Storage: Send + Sync {
     /// the user's role may read under the stored policy, of every plan the user takes part
     /// in. Nothing without a policy.
     fn readable_documents(&self, user: UserId) -> Result<Vec<(DocumentId, u64)>>;
-    /// The user, the policy in force, the user's plans with their levels and the documents
-    /// the user may read, in one read transaction (so that they agree); `None` for an
-    /// unknown user.
-    fn user_access(&self, user: UserId) -> Result<Option<UserAccess>>;
+    /// The user, the policy in force, the user's plans with their levels, the documents the
+    /// user may read and the current epoch of each of `documents`, in one read transaction
+    /// (so that they agree, and a sync's pushes are checked after one round of reads);
+    /// `None` for an unknown user.
+    fn user_access(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<UserAccess>>;
     /// The active devices (not reported wiped) of the participants whose role may read
     /// `document`, with the epochs of it each holds an envelope for.
     fn readers(&self, document: DocumentId) -> Result<Vec<Reader>>;

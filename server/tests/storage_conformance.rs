@@ -511,6 +511,36 @@ pub mod suite {
         assert_eq!(s.push_batch(&[]).unwrap(), []);
     }
 
+    /// A batch is appended in one statement on PostgreSQL: ids stored before, ids repeated in
+    /// the batch and refused pushes take no position, and the new ones stay consecutive and
+    /// in order.
+    pub fn a_batch_appends_its_new_bundles_consecutively_around_stored_and_repeated_ids(s: &dyn Storage) {
+        let (_, bob, a1, b1) = ann_and_bob_in_p(s);
+        let d = doc(P, 0);
+        let stored = push(s, &[changes(d, 1, a1)])[0];
+        // A refused push (a snapshot nobody asked for) between them takes no position either.
+        let mut batch = [1, 2, 1, 3, 2, 4].map(|id| changes(d, id, a1)).to_vec();
+        batch.insert(2, snapshot(d, 20, a1, stored));
+        let [new2, new3, new4] = [1, 2, 3].map(|n| PushOutcome::Appended { seq: stored + n });
+        let [dup1, dup2] = [stored, stored + 1].map(|seq| PushOutcome::Duplicate { seq });
+        let refused = PushOutcome::Refused { reason: REJECT_UNREQUESTED_SNAPSHOT };
+        assert_eq!(s.push_batch(&batch).unwrap(), [dup1, new2, refused, dup1, new3, dup2, new4]);
+        assert_eq!(s.head().unwrap(), stored + 3);
+        let pulled = s.pull(bob, b1, 0, BIG).unwrap().bundles;
+        let ids: Vec<_> = pulled.iter().map(|b| (b.seq, b.bundle_id)).collect();
+        assert_eq!(ids, [1, 2, 3, 4].map(|n| (stored + n - 1, id16(n))), "each once, in order");
+
+        // A requested snapshot twice in one batch is stored once and consumes its request once.
+        let covers = s.head().unwrap();
+        assert_eq!(s.request_snapshots(a1, &[d], covers, ASKED_AT).unwrap(), [d]);
+        let twice = [snapshot(d, 10, a1, covers), changes(d, 11, a1), snapshot(d, 10, a1, covers)];
+        let outcomes = s.push_batch(&twice).unwrap();
+        let [first, second] = [covers + 1, covers + 2].map(|seq| PushOutcome::Appended { seq });
+        assert_eq!(outcomes, [first, second, PushOutcome::Duplicate { seq: covers + 1 }]);
+        assert!(s.snapshot_requests(a1, ASKED_AT).unwrap().is_empty(), "the request is consumed");
+        assert_eq!(s.head().unwrap(), covers + 2);
+    }
+
     pub fn push_is_idempotent_across_reopen(b: &mut dyn Backend) {
         let a1 = DeviceId([1; 16]);
         let pushed = push(b.storage(), &[changes(doc(P, 0), 1, a1), changes(doc(P, 1), 2, a1)]);
@@ -1204,7 +1234,7 @@ pub mod suite {
         assert!(answer.snapshot_candidates.is_empty());
 
         // What the user may do, read in one transaction too.
-        let access = s.user_access(bob).unwrap().unwrap();
+        let access = s.user_access(bob, &[d1, doc(P, 2), d0]).unwrap().unwrap();
         assert_eq!(access.user, s.user(bob).unwrap().unwrap());
         let org = access.user.org;
         let named = s.orgs().unwrap().into_iter().find(|o| o.id == org).unwrap().name;
@@ -1213,7 +1243,9 @@ pub mod suite {
         assert_eq!(access.plan_levels, s.plan_levels_of_user(bob).unwrap());
         assert_eq!(access.readable, s.readable_documents(bob).unwrap());
         assert_eq!(access.readable.len(), 4, "all four compartments of P");
-        assert!(s.user_access(UserId(bob.0 + 1_000)).unwrap().is_none(), "an unknown user");
+        assert_eq!(access.epochs, [(d1, 1), (doc(P, 2), 0), (d0, 1)], "each document's, in the order asked");
+        assert_eq!(s.user_access(bob, &[]).unwrap().unwrap().epochs, []);
+        assert!(s.user_access(UserId(bob.0 + 1_000), &[d0]).unwrap().is_none(), "an unknown user");
 
         // What the device holds already is not read again.
         let held_versions = AnswerQuery { policy_after: 1, audit_key_after: 2, ..query.clone() };
@@ -2041,11 +2073,20 @@ pub mod suite {
             Vec::<Vec<u8>>::new(),
             "a leaver hears no more"
         );
+        // A sync answer reads the same pages and rotations in one go.
+        let answer = |user, device, after| {
+            s.answer(&AnswerQuery { membership_after: after, ..answer_query(user, device, 0, BIG) }).unwrap()
+        };
+        let (for_gert, for_ann) = (answer(gert, g1, page.through), answer(ann, a1, 0));
+        assert_eq!((for_gert.membership, for_gert.rotations), (farewell, vec![]));
+        assert_eq!(for_ann.membership, s.membership_for(ann, 0, (10, BIG)).unwrap());
+        assert!(!for_ann.membership.entries.is_empty());
+        assert_eq!(for_ann.rotations, [(doc(P, 0), 2), (doc(P, 1), 2)]);
+        assert_eq!(for_ann.unminted, s.unminted_documents(ann).unwrap());
         // A device revoked meanwhile appends nothing.
         s.revoke_device(a1, &revocation(1), 20).unwrap();
         let late = MembershipUpdate { seq: 4, signed: vec![4; 40], rotate: vec![], remove: vec![], ..remove };
         assert!(matches!(s.append_membership(&late), Err(StorageError::DeviceNotActive)));
-        let _ = g1;
     }
 
     pub fn a_members_erasure_replaces_the_document_by_its_base_and_deletes_every_older_epoch(
@@ -2765,6 +2806,7 @@ macro_rules! conformance_suite {
             registering_a_plan_is_idempotent_for_its_creator_and_refused_for_others,
             participants_can_be_added_updated_and_removed,
             push_is_idempotent_by_bundle_id_within_and_across_batches,
+            a_batch_appends_its_new_bundles_consecutively_around_stored_and_repeated_ids,
             sequence_numbers_strictly_increase,
             pull_returns_only_readable_documents_never_the_pullers_own_bundles_in_seq_order,
             a_non_participant_pulls_nothing,

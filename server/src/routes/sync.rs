@@ -131,17 +131,23 @@ struct Access {
 }
 
 impl Access {
-    fn load(state: &AppState, device: &DeviceRecord) -> Result<Access, ApiError> {
+    /// The access, and the current epoch of each of `documents` read with it.
+    fn load(
+        state: &AppState,
+        device: &DeviceRecord,
+        documents: &[DocumentId],
+    ) -> Result<(Access, Epochs), ApiError> {
         let access = state
             .storage
-            .user_access(device.user)?
+            .user_access(device.user, documents)?
             .ok_or_else(|| ApiError::Internal("a device's user is missing".into()))?;
-        Ok(Access {
+        let loaded = Access {
             actor: crate::audit_log::actor_of(device, access.user, access.organisation),
             plans: access.plan_levels.into_iter().collect(),
             policy: access.policy.map(|record| record.policy),
             readable: access.readable.into_iter().map(|(document, _)| document).collect(),
-        })
+        };
+        Ok((loaded, access.epochs.into_iter().collect()))
     }
 
     /// By the rules of the plan's escalation level.
@@ -267,11 +273,19 @@ fn store_uploads(state: &AppState, device: &DeviceRecord, uploads: Uploads) -> R
     let audit_refused = store_audit(state, device, uploads.audit)?;
     register_plans(state, device, &uploads.new_plans, &uploads.charters)?;
     withdraw_refused(state, device, &uploads.refused_envelopes)?;
-    let access = Access::load(state, device)?;
+    let pushed = decode_pushes(uploads.push, uploads.snapshots);
+    // The pushes' epochs are read with the access, one read transaction instead of two,
+    // unless this request's own commitments or rotations move an epoch first; then after
+    // them, as they are needed. Another request may move one meanwhile either way: epochs
+    // only grow, so an early read can only refuse a push as `unknown_epoch` (the device
+    // pushes it again), and the group commit checks a stale epoch again before appending.
+    let epochs_now = uploads.commitments.is_empty() && uploads.rotations.is_empty();
+    let documents = if epochs_now { documents_of(&pushed, device.device_id) } else { Vec::new() };
+    let (access, epochs) = Access::load(state, device, &documents)?;
     store_commitments(state, device, &access, uploads.commitments)?;
     store_rotations(state, device, &access, uploads.rotations)?;
     store_envelopes(state, device, &access, uploads.envelopes)?;
-    let checked = check_bundles(state, device, &access, uploads.push, uploads.snapshots)?;
+    let checked = check_bundles(state, device, &access, pushed, epochs)?;
     Ok(Stored { checked, audit_refused, actor: access.actor })
 }
 
@@ -555,24 +569,51 @@ fn device_rotation(
     }
 }
 
+/// The current epoch per document, read once per request.
+type Epochs = HashMap<DocumentId, u32>;
+
+/// A pushed bundle (or snapshot, the flag) as it decoded, in the request's order: the
+/// changes, then the snapshots.
+type Pushed = Vec<(Result<Bundle, Rejection>, bool)>;
+
+/// Decodes the pushes before anything is checked, so that the epochs of their documents can
+/// be read with the access ([`Access::load`]). Decoding reads nothing stored.
+fn decode_pushes(push: Vec<Blob>, snapshots: Vec<Blob>) -> Pushed {
+    let uploads = push.into_iter().map(|b| (b, false)).chain(snapshots.into_iter().map(|s| (s, true)));
+    uploads.map(|(blob, snapshot)| (decode_bundle(blob.0), snapshot)).collect()
+}
+
+/// The documents the decoded pushes of `author` name, each once: a push by anyone else is
+/// refused before its epoch matters.
+fn documents_of(pushed: &Pushed, author: DeviceId) -> Vec<DocumentId> {
+    let mut seen = HashSet::new();
+    pushed
+        .iter()
+        .filter_map(|(bundle, _)| bundle.as_ref().ok().filter(|b| b.header.author == author.0))
+        .map(|b| b.header.document)
+        .filter(|document| seen.insert(*document))
+        .collect()
+}
+
+/// Checks the decoded pushes; `epochs` holds the current epochs read so far, the others are
+/// read as they are needed.
 fn check_bundles(
     state: &AppState,
     device: &DeviceRecord,
     access: &Access,
-    push: Vec<Blob>,
-    snapshots: Vec<Blob>,
+    pushed: Pushed,
+    mut epochs: Epochs,
 ) -> Result<Checked, ApiError> {
     let mut checked = Checked { items: Vec::new(), rejected: Vec::new() };
-    if push.is_empty() && snapshots.is_empty() {
+    if pushed.is_empty() {
         return Ok(checked);
     }
     let key = signing_key(device)?;
     let now = now_ms();
-    // The current epoch per document, read once per request.
-    let mut epochs: HashMap<DocumentId, u32> = HashMap::new();
-    let uploads = push.into_iter().map(|b| (b, false)).chain(snapshots.into_iter().map(|s| (s, true)));
-    for (blob, snapshot) in uploads {
-        let outcome = match check_bundle(blob.0, snapshot, device.device_id, &key, access) {
+    for (decoded, snapshot) in pushed {
+        let checks =
+            decoded.and_then(|bundle| check_bundle(bundle, snapshot, device.device_id, &key, access));
+        let outcome = match checks {
             Ok(bundle) => {
                 let document = bundle.header.document;
                 let current = match epochs.entry(document) {
@@ -603,17 +644,20 @@ fn reject(id: [u8; 16], reason: &str) -> Rejection {
     Rejection { bundle_id: Fixed(id), reason: reason.to_string() }
 }
 
-/// The checks that need neither the log nor the key epochs.
+fn decode_bundle(bytes: Vec<u8>) -> Result<Bundle, Rejection> {
+    // The id as far as the bytes go, so that even a malformed push is reported by its id.
+    let claimed: [u8; 16] = eenplan_protocol::bundle::peek_id(&bytes).unwrap_or([0; 16]);
+    Bundle::decode(bytes).map_err(|_| reject(claimed, "malformed"))
+}
+
+/// The checks of a decoded bundle that need neither the log nor the key epochs.
 fn check_bundle(
-    bytes: Vec<u8>,
+    bundle: Bundle,
     snapshot: bool,
     device: DeviceId,
     key: &VerifyingKey,
     access: &Access,
 ) -> Result<Bundle, Rejection> {
-    // The id as far as the bytes go, so that even a malformed push is reported by its id.
-    let claimed: [u8; 16] = eenplan_protocol::bundle::peek_id(&bytes).unwrap_or([0; 16]);
-    let bundle = Bundle::decode(bytes).map_err(|_| reject(claimed, "malformed"))?;
     let header = bundle.header;
     let id = header.bundle_id;
     if header.kind.is_snapshot() != snapshot {

@@ -14,8 +14,8 @@ use super::pull::{LogView, ResumePoint};
 use super::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
     Erasure, HeldTail, MemberErased, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId,
-    Participant, PlanId, PolicyRecord, Reader, Result, ServerEventRecord, StoredAuditUpload, StoredName,
-    User, UserId,
+    Participant, PlanId, PolicyRecord, PositionedEntry, Reader, Result, ServerEventRecord, StoredAuditUpload,
+    StoredName, User, UserId,
 };
 
 /// A database the domain layer runs its transactions on.
@@ -58,6 +58,29 @@ pub(crate) fn write<B: Backend + ?Sized, T>(
         Ok(())
     })?;
     out.ok_or_else(|| super::StorageError::Backend("a write transaction ended without running".into()))
+}
+
+/// The rows a sync answer reads of a user and a device beside the log's pages
+/// ([`ReadRows::answer_facts`]); each field is what the single read it names returns.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AnswerFacts {
+    /// [`ReadRows::head`].
+    pub head: u64,
+    /// [`ReadRows::readable`].
+    pub readable: Vec<(DocumentId, u64)>,
+    /// [`ReadRows::membership_after`].
+    pub membership: Vec<PositionedEntry>,
+    /// [`ReadRows::policy`]'s version and signed bytes.
+    pub policy: Option<(u32, Vec<u8>)>,
+    /// The last of [`ReadRows::audit_keys`] of the user's organisation (the newest): its
+    /// version and signed bytes; `None` for an unknown user.
+    pub audit_key: Option<(u32, Vec<u8>)>,
+    /// [`ReadRows::audit_through`].
+    pub audit_through: u64,
+    /// [`ReadRows::unminted_documents`].
+    pub unminted: Vec<DocumentId>,
+    /// [`ReadRows::chartered_rotations_for`], each with its [`ReadRows::current_epoch`].
+    pub rotations: Vec<(DocumentId, u32)>,
 }
 
 /// Reads inside one transaction.
@@ -244,6 +267,30 @@ pub(crate) trait ReadRows {
 
     /// Whether the log holds a bundle of `document` after position `after`.
     fn document_has_bundle_after(&self, document: DocumentId, after: u64) -> Result<bool>;
+
+    /// Every sync answer's reads of `user` and `device` beside the log's pages, which
+    /// seldom change: read one by one here, in one statement where a round trip costs
+    /// (PostgreSQL).
+    fn answer_facts(&self, user: UserId, device: DeviceId, membership_after: u64) -> Result<AnswerFacts> {
+        let audit_key = match self.user(user)? {
+            Some(user) => self.audit_keys(user.org)?.pop().map(|key| (key.version, key.signed)),
+            None => None,
+        };
+        let rotations = self.chartered_rotations_for(user)?;
+        Ok(AnswerFacts {
+            head: self.head()?,
+            readable: self.readable(user)?,
+            membership: self.membership_after(user, membership_after)?,
+            policy: self.policy()?.map(|record| (record.policy.version, record.signed)),
+            audit_key,
+            audit_through: self.audit_through(device)?,
+            unminted: self.unminted_documents(user)?,
+            rotations: rotations
+                .into_iter()
+                .map(|d| Ok((d, self.current_epoch(d)?)))
+                .collect::<Result<_>>()?,
+        })
+    }
 }
 
 /// Writes inside one transaction; its reads see the transaction's own writes.
@@ -342,8 +389,11 @@ pub(crate) trait WriteRows: ReadRows {
 
     fn delete_participant(&self, plan: &PlanId, user: UserId) -> Result<()>;
 
-    /// Appends `bundle` at `seq` unless its id is stored; false if it was.
-    fn insert_bundle(&self, seq: u64, bundle: &NewBundle, covers_seq: Option<u64>) -> Result<bool>;
+    /// Appends each of `bundles` (with the position a snapshot covers) whose id is not
+    /// stored, at consecutive positions from `first` in the order given: the position each
+    /// took, `None` for one whose id was stored already. Their ids differ from each other.
+    /// One statement where the backend can (a group commit's round trips on PostgreSQL).
+    fn append_bundles(&self, first: u64, bundles: &[(&NewBundle, Option<u64>)]) -> Result<Vec<Option<u64>>>;
 
     fn set_head(&self, head: u64) -> Result<()>;
 
@@ -428,7 +478,9 @@ pub(crate) trait WriteRows: ReadRows {
 
     fn insert_audit_key(&self, key: &AuditKeyRecord) -> Result<()>;
 
-    fn insert_server_event(&self, event: &ServerEventRecord) -> Result<()>;
+    /// Stores `events`; a position stored already is a conflict. One statement where the
+    /// backend can (a batch of the server's own log is one round trip on PostgreSQL).
+    fn insert_server_events(&self, events: &[ServerEventRecord]) -> Result<()>;
 
     /// Deletes every bundle and snapshot of `document` (all of them are of older epochs when an
     /// erasure makes `epoch`), its envelopes and escrow envelopes and commitments before

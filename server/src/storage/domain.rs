@@ -333,17 +333,26 @@ impl<B: Backend> Storage for B {
         read(self, |rows| rows.readable(user))
     }
 
-    fn user_access(&self, user: UserId) -> Result<Option<UserAccess>> {
+    fn user_access(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<UserAccess>> {
         read(self, |rows| {
             let Some(record) = rows.user(user)? else { return Ok(None) };
             let organisation =
                 rows.orgs()?.into_iter().find(|o| o.id == record.org).map(|o| o.name).unwrap_or_default();
+            let readable = rows.readable(user)?;
+            // Only documents the user reads can take a push (a role writes only what it
+            // reads), so a request naming others costs no read for them.
+            let epochs = documents
+                .iter()
+                .filter(|d| readable.iter().any(|(r, _)| r == *d))
+                .map(|&d| Ok((d, rows.current_epoch(d)?)))
+                .collect::<Result<_>>()?;
             Ok(Some(UserAccess {
                 user: record,
                 organisation,
                 policy: rows.policy()?,
                 plan_levels: rows.plan_levels_of_user(user)?,
-                readable: rows.readable(user)?,
+                readable,
+                epochs,
             }))
         })
     }

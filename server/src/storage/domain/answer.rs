@@ -27,10 +27,11 @@ pub(super) struct Read {
 /// Reads everything [`AnswerReads`] holds in the transaction of `rows`.
 pub(super) fn read(rows: &dyn ReadRows, query: &AnswerQuery) -> Result<Read> {
     let request = &query.pull;
+    let facts = rows.answer_facts(request.user, request.device, query.membership_after)?;
     // Read once for the membership page, the pull and the answer's own rules.
-    let seen = pull::Seen { head: rows.head()?, readable: rows.readable(request.user)? };
+    let seen = pull::Seen { head: facts.head, readable: facts.readable };
     let membership =
-        membership_page(seen.head, rows, request.user, query.membership_after, query.membership_limit)?;
+        whole_chains_page(facts.membership, query.membership_after, seen.head, query.membership_limit);
     // The membership entries count towards the page.
     let membership_bytes: usize = membership.entries.iter().map(Vec::len).sum();
     let max_bytes = request
@@ -49,31 +50,19 @@ pub(super) fn read(rows: &dyn ReadRows, query: &AnswerQuery) -> Result<Read> {
         page.batch.complete && membership.complete && page.batch.history.iter().all(|h| h.complete);
     let snapshot_candidates =
         if complete { snapshots_due(rows, request.device, &readable, query.now)? } else { Vec::new() };
-    let rotations = rotations(rows, request.user)?;
-    let policy = rows
-        .policy()?
-        .filter(|record| record.policy.version > query.policy_after)
-        .map(|record| record.signed);
-    let audit_key = match rows.user(request.user)? {
-        Some(user) => rows
-            .audit_keys(user.org)?
-            .pop()
-            .filter(|key| key.version > query.audit_key_after)
-            .map(|key| key.signed),
-        None => None,
-    };
+    let newer = |held: u32| move |(version, _): &(u32, Vec<u8>)| *version > held;
     let pull::Page { batch, resume, presented_token } = page;
     let reads = AnswerReads {
         membership,
         batch,
         commitments,
-        policy,
+        policy: facts.policy.filter(newer(query.policy_after)).map(|(_, signed)| signed),
         missing_envelopes,
         snapshot_candidates,
-        unminted: rows.unminted_documents(request.user)?,
-        rotations,
-        audit_through: rows.audit_through(request.device)?,
-        audit_key,
+        unminted: facts.unminted,
+        rotations: facts.rotations.into_iter().map(next_epoch).collect(),
+        audit_through: facts.audit_through,
+        audit_key: facts.audit_key.filter(newer(query.audit_key_after)).map(|(_, signed)| signed),
     };
     Ok(Read { reads, resume, presented_token })
 }
@@ -108,8 +97,13 @@ pub(super) fn missing_envelopes(
 pub(super) fn rotations(rows: &dyn ReadRows, user: UserId) -> Result<Vec<(DocumentId, u32)>> {
     rows.chartered_rotations_for(user)?
         .into_iter()
-        .map(|document| Ok((document, rows.current_epoch(document)?.saturating_add(1))))
+        .map(|document| Ok(next_epoch((document, rows.current_epoch(document)?))))
         .collect()
+}
+
+/// A rotation makes the epoch after the document's current one.
+fn next_epoch((document, current): (DocumentId, u32)) -> (DocumentId, u32) {
+    (document, current.saturating_add(1))
 }
 
 /// Each key travels with the commitment the device checks it against: one per (document,

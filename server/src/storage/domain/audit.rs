@@ -33,7 +33,11 @@ pub(super) fn append_server_events(tx: &dyn WriteRows, events: &[ServerEventReco
                 event.seq
             )));
         }
-        tx.insert_server_event(event)?;
     }
-    Ok(())
+    // Checked whole before the one insert, so a bad batch costs no statement (the
+    // transaction would store it whole or not at all either way).
+    if events.is_empty() {
+        return Ok(());
+    }
+    tx.insert_server_events(events)
 }

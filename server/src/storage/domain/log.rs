@@ -13,30 +13,94 @@ use crate::storage::{
 
 /// Admits and appends a batch of pushes (one group commit) in one transaction: each bundle
 /// is judged by [`admit`] against the state this transaction sees, then appended at the next
-/// log position, or found again if it was stored before (pushes are idempotent by id).
+/// log position, or found again if it was stored before (pushes are idempotent by id). The
+/// admitted bundles are appended together at the end ([`WriteRows::append_bundles`]): no
+/// rule reads the bundles a batch appends except by id, which [`Appending`] answers.
 pub(super) fn push_batch(tx: &dyn WriteRows, items: &[NewBundle]) -> Result<Vec<PushOutcome>> {
     let start = tx.head()?;
-    let mut head = start;
     let mut revoked = HashMap::new();
-    let mut outcomes = Vec::with_capacity(items.len());
-    for item in items {
-        let outcome = match admit(tx, item, &mut revoked)? {
-            Admission::Refused(reason) => PushOutcome::Refused { reason },
-            Admission::Stored(seq) => PushOutcome::Duplicate { seq },
-            Admission::Append { covers } => {
-                let appended = append(tx, head + 1, item, covers)?;
-                if let PushOutcome::Appended { seq } = appended {
-                    head = seq;
-                }
-                appended
-            }
-        };
-        outcomes.push(outcome);
+    let mut appending = Appending::default();
+    let mut decided = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        decided.push(match admit(tx, item, &mut revoked, &appending)? {
+            Admission::Refused(reason) => Decided::Done(PushOutcome::Refused { reason }),
+            Admission::Stored(seq) => Decided::Done(PushOutcome::Duplicate { seq }),
+            Admission::SameAs(earlier) => Decided::SameAs(earlier),
+            Admission::Append { covers } => appending.add(index, item, covers),
+        });
     }
-    if head != start {
-        tx.set_head(head)?;
+    let positions =
+        if appending.rows.is_empty() { Vec::new() } else { tx.append_bundles(start + 1, &appending.rows)? };
+    let outcomes = resolve(tx, items, decided, &positions)?;
+    let appended = positions.iter().flatten().count();
+    if appended > 0 {
+        tx.set_head(start + appended as u64)?;
     }
     Ok(outcomes)
+}
+
+/// The bundles a batch appends, in order, and by id the item that appends each.
+#[derive(Default)]
+struct Appending<'a> {
+    rows: Vec<(&'a NewBundle, Option<u64>)>,
+    by_id: HashMap<[u8; 16], usize>,
+}
+
+impl<'a> Appending<'a> {
+    /// Appends `item` (the batch's `index`th), or finds it appended earlier in the batch.
+    fn add(&mut self, index: usize, item: &'a NewBundle, covers: Option<u64>) -> Decided {
+        match self.by_id.entry(item.bundle_id) {
+            Entry::Occupied(earlier) => Decided::SameAs(*earlier.get()),
+            Entry::Vacant(entry) => {
+                entry.insert(index);
+                self.rows.push((item, covers));
+                Decided::Append(self.rows.len() - 1)
+            }
+        }
+    }
+}
+
+/// What became of one item before the batch's rows are written.
+enum Decided {
+    Done(PushOutcome),
+    /// The `n`th row to append.
+    Append(usize),
+    /// A duplicate of the item at this index, appended (or found stored) in this batch.
+    SameAs(usize),
+}
+
+/// Each item's outcome once the rows are written: an appended row at its position, a row
+/// whose id was stored already a duplicate of it, and a repeat within the batch a duplicate
+/// of the first.
+fn resolve(
+    tx: &dyn WriteRows,
+    items: &[NewBundle],
+    decided: Vec<Decided>,
+    positions: &[Option<u64>],
+) -> Result<Vec<PushOutcome>> {
+    let mut outcomes: Vec<PushOutcome> = Vec::with_capacity(decided.len());
+    for (item, decided) in items.iter().zip(decided) {
+        outcomes.push(match decided {
+            Decided::Done(outcome) => outcome,
+            Decided::Append(row) => match positions.get(row).copied().flatten() {
+                Some(seq) => PushOutcome::Appended { seq },
+                None => PushOutcome::Duplicate { seq: stored_seq(tx, item)? },
+            },
+            Decided::SameAs(earlier) => match outcomes.get(earlier) {
+                Some(PushOutcome::Appended { seq } | PushOutcome::Duplicate { seq }) => {
+                    PushOutcome::Duplicate { seq: *seq }
+                }
+                _ => return Err(StorageError::Corrupt("a repeated push has no first".into())),
+            },
+        });
+    }
+    Ok(outcomes)
+}
+
+/// The position of a bundle whose id the append found stored.
+fn stored_seq(tx: &dyn WriteRows, item: &NewBundle) -> Result<u64> {
+    tx.seq_of_bundle(&item.bundle_id)?
+        .ok_or_else(|| StorageError::Corrupt("a bundle id conflicts but its row is missing".into()))
 }
 
 /// What [`admit`] decided for one pushed bundle.
@@ -44,6 +108,9 @@ enum Admission {
     Refused(&'static str),
     /// A snapshot stored before, at this position (a retried upload).
     Stored(u64),
+    /// A bundle of the same id (a snapshot or changes) this batch appends already, at the
+    /// item of this index.
+    SameAs(usize),
     /// Goes into the log; a snapshot with the position it covers.
     Append {
         covers: Option<u64>,
@@ -53,7 +120,12 @@ enum Admission {
 /// The rules a push must pass in the transaction that writes it. The route checked the
 /// author, the signature and the epoch before the group commit; a revocation, a rotation or a
 /// new epoch may have committed since, so they are checked again here.
-fn admit(tx: &dyn WriteRows, item: &NewBundle, revoked: &mut HashMap<DeviceId, bool>) -> Result<Admission> {
+fn admit(
+    tx: &dyn WriteRows,
+    item: &NewBundle,
+    revoked: &mut HashMap<DeviceId, bool>,
+    appending: &Appending<'_>,
+) -> Result<Admission> {
     let author_revoked = match revoked.entry(item.author) {
         Entry::Occupied(entry) => *entry.get(),
         Entry::Vacant(entry) => *entry.insert(tx.device_state(item.author)? == Some(DeviceState::Revoked)),
@@ -71,6 +143,9 @@ fn admit(tx: &dyn WriteRows, item: &NewBundle, revoked: &mut HashMap<DeviceId, b
         return Ok(Admission::Append { covers: None });
     };
     // A retried upload is found, not refused: its request is gone.
+    if let Some(&earlier) = appending.by_id.get(&item.bundle_id) {
+        return Ok(Admission::SameAs(earlier));
+    }
     if let Some(seq) = tx.seq_of_bundle(&item.bundle_id)? {
         return Ok(Admission::Stored(seq));
     }
@@ -80,17 +155,6 @@ fn admit(tx: &dyn WriteRows, item: &NewBundle, revoked: &mut HashMap<DeviceId, b
         return Ok(Admission::Refused(sync::REJECT_UNREQUESTED_SNAPSHOT));
     }
     Ok(Admission::Append { covers: Some(covers) })
-}
-
-/// Appends an admitted bundle at `seq`; a bundle whose id is stored already is a duplicate.
-fn append(tx: &dyn WriteRows, seq: u64, item: &NewBundle, covers: Option<u64>) -> Result<PushOutcome> {
-    if tx.insert_bundle(seq, item, covers)? {
-        return Ok(PushOutcome::Appended { seq });
-    }
-    let seq = tx
-        .seq_of_bundle(&item.bundle_id)?
-        .ok_or_else(|| StorageError::Corrupt("a bundle id conflicts but its row is missing".into()))?;
-    Ok(PushOutcome::Duplicate { seq })
 }
 
 /// The documents `device` has an unexpired snapshot request for.

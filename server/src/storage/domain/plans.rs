@@ -157,7 +157,7 @@ pub(super) fn erase_older_epochs(
     tx.settle_rotations(document, erasure.epoch)?;
     let seq = tx.advance_head(1)?;
     let base = NewBundle { received_at: now, ..erasure.base.clone() };
-    if !tx.insert_bundle(seq, &base, Some(erasure.covers))? {
+    if tx.append_bundles(seq, &[(&base, Some(erasure.covers))])? != [Some(seq)] {
         return Err(StorageError::Conflict("the base's bundle id is taken".into()));
     }
     Ok(erased)

@@ -3,9 +3,12 @@
 //! (`GREATEST`, an alias on every subquery, `SUM` cast back to `BIGINT`), over the
 //! rusqlite-shaped surface of [`super::statements`].
 
+use std::collections::HashMap;
+
 use eenplan_protocol::{BundleKind, DocumentId};
 
 use super::statements::{self, Connection, OptionalExtension, Row, ToValue, Transaction, Value, params};
+use crate::storage::backend::AnswerFacts;
 use crate::storage::pull::{LogView, ResumePoint, RowMeta};
 use crate::storage::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
@@ -668,6 +671,131 @@ pub(super) fn chartered_rotations_for(conn: &Connection<'_>, user: UserId) -> Re
     Ok(rows.collect::<statements::Result<_>>()?)
 }
 
+/// The reads of [`crate::storage::backend::ReadRows::answer_facts`], each the statement of
+/// its single read, as one statement: one round trip per answer instead of eight or more.
+/// Each row carries its read's tag (column 0) and its place in that read's order (column 6);
+/// the other columns are (n, m, bytes, plan, compartment), as each read fills them.
+const ANSWER_FACTS: &str = "
+    SELECT 0 AS tag, head AS n, NULL::bigint AS m, NULL::bytea AS bytes, NULL::bytea AS plan,
+           NULL::bigint AS compartment, 0::bigint AS ord
+    FROM log_head WHERE id = 1
+    UNION ALL
+    SELECT 1, p.granted_at_seq, NULL, NULL, p.plan_id, a.compartment,
+           row_number() OVER (ORDER BY p.plan_id, a.compartment)
+    FROM participants p
+    JOIN plans pl ON pl.plan_id = p.plan_id
+    JOIN users u ON u.user_id = p.user_id
+    JOIN policy_access a ON a.role = u.role AND a.level = pl.level
+    WHERE p.user_id = $1
+    UNION ALL
+    SELECT 2, position, seq, signed, plan_id, NULL, row_number() OVER (ORDER BY position, plan_id, seq)
+    FROM (SELECT m.plan_id, GREATEST(m.log_seq, p.granted_at_seq) AS position, m.seq, m.signed
+          FROM participants p
+          JOIN membership m ON m.plan_id = p.plan_id
+          WHERE p.user_id = $1 AND (m.log_seq > $3 OR p.granted_at_seq > $3)
+          UNION ALL
+          SELECT m.plan_id, m.log_seq AS position, m.seq, m.signed
+          FROM membership_leavers l
+          JOIN membership m ON m.plan_id = l.plan_id AND m.seq <= l.through_seq
+          WHERE l.user_id = $1 AND m.log_seq > $3) AS entries
+    UNION ALL
+    SELECT 3, NULL, NULL, signed, NULL, NULL, 0 FROM policy WHERE id = 1
+    UNION ALL
+    (SELECT 4, k.version, NULL, k.signed, NULL, NULL, 0
+     FROM audit_keys k JOIN users u ON u.org_id = k.org_id
+     WHERE u.user_id = $1 ORDER BY k.version DESC LIMIT 1)
+    UNION ALL
+    SELECT 5, COALESCE(MAX(last_seq), 0), NULL, NULL, NULL, NULL, 0 FROM audit_uploads WHERE device_id = $2
+    UNION ALL
+    SELECT 6, NULL, NULL, NULL, p.plan_id, a.compartment, row_number() OVER (ORDER BY p.plan_id, a.compartment)
+    FROM participants p
+    JOIN plans pl ON pl.plan_id = p.plan_id
+    JOIN users u ON u.user_id = p.user_id
+    JOIN policy_access a ON a.role = u.role AND a.level = pl.level
+    WHERE p.user_id = $1
+      AND NOT EXISTS (SELECT 1 FROM commitments c WHERE c.plan_id = p.plan_id AND c.compartment = a.compartment)
+    UNION ALL
+    SELECT 7, (SELECT COALESCE(MAX(c.epoch), 0) FROM commitments c
+               WHERE c.plan_id = r.plan_id AND c.compartment = r.compartment),
+           NULL, NULL, r.plan_id, r.compartment, row_number() OVER (ORDER BY r.plan_id, r.compartment)
+    FROM (SELECT DISTINCT r.plan_id, r.compartment
+          FROM rotations r
+          JOIN plans pl ON pl.plan_id = r.plan_id AND pl.roster IS NOT NULL
+          JOIN participants p ON p.plan_id = r.plan_id AND p.user_id = $1
+          JOIN users u ON u.user_id = p.user_id
+          JOIN policy_access a ON a.role = u.role AND a.compartment = r.compartment AND a.level = pl.level)
+         AS r
+    ORDER BY tag, ord";
+
+/// One row of [`ANSWER_FACTS`], by its tag.
+enum Fact {
+    Head(u64),
+    Readable(DocumentId, u64),
+    Entry(super::super::PositionedEntry),
+    /// The signed policy, whose version is read from it as [`PolicyRecord::from_stored`]
+    /// reads it everywhere else.
+    Policy(Vec<u8>),
+    AuditKey(u32, Vec<u8>),
+    AuditThrough(u64),
+    Unminted(DocumentId),
+    Rotation(DocumentId, u32),
+}
+
+fn fact_from(row: &Row) -> statements::Result<Fact> {
+    Ok(match row.get::<i64>(0)? {
+        0 => Fact::Head(uint(row, 1)?),
+        1 => Fact::Readable(document_at(row, 4, 5)?, uint(row, 1)?),
+        2 => Fact::Entry((row.get(4)?, uint(row, 1)?, row.get(3)?)),
+        3 => Fact::Policy(row.get(3)?),
+        4 => Fact::AuditKey(row.get(1)?, row.get(3)?),
+        5 => Fact::AuditThrough(uint(row, 1)?),
+        6 => Fact::Unminted(document_at(row, 4, 5)?),
+        7 => Fact::Rotation(document_at(row, 4, 5)?, row.get(1)?),
+        other => return Err(conversion(0, Type::Integer, BadValue(format!("answer fact {other}")))),
+    })
+}
+
+pub(super) fn answer_facts(
+    conn: &Connection<'_>,
+    user: UserId,
+    device: DeviceId,
+    membership_after: u64,
+) -> Result<AnswerFacts> {
+    let facts = conn
+        .prepare_cached(ANSWER_FACTS)?
+        .query_map(params![user.0, device.0, Int(membership_after)], fact_from)?
+        .collect::<statements::Result<Vec<_>>>()?;
+    let mut out = AnswerFacts {
+        head: 0,
+        readable: Vec::new(),
+        membership: Vec::new(),
+        policy: None,
+        audit_key: None,
+        audit_through: 0,
+        unminted: Vec::new(),
+        rotations: Vec::new(),
+    };
+    let mut head = None;
+    for fact in facts {
+        match fact {
+            Fact::Head(seq) => head = Some(seq),
+            Fact::Readable(document, granted) => out.readable.push((document, granted)),
+            Fact::Entry(entry) => out.membership.push(entry),
+            Fact::Policy(signed) => {
+                let record = PolicyRecord::from_stored(signed)?;
+                out.policy = Some((record.policy.version, record.signed));
+            }
+            Fact::AuditKey(version, signed) => out.audit_key = Some((version, signed)),
+            Fact::AuditThrough(through) => out.audit_through = through,
+            Fact::Unminted(document) => out.unminted.push(document),
+            Fact::Rotation(document, epoch) => out.rotations.push((document, epoch)),
+        }
+    }
+    // As `head` alone: the row is made with the schema, so its absence is an error.
+    out.head = head.ok_or(statements::Error::QueryReturnedNoRows)?;
+    Ok(out)
+}
+
 /// Takes the next `n` log positions and returns the last of them.
 pub(super) fn advance_head(tx: &Transaction<'_>, n: u64) -> Result<u64> {
     Ok(tx.query_row("UPDATE log_head SET head = head + $1 WHERE id = 1 RETURNING head", [Int(n)], |row| {
@@ -820,33 +948,76 @@ pub(super) fn seq_of_bundle(conn: &Connection<'_>, bundle_id: &[u8; 16]) -> Resu
         .optional()?)
 }
 
-/// Appends `bundle` at `seq` unless its id is stored; false if it was.
-pub(super) fn insert_bundle(
+/// Appends the bundles whose ids are not stored at consecutive positions from `first`, in one
+/// statement: a group commit of N pushes is one round trip here, not N. The positions are
+/// numbered after the stored ids are left out (`row_number` runs after `WHERE`), so they
+/// stay consecutive; every write holds the head row's lock, so no other transaction can
+/// store one of the ids between the check and the insert, and the positions returned are
+/// checked all the same.
+pub(super) fn append_bundles(
     tx: &Transaction<'_>,
-    seq: u64,
-    bundle: &NewBundle,
-    covers_seq: Option<u64>,
-) -> Result<bool> {
-    let inserted = tx.prepare_cached(
-        "INSERT INTO bundles (seq, plan_id, compartment, bundle_id, author, epoch, kind, covers_seq, size,
-                              bytes, received_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-         ON CONFLICT (bundle_id) DO NOTHING",
-    )?
-    .execute(params![
-        Int(seq),
-        bundle.document.plan,
-        bundle.document.compartment,
-        bundle.bundle_id,
-        bundle.author.0,
-        bundle.epoch,
-        kind_code(bundle.kind),
-        covers_seq.map(Int),
-        i64::try_from(bundle.bytes.len()).map_err(|_| StorageError::InvalidState("bundle too large".into()))?,
-        bundle.bytes,
-        bundle.received_at,
-    ])?;
-    Ok(inserted == 1)
+    first: u64,
+    bundles: &[(&NewBundle, Option<u64>)],
+) -> Result<Vec<Option<u64>>> {
+    let appended: HashMap<[u8; 16], u64> = tx
+        .query_values(
+            "WITH fresh AS (
+                 SELECT i.*, $1::bigint - 1 + row_number() OVER (ORDER BY i.ord) AS seq
+                 FROM UNNEST($2::bytea[], $3::bigint[], $4::bytea[], $5::bytea[], $6::bigint[],
+                             $7::bigint[], $8::bigint[], $9::bigint[], $10::bytea[], $11::bigint[])
+                      WITH ORDINALITY AS i(plan_id, compartment, bundle_id, author, epoch, kind,
+                                           covers_seq, size, bytes, received_at, ord)
+                 WHERE NOT EXISTS (SELECT 1 FROM bundles b WHERE b.bundle_id = i.bundle_id))
+             INSERT INTO bundles (seq, plan_id, compartment, bundle_id, author, epoch, kind, covers_seq,
+                                  size, bytes, received_at)
+             SELECT seq, plan_id, compartment, bundle_id, author, epoch, kind, covers_seq, size, bytes,
+                    received_at
+             FROM fresh ORDER BY seq
+             ON CONFLICT (bundle_id) DO NOTHING
+             RETURNING bundle_id, seq",
+            &bundle_columns(first, bundles)?,
+            |row| Ok((row.get(0)?, uint(row, 1)?)),
+        )?
+        .into_iter()
+        .collect();
+    let positions: Vec<Option<u64>> =
+        bundles.iter().map(|(b, _)| appended.get(&b.bundle_id).copied()).collect();
+    let consecutive = positions.iter().flatten().copied().eq(first..first + appended.len() as u64);
+    if !consecutive || positions.iter().flatten().count() != appended.len() {
+        return Err(StorageError::Corrupt("appended bundles did not take consecutive positions".into()));
+    }
+    Ok(positions)
+}
+
+/// The parameters of [`append_bundles`]: the first position, then one array per column.
+fn bundle_columns(first: u64, bundles: &[(&NewBundle, Option<u64>)]) -> Result<Vec<Value>> {
+    let int = |v: u64| {
+        i64::try_from(v).map_err(|_| StorageError::Corrupt(format!("log position {v} is out of range")))
+    };
+    let ints = |f: fn(&NewBundle) -> i64| Value::Ints(bundles.iter().map(|(b, _)| Some(f(b))).collect());
+    let bytes =
+        |f: fn(&NewBundle) -> &[u8]| Value::ByteStrings(bundles.iter().map(|(b, _)| f(b).to_vec()).collect());
+    let covers = bundles.iter().map(|&(_, covers)| covers.map(int).transpose()).collect::<Result<_>>()?;
+    let sizes = bundles
+        .iter()
+        .map(|(b, _)| {
+            let size = i64::try_from(b.bytes.len());
+            Ok(Some(size.map_err(|_| StorageError::InvalidState("bundle too large".into()))?))
+        })
+        .collect::<Result<_>>()?;
+    Ok(vec![
+        Value::Int(int(first)?),
+        bytes(|b| &b.document.plan),
+        ints(|b| i64::from(b.document.compartment)),
+        bytes(|b| &b.bundle_id),
+        bytes(|b| &b.author.0),
+        ints(|b| i64::from(b.epoch)),
+        ints(|b| kind_code(b.kind)),
+        Value::Ints(covers),
+        Value::Ints(sizes),
+        bytes(|b| &b.bytes),
+        ints(|b| b.received_at),
+    ])
 }
 
 pub(super) fn set_head(tx: &Transaction<'_>, head: u64) -> Result<()> {
@@ -1807,10 +1978,21 @@ pub(super) fn server_events(conn: &Connection<'_>, after: u64, limit: u64) -> Re
     Ok(rows.collect::<statements::Result<_>>()?)
 }
 
-pub(super) fn insert_server_event(tx: &Transaction<'_>, event: &ServerEventRecord) -> Result<()> {
-    tx.execute(
-        "INSERT INTO server_events (seq, signed, at) VALUES ($1, $2, $3)",
-        params![Int(event.seq), event.signed, event.at],
+/// One statement for the whole batch; a stored position fails it as a row each would.
+pub(super) fn insert_server_events(tx: &Transaction<'_>, events: &[ServerEventRecord]) -> Result<()> {
+    let seqs = events.iter().map(|e| i64::try_from(e.seq).map(Some)).collect::<Result<_, _>>();
+    let seqs =
+        seqs.map_err(|_| StorageError::InvalidState("a server event's position is out of range".into()))?;
+    let values = [
+        Value::Ints(seqs),
+        Value::ByteStrings(events.iter().map(|e| e.signed.clone()).collect()),
+        Value::Ints(events.iter().map(|e| Some(e.at)).collect()),
+    ];
+    tx.query_values(
+        "INSERT INTO server_events (seq, signed, at)
+         SELECT * FROM UNNEST($1::bigint[], $2::bytea[], $3::bigint[])",
+        &values,
+        |_| Ok(()),
     )?;
     Ok(())
 }

@@ -22,6 +22,23 @@ pub(super) enum Value {
     Int(i64),
     Bytes(Vec<u8>),
     Text(String),
+    /// A `BIGINT[]` parameter, one element per row of a multi-row statement.
+    Ints(Vec<Option<i64>>),
+    /// A `BYTEA[]` parameter, likewise.
+    ByteStrings(Vec<Vec<u8>>),
+}
+
+impl Value {
+    fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Int(_) => "integer",
+            Value::Bytes(_) => "bytes",
+            Value::Text(_) => "text",
+            Value::Ints(_) => "integer array",
+            Value::ByteStrings(_) => "bytes array",
+        }
+    }
 }
 
 /// What went wrong in a statement or a conversion.
@@ -54,7 +71,10 @@ impl ToSql for Value {
             Value::Int(v) => int_to_sql(*v, ty, out),
             Value::Bytes(v) if *ty == Type::BYTEA => v.as_slice().to_sql(ty, out),
             Value::Text(v) if <&str as ToSql>::accepts(ty) => v.as_str().to_sql(ty, out),
-            other => Err(format!("a {other:?} value for a {ty} parameter").into()),
+            Value::Ints(v) if *ty == Type::INT8_ARRAY => v.to_sql(ty, out),
+            Value::ByteStrings(v) if *ty == Type::BYTEA_ARRAY => v.to_sql(ty, out),
+            // The kind only: a value may be a bundle's ciphertext, or thousands of them.
+            other => Err(format!("a {} value for a {ty} parameter", other.kind()).into()),
         }
     }
 
@@ -177,6 +197,7 @@ fn mismatch(column: usize, value: &Value, wanted: &str) -> Error {
         Value::Int(_) => "an integer",
         Value::Bytes(_) => "bytes",
         Value::Text(_) => "text",
+        Value::Ints(_) | Value::ByteStrings(_) => "an array",
     };
     Error::FromSqlConversionFailure(column, format!("{found} where {wanted} was expected"))
 }
@@ -346,6 +367,20 @@ impl<'c> Connection<'c> {
         let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
         let changed = self.tx.borrow_mut().execute(&statement, &refs)?;
         Ok(usize::try_from(changed).unwrap_or(usize::MAX))
+    }
+
+    /// Every row through `f`, with parameters given as values: a multi-row statement's
+    /// arrays are built once, not copied again.
+    pub(super) fn query_values<T>(
+        &self,
+        sql: &str,
+        values: &[Value],
+        mut f: impl FnMut(&Row) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let statement = self.statement(sql)?;
+        let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+        let rows = self.tx.borrow_mut().query(&statement, &refs)?;
+        rows.into_iter().map(|row| f(&Row(row))).collect()
     }
 
     pub(super) fn prepare<'s>(&'s self, sql: &str) -> Result<Stmt<'s, 'c>> {

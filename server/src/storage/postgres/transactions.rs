@@ -5,7 +5,7 @@ use eenplan_protocol::DocumentId;
 
 use super::rows;
 use super::statements::Connection;
-use crate::storage::backend::{ReadRows, WriteRows};
+use crate::storage::backend::{AnswerFacts, ReadRows, WriteRows};
 use crate::storage::pull::{LogView, ResumePoint};
 use crate::storage::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
@@ -325,6 +325,10 @@ impl ReadRows for PgRows<'_> {
     fn document_has_bundle_after(&self, document: DocumentId, after: u64) -> Result<bool> {
         rows::document_has_bundle_after(self.conn(), document, after)
     }
+
+    fn answer_facts(&self, user: UserId, device: DeviceId, membership_after: u64) -> Result<AnswerFacts> {
+        rows::answer_facts(self.conn(), user, device, membership_after)
+    }
 }
 
 impl WriteRows for PgRows<'_> {
@@ -464,8 +468,8 @@ impl WriteRows for PgRows<'_> {
         rows::delete_participant(self.tx(), plan, user)
     }
 
-    fn insert_bundle(&self, seq: u64, bundle: &NewBundle, covers_seq: Option<u64>) -> Result<bool> {
-        rows::insert_bundle(self.tx(), seq, bundle, covers_seq)
+    fn append_bundles(&self, first: u64, bundles: &[(&NewBundle, Option<u64>)]) -> Result<Vec<Option<u64>>> {
+        rows::append_bundles(self.tx(), first, bundles)
     }
 
     fn set_head(&self, head: u64) -> Result<()> {
@@ -567,8 +571,8 @@ impl WriteRows for PgRows<'_> {
         rows::insert_audit_key(self.tx(), key)
     }
 
-    fn insert_server_event(&self, event: &ServerEventRecord) -> Result<()> {
-        rows::insert_server_event(self.tx(), event)
+    fn insert_server_events(&self, events: &[ServerEventRecord]) -> Result<()> {
+        rows::insert_server_events(self.tx(), events)
     }
 
     fn delete_document_epochs_before(&self, document: DocumentId, epoch: u32) -> Result<MemberErased> {

@@ -841,7 +841,7 @@ pub(super) fn seq_of_bundle(conn: &Connection, bundle_id: &[u8; 16]) -> Result<O
 }
 
 /// Appends `bundle` at `seq` unless its id is stored; false if it was.
-pub(super) fn insert_bundle(
+fn insert_bundle(
     tx: &Transaction<'_>,
     seq: u64,
     bundle: &NewBundle,
@@ -867,6 +867,23 @@ pub(super) fn insert_bundle(
         bundle.received_at,
     ])?;
     Ok(inserted == 1)
+}
+
+/// Appends each bundle whose id is not stored at the next position from `first`; a row
+/// each, which costs SQLite no round trip.
+pub(super) fn append_bundles(
+    tx: &Transaction<'_>,
+    first: u64,
+    bundles: &[(&NewBundle, Option<u64>)],
+) -> Result<Vec<Option<u64>>> {
+    let mut next = first;
+    let mut positions = Vec::with_capacity(bundles.len());
+    for &(bundle, covers_seq) in bundles {
+        let inserted = insert_bundle(tx, next, bundle, covers_seq)?;
+        positions.push(inserted.then_some(next));
+        next += u64::from(inserted);
+    }
+    Ok(positions)
 }
 
 pub(super) fn set_head(tx: &Transaction<'_>, head: u64) -> Result<()> {
@@ -1813,11 +1830,14 @@ pub(super) fn server_events(conn: &Connection, after: u64, limit: u64) -> Result
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub(super) fn insert_server_event(tx: &Transaction<'_>, event: &ServerEventRecord) -> Result<()> {
-    tx.exec(
-        "INSERT INTO server_events (seq, signed, at) VALUES (?1, ?2, ?3)",
-        params![Int(event.seq), event.signed, event.at],
-    )?;
+/// A row each, which costs SQLite no round trip.
+pub(super) fn insert_server_events(tx: &Transaction<'_>, events: &[ServerEventRecord]) -> Result<()> {
+    for event in events {
+        tx.exec(
+            "INSERT INTO server_events (seq, signed, at) VALUES (?1, ?2, ?3)",
+            params![Int(event.seq), event.signed, event.at],
+        )?;
+    }
     Ok(())
 }
 

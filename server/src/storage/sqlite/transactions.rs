@@ -491,8 +491,8 @@ impl WriteRows for SqliteWrite<'_, '_> {
         rows::delete_participant(self.tx(), plan, user)
     }
 
-    fn insert_bundle(&self, seq: u64, bundle: &NewBundle, covers_seq: Option<u64>) -> Result<bool> {
-        rows::insert_bundle(self.tx(), seq, bundle, covers_seq)
+    fn append_bundles(&self, first: u64, bundles: &[(&NewBundle, Option<u64>)]) -> Result<Vec<Option<u64>>> {
+        rows::append_bundles(self.tx(), first, bundles)
     }
 
     fn set_head(&self, head: u64) -> Result<()> {
@@ -594,8 +594,8 @@ impl WriteRows for SqliteWrite<'_, '_> {
         rows::insert_audit_key(self.tx(), key)
     }
 
-    fn insert_server_event(&self, event: &ServerEventRecord) -> Result<()> {
-        rows::insert_server_event(self.tx(), event)
+    fn insert_server_events(&self, events: &[ServerEventRecord]) -> Result<()> {
+        rows::insert_server_events(self.tx(), events)
     }
 
     fn delete_document_epochs_before(&self, document: DocumentId, epoch: u32) -> Result<MemberErased> {
