@@ -11,9 +11,7 @@ use automerge::Automerge;
 use eenplan_protocol::bundle::payload::unpack_changes;
 use eenplan_protocol::certificate::DeviceBody;
 use eenplan_protocol::policy::Policy;
-use eenplan_protocol::sync::{
-    Fixed, MAX_COMPACT_PER_ANSWER, RefusedEnvelope, SyncResponse, rejection_is_retryable,
-};
+use eenplan_protocol::sync::{Fixed, RefusedEnvelope, SyncResponse, rejection_is_retryable};
 use eenplan_protocol::{Bundle, BundleKind, DocumentId};
 
 use super::authors::{Judge, Trust};
@@ -22,7 +20,7 @@ use super::erasure::HeldErasure;
 use super::keys::{Commitments, KeyRefusal, ReceivedKey, commitments_of};
 use super::outgoing::Outgoing;
 use super::revocations::Revocations;
-use super::snapshots::{HistoryNeeds, Snapshot, Witness};
+use super::snapshots::{HistoryNeeds, Snapshot, Witness, answer_asks};
 use super::{ServerState, SyncError, SyncReport, compartment_of};
 use crate::device::Device;
 use crate::error::CoreError;
@@ -737,19 +735,11 @@ impl Device {
             }
         }
         if response.complete {
-            // An honest server lists each document once and no more than it keeps requests
-            // for; repeats and the rest are not weighed, so a long list costs nothing.
-            let mut weighed = HashSet::new();
-            for document in response.compact.iter().take(MAX_COMPACT_PER_ANSWER) {
-                if uploads.snapshotted.contains(&document.0) || !weighed.insert(document.0) {
-                    continue;
-                }
-                let made = self.snapshot_for(document.0, response.head, &pass.history);
-                // Asked again while its outbox still held changes of it: answered once they
-                // are pushed, on a later round's ask. Anything else is answered once a sync.
-                if !matches!(made, Ok(Snapshot::OutboxNotEmpty)) {
-                    uploads.snapshotted.insert(document.0);
-                }
+            let history = &pass.history;
+            let asks = answer_asks(&response.compact, &mut uploads.snapshotted, |document| {
+                self.snapshot_for(document, response.head, history)
+            });
+            for made in asks {
                 match made {
                     Ok(Snapshot::Sealed(upload)) => uploads.snapshots.push(upload),
                     Ok(Snapshot::OutboxNotEmpty | Snapshot::Declined) => {}

@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use automerge::{Automerge, ChangeHash, ReadDoc};
 use eenplan_protocol::bundle::{MAX_BUNDLE_LEN, MAX_SNAPSHOT_OVERHEAD};
-use eenplan_protocol::sync::{Blob, Fixed, HistoryPage, HistoryRequest};
+use eenplan_protocol::sync::{Blob, Fixed, HistoryPage, HistoryRequest, MAX_COMPACT_PER_ANSWER};
 use eenplan_protocol::{Bundle, BundleKind, DocumentId, NewBundle};
 use serde::{Deserialize, Serialize};
 
@@ -204,6 +204,31 @@ impl Snapshot {
     }
 }
 
+/// Weighs an answer's snapshot asks (`compact`) with `make`, and returns what each made.
+/// An honest server lists each document once and no more than it keeps requests for, so
+/// repeats and the asks past [`MAX_COMPACT_PER_ANSWER`] are not weighed: a long list costs
+/// nothing. A document is weighed once a sync (`snapshotted`), except while its outbox still
+/// holds changes of it: it is answered once they are pushed, on a later round's ask.
+pub(super) fn answer_asks(
+    compact: &[Fixed<17>],
+    snapshotted: &mut HashSet<[u8; 17]>,
+    mut make: impl FnMut([u8; 17]) -> Result<Snapshot, CoreError>,
+) -> Vec<Result<Snapshot, CoreError>> {
+    let mut weighed = HashSet::new();
+    let mut made = Vec::new();
+    for document in compact.iter().take(MAX_COMPACT_PER_ANSWER) {
+        if snapshotted.contains(&document.0) || !weighed.insert(document.0) {
+            continue;
+        }
+        let snapshot = make(document.0);
+        if !matches!(snapshot, Ok(Snapshot::OutboxNotEmpty)) {
+            snapshotted.insert(document.0);
+        }
+        made.push(snapshot);
+    }
+    made
+}
+
 /// Whether a saved document of `len` bytes fits in a sealed snapshot bundle.
 fn fits_in_a_snapshot(len: usize) -> bool {
     len.saturating_add(MAX_SNAPSHOT_OVERHEAD) <= MAX_BUNDLE_LEN
@@ -323,6 +348,45 @@ mod tests {
         };
         assert!(Bundle::seal(header, &key, &vec![0; room], &author).is_ok());
         assert!(Bundle::seal(header, &key, &vec![0; room + 1], &author).is_err());
+    }
+
+    /// Answers the asks of one answer of a sync, with what `outcome` says each document makes,
+    /// and returns the documents weighed in order.
+    fn weigh(asks: &[u8], snapshotted: &mut HashSet<[u8; 17]>, outcome: impl Fn(u8) -> Snapshot) -> Vec<u8> {
+        let compact: Vec<Fixed<17>> = asks.iter().map(|&n| Fixed([n; 17])).collect();
+        let mut weighed = Vec::new();
+        let made = answer_asks(&compact, snapshotted, |document| {
+            weighed.push(document[0]);
+            Ok(outcome(document[0]))
+        });
+        assert_eq!(made.len(), weighed.len());
+        weighed
+    }
+
+    #[test]
+    fn an_ask_declined_or_answered_is_not_weighed_again_in_the_sync_and_one_waiting_for_the_outbox_is() {
+        let mut snapshotted = HashSet::new();
+        // Document 1 is declined, 2 sealed, 3 waits for its outbox to go up.
+        let outcome = |n| match n {
+            1 => Snapshot::Declined,
+            2 => Snapshot::Sealed(Blob(vec![2])),
+            _ => Snapshot::OutboxNotEmpty,
+        };
+        assert_eq!(weigh(&[1, 2, 3], &mut snapshotted, outcome), [1, 2, 3]);
+        // The next round's answer asks for all three again: only the one that waited is weighed.
+        assert_eq!(weigh(&[1, 2, 3], &mut snapshotted, outcome), [3]);
+        assert_eq!(weigh(&[3, 1], &mut snapshotted, |_| Snapshot::Declined), [3]);
+        assert_eq!(weigh(&[3, 1, 2], &mut snapshotted, outcome), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn an_answer_listing_a_document_twice_or_too_many_documents_is_weighed_within_the_bound() {
+        let mut snapshotted = HashSet::new();
+        let waits = |_| Snapshot::OutboxNotEmpty;
+        assert_eq!(weigh(&[7, 7, 8, 7], &mut snapshotted, waits), [7, 8]);
+        let many: Vec<u8> = (0..=u8::try_from(MAX_COMPACT_PER_ANSWER * 4).unwrap()).collect();
+        let weighed = weigh(&many, &mut snapshotted, waits);
+        assert_eq!(weighed, many[..MAX_COMPACT_PER_ANSWER]);
     }
 
     /// A document written by two devices, and each one's witness (its newest change).
