@@ -468,7 +468,7 @@ mod tests {
     }
 
     #[test]
-    fn no_snapshot_is_made_of_a_document_with_a_received_bundle_still_waiting() {
+    fn no_snapshot_is_made_of_a_document_with_a_sealed_or_received_bundle_still_waiting() {
         use crate::keystore::{KdfParams, PassphraseKeyStore};
         let dir = tempfile::tempdir().unwrap();
         let keystore = PassphraseKeyStore::with_params("geheim", KdfParams::INSECURE_FAST_FOR_TESTS);
@@ -487,6 +487,31 @@ mod tests {
             matches!(device.snapshot_for(document.to_bytes(), 7, &none).unwrap(), Snapshot::Sealed(_)),
             "held completely"
         );
+        // A bundle of it this device sealed waits in the outbox while the document's count
+        // says nothing is unpushed (`clear_unpushed` clears the count, not the outbox): the
+        // outbox decides.
+        let (epoch, key) = device.store().latest_doc_key(plan, Compartment::Basis).unwrap().unwrap();
+        let me = *device.device_id().as_bytes();
+        let sealed = Bundle::seal(
+            NewBundle { kind: BundleKind::Changes, document, epoch, author: me },
+            &key,
+            b"sealed, not yet pushed",
+            device.identity().signing_key(),
+        )
+        .unwrap();
+        let pending = super::super::cbor(&super::super::PendingBundle { bundle: sealed.as_bytes().to_vec() });
+        let heads = super::super::encode_heads(&[]);
+        device
+            .store_mut()
+            .write(|w| w.put_pending_bundle(plan, Compartment::Basis, &[0x31; 16], 0, &pending, &heads))
+            .unwrap();
+        assert_eq!(device.store().unpushed(plan, Compartment::Basis).unwrap(), 0);
+        assert!(matches!(
+            device.snapshot_for(document.to_bytes(), 7, &none).unwrap(),
+            Snapshot::OutboxNotEmpty
+        ));
+        device.store_mut().write(|w| w.acknowledge_bundle(&[0x31; 16])).unwrap();
+        assert!(matches!(device.snapshot_for(document.to_bytes(), 7, &none).unwrap(), Snapshot::Sealed(_)));
         // A bundle of the document waits here (its key or its author's certificate is not at
         // hand): a snapshot now would leave its changes out for every later joiner.
         let waiting = Bundle::seal(
