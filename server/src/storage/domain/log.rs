@@ -133,10 +133,11 @@ fn admit(
     if author_revoked {
         return Ok(Admission::Refused(sync::REJECT_AUTHOR_REVOKED));
     }
-    if tx.rotation_pending_before(item.document, u32::MAX)? {
+    let gate = tx.push_gate(item.document)?;
+    if gate.rotation_pending {
         return Ok(Admission::Refused(sync::REJECT_ROTATING));
     }
-    if item.epoch < tx.current_epoch(item.document)? {
+    if item.epoch < gate.epoch {
         return Ok(Admission::Refused(sync::REJECT_STALE_EPOCH));
     }
     let BundleKind::Snapshot { covers } = item.kind else {
