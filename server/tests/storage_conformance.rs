@@ -1179,106 +1179,6 @@ pub mod suite {
         [answer.missing_envelopes, s.devices_missing_envelopes(&held).unwrap()]
     }
 
-    /// `user_access` of `user` for `asked`, against the single reads: the same user,
-    /// organisation, policy, plans, readable documents, and the current epoch of each
-    /// document asked that the user reads, in the order asked.
-    fn access_as_the_single_reads_report(
-        s: &dyn Storage,
-        user: UserId,
-        asked: &[DocumentId],
-    ) -> Vec<(DocumentId, u32)> {
-        let access = s.user_access(user, asked).unwrap().unwrap();
-        assert_eq!(access.user, s.user(user).unwrap().unwrap());
-        let org = access.user.org;
-        let named = s.orgs().unwrap().into_iter().find(|o| o.id == org).map(|o| o.name).unwrap_or_default();
-        assert_eq!(access.organisation, named);
-        let version_and_bytes = |p: PolicyRecord| (p.policy.version, p.signed);
-        assert_eq!(access.policy.map(version_and_bytes), s.policy().unwrap().map(version_and_bytes));
-        assert_eq!(access.plan_levels, s.plan_levels_of_user(user).unwrap());
-        assert_eq!(access.readable, s.readable_documents(user).unwrap());
-        let readable: HashSet<DocumentId> = access.readable.iter().map(|(d, _)| *d).collect();
-        let epochs: Vec<_> = asked
-            .iter()
-            .filter(|d| readable.contains(d))
-            .map(|&d| (d, s.current_epoch(d).unwrap()))
-            .collect();
-        assert_eq!(access.epochs, epochs, "the epochs of the documents asked that the user reads");
-        access.epochs
-    }
-
-    /// Runs on a store without a policy: `user_access` (one statement on PostgreSQL) reports
-    /// what the single reads do before and after the first policy, for a role that reads
-    /// part of a plan, for documents without a key, of an unknown plan and not read, and
-    /// nothing for an unknown user.
-    pub fn a_users_access_is_what_the_single_reads_report_before_and_after_a_policy(s: &dyn Storage) {
-        let ann = user(s, "Ann");
-        let jo = user_with_role(s, "Jo", "jurist");
-        let a1 = device(s, ann, 1);
-        s.register_plan(P, ann, a1, 1).unwrap();
-        s.add_participant(P, jo, "wijkteam").unwrap();
-        let (d0, d1) = (doc(P, 0), doc(P, 1));
-        let asked = [d1, doc(Q, 0), d0, doc(P, 3)];
-        assert!(s.policy().unwrap().is_none(), "no policy stored");
-        assert_eq!(access_as_the_single_reads_report(s, ann, &asked), [], "nothing is readable yet");
-        assert!(s.user_access(UserId(ann.0 + 1_000), &asked).unwrap().is_none(), "an unknown user");
-
-        s.set_policy(&policy(1, &[("wijkteam", ALL, ALL), ("jurist", &["basis"], &["basis"])]), 1).unwrap();
-        mint(s, &[d0], a1);
-        let all = access_as_the_single_reads_report(s, ann, &asked);
-        assert_eq!(all, [(d1, 0), (d0, 1), (doc(P, 3), 0)], "without a key, epoch 0");
-        let part = access_as_the_single_reads_report(s, jo, &asked);
-        assert_eq!(part.len(), 1, "Jo reads one compartment of P: {part:?}");
-        assert_eq!(access_as_the_single_reads_report(s, jo, &[]), []);
-        assert!(s.user_access(UserId(ann.0 + 1_000), &asked).unwrap().is_none(), "an unknown user");
-    }
-
-    /// A push's admission reads whether its document waits for a rotation and its current
-    /// epoch together (one statement on PostgreSQL): each outcome is what the single reads
-    /// predict, for a document with a rotation pending, one with a key and one without.
-    pub fn a_pushs_admission_reads_what_the_single_reads_report(s: &dyn Storage) {
-        use eenplan_protocol::sync::{REJECT_ROTATING, REJECT_STALE_EPOCH};
-        let ann = user(s, "Ann");
-        let (phone, laptop) = (device(s, ann, 1), device(s, ann, 2));
-        s.register_plan(P, ann, laptop, 1).unwrap();
-        let (rotating, keyed, unkeyed) = (doc(P, 0), doc(P, 1), doc(P, 2));
-        mint(s, &[rotating], laptop);
-        s.revoke_device(phone, &revocation(1), 10).unwrap();
-        mint(s, &[keyed], laptop);
-        assert!(s.rotation_pending(rotating).unwrap());
-        assert!(!s.rotation_pending(keyed).unwrap() && !s.rotation_pending(unkeyed).unwrap());
-        assert_eq!(s.current_epoch(unkeyed).unwrap(), 0, "no commitment");
-        let mut ids = 0..;
-        let mut items = Vec::new();
-        let mut predicted = Vec::new();
-        for d in [rotating, keyed, unkeyed] {
-            for epoch in 0..3 {
-                items.push(NewBundle { epoch, ..changes(d, ids.next().unwrap(), laptop) });
-                predicted.push(if s.rotation_pending(d).unwrap() {
-                    Some(REJECT_ROTATING)
-                } else if epoch < s.current_epoch(d).unwrap() {
-                    Some(REJECT_STALE_EPOCH)
-                } else {
-                    None
-                });
-            }
-        }
-        let outcomes = s.push_batch(&items).unwrap();
-        let refusals: Vec<_> = outcomes
-            .iter()
-            .map(|outcome| match outcome {
-                PushOutcome::Refused { reason } => Some(*reason),
-                PushOutcome::Appended { .. } => None,
-                PushOutcome::Duplicate { seq } => panic!("a new bundle was a duplicate of {seq}"),
-            })
-            .collect();
-        assert_eq!(refusals, predicted);
-        assert_eq!(
-            refusals.iter().filter(|r| r.is_none()).count(),
-            5,
-            "keyed at 1 and 2, unkeyed at all three"
-        );
-    }
-
     pub fn a_sync_answer_and_a_users_access_read_in_one_transaction_what_the_single_reads_report(
         s: &dyn Storage,
     ) {
@@ -2926,7 +2826,6 @@ macro_rules! conformance_suite {
             history_requests_page_a_readable_documents_whole_change_log_within_the_budget,
             envelopes_go_ahead_of_the_log_on_a_cursor_of_their_own_each_once,
             a_sync_answer_and_a_users_access_read_in_one_transaction_what_the_single_reads_report,
-            a_pushs_admission_reads_what_the_single_reads_report,
             a_device_asked_for_a_snapshot_holds_other_devices_off_for_ten_minutes_from_its_first_ask,
             the_first_envelope_stays_and_key_requests_list_exactly_the_devices_lacking_an_envelope,
             an_envelope_batch_of_a_sealer_revoked_meanwhile_stores_none_of_it,
@@ -2961,9 +2860,6 @@ macro_rules! conformance_suite {
             a_revoked_device_stores_no_audit_upload,
             audit_keys_keep_every_version_and_only_a_higher_one_is_taken,
             the_server_chain_only_grows_at_its_end_and_pages_in_order,
-        );
-        conformance_suite!(@unprepared $fresh;
-            a_users_access_is_what_the_single_reads_report_before_and_after_a_policy,
         );
         conformance_suite!(@backend $fresh;
             the_server_secret_is_stable_across_reopen,
@@ -3017,15 +2913,6 @@ macro_rules! conformance_suite {
             fn $name() {
                 let backend = $fresh;
                 suite::prepare(backend.storage());
-                suite::$name(backend.storage());
-            }
-        )*
-    };
-    (@unprepared $fresh:expr; $($name:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $name() {
-                let backend = $fresh;
                 suite::$name(backend.storage());
             }
         )*

@@ -83,33 +83,6 @@ pub(crate) struct AnswerFacts {
     pub rotations: Vec<(DocumentId, u32)>,
 }
 
-/// The rows [`ReadRows::user_facts`] reads of a known user; each field is what the single
-/// read it names returns.
-#[derive(Debug, Clone)]
-pub(crate) struct UserFacts {
-    /// [`ReadRows::user`].
-    pub user: User,
-    /// The name of the user's organisation among [`ReadRows::orgs`]; `None` when it has none.
-    pub organisation: Option<String>,
-    /// [`ReadRows::policy`].
-    pub policy: Option<PolicyRecord>,
-    /// [`ReadRows::plan_levels_of_user`].
-    pub plan_levels: Vec<(PlanId, String)>,
-    /// [`ReadRows::readable`].
-    pub readable: Vec<(DocumentId, u64)>,
-    /// [`ReadRows::current_epoch`] of each document asked for, in the order asked.
-    pub epochs: Vec<(DocumentId, u32)>,
-}
-
-/// What a push's admission reads of its document ([`ReadRows::push_gate`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct PushGate {
-    /// [`ReadRows::rotation_pending_before`]`(document, u32::MAX)`.
-    pub rotation_pending: bool,
-    /// [`ReadRows::current_epoch`].
-    pub epoch: u32,
-}
-
 /// Reads inside one transaction.
 pub(crate) trait ReadRows {
     /// The pull's reads ([`super::pull`]), in this same transaction.
@@ -294,31 +267,6 @@ pub(crate) trait ReadRows {
 
     /// Whether the log holds a bundle of `document` after position `after`.
     fn document_has_bundle_after(&self, document: DocumentId, after: u64) -> Result<bool>;
-
-    /// A user's access reads and the current epoch of each of `documents`; `None` for an
-    /// unknown user (then nothing else is read). Read one by one here, in one statement where
-    /// a round trip costs (PostgreSQL).
-    fn user_facts(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<UserFacts>> {
-        let Some(record) = self.user(user)? else { return Ok(None) };
-        let organisation = self.orgs()?.into_iter().find(|o| o.id == record.org).map(|o| o.name);
-        Ok(Some(UserFacts {
-            user: record,
-            organisation,
-            policy: self.policy()?,
-            plan_levels: self.plan_levels_of_user(user)?,
-            readable: self.readable(user)?,
-            epochs: documents.iter().map(|&d| Ok((d, self.current_epoch(d)?))).collect::<Result<_>>()?,
-        }))
-    }
-
-    /// Whether a rotation of `document` waits, and its current epoch: what admitting a push
-    /// of it reads. Two reads here, one statement where a round trip costs (PostgreSQL).
-    fn push_gate(&self, document: DocumentId) -> Result<PushGate> {
-        Ok(PushGate {
-            rotation_pending: self.rotation_pending_before(document, u32::MAX)?,
-            epoch: self.current_epoch(document)?,
-        })
-    }
 
     /// Every sync answer's reads of `user` and `device` beside the log's pages, which
     /// seldom change: read one by one here, in one statement where a round trip costs

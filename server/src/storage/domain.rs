@@ -335,20 +335,23 @@ impl<B: Backend> Storage for B {
 
     fn user_access(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<UserAccess>> {
         read(self, |rows| {
-            let Some(facts) = rows.user_facts(user, documents)? else { return Ok(None) };
+            let Some(record) = rows.user(user)? else { return Ok(None) };
+            let organisation =
+                rows.orgs()?.into_iter().find(|o| o.id == record.org).map(|o| o.name).unwrap_or_default();
+            let readable = rows.readable(user)?;
             // Only documents the user reads can take a push (a role writes only what it
-            // reads): the epochs of others are not passed on. Reading them costs no round
-            // trip on PostgreSQL (one statement) and on SQLite an indexed lookup each, at most
-            // one per push the request carries.
-            let readable = &facts.readable;
-            let epochs =
-                facts.epochs.into_iter().filter(|(d, _)| readable.iter().any(|(r, _)| r == d)).collect();
+            // reads), so a request naming others costs no read for them.
+            let epochs = documents
+                .iter()
+                .filter(|d| readable.iter().any(|(r, _)| r == *d))
+                .map(|&d| Ok((d, rows.current_epoch(d)?)))
+                .collect::<Result<_>>()?;
             Ok(Some(UserAccess {
-                user: facts.user,
-                organisation: facts.organisation.unwrap_or_default(),
-                policy: facts.policy,
-                plan_levels: facts.plan_levels,
-                readable: facts.readable,
+                user: record,
+                organisation,
+                policy: rows.policy()?,
+                plan_levels: rows.plan_levels_of_user(user)?,
+                readable,
                 epochs,
             }))
         })

@@ -133,11 +133,10 @@ fn admit(
     if author_revoked {
         return Ok(Admission::Refused(sync::REJECT_AUTHOR_REVOKED));
     }
-    let gate = tx.push_gate(item.document)?;
-    if gate.rotation_pending {
+    if tx.rotation_pending_before(item.document, u32::MAX)? {
         return Ok(Admission::Refused(sync::REJECT_ROTATING));
     }
-    if item.epoch < gate.epoch {
+    if item.epoch < tx.current_epoch(item.document)? {
         return Ok(Admission::Refused(sync::REJECT_STALE_EPOCH));
     }
     let BundleKind::Snapshot { covers } = item.kind else {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use eenplan_protocol::{BundleKind, DocumentId};
 
 use super::statements::{self, Connection, OptionalExtension, Row, ToValue, Transaction, Value, params};
-use crate::storage::backend::{AnswerFacts, PushGate, UserFacts};
+use crate::storage::backend::AnswerFacts;
 use crate::storage::pull::{LogView, ResumePoint, RowMeta};
 use crate::storage::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
@@ -796,111 +796,6 @@ pub(super) fn answer_facts(
     Ok(out)
 }
 
-/// The reads of [`crate::storage::backend::ReadRows::user_facts`], each the statement of its
-/// single read, as one statement. Each row carries its read's tag (column 0) and its place in
-/// that read's order (column 9); the other columns are (n, m, bytes, plan, compartment,
-/// text, text, text), as each read fills them. The documents asked for are `$2` (plans) and
-/// `$3` (compartments), in the order asked.
-const USER_FACTS: &str = "
-    SELECT 0 AS tag, u.user_id AS n, u.org_id AS m, NULL::bytea AS bytes, NULL::bytea AS plan,
-           NULL::bigint AS compartment, u.name::text AS t1, u.role::text AS t2, o.name::text AS t3,
-           0::bigint AS ord
-    FROM users u LEFT JOIN orgs o ON o.org_id = u.org_id
-    WHERE u.user_id = $1
-    UNION ALL
-    SELECT 1, NULL, NULL, signed, NULL, NULL, NULL, NULL, NULL, 0 FROM policy WHERE id = 1
-    UNION ALL
-    SELECT 2, NULL, NULL, NULL, p.plan_id, NULL, pl.level::text, NULL, NULL,
-           row_number() OVER (ORDER BY p.plan_id)
-    FROM participants p JOIN plans pl ON pl.plan_id = p.plan_id
-    WHERE p.user_id = $1
-    UNION ALL
-    SELECT 3, p.granted_at_seq, NULL, NULL, p.plan_id, a.compartment, NULL, NULL, NULL,
-           row_number() OVER (ORDER BY p.plan_id, a.compartment)
-    FROM participants p
-    JOIN plans pl ON pl.plan_id = p.plan_id
-    JOIN users u ON u.user_id = p.user_id
-    JOIN policy_access a ON a.role = u.role AND a.level = pl.level
-    WHERE p.user_id = $1
-    UNION ALL
-    SELECT 4, (SELECT COALESCE(MAX(c.epoch), 0) FROM commitments c
-               WHERE c.plan_id = d.plan_id AND c.compartment = d.compartment),
-           NULL, NULL, d.plan_id, d.compartment, NULL, NULL, NULL, d.ord
-    FROM UNNEST($2::bytea[], $3::bigint[]) WITH ORDINALITY AS d(plan_id, compartment, ord)
-    ORDER BY tag, ord";
-
-/// One row of [`USER_FACTS`], by its tag.
-enum UserFact {
-    User(User, Option<String>),
-    /// The signed policy, read as [`PolicyRecord::from_stored`] reads it everywhere else.
-    Policy(Vec<u8>),
-    PlanLevel(PlanId, String),
-    Readable(DocumentId, u64),
-    Epoch(DocumentId, u32),
-}
-
-fn user_fact_from(row: &Row) -> statements::Result<UserFact> {
-    Ok(match row.get::<i64>(0)? {
-        0 => UserFact::User(
-            User { id: UserId(row.get(1)?), org: OrgId(row.get(2)?), name: row.get(6)?, role: row.get(7)? },
-            row.get(8)?,
-        ),
-        1 => UserFact::Policy(row.get(3)?),
-        2 => UserFact::PlanLevel(row.get(4)?, row.get(6)?),
-        3 => UserFact::Readable(document_at(row, 4, 5)?, uint(row, 1)?),
-        4 => UserFact::Epoch(document_at(row, 4, 5)?, row.get(1)?),
-        other => return Err(conversion(0, Type::Integer, BadValue(format!("user fact {other}")))),
-    })
-}
-
-pub(super) fn user_facts(
-    conn: &Connection<'_>,
-    user: UserId,
-    documents: &[DocumentId],
-) -> Result<Option<UserFacts>> {
-    let plans = Value::ByteStrings(documents.iter().map(|d| d.plan.to_vec()).collect());
-    let compartments = Value::Ints(documents.iter().map(|d| Some(i64::from(d.compartment))).collect());
-    let facts = conn.query_values(USER_FACTS, &[Value::Int(user.0), plans, compartments], user_fact_from)?;
-    let mut out: Option<UserFacts> = None;
-    let (mut policy, mut plan_levels, mut readable, mut epochs) = (None, Vec::new(), Vec::new(), Vec::new());
-    for fact in facts {
-        match fact {
-            UserFact::User(user, organisation) => {
-                out = Some(UserFacts {
-                    user,
-                    organisation,
-                    policy: None,
-                    plan_levels: Vec::new(),
-                    readable: Vec::new(),
-                    epochs: Vec::new(),
-                })
-            }
-            UserFact::Policy(signed) => policy = Some(signed),
-            UserFact::PlanLevel(plan, level) => plan_levels.push((plan, level)),
-            UserFact::Readable(document, granted) => readable.push((document, granted)),
-            UserFact::Epoch(document, epoch) => epochs.push((document, epoch)),
-        }
-    }
-    // As the single reads: an unknown user is `None`, whatever else the statement found.
-    let Some(facts) = out else { return Ok(None) };
-    let policy = policy.map(PolicyRecord::from_stored).transpose()?;
-    Ok(Some(UserFacts { policy, plan_levels, readable, epochs, ..facts }))
-}
-
-/// [`crate::storage::backend::ReadRows::push_gate`]: the statements of
-/// [`rotation_pending_before`] (any epoch) and [`current_epoch`], as one.
-pub(super) fn push_gate(conn: &Connection<'_>, document: DocumentId) -> Result<PushGate> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM rotations
-                            WHERE plan_id = $1 AND compartment = $2 AND queued_epoch < $3),
-                    (SELECT COALESCE(MAX(epoch), 0) FROM commitments WHERE plan_id = $1 AND compartment = $2)",
-        )?
-        .query_row(params![document.plan, document.compartment, i64::from(u32::MAX)], |row| {
-            Ok(PushGate { rotation_pending: row.get(0)?, epoch: row.get(1)? })
-        })?)
-}
-
 /// Takes the next `n` log positions and returns the last of them.
 pub(super) fn advance_head(tx: &Transaction<'_>, n: u64) -> Result<u64> {
     Ok(tx.query_row("UPDATE log_head SET head = head + $1 WHERE id = 1 RETURNING head", [Int(n)], |row| {
@@ -1037,9 +932,9 @@ pub(super) fn readable_in_plan(
 // The log.
 
 /// Waits for the head row's lock and holds it to the end of the transaction: writers take
-/// turns, across every process on the database. Returns the head it locked.
-pub(super) fn lock_head(tx: &Transaction<'_>) -> Result<u64> {
-    Ok(tx.query_row("SELECT head FROM log_head WHERE id = 1 FOR UPDATE", [], |row| uint(row, 0))?)
+/// turns, across every process on the database.
+pub(super) fn lock_head(tx: &Transaction<'_>) -> Result<()> {
+    Ok(tx.query_row("SELECT head FROM log_head WHERE id = 1 FOR UPDATE", [], |_| Ok(()))?)
 }
 
 pub(super) fn head(conn: &Connection<'_>) -> Result<u64> {

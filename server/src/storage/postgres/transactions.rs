@@ -1,13 +1,11 @@
 //! [`ReadRows`] and [`WriteRows`] over one PostgreSQL transaction: each method is one
 //! function of [`super::rows`] on the transaction's connection.
 
-use std::cell::Cell;
-
 use eenplan_protocol::DocumentId;
 
 use super::rows;
 use super::statements::Connection;
-use crate::storage::backend::{AnswerFacts, PushGate, ReadRows, UserFacts, WriteRows};
+use crate::storage::backend::{AnswerFacts, ReadRows, WriteRows};
 use crate::storage::pull::{LogView, ResumePoint};
 use crate::storage::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
@@ -17,34 +15,28 @@ use crate::storage::{
 };
 
 /// The rows of one transaction, read-only or read-write (PostgreSQL refuses a write in a
-/// `READ ONLY` transaction itself), and the log head as [`PgRows::lock_head`] read it.
-pub(super) struct PgRows<'c>(Connection<'c>, Cell<Option<u64>>);
+/// `READ ONLY` transaction itself).
+pub(super) struct PgRows<'c>(Connection<'c>);
 
 impl<'c> PgRows<'c> {
     pub(super) fn new(conn: Connection<'c>) -> PgRows<'c> {
-        PgRows(conn, Cell::new(None))
+        PgRows(conn)
     }
 
     pub(super) fn into_inner(self) -> Connection<'c> {
         self.0
     }
 
-    /// Takes the log head's row lock: the first statement of every write transaction. The
-    /// head it reads is [`ReadRows::head`] until this transaction's first write: the lock
-    /// keeps every other writer from moving it, so only a write of this transaction can,
-    /// and a write forgets it ([`PgRows::tx`]). A group commit reads the head once.
+    /// Takes the log head's row lock: the first statement of every write transaction.
     pub(super) fn lock_head(&self) -> Result<()> {
-        self.1.set(Some(rows::lock_head(&self.0)?));
-        Ok(())
+        rows::lock_head(&self.0)
     }
 
     fn conn(&self) -> &Connection<'c> {
         &self.0
     }
 
-    /// The connection for a write, which may move the head.
     fn tx(&self) -> &Connection<'c> {
-        self.1.set(None);
         &self.0
     }
 }
@@ -191,10 +183,7 @@ impl ReadRows for PgRows<'_> {
     }
 
     fn head(&self) -> Result<u64> {
-        match self.1.get() {
-            Some(locked) => Ok(locked),
-            None => rows::head(self.conn()),
-        }
+        rows::head(self.conn())
     }
 
     fn seq_of_bundle(&self, bundle_id: &[u8; 16]) -> Result<Option<u64>> {
@@ -339,14 +328,6 @@ impl ReadRows for PgRows<'_> {
 
     fn answer_facts(&self, user: UserId, device: DeviceId, membership_after: u64) -> Result<AnswerFacts> {
         rows::answer_facts(self.conn(), user, device, membership_after)
-    }
-
-    fn user_facts(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<UserFacts>> {
-        rows::user_facts(self.conn(), user, documents)
-    }
-
-    fn push_gate(&self, document: DocumentId) -> Result<PushGate> {
-        rows::push_gate(self.conn(), document)
     }
 }
 
