@@ -183,7 +183,14 @@ impl PostgresStorage {
     fn connect(&self) -> Result<Pooled> {
         let mut client = self.config.connect(NoTls).map_err(|e| from_postgres(&e))?;
         client
-            .batch_execute(&format!("SET lock_timeout = '{LOCK_TIMEOUT}'; SET synchronous_commit = on"))
+            // Generic plans: every statement is prepared once per connection and its best plan
+            // does not depend on the values (keys and positions, each looked up by index).
+            // Left to choose, PostgreSQL planned the answer's statements afresh on every
+            // execution (a custom plan), which cost it as much as running them.
+            .batch_execute(&format!(
+                "SET lock_timeout = '{LOCK_TIMEOUT}'; SET synchronous_commit = on; \
+                 SET plan_cache_mode = force_generic_plan"
+            ))
             .map_err(|e| from_postgres(&e))?;
         Ok(Pooled { client, statements: StatementCache::new() })
     }
