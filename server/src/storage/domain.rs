@@ -341,9 +341,10 @@ impl<B: Backend> Storage for B {
             let readable = rows.readable(user)?;
             // Only documents the user reads can take a push (a role writes only what it
             // reads), so a request naming others costs no read for them.
+            let reads: std::collections::HashSet<DocumentId> = readable.iter().map(|(d, _)| *d).collect();
             let epochs = documents
                 .iter()
-                .filter(|d| readable.iter().any(|(r, _)| r == *d))
+                .filter(|d| reads.contains(*d))
                 .map(|&d| Ok((d, rows.current_epoch(d)?)))
                 .collect::<Result<_>>()?;
             Ok(Some(UserAccess {
