@@ -15,6 +15,9 @@
 #                                        creates database NAME (letters, digits, _) on the
 #                                        cluster of URL (its .../postgres); prints its URL
 #
+# With EENPLAN_PG_STATEMENTS=FILE in the environment, start loads pg_stat_statements (with
+# planning times), and load_bench appends each measured phase's statements to FILE.
+#
 # Loopback only, trust authentication on loopback (nothing else can connect), fsync on (the
 # default; the tests check durability claims). As root, the cluster runs as the `postgres`
 # user the package creates: PostgreSQL refuses to run as root.
@@ -68,6 +71,15 @@ fsync = on
 synchronous_commit = on
 max_connections = 300
 CONF
+    if [[ -n "${EENPLAN_PG_STATEMENTS:-}" ]]; then
+        # A developer's profile (load_bench writes it to that file): every statement's calls,
+        # planning and execution time.
+        as_owner sh -c "cat >>'$dir/postgresql.conf'" <<CONF
+shared_preload_libraries = 'pg_stat_statements'
+pg_stat_statements.track = all
+pg_stat_statements.track_planning = on
+CONF
+    fi
     as_owner "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null \
         || { cat "$dir/server.log" >&2; exit 1; }
     if [[ -n "$owner" ]]; then

@@ -101,8 +101,9 @@ fn database_name(url: &str) -> &str {
     name
 }
 
-/// Runs one SQL statement as the cluster's superuser, with the client of the installed server.
-fn psql(sql: &str) {
+/// Runs one SQL statement as the cluster's superuser, with the client of the installed server;
+/// what it printed.
+fn psql(sql: &str) -> String {
     let out = Command::new(psql_binary())
         .arg(&cluster().url)
         .args(["-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
@@ -111,6 +112,41 @@ fn psql(sql: &str) {
     if !out.status.success() {
         panic!("psql {sql:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The file a developer's statement profile goes to: `EENPLAN_PG_STATEMENTS`, which also makes
+/// `scripts/postgres.sh` load `pg_stat_statements` into the cluster.
+fn statements_file() -> Option<PathBuf> {
+    std::env::var_os("EENPLAN_PG_STATEMENTS").filter(|f| !f.is_empty()).map(PathBuf::from)
+}
+
+/// Starts a phase of a statement profile (see [`statements_file`]): forgets what came before.
+/// Does nothing without one.
+pub fn statements_begin() {
+    if statements_file().is_some() {
+        psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()");
+    }
+}
+
+/// Appends the statements since [`statements_begin`] to the profile under `phase`, the
+/// costliest first (planning plus execution time, which includes waiting for the disk). Does
+/// nothing without a profile.
+pub fn statements_end(phase: &str) {
+    let Some(file) = statements_file() else { return };
+    let table = psql(
+        "SELECT calls, round(total_plan_time::numeric, 1) AS plan_ms, \
+         round(total_exec_time::numeric, 1) AS exec_ms, rows, \
+         left(regexp_replace(query, '\\s+', ' ', 'g'), 160) AS query \
+         FROM pg_stat_statements ORDER BY total_plan_time + total_exec_time DESC LIMIT 40",
+    );
+    let mut out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&file)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", file.display()));
+    use std::io::Write;
+    writeln!(out, "## {phase}\n{table}").unwrap_or_else(|e| panic!("cannot write {}: {e}", file.display()));
 }
 
 /// The `psql` next to the installed server's binaries (as `scripts/postgres.sh` finds them),

@@ -40,7 +40,10 @@
 //! `--readers N`, `--threads N`, `--runs N` override the sizes. Progress goes to stderr, the
 //! table to stdout. Needs `node` and `npm` (and the npm registry, or npm's cache) for (a);
 //! without them (a) says why in the table. Needs PostgreSQL (Debian's `postgresql`, which
-//! `scripts/postgres.sh install` installs when missing) for (e) on PostgreSQL.
+//! `scripts/postgres.sh install` installs when missing) for (e) on PostgreSQL. With
+//! `EENPLAN_PG_STATEMENTS=FILE`, PostgreSQL's `pg_stat_statements` (with planning times) is
+//! loaded and each measured phase's costliest statements are appended to FILE: a profile,
+//! whose overhead is in that run's figures.
 //!
 //! e. **eenplan-server**, once on embedded SQLite and once on PostgreSQL (`serve --database`,
 //!    a database on a throw-away cluster that `scripts/postgres.sh` installs and starts; the

@@ -130,6 +130,21 @@ impl Database {
         }
     }
 
+    /// Starts a phase of a developer's statement profile (`EENPLAN_PG_STATEMENTS`); nothing on
+    /// SQLite or without one.
+    fn statements_begin(&self) {
+        if let Database::Postgres { .. } = self {
+            crate::postgres::statements_begin();
+        }
+    }
+
+    /// Ends a phase of a developer's statement profile: appends its statements to the file.
+    fn statements_end(&self, phase: &str) {
+        if let Database::Postgres { .. } = self {
+            crate::postgres::statements_end(phase);
+        }
+    }
+
     /// Removes the database and the server's files; its server must be stopped.
     fn remove(self) {
         let _ = std::fs::remove_dir_all(self.files());
@@ -455,16 +470,20 @@ impl Fixture {
         let mut run = Run::default();
 
         let engine = database.server_process();
+        database.statements_begin();
         let watch = Stopwatch::start_with_database(pid, engine).expect("the server runs");
         let tally = replay(&mut pushers, &mut self.pushers, &self.sealed, threads);
         run.push = watch.stop().expect("the server runs");
+        database.statements_end(&format!("{label}: pushes"));
         (run.accepted, run.failed, run.failure) = (tally.accepted.len() as u64, tally.failed, tally.failure);
         (run.snapshots, run.snapshots_refused, run.snapshot_refusal) =
             (tally.snapshots, tally.snapshots_refused, tally.snapshot_refusal);
 
+        database.statements_begin();
         let watch = Stopwatch::start_with_database(pid, engine).expect("the server runs");
         let backlogs = pull_backlogs(&mut readers);
         run.delivery = watch.stop().expect("the server runs");
+        database.statements_end(&format!("{label}: delivery"));
         for backlog in &backlogs {
             let (snapshots, changes): (Vec<Bundle>, Vec<Bundle>) = backlog
                 .iter()
@@ -476,9 +495,11 @@ impl Fixture {
             run.delivered_snapshots += snapshots.len() as u64;
         }
 
+        database.statements_begin();
         let watch = Stopwatch::start_with_database(pid, engine).expect("the server runs");
         run.idle_syncs = idle_syncs(&mut readers);
         run.idle = watch.stop().expect("the server runs");
+        database.statements_end(&format!("{label}: idle syncs"));
         drop(server);
         database.remove();
         run
