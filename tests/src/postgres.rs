@@ -101,11 +101,23 @@ fn database_name(url: &str) -> &str {
     name
 }
 
+/// Brings the statistics and visibility map of the database at `url` (of this cluster) to
+/// where autovacuum keeps a long-running database's: `VACUUM (ANALYZE)`. A database a test
+/// just filled has none, and the planner then guesses every table's size.
+pub fn vacuum_analyze(url: &str) {
+    psql_on(&format!("{}/{}", cluster_base(), database_name(url)), "VACUUM (ANALYZE)");
+}
+
 /// Runs one SQL statement as the cluster's superuser, with the client of the installed server;
 /// what it printed.
 fn psql(sql: &str) -> String {
+    psql_on(&cluster().url, sql)
+}
+
+/// [`psql`] on the database at `url`.
+fn psql_on(url: &str, sql: &str) -> String {
     let out = Command::new(psql_binary())
-        .arg(&cluster().url)
+        .arg(url)
         .args(["-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
         .output()
         .unwrap_or_else(|e| panic!("cannot run psql: {e}"));

@@ -145,6 +145,16 @@ impl Database {
         }
     }
 
+    /// Gives the database the planner statistics a long-running one has (PostgreSQL's
+    /// autovacuum analyses a table once a tenth of it changed; the measured runs are too
+    /// short for it), so that the runs measure the plans a server in service runs. SQLite
+    /// plans without statistics.
+    fn settle_statistics(&self) {
+        if let Database::Postgres { url, .. } = self {
+            crate::postgres::vacuum_analyze(url);
+        }
+    }
+
     /// Removes the database and the server's files; its server must be stopped.
     fn remove(self) {
         let _ = std::fs::remove_dir_all(self.files());
@@ -270,6 +280,7 @@ impl Fixture {
             .expect("catch up");
         let address = server.address();
         server.kill();
+        first.settle_statistics();
         let base = first.fork(dir.path(), "base");
         let server = start_server_on(&first, &address);
 
