@@ -80,6 +80,11 @@ pub(crate) trait LogView {
     /// The resume point that `token` names, if this backend handed it to `device`.
     fn resume_point(&self, device: DeviceId, token: u64) -> Result<Option<ResumePoint>>;
     fn fetch(&self, seq: u64) -> Result<StoredBundle>;
+    /// The bundles at `seqs`, in that order: a page's bundles, one read each by default. A
+    /// backend whose reads are round trips reads them in one (PostgreSQL does).
+    fn fetch_many(&self, seqs: &[u64]) -> Result<Vec<StoredBundle>> {
+        seqs.iter().map(|&seq| self.fetch(seq)).collect()
+    }
 }
 
 /// A page as the algorithm leaves it: when it stopped inside a history block, the backend
@@ -232,10 +237,9 @@ pub(crate) fn pull_at(view: &dyn LogView, request: &PullRequest, seen: &Seen) ->
         head,
         complete,
     };
-    for unit in &stream.units[..taken.units] {
-        batch.bundles.push(view.fetch(unit.seq)?);
-    }
-    batch.witnesses = taken.witnesses.iter().map(|&seq| view.fetch(seq)).collect::<Result<_>>()?;
+    let seqs: Vec<u64> = stream.units[..taken.units].iter().map(|unit| unit.seq).collect();
+    batch.bundles = view.fetch_many(&seqs)?;
+    batch.witnesses = view.fetch_many(&taken.witnesses)?;
     batch.history = history(view, request, &readable_documents, &mut budget)?;
     Ok(Page { batch, resume, presented_token: start.token })
 }
@@ -415,7 +419,7 @@ fn history(
             through = row.seq;
             true
         })?;
-        let bundles = seqs.into_iter().map(|seq| view.fetch(seq)).collect::<Result<_>>()?;
+        let bundles = view.fetch_many(&seqs)?;
         out.push(HistoryBatch { document: asked.document, bundles, through, complete });
     }
     Ok(out)

@@ -200,7 +200,7 @@ pub(super) fn insert_org(tx: &Transaction<'_>, name: &str, lease_hours: u32) -> 
 }
 
 pub(super) fn orgs(conn: &Connection<'_>) -> Result<Vec<Org>> {
-    let mut stmt = conn.prepare("SELECT org_id, name, lease_hours FROM orgs ORDER BY org_id")?;
+    let mut stmt = conn.prepare_cached("SELECT org_id, name, lease_hours FROM orgs ORDER BY org_id")?;
     let rows = stmt.query_map([], org_from)?;
     Ok(rows.collect::<statements::Result<_>>()?)
 }
@@ -208,6 +208,12 @@ pub(super) fn orgs(conn: &Connection<'_>) -> Result<Vec<Org>> {
 pub(super) fn org_by_name(conn: &Connection<'_>, name: &str) -> Result<Option<Org>> {
     Ok(conn
         .query_row("SELECT org_id, name, lease_hours FROM orgs WHERE name = $1", [name], org_from)
+        .optional()?)
+}
+
+pub(super) fn org(conn: &Connection<'_>, org: OrgId) -> Result<Option<Org>> {
+    Ok(conn
+        .query_row("SELECT org_id, name, lease_hours FROM orgs WHERE org_id = $1", [org.0], org_from)
         .optional()?)
 }
 
@@ -1089,6 +1095,23 @@ pub(super) fn held_tails(conn: &Connection<'_>, device: DeviceId) -> Result<Vec<
     Ok(rows.collect::<statements::Result<_>>()?)
 }
 
+/// A stored bundle's columns, for [`stored_bundle_from`].
+const STORED_BUNDLE_COLUMNS: &str = "SELECT seq, plan_id, compartment, bundle_id, author, epoch, kind, covers_seq, bytes, received_at FROM bundles";
+
+fn stored_bundle_from(row: &Row) -> statements::Result<StoredBundle> {
+    Ok(StoredBundle {
+        seq: uint(row, 0)?,
+        document: document_at(row, 1, 2)?,
+        bundle_id: row.get(3)?,
+        author: DeviceId(row.get(4)?),
+        epoch: row.get(5)?,
+        kind: kind_at(row, 6, 7)?,
+        covers_seq: opt_uint(row, 7)?,
+        bytes: row.get(8)?,
+        received_at: row.get(9)?,
+    })
+}
+
 /// Rows a change scan reads per statement.
 const SCAN_PAGE: u64 = 256;
 
@@ -1249,24 +1272,36 @@ impl LogView for Connection<'_> {
 
     fn fetch(&self, seq: u64) -> Result<StoredBundle> {
         Ok(self
-            .prepare_cached(
-                "SELECT seq, plan_id, compartment, bundle_id, author, epoch, kind, covers_seq, bytes,
-                        received_at
-                 FROM bundles WHERE seq = $1",
+            .prepare_cached(&format!("{STORED_BUNDLE_COLUMNS} WHERE seq = $1"))?
+            .query_row([Int(seq)], stored_bundle_from)?)
+    }
+
+    /// One statement for a page's bundles instead of one per bundle, which was most of
+    /// PostgreSQL's time per delivered bundle.
+    fn fetch_many(&self, seqs: &[u64]) -> Result<Vec<StoredBundle>> {
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted =
+            seqs.iter().map(|&seq| i64::try_from(seq).map(Some)).collect::<std::result::Result<Vec<_>, _>>();
+        let wanted = wanted.map_err(|_| StorageError::Corrupt("a log position beyond i64".into()))?;
+        let mut found: HashMap<u64, StoredBundle> = self
+            .query_values(
+                &format!("{STORED_BUNDLE_COLUMNS} WHERE seq = ANY($1::bigint[])"),
+                &[Value::Ints(wanted)],
+                stored_bundle_from,
             )?
-            .query_row([Int(seq)], |row| {
-                Ok(StoredBundle {
-                    seq: uint(row, 0)?,
-                    document: document_at(row, 1, 2)?,
-                    bundle_id: row.get(3)?,
-                    author: DeviceId(row.get(4)?),
-                    epoch: row.get(5)?,
-                    kind: kind_at(row, 6, 7)?,
-                    covers_seq: opt_uint(row, 7)?,
-                    bytes: row.get(8)?,
-                    received_at: row.get(9)?,
-                })
-            })?)
+            .into_iter()
+            .map(|bundle| (bundle.seq, bundle))
+            .collect();
+        // Moved out when each position is asked once, as a page asks; copied otherwise.
+        let once = seqs.iter().collect::<std::collections::HashSet<_>>().len() == seqs.len();
+        seqs.iter()
+            .map(|seq| {
+                let bundle = if once { found.remove(seq) } else { found.get(seq).cloned() };
+                bundle.ok_or_else(|| StorageError::Corrupt(format!("no bundle at position {seq}")))
+            })
+            .collect()
     }
 }
 
@@ -1551,11 +1586,18 @@ pub(super) fn devices_missing_envelope(
 }
 
 /// [`devices_missing_envelope`] of each key `device` holds, in one statement (one round trip
-/// instead of one per held key). The held keys are materialised and a wiped device is ruled
-/// out by `NOT EXISTS`: with a `LEFT JOIN … IS NULL` on the wipe reports, the planner
-/// expected one row, started from every active device of the network and each plan it is
-/// in, and threw nearly all of it away (28 % of PostgreSQL's time in `load_bench`, 2026-12-05;
-/// about a third of that after).
+/// instead of one per held key): the devices entitled to each held key, less those that hold
+/// it, as two sets.
+///
+/// Set against set, not a probe per candidate: with a probe (`NOT EXISTS` per device and key)
+/// the planner, planning generically (no value of `$1` to estimate from), probed the
+/// envelopes by recipient alone and filtered every envelope of each device, or started from
+/// every active device of the network and each held key. Either was half of PostgreSQL's time
+/// per push in `load_bench`, and per idle sync a cost that grew with the network, not with
+/// the device's keys (2026-12-05). The steps are materialised so that each is as small as the
+/// keys the device holds: the keys; the users entitled to read each (the plan's participants
+/// whose role reads the compartment at the plan's level); their active, not wiped devices;
+/// the envelopes and commitments of those keys.
 pub(super) fn devices_missing_held_keys(
     conn: &Connection<'_>,
     device: DeviceId,
@@ -1564,21 +1606,30 @@ pub(super) fn devices_missing_held_keys(
         "WITH held (plan_id, compartment, epoch) AS MATERIALIZED (
              SELECT plan_id, compartment, epoch FROM envelopes WHERE recipient = $1
              UNION
-             SELECT plan_id, compartment, epoch FROM commitments WHERE minter_device = $1)
-         SELECT h.plan_id, h.compartment, h.epoch, d.device_id
-         FROM held h
-         JOIN plans pl ON pl.plan_id = h.plan_id
-         JOIN participants p ON p.plan_id = h.plan_id
-         JOIN users u ON u.user_id = p.user_id
-         JOIN policy_access a ON a.role = u.role AND a.compartment = h.compartment AND a.level = pl.level
-         JOIN devices d ON d.user_id = p.user_id
-         WHERE d.state = 'active'
-           AND NOT EXISTS (SELECT 1 FROM wipe_reports w WHERE w.device_id = d.device_id)
-           AND NOT EXISTS (SELECT 1 FROM envelopes e WHERE e.recipient = d.device_id
-                           AND e.plan_id = h.plan_id AND e.compartment = h.compartment AND e.epoch = h.epoch)
-           AND NOT EXISTS (SELECT 1 FROM commitments c WHERE c.minter_device = d.device_id
-                           AND c.plan_id = h.plan_id AND c.compartment = h.compartment AND c.epoch = h.epoch)
-         ORDER BY h.plan_id, h.compartment, h.epoch, d.device_id",
+             SELECT plan_id, compartment, epoch FROM commitments WHERE minter_device = $1),
+         entitled (plan_id, compartment, epoch, user_id) AS MATERIALIZED (
+             SELECT h.plan_id, h.compartment, h.epoch, p.user_id
+             FROM held h
+             JOIN participants p ON p.plan_id = h.plan_id
+             JOIN plans pl ON pl.plan_id = h.plan_id
+             JOIN users u ON u.user_id = p.user_id
+             JOIN policy_access a ON a.role = u.role AND a.compartment = h.compartment AND a.level = pl.level)
+         SELECT plan_id, compartment, epoch, device_id FROM (
+             SELECT r.plan_id, r.compartment, r.epoch, d.device_id
+             FROM entitled r
+             JOIN devices d ON d.user_id = r.user_id
+             WHERE d.state = 'active'
+               AND NOT EXISTS (SELECT 1 FROM wipe_reports w WHERE w.device_id = d.device_id)
+             EXCEPT
+             SELECT e.plan_id, e.compartment, e.epoch, e.recipient
+             FROM held h
+             JOIN envelopes e ON e.plan_id = h.plan_id AND e.compartment = h.compartment AND e.epoch = h.epoch
+             EXCEPT
+             SELECT c.plan_id, c.compartment, c.epoch, c.minter_device
+             FROM held h
+             JOIN commitments c ON c.plan_id = h.plan_id AND c.compartment = h.compartment AND c.epoch = h.epoch
+             WHERE c.minter_device IS NOT NULL) AS missing
+         ORDER BY plan_id, compartment, epoch, device_id",
     )?;
     let rows = stmt.query_map(params![device.0], |row| {
         Ok((document_at(row, 0, 1)?, row.get(2)?, DeviceId(row.get(3)?)))
