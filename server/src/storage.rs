@@ -1020,6 +1020,8 @@ pub trait Storage: Send + Sync {
     /// [`StorageError::Conflict`] if the name is taken.
     fn add_org(&self, name: &str, lease_hours: u32) -> Result<OrgId>;
     fn orgs(&self) -> Result<Vec<Org>>;
+    /// One organisation by id (a device's, per request: not every organisation).
+    fn org(&self, org: OrgId) -> Result<Option<Org>>;
     fn org_by_name(&self, name: &str) -> Result<Option<Org>>;
     /// [`StorageError::NotFound`] for an unknown organisation, [`StorageError::Conflict`] if
     /// the organisation already has a user with this name.

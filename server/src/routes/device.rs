@@ -275,9 +275,7 @@ pub(super) fn lease_hours(state: &AppState, device: &DeviceRecord) -> Result<u32
         .ok_or_else(|| ApiError::Internal("a device's user is missing".into()))?;
     state
         .storage
-        .orgs()?
-        .into_iter()
-        .find(|o| o.id == user.org)
+        .org(user.org)?
         .map(|o| o.lease_hours)
         .ok_or_else(|| ApiError::Internal("a user's organisation is missing".into()))
 }

@@ -102,6 +102,10 @@ pub(crate) trait ReadRows {
 
     fn org_exists(&self, org: OrgId) -> Result<bool>;
 
+    /// One organisation by id: what a request of one of its devices needs, without reading
+    /// every organisation of the network.
+    fn org(&self, org: OrgId) -> Result<Option<Org>>;
+
     fn users(&self) -> Result<Vec<User>>;
 
     fn user(&self, id: UserId) -> Result<Option<User>>;

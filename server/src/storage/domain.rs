@@ -114,6 +114,10 @@ impl<B: Backend> Storage for B {
         read(self, |rows| rows.orgs())
     }
 
+    fn org(&self, org: OrgId) -> Result<Option<Org>> {
+        read(self, |rows| rows.org(org))
+    }
+
     fn org_by_name(&self, name: &str) -> Result<Option<Org>> {
         read(self, |rows| rows.org_by_name(name))
     }
@@ -336,8 +340,7 @@ impl<B: Backend> Storage for B {
     fn user_access(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<UserAccess>> {
         read(self, |rows| {
             let Some(record) = rows.user(user)? else { return Ok(None) };
-            let organisation =
-                rows.orgs()?.into_iter().find(|o| o.id == record.org).map(|o| o.name).unwrap_or_default();
+            let organisation = rows.org(record.org)?.map(|o| o.name).unwrap_or_default();
             let readable = rows.readable(user)?;
             // Only documents the user reads can take a push (a role writes only what it
             // reads), so a request naming others costs no read for them.

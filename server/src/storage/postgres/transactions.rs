@@ -74,6 +74,10 @@ impl ReadRows for PgRows<'_> {
         rows::org_exists(self.conn(), org)
     }
 
+    fn org(&self, org: OrgId) -> Result<Option<Org>> {
+        rows::org(self.conn(), org)
+    }
+
     fn users(&self) -> Result<Vec<User>> {
         rows::users(self.conn())
     }

@@ -225,6 +225,12 @@ pub(super) fn org_by_name(conn: &Connection, name: &str) -> Result<Option<Org>> 
     Ok(conn.row("SELECT org_id, name, lease_hours FROM orgs WHERE name = ?1", [name], org_from).optional()?)
 }
 
+pub(super) fn org(conn: &Connection, org: OrgId) -> Result<Option<Org>> {
+    Ok(conn
+        .row("SELECT org_id, name, lease_hours FROM orgs WHERE org_id = ?1", [org.0], org_from)
+        .optional()?)
+}
+
 pub(super) fn org_exists(conn: &Connection, org: OrgId) -> Result<bool> {
     Ok(conn.row("SELECT 1 FROM orgs WHERE org_id = ?1", [org.0], |_| Ok(())).optional()?.is_some())
 }

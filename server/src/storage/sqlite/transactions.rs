@@ -101,6 +101,10 @@ impl<T: OnConnection> ReadRows for T {
         rows::org_exists(self.conn(), org)
     }
 
+    fn org(&self, org: OrgId) -> Result<Option<Org>> {
+        rows::org(self.conn(), org)
+    }
+
     fn users(&self) -> Result<Vec<User>> {
         rows::users(self.conn())
     }
