@@ -314,6 +314,8 @@ pub mod suite {
         );
         assert_eq!(s.org_by_name("Veilig Thuis").unwrap().map(|o| o.id), Some(zuid));
         assert_eq!(s.org_by_name("OM").unwrap(), None);
+        assert_eq!(s.org(zuid).unwrap().map(|o| (o.name, o.lease_hours)), Some(("Veilig Thuis".into(), 48)));
+        assert_eq!(s.org(OrgId(zuid.0 + noord.0 + 1)).unwrap(), None);
 
         let sanne = s.add_user(noord, "Sanne", "wijkteam").unwrap();
         assert!(matches!(s.add_user(noord, "Sanne", "ggz"), Err(StorageError::Conflict(_))));
@@ -2293,6 +2295,51 @@ pub mod suite {
         assert_eq!(s.head().unwrap(), head + 1);
     }
 
+    /// A push the route checked while its author's user still took part in the plan reaches
+    /// the group commit after the user left: the leaving queued a rotation of what the user
+    /// could read in the same transaction, so the writing transaction refuses the push, and
+    /// once the rotation is done the push's epoch is stale. Nothing of it reaches the log.
+    pub fn a_push_checked_before_its_author_left_the_plan_is_refused_in_the_writing_transaction(
+        s: &dyn Storage,
+    ) {
+        use eenplan_protocol::sync::{REJECT_ROTATING, REJECT_STALE_EPOCH};
+        let ann = user(s, "Ann");
+        let bob = user(s, "Bob");
+        let (a1, b1) = (device(s, ann, 1), device(s, bob, 2));
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.add_participant(P, bob, "wijkteam").unwrap();
+        let d = doc(P, 0);
+        mint(s, &[d], a1);
+        seal(s, a1, &[envelope(b1, d, 1, 1)]);
+        assert!(matches!(s.push_batch(&[changes(d, 1, b1)]).unwrap()[0], PushOutcome::Appended { .. }));
+
+        assert!(s.remove_participant(P, bob, 10).unwrap() > 0, "what Bob read waits for a new key");
+        let head = s.head().unwrap();
+        assert_eq!(
+            s.push_batch(&[changes(d, 2, b1)]).unwrap(),
+            [PushOutcome::Refused { reason: REJECT_ROTATING }]
+        );
+        assert_eq!(s.head().unwrap(), head, "the refused push took no log position");
+        s.complete_rotation(&CompletedRotation {
+            document: d,
+            new_epoch: 2,
+            commitment: vec![2; 150],
+            minter_device: None,
+            envelopes: vec![
+                envelope(a1, d, 2, 5),
+                envelope(DeviceId(eenplan_protocol::api::ESCROW_RECIPIENT), d, 2, 7),
+            ],
+            now: 20,
+        })
+        .unwrap();
+        let head = s.head().unwrap();
+        assert_eq!(
+            s.push_batch(&[changes(d, 3, b1)]).unwrap(),
+            [PushOutcome::Refused { reason: REJECT_STALE_EPOCH }]
+        );
+        assert_eq!(s.head().unwrap(), head, "the refused push took no log position");
+    }
+
     pub fn completing_a_rotation_is_refused_for_a_wrong_epoch_and_settles_only_older_tasks(s: &dyn Storage) {
         let ann = user(s, "Ann");
         let (phone, laptop, tablet) = (device(s, ann, 1), device(s, ann, 2), device(s, ann, 3));
@@ -2854,6 +2901,7 @@ macro_rules! conformance_suite {
             a_members_erasure_replaces_the_document_by_its_base_and_deletes_every_older_epoch,
             completing_a_rotation_is_refused_for_a_wrong_epoch_and_settles_only_older_tasks,
             a_push_during_a_rotation_or_under_an_old_epoch_is_refused_in_the_writing_transaction,
+            a_push_checked_before_its_author_left_the_plan_is_refused_in_the_writing_transaction,
             rotation_tasks_list_every_reader_with_the_epochs_it_holds,
             audit_uploads_are_stored_once_and_an_overlapping_other_upload_is_kept_as_evidence,
             audit_uploads_page_by_a_rising_id_per_organisation,
