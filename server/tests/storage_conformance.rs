@@ -2340,6 +2340,41 @@ pub mod suite {
         assert_eq!(s.head().unwrap(), head, "the refused push took no log position");
     }
 
+    /// Runs without [`prepare`]: a database from before policies. The answer reads in one
+    /// transaction (PostgreSQL: one statement with a row per fact) must treat the missing
+    /// policy as the single reads do: nothing readable, no policy to send, the user's plans
+    /// still listed where their keys are missing.
+    pub fn an_answer_without_a_stored_policy_reads_nothing_and_sends_no_policy(s: &dyn Storage) {
+        assert!(s.policy().unwrap().is_none());
+        let (_, bob, a1, b1) = ann_and_bob_in_p(s);
+        push(s, &[changes(doc(P, 0), 1, a1)]);
+        let answer = s.answer(&answer_query(bob, b1, 0, BIG)).unwrap();
+        assert_eq!(answer.policy, None, "no policy is stored");
+        assert!(s.readable_documents(bob).unwrap().is_empty());
+        assert!(answer.batch.bundles.is_empty(), "nothing is readable without a policy");
+        assert!(answer.batch.complete);
+        assert_eq!(answer.unminted, s.unminted_documents(bob).unwrap());
+        assert_eq!(answer.rotations, s.rotations_for(bob).unwrap());
+        assert!(answer.missing_envelopes.is_empty() && answer.snapshot_candidates.is_empty());
+        let access = s.user_access(bob, &[doc(P, 0)]).unwrap().unwrap();
+        assert!(access.policy.is_none() && access.readable.is_empty());
+        assert_eq!(access.epochs, [], "a push to what the user cannot read costs no epoch read");
+    }
+
+    /// An organisation that never stored an audit key: the answer sends none and its cursor
+    /// is 0, while another organisation's key is not sent either.
+    pub fn an_answer_for_an_organisation_without_audit_keys_sends_none(s: &dyn Storage) {
+        let (_, bob, _, b1) = ann_and_bob_in_p(s);
+        let other = s.add_org("Veilig Thuis", 48).unwrap();
+        let key = AuditKeyRecord { org: other, version: 1, signed: vec![7; 100], stored_at: 9 };
+        assert!(s.put_audit_key(&key).unwrap());
+        let answer = s.answer(&answer_query(bob, b1, 0, BIG)).unwrap();
+        assert_eq!(answer.audit_key, None, "Bob's organisation has no audit key");
+        assert_eq!(answer.audit_through, 0);
+        assert_eq!(answer.audit_through, s.audit_through(b1).unwrap());
+        assert_eq!(answer.policy, Some(open_policy().signed));
+    }
+
     pub fn completing_a_rotation_is_refused_for_a_wrong_epoch_and_settles_only_older_tasks(s: &dyn Storage) {
         let ann = user(s, "Ann");
         let (phone, laptop, tablet) = (device(s, ann, 1), device(s, ann, 2), device(s, ann, 3));
@@ -2902,12 +2937,16 @@ macro_rules! conformance_suite {
             completing_a_rotation_is_refused_for_a_wrong_epoch_and_settles_only_older_tasks,
             a_push_during_a_rotation_or_under_an_old_epoch_is_refused_in_the_writing_transaction,
             a_push_checked_before_its_author_left_the_plan_is_refused_in_the_writing_transaction,
+            an_answer_for_an_organisation_without_audit_keys_sends_none,
             rotation_tasks_list_every_reader_with_the_epochs_it_holds,
             audit_uploads_are_stored_once_and_an_overlapping_other_upload_is_kept_as_evidence,
             audit_uploads_page_by_a_rising_id_per_organisation,
             a_revoked_device_stores_no_audit_upload,
             audit_keys_keep_every_version_and_only_a_higher_one_is_taken,
             the_server_chain_only_grows_at_its_end_and_pages_in_order,
+        );
+        conformance_suite!(@bare $fresh;
+            an_answer_without_a_stored_policy_reads_nothing_and_sends_no_policy,
         );
         conformance_suite!(@backend $fresh;
             the_server_secret_is_stable_across_reopen,
@@ -2954,6 +2993,15 @@ macro_rules! conformance_suite {
                     backend.storage(), &ops, true, final_budget);
             }
         }
+    };
+    (@bare $fresh:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                let backend = $fresh;
+                suite::$name(backend.storage());
+            }
+        )*
     };
     (@storage $fresh:expr; $($name:ident),* $(,)?) => {
         $(
