@@ -2342,8 +2342,8 @@ pub mod suite {
 
     /// Runs without [`prepare`]: a database from before policies. The answer reads in one
     /// transaction (PostgreSQL: one statement with a row per fact) must treat the missing
-    /// policy as the single reads do: nothing readable, no policy to send, the user's plans
-    /// still listed where their keys are missing.
+    /// policy as the single reads do: nothing readable, no policy to send, and no document
+    /// asked to be keyed, since no role reads one.
     pub fn an_answer_without_a_stored_policy_reads_nothing_and_sends_no_policy(s: &dyn Storage) {
         assert!(s.policy().unwrap().is_none());
         let (_, bob, a1, b1) = ann_and_bob_in_p(s);
@@ -2354,8 +2354,9 @@ pub mod suite {
         assert!(answer.batch.bundles.is_empty(), "nothing is readable without a policy");
         assert!(answer.batch.complete);
         assert_eq!(answer.unminted, s.unminted_documents(bob).unwrap());
+        assert!(answer.unminted.is_empty(), "no role reads a compartment");
         assert_eq!(answer.rotations, s.rotations_for(bob).unwrap());
-        assert!(answer.missing_envelopes.is_empty() && answer.snapshot_candidates.is_empty());
+        assert!(answer.snapshot_candidates.is_empty());
         let access = s.user_access(bob, &[doc(P, 0)]).unwrap().unwrap();
         assert!(access.policy.is_none() && access.readable.is_empty());
         assert_eq!(access.epochs, [], "a push to what the user cannot read costs no epoch read");
@@ -2373,6 +2374,70 @@ pub mod suite {
         assert_eq!(answer.audit_through, 0);
         assert_eq!(answer.audit_through, s.audit_through(b1).unwrap());
         assert_eq!(answer.policy, Some(open_policy().signed));
+    }
+
+    /// The chain names the role a member had when added; a role change since may have given
+    /// them more to read. A membership entry that removes them rotates what the server lets
+    /// them read, not only what the entry names: else the removed member would keep the
+    /// current key of a compartment its role gained, and a push checked before the entry
+    /// would be appended under it.
+    pub fn a_membership_entry_that_removes_a_user_rotates_everything_the_user_reads_now(s: &dyn Storage) {
+        use eenplan_protocol::sync::REJECT_ROTATING;
+        use eenplan_server::storage::{CharteredPlan, MembershipUpdate};
+        let roles: &[(&str, &[&str], &[&str])] = &[
+            ("wijkteam", ALL, ALL),
+            ("ggz", &["basis"], &["basis"]),
+            ("ggz-zorg", &["basis", "zorg"], &["basis", "zorg"]),
+        ];
+        s.set_policy(&policy(2, roles), 1).unwrap();
+        let ann = user(s, "Ann");
+        let gert = user_with_role(s, "Gert", "ggz");
+        let (a1, g1) = (device(s, ann, 1), device(s, gert, 2));
+        let charter = CharteredPlan {
+            plan: P,
+            creator: ann,
+            created_by: a1,
+            creator_role: "wijkteam".into(),
+            charter: vec![1; 40],
+            roster: vec![0xA1],
+            now: 5,
+        };
+        assert!(s.register_chartered_plan(&charter).unwrap());
+        mint(s, &(0..4).map(|c| doc(P, c)).collect::<Vec<_>>(), a1);
+        let add = MembershipUpdate {
+            plan: P,
+            seq: 2,
+            signed: vec![2; 40],
+            roster: vec![0xA2],
+            level: "regulier".into(),
+            add: vec![(gert, "ggz".into())],
+            remove: vec![],
+            regrant: vec![],
+            rotate: vec![],
+            by_device: Some(a1),
+            closed_at: None,
+            erasure: None,
+            now: 6,
+        };
+        s.append_membership(&add).unwrap();
+        assert_eq!(s.change_role(gert, "ggz-zorg", &[(g1, vec![2, 0xAA])], 7).unwrap(), 0, "a gained read");
+        seal(s, a1, &[envelope(g1, doc(P, 0), 1, 1), envelope(g1, doc(P, 1), 1, 2)]);
+        let checked = changes(doc(P, 1), 1, g1);
+
+        // The entry names only basis: the compartment the chain's role reads.
+        let remove = MembershipUpdate {
+            seq: 3,
+            signed: vec![3; 40],
+            roster: vec![0xA3],
+            add: vec![],
+            remove: vec![gert],
+            rotate: vec![doc(P, 0)],
+            now: 8,
+            ..add
+        };
+        assert_eq!(s.append_membership(&remove).unwrap(), 2, "basis and zorg wait for a new key");
+        assert_eq!(s.rotations_for(ann).unwrap(), [(doc(P, 0), 2), (doc(P, 1), 2)]);
+        assert_eq!(s.push_batch(&[checked]).unwrap(), [PushOutcome::Refused { reason: REJECT_ROTATING }]);
     }
 
     pub fn completing_a_rotation_is_refused_for_a_wrong_epoch_and_settles_only_older_tasks(s: &dyn Storage) {
@@ -2937,6 +3002,7 @@ macro_rules! conformance_suite {
             completing_a_rotation_is_refused_for_a_wrong_epoch_and_settles_only_older_tasks,
             a_push_during_a_rotation_or_under_an_old_epoch_is_refused_in_the_writing_transaction,
             a_push_checked_before_its_author_left_the_plan_is_refused_in_the_writing_transaction,
+            a_membership_entry_that_removes_a_user_rotates_everything_the_user_reads_now,
             an_answer_for_an_organisation_without_audit_keys_sends_none,
             rotation_tasks_list_every_reader_with_the_epochs_it_holds,
             audit_uploads_are_stored_once_and_an_overlapping_other_upload_is_kept_as_evidence,

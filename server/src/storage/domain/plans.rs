@@ -100,6 +100,14 @@ pub(super) fn append_membership_in(tx: &dyn WriteRows, update: &MembershipUpdate
             update.seq.saturating_sub(1)
         )));
     }
+    // What each removed user reads now, by the role and level the server goes by, before
+    // this entry changes the level: it all moves to a new epoch, as when an administrator
+    // removes them. The entry's own `rotate` weighs the roles the chain names, which a role
+    // change since (a gained read) does not update.
+    let mut lost = Vec::new();
+    for user in &update.remove {
+        lost.extend(tx.readable_in_plan(&update.plan, *user)?);
+    }
     let position = tx.advance_head(1)?;
     tx.insert_membership(&update.plan, update.seq, &update.signed, position)?;
     tx.set_roster(&update.plan, &update.roster, &update.level)?;
@@ -126,7 +134,7 @@ pub(super) fn append_membership_in(tx: &dyn WriteRows, update: &MembershipUpdate
             tx.set_granted_at(&update.plan, *user, granted)?;
         }
     }
-    for document in &update.rotate {
+    for document in update.rotate.iter().chain(&lost) {
         tx.queue_rotation(*document, update.now)?;
     }
     tx.pending_rotations()
