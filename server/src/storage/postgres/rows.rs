@@ -1276,33 +1276,46 @@ impl LogView for Connection<'_> {
             .query_row([Int(seq)], stored_bundle_from)?)
     }
 
-    /// One statement for a page's bundles instead of one per bundle, which was most of
-    /// PostgreSQL's time per delivered bundle.
+    /// One statement per [`FETCH_CHUNK`] bundles of a page instead of one per bundle, which
+    /// was most of PostgreSQL's time per delivered bundle.
     fn fetch_many(&self, seqs: &[u64]) -> Result<Vec<StoredBundle>> {
-        if seqs.is_empty() {
-            return Ok(Vec::new());
+        let mut bundles = Vec::with_capacity(seqs.len());
+        for chunk in seqs.chunks(FETCH_CHUNK) {
+            bundles.extend(fetch_chunk(self, chunk)?);
         }
-        let wanted =
-            seqs.iter().map(|&seq| i64::try_from(seq).map(Some)).collect::<std::result::Result<Vec<_>, _>>();
-        let wanted = wanted.map_err(|_| StorageError::Corrupt("a log position beyond i64".into()))?;
-        let mut found: HashMap<u64, StoredBundle> = self
-            .query_values(
-                &format!("{STORED_BUNDLE_COLUMNS} WHERE seq = ANY($1::bigint[])"),
-                &[Value::Ints(wanted)],
-                stored_bundle_from,
-            )?
-            .into_iter()
-            .map(|bundle| (bundle.seq, bundle))
-            .collect();
-        // Moved out when each position is asked once, as a page asks; copied otherwise.
-        let once = seqs.iter().collect::<std::collections::HashSet<_>>().len() == seqs.len();
-        seqs.iter()
-            .map(|seq| {
-                let bundle = if once { found.remove(seq) } else { found.get(seq).cloned() };
-                bundle.ok_or_else(|| StorageError::Corrupt(format!("no bundle at position {seq}")))
-            })
-            .collect()
+        Ok(bundles)
     }
+}
+
+/// Bundles read per statement. The client holds a statement's rows until they are all
+/// converted, so a page's bytes are held twice over only for one chunk, not the whole page.
+const FETCH_CHUNK: usize = 64;
+
+/// The bundles at `seqs`, in that order, in one statement.
+fn fetch_chunk(conn: &Connection<'_>, seqs: &[u64]) -> Result<Vec<StoredBundle>> {
+    if seqs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let wanted =
+        seqs.iter().map(|&seq| i64::try_from(seq).map(Some)).collect::<std::result::Result<Vec<_>, _>>();
+    let wanted = wanted.map_err(|_| StorageError::Corrupt("a log position beyond i64".into()))?;
+    let mut found: HashMap<u64, StoredBundle> = conn
+        .query_values(
+            &format!("{STORED_BUNDLE_COLUMNS} WHERE seq = ANY($1::bigint[])"),
+            &[Value::Ints(wanted)],
+            stored_bundle_from,
+        )?
+        .into_iter()
+        .map(|bundle| (bundle.seq, bundle))
+        .collect();
+    // Moved out when each position is asked once, as a page asks; copied otherwise.
+    let once = seqs.iter().collect::<std::collections::HashSet<_>>().len() == seqs.len();
+    seqs.iter()
+        .map(|seq| {
+            let bundle = if once { found.remove(seq) } else { found.get(seq).cloned() };
+            bundle.ok_or_else(|| StorageError::Corrupt(format!("no bundle at position {seq}")))
+        })
+        .collect()
 }
 
 /// Stores where a page stopped inside a history block and returns its token. The device's
@@ -1594,10 +1607,11 @@ pub(super) fn devices_missing_envelope(
 /// envelopes by recipient alone and filtered every envelope of each device, or started from
 /// every active device of the network and each held key. Either was half of PostgreSQL's time
 /// per push in `load_bench`, and per idle sync a cost that grew with the network, not with
-/// the device's keys (2026-12-05). The steps are materialised so that each is as small as the
-/// keys the device holds: the keys; the users entitled to read each (the plan's participants
-/// whose role reads the compartment at the plan's level); their active, not wiped devices;
-/// the envelopes and commitments of those keys.
+/// the device's keys (2026-12-05). The first two steps are materialised, so that the rest
+/// starts from sets as small as the keys the device holds: the keys; the users entitled to
+/// read each (the plan's participants whose role reads the compartment at the plan's
+/// level). Then their active, not wiped devices, less the envelopes and commitments of
+/// those keys.
 pub(super) fn devices_missing_held_keys(
     conn: &Connection<'_>,
     device: DeviceId,
