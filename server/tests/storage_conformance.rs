@@ -1389,6 +1389,53 @@ pub mod suite {
         assert_eq!(missing_both_ways(s, ann, a1), [vec![], vec![]], "a wiped device");
     }
 
+    /// The answer's missing envelopes (one statement) against the key-by-key reads, in the
+    /// states the single read's rules distinguish: a revoked device, a role that reads only
+    /// some compartments, a document whose key the holder has at two epochs, an epoch made
+    /// without a minter device (a rotation), the minter of the other epoch.
+    pub fn missing_envelopes_agree_with_the_key_by_key_reads_across_revocation_roles_and_epochs(
+        s: &dyn Storage,
+    ) {
+        let roles: &[(&str, &[&str], &[&str])] =
+            &[("wijkteam", ALL, ALL), ("politie", &["basis", "justitie"], &["basis", "justitie"])];
+        s.set_policy(&policy(2, roles), 1).unwrap();
+        let (ann, bob) = (user(s, "Ann"), user(s, "Bob"));
+        let piet = user_with_role(s, "Piet", "politie");
+        let (a1, b1, b2, p1) = (device(s, ann, 1), device(s, bob, 2), device(s, bob, 3), device(s, piet, 4));
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.add_participant(P, bob, "wijkteam").unwrap();
+        s.add_participant(P, piet, "politie").unwrap();
+        let [d0, d1, d3] = [doc(P, 0), doc(P, 1), doc(P, 3)];
+        mint(s, &[d0, d1, d3], a1);
+        seal(s, a1, &[envelope(b1, d0, 1, 1), envelope(b1, d1, 1, 2), envelope(p1, d0, 1, 3)]);
+        s.revoke_device(b2, &revocation(1), 10).unwrap();
+        s.complete_rotation(&CompletedRotation {
+            document: d0,
+            new_epoch: 2,
+            commitment: vec![2; 150],
+            minter_device: None,
+            envelopes: vec![
+                envelope(a1, d0, 2, 5),
+                envelope(DeviceId(eenplan_protocol::api::ESCROW_RECIPIENT), d0, 2, 7),
+            ],
+            now: 20,
+        })
+        .unwrap();
+
+        for (user, device) in [(ann, a1), (bob, b1), (piet, p1)] {
+            let [listed, key_by_key] = missing_both_ways(s, user, device);
+            assert_eq!(listed, key_by_key, "{device:?}");
+            assert!(listed.iter().all(|&(_, _, missing)| missing != b2), "a revoked device gets no key");
+            assert!(!listed.contains(&(d1, 1, p1)), "politie reads no zorg");
+        }
+        let listed = missing_both_ways(s, ann, a1)[0].clone();
+        // Epoch 1 of d0 (minted by a1) reached everyone; epoch 2 (no minter) only a1.
+        assert!(listed.contains(&(d0, 2, b1)) && listed.contains(&(d0, 2, p1)));
+        assert!(!listed.iter().any(|&(document, epoch, _)| (document, epoch) == (d0, 1)));
+        assert!(listed.contains(&(d3, 1, b1)) && listed.contains(&(d3, 1, p1)), "justitie: Bob and Piet");
+        assert!(!listed.iter().any(|&(_, _, missing)| missing == a1), "a holder is not missing its key");
+    }
+
     pub fn envelopes_are_delivered_once_after_the_cursor_and_escrow_ones_kept_apart(s: &dyn Storage) {
         let ann = user(s, "Ann");
         let a1 = device(s, ann, 1);
@@ -2983,6 +3030,7 @@ macro_rules! conformance_suite {
             a_session_records_its_time_and_nonce_and_forgets_a_wipe_report,
             a_devices_name_and_last_seen_time_are_kept_and_never_go_back,
             a_wipe_report_is_stored_only_while_the_device_stands_as_it_was_judged,
+            missing_envelopes_agree_with_the_key_by_key_reads_across_revocation_roles_and_epochs,
             envelopes_are_delivered_once_after_the_cursor_and_escrow_ones_kept_apart,
             a_batch_with_an_unknown_compartment_is_refused_whole,
             a_pull_running_beside_pushes_never_skips_a_committed_bundle,
