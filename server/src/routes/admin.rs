@@ -556,7 +556,7 @@ pub(super) fn device_certificate(
 /// The name of the organisation of `device`'s user.
 fn user_org(state: &AppState, device: &DeviceRecord) -> Result<Option<String>, ApiError> {
     let Some(user) = state.storage.user(device.user)? else { return Ok(None) };
-    Ok(org_names(&state.storage.orgs()?).remove(&user.org))
+    Ok(state.storage.org(user.org)?.map(|o| o.name))
 }
 
 /// `POST /v1/admin/plans/{plan}/participants`.

@@ -173,8 +173,7 @@ fn check_wipe_order(
         .storage
         .user(record.user)?
         .ok_or_else(|| ApiError::Internal("a device without a user".into()))?;
-    let orgs = super::admin::org_names(&state.storage.orgs()?);
-    let organisation = orgs.get(&user.org).cloned().unwrap_or_default();
+    let organisation = state.storage.org(user.org)?.map(|o| o.name).unwrap_or_default();
     if let Some(own) = admin.organisation.filter(|own| *own != organisation) {
         return Err(super::scope::out_of_scope(&own, &organisation));
     }

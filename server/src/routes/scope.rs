@@ -57,8 +57,7 @@ pub fn require_user(state: &AppState, admin: &AdminRecord, user: UserId) -> Resu
         .storage
         .user(user)?
         .ok_or_else(|| ApiError::not_found("unknown_user", "no user has that id"))?;
-    let orgs = super::admin::org_names(&state.storage.orgs()?);
-    let organisation = orgs.get(&user.org).cloned().unwrap_or_default();
+    let organisation = state.storage.org(user.org)?.map(|o| o.name).unwrap_or_default();
     require_org(admin, &organisation)
 }
 
