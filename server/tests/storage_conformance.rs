@@ -136,6 +136,39 @@ mod fixtures {
         Revocation { reason: "stolen".into(), wipe_order: vec![byte; 200] }
     }
 
+    /// `plan` with a membership chain: its charter (entry 1), by `creator`'s device `by`.
+    pub fn charter(plan: PlanId, creator: UserId, by: DeviceId) -> eenplan_server::storage::CharteredPlan {
+        eenplan_server::storage::CharteredPlan {
+            plan,
+            creator,
+            created_by: by,
+            creator_role: "wijkteam".into(),
+            charter: vec![1; 40],
+            roster: vec![0xA1],
+            now: 5,
+        }
+    }
+
+    /// Entry 2 of `plan`'s chain, by device `by`, changing nothing: what a check's entry
+    /// starts from (`MembershipUpdate { add: …, ..entry(P, a1) }`).
+    pub fn entry(plan: PlanId, by: DeviceId) -> eenplan_server::storage::MembershipUpdate {
+        eenplan_server::storage::MembershipUpdate {
+            plan,
+            seq: 2,
+            signed: vec![2; 40],
+            roster: vec![0xA2],
+            level: "regulier".into(),
+            add: vec![],
+            remove: vec![],
+            regrant: vec![],
+            rotate: vec![],
+            by_device: Some(by),
+            closed_at: None,
+            erasure: None,
+            now: 6,
+        }
+    }
+
     pub fn new_device(tag: u8) -> NewDevice {
         NewDevice {
             device_id: DeviceId([tag; 16]),
@@ -2047,21 +2080,13 @@ pub mod suite {
     pub fn a_membership_chain_appends_in_order_grants_removes_rotates_and_pages_whole_chains(
         s: &dyn Storage,
     ) {
-        use eenplan_server::storage::{CharteredPlan, MembershipUpdate};
+        use eenplan_server::storage::MembershipUpdate;
         s.set_policy(&policy(2, &[("wijkteam", ALL, ALL), ("ggz", &["basis", "zorg"], &["zorg"])]), 1)
             .unwrap();
         let ann = user(s, "Ann");
         let gert = user_with_role(s, "Gert", "ggz");
         let (a1, g1) = (device(s, ann, 1), device(s, gert, 2));
-        let charter = CharteredPlan {
-            plan: P,
-            creator: ann,
-            created_by: a1,
-            creator_role: "wijkteam".into(),
-            charter: vec![1; 40],
-            roster: vec![0xA1],
-            now: 5,
-        };
+        let charter = charter(P, ann, a1);
         assert!(s.register_chartered_plan(&charter).unwrap());
         assert!(s.register_chartered_plan(&charter).unwrap(), "a retry by the creator changes nothing");
         assert_eq!(s.roster(P).unwrap(), Some((1, vec![0xA1])));
@@ -2071,19 +2096,9 @@ pub mod suite {
         mint(s, &(0..4).map(|c| doc(P, c)).collect::<Vec<_>>(), a1);
 
         let add = MembershipUpdate {
-            plan: P,
-            seq: 2,
-            signed: vec![2; 40],
-            roster: vec![0xA2],
             level: "zorg_en_veiligheidshuis".into(),
             add: vec![(gert, "ggz".into())],
-            remove: vec![],
-            regrant: vec![],
-            rotate: vec![],
-            by_device: Some(a1),
-            closed_at: None,
-            erasure: None,
-            now: 6,
+            ..entry(P, a1)
         };
         assert_eq!(s.append_membership(&add).unwrap(), 0);
         assert!(
@@ -2141,19 +2156,11 @@ pub mod suite {
     pub fn a_members_erasure_replaces_the_document_by_its_base_and_deletes_every_older_epoch(
         s: &dyn Storage,
     ) {
-        use eenplan_server::storage::{CharteredPlan, MemberErasure, MembershipUpdate};
+        use eenplan_server::storage::{MemberErasure, MembershipUpdate};
         s.set_policy(&policy(2, &[("wijkteam", ALL, ALL)]), 1).unwrap();
         let ann = user(s, "Ann");
         let a1 = device(s, ann, 1);
-        let charter = CharteredPlan {
-            plan: P,
-            creator: ann,
-            created_by: a1,
-            creator_role: "wijkteam".into(),
-            charter: vec![1; 40],
-            roster: vec![0xA1],
-            now: 5,
-        };
+        let charter = charter(P, ann, a1);
         s.register_chartered_plan(&charter).unwrap();
         mint(s, &[doc(P, 0), doc(P, 1)], a1);
         let escrow = DeviceId(eenplan_protocol::api::ESCROW_RECIPIENT);
@@ -2168,17 +2175,9 @@ pub mod suite {
             push(s, &[changes(doc(P, 0), 1, a1), changes(doc(P, 0), 2, a1), changes(doc(P, 1), 3, a1)]);
         let covers = before[1];
         let update = |seq: u32, covers: u64, base_id: u64| MembershipUpdate {
-            plan: P,
             seq,
             signed: vec![seq as u8; 40],
             roster: vec![0xA0 + seq as u8],
-            level: "regulier".into(),
-            add: vec![],
-            remove: vec![],
-            regrant: vec![],
-            rotate: vec![],
-            by_device: Some(a1),
-            closed_at: None,
             erasure: Some(MemberErasure {
                 document: doc(P, 0),
                 epoch: 2,
@@ -2188,6 +2187,7 @@ pub mod suite {
                 envelopes: vec![key(doc(P, 0), escrow, 2), key(doc(P, 0), a1, 2)],
             }),
             now: 7,
+            ..entry(P, a1)
         };
         // A bundle of the document after what the base covers: refused whole, nothing changes.
         let late = push(s, &[changes(doc(P, 0), 4, a1)]);
@@ -2215,39 +2215,17 @@ pub mod suite {
     pub fn a_closed_plan_is_listed_and_erasing_it_leaves_only_a_tombstone_that_refuses_registration(
         s: &dyn Storage,
     ) {
-        use eenplan_server::storage::{CharteredPlan, MembershipUpdate};
+        use eenplan_server::storage::MembershipUpdate;
         s.set_policy(&policy(2, &[("wijkteam", ALL, ALL)]), 1).unwrap();
         let ann = user(s, "Ann");
         let bob = user(s, "Bob");
         let (a1, b1) = (device(s, ann, 1), device(s, bob, 2));
         for plan in [P, Q] {
-            let charter = CharteredPlan {
-                plan,
-                creator: ann,
-                created_by: a1,
-                creator_role: "wijkteam".into(),
-                charter: vec![1; 40],
-                roster: vec![0xA1],
-                now: 5,
-            };
+            let charter = charter(plan, ann, a1);
             assert!(s.register_chartered_plan(&charter).unwrap());
             mint(s, &(0..4).map(|c| doc(plan, c)).collect::<Vec<_>>(), a1);
         }
-        let add = MembershipUpdate {
-            plan: P,
-            seq: 2,
-            signed: vec![2; 40],
-            roster: vec![0xA2],
-            level: "regulier".into(),
-            add: vec![(bob, "wijkteam".into())],
-            remove: vec![],
-            regrant: vec![],
-            rotate: vec![],
-            by_device: Some(a1),
-            closed_at: None,
-            erasure: None,
-            now: 6,
-        };
+        let add = MembershipUpdate { add: vec![(bob, "wijkteam".into())], ..entry(P, a1) };
         s.append_membership(&add).unwrap();
         let escrow = DeviceId(eenplan_protocol::api::ESCROW_RECIPIENT);
         seal(
@@ -2430,7 +2408,7 @@ pub mod suite {
     /// would be appended under it.
     pub fn a_membership_entry_that_removes_a_user_rotates_everything_the_user_reads_now(s: &dyn Storage) {
         use eenplan_protocol::sync::REJECT_ROTATING;
-        use eenplan_server::storage::{CharteredPlan, MembershipUpdate};
+        use eenplan_server::storage::MembershipUpdate;
         let roles: &[(&str, &[&str], &[&str])] = &[
             ("wijkteam", ALL, ALL),
             ("ggz", &["basis"], &["basis"]),
@@ -2440,32 +2418,10 @@ pub mod suite {
         let ann = user(s, "Ann");
         let gert = user_with_role(s, "Gert", "ggz");
         let (a1, g1) = (device(s, ann, 1), device(s, gert, 2));
-        let charter = CharteredPlan {
-            plan: P,
-            creator: ann,
-            created_by: a1,
-            creator_role: "wijkteam".into(),
-            charter: vec![1; 40],
-            roster: vec![0xA1],
-            now: 5,
-        };
+        let charter = charter(P, ann, a1);
         assert!(s.register_chartered_plan(&charter).unwrap());
         mint(s, &(0..4).map(|c| doc(P, c)).collect::<Vec<_>>(), a1);
-        let add = MembershipUpdate {
-            plan: P,
-            seq: 2,
-            signed: vec![2; 40],
-            roster: vec![0xA2],
-            level: "regulier".into(),
-            add: vec![(gert, "ggz".into())],
-            remove: vec![],
-            regrant: vec![],
-            rotate: vec![],
-            by_device: Some(a1),
-            closed_at: None,
-            erasure: None,
-            now: 6,
-        };
+        let add = MembershipUpdate { add: vec![(gert, "ggz".into())], ..entry(P, a1) };
         s.append_membership(&add).unwrap();
         assert_eq!(s.change_role(gert, "ggz-zorg", &[(g1, vec![2, 0xAA])], 7).unwrap(), 0, "a gained read");
         seal(s, a1, &[envelope(g1, doc(P, 0), 1, 1), envelope(g1, doc(P, 1), 1, 2)]);
@@ -3214,16 +3170,8 @@ mod sqlite {
     /// it may be erased): (the envelope, the bundle).
     pub(super) fn store_a_closed_plan(s: &dyn Storage, a1: DeviceId, ann: UserId) -> (Envelope, NewBundle) {
         use super::fixtures::*;
-        use eenplan_server::storage::{CharteredPlan, MembershipUpdate};
-        let charter = CharteredPlan {
-            plan: P,
-            creator: ann,
-            created_by: a1,
-            creator_role: "wijkteam".into(),
-            charter: vec![1; 40],
-            roster: vec![0xA1],
-            now: 5,
-        };
+        use eenplan_server::storage::MembershipUpdate;
+        let charter = charter(P, ann, a1);
         s.register_chartered_plan(&charter).unwrap();
         mint(s, &[doc(P, 0)], a1);
         let escrow = DeviceId(eenplan_protocol::api::ESCROW_RECIPIENT);
@@ -3232,21 +3180,7 @@ mod sqlite {
         s.put_envelopes(a1, std::slice::from_ref(&key)).unwrap();
         let sealed = NewBundle { bytes: marked(0x5D, 20_000), ..changes(doc(P, 0), 1, a1) };
         push(s, std::slice::from_ref(&sealed));
-        let close = MembershipUpdate {
-            plan: P,
-            seq: 2,
-            signed: vec![2; 40],
-            roster: closing_roster(),
-            level: "regulier".into(),
-            add: vec![],
-            remove: vec![],
-            regrant: vec![],
-            rotate: vec![],
-            by_device: Some(a1),
-            closed_at: Some(9),
-            erasure: None,
-            now: 9,
-        };
+        let close = MembershipUpdate { roster: closing_roster(), closed_at: Some(9), now: 9, ..entry(P, a1) };
         s.append_membership(&close).unwrap();
         (key, sealed)
     }
@@ -3413,13 +3347,10 @@ mod postgres {
         // pages that empty at a table's end would be cut off. (Checked: with `VACUUM` instead
         // of `VACUUM (FULL)` in purge_deleted this test fails.)
         let open = eenplan_server::storage::CharteredPlan {
-            plan: Q,
-            creator: ann,
-            created_by: a1,
-            creator_role: "wijkteam".into(),
             charter: vec![3; 40],
             roster: vec![0xB1],
             now: 11,
+            ..charter(Q, ann, a1)
         };
         s.register_chartered_plan(&open).unwrap();
         mint(s, &[doc(Q, 0)], a1);
