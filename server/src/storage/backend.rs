@@ -100,8 +100,6 @@ pub(crate) trait ReadRows {
 
     fn org_by_name(&self, name: &str) -> Result<Option<Org>>;
 
-    fn org_exists(&self, org: OrgId) -> Result<bool>;
-
     /// One organisation by id: what a request of one of its devices needs, without reading
     /// every organisation of the network.
     fn org(&self, org: OrgId) -> Result<Option<Org>>;

@@ -124,7 +124,7 @@ impl<B: Backend> Storage for B {
 
     fn add_user(&self, org: OrgId, name: &str, role: &str) -> Result<UserId> {
         write(self, |tx| {
-            if !tx.org_exists(org)? {
+            if tx.org(org)?.is_none() {
                 return Err(StorageError::NotFound);
             }
             tx.insert_user(org, name, role)?.ok_or_else(|| {

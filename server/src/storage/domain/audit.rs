@@ -4,7 +4,7 @@ use crate::storage::backend::WriteRows;
 use crate::storage::{AuditKeyRecord, Result, ServerEventRecord, StorageError};
 
 pub(super) fn put_audit_key(tx: &dyn WriteRows, key: &AuditKeyRecord) -> Result<bool> {
-    if !tx.org_exists(key.org)? {
+    if tx.org(key.org)?.is_none() {
         return Err(StorageError::NotFound);
     }
     let keys = tx.audit_keys(key.org)?;

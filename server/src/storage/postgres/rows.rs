@@ -217,10 +217,6 @@ pub(super) fn org(conn: &Connection<'_>, org: OrgId) -> Result<Option<Org>> {
         .optional()?)
 }
 
-pub(super) fn org_exists(conn: &Connection<'_>, org: OrgId) -> Result<bool> {
-    Ok(conn.query_row("SELECT 1 FROM orgs WHERE org_id = $1", [org.0], |_| Ok(())).optional()?.is_some())
-}
-
 const USER_COLUMNS: &str = "SELECT user_id, org_id, name, role FROM users";
 
 fn user_from(row: &Row) -> statements::Result<User> {

@@ -231,10 +231,6 @@ pub(super) fn org(conn: &Connection, org: OrgId) -> Result<Option<Org>> {
         .optional()?)
 }
 
-pub(super) fn org_exists(conn: &Connection, org: OrgId) -> Result<bool> {
-    Ok(conn.row("SELECT 1 FROM orgs WHERE org_id = ?1", [org.0], |_| Ok(())).optional()?.is_some())
-}
-
 const USER_COLUMNS: &str = "SELECT user_id, org_id, name, role FROM users";
 
 fn user_from(row: &Row<'_>) -> rusqlite::Result<User> {

@@ -97,10 +97,6 @@ impl<T: OnConnection> ReadRows for T {
         rows::org_by_name(self.conn(), name)
     }
 
-    fn org_exists(&self, org: OrgId) -> Result<bool> {
-        rows::org_exists(self.conn(), org)
-    }
-
     fn org(&self, org: OrgId) -> Result<Option<Org>> {
         rows::org(self.conn(), org)
     }
