@@ -225,6 +225,36 @@ pub struct AdminAudience<'a> {
     pub origin: &'a str,
 }
 
+/// The times an administrator's client puts on its signed requests: the clock's, or one
+/// millisecond past the previous request's when the clock has not moved on. Ed25519 signs
+/// deterministically, so two identical requests in one millisecond carry the same signature,
+/// and the server refuses the second as a replay (`replayed_request`).
+#[derive(Debug)]
+pub struct AdminRequestClock {
+    last: std::sync::atomic::AtomicI64,
+}
+
+impl Default for AdminRequestClock {
+    fn default() -> AdminRequestClock {
+        AdminRequestClock::new()
+    }
+}
+
+impl AdminRequestClock {
+    pub const fn new() -> AdminRequestClock {
+        AdminRequestClock { last: std::sync::atomic::AtomicI64::new(i64::MIN) }
+    }
+
+    /// The time for the next request, given the clock's `now_ms`: later than every earlier one.
+    pub fn time_for(&self, now_ms: i64) -> i64 {
+        use std::sync::atomic::Ordering;
+        let next = |last: i64| now_ms.max(last.saturating_add(1));
+        match self.last.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| Some(next(last))) {
+            Ok(last) | Err(last) => next(last),
+        }
+    }
+}
+
 /// What an administrator signs for one request.
 pub fn admin_request_message(
     audience: AdminAudience<'_>,
@@ -911,6 +941,16 @@ pub struct ServerAuditKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn admin_requests_in_one_millisecond_get_distinct_times_and_the_clock_is_followed_when_it_moves_on() {
+        let clock = AdminRequestClock::new();
+        assert_eq!(clock.time_for(1_000), 1_000);
+        assert_eq!(clock.time_for(1_000), 1_001, "the same millisecond: one past the last");
+        assert_eq!(clock.time_for(1_000), 1_002);
+        assert_eq!(clock.time_for(999), 1_003, "a clock stepped back never repeats a time");
+        assert_eq!(clock.time_for(5_000), 5_000, "a clock that moved on is followed");
+    }
 
     #[test]
     fn an_enrolment_code_round_trips_through_its_printed_form_and_knows_its_root() {

@@ -69,6 +69,8 @@ struct HandSigned {
     root: [u8; 32],
     url: String,
     agent: ureq::Agent,
+    /// Distinct times for identical requests in one millisecond, as the admin CLI keeps them.
+    clock: api::AdminRequestClock,
 }
 
 impl HandSigned {
@@ -92,12 +94,13 @@ impl HandSigned {
             root: grant.root_public.try_into().unwrap(),
             url: net.server.url.clone(),
             agent,
+            clock: api::AdminRequestClock::new(),
         }
     }
 
     /// A signed admin request: (status, body).
     fn call(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-        let time = now_ms();
+        let time = self.clock.time_for(now_ms());
         let origin = &self.url;
         let message = admin_request_message(
             AdminAudience { root_public: &self.root, origin },
