@@ -1469,6 +1469,108 @@ pub mod suite {
         assert!(!listed.iter().any(|&(_, _, missing)| missing == a1), "a holder is not missing its key");
     }
 
+    /// The answer's list is remembered between syncs (`domain::key_shares`); after every kind
+    /// of change it depends on, each made so that nothing else the list depends on changes
+    /// with it, it must still be what the key-by-key reads report now.
+    pub fn the_missing_keys_an_answer_lists_follow_every_change_they_depend_on(s: &dyn Storage) {
+        let roles: &[(&str, &[&str], &[&str])] =
+            &[("wijkteam", ALL, ALL), ("politie", &["basis", "justitie"], &["basis", "justitie"])];
+        s.set_policy(&policy(2, roles), 1).unwrap();
+        let (ann, bob) = (user(s, "Ann"), user(s, "Bob"));
+        let piet = user_with_role(s, "Piet", "politie");
+        let (a1, b1, p1) = (device(s, ann, 1), device(s, bob, 2), device(s, piet, 4));
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.add_participant(P, bob, "wijkteam").unwrap();
+        let [d0, d1, d2] = [doc(P, 0), doc(P, 1), doc(P, 2)];
+        mint(s, &[d0, d1], a1);
+        // Ann's list, asked twice (the second answer is the one a remembered list would
+        // serve); every other device's agrees with its key-by-key reads too.
+        let listed = |step: &str| -> Vec<(DocumentId, u32, DeviceId)> {
+            for (user, device) in [(bob, b1), (piet, p1)] {
+                let [listed, key_by_key] = missing_both_ways(s, user, device);
+                assert_eq!(listed, key_by_key, "{step}: {device:?}");
+            }
+            let [first, key_by_key] = missing_both_ways(s, ann, a1);
+            assert_eq!(first, key_by_key, "{step}");
+            assert_eq!(missing_both_ways(s, ann, a1)[0], first, "{step}: asked again");
+            first
+        };
+        assert_eq!(listed("Bob's device lacks both keys"), [(d0, 1, b1), (d1, 1, b1)]);
+
+        seal(s, a1, &[envelope(b1, d0, 1, 1)]);
+        assert_eq!(listed("an envelope stored"), [(d1, 1, b1)]);
+        mint(s, &[d2], a1);
+        assert_eq!(listed("a key made (a commitment alone)"), [(d1, 1, b1), (d2, 1, b1)]);
+        let b2 = device(s, bob, 3);
+        assert_eq!(
+            listed("a device activated"),
+            [(d0, 1, b2), (d1, 1, b1), (d1, 1, b2), (d2, 1, b1), (d2, 1, b2)]
+        );
+        s.revoke_device(b2, &revocation(1), 10).unwrap();
+        assert_eq!(listed("a device revoked"), [(d1, 1, b1), (d2, 1, b1)]);
+        s.add_participant(P, piet, "politie").unwrap();
+        assert_eq!(
+            listed("a participant added (politie reads basis)"),
+            [(d0, 1, p1), (d1, 1, b1), (d2, 1, b1)]
+        );
+        let justitie_only: &[(&str, &[&str], &[&str])] =
+            &[("wijkteam", ALL, ALL), ("politie", &["justitie"], &["justitie"])];
+        s.set_policy(&policy(3, justitie_only), 20).unwrap();
+        assert_eq!(
+            listed("a policy that takes basis from politie (Piet holds nothing)"),
+            [(d1, 1, b1), (d2, 1, b1)]
+        );
+        s.set_policy(&policy(4, roles), 30).unwrap();
+        assert_eq!(listed("a policy that gives it back"), [(d0, 1, p1), (d1, 1, b1), (d2, 1, b1)]);
+        s.change_role(bob, "politie", &[(b1, vec![2, 0xAA])], 40).unwrap();
+        assert_eq!(listed("a role that reads less (Bob held none of it)"), [(d0, 1, p1)]);
+        s.change_role(piet, "wijkteam", &[(p1, vec![4, 0xAA])], 50).unwrap();
+        assert_eq!(listed("a role that reads more"), [(d0, 1, p1), (d1, 1, p1), (d2, 1, p1)]);
+        assert!(wipe(s, p1, b"report", 60));
+        assert_eq!(listed("a device reported wiped"), []);
+        s.record_session(p1, None, 70).unwrap();
+        assert_eq!(listed("a session that forgets the wipe report"), [(d0, 1, p1), (d1, 1, p1), (d2, 1, p1)]);
+        s.remove_participant(P, piet, 80).unwrap();
+        assert_eq!(listed("a participant removed"), []);
+        s.complete_rotation(&CompletedRotation {
+            document: d0,
+            new_epoch: 2,
+            commitment: vec![2; 150],
+            minter_device: None,
+            envelopes: vec![envelope(a1, d0, 2, 5)],
+            now: 90,
+        })
+        .unwrap();
+        assert_eq!(listed("a new epoch"), [(d0, 2, b1)]);
+
+        // A plan's level: at the Zorg- en Veiligheidshuis, politie reads zorg too.
+        let mut leveled = (*policy(5, roles).policy).clone();
+        let zvh = "zorg_en_veiligheidshuis";
+        let everything =
+            Access { read: ALL.iter().map(|c| c.to_string()).collect(), write: Default::default() };
+        leveled.levels.insert(zvh.into(), [("politie".to_string(), everything)].into());
+        let root = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+        let signed = leveled.sign(&root).unwrap().to_bytes();
+        s.set_policy(&PolicyRecord { signed, policy: std::sync::Arc::new(leveled) }, 100).unwrap();
+        assert!(s.register_chartered_plan(&charter(Q, ann, a1)).unwrap());
+        s.append_membership(&eenplan_server::storage::MembershipUpdate {
+            add: vec![(bob, "politie".into())],
+            ..entry(Q, a1)
+        })
+        .unwrap();
+        let q1 = doc(Q, 1);
+        mint(s, &[q1], a1);
+        assert!(!listed("politie reads no zorg at the base level").contains(&(q1, 1, b1)));
+        let escalated = eenplan_server::storage::MembershipUpdate {
+            seq: 3,
+            signed: vec![3; 40],
+            level: zvh.into(),
+            ..entry(Q, a1)
+        };
+        s.append_membership(&escalated).unwrap();
+        assert!(listed("the plan escalated").contains(&(q1, 1, b1)));
+    }
+
     pub fn envelopes_are_delivered_once_after_the_cursor_and_escrow_ones_kept_apart(s: &dyn Storage) {
         let ann = user(s, "Ann");
         let a1 = device(s, ann, 1);
@@ -2987,6 +3089,7 @@ macro_rules! conformance_suite {
             a_devices_name_and_last_seen_time_are_kept_and_never_go_back,
             a_wipe_report_is_stored_only_while_the_device_stands_as_it_was_judged,
             missing_envelopes_agree_with_the_key_by_key_reads_across_revocation_roles_and_epochs,
+            the_missing_keys_an_answer_lists_follow_every_change_they_depend_on,
             envelopes_are_delivered_once_after_the_cursor_and_escrow_ones_kept_apart,
             a_batch_with_an_unknown_compartment_is_refused_whole,
             a_pull_running_beside_pushes_never_skips_a_committed_bundle,

@@ -32,6 +32,9 @@ pub(crate) trait Backend: Send + Sync {
     /// After a commit that deleted what must leave no copy (an erasure): makes sure no
     /// journal or free page the backend keeps still holds the deleted bytes.
     fn purge_deleted(&self) -> Result<()>;
+    /// This process's lists of the devices lacking a key a device holds
+    /// ([`super::domain::KeyShareCache`]).
+    fn key_shares(&self) -> &super::domain::KeyShareCache;
 }
 
 /// Runs `f` in one read transaction of `backend` and returns its result.
@@ -132,6 +135,14 @@ pub(crate) trait ReadRows {
     fn wipe_order(&self, id: DeviceId) -> Result<Option<Vec<u8>>>;
 
     fn user_exists(&self, user: UserId) -> Result<bool>;
+
+    /// The device's user and that user's key-share version, `None` for an unknown device. The
+    /// schema's triggers change it with every row that decides which devices lack a key the
+    /// user's devices hold: envelopes and commitments of the user's plans, their participants
+    /// and levels, the roles and devices (state, wipe report) of everyone taking part in
+    /// them. The policy's access rows are not among them: they change with the policy's
+    /// version.
+    fn key_share_version(&self, device: DeviceId) -> Result<Option<(UserId, i64)>>;
 
     fn plan_creator(&self, plan: &PlanId) -> Result<Option<UserId>>;
 

@@ -8,9 +8,12 @@ use eenplan_protocol::DocumentId;
 mod answer;
 mod audit;
 mod devices;
+mod key_shares;
 mod keys;
 mod log;
 mod plans;
+
+pub(crate) use key_shares::KeyShareCache;
 
 use super::backend::{Backend, read, write};
 use super::{
@@ -467,7 +470,7 @@ impl<B: Backend> Storage for B {
 
     fn answer(&self, query: &AnswerQuery) -> Result<AnswerReads> {
         let answer::Read { mut reads, resume, presented_token } =
-            read(self, |rows| answer::read(rows, query))?;
+            read(self, |rows| answer::read(rows, self.key_shares(), query))?;
         keep_resume_point(self, query.pull.device, resume, presented_token, &mut reads.batch)?;
         Ok(reads)
     }

@@ -97,6 +97,7 @@ pub struct PostgresStorage {
     /// Connections open or being opened, idle or not.
     open: Mutex<usize>,
     returned: Condvar,
+    key_shares: super::domain::KeyShareCache,
 }
 
 impl std::fmt::Debug for PostgresStorage {
@@ -163,6 +164,7 @@ impl PostgresStorage {
             idle: Mutex::new(Vec::new()),
             open: Mutex::new(0),
             returned: Condvar::new(),
+            key_shares: super::domain::KeyShareCache::new(),
         };
         off_runtime(|| -> Result<()> {
             let mut loan = storage.loan()?;
@@ -361,6 +363,10 @@ impl Backend for PostgresStorage {
     /// backups, and filesystem blocks the old files occupied.
     fn purge_deleted(&self) -> Result<()> {
         self.retrying(|| self.vacuum_full())
+    }
+
+    fn key_shares(&self) -> &super::domain::KeyShareCache {
+        &self.key_shares
     }
 }
 

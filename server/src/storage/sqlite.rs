@@ -61,6 +61,7 @@ pub struct SqliteStorage {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    key_shares: super::domain::KeyShareCache,
 }
 
 impl std::fmt::Debug for SqliteStorage {
@@ -129,7 +130,13 @@ impl SqliteStorage {
         migrations::migrate(&tx)?;
         tx.commit()?;
         let readers = (0..READERS).map(|_| connect_reader(&path).map(Mutex::new)).collect::<Result<_>>()?;
-        Ok(SqliteStorage { path, writer: Mutex::new(writer), readers, next_reader: AtomicUsize::new(0) })
+        Ok(SqliteStorage {
+            path,
+            writer: Mutex::new(writer),
+            readers,
+            next_reader: AtomicUsize::new(0),
+            key_shares: super::domain::KeyShareCache::new(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -223,6 +230,10 @@ impl Backend for SqliteStorage {
     /// truncation leaves no frame with a copy.
     fn purge_deleted(&self) -> Result<()> {
         self.checkpoint_truncate()
+    }
+
+    fn key_shares(&self) -> &super::domain::KeyShareCache {
+        &self.key_shares
     }
 }
 

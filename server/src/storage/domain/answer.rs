@@ -7,6 +7,7 @@ use std::collections::HashSet;
 
 use eenplan_protocol::DocumentId;
 
+use super::key_shares::{self, KeyShareCache};
 use super::log;
 use crate::storage::backend::ReadRows;
 use crate::storage::pull::ResumePoint;
@@ -25,7 +26,7 @@ pub(super) struct Read {
 }
 
 /// Reads everything [`AnswerReads`] holds in the transaction of `rows`.
-pub(super) fn read(rows: &dyn ReadRows, query: &AnswerQuery) -> Result<Read> {
+pub(super) fn read(rows: &dyn ReadRows, key_shares: &KeyShareCache, query: &AnswerQuery) -> Result<Read> {
     let request = &query.pull;
     let facts = rows.answer_facts(request.user, request.device, query.membership_after)?;
     // Read once for the membership page, the pull and the answer's own rules.
@@ -41,11 +42,13 @@ pub(super) fn read(rows: &dyn ReadRows, query: &AnswerQuery) -> Result<Read> {
     let page = pull::pull_at(rows.log(), &PullRequest { max_bytes, ..request.clone() }, &seen)?;
     let commitments = commitments(rows, &page.batch)?;
     let readable: HashSet<DocumentId> = seen.readable.iter().map(|(document, _)| *document).collect();
-    let missing_envelopes: Vec<(DocumentId, u32, DeviceId)> = rows
-        .devices_missing_held_keys(request.device)?
-        .into_iter()
-        .filter(|(document, _, _)| readable.contains(document))
-        .collect();
+    let policy_version = facts.policy.as_ref().map(|(version, _)| *version);
+    let missing_envelopes: Vec<(DocumentId, u32, DeviceId)> =
+        key_shares::devices_missing_held_keys(rows, key_shares, request.device, policy_version)?
+            .iter()
+            .copied()
+            .filter(|(document, _, _)| readable.contains(document))
+            .collect();
     let complete =
         page.batch.complete && membership.complete && page.batch.history.iter().all(|h| h.complete);
     let snapshot_candidates =

@@ -11,7 +11,7 @@
 //! so that names and roles sort by their bytes as in SQLite, whatever locale the cluster was
 //! created with. This backend starts at SQLite's schema 12, so its migration 1 is that whole
 //! schema; later changes are new numbers here (PostgreSQL's n is SQLite's n + 11 up to 3, then
-//! 4 is SQLite's 17).
+//! 4 is SQLite's 17, 5 SQLite's 18).
 
 use super::statements;
 use crate::storage::{Result, StorageError};
@@ -33,6 +33,78 @@ const MIGRATIONS: &[&str] = &[
     //    undo `WITHOUT ROWID` spills this backend never had).
     "ALTER TABLE snapshot_requests ADD COLUMN first_asked_at BIGINT NOT NULL DEFAULT 0;
      UPDATE snapshot_requests SET first_asked_at = requested_at;",
+    // 5: SQLite's 18, each user's key-share version, kept by triggers on the rows that decide
+    //    which devices lack a key the user's devices hold (the policy's access rows change
+    //    only with the policy's version, which the answer reads beside it). The log head's
+    //    row lock first, as every write transaction takes it: a server of the previous
+    //    version still writing waits here instead of deadlocking with the table locks below.
+    "SELECT 1 FROM log_head WHERE id = 1 FOR UPDATE;
+     ALTER TABLE users ADD COLUMN key_share_version BIGINT NOT NULL DEFAULT 0;
+     CREATE FUNCTION key_share_bump_plans(plans BYTEA[], members BIGINT[]) RETURNS void
+     LANGUAGE sql AS $$
+         UPDATE users SET key_share_version = key_share_version + 1
+         WHERE user_id = ANY (members)
+            OR user_id IN (SELECT user_id FROM participants WHERE plan_id = ANY (plans))
+     $$;
+     CREATE FUNCTION key_share_bump_partners(members BIGINT[]) RETURNS void
+     LANGUAGE sql AS $$
+         SELECT key_share_bump_plans(
+             ARRAY(SELECT plan_id FROM participants WHERE user_id = ANY (members)), members)
+     $$;
+     CREATE FUNCTION key_share_plan_row() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN
+         IF TG_OP IN ('UPDATE', 'DELETE') THEN
+             PERFORM key_share_bump_plans(ARRAY[OLD.plan_id], '{}');
+         END IF;
+         IF TG_OP IN ('INSERT', 'UPDATE') THEN
+             PERFORM key_share_bump_plans(ARRAY[NEW.plan_id], '{}');
+         END IF;
+         RETURN NULL;
+     END $$;
+     CREATE FUNCTION key_share_participant_row() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN
+         IF TG_OP IN ('UPDATE', 'DELETE') THEN
+             PERFORM key_share_bump_plans(ARRAY[OLD.plan_id], ARRAY[OLD.user_id]);
+         END IF;
+         IF TG_OP IN ('INSERT', 'UPDATE') THEN
+             PERFORM key_share_bump_plans(ARRAY[NEW.plan_id], ARRAY[NEW.user_id]);
+         END IF;
+         RETURN NULL;
+     END $$;
+     CREATE FUNCTION key_share_user_row() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN
+         IF TG_OP IN ('UPDATE', 'DELETE') THEN
+             PERFORM key_share_bump_partners(ARRAY[OLD.user_id]);
+         END IF;
+         IF TG_OP IN ('INSERT', 'UPDATE') THEN
+             PERFORM key_share_bump_partners(ARRAY[NEW.user_id]);
+         END IF;
+         RETURN NULL;
+     END $$;
+     CREATE FUNCTION key_share_wipe_row() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN
+         IF TG_OP IN ('UPDATE', 'DELETE') THEN
+             PERFORM key_share_bump_partners(ARRAY(SELECT user_id FROM devices WHERE device_id = OLD.device_id));
+         END IF;
+         IF TG_OP IN ('INSERT', 'UPDATE') THEN
+             PERFORM key_share_bump_partners(ARRAY(SELECT user_id FROM devices WHERE device_id = NEW.device_id));
+         END IF;
+         RETURN NULL;
+     END $$;
+     CREATE TRIGGER key_share_envelope AFTER INSERT OR UPDATE OR DELETE ON envelopes
+         FOR EACH ROW EXECUTE FUNCTION key_share_plan_row();
+     CREATE TRIGGER key_share_commitment AFTER INSERT OR UPDATE OR DELETE ON commitments
+         FOR EACH ROW EXECUTE FUNCTION key_share_plan_row();
+     CREATE TRIGGER key_share_plan_level AFTER UPDATE OF level ON plans
+         FOR EACH ROW EXECUTE FUNCTION key_share_plan_row();
+     CREATE TRIGGER key_share_participant AFTER INSERT OR DELETE OR UPDATE OF plan_id, user_id ON participants
+         FOR EACH ROW EXECUTE FUNCTION key_share_participant_row();
+     CREATE TRIGGER key_share_role AFTER UPDATE OF role ON users
+         FOR EACH ROW EXECUTE FUNCTION key_share_user_row();
+     CREATE TRIGGER key_share_device AFTER INSERT OR DELETE OR UPDATE OF device_id, user_id, state ON devices
+         FOR EACH ROW EXECUTE FUNCTION key_share_user_row();
+     CREATE TRIGGER key_share_wipe AFTER INSERT OR UPDATE OR DELETE ON wipe_reports
+         FOR EACH ROW EXECUTE FUNCTION key_share_wipe_row();",
 ];
 
 /// The schema version this build writes.

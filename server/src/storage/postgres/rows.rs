@@ -513,6 +513,12 @@ pub(super) fn user_exists(conn: &Connection<'_>, user: UserId) -> Result<bool> {
     Ok(conn.query_row("SELECT 1 FROM users WHERE user_id = $1", [user.0], |_| Ok(())).optional()?.is_some())
 }
 
+pub(super) fn key_share_version(conn: &Connection<'_>, device: DeviceId) -> Result<Option<(UserId, i64)>> {
+    let sql = "SELECT u.user_id, u.key_share_version FROM devices d JOIN users u ON u.user_id = d.user_id
+               WHERE d.device_id = $1";
+    Ok(conn.query_row(sql, [device.0], |row| Ok((UserId(row.get(0)?), row.get(1)?))).optional()?)
+}
+
 // Plans and access.
 
 pub(super) fn plan_creator(conn: &Connection<'_>, plan: &PlanId) -> Result<Option<UserId>> {

@@ -126,6 +126,10 @@ impl ReadRows for PgRows<'_> {
         rows::user_exists(self.conn(), user)
     }
 
+    fn key_share_version(&self, device: DeviceId) -> Result<Option<(UserId, i64)>> {
+        rows::key_share_version(self.conn(), device)
+    }
+
     fn plan_creator(&self, plan: &PlanId) -> Result<Option<UserId>> {
         rows::plan_creator(self.conn(), plan)
     }

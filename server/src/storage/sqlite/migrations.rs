@@ -467,6 +467,106 @@ const MIGRATIONS: &[&str] = &[
     //     less than ten minutes old does.
     "ALTER TABLE snapshot_requests ADD COLUMN first_asked_at BIGINT NOT NULL DEFAULT 0;
      UPDATE snapshot_requests SET first_asked_at = requested_at;",
+    // 18: each user's key-share version: every row that decides which devices lack a key the
+    //     user's devices hold bumps it, so that a sync answer reuses the list it computed
+    //     while the version stands (see `domain::key_shares`). Triggers, not the domain
+    //     layer, keep it: a write path added later cannot forget it. A migration that rebuilds
+    //     one of these tables must create its triggers again. The policy's access rows are
+    //     left out: they change only with the policy's version, which the answer reads beside
+    //     this one (a policy of a few hundred rows would otherwise bump every user per row).
+    //     A participant's grant position and plan role are not read by the lists either, so
+    //     changing them bumps nothing.
+    "ALTER TABLE users ADD COLUMN key_share_version INTEGER NOT NULL DEFAULT 0;
+     CREATE TRIGGER key_share_envelope_added AFTER INSERT ON envelopes BEGIN
+         UPDATE users SET key_share_version = key_share_version + 1
+         WHERE user_id IN (SELECT user_id FROM participants WHERE plan_id = NEW.plan_id);
+     END;
+     CREATE TRIGGER key_share_envelope_changed AFTER UPDATE ON envelopes BEGIN
+         UPDATE users SET key_share_version = key_share_version + 1
+         WHERE user_id IN (SELECT user_id FROM participants WHERE plan_id IN (OLD.plan_id, NEW.plan_id));
+     END;
+     CREATE TRIGGER key_share_envelope_removed AFTER DELETE ON envelopes BEGIN
+         UPDATE users SET key_share_version = key_share_version + 1
+         WHERE user_id IN (SELECT user_id FROM participants WHERE plan_id = OLD.plan_id);
+     END;
+     CREATE TRIGGER key_share_commitment_added AFTER INSERT ON commitments BEGIN
+         UPDATE users SET key_share_version = key_share_version + 1
+         WHERE user_id IN (SELECT user_id FROM participants WHERE plan_id = NEW.plan_id);
+     END;
+     CREATE TRIGGER key_share_commitment_changed AFTER UPDATE ON commitments BEGIN
+         UPDATE users SET key_share_version = key_share_version + 1
+         WHERE user_id IN (SELECT user_id FROM participants WHERE plan_id IN (OLD.plan_id, NEW.plan_id));
+     END;
+     CREATE TRIGGER key_share_commitment_removed AFTER DELETE ON commitments BEGIN
+         UPDATE users SET key_share_version = key_share_version + 1
+         WHERE user_id IN (SELECT user_id FROM participants WHERE plan_id = OLD.plan_id);
+     END;
+     CREATE TRIGGER key_share_participant_added AFTER INSERT ON participants BEGIN
+         UPDATE users SET key_share_version = key_share_version + 1
+         WHERE user_id IN (SELECT user_id FROM participants WHERE plan_id = NEW.plan_id);
+     END;
+     CREATE TRIGGER key_share_participant_changed AFTER UPDATE OF plan_id, user_id ON participants BEGIN
+         UPDATE users SET key_share_version = key_share_version + 1
+         WHERE user_id IN (OLD.user_id, NEW.user_id)
+            OR user_id IN (SELECT user_id FROM participants WHERE plan_id IN (OLD.plan_id, NEW.plan_id));
+     END;
+     CREATE TRIGGER key_share_participant_removed AFTER DELETE ON participants BEGIN
+         UPDATE users SET key_share_version = key_share_version + 1
+         WHERE user_id = OLD.user_id
+            OR user_id IN (SELECT user_id FROM participants WHERE plan_id = OLD.plan_id);
+     END;
+     CREATE TRIGGER key_share_plan_level AFTER UPDATE OF level ON plans BEGIN
+         UPDATE users SET key_share_version = key_share_version + 1
+         WHERE user_id IN (SELECT user_id FROM participants WHERE plan_id IN (OLD.plan_id, NEW.plan_id));
+     END;
+     CREATE TRIGGER key_share_role AFTER UPDATE OF role ON users BEGIN
+         UPDATE users SET key_share_version = key_share_version + 1
+         WHERE user_id IN (OLD.user_id, NEW.user_id)
+            OR user_id IN (SELECT p2.user_id FROM participants p1 JOIN participants p2 ON p2.plan_id = p1.plan_id
+                           WHERE p1.user_id IN (OLD.user_id, NEW.user_id));
+     END;
+     CREATE TRIGGER key_share_device_added AFTER INSERT ON devices BEGIN
+         UPDATE users SET key_share_version = key_share_version + 1
+         WHERE user_id = NEW.user_id
+            OR user_id IN (SELECT p2.user_id FROM participants p1 JOIN participants p2 ON p2.plan_id = p1.plan_id
+                           WHERE p1.user_id = NEW.user_id);
+     END;
+     CREATE TRIGGER key_share_device_changed AFTER UPDATE OF device_id, user_id, state ON devices BEGIN
+         UPDATE users SET key_share_version = key_share_version + 1
+         WHERE user_id IN (OLD.user_id, NEW.user_id)
+            OR user_id IN (SELECT p2.user_id FROM participants p1 JOIN participants p2 ON p2.plan_id = p1.plan_id
+                           WHERE p1.user_id IN (OLD.user_id, NEW.user_id));
+     END;
+     CREATE TRIGGER key_share_device_removed AFTER DELETE ON devices BEGIN
+         UPDATE users SET key_share_version = key_share_version + 1
+         WHERE user_id = OLD.user_id
+            OR user_id IN (SELECT p2.user_id FROM participants p1 JOIN participants p2 ON p2.plan_id = p1.plan_id
+                           WHERE p1.user_id = OLD.user_id);
+     END;
+     CREATE TRIGGER key_share_wipe_added AFTER INSERT ON wipe_reports BEGIN
+         UPDATE users SET key_share_version = key_share_version + 1
+         WHERE user_id IN (SELECT user_id FROM devices WHERE device_id = NEW.device_id)
+            OR user_id IN (SELECT p2.user_id FROM devices d
+                           JOIN participants p1 ON p1.user_id = d.user_id
+                           JOIN participants p2 ON p2.plan_id = p1.plan_id
+                           WHERE d.device_id = NEW.device_id);
+     END;
+     CREATE TRIGGER key_share_wipe_changed AFTER UPDATE ON wipe_reports BEGIN
+         UPDATE users SET key_share_version = key_share_version + 1
+         WHERE user_id IN (SELECT user_id FROM devices WHERE device_id IN (OLD.device_id, NEW.device_id))
+            OR user_id IN (SELECT p2.user_id FROM devices d
+                           JOIN participants p1 ON p1.user_id = d.user_id
+                           JOIN participants p2 ON p2.plan_id = p1.plan_id
+                           WHERE d.device_id IN (OLD.device_id, NEW.device_id));
+     END;
+     CREATE TRIGGER key_share_wipe_removed AFTER DELETE ON wipe_reports BEGIN
+         UPDATE users SET key_share_version = key_share_version + 1
+         WHERE user_id IN (SELECT user_id FROM devices WHERE device_id = OLD.device_id)
+            OR user_id IN (SELECT p2.user_id FROM devices d
+                           JOIN participants p1 ON p1.user_id = d.user_id
+                           JOIN participants p2 ON p2.plan_id = p1.plan_id
+                           WHERE d.device_id = OLD.device_id);
+     END;",
 ];
 
 /// The schema version this build writes.
