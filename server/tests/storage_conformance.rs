@@ -1269,7 +1269,7 @@ pub mod suite {
         assert!(answer.snapshot_candidates.is_empty());
 
         // What the user may do, read in one transaction too.
-        let access = s.user_access(bob, &[d1, doc(P, 2), d0]).unwrap().unwrap();
+        let access = s.user_access(bob, &[d1, doc(P, 2), doc(Q, 0), d0, d1]).unwrap().unwrap();
         assert_eq!(access.user, s.user(bob).unwrap().unwrap());
         let org = access.user.org;
         let named = s.orgs().unwrap().into_iter().find(|o| o.id == org).unwrap().name;
@@ -1278,7 +1278,11 @@ pub mod suite {
         assert_eq!(access.plan_levels, s.plan_levels_of_user(bob).unwrap());
         assert_eq!(access.readable, s.readable_documents(bob).unwrap());
         assert_eq!(access.readable.len(), 4, "all four compartments of P");
-        assert_eq!(access.epochs, [(d1, 1), (doc(P, 2), 0), (d0, 1)], "each document's, in the order asked");
+        assert_eq!(
+            access.epochs,
+            [(d1, 1), (doc(P, 2), 0), (d0, 1), (d1, 1)],
+            "each readable document's, in the order asked (Q is not Bob's plan)"
+        );
         assert_eq!(s.user_access(bob, &[]).unwrap().unwrap().epochs, []);
         assert!(s.user_access(UserId(bob.0 + 1_000), &[d0]).unwrap().is_none(), "an unknown user");
 

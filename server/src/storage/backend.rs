@@ -63,6 +63,24 @@ pub(crate) fn write<B: Backend + ?Sized, T>(
     out.ok_or_else(|| super::StorageError::Backend("a write transaction ended without running".into()))
 }
 
+/// The rows a sync reads of its user before its checks ([`ReadRows::access_facts`]); each
+/// field is what the single read it names returns.
+#[derive(Debug, Clone)]
+pub(crate) struct AccessFacts {
+    /// [`ReadRows::user`].
+    pub user: User,
+    /// [`ReadRows::org`] of the user's organisation.
+    pub org: Option<Org>,
+    /// [`ReadRows::policy`].
+    pub policy: Option<PolicyRecord>,
+    /// [`ReadRows::plan_levels_of_user`].
+    pub plan_levels: Vec<(PlanId, String)>,
+    /// [`ReadRows::readable`].
+    pub readable: Vec<(DocumentId, u64)>,
+    /// [`ReadRows::current_epoch`] of the documents asked for that are readable.
+    pub epochs: Vec<(DocumentId, u32)>,
+}
+
 /// The rows a sync answer reads of a user and a device beside the log's pages
 /// ([`ReadRows::answer_facts`]); each field is what the single read it names returns.
 #[derive(Debug, Clone, PartialEq)]
@@ -280,6 +298,29 @@ pub(crate) trait ReadRows {
 
     /// Whether the log holds a bundle of `document` after position `after`.
     fn document_has_bundle_after(&self, document: DocumentId, after: u64) -> Result<bool>;
+
+    /// What every sync reads of `user` before its checks, one by one here, in one statement
+    /// where a round trip costs (PostgreSQL); `None` for an unknown user. `epochs` holds
+    /// [`ReadRows::current_epoch`] of each of `documents` that is among `readable`, in the
+    /// order asked: a request naming documents its user does not read costs no read for them.
+    fn access_facts(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<AccessFacts>> {
+        let Some(record) = self.user(user)? else { return Ok(None) };
+        let readable = self.readable(user)?;
+        let reads: std::collections::HashSet<DocumentId> = readable.iter().map(|(d, _)| *d).collect();
+        let epochs = documents
+            .iter()
+            .filter(|d| reads.contains(*d))
+            .map(|&d| Ok((d, self.current_epoch(d)?)))
+            .collect::<Result<_>>()?;
+        Ok(Some(AccessFacts {
+            org: self.org(record.org)?,
+            user: record,
+            policy: self.policy()?,
+            plan_levels: self.plan_levels_of_user(user)?,
+            readable,
+            epochs,
+        }))
+    }
 
     /// Every sync answer's reads of `user` and `device` beside the log's pages, which
     /// seldom change: read one by one here, in one statement where a round trip costs

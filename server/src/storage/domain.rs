@@ -341,25 +341,16 @@ impl<B: Backend> Storage for B {
     }
 
     fn user_access(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<UserAccess>> {
+        // Only documents the user reads can take a push (a role writes only what it reads),
+        // so the facts hold the epochs of those alone.
         read(self, |rows| {
-            let Some(record) = rows.user(user)? else { return Ok(None) };
-            let organisation = rows.org(record.org)?.map(|o| o.name).unwrap_or_default();
-            let readable = rows.readable(user)?;
-            // Only documents the user reads can take a push (a role writes only what it
-            // reads), so a request naming others costs no read for them.
-            let reads: std::collections::HashSet<DocumentId> = readable.iter().map(|(d, _)| *d).collect();
-            let epochs = documents
-                .iter()
-                .filter(|d| reads.contains(*d))
-                .map(|&d| Ok((d, rows.current_epoch(d)?)))
-                .collect::<Result<_>>()?;
-            Ok(Some(UserAccess {
-                user: record,
-                organisation,
-                policy: rows.policy()?,
-                plan_levels: rows.plan_levels_of_user(user)?,
-                readable,
-                epochs,
+            Ok(rows.access_facts(user, documents)?.map(|facts| UserAccess {
+                user: facts.user,
+                organisation: facts.org.map(|o| o.name).unwrap_or_default(),
+                policy: facts.policy,
+                plan_levels: facts.plan_levels,
+                readable: facts.readable,
+                epochs: facts.epochs,
             }))
         })
     }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use eenplan_protocol::{BundleKind, DocumentId};
 
 use super::statements::{self, Connection, OptionalExtension, Row, ToValue, Transaction, Value, params};
-use crate::storage::backend::AnswerFacts;
+use crate::storage::backend::{AccessFacts, AnswerFacts};
 use crate::storage::pull::{LogView, ResumePoint, RowMeta};
 use crate::storage::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
@@ -802,6 +802,89 @@ pub(super) fn answer_facts(
     // As `head` alone: the row is made with the schema, so its absence is an error.
     out.head = head.ok_or(statements::Error::QueryReturnedNoRows)?;
     Ok(out)
+}
+
+/// [`ReadRows::access_facts`] in one statement, tagged by row as [`ANSWER_FACTS`]: the user
+/// with the organisation (0), the readable documents (1), the plans' levels (2), the policy
+/// (3) and the epochs of the documents asked for that are readable (4).
+///
+/// [`ReadRows::access_facts`]: crate::storage::backend::ReadRows::access_facts
+const ACCESS_FACTS: &str = "
+    WITH readable AS MATERIALIZED (
+        SELECT p.plan_id, a.compartment, p.granted_at_seq
+        FROM participants p
+        JOIN plans pl ON pl.plan_id = p.plan_id
+        JOIN users u ON u.user_id = p.user_id
+        JOIN policy_access a ON a.role = u.role AND a.level = pl.level
+        WHERE p.user_id = $1)
+    SELECT 0 AS tag, u.org_id AS n, o.org_id AS m, o.lease_hours AS k, NULL::bytea AS plan,
+           NULL::bigint AS compartment, u.name AS t1, u.role AS t2, o.name AS t3,
+           NULL::bytea AS bytes, 0::bigint AS ord
+    FROM users u LEFT JOIN orgs o ON o.org_id = u.org_id WHERE u.user_id = $1
+    UNION ALL
+    SELECT 1, granted_at_seq, NULL, NULL, plan_id, compartment, NULL, NULL, NULL, NULL,
+           row_number() OVER (ORDER BY plan_id, compartment)
+    FROM readable
+    UNION ALL
+    SELECT 2, NULL, NULL, NULL, p.plan_id, NULL, pl.level, NULL, NULL, NULL,
+           row_number() OVER (ORDER BY p.plan_id)
+    FROM participants p JOIN plans pl ON pl.plan_id = p.plan_id WHERE p.user_id = $1
+    UNION ALL
+    SELECT 3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, signed, 0 FROM policy WHERE id = 1
+    UNION ALL
+    SELECT 4, (SELECT COALESCE(MAX(c.epoch), 0) FROM commitments c
+               WHERE c.plan_id = d.plan_id AND c.compartment = d.compartment),
+           NULL, NULL, d.plan_id, d.compartment, NULL, NULL, NULL, NULL, d.ord
+    FROM unnest($2::bytea[], $3::bigint[]) WITH ORDINALITY AS d (plan_id, compartment, ord)
+    WHERE EXISTS (SELECT 1 FROM readable r WHERE r.plan_id = d.plan_id AND r.compartment = d.compartment)
+    ORDER BY tag, ord";
+
+pub(super) fn access_facts(
+    conn: &Connection<'_>,
+    user: UserId,
+    documents: &[DocumentId],
+) -> Result<Option<AccessFacts>> {
+    let plans = Value::ByteStrings(documents.iter().map(|d| d.plan.to_vec()).collect());
+    let compartments = Value::Ints(documents.iter().map(|d| Some(i64::from(d.compartment))).collect());
+    let rows = conn.query_values(ACCESS_FACTS, &[Value::Int(user.0), plans, compartments], |row| {
+        Ok(match row.get::<i64>(0)? {
+            0 => {
+                let org = OrgId(row.get(1)?);
+                let found: Option<i64> = row.get(2)?;
+                let org_record = match found {
+                    Some(id) => Some(Org { id: OrgId(id), name: row.get(8)?, lease_hours: row.get(3)? }),
+                    None => None,
+                };
+                AccessRow::User(User { id: user, org, name: row.get(6)?, role: row.get(7)? }, org_record)
+            }
+            1 => AccessRow::Readable(document_at(row, 4, 5)?, uint(row, 1)?),
+            2 => AccessRow::Level(row.get(4)?, row.get(6)?),
+            3 => AccessRow::Policy(row.get(9)?),
+            4 => AccessRow::Epoch(document_at(row, 4, 5)?, row.get(1)?),
+            other => return Err(conversion(0, Type::Integer, BadValue(format!("access fact {other}")))),
+        })
+    })?;
+    let mut found = None;
+    let (mut readable, mut plan_levels, mut policy, mut epochs) = (Vec::new(), Vec::new(), None, Vec::new());
+    for row in rows {
+        match row {
+            AccessRow::User(user, org) => found = Some((user, org)),
+            AccessRow::Readable(document, granted) => readable.push((document, granted)),
+            AccessRow::Level(plan, level) => plan_levels.push((plan, level)),
+            AccessRow::Policy(signed) => policy = Some(PolicyRecord::from_stored(signed)?),
+            AccessRow::Epoch(document, epoch) => epochs.push((document, epoch)),
+        }
+    }
+    Ok(found.map(|(user, org)| AccessFacts { user, org, policy, plan_levels, readable, epochs }))
+}
+
+/// One row of [`ACCESS_FACTS`], by its tag.
+enum AccessRow {
+    User(User, Option<Org>),
+    Readable(DocumentId, u64),
+    Level(PlanId, String),
+    Policy(Vec<u8>),
+    Epoch(DocumentId, u32),
 }
 
 /// Takes the next `n` log positions and returns the last of them.

@@ -5,7 +5,7 @@ use eenplan_protocol::DocumentId;
 
 use super::rows;
 use super::statements::Connection;
-use crate::storage::backend::{AnswerFacts, ReadRows, WriteRows};
+use crate::storage::backend::{AccessFacts, AnswerFacts, ReadRows, WriteRows};
 use crate::storage::pull::{LogView, ResumePoint};
 use crate::storage::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
@@ -332,6 +332,10 @@ impl ReadRows for PgRows<'_> {
 
     fn answer_facts(&self, user: UserId, device: DeviceId, membership_after: u64) -> Result<AnswerFacts> {
         rows::answer_facts(self.conn(), user, device, membership_after)
+    }
+
+    fn access_facts(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<AccessFacts>> {
+        rows::access_facts(self.conn(), user, documents)
     }
 }
 
