@@ -818,8 +818,8 @@ pub struct UserAccess {
     pub plan_levels: Vec<(PlanId, String)>,
     /// The documents the user may read, as [`Storage::readable_documents`] reports them.
     pub readable: Vec<(DocumentId, u64)>,
-    /// The current epoch ([`Storage::current_epoch`]) of each document asked for, in the
-    /// order asked.
+    /// The current epoch ([`Storage::current_epoch`]) of each document asked for that the
+    /// user reads, in the order asked.
     pub epochs: Vec<(DocumentId, u32)>,
 }
 

@@ -78,6 +78,21 @@ mod fixtures {
         PolicyRecord { signed: policy.sign(&root).unwrap().to_bytes(), policy: std::sync::Arc::new(policy) }
     }
 
+    /// [`policy`], and at plan level `level` the role `role` reads `reads` (and writes nothing).
+    pub fn policy_with_level(
+        version: u32,
+        roles: &[(&str, &[&str], &[&str])],
+        level: &str,
+        (role, reads): (&str, &[&str]),
+    ) -> PolicyRecord {
+        let mut leveled = (*policy(version, roles).policy).clone();
+        let access =
+            Access { read: reads.iter().map(|c| c.to_string()).collect(), write: Default::default() };
+        leveled.levels.insert(level.into(), [(role.to_string(), access)].into());
+        let root = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+        PolicyRecord { signed: leveled.sign(&root).unwrap().to_bytes(), policy: std::sync::Arc::new(leveled) }
+    }
+
     /// The policy every check starts from: a wijkteam user reads and writes every compartment
     /// (as every role did before policies), so the checks of the log are about the log.
     pub fn open_policy() -> PolicyRecord {
@@ -1315,6 +1330,63 @@ pub mod suite {
         assert!(s.answer(&query).unwrap().snapshot_candidates.is_empty(), "Bob's key is of epoch 1");
     }
 
+    /// A user's access across plans: what the role reads at each plan's level, nothing of a
+    /// plan the user is not in, and each asked document's epoch only where it is read.
+    pub fn a_users_access_holds_what_the_role_reads_at_each_plans_level_across_plans(s: &dyn Storage) {
+        let roles: &[(&str, &[&str], &[&str])] =
+            &[("wijkteam", ALL, ALL), ("politie", &["basis", "justitie"], &["basis", "justitie"])];
+        let zvh = "zorg_en_veiligheidshuis";
+        s.set_policy(&policy_with_level(2, roles, zvh, ("politie", &["basis", "zorg"])), 1).unwrap();
+        let ann = user(s, "Ann");
+        let piet = user_with_role(s, "Piet", "politie");
+        let a1 = device(s, ann, 1);
+        const R: PlanId = [0xC3; 16];
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.add_participant(P, piet, "politie").unwrap();
+        assert!(s.register_chartered_plan(&charter(Q, ann, a1)).unwrap());
+        let escalate = eenplan_server::storage::MembershipUpdate {
+            level: zvh.into(),
+            add: vec![(piet, "politie".into())],
+            ..entry(Q, a1)
+        };
+        s.append_membership(&escalate).unwrap();
+        s.register_plan(R, ann, a1, 2).unwrap();
+        let documents: Vec<DocumentId> =
+            [P, Q, R].iter().flat_map(|&p| (0..4).map(move |c| doc(p, c))).collect();
+        mint(s, &documents, a1);
+        // Bob leaving queues P's rotation; basis moves to epoch 2.
+        let bob = user(s, "Bob");
+        s.add_participant(P, bob, "wijkteam").unwrap();
+        s.remove_participant(P, bob, 10).unwrap();
+        s.complete_rotation(&CompletedRotation {
+            document: doc(P, 0),
+            new_epoch: 2,
+            commitment: vec![2; 150],
+            minter_device: None,
+            envelopes: vec![envelope(a1, doc(P, 0), 2, 5)],
+            now: 20,
+        })
+        .unwrap();
+
+        let asked = [doc(P, 1), doc(Q, 1), doc(R, 0), doc(P, 0), doc(Q, 3), doc(P, 3)];
+        let access = s.user_access(piet, &asked).unwrap().unwrap();
+        assert_eq!(access.user, s.user(piet).unwrap().unwrap());
+        assert_eq!(access.plan_levels, s.plan_levels_of_user(piet).unwrap());
+        assert_eq!(access.plan_levels, [(P, "regulier".to_string()), (Q, zvh.to_string())]);
+        assert_eq!(access.readable, s.readable_documents(piet).unwrap());
+        let read: Vec<DocumentId> = access.readable.iter().map(|(d, _)| *d).collect();
+        assert_eq!(
+            read,
+            [doc(P, 0), doc(P, 3), doc(Q, 0), doc(Q, 1)],
+            "basis and justitie; at the ZVH basis and zorg"
+        );
+        assert_eq!(
+            access.epochs,
+            [(doc(Q, 1), 1), (doc(P, 0), 2), (doc(P, 3), 1)],
+            "zorg of P, basis of R and justitie of Q are not Piet's"
+        );
+    }
+
     pub fn a_device_asked_for_a_snapshot_holds_other_devices_off_for_ten_minutes_from_its_first_ask(
         s: &dyn Storage,
     ) {
@@ -1548,14 +1620,8 @@ pub mod suite {
         assert_eq!(listed("a new epoch"), [(d0, 2, b1)]);
 
         // A plan's level: at the Zorg- en Veiligheidshuis, politie reads zorg too.
-        let mut leveled = (*policy(5, roles).policy).clone();
         let zvh = "zorg_en_veiligheidshuis";
-        let everything =
-            Access { read: ALL.iter().map(|c| c.to_string()).collect(), write: Default::default() };
-        leveled.levels.insert(zvh.into(), [("politie".to_string(), everything)].into());
-        let root = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
-        let signed = leveled.sign(&root).unwrap().to_bytes();
-        s.set_policy(&PolicyRecord { signed, policy: std::sync::Arc::new(leveled) }, 100).unwrap();
+        s.set_policy(&policy_with_level(5, roles, zvh, ("politie", ALL)), 100).unwrap();
         assert!(s.register_chartered_plan(&charter(Q, ann, a1)).unwrap());
         s.append_membership(&eenplan_server::storage::MembershipUpdate {
             add: vec![(bob, "politie".into())],
@@ -3082,6 +3148,7 @@ macro_rules! conformance_suite {
             history_requests_page_a_readable_documents_whole_change_log_within_the_budget,
             envelopes_go_ahead_of_the_log_on_a_cursor_of_their_own_each_once,
             a_sync_answer_and_a_users_access_read_in_one_transaction_what_the_single_reads_report,
+            a_users_access_holds_what_the_role_reads_at_each_plans_level_across_plans,
             a_device_asked_for_a_snapshot_holds_other_devices_off_for_ten_minutes_from_its_first_ask,
             the_first_envelope_stays_and_key_requests_list_exactly_the_devices_lacking_an_envelope,
             an_envelope_batch_of_a_sealer_revoked_meanwhile_stores_none_of_it,
