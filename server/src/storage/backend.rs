@@ -15,7 +15,7 @@ use super::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
     Erasure, HeldTail, MemberErased, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId,
     Participant, PlanId, PolicyRecord, PositionedEntry, Reader, Result, ServerEventRecord, StoredAuditUpload,
-    StoredName, User, UserId,
+    StoredName, User, UserAccess, UserId,
 };
 
 /// A database the domain layer runs its transactions on.
@@ -61,24 +61,6 @@ pub(crate) fn write<B: Backend + ?Sized, T>(
         Ok(())
     })?;
     out.ok_or_else(|| super::StorageError::Backend("a write transaction ended without running".into()))
-}
-
-/// The rows a sync reads of its user before its checks ([`ReadRows::access_facts`]); each
-/// field is what the single read it names returns.
-#[derive(Debug, Clone)]
-pub(crate) struct AccessFacts {
-    /// [`ReadRows::user`].
-    pub user: User,
-    /// [`ReadRows::org`] of the user's organisation.
-    pub org: Option<Org>,
-    /// [`ReadRows::policy`].
-    pub policy: Option<PolicyRecord>,
-    /// [`ReadRows::plan_levels_of_user`].
-    pub plan_levels: Vec<(PlanId, String)>,
-    /// [`ReadRows::readable`].
-    pub readable: Vec<(DocumentId, u64)>,
-    /// [`ReadRows::current_epoch`] of the documents asked for that are readable.
-    pub epochs: Vec<(DocumentId, u32)>,
 }
 
 /// The rows a sync answer reads of a user and a device beside the log's pages
@@ -299,11 +281,11 @@ pub(crate) trait ReadRows {
     /// Whether the log holds a bundle of `document` after position `after`.
     fn document_has_bundle_after(&self, document: DocumentId, after: u64) -> Result<bool>;
 
-    /// What every sync reads of `user` before its checks, one by one here, in one statement
-    /// where a round trip costs (PostgreSQL); `None` for an unknown user. `epochs` holds
-    /// [`ReadRows::current_epoch`] of each of `documents` that is among `readable`, in the
-    /// order asked: a request naming documents its user does not read costs no read for them.
-    fn access_facts(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<AccessFacts>> {
+    /// What every sync reads of `user` before its checks ([`super::Storage::user_access`]),
+    /// one by one here, in one statement where a round trip costs (PostgreSQL); `None` for
+    /// an unknown user. Its epochs are those of the `documents` the user reads: a request
+    /// naming documents its user does not read costs no read for them.
+    fn user_access(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<UserAccess>> {
         let Some(record) = self.user(user)? else { return Ok(None) };
         let readable = self.readable(user)?;
         let reads: std::collections::HashSet<DocumentId> = readable.iter().map(|(d, _)| *d).collect();
@@ -312,8 +294,8 @@ pub(crate) trait ReadRows {
             .filter(|d| reads.contains(*d))
             .map(|&d| Ok((d, self.current_epoch(d)?)))
             .collect::<Result<_>>()?;
-        Ok(Some(AccessFacts {
-            org: self.org(record.org)?,
+        Ok(Some(UserAccess {
+            organisation: self.org(record.org)?.map(|o| o.name).unwrap_or_default(),
             user: record,
             policy: self.policy()?,
             plan_levels: self.plan_levels_of_user(user)?,

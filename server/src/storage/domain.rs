@@ -341,18 +341,7 @@ impl<B: Backend> Storage for B {
     }
 
     fn user_access(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<UserAccess>> {
-        // Only documents the user reads can take a push (a role writes only what it reads),
-        // so the facts hold the epochs of those alone.
-        read(self, |rows| {
-            Ok(rows.access_facts(user, documents)?.map(|facts| UserAccess {
-                user: facts.user,
-                organisation: facts.org.map(|o| o.name).unwrap_or_default(),
-                policy: facts.policy,
-                plan_levels: facts.plan_levels,
-                readable: facts.readable,
-                epochs: facts.epochs,
-            }))
-        })
+        read(self, |rows| rows.user_access(user, documents))
     }
 
     fn readers(&self, document: DocumentId) -> Result<Vec<Reader>> {

@@ -8,13 +8,13 @@ use std::collections::HashMap;
 use eenplan_protocol::{BundleKind, DocumentId};
 
 use super::statements::{self, Connection, OptionalExtension, Row, ToValue, Transaction, Value, params};
-use crate::storage::backend::{AccessFacts, AnswerFacts};
+use crate::storage::backend::AnswerFacts;
 use crate::storage::pull::{LogView, ResumePoint, RowMeta};
 use crate::storage::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
     Erasure, HeldTail, MemberErased, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId,
     Participant, PlanId, PolicyRecord, Reader, Result, ServerEventRecord, StorageError, StoredAuditUpload,
-    StoredBundle, StoredName, TailStats, User, UserId,
+    StoredBundle, StoredName, TailStats, User, UserAccess, UserId,
 };
 
 const SERVER_SECRET: &str = "server_secret";
@@ -804,15 +804,14 @@ pub(super) fn answer_facts(
     Ok(out)
 }
 
-/// [`ReadRows::access_facts`] in one statement, one round trip instead of seven or more.
-/// Each row carries its read's tag (column 0) and its place in that read's order (column
-/// 10): the user with the organisation (0), the readable documents (1), the plans' levels
+/// [`ReadRows::user_access`] in one statement, one round trip instead of seven or more.
+/// Each row carries its read's tag (column 0) and its place in that read's order (column 8):
+/// the user with the organisation's name (0), the readable documents (1), the plans' levels
 /// (2), the policy (3) and the epochs of the documents asked for that are readable (4). The
-/// other columns are (n, m, k, plan, compartment, t1, t2, t3, bytes), as each read fills
-/// them; `m` is the organisation's id, NULL when the user's organisation is gone.
+/// other columns are (n, plan, compartment, t1, t2, t3, bytes), as each read fills them.
 ///
-/// [`ReadRows::access_facts`]: crate::storage::backend::ReadRows::access_facts
-const ACCESS_FACTS: &str = "
+/// [`ReadRows::user_access`]: crate::storage::backend::ReadRows::user_access
+const USER_ACCESS: &str = "
     WITH readable AS MATERIALIZED (
         SELECT p.plan_id, a.compartment, p.granted_at_seq
         FROM participants p
@@ -820,31 +819,29 @@ const ACCESS_FACTS: &str = "
         JOIN users u ON u.user_id = p.user_id
         JOIN policy_access a ON a.role = u.role AND a.level = pl.level
         WHERE p.user_id = $1)
-    SELECT 0 AS tag, u.org_id AS n, o.org_id AS m, o.lease_hours AS k, NULL::bytea AS plan,
-           NULL::bigint AS compartment, u.name AS t1, u.role AS t2, o.name AS t3,
-           NULL::bytea AS bytes, 0::bigint AS ord
+    SELECT 0 AS tag, u.org_id AS n, NULL::bytea AS plan, NULL::bigint AS compartment,
+           u.name AS t1, u.role AS t2, o.name AS t3, NULL::bytea AS bytes, 0::bigint AS ord
     FROM users u LEFT JOIN orgs o ON o.org_id = u.org_id WHERE u.user_id = $1
     UNION ALL
-    SELECT 1, granted_at_seq, NULL, NULL, plan_id, compartment, NULL, NULL, NULL, NULL,
+    SELECT 1, granted_at_seq, plan_id, compartment, NULL, NULL, NULL, NULL,
            row_number() OVER (ORDER BY plan_id, compartment)
     FROM readable
     UNION ALL
-    SELECT 2, NULL, NULL, NULL, p.plan_id, NULL, pl.level, NULL, NULL, NULL,
-           row_number() OVER (ORDER BY p.plan_id)
+    SELECT 2, NULL, p.plan_id, NULL, pl.level, NULL, NULL, NULL, row_number() OVER (ORDER BY p.plan_id)
     FROM participants p JOIN plans pl ON pl.plan_id = p.plan_id WHERE p.user_id = $1
     UNION ALL
-    SELECT 3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, signed, 0 FROM policy WHERE id = 1
+    SELECT 3, NULL, NULL, NULL, NULL, NULL, NULL, signed, 0 FROM policy WHERE id = 1
     UNION ALL
     SELECT 4, (SELECT COALESCE(MAX(c.epoch), 0) FROM commitments c
                WHERE c.plan_id = d.plan_id AND c.compartment = d.compartment),
-           NULL, NULL, d.plan_id, d.compartment, NULL, NULL, NULL, NULL, d.ord
+           d.plan_id, d.compartment, NULL, NULL, NULL, NULL, d.ord
     FROM unnest($2::bytea[], $3::bigint[]) WITH ORDINALITY AS d (plan_id, compartment, ord)
     WHERE EXISTS (SELECT 1 FROM readable r WHERE r.plan_id = d.plan_id AND r.compartment = d.compartment)
     ORDER BY tag, ord";
 
-/// One row of [`ACCESS_FACTS`], by its tag.
+/// One row of [`USER_ACCESS`], by its tag.
 enum AccessRow {
-    User { org: OrgId, name: String, role: String, org_record: Option<Org> },
+    User { org: OrgId, name: String, role: String, organisation: Option<String> },
     Readable(DocumentId, u64),
     Level(PlanId, String),
     Policy(Vec<u8>),
@@ -853,38 +850,35 @@ enum AccessRow {
 
 fn access_row_from(row: &Row) -> statements::Result<AccessRow> {
     Ok(match row.get::<i64>(0)? {
-        0 => {
-            let org_id: Option<i64> = row.get(2)?;
-            let org_record = match org_id {
-                Some(id) => Some(Org { id: OrgId(id), name: row.get(8)?, lease_hours: row.get(3)? }),
-                None => None,
-            };
-            AccessRow::User { org: OrgId(row.get(1)?), name: row.get(6)?, role: row.get(7)?, org_record }
-        }
-        1 => AccessRow::Readable(document_at(row, 4, 5)?, uint(row, 1)?),
-        2 => AccessRow::Level(row.get(4)?, row.get(6)?),
-        3 => AccessRow::Policy(row.get(9)?),
-        4 => AccessRow::Epoch(document_at(row, 4, 5)?, row.get(1)?),
+        0 => AccessRow::User {
+            org: OrgId(row.get(1)?),
+            name: row.get(4)?,
+            role: row.get(5)?,
+            organisation: row.get(6)?,
+        },
+        1 => AccessRow::Readable(document_at(row, 2, 3)?, uint(row, 1)?),
+        2 => AccessRow::Level(row.get(2)?, row.get(4)?),
+        3 => AccessRow::Policy(row.get(7)?),
+        4 => AccessRow::Epoch(document_at(row, 2, 3)?, row.get(1)?),
         other => return Err(conversion(0, Type::Integer, BadValue(format!("access fact {other}")))),
     })
 }
 
-pub(super) fn access_facts(
+pub(super) fn user_access(
     conn: &Connection<'_>,
     user: UserId,
     documents: &[DocumentId],
-) -> Result<Option<AccessFacts>> {
+) -> Result<Option<UserAccess>> {
     let plans = Value::ByteStrings(documents.iter().map(|d| d.plan.to_vec()).collect());
     let compartments = Value::Ints(documents.iter().map(|d| Some(i64::from(d.compartment))).collect());
-    let rows =
-        conn.query_values(ACCESS_FACTS, &[Value::Int(user.0), plans, compartments], access_row_from)?;
+    let rows = conn.query_values(USER_ACCESS, &[Value::Int(user.0), plans, compartments], access_row_from)?;
     let mut found = None;
     let (mut readable, mut plan_levels, mut signed_policy, mut epochs) =
         (Vec::new(), Vec::new(), None, Vec::new());
     for row in rows {
         match row {
-            AccessRow::User { org, name, role, org_record } => {
-                found = Some((User { id: user, org, name, role }, org_record))
+            AccessRow::User { org, name, role, organisation } => {
+                found = Some((User { id: user, org, name, role }, organisation.unwrap_or_default()))
             }
             AccessRow::Readable(document, granted) => readable.push((document, granted)),
             AccessRow::Level(plan, level) => plan_levels.push((plan, level)),
@@ -893,9 +887,9 @@ pub(super) fn access_facts(
         }
     }
     // As the single reads: an unknown user is `None` before the policy is looked at.
-    let Some((record, org)) = found else { return Ok(None) };
+    let Some((record, organisation)) = found else { return Ok(None) };
     let policy = signed_policy.map(PolicyRecord::from_stored).transpose()?;
-    Ok(Some(AccessFacts { user: record, org, policy, plan_levels, readable, epochs }))
+    Ok(Some(UserAccess { user: record, organisation, policy, plan_levels, readable, epochs }))
 }
 
 /// Takes the next `n` log positions and returns the last of them.

@@ -5,13 +5,13 @@ use eenplan_protocol::DocumentId;
 
 use super::rows;
 use super::statements::Connection;
-use crate::storage::backend::{AccessFacts, AnswerFacts, ReadRows, WriteRows};
+use crate::storage::backend::{AnswerFacts, ReadRows, WriteRows};
 use crate::storage::pull::{LogView, ResumePoint};
 use crate::storage::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
     Erasure, HeldTail, MemberErased, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId,
     Participant, PlanId, PolicyRecord, Reader, Result, ServerEventRecord, StoredAuditUpload, StoredName,
-    User, UserId,
+    User, UserAccess, UserId,
 };
 
 /// The rows of one transaction, read-only or read-write (PostgreSQL refuses a write in a
@@ -334,8 +334,8 @@ impl ReadRows for PgRows<'_> {
         rows::answer_facts(self.conn(), user, device, membership_after)
     }
 
-    fn access_facts(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<AccessFacts>> {
-        rows::access_facts(self.conn(), user, documents)
+    fn user_access(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<UserAccess>> {
+        rows::user_access(self.conn(), user, documents)
     }
 }
 
