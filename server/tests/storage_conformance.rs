@@ -93,6 +93,20 @@ mod fixtures {
         PolicyRecord { signed: leveled.sign(&root).unwrap().to_bytes(), policy: std::sync::Arc::new(leveled) }
     }
 
+    /// Completes the waiting rotation of `document` to epoch 2, made without a minter device
+    /// (an administrator's rekey), with `envelopes` of the new key.
+    pub fn rotate_to_epoch_2(s: &dyn Storage, document: DocumentId, envelopes: Vec<Envelope>, now: i64) {
+        let rotation = CompletedRotation {
+            document,
+            new_epoch: 2,
+            commitment: vec![2; 150],
+            minter_device: None,
+            envelopes,
+            now,
+        };
+        s.complete_rotation(&rotation).unwrap();
+    }
+
     /// The policy every check starts from: a wijkteam user reads and writes every compartment
     /// (as every role did before policies), so the checks of the log are about the log.
     pub fn open_policy() -> PolicyRecord {
@@ -1358,15 +1372,7 @@ pub mod suite {
         let bob = user(s, "Bob");
         s.add_participant(P, bob, "wijkteam").unwrap();
         s.remove_participant(P, bob, 10).unwrap();
-        s.complete_rotation(&CompletedRotation {
-            document: doc(P, 0),
-            new_epoch: 2,
-            commitment: vec![2; 150],
-            minter_device: None,
-            envelopes: vec![envelope(a1, doc(P, 0), 2, 5)],
-            now: 20,
-        })
-        .unwrap();
+        rotate_to_epoch_2(s, doc(P, 0), vec![envelope(a1, doc(P, 0), 2, 5)], 20);
 
         let asked = [doc(P, 1), doc(Q, 1), doc(R, 0), doc(P, 0), doc(Q, 3), doc(P, 3)];
         let access = s.user_access(piet, &asked).unwrap().unwrap();
@@ -1518,18 +1524,15 @@ pub mod suite {
         mint(s, &[d0, d1, d3], a1);
         seal(s, a1, &[envelope(b1, d0, 1, 1), envelope(b1, d1, 1, 2), envelope(p1, d0, 1, 3)]);
         s.revoke_device(b2, &revocation(1), 10).unwrap();
-        s.complete_rotation(&CompletedRotation {
-            document: d0,
-            new_epoch: 2,
-            commitment: vec![2; 150],
-            minter_device: None,
-            envelopes: vec![
+        rotate_to_epoch_2(
+            s,
+            d0,
+            vec![
                 envelope(a1, d0, 2, 5),
                 envelope(DeviceId(eenplan_protocol::api::ESCROW_RECIPIENT), d0, 2, 7),
             ],
-            now: 20,
-        })
-        .unwrap();
+            20,
+        );
 
         for (user, device) in [(ann, a1), (bob, b1), (piet, p1)] {
             let [listed, key_by_key] = missing_both_ways(s, user, device);
@@ -1608,15 +1611,7 @@ pub mod suite {
         assert_eq!(listed("a session that forgets the wipe report"), [(d0, 1, p1), (d1, 1, p1), (d2, 1, p1)]);
         s.remove_participant(P, piet, 80).unwrap();
         assert_eq!(listed("a participant removed"), []);
-        s.complete_rotation(&CompletedRotation {
-            document: d0,
-            new_epoch: 2,
-            commitment: vec![2; 150],
-            minter_device: None,
-            envelopes: vec![envelope(a1, d0, 2, 5)],
-            now: 90,
-        })
-        .unwrap();
+        rotate_to_epoch_2(s, d0, vec![envelope(a1, d0, 2, 5)], 90);
         assert_eq!(listed("a new epoch"), [(d0, 2, b1)]);
 
         // A plan's level: at the Zorg- en Veiligheidshuis, politie reads zorg too.
@@ -2472,15 +2467,7 @@ pub mod suite {
             [PushOutcome::Refused { reason: REJECT_ROTATING }]
         );
         let escrow = DeviceId(eenplan_protocol::api::ESCROW_RECIPIENT);
-        s.complete_rotation(&CompletedRotation {
-            document: d,
-            new_epoch: 2,
-            commitment: vec![2; 150],
-            minter_device: None,
-            envelopes: vec![envelope(laptop, d, 2, 5), envelope(escrow, d, 2, 7)],
-            now: 20,
-        })
-        .unwrap();
+        rotate_to_epoch_2(s, d, vec![envelope(laptop, d, 2, 5), envelope(escrow, d, 2, 7)], 20);
         let head = s.head().unwrap();
         assert_eq!(
             s.push_batch(&[changes(d, 3, laptop)]).unwrap(),
@@ -2517,18 +2504,12 @@ pub mod suite {
             [PushOutcome::Refused { reason: REJECT_ROTATING }]
         );
         assert_eq!(s.head().unwrap(), head, "the refused push took no log position");
-        s.complete_rotation(&CompletedRotation {
-            document: d,
-            new_epoch: 2,
-            commitment: vec![2; 150],
-            minter_device: None,
-            envelopes: vec![
-                envelope(a1, d, 2, 5),
-                envelope(DeviceId(eenplan_protocol::api::ESCROW_RECIPIENT), d, 2, 7),
-            ],
-            now: 20,
-        })
-        .unwrap();
+        rotate_to_epoch_2(
+            s,
+            d,
+            vec![envelope(a1, d, 2, 5), envelope(DeviceId(eenplan_protocol::api::ESCROW_RECIPIENT), d, 2, 7)],
+            20,
+        );
         let head = s.head().unwrap();
         assert_eq!(
             s.push_batch(&[changes(d, 3, b1)]).unwrap(),
