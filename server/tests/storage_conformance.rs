@@ -2241,6 +2241,10 @@ pub mod suite {
         let queued: Vec<DocumentId> = s.rotation_tasks(10).unwrap().into_iter().map(|t| t.document).collect();
         assert_eq!(queued, [doc(P, 0), doc(P, 1)]);
         assert_eq!(s.envelopes_for(g1, 0).unwrap(), [envelope(g1, doc(Q, 1), 1, 2)]);
+        // A plan without a membership chain rotates by the administrator's rekey: its devices
+        // are asked to make no rotation, in an answer or by the single reads.
+        assert_eq!(s.rotations_for(ann).unwrap(), []);
+        assert_eq!(s.answer(&answer_query(ann, a1, 0, BIG)).unwrap().rotations, []);
         assert_eq!(s.remove_participant(P, gert, 10).unwrap(), 2, "a non-participant changes nothing");
     }
 

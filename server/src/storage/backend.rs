@@ -84,6 +84,8 @@ pub(crate) struct AnswerFacts {
     pub unminted: Vec<DocumentId>,
     /// [`ReadRows::chartered_rotations_for`], each with its [`ReadRows::current_epoch`].
     pub rotations: Vec<(DocumentId, u32)>,
+    /// [`ReadRows::key_share_version`] of the device.
+    pub key_shares: Option<(UserId, i64)>,
 }
 
 /// Reads inside one transaction.
@@ -325,6 +327,7 @@ pub(crate) trait ReadRows {
                 .into_iter()
                 .map(|d| Ok((d, self.current_epoch(d)?)))
                 .collect::<Result<_>>()?,
+            key_shares: self.key_share_version(device)?,
         })
     }
 }

@@ -43,12 +43,17 @@ pub(super) fn read(rows: &dyn ReadRows, key_shares: &KeyShareCache, query: &Answ
     let commitments = commitments(rows, &page.batch)?;
     let readable: HashSet<DocumentId> = seen.readable.iter().map(|(document, _)| *document).collect();
     let policy_version = facts.policy.as_ref().map(|(version, _)| *version);
-    let missing_envelopes: Vec<(DocumentId, u32, DeviceId)> =
-        key_shares::devices_missing_held_keys(rows, key_shares, request.device, policy_version)?
-            .iter()
-            .copied()
-            .filter(|(document, _, _)| readable.contains(document))
-            .collect();
+    let missing_envelopes: Vec<(DocumentId, u32, DeviceId)> = key_shares::devices_missing_held_keys(
+        rows,
+        key_shares,
+        request.device,
+        facts.key_shares,
+        policy_version,
+    )?
+    .iter()
+    .copied()
+    .filter(|(document, _, _)| readable.contains(document))
+    .collect();
     let complete =
         page.batch.complete && membership.complete && page.batch.history.iter().all(|h| h.complete);
     let snapshot_candidates =

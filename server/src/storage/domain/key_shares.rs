@@ -77,14 +77,16 @@ impl KeyShareCache {
 }
 
 /// [`ReadRows::devices_missing_held_keys`] of `device`, as of the transaction of `rows`, in
-/// which `policy` is the stored policy's version.
+/// which `version` is [`ReadRows::key_share_version`] of `device` and `policy` the stored
+/// policy's version (both read by the caller in that transaction, with its other facts).
 pub(super) fn devices_missing_held_keys(
     rows: &dyn ReadRows,
     cache: &KeyShareCache,
     device: DeviceId,
+    version: Option<(UserId, i64)>,
     policy: Option<u32>,
 ) -> Result<Arc<MissingKeys>> {
-    let Some((user, key_shares)) = rows.key_share_version(device)? else {
+    let Some((user, key_shares)) = version else {
         return Ok(Arc::new(rows.devices_missing_held_keys(device)?));
     };
     let stamp = Stamp { user, key_shares, policy };

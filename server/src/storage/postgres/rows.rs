@@ -682,19 +682,25 @@ pub(super) fn chartered_rotations_for(conn: &Connection<'_>, user: UserId) -> Re
 /// The reads of [`crate::storage::backend::ReadRows::answer_facts`], each the statement of
 /// its single read, as one statement: one round trip per answer instead of eight or more.
 /// Each row carries its read's tag (column 0) and its place in that read's order (column 6);
-/// the other columns are (n, m, bytes, plan, compartment), as each read fills them.
+/// the other columns are (n, m, bytes, plan, compartment), as each read fills them. The
+/// readable documents are joined once (`readable`), for themselves, the unminted ones and
+/// the chartered rotations; joined three times, they were a third of the statement's time
+/// (2026-12-06, 0.21 → 0.12 ms for a user of one plan, 0.58 → 0.38 ms for one of fifty).
 const ANSWER_FACTS: &str = "
+    WITH readable AS MATERIALIZED (
+        SELECT p.plan_id, a.compartment, p.granted_at_seq, pl.roster IS NOT NULL AS chartered
+        FROM participants p
+        JOIN plans pl ON pl.plan_id = p.plan_id
+        JOIN users u ON u.user_id = p.user_id
+        JOIN policy_access a ON a.role = u.role AND a.level = pl.level
+        WHERE p.user_id = $1)
     SELECT 0 AS tag, head AS n, NULL::bigint AS m, NULL::bytea AS bytes, NULL::bytea AS plan,
            NULL::bigint AS compartment, 0::bigint AS ord
     FROM log_head WHERE id = 1
     UNION ALL
-    SELECT 1, p.granted_at_seq, NULL, NULL, p.plan_id, a.compartment,
-           row_number() OVER (ORDER BY p.plan_id, a.compartment)
-    FROM participants p
-    JOIN plans pl ON pl.plan_id = p.plan_id
-    JOIN users u ON u.user_id = p.user_id
-    JOIN policy_access a ON a.role = u.role AND a.level = pl.level
-    WHERE p.user_id = $1
+    SELECT 1, granted_at_seq, NULL, NULL, plan_id, compartment,
+           row_number() OVER (ORDER BY plan_id, compartment)
+    FROM readable
     UNION ALL
     SELECT 2, position, seq, signed, plan_id, NULL, row_number() OVER (ORDER BY position, plan_id, seq)
     FROM (SELECT m.plan_id, GREATEST(m.log_seq, p.granted_at_seq) AS position, m.seq, m.signed
@@ -715,24 +721,18 @@ const ANSWER_FACTS: &str = "
     UNION ALL
     SELECT 5, COALESCE(MAX(last_seq), 0), NULL, NULL, NULL, NULL, 0 FROM audit_uploads WHERE device_id = $2
     UNION ALL
-    SELECT 6, NULL, NULL, NULL, p.plan_id, a.compartment, row_number() OVER (ORDER BY p.plan_id, a.compartment)
-    FROM participants p
-    JOIN plans pl ON pl.plan_id = p.plan_id
-    JOIN users u ON u.user_id = p.user_id
-    JOIN policy_access a ON a.role = u.role AND a.level = pl.level
-    WHERE p.user_id = $1
-      AND NOT EXISTS (SELECT 1 FROM commitments c WHERE c.plan_id = p.plan_id AND c.compartment = a.compartment)
+    SELECT 6, NULL, NULL, NULL, r.plan_id, r.compartment, row_number() OVER (ORDER BY r.plan_id, r.compartment)
+    FROM readable r
+    WHERE NOT EXISTS (SELECT 1 FROM commitments c WHERE c.plan_id = r.plan_id AND c.compartment = r.compartment)
     UNION ALL
     SELECT 7, (SELECT COALESCE(MAX(c.epoch), 0) FROM commitments c
                WHERE c.plan_id = r.plan_id AND c.compartment = r.compartment),
            NULL, NULL, r.plan_id, r.compartment, row_number() OVER (ORDER BY r.plan_id, r.compartment)
-    FROM (SELECT DISTINCT r.plan_id, r.compartment
-          FROM rotations r
-          JOIN plans pl ON pl.plan_id = r.plan_id AND pl.roster IS NOT NULL
-          JOIN participants p ON p.plan_id = r.plan_id AND p.user_id = $1
-          JOIN users u ON u.user_id = p.user_id
-          JOIN policy_access a ON a.role = u.role AND a.compartment = r.compartment AND a.level = pl.level)
-         AS r
+    FROM readable r
+    WHERE r.chartered AND EXISTS (SELECT 1 FROM rotations q WHERE q.plan_id = r.plan_id AND q.compartment = r.compartment)
+    UNION ALL
+    SELECT 8, u.key_share_version, u.user_id, NULL, NULL, NULL, 0
+    FROM devices d JOIN users u ON u.user_id = d.user_id WHERE d.device_id = $2
     ORDER BY tag, ord";
 
 /// One row of [`ANSWER_FACTS`], by its tag.
@@ -747,6 +747,7 @@ enum Fact {
     AuditThrough(u64),
     Unminted(DocumentId),
     Rotation(DocumentId, u32),
+    KeyShares(UserId, i64),
 }
 
 fn fact_from(row: &Row) -> statements::Result<Fact> {
@@ -759,6 +760,7 @@ fn fact_from(row: &Row) -> statements::Result<Fact> {
         5 => Fact::AuditThrough(uint(row, 1)?),
         6 => Fact::Unminted(document_at(row, 4, 5)?),
         7 => Fact::Rotation(document_at(row, 4, 5)?, row.get(1)?),
+        8 => Fact::KeyShares(UserId(row.get(2)?), row.get(1)?),
         other => return Err(conversion(0, Type::Integer, BadValue(format!("answer fact {other}")))),
     })
 }
@@ -782,6 +784,7 @@ pub(super) fn answer_facts(
         audit_through: 0,
         unminted: Vec::new(),
         rotations: Vec::new(),
+        key_shares: None,
     };
     let mut head = None;
     for fact in facts {
@@ -797,6 +800,7 @@ pub(super) fn answer_facts(
             Fact::AuditThrough(through) => out.audit_through = through,
             Fact::Unminted(document) => out.unminted.push(document),
             Fact::Rotation(document, epoch) => out.rotations.push((document, epoch)),
+            Fact::KeyShares(user, version) => out.key_shares = Some((user, version)),
         }
     }
     // As `head` alone: the row is made with the schema, so its absence is an error.
