@@ -1267,6 +1267,9 @@ pub trait Storage: Send + Sync {
         self.pull_page(&PullRequest::new(user, device, since, max_bytes))
     }
     fn document_stats(&self, document: DocumentId) -> Result<DocStats>;
+    /// The documents `device` holds a key of, each with its tail after the newest snapshot:
+    /// what a sync answer weighs to ask the device for snapshots.
+    fn held_tails(&self, device: DeviceId) -> Result<Vec<HeldTail>>;
     /// Everything a sync answer reads, in one read transaction, so that it is built from
     /// one commit; see [`AnswerReads`]. Like [`Storage::pull_page`], a page that stops
     /// inside a history block stores where (the only write) and hands out a resume token.

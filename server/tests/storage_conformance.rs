@@ -984,6 +984,72 @@ pub mod suite {
         assert_eq!((stats.bytes_since_snapshot, stats.latest_snapshot_bytes), (300, Some(400)));
     }
 
+    /// The tails a sync answer weighs for snapshots are the documents' own statistics after
+    /// every kind of write to the log (PostgreSQL keeps them in a table of their own, which
+    /// its triggers keep in step with the bundles).
+    pub fn the_tails_an_answer_weighs_are_the_documents_statistics_after_every_write_to_the_log(
+        s: &dyn Storage,
+    ) {
+        use eenplan_server::storage::{MemberErasure, MembershipUpdate};
+        s.set_policy(&policy(2, &[("wijkteam", ALL, ALL)]), 1).unwrap();
+        let ann = user(s, "Ann");
+        let (a1, a2) = (device(s, ann, 1), device(s, ann, 2));
+        s.register_chartered_plan(&charter(P, ann, a1)).unwrap();
+        s.register_plan(Q, ann, a1, 1).unwrap();
+        let (p0, p1, q0) = (doc(P, 0), doc(P, 1), doc(Q, 0));
+        mint(s, &[p0, p1, q0], a1);
+        seal(s, a1, &[envelope(a2, p0, 1, 1), envelope(a2, p1, 1, 2), envelope(a2, q0, 1, 3)]);
+        let check = |when: &str, held: &[DocumentId]| {
+            for device in [a1, a2] {
+                let tails = s.held_tails(device).unwrap();
+                let documents: Vec<DocumentId> = tails.iter().map(|t| t.document).collect();
+                assert_eq!(documents, held, "{when}: the documents {device:?} holds a key of");
+                for t in tails {
+                    let stats = s.document_stats(t.document).unwrap();
+                    assert_eq!(t.tail, stats.tail(), "{when}: the tail of {:?}", t.document);
+                }
+            }
+        };
+        let mut held = [p0, p1, q0];
+        held.sort();
+        check("before any bundle", &held);
+
+        let c = push(s, &(0..5).map(|i| changes(p0, i, a1)).collect::<Vec<_>>());
+        push(s, &[changes(p1, 10, a1)]);
+        push(s, &[changes(p0, 11, a2), changes(q0, 12, a2)]);
+        check("after appends alone and in a batch", &held);
+        assert_eq!(s.held_tails(a1).unwrap().iter().map(|t| t.tail.bundles_since_snapshot).sum::<u64>(), 8);
+
+        push(s, &[requested_snapshot(s, p0, 50, a2, c[3])]);
+        check("after a snapshot", &held);
+        push(s, &[requested_snapshot(s, p0, 51, a1, c[1])]);
+        check("after an older snapshot than the newest", &held);
+        let late =
+            push(s, &[changes(p0, 13, a1), requested_snapshot(s, p0, 52, a2, c[4]), changes(p0, 14, a1)]);
+        check("after a snapshot between changes in one batch", &held);
+        push(s, &[changes(q0, 15, a1)]);
+        check("after one more change", &held);
+
+        // A member's erasure deletes the document's bundles before its base.
+        let erasure = MembershipUpdate {
+            erasure: Some(MemberErasure {
+                document: p0,
+                epoch: 2,
+                covers: late[2],
+                base: NewBundle { epoch: 2, ..snapshot(p0, 60, a1, late[2]) },
+                commitment: commitment(p0, 2, Some(a1), 2),
+                envelopes: vec![envelope(a1, p0, 2, 4)],
+            }),
+            ..entry(P, a1)
+        };
+        s.append_erasure(&erasure).unwrap();
+        assert_eq!(s.document_stats(p0).unwrap().bundles, 1, "the base alone");
+        seal(s, a1, &[envelope(a2, p0, 2, 5)]);
+        check("after a member's erasure", &held);
+        push(s, &[NewBundle { epoch: 2, ..changes(p0, 16, a1) }]);
+        check("after a change at the new epoch", &held);
+    }
+
     pub fn a_snapshot_request_cannot_cover_more_than_the_log_holds(s: &dyn Storage) {
         let a1 = DeviceId([1; 16]);
         let c = push(s, &[changes(doc(P, 0), 1, a1)]);
@@ -3126,6 +3192,7 @@ macro_rules! conformance_suite {
             a_snapshot_makes_a_from_scratch_pull_return_the_snapshot_and_the_tail_only,
             a_device_far_behind_gets_the_snapshot_instead_of_hundreds_of_changes,
             document_stats_count_the_bundles_and_the_tail_after_the_latest_snapshot,
+            the_tails_an_answer_weighs_are_the_documents_statistics_after_every_write_to_the_log,
             a_snapshot_request_cannot_cover_more_than_the_log_holds,
             a_snapshot_is_stored_only_against_its_authors_request_for_exactly_its_covers_and_once,
             snapshot_requests_are_bounded_per_device_one_device_at_a_time_and_expire,
@@ -3527,6 +3594,24 @@ mod postgres {
         s.erase_plan(P, 10).unwrap();
         let dir = backend.files();
         assert_eq!(files_hold(&dir, &needles), Vec::<PathBuf>::new(), "erased bytes remain");
+    }
+
+    /// The tails PostgreSQL keeps for the sync answers (migration 6) go with the bundles they
+    /// count: an erased plan leaves no row of its documents' counts and sizes behind.
+    #[test]
+    fn an_erased_plans_document_tails_go_with_its_bundles() {
+        use super::fixtures::*;
+        let backend = Postgres::fresh();
+        let s = backend.storage();
+        ann_with_a_closed_plan(s);
+        let tails_of_p = || -> i64 {
+            let mut client = ::postgres::Client::connect(&backend.url, ::postgres::NoTls).unwrap();
+            let sql = "SELECT COUNT(*) FROM document_tails WHERE plan_id = $1";
+            client.query_one(sql, &[&P.to_vec()]).unwrap().get(0)
+        };
+        assert!(tails_of_p() > 0, "the closed plan's documents have tails");
+        s.erase_plan(P, 10).unwrap();
+        assert_eq!(tails_of_p(), 0, "an erased plan's tails remain");
     }
 
     /// A write transaction that was open when the erasure committed (a push on another

@@ -19,9 +19,9 @@ use super::backend::{Backend, read, write};
 use super::{
     AdminRecord, AnswerQuery, AnswerReads, AuditKeyRecord, CharteredPlan, CommitmentOutcome,
     CommitmentRecord, CompletedRotation, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
-    EnvelopeOutcome, EnvelopeRefusal, Erasure, MemberErased, MembershipPage, MembershipUpdate, NetworkRecord,
-    NewAuditUpload, NewBundle, NewDevice, Org, OrgId, Participant, PlanId, PolicyRecord, PullBatch,
-    PullRequest, PushOutcome, Reader, Result, Revocation, RevocationListRecord, RotationTask,
+    EnvelopeOutcome, EnvelopeRefusal, Erasure, HeldTail, MemberErased, MembershipPage, MembershipUpdate,
+    NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId, Participant, PlanId, PolicyRecord,
+    PullBatch, PullRequest, PushOutcome, Reader, Result, Revocation, RevocationListRecord, RotationTask,
     SNAPSHOT_REQUEST_TTL_MS, ServerEventRecord, SessionRecorded, Storage, StorageError, StoredAuditUpload,
     StoredName, User, UserAccess, UserId, WipeGuard, pull,
 };
@@ -475,6 +475,10 @@ impl<B: Backend> Storage for B {
 
     fn document_stats(&self, document: DocumentId) -> Result<DocStats> {
         read(self, |rows| rows.document_stats(document))
+    }
+
+    fn held_tails(&self, device: DeviceId) -> Result<Vec<HeldTail>> {
+        read(self, |rows| rows.held_tails(device))
     }
 
     fn put_envelopes(&self, sealer: DeviceId, envelopes: &[Envelope]) -> Result<Vec<EnvelopeOutcome>> {

@@ -1150,8 +1150,9 @@ pub(super) fn document_stats(conn: &Connection<'_>, document: DocumentId) -> Res
 }
 
 /// The held documents' tails, in one round trip: the documents `device` holds a key of
-/// (`held_keys`' union), whether it holds the current epoch's key, the newest snapshot of
-/// each as `latest_snapshot` picks it, and the change bundles after what it covers.
+/// (`held_keys`' union), whether it holds the current epoch's key, and each one's tail after
+/// its newest snapshot as `document_tails` keeps it (migration 6; a document without bundles
+/// has no row there, and no tail).
 pub(super) fn held_tails(conn: &Connection<'_>, device: DeviceId) -> Result<Vec<HeldTail>> {
     let mut stmt = conn.prepare_cached(
         "WITH held AS (
@@ -1163,19 +1164,12 @@ pub(super) fn held_tails(conn: &Connection<'_>, device: DeviceId) -> Result<Vec<
                         AND e.compartment = h.compartment AND e.epoch = k.epoch)
                 OR EXISTS (SELECT 1 FROM commitments c WHERE c.plan_id = h.plan_id
                            AND c.compartment = h.compartment AND c.epoch = k.epoch AND c.minter_device = $1),
-                l.size, t.bundles, t.bytes
+                t.snapshot_size, COALESCE(t.bundles, 0), COALESCE(t.bytes, 0)
          FROM held h
          CROSS JOIN LATERAL (
              SELECT COALESCE(MAX(c.epoch), 0) AS epoch FROM commitments c
              WHERE c.plan_id = h.plan_id AND c.compartment = h.compartment) k
-         LEFT JOIN LATERAL (
-             SELECT COALESCE(s.covers_seq, 0) AS covers, s.size FROM bundles s
-             WHERE s.plan_id = h.plan_id AND s.compartment = h.compartment AND s.kind = 1
-             ORDER BY s.covers_seq DESC, s.seq DESC LIMIT 1) l ON true
-         CROSS JOIN LATERAL (
-             SELECT COUNT(*) AS bundles, CAST(COALESCE(SUM(b.size), 0) AS BIGINT) AS bytes FROM bundles b
-             WHERE b.plan_id = h.plan_id AND b.compartment = h.compartment AND b.kind = 0
-               AND b.seq > COALESCE(l.covers, 0)) t
+         LEFT JOIN document_tails t ON t.plan_id = h.plan_id AND t.compartment = h.compartment
          ORDER BY h.plan_id, h.compartment",
     )?;
     let rows = stmt.query_map([device.0], |row| {
