@@ -143,20 +143,20 @@ const MIGRATIONS: &[&str] = &[
      $$;
      CREATE FUNCTION document_tails_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
      BEGIN
-         PERFORM document_tails_recount(array_agg(plan_id), array_agg(compartment))
-         FROM (SELECT DISTINCT plan_id, compartment FROM fresh WHERE kind <> 0) s;
-         INSERT INTO document_tails (plan_id, compartment, covers, snapshot_size, bundles, bytes)
-         SELECT DISTINCT plan_id, compartment, 0, NULL::bigint, 0, 0 FROM fresh
-         ON CONFLICT (plan_id, compartment) DO NOTHING;
-         UPDATE document_tails t SET bundles = t.bundles + n.bundles, bytes = t.bytes + n.bytes
-         FROM (SELECT f.plan_id, f.compartment, COUNT(*) AS bundles, SUM(f.size) AS bytes
-               FROM fresh f
-               JOIN document_tails d ON d.plan_id = f.plan_id AND d.compartment = f.compartment
-               WHERE f.kind = 0 AND f.seq > d.covers
-                 AND NOT EXISTS (SELECT 1 FROM fresh s WHERE s.kind <> 0 AND s.plan_id = f.plan_id
-                                 AND s.compartment = f.compartment)
-               GROUP BY f.plan_id, f.compartment) n
-         WHERE t.plan_id = n.plan_id AND t.compartment = n.compartment;
+         IF EXISTS (SELECT 1 FROM fresh WHERE kind <> 0) THEN
+             PERFORM document_tails_recount(array_agg(plan_id), array_agg(compartment))
+             FROM (SELECT DISTINCT plan_id, compartment FROM fresh WHERE kind <> 0) s;
+         END IF;
+         INSERT INTO document_tails AS t (plan_id, compartment, covers, snapshot_size, bundles, bytes)
+         SELECT f.plan_id, f.compartment, 0, NULL, COUNT(*), SUM(f.size)
+         FROM fresh f
+         LEFT JOIN document_tails d ON d.plan_id = f.plan_id AND d.compartment = f.compartment
+         WHERE f.kind = 0 AND f.seq > COALESCE(d.covers, 0)
+           AND NOT EXISTS (SELECT 1 FROM fresh s WHERE s.kind <> 0 AND s.plan_id = f.plan_id
+                           AND s.compartment = f.compartment)
+         GROUP BY f.plan_id, f.compartment
+         ON CONFLICT (plan_id, compartment)
+         DO UPDATE SET bundles = t.bundles + EXCLUDED.bundles, bytes = t.bytes + EXCLUDED.bytes;
          RETURN NULL;
      END $$;
      CREATE FUNCTION document_tails_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
