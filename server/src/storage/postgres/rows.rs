@@ -3,7 +3,7 @@
 //! (`GREATEST`, an alias on every subquery, `SUM` cast back to `BIGINT`), over the
 //! rusqlite-shaped surface of [`super::statements`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use eenplan_protocol::{BundleKind, DocumentId};
 
@@ -1233,6 +1233,27 @@ impl LogView for Connection<'_> {
             )?
             .query_row(params![document.plan, document.compartment, Int(through)], meta_from)
             .optional()?)
+    }
+
+    fn documents_with_news(
+        &self,
+        documents: &[DocumentId],
+        since: u64,
+        device: DeviceId,
+    ) -> Result<HashSet<DocumentId>> {
+        if documents.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let plans = Value::ByteStrings(documents.iter().map(|d| d.plan.to_vec()).collect());
+        let compartments = Value::Ints(documents.iter().map(|d| Some(i64::from(d.compartment))).collect());
+        let rows = self.query_values(
+            "SELECT d.plan_id, d.compartment FROM unnest($1::bytea[], $2::bigint[]) AS d (plan_id, compartment)
+             WHERE EXISTS (SELECT 1 FROM bundles b WHERE b.plan_id = d.plan_id
+                           AND b.compartment = d.compartment AND b.seq > $3 AND b.author <> $4)",
+            &[plans, compartments, Int(since).to_value()?, Value::Bytes(device.0.to_vec())],
+            |row| document_at(row, 0, 1),
+        )?;
+        Ok(rows.into_iter().collect())
     }
 
     fn first_snapshot(&self, document: DocumentId) -> Result<Option<RowMeta>> {

@@ -2,6 +2,8 @@
 //! PostgreSQL accepts too (`ON CONFLICT`, `RETURNING`, no `INSERT OR REPLACE`), apart from
 //! the `?N` placeholders.
 
+use std::collections::HashSet;
+
 use eenplan_protocol::{BundleKind, DocumentId};
 use rusqlite::types::{ToSqlOutput, Type};
 use rusqlite::{Connection, OptionalExtension, Params, Row, ToSql, Transaction, params};
@@ -987,6 +989,29 @@ impl LogView for SqliteLog<'_> {
 
     fn readable(&self, user: UserId) -> Result<Vec<(DocumentId, u64)>> {
         readable(self.0, user)
+    }
+
+    fn documents_with_news(
+        &self,
+        documents: &[DocumentId],
+        since: u64,
+        device: DeviceId,
+    ) -> Result<HashSet<DocumentId>> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM bundles WHERE plan_id = ?1 AND compartment = ?2
+                            AND seq > ?3 AND author <> ?4)",
+        )?;
+        let mut news = HashSet::new();
+        for document in documents {
+            let found: bool = stmt
+                .query_row(params![document.plan, document.compartment, Int(since), device.0], |row| {
+                    row.get(0)
+                })?;
+            if found {
+                news.insert(*document);
+            }
+        }
+        Ok(news)
     }
 
     fn latest_snapshot(&self, document: DocumentId, through: u64) -> Result<Option<RowMeta>> {
