@@ -8,6 +8,8 @@
 //! Every method maps to one statement or a short fixed series of them. A method that reports
 //! `bool` says whether a row was inserted or changed (`false`: it was there already).
 
+use std::collections::{HashMap, HashSet};
+
 use eenplan_protocol::DocumentId;
 
 use super::pull::{LogView, ResumePoint};
@@ -86,6 +88,18 @@ pub(crate) struct AnswerFacts {
     pub rotations: Vec<(DocumentId, u32)>,
     /// [`ReadRows::key_share_version`] of the device.
     pub key_shares: Option<(UserId, i64)>,
+}
+
+/// What the group commit's admission reads of a batch's authors and documents
+/// ([`ReadRows::admission_facts`]); each field is what the single read it names returns.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct AdmissionFacts {
+    /// The authors whose [`ReadRows::device_state`] is revoked.
+    pub revoked: HashSet<DeviceId>,
+    /// The documents for which [`ReadRows::rotation_pending_before`] `u32::MAX` holds.
+    pub rotating: HashSet<DocumentId>,
+    /// [`ReadRows::current_epoch`] of each document.
+    pub epochs: HashMap<DocumentId, u32>,
 }
 
 /// Reads inside one transaction.
@@ -282,6 +296,25 @@ pub(crate) trait ReadRows {
 
     /// Whether the log holds a bundle of `document` after position `after`.
     fn document_has_bundle_after(&self, document: DocumentId, after: u64) -> Result<bool>;
+
+    /// What the group commit's admission reads of a batch, one by one here, in one
+    /// statement where a round trip costs (PostgreSQL): inside the write transaction, which
+    /// holds the log head's lock, every round trip is time no other push can commit.
+    fn admission_facts(&self, authors: &[DeviceId], documents: &[DocumentId]) -> Result<AdmissionFacts> {
+        let mut facts = AdmissionFacts::default();
+        for &author in authors {
+            if self.device_state(author)? == Some(DeviceState::Revoked) {
+                facts.revoked.insert(author);
+            }
+        }
+        for &document in documents {
+            if self.rotation_pending_before(document, u32::MAX)? {
+                facts.rotating.insert(document);
+            }
+            facts.epochs.insert(document, self.current_epoch(document)?);
+        }
+        Ok(facts)
+    }
 
     /// What every sync reads of `user` before its checks ([`super::Storage::user_access`]),
     /// one by one here, in one statement where a round trip costs (PostgreSQL); `None` for

@@ -5,10 +5,10 @@ use std::collections::hash_map::{Entry, HashMap};
 
 use eenplan_protocol::{BundleKind, DocumentId, sync};
 
-use crate::storage::backend::{ReadRows, WriteRows};
+use crate::storage::backend::{AdmissionFacts, ReadRows, WriteRows};
 use crate::storage::{
-    DeviceId, DeviceState, MAX_SNAPSHOT_REQUESTS_PER_DEVICE, NewBundle, PushOutcome, Result,
-    SNAPSHOT_HOLD_OFF_MS, SNAPSHOT_REQUEST_TTL_MS, StorageError,
+    DeviceId, MAX_SNAPSHOT_REQUESTS_PER_DEVICE, NewBundle, PushOutcome, Result, SNAPSHOT_HOLD_OFF_MS,
+    SNAPSHOT_REQUEST_TTL_MS, StorageError,
 };
 
 /// Admits and appends a batch of pushes (one group commit) in one transaction: each bundle
@@ -18,11 +18,11 @@ use crate::storage::{
 /// rule reads the bundles a batch appends except by id, which [`Appending`] answers.
 pub(super) fn push_batch(tx: &dyn WriteRows, items: &[NewBundle]) -> Result<Vec<PushOutcome>> {
     let start = tx.head()?;
-    let mut revoked = HashMap::new();
+    let facts = admission_facts(tx, items)?;
     let mut appending = Appending::default();
     let mut decided = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
-        decided.push(match admit(tx, item, &mut revoked, &appending)? {
+        decided.push(match admit(tx, item, &facts, &appending)? {
             Admission::Refused(reason) => Decided::Done(PushOutcome::Refused { reason }),
             Admission::Stored(seq) => Decided::Done(PushOutcome::Duplicate { seq }),
             Admission::SameAs(earlier) => Decided::SameAs(earlier),
@@ -37,6 +37,17 @@ pub(super) fn push_batch(tx: &dyn WriteRows, items: &[NewBundle]) -> Result<Vec<
         tx.set_head(start + appended as u64)?;
     }
     Ok(outcomes)
+}
+
+/// The batch's authors and documents, each once, as [`admit`] reads them. Read before
+/// anything is appended or a snapshot request taken, which change none of them, so each is
+/// what a read at its item would find.
+fn admission_facts(tx: &dyn WriteRows, items: &[NewBundle]) -> Result<AdmissionFacts> {
+    let authors: BTreeSet<DeviceId> = items.iter().map(|item| item.author).collect();
+    let documents: BTreeSet<DocumentId> = items.iter().map(|item| item.document).collect();
+    let authors: Vec<DeviceId> = authors.into_iter().collect();
+    let documents: Vec<DocumentId> = documents.into_iter().collect();
+    tx.admission_facts(&authors, &documents)
 }
 
 /// The bundles a batch appends, in order, and by id the item that appends each.
@@ -123,20 +134,20 @@ enum Admission {
 fn admit(
     tx: &dyn WriteRows,
     item: &NewBundle,
-    revoked: &mut HashMap<DeviceId, bool>,
+    facts: &AdmissionFacts,
     appending: &Appending<'_>,
 ) -> Result<Admission> {
-    let author_revoked = match revoked.entry(item.author) {
-        Entry::Occupied(entry) => *entry.get(),
-        Entry::Vacant(entry) => *entry.insert(tx.device_state(item.author)? == Some(DeviceState::Revoked)),
-    };
-    if author_revoked {
+    if facts.revoked.contains(&item.author) {
         return Ok(Admission::Refused(sync::REJECT_AUTHOR_REVOKED));
     }
-    if tx.rotation_pending_before(item.document, u32::MAX)? {
+    if facts.rotating.contains(&item.document) {
         return Ok(Admission::Refused(sync::REJECT_ROTATING));
     }
-    if item.epoch < tx.current_epoch(item.document)? {
+    let current = facts
+        .epochs
+        .get(&item.document)
+        .ok_or_else(|| StorageError::Corrupt("the admission read no epoch of a pushed document".into()))?;
+    if item.epoch < *current {
         return Ok(Admission::Refused(sync::REJECT_STALE_EPOCH));
     }
     let BundleKind::Snapshot { covers } = item.kind else {

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use eenplan_protocol::{BundleKind, DocumentId};
 
 use super::statements::{self, Connection, OptionalExtension, Row, ToValue, Transaction, Value, params};
-use crate::storage::backend::AnswerFacts;
+use crate::storage::backend::{AdmissionFacts, AnswerFacts};
 use crate::storage::pull::{LogView, ResumePoint, RowMeta};
 use crate::storage::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
@@ -894,6 +894,55 @@ pub(super) fn user_access(
     let Some((record, organisation)) = found else { return Ok(None) };
     let policy = signed_policy.map(PolicyRecord::from_stored).transpose()?;
     Ok(Some(UserAccess { user: record, organisation, policy, plan_levels, readable, epochs }))
+}
+
+/// [`ReadRows::admission_facts`] in one statement: one round trip per group commit inside
+/// its write transaction, instead of three per pushed bundle. The authors' states (tag 0:
+/// id, state) and each document's current epoch and whether a rotation waits (tag 1: plan,
+/// compartment, epoch, rotating).
+///
+/// [`ReadRows::admission_facts`]: crate::storage::backend::ReadRows::admission_facts
+const ADMISSION_FACTS: &str = "
+    SELECT 0 AS tag, d.device_id AS id, NULL::bigint AS compartment, d.state AS state,
+           NULL::bigint AS epoch, NULL::boolean AS rotating
+    FROM devices d WHERE d.device_id = ANY ($1::bytea[])
+    UNION ALL
+    SELECT 1, q.plan_id, q.compartment, NULL,
+           (SELECT COALESCE(MAX(c.epoch), 0) FROM commitments c
+            WHERE c.plan_id = q.plan_id AND c.compartment = q.compartment),
+           EXISTS (SELECT 1 FROM rotations r WHERE r.plan_id = q.plan_id AND r.compartment = q.compartment
+                   AND r.queued_epoch < $4)
+    FROM unnest($2::bytea[], $3::bigint[]) AS q (plan_id, compartment)";
+
+pub(super) fn admission_facts(
+    conn: &Connection<'_>,
+    authors: &[DeviceId],
+    documents: &[DocumentId],
+) -> Result<AdmissionFacts> {
+    let ids = Value::ByteStrings(authors.iter().map(|a| a.0.to_vec()).collect());
+    let plans = Value::ByteStrings(documents.iter().map(|d| d.plan.to_vec()).collect());
+    let compartments = Value::Ints(documents.iter().map(|d| Some(i64::from(d.compartment))).collect());
+    let mut facts = AdmissionFacts::default();
+    let values = [ids, plans, compartments, Value::Int(i64::from(u32::MAX))];
+    conn.query_values(ADMISSION_FACTS, &values, |row| {
+        match row.get::<i64>(0)? {
+            0 => {
+                if state_at(row, 3)? == DeviceState::Revoked {
+                    facts.revoked.insert(DeviceId(row.get(1)?));
+                }
+            }
+            1 => {
+                let document = document_at(row, 1, 2)?;
+                if row.get::<bool>(5)? {
+                    facts.rotating.insert(document);
+                }
+                facts.epochs.insert(document, row.get(4)?);
+            }
+            other => return Err(conversion(0, Type::Integer, BadValue(format!("admission fact {other}")))),
+        }
+        Ok(())
+    })?;
+    Ok(facts)
 }
 
 /// Takes the next `n` log positions and returns the last of them.

@@ -5,7 +5,7 @@ use eenplan_protocol::DocumentId;
 
 use super::rows;
 use super::statements::Connection;
-use crate::storage::backend::{AnswerFacts, ReadRows, WriteRows};
+use crate::storage::backend::{AdmissionFacts, AnswerFacts, ReadRows, WriteRows};
 use crate::storage::pull::{LogView, ResumePoint};
 use crate::storage::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
@@ -336,6 +336,10 @@ impl ReadRows for PgRows<'_> {
 
     fn user_access(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<UserAccess>> {
         rows::user_access(self.conn(), user, documents)
+    }
+
+    fn admission_facts(&self, authors: &[DeviceId], documents: &[DocumentId]) -> Result<AdmissionFacts> {
+        rows::admission_facts(self.conn(), authors, documents)
     }
 }
 
