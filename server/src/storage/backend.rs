@@ -29,6 +29,12 @@ use super::{
 pub(crate) trait Backend: Send + Sync {
     /// Runs `f` in one read transaction: all its reads see the same commit.
     fn read(&self, f: &mut dyn FnMut(&dyn ReadRows) -> Result<()>) -> Result<()>;
+    /// Runs `f`, which reads with one statement on this backend, as [`Backend::read`] does; a
+    /// backend whose transaction costs round trips runs it without one (PostgreSQL, which
+    /// refuses a second statement there).
+    fn read_statement(&self, f: &mut dyn FnMut(&dyn ReadRows) -> Result<()>) -> Result<()> {
+        self.read(f)
+    }
     /// Runs `f` in one write transaction and commits it durably before returning.
     fn write(&self, f: &mut dyn FnMut(&dyn WriteRows) -> Result<()>) -> Result<()>;
     /// After a commit that deleted what must leave no copy (an erasure): makes sure no
@@ -50,6 +56,19 @@ pub(crate) fn read<B: Backend + ?Sized, T>(
         Ok(())
     })?;
     out.ok_or_else(|| super::StorageError::Backend("a read transaction ended without running".into()))
+}
+
+/// [`read`] for a read of one statement ([`Backend::read_statement`]).
+pub(crate) fn read_statement<B: Backend + ?Sized, T>(
+    backend: &B,
+    mut f: impl FnMut(&dyn ReadRows) -> Result<T>,
+) -> Result<T> {
+    let mut out = None;
+    backend.read_statement(&mut |rows| {
+        out = Some(f(rows)?);
+        Ok(())
+    })?;
+    out.ok_or_else(|| super::StorageError::Backend("a read ended without running".into()))
 }
 
 /// Runs `f` in one write transaction of `backend` and returns its result once committed.

@@ -15,7 +15,7 @@ mod plans;
 
 pub(crate) use key_shares::KeyShareCache;
 
-use super::backend::{Backend, read, write};
+use super::backend::{Backend, read, read_statement, write};
 use super::{
     AdminRecord, AnswerQuery, AnswerReads, AuditKeyRecord, CharteredPlan, CommitmentOutcome,
     CommitmentRecord, CompletedRotation, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
@@ -173,7 +173,8 @@ impl<B: Backend> Storage for B {
     }
 
     fn device(&self, id: DeviceId) -> Result<Option<DeviceRecord>> {
-        read(self, |rows| rows.device(id))
+        // Every request's session reads it.
+        read_statement(self, |rows| rows.device(id))
     }
 
     fn pending_devices(&self) -> Result<Vec<DeviceRecord>> {
@@ -341,7 +342,8 @@ impl<B: Backend> Storage for B {
     }
 
     fn user_access(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<UserAccess>> {
-        read(self, |rows| rows.user_access(user, documents))
+        // Every sync's first read after the session's: one statement on PostgreSQL.
+        read_statement(self, |rows| rows.user_access(user, documents))
     }
 
     fn readers(&self, document: DocumentId) -> Result<Vec<Reader>> {

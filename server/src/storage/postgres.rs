@@ -246,7 +246,7 @@ impl PostgresStorage {
         let rows = PgRows::new(Connection::new(tx, statements));
         rows.lock_head()?;
         f(&rows)?;
-        rows.into_inner().into_inner().commit().map_err(statements::Error::from)?;
+        rows.into_inner().commit()?;
         Ok(())
     }
 
@@ -261,8 +261,14 @@ impl PostgresStorage {
             .map_err(statements::Error::from)?;
         let rows = PgRows::new(Connection::new(tx, statements));
         f(&rows)?;
-        rows.into_inner().into_inner().commit().map_err(statements::Error::from)?;
+        rows.into_inner().commit()?;
         Ok(())
+    }
+
+    fn read_statement_once(&self, f: &mut dyn FnMut(&dyn ReadRows) -> Result<()>) -> Result<()> {
+        let mut loan = self.loan()?;
+        let Pooled { client, statements } = loan.pooled()?;
+        f(&PgRows::new(Connection::single(client, statements)))
     }
 
     fn vacuum_full(&self) -> Result<()> {
@@ -353,6 +359,10 @@ impl Backend for PostgresStorage {
 
     fn read(&self, f: &mut dyn FnMut(&dyn ReadRows) -> Result<()>) -> Result<()> {
         self.retrying(|| self.read_once(f))
+    }
+
+    fn read_statement(&self, f: &mut dyn FnMut(&dyn ReadRows) -> Result<()>) -> Result<()> {
+        self.retrying(|| self.read_statement_once(f))
     }
 
     /// Waits for snapshots that still see the deleted rows, then rewrites every table an

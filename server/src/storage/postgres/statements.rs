@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::error::Error as StdError;
 
 use postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
-use postgres::{Statement, Transaction as PgTransaction};
+use postgres::{Client, Statement, Transaction as PgTransaction};
 
 /// One SQL value, as the row code passes and reads them.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +56,9 @@ pub(super) enum Error {
     /// A parameter that does not fit its column.
     #[error("parameter: {0}")]
     ToSqlConversionFailure(String),
+    /// A read run as one statement ([`Connection::single`]) made a second one.
+    #[error("a read of one statement made a second statement")]
+    SecondStatement,
 }
 
 pub(super) type Result<T, E = Error> = std::result::Result<T, E>;
@@ -317,8 +320,54 @@ pub(super) type StatementCache = HashMap<String, Statement>;
 /// One open transaction. Reads and writes share the type: PostgreSQL checks a read-only
 /// transaction itself (`READ ONLY`), so a write there fails instead of being kept.
 pub(super) struct Connection<'c> {
-    tx: RefCell<PgTransaction<'c>>,
+    session: RefCell<Session<'c>>,
     statements: RefCell<&'c mut StatementCache>,
+}
+
+/// Where a [`Connection`]'s statements run.
+enum Session<'c> {
+    /// An open transaction: every write, and every read of more than one statement.
+    Transaction(PgTransaction<'c>),
+    /// No transaction, for a read of one statement, which PostgreSQL runs in a snapshot of
+    /// its own: it needs nothing more, and saves the `START` and `COMMIT` round trips. A
+    /// second statement is refused, since it would read another snapshot than the first.
+    Single { client: &'c mut Client, used: bool },
+}
+
+impl Session<'_> {
+    fn prepare(&mut self, sql: &str) -> Result<Statement> {
+        Ok(match self {
+            Session::Transaction(tx) => tx.prepare(sql)?,
+            Session::Single { client, .. } => client.prepare(sql)?,
+        })
+    }
+
+    fn query(&mut self, statement: &Statement, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<postgres::Row>> {
+        Ok(match self {
+            Session::Transaction(tx) => tx.query(statement, params)?,
+            Session::Single { client, used } => {
+                Session::take_the_one(used)?;
+                client.query(statement, params)?
+            }
+        })
+    }
+
+    fn execute(&mut self, statement: &Statement, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        Ok(match self {
+            Session::Transaction(tx) => tx.execute(statement, params)?,
+            Session::Single { client, used } => {
+                Session::take_the_one(used)?;
+                client.execute(statement, params)?
+            }
+        })
+    }
+
+    fn take_the_one(used: &mut bool) -> Result<()> {
+        if std::mem::replace(used, true) {
+            return Err(Error::SecondStatement);
+        }
+        Ok(())
+    }
 }
 
 /// The write functions' name for the same thing.
@@ -326,18 +375,28 @@ pub(super) type Transaction<'c> = Connection<'c>;
 
 impl<'c> Connection<'c> {
     pub(super) fn new(tx: PgTransaction<'c>, statements: &'c mut StatementCache) -> Connection<'c> {
-        Connection { tx: RefCell::new(tx), statements: RefCell::new(statements) }
+        Connection { session: RefCell::new(Session::Transaction(tx)), statements: RefCell::new(statements) }
     }
 
-    pub(super) fn into_inner(self) -> PgTransaction<'c> {
-        self.tx.into_inner()
+    /// A connection for a read of one statement, outside any transaction ([`Session::Single`]).
+    pub(super) fn single(client: &'c mut Client, statements: &'c mut StatementCache) -> Connection<'c> {
+        let session = Session::Single { client, used: false };
+        Connection { session: RefCell::new(session), statements: RefCell::new(statements) }
+    }
+
+    /// Commits the transaction; a single statement has nothing to commit.
+    pub(super) fn commit(self) -> Result<()> {
+        match self.session.into_inner() {
+            Session::Transaction(tx) => Ok(tx.commit()?),
+            Session::Single { .. } => Ok(()),
+        }
     }
 
     fn statement(&self, sql: &str) -> Result<Statement> {
         if let Some(statement) = self.statements.borrow().get(sql) {
             return Ok(statement.clone());
         }
-        let statement = self.tx.borrow_mut().prepare(sql)?;
+        let statement = self.session.borrow_mut().prepare(sql)?;
         self.statements.borrow_mut().insert(sql.to_owned(), statement.clone());
         Ok(statement)
     }
@@ -346,7 +405,7 @@ impl<'c> Connection<'c> {
         let statement = self.statement(sql)?;
         let values = params.values()?;
         let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-        Ok(self.tx.borrow_mut().query(&statement, &refs)?.into_iter().map(Row).collect())
+        Ok(self.session.borrow_mut().query(&statement, &refs)?.into_iter().map(Row).collect())
     }
 
     /// The first row through `f`; [`Error::QueryReturnedNoRows`] when there is none.
@@ -365,7 +424,7 @@ impl<'c> Connection<'c> {
         let statement = self.statement(sql)?;
         let values = params.values()?;
         let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-        let changed = self.tx.borrow_mut().execute(&statement, &refs)?;
+        let changed = self.session.borrow_mut().execute(&statement, &refs)?;
         Ok(usize::try_from(changed).unwrap_or(usize::MAX))
     }
 
@@ -379,7 +438,7 @@ impl<'c> Connection<'c> {
     ) -> Result<Vec<T>> {
         let statement = self.statement(sql)?;
         let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-        let rows = self.tx.borrow_mut().query(&statement, &refs)?;
+        let rows = self.session.borrow_mut().query(&statement, &refs)?;
         rows.into_iter().map(|row| f(&Row(row))).collect()
     }
 
