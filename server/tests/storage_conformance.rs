@@ -1024,19 +1024,44 @@ pub mod suite {
         check("after a snapshot", &held);
         push(s, &[requested_snapshot(s, p0, 51, a1, c[1])]);
         check("after an older snapshot than the newest", &held);
-        let late =
-            push(s, &[changes(p0, 13, a1), requested_snapshot(s, p0, 52, a2, c[4]), changes(p0, 14, a1)]);
+        push(s, &[changes(p0, 13, a1), requested_snapshot(s, p0, 52, a2, c[4]), changes(p0, 14, a1)]);
         check("after a snapshot between changes in one batch", &held);
         push(s, &[changes(q0, 15, a1)]);
         check("after one more change", &held);
+
+        // Snapshots of two documents between changes of three in one batch, of sizes of their
+        // own; then a second snapshot covering the same position, which is the newer.
+        let sized = |document, id, author, covers, size| NewBundle {
+            kind: BundleKind::Snapshot { covers },
+            covers_seq: Some(covers),
+            ..bundle(document, id, author, size)
+        };
+        let head = s.head().unwrap();
+        assert_eq!(s.request_snapshots(a2, &[p1, q0], head, ASKED_AT).unwrap(), [p1, q0]);
+        push(
+            s,
+            &[
+                changes(p0, 17, a1),
+                sized(p1, 53, a2, head, 300),
+                changes(q0, 18, a1),
+                sized(q0, 54, a2, head, 700),
+                changes(p1, 19, a1),
+            ],
+        );
+        check("after snapshots of two documents between changes of three in one batch", &held);
+        assert_eq!(s.request_snapshots(a1, &[q0], head, ASKED_AT).unwrap(), [q0]);
+        push(s, &[sized(q0, 55, a1, head, 500)]);
+        check("after a second snapshot covering the same position", &held);
+        let q0_tail = s.held_tails(a1).unwrap().into_iter().find(|t| t.document == q0).unwrap().tail;
+        assert_eq!((q0_tail.latest_snapshot_bytes, q0_tail.bundles_since_snapshot), (Some(500), 1));
 
         // A member's erasure deletes the document's bundles before its base.
         let erasure = MembershipUpdate {
             erasure: Some(MemberErasure {
                 document: p0,
                 epoch: 2,
-                covers: late[2],
-                base: NewBundle { epoch: 2, ..snapshot(p0, 60, a1, late[2]) },
+                covers: s.head().unwrap(),
+                base: NewBundle { epoch: 2, ..snapshot(p0, 60, a1, s.head().unwrap()) },
                 commitment: commitment(p0, 2, Some(a1), 2),
                 envelopes: vec![envelope(a1, p0, 2, 4)],
             }),
@@ -2431,6 +2456,14 @@ pub mod suite {
         assert!(matches!(s.append_erasure(&update(2, covers, 10)), Err(StorageError::Conflict(_))));
         assert_eq!(s.roster(P).unwrap().map(|(seq, _)| seq), Some(1));
         assert_eq!(s.current_epoch(doc(P, 0)).unwrap(), 1);
+        // A base covering positions the log has not reached: refused, nothing changes.
+        let beyond = s.head().unwrap() + 1_000;
+        let refused = s.append_erasure(&update(2, beyond, 13));
+        assert!(matches!(refused, Err(StorageError::InvalidState(_))), "{refused:?}");
+        assert_eq!(s.roster(P).unwrap().map(|(seq, _)| seq), Some(1));
+        // A second device of Ann's that follows the document from here.
+        let a2 = device(s, ann, 2);
+        let (_, followed) = sync(s, ann, a2, 0, BIG);
         // Covering everything: the older bundles, envelopes (escrow's too) and commitment go.
         let erased = s.append_erasure(&update(2, late[0], 11)).unwrap();
         assert_eq!((erased.bundles, erased.envelopes, erased.escrow_envelopes), (3, 1, 1));
@@ -2443,6 +2476,8 @@ pub mod suite {
         assert_eq!(s.document_stats(doc(P, 0)).unwrap().bundles, 1);
         let pulled = s.pull(ann, DeviceId([9; 16]), 0, 1 << 20).unwrap();
         assert!(pulled.bundles.iter().any(|b| b.bundle_id == id16(11)), "the base is delivered");
+        let next = s.pull(ann, a2, followed, 1 << 20).unwrap();
+        assert!(next.bundles.iter().any(|b| b.bundle_id == id16(11)), "the base reaches a follower");
         // A push under the erased epoch is refused; a second erasure at the same epoch too.
         let refused = s.push_batch(&[changes(doc(P, 0), 5, a1)]).unwrap();
         assert!(matches!(refused[0], PushOutcome::Refused { .. }), "{refused:?}");
@@ -3612,6 +3647,46 @@ mod postgres {
         assert!(tails_of_p() > 0, "the closed plan's documents have tails");
         s.erase_plan(P, 10).unwrap();
         assert_eq!(tails_of_p(), 0, "an erased plan's tails remain");
+    }
+
+    /// Migration 6 counts the tails of the bundles a database holds already: the database is
+    /// taken back to schema 5 (the migration's table, functions and triggers dropped) and
+    /// opened again.
+    #[test]
+    fn migration_6_counts_the_tails_of_the_bundles_stored_before_it() {
+        use super::fixtures::*;
+        let mut backend = Postgres::fresh();
+        let s = backend.storage();
+        s.set_policy(&policy(2, &[("wijkteam", ALL, ALL)]), 1).unwrap();
+        let ann = user(s, "Ann");
+        let a1 = device(s, ann, 1);
+        s.register_plan(P, ann, a1, 1).unwrap();
+        let documents = [doc(P, 0), doc(P, 1)];
+        mint(s, &documents, a1);
+        let c = push(s, &(0..6).map(|i| changes(doc(P, 0), i, a1)).collect::<Vec<_>>());
+        push(s, &[requested_snapshot(s, doc(P, 0), 50, a1, c[3]), changes(doc(P, 1), 7, a1)]);
+        let want = s.held_tails(a1).unwrap();
+        assert_eq!(want.iter().map(|t| t.tail.bundles_since_snapshot).collect::<Vec<_>>(), [2, 1]);
+
+        backend.storage = None;
+        let mut client = ::postgres::Client::connect(&backend.url, ::postgres::NoTls).unwrap();
+        client
+            .batch_execute(
+                "DROP TRIGGER document_tails_rows ON bundles;
+                 DROP TRIGGER document_tails_statements ON bundles;
+                 DROP TRIGGER document_tails_truncate ON bundles;
+                 DROP FUNCTION document_tails_row(), document_tails_statement(), document_tails_truncated(),
+                               document_tails_recount(BYTEA[], BIGINT[]);
+                 DROP TABLE document_tails, document_tails_stale;
+                 DELETE FROM schema_migrations WHERE version = 6;",
+            )
+            .unwrap();
+        backend.storage = Some(PostgresStorage::open(&backend.url).unwrap());
+        let s = backend.storage();
+        assert_eq!(s.held_tails(a1).unwrap(), want);
+        for t in want {
+            assert_eq!(t.tail, s.document_stats(t.document).unwrap().tail());
+        }
     }
 
     /// A write transaction that was open when the erasure committed (a push on another

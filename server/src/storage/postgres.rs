@@ -45,7 +45,7 @@ const PURGE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Every table a plan's erasure or a member's erasure deletes rows from; the purge rewrites
 /// them (see [`Backend::purge_deleted`]).
 const ERASED_TABLES: &str = "bundles, envelopes, escrow_envelopes, commitments, rotations, snapshot_requests, \
-     pull_resumes, refused_sealers, participants, membership_leavers, membership, plans, document_tails";
+     pull_resumes, refused_sealers, participants, membership_leavers, membership, plans, document_tails, document_tails_stale";
 
 impl From<statements::Error> for StorageError {
     fn from(e: statements::Error) -> Self {

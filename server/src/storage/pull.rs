@@ -307,10 +307,14 @@ impl Stream {
         if start.since >= head {
             return Ok(stream);
         }
-        // A document granted before the cursor sends only bundles after it by another device:
-        // a snapshot due (its anchor or its base is after the cursor) and the changes after
-        // it. In a busy region the head always moves, and most of a device's documents have
-        // nothing of that; they are found in one read, not in two reads each.
+        // Of a document granted before the cursor, the pull sends a snapshot by another
+        // device that is after the cursor (a due snapshot's anchor or base is), and the other
+        // devices' changes after it; and only a base the device itself wrote, covering less
+        // than the cursor, could add changes at or before the cursor, which the device holds
+        // (an erasure refuses a base with changes after what it covers). So a document without
+        // a bundle after the cursor by another device is skipped. In a busy region the head
+        // always moves, and most of a device's documents have no such bundle; they are found
+        // in one read, not in two reads each.
         let followed: Vec<DocumentId> =
             readable.iter().filter(|(_, granted)| *granted <= start.since).map(|(d, _)| *d).collect();
         let news = view.documents_with_news(&followed, start.since, request.device)?;

@@ -154,6 +154,11 @@ pub(super) fn erase_older_epochs(
             u64::from(current) + 1
         )));
     }
+    // As a snapshot request's: a base covering positions the log has not reached would
+    // cover changes pushed after it, which the pull would then take for covered.
+    if erasure.covers > tx.head()? {
+        return Err(StorageError::InvalidState("the erasure's base covers more than the log holds".into()));
+    }
     if tx.document_has_bundle_after(document, erasure.covers)? {
         return Err(StorageError::Conflict("a bundle of the document came after the erasure's base".into()));
     }

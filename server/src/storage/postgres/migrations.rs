@@ -109,10 +109,13 @@ const MIGRATIONS: &[&str] = &[
     // 6: each document's tail after its newest snapshot, kept by triggers on `bundles` (no
     //    SQLite counterpart): a sync answer weighs the tail of every document the device holds
     //    a key of, and counting the bundles there grew with the tails (up to
-    //    `COMPACT_AFTER_BUNDLES` each), 1.5 ms for a reader of 200 documents. An append adds
-    //    its changes to the counts; a snapshot, a deletion or an update counts its documents
-    //    again from `bundles`. Statement triggers, so that a group commit costs one call.
-    //    The log head's row lock first, as in 5.
+    //    `COMPACT_AFTER_BUNDLES` each), 1.5 ms for a reader of 200 documents. An appended
+    //    change is added to its document's row; a snapshot, a deletion or an update marks its
+    //    document stale, and the statement's end counts the stale ones again from `bundles`.
+    //    Row triggers and a stale set, not statement triggers with transition tables: those
+    //    copy every row, ciphertext included, into a tuplestore that spills to a temporary
+    //    file beyond `work_mem`, under the log head's lock on a large group commit, and with
+    //    an erasure's deleted rows. The log head's row lock first, as in 5.
     "SELECT 1 FROM log_head WHERE id = 1 FOR UPDATE;
      CREATE TABLE document_tails (
          plan_id       BYTEA NOT NULL,
@@ -121,6 +124,11 @@ const MIGRATIONS: &[&str] = &[
          snapshot_size BIGINT,
          bundles       BIGINT NOT NULL,
          bytes         BIGINT NOT NULL,
+         PRIMARY KEY (plan_id, compartment)
+     );
+     CREATE TABLE document_tails_stale (
+         plan_id     BYTEA NOT NULL,
+         compartment BIGINT NOT NULL,
          PRIMARY KEY (plan_id, compartment)
      );
      CREATE FUNCTION document_tails_recount(plans BYTEA[], compartments BIGINT[]) RETURNS void
@@ -141,48 +149,43 @@ const MIGRATIONS: &[&str] = &[
                AND b.seq > COALESCE(l.covers, 0)) n
          WHERE EXISTS (SELECT 1 FROM bundles b WHERE b.plan_id = d.plan_id AND b.compartment = d.compartment)
      $$;
-     CREATE FUNCTION document_tails_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+     CREATE FUNCTION document_tails_row() RETURNS trigger LANGUAGE plpgsql AS $$
      BEGIN
-         IF EXISTS (SELECT 1 FROM fresh WHERE kind <> 0) THEN
-             PERFORM document_tails_recount(array_agg(plan_id), array_agg(compartment))
-             FROM (SELECT DISTINCT plan_id, compartment FROM fresh WHERE kind <> 0) s;
+         IF TG_OP = 'INSERT' AND NEW.kind = 0 THEN
+             INSERT INTO document_tails AS t (plan_id, compartment, covers, snapshot_size, bundles, bytes)
+             VALUES (NEW.plan_id, NEW.compartment, 0, NULL, 1, NEW.size)
+             ON CONFLICT (plan_id, compartment)
+             DO UPDATE SET bundles = t.bundles + 1, bytes = t.bytes + EXCLUDED.bytes
+             WHERE NEW.seq > t.covers;
+             RETURN NULL;
          END IF;
-         INSERT INTO document_tails AS t (plan_id, compartment, covers, snapshot_size, bundles, bytes)
-         SELECT f.plan_id, f.compartment, 0, NULL, COUNT(*), SUM(f.size)
-         FROM fresh f
-         LEFT JOIN document_tails d ON d.plan_id = f.plan_id AND d.compartment = f.compartment
-         WHERE f.kind = 0 AND f.seq > COALESCE(d.covers, 0)
-           AND NOT EXISTS (SELECT 1 FROM fresh s WHERE s.kind <> 0 AND s.plan_id = f.plan_id
-                           AND s.compartment = f.compartment)
-         GROUP BY f.plan_id, f.compartment
-         ON CONFLICT (plan_id, compartment)
-         DO UPDATE SET bundles = t.bundles + EXCLUDED.bundles, bytes = t.bytes + EXCLUDED.bytes;
+         IF TG_OP IN ('UPDATE', 'DELETE') THEN
+             INSERT INTO document_tails_stale VALUES (OLD.plan_id, OLD.compartment) ON CONFLICT DO NOTHING;
+         END IF;
+         IF TG_OP IN ('INSERT', 'UPDATE') THEN
+             INSERT INTO document_tails_stale VALUES (NEW.plan_id, NEW.compartment) ON CONFLICT DO NOTHING;
+         END IF;
          RETURN NULL;
      END $$;
-     CREATE FUNCTION document_tails_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+     CREATE FUNCTION document_tails_statement() RETURNS trigger LANGUAGE plpgsql AS $$
      BEGIN
-         PERFORM document_tails_recount(array_agg(plan_id), array_agg(compartment))
-         FROM (SELECT DISTINCT plan_id, compartment FROM gone) s;
-         RETURN NULL;
-     END $$;
-     CREATE FUNCTION document_tails_updated() RETURNS trigger LANGUAGE plpgsql AS $$
-     BEGIN
-         PERFORM document_tails_recount(array_agg(plan_id), array_agg(compartment))
-         FROM (SELECT plan_id, compartment FROM gone UNION SELECT plan_id, compartment FROM fresh) s;
+         IF EXISTS (SELECT 1 FROM document_tails_stale) THEN
+             PERFORM document_tails_recount(array_agg(plan_id), array_agg(compartment))
+             FROM document_tails_stale;
+             DELETE FROM document_tails_stale;
+         END IF;
          RETURN NULL;
      END $$;
      CREATE FUNCTION document_tails_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
      BEGIN
          DELETE FROM document_tails;
+         DELETE FROM document_tails_stale;
          RETURN NULL;
      END $$;
-     CREATE TRIGGER document_tails_insert AFTER INSERT ON bundles REFERENCING NEW TABLE AS fresh
-         FOR EACH STATEMENT EXECUTE FUNCTION document_tails_inserted();
-     CREATE TRIGGER document_tails_delete AFTER DELETE ON bundles REFERENCING OLD TABLE AS gone
-         FOR EACH STATEMENT EXECUTE FUNCTION document_tails_deleted();
-     CREATE TRIGGER document_tails_update AFTER UPDATE ON bundles
-         REFERENCING OLD TABLE AS gone NEW TABLE AS fresh
-         FOR EACH STATEMENT EXECUTE FUNCTION document_tails_updated();
+     CREATE TRIGGER document_tails_rows AFTER INSERT OR UPDATE OR DELETE ON bundles
+         FOR EACH ROW EXECUTE FUNCTION document_tails_row();
+     CREATE TRIGGER document_tails_statements AFTER INSERT OR UPDATE OR DELETE ON bundles
+         FOR EACH STATEMENT EXECUTE FUNCTION document_tails_statement();
      CREATE TRIGGER document_tails_truncate AFTER TRUNCATE ON bundles
          FOR EACH STATEMENT EXECUTE FUNCTION document_tails_truncated();
      SELECT document_tails_recount(array_agg(plan_id), array_agg(compartment))

@@ -331,6 +331,8 @@ enum Session<'c> {
     /// No transaction, for a read of one statement, which PostgreSQL runs in a snapshot of
     /// its own: it needs nothing more, and saves the `START` and `COMMIT` round trips. A
     /// second statement is refused, since it would read another snapshot than the first.
+    /// Unlike a read transaction it is not `READ ONLY`: what keeps it a read is that only
+    /// [`crate::storage::backend::ReadRows`], which has no write, reaches it.
     Single { client: &'c mut Client, used: bool },
 }
 
