@@ -48,6 +48,11 @@ pub fn erase_member(
     };
     let document =
         DocumentId::new(plan, ERASED_COMPARTMENT).map_err(|_| ApiError::malformed("no document"))?;
+    // The log's head only grows: a base covering more than it holds now is refused for good,
+    // with what the device did wrong. The write checks again in its transaction.
+    if erasure.covers > state.storage.head()? {
+        return Err(ApiError::bad_request("bad_base", "the base covers positions the log has not reached"));
+    }
     let base = checked_base(device, document, &erasure, upload.base.0, now)?;
     let (commitment, envelopes) =
         checked_key(state, device, document, erasure.epoch, step.seq, upload.rotation)?;

@@ -2457,7 +2457,7 @@ pub mod suite {
         assert_eq!(s.roster(P).unwrap().map(|(seq, _)| seq), Some(1));
         assert_eq!(s.current_epoch(doc(P, 0)).unwrap(), 1);
         // A base covering positions the log has not reached: refused, nothing changes.
-        let beyond = s.head().unwrap() + 1_000;
+        let beyond = s.head().unwrap() + 1;
         let refused = s.append_erasure(&update(2, beyond, 13));
         assert!(matches!(refused, Err(StorageError::InvalidState(_))), "{refused:?}");
         assert_eq!(s.roster(P).unwrap().map(|(seq, _)| seq), Some(1));

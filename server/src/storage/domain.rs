@@ -271,8 +271,10 @@ impl<B: Backend> Storage for B {
             std::iter::once(erasure.document).chain(erasure.envelopes.iter().map(|e| e.document)),
         )?;
         let erased = write(self, |tx| {
+            // The log as it stands before the entry takes its positions.
+            let head = tx.head()?;
             plans::append_membership_in(tx, update)?;
-            plans::erase_older_epochs(tx, erasure, update.now)
+            plans::erase_older_epochs(tx, erasure, head, update.now)
         })?;
         // As for a whole plan: the deleted cells are zeroed (`secure_delete`) in the pages
         // this commit wrote; the checkpoint puts them over the file and truncates the WAL.

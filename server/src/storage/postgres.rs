@@ -169,7 +169,13 @@ impl PostgresStorage {
         off_runtime(|| -> Result<()> {
             let mut loan = storage.loan()?;
             let client = &mut loan.pooled()?.client;
-            let mut tx = client.transaction().map_err(statements::Error::from)?;
+            // READ COMMITTED whatever the database's default: a migration's statements after
+            // its first lock (the log head's) then read what every writer committed before it.
+            let mut tx = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::ReadCommitted)
+                .start()
+                .map_err(statements::Error::from)?;
             migrations::migrate(&mut tx)?;
             tx.commit().map_err(statements::Error::from)?;
             Ok(())

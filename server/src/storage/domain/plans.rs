@@ -140,10 +140,12 @@ pub(super) fn append_membership_in(tx: &dyn WriteRows, update: &MembershipUpdate
     tx.pending_rotations()
 }
 
-/// The writes and deletions of a member's erasure ([`MemberErasure`]), after its entry.
+/// The writes and deletions of a member's erasure ([`MemberErasure`]), after its entry;
+/// `head` is the log's head before the entry.
 pub(super) fn erase_older_epochs(
     tx: &dyn WriteRows,
     erasure: &MemberErasure,
+    head: u64,
     now: i64,
 ) -> Result<MemberErased> {
     let document = erasure.document;
@@ -156,7 +158,7 @@ pub(super) fn erase_older_epochs(
     }
     // As a snapshot request's: a base covering positions the log has not reached would
     // cover changes pushed after it, which the pull would then take for covered.
-    if erasure.covers > tx.head()? {
+    if erasure.covers > head {
         return Err(StorageError::InvalidState("the erasure's base covers more than the log holds".into()));
     }
     if tx.document_has_bundle_after(document, erasure.covers)? {

@@ -115,7 +115,10 @@ const MIGRATIONS: &[&str] = &[
     //    Row triggers and a stale set, not statement triggers with transition tables: those
     //    copy every row, ciphertext included, into a tuplestore that spills to a temporary
     //    file beyond `work_mem`, under the log head's lock on a large group commit, and with
-    //    an erasure's deleted rows. The log head's row lock first, as in 5.
+    //    an erasure's deleted rows. The stale set is empty at every commit, so it is
+    //    `UNLOGGED` (no WAL; a crash leaves it empty, as it was). Every append updates a tails
+    //    row in place; `fillfactor = 50` leaves room on its page for the new version (a HOT
+    //    update, no index entry). The log head's row lock first, as in 5.
     "SELECT 1 FROM log_head WHERE id = 1 FOR UPDATE;
      CREATE TABLE document_tails (
          plan_id       BYTEA NOT NULL,
@@ -125,8 +128,8 @@ const MIGRATIONS: &[&str] = &[
          bundles       BIGINT NOT NULL,
          bytes         BIGINT NOT NULL,
          PRIMARY KEY (plan_id, compartment)
-     );
-     CREATE TABLE document_tails_stale (
+     ) WITH (fillfactor = 50);
+     CREATE UNLOGGED TABLE document_tails_stale (
          plan_id     BYTEA NOT NULL,
          compartment BIGINT NOT NULL,
          PRIMARY KEY (plan_id, compartment)
