@@ -48,27 +48,30 @@ pub(crate) trait Backend: Send + Sync {
 /// Runs `f` in one read transaction of `backend` and returns its result.
 pub(crate) fn read<B: Backend + ?Sized, T>(
     backend: &B,
-    mut f: impl FnMut(&dyn ReadRows) -> Result<T>,
+    f: impl FnMut(&dyn ReadRows) -> Result<T>,
 ) -> Result<T> {
-    let mut out = None;
-    backend.read(&mut |rows| {
-        out = Some(f(rows)?);
-        Ok(())
-    })?;
-    out.ok_or_else(|| super::StorageError::Backend("a read transaction ended without running".into()))
+    returning(|run| backend.read(run), f)
 }
 
 /// [`read`] for a read of one statement ([`Backend::read_statement`]).
 pub(crate) fn read_statement<B: Backend + ?Sized, T>(
     backend: &B,
+    f: impl FnMut(&dyn ReadRows) -> Result<T>,
+) -> Result<T> {
+    returning(|run| backend.read_statement(run), f)
+}
+
+/// `f`'s result, from a read that `read` runs it in.
+fn returning<T>(
+    read: impl FnOnce(&mut dyn FnMut(&dyn ReadRows) -> Result<()>) -> Result<()>,
     mut f: impl FnMut(&dyn ReadRows) -> Result<T>,
 ) -> Result<T> {
     let mut out = None;
-    backend.read_statement(&mut |rows| {
+    read(&mut |rows| {
         out = Some(f(rows)?);
         Ok(())
     })?;
-    out.ok_or_else(|| super::StorageError::Backend("a read ended without running".into()))
+    out.ok_or_else(|| super::StorageError::Backend("a read transaction ended without running".into()))
 }
 
 /// Runs `f` in one write transaction of `backend` and returns its result once committed.

@@ -43,11 +43,9 @@ pub(super) fn push_batch(tx: &dyn WriteRows, items: &[NewBundle]) -> Result<Vec<
 /// anything is appended or a snapshot request taken, which change none of them, so each is
 /// what a read at its item would find.
 fn admission_facts(tx: &dyn WriteRows, items: &[NewBundle]) -> Result<AdmissionFacts> {
-    let authors: BTreeSet<DeviceId> = items.iter().map(|item| item.author).collect();
-    let documents: BTreeSet<DocumentId> = items.iter().map(|item| item.document).collect();
-    let authors: Vec<DeviceId> = authors.into_iter().collect();
-    let documents: Vec<DocumentId> = documents.into_iter().collect();
-    tx.admission_facts(&authors, &documents)
+    let authors = items.iter().map(|item| item.author).collect::<BTreeSet<_>>();
+    let documents = items.iter().map(|item| item.document).collect::<BTreeSet<_>>();
+    tx.admission_facts(&Vec::from_iter(authors), &Vec::from_iter(documents))
 }
 
 /// The bundles a batch appends, in order, and by id the item that appends each.

@@ -679,6 +679,29 @@ pub(super) fn chartered_rotations_for(conn: &Connection<'_>, user: UserId) -> Re
     Ok(rows.collect::<statements::Result<_>>()?)
 }
 
+/// The rows of the documents user `$1` reads by the stored policy: each plan the user takes
+/// part in, with the policy's rows for the user's role at the plan's level
+/// (`p.plan_id`, `a.compartment`, `p.granted_at_seq`, `pl` the plan). The one text of that
+/// rule for [`readable`] and the statements that read it with their other facts.
+macro_rules! users_readable_documents {
+    () => {
+        "
+        FROM participants p
+        JOIN plans pl ON pl.plan_id = p.plan_id
+        JOIN users u ON u.user_id = p.user_id
+        JOIN policy_access a ON a.role = u.role AND a.level = pl.level
+        WHERE p.user_id = $1"
+    };
+}
+
+/// Both arrays of a multi-row statement over `documents`: their plans and compartments.
+fn document_arrays(documents: &[DocumentId]) -> [Value; 2] {
+    [
+        Value::ByteStrings(documents.iter().map(|d| d.plan.to_vec()).collect()),
+        Value::Ints(documents.iter().map(|d| Some(i64::from(d.compartment))).collect()),
+    ]
+}
+
 /// The reads of [`crate::storage::backend::ReadRows::answer_facts`], each the statement of
 /// its single read, as one statement: one round trip per answer instead of eight or more.
 /// Each row carries its read's tag (column 0) and its place in that read's order (column 6);
@@ -686,14 +709,12 @@ pub(super) fn chartered_rotations_for(conn: &Connection<'_>, user: UserId) -> Re
 /// readable documents are joined once (`readable`), for themselves, the unminted ones and
 /// the chartered rotations; joined three times, they were a third of the statement's time
 /// (2026-12-06, 0.21 → 0.12 ms for a user of one plan, 0.58 → 0.38 ms for one of fifty).
-const ANSWER_FACTS: &str = "
+const ANSWER_FACTS: &str = concat!(
+    "
     WITH readable AS MATERIALIZED (
-        SELECT p.plan_id, a.compartment, p.granted_at_seq, pl.roster IS NOT NULL AS chartered
-        FROM participants p
-        JOIN plans pl ON pl.plan_id = p.plan_id
-        JOIN users u ON u.user_id = p.user_id
-        JOIN policy_access a ON a.role = u.role AND a.level = pl.level
-        WHERE p.user_id = $1)
+        SELECT p.plan_id, a.compartment, p.granted_at_seq, pl.roster IS NOT NULL AS chartered",
+    users_readable_documents!(),
+    ")
     SELECT 0 AS tag, head AS n, NULL::bigint AS m, NULL::bytea AS bytes, NULL::bytea AS plan,
            NULL::bigint AS compartment, 0::bigint AS ord
     FROM log_head WHERE id = 1
@@ -733,7 +754,8 @@ const ANSWER_FACTS: &str = "
     UNION ALL
     SELECT 8, u.key_share_version, u.user_id, NULL, NULL, NULL, 0
     FROM devices d JOIN users u ON u.user_id = d.user_id WHERE d.device_id = $2
-    ORDER BY tag, ord";
+    ORDER BY tag, ord"
+);
 
 /// One row of [`ANSWER_FACTS`], by its tag.
 enum Fact {
@@ -815,14 +837,12 @@ pub(super) fn answer_facts(
 /// other columns are (n, plan, compartment, t1, t2, t3, bytes), as each read fills them.
 ///
 /// [`ReadRows::user_access`]: crate::storage::backend::ReadRows::user_access
-const USER_ACCESS: &str = "
+const USER_ACCESS: &str = concat!(
+    "
     WITH readable AS MATERIALIZED (
-        SELECT p.plan_id, a.compartment, p.granted_at_seq
-        FROM participants p
-        JOIN plans pl ON pl.plan_id = p.plan_id
-        JOIN users u ON u.user_id = p.user_id
-        JOIN policy_access a ON a.role = u.role AND a.level = pl.level
-        WHERE p.user_id = $1)
+        SELECT p.plan_id, a.compartment, p.granted_at_seq",
+    users_readable_documents!(),
+    ")
     SELECT 0 AS tag, u.org_id AS n, NULL::bytea AS plan, NULL::bigint AS compartment,
            u.name AS t1, u.role AS t2, o.name AS t3, NULL::bytea AS bytes, 0::bigint AS ord
     FROM users u LEFT JOIN orgs o ON o.org_id = u.org_id WHERE u.user_id = $1
@@ -841,7 +861,8 @@ const USER_ACCESS: &str = "
            d.plan_id, d.compartment, NULL, NULL, NULL, NULL, d.ord
     FROM unnest($2::bytea[], $3::bigint[]) WITH ORDINALITY AS d (plan_id, compartment, ord)
     WHERE EXISTS (SELECT 1 FROM readable r WHERE r.plan_id = d.plan_id AND r.compartment = d.compartment)
-    ORDER BY tag, ord";
+    ORDER BY tag, ord"
+);
 
 /// One row of [`USER_ACCESS`], by its tag.
 enum AccessRow {
@@ -873,8 +894,7 @@ pub(super) fn user_access(
     user: UserId,
     documents: &[DocumentId],
 ) -> Result<Option<UserAccess>> {
-    let plans = Value::ByteStrings(documents.iter().map(|d| d.plan.to_vec()).collect());
-    let compartments = Value::Ints(documents.iter().map(|d| Some(i64::from(d.compartment))).collect());
+    let [plans, compartments] = document_arrays(documents);
     let rows = conn.query_values(USER_ACCESS, &[Value::Int(user.0), plans, compartments], access_row_from)?;
     let mut found = None;
     let (mut readable, mut plan_levels, mut signed_policy, mut epochs) =
@@ -920,8 +940,7 @@ pub(super) fn admission_facts(
     documents: &[DocumentId],
 ) -> Result<AdmissionFacts> {
     let ids = Value::ByteStrings(authors.iter().map(|a| a.0.to_vec()).collect());
-    let plans = Value::ByteStrings(documents.iter().map(|d| d.plan.to_vec()).collect());
-    let compartments = Value::Ints(documents.iter().map(|d| Some(i64::from(d.compartment))).collect());
+    let [plans, compartments] = document_arrays(documents);
     let mut facts = AdmissionFacts::default();
     let values = [ids, plans, compartments, Value::Int(i64::from(u32::MAX))];
     conn.query_values(ADMISSION_FACTS, &values, |row| {
@@ -1046,15 +1065,11 @@ pub(super) fn plans_of_user(conn: &Connection<'_>, user: UserId) -> Result<Vec<P
 /// (document, granted_at_seq) of every document `user` may read: the participant's plans
 /// joined with the compartments the user's role reads under the stored policy.
 pub(super) fn readable(conn: &Connection<'_>, user: UserId) -> Result<Vec<(DocumentId, u64)>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT p.plan_id, a.compartment, p.granted_at_seq
-         FROM participants p
-         JOIN plans pl ON pl.plan_id = p.plan_id
-         JOIN users u ON u.user_id = p.user_id
-         JOIN policy_access a ON a.role = u.role AND a.level = pl.level
-         WHERE p.user_id = $1
-         ORDER BY p.plan_id, a.compartment",
-    )?;
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT p.plan_id, a.compartment, p.granted_at_seq",
+        users_readable_documents!(),
+        " ORDER BY p.plan_id, a.compartment"
+    ))?;
     let rows = stmt.query_map([user.0], |row| Ok((document_at(row, 0, 1)?, uint(row, 2)?)))?;
     Ok(rows.collect::<statements::Result<_>>()?)
 }
@@ -1293,8 +1308,7 @@ impl LogView for Connection<'_> {
         if documents.is_empty() {
             return Ok(HashSet::new());
         }
-        let plans = Value::ByteStrings(documents.iter().map(|d| d.plan.to_vec()).collect());
-        let compartments = Value::Ints(documents.iter().map(|d| Some(i64::from(d.compartment))).collect());
+        let [plans, compartments] = document_arrays(documents);
         let rows = self.query_values(
             "SELECT d.plan_id, d.compartment FROM unnest($1::bytea[], $2::bigint[]) AS d (plan_id, compartment)
              WHERE EXISTS (SELECT 1 FROM bundles b WHERE b.plan_id = d.plan_id
