@@ -239,8 +239,7 @@ fn stored_head(storage: &dyn Storage) -> Result<ChainHead, StorageError> {
 
 /// The actor of a server event a device caused: its user as the server knows them.
 pub fn device_actor(storage: &dyn Storage, device: &DeviceRecord) -> Result<Actor, StorageError> {
-    let user = storage.user(device.user)?.ok_or(StorageError::NotFound)?;
-    let organisation = storage.org(user.org)?.map(|o| o.name).unwrap_or_default();
+    let (user, organisation) = storage.user_with_organisation(device.user)?.ok_or(StorageError::NotFound)?;
     Ok(actor_of(device, user, organisation))
 }
 

@@ -1028,6 +1028,9 @@ pub trait Storage: Send + Sync {
     fn add_user(&self, org: OrgId, name: &str, role: &str) -> Result<UserId>;
     fn users(&self) -> Result<Vec<User>>;
     fn user(&self, id: UserId) -> Result<Option<User>>;
+    /// The user with its organisation's name (empty when it has none), in one read: who a
+    /// device's request is, as the server's log names it.
+    fn user_with_organisation(&self, id: UserId) -> Result<Option<(User, String)>>;
     /// Users of every organisation with this name.
     fn user_by_name(&self, name: &str) -> Result<Vec<User>>;
 

@@ -3336,7 +3336,12 @@ fn the_server_logs_sessions_syncs_and_admin_requests_in_a_chain_that_verifies_an
     // The sync is queued, not waited for: the next read sees it.
     let report = network.server_chain(&server, "verify");
     let sync = report.events.iter().find(|e| e.action == AuditAction::Sync).unwrap();
-    assert_eq!(sync.actor.user_name, "Ann");
+    // A sync that uploads nothing reads only who the device is: the whole of it.
+    assert_eq!(sync.actor.device, Fixed(a.id));
+    assert_eq!(
+        (sync.actor.user_name.as_str(), sync.actor.organisation.as_str(), sync.actor.role.as_str()),
+        ("Ann", "Wijkteam Noord", "wijkteam")
+    );
     assert!(sync.detail.as_deref().unwrap().starts_with("pushed 0, delivered 0"), "{:?}", sync.detail);
     let unknown = format!("{}?query=everything", api::PATH_ADMIN_AUDIT_SERVER_EVENTS);
     assert_eq!(network.call(&server, "GET", &unknown, b"").error(400), "malformed");

@@ -1394,6 +1394,13 @@ pub mod suite {
         let org = access.user.org;
         let named = s.orgs().unwrap().into_iter().find(|o| o.id == org).unwrap().name;
         assert_eq!(access.organisation, named);
+        let (user, organisation) = s.user_with_organisation(bob).unwrap().unwrap();
+        assert_eq!(
+            (user, organisation),
+            (access.user.clone(), named.clone()),
+            "who a sync without uploads is"
+        );
+        assert_eq!(s.user_with_organisation(UserId(bob.0 + 1_000)).unwrap(), None, "an unknown user");
         assert_eq!(access.policy.map(|p| p.signed), s.policy().unwrap().map(|p| p.signed));
         assert_eq!(access.plan_levels, s.plan_levels_of_user(bob).unwrap());
         assert_eq!(access.readable, s.readable_documents(bob).unwrap());

@@ -258,6 +258,16 @@ fn a_participant_cannot_erase_and_a_server_cannot_bring_the_older_generation_bac
         "a base that is no bundle"
     );
     assert_eq!(refused(&upload(&entry, Vec::new())), (400, "bad_base".to_owned()), "no base");
+    // A base said to cover positions the log has not reached is refused before its bytes are
+    // looked at, with that reason: the pull's news read relies on no base covering beyond
+    // the log (the storage refuses it too, in the erasure's transaction).
+    let beyond =
+        Act::Erase(Erasure { epoch: 2, base: Fixed([7; 32]), covers: 1 << 40, base_change: Fixed([8; 32]) });
+    let entry_beyond = wim.sign_membership_act(&plan, beyond).unwrap();
+    let (status, text) = post_erasure(&net, &wim, &plan, &upload(&entry_beyond, vec![0; 200]));
+    let body: eenplan_protocol::api::ErrorBody = serde_json::from_str(&text).unwrap();
+    assert_eq!((status, body.code.as_str()), (400, "bad_base"), "a base beyond the head");
+    assert!(body.message.contains("has not reached"), "{}", body.message);
     assert_eq!(basis_rows(&db, &plan).0, old_bundles, "nothing was deleted");
 
     wim.erase_member(&plan, sanne).unwrap();

@@ -254,6 +254,17 @@ impl Uploads {
     fn bundles(&self) -> usize {
         self.push.len() + self.snapshots.len()
     }
+
+    /// Whether any upload is checked against what the user may do ([`Access`]): keys,
+    /// rotations, envelopes and bundles are; the access log, new plans and refused
+    /// envelopes are not.
+    fn need_access(&self) -> bool {
+        !(self.commitments.is_empty()
+            && self.rotations.is_empty()
+            && self.envelopes.is_empty()
+            && self.push.is_empty()
+            && self.snapshots.is_empty())
+    }
 }
 
 /// What [`store_uploads`] kept and found.
@@ -268,11 +279,24 @@ struct Stored {
 /// Keeps the uploads that pass their checks, in the order of the module docs, and checks the
 /// bundles for the group commit.
 fn store_uploads(state: &AppState, device: &DeviceRecord, uploads: Uploads) -> Result<Stored, ApiError> {
+    let need_access = uploads.need_access();
     // First, so that evidence of what the device did reaches the server even when a push in
     // the same request is refused; a refused upload refuses only itself.
     let audit_refused = store_audit(state, device, uploads.audit)?;
     register_plans(state, device, &uploads.new_plans, &uploads.charters)?;
     withdraw_refused(state, device, &uploads.refused_envelopes)?;
+    if !need_access {
+        // Most syncs upload nothing (a device on a live connection syncs on every hint):
+        // they need only who the device is, not every document its user reads (the access
+        // of a reader of fifty plans cost PostgreSQL 0.6–0.9 ms, the actor's read 0.03 ms).
+        let (user, organisation) = state
+            .storage
+            .user_with_organisation(device.user)?
+            .ok_or_else(|| ApiError::Internal("a device's user is missing".into()))?;
+        let actor = crate::audit_log::actor_of(device, user, organisation);
+        let checked = Checked { items: Vec::new(), rejected: Vec::new() };
+        return Ok(Stored { checked, audit_refused, actor });
+    }
     let pushed = decode_pushes(uploads.push, uploads.snapshots);
     // The pushes' epochs are read with the access, one read transaction instead of two,
     // unless this request's own commitments or rotations move an epoch first; then after

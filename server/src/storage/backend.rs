@@ -149,6 +149,15 @@ pub(crate) trait ReadRows {
 
     fn user(&self, id: UserId) -> Result<Option<User>>;
 
+    /// The user with the name of its organisation (empty when it has none): who a request
+    /// of one of its devices is, as the server's log names it. Two reads here, one
+    /// statement where a round trip costs (PostgreSQL).
+    fn user_with_organisation(&self, id: UserId) -> Result<Option<(User, String)>> {
+        let Some(user) = self.user(id)? else { return Ok(None) };
+        let organisation = self.org(user.org)?.map(|o| o.name).unwrap_or_default();
+        Ok(Some((user, organisation)))
+    }
+
     fn users_by_name(&self, name: &str) -> Result<Vec<User>>;
 
     /// An unused code's user and expiry.

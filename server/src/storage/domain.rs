@@ -144,6 +144,11 @@ impl<B: Backend> Storage for B {
         read(self, |rows| rows.user(id))
     }
 
+    fn user_with_organisation(&self, id: UserId) -> Result<Option<(User, String)>> {
+        // A sync without uploads reads this instead of the whole access: one statement.
+        read_statement(self, |rows| rows.user_with_organisation(id))
+    }
+
     fn user_by_name(&self, name: &str) -> Result<Vec<User>> {
         read(self, |rows| rows.users_by_name(name))
     }

@@ -82,6 +82,10 @@ impl ReadRows for PgRows<'_> {
         rows::user(self.conn(), id)
     }
 
+    fn user_with_organisation(&self, id: UserId) -> Result<Option<(User, String)>> {
+        rows::user_with_organisation(self.conn(), id)
+    }
+
     fn users_by_name(&self, name: &str) -> Result<Vec<User>> {
         rows::users_by_name(self.conn(), name)
     }
