@@ -151,7 +151,9 @@ pub(crate) trait ReadRows {
 
     /// The user with the name of its organisation (empty when it has none): who a request
     /// of one of its devices is, as the server's log names it. Two reads here, one
-    /// statement where a round trip costs (PostgreSQL).
+    /// statement where a round trip costs (PostgreSQL). It is read through
+    /// [`Backend::read_statement`], so a backend whose one-statement reads refuse a second
+    /// statement must override it.
     fn user_with_organisation(&self, id: UserId) -> Result<Option<(User, String)>> {
         let Some(user) = self.user(id)? else { return Ok(None) };
         let organisation = self.org(user.org)?.map(|o| o.name).unwrap_or_default();

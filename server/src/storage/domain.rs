@@ -145,7 +145,8 @@ impl<B: Backend> Storage for B {
     }
 
     fn user_with_organisation(&self, id: UserId) -> Result<Option<(User, String)>> {
-        // A sync without uploads reads this instead of the whole access: one statement.
+        // A sync without uploads reads this instead of the whole access: one statement where
+        // a backend overrides the two reads (PostgreSQL).
         read_statement(self, |rows| rows.user_with_organisation(id))
     }
 
