@@ -350,7 +350,8 @@ impl<B: Backend> Storage for B {
     }
 
     fn user_access(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<UserAccess>> {
-        // Every sync's first read after the session's: one statement on PostgreSQL.
+        // Every sync with uploads to check reads it after the session's: one statement on
+        // PostgreSQL.
         read_statement(self, |rows| rows.user_access(user, documents))
     }
 
