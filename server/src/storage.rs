@@ -812,12 +812,15 @@ pub struct UserAccess {
     pub user: User,
     /// The name of the user's organisation; empty when it has none.
     pub organisation: String,
-    /// `None` only on a database from before policies.
-    pub policy: Option<PolicyRecord>,
+    /// `None` only on a database from before policies; shared with every access read under
+    /// the same policy.
+    pub policy: Option<std::sync::Arc<PolicyRecord>>,
     /// The plans the user takes part in, with their escalation level.
     pub plan_levels: Vec<(PlanId, String)>,
-    /// The documents the user may read, as [`Storage::readable_documents`] reports them.
-    pub readable: Vec<(DocumentId, u64)>,
+    /// The documents the user may read, as [`Storage::readable_documents`] reports them,
+    /// without their granted positions: a server remembers the rest of the access while the
+    /// versions it depends on stand, and a re-grant moves the positions without them.
+    pub readable: Vec<DocumentId>,
     /// The current epoch ([`Storage::current_epoch`]) of each document asked for that the
     /// user reads, in the order asked.
     pub epochs: Vec<(DocumentId, u32)>,

@@ -145,8 +145,8 @@ impl Access {
         let loaded = Access {
             actor: crate::audit_log::actor_of(device, access.user, access.organisation),
             plans: access.plan_levels.into_iter().collect(),
-            policy: access.policy.map(|record| record.policy),
-            readable: access.readable.into_iter().map(|(document, _)| document).collect(),
+            policy: access.policy.map(|record| std::sync::Arc::clone(&record.policy)),
+            readable: access.readable.into_iter().collect(),
         };
         Ok((loaded, access.epochs.into_iter().collect()))
     }

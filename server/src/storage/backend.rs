@@ -12,12 +12,13 @@ use std::collections::{HashMap, HashSet};
 
 use eenplan_protocol::DocumentId;
 
+use super::domain::{AccessCore, AccessStamp};
 use super::pull::{LogView, ResumePoint};
 use super::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
     Erasure, HeldTail, MemberErased, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId,
     Participant, PlanId, PolicyRecord, PositionedEntry, Reader, Result, ServerEventRecord, StoredAuditUpload,
-    StoredName, User, UserAccess, UserId,
+    StoredName, User, UserId,
 };
 
 /// A database the domain layer runs its transactions on.
@@ -43,6 +44,8 @@ pub(crate) trait Backend: Send + Sync {
     /// This process's lists of the devices lacking a key a device holds
     /// ([`super::domain::KeyShareCache`]).
     fn key_shares(&self) -> &super::domain::KeyShareCache;
+    /// This process's accesses of users ([`super::domain::AccessCache`]).
+    fn accesses(&self) -> &super::domain::AccessCache;
 }
 
 /// Runs `f` in one read transaction of `backend` and returns its result.
@@ -110,6 +113,15 @@ pub(crate) struct AnswerFacts {
     pub rotations: Vec<(DocumentId, u32)>,
     /// [`ReadRows::key_share_version`] of the device.
     pub key_shares: Option<(UserId, i64)>,
+}
+
+/// What [`ReadRows::user_access`] read: the stamp, the core unless it is unchanged since the
+/// stamp the caller knew, and the epochs asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AccessRead {
+    pub stamp: AccessStamp,
+    pub core: Option<AccessCore>,
+    pub epochs: Vec<(DocumentId, u32)>,
 }
 
 /// What the group commit's admission reads of a batch's authors and documents
@@ -192,6 +204,9 @@ pub(crate) trait ReadRows {
     /// them. The policy's access rows are not among them: they change with the policy's
     /// version.
     fn key_share_version(&self, device: DeviceId) -> Result<Option<(UserId, i64)>>;
+
+    /// [`ReadRows::key_share_version`] of a user, `None` for an unknown user.
+    fn user_key_share_version(&self, user: UserId) -> Result<Option<i64>>;
 
     fn plan_creator(&self, plan: &PlanId) -> Result<Option<UserId>>;
 
@@ -349,27 +364,40 @@ pub(crate) trait ReadRows {
         Ok(facts)
     }
 
-    /// What every sync reads of `user` before its checks ([`super::Storage::user_access`]),
+    /// What every sync with uploads to check reads of `user` ([`super::Storage::user_access`]),
     /// one by one here, in one statement where a round trip costs (PostgreSQL); `None` for
-    /// an unknown user. Its epochs are those of the `documents` the user reads: a request
-    /// naming documents its user does not read costs no read for them.
-    fn user_access(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<UserAccess>> {
+    /// an unknown user. The core is left out (`None`) when the stamp read equals `known`:
+    /// the caller holds the core read under it ([`super::domain::AccessCache`]), and only
+    /// then. The epochs are those of the `documents` the user
+    /// reads, or, with the core left out, of all `documents` (the caller keeps those its
+    /// core reads).
+    fn user_access(
+        &self,
+        user: UserId,
+        documents: &[DocumentId],
+        known: Option<AccessStamp>,
+    ) -> Result<Option<AccessRead>> {
+        let Some(key_shares) = self.user_key_share_version(user)? else { return Ok(None) };
+        let policy = self.policy()?;
+        let stamp = AccessStamp { key_shares, policy: policy.as_ref().map(|p| p.policy.version) };
+        let epoch = |d: DocumentId| Ok((d, self.current_epoch(d)?));
+        if known == Some(stamp) {
+            let epochs = documents.iter().map(|&d| epoch(d)).collect::<Result<_>>()?;
+            return Ok(Some(AccessRead { stamp, core: None, epochs }));
+        }
         let Some(record) = self.user(user)? else { return Ok(None) };
-        let readable = self.readable(user)?;
-        let reads: std::collections::HashSet<DocumentId> = readable.iter().map(|(d, _)| *d).collect();
-        let epochs = documents
-            .iter()
-            .filter(|d| reads.contains(*d))
-            .map(|&d| Ok((d, self.current_epoch(d)?)))
-            .collect::<Result<_>>()?;
-        Ok(Some(UserAccess {
+        let readable: Vec<DocumentId> = self.readable(user)?.into_iter().map(|(d, _)| d).collect();
+        let reads: HashSet<&DocumentId> = readable.iter().collect();
+        let epochs =
+            documents.iter().filter(|d| reads.contains(d)).map(|&d| epoch(d)).collect::<Result<_>>()?;
+        let core = AccessCore {
             organisation: self.org(record.org)?.map(|o| o.name).unwrap_or_default(),
             user: record,
-            policy: self.policy()?,
+            policy: policy.map(std::sync::Arc::new),
             plan_levels: self.plan_levels_of_user(user)?,
             readable,
-            epochs,
-        }))
+        };
+        Ok(Some(AccessRead { stamp, core: Some(core), epochs }))
     }
 
     /// Every sync answer's reads of `user` and `device` beside the log's pages, which

@@ -5,6 +5,7 @@
 
 use eenplan_protocol::DocumentId;
 
+mod access;
 mod answer;
 mod audit;
 mod devices;
@@ -13,6 +14,7 @@ mod keys;
 mod log;
 mod plans;
 
+pub(crate) use access::{AccessCache, AccessCore, AccessStamp};
 pub(crate) use key_shares::KeyShareCache;
 
 use super::backend::{Backend, read, read_statement, write};
@@ -351,8 +353,8 @@ impl<B: Backend> Storage for B {
 
     fn user_access(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<UserAccess>> {
         // Every sync with uploads to check reads it after the session's: one statement on
-        // PostgreSQL.
-        read_statement(self, |rows| rows.user_access(user, documents))
+        // PostgreSQL, which skips the user's core while its stamp stands.
+        read_statement(self, |rows| access::user_access(rows, self.accesses(), user, documents))
     }
 
     fn readers(&self, document: DocumentId) -> Result<Vec<Reader>> {

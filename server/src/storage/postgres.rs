@@ -98,6 +98,7 @@ pub struct PostgresStorage {
     open: Mutex<usize>,
     returned: Condvar,
     key_shares: super::domain::KeyShareCache,
+    accesses: super::domain::AccessCache,
 }
 
 impl std::fmt::Debug for PostgresStorage {
@@ -165,6 +166,7 @@ impl PostgresStorage {
             open: Mutex::new(0),
             returned: Condvar::new(),
             key_shares: super::domain::KeyShareCache::new(),
+            accesses: super::domain::AccessCache::new(),
         };
         off_runtime(|| -> Result<()> {
             let mut loan = storage.loan()?;
@@ -383,6 +385,10 @@ impl Backend for PostgresStorage {
 
     fn key_shares(&self) -> &super::domain::KeyShareCache {
         &self.key_shares
+    }
+
+    fn accesses(&self) -> &super::domain::AccessCache {
+        &self.accesses
     }
 }
 

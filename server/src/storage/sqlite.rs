@@ -62,6 +62,7 @@ pub struct SqliteStorage {
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
     key_shares: super::domain::KeyShareCache,
+    accesses: super::domain::AccessCache,
 }
 
 impl std::fmt::Debug for SqliteStorage {
@@ -136,6 +137,7 @@ impl SqliteStorage {
             readers,
             next_reader: AtomicUsize::new(0),
             key_shares: super::domain::KeyShareCache::new(),
+            accesses: super::domain::AccessCache::new(),
         })
     }
 
@@ -234,6 +236,10 @@ impl Backend for SqliteStorage {
 
     fn key_shares(&self) -> &super::domain::KeyShareCache {
         &self.key_shares
+    }
+
+    fn accesses(&self) -> &super::domain::AccessCache {
+        &self.accesses
     }
 }
 

@@ -8,13 +8,14 @@ use std::collections::{HashMap, HashSet};
 use eenplan_protocol::{BundleKind, DocumentId};
 
 use super::statements::{self, Connection, OptionalExtension, Row, ToValue, Transaction, Value, params};
-use crate::storage::backend::{AdmissionFacts, AnswerFacts};
+use crate::storage::backend::{AccessRead, AdmissionFacts, AnswerFacts};
+use crate::storage::domain::{AccessCore, AccessStamp};
 use crate::storage::pull::{LogView, ResumePoint, RowMeta};
 use crate::storage::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
     Erasure, HeldTail, MemberErased, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId,
     Participant, PlanId, PolicyRecord, Reader, Result, ServerEventRecord, StorageError, StoredAuditUpload,
-    StoredBundle, StoredName, TailStats, User, UserAccess, UserId,
+    StoredBundle, StoredName, TailStats, User, UserId,
 };
 
 const SERVER_SECRET: &str = "server_secret";
@@ -531,6 +532,11 @@ pub(super) fn key_share_version(conn: &Connection<'_>, device: DeviceId) -> Resu
     Ok(conn.query_row(sql, [device.0], |row| Ok((UserId(row.get(0)?), row.get(1)?))).optional()?)
 }
 
+pub(super) fn user_key_share_version(conn: &Connection<'_>, user: UserId) -> Result<Option<i64>> {
+    let sql = "SELECT key_share_version FROM users WHERE user_id = $1";
+    Ok(conn.query_row(sql, [user.0], |row| row.get(0)).optional()?)
+}
+
 // Plans and access.
 
 pub(super) fn plan_creator(conn: &Connection<'_>, plan: &PlanId) -> Result<Option<UserId>> {
@@ -851,44 +857,64 @@ pub(super) fn answer_facts(
 /// [`ReadRows::user_access`] in one statement, one round trip instead of seven or more.
 /// Each row carries its read's tag (column 0) and its place in that read's order (column 8):
 /// the user with the organisation's name (0), the readable documents (1), the plans' levels
-/// (2), the policy (3) and the epochs of the documents asked for that are readable (4). The
-/// other columns are (n, plan, compartment, t1, t2, t3, bytes), as each read fills them.
+/// (2), the policy (3), the epochs of the documents asked for (4: those that are readable
+/// unless the core is left out, see below) and the stamp (5: the user's key-share version and the policy's version). The other columns are
+/// (n, plan, compartment, t1, t2, t3, bytes), as each read fills them.
+///
+/// When the stamp equals the one the caller knows (`$4`, `$5`; `$4` NULL for none), the
+/// core (0 to 3) is left out: each of its reads is gated by `known`, which the executor
+/// evaluates once, before it scans anything of theirs. The epochs are then read for every
+/// document asked for; the caller keeps those its core reads.
 ///
 /// [`ReadRows::user_access`]: crate::storage::backend::ReadRows::user_access
 const USER_ACCESS: &str = concat!(
     "
-    WITH readable AS MATERIALIZED (
-        SELECT p.plan_id, a.compartment, p.granted_at_seq",
+    WITH stamp AS MATERIALIZED (
+        SELECT u.key_share_version AS key_shares, (SELECT version FROM policy WHERE id = 1) AS policy
+        FROM users u WHERE u.user_id = $1),
+    known AS MATERIALIZED (
+        SELECT EXISTS (SELECT 1 FROM stamp s
+                       WHERE s.key_shares = $4::bigint AND s.policy IS NOT DISTINCT FROM $5::bigint) AS held),
+    readable AS MATERIALIZED (
+        SELECT p.plan_id, a.compartment",
     users_readable_documents!(),
-    ")
+    "
+        AND NOT (SELECT held FROM known))
     SELECT 0 AS tag, u.org_id AS n, NULL::bytea AS plan, NULL::bigint AS compartment,
            u.name AS t1, u.role AS t2, o.name AS t3, NULL::bytea AS bytes, 0::bigint AS ord
-    FROM users u LEFT JOIN orgs o ON o.org_id = u.org_id WHERE u.user_id = $1
+    FROM users u LEFT JOIN orgs o ON o.org_id = u.org_id
+    WHERE u.user_id = $1 AND NOT (SELECT held FROM known)
     UNION ALL
-    SELECT 1, granted_at_seq, plan_id, compartment, NULL, NULL, NULL, NULL,
+    SELECT 1, NULL, plan_id, compartment, NULL, NULL, NULL, NULL,
            row_number() OVER (ORDER BY plan_id, compartment)
     FROM readable
     UNION ALL
     SELECT 2, NULL, p.plan_id, NULL, pl.level, NULL, NULL, NULL, row_number() OVER (ORDER BY p.plan_id)
-    FROM participants p JOIN plans pl ON pl.plan_id = p.plan_id WHERE p.user_id = $1
+    FROM participants p JOIN plans pl ON pl.plan_id = p.plan_id
+    WHERE p.user_id = $1 AND NOT (SELECT held FROM known)
     UNION ALL
-    SELECT 3, NULL, NULL, NULL, NULL, NULL, NULL, signed, 0 FROM policy WHERE id = 1
+    SELECT 3, NULL, NULL, NULL, NULL, NULL, NULL, signed, 0 FROM policy
+    WHERE id = 1 AND NOT (SELECT held FROM known)
     UNION ALL
     SELECT 4, (SELECT COALESCE(MAX(c.epoch), 0) FROM commitments c
                WHERE c.plan_id = d.plan_id AND c.compartment = d.compartment),
            d.plan_id, d.compartment, NULL, NULL, NULL, NULL, d.ord
     FROM unnest($2::bytea[], $3::bigint[]) WITH ORDINALITY AS d (plan_id, compartment, ord)
-    WHERE EXISTS (SELECT 1 FROM readable r WHERE r.plan_id = d.plan_id AND r.compartment = d.compartment)
+    WHERE (SELECT held FROM known)
+       OR EXISTS (SELECT 1 FROM readable r WHERE r.plan_id = d.plan_id AND r.compartment = d.compartment)
+    UNION ALL
+    SELECT 5, key_shares, NULL, policy, NULL, NULL, NULL, NULL, 0 FROM stamp
     ORDER BY tag, ord"
 );
 
 /// One row of [`USER_ACCESS`], by its tag.
 enum AccessRow {
     User { org: OrgId, name: String, role: String, organisation: Option<String> },
-    Readable(DocumentId, u64),
+    Readable(DocumentId),
     Level(PlanId, String),
     Policy(Vec<u8>),
     Epoch(DocumentId, u32),
+    Stamp(AccessStamp),
 }
 
 fn access_row_from(row: &Row) -> statements::Result<AccessRow> {
@@ -899,10 +925,11 @@ fn access_row_from(row: &Row) -> statements::Result<AccessRow> {
             role: row.get(5)?,
             organisation: row.get(6)?,
         },
-        1 => AccessRow::Readable(document_at(row, 2, 3)?, uint(row, 1)?),
+        1 => AccessRow::Readable(document_at(row, 2, 3)?),
         2 => AccessRow::Level(row.get(2)?, row.get(4)?),
         3 => AccessRow::Policy(row.get(7)?),
         4 => AccessRow::Epoch(document_at(row, 2, 3)?, row.get(1)?),
+        5 => AccessRow::Stamp(AccessStamp { key_shares: row.get(1)?, policy: row.get(3)? }),
         other => return Err(conversion(0, Type::Integer, BadValue(format!("access fact {other}")))),
     })
 }
@@ -911,10 +938,21 @@ pub(super) fn user_access(
     conn: &Connection<'_>,
     user: UserId,
     documents: &[DocumentId],
-) -> Result<Option<UserAccess>> {
+    known: Option<AccessStamp>,
+) -> Result<Option<AccessRead>> {
     let [plans, compartments] = document_arrays(documents);
-    let rows = conn.query_values(USER_ACCESS, &[Value::Int(user.0), plans, compartments], access_row_from)?;
-    let mut found = None;
+    let (key_shares, policy) = match known {
+        Some(stamp) => {
+            (Value::Int(stamp.key_shares), stamp.policy.map_or(Value::Null, |v| Value::Int(v.into())))
+        }
+        None => (Value::Null, Value::Null),
+    };
+    let rows = conn.query_values(
+        USER_ACCESS,
+        &[Value::Int(user.0), plans, compartments, key_shares, policy],
+        access_row_from,
+    )?;
+    let (mut found, mut stamp) = (None, None);
     let (mut readable, mut plan_levels, mut signed_policy, mut epochs) =
         (Vec::new(), Vec::new(), None, Vec::new());
     for row in rows {
@@ -922,16 +960,23 @@ pub(super) fn user_access(
             AccessRow::User { org, name, role, organisation } => {
                 found = Some((User { id: user, org, name, role }, organisation.unwrap_or_default()))
             }
-            AccessRow::Readable(document, granted) => readable.push((document, granted)),
+            AccessRow::Readable(document) => readable.push(document),
             AccessRow::Level(plan, level) => plan_levels.push((plan, level)),
             AccessRow::Policy(signed) => signed_policy = Some(signed),
             AccessRow::Epoch(document, epoch) => epochs.push((document, epoch)),
+            AccessRow::Stamp(read) => stamp = Some(read),
         }
     }
-    // As the single reads: an unknown user is `None` before the policy is looked at.
-    let Some((record, organisation)) = found else { return Ok(None) };
-    let policy = signed_policy.map(PolicyRecord::from_stored).transpose()?;
-    Ok(Some(UserAccess { user: record, organisation, policy, plan_levels, readable, epochs }))
+    // The stamp comes from the user's row: without it the user is unknown.
+    let Some(stamp) = stamp else { return Ok(None) };
+    let core = match found {
+        Some((user, organisation)) => {
+            let policy = signed_policy.map(PolicyRecord::from_stored).transpose()?.map(std::sync::Arc::new);
+            Some(AccessCore { user, organisation, policy, plan_levels, readable })
+        }
+        None => None,
+    };
+    Ok(Some(AccessRead { stamp, core, epochs }))
 }
 
 /// [`ReadRows::admission_facts`] in one statement: one round trip per group commit inside

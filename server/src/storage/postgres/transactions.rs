@@ -5,13 +5,14 @@ use eenplan_protocol::DocumentId;
 
 use super::rows;
 use super::statements::Connection;
-use crate::storage::backend::{AdmissionFacts, AnswerFacts, ReadRows, WriteRows};
+use crate::storage::backend::{AccessRead, AdmissionFacts, AnswerFacts, ReadRows, WriteRows};
+use crate::storage::domain::AccessStamp;
 use crate::storage::pull::{LogView, ResumePoint};
 use crate::storage::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
     Erasure, HeldTail, MemberErased, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId,
     Participant, PlanId, PolicyRecord, Reader, Result, ServerEventRecord, StoredAuditUpload, StoredName,
-    User, UserAccess, UserId,
+    User, UserId,
 };
 
 /// The rows of one transaction, read-only or read-write (PostgreSQL refuses a write in a
@@ -132,6 +133,10 @@ impl ReadRows for PgRows<'_> {
 
     fn key_share_version(&self, device: DeviceId) -> Result<Option<(UserId, i64)>> {
         rows::key_share_version(self.conn(), device)
+    }
+
+    fn user_key_share_version(&self, user: UserId) -> Result<Option<i64>> {
+        rows::user_key_share_version(self.conn(), user)
     }
 
     fn plan_creator(&self, plan: &PlanId) -> Result<Option<UserId>> {
@@ -338,8 +343,13 @@ impl ReadRows for PgRows<'_> {
         rows::answer_facts(self.conn(), user, device, membership_after)
     }
 
-    fn user_access(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<UserAccess>> {
-        rows::user_access(self.conn(), user, documents)
+    fn user_access(
+        &self,
+        user: UserId,
+        documents: &[DocumentId],
+        known: Option<AccessStamp>,
+    ) -> Result<Option<AccessRead>> {
+        rows::user_access(self.conn(), user, documents, known)
     }
 
     fn admission_facts(&self, authors: &[DeviceId], documents: &[DocumentId]) -> Result<AdmissionFacts> {

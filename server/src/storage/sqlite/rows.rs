@@ -535,6 +535,11 @@ pub(super) fn key_share_version(conn: &Connection, device: DeviceId) -> Result<O
     Ok(conn.row(sql, [device.0], |row| Ok((UserId(row.get(0)?), row.get(1)?))).optional()?)
 }
 
+pub(super) fn user_key_share_version(conn: &Connection, user: UserId) -> Result<Option<i64>> {
+    let sql = "SELECT key_share_version FROM users WHERE user_id = ?1";
+    Ok(conn.row(sql, [user.0], |row| row.get(0)).optional()?)
+}
+
 // Plans and access.
 
 pub(super) fn plan_creator(conn: &Connection, plan: &PlanId) -> Result<Option<UserId>> {

@@ -157,6 +157,10 @@ impl<T: OnConnection> ReadRows for T {
         rows::key_share_version(self.conn(), device)
     }
 
+    fn user_key_share_version(&self, user: UserId) -> Result<Option<i64>> {
+        rows::user_key_share_version(self.conn(), user)
+    }
+
     fn plan_creator(&self, plan: &PlanId) -> Result<Option<UserId>> {
         rows::plan_creator(self.conn(), plan)
     }

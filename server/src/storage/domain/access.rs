@@ -1,0 +1,243 @@
+//! What a user may do, remembered per user while nothing it depends on changes.
+//!
+//! Every sync that uploads something to check reads the user's access first
+//! ([`Storage::user_access`]): the user and organisation, the policy, the levels of the
+//! user's plans and every document the user reads. On PostgreSQL that read was a sixth of
+//! the database's CPU per push (`load_bench` profile, 2026-12-06: 0.20 ms of 1.18 ms), while
+//! its answer is almost always the one of the push before.
+//!
+//! The part that does not name the pushed documents ([`AccessCore`]) depends on the user's
+//! participations, the levels of their plans, the user's role, the policy and its access
+//! rows. Every change of the first three bumps the user's key-share version in the same
+//! transaction (the schema's triggers, [`ReadRows::key_share_version`]); the policy's access
+//! rows change only with the policy's version, which grows with every new policy. A core read
+//! in one statement together with both versions (the [`AccessStamp`]) is therefore exact for
+//! every later read that finds the same two versions: the backend then skips reading the
+//! core, and it is taken from here. The user's name and organisation do not change once
+//! stored (no write path changes them); a path that did would have to bump the version. The
+//! granted positions of the readable documents are left out of the core: a re-grant moves
+//! them without a bump, and the checks of a push do not read them.
+//!
+//! The triggers find the users a plan's change concerns through the plan's participants;
+//! that is complete because write transactions run one after another (the log head's lock on
+//! PostgreSQL, the single writer of SQLite), so no participant is added beside the change
+//! unseen.
+//!
+//! A version only grows, so a core from an older read, stored after a newer one, is never
+//! served for the newer state: its stamp differs. Several server processes each keep their
+//! own; the versions come from the shared database. A database that loses committed
+//! transactions under running servers (a standby promoted while behind, a restore from a
+//! backup) can reach a version again with other rows: a core is therefore served for at
+//! most [`MAX_AGE`] after its read, and an operator restarts the servers after a failover or
+//! a restore, as for [`super::KeyShareCache`].
+//!
+//! [`Storage::user_access`]: crate::storage::Storage::user_access
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use eenplan_protocol::DocumentId;
+
+use crate::storage::backend::{AccessRead, ReadRows};
+use crate::storage::{PlanId, PolicyRecord, Result, StorageError, User, UserAccess, UserId};
+
+/// The most users remembered; a region has a few thousand. Only authenticated devices reach
+/// the cache, and when it is full it starts again empty, so no peer can grow it without end.
+/// The policy is shared by every core read under its version, so a core holds about 30
+/// bytes per readable document and 50 per plan.
+const MAX_USERS: usize = 8_192;
+
+/// How long a core is served after the read that brought it, at most: the bound on what a
+/// version reached again after lost commits could serve (see the module docs). A device
+/// that pushes every few seconds then reads its core once a minute.
+pub(crate) const MAX_AGE: Duration = Duration::from_secs(60);
+
+/// What a core was read under: the user's key-share version and the policy's version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AccessStamp {
+    pub key_shares: i64,
+    pub policy: Option<u32>,
+}
+
+/// The part of a user's access that holds while its [`AccessStamp`] stands.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AccessCore {
+    pub user: User,
+    pub organisation: String,
+    pub policy: Option<Arc<PolicyRecord>>,
+    pub plan_levels: Vec<(PlanId, String)>,
+    pub readable: Vec<DocumentId>,
+}
+
+/// A remembered core: the stamp it was read under, and when.
+type Kept = (AccessStamp, Instant, Arc<AccessCore>);
+
+/// The cores of one server process, by user, and the policy they share.
+#[derive(Debug, Default)]
+pub(crate) struct AccessCache {
+    cores: Mutex<HashMap<UserId, Kept>>,
+    policy: Mutex<Option<Arc<PolicyRecord>>>,
+}
+
+impl AccessCache {
+    pub(crate) fn new() -> AccessCache {
+        AccessCache::default()
+    }
+
+    /// The core of `user` and its stamp, unless it is older than [`MAX_AGE`] at `now`.
+    fn get(&self, user: UserId, now: Instant) -> Option<(AccessStamp, Arc<AccessCore>)> {
+        let cores = self.cores.lock().unwrap_or_else(PoisonError::into_inner);
+        cores
+            .get(&user)
+            .filter(|(_, read_at, _)| now.saturating_duration_since(*read_at) < MAX_AGE)
+            .map(|(stamp, _, core)| (*stamp, Arc::clone(core)))
+    }
+
+    fn put(&self, user: UserId, stamp: AccessStamp, read_at: Instant, core: Arc<AccessCore>) {
+        let mut cores = self.cores.lock().unwrap_or_else(PoisonError::into_inner);
+        if cores.len() >= MAX_USERS && !cores.contains_key(&user) {
+            cores.clear();
+        }
+        cores.insert(user, (stamp, read_at, core));
+    }
+
+    /// `read`, or the equal policy kept already: one copy of the signed policy for all.
+    fn shared(&self, read: Arc<PolicyRecord>) -> Arc<PolicyRecord> {
+        let mut kept = self.policy.lock().unwrap_or_else(PoisonError::into_inner);
+        match kept.as_ref() {
+            Some(policy) if **policy == *read => Arc::clone(policy),
+            _ => {
+                *kept = Some(Arc::clone(&read));
+                read
+            }
+        }
+    }
+
+    fn forget(&self, user: UserId) {
+        self.cores.lock().unwrap_or_else(PoisonError::into_inner).remove(&user);
+    }
+
+    /// How many users have a core remembered.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.cores.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
+
+/// [`ReadRows::user_access`] of `user` with the epochs of `documents` it reads, as of the
+/// one statement `rows` runs, taking the core from `cache` when its stamp still stands.
+pub(super) fn user_access(
+    rows: &dyn ReadRows,
+    cache: &AccessCache,
+    user: UserId,
+    documents: &[DocumentId],
+) -> Result<Option<UserAccess>> {
+    let now = Instant::now();
+    let known = cache.get(user, now);
+    // Every document asked for, also with a core at hand: the database cannot filter by a
+    // core it is not sent, and one the core does not read may be readable by the read. A
+    // request names a bounded number of them.
+    let read = rows.user_access(user, documents, known.as_ref().map(|(stamp, _)| *stamp))?;
+    let Some(AccessRead { stamp, core, epochs }) = read else {
+        cache.forget(user);
+        return Ok(None);
+    };
+    let core = match (core, known) {
+        (Some(mut core), _) => {
+            core.policy = core.policy.map(|policy| cache.shared(policy));
+            let core = Arc::new(core);
+            cache.put(user, stamp, now, Arc::clone(&core));
+            core
+        }
+        (None, Some((kept, core))) if kept == stamp => core,
+        (None, _) => {
+            return Err(StorageError::Backend("the access read skipped a core it was not given".into()));
+        }
+    };
+    let reads: HashSet<&DocumentId> = core.readable.iter().collect();
+    let epochs = epochs.into_iter().filter(|(document, _)| reads.contains(document)).collect();
+    Ok(Some(UserAccess {
+        user: core.user.clone(),
+        organisation: core.organisation.clone(),
+        policy: core.policy.clone(),
+        plan_levels: core.plan_levels.clone(),
+        readable: core.readable.clone(),
+        epochs,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn core(name: &str) -> Arc<AccessCore> {
+        Arc::new(AccessCore {
+            user: User {
+                id: UserId(1),
+                org: crate::storage::OrgId(1),
+                name: name.into(),
+                role: "wijkteam".into(),
+            },
+            organisation: "Wijkteam Noord".into(),
+            policy: None,
+            plan_levels: Vec::new(),
+            readable: vec![DocumentId { plan: [7; 16], compartment: 1 }],
+        })
+    }
+
+    #[test]
+    fn a_core_is_kept_with_the_stamp_it_was_read_under_and_replaced_by_a_newer_read() {
+        let cache = AccessCache::new();
+        let now = Instant::now();
+        let named =
+            |kept: Option<(AccessStamp, Arc<AccessCore>)>| kept.map(|(s, c)| (s, c.user.name.clone()));
+        let stamp = AccessStamp { key_shares: 5, policy: Some(2) };
+        cache.put(UserId(1), stamp, now, core("Ann"));
+        assert_eq!(named(cache.get(UserId(1), now)), Some((stamp, "Ann".into())));
+        let newer = AccessStamp { key_shares: 6, ..stamp };
+        cache.put(UserId(1), newer, now, core("Anna"));
+        assert_eq!(named(cache.get(UserId(1), now)), Some((newer, "Anna".into())));
+        assert!(cache.get(UserId(2), now).is_none(), "another user");
+        cache.forget(UserId(1));
+        assert!(cache.get(UserId(1), now).is_none(), "a user found unknown is forgotten");
+    }
+
+    #[test]
+    fn a_core_is_not_served_once_it_is_older_than_its_maximum_age() {
+        let cache = AccessCache::new();
+        let read_at = Instant::now();
+        cache.put(UserId(1), AccessStamp { key_shares: 5, policy: Some(2) }, read_at, core("Ann"));
+        assert!(cache.get(UserId(1), read_at + MAX_AGE - Duration::from_millis(1)).is_some());
+        assert!(cache.get(UserId(1), read_at + MAX_AGE).is_none());
+    }
+
+    #[test]
+    fn cores_read_under_one_policy_share_one_copy_of_it() {
+        let cache = AccessCache::new();
+        let record = |byte: u8| {
+            let policy = eenplan_protocol::policy::Policy { version: u32::from(byte), ..Default::default() };
+            Arc::new(PolicyRecord { signed: vec![byte; 1_000], policy: Arc::new(policy) })
+        };
+        let first = cache.shared(record(2));
+        let second = cache.shared(record(2));
+        assert!(Arc::ptr_eq(&first, &second), "an equal policy read again is the kept one");
+        let newer = cache.shared(record(3));
+        assert_eq!(newer.signed, vec![3; 1_000]);
+        assert!(Arc::ptr_eq(&newer, &cache.shared(record(3))));
+    }
+
+    #[test]
+    fn a_full_cache_starts_again_empty_rather_than_grow() {
+        let cache = AccessCache::new();
+        let (stamp, now) = (AccessStamp { key_shares: 0, policy: None }, Instant::now());
+        for user in 0..MAX_USERS {
+            cache.put(UserId(i64::try_from(user).unwrap()), stamp, now, core("Ann"));
+        }
+        assert_eq!(cache.len(), MAX_USERS);
+        cache.put(UserId(0), stamp, now, core("Ann"));
+        assert_eq!(cache.len(), MAX_USERS, "a user already kept does not empty it");
+        cache.put(UserId(-1), stamp, now, core("Ann"));
+        assert_eq!(cache.len(), 1);
+    }
+}
