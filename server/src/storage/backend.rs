@@ -115,12 +115,19 @@ pub(crate) struct AnswerFacts {
     pub key_shares: Option<(UserId, i64)>,
 }
 
-/// What [`ReadRows::user_access`] read: the stamp, the core unless it is unchanged since the
-/// stamp the caller knew, and the epochs asked for.
+/// What [`ReadRows::access_stamp`] read: the stamp, and the epochs of the documents asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StampRead {
+    pub stamp: AccessStamp,
+    pub epochs: Vec<(DocumentId, u32)>,
+}
+
+/// What [`ReadRows::user_access`] read: the core, the stamp it holds under, and the epochs
+/// of the documents asked for that the user reads.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct AccessRead {
     pub stamp: AccessStamp,
-    pub core: Option<AccessCore>,
+    pub core: AccessCore,
     pub epochs: Vec<(DocumentId, u32)>,
 }
 
@@ -364,32 +371,33 @@ pub(crate) trait ReadRows {
         Ok(facts)
     }
 
-    /// What every sync with uploads to check reads of `user` ([`super::Storage::user_access`]),
-    /// one by one here, in one statement where a round trip costs (PostgreSQL); `None` for
-    /// an unknown user. The core is left out (`None`) when the stamp read equals `known`:
-    /// the caller holds the core read under it ([`super::domain::AccessCache`]), and only
-    /// then. The epochs are those of the `documents` the user
-    /// reads, or, with the core left out, of all `documents` (the caller keeps those its
-    /// core reads).
-    fn user_access(
-        &self,
-        user: UserId,
-        documents: &[DocumentId],
-        known: Option<AccessStamp>,
-    ) -> Result<Option<AccessRead>> {
+    /// The stamp of `user`'s access ([`super::domain::AccessCache`]) and the current epoch
+    /// of each of `documents`, in the order given; `None` for an unknown user. What a sync
+    /// with uploads to check reads when its process holds the user's access core: one small
+    /// statement on PostgreSQL.
+    fn access_stamp(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<StampRead>> {
+        let Some(key_shares) = self.user_key_share_version(user)? else { return Ok(None) };
+        let stamp = AccessStamp { key_shares, policy: self.policy()?.map(|p| p.policy.version) };
+        let epochs = documents.iter().map(|&d| Ok((d, self.current_epoch(d)?))).collect::<Result<_>>()?;
+        Ok(Some(StampRead { stamp, epochs }))
+    }
+
+    /// What a sync with uploads to check reads of `user` otherwise
+    /// ([`super::Storage::user_access`]): the core with the stamp it holds under, and the
+    /// epochs of those of `documents` the user reads; `None` for an unknown user. One by one
+    /// here, in one statement where a round trip costs (PostgreSQL).
+    fn user_access(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<AccessRead>> {
+        let Some(record) = self.user(user)? else { return Ok(None) };
         let Some(key_shares) = self.user_key_share_version(user)? else { return Ok(None) };
         let policy = self.policy()?;
         let stamp = AccessStamp { key_shares, policy: policy.as_ref().map(|p| p.policy.version) };
-        let epoch = |d: DocumentId| Ok((d, self.current_epoch(d)?));
-        if known == Some(stamp) {
-            let epochs = documents.iter().map(|&d| epoch(d)).collect::<Result<_>>()?;
-            return Ok(Some(AccessRead { stamp, core: None, epochs }));
-        }
-        let Some(record) = self.user(user)? else { return Ok(None) };
         let readable: Vec<DocumentId> = self.readable(user)?.into_iter().map(|(d, _)| d).collect();
         let reads: HashSet<&DocumentId> = readable.iter().collect();
-        let epochs =
-            documents.iter().filter(|d| reads.contains(d)).map(|&d| epoch(d)).collect::<Result<_>>()?;
+        let epochs = documents
+            .iter()
+            .filter(|d| reads.contains(d))
+            .map(|&d| Ok((d, self.current_epoch(d)?)))
+            .collect::<Result<_>>()?;
         let core = AccessCore {
             organisation: self.org(record.org)?.map(|o| o.name).unwrap_or_default(),
             user: record,
@@ -397,7 +405,7 @@ pub(crate) trait ReadRows {
             plan_levels: self.plan_levels_of_user(user)?,
             readable,
         };
-        Ok(Some(AccessRead { stamp, core: Some(core), epochs }))
+        Ok(Some(AccessRead { stamp, core, epochs }))
     }
 
     /// Every sync answer's reads of `user` and `device` beside the log's pages, which

@@ -352,9 +352,8 @@ impl<B: Backend> Storage for B {
     }
 
     fn user_access(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<UserAccess>> {
-        // Every sync with uploads to check reads it after the session's: one statement on
-        // PostgreSQL, which skips the user's core while its stamp stands.
-        read_statement(self, |rows| access::user_access(rows, self.accesses(), user, documents))
+        // Every sync with uploads to check reads it after the session's: one statement.
+        access::user_access(self, user, documents)
     }
 
     fn readers(&self, document: DocumentId) -> Result<Vec<Reader>> {

@@ -9,11 +9,12 @@
 //! The part that does not name the pushed documents ([`AccessCore`]) depends on the user's
 //! participations, the levels of their plans, the user's role, the policy and its access
 //! rows. Every change of the first three bumps the user's key-share version in the same
-//! transaction (the schema's triggers, [`ReadRows::key_share_version`]); the policy's access
+//! transaction (the schema's triggers, [`ReadRows::key_share_version`](crate::storage::backend::ReadRows::key_share_version)); the policy's access
 //! rows change only with the policy's version, which grows with every new policy. A core read
 //! in one statement together with both versions (the [`AccessStamp`]) is therefore exact for
-//! every later read that finds the same two versions: the backend then skips reading the
-//! core, and it is taken from here. The user's name and organisation do not change once
+//! every later read that finds the same two versions: such a read asks only for the stamp
+//! and the pushed documents' epochs ([`ReadRows::access_stamp`](crate::storage::backend::ReadRows::access_stamp), one small statement where
+//! the whole access is a large one), and the core is taken from here. The user's name and organisation do not change once
 //! stored (no write path changes them); a path that did would have to bump the version. The
 //! granted positions of the readable documents are left out of the core: a re-grant moves
 //! them without a bump, and the checks of a push do not read them.
@@ -39,8 +40,8 @@ use std::time::{Duration, Instant};
 
 use eenplan_protocol::DocumentId;
 
-use crate::storage::backend::{AccessRead, ReadRows};
-use crate::storage::{PlanId, PolicyRecord, Result, StorageError, User, UserAccess, UserId};
+use crate::storage::backend::{AccessRead, Backend, StampRead, read_statement};
+use crate::storage::{PlanId, PolicyRecord, Result, User, UserAccess, UserId};
 
 /// The most users remembered; a region has a few thousand. Only authenticated devices reach
 /// the cache, and when it is full it starts again empty, so no peer can grow it without end.
@@ -125,46 +126,50 @@ impl AccessCache {
     }
 }
 
-/// [`ReadRows::user_access`] of `user` with the epochs of `documents` it reads, as of the
-/// one statement `rows` runs, taking the core from `cache` when its stamp still stands.
-pub(super) fn user_access(
-    rows: &dyn ReadRows,
-    cache: &AccessCache,
+/// [`Storage::user_access`]: with the core `cache` holds for `user`, only the stamp and the
+/// epochs are read, in one small statement, and the core is served while the stamp is the
+/// one it was read under; otherwise (or when it moved) the whole access is read, in one
+/// statement of its own whose core, stamp and epochs agree.
+pub(super) fn user_access<B: Backend + ?Sized>(
+    backend: &B,
     user: UserId,
     documents: &[DocumentId],
 ) -> Result<Option<UserAccess>> {
+    let cache = backend.accesses();
     let now = Instant::now();
-    let known = cache.get(user, now);
-    // Every document asked for, also with a core at hand: the database cannot filter by a
-    // core it is not sent, and one the core does not read may be readable by the read. A
-    // request names a bounded number of them.
-    let read = rows.user_access(user, documents, known.as_ref().map(|(stamp, _)| *stamp))?;
-    let Some(AccessRead { stamp, core, epochs }) = read else {
+    if let Some((kept, core)) = cache.get(user, now) {
+        match read_statement(backend, |rows| rows.access_stamp(user, documents))? {
+            Some(StampRead { stamp, epochs }) if stamp == kept => return Ok(Some(served(&core, epochs))),
+            Some(_) => {}
+            None => {
+                cache.forget(user);
+                return Ok(None);
+            }
+        }
+    }
+    let Some(AccessRead { stamp, mut core, epochs }) =
+        read_statement(backend, |rows| rows.user_access(user, documents))?
+    else {
         cache.forget(user);
         return Ok(None);
     };
-    let core = match (core, known) {
-        (Some(mut core), _) => {
-            core.policy = core.policy.map(|policy| cache.shared(policy));
-            let core = Arc::new(core);
-            cache.put(user, stamp, now, Arc::clone(&core));
-            core
-        }
-        (None, Some((kept, core))) if kept == stamp => core,
-        (None, _) => {
-            return Err(StorageError::Backend("the access read skipped a core it was not given".into()));
-        }
-    };
+    core.policy = core.policy.map(|policy| cache.shared(policy));
+    let core = Arc::new(core);
+    cache.put(user, stamp, now, Arc::clone(&core));
+    Ok(Some(served(&core, epochs)))
+}
+
+/// The access of `core` with those of `epochs` whose documents it reads.
+fn served(core: &AccessCore, epochs: Vec<(DocumentId, u32)>) -> UserAccess {
     let reads: HashSet<&DocumentId> = core.readable.iter().collect();
-    let epochs = epochs.into_iter().filter(|(document, _)| reads.contains(document)).collect();
-    Ok(Some(UserAccess {
+    UserAccess {
         user: core.user.clone(),
         organisation: core.organisation.clone(),
         policy: core.policy.clone(),
         plan_levels: core.plan_levels.clone(),
         readable: core.readable.clone(),
-        epochs,
-    }))
+        epochs: epochs.into_iter().filter(|(document, _)| reads.contains(document)).collect(),
+    }
 }
 
 #[cfg(test)]

@@ -15,14 +15,18 @@
 //! and computed again otherwise. A user's version only grows and every change of what the
 //! user's devices' lists depend on makes a new one, so a list from an older snapshot, stored
 //! after a newer one, is never served for the newer state. Several server processes each
-//! keep their own lists; the versions come from the shared database. (A database restored
-//! from a backup under running servers could repeat a version: restore with them stopped.)
+//! keep their own lists; the versions come from the shared database. A database that loses
+//! committed transactions under running servers (a standby promoted while behind, a restore
+//! from a backup) can reach a version again with other rows, so a list is served for at most
+//! [`MAX_AGE`] after its read, as a remembered access is ([`super::access`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use eenplan_protocol::DocumentId;
 
+use super::access::MAX_AGE;
 use crate::storage::backend::ReadRows;
 use crate::storage::{DeviceId, Result, UserId};
 
@@ -45,10 +49,13 @@ struct Stamp {
     policy: Option<u32>,
 }
 
+/// A remembered list: the stamp it was computed under, and when it was read.
+type Kept = (Stamp, Instant, Arc<MissingKeys>);
+
 /// The lists of one server process, by device.
 #[derive(Debug, Default)]
 pub(crate) struct KeyShareCache {
-    lists: Mutex<HashMap<DeviceId, (Stamp, Arc<MissingKeys>)>>,
+    lists: Mutex<HashMap<DeviceId, Kept>>,
 }
 
 impl KeyShareCache {
@@ -56,17 +63,21 @@ impl KeyShareCache {
         KeyShareCache::default()
     }
 
-    fn get(&self, device: DeviceId, stamp: Stamp) -> Option<Arc<MissingKeys>> {
+    /// The list of `device` read under `stamp`, unless it is older than [`MAX_AGE`] at `now`.
+    fn get(&self, device: DeviceId, stamp: Stamp, now: Instant) -> Option<Arc<MissingKeys>> {
         let lists = self.lists.lock().unwrap_or_else(PoisonError::into_inner);
-        lists.get(&device).filter(|(kept, _)| *kept == stamp).map(|(_, list)| Arc::clone(list))
+        lists
+            .get(&device)
+            .filter(|(kept, read_at, _)| *kept == stamp && now.saturating_duration_since(*read_at) < MAX_AGE)
+            .map(|(_, _, list)| Arc::clone(list))
     }
 
-    fn put(&self, device: DeviceId, stamp: Stamp, list: Arc<MissingKeys>) {
+    fn put(&self, device: DeviceId, stamp: Stamp, read_at: Instant, list: Arc<MissingKeys>) {
         let mut lists = self.lists.lock().unwrap_or_else(PoisonError::into_inner);
         if lists.len() >= MAX_DEVICES && !lists.contains_key(&device) {
             lists.clear();
         }
-        lists.insert(device, (stamp, list));
+        lists.insert(device, (stamp, read_at, list));
     }
 
     /// How many devices have a list remembered.
@@ -89,12 +100,12 @@ pub(super) fn devices_missing_held_keys(
     let Some((user, key_shares)) = version else {
         return Ok(Arc::new(rows.devices_missing_held_keys(device)?));
     };
-    let stamp = Stamp { user, key_shares, policy };
-    if let Some(list) = cache.get(device, stamp) {
+    let (stamp, now) = (Stamp { user, key_shares, policy }, Instant::now());
+    if let Some(list) = cache.get(device, stamp, now) {
         return Ok(list);
     }
     let list = Arc::new(rows.devices_missing_held_keys(device)?);
-    cache.put(device, stamp, Arc::clone(&list));
+    cache.put(device, stamp, now, Arc::clone(&list));
     Ok(list)
 }
 
@@ -108,33 +119,43 @@ mod tests {
 
     #[test]
     fn a_list_is_served_only_for_the_stamp_it_was_computed_under() {
-        let cache = KeyShareCache::new();
+        let (cache, now) = (KeyShareCache::new(), Instant::now());
         let device = DeviceId([1; 16]);
         let list = Arc::new(vec![(DocumentId { plan: [7; 16], compartment: 1 }, 1, DeviceId([2; 16]))]);
-        cache.put(device, stamp(5), Arc::clone(&list));
-        assert_eq!(cache.get(device, stamp(5)), Some(list));
-        assert_eq!(cache.get(device, stamp(6)), None, "a newer key-share version");
-        assert_eq!(cache.get(device, Stamp { policy: Some(3), ..stamp(5) }), None, "a newer policy");
-        assert_eq!(cache.get(device, Stamp { user: UserId(2), ..stamp(5) }), None, "another user");
-        assert_eq!(cache.get(DeviceId([3; 16]), stamp(5)), None, "another device");
+        cache.put(device, stamp(5), now, Arc::clone(&list));
+        assert_eq!(cache.get(device, stamp(5), now), Some(list));
+        assert_eq!(cache.get(device, stamp(6), now), None, "a newer key-share version");
+        assert_eq!(cache.get(device, Stamp { policy: Some(3), ..stamp(5) }, now), None, "a newer policy");
+        assert_eq!(cache.get(device, Stamp { user: UserId(2), ..stamp(5) }, now), None, "another user");
+        assert_eq!(cache.get(DeviceId([3; 16]), stamp(5), now), None, "another device");
+    }
+
+    #[test]
+    fn a_list_is_not_served_once_it_is_older_than_its_maximum_age() {
+        let (cache, read_at) = (KeyShareCache::new(), Instant::now());
+        let device = DeviceId([1; 16]);
+        cache.put(device, stamp(5), read_at, Arc::new(Vec::new()));
+        let just_before = read_at + MAX_AGE - std::time::Duration::from_millis(1);
+        assert!(cache.get(device, stamp(5), just_before).is_some());
+        assert!(cache.get(device, stamp(5), read_at + MAX_AGE).is_none());
     }
 
     #[test]
     fn a_full_cache_starts_again_and_never_holds_more_than_its_bound() {
-        let cache = KeyShareCache::new();
+        let (cache, now) = (KeyShareCache::new(), Instant::now());
         let id = |n: usize| {
             let mut id = [0u8; 16];
             id[..8].copy_from_slice(&(n as u64).to_le_bytes());
             DeviceId(id)
         };
         for n in 0..MAX_DEVICES {
-            cache.put(id(n), stamp(1), Arc::new(Vec::new()));
+            cache.put(id(n), stamp(1), now, Arc::new(Vec::new()));
         }
         assert_eq!(cache.len(), MAX_DEVICES);
-        cache.put(id(0), stamp(2), Arc::new(Vec::new()));
+        cache.put(id(0), stamp(2), now, Arc::new(Vec::new()));
         assert_eq!(cache.len(), MAX_DEVICES, "a known device replaces its own list");
-        cache.put(id(MAX_DEVICES), stamp(1), Arc::new(Vec::new()));
+        cache.put(id(MAX_DEVICES), stamp(1), now, Arc::new(Vec::new()));
         assert_eq!(cache.len(), 1, "a new device in a full cache starts it again");
-        assert!(cache.get(id(MAX_DEVICES), stamp(1)).is_some());
+        assert!(cache.get(id(MAX_DEVICES), stamp(1), now).is_some());
     }
 }

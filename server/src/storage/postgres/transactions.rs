@@ -5,8 +5,7 @@ use eenplan_protocol::DocumentId;
 
 use super::rows;
 use super::statements::Connection;
-use crate::storage::backend::{AccessRead, AdmissionFacts, AnswerFacts, ReadRows, WriteRows};
-use crate::storage::domain::AccessStamp;
+use crate::storage::backend::{AccessRead, AdmissionFacts, AnswerFacts, ReadRows, StampRead, WriteRows};
 use crate::storage::pull::{LogView, ResumePoint};
 use crate::storage::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
@@ -343,13 +342,12 @@ impl ReadRows for PgRows<'_> {
         rows::answer_facts(self.conn(), user, device, membership_after)
     }
 
-    fn user_access(
-        &self,
-        user: UserId,
-        documents: &[DocumentId],
-        known: Option<AccessStamp>,
-    ) -> Result<Option<AccessRead>> {
-        rows::user_access(self.conn(), user, documents, known)
+    fn access_stamp(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<StampRead>> {
+        rows::access_stamp(self.conn(), user, documents)
+    }
+
+    fn user_access(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<AccessRead>> {
+        rows::user_access(self.conn(), user, documents)
     }
 
     fn admission_facts(&self, authors: &[DeviceId], documents: &[DocumentId]) -> Result<AdmissionFacts> {
