@@ -1180,10 +1180,10 @@ pub trait Storage: Send + Sync {
     /// in. Nothing without a policy.
     fn readable_documents(&self, user: UserId) -> Result<Vec<(DocumentId, u64)>>;
     /// The user, the policy in force, the user's plans with their levels, the documents the
-    /// user may read and the current epoch of each of `documents` the user reads, in one
-    /// read transaction (so that they agree, and a sync's pushes are checked after one round
-    /// of reads); `None` for an unknown user. All but the epochs may come from what this
-    /// process read before under the same versions (`domain::AccessCache`).
+    /// user may read and the current epoch of each of `documents` the user reads, as of one
+    /// snapshot (so that they agree, and a sync's pushes are checked after one round of
+    /// reads); `None` for an unknown user. All but the epochs may come from an earlier read
+    /// of this process under the same versions (`domain::AccessCache`).
     fn user_access(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<UserAccess>>;
     /// The active devices (not reported wiped) of the participants whose role may read
     /// `document`, with the epochs of it each holds an envelope for.

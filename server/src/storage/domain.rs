@@ -352,7 +352,8 @@ impl<B: Backend> Storage for B {
     }
 
     fn user_access(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<UserAccess>> {
-        // Every sync with uploads to check reads it after the session's: one statement.
+        // Every sync with uploads to check reads it after the session's: one statement on
+        // PostgreSQL while the process holds the user's core, two when it moved.
         access::user_access(self, user, documents)
     }
 

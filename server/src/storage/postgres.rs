@@ -124,6 +124,9 @@ impl Drop for Loan<'_> {
     fn drop(&mut self) {
         let Some(conn) = self.conn.take() else { return };
         if conn.client.is_closed() {
+            // A broken connection may be a failover: what the caches hold may come from rows
+            // the new primary never saw (`domain::access`).
+            self.pool.forget_remembered();
             *relock(&self.pool.open) -= 1;
         } else {
             relock(&self.pool.idle).push(conn);
@@ -190,7 +193,15 @@ impl PostgresStorage {
         &self.shown
     }
 
+    /// Empties the caches stamped with versions of this database's rows.
+    fn forget_remembered(&self) {
+        self.key_shares.clear();
+        self.accesses.clear();
+    }
+
     fn connect(&self) -> Result<Pooled> {
+        // A new connection may reach another primary than the open ones did.
+        self.forget_remembered();
         let mut client = self.config.connect(NoTls).map_err(|e| from_postgres(&e))?;
         client
             // Generic plans: every statement is prepared once per connection and its best plan

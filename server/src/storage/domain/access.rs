@@ -29,8 +29,9 @@
 //! own; the versions come from the shared database. A database that loses committed
 //! transactions under running servers (a standby promoted while behind, a restore from a
 //! backup) can reach a version again with other rows: a core is therefore served for at
-//! most [`MAX_AGE`] after its read, and an operator restarts the servers after a failover or
-//! a restore, as for [`super::KeyShareCache`].
+//! most [`MAX_AGE`] after its read, both caches are emptied when a PostgreSQL connection
+//! breaks or a new one opens (a failover breaks every one), and the README tells operators to
+//! restart the servers after a failover or a restore.
 //!
 //! [`Storage::user_access`]: crate::storage::Storage::user_access
 
@@ -119,6 +120,11 @@ impl AccessCache {
         self.cores.lock().unwrap_or_else(PoisonError::into_inner).remove(&user);
     }
 
+    /// Forgets every core: the database may no longer be the one they were read from.
+    pub(crate) fn clear(&self) {
+        self.cores.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+
     /// How many users have a core remembered.
     #[cfg(test)]
     fn len(&self) -> usize {
@@ -135,6 +141,7 @@ pub(super) fn user_access<B: Backend + ?Sized>(
     user: UserId,
     documents: &[DocumentId],
 ) -> Result<Option<UserAccess>> {
+    super::known_compartments(documents.iter().copied())?;
     let cache = backend.accesses();
     let now = Instant::now();
     if let Some((kept, core)) = cache.get(user, now) {
@@ -233,7 +240,7 @@ mod tests {
     }
 
     #[test]
-    fn a_full_cache_starts_again_empty_rather_than_grow() {
+    fn a_full_cache_starts_again_empty_rather_than_growing() {
         let cache = AccessCache::new();
         let (stamp, now) = (AccessStamp { key_shares: 0, policy: None }, Instant::now());
         for user in 0..MAX_USERS {

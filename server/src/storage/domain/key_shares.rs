@@ -18,7 +18,7 @@
 //! keep their own lists; the versions come from the shared database. A database that loses
 //! committed transactions under running servers (a standby promoted while behind, a restore
 //! from a backup) can reach a version again with other rows, so a list is served for at most
-//! [`MAX_AGE`] after its read, as a remembered access is ([`super::access`]).
+//! [`MAX_AGE`] after its read, and emptied with a remembered access ([`super::access`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -78,6 +78,11 @@ impl KeyShareCache {
             lists.clear();
         }
         lists.insert(device, (stamp, read_at, list));
+    }
+
+    /// Forgets every list: the database may no longer be the one they were read from.
+    pub(crate) fn clear(&self) {
+        self.lists.lock().unwrap_or_else(PoisonError::into_inner).clear();
     }
 
     /// How many devices have a list remembered.

@@ -856,10 +856,11 @@ pub(super) fn answer_facts(
 
 /// [`ReadRows::access_stamp`] in one statement: the stamp (tag 0: the user's key-share
 /// version and the policy's version) and each document's current epoch (tag 1), in the
-/// columns (tag, n, plan, compartment, ord). Kept apart from [`USER_ACCESS`]: even with its
-/// reads skipped, that statement's plan of some sixty nodes cost 0.13 ms per execution to
-/// start and end, against 0.03 ms for this one (psql, generic plans, on a copy of
-/// `load_bench`'s base, 2026-12-06).
+/// columns (tag, n, plan, compartment, ord; the policy's version in `compartment`). A
+/// statement of its own, not [`USER_ACCESS`] with its reads gated off by the stamp (tried
+/// first): the large statement's plan cost 0.13 ms per execution to start and end with every
+/// read skipped, this one 0.03 ms (psql, generic plans, on a copy of `load_bench`'s base,
+/// 2026-12-06, each above a trivial statement's round trip).
 ///
 /// [`ReadRows::access_stamp`]: crate::storage::backend::ReadRows::access_stamp
 const ACCESS_STAMP: &str = "
@@ -979,7 +980,9 @@ pub(super) fn user_access(
         }
     }
     // As the single reads: an unknown user is `None` before the policy is looked at.
-    let (Some((user, organisation)), Some(stamp)) = (found, stamp) else { return Ok(None) };
+    let Some((user, organisation)) = found else { return Ok(None) };
+    // Both come from the user's row, in one snapshot.
+    let stamp = stamp.ok_or_else(|| StorageError::Corrupt("a user's access without its stamp".into()))?;
     let policy = signed_policy.map(PolicyRecord::from_stored).transpose()?.map(std::sync::Arc::new);
     let core = AccessCore { user, organisation, policy, plan_levels, readable };
     Ok(Some(AccessRead { stamp, core, epochs }))
