@@ -9,15 +9,16 @@
 //! The part that does not name the pushed documents ([`AccessCore`]) depends on the user's
 //! participations, the levels of their plans, the user's role, the policy and its access
 //! rows. Every change of the first three bumps the user's key-share version in the same
-//! transaction (the schema's triggers, [`ReadRows::key_share_version`](crate::storage::backend::ReadRows::key_share_version)); the policy's access
+//! transaction (the schema's triggers, [`ReadRows::key_share_version`]); the policy's access
 //! rows change only with the policy's version, which grows with every new policy. A core read
-//! in one statement together with both versions (the [`AccessStamp`]) is therefore exact for
+//! in one snapshot together with both versions (the [`AccessStamp`]) is therefore exact for
 //! every later read that finds the same two versions: such a read asks only for the stamp
-//! and the pushed documents' epochs ([`ReadRows::access_stamp`](crate::storage::backend::ReadRows::access_stamp), one small statement where
-//! the whole access is a large one), and the core is taken from here. The user's name and organisation do not change once
-//! stored (no write path changes them); a path that did would have to bump the version. The
-//! granted positions of the readable documents are left out of the core: a re-grant moves
-//! them without a bump, and the checks of a push do not read them.
+//! and the pushed documents' epochs ([`ReadRows::access_stamp`], one small statement where
+//! the whole access is a large one), and the core is taken from here. The user's name and
+//! organisation do not change once stored (no write path changes them); a path that did
+//! would have to bump the version. The granted positions of the readable documents are left
+//! out of the core: a re-grant moves them without a bump, and the checks of a push do not
+//! read them.
 //!
 //! The triggers find the users a plan's change concerns through the plan's participants;
 //! that is complete because write transactions run one after another (the log head's lock on
@@ -34,6 +35,8 @@
 //! restart the servers after a failover or a restore.
 //!
 //! [`Storage::user_access`]: crate::storage::Storage::user_access
+//! [`ReadRows::key_share_version`]: crate::storage::backend::ReadRows::key_share_version
+//! [`ReadRows::access_stamp`]: crate::storage::backend::ReadRows::access_stamp
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -132,10 +135,12 @@ impl AccessCache {
     }
 }
 
-/// [`Storage::user_access`]: with the core `cache` holds for `user`, only the stamp and the
-/// epochs are read, in one small statement, and the core is served while the stamp is the
-/// one it was read under; otherwise (or when it moved) the whole access is read, in one
-/// statement of its own whose core, stamp and epochs agree.
+/// [`Storage::user_access`]: with the core the backend's cache holds for `user`, only the
+/// stamp and the epochs are read, in one small statement, and the core is served while the
+/// stamp is the one it was read under; otherwise (or when it moved) the whole access is
+/// read, in one statement of its own whose core, stamp and epochs agree.
+///
+/// [`Storage::user_access`]: crate::storage::Storage::user_access
 pub(super) fn user_access<B: Backend + ?Sized>(
     backend: &B,
     user: UserId,
