@@ -718,6 +718,21 @@ macro_rules! users_readable_documents {
     };
 }
 
+/// The current epoch of the document of row `$row` (its `plan_id` and `compartment`): the
+/// greatest committed, 0 before any, as [`current_epoch`] reads it alone. The one text of
+/// that rule for the statements that read it with their other facts.
+macro_rules! current_epoch_of {
+    ($row:literal) => {
+        concat!(
+            "(SELECT COALESCE(MAX(c.epoch), 0) FROM commitments c WHERE c.plan_id = ",
+            $row,
+            ".plan_id AND c.compartment = ",
+            $row,
+            ".compartment)"
+        )
+    };
+}
+
 /// Both arrays of a multi-row statement over `documents`: their plans and compartments.
 fn document_arrays(documents: &[DocumentId]) -> [Value; 2] {
     [
@@ -770,8 +785,9 @@ const ANSWER_FACTS: &str = concat!(
     FROM readable r
     WHERE NOT EXISTS (SELECT 1 FROM commitments c WHERE c.plan_id = r.plan_id AND c.compartment = r.compartment)
     UNION ALL
-    SELECT 7, (SELECT COALESCE(MAX(c.epoch), 0) FROM commitments c
-               WHERE c.plan_id = r.plan_id AND c.compartment = r.compartment),
+    SELECT 7, ",
+    current_epoch_of!("r"),
+    ",
            NULL, NULL, r.plan_id, r.compartment, row_number() OVER (ORDER BY r.plan_id, r.compartment)
     FROM readable r
     WHERE r.chartered AND EXISTS (SELECT 1 FROM rotations q WHERE q.plan_id = r.plan_id AND q.compartment = r.compartment)
@@ -863,16 +879,18 @@ pub(super) fn answer_facts(
 /// 2026-12-06, each above a trivial statement's round trip).
 ///
 /// [`ReadRows::access_stamp`]: crate::storage::backend::ReadRows::access_stamp
-const ACCESS_STAMP: &str = "
+const ACCESS_STAMP: &str = concat!(
+    "
     SELECT 0 AS tag, u.key_share_version AS n, NULL::bytea AS plan,
            (SELECT version FROM policy WHERE id = 1) AS compartment, 0::bigint AS ord
     FROM users u WHERE u.user_id = $1
     UNION ALL
-    SELECT 1, (SELECT COALESCE(MAX(c.epoch), 0) FROM commitments c
-               WHERE c.plan_id = d.plan_id AND c.compartment = d.compartment),
-           d.plan_id, d.compartment, d.ord
+    SELECT 1, ",
+    current_epoch_of!("d"),
+    ", d.plan_id, d.compartment, d.ord
     FROM unnest($2::bytea[], $3::bigint[]) WITH ORDINALITY AS d (plan_id, compartment, ord)
-    ORDER BY tag, ord";
+    ORDER BY tag, ord"
+);
 
 pub(super) fn access_stamp(
     conn: &Connection<'_>,
@@ -919,8 +937,9 @@ const USER_ACCESS: &str = concat!(
     UNION ALL
     SELECT 3, NULL, NULL, NULL, NULL, NULL, NULL, signed, 0 FROM policy WHERE id = 1
     UNION ALL
-    SELECT 4, (SELECT COALESCE(MAX(c.epoch), 0) FROM commitments c
-               WHERE c.plan_id = d.plan_id AND c.compartment = d.compartment),
+    SELECT 4, ",
+    current_epoch_of!("d"),
+    ",
            d.plan_id, d.compartment, NULL, NULL, NULL, NULL, d.ord
     FROM unnest($2::bytea[], $3::bigint[]) WITH ORDINALITY AS d (plan_id, compartment, ord)
     WHERE EXISTS (SELECT 1 FROM readable r WHERE r.plan_id = d.plan_id AND r.compartment = d.compartment)
@@ -994,17 +1013,19 @@ pub(super) fn user_access(
 /// compartment, epoch, rotating).
 ///
 /// [`ReadRows::admission_facts`]: crate::storage::backend::ReadRows::admission_facts
-const ADMISSION_FACTS: &str = "
+const ADMISSION_FACTS: &str = concat!(
+    "
     SELECT 0 AS tag, d.device_id AS id, NULL::bigint AS compartment, d.state AS state,
            NULL::bigint AS epoch, NULL::boolean AS rotating
     FROM devices d WHERE d.device_id = ANY ($1::bytea[])
     UNION ALL
-    SELECT 1, q.plan_id, q.compartment, NULL,
-           (SELECT COALESCE(MAX(c.epoch), 0) FROM commitments c
-            WHERE c.plan_id = q.plan_id AND c.compartment = q.compartment),
+    SELECT 1, q.plan_id, q.compartment, NULL, ",
+    current_epoch_of!("q"),
+    ",
            EXISTS (SELECT 1 FROM rotations r WHERE r.plan_id = q.plan_id AND r.compartment = q.compartment
                    AND r.queued_epoch < $4)
-    FROM unnest($2::bytea[], $3::bigint[]) AS q (plan_id, compartment)";
+    FROM unnest($2::bytea[], $3::bigint[]) AS q (plan_id, compartment)"
+);
 
 pub(super) fn admission_facts(
     conn: &Connection<'_>,
