@@ -818,8 +818,8 @@ pub struct UserAccess {
     /// The plans the user takes part in, with their escalation level.
     pub plan_levels: Vec<(PlanId, String)>,
     /// The documents the user may read, as [`Storage::readable_documents`] reports them,
-    /// without their granted positions: a server remembers the rest of the access while the
-    /// versions it depends on stand, and a re-grant moves the positions without them.
+    /// without their granted positions, which a push's checks do not read (the remembered
+    /// core keeps them for the sync answers).
     pub readable: Vec<DocumentId>,
     /// The current epoch ([`Storage::current_epoch`]) of each document asked for that the
     /// user reads, in the order asked.

@@ -1578,6 +1578,104 @@ pub mod suite {
         assert!(s.user_access(UserId(piet.0 + 1_000), asked).unwrap().is_none(), "an unknown user");
     }
 
+    /// Asserts that what `user`'s sync answer on `device` from `since` takes from the user's
+    /// remembered access is what the single reads say now: the documents without a key, the
+    /// rotations asked for, the policy, and the documents sent from their start because they
+    /// were granted after the cursor (of `with_bundles`, those holding bundles).
+    fn answer_is_current(
+        s: &dyn Storage,
+        (user, device): (UserId, DeviceId),
+        since: u64,
+        with_bundles: &[DocumentId],
+        after: &str,
+    ) {
+        let answer = s.answer(&answer_query(user, device, since, BIG)).unwrap();
+        assert_eq!(answer.unminted, s.unminted_documents(user).unwrap(), "the unminted, after {after}");
+        assert_eq!(answer.rotations, s.rotations_for(user).unwrap(), "the rotations, after {after}");
+        assert_eq!(answer.policy, s.policy().unwrap().map(|p| p.signed), "the policy, after {after}");
+        let granted: Vec<DocumentId> = s
+            .readable_documents(user)
+            .unwrap()
+            .into_iter()
+            .filter(|(d, granted)| *granted > since && with_bundles.contains(d))
+            .map(|(d, _)| d)
+            .collect();
+        let mut sent: Vec<DocumentId> = answer.batch.bundles.iter().map(|b| b.document).collect();
+        sent.dedup();
+        assert_eq!(sent, granted, "the documents sent from their start, after {after}");
+    }
+
+    /// A sync answer takes the user's readable documents with their grant positions, the
+    /// documents without a key and the rotations from the remembered access (the
+    /// `AccessCache`): each change of what they depend on is seen by the next answer, also a
+    /// chain entry that only grants again or only queues a rotation.
+    pub fn a_sync_answer_read_again_follows_every_change_of_what_it_depends_on(s: &dyn Storage) {
+        let roles: &[(&str, &[&str], &[&str])] =
+            &[("wijkteam", ALL, ALL), ("politie", &["basis", "justitie"], &["basis"])];
+        s.set_policy(&policy(2, roles), 1).unwrap();
+        let ann = user(s, "Ann");
+        let piet = user_with_role(s, "Piet", "politie");
+        let (a1, p1) = (device(s, ann, 1), device(s, piet, 2));
+        assert!(s.register_chartered_plan(&charter(Q, ann, a1)).unwrap());
+        let with_piet =
+            eenplan_server::storage::MembershipUpdate { add: vec![(piet, "politie".into())], ..entry(Q, a1) };
+        s.append_membership(&with_piet).unwrap();
+        // Basis and justitie are Piet's; justitie gets no key yet.
+        let minted = [doc(Q, 0), doc(Q, 1), doc(Q, 2)];
+        mint(s, &minted, a1);
+        push(s, &minted.iter().enumerate().map(|(i, &d)| changes(d, i as u64, a1)).collect::<Vec<_>>());
+        let since = s.head().unwrap();
+        let piets = (piet, p1);
+        answer_is_current(s, piets, since, &minted, "the first keys");
+        answer_is_current(s, piets, since, &minted, "nothing since");
+        assert_eq!(s.unminted_documents(piet).unwrap(), [doc(Q, 3)]);
+
+        let regrant = eenplan_server::storage::MembershipUpdate {
+            seq: 3,
+            signed: vec![3; 40],
+            regrant: vec![piet],
+            ..entry(Q, a1)
+        };
+        s.append_membership(&regrant).unwrap();
+        answer_is_current(s, piets, since, &minted, "a chain entry that only grants Piet Q again");
+        let sent = s.answer(&answer_query(piet, p1, since, BIG)).unwrap().batch.bundles;
+        assert_eq!(sent.iter().map(|b| b.document).collect::<Vec<_>>(), [doc(Q, 0)], "basis from its start");
+
+        let rotate = eenplan_server::storage::MembershipUpdate {
+            seq: 4,
+            signed: vec![4; 40],
+            rotate: vec![doc(Q, 0)],
+            ..entry(Q, a1)
+        };
+        s.append_membership(&rotate).unwrap();
+        answer_is_current(s, piets, since, &minted, "a chain entry that only queues basis's rotation");
+        assert_eq!(s.rotations_for(piet).unwrap(), [(doc(Q, 0), 2)]);
+        rotate_to_epoch_2(s, doc(Q, 0), vec![], 20);
+        answer_is_current(s, piets, since, &minted, "basis moved to epoch 2");
+        assert!(s.rotations_for(piet).unwrap().is_empty());
+        mint(s, &[doc(Q, 3)], a1);
+        answer_is_current(s, piets, since, &minted, "justitie's first key");
+        assert!(s.unminted_documents(piet).unwrap().is_empty());
+        s.set_policy(&policy(3, &[("wijkteam", ALL, ALL), ("politie", &["zorg"], &[])]), 2).unwrap();
+        answer_is_current(s, piets, since, &minted, "a policy by which the police reads only zorg");
+        // Zorg changes after the cursor, and then Piet leaves Q: nothing of it is his.
+        push(s, &[changes(doc(Q, 1), 100, a1)]);
+        let without_piet = eenplan_server::storage::MembershipUpdate {
+            seq: 5,
+            signed: vec![5; 40],
+            remove: vec![piet],
+            ..entry(Q, a1)
+        };
+        s.append_membership(&without_piet).unwrap();
+        answer_is_current(s, piets, since, &minted, "Q's chain took Piet out");
+        assert!(s.answer(&answer_query(piet, p1, since, BIG)).unwrap().batch.bundles.is_empty());
+        let unknown = s.answer(&answer_query(UserId(piet.0 + 1_000), p1, since, BIG)).unwrap();
+        assert!(
+            unknown.batch.bundles.is_empty() && unknown.unminted.is_empty() && unknown.rotations.is_empty()
+        );
+        assert_eq!(unknown.policy, s.policy().unwrap().map(|p| p.signed), "an unknown user gets the policy");
+    }
+
     pub fn a_device_asked_for_a_snapshot_holds_other_devices_off_for_ten_minutes_from_its_first_ask(
         s: &dyn Storage,
     ) {
@@ -3293,6 +3391,74 @@ pub mod suite {
     }
 }
 
+/// The rows whose triggers SQLite's migration 19 and PostgreSQL's 7 add, changed past the
+/// storage API: each change bumps the key-share version of exactly the users it concerns,
+/// whatever write path makes it. (The storage API's own paths bump those users already
+/// through other rows, a chain entry through its plan's level; these triggers keep a path
+/// added later from serving a stale remembered answer.) `run` executes one statement on the
+/// backend's database and returns its first row's first column; `bytes` writes a byte
+/// string literal; `rosters` are the backend's own changes of plan Q's roster, each with the
+/// names of the users it concerns (Ann and Bob take part in Q, Cas in P).
+fn the_answers_remembered_rows_bump_the_users_they_concern(
+    s: &dyn Storage,
+    run: &mut dyn FnMut(&str) -> Option<i64>,
+    bytes: fn(&[u8]) -> String,
+    rosters: &[(String, &[&str])],
+) {
+    use fixtures::*;
+    s.set_policy(&policy(2, &[("wijkteam", ALL, ALL)]), 1).unwrap();
+    let (ann, bob, cas) = (user(s, "Ann"), user(s, "Bob"), user(s, "Cas"));
+    let (a1, c1) = (device(s, ann, 1), device(s, cas, 2));
+    assert!(s.register_chartered_plan(&charter(Q, ann, a1)).unwrap());
+    let with_bob =
+        eenplan_server::storage::MembershipUpdate { add: vec![(bob, "wijkteam".into())], ..entry(Q, a1) };
+    s.append_membership(&with_bob).unwrap();
+    s.register_plan(P, cas, c1, 1).unwrap();
+    let q = bytes(&Q);
+    let named = |names: &[&str]| -> Vec<UserId> {
+        [("Ann", ann), ("Bob", bob), ("Cas", cas)]
+            .iter()
+            .filter(|(n, _)| names.contains(n))
+            .map(|&(_, u)| u)
+            .collect()
+    };
+    let mut steps = vec![
+        (
+            format!("UPDATE participants SET granted_at_seq = granted_at_seq + 1 WHERE user_id = {}", bob.0),
+            vec![bob],
+        ),
+        (
+            format!("UPDATE participants SET granted_at_seq = granted_at_seq WHERE user_id = {}", bob.0),
+            vec![],
+        ),
+        (
+            format!(
+                "INSERT INTO rotations (plan_id, compartment, queued_epoch, queued_at) VALUES ({q}, 1, 1, 0)"
+            ),
+            vec![ann, bob],
+        ),
+        ("UPDATE rotations SET queued_at = 5".to_string(), vec![ann, bob]),
+        ("DELETE FROM rotations".to_string(), vec![ann, bob]),
+    ];
+    steps.extend(rosters.iter().map(|(sql, names)| (sql.clone(), named(names))));
+    let versions = |run: &mut dyn FnMut(&str) -> Option<i64>| {
+        [ann, bob, cas]
+            .map(|u| run(&format!("SELECT key_share_version FROM users WHERE user_id = {}", u.0)).unwrap())
+    };
+    for (sql, concerned) in steps {
+        let before = versions(run);
+        run(&sql);
+        let after = versions(run);
+        let bumped: Vec<UserId> = [ann, bob, cas]
+            .into_iter()
+            .zip(before.iter().zip(&after))
+            .filter(|(_, (b, a))| a > b)
+            .map(|(u, _)| u)
+            .collect();
+        assert_eq!(bumped, concerned, "bumped by {sql}");
+    }
+}
+
 /// Instantiates every check for one backend. `$fresh` makes a new, empty [`Backend`].
 macro_rules! conformance_suite {
     ($fresh:expr) => {
@@ -3331,6 +3497,7 @@ macro_rules! conformance_suite {
             a_sync_answer_and_a_users_access_read_in_one_transaction_what_the_single_reads_report,
             a_users_access_holds_what_the_role_reads_at_each_plans_level_across_plans,
             a_users_access_read_again_follows_every_change_of_what_it_depends_on,
+            a_sync_answer_read_again_follows_every_change_of_what_it_depends_on,
             a_device_asked_for_a_snapshot_holds_other_devices_off_for_ten_minutes_from_its_first_ask,
             the_first_envelope_stays_and_key_requests_list_exactly_the_devices_lacking_an_envelope,
             an_envelope_batch_of_a_sealer_revoked_meanwhile_stores_none_of_it,
@@ -3539,6 +3706,34 @@ mod sqlite {
         let close = MembershipUpdate { roster: closing_roster(), closed_at: Some(9), now: 9, ..entry(P, a1) };
         s.append_membership(&close).unwrap();
         (key, sealed)
+    }
+
+    #[test]
+    fn the_answers_remembered_rows_bump_the_users_they_concern() {
+        let backend = Sqlite::fresh();
+        let conn = rusqlite::Connection::open(backend.dir.path().join("server.db")).unwrap();
+        let mut run = |sql: &str| -> Option<i64> {
+            let mut stmt = conn.prepare(sql).unwrap();
+            let mut rows = stmt.query([]).unwrap();
+            rows.next().unwrap().map(|row| row.get(0).unwrap())
+        };
+        let bytes = |b: &[u8]| format!("X'{}'", b.iter().map(|x| format!("{x:02X}")).collect::<String>());
+        let q = bytes(&fixtures::Q);
+        let rosters: [(String, &[&str]); 4] = [
+            (format!("DELETE FROM plan_rosters WHERE plan_id = {q}"), &["Ann", "Bob"]),
+            (format!("INSERT INTO plan_rosters (plan_id, roster) VALUES ({q}, X'00')"), &["Ann", "Bob"]),
+            (format!("UPDATE plan_rosters SET roster = X'01' WHERE plan_id = {q}"), &[]),
+            (
+                format!("UPDATE plan_rosters SET plan_id = {} WHERE plan_id = {q}", bytes(&fixtures::P)),
+                &["Ann", "Bob", "Cas"],
+            ),
+        ];
+        super::the_answers_remembered_rows_bump_the_users_they_concern(
+            backend.storage(),
+            &mut run,
+            bytes,
+            &rosters,
+        );
     }
 
     #[test]
@@ -3762,6 +3957,28 @@ mod postgres {
         assert_eq!(read_again, [doc(P, 0)], "the police reads only basis");
     }
 
+    #[test]
+    fn the_answers_remembered_rows_bump_the_users_they_concern() {
+        let db = Postgres::fresh();
+        let mut client = ::postgres::Client::connect(&db.url, ::postgres::NoTls).unwrap();
+        let mut run =
+            |sql: &str| -> Option<i64> { client.query(sql, &[]).unwrap().first().map(|row| row.get(0)) };
+        let bytes =
+            |b: &[u8]| format!("'\\x{}'::bytea", b.iter().map(|x| format!("{x:02x}")).collect::<String>());
+        let q = bytes(&fixtures::Q);
+        let rosters: [(String, &[&str]); 3] = [
+            (format!("UPDATE plans SET roster = NULL WHERE plan_id = {q}"), &["Ann", "Bob"]),
+            (format!("UPDATE plans SET roster = '\\x00' WHERE plan_id = {q}"), &["Ann", "Bob"]),
+            (format!("UPDATE plans SET roster = '\\x01' WHERE plan_id = {q}"), &[]),
+        ];
+        super::the_answers_remembered_rows_bump_the_users_they_concern(
+            db.storage(),
+            &mut run,
+            bytes,
+            &rosters,
+        );
+    }
+
     /// The tails PostgreSQL keeps for the sync answers (migration 6) go with the bundles they
     /// count: an erased plan leaves no row of its documents' counts and sizes behind.
     #[test]
@@ -3781,8 +3998,8 @@ mod postgres {
     }
 
     /// Migration 6 counts the tails of the bundles a database holds already: the database is
-    /// taken back to schema 5 (the migration's table, functions and triggers dropped) and
-    /// opened again.
+    /// taken back to schema 5 (the tables, functions and triggers of migrations 6 and 7
+    /// dropped) and opened again.
     #[test]
     fn migration_6_counts_the_tails_of_the_bundles_stored_before_it() {
         use super::fixtures::*;
@@ -3809,7 +4026,11 @@ mod postgres {
                  DROP FUNCTION document_tails_row(), document_tails_statement(), document_tails_truncated(),
                                document_tails_recount(BYTEA[], BIGINT[]);
                  DROP TABLE document_tails, document_tails_stale;
-                 DELETE FROM schema_migrations WHERE version = 6;",
+                 DROP TRIGGER key_share_grant ON participants;
+                 DROP TRIGGER key_share_rotation ON rotations;
+                 DROP TRIGGER key_share_charter ON plans;
+                 DROP FUNCTION key_share_grant_row();
+                 DELETE FROM schema_migrations WHERE version >= 6;",
             )
             .unwrap();
         backend.storage = Some(PostgresStorage::open(&backend.url).unwrap());

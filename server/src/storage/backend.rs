@@ -90,29 +90,35 @@ pub(crate) fn write<B: Backend + ?Sized, T>(
     out.ok_or_else(|| super::StorageError::Backend("a write transaction ended without running".into()))
 }
 
-/// The rows a sync answer reads of a user and a device beside the log's pages
-/// ([`ReadRows::answer_facts`]); each field is what the single read it names returns.
+/// The rows a sync answer reads of a user and a device beside the log's pages and the
+/// user's remembered access ([`ReadRows::sync_facts`]); each field is what the single read it
+/// names returns.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct AnswerFacts {
+pub(crate) struct SyncFacts {
     /// [`ReadRows::head`].
     pub head: u64,
-    /// [`ReadRows::readable`].
-    pub readable: Vec<(DocumentId, u64)>,
+    /// The version of [`ReadRows::policy`].
+    pub policy: Option<u32>,
     /// [`ReadRows::membership_after`].
     pub membership: Vec<PositionedEntry>,
-    /// [`ReadRows::policy`]'s version and signed bytes.
-    pub policy: Option<(u32, Vec<u8>)>,
     /// The last of [`ReadRows::audit_keys`] of the user's organisation (the newest): its
     /// version and signed bytes; `None` for an unknown user.
     pub audit_key: Option<(u32, Vec<u8>)>,
     /// [`ReadRows::audit_through`].
     pub audit_through: u64,
-    /// [`ReadRows::unminted_documents`].
-    pub unminted: Vec<DocumentId>,
-    /// [`ReadRows::chartered_rotations_for`], each with its [`ReadRows::current_epoch`].
-    pub rotations: Vec<(DocumentId, u32)>,
     /// [`ReadRows::key_share_version`] of the device.
     pub key_shares: Option<(UserId, i64)>,
+}
+
+impl SyncFacts {
+    /// The [`AccessStamp`] of `user` read with these facts: the device's key-share version
+    /// is its user's, so it is the stamp only when that user is `user`.
+    pub(crate) fn stamp_of(&self, user: UserId) -> Option<AccessStamp> {
+        match self.key_shares {
+            Some((of, key_shares)) if of == user => Some(AccessStamp { key_shares, policy: self.policy }),
+            _ => None,
+        }
+    }
 }
 
 /// What [`ReadRows::access_stamp`] read: the stamp, and the epochs of the documents asked for.
@@ -377,7 +383,7 @@ pub(crate) trait ReadRows {
     /// statement on PostgreSQL.
     fn access_stamp(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<StampRead>> {
         let Some(key_shares) = self.user_key_share_version(user)? else { return Ok(None) };
-        let stamp = AccessStamp { key_shares, policy: self.policy()?.map(|p| p.policy.version) };
+        let stamp = AccessStamp { key_shares, policy: self.policy_version_in_force()? };
         let epochs = documents.iter().map(|&d| Ok((d, self.current_epoch(d)?))).collect::<Result<_>>()?;
         Ok(Some(StampRead { stamp, epochs }))
     }
@@ -391,8 +397,8 @@ pub(crate) trait ReadRows {
         let Some(key_shares) = self.user_key_share_version(user)? else { return Ok(None) };
         let policy = self.policy()?;
         let stamp = AccessStamp { key_shares, policy: policy.as_ref().map(|p| p.policy.version) };
-        let readable: Vec<DocumentId> = self.readable(user)?.into_iter().map(|(d, _)| d).collect();
-        let reads: HashSet<&DocumentId> = readable.iter().collect();
+        let readable = self.readable(user)?;
+        let reads: HashSet<&DocumentId> = readable.iter().map(|(document, _)| document).collect();
         let epochs = documents
             .iter()
             .filter(|d| reads.contains(d))
@@ -404,31 +410,30 @@ pub(crate) trait ReadRows {
             policy: policy.map(std::sync::Arc::new),
             plan_levels: self.plan_levels_of_user(user)?,
             readable,
+            unminted: self.unminted_documents(user)?,
+            rotations: self
+                .chartered_rotations_for(user)?
+                .into_iter()
+                .map(|d| Ok((d, self.current_epoch(d)?)))
+                .collect::<Result<_>>()?,
         };
         Ok(Some(AccessRead { stamp, core, epochs }))
     }
 
-    /// Every sync answer's reads of `user` and `device` beside the log's pages, which
-    /// seldom change: read one by one here, in one statement where a round trip costs
-    /// (PostgreSQL).
-    fn answer_facts(&self, user: UserId, device: DeviceId, membership_after: u64) -> Result<AnswerFacts> {
+    /// Every sync answer's reads of `user` and `device` beside the log's pages and the
+    /// user's remembered access: read one by one here, in one statement where a round trip
+    /// costs (PostgreSQL).
+    fn sync_facts(&self, user: UserId, device: DeviceId, membership_after: u64) -> Result<SyncFacts> {
         let audit_key = match self.user(user)? {
             Some(user) => self.audit_keys(user.org)?.pop().map(|key| (key.version, key.signed)),
             None => None,
         };
-        let rotations = self.chartered_rotations_for(user)?;
-        Ok(AnswerFacts {
+        Ok(SyncFacts {
             head: self.head()?,
-            readable: self.readable(user)?,
+            policy: self.policy_version_in_force()?,
             membership: self.membership_after(user, membership_after)?,
-            policy: self.policy()?.map(|record| (record.policy.version, record.signed)),
             audit_key,
             audit_through: self.audit_through(device)?,
-            unminted: self.unminted_documents(user)?,
-            rotations: rotations
-                .into_iter()
-                .map(|d| Ok((d, self.current_epoch(d)?)))
-                .collect::<Result<_>>()?,
             key_shares: self.key_share_version(device)?,
         })
     }

@@ -462,8 +462,10 @@ impl<B: Backend> Storage for B {
     }
 
     fn answer(&self, query: &AnswerQuery) -> Result<AnswerReads> {
-        let answer::Read { mut reads, resume, presented_token } =
-            read(self, |rows| answer::read(rows, self.key_shares(), query))?;
+        let answer::Read { mut reads, resume, presented_token } = read(self, |rows| {
+            let caches = answer::Caches { key_shares: self.key_shares(), accesses: self.accesses() };
+            answer::read(rows, caches, query)
+        })?;
         keep_resume_point(self, query.pull.device, resume, presented_token, &mut reads.batch)?;
         Ok(reads)
     }

@@ -4,16 +4,18 @@
 //! a key list of another moment; read together, they also cost one transaction, not a dozen.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use eenplan_protocol::DocumentId;
 
+use super::access::{self, AccessCache, AccessCore};
 use super::key_shares::{self, KeyShareCache};
 use super::log;
 use crate::storage::backend::ReadRows;
 use crate::storage::pull::ResumePoint;
 use crate::storage::{
-    AnswerQuery, AnswerReads, DeviceId, MembershipPage, PullBatch, PullRequest, Result, UserId, pull,
-    whole_chains_page,
+    AnswerQuery, AnswerReads, DeviceId, MembershipPage, PolicyRecord, PullBatch, PullRequest, Result, UserId,
+    pull, whole_chains_page,
 };
 
 /// What [`read`] found: the answer's reads, and where a page that stopped inside a history
@@ -25,12 +27,20 @@ pub(super) struct Read {
     pub presented_token: Option<u64>,
 }
 
+/// The caches a sync answer reads through.
+pub(super) struct Caches<'a> {
+    pub key_shares: &'a KeyShareCache,
+    pub accesses: &'a AccessCache,
+}
+
 /// Reads everything [`AnswerReads`] holds in the transaction of `rows`.
-pub(super) fn read(rows: &dyn ReadRows, key_shares: &KeyShareCache, query: &AnswerQuery) -> Result<Read> {
+pub(super) fn read(rows: &dyn ReadRows, caches: Caches<'_>, query: &AnswerQuery) -> Result<Read> {
     let request = &query.pull;
-    let facts = rows.answer_facts(request.user, request.device, query.membership_after)?;
+    let facts = rows.sync_facts(request.user, request.device, query.membership_after)?;
+    let core = access::core_in(rows, caches.accesses, request.user, facts.stamp_of(request.user))?;
+    let User { readable, unminted, rotations, policy } = User::of(rows, core.as_deref())?;
     // Read once for the membership page, the pull and the answer's own rules.
-    let seen = pull::Seen { head: facts.head, readable: facts.readable };
+    let seen = pull::Seen { head: facts.head, readable };
     let membership =
         whole_chains_page(facts.membership, query.membership_after, seen.head, query.membership_limit);
     // The membership entries count towards the page.
@@ -42,13 +52,12 @@ pub(super) fn read(rows: &dyn ReadRows, key_shares: &KeyShareCache, query: &Answ
     let page = pull::pull_at(rows.log(), &PullRequest { max_bytes, ..request.clone() }, &seen)?;
     let commitments = commitments(rows, &page.batch)?;
     let readable: HashSet<DocumentId> = seen.readable.iter().map(|(document, _)| *document).collect();
-    let policy_version = facts.policy.as_ref().map(|(version, _)| *version);
     let missing_envelopes: Vec<(DocumentId, u32, DeviceId)> = key_shares::devices_missing_held_keys(
         rows,
-        key_shares,
+        caches.key_shares,
         request.device,
         facts.key_shares,
-        policy_version,
+        facts.policy,
     )?
     .iter()
     .copied()
@@ -58,21 +67,53 @@ pub(super) fn read(rows: &dyn ReadRows, key_shares: &KeyShareCache, query: &Answ
         page.batch.complete && membership.complete && page.batch.history.iter().all(|h| h.complete);
     let snapshot_candidates =
         if complete { snapshots_due(rows, request.device, &readable, query.now)? } else { Vec::new() };
-    let newer = |held: u32| move |(version, _): &(u32, Vec<u8>)| *version > held;
     let pull::Page { batch, resume, presented_token } = page;
     let reads = AnswerReads {
         membership,
         batch,
         commitments,
-        policy: facts.policy.filter(newer(query.policy_after)).map(|(_, signed)| signed),
+        policy: policy
+            .filter(|record| record.policy.version > query.policy_after)
+            .map(|record| record.signed.clone()),
         missing_envelopes,
         snapshot_candidates,
-        unminted: facts.unminted,
-        rotations: facts.rotations.into_iter().map(next_epoch).collect(),
+        unminted,
+        rotations: rotations.into_iter().map(next_epoch).collect(),
         audit_through: facts.audit_through,
-        audit_key: facts.audit_key.filter(newer(query.audit_key_after)).map(|(_, signed)| signed),
+        audit_key: facts
+            .audit_key
+            .filter(|(version, _)| *version > query.audit_key_after)
+            .map(|(_, signed)| signed),
     };
     Ok(Read { reads, resume, presented_token })
+}
+
+/// What an answer reads of its user: from the user's access ([`AccessCore`]), or, for an
+/// unknown user, no document and the policy alone, as the single reads give.
+struct User {
+    readable: Vec<(DocumentId, u64)>,
+    unminted: Vec<DocumentId>,
+    rotations: Vec<(DocumentId, u32)>,
+    policy: Option<Arc<PolicyRecord>>,
+}
+
+impl User {
+    fn of(rows: &dyn ReadRows, core: Option<&AccessCore>) -> Result<User> {
+        Ok(match core {
+            Some(core) => User {
+                readable: core.readable.clone(),
+                unminted: core.unminted.clone(),
+                rotations: core.rotations.clone(),
+                policy: core.policy.clone(),
+            },
+            None => User {
+                readable: Vec::new(),
+                unminted: Vec::new(),
+                rotations: Vec::new(),
+                policy: rows.policy()?.map(Arc::new),
+            },
+        })
+    }
 }
 
 /// The user's membership entries after `after`, whole chains only, within `limit`, as of the

@@ -193,6 +193,26 @@ const MIGRATIONS: &[&str] = &[
          FOR EACH STATEMENT EXECUTE FUNCTION document_tails_truncated();
      SELECT document_tails_recount(array_agg(plan_id), array_agg(compartment))
      FROM (SELECT DISTINCT plan_id, compartment FROM bundles) d;",
+    // 7: SQLite's 19, the key-share version also stamps the part of a sync answer
+    //    remembered per user (`domain::access`): a grant position bumps its own user; a
+    //    rotation queued or done, and a plan's roster stored or removed (which makes its
+    //    rotations ones a device is asked for), bump every participant of the plan. The log
+    //    head's row lock first, as in 5.
+    "SELECT 1 FROM log_head WHERE id = 1 FOR UPDATE;
+     CREATE FUNCTION key_share_grant_row() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN
+         UPDATE users SET key_share_version = key_share_version + 1
+         WHERE user_id IN (OLD.user_id, NEW.user_id);
+         RETURN NULL;
+     END $$;
+     CREATE TRIGGER key_share_grant AFTER UPDATE OF granted_at_seq ON participants
+         FOR EACH ROW WHEN (OLD.granted_at_seq IS DISTINCT FROM NEW.granted_at_seq)
+         EXECUTE FUNCTION key_share_grant_row();
+     CREATE TRIGGER key_share_rotation AFTER INSERT OR UPDATE OR DELETE ON rotations
+         FOR EACH ROW EXECUTE FUNCTION key_share_plan_row();
+     CREATE TRIGGER key_share_charter AFTER UPDATE OF roster ON plans
+         FOR EACH ROW WHEN ((OLD.roster IS NULL) IS DISTINCT FROM (NEW.roster IS NULL))
+         EXECUTE FUNCTION key_share_plan_row();",
 ];
 
 /// The schema version this build writes.

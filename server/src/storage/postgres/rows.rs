@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use eenplan_protocol::{BundleKind, DocumentId};
 
 use super::statements::{self, Connection, OptionalExtension, Row, ToValue, Transaction, Value, params};
-use crate::storage::backend::{AccessRead, AdmissionFacts, AnswerFacts, StampRead};
+use crate::storage::backend::{AccessRead, AdmissionFacts, StampRead, SyncFacts};
 use crate::storage::domain::{AccessCore, AccessStamp};
 use crate::storage::pull::{LogView, ResumePoint, RowMeta};
 use crate::storage::{
@@ -741,28 +741,21 @@ fn document_arrays(documents: &[DocumentId]) -> [Value; 2] {
     ]
 }
 
-/// The reads of [`crate::storage::backend::ReadRows::answer_facts`], each the statement of
-/// its single read, as one statement: one round trip per answer instead of eight or more.
-/// Each row carries its read's tag (column 0) and its place in that read's order (column 6);
-/// the other columns are (n, m, bytes, plan, compartment), as each read fills them. The
-/// readable documents are joined once (`readable`), for themselves, the unminted ones and
-/// the chartered rotations; joined three times, they were a third of the statement's time
-/// (2026-12-06, 0.21 → 0.12 ms for a user of one plan, 0.58 → 0.38 ms for one of fifty).
-const ANSWER_FACTS: &str = concat!(
-    "
-    WITH readable AS MATERIALIZED (
-        SELECT p.plan_id, a.compartment, p.granted_at_seq, pl.roster IS NOT NULL AS chartered",
-    users_readable_documents!(),
-    ")
-    SELECT 0 AS tag, head AS n, NULL::bigint AS m, NULL::bytea AS bytes, NULL::bytea AS plan,
-           NULL::bigint AS compartment, 0::bigint AS ord
+/// The reads of [`crate::storage::backend::ReadRows::sync_facts`], each the statement of its
+/// single read, as one statement: one round trip per answer instead of five or more. Each
+/// row carries its read's tag (column 0) and its place in that read's order (column 6); the
+/// other columns are (n, m, bytes, plan, compartment), as each read fills them. The user's
+/// readable documents, unminted documents, rotations and policy are no longer read here but
+/// with the remembered access (`domain::access`): with them, this statement cost 0.35–0.65 ms
+/// per execution for a user of one plan and 1.45 ms for one of fifty, without them 0.10–0.16
+/// ms, above a trivial statement's 0.03–0.05 ms (psql, 500 generic executions each, on a
+/// copy of `load_bench`'s base, 2026-12-06).
+const SYNC_FACTS: &str = "
+    SELECT 0 AS tag, head AS n, (SELECT version FROM policy WHERE id = 1) AS m, NULL::bytea AS bytes,
+           NULL::bytea AS plan, NULL::bigint AS compartment, 0::bigint AS ord
     FROM log_head WHERE id = 1
     UNION ALL
-    SELECT 1, granted_at_seq, NULL, NULL, plan_id, compartment,
-           row_number() OVER (ORDER BY plan_id, compartment)
-    FROM readable
-    UNION ALL
-    SELECT 2, position, seq, signed, plan_id, NULL, row_number() OVER (ORDER BY position, plan_id, seq)
+    SELECT 1, position, seq, signed, plan_id, NULL, row_number() OVER (ORDER BY position, plan_id, seq)
     FROM (SELECT m.plan_id, GREATEST(m.log_seq, p.granted_at_seq) AS position, m.seq, m.signed
           FROM participants p
           JOIN membership m ON m.plan_id = p.plan_id
@@ -773,96 +766,66 @@ const ANSWER_FACTS: &str = concat!(
           JOIN membership m ON m.plan_id = l.plan_id AND m.seq <= l.through_seq
           WHERE l.user_id = $1 AND m.log_seq > $3) AS entries
     UNION ALL
-    SELECT 3, NULL, NULL, signed, NULL, NULL, 0 FROM policy WHERE id = 1
-    UNION ALL
-    (SELECT 4, k.version, NULL, k.signed, NULL, NULL, 0
+    (SELECT 2, k.version, NULL, k.signed, NULL, NULL, 0
      FROM audit_keys k JOIN users u ON u.org_id = k.org_id
      WHERE u.user_id = $1 ORDER BY k.version DESC LIMIT 1)
     UNION ALL
-    SELECT 5, COALESCE(MAX(last_seq), 0), NULL, NULL, NULL, NULL, 0 FROM audit_uploads WHERE device_id = $2
+    SELECT 3, COALESCE(MAX(last_seq), 0), NULL, NULL, NULL, NULL, 0 FROM audit_uploads WHERE device_id = $2
     UNION ALL
-    SELECT 6, NULL, NULL, NULL, r.plan_id, r.compartment, row_number() OVER (ORDER BY r.plan_id, r.compartment)
-    FROM readable r
-    WHERE NOT EXISTS (SELECT 1 FROM commitments c WHERE c.plan_id = r.plan_id AND c.compartment = r.compartment)
-    UNION ALL
-    SELECT 7, ",
-    current_epoch_of!("r"),
-    ",
-           NULL, NULL, r.plan_id, r.compartment, row_number() OVER (ORDER BY r.plan_id, r.compartment)
-    FROM readable r
-    WHERE r.chartered AND EXISTS (SELECT 1 FROM rotations q WHERE q.plan_id = r.plan_id AND q.compartment = r.compartment)
-    UNION ALL
-    SELECT 8, u.key_share_version, u.user_id, NULL, NULL, NULL, 0
+    SELECT 4, u.key_share_version, u.user_id, NULL, NULL, NULL, 0
     FROM devices d JOIN users u ON u.user_id = d.user_id WHERE d.device_id = $2
-    ORDER BY tag, ord"
-);
+    ORDER BY tag, ord";
 
-/// One row of [`ANSWER_FACTS`], by its tag.
-enum Fact {
-    Head(u64),
-    Readable(DocumentId, u64),
+/// One row of [`SYNC_FACTS`], by its tag.
+enum SyncFact {
+    /// The log head and the policy's version.
+    Head(u64, Option<u32>),
     Entry(super::super::PositionedEntry),
-    /// The signed policy, whose version is read from it as [`PolicyRecord::from_stored`]
-    /// reads it everywhere else.
-    Policy(Vec<u8>),
     AuditKey(u32, Vec<u8>),
     AuditThrough(u64),
-    Unminted(DocumentId),
-    Rotation(DocumentId, u32),
     KeyShares(UserId, i64),
 }
 
-fn fact_from(row: &Row) -> statements::Result<Fact> {
+fn sync_fact_from(row: &Row) -> statements::Result<SyncFact> {
     Ok(match row.get::<i64>(0)? {
-        0 => Fact::Head(uint(row, 1)?),
-        1 => Fact::Readable(document_at(row, 4, 5)?, uint(row, 1)?),
-        2 => Fact::Entry((row.get(4)?, uint(row, 1)?, row.get(3)?)),
-        3 => Fact::Policy(row.get(3)?),
-        4 => Fact::AuditKey(row.get(1)?, row.get(3)?),
-        5 => Fact::AuditThrough(uint(row, 1)?),
-        6 => Fact::Unminted(document_at(row, 4, 5)?),
-        7 => Fact::Rotation(document_at(row, 4, 5)?, row.get(1)?),
-        8 => Fact::KeyShares(UserId(row.get(2)?), row.get(1)?),
-        other => return Err(conversion(0, Type::Integer, BadValue(format!("answer fact {other}")))),
+        0 => SyncFact::Head(uint(row, 1)?, row.get(2)?),
+        1 => SyncFact::Entry((row.get(4)?, uint(row, 1)?, row.get(3)?)),
+        2 => SyncFact::AuditKey(row.get(1)?, row.get(3)?),
+        3 => SyncFact::AuditThrough(uint(row, 1)?),
+        4 => SyncFact::KeyShares(UserId(row.get(2)?), row.get(1)?),
+        other => return Err(conversion(0, Type::Integer, BadValue(format!("sync fact {other}")))),
     })
 }
 
-pub(super) fn answer_facts(
+pub(super) fn sync_facts(
     conn: &Connection<'_>,
     user: UserId,
     device: DeviceId,
     membership_after: u64,
-) -> Result<AnswerFacts> {
+) -> Result<SyncFacts> {
     let facts = conn
-        .prepare_cached(ANSWER_FACTS)?
-        .query_map(params![user.0, device.0, Int(membership_after)], fact_from)?
+        .prepare_cached(SYNC_FACTS)?
+        .query_map(params![user.0, device.0, Int(membership_after)], sync_fact_from)?
         .collect::<statements::Result<Vec<_>>>()?;
-    let mut out = AnswerFacts {
+    let mut out = SyncFacts {
         head: 0,
-        readable: Vec::new(),
-        membership: Vec::new(),
         policy: None,
+        membership: Vec::new(),
         audit_key: None,
         audit_through: 0,
-        unminted: Vec::new(),
-        rotations: Vec::new(),
         key_shares: None,
     };
     let mut head = None;
     for fact in facts {
         match fact {
-            Fact::Head(seq) => head = Some(seq),
-            Fact::Readable(document, granted) => out.readable.push((document, granted)),
-            Fact::Entry(entry) => out.membership.push(entry),
-            Fact::Policy(signed) => {
-                let record = PolicyRecord::from_stored(signed)?;
-                out.policy = Some((record.policy.version, record.signed));
+            SyncFact::Head(seq, policy) => {
+                head = Some(seq);
+                out.policy = policy;
             }
-            Fact::AuditKey(version, signed) => out.audit_key = Some((version, signed)),
-            Fact::AuditThrough(through) => out.audit_through = through,
-            Fact::Unminted(document) => out.unminted.push(document),
-            Fact::Rotation(document, epoch) => out.rotations.push((document, epoch)),
-            Fact::KeyShares(user, version) => out.key_shares = Some((user, version)),
+            SyncFact::Entry(entry) => out.membership.push(entry),
+            SyncFact::AuditKey(version, signed) => out.audit_key = Some((version, signed)),
+            SyncFact::AuditThrough(through) => out.audit_through = through,
+            SyncFact::KeyShares(user, version) => out.key_shares = Some((user, version)),
         }
     }
     // As `head` alone: the row is made with the schema, so its absence is an error.
@@ -912,23 +875,26 @@ pub(super) fn access_stamp(
 
 /// [`ReadRows::user_access`] in one statement, one round trip instead of seven or more.
 /// Each row carries its read's tag (column 0) and its place in that read's order (column 8):
-/// the user with the organisation's name (0), the readable documents (1), the plans' levels
-/// (2), the policy (3), the epochs of the documents asked for that are readable (4) and the
-/// stamp (5: the user's key-share version and the policy's version, read with the rest). The
-/// other columns are (n, plan, compartment, t1, t2, t3, bytes), as each read fills them.
+/// the user with the organisation's name (0), the readable documents with their grant
+/// positions (1), the plans' levels (2), the policy (3), the epochs of the documents asked
+/// for that are readable (4), the stamp (5: the user's key-share version and the policy's
+/// version, read with the rest), the readable documents without a key yet (6) and the
+/// chartered rotations with their documents' current epochs (7). The readable documents are
+/// joined once (`readable`), for themselves, the unminted ones and the rotations. The other
+/// columns are (n, plan, compartment, t1, t2, t3, bytes), as each read fills them.
 ///
 /// [`ReadRows::user_access`]: crate::storage::backend::ReadRows::user_access
 const USER_ACCESS: &str = concat!(
     "
     WITH readable AS MATERIALIZED (
-        SELECT p.plan_id, a.compartment",
+        SELECT p.plan_id, a.compartment, p.granted_at_seq, pl.roster IS NOT NULL AS chartered",
     users_readable_documents!(),
     ")
     SELECT 0 AS tag, u.org_id AS n, NULL::bytea AS plan, NULL::bigint AS compartment,
            u.name AS t1, u.role AS t2, o.name AS t3, NULL::bytea AS bytes, 0::bigint AS ord
     FROM users u LEFT JOIN orgs o ON o.org_id = u.org_id WHERE u.user_id = $1
     UNION ALL
-    SELECT 1, NULL, plan_id, compartment, NULL, NULL, NULL, NULL,
+    SELECT 1, granted_at_seq, plan_id, compartment, NULL, NULL, NULL, NULL,
            row_number() OVER (ORDER BY plan_id, compartment)
     FROM readable
     UNION ALL
@@ -946,17 +912,31 @@ const USER_ACCESS: &str = concat!(
     UNION ALL
     SELECT 5, u.key_share_version, NULL, (SELECT version FROM policy WHERE id = 1), NULL, NULL, NULL, NULL, 0
     FROM users u WHERE u.user_id = $1
+    UNION ALL
+    SELECT 6, NULL, r.plan_id, r.compartment, NULL, NULL, NULL, NULL,
+           row_number() OVER (ORDER BY r.plan_id, r.compartment)
+    FROM readable r
+    WHERE NOT EXISTS (SELECT 1 FROM commitments c WHERE c.plan_id = r.plan_id AND c.compartment = r.compartment)
+    UNION ALL
+    SELECT 7, ",
+    current_epoch_of!("r"),
+    ",
+           r.plan_id, r.compartment, NULL, NULL, NULL, NULL, row_number() OVER (ORDER BY r.plan_id, r.compartment)
+    FROM readable r
+    WHERE r.chartered AND EXISTS (SELECT 1 FROM rotations q WHERE q.plan_id = r.plan_id AND q.compartment = r.compartment)
     ORDER BY tag, ord"
 );
 
 /// One row of [`USER_ACCESS`], by its tag.
 enum AccessRow {
     User { org: OrgId, name: String, role: String, organisation: Option<String> },
-    Readable(DocumentId),
+    Readable(DocumentId, u64),
     Level(PlanId, String),
     Policy(Vec<u8>),
     Epoch(DocumentId, u32),
     Stamp(AccessStamp),
+    Unminted(DocumentId),
+    Rotation(DocumentId, u32),
 }
 
 fn access_row_from(row: &Row) -> statements::Result<AccessRow> {
@@ -967,11 +947,13 @@ fn access_row_from(row: &Row) -> statements::Result<AccessRow> {
             role: row.get(5)?,
             organisation: row.get(6)?,
         },
-        1 => AccessRow::Readable(document_at(row, 2, 3)?),
+        1 => AccessRow::Readable(document_at(row, 2, 3)?, uint(row, 1)?),
         2 => AccessRow::Level(row.get(2)?, row.get(4)?),
         3 => AccessRow::Policy(row.get(7)?),
         4 => AccessRow::Epoch(document_at(row, 2, 3)?, row.get(1)?),
         5 => AccessRow::Stamp(AccessStamp { key_shares: row.get(1)?, policy: row.get(3)? }),
+        6 => AccessRow::Unminted(document_at(row, 2, 3)?),
+        7 => AccessRow::Rotation(document_at(row, 2, 3)?, row.get(1)?),
         other => return Err(conversion(0, Type::Integer, BadValue(format!("access fact {other}")))),
     })
 }
@@ -986,16 +968,19 @@ pub(super) fn user_access(
     let (mut found, mut stamp) = (None, None);
     let (mut readable, mut plan_levels, mut signed_policy, mut epochs) =
         (Vec::new(), Vec::new(), None, Vec::new());
+    let (mut unminted, mut rotations) = (Vec::new(), Vec::new());
     for row in rows {
         match row {
             AccessRow::User { org, name, role, organisation } => {
                 found = Some((User { id: user, org, name, role }, organisation.unwrap_or_default()))
             }
-            AccessRow::Readable(document) => readable.push(document),
+            AccessRow::Readable(document, granted) => readable.push((document, granted)),
             AccessRow::Level(plan, level) => plan_levels.push((plan, level)),
             AccessRow::Policy(signed) => signed_policy = Some(signed),
             AccessRow::Epoch(document, epoch) => epochs.push((document, epoch)),
             AccessRow::Stamp(read) => stamp = Some(read),
+            AccessRow::Unminted(document) => unminted.push(document),
+            AccessRow::Rotation(document, epoch) => rotations.push((document, epoch)),
         }
     }
     // As the single reads: an unknown user is `None` before the policy is looked at.
@@ -1003,7 +988,7 @@ pub(super) fn user_access(
     // Both come from the user's row, in one snapshot.
     let stamp = stamp.ok_or_else(|| StorageError::Corrupt("a user's access without its stamp".into()))?;
     let policy = signed_policy.map(PolicyRecord::from_stored).transpose()?.map(std::sync::Arc::new);
-    let core = AccessCore { user, organisation, policy, plan_levels, readable };
+    let core = AccessCore { user, organisation, policy, plan_levels, readable, unminted, rotations };
     Ok(Some(AccessRead { stamp, core, epochs }))
 }
 

@@ -475,7 +475,7 @@ const MIGRATIONS: &[&str] = &[
     //     left out: they change only with the policy's version, which the answer reads beside
     //     this one (a policy of a few hundred rows would otherwise bump every user per row).
     //     A participant's grant position and plan role are not read by the lists either, so
-    //     changing them bumps nothing.
+    //     changing them bumps nothing (a grant position does from migration 19 on).
     "ALTER TABLE users ADD COLUMN key_share_version INTEGER NOT NULL DEFAULT 0;
      CREATE TRIGGER key_share_envelope_added AFTER INSERT ON envelopes BEGIN
          UPDATE users SET key_share_version = key_share_version + 1
@@ -566,6 +566,40 @@ const MIGRATIONS: &[&str] = &[
                            JOIN participants p1 ON p1.user_id = d.user_id
                            JOIN participants p2 ON p2.plan_id = p1.plan_id
                            WHERE d.device_id = OLD.device_id);
+     END;",
+    // 19: the key-share version also stamps the part of a sync answer remembered per user
+    //     (`domain::access`): the user's grant positions, the plans' chartered rotations.
+    //     A grant position bumps its own user; a rotation queued or done, and a plan's
+    //     roster stored or removed (which makes its rotations ones a device is asked for),
+    //     bump every participant of the plan.
+    "CREATE TRIGGER key_share_grant_changed AFTER UPDATE OF granted_at_seq ON participants
+         WHEN OLD.granted_at_seq IS NOT NEW.granted_at_seq BEGIN
+         UPDATE users SET key_share_version = key_share_version + 1
+         WHERE user_id IN (OLD.user_id, NEW.user_id);
+     END;
+     CREATE TRIGGER key_share_rotation_added AFTER INSERT ON rotations BEGIN
+         UPDATE users SET key_share_version = key_share_version + 1
+         WHERE user_id IN (SELECT user_id FROM participants WHERE plan_id = NEW.plan_id);
+     END;
+     CREATE TRIGGER key_share_rotation_changed AFTER UPDATE ON rotations BEGIN
+         UPDATE users SET key_share_version = key_share_version + 1
+         WHERE user_id IN (SELECT user_id FROM participants WHERE plan_id IN (OLD.plan_id, NEW.plan_id));
+     END;
+     CREATE TRIGGER key_share_rotation_removed AFTER DELETE ON rotations BEGIN
+         UPDATE users SET key_share_version = key_share_version + 1
+         WHERE user_id IN (SELECT user_id FROM participants WHERE plan_id = OLD.plan_id);
+     END;
+     CREATE TRIGGER key_share_roster_added AFTER INSERT ON plan_rosters BEGIN
+         UPDATE users SET key_share_version = key_share_version + 1
+         WHERE user_id IN (SELECT user_id FROM participants WHERE plan_id = NEW.plan_id);
+     END;
+     CREATE TRIGGER key_share_roster_moved AFTER UPDATE OF plan_id ON plan_rosters BEGIN
+         UPDATE users SET key_share_version = key_share_version + 1
+         WHERE user_id IN (SELECT user_id FROM participants WHERE plan_id IN (OLD.plan_id, NEW.plan_id));
+     END;
+     CREATE TRIGGER key_share_roster_removed AFTER DELETE ON plan_rosters BEGIN
+         UPDATE users SET key_share_version = key_share_version + 1
+         WHERE user_id IN (SELECT user_id FROM participants WHERE plan_id = OLD.plan_id);
      END;",
 ];
 
