@@ -18,6 +18,8 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use crate::storage::RememberedReads;
+
 /// What a request is, for counting; derived from its path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteClass {
@@ -120,7 +122,8 @@ impl Metrics {
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    pub fn render(&self) -> String {
+    /// The text of a scrape; `remembered` is the storage's count of remembered reads.
+    pub fn render(&self, remembered: RememberedReads) -> String {
         let mut out = String::with_capacity(2048);
         header(&mut out, "eenplan_requests_total", "HTTP requests by route class.", "counter");
         for (class, counter) in RouteClass::ALL.iter().zip(&self.requests) {
@@ -216,6 +219,24 @@ impl Metrics {
             header(&mut out, name, help, "counter");
             let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
         }
+        header(
+            &mut out,
+            "eenplan_remembered_reads_total",
+            "Reads this process served from what it remembers (outcome served) or made again in the database (outcome read): users' accesses and devices' missing-key lists.",
+            "counter",
+        );
+        let remembered = [
+            ("access", "served", remembered.accesses_served),
+            ("access", "read", remembered.accesses_read),
+            ("missing_keys", "served", remembered.missing_keys_served),
+            ("missing_keys", "read", remembered.missing_keys_read),
+        ];
+        for (cache, outcome, count) in remembered {
+            let _ = writeln!(
+                out,
+                "eenplan_remembered_reads_total{{cache=\"{cache}\",outcome=\"{outcome}\"}} {count}"
+            );
+        }
         header(&mut out, "eenplan_live_connections", "Open live (WebSocket) connections.", "gauge");
         let _ = writeln!(out, "eenplan_live_connections {}", self.live_connections.load(Ordering::Relaxed));
         out
@@ -266,13 +287,29 @@ mod tests {
         Metrics::add(&metrics.pushes_appended, 3);
         {
             let _live = LiveGuard::new(metrics.clone());
-            assert!(metrics.render().contains("eenplan_live_connections 1\n"));
+            assert!(metrics.render(RememberedReads::default()).contains("eenplan_live_connections 1\n"));
         }
-        let text = metrics.render();
+        let text = metrics.render(RememberedReads::default());
         assert!(text.contains("eenplan_requests_total{class=\"sync\"} 1\n"), "{text}");
         assert!(text.contains("eenplan_responses_total{status=\"4xx\"} 1\n"), "{text}");
         assert!(text.contains("eenplan_pushes_appended_total 3\n"), "{text}");
         assert!(text.contains("# TYPE eenplan_live_connections gauge\n"), "{text}");
         assert!(text.contains("eenplan_live_connections 0\n"), "{text}");
+        let remembered = RememberedReads {
+            accesses_served: 7,
+            accesses_read: 2,
+            missing_keys_served: 5,
+            missing_keys_read: 1,
+        };
+        let text = metrics.render(remembered);
+        for line in [
+            "# TYPE eenplan_remembered_reads_total counter\n",
+            "eenplan_remembered_reads_total{cache=\"access\",outcome=\"served\"} 7\n",
+            "eenplan_remembered_reads_total{cache=\"access\",outcome=\"read\"} 2\n",
+            "eenplan_remembered_reads_total{cache=\"missing_keys\",outcome=\"served\"} 5\n",
+            "eenplan_remembered_reads_total{cache=\"missing_keys\",outcome=\"read\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from {text}");
+        }
     }
 }

@@ -306,7 +306,8 @@ async fn metrics(
         state.metrics.auth_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return Err(ApiError::unauthenticated("bad_token", "that is not the metrics token"));
     }
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response())
+    let text = state.metrics.render(state.storage.remembered_reads());
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
 /// Runs `f` (storage calls, signature checks) on the blocking pool.

@@ -525,6 +525,18 @@ impl DocStats {
     }
 }
 
+/// How often a server process served what it remembers and how often it read it again
+/// ([`Storage::remembered_reads`]): the users' accesses (`domain::access`) and the devices'
+/// missing-key lists (`domain::key_shares`). A low share served means the versions they are
+/// stamped with move often (see ARCHITECTURE, invariants 44 and 46).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RememberedReads {
+    pub accesses_served: u64,
+    pub accesses_read: u64,
+    pub missing_keys_served: u64,
+    pub missing_keys_read: u64,
+}
+
 /// A document a device holds a key of, as a sync answer weighs it for a snapshot
 /// ([`backend::ReadRows::held_tails`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1277,6 +1289,9 @@ pub trait Storage: Send + Sync {
     /// The documents `device` holds a key of, each with its tail after the newest snapshot:
     /// what a sync answer weighs to ask the device for snapshots.
     fn held_tails(&self, device: DeviceId) -> Result<Vec<HeldTail>>;
+    /// How often this process served a remembered read and how often it read again, since
+    /// it started: for the operator's `/metrics`.
+    fn remembered_reads(&self) -> RememberedReads;
     /// Everything a sync answer reads, in one read transaction, so that it is built from
     /// one commit; see [`AnswerReads`]. Like [`Storage::pull_page`], a page that stops
     /// inside a history block stores where (the only write) and hands out a resume token.

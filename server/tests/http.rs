@@ -1806,6 +1806,12 @@ fn the_metrics_endpoint_lists_the_counters() {
         },
     );
     let metrics = server.metrics();
+    let remembered = |metrics: &str, labels: &str| -> u64 {
+        let name = format!("eenplan_remembered_reads_total{{{labels}}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(name.as_str())).unwrap().parse().unwrap()
+    };
+    let access = |outcome: &str| format!("cache=\"access\",outcome=\"{outcome}\"");
+    let keys = |outcome: &str| format!("cache=\"missing_keys\",outcome=\"{outcome}\"");
     for expected in [
         "eenplan_requests_total{class=\"sync\"} 1\n",
         "eenplan_requests_total{class=\"admin\"} ",
@@ -1828,6 +1834,15 @@ fn the_metrics_endpoint_lists_the_counters() {
         .parse()
         .unwrap();
     assert!(bytes_out > 0);
+    // The first sync read Ann's access and her missing-key list; two syncs with nothing new
+    // are served what the server remembers.
+    let (read, keys_read) = (remembered(&metrics, &access("read")), remembered(&metrics, &keys("read")));
+    assert!(read >= 1 && keys_read >= 1, "{metrics}");
+    server.sync(&a, &SyncRequest::default());
+    server.sync(&a, &SyncRequest::default());
+    let metrics = server.metrics();
+    assert!(remembered(&metrics, &access("served")) >= 2, "{metrics}");
+    assert!(remembered(&metrics, &keys("served")) >= 2, "{metrics}");
 }
 
 // Live hints.

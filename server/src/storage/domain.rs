@@ -13,6 +13,7 @@ mod key_shares;
 mod keys;
 mod log;
 mod plans;
+mod tally;
 
 pub(crate) use access::{AccessCache, AccessCore, AccessStamp};
 pub(crate) use key_shares::KeyShareCache;
@@ -23,9 +24,9 @@ use super::{
     CommitmentRecord, CompletedRotation, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
     EnvelopeOutcome, EnvelopeRefusal, Erasure, HeldTail, MemberErased, MembershipPage, MembershipUpdate,
     NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId, Participant, PlanId, PolicyRecord,
-    PullBatch, PullRequest, PushOutcome, Reader, Result, Revocation, RevocationListRecord, RotationTask,
-    SNAPSHOT_REQUEST_TTL_MS, ServerEventRecord, SessionRecorded, Storage, StorageError, StoredAuditUpload,
-    StoredName, User, UserAccess, UserId, WipeGuard, pull,
+    PullBatch, PullRequest, PushOutcome, Reader, RememberedReads, Result, Revocation, RevocationListRecord,
+    RotationTask, SNAPSHOT_REQUEST_TTL_MS, ServerEventRecord, SessionRecorded, Storage, StorageError,
+    StoredAuditUpload, StoredName, User, UserAccess, UserId, WipeGuard, pull,
 };
 
 /// `DocumentId`'s fields are public, so one can be built with a compartment that does not
@@ -494,6 +495,12 @@ impl<B: Backend> Storage for B {
 
     fn held_tails(&self, device: DeviceId) -> Result<Vec<HeldTail>> {
         read(self, |rows| rows.held_tails(device))
+    }
+
+    fn remembered_reads(&self) -> RememberedReads {
+        let (accesses_served, accesses_read) = self.accesses().tally().counts();
+        let (missing_keys_served, missing_keys_read) = self.key_shares().tally().counts();
+        RememberedReads { accesses_served, accesses_read, missing_keys_served, missing_keys_read }
     }
 
     fn put_envelopes(&self, sealer: DeviceId, envelopes: &[Envelope]) -> Result<Vec<EnvelopeOutcome>> {

@@ -52,6 +52,7 @@ use std::time::{Duration, Instant};
 
 use eenplan_protocol::DocumentId;
 
+use super::tally::Tally;
 use crate::storage::backend::{AccessRead, Backend, ReadRows, StampRead, read_statement};
 use crate::storage::{PlanId, PolicyRecord, Result, User, UserAccess, UserId};
 
@@ -99,6 +100,7 @@ type Kept = (AccessStamp, Instant, Arc<AccessCore>);
 pub(crate) struct AccessCache {
     cores: Mutex<HashMap<UserId, Kept>>,
     policy: Mutex<Option<Arc<PolicyRecord>>>,
+    tally: Tally,
 }
 
 impl AccessCache {
@@ -153,6 +155,11 @@ impl AccessCache {
         self.cores.lock().unwrap_or_else(PoisonError::into_inner).remove(&user);
     }
 
+    /// How often a core was served, and how often the access was read again.
+    pub(crate) fn tally(&self) -> &Tally {
+        &self.tally
+    }
+
     /// Forgets every core: the database may no longer be the one they were read from.
     pub(crate) fn clear(&self) {
         self.cores.lock().unwrap_or_else(PoisonError::into_inner).clear();
@@ -181,7 +188,10 @@ pub(super) fn user_access<B: Backend + ?Sized>(
     let now = Instant::now();
     if let Some((kept, core)) = cache.get(user, now) {
         match read_statement(backend, |rows| rows.access_stamp(user, documents))? {
-            Some(StampRead { stamp, epochs }) if stamp == kept => return Ok(Some(served(&core, epochs))),
+            Some(StampRead { stamp, epochs }) if stamp == kept => {
+                cache.tally.served();
+                return Ok(Some(served(&core, epochs)));
+            }
             Some(_) => {}
             None => {
                 cache.forget(user);
@@ -189,6 +199,7 @@ pub(super) fn user_access<B: Backend + ?Sized>(
             }
         }
     }
+    cache.tally.read();
     let Some(AccessRead { stamp, core, epochs }) =
         read_statement(backend, |rows| rows.user_access(user, documents))?
     else {
@@ -213,8 +224,10 @@ pub(super) fn core_in(
     if let (Some(stamp), Some((kept, core))) = (stamp, cache.get(user, now))
         && kept == stamp
     {
+        cache.tally.served();
         return Ok(Some(core));
     }
+    cache.tally.read();
     let Some(AccessRead { stamp, core, .. }) = rows.user_access(user, &[])? else {
         cache.forget(user);
         return Ok(None);

@@ -27,6 +27,7 @@ use std::time::Instant;
 use eenplan_protocol::DocumentId;
 
 use super::access::MAX_AGE;
+use super::tally::Tally;
 use crate::storage::backend::ReadRows;
 use crate::storage::{DeviceId, Result, UserId};
 
@@ -56,11 +57,17 @@ type Kept = (Stamp, Instant, Arc<MissingKeys>);
 #[derive(Debug, Default)]
 pub(crate) struct KeyShareCache {
     lists: Mutex<HashMap<DeviceId, Kept>>,
+    tally: Tally,
 }
 
 impl KeyShareCache {
     pub(crate) fn new() -> KeyShareCache {
         KeyShareCache::default()
+    }
+
+    /// How often a list was served, and how often one was computed.
+    pub(crate) fn tally(&self) -> &Tally {
+        &self.tally
     }
 
     /// The list of `device` read under `stamp`, unless it is older than [`MAX_AGE`] at `now`.
@@ -103,12 +110,15 @@ pub(super) fn devices_missing_held_keys(
     policy: Option<u32>,
 ) -> Result<Arc<MissingKeys>> {
     let Some((user, key_shares)) = version else {
+        cache.tally.read();
         return Ok(Arc::new(rows.devices_missing_held_keys(device)?));
     };
     let (stamp, now) = (Stamp { user, key_shares, policy }, Instant::now());
     if let Some(list) = cache.get(device, stamp, now) {
+        cache.tally.served();
         return Ok(list);
     }
+    cache.tally.read();
     let list = Arc::new(rows.devices_missing_held_keys(device)?);
     cache.put(device, stamp, now, Arc::clone(&list));
     Ok(list)
