@@ -1724,6 +1724,41 @@ pub mod suite {
         );
     }
 
+    /// A device's held keys are remembered with its missing-key list (the `KeyShareCache`);
+    /// the tails are read for every complete answer. Each change of either is seen by the
+    /// next answer.
+    pub fn a_snapshot_candidate_follows_every_change_of_the_keys_held_and_the_tails(s: &dyn Storage) {
+        let (_, bob, a1, b1) = ann_and_bob_in_p(s);
+        let (d0, d1) = (doc(P, 0), doc(P, 1));
+        mint(s, &[d0, d1], a1);
+        let query = answer_query(bob, b1, 0, BIG);
+        let candidates = || s.answer(&query).unwrap().snapshot_candidates;
+        let mut ids = 0..;
+        let mut long = |document: DocumentId| {
+            push(s, &(0..1_001).map(|_| changes(document, ids.next().unwrap(), a1)).collect::<Vec<_>>());
+        };
+        long(d0);
+        assert!(candidates().is_empty(), "Bob holds no key yet");
+        assert_eq!(seal(s, a1, &[envelope(b1, d0, 1, 1)]), [EnvelopeOutcome::Stored]);
+        assert_eq!(candidates(), [d0], "Bob's key of d0 arrived");
+        assert_eq!(candidates(), [d0], "nothing since");
+        long(d1);
+        assert_eq!(seal(s, a1, &[envelope(b1, d1, 1, 2)]), [EnvelopeOutcome::Stored]);
+        assert_eq!(candidates(), [d0, d1], "a second long tail");
+        let head = s.head().unwrap();
+        push(s, &[requested_snapshot(s, d0, 1_000_000, a1, head)]);
+        assert_eq!(candidates(), [d1], "d0's snapshot ended its tail");
+        long(d0);
+        assert_eq!(candidates(), [d0, d1], "a long tail after the snapshot");
+        assert_eq!(commit(s, &commitment(d0, 2, Some(a1), 9)), CommitmentOutcome::Stored);
+        assert_eq!(candidates(), [d1], "Bob's key of d0 is of epoch 1");
+        assert_eq!(seal(s, a1, &[envelope(b1, d0, 2, 3)]), [EnvelopeOutcome::Stored]);
+        assert_eq!(candidates(), [d0, d1], "Bob's key of epoch 2 arrived");
+        for held in s.held_tails(b1).unwrap() {
+            assert_eq!(held.tail, s.document_stats(held.document).unwrap().tail(), "the tails read whole");
+        }
+    }
+
     pub fn the_first_envelope_stays_and_key_requests_list_exactly_the_devices_lacking_an_envelope(
         s: &dyn Storage,
     ) {
@@ -3500,6 +3535,7 @@ macro_rules! conformance_suite {
             a_sync_answer_read_again_follows_every_change_of_what_it_depends_on,
             a_device_asked_for_a_snapshot_holds_other_devices_off_for_ten_minutes_from_its_first_ask,
             the_first_envelope_stays_and_key_requests_list_exactly_the_devices_lacking_an_envelope,
+            a_snapshot_candidate_follows_every_change_of_the_keys_held_and_the_tails,
             an_envelope_batch_of_a_sealer_revoked_meanwhile_stores_none_of_it,
             a_recipients_refusal_withdraws_the_sealers_envelope_and_keeps_that_sealer_out,
             an_administrators_envelope_can_be_refused_without_shutting_out_anyone,

@@ -18,7 +18,7 @@ use super::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
     Erasure, HeldTail, MemberErased, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId,
     Participant, PlanId, PolicyRecord, PositionedEntry, Reader, Result, ServerEventRecord, StoredAuditUpload,
-    StoredName, User, UserId,
+    StoredName, TailStats, User, UserId,
 };
 
 /// A database the domain layer runs its transactions on.
@@ -267,6 +267,16 @@ pub(crate) trait ReadRows {
     /// epoch's, and the log after the newest snapshot. One statement for all of them: a sync
     /// answer weighs every held document, and a regisseur's device holds hundreds.
     fn held_tails(&self, device: DeviceId) -> Result<Vec<HeldTail>>;
+
+    /// [`ReadRows::held_tails`] without the tails, which move with every push: each document
+    /// `device` holds a key of, by document, with whether it holds the current epoch's.
+    fn held_documents(&self, device: DeviceId) -> Result<Vec<(DocumentId, bool)>> {
+        Ok(self.held_tails(device)?.into_iter().map(|held| (held.document, held.current_key_held)).collect())
+    }
+
+    /// The log after the newest snapshot of each of `documents`, in their order, as
+    /// [`ReadRows::held_tails`] reads it.
+    fn document_tails(&self, documents: &[DocumentId]) -> Result<Vec<TailStats>>;
 
     /// (document, covers) of `device`'s requests made at or after `since`.
     fn snapshot_requests_of(&self, device: DeviceId, since: i64) -> Result<Vec<(DocumentId, u64)>>;

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use eenplan_protocol::DocumentId;
 
 use super::access::{self, AccessCache, AccessCore};
-use super::key_shares::{self, KeyShareCache};
+use super::key_shares::{self, HeldKeys, KeyShareCache};
 use super::log;
 use crate::storage::backend::ReadRows;
 use crate::storage::pull::ResumePoint;
 use crate::storage::{
-    AnswerQuery, AnswerReads, DeviceId, MembershipPage, PolicyRecord, PullBatch, PullRequest, Result, UserId,
-    pull, whole_chains_page,
+    AnswerQuery, AnswerReads, DeviceId, MembershipPage, PolicyRecord, PullBatch, PullRequest, Result,
+    StorageError, UserId, pull, whole_chains_page,
 };
 
 /// What [`read`] found: the answer's reads, and where a page that stopped inside a history
@@ -65,8 +65,18 @@ pub(super) fn read(rows: &dyn ReadRows, caches: Caches<'_>, query: &AnswerQuery)
     .collect();
     let complete =
         page.batch.complete && membership.complete && page.batch.history.iter().all(|h| h.complete);
-    let snapshot_candidates =
-        if complete { snapshots_due(rows, request.device, &readable, query.now)? } else { Vec::new() };
+    let snapshot_candidates = if complete {
+        let held = key_shares::held_documents(
+            rows,
+            caches.key_shares,
+            request.device,
+            facts.key_shares,
+            facts.policy,
+        )?;
+        snapshots_due(rows, request.device, &held, &readable, query.now)?
+    } else {
+        Vec::new()
+    };
     let pull::Page { batch, resume, presented_token } = page;
     let reads = AnswerReads {
         membership,
@@ -170,21 +180,32 @@ fn commitments(rows: &dyn ReadRows, batch: &PullBatch) -> Result<Vec<Vec<u8>>> {
     Ok(commitments)
 }
 
-/// The readable documents `device` holds the current epoch's key of whose tail wants a
-/// snapshot. A key of an older epoch cannot seal a snapshot the current readers open.
+/// The readable documents of `held` (a device's [`HeldKeys`]) it holds the current epoch's
+/// key of whose tail wants a snapshot. A key of an older epoch cannot seal a snapshot the
+/// current readers open. Only their tails are read: the held keys are remembered, the tails
+/// move with every push.
 fn snapshot_candidates(
     rows: &dyn ReadRows,
-    device: DeviceId,
+    held: &HeldKeys,
     readable: &HashSet<DocumentId>,
 ) -> Result<Vec<DocumentId>> {
-    Ok(rows
-        .held_tails(device)?
-        .into_iter()
-        .filter(|held| {
-            held.current_key_held && readable.contains(&held.document) && held.tail.wants_snapshot()
-        })
-        .map(|held| held.document)
-        .collect())
+    let candidates: Vec<DocumentId> = held
+        .iter()
+        .filter(|(document, current_key_held)| *current_key_held && readable.contains(document))
+        .map(|(document, _)| *document)
+        .collect();
+    if candidates.is_empty() {
+        return Ok(candidates);
+    }
+    let tails = rows.document_tails(&candidates)?;
+    if tails.len() != candidates.len() {
+        return Err(StorageError::Corrupt(format!(
+            "{} tails read for {} documents",
+            tails.len(),
+            candidates.len()
+        )));
+    }
+    Ok(candidates.into_iter().zip(tails).filter(|(_, tail)| tail.wants_snapshot()).map(|(d, _)| d).collect())
 }
 
 /// The documents a complete answer asks `device` to snapshot: those it holds a key of whose
@@ -199,10 +220,11 @@ fn snapshot_candidates(
 fn snapshots_due(
     rows: &dyn ReadRows,
     device: DeviceId,
+    held: &HeldKeys,
     readable: &HashSet<DocumentId>,
     now: i64,
 ) -> Result<Vec<DocumentId>> {
-    let long = snapshot_candidates(rows, device, readable)?;
+    let long = snapshot_candidates(rows, held, readable)?;
     if long.is_empty() {
         return Ok(long);
     }

@@ -1,5 +1,5 @@
-//! Which devices lack a key a device holds, remembered per device while nothing it depends
-//! on changes.
+//! Which devices lack a key a device holds, and which keys it holds, remembered per device
+//! while nothing they depend on changes.
 //!
 //! Every sync answer lists them so that the device seals its keys to the devices that lack
 //! them ([`ReadRows::devices_missing_held_keys`]). Computing the list joins the device's held
@@ -19,6 +19,14 @@
 //! committed transactions under running servers (a standby promoted while behind, a restore
 //! from a backup) can reach a version again with other rows, so a list is served for at most
 //! [`MAX_AGE`] after its read, and emptied with a remembered access ([`super::access`]).
+//!
+//! The keys a device holds, with whether each is of its document's current epoch
+//! ([`ReadRows::held_documents`]), are remembered beside the list under the same stamp: a
+//! complete answer weighs them for snapshots, and only their tails, which move with every
+//! push, are read each time ([`ReadRows::document_tails`]). They depend on the device's
+//! envelopes and commitments and on the documents' current epochs, which bump every
+//! participant of the plan; see [`held_documents`] for the one entry that can stand after
+//! its row is gone, of a plan the user no longer reads.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -50,13 +58,58 @@ struct Stamp {
     policy: Option<u32>,
 }
 
-/// A remembered list: the stamp it was computed under, and when it was read.
-type Kept = (Stamp, Instant, Arc<MissingKeys>);
+/// The documents a device holds a key of, each with whether it holds the current epoch's
+/// key ([`ReadRows::held_documents`]).
+pub(crate) type HeldKeys = Vec<(DocumentId, bool)>;
 
-/// The lists of one server process, by device.
+/// A remembered value: the stamp it was read under, when it was read, and the value.
+type Kept<T> = (Stamp, Instant, Arc<T>);
+
+/// Remembered values of one kind, by device.
+#[derive(Debug)]
+struct Slots<T> {
+    kept: Mutex<HashMap<DeviceId, Kept<T>>>,
+}
+
+impl<T> Default for Slots<T> {
+    fn default() -> Self {
+        Slots { kept: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl<T> Slots<T> {
+    /// The value of `device` read under `stamp`, unless it is older than [`MAX_AGE`] at `now`.
+    fn get(&self, device: DeviceId, stamp: Stamp, now: Instant) -> Option<Arc<T>> {
+        let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.get(&device)
+            .filter(|(kept, read_at, _)| *kept == stamp && now.saturating_duration_since(*read_at) < MAX_AGE)
+            .map(|(_, _, value)| Arc::clone(value))
+    }
+
+    fn put(&self, device: DeviceId, stamp: Stamp, read_at: Instant, value: Arc<T>) {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.len() >= MAX_DEVICES && !kept.contains_key(&device) {
+            kept.clear();
+        }
+        kept.insert(device, (stamp, read_at, value));
+    }
+
+    fn clear(&self) {
+        self.kept.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.kept.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
+
+/// The lists of one server process, by device: the devices lacking a key it holds, and the
+/// keys it holds.
 #[derive(Debug, Default)]
 pub(crate) struct KeyShareCache {
-    lists: Mutex<HashMap<DeviceId, Kept>>,
+    lists: Slots<MissingKeys>,
+    held: Slots<HeldKeys>,
     tally: Tally,
 }
 
@@ -65,37 +118,15 @@ impl KeyShareCache {
         KeyShareCache::default()
     }
 
-    /// How often a list was served, and how often one was computed.
+    /// How often a missing-key list was served, and how often one was computed.
     pub(crate) fn tally(&self) -> &Tally {
         &self.tally
     }
 
-    /// The list of `device` read under `stamp`, unless it is older than [`MAX_AGE`] at `now`.
-    fn get(&self, device: DeviceId, stamp: Stamp, now: Instant) -> Option<Arc<MissingKeys>> {
-        let lists = self.lists.lock().unwrap_or_else(PoisonError::into_inner);
-        lists
-            .get(&device)
-            .filter(|(kept, read_at, _)| *kept == stamp && now.saturating_duration_since(*read_at) < MAX_AGE)
-            .map(|(_, _, list)| Arc::clone(list))
-    }
-
-    fn put(&self, device: DeviceId, stamp: Stamp, read_at: Instant, list: Arc<MissingKeys>) {
-        let mut lists = self.lists.lock().unwrap_or_else(PoisonError::into_inner);
-        if lists.len() >= MAX_DEVICES && !lists.contains_key(&device) {
-            lists.clear();
-        }
-        lists.insert(device, (stamp, read_at, list));
-    }
-
     /// Forgets every list: the database may no longer be the one they were read from.
     pub(crate) fn clear(&self) {
-        self.lists.lock().unwrap_or_else(PoisonError::into_inner).clear();
-    }
-
-    /// How many devices have a list remembered.
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.lists.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.lists.clear();
+        self.held.clear();
     }
 }
 
@@ -114,14 +145,39 @@ pub(super) fn devices_missing_held_keys(
         return Ok(Arc::new(rows.devices_missing_held_keys(device)?));
     };
     let (stamp, now) = (Stamp { user, key_shares, policy }, Instant::now());
-    if let Some(list) = cache.get(device, stamp, now) {
+    if let Some(list) = cache.lists.get(device, stamp, now) {
         cache.tally.served();
         return Ok(list);
     }
     cache.tally.read();
     let list = Arc::new(rows.devices_missing_held_keys(device)?);
-    cache.put(device, stamp, now, Arc::clone(&list));
+    cache.lists.put(device, stamp, now, Arc::clone(&list));
     Ok(list)
+}
+
+/// [`ReadRows::held_documents`] of `device`, under the same stamp as
+/// [`devices_missing_held_keys`]. Of the documents whose plans the device's user takes part
+/// in, it is exact: an envelope, a commitment, a device's state each bump every participant
+/// of their plan, and joining a plan bumps the user. An envelope of a plan the user has left
+/// can stand in a remembered list after it was deleted; callers keep only the documents the
+/// user reads ([`super::answer`]).
+pub(super) fn held_documents(
+    rows: &dyn ReadRows,
+    cache: &KeyShareCache,
+    device: DeviceId,
+    version: Option<(UserId, i64)>,
+    policy: Option<u32>,
+) -> Result<Arc<HeldKeys>> {
+    let Some((user, key_shares)) = version else {
+        return Ok(Arc::new(rows.held_documents(device)?));
+    };
+    let (stamp, now) = (Stamp { user, key_shares, policy }, Instant::now());
+    if let Some(held) = cache.held.get(device, stamp, now) {
+        return Ok(held);
+    }
+    let held = Arc::new(rows.held_documents(device)?);
+    cache.held.put(device, stamp, now, Arc::clone(&held));
+    Ok(held)
 }
 
 #[cfg(test)]
@@ -137,22 +193,26 @@ mod tests {
         let (cache, now) = (KeyShareCache::new(), Instant::now());
         let device = DeviceId([1; 16]);
         let list = Arc::new(vec![(DocumentId { plan: [7; 16], compartment: 1 }, 1, DeviceId([2; 16]))]);
-        cache.put(device, stamp(5), now, Arc::clone(&list));
-        assert_eq!(cache.get(device, stamp(5), now), Some(list));
-        assert_eq!(cache.get(device, stamp(6), now), None, "a newer key-share version");
-        assert_eq!(cache.get(device, Stamp { policy: Some(3), ..stamp(5) }, now), None, "a newer policy");
-        assert_eq!(cache.get(device, Stamp { user: UserId(2), ..stamp(5) }, now), None, "another user");
-        assert_eq!(cache.get(DeviceId([3; 16]), stamp(5), now), None, "another device");
+        cache.lists.put(device, stamp(5), now, Arc::clone(&list));
+        assert_eq!(cache.lists.get(device, stamp(5), now), Some(list));
+        assert_eq!(cache.lists.get(device, stamp(6), now), None, "a newer key-share version");
+        assert_eq!(
+            cache.lists.get(device, Stamp { policy: Some(3), ..stamp(5) }, now),
+            None,
+            "a newer policy"
+        );
+        assert_eq!(cache.lists.get(device, Stamp { user: UserId(2), ..stamp(5) }, now), None, "another user");
+        assert_eq!(cache.lists.get(DeviceId([3; 16]), stamp(5), now), None, "another device");
     }
 
     #[test]
     fn a_list_is_not_served_once_it_is_older_than_its_maximum_age() {
         let (cache, read_at) = (KeyShareCache::new(), Instant::now());
         let device = DeviceId([1; 16]);
-        cache.put(device, stamp(5), read_at, Arc::new(Vec::new()));
+        cache.lists.put(device, stamp(5), read_at, Arc::new(Vec::new()));
         let just_before = read_at + MAX_AGE - std::time::Duration::from_millis(1);
-        assert!(cache.get(device, stamp(5), just_before).is_some());
-        assert!(cache.get(device, stamp(5), read_at + MAX_AGE).is_none());
+        assert!(cache.lists.get(device, stamp(5), just_before).is_some());
+        assert!(cache.lists.get(device, stamp(5), read_at + MAX_AGE).is_none());
     }
 
     #[test]
@@ -164,13 +224,13 @@ mod tests {
             DeviceId(id)
         };
         for n in 0..MAX_DEVICES {
-            cache.put(id(n), stamp(1), now, Arc::new(Vec::new()));
+            cache.lists.put(id(n), stamp(1), now, Arc::new(Vec::new()));
         }
-        assert_eq!(cache.len(), MAX_DEVICES);
-        cache.put(id(0), stamp(2), now, Arc::new(Vec::new()));
-        assert_eq!(cache.len(), MAX_DEVICES, "a known device replaces its own list");
-        cache.put(id(MAX_DEVICES), stamp(1), now, Arc::new(Vec::new()));
-        assert_eq!(cache.len(), 1, "a new device in a full cache starts it again");
-        assert!(cache.get(id(MAX_DEVICES), stamp(1), now).is_some());
+        assert_eq!(cache.lists.len(), MAX_DEVICES);
+        cache.lists.put(id(0), stamp(2), now, Arc::new(Vec::new()));
+        assert_eq!(cache.lists.len(), MAX_DEVICES, "a known device replaces its own list");
+        cache.lists.put(id(MAX_DEVICES), stamp(1), now, Arc::new(Vec::new()));
+        assert_eq!(cache.lists.len(), 1, "a new device in a full cache starts it again");
+        assert!(cache.lists.get(id(MAX_DEVICES), stamp(1), now).is_some());
     }
 }

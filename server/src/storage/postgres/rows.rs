@@ -1291,12 +1291,10 @@ pub(super) fn document_stats(conn: &Connection<'_>, document: DocumentId) -> Res
     })
 }
 
-/// The held documents' tails, in one round trip: the documents `device` holds a key of
-/// (`held_keys`' union), whether it holds the current epoch's key, and each one's tail after
-/// its newest snapshot as `document_tails` keeps it (migration 6; a document without bundles
-/// has no row there, and no tail).
-pub(super) fn held_tails(conn: &Connection<'_>, device: DeviceId) -> Result<Vec<HeldTail>> {
-    let mut stmt = conn.prepare_cached(
+/// The documents `device` holds a key of (`held_keys`' union) and whether it holds the
+/// current epoch's key, by document: the text [`held_tails`] and [`held_documents`] share.
+macro_rules! held_keys_with_current {
+    () => {
         "WITH held AS (
              SELECT plan_id, compartment FROM envelopes WHERE recipient = $1
              UNION
@@ -1305,24 +1303,72 @@ pub(super) fn held_tails(conn: &Connection<'_>, device: DeviceId) -> Result<Vec<
                 EXISTS (SELECT 1 FROM envelopes e WHERE e.recipient = $1 AND e.plan_id = h.plan_id
                         AND e.compartment = h.compartment AND e.epoch = k.epoch)
                 OR EXISTS (SELECT 1 FROM commitments c WHERE c.plan_id = h.plan_id
-                           AND c.compartment = h.compartment AND c.epoch = k.epoch AND c.minter_device = $1),
+                           AND c.compartment = h.compartment AND c.epoch = k.epoch AND c.minter_device = $1)"
+    };
+}
+
+/// The held documents' tails, in one round trip: the documents `device` holds a key of,
+/// whether it holds the current epoch's key, and each one's tail after its newest snapshot as
+/// `document_tails` keeps it (migration 6; a document without bundles has no row there, and
+/// no tail).
+pub(super) fn held_tails(conn: &Connection<'_>, device: DeviceId) -> Result<Vec<HeldTail>> {
+    let mut stmt = conn.prepare_cached(concat!(
+        held_keys_with_current!(),
+        ",
                 t.snapshot_size, COALESCE(t.bundles, 0), COALESCE(t.bytes, 0)
          FROM held h
          CROSS JOIN LATERAL (
              SELECT COALESCE(MAX(c.epoch), 0) AS epoch FROM commitments c
              WHERE c.plan_id = h.plan_id AND c.compartment = h.compartment) k
          LEFT JOIN document_tails t ON t.plan_id = h.plan_id AND t.compartment = h.compartment
-         ORDER BY h.plan_id, h.compartment",
-    )?;
+         ORDER BY h.plan_id, h.compartment"
+    ))?;
     let rows = stmt.query_map([device.0], |row| {
-        let tail = TailStats {
-            latest_snapshot_bytes: opt_uint(row, 3)?,
-            bundles_since_snapshot: uint(row, 4)?,
-            bytes_since_snapshot: uint(row, 5)?,
-        };
-        Ok(HeldTail { document: document_at(row, 0, 1)?, current_key_held: row.get(2)?, tail })
+        Ok(HeldTail {
+            document: document_at(row, 0, 1)?,
+            current_key_held: row.get(2)?,
+            tail: tail_at(row, 3)?,
+        })
     })?;
     Ok(rows.collect::<statements::Result<_>>()?)
+}
+
+/// [`crate::storage::backend::ReadRows::held_documents`]: [`held_tails`] without the tails.
+pub(super) fn held_documents(conn: &Connection<'_>, device: DeviceId) -> Result<Vec<(DocumentId, bool)>> {
+    let mut stmt = conn.prepare_cached(concat!(
+        held_keys_with_current!(),
+        "
+         FROM held h
+         CROSS JOIN LATERAL (
+             SELECT COALESCE(MAX(c.epoch), 0) AS epoch FROM commitments c
+             WHERE c.plan_id = h.plan_id AND c.compartment = h.compartment) k
+         ORDER BY h.plan_id, h.compartment"
+    ))?;
+    let rows = stmt.query_map([device.0], |row| Ok((document_at(row, 0, 1)?, row.get(2)?)))?;
+    Ok(rows.collect::<statements::Result<_>>()?)
+}
+
+/// [`crate::storage::backend::ReadRows::document_tails`]: the rows `document_tails` keeps of
+/// `documents`, in their order (none for a document without bundles: an empty tail).
+pub(super) fn document_tails(conn: &Connection<'_>, documents: &[DocumentId]) -> Result<Vec<TailStats>> {
+    let [plans, compartments] = document_arrays(documents);
+    Ok(conn.query_values(
+        "SELECT t.snapshot_size, COALESCE(t.bundles, 0), COALESCE(t.bytes, 0)
+         FROM unnest($1::bytea[], $2::bigint[]) WITH ORDINALITY AS d (plan_id, compartment, ord)
+         LEFT JOIN document_tails t ON t.plan_id = d.plan_id AND t.compartment = d.compartment
+         ORDER BY d.ord",
+        &[plans, compartments],
+        |row| tail_at(row, 0),
+    )?)
+}
+
+/// A tail from columns `at` (newest snapshot's size), `at + 1` (bundles) and `at + 2` (bytes).
+fn tail_at(row: &Row, at: usize) -> statements::Result<TailStats> {
+    Ok(TailStats {
+        latest_snapshot_bytes: opt_uint(row, at)?,
+        bundles_since_snapshot: uint(row, at + 1)?,
+        bytes_since_snapshot: uint(row, at + 2)?,
+    })
 }
 
 /// A stored bundle's columns, for [`stored_bundle_from`].

@@ -11,7 +11,7 @@ use crate::storage::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
     Erasure, HeldTail, MemberErased, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId,
     Participant, PlanId, PolicyRecord, Reader, Result, ServerEventRecord, StoredAuditUpload, StoredName,
-    User, UserId,
+    TailStats, User, UserId,
 };
 
 /// The rows of one transaction, read-only or read-write (PostgreSQL refuses a write in a
@@ -208,6 +208,14 @@ impl ReadRows for PgRows<'_> {
 
     fn held_tails(&self, device: DeviceId) -> Result<Vec<HeldTail>> {
         rows::held_tails(self.conn(), device)
+    }
+
+    fn held_documents(&self, device: DeviceId) -> Result<Vec<(DocumentId, bool)>> {
+        rows::held_documents(self.conn(), device)
+    }
+
+    fn document_tails(&self, documents: &[DocumentId]) -> Result<Vec<TailStats>> {
+        rows::document_tails(self.conn(), documents)
     }
 
     fn snapshot_requests_of(&self, device: DeviceId, since: i64) -> Result<Vec<(DocumentId, u64)>> {

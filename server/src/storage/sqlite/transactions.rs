@@ -11,7 +11,7 @@ use crate::storage::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
     Erasure, HeldTail, MemberErased, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId,
     Participant, PlanId, PolicyRecord, Reader, Result, ServerEventRecord, StoredAuditUpload, StoredName,
-    User, UserId,
+    TailStats, User, UserId,
 };
 
 /// The reads of one read transaction.
@@ -231,6 +231,10 @@ impl<T: OnConnection> ReadRows for T {
 
     fn held_tails(&self, device: DeviceId) -> Result<Vec<HeldTail>> {
         rows::held_tails(self.conn(), device)
+    }
+
+    fn document_tails(&self, documents: &[DocumentId]) -> Result<Vec<TailStats>> {
+        rows::document_tails(self.conn(), documents)
     }
 
     fn snapshot_requests_of(&self, device: DeviceId, since: i64) -> Result<Vec<(DocumentId, u64)>> {
