@@ -222,7 +222,7 @@ impl Metrics {
         header(
             &mut out,
             "eenplan_remembered_reads_total",
-            "Reads this process served from what it remembers (outcome served) or made again in the database (outcome read): users' accesses and devices' missing-key lists.",
+            "Reads this process served from what it remembers (outcome served) or made again in the database (outcome read): users' accesses, devices' missing-key lists and held keys.",
             "counter",
         );
         let remembered = [
@@ -230,6 +230,8 @@ impl Metrics {
             ("access", "read", remembered.accesses_read),
             ("missing_keys", "served", remembered.missing_keys_served),
             ("missing_keys", "read", remembered.missing_keys_read),
+            ("held_keys", "served", remembered.held_keys_served),
+            ("held_keys", "read", remembered.held_keys_read),
         ];
         for (cache, outcome, count) in remembered {
             let _ = writeln!(
@@ -300,6 +302,8 @@ mod tests {
             accesses_read: 2,
             missing_keys_served: 5,
             missing_keys_read: 1,
+            held_keys_served: 4,
+            held_keys_read: 3,
         };
         let text = metrics.render(remembered);
         for line in [
@@ -308,6 +312,8 @@ mod tests {
             "eenplan_remembered_reads_total{cache=\"access\",outcome=\"read\"} 2\n",
             "eenplan_remembered_reads_total{cache=\"missing_keys\",outcome=\"served\"} 5\n",
             "eenplan_remembered_reads_total{cache=\"missing_keys\",outcome=\"read\"} 1\n",
+            "eenplan_remembered_reads_total{cache=\"held_keys\",outcome=\"served\"} 4\n",
+            "eenplan_remembered_reads_total{cache=\"held_keys\",outcome=\"read\"} 3\n",
         ] {
             assert!(text.contains(line), "{line:?} missing from {text}");
         }

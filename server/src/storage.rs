@@ -526,19 +526,22 @@ impl DocStats {
 }
 
 /// How often a server process served what it remembers and how often it read it again
-/// ([`Storage::remembered_reads`]): the users' accesses (`domain::access`) and the devices'
-/// missing-key lists (`domain::key_shares`). A low share served means the versions they are
-/// stamped with move often (see ARCHITECTURE, invariants 44 and 46).
+/// ([`Storage::remembered_reads`]): the users' accesses (`domain::access`), the devices'
+/// missing-key lists and held keys (`domain::key_shares`). A low share served means the
+/// versions they are stamped with move often (see ARCHITECTURE, invariants 44 and 46).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RememberedReads {
     pub accesses_served: u64,
     pub accesses_read: u64,
     pub missing_keys_served: u64,
     pub missing_keys_read: u64,
+    pub held_keys_served: u64,
+    pub held_keys_read: u64,
 }
 
-/// A document a device holds a key of, as a sync answer weighs it for a snapshot
-/// ([`backend::ReadRows::held_tails`]).
+/// A document a device holds a key of, with what a sync answer weighs it by for a snapshot
+/// ([`backend::ReadRows::held_tails`]; the answer reads the same from the remembered held
+/// keys and [`backend::ReadRows::document_tails`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeldTail {
     pub document: DocumentId,
@@ -1287,7 +1290,7 @@ pub trait Storage: Send + Sync {
     }
     fn document_stats(&self, document: DocumentId) -> Result<DocStats>;
     /// The documents `device` holds a key of, each with its tail after the newest snapshot:
-    /// what a sync answer weighs to ask the device for snapshots.
+    /// what a sync answer weighs to ask the device for snapshots, read whole.
     fn held_tails(&self, device: DeviceId) -> Result<Vec<HeldTail>>;
     /// How often this process served a remembered read and how often it read again, since
     /// it started: for the operator's `/metrics`.

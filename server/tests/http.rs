@@ -1812,6 +1812,7 @@ fn the_metrics_endpoint_lists_the_counters() {
     };
     let access = |outcome: &str| format!("cache=\"access\",outcome=\"{outcome}\"");
     let keys = |outcome: &str| format!("cache=\"missing_keys\",outcome=\"{outcome}\"");
+    let held = |outcome: &str| format!("cache=\"held_keys\",outcome=\"{outcome}\"");
     for expected in [
         "eenplan_requests_total{class=\"sync\"} 1\n",
         "eenplan_requests_total{class=\"admin\"} ",
@@ -1843,6 +1844,8 @@ fn the_metrics_endpoint_lists_the_counters() {
     let metrics = server.metrics();
     assert!(remembered(&metrics, &access("served")) >= 2, "{metrics}");
     assert!(remembered(&metrics, &keys("served")) >= 2, "{metrics}");
+    assert!(remembered(&metrics, &held("read")) >= 1, "{metrics}");
+    assert!(remembered(&metrics, &held("served")) >= 1, "{metrics}");
 }
 
 // Live hints.

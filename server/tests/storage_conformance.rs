@@ -1726,37 +1726,58 @@ pub mod suite {
 
     /// A device's held keys are remembered with its missing-key list (the `KeyShareCache`);
     /// the tails are read for every complete answer. Each change of either is seen by the
-    /// next answer.
+    /// next answer, which asks for what the whole reads (`held_tails`) say is due.
     pub fn a_snapshot_candidate_follows_every_change_of_the_keys_held_and_the_tails(s: &dyn Storage) {
         let (_, bob, a1, b1) = ann_and_bob_in_p(s);
-        let (d0, d1) = (doc(P, 0), doc(P, 1));
-        mint(s, &[d0, d1], a1);
+        let (d0, d1, d2, d3) = (doc(P, 0), doc(P, 1), doc(P, 2), doc(P, 3));
+        mint(s, &[d0, d1, d2], a1);
+        mint(s, &[d3], b1);
         let query = answer_query(bob, b1, 0, BIG);
-        let candidates = || s.answer(&query).unwrap().snapshot_candidates;
+        let candidates = |expected: &[DocumentId], after: &str| {
+            let asked = s.answer(&query).unwrap().snapshot_candidates;
+            assert_eq!(asked, expected, "after {after}");
+            let due: Vec<DocumentId> = s
+                .held_tails(b1)
+                .unwrap()
+                .into_iter()
+                .filter(|held| held.current_key_held && held.tail.wants_snapshot())
+                .map(|held| held.document)
+                .collect();
+            assert_eq!(asked, due, "the whole reads, after {after}");
+        };
         let mut ids = 0..;
         let mut long = |document: DocumentId| {
             push(s, &(0..1_001).map(|_| changes(document, ids.next().unwrap(), a1)).collect::<Vec<_>>());
         };
         long(d0);
-        assert!(candidates().is_empty(), "Bob holds no key yet");
+        candidates(&[], "Bob holds no key of d0 yet");
         assert_eq!(seal(s, a1, &[envelope(b1, d0, 1, 1)]), [EnvelopeOutcome::Stored]);
-        assert_eq!(candidates(), [d0], "Bob's key of d0 arrived");
-        assert_eq!(candidates(), [d0], "nothing since");
+        candidates(&[d0], "Bob's key of d0 arrived");
+        candidates(&[d0], "nothing since");
         long(d1);
-        assert_eq!(seal(s, a1, &[envelope(b1, d1, 1, 2)]), [EnvelopeOutcome::Stored]);
-        assert_eq!(candidates(), [d0, d1], "a second long tail");
+        // d2 holds no bundle: no tail, between two that have one.
+        assert_eq!(
+            seal(s, a1, &[envelope(b1, d1, 1, 2), envelope(b1, d2, 1, 2)]),
+            [EnvelopeOutcome::Stored, EnvelopeOutcome::Stored]
+        );
+        candidates(&[d0, d1], "a second long tail");
+        // Two large changes of the key Bob made himself: long by bytes, not by count.
+        push(s, &[bundle(d3, 900_000, a1, 10_000), bundle(d3, 900_001, a1, 10_000)]);
+        candidates(&[d0, d1, d3], "a tail long by its bytes");
         let head = s.head().unwrap();
         push(s, &[requested_snapshot(s, d0, 1_000_000, a1, head)]);
-        assert_eq!(candidates(), [d1], "d0's snapshot ended its tail");
+        candidates(&[d1, d3], "d0's snapshot ended its tail");
         long(d0);
-        assert_eq!(candidates(), [d0, d1], "a long tail after the snapshot");
+        candidates(&[d0, d1, d3], "a long tail after the snapshot");
         assert_eq!(commit(s, &commitment(d0, 2, Some(a1), 9)), CommitmentOutcome::Stored);
-        assert_eq!(candidates(), [d1], "Bob's key of d0 is of epoch 1");
+        candidates(&[d1, d3], "Bob's key of d0 is of epoch 1");
         assert_eq!(seal(s, a1, &[envelope(b1, d0, 2, 3)]), [EnvelopeOutcome::Stored]);
-        assert_eq!(candidates(), [d0, d1], "Bob's key of epoch 2 arrived");
+        candidates(&[d0, d1, d3], "Bob's key of epoch 2 arrived");
         for held in s.held_tails(b1).unwrap() {
             assert_eq!(held.tail, s.document_stats(held.document).unwrap().tail(), "the tails read whole");
         }
+        s.remove_participant(P, bob, 30).unwrap();
+        assert!(s.answer(&query).unwrap().snapshot_candidates.is_empty(), "Bob left P");
     }
 
     pub fn the_first_envelope_stays_and_key_requests_list_exactly_the_devices_lacking_an_envelope(

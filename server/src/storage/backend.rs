@@ -264,8 +264,9 @@ pub(crate) trait ReadRows {
 
     fn document_stats(&self, document: DocumentId) -> Result<DocStats>;
     /// Each document `device` holds a key of, by document: whether it holds the current
-    /// epoch's, and the log after the newest snapshot. One statement for all of them: a sync
-    /// answer weighs every held document, and a regisseur's device holds hundreds.
+    /// epoch's, and the log after the newest snapshot. One statement for all of them: a
+    /// regisseur's device holds hundreds. A sync answer reads the two parts apart
+    /// ([`ReadRows::held_documents`], remembered, and [`ReadRows::document_tails`]).
     fn held_tails(&self, device: DeviceId) -> Result<Vec<HeldTail>>;
 
     /// [`ReadRows::held_tails`] without the tails, which move with every push: each document

@@ -500,7 +500,15 @@ impl<B: Backend> Storage for B {
     fn remembered_reads(&self) -> RememberedReads {
         let (accesses_served, accesses_read) = self.accesses().tally().counts();
         let (missing_keys_served, missing_keys_read) = self.key_shares().tally().counts();
-        RememberedReads { accesses_served, accesses_read, missing_keys_served, missing_keys_read }
+        let (held_keys_served, held_keys_read) = self.key_shares().held_tally().counts();
+        RememberedReads {
+            accesses_served,
+            accesses_read,
+            missing_keys_served,
+            missing_keys_read,
+            held_keys_served,
+            held_keys_read,
+        }
     }
 
     fn put_envelopes(&self, sealer: DeviceId, envelopes: &[Envelope]) -> Result<Vec<EnvelopeOutcome>> {

@@ -66,13 +66,9 @@ pub(super) fn read(rows: &dyn ReadRows, caches: Caches<'_>, query: &AnswerQuery)
     let complete =
         page.batch.complete && membership.complete && page.batch.history.iter().all(|h| h.complete);
     let snapshot_candidates = if complete {
-        let held = key_shares::held_documents(
-            rows,
-            caches.key_shares,
-            request.device,
-            facts.key_shares,
-            facts.policy,
-        )?;
+        // Remembered only under the stamp of the user whose readable documents filter them.
+        let stamp = facts.key_shares.filter(|(user, _)| *user == request.user);
+        let held = key_shares::held_documents(rows, caches.key_shares, request.device, stamp, facts.policy)?;
         snapshots_due(rows, request.device, &held, &readable, query.now)?
     } else {
         Vec::new()

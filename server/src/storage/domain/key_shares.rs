@@ -25,8 +25,8 @@
 //! complete answer weighs them for snapshots, and only their tails, which move with every
 //! push, are read each time ([`ReadRows::document_tails`]). They depend on the device's
 //! envelopes and commitments and on the documents' current epochs, which bump every
-//! participant of the plan; see [`held_documents`] for the one entry that can stand after
-//! its row is gone, of a plan the user no longer reads.
+//! participant of the plan; see [`held_documents`] for the entries that can be stale, all
+//! of plans the user takes no part in, which the answer leaves out.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -111,6 +111,7 @@ pub(crate) struct KeyShareCache {
     lists: Slots<MissingKeys>,
     held: Slots<HeldKeys>,
     tally: Tally,
+    held_tally: Tally,
 }
 
 impl KeyShareCache {
@@ -121,6 +122,11 @@ impl KeyShareCache {
     /// How often a missing-key list was served, and how often one was computed.
     pub(crate) fn tally(&self) -> &Tally {
         &self.tally
+    }
+
+    /// How often a device's held keys were served, and how often they were read.
+    pub(crate) fn held_tally(&self) -> &Tally {
+        &self.held_tally
     }
 
     /// Forgets every list: the database may no longer be the one they were read from.
@@ -156,11 +162,13 @@ pub(super) fn devices_missing_held_keys(
 }
 
 /// [`ReadRows::held_documents`] of `device`, under the same stamp as
-/// [`devices_missing_held_keys`]. Of the documents whose plans the device's user takes part
-/// in, it is exact: an envelope, a commitment, a device's state each bump every participant
-/// of their plan, and joining a plan bumps the user. An envelope of a plan the user has left
-/// can stand in a remembered list after it was deleted; callers keep only the documents the
-/// user reads ([`super::answer`]).
+/// [`devices_missing_held_keys`] (`version` must be of the user whose readable documents the
+/// caller keeps). Of the documents whose plans that user takes part in, it is exact: an
+/// envelope or a commitment (a new epoch) bumps every participant of its plan, and joining
+/// a plan bumps the user. Of a plan the user takes no part in, an envelope sealed to the
+/// device or a key it made can be missing, extra or of an older epoch in a remembered list;
+/// callers keep only the documents the user reads ([`super::answer`]), all of which are of
+/// the user's plans.
 pub(super) fn held_documents(
     rows: &dyn ReadRows,
     cache: &KeyShareCache,
@@ -169,12 +177,15 @@ pub(super) fn held_documents(
     policy: Option<u32>,
 ) -> Result<Arc<HeldKeys>> {
     let Some((user, key_shares)) = version else {
+        cache.held_tally.read();
         return Ok(Arc::new(rows.held_documents(device)?));
     };
     let (stamp, now) = (Stamp { user, key_shares, policy }, Instant::now());
     if let Some(held) = cache.held.get(device, stamp, now) {
+        cache.held_tally.served();
         return Ok(held);
     }
+    cache.held_tally.read();
     let held = Arc::new(rows.held_documents(device)?);
     cache.held.put(device, stamp, now, Arc::clone(&held));
     Ok(held)

@@ -962,6 +962,30 @@ pub(super) const HELD_TAILS: &str = "WITH held AS (
      GROUP BY l.plan_id, l.compartment
      ORDER BY l.plan_id, l.compartment";
 
+/// [`crate::storage::backend::ReadRows::held_documents`]: [`HELD_TAILS`] without the tails.
+pub(super) fn held_documents(conn: &Connection, device: DeviceId) -> Result<Vec<(DocumentId, bool)>> {
+    let mut stmt = conn.prepare_cached(
+        "WITH held AS (
+             SELECT plan_id, compartment FROM envelopes WHERE recipient = ?1
+             UNION
+             SELECT plan_id, compartment FROM commitments WHERE minter_device = ?1),
+         latest AS MATERIALIZED (
+             SELECT h.plan_id, h.compartment,
+                    (SELECT COALESCE(MAX(c.epoch), 0) FROM commitments c
+                     WHERE c.plan_id = h.plan_id AND c.compartment = h.compartment) AS epoch
+             FROM held h)
+         SELECT l.plan_id, l.compartment,
+                EXISTS (SELECT 1 FROM envelopes e WHERE e.recipient = ?1 AND e.plan_id = l.plan_id
+                        AND e.compartment = l.compartment AND e.epoch = l.epoch)
+                OR EXISTS (SELECT 1 FROM commitments c WHERE c.plan_id = l.plan_id
+                           AND c.compartment = l.compartment AND c.epoch = l.epoch AND c.minter_device = ?1)
+         FROM latest l
+         ORDER BY l.plan_id, l.compartment",
+    )?;
+    let rows = stmt.query_map([device.0], |row| Ok((document_at(row, 0, 1)?, row.get(2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 pub(super) fn held_tails(conn: &Connection, device: DeviceId) -> Result<Vec<HeldTail>> {
     let mut stmt = conn.prepare_cached(HELD_TAILS)?;
     let rows = stmt.query_map([device.0], |row| {

@@ -233,6 +233,10 @@ impl<T: OnConnection> ReadRows for T {
         rows::held_tails(self.conn(), device)
     }
 
+    fn held_documents(&self, device: DeviceId) -> Result<Vec<(DocumentId, bool)>> {
+        rows::held_documents(self.conn(), device)
+    }
+
     fn document_tails(&self, documents: &[DocumentId]) -> Result<Vec<TailStats>> {
         rows::document_tails(self.conn(), documents)
     }
