@@ -38,7 +38,7 @@ pub(super) fn read(rows: &dyn ReadRows, caches: Caches<'_>, query: &AnswerQuery)
     let request = &query.pull;
     let facts = rows.sync_facts(request.user, request.device, query.membership_after)?;
     let core = access::core_in(rows, caches.accesses, request.user, facts.stamp_of(request.user))?;
-    let User { readable, unminted, rotations, policy } = User::of(rows, core.as_deref())?;
+    let UserFacts { readable, unminted, rotations, policy } = UserFacts::of(rows, core.as_deref())?;
     // Read once for the membership page, the pull and the answer's own rules.
     let seen = pull::Seen { head: facts.head, readable };
     let membership =
@@ -96,23 +96,23 @@ pub(super) fn read(rows: &dyn ReadRows, caches: Caches<'_>, query: &AnswerQuery)
 
 /// What an answer reads of its user: from the user's access ([`AccessCore`]), or, for an
 /// unknown user, no document and the policy alone, as the single reads give.
-struct User {
+struct UserFacts {
     readable: Vec<(DocumentId, u64)>,
     unminted: Vec<DocumentId>,
     rotations: Vec<(DocumentId, u32)>,
     policy: Option<Arc<PolicyRecord>>,
 }
 
-impl User {
-    fn of(rows: &dyn ReadRows, core: Option<&AccessCore>) -> Result<User> {
+impl UserFacts {
+    fn of(rows: &dyn ReadRows, core: Option<&AccessCore>) -> Result<UserFacts> {
         Ok(match core {
-            Some(core) => User {
+            Some(core) => UserFacts {
                 readable: core.readable.clone(),
                 unminted: core.unminted.clone(),
                 rotations: core.rotations.clone(),
                 policy: core.policy.clone(),
             },
-            None => User {
+            None => UserFacts {
                 readable: Vec::new(),
                 unminted: Vec::new(),
                 rotations: Vec::new(),
