@@ -114,10 +114,12 @@ impl SyncFacts {
     /// The [`AccessStamp`] of `user` read with these facts: the device's key-share version
     /// is its user's, so it is the stamp only when that user is `user`.
     pub(crate) fn stamp_of(&self, user: UserId) -> Option<AccessStamp> {
-        match self.key_shares {
-            Some((of, key_shares)) if of == user => Some(AccessStamp { key_shares, policy: self.policy }),
-            _ => None,
-        }
+        self.key_shares_of(user).map(|(_, key_shares)| AccessStamp { key_shares, policy: self.policy })
+    }
+
+    /// The device's key-share version when the device's user is `user`.
+    pub(crate) fn key_shares_of(&self, user: UserId) -> Option<(UserId, i64)> {
+        self.key_shares.filter(|(of, _)| *of == user)
     }
 }
 

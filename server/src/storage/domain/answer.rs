@@ -38,6 +38,9 @@ pub(super) fn read(rows: &dyn ReadRows, caches: Caches<'_>, query: &AnswerQuery)
     let request = &query.pull;
     let facts = rows.sync_facts(request.user, request.device, query.membership_after)?;
     let core = access::core_in(rows, caches.accesses, request.user, facts.stamp_of(request.user))?;
+    // The held keys are remembered only under the stamp of the user whose readable documents
+    // filter them.
+    let held_stamp = facts.key_shares_of(request.user);
     let UserFacts { readable, unminted, rotations, policy } = UserFacts::of(rows, core.as_deref())?;
     // Read once for the membership page, the pull and the answer's own rules.
     let seen = pull::Seen { head: facts.head, readable };
@@ -66,9 +69,8 @@ pub(super) fn read(rows: &dyn ReadRows, caches: Caches<'_>, query: &AnswerQuery)
     let complete =
         page.batch.complete && membership.complete && page.batch.history.iter().all(|h| h.complete);
     let snapshot_candidates = if complete {
-        // Remembered only under the stamp of the user whose readable documents filter them.
-        let stamp = facts.key_shares.filter(|(user, _)| *user == request.user);
-        let held = key_shares::held_documents(rows, caches.key_shares, request.device, stamp, facts.policy)?;
+        let held =
+            key_shares::held_documents(rows, caches.key_shares, request.device, held_stamp, facts.policy)?;
         snapshots_due(rows, request.device, &held, &readable, query.now)?
     } else {
         Vec::new()

@@ -65,19 +65,45 @@ pub(crate) type HeldKeys = Vec<(DocumentId, bool)>;
 /// A remembered value: the stamp it was read under, when it was read, and the value.
 type Kept<T> = (Stamp, Instant, Arc<T>);
 
-/// Remembered values of one kind, by device.
+/// Remembered values of one kind, by device, and how often they were served and read.
 #[derive(Debug)]
 struct Slots<T> {
     kept: Mutex<HashMap<DeviceId, Kept<T>>>,
+    tally: Tally,
 }
 
 impl<T> Default for Slots<T> {
     fn default() -> Self {
-        Slots { kept: Mutex::new(HashMap::new()) }
+        Slots { kept: Mutex::new(HashMap::new()), tally: Tally::default() }
     }
 }
 
 impl<T> Slots<T> {
+    /// The value of `device` as `read` gives it in a transaction in which `version` is the
+    /// key-share version of the device's user and `policy` the stored policy's version:
+    /// remembered under that stamp, read (and remembered) otherwise, and read without one.
+    fn remembered(
+        &self,
+        device: DeviceId,
+        version: Option<(UserId, i64)>,
+        policy: Option<u32>,
+        read: impl FnOnce() -> Result<T>,
+    ) -> Result<Arc<T>> {
+        let Some((user, key_shares)) = version else {
+            self.tally.read();
+            return Ok(Arc::new(read()?));
+        };
+        let (stamp, now) = (Stamp { user, key_shares, policy }, Instant::now());
+        if let Some(value) = self.get(device, stamp, now) {
+            self.tally.served();
+            return Ok(value);
+        }
+        self.tally.read();
+        let value = Arc::new(read()?);
+        self.put(device, stamp, now, Arc::clone(&value));
+        Ok(value)
+    }
+
     /// The value of `device` read under `stamp`, unless it is older than [`MAX_AGE`] at `now`.
     fn get(&self, device: DeviceId, stamp: Stamp, now: Instant) -> Option<Arc<T>> {
         let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
@@ -110,8 +136,6 @@ impl<T> Slots<T> {
 pub(crate) struct KeyShareCache {
     lists: Slots<MissingKeys>,
     held: Slots<HeldKeys>,
-    tally: Tally,
-    held_tally: Tally,
 }
 
 impl KeyShareCache {
@@ -121,12 +145,12 @@ impl KeyShareCache {
 
     /// How often a missing-key list was served, and how often one was computed.
     pub(crate) fn tally(&self) -> &Tally {
-        &self.tally
+        &self.lists.tally
     }
 
     /// How often a device's held keys were served, and how often they were read.
     pub(crate) fn held_tally(&self) -> &Tally {
-        &self.held_tally
+        &self.held.tally
     }
 
     /// Forgets every list: the database may no longer be the one they were read from.
@@ -146,19 +170,7 @@ pub(super) fn devices_missing_held_keys(
     version: Option<(UserId, i64)>,
     policy: Option<u32>,
 ) -> Result<Arc<MissingKeys>> {
-    let Some((user, key_shares)) = version else {
-        cache.tally.read();
-        return Ok(Arc::new(rows.devices_missing_held_keys(device)?));
-    };
-    let (stamp, now) = (Stamp { user, key_shares, policy }, Instant::now());
-    if let Some(list) = cache.lists.get(device, stamp, now) {
-        cache.tally.served();
-        return Ok(list);
-    }
-    cache.tally.read();
-    let list = Arc::new(rows.devices_missing_held_keys(device)?);
-    cache.lists.put(device, stamp, now, Arc::clone(&list));
-    Ok(list)
+    cache.lists.remembered(device, version, policy, || rows.devices_missing_held_keys(device))
 }
 
 /// [`ReadRows::held_documents`] of `device`, under the same stamp as
@@ -176,19 +188,7 @@ pub(super) fn held_documents(
     version: Option<(UserId, i64)>,
     policy: Option<u32>,
 ) -> Result<Arc<HeldKeys>> {
-    let Some((user, key_shares)) = version else {
-        cache.held_tally.read();
-        return Ok(Arc::new(rows.held_documents(device)?));
-    };
-    let (stamp, now) = (Stamp { user, key_shares, policy }, Instant::now());
-    if let Some(held) = cache.held.get(device, stamp, now) {
-        cache.held_tally.served();
-        return Ok(held);
-    }
-    cache.held_tally.read();
-    let held = Arc::new(rows.held_documents(device)?);
-    cache.held.put(device, stamp, now, Arc::clone(&held));
-    Ok(held)
+    cache.held.remembered(device, version, policy, || rows.held_documents(device))
 }
 
 #[cfg(test)]
