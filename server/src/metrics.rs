@@ -219,29 +219,39 @@ impl Metrics {
             header(&mut out, name, help, "counter");
             let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
         }
-        header(
+        served_or_read(
             &mut out,
-            "eenplan_remembered_reads_total",
+            ("eenplan_remembered_reads_total", "cache"),
             "Reads this process served from what it remembers (outcome served) or made again in the database (outcome read): users' accesses, devices' missing-key lists and held keys.",
-            "counter",
+            [
+                ("access", remembered.accesses_served, remembered.accesses_read),
+                ("missing_keys", remembered.missing_keys_served, remembered.missing_keys_read),
+                ("held_keys", remembered.held_keys_served, remembered.held_keys_read),
+            ],
         );
-        let remembered = [
-            ("access", "served", remembered.accesses_served),
-            ("access", "read", remembered.accesses_read),
-            ("missing_keys", "served", remembered.missing_keys_served),
-            ("missing_keys", "read", remembered.missing_keys_read),
-            ("held_keys", "served", remembered.held_keys_served),
-            ("held_keys", "read", remembered.held_keys_read),
-        ];
-        for (cache, outcome, count) in remembered {
-            let _ = writeln!(
-                out,
-                "eenplan_remembered_reads_total{{cache=\"{cache}\",outcome=\"{outcome}\"}} {count}"
-            );
-        }
+        served_or_read(
+            &mut out,
+            ("eenplan_answer_reads_ahead_total", "read"),
+            "Reads a sync answer asked for ahead with its facts and then took (outcome served), or made again itself (outcome read): the device's mailbox, the documents with news, the snapshot candidates' tails.",
+            [
+                ("mailbox", remembered.mailbox_ahead_served, remembered.mailbox_ahead_read),
+                ("news", remembered.news_ahead_served, remembered.news_ahead_read),
+                ("tails", remembered.tails_ahead_served, remembered.tails_ahead_read),
+            ],
+        );
         header(&mut out, "eenplan_live_connections", "Open live (WebSocket) connections.", "gauge");
         let _ = writeln!(out, "eenplan_live_connections {}", self.live_connections.load(Ordering::Relaxed));
         out
+    }
+}
+
+/// A counter `name` with one series per kind (label `label`) and outcome: `served` and `read`.
+fn served_or_read(out: &mut String, (name, label): (&str, &str), help: &str, kinds: [(&str, u64, u64); 3]) {
+    header(out, name, help, "counter");
+    for (kind, served, read) in kinds {
+        for (outcome, count) in [("served", served), ("read", read)] {
+            let _ = writeln!(out, "{name}{{{label}=\"{kind}\",outcome=\"{outcome}\"}} {count}");
+        }
     }
 }
 
@@ -304,6 +314,12 @@ mod tests {
             missing_keys_read: 1,
             held_keys_served: 4,
             held_keys_read: 3,
+            mailbox_ahead_served: 11,
+            mailbox_ahead_read: 12,
+            news_ahead_served: 13,
+            news_ahead_read: 14,
+            tails_ahead_served: 15,
+            tails_ahead_read: 16,
         };
         let text = metrics.render(remembered);
         for line in [
@@ -314,6 +330,13 @@ mod tests {
             "eenplan_remembered_reads_total{cache=\"missing_keys\",outcome=\"read\"} 1\n",
             "eenplan_remembered_reads_total{cache=\"held_keys\",outcome=\"served\"} 4\n",
             "eenplan_remembered_reads_total{cache=\"held_keys\",outcome=\"read\"} 3\n",
+            "# TYPE eenplan_answer_reads_ahead_total counter\n",
+            "eenplan_answer_reads_ahead_total{read=\"mailbox\",outcome=\"served\"} 11\n",
+            "eenplan_answer_reads_ahead_total{read=\"mailbox\",outcome=\"read\"} 12\n",
+            "eenplan_answer_reads_ahead_total{read=\"news\",outcome=\"served\"} 13\n",
+            "eenplan_answer_reads_ahead_total{read=\"news\",outcome=\"read\"} 14\n",
+            "eenplan_answer_reads_ahead_total{read=\"tails\",outcome=\"served\"} 15\n",
+            "eenplan_answer_reads_ahead_total{read=\"tails\",outcome=\"read\"} 16\n",
         ] {
             assert!(text.contains(line), "{line:?} missing from {text}");
         }

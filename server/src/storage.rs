@@ -528,7 +528,11 @@ impl DocStats {
 /// How often a server process served what it remembers and how often it read it again
 /// ([`Storage::remembered_reads`]): the users' accesses (`domain::access`), the devices'
 /// missing-key lists and held keys (`domain::key_shares`). A low share served means the
-/// versions they are stamped with move often (see ARCHITECTURE, invariants 44 and 46).
+/// versions they are stamped with move often (see ARCHITECTURE, invariants 44 and 46). And of
+/// the reads a sync answer asks for ahead with its facts (the device's mailbox, the documents
+/// with news, the snapshot candidates' tails), how often the answer took them (`served`) and
+/// how often it read again itself: a guess from a remembered access or held keys that no
+/// longer held, or no guess.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RememberedReads {
     pub accesses_served: u64,
@@ -537,6 +541,12 @@ pub struct RememberedReads {
     pub missing_keys_read: u64,
     pub held_keys_served: u64,
     pub held_keys_read: u64,
+    pub mailbox_ahead_served: u64,
+    pub mailbox_ahead_read: u64,
+    pub news_ahead_served: u64,
+    pub news_ahead_read: u64,
+    pub tails_ahead_served: u64,
+    pub tails_ahead_read: u64,
 }
 
 /// A document a device holds a key of, with what a sync answer weighs it by for a snapshot

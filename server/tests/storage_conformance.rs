@@ -1780,6 +1780,115 @@ pub mod suite {
         assert!(s.answer(&query).unwrap().snapshot_candidates.is_empty(), "Bob left P");
     }
 
+    /// A sync answer asks for its mailbox, the documents with news and its snapshot
+    /// candidates' tails with its facts, guessed from what the server remembers of the user
+    /// and the device; it takes each only for the very read it then makes. Remembered state
+    /// that no longer holds, and a mailbox cursor beyond the log, make it read again. Every
+    /// answer equals the page read without reads ahead (`pull_page`) and asks for the
+    /// snapshots the whole reads name.
+    pub fn an_answer_takes_a_read_made_ahead_only_for_the_very_read_it_makes(s: &dyn Storage) {
+        let three: &[&str] = &["basis", "zorg", "veiligheid"];
+        s.set_policy(&policy(2, &[("regisseur", ALL, ALL), ("wijkteam", three, three)]), 1).unwrap();
+        let (ann, bob) = (user_with_role(s, "Ann", "regisseur"), user(s, "Bob"));
+        let (a1, b1) = (device(s, ann, 1), device(s, bob, 2));
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.add_participant(P, bob, "wijkteam").unwrap();
+        let (d0, d1, d2, d3) = (doc(P, 0), doc(P, 1), doc(P, 2), doc(P, 3));
+        mint(s, &[d0, d1, d2, d3], a1);
+        seal(s, a1, &[envelope(b1, d0, 1, 1), envelope(b1, d1, 1, 2)]);
+        push(s, &(0..1_001).map(|id| changes(d0, id, a1)).collect::<Vec<_>>());
+        push(s, &[changes(d1, 2_000, a1), changes(d2, 2_001, a1)]);
+        // d1's tail is short: 17 bundles of 1,700 bytes (with the two numbers swapped, long).
+        push(s, &(0..15).map(|id| changes(d1, 2_010 + id, a1)).collect::<Vec<_>>());
+        // (served, read) of the mailbox, the news and the tails.
+        let counts = || {
+            let r = s.remembered_reads();
+            [
+                (r.mailbox_ahead_served, r.mailbox_ahead_read),
+                (r.news_ahead_served, r.news_ahead_read),
+                (r.tails_ahead_served, r.tails_ahead_read),
+            ]
+        };
+        let answer = |query: &AnswerQuery, expected: [(u64, u64); 3], after: &str| {
+            let before = counts();
+            let answer = s.answer(query).unwrap();
+            let now = counts();
+            assert_eq!(answer.batch, s.pull_page(&query.pull).unwrap(), "the page, after {after}");
+            let due: Vec<DocumentId> = s
+                .held_tails(b1)
+                .unwrap()
+                .into_iter()
+                .filter(|held| held.current_key_held && held.tail.wants_snapshot())
+                .filter(|held| s.readable_documents(bob).unwrap().iter().any(|(d, _)| *d == held.document))
+                .map(|held| held.document)
+                .collect();
+            // Only a complete answer asks for snapshots.
+            let due = if answer.batch.complete { due } else { Vec::new() };
+            assert_eq!(answer.snapshot_candidates, due, "the snapshots due, after {after}");
+            let counted: Vec<(u64, u64)> =
+                (0..3).map(|i| (now[i].0 - before[i].0, now[i].1 - before[i].1)).collect();
+            assert_eq!(
+                counted, expected,
+                "reads ahead (served, read) of mailbox, news, tails, after {after}"
+            );
+            answer
+        };
+        let first = answer(&answer_query(bob, b1, 0, BIG), [(1, 0), (0, 1), (0, 1)], "nothing remembered");
+        assert_eq!(first.batch.envelopes.len(), 2);
+        assert_eq!(first.snapshot_candidates, [d0]);
+        let since = first.batch.head;
+
+        push(s, &[changes(d1, 2_002, a1), changes(d2, 2_003, a1)]);
+        let news = answer(&answer_query(bob, b1, since, BIG), [(1, 0), (1, 0), (1, 0)], "Ann's news");
+        let sent: Vec<u64> = news.batch.bundles.iter().map(|b| b.seq).collect();
+        assert_eq!(sent.len(), 2, "d1's and d2's news: {sent:?}");
+
+        // Bob joins Q, and his cursor passes the grant in a pull that leaves the remembered
+        // access as it was: Q's basis is followed now, and its news must not be taken from a
+        // read made without it.
+        s.register_plan(Q, ann, a1, 1).unwrap();
+        let q0 = doc(Q, 0);
+        mint(s, &[q0], a1);
+        s.add_participant(Q, bob, "wijkteam").unwrap();
+        let cursor = s.pull_page(&PullRequest::new(bob, b1, since, BIG)).unwrap().head;
+        push(s, &[changes(q0, 2_100, a1)]);
+        let joined = answer(&answer_query(bob, b1, cursor, BIG), [(1, 0), (0, 1), (1, 0)], "Bob joined Q");
+        assert_eq!(joined.batch.bundles.iter().map(|b| b.document).collect::<Vec<_>>(), [q0], "Q's news");
+
+        // Justitie becomes Bob's: d3, followed since the grant, is missing from the remembered
+        // access, and its news must not be taken from a read made without it.
+        push(s, &[changes(d3, 2_004, a1)]);
+        s.set_policy(&policy(3, &[("regisseur", ALL, ALL), ("wijkteam", ALL, ALL)]), 2).unwrap();
+        let wider = answer(&answer_query(bob, b1, since, BIG), [(1, 0), (0, 1), (1, 0)], "a wider policy");
+        assert!(wider.batch.bundles.iter().any(|b| b.document == d3), "d3's news");
+        answer(&answer_query(bob, b1, since, BIG), [(1, 0), (1, 0), (1, 0)], "nothing since");
+
+        // Bob's key of d3 arrives: the remembered held keys lack it, and so did the tails.
+        push(s, &(0..1_001).map(|id| changes(d3, 3_000 + id, a1)).collect::<Vec<_>>());
+        seal(s, a1, &[envelope(b1, d3, 1, 3)]);
+        let keyed = answer(&answer_query(bob, b1, since, BIG), [(1, 0), (1, 0), (0, 1)], "Bob's key of d3");
+        assert_eq!(keyed.snapshot_candidates, [d0, d3]);
+        // d0's snapshot: its tail now starts from a snapshot's size.
+        let head = s.head().unwrap();
+        push(s, &[requested_snapshot(s, d0, 9_000, a1, head)]);
+        let compacted = answer(&answer_query(bob, b1, since, BIG), [(1, 0), (1, 0), (1, 0)], "d0's snapshot");
+        assert_eq!(compacted.snapshot_candidates, [d3]);
+        let head = s.head().unwrap();
+        answer(&answer_query(bob, b1, head, BIG), [(1, 0), (0, 0), (1, 0)], "an idle sync: no news read");
+        // One envelope per page: the read is the page's, one more than fits.
+        let mut one = answer_query(bob, b1, since, BIG);
+        (one.pull.max_envelopes, one.pull.envelopes_after) = (1, 0);
+        let paged = answer(&one, [(1, 0), (0, 0), (0, 0)], "one envelope per page");
+        assert_eq!((paged.batch.envelopes.len(), paged.batch.complete), (1, false));
+
+        // A mailbox cursor beyond the log starts the mailbox over: not the read asked ahead.
+        let head = s.head().unwrap();
+        let mut beyond = answer_query(bob, b1, head, BIG);
+        beyond.pull.envelopes_after = head + 10;
+        let over = answer(&beyond, [(0, 1), (0, 0), (1, 0)], "a mailbox cursor beyond the log");
+        assert_eq!(over.batch.envelopes.len(), 3, "every key again");
+    }
+
     pub fn the_first_envelope_stays_and_key_requests_list_exactly_the_devices_lacking_an_envelope(
         s: &dyn Storage,
     ) {
@@ -3557,6 +3666,7 @@ macro_rules! conformance_suite {
             a_device_asked_for_a_snapshot_holds_other_devices_off_for_ten_minutes_from_its_first_ask,
             the_first_envelope_stays_and_key_requests_list_exactly_the_devices_lacking_an_envelope,
             a_snapshot_candidate_follows_every_change_of_the_keys_held_and_the_tails,
+            an_answer_takes_a_read_made_ahead_only_for_the_very_read_it_makes,
             an_envelope_batch_of_a_sealer_revoked_meanwhile_stores_none_of_it,
             a_recipients_refusal_withdraws_the_sealers_envelope_and_keeps_that_sealer_out,
             an_administrators_envelope_can_be_refused_without_shutting_out_anyone,

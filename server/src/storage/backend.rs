@@ -46,6 +46,8 @@ pub(crate) trait Backend: Send + Sync {
     fn key_shares(&self) -> &super::domain::KeyShareCache;
     /// This process's accesses of users ([`super::domain::AccessCache`]).
     fn accesses(&self) -> &super::domain::AccessCache;
+    /// How often this process's sync answers used the reads they asked for ahead.
+    fn reads_ahead(&self) -> &super::domain::AheadTally;
 }
 
 /// Runs `f` in one read transaction of `backend` and returns its result.
@@ -108,6 +110,86 @@ pub(crate) struct SyncFacts {
     pub audit_through: u64,
     /// [`ReadRows::key_share_version`] of the device.
     pub key_shares: Option<(UserId, i64)>,
+    /// The reads asked for ahead ([`FactsQuery::ahead`]), each with its ask.
+    pub ahead: AheadReads,
+}
+
+/// What [`ReadRows::sync_facts`] reads: a sync answer's facts of `user` and `device`, and the
+/// reads the answer is expected to make after them ([`AheadAsks`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FactsQuery {
+    pub user: UserId,
+    pub device: DeviceId,
+    /// The membership entries are those after this log position.
+    pub membership_after: u64,
+    pub ahead: AheadAsks,
+}
+
+/// Reads of the device a sync answer is expected to make after its facts, asked for with
+/// them so that a backend where a round trip costs reads them in the same statement. Each ask
+/// is a guess from what the server remembers (the user's access, the device's held keys) and
+/// from the request; the answer uses a result only for exactly the read it would make
+/// ([`AheadReads`]), and reads anything else itself. A wrong guess costs a read, never a
+/// wrong answer: the results are of the same transaction as every other read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct AheadAsks {
+    /// [`LogView::envelopes_after`] of the device.
+    pub mailbox: Option<MailboxAsk>,
+    /// [`LogView::documents_with_news`] for the device.
+    pub news: Option<NewsAsk>,
+    /// [`ReadRows::document_tails`].
+    pub tails: Option<Vec<DocumentId>>,
+}
+
+/// An ask of a device's mailbox ([`LogView::envelopes_after`]): (after, limit).
+pub(crate) type MailboxAsk = (u64, usize);
+
+/// An ask of the documents with news for a device ([`LogView::documents_with_news`]):
+/// (documents, since).
+pub(crate) type NewsAsk = (Vec<DocumentId>, u64);
+
+/// What [`AheadAsks`] read, each result with the ask it answers. No news is read when the
+/// cursor is at the log's head or past it: a pull from there reads none.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct AheadReads {
+    /// The device the mailbox and the news were read for.
+    pub device: Option<DeviceId>,
+    pub mailbox: Option<(MailboxAsk, Vec<(u64, Envelope)>)>,
+    pub news: Option<(NewsAsk, HashSet<DocumentId>)>,
+    pub tails: Option<(Vec<DocumentId>, Vec<TailStats>)>,
+}
+
+impl AheadReads {
+    /// `device`'s envelopes after `after`, at most `limit`, if that was read ahead.
+    pub(crate) fn mailbox(&self, device: DeviceId, after: u64, limit: usize) -> Option<&[(u64, Envelope)]> {
+        self.mailbox
+            .as_ref()
+            .filter(|(ask, _)| self.device == Some(device) && *ask == (after, limit))
+            .map(|(_, read)| read.as_slice())
+    }
+
+    /// Of `documents`, those with news after `since` for `device`, if that was read ahead.
+    pub(crate) fn news(
+        &self,
+        device: DeviceId,
+        documents: &[DocumentId],
+        since: u64,
+    ) -> Option<&HashSet<DocumentId>> {
+        self.news
+            .as_ref()
+            .filter(|((asked, asked_since), _)| {
+                self.device == Some(device) && asked.as_slice() == documents && *asked_since == since
+            })
+            .map(|(_, read)| read)
+    }
+
+    /// The tails of `documents`, in their order, if that was read ahead.
+    pub(crate) fn tails(&self, documents: &[DocumentId]) -> Option<&[TailStats]> {
+        self.tails
+            .as_ref()
+            .filter(|(asked, _)| asked.as_slice() == documents)
+            .map(|(_, read)| read.as_slice())
+    }
 }
 
 impl SyncFacts {
@@ -433,21 +515,38 @@ pub(crate) trait ReadRows {
         Ok(Some(AccessRead { stamp, core, epochs }))
     }
 
-    /// Every sync answer's reads of `user` and `device` beside the log's pages and the
-    /// user's remembered access: read one by one here, in one statement where a round trip
-    /// costs (PostgreSQL).
-    fn sync_facts(&self, user: UserId, device: DeviceId, membership_after: u64) -> Result<SyncFacts> {
+    /// Every sync answer's reads of a user and a device beside the log's pages and the
+    /// user's remembered access, and the reads asked for ahead: read one by one here, in one
+    /// statement where a round trip costs (PostgreSQL).
+    fn sync_facts(&self, query: &FactsQuery) -> Result<SyncFacts> {
+        let FactsQuery { user, device, membership_after, ref ahead } = *query;
         let audit_key = match self.user(user)? {
             Some(user) => self.audit_keys(user.org)?.pop().map(|key| (key.version, key.signed)),
             None => None,
         };
+        let (log, head) = (self.log(), self.head()?);
+        let mailbox = match ahead.mailbox {
+            Some((after, limit)) => Some(((after, limit), log.envelopes_after(device, after, limit)?)),
+            None => None,
+        };
+        let news = match &ahead.news {
+            Some((documents, since)) if *since < head => {
+                Some(((documents.clone(), *since), log.documents_with_news(documents, *since, device)?))
+            }
+            _ => None,
+        };
+        let tails = match &ahead.tails {
+            Some(documents) => Some((documents.clone(), self.document_tails(documents)?)),
+            None => None,
+        };
         Ok(SyncFacts {
-            head: self.head()?,
+            head,
             policy: self.policy_version_in_force()?,
             membership: self.membership_after(user, membership_after)?,
             audit_key,
             audit_through: self.audit_through(device)?,
             key_shares: self.key_share_version(device)?,
+            ahead: AheadReads { device: Some(device), mailbox, news, tails },
         })
     }
 }

@@ -17,6 +17,7 @@ mod tally;
 
 pub(crate) use access::{AccessCache, AccessCore, AccessStamp};
 pub(crate) use key_shares::KeyShareCache;
+pub(crate) use tally::AheadTally;
 
 use super::backend::{Backend, read, read_statement, write};
 use super::{
@@ -464,7 +465,11 @@ impl<B: Backend> Storage for B {
 
     fn answer(&self, query: &AnswerQuery) -> Result<AnswerReads> {
         let answer::Read { mut reads, resume, presented_token } = read(self, |rows| {
-            let caches = answer::Caches { key_shares: self.key_shares(), accesses: self.accesses() };
+            let caches = answer::Caches {
+                key_shares: self.key_shares(),
+                accesses: self.accesses(),
+                ahead: self.reads_ahead(),
+            };
             answer::read(rows, caches, query)
         })?;
         keep_resume_point(self, query.pull.device, resume, presented_token, &mut reads.batch)?;
@@ -501,6 +506,10 @@ impl<B: Backend> Storage for B {
         let (accesses_served, accesses_read) = self.accesses().tally().counts();
         let (missing_keys_served, missing_keys_read) = self.key_shares().tally().counts();
         let (held_keys_served, held_keys_read) = self.key_shares().held_tally().counts();
+        let ahead = self.reads_ahead();
+        let (mailbox_ahead_served, mailbox_ahead_read) = ahead.mailbox.counts();
+        let (news_ahead_served, news_ahead_read) = ahead.news.counts();
+        let (tails_ahead_served, tails_ahead_read) = ahead.tails.counts();
         RememberedReads {
             accesses_served,
             accesses_read,
@@ -508,6 +517,12 @@ impl<B: Backend> Storage for B {
             missing_keys_read,
             held_keys_served,
             held_keys_read,
+            mailbox_ahead_served,
+            mailbox_ahead_read,
+            news_ahead_served,
+            news_ahead_read,
+            tails_ahead_served,
+            tails_ahead_read,
         }
     }
 

@@ -99,6 +99,7 @@ pub struct PostgresStorage {
     returned: Condvar,
     key_shares: super::domain::KeyShareCache,
     accesses: super::domain::AccessCache,
+    reads_ahead: super::domain::AheadTally,
 }
 
 impl std::fmt::Debug for PostgresStorage {
@@ -170,6 +171,7 @@ impl PostgresStorage {
             returned: Condvar::new(),
             key_shares: super::domain::KeyShareCache::new(),
             accesses: super::domain::AccessCache::new(),
+            reads_ahead: super::domain::AheadTally::default(),
         };
         off_runtime(|| -> Result<()> {
             let mut loan = storage.loan()?;
@@ -400,6 +402,10 @@ impl Backend for PostgresStorage {
 
     fn accesses(&self) -> &super::domain::AccessCache {
         &self.accesses
+    }
+
+    fn reads_ahead(&self) -> &super::domain::AheadTally {
+        &self.reads_ahead
     }
 }
 

@@ -16,6 +16,7 @@ use std::collections::HashSet;
 
 use eenplan_protocol::sync::RESUME_TOKEN_BIT;
 
+use super::backend::AheadReads;
 use super::{
     DeviceId, DocumentId, Envelope, HistoryBatch, PullBatch, PullRequest, Result, SNAPSHOT_SHORTCUT_CHANGES,
     StoredBundle, UserId,
@@ -104,10 +105,31 @@ pub(crate) struct Page {
     pub resume: Option<ResumePoint>,
     /// The token the device presented, which it may present again (its answer may be lost).
     pub presented_token: Option<u64>,
+    /// Where the page took the reads a caller may make ahead from ([`Seen::ahead`]).
+    pub sources: AheadSources,
+}
+
+/// Where a read that a caller may make ahead came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The reads made ahead ([`Seen::ahead`]) held exactly this read.
+    Ahead,
+    /// The page made the read itself.
+    Database,
+}
+
+/// Of a page's reads that a caller may make ahead, where each came from; `None` when the
+/// page did not need it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct AheadSources {
+    /// [`LogView::envelopes_after`].
+    pub mailbox: Option<Source>,
+    /// [`LogView::documents_with_news`].
+    pub news: Option<Source>,
 }
 
 /// Log positions and seqs are stored as SQL integers; nothing can lie beyond this.
-const MAX_POSITION: u64 = i64::MAX as u64;
+pub(crate) const MAX_POSITION: u64 = i64::MAX as u64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum What {
@@ -199,15 +221,19 @@ impl Start {
 }
 
 pub(crate) fn pull(view: &dyn LogView, request: &PullRequest) -> Result<Page> {
-    pull_at(view, request, &Seen { head: view.head()?, readable: view.readable(request.user)? })
+    let seen =
+        Seen { head: view.head()?, readable: view.readable(request.user)?, ahead: AheadReads::default() };
+    pull_at(view, request, &seen)
 }
 
 /// What a pull reads first, read by a caller that needs it too in the same transaction (the
 /// sync answer): the log head, and the user's readable documents with the position each was
-/// granted at.
+/// granted at; and reads the caller made ahead in that transaction, which the pull takes
+/// where it would make exactly the same read.
 pub(crate) struct Seen {
     pub head: u64,
     pub readable: Vec<(DocumentId, u64)>,
+    pub ahead: AheadReads,
 }
 
 /// [`pull`] with its first reads done by the caller, in the same transaction.
@@ -218,7 +244,8 @@ pub(crate) fn pull_at(view: &dyn LogView, request: &PullRequest, seen: &Seen) ->
         Budget { limit: u64::try_from(request.max_bytes).unwrap_or(u64::MAX), used: 0, any: false };
     // Keys first: they open the bundles after them, and a new device's keys were sealed after
     // the history it is due (their positions are later).
-    let mailbox = Mailbox::take(view, request, head, &mut budget)?;
+    let mut sources = AheadSources::default();
+    let mailbox = Mailbox::take(view, request, head, seen, &mut sources, &mut budget)?;
     let readable_documents: HashSet<DocumentId> = readable.iter().map(|(document, _)| *document).collect();
     if !mailbox.complete {
         // More keys are due than one page holds: no bundle yet, since one that arrived ahead
@@ -232,9 +259,9 @@ pub(crate) fn pull_at(view: &dyn LogView, request: &PullRequest, seen: &Seen) ->
             history: history(view, request, &readable_documents, &mut Budget::spent())?,
             ..PullBatch::default()
         };
-        return Ok(Page { batch, resume: None, presented_token: start.token });
+        return Ok(Page { batch, resume: None, presented_token: start.token, sources });
     }
-    let stream = Stream::collect(view, request, &start, readable, head, budget.limit)?;
+    let stream = Stream::collect(view, request, &start, seen, budget.limit, &mut sources)?;
     let taken = take_units(view, &stream.units, &mut budget)?;
     let (head, complete, resume) = stream.end(&taken, &start, request.since, head);
 
@@ -251,7 +278,18 @@ pub(crate) fn pull_at(view: &dyn LogView, request: &PullRequest, seen: &Seen) ->
     batch.bundles = view.fetch_many(&seqs)?;
     batch.witnesses = view.fetch_many(&taken.witnesses)?;
     batch.history = history(view, request, &readable_documents, &mut budget)?;
-    Ok(Page { batch, resume, presented_token: start.token })
+    Ok(Page { batch, resume, presented_token: start.token, sources })
+}
+
+/// The read of the device's envelopes a page makes when the log head is `head`: (after,
+/// limit). A caller that asks for it ahead, before the head is read, passes [`MAX_POSITION`]:
+/// no head lies beyond it, so the ask then holds unless the device's cursor is beyond the log.
+pub(crate) fn mailbox_read(request: &PullRequest, head: u64) -> (u64, usize) {
+    // A cursor beyond the log is no position this server gave: start the mailbox over (a key
+    // delivered twice is harmless) rather than withhold every key for good.
+    let after = if request.envelopes_after > head { 0 } else { request.envelopes_after };
+    // One more than fits, so that a page stopped by the limit is not taken for the end.
+    (after, request.max_envelopes.max(1).saturating_add(1))
 }
 
 /// The envelopes a page carries: those after the device's mailbox cursor, in position order,
@@ -263,13 +301,26 @@ struct Mailbox {
 }
 
 impl Mailbox {
-    fn take(view: &dyn LogView, request: &PullRequest, head: u64, budget: &mut Budget) -> Result<Mailbox> {
-        // One more than fits, so that a page stopped by the limit is not taken for the end.
+    fn take(
+        view: &dyn LogView,
+        request: &PullRequest,
+        head: u64,
+        seen: &Seen,
+        sources: &mut AheadSources,
+        budget: &mut Budget,
+    ) -> Result<Mailbox> {
         let limit = request.max_envelopes.max(1);
-        // A cursor beyond the log is no position this server gave: start the mailbox over
-        // (a key delivered twice is harmless) rather than withhold every key for good.
-        let after = if request.envelopes_after > head { 0 } else { request.envelopes_after };
-        let due = view.envelopes_after(request.device, after, limit.saturating_add(1))?;
+        let (after, read) = mailbox_read(request, head);
+        let due = match seen.ahead.mailbox(request.device, after, read) {
+            Some(due) => {
+                sources.mailbox = Some(Source::Ahead);
+                due.to_vec()
+            }
+            None => {
+                sources.mailbox = Some(Source::Database);
+                view.envelopes_after(request.device, after, read)?
+            }
+        };
         let mut out = Mailbox { envelopes: Vec::new(), through: after, complete: true };
         for (position, envelope) in due {
             if out.envelopes.len() >= limit
@@ -285,6 +336,18 @@ impl Mailbox {
     }
 }
 
+/// Of `readable`, the documents granted at or before the cursor `since`: those a pull from
+/// `since` sends only what is new of ([`LogView::documents_with_news`]).
+pub(crate) fn followed(readable: &[(DocumentId, u64)], since: u64) -> Vec<DocumentId> {
+    readable.iter().filter(|(_, granted)| *granted <= since).map(|(document, _)| *document).collect()
+}
+
+/// The cursor a pull of `request` starts from, unless it is a resume token (whose start is
+/// the stored point's).
+pub(crate) fn plain_cursor(request: &PullRequest) -> Option<u64> {
+    (request.since & RESUME_TOKEN_BIT == 0).then_some(request.since)
+}
+
 /// Everything due to the device, in page order (bundles without their bytes).
 struct Stream {
     units: Vec<Unit>,
@@ -298,10 +361,11 @@ impl Stream {
         view: &dyn LogView,
         request: &PullRequest,
         start: &Start,
-        readable: &[(DocumentId, u64)],
-        head: u64,
+        seen: &Seen,
         budget: u64,
+        sources: &mut AheadSources,
     ) -> Result<Stream> {
+        let (head, readable) = (seen.head, seen.readable.as_slice());
         let mut stream = Stream { units: Vec::new(), cut: None };
         // Every grant, bundle and envelope has a position ≤ head, so nothing can be due.
         if start.since >= head {
@@ -315,9 +379,19 @@ impl Stream {
         // a bundle after the cursor by another device is skipped. In a busy region the head
         // always moves, and most of a device's documents have no such bundle; they are found
         // in one read, not in two reads each.
-        let followed: Vec<DocumentId> =
-            readable.iter().filter(|(_, granted)| *granted <= start.since).map(|(d, _)| *d).collect();
-        let news = view.documents_with_news(&followed, start.since, request.device)?;
+        let followed = followed(readable, start.since);
+        let read;
+        let news = match seen.ahead.news(request.device, &followed, start.since) {
+            Some(news) => {
+                sources.news = Some(Source::Ahead);
+                news
+            }
+            None => {
+                sources.news = Some(Source::Database);
+                read = view.documents_with_news(&followed, start.since, request.device)?;
+                &read
+            }
+        };
         for &(document, granted) in readable {
             if granted <= start.since && !news.contains(&document) {
                 continue;

@@ -63,6 +63,7 @@ pub struct SqliteStorage {
     next_reader: AtomicUsize,
     key_shares: super::domain::KeyShareCache,
     accesses: super::domain::AccessCache,
+    reads_ahead: super::domain::AheadTally,
 }
 
 impl std::fmt::Debug for SqliteStorage {
@@ -138,6 +139,7 @@ impl SqliteStorage {
             next_reader: AtomicUsize::new(0),
             key_shares: super::domain::KeyShareCache::new(),
             accesses: super::domain::AccessCache::new(),
+            reads_ahead: super::domain::AheadTally::default(),
         })
     }
 
@@ -240,6 +242,10 @@ impl Backend for SqliteStorage {
 
     fn accesses(&self) -> &super::domain::AccessCache {
         &self.accesses
+    }
+
+    fn reads_ahead(&self) -> &super::domain::AheadTally {
+        &self.reads_ahead
     }
 }
 

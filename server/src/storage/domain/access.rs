@@ -117,6 +117,13 @@ impl AccessCache {
             .map(|(stamp, _, core)| (*stamp, Arc::clone(core)))
     }
 
+    /// The core of `user` whatever its stamp and age: a guess of what the user reads, for
+    /// reads asked for ahead (`domain::answer`), never served as the user's access.
+    pub(super) fn remembered_core(&self, user: UserId) -> Option<Arc<AccessCore>> {
+        let cores = self.cores.lock().unwrap_or_else(PoisonError::into_inner);
+        cores.get(&user).map(|(_, _, core)| Arc::clone(core))
+    }
+
     fn put(&self, user: UserId, stamp: AccessStamp, read_at: Instant, core: Arc<AccessCore>) {
         let mut cores = self.cores.lock().unwrap_or_else(PoisonError::into_inner);
         if cores.len() >= MAX_USERS && !cores.contains_key(&user) {

@@ -11,11 +11,12 @@ use eenplan_protocol::DocumentId;
 use super::access::{self, AccessCache, AccessCore};
 use super::key_shares::{self, HeldKeys, KeyShareCache};
 use super::log;
-use crate::storage::backend::ReadRows;
+use super::tally::AheadTally;
+use crate::storage::backend::{AheadAsks, AheadReads, FactsQuery, ReadRows, SyncFacts};
 use crate::storage::pull::ResumePoint;
 use crate::storage::{
     AnswerQuery, AnswerReads, DeviceId, MembershipPage, PolicyRecord, PullBatch, PullRequest, Result,
-    StorageError, UserId, pull, whole_chains_page,
+    StorageError, TailStats, UserId, pull, whole_chains_page,
 };
 
 /// What [`read`] found: the answer's reads, and where a page that stopped inside a history
@@ -31,36 +32,39 @@ pub(super) struct Read {
 pub(super) struct Caches<'a> {
     pub key_shares: &'a KeyShareCache,
     pub accesses: &'a AccessCache,
+    /// How often the reads asked for ahead were used.
+    pub ahead: &'a AheadTally,
 }
 
 /// Reads everything [`AnswerReads`] holds in the transaction of `rows`.
 pub(super) fn read(rows: &dyn ReadRows, caches: Caches<'_>, query: &AnswerQuery) -> Result<Read> {
     let request = &query.pull;
-    let facts = rows.sync_facts(request.user, request.device, query.membership_after)?;
+    let facts = rows.sync_facts(&FactsQuery {
+        user: request.user,
+        device: request.device,
+        membership_after: query.membership_after,
+        ahead: asks_ahead(&caches, request),
+    })?;
     let core = access::core_in(rows, caches.accesses, request.user, facts.stamp_of(request.user))?;
     // The held keys are remembered only under the stamp of the user whose readable documents
     // filter them.
     let held_stamp = facts.key_shares_of(request.user);
     let UserFacts { readable, unminted, rotations, policy } = UserFacts::of(rows, core.as_deref())?;
+    let SyncFacts { head, policy: policy_version, membership, audit_key, audit_through, key_shares, ahead } =
+        facts;
     // Read once for the membership page, the pull and the answer's own rules.
-    let seen = pull::Seen { head: facts.head, readable };
-    let membership =
-        whole_chains_page(facts.membership, query.membership_after, seen.head, query.membership_limit);
-    // The membership entries count towards the page.
-    let membership_bytes: usize = membership.entries.iter().map(Vec::len).sum();
-    let max_bytes = request
-        .max_bytes
-        .saturating_sub(membership_bytes)
-        .max(eenplan_protocol::sync::MIN_PAGE_BYTES as usize);
-    let page = pull::pull_at(rows.log(), &PullRequest { max_bytes, ..request.clone() }, &seen)?;
+    let seen = pull::Seen { head, readable, ahead };
+    let membership = whole_chains_page(membership, query.membership_after, seen.head, query.membership_limit);
+    let page = pull_after_membership(rows, query, &membership, &seen)?;
+    count_sources(caches.ahead, page.sources);
     let commitments = commitments(rows, &page.batch)?;
     let readable: HashSet<DocumentId> = seen.readable.iter().map(|(document, _)| *document).collect();
-    let missing_envelopes: Vec<(DocumentId, u32, DeviceId)> = key_shares::devices_missing_held_keys(
+    let missing_envelopes = key_shares::devices_missing_held_keys(
         rows,
         caches.key_shares,
         request.device,
-        facts.key_shares,
-        facts.policy,
+        key_shares,
+        policy_version,
     )?
     .iter()
     .copied()
@@ -70,12 +74,13 @@ pub(super) fn read(rows: &dyn ReadRows, caches: Caches<'_>, query: &AnswerQuery)
         page.batch.complete && membership.complete && page.batch.history.iter().all(|h| h.complete);
     let snapshot_candidates = if complete {
         let held =
-            key_shares::held_documents(rows, caches.key_shares, request.device, held_stamp, facts.policy)?;
-        snapshots_due(rows, request.device, &held, &readable, query.now)?
+            key_shares::held_documents(rows, caches.key_shares, request.device, held_stamp, policy_version)?;
+        let tails = Tails { ahead: &seen.ahead, tally: caches.ahead };
+        snapshots_due(rows, request.device, &held, &readable, &tails, query.now)?
     } else {
         Vec::new()
     };
-    let pull::Page { batch, resume, presented_token } = page;
+    let pull::Page { batch, resume, presented_token, sources: _ } = page;
     let reads = AnswerReads {
         membership,
         batch,
@@ -87,13 +92,73 @@ pub(super) fn read(rows: &dyn ReadRows, caches: Caches<'_>, query: &AnswerQuery)
         snapshot_candidates,
         unminted,
         rotations: rotations.into_iter().map(next_epoch).collect(),
-        audit_through: facts.audit_through,
-        audit_key: facts
-            .audit_key
+        audit_through,
+        audit_key: audit_key
             .filter(|(version, _)| *version > query.audit_key_after)
             .map(|(_, signed)| signed),
     };
     Ok(Read { reads, resume, presented_token })
+}
+
+/// The pull page of an answer, within what its membership page leaves of the byte budget.
+fn pull_after_membership(
+    rows: &dyn ReadRows,
+    query: &AnswerQuery,
+    membership: &MembershipPage,
+    seen: &pull::Seen,
+) -> Result<pull::Page> {
+    let membership_bytes: usize = membership.entries.iter().map(Vec::len).sum();
+    let max_bytes = query
+        .pull
+        .max_bytes
+        .saturating_sub(membership_bytes)
+        .max(eenplan_protocol::sync::MIN_PAGE_BYTES as usize);
+    pull::pull_at(rows.log(), &PullRequest { max_bytes, ..query.pull.clone() }, seen)
+}
+
+/// What an answer asks to read ahead with its facts ([`AheadAsks`]): its mailbox, and from
+/// what this process remembers of the user (the readable documents) and of the device (the
+/// keys it holds), whatever their stamps, the documents with news since a plain cursor and
+/// the tails of the snapshot candidates. When the remembered state is still current, which
+/// the facts then tell, these are exactly the reads the answer makes; the pull and the
+/// answer take a result only for the very read they would make.
+fn asks_ahead(caches: &Caches<'_>, request: &PullRequest) -> AheadAsks {
+    let core = caches.accesses.remembered_core(request.user);
+    let news = core
+        .as_ref()
+        .zip(pull::plain_cursor(request))
+        .map(|(core, since)| (pull::followed(&core.readable, since), since));
+    let tails = core
+        .zip(caches.key_shares.remembered_held(request.device))
+        .map(|(core, held)| candidates(&held, &core.readable.iter().map(|(document, _)| *document).collect()))
+        .filter(|candidates| !candidates.is_empty());
+    AheadAsks { mailbox: Some(pull::mailbox_read(request, pull::MAX_POSITION)), news, tails }
+}
+
+/// Counts where a page took the reads an answer may make ahead from.
+fn count_sources(tally: &AheadTally, sources: pull::AheadSources) {
+    for (tally, source) in [(&tally.mailbox, sources.mailbox), (&tally.news, sources.news)] {
+        if let Some(source) = source {
+            tally.count(source == pull::Source::Ahead);
+        }
+    }
+}
+
+/// Where an answer finds the tails it weighs: read ahead with its facts, or read now.
+struct Tails<'a> {
+    ahead: &'a AheadReads,
+    tally: &'a AheadTally,
+}
+
+impl Tails<'_> {
+    fn of(&self, rows: &dyn ReadRows, documents: &[DocumentId]) -> Result<Vec<TailStats>> {
+        let ahead = self.ahead.tails(documents);
+        self.tally.tails.count(ahead.is_some());
+        match ahead {
+            Some(tails) => Ok(tails.to_vec()),
+            None => rows.document_tails(documents),
+        }
+    }
 }
 
 /// What an answer reads of its user: from the user's access ([`AccessCore`]), or, for an
@@ -186,16 +251,13 @@ fn snapshot_candidates(
     rows: &dyn ReadRows,
     held: &HeldKeys,
     readable: &HashSet<DocumentId>,
+    tails: &Tails<'_>,
 ) -> Result<Vec<DocumentId>> {
-    let candidates: Vec<DocumentId> = held
-        .iter()
-        .filter(|(document, current_key_held)| *current_key_held && readable.contains(document))
-        .map(|(document, _)| *document)
-        .collect();
+    let candidates = candidates(held, readable);
     if candidates.is_empty() {
         return Ok(candidates);
     }
-    let tails = rows.document_tails(&candidates)?;
+    let tails = tails.of(rows, &candidates)?;
     if tails.len() != candidates.len() {
         return Err(StorageError::Corrupt(format!(
             "{} tails read for {} documents",
@@ -204,6 +266,15 @@ fn snapshot_candidates(
         )));
     }
     Ok(candidates.into_iter().zip(tails).filter(|(_, tail)| tail.wants_snapshot()).map(|(d, _)| d).collect())
+}
+
+/// Of `held`, the readable documents whose current epoch's key the device holds, in the
+/// order of `held`.
+fn candidates(held: &HeldKeys, readable: &HashSet<DocumentId>) -> Vec<DocumentId> {
+    held.iter()
+        .filter(|(document, current_key_held)| *current_key_held && readable.contains(document))
+        .map(|(document, _)| *document)
+        .collect()
 }
 
 /// The documents a complete answer asks `device` to snapshot: those it holds a key of whose
@@ -220,9 +291,10 @@ fn snapshots_due(
     device: DeviceId,
     held: &HeldKeys,
     readable: &HashSet<DocumentId>,
+    tails: &Tails<'_>,
     now: i64,
 ) -> Result<Vec<DocumentId>> {
-    let long = snapshot_candidates(rows, held, readable)?;
+    let long = snapshot_candidates(rows, held, readable, tails)?;
     if long.is_empty() {
         return Ok(long);
     }

@@ -153,6 +153,13 @@ impl KeyShareCache {
         &self.held.tally
     }
 
+    /// The held keys remembered of `device` whatever their stamp and age: a guess, for reads
+    /// asked for ahead (`domain::answer`), never served as the device's keys.
+    pub(super) fn remembered_held(&self, device: DeviceId) -> Option<Arc<HeldKeys>> {
+        let kept = self.held.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.get(&device).map(|(_, _, held)| Arc::clone(held))
+    }
+
     /// Forgets every list: the database may no longer be the one they were read from.
     pub(crate) fn clear(&self) {
         self.lists.clear();

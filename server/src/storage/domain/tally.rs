@@ -22,8 +22,23 @@ impl Tally {
         self.read.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A read that was served when `served`, made in the database otherwise.
+    pub(crate) fn count(&self, served: bool) {
+        if served { self.served() } else { self.read() }
+    }
+
     /// (served, read).
     pub(crate) fn counts(&self) -> (u64, u64) {
         (self.served.load(Ordering::Relaxed), self.read.load(Ordering::Relaxed))
     }
+}
+
+/// How often a sync answer took a read it asked for ahead with its facts (served), and how
+/// often it made the read itself (read): the device's mailbox, the documents with news since
+/// its cursor, the tails of its snapshot candidates (`domain::answer`).
+#[derive(Debug, Default)]
+pub(crate) struct AheadTally {
+    pub mailbox: Tally,
+    pub news: Tally,
+    pub tails: Tally,
 }

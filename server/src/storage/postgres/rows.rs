@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use eenplan_protocol::{BundleKind, DocumentId};
 
 use super::statements::{self, Connection, OptionalExtension, Row, ToValue, Transaction, Value, params};
-use crate::storage::backend::{AccessRead, AdmissionFacts, StampRead, SyncFacts};
+use crate::storage::backend::{AccessRead, AdmissionFacts, AheadReads, FactsQuery, StampRead, SyncFacts};
 use crate::storage::domain::{AccessCore, AccessStamp};
 use crate::storage::pull::{LogView, ResumePoint, RowMeta};
 use crate::storage::{
@@ -741,21 +741,86 @@ fn document_arrays(documents: &[DocumentId]) -> [Value; 2] {
     ]
 }
 
+/// The rows of [`LogView::envelopes_after`], for its own statement and [`SYNC_FACTS`]: the
+/// envelopes of device `$device` after position `$after`, at most `$limit`, in order.
+macro_rules! mailbox_rows {
+    ($device:literal, $after:literal, $limit:literal) => {
+        concat!(
+            "SELECT position, plan_id, compartment, epoch, bytes FROM envelopes WHERE recipient = ",
+            $device,
+            " AND position > ",
+            $after,
+            " ORDER BY position LIMIT ",
+            $limit
+        )
+    };
+}
+
+/// The rows of [`LogView::documents_with_news`], for its own statement and [`SYNC_FACTS`]:
+/// of the documents in the arrays `$plans` and `$compartments`, those with a bundle after
+/// `$since` that device `$device` did not write. One index probe per document, spelled as a
+/// `LATERAL … LIMIT 1` so that no plan can read every bundle after the cursor instead: inside
+/// `SYNC_FACTS`, PostgreSQL's generic plan for the same `EXISTS` hashed all bundles after
+/// `$since` (psql `EXPLAIN`, 2026-12-06), which for a device long offline is the whole log.
+macro_rules! news_rows {
+    ($plans:literal, $compartments:literal, $since:literal, $device:literal) => {
+        concat!(
+            "SELECT d.plan_id, d.compartment FROM unnest(",
+            $plans,
+            "::bytea[], ",
+            $compartments,
+            "::bigint[]) AS d (plan_id, compartment)
+             CROSS JOIN LATERAL (SELECT 1 FROM bundles b WHERE b.plan_id = d.plan_id
+                                 AND b.compartment = d.compartment AND b.seq > ",
+            $since,
+            " AND b.author <> ",
+            $device,
+            " LIMIT 1) AS news"
+        )
+    };
+}
+
+/// The rows of [`ReadRows::document_tails`], for its own statement and [`SYNC_FACTS`]: each
+/// document's tail in the columns (snapshot_size, bundles, bytes) and its place (ord). A plain
+/// join, left to the planner: forced to probe per document (`LATERAL … LIMIT 1`), a reader's
+/// 200 tails took 2.3 ms where a hash join took 0.25 (`load_bench` profile, 2026-12-06).
+///
+/// [`ReadRows::document_tails`]: crate::storage::backend::ReadRows::document_tails
+macro_rules! tail_rows {
+    ($plans:literal, $compartments:literal) => {
+        concat!(
+            "SELECT t.snapshot_size, COALESCE(t.bundles, 0) AS bundles, COALESCE(t.bytes, 0) AS bytes, d.ord
+             FROM unnest(",
+            $plans,
+            "::bytea[], ",
+            $compartments,
+            "::bigint[]) WITH ORDINALITY AS d (plan_id, compartment, ord)
+             LEFT JOIN document_tails t ON t.plan_id = d.plan_id AND t.compartment = d.compartment"
+        )
+    };
+}
+
 /// The reads of [`crate::storage::backend::ReadRows::sync_facts`], each the statement of its
-/// single read, as one statement: one round trip per answer instead of five or more. Each
-/// row carries its read's tag (column 0) and its place in that read's order (column 6); the
-/// other columns are (n, m, bytes, plan, compartment), as each read fills them. The user's
+/// single read, as one statement: one round trip per answer instead of up to eight. Each row
+/// carries its read's tag (column 0) and its place in that read's order (column 6, ordered by
+/// [`gather_sync_facts`]); the other columns are (n, m, bytes, plan, compartment, k), as each
+/// read fills them. Tags 5–7 are the reads asked for ahead (`AheadAsks`: the mailbox, the
+/// documents with news, the tails), each its single read's rows as a subquery; an ask not
+/// made passes a limit of 0 or empty arrays and reads nothing. They spare a push's answer
+/// three round trips, which cost more than the larger plan (see ARCHITECTURE, "reads ahead").
+/// The user's
 /// readable documents, unminted documents, rotations and policy are no longer read here but
 /// with the remembered access (`domain::access`): with them, this statement cost 0.35–0.65 ms
 /// per execution for a user of one plan and 1.45 ms for one of fifty, without them 0.10–0.16
 /// ms, above a trivial statement's 0.03–0.05 ms (psql, 500 generic executions each, on a
 /// copy of `load_bench`'s base, 2026-12-06).
-const SYNC_FACTS: &str = "
+const SYNC_FACTS: &str = concat!(
+    "
     SELECT 0 AS tag, head AS n, (SELECT version FROM policy WHERE id = 1) AS m, NULL::bytea AS bytes,
-           NULL::bytea AS plan, NULL::bigint AS compartment, 0::bigint AS ord
+           NULL::bytea AS plan, NULL::bigint AS compartment, 0::bigint AS ord, NULL::bigint AS k
     FROM log_head WHERE id = 1
     UNION ALL
-    SELECT 1, position, seq, signed, plan_id, NULL, row_number() OVER (ORDER BY position, plan_id, seq)
+    SELECT 1, position, seq, signed, plan_id, NULL, row_number() OVER (ORDER BY position, plan_id, seq), NULL
     FROM (SELECT m.plan_id, GREATEST(m.log_seq, p.granted_at_seq) AS position, m.seq, m.signed
           FROM participants p
           JOIN membership m ON m.plan_id = p.plan_id
@@ -766,47 +831,95 @@ const SYNC_FACTS: &str = "
           JOIN membership m ON m.plan_id = l.plan_id AND m.seq <= l.through_seq
           WHERE l.user_id = $1 AND m.log_seq > $3) AS entries
     UNION ALL
-    (SELECT 2, k.version, NULL, k.signed, NULL, NULL, 0
+    (SELECT 2, k.version, NULL, k.signed, NULL, NULL, 0, NULL
      FROM audit_keys k JOIN users u ON u.org_id = k.org_id
      WHERE u.user_id = $1 ORDER BY k.version DESC LIMIT 1)
     UNION ALL
-    SELECT 3, COALESCE(MAX(last_seq), 0), NULL, NULL, NULL, NULL, 0 FROM audit_uploads WHERE device_id = $2
+    SELECT 3, COALESCE(MAX(last_seq), 0), NULL, NULL, NULL, NULL, 0, NULL FROM audit_uploads WHERE device_id = $2
     UNION ALL
-    SELECT 4, u.key_share_version, u.user_id, NULL, NULL, NULL, 0
+    SELECT 4, u.key_share_version, u.user_id, NULL, NULL, NULL, 0, NULL
     FROM devices d JOIN users u ON u.user_id = d.user_id WHERE d.device_id = $2
-    ORDER BY tag, ord";
+    UNION ALL
+    SELECT 5, e.position, e.epoch, e.bytes, e.plan_id, e.compartment, e.position, NULL FROM (",
+    mailbox_rows!("$2", "$4", "$5"),
+    ") AS e
+    UNION ALL
+    SELECT 6, NULL, NULL, NULL, n.plan_id, n.compartment, 0, NULL FROM (",
+    news_rows!("$6", "$7", "$8", "$2"),
+    ") AS n WHERE $8 < (SELECT head FROM log_head WHERE id = 1)
+    UNION ALL
+    SELECT 7, s.snapshot_size, s.bundles, NULL, NULL, NULL, s.ord, s.bytes FROM (",
+    tail_rows!("$9", "$10"),
+    ") AS s"
+);
 
 /// One row of [`SYNC_FACTS`], by its tag.
 enum SyncFact {
     /// The log head and the policy's version.
     Head(u64, Option<u32>),
-    Entry(super::super::PositionedEntry),
+    /// A membership entry, with its place in the entries' order.
+    Entry(u64, super::super::PositionedEntry),
     AuditKey(u32, Vec<u8>),
     AuditThrough(u64),
     KeyShares(UserId, i64),
+    Envelope(u64, Envelope),
+    News(DocumentId),
+    /// A tail, with its document's place in the ask.
+    Tail(u64, TailStats),
 }
 
-fn sync_fact_from(row: &Row) -> statements::Result<SyncFact> {
+fn sync_fact_from(row: &Row, device: DeviceId) -> statements::Result<SyncFact> {
     Ok(match row.get::<i64>(0)? {
         0 => SyncFact::Head(uint(row, 1)?, row.get(2)?),
-        1 => SyncFact::Entry((row.get(4)?, uint(row, 1)?, row.get(3)?)),
+        1 => SyncFact::Entry(uint(row, 6)?, (row.get(4)?, uint(row, 1)?, row.get(3)?)),
         2 => SyncFact::AuditKey(row.get(1)?, row.get(3)?),
         3 => SyncFact::AuditThrough(uint(row, 1)?),
         4 => SyncFact::KeyShares(UserId(row.get(2)?), row.get(1)?),
+        5 => SyncFact::Envelope(uint(row, 1)?, envelope_at(row, device, [4, 5, 2, 3])?),
+        6 => SyncFact::News(document_at(row, 4, 5)?),
+        7 => SyncFact::Tail(uint(row, 6)?, tail_at(row, [1, 2, 7])?),
         other => return Err(conversion(0, Type::Integer, BadValue(format!("sync fact {other}")))),
     })
 }
 
-pub(super) fn sync_facts(
-    conn: &Connection<'_>,
-    user: UserId,
-    device: DeviceId,
-    membership_after: u64,
-) -> Result<SyncFacts> {
-    let facts = conn
-        .prepare_cached(SYNC_FACTS)?
-        .query_map(params![user.0, device.0, Int(membership_after)], sync_fact_from)?
-        .collect::<statements::Result<Vec<_>>>()?;
+/// A read's limit as a `LIMIT` parameter: `usize::MAX` means no limit, which fits no `BIGINT`.
+fn envelope_limit(limit: usize) -> u64 {
+    u64::try_from(limit).unwrap_or(u64::MAX).min(i64::MAX as u64)
+}
+
+pub(super) fn sync_facts(conn: &Connection<'_>, query: &FactsQuery) -> Result<SyncFacts> {
+    let facts =
+        conn.query_values(SYNC_FACTS, &sync_facts_params(query)?, |row| sync_fact_from(row, query.device))?;
+    gather_sync_facts(facts, query)
+}
+
+/// The parameters of [`SYNC_FACTS`] for `query`. An ask not made reads nothing: no envelope
+/// under a limit of 0, no document of an empty array.
+fn sync_facts_params(query: &FactsQuery) -> statements::Result<Vec<Value>> {
+    let FactsQuery { user, device, membership_after, ref ahead } = *query;
+    let (after, limit) = ahead.mailbox.unwrap_or((0, 0));
+    let (news, since) =
+        ahead.news.as_ref().map_or((&[][..], 0), |(documents, since)| (documents.as_slice(), *since));
+    let [news_plans, news_compartments] = document_arrays(news);
+    let [tail_plans, tail_compartments] = document_arrays(ahead.tails.as_deref().unwrap_or(&[]));
+    Ok(vec![
+        user.0.to_value()?,
+        Value::Bytes(device.0.to_vec()),
+        Int(membership_after).to_value()?,
+        Int(after).to_value()?,
+        Int(envelope_limit(limit)).to_value()?,
+        news_plans,
+        news_compartments,
+        Int(since).to_value()?,
+        tail_plans,
+        tail_compartments,
+    ])
+}
+
+/// The rows of [`SYNC_FACTS`] as [`SyncFacts`], each read's rows in that read's order (the
+/// statement leaves them unordered: sorting them here spares PostgreSQL a sort of every row).
+fn gather_sync_facts(facts: Vec<SyncFact>, query: &FactsQuery) -> Result<SyncFacts> {
+    let ahead = &query.ahead;
     let mut out = SyncFacts {
         head: 0,
         policy: None,
@@ -814,23 +927,58 @@ pub(super) fn sync_facts(
         audit_key: None,
         audit_through: 0,
         key_shares: None,
+        ahead: AheadReads {
+            device: Some(query.device),
+            mailbox: ahead.mailbox.map(|ask| (ask, Vec::new())),
+            news: ahead.news.clone().map(|ask| (ask, HashSet::new())),
+            tails: ahead.tails.clone().map(|ask| (ask, Vec::new())),
+        },
     };
-    let mut head = None;
+    let (mut head, mut entries, mut tails) = (None, Vec::new(), Vec::new());
     for fact in facts {
         match fact {
             SyncFact::Head(seq, policy) => {
                 head = Some(seq);
                 out.policy = policy;
             }
-            SyncFact::Entry(entry) => out.membership.push(entry),
+            SyncFact::Entry(ord, entry) => entries.push((ord, entry)),
             SyncFact::AuditKey(version, signed) => out.audit_key = Some((version, signed)),
             SyncFact::AuditThrough(through) => out.audit_through = through,
             SyncFact::KeyShares(user, version) => out.key_shares = Some((user, version)),
+            SyncFact::Envelope(position, envelope) => out
+                .ahead
+                .mailbox
+                .as_mut()
+                .ok_or_else(|| asked_for_nothing("an envelope"))?
+                .1
+                .push((position, envelope)),
+            SyncFact::News(document) => {
+                out.ahead.news.as_mut().ok_or_else(|| asked_for_nothing("news"))?.1.insert(document);
+            }
+            SyncFact::Tail(ord, tail) => tails.push((ord, tail)),
         }
     }
     // As `head` alone: the row is made with the schema, so its absence is an error.
     out.head = head.ok_or(statements::Error::QueryReturnedNoRows)?;
+    entries.sort_unstable_by_key(|(ord, _)| *ord);
+    out.membership = entries.into_iter().map(|(_, entry)| entry).collect();
+    if let Some((_, envelopes)) = out.ahead.mailbox.as_mut() {
+        envelopes.sort_unstable_by_key(|(position, _)| *position);
+    }
+    if let Some((_, read)) = out.ahead.tails.as_mut() {
+        tails.sort_unstable_by_key(|(ord, _)| *ord);
+        *read = tails.into_iter().map(|(_, tail)| tail).collect();
+    } else if !tails.is_empty() {
+        return Err(asked_for_nothing("a tail").into());
+    }
+    // The news are not read from a cursor at the head or past it (the statement's filter).
+    out.ahead.news = out.ahead.news.filter(|((_, since), _)| *since < out.head);
     Ok(out)
+}
+
+/// A row of a read that was not asked for: the statement does not match this code.
+fn asked_for_nothing(what: &str) -> statements::Error {
+    conversion(0, Type::Integer, BadValue(format!("{what} read ahead without an ask")))
 }
 
 /// [`ReadRows::access_stamp`] in one statement: the stamp (tag 0: the user's key-share
@@ -1327,7 +1475,7 @@ pub(super) fn held_tails(conn: &Connection<'_>, device: DeviceId) -> Result<Vec<
         Ok(HeldTail {
             document: document_at(row, 0, 1)?,
             current_key_held: row.get(2)?,
-            tail: tail_at(row, 3)?,
+            tail: tail_at(row, [3, 4, 5])?,
         })
     })?;
     Ok(rows.collect::<statements::Result<_>>()?)
@@ -1353,21 +1501,32 @@ pub(super) fn held_documents(conn: &Connection<'_>, device: DeviceId) -> Result<
 pub(super) fn document_tails(conn: &Connection<'_>, documents: &[DocumentId]) -> Result<Vec<TailStats>> {
     let [plans, compartments] = document_arrays(documents);
     Ok(conn.query_values(
-        "SELECT t.snapshot_size, COALESCE(t.bundles, 0), COALESCE(t.bytes, 0)
-         FROM unnest($1::bytea[], $2::bigint[]) WITH ORDINALITY AS d (plan_id, compartment, ord)
-         LEFT JOIN document_tails t ON t.plan_id = d.plan_id AND t.compartment = d.compartment
-         ORDER BY d.ord",
+        concat!(tail_rows!("$1", "$2"), " ORDER BY d.ord"),
         &[plans, compartments],
-        |row| tail_at(row, 0),
+        |row| tail_at(row, [0, 1, 2]),
     )?)
 }
 
 /// A tail from columns `at` (newest snapshot's size), `at + 1` (bundles) and `at + 2` (bytes).
-fn tail_at(row: &Row, at: usize) -> statements::Result<TailStats> {
+fn tail_at(row: &Row, [snapshot, bundles, bytes]: [usize; 3]) -> statements::Result<TailStats> {
     Ok(TailStats {
-        latest_snapshot_bytes: opt_uint(row, at)?,
-        bundles_since_snapshot: uint(row, at + 1)?,
-        bytes_since_snapshot: uint(row, at + 2)?,
+        latest_snapshot_bytes: opt_uint(row, snapshot)?,
+        bundles_since_snapshot: uint(row, bundles)?,
+        bytes_since_snapshot: uint(row, bytes)?,
+    })
+}
+
+/// An envelope of `device` from the columns (plan, compartment, epoch, bytes).
+fn envelope_at(
+    row: &Row,
+    device: DeviceId,
+    [plan, compartment, epoch, bytes]: [usize; 4],
+) -> statements::Result<Envelope> {
+    Ok(Envelope {
+        recipient: device,
+        document: document_at(row, plan, compartment)?,
+        epoch: row.get(epoch)?,
+        bytes: row.get(bytes)?,
     })
 }
 
@@ -1434,9 +1593,7 @@ impl LogView for Connection<'_> {
         }
         let [plans, compartments] = document_arrays(documents);
         let rows = self.query_values(
-            "SELECT d.plan_id, d.compartment FROM unnest($1::bytea[], $2::bigint[]) AS d (plan_id, compartment)
-             WHERE EXISTS (SELECT 1 FROM bundles b WHERE b.plan_id = d.plan_id
-                           AND b.compartment = d.compartment AND b.seq > $3 AND b.author <> $4)",
+            news_rows!("$1", "$2", "$3", "$4"),
             &[plans, compartments, Int(since).to_value()?, Value::Bytes(device.0.to_vec())],
             |row| document_at(row, 0, 1),
         )?;
@@ -1532,19 +1689,9 @@ impl LogView for Connection<'_> {
     }
 
     fn envelopes_after(&self, device: DeviceId, after: u64, limit: usize) -> Result<Vec<(u64, Envelope)>> {
-        let mut stmt = self.prepare_cached(
-            "SELECT position, plan_id, compartment, epoch, bytes FROM envelopes
-             WHERE recipient = $1 AND position > $2 ORDER BY position LIMIT $3",
-        )?;
-        let limit = u64::try_from(limit).unwrap_or(u64::MAX).min(i64::MAX as u64);
-        let rows = stmt.query_map(params![device.0, Int(after), Int(limit)], |row| {
-            let envelope = Envelope {
-                recipient: device,
-                document: document_at(row, 1, 2)?,
-                epoch: row.get(3)?,
-                bytes: row.get(4)?,
-            };
-            Ok((uint(row, 0)?, envelope))
+        let mut stmt = self.prepare_cached(mailbox_rows!("$1", "$2", "$3"))?;
+        let rows = stmt.query_map(params![device.0, Int(after), Int(envelope_limit(limit))], |row| {
+            Ok((uint(row, 0)?, envelope_at(row, device, [1, 2, 3, 4])?))
         })?;
         Ok(rows.collect::<statements::Result<_>>()?)
     }

@@ -5,7 +5,9 @@ use eenplan_protocol::DocumentId;
 
 use super::rows;
 use super::statements::Connection;
-use crate::storage::backend::{AccessRead, AdmissionFacts, ReadRows, StampRead, SyncFacts, WriteRows};
+use crate::storage::backend::{
+    AccessRead, AdmissionFacts, FactsQuery, ReadRows, StampRead, SyncFacts, WriteRows,
+};
 use crate::storage::pull::{LogView, ResumePoint};
 use crate::storage::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
@@ -346,8 +348,8 @@ impl ReadRows for PgRows<'_> {
         rows::document_has_bundle_after(self.conn(), document, after)
     }
 
-    fn sync_facts(&self, user: UserId, device: DeviceId, membership_after: u64) -> Result<SyncFacts> {
-        rows::sync_facts(self.conn(), user, device, membership_after)
+    fn sync_facts(&self, query: &FactsQuery) -> Result<SyncFacts> {
+        rows::sync_facts(self.conn(), query)
     }
 
     fn access_stamp(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<StampRead>> {
