@@ -1828,9 +1828,15 @@ pub mod suite {
             let counted: Vec<(u64, u64)> =
                 (0..3).map(|i| (now[i].0 - before[i].0, now[i].1 - before[i].1)).collect();
             assert_eq!(
-                counted, expected,
-                "reads ahead (served, read) of mailbox, news, tails, after {after}"
+                counted[..2],
+                expected[..2],
+                "reads ahead (served, read) of mailbox and news, after {after}"
             );
+            // PostgreSQL reads the tails ahead; SQLite, without round trips to spare, only when
+            // an answer weighs them: how often they were weighed is the same on both.
+            let weighed = |(served, read): (u64, u64)| served + read;
+            assert_eq!(weighed(counted[2]), weighed(expected[2]), "tails weighed, after {after}");
+            assert!(counted[2].0 <= expected[2].0, "tails served, after {after}");
             answer
         };
         let first = answer(&answer_query(bob, b1, 0, BIG), [(1, 0), (0, 1), (0, 1)], "nothing remembered");

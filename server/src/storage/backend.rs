@@ -148,8 +148,9 @@ pub(crate) type MailboxAsk = (u64, usize);
 /// (documents, since).
 pub(crate) type NewsAsk = (Vec<DocumentId>, u64);
 
-/// What [`AheadAsks`] read, each result with the ask it answers. No news is read when the
-/// cursor is at the log's head or past it: a pull from there reads none.
+/// What [`AheadAsks`] read, each result with the ask it answers; `None` where the backend
+/// left an ask unread. No news is read when the cursor is at the log's head or past it: a
+/// pull from there reads none.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct AheadReads {
     /// The device the mailbox and the news were read for.
@@ -516,8 +517,9 @@ pub(crate) trait ReadRows {
     }
 
     /// Every sync answer's reads of a user and a device beside the log's pages and the
-    /// user's remembered access, and the reads asked for ahead: read one by one here, in one
-    /// statement where a round trip costs (PostgreSQL).
+    /// user's remembered access, and the reads asked for ahead: read one by one here (the
+    /// mailbox and the news; the tails are left to the answer), in one statement where a
+    /// round trip costs (PostgreSQL, which reads all three).
     fn sync_facts(&self, query: &FactsQuery) -> Result<SyncFacts> {
         let FactsQuery { user, device, membership_after, ref ahead } = *query;
         let audit_key = match self.user(user)? {
@@ -535,10 +537,6 @@ pub(crate) trait ReadRows {
             }
             _ => None,
         };
-        let tails = match &ahead.tails {
-            Some(documents) => Some((documents.clone(), self.document_tails(documents)?)),
-            None => None,
-        };
         Ok(SyncFacts {
             head,
             policy: self.policy_version_in_force()?,
@@ -546,7 +544,9 @@ pub(crate) trait ReadRows {
             audit_key,
             audit_through: self.audit_through(device)?,
             key_shares: self.key_share_version(device)?,
-            ahead: AheadReads { device: Some(device), mailbox, news, tails },
+            // No tails: a backend without round trips gains nothing by reading them ahead, and
+            // only a complete answer weighs them (SQLite counts each tail's rows).
+            ahead: AheadReads { device: Some(device), mailbox, news, tails: None },
         })
     }
 }

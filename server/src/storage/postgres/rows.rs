@@ -801,19 +801,17 @@ macro_rules! tail_rows {
 }
 
 /// The reads of [`crate::storage::backend::ReadRows::sync_facts`], each the statement of its
-/// single read, as one statement: one round trip per answer instead of up to eight. Each row
-/// carries its read's tag (column 0) and its place in that read's order (column 6, ordered by
-/// [`gather_sync_facts`]); the other columns are (n, m, bytes, plan, compartment, k), as each
-/// read fills them. Tags 5–7 are the reads asked for ahead (`AheadAsks`: the mailbox, the
-/// documents with news, the tails), each its single read's rows as a subquery; an ask not
-/// made passes a limit of 0 or empty arrays and reads nothing. They spare a push's answer
-/// three round trips, which cost more than the larger plan (see ARCHITECTURE, "reads ahead").
-/// The user's
-/// readable documents, unminted documents, rotations and policy are no longer read here but
-/// with the remembered access (`domain::access`): with them, this statement cost 0.35–0.65 ms
-/// per execution for a user of one plan and 1.45 ms for one of fifty, without them 0.10–0.16
-/// ms, above a trivial statement's 0.03–0.05 ms (psql, 500 generic executions each, on a
-/// copy of `load_bench`'s base, 2026-12-06).
+/// single read, as one statement: one round trip per answer where the single reads take
+/// eight. Each row carries its read's tag (column 0) and its place in that read's order
+/// (column 6, ordered by [`gather_sync_facts`]); the other columns are (n, m, bytes, plan,
+/// compartment, k), as each read fills them. Tags 5–7 are the reads asked for ahead
+/// (`AheadAsks`: the mailbox, the documents with news, the tails), each its single read's
+/// rows as a subquery; an ask not made passes a limit of 0 or empty arrays and reads nothing.
+/// Over 5,050 pushes the statement cost 831 ms where its facts and the three reads apart
+/// cost 1,209 (`pg_stat_statements`, 2026-12-06; see ARCHITECTURE, "reads ahead"). The
+/// user's readable documents, unminted documents, rotations and policy are read with the
+/// remembered access (`domain::access`), not here: they cost this statement 0.35–1.45 ms
+/// per execution (psql, 2026-12-06).
 const SYNC_FACTS: &str = concat!(
     "
     SELECT 0 AS tag, head AS n, (SELECT version FROM policy WHERE id = 1) AS m, NULL::bytea AS bytes,
@@ -1507,7 +1505,7 @@ pub(super) fn document_tails(conn: &Connection<'_>, documents: &[DocumentId]) ->
     )?)
 }
 
-/// A tail from columns `at` (newest snapshot's size), `at + 1` (bundles) and `at + 2` (bytes).
+/// A tail from the columns of the newest snapshot's size, the bundles and the bytes after it.
 fn tail_at(row: &Row, [snapshot, bundles, bytes]: [usize; 3]) -> statements::Result<TailStats> {
     Ok(TailStats {
         latest_snapshot_bytes: opt_uint(row, snapshot)?,
