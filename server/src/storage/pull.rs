@@ -281,6 +281,12 @@ pub(crate) fn pull_at(view: &dyn LogView, request: &PullRequest, seen: &Seen) ->
     Ok(Page { batch, resume, presented_token: start.token, sources })
 }
 
+/// A read's limit as a SQL `LIMIT` parameter: `usize::MAX` means no limit, which fits no
+/// `BIGINT`.
+pub(crate) fn limit_param(limit: usize) -> u64 {
+    u64::try_from(limit).unwrap_or(u64::MAX).min(MAX_POSITION)
+}
+
 /// The read of the device's envelopes a page makes when the log head is `head`: (after,
 /// limit). A caller that asks for it ahead, before the head is read, passes [`MAX_POSITION`]:
 /// no head lies beyond it, so the ask then holds unless the device's cursor is beyond the log.

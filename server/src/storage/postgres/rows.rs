@@ -10,7 +10,7 @@ use eenplan_protocol::{BundleKind, DocumentId};
 use super::statements::{self, Connection, OptionalExtension, Row, ToValue, Transaction, Value, params};
 use crate::storage::backend::{AccessRead, AdmissionFacts, AheadReads, FactsQuery, StampRead, SyncFacts};
 use crate::storage::domain::{AccessCore, AccessStamp};
-use crate::storage::pull::{LogView, ResumePoint, RowMeta};
+use crate::storage::pull::{LogView, ResumePoint, RowMeta, limit_param};
 use crate::storage::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
     Erasure, HeldTail, MemberErased, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId,
@@ -880,11 +880,6 @@ fn sync_fact_from(row: &Row, device: DeviceId) -> statements::Result<SyncFact> {
     })
 }
 
-/// A read's limit as a `LIMIT` parameter: `usize::MAX` means no limit, which fits no `BIGINT`.
-fn envelope_limit(limit: usize) -> u64 {
-    u64::try_from(limit).unwrap_or(u64::MAX).min(i64::MAX as u64)
-}
-
 pub(super) fn sync_facts(conn: &Connection<'_>, query: &FactsQuery) -> Result<SyncFacts> {
     let facts =
         conn.query_values(SYNC_FACTS, &sync_facts_params(query)?, |row| sync_fact_from(row, query.device))?;
@@ -905,7 +900,7 @@ fn sync_facts_params(query: &FactsQuery) -> statements::Result<Vec<Value>> {
         Value::Bytes(device.0.to_vec()),
         Int(membership_after).to_value()?,
         Int(after).to_value()?,
-        Int(envelope_limit(limit)).to_value()?,
+        Int(limit_param(limit)).to_value()?,
         news_plans,
         news_compartments,
         Int(since).to_value()?,
@@ -1688,7 +1683,7 @@ impl LogView for Connection<'_> {
 
     fn envelopes_after(&self, device: DeviceId, after: u64, limit: usize) -> Result<Vec<(u64, Envelope)>> {
         let mut stmt = self.prepare_cached(mailbox_rows!("$1", "$2", "$3"))?;
-        let rows = stmt.query_map(params![device.0, Int(after), Int(envelope_limit(limit))], |row| {
+        let rows = stmt.query_map(params![device.0, Int(after), Int(limit_param(limit))], |row| {
             Ok((uint(row, 0)?, envelope_at(row, device, [1, 2, 3, 4])?))
         })?;
         Ok(rows.collect::<statements::Result<_>>()?)

@@ -8,7 +8,7 @@ use eenplan_protocol::{BundleKind, DocumentId};
 use rusqlite::types::{ToSqlOutput, Type};
 use rusqlite::{Connection, OptionalExtension, Params, Row, ToSql, Transaction, params};
 
-use crate::storage::pull::{LogView, ResumePoint, RowMeta};
+use crate::storage::pull::{LogView, ResumePoint, RowMeta, limit_param};
 use crate::storage::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
     Erasure, HeldTail, MemberErased, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId,
@@ -930,15 +930,35 @@ pub(super) fn document_stats(conn: &Connection, document: DocumentId) -> Result<
     })
 }
 
+/// The documents device `?1` holds a key of, as the common table `held`: those it was sent an
+/// envelope of and those it minted a key of (`held_keys`' union).
+macro_rules! held_documents_of_device {
+    () => {
+        "WITH held AS (
+             SELECT plan_id, compartment FROM envelopes WHERE recipient = ?1
+             UNION
+             SELECT plan_id, compartment FROM commitments WHERE minter_device = ?1)"
+    };
+}
+
+/// Whether device `?1` holds the key of epoch `l.epoch` of the document `l`.
+macro_rules! current_key_held {
+    () => {
+        "EXISTS (SELECT 1 FROM envelopes e WHERE e.recipient = ?1 AND e.plan_id = l.plan_id
+                 AND e.compartment = l.compartment AND e.epoch = l.epoch)
+         OR EXISTS (SELECT 1 FROM commitments c WHERE c.plan_id = l.plan_id
+                    AND c.compartment = l.compartment AND c.epoch = l.epoch AND c.minter_device = ?1)"
+    };
+}
+
 /// The held documents' tails ([`held_tails`]): the documents `?1` holds a key of
 /// (`held_keys`' union), each with its current epoch, the newest snapshot as
 /// `latest_snapshot` picks it (`kind = 1` spelled out for the partial index; its position and
 /// size are two index lookups, made once per document since the table is materialised),
 /// whether `?1` holds the current epoch's key, and the change bundles after the snapshot.
-pub(super) const HELD_TAILS: &str = "WITH held AS (
-         SELECT plan_id, compartment FROM envelopes WHERE recipient = ?1
-         UNION
-         SELECT plan_id, compartment FROM commitments WHERE minter_device = ?1),
+pub(super) const HELD_TAILS: &str = concat!(
+    held_documents_of_device!(),
+    ",
      latest AS MATERIALIZED (
          SELECT h.plan_id, h.compartment,
                 (SELECT COALESCE(MAX(c.epoch), 0) FROM commitments c
@@ -950,38 +970,33 @@ pub(super) const HELD_TAILS: &str = "WITH held AS (
                  WHERE s.plan_id = h.plan_id AND s.compartment = h.compartment AND s.kind = 1
                  ORDER BY s.covers_seq DESC, s.seq DESC LIMIT 1) AS size
          FROM held h)
-     SELECT l.plan_id, l.compartment,
-            EXISTS (SELECT 1 FROM envelopes e WHERE e.recipient = ?1 AND e.plan_id = l.plan_id
-                    AND e.compartment = l.compartment AND e.epoch = l.epoch)
-            OR EXISTS (SELECT 1 FROM commitments c WHERE c.plan_id = l.plan_id
-                       AND c.compartment = l.compartment AND c.epoch = l.epoch AND c.minter_device = ?1),
+     SELECT l.plan_id, l.compartment, ",
+    current_key_held!(),
+    ",
             l.size, COUNT(b.seq), COALESCE(SUM(b.size), 0)
      FROM latest l
      LEFT JOIN bundles b ON b.plan_id = l.plan_id AND b.compartment = l.compartment
                         AND b.kind = 0 AND b.seq > COALESCE(l.covers, 0)
      GROUP BY l.plan_id, l.compartment
-     ORDER BY l.plan_id, l.compartment";
+     ORDER BY l.plan_id, l.compartment"
+);
 
 /// [`crate::storage::backend::ReadRows::held_documents`]: [`HELD_TAILS`] without the tails.
 pub(super) fn held_documents(conn: &Connection, device: DeviceId) -> Result<Vec<(DocumentId, bool)>> {
-    let mut stmt = conn.prepare_cached(
-        "WITH held AS (
-             SELECT plan_id, compartment FROM envelopes WHERE recipient = ?1
-             UNION
-             SELECT plan_id, compartment FROM commitments WHERE minter_device = ?1),
+    let mut stmt = conn.prepare_cached(concat!(
+        held_documents_of_device!(),
+        ",
          latest AS MATERIALIZED (
              SELECT h.plan_id, h.compartment,
                     (SELECT COALESCE(MAX(c.epoch), 0) FROM commitments c
                      WHERE c.plan_id = h.plan_id AND c.compartment = h.compartment) AS epoch
              FROM held h)
-         SELECT l.plan_id, l.compartment,
-                EXISTS (SELECT 1 FROM envelopes e WHERE e.recipient = ?1 AND e.plan_id = l.plan_id
-                        AND e.compartment = l.compartment AND e.epoch = l.epoch)
-                OR EXISTS (SELECT 1 FROM commitments c WHERE c.plan_id = l.plan_id
-                           AND c.compartment = l.compartment AND c.epoch = l.epoch AND c.minter_device = ?1)
+         SELECT l.plan_id, l.compartment, ",
+        current_key_held!(),
+        "
          FROM latest l
-         ORDER BY l.plan_id, l.compartment",
-    )?;
+         ORDER BY l.plan_id, l.compartment"
+    ))?;
     let rows = stmt.query_map([device.0], |row| Ok((document_at(row, 0, 1)?, row.get(2)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -1169,7 +1184,7 @@ impl LogView for SqliteLog<'_> {
             "SELECT position, plan_id, compartment, epoch, bytes FROM envelopes
              WHERE recipient = ?1 AND position > ?2 ORDER BY position LIMIT ?3",
         )?;
-        let limit = u64::try_from(limit).unwrap_or(u64::MAX).min(i64::MAX as u64);
+        let limit = limit_param(limit);
         let rows = stmt.query_map(params![device.0, Int(after), Int(limit)], |row| {
             let envelope = Envelope {
                 recipient: device,
