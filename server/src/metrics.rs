@@ -239,6 +239,18 @@ impl Metrics {
                 ("tails", remembered.tails_ahead_served, remembered.tails_ahead_read),
             ],
         );
+        header(
+            &mut out,
+            "eenplan_answer_one_statement_total",
+            "Sync answers guessed to need one statement that it sufficed (outcome one_statement), or that asked for a second and ran again in a transaction (outcome again).",
+            "counter",
+        );
+        for (outcome, count) in [
+            ("one_statement", remembered.one_statement_answers),
+            ("again", remembered.one_statement_answers_again),
+        ] {
+            let _ = writeln!(out, "eenplan_answer_one_statement_total{{outcome=\"{outcome}\"}} {count}");
+        }
         header(&mut out, "eenplan_live_connections", "Open live (WebSocket) connections.", "gauge");
         let _ = writeln!(out, "eenplan_live_connections {}", self.live_connections.load(Ordering::Relaxed));
         out
@@ -320,6 +332,8 @@ mod tests {
             news_ahead_read: 14,
             tails_ahead_served: 15,
             tails_ahead_read: 16,
+            one_statement_answers: 17,
+            one_statement_answers_again: 18,
         };
         let text = metrics.render(remembered);
         for line in [
@@ -337,6 +351,9 @@ mod tests {
             "eenplan_answer_reads_ahead_total{read=\"news\",outcome=\"read\"} 14\n",
             "eenplan_answer_reads_ahead_total{read=\"tails\",outcome=\"served\"} 15\n",
             "eenplan_answer_reads_ahead_total{read=\"tails\",outcome=\"read\"} 16\n",
+            "# TYPE eenplan_answer_one_statement_total counter\n",
+            "eenplan_answer_one_statement_total{outcome=\"one_statement\"} 17\n",
+            "eenplan_answer_one_statement_total{outcome=\"again\"} 18\n",
         ] {
             assert!(text.contains(line), "{line:?} missing from {text}");
         }

@@ -547,6 +547,11 @@ pub struct RememberedReads {
     pub news_ahead_read: u64,
     pub tails_ahead_served: u64,
     pub tails_ahead_read: u64,
+    /// Sync answers tried as one statement that sufficed.
+    pub one_statement_answers: u64,
+    /// Sync answers tried as one statement that asked for a second and ran again in a
+    /// transaction.
+    pub one_statement_answers_again: u64,
 }
 
 /// A document a device holds a key of, with what a sync answer weighs it by for a snapshot
@@ -871,7 +876,7 @@ pub struct AnswerQuery {
 
 /// Everything a sync answer reads, as of one commit ([`Storage::answer`]): the pull page
 /// and each fact the answer is built from agree with each other.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct AnswerReads {
     pub membership: MembershipPage,
     /// The pull page; `head` is a resume token when it stopped inside a history block.

@@ -1895,6 +1895,73 @@ pub mod suite {
         assert_eq!(over.batch.envelopes.len(), 3, "every key again");
     }
 
+    /// An answer that what the server remembers says will need no more than its facts'
+    /// statement is tried as that one statement, where the backend saves round trips by it
+    /// (`saves`: PostgreSQL): it is then the answer a read transaction gives. One that asks
+    /// for a second statement (news to read) runs again in a transaction, with the same
+    /// page, its reads ahead counted once; the device's next eight answers run in a
+    /// transaction at once, the ninth is tried as one statement again. A long tail, whose
+    /// snapshot asks are a second read, counts its tails once too.
+    pub fn an_answer_tried_as_one_statement_is_the_answer_a_transaction_reads(s: &dyn Storage, saves: bool) {
+        let (_, bob, a1, b1) = ann_and_bob_in_p(s);
+        let (d0, d1) = (doc(P, 0), doc(P, 1));
+        mint(s, &[d0, d1], a1);
+        seal(s, a1, &[envelope(b1, d0, 1, 1), envelope(b1, d1, 1, 2)]);
+        push(s, &[changes(d0, 1, a1), changes(d1, 2, a1)]);
+        // (sufficed, again) of the tries, then (served, read) of the mailbox, the news and
+        // the tails.
+        let counts = || {
+            let r = s.remembered_reads();
+            [
+                (r.one_statement_answers, r.one_statement_answers_again),
+                (r.mailbox_ahead_served, r.mailbox_ahead_read),
+                (r.news_ahead_served, r.news_ahead_read),
+                (r.tails_ahead_served, r.tails_ahead_read),
+            ]
+        };
+        let answer = |query: &AnswerQuery, tried: (u64, u64), after: &str| {
+            let before = counts();
+            let answer = s.answer(query).unwrap();
+            let now = counts();
+            assert_eq!(answer.batch, s.pull_page(&query.pull).unwrap(), "the page, after {after}");
+            let counted: Vec<(u64, u64)> =
+                (0..4).map(|i| (now[i].0 - before[i].0, now[i].1 - before[i].1)).collect();
+            let tried = if saves { tried } else { (0, 0) };
+            assert_eq!(counted[0], tried, "tried as one statement (sufficed, again), after {after}");
+            for (read, (served, made)) in ["mailbox", "news", "tails"].iter().zip(&counted[1..]) {
+                assert!(served + made <= 1, "{read} counted once, after {after}: {counted:?}");
+            }
+            (answer, counted)
+        };
+        let idle = |s: &dyn Storage| answer_query(bob, b1, s.head().unwrap(), BIG);
+        let (first, _) = answer(&idle(s), (0, 0), "nothing remembered: a transaction");
+        let (tried, _) = answer(&idle(s), (1, 0), "an idle sync, remembered");
+        assert_eq!(tried, first, "one statement reads what the transaction read");
+
+        let since = first.batch.head;
+        push(s, &[changes(d1, 3, a1)]);
+        let news = answer_query(bob, b1, since, BIG);
+        let (again, counted) = answer(&news, (0, 1), "Ann's news: the bundles are a second read");
+        assert_eq!(again.batch.bundles.len(), 1, "d1's news");
+        assert_eq!(
+            counted[1..3],
+            [(1, 0), (1, 0)],
+            "the kept read took its mailbox and news ahead, counted once"
+        );
+        for n in 1..8 {
+            let (read, _) = answer(&news, (0, 0), &format!("{n} after the second read"));
+            assert_eq!(read, again, "a transaction, after {n}");
+        }
+        let (in_transaction, _) = answer(&idle(s), (0, 0), "the eighth after the second read");
+        let (tried, _) = answer(&idle(s), (1, 0), "the ninth: one statement again");
+        assert_eq!(tried, in_transaction, "one statement reads what the transaction read");
+
+        push(s, &(0..1_001).map(|id| changes(d0, 10 + id, a1)).collect::<Vec<_>>());
+        let (long, counted) = answer(&idle(s), (0, 1), "a long tail: its snapshot asks are a second read");
+        assert_eq!(long.snapshot_candidates, [d0]);
+        assert_eq!(counted[3].0 + counted[3].1, 1, "the tails weighed once: {counted:?}");
+    }
+
     pub fn the_first_envelope_stays_and_key_requests_list_exactly_the_devices_lacking_an_envelope(
         s: &dyn Storage,
     ) {
@@ -3910,6 +3977,13 @@ mod sqlite {
     }
 
     #[test]
+    fn an_answer_tried_as_one_statement_is_the_answer_a_transaction_reads() {
+        let backend = Sqlite::fresh();
+        suite::prepare(backend.storage());
+        suite::an_answer_tried_as_one_statement_is_the_answer_a_transaction_reads(backend.storage(), false);
+    }
+
+    #[test]
     fn a_file_that_is_not_a_database_is_reported_as_corrupt() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("server.db");
@@ -4150,6 +4224,13 @@ mod postgres {
             bytes,
             &rosters,
         );
+    }
+
+    #[test]
+    fn an_answer_tried_as_one_statement_is_the_answer_a_transaction_reads() {
+        let db = Postgres::fresh();
+        suite::prepare(db.storage());
+        suite::an_answer_tried_as_one_statement_is_the_answer_a_transaction_reads(db.storage(), true);
     }
 
     /// The tails PostgreSQL keeps for the sync answers (migration 6) go with the bundles they

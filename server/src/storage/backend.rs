@@ -36,6 +36,14 @@ pub(crate) trait Backend: Send + Sync {
     fn read_statement(&self, f: &mut dyn FnMut(&dyn ReadRows) -> Result<()>) -> Result<()> {
         self.read(f)
     }
+    /// Runs `f`, a read that often needs one statement and sometimes more, as
+    /// [`Backend::read_statement`] does where a transaction costs round trips, and when `f`
+    /// asks for a second statement there, discards what it did and runs it again in a read
+    /// transaction ([`FirstRead::Again`]). A backend without that cost runs it in a read
+    /// transaction at once ([`FirstRead::Transaction`]).
+    fn read_statement_first(&self, f: &mut dyn FnMut(&dyn ReadRows) -> Result<()>) -> Result<FirstRead> {
+        self.read(f).map(|()| FirstRead::Transaction)
+    }
     /// Runs `f` in one write transaction and commits it durably before returning.
     fn write(&self, f: &mut dyn FnMut(&dyn WriteRows) -> Result<()>) -> Result<()>;
     /// After a commit that deleted what must leave no copy (an erasure): makes sure no
@@ -46,8 +54,19 @@ pub(crate) trait Backend: Send + Sync {
     fn key_shares(&self) -> &super::domain::KeyShareCache;
     /// This process's accesses of users ([`super::domain::AccessCache`]).
     fn accesses(&self) -> &super::domain::AccessCache;
-    /// How often this process's sync answers used the reads they asked for ahead.
-    fn reads_ahead(&self) -> &super::domain::AheadTally;
+    /// What this process's sync answers guessed ahead, and how often it held.
+    fn answer_guesses(&self) -> &super::domain::AnswerGuesses;
+}
+
+/// How [`Backend::read_statement_first`] ran its read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FirstRead {
+    /// As one statement, in the statement's own snapshot.
+    OneStatement,
+    /// It asked for a second statement, so it ran again in a read transaction.
+    Again,
+    /// In a read transaction: the backend saves nothing by a single statement.
+    Transaction,
 }
 
 /// Runs `f` in one read transaction of `backend` and returns its result.
@@ -66,17 +85,35 @@ pub(crate) fn read_statement<B: Backend + ?Sized, T>(
     returning(|run| backend.read_statement(run), f)
 }
 
+/// [`read`] for a read that often needs one statement ([`Backend::read_statement_first`]).
+pub(crate) fn read_statement_first<B: Backend + ?Sized, T>(
+    backend: &B,
+    f: impl FnMut(&dyn ReadRows) -> Result<T>,
+) -> Result<(T, FirstRead)> {
+    returning_with(|run| backend.read_statement_first(run), f)
+}
+
 /// `f`'s result, from a read that `read` runs it in.
 fn returning<T>(
     read: impl FnOnce(&mut dyn FnMut(&dyn ReadRows) -> Result<()>) -> Result<()>,
-    mut f: impl FnMut(&dyn ReadRows) -> Result<T>,
+    f: impl FnMut(&dyn ReadRows) -> Result<T>,
 ) -> Result<T> {
+    returning_with(read, f).map(|(out, ())| out)
+}
+
+/// `f`'s result, from a read that `read` runs it in, with what `read` reports of the run.
+fn returning_with<T, R>(
+    read: impl FnOnce(&mut dyn FnMut(&dyn ReadRows) -> Result<()>) -> Result<R>,
+    mut f: impl FnMut(&dyn ReadRows) -> Result<T>,
+) -> Result<(T, R)> {
     let mut out = None;
-    read(&mut |rows| {
+    let run = read(&mut |rows| {
         out = Some(f(rows)?);
         Ok(())
     })?;
-    out.ok_or_else(|| super::StorageError::Backend("a read transaction ended without running".into()))
+    let out =
+        out.ok_or_else(|| super::StorageError::Backend("a read transaction ended without running".into()))?;
+    Ok((out, run))
 }
 
 /// Runs `f` in one write transaction of `backend` and returns its result once committed.

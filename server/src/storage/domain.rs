@@ -17,9 +17,9 @@ mod tally;
 
 pub(crate) use access::{AccessCache, AccessCore, AccessStamp};
 pub(crate) use key_shares::KeyShareCache;
-pub(crate) use tally::AheadTally;
+pub(crate) use tally::AnswerGuesses;
 
-use super::backend::{Backend, read, read_statement, write};
+use super::backend::{Backend, ReadRows, read, read_statement, read_statement_first, write};
 use super::{
     AdminRecord, AnswerQuery, AnswerReads, AuditKeyRecord, CharteredPlan, CommitmentOutcome,
     CommitmentRecord, CompletedRotation, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
@@ -464,14 +464,21 @@ impl<B: Backend> Storage for B {
     }
 
     fn answer(&self, query: &AnswerQuery) -> Result<AnswerReads> {
-        let answer::Read { mut reads, resume, presented_token } = read(self, |rows| {
-            let caches = answer::Caches {
-                key_shares: self.key_shares(),
-                accesses: self.accesses(),
-                ahead: self.reads_ahead(),
-            };
-            answer::read(rows, caches, query)
-        })?;
+        let caches = answer::Caches {
+            key_shares: self.key_shares(),
+            accesses: self.accesses(),
+            guesses: self.answer_guesses(),
+        };
+        let guess = answer::Guess::of(&caches, &query.pull);
+        let run = |rows: &dyn ReadRows| answer::read(rows, caches, query, &guess.asks);
+        let answer::Read { mut reads, resume, presented_token, ahead_used } = if guess.one_statement {
+            let (read, first) = read_statement_first(self, run)?;
+            answer::count_first_read(caches.guesses, query.pull.device, first);
+            read
+        } else {
+            read(self, run)?
+        };
+        answer::count_reads_ahead(caches.guesses, &ahead_used);
         keep_resume_point(self, query.pull.device, resume, presented_token, &mut reads.batch)?;
         Ok(reads)
     }
@@ -506,10 +513,11 @@ impl<B: Backend> Storage for B {
         let (accesses_served, accesses_read) = self.accesses().tally().counts();
         let (missing_keys_served, missing_keys_read) = self.key_shares().tally().counts();
         let (held_keys_served, held_keys_read) = self.key_shares().held_tally().counts();
-        let ahead = self.reads_ahead();
+        let ahead = self.answer_guesses();
         let (mailbox_ahead_served, mailbox_ahead_read) = ahead.mailbox.counts();
         let (news_ahead_served, news_ahead_read) = ahead.news.counts();
         let (tails_ahead_served, tails_ahead_read) = ahead.tails.counts();
+        let (one_statement_answers, one_statement_answers_again) = ahead.one_statement.counts();
         RememberedReads {
             accesses_served,
             accesses_read,
@@ -523,6 +531,8 @@ impl<B: Backend> Storage for B {
             news_ahead_read,
             tails_ahead_served,
             tails_ahead_read,
+            one_statement_answers,
+            one_statement_answers_again,
         }
     }
 

@@ -26,7 +26,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use postgres::error::SqlState;
 use postgres::{Client, IsolationLevel, NoTls};
 
-use super::backend::{Backend, ReadRows, WriteRows};
+use super::backend::{Backend, FirstRead, ReadRows, WriteRows};
 use super::{Result, StorageError};
 use statements::{Connection, StatementCache};
 use transactions::PgRows;
@@ -99,7 +99,7 @@ pub struct PostgresStorage {
     returned: Condvar,
     key_shares: super::domain::KeyShareCache,
     accesses: super::domain::AccessCache,
-    reads_ahead: super::domain::AheadTally,
+    answer_guesses: super::domain::AnswerGuesses,
 }
 
 impl std::fmt::Debug for PostgresStorage {
@@ -171,7 +171,7 @@ impl PostgresStorage {
             returned: Condvar::new(),
             key_shares: super::domain::KeyShareCache::new(),
             accesses: super::domain::AccessCache::new(),
-            reads_ahead: super::domain::AheadTally::default(),
+            answer_guesses: super::domain::AnswerGuesses::default(),
         };
         off_runtime(|| -> Result<()> {
             let mut loan = storage.loan()?;
@@ -292,6 +292,20 @@ impl PostgresStorage {
         f(&PgRows::new(Connection::single(client, statements)))
     }
 
+    /// `f` as one statement: `true` when that sufficed. `false` when `f` asked for a second
+    /// one, whatever `f` returned then: a closure that went on without the refused read
+    /// must not be taken at its word.
+    fn one_statement_once(&self, f: &mut dyn FnMut(&dyn ReadRows) -> Result<()>) -> Result<bool> {
+        let mut loan = self.loan()?;
+        let Pooled { client, statements } = loan.pooled()?;
+        let rows = PgRows::new(Connection::single(client, statements));
+        let result = f(&rows);
+        if rows.into_inner().refused_a_second_statement() {
+            return Ok(false);
+        }
+        result.map(|()| true)
+    }
+
     fn vacuum_full(&self) -> Result<()> {
         let mut loan = self.loan()?;
         let client = &mut loan.pooled()?.client;
@@ -386,6 +400,18 @@ impl Backend for PostgresStorage {
         self.retrying(|| self.read_statement_once(f))
     }
 
+    fn read_statement_first(&self, f: &mut dyn FnMut(&dyn ReadRows) -> Result<()>) -> Result<FirstRead> {
+        let mut sufficed = false;
+        self.retrying(|| {
+            sufficed = self.one_statement_once(f)?;
+            Ok(())
+        })?;
+        if sufficed {
+            return Ok(FirstRead::OneStatement);
+        }
+        self.read(f).map(|()| FirstRead::Again)
+    }
+
     /// Waits for snapshots that still see the deleted rows, then rewrites every table an
     /// erasure deletes from (`VACUUM FULL`): the new files hold only the live rows, and the old ones are truncated and unlinked. A plain `VACUUM` would not
     /// do: it marks the space of deleted rows free but leaves their bytes in the pages until
@@ -404,8 +430,8 @@ impl Backend for PostgresStorage {
         &self.accesses
     }
 
-    fn reads_ahead(&self) -> &super::domain::AheadTally {
-        &self.reads_ahead
+    fn answer_guesses(&self) -> &super::domain::AnswerGuesses {
+        &self.answer_guesses
     }
 }
 

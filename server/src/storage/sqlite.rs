@@ -63,7 +63,7 @@ pub struct SqliteStorage {
     next_reader: AtomicUsize,
     key_shares: super::domain::KeyShareCache,
     accesses: super::domain::AccessCache,
-    reads_ahead: super::domain::AheadTally,
+    answer_guesses: super::domain::AnswerGuesses,
 }
 
 impl std::fmt::Debug for SqliteStorage {
@@ -139,7 +139,7 @@ impl SqliteStorage {
             next_reader: AtomicUsize::new(0),
             key_shares: super::domain::KeyShareCache::new(),
             accesses: super::domain::AccessCache::new(),
-            reads_ahead: super::domain::AheadTally::default(),
+            answer_guesses: super::domain::AnswerGuesses::default(),
         })
     }
 
@@ -244,8 +244,8 @@ impl Backend for SqliteStorage {
         &self.accesses
     }
 
-    fn reads_ahead(&self) -> &super::domain::AheadTally {
-        &self.reads_ahead
+    fn answer_guesses(&self) -> &super::domain::AnswerGuesses {
+        &self.answer_guesses
     }
 }
 

@@ -3,16 +3,17 @@
 //! Read apart, a commit between two reads could pair a pull page with a membership page or
 //! a key list of another moment; read together, they also cost one transaction, not a dozen.
 
+use std::cell::Cell;
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use eenplan_protocol::DocumentId;
 
 use super::access::{self, AccessCache, AccessCore};
 use super::key_shares::{self, HeldKeys, KeyShareCache};
 use super::log;
-use super::tally::AheadTally;
-use crate::storage::backend::{AheadAsks, AheadReads, FactsQuery, ReadRows, SyncFacts};
+use super::tally::AnswerGuesses;
+use crate::storage::backend::{AheadAsks, AheadReads, FactsQuery, FirstRead, ReadRows, SyncFacts};
 use crate::storage::pull::ResumePoint;
 use crate::storage::{
     AnswerQuery, AnswerReads, DeviceId, MembershipPage, PolicyRecord, PullBatch, PullRequest, Result,
@@ -26,24 +27,107 @@ pub(super) struct Read {
     pub resume: Option<ResumePoint>,
     /// The resume token the device presented ([`pull::Page::presented_token`]).
     pub presented_token: Option<u64>,
+    /// Which reads asked for ahead the answer took ([`count_reads_ahead`], once the read is
+    /// kept: a read run again must not count twice).
+    pub ahead_used: AheadUsed,
+}
+
+/// Where an answer took the reads it may make ahead from.
+pub(super) struct AheadUsed {
+    sources: pull::AheadSources,
+    /// Whether the tails were read ahead; `None` when none were weighed.
+    tails: Option<bool>,
 }
 
 /// The caches a sync answer reads through.
+#[derive(Clone, Copy)]
 pub(super) struct Caches<'a> {
     pub key_shares: &'a KeyShareCache,
     pub accesses: &'a AccessCache,
-    /// How often the reads asked for ahead were used.
-    pub ahead: &'a AheadTally,
+    /// How often the answer's guesses held.
+    pub guesses: &'a AnswerGuesses,
 }
 
-/// Reads everything [`AnswerReads`] holds in the transaction of `rows`.
-pub(super) fn read(rows: &dyn ReadRows, caches: Caches<'_>, query: &AnswerQuery) -> Result<Read> {
+/// After an answer that needed more than one statement, how many of the device's next
+/// answers run in a transaction at once. A device catching up reads bundles on every page,
+/// and every try in one statement that fails costs the facts' statement twice, where one
+/// that holds saves the transaction's two round trips.
+const TRANSACTIONS_AFTER_AGAIN: u8 = 8;
+
+/// The most devices remembered with answers in a transaction; when full, it starts again
+/// empty, so no peer can grow it without end.
+const MAX_DEVICES_IN_TRANSACTION: usize = 8_192;
+
+/// What an answer guesses before it reads, from what this process remembers: the reads to
+/// ask for ahead with its facts, and whether it will need no more than that one statement
+/// ([`Backend::read_statement_first`]). A wrong guess costs reads, never a different answer.
+///
+/// [`Backend::read_statement_first`]: crate::storage::backend::Backend::read_statement_first
+pub(super) struct Guess {
+    pub asks: AheadAsks,
+    pub one_statement: bool,
+}
+
+impl Guess {
+    /// One statement suffices when the facts read ahead serve the whole answer: the user's
+    /// access and the device's held keys are remembered (served when their stamps still
+    /// hold), the cursor is plain, no history page is asked for, and the device's answers
+    /// did not lately need more. What the facts then show can still ask for a second
+    /// statement: news to read, keys to deliver, snapshots to ask for.
+    pub(super) fn of(caches: &Caches<'_>, request: &PullRequest) -> Guess {
+        let core = caches.accesses.remembered_core(request.user);
+        let held = caches.key_shares.remembered_held(request.device);
+        let remembered = core.is_some() && held.is_some() && request.history.is_empty();
+        let asks = asks_ahead(core, held, request);
+        let one_statement =
+            remembered && asks.news.is_some() && !in_transaction_now(caches.guesses, request.device);
+        Guess { asks, one_statement }
+    }
+}
+
+/// Whether `device`'s answer runs in a transaction at once, after one that needed more than
+/// one statement; counts the answer off.
+fn in_transaction_now(guesses: &AnswerGuesses, device: DeviceId) -> bool {
+    let mut waiting = guesses.in_transaction.lock().unwrap_or_else(PoisonError::into_inner);
+    let Some(left) = waiting.get_mut(&device) else { return false };
+    *left = left.saturating_sub(1);
+    if *left == 0 {
+        waiting.remove(&device);
+    }
+    true
+}
+
+/// Counts how a guessed single statement ran, and after one that did not suffice, sends the
+/// device's next answers to a transaction at once.
+pub(super) fn count_first_read(guesses: &AnswerGuesses, device: DeviceId, first: FirstRead) {
+    match first {
+        FirstRead::OneStatement => guesses.one_statement.served(),
+        FirstRead::Again => {
+            guesses.one_statement.read();
+            let mut waiting = guesses.in_transaction.lock().unwrap_or_else(PoisonError::into_inner);
+            if waiting.len() >= MAX_DEVICES_IN_TRANSACTION {
+                waiting.clear();
+            }
+            waiting.insert(device, TRANSACTIONS_AFTER_AGAIN);
+        }
+        FirstRead::Transaction => {}
+    }
+}
+
+/// Reads everything [`AnswerReads`] holds in the transaction of `rows`, asking for `asks`
+/// ahead with its facts.
+pub(super) fn read(
+    rows: &dyn ReadRows,
+    caches: Caches<'_>,
+    query: &AnswerQuery,
+    asks: &AheadAsks,
+) -> Result<Read> {
     let request = &query.pull;
     let facts = rows.sync_facts(&FactsQuery {
         user: request.user,
         device: request.device,
         membership_after: query.membership_after,
-        ahead: asks_ahead(&caches, request),
+        ahead: asks.clone(),
     })?;
     let core = access::core_in(rows, caches.accesses, request.user, facts.stamp_of(request.user))?;
     // The held keys are remembered only under the stamp of the user whose readable documents
@@ -56,7 +140,6 @@ pub(super) fn read(rows: &dyn ReadRows, caches: Caches<'_>, query: &AnswerQuery)
     let seen = pull::Seen { head, readable, ahead };
     let membership = whole_chains_page(membership, query.membership_after, seen.head, query.membership_limit);
     let page = pull_after_membership(rows, query, &membership, &seen)?;
-    count_sources(caches.ahead, page.sources);
     let commitments = commitments(rows, &page.batch)?;
     let readable: HashSet<DocumentId> = seen.readable.iter().map(|(document, _)| *document).collect();
     let missing_envelopes = key_shares::devices_missing_held_keys(
@@ -72,15 +155,16 @@ pub(super) fn read(rows: &dyn ReadRows, caches: Caches<'_>, query: &AnswerQuery)
     .collect();
     let complete =
         page.batch.complete && membership.complete && page.batch.history.iter().all(|h| h.complete);
+    let tails_served = Cell::new(None);
     let snapshot_candidates = if complete {
         let held =
             key_shares::held_documents(rows, caches.key_shares, request.device, held_stamp, policy_version)?;
-        let tails = Tails { ahead: &seen.ahead, tally: caches.ahead };
+        let tails = Tails { ahead: &seen.ahead, served: &tails_served };
         snapshots_due(rows, request.device, &held, &readable, &tails, query.now)?
     } else {
         Vec::new()
     };
-    let pull::Page { batch, resume, presented_token, sources: _ } = page;
+    let pull::Page { batch, resume, presented_token, sources } = page;
     let reads = AnswerReads {
         membership,
         batch,
@@ -97,7 +181,7 @@ pub(super) fn read(rows: &dyn ReadRows, caches: Caches<'_>, query: &AnswerQuery)
             .filter(|(version, _)| *version > query.audit_key_after)
             .map(|(_, signed)| signed),
     };
-    Ok(Read { reads, resume, presented_token })
+    Ok(Read { reads, resume, presented_token, ahead_used: AheadUsed { sources, tails: tails_served.get() } })
 }
 
 /// The pull page of an answer, within what its membership page leaves of the byte budget.
@@ -122,24 +206,30 @@ fn pull_after_membership(
 /// the tails of the snapshot candidates. When the remembered state is still current, which
 /// the facts then tell, these are exactly the reads the answer makes; the pull and the
 /// answer take a result only for the very read they would make.
-fn asks_ahead(caches: &Caches<'_>, request: &PullRequest) -> AheadAsks {
-    let core = caches.accesses.remembered_core(request.user);
+fn asks_ahead(
+    core: Option<Arc<AccessCore>>,
+    held: Option<Arc<HeldKeys>>,
+    request: &PullRequest,
+) -> AheadAsks {
     let news = core
         .as_ref()
         .zip(pull::plain_cursor(request))
         .map(|(core, since)| (pull::followed(&core.readable, since), since));
     let tails = core
-        .zip(caches.key_shares.remembered_held(request.device))
+        .zip(held)
         .map(|(core, held)| candidates(&held, &core.readable.iter().map(|(document, _)| *document).collect()))
         .filter(|candidates| !candidates.is_empty());
     AheadAsks { mailbox: Some(pull::mailbox_read(request, pull::MAX_POSITION)), news, tails }
 }
 
-/// Counts where a page took the reads an answer may make ahead from.
-fn count_sources(tally: &AheadTally, sources: pull::AheadSources) {
-    for (tally, source) in [(&tally.mailbox, sources.mailbox), (&tally.news, sources.news)] {
-        if let Some(source) = source {
-            tally.count(source == pull::Source::Ahead);
+/// Counts where a kept answer took the reads it may make ahead from.
+pub(super) fn count_reads_ahead(guesses: &AnswerGuesses, used: &AheadUsed) {
+    let AheadUsed { sources, tails } = *used;
+    let [mailbox, news] =
+        [sources.mailbox, sources.news].map(|source| source.map(|s| s == pull::Source::Ahead));
+    for (tally, served) in [(&guesses.mailbox, mailbox), (&guesses.news, news), (&guesses.tails, tails)] {
+        if let Some(served) = served {
+            tally.count(served);
         }
     }
 }
@@ -147,13 +237,14 @@ fn count_sources(tally: &AheadTally, sources: pull::AheadSources) {
 /// Where an answer finds the tails it weighs: read ahead with its facts, or read now.
 struct Tails<'a> {
     ahead: &'a AheadReads,
-    tally: &'a AheadTally,
+    /// Whether the tails weighed were read ahead.
+    served: &'a Cell<Option<bool>>,
 }
 
 impl Tails<'_> {
     fn of(&self, rows: &dyn ReadRows, documents: &[DocumentId]) -> Result<Vec<TailStats>> {
         let ahead = self.ahead.tails(documents);
-        self.tally.tails.count(ahead.is_some());
+        self.served.set(Some(ahead.is_some()));
         match ahead {
             Some(tails) => Ok(tails.to_vec()),
             None => rows.document_tails(documents),

@@ -2,7 +2,11 @@
 //! read again from the database: for the operator's `/metrics`
 //! ([`crate::storage::Storage::remembered_reads`]).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::storage::DeviceId;
 
 /// The counts of one cache since the process started.
 #[derive(Debug, Default)]
@@ -33,12 +37,17 @@ impl Tally {
     }
 }
 
-/// How often a sync answer took a read it asked for ahead with its facts (served), and how
-/// often it made the read itself (read): the device's mailbox, the documents with news since
-/// its cursor, the tails of its snapshot candidates (`domain::answer`).
+/// What a process's sync answers guess before they read (`domain::answer`), and how often
+/// each guess held: the reads asked for ahead with the facts (served: the answer took it;
+/// read: it made the read itself), and whether the answer fits in one statement (served: it
+/// did; read: it asked for a second and ran again in a transaction).
 #[derive(Debug, Default)]
-pub(crate) struct AheadTally {
+pub(crate) struct AnswerGuesses {
     pub mailbox: Tally,
     pub news: Tally,
     pub tails: Tally,
+    pub one_statement: Tally,
+    /// The devices whose answer lately needed more than one statement, with how many of
+    /// their next answers run in a transaction at once.
+    pub(super) in_transaction: Mutex<HashMap<DeviceId, u8>>,
 }

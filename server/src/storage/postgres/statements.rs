@@ -333,7 +333,16 @@ enum Session<'c> {
     /// second statement is refused, since it would read another snapshot than the first.
     /// Unlike a read transaction it is not `READ ONLY`: what keeps it a read is that only
     /// [`crate::storage::backend::ReadRows`], which has no write, reaches it.
-    Single { client: &'c mut Client, used: bool },
+    Single { client: &'c mut Client, made: Made },
+}
+
+/// What a [`Session::Single`] has run so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Made {
+    Nothing,
+    OneStatement,
+    /// A second statement was asked for and refused: the read needs a transaction.
+    Refused,
 }
 
 impl Session<'_> {
@@ -347,8 +356,8 @@ impl Session<'_> {
     fn query(&mut self, statement: &Statement, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<postgres::Row>> {
         Ok(match self {
             Session::Transaction(tx) => tx.query(statement, params)?,
-            Session::Single { client, used } => {
-                Session::take_the_one(used)?;
+            Session::Single { client, made } => {
+                Session::take_the_one(made)?;
                 client.query(statement, params)?
             }
         })
@@ -357,18 +366,20 @@ impl Session<'_> {
     fn execute(&mut self, statement: &Statement, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
         Ok(match self {
             Session::Transaction(tx) => tx.execute(statement, params)?,
-            Session::Single { client, used } => {
-                Session::take_the_one(used)?;
+            Session::Single { client, made } => {
+                Session::take_the_one(made)?;
                 client.execute(statement, params)?
             }
         })
     }
 
-    fn take_the_one(used: &mut bool) -> Result<()> {
-        if std::mem::replace(used, true) {
-            return Err(Error::SecondStatement);
+    fn take_the_one(made: &mut Made) -> Result<()> {
+        if *made == Made::Nothing {
+            *made = Made::OneStatement;
+            return Ok(());
         }
-        Ok(())
+        *made = Made::Refused;
+        Err(Error::SecondStatement)
     }
 }
 
@@ -382,8 +393,14 @@ impl<'c> Connection<'c> {
 
     /// A connection for a read of one statement, outside any transaction ([`Session::Single`]).
     pub(super) fn single(client: &'c mut Client, statements: &'c mut StatementCache) -> Connection<'c> {
-        let session = Session::Single { client, used: false };
+        let session = Session::Single { client, made: Made::Nothing };
         Connection { session: RefCell::new(session), statements: RefCell::new(statements) }
+    }
+
+    /// Whether this is a read of one statement that asked for a second one
+    /// ([`Error::SecondStatement`]): whatever it returned, it must run again in a transaction.
+    pub(super) fn refused_a_second_statement(&self) -> bool {
+        matches!(&*self.session.borrow(), Session::Single { made: Made::Refused, .. })
     }
 
     /// Commits the transaction; a single statement has nothing to commit.
