@@ -242,7 +242,7 @@ impl Metrics {
         header(
             &mut out,
             "eenplan_answer_one_statement_total",
-            "Sync answers guessed to need one statement that it sufficed (outcome one_statement), or that asked for a second and ran again in a transaction (outcome again).",
+            "Sync answers tried as one statement on PostgreSQL: it sufficed (outcome one_statement), or the answer asked for a second statement and was read again in a transaction (outcome again).",
             "counter",
         );
         for (outcome, count) in [

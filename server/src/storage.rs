@@ -1310,8 +1310,9 @@ pub trait Storage: Send + Sync {
     /// How often this process served a remembered read and how often it read again, since
     /// it started: for the operator's `/metrics`.
     fn remembered_reads(&self) -> RememberedReads;
-    /// Everything a sync answer reads, in one read transaction, so that it is built from
-    /// one commit; see [`AnswerReads`]. Like [`Storage::pull_page`], a page that stops
+    /// Everything a sync answer reads, in one snapshot (one read transaction, or on
+    /// PostgreSQL one statement when the remembered state serves the rest), so that it is
+    /// built from one commit; see [`AnswerReads`]. Like [`Storage::pull_page`], a page that stops
     /// inside a history block stores where (the only write) and hands out a resume token.
     fn answer(&self, query: &AnswerQuery) -> Result<AnswerReads>;
 

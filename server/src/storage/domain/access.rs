@@ -68,6 +68,11 @@ const MAX_USERS: usize = 8_192;
 /// that pushes every few seconds then reads its core once a minute.
 pub(crate) const MAX_AGE: Duration = Duration::from_secs(60);
 
+/// Whether what was read at `read_at` may still be served at `now` ([`MAX_AGE`]).
+pub(super) fn young(read_at: Instant, now: Instant) -> bool {
+    now.saturating_duration_since(read_at) < MAX_AGE
+}
+
 /// What a core was read under: the user's key-share version and the policy's version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct AccessStamp {
@@ -113,15 +118,16 @@ impl AccessCache {
         let cores = self.cores.lock().unwrap_or_else(PoisonError::into_inner);
         cores
             .get(&user)
-            .filter(|(_, read_at, _)| now.saturating_duration_since(*read_at) < MAX_AGE)
+            .filter(|(_, read_at, _)| young(*read_at, now))
             .map(|(stamp, _, core)| (*stamp, Arc::clone(core)))
     }
 
     /// The core of `user` whatever its stamp and age: a guess of what the user reads, for
-    /// reads asked for ahead (`domain::answer`), never served as the user's access.
-    pub(super) fn remembered_core(&self, user: UserId) -> Option<Arc<AccessCore>> {
+    /// reads asked for ahead (`domain::answer`), never served as the user's access. With it,
+    /// whether it is young enough at `now` to be served if its stamp still holds.
+    pub(super) fn remembered_core(&self, user: UserId, now: Instant) -> Option<(Arc<AccessCore>, bool)> {
         let cores = self.cores.lock().unwrap_or_else(PoisonError::into_inner);
-        cores.get(&user).map(|(_, _, core)| Arc::clone(core))
+        cores.get(&user).map(|(_, read_at, core)| (Arc::clone(core), young(*read_at, now)))
     }
 
     fn put(&self, user: UserId, stamp: AccessStamp, read_at: Instant, core: Arc<AccessCore>) {
@@ -300,6 +306,11 @@ mod tests {
         cache.put(UserId(1), AccessStamp { key_shares: 5, policy: Some(2) }, read_at, core("Ann"));
         assert!(cache.get(UserId(1), read_at + MAX_AGE - Duration::from_millis(1)).is_some());
         assert!(cache.get(UserId(1), read_at + MAX_AGE).is_none());
+        // Still a guess of what Ann reads, no longer one the answer may be served from.
+        let young = |at| cache.remembered_core(UserId(1), at).map(|(_, young)| young);
+        assert_eq!(young(read_at + MAX_AGE - Duration::from_millis(1)), Some(true));
+        assert_eq!(young(read_at + MAX_AGE), Some(false));
+        assert_eq!(cache.remembered_core(UserId(2), read_at).map(|(_, young)| young), None);
     }
 
     #[test]

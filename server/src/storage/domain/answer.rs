@@ -1,11 +1,13 @@
 //! A sync answer's reads, as of one commit: the membership page, the pull page, and the
 //! facts the answer is built from (keys held and missing, snapshots due, policy, audit).
 //! Read apart, a commit between two reads could pair a pull page with a membership page or
-//! a key list of another moment; read together, they also cost one transaction, not a dozen.
+//! a key list of another moment; read together, they also cost one transaction, not a dozen,
+//! and where the remembered state serves all but the facts, one statement ([`Guess`]).
 
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::sync::{Arc, PoisonError};
+use std::time::Instant;
 
 use eenplan_protocol::DocumentId;
 
@@ -49,9 +51,11 @@ pub(super) struct Caches<'a> {
 }
 
 /// After an answer that needed more than one statement, how many of the device's next
-/// answers run in a transaction at once. A device catching up reads bundles on every page,
-/// and every try in one statement that fails costs the facts' statement twice, where one
-/// that holds saves the transaction's two round trips.
+/// answers that would be tried as one run in a transaction at once. A device catching up
+/// reads bundles on every page, and every try in one statement that fails costs the facts'
+/// statement twice, where one that holds saves the transaction's two round trips. Every
+/// miss waits alike, whatever asked for the second statement: a snapshot ask is repeated
+/// on each complete answer until the snapshot arrives, so it is no one-off either.
 const TRANSACTIONS_AFTER_AGAIN: u8 = 8;
 
 /// The most devices remembered with answers in a transaction; when full, it starts again
@@ -70,24 +74,30 @@ pub(super) struct Guess {
 
 impl Guess {
     /// One statement suffices when the facts read ahead serve the whole answer: the user's
-    /// access and the device's held keys are remembered (served when their stamps still
-    /// hold), the cursor is plain, no history page is asked for, and the device's answers
-    /// did not lately need more. What the facts then show can still ask for a second
-    /// statement: news to read, keys to deliver, snapshots to ask for.
+    /// access, the device's held keys and its missing-key list are remembered and young
+    /// enough to be served (they are when their stamps still hold), the cursor is plain, no
+    /// history page is asked for, and the device's answers did not lately need more. What
+    /// the facts then show can still ask for a second statement: news to read, keys to
+    /// deliver, snapshots to ask for.
     pub(super) fn of(caches: &Caches<'_>, request: &PullRequest) -> Guess {
-        let core = caches.accesses.remembered_core(request.user);
-        let held = caches.key_shares.remembered_held(request.device);
-        let remembered = core.is_some() && held.is_some() && request.history.is_empty();
-        let asks = asks_ahead(core, held, request);
-        let one_statement =
-            remembered && asks.news.is_some() && !in_transaction_now(caches.guesses, request.device);
+        let now = Instant::now();
+        let core = caches.accesses.remembered_core(request.user, now);
+        let held = caches.key_shares.remembered_held(request.device, now);
+        let servable = matches!((&core, &held), (Some((_, true)), Some((_, true))));
+        let plain = pull::plain_cursor(request).is_some() && request.history.is_empty();
+        let asks = asks_ahead(core.map(|(core, _)| core), held.map(|(held, _)| held), request);
+        if !(servable && plain) {
+            return Guess { asks, one_statement: false };
+        }
+        let one_statement = !waits_for_a_transaction(caches.guesses, request.device);
         Guess { asks, one_statement }
     }
 }
 
-/// Whether `device`'s answer runs in a transaction at once, after one that needed more than
-/// one statement; counts the answer off.
-fn in_transaction_now(guesses: &AnswerGuesses, device: DeviceId) -> bool {
+/// Whether `device`'s answer, which would be tried as one statement, runs in a transaction
+/// at once after a recent one that needed more ([`TRANSACTIONS_AFTER_AGAIN`]); counts this
+/// answer off the wait.
+fn waits_for_a_transaction(guesses: &AnswerGuesses, device: DeviceId) -> bool {
     let mut waiting = guesses.in_transaction.lock().unwrap_or_else(PoisonError::into_inner);
     let Some(left) = waiting.get_mut(&device) else { return false };
     *left = left.saturating_sub(1);
@@ -97,15 +107,15 @@ fn in_transaction_now(guesses: &AnswerGuesses, device: DeviceId) -> bool {
     true
 }
 
-/// Counts how a guessed single statement ran, and after one that did not suffice, sends the
-/// device's next answers to a transaction at once.
-pub(super) fn count_first_read(guesses: &AnswerGuesses, device: DeviceId, first: FirstRead) {
+/// Counts how an answer tried as one statement ran, and after one that did not suffice,
+/// makes the device's next tries wait for a transaction ([`waits_for_a_transaction`]).
+pub(super) fn count_first_read_and_wait(guesses: &AnswerGuesses, device: DeviceId, first: FirstRead) {
     match first {
         FirstRead::OneStatement => guesses.one_statement.served(),
         FirstRead::Again => {
             guesses.one_statement.read();
             let mut waiting = guesses.in_transaction.lock().unwrap_or_else(PoisonError::into_inner);
-            if waiting.len() >= MAX_DEVICES_IN_TRANSACTION {
+            if waiting.len() >= MAX_DEVICES_IN_TRANSACTION && !waiting.contains_key(&device) {
                 waiting.clear();
             }
             waiting.insert(device, TRANSACTIONS_AFTER_AGAIN);
@@ -114,8 +124,8 @@ pub(super) fn count_first_read(guesses: &AnswerGuesses, device: DeviceId, first:
     }
 }
 
-/// Reads everything [`AnswerReads`] holds in the transaction of `rows`, asking for `asks`
-/// ahead with its facts.
+/// Reads everything [`AnswerReads`] holds in the snapshot of `rows` (a read transaction, or
+/// one statement that refuses a second), asking for `asks` ahead with its facts.
 pub(super) fn read(
     rows: &dyn ReadRows,
     caches: Caches<'_>,
@@ -142,24 +152,21 @@ pub(super) fn read(
     let page = pull_after_membership(rows, query, &membership, &seen)?;
     let commitments = commitments(rows, &page.batch)?;
     let readable: HashSet<DocumentId> = seen.readable.iter().map(|(document, _)| *document).collect();
-    let missing_envelopes = key_shares::devices_missing_held_keys(
+    let missing = key_shares::devices_missing_held_keys(
         rows,
         caches.key_shares,
         request.device,
         key_shares,
         policy_version,
-    )?
-    .iter()
-    .copied()
-    .filter(|(document, _, _)| readable.contains(document))
-    .collect();
+    )?;
+    let missing_envelopes =
+        missing.iter().copied().filter(|(document, _, _)| readable.contains(document)).collect();
     let complete =
         page.batch.complete && membership.complete && page.batch.history.iter().all(|h| h.complete);
-    let tails_served = Cell::new(None);
+    let tails = Tails { ahead: &seen.ahead, served: Cell::new(None) };
     let snapshot_candidates = if complete {
         let held =
             key_shares::held_documents(rows, caches.key_shares, request.device, held_stamp, policy_version)?;
-        let tails = Tails { ahead: &seen.ahead, served: &tails_served };
         snapshots_due(rows, request.device, &held, &readable, &tails, query.now)?
     } else {
         Vec::new()
@@ -181,7 +188,7 @@ pub(super) fn read(
             .filter(|(version, _)| *version > query.audit_key_after)
             .map(|(_, signed)| signed),
     };
-    Ok(Read { reads, resume, presented_token, ahead_used: AheadUsed { sources, tails: tails_served.get() } })
+    Ok(Read { reads, resume, presented_token, ahead_used: AheadUsed { sources, tails: tails.served.get() } })
 }
 
 /// The pull page of an answer, within what its membership page leaves of the byte budget.
@@ -223,8 +230,8 @@ fn asks_ahead(
 }
 
 /// Counts where a kept answer took the reads it may make ahead from.
-pub(super) fn count_reads_ahead(guesses: &AnswerGuesses, used: &AheadUsed) {
-    let AheadUsed { sources, tails } = *used;
+pub(super) fn count_reads_ahead(guesses: &AnswerGuesses, used: AheadUsed) {
+    let AheadUsed { sources, tails } = used;
     let [mailbox, news] =
         [sources.mailbox, sources.news].map(|source| source.map(|s| s == pull::Source::Ahead));
     for (tally, served) in [(&guesses.mailbox, mailbox), (&guesses.news, news), (&guesses.tails, tails)] {
@@ -237,8 +244,8 @@ pub(super) fn count_reads_ahead(guesses: &AnswerGuesses, used: &AheadUsed) {
 /// Where an answer finds the tails it weighs: read ahead with its facts, or read now.
 struct Tails<'a> {
     ahead: &'a AheadReads,
-    /// Whether the tails weighed were read ahead.
-    served: &'a Cell<Option<bool>>,
+    /// Whether the tails weighed were read ahead; `None` until they are weighed.
+    served: Cell<Option<bool>>,
 }
 
 impl Tails<'_> {
@@ -397,4 +404,46 @@ fn snapshots_due(
         }
     }
     Ok(due)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(n: usize) -> DeviceId {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&(n as u64).to_le_bytes());
+        DeviceId(id)
+    }
+
+    #[test]
+    fn after_a_miss_a_devices_next_eight_tries_wait_for_a_transaction_and_the_ninth_tries_again() {
+        let guesses = AnswerGuesses::default();
+        assert!(!waits_for_a_transaction(&guesses, device(1)), "no miss yet");
+        count_first_read_and_wait(&guesses, device(1), FirstRead::Again);
+        for n in 1..=TRANSACTIONS_AFTER_AGAIN {
+            assert!(waits_for_a_transaction(&guesses, device(1)), "try {n} after the miss");
+            assert!(!waits_for_a_transaction(&guesses, device(2)), "another device");
+        }
+        assert!(!waits_for_a_transaction(&guesses, device(1)), "the ninth");
+        count_first_read_and_wait(&guesses, device(1), FirstRead::OneStatement);
+        count_first_read_and_wait(&guesses, device(1), FirstRead::Transaction);
+        assert!(!waits_for_a_transaction(&guesses, device(1)), "only a miss makes a device wait");
+        assert_eq!(guesses.one_statement.counts(), (1, 1));
+    }
+
+    #[test]
+    fn a_full_map_of_waiting_devices_starts_again_and_never_holds_more_than_its_bound() {
+        let guesses = AnswerGuesses::default();
+        let waiting = || guesses.in_transaction.lock().unwrap().len();
+        for n in 0..MAX_DEVICES_IN_TRANSACTION {
+            count_first_read_and_wait(&guesses, device(n), FirstRead::Again);
+        }
+        assert_eq!(waiting(), MAX_DEVICES_IN_TRANSACTION);
+        count_first_read_and_wait(&guesses, device(0), FirstRead::Again);
+        assert_eq!(waiting(), MAX_DEVICES_IN_TRANSACTION, "a waiting device's miss waits again in place");
+        count_first_read_and_wait(&guesses, device(MAX_DEVICES_IN_TRANSACTION), FirstRead::Again);
+        assert_eq!(waiting(), 1, "a new device in a full map starts it again");
+        assert!(waits_for_a_transaction(&guesses, device(MAX_DEVICES_IN_TRANSACTION)));
+    }
 }

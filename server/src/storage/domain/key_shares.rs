@@ -18,7 +18,8 @@
 //! keep their own lists; the versions come from the shared database. A database that loses
 //! committed transactions under running servers (a standby promoted while behind, a restore
 //! from a backup) can reach a version again with other rows, so a list is served for at most
-//! [`MAX_AGE`] after its read, and emptied with a remembered access ([`super::access`]).
+//! [`MAX_AGE`](super::access::MAX_AGE) after its read, and emptied with a remembered access
+//! ([`super::access`]).
 //!
 //! The keys a device holds, with whether each is of its document's current epoch
 //! ([`ReadRows::held_documents`]), are remembered beside the list under the same stamp: a
@@ -34,7 +35,7 @@ use std::time::Instant;
 
 use eenplan_protocol::DocumentId;
 
-use super::access::MAX_AGE;
+use super::access::young;
 use super::tally::Tally;
 use crate::storage::backend::ReadRows;
 use crate::storage::{DeviceId, Result, UserId};
@@ -104,11 +105,12 @@ impl<T> Slots<T> {
         Ok(value)
     }
 
-    /// The value of `device` read under `stamp`, unless it is older than [`MAX_AGE`] at `now`.
+    /// The value of `device` read under `stamp`, unless it is older than
+    /// [`MAX_AGE`](super::access::MAX_AGE) at `now`.
     fn get(&self, device: DeviceId, stamp: Stamp, now: Instant) -> Option<Arc<T>> {
         let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
         kept.get(&device)
-            .filter(|(kept, read_at, _)| *kept == stamp && now.saturating_duration_since(*read_at) < MAX_AGE)
+            .filter(|(kept, read_at, _)| *kept == stamp && young(*read_at, now))
             .map(|(_, _, value)| Arc::clone(value))
     }
 
@@ -154,10 +156,19 @@ impl KeyShareCache {
     }
 
     /// The held keys remembered of `device` whatever their stamp and age: a guess, for reads
-    /// asked for ahead (`domain::answer`), never served as the device's keys.
-    pub(super) fn remembered_held(&self, device: DeviceId) -> Option<Arc<HeldKeys>> {
-        let kept = self.held.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        kept.get(&device).map(|(_, _, held)| Arc::clone(held))
+    /// asked for ahead (`domain::answer`), never served as the device's keys. With them,
+    /// whether they and the device's missing-key list are young enough at `now` to be served
+    /// if their stamps still hold.
+    pub(super) fn remembered_held(&self, device: DeviceId, now: Instant) -> Option<(Arc<HeldKeys>, bool)> {
+        let held = {
+            let kept = self.held.kept.lock().unwrap_or_else(PoisonError::into_inner);
+            kept.get(&device).map(|(_, read_at, held)| (Arc::clone(held), young(*read_at, now)))?
+        };
+        let list_young = {
+            let kept = self.lists.kept.lock().unwrap_or_else(PoisonError::into_inner);
+            kept.get(&device).is_some_and(|(_, read_at, _)| young(*read_at, now))
+        };
+        Some((held.0, held.1 && list_young))
     }
 
     /// Forgets every list: the database may no longer be the one they were read from.
@@ -200,6 +211,7 @@ pub(super) fn held_documents(
 
 #[cfg(test)]
 mod tests {
+    use super::super::access::MAX_AGE;
     use super::*;
 
     fn stamp(key_shares: i64) -> Stamp {
@@ -231,6 +243,22 @@ mod tests {
         let just_before = read_at + MAX_AGE - std::time::Duration::from_millis(1);
         assert!(cache.lists.get(device, stamp(5), just_before).is_some());
         assert!(cache.lists.get(device, stamp(5), read_at + MAX_AGE).is_none());
+    }
+
+    #[test]
+    fn held_keys_are_guessed_servable_only_while_they_and_the_missing_key_list_are_young() {
+        let (cache, read_at) = (KeyShareCache::new(), Instant::now());
+        let device = DeviceId([1; 16]);
+        let young = |at| cache.remembered_held(device, at).map(|(_, young)| young);
+        assert_eq!(young(read_at), None, "nothing remembered");
+        cache.held.put(device, stamp(5), read_at, Arc::new(Vec::new()));
+        assert_eq!(young(read_at), Some(false), "no missing-key list remembered");
+        let later = read_at + std::time::Duration::from_secs(30);
+        cache.lists.put(device, stamp(5), later, Arc::new(Vec::new()));
+        assert_eq!(young(later), Some(true));
+        assert_eq!(young(read_at + MAX_AGE), Some(false), "the held keys aged, the list not yet");
+        cache.held.put(device, stamp(5), later, Arc::new(Vec::new()));
+        assert_eq!(young(later + MAX_AGE), Some(false), "the list aged");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! How often a process's remembered reads were served from memory, and how often they were
 //! read again from the database: for the operator's `/metrics`
-//! ([`crate::storage::Storage::remembered_reads`]).
+//! ([`crate::storage::Storage::remembered_reads`]). Beside them, what sync answers guess
+//! ([`AnswerGuesses`]), with the devices whose answers wait for a transaction.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -373,6 +373,18 @@ impl Session<'_> {
         })
     }
 
+    /// Refuses a second statement of a [`Session::Single`] before it is even prepared, so
+    /// that nothing of it reaches the server.
+    fn refuse_a_second(&mut self) -> Result<()> {
+        match self {
+            Session::Single { made: made @ (Made::OneStatement | Made::Refused), .. } => {
+                *made = Made::Refused;
+                Err(Error::SecondStatement)
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn take_the_one(made: &mut Made) -> Result<()> {
         if *made == Made::Nothing {
             *made = Made::OneStatement;
@@ -412,6 +424,7 @@ impl<'c> Connection<'c> {
     }
 
     fn statement(&self, sql: &str) -> Result<Statement> {
+        self.session.borrow_mut().refuse_a_second()?;
         if let Some(statement) = self.statements.borrow().get(sql) {
             return Ok(statement.clone());
         }
