@@ -239,18 +239,16 @@ impl Metrics {
                 ("tails", remembered.tails_ahead_served, remembered.tails_ahead_read),
             ],
         );
-        header(
+        counter_series(
             &mut out,
             "eenplan_answer_one_statement_total",
             "Sync answers tried as one statement on PostgreSQL: it sufficed (outcome one_statement), or the answer asked for a second statement and was read again in a transaction (outcome again).",
-            "counter",
+            [
+                ("one_statement", remembered.one_statement_answers),
+                ("again", remembered.one_statement_answers_again),
+            ]
+            .map(|(outcome, count)| (format!("outcome=\"{outcome}\""), count)),
         );
-        for (outcome, count) in [
-            ("one_statement", remembered.one_statement_answers),
-            ("again", remembered.one_statement_answers_again),
-        ] {
-            let _ = writeln!(out, "eenplan_answer_one_statement_total{{outcome=\"{outcome}\"}} {count}");
-        }
         header(&mut out, "eenplan_live_connections", "Open live (WebSocket) connections.", "gauge");
         let _ = writeln!(out, "eenplan_live_connections {}", self.live_connections.load(Ordering::Relaxed));
         out
@@ -259,11 +257,18 @@ impl Metrics {
 
 /// A counter `name` with one series per kind (label `label`) and outcome: `served` and `read`.
 fn served_or_read(out: &mut String, (name, label): (&str, &str), help: &str, kinds: [(&str, u64, u64); 3]) {
+    let series = kinds.into_iter().flat_map(|(kind, served, read)| {
+        [("served", served), ("read", read)]
+            .map(|(outcome, count)| (format!("{label}=\"{kind}\",outcome=\"{outcome}\""), count))
+    });
+    counter_series(out, name, help, series);
+}
+
+/// A counter `name` with one series per label set (`labels` as written between the braces).
+fn counter_series(out: &mut String, name: &str, help: &str, series: impl IntoIterator<Item = (String, u64)>) {
     header(out, name, help, "counter");
-    for (kind, served, read) in kinds {
-        for (outcome, count) in [("served", served), ("read", read)] {
-            let _ = writeln!(out, "{name}{{{label}=\"{kind}\",outcome=\"{outcome}\"}} {count}");
-        }
+    for (labels, count) in series {
+        let _ = writeln!(out, "{name}{{{labels}}} {count}");
     }
 }
 

@@ -356,42 +356,32 @@ impl Session<'_> {
     fn query(&mut self, statement: &Statement, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<postgres::Row>> {
         Ok(match self {
             Session::Transaction(tx) => tx.query(statement, params)?,
-            Session::Single { client, made } => {
-                Session::take_the_one(made)?;
-                client.query(statement, params)?
-            }
+            Session::Single { client, .. } => client.query(statement, params)?,
         })
     }
 
     fn execute(&mut self, statement: &Statement, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
         Ok(match self {
             Session::Transaction(tx) => tx.execute(statement, params)?,
-            Session::Single { client, made } => {
-                Session::take_the_one(made)?;
-                client.execute(statement, params)?
-            }
+            Session::Single { client, .. } => client.execute(statement, params)?,
         })
     }
 
-    /// Refuses a second statement of a [`Session::Single`] before it is even prepared, so
-    /// that nothing of it reaches the server.
-    fn refuse_a_second(&mut self) -> Result<()> {
+    /// Takes the one statement of a [`Session::Single`], and refuses a second before it is
+    /// even prepared, so that nothing of it reaches the server. Every statement is taken
+    /// here ([`Connection::statement`]) before it runs.
+    fn take_the_one(&mut self) -> Result<()> {
         match self {
-            Session::Single { made: made @ (Made::OneStatement | Made::Refused), .. } => {
+            Session::Transaction(_) => Ok(()),
+            Session::Single { made: made @ Made::Nothing, .. } => {
+                *made = Made::OneStatement;
+                Ok(())
+            }
+            Session::Single { made, .. } => {
                 *made = Made::Refused;
                 Err(Error::SecondStatement)
             }
-            _ => Ok(()),
         }
-    }
-
-    fn take_the_one(made: &mut Made) -> Result<()> {
-        if *made == Made::Nothing {
-            *made = Made::OneStatement;
-            return Ok(());
-        }
-        *made = Made::Refused;
-        Err(Error::SecondStatement)
     }
 }
 
@@ -424,7 +414,7 @@ impl<'c> Connection<'c> {
     }
 
     fn statement(&self, sql: &str) -> Result<Statement> {
-        self.session.borrow_mut().refuse_a_second()?;
+        self.session.borrow_mut().take_the_one()?;
         if let Some(statement) = self.statements.borrow().get(sql) {
             return Ok(statement.clone());
         }
