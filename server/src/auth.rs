@@ -229,16 +229,32 @@ impl Auth {
     pub fn claimed_session(
         &self,
         storage: &dyn Storage,
-        SessionClaim { device: id, expires }: SessionClaim,
+        claim: SessionClaim,
         now: i64,
     ) -> Result<(DeviceRecord, i64), ApiError> {
+        if now >= claim.expires {
+            return Err(self.refuse(expired()));
+        }
+        self.checked_session(storage.device(claim.device)?, claim, now)
+    }
+
+    /// The checks of [`Auth::claimed_session`] on the device as read already, with what
+    /// was read together with it (`None`: no such device), for a route that reads the device
+    /// with more (`POST /v1/sync`).
+    pub fn checked_session<T: AsRef<DeviceRecord>>(
+        &self,
+        read: Option<T>,
+        SessionClaim { device: id, expires }: SessionClaim,
+        now: i64,
+    ) -> Result<(T, i64), ApiError> {
         if now >= expires {
             return Err(self.refuse(expired()));
         }
-        let record = storage
-            .device(id)?
+        let read = read
+            .filter(|read| read.as_ref().device_id == id)
             .ok_or_else(|| self.refuse(ApiError::unauthenticated("unknown_device", "unknown device")))?;
-        usable(&record).map_err(|e| self.refuse(e))?;
+        let record = read.as_ref();
+        usable(record).map_err(|e| self.refuse(e))?;
         // A session opened before the device's current certificate (a role change) ends, so
         // the device's next session learns of the new certificate at once.
         if expires.saturating_sub(SESSION_LIFETIME_MS) < record.certified_at {
@@ -247,7 +263,7 @@ impl Auth {
                 "the device was re-certified; open a new session",
             ));
         }
-        Ok((record, expires))
+        Ok((read, expires))
     }
 
     /// What a session token claims, once its tag and expiry are checked; no storage is

@@ -292,6 +292,12 @@ pub struct DeviceRecord {
     pub last_seen_at: Option<i64>,
 }
 
+impl AsRef<DeviceRecord> for DeviceRecord {
+    fn as_ref(&self) -> &DeviceRecord {
+        self
+    }
+}
+
 impl DeviceRecord {
     /// When the server last saw the device: a session or a recorded request.
     pub fn last_seen(&self) -> Option<i64> {
@@ -836,6 +842,43 @@ pub struct MembershipPage {
     pub complete: bool,
 }
 
+/// What a sync reads before anything else ([`Storage::sync_session`]), as of one snapshot:
+/// the device its session names, who the device's user is, and what the user's access is
+/// stamped with.
+#[derive(Debug, Clone)]
+pub struct SyncSession {
+    pub device: DeviceRecord,
+    /// The device's user with its organisation's name (empty when it has none); `None` only
+    /// when the user is missing, which the schema's foreign key rules out.
+    pub user: Option<(User, String)>,
+    /// What [`Storage::session_access`] serves the user's access by.
+    pub stamp: SessionStamp,
+}
+
+impl AsRef<DeviceRecord> for SyncSession {
+    fn as_ref(&self) -> &DeviceRecord {
+        &self.device
+    }
+}
+
+/// The user's access stamp and the current epochs of the documents asked for, read with a
+/// sync's session ([`Storage::sync_session`]); what the user's remembered access is served
+/// by ([`Storage::session_access`]).
+#[derive(Debug, Clone)]
+pub struct SessionStamp {
+    pub(crate) user: UserId,
+    /// `None` when the user is missing.
+    pub(crate) read: Option<backend::StampRead>,
+    pub(crate) documents: Vec<DocumentId>,
+}
+
+impl SessionStamp {
+    /// The documents whose epochs were read with the session, in the order asked.
+    pub fn documents(&self) -> &[DocumentId] {
+        &self.documents
+    }
+}
+
 /// What a user may do, as of one commit ([`Storage::user_access`]).
 #[derive(Debug, Clone)]
 pub struct UserAccess {
@@ -1215,6 +1258,17 @@ pub trait Storage: Send + Sync {
     /// reads); `None` for an unknown user. All but the epochs may come from an earlier read
     /// of this process under the same versions (`domain::AccessCache`).
     fn user_access(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<UserAccess>>;
+    /// The device, its user with the organisation's name, and the user's access stamp with
+    /// the current epoch of each of `documents`, as of one snapshot: what a sync reads
+    /// first, one statement on PostgreSQL where the session's device and the stamp were two.
+    /// `None` for an unknown device.
+    fn sync_session(&self, device: DeviceId, documents: &[DocumentId]) -> Result<Option<SyncSession>>;
+    /// [`Storage::user_access`] of the session's user and documents, as of the session's
+    /// read ([`SyncSession::stamp`]): the remembered core is served without a read while the
+    /// stamp read with the session is the one it was read under; otherwise the whole access
+    /// is read now. Only for a request that has written nothing the access depends on since
+    /// the session's read.
+    fn session_access(&self, stamp: &SessionStamp) -> Result<Option<UserAccess>>;
     /// The active devices (not reported wiped) of the participants whose role may read
     /// `document`, with the epochs of it each holds an envelope for.
     fn readers(&self, document: DocumentId) -> Result<Vec<Reader>>;

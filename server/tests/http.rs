@@ -1938,6 +1938,22 @@ fn a_live_socket_is_closed_when_its_device_is_revoked() {
     expect_close(&mut socket);
     assert_eq!(server.get_as(api::PATH_ME, b.token()).error(403), "revoked");
     assert_eq!(server.sync_raw(b.token(), &sync::encode(&SyncRequest::default())).error(403), "revoked");
+    // Its body is decoded before its device is read (with the access it pushes under), and
+    // refused before anything of it is kept.
+    let other = random();
+    let (_, key, signed) = network.audit_key(1);
+    assert_eq!(network.post_audit_key(&server, &signed).status, 201);
+    let uploads = SyncRequest {
+        new_plans: vec![Fixed(other)],
+        commitments: b.mint(&[other]),
+        audit: vec![b.audit_upload(&key, 1, &b.audit_events(&bob, plan, 1, 2))],
+        ..Default::default()
+    };
+    assert_eq!(server.sync_raw(b.token(), &sync::encode(&uploads)).error(403), "revoked");
+    assert!(network.audit_uploads(&server).uploads.is_empty(), "no access log kept");
+    let storage = SqliteStorage::open(server.database()).unwrap();
+    assert!(!storage.plans_of_user(UserId(bob.id)).unwrap().contains(&other), "no plan registered");
+    assert_eq!(storage.commitment(basis(other), 1).unwrap(), None, "no key committed to");
     assert_eq!(b.session(&server).error(403), "revoked");
     // Its certificate stays readable, marked revoked, so receivers can judge its old bundles.
     let info = server.get_as(&format!("{}?device={}", api::PATH_CERTIFICATES, hex(&b.id)), a.token());
@@ -2440,6 +2456,9 @@ fn a_role_change_needs_a_valid_certificate_for_every_device_and_ends_their_sessi
     // finds its new role at /v1/me, the others find both certificates.
     for device in [&g1, &g2] {
         assert_eq!(server.get_as(api::PATH_ME, device.token()).error(401), "certificate_changed");
+        // The sync route reads the device together with its user's access: checked alike.
+        let sync = server.sync_raw(device.token(), &sync::encode(&SyncRequest::default()));
+        assert_eq!(sync.error(401), "certificate_changed");
     }
     let session: SessionResponse = g1.session(&server).json();
     assert!(session.certified_at_ms > 0);
@@ -2922,6 +2941,73 @@ fn a_device_pushing_past_its_quota_is_told_when_to_come_back_and_others_push_on(
     assert_eq!(server.sync_raw(b.token(), &sync::encode(&big)).error(429), api::code::QUOTA_EXCEEDED);
     assert!(server.sync_raw(b.token(), &sync::encode(&SyncRequest::default())).status == 200, "Bob syncs on");
     assert!(server.metrics().contains("eenplan_quota_refusals_total 2\n"));
+}
+
+/// The sync route decodes a body before it reads the device (with its user's access): a
+/// request refused for its body, its lists or its quota still tells a revoked device first
+/// that it is revoked, so it obeys its wipe order at once.
+#[test]
+fn a_revoked_device_is_told_it_is_revoked_whatever_is_wrong_with_its_request() {
+    let server = Server::start_with(&["--push-quota-bundles", "20", "--push-quota-mib", "1"]);
+    let network = Network::new();
+    assert_eq!(network.init(&server).status, 204);
+    let org = NewOrg { name: "Wijkteam Noord".into(), lease_hours: 72 };
+    assert_eq!(network.post(&server, api::PATH_ADMIN_ORGS, &org).status, 201);
+    let (_, a) = network.member(&server, "Ann");
+    let (_, b) = network.member(&server, "Bob");
+    let plan = random();
+    server.sync(
+        &a,
+        &SyncRequest { new_plans: vec![Fixed(plan)], commitments: a.mint(&[plan]), ..Default::default() },
+    );
+    let push = |n: usize| SyncRequest {
+        push: (0..n).map(|i| Blob(a.bundle(basis(plan), &[i as u8; 10]))).collect(),
+        ..Default::default()
+    };
+    assert!(server.sync(&a, &push(20)).all_accepted);
+    let over_quota = sync::encode(&push(1));
+    assert_eq!(server.sync_raw(a.token(), &over_quota).error(429), api::code::QUOTA_EXCEEDED);
+    let too_many = SyncRequest {
+        push: vec![Blob(vec![0; 8]); eenplan_protocol::sync::MAX_PUSHES + 1],
+        ..Default::default()
+    };
+    assert_eq!(server.sync_raw(b.token(), b"not cbor").error(400), "malformed");
+    assert_eq!(server.sync_raw(b.token(), &sync::encode(&too_many)).error(413), api::code::TOO_MANY_ITEMS);
+
+    assert_eq!(network.revoke(&server, &a).status, 200);
+    assert_eq!(network.revoke(&server, &b).status, 200);
+    assert_eq!(server.sync_raw(a.token(), &over_quota).error(403), "revoked", "over its quota");
+    assert_eq!(server.sync_raw(b.token(), b"not cbor").error(403), "revoked", "a body that does not decode");
+    let reply = server.sync_raw(b.token(), &sync::encode(&too_many));
+    assert_eq!(reply.error(403), "revoked", "a list over its limit");
+}
+
+/// A sync's checks take the user's access as of the session's read only when nothing the
+/// request wrote before them changed it: a device whose user's access is remembered (it
+/// pushed a moment ago) registers a plan, makes its keys and pushes into it, all in one
+/// request, and all of it is taken.
+#[test]
+fn a_plan_registered_with_its_keys_and_first_push_in_one_request_is_taken_whole() {
+    let (server, network) = Network::start();
+    let (_, a) = network.member(&server, "Ann");
+    let first = random();
+    server.sync(
+        &a,
+        &SyncRequest { new_plans: vec![Fixed(first)], commitments: a.mint(&[first]), ..Default::default() },
+    );
+    let pushed = SyncRequest { push: vec![Blob(a.bundle(basis(first), b"one"))], ..Default::default() };
+    assert!(server.sync(&a, &pushed).all_accepted, "Ann's access is now remembered");
+    let plan = random();
+    let whole = SyncRequest {
+        new_plans: vec![Fixed(plan)],
+        commitments: a.mint(&[plan]),
+        push: vec![Blob(a.bundle(basis(plan), b"first edit"))],
+        ..Default::default()
+    };
+    let answer = server.sync(&a, &whole);
+    assert!(answer.all_accepted, "{:?}", answer.rejected);
+    let storage = SqliteStorage::open(server.database()).unwrap();
+    assert_eq!(storage.current_epoch(basis(plan)).unwrap(), 1, "its keys were taken");
 }
 
 #[test]

@@ -1497,6 +1497,27 @@ pub mod suite {
     /// Asserts that `user_access` of `user` over `asked` is what the single reads say now.
     fn access_is_current(s: &dyn Storage, user: UserId, asked: &[DocumentId], after: &str) {
         let access = s.user_access(user, asked).unwrap().unwrap();
+        assert_access_is_current(s, user, asked, access, after);
+    }
+
+    /// Asserts that a sync session of `device` read now over `asked` holds the device and its
+    /// user as the single reads say, and that the access served by its stamp is current.
+    fn session_is_current(s: &dyn Storage, device: DeviceId, asked: &[DocumentId], after: &str) {
+        let session = s.sync_session(device, asked).unwrap().unwrap();
+        assert_eq!(session.device, s.device(device).unwrap().unwrap(), "the device, after {after}");
+        let user = session.device.user;
+        assert_eq!(session.user, s.user_with_organisation(user).unwrap(), "the user, after {after}");
+        let access = s.session_access(&session.stamp).unwrap().unwrap();
+        assert_access_is_current(s, user, asked, access, after);
+    }
+
+    fn assert_access_is_current(
+        s: &dyn Storage,
+        user: UserId,
+        asked: &[DocumentId],
+        access: eenplan_server::storage::UserAccess,
+        after: &str,
+    ) {
         let readable = readable_ids(s, user);
         let epochs: Vec<(DocumentId, u32)> = asked
             .iter()
@@ -1528,28 +1549,34 @@ pub mod suite {
         // Every document twice, the second time backwards: the epochs keep the order asked.
         let twice: Vec<DocumentId> = documents.iter().chain(documents.iter().rev()).copied().collect();
         let asked = twice.as_slice();
+        // The access as a sync session of Piet's device serves it (first, while the core
+        // remembered is the one from before the change), and read by itself.
+        let current = |after: &str| {
+            session_is_current(s, p1, asked, after);
+            access_is_current(s, piet, asked, after);
+        };
         s.add_participant(P, piet, "politie").unwrap();
-        access_is_current(s, piet, asked, "nothing: there is no policy yet");
-        access_is_current(s, piet, asked, "nothing again");
+        current("nothing: there is no policy yet");
+        current("nothing again");
 
         let roles: &[(&str, &[&str], &[&str])] =
             &[("wijkteam", ALL, ALL), ("politie", &["basis", "justitie"], &["basis"])];
         let zvh = "zorg_en_veiligheidshuis";
         s.set_policy(&policy_with_level(2, roles, zvh, ("politie", &["basis", "zorg"])), 1).unwrap();
-        access_is_current(s, piet, asked, "the first policy");
+        current("the first policy");
         mint(s, &documents, a1);
-        access_is_current(s, piet, asked, "the first keys");
+        current("the first keys");
         let escalate = eenplan_server::storage::MembershipUpdate {
             level: zvh.into(),
             add: vec![(piet, "politie".into())],
             ..entry(Q, a1)
         };
         s.append_membership(&escalate).unwrap();
-        access_is_current(s, piet, asked, "Q was escalated to the ZVH with Piet in it");
-        access_is_current(s, piet, asked, "nothing since");
+        current("Q was escalated to the ZVH with Piet in it");
+        current("nothing since");
         let back = eenplan_server::storage::MembershipUpdate { seq: 3, signed: vec![3; 40], ..entry(Q, a1) };
         s.append_membership(&back).unwrap();
-        access_is_current(s, piet, asked, "Q went back to its regular level");
+        current("Q went back to its regular level");
         let without_piet = eenplan_server::storage::MembershipUpdate {
             seq: 4,
             signed: vec![4; 40],
@@ -1557,25 +1584,80 @@ pub mod suite {
             ..entry(Q, a1)
         };
         s.append_membership(&without_piet).unwrap();
-        access_is_current(s, piet, asked, "Q's chain took Piet out");
+        current("Q's chain took Piet out");
         assert_eq!(commit(s, &commitment(doc(P, 0), 2, Some(a1), 2)), CommitmentOutcome::Stored);
-        access_is_current(s, piet, asked, "a new epoch of P's basis");
+        current("a new epoch of P's basis");
         let more: &[(&str, &[&str], &[&str])] =
             &[("wijkteam", ALL, ALL), ("politie", &["basis", "zorg", "justitie"], &["basis"])];
         s.set_policy(&policy(3, more), 2).unwrap();
-        access_is_current(s, piet, asked, "a policy by which the police reads zorg too");
+        current("a policy by which the police reads zorg too");
         s.set_policy(&policy(4, &[("wijkteam", ALL, ALL), ("politie", &["zorg"], &[])]), 3).unwrap();
-        access_is_current(s, piet, asked, "a policy by which the police reads only zorg");
+        current("a policy by which the police reads only zorg");
         s.change_role(piet, "wijkteam", &[(p1, vec![4, 0xAA])], 4).unwrap();
-        access_is_current(s, piet, asked, "Piet became wijkteam");
+        current("Piet became wijkteam");
         s.add_participant(Q, piet, "wijkteam").unwrap();
-        access_is_current(s, piet, asked, "Piet joined Q again");
+        current("Piet joined Q again");
         s.remove_participant(P, piet, 5).unwrap();
-        access_is_current(s, piet, asked, "Piet left P");
+        current("Piet left P");
         s.erase_plan(Q, 6).unwrap();
-        access_is_current(s, piet, asked, "Q was erased");
+        current("Q was erased");
         assert!(s.user_access(piet, asked).unwrap().unwrap().readable.is_empty(), "nothing is left to read");
         assert!(s.user_access(UserId(piet.0 + 1_000), asked).unwrap().is_none(), "an unknown user");
+    }
+
+    /// A sync's first read (`sync_session`) is the device, its user and the user's access
+    /// stamp of one snapshot; the access it serves by that stamp is the access of that
+    /// snapshot, from the remembered core only while the core was read under the same stamp.
+    /// A session read before a change is never served a core read after it, nor one read
+    /// before it once a newer read replaced it: it is read whole again. An unknown device has
+    /// no session; a revoked one has, for the route to refuse.
+    pub fn a_sync_session_serves_the_access_of_the_snapshot_it_read(s: &dyn Storage) {
+        let roles: &[(&str, &[&str], &[&str])] =
+            &[("wijkteam", ALL, ALL), ("politie", &["basis", "justitie"], &["basis"])];
+        s.set_policy(&policy(2, roles), 1).unwrap();
+        let ann = user(s, "Ann");
+        let piet = user_with_role(s, "Piet", "politie");
+        let (a1, p1) = (device(s, ann, 1), device(s, piet, 2));
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.add_participant(P, piet, "politie").unwrap();
+        let documents: Vec<DocumentId> = (0..4).map(|c| doc(P, c)).collect();
+        mint(s, &documents, a1);
+        let readable = |session: &eenplan_server::storage::SyncSession| {
+            s.session_access(&session.stamp).unwrap().unwrap().readable
+        };
+
+        let before = s.sync_session(p1, &documents).unwrap().unwrap();
+        assert_eq!(readable(&before), [doc(P, 0), doc(P, 3)], "basis and justitie");
+        let warm = s.sync_session(p1, &documents).unwrap().unwrap();
+        let access = s.session_access(&warm.stamp).unwrap().unwrap();
+        assert_eq!(access.epochs, [(doc(P, 0), 1), (doc(P, 3), 1)], "the epochs read with the session");
+        assert_eq!(access.organisation, warm.user.as_ref().unwrap().1);
+
+        // Piet leaves P after `before` was read: that session is served what it read (its
+        // core is remembered under its stamp), a session read after the change nothing.
+        s.remove_participant(P, piet, 3).unwrap();
+        assert_eq!(readable(&before), [doc(P, 0), doc(P, 3)], "as of the session's snapshot");
+        let after = s.sync_session(p1, &documents).unwrap().unwrap();
+        assert!(readable(&after).is_empty(), "a session read after Piet left reads nothing of P");
+        // The core is now the one read after the change; the older session's stamp does not
+        // match it, so its access is read whole, as it is now.
+        assert!(readable(&before).is_empty(), "never the newer core under the older stamp");
+        assert!(readable(&after).is_empty());
+        access_is_current(s, piet, &documents, "Piet left P");
+
+        assert!(s.sync_session(DeviceId([0xEE; 16]), &documents).unwrap().is_none(), "an unknown device");
+        // Every column of the device filled: its name, session, nonce, revocation, wipe.
+        let name =
+            StoredName { label: "Werktelefoon".into(), platform: "ios".into(), signature: vec![2; 64] };
+        s.record_device_name(p1, &name).unwrap();
+        s.record_session(p1, Some([6; 32]), 8).unwrap();
+        s.revoke_device(p1, &revocation(1), 10).unwrap();
+        assert!(wipe(s, p1, b"wiped", 12));
+        let revoked = s.sync_session(p1, &[]).unwrap().unwrap();
+        assert_eq!(revoked.device.state, DeviceState::Revoked, "the route refuses it");
+        assert_eq!(revoked.device.name, Some(name));
+        assert_eq!((revoked.device.wiped_at, revoked.device.wipe_nonce_hash), (Some(12), Some([6; 32])));
+        assert_eq!(revoked.device, s.device(p1).unwrap().unwrap());
     }
 
     /// Asserts that what `user`'s sync answer on `device` from `since` takes from the user's
@@ -3738,6 +3820,7 @@ macro_rules! conformance_suite {
             a_sync_answer_and_a_users_access_read_in_one_transaction_what_the_single_reads_report,
             a_users_access_holds_what_the_role_reads_at_each_plans_level_across_plans,
             a_users_access_read_again_follows_every_change_of_what_it_depends_on,
+            a_sync_session_serves_the_access_of_the_snapshot_it_read,
             a_sync_answer_read_again_follows_every_change_of_what_it_depends_on,
             a_device_asked_for_a_snapshot_holds_other_devices_off_for_ten_minutes_from_its_first_ask,
             the_first_envelope_stays_and_key_requests_list_exactly_the_devices_lacking_an_envelope,

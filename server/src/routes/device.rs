@@ -87,6 +87,19 @@ pub fn authenticate_claim(state: &AppState, claim: SessionClaim) -> Result<Devic
     Ok(DeviceSession { device, expires_at })
 }
 
+/// [`authenticate_claim`] on the device as read already, together with what the route
+/// reads with it (`None`: no such device): that read, once its device passes.
+pub fn authenticate_read<T: AsRef<DeviceRecord>>(
+    state: &AppState,
+    claim: SessionClaim,
+    read: Option<T>,
+) -> Result<T, ApiError> {
+    let now = now_ms();
+    let (read, _expires_at) = state.auth.checked_session(read, claim, now)?;
+    state.last_seen.seen(&*state.storage, read.as_ref().device_id, now);
+    Ok(read)
+}
+
 /// `POST /v1/enrol`: claims an enrolment code (by its id) for a new key pair; the device is
 /// pending until an administrator signs its certificate. The server keeps the device's
 /// `key_mac` for the administrator to check; it can neither verify nor forge it.

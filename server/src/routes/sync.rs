@@ -9,7 +9,11 @@
 //! 0. Before any of it: a request with more items in a list than
 //!    [`eenplan_protocol::sync::SyncRequest::too_many_items`] allows is refused whole (413
 //!    `too_many_items`), and so is one past the device's push quota ([`crate::quota`]: 429
-//!    `quota_exceeded`, retryable).
+//!    `quota_exceeded`, retryable). Then the session's device is read with its user and the
+//!    user's access stamp ([`crate::storage::Storage::sync_session`]) and refused when it
+//!    is not active or the session began before its certificate (401/403, as every route's
+//!    session); a request refused for its body or quota gets the device's refusal instead
+//!    when it has one, so a revoked device always learns that it is.
 //! 1. Access-log uploads (`au`, [`eenplan_protocol::audit::AuditUpload`]) are kept, sealed,
 //!    append-only, before anything else: each must decode within its limit, name this device
 //!    and carry its signature. One that fails is refused alone (`ar` in the answer:
@@ -96,16 +100,16 @@ use eenplan_protocol::sync::{
 use eenplan_protocol::{Bundle, DocumentId};
 use sha2::{Digest, Sha256};
 
-use super::device::{DeviceSession, authenticate_claim, certificate_chain, session_token};
+use super::device::{authenticate_claim, authenticate_read, certificate_chain, session_token};
 use super::{AppState, Body, blocking};
-use crate::auth::now_ms;
+use crate::auth::{SessionClaim, now_ms};
 use crate::error::ApiError;
 use crate::group_commit::CommitError;
 use crate::metrics::Metrics;
 use crate::storage::{
     AnswerQuery, AnswerReads, CommitmentOutcome, CommitmentRecord, CompletedRotation, DeviceId, DeviceRecord,
     DeviceState, Envelope, EnvelopeOutcome, EnvelopeRefusal, HistoryRequest, NewAuditUpload, NewBundle,
-    PlanId, PullRequest, PushOutcome, StorageError, UserId,
+    PlanId, PullRequest, PushOutcome, StorageError, SyncSession, UserId,
 };
 
 /// The most bundle bytes one pull returns; the device syncs again at once when more wait.
@@ -132,16 +136,22 @@ struct Access {
 }
 
 impl Access {
-    /// The access, and the current epoch of each of `documents` read with it.
+    /// The access, and the current epoch of each document the session read epochs for,
+    /// read with it: as of the session's read when `as_of_session` (this request wrote
+    /// nothing before its checks, [`Uploads::keeps_the_sessions_access`]), read again
+    /// otherwise.
     fn load(
         state: &AppState,
-        device: &DeviceRecord,
-        documents: &[DocumentId],
+        session: &SyncSession,
+        as_of_session: bool,
     ) -> Result<(Access, Epochs), ApiError> {
-        let access = state
-            .storage
-            .user_access(device.user, documents)?
-            .ok_or_else(|| ApiError::Internal("a device's user is missing".into()))?;
+        let device = &session.device;
+        let access = if as_of_session {
+            state.storage.session_access(&session.stamp)?
+        } else {
+            state.storage.user_access(device.user, session.stamp.documents())?
+        };
+        let access = access.ok_or_else(user_missing)?;
         let loaded = Access {
             actor: crate::audit_log::actor_of(device, access.user, access.organisation),
             plans: access.plan_levels.into_iter().collect(),
@@ -170,28 +180,47 @@ pub async fn sync(State(state): State<Arc<AppState>>, request: Request) -> Resul
     // A forged or expired token is refused before the body is read.
     let claim = state.auth.session_claim(&token, now_ms())?;
     let body = Body::<MAX_SYNC_REQUEST>::from_request(Request::from_parts(parts, body), &state).await?;
-    let bytes = blocking(&state, move |state| {
-        let session = authenticate_claim(state, claim)?;
-        serve(state, session, &body.0)
-    })
-    .await?;
+    let bytes = blocking(&state, move |state| serve(state, claim, &body.0)).await?;
     Metrics::add(&state.metrics.sync_bytes_out, bytes.len());
     Ok(([(header::CONTENT_TYPE, "application/cbor")], bytes).into_response())
 }
 
-/// One authenticated sync, start to end; the encoded answer.
-fn serve(state: &AppState, session: DeviceSession, body: &[u8]) -> Result<Vec<u8>, ApiError> {
-    let device = session.device;
-    let request = admit(state, device.device_id, body)?;
-    let (wanted, uploads) = Uploads::split(request, device.device_id)?;
+/// One sync whose token's tag is checked, start to end; the encoded answer.
+///
+/// The body is decoded before the device is read, so that the session's device, its user
+/// and the user's access stamp with the pushed documents' epochs are one read
+/// ([`crate::storage::Storage::sync_session`], one statement on PostgreSQL where they were
+/// two): the token's tag already proves a session this server issued to that device, and
+/// the device's quota and the request's limits bound what decoding costs. Nothing is stored
+/// or answered before the device passes ([`authenticate_read`]), only the quota charged (in
+/// memory, as for a body that does not decode); a request refused for its body or its quota
+/// reads the device first ([`refused_request`]).
+fn serve(state: &AppState, claim: SessionClaim, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let (wanted, uploads) = admit(state, claim.device, body)
+        .and_then(|request| Uploads::split(request, claim.device))
+        .map_err(|refusal| refused_request(state, claim, refusal))?;
+    let documents = uploads.epochs_read_first(claim.device);
+    let session = authenticate_read(state, claim, state.storage.sync_session(claim.device, &documents)?)?;
     let count = uploads.bundles();
-    let Stored { checked, audit_refused, actor } = store_uploads(state, &device, uploads)?;
+    let Stored { checked, audit_refused, actor } = store_uploads(state, &session, uploads)?;
+    let device = session.device;
     Metrics::add(&state.metrics.pushes_rejected, checked.rejected.len());
     let (acks, appended) = commit(state, &device, checked, count)?;
     let mut response = respond(state, &device, wanted, acks)?;
     response.audit_refused = audit_refused;
     record_sync(state, actor, appended, &response);
     Ok(sync::encode(&response))
+}
+
+/// The answer to a request refused before its device was read (its body, its lists, its
+/// quota): the device's own refusal when it has one, so that a revoked device learns it is
+/// revoked (and obeys its wipe order) whatever it sent, and a device whose session ended
+/// opens a new one; `refusal` otherwise.
+fn refused_request(state: &AppState, claim: SessionClaim, refusal: ApiError) -> ApiError {
+    match authenticate_claim(state, claim) {
+        Ok(_) => refusal,
+        Err(session) => session,
+    }
 }
 
 /// What a request gives the server to keep, apart from what it asks for.
@@ -203,8 +232,8 @@ struct Uploads {
     commitments: Vec<Blob>,
     rotations: Vec<sync::RotationUpload>,
     envelopes: Vec<EnvelopeUpload>,
-    push: Vec<Blob>,
-    snapshots: Vec<Blob>,
+    /// The pushed changes, then the snapshots, decoded.
+    pushed: Pushed,
 }
 
 impl Uploads {
@@ -245,15 +274,40 @@ impl Uploads {
             commitments,
             rotations,
             envelopes,
-            push,
-            snapshots,
+            pushed: decode_pushes(push, snapshots),
         };
         Ok((wanted, uploads))
     }
 
     /// The bundles and snapshots uploaded, which the answer acknowledges.
     fn bundles(&self) -> usize {
-        self.push.len() + self.snapshots.len()
+        self.pushed.len()
+    }
+
+    /// The documents whose epochs are read with the session: those `author`'s pushes name,
+    /// unless this request's own commitments or rotations move an epoch first; then after
+    /// them, as they are needed. Another request may move one meanwhile either way: epochs
+    /// only grow, so an early read can only refuse a push as `unknown_epoch` (the device
+    /// pushes it again), and the group commit checks a stale epoch again before appending.
+    fn epochs_read_first(&self, author: DeviceId) -> Vec<DocumentId> {
+        if self.commitments.is_empty() && self.rotations.is_empty() {
+            documents_of(&self.pushed, author)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Whether the user's access as of the session's read holds for this request's checks:
+    /// nothing it writes before them changes it, or stands between the read and the checks
+    /// long. New plans and their charters change it (the user's plans, a plan's chain);
+    /// refused envelopes and the access log are written there too, the log's write after
+    /// its signatures are checked, and the access is read again after them rather than
+    /// reasoned about.
+    fn keeps_the_sessions_access(&self) -> bool {
+        self.audit.is_empty()
+            && self.new_plans.is_empty()
+            && self.charters.is_empty()
+            && self.refused_envelopes.is_empty()
     }
 
     /// Whether any upload is checked against what the user may do ([`Access`]): keys,
@@ -269,14 +323,9 @@ impl Uploads {
             commitments,
             rotations,
             envelopes,
-            push,
-            snapshots,
+            pushed,
         } = self;
-        !(commitments.is_empty()
-            && rotations.is_empty()
-            && envelopes.is_empty()
-            && push.is_empty()
-            && snapshots.is_empty())
+        !(commitments.is_empty() && rotations.is_empty() && envelopes.is_empty() && pushed.is_empty())
     }
 }
 
@@ -291,38 +340,35 @@ struct Stored {
 
 /// Keeps the uploads that pass their checks, in the order of the module docs, and checks the
 /// bundles for the group commit.
-fn store_uploads(state: &AppState, device: &DeviceRecord, uploads: Uploads) -> Result<Stored, ApiError> {
+fn store_uploads(state: &AppState, session: &SyncSession, uploads: Uploads) -> Result<Stored, ApiError> {
+    let device = &session.device;
     let needs_access = uploads.needs_access();
+    let as_of_session = uploads.keeps_the_sessions_access();
     // First, so that evidence of what the device did reaches the server even when a push in
     // the same request is refused; a refused upload refuses only itself.
-    let audit_refused = store_audit(state, device, uploads.audit)?;
+    let audit_refused = store_audit(state, session, uploads.audit)?;
     register_plans(state, device, &uploads.new_plans, &uploads.charters)?;
     withdraw_refused(state, device, &uploads.refused_envelopes)?;
     if !needs_access {
         // Most syncs upload nothing (a device on a live connection syncs on every hint):
-        // they need only who the device is, not every document its user reads (the access
-        // of a reader of fifty plans cost PostgreSQL 0.6–0.9 ms, the actor's read 0.03 ms).
-        let actor = crate::audit_log::device_actor(&*state.storage, device).map_err(|e| match e {
-            StorageError::NotFound => ApiError::Internal("a device's user is missing".into()),
-            e => e.into(),
-        })?;
+        // they need only who the device is, read with the session, not every document its
+        // user reads (the access of a reader of fifty plans cost PostgreSQL 0.6–0.9 ms).
+        let (user, organisation) = session.user.clone().ok_or_else(user_missing)?;
+        let actor = crate::audit_log::actor_of(device, user, organisation);
         let checked = Checked { items: Vec::new(), rejected: Vec::new() };
         return Ok(Stored { checked, audit_refused, actor });
     }
-    let pushed = decode_pushes(uploads.push, uploads.snapshots);
-    // The pushes' epochs are read with the access, one read transaction instead of two,
-    // unless this request's own commitments or rotations move an epoch first; then after
-    // them, as they are needed. Another request may move one meanwhile either way: epochs
-    // only grow, so an early read can only refuse a push as `unknown_epoch` (the device
-    // pushes it again), and the group commit checks a stale epoch again before appending.
-    let epochs_now = uploads.commitments.is_empty() && uploads.rotations.is_empty();
-    let documents = if epochs_now { documents_of(&pushed, device.device_id) } else { Vec::new() };
-    let (access, epochs) = Access::load(state, device, &documents)?;
+    let (access, epochs) = Access::load(state, session, as_of_session)?;
     store_commitments(state, device, &access, uploads.commitments)?;
     store_rotations(state, device, &access, uploads.rotations)?;
     store_envelopes(state, device, &access, uploads.envelopes)?;
-    let checked = check_bundles(state, device, &access, pushed, epochs)?;
+    let checked = check_bundles(state, device, &access, uploads.pushed, epochs)?;
     Ok(Stored { checked, audit_refused, actor: access.actor })
+}
+
+/// A device whose user is missing: a fault of the database, which its foreign key rules out.
+fn user_missing() -> ApiError {
+    ApiError::Internal("a device's user is missing".into())
 }
 
 /// Hands the checked bundles to the group commit and waits until their transaction has
@@ -613,7 +659,7 @@ type Epochs = HashMap<DocumentId, u32>;
 type Pushed = Vec<(Result<Bundle, Rejection>, bool)>;
 
 /// Decodes the pushes before anything is checked, so that the epochs of their documents can
-/// be read with the access ([`Access::load`]). Decoding reads nothing stored.
+/// be read with the session ([`Uploads::epochs_read_first`]). Decoding reads nothing stored.
 fn decode_pushes(push: Vec<Blob>, snapshots: Vec<Blob>) -> Pushed {
     let uploads = push.into_iter().map(|b| (b, false)).chain(snapshots.into_iter().map(|s| (s, true)));
     uploads.map(|(blob, snapshot)| (decode_bundle(blob.0), snapshot)).collect()
@@ -1013,18 +1059,15 @@ fn respond(
 /// A retried upload is stored once; the server cannot open any of them.
 fn store_audit(
     state: &AppState,
-    device: &DeviceRecord,
+    session: &SyncSession,
     uploads: Vec<Blob>,
 ) -> Result<Vec<AuditRefusal>, ApiError> {
     if uploads.is_empty() {
         return Ok(Vec::new());
     }
+    let device = &session.device;
     let key = signing_key(device)?;
-    let org = state
-        .storage
-        .user(device.user)?
-        .ok_or_else(|| ApiError::Internal("a device's user is missing".into()))?
-        .org;
+    let org = session.user.as_ref().ok_or_else(user_missing)?.0.org;
     let mut refused = Vec::new();
     let mut keep = Vec::new();
     for (index, Blob(bytes)) in uploads.into_iter().enumerate() {

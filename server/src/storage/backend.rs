@@ -250,6 +250,15 @@ pub(crate) struct StampRead {
     pub epochs: Vec<(DocumentId, u32)>,
 }
 
+/// What [`ReadRows::sync_session`] read: the device, its user with the organisation's name
+/// and the user's stamp with the epochs asked for (both `None` when the user is missing).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SessionRead {
+    pub device: DeviceRecord,
+    pub user: Option<(User, String)>,
+    pub stamp: Option<StampRead>,
+}
+
 /// What [`ReadRows::user_access`] read: the core, the stamp it holds under, and the epochs
 /// of the documents asked for that the user reads.
 #[derive(Debug, Clone, PartialEq)]
@@ -519,6 +528,17 @@ pub(crate) trait ReadRows {
         let stamp = AccessStamp { key_shares, policy: self.policy_version_in_force()? };
         let epochs = documents.iter().map(|&d| Ok((d, self.current_epoch(d)?))).collect::<Result<_>>()?;
         Ok(Some(StampRead { stamp, epochs }))
+    }
+
+    /// What a sync reads first ([`super::Storage::sync_session`]): the device, its user with
+    /// the organisation's name, and the user's stamp with the current epoch of each of
+    /// `documents`; `None` for an unknown device. One by one here, in one statement where a
+    /// round trip costs (PostgreSQL).
+    fn sync_session(&self, device: DeviceId, documents: &[DocumentId]) -> Result<Option<SessionRead>> {
+        let Some(device) = self.device(device)? else { return Ok(None) };
+        let user = self.user_with_organisation(device.user)?;
+        let stamp = if user.is_some() { self.access_stamp(device.user, documents)? } else { None };
+        Ok(Some(SessionRead { device, user, stamp }))
     }
 
     /// What a sync with uploads to check reads of `user` otherwise

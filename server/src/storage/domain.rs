@@ -26,8 +26,8 @@ use super::{
     EnvelopeOutcome, EnvelopeRefusal, Erasure, HeldTail, MemberErased, MembershipPage, MembershipUpdate,
     NetworkRecord, NewAuditUpload, NewBundle, NewDevice, Org, OrgId, Participant, PlanId, PolicyRecord,
     PullBatch, PullRequest, PushOutcome, Reader, RememberedReads, Result, Revocation, RevocationListRecord,
-    RotationTask, SNAPSHOT_REQUEST_TTL_MS, ServerEventRecord, SessionRecorded, Storage, StorageError,
-    StoredAuditUpload, StoredName, User, UserAccess, UserId, WipeGuard, pull,
+    RotationTask, SNAPSHOT_REQUEST_TTL_MS, ServerEventRecord, SessionRecorded, SessionStamp, Storage,
+    StorageError, StoredAuditUpload, StoredName, SyncSession, User, UserAccess, UserId, WipeGuard, pull,
 };
 
 /// `DocumentId`'s fields are public, so one can be built with a compartment that does not
@@ -149,8 +149,8 @@ impl<B: Backend> Storage for B {
     }
 
     fn user_with_organisation(&self, id: UserId) -> Result<Option<(User, String)>> {
-        // A sync without uploads reads this instead of the whole access: one statement where
-        // a backend overrides the two reads (PostgreSQL).
+        // Who a device is for the server's log (erasure, wipe reports): one statement where a
+        // backend overrides the two reads (PostgreSQL). A sync reads it with its session.
         read_statement(self, |rows| rows.user_with_organisation(id))
     }
 
@@ -357,6 +357,14 @@ impl<B: Backend> Storage for B {
         // Every sync with uploads to check reads it after the session's: one statement on
         // PostgreSQL while the process holds the user's core, two when it moved.
         access::user_access(self, user, documents)
+    }
+
+    fn sync_session(&self, device: DeviceId, documents: &[DocumentId]) -> Result<Option<SyncSession>> {
+        access::sync_session(self, device, documents)
+    }
+
+    fn session_access(&self, stamp: &SessionStamp) -> Result<Option<UserAccess>> {
+        access::session_access(self, stamp)
     }
 
     fn readers(&self, document: DocumentId) -> Result<Vec<Reader>> {

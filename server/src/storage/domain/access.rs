@@ -53,8 +53,10 @@ use std::time::{Duration, Instant};
 use eenplan_protocol::DocumentId;
 
 use super::tally::Tally;
-use crate::storage::backend::{AccessRead, Backend, ReadRows, StampRead, read_statement};
-use crate::storage::{PlanId, PolicyRecord, Result, User, UserAccess, UserId};
+use crate::storage::backend::{AccessRead, Backend, ReadRows, SessionRead, StampRead, read_statement};
+use crate::storage::{
+    DeviceId, PlanId, PolicyRecord, Result, SessionStamp, SyncSession, User, UserAccess, UserId,
+};
 
 /// The most users remembered; a region has a few thousand. Only authenticated devices reach
 /// the cache, and when it is full it starts again empty, so no peer can grow it without end.
@@ -212,6 +214,58 @@ pub(super) fn user_access<B: Backend + ?Sized>(
             }
         }
     }
+    read_whole(backend, user, documents, now)
+}
+
+/// [`Storage::sync_session`]: the device, its user and the user's stamp with the epochs
+/// of `documents`, in one statement where a round trip costs.
+///
+/// [`Storage::sync_session`]: crate::storage::Storage::sync_session
+pub(super) fn sync_session<B: Backend + ?Sized>(
+    backend: &B,
+    device: DeviceId,
+    documents: &[DocumentId],
+) -> Result<Option<SyncSession>> {
+    super::known_compartments(documents.iter().copied())?;
+    let read = read_statement(backend, |rows| rows.sync_session(device, documents))?;
+    Ok(read.map(|SessionRead { device, user, stamp }| {
+        let stamp = SessionStamp { user: device.user, read: stamp, documents: documents.to_vec() };
+        SyncSession { device, user, stamp }
+    }))
+}
+
+/// [`Storage::session_access`]: [`user_access`] by the stamp read with the session, so that
+/// a remembered core costs no read at all.
+///
+/// [`Storage::session_access`]: crate::storage::Storage::session_access
+pub(super) fn session_access<B: Backend + ?Sized>(
+    backend: &B,
+    SessionStamp { user, read, documents }: &SessionStamp,
+) -> Result<Option<UserAccess>> {
+    let cache = backend.accesses();
+    let Some(StampRead { stamp, epochs }) = read else {
+        cache.forget(*user);
+        return Ok(None);
+    };
+    let now = Instant::now();
+    if let Some((kept, core)) = cache.get(*user, now)
+        && kept == *stamp
+    {
+        cache.tally.served();
+        return Ok(Some(served(&core, epochs.clone())));
+    }
+    read_whole(backend, *user, documents, now)
+}
+
+/// The whole access of `user`, read in one statement of its own and remembered under the
+/// stamp read with it.
+fn read_whole<B: Backend + ?Sized>(
+    backend: &B,
+    user: UserId,
+    documents: &[DocumentId],
+    now: Instant,
+) -> Result<Option<UserAccess>> {
+    let cache = backend.accesses();
     cache.tally.read();
     let Some(AccessRead { stamp, core, epochs }) =
         read_statement(backend, |rows| rows.user_access(user, documents))?

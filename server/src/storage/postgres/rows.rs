@@ -8,7 +8,9 @@ use std::collections::{HashMap, HashSet};
 use eenplan_protocol::{BundleKind, DocumentId};
 
 use super::statements::{self, Connection, OptionalExtension, Row, ToValue, Transaction, Value, params};
-use crate::storage::backend::{AccessRead, AdmissionFacts, AheadReads, FactsQuery, StampRead, SyncFacts};
+use crate::storage::backend::{
+    AccessRead, AdmissionFacts, AheadReads, FactsQuery, SessionRead, StampRead, SyncFacts,
+};
 use crate::storage::domain::{AccessCore, AccessStamp};
 use crate::storage::pull::{LogView, ResumePoint, RowMeta, limit_param};
 use crate::storage::{
@@ -345,26 +347,31 @@ const DEVICE_COLUMNS: &str = "SELECT d.device_id, d.user_id, d.signing_public, d
                               FROM devices d LEFT JOIN wipe_reports w ON w.device_id = d.device_id";
 
 fn device_from(row: &Row) -> statements::Result<DeviceRecord> {
+    device_at(row, 0)
+}
+
+/// The device in the columns of [`DEVICE_COLUMNS`], the first of them at `at`.
+fn device_at(row: &Row, at: usize) -> statements::Result<DeviceRecord> {
     Ok(DeviceRecord {
-        device_id: DeviceId(row.get(0)?),
-        user: UserId(row.get(1)?),
-        signing_public: row.get(2)?,
-        agreement_public: row.get(3)?,
-        certificate: row.get(4)?,
-        state: state_at(row, 5)?,
-        created_at: row.get(6)?,
-        revoked_at: row.get(7)?,
-        key_mac: row.get(8)?,
-        revocation_reason: row.get(9)?,
-        wiped_at: row.get(10)?,
-        certified_at: row.get(11)?,
-        last_session_at: row.get(12)?,
-        wipe_nonce_hash: row.get(13)?,
-        name: match (row.get::<Option<String>>(14)?, row.get(15)?, row.get(16)?) {
+        device_id: DeviceId(row.get(at)?),
+        user: UserId(row.get(at + 1)?),
+        signing_public: row.get(at + 2)?,
+        agreement_public: row.get(at + 3)?,
+        certificate: row.get(at + 4)?,
+        state: state_at(row, at + 5)?,
+        created_at: row.get(at + 6)?,
+        revoked_at: row.get(at + 7)?,
+        key_mac: row.get(at + 8)?,
+        revocation_reason: row.get(at + 9)?,
+        wiped_at: row.get(at + 10)?,
+        certified_at: row.get(at + 11)?,
+        last_session_at: row.get(at + 12)?,
+        wipe_nonce_hash: row.get(at + 13)?,
+        name: match (row.get::<Option<String>>(at + 14)?, row.get(at + 15)?, row.get(at + 16)?) {
             (Some(label), Some(platform), Some(signature)) => Some(StoredName { label, platform, signature }),
             _ => None,
         },
-        last_seen_at: row.get(17)?,
+        last_seen_at: row.get(at + 17)?,
     })
 }
 
@@ -1012,6 +1019,99 @@ pub(super) fn access_stamp(
         Ok(())
     })?;
     Ok(stamp.map(|stamp| StampRead { stamp, epochs }))
+}
+
+/// [`ReadRows::sync_session`] in one statement, one round trip where the session's device
+/// read and the stamp were two: the device with its user, the organisation's name and the
+/// stamp (tag 0), and each document's current epoch (tag 1). The columns are (tag, n, plan,
+/// compartment, ord) as in [`ACCESS_STAMP`] (n: the key-share version or the epoch; the
+/// policy's version in `compartment`), then the device's as [`DEVICE_COLUMNS`] names them
+/// (5–22), then the user's (23–26: id, organisation, name, role) and the organisation's
+/// name (27). The user is joined left, so that a device whose user is missing is still
+/// found (and its sync refused as the fault it is).
+///
+/// The user, its organisation and the wipe report are each looked up by key from the
+/// device's row (a lateral subquery kept whole by `OFFSET 0`, scalar subqueries): joined as
+/// tables, the generic plan hashed every user to find one, and the statement cost what the
+/// two it replaces cost together (`pgbench`, prepared with parameters, on a copy of
+/// `load_bench`'s base, 2026-12-06: 0.075–0.089 ms joined, 0.065–0.068 looked up, 0.078–0.083
+/// for the two statements, each with its round trip).
+///
+/// [`ReadRows::sync_session`]: crate::storage::backend::ReadRows::sync_session
+const SYNC_SESSION: &str = concat!(
+    "
+    SELECT 0 AS tag, u.key_share_version AS n, NULL::bytea AS plan,
+           (SELECT version FROM policy WHERE id = 1) AS compartment, 0::bigint AS ord,
+           d.device_id, d.user_id, d.signing_public, d.agreement_public, d.certificate, d.state,
+           d.created_at, d.revoked_at, d.key_mac, d.revocation_reason,
+           (SELECT w.wiped_at FROM wipe_reports w WHERE w.device_id = d.device_id),
+           d.certified_at, d.last_session_at, d.wipe_nonce_hash, d.label, d.platform,
+           d.label_signature, d.last_seen_at,
+           u.user_id, u.org_id, u.name, u.role, u.organisation
+    FROM devices d LEFT JOIN LATERAL (
+        SELECT u.user_id, u.org_id, u.name, u.role, u.key_share_version,
+               (SELECT o.name FROM orgs o WHERE o.org_id = u.org_id) AS organisation
+        FROM users u WHERE u.user_id = d.user_id OFFSET 0
+    ) u ON true
+    WHERE d.device_id = $1
+    UNION ALL
+    SELECT 1, ",
+    current_epoch_of!("e"),
+    ", e.plan_id, e.compartment, e.ord,
+           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+           NULL, NULL, NULL, NULL, NULL, NULL, NULL
+    FROM unnest($2::bytea[], $3::bigint[]) WITH ORDINALITY AS e (plan_id, compartment, ord)
+    ORDER BY tag, ord"
+);
+
+/// The device column that [`SYNC_SESSION`]'s device starts at, and its user's.
+const SESSION_DEVICE_AT: usize = 5;
+const SESSION_USER_AT: usize = 23;
+
+pub(super) fn sync_session(
+    conn: &Connection<'_>,
+    device: DeviceId,
+    documents: &[DocumentId],
+) -> Result<Option<SessionRead>> {
+    let [plans, compartments] = document_arrays(documents);
+    let (mut session, mut epochs) = (None, Vec::new());
+    let values = [Value::Bytes(device.0.to_vec()), plans, compartments];
+    conn.query_values(SYNC_SESSION, &values, |row| {
+        match row.get::<i64>(0)? {
+            0 => session = Some(session_from(row)?),
+            1 => epochs.push((document_at(row, 2, 3)?, row.get(1)?)),
+            other => return Err(conversion(0, Type::Integer, BadValue(format!("session row {other}")))),
+        }
+        Ok(())
+    })?;
+    Ok(session.map(|mut session: SessionRead| {
+        if let Some(stamp) = &mut session.stamp {
+            stamp.epochs = epochs;
+        }
+        session
+    }))
+}
+
+/// The device, its user with the organisation's name, and the stamp (its epochs still to
+/// come) of [`SYNC_SESSION`]'s first row; the user and stamp `None` when the user is missing.
+fn session_from(row: &Row) -> statements::Result<SessionRead> {
+    let device = device_at(row, SESSION_DEVICE_AT)?;
+    let Some(user) = row.get::<Option<i64>>(SESSION_USER_AT)? else {
+        return Ok(SessionRead { device, user: None, stamp: None });
+    };
+    let user = User {
+        id: UserId(user),
+        org: OrgId(row.get(SESSION_USER_AT + 1)?),
+        name: row.get(SESSION_USER_AT + 2)?,
+        role: row.get(SESSION_USER_AT + 3)?,
+    };
+    let organisation = row.get::<Option<String>>(SESSION_USER_AT + 4)?.unwrap_or_default();
+    let stamp = AccessStamp { key_shares: row.get(1)?, policy: row.get(3)? };
+    Ok(SessionRead {
+        device,
+        user: Some((user, organisation)),
+        stamp: Some(StampRead { stamp, epochs: Vec::new() }),
+    })
 }
 
 /// [`ReadRows::user_access`] in one statement, one round trip instead of seven or more.

@@ -6,7 +6,7 @@ use eenplan_protocol::DocumentId;
 use super::rows;
 use super::statements::Connection;
 use crate::storage::backend::{
-    AccessRead, AdmissionFacts, FactsQuery, ReadRows, StampRead, SyncFacts, WriteRows,
+    AccessRead, AdmissionFacts, FactsQuery, ReadRows, SessionRead, StampRead, SyncFacts, WriteRows,
 };
 use crate::storage::pull::{LogView, ResumePoint};
 use crate::storage::{
@@ -354,6 +354,10 @@ impl ReadRows for PgRows<'_> {
 
     fn access_stamp(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<StampRead>> {
         rows::access_stamp(self.conn(), user, documents)
+    }
+
+    fn sync_session(&self, device: DeviceId, documents: &[DocumentId]) -> Result<Option<SessionRead>> {
+        rows::sync_session(self.conn(), device, documents)
     }
 
     fn user_access(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<AccessRead>> {
