@@ -1,18 +1,28 @@
 -- A PostgreSQL database of a region's size (5,000 users, 5,000 devices, 15,000 plans of
--- four participants, every key minted and about nine in ten envelopes sealed), for reading
--- the plans of the sync answer's statements where the planner has real tables to weigh;
+-- four participants, every key minted and about nine in ten envelopes sealed; two chain
+-- entries per plan, 20 bundles per document, 1.2 million in all, with their tails), for
+-- reading the plans of the sync's statements where the planner has real tables to weigh;
 -- `load_bench`'s network is fifty plans. Device `id16(1, 1)` is a regisseur's: it minted
--- the keys of 55 plans (220 keys); `id16(1, 100)` an ordinary worker's (48 keys).
+-- the keys of 55 plans (220 keys); `id16(1, 100)` an ordinary worker's (14 plans, 48 keys).
 --
 --   url=$(scripts/postgres.sh start /tmp/region 54399)
 --   psql "$url" -c 'CREATE DATABASE region'
---   psql "${url%/*}/region" -f server/src/storage/postgres/schema_1.sql -f scripts/pg-region-scale.sql
+--   eenplan-server serve --data /tmp/region-data --database "${url%/*}/region"
+--     (it migrates the database to this build's schema when it opens; stop it with ^C)
+--   psql "${url%/*}/region" -f scripts/pg-region-scale.sql      (about half a minute)
 --   then, in psql: SET plan_cache_mode = force_generic_plan; PREPARE q(bytea) AS <statement>;
 --   EXECUTE q(id16(1, 1)); with \timing (the server's connections plan generically too).
 --   scripts/postgres.sh stop /tmp/region
 --
 -- (2026-12-05: `devices_missing_held_keys`, medians of 20 executions: the regisseur's
--- 11.8 ms before the sets-and-difference form, 4.8 ms after; the worker's 1.6 and 1.1 ms.)
+-- 11.8 ms before the sets-and-difference form, 4.8 ms after; the worker's 1.6 and 1.1 ms.
+-- 2026-12-06: every branch of `SYNC_FACTS` and `SYNC_SESSION` probes an index here; the
+-- worker's answer facts with its 56 documents' news and four tails 0.43 ms per execution,
+-- its session 0.42 ms under EXPLAIN ANALYZE.)
+--
+-- The schema's triggers (key-share versions, tails) are off while it fills the tables: the
+-- versions start at 0 and the tails are counted at the end.
+SET session_replication_role = replica;
 CREATE OR REPLACE FUNCTION id16(prefix int, i bigint) RETURNS bytea AS $$
   SELECT decode(lpad(to_hex(prefix), 8, '0') || lpad(to_hex(i), 24, '0'), 'hex') $$ LANGUAGE sql IMMUTABLE;
 INSERT INTO orgs (org_id, name, lease_hours) VALUES (1, 'Regio', 72);
@@ -48,4 +58,17 @@ INSERT INTO envelopes (recipient, plan_id, compartment, epoch, bytes, position)
   JOIN plans pl ON pl.plan_id = pa.plan_id
   WHERE d.device_id <> pl.created_by
     AND (hashtext(encode(pa.plan_id, 'hex') || d.user_id::text) % 10) <> 0;
+INSERT INTO policy (id, version, signed, installed_at) VALUES (1, 3, '\x00', 0) ON CONFLICT DO NOTHING;
+INSERT INTO log_head (id, head) VALUES (1, 1200000) ON CONFLICT (id) DO UPDATE SET head = 1200000;
+INSERT INTO audit_keys (org_id, version, signed, stored_at) VALUES (1, 1, '\x00', 0);
+INSERT INTO membership (plan_id, seq, signed, log_seq)
+  SELECT id16(2, i), s, decode(repeat('ab', 200), 'hex'), i * 80 + s
+  FROM generate_series(1, 15000) i, generate_series(1, 2) s;
+INSERT INTO bundles (seq, plan_id, compartment, bundle_id, author, epoch, kind, covers_seq, size, bytes, received_at)
+  SELECT row_number() OVER (), p.plan_id, c, id16(9, row_number() OVER ()), p.created_by, 1, 0, NULL, 120,
+         decode(repeat('cd', 60), 'hex'), 0
+  FROM plans p, generate_series(0, 3) c, generate_series(1, 20) n;
+INSERT INTO document_tails (plan_id, compartment, covers, snapshot_size, bundles, bytes)
+  SELECT plan_id, compartment, 0, NULL, count(*), sum(size) FROM bundles GROUP BY plan_id, compartment;
+RESET session_replication_role;
 VACUUM (ANALYZE);

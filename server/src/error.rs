@@ -83,6 +83,12 @@ impl ApiError {
         ApiError::Conflict { code, message: message.into() }
     }
 
+    /// A device whose user is missing: a fault of the database, which its foreign key rules
+    /// out.
+    pub fn device_user_missing() -> ApiError {
+        ApiError::Internal("a device's user is missing".into())
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,

@@ -282,10 +282,7 @@ pub fn certificate_chain(state: &AppState, device: &DeviceRecord) -> Result<(Vec
 
 /// The offline lease of the device's organisation.
 pub(super) fn lease_hours(state: &AppState, device: &DeviceRecord) -> Result<u32, ApiError> {
-    let user = state
-        .storage
-        .user(device.user)?
-        .ok_or_else(|| ApiError::Internal("a device's user is missing".into()))?;
+    let user = state.storage.user(device.user)?.ok_or_else(ApiError::device_user_missing)?;
     state
         .storage
         .org(user.org)?

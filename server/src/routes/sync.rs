@@ -151,7 +151,7 @@ impl Access {
         } else {
             state.storage.user_access(device.user, session.stamp.documents())?
         };
-        let access = access.ok_or_else(user_missing)?;
+        let access = access.ok_or_else(ApiError::device_user_missing)?;
         let loaded = Access {
             actor: crate::audit_log::actor_of(device, access.user, access.organisation),
             plans: access.plan_levels.into_iter().collect(),
@@ -215,11 +215,11 @@ fn serve(state: &AppState, claim: SessionClaim, body: &[u8]) -> Result<Vec<u8>, 
 /// The answer to a request refused before its device was read (its body, its lists, its
 /// quota): the device's own refusal when it has one, so that a revoked device learns it is
 /// revoked (and obeys its wipe order) whatever it sent, and a device whose session ended
-/// opens a new one; `refusal` otherwise.
+/// opens a new one; `refusal` otherwise, also when the device could not be read.
 fn refused_request(state: &AppState, claim: SessionClaim, refusal: ApiError) -> ApiError {
     match authenticate_claim(state, claim) {
-        Ok(_) => refusal,
-        Err(session) => session,
+        Err(session @ (ApiError::Unauthenticated { .. } | ApiError::Forbidden { .. })) => session,
+        Ok(_) | Err(_) => refusal,
     }
 }
 
@@ -353,7 +353,7 @@ fn store_uploads(state: &AppState, session: &SyncSession, uploads: Uploads) -> R
         // Most syncs upload nothing (a device on a live connection syncs on every hint):
         // they need only who the device is, read with the session, not every document its
         // user reads (the access of a reader of fifty plans cost PostgreSQL 0.6–0.9 ms).
-        let (user, organisation) = session.user.clone().ok_or_else(user_missing)?;
+        let (user, organisation) = session.user.clone().ok_or_else(ApiError::device_user_missing)?;
         let actor = crate::audit_log::actor_of(device, user, organisation);
         let checked = Checked { items: Vec::new(), rejected: Vec::new() };
         return Ok(Stored { checked, audit_refused, actor });
@@ -364,11 +364,6 @@ fn store_uploads(state: &AppState, session: &SyncSession, uploads: Uploads) -> R
     store_envelopes(state, device, &access, uploads.envelopes)?;
     let checked = check_bundles(state, device, &access, uploads.pushed, epochs)?;
     Ok(Stored { checked, audit_refused, actor: access.actor })
-}
-
-/// A device whose user is missing: a fault of the database, which its foreign key rules out.
-fn user_missing() -> ApiError {
-    ApiError::Internal("a device's user is missing".into())
 }
 
 /// Hands the checked bundles to the group commit and waits until their transaction has
@@ -1067,7 +1062,7 @@ fn store_audit(
     }
     let device = &session.device;
     let key = signing_key(device)?;
-    let org = session.user.as_ref().ok_or_else(user_missing)?.0.org;
+    let org = session.user.as_ref().ok_or_else(ApiError::device_user_missing)?.0.org;
     let mut refused = Vec::new();
     let mut keep = Vec::new();
     for (index, Blob(bytes)) in uploads.into_iter().enumerate() {

@@ -802,3 +802,32 @@ pub(crate) trait WriteRows: ReadRows {
     /// `epoch`, and the snapshots asked of it.
     fn delete_document_epochs_before(&self, document: DocumentId, epoch: u32) -> Result<MemberErased>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::Envelope;
+
+    /// A device's mailbox holds the keys sealed to it: what was read ahead for one device's
+    /// answer is served to that device's very read only, never to another device's.
+    #[test]
+    fn reads_made_ahead_for_one_device_are_served_to_that_devices_very_read_only() {
+        let (ann, bob) = (DeviceId([1; 16]), DeviceId([2; 16]));
+        let document = DocumentId { plan: [7; 16], compartment: 0 };
+        let envelope = Envelope { recipient: ann, document, epoch: 1, bytes: vec![9; 32] };
+        let reads = AheadReads {
+            device: Some(ann),
+            mailbox: Some(((5, 64), vec![(6, envelope)])),
+            news: Some(((vec![document], 5), HashSet::from([document]))),
+            tails: None,
+        };
+        assert_eq!(reads.mailbox(ann, 5, 64).map(<[_]>::len), Some(1));
+        assert!(reads.mailbox(bob, 5, 64).is_none(), "another device's read");
+        assert!(reads.mailbox(ann, 4, 64).is_none() && reads.mailbox(ann, 5, 63).is_none(), "another ask");
+        assert!(reads.news(ann, &[document], 5).is_some());
+        assert!(reads.news(bob, &[document], 5).is_none(), "another device's read");
+        assert!(reads.news(ann, &[document], 4).is_none(), "another cursor");
+        let nobodys = AheadReads { device: None, ..reads };
+        assert!(nobodys.mailbox(ann, 5, 64).is_none() && nobodys.news(ann, &[document], 5).is_none());
+    }
+}
