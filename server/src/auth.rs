@@ -232,6 +232,7 @@ impl Auth {
         claim: SessionClaim,
         now: i64,
     ) -> Result<(DeviceRecord, i64), ApiError> {
+        // Also checked below; here so that an expired claim costs no read.
         if now >= claim.expires {
             return Err(self.refuse(expired()));
         }
