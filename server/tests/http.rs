@@ -2909,8 +2909,9 @@ fn a_sync_request_over_any_list_limit_is_refused_whole_before_any_of_its_work() 
     assert!(server.sync(&a, &SyncRequest::default()).bundles.is_empty(), "and the device syncs on");
 }
 
-#[test]
-fn a_device_pushing_past_its_quota_is_told_when_to_come_back_and_others_push_on() {
+/// A server whose devices may push 20 bundles and a MiB an hour, Ann's and Bob's devices on
+/// it, and a plan of Ann's with its keys.
+fn quota_of_twenty_bundles() -> (Server, Network, Device, Device, [u8; 16]) {
     let server = Server::start_with(&["--push-quota-bundles", "20", "--push-quota-mib", "1"]);
     let network = Network::new();
     assert_eq!(network.init(&server).status, 204);
@@ -2923,10 +2924,21 @@ fn a_device_pushing_past_its_quota_is_told_when_to_come_back_and_others_push_on(
         &a,
         &SyncRequest { new_plans: vec![Fixed(plan)], commitments: a.mint(&[plan]), ..Default::default() },
     );
-    let push = |n: usize| SyncRequest {
-        push: (0..n).map(|i| Blob(a.bundle(basis(plan), &[i as u8; 10]))).collect(),
+    (server, network, a, b, plan)
+}
+
+/// A request of `n` small pushes of `device` to the basis of `plan`.
+fn pushes(device: &Device, plan: [u8; 16], n: usize) -> SyncRequest {
+    SyncRequest {
+        push: (0..n).map(|i| Blob(device.bundle(basis(plan), &[i as u8; 10]))).collect(),
         ..Default::default()
-    };
+    }
+}
+
+#[test]
+fn a_device_pushing_past_its_quota_is_told_when_to_come_back_and_others_push_on() {
+    let (server, _, a, b, plan) = quota_of_twenty_bundles();
+    let push = |n: usize| pushes(&a, plan, n);
     assert!(server.sync(&a, &push(10)).all_accepted);
     assert!(server.sync(&a, &push(10)).all_accepted);
     let refused = server.sync_raw(a.token(), &sync::encode(&push(1)));
@@ -2948,22 +2960,8 @@ fn a_device_pushing_past_its_quota_is_told_when_to_come_back_and_others_push_on(
 /// that it is revoked, so it obeys its wipe order at once.
 #[test]
 fn a_revoked_device_is_told_it_is_revoked_whatever_is_wrong_with_its_request() {
-    let server = Server::start_with(&["--push-quota-bundles", "20", "--push-quota-mib", "1"]);
-    let network = Network::new();
-    assert_eq!(network.init(&server).status, 204);
-    let org = NewOrg { name: "Wijkteam Noord".into(), lease_hours: 72 };
-    assert_eq!(network.post(&server, api::PATH_ADMIN_ORGS, &org).status, 201);
-    let (_, a) = network.member(&server, "Ann");
-    let (_, b) = network.member(&server, "Bob");
-    let plan = random();
-    server.sync(
-        &a,
-        &SyncRequest { new_plans: vec![Fixed(plan)], commitments: a.mint(&[plan]), ..Default::default() },
-    );
-    let push = |n: usize| SyncRequest {
-        push: (0..n).map(|i| Blob(a.bundle(basis(plan), &[i as u8; 10]))).collect(),
-        ..Default::default()
-    };
+    let (server, network, a, b, plan) = quota_of_twenty_bundles();
+    let push = |n: usize| pushes(&a, plan, n);
     assert!(server.sync(&a, &push(20)).all_accepted);
     let over_quota = sync::encode(&push(1));
     assert_eq!(server.sync_raw(a.token(), &over_quota).error(429), api::code::QUOTA_EXCEEDED);

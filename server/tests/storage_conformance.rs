@@ -1605,6 +1605,17 @@ pub mod suite {
         assert!(s.user_access(UserId(piet.0 + 1_000), asked).unwrap().is_none(), "an unknown user");
     }
 
+    /// Under a policy by which the police reads basis and justitie and writes basis: Ann
+    /// (wijkteam) and Piet (politie), with a device each.
+    fn ann_and_piet_of_the_police(s: &dyn Storage) -> (UserId, UserId, DeviceId, DeviceId) {
+        let roles: &[(&str, &[&str], &[&str])] =
+            &[("wijkteam", ALL, ALL), ("politie", &["basis", "justitie"], &["basis"])];
+        s.set_policy(&policy(2, roles), 1).unwrap();
+        let ann = user(s, "Ann");
+        let piet = user_with_role(s, "Piet", "politie");
+        (ann, piet, device(s, ann, 1), device(s, piet, 2))
+    }
+
     /// A sync's first read (`sync_session`) is the device, its user and the user's access
     /// stamp of one snapshot; the access it serves by that stamp is the access of that
     /// snapshot, from the remembered core only while the core was read under the same stamp.
@@ -1612,12 +1623,7 @@ pub mod suite {
     /// before it once a newer read replaced it: it is read whole again. An unknown device has
     /// no session; a revoked one has, for the route to refuse.
     pub fn a_sync_session_serves_the_access_of_the_snapshot_it_read(s: &dyn Storage) {
-        let roles: &[(&str, &[&str], &[&str])] =
-            &[("wijkteam", ALL, ALL), ("politie", &["basis", "justitie"], &["basis"])];
-        s.set_policy(&policy(2, roles), 1).unwrap();
-        let ann = user(s, "Ann");
-        let piet = user_with_role(s, "Piet", "politie");
-        let (a1, p1) = (device(s, ann, 1), device(s, piet, 2));
+        let (ann, piet, a1, p1) = ann_and_piet_of_the_police(s);
         s.register_plan(P, ann, a1, 1).unwrap();
         s.add_participant(P, piet, "politie").unwrap();
         let documents: Vec<DocumentId> = (0..4).map(|c| doc(P, c)).collect();
@@ -1692,12 +1698,7 @@ pub mod suite {
     /// `AccessCache`): each change of what they depend on is seen by the next answer, also a
     /// chain entry that only grants again or only queues a rotation.
     pub fn a_sync_answer_read_again_follows_every_change_of_what_it_depends_on(s: &dyn Storage) {
-        let roles: &[(&str, &[&str], &[&str])] =
-            &[("wijkteam", ALL, ALL), ("politie", &["basis", "justitie"], &["basis"])];
-        s.set_policy(&policy(2, roles), 1).unwrap();
-        let ann = user(s, "Ann");
-        let piet = user_with_role(s, "Piet", "politie");
-        let (a1, p1) = (device(s, ann, 1), device(s, piet, 2));
+        let (ann, piet, a1, p1) = ann_and_piet_of_the_police(s);
         assert!(s.register_chartered_plan(&charter(Q, ann, a1)).unwrap());
         let with_piet =
             eenplan_server::storage::MembershipUpdate { add: vec![(piet, "politie".into())], ..entry(Q, a1) };

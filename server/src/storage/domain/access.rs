@@ -199,22 +199,12 @@ pub(super) fn user_access<B: Backend + ?Sized>(
     documents: &[DocumentId],
 ) -> Result<Option<UserAccess>> {
     super::known_compartments(documents.iter().copied())?;
-    let cache = backend.accesses();
     let now = Instant::now();
-    if let Some((kept, core)) = cache.get(user, now) {
-        match read_statement(backend, |rows| rows.access_stamp(user, documents))? {
-            Some(StampRead { stamp, epochs }) if stamp == kept => {
-                cache.tally.served();
-                return Ok(Some(served(&core, epochs)));
-            }
-            Some(_) => {}
-            None => {
-                cache.forget(user);
-                return Ok(None);
-            }
-        }
+    if backend.accesses().get(user, now).is_none() {
+        return read_whole(backend, user, documents, now);
     }
-    read_whole(backend, user, documents, now)
+    let read = read_statement(backend, |rows| rows.access_stamp(user, documents))?;
+    by_stamp(backend, user, read, documents, now)
 }
 
 /// [`Storage::sync_session`]: the device, its user and the user's stamp with the epochs
@@ -242,19 +232,31 @@ pub(super) fn session_access<B: Backend + ?Sized>(
     backend: &B,
     SessionStamp { user, read, documents }: &SessionStamp,
 ) -> Result<Option<UserAccess>> {
+    by_stamp(backend, *user, read.clone(), documents, Instant::now())
+}
+
+/// The access of `user` by the stamp `read` with the epochs of `documents`: the remembered
+/// core while it was read under that stamp, the whole access read now otherwise; `None`
+/// (and the user forgotten) when the stamp found no such user.
+fn by_stamp<B: Backend + ?Sized>(
+    backend: &B,
+    user: UserId,
+    read: Option<StampRead>,
+    documents: &[DocumentId],
+    now: Instant,
+) -> Result<Option<UserAccess>> {
     let cache = backend.accesses();
     let Some(StampRead { stamp, epochs }) = read else {
-        cache.forget(*user);
+        cache.forget(user);
         return Ok(None);
     };
-    let now = Instant::now();
-    if let Some((kept, core)) = cache.get(*user, now)
-        && kept == *stamp
+    if let Some((kept, core)) = cache.get(user, now)
+        && kept == stamp
     {
         cache.tally.served();
-        return Ok(Some(served(&core, epochs.clone())));
+        return Ok(Some(served(&core, epochs)));
     }
-    read_whole(backend, *user, documents, now)
+    read_whole(backend, user, documents, now)
 }
 
 /// The whole access of `user`, read in one statement of its own and remembered under the
