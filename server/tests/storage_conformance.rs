@@ -1984,7 +1984,9 @@ pub mod suite {
     /// for a second statement (news to read) runs again in a transaction, with the same
     /// page, its reads ahead counted once; the device's next eight answers run in a
     /// transaction at once, the ninth is tried as one statement again. A long tail, whose
-    /// snapshot asks are a second read, counts its tails once too.
+    /// snapshot asks are a second read, counts its tails once too. Every answer counts its
+    /// remembered reads once (the access, the missing-key list, the held keys), however
+    /// often it ran.
     pub fn an_answer_tried_as_one_statement_is_the_answer_a_transaction_reads(s: &dyn Storage, saves: bool) {
         let (_, bob, a1, b1) = ann_and_bob_in_p(s);
         let (d0, d1) = (doc(P, 0), doc(P, 1));
@@ -1992,7 +1994,7 @@ pub mod suite {
         seal(s, a1, &[envelope(b1, d0, 1, 1), envelope(b1, d1, 1, 2)]);
         push(s, &[changes(d0, 1, a1), changes(d1, 2, a1)]);
         // (sufficed, again) of the tries, then (served, read) of the mailbox, the news and
-        // the tails.
+        // the tails, then of the remembered access, missing-key list and held keys.
         let counts = || {
             let r = s.remembered_reads();
             [
@@ -2000,6 +2002,9 @@ pub mod suite {
                 (r.mailbox_ahead_served, r.mailbox_ahead_read),
                 (r.news_ahead_served, r.news_ahead_read),
                 (r.tails_ahead_served, r.tails_ahead_read),
+                (r.accesses_served, r.accesses_read),
+                (r.missing_keys_served, r.missing_keys_read),
+                (r.held_keys_served, r.held_keys_read),
             ]
         };
         let answer = |query: &AnswerQuery, tried: (u64, u64), after: &str| {
@@ -2008,11 +2013,17 @@ pub mod suite {
             let now = counts();
             assert_eq!(answer.batch, s.pull_page(&query.pull).unwrap(), "the page, after {after}");
             let counted: Vec<(u64, u64)> =
-                (0..4).map(|i| (now[i].0 - before[i].0, now[i].1 - before[i].1)).collect();
+                (0..7).map(|i| (now[i].0 - before[i].0, now[i].1 - before[i].1)).collect();
             let tried = if saves { tried } else { (0, 0) };
             assert_eq!(counted[0], tried, "tried as one statement (sufficed, again), after {after}");
-            for (read, (served, made)) in ["mailbox", "news", "tails"].iter().zip(&counted[1..]) {
+            for (read, (served, made)) in ["mailbox", "news", "tails", "held keys"]
+                .iter()
+                .zip(counted[1..4].iter().chain(&counted[6..]))
+            {
                 assert!(served + made <= 1, "{read} counted once, after {after}: {counted:?}");
+            }
+            for (read, (served, made)) in ["access", "missing keys"].iter().zip(&counted[4..6]) {
+                assert_eq!(served + made, 1, "{read} counted once, after {after}: {counted:?}");
             }
             (answer, counted)
         };

@@ -479,14 +479,16 @@ impl<B: Backend> Storage for B {
         };
         let guess = answer::Guess::of(&caches, &query.pull);
         let run = |rows: &dyn ReadRows| answer::read(rows, caches, query, &guess.asks);
-        let answer::Read { mut reads, resume, presented_token, ahead_used } = if guess.one_statement {
-            let (answer, first) = read_statement_first(self, run)?;
-            answer::count_first_read_and_wait(caches.guesses, query.pull.device, first);
-            answer
-        } else {
-            read(self, run)?
-        };
+        let answer::Read { mut reads, resume, presented_token, ahead_used, remembered_used } =
+            if guess.one_statement {
+                let (answer, first) = read_statement_first(self, run)?;
+                answer::count_first_read_and_wait(caches.guesses, query.pull.device, first);
+                answer
+            } else {
+                read(self, run)?
+            };
         answer::count_reads_ahead(caches.guesses, ahead_used);
+        answer::count_remembered(&caches, remembered_used);
         keep_resume_point(self, query.pull.device, resume, presented_token, &mut reads.batch)?;
         Ok(reads)
     }

@@ -8,18 +8,21 @@
 //! target/release/load_bench --quick    # 8 devices × 20 pushes, 2 readers, 2 runs; ≈ 40 s
 //! ```
 //!
-//! The full run took 2 min 19 s on 2 cores (setup on SQLite 30 s, on PostgreSQL 40 s). Its
-//! figures (2026-12-05, at the end of the stop that made the replay answer the server's
-//! snapshot asks as devices do, 50 snapshots uploaded per run, and made an answer weigh
-//! every held document in one statement), medians of 3:
+//! The full run took 2 min 8 s on 2 cores (setup on SQLite 33 s, on PostgreSQL 40 s). Its
+//! figures (2026-12-06, at `adcf1ae`, after the passes that read a sync's session in one
+//! statement and answer a push in one statement), medians of 3:
 //!
 //! ```text
-//! server CPU per accepted push     SQLite 0.270 ms | PostgreSQL 0.528 ms, incl. PostgreSQL 1.932 ms | automerge-repo 1.268 ms
-//! pushes per server-CPU-second     SQLite 3704     | PostgreSQL 1894, incl. PostgreSQL 518            | automerge-repo 789
-//! server CPU per delivered bundle  SQLite 2.0 µs   | PostgreSQL 8.0 µs, incl. PostgreSQL 24.0 µs      |
-//! server CPU per idle sync (200 documents held)  SQLite 2.05 ms | PostgreSQL 0.80 ms, incl. PostgreSQL 24.65 ms
-//! RSS per idle live socket         SQLite 5.3 KiB  | PostgreSQL 3.3 KiB                               | automerge-repo 14.2 KiB
+//! server CPU per accepted push     SQLite 0.280 ms | PostgreSQL 0.282 ms, incl. PostgreSQL 0.730 ms | automerge-repo 1.774 ms
+//! pushes per server-CPU-second     SQLite 3571     | PostgreSQL 3546, incl. PostgreSQL 1370          | automerge-repo 564
+//! server CPU per delivered bundle  SQLite 3.5 µs   | PostgreSQL 3.0 µs, incl. PostgreSQL 9.5 µs      |
+//! server CPU per idle sync (200 documents held)  SQLite 0.90 ms | PostgreSQL 0.45 ms, incl. PostgreSQL 1.05 ms
+//! RSS per idle live socket         SQLite 4.6 KiB  | PostgreSQL 3.7 KiB                              | automerge-repo 14.6 KiB
 //! ```
+//!
+//! (2026-12-05, at the end of the stop that made the replay answer the server's snapshot
+//! asks: SQLite 3,704 pushes per server-CPU-second, PostgreSQL 1,894, incl. PostgreSQL 518;
+//! automerge-repo 789.)
 //!
 //! The first build with the replay's snapshot uploads (`76b7f30`): SQLite 3,268 (again
 //! 3,289; with `--threads 1` 2,075), PostgreSQL 1,437 and 382. Before, the

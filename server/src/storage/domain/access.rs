@@ -282,26 +282,25 @@ fn read_whole<B: Backend + ?Sized>(
 /// (`None` when it was not read: the whole core is read then). A sync answer reads the stamp
 /// with its other facts, so a core served from the cache costs it no read at all; otherwise
 /// the core is read in the answer's own transaction, which keeps the answer's reads of one
-/// commit. `None` for an unknown user.
+/// commit. `None` for an unknown user. With it, whether it was served; the caller counts
+/// that once its read is kept ([`Tally::count`]): a read run again must not count twice.
 pub(super) fn core_in(
     rows: &dyn ReadRows,
     cache: &AccessCache,
     user: UserId,
     stamp: Option<AccessStamp>,
-) -> Result<Option<Arc<AccessCore>>> {
+) -> Result<(Option<Arc<AccessCore>>, bool)> {
     let now = Instant::now();
     if let (Some(stamp), Some((kept, core))) = (stamp, cache.get(user, now))
         && kept == stamp
     {
-        cache.tally.served();
-        return Ok(Some(core));
+        return Ok((Some(core), true));
     }
-    cache.tally.read();
     let Some(AccessRead { stamp, core, .. }) = rows.user_access(user, &[])? else {
         cache.forget(user);
-        return Ok(None);
+        return Ok((None, false));
     };
-    Ok(Some(cache.keep(user, stamp, now, core)))
+    Ok((Some(cache.keep(user, stamp, now, core)), false))
 }
 
 /// The access of `core` with those of `epochs` whose documents it reads.

@@ -32,6 +32,16 @@ pub(super) struct Read {
     /// Which reads asked for ahead the answer took ([`count_reads_ahead`], once the read is
     /// kept: a read run again must not count twice).
     pub ahead_used: AheadUsed,
+    /// Which remembered reads the answer was served ([`count_remembered`], likewise once).
+    pub remembered_used: RememberedUsed,
+}
+
+/// Which of the remembered reads an answer was served (`true`) or read again (`false`).
+pub(super) struct RememberedUsed {
+    access: bool,
+    missing_keys: bool,
+    /// `None` when the held keys were not needed (an answer that is not complete).
+    held_keys: Option<bool>,
 }
 
 /// Where an answer took the reads it may make ahead from.
@@ -139,7 +149,8 @@ pub(super) fn read(
         membership_after: query.membership_after,
         ahead: asks.clone(),
     })?;
-    let core = access::core_in(rows, caches.accesses, request.user, facts.stamp_of(request.user))?;
+    let (core, access_served) =
+        access::core_in(rows, caches.accesses, request.user, facts.stamp_of(request.user))?;
     // The held keys are remembered only under the stamp of the user whose readable documents
     // filter them.
     let held_stamp = facts.key_shares_of(request.user);
@@ -152,7 +163,7 @@ pub(super) fn read(
     let page = pull_after_membership(rows, query, &membership, &seen)?;
     let commitments = commitments(rows, &page.batch)?;
     let readable: HashSet<DocumentId> = seen.readable.iter().map(|(document, _)| *document).collect();
-    let missing = key_shares::devices_missing_held_keys(
+    let (missing, missing_keys_served) = key_shares::devices_missing_held_keys(
         rows,
         caches.key_shares,
         request.device,
@@ -164,12 +175,12 @@ pub(super) fn read(
     let complete =
         page.batch.complete && membership.complete && page.batch.history.iter().all(|h| h.complete);
     let tails = Tails { ahead: &seen.ahead, served: Cell::new(None) };
-    let snapshot_candidates = if complete {
-        let held =
+    let (snapshot_candidates, held_keys_served) = if complete {
+        let (held, served) =
             key_shares::held_documents(rows, caches.key_shares, request.device, held_stamp, policy_version)?;
-        snapshots_due(rows, request.device, &held, &readable, &tails, query.now)?
+        (snapshots_due(rows, request.device, &held, &readable, &tails, query.now)?, Some(served))
     } else {
-        Vec::new()
+        (Vec::new(), None)
     };
     let pull::Page { batch, resume, presented_token, sources } = page;
     let reads = AnswerReads {
@@ -188,7 +199,17 @@ pub(super) fn read(
             .filter(|(version, _)| *version > query.audit_key_after)
             .map(|(_, signed)| signed),
     };
-    Ok(Read { reads, resume, presented_token, ahead_used: AheadUsed { sources, tails: tails.served.get() } })
+    Ok(Read {
+        reads,
+        resume,
+        presented_token,
+        ahead_used: AheadUsed { sources, tails: tails.served.get() },
+        remembered_used: RememberedUsed {
+            access: access_served,
+            missing_keys: missing_keys_served,
+            held_keys: held_keys_served,
+        },
+    })
 }
 
 /// The pull page of an answer, within what its membership page leaves of the byte budget.
@@ -227,6 +248,16 @@ fn asks_ahead(
         .map(|(core, held)| candidates(&held, &core.readable.iter().map(|(document, _)| *document).collect()))
         .filter(|candidates| !candidates.is_empty());
     AheadAsks { mailbox: Some(pull::mailbox_read(request, pull::MAX_POSITION)), news, tails }
+}
+
+/// Counts which remembered reads a kept answer was served.
+pub(super) fn count_remembered(caches: &Caches<'_>, used: RememberedUsed) {
+    let RememberedUsed { access, missing_keys, held_keys } = used;
+    caches.accesses.tally().count(access);
+    caches.key_shares.tally().count(missing_keys);
+    if let Some(served) = held_keys {
+        caches.key_shares.held_tally().count(served);
+    }
 }
 
 /// Counts where a kept answer took the reads it may make ahead from.

@@ -83,26 +83,25 @@ impl<T> Slots<T> {
     /// The value of `device` as `read` gives it in a transaction in which `version` is the
     /// key-share version of the device's user and `policy` the stored policy's version:
     /// remembered under that stamp, read (and remembered) otherwise, and read without one.
+    /// With it, whether it was served; the caller counts that once its read is kept
+    /// ([`Tally::count`]): a read run again must not count twice.
     fn remembered(
         &self,
         device: DeviceId,
         version: Option<(UserId, i64)>,
         policy: Option<u32>,
         read: impl FnOnce() -> Result<T>,
-    ) -> Result<Arc<T>> {
+    ) -> Result<(Arc<T>, bool)> {
         let Some((user, key_shares)) = version else {
-            self.tally.read();
-            return Ok(Arc::new(read()?));
+            return Ok((Arc::new(read()?), false));
         };
         let (stamp, now) = (Stamp { user, key_shares, policy }, Instant::now());
         if let Some(value) = self.get(device, stamp, now) {
-            self.tally.served();
-            return Ok(value);
+            return Ok((value, true));
         }
-        self.tally.read();
         let value = Arc::new(read()?);
         self.put(device, stamp, now, Arc::clone(&value));
-        Ok(value)
+        Ok((value, false))
     }
 
     /// The value of `device` read under `stamp`, unless it is older than
@@ -187,7 +186,7 @@ pub(super) fn devices_missing_held_keys(
     device: DeviceId,
     version: Option<(UserId, i64)>,
     policy: Option<u32>,
-) -> Result<Arc<MissingKeys>> {
+) -> Result<(Arc<MissingKeys>, bool)> {
     cache.lists.remembered(device, version, policy, || rows.devices_missing_held_keys(device))
 }
 
@@ -205,7 +204,7 @@ pub(super) fn held_documents(
     device: DeviceId,
     version: Option<(UserId, i64)>,
     policy: Option<u32>,
-) -> Result<Arc<HeldKeys>> {
+) -> Result<(Arc<HeldKeys>, bool)> {
     cache.held.remembered(device, version, policy, || rows.held_documents(device))
 }
 
