@@ -1985,8 +1985,8 @@ pub mod suite {
     /// page, its reads ahead counted once; the device's next eight answers run in a
     /// transaction at once, the ninth is tried as one statement again. A long tail, whose
     /// snapshot asks are a second read, counts its tails once too. Every answer counts its
-    /// remembered reads once (the access, the missing-key list, the held keys), however
-    /// often it ran.
+    /// remembered access and missing-key list once, and a complete one its held keys once,
+    /// however often it ran.
     pub fn an_answer_tried_as_one_statement_is_the_answer_a_transaction_reads(s: &dyn Storage, saves: bool) {
         let (_, bob, a1, b1) = ann_and_bob_in_p(s);
         let (d0, d1) = (doc(P, 0), doc(P, 1));
@@ -2057,6 +2057,7 @@ pub mod suite {
         let (long, counted) = answer(&idle(s), (0, 1), "a long tail: its snapshot asks are a second read");
         assert_eq!(long.snapshot_candidates, [d0]);
         assert_eq!(counted[3].0 + counted[3].1, 1, "the tails weighed once: {counted:?}");
+        assert_eq!(counted[6].0 + counted[6].1, 1, "a complete answer's held keys counted once: {counted:?}");
     }
 
     pub fn the_first_envelope_stays_and_key_requests_list_exactly_the_devices_lacking_an_envelope(

@@ -12,7 +12,7 @@ use std::time::Instant;
 use eenplan_protocol::DocumentId;
 
 use super::access::{self, AccessCache, AccessCore};
-use super::key_shares::{self, HeldKeys, KeyShareCache};
+use super::key_shares::{self, HeldKeys, KeyShareCache, MissingKeys};
 use super::log;
 use super::tally::AnswerGuesses;
 use crate::storage::backend::{AheadAsks, AheadReads, FactsQuery, FirstRead, ReadRows, SyncFacts};
@@ -149,8 +149,7 @@ pub(super) fn read(
         membership_after: query.membership_after,
         ahead: asks.clone(),
     })?;
-    let (core, access_served) =
-        access::core_in(rows, caches.accesses, request.user, facts.stamp_of(request.user))?;
+    let (core, access) = access::core_in(rows, caches.accesses, request.user, facts.stamp_of(request.user))?;
     // The held keys are remembered only under the stamp of the user whose readable documents
     // filter them.
     let held_stamp = facts.key_shares_of(request.user);
@@ -163,19 +162,12 @@ pub(super) fn read(
     let page = pull_after_membership(rows, query, &membership, &seen)?;
     let commitments = commitments(rows, &page.batch)?;
     let readable: HashSet<DocumentId> = seen.readable.iter().map(|(document, _)| *document).collect();
-    let (missing, missing_keys_served) = key_shares::devices_missing_held_keys(
-        rows,
-        caches.key_shares,
-        request.device,
-        key_shares,
-        policy_version,
-    )?;
-    let missing_envelopes =
-        missing.iter().copied().filter(|(document, _, _)| readable.contains(document)).collect();
+    let (missing_envelopes, missing_keys) =
+        keys_to_seal(rows, caches.key_shares, request.device, (key_shares, policy_version), &readable)?;
     let complete =
         page.batch.complete && membership.complete && page.batch.history.iter().all(|h| h.complete);
     let tails = Tails { ahead: &seen.ahead, served: Cell::new(None) };
-    let (snapshot_candidates, held_keys_served) = if complete {
+    let (snapshot_candidates, held_keys) = if complete {
         let (held, served) =
             key_shares::held_documents(rows, caches.key_shares, request.device, held_stamp, policy_version)?;
         (snapshots_due(rows, request.device, &held, &readable, &tails, query.now)?, Some(served))
@@ -204,12 +196,24 @@ pub(super) fn read(
         resume,
         presented_token,
         ahead_used: AheadUsed { sources, tails: tails.served.get() },
-        remembered_used: RememberedUsed {
-            access: access_served,
-            missing_keys: missing_keys_served,
-            held_keys: held_keys_served,
-        },
+        remembered_used: RememberedUsed { access, missing_keys, held_keys },
     })
+}
+
+/// The keys of `readable` documents that devices lack and `device` holds (which the answer
+/// asks it to seal), as of the transaction of `rows`, in which `key_shares` is the device's
+/// key-share version and `policy` the stored policy's version; with whether the remembered
+/// list was served.
+fn keys_to_seal(
+    rows: &dyn ReadRows,
+    cache: &KeyShareCache,
+    device: DeviceId,
+    (key_shares, policy): (Option<(UserId, i64)>, Option<u32>),
+    readable: &HashSet<DocumentId>,
+) -> Result<(MissingKeys, bool)> {
+    let (missing, served) = key_shares::devices_missing_held_keys(rows, cache, device, key_shares, policy)?;
+    let due = missing.iter().copied().filter(|(document, _, _)| readable.contains(document)).collect();
+    Ok((due, served))
 }
 
 /// The pull page of an answer, within what its membership page leaves of the byte budget.

@@ -179,7 +179,8 @@ impl KeyShareCache {
 
 /// [`ReadRows::devices_missing_held_keys`] of `device`, as of the transaction of `rows`, in
 /// which `version` is [`ReadRows::key_share_version`] of `device` and `policy` the stored
-/// policy's version (both read by the caller in that transaction, with its other facts).
+/// policy's version (both read by the caller in that transaction, with its other facts);
+/// with whether the remembered list was served.
 pub(super) fn devices_missing_held_keys(
     rows: &dyn ReadRows,
     cache: &KeyShareCache,
@@ -197,7 +198,7 @@ pub(super) fn devices_missing_held_keys(
 /// a plan bumps the user. Of a plan the user takes no part in, an envelope sealed to the
 /// device or a key it made can be missing, extra or of an older epoch in a remembered list;
 /// callers keep only the documents the user reads ([`super::answer`]), all of which are of
-/// the user's plans.
+/// the user's plans. With whether the remembered keys were served.
 pub(super) fn held_documents(
     rows: &dyn ReadRows,
     cache: &KeyShareCache,
