@@ -930,6 +930,38 @@ mod tests {
         );
     }
 
+    /// Every sync answer that is not served from memory reads the device's held keys and the
+    /// devices missing them: at a region's size a full scan of the envelopes, devices or
+    /// participants would cost every such answer the whole table.
+    #[test]
+    fn the_held_keys_and_the_devices_missing_them_are_found_by_index_never_by_scanning_a_table() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        let tx = conn.transaction().unwrap();
+        schema_at(&tx, MIGRATIONS.len());
+        for sql in [super::super::rows::HELD_DOCUMENTS, super::super::rows::DEVICES_MISSING_HELD_KEYS] {
+            let plan = query_plan(&tx, sql);
+            // The keys the device holds: its envelopes and the keys it made, each by index.
+            for held in [
+                "SEARCH envelopes USING COVERING INDEX sqlite_autoindex_envelopes_1 (recipient=?)",
+                "SEARCH commitments USING COVERING INDEX commitments_by_minter (minter_device=?)",
+            ] {
+                assert!(plan.iter().any(|step| step == held), "{held} in {plan:?}");
+            }
+            // Only the statement's own few rows (the held keys, their latest epochs) are scanned.
+            let scans: Vec<&String> = plan.iter().filter(|step| step.starts_with("SCAN")).collect();
+            assert!(scans.iter().all(|step| ["SCAN h", "SCAN l"].contains(&step.as_str())), "{plan:?}");
+        }
+        // The devices missing a key are looked up from the held keys: the plan, its
+        // participants, their users and devices, each by key.
+        let plan = query_plan(&tx, super::super::rows::DEVICES_MISSING_HELD_KEYS);
+        for lookup in [
+            "SEARCH p USING PRIMARY KEY (plan_id=?)",
+            "SEARCH d USING COVERING INDEX devices_by_user (user_id=? AND state=?)",
+        ] {
+            assert!(plan.iter().any(|step| step == lookup), "{lookup} in {plan:?}");
+        }
+    }
+
     /// The steps of SQLite's plan for `sql` (`EXPLAIN QUERY PLAN`, every parameter `NULL`).
     fn query_plan(conn: &rusqlite::Connection, sql: &str) -> Vec<String> {
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();

@@ -982,21 +982,23 @@ pub(super) const HELD_TAILS: &str = concat!(
 );
 
 /// [`crate::storage::backend::ReadRows::held_documents`]: [`HELD_TAILS`] without the tails.
+pub(super) const HELD_DOCUMENTS: &str = concat!(
+    held_documents_of_device!(),
+    ",
+     latest AS MATERIALIZED (
+         SELECT h.plan_id, h.compartment,
+                (SELECT COALESCE(MAX(c.epoch), 0) FROM commitments c
+                 WHERE c.plan_id = h.plan_id AND c.compartment = h.compartment) AS epoch
+         FROM held h)
+     SELECT l.plan_id, l.compartment, ",
+    current_key_held!(),
+    "
+     FROM latest l
+     ORDER BY l.plan_id, l.compartment"
+);
+
 pub(super) fn held_documents(conn: &Connection, device: DeviceId) -> Result<Vec<(DocumentId, bool)>> {
-    let mut stmt = conn.prepare_cached(concat!(
-        held_documents_of_device!(),
-        ",
-         latest AS MATERIALIZED (
-             SELECT h.plan_id, h.compartment,
-                    (SELECT COALESCE(MAX(c.epoch), 0) FROM commitments c
-                     WHERE c.plan_id = h.plan_id AND c.compartment = h.compartment) AS epoch
-             FROM held h)
-         SELECT l.plan_id, l.compartment, ",
-        current_key_held!(),
-        "
-         FROM latest l
-         ORDER BY l.plan_id, l.compartment"
-    ))?;
+    let mut stmt = conn.prepare_cached(HELD_DOCUMENTS)?;
     let rows = stmt.query_map([device.0], |row| Ok((document_at(row, 0, 1)?, row.get(2)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
