@@ -163,7 +163,7 @@ pub(super) fn read(
     let commitments = commitments(rows, &page.batch)?;
     let readable: HashSet<DocumentId> = seen.readable.iter().map(|(document, _)| *document).collect();
     let (missing_envelopes, missing_keys) =
-        keys_to_seal(rows, caches.key_shares, request.device, (key_shares, policy_version), &readable)?;
+        keys_to_seal(rows, caches.key_shares, request.device, key_shares, policy_version, &readable)?;
     let complete =
         page.batch.complete && membership.complete && page.batch.history.iter().all(|h| h.complete);
     let tails = Tails { ahead: &seen.ahead, served: Cell::new(None) };
@@ -208,7 +208,8 @@ fn keys_to_seal(
     rows: &dyn ReadRows,
     cache: &KeyShareCache,
     device: DeviceId,
-    (key_shares, policy): (Option<(UserId, i64)>, Option<u32>),
+    key_shares: Option<(UserId, i64)>,
+    policy: Option<u32>,
     readable: &HashSet<DocumentId>,
 ) -> Result<(MissingKeys, bool)> {
     let (missing, served) = key_shares::devices_missing_held_keys(rows, cache, device, key_shares, policy)?;
