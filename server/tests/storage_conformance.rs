@@ -985,8 +985,8 @@ pub mod suite {
     }
 
     /// The tails a sync answer weighs for snapshots are the documents' own statistics after
-    /// every kind of write to the log (PostgreSQL keeps them in a table of their own, which
-    /// its triggers keep in step with the bundles).
+    /// every kind of write to the log (both backends keep them in a table of their own,
+    /// which their triggers keep in step with the bundles).
     pub fn the_tails_an_answer_weighs_are_the_documents_statistics_after_every_write_to_the_log(
         s: &dyn Storage,
     ) {
@@ -4080,6 +4080,28 @@ mod sqlite {
         let backend = Sqlite::fresh();
         suite::prepare(backend.storage());
         suite::an_answer_tried_as_one_statement_is_the_answer_a_transaction_reads(backend.storage(), false);
+    }
+
+    /// The tails SQLite keeps for the sync answers (migration 20) go with the bundles they
+    /// count: an erased plan leaves no row of its documents' counts and sizes behind.
+    #[test]
+    fn an_erased_plans_document_tails_go_with_its_bundles() {
+        use super::fixtures::*;
+        let backend = Sqlite::fresh();
+        let s = backend.storage();
+        s.set_policy(&policy(2, &[("wijkteam", ALL, ALL)]), 1).unwrap();
+        let ann = user(s, "Ann");
+        store_a_closed_plan(s, device(s, ann, 1), ann);
+        let conn = rusqlite::Connection::open(backend.dir.path().join("server.db")).unwrap();
+        let tails_of_p = || -> i64 {
+            conn.query_row("SELECT COUNT(*) FROM document_tails WHERE plan_id = ?1", [P.to_vec()], |row| {
+                row.get(0)
+            })
+            .unwrap()
+        };
+        assert!(tails_of_p() > 0, "the closed plan's documents have tails");
+        s.erase_plan(P, 10).unwrap();
+        assert_eq!(tails_of_p(), 0, "an erased plan's tails remain");
     }
 
     #[test]

@@ -602,7 +602,7 @@ pub(crate) trait ReadRows {
             audit_through: self.audit_through(device)?,
             key_shares: self.key_share_version(device)?,
             // No tails: a backend without round trips gains nothing by reading them ahead, and
-            // only a complete answer weighs them (SQLite counts each tail's rows).
+            // only a complete answer weighs them (SQLite reads each tail's kept row).
             ahead: AheadReads { device: Some(device), mailbox, news, tails: None },
         })
     }

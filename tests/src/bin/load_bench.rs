@@ -8,17 +8,21 @@
 //! target/release/load_bench --quick    # 8 devices × 20 pushes, 2 readers, 2 runs; ≈ 40 s
 //! ```
 //!
-//! The full run took 2 min 8 s on 2 cores (setup on SQLite 33 s, on PostgreSQL 40 s). Its
-//! figures (2026-12-06, at `adcf1ae`, after the passes that read a sync's session in one
-//! statement and answer a push in one statement), medians of 3:
+//! The full run took 2 min 15 s on 2 cores (setup on SQLite 35 s, on PostgreSQL 46 s). Its
+//! figures (2026-12-07, after SQLite's migration 20 keeps each document's tail, which took
+//! an idle sync from 0.90 to 0.35 ms), medians of 3; the SQLite push figure is a slow round
+//! (alternated runs the same day: 0.24–0.25 ms):
 //!
 //! ```text
-//! server CPU per accepted push     SQLite 0.280 ms | PostgreSQL 0.282 ms, incl. PostgreSQL 0.730 ms | automerge-repo 1.774 ms
-//! pushes per server-CPU-second     SQLite 3571     | PostgreSQL 3546, incl. PostgreSQL 1370          | automerge-repo 564
-//! server CPU per delivered bundle  SQLite 3.5 µs   | PostgreSQL 3.0 µs, incl. PostgreSQL 9.5 µs      |
-//! server CPU per idle sync (200 documents held)  SQLite 0.90 ms | PostgreSQL 0.45 ms, incl. PostgreSQL 1.05 ms
-//! RSS per idle live socket         SQLite 4.6 KiB  | PostgreSQL 3.7 KiB                              | automerge-repo 14.6 KiB
+//! server CPU per accepted push     SQLite 0.314 ms | PostgreSQL 0.284 ms, incl. PostgreSQL 0.696 ms | automerge-repo 1.522 ms
+//! pushes per server-CPU-second     SQLite 3185     | PostgreSQL 3521, incl. PostgreSQL 1437          | automerge-repo 657
+//! server CPU per delivered bundle  SQLite 3.5 µs   | PostgreSQL 2.5 µs, incl. PostgreSQL 6.5 µs      |
+//! server CPU per idle sync (200 documents held)  SQLite 0.35 ms | PostgreSQL 0.35 ms, incl. PostgreSQL 0.80 ms
+//! RSS per idle live socket         SQLite 5.3 KiB  | PostgreSQL 3.3 KiB                              | automerge-repo 13.4 KiB
 //! ```
+//!
+//! (2026-12-06, at `adcf1ae`: SQLite 0.280 ms per push, PostgreSQL 0.282 and 0.730 ms,
+//! automerge-repo 1.774 ms; an idle sync SQLite 0.90 ms, PostgreSQL 0.45 and 1.05 ms.)
 //!
 //! (2026-12-05, at the end of the stop that made the replay answer the server's snapshot
 //! asks: SQLite 3,704 pushes per server-CPU-second, PostgreSQL 1,894, incl. PostgreSQL 518;

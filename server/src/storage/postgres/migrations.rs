@@ -11,8 +11,8 @@
 //! so that names and roles sort by their bytes as in SQLite, whatever locale the cluster was
 //! created with. This backend starts at SQLite's schema 12, so its migration 1 is that whole
 //! schema; later changes are new numbers here (PostgreSQL's n is SQLite's n + 11 up to 3, then
-//! 4 is SQLite's 17, 5 SQLite's 18). 6 has no SQLite counterpart: the tails a sync answer
-//! weighs, kept in a table of their own (SQLite counts them from `bundles_by_kind`).
+//! 4 is SQLite's 17, 5 SQLite's 18). 6, the tails a sync answer weighs kept in a table of
+//! their own, is SQLite's 20 (which keeps them by row triggers alone).
 
 use super::statements;
 use crate::storage::{Result, StorageError};
@@ -106,8 +106,8 @@ const MIGRATIONS: &[&str] = &[
          FOR EACH ROW EXECUTE FUNCTION key_share_user_row();
      CREATE TRIGGER key_share_wipe AFTER INSERT OR UPDATE OR DELETE ON wipe_reports
          FOR EACH ROW EXECUTE FUNCTION key_share_wipe_row();",
-    // 6: each document's tail after its newest snapshot, kept by triggers on `bundles` (no
-    //    SQLite counterpart): a sync answer weighs the tail of every document the device holds
+    // 6: each document's tail after its newest snapshot, kept by triggers on `bundles`
+    //    (SQLite's 20, later): a sync answer weighs the tail of every document the device holds
     //    a key of, and counting the bundles there grew with the tails (up to
     //    `COMPACT_AFTER_BUNDLES` each), 1.5 ms for a reader of 200 documents. An appended
     //    change is added to its document's row; a snapshot, a deletion or an update marks its

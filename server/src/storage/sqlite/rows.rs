@@ -952,32 +952,24 @@ macro_rules! current_key_held {
 }
 
 /// The held documents' tails ([`held_tails`]): the documents `?1` holds a key of
-/// (`held_keys`' union), each with its current epoch, the newest snapshot as
-/// `latest_snapshot` picks it (`kind = 1` spelled out for the partial index; its position and
-/// size are two index lookups, made once per document since the table is materialised),
-/// whether `?1` holds the current epoch's key, and the change bundles after the snapshot.
+/// (`held_keys`' union), each with its current epoch (materialised: `current_key_held`
+/// compares it twice), whether `?1` holds the current epoch's key, and its tail as
+/// `document_tails` keeps it (one primary-key lookup per document; a document without a
+/// bundle has no row: no snapshot and an empty tail).
 pub(super) const HELD_TAILS: &str = concat!(
     held_documents_of_device!(),
     ",
-     latest AS MATERIALIZED (
+     epochs AS MATERIALIZED (
          SELECT h.plan_id, h.compartment,
                 (SELECT COALESCE(MAX(c.epoch), 0) FROM commitments c
-                 WHERE c.plan_id = h.plan_id AND c.compartment = h.compartment) AS epoch,
-                (SELECT COALESCE(s.covers_seq, 0) FROM bundles s
-                 WHERE s.plan_id = h.plan_id AND s.compartment = h.compartment AND s.kind = 1
-                 ORDER BY s.covers_seq DESC, s.seq DESC LIMIT 1) AS covers,
-                (SELECT s.size FROM bundles s
-                 WHERE s.plan_id = h.plan_id AND s.compartment = h.compartment AND s.kind = 1
-                 ORDER BY s.covers_seq DESC, s.seq DESC LIMIT 1) AS size
+                 WHERE c.plan_id = h.plan_id AND c.compartment = h.compartment) AS epoch
          FROM held h)
      SELECT l.plan_id, l.compartment, ",
     current_key_held!(),
     ",
-            l.size, COUNT(b.seq), COALESCE(SUM(b.size), 0)
-     FROM latest l
-     LEFT JOIN bundles b ON b.plan_id = l.plan_id AND b.compartment = l.compartment
-                        AND b.kind = 0 AND b.seq > COALESCE(l.covers, 0)
-     GROUP BY l.plan_id, l.compartment
+            t.snapshot_size, COALESCE(t.changes, 0), COALESCE(t.change_bytes, 0)
+     FROM epochs l
+     LEFT JOIN document_tails t ON t.plan_id = l.plan_id AND t.compartment = l.compartment
      ORDER BY l.plan_id, l.compartment"
 );
 
@@ -1017,32 +1009,34 @@ pub(super) fn held_tails(conn: &Connection, device: DeviceId) -> Result<Vec<Held
 }
 
 /// [`crate::storage::backend::ReadRows::document_tails`]: each document's newest snapshot and
-/// the change bundles after what it covers, as [`HELD_TAILS`] reads them, two index lookups
-/// per document (no round trip to save here).
+/// the change bundles after what it covers, as `document_tails` keeps them (one primary-key
+/// lookup per document; no round trip to save here).
 pub(super) fn document_tails(conn: &Connection, documents: &[DocumentId]) -> Result<Vec<TailStats>> {
-    let mut latest = conn.prepare_cached(
-        "SELECT COALESCE(covers_seq, 0), size FROM bundles WHERE plan_id = ?1 AND compartment = ?2 AND kind = 1
-         ORDER BY covers_seq DESC, seq DESC LIMIT 1",
-    )?;
-    let mut after = conn.prepare_cached(
-        "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM bundles
-         WHERE plan_id = ?1 AND compartment = ?2 AND kind = 0 AND seq > ?3",
-    )?;
+    let mut stmt = conn.prepare_cached(DOCUMENT_TAIL)?;
     let mut tails = Vec::with_capacity(documents.len());
     for document in documents {
-        let snapshot: Option<(u64, u64)> = latest
-            .query_row(params![document.plan, document.compartment], |row| Ok((uint(row, 0)?, uint(row, 1)?)))
+        let tail = stmt
+            .query_row(params![document.plan, document.compartment], |row| {
+                Ok(TailStats {
+                    latest_snapshot_bytes: opt_uint(row, 0)?,
+                    bundles_since_snapshot: uint(row, 1)?,
+                    bytes_since_snapshot: uint(row, 2)?,
+                })
+            })
             .optional()?;
-        let (covers, latest_snapshot_bytes) =
-            (snapshot.map_or(0, |(covers, _)| covers), snapshot.map(|(_, size)| size));
-        let (bundles_since_snapshot, bytes_since_snapshot) = after
-            .query_row(params![document.plan, document.compartment, Int(covers)], |row| {
-                Ok((uint(row, 0)?, uint(row, 1)?))
-            })?;
-        tails.push(TailStats { bundles_since_snapshot, bytes_since_snapshot, latest_snapshot_bytes });
+        // No row: the document has no bundle, so no snapshot and nothing after one.
+        tails.push(tail.unwrap_or(TailStats {
+            bundles_since_snapshot: 0,
+            bytes_since_snapshot: 0,
+            latest_snapshot_bytes: None,
+        }));
     }
     Ok(tails)
 }
+
+/// One document's kept tail ([`document_tails`]).
+pub(super) const DOCUMENT_TAIL: &str =
+    "SELECT snapshot_size, changes, change_bytes FROM document_tails WHERE plan_id = ?1 AND compartment = ?2";
 
 /// The pull's reads; the caller holds one read transaction around all of them.
 pub(super) struct SqliteLog<'c>(pub(super) &'c Connection);
