@@ -951,19 +951,30 @@ macro_rules! current_key_held {
     };
 }
 
-/// The held documents' tails ([`held_tails`]): the documents `?1` holds a key of
-/// (`held_keys`' union), each with its current epoch (materialised: `current_key_held`
-/// compares it twice), whether `?1` holds the current epoch's key, and its tail as
-/// `document_tails` keeps it (one primary-key lookup per document; a document without a
-/// bundle has no row: no snapshot and an empty tail).
-pub(super) const HELD_TAILS: &str = concat!(
-    held_documents_of_device!(),
-    ",
+/// The documents device `?1` holds a key of (`held_documents_of_device!`), each with its
+/// current epoch, as the common table `epochs`: materialised, since `current_key_held!`
+/// compares the epoch twice and it should be read once per document.
+macro_rules! held_documents_with_epochs {
+    () => {
+        concat!(
+            held_documents_of_device!(),
+            ",
      epochs AS MATERIALIZED (
          SELECT h.plan_id, h.compartment,
                 (SELECT COALESCE(MAX(c.epoch), 0) FROM commitments c
                  WHERE c.plan_id = h.plan_id AND c.compartment = h.compartment) AS epoch
-         FROM held h)
+         FROM held h)"
+        )
+    };
+}
+
+/// The held documents' tails ([`held_tails`]): the documents `?1` holds a key of
+/// (`held_keys`' union), whether `?1` holds each one's current epoch's key, and its tail as
+/// `document_tails` keeps it (one primary-key lookup per document; a document without a
+/// bundle has no row: no snapshot and an empty tail).
+pub(super) const HELD_TAILS: &str = concat!(
+    held_documents_with_epochs!(),
+    "
      SELECT l.plan_id, l.compartment, ",
     current_key_held!(),
     ",
@@ -975,17 +986,12 @@ pub(super) const HELD_TAILS: &str = concat!(
 
 /// [`crate::storage::backend::ReadRows::held_documents`]: [`HELD_TAILS`] without the tails.
 pub(super) const HELD_DOCUMENTS: &str = concat!(
-    held_documents_of_device!(),
-    ",
-     latest AS MATERIALIZED (
-         SELECT h.plan_id, h.compartment,
-                (SELECT COALESCE(MAX(c.epoch), 0) FROM commitments c
-                 WHERE c.plan_id = h.plan_id AND c.compartment = h.compartment) AS epoch
-         FROM held h)
+    held_documents_with_epochs!(),
+    "
      SELECT l.plan_id, l.compartment, ",
     current_key_held!(),
     "
-     FROM latest l
+     FROM epochs l
      ORDER BY l.plan_id, l.compartment"
 );
 
