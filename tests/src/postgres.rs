@@ -67,6 +67,20 @@ pub fn copy_database(url: &str) -> String {
     format!("{}/{name}", cluster_base())
 }
 
+/// The database at `url` (of this cluster) reached through the cluster's Unix socket in its
+/// data directory (`unix_socket_directories`), as a server on the database's own host
+/// connects: the directory, percent-encoded, is the URL's host (ARCHITECTURE, "PostgreSQL on
+/// the server's own host").
+pub fn through_socket(url: &str) -> String {
+    let dir = cluster().dir.to_string_lossy().into_owned();
+    let host = percent_encoding::utf8_percent_encode(&dir, percent_encoding::NON_ALPHANUMERIC);
+    let base = cluster_base();
+    let (scheme_and_user, address) =
+        base.rsplit_once('@').unwrap_or_else(|| panic!("the cluster's URL {base} names no user"));
+    let port = address.rsplit_once(':').map_or("5432", |(_, port)| port);
+    format!("{scheme_and_user}@{host}:{port}/{}", database_name(url))
+}
+
 /// Drops the database at `url` (of this cluster), ending any session still open on it.
 pub fn drop_database(url: &str) {
     psql(&format!("DROP DATABASE {} WITH (FORCE)", database_name(url)));

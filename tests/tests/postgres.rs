@@ -33,6 +33,38 @@ fn a_server_on_postgresql_enrols_two_devices_and_syncs_an_edit_from_one_to_the_o
     assert!(!net.server.data.join("server.db").exists(), "the server wrote server.db");
 }
 
+#[test]
+fn a_server_on_its_databases_host_reaches_postgresql_through_the_unix_socket_and_syncs() {
+    let database = eenplan_tests::postgres::fresh_database();
+    let socket = eenplan_tests::postgres::through_socket(&database);
+    assert!(socket.contains("%2F"), "{socket} names no socket directory");
+    let net = Network::start_with(USERS, Some(&socket));
+    let mut rita = net.device("rita", "Rita");
+    let mut wim = net.device("wim", "Wim");
+    let plan = rita.create_plan("Jansen").unwrap();
+    rita.edit(&plan, |p| p.add_goal(NewGoal { domain: "financiën".into(), title: "Huur".into() })).unwrap();
+    rita.sync().unwrap();
+    rita.add_participant(&plan, "Wim", "wijkteam").unwrap();
+    rita.sync().unwrap();
+    wim.sync().unwrap();
+    assert_eq!(wim.read(&plan).unwrap().goals[0].title, "Huur");
+
+    // Every session the server holds open on its database came through the socket: a Unix
+    // socket's client has no address. This query's own session comes over TCP.
+    let mut client = postgres::Client::connect(&database, postgres::NoTls).unwrap();
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE client_addr IS NULL), count(*) FILTER (WHERE client_addr IS NOT NULL)
+             FROM pg_stat_activity
+             WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap();
+    let (through_socket, over_tcp): (i64, i64) = (row.get(0), row.get(1));
+    assert!(through_socket > 0, "the server holds no session through the socket");
+    assert_eq!(over_tcp, 0, "the server holds sessions over TCP");
+}
+
 /// The relay between server processes, driven directly: two processes' [`LiveEvents`] on one
 /// database, as two `eenplan-server` instances hold them.
 mod relay {

@@ -53,15 +53,16 @@
 //! whose overhead is in that run's figures.
 //!
 //! e. **eenplan-server**, once on embedded SQLite and once on PostgreSQL (`serve --database`,
-//!    a database on a throw-away cluster that `scripts/postgres.sh` installs and starts; the
-//!    server is started by `eenplan_tests::load::eenplan::start_server` for a `Database` of a
-//!    `Backend`). Setup, not measured: a real server, the real admin CLI, N devices with
-//!    real stores, each the regisseur of a plan of its own that R reader devices of one other
-//!    user take part in, keys settled. The server's state is kept (stopped) as the base; then
-//!    each device makes E real edits (an action's due date), each sealed and pushed by its own
-//!    sync, and a reader pulls them back: N × E sealed bundles. Each measured run starts a
-//!    server on a fresh copy of the base (SQLite: the files copied; PostgreSQL:
-//!    `CREATE DATABASE … TEMPLATE base`) and
+//!    a database on a throw-away cluster that `scripts/postgres.sh` installs and starts on
+//!    this host, reached through the cluster's Unix socket as a server beside its database
+//!    connects; the server is started by `eenplan_tests::load::eenplan::start_server` for a
+//!    `Database` of a `Backend`). Setup, not measured: a real server, the real admin CLI, N
+//!    devices with real stores, each the regisseur of a plan of its own that R reader
+//!    devices of one other user take part in, keys settled. The server's state is kept
+//!    (stopped) as the base; then each device makes E real edits (an action's due date),
+//!    each sealed and pushed by its own sync, and a reader pulls them back: N × E sealed
+//!    bundles. Each measured run starts a server on a fresh copy of the base (SQLite: the
+//!    files copied; PostgreSQL: `CREATE DATABASE … TEMPLATE base`) and
 //!    1. replays the bundles over HTTP (keep-alive, T client threads, by default one per
 //!       device, each device's pushes in order, one push per
 //!       `POST /v1/sync` as a device in steady state sends it: its cursors, policy and audit
@@ -242,7 +243,8 @@ fn measure_e(cfg: &Config, table: &mut Table) {
     // what (a) compares with.
     for &backend in &cfg.backends {
         let mut fixture = Fixture::build(cfg.sizes, backend);
-        let measured = eenplan_rows(cfg, table, &mut fixture, backend.label());
+        let database = format!("{} ({})", backend.label(), backend.reached());
+        let measured = eenplan_rows(cfg, table, &mut fixture, &database);
         cfg.eenplan.borrow_mut().push((backend, measured));
     }
 }

@@ -60,7 +60,8 @@ impl Backend {
         match self {
             Backend::Sqlite => Database::Sqlite(dir.join(name)),
             Backend::Postgres => {
-                Database::Postgres { url: crate::postgres::fresh_database(), files: dir.join(name) }
+                let url = crate::postgres::through_socket(&crate::postgres::fresh_database());
+                Database::Postgres { url, files: dir.join(name) }
             }
         }
     }
@@ -69,6 +70,14 @@ impl Backend {
         match self {
             Backend::Sqlite => "SQLite",
             Backend::Postgres => "PostgreSQL",
+        }
+    }
+
+    /// How the server under test reaches its database.
+    pub fn reached(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "embedded",
+            Backend::Postgres => "on the same host, through its Unix socket",
         }
     }
 }
@@ -109,7 +118,8 @@ impl Database {
                 Database::Sqlite(to)
             }
             Database::Postgres { url, .. } => {
-                Database::Postgres { url: crate::postgres::copy_database(url), files: to }
+                let url = crate::postgres::through_socket(&crate::postgres::copy_database(url));
+                Database::Postgres { url, files: to }
             }
         }
     }
