@@ -8,18 +8,21 @@
 //! target/release/load_bench --quick    # 8 devices × 20 pushes, 2 readers, 2 runs; ≈ 40 s
 //! ```
 //!
-//! The full run took 2 min 15 s on 2 cores (setup on SQLite 35 s, on PostgreSQL 46 s). Its
-//! figures (2026-12-07, after SQLite's migration 20 keeps each document's tail, which took
-//! an idle sync from 0.90 to 0.35 ms), medians of 3; the SQLite push figure is a slow round
-//! (alternated runs the same day: 0.24–0.25 ms):
+//! The full run took 2 min 4 s on 2 cores (setup on SQLite 29 s, on PostgreSQL 41 s). Its
+//! figures (2026-12-07, at `776a83e`, PostgreSQL reached through its Unix socket), medians
+//! of 3:
 //!
 //! ```text
-//! server CPU per accepted push     SQLite 0.314 ms | PostgreSQL 0.284 ms, incl. PostgreSQL 0.696 ms | automerge-repo 1.522 ms
-//! pushes per server-CPU-second     SQLite 3185     | PostgreSQL 3521, incl. PostgreSQL 1437          | automerge-repo 657
-//! server CPU per delivered bundle  SQLite 3.5 µs   | PostgreSQL 2.5 µs, incl. PostgreSQL 6.5 µs      |
-//! server CPU per idle sync (200 documents held)  SQLite 0.35 ms | PostgreSQL 0.35 ms, incl. PostgreSQL 0.80 ms
-//! RSS per idle live socket         SQLite 5.3 KiB  | PostgreSQL 3.3 KiB                              | automerge-repo 13.4 KiB
+//! server CPU per accepted push     SQLite 0.218 ms | PostgreSQL 0.268 ms, incl. PostgreSQL 0.660 ms | automerge-repo 1.730 ms
+//! pushes per server-CPU-second     SQLite 4587     | PostgreSQL 3731, incl. PostgreSQL 1515          | automerge-repo 578
+//! server CPU per delivered bundle  SQLite 2.5 µs   | PostgreSQL 2.5 µs, incl. PostgreSQL 5.5 µs      |
+//! server CPU per idle sync (200 documents held)  SQLite 0.25 ms | PostgreSQL 0.40 ms, incl. PostgreSQL 0.80 ms
+//! RSS per idle live socket         SQLite 5.3 KiB  | PostgreSQL 3.5 KiB                              | automerge-repo 13.6 KiB
 //! ```
+//!
+//! (Earlier the same day, after SQLite's migration 20 keeps each document's tail, over TCP:
+//! SQLite 0.314 ms per push in a slow round, PostgreSQL 0.284 and 0.696 ms, automerge-repo
+//! 1.522 ms; an idle sync SQLite 0.35 ms, PostgreSQL 0.35 and 0.80 ms.)
 //!
 //! (2026-12-06, at `adcf1ae`: SQLite 0.280 ms per push, PostgreSQL 0.282 and 0.730 ms,
 //! automerge-repo 1.774 ms; an idle sync SQLite 0.90 ms, PostgreSQL 0.45 and 1.05 ms.)
@@ -243,8 +246,7 @@ fn measure_e(cfg: &Config, table: &mut Table) {
     // what (a) compares with.
     for &backend in &cfg.backends {
         let mut fixture = Fixture::build(cfg.sizes, backend);
-        let database = format!("{} ({})", backend.label(), backend.reached());
-        let measured = eenplan_rows(cfg, table, &mut fixture, &database);
+        let measured = eenplan_rows(cfg, table, &mut fixture, backend);
         cfg.eenplan.borrow_mut().push((backend, measured));
     }
 }
@@ -292,12 +294,13 @@ fn eenplan_runs(cfg: &Config, fixture: &mut Fixture) -> (Vec<Run>, Measured) {
     (runs, measured)
 }
 
-fn eenplan_rows(cfg: &Config, table: &mut Table, fixture: &mut Fixture, database: &str) -> Measured {
+fn eenplan_rows(cfg: &Config, table: &mut Table, fixture: &mut Fixture, backend: Backend) -> Measured {
+    let (database, reached) = (backend.label(), backend.reached());
     let (runs, measured) = eenplan_runs(cfg, fixture);
     let failed: u64 = runs.iter().map(|r| r.failed).sum();
     let failure = runs.iter().find_map(|r| r.failure.clone()).unwrap_or_default();
     table.section(&format!(
-        "e. eenplan-server on {database}: {} devices × {} pre-sealed pushes, {} client threads, {} readers (median of {})",
+        "e. eenplan-server on {database} ({reached}): {} devices × {} pre-sealed pushes, {} client threads, {} readers (median of {})",
         cfg.sizes.devices, cfg.sizes.edits, cfg.threads, cfg.sizes.readers, cfg.runs
     ));
     table.row(
