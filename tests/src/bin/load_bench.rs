@@ -239,6 +239,16 @@ fn per_second(seconds: f64) -> f64 {
     1.0 / seconds.max(1e-12)
 }
 
+/// Bundles per server-CPU-second for `seconds` per bundle; none measured when the phase's CPU
+/// stayed under the clock tick of `/proc` (10 ms), as a `--quick` run's pull can.
+fn bundles_per_second(seconds: f64) -> String {
+    if seconds > 0.0 {
+        format!("{:.0} bundles per server-CPU-second", per_second(seconds))
+    } else {
+        "under /proc's 10 ms clock tick: too few bundles to measure".into()
+    }
+}
+
 // --- e. eenplan-server ----------------------------------------------------------------------
 
 fn measure_e(cfg: &Config, table: &mut Table) {
@@ -408,14 +418,14 @@ fn delivery_rows(table: &mut Table, measured: &Measured, database: &str) {
     table.row(
         "server CPU per delivered bundle (readers pull the backlog), eenplan-server only",
         format!("{:.1} µs", alone * 1e6),
-        format!("{:.0} bundles per server-CPU-second", per_second(alone)),
+        bundles_per_second(alone),
         "",
     );
     let all = measured.with_database_per_delivered.unwrap_or(alone);
     table.row(
         format!("  incl. {database}'s own processes"),
         format!("{:.1} µs", all * 1e6),
-        format!("{:.0} bundles per server-CPU-second", per_second(all)),
+        bundles_per_second(all),
         "",
     );
 }
