@@ -6,7 +6,8 @@
 #                                        binaries are missing (root, or sudo)
 #   scripts/postgres.sh start DIR PORT [OWNER_PID]
 #                                        initdb into DIR (a new directory) and start it on
-#                                        127.0.0.1:PORT; prints the superuser's URL
+#                                        127.0.0.1:PORT and a Unix socket in DIR (mode 700);
+#                                        prints the superuser's URL
 #                                        (postgres://eenplan@127.0.0.1:PORT/postgres). With
 #                                        OWNER_PID, the cluster stops and DIR goes when that
 #                                        process ends (a test process that cannot clean up).
@@ -18,9 +19,10 @@
 # With EENPLAN_PG_STATEMENTS=FILE in the environment, start loads pg_stat_statements (with
 # planning times), and load_bench appends each measured phase's statements to FILE.
 #
-# Loopback only, trust authentication on loopback (nothing else can connect), fsync on (the
-# default; the tests check durability claims). As root, the cluster runs as the `postgres`
-# user the package creates: PostgreSQL refuses to run as root.
+# Loopback and the socket in DIR only, trust authentication on both (nothing off this host can
+# connect, and only DIR's owner or root reaches the socket), fsync on (the default; the tests
+# check durability claims). As root, the cluster runs as the `postgres` user the package
+# creates: PostgreSQL refuses to run as root.
 set -euo pipefail
 
 bindir() {

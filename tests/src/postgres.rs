@@ -72,12 +72,15 @@ pub fn copy_database(url: &str) -> String {
 /// connects: the directory, percent-encoded, is the URL's host (ARCHITECTURE, "PostgreSQL on
 /// the server's own host").
 pub fn through_socket(url: &str) -> String {
-    let dir = cluster().dir.to_string_lossy().into_owned();
-    let host = percent_encoding::utf8_percent_encode(&dir, percent_encoding::NON_ALPHANUMERIC);
+    use std::os::unix::ffi::OsStrExt;
+    // The directory's bytes as they are: tokio-postgres decodes the host to bytes again.
+    let dir = cluster().dir.as_os_str().as_bytes();
+    let host = percent_encoding::percent_encode(dir, percent_encoding::NON_ALPHANUMERIC);
     let base = cluster_base();
-    let (scheme_and_user, address) =
-        base.rsplit_once('@').unwrap_or_else(|| panic!("the cluster's URL {base} names no user"));
-    let port = address.rsplit_once(':').map_or("5432", |(_, port)| port);
+    let (scheme_and_user, port) = base
+        .rsplit_once('@')
+        .and_then(|(scheme_and_user, address)| Some((scheme_and_user, address.rsplit_once(':')?.1)))
+        .unwrap_or_else(|| panic!("the cluster's URL {base} names no user or no port"));
     format!("{scheme_and_user}@{host}:{port}/{}", database_name(url))
 }
 

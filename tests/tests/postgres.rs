@@ -49,14 +49,16 @@ fn a_server_on_its_databases_host_reaches_postgresql_through_the_unix_socket_and
     wim.sync().unwrap();
     assert_eq!(wim.read(&plan).unwrap().goals[0].title, "Huur");
 
-    // Every session the server holds open on its database came through the socket: a Unix
-    // socket's client has no address. This query's own session comes over TCP.
+    // Every session the server holds open on its database (its pool keeps them, and the
+    // relay listens on one) came through the socket, whose clients PostgreSQL shows with port
+    // -1. This query's own session comes over TCP.
     let mut client = postgres::Client::connect(&database, postgres::NoTls).unwrap();
     let row = client
         .query_one(
-            "SELECT count(*) FILTER (WHERE client_addr IS NULL), count(*) FILTER (WHERE client_addr IS NOT NULL)
-             FROM pg_stat_activity
-             WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+            "SELECT count(*) FILTER (WHERE client_port = -1), count(*) FILTER (WHERE client_port <> -1) \
+             FROM pg_stat_activity \
+             WHERE datname = current_database() AND backend_type = 'client backend' \
+             AND pid <> pg_backend_pid()",
             &[],
         )
         .unwrap();

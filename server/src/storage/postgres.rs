@@ -142,10 +142,12 @@ fn relock<T>(lock: &Mutex<T>) -> MutexGuard<'_, T> {
     lock.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// `url` with its password replaced, so that it can be logged.
+/// `url` without its password, so that it can be logged: neither the one before the host nor
+/// a `password` parameter, which tokio-postgres takes as well.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return "<database URL>".into() };
     let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    let tail = without_password_parameter(tail);
     match authority.rsplit_once('@') {
         Some((user, host)) => {
             let user = user.split_once(':').map_or(user, |(name, _)| name);
@@ -153,6 +155,20 @@ pub fn redact_url(url: &str) -> String {
         }
         None => format!("{scheme}://{authority}{tail}"),
     }
+}
+
+/// A URL's path and query without its `password` parameters. Names are compared decoded, as
+/// tokio-postgres decodes them (`pass%77ord` is a password too).
+fn without_password_parameter(tail: &str) -> String {
+    let Some((path, query)) = tail.split_once('?') else { return tail.to_owned() };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|parameter| {
+            let name = parameter.split_once('=').map_or(*parameter, |(name, _)| name);
+            percent_encoding::percent_decode_str(name).decode_utf8_lossy() != "password"
+        })
+        .collect();
+    if kept.is_empty() { path.to_owned() } else { format!("{path}?{}", kept.join("&")) }
 }
 
 impl PostgresStorage {
@@ -446,6 +462,16 @@ mod tests {
             ("postgres://ann:p@ss:w@db/eenplan?x=1", "postgres://ann@db/eenplan?x=1"),
             ("postgresql://ann@127.0.0.1/db", "postgresql://ann@127.0.0.1/db"),
             ("postgres://db.example/db", "postgres://db.example/db"),
+            ("postgres://ann@db/eenplan?password=s3cret", "postgres://ann@db/eenplan"),
+            (
+                "postgres://ann@db/eenplan?sslmode=disable&password=s3cret&application_name=x",
+                "postgres://ann@db/eenplan?sslmode=disable&application_name=x",
+            ),
+            ("postgres://ann@db/eenplan?pass%77ord=s3cret", "postgres://ann@db/eenplan"),
+            (
+                "postgres://ann@%2Fvar%2Frun%2Fpostgresql/eenplan",
+                "postgres://ann@%2Fvar%2Frun%2Fpostgresql/eenplan",
+            ),
             ("s3cret", "<database URL>"),
         ];
         for (url, shown) in cases {

@@ -239,6 +239,12 @@ fn per_second(seconds: f64) -> f64 {
     1.0 / seconds.max(1e-12)
 }
 
+/// CPU per bundle in µs; a dash when the phase's CPU stayed under the clock tick of `/proc`
+/// (10 ms), as a `--quick` run's pull can.
+fn micros_per_bundle(seconds: f64) -> String {
+    if seconds > 0.0 { format!("{:.1} µs", seconds * 1e6) } else { "—".into() }
+}
+
 /// Bundles per server-CPU-second for `seconds` per bundle; none measured when the phase's CPU
 /// stayed under the clock tick of `/proc` (10 ms), as a `--quick` run's pull can.
 fn bundles_per_second(seconds: f64) -> String {
@@ -417,14 +423,14 @@ fn delivery_rows(table: &mut Table, measured: &Measured, database: &str) {
     let alone = measured.cpu_per_delivered.unwrap_or_default();
     table.row(
         "server CPU per delivered bundle (readers pull the backlog), eenplan-server only",
-        format!("{:.1} µs", alone * 1e6),
+        micros_per_bundle(alone),
         bundles_per_second(alone),
         "",
     );
     let all = measured.with_database_per_delivered.unwrap_or(alone);
     table.row(
         format!("  incl. {database}'s own processes"),
-        format!("{:.1} µs", all * 1e6),
+        micros_per_bundle(all),
         bundles_per_second(all),
         "",
     );
@@ -573,14 +579,14 @@ fn summary(cfg: &Config, table: &mut Table) {
         let alone = m.cpu_per_delivered.unwrap_or_default();
         table.row(
             format!("server CPU per delivered bundle: eenplan on {label}, eenplan-server only"),
-            format!("{:.1} µs", alone * 1e6),
+            micros_per_bundle(alone),
             "",
             "",
         );
         if let Some(all) = m.with_database_per_delivered {
             table.row(
                 format!("server CPU per delivered bundle: eenplan on {label}, incl. {label}"),
-                format!("{:.1} µs", all * 1e6),
+                micros_per_bundle(all),
                 "",
                 "",
             );
