@@ -24,10 +24,12 @@ fn script(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// This process's cluster: the superuser's URL (`…/postgres`) and its data directory.
+/// This process's cluster: the superuser's URL (`…/postgres`), its data directory (which
+/// holds its Unix socket) and its port.
 struct Cluster {
     url: String,
     dir: PathBuf,
+    port: u16,
 }
 
 fn cluster() -> &'static Cluster {
@@ -43,7 +45,7 @@ fn cluster() -> &'static Cluster {
             .port();
         let url =
             script(&["start", &dir.to_string_lossy(), &port.to_string(), &std::process::id().to_string()]);
-        Cluster { url, dir }
+        Cluster { url, dir, port }
     })
 }
 
@@ -77,11 +79,9 @@ pub fn through_socket(url: &str) -> String {
     let dir = cluster().dir.as_os_str().as_bytes();
     let host = percent_encoding::percent_encode(dir, percent_encoding::NON_ALPHANUMERIC);
     let base = cluster_base();
-    let (scheme_and_user, port) = base
-        .rsplit_once('@')
-        .and_then(|(scheme_and_user, address)| Some((scheme_and_user, address.rsplit_once(':')?.1)))
-        .unwrap_or_else(|| panic!("the cluster's URL {base} names no user or no port"));
-    format!("{scheme_and_user}@{host}:{port}/{}", database_name(url))
+    let (scheme_and_user, _) =
+        base.rsplit_once('@').unwrap_or_else(|| panic!("the cluster's URL {base} names no user"));
+    format!("{scheme_and_user}@{host}:{}/{}", cluster().port, database_name(url))
 }
 
 /// Drops the database at `url` (of this cluster), ending any session still open on it.
