@@ -23,6 +23,13 @@
 //! retried it because it never heard the answer, perhaps from a server process that died
 //! between its commit and its hint.
 //!
+//! A request whose sync answer is begun ([`GroupCommit::push_and_begin`], with an
+//! [`AnswerStart`] that wants its facts) also has its answer's first statement read by the
+//! thread, after the commit, in one statement with the rest of the batch's
+//! ([`Storage::read_answer_facts`]): on PostgreSQL that statement's start-up and round trip
+//! were about half of the database's CPU per push, and a group pays them once. A failed
+//! group read fails no push: each answer then reads its own.
+//!
 //! Shutdown: [`GroupCommit::shutdown`] queues a stop marker behind whatever is waiting, so
 //! every push that was submitted is written and answered before the thread ends.
 
@@ -36,7 +43,7 @@ use tokio::sync::oneshot;
 
 use crate::live_events::LiveEvents;
 use crate::metrics::Metrics;
-use crate::storage::{NewBundle, PushOutcome, Storage, StorageError};
+use crate::storage::{AnswerStart, NewBundle, PushOutcome, Storage, StorageError};
 
 /// Stop taking more requests into a batch past these, so one transaction stays bounded.
 const MAX_BATCH_REQUESTS: usize = 512;
@@ -51,9 +58,20 @@ pub enum CommitError {
 }
 
 enum Message {
-    Push { items: Vec<NewBundle>, reply: oneshot::Sender<Result<Vec<PushOutcome>, StorageError>> },
+    Push(Box<Job>),
     Stop,
 }
+
+/// One request's bundles, its begun answer, and where its outcome goes.
+struct Job {
+    items: Vec<NewBundle>,
+    answer: Option<AnswerStart>,
+    reply: Reply,
+}
+
+/// A request's outcomes, in its bundles' order, and its answer, with its facts when the
+/// group read them.
+type Committed = (Vec<PushOutcome>, Option<AnswerStart>);
 
 /// The handle requests use. Dropping it does not stop the thread; call
 /// [`GroupCommit::shutdown`].
@@ -66,7 +84,7 @@ pub struct GroupCommit {
 impl std::fmt::Debug for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Message::Push { items, .. } => write!(f, "Push({} bundles)", items.len()),
+            Message::Push(job) => write!(f, "Push({} bundles)", job.items.len()),
             Message::Stop => f.write_str("Stop"),
         }
     }
@@ -91,12 +109,33 @@ impl GroupCommit {
     /// runtime worker): the thread parks until the commit, so a sync needs no wake-up through
     /// the runtime.
     pub fn push(&self, items: Vec<NewBundle>) -> Result<Vec<PushOutcome>, CommitError> {
+        self.commit(items, None).map(|(outcomes, _)| outcomes)
+    }
+
+    /// [`GroupCommit::push`], and `answer`'s facts read after the commit with the rest of
+    /// the batch's, when it wants them ([`AnswerStart::wants_facts`]). `answer` comes back
+    /// as it went when nothing is pushed or the group read failed.
+    pub fn push_and_begin(
+        &self,
+        items: Vec<NewBundle>,
+        answer: AnswerStart,
+    ) -> Result<(Vec<PushOutcome>, AnswerStart), CommitError> {
+        let (outcomes, back) = self.commit(items, Some(answer))?;
+        let answer = back.ok_or_else(|| {
+            CommitError::Storage(StorageError::Backend("the group commit kept a request's answer".into()))
+        })?;
+        Ok((outcomes, answer))
+    }
+
+    fn commit(&self, items: Vec<NewBundle>, answer: Option<AnswerStart>) -> Result<Committed, CommitError> {
         if items.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), answer));
         }
-        let (reply, answer) = oneshot::channel();
-        self.queue.send(Message::Push { items, reply }).map_err(|_| CommitError::Stopped)?;
-        Ok(answer.blocking_recv().map_err(|_| CommitError::Stopped)??)
+        let (reply, committed) = oneshot::channel();
+        self.queue
+            .send(Message::Push(Box::new(Job { items, answer, reply })))
+            .map_err(|_| CommitError::Stopped)?;
+        Ok(committed.blocking_recv().map_err(|_| CommitError::Stopped)??)
     }
 
     /// Writes everything queued so far, then stops the thread and waits for it.
@@ -111,21 +150,21 @@ impl GroupCommit {
     }
 }
 
-type Reply = oneshot::Sender<Result<Vec<PushOutcome>, StorageError>>;
+type Reply = oneshot::Sender<Result<Committed, StorageError>>;
 
 fn writer(storage: &dyn Storage, metrics: &Metrics, receiver: &mpsc::Receiver<Message>, events: &LiveEvents) {
     let mut stopping = false;
     while !stopping {
         // Block for the first request, then take whatever else is already waiting.
         let Ok(first) = receiver.recv() else { return };
-        let mut jobs: Vec<(Vec<NewBundle>, Reply)> = Vec::new();
+        let mut jobs: Vec<Job> = Vec::new();
         let mut bytes = 0usize;
         let mut next = Some(first);
         while let Some(message) = next.take() {
             match message {
-                Message::Push { items, reply } => {
-                    bytes = bytes.saturating_add(items.iter().map(|b| b.bytes.len()).sum());
-                    jobs.push((items, reply));
+                Message::Push(job) => {
+                    bytes = bytes.saturating_add(job.items.iter().map(|b| b.bytes.len()).sum());
+                    jobs.push(*job);
                 }
                 Message::Stop => {
                     stopping = true;
@@ -146,7 +185,7 @@ fn writer(storage: &dyn Storage, metrics: &Metrics, receiver: &mpsc::Receiver<Me
     let rest: Vec<_> = receiver
         .try_iter()
         .filter_map(|m| match m {
-            Message::Push { items, reply } => Some((items, reply)),
+            Message::Push(job) => Some(*job),
             Message::Stop => None,
         })
         .collect();
@@ -155,32 +194,53 @@ fn writer(storage: &dyn Storage, metrics: &Metrics, receiver: &mpsc::Receiver<Me
     }
 }
 
-fn commit(storage: &dyn Storage, metrics: &Metrics, events: &LiveEvents, jobs: Vec<(Vec<NewBundle>, Reply)>) {
-    let all: Vec<NewBundle> = jobs.iter().flat_map(|(items, _)| items.iter().cloned()).collect();
+fn commit(storage: &dyn Storage, metrics: &Metrics, events: &LiveEvents, mut jobs: Vec<Job>) {
+    let all: Vec<NewBundle> = jobs.iter().flat_map(|job| job.items.iter().cloned()).collect();
     match write(storage, metrics, &all) {
         Ok(outcomes) => {
             publish(events, &all, &outcomes);
+            read_answer_facts(storage, metrics, &mut jobs);
             let mut outcomes = outcomes.into_iter();
-            for (items, reply) in jobs {
+            for Job { items, answer, reply } in jobs {
                 let mine: Vec<PushOutcome> = outcomes.by_ref().take(items.len()).collect();
                 // A requester that went away (its client hung up) still had its bundles stored.
-                let _ = reply.send(Ok(mine));
+                let _ = reply.send(Ok((mine, answer)));
             }
         }
         Err(e) if jobs.len() > 1 => {
             tracing::warn!(error = %e, requests = jobs.len(), "a group commit failed; retrying its requests one by one");
-            for (items, reply) in jobs {
+            for Job { items, answer, reply } in jobs {
                 let result = write(storage, metrics, &items);
                 if let Ok(outcomes) = &result {
                     publish(events, &items, outcomes);
                 }
-                let _ = reply.send(result);
+                let _ = reply.send(result.map(|outcomes| (outcomes, answer)));
             }
         }
         Err(e) => {
-            for (_, reply) in jobs {
-                let _ = reply.send(Err(e.clone()));
+            for job in jobs {
+                let _ = job.reply.send(Err(e.clone()));
             }
+        }
+    }
+}
+
+/// The first statement of each committed request's answer that wants it, read together.
+/// A failure is logged and costs only time: each answer reads its own facts.
+fn read_answer_facts(storage: &dyn Storage, metrics: &Metrics, jobs: &mut [Job]) {
+    let mut starts: Vec<&mut AnswerStart> =
+        jobs.iter_mut().filter_map(|job| job.answer.as_mut()).filter(|start| start.wants_facts()).collect();
+    if starts.is_empty() {
+        return;
+    }
+    let answers = starts.len();
+    match storage.read_answer_facts(&mut starts) {
+        Ok(()) => {
+            metrics.group_answer_fact_reads.fetch_add(1, Ordering::Relaxed);
+            Metrics::add(&metrics.group_answer_facts, answers);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, answers, "a group commit could not read its answers' facts; each reads its own");
         }
     }
 }

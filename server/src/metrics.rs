@@ -92,6 +92,10 @@ pub struct Metrics {
     pub group_commit_batches: AtomicU64,
     pub group_commit_bundles: AtomicU64,
     pub group_commit_failures: AtomicU64,
+    /// Group reads of the answers' first statements after a group commit.
+    pub group_answer_fact_reads: AtomicU64,
+    /// Answers whose first statement a group read.
+    pub group_answer_facts: AtomicU64,
     pub live_connections: AtomicI64,
     pub live_hints_sent: AtomicU64,
     pub live_sockets_evicted: AtomicU64,
@@ -142,7 +146,7 @@ impl Metrics {
                 counter.load(Ordering::Relaxed)
             );
         }
-        let counters: [(&str, &str, &AtomicU64); 19] = [
+        let counters: [(&str, &str, &AtomicU64); 21] = [
             ("eenplan_pushes_appended_total", "Pushed bundles appended to the log.", &self.pushes_appended),
             (
                 "eenplan_pushes_duplicate_total",
@@ -177,6 +181,16 @@ impl Metrics {
                 "eenplan_group_commit_failures_total",
                 "Group-commit transactions that failed.",
                 &self.group_commit_failures,
+            ),
+            (
+                "eenplan_group_commit_answer_fact_reads_total",
+                "Reads of the committed requests' sync answers' first statements, one per group commit.",
+                &self.group_answer_fact_reads,
+            ),
+            (
+                "eenplan_group_commit_answer_facts_total",
+                "Sync answers whose first statement the group commit read with its group's.",
+                &self.group_answer_facts,
             ),
             ("eenplan_live_hints_total", "Hints sent on live connections.", &self.live_hints_sent),
             (

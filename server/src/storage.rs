@@ -136,6 +136,7 @@ pub mod sqlite;
 use eenplan_protocol::policy::Policy;
 use eenplan_protocol::{Bundle, BundleKind, DocumentId};
 
+pub use domain::AnswerStart;
 pub use postgres::PostgresStorage;
 pub use sqlite::SqliteStorage;
 
@@ -1368,7 +1369,22 @@ pub trait Storage: Send + Sync {
     /// PostgreSQL one statement when the remembered state serves the rest), so that it is
     /// built from one commit; see [`AnswerReads`]. Like [`Storage::pull_page`], a page that stops
     /// inside a history block stores where (the only write) and hands out a resume token.
-    fn answer(&self, query: &AnswerQuery) -> Result<AnswerReads>;
+    fn answer(&self, query: &AnswerQuery) -> Result<AnswerReads> {
+        self.answer_from(query, self.begin_answer(query))
+    }
+    /// Begins `query`'s answer before its request's push is committed: guesses what it will
+    /// read, from what this process remembers. Where answers are begun in groups
+    /// ([`AnswerStart::wants_facts`]) the group commit reads their first statements together
+    /// ([`Storage::read_answer_facts`]); [`Storage::answer_from`] finishes each.
+    fn begin_answer(&self, query: &AnswerQuery) -> AnswerStart;
+    /// Reads the first statement of every answer in `starts` that wants it, after the group
+    /// commit that holds their pushes: one statement for up to 64 answers, each answer's
+    /// facts of one snapshot. On an error, the answers not read read their own.
+    fn read_answer_facts(&self, starts: &mut [&mut AnswerStart]) -> Result<()>;
+    /// [`Storage::answer`] of `query`, begun as `start` ([`Storage::begin_answer`], with the
+    /// same query but for `now`). An answer whose facts a group read is as of that group's
+    /// statement when it needs no other read, and read whole in one transaction otherwise.
+    fn answer_from(&self, query: &AnswerQuery, start: AnswerStart) -> Result<AnswerReads>;
 
     // Snapshot requests.
 

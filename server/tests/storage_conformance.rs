@@ -9,8 +9,8 @@ use eenplan_protocol::policy::{Access, Policy};
 use eenplan_protocol::sync::REJECT_UNREQUESTED_SNAPSHOT;
 use eenplan_protocol::{BundleKind, DocumentId};
 use eenplan_server::storage::{
-    AdminRecord, AnswerQuery, AuditKeyRecord, CommitmentOutcome, CommitmentRecord, CompletedRotation,
-    DeviceId, DeviceState, Envelope, EnvelopeOutcome, EnvelopeRefusal, HistoryRequest,
+    AdminRecord, AnswerQuery, AnswerReads, AnswerStart, AuditKeyRecord, CommitmentOutcome, CommitmentRecord,
+    CompletedRotation, DeviceId, DeviceState, Envelope, EnvelopeOutcome, EnvelopeRefusal, HistoryRequest,
     MAX_SNAPSHOT_REQUESTS_PER_DEVICE, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, OrgId, PlanId,
     PolicyRecord, PullBatch, PullRequest, PushOutcome, Revocation, RevocationListRecord,
     SNAPSHOT_HOLD_OFF_MS, SNAPSHOT_REQUEST_TTL_MS, SNAPSHOT_SHORTCUT_CHANGES, ServerEventRecord,
@@ -2060,6 +2060,95 @@ pub mod suite {
         assert_eq!(counted[6].0 + counted[6].1, 1, "a complete answer's held keys counted once: {counted:?}");
     }
 
+    /// Answers begun before a commit, whose first statements a group read together after it
+    /// ([`Storage::read_answer_facts`]), are the answers a transaction reads at that moment:
+    /// each from its own facts, as of the group's statement, with no read of its own when
+    /// the rest is remembered. An answer whose facts show more to read reads again, whole;
+    /// one finished for another query than it was begun for never takes the facts. Where a
+    /// backend does not group (`groups` false: SQLite) no answer wants facts, and each reads
+    /// its own.
+    pub fn answers_whose_facts_a_group_read_are_the_answers_a_transaction_reads(
+        s: &dyn Storage,
+        groups: bool,
+    ) {
+        let (ann, bob, a1, b1) = ann_and_bob_in_p(s);
+        let a2 = device(s, ann, 3);
+        // Ann's membership entry: Q's charter.
+        assert!(s.register_chartered_plan(&charter(Q, ann, a1)).unwrap());
+        let (d0, d1) = (doc(P, 0), doc(P, 1));
+        mint(s, &[d0, d1], a1);
+        seal(s, a1, &[envelope(b1, d0, 1, 1), envelope(b1, d1, 1, 2), envelope(a2, d0, 1, 3)]);
+        push(s, &[changes(d0, 1, a1), changes(d1, 2, a1)]);
+        let devices = [(ann, a1), (ann, a2), (bob, b1)];
+        let idle = |s: &dyn Storage, (user, device): (UserId, DeviceId)| {
+            answer_query(user, device, s.head().unwrap(), BIG)
+        };
+        // Each device's first answer reads its access and keys, which the next ones are
+        // served from (within the minute a remembered read may be served).
+        for &d in &devices {
+            s.answer(&idle(s, d)).unwrap();
+        }
+        // (served from one statement, read again) of the answers tried without a transaction.
+        let tries = || {
+            let r = s.remembered_reads();
+            (r.one_statement_answers, r.one_statement_answers_again)
+        };
+        let tried_since = |before: (u64, u64)| {
+            let now = tries();
+            (now.0 - before.0, now.1 - before.1)
+        };
+        let group_read = |queries: &[AnswerQuery]| -> Vec<AnswerStart> {
+            let mut starts: Vec<AnswerStart> = queries.iter().map(|q| s.begin_answer(q)).collect();
+            assert!(starts.iter().all(|start| start.wants_facts() == groups), "{starts:?}");
+            s.read_answer_facts(&mut starts.iter_mut().collect::<Vec<_>>()).unwrap();
+            assert!(starts.iter().all(|start| !start.wants_facts()), "every answer's facts read: {starts:?}");
+            starts
+        };
+
+        // Bob's facts show news, Ann's devices' none: in one group, each answer takes its own
+        // facts. Bob's reads again, whole; the others need no read of their own.
+        let since = s.head().unwrap();
+        push(s, &[changes(d0, 3, a1)]);
+        let news = answer_query(bob, b1, since, BIG);
+        let queries = [idle(s, (ann, a1)), news.clone(), idle(s, (ann, a2))];
+        let before = tries();
+        let answers: Vec<AnswerReads> = queries
+            .iter()
+            .zip(group_read(&queries))
+            .map(|(q, start)| s.answer_from(q, start).unwrap())
+            .collect();
+        assert_eq!(tried_since(before), if groups { (2, 1) } else { (0, 0) }, "(served, read again)");
+        assert_eq!(answers[1].batch.bundles.len(), 1, "d0's news");
+        let transaction: Vec<AnswerReads> = queries.iter().map(|q| s.answer(q).unwrap()).collect();
+        assert_eq!(answers, transaction, "nothing was committed in between");
+
+        // A commit after the group's statement, which its answers do not see.
+        let queries = [idle(s, (ann, a1)), idle(s, (ann, a2))];
+        let transaction: Vec<AnswerReads> = queries.iter().map(|q| s.answer(q).unwrap()).collect();
+        let before = tries();
+        let starts = group_read(&queries);
+        let head = s.head().unwrap();
+        if groups {
+            push(s, &[changes(d1, 4, a1)]);
+        }
+        let answers: Vec<AnswerReads> =
+            queries.iter().zip(starts).map(|(q, start)| s.answer_from(q, start).unwrap()).collect();
+        assert_eq!(answers, transaction, "as of the group's statement");
+        assert!(answers.iter().all(|answer| answer.batch.head == head), "the head the group read");
+        assert_eq!(tried_since(before), if groups { (2, 0) } else { (0, 0) }, "(served, read again)");
+
+        // A2's answer begun with a membership cursor past Q's charter and finished for one
+        // before it: the facts read past the charter lack it, and are not taken.
+        let from_start = idle(s, (ann, a2));
+        let mut past = from_start.clone();
+        past.membership_after = s.head().unwrap();
+        let start = group_read(std::slice::from_ref(&past)).pop().unwrap();
+        let answer = s.answer_from(&from_start, start).unwrap();
+        assert_eq!(answer.membership.entries.len(), 1, "Q's charter: {:?}", answer.membership);
+        assert!(s.answer(&past).unwrap().membership.entries.is_empty(), "none past the head");
+        assert_eq!(answer, s.answer(&from_start).unwrap());
+    }
+
     pub fn the_first_envelope_stays_and_key_requests_list_exactly_the_devices_lacking_an_envelope(
         s: &dyn Storage,
     ) {
@@ -4082,6 +4171,13 @@ mod sqlite {
         suite::an_answer_tried_as_one_statement_is_the_answer_a_transaction_reads(backend.storage(), false);
     }
 
+    #[test]
+    fn answers_whose_facts_a_group_read_are_the_answers_a_transaction_reads() {
+        let backend = Sqlite::fresh();
+        suite::prepare(backend.storage());
+        suite::answers_whose_facts_a_group_read_are_the_answers_a_transaction_reads(backend.storage(), false);
+    }
+
     /// The tails SQLite keeps for the sync answers (migration 20) go with the bundles they
     /// count: an erased plan leaves no row of its documents' counts and sizes behind.
     #[test]
@@ -4352,6 +4448,13 @@ mod postgres {
         let db = Postgres::fresh();
         suite::prepare(db.storage());
         suite::an_answer_tried_as_one_statement_is_the_answer_a_transaction_reads(db.storage(), true);
+    }
+
+    #[test]
+    fn answers_whose_facts_a_group_read_are_the_answers_a_transaction_reads() {
+        let db = Postgres::fresh();
+        suite::prepare(db.storage());
+        suite::answers_whose_facts_a_group_read_are_the_answers_a_transaction_reads(db.storage(), true);
     }
 
     /// The tails PostgreSQL keeps for the sync answers (migration 6) go with the bundles they

@@ -107,9 +107,9 @@ use crate::error::ApiError;
 use crate::group_commit::CommitError;
 use crate::metrics::Metrics;
 use crate::storage::{
-    AnswerQuery, AnswerReads, CommitmentOutcome, CommitmentRecord, CompletedRotation, DeviceId, DeviceRecord,
-    DeviceState, Envelope, EnvelopeOutcome, EnvelopeRefusal, HistoryRequest, NewAuditUpload, NewBundle,
-    PlanId, PullRequest, PushOutcome, StorageError, SyncSession, UserId,
+    AnswerQuery, AnswerReads, AnswerStart, CommitmentOutcome, CommitmentRecord, CompletedRotation, DeviceId,
+    DeviceRecord, DeviceState, Envelope, EnvelopeOutcome, EnvelopeRefusal, HistoryRequest, NewAuditUpload,
+    NewBundle, PlanId, PullRequest, PushOutcome, StorageError, SyncSession, UserId,
 };
 
 /// The most bundle bytes one pull returns; the device syncs again at once when more wait.
@@ -205,8 +205,12 @@ fn serve(state: &AppState, claim: SessionClaim, body: &[u8]) -> Result<Vec<u8>, 
     let Stored { checked, audit_refused, actor } = store_uploads(state, &session, uploads)?;
     let device = session.device;
     Metrics::add(&state.metrics.pushes_rejected, checked.rejected.len());
-    let (acks, appended) = commit(state, &device, checked, count)?;
-    let mut response = respond(state, &device, wanted, acks)?;
+    // Begun before the commit, so that the group commit can read its first statement with
+    // the rest of its batch's.
+    let query = answer_query(&device, wanted);
+    let start = state.storage.begin_answer(&query);
+    let (acks, appended, start) = commit(state, &device, checked, count, start)?;
+    let mut response = respond(state, &device, query, start, acks)?;
     response.audit_refused = audit_refused;
     record_sync(state, actor, appended, &response);
     Ok(sync::encode(&response))
@@ -366,16 +370,18 @@ fn store_uploads(state: &AppState, session: &SyncSession, uploads: Uploads) -> R
     Ok(Stored { checked, audit_refused, actor: access.actor })
 }
 
-/// Hands the checked bundles to the group commit and waits until their transaction has
-/// committed; what the answer acknowledges, and how many bundles were new.
+/// Hands the checked bundles to the group commit, with the begun answer, and waits until
+/// their transaction has committed; what the answer acknowledges, how many bundles were new,
+/// and the answer, whose facts the group may have read.
 fn commit(
     state: &AppState,
     device: &DeviceRecord,
     Checked { items, mut rejected }: Checked,
     uploads: usize,
-) -> Result<(Acks, usize), ApiError> {
+    answer: AnswerStart,
+) -> Result<(Acks, usize, AnswerStart), ApiError> {
     let ids: Vec<[u8; 16]> = items.iter().map(|b| b.bundle_id).collect();
-    let outcomes = state.commits.push(items).map_err(|e| match e {
+    let (outcomes, answer) = state.commits.push_and_begin(items, answer).map_err(|e| match e {
         CommitError::Storage(e) => ApiError::from(e),
         CommitError::Stopped => ApiError::Unavailable {
             code: "shutting_down",
@@ -397,7 +403,7 @@ fn commit(
             PushOutcome::Appended { .. } | PushOutcome::Duplicate { .. } => accepted.push(Fixed(id)),
         }
     }
-    Ok((Acks::new(uploads, accepted, rejected), appended))
+    Ok((Acks::new(uploads, accepted, rejected), appended, answer))
 }
 
 /// Decodes a sync request within the device's quota and the per-list limits, before any of
@@ -945,13 +951,9 @@ impl Acks {
     }
 }
 
-fn respond(
-    state: &AppState,
-    device: &DeviceRecord,
-    wanted: Wanted,
-    Acks { accepted, all_accepted, rejected }: Acks,
-) -> Result<SyncResponse, ApiError> {
-    let reads = state.storage.answer(&AnswerQuery {
+/// What the answer to `device` reads, for what it asked.
+fn answer_query(device: &DeviceRecord, wanted: Wanted) -> AnswerQuery {
+    AnswerQuery {
         pull: PullRequest {
             user: device.user,
             device: device.device_id,
@@ -968,7 +970,19 @@ fn respond(
         policy_after: wanted.policy_version,
         audit_key_after: wanted.audit_key_version,
         now: now_ms(),
-    })?;
+    }
+}
+
+fn respond(
+    state: &AppState,
+    device: &DeviceRecord,
+    mut query: AnswerQuery,
+    start: AnswerStart,
+    Acks { accepted, all_accepted, rejected }: Acks,
+) -> Result<SyncResponse, ApiError> {
+    // The clock after the commit, as the answer reads.
+    query.now = now_ms();
+    let reads = state.storage.answer_from(&query, start)?;
     let AnswerReads {
         membership,
         batch,

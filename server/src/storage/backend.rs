@@ -44,6 +44,22 @@ pub(crate) trait Backend: Send + Sync {
     fn read_statement_first(&self, f: &mut dyn FnMut(&dyn ReadRows) -> Result<()>) -> Result<FirstRead> {
         self.read(f).map(|()| FirstRead::Transaction)
     }
+    /// Whether the sync answers of a group commit's requests are better begun with one
+    /// statement for all of them ([`ReadRows::sync_facts_of_group`]) than with one each: on
+    /// a backend where a statement costs a round trip and a plan's start-up (PostgreSQL),
+    /// not on one where a read is a call into the process (SQLite).
+    fn groups_answer_facts(&self) -> bool {
+        false
+    }
+    /// Runs `f`, a read whose first statement was read before (in a group,
+    /// [`ReadRows::sync_facts_of_group`]), where every statement is refused: `true` when
+    /// `f` needed none. `false` when it asked for one, whatever it returned then: the
+    /// caller reads again in a transaction. A backend that does not group answer facts
+    /// runs nothing and returns `false`.
+    fn read_without_statements(&self, f: &mut dyn FnMut(&dyn ReadRows) -> Result<()>) -> Result<bool> {
+        let _ = f;
+        Ok(false)
+    }
     /// Runs `f` in one write transaction and commits it durably before returning.
     fn write(&self, f: &mut dyn FnMut(&dyn WriteRows) -> Result<()>) -> Result<()>;
     /// After a commit that deleted what must leave no copy (an erasure): makes sure no
@@ -605,6 +621,13 @@ pub(crate) trait ReadRows {
             // only a complete answer weighs them (SQLite reads each tail's kept row).
             ahead: AheadReads { device: Some(device), mailbox, news, tails: None },
         })
+    }
+
+    /// [`ReadRows::sync_facts`] of each of `queries`, in their order and in one snapshot:
+    /// one statement where a statement costs a round trip and a plan's start-up (PostgreSQL,
+    /// [`Backend::groups_answer_facts`]), one read after another here.
+    fn sync_facts_of_group(&self, queries: &[FactsQuery]) -> Result<Vec<SyncFacts>> {
+        queries.iter().map(|query| self.sync_facts(query)).collect()
     }
 }
 

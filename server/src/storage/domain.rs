@@ -16,10 +16,13 @@ mod plans;
 mod tally;
 
 pub(crate) use access::{AccessCache, AccessCore, AccessStamp};
+pub use answer::AnswerStart;
 pub(crate) use key_shares::KeyShareCache;
 pub(crate) use tally::AnswerGuesses;
 
-use super::backend::{Backend, ReadRows, read, read_statement, read_statement_first, write};
+use super::backend::{
+    Backend, FactsQuery, FirstRead, ReadRows, SyncFacts, read, read_statement, read_statement_first, write,
+};
 use super::{
     AdminRecord, AnswerQuery, AnswerReads, AuditKeyRecord, CharteredPlan, CommitmentOutcome,
     CommitmentRecord, CompletedRotation, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
@@ -53,6 +56,46 @@ fn keep_resume_point<B: Backend>(
         batch.head = eenplan_protocol::sync::RESUME_TOKEN_BIT | token;
     }
     Ok(())
+}
+
+/// The most answers whose first statements one statement reads
+/// ([`Storage::read_answer_facts`]): a group commit of 512 requests is eight statements, so
+/// that no statement's parameters and rows grow with the batch. Past about twenty answers a
+/// statement saves little more per answer.
+const MAX_ANSWERS_PER_FACTS_READ: usize = 64;
+
+/// The caches a sync answer of `backend` reads through.
+fn answer_caches<B: Backend>(backend: &B) -> answer::Caches<'_> {
+    answer::Caches {
+        key_shares: backend.key_shares(),
+        accesses: backend.accesses(),
+        guesses: backend.answer_guesses(),
+    }
+}
+
+/// An answer built from `facts`, its first statement that a group commit read with its
+/// group's, with no statement of its own when the rest is remembered
+/// ([`FirstRead::OneStatement`], as a single statement's answer is); when it needs one,
+/// read again in a transaction, facts and all ([`FirstRead::Again`]).
+fn answer_after_group_facts<B: Backend>(
+    backend: &B,
+    caches: answer::Caches<'_>,
+    query: &AnswerQuery,
+    facts: SyncFacts,
+    run: impl FnMut(&dyn ReadRows) -> Result<answer::Read>,
+) -> Result<(answer::Read, FirstRead)> {
+    let mut facts = Some(facts);
+    let mut built = None;
+    let sufficed = backend.read_without_statements(&mut |rows| {
+        let facts =
+            facts.take().ok_or_else(|| StorageError::Backend("an answer's facts were used twice".into()))?;
+        built = Some(answer::read_after_facts(rows, caches, query, facts)?);
+        Ok(())
+    })?;
+    match built {
+        Some(answer) if sufficed => Ok((answer, FirstRead::OneStatement)),
+        _ => Ok((read(backend, run)?, FirstRead::Again)),
+    }
 }
 
 impl<B: Backend> Storage for B {
@@ -471,16 +514,41 @@ impl<B: Backend> Storage for B {
         Ok(batch)
     }
 
-    fn answer(&self, query: &AnswerQuery) -> Result<AnswerReads> {
-        let caches = answer::Caches {
-            key_shares: self.key_shares(),
-            accesses: self.accesses(),
-            guesses: self.answer_guesses(),
-        };
-        let guess = answer::Guess::of(&caches, &query.pull);
+    fn begin_answer(&self, query: &AnswerQuery) -> AnswerStart {
+        AnswerStart::begin(&answer_caches(self), query, self.groups_answer_facts())
+    }
+
+    fn read_answer_facts(&self, starts: &mut [&mut AnswerStart]) -> Result<()> {
+        let mut wanting: Vec<&mut AnswerStart> =
+            starts.iter_mut().map(|start| &mut **start).filter(|start| start.wants_facts()).collect();
+        for group in wanting.chunks_mut(MAX_ANSWERS_PER_FACTS_READ) {
+            let queries: Vec<FactsQuery> = group.iter().filter_map(|start| start.grouped.clone()).collect();
+            let facts = read_statement(self, |rows| rows.sync_facts_of_group(&queries))?;
+            if facts.len() != group.len() {
+                return Err(StorageError::Backend(format!(
+                    "a group read {} answers' facts for {} answers",
+                    facts.len(),
+                    group.len()
+                )));
+            }
+            for (start, facts) in group.iter_mut().zip(facts) {
+                start.facts = Some(facts);
+            }
+        }
+        Ok(())
+    }
+
+    fn answer_from(&self, query: &AnswerQuery, mut start: AnswerStart) -> Result<AnswerReads> {
+        let caches = answer_caches(self);
+        let facts = start.facts_for(query);
+        let guess = start.guess;
         let run = |rows: &dyn ReadRows| answer::read(rows, caches, query, &guess.asks);
         let answer::Read { mut reads, resume, presented_token, ahead_used, remembered_used } =
-            if guess.one_statement {
+            if let Some(facts) = facts {
+                let (answer, first) = answer_after_group_facts(self, caches, query, facts, run)?;
+                answer::count_first_read_and_wait(caches.guesses, query.pull.device, first);
+                answer
+            } else if guess.one_statement {
                 let (answer, first) = read_statement_first(self, run)?;
                 answer::count_first_read_and_wait(caches.guesses, query.pull.device, first);
                 answer

@@ -428,6 +428,22 @@ impl Backend for PostgresStorage {
         self.read(f).map(|()| FirstRead::Again)
     }
 
+    fn groups_answer_facts(&self) -> bool {
+        true
+    }
+
+    /// No connection is taken from the pool: none is needed, and a statement is refused
+    /// before it could use one.
+    fn read_without_statements(&self, f: &mut dyn FnMut(&dyn ReadRows) -> Result<()>) -> Result<bool> {
+        let mut statements = StatementCache::new();
+        let rows = PgRows::new(Connection::spent(&mut statements));
+        let result = f(&rows);
+        if rows.into_inner().refused_a_second_statement() {
+            return Ok(false);
+        }
+        result.map(|()| true)
+    }
+
     /// Waits for snapshots that still see the deleted rows, then rewrites every table an
     /// erasure deletes from (`VACUUM FULL`): the new files hold only the live rows, and the old ones are truncated and unlinked. A plain `VACUUM` would not
     /// do: it marks the space of deleted rows free but leaves their bytes in the pages until

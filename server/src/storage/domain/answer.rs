@@ -104,6 +104,49 @@ impl Guess {
     }
 }
 
+/// A sync answer begun before its request's push is committed
+/// ([`crate::storage::Storage::begin_answer`]): what it guessed, and where the backend reads
+/// the answers' first statements in groups ([`Backend::groups_answer_facts`]) and the answer
+/// is guessed to need no more, that statement's query, for the group commit to read with its
+/// other requests' ([`crate::storage::Storage::read_answer_facts`]), and then what it read.
+///
+/// [`Backend::groups_answer_facts`]: crate::storage::backend::Backend::groups_answer_facts
+pub struct AnswerStart {
+    pub(super) guess: Guess,
+    pub(super) grouped: Option<FactsQuery>,
+    pub(super) facts: Option<SyncFacts>,
+}
+
+impl AnswerStart {
+    pub(super) fn begin(caches: &Caches<'_>, query: &AnswerQuery, groups: bool) -> AnswerStart {
+        let guess = Guess::of(caches, &query.pull);
+        let grouped = (groups && guess.one_statement).then(|| facts_query(query, &guess.asks));
+        AnswerStart { guess, grouped, facts: None }
+    }
+
+    /// Whether a group commit should read this answer's first statement with its group's.
+    pub fn wants_facts(&self) -> bool {
+        self.grouped.is_some() && self.facts.is_none()
+    }
+
+    /// The facts read for it, when they are of `query`'s first read: an answer is never
+    /// built from another query's facts.
+    pub(super) fn facts_for(&mut self, query: &AnswerQuery) -> Option<SyncFacts> {
+        let facts = self.facts.take()?;
+        (self.grouped.as_ref() == Some(&facts_query(query, &self.guess.asks))).then_some(facts)
+    }
+}
+
+impl std::fmt::Debug for AnswerStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnswerStart")
+            .field("one_statement", &self.guess.one_statement)
+            .field("grouped", &self.grouped.is_some())
+            .field("facts", &self.facts.is_some())
+            .finish()
+    }
+}
+
 /// Whether `device`'s answer, which would be tried as one statement, runs in a transaction
 /// at once after a recent one that needed more ([`TRANSACTIONS_AFTER_AGAIN`]); counts this
 /// answer off the wait.
@@ -142,13 +185,32 @@ pub(super) fn read(
     query: &AnswerQuery,
     asks: &AheadAsks,
 ) -> Result<Read> {
-    let request = &query.pull;
-    let facts = rows.sync_facts(&FactsQuery {
-        user: request.user,
-        device: request.device,
+    let facts = rows.sync_facts(&facts_query(query, asks))?;
+    read_after_facts(rows, caches, query, facts)
+}
+
+/// The first read of `query`'s answer, asking for `asks` ahead.
+pub(super) fn facts_query(query: &AnswerQuery, asks: &AheadAsks) -> FactsQuery {
+    FactsQuery {
+        user: query.pull.user,
+        device: query.pull.device,
         membership_after: query.membership_after,
         ahead: asks.clone(),
-    })?;
+    }
+}
+
+/// [`read`] after its first read, `facts`, which are of the snapshot `rows` reads (or, on
+/// rows that refuse every statement, [`Backend::read_without_statements`], of the
+/// snapshot of the group statement that read them).
+///
+/// [`Backend::read_without_statements`]: crate::storage::backend::Backend::read_without_statements
+pub(super) fn read_after_facts(
+    rows: &dyn ReadRows,
+    caches: Caches<'_>,
+    query: &AnswerQuery,
+    facts: SyncFacts,
+) -> Result<Read> {
+    let request = &query.pull;
     let (core, access) = access::core_in(rows, caches.accesses, request.user, facts.stamp_of(request.user))?;
     // The held keys are remembered only under the stamp of the user whose readable documents
     // filter them.

@@ -334,6 +334,10 @@ enum Session<'c> {
     /// Unlike a read transaction it is not `READ ONLY`: what keeps it a read is that only
     /// [`crate::storage::backend::ReadRows`], which has no write, reaches it.
     Single { client: &'c mut Client, made: Made },
+    /// No connection at all, for the rest of a read whose one statement ran before, for a
+    /// group ([`crate::storage::backend::Backend::read_without_statements`]): every statement
+    /// is refused, and remembered as refused.
+    Spent { refused: bool },
 }
 
 /// What a [`Session::Single`] has run so far.
@@ -350,6 +354,7 @@ impl Session<'_> {
         Ok(match self {
             Session::Transaction(tx) => tx.prepare(sql)?,
             Session::Single { client, .. } => client.prepare(sql)?,
+            Session::Spent { .. } => return Err(Error::SecondStatement),
         })
     }
 
@@ -357,6 +362,7 @@ impl Session<'_> {
         Ok(match self {
             Session::Transaction(tx) => tx.query(statement, params)?,
             Session::Single { client, .. } => client.query(statement, params)?,
+            Session::Spent { .. } => return Err(Error::SecondStatement),
         })
     }
 
@@ -364,6 +370,7 @@ impl Session<'_> {
         Ok(match self {
             Session::Transaction(tx) => tx.execute(statement, params)?,
             Session::Single { client, .. } => client.execute(statement, params)?,
+            Session::Spent { .. } => return Err(Error::SecondStatement),
         })
     }
 
@@ -379,6 +386,10 @@ impl Session<'_> {
             }
             Session::Single { made, .. } => {
                 *made = Made::Refused;
+                Err(Error::SecondStatement)
+            }
+            Session::Spent { refused } => {
+                *refused = true;
                 Err(Error::SecondStatement)
             }
         }
@@ -399,17 +410,28 @@ impl<'c> Connection<'c> {
         Connection { session: RefCell::new(session), statements: RefCell::new(statements) }
     }
 
+    /// A connection that refuses every statement ([`Session::Spent`]).
+    pub(super) fn spent(statements: &'c mut StatementCache) -> Connection<'c> {
+        Connection {
+            session: RefCell::new(Session::Spent { refused: false }),
+            statements: RefCell::new(statements),
+        }
+    }
+
     /// Whether this is a read of one statement that asked for a second one
     /// ([`Error::SecondStatement`]): whatever it returned, it must run again in a transaction.
     pub(super) fn refused_a_second_statement(&self) -> bool {
-        matches!(&*self.session.borrow(), Session::Single { made: Made::Refused, .. })
+        matches!(
+            &*self.session.borrow(),
+            Session::Single { made: Made::Refused, .. } | Session::Spent { refused: true }
+        )
     }
 
     /// Commits the transaction; a single statement has nothing to commit.
     pub(super) fn commit(self) -> Result<()> {
         match self.session.into_inner() {
             Session::Transaction(tx) => Ok(tx.commit()?),
-            Session::Single { .. } => Ok(()),
+            Session::Single { .. } | Session::Spent { .. } => Ok(()),
         }
     }
 

@@ -352,6 +352,10 @@ impl ReadRows for PgRows<'_> {
         rows::sync_facts(self.conn(), query)
     }
 
+    fn sync_facts_of_group(&self, queries: &[FactsQuery]) -> Result<Vec<SyncFacts>> {
+        rows::sync_facts_of_group(self.conn(), queries)
+    }
+
     fn access_stamp(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<StampRead>> {
         rows::access_stamp(self.conn(), user, documents)
     }
