@@ -23,12 +23,15 @@
 //! retried it because it never heard the answer, perhaps from a server process that died
 //! between its commit and its hint.
 //!
-//! A request whose sync answer is begun ([`GroupCommit::push_and_begin`], with an
-//! [`AnswerStart`] that wants its facts) also has its answer's first statement read by the
-//! thread, after the commit, in one statement with the rest of the batch's
-//! ([`Storage::read_answer_facts`]): on PostgreSQL that statement's start-up and round trip
-//! were about half of the database's CPU per push, and a group pays them once. A failed
-//! group read fails no push: each answer then reads its own.
+//! Each request comes with its sync answer begun ([`AnswerStart`]). Where the backend reads
+//! answers' first statements in groups (PostgreSQL) and the answer wants that, the committed
+//! request goes on to a second thread, `answer-facts`, which takes every committed request
+//! waiting, reads their answers' first statements together ([`Storage::read_answer_facts`]:
+//! one statement for up to 64) and then answers them. The writer meanwhile commits the next
+//! batch: the read never holds a commit. A failed read fails no push: its requests are
+//! answered without facts, and each answer reads its own. On `load_bench`'s push phase
+//! (2026-12-07) this took PostgreSQL's CPU per push with `eenplan-server`'s from
+//! 0.74–0.99 ms to 0.47–0.71 (ARCHITECTURE, "answers' first statements in groups").
 //!
 //! Shutdown: [`GroupCommit::shutdown`] queues a stop marker behind whatever is waiting, so
 //! every push that was submitted is written and answered before the thread ends.
@@ -65,20 +68,28 @@ enum Message {
 /// One request's bundles, its begun answer, and where its outcome goes.
 struct Job {
     items: Vec<NewBundle>,
-    answer: Option<AnswerStart>,
+    answer: AnswerStart,
     reply: Reply,
 }
 
-/// A request's outcomes, in its bundles' order, and its answer, with its facts when the
-/// group read them.
-type Committed = (Vec<PushOutcome>, Option<AnswerStart>);
+/// A committed request whose answer waits for its facts (on the `answer-facts` thread).
+struct Committed {
+    outcomes: Vec<PushOutcome>,
+    answer: AnswerStart,
+    reply: Reply,
+}
 
-/// The handle requests use. Dropping it does not stop the thread; call
+/// A request's outcomes, in its bundles' order, and its answer, with its facts when a group
+/// read them.
+type Outcomes = (Vec<PushOutcome>, AnswerStart);
+
+/// The handle requests use. Dropping it does not stop the threads; call
 /// [`GroupCommit::shutdown`].
 #[derive(Debug)]
 pub struct GroupCommit {
     queue: mpsc::Sender<Message>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    /// The writer, then the `answer-facts` thread, which ends after the writer.
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Message {
@@ -91,43 +102,33 @@ impl std::fmt::Debug for Message {
 }
 
 impl GroupCommit {
-    /// Starts the writer thread.
+    /// Starts the writer thread and the `answer-facts` thread.
     pub fn start(
         storage: Arc<dyn Storage>,
         metrics: Arc<Metrics>,
         events: Arc<LiveEvents>,
     ) -> std::io::Result<GroupCommit> {
         let (queue, receiver) = mpsc::channel();
-        let thread = std::thread::Builder::new()
+        let (facts_queue, facts_receiver) = mpsc::channel();
+        let (reader_storage, reader_metrics) = (Arc::clone(&storage), Arc::clone(&metrics));
+        let reader = std::thread::Builder::new()
+            .name("answer-facts".into())
+            .spawn(move || fact_reader(&*reader_storage, &reader_metrics, &facts_receiver))?;
+        // The writer owns the only sender to the reader: when the writer ends, the reader
+        // answers what it was sent and ends too.
+        let writer = std::thread::Builder::new()
             .name("group-commit".into())
-            .spawn(move || writer(&*storage, &metrics, &receiver, &events))?;
-        Ok(GroupCommit { queue, thread: Mutex::new(Some(thread)) })
+            .spawn(move || writer(&*storage, &metrics, &receiver, &events, &facts_queue))?;
+        Ok(GroupCommit { queue, threads: Mutex::new(vec![writer, reader]) })
     }
 
-    /// Appends `items` durably and reports each one's outcome, in order. Returns once the
-    /// transaction that holds them has committed. Call it on a thread that may block (never a
-    /// runtime worker): the thread parks until the commit, so a sync needs no wake-up through
-    /// the runtime.
-    pub fn push(&self, items: Vec<NewBundle>) -> Result<Vec<PushOutcome>, CommitError> {
-        self.commit(items, None).map(|(outcomes, _)| outcomes)
-    }
-
-    /// [`GroupCommit::push`], and `answer`'s facts read after the commit with the rest of
-    /// the batch's, when it wants them ([`AnswerStart::wants_facts`]). `answer` comes back
-    /// as it went when nothing is pushed or the group read failed.
-    pub fn push_and_begin(
-        &self,
-        items: Vec<NewBundle>,
-        answer: AnswerStart,
-    ) -> Result<(Vec<PushOutcome>, AnswerStart), CommitError> {
-        let (outcomes, back) = self.commit(items, Some(answer))?;
-        let answer = back.ok_or_else(|| {
-            CommitError::Storage(StorageError::Backend("the group commit kept a request's answer".into()))
-        })?;
-        Ok((outcomes, answer))
-    }
-
-    fn commit(&self, items: Vec<NewBundle>, answer: Option<AnswerStart>) -> Result<Committed, CommitError> {
+    /// Appends `items` durably and reports each one's outcome, in order, with `answer`,
+    /// which has its first statement read (with the other committed requests' answers') when
+    /// it wants that ([`AnswerStart::wants_facts`]), and otherwise comes back as it went.
+    /// Returns once the transaction that holds the items has committed (and the facts are
+    /// read, or failed to be). Call it on a thread that may block (never a runtime worker):
+    /// the thread parks until then, so a sync needs no wake-up through the runtime.
+    pub fn push(&self, items: Vec<NewBundle>, answer: AnswerStart) -> Result<Outcomes, CommitError> {
         if items.is_empty() {
             return Ok((Vec::new(), answer));
         }
@@ -138,21 +139,28 @@ impl GroupCommit {
         Ok(committed.blocking_recv().map_err(|_| CommitError::Stopped)??)
     }
 
-    /// Writes everything queued so far, then stops the thread and waits for it.
+    /// Writes and answers everything queued so far, then stops the threads and waits for
+    /// them.
     pub fn shutdown(&self) {
         let _ = self.queue.send(Message::Stop);
-        let thread = self.thread.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let Some(thread) = thread
-            && thread.join().is_err()
-        {
-            tracing::error!("the group-commit thread panicked");
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        for thread in threads {
+            if thread.join().is_err() {
+                tracing::error!("a group-commit thread panicked");
+            }
         }
     }
 }
 
-type Reply = oneshot::Sender<Result<Committed, StorageError>>;
+type Reply = oneshot::Sender<Result<Outcomes, StorageError>>;
 
-fn writer(storage: &dyn Storage, metrics: &Metrics, receiver: &mpsc::Receiver<Message>, events: &LiveEvents) {
+fn writer(
+    storage: &dyn Storage,
+    metrics: &Metrics,
+    receiver: &mpsc::Receiver<Message>,
+    events: &LiveEvents,
+    facts: &mpsc::Sender<Committed>,
+) {
     let mut stopping = false;
     while !stopping {
         // Block for the first request, then take whatever else is already waiting.
@@ -177,7 +185,7 @@ fn writer(storage: &dyn Storage, metrics: &Metrics, receiver: &mpsc::Receiver<Me
             next = receiver.try_recv().ok();
         }
         if !jobs.is_empty() {
-            commit(storage, metrics, events, jobs);
+            commit(storage, metrics, events, facts, jobs);
         }
     }
     // Stopping: a push queued behind the stop marker (none, when the HTTP server has drained
@@ -190,31 +198,39 @@ fn writer(storage: &dyn Storage, metrics: &Metrics, receiver: &mpsc::Receiver<Me
         })
         .collect();
     if !rest.is_empty() {
-        commit(storage, metrics, events, rest);
+        commit(storage, metrics, events, facts, rest);
     }
 }
 
-fn commit(storage: &dyn Storage, metrics: &Metrics, events: &LiveEvents, mut jobs: Vec<Job>) {
+fn commit(
+    storage: &dyn Storage,
+    metrics: &Metrics,
+    events: &LiveEvents,
+    facts: &mpsc::Sender<Committed>,
+    jobs: Vec<Job>,
+) {
     let all: Vec<NewBundle> = jobs.iter().flat_map(|job| job.items.iter().cloned()).collect();
     match write(storage, metrics, &all) {
         Ok(outcomes) => {
             publish(events, &all, &outcomes);
-            read_answer_facts(storage, metrics, &mut jobs);
             let mut outcomes = outcomes.into_iter();
             for Job { items, answer, reply } in jobs {
                 let mine: Vec<PushOutcome> = outcomes.by_ref().take(items.len()).collect();
-                // A requester that went away (its client hung up) still had its bundles stored.
-                let _ = reply.send(Ok((mine, answer)));
+                answer_or_read_facts(facts, Committed { outcomes: mine, answer, reply });
             }
         }
         Err(e) if jobs.len() > 1 => {
             tracing::warn!(error = %e, requests = jobs.len(), "a group commit failed; retrying its requests one by one");
             for Job { items, answer, reply } in jobs {
-                let result = write(storage, metrics, &items);
-                if let Ok(outcomes) = &result {
-                    publish(events, &items, outcomes);
+                match write(storage, metrics, &items) {
+                    Ok(outcomes) => {
+                        publish(events, &items, &outcomes);
+                        answer_or_read_facts(facts, Committed { outcomes, answer, reply });
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
                 }
-                let _ = reply.send(result.map(|outcomes| (outcomes, answer)));
             }
         }
         Err(e) => {
@@ -225,23 +241,46 @@ fn commit(storage: &dyn Storage, metrics: &Metrics, events: &LiveEvents, mut job
     }
 }
 
-/// The first statement of each committed request's answer that wants it, read together.
-/// A failure is logged and costs only time: each answer reads its own facts.
-fn read_answer_facts(storage: &dyn Storage, metrics: &Metrics, jobs: &mut [Job]) {
-    let mut starts: Vec<&mut AnswerStart> =
-        jobs.iter_mut().filter_map(|job| job.answer.as_mut()).filter(|start| start.wants_facts()).collect();
-    if starts.is_empty() {
-        return;
+/// Answers a committed request at once, or, when its answer wants its facts read, hands it
+/// to the `answer-facts` thread (and answers it at once if that thread is gone).
+fn answer_or_read_facts(facts: &mpsc::Sender<Committed>, committed: Committed) {
+    let committed = if committed.answer.wants_facts() {
+        match facts.send(committed) {
+            Ok(()) => return,
+            Err(mpsc::SendError(committed)) => committed,
+        }
+    } else {
+        committed
+    };
+    // A requester that went away (its client hung up) still had its bundles stored.
+    let _ = committed.reply.send(Ok((committed.outcomes, committed.answer)));
+}
+
+/// The `answer-facts` thread: takes every committed request waiting, reads their answers'
+/// first statements together, and answers them, until the writer ends.
+fn fact_reader(storage: &dyn Storage, metrics: &Metrics, receiver: &mpsc::Receiver<Committed>) {
+    while let Ok(first) = receiver.recv() {
+        let mut group = vec![first];
+        group.extend(receiver.try_iter().take(MAX_BATCH_REQUESTS - 1));
+        read_answer_facts(storage, metrics, &mut group);
+        for Committed { outcomes, answer, reply } in group {
+            let _ = reply.send(Ok((outcomes, answer)));
+        }
     }
-    let answers = starts.len();
-    match storage.read_answer_facts(&mut starts) {
-        Ok(()) => {
-            metrics.group_answer_fact_reads.fetch_add(1, Ordering::Relaxed);
-            Metrics::add(&metrics.group_answer_facts, answers);
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, answers, "a group commit could not read its answers' facts; each reads its own");
-        }
+}
+
+/// Reads the first statements of `group`'s answers. A failure is counted and logged and
+/// costs only time: an answer left without facts reads its own.
+fn read_answer_facts(storage: &dyn Storage, metrics: &Metrics, group: &mut [Committed]) {
+    let mut starts: Vec<&mut AnswerStart> = group.iter_mut().map(|committed| &mut committed.answer).collect();
+    let result = storage.read_answer_facts(&mut starts);
+    let read = group.iter().filter(|committed| committed.answer.has_facts()).count();
+    metrics.group_answer_fact_reads.fetch_add(1, Ordering::Relaxed);
+    Metrics::add(&metrics.group_answer_facts, read);
+    if let Err(e) = result {
+        metrics.group_answer_fact_failures.fetch_add(1, Ordering::Relaxed);
+        let unread = group.len() - read;
+        tracing::warn!(error = %e, unread, "a group read of answers' facts failed; those answers read their own");
     }
 }
 
@@ -285,7 +324,7 @@ fn publish(events: &LiveEvents, items: &[NewBundle], outcomes: &[PushOutcome]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{DeviceId, SqliteStorage};
+    use crate::storage::{AnswerQuery, DeviceId, PullRequest, SqliteStorage, UserId};
     use eenplan_protocol::BundleKind;
     use eenplan_protocol::DocumentId;
 
@@ -302,6 +341,20 @@ mod tests {
         }
     }
 
+    /// An answer begun for a device of user 1; SQLite reads no answer's facts in groups.
+    fn answer(storage: &dyn Storage) -> AnswerStart {
+        let start = storage.begin_answer(&AnswerQuery {
+            pull: PullRequest::new(UserId(1), DeviceId([2; 16]), 0, 1024),
+            membership_after: 0,
+            membership_limit: (10, 1024),
+            policy_after: 0,
+            audit_key_after: 0,
+            now: 0,
+        });
+        assert!(!start.wants_facts());
+        start
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_pushes_are_committed_answered_in_order_and_hinted_once_per_document() {
         let dir = tempfile::tempdir().unwrap();
@@ -312,13 +365,15 @@ mod tests {
         let mut hints = events.hints();
         let tasks: Vec<_> = (0..20u8)
             .map(|i| {
-                let commits = commits.clone();
-                tokio::task::spawn_blocking(move || commits.push(vec![bundle(i, i % 2), bundle(i, i % 2)]))
+                let (commits, storage) = (commits.clone(), storage.clone());
+                tokio::task::spawn_blocking(move || {
+                    commits.push(vec![bundle(i, i % 2), bundle(i, i % 2)], answer(&*storage))
+                })
             })
             .collect();
         let mut seqs = Vec::new();
         for task in tasks {
-            let outcomes = task.await.unwrap().unwrap();
+            let (outcomes, _) = task.await.unwrap().unwrap();
             assert!(matches!(outcomes[0], PushOutcome::Appended { .. }));
             assert_eq!(outcomes[1], PushOutcome::Duplicate { seq: outcomes[0].seq() });
             seqs.push(outcomes[0].seq());
@@ -336,7 +391,9 @@ mod tests {
         }
         assert_eq!(hinted, HashSet::from([0, 1]));
         commits.shutdown();
-        let after = tokio::task::spawn_blocking(move || commits.push(vec![bundle(99, 0)])).await.unwrap();
+        let after = tokio::task::spawn_blocking(move || commits.push(vec![bundle(99, 0)], answer(&*storage)))
+            .await
+            .unwrap();
         assert!(matches!(after, Err(CommitError::Stopped)));
     }
 }

@@ -96,6 +96,8 @@ pub struct Metrics {
     pub group_answer_fact_reads: AtomicU64,
     /// Answers whose first statement a group read.
     pub group_answer_facts: AtomicU64,
+    /// Group reads of answers' first statements that failed (their answers read their own).
+    pub group_answer_fact_failures: AtomicU64,
     pub live_connections: AtomicI64,
     pub live_hints_sent: AtomicU64,
     pub live_sockets_evicted: AtomicU64,
@@ -146,7 +148,7 @@ impl Metrics {
                 counter.load(Ordering::Relaxed)
             );
         }
-        let counters: [(&str, &str, &AtomicU64); 21] = [
+        let counters: [(&str, &str, &AtomicU64); 22] = [
             ("eenplan_pushes_appended_total", "Pushed bundles appended to the log.", &self.pushes_appended),
             (
                 "eenplan_pushes_duplicate_total",
@@ -184,13 +186,18 @@ impl Metrics {
             ),
             (
                 "eenplan_group_commit_answer_fact_reads_total",
-                "Reads of the committed requests' sync answers' first statements, one per group commit.",
+                "Group reads of committed requests' sync answers' first statements (a statement per 64 answers).",
                 &self.group_answer_fact_reads,
             ),
             (
                 "eenplan_group_commit_answer_facts_total",
                 "Sync answers whose first statement the group commit read with its group's.",
                 &self.group_answer_facts,
+            ),
+            (
+                "eenplan_group_commit_answer_fact_failures_total",
+                "Group reads of answers' first statements that failed; those answers read their own.",
+                &self.group_answer_fact_failures,
             ),
             ("eenplan_live_hints_total", "Hints sent on live connections.", &self.live_hints_sent),
             (

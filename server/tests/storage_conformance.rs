@@ -2147,6 +2147,36 @@ pub mod suite {
         assert_eq!(answer.membership.entries.len(), 1, "Q's charter: {:?}", answer.membership);
         assert!(s.answer(&past).unwrap().membership.entries.is_empty(), "none past the head");
         assert_eq!(answer, s.answer(&from_start).unwrap());
+
+        // More answers than one statement reads (64), among them a device that holds no key
+        // (its slices of the documents empty, between full ones) and A2's news: each answer
+        // is the one read after it alone, nothing having been committed in between.
+        let cor = user(s, "Cor");
+        s.add_participant(P, cor, "wijkteam").unwrap();
+        let c1 = device(s, cor, 4);
+        let since = s.head().unwrap();
+        push(s, &[changes(d1, 5, a1)]);
+        for &d in &[(ann, a1), (ann, a2), (cor, c1), (bob, b1)] {
+            s.answer(&idle(s, d)).unwrap();
+        }
+        let queries: Vec<AnswerQuery> = (0..140)
+            .map(|n| match n % 4 {
+                0 => idle(s, (ann, a1)),
+                1 => idle(s, (cor, c1)),
+                2 => answer_query(ann, a2, since, BIG),
+                _ => idle(s, (bob, b1)),
+            })
+            .collect();
+        let mut starts: Vec<AnswerStart> = queries.iter().map(|q| s.begin_answer(q)).collect();
+        let wanting = starts.iter().filter(|start| start.wants_facts()).count();
+        assert!(if groups { wanting > 64 } else { wanting == 0 }, "{wanting} answers want their facts");
+        s.read_answer_facts(&mut starts.iter_mut().collect::<Vec<_>>()).unwrap();
+        assert_eq!(starts.iter().filter(|start| start.has_facts()).count(), wanting, "each read");
+        let answers: Vec<AnswerReads> =
+            queries.iter().zip(starts).map(|(q, start)| s.answer_from(q, start).unwrap()).collect();
+        for (n, (q, answer)) in queries.iter().zip(answers).enumerate() {
+            assert_eq!(answer, s.answer(q).unwrap(), "answer {n}");
+        }
     }
 
     pub fn the_first_envelope_stays_and_key_requests_list_exactly_the_devices_lacking_an_envelope(

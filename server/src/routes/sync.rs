@@ -381,7 +381,7 @@ fn commit(
     answer: AnswerStart,
 ) -> Result<(Acks, usize, AnswerStart), ApiError> {
     let ids: Vec<[u8; 16]> = items.iter().map(|b| b.bundle_id).collect();
-    let (outcomes, answer) = state.commits.push_and_begin(items, answer).map_err(|e| match e {
+    let (outcomes, answer) = state.commits.push(items, answer).map_err(|e| match e {
         CommitError::Storage(e) => ApiError::from(e),
         CommitError::Stopped => ApiError::Unavailable {
             code: "shutting_down",
@@ -951,7 +951,8 @@ impl Acks {
     }
 }
 
-/// What the answer to `device` reads, for what it asked.
+/// What the answer to `device` reads, for what it asked; the clock is read as the answer is
+/// begun, before the commit (it only judges snapshot requests' age, in minutes).
 fn answer_query(device: &DeviceRecord, wanted: Wanted) -> AnswerQuery {
     AnswerQuery {
         pull: PullRequest {
@@ -976,12 +977,10 @@ fn answer_query(device: &DeviceRecord, wanted: Wanted) -> AnswerQuery {
 fn respond(
     state: &AppState,
     device: &DeviceRecord,
-    mut query: AnswerQuery,
+    query: AnswerQuery,
     start: AnswerStart,
     Acks { accepted, all_accepted, rejected }: Acks,
 ) -> Result<SyncResponse, ApiError> {
-    // The clock after the commit, as the answer reads.
-    query.now = now_ms();
     let reads = state.storage.answer_from(&query, start)?;
     let AnswerReads {
         membership,

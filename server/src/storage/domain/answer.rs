@@ -129,11 +129,22 @@ impl AnswerStart {
         self.grouped.is_some() && self.facts.is_none()
     }
 
-    /// The facts read for it, when they are of `query`'s first read: an answer is never
-    /// built from another query's facts.
+    /// Whether a group read this answer's first statement.
+    pub fn has_facts(&self) -> bool {
+        self.facts.is_some()
+    }
+
+    /// The facts read for it, when they were read for `query`'s user, device and membership
+    /// cursor: the facts' own rows depend on nothing else, and each read ahead with them is
+    /// taken only for exactly the read it answers ([`AheadReads`]), so an answer is never
+    /// built from rows read for another query.
     pub(super) fn facts_for(&mut self, query: &AnswerQuery) -> Option<SyncFacts> {
         let facts = self.facts.take()?;
-        (self.grouped.as_ref() == Some(&facts_query(query, &self.guess.asks))).then_some(facts)
+        let asked = self.grouped.as_ref()?;
+        let same = asked.user == query.pull.user
+            && asked.device == query.pull.device
+            && asked.membership_after == query.membership_after;
+        same.then_some(facts)
     }
 }
 

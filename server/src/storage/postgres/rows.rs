@@ -859,7 +859,6 @@ macro_rules! sync_facts_rows {
     SELECT 7, s.snapshot_size, s.bundles, NULL, NULL, NULL, s.ord, s.bytes FROM (",
     tail_rows!($tail_plans, $tail_compartments),
     ") AS s"
-
         )
     };
 }
@@ -956,43 +955,39 @@ pub(super) fn sync_facts_of_group(conn: &Connection<'_>, queries: &[FactsQuery])
 /// with the bounds of its slice (from 1, inclusive; an empty slice ends before it starts).
 fn sync_facts_of_group_params(queries: &[FactsQuery]) -> statements::Result<Vec<Value>> {
     let int = |n: u64| i64::try_from(n).map_err(|e| statements::Error::ToSqlConversionFailure(e.to_string()));
-    let mut columns: [Vec<Option<i64>>; 9] = Default::default();
-    let (mut devices, mut news, mut tails) = (Vec::new(), Vec::<DocumentId>::new(), Vec::<DocumentId>::new());
+    let place = |n: usize| int(u64::try_from(n).unwrap_or(u64::MAX));
+    let column = || Vec::with_capacity(queries.len());
+    let (mut users, mut devices, mut membership_after) =
+        (column(), Vec::with_capacity(queries.len()), column());
+    let (mut mail_after, mut mail_limit, mut since) = (column(), column(), column());
+    let (mut news_from, mut news_to, mut tails_from, mut tails_to) = (column(), column(), column(), column());
+    let (mut news, mut tails) = (Vec::<DocumentId>::new(), Vec::<DocumentId>::new());
     for query in queries {
-        let FactsQuery { user, device, membership_after, ref ahead } = *query;
-        let (after, limit) = ahead.mailbox.unwrap_or((0, 0));
-        let (news_of, since) =
+        let FactsQuery { user, device, membership_after: after, ref ahead } = *query;
+        let (mailbox_after, limit) = ahead.mailbox.unwrap_or((0, 0));
+        let (news_of, news_since) =
             ahead.news.as_ref().map_or((&[][..], 0), |(documents, since)| (documents.as_slice(), *since));
-        let tails_of = ahead.tails.as_deref().unwrap_or(&[]);
-        let news_from = news.len() + 1;
-        news.extend_from_slice(news_of);
-        let tails_from = tails.len() + 1;
-        tails.extend_from_slice(tails_of);
+        users.push(Some(user.0));
         devices.push(device.0.to_vec());
-        let row = [
-            user.0,
-            int(membership_after)?,
-            int(after)?,
-            int(limit_param(limit))?,
-            int(news_from as u64)?,
-            int(news.len() as u64)?,
-            int(since)?,
-            int(tails_from as u64)?,
-            int(tails.len() as u64)?,
-        ];
-        for (column, value) in columns.iter_mut().zip(row) {
-            column.push(Some(value));
-        }
+        membership_after.push(Some(int(after)?));
+        mail_after.push(Some(int(mailbox_after)?));
+        mail_limit.push(Some(int(limit_param(limit))?));
+        since.push(Some(int(news_since)?));
+        news_from.push(Some(place(news.len() + 1)?));
+        news.extend_from_slice(news_of);
+        news_to.push(Some(place(news.len())?));
+        tails_from.push(Some(place(tails.len() + 1)?));
+        tails.extend_from_slice(ahead.tails.as_deref().unwrap_or(&[]));
+        tails_to.push(Some(place(tails.len())?));
     }
-    let [users, membership_after, after, limit, news_from, news_to, since, tails_from, tails_to] = columns;
     let [news_plans, news_compartments] = document_arrays(&news);
     let [tail_plans, tail_compartments] = document_arrays(&tails);
     Ok(vec![
         Value::Ints(users),
         Value::ByteStrings(devices),
         Value::Ints(membership_after),
-        Value::Ints(after),
-        Value::Ints(limit),
+        Value::Ints(mail_after),
+        Value::Ints(mail_limit),
         Value::Ints(news_from),
         Value::Ints(news_to),
         Value::Ints(since),

@@ -418,8 +418,9 @@ impl<'c> Connection<'c> {
         }
     }
 
-    /// Whether this is a read of one statement that asked for a second one
-    /// ([`Error::SecondStatement`]): whatever it returned, it must run again in a transaction.
+    /// Whether this is a read of one statement that asked for a second one, or a spent
+    /// connection that asked for any ([`Error::SecondStatement`]): whatever it returned, it
+    /// must run again in a transaction.
     pub(super) fn refused_a_second_statement(&self) -> bool {
         matches!(
             &*self.session.borrow(),
