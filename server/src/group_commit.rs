@@ -30,8 +30,9 @@
 //! one statement for up to 64) and then answers them. The writer meanwhile commits the next
 //! batch: the read never holds a commit. A failed read fails no push: its requests are
 //! answered without facts, and each answer reads its own. On `load_bench`'s push phase
-//! (2026-12-07) this took PostgreSQL's CPU per push with `eenplan-server`'s from
-//! 0.74–0.99 ms to 0.47–0.71 (ARCHITECTURE, "answers' first statements in groups").
+//! (2026-12-07) this took the CPU per push of PostgreSQL's processes and `eenplan-server`
+//! from a median of 0.775 ms to 0.535, 0.69× (ARCHITECTURE, "answers' first statements in
+//! groups").
 //!
 //! Shutdown: [`GroupCommit::shutdown`] queues a stop marker behind whatever is waiting, so
 //! every push that was submitted is written and answered before the thread ends.

@@ -61,7 +61,7 @@ fn keep_resume_point<B: Backend>(
 /// The most answers whose first statements one statement reads
 /// ([`Storage::read_answer_facts`]): a group of 512 requests is eight statements, so that no
 /// statement's parameters and rows grow with the batch. `load_bench`'s push phase groups
-/// about twenty (248 statements for 5,050 answers, 2026-12-07).
+/// about thirteen (341 statements for 4,550 answers, 2026-12-07).
 const MAX_ANSWERS_PER_FACTS_READ: usize = 64;
 
 /// The caches a sync answer of `backend` reads through.

@@ -870,9 +870,9 @@ const SYNC_FACTS: &str = sync_facts_rows!("$1", "$2", "$3", "$4", "$5", "$6", "$
 /// answer's parameters are one element of the arrays `$1`–`$10` (its documents with news and
 /// its tails a slice, from the element's bounds, of the arrays `$11`–`$14`), and each row of
 /// an answer's facts carries the answer's place (from 1) as a ninth column. Its start-up
-/// and round trip are paid once for the group: 20 answers' facts cost 0.053–0.065 ms each in
-/// one statement against 0.180–0.205 ms alone (`pgbench` on a copy of `load_bench`'s database,
-/// 2026-12-07).
+/// and round trip are paid once for the group: in `load_bench`'s push phase 1.00 ms of
+/// execution per statement of about 13 answers, 0.075 ms each, where [`SYNC_FACTS`] took
+/// 0.23 ms each (`EENPLAN_PG_STATEMENTS`, 2026-12-07 and 2026-12-06).
 const SYNC_FACTS_OF_GROUP: &str = concat!(
     "SELECT f.*, q.i FROM unnest($1::bigint[], $2::bytea[], $3::bigint[], $4::bigint[], $5::bigint[],
                                $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])
