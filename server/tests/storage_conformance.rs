@@ -2177,6 +2177,22 @@ pub mod suite {
         for (n, (q, answer)) in queries.iter().zip(answers).enumerate() {
             assert_eq!(answer, s.answer(q).unwrap(), "answer {n}");
         }
+
+        // A membership cursor no server gave (past the largest position a database holds)
+        // is the device's own business: it reads no entry, and fails neither its answer nor
+        // the group's read of the others'.
+        let mut beyond = idle(s, (ann, a1));
+        beyond.membership_after = u64::MAX;
+        let queries = [beyond, idle(s, (cor, c1))];
+        let mut starts: Vec<AnswerStart> = queries.iter().map(|q| s.begin_answer(q)).collect();
+        s.read_answer_facts(&mut starts.iter_mut().collect::<Vec<_>>()).unwrap();
+        assert!(starts.iter().all(|start| start.has_facts() == groups), "{starts:?}");
+        let answers: Vec<AnswerReads> =
+            queries.iter().zip(starts).map(|(q, start)| s.answer_from(q, start).unwrap()).collect();
+        assert!(answers[0].membership.entries.is_empty());
+        for (q, answer) in queries.iter().zip(answers) {
+            assert_eq!(answer, s.answer(q).unwrap());
+        }
     }
 
     pub fn the_first_envelope_stays_and_key_requests_list_exactly_the_devices_lacking_an_envelope(

@@ -143,7 +143,7 @@ impl AnswerStart {
         let asked = self.grouped.as_ref()?;
         let same = asked.user == query.pull.user
             && asked.device == query.pull.device
-            && asked.membership_after == query.membership_after;
+            && asked.membership_after == membership_cursor(query);
         same.then_some(facts)
     }
 }
@@ -205,9 +205,18 @@ pub(super) fn facts_query(query: &AnswerQuery, asks: &AheadAsks) -> FactsQuery {
     FactsQuery {
         user: query.pull.user,
         device: query.pull.device,
-        membership_after: query.membership_after,
+        membership_after: membership_cursor(query),
         ahead: asks.clone(),
     }
+}
+
+/// The device's membership cursor as the database reads it. A cursor past every position
+/// a database can hold is none this server gave; read from there, it finds no entry, as
+/// from any cursor past the log's head. Passed as it came, it was a parameter no database
+/// takes: the device's answer failed, and on PostgreSQL so did the group read of the other
+/// answers' facts beside it.
+fn membership_cursor(query: &AnswerQuery) -> u64 {
+    query.membership_after.min(pull::MAX_POSITION)
 }
 
 /// [`read`] after its first read, `facts`, which are of the snapshot `rows` reads (or, on
