@@ -30,12 +30,12 @@
 //! one statement for up to 64) and then answers them. The writer meanwhile commits the next
 //! batch: the read never holds a commit. A failed read fails no push: its requests are
 //! answered without facts, and each answer reads its own. On `load_bench`'s push phase
-//! (2026-12-07) this took the CPU per push of PostgreSQL's processes and `eenplan-server`
-//! from a median of 0.775 ms to 0.535, 0.69× (ARCHITECTURE, "answers' first statements in
-//! groups").
+//! (2026-12-07) the CPU per push of PostgreSQL's processes and `eenplan-server` was about
+//! 0.7× the old build's in alternated runs (medians; the runs' ranges overlap), 0.95× from
+//! one full run to the other (ARCHITECTURE, "answers' first statements in groups").
 //!
 //! Shutdown: [`GroupCommit::shutdown`] queues a stop marker behind whatever is waiting, so
-//! every push that was submitted is written and answered before the thread ends.
+//! every push that was submitted is written and answered before the threads end.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -73,7 +73,8 @@ struct Job {
     reply: Reply,
 }
 
-/// A committed request whose answer waits for its facts (on the `answer-facts` thread).
+/// A committed request on its way to its reply: through the `answer-facts` thread when its
+/// answer wants its facts, at once otherwise.
 struct Committed {
     outcomes: Vec<PushOutcome>,
     answer: AnswerStart,
@@ -109,12 +110,24 @@ impl GroupCommit {
         metrics: Arc<Metrics>,
         events: Arc<LiveEvents>,
     ) -> std::io::Result<GroupCommit> {
+        let reader_storage = Arc::clone(&storage);
+        let read: ReadFacts = Box::new(move |starts| reader_storage.read_answer_facts(starts));
+        GroupCommit::start_reading_with(storage, metrics, events, read)
+    }
+
+    /// [`GroupCommit::start`], the answers' facts read by `read`.
+    fn start_reading_with(
+        storage: Arc<dyn Storage>,
+        metrics: Arc<Metrics>,
+        events: Arc<LiveEvents>,
+        read: ReadFacts,
+    ) -> std::io::Result<GroupCommit> {
         let (queue, receiver) = mpsc::channel();
         let (facts_queue, facts_receiver) = mpsc::channel();
-        let (reader_storage, reader_metrics) = (Arc::clone(&storage), Arc::clone(&metrics));
+        let reader_metrics = Arc::clone(&metrics);
         let reader = std::thread::Builder::new()
             .name("answer-facts".into())
-            .spawn(move || fact_reader(&*reader_storage, &reader_metrics, &facts_receiver))?;
+            .spawn(move || fact_reader(&read, &reader_metrics, &facts_receiver))?;
         // The writer owns the only sender to the reader: when the writer ends, the reader
         // answers what it was sent and ends too.
         let writer = std::thread::Builder::new()
@@ -154,6 +167,9 @@ impl GroupCommit {
 }
 
 type Reply = oneshot::Sender<Result<Outcomes, StorageError>>;
+
+/// How the `answer-facts` thread reads a group's facts ([`Storage::read_answer_facts`]).
+type ReadFacts = Box<dyn Fn(&mut [&mut AnswerStart]) -> Result<(), StorageError> + Send>;
 
 fn writer(
     storage: &dyn Storage,
@@ -259,22 +275,25 @@ fn answer_or_read_facts(facts: &mpsc::Sender<Committed>, committed: Committed) {
 
 /// The `answer-facts` thread: takes every committed request waiting, reads their answers'
 /// first statements together, and answers them, until the writer ends.
-fn fact_reader(storage: &dyn Storage, metrics: &Metrics, receiver: &mpsc::Receiver<Committed>) {
+fn fact_reader(read: &ReadFacts, metrics: &Metrics, receiver: &mpsc::Receiver<Committed>) {
     while let Ok(first) = receiver.recv() {
         let mut group = vec![first];
         group.extend(receiver.try_iter().take(MAX_BATCH_REQUESTS - 1));
-        read_answer_facts(storage, metrics, &mut group);
+        read_answer_facts(read, metrics, &mut group);
         for Committed { outcomes, answer, reply } in group {
             let _ = reply.send(Ok((outcomes, answer)));
         }
     }
 }
 
-/// Reads the first statements of `group`'s answers. A failure is counted and logged and
-/// costs only time: an answer left without facts reads its own.
-fn read_answer_facts(storage: &dyn Storage, metrics: &Metrics, group: &mut [Committed]) {
+/// Reads the first statements of `group`'s answers. A failure, even a panic, is counted and
+/// logged and costs only time: an answer left without facts reads its own. A panic must not
+/// end the thread, which would drop the requests it holds: their pushes, committed, would
+/// be answered as failed.
+fn read_answer_facts(read: &ReadFacts, metrics: &Metrics, group: &mut [Committed]) {
     let mut starts: Vec<&mut AnswerStart> = group.iter_mut().map(|committed| &mut committed.answer).collect();
-    let result = storage.read_answer_facts(&mut starts);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(&mut starts)))
+        .unwrap_or_else(|_| Err(StorageError::Backend("the group read of answers' facts panicked".into())));
     let read = group.iter().filter(|committed| committed.answer.has_facts()).count();
     metrics.group_answer_fact_reads.fetch_add(1, Ordering::Relaxed);
     Metrics::add(&metrics.group_answer_facts, read);
@@ -396,5 +415,57 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(after, Err(CommitError::Stopped)));
+    }
+
+    /// Whatever becomes of the group read of the answers' facts, every committed push is
+    /// answered with its own outcomes, its answer left to read its own facts, also those
+    /// still waiting when the server shuts down; and the failure is counted.
+    #[test]
+    fn a_group_read_of_answers_facts_that_fails_or_panics_fails_no_push() {
+        let failures: [(&str, ReadFacts); 2] = [
+            ("fails", Box::new(|_| Err(StorageError::Backend("the database went away".into())))),
+            ("panics", Box::new(|_| panic!("a bug in the group read"))),
+        ];
+        for (what, read) in failures {
+            let dir = tempfile::tempdir().unwrap();
+            let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(dir.path().join("s.db")).unwrap());
+            let metrics = Arc::new(Metrics::default());
+            let events = Arc::new(LiveEvents::local());
+            let commits =
+                Arc::new(GroupCommit::start_reading_with(storage, metrics.clone(), events, read).unwrap());
+            let push = |commits: &GroupCommit, i: u8| {
+                let answer = AnswerStart::wanting_facts(UserId(1), DeviceId([i; 16]));
+                commits.push(vec![bundle(i, 0), bundle(i + 100, 1)], answer)
+            };
+            let check = |(outcomes, answer): Outcomes| {
+                let appended = outcomes.iter().filter(|o| matches!(o, PushOutcome::Appended { .. })).count();
+                assert_eq!(appended, 2, "{what}: {outcomes:?}");
+                assert!(!answer.has_facts() && answer.wants_facts(), "{what}: {answer:?}");
+            };
+            check(push(&commits, 0).unwrap_or_else(|e| panic!("{what}: the first push: {e}")));
+            let threads: Vec<_> = (1..8u8)
+                .map(|i| {
+                    let commits = commits.clone();
+                    std::thread::spawn(move || push(&commits, i))
+                })
+                .collect();
+            let shutdown = {
+                let commits = commits.clone();
+                std::thread::spawn(move || commits.shutdown())
+            };
+            for thread in threads {
+                // A push queued after the shutdown's stop marker is refused as stopped, and
+                // was not written; every other is answered with its own outcomes.
+                match thread.join().unwrap() {
+                    Ok(outcomes) => check(outcomes),
+                    Err(e) => assert!(matches!(e, CommitError::Stopped), "{what}: {e}"),
+                }
+            }
+            shutdown.join().unwrap();
+            let reads = metrics.group_answer_fact_reads.load(Ordering::Relaxed);
+            assert!(reads > 0, "{what}: the group read ran");
+            assert_eq!(metrics.group_answer_fact_failures.load(Ordering::Relaxed), reads, "{what}");
+            assert_eq!(metrics.group_answer_facts.load(Ordering::Relaxed), 0, "{what}");
+        }
     }
 }

@@ -92,7 +92,7 @@ pub struct Metrics {
     pub group_commit_batches: AtomicU64,
     pub group_commit_bundles: AtomicU64,
     pub group_commit_failures: AtomicU64,
-    /// Group reads of the answers' first statements after a group commit.
+    /// Passes of the `answer-facts` thread over a group of committed requests' answers.
     pub group_answer_fact_reads: AtomicU64,
     /// Answers whose first statement a group read.
     pub group_answer_facts: AtomicU64,
@@ -186,7 +186,7 @@ impl Metrics {
             ),
             (
                 "eenplan_group_commit_answer_fact_reads_total",
-                "Group reads of committed requests' sync answers' first statements (a statement per 64 answers).",
+                "Passes of the answer-facts thread, each reading its group's first statements (a statement per 64 answers); failed ones too.",
                 &self.group_answer_fact_reads,
             ),
             (

@@ -2149,8 +2149,10 @@ pub mod suite {
         assert_eq!(answer, s.answer(&from_start).unwrap());
 
         // More answers than one statement reads (64), among them a device that holds no key
-        // (its slices of the documents empty, between full ones) and A2's news: each answer
-        // is the one read after it alone, nothing having been committed in between.
+        // (its slice of the tails empty, between full ones) and A2's news: each answer is the
+        // one read after it alone, nothing having been committed in between. (Bob's first
+        // answers here still wait for a transaction after his miss above: they want no
+        // facts.)
         let cor = user(s, "Cor");
         s.add_participant(P, cor, "wijkteam").unwrap();
         let c1 = device(s, cor, 4);
@@ -2170,6 +2172,8 @@ pub mod suite {
         let mut starts: Vec<AnswerStart> = queries.iter().map(|q| s.begin_answer(q)).collect();
         let wanting = starts.iter().filter(|start| start.wants_facts()).count();
         assert!(if groups { wanting > 64 } else { wanting == 0 }, "{wanting} answers want their facts");
+        let keyless = starts.iter().skip(1).step_by(4);
+        assert!(keyless.clone().all(|start| start.wants_facts() == groups), "Cor's answers are in the group");
         s.read_answer_facts(&mut starts.iter_mut().collect::<Vec<_>>()).unwrap();
         assert_eq!(starts.iter().filter(|start| start.has_facts()).count(), wanting, "each read");
         let answers: Vec<AnswerReads> =

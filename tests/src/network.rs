@@ -101,6 +101,20 @@ impl Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// The value of the counter `name` on its `/metrics` (a counter without labels).
+    pub fn metric(&self, name: &str) -> u64 {
+        let token = self.metrics_token.as_deref().unwrap_or_else(|| panic!("the server's metrics are off"));
+        let text = ureq::Agent::new_with_defaults()
+            .get(format!("{}/metrics", self.url))
+            .header("authorization", format!("Bearer {token}"))
+            .call()
+            .and_then(|mut response| response.body_mut().read_to_string())
+            .unwrap_or_else(|e| panic!("cannot read /metrics: {e}"));
+        let value = text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' '));
+        let value = value.unwrap_or_else(|| panic!("no {name} in {text}"));
+        value.trim().parse().unwrap_or_else(|e| panic!("{name} is {value}: {e}"))
+    }
 }
 
 impl Drop for Server {

@@ -74,20 +74,7 @@ fn add_note(device: &mut Device, plan: &PlanId, text: &str) {
 
 /// Bundles committed by one instance's group commit so far (its `/metrics`).
 fn committed_by(server: &Server) -> u64 {
-    let agent = ureq::Agent::new_with_defaults();
-    let token = server.metrics_token.as_deref().unwrap();
-    let text = agent
-        .get(format!("{}/metrics", server.url))
-        .header("authorization", format!("Bearer {token}"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("eenplan_group_commit_bundles_total "))
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap_or_else(|| panic!("no eenplan_group_commit_bundles_total in {text}"))
+    server.metric("eenplan_group_commit_bundles_total")
 }
 
 /// What a raw live socket heard.

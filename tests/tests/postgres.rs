@@ -29,6 +29,18 @@ fn a_server_on_postgresql_enrols_two_devices_and_syncs_an_edit_from_one_to_the_o
     rita.sync().unwrap();
     assert_eq!(rita.read(&plan).unwrap().goals[0].title, "Schulden in beeld");
 
+    // Once a device's access is remembered, the answer to its push is begun before the
+    // commit and its first statement read by the group commit's `answer-facts` thread.
+    for title in ["Schulden in beeld gebracht", "Schuldhulp gestart"] {
+        wim.edit(&plan, |p| p.set_goal_title(goal, title)).unwrap();
+        wim.sync().unwrap();
+    }
+    rita.sync().unwrap();
+    assert_eq!(rita.read(&plan).unwrap().goals[0].title, "Schuldhulp gestart");
+    let grouped = net.server.metric("eenplan_group_commit_answer_facts_total");
+    assert!(grouped > 0, "no answer's facts were read in a group");
+    assert_eq!(net.server.metric("eenplan_group_commit_answer_fact_failures_total"), 0);
+
     // Everything went to PostgreSQL: the data directory holds no SQLite database.
     assert!(!net.server.data.join("server.db").exists(), "the server wrote server.db");
 }

@@ -22,7 +22,8 @@
 //!
 //! This VM's runs spread by ±30 %: fourteen alternated runs of the push phase on PostgreSQL
 //! with the grouped reads gave 0.406–0.848 ms per push incl. PostgreSQL (median 0.535),
-//! against 0.632–0.992 (median 0.775) for `006dd75` (ARCHITECTURE, "answers' first
+//! against 0.632–0.992 (median 0.775) for `006dd75`, the ranges overlapping; from this full
+//! run to the one before (0.660 ms) the change is 0.95× (ARCHITECTURE, "answers' first
 //! statements in groups").
 //!
 //! (Earlier that day, at `776a83e`: SQLite 0.218 ms per push, PostgreSQL 0.268 and 0.660 ms,

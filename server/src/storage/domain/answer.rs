@@ -148,6 +148,17 @@ impl AnswerStart {
     }
 }
 
+#[cfg(test)]
+impl AnswerStart {
+    /// An answer of `device` that wants its facts read in a group, as one begun on
+    /// PostgreSQL with everything remembered: for the group commit's own tests, on SQLite.
+    pub(crate) fn wanting_facts(user: crate::storage::UserId, device: DeviceId) -> AnswerStart {
+        let guess = Guess { asks: AheadAsks::default(), one_statement: true };
+        let grouped = FactsQuery { user, device, membership_after: 0, ahead: AheadAsks::default() };
+        AnswerStart { guess, grouped: Some(grouped), facts: None }
+    }
+}
+
 impl std::fmt::Debug for AnswerStart {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AnswerStart")

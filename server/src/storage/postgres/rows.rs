@@ -748,7 +748,7 @@ fn document_arrays(documents: &[DocumentId]) -> [Value; 2] {
     ]
 }
 
-/// The rows of [`LogView::envelopes_after`], for its own statement and [`SYNC_FACTS`]: the
+/// The rows of [`LogView::envelopes_after`], for its own statement and `sync_facts_rows!`: the
 /// envelopes of device `$device` after position `$after`, at most `$limit`, in order.
 macro_rules! mailbox_rows {
     ($device:literal, $after:literal, $limit:literal) => {
@@ -763,7 +763,7 @@ macro_rules! mailbox_rows {
     };
 }
 
-/// The rows of [`LogView::documents_with_news`], for its own statement and [`SYNC_FACTS`]:
+/// The rows of [`LogView::documents_with_news`], for its own statement and `sync_facts_rows!`:
 /// of the documents in the arrays `$plans` and `$compartments`, those with a bundle after
 /// `$since` that device `$device` did not write. One index probe per document, spelled as a
 /// `LATERAL … LIMIT 1` so that no plan can read every bundle after the cursor instead: inside
@@ -787,7 +787,7 @@ macro_rules! news_rows {
     };
 }
 
-/// The rows of [`ReadRows::document_tails`], for its own statement and [`SYNC_FACTS`]: each
+/// The rows of [`ReadRows::document_tails`], for its own statement and `sync_facts_rows!`: each
 /// document's tail in the columns (snapshot_size, bundles, bytes) and its place (ord). A plain
 /// join, left to the planner: forced to probe per document (`LATERAL … LIMIT 1`), a reader's
 /// 200 tails took 2.3 ms where a hash join took 0.25 (`load_bench` profile, 2026-12-06).
@@ -818,7 +818,8 @@ macro_rules! tail_rows {
 /// cost 1,209 (`pg_stat_statements`, 2026-12-06; see ARCHITECTURE, "reads ahead"). The
 /// user's readable documents, unminted documents, rotations and policy are read with the
 /// remembered access (`domain::access`), not here: they cost this statement 0.35–1.45 ms
-/// per execution (psql, 2026-12-06).
+/// per execution (psql, 2026-12-06). Its arguments are SQL expressions: the parameters
+/// `$1`–`$10` in [`SYNC_FACTS`], an answer's columns in [`SYNC_FACTS_OF_GROUP`].
 macro_rules! sync_facts_rows {
     ($user:literal, $device:literal, $membership_after:literal, $mail_after:literal, $mail_limit:literal,
      $news_plans:literal, $news_compartments:literal, $since:literal, $tail_plans:literal, $tail_compartments:literal) => {

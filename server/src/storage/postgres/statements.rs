@@ -428,7 +428,8 @@ impl<'c> Connection<'c> {
         )
     }
 
-    /// Commits the transaction; a single statement has nothing to commit.
+    /// Commits the transaction; a single statement or a spent connection has nothing to
+    /// commit.
     pub(super) fn commit(self) -> Result<()> {
         match self.session.into_inner() {
             Session::Transaction(tx) => Ok(tx.commit()?),
