@@ -30,9 +30,9 @@
 //! one statement for up to 64) and then answers them. The writer meanwhile commits the next
 //! batch: the read never holds a commit. A failed read fails no push: its requests are
 //! answered without facts, and each answer reads its own. On `load_bench`'s push phase
-//! (2026-12-07) the CPU per push of PostgreSQL's processes and `eenplan-server` was about
-//! 0.7× the old build's in alternated runs (medians; the runs' ranges overlap), 0.95× from
-//! one full run to the other (ARCHITECTURE, "answers' first statements in groups").
+//! (2026-12-07) the CPU per push of PostgreSQL's processes and `eenplan-server` was 0.73×
+//! the old build's by the medians of alternated runs, 0.59–0.90 by round, the runs' ranges
+//! overlapping (ARCHITECTURE, "answers' first statements in groups").
 //!
 //! Shutdown: [`GroupCommit::shutdown`] queues a stop marker behind whatever is waiting, so
 //! every push that was submitted is written and answered before the threads end.

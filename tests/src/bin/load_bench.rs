@@ -8,23 +8,25 @@
 //! target/release/load_bench --quick    # 8 devices × 20 pushes, 2 readers, 2 runs; ≈ 40 s
 //! ```
 //!
-//! The full run took 1 min 54 s on 2 cores (setup on SQLite 27 s, on PostgreSQL 35 s). Its
-//! figures (2026-12-07, at `e4b910a`, the answers' first statements read in groups on
+//! The full run took 1 min 47 s on 2 cores (setup on SQLite 25 s, on PostgreSQL 34 s). Its
+//! figures (2026-12-07, at `3a86986`, the answers' first statements read in groups on
 //! PostgreSQL), medians of 3:
 //!
 //! ```text
-//! server CPU per accepted push     SQLite 0.220 ms | PostgreSQL 0.268 ms, incl. PostgreSQL 0.624 ms | automerge-repo 1.450 ms
-//! pushes per server-CPU-second     SQLite 4545     | PostgreSQL 3731, incl. PostgreSQL 1603          | automerge-repo 690
-//! server CPU per delivered bundle  SQLite 2.5 µs   | PostgreSQL 2.0 µs, incl. PostgreSQL 6.0 µs      |
-//! server CPU per idle sync (200 documents held)  SQLite 0.25 ms | PostgreSQL 0.40 ms, incl. PostgreSQL 0.90 ms
-//! RSS per idle live socket         SQLite 5.3 KiB  | PostgreSQL 3.7 KiB                              | automerge-repo 13.0 KiB
+//! server CPU per accepted push     SQLite 0.178 ms | PostgreSQL 0.192 ms, incl. PostgreSQL 0.420 ms | automerge-repo 1.762 ms
+//! pushes per server-CPU-second     SQLite 5618     | PostgreSQL 5208, incl. PostgreSQL 2381          | automerge-repo 568
+//! server CPU per delivered bundle  SQLite 2.0 µs   | PostgreSQL 2.0 µs, incl. PostgreSQL 5.5 µs      |
+//! server CPU per idle sync (200 documents held)  SQLite 0.25 ms | PostgreSQL 0.30 ms, incl. PostgreSQL 0.70 ms
+//! RSS per idle live socket         SQLite 5.2 KiB  | PostgreSQL 3.5 KiB                              | automerge-repo 11.5 KiB
 //! ```
 //!
-//! This VM's runs spread by ±30 %: fourteen alternated runs of the push phase on PostgreSQL
-//! with the grouped reads gave 0.406–0.848 ms per push incl. PostgreSQL (median 0.535),
-//! against 0.632–0.992 (median 0.775) for `006dd75`, the ranges overlapping; from this full
-//! run to the one before (0.660 ms) the change is 0.95× (ARCHITECTURE, "answers' first
-//! statements in groups").
+//! One draw of this VM, whose runs spread by ±30 %: the full run an hour before, at
+//! `e4b910a` (the same code but for error paths), gave PostgreSQL 0.624 ms per push incl.
+//! PostgreSQL (1,603 per CPU-second), SQLite 0.220 ms, automerge-repo 1.450 ms. Seventeen
+//! alternated runs of the push phase on PostgreSQL with the grouped reads gave
+//! 0.406–0.848 ms per push incl. PostgreSQL (median 0.538, 1,859 per CPU-second), against
+//! 0.564–0.992 (median 0.734) over nine of `006dd75`; grouped ÷ old by round 0.59, 0.79,
+//! 0.88, 0.90 (ARCHITECTURE, "answers' first statements in groups").
 //!
 //! (Earlier that day, at `776a83e`: SQLite 0.218 ms per push, PostgreSQL 0.268 and 0.660 ms,
 //! automerge-repo 1.730 ms; an idle sync SQLite 0.25 ms, PostgreSQL 0.40 and 0.80 ms.)
