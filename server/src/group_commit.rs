@@ -294,12 +294,12 @@ fn read_answer_facts(read: &ReadFacts, metrics: &Metrics, group: &mut [Committed
     let mut starts: Vec<&mut AnswerStart> = group.iter_mut().map(|committed| &mut committed.answer).collect();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(&mut starts)))
         .unwrap_or_else(|_| Err(StorageError::Backend("the group read of answers' facts panicked".into())));
-    let read = group.iter().filter(|committed| committed.answer.has_facts()).count();
+    let with_facts = group.iter().filter(|committed| committed.answer.has_facts()).count();
     metrics.group_answer_fact_reads.fetch_add(1, Ordering::Relaxed);
-    Metrics::add(&metrics.group_answer_facts, read);
+    Metrics::add(&metrics.group_answer_facts, with_facts);
     if let Err(e) = result {
         metrics.group_answer_fact_failures.fetch_add(1, Ordering::Relaxed);
-        let unread = group.len() - read;
+        let unread = group.len() - with_facts;
         tracing::warn!(error = %e, unread, "a group read of answers' facts failed; those answers read their own");
     }
 }
