@@ -2,26 +2,32 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use eenplan_core::plan::NewGoal;
+use eenplan_core::{Device, PlanId};
 use eenplan_tests::network::Network;
 
 const USERS: &[(&str, &str, &str)] =
     &[("Rita", "Wijkteam Noord", "wijkteam"), ("Wim", "Wijkteam Noord", "wijkteam")];
 
-#[test]
-fn a_server_on_postgresql_enrols_two_devices_and_syncs_an_edit_from_one_to_the_other() {
-    let database = eenplan_tests::postgres::fresh_database();
-    let net = Network::start_with(USERS, Some(&database));
+/// Rita's and Wim's devices, and a plan of Rita's with a goal titled `goal` that Wim takes
+/// part in and has synced.
+fn rita_shares_a_goal_with_wim(net: &Network, goal: &str) -> (Device, Device, PlanId) {
     let mut rita = net.device("rita", "Rita");
     let mut wim = net.device("wim", "Wim");
-
     let plan = rita.create_plan("Jansen").unwrap();
-    rita.edit(&plan, |p| p.add_goal(NewGoal { domain: "financiën".into(), title: "Schulden".into() }))
-        .unwrap();
+    rita.edit(&plan, |p| p.add_goal(NewGoal { domain: "financiën".into(), title: goal.into() })).unwrap();
     rita.sync().unwrap();
     rita.add_participant(&plan, "Wim", "wijkteam").unwrap();
     rita.sync().unwrap();
     wim.sync().unwrap();
-    assert_eq!(wim.read(&plan).unwrap().goals[0].title, "Schulden");
+    assert_eq!(wim.read(&plan).unwrap().goals[0].title, goal);
+    (rita, wim, plan)
+}
+
+#[test]
+fn a_server_on_postgresql_enrols_two_devices_and_syncs_an_edit_from_one_to_the_other() {
+    let database = eenplan_tests::postgres::fresh_database();
+    let net = Network::start_with(USERS, Some(&database));
+    let (mut rita, mut wim, plan) = rita_shares_a_goal_with_wim(&net, "Schulden");
 
     let goal = wim.read(&plan).unwrap().goals[0].id;
     wim.edit(&plan, |p| p.set_goal_title(goal, "Schulden in beeld")).unwrap();
@@ -51,15 +57,7 @@ fn a_server_on_its_databases_host_reaches_postgresql_through_the_unix_socket_and
     let socket = eenplan_tests::postgres::through_socket(&database);
     assert!(socket.contains("%2F"), "{socket} names no socket directory");
     let net = Network::start_with(USERS, Some(&socket));
-    let mut rita = net.device("rita", "Rita");
-    let mut wim = net.device("wim", "Wim");
-    let plan = rita.create_plan("Jansen").unwrap();
-    rita.edit(&plan, |p| p.add_goal(NewGoal { domain: "financiën".into(), title: "Huur".into() })).unwrap();
-    rita.sync().unwrap();
-    rita.add_participant(&plan, "Wim", "wijkteam").unwrap();
-    rita.sync().unwrap();
-    wim.sync().unwrap();
-    assert_eq!(wim.read(&plan).unwrap().goals[0].title, "Huur");
+    rita_shares_a_goal_with_wim(&net, "Huur");
 
     // Every session the server holds open on its database (its pool keeps them, and the
     // relay listens on one) came through the socket, whose clients PostgreSQL shows with port

@@ -522,8 +522,7 @@ impl<B: Backend> Storage for B {
         let mut wanting: Vec<&mut AnswerStart> =
             starts.iter_mut().map(|start| &mut **start).filter(|start| start.wants_facts()).collect();
         for group in wanting.chunks_mut(MAX_ANSWERS_PER_FACTS_READ) {
-            // Cloned, not taken: a start keeps its query to check the facts against.
-            let queries: Vec<FactsQuery> = group.iter().filter_map(|start| start.grouped.clone()).collect();
+            let queries: Vec<FactsQuery> = group.iter().filter_map(|start| start.facts_query()).collect();
             let facts = read_statement(self, |rows| rows.sync_facts_of_group(&queries))?;
             if facts.len() != group.len() {
                 return Err(StorageError::Backend(format!(

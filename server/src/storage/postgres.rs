@@ -142,6 +142,18 @@ fn relock<T>(lock: &Mutex<T>) -> MutexGuard<'_, T> {
     lock.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Runs `f` on `connection`, which refuses statements past the ones it allows: `true` when
+/// that sufficed, `false` when `f` asked for a refused one, whatever `f` returned then (a
+/// closure that went on without the refused read must not be taken at its word).
+fn sufficed(connection: Connection<'_>, f: &mut dyn FnMut(&dyn ReadRows) -> Result<()>) -> Result<bool> {
+    let rows = PgRows::new(connection);
+    let result = f(&rows);
+    if rows.into_inner().refused_a_second_statement() {
+        return Ok(false);
+    }
+    result.map(|()| true)
+}
+
 /// `url` without its password, so that it can be logged: neither the one before the host nor
 /// a `password` parameter, which tokio-postgres takes as well.
 pub fn redact_url(url: &str) -> String {
@@ -314,12 +326,7 @@ impl PostgresStorage {
     fn one_statement_once(&self, f: &mut dyn FnMut(&dyn ReadRows) -> Result<()>) -> Result<bool> {
         let mut loan = self.loan()?;
         let Pooled { client, statements } = loan.pooled()?;
-        let rows = PgRows::new(Connection::single(client, statements));
-        let result = f(&rows);
-        if rows.into_inner().refused_a_second_statement() {
-            return Ok(false);
-        }
-        result.map(|()| true)
+        sufficed(Connection::single(client, statements), f)
     }
 
     fn vacuum_full(&self) -> Result<()> {
@@ -436,12 +443,7 @@ impl Backend for PostgresStorage {
     /// before it could use one.
     fn read_without_statements(&self, f: &mut dyn FnMut(&dyn ReadRows) -> Result<()>) -> Result<bool> {
         let mut statements = StatementCache::new();
-        let rows = PgRows::new(Connection::spent(&mut statements));
-        let result = f(&rows);
-        if rows.into_inner().refused_a_second_statement() {
-            return Ok(false);
-        }
-        result.map(|()| true)
+        sufficed(Connection::spent(&mut statements), f)
     }
 
     /// Waits for snapshots that still see the deleted rows, then rewrites every table an

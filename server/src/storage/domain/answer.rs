@@ -107,21 +107,47 @@ impl Guess {
 /// A sync answer begun before its request's push is committed
 /// ([`crate::storage::Storage::begin_answer`]): what it guessed, and where the backend reads
 /// the answers' first statements in groups ([`Backend::groups_answer_facts`]) and the answer
-/// is guessed to need no more, that statement's query, for the group commit to read with its
-/// other requests' ([`crate::storage::Storage::read_answer_facts`]), and then what it read.
+/// is guessed to need no more, whom that statement reads for, for the group commit to read
+/// it with its other requests' ([`crate::storage::Storage::read_answer_facts`]), and then
+/// what it read.
 ///
 /// [`Backend::groups_answer_facts`]: crate::storage::backend::Backend::groups_answer_facts
 pub struct AnswerStart {
     pub(super) guess: Guess,
-    pub(super) grouped: Option<FactsQuery>,
+    pub(super) grouped: Option<FactsFor>,
     pub(super) facts: Option<SyncFacts>,
+}
+
+/// Whom an answer's first statement reads for: with the reads the guess asks for ahead,
+/// everything its rows depend on ([`FactsQuery`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FactsFor {
+    user: crate::storage::UserId,
+    device: DeviceId,
+    membership_after: u64,
+}
+
+impl FactsFor {
+    fn of(query: &AnswerQuery) -> FactsFor {
+        FactsFor {
+            user: query.pull.user,
+            device: query.pull.device,
+            membership_after: membership_cursor(query),
+        }
+    }
 }
 
 impl AnswerStart {
     pub(super) fn begin(caches: &Caches<'_>, query: &AnswerQuery, groups: bool) -> AnswerStart {
         let guess = Guess::of(caches, &query.pull);
-        let grouped = (groups && guess.one_statement).then(|| facts_query(query, &guess.asks));
+        let grouped = (groups && guess.one_statement).then(|| FactsFor::of(query));
         AnswerStart { guess, grouped, facts: None }
+    }
+
+    /// The first statement a group should read for this answer, when it wants one.
+    pub(super) fn facts_query(&self) -> Option<FactsQuery> {
+        let FactsFor { user, device, membership_after } = self.grouped.filter(|_| self.facts.is_none())?;
+        Some(FactsQuery { user, device, membership_after, ahead: self.guess.asks.clone() })
     }
 
     /// Whether a group commit should read this answer's first statement with its group's.
@@ -140,11 +166,7 @@ impl AnswerStart {
     /// built from rows read for another query.
     pub(super) fn facts_for(&mut self, query: &AnswerQuery) -> Option<SyncFacts> {
         let facts = self.facts.take()?;
-        let asked = self.grouped.as_ref()?;
-        let same = asked.user == query.pull.user
-            && asked.device == query.pull.device
-            && asked.membership_after == membership_cursor(query);
-        same.then_some(facts)
+        (self.grouped == Some(FactsFor::of(query))).then_some(facts)
     }
 }
 
@@ -154,8 +176,7 @@ impl AnswerStart {
     /// PostgreSQL with everything remembered: for the group commit's own tests, on SQLite.
     pub(crate) fn wanting_facts(user: crate::storage::UserId, device: DeviceId) -> AnswerStart {
         let guess = Guess { asks: AheadAsks::default(), one_statement: true };
-        let grouped = FactsQuery { user, device, membership_after: 0, ahead: AheadAsks::default() };
-        AnswerStart { guess, grouped: Some(grouped), facts: None }
+        AnswerStart { guess, grouped: Some(FactsFor { user, device, membership_after: 0 }), facts: None }
     }
 }
 
