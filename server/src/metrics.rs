@@ -270,6 +270,26 @@ impl Metrics {
             ]
             .map(|(outcome, count)| (format!("outcome=\"{outcome}\""), count)),
         );
+        for (name, help, count) in [
+            (
+                "eenplan_session_group_reads_total",
+                "Statements that read the sessions of two or more syncs that arrived together (PostgreSQL), failed ones too.",
+                remembered.session_group_reads,
+            ),
+            (
+                "eenplan_sessions_read_in_groups_total",
+                "Sync sessions read in a statement with other syncs' sessions.",
+                remembered.sessions_read_in_groups,
+            ),
+            (
+                "eenplan_session_group_read_failures_total",
+                "Group reads of sync sessions that failed; those syncs read their own.",
+                remembered.session_group_read_failures,
+            ),
+        ] {
+            header(&mut out, name, help, "counter");
+            let _ = writeln!(out, "{name} {count}");
+        }
         header(&mut out, "eenplan_live_connections", "Open live (WebSocket) connections.", "gauge");
         let _ = writeln!(out, "eenplan_live_connections {}", self.live_connections.load(Ordering::Relaxed));
         out
@@ -360,6 +380,9 @@ mod tests {
             tails_ahead_read: 16,
             one_statement_answers: 17,
             one_statement_answers_again: 18,
+            session_group_reads: 19,
+            sessions_read_in_groups: 20,
+            session_group_read_failures: 21,
         };
         let text = metrics.render(remembered);
         for line in [
@@ -377,6 +400,10 @@ mod tests {
             "eenplan_answer_reads_ahead_total{read=\"news\",outcome=\"read\"} 14\n",
             "eenplan_answer_reads_ahead_total{read=\"tails\",outcome=\"served\"} 15\n",
             "eenplan_answer_reads_ahead_total{read=\"tails\",outcome=\"read\"} 16\n",
+            "# TYPE eenplan_session_group_reads_total counter\n",
+            "eenplan_session_group_reads_total 19\n",
+            "eenplan_sessions_read_in_groups_total 20\n",
+            "eenplan_session_group_read_failures_total 21\n",
             "# TYPE eenplan_answer_one_statement_total counter\n",
             "eenplan_answer_one_statement_total{outcome=\"one_statement\"} 17\n",
             "eenplan_answer_one_statement_total{outcome=\"again\"} 18\n",

@@ -136,7 +136,7 @@ pub mod sqlite;
 use eenplan_protocol::policy::Policy;
 use eenplan_protocol::{Bundle, BundleKind, DocumentId};
 
-pub use domain::AnswerStart;
+pub use domain::{AnswerStart, SessionAsk};
 pub use postgres::PostgresStorage;
 pub use sqlite::SqliteStorage;
 
@@ -559,6 +559,13 @@ pub struct RememberedReads {
     /// Sync answers tried as one statement that asked for a second and ran again in a
     /// transaction.
     pub one_statement_answers_again: u64,
+    /// Statements that read the sessions of two or more syncs that arrived together
+    /// (PostgreSQL), failed ones too.
+    pub session_group_reads: u64,
+    /// Sessions read in those statements.
+    pub sessions_read_in_groups: u64,
+    /// Group reads of sessions that failed; their syncs read their own.
+    pub session_group_read_failures: u64,
 }
 
 /// A document a device holds a key of, with what a sync answer weighs it by for a snapshot
@@ -846,7 +853,7 @@ pub struct MembershipPage {
 /// What a sync reads before anything else ([`Storage::sync_session`]), as of one snapshot:
 /// the device its session names, who the device's user is, and what the user's access is
 /// stamped with.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SyncSession {
     pub device: DeviceRecord,
     /// The device's user with its organisation's name (empty when it has none); `None` only
@@ -865,7 +872,7 @@ impl AsRef<DeviceRecord> for SyncSession {
 /// The user's access stamp and the current epochs of the documents asked for, read with a
 /// sync's session ([`Storage::sync_session`]); what the user's remembered access is served
 /// by ([`Storage::session_access`]).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SessionStamp {
     pub(crate) user: UserId,
     /// `None` when the user is missing.
@@ -1264,6 +1271,10 @@ pub trait Storage: Send + Sync {
     /// first, one statement on PostgreSQL where the session's device and the stamp were two.
     /// `None` for an unknown device.
     fn sync_session(&self, device: DeviceId, documents: &[DocumentId]) -> Result<Option<SyncSession>>;
+    /// [`Storage::sync_session`] of each of `asks`, in their order and as of one snapshot:
+    /// one statement on PostgreSQL, which reads so the sessions of syncs that wait for one
+    /// another's reads (`domain::SessionReads`).
+    fn sync_sessions(&self, asks: &[SessionAsk]) -> Result<Vec<Option<SyncSession>>>;
     /// [`Storage::user_access`] of the session's user and documents, as of the session's
     /// read ([`SyncSession::stamp`]): the remembered core is served without a read while the
     /// stamp read with the session is the one it was read under; otherwise the whole access

@@ -13,7 +13,7 @@ use eenplan_server::storage::{
     CompletedRotation, DeviceId, DeviceState, Envelope, EnvelopeOutcome, EnvelopeRefusal, HistoryRequest,
     MAX_SNAPSHOT_REQUESTS_PER_DEVICE, NetworkRecord, NewAuditUpload, NewBundle, NewDevice, OrgId, PlanId,
     PolicyRecord, PullBatch, PullRequest, PushOutcome, Revocation, RevocationListRecord,
-    SNAPSHOT_HOLD_OFF_MS, SNAPSHOT_REQUEST_TTL_MS, SNAPSHOT_SHORTCUT_CHANGES, ServerEventRecord,
+    SNAPSHOT_HOLD_OFF_MS, SNAPSHOT_REQUEST_TTL_MS, SNAPSHOT_SHORTCUT_CHANGES, ServerEventRecord, SessionAsk,
     SqliteStorage, Storage, StorageError, StoredName, UserId, WipeGuard,
 };
 
@@ -1664,6 +1664,63 @@ pub mod suite {
         assert_eq!(revoked.device.name, Some(name));
         assert_eq!((revoked.device.wiped_at, revoked.device.wipe_nonce_hash), (Some(12), Some([6; 32])));
         assert_eq!(revoked.device, s.device(p1).unwrap().unwrap());
+    }
+
+    /// The sessions of syncs read together (`sync_sessions`: one statement on PostgreSQL,
+    /// what syncs that arrive together read) are, each in its place, the session each reads
+    /// alone: the devices, users, stamps and epochs of its own documents, whatever the others
+    /// asked for. An unknown device has none among the others; a revoked one has its own.
+    /// More asks than one statement of a burst reads (64) are read alike, none is an ask;
+    /// an unknown compartment is refused as bad input, as it is alone.
+    pub fn sessions_read_together_are_the_sessions_each_reads_alone(s: &dyn Storage) {
+        let (ann, piet, a1, p1) = ann_and_piet_of_the_police(s);
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.register_plan(Q, ann, a1, 1).unwrap();
+        s.add_participant(P, piet, "politie").unwrap();
+        let of_p: Vec<DocumentId> = (0..4).map(|c| doc(P, c)).collect();
+        mint(s, &of_p, a1);
+        let a2 = device(s, ann, 3);
+        s.revoke_device(a2, &revocation(1), 10).unwrap();
+        let unknown = DeviceId([0xEE; 16]);
+        let ask =
+            |device: DeviceId, documents: &[DocumentId]| SessionAsk { device, documents: documents.to_vec() };
+        let mixed = [doc(Q, 2), doc(P, 1), doc(Q, 0), doc(P, 1), doc(P, 3)];
+        let asks = vec![
+            ask(p1, &of_p),
+            ask(unknown, &of_p),
+            ask(a1, &[]),
+            ask(p1, &[doc(P, 0)]),
+            ask(a1, &mixed),
+            ask(a2, &of_p[1..]),
+            ask(unknown, &[]),
+            ask(a1, &of_p),
+        ];
+        let alone = |asks: &[SessionAsk]| -> Vec<_> {
+            asks.iter().map(|ask| s.sync_session(ask.device, &ask.documents).unwrap()).collect()
+        };
+        let together = s.sync_sessions(&asks).unwrap();
+        assert_eq!(together, alone(&asks));
+        let epochs =
+            |n: usize| s.session_access(&together[n].as_ref().unwrap().stamp).unwrap().unwrap().epochs;
+        assert_eq!(
+            epochs(4),
+            [(doc(Q, 2), 0), (doc(P, 1), 1), (doc(Q, 0), 0), (doc(P, 1), 1), (doc(P, 3), 1)]
+        );
+        assert_eq!(epochs(3), [(doc(P, 0), 1)], "Piet's own document, not the others'");
+        assert_eq!(together[5].as_ref().unwrap().device.state, DeviceState::Revoked);
+        assert!(together[1].is_none() && together[6].is_none(), "an unknown device");
+        assert_eq!(s.sync_sessions(&[]).unwrap(), []);
+
+        let burst: Vec<SessionAsk> = (0..70).map(|n| asks[n % asks.len()].clone()).collect();
+        assert_eq!(s.sync_sessions(&burst).unwrap(), alone(&burst), "seventy at once");
+
+        let bad =
+            vec![ask(p1, &of_p), ask(a1, &[DocumentId { plan: P, compartment: DocumentId::COMPARTMENTS }])];
+        assert!(
+            matches!(s.sync_sessions(&bad), Err(StorageError::InvalidState(_))),
+            "an unknown compartment"
+        );
+        assert_eq!(s.sync_sessions(&bad[..1]).unwrap(), alone(&bad[..1]), "the same ask without it");
     }
 
     /// Asserts that what `user`'s sync answer on `device` from `since` takes from the user's
@@ -3973,6 +4030,7 @@ macro_rules! conformance_suite {
             a_users_access_holds_what_the_role_reads_at_each_plans_level_across_plans,
             a_users_access_read_again_follows_every_change_of_what_it_depends_on,
             a_sync_session_serves_the_access_of_the_snapshot_it_read,
+            sessions_read_together_are_the_sessions_each_reads_alone,
             a_sync_answer_read_again_follows_every_change_of_what_it_depends_on,
             a_device_asked_for_a_snapshot_holds_other_devices_off_for_ten_minutes_from_its_first_ask,
             the_first_envelope_stays_and_key_requests_list_exactly_the_devices_lacking_an_envelope,

@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 
 use eenplan_protocol::DocumentId;
 
-use super::domain::{AccessCore, AccessStamp};
+use super::domain::{AccessCore, AccessStamp, SessionAsk};
 use super::pull::{LogView, ResumePoint};
 use super::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
@@ -50,6 +50,13 @@ pub(crate) trait Backend: Send + Sync {
     /// not on one where a read is a call into the process (SQLite).
     fn groups_answer_facts(&self) -> bool {
         false
+    }
+    /// Where the sessions of syncs that arrive together are read in one statement
+    /// ([`super::domain::SessionReads`]): on a backend where a statement costs a round trip
+    /// and a plan's start-up (PostgreSQL), not on one where a read is a call into the
+    /// process (SQLite).
+    fn session_reads(&self) -> Option<&super::domain::SessionReads> {
+        None
     }
     /// Runs `f`, a read whose first statement was read before (in a group,
     /// [`ReadRows::sync_facts_of_group`]), where every statement is refused: `true` when
@@ -555,6 +562,13 @@ pub(crate) trait ReadRows {
         let user = self.user_with_organisation(device.user)?;
         let stamp = if user.is_some() { self.access_stamp(device.user, documents)? } else { None };
         Ok(Some(SessionRead { device, user, stamp }))
+    }
+
+    /// [`ReadRows::sync_session`] of each of `asks`, in their order: one statement where a
+    /// statement costs a round trip and a plan's start-up (PostgreSQL, which groups them,
+    /// [`Backend::session_reads`]), one read after another here.
+    fn sync_sessions(&self, asks: &[SessionAsk]) -> Result<Vec<Option<SessionRead>>> {
+        asks.iter().map(|ask| self.sync_session(ask.device, &ask.documents)).collect()
     }
 
     /// What a sync with uploads to check reads of `user` otherwise

@@ -13,11 +13,14 @@ mod key_shares;
 mod keys;
 mod log;
 mod plans;
+mod session_reads;
 mod tally;
 
 pub(crate) use access::{AccessCache, AccessCore, AccessStamp};
 pub use answer::AnswerStart;
 pub(crate) use key_shares::KeyShareCache;
+pub use session_reads::SessionAsk;
+pub(crate) use session_reads::SessionReads;
 pub(crate) use tally::AnswerGuesses;
 
 use super::backend::{
@@ -406,6 +409,10 @@ impl<B: Backend> Storage for B {
         access::sync_session(self, device, documents)
     }
 
+    fn sync_sessions(&self, asks: &[SessionAsk]) -> Result<Vec<Option<SyncSession>>> {
+        access::sync_sessions(self, asks)
+    }
+
     fn session_access(&self, stamp: &SessionStamp) -> Result<Option<UserAccess>> {
         access::session_access(self, stamp)
     }
@@ -596,6 +603,7 @@ impl<B: Backend> Storage for B {
         let (news_ahead_served, news_ahead_read) = ahead.news.counts();
         let (tails_ahead_served, tails_ahead_read) = ahead.tails.counts();
         let (one_statement_answers, one_statement_answers_again) = ahead.one_statement.counts();
+        let sessions = self.session_reads().map(SessionReads::counts).unwrap_or_default();
         RememberedReads {
             accesses_served,
             accesses_read,
@@ -611,6 +619,9 @@ impl<B: Backend> Storage for B {
             tails_ahead_read,
             one_statement_answers,
             one_statement_answers_again,
+            session_group_reads: sessions.statements,
+            sessions_read_in_groups: sessions.sessions,
+            session_group_read_failures: sessions.failures,
         }
     }
 

@@ -100,6 +100,7 @@ pub struct PostgresStorage {
     key_shares: super::domain::KeyShareCache,
     accesses: super::domain::AccessCache,
     answer_guesses: super::domain::AnswerGuesses,
+    session_reads: super::domain::SessionReads,
 }
 
 impl std::fmt::Debug for PostgresStorage {
@@ -200,6 +201,7 @@ impl PostgresStorage {
             key_shares: super::domain::KeyShareCache::new(),
             accesses: super::domain::AccessCache::new(),
             answer_guesses: super::domain::AnswerGuesses::default(),
+            session_reads: super::domain::SessionReads::default(),
         };
         off_runtime(|| -> Result<()> {
             let mut loan = storage.loan()?;
@@ -437,6 +439,10 @@ impl Backend for PostgresStorage {
 
     fn groups_answer_facts(&self) -> bool {
         true
+    }
+
+    fn session_reads(&self) -> Option<&super::domain::SessionReads> {
+        Some(&self.session_reads)
     }
 
     /// No connection is taken from the pool: none is needed, and a statement is refused

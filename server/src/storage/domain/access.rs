@@ -52,10 +52,11 @@ use std::time::{Duration, Instant};
 
 use eenplan_protocol::DocumentId;
 
+use super::session_reads::SessionAsk;
 use super::tally::Tally;
 use crate::storage::backend::{AccessRead, Backend, ReadRows, SessionRead, StampRead, read_statement};
 use crate::storage::{
-    DeviceId, PlanId, PolicyRecord, Result, SessionStamp, SyncSession, User, UserAccess, UserId,
+    DeviceId, PlanId, PolicyRecord, Result, SessionStamp, StorageError, SyncSession, User, UserAccess, UserId,
 };
 
 /// The most users remembered; a region has a few thousand. Only authenticated devices reach
@@ -208,7 +209,9 @@ pub(super) fn user_access<B: Backend + ?Sized>(
 }
 
 /// [`Storage::sync_session`]: the device, its user and the user's stamp with the epochs
-/// of `documents`, in one statement where a round trip costs.
+/// of `documents`, in one statement where a round trip costs; with the sessions of other
+/// syncs waiting at the same time where the backend reads them in groups
+/// ([`Backend::session_reads`]).
 ///
 /// [`Storage::sync_session`]: crate::storage::Storage::sync_session
 pub(super) fn sync_session<B: Backend + ?Sized>(
@@ -217,11 +220,44 @@ pub(super) fn sync_session<B: Backend + ?Sized>(
     documents: &[DocumentId],
 ) -> Result<Option<SyncSession>> {
     super::known_compartments(documents.iter().copied())?;
-    let read = read_statement(backend, |rows| rows.sync_session(device, documents))?;
-    Ok(read.map(|SessionRead { device, user, stamp }| {
-        let stamp = SessionStamp { user: device.user, read: stamp, documents: documents.to_vec() };
-        SyncSession { device, user, stamp }
-    }))
+    let ask = SessionAsk { device, documents: documents.to_vec() };
+    match backend.session_reads() {
+        Some(reads) => {
+            reads.read(ask, |asks| sync_sessions(backend, asks), |ask| session_alone(backend, ask))
+        }
+        None => session_alone(backend, &ask),
+    }
+}
+
+/// [`Storage::sync_sessions`]: each ask's session, in one statement where a round trip
+/// costs.
+///
+/// [`Storage::sync_sessions`]: crate::storage::Storage::sync_sessions
+pub(super) fn sync_sessions<B: Backend + ?Sized>(
+    backend: &B,
+    asks: &[SessionAsk],
+) -> Result<Vec<Option<SyncSession>>> {
+    super::known_compartments(asks.iter().flat_map(|ask| ask.documents.iter().copied()))?;
+    let reads = read_statement(backend, |rows| rows.sync_sessions(asks))?;
+    if reads.len() != asks.len() {
+        return Err(StorageError::Backend(format!("{} sessions read for {} asks", reads.len(), asks.len())));
+    }
+    Ok(reads
+        .into_iter()
+        .zip(asks)
+        .map(|(read, ask)| read.map(|read| session_of(read, &ask.documents)))
+        .collect())
+}
+
+/// The session of `ask` in a statement of its own.
+fn session_alone<B: Backend + ?Sized>(backend: &B, ask: &SessionAsk) -> Result<Option<SyncSession>> {
+    let read = read_statement(backend, |rows| rows.sync_session(ask.device, &ask.documents))?;
+    Ok(read.map(|read| session_of(read, &ask.documents)))
+}
+
+fn session_of(SessionRead { device, user, stamp }: SessionRead, documents: &[DocumentId]) -> SyncSession {
+    let stamp = SessionStamp { user: device.user, read: stamp, documents: documents.to_vec() };
+    SyncSession { device, user, stamp }
 }
 
 /// [`Storage::session_access`]: [`user_access`] by the stamp read with the session, so that

@@ -11,7 +11,7 @@ use super::statements::{self, Connection, OptionalExtension, Row, ToValue, Trans
 use crate::storage::backend::{
     AccessRead, AdmissionFacts, AheadReads, FactsQuery, SessionRead, StampRead, SyncFacts,
 };
-use crate::storage::domain::{AccessCore, AccessStamp};
+use crate::storage::domain::{AccessCore, AccessStamp, SessionAsk};
 use crate::storage::pull::{LogView, ResumePoint, RowMeta, limit_param};
 use crate::storage::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
@@ -1146,8 +1146,12 @@ pub(super) fn access_stamp(
 /// for the two statements, each with its round trip).
 ///
 /// [`ReadRows::sync_session`]: crate::storage::backend::ReadRows::sync_session
-const SYNC_SESSION: &str = concat!(
-    "
+/// Its arguments are SQL expressions: the parameters `$1`–`$3` in [`SYNC_SESSION`], a
+/// session's columns in [`SYNC_SESSIONS_OF_GROUP`].
+macro_rules! sync_session_rows {
+    ($device:literal, $plans:literal, $compartments:literal) => {
+        concat!(
+            "
     SELECT 0 AS tag, u.key_share_version AS n, NULL::bytea AS plan,
            (SELECT version FROM policy WHERE id = 1) AS compartment, 0::bigint AS ord,
            d.device_id, d.user_id, d.signing_public, d.agreement_public, d.certificate, d.state,
@@ -1161,15 +1165,42 @@ const SYNC_SESSION: &str = concat!(
                (SELECT o.name FROM orgs o WHERE o.org_id = u.org_id) AS organisation
         FROM users u WHERE u.user_id = d.user_id OFFSET 0
     ) u ON true
-    WHERE d.device_id = $1
+    WHERE d.device_id = ",
+            $device,
+            "
     UNION ALL
     SELECT 1, ",
-    current_epoch_of!("e"),
-    ", e.plan_id, e.compartment, e.ord,
+            current_epoch_of!("e"),
+            ", e.plan_id, e.compartment, e.ord,
            NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
            NULL, NULL, NULL, NULL, NULL, NULL, NULL
-    FROM unnest($2::bytea[], $3::bigint[]) WITH ORDINALITY AS e (plan_id, compartment, ord)
-    ORDER BY tag, ord"
+    FROM unnest(",
+            $plans,
+            "::bytea[], ",
+            $compartments,
+            "::bigint[]) WITH ORDINALITY AS e (plan_id, compartment, ord)"
+        )
+    };
+}
+
+/// One session ([`sync_session`]).
+const SYNC_SESSION: &str = concat!(sync_session_rows!("$1", "$2", "$3"), " ORDER BY tag, ord");
+
+/// [`SYNC_SESSION`] of several syncs in one statement ([`sync_sessions`]): each session's
+/// device is one element of `$1`, its documents a slice, from the element's bounds in `$2`
+/// and `$3`, of the arrays `$4` and `$5`; each row carries the session's place (from 1) as
+/// its first column, before [`SYNC_SESSION`]'s. Its start-up and round trip are paid once
+/// for the group.
+const SYNC_SESSIONS_OF_GROUP: &str = concat!(
+    "SELECT q.i, s.* FROM unnest($1::bytea[], $2::bigint[], $3::bigint[])
+         WITH ORDINALITY AS q (device_id, documents_from, documents_to, i)
+     CROSS JOIN LATERAL (",
+    sync_session_rows!(
+        "q.device_id",
+        "($4::bytea[])[q.documents_from:q.documents_to]",
+        "($5::bigint[])[q.documents_from:q.documents_to]"
+    ),
+    ") AS s ORDER BY q.i, s.tag, s.ord"
 );
 
 /// The device column that [`SYNC_SESSION`]'s device starts at, and its user's.
@@ -1182,39 +1213,84 @@ pub(super) fn sync_session(
     documents: &[DocumentId],
 ) -> Result<Option<SessionRead>> {
     let [plans, compartments] = document_arrays(documents);
-    let (mut session, mut epochs) = (None, Vec::new());
+    let mut session = SessionRows::default();
     let values = [Value::Bytes(device.0.to_vec()), plans, compartments];
-    conn.query_values(SYNC_SESSION, &values, |row| {
-        match row.get::<i64>(0)? {
-            0 => session = Some(session_from(row)?),
-            1 => epochs.push((document_at(row, 2, 3)?, row.get(1)?)),
-            other => return Err(conversion(0, Type::Integer, BadValue(format!("session row {other}")))),
+    conn.query_values(SYNC_SESSION, &values, |row| session.add(row, 0))?;
+    Ok(session.read())
+}
+
+/// [`SYNC_SESSIONS_OF_GROUP`]: each ask's session, in the asks' order.
+pub(super) fn sync_sessions(conn: &Connection<'_>, asks: &[SessionAsk]) -> Result<Vec<Option<SessionRead>>> {
+    let place = |n: usize| {
+        i64::try_from(n).map(Some).map_err(|e| statements::Error::ToSqlConversionFailure(e.to_string()))
+    };
+    let (mut devices, mut from, mut to, mut documents) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for ask in asks {
+        devices.push(ask.device.0.to_vec());
+        from.push(place(documents.len() + 1)?);
+        documents.extend_from_slice(&ask.documents);
+        to.push(place(documents.len())?);
+    }
+    let [plans, compartments] = document_arrays(&documents);
+    let values = [Value::ByteStrings(devices), Value::Ints(from), Value::Ints(to), plans, compartments];
+    let mut sessions: Vec<SessionRows> = asks.iter().map(|_| SessionRows::default()).collect();
+    conn.query_values(SYNC_SESSIONS_OF_GROUP, &values, |row| {
+        let place = uint(row, 0)?;
+        let session = usize::try_from(place)
+            .ok()
+            .and_then(|place| place.checked_sub(1))
+            .and_then(|index| sessions.get_mut(index))
+            .ok_or_else(|| conversion(0, Type::Integer, BadValue(format!("session {place} of a group"))))?;
+        session.add(row, 1)
+    })?;
+    Ok(sessions.into_iter().map(SessionRows::read).collect())
+}
+
+/// The rows of one session of [`SYNC_SESSION`] (its columns from `at` on), gathered.
+#[derive(Default)]
+struct SessionRows {
+    session: Option<SessionRead>,
+    epochs: Vec<(DocumentId, u32)>,
+}
+
+impl SessionRows {
+    fn add(&mut self, row: &Row, at: usize) -> statements::Result<()> {
+        match row.get::<i64>(at)? {
+            0 => self.session = Some(session_from(row, at)?),
+            1 => self.epochs.push((document_at(row, at + 2, at + 3)?, row.get(at + 1)?)),
+            other => return Err(conversion(at, Type::Integer, BadValue(format!("session row {other}")))),
         }
         Ok(())
-    })?;
-    Ok(session.map(|mut session: SessionRead| {
-        if let Some(stamp) = &mut session.stamp {
-            stamp.epochs = epochs;
-        }
-        session
-    }))
+    }
+
+    fn read(self) -> Option<SessionRead> {
+        let SessionRows { session, epochs } = self;
+        session.map(|mut session| {
+            if let Some(stamp) = &mut session.stamp {
+                stamp.epochs = epochs;
+            }
+            session
+        })
+    }
 }
 
 /// The device, its user with the organisation's name, and the stamp (its epochs still to
-/// come) of [`SYNC_SESSION`]'s first row; the user and stamp `None` when the user is missing.
-fn session_from(row: &Row) -> statements::Result<SessionRead> {
-    let device = device_at(row, SESSION_DEVICE_AT)?;
-    let Some(user) = row.get::<Option<i64>>(SESSION_USER_AT)? else {
+/// come) of [`SYNC_SESSION`]'s first row, its columns from `at` on; the user and stamp
+/// `None` when the user is missing.
+fn session_from(row: &Row, at: usize) -> statements::Result<SessionRead> {
+    let device = device_at(row, at + SESSION_DEVICE_AT)?;
+    let user_at = at + SESSION_USER_AT;
+    let Some(user) = row.get::<Option<i64>>(user_at)? else {
         return Ok(SessionRead { device, user: None, stamp: None });
     };
     let user = User {
         id: UserId(user),
-        org: OrgId(row.get(SESSION_USER_AT + 1)?),
-        name: row.get(SESSION_USER_AT + 2)?,
-        role: row.get(SESSION_USER_AT + 3)?,
+        org: OrgId(row.get(user_at + 1)?),
+        name: row.get(user_at + 2)?,
+        role: row.get(user_at + 3)?,
     };
-    let organisation = row.get::<Option<String>>(SESSION_USER_AT + 4)?.unwrap_or_default();
-    let stamp = AccessStamp { key_shares: row.get(1)?, policy: row.get(3)? };
+    let organisation = row.get::<Option<String>>(user_at + 4)?.unwrap_or_default();
+    let stamp = AccessStamp { key_shares: row.get(at + 1)?, policy: row.get(at + 3)? };
     Ok(SessionRead {
         device,
         user: Some((user, organisation)),

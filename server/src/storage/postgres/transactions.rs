@@ -8,6 +8,7 @@ use super::statements::Connection;
 use crate::storage::backend::{
     AccessRead, AdmissionFacts, FactsQuery, ReadRows, SessionRead, StampRead, SyncFacts, WriteRows,
 };
+use crate::storage::domain::SessionAsk;
 use crate::storage::pull::{LogView, ResumePoint};
 use crate::storage::{
     AdminRecord, AuditKeyRecord, CommitmentRecord, DeviceId, DeviceRecord, DeviceState, DocStats, Envelope,
@@ -362,6 +363,10 @@ impl ReadRows for PgRows<'_> {
 
     fn sync_session(&self, device: DeviceId, documents: &[DocumentId]) -> Result<Option<SessionRead>> {
         rows::sync_session(self.conn(), device, documents)
+    }
+
+    fn sync_sessions(&self, asks: &[SessionAsk]) -> Result<Vec<Option<SessionRead>>> {
+        rows::sync_sessions(self.conn(), asks)
     }
 
     fn user_access(&self, user: UserId, documents: &[DocumentId]) -> Result<Option<AccessRead>> {
