@@ -1723,6 +1723,45 @@ pub mod suite {
         assert_eq!(s.sync_sessions(&bad[..1]).unwrap(), alone(&bad[..1]), "the same ask without it");
     }
 
+    /// Syncs that read their sessions at the same time (eight threads, each its own device
+    /// and documents, fifty reads each) each get their own session, the one it reads alone.
+    /// Where the backend reads them in groups (`groups`: PostgreSQL), some were read
+    /// together, and no group read failed.
+    pub fn syncs_reading_their_sessions_at_once_each_get_their_own(s: &dyn Storage, groups: bool) {
+        let (ann, piet, a1, _) = ann_and_piet_of_the_police(s);
+        s.register_plan(P, ann, a1, 1).unwrap();
+        s.add_participant(P, piet, "politie").unwrap();
+        mint(s, &(0..4).map(|c| doc(P, c)).collect::<Vec<_>>(), a1);
+        let asks: Vec<SessionAsk> = (0..8u8)
+            .map(|n| {
+                let user = if n % 2 == 0 { ann } else { piet };
+                let documents = (0..=n % 4).map(|c| doc(if n < 4 { P } else { Q }, c)).collect();
+                SessionAsk { device: device(s, user, 10 + n), documents }
+            })
+            .collect();
+        let alone: Vec<_> =
+            asks.iter().map(|ask| s.sync_session(ask.device, &ask.documents).unwrap()).collect();
+        let before = s.remembered_reads();
+        std::thread::scope(|scope| {
+            for (ask, expected) in asks.iter().zip(&alone) {
+                scope.spawn(move || {
+                    for n in 0..50 {
+                        let read = s.sync_session(ask.device, &ask.documents).unwrap();
+                        assert_eq!(&read, expected, "read {n} of device {:?}", ask.device);
+                    }
+                });
+            }
+        });
+        let after = s.remembered_reads();
+        let grouped = after.sessions_read_in_groups - before.sessions_read_in_groups;
+        assert_eq!(after.session_group_read_failures, 0);
+        if groups {
+            assert!(grouped > 0, "400 reads at once, none read together");
+        } else {
+            assert_eq!(grouped, 0, "a backend that reads each session alone");
+        }
+    }
+
     /// Asserts that what `user`'s sync answer on `device` from `since` takes from the user's
     /// remembered access is what the single reads say now: the documents without a key, the
     /// rotations asked for, the policy, and the documents sent from their start because they
@@ -4286,6 +4325,13 @@ mod sqlite {
         suite::answers_whose_facts_a_group_read_are_the_answers_a_transaction_reads(backend.storage(), false);
     }
 
+    #[test]
+    fn syncs_reading_their_sessions_at_once_each_get_their_own() {
+        let backend = Sqlite::fresh();
+        suite::prepare(backend.storage());
+        suite::syncs_reading_their_sessions_at_once_each_get_their_own(backend.storage(), false);
+    }
+
     /// The tails SQLite keeps for the sync answers (migration 20) go with the bundles they
     /// count: an erased plan leaves no row of its documents' counts and sizes behind.
     #[test]
@@ -4563,6 +4609,13 @@ mod postgres {
         let db = Postgres::fresh();
         suite::prepare(db.storage());
         suite::answers_whose_facts_a_group_read_are_the_answers_a_transaction_reads(db.storage(), true);
+    }
+
+    #[test]
+    fn syncs_reading_their_sessions_at_once_each_get_their_own() {
+        let db = Postgres::fresh();
+        suite::prepare(db.storage());
+        suite::syncs_reading_their_sessions_at_once_each_get_their_own(db.storage(), true);
     }
 
     /// The tails PostgreSQL keeps for the sync answers (migration 6) go with the bundles they
