@@ -278,7 +278,7 @@ impl Metrics {
             ),
             (
                 "eenplan_sessions_read_in_groups_total",
-                "Sync sessions read in a statement with other syncs' sessions.",
+                "Sync sessions read in a statement with other syncs' sessions (statements that succeeded).",
                 remembered.sessions_read_in_groups,
             ),
             (

@@ -1269,11 +1269,14 @@ pub trait Storage: Send + Sync {
     /// The device, its user with the organisation's name, and the user's access stamp with
     /// the current epoch of each of `documents`, as of one snapshot: what a sync reads
     /// first, one statement on PostgreSQL where the session's device and the stamp were two.
-    /// `None` for an unknown device.
+    /// `None` for an unknown device. It may wait for other syncs' reads (PostgreSQL reads the
+    /// sessions of syncs that arrive together in one statement), so it is called from a
+    /// thread that may block, never from an async task.
     fn sync_session(&self, device: DeviceId, documents: &[DocumentId]) -> Result<Option<SyncSession>>;
     /// [`Storage::sync_session`] of each of `asks`, in their order and as of one snapshot:
-    /// one statement on PostgreSQL, which reads so the sessions of syncs that wait for one
-    /// another's reads (`domain::SessionReads`).
+    /// one statement on PostgreSQL. There, syncs that arrive while another's session is read
+    /// wait, and their sessions are then read this way, at most 64 at a time
+    /// (`domain::SessionReads`). Any number of asks is read here.
     fn sync_sessions(&self, asks: &[SessionAsk]) -> Result<Vec<Option<SyncSession>>>;
     /// [`Storage::user_access`] of the session's user and documents, as of the session's
     /// read ([`SyncSession::stamp`]): the remembered core is served without a read while the

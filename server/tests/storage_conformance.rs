@@ -1670,8 +1670,10 @@ pub mod suite {
     /// what syncs that arrive together read) are, each in its place, the session each reads
     /// alone: the devices, users, stamps and epochs of its own documents, whatever the others
     /// asked for. An unknown device has none among the others; a revoked one has its own.
-    /// More asks than one statement of a burst reads (64) are read alike, none is an ask;
-    /// an unknown compartment is refused as bad input, as it is alone.
+    /// Syncs that push nothing name no documents: a group of only those, and one ending with
+    /// one, read alike. Seventy asks at once (more than the 64 a burst's statement holds)
+    /// are read alike, none lost; an unknown compartment is refused as bad input, as it is
+    /// alone.
     pub fn sessions_read_together_are_the_sessions_each_reads_alone(s: &dyn Storage) {
         let (ann, piet, a1, p1) = ann_and_piet_of_the_police(s);
         s.register_plan(P, ann, a1, 1).unwrap();
@@ -1711,6 +1713,10 @@ pub mod suite {
         assert!(together[1].is_none() && together[6].is_none(), "an unknown device");
         assert_eq!(s.sync_sessions(&[]).unwrap(), []);
 
+        let pulls: Vec<SessionAsk> = [p1, a1, unknown, a2, p1].iter().map(|d| ask(*d, &[])).collect();
+        assert_eq!(s.sync_sessions(&pulls).unwrap(), alone(&pulls), "syncs that push nothing");
+        let ending_empty: Vec<SessionAsk> = asks.iter().chain(&pulls[..1]).cloned().collect();
+        assert_eq!(s.sync_sessions(&ending_empty).unwrap(), alone(&ending_empty), "the last names none");
         let burst: Vec<SessionAsk> = (0..70).map(|n| asks[n % asks.len()].clone()).collect();
         assert_eq!(s.sync_sessions(&burst).unwrap(), alone(&burst), "seventy at once");
 
@@ -1720,25 +1726,57 @@ pub mod suite {
             matches!(s.sync_sessions(&bad), Err(StorageError::InvalidState(_))),
             "an unknown compartment"
         );
+        assert!(
+            matches!(s.sync_session(a1, &bad[1].documents), Err(StorageError::InvalidState(_))),
+            "as it is alone"
+        );
         assert_eq!(s.sync_sessions(&bad[..1]).unwrap(), alone(&bad[..1]), "the same ask without it");
     }
 
     /// Syncs that read their sessions at the same time (eight threads, each its own device
-    /// and documents, fifty reads each) each get their own session, the one it reads alone.
-    /// Where the backend reads them in groups (`groups`: PostgreSQL), some were read
-    /// together, and no group read failed.
+    /// and documents, one naming none, fifty reads each) each get their own session, the one
+    /// it reads alone. Where the backend reads them in groups (`groups`: PostgreSQL), some
+    /// were read together, and no group read failed. Syncs that name more than 64 documents
+    /// never join a group (a device in bad faith naming many cannot slow the others').
     pub fn syncs_reading_their_sessions_at_once_each_get_their_own(s: &dyn Storage, groups: bool) {
         let (ann, piet, a1, _) = ann_and_piet_of_the_police(s);
         s.register_plan(P, ann, a1, 1).unwrap();
         s.add_participant(P, piet, "politie").unwrap();
         mint(s, &(0..4).map(|c| doc(P, c)).collect::<Vec<_>>(), a1);
-        let asks: Vec<SessionAsk> = (0..8u8)
+        let devices: Vec<(UserId, DeviceId)> = (0..8u8)
             .map(|n| {
                 let user = if n % 2 == 0 { ann } else { piet };
-                let documents = (0..=n % 4).map(|c| doc(if n < 4 { P } else { Q }, c)).collect();
-                SessionAsk { device: device(s, user, 10 + n), documents }
+                (user, device(s, user, 10 + n))
             })
             .collect();
+        let few: Vec<SessionAsk> = (0..8u8)
+            .zip(&devices)
+            .map(|(n, (_, device))| {
+                let count = if n == 7 { 0 } else { 1 + n % 4 };
+                let documents = (0..count).map(|c| doc(if n < 4 { P } else { Q }, c)).collect();
+                SessionAsk { device: *device, documents }
+            })
+            .collect();
+        let grouped = sessions_read_at_once(s, &few);
+        if groups {
+            assert!(grouped > 0, "400 reads at once, none read together");
+        } else {
+            assert_eq!(grouped, 0, "a backend that reads each session alone");
+        }
+        let many: Vec<SessionAsk> = devices
+            .iter()
+            .map(|(_, device)| {
+                let documents = (0..65u8).map(|n| doc(if n % 2 == 0 { P } else { Q }, n % 4)).collect();
+                SessionAsk { device: *device, documents }
+            })
+            .collect();
+        assert_eq!(sessions_read_at_once(s, &many), 0, "65 documents each: every one reads alone");
+    }
+
+    /// Reads each of `asks` fifty times, each on a thread of its own and all at once, and
+    /// asserts that every read is the session read alone before; how many of them were read
+    /// in groups.
+    fn sessions_read_at_once(s: &dyn Storage, asks: &[SessionAsk]) -> u64 {
         let alone: Vec<_> =
             asks.iter().map(|ask| s.sync_session(ask.device, &ask.documents).unwrap()).collect();
         let before = s.remembered_reads();
@@ -1753,13 +1791,8 @@ pub mod suite {
             }
         });
         let after = s.remembered_reads();
-        let grouped = after.sessions_read_in_groups - before.sessions_read_in_groups;
-        assert_eq!(after.session_group_read_failures, 0);
-        if groups {
-            assert!(grouped > 0, "400 reads at once, none read together");
-        } else {
-            assert_eq!(grouped, 0, "a backend that reads each session alone");
-        }
+        assert_eq!(after.session_group_read_failures, before.session_group_read_failures);
+        after.sessions_read_in_groups - before.sessions_read_in_groups
     }
 
     /// Asserts that what `user`'s sync answer on `device` from `since` takes from the user's

@@ -222,12 +222,19 @@ pub(super) fn sync_session<B: Backend + ?Sized>(
     super::known_compartments(documents.iter().copied())?;
     let ask = SessionAsk { device, documents: documents.to_vec() };
     match backend.session_reads() {
-        Some(reads) => {
+        // A sync naming many documents reads alone, so that it cannot slow a group.
+        Some(reads) if documents.len() <= MAX_DOCUMENTS_GROUPED => {
             reads.read(ask, |asks| sync_sessions(backend, asks), |ask| session_alone(backend, ask))
         }
-        None => session_alone(backend, &ask),
+        _ => session_alone(backend, &ask),
     }
 }
+
+/// The most documents a sync's session read names and still joins a group
+/// ([`super::SessionReads`]): a sync pushes to a few; one that names more (up to a request's
+/// bound, a thousand and more) reads alone, so that a device in bad faith cannot make every
+/// group it joins look up a thousand epochs.
+const MAX_DOCUMENTS_GROUPED: usize = 64;
 
 /// [`Storage::sync_sessions`]: each ask's session, in one statement where a round trip
 /// costs.

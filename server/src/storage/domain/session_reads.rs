@@ -7,26 +7,38 @@
 //! while such a read is running wait, and the first of them then reads for all of them in
 //! one statement ([`crate::storage::backend::ReadRows::sync_sessions`]): a leader and its
 //! followers, with no thread of its own and no hand-off for a request that finds nobody
-//! reading (it reads at once, alone, as before).
+//! reading (it reads at once, alone, as before, holding the lead meanwhile).
 //!
 //! Each request's session is read by a statement that began after the request arrived, as
 //! its own statement would be: a revocation committed before a request arrived is seen by
 //! it. A group read that fails or panics fails no request: each of its requests reads its
-//! own session, so one request's bad input cannot fail the others'.
+//! own session, so one request's bad input cannot fail the others'. Only a busy database
+//! (`StorageError::Busy`, a lock wait that outlasted its retries) fails the whole group at
+//! once: reading alone, each would wait as long again.
 //!
-//! The waiting requests are bounded by the threads that serve requests (each waits on its
-//! own thread), and one statement reads at most [`MAX_SESSIONS_PER_READ`].
+//! A read that hangs must not hold every sync of the process: a request waits for a leader
+//! at most [`PATIENCE`] (then it leaves the queue and reads alone), and one that arrives
+//! while the lead is older than that reads alone at once. Waiting happens on the request's
+//! own blocking thread (the sync route runs on tokio's blocking pool, never on a runtime
+//! worker), so the requests waiting are bounded by that pool, and one statement reads at
+//! most [`MAX_SESSIONS_PER_READ`].
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
-use super::super::{DeviceId, DocumentId, Result, SyncSession};
+use super::super::{DeviceId, DocumentId, Result, StorageError, SyncSession};
 
 /// The most sessions one statement reads: a burst of requests is read in statements of this
 /// many, so that no statement's parameters and rows grow with the burst.
 pub(crate) const MAX_SESSIONS_PER_READ: usize = 64;
+
+/// The longest a request waits for a leader before it reads alone, and the age past which a
+/// lead is not joined. A session read takes well under a millisecond; a lead this old is
+/// stuck (a lock wait, a dead connection), and the others go their own way as before.
+pub(crate) const PATIENCE: Duration = Duration::from_millis(500);
 
 /// What one sync asks its session read for ([`crate::storage::Storage::sync_session`]): its
 /// device, and the documents whose current epochs its uploads are checked against.
@@ -44,19 +56,21 @@ pub(crate) type SessionReads = GroupedReads<SessionAsk, Option<SyncSession>>;
 #[derive(Debug)]
 pub(crate) struct GroupedReads<A, T> {
     queue: Mutex<Queue<A, T>>,
+    /// [`PATIENCE`], but in tests.
+    patience: Duration,
     /// Statements that read a group of two or more sessions, failed ones too.
     group_reads: AtomicU64,
-    /// Sessions read in those statements.
+    /// Sessions read in the statements that succeeded.
     grouped_sessions: AtomicU64,
-    /// Group reads that failed or panicked; their requests read their own.
+    /// Group reads that failed or panicked.
     failures: AtomicU64,
 }
 
 #[derive(Debug)]
 struct Queue<A, T> {
     waiting: VecDeque<Arc<Slot<A, T>>>,
-    /// Whether a request is reading for a group now (the next one reads when it is done).
-    leading: bool,
+    /// Since when a request has been leading (`None`: nobody is; the next one leads).
+    lead_since: Option<Instant>,
 }
 
 /// One waiting request: its ask, and what it is told when it may go on.
@@ -72,8 +86,17 @@ enum Told<T> {
     /// Read for the requests waiting now, itself first.
     Lead,
     Read(Box<T>),
-    /// The group read failed: read its own.
+    /// The group read failed for reasons of its own: read alone.
     ReadAlone,
+    /// The group read found the database busy: so would a read alone.
+    Failed(StorageError),
+}
+
+/// How a group read went for its leader.
+enum GroupRead<T> {
+    Read(T),
+    ReadAlone,
+    Failed(StorageError),
 }
 
 /// (group statements, sessions read in them, failed group reads) since the process started.
@@ -87,7 +110,8 @@ pub(crate) struct SessionGroupCounts {
 impl<A, T> Default for GroupedReads<A, T> {
     fn default() -> Self {
         GroupedReads {
-            queue: Mutex::new(Queue { waiting: VecDeque::new(), leading: false }),
+            queue: Mutex::new(Queue { waiting: VecDeque::new(), lead_since: None }),
+            patience: PATIENCE,
             group_reads: AtomicU64::new(0),
             grouped_sessions: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -98,7 +122,9 @@ impl<A, T> Default for GroupedReads<A, T> {
 impl<A: Clone, T> GroupedReads<A, T> {
     /// What `ask` reads: read with the asks of other requests waiting at the same time by
     /// `read_group` (one statement for up to [`MAX_SESSIONS_PER_READ`], one result per ask
-    /// in their order), or alone by `read_one` when nobody else waits or a group read failed.
+    /// in their order), or alone by `read_one` when nobody else waits, the lead is stuck,
+    /// or a group read failed. Call it from a thread that may block, never from an async
+    /// task.
     pub(crate) fn read(
         &self,
         ask: A,
@@ -106,18 +132,12 @@ impl<A: Clone, T> GroupedReads<A, T> {
         read_one: impl Fn(&A) -> Result<T>,
     ) -> Result<T> {
         let slot = Arc::new(Slot { ask, told: Mutex::new(None), changed: Condvar::new() });
-        let leads = {
-            let mut queue = lock(&self.queue);
-            if queue.leading {
-                queue.waiting.push_back(Arc::clone(&slot));
-            }
-            !std::mem::replace(&mut queue.leading, true)
-        };
-        if !leads {
-            match slot.wait() {
-                Told::Read(session) => return Ok(*session),
-                Told::ReadAlone => return read_one(&slot.ask),
-                Told::Lead => {}
+        if !self.lead_or_queue(&slot) {
+            match self.follow(&slot) {
+                Some(Told::Lead) => {}
+                Some(Told::Read(session)) => return Ok(*session),
+                Some(Told::Failed(e)) => return Err(e),
+                Some(Told::ReadAlone) | None => return read_one(&slot.ask),
             }
         }
         let mut leading = self.take_followers();
@@ -126,13 +146,50 @@ impl<A: Clone, T> GroupedReads<A, T> {
             return read_one(&slot.ask);
         }
         match leading.read_with(&slot.ask, &read_group) {
-            Some(session) => Ok(session),
-            None => {
+            GroupRead::Read(session) => Ok(session),
+            GroupRead::Failed(e) => Err(e),
+            GroupRead::ReadAlone => {
                 // The followers read their own meanwhile, and the next request leads.
                 drop(leading);
                 read_one(&slot.ask)
             }
         }
+    }
+
+    /// Takes the lead when nobody has it (`true`); queues `slot` behind a lead younger than
+    /// [`PATIENCE`]; neither behind an older one (`false`, and `slot` is told to read alone).
+    fn lead_or_queue(&self, slot: &Arc<Slot<A, T>>) -> bool {
+        let mut queue = lock(&self.queue);
+        match queue.lead_since {
+            None => {
+                queue.lead_since = Some(Instant::now());
+                true
+            }
+            Some(since) if since.elapsed() < self.patience => {
+                queue.waiting.push_back(Arc::clone(slot));
+                false
+            }
+            Some(_) => {
+                slot.tell(Told::ReadAlone);
+                false
+            }
+        }
+    }
+
+    /// Waits for what `slot` is told. `None` when no leader took it within [`PATIENCE`]: it
+    /// has left the queue and reads alone. Once a leader took it, it waits for that leader,
+    /// whose guard tells it something however the leader leaves.
+    fn follow(&self, slot: &Arc<Slot<A, T>>) -> Option<Told<T>> {
+        if let Some(told) = slot.wait_at_most(self.patience) {
+            return Some(told);
+        }
+        let mut queue = lock(&self.queue);
+        if let Some(place) = queue.waiting.iter().position(|waiting| Arc::ptr_eq(waiting, slot)) {
+            queue.waiting.remove(place);
+            return None;
+        }
+        drop(queue);
+        Some(slot.wait())
     }
 
     /// The lead, with the requests waiting now, up to a statement's worth with the leader's.
@@ -149,8 +206,11 @@ impl<A, T> GroupedReads<A, T> {
     fn pass_the_lead(&self) {
         let mut queue = lock(&self.queue);
         match queue.waiting.pop_front() {
-            Some(next) => next.tell(Told::Lead),
-            None => queue.leading = false,
+            Some(next) => {
+                queue.lead_since = Some(Instant::now());
+                next.tell(Told::Lead);
+            }
+            None => queue.lead_since = None,
         }
     }
 
@@ -172,40 +232,51 @@ struct Leading<'a, A, T> {
 }
 
 impl<A: Clone, T> Leading<'_, A, T> {
-    /// Reads the leader's session (`own`) with its followers' and tells each follower its
-    /// own; the leader's, or `None` when the group read failed or panicked (the leader and
-    /// its followers then read their own).
-    fn read_with(&mut self, own: &A, read_group: &impl Fn(&[A]) -> Result<Vec<T>>) -> Option<T> {
+    /// Reads the leader's session (`own`) with its followers' and tells each follower what
+    /// came of it; what the leader does with its own.
+    fn read_with(&mut self, own: &A, read_group: &impl Fn(&[A]) -> Result<Vec<T>>) -> GroupRead<T> {
         let size = self.followers.len() + 1;
         self.reads.group_reads.fetch_add(1, Ordering::Relaxed);
-        self.reads.grouped_sessions.fetch_add(size as u64, Ordering::Relaxed);
         let asks: Vec<A> =
             std::iter::once(own).chain(self.followers.iter().map(|slot| &slot.ask)).cloned().collect();
-        match catch_unwind(AssertUnwindSafe(|| read_group(&asks))) {
+        let read = catch_unwind(AssertUnwindSafe(|| read_group(&asks)));
+        if let Ok(Ok(sessions)) = &read
+            && sessions.len() == size
+        {
+            self.reads.grouped_sessions.fetch_add(size as u64, Ordering::Relaxed);
+        } else {
+            self.reads.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        match read {
             Ok(Ok(sessions)) if sessions.len() == size => {
                 let mut sessions = sessions.into_iter();
                 let leaders = sessions.next();
                 for (slot, session) in self.followers.drain(..).zip(sessions) {
                     slot.tell(Told::Read(Box::new(session)));
                 }
-                leaders
+                leaders.map_or(GroupRead::ReadAlone, GroupRead::Read)
             }
-            failed => {
-                self.reads.failures.fetch_add(1, Ordering::Relaxed);
-                match failed {
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, sessions = size, "a group's session read failed; each reads its own")
-                    }
-                    Ok(Ok(_)) => tracing::error!(
-                        sessions = size,
-                        "a group's session read returned another number of sessions; each reads its own"
-                    ),
-                    Err(_) => tracing::error!(
-                        sessions = size,
-                        "a group's session read panicked; each reads its own"
-                    ),
+            Ok(Err(StorageError::Busy)) => {
+                tracing::warn!(sessions = size, "a group's session read found the database busy");
+                for slot in self.followers.drain(..) {
+                    slot.tell(Told::Failed(StorageError::Busy));
                 }
-                None
+                GroupRead::Failed(StorageError::Busy)
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, sessions = size, "a group's session read failed; each reads its own");
+                GroupRead::ReadAlone
+            }
+            Ok(Ok(_)) => {
+                tracing::error!(
+                    sessions = size,
+                    "a group's session read returned another number; each reads its own"
+                );
+                GroupRead::ReadAlone
+            }
+            Err(_) => {
+                tracing::error!(sessions = size, "a group's session read panicked; each reads its own");
+                GroupRead::ReadAlone
             }
         }
     }
@@ -236,6 +307,19 @@ impl<A, T> Slot<A, T> {
             told = self.changed.wait(told).unwrap_or_else(PoisonError::into_inner);
         }
     }
+
+    /// [`Slot::wait`], for at most `patience`.
+    fn wait_at_most(&self, patience: Duration) -> Option<Told<T>> {
+        let deadline = Instant::now() + patience;
+        let mut told = lock(&self.told);
+        loop {
+            if let Some(told) = told.take() {
+                return Some(told);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            told = self.changed.wait_timeout(told, left).unwrap_or_else(PoisonError::into_inner).0;
+        }
+    }
 }
 
 /// A lock whose holder never leaves its data half-changed: a panic elsewhere does not
@@ -260,7 +344,11 @@ mod tests {
         }
 
         fn leading(&self) -> bool {
-            lock(&self.queue).leading
+            lock(&self.queue).lead_since.is_some()
+        }
+
+        fn with_patience(patience: Duration) -> Self {
+            GroupedReads { patience, ..GroupedReads::default() }
         }
     }
 
@@ -285,6 +373,16 @@ mod tests {
         followers: std::ops::RangeInclusive<u32>,
         read_group: impl Fn(&[u32]) -> Result<Vec<u32>> + Sync,
     ) -> (Vec<Result<u32>>, Vec<Vec<u32>>) {
+        read_behind(reads, followers, read_group, read_one)
+    }
+
+    /// [`read_behind_a_leader`], the leader's own read done by `leaders_read` once released.
+    fn read_behind(
+        reads: &Reads,
+        followers: std::ops::RangeInclusive<u32>,
+        read_group: impl Fn(&[u32]) -> Result<Vec<u32>> + Sync,
+        leaders_read: impl Fn(&u32) -> Result<u32> + Send,
+    ) -> (Vec<Result<u32>>, Vec<Vec<u32>>) {
         let groups = Mutex::new(Vec::new());
         let count = followers.clone().count();
         let read_group = |asks: &[u32]| {
@@ -299,7 +397,7 @@ mod tests {
                 reads.read(0, read_group, |ask| {
                     entered.send(()).unwrap();
                     released.recv().unwrap();
-                    read_one(ask)
+                    leaders_read(ask)
                 })
             });
             leader_entered.recv().unwrap();
@@ -307,7 +405,10 @@ mod tests {
                 followers.map(|ask| scope.spawn(move || reads.read(ask, read_group, read_one))).collect();
             until(|| reads.waiting() == count);
             release.send(()).unwrap();
-            std::iter::once(leader).chain(waiting).map(|thread| thread.join().unwrap()).collect()
+            std::iter::once(leader)
+                .chain(waiting)
+                .map(|thread| thread.join().unwrap_or_else(|_| Err(StorageError::Backend("panicked".into()))))
+                .collect()
         });
         assert!(!reads.leading(), "the lead was not given up");
         (outcomes, groups.into_inner().unwrap())
@@ -361,7 +462,7 @@ mod tests {
             let outcomes: Vec<u32> = outcomes.into_iter().map(Result::unwrap).collect();
             assert_eq!(outcomes, [0, 10, 20, 30], "a group read that {how}");
             assert_eq!(groups.len(), 1, "a group read that {how}");
-            assert_eq!(reads.counts(), SessionGroupCounts { statements: 1, sessions: 3, failures: 1 });
+            assert_eq!(reads.counts(), SessionGroupCounts { statements: 1, sessions: 0, failures: 1 });
             // The next request finds nobody reading.
             assert_eq!(
                 reads.read(7, |_| panic!("no group"), read_one).unwrap(),
@@ -369,5 +470,62 @@ mod tests {
                 "after a group read that {how}"
             );
         }
+    }
+
+    #[test]
+    fn a_group_read_that_finds_the_database_busy_fails_the_group_without_reading_again() {
+        let reads = Reads::default();
+        let (outcomes, groups) = read_behind_a_leader(&reads, 1..=3, |_| Err(StorageError::Busy));
+        assert!(matches!(outcomes[0], Ok(0)), "the leader's own read came before: {outcomes:?}");
+        for outcome in &outcomes[1..] {
+            assert_eq!(outcome, &Err(StorageError::Busy), "each of the group, without a read of its own");
+        }
+        assert_eq!(groups.len(), 1);
+        assert_eq!(reads.counts(), SessionGroupCounts { statements: 1, sessions: 0, failures: 1 });
+    }
+
+    #[test]
+    fn a_leader_whose_lone_read_panics_leaves_its_followers_a_leader() {
+        let reads = Reads::default();
+        let (outcomes, groups) = read_behind(
+            &reads,
+            1..=3,
+            |asks| Ok(asks.iter().map(|ask| ask * 10).collect()),
+            |_| panic!("the lone read's bug"),
+        );
+        assert!(outcomes[0].is_err(), "the leader's thread panicked");
+        let followers: Vec<u32> = outcomes[1..].iter().map(|read| *read.as_ref().unwrap()).collect();
+        assert_eq!(followers, [10, 20, 30], "the followers were read by the next leader");
+        assert_eq!(groups.len(), 1);
+    }
+
+    #[test]
+    fn a_request_waits_for_a_stuck_leader_only_so_long_then_reads_alone_as_do_later_ones() {
+        let reads = Reads::with_patience(Duration::from_millis(20));
+        let (entered, leader_entered) = mpsc::channel();
+        std::thread::scope(|scope| {
+            let (release, released) = mpsc::channel::<()>();
+            let stuck = scope.spawn(|| {
+                reads.read(
+                    0,
+                    |_| panic!("no group"),
+                    move |ask| {
+                        entered.send(()).unwrap();
+                        released.recv().unwrap();
+                        read_one(ask)
+                    },
+                )
+            });
+            leader_entered.recv().unwrap();
+            let no_group = |_: &[u32]| -> Result<Vec<u32>> { panic!("nobody is left to read for") };
+            assert_eq!(reads.read(1, no_group, read_one).unwrap(), 10, "queued, then alone");
+            assert_eq!(reads.waiting(), 0, "it left the queue");
+            assert_eq!(reads.read(2, no_group, read_one).unwrap(), 20, "behind a stale lead: alone at once");
+            assert_eq!(reads.waiting(), 0, "it never queued");
+            release.send(()).unwrap();
+            assert_eq!(stuck.join().unwrap().unwrap(), 0);
+        });
+        assert!(!reads.leading());
+        assert_eq!(reads.counts(), SessionGroupCounts::default());
     }
 }
