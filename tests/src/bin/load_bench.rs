@@ -8,20 +8,28 @@
 //! target/release/load_bench --quick    # 8 devices × 20 pushes, 2 readers, 2 runs; ≈ 40 s
 //! ```
 //!
-//! The full run took 1 min 47 s on 2 cores (setup on SQLite 25 s, on PostgreSQL 34 s). Its
-//! figures (2026-12-07, at `3a86986`, the answers' first statements read in groups on
-//! PostgreSQL), medians of 3:
+//! The full run took 2 min 6 s on 2 cores (setup on PostgreSQL 40 s). Its figures
+//! (2026-12-07, at `2a182cc`, the syncs' sessions also read in groups on PostgreSQL),
+//! medians of 3, in a slow hour of this VM (automerge-repo, unchanged, cost 1.544 ms):
 //!
 //! ```text
-//! server CPU per accepted push     SQLite 0.178 ms | PostgreSQL 0.192 ms, incl. PostgreSQL 0.420 ms | automerge-repo 1.762 ms
-//! pushes per server-CPU-second     SQLite 5618     | PostgreSQL 5208, incl. PostgreSQL 2381          | automerge-repo 568
-//! server CPU per delivered bundle  SQLite 2.0 µs   | PostgreSQL 2.0 µs, incl. PostgreSQL 5.5 µs      |
-//! server CPU per idle sync (200 documents held)  SQLite 0.25 ms | PostgreSQL 0.30 ms, incl. PostgreSQL 0.70 ms
-//! RSS per idle live socket         SQLite 5.2 KiB  | PostgreSQL 3.5 KiB                              | automerge-repo 11.5 KiB
+//! server CPU per accepted push     SQLite 0.250 ms | PostgreSQL 0.282 ms, incl. PostgreSQL 0.608 ms | automerge-repo 1.544 ms
+//! pushes per server-CPU-second     SQLite 4000     | PostgreSQL 3546, incl. PostgreSQL 1645          | automerge-repo 648
+//! server CPU per delivered bundle  SQLite 3.0 µs   | PostgreSQL 2.5 µs, incl. PostgreSQL 6.5 µs      |
+//! server CPU per idle sync (200 documents held)  SQLite 0.35 ms | PostgreSQL 0.45 ms, incl. PostgreSQL 1.00 ms
+//! RSS per idle live socket         SQLite 5.1 KiB  | PostgreSQL 3.7 KiB                              | automerge-repo 13.9 KiB
 //! ```
 //!
-//! One draw of this VM, whose runs spread by ±30 %: the full run an hour before, at
-//! `e4b910a` (the same code but for error paths), gave PostgreSQL 0.624 ms per push incl.
+//! The same hour's alternated runs of the push phase on PostgreSQL (ARCHITECTURE, "sessions
+//! in groups") ranged 0.394–0.688 ms per push incl. PostgreSQL for this build: one full
+//! run is one draw. The full run before, at `3a86986` in a quiet hour (the answers' first
+//! statements read in groups): SQLite 0.178 ms per push (5,618 per CPU-second),
+//! PostgreSQL 0.192 ms alone (5,208) and 0.420 ms incl. PostgreSQL (2,381), automerge-repo
+//! 1.762 ms (568); per delivered bundle 2.0, 2.0 and 5.5 µs; an idle sync 0.25, 0.30 and
+//! 0.70 ms; RSS per idle socket 5.2 and 3.5 KiB against 11.5.
+//!
+//! This VM's runs spread by ±30 %: the full run an hour before `3a86986`, at `e4b910a`
+//! (the same code but for error paths), gave PostgreSQL 0.624 ms per push incl.
 //! PostgreSQL (1,603 per CPU-second), SQLite 0.220 ms, automerge-repo 1.450 ms. Seventeen
 //! alternated runs of the push phase on PostgreSQL with the grouped reads gave
 //! 0.406–0.848 ms per push incl. PostgreSQL (median 0.538, 1,859 per CPU-second), against
