@@ -220,13 +220,14 @@ pub(super) fn sync_session<B: Backend + ?Sized>(
     documents: &[DocumentId],
 ) -> Result<Option<SyncSession>> {
     super::known_compartments(documents.iter().copied())?;
-    let ask = SessionAsk { device, documents: documents.to_vec() };
     match backend.session_reads() {
         // A sync naming many documents reads alone, so that it cannot slow a group.
-        Some(reads) if documents.len() <= MAX_DOCUMENTS_GROUPED => {
-            reads.read(ask, |asks| sync_sessions(backend, asks), |ask| session_alone(backend, ask))
-        }
-        _ => session_alone(backend, &ask),
+        Some(reads) if documents.len() <= MAX_DOCUMENTS_GROUPED => reads.read(
+            SessionAsk { device, documents: documents.to_vec() },
+            |asks| sync_sessions(backend, asks),
+            |ask| session_alone(backend, ask.device, &ask.documents),
+        ),
+        _ => session_alone(backend, device, documents),
     }
 }
 
@@ -256,10 +257,14 @@ pub(super) fn sync_sessions<B: Backend + ?Sized>(
         .collect())
 }
 
-/// The session of `ask` in a statement of its own.
-fn session_alone<B: Backend + ?Sized>(backend: &B, ask: &SessionAsk) -> Result<Option<SyncSession>> {
-    let read = read_statement(backend, |rows| rows.sync_session(ask.device, &ask.documents))?;
-    Ok(read.map(|read| session_of(read, &ask.documents)))
+/// The session of `device` with the epochs of `documents`, in a statement of its own.
+fn session_alone<B: Backend + ?Sized>(
+    backend: &B,
+    device: DeviceId,
+    documents: &[DocumentId],
+) -> Result<Option<SyncSession>> {
+    let read = read_statement(backend, |rows| rows.sync_session(device, documents))?;
+    Ok(read.map(|read| session_of(read, documents)))
 }
 
 fn session_of(SessionRead { device, user, stamp }: SessionRead, documents: &[DocumentId]) -> SyncSession {
