@@ -221,6 +221,9 @@ struct Measured {
     /// `None` where no database server runs apart from the server (SQLite, automerge-repo).
     with_database_per_push: Option<f64>,
     wall_rate: f64,
+    /// A push's time from request to answer, median and 99th percentile, in seconds (the
+    /// medians over the runs; `None` where the load waits differently: automerge-repo).
+    push_latency: Option<(f64, f64)>,
     cpu_per_delivered: Option<f64>,
     with_database_per_delivered: Option<f64>,
     /// Per sync with nothing new of a device holding every plan (eenplan only).
@@ -320,6 +323,8 @@ fn eenplan_runs(cfg: &Config, fixture: &mut Fixture) -> (Vec<Run>, Measured) {
         with_database_per_push: median_of(&runs, |r| with_database_per(&r.push, r.accepted)),
         wall_rate: median_of(&runs, |r| Some(r.accepted as f64 / r.push.wall.as_secs_f64()))
             .unwrap_or_default(),
+        push_latency: median_of(&runs, |r| Some(r.push_p50.as_secs_f64()))
+            .zip(median_of(&runs, |r| Some(r.push_p99.as_secs_f64()))),
         cpu_per_delivered: median_of(&runs, |r| Some(cpu_per(&r.delivery, r.delivered))),
         with_database_per_delivered: median_of(&runs, |r| with_database_per(&r.delivery, r.delivered)),
         cpu_per_idle_sync: median_of(&runs, |r| Some(cpu_per(&r.idle, r.idle_syncs))),
@@ -359,6 +364,12 @@ fn eenplan_rows(cfg: &Config, table: &mut Table, fixture: &mut Fixture, backend:
         format!("{:.0} /s", measured.wall_rate),
         "",
         "",
+    );
+    table.row(
+        "push latency, request to answer: median / 99th percentile",
+        measured.push_latency.map_or_else(String::new, |(p50, p99)| format!("{} / {}", ms(p50), ms(p99))),
+        "",
+        "clients on the same cores",
     );
     delivery_rows(table, &measured, database);
     idle_sync_rows(cfg, table, &measured, database);
@@ -505,6 +516,7 @@ fn measure_a(cfg: &Config, table: &mut Table) {
     let am = Measured {
         cpu_per_push: median(&runs.iter().map(|r| cpu_per(&r.push, r.changes)).collect::<Vec<_>>()),
         with_database_per_push: None,
+        push_latency: None,
         wall_rate: median(
             &runs.iter().map(|r| r.changes as f64 / r.push.wall.as_secs_f64()).collect::<Vec<_>>(),
         ),

@@ -456,6 +456,10 @@ pub struct Run {
     /// uploads that answered the server's asks (the pushers' `save()` and seal of each
     /// snapshot run in this process: in the wall time, not in the server's CPU).
     pub push: Spent,
+    /// Each replayed push's time from its request to its answer, the median and the 99th
+    /// percentile (the snapshot uploads not counted; the clients share the server's cores).
+    pub push_p50: Duration,
+    pub push_p99: Duration,
     /// Change bundles the readers received, all of them (each reader gets every accepted
     /// push), and snapshots they received (counted apart; none while a reader lacks at most
     /// [`SNAPSHOT_SHORTCUT_CHANGES`] changes of a document).
@@ -496,6 +500,7 @@ impl Fixture {
         let tally = replay(&mut pushers, &mut self.pushers, &self.sealed, threads);
         run.push = watch.stop().expect("the server runs");
         database.statements_end(&format!("{label}: pushes"));
+        (run.push_p50, run.push_p99) = (percentile(&tally.latencies, 50), percentile(&tally.latencies, 99));
         (run.accepted, run.failed, run.failure) = (tally.accepted.len() as u64, tally.failed, tally.failure);
         (run.snapshots, run.snapshots_refused, run.snapshot_refusal) =
             (tally.snapshots, tally.snapshots_refused, tally.snapshot_refusal);
@@ -548,6 +553,8 @@ fn caught_up(agent: &ureq::Agent, server: &Server, devices: &[Device]) -> Vec<Pe
 #[derive(Debug, Default)]
 struct Tally {
     accepted: HashSet<[u8; 16]>,
+    /// Each replayed push's time from request to answer.
+    latencies: Vec<Duration>,
     failed: u64,
     failure: Option<String>,
     snapshots: u64,
@@ -568,6 +575,7 @@ impl Tally {
 
     fn add(mut self, other: Tally) -> Tally {
         self.accepted.extend(other.accepted);
+        self.latencies.extend(other.latencies);
         self.failed += other.failed;
         self.failure = self.failure.or(other.failure);
         self.snapshots += other.snapshots;
@@ -575,6 +583,14 @@ impl Tally {
         self.snapshot_refusal = self.snapshot_refusal.or(other.snapshot_refusal);
         self
     }
+}
+
+/// The `p`th percentile of `values` (nearest rank; zero for none).
+fn percentile(values: &[Duration], p: usize) -> Duration {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    let rank = (sorted.len() * p).div_ceil(100).max(1);
+    sorted.get(rank - 1).copied().unwrap_or_default()
 }
 
 /// Replays on `threads` threads; `peers[i]` is the session of `devices[i]`, which sealed
@@ -599,7 +615,10 @@ fn replay_thread(peers: &mut [Peer], devices: &mut [Device], sealed: &[Vec<Seale
     for k in 0..edits {
         for (((session, cursor), device), bundles) in peers.iter_mut().zip(devices.iter_mut()).zip(sealed) {
             let Some(bundle) = bundles.get(k) else { continue };
-            let pushed = match wire::push_one(&agent, session, cursor, &bundle.bytes, bundle.id) {
+            let sent = Instant::now();
+            let pushed = wire::push_one(&agent, session, cursor, &bundle.bytes, bundle.id);
+            tally.latencies.push(sent.elapsed());
+            let pushed = match pushed {
                 Ok(pushed) => pushed,
                 Err(e) => {
                     tally.fail(e.to_string());
@@ -757,4 +776,18 @@ fn live_socket(server: &Server, token: &str) -> tungstenite::WebSocket<TcpStream
     let (socket, response) = tungstenite::client::client(request, stream).expect("the live socket opens");
     assert_eq!(response.status().as_u16(), 101, "the server did not switch protocols");
     socket
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_percentile_is_the_nearest_rank_of_the_times_measured() {
+        let times: Vec<Duration> = (1..=200).rev().map(Duration::from_millis).collect();
+        assert_eq!(percentile(&times, 50), Duration::from_millis(100));
+        assert_eq!(percentile(&times, 99), Duration::from_millis(198));
+        assert_eq!(percentile(&times[..1], 99), Duration::from_millis(200), "one time is every percentile");
+        assert_eq!(percentile(&[], 50), Duration::ZERO, "none measured");
+    }
 }
