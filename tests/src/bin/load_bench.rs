@@ -95,8 +95,10 @@
 //!       that answer's head (`Device::seal_snapshot`, with its own key) and uploads it in one
 //!       more `POST /v1/sync` (its next round), which must be stored (a refused or lost one
 //!       is a failure); the tail is then short and the server stops asking. Reported:
-//!       snapshots uploaded per run; the server's CPU time (`/proc/PID/stat` utime + stime)
-//!       per accepted push, and pushes per server-CPU-second (target ≥ 2,000), counting only
+//!       snapshots uploaded per run; each push's time from request to answer (median and
+//!       99th percentile, the clients on the same cores); the server's CPU time
+//!       (`/proc/PID/stat` utime + stime) per accepted push, and pushes per
+//!       server-CPU-second (target ≥ 2,000), counting only
 //!       the replayed edits as pushes while the CPU measured includes the snapshot uploads
 //!       (a device's cost of its edits); on PostgreSQL also with the CPU of PostgreSQL's own
 //!       processes (the postmaster and every process under it, running or ended: `cutime` +
@@ -367,7 +369,9 @@ fn eenplan_rows(cfg: &Config, table: &mut Table, fixture: &mut Fixture, backend:
     );
     table.row(
         "push latency, request to answer: median / 99th percentile",
-        measured.push_latency.map_or_else(String::new, |(p50, p99)| format!("{} / {}", ms(p50), ms(p99))),
+        measured
+            .push_latency
+            .map_or_else(String::new, |(p50, p99)| format!("{:.1} / {:.1} ms", p50 * 1e3, p99 * 1e3)),
         "",
         "clients on the same cores",
     );
