@@ -131,7 +131,17 @@ impl Metrics {
     /// The text of a scrape; `remembered` is the storage's count of remembered reads.
     pub fn render(&self, remembered: RememberedReads) -> String {
         let mut out = String::with_capacity(2048);
-        header(&mut out, "eenplan_requests_total", "HTTP requests by route class.", "counter");
+        self.render_http(&mut out);
+        self.render_counters(&mut out);
+        render_storage_reads(&mut out, &remembered);
+        header(&mut out, "eenplan_live_connections", "Open live (WebSocket) connections.", "gauge");
+        let _ = writeln!(out, "eenplan_live_connections {}", self.live_connections.load(Ordering::Relaxed));
+        out
+    }
+
+    /// Requests by route class and responses by status class.
+    fn render_http(&self, out: &mut String) {
+        header(out, "eenplan_requests_total", "HTTP requests by route class.", "counter");
         for (class, counter) in RouteClass::ALL.iter().zip(&self.requests) {
             let _ = writeln!(
                 out,
@@ -140,7 +150,7 @@ impl Metrics {
                 counter.load(Ordering::Relaxed)
             );
         }
-        header(&mut out, "eenplan_responses_total", "HTTP responses by status class.", "counter");
+        header(out, "eenplan_responses_total", "HTTP responses by status class.", "counter");
         for (label, counter) in ["2xx", "3xx", "4xx", "5xx"].iter().zip(&self.responses) {
             let _ = writeln!(
                 out,
@@ -148,6 +158,10 @@ impl Metrics {
                 counter.load(Ordering::Relaxed)
             );
         }
+    }
+
+    /// This process's own counters, one series each.
+    fn render_counters(&self, out: &mut String) {
         let counters: [(&str, &str, &AtomicU64); 22] = [
             ("eenplan_pushes_appended_total", "Pushed bundles appended to the log.", &self.pushes_appended),
             (
@@ -237,63 +251,69 @@ impl Metrics {
             ),
         ];
         for (name, help, counter) in counters {
-            header(&mut out, name, help, "counter");
-            let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
+            plain_counter(out, name, help, counter.load(Ordering::Relaxed));
         }
-        served_or_read(
-            &mut out,
-            ("eenplan_remembered_reads_total", "cache"),
-            "Reads this process served from what it remembers (outcome served) or made again in the database (outcome read): users' accesses, devices' missing-key lists and held keys.",
-            [
-                ("access", remembered.accesses_served, remembered.accesses_read),
-                ("missing_keys", remembered.missing_keys_served, remembered.missing_keys_read),
-                ("held_keys", remembered.held_keys_served, remembered.held_keys_read),
-            ],
-        );
-        served_or_read(
-            &mut out,
-            ("eenplan_answer_reads_ahead_total", "read"),
-            "Reads a sync answer asked for ahead with its facts and then took (outcome served), or made again itself (outcome read): the device's mailbox, the documents with news, the snapshot candidates' tails.",
-            [
-                ("mailbox", remembered.mailbox_ahead_served, remembered.mailbox_ahead_read),
-                ("news", remembered.news_ahead_served, remembered.news_ahead_read),
-                ("tails", remembered.tails_ahead_served, remembered.tails_ahead_read),
-            ],
-        );
-        counter_series(
-            &mut out,
-            "eenplan_answer_one_statement_total",
-            "Sync answers tried as one statement on PostgreSQL: it sufficed (outcome one_statement), or the answer asked for a second statement and was read again in a transaction (outcome again).",
-            [
-                ("one_statement", remembered.one_statement_answers),
-                ("again", remembered.one_statement_answers_again),
-            ]
-            .map(|(outcome, count)| (format!("outcome=\"{outcome}\""), count)),
-        );
-        for (name, help, count) in [
-            (
-                "eenplan_session_group_reads_total",
-                "Statements that read the sessions of two or more syncs that arrived together (PostgreSQL), failed ones too.",
-                remembered.session_group_reads,
-            ),
-            (
-                "eenplan_sessions_read_in_groups_total",
-                "Sync sessions read in a statement with other syncs' sessions (statements that succeeded).",
-                remembered.sessions_read_in_groups,
-            ),
-            (
-                "eenplan_session_group_read_failures_total",
-                "Group reads of sync sessions that failed; those syncs read their own.",
-                remembered.session_group_read_failures,
-            ),
-        ] {
-            header(&mut out, name, help, "counter");
-            let _ = writeln!(out, "{name} {count}");
-        }
-        header(&mut out, "eenplan_live_connections", "Open live (WebSocket) connections.", "gauge");
-        let _ = writeln!(out, "eenplan_live_connections {}", self.live_connections.load(Ordering::Relaxed));
-        out
     }
+}
+
+/// What the storage counted of its reads: the remembered ones, the reads asked for ahead,
+/// the answers tried as one statement, and the sessions read in groups.
+fn render_storage_reads(out: &mut String, remembered: &RememberedReads) {
+    served_or_read(
+        out,
+        ("eenplan_remembered_reads_total", "cache"),
+        "Reads this process served from what it remembers (outcome served) or made again in the database (outcome read): users' accesses, devices' missing-key lists and held keys.",
+        [
+            ("access", remembered.accesses_served, remembered.accesses_read),
+            ("missing_keys", remembered.missing_keys_served, remembered.missing_keys_read),
+            ("held_keys", remembered.held_keys_served, remembered.held_keys_read),
+        ],
+    );
+    served_or_read(
+        out,
+        ("eenplan_answer_reads_ahead_total", "read"),
+        "Reads a sync answer asked for ahead with its facts and then took (outcome served), or made again itself (outcome read): the device's mailbox, the documents with news, the snapshot candidates' tails.",
+        [
+            ("mailbox", remembered.mailbox_ahead_served, remembered.mailbox_ahead_read),
+            ("news", remembered.news_ahead_served, remembered.news_ahead_read),
+            ("tails", remembered.tails_ahead_served, remembered.tails_ahead_read),
+        ],
+    );
+    counter_series(
+        out,
+        "eenplan_answer_one_statement_total",
+        "Sync answers tried as one statement on PostgreSQL: it sufficed (outcome one_statement), or the answer asked for a second statement and was read again in a transaction (outcome again).",
+        [
+            ("one_statement", remembered.one_statement_answers),
+            ("again", remembered.one_statement_answers_again),
+        ]
+        .map(|(outcome, count)| (format!("outcome=\"{outcome}\""), count)),
+    );
+    for (name, help, count) in [
+        (
+            "eenplan_session_group_reads_total",
+            "Statements that read the sessions of two or more syncs that arrived together (PostgreSQL), failed ones too.",
+            remembered.session_group_reads,
+        ),
+        (
+            "eenplan_sessions_read_in_groups_total",
+            "Sync sessions read in a statement with other syncs' sessions (statements that succeeded).",
+            remembered.sessions_read_in_groups,
+        ),
+        (
+            "eenplan_session_group_read_failures_total",
+            "Group reads of sync sessions that failed; those syncs read their own.",
+            remembered.session_group_read_failures,
+        ),
+    ] {
+        plain_counter(out, name, help, count);
+    }
+}
+
+/// A counter `name` with one series and no labels.
+fn plain_counter(out: &mut String, name: &str, help: &str, count: u64) {
+    header(out, name, help, "counter");
+    let _ = writeln!(out, "{name} {count}");
 }
 
 /// A counter `name` with one series per kind (label `label`) and outcome: `served` and `read`.

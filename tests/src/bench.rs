@@ -184,6 +184,14 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, counter: Arc<AtomicU64>) {
     });
 }
 
+/// The `p`th percentile of `values` (nearest rank; zero for none).
+pub fn percentile(values: &[Duration], p: usize) -> Duration {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    let rank = (sorted.len() * p).div_ceil(100).max(1);
+    sorted.get(rank - 1).copied().unwrap_or_default()
+}
+
 /// The median (the upper one of an even count); the machines are noisy, means mislead.
 pub fn median<T: Copy + PartialOrd>(values: &[T]) -> T {
     let mut sorted = values.to_vec();
@@ -317,4 +325,18 @@ impl Table {
 /// `value / reference` as a ratio for a table.
 pub fn ratio(value: f64, reference: f64) -> String {
     if reference > 0.0 { format!("{:.2}×", value / reference) } else { "—".into() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_percentile_is_the_nearest_rank_of_the_times_measured() {
+        let times: Vec<Duration> = (1..=200).rev().map(Duration::from_millis).collect();
+        assert_eq!(percentile(&times, 50), Duration::from_millis(100));
+        assert_eq!(percentile(&times, 99), Duration::from_millis(198));
+        assert_eq!(percentile(&times[..1], 99), Duration::from_millis(200), "one time is every percentile");
+        assert_eq!(percentile(&[], 50), Duration::ZERO, "none measured");
+    }
 }

@@ -75,7 +75,8 @@ use eenplan_core::plan::{
 use eenplan_core::sync::{ShareOutcome, SyncError, SyncReport};
 use eenplan_core::{CoreError, Device, DeviceId, EntityId, PlanId};
 use eenplan_tests::bench::{
-    Args, Table, add_report, bytes, cores, median, policy_where_reading_all, ratio, run, scratch, secs,
+    Args, Table, add_report, bytes, cores, median, percentile, policy_where_reading_all, ratio, run, scratch,
+    secs,
 };
 use eenplan_tests::network::{Admin, Server, device_keystore};
 
@@ -655,13 +656,6 @@ fn automerge_run(
 
 // --- statistics and the table -------------------------------------------------------------
 
-fn percentile(values: &[Duration], p: f64) -> Duration {
-    let mut sorted = values.to_vec();
-    sorted.sort();
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
 // --- a. one small edit on the wire --------------------------------------------------------
 
 /// Two devices in steady state on one plan: A made its history, B reads it. Fields drop in
@@ -1210,7 +1204,7 @@ fn throughput_rows(cfg: &Config, table: &mut Table, storm: &Storm, peak_rss_kib:
     let latencies = &storm.latencies;
     table.row(
         "sync latency p50 / p95 (edit pushed, others' pulled)",
-        format!("{} / {}", secs(percentile(latencies, 0.5)), secs(percentile(latencies, 0.95))),
+        format!("{} / {}", secs(percentile(latencies, 50)), secs(percentile(latencies, 95))),
         "",
         "",
     );

@@ -33,7 +33,7 @@ use tungstenite::client::IntoClientRequest;
 
 use super::process::{Spent, Stopwatch, rss_kib};
 use super::wire::{self, Ack, Cursor, Pushed, Session};
-use crate::bench::{cores, policy_where_reading_all, scratch, sync_fully};
+use crate::bench::{cores, percentile, policy_where_reading_all, scratch, sync_fully};
 use crate::network::{Admin, Server, binary, device_keystore};
 
 pub const ORG: &str = "Wijkteam Noord";
@@ -585,14 +585,6 @@ impl Tally {
     }
 }
 
-/// The `p`th percentile of `values` (nearest rank; zero for none).
-fn percentile(values: &[Duration], p: usize) -> Duration {
-    let mut sorted = values.to_vec();
-    sorted.sort_unstable();
-    let rank = (sorted.len() * p).div_ceil(100).max(1);
-    sorted.get(rank - 1).copied().unwrap_or_default()
-}
-
 /// Replays on `threads` threads; `peers[i]` is the session of `devices[i]`, which sealed
 /// `sealed[i]`.
 fn replay(peers: &mut [Peer], devices: &mut [Device], sealed: &[Vec<Sealed>], threads: usize) -> Tally {
@@ -776,18 +768,4 @@ fn live_socket(server: &Server, token: &str) -> tungstenite::WebSocket<TcpStream
     let (socket, response) = tungstenite::client::client(request, stream).expect("the live socket opens");
     assert_eq!(response.status().as_u16(), 101, "the server did not switch protocols");
     socket
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_percentile_is_the_nearest_rank_of_the_times_measured() {
-        let times: Vec<Duration> = (1..=200).rev().map(Duration::from_millis).collect();
-        assert_eq!(percentile(&times, 50), Duration::from_millis(100));
-        assert_eq!(percentile(&times, 99), Duration::from_millis(198));
-        assert_eq!(percentile(&times[..1], 99), Duration::from_millis(200), "one time is every percentile");
-        assert_eq!(percentile(&[], 50), Duration::ZERO, "none measured");
-    }
 }

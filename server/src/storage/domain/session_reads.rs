@@ -92,6 +92,14 @@ enum Told<T> {
     Failed(StorageError),
 }
 
+/// Where a request that arrives stands ([`GroupedReads::join`]).
+enum Joined {
+    Leads,
+    Queued,
+    /// Behind a lead older than [`PATIENCE`]: it reads alone.
+    Alone,
+}
+
 /// How a group read went for its leader.
 enum GroupRead<T> {
     Read(T),
@@ -132,13 +140,15 @@ impl<A: Clone, T> GroupedReads<A, T> {
         read_one: impl Fn(&A) -> Result<T>,
     ) -> Result<T> {
         let slot = Arc::new(Slot { ask, told: Mutex::new(None), changed: Condvar::new() });
-        if !self.lead_or_queue(&slot) {
-            match self.follow(&slot) {
+        match self.join(&slot) {
+            Joined::Leads => {}
+            Joined::Alone => return read_one(&slot.ask),
+            Joined::Queued => match self.follow(&slot) {
                 Some(Told::Lead) => {}
                 Some(Told::Read(session)) => return Ok(*session),
                 Some(Told::Failed(e)) => return Err(e),
                 Some(Told::ReadAlone) | None => return read_one(&slot.ask),
-            }
+            },
         }
         let mut leading = self.take_followers();
         if leading.followers.is_empty() {
@@ -156,23 +166,20 @@ impl<A: Clone, T> GroupedReads<A, T> {
         }
     }
 
-    /// Takes the lead when nobody has it (`true`); queues `slot` behind a lead younger than
-    /// [`PATIENCE`]; neither behind an older one (`false`, and `slot` is told to read alone).
-    fn lead_or_queue(&self, slot: &Arc<Slot<A, T>>) -> bool {
+    /// Takes the lead when nobody has it; queues `slot` behind a lead younger than
+    /// [`PATIENCE`]; neither behind an older one (it reads alone).
+    fn join(&self, slot: &Arc<Slot<A, T>>) -> Joined {
         let mut queue = lock(&self.queue);
         match queue.lead_since {
             None => {
                 queue.lead_since = Some(Instant::now());
-                true
+                Joined::Leads
             }
             Some(since) if since.elapsed() < self.patience => {
                 queue.waiting.push_back(Arc::clone(slot));
-                false
+                Joined::Queued
             }
-            Some(_) => {
-                slot.tell(Told::ReadAlone);
-                false
-            }
+            Some(_) => Joined::Alone,
         }
     }
 
@@ -239,14 +246,19 @@ impl<A: Clone, T> Leading<'_, A, T> {
         self.reads.group_reads.fetch_add(1, Ordering::Relaxed);
         let asks: Vec<A> =
             std::iter::once(own).chain(self.followers.iter().map(|slot| &slot.ask)).cloned().collect();
-        let read = catch_unwind(AssertUnwindSafe(|| read_group(&asks)));
-        if let Ok(Ok(sessions)) = &read
-            && sessions.len() == size
-        {
-            self.reads.grouped_sessions.fetch_add(size as u64, Ordering::Relaxed);
-        } else {
-            self.reads.failures.fetch_add(1, Ordering::Relaxed);
-        }
+        let read = self.tell_followers(size, catch_unwind(AssertUnwindSafe(|| read_group(&asks))));
+        match &read {
+            GroupRead::Read(_) => self.reads.grouped_sessions.fetch_add(size as u64, Ordering::Relaxed),
+            GroupRead::ReadAlone | GroupRead::Failed(_) => {
+                self.reads.failures.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+        read
+    }
+
+    /// Tells each follower what came of the group's read (`read`, of `size` sessions with
+    /// the leader's); what the leader does with its own.
+    fn tell_followers(&mut self, size: usize, read: std::thread::Result<Result<Vec<T>>>) -> GroupRead<T> {
         match read {
             Ok(Ok(sessions)) if sessions.len() == size => {
                 let mut sessions = sessions.into_iter();
